@@ -1,0 +1,80 @@
+//! The event catalogue: every domain event with its stable type name and version.
+//!
+//! Invariant: a (type, version) pair, once written, is never reused for a different
+//! payload shape. A new shape gets a new version; the old one keeps being decoded and
+//! is upcast (see `eventlog::codec`). The committed corpus under `eventlog/tests/corpus`
+//! proves it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::FlavorEvent;
+use crate::host::HostEvent;
+use crate::instance::InstanceEvent;
+
+/// Any domain event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// An instance event.
+    Instance(InstanceEvent),
+    /// A flavor event.
+    Flavor(FlavorEvent),
+    /// A host event.
+    Host(HostEvent),
+}
+
+impl Event {
+    /// Stable type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::Instance(e) => instance_type(e),
+            Event::Flavor(e) => match e {
+                FlavorEvent::Created { .. } => "flavor.created",
+                FlavorEvent::Deleted { .. } => "flavor.deleted",
+                FlavorEvent::ExtraSpecsSet { .. } => "flavor.extra_specs_set",
+                FlavorEvent::ExtraSpecUnset { .. } => "flavor.extra_spec_unset",
+                FlavorEvent::DescriptionUpdated { .. } => "flavor.description_updated",
+            },
+            Event::Host(e) => match e {
+                HostEvent::Registered { .. } => "host.registered",
+                HostEvent::Claimed { .. } => "host.claimed",
+                HostEvent::Released { .. } => "host.released",
+            },
+        }
+    }
+
+    /// Current version of this event's payload schema.
+    pub fn version(&self) -> u16 {
+        1
+    }
+}
+
+/// Stable type name of an instance event.
+pub fn instance_type(e: &InstanceEvent) -> &'static str {
+    use InstanceEvent as E;
+    match e {
+        E::BuildRequested { .. } => "instance.build_requested",
+        E::Mapped { .. } => "instance.mapped",
+        E::Placed { .. } => "instance.placed",
+        E::BuildFailed { .. } => "instance.build_failed",
+        E::Spawned { .. } => "instance.spawned",
+        E::SpawnFailed { .. } => "instance.spawn_failed",
+        E::TaskStarted { .. } => "instance.task_started",
+        E::MigrationStarted { .. } => "instance.migration_started",
+        E::DestinationScheduled { .. } => "instance.destination_scheduled",
+        E::ActionCompleted { .. } => "instance.action_completed",
+        E::Shelved { .. } => "instance.shelved",
+        E::Offloaded { .. } => "instance.offloaded",
+        E::Unshelved { .. } => "instance.unshelved",
+        E::ResizeFinished { .. } => "instance.resize_finished",
+        E::ResizeConfirmed { .. } => "instance.resize_confirmed",
+        E::ResizeReverted { .. } => "instance.resize_reverted",
+        E::LiveMigrated { .. } => "instance.live_migrated",
+        E::Locked { .. } => "instance.locked",
+        E::Unlocked { .. } => "instance.unlocked",
+        E::Updated { .. } => "instance.updated",
+        E::StateReset { .. } => "instance.state_reset",
+        E::Deleted { .. } => "instance.deleted",
+        E::TaskFailed { .. } => "instance.task_failed",
+        E::TaskRetried { .. } => "instance.task_retried",
+    }
+}

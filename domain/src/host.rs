@@ -1,0 +1,275 @@
+//! The compute host aggregate (`stratus.cell.<cell>.host.<name>`): capacity and the
+//! placement claims against it. The subject sequence is the placement generation.
+//!
+//! Invariants: for every committed state, the sum of claims never exceeds
+//! `total * allocation_ratio` for vCPU, RAM and disk (a claim that does not fit is
+//! refused); a claim id is unique per scheduling decision, so claiming twice with the
+//! same id is a no-op and releasing an unknown claim is a no-op.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CellName, ClaimId, DomainError, HostName, InstanceId, Timestamp};
+
+/// An amount of placement resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// VCPU
+    pub vcpus: u64,
+    /// MEMORY_MB
+    pub ram_mb: u64,
+    /// DISK_GB
+    pub disk_gb: u64,
+}
+
+impl Resources {
+    /// Component-wise sum.
+    pub fn plus(self, o: Resources) -> Resources {
+        Resources {
+            vcpus: self.vcpus + o.vcpus,
+            ram_mb: self.ram_mb + o.ram_mb,
+            disk_gb: self.disk_gb + o.disk_gb,
+        }
+    }
+
+    /// Component-wise saturating difference.
+    pub fn minus(self, o: Resources) -> Resources {
+        Resources {
+            vcpus: self.vcpus.saturating_sub(o.vcpus),
+            ram_mb: self.ram_mb.saturating_sub(o.ram_mb),
+            disk_gb: self.disk_gb.saturating_sub(o.disk_gb),
+        }
+    }
+}
+
+/// Allocation ratios (Nova defaults: 16.0 / 1.5 / 1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    /// cpu_allocation_ratio
+    pub cpu: f64,
+    /// ram_allocation_ratio
+    pub ram: f64,
+    /// disk_allocation_ratio
+    pub disk: f64,
+}
+
+impl Default for Ratios {
+    fn default() -> Self {
+        Ratios {
+            cpu: 16.0,
+            ram: 1.5,
+            disk: 1.0,
+        }
+    }
+}
+
+/// What a host offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSpec {
+    /// Host name (also the node name).
+    pub name: HostName,
+    /// Cell the host belongs to.
+    pub cell: CellName,
+    /// Physical capacity.
+    pub total: Resources,
+    /// Allocation ratios.
+    pub ratios: Ratios,
+    /// Availability zone.
+    pub availability_zone: String,
+}
+
+impl HostSpec {
+    /// Capacity after allocation ratios.
+    pub fn capacity(&self) -> Resources {
+        Resources {
+            vcpus: (self.total.vcpus as f64 * self.ratios.cpu).floor() as u64,
+            ram_mb: (self.total.ram_mb as f64 * self.ratios.ram).floor() as u64,
+            disk_gb: (self.total.disk_gb as f64 * self.ratios.disk).floor() as u64,
+        }
+    }
+}
+
+/// One claim on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The consuming instance.
+    pub instance: InstanceId,
+    /// Amount claimed.
+    pub resources: Resources,
+}
+
+/// Current state of a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    /// Spec.
+    pub spec: HostSpec,
+    /// Claims by id.
+    pub allocations: BTreeMap<ClaimId, Allocation>,
+    /// Sum of claims.
+    pub used: Resources,
+    /// Registration time.
+    pub registered_at: Timestamp,
+}
+
+impl Host {
+    /// Capacity left after claims.
+    pub fn free(&self) -> Resources {
+        self.spec.capacity().minus(self.used)
+    }
+
+    /// Why `req` does not fit, if it does not.
+    pub fn misfit(&self, req: Resources) -> Option<&'static str> {
+        let cap = self.spec.capacity();
+        let after = self.used.plus(req);
+        if after.vcpus > cap.vcpus {
+            Some("VCPU")
+        } else if after.ram_mb > cap.ram_mb {
+            Some("MEMORY_MB")
+        } else if after.disk_gb > cap.disk_gb {
+            Some("DISK_GB")
+        } else {
+            None
+        }
+    }
+}
+
+/// Commands on a host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCommand {
+    /// Register or update the host's inventory.
+    Register(HostSpec),
+    /// Claim resources for an instance.
+    Claim {
+        /// Claim id (the scheduling operation).
+        claim: ClaimId,
+        /// Consumer.
+        instance: InstanceId,
+        /// Amount.
+        resources: Resources,
+    },
+    /// Release a claim.
+    Release {
+        /// Claim id.
+        claim: ClaimId,
+    },
+}
+
+/// Events of a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HostEvent {
+    /// `host.registered`
+    Registered {
+        /// Spec.
+        spec: HostSpec,
+        /// When.
+        at: Timestamp,
+    },
+    /// `host.claimed`
+    Claimed {
+        /// Claim id.
+        claim: ClaimId,
+        /// Consumer.
+        instance: InstanceId,
+        /// Amount.
+        resources: Resources,
+    },
+    /// `host.released`
+    Released {
+        /// Claim id.
+        claim: ClaimId,
+    },
+}
+
+/// Decides a host command.
+pub fn decide(
+    state: Option<&Host>,
+    cmd: HostCommand,
+    now: Timestamp,
+) -> Result<Vec<HostEvent>, DomainError> {
+    match cmd {
+        HostCommand::Register(spec) => {
+            if state.is_some_and(|h| h.spec == spec) {
+                return Ok(vec![]);
+            }
+            Ok(vec![HostEvent::Registered { spec, at: now }])
+        }
+        HostCommand::Claim {
+            claim,
+            instance,
+            resources,
+        } => {
+            let Some(h) = state else {
+                return Err(DomainError::NotFound {
+                    kind: "Host",
+                    id: String::new(),
+                });
+            };
+            if h.allocations.contains_key(&claim) {
+                return Ok(vec![]);
+            }
+            if let Some(resource) = h.misfit(resources) {
+                return Err(DomainError::NoCapacity {
+                    host: h.spec.name.to_string(),
+                    resource,
+                });
+            }
+            Ok(vec![HostEvent::Claimed {
+                claim,
+                instance,
+                resources,
+            }])
+        }
+        HostCommand::Release { claim } => {
+            if state.is_some_and(|h| h.allocations.contains_key(&claim)) {
+                Ok(vec![HostEvent::Released { claim }])
+            } else {
+                Ok(vec![])
+            }
+        }
+    }
+}
+
+/// Applies a host event. Total: never fails.
+pub fn evolve(state: Option<Host>, ev: &HostEvent) -> Option<Host> {
+    match ev {
+        HostEvent::Registered { spec, at } => Some(match state {
+            Some(mut h) => {
+                h.spec = spec.clone();
+                h
+            }
+            None => Host {
+                spec: spec.clone(),
+                allocations: BTreeMap::new(),
+                used: Resources::default(),
+                registered_at: *at,
+            },
+        }),
+        HostEvent::Claimed {
+            claim,
+            instance,
+            resources,
+        } => state.map(|mut h| {
+            if h
+                .allocations
+                .insert(
+                    *claim,
+                    Allocation {
+                        instance: *instance,
+                        resources: *resources,
+                    },
+                )
+                .is_none()
+            {
+                h.used = h.used.plus(*resources);
+            }
+            h
+        }),
+        HostEvent::Released { claim } => state.map(|mut h| {
+            if let Some(a) = h.allocations.remove(claim) {
+                h.used = h.used.minus(a.resources);
+            }
+            h
+        }),
+    }
+}

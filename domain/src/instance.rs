@@ -1,0 +1,1590 @@
+//! The instance aggregate: Nova's vm_state / task_state / power_state machine.
+//!
+//! An instance lives on two subjects in turn. Before it has a host it is a *build
+//! request* on `stratus.api.instance.<id>` (events `build_requested`, `mapped`, and
+//! `deleted` if it is deleted before placement). The scheduler then writes `placed`
+//! (or `build_failed` for NoValidHost, in `cell0`) as the first commit of
+//! `stratus.cell.<cell>.instance.<id>`, carrying a snapshot of the whole state, and
+//! every later event goes there. The effective state is the cell state once placed.
+//!
+//! Invariants (checked by the property tests):
+//! - `decide` follows nova/compute/api.py exactly: the lock check first (non-admins
+//!   only), then the allowed vm_states, then the allowed task_states, then
+//!   `launched_at` (`must_have_launched`), then the host; refusals are
+//!   [`DomainError::InvalidState`] / [`DomainError::Locked`] / [`DomainError::NotReady`].
+//! - While an operation is in progress, `op` is `Some` and names it; `task_state` is
+//!   `Some` exactly when `op` is `Some`.
+//! - Reactor commands (`Complete`, `Fail`, `MigrationScheduled`, ...) name the
+//!   operation they answer; an answer for an operation that is no longer current
+//!   decides to nothing, which makes every reactor idempotent.
+//! - A deleted instance refuses every command (404), and every reactor command on it
+//!   decides to nothing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::flavor::FlavorSpec;
+use crate::host::Resources;
+use crate::states::{PowerState, TaskState, VmState};
+use crate::{CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, MigrationId, Timestamp};
+
+/// A flavor as embedded in a server (copied at create / resize time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlavorSnapshot {
+    /// The flavor's spec.
+    pub spec: FlavorSpec,
+    /// Its extra specs at the time.
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+impl FlavorSnapshot {
+    /// Placement resources of this flavor (no root disk when booted from volume).
+    pub fn resources(&self, boot_from_volume: bool) -> Resources {
+        let mut r = self.spec.resources();
+        if boot_from_volume {
+            r.disk_gb = r.disk_gb.saturating_sub(self.spec.disk_gb);
+        }
+        r
+    }
+}
+
+/// Requested networking (`networks` in the create request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Networks {
+    /// `"none"`
+    None,
+    /// `"auto"`
+    Auto,
+    /// An explicit list.
+    List(Vec<NetworkRequest>),
+}
+
+/// One requested network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRequest {
+    /// Network uuid.
+    pub uuid: Option<String>,
+    /// Port id.
+    pub port: Option<String>,
+    /// Fixed IP.
+    pub fixed_ip: Option<String>,
+    /// Device tag.
+    pub tag: Option<String>,
+}
+
+/// Everything a create request fixes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// Server id.
+    pub id: InstanceId,
+    /// Display name.
+    pub name: String,
+    /// Description (2.19+).
+    pub description: Option<String>,
+    /// Owner project.
+    pub project_id: String,
+    /// Creating user.
+    pub user_id: String,
+    /// Flavor at create time.
+    pub flavor: FlavorSnapshot,
+    /// Image ref (empty when booted from volume).
+    pub image_ref: String,
+    /// Booted from a volume (block_device_mapping_v2 with a volume root).
+    pub boot_from_volume: bool,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Requested availability zone.
+    pub availability_zone: Option<String>,
+    /// Requested networks.
+    pub networks: Networks,
+    /// Key pair name.
+    pub key_name: Option<String>,
+    /// Admin-requested host (2.74 `host`).
+    pub requested_host: Option<HostName>,
+}
+
+/// An error recorded on the instance (`fault` in the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// HTTP-like code (500, 404 for NoValidHost...).
+    pub code: u16,
+    /// Message.
+    pub message: String,
+    /// Details (admin only).
+    pub details: String,
+    /// When.
+    pub created: Timestamp,
+}
+
+/// Instance action names (os-instance-actions `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// create
+    Create,
+    /// delete
+    Delete,
+    /// stop
+    Stop,
+    /// start
+    Start,
+    /// pause
+    Pause,
+    /// unpause
+    Unpause,
+    /// suspend
+    Suspend,
+    /// resume
+    Resume,
+    /// reboot (soft)
+    Reboot,
+    /// reboot (hard)
+    RebootHard,
+    /// shelve
+    Shelve,
+    /// shelveOffload
+    ShelveOffload,
+    /// unshelve
+    Unshelve,
+    /// resize
+    Resize,
+    /// migrate
+    Migrate,
+    /// confirmResize
+    ConfirmResize,
+    /// revertResize
+    RevertResize,
+    /// live-migration
+    LiveMigration,
+    /// lock
+    Lock,
+    /// unlock
+    Unlock,
+    /// resetState
+    ResetState,
+    /// update
+    Update,
+}
+
+impl Action {
+    /// The name used in Nova's 409 messages (the API action).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Delete => "delete",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Unpause => "unpause",
+            Action::Suspend => "suspend",
+            Action::Resume => "resume",
+            Action::Reboot | Action::RebootHard => "reboot",
+            Action::Shelve => "shelve",
+            Action::ShelveOffload => "shelveOffload",
+            Action::Unshelve => "unshelve",
+            Action::Resize => "resize",
+            Action::Migrate => "migrate",
+            Action::ConfirmResize => "confirmResize",
+            Action::RevertResize => "revertResize",
+            Action::LiveMigration => "os-migrateLive",
+            Action::Lock => "lock",
+            Action::Unlock => "unlock",
+            Action::ResetState => "os-resetState",
+            Action::Update => "update",
+        }
+    }
+
+    /// The instance-action name (os-instance-actions).
+    pub fn action_name(self) -> &'static str {
+        match self {
+            Action::Reboot | Action::RebootHard => "reboot",
+            Action::LiveMigration => "live-migration",
+            Action::ResetState => "resetState",
+            other => other.api_name(),
+        }
+    }
+}
+
+/// The operation in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Operation id (the request id's uuid).
+    pub id: Uuid,
+    /// What it is.
+    pub action: Action,
+    /// When it started or was last retried.
+    pub since: Timestamp,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+}
+
+/// Kind of migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationKind {
+    /// Resize to another flavor.
+    Resize,
+    /// Cold migration.
+    Migration,
+    /// Live migration.
+    LiveMigration,
+}
+
+/// A migration in progress (resize, cold or live migration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// Migration id.
+    pub id: MigrationId,
+    /// Kind.
+    pub kind: MigrationKind,
+    /// Source host.
+    pub source_host: HostName,
+    /// Claim held on the source until confirm / revert.
+    pub source_claim: Option<ClaimId>,
+    /// Destination, once scheduled.
+    pub dest_host: Option<HostName>,
+    /// Claim on the destination, once scheduled.
+    pub dest_claim: Option<ClaimId>,
+    /// Host requested by an admin.
+    pub requested_host: Option<HostName>,
+    /// Flavor before.
+    pub old_flavor: FlavorSnapshot,
+    /// Flavor after.
+    pub new_flavor: FlavorSnapshot,
+    /// vm_state before (to restore on revert).
+    pub old_vm_state: VmState,
+    /// power_state before.
+    pub old_power_state: PowerState,
+}
+
+/// Who locked an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Locked by an admin (then only admins may unlock).
+    pub by_admin: bool,
+    /// Reason (2.73+).
+    pub reason: Option<String>,
+}
+
+/// The state of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Create-time facts (name and description are kept current here).
+    pub spec: InstanceSpec,
+    /// Current flavor.
+    pub flavor: FlavorSnapshot,
+    /// vm_state.
+    pub vm_state: VmState,
+    /// task_state.
+    pub task_state: Option<TaskState>,
+    /// power_state.
+    pub power_state: PowerState,
+    /// Cell it is mapped to.
+    pub cell: Option<CellName>,
+    /// Whether its cell subject exists (placed or build failed).
+    pub placed: bool,
+    /// Host it runs on.
+    pub host: Option<HostName>,
+    /// Claim on that host.
+    pub claim: Option<ClaimId>,
+    /// Lock.
+    pub locked: Option<LockInfo>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// First boot.
+    pub launched_at: Option<Timestamp>,
+    /// Deletion time.
+    pub terminated_at: Option<Timestamp>,
+    /// When it was shelved.
+    pub shelved_at: Option<Timestamp>,
+    /// Last fault.
+    pub fault: Option<Fault>,
+    /// Operation in progress.
+    pub op: Option<Operation>,
+    /// Migration in progress.
+    pub migration: Option<Migration>,
+    /// Fault to record when placement ends in cell0 (set by `mapped`).
+    pub pending_fault: Option<Fault>,
+    /// Deleted (a tombstone: 404 to the API).
+    pub deleted: bool,
+}
+
+/// Tunables that decisions depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Seconds after shelve before offload; 0 = at once (Nova's default), -1 = never.
+    pub shelved_offload_time: i64,
+    /// Seconds an operation may go unanswered before the reconciler acts.
+    pub task_timeout_secs: i64,
+    /// Attempts before an unanswered operation fails.
+    pub max_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shelved_offload_time: 0,
+            task_timeout_secs: 60,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Commands on an instance. The first group comes from the API, the second from reactors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstanceCommand {
+    /// POST /servers
+    Create(Box<InstanceSpec>),
+    /// os-start
+    Start,
+    /// os-stop
+    Stop,
+    /// pause
+    Pause,
+    /// unpause
+    Unpause,
+    /// suspend
+    Suspend,
+    /// resume
+    Resume,
+    /// reboot
+    Reboot {
+        /// HARD instead of SOFT.
+        hard: bool,
+    },
+    /// shelve
+    Shelve,
+    /// shelveOffload
+    ShelveOffload,
+    /// unshelve
+    Unshelve {
+        /// Target AZ (2.77+).
+        availability_zone: Option<String>,
+    },
+    /// resize
+    Resize {
+        /// The new flavor.
+        flavor: FlavorSnapshot,
+    },
+    /// migrate
+    Migrate {
+        /// Target host (admin, 2.56+).
+        host: Option<HostName>,
+    },
+    /// confirmResize
+    ConfirmResize,
+    /// revertResize
+    RevertResize,
+    /// os-migrateLive
+    LiveMigrate {
+        /// Target host, or let the scheduler pick.
+        host: Option<HostName>,
+    },
+    /// lock
+    Lock {
+        /// Reason (2.73+).
+        reason: Option<String>,
+    },
+    /// unlock
+    Unlock,
+    /// DELETE /servers/{id}
+    Delete,
+    /// os-resetState (admin)
+    ResetState {
+        /// `active` or `error`.
+        state: VmState,
+    },
+    /// PUT /servers/{id}
+    Update {
+        /// New name.
+        name: Option<String>,
+        /// New description (Some(None) clears it).
+        description: Option<Option<String>>,
+    },
+    /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
+    Map {
+        /// The build operation this answers.
+        op: Uuid,
+        /// Chosen cell (`cell0` when no host was valid).
+        cell: CellName,
+        /// Chosen host and claim, or None with a fault.
+        host: Option<(HostName, ClaimId)>,
+        /// NoValidHost fault when `host` is None.
+        fault: Option<String>,
+    },
+    /// Scheduler: write the first commit in the cell (placed, or build failed in cell0).
+    Place,
+    /// Scheduler: a destination was claimed for a migration or an unshelve.
+    Scheduled {
+        /// The operation this answers.
+        op: Uuid,
+        /// Destination.
+        host: HostName,
+        /// Claim on it.
+        claim: ClaimId,
+    },
+    /// Scheduler: no valid host for a migration or an unshelve.
+    ScheduleFailed {
+        /// The operation this answers.
+        op: Uuid,
+        /// Why.
+        reason: String,
+    },
+    /// Compute: the task finished.
+    Complete {
+        /// The operation this answers.
+        op: Uuid,
+        /// The task it finished.
+        task: TaskState,
+    },
+    /// Compute: the task failed.
+    Fail {
+        /// The operation this answers.
+        op: Uuid,
+        /// The task that failed.
+        task: TaskState,
+        /// Why.
+        message: String,
+    },
+    /// Reconciler: periodic check for timeouts and delayed shelve offload.
+    Tick,
+}
+
+/// Events of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InstanceEvent {
+    /// `instance.build_requested` (api subject)
+    BuildRequested {
+        /// The request.
+        spec: Box<InstanceSpec>,
+        /// Operation id.
+        op: Uuid,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.mapped` (api subject): the cell and host were chosen.
+    Mapped {
+        /// Cell.
+        cell: CellName,
+        /// Host and claim (None: NoValidHost, cell0).
+        host: Option<(HostName, ClaimId)>,
+        /// Fault for cell0.
+        fault: Option<Fault>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.placed` (first cell commit): the whole state, now on a host, spawning.
+    Placed {
+        /// The state carried over from the build request, host and cell set.
+        snapshot: Box<Instance>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.build_failed` (first cell0 commit): no valid host.
+    BuildFailed {
+        /// The state carried over, vm_state error, with fault.
+        snapshot: Box<Instance>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.spawned`: ACTIVE, running.
+    Spawned {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.spawn_failed`: ERROR, host and claim cleared.
+    SpawnFailed {
+        /// Fault.
+        fault: Fault,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.task_started`: an operation began.
+    TaskStarted {
+        /// Operation id.
+        op: Uuid,
+        /// Which action.
+        action: Action,
+        /// task_state it sets.
+        task: TaskState,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.migration_started`: resize / migrate / live migrate began.
+    MigrationStarted {
+        /// Operation id.
+        op: Uuid,
+        /// Which action.
+        action: Action,
+        /// task_state it sets.
+        task: TaskState,
+        /// The migration record.
+        migration: Box<Migration>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.destination_scheduled`: a destination host was claimed.
+    DestinationScheduled {
+        /// Destination.
+        host: HostName,
+        /// Claim.
+        claim: ClaimId,
+        /// task_state it moves to.
+        task: TaskState,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.action_completed`: a power action finished.
+    ActionCompleted {
+        /// Which action.
+        action: Action,
+        /// Resulting vm_state.
+        vm_state: VmState,
+        /// Resulting power_state.
+        power_state: PowerState,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.shelved`: SHELVED; `offload` means offloading starts at once.
+    Shelved {
+        /// Offload now (shelved_offload_time == 0).
+        offload: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.offloaded`: SHELVED_OFFLOADED, host and claim cleared.
+    Offloaded {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.unshelved`: ACTIVE again.
+    Unshelved {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.resize_finished`: VERIFY_RESIZE on the destination.
+    ResizeFinished {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.resize_confirmed`: source released.
+    ResizeConfirmed {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.resize_reverted`: back on the source with the old flavor.
+    ResizeReverted {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.live_migrated`: now on the destination.
+    LiveMigrated {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.locked`
+    Locked {
+        /// Locked by an admin.
+        by_admin: bool,
+        /// Reason.
+        reason: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.unlocked`
+    Unlocked {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.updated`: name / description changed.
+    Updated {
+        /// New name.
+        name: Option<String>,
+        /// New description.
+        description: Option<Option<String>>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.state_reset` (admin).
+    StateReset {
+        /// New vm_state.
+        vm_state: VmState,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.deleted`: gone.
+    Deleted {
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.task_failed`: the operation failed or timed out.
+    TaskFailed {
+        /// Fault recorded.
+        fault: Fault,
+        /// vm_state to set (None: unchanged).
+        vm_state: Option<VmState>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.task_retried`: the reconciler re-drives an unanswered operation.
+    TaskRetried {
+        /// New attempt number.
+        attempt: u32,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// What a reactor should do for an instance, derived from its state alone
+/// (reactors are level-triggered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Choose a cell and host for a build request.
+    ScheduleBuild,
+    /// Write the first cell commit of a mapped build request.
+    Place,
+    /// Choose a destination for a migration or an unshelve.
+    ScheduleDestination,
+    /// A compute agent on `host` must perform `task`.
+    Compute {
+        /// Host that acts.
+        host: HostName,
+        /// The task.
+        task: TaskState,
+    },
+}
+
+impl Instance {
+    /// Id.
+    pub fn id(&self) -> InstanceId {
+        self.spec.id
+    }
+
+    /// API status.
+    pub fn status(&self) -> &'static str {
+        if self.deleted {
+            return "DELETED";
+        }
+        crate::states::api_status(self.vm_state, self.task_state)
+    }
+
+    /// Whether the current operation is choosing a host.
+    pub fn is_scheduling(&self) -> bool {
+        matches!(self.work(), Some(Work::ScheduleBuild | Work::Place | Work::ScheduleDestination))
+    }
+
+    /// The (host, claim) pairs this instance holds; every other claim of it may be released.
+    pub fn held_claims(&self) -> Vec<(HostName, ClaimId)> {
+        let mut v = Vec::new();
+        if self.deleted {
+            return v;
+        }
+        if let (Some(h), Some(c)) = (&self.host, self.claim) {
+            v.push((h.clone(), c));
+        }
+        if let Some(m) = &self.migration {
+            if let Some(c) = m.source_claim {
+                v.push((m.source_host.clone(), c));
+            }
+            if let (Some(h), Some(c)) = (&m.dest_host, m.dest_claim) {
+                v.push((h.clone(), c));
+            }
+        }
+        v
+    }
+
+    /// What has to happen next, if anything.
+    pub fn work(&self) -> Option<Work> {
+        if self.deleted {
+            return None;
+        }
+        if !self.placed {
+            if self.cell.is_some() {
+                return Some(Work::Place);
+            }
+            return (self.task_state == Some(TaskState::Scheduling)).then_some(Work::ScheduleBuild);
+        }
+        let task = self.task_state?;
+        let on_host = |h: &Option<HostName>| h.clone().map(|host| Work::Compute { host, task });
+        match task {
+            TaskState::Scheduling => None,
+            TaskState::ResizePrep => Some(Work::ScheduleDestination),
+            TaskState::Migrating => match &self.migration {
+                Some(m) if m.dest_host.is_none() => Some(Work::ScheduleDestination),
+                _ => on_host(&self.host),
+            },
+            TaskState::ResizeMigrating => on_host(&self.migration.as_ref().and_then(|m| m.dest_host.clone())),
+            TaskState::Unshelving if self.vm_state == VmState::ShelvedOffloaded => {
+                Some(Work::ScheduleDestination)
+            }
+            _ => on_host(&self.host),
+        }
+    }
+}
+
+fn invalid(action: Action, i: &Instance, attr: &str, state: String) -> DomainError {
+    DomainError::InvalidState {
+        action: action.api_name().to_string(),
+        id: i.id().to_string(),
+        attr: attr.to_string(),
+        state,
+    }
+}
+
+/// Which task states an action tolerates (None in the list = idle).
+enum TaskReq {
+    Idle,
+    Any,
+    OneOf(&'static [Option<TaskState>]),
+}
+
+const ALLOW_REBOOT: &[Option<TaskState>] = &[
+    None,
+    Some(TaskState::Rebooting),
+    Some(TaskState::RebootingHard),
+    Some(TaskState::Resuming),
+    Some(TaskState::Unpausing),
+    Some(TaskState::Pausing),
+    Some(TaskState::Suspending),
+];
+
+/// Nova's `check_instance_lock` + `check_instance_state` (+ `check_instance_host`).
+fn check(
+    i: &Instance,
+    ctx: &Ctx,
+    action: Action,
+    lock: bool,
+    vm: Option<&[VmState]>,
+    task: TaskReq,
+    must_have_launched: bool,
+    needs_host: bool,
+) -> Result<(), DomainError> {
+    if lock && i.locked.is_some() && !ctx.is_admin {
+        return Err(DomainError::Locked {
+            id: i.id().to_string(),
+        });
+    }
+    if let Some(allowed) = vm {
+        if !allowed.contains(&i.vm_state) {
+            return Err(invalid(action, i, "vm_state", i.vm_state.as_str().into()));
+        }
+    }
+    let task_ok = match task {
+        TaskReq::Idle => i.task_state.is_none(),
+        TaskReq::Any => true,
+        TaskReq::OneOf(list) => list.contains(&i.task_state),
+    };
+    if !task_ok {
+        let s = i.task_state.map(|t| t.as_str().to_string()).unwrap_or("None".into());
+        return Err(invalid(action, i, "task_state", s));
+    }
+    if must_have_launched && i.launched_at.is_none() {
+        return Err(invalid(action, i, "launched_at", "None".into()));
+    }
+    if needs_host && i.host.is_none() {
+        return Err(DomainError::NotReady {
+            id: i.id().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn start_task(op: Uuid, action: Action, task: TaskState, at: Timestamp) -> Vec<InstanceEvent> {
+    vec![InstanceEvent::TaskStarted {
+        op,
+        action,
+        task,
+        at,
+    }]
+}
+
+fn fault(code: u16, message: impl Into<String>, at: Timestamp) -> Fault {
+    let message = message.into();
+    Fault {
+        code,
+        details: message.clone(),
+        message,
+        created: at,
+    }
+}
+
+/// Validates a server name (Nova: 1-255 chars, not only whitespace... we also refuse
+/// control characters).
+pub fn valid_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 255 && !name.chars().any(|c| c.is_control())
+}
+
+/// Decides an instance command against the effective state.
+pub fn decide(
+    state: Option<&Instance>,
+    cmd: InstanceCommand,
+    ctx: &Ctx,
+    cfg: &Config,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand as C;
+    use VmState as V;
+    let now = ctx.now;
+    let op = ctx.op_id;
+
+    if let C::Create(spec) = cmd {
+        if state.is_some() {
+            return Err(DomainError::AlreadyExists {
+                kind: "Instance",
+                id: spec.id.to_string(),
+            });
+        }
+        if !valid_name(&spec.name) {
+            return Err(DomainError::BadRequest("Invalid server name".into()));
+        }
+        return Ok(vec![InstanceEvent::BuildRequested { spec, op, at: now }]);
+    }
+
+    let Some(i) = state.filter(|i| !i.deleted) else {
+        return match cmd {
+            // Reactor answers about a gone instance change nothing.
+            C::Map { .. }
+            | C::Place
+            | C::Scheduled { .. }
+            | C::ScheduleFailed { .. }
+            | C::Complete { .. }
+            | C::Fail { .. }
+            | C::Tick => Ok(vec![]),
+            _ => Err(DomainError::NotFound {
+                kind: "Instance",
+                id: state.map(|i| i.id().to_string()).unwrap_or_default(),
+            }),
+        };
+    };
+
+    // Between `mapped` and `placed` (a few microseconds of scheduler work) user commands
+    // would land on the wrong subject: refuse them as Nova refuses an instance not ready.
+    let user_cmd = !matches!(
+        cmd,
+        C::Map { .. }
+            | C::Place
+            | C::Scheduled { .. }
+            | C::ScheduleFailed { .. }
+            | C::Complete { .. }
+            | C::Fail { .. }
+            | C::Tick
+    );
+    if user_cmd && i.cell.is_some() && !i.placed {
+        return Err(DomainError::NotReady {
+            id: i.id().to_string(),
+        });
+    }
+
+    let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
+
+    match cmd {
+        C::Create(_) => unreachable!("handled above"),
+        C::Pause => {
+            check(i, ctx, Action::Pause, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::Pause, TaskState::Pausing, now))
+        }
+        C::Unpause => {
+            check(i, ctx, Action::Unpause, true, Some(&[V::Paused]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::Unpause, TaskState::Unpausing, now))
+        }
+        C::Suspend => {
+            check(i, ctx, Action::Suspend, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::Suspend, TaskState::Suspending, now))
+        }
+        C::Resume => {
+            check(i, ctx, Action::Resume, true, Some(&[V::Suspended]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::Resume, TaskState::Resuming, now))
+        }
+        C::Stop => {
+            check(i, ctx, Action::Stop, true, Some(&[V::Active, V::Error]), TaskReq::Idle, true, true)?;
+            Ok(start_task(op, Action::Stop, TaskState::PoweringOff, now))
+        }
+        C::Start => {
+            check(i, ctx, Action::Start, true, Some(&[V::Stopped]), TaskReq::Idle, true, true)?;
+            Ok(start_task(op, Action::Start, TaskState::PoweringOn, now))
+        }
+        C::Reboot { hard: false } => {
+            check(i, ctx, Action::Reboot, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::Reboot, TaskState::Rebooting, now))
+        }
+        C::Reboot { hard: true } => {
+            check(
+                i,
+                ctx,
+                Action::RebootHard,
+                true,
+                Some(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
+                TaskReq::OneOf(ALLOW_REBOOT),
+                true,
+                true,
+            )?;
+            Ok(start_task(op, Action::RebootHard, TaskState::RebootingHard, now))
+        }
+        C::Shelve => {
+            check(
+                i,
+                ctx,
+                Action::Shelve,
+                true,
+                Some(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
+            Ok(start_task(op, Action::Shelve, TaskState::Shelving, now))
+        }
+        C::ShelveOffload => {
+            check(i, ctx, Action::ShelveOffload, true, Some(&[V::Shelved]), TaskReq::Idle, true, false)?;
+            if i.host.is_none() {
+                return Ok(vec![InstanceEvent::Offloaded { at: now }]);
+            }
+            Ok(start_task(op, Action::ShelveOffload, TaskState::ShelvingOffloading, now))
+        }
+        C::Unshelve { availability_zone } => {
+            check(
+                i,
+                ctx,
+                Action::Unshelve,
+                true,
+                Some(&[V::Shelved, V::ShelvedOffloaded]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
+            if availability_zone.is_some() && i.vm_state != V::ShelvedOffloaded {
+                return Err(DomainError::Conflict(format!(
+                    "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
+                    i.id()
+                )));
+            }
+            Ok(start_task(op, Action::Unshelve, TaskState::Unshelving, now))
+        }
+        C::Resize { flavor } => {
+            check(i, ctx, Action::Resize, true, Some(&[V::Active, V::Stopped]), TaskReq::Idle, true, true)?;
+            if flavor.spec.id == i.flavor.spec.id {
+                return Err(DomainError::BadRequest(
+                    "When resizing, instances must change flavor!".into(),
+                ));
+            }
+            if !i.spec.boot_from_volume && flavor.spec.disk_gb < i.flavor.spec.disk_gb {
+                return Err(DomainError::BadRequest(
+                    "Resizing to a smaller disk flavor is not allowed.".into(),
+                ));
+            }
+            Ok(migration_started(i, op, Action::Resize, MigrationKind::Resize, flavor, None, now))
+        }
+        C::Migrate { host } => {
+            check(i, ctx, Action::Migrate, true, Some(&[V::Active, V::Stopped]), TaskReq::Idle, true, true)?;
+            if host.is_some() && host == i.host {
+                return Err(DomainError::BadRequest(format!(
+                    "The target host can't be the same one. Instance {} is already on {}",
+                    i.id(),
+                    i.host.as_ref().map(|h| h.as_str()).unwrap_or("")
+                )));
+            }
+            let f = i.flavor.clone();
+            Ok(migration_started(i, op, Action::Migrate, MigrationKind::Migration, f, host, now))
+        }
+        C::LiveMigrate { host } => {
+            check(
+                i,
+                ctx,
+                Action::LiveMigration,
+                true,
+                Some(&[V::Active, V::Paused]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
+            if host.is_some() && host == i.host {
+                return Err(DomainError::BadRequest(format!(
+                    "The source and destination hosts are the same for instance {}",
+                    i.id()
+                )));
+            }
+            let f = i.flavor.clone();
+            Ok(migration_started(
+                i,
+                op,
+                Action::LiveMigration,
+                MigrationKind::LiveMigration,
+                f,
+                host,
+                now,
+            ))
+        }
+        C::ConfirmResize => {
+            check(i, ctx, Action::ConfirmResize, true, Some(&[V::Resized]), TaskReq::Idle, true, false)?;
+            Ok(vec![InstanceEvent::ResizeConfirmed { at: now }])
+        }
+        C::RevertResize => {
+            check(i, ctx, Action::RevertResize, true, Some(&[V::Resized]), TaskReq::Idle, true, false)?;
+            Ok(start_task(op, Action::RevertResize, TaskState::ResizeReverting, now))
+        }
+        C::Lock { reason } => {
+            if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
+                return Err(DomainError::BadRequest("locked_reason is too long".into()));
+            }
+            if i.locked.is_some() {
+                return Ok(vec![]);
+            }
+            Ok(vec![InstanceEvent::Locked {
+                by_admin: ctx.is_admin && ctx.project_id != i.spec.project_id,
+                reason,
+                at: now,
+            }])
+        }
+        C::Unlock => match &i.locked {
+            None => Ok(vec![]),
+            Some(l) if l.by_admin && !ctx.is_admin => Err(DomainError::Forbidden(format!(
+                "Instance {} was locked by an administrator and cannot be unlocked by its owner",
+                i.id()
+            ))),
+            Some(_) => Ok(vec![InstanceEvent::Unlocked { at: now }]),
+        },
+        C::Delete => {
+            check(i, ctx, Action::Delete, true, None, TaskReq::Any, false, false)?;
+            if i.task_state == Some(TaskState::Deleting) {
+                return Ok(vec![]);
+            }
+            if i.host.is_none() {
+                return Ok(vec![InstanceEvent::Deleted { at: now }]);
+            }
+            Ok(start_task(op, Action::Delete, TaskState::Deleting, now))
+        }
+        C::ResetState { state } => {
+            if !ctx.is_admin {
+                return Err(DomainError::Forbidden(
+                    "Policy doesn't allow os_compute_api:os-admin-actions:reset_state to be performed."
+                        .into(),
+                ));
+            }
+            if !matches!(state, V::Active | V::Error) {
+                return Err(DomainError::BadRequest(
+                    "Invalid input for field/attribute state.".into(),
+                ));
+            }
+            Ok(vec![InstanceEvent::StateReset {
+                vm_state: state,
+                at: now,
+            }])
+        }
+        C::Update { name, description } => {
+            if let Some(n) = &name {
+                if !valid_name(n) {
+                    return Err(DomainError::BadRequest("Invalid server name".into()));
+                }
+            }
+            if let Some(Some(d)) = &description {
+                if d.chars().count() > 255 || d.chars().any(|c| c.is_control() && c != '\n') {
+                    return Err(DomainError::BadRequest("Invalid description".into()));
+                }
+            }
+            if name.is_none() && description.is_none() {
+                return Ok(vec![]);
+            }
+            Ok(vec![InstanceEvent::Updated {
+                name,
+                description,
+                at: now,
+            }])
+        }
+
+        // ---- reactor commands: answer only the current operation ----
+        C::Map {
+            op: o,
+            cell,
+            host,
+            fault: f,
+        } => {
+            if i.placed || i.cell.is_some() || !current_op(o) {
+                return Ok(vec![]);
+            }
+            Ok(vec![InstanceEvent::Mapped {
+                cell,
+                host,
+                fault: f.map(|m| fault(500, m, now)),
+                at: now,
+            }])
+        }
+        C::Place => {
+            if i.placed || i.cell.is_none() {
+                return Ok(vec![]);
+            }
+            let mut snap = i.clone();
+            snap.placed = true;
+            snap.updated_at = now;
+            match i.host.clone() {
+                Some(_) => {
+                    snap.task_state = Some(TaskState::Spawning);
+                    Ok(vec![InstanceEvent::Placed {
+                        snapshot: Box::new(snap),
+                        at: now,
+                    }])
+                }
+                None => {
+                    snap.vm_state = V::Error;
+                    snap.task_state = None;
+                    snap.op = None;
+                    snap.fault = i.pending_fault.clone();
+                    snap.pending_fault = None;
+                    Ok(vec![InstanceEvent::BuildFailed {
+                        snapshot: Box::new(snap),
+                        at: now,
+                    }])
+                }
+            }
+        }
+        C::Scheduled { op: o, host, claim } => {
+            if !current_op(o) || i.work() != Some(Work::ScheduleDestination) {
+                return Ok(vec![]);
+            }
+            let task = match i.task_state {
+                Some(TaskState::ResizePrep) => TaskState::ResizeMigrating,
+                Some(TaskState::Migrating) => TaskState::Migrating,
+                _ => TaskState::Spawning,
+            };
+            Ok(vec![InstanceEvent::DestinationScheduled {
+                host,
+                claim,
+                task,
+                at: now,
+            }])
+        }
+        C::ScheduleFailed { op: o, reason } => {
+            if !current_op(o) || i.work() != Some(Work::ScheduleDestination) {
+                return Ok(vec![]);
+            }
+            Ok(vec![InstanceEvent::TaskFailed {
+                fault: fault(500, format!("No valid host was found. {reason}"), now),
+                vm_state: None,
+                at: now,
+            }])
+        }
+        C::Complete { op: o, task } => {
+            if !current_op(o) || i.task_state != Some(task) {
+                return Ok(vec![]);
+            }
+            Ok(complete(i, task, cfg, now))
+        }
+        C::Fail {
+            op: o,
+            task,
+            message,
+        } => {
+            if !current_op(o) || i.task_state != Some(task) {
+                return Ok(vec![]);
+            }
+            Ok(fail(i, task, fault(500, message, now), now))
+        }
+        C::Tick => {
+            if let (Some(o), Some(task)) = (i.op, i.task_state) {
+                if now.0 - o.since.0 < cfg.task_timeout_secs.saturating_mul(1_000_000) {
+                    return Ok(vec![]);
+                }
+                if o.attempt < cfg.max_attempts {
+                    return Ok(vec![InstanceEvent::TaskRetried {
+                        attempt: o.attempt + 1,
+                        at: now,
+                    }]);
+                }
+                let f = fault(
+                    500,
+                    format!(
+                        "Timed out: no answer for task_state {} after {} attempts",
+                        task.as_str(),
+                        o.attempt
+                    ),
+                    now,
+                );
+                return Ok(fail(i, task, f, now));
+            }
+            if i.vm_state == V::Shelved
+                && i.task_state.is_none()
+                && cfg.shelved_offload_time > 0
+                && i.shelved_at
+                    .is_some_and(|t| now >= t.plus_secs(cfg.shelved_offload_time))
+            {
+                if i.host.is_none() {
+                    return Ok(vec![InstanceEvent::Offloaded { at: now }]);
+                }
+                return Ok(start_task(op, Action::ShelveOffload, TaskState::ShelvingOffloading, now));
+            }
+            Ok(vec![])
+        }
+    }
+}
+
+fn migration_started(
+    i: &Instance,
+    op: Uuid,
+    action: Action,
+    kind: MigrationKind,
+    new_flavor: FlavorSnapshot,
+    requested_host: Option<HostName>,
+    now: Timestamp,
+) -> Vec<InstanceEvent> {
+    let task = if kind == MigrationKind::LiveMigration {
+        TaskState::Migrating
+    } else {
+        TaskState::ResizePrep
+    };
+    vec![InstanceEvent::MigrationStarted {
+        op,
+        action,
+        task,
+        migration: Box::new(Migration {
+            id: MigrationId(op),
+            kind,
+            source_host: i.host.clone().expect("checked by needs_host"),
+            source_claim: i.claim,
+            dest_host: None,
+            dest_claim: None,
+            requested_host,
+            old_flavor: i.flavor.clone(),
+            new_flavor,
+            old_vm_state: i.vm_state,
+            old_power_state: i.power_state,
+        }),
+        at: now,
+    }]
+}
+
+fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<InstanceEvent> {
+    use InstanceEvent as E;
+    use PowerState as P;
+    use VmState as V;
+    let done = |action, vm_state, power_state| {
+        vec![E::ActionCompleted {
+            action,
+            vm_state,
+            power_state,
+            at,
+        }]
+    };
+    let action = i.op.map(|o| o.action).unwrap_or(Action::Create);
+    match task {
+        TaskState::Spawning if action == Action::Unshelve => vec![E::Unshelved { at }],
+        TaskState::Spawning => vec![E::Spawned { at }],
+        TaskState::Pausing => done(action, V::Paused, P::Paused),
+        TaskState::Unpausing => done(action, V::Active, P::Running),
+        TaskState::Suspending => done(action, V::Suspended, P::Suspended),
+        TaskState::Resuming => done(action, V::Active, P::Running),
+        TaskState::PoweringOff => done(action, V::Stopped, P::Shutdown),
+        TaskState::PoweringOn => done(action, V::Active, P::Running),
+        TaskState::Rebooting | TaskState::RebootingHard => done(action, V::Active, P::Running),
+        TaskState::Shelving => vec![E::Shelved {
+            offload: cfg.shelved_offload_time == 0,
+            at,
+        }],
+        TaskState::ShelvingOffloading => vec![E::Offloaded { at }],
+        TaskState::Unshelving => vec![E::Unshelved { at }],
+        TaskState::ResizeMigrating => vec![E::ResizeFinished { at }],
+        TaskState::ResizeReverting => vec![E::ResizeReverted { at }],
+        TaskState::Migrating => vec![E::LiveMigrated { at }],
+        TaskState::Deleting => vec![E::Deleted { at }],
+        TaskState::Scheduling | TaskState::ResizePrep => vec![],
+    }
+}
+
+fn fail(i: &Instance, task: TaskState, fault: Fault, at: Timestamp) -> Vec<InstanceEvent> {
+    let action = i.op.map(|o| o.action).unwrap_or(Action::Create);
+    match task {
+        TaskState::Scheduling | TaskState::Spawning if action == Action::Create => {
+            vec![InstanceEvent::SpawnFailed { fault, at }]
+        }
+        TaskState::Spawning | TaskState::Unshelving if i.vm_state == VmState::ShelvedOffloaded => {
+            vec![InstanceEvent::TaskFailed {
+                fault,
+                vm_state: Some(VmState::ShelvedOffloaded),
+                at,
+            }]
+        }
+        TaskState::ResizeMigrating | TaskState::ResizeReverting | TaskState::Deleting => {
+            vec![InstanceEvent::TaskFailed {
+                fault,
+                vm_state: Some(VmState::Error),
+                at,
+            }]
+        }
+        _ => vec![InstanceEvent::TaskFailed {
+            fault,
+            vm_state: None,
+            at,
+        }],
+    }
+}
+
+/// Applies an instance event. Total: never fails, never panics.
+pub fn evolve(state: Option<Instance>, ev: &InstanceEvent) -> Option<Instance> {
+    use InstanceEvent as E;
+    match ev {
+        E::BuildRequested { spec, op, at } => Some(Instance {
+            flavor: spec.flavor.clone(),
+            spec: (**spec).clone(),
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Scheduling),
+            power_state: PowerState::NoState,
+            cell: None,
+            placed: false,
+            host: None,
+            claim: None,
+            locked: None,
+            created_at: *at,
+            updated_at: *at,
+            launched_at: None,
+            terminated_at: None,
+            shelved_at: None,
+            fault: None,
+            op: Some(Operation {
+                id: *op,
+                action: Action::Create,
+                since: *at,
+                attempt: 1,
+            }),
+            migration: None,
+            pending_fault: None,
+            deleted: false,
+        }),
+        E::Placed { snapshot, .. } | E::BuildFailed { snapshot, .. } => Some((**snapshot).clone()),
+        _ => {
+            let mut i = state?;
+            apply(&mut i, ev);
+            Some(i)
+        }
+    }
+}
+
+fn finish(i: &mut Instance, at: Timestamp) {
+    i.task_state = None;
+    i.op = None;
+    i.updated_at = at;
+}
+
+fn apply(i: &mut Instance, ev: &InstanceEvent) {
+    use InstanceEvent as E;
+    match ev {
+        E::BuildRequested { .. } | E::Placed { .. } | E::BuildFailed { .. } => {}
+        E::Mapped {
+            cell,
+            host,
+            fault,
+            at,
+        } => {
+            i.cell = Some(cell.clone());
+            if let Some((h, c)) = host {
+                i.host = Some(h.clone());
+                i.claim = Some(*c);
+            }
+            i.pending_fault = fault.clone();
+            i.updated_at = *at;
+        }
+        E::Spawned { at } => {
+            i.vm_state = VmState::Active;
+            i.power_state = PowerState::Running;
+            i.launched_at = Some(*at);
+            finish(i, *at);
+        }
+        E::SpawnFailed { fault, at } => {
+            i.vm_state = VmState::Error;
+            i.host = None;
+            i.claim = None;
+            i.fault = Some(fault.clone());
+            finish(i, *at);
+        }
+        E::TaskStarted {
+            op,
+            action,
+            task,
+            at,
+        } => {
+            i.task_state = Some(*task);
+            i.op = Some(Operation {
+                id: *op,
+                action: *action,
+                since: *at,
+                attempt: 1,
+            });
+            i.updated_at = *at;
+        }
+        E::MigrationStarted {
+            op,
+            action,
+            task,
+            migration,
+            at,
+        } => {
+            i.task_state = Some(*task);
+            i.op = Some(Operation {
+                id: *op,
+                action: *action,
+                since: *at,
+                attempt: 1,
+            });
+            i.migration = Some((**migration).clone());
+            i.updated_at = *at;
+        }
+        E::DestinationScheduled {
+            host,
+            claim,
+            task,
+            at,
+        } => {
+            match &mut i.migration {
+                Some(m) if i.vm_state != VmState::ShelvedOffloaded => {
+                    m.dest_host = Some(host.clone());
+                    m.dest_claim = Some(*claim);
+                }
+                _ => {
+                    i.host = Some(host.clone());
+                    i.claim = Some(*claim);
+                }
+            }
+            i.task_state = Some(*task);
+            if let Some(o) = &mut i.op {
+                o.since = *at;
+            }
+            i.updated_at = *at;
+        }
+        E::ActionCompleted {
+            vm_state,
+            power_state,
+            at,
+            ..
+        } => {
+            i.vm_state = *vm_state;
+            i.power_state = *power_state;
+            finish(i, *at);
+        }
+        E::Shelved { offload, at } => {
+            i.vm_state = VmState::Shelved;
+            i.power_state = PowerState::Shutdown;
+            i.shelved_at = Some(*at);
+            if *offload {
+                i.task_state = Some(TaskState::ShelvingOffloading);
+                if let Some(o) = &mut i.op {
+                    o.action = Action::ShelveOffload;
+                    o.since = *at;
+                }
+                i.updated_at = *at;
+            } else {
+                finish(i, *at);
+            }
+        }
+        E::Offloaded { at } => {
+            i.vm_state = VmState::ShelvedOffloaded;
+            i.power_state = PowerState::Shutdown;
+            i.host = None;
+            i.claim = None;
+            finish(i, *at);
+        }
+        E::Unshelved { at } => {
+            i.vm_state = VmState::Active;
+            i.power_state = PowerState::Running;
+            i.shelved_at = None;
+            finish(i, *at);
+        }
+        E::ResizeFinished { at } => {
+            if let Some(m) = &i.migration {
+                i.host = m.dest_host.clone();
+                i.claim = m.dest_claim;
+                i.flavor = m.new_flavor.clone();
+            }
+            i.vm_state = VmState::Resized;
+            finish(i, *at);
+        }
+        E::ResizeConfirmed { at } => {
+            i.vm_state = if i.power_state == PowerState::Shutdown {
+                VmState::Stopped
+            } else {
+                VmState::Active
+            };
+            i.migration = None;
+            finish(i, *at);
+        }
+        E::ResizeReverted { at } => {
+            if let Some(m) = i.migration.take() {
+                i.host = Some(m.source_host);
+                i.claim = m.source_claim;
+                i.flavor = m.old_flavor;
+                i.vm_state = m.old_vm_state;
+                i.power_state = m.old_power_state;
+            } else {
+                i.vm_state = VmState::Active;
+            }
+            finish(i, *at);
+        }
+        E::LiveMigrated { at } => {
+            if let Some(m) = i.migration.take() {
+                i.host = m.dest_host;
+                i.claim = m.dest_claim;
+            }
+            finish(i, *at);
+        }
+        E::Locked {
+            by_admin,
+            reason,
+            at,
+        } => {
+            i.locked = Some(LockInfo {
+                by_admin: *by_admin,
+                reason: reason.clone(),
+            });
+            i.updated_at = *at;
+        }
+        E::Unlocked { at } => {
+            i.locked = None;
+            i.updated_at = *at;
+        }
+        E::Updated {
+            name,
+            description,
+            at,
+        } => {
+            if let Some(n) = name {
+                i.spec.name = n.clone();
+            }
+            if let Some(d) = description {
+                i.spec.description = d.clone();
+            }
+            i.updated_at = *at;
+        }
+        E::StateReset { vm_state, at } => {
+            i.vm_state = *vm_state;
+            i.migration = None;
+            finish(i, *at);
+        }
+        E::Deleted { at } => {
+            i.deleted = true;
+            i.vm_state = VmState::Deleted;
+            i.power_state = PowerState::NoState;
+            i.terminated_at = Some(*at);
+            i.migration = None;
+            finish(i, *at);
+        }
+        E::TaskFailed {
+            fault,
+            vm_state,
+            at,
+        } => {
+            i.fault = Some(fault.clone());
+            if let Some(v) = vm_state {
+                i.vm_state = *v;
+            }
+            if i.vm_state == VmState::ShelvedOffloaded {
+                i.host = None;
+                i.claim = None;
+            }
+            i.migration = None;
+            finish(i, *at);
+        }
+        E::TaskRetried { attempt, at } => {
+            if let Some(o) = &mut i.op {
+                o.attempt = *attempt;
+                o.since = *at;
+            }
+            i.updated_at = *at;
+        }
+    }
+}

@@ -1,0 +1,1425 @@
+//! Given / when / then tests for every server action and every refusal, checked
+//! against /work/shared/reference/nova-state-actions.txt.
+
+mod common;
+
+use common::*;
+use domain::instance::{Config, InstanceCommand as C, MigrationKind, Work};
+use domain::{CellName, DomainError, PowerState as P, TaskState as T, VmState as V};
+
+fn compute(h: &str, task: T) -> Option<Work> {
+    Some(Work::Compute {
+        host: host(h),
+        task,
+    })
+}
+
+// ------------------------------------------------------------------ create
+
+#[test]
+fn create_records_a_build_request_that_needs_scheduling() {
+    let mut w = World::created(Config::default());
+    w.vm(V::Building)
+        .task_is(Some(T::Scheduling))
+        .power(P::NoState)
+        .status("BUILD")
+        .on_host(None);
+    assert_eq!(w.i().work(), Some(Work::ScheduleBuild));
+    assert!(w.i().is_scheduling());
+    assert!(!w.i().placed);
+}
+
+#[test]
+fn create_twice_is_refused() {
+    let mut w = World::created(Config::default());
+    w.when(C::Create(Box::new(spec())))
+        .refused(&format!("Instance with id {} already exists.", instance_id()));
+}
+
+#[test]
+fn create_with_a_blank_name_is_a_bad_request() {
+    let mut w = World::default();
+    let mut s = spec();
+    s.name = "   ".into();
+    w.when(C::Create(Box::new(s))).refused("Invalid server name");
+    assert!(w.state.is_none());
+}
+
+#[test]
+fn build_map_place_spawn_ends_active_on_the_chosen_host() {
+    let mut w = World::created(Config::default());
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::Map {
+            op,
+            cell: CellName::cell1(),
+            host: Some((host("compute-1"), claim(1))),
+            fault: None,
+        },
+    )
+    .events(&["instance.mapped"])
+    .status("BUILD");
+    assert_eq!(w.i().work(), Some(Work::Place));
+    w.when_as(Who::Service, C::Place)
+        .events(&["instance.placed"])
+        .vm(V::Building)
+        .task_is(Some(T::Spawning))
+        .status("BUILD")
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)));
+    assert!(w.i().placed);
+    assert_eq!(w.i().cell, Some(CellName::cell1()));
+    assert_eq!(w.i().work(), compute("compute-1", T::Spawning));
+    w.complete()
+        .events(&["instance.spawned"])
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE")
+        .replays();
+    assert!(w.i().launched_at.is_some());
+    assert_eq!(w.i().work(), None);
+}
+
+#[test]
+fn no_valid_host_builds_in_cell0_as_error_with_the_fault() {
+    let mut w = World::created(Config::default());
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::Map {
+            op,
+            cell: CellName::cell0(),
+            host: None,
+            fault: Some("No valid host was found.".into()),
+        },
+    )
+    .events(&["instance.mapped"]);
+    w.when_as(Who::Service, C::Place)
+        .events(&["instance.build_failed"])
+        .vm(V::Error)
+        .idle()
+        .status("ERROR")
+        .on_host(None)
+        .has_fault()
+        .replays();
+    assert_eq!(w.i().fault.as_ref().unwrap().message, "No valid host was found.");
+    assert_eq!(w.i().cell, Some(CellName::cell0()));
+}
+
+#[test]
+fn user_commands_between_mapped_and_placed_are_not_ready() {
+    let mut w = World::created(Config::default());
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::Map {
+            op,
+            cell: CellName::cell1(),
+            host: Some((host("compute-1"), claim(1))),
+            fault: None,
+        },
+    )
+    .ok();
+    w.when(C::Delete).refused_not_ready();
+    w.when_admin(C::Lock { reason: None }).refused_not_ready();
+}
+
+#[test]
+fn spawn_failure_puts_the_instance_in_error_off_its_host() {
+    let mut w = World::spawning(Config::default());
+    w.fail("libvirt exploded")
+        .events(&["instance.spawn_failed"])
+        .vm(V::Error)
+        .idle()
+        .status("ERROR")
+        .on_host(None)
+        .claim_is(None)
+        .has_fault();
+    assert!(w.i().held_claims().is_empty());
+}
+
+// ------------------------------------------------------------------ pause / unpause
+
+#[test]
+fn pause_then_unpause() {
+    let mut w = World::active();
+    w.when(C::Pause)
+        .events(&["instance.task_started"])
+        .vm(V::Active)
+        .task_is(Some(T::Pausing))
+        .status("ACTIVE");
+    assert_eq!(w.i().work(), compute("compute-1", T::Pausing));
+    w.complete()
+        .events(&["instance.action_completed"])
+        .vm(V::Paused)
+        .idle()
+        .power(P::Paused)
+        .status("PAUSED");
+    w.when(C::Unpause)
+        .task_is(Some(T::Unpausing))
+        .status("PAUSED");
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE")
+        .replays();
+}
+
+#[test]
+fn pause_refusals() {
+    World::stopped().when(C::Pause).refused_vm("pause", "stopped");
+    World::paused().when(C::Pause).refused_vm("pause", "paused");
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when(C::Pause).refused_task("pause", "pausing");
+    World::active().when(C::Unpause).refused_vm("unpause", "active");
+    let mut w = World::paused();
+    w.when(C::Unpause).ok();
+    w.when(C::Unpause).refused_task("unpause", "unpausing");
+}
+
+// ------------------------------------------------------------------ suspend / resume
+
+#[test]
+fn suspend_then_resume() {
+    let mut w = World::active();
+    w.when(C::Suspend)
+        .task_is(Some(T::Suspending))
+        .status("ACTIVE");
+    w.complete()
+        .vm(V::Suspended)
+        .idle()
+        .power(P::Suspended)
+        .status("SUSPENDED");
+    w.when(C::Resume)
+        .task_is(Some(T::Resuming))
+        .status("SUSPENDED");
+    assert_eq!(w.i().work(), compute("compute-1", T::Resuming));
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE");
+}
+
+#[test]
+fn suspend_resume_refusals() {
+    World::paused().when(C::Suspend).refused_vm("suspend", "paused");
+    World::active().when(C::Resume).refused_vm("resume", "active");
+    World::stopped().when(C::Resume).refused_vm("resume", "stopped");
+    let mut w = World::active();
+    w.when(C::Suspend).ok();
+    w.when(C::Suspend).refused_task("suspend", "suspending");
+}
+
+// ------------------------------------------------------------------ stop / start
+
+#[test]
+fn stop_then_start() {
+    let mut w = World::active();
+    w.when(C::Stop)
+        .task_is(Some(T::PoweringOff))
+        .status("ACTIVE");
+    assert_eq!(w.i().work(), compute("compute-1", T::PoweringOff));
+    w.complete()
+        .vm(V::Stopped)
+        .idle()
+        .power(P::Shutdown)
+        .status("SHUTOFF");
+    w.when(C::Start)
+        .task_is(Some(T::PoweringOn))
+        .status("SHUTOFF");
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE")
+        .replays();
+}
+
+#[test]
+fn stop_from_error_is_allowed() {
+    let mut w = World::error();
+    w.status("ERROR");
+    w.when(C::Stop).task_is(Some(T::PoweringOff)).status("ERROR");
+    w.complete().vm(V::Stopped).power(P::Shutdown).status("SHUTOFF");
+}
+
+#[test]
+fn stop_start_refusals() {
+    World::stopped().when(C::Stop).refused_vm("stop", "stopped");
+    World::paused().when(C::Stop).refused_vm("stop", "paused");
+    World::active().when(C::Start).refused_vm("start", "active");
+    World::error().when(C::Start).refused_vm("start", "error");
+    let mut w = World::active();
+    w.when(C::Stop).ok();
+    w.when(C::Stop).refused_task("stop", "powering-off");
+}
+
+#[test]
+fn stop_of_a_never_launched_error_instance_is_refused_on_launched_at() {
+    let mut w = World::spawning(Config::default());
+    w.fail("boom").vm(V::Error);
+    w.when(C::Stop).refused(&format!(
+        "Cannot 'stop' instance {} while it is in launched_at None",
+        instance_id()
+    ));
+}
+
+#[test]
+fn stop_and_start_need_a_host() {
+    // Active without a host: shelved_offloaded, then reset to active by an admin.
+    let mut w = World::shelved_offloaded();
+    w.when_admin(C::ResetState { state: V::Active })
+        .ok()
+        .vm(V::Active)
+        .on_host(None);
+    w.when(C::Stop).refused_not_ready();
+    // Stopped without a host cannot be reached by commands: make it by hand.
+    let mut w = World::stopped();
+    w.state.as_mut().unwrap().host = None;
+    w.when(C::Start).refused_not_ready();
+    assert!(matches!(w.err(), DomainError::NotReady { .. }));
+}
+
+// ------------------------------------------------------------------ reboot
+
+#[test]
+fn soft_reboot_only_active_and_idle() {
+    let mut w = World::active();
+    w.when(C::Reboot { hard: false })
+        .task_is(Some(T::Rebooting))
+        .status("REBOOT");
+    w.when(C::Reboot { hard: false })
+        .refused_task("reboot", "rebooting");
+    w.complete().vm(V::Active).idle().power(P::Running).status("ACTIVE");
+
+    World::stopped()
+        .when(C::Reboot { hard: false })
+        .refused_vm("reboot", "stopped");
+    World::paused()
+        .when(C::Reboot { hard: false })
+        .refused_vm("reboot", "paused");
+    World::error()
+        .when(C::Reboot { hard: false })
+        .refused_vm("reboot", "error");
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when(C::Reboot { hard: false })
+        .refused_task("reboot", "pausing");
+}
+
+#[test]
+fn hard_reboot_from_every_allowed_vm_state_ends_active() {
+    for (name, mut w) in [
+        ("active", World::active()),
+        ("stopped", World::stopped()),
+        ("paused", World::paused()),
+        ("suspended", World::suspended()),
+        ("error", World::error()),
+    ] {
+        let before = w.i().status();
+        w.when(C::Reboot { hard: true }).ok().task_is(Some(T::RebootingHard));
+        let expected = if name == "active" { "HARD_REBOOT" } else { before };
+        w.status(expected);
+        assert_eq!(w.i().work(), compute("compute-1", T::RebootingHard), "{name}");
+        w.complete()
+            .events(&["instance.action_completed"])
+            .vm(V::Active)
+            .idle()
+            .power(P::Running)
+            .status("ACTIVE");
+    }
+}
+
+#[test]
+fn hard_reboot_is_allowed_during_the_reboot_tolerant_tasks() {
+    let cases: Vec<(World, C, T)> = vec![
+        (World::active(), C::Pause, T::Pausing),
+        (World::active(), C::Suspend, T::Suspending),
+        (World::paused(), C::Unpause, T::Unpausing),
+        (World::suspended(), C::Resume, T::Resuming),
+        (World::active(), C::Reboot { hard: false }, T::Rebooting),
+        (World::active(), C::Reboot { hard: true }, T::RebootingHard),
+    ];
+    for (mut w, start, task) in cases {
+        w.when(start).ok().task_is(Some(task));
+        w.when(C::Reboot { hard: true })
+            .events(&["instance.task_started"])
+            .task_is(Some(T::RebootingHard));
+        w.complete().vm(V::Active).idle();
+    }
+}
+
+#[test]
+fn hard_reboot_refusals() {
+    World::shelved()
+        .when(C::Reboot { hard: true })
+        .refused_vm("reboot", "shelved");
+    World::resized()
+        .when(C::Reboot { hard: true })
+        .refused_vm("reboot", "resized");
+    let mut w = World::active();
+    w.when(C::Stop).ok();
+    w.when(C::Reboot { hard: true })
+        .refused_task("reboot", "powering-off");
+    let mut w = World::active();
+    w.when(C::Resize { flavor: medium() }).ok();
+    w.when(C::Reboot { hard: true })
+        .refused_task("reboot", "resize_prep");
+}
+
+// ------------------------------------------------------------------ shelve
+
+#[test]
+fn shelve_with_offload_time_zero_offloads_at_once() {
+    let mut w = World::active();
+    w.when(C::Shelve)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::Shelving))
+        .status("ACTIVE");
+    assert_eq!(w.i().work(), compute("compute-1", T::Shelving));
+    w.complete()
+        .events(&["instance.shelved"])
+        .vm(V::Shelved)
+        .task_is(Some(T::ShelvingOffloading))
+        .power(P::Shutdown)
+        .status("SHELVED")
+        .on_host(Some("compute-1"));
+    assert_eq!(w.i().work(), compute("compute-1", T::ShelvingOffloading));
+    w.complete()
+        .events(&["instance.offloaded"])
+        .vm(V::ShelvedOffloaded)
+        .idle()
+        .power(P::Shutdown)
+        .status("SHELVED_OFFLOADED")
+        .on_host(None)
+        .claim_is(None)
+        .replays();
+    assert!(w.i().held_claims().is_empty());
+}
+
+#[test]
+fn shelve_from_stopped_paused_suspended() {
+    for mut w in [World::stopped(), World::paused(), World::suspended()] {
+        w.when(C::Shelve).ok().task_is(Some(T::Shelving));
+        w.complete().vm(V::Shelved).power(P::Shutdown);
+        w.complete().vm(V::ShelvedOffloaded).idle().on_host(None);
+    }
+}
+
+#[test]
+fn shelve_refusals() {
+    World::error().when(C::Shelve).refused_vm("shelve", "error");
+    World::shelved().when(C::Shelve).refused_vm("shelve", "shelved");
+    World::shelved_offloaded()
+        .when(C::Shelve)
+        .refused_vm("shelve", "shelved_offloaded");
+    World::resized().when(C::Shelve).refused_vm("shelve", "resized");
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when(C::Shelve).refused_task("shelve", "pausing");
+}
+
+#[test]
+fn shelve_with_offload_delay_stays_shelved_until_tick() {
+    let mut w = World::active_with(Config {
+        shelved_offload_time: 100,
+        ..Config::default()
+    });
+    w.when(C::Shelve).ok();
+    w.complete()
+        .events(&["instance.shelved"])
+        .vm(V::Shelved)
+        .idle()
+        .status("SHELVED")
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)));
+    w.advance(50).tick().no_events().idle();
+    w.advance(50).tick()
+        .events(&["instance.task_started"])
+        .task_is(Some(T::ShelvingOffloading))
+        .status("SHELVED");
+    assert_eq!(w.i().op.unwrap().action.api_name(), "shelveOffload");
+    w.tick().no_events();
+    w.complete()
+        .events(&["instance.offloaded"])
+        .vm(V::ShelvedOffloaded)
+        .on_host(None)
+        .claim_is(None)
+        .replays();
+}
+
+#[test]
+fn shelve_with_negative_offload_time_never_offloads() {
+    let mut w = World::shelved();
+    w.vm(V::Shelved).idle();
+    w.advance(10_000_000).tick().no_events().vm(V::Shelved);
+}
+
+#[test]
+fn shelve_offload_from_shelved() {
+    let mut w = World::shelved();
+    w.when(C::ShelveOffload)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::ShelvingOffloading))
+        .status("SHELVED");
+    w.when(C::ShelveOffload)
+        .refused_task("shelveOffload", "shelving_offloading");
+    w.complete()
+        .vm(V::ShelvedOffloaded)
+        .idle()
+        .on_host(None)
+        .claim_is(None)
+        .status("SHELVED_OFFLOADED");
+    w.when(C::ShelveOffload)
+        .refused_vm("shelveOffload", "shelved_offloaded");
+    World::active()
+        .when(C::ShelveOffload)
+        .refused_vm("shelveOffload", "active");
+}
+
+// ------------------------------------------------------------------ unshelve
+
+#[test]
+fn unshelve_from_shelved_runs_on_the_same_host() {
+    let mut w = World::shelved();
+    w.when(C::Unshelve {
+        availability_zone: None,
+    })
+    .task_is(Some(T::Unshelving))
+    .status("SHELVED");
+    assert_eq!(w.i().work(), compute("compute-1", T::Unshelving));
+    w.complete()
+        .events(&["instance.unshelved"])
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE")
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)));
+    assert_eq!(w.i().shelved_at, None);
+}
+
+#[test]
+fn unshelve_from_offloaded_schedules_then_spawns() {
+    let mut w = World::shelved_offloaded();
+    w.when(C::Unshelve {
+        availability_zone: Some("az-2".into()),
+    })
+    .events(&["instance.task_started"])
+    .task_is(Some(T::Unshelving))
+    .status("SHELVED_OFFLOADED");
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    w.scheduled("compute-3", claim(3))
+        .events(&["instance.destination_scheduled"])
+        .vm(V::ShelvedOffloaded)
+        .task_is(Some(T::Spawning))
+        .on_host(Some("compute-3"))
+        .claim_is(Some(claim(3)));
+    assert_eq!(w.i().work(), compute("compute-3", T::Spawning));
+    assert_eq!(w.i().migration, None);
+    w.complete()
+        .events(&["instance.unshelved"])
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE")
+        .on_host(Some("compute-3"))
+        .replays();
+}
+
+#[test]
+fn unshelve_from_offloaded_with_no_valid_host_stays_offloaded() {
+    let mut w = World::shelved_offloaded();
+    w.when(C::Unshelve {
+        availability_zone: None,
+    })
+    .ok();
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::ScheduleFailed {
+            op,
+            reason: "no room".into(),
+        },
+    )
+    .events(&["instance.task_failed"])
+    .vm(V::ShelvedOffloaded)
+    .idle()
+    .on_host(None)
+    .has_fault();
+    assert_eq!(
+        w.i().fault.as_ref().unwrap().message,
+        "No valid host was found. no room"
+    );
+}
+
+#[test]
+fn unshelve_spawn_failure_goes_back_to_offloaded_and_frees_the_host() {
+    let mut w = World::shelved_offloaded();
+    w.when(C::Unshelve {
+        availability_zone: None,
+    })
+    .ok();
+    w.scheduled("compute-3", claim(3)).ok();
+    w.fail("spawn failed")
+        .vm(V::ShelvedOffloaded)
+        .idle()
+        .on_host(None)
+        .claim_is(None)
+        .has_fault();
+}
+
+#[test]
+fn unshelve_refusals() {
+    World::active()
+        .when(C::Unshelve {
+            availability_zone: None,
+        })
+        .refused_vm("unshelve", "active");
+    World::shelved()
+        .when(C::Unshelve {
+            availability_zone: Some("az-1".into()),
+        })
+        .refused(&format!(
+            "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
+            instance_id()
+        ));
+}
+
+// ------------------------------------------------------------------ resize
+
+#[test]
+fn resize_to_the_same_flavor_is_a_bad_request() {
+    World::active()
+        .when(C::Resize { flavor: small() })
+        .refused("When resizing, instances must change flavor!");
+}
+
+#[test]
+fn resize_to_a_smaller_disk_is_a_bad_request() {
+    World::active()
+        .when(C::Resize { flavor: tiny() })
+        .refused("Resizing to a smaller disk flavor is not allowed.");
+}
+
+#[test]
+fn resize_confirm_full_cycle() {
+    let mut w = World::active();
+    w.when(C::Resize { flavor: medium() })
+        .events(&["instance.migration_started"])
+        .vm(V::Active)
+        .task_is(Some(T::ResizePrep))
+        .status("RESIZE");
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    let m = w.i().migration.clone().expect("migration");
+    assert_eq!(m.kind, MigrationKind::Resize);
+    assert_eq!(m.source_host, host("compute-1"));
+    assert_eq!(m.source_claim, Some(claim(1)));
+    assert_eq!(m.dest_host, None);
+    assert_eq!(m.old_flavor, small());
+    assert_eq!(m.new_flavor, medium());
+    assert_eq!(m.old_vm_state, V::Active);
+
+    w.scheduled("compute-2", claim(2))
+        .events(&["instance.destination_scheduled"])
+        .task_is(Some(T::ResizeMigrating))
+        .status("RESIZE")
+        .on_host(Some("compute-1"));
+    let m = w.i().migration.clone().unwrap();
+    assert_eq!(m.dest_host, Some(host("compute-2")));
+    assert_eq!(m.dest_claim, Some(claim(2)));
+    assert_eq!(w.i().work(), compute("compute-2", T::ResizeMigrating));
+
+    w.complete()
+        .events(&["instance.resize_finished"])
+        .vm(V::Resized)
+        .idle()
+        .status("VERIFY_RESIZE")
+        .power(P::Running)
+        .on_host(Some("compute-2"))
+        .claim_is(Some(claim(2)));
+    assert_eq!(w.i().flavor, medium());
+    let m = w.i().migration.clone().expect("migration kept until confirm");
+    assert_eq!(m.source_claim, Some(claim(1)));
+
+    w.when(C::ConfirmResize)
+        .events(&["instance.resize_confirmed"])
+        .vm(V::Active)
+        .idle()
+        .status("ACTIVE")
+        .on_host(Some("compute-2"))
+        .claim_is(Some(claim(2)))
+        .no_migration()
+        .replays();
+    assert_eq!(w.i().flavor, medium());
+    assert_eq!(w.i().held_claims(), vec![(host("compute-2"), claim(2))]);
+}
+
+#[test]
+fn resize_of_a_stopped_instance_confirms_to_shutoff() {
+    let mut w = World::stopped().resized_from();
+    w.vm(V::Resized).status("VERIFY_RESIZE").power(P::Shutdown);
+    w.when(C::ConfirmResize)
+        .vm(V::Stopped)
+        .status("SHUTOFF")
+        .power(P::Shutdown)
+        .no_migration();
+}
+
+#[test]
+fn resize_of_a_stopped_instance_shows_resize_status() {
+    let mut w = World::stopped();
+    w.when(C::Resize { flavor: medium() })
+        .ok()
+        .vm(V::Stopped)
+        .status("RESIZE");
+    w.scheduled("compute-2", claim(2)).status("RESIZE");
+}
+
+#[test]
+fn revert_resize_goes_back_to_the_source_with_the_old_flavor() {
+    let mut w = World::resized();
+    w.when(C::RevertResize)
+        .events(&["instance.task_started"])
+        .vm(V::Resized)
+        .task_is(Some(T::ResizeReverting))
+        .status("REVERT_RESIZE");
+    assert_eq!(w.i().work(), compute("compute-2", T::ResizeReverting));
+    w.when(C::ConfirmResize)
+        .refused_task("confirmResize", "resize_reverting");
+    w.complete()
+        .events(&["instance.resize_reverted"])
+        .vm(V::Active)
+        .idle()
+        .status("ACTIVE")
+        .power(P::Running)
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)))
+        .no_migration()
+        .replays();
+    assert_eq!(w.i().flavor, small());
+}
+
+#[test]
+fn revert_resize_of_a_stopped_instance_goes_back_to_shutoff() {
+    let mut w = World::stopped().resized_from();
+    w.when(C::RevertResize).ok();
+    w.complete()
+        .vm(V::Stopped)
+        .status("SHUTOFF")
+        .power(P::Shutdown)
+        .on_host(Some("compute-1"));
+}
+
+#[test]
+fn resize_refusals() {
+    World::paused()
+        .when(C::Resize { flavor: medium() })
+        .refused_vm("resize", "paused");
+    World::resized()
+        .when(C::Resize { flavor: flavor("4", 4, 8192, 80) })
+        .refused_vm("resize", "resized");
+    World::active()
+        .when(C::ConfirmResize)
+        .refused_vm("confirmResize", "active");
+    World::active()
+        .when(C::RevertResize)
+        .refused_vm("revertResize", "active");
+    let mut w = World::active();
+    w.when(C::Resize { flavor: medium() }).ok();
+    w.when(C::Resize { flavor: medium() })
+        .refused_task("resize", "resize_prep");
+}
+
+#[test]
+fn resize_with_no_valid_host_goes_back_with_a_fault() {
+    let mut w = World::active();
+    w.when(C::Resize { flavor: medium() }).ok();
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::ScheduleFailed {
+            op,
+            reason: "too big".into(),
+        },
+    )
+    .events(&["instance.task_failed"])
+    .vm(V::Active)
+    .idle()
+    .status("ACTIVE")
+    .on_host(Some("compute-1"))
+    .no_migration()
+    .has_fault();
+    assert_eq!(w.i().flavor, small());
+}
+
+#[test]
+fn resize_migrating_failure_is_error_on_the_source() {
+    let mut w = World::active();
+    w.when(C::Resize { flavor: medium() }).ok();
+    w.scheduled("compute-2", claim(2)).ok();
+    w.fail("disk copy failed")
+        .vm(V::Error)
+        .idle()
+        .status("ERROR")
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)))
+        .no_migration()
+        .has_fault();
+}
+
+// ------------------------------------------------------------------ cold migrate
+
+#[test]
+fn cold_migrate_is_a_resize_to_the_same_flavor() {
+    let mut w = World::active();
+    w.when_admin(C::Migrate { host: None })
+        .events(&["instance.migration_started"])
+        .task_is(Some(T::ResizePrep))
+        .status("RESIZE");
+    let m = w.i().migration.clone().unwrap();
+    assert_eq!(m.kind, MigrationKind::Migration);
+    assert_eq!(m.new_flavor, small());
+    w.scheduled("compute-2", claim(2)).task_is(Some(T::ResizeMigrating));
+    w.complete()
+        .vm(V::Resized)
+        .status("VERIFY_RESIZE")
+        .on_host(Some("compute-2"));
+    assert_eq!(w.i().flavor, small());
+    w.when(C::ConfirmResize).vm(V::Active).no_migration();
+}
+
+#[test]
+fn cold_migrate_records_the_requested_host() {
+    let mut w = World::stopped();
+    w.when_admin(C::Migrate {
+        host: Some(host("compute-9")),
+    })
+    .ok();
+    assert_eq!(
+        w.i().migration.as_ref().unwrap().requested_host,
+        Some(host("compute-9"))
+    );
+}
+
+#[test]
+fn cold_migrate_to_the_current_host_is_a_bad_request() {
+    World::active()
+        .when_admin(C::Migrate {
+            host: Some(host("compute-1")),
+        })
+        .refused(&format!(
+            "The target host can't be the same one. Instance {} is already on compute-1",
+            instance_id()
+        ));
+    World::paused()
+        .when_admin(C::Migrate { host: None })
+        .refused_vm("migrate", "paused");
+}
+
+// ------------------------------------------------------------------ live migrate
+
+#[test]
+fn live_migrate_an_active_instance() {
+    let mut w = World::active();
+    w.when_admin(C::LiveMigrate { host: None })
+        .events(&["instance.migration_started"])
+        .vm(V::Active)
+        .task_is(Some(T::Migrating))
+        .status("MIGRATING");
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    assert_eq!(
+        w.i().migration.as_ref().unwrap().kind,
+        MigrationKind::LiveMigration
+    );
+    w.scheduled("compute-2", claim(2))
+        .events(&["instance.destination_scheduled"])
+        .task_is(Some(T::Migrating))
+        .status("MIGRATING")
+        .on_host(Some("compute-1"));
+    assert_eq!(w.i().work(), compute("compute-1", T::Migrating));
+    w.complete()
+        .events(&["instance.live_migrated"])
+        .vm(V::Active)
+        .idle()
+        .status("ACTIVE")
+        .on_host(Some("compute-2"))
+        .claim_is(Some(claim(2)))
+        .no_migration()
+        .replays();
+}
+
+#[test]
+fn live_migrate_a_paused_instance() {
+    let mut w = World::paused();
+    w.when_admin(C::LiveMigrate { host: None })
+        .vm(V::Paused)
+        .status("MIGRATING");
+    w.scheduled("compute-2", claim(2));
+    w.complete()
+        .vm(V::Paused)
+        .status("PAUSED")
+        .power(P::Paused)
+        .on_host(Some("compute-2"));
+}
+
+#[test]
+fn live_migrate_refusals() {
+    World::stopped()
+        .when_admin(C::LiveMigrate { host: None })
+        .refused_vm("os-migrateLive", "stopped");
+    World::suspended()
+        .when_admin(C::LiveMigrate { host: None })
+        .refused_vm("os-migrateLive", "suspended");
+    World::active()
+        .when_admin(C::LiveMigrate {
+            host: Some(host("compute-1")),
+        })
+        .refused(&format!(
+            "The source and destination hosts are the same for instance {}",
+            instance_id()
+        ));
+    let mut w = World::active();
+    w.when_admin(C::LiveMigrate { host: None }).ok();
+    w.when_admin(C::LiveMigrate { host: None })
+        .refused_task("os-migrateLive", "migrating");
+}
+
+#[test]
+fn live_migration_failure_stays_on_the_source() {
+    let mut w = World::active();
+    w.when_admin(C::LiveMigrate { host: None }).ok();
+    w.scheduled("compute-2", claim(2)).ok();
+    w.fail("migration aborted")
+        .vm(V::Active)
+        .idle()
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)))
+        .no_migration()
+        .has_fault();
+}
+
+// ------------------------------------------------------------------ lock / unlock
+
+#[test]
+fn locked_instance_refuses_non_admin_actions_but_not_admins() {
+    let mut w = World::active();
+    w.when(C::Lock {
+        reason: Some("maintenance".into()),
+    })
+    .events(&["instance.locked"]);
+    let l = w.i().locked.clone().unwrap();
+    assert!(!l.by_admin);
+    assert_eq!(l.reason.as_deref(), Some("maintenance"));
+    for cmd in [
+        C::Pause,
+        C::Suspend,
+        C::Stop,
+        C::Reboot { hard: false },
+        C::Reboot { hard: true },
+        C::Shelve,
+        C::Resize { flavor: medium() },
+        C::Migrate { host: None },
+        C::LiveMigrate { host: None },
+        C::Delete,
+    ] {
+        w.when(cmd.clone()).refused_locked();
+        assert_eq!(w.i().vm_state, V::Active);
+        // An admin passes the lock check.
+        let mut admin = World::active();
+        admin.when(C::Lock { reason: None }).ok();
+        admin.when_admin(cmd).ok();
+    }
+}
+
+#[test]
+fn the_lock_check_comes_before_the_state_check() {
+    let mut w = World::paused();
+    w.when(C::Lock { reason: None }).ok();
+    w.when(C::Pause).refused_locked();
+    w.when(C::ConfirmResize).refused_locked();
+    w.when_admin(C::Pause).refused_vm("pause", "paused");
+}
+
+#[test]
+fn owner_lock_can_be_unlocked_by_the_owner() {
+    let mut w = World::active();
+    w.when(C::Lock { reason: None }).ok();
+    w.when(C::Lock { reason: None }).no_events();
+    w.when(C::Unlock).events(&["instance.unlocked"]);
+    assert_eq!(w.i().locked, None);
+    w.when(C::Unlock).no_events();
+    w.when(C::Pause).ok();
+}
+
+#[test]
+fn admin_lock_cannot_be_unlocked_by_the_owner() {
+    let mut w = World::active();
+    w.when_admin(C::Lock { reason: None }).events(&["instance.locked"]);
+    assert!(w.i().locked.as_ref().unwrap().by_admin);
+    w.when(C::Unlock).refused(&format!(
+        "Instance {} was locked by an administrator and cannot be unlocked by its owner",
+        instance_id()
+    ));
+    assert!(matches!(w.err(), DomainError::Forbidden(_)));
+    w.when_admin(C::Unlock).events(&["instance.unlocked"]);
+}
+
+#[test]
+fn lock_by_an_admin_of_the_owning_project_counts_as_owner() {
+    let mut w = World::active();
+    w.when_as(Who::OwnerAdmin, C::Lock { reason: None }).ok();
+    assert!(!w.i().locked.as_ref().unwrap().by_admin);
+    w.when(C::Unlock).events(&["instance.unlocked"]);
+}
+
+#[test]
+fn lock_reason_too_long_is_a_bad_request() {
+    World::active()
+        .when(C::Lock {
+            reason: Some("x".repeat(256)),
+        })
+        .refused("locked_reason is too long");
+}
+
+// ------------------------------------------------------------------ delete
+
+#[test]
+fn delete_an_instance_on_a_host_goes_through_deleting() {
+    let mut w = World::active();
+    w.when(C::Delete)
+        .events(&["instance.task_started"])
+        .vm(V::Active)
+        .task_is(Some(T::Deleting))
+        .status("ACTIVE");
+    assert_eq!(w.i().work(), compute("compute-1", T::Deleting));
+    w.when(C::Delete).no_events();
+    w.complete()
+        .events(&["instance.deleted"])
+        .vm(V::Deleted)
+        .idle()
+        .status("DELETED")
+        .replays();
+    assert!(w.i().deleted);
+    assert!(w.i().terminated_at.is_some());
+    assert_eq!(w.i().work(), None);
+    assert!(w.i().held_claims().is_empty());
+}
+
+#[test]
+fn delete_without_a_host_is_immediate() {
+    // building, before scheduling
+    let mut w = World::created(Config::default());
+    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED").idle();
+    // error after a failed spawn (host cleared)
+    let mut w = World::spawning(Config::default());
+    w.fail("boom");
+    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED");
+    // shelved_offloaded
+    let mut w = World::shelved_offloaded();
+    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED");
+}
+
+#[test]
+fn delete_is_allowed_in_any_state_and_any_task() {
+    let mut w = World::spawning(Config::default());
+    w.when(C::Delete).ok().vm(V::Building).task_is(Some(T::Deleting));
+    w.complete().status("DELETED");
+
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when(C::Delete).ok().task_is(Some(T::Deleting));
+    w.complete().status("DELETED");
+
+    let mut w = World::resized();
+    w.when(C::Delete).ok().task_is(Some(T::Deleting));
+    w.complete().status("DELETED").no_migration();
+
+    for mut w in [
+        World::error(),
+        World::stopped(),
+        World::paused(),
+        World::suspended(),
+        World::shelved(),
+    ] {
+        w.when(C::Delete).ok().task_is(Some(T::Deleting));
+        w.complete().status("DELETED");
+    }
+}
+
+#[test]
+fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
+    let mut w = World::active();
+    w.when(C::Delete).ok();
+    let (op, task) = (w.op(), w.task());
+    w.complete().ok();
+    let not_found = format!("Instance {} could not be found.", instance_id());
+    for cmd in [
+        C::Start,
+        C::Stop,
+        C::Pause,
+        C::Unpause,
+        C::Suspend,
+        C::Resume,
+        C::Reboot { hard: true },
+        C::Shelve,
+        C::ShelveOffload,
+        C::Unshelve {
+            availability_zone: None,
+        },
+        C::Resize { flavor: medium() },
+        C::Migrate { host: None },
+        C::ConfirmResize,
+        C::RevertResize,
+        C::LiveMigrate { host: None },
+        C::Lock { reason: None },
+        C::Unlock,
+        C::Delete,
+        C::ResetState { state: V::Active },
+        C::Update {
+            name: Some("x".into()),
+            description: None,
+        },
+    ] {
+        w.when_admin(cmd.clone()).refused(&not_found);
+        w.when(cmd).refused(&not_found);
+    }
+    w.when(C::Create(Box::new(spec())))
+        .refused(&format!("Instance with id {} already exists.", instance_id()));
+    for cmd in [
+        C::Complete { op, task },
+        C::Fail {
+            op,
+            task,
+            message: "late".into(),
+        },
+        C::Scheduled {
+            op,
+            host: host("compute-2"),
+            claim: claim(2),
+        },
+        C::ScheduleFailed {
+            op,
+            reason: "late".into(),
+        },
+        C::Map {
+            op,
+            cell: CellName::cell1(),
+            host: None,
+            fault: None,
+        },
+        C::Place,
+        C::Tick,
+    ] {
+        w.when_as(Who::Service, cmd).no_events();
+    }
+    w.status("DELETED");
+}
+
+#[test]
+fn delete_failure_puts_the_instance_in_error() {
+    let mut w = World::active();
+    w.when(C::Delete).ok();
+    w.fail("cannot destroy domain")
+        .vm(V::Error)
+        .idle()
+        .status("ERROR")
+        .has_fault();
+    assert!(!w.i().deleted);
+}
+
+// ------------------------------------------------------------------ os-resetState
+
+#[test]
+fn reset_state_is_admin_only() {
+    World::error()
+        .when(C::ResetState { state: V::Active })
+        .refused(
+            "Policy doesn't allow os_compute_api:os-admin-actions:reset_state to be performed.",
+        );
+}
+
+#[test]
+fn reset_state_accepts_only_active_and_error() {
+    for v in V::ALL {
+        let mut w = World::active();
+        w.when_admin(C::ResetState { state: v });
+        if matches!(v, V::Active | V::Error) {
+            w.events(&["instance.state_reset"]).vm(v).idle();
+        } else {
+            w.refused("Invalid input for field/attribute state.");
+        }
+    }
+}
+
+#[test]
+fn reset_state_clears_the_task_and_the_migration() {
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when_admin(C::ResetState { state: V::Error })
+        .vm(V::Error)
+        .idle()
+        .status("ERROR");
+    w.when_admin(C::ResetState { state: V::Active })
+        .vm(V::Active)
+        .status("ACTIVE");
+
+    let mut w = World::resized();
+    w.when_admin(C::ResetState { state: V::Active })
+        .vm(V::Active)
+        .idle()
+        .no_migration()
+        .on_host(Some("compute-2"));
+}
+
+// ------------------------------------------------------------------ update
+
+#[test]
+fn update_name_and_description() {
+    let mut w = World::active();
+    w.when(C::Update {
+        name: Some("renamed".into()),
+        description: Some(Some("a server".into())),
+    })
+    .events(&["instance.updated"]);
+    assert_eq!(w.i().spec.name, "renamed");
+    assert_eq!(w.i().spec.description.as_deref(), Some("a server"));
+    w.when(C::Update {
+        name: None,
+        description: Some(None),
+    })
+    .events(&["instance.updated"]);
+    assert_eq!(w.i().spec.name, "renamed");
+    assert_eq!(w.i().spec.description, None);
+    w.when(C::Update {
+        name: None,
+        description: None,
+    })
+    .no_events();
+}
+
+#[test]
+fn update_refusals() {
+    World::active()
+        .when(C::Update {
+            name: Some(" ".into()),
+            description: None,
+        })
+        .refused("Invalid server name");
+    World::active()
+        .when(C::Update {
+            name: None,
+            description: Some(Some("x".repeat(256))),
+        })
+        .refused("Invalid description");
+}
+
+// ------------------------------------------------------------------ the reference table
+
+/// (api name, command, allowed vm_states) straight from nova-state-actions.txt.
+fn reference_table() -> Vec<(&'static str, C, Option<Vec<V>>)> {
+    use V::*;
+    vec![
+        ("pause", C::Pause, Some(vec![Active])),
+        ("unpause", C::Unpause, Some(vec![Paused])),
+        ("suspend", C::Suspend, Some(vec![Active])),
+        ("resume", C::Resume, Some(vec![Suspended])),
+        ("stop", C::Stop, Some(vec![Active, Error])),
+        ("start", C::Start, Some(vec![Stopped])),
+        ("reboot", C::Reboot { hard: false }, Some(vec![Active])),
+        (
+            "reboot",
+            C::Reboot { hard: true },
+            Some(vec![Active, Stopped, Paused, Suspended, Error]),
+        ),
+        ("shelve", C::Shelve, Some(vec![Active, Stopped, Paused, Suspended])),
+        ("shelveOffload", C::ShelveOffload, Some(vec![Shelved])),
+        (
+            "unshelve",
+            C::Unshelve {
+                availability_zone: None,
+            },
+            Some(vec![Shelved, ShelvedOffloaded]),
+        ),
+        ("resize", C::Resize { flavor: medium() }, Some(vec![Active, Stopped])),
+        ("migrate", C::Migrate { host: None }, Some(vec![Active, Stopped])),
+        ("confirmResize", C::ConfirmResize, Some(vec![Resized])),
+        ("revertResize", C::RevertResize, Some(vec![Resized])),
+        ("os-migrateLive", C::LiveMigrate { host: None }, Some(vec![Active, Paused])),
+        ("delete", C::Delete, None),
+        ("lock", C::Lock { reason: None }, None),
+        (
+            "update",
+            C::Update {
+                name: Some("n".into()),
+                description: None,
+            },
+            None,
+        ),
+    ]
+}
+
+/// An idle, launched instance on compute-1 in vm_state `v`. Most of these states can
+/// be reached by commands, but not all (building+idle, soft-delete), so the vm_state
+/// is set directly on a real ACTIVE instance.
+fn idle_in(v: V) -> World {
+    let mut w = World::active();
+    w.state.as_mut().unwrap().vm_state = v;
+    w
+}
+
+#[test]
+fn every_action_in_every_vm_state_follows_the_reference_table() {
+    let states: Vec<V> = V::ALL.into_iter().filter(|v| *v != V::Deleted).collect();
+    for (name, cmd, allowed) in reference_table() {
+        for &v in &states {
+            let mut w = idle_in(v);
+            w.when(cmd.clone());
+            let ok = allowed.as_ref().is_none_or(|a| a.contains(&v));
+            if ok {
+                match w.result() {
+                    Ok(evs) => assert!(!evs.is_empty(), "{name} in {v:?}: no events"),
+                    Err(e) => panic!("{name} in {v:?} must be allowed, got {e}"),
+                }
+            } else {
+                w.refused_vm(name, v.as_str());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_idle_only_action_refuses_every_task_state() {
+    let reboot_ok = [
+        T::Rebooting,
+        T::RebootingHard,
+        T::Resuming,
+        T::Unpausing,
+        T::Pausing,
+        T::Suspending,
+    ];
+    for (name, cmd, allowed) in reference_table() {
+        let Some(allowed) = allowed else { continue };
+        let v = allowed[0];
+        for t in T::ALL {
+            let mut w = idle_in(v);
+            let op = uuid::Uuid::from_u128(77);
+            {
+                let i = w.state.as_mut().unwrap();
+                i.task_state = Some(t);
+                i.op = Some(domain::instance::Operation {
+                    id: op,
+                    action: domain::instance::Action::Pause,
+                    since: i.updated_at,
+                    attempt: 1,
+                });
+            }
+            w.when(cmd.clone());
+            let hard = cmd == C::Reboot { hard: true };
+            if hard && reboot_ok.contains(&t) {
+                w.ok().task_is(Some(T::RebootingHard));
+            } else {
+                w.refused_task(name, t.as_str());
+            }
+        }
+    }
+}
+
+#[test]
+fn delete_lock_unlock_and_update_accept_any_task_state() {
+    for t in T::ALL {
+        for cmd in [
+            C::Delete,
+            C::Lock { reason: None },
+            C::Update {
+                name: Some("n".into()),
+                description: None,
+            },
+        ] {
+            let mut w = World::active();
+            {
+                let i = w.state.as_mut().unwrap();
+                i.task_state = Some(t);
+                i.op = Some(domain::instance::Operation {
+                    id: uuid::Uuid::from_u128(77),
+                    action: domain::instance::Action::Pause,
+                    since: i.updated_at,
+                    attempt: 1,
+                });
+            }
+            w.when(cmd.clone()).ok();
+        }
+    }
+}
+
+#[test]
+fn every_locked_action_refuses_the_owner_and_admits_an_admin() {
+    for (name, cmd, allowed) in reference_table() {
+        if name == "lock" || name == "update" {
+            continue;
+        }
+        let v = allowed.map(|a| a[0]).unwrap_or(V::Active);
+        let mut w = idle_in(v);
+        w.when(C::Lock { reason: None }).ok();
+        w.when(cmd.clone()).refused_locked();
+        let mut w = idle_in(v);
+        w.when(C::Lock { reason: None }).ok();
+        w.when_admin(cmd).ok();
+    }
+    // Updates and unlock are not lock-checked.
+    let mut w = World::active();
+    w.when(C::Lock { reason: None }).ok();
+    w.when(C::Update {
+        name: Some("n".into()),
+        description: None,
+    })
+    .ok();
+}
+
+#[test]
+fn api_status_follows_the_state_map() {
+    use domain::states::api_status;
+    assert_eq!(api_status(V::Active, Some(T::Rebooting)), "REBOOT");
+    assert_eq!(api_status(V::Active, Some(T::RebootingHard)), "HARD_REBOOT");
+    assert_eq!(api_status(V::Active, Some(T::Migrating)), "MIGRATING");
+    assert_eq!(api_status(V::Active, Some(T::ResizePrep)), "RESIZE");
+    assert_eq!(api_status(V::Active, Some(T::ResizeMigrating)), "RESIZE");
+    assert_eq!(api_status(V::Active, Some(T::Pausing)), "ACTIVE");
+    assert_eq!(api_status(V::Building, Some(T::Spawning)), "BUILD");
+    assert_eq!(api_status(V::Stopped, Some(T::ResizePrep)), "RESIZE");
+    assert_eq!(api_status(V::Stopped, None), "SHUTOFF");
+    assert_eq!(api_status(V::Resized, None), "VERIFY_RESIZE");
+    assert_eq!(api_status(V::Resized, Some(T::ResizeReverting)), "REVERT_RESIZE");
+    assert_eq!(api_status(V::Paused, Some(T::Migrating)), "MIGRATING");
+    assert_eq!(api_status(V::Paused, None), "PAUSED");
+    assert_eq!(api_status(V::Suspended, None), "SUSPENDED");
+    assert_eq!(api_status(V::Rescued, None), "RESCUE");
+    assert_eq!(api_status(V::Error, Some(T::Deleting)), "ERROR");
+    assert_eq!(api_status(V::Deleted, None), "DELETED");
+    assert_eq!(api_status(V::SoftDeleted, None), "SOFT_DELETED");
+    assert_eq!(api_status(V::Shelved, None), "SHELVED");
+    assert_eq!(api_status(V::ShelvedOffloaded, None), "SHELVED_OFFLOADED");
+    for v in V::ALL {
+        assert_ne!(api_status(v, None), "UNKNOWN");
+        for t in T::ALL {
+            assert_ne!(api_status(v, Some(t)), "UNKNOWN");
+        }
+    }
+}
+
+#[test]
+fn action_names_match_nova() {
+    use domain::instance::Action as A;
+    assert_eq!(A::LiveMigration.api_name(), "os-migrateLive");
+    assert_eq!(A::LiveMigration.action_name(), "live-migration");
+    assert_eq!(A::RebootHard.api_name(), "reboot");
+    assert_eq!(A::RebootHard.action_name(), "reboot");
+    assert_eq!(A::ResetState.action_name(), "resetState");
+    assert_eq!(A::ShelveOffload.action_name(), "shelveOffload");
+    assert_eq!(A::ConfirmResize.action_name(), "confirmResize");
+}

@@ -1,0 +1,864 @@
+//! The embedded backend: one [redb] database file per stream, with group commit.
+//!
+//! # Files
+//!
+//! `<dir>/<stream>.redb`, one per stream. Files present in `<dir>` when the log is opened are
+//! the existing streams; a database is opened on first use and created by
+//! [`EventLog::ensure_stream`], by the first append to a subject of that stream, or by a
+//! subscription to it.
+//!
+//! # Tables (in every stream database)
+//!
+//! | table           | key                         | value                                  |
+//! |-----------------|-----------------------------|----------------------------------------|
+//! | `commits`       | `stream_seq: u64`           | encoded commit record (see below)      |
+//! | `subject_index` | `(subject: &str, subject_seq: u64)` | `stream_seq: u64`              |
+//! | `subject_last`  | `subject: &str`             | last `subject_seq: u64`                |
+//! | `dedupe`        | `dedupe_id: &str`           | `(stream_seq, subject_seq)` of the original |
+//!
+//! A commit record is one format byte ([`RECORD_FORMAT`]) followed by the postcard encoding of
+//! subject, subject_seq, dedupe_id, metadata and events. The stream and `stream_seq` are not
+//! stored in the record: they are the file and the key.
+//!
+//! # Invariants
+//!
+//! - The keys of `commits` are exactly `1..=last`, with no gap: the writer takes the next
+//!   position from the last key inside the same write transaction that inserts.
+//! - For every subject `s` with last sequence `n` in `subject_last`, `subject_index` holds
+//!   exactly the keys `(s, 1..=n)`, each pointing at a commit whose record names `s` and that
+//!   sequence.
+//! - Every row of one append (commit, index, last, dedupe) is written in the same write
+//!   transaction, committed with [`Durability::Immediate`] before the append is acknowledged,
+//!   so an acknowledged commit survives a crash and no commit is ever partially visible.
+//! - An empty `dedupe_id` disables deduplication for that append; a non-empty one is
+//!   remembered forever (there is no dedupe window).
+//!
+//! # Group commit
+//!
+//! Each open stream has one dedicated writer thread fed by a channel. The thread blocks for
+//! one request, drains whatever else is pending (up to [`MAX_BATCH`]), applies all of them in
+//! one write transaction (checking OCC and dedupe per request against the database *including*
+//! the earlier requests of the same batch, since a write transaction reads its own writes),
+//! commits durably, and only then answers every caller. A request refused by OCC is simply not
+//! written; it does not affect the others of its batch. If the commit itself fails, every
+//! request of the batch gets [`LogError::Storage`] and nothing of the batch is visible.
+//!
+//! After each commit the writer publishes the stream's last position on a
+//! [`tokio::sync::watch`] channel, which live subscriptions wait on. Positions are published
+//! only after the commit is visible to new read transactions, so a subscriber that reads
+//! nothing and then waits for the watch cannot miss a commit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::{
+    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, Metadata, StoredEvent,
+    StreamName, Subject, Subscription,
+};
+
+/// Commits keyed by stream position.
+const COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("commits");
+/// `(subject, subject_seq)` -> stream position.
+const SUBJECT_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("subject_index");
+/// Subject -> its last sequence.
+const SUBJECT_LAST: TableDefinition<&str, u64> = TableDefinition::new("subject_last");
+/// Dedupe id -> `(stream_seq, subject_seq)` of the commit first written with it.
+const DEDUPE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("dedupe");
+
+/// Format byte prefixed to every stored commit record; bump it when the record changes.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// Most append requests applied in one write transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// Commits read per round trip by a subscription and by its catch-up.
+const SUBSCRIPTION_READ_BATCH: usize = 512;
+
+/// Capacity of a subscription's channel.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+/// redb page cache per stream database.
+const CACHE_BYTES: usize = 128 * 1024 * 1024;
+
+/// File name suffix of a stream database.
+const FILE_SUFFIX: &str = ".redb";
+
+/// The stored form of a commit (borrowed, for encoding).
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    subject: &'a Subject,
+    subject_seq: u64,
+    dedupe_id: &'a str,
+    meta: &'a Metadata,
+    events: &'a [StoredEvent],
+}
+
+/// The stored form of a commit (owned, for decoding). Same field order as [`RecordRef`].
+#[derive(Deserialize)]
+struct RecordOwned {
+    subject: Subject,
+    subject_seq: u64,
+    dedupe_id: String,
+    meta: Metadata,
+    events: Vec<StoredEvent>,
+}
+
+/// Appends the stored record of a commit to `buf` (format byte, then postcard).
+fn encode_record(rec: &RecordRef<'_>, mut buf: Vec<u8>) -> Result<Vec<u8>, LogError> {
+    buf.push(RECORD_FORMAT);
+    postcard::to_extend(rec, buf).map_err(|e| LogError::Corrupt(format!("encode commit: {e}")))
+}
+
+/// Decodes a stored record back into the [`Commit`] at `stream_seq` of `stream`.
+fn decode_record(stream: &StreamName, stream_seq: u64, bytes: &[u8]) -> Result<Commit, LogError> {
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, body)) => {
+            let r: RecordOwned = postcard::from_bytes(body)
+                .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
+            Ok(Commit {
+                stream: stream.clone(),
+                stream_seq,
+                subject: r.subject,
+                subject_seq: r.subject_seq,
+                dedupe_id: r.dedupe_id,
+                meta: r.meta,
+                events: r.events,
+            })
+        }
+        Some((other, _)) => Err(LogError::Corrupt(format!(
+            "commit {stream}/{stream_seq}: unknown record format {other}"
+        ))),
+        None => Err(LogError::Corrupt(format!(
+            "commit {stream}/{stream_seq}: empty record"
+        ))),
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(e.to_string())
+}
+
+/// One append waiting for the writer thread.
+struct Job {
+    subject: Subject,
+    expected: ExpectedSeq,
+    dedupe_id: String,
+    meta: Metadata,
+    events: Vec<StoredEvent>,
+    reply: oneshot::Sender<Result<AppendAck, LogError>>,
+}
+
+/// An open stream: its database, its writer and its position watch.
+struct StreamHandle {
+    name: StreamName,
+    db: Arc<Database>,
+    /// Sender to the writer thread; `None` once closed.
+    jobs: RwLock<Option<std_mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Last committed position, published after each commit.
+    last: watch::Sender<u64>,
+}
+
+impl StreamHandle {
+    /// Opens (or creates) the database of `name` and starts its writer thread.
+    fn open(dir: &Path, name: StreamName) -> Result<Arc<Self>, LogError> {
+        let path = dir.join(format!("{name}{FILE_SUFFIX}"));
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| LogError::Storage(format!("open {}: {e}", path.display())))?;
+        // Create every table up front so read transactions never see a missing table.
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(COMMITS).map_err(storage)?;
+            txn.open_table(SUBJECT_INDEX).map_err(storage)?;
+            txn.open_table(SUBJECT_LAST).map_err(storage)?;
+            txn.open_table(DEDUPE).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        let last = {
+            let r = db.begin_read().map_err(storage)?;
+            let t = r.open_table(COMMITS).map_err(storage)?;
+            let last = t.last().map_err(storage)?.map(|(k, _)| k.value());
+            last.unwrap_or(0)
+        };
+
+        let db = Arc::new(db);
+        let (tx, rx) = std_mpsc::channel();
+        let (last_tx, _) = watch::channel(last);
+        let handle = Arc::new(Self {
+            name: name.clone(),
+            db: db.clone(),
+            jobs: RwLock::new(Some(tx)),
+            writer: Mutex::new(None),
+            last: last_tx,
+        });
+        let writer = Writer {
+            db,
+            last: handle.last.clone(),
+            buf: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("eventlog-writer-{name}"))
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LogError::Storage(format!("spawn writer thread: {e}")))?;
+        *handle.writer.lock().expect("writer mutex poisoned") = Some(thread);
+        Ok(handle)
+    }
+
+    /// Queues a job for the writer thread.
+    fn submit(&self, job: Job) -> Result<(), LogError> {
+        let guard = self.jobs.read().expect("jobs lock poisoned");
+        let tx = guard.as_ref().ok_or(LogError::Closed)?;
+        tx.send(job).map_err(|_| LogError::Closed)
+    }
+
+    /// Stops accepting appends, lets the writer finish what is queued, and joins it.
+    fn close(&self) {
+        self.jobs.write().expect("jobs lock poisoned").take();
+        let thread = self.writer.lock().expect("writer mutex poisoned").take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!(stream = %self.name, "event log writer thread panicked");
+            }
+        }
+    }
+
+    /// Up to `max` commits from position `from` (blocking).
+    fn read_stream(&self, from: u64, max: usize) -> Result<Vec<Commit>, LogError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let r = self.db.begin_read().map_err(storage)?;
+        let t = r.open_table(COMMITS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in t.range(from.max(1)..).map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            out.push(decode_record(&self.name, k.value(), v.value())?);
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits of `subject` from `subject_seq >= from` (blocking).
+    fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError> {
+        let r = self.db.begin_read().map_err(storage)?;
+        let index = r.open_table(SUBJECT_INDEX).map_err(storage)?;
+        let commits = r.open_table(COMMITS).map_err(storage)?;
+        let s = subject.as_str();
+        let mut out = Vec::new();
+        for row in index
+            .range((s, from.max(1))..=(s, u64::MAX))
+            .map_err(storage)?
+        {
+            let (_, pos) = row.map_err(storage)?;
+            let pos = pos.value();
+            let bytes = commits.get(pos).map_err(storage)?.ok_or_else(|| {
+                LogError::Corrupt(format!("{s}: index points at missing commit {pos}"))
+            })?;
+            out.push(decode_record(&self.name, pos, bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Last sequence of `subject` (blocking, a single key lookup).
+    fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {
+        let r = self.db.begin_read().map_err(storage)?;
+        let t = r.open_table(SUBJECT_LAST).map_err(storage)?;
+        let v = t.get(subject.as_str()).map_err(storage)?;
+        Ok(v.map(|g| g.value()).unwrap_or(0))
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The state owned by a stream's writer thread.
+struct Writer {
+    db: Arc<Database>,
+    last: watch::Sender<u64>,
+    /// Reused encoding buffer.
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Group-commit loop: runs until every sender is dropped and the queue is drained.
+    fn run(mut self, rx: std_mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+    }
+
+    /// Applies, commits and answers one batch; leaves `batch` empty.
+    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        let outcome = self.apply(batch);
+        match outcome {
+            Ok((results, last)) => {
+                // Publish before answering, so a caller that reads its own write and then
+                // subscribes never waits on a stale watch.
+                self.last.send_if_modified(|cur| {
+                    let changed = *cur != last;
+                    *cur = last;
+                    changed
+                });
+                for (job, res) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(res);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event log group commit failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies every job of the batch in one durable write transaction. Returns the per-job
+    /// results and the stream's last position after the commit.
+    fn apply(
+        &mut self,
+        batch: &[Job],
+    ) -> Result<(Vec<Result<AppendAck, LogError>>, u64), LogError> {
+        let t0 = std::time::Instant::now();
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        let (results, last) = self.apply_in(&txn, batch)?;
+        let t1 = std::time::Instant::now();
+        txn.commit().map_err(storage)?;
+        let t2 = std::time::Instant::now();
+        if std::env::var("EL_STATS").is_ok() && last % 20 == 0 {
+            eprintln!(
+                "batch {} apply {:?} commit {:?}",
+                batch.len(),
+                t1 - t0,
+                t2 - t1
+            );
+        }
+        Ok((results, last))
+    }
+
+    fn apply_in(
+        &mut self,
+        txn: &WriteTransaction,
+        batch: &[Job],
+    ) -> Result<(Vec<Result<AppendAck, LogError>>, u64), LogError> {
+        let mut commits = txn.open_table(COMMITS).map_err(storage)?;
+        let mut index = txn.open_table(SUBJECT_INDEX).map_err(storage)?;
+        let mut subject_last = txn.open_table(SUBJECT_LAST).map_err(storage)?;
+        let mut dedupe = txn.open_table(DEDUPE).map_err(storage)?;
+
+        let mut last = commits
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(k, _)| k.value());
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch {
+            let dedupe_id = job.dedupe_id.as_str();
+            if !dedupe_id.is_empty() {
+                if let Some(g) = dedupe.get(dedupe_id).map_err(storage)? {
+                    let (stream_seq, subject_seq) = g.value();
+                    results.push(Ok(AppendAck {
+                        stream_seq,
+                        subject_seq,
+                        duplicate: true,
+                    }));
+                    continue;
+                }
+            }
+            let subject = job.subject.as_str();
+            let actual = subject_last
+                .get(subject)
+                .map_err(storage)?
+                .map_or(0, |g| g.value());
+            if let ExpectedSeq::Exactly(expected) = job.expected {
+                if expected != actual {
+                    results.push(Err(LogError::WrongLastSequence {
+                        subject: subject.to_string(),
+                        expected,
+                        actual,
+                    }));
+                    continue;
+                }
+            }
+            let stream_seq = last + 1;
+            let subject_seq = actual + 1;
+            let rec = RecordRef {
+                subject: &job.subject,
+                subject_seq,
+                dedupe_id,
+                meta: &job.meta,
+                events: &job.events,
+            };
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let buf = encode_record(&rec, buf)?;
+            commits
+                .insert(stream_seq, buf.as_slice())
+                .map_err(storage)?;
+            self.buf = buf;
+            index
+                .insert((subject, subject_seq), stream_seq)
+                .map_err(storage)?;
+            subject_last.insert(subject, subject_seq).map_err(storage)?;
+            if !dedupe_id.is_empty() {
+                dedupe
+                    .insert(dedupe_id, (stream_seq, subject_seq))
+                    .map_err(storage)?;
+            }
+            last = stream_seq;
+            results.push(Ok(AppendAck {
+                stream_seq,
+                subject_seq,
+                duplicate: false,
+            }));
+        }
+        Ok((results, last))
+    }
+}
+
+/// The embedded, file-backed [`EventLog`]: redb, one database per stream, group commit.
+///
+/// Use it as `Arc<dyn EventLog>`. [`EmbeddedLog::close`] (also run on drop) stops the writer
+/// threads after they have committed what was queued, and ends every subscription.
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    /// Flips to `true` on close; subscriptions watch it.
+    closed_tx: watch::Sender<bool>,
+}
+
+/// State that stream opening (on a blocking thread) shares with the log.
+struct Shared {
+    dir: PathBuf,
+    /// Streams whose database is open.
+    open: RwLock<HashMap<StreamName, Arc<StreamHandle>>>,
+    /// Streams found on disk at open or created since (open or not).
+    known: Mutex<BTreeSet<StreamName>>,
+    /// Serialises opening databases, so one file is never opened twice.
+    opening: Mutex<()>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn check_open(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The open handle of `stream`, if it is open.
+    fn cached(&self, stream: &StreamName) -> Option<Arc<StreamHandle>> {
+        self.open
+            .read()
+            .expect("streams lock poisoned")
+            .get(stream)
+            .cloned()
+    }
+
+    fn is_known(&self, stream: &StreamName) -> bool {
+        self.known
+            .lock()
+            .expect("known lock poisoned")
+            .contains(stream)
+    }
+
+    /// Opens (or creates) `stream` and registers it (blocking). Runs to completion even if the
+    /// caller that asked for it went away, so a half-opened database is never left behind.
+    fn open_stream(&self, stream: &StreamName) -> Result<Arc<StreamHandle>, LogError> {
+        let _opening = self.opening.lock().expect("opening lock poisoned");
+        self.check_open()?;
+        if let Some(h) = self.cached(stream) {
+            return Ok(h);
+        }
+        let h = StreamHandle::open(&self.dir, stream.clone())?;
+        // Register under the map lock, re-checking `closed`: close() sets the flag before it
+        // drains the map, so the handle is either drained by close() or closed here.
+        let mut open = self.open.write().expect("streams lock poisoned");
+        if self.closed.load(Ordering::SeqCst) {
+            drop(open);
+            h.close();
+            return Err(LogError::Closed);
+        }
+        open.insert(stream.clone(), h.clone());
+        self.known
+            .lock()
+            .expect("known lock poisoned")
+            .insert(stream.clone());
+        Ok(h)
+    }
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedLog {
+    /// Opens the log stored in `dir` (created if missing). Every `<stream>.redb` file in it is
+    /// an existing stream; databases are opened on first use.
+    pub fn open(dir: &Path) -> Result<Arc<Self>, LogError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::Storage(format!("create {}: {e}", dir.display())))?;
+        let mut known = BTreeSet::new();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| LogError::Storage(format!("list {}: {e}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(storage)?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            if let Some(stem) = name.strip_suffix(FILE_SUFFIX) {
+                match StreamName::new(stem) {
+                    Ok(stream) => {
+                        known.insert(stream);
+                    }
+                    Err(_) => tracing::warn!(file = name, "ignoring file with invalid stream name"),
+                }
+            }
+        }
+        let (closed_tx, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                open: RwLock::new(HashMap::new()),
+                known: Mutex::new(known),
+                opening: Mutex::new(()),
+                closed: AtomicBool::new(false),
+            }),
+            closed_tx,
+        }))
+    }
+
+    /// The directory holding the stream databases.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Closes the log: refuses new appends with [`LogError::Closed`], lets each writer thread
+    /// commit and answer what was already queued, joins the threads, and ends every
+    /// subscription. Idempotent. Blocks for at most one group commit per stream.
+    pub fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.closed_tx.send_replace(true);
+        let handles: Vec<_> = self
+            .shared
+            .open
+            .write()
+            .expect("streams lock poisoned")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in handles {
+            h.close();
+        }
+    }
+
+    /// The handle of `stream`, opening its database if needed. With `create == false`, a
+    /// stream that does not exist yet gives `None` and no file is created.
+    async fn handle(
+        &self,
+        stream: &StreamName,
+        create: bool,
+    ) -> Result<Option<Arc<StreamHandle>>, LogError> {
+        self.shared.check_open()?;
+        if let Some(h) = self.shared.cached(stream) {
+            return Ok(Some(h));
+        }
+        if !create && !self.shared.is_known(stream) {
+            return Ok(None);
+        }
+        let shared = self.shared.clone();
+        let stream = stream.clone();
+        tokio::task::spawn_blocking(move || shared.open_stream(&stream))
+            .await
+            .map_err(storage)?
+            .map(Some)
+    }
+
+    /// Runs a blocking read on a stream handle off the async threads.
+    async fn blocking<T, F>(h: Arc<StreamHandle>, f: F) -> Result<T, LogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&StreamHandle) -> Result<T, LogError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(move || f(&h))
+            .await
+            .map_err(storage)?
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn append(&self, req: AppendRequest) -> Result<AppendAck, LogError> {
+        if req.events.is_empty() {
+            return Err(LogError::EmptyCommit);
+        }
+        let h = self
+            .handle(&req.subject.stream(), true)
+            .await?
+            .ok_or(LogError::Closed)?;
+        let events = req
+            .events
+            .into_iter()
+            .map(|e| StoredEvent {
+                event_id: Uuid::now_v7(),
+                event_type: e.event_type,
+                version: e.version,
+                payload: e.payload,
+            })
+            .collect();
+        let (reply, ack) = oneshot::channel();
+        h.submit(Job {
+            subject: req.subject,
+            expected: req.expected,
+            dedupe_id: req.dedupe_id,
+            meta: req.meta,
+            events,
+            reply,
+        })?;
+        ack.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError> {
+        let Some(h) = self.handle(&subject.stream(), false).await? else {
+            return Ok(Vec::new());
+        };
+        let subject = subject.clone();
+        Self::blocking(h, move |h| h.read_subject(&subject, from)).await
+    }
+
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {
+        match self.handle(&subject.stream(), false).await? {
+            // A single key lookup on a cached page: cheap enough to run inline.
+            Some(h) => h.last_subject_seq(subject),
+            None => Ok(0),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
+        let Some(h) = self.handle(stream, false).await? else {
+            return Ok(Vec::new());
+        };
+        Self::blocking(h, move |h| h.read_stream(from, max)).await
+    }
+
+    async fn last_stream_seq(&self, stream: &StreamName) -> Result<u64, LogError> {
+        match self.handle(stream, false).await? {
+            Some(h) => Ok(*h.last.borrow()),
+            None => Ok(0),
+        }
+    }
+
+    /// Subscribing to a stream that does not exist yet creates it (empty).
+    async fn subscribe(&self, stream: &StreamName, from: u64) -> Result<Subscription, LogError> {
+        let h = self.handle(stream, true).await?.ok_or(LogError::Closed)?;
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+        let closed = self.closed_tx.subscribe();
+        tokio::spawn(run_subscription(h, from.max(1), tx, closed));
+        Ok(Subscription::new(rx))
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamName>, LogError> {
+        self.shared.check_open()?;
+        let known = self.shared.known.lock().expect("known lock poisoned");
+        Ok(known.iter().cloned().collect())
+    }
+
+    async fn ensure_stream(&self, stream: &StreamName) -> Result<(), LogError> {
+        self.handle(stream, true).await.map(|_| ())
+    }
+}
+
+/// Feeds one subscription: catch up from `next`, then follow the position watch. Ends when the
+/// receiver is dropped, the log is closed, or a read fails (after sending the error).
+async fn run_subscription(
+    h: Arc<StreamHandle>,
+    mut next: u64,
+    tx: mpsc::Sender<Result<Commit, LogError>>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let mut last = h.last.subscribe();
+    loop {
+        if *closed.borrow() {
+            return;
+        }
+        let read = {
+            let h = h.clone();
+            tokio::task::spawn_blocking(move || h.read_stream(next, SUBSCRIPTION_READ_BATCH))
+                .await
+                .map_err(storage)
+                .and_then(|r| r)
+        };
+        let batch = match read {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        if batch.is_empty() {
+            // Caught up: wait until a commit at or after `next` is published.
+            tokio::select! {
+                r = last.wait_for(|&p| p >= next) => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = closed.wait_for(|&c| c) => return,
+                _ = tx.closed() => return,
+            }
+            continue;
+        }
+        for commit in batch {
+            next = commit.stream_seq + 1;
+            tokio::select! {
+                r = tx.send(Ok(commit)) => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = closed.wait_for(|&c| c) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Actor, NewEvent};
+
+    fn sample_commit() -> Commit {
+        let cell = StreamName::cell("cell1").unwrap();
+        Commit {
+            stream: cell.clone(),
+            stream_seq: 42,
+            subject: Subject::cell(&cell, "instance", "abc").unwrap(),
+            subject_seq: 7,
+            dedupe_id: "cause-1".into(),
+            meta: Metadata {
+                correlation_id: "req-1".into(),
+                causation_id: "evt-1".into(),
+                actor: Actor {
+                    user: "alice".into(),
+                    project: "p1".into(),
+                    roles: vec!["member".into(), "reader".into()],
+                },
+                occurred_at: 1_700_000_000_000_000,
+            },
+            events: vec![
+                StoredEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "instance.paused".into(),
+                    version: 2,
+                    payload: vec![1, 2, 3],
+                },
+                StoredEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "instance.noted".into(),
+                    version: 1,
+                    payload: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn commit_postcard_roundtrip() {
+        let c = sample_commit();
+        let bytes = postcard::to_allocvec(&c).unwrap();
+        let back: Commit = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, c);
+        let e = NewEvent {
+            event_type: "x".into(),
+            version: 3,
+            payload: vec![9],
+        };
+        let back: NewEvent = postcard::from_bytes(&postcard::to_allocvec(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn record_roundtrip_restores_position_and_stream() {
+        let c = sample_commit();
+        let rec = RecordRef {
+            subject: &c.subject,
+            subject_seq: c.subject_seq,
+            dedupe_id: &c.dedupe_id,
+            meta: &c.meta,
+            events: &c.events,
+        };
+        let bytes = encode_record(&rec, Vec::new()).unwrap();
+        assert_eq!(bytes[0], RECORD_FORMAT);
+        let back = decode_record(&c.stream, c.stream_seq, &bytes).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn record_decode_rejects_bad_input() {
+        let s = StreamName::api();
+        assert!(matches!(
+            decode_record(&s, 1, &[]),
+            Err(LogError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_record(&s, 1, &[99, 0]),
+            Err(LogError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_record(&s, 1, &[RECORD_FORMAT, 0xff]),
+            Err(LogError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_subject_cannot_be_decoded() {
+        let bytes = postcard::to_allocvec("stratus.api.flavor.a b").unwrap();
+        assert!(postcard::from_bytes::<Subject>(&bytes).is_err());
+        let ok = postcard::to_allocvec("stratus.api.flavor.ab").unwrap();
+        assert!(postcard::from_bytes::<Subject>(&ok).is_ok());
+    }
+}

@@ -1,0 +1,229 @@
+//! The Stratus event log: the single source of truth.
+//!
+//! A log is a set of *streams* (`api`, `cell0`, `cell1`, ...). A stream is an ordered
+//! sequence of *commits*; each commit belongs to exactly one *subject* (one aggregate,
+//! e.g. `stratus.cell.cell1.instance.<uuid>`) and carries one or more events written
+//! atomically (one message per aggregate commit, as on JetStream).
+//!
+//! Invariants every backend upholds (checked by [`conformance`]):
+//! - `stream_seq` starts at 1 and increases by exactly 1 per commit in a stream, with no gaps;
+//! - `subject_seq` starts at 1 and increases by exactly 1 per commit on a subject;
+//! - an append with [`ExpectedSeq::Exactly`] that does not match the subject's last
+//!   sequence is refused with [`LogError::WrongLastSequence`] and writes nothing;
+//! - an append whose `dedupe_id` was already written is acknowledged with the original
+//!   sequences and `duplicate: true`, and writes nothing;
+//! - an acknowledged append is durable: it survives a crash (SIGKILL) of the process;
+//! - a commit is all-or-nothing: after a crash no commit is partially visible;
+//! - a subscription from position `p` yields every commit with `stream_seq >= p` exactly
+//!   once, in order: first the stored ones, then live ones, with no gap and no duplicate.
+
+pub mod checkpoint;
+pub mod conformance;
+pub mod embedded;
+pub mod subject;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
+pub use embedded::EmbeddedLog;
+pub use subject::{StreamName, Subject};
+
+/// Who caused a commit (the authenticated caller, or a service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Actor {
+    /// User id or service name (e.g. `scheduler`).
+    pub user: String,
+    /// Project id of the caller.
+    pub project: String,
+    /// Roles of the caller (`admin`, `member`, `reader`, `service`).
+    pub roles: Vec<String>,
+}
+
+/// Metadata shared by all events of one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Metadata {
+    /// The request id (`req-<uuid>`) that started the chain of work.
+    pub correlation_id: String,
+    /// The event id or request id that directly caused this commit.
+    pub causation_id: String,
+    /// Who caused it.
+    pub actor: Actor,
+    /// Wall-clock time of the commit, microseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+
+/// An event to be appended: type name, explicit version and postcard payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Stable type name, e.g. `instance.paused`.
+    pub event_type: String,
+    /// Version of the payload schema for this type.
+    pub version: u16,
+    /// Encoded payload (postcard).
+    pub payload: Vec<u8>,
+}
+
+/// An event as stored, with the id the log gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// UUIDv7, assigned at append.
+    pub event_id: Uuid,
+    /// Stable type name.
+    pub event_type: String,
+    /// Payload schema version.
+    pub version: u16,
+    /// Encoded payload.
+    pub payload: Vec<u8>,
+}
+
+/// What the subject's last sequence must be for an append to be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedSeq {
+    /// No check.
+    Any,
+    /// The subject's last sequence must be exactly this (0 = the subject has no commit yet).
+    Exactly(u64),
+}
+
+/// One append: one commit of one or more events to one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// Target subject; its stream is derived from it.
+    pub subject: Subject,
+    /// Optimistic concurrency check.
+    pub expected: ExpectedSeq,
+    /// Idempotency key derived from the cause (`Nats-Msg-Id` on JetStream).
+    pub dedupe_id: String,
+    /// Commit metadata.
+    pub meta: Metadata,
+    /// The events, at least one.
+    pub events: Vec<NewEvent>,
+}
+
+/// Acknowledgement of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// Position of the commit in its stream.
+    pub stream_seq: u64,
+    /// Sequence of the commit on its subject.
+    pub subject_seq: u64,
+    /// True when the dedupe id had already been written; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// A stored commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Stream holding the commit.
+    pub stream: StreamName,
+    /// Position in the stream (1-based).
+    pub stream_seq: u64,
+    /// Subject (aggregate) of the commit.
+    pub subject: Subject,
+    /// Position on the subject (1-based).
+    pub subject_seq: u64,
+    /// Idempotency key it was written with.
+    pub dedupe_id: String,
+    /// Commit metadata.
+    pub meta: Metadata,
+    /// Events, in order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// The one error type of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// OCC check failed.
+    #[error("wrong last sequence on {subject}: expected {expected}, actual {actual}")]
+    WrongLastSequence {
+        /// Subject appended to.
+        subject: String,
+        /// Sequence the caller expected.
+        expected: u64,
+        /// Actual last sequence.
+        actual: u64,
+    },
+    /// A subject or stream name is not valid.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// An append with no events.
+    #[error("empty commit")]
+    EmptyCommit,
+    /// Storage failure.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The log was closed.
+    #[error("event log closed")]
+    Closed,
+}
+
+/// A live subscription to one stream: yields commits in order, exactly once.
+pub struct Subscription {
+    rx: tokio::sync::mpsc::Receiver<Result<Commit, LogError>>,
+}
+
+impl Subscription {
+    /// Wraps a channel fed by a backend task.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Commit, LogError>>) -> Self {
+        Self { rx }
+    }
+
+    /// Next commit; `None` when the log is closed.
+    pub async fn next(&mut self) -> Option<Result<Commit, LogError>> {
+        self.rx.recv().await
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Subscription")
+    }
+}
+
+/// The event log abstraction every backend implements.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends one commit atomically, with OCC and dedupe.
+    async fn append(&self, req: AppendRequest) -> Result<AppendAck, LogError>;
+
+    /// Commits of `subject` with `subject_seq >= from` (1-based), oldest first.
+    async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError>;
+
+    /// Last sequence of a subject (0 when it has no commit).
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError>;
+
+    /// Up to `max` commits of `stream` with `stream_seq >= from`, oldest first.
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError>;
+
+    /// Last position of a stream (0 when empty or unknown).
+    async fn last_stream_seq(&self, stream: &StreamName) -> Result<u64, LogError>;
+
+    /// Subscribes to `stream` from position `from`: catch-up, then live.
+    async fn subscribe(&self, stream: &StreamName, from: u64) -> Result<Subscription, LogError>;
+
+    /// All streams that exist.
+    async fn streams(&self) -> Result<Vec<StreamName>, LogError>;
+
+    /// Creates a stream if it does not exist (idempotent).
+    async fn ensure_stream(&self, stream: &StreamName) -> Result<(), LogError>;
+}
+
+/// Microseconds since the Unix epoch, from the system clock (I/O layer only).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

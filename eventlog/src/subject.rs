@@ -1,0 +1,192 @@
+//! Validated stream names and subjects.
+//!
+//! Invariant: a [`Subject`] is `stratus.` followed by dot-separated tokens made only of
+//! `[A-Za-z0-9_-~]`, so user input can never inject `.`, `*`, `>` or whitespace.
+//! Use [`Subject::token`] to encode arbitrary user strings into a safe token.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::LogError;
+
+/// Name of a stream: `api` or a cell name (`cell0`, `cell1`, ...). `[a-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StreamName(String);
+
+impl TryFrom<String> for StreamName {
+    type Error = LogError;
+
+    /// Validates on deserialisation too, so an invalid name cannot exist.
+    fn try_from(s: String) -> Result<Self, LogError> {
+        Self::new(s)
+    }
+}
+
+impl StreamName {
+    /// Validates a stream name.
+    pub fn new(s: impl Into<String>) -> Result<Self, LogError> {
+        let s = s.into();
+        if s.is_empty()
+            || s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(LogError::InvalidName(format!("stream name {s:?}")));
+        }
+        Ok(Self(s))
+    }
+
+    /// The global `api` stream.
+    pub fn api() -> Self {
+        Self("api".into())
+    }
+
+    /// The stream of a cell.
+    pub fn cell(cell: &str) -> Result<Self, LogError> {
+        Self::new(cell)
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated subject: `stratus.api.<kind>.<id>` or `stratus.cell.<cell>.<kind>.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Subject(String);
+
+impl TryFrom<String> for Subject {
+    type Error = LogError;
+
+    /// Validates on deserialisation too, so an invalid subject cannot exist.
+    fn try_from(s: String) -> Result<Self, LogError> {
+        Self::parse(&s)
+    }
+}
+
+fn token_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'~')
+}
+
+impl Subject {
+    /// Parses and validates a full subject string.
+    pub fn parse(s: &str) -> Result<Self, LogError> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let ok = match parts.as_slice() {
+            ["stratus", "api", rest @ ..] => rest.len() >= 2 && rest.iter().all(|t| token_ok(t)),
+            ["stratus", "cell", cell, rest @ ..] => {
+                StreamName::new(*cell).is_ok()
+                    && rest.len() >= 2
+                    && rest.iter().all(|t| token_ok(t))
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(LogError::InvalidName(format!("subject {s:?}")))
+        }
+    }
+
+    /// `stratus.api.<kind>.<token(id)>`.
+    pub fn api(kind: &str, id: &str) -> Result<Self, LogError> {
+        Self::parse(&format!("stratus.api.{kind}.{}", Self::token(id)))
+    }
+
+    /// `stratus.cell.<cell>.<kind>.<token(id)>`.
+    pub fn cell(cell: &StreamName, kind: &str, id: &str) -> Result<Self, LogError> {
+        Self::parse(&format!("stratus.cell.{cell}.{kind}.{}", Self::token(id)))
+    }
+
+    /// Encodes any string into a safe subject token: `[A-Za-z0-9_-]` pass through,
+    /// every other byte becomes `~XX` (hex). Injective, so distinct inputs never collide.
+    pub fn token(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("~{b:02X}"));
+            }
+        }
+        if out.is_empty() {
+            out.push('~');
+        }
+        out
+    }
+
+    /// The stream this subject belongs to.
+    pub fn stream(&self) -> StreamName {
+        let mut it = self.0.split('.');
+        it.next();
+        match it.next() {
+            Some("api") => StreamName::api(),
+            _ => StreamName(it.next().unwrap_or_default().to_string()),
+        }
+    }
+
+    /// The aggregate kind token (`instance`, `host`, `flavor`, ...).
+    pub fn kind(&self) -> &str {
+        let parts: Vec<&str> = self.0.split('.').collect();
+        match parts.get(1) {
+            Some(&"api") => parts.get(2).copied().unwrap_or(""),
+            _ => parts.get(3).copied().unwrap_or(""),
+        }
+    }
+
+    /// The last token (the encoded aggregate id).
+    pub fn id_token(&self) -> &str {
+        self.0.rsplit('.').next().unwrap_or("")
+    }
+
+    /// The subject as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_route_to_streams() {
+        let s = Subject::parse("stratus.cell.cell1.instance.abc").unwrap();
+        assert_eq!(s.stream().as_str(), "cell1");
+        assert_eq!(s.kind(), "instance");
+        let a = Subject::api("flavor", "m1.tiny").unwrap();
+        assert_eq!(a.as_str(), "stratus.api.flavor.m1~2Etiny");
+        assert_eq!(a.stream().as_str(), "api");
+        assert_eq!(a.kind(), "flavor");
+    }
+
+    #[test]
+    fn tokens_cannot_inject() {
+        for bad in ["a.b", "*", ">", "a b", "x\n", ""] {
+            let t = Subject::token(bad);
+            assert!(token_ok(&t), "{bad:?} -> {t:?}");
+        }
+        assert!(Subject::parse("stratus.api.flavor.a b").is_err());
+        assert!(Subject::parse("stratus.cell.c*.instance.x").is_err());
+        assert!(Subject::parse("other.api.flavor.x").is_err());
+        assert_ne!(Subject::token("a.b"), Subject::token("a~2Eb"));
+    }
+}

@@ -1,0 +1,64 @@
+//! Encoding of domain events into log events and back.
+//!
+//! Payloads are postcard. Each event has a stable type name (`instance.paused`) and an
+//! explicit version. postcard is not self-describing, so:
+//! - the variant order of the event enums is frozen: new variants go at the end;
+//! - a payload whose shape changes gets a new version; the old shape stays decodable
+//!   here and is upcast to the current one;
+//! - `eventlog`-independent corpus tests (`projections/tests/corpus.rs`) decode a
+//!   committed file of encoded events of every type and version, forever.
+
+use domain::flavor::FlavorEvent;
+use domain::host::HostEvent;
+use domain::instance::InstanceEvent;
+use domain::Event;
+use eventlog::{NewEvent, StoredEvent};
+
+/// Why an event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// Unknown type name or version.
+    #[error("unknown event type {0} v{1}")]
+    Unknown(String, u16),
+    /// Payload does not decode.
+    #[error("cannot decode {0}: {1}")]
+    Payload(String, String),
+}
+
+/// Encodes a domain event.
+pub fn encode(e: &Event) -> NewEvent {
+    let payload = match e {
+        Event::Instance(x) => postcard::to_stdvec(x),
+        Event::Flavor(x) => postcard::to_stdvec(x),
+        Event::Host(x) => postcard::to_stdvec(x),
+    }
+    .expect("postcard encoding of owned data cannot fail");
+    NewEvent {
+        event_type: e.event_type().to_string(),
+        version: e.version(),
+        payload,
+    }
+}
+
+/// Decodes a stored event (upcasting old versions).
+pub fn decode(e: &StoredEvent) -> Result<Event, CodecError> {
+    decode_parts(&e.event_type, e.version, &e.payload)
+}
+
+/// Decodes from type, version and payload bytes.
+pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Event, CodecError> {
+    let perr = |err: postcard::Error| CodecError::Payload(event_type.to_string(), err.to_string());
+    let ev = match (event_type.split('.').next(), version) {
+        (Some("instance"), 1) => Event::Instance(postcard::from_bytes::<InstanceEvent>(payload).map_err(perr)?),
+        (Some("flavor"), 1) => Event::Flavor(postcard::from_bytes::<FlavorEvent>(payload).map_err(perr)?),
+        (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
+        _ => return Err(CodecError::Unknown(event_type.to_string(), version)),
+    };
+    if ev.event_type() != event_type {
+        return Err(CodecError::Payload(
+            event_type.to_string(),
+            format!("payload is a {}", ev.event_type()),
+        ));
+    }
+    Ok(ev)
+}

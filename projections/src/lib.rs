@@ -1,0 +1,13 @@
+//! Projections: read models folded from the event log, kept in memory ([`World`]) and
+//! persisted with their positions ([`ProjectionStore`]); the [`projector`] follows the
+//! streams. Everything here can be rebuilt from the log (`stratus replay rebuild`).
+
+pub mod codec;
+pub mod projector;
+pub mod store;
+pub mod views;
+pub mod world;
+
+pub use store::ProjectionStore;
+pub use views::{FlavorRow, HostRow, InstanceRow, Touched, Views};
+pub use world::World;

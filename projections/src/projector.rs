@@ -1,0 +1,121 @@
+//! The projector: follows streams, applies commits to the [`World`] and periodically
+//! persists the touched rows with their positions.
+//!
+//! Invariant: a stream is followed from `world.position(stream) + 1`, so after a
+//! restart (views loaded from the store) nothing is applied twice and nothing skipped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventlog::{EventLog, StreamName};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::store::{ProjectionStore, StoreError};
+use crate::views::Touched;
+use crate::world::World;
+
+/// Follows streams into a world, and persists it.
+pub struct Projector {
+    log: Arc<dyn EventLog>,
+    world: Arc<World>,
+    store: Option<Arc<ProjectionStore>>,
+    touched: Mutex<Touched>,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Projector")
+    }
+}
+
+impl Projector {
+    /// New projector; `store` None keeps views in memory only.
+    pub fn new(log: Arc<dyn EventLog>, world: Arc<World>, store: Option<Arc<ProjectionStore>>) -> Arc<Self> {
+        Arc::new(Projector {
+            log,
+            world,
+            store,
+            touched: Mutex::new(Touched::default()),
+        })
+    }
+
+    /// Follows one stream until shutdown.
+    pub fn follow(self: &Arc<Self>, stream: StreamName, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let from = me.world.read().position(&stream) + 1;
+            let mut sub = match me.log.subscribe(&stream, from).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(%stream, error = %e, "projector cannot subscribe");
+                    return;
+                }
+            };
+            let mut batch = Vec::with_capacity(256);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    next = sub.next() => {
+                        match next {
+                            Some(Ok(c)) => batch.push(c),
+                            Some(Err(e)) => { tracing::error!(%stream, error = %e, "projector read error"); tokio::time::sleep(Duration::from_millis(100)).await; continue; }
+                            None => break,
+                        }
+                    }
+                }
+                // Drain what is already there, to apply in one lock.
+                while batch.len() < 1024 {
+                    match tokio::time::timeout(Duration::ZERO, sub.next()).await {
+                        Ok(Some(Ok(c))) => batch.push(c),
+                        _ => break,
+                    }
+                }
+                let t = me.world.apply(&batch);
+                batch.clear();
+                let mut all = me.touched.lock().unwrap_or_else(|p| p.into_inner());
+                all.instances.extend(t.instances);
+                all.hosts.extend(t.hosts);
+                all.flavors.extend(t.flavors);
+            }
+        })
+    }
+
+    /// Persists what changed since the last flush.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
+        let views = self.world.read();
+        store.save(&views, &touched)
+    }
+
+    /// Flushes every `every` until shutdown, then flushes and syncs once more.
+    pub fn spawn_flusher(self: &Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {}
+                }
+                let m = me.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || m.flush()).await {
+                    tracing::error!(error = %e, "projection flush failed");
+                }
+            }
+            let m = me.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                m.flush()?;
+                if let Some(s) = &m.store {
+                    s.sync()?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! Persistence of the views in `projections.redb` (one file, rebuildable from the log).
+//!
+//! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
+//! (subject -> postcard row), `positions` (stream -> last applied position).
+//! Invariant: rows and positions are written in the same transaction, so the stored
+//! views always equal the fold of the log up to the stored positions. Commits are
+//! not fsynced one by one (the views can be rebuilt); a crash loses at most the last
+//! flushes, and the projector re-applies from the older positions.
+
+use std::path::Path;
+
+use eventlog::{StreamName, Subject};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::views::{FlavorRow, HostRow, InstanceRow, Touched, Views};
+
+const INSTANCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("instances");
+const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
+const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
+const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
+
+/// Errors of the projection store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failure.
+    #[error("projection store: {0}")]
+    Db(String),
+    /// Undecodable row.
+    #[error("projection store: corrupt row: {0}")]
+    Corrupt(String),
+}
+
+fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// The persisted views.
+pub struct ProjectionStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for ProjectionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProjectionStore")
+    }
+}
+
+impl ProjectionStore {
+    /// Opens or creates the store.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(dberr)?;
+        let tx = db.begin_write().map_err(dberr)?;
+        {
+            tx.open_table(INSTANCES).map_err(dberr)?;
+            tx.open_table(HOSTS).map_err(dberr)?;
+            tx.open_table(FLAVORS).map_err(dberr)?;
+            tx.open_table(POSITIONS).map_err(dberr)?;
+        }
+        tx.commit().map_err(dberr)?;
+        Ok(Self { db })
+    }
+
+    /// Loads every stored view.
+    pub fn load(&self) -> Result<Views, StoreError> {
+        let mut v = Views::default();
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(INSTANCES).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let id = uuid::Uuid::from_slice(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: InstanceRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            v.instances.insert(domain::InstanceId(id), row);
+        }
+        let t = tx.open_table(HOSTS).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: HostRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            v.hosts.insert(s, row);
+        }
+        let t = tx.open_table(FLAVORS).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: FlavorRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            v.flavors.insert(s, row);
+        }
+        let t = tx.open_table(POSITIONS).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let s = StreamName::new(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            v.positions.insert(s, val.value());
+        }
+        v.rebuild_indexes();
+        Ok(v)
+    }
+
+    /// Writes the touched rows and all positions in one transaction.
+    pub fn save(&self, views: &Views, touched: &Touched) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(dberr)?;
+        tx.set_durability(redb::Durability::None).map_err(dberr)?;
+        {
+            let mut t = tx.open_table(INSTANCES).map_err(dberr)?;
+            for id in &touched.instances {
+                if let Some(row) = views.instances.get(id) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(id.0.as_bytes().as_slice(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(HOSTS).map_err(dberr)?;
+            for s in &touched.hosts {
+                if let Some(row) = views.hosts.get(s) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(FLAVORS).map_err(dberr)?;
+            for s in &touched.flavors {
+                if let Some(row) = views.flavors.get(s) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(POSITIONS).map_err(dberr)?;
+            for (s, p) in &views.positions {
+                t.insert(s.as_str(), *p).map_err(dberr)?;
+            }
+        }
+        tx.commit().map_err(dberr)?;
+        Ok(())
+    }
+
+    /// Forces everything written so far to disk (on shutdown).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(dberr)?;
+        tx.set_durability(redb::Durability::Immediate).map_err(dberr)?;
+        tx.commit().map_err(dberr)?;
+        Ok(())
+    }
+}
+
+impl Views {
+    /// Recomputes the derived indexes (`by_created`, `pending`, `claims`) from rows.
+    pub fn rebuild_indexes(&mut self) {
+        self.by_created.clear();
+        self.pending.clear();
+        self.claims.clear();
+        for (id, row) in &self.instances {
+            if let Some(s) = row.state() {
+                self.by_created.insert((s.created_at, *id));
+                if s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted) {
+                    self.pending.insert(*id);
+                }
+            }
+        }
+        for (subj, row) in &self.hosts {
+            for (claim, a) in &row.host.allocations {
+                self.claims.entry(a.instance).or_default().insert((subj.clone(), *claim));
+            }
+        }
+    }
+}

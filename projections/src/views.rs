@@ -1,0 +1,212 @@
+//! The read models: folds of the log into current aggregate states.
+//!
+//! Invariants:
+//! - `apply` is the only writer; it is deterministic and total (an undecodable event is
+//!   counted in `decode_errors` and skipped, never a panic), so folding the same commits
+//!   in the same per-stream order always yields equal views (`replay rebuild` relies on it).
+//! - Streams are independent: an instance's api-subject state and cell-subject state are
+//!   kept apart and the effective state is the cell one once it exists, so the order in
+//!   which streams are folded does not matter.
+//! - For every row, `*_seq` is the last subject sequence applied: the OCC expectation
+//!   for the next append to that subject.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use domain::flavor::{self, Flavor};
+use domain::host::{self, Host};
+use domain::instance::{self, Instance};
+use domain::{ClaimId, Event, InstanceId, Timestamp};
+use eventlog::{Commit, StreamName, Subject};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+
+/// An instance as seen on its two subjects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InstanceRow {
+    /// State from the api subject (build request); dropped once placed.
+    pub api: Option<Instance>,
+    /// Last sequence of the api subject.
+    pub api_seq: u64,
+    /// State from the cell subject, once placed.
+    pub cell: Option<Instance>,
+    /// The cell subject, once placed.
+    pub cell_subject: Option<Subject>,
+    /// Last sequence of the cell subject.
+    pub cell_seq: u64,
+}
+
+impl InstanceRow {
+    /// The effective state.
+    pub fn state(&self) -> Option<&Instance> {
+        self.cell.as_ref().or(self.api.as_ref())
+    }
+}
+
+/// A host and its placement generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRow {
+    /// State.
+    pub host: Host,
+    /// Last subject sequence (placement generation).
+    pub seq: u64,
+}
+
+/// A flavor and its subject sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlavorRow {
+    /// State (tombstone when deleted).
+    pub flavor: Option<Flavor>,
+    /// Last subject sequence.
+    pub seq: u64,
+}
+
+/// All read models.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Views {
+    /// Instances by id.
+    pub instances: HashMap<InstanceId, InstanceRow>,
+    /// (created_at, id) of every instance, for Nova's default sort.
+    pub by_created: BTreeSet<(Timestamp, InstanceId)>,
+    /// Instances with an operation in progress or shelved (the reconciler's work list).
+    pub pending: BTreeSet<InstanceId>,
+    /// Claims per instance: (host subject, claim).
+    pub claims: HashMap<InstanceId, BTreeSet<(Subject, ClaimId)>>,
+    /// Hosts by subject.
+    pub hosts: BTreeMap<Subject, HostRow>,
+    /// Flavors by subject.
+    pub flavors: BTreeMap<Subject, FlavorRow>,
+    /// Last applied position per stream.
+    pub positions: BTreeMap<StreamName, u64>,
+    /// Events applied.
+    pub events_applied: u64,
+    /// Events that could not be decoded (should stay 0).
+    pub decode_errors: u64,
+}
+
+/// What changed in one `apply`, so callers can persist only that.
+#[derive(Debug, Clone, Default)]
+pub struct Touched {
+    /// Instances changed.
+    pub instances: BTreeSet<InstanceId>,
+    /// Hosts changed.
+    pub hosts: BTreeSet<Subject>,
+    /// Flavors changed.
+    pub flavors: BTreeSet<Subject>,
+}
+
+impl Views {
+    /// Position of a stream (0 if never seen).
+    pub fn position(&self, stream: &StreamName) -> u64 {
+        self.positions.get(stream).copied().unwrap_or(0)
+    }
+
+    /// Effective instance state.
+    pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
+        self.instances.get(id).and_then(|r| r.state())
+    }
+
+    /// Live flavor by id.
+    pub fn flavor(&self, id: &str) -> Option<&Flavor> {
+        let s = Subject::api("flavor", id).ok()?;
+        self.flavors.get(&s)?.flavor.as_ref().filter(|f| !f.deleted)
+    }
+
+    /// Applies one commit. Commits of a stream must come in order; a commit at or
+    /// below the stream's position is ignored (redelivery).
+    pub fn apply(&mut self, c: &Commit, touched: &mut Touched) {
+        let pos = self.positions.entry(c.stream.clone()).or_insert(0);
+        if c.stream_seq <= *pos {
+            return;
+        }
+        *pos = c.stream_seq;
+        for se in &c.events {
+            match codec::decode(se) {
+                Ok(ev) => {
+                    self.events_applied += 1;
+                    self.apply_event(c, ev, touched);
+                }
+                Err(e) => {
+                    self.decode_errors += 1;
+                    tracing::error!(subject = %c.subject, seq = c.subject_seq, error = %e, "undecodable event skipped");
+                }
+            }
+        }
+    }
+
+    fn apply_event(&mut self, c: &Commit, ev: Event, touched: &mut Touched) {
+        match ev {
+            Event::Instance(e) => {
+                let Some(id) = InstanceId::parse(c.subject.id_token()) else {
+                    self.decode_errors += 1;
+                    return;
+                };
+                let row = self.instances.entry(id).or_default();
+                let is_api = c.subject.stream() == StreamName::api();
+                if is_api {
+                    let next = instance::evolve(row.api.take(), &e);
+                    row.api = if row.cell.is_some() { None } else { next };
+                    row.api_seq = c.subject_seq;
+                } else {
+                    let base = row.cell.take().or_else(|| row.api.clone());
+                    row.cell = instance::evolve(base, &e);
+                    row.cell_seq = c.subject_seq;
+                    row.cell_subject = Some(c.subject.clone());
+                    if row.cell.is_some() {
+                        row.api = None;
+                    }
+                }
+                if let Some(s) = row.state() {
+                    self.by_created.insert((s.created_at, id));
+                    if s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted) {
+                        self.pending.insert(id);
+                    } else {
+                        self.pending.remove(&id);
+                    }
+                }
+                touched.instances.insert(id);
+            }
+            Event::Flavor(e) => {
+                let row = self.flavors.entry(c.subject.clone()).or_insert(FlavorRow {
+                    flavor: None,
+                    seq: 0,
+                });
+                row.flavor = flavor::evolve(row.flavor.take(), &e);
+                row.seq = c.subject_seq;
+                touched.flavors.insert(c.subject.clone());
+            }
+            Event::Host(e) => {
+                let prev = self.hosts.remove(&c.subject).map(|r| r.host);
+                match &e {
+                    host::HostEvent::Claimed { claim, instance, .. } => {
+                        self.claims
+                            .entry(*instance)
+                            .or_default()
+                            .insert((c.subject.clone(), *claim));
+                    }
+                    host::HostEvent::Released { claim } => {
+                        if let Some(a) = prev.as_ref().and_then(|h| h.allocations.get(claim)) {
+                            if let Some(set) = self.claims.get_mut(&a.instance) {
+                                set.remove(&(c.subject.clone(), *claim));
+                                if set.is_empty() {
+                                    self.claims.remove(&a.instance);
+                                }
+                            }
+                        }
+                    }
+                    host::HostEvent::Registered { .. } => {}
+                }
+                if let Some(h) = host::evolve(prev, &e) {
+                    self.hosts.insert(
+                        c.subject.clone(),
+                        HostRow {
+                            host: h,
+                            seq: c.subject_seq,
+                        },
+                    );
+                }
+                touched.hosts.insert(c.subject.clone());
+            }
+        }
+    }
+}

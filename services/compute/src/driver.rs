@@ -1,0 +1,134 @@
+//! The virt driver abstraction and the simulated driver.
+//!
+//! The simulated driver keeps a table of domains per host and applies each task to it,
+//! after a configurable delay, failing on demand (failure injection by task and by
+//! rate) so that failure paths are exercised by tests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::instance::Instance;
+use domain::{HostName, InstanceId, PowerState, TaskState};
+
+/// Why a driver operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// Injected failure.
+    #[error("simulated failure of {0} on {1}")]
+    Injected(&'static str, String),
+    /// The domain does not exist on the host.
+    #[error("domain {0} not found on {1}")]
+    NoDomain(InstanceId, String),
+}
+
+/// What a hypervisor does for Stratus.
+#[async_trait]
+pub trait VirtDriver: Send + Sync + 'static {
+    /// Performs `task` for `instance` on `host`.
+    async fn perform(&self, host: &HostName, instance: &Instance, task: TaskState) -> Result<(), DriverError>;
+
+    /// Power state of every domain on `host`.
+    fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState>;
+}
+
+/// Options of the simulated driver.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Delay of every operation.
+    pub delay: Duration,
+    /// Tasks that always fail.
+    pub fail_tasks: HashSet<TaskState>,
+    /// Probability (0..=1) that any operation fails.
+    pub fail_rate: f64,
+}
+
+/// A simulated hypervisor for any number of hosts.
+#[derive(Debug, Default)]
+pub struct SimDriver {
+    opts: SimOptions,
+    domains: Mutex<HashMap<HostName, HashMap<InstanceId, PowerState>>>,
+}
+
+impl SimDriver {
+    /// A driver with these options.
+    pub fn new(opts: SimOptions) -> Self {
+        SimDriver {
+            opts,
+            domains: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn roll(&self) -> bool {
+        if self.opts.fail_rate <= 0.0 {
+            return false;
+        }
+        let r = (uuid::Uuid::new_v4().as_u128() & 0xFFFF_FFFF) as f64 / u32::MAX as f64;
+        r < self.opts.fail_rate
+    }
+}
+
+#[async_trait]
+impl VirtDriver for SimDriver {
+    async fn perform(&self, host: &HostName, instance: &Instance, task: TaskState) -> Result<(), DriverError> {
+        if !self.opts.delay.is_zero() {
+            tokio::time::sleep(self.opts.delay).await;
+        }
+        if self.opts.fail_tasks.contains(&task) || self.roll() {
+            return Err(DriverError::Injected(task.as_str(), host.to_string()));
+        }
+        let id = instance.id();
+        let mut all = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        let doms = all.entry(host.clone()).or_default();
+        use PowerState as P;
+        match task {
+            TaskState::Spawning | TaskState::Unshelving => {
+                doms.insert(id, P::Running);
+            }
+            TaskState::Pausing => {
+                doms.insert(id, P::Paused);
+            }
+            TaskState::Suspending => {
+                doms.insert(id, P::Suspended);
+            }
+            TaskState::PoweringOff | TaskState::Shelving => {
+                doms.insert(id, P::Shutdown);
+            }
+            TaskState::Unpausing
+            | TaskState::Resuming
+            | TaskState::PoweringOn
+            | TaskState::Rebooting
+            | TaskState::RebootingHard => {
+                doms.insert(id, P::Running);
+            }
+            TaskState::Deleting | TaskState::ShelvingOffloading => {
+                doms.remove(&id);
+            }
+            TaskState::ResizeMigrating | TaskState::Migrating | TaskState::ResizeReverting => {
+                // The domain moves between hosts; the source copy is dropped.
+                let state = instance.power_state;
+                for d in all.values_mut() {
+                    d.remove(&id);
+                }
+                let target = match (task, &instance.migration) {
+                    (TaskState::ResizeReverting, Some(m)) => m.source_host.clone(),
+                    (_, Some(m)) => m.dest_host.clone().unwrap_or_else(|| host.clone()),
+                    _ => host.clone(),
+                };
+                all.entry(target).or_default().insert(id, state);
+            }
+            TaskState::Scheduling | TaskState::ResizePrep => {}
+        }
+        Ok(())
+    }
+
+    fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState> {
+        self.domains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,130 @@
+//! The compute service: one agent per (simulated) host, acting through a [`VirtDriver`].
+//!
+//! Invariants: an agent acts only on instances whose current work is
+//! `Work::Compute { host }` for one of its hosts; it answers with `Complete` / `Fail`
+//! naming the operation, task and attempt it performed (dedupe id
+//! `compute:<instance>:<op>:<task>:<attempt>`), so a redelivered event or a restart
+//! never applies an answer twice, and an answer to a superseded operation changes
+//! nothing. An operation lost in a crash is re-driven by the reconciler's retry.
+
+pub mod driver;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use domain::host::{HostCommand, HostSpec};
+use domain::instance::{InstanceCommand, Work};
+use domain::{Ctx, HostName, InstanceId, TaskState};
+use engine::{now, Engine, EngineError, Meta, Reactor};
+use eventlog::Commit;
+use uuid::Uuid;
+
+pub use driver::{DriverError, SimDriver, SimOptions, VirtDriver};
+
+type Key = (InstanceId, Uuid, TaskState, u32);
+
+/// The agents of the hosts this process simulates.
+pub struct ComputeAgent {
+    hosts: HashSet<HostName>,
+    driver: Arc<dyn VirtDriver>,
+    inflight: Arc<Mutex<HashSet<Key>>>,
+}
+
+impl std::fmt::Debug for ComputeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputeAgent").field("hosts", &self.hosts).finish()
+    }
+}
+
+impl ComputeAgent {
+    /// Agents for `hosts`, acting through `driver`.
+    pub fn new(hosts: impl IntoIterator<Item = HostName>, driver: Arc<dyn VirtDriver>) -> Self {
+        ComputeAgent {
+            hosts: hosts.into_iter().collect(),
+            driver,
+            inflight: Default::default(),
+        }
+    }
+
+    /// Registers (or updates) the hosts' inventories.
+    pub async fn register(engine: &Arc<Engine>, specs: &[HostSpec]) -> Result<(), EngineError> {
+        for spec in specs {
+            let meta = Meta::service(
+                "compute",
+                &format!("req-{}", Uuid::new_v4()),
+                "startup",
+                format!("register:{}:{}", spec.name, Uuid::new_v4()),
+            );
+            engine
+                .host(
+                    &spec.cell,
+                    &spec.name,
+                    HostCommand::Register(spec.clone()),
+                    &Ctx::service("compute", now(), Uuid::new_v4()),
+                    &meta,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
+        let (inst, host, task) = {
+            let v = engine.world.read();
+            let Some(i) = v.instance(&id) else { return };
+            match i.work() {
+                Some(Work::Compute { host, task }) if self.hosts.contains(&host) => (i.clone(), host, task),
+                _ => return,
+            }
+        };
+        let Some(op) = inst.op else { return };
+        let key = (id, op.id, task, op.attempt);
+        if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            return;
+        }
+        let engine = engine.clone();
+        let driver = self.driver.clone();
+        let inflight = self.inflight.clone();
+        tokio::spawn(async move {
+            let result = driver.perform(&host, &inst, task).await;
+            let cmd = match result {
+                Ok(()) => InstanceCommand::Complete { op: op.id, task },
+                Err(e) => InstanceCommand::Fail {
+                    op: op.id,
+                    task,
+                    message: e.to_string(),
+                },
+            };
+            let dedupe = format!("compute:{id}:{}:{}:{}", op.id, task.as_str(), op.attempt);
+            let meta = Meta::service(&format!("compute@{host}"), &correlation, &op.id.to_string(), dedupe);
+            let ctx = Ctx::service("compute", now(), Uuid::new_v4());
+            if let Err(e) = engine.instance(id, cmd, &ctx, &meta).await {
+                tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
+            }
+            inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        });
+    }
+}
+
+#[async_trait]
+impl Reactor for ComputeAgent {
+    fn name(&self) -> &str {
+        "compute"
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
+        if commit.subject.kind() == "instance" {
+            if let Some(id) = InstanceId::parse(commit.subject.id_token()) {
+                self.kick(engine, id, commit.meta.correlation_id.clone());
+            }
+        }
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        for id in ids {
+            self.kick(engine, id, format!("req-reconcile-{id}"));
+        }
+    }
+}

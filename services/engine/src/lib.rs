@@ -1,0 +1,330 @@
+//! The engine shared by every service of one process: executes commands against
+//! aggregates (state from the in-memory [`World`], `decide`, append with OCC, wait
+//! until the world reflects the append) and runs reactors on streams with durable
+//! checkpoints.
+//!
+//! Invariants:
+//! - An append always states the subject's expected last sequence; on conflict the
+//!   engine waits for the world to catch up and decides again (bounded retries), so a
+//!   decision is never made on stale state.
+//! - When `execute_*` returns Ok, the world already reflects the append
+//!   (read-your-writes for the API).
+//! - Reactors are level-triggered: `handle` looks at current state, not at the event,
+//!   and every append they make carries a dedupe id derived from what caused it.
+
+pub mod reactor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::flavor::{self, FlavorCommand};
+use domain::host::{self, HostCommand};
+use domain::instance::{self, Config, InstanceCommand};
+use domain::{CellName, Ctx, DomainError, Event, FlavorId, HostName, InstanceId, Timestamp};
+use eventlog::{
+    Actor, AppendAck, AppendRequest, CheckpointStore, EventLog, ExpectedSeq, LogError, Metadata,
+    StreamName, Subject,
+};
+use projections::codec;
+use projections::World;
+
+pub use reactor::{spawn_reactor, Reactor};
+
+/// The one error enum of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The domain refused the command.
+    #[error("{0}")]
+    Domain(#[from] DomainError),
+    /// The log failed.
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    /// Too many concurrent writers on one aggregate.
+    #[error("too much contention on {0}, try again")]
+    Contention(String),
+    /// The world did not catch up in time.
+    #[error("timed out waiting for the projections")]
+    Timeout,
+}
+
+/// Who and why, for the envelope of what a command appends.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// Request id (`req-<uuid>`).
+    pub correlation_id: String,
+    /// Event or request that caused this.
+    pub causation_id: String,
+    /// Caller.
+    pub actor: Actor,
+    /// Dedupe id; a fresh one is generated when None.
+    pub dedupe_id: Option<String>,
+}
+
+impl Meta {
+    /// Metadata for a service acting because of `cause`.
+    pub fn service(name: &str, correlation_id: &str, cause: &str, dedupe: String) -> Self {
+        Meta {
+            correlation_id: correlation_id.to_string(),
+            causation_id: cause.to_string(),
+            actor: Actor {
+                user: name.to_string(),
+                project: "service".into(),
+                roles: vec!["service".into()],
+            },
+            dedupe_id: Some(dedupe),
+        }
+    }
+}
+
+/// Result of a command.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Events appended (empty: nothing to do).
+    pub events: Vec<Event>,
+    /// The append's acknowledgement.
+    pub ack: Option<AppendAck>,
+}
+
+/// Shared state and configuration of the services of one process.
+pub struct Engine {
+    /// The log.
+    pub log: Arc<dyn EventLog>,
+    /// In-memory views.
+    pub world: Arc<World>,
+    /// Reactor checkpoints.
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    /// State machine tunables.
+    pub config: Config,
+    /// How long to wait for the world to reflect an append.
+    pub read_timeout: Duration,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish()
+    }
+}
+
+/// Current time from the system clock.
+pub fn now() -> Timestamp {
+    Timestamp(eventlog::now_micros())
+}
+
+const MAX_RETRIES: usize = 16;
+
+impl Engine {
+    /// The api-stream subject of an instance's build request.
+    pub fn instance_api_subject(id: &InstanceId) -> Subject {
+        Subject::api("instance", &id.to_string()).expect("uuid is a valid token")
+    }
+
+    /// The subject of an instance in a cell.
+    pub fn instance_cell_subject(cell: &CellName, id: &InstanceId) -> Subject {
+        let s = StreamName::new(cell.as_str()).expect("cell names are stream names");
+        Subject::cell(&s, "instance", &id.to_string()).expect("uuid is a valid token")
+    }
+
+    /// The subject of a host.
+    pub fn host_subject(cell: &CellName, host: &HostName) -> Subject {
+        let s = StreamName::new(cell.as_str()).expect("cell names are stream names");
+        Subject::cell(&s, "host", host.as_str()).expect("tokens are encoded")
+    }
+
+    /// The subject of a flavor.
+    pub fn flavor_subject(id: &FlavorId) -> Subject {
+        Subject::api("flavor", id.as_str()).expect("tokens are encoded")
+    }
+
+    async fn append(
+        &self,
+        subject: Subject,
+        expected: u64,
+        events: &[Event],
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<AppendAck, LogError> {
+        let req = AppendRequest {
+            subject,
+            expected: ExpectedSeq::Exactly(expected),
+            dedupe_id: meta
+                .dedupe_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            meta: Metadata {
+                correlation_id: meta.correlation_id.clone(),
+                causation_id: meta.causation_id.clone(),
+                actor: meta.actor.clone(),
+                occurred_at: ctx.now.0,
+            },
+            events: events.iter().map(codec::encode).collect(),
+        };
+        self.log.append(req).await
+    }
+
+    async fn settle(&self, subject: &Subject, ack: &AppendAck) -> Result<(), EngineError> {
+        if self
+            .world
+            .wait_for(&subject.stream(), ack.stream_seq, self.read_timeout)
+            .await
+        {
+            Ok(())
+        } else {
+            Err(EngineError::Timeout)
+        }
+    }
+
+    async fn wait_seq(&self, f: impl Fn(&projections::Views) -> bool) {
+        self.world.wait_until(Duration::from_millis(500), f).await;
+    }
+
+    /// Executes an instance command.
+    pub async fn instance(
+        &self,
+        id: InstanceId,
+        cmd: InstanceCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        for _ in 0..MAX_RETRIES {
+            let (events, subject, expected) = {
+                let v = self.world.read();
+                let row = v.instances.get(&id);
+                let state = row.and_then(|r| r.state());
+                let evs = instance::decide(state, cmd.clone(), ctx, &self.config)?;
+                let (subject, expected) = match (&cmd, row) {
+                    (InstanceCommand::Place, Some(r)) => {
+                        let cell = state.and_then(|s| s.cell.clone()).unwrap_or_else(CellName::cell0);
+                        (Self::instance_cell_subject(&cell, &id), r.cell_seq)
+                    }
+                    (_, Some(r)) => match &r.cell_subject {
+                        Some(s) => (s.clone(), r.cell_seq),
+                        None => (Self::instance_api_subject(&id), r.api_seq),
+                    },
+                    (_, None) => (Self::instance_api_subject(&id), 0),
+                };
+                (evs, subject, expected)
+            };
+            if events.is_empty() {
+                return Ok(Outcome::default());
+            }
+            let events: Vec<Event> = events.into_iter().map(Event::Instance).collect();
+            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+                Ok(ack) => {
+                    self.settle(&subject, &ack).await?;
+                    return Ok(Outcome {
+                        events,
+                        ack: Some(ack),
+                    });
+                }
+                Err(LogError::WrongLastSequence { actual, .. }) => {
+                    let is_api = subject.stream() == StreamName::api();
+                    self.wait_seq(|v| {
+                        v.instances.get(&id).is_some_and(|r| {
+                            if is_api {
+                                r.api_seq >= actual || r.cell_subject.is_some()
+                            } else {
+                                r.cell_seq >= actual
+                            }
+                        })
+                    })
+                    .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Contention(format!("instance {id}")))
+    }
+
+    /// Executes a flavor command.
+    pub async fn flavor(
+        &self,
+        id: &FlavorId,
+        cmd: FlavorCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let subject = Self::flavor_subject(id);
+        for _ in 0..MAX_RETRIES {
+            let (events, expected) = {
+                let v = self.world.read();
+                let row = v.flavors.get(&subject);
+                let evs = flavor::decide(row.and_then(|r| r.flavor.as_ref()), cmd.clone(), ctx)
+                    .map_err(|e| match e {
+                        DomainError::NotFound { kind, .. } => DomainError::NotFound {
+                            kind,
+                            id: id.to_string(),
+                        },
+                        other => other,
+                    })?;
+                (evs, row.map(|r| r.seq).unwrap_or(0))
+            };
+            if events.is_empty() {
+                return Ok(Outcome::default());
+            }
+            let events: Vec<Event> = events.into_iter().map(Event::Flavor).collect();
+            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+                Ok(ack) => {
+                    self.settle(&subject, &ack).await?;
+                    return Ok(Outcome {
+                        events,
+                        ack: Some(ack),
+                    });
+                }
+                Err(LogError::WrongLastSequence { actual, .. }) => {
+                    self.wait_seq(|v| v.flavors.get(&subject).is_some_and(|r| r.seq >= actual))
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Contention(format!("flavor {id}")))
+    }
+
+    /// Executes a host command. `expected` pins the placement generation the caller
+    /// decided on (None: the world's current one, retried on conflict).
+    pub async fn host(
+        &self,
+        cell: &CellName,
+        name: &HostName,
+        cmd: HostCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let subject = Self::host_subject(cell, name);
+        for _ in 0..MAX_RETRIES {
+            let (events, expected) = {
+                let v = self.world.read();
+                let row = v.hosts.get(&subject);
+                let evs = host::decide(row.map(|r| &r.host), cmd.clone(), ctx.now).map_err(|e| {
+                    match e {
+                        DomainError::NotFound { kind, .. } => DomainError::NotFound {
+                            kind,
+                            id: name.to_string(),
+                        },
+                        other => other,
+                    }
+                })?;
+                (evs, row.map(|r| r.seq).unwrap_or(0))
+            };
+            if events.is_empty() {
+                return Ok(Outcome::default());
+            }
+            let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
+            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+                Ok(ack) => {
+                    self.settle(&subject, &ack).await?;
+                    return Ok(Outcome {
+                        events,
+                        ack: Some(ack),
+                    });
+                }
+                Err(LogError::WrongLastSequence { actual, .. }) => {
+                    self.wait_seq(|v| v.hosts.get(&subject).is_some_and(|r| r.seq >= actual))
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Contention(format!("host {name}")))
+    }
+}

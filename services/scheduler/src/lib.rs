@@ -1,0 +1,426 @@
+//! The scheduler service: three level-triggered reactors.
+//!
+//! - [`Scheduler`]: places build requests (claim on a host, `mapped` on the api subject,
+//!   `placed` as the first cell commit; NoValidHost -> `cell0`, ERROR with a fault) and
+//!   chooses destinations for resize, cold/live migration and unshelve.
+//! - [`Placement`]: releases every claim its instance no longer holds (deleted,
+//!   offloaded, confirmed/reverted resize, finished live migration, failed scheduling).
+//! - [`Reconciler`]: drives `Tick` on instances whose operation went unanswered
+//!   (retry, then ERROR / fault) and on shelved instances due for offload.
+//!
+//! Invariants: a claim is only made for an instance whose current work is scheduling,
+//! with OCC on the host subject (its sequence is the placement generation), so no host
+//! is ever committed beyond capacity; the claim is recorded on the instance only if the
+//! instance still waits for that very operation; claims never recorded are released
+//! by [`Placement`]. No state is held outside the world except in-flight sets.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::host::HostCommand;
+use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
+use domain::{scheduling, CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, TaskState, VmState};
+use engine::{now, Engine, EngineError, Meta, Reactor};
+use eventlog::Commit;
+use uuid::Uuid;
+
+fn instance_of(commit: &Commit) -> Option<InstanceId> {
+    (commit.subject.kind() == "instance")
+        .then(|| InstanceId::parse(commit.subject.id_token()))
+        .flatten()
+}
+
+/// Chooses hosts for builds and migrations.
+#[derive(Debug)]
+pub struct Scheduler {
+    inflight: Arc<Mutex<HashSet<InstanceId>>>,
+    limit: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new(64)
+    }
+}
+
+struct Inflight(Arc<Mutex<HashSet<InstanceId>>>, InstanceId);
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
+
+impl Scheduler {
+    /// A scheduler handling up to `concurrency` requests at once.
+    pub fn new(concurrency: usize) -> Self {
+        Scheduler {
+            inflight: Default::default(),
+            limit: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
+        let work = engine.world.read().instance(&id).and_then(|i| i.work());
+        if !matches!(
+            work,
+            Some(Work::ScheduleBuild | Work::Place | Work::ScheduleDestination)
+        ) {
+            return;
+        }
+        if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return;
+        }
+        let guard = Inflight(self.inflight.clone(), id);
+        let engine = engine.clone();
+        let limit = self.limit.clone();
+        tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let _guard = guard;
+            // Loop while there is scheduling work: Map is followed by Place at once.
+            for _ in 0..4 {
+                let Some(inst) = engine.world.read().instance(&id).cloned() else {
+                    return;
+                };
+                let res = match inst.work() {
+                    Some(Work::ScheduleBuild) => schedule_build(&engine, &inst, &correlation).await,
+                    Some(Work::Place) => place(&engine, &inst, &correlation).await,
+                    Some(Work::ScheduleDestination) => {
+                        schedule_destination(&engine, &inst, &correlation).await
+                    }
+                    _ => return,
+                };
+                if let Err(e) = res {
+                    tracing::warn!(instance = %id, error = %e, "scheduling step failed; the reconciler will retry");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn ctx() -> Ctx {
+    Ctx::service("scheduler", now(), Uuid::new_v4())
+}
+
+fn op_of(i: &Instance) -> Uuid {
+    i.op.map(|o| o.id).unwrap_or_default()
+}
+
+fn attempt_of(i: &Instance) -> u32 {
+    i.op.map(|o| o.attempt).unwrap_or(0)
+}
+
+/// Tries candidates in order; returns the first successful claim.
+async fn claim_first(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    req: &scheduling::Request<'_>,
+    cells: Option<&CellName>,
+    correlation: &str,
+) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
+    let candidates: Vec<(CellName, HostName)> = {
+        let v = engine.world.read();
+        let hosts = v
+            .hosts
+            .values()
+            .map(|r| &r.host)
+            .filter(|h| h.spec.cell != CellName::cell0())
+            .filter(|h| cells.is_none_or(|c| *c == h.spec.cell));
+        scheduling::choose(hosts, req)
+            .into_iter()
+            .map(|h| (h.spec.cell.clone(), h.spec.name.clone()))
+            .collect()
+    };
+    for (cell, host) in candidates {
+        let claim = ClaimId(Uuid::new_v4());
+        let meta = Meta::service(
+            "scheduler",
+            correlation,
+            &op_of(inst).to_string(),
+            format!("sched:claim:{claim}"),
+        );
+        let cmd = HostCommand::Claim {
+            claim,
+            instance: inst.id(),
+            resources: req.resources,
+        };
+        match engine.host(&cell, &host, cmd, &ctx(), &meta).await {
+            Ok(_) => return Ok(Some((cell, host, claim))),
+            Err(EngineError::Domain(DomainError::NoCapacity { .. })) => continue,
+            Err(EngineError::Contention(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+async fn release(engine: &Arc<Engine>, cell: &CellName, host: &HostName, claim: ClaimId, correlation: &str) {
+    let meta = Meta::service("scheduler", correlation, &claim.to_string(), format!("release:{claim}"));
+    if let Err(e) = engine
+        .host(cell, host, HostCommand::Release { claim }, &ctx(), &meta)
+        .await
+    {
+        tracing::warn!(%claim, error = %e, "release failed; placement will retry");
+    }
+}
+
+async fn schedule_build(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+    let resources = inst.flavor.resources(inst.spec.boot_from_volume);
+    let req = scheduling::Request {
+        resources,
+        exclude: &[],
+        force_host: inst.spec.requested_host.as_ref(),
+        availability_zone: inst.spec.availability_zone.as_deref(),
+    };
+    let op = op_of(inst);
+    let chosen = claim_first(engine, inst, &req, None, correlation).await?;
+    let (cell, host, fault) = match &chosen {
+        Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
+        None => (
+            CellName::cell0(),
+            None,
+            Some("No valid host was found. There are not enough hosts available.".to_string()),
+        ),
+    };
+    let meta = Meta::service(
+        "scheduler",
+        correlation,
+        &op.to_string(),
+        format!("sched:map:{}:{op}:{}", inst.id(), attempt_of(inst)),
+    );
+    let out = engine
+        .instance(inst.id(), InstanceCommand::Map { op, cell, host, fault }, &ctx(), &meta)
+        .await;
+    let recorded = matches!(&out, Ok(o) if !o.events.is_empty());
+    if !recorded {
+        if let Some((c, h, claim)) = chosen {
+            release(engine, &c, &h, claim, correlation).await;
+        }
+    }
+    out.map(|_| ())
+}
+
+async fn place(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+    let meta = Meta::service(
+        "scheduler",
+        correlation,
+        &op_of(inst).to_string(),
+        format!("sched:place:{}", inst.id()),
+    );
+    engine
+        .instance(inst.id(), InstanceCommand::Place, &ctx(), &meta)
+        .await
+        .map(|_| ())
+}
+
+async fn schedule_destination(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+    let op = op_of(inst);
+    let (resources, exclude, force, cell) = match &inst.migration {
+        Some(m) if inst.vm_state != VmState::ShelvedOffloaded => {
+            let r = m.new_flavor.resources(inst.spec.boot_from_volume);
+            // Live migration moves the same flavor: the claim is the same size.
+            let _ = m.kind == MigrationKind::LiveMigration;
+            (r, vec![m.source_host.clone()], m.requested_host.clone(), inst.cell.clone())
+        }
+        _ => (
+            inst.flavor.resources(inst.spec.boot_from_volume),
+            vec![],
+            None,
+            inst.cell.clone(),
+        ),
+    };
+    let req = scheduling::Request {
+        resources,
+        exclude: &exclude,
+        force_host: force.as_ref(),
+        availability_zone: if inst.task_state == Some(TaskState::Unshelving) {
+            inst.spec.availability_zone.as_deref()
+        } else {
+            None
+        },
+    };
+    let chosen = claim_first(engine, inst, &req, cell.as_ref(), correlation).await?;
+    let dedupe = format!("sched:dest:{}:{op}:{}", inst.id(), attempt_of(inst));
+    let meta = Meta::service("scheduler", correlation, &op.to_string(), dedupe);
+    match chosen {
+        Some((c, host, claim)) => {
+            let out = engine
+                .instance(
+                    inst.id(),
+                    InstanceCommand::Scheduled {
+                        op,
+                        host: host.clone(),
+                        claim,
+                    },
+                    &ctx(),
+                    &meta,
+                )
+                .await;
+            if !matches!(&out, Ok(o) if !o.events.is_empty()) {
+                release(engine, &c, &host, claim, correlation).await;
+            }
+            out.map(|_| ())
+        }
+        None => engine
+            .instance(
+                inst.id(),
+                InstanceCommand::ScheduleFailed {
+                    op,
+                    reason: "There are not enough hosts available.".into(),
+                },
+                &ctx(),
+                &meta,
+            )
+            .await
+            .map(|_| ()),
+    }
+}
+
+#[async_trait]
+impl Reactor for Scheduler {
+    fn name(&self) -> &str {
+        "scheduler"
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
+        if let Some(id) = instance_of(commit) {
+            self.kick(engine, id, commit.meta.correlation_id.clone());
+        }
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        for id in ids {
+            self.kick(engine, id, format!("req-reconcile-{id}"));
+        }
+    }
+}
+
+/// Releases claims that their instance no longer holds.
+#[derive(Debug, Default)]
+pub struct Placement;
+
+/// Claims of `id` that may be released now: (cell, host, claim).
+pub fn orphan_claims(v: &projections::Views, id: &InstanceId) -> Vec<(CellName, HostName, ClaimId)> {
+    let Some(claims) = v.claims.get(id) else {
+        return vec![];
+    };
+    let inst = v.instance(id);
+    if inst.is_some_and(|i| !i.deleted && i.is_scheduling()) {
+        return vec![];
+    }
+    let held = inst.map(|i| i.held_claims()).unwrap_or_default();
+    claims
+        .iter()
+        .filter_map(|(subject, claim)| {
+            let h = &v.hosts.get(subject)?.host.spec;
+            (!held.contains(&(h.name.clone(), *claim))).then(|| (h.cell.clone(), h.name.clone(), *claim))
+        })
+        .collect()
+}
+
+impl Placement {
+    async fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
+        let orphans = orphan_claims(&engine.world.read(), &id);
+        for (cell, host, claim) in orphans {
+            release(engine, &cell, &host, claim, correlation).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Reactor for Placement {
+    fn name(&self) -> &str {
+        "placement"
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
+        let ids: Vec<InstanceId> = if let Some(id) = instance_of(commit) {
+            vec![id]
+        } else if commit.subject.kind() == "host" {
+            commit
+                .events
+                .iter()
+                .filter_map(|e| match projections::codec::decode(e) {
+                    Ok(domain::Event::Host(domain::host::HostEvent::Claimed { instance, .. })) => Some(instance),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        for id in ids {
+            self.check(engine, id, &commit.meta.correlation_id).await;
+        }
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let ids: Vec<InstanceId> = engine.world.read().claims.keys().copied().collect();
+        for id in ids {
+            self.check(engine, id, "req-reconcile").await;
+        }
+    }
+}
+
+/// Drives timeouts and delayed shelve offloads.
+#[derive(Debug, Default)]
+pub struct Reconciler;
+
+impl Reconciler {
+    /// One pass: `Tick` every instance whose operation is overdue or that is due for offload.
+    pub async fn pass(engine: &Arc<Engine>) -> usize {
+        let t = now();
+        let cfg = engine.config;
+        let due: Vec<(InstanceId, String)> = {
+            let v = engine.world.read();
+            v.pending
+                .iter()
+                .filter_map(|id| {
+                    let i = v.instance(id)?;
+                    let overdue = i
+                        .op
+                        .is_some_and(|o| t.0 - o.since.0 >= cfg.task_timeout_secs * 1_000_000);
+                    let offload = i.vm_state == VmState::Shelved
+                        && i.task_state.is_none()
+                        && cfg.shelved_offload_time > 0
+                        && i.shelved_at.is_some_and(|s| t >= s.plus_secs(cfg.shelved_offload_time));
+                    (overdue || offload).then(|| {
+                        let key = match i.op {
+                            Some(o) => format!("tick:{id}:{}:{}", o.id, o.attempt),
+                            None => format!("tick:{id}:offload:{}", i.shelved_at.map(|s| s.0).unwrap_or(0)),
+                        };
+                        (*id, key)
+                    })
+                })
+                .collect()
+        };
+        let n = due.len();
+        for (id, key) in due {
+            let meta = Meta::service("reconciler", &format!("req-{}", Uuid::new_v4()), &key, key.clone());
+            let c = Ctx::service("reconciler", t, Uuid::new_v4());
+            if let Err(e) = engine.instance(id, InstanceCommand::Tick, &c, &meta).await {
+                tracing::warn!(instance = %id, error = %e, "reconcile tick failed");
+            }
+        }
+        n
+    }
+
+    /// Runs passes every `every` until shutdown.
+    pub fn spawn(
+        engine: Arc<Engine>,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => { Reconciler::pass(&engine).await; }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! The `stratus` binary's library: the all-in-one stack and the benchmark, shared by
+//! the binary and the end-to-end tests.
+
+pub mod bench;
+pub mod stack;
+
+pub use stack::{Stack, StackOptions};

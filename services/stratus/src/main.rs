@@ -1,0 +1,249 @@
+//! `stratus`: the event-sourced compute control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use domain::host::Resources;
+use stratus::bench::{self, BenchOptions};
+use stratus::stack::{Stack, StackOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "stratus", version, about = "Event-sourced compute control plane (Nova-compatible)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the whole control plane in one process on the embedded store.
+    Serve(ServeArgs),
+    /// Rebuild projections from the log, or print an instance's history.
+    Replay {
+        #[command(subcommand)]
+        cmd: ReplayCmd,
+    },
+    /// Drive the all-in-one over HTTP and report throughput, latency, memory, rebuild rate.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./stratus-data")]
+    data_dir: PathBuf,
+    /// API listen address.
+    #[arg(long, default_value = "127.0.0.1:8774")]
+    listen: SocketAddr,
+    /// Number of simulated compute hosts.
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    /// vCPUs per simulated host.
+    #[arg(long, default_value_t = 64)]
+    host_vcpus: u64,
+    /// RAM (MiB) per simulated host.
+    #[arg(long, default_value_t = 262144)]
+    host_ram_mb: u64,
+    /// Disk (GiB) per simulated host.
+    #[arg(long, default_value_t = 4096)]
+    host_disk_gb: u64,
+    /// Authentication mode (only `noauth` in this release).
+    #[arg(long, default_value = "noauth")]
+    auth: String,
+    /// Simulated driver delay per operation, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    sim_delay_ms: u64,
+    /// Simulated driver failure probability (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    sim_fail_rate: f64,
+    /// Seconds after shelve before offload (0 = at once, -1 = never).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    shelved_offload_time: i64,
+    /// Seconds an operation may go unanswered before the reconciler retries it.
+    #[arg(long, default_value_t = 60)]
+    task_timeout: i64,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReplayCmd {
+    /// Fold the whole log into fresh projections and compare with the stored ones.
+    Rebuild {
+        /// Data directory (stop `stratus serve` first).
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+    },
+    /// Print an instance's events with its state after each.
+    History {
+        /// Data directory.
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Instance id.
+        instance: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Full create->ACTIVE->pause->unpause->delete cycles.
+    #[arg(long, default_value_t = 20000)]
+    cycles: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    /// Keep the log in this directory (default: a temporary one, removed).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn fmt_time(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    format!("{secs}.{micros:06}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(a) => {
+            init_tracing();
+            if a.auth != "noauth" {
+                anyhow::bail!("--auth {}: only `noauth` is supported in this release", a.auth);
+            }
+            let mut o = StackOptions::new(&a.data_dir);
+            o.listen = a.listen;
+            o.hosts = a.hosts;
+            o.host_size = Resources {
+                vcpus: a.host_vcpus,
+                ram_mb: a.host_ram_mb,
+                disk_gb: a.host_disk_gb,
+            };
+            o.sim.delay = Duration::from_millis(a.sim_delay_ms);
+            o.sim.fail_rate = a.sim_fail_rate;
+            o.config.shelved_offload_time = a.shelved_offload_time;
+            o.config.task_timeout_secs = a.task_timeout;
+            let stack = Stack::start(o).await?;
+            println!("stratus listening on http://{}/v2.1 (data in {})", stack.addr, a.data_dir.display());
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stack.stop().await;
+            Ok(())
+        }
+        Cmd::Replay { cmd } => match cmd {
+            ReplayCmd::Rebuild { data_dir } => {
+                let r = replay::rebuild_data_dir(&data_dir)
+                    .await
+                    .context("rebuild failed (is `stratus serve` still running on this data dir?)")?;
+                println!(
+                    "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
+                    r.events,
+                    r.commits,
+                    r.seconds,
+                    r.rate()
+                );
+                for (s, p) in &r.positions {
+                    println!("  stream {s}: position {p}");
+                }
+                if r.lag > 0 {
+                    println!("  note: stored views lag the log by {} commits (they catch up on next start)", r.lag);
+                }
+                if r.matches {
+                    println!("MATCH: rebuilt projections equal the stored ones");
+                    Ok(())
+                } else {
+                    println!("MISMATCH:");
+                    for d in &r.differences {
+                        println!("  {d}");
+                    }
+                    std::process::exit(1);
+                }
+            }
+            ReplayCmd::History { data_dir, instance } => {
+                let id = domain::InstanceId::parse(&instance).context("not a server id")?;
+                let log = eventlog::EmbeddedLog::open(&data_dir.join("log"))?;
+                let steps = replay::history(log.as_ref(), id).await?;
+                if steps.is_empty() {
+                    anyhow::bail!("no events for instance {id}");
+                }
+                for s in steps {
+                    let st = s
+                        .state
+                        .as_ref()
+                        .map(|i| {
+                            format!(
+                                "status={} vm_state={} task_state={} power_state={} host={}",
+                                i.status(),
+                                i.vm_state.as_str(),
+                                i.task_state.map(|t| t.as_str()).unwrap_or("None"),
+                                i.power_state.code(),
+                                i.host.as_ref().map(|h| h.as_str()).unwrap_or("None"),
+                            )
+                        })
+                        .unwrap_or_else(|| "(none)".into());
+                    println!(
+                        "{} {}#{} {:<32} {} by {} -> {}",
+                        fmt_time(s.occurred_at),
+                        s.subject,
+                        s.subject_seq,
+                        s.event_type,
+                        s.request_id,
+                        s.actor,
+                        st
+                    );
+                }
+                log.close();
+                Ok(())
+            }
+        },
+        Cmd::Bench(b) => {
+            let r = bench::run(BenchOptions {
+                cycles: b.cycles,
+                concurrency: b.concurrency,
+                data_dir: b.data_dir,
+                hosts: b.hosts,
+            })
+            .await?;
+            println!("stratus bench (embedded store, {} clients, {} hosts)", b.concurrency, b.hosts);
+            println!("  cycles:        {} in {:.2} s = {:.0} cycles/s", r.cycles, r.seconds, r.cycles as f64 / r.seconds);
+            println!("  API requests:  {} ({:.0}/s), latency p50 {:.2} ms, p99 {:.2} ms", r.requests, r.requests as f64 / r.seconds, r.p50_ms, r.p99_ms);
+            println!("  events:        {} = {:.0} events/s", r.events, r.events as f64 / r.seconds);
+            println!("  peak memory:   {:.1} MiB RSS", r.peak_rss_mib);
+            println!(
+                "  replay rebuild: {} events at {:.0} events/s, {}",
+                r.rebuild_events,
+                r.rebuild_rate,
+                if r.rebuild_matches { "MATCH" } else { "MISMATCH" }
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The all-in-one control plane: embedded log, projections, engine, scheduler,
+//! placement, reconciler, simulated compute hosts and the API, in one process.
+//!
+//! Start order matters for "a restart continues from the log": views are loaded from
+//! the projection store, the projector catches up from the stored positions before
+//! anything reads, then hosts and default flavors are ensured (as events, once), then
+//! reactors start (they reconcile first), then the API listens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use compute::{ComputeAgent, SimDriver, SimOptions};
+use domain::flavor::{FlavorCommand, FlavorSpec};
+use domain::host::{HostSpec, Ratios, Resources};
+use domain::instance::Config;
+use domain::{CellName, Ctx, FlavorId, HostName};
+use engine::{now, spawn_reactor, Engine, Meta};
+use eventlog::{CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, StreamName};
+use projections::projector::Projector;
+use projections::{ProjectionStore, World};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Options of the all-in-one.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// API listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Number of simulated hosts (`host1`..`hostN` in `cell1`).
+    pub hosts: usize,
+    /// Size of each host.
+    pub host_size: Resources,
+    /// Simulated driver options.
+    pub sim: SimOptions,
+    /// State machine tunables.
+    pub config: Config,
+    /// Reconciler period.
+    pub reconcile_every: Duration,
+}
+
+impl StackOptions {
+    /// Defaults with a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StackOptions {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:8774".parse().expect("valid"),
+            hosts: 4,
+            host_size: Resources {
+                vcpus: 64,
+                ram_mb: 256 * 1024,
+                disk_gb: 4096,
+            },
+            sim: SimOptions::default(),
+            config: Config::default(),
+            reconcile_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running all-in-one.
+pub struct Stack {
+    /// The engine (log, world, checkpoints).
+    pub engine: Arc<Engine>,
+    /// The simulated driver.
+    pub driver: Arc<SimDriver>,
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    log: Arc<EmbeddedLog>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("addr", &self.addr).finish()
+    }
+}
+
+/// The default flavors (Nova's m1.*), created once as events.
+pub fn default_flavors() -> Vec<FlavorSpec> {
+    let f = |id: &str, name: &str, vcpus, ram_mb, disk_gb| FlavorSpec {
+        id: FlavorId::new(id).expect("valid"),
+        name: name.into(),
+        vcpus,
+        ram_mb,
+        disk_gb,
+        ephemeral_gb: 0,
+        swap_mb: 0,
+        rxtx_factor: 1.0,
+        is_public: true,
+        description: None,
+    };
+    vec![
+        f("1", "m1.tiny", 1, 512, 1),
+        f("2", "m1.small", 1, 2048, 20),
+        f("3", "m1.medium", 2, 4096, 40),
+        f("4", "m1.large", 4, 8192, 80),
+        f("5", "m1.xlarge", 8, 16384, 160),
+    ]
+}
+
+/// The streams of the all-in-one.
+pub fn streams() -> Vec<StreamName> {
+    ["api", "cell0", "cell1"]
+        .into_iter()
+        .map(|s| StreamName::new(s).expect("valid"))
+        .collect()
+}
+
+/// Paths inside a data directory.
+pub fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+/// Path of the projection store.
+pub fn projections_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("projections.redb")
+}
+
+impl Stack {
+    /// Starts everything and returns once the API listens.
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("cannot create data dir {}", opts.data_dir.display()))?;
+        let log = EmbeddedLog::open(&log_dir(&opts.data_dir)).context("cannot open the event log")?;
+        let dynlog: Arc<dyn EventLog> = log.clone();
+        for s in streams() {
+            dynlog.ensure_stream(&s).await?;
+        }
+        let checkpoints: Arc<dyn CheckpointStore> = Arc::new(
+            EmbeddedCheckpoints::open(&opts.data_dir.join("checkpoints.redb"))
+                .context("cannot open checkpoints")?,
+        );
+        let store = Arc::new(
+            ProjectionStore::open(&projections_path(&opts.data_dir))
+                .context("cannot open the projection store")?,
+        );
+        let views = store.load().context("cannot load projections")?;
+        let world = Arc::new(World::new(views));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Projections catch up before anyone reads.
+        let projector = Projector::new(dynlog.clone(), world.clone(), Some(store));
+        for s in streams() {
+            tasks.push(projector.follow(s, shutdown_rx.clone()));
+        }
+        for s in streams() {
+            let last = dynlog.last_stream_seq(&s).await?;
+            if !world.wait_for(&s, last, Duration::from_secs(120)).await {
+                anyhow::bail!("projections did not catch up with stream {s}");
+            }
+        }
+        tasks.push(projector.spawn_flusher(Duration::from_millis(200), shutdown_rx.clone()));
+
+        let engine = Arc::new(Engine {
+            log: dynlog.clone(),
+            world: world.clone(),
+            checkpoints,
+            config: opts.config,
+            read_timeout: Duration::from_secs(10),
+        });
+
+        // Hosts and default flavors: events, written once.
+        let cell = CellName::cell1();
+        let specs: Vec<HostSpec> = (1..=opts.hosts)
+            .map(|n| HostSpec {
+                name: HostName::new(format!("host{n}")).expect("valid"),
+                cell: cell.clone(),
+                total: opts.host_size,
+                ratios: Ratios::default(),
+                availability_zone: "nova".into(),
+            })
+            .collect();
+        ComputeAgent::register(&engine, &specs).await?;
+        ensure_default_flavors(&engine).await?;
+
+        // Reactors.
+        let driver = Arc::new(SimDriver::new(opts.sim.clone()));
+        let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
+            specs.iter().map(|s| s.name.clone()),
+            driver.clone(),
+        ));
+        let sched: Arc<dyn engine::Reactor> = Arc::new(scheduler::Scheduler::default());
+        let placement: Arc<dyn engine::Reactor> = Arc::new(scheduler::Placement);
+        let every = Some(Duration::from_secs(30));
+        for s in streams() {
+            tasks.push(spawn_reactor(engine.clone(), sched.clone(), s.clone(), every, shutdown_rx.clone()));
+            tasks.push(spawn_reactor(engine.clone(), placement.clone(), s.clone(), every, shutdown_rx.clone()));
+        }
+        tasks.push(spawn_reactor(
+            engine.clone(),
+            agent,
+            StreamName::new(cell.as_str())?,
+            every,
+            shutdown_rx.clone(),
+        ));
+        tasks.push(scheduler::Reconciler::spawn(
+            engine.clone(),
+            opts.reconcile_every,
+            shutdown_rx.clone(),
+        ));
+
+        // API.
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let app = api::router(api::ApiState::new(engine.clone()));
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                })
+                .await;
+        }));
+        tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
+        Ok(Stack {
+            engine,
+            driver,
+            addr,
+            shutdown,
+            tasks,
+            log,
+        })
+    }
+
+    /// Stops everything gracefully: API, reactors (checkpoints saved), projector
+    /// (views flushed and synced), then the log.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.log.close();
+    }
+}
+
+async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
+    for spec in default_flavors() {
+        let subject = Engine::flavor_subject(&spec.id);
+        if engine.log.last_subject_seq(&subject).await? > 0 {
+            continue;
+        }
+        let meta = Meta::service(
+            "bootstrap",
+            &format!("req-{}", uuid::Uuid::new_v4()),
+            "bootstrap",
+            format!("bootstrap:flavor:{}", spec.id),
+        );
+        let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
+        engine
+            .flavor(&spec.id.clone(), FlavorCommand::Create(spec), &ctx, &meta)
+            .await?;
+    }
+    Ok(())
+}
