@@ -143,7 +143,7 @@ pub fn decide(
             let Some(f) = live else {
                 return Err(DomainError::NotFound {
                     kind: "Flavor",
-                    id: String::new(),
+                    id: state.map(|f| f.spec.id.to_string()).unwrap_or_default(),
                 });
             };
             match other {

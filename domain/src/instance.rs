@@ -677,19 +677,24 @@ impl Instance {
 
     /// The (host, claim) pairs this instance holds; every other claim of it may be released.
     pub fn held_claims(&self) -> Vec<(HostName, ClaimId)> {
-        let mut v = Vec::new();
+        let mut v: Vec<(HostName, ClaimId)> = Vec::new();
         if self.deleted {
             return v;
         }
+        let mut push = |h: &HostName, c: ClaimId| {
+            if !v.iter().any(|(hh, cc)| hh == h && *cc == c) {
+                v.push((h.clone(), c));
+            }
+        };
         if let (Some(h), Some(c)) = (&self.host, self.claim) {
-            v.push((h.clone(), c));
+            push(h, c);
         }
         if let Some(m) = &self.migration {
             if let Some(c) = m.source_claim {
-                v.push((m.source_host.clone(), c));
+                push(&m.source_host, c);
             }
             if let (Some(h), Some(c)) = (&m.dest_host, m.dest_claim) {
-                v.push((h.clone(), c));
+                push(h, c);
             }
         }
         v
@@ -751,6 +756,7 @@ const ALLOW_REBOOT: &[Option<TaskState>] = &[
 ];
 
 /// Nova's `check_instance_lock` + `check_instance_state` (+ `check_instance_host`).
+#[allow(clippy::too_many_arguments)] // mirrors Nova's decorator arguments one to one
 fn check(
     i: &Instance,
     ctx: &Ctx,
@@ -1127,7 +1133,7 @@ pub fn decide(
                     snap.vm_state = V::Error;
                     snap.task_state = None;
                     snap.op = None;
-                    snap.fault = i.pending_fault.clone();
+                    snap.fault = i.pending_fault.clone().or_else(|| i.fault.clone());
                     snap.pending_fault = None;
                     Ok(vec![InstanceEvent::BuildFailed {
                         snapshot: Box::new(snap),
@@ -1180,7 +1186,7 @@ pub fn decide(
         }
         C::Tick => {
             if let (Some(o), Some(task)) = (i.op, i.task_state) {
-                if now.0 - o.since.0 < cfg.task_timeout_secs.saturating_mul(1_000_000) {
+                if now.0.saturating_sub(o.since.0) < cfg.task_timeout_secs.saturating_mul(1_000_000) {
                     return Ok(vec![]);
                 }
                 if o.attempt < cfg.max_attempts {

@@ -32,8 +32,10 @@ fn create_records_a_build_request_that_needs_scheduling() {
 #[test]
 fn create_twice_is_refused() {
     let mut w = World::created(Config::default());
-    w.when(C::Create(Box::new(spec())))
-        .refused(&format!("Instance with id {} already exists.", instance_id()));
+    w.when(C::Create(Box::new(spec()))).refused(&format!(
+        "Instance with id {} already exists.",
+        instance_id()
+    ));
 }
 
 #[test]
@@ -41,7 +43,8 @@ fn create_with_a_blank_name_is_a_bad_request() {
     let mut w = World::default();
     let mut s = spec();
     s.name = "   ".into();
-    w.when(C::Create(Box::new(s))).refused("Invalid server name");
+    w.when(C::Create(Box::new(s)))
+        .refused("Invalid server name");
     assert!(w.state.is_none());
 }
 
@@ -104,7 +107,10 @@ fn no_valid_host_builds_in_cell0_as_error_with_the_fault() {
         .on_host(None)
         .has_fault()
         .replays();
-    assert_eq!(w.i().fault.as_ref().unwrap().message, "No valid host was found.");
+    assert_eq!(
+        w.i().fault.as_ref().unwrap().message,
+        "No valid host was found."
+    );
     assert_eq!(w.i().cell, Some(CellName::cell0()));
 }
 
@@ -170,12 +176,16 @@ fn pause_then_unpause() {
 
 #[test]
 fn pause_refusals() {
-    World::stopped().when(C::Pause).refused_vm("pause", "stopped");
+    World::stopped()
+        .when(C::Pause)
+        .refused_vm("pause", "stopped");
     World::paused().when(C::Pause).refused_vm("pause", "paused");
     let mut w = World::active();
     w.when(C::Pause).ok();
     w.when(C::Pause).refused_task("pause", "pausing");
-    World::active().when(C::Unpause).refused_vm("unpause", "active");
+    World::active()
+        .when(C::Unpause)
+        .refused_vm("unpause", "active");
     let mut w = World::paused();
     w.when(C::Unpause).ok();
     w.when(C::Unpause).refused_task("unpause", "unpausing");
@@ -207,9 +217,15 @@ fn suspend_then_resume() {
 
 #[test]
 fn suspend_resume_refusals() {
-    World::paused().when(C::Suspend).refused_vm("suspend", "paused");
-    World::active().when(C::Resume).refused_vm("resume", "active");
-    World::stopped().when(C::Resume).refused_vm("resume", "stopped");
+    World::paused()
+        .when(C::Suspend)
+        .refused_vm("suspend", "paused");
+    World::active()
+        .when(C::Resume)
+        .refused_vm("resume", "active");
+    World::stopped()
+        .when(C::Resume)
+        .refused_vm("resume", "stopped");
     let mut w = World::active();
     w.when(C::Suspend).ok();
     w.when(C::Suspend).refused_task("suspend", "suspending");
@@ -244,8 +260,13 @@ fn stop_then_start() {
 fn stop_from_error_is_allowed() {
     let mut w = World::error();
     w.status("ERROR");
-    w.when(C::Stop).task_is(Some(T::PoweringOff)).status("ERROR");
-    w.complete().vm(V::Stopped).power(P::Shutdown).status("SHUTOFF");
+    w.when(C::Stop)
+        .task_is(Some(T::PoweringOff))
+        .status("ERROR");
+    w.complete()
+        .vm(V::Stopped)
+        .power(P::Shutdown)
+        .status("SHUTOFF");
 }
 
 #[test]
@@ -295,7 +316,11 @@ fn soft_reboot_only_active_and_idle() {
         .status("REBOOT");
     w.when(C::Reboot { hard: false })
         .refused_task("reboot", "rebooting");
-    w.complete().vm(V::Active).idle().power(P::Running).status("ACTIVE");
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .status("ACTIVE");
 
     World::stopped()
         .when(C::Reboot { hard: false })
@@ -322,10 +347,20 @@ fn hard_reboot_from_every_allowed_vm_state_ends_active() {
         ("error", World::error()),
     ] {
         let before = w.i().status();
-        w.when(C::Reboot { hard: true }).ok().task_is(Some(T::RebootingHard));
-        let expected = if name == "active" { "HARD_REBOOT" } else { before };
+        w.when(C::Reboot { hard: true })
+            .ok()
+            .task_is(Some(T::RebootingHard));
+        let expected = if name == "active" {
+            "HARD_REBOOT"
+        } else {
+            before
+        };
         w.status(expected);
-        assert_eq!(w.i().work(), compute("compute-1", T::RebootingHard), "{name}");
+        assert_eq!(
+            w.i().work(),
+            compute("compute-1", T::RebootingHard),
+            "{name}"
+        );
         w.complete()
             .events(&["instance.action_completed"])
             .vm(V::Active)
@@ -414,11 +449,15 @@ fn shelve_from_stopped_paused_suspended() {
 #[test]
 fn shelve_refusals() {
     World::error().when(C::Shelve).refused_vm("shelve", "error");
-    World::shelved().when(C::Shelve).refused_vm("shelve", "shelved");
+    World::shelved()
+        .when(C::Shelve)
+        .refused_vm("shelve", "shelved");
     World::shelved_offloaded()
         .when(C::Shelve)
         .refused_vm("shelve", "shelved_offloaded");
-    World::resized().when(C::Shelve).refused_vm("shelve", "resized");
+    World::resized()
+        .when(C::Shelve)
+        .refused_vm("shelve", "resized");
     let mut w = World::active();
     w.when(C::Pause).ok();
     w.when(C::Shelve).refused_task("shelve", "pausing");
@@ -439,7 +478,8 @@ fn shelve_with_offload_delay_stays_shelved_until_tick() {
         .on_host(Some("compute-1"))
         .claim_is(Some(claim(1)));
     w.advance(50).tick().no_events().idle();
-    w.advance(50).tick()
+    w.advance(50)
+        .tick()
         .events(&["instance.task_started"])
         .task_is(Some(T::ShelvingOffloading))
         .status("SHELVED");
@@ -644,7 +684,11 @@ fn resize_confirm_full_cycle() {
         .on_host(Some("compute-2"))
         .claim_is(Some(claim(2)));
     assert_eq!(w.i().flavor, medium());
-    let m = w.i().migration.clone().expect("migration kept until confirm");
+    let m = w
+        .i()
+        .migration
+        .clone()
+        .expect("migration kept until confirm");
     assert_eq!(m.source_claim, Some(claim(1)));
 
     w.when(C::ConfirmResize)
@@ -722,7 +766,9 @@ fn resize_refusals() {
         .when(C::Resize { flavor: medium() })
         .refused_vm("resize", "paused");
     World::resized()
-        .when(C::Resize { flavor: flavor("4", 4, 8192, 80) })
+        .when(C::Resize {
+            flavor: flavor("4", 4, 8192, 80),
+        })
         .refused_vm("resize", "resized");
     World::active()
         .when(C::ConfirmResize)
@@ -785,7 +831,8 @@ fn cold_migrate_is_a_resize_to_the_same_flavor() {
     let m = w.i().migration.clone().unwrap();
     assert_eq!(m.kind, MigrationKind::Migration);
     assert_eq!(m.new_flavor, small());
-    w.scheduled("compute-2", claim(2)).task_is(Some(T::ResizeMigrating));
+    w.scheduled("compute-2", claim(2))
+        .task_is(Some(T::ResizeMigrating));
     w.complete()
         .vm(V::Resized)
         .status("VERIFY_RESIZE")
@@ -960,7 +1007,8 @@ fn owner_lock_can_be_unlocked_by_the_owner() {
 #[test]
 fn admin_lock_cannot_be_unlocked_by_the_owner() {
     let mut w = World::active();
-    w.when_admin(C::Lock { reason: None }).events(&["instance.locked"]);
+    w.when_admin(C::Lock { reason: None })
+        .events(&["instance.locked"]);
     assert!(w.i().locked.as_ref().unwrap().by_admin);
     w.when(C::Unlock).refused(&format!(
         "Instance {} was locked by an administrator and cannot be unlocked by its owner",
@@ -1015,20 +1063,30 @@ fn delete_an_instance_on_a_host_goes_through_deleting() {
 fn delete_without_a_host_is_immediate() {
     // building, before scheduling
     let mut w = World::created(Config::default());
-    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED").idle();
+    w.when(C::Delete)
+        .events(&["instance.deleted"])
+        .status("DELETED")
+        .idle();
     // error after a failed spawn (host cleared)
     let mut w = World::spawning(Config::default());
     w.fail("boom");
-    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED");
+    w.when(C::Delete)
+        .events(&["instance.deleted"])
+        .status("DELETED");
     // shelved_offloaded
     let mut w = World::shelved_offloaded();
-    w.when(C::Delete).events(&["instance.deleted"]).status("DELETED");
+    w.when(C::Delete)
+        .events(&["instance.deleted"])
+        .status("DELETED");
 }
 
 #[test]
 fn delete_is_allowed_in_any_state_and_any_task() {
     let mut w = World::spawning(Config::default());
-    w.when(C::Delete).ok().vm(V::Building).task_is(Some(T::Deleting));
+    w.when(C::Delete)
+        .ok()
+        .vm(V::Building)
+        .task_is(Some(T::Deleting));
     w.complete().status("DELETED");
 
     let mut w = World::active();
@@ -1089,8 +1147,10 @@ fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
         w.when_admin(cmd.clone()).refused(&not_found);
         w.when(cmd).refused(&not_found);
     }
-    w.when(C::Create(Box::new(spec())))
-        .refused(&format!("Instance with id {} already exists.", instance_id()));
+    w.when(C::Create(Box::new(spec()))).refused(&format!(
+        "Instance with id {} already exists.",
+        instance_id()
+    ));
     for cmd in [
         C::Complete { op, task },
         C::Fail {
@@ -1237,7 +1297,11 @@ fn reference_table() -> Vec<(&'static str, C, Option<Vec<V>>)> {
             C::Reboot { hard: true },
             Some(vec![Active, Stopped, Paused, Suspended, Error]),
         ),
-        ("shelve", C::Shelve, Some(vec![Active, Stopped, Paused, Suspended])),
+        (
+            "shelve",
+            C::Shelve,
+            Some(vec![Active, Stopped, Paused, Suspended]),
+        ),
         ("shelveOffload", C::ShelveOffload, Some(vec![Shelved])),
         (
             "unshelve",
@@ -1246,11 +1310,23 @@ fn reference_table() -> Vec<(&'static str, C, Option<Vec<V>>)> {
             },
             Some(vec![Shelved, ShelvedOffloaded]),
         ),
-        ("resize", C::Resize { flavor: medium() }, Some(vec![Active, Stopped])),
-        ("migrate", C::Migrate { host: None }, Some(vec![Active, Stopped])),
+        (
+            "resize",
+            C::Resize { flavor: medium() },
+            Some(vec![Active, Stopped]),
+        ),
+        (
+            "migrate",
+            C::Migrate { host: None },
+            Some(vec![Active, Stopped]),
+        ),
         ("confirmResize", C::ConfirmResize, Some(vec![Resized])),
         ("revertResize", C::RevertResize, Some(vec![Resized])),
-        ("os-migrateLive", C::LiveMigrate { host: None }, Some(vec![Active, Paused])),
+        (
+            "os-migrateLive",
+            C::LiveMigrate { host: None },
+            Some(vec![Active, Paused]),
+        ),
         ("delete", C::Delete, None),
         ("lock", C::Lock { reason: None }, None),
         (
@@ -1394,7 +1470,10 @@ fn api_status_follows_the_state_map() {
     assert_eq!(api_status(V::Stopped, Some(T::ResizePrep)), "RESIZE");
     assert_eq!(api_status(V::Stopped, None), "SHUTOFF");
     assert_eq!(api_status(V::Resized, None), "VERIFY_RESIZE");
-    assert_eq!(api_status(V::Resized, Some(T::ResizeReverting)), "REVERT_RESIZE");
+    assert_eq!(
+        api_status(V::Resized, Some(T::ResizeReverting)),
+        "REVERT_RESIZE"
+    );
     assert_eq!(api_status(V::Paused, Some(T::Migrating)), "MIGRATING");
     assert_eq!(api_status(V::Paused, None), "PAUSED");
     assert_eq!(api_status(V::Suspended, None), "SUSPENDED");

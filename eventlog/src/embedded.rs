@@ -344,21 +344,19 @@ impl Writer {
         &mut self,
         batch: &[Job],
     ) -> Result<(Vec<Result<AppendAck, LogError>>, u64), LogError> {
-        let t0 = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(storage)?;
         let (results, last) = self.apply_in(&txn, batch)?;
-        let t1 = std::time::Instant::now();
+        let applied = std::time::Instant::now();
         txn.commit().map_err(storage)?;
-        let t2 = std::time::Instant::now();
-        if std::env::var("EL_STATS").is_ok() && last % 20 == 0 {
-            eprintln!(
-                "batch {} apply {:?} commit {:?}",
-                batch.len(),
-                t1 - t0,
-                t2 - t1
-            );
-        }
+        tracing::trace!(
+            batch = batch.len(),
+            last,
+            apply_us = (applied - started).as_micros() as u64,
+            commit_us = applied.elapsed().as_micros() as u64,
+            "group commit"
+        );
         Ok((results, last))
     }
 

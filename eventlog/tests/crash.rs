@@ -94,6 +94,17 @@ fn run_child_and_kill(dir: &Path) -> Vec<(String, u64, u64)> {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn child");
+    // Watchdog: a child that hangs is killed, so the read below sees EOF and the test fails
+    // instead of hanging. Dropping `done` stands it down.
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watch.recv_timeout(std::time::Duration::from_secs(120))
+        {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut acks = Vec::new();
     let mut line = String::new();
@@ -118,6 +129,7 @@ fn run_child_and_kill(dir: &Path) -> Vec<(String, u64, u64)> {
     }
     child.kill().expect("kill child");
     child.wait().expect("reap child");
+    drop(done);
     acks
 }
 

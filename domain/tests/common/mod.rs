@@ -31,7 +31,9 @@ pub fn host(name: &str) -> HostName {
 }
 
 pub fn claim(n: u128) -> ClaimId {
-    ClaimId(Uuid::from_u128(0xC1A1_0000_0000_0000_0000_0000_0000_0000 + n))
+    ClaimId(Uuid::from_u128(
+        0xC1A1_0000_0000_0000_0000_0000_0000_0000 + n,
+    ))
 }
 
 pub fn flavor(id: &str, vcpus: u32, ram_mb: u64, disk_gb: u64) -> FlavorSnapshot {
@@ -320,7 +322,11 @@ impl World {
 
     pub fn task_is(&mut self, t: Option<TaskState>) -> &mut Self {
         assert_eq!(self.i().task_state, t, "task_state");
-        assert_eq!(self.i().op.is_some(), t.is_some(), "op present iff task_state");
+        assert_eq!(
+            self.i().op.is_some(),
+            t.is_some(),
+            "op present iff task_state"
+        );
         self
     }
 

@@ -42,6 +42,8 @@ pub struct SimOptions {
     pub fail_tasks: HashSet<TaskState>,
     /// Probability (0..=1) that any operation fails.
     pub fail_rate: f64,
+    /// Tasks that never answer (a lost message or a hung hypervisor).
+    pub stall_tasks: HashSet<TaskState>,
 }
 
 /// A simulated hypervisor for any number of hosts.
@@ -74,6 +76,9 @@ impl VirtDriver for SimDriver {
     async fn perform(&self, host: &HostName, instance: &Instance, task: TaskState) -> Result<(), DriverError> {
         if !self.opts.delay.is_zero() {
             tokio::time::sleep(self.opts.delay).await;
+        }
+        if self.opts.stall_tasks.contains(&task) {
+            std::future::pending::<()>().await;
         }
         if self.opts.fail_tasks.contains(&task) || self.roll() {
             return Err(DriverError::Injected(task.as_str(), host.to_string()));

@@ -381,7 +381,7 @@ impl Reconciler {
                     let i = v.instance(id)?;
                     let overdue = i
                         .op
-                        .is_some_and(|o| t.0 - o.since.0 >= cfg.task_timeout_secs * 1_000_000);
+                        .is_some_and(|o| t.0.saturating_sub(o.since.0) >= cfg.task_timeout_secs.saturating_mul(1_000_000));
                     let offload = i.vm_state == VmState::Shelved
                         && i.task_state.is_none()
                         && cfg.shelved_offload_time > 0

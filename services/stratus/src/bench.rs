@@ -126,7 +126,8 @@ impl Client {
         }
         let id = v["server"]["id"].as_str().context("no id")?.to_string();
         self.wait_status(&id, "ACTIVE").await?;
-        let action = |b: Value| self.call(M::POST, &format!("/v2.1/servers/{id}/action"), Some(b));
+        let path = format!("/v2.1/servers/{id}/action");
+        let action = |b: Value| self.call(M::POST, &path, Some(b));
         let (code, v) = action(json!({"pause": null})).await?;
         if code != 202 {
             bail!("pause returned {code}: {v}");

@@ -1,0 +1,1219 @@
+//! Parsing and validation of request bodies and query strings into typed requests, with
+//! Nova's messages (`Invalid input for field/attribute ...`).
+//!
+//! Invariants:
+//! - Nothing here touches the log: a request that fails here changes nothing.
+//! - Parsing is split in two: the shape of the input alone (`create_server`,
+//!   `server_action`, ...), then resolution against the world (`resolve_create`,
+//!   `known_host`, `flavor_snapshot`), which checks references (flavors, hosts, AZs)
+//!   and policy on them.
+//! - Unknown keys are refused where Nova's JSON schemas set `additionalProperties: false`.
+
+use std::collections::BTreeMap;
+
+use domain::flavor::FlavorSpec;
+use domain::instance::{FlavorSnapshot, InstanceSpec, NetworkRequest, Networks};
+use domain::{FlavorId, HostName, InstanceId, Timestamp, VmState};
+use projections::Views;
+use serde_json::{Map, Value};
+
+use crate::context::{Caller, QueryPairs};
+use crate::error::ApiError;
+use crate::microversion::Version;
+use crate::util::parse_iso;
+
+type Obj = Map<String, Value>;
+
+/// Nova's schema-validation message.
+pub fn invalid(field: &str, value: &Value, reason: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "Invalid input for field/attribute {field}. Value: {value}. {reason}"
+    ))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn wrong_type(field: &str, v: &Value, want: &str) -> ApiError {
+    invalid(field, v, &format!("{v} is not of type '{want}' (got {})", type_name(v)))
+}
+
+/// The object under `key` of a request body (`{"server": {...}}`).
+pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
+    let Value::Object(top) = body else {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input for request body. Value: {body}. '{key}' is a required property"
+        )));
+    };
+    let inner = top.get(key).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid input for request body. Value: {body}. '{key}' is a required property"
+        ))
+    })?;
+    inner.as_object().ok_or_else(|| wrong_type(key, inner, "object"))
+}
+
+fn only_keys(obj: &Obj, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut extra: Vec<&str> = obj
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    let list = extra
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if extra.len() == 1 { "was" } else { "were" };
+    Err(ApiError::bad_request(format!(
+        "Additional properties are not allowed ({list} {verb} unexpected)"
+    )))
+}
+
+fn required<'a>(obj: &'a Obj, key: &str, parent: &str) -> Result<&'a Value, ApiError> {
+    obj.get(key).ok_or_else(|| {
+        invalid(
+            parent,
+            &Value::Object(obj.clone()),
+            &format!("'{key}' is a required property"),
+        )
+    })
+}
+
+/// A string of `min..=max` characters.
+fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiError> {
+    let s = v.as_str().ok_or_else(|| wrong_type(field, v, "string"))?;
+    let n = s.chars().count();
+    if n < min {
+        return Err(invalid(field, v, &format!("{v} is too short")));
+    }
+    if n > max {
+        return Err(invalid(field, v, &format!("{v} is too long")));
+    }
+    Ok(s.to_string())
+}
+
+/// A string or null.
+fn opt_string(field: &str, v: Option<&Value>, min: usize, max: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => string(field, v, min, max).map(Some),
+    }
+}
+
+/// An integer (or a string of digits, as Nova accepts) within `min..=max`.
+fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, ApiError> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) if !s.is_empty() && s.trim().len() == s.len() => s.parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| wrong_type(field, v, "integer"))?;
+    if n < min {
+        return Err(invalid(field, v, &format!("{v} is less than the minimum of {min}")));
+    }
+    if n > max {
+        return Err(invalid(field, v, &format!("{v} is greater than the maximum of {max}")));
+    }
+    Ok(n)
+}
+
+/// A boolean, or one of Nova's boolean strings.
+fn boolean(field: &str, v: &Value) -> Result<bool, ApiError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => parse_bool(s).ok_or_else(|| wrong_type(field, v, "boolean")),
+        _ => Err(wrong_type(field, v, "boolean")),
+    }
+}
+
+/// oslo `bool_from_string(strict=True)`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
+        "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+/// The id at the end of a reference that may be a URL (`flavorRef`, `imageRef`).
+pub fn ref_id(s: &str) -> &str {
+    s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
+}
+
+fn flavor_ref(field: &str, v: &Value) -> Result<String, ApiError> {
+    let s = match v {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        Value::String(_) => return Err(invalid(field, v, "'' is too short")),
+        _ => return Err(wrong_type(field, v, "string")),
+    };
+    Ok(ref_id(&s).to_string())
+}
+
+// ------------------------------------------------------------------ servers
+
+/// A validated POST /servers body, before its references are resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateServer {
+    /// Display name.
+    pub name: String,
+    /// Description (2.19+).
+    pub description: Option<String>,
+    /// Image id ("" when booting from a volume).
+    pub image_ref: String,
+    /// Root disk is a volume.
+    pub boot_from_volume: bool,
+    /// Flavor id (from `flavorRef`, id or URL).
+    pub flavor_ref: String,
+    /// Networks.
+    pub networks: Networks,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Requested AZ (without a `:host` suffix).
+    pub availability_zone: Option<String>,
+    /// Host forced through `availability_zone: "az:host"` (admin) or `host` (2.74, admin).
+    pub requested_host: Option<String>,
+    /// Key pair name.
+    pub key_name: Option<String>,
+}
+
+const SERVER_KEYS: &[&str] = &[
+    "name",
+    "imageRef",
+    "flavorRef",
+    "adminPass",
+    "metadata",
+    "networks",
+    "OS-DCF:diskConfig",
+    "accessIPv4",
+    "accessIPv6",
+    "availability_zone",
+    "block_device_mapping",
+    "block_device_mapping_v2",
+    "config_drive",
+    "key_name",
+    "min_count",
+    "max_count",
+    "return_reservation_id",
+    "security_groups",
+    "user_data",
+];
+
+/// Nova's metadata limit (quota `metadata_items`).
+pub const MAX_METADATA_ITEMS: usize = 128;
+
+/// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
+pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let obj = v.as_object().ok_or_else(|| wrong_type("metadata", v, "object"))?;
+    let mut out = BTreeMap::new();
+    for (k, val) in obj {
+        if k.is_empty() || k.chars().count() > 255 {
+            return Err(invalid(
+                "metadata",
+                v,
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"),
+            ));
+        }
+        out.insert(k.clone(), string(&format!("metadata.{k}"), val, 0, 255)?);
+    }
+    if out.len() > MAX_METADATA_ITEMS {
+        return Err(ApiError::forbidden(format!(
+            "Maximum number of metadata items exceeds {MAX_METADATA_ITEMS}"
+        )));
+    }
+    Ok(out)
+}
+
+fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
+    let Some(v) = v else {
+        if version.at_least(37) {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute server. 'networks' is a required property",
+            ));
+        }
+        return Ok(Networks::Auto);
+    };
+    match v {
+        Value::String(s) if version.at_least(37) && s == "none" => Ok(Networks::None),
+        Value::String(s) if version.at_least(37) && s == "auto" => Ok(Networks::Auto),
+        Value::Array(items) => {
+            let mut list = Vec::new();
+            for item in items {
+                let o = item
+                    .as_object()
+                    .ok_or_else(|| wrong_type("networks", item, "object"))?;
+                let mut allowed = vec!["uuid", "port", "fixed_ip"];
+                if version.at_least(32) {
+                    allowed.push("tag");
+                }
+                only_keys(o, &allowed)?;
+                let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
+                let port = opt_string("port", o.get("port"), 0, 255)?.filter(|p| !p.is_empty());
+                let fixed_ip = opt_string("fixed_ip", o.get("fixed_ip"), 1, 255)?;
+                let tag = opt_string("tag", o.get("tag"), 1, 60)?;
+                if let Some(u) = &uuid {
+                    if !uuid_like(u) {
+                        return Err(ApiError::bad_request(format!(
+                            "Bad networks format: network uuid is not in proper format ({u})"
+                        )));
+                    }
+                }
+                if let Some(p) = &port {
+                    if !uuid_like(p) {
+                        return Err(invalid("port", &Value::String(p.clone()), "is not a 'uuid'"));
+                    }
+                }
+                if let Some(ip) = &fixed_ip {
+                    if ip.parse::<std::net::IpAddr>().is_err() {
+                        return Err(ApiError::bad_request(format!("Invalid fixed IP address ({ip})")));
+                    }
+                }
+                if uuid.is_none() && port.is_none() {
+                    return Err(ApiError::bad_request("Bad network format: missing 'uuid'"));
+                }
+                list.push(NetworkRequest {
+                    uuid,
+                    port,
+                    fixed_ip,
+                    tag,
+                });
+            }
+            Ok(Networks::List(list))
+        }
+        other => Err(invalid(
+            "networks",
+            other,
+            "is not valid under any of the given schemas",
+        )),
+    }
+}
+
+/// (boot from volume, image id of an image-to-local root) from `block_device_mapping_v2`.
+fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| wrong_type("block_device_mapping_v2", v, "array"))?;
+    for item in items {
+        let o = item
+            .as_object()
+            .ok_or_else(|| wrong_type("block_device_mapping_v2", item, "object"))?;
+        let source = opt_string("source_type", o.get("source_type"), 1, 255)?;
+        let dest = opt_string("destination_type", o.get("destination_type"), 1, 255)?;
+        let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
+        if let Some(s) = &source {
+            if !matches!(s.as_str(), "volume" | "image" | "snapshot" | "blank") {
+                return Err(invalid("source_type", &Value::String(s.clone()), "is not one of ['volume', 'image', 'snapshot', 'blank']"));
+            }
+        }
+        if let Some(d) = &dest {
+            if !matches!(d.as_str(), "volume" | "local") {
+                return Err(invalid("destination_type", &Value::String(d.clone()), "is not one of ['local', 'volume']"));
+            }
+        }
+        if let Some(u) = &uuid {
+            if !uuid_like(u) {
+                return Err(invalid("uuid", &Value::String(u.clone()), "is not a 'uuid'"));
+            }
+        }
+        let boot0 = match o.get("boot_index") {
+            Some(Value::Number(n)) => n.as_i64() == Some(0),
+            Some(Value::String(s)) => s.trim() == "0",
+            _ => false,
+        };
+        if !boot0 {
+            continue;
+        }
+        let to_volume = dest.as_deref() == Some("volume") || source.as_deref() == Some("volume");
+        if to_volume {
+            if source.as_deref() != Some("blank") && uuid.is_none() {
+                return Err(ApiError::bad_request("Block Device Mapping is Invalid: missing uuid for the boot device."));
+            }
+            return Ok((true, None));
+        }
+        if source.as_deref() == Some("image") {
+            return Ok((false, uuid));
+        }
+    }
+    Ok((false, None))
+}
+
+/// Validates a POST /servers body.
+pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, ApiError> {
+    if let Value::Object(top) = body {
+        only_keys(top, &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"])?;
+    }
+    let s = root(body, "server")?;
+    let mut allowed: Vec<&str> = SERVER_KEYS.to_vec();
+    if !version.at_least(57) {
+        allowed.push("personality");
+    }
+    if version.at_least(19) {
+        allowed.push("description");
+    }
+    if version.at_least(52) {
+        allowed.push("tags");
+    }
+    if version.at_least(63) {
+        allowed.push("trusted_image_certificates");
+    }
+    if version.at_least(74) {
+        allowed.extend(["host", "hypervisor_hostname"]);
+    }
+    if version.at_least(90) {
+        allowed.push("hostname");
+    }
+    only_keys(s, &allowed)?;
+
+    let name_v = required(s, "name", "server")?;
+    let name = string("name", name_v, 1, 255)?;
+    if !domain::instance::valid_name(&name) {
+        return Err(invalid("name", name_v, "is not a valid server name"));
+    }
+    let flavor_ref = flavor_ref("flavorRef", required(s, "flavorRef", "server")?)?;
+
+    let (bfv, bdm_image) = match s.get("block_device_mapping_v2") {
+        Some(v) => bdm_root(v)?,
+        None => (false, None),
+    };
+    let image_given = match s.get("imageRef") {
+        None | Some(Value::Null) => String::new(),
+        Some(v) => string("imageRef", v, 0, 255)?,
+    };
+    let image_ref = if bfv {
+        String::new()
+    } else if !image_given.is_empty() {
+        let id = ref_id(&image_given);
+        if !uuid_like(id) {
+            return Err(ApiError::bad_request("Invalid imageRef provided."));
+        }
+        id.to_string()
+    } else if let Some(img) = bdm_image {
+        img
+    } else {
+        return Err(ApiError::bad_request("Missing imageRef attribute"));
+    };
+
+    let networks = networks(s.get("networks"), version)?;
+    let metadata = match s.get("metadata") {
+        None => BTreeMap::new(),
+        Some(v) => metadata(v)?,
+    };
+    let (availability_zone, mut requested_host) = match opt_string("availability_zone", s.get("availability_zone"), 1, 255)? {
+        None => (None, None),
+        Some(az) => match az.split_once(':') {
+            Some((zone, host)) => {
+                let host = host.split(':').next().unwrap_or("").to_string();
+                let zone = (!zone.is_empty()).then(|| zone.to_string());
+                (zone, (!host.is_empty()).then_some(host))
+            }
+            None => (Some(az), None),
+        },
+    };
+    if version.at_least(74) {
+        let host = opt_string("host", s.get("host"), 1, 255)?;
+        let node = opt_string("hypervisor_hostname", s.get("hypervisor_hostname"), 1, 255)?;
+        if let (Some(h), Some(n)) = (&host, &node) {
+            if h != n {
+                return Err(ApiError::bad_request(format!(
+                    "Compute host {h} with hypervisor_hostname {n} could not be found."
+                )));
+            }
+        }
+        if let Some(h) = host.or(node) {
+            requested_host = Some(h);
+        }
+    }
+    let key_name = opt_string("key_name", s.get("key_name"), 1, 255)?;
+    let description = if version.at_least(19) {
+        opt_string("description", s.get("description"), 0, 255)?
+    } else {
+        None
+    };
+    let min = match s.get("min_count") {
+        Some(v) => integer("min_count", v, 1, i64::from(i32::MAX))?,
+        None => 1,
+    };
+    let max = match s.get("max_count") {
+        Some(v) => integer("max_count", v, 1, i64::from(i32::MAX))?,
+        None => min,
+    };
+    if min > max {
+        return Err(ApiError::bad_request("min_count must be <= max_count"));
+    }
+    if max > 1 {
+        return Err(ApiError::bad_request(
+            "Creating more than one server per request (max_count > 1) is not supported.",
+        ));
+    }
+    Ok(CreateServer {
+        name,
+        description,
+        image_ref,
+        boot_from_volume: bfv,
+        flavor_ref,
+        networks,
+        metadata,
+        availability_zone,
+        requested_host,
+        key_name,
+    })
+}
+
+/// A host named by a client that must be a registered compute host.
+pub fn known_host(views: &Views, name: &str) -> Result<HostName, ApiError> {
+    let not_found = || ApiError::bad_request(format!("Compute host {name} could not be found."));
+    let h = HostName::new(name).map_err(|_| not_found())?;
+    if views.hosts.values().any(|r| r.host.spec.name == h) {
+        Ok(h)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// A live flavor usable by the caller as a snapshot, or None (private flavors are
+/// usable by admins only: there are no flavor access lists yet).
+pub fn flavor_snapshot(views: &Views, id: &str, caller: &Caller) -> Option<FlavorSnapshot> {
+    let f = views.flavor(id)?;
+    if !f.spec.is_public && !caller.is_admin {
+        return None;
+    }
+    Some(FlavorSnapshot {
+        spec: f.spec.clone(),
+        extra_specs: f.extra_specs.clone(),
+    })
+}
+
+/// Resolves a validated create request against the world into an [`InstanceSpec`].
+pub fn resolve_create(
+    req: CreateServer,
+    views: &Views,
+    caller: &Caller,
+    id: InstanceId,
+) -> Result<InstanceSpec, ApiError> {
+    let flavor = flavor_snapshot(views, &req.flavor_ref, caller)
+        .ok_or_else(|| ApiError::bad_request(format!("Flavor {} could not be found.", req.flavor_ref)))?;
+    if let Some(az) = &req.availability_zone {
+        let known = az == "nova" || views.hosts.values().any(|r| &r.host.spec.availability_zone == az);
+        if !known {
+            return Err(ApiError::bad_request(
+                "The requested availability zone is not available",
+            ));
+        }
+    }
+    let requested_host = match &req.requested_host {
+        None => None,
+        Some(h) => {
+            if !caller.is_admin {
+                return Err(ApiError::policy("compute:servers:create:requested_destination"));
+            }
+            Some(known_host(views, h)?)
+        }
+    };
+    Ok(InstanceSpec {
+        id,
+        name: req.name,
+        description: req.description,
+        project_id: caller.project.clone(),
+        user_id: caller.user.clone(),
+        flavor,
+        image_ref: req.image_ref,
+        boot_from_volume: req.boot_from_volume,
+        metadata: req.metadata,
+        availability_zone: req.availability_zone,
+        networks: req.networks,
+        key_name: req.key_name,
+        requested_host,
+    })
+}
+
+/// A validated PUT /servers/{id} body: (name, description change).
+pub fn update_server(body: &Value, version: Version) -> Result<(Option<String>, Option<Option<String>>), ApiError> {
+    let s = root(body, "server")?;
+    let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
+    if version.at_least(19) {
+        allowed.push("description");
+    }
+    if version.at_least(90) {
+        allowed.push("hostname");
+    }
+    only_keys(s, &allowed)?;
+    let name = match s.get("name") {
+        None => None,
+        Some(v) => {
+            let n = string("name", v, 1, 255)?;
+            if !domain::instance::valid_name(&n) {
+                return Err(invalid("name", v, "is not a valid server name"));
+            }
+            Some(n)
+        }
+    };
+    let description = match s.get("description") {
+        None => None,
+        Some(v) => Some(opt_string("description", Some(v), 0, 255)?),
+    };
+    Ok((name, description))
+}
+
+/// A parsed `POST /servers/{id}/action`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerAction {
+    /// os-start
+    Start,
+    /// os-stop
+    Stop,
+    /// pause
+    Pause,
+    /// unpause
+    Unpause,
+    /// suspend
+    Suspend,
+    /// resume
+    Resume,
+    /// reboot
+    Reboot {
+        /// HARD
+        hard: bool,
+    },
+    /// shelve
+    Shelve,
+    /// shelveOffload
+    ShelveOffload,
+    /// unshelve
+    Unshelve {
+        /// Target AZ (2.77+).
+        availability_zone: Option<String>,
+    },
+    /// resize
+    Resize {
+        /// Flavor id.
+        flavor_ref: String,
+    },
+    /// confirmResize
+    ConfirmResize,
+    /// revertResize
+    RevertResize,
+    /// migrate
+    Migrate {
+        /// Target host (2.56+).
+        host: Option<String>,
+    },
+    /// os-migrateLive
+    LiveMigrate {
+        /// Target host.
+        host: Option<String>,
+    },
+    /// lock
+    Lock {
+        /// Reason (2.73+).
+        reason: Option<String>,
+    },
+    /// unlock
+    Unlock,
+    /// os-resetState
+    ResetState {
+        /// active or error.
+        state: VmState,
+    },
+}
+
+impl ServerAction {
+    /// The policy rule when the action is admin-only by Nova's default policy.
+    pub fn admin_rule(&self) -> Option<&'static str> {
+        match self {
+            ServerAction::Migrate { .. } => Some("os_compute_api:os-migrate-server:migrate"),
+            ServerAction::LiveMigrate { .. } => Some("os_compute_api:os-migrate-server:migrate_live"),
+            ServerAction::ResetState { .. } => Some("os_compute_api:os-admin-actions:reset_state"),
+            _ => None,
+        }
+    }
+}
+
+fn opt_obj<'a>(field: &str, v: &'a Value) -> Result<Option<&'a Obj>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(o) => Ok(Some(o)),
+        other => Err(wrong_type(field, other, "object")),
+    }
+}
+
+/// Validates an action body: exactly one known action key and its arguments.
+pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, ApiError> {
+    let obj = match body {
+        Value::Object(o) => o,
+        Value::Null => return Err(ApiError::bad_request("Malformed request body")),
+        other => return Err(wrong_type("action", other, "object")),
+    };
+    if obj.len() != 1 {
+        return Err(ApiError::bad_request(if obj.is_empty() {
+            "Malformed request body: no action given".to_string()
+        } else {
+            "Malformed request body: too many body keys".to_string()
+        }));
+    }
+    let (key, arg) = obj.iter().next().expect("one key");
+    let a = match key.as_str() {
+        "os-start" => ServerAction::Start,
+        "os-stop" => ServerAction::Stop,
+        "pause" => ServerAction::Pause,
+        "unpause" => ServerAction::Unpause,
+        "suspend" => ServerAction::Suspend,
+        "resume" => ServerAction::Resume,
+        "shelve" => ServerAction::Shelve,
+        "shelveOffload" => ServerAction::ShelveOffload,
+        "confirmResize" => ServerAction::ConfirmResize,
+        "revertResize" => ServerAction::RevertResize,
+        "unlock" => ServerAction::Unlock,
+        "reboot" => {
+            let o = arg.as_object().ok_or_else(|| wrong_type("reboot", arg, "object"))?;
+            only_keys(o, &["type"])?;
+            let t = required(o, "type", "reboot")?;
+            let hard = match t.as_str() {
+                Some("HARD" | "Hard" | "hard") => true,
+                Some("SOFT" | "Soft" | "soft") => false,
+                _ => {
+                    return Err(invalid(
+                        "type",
+                        t,
+                        "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
+                    ))
+                }
+            };
+            ServerAction::Reboot { hard }
+        }
+        "unshelve" => {
+            let mut availability_zone = None;
+            if version.at_least(77) {
+                if let Some(o) = opt_obj("unshelve", arg)? {
+                    only_keys(o, &["availability_zone"])?;
+                    let null_ok = version.at_least(91);
+                    match o.get("availability_zone") {
+                        Some(Value::Null) if null_ok => {}
+                        Some(v) => availability_zone = Some(string("availability_zone", v, 1, 255)?),
+                        None => {}
+                    }
+                }
+            }
+            ServerAction::Unshelve { availability_zone }
+        }
+        "resize" => {
+            let o = arg.as_object().ok_or_else(|| wrong_type("resize", arg, "object"))?;
+            only_keys(o, &["flavorRef", "OS-DCF:diskConfig"])?;
+            ServerAction::Resize {
+                flavor_ref: flavor_ref("flavorRef", required(o, "flavorRef", "resize")?)?,
+            }
+        }
+        "migrate" => {
+            let mut host = None;
+            if let Some(o) = opt_obj("migrate", arg)? {
+                if version.at_least(56) {
+                    only_keys(o, &["host"])?;
+                    host = opt_string("host", o.get("host"), 1, 255)?;
+                } else {
+                    only_keys(o, &[])?;
+                }
+            }
+            ServerAction::Migrate { host }
+        }
+        "os-migrateLive" => {
+            let o = arg
+                .as_object()
+                .ok_or_else(|| wrong_type("os-migrateLive", arg, "object"))?;
+            let mut allowed = vec!["host", "block_migration"];
+            if !version.at_least(25) {
+                allowed.push("disk_over_commit");
+            }
+            if version.at_least(30) && !version.at_least(68) {
+                allowed.push("force");
+            }
+            only_keys(o, &allowed)?;
+            let bm = required(o, "block_migration", "os-migrateLive")?;
+            let bm_ok = bm.is_boolean()
+                || (version.at_least(25) && bm.as_str() == Some("auto"))
+                || (bm.is_string() && boolean("block_migration", bm).is_ok());
+            if !bm_ok {
+                return Err(invalid("block_migration", bm, "is not valid under any of the given schemas"));
+            }
+            if !version.at_least(25) {
+                boolean("disk_over_commit", required(o, "disk_over_commit", "os-migrateLive")?)?;
+            }
+            if let Some(f) = o.get("force") {
+                boolean("force", f)?;
+            }
+            let host = opt_string("host", Some(required(o, "host", "os-migrateLive")?), 1, 255)?;
+            ServerAction::LiveMigrate { host }
+        }
+        "lock" => {
+            let mut reason = None;
+            if version.at_least(73) {
+                if let Some(o) = opt_obj("lock", arg)? {
+                    only_keys(o, &["locked_reason"])?;
+                    reason = opt_string("locked_reason", o.get("locked_reason"), 1, 255)?;
+                }
+            }
+            ServerAction::Lock { reason }
+        }
+        "os-resetState" => {
+            let o = arg
+                .as_object()
+                .ok_or_else(|| wrong_type("os-resetState", arg, "object"))?;
+            only_keys(o, &["state"])?;
+            let st = required(o, "state", "os-resetState")?;
+            let state = match st.as_str() {
+                Some("active") => VmState::Active,
+                Some("error") => VmState::Error,
+                _ => return Err(invalid("state", st, "is not one of ['active', 'error']")),
+            };
+            ServerAction::ResetState { state }
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "There is no such action: {other}"
+            )))
+        }
+    };
+    Ok(a)
+}
+
+/// Filters of GET /servers and /servers/detail.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerQuery {
+    /// Substring of the name.
+    pub name: Option<String>,
+    /// API status (upper case).
+    pub status: Option<String>,
+    /// Host (admin).
+    pub host: Option<String>,
+    /// Updated at or after (includes deleted servers).
+    pub changes_since: Option<Timestamp>,
+    /// Updated at or before (2.66+, includes deleted servers).
+    pub changes_before: Option<Timestamp>,
+    /// All projects (admin).
+    pub all_tenants: bool,
+    /// Project filter (admin, with all_tenants).
+    pub project: Option<String>,
+    /// Flavor id.
+    pub flavor: Option<String>,
+    /// Image id.
+    pub image: Option<String>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Last id of the previous page.
+    pub marker: Option<String>,
+}
+
+/// Query keys Nova accepts on GET /servers from 2.75 (others are refused there).
+const SERVER_QUERY_KEYS: &[&str] = &[
+    "user_id", "project_id", "tenant_id", "launch_index", "image_ref", "image", "kernel_id",
+    "ramdisk_id", "hostname", "key_name", "power_state", "vm_state", "task_state", "host",
+    "node", "flavor", "reservation_id", "launched_at", "terminated_at", "availability_zone",
+    "name", "display_name", "description", "display_description", "locked_by", "uuid",
+    "root_device_name", "config_drive", "access_ip_v4", "access_ip_v6", "auto_disk_config",
+    "progress", "sort_key", "sort_dir", "all_tenants", "soft_deleted", "deleted", "status",
+    "changes-since", "changes-before", "ip", "ip6", "created_at", "block_device_mapping",
+    "services", "metadata", "pci_devices", "security_groups", "info_cache", "tags",
+    "tags-any", "not-tags", "not-tags-any", "limit", "marker", "locked", "config_drive",
+    "vm_state", "system_metadata", "shutdown_terminate", "cleaned", "default_ephemeral_device",
+    "default_swap_device", "ephemeral_gb", "ephemeral_key_uuid", "instance_type_id",
+    "memory_mb", "vcpus", "root_gb", "scheduled_at", "updated_at", "deleted_at", "os_type",
+    "architecture", "cell_name", "key_data", "numa_topology", "trusted_certs",
+    "availability_zone", "pinned_availability_zone", "user_data", "fault", "pci_requests",
+    "device_metadata", "vm_mode", "display_description", "migration_context",
+    "ec2_ids", "keypairs", "flavor", "old_flavor", "new_flavor", "resources", "services",
+    "hidden", "compute_id", "ip6", "ip",
+];
+
+/// A non-negative `limit`.
+fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
+    match q.get("limit") {
+        None => Ok(None),
+        Some(s) => {
+            let n: i64 = s
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::bad_request("limit param must be an integer"))?;
+            if n < 0 {
+                return Err(ApiError::bad_request("limit param must be positive"));
+            }
+            Ok(Some(n as usize))
+        }
+    }
+}
+
+/// Validates the server list query.
+pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, ApiError> {
+    if version.at_least(75) {
+        if let Some((k, _)) = q.0.iter().find(|(k, _)| !SERVER_QUERY_KEYS.contains(&k.as_str())) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for query parameters {k}. Value: {}. Additional properties are not allowed ('{k}' was unexpected)",
+                q.get(k).unwrap_or_default()
+            )));
+        }
+    }
+    let time = |key: &str| -> Result<Option<Timestamp>, ApiError> {
+        match q.get(key) {
+            None => Ok(None),
+            Some(s) => parse_iso(s)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid filter field: {key}."))),
+        }
+    };
+    let changes_since = time("changes-since")?;
+    let changes_before = if version.at_least(66) {
+        time("changes-before")?
+    } else {
+        None
+    };
+    if let (Some(a), Some(b)) = (changes_since, changes_before) {
+        if a > b {
+            return Err(ApiError::bad_request(
+                "The value of changes-since must be less than or equal to changes-before.",
+            ));
+        }
+    }
+    let all_tenants = match q.get("all_tenants") {
+        None => false,
+        Some("") => true,
+        Some(s) => parse_bool(s)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid value '{s}' for all_tenants")))?,
+    };
+    let nonempty = |k: &str| q.get(k).filter(|s| !s.is_empty()).map(str::to_string);
+    Ok(ServerQuery {
+        name: nonempty("name"),
+        status: nonempty("status").map(|s| s.to_ascii_uppercase()),
+        host: nonempty("host"),
+        changes_since,
+        changes_before,
+        all_tenants,
+        project: nonempty("project_id").or_else(|| nonempty("tenant_id")),
+        flavor: nonempty("flavor").map(|f| ref_id(&f).to_string()),
+        image: nonempty("image").map(|f| ref_id(&f).to_string()),
+        limit: limit(q)?,
+        marker: nonempty("marker"),
+    })
+}
+
+// ------------------------------------------------------------------ flavors
+
+/// Filters of GET /flavors and /flavors/detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlavorQuery {
+    /// Some(b): only flavors with is_public == b; None: all (admins, `is_public=None`).
+    pub is_public: Option<bool>,
+    /// Minimum RAM (MiB).
+    pub min_ram: Option<u64>,
+    /// Minimum disk (GiB).
+    pub min_disk: Option<u64>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Last flavor id of the previous page.
+    pub marker: Option<String>,
+    /// Sort key (Nova column name).
+    pub sort_key: String,
+    /// Descending.
+    pub desc: bool,
+}
+
+/// Sort keys accepted for flavors.
+pub const FLAVOR_SORT_KEYS: &[&str] = &[
+    "created_at", "description", "disabled", "ephemeral_gb", "flavorid", "id", "is_public",
+    "memory_mb", "name", "root_gb", "rxtx_factor", "swap", "updated_at", "vcpu_weight", "vcpus",
+];
+
+/// Validates the flavor list query; non-admins only ever see public flavors.
+pub fn flavor_query(q: &QueryPairs, is_admin: bool) -> Result<FlavorQuery, ApiError> {
+    let is_public = match q.get("is_public") {
+        None => Some(true),
+        Some(s) if s.eq_ignore_ascii_case("none") => None,
+        Some(s) => Some(
+            parse_bool(s).ok_or_else(|| ApiError::bad_request(format!("Invalid is_public filter [{s}]")))?,
+        ),
+    };
+    let num = |key: &str| -> Result<Option<u64>, ApiError> {
+        match q.get(key) {
+            None => Ok(None),
+            Some(s) => s
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("Invalid {key} filter [{s}]"))),
+        }
+    };
+    let sort_key = q.get("sort_key").unwrap_or("flavorid").to_string();
+    if !FLAVOR_SORT_KEYS.contains(&sort_key.as_str()) {
+        return Err(ApiError::bad_request(format!("Invalid sort_key {sort_key}")));
+    }
+    let desc = match q.get("sort_dir").unwrap_or("asc") {
+        "asc" => false,
+        "desc" => true,
+        other => return Err(ApiError::bad_request(format!("Invalid sort_dir {other}"))),
+    };
+    Ok(FlavorQuery {
+        is_public: if is_admin { is_public } else { Some(true) },
+        min_ram: num("minRam")?,
+        min_disk: num("minDisk")?,
+        limit: limit(q)?,
+        marker: q.get("marker").map(str::to_string),
+        sort_key,
+        desc,
+    })
+}
+
+fn flavor_id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b' ' | b'_' | b'-'))
+}
+
+const MAX_DB_INT: i64 = i32::MAX as i64;
+
+/// Validates POST /flavors into a spec (a fresh uuid id when none is given).
+pub fn flavor_create(body: &Value, version: Version) -> Result<FlavorSpec, ApiError> {
+    let f = root(body, "flavor")?;
+    let mut allowed = vec![
+        "name",
+        "id",
+        "ram",
+        "vcpus",
+        "disk",
+        "OS-FLV-EXT-DATA:ephemeral",
+        "swap",
+        "rxtx_factor",
+        "os-flavor-access:is_public",
+    ];
+    if version.at_least(55) {
+        allowed.push("description");
+    }
+    only_keys(f, &allowed)?;
+    let name_v = required(f, "name", "flavor")?;
+    let name = string("name", name_v, 1, 255)?;
+    if name.trim() != name || name.chars().any(|c| c.is_control()) {
+        return Err(invalid("name", name_v, "is not a valid flavor name"));
+    }
+    let id = match f.get("id") {
+        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+        Some(v) => {
+            let s = string("id", v, 1, 255)?;
+            if !flavor_id_ok(&s) {
+                return Err(invalid(
+                    "id",
+                    v,
+                    "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
+                ));
+            }
+            s
+        }
+    };
+    let ram = integer("ram", required(f, "ram", "flavor")?, 1, MAX_DB_INT)?;
+    let vcpus = integer("vcpus", required(f, "vcpus", "flavor")?, 1, MAX_DB_INT)?;
+    let disk = integer("disk", required(f, "disk", "flavor")?, 0, MAX_DB_INT)?;
+    let eph = match f.get("OS-FLV-EXT-DATA:ephemeral") {
+        Some(v) => integer("OS-FLV-EXT-DATA:ephemeral", v, 0, MAX_DB_INT)?,
+        None => 0,
+    };
+    let swap = match f.get("swap") {
+        Some(v) => integer("swap", v, 0, MAX_DB_INT)?,
+        None => 0,
+    };
+    let rxtx = match f.get("rxtx_factor") {
+        None => 1.0,
+        Some(v) => {
+            let x = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| wrong_type("rxtx_factor", v, "number"))?;
+            if !(x > 0.0 && x <= 3.40282e38) {
+                return Err(invalid("rxtx_factor", v, "is out of range"));
+            }
+            x
+        }
+    };
+    let is_public = match f.get("os-flavor-access:is_public") {
+        Some(v) => boolean("os-flavor-access:is_public", v)?,
+        None => true,
+    };
+    let description = if version.at_least(55) {
+        opt_string("description", f.get("description"), 0, 65535)?
+    } else {
+        None
+    };
+    Ok(FlavorSpec {
+        id: FlavorId::new(id.clone()).map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
+        name,
+        vcpus: vcpus as u32,
+        ram_mb: ram as u64,
+        disk_gb: disk as u64,
+        ephemeral_gb: eph as u64,
+        swap_mb: swap as u64,
+        rxtx_factor: rxtx,
+        is_public,
+        description,
+    })
+}
+
+/// Validates PUT /flavors/{id} (2.55+): the new description.
+pub fn flavor_update(body: &Value) -> Result<Option<String>, ApiError> {
+    let f = root(body, "flavor")?;
+    only_keys(f, &["description"])?;
+    opt_string("description", Some(required(f, "description", "flavor")?), 0, 65535)
+}
+
+fn spec_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 255
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+}
+
+fn spec_value(key: &str, v: &Value) -> Result<String, ApiError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        other => return Err(wrong_type(key, other, "string")),
+    };
+    if s.chars().count() > 255 {
+        return Err(invalid(key, v, "is too long"));
+    }
+    Ok(s)
+}
+
+fn spec_map(obj: &Obj, field: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in obj {
+        if !spec_key_ok(k) {
+            return Err(invalid(
+                field,
+                &Value::Object(obj.clone()),
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+            ));
+        }
+        out.insert(k.clone(), spec_value(k, v)?);
+    }
+    Ok(out)
+}
+
+/// Validates POST /flavors/{id}/os-extra_specs.
+pub fn extra_specs_create(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let specs = root(body, "extra_specs")?;
+    if let Value::Object(top) = body {
+        only_keys(top, &["extra_specs"])?;
+    }
+    let m = spec_map(specs, "extra_specs")?;
+    if m.is_empty() {
+        return Err(ApiError::bad_request(
+            "Invalid input for field/attribute extra_specs. Value: {}. {} does not have enough properties",
+        ));
+    }
+    Ok(m)
+}
+
+/// Validates PUT /flavors/{id}/os-extra_specs/{key}: exactly `{key: value}`.
+pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| wrong_type("extra_specs", body, "object"))?;
+    if obj.len() > 1 {
+        return Err(ApiError::bad_request("Request body contains too many items"));
+    }
+    if !obj.contains_key(key) {
+        return Err(ApiError::bad_request("Request body and URI mismatch"));
+    }
+    spec_map(obj, "extra_specs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn create_server_shapes() {
+        let v = Version::v2(37);
+        let ok = create_server(
+            &json!({"server": {"name": "a", "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "http://x/flavors/1", "networks": "none"}}),
+            v,
+        )
+        .unwrap();
+        assert_eq!(ok.flavor_ref, "1");
+        assert_eq!(ok.image_ref, "70a599e0-31e7-49b7-b260-868f441e862b");
+        assert_eq!(ok.networks, Networks::None);
+        let e = create_server(&json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}}), v)
+            .unwrap_err();
+        assert!(e.message.contains("networks"), "{e}");
+        let bfv = create_server(
+            &json!({"server": {"name": "a", "flavorRef": 1, "networks": "auto", "block_device_mapping_v2": [{"boot_index": "0", "uuid": "70a599e0-31e7-49b7-b260-868f441e862b", "source_type": "image", "destination_type": "volume", "volume_size": 1}]}}),
+            v,
+        )
+        .unwrap();
+        assert!(bfv.boot_from_volume);
+        assert_eq!(bfv.image_ref, "");
+        let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto"}}), v).unwrap_err();
+        assert_eq!(e.message, "Missing imageRef attribute");
+        let e = create_server(&json!({"server": {"name": 5, "flavorRef": "1"}}), v).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}}), v).unwrap_err();
+        assert!(e.message.contains("'bogus' was unexpected"));
+        let many: serde_json::Map<String, Value> = (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let e = metadata(&Value::Object(many)).unwrap_err();
+        assert_eq!(e.status.as_u16(), 403);
+    }
+
+    #[test]
+    fn actions() {
+        let v = Version::MAX;
+        assert_eq!(
+            server_action(&json!({"reboot": {"type": "HARD"}}), v).unwrap(),
+            ServerAction::Reboot { hard: true }
+        );
+        assert!(server_action(&json!({"reboot": {"type": "MEDIUM"}}), v).is_err());
+        assert!(server_action(&json!({"reboot": null}), v).is_err());
+        assert!(server_action(&json!({"pause": null, "unpause": null}), v).is_err());
+        assert!(server_action(&json!({"fly": null}), v).is_err());
+        assert_eq!(
+            server_action(&json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}), v).unwrap(),
+            ServerAction::LiveMigrate { host: None }
+        );
+        assert!(server_action(&json!({"os-migrateLive": {"host": null, "block_migration": "auto", "force": true}}), v).is_err());
+        assert_eq!(
+            server_action(&json!({"lock": {"locked_reason": "why"}}), v).unwrap(),
+            ServerAction::Lock { reason: Some("why".into()) }
+        );
+        assert!(server_action(&json!({"os-resetState": {"state": "paused"}}), v).is_err());
+    }
+
+    #[test]
+    fn flavors() {
+        let f = flavor_create(&json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
+        assert_eq!((f.ram_mb, f.vcpus, f.id.as_str()), (1024, 2, "10"));
+        assert!(flavor_create(&json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}), Version::MIN).is_err());
+        assert!(flavor_create(&json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}), Version::MIN).is_err());
+        assert_eq!(
+            extra_spec_update(&json!({"a": "b", "c": "d"}), "a").unwrap_err().message,
+            "Request body contains too many items"
+        );
+        assert_eq!(
+            extra_spec_update(&json!({"c": "d"}), "a").unwrap_err().message,
+            "Request body and URI mismatch"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Handlers of `/v2.1/servers`: thin glue between parsing, the engine and shaping.
+//!
+//! Invariants:
+//! - A server of another project is a 404 (never a 403) unless the caller is admin; a
+//!   deleted server is a 404 except in lists with `changes-since`/`changes-before`.
+//! - State changes only through `engine.instance(..)`; the world is read under its
+//!   lock and the lock is never held across an await.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::instance::{Instance, InstanceCommand};
+use domain::InstanceId;
+use projections::Views;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::context::{Caller, JsonBody, QueryPairs};
+use crate::error::ApiError;
+use crate::parse::{self, ServerAction};
+use crate::util::query_encode;
+use crate::view::{self, ViewCtx};
+use crate::ApiState;
+
+/// Nova's `max_limit` for collections.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The instance `id` if the caller may see it (not deleted, own project or admin).
+pub fn visible<'a>(views: &'a Views, id: &str, caller: &Caller) -> Result<&'a Instance, ApiError> {
+    InstanceId::parse(id)
+        .and_then(|iid| views.instance(&iid))
+        .filter(|i| !i.deleted && caller.can_see(&i.spec.project_id))
+        .ok_or_else(|| ApiError::instance_not_found(id))
+}
+
+fn view_ctx<'a>(caller: &'a Caller, views: &'a Views) -> ViewCtx<'a> {
+    ViewCtx {
+        version: caller.version(),
+        is_admin: caller.is_admin,
+        base: caller.base(),
+        views,
+    }
+}
+
+fn admin_pass(id: Uuid) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = id.as_bytes().to_vec();
+    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
+    bytes
+        .iter()
+        .take(12)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// POST /servers
+pub async fn create(
+    State(st): State<ApiState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let req = parse::create_server(&body, caller.version())?;
+    let id = InstanceId(Uuid::new_v4());
+    let spec = {
+        let views = st.engine.world.read();
+        parse::resolve_create(req, &views, &caller, id)?
+    };
+    st.engine
+        .instance(id, InstanceCommand::Create(Box::new(spec)), &caller.ctx(), &caller.meta())
+        .await?;
+    let sid = id.to_string();
+    tracing::info!(server = %sid, "server create accepted");
+    let location = format!("{}/v2.1/servers/{sid}", caller.base());
+    let body = json!({"server": {
+        "id": sid,
+        "links": view::links(caller.base(), "servers", &sid),
+        "OS-DCF:diskConfig": "MANUAL",
+        "security_groups": [{"name": "default"}],
+        "adminPass": admin_pass(id.0),
+    }});
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// GET /servers
+pub async fn index(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+    list(&st, &caller, &q, false)
+}
+
+/// GET /servers/detail
+pub async fn detail(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+    list(&st, &caller, &q, true)
+}
+
+fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<Json<Value>, ApiError> {
+    let query = parse::server_query(q, caller.version())?;
+    if query.all_tenants && !caller.is_admin {
+        return Err(ApiError::policy(if detail {
+            "os_compute_api:servers:detail:get_all_tenants"
+        } else {
+            "os_compute_api:servers:index:get_all_tenants"
+        }));
+    }
+    let views = st.engine.world.read();
+    let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
+    let matches = |i: &Instance| -> bool {
+        let project_ok = if query.all_tenants {
+            query.project.as_ref().is_none_or(|p| &i.spec.project_id == p)
+        } else {
+            i.spec.project_id == caller.project
+        };
+        project_ok
+            && (with_deleted || !i.deleted)
+            && query.name.as_ref().is_none_or(|n| i.spec.name.contains(n.as_str()))
+            && query.status.as_ref().is_none_or(|s| i.status() == s)
+            && (!caller.is_admin
+                || query
+                    .host
+                    .as_ref()
+                    .is_none_or(|h| i.host.as_ref().is_some_and(|x| x.as_str() == h)))
+            && query.changes_since.is_none_or(|t| i.updated_at >= t)
+            && query.changes_before.is_none_or(|t| i.updated_at <= t)
+            && query.flavor.as_ref().is_none_or(|f| i.flavor.spec.id.as_str() == f)
+            && query.image.as_ref().is_none_or(|f| &i.spec.image_ref == f)
+    };
+    // by_created is ascending; Nova's default sort is created_at desc, id desc.
+    let all: Vec<&Instance> = views
+        .by_created
+        .iter()
+        .rev()
+        .filter_map(|(_, id)| views.instance(id))
+        .filter(|i| matches(i))
+        .collect();
+    let start = match &query.marker {
+        None => 0,
+        Some(m) => {
+            let marker = InstanceId::parse(m)
+                .and_then(|id| views.instance(&id))
+                .filter(|i| caller.can_see(&i.spec.project_id))
+                .ok_or_else(|| ApiError::bad_request(format!("marker [{m}] not found")))?;
+            let key = (marker.created_at, marker.id());
+            all.iter()
+                .position(|i| (i.created_at, i.id()) < key)
+                .unwrap_or(all.len())
+        }
+    };
+    let max = query.limit.unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+    let end = start.saturating_add(max).min(all.len());
+    let page = &all[start..end];
+    let cx = view_ctx(caller, &views);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|i| {
+            if detail {
+                view::server_view(i, &cx, false)
+            } else {
+                view::server_summary(i, caller.base())
+            }
+        })
+        .collect();
+    let mut body = json!({"servers": items});
+    if let (Some(last), true) = (page.last(), page.len() == max) {
+        let mut params: Vec<String> = q
+            .0
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| format!("{}={}", query_encode(k), query_encode(v)))
+            .collect();
+        params.push(format!("marker={}", last.id()));
+        let path = if detail { "servers/detail" } else { "servers" };
+        body["servers_links"] = json!([{
+            "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
+            "rel": "next",
+        }]);
+    }
+    Ok(Json(body))
+}
+
+/// GET /servers/{id}
+pub async fn show(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let views = st.engine.world.read();
+    let i = visible(&views, &id, &caller)?;
+    Ok(Json(json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)})))
+}
+
+/// PUT /servers/{id}
+pub async fn update(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let (name, description) = parse::update_server(&body, caller.version())?;
+    let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
+    st.engine
+        .instance(iid, InstanceCommand::Update { name, description }, &caller.ctx(), &caller.meta())
+        .await?;
+    let views = st.engine.world.read();
+    let i = visible(&views, &id, &caller)?;
+    Ok(Json(json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)})))
+}
+
+/// DELETE /servers/{id}
+pub async fn delete(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
+    st.engine
+        .instance(iid, InstanceCommand::Delete, &caller.ctx(), &caller.meta())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
+    if az == "nova" || views.hosts.values().any(|r| r.host.spec.availability_zone == az) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("The requested availability zone is not available"))
+    }
+}
+
+/// Resolves a parsed action against the world into the instance command.
+fn command(action: ServerAction, views: &Views, caller: &Caller) -> Result<InstanceCommand, ApiError> {
+    use InstanceCommand as C;
+    Ok(match action {
+        ServerAction::Start => C::Start,
+        ServerAction::Stop => C::Stop,
+        ServerAction::Pause => C::Pause,
+        ServerAction::Unpause => C::Unpause,
+        ServerAction::Suspend => C::Suspend,
+        ServerAction::Resume => C::Resume,
+        ServerAction::Reboot { hard } => C::Reboot { hard },
+        ServerAction::Shelve => C::Shelve,
+        ServerAction::ShelveOffload => C::ShelveOffload,
+        ServerAction::Unshelve { availability_zone } => {
+            if let Some(az) = &availability_zone {
+                known_az(views, az)?;
+            }
+            C::Unshelve { availability_zone }
+        }
+        ServerAction::Resize { flavor_ref } => C::Resize {
+            flavor: parse::flavor_snapshot(views, &flavor_ref, caller)
+                .ok_or_else(|| ApiError::bad_request("Unable to locate requested flavor."))?,
+        },
+        ServerAction::ConfirmResize => C::ConfirmResize,
+        ServerAction::RevertResize => C::RevertResize,
+        ServerAction::Migrate { host } => C::Migrate {
+            host: host.map(|h| parse::known_host(views, &h)).transpose()?,
+        },
+        ServerAction::LiveMigrate { host } => C::LiveMigrate {
+            host: host.map(|h| parse::known_host(views, &h)).transpose()?,
+        },
+        ServerAction::Lock { reason } => C::Lock { reason },
+        ServerAction::Unlock => C::Unlock,
+        ServerAction::ResetState { state } => C::ResetState { state },
+    })
+}
+
+/// POST /servers/{id}/action
+pub async fn action(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode, ApiError> {
+    let action = parse::server_action(&body, caller.version())?;
+    let (iid, cmd) = {
+        let views = st.engine.world.read();
+        let i = visible(&views, &id, &caller)?;
+        if let Some(rule) = action.admin_rule() {
+            if !caller.is_admin {
+                return Err(ApiError::policy(rule));
+            }
+        }
+        (i.id(), command(action, &views, &caller)?)
+    };
+    let status = if matches!(cmd, InstanceCommand::ConfirmResize) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    };
+    st.engine.instance(iid, cmd, &caller.ctx(), &caller.meta()).await?;
+    Ok(status)
+}

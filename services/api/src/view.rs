@@ -1,0 +1,276 @@
+//! Response shaping: Nova JSON bodies for servers, flavors and version documents, per
+//! microversion, as in Nova's api samples.
+//!
+//! Invariants:
+//! - A field appears only from the microversion that introduced it, and admin-only
+//!   fields (`OS-EXT-SRV-ATTR:*` host attributes, `host_status`, fault `details` of
+//!   500 faults) only for admins.
+//! - Shaping is pure: it reads an [`Instance`] / [`Flavor`] and the host table, never
+//!   the log, and never fails.
+
+use domain::flavor::Flavor;
+use domain::instance::{FlavorSnapshot, Instance};
+use projections::Views;
+use serde_json::{json, Map, Value};
+
+use crate::microversion::Version;
+use crate::util::{iso_micros, iso_z, sha224_hex};
+
+/// What shaping depends on besides the resource itself.
+#[derive(Clone, Copy)]
+pub struct ViewCtx<'a> {
+    /// Microversion of the request.
+    pub version: Version,
+    /// Caller is admin.
+    pub is_admin: bool,
+    /// `scheme://host` for links.
+    pub base: &'a str,
+    /// The world (host table for availability zones and host status).
+    pub views: &'a Views,
+}
+
+/// `self` and `bookmark` links of a resource.
+pub fn links(base: &str, collection: &str, id: &str) -> Value {
+    json!([
+        {"href": format!("{base}/v2.1/{collection}/{id}"), "rel": "self"},
+        {"href": format!("{base}/{collection}/{id}"), "rel": "bookmark"},
+    ])
+}
+
+fn bookmark(base: &str, collection: &str, id: &str) -> Value {
+    json!([{"href": format!("{base}/{collection}/{id}"), "rel": "bookmark"}])
+}
+
+/// `{"id", "links", "name"}` of a server (GET /servers).
+pub fn server_summary(i: &Instance, base: &str) -> Value {
+    let id = i.id().to_string();
+    json!({"id": id, "links": links(base, "servers", &id), "name": i.spec.name})
+}
+
+/// Statuses for which Nova reports `progress`.
+const PROGRESS_STATUSES: &[&str] = &["ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"];
+
+fn host_az(i: &Instance, views: &Views) -> Option<String> {
+    let host = i.host.as_ref()?;
+    views
+        .hosts
+        .values()
+        .find(|r| &r.host.spec.name == host)
+        .map(|r| r.host.spec.availability_zone.clone())
+}
+
+/// Nova's sanitised hostname from a display name.
+fn hostname(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if c == ' ' || c == '_' {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
+    let mut out: String = out.chars().take(63).collect();
+    if out.is_empty() {
+        out = "server".into();
+    }
+    out
+}
+
+/// Embedded flavor of a server from 2.47.
+pub fn embedded_flavor(f: &FlavorSnapshot) -> Value {
+    json!({
+        "vcpus": f.spec.vcpus,
+        "ram": f.spec.ram_mb,
+        "disk": f.spec.disk_gb,
+        "ephemeral": f.spec.ephemeral_gb,
+        "swap": f.spec.swap_mb,
+        "original_name": f.spec.name,
+        "extra_specs": f.extra_specs,
+    })
+}
+
+/// The full server body (GET /servers/{id}, /servers/detail items, PUT response).
+/// `show` adds what Nova shows only on single-server responses (`server_groups`, 2.71).
+pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
+    let v = cx.version;
+    let base = cx.base;
+    let id = i.id().to_string();
+    let status = i.status();
+    let mut s = Map::new();
+    let mut put = |k: &str, val: Value| {
+        s.insert(k.to_string(), val);
+    };
+    put("id", json!(id));
+    put("name", json!(i.spec.name));
+    put("status", json!(status));
+    put("tenant_id", json!(i.spec.project_id));
+    put("user_id", json!(i.spec.user_id));
+    put("metadata", json!(i.spec.metadata));
+    let host_id = match &i.host {
+        Some(h) => sha224_hex(format!("{}{}", i.spec.project_id, h).as_bytes()),
+        None => String::new(),
+    };
+    put("hostId", json!(host_id));
+    let image = if i.spec.boot_from_volume || i.spec.image_ref.is_empty() {
+        json!("")
+    } else {
+        json!({"id": i.spec.image_ref, "links": bookmark(base, "images", &i.spec.image_ref)})
+    };
+    put("image", image);
+    let flavor = if v.at_least(47) {
+        embedded_flavor(&i.flavor)
+    } else {
+        let fid = i.flavor.spec.id.to_string();
+        json!({"id": fid, "links": bookmark(base, "flavors", &fid)})
+    };
+    put("flavor", flavor);
+    put("created", json!(iso_z(i.created_at)));
+    put("updated", json!(iso_z(i.updated_at)));
+    put("addresses", json!({}));
+    put("accessIPv4", json!(""));
+    put("accessIPv6", json!(""));
+    put("links", links(base, "servers", &id));
+    put("key_name", json!(i.spec.key_name));
+    put("config_drive", json!(""));
+    put("OS-DCF:diskConfig", json!("MANUAL"));
+    let az = host_az(i, cx.views)
+        .or_else(|| i.spec.availability_zone.clone())
+        .unwrap_or_default();
+    put("OS-EXT-AZ:availability_zone", json!(az));
+    put("OS-EXT-STS:vm_state", json!(i.vm_state.as_str()));
+    put("OS-EXT-STS:task_state", json!(i.task_state.map(|t| t.as_str())));
+    put("OS-EXT-STS:power_state", json!(i.power_state.code()));
+    put("OS-SRV-USG:launched_at", json!(i.launched_at.map(iso_micros)));
+    put("OS-SRV-USG:terminated_at", json!(i.terminated_at.map(iso_micros)));
+    put("security_groups", json!([{"name": "default"}]));
+    put("os-extended-volumes:volumes_attached", json!([]));
+    if PROGRESS_STATUSES.contains(&status) {
+        put("progress", json!(0));
+    }
+    if let Some(f) = i.fault.as_ref().filter(|_| matches!(status, "ERROR" | "DELETED")) {
+        let mut fault = json!({"code": f.code, "created": iso_z(f.created), "message": f.message});
+        if cx.is_admin || f.code != 500 {
+            fault["details"] = json!(f.details);
+        }
+        put("fault", fault);
+    }
+    if cx.is_admin {
+        let host = i.host.as_ref().map(|h| h.to_string());
+        put("OS-EXT-SRV-ATTR:host", json!(host));
+        put("OS-EXT-SRV-ATTR:hypervisor_hostname", json!(host));
+        let simple = i.id().0.simple().to_string();
+        put("OS-EXT-SRV-ATTR:instance_name", json!(format!("instance-{}", &simple[..8])));
+        if v.at_least(3) {
+            put("OS-EXT-SRV-ATTR:reservation_id", json!(format!("r-{}", &simple[8..16])));
+            put("OS-EXT-SRV-ATTR:launch_index", json!(0));
+            put("OS-EXT-SRV-ATTR:kernel_id", json!(""));
+            put("OS-EXT-SRV-ATTR:ramdisk_id", json!(""));
+            put(
+                "OS-EXT-SRV-ATTR:root_device_name",
+                json!(i.host.as_ref().map(|_| "/dev/vda")),
+            );
+            put("OS-EXT-SRV-ATTR:user_data", Value::Null);
+        }
+    }
+    if v.at_least(3) && (cx.is_admin || v.at_least(90)) {
+        put("OS-EXT-SRV-ATTR:hostname", json!(hostname(&i.spec.name)));
+    }
+    if v.at_least(9) {
+        put("locked", json!(i.locked.is_some()));
+    }
+    if v.at_least(16) && cx.is_admin {
+        let hs = match &i.host {
+            None => "",
+            Some(h) if cx.views.hosts.values().any(|r| &r.host.spec.name == h) => "UP",
+            Some(_) => "UNKNOWN",
+        };
+        put("host_status", json!(hs));
+    }
+    if v.at_least(19) {
+        put("description", json!(i.spec.description));
+    }
+    if v.at_least(26) {
+        put("tags", json!([]));
+    }
+    if v.at_least(63) {
+        put("trusted_image_certificates", Value::Null);
+    }
+    if v.at_least(71) && show {
+        put("server_groups", json!([]));
+    }
+    if v.at_least(73) {
+        put(
+            "locked_reason",
+            json!(i.locked.as_ref().and_then(|l| l.reason.clone())),
+        );
+    }
+    if v.at_least(96) {
+        put("pinned_availability_zone", json!(i.spec.availability_zone));
+    }
+    Value::Object(s)
+}
+
+/// A flavor: `{id, links, name}` (+ description 2.55) when `!detail`, else the full body.
+pub fn flavor_view(f: &Flavor, version: Version, base: &str, detail: bool) -> Value {
+    let spec = &f.spec;
+    let id = spec.id.to_string();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("links".into(), links(base, "flavors", &id));
+    m.insert("name".into(), json!(spec.name));
+    if detail {
+        m.insert("ram".into(), json!(spec.ram_mb));
+        m.insert("vcpus".into(), json!(spec.vcpus));
+        m.insert("disk".into(), json!(spec.disk_gb));
+        m.insert("OS-FLV-EXT-DATA:ephemeral".into(), json!(spec.ephemeral_gb));
+        let swap = if spec.swap_mb == 0 && !version.at_least(75) {
+            json!("")
+        } else {
+            json!(spec.swap_mb)
+        };
+        m.insert("swap".into(), swap);
+        m.insert("rxtx_factor".into(), json!(spec.rxtx_factor));
+        m.insert("OS-FLV-DISABLED:disabled".into(), json!(false));
+        m.insert("os-flavor-access:is_public".into(), json!(spec.is_public));
+    }
+    if version.at_least(55) {
+        m.insert("description".into(), json!(spec.description));
+    }
+    if detail && version.at_least(61) {
+        m.insert("extra_specs".into(), json!(f.extra_specs));
+    }
+    Value::Object(m)
+}
+
+fn v21_version(base: &str, full: bool) -> Value {
+    let mut v = json!({
+        "id": "v2.1",
+        "links": [{"href": format!("{base}/v2.1/"), "rel": "self"}],
+        "status": "CURRENT",
+        "version": Version::MAX.to_string(),
+        "min_version": Version::MIN.to_string(),
+        "updated": "2013-07-23T11:33:21Z",
+    });
+    if full {
+        v["links"] = json!([
+            {"href": format!("{base}/v2.1/"), "rel": "self"},
+            {"href": "http://docs.openstack.org/", "rel": "describedby", "type": "text/html"},
+        ]);
+        v["media-types"] = json!([{
+            "base": "application/json",
+            "type": "application/vnd.openstack.compute+json;version=2.1",
+        }]);
+    }
+    v
+}
+
+/// GET / (only v2.1 is served; the legacy v2.0 endpoint is not offered).
+pub fn versions_doc(base: &str) -> Value {
+    json!({"versions": [v21_version(base, false)]})
+}
+
+/// GET /v2.1.
+pub fn version_doc(base: &str) -> Value {
+    json!({"version": v21_version(base, true)})
+}
