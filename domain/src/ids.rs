@@ -93,7 +93,8 @@ name_id!(
     /// Cell name: `[a-z0-9_-]`, up to 64 chars (it becomes a stream name).
     CellName,
     64,
-    |s| s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    |s| s != "api"
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 );
 name_id!(
     /// Project (tenant) id.

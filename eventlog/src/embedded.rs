@@ -9,12 +9,12 @@
 //!
 //! # Tables (in every stream database)
 //!
-//! | table           | key                         | value                                  |
-//! |-----------------|-----------------------------|----------------------------------------|
-//! | `commits`       | `stream_seq: u64`           | encoded commit record (see below)      |
-//! | `subject_index` | `(subject: &str, subject_seq: u64)` | `stream_seq: u64`              |
-//! | `subject_last`  | `subject: &str`             | last `subject_seq: u64`                |
-//! | `dedupe`        | `dedupe_id: &str`           | `(stream_seq, subject_seq)` of the original |
+//! | table           | key                              | value                                  |
+//! |-----------------|----------------------------------|----------------------------------------|
+//! | `commits`       | `stream_seq: u64`                | encoded commit record (see below)      |
+//! | `subject_index` | `(subject: &str, subject_seq: u64)` | `stream_seq: u64`                   |
+//! | `subject_last`  | `subject: &str`                  | last `subject_seq: u64`                |
+//! | `dedupe`        | `dedupe_id: &str`                | `(stream_seq, subject_seq)` of the original |
 //!
 //! A commit record is one format byte ([`RECORD_FORMAT`]) followed by the postcard encoding of
 //! subject, subject_seq, dedupe_id, metadata and events. The stream and `stream_seq` are not
@@ -31,7 +31,7 @@
 //!   transaction, committed with [`Durability::Immediate`] before the append is acknowledged,
 //!   so an acknowledged commit survives a crash and no commit is ever partially visible.
 //! - An empty `dedupe_id` disables deduplication for that append; a non-empty one is
-//!   remembered forever (there is no dedupe window).
+//!   remembered forever (there is no dedupe window) and is unique per stream.
 //!
 //! # Group commit
 //!
@@ -47,6 +47,13 @@
 //! [`tokio::sync::watch`] channel, which live subscriptions wait on. Positions are published
 //! only after the commit is visible to new read transactions, so a subscriber that reads
 //! nothing and then waits for the watch cannot miss a commit.
+//!
+//! # Performance
+//!
+//! The writer thread is the bottleneck and is CPU-bound in redb: every commit dirties (copies,
+//! checksums and writes) a 4 KiB leaf in `subject_index` and `dedupe` at random places, so the
+//! cost is per *commit*, nearly independent of its number of events. Many concurrent appenders
+//! and multi-event commits are what make it fast; a lone appender gets one fsync per commit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -149,7 +149,7 @@ impl Engine {
             dedupe_id: meta
                 .dedupe_id
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             meta: Metadata {
                 correlation_id: meta.correlation_id.clone(),
                 causation_id: meta.causation_id.clone(),
