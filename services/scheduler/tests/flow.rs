@@ -1,0 +1,258 @@
+//! Scheduler, placement, compute and reconciler together on a real embedded log,
+//! driven through the engine (no HTTP): builds, NoValidHost, migrations, and a
+//! capacity check folded from the log after many concurrent builds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compute::{ComputeAgent, SimDriver, SimOptions};
+use domain::flavor::FlavorSpec;
+use domain::host::{HostSpec, Ratios, Resources};
+use domain::instance::{Config, FlavorSnapshot, InstanceCommand, InstanceSpec, Networks};
+use domain::{CellName, Ctx, FlavorId, HostName, InstanceId, VmState};
+use engine::{now, spawn_reactor, Engine, Meta, Reactor};
+use eventlog::{CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, StreamName};
+use projections::projector::Projector;
+use projections::World;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+struct Env {
+    engine: Arc<Engine>,
+    _dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+}
+
+fn flavor(id: &str, vcpus: u32, ram_mb: u64) -> FlavorSnapshot {
+    FlavorSnapshot {
+        spec: FlavorSpec {
+            id: FlavorId::new(id).unwrap(),
+            name: format!("f{id}"),
+            vcpus,
+            ram_mb,
+            disk_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            rxtx_factor: 1.0,
+            is_public: true,
+            description: None,
+        },
+        extra_specs: BTreeMap::new(),
+    }
+}
+
+async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
+    let streams: Vec<StreamName> = ["api", "cell0", "cell1"].iter().map(|s| StreamName::new(*s).unwrap()).collect();
+    for s in &streams {
+        log.ensure_stream(s).await.unwrap();
+    }
+    let cps: Arc<dyn CheckpointStore> = Arc::new(EmbeddedCheckpoints::open(&dir.path().join("cp.redb")).unwrap());
+    let world = Arc::new(World::default());
+    let (stop, rx) = watch::channel(false);
+    let projector = Projector::new(log.clone(), world.clone(), None);
+    for s in &streams {
+        projector.follow(s.clone(), rx.clone());
+    }
+    let engine = Arc::new(Engine {
+        log,
+        world,
+        checkpoints: cps,
+        config,
+        read_timeout: Duration::from_secs(10),
+    });
+    let specs: Vec<HostSpec> = (1..=hosts)
+        .map(|n| HostSpec {
+            name: HostName::new(format!("host{n}")).unwrap(),
+            cell: CellName::cell1(),
+            total: size,
+            ratios: Ratios::default(),
+            availability_zone: "nova".into(),
+        })
+        .collect();
+    ComputeAgent::register(&engine, &specs).await.unwrap();
+    let agent: Arc<dyn Reactor> = Arc::new(ComputeAgent::new(
+        specs.iter().map(|s| s.name.clone()),
+        Arc::new(SimDriver::new(sim)),
+    ));
+    let sched: Arc<dyn Reactor> = Arc::new(scheduler::Scheduler::default());
+    let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement);
+    for s in &streams {
+        spawn_reactor(engine.clone(), sched.clone(), s.clone(), Some(Duration::from_secs(5)), rx.clone());
+        spawn_reactor(engine.clone(), placement.clone(), s.clone(), Some(Duration::from_secs(5)), rx.clone());
+    }
+    spawn_reactor(engine.clone(), agent, streams[2].clone(), Some(Duration::from_secs(5)), rx.clone());
+    scheduler::Reconciler::spawn(engine.clone(), Duration::from_millis(100), rx.clone());
+    Env { engine, _dir: dir, _stop: stop }
+}
+
+fn user() -> Ctx {
+    Ctx {
+        now: now(),
+        is_admin: false,
+        user_id: "u".into(),
+        project_id: "p".into(),
+        op_id: Uuid::new_v4(),
+    }
+}
+
+async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
+    let id = InstanceId(Uuid::new_v4());
+    let spec = InstanceSpec {
+        id,
+        name: "vm".into(),
+        description: None,
+        project_id: "p".into(),
+        user_id: "u".into(),
+        flavor: f,
+        image_ref: "cirros".into(),
+        boot_from_volume: false,
+        metadata: BTreeMap::new(),
+        availability_zone: None,
+        networks: Networks::None,
+        key_name: None,
+        requested_host: None,
+    };
+    e.engine
+        .instance(id, InstanceCommand::Create(Box::new(spec)), &user(), &Meta::default())
+        .await
+        .unwrap();
+    id
+}
+
+async fn wait_status(e: &Env, id: InstanceId, want: &str) {
+    let ok = e
+        .engine
+        .world
+        .wait_until(Duration::from_secs(20), |v| {
+            v.instance(&id).is_some_and(|i| i.status() == want && i.task_state.is_none())
+        })
+        .await;
+    let st = e.engine.world.read().instance(&id).cloned();
+    assert!(ok, "{id} never reached {want}: {st:?}");
+}
+
+async fn cmd(e: &Env, id: InstanceId, c: InstanceCommand) {
+    e.engine.instance(id, c, &user(), &Meta::default()).await.unwrap();
+}
+
+/// Sum of claims per host folded from the whole log, checked against capacity after
+/// every commit.
+async fn assert_never_overcommitted(e: &Env) {
+    let stream = StreamName::new("cell1").unwrap();
+    let commits = e.engine.log.read_stream(&stream, 1, usize::MAX).await.unwrap();
+    let mut v = projections::Views::default();
+    let mut t = projections::Touched::default();
+    for c in &commits {
+        v.apply(c, &mut t);
+        for row in v.hosts.values() {
+            let cap = row.host.spec.capacity();
+            let used = row.host.used;
+            assert!(
+                used.vcpus <= cap.vcpus && used.ram_mb <= cap.ram_mb && used.disk_gb <= cap.disk_gb,
+                "host {} overcommitted at {}: {used:?} > {cap:?}",
+                row.host.spec.name,
+                c.stream_seq
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
+    // 3 hosts x 2 GiB x 1.5 = 3 GiB each: 3 builds of 1 GiB fit per host, 9 in all.
+    let e = env(
+        3,
+        Resources { vcpus: 4, ram_mb: 2048, disk_gb: 100 },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    let f = flavor("1", 1, 1024);
+    let mut ids = vec![];
+    let mut tasks = vec![];
+    for _ in 0..24 {
+        let e2 = e.engine.clone();
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let env = Env { engine: e2, _dir: tempfile::tempdir().unwrap(), _stop: watch::channel(false).0 };
+            create(&env, f).await
+        }));
+    }
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        e.engine
+            .world
+            .wait_until(Duration::from_secs(20), |v| {
+                v.instance(id).is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
+            })
+            .await;
+    }
+    let (active, error): (Vec<_>, Vec<_>) = {
+        let v = e.engine.world.read();
+        ids.iter().map(|id| v.instance(id).unwrap().clone()).partition(|i| i.vm_state == VmState::Active)
+    };
+    assert_eq!(active.len(), 9, "every fitting build is placed");
+    assert_eq!(error.len(), 15);
+    for i in &error {
+        assert_eq!(i.cell, Some(CellName::cell0()));
+        assert!(i.fault.as_ref().unwrap().message.contains("No valid host"));
+        assert!(i.claim.is_none());
+    }
+    assert_never_overcommitted(&e).await;
+
+    // Delete everything: every claim is released.
+    for id in &ids {
+        cmd(&e, *id, InstanceCommand::Delete).await;
+    }
+    let ok = e
+        .engine
+        .world
+        .wait_until(Duration::from_secs(20), |v| v.hosts.values().all(|h| h.host.allocations.is_empty()))
+        .await;
+    assert!(ok, "claims left: {:?}", e.engine.world.read().claims);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination() {
+    let e = env(2, Resources { vcpus: 8, ram_mb: 8192, disk_gb: 100 }, SimOptions::default(), Config::default()).await;
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+    let src = e.engine.world.read().instance(&id).unwrap().host.clone().unwrap();
+    cmd(&e, id, InstanceCommand::Resize { flavor: flavor("2", 2, 1024) }).await;
+    wait_status(&e, id, "VERIFY_RESIZE").await;
+    let (dst, held) = {
+        let v = e.engine.world.read();
+        let i = v.instance(&id).unwrap();
+        (i.host.clone().unwrap(), v.claims[&id].len())
+    };
+    assert_ne!(src, dst);
+    assert_eq!(held, 2, "source and destination both held");
+    cmd(&e, id, InstanceCommand::RevertResize).await;
+    wait_status(&e, id, "ACTIVE").await;
+    let ok = e.engine.world.wait_until(Duration::from_secs(10), |v| v.claims.get(&id).map(|c| c.len()) == Some(1)).await;
+    assert!(ok);
+    let v = e.engine.world.read();
+    let i = v.instance(&id).unwrap();
+    assert_eq!(i.host.as_ref(), Some(&src));
+    assert_eq!(i.flavor.spec.id.as_str(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_with_one_host_fails_cleanly() {
+    let e = env(1, Resources { vcpus: 8, ram_mb: 8192, disk_gb: 100 }, SimOptions::default(), Config::default()).await;
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+    let admin = Ctx { is_admin: true, ..user() };
+    e.engine.instance(id, InstanceCommand::Migrate { host: None }, &admin, &Meta::default()).await.unwrap();
+    wait_status(&e, id, "ACTIVE").await;
+    let v = e.engine.world.read();
+    let i = v.instance(&id).unwrap();
+    assert!(i.fault.as_ref().unwrap().message.contains("No valid host"), "{:?}", i.fault);
+    assert!(i.migration.is_none());
+    assert_eq!(v.claims[&id].len(), 1);
+}
