@@ -66,12 +66,11 @@ impl std::fmt::Display for DomainError {
                 "Cannot '{action}' instance {id} while it is in {attr} {state}"
             ),
             DomainError::Locked { id } => write!(f, "Instance {id} is locked"),
-            DomainError::NotReady { id } => write!(
-                f,
-                "Instance {id} is not ready"
-            ),
+            DomainError::NotReady { id } => write!(f, "Instance {id} is not ready"),
             DomainError::NotFound { kind, id } => write!(f, "{kind} {id} could not be found."),
-            DomainError::AlreadyExists { kind, id } => write!(f, "{kind} with id {id} already exists."),
+            DomainError::AlreadyExists { kind, id } => {
+                write!(f, "{kind} with id {id} already exists.")
+            }
             DomainError::BadRequest(m) | DomainError::Forbidden(m) | DomainError::Conflict(m) => {
                 f.write_str(m)
             }

@@ -151,10 +151,13 @@ pub fn decide(
                 FlavorCommand::Delete => Ok(vec![FlavorEvent::Deleted { at: ctx.now }]),
                 FlavorCommand::SetExtraSpecs(specs) => {
                     if specs.is_empty() {
-                        return Err(DomainError::BadRequest("extra_specs must not be empty".into()));
+                        return Err(DomainError::BadRequest(
+                            "extra_specs must not be empty".into(),
+                        ));
                     }
                     for (k, v) in &specs {
-                        if !valid_spec_str(k) || v.len() > 255 || v.chars().any(|c| c.is_control()) {
+                        if !valid_spec_str(k) || v.len() > 255 || v.chars().any(|c| c.is_control())
+                        {
                             return Err(DomainError::BadRequest(format!(
                                 "Invalid extra spec {k:?}"
                             )));

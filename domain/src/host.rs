@@ -250,8 +250,7 @@ pub fn evolve(state: Option<Host>, ev: &HostEvent) -> Option<Host> {
             instance,
             resources,
         } => state.map(|mut h| {
-            if h
-                .allocations
+            if h.allocations
                 .insert(
                     *claim,
                     Allocation {

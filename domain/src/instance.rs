@@ -672,7 +672,10 @@ impl Instance {
 
     /// Whether the current operation is choosing a host.
     pub fn is_scheduling(&self) -> bool {
-        matches!(self.work(), Some(Work::ScheduleBuild | Work::Place | Work::ScheduleDestination))
+        matches!(
+            self.work(),
+            Some(Work::ScheduleBuild | Work::Place | Work::ScheduleDestination)
+        )
     }
 
     /// The (host, claim) pairs this instance holds; every other claim of it may be released.
@@ -720,7 +723,9 @@ impl Instance {
                 Some(m) if m.dest_host.is_none() => Some(Work::ScheduleDestination),
                 _ => on_host(&self.host),
             },
-            TaskState::ResizeMigrating => on_host(&self.migration.as_ref().and_then(|m| m.dest_host.clone())),
+            TaskState::ResizeMigrating => {
+                on_host(&self.migration.as_ref().and_then(|m| m.dest_host.clone()))
+            }
             TaskState::Unshelving if self.vm_state == VmState::ShelvedOffloaded => {
                 Some(Work::ScheduleDestination)
             }
@@ -783,7 +788,10 @@ fn check(
         TaskReq::OneOf(list) => list.contains(&i.task_state),
     };
     if !task_ok {
-        let s = i.task_state.map(|t| t.as_str().to_string()).unwrap_or("None".into());
+        let s = i
+            .task_state
+            .map(|t| t.as_str().to_string())
+            .unwrap_or("None".into());
         return Err(invalid(action, i, "task_state", s));
     }
     if must_have_launched && i.launched_at.is_none() {
@@ -887,31 +895,94 @@ pub fn decide(
     match cmd {
         C::Create(_) => unreachable!("handled above"),
         C::Pause => {
-            check(i, ctx, Action::Pause, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::Pause,
+                true,
+                Some(&[V::Active]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(start_task(op, Action::Pause, TaskState::Pausing, now))
         }
         C::Unpause => {
-            check(i, ctx, Action::Unpause, true, Some(&[V::Paused]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::Unpause,
+                true,
+                Some(&[V::Paused]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(start_task(op, Action::Unpause, TaskState::Unpausing, now))
         }
         C::Suspend => {
-            check(i, ctx, Action::Suspend, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::Suspend,
+                true,
+                Some(&[V::Active]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(start_task(op, Action::Suspend, TaskState::Suspending, now))
         }
         C::Resume => {
-            check(i, ctx, Action::Resume, true, Some(&[V::Suspended]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::Resume,
+                true,
+                Some(&[V::Suspended]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(start_task(op, Action::Resume, TaskState::Resuming, now))
         }
         C::Stop => {
-            check(i, ctx, Action::Stop, true, Some(&[V::Active, V::Error]), TaskReq::Idle, true, true)?;
+            check(
+                i,
+                ctx,
+                Action::Stop,
+                true,
+                Some(&[V::Active, V::Error]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
             Ok(start_task(op, Action::Stop, TaskState::PoweringOff, now))
         }
         C::Start => {
-            check(i, ctx, Action::Start, true, Some(&[V::Stopped]), TaskReq::Idle, true, true)?;
+            check(
+                i,
+                ctx,
+                Action::Start,
+                true,
+                Some(&[V::Stopped]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
             Ok(start_task(op, Action::Start, TaskState::PoweringOn, now))
         }
         C::Reboot { hard: false } => {
-            check(i, ctx, Action::Reboot, true, Some(&[V::Active]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::Reboot,
+                true,
+                Some(&[V::Active]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(start_task(op, Action::Reboot, TaskState::Rebooting, now))
         }
         C::Reboot { hard: true } => {
@@ -925,7 +996,12 @@ pub fn decide(
                 true,
                 true,
             )?;
-            Ok(start_task(op, Action::RebootHard, TaskState::RebootingHard, now))
+            Ok(start_task(
+                op,
+                Action::RebootHard,
+                TaskState::RebootingHard,
+                now,
+            ))
         }
         C::Shelve => {
             check(
@@ -941,11 +1017,25 @@ pub fn decide(
             Ok(start_task(op, Action::Shelve, TaskState::Shelving, now))
         }
         C::ShelveOffload => {
-            check(i, ctx, Action::ShelveOffload, true, Some(&[V::Shelved]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::ShelveOffload,
+                true,
+                Some(&[V::Shelved]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             if i.host.is_none() {
                 return Ok(vec![InstanceEvent::Offloaded { at: now }]);
             }
-            Ok(start_task(op, Action::ShelveOffload, TaskState::ShelvingOffloading, now))
+            Ok(start_task(
+                op,
+                Action::ShelveOffload,
+                TaskState::ShelvingOffloading,
+                now,
+            ))
         }
         C::Unshelve { availability_zone } => {
             check(
@@ -967,7 +1057,16 @@ pub fn decide(
             Ok(start_task(op, Action::Unshelve, TaskState::Unshelving, now))
         }
         C::Resize { flavor } => {
-            check(i, ctx, Action::Resize, true, Some(&[V::Active, V::Stopped]), TaskReq::Idle, true, true)?;
+            check(
+                i,
+                ctx,
+                Action::Resize,
+                true,
+                Some(&[V::Active, V::Stopped]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
             if flavor.spec.id == i.flavor.spec.id {
                 return Err(DomainError::BadRequest(
                     "When resizing, instances must change flavor!".into(),
@@ -978,10 +1077,27 @@ pub fn decide(
                     "Resizing to a smaller disk flavor is not allowed.".into(),
                 ));
             }
-            Ok(migration_started(i, op, Action::Resize, MigrationKind::Resize, flavor, None, now))
+            Ok(migration_started(
+                i,
+                op,
+                Action::Resize,
+                MigrationKind::Resize,
+                flavor,
+                None,
+                now,
+            ))
         }
         C::Migrate { host } => {
-            check(i, ctx, Action::Migrate, true, Some(&[V::Active, V::Stopped]), TaskReq::Idle, true, true)?;
+            check(
+                i,
+                ctx,
+                Action::Migrate,
+                true,
+                Some(&[V::Active, V::Stopped]),
+                TaskReq::Idle,
+                true,
+                true,
+            )?;
             if host.is_some() && host == i.host {
                 return Err(DomainError::BadRequest(format!(
                     "The target host can't be the same one. Instance {} is already on {}",
@@ -990,7 +1106,15 @@ pub fn decide(
                 )));
             }
             let f = i.flavor.clone();
-            Ok(migration_started(i, op, Action::Migrate, MigrationKind::Migration, f, host, now))
+            Ok(migration_started(
+                i,
+                op,
+                Action::Migrate,
+                MigrationKind::Migration,
+                f,
+                host,
+                now,
+            ))
         }
         C::LiveMigrate { host } => {
             check(
@@ -1021,12 +1145,35 @@ pub fn decide(
             ))
         }
         C::ConfirmResize => {
-            check(i, ctx, Action::ConfirmResize, true, Some(&[V::Resized]), TaskReq::Idle, true, false)?;
+            check(
+                i,
+                ctx,
+                Action::ConfirmResize,
+                true,
+                Some(&[V::Resized]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
             Ok(vec![InstanceEvent::ResizeConfirmed { at: now }])
         }
         C::RevertResize => {
-            check(i, ctx, Action::RevertResize, true, Some(&[V::Resized]), TaskReq::Idle, true, false)?;
-            Ok(start_task(op, Action::RevertResize, TaskState::ResizeReverting, now))
+            check(
+                i,
+                ctx,
+                Action::RevertResize,
+                true,
+                Some(&[V::Resized]),
+                TaskReq::Idle,
+                true,
+                false,
+            )?;
+            Ok(start_task(
+                op,
+                Action::RevertResize,
+                TaskState::ResizeReverting,
+                now,
+            ))
         }
         C::Lock { reason } => {
             if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
@@ -1050,7 +1197,16 @@ pub fn decide(
             Some(_) => Ok(vec![InstanceEvent::Unlocked { at: now }]),
         },
         C::Delete => {
-            check(i, ctx, Action::Delete, true, None, TaskReq::Any, false, false)?;
+            check(
+                i,
+                ctx,
+                Action::Delete,
+                true,
+                None,
+                TaskReq::Any,
+                false,
+                false,
+            )?;
             if i.task_state == Some(TaskState::Deleting) {
                 return Ok(vec![]);
             }
@@ -1186,7 +1342,8 @@ pub fn decide(
         }
         C::Tick => {
             if let (Some(o), Some(task)) = (i.op, i.task_state) {
-                if now.0.saturating_sub(o.since.0) < cfg.task_timeout_secs.saturating_mul(1_000_000) {
+                if now.0.saturating_sub(o.since.0) < cfg.task_timeout_secs.saturating_mul(1_000_000)
+                {
                     return Ok(vec![]);
                 }
                 if o.attempt < cfg.max_attempts {
@@ -1215,7 +1372,12 @@ pub fn decide(
                 if i.host.is_none() {
                     return Ok(vec![InstanceEvent::Offloaded { at: now }]);
                 }
-                return Ok(start_task(op, Action::ShelveOffload, TaskState::ShelvingOffloading, now));
+                return Ok(start_task(
+                    op,
+                    Action::ShelveOffload,
+                    TaskState::ShelvingOffloading,
+                    now,
+                ));
             }
             Ok(vec![])
         }

@@ -26,7 +26,17 @@ pub use states::{PowerState, TaskState, VmState};
 
 /// Time in microseconds since the Unix epoch. Always passed in, never read.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct Timestamp(pub i64);
 

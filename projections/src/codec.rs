@@ -49,8 +49,12 @@ pub fn decode(e: &StoredEvent) -> Result<Event, CodecError> {
 pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Event, CodecError> {
     let perr = |err: postcard::Error| CodecError::Payload(event_type.to_string(), err.to_string());
     let ev = match (event_type.split('.').next(), version) {
-        (Some("instance"), 1) => Event::Instance(postcard::from_bytes::<InstanceEvent>(payload).map_err(perr)?),
-        (Some("flavor"), 1) => Event::Flavor(postcard::from_bytes::<FlavorEvent>(payload).map_err(perr)?),
+        (Some("instance"), 1) => {
+            Event::Instance(postcard::from_bytes::<InstanceEvent>(payload).map_err(perr)?)
+        }
+        (Some("flavor"), 1) => {
+            Event::Flavor(postcard::from_bytes::<FlavorEvent>(payload).map_err(perr)?)
+        }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),
     };

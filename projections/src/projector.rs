@@ -31,7 +31,11 @@ impl std::fmt::Debug for Projector {
 
 impl Projector {
     /// New projector; `store` None keeps views in memory only.
-    pub fn new(log: Arc<dyn EventLog>, world: Arc<World>, store: Option<Arc<ProjectionStore>>) -> Arc<Self> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        world: Arc<World>,
+        store: Option<Arc<ProjectionStore>>,
+    ) -> Arc<Self> {
         Arc::new(Projector {
             log,
             world,
@@ -41,7 +45,11 @@ impl Projector {
     }
 
     /// Follows one stream until shutdown.
-    pub fn follow(self: &Arc<Self>, stream: StreamName, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn follow(
+        self: &Arc<Self>,
+        stream: StreamName,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let from = me.world.read().position(&stream) + 1;
@@ -93,7 +101,11 @@ impl Projector {
     }
 
     /// Flushes every `every` until shutdown, then flushes and syncs once more.
-    pub fn spawn_flusher(self: &Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn_flusher(
+        self: &Arc<Self>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -67,22 +67,26 @@ impl ProjectionStore {
         let t = tx.open_table(INSTANCES).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
-            let id = uuid::Uuid::from_slice(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: InstanceRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = uuid::Uuid::from_slice(k.value())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: InstanceRow = postcard::from_bytes(val.value())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             v.instances.insert(domain::InstanceId(id), row);
         }
         let t = tx.open_table(HOSTS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
             let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: HostRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: HostRow = postcard::from_bytes(val.value())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             v.hosts.insert(s, row);
         }
         let t = tx.open_table(FLAVORS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
             let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: FlavorRow = postcard::from_bytes(val.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row: FlavorRow = postcard::from_bytes(val.value())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             v.flavors.insert(s, row);
         }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
@@ -104,7 +108,8 @@ impl ProjectionStore {
             for id in &touched.instances {
                 if let Some(row) = views.instances.get(id) {
                     let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(id.0.as_bytes().as_slice(), bytes.as_slice()).map_err(dberr)?;
+                    t.insert(id.0.as_bytes().as_slice(), bytes.as_slice())
+                        .map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(HOSTS).map_err(dberr)?;
@@ -133,7 +138,8 @@ impl ProjectionStore {
     /// Forces everything written so far to disk (on shutdown).
     pub fn sync(&self) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(dberr)?;
-        tx.set_durability(redb::Durability::Immediate).map_err(dberr)?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(())
     }
@@ -155,7 +161,10 @@ impl Views {
         }
         for (subj, row) in &self.hosts {
             for (claim, a) in &row.host.allocations {
-                self.claims.entry(a.instance).or_default().insert((subj.clone(), *claim));
+                self.claims
+                    .entry(a.instance)
+                    .or_default()
+                    .insert((subj.clone(), *claim));
             }
         }
     }

@@ -178,7 +178,9 @@ impl Views {
             Event::Host(e) => {
                 let prev = self.hosts.remove(&c.subject).map(|r| r.host);
                 match &e {
-                    host::HostEvent::Claimed { claim, instance, .. } => {
+                    host::HostEvent::Claimed {
+                        claim, instance, ..
+                    } => {
                         self.claims
                             .entry(*instance)
                             .or_default()

@@ -77,6 +77,7 @@ impl World {
 
     /// Waits until `stream` has been applied up to `pos`.
     pub async fn wait_for(&self, stream: &StreamName, pos: u64, timeout: Duration) -> bool {
-        self.wait_until(timeout, |v| v.position(stream) >= pos).await
+        self.wait_until(timeout, |v| v.position(stream) >= pos)
+            .await
     }
 }

@@ -119,47 +119,128 @@ fn samples() -> Vec<Event> {
     use InstanceEvent as E;
     let i = |e| Event::Instance(e);
     vec![
-        i(E::BuildRequested { spec: Box::new(spec()), op: u(2), at: t(0) }),
-        i(E::Mapped { cell: CellName::cell1(), host: Some((host(), ClaimId(u(3)))), fault: None, at: t(1) }),
-        i(E::Placed { snapshot: Box::new(instance()), at: t(2) }),
-        i(E::BuildFailed { snapshot: Box::new(instance()), at: t(2) }),
+        i(E::BuildRequested {
+            spec: Box::new(spec()),
+            op: u(2),
+            at: t(0),
+        }),
+        i(E::Mapped {
+            cell: CellName::cell1(),
+            host: Some((host(), ClaimId(u(3)))),
+            fault: None,
+            at: t(1),
+        }),
+        i(E::Placed {
+            snapshot: Box::new(instance()),
+            at: t(2),
+        }),
+        i(E::BuildFailed {
+            snapshot: Box::new(instance()),
+            at: t(2),
+        }),
         i(E::Spawned { at: t(3) }),
-        i(E::SpawnFailed { fault: fault(), at: t(3) }),
-        i(E::TaskStarted { op: u(5), action: Action::Pause, task: TaskState::Pausing, at: t(4) }),
-        i(E::MigrationStarted { op: u(4), action: Action::Resize, task: TaskState::ResizePrep, migration: Box::new(migration()), at: t(5) }),
-        i(E::DestinationScheduled { host: host(), claim: ClaimId(u(6)), task: TaskState::ResizeMigrating, at: t(6) }),
-        i(E::ActionCompleted { action: Action::Pause, vm_state: VmState::Paused, power_state: PowerState::Paused, at: t(7) }),
-        i(E::Shelved { offload: true, at: t(8) }),
+        i(E::SpawnFailed {
+            fault: fault(),
+            at: t(3),
+        }),
+        i(E::TaskStarted {
+            op: u(5),
+            action: Action::Pause,
+            task: TaskState::Pausing,
+            at: t(4),
+        }),
+        i(E::MigrationStarted {
+            op: u(4),
+            action: Action::Resize,
+            task: TaskState::ResizePrep,
+            migration: Box::new(migration()),
+            at: t(5),
+        }),
+        i(E::DestinationScheduled {
+            host: host(),
+            claim: ClaimId(u(6)),
+            task: TaskState::ResizeMigrating,
+            at: t(6),
+        }),
+        i(E::ActionCompleted {
+            action: Action::Pause,
+            vm_state: VmState::Paused,
+            power_state: PowerState::Paused,
+            at: t(7),
+        }),
+        i(E::Shelved {
+            offload: true,
+            at: t(8),
+        }),
         i(E::Offloaded { at: t(9) }),
         i(E::Unshelved { at: t(10) }),
         i(E::ResizeFinished { at: t(11) }),
         i(E::ResizeConfirmed { at: t(12) }),
         i(E::ResizeReverted { at: t(13) }),
         i(E::LiveMigrated { at: t(14) }),
-        i(E::Locked { by_admin: true, reason: Some("r".into()), at: t(15) }),
+        i(E::Locked {
+            by_admin: true,
+            reason: Some("r".into()),
+            at: t(15),
+        }),
         i(E::Unlocked { at: t(16) }),
-        i(E::Updated { name: Some("n".into()), description: Some(None), at: t(17) }),
-        i(E::StateReset { vm_state: VmState::Error, at: t(18) }),
+        i(E::Updated {
+            name: Some("n".into()),
+            description: Some(None),
+            at: t(17),
+        }),
+        i(E::StateReset {
+            vm_state: VmState::Error,
+            at: t(18),
+        }),
         i(E::Deleted { at: t(19) }),
-        i(E::TaskFailed { fault: fault(), vm_state: Some(VmState::Error), at: t(20) }),
-        i(E::TaskRetried { attempt: 2, at: t(21) }),
-        Event::Flavor(FlavorEvent::Created { spec: flavor(), at: t(0) }),
+        i(E::TaskFailed {
+            fault: fault(),
+            vm_state: Some(VmState::Error),
+            at: t(20),
+        }),
+        i(E::TaskRetried {
+            attempt: 2,
+            at: t(21),
+        }),
+        Event::Flavor(FlavorEvent::Created {
+            spec: flavor(),
+            at: t(0),
+        }),
         Event::Flavor(FlavorEvent::Deleted { at: t(1) }),
-        Event::Flavor(FlavorEvent::ExtraSpecsSet { specs: BTreeMap::from([("a".to_string(), "b".to_string())]) }),
+        Event::Flavor(FlavorEvent::ExtraSpecsSet {
+            specs: BTreeMap::from([("a".to_string(), "b".to_string())]),
+        }),
         Event::Flavor(FlavorEvent::ExtraSpecUnset { key: "a".into() }),
-        Event::Flavor(FlavorEvent::DescriptionUpdated { description: Some("d".into()) }),
+        Event::Flavor(FlavorEvent::DescriptionUpdated {
+            description: Some("d".into()),
+        }),
         Event::Host(HostEvent::Registered {
             spec: HostSpec {
                 name: host(),
                 cell: CellName::cell1(),
-                total: Resources { vcpus: 16, ram_mb: 32768, disk_gb: 500 },
+                total: Resources {
+                    vcpus: 16,
+                    ram_mb: 32768,
+                    disk_gb: 500,
+                },
                 ratios: Ratios::default(),
                 availability_zone: "nova".into(),
             },
             at: t(0),
         }),
-        Event::Host(HostEvent::Claimed { claim: ClaimId(u(3)), instance: InstanceId(u(1)), resources: Resources { vcpus: 1, ram_mb: 512, disk_gb: 1 } }),
-        Event::Host(HostEvent::Released { claim: ClaimId(u(3)) }),
+        Event::Host(HostEvent::Claimed {
+            claim: ClaimId(u(3)),
+            instance: InstanceId(u(1)),
+            resources: Resources {
+                vcpus: 1,
+                ram_mb: 512,
+                disk_gb: 1,
+            },
+        }),
+        Event::Host(HostEvent::Released {
+            claim: ClaimId(u(3)),
+        }),
     ]
 }
 
@@ -170,7 +251,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -178,12 +262,20 @@ fn corpus_decodes_forever() {
     let samples = samples();
     if std::env::var("STRATUS_WRITE_CORPUS").is_ok() {
         let existing = std::fs::read_to_string(CORPUS).unwrap_or_default();
-        let have: BTreeSet<String> = existing.lines().map(|l| l.split(' ').next().unwrap().to_string()).collect();
+        let have: BTreeSet<String> = existing
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect();
         let mut out = existing.clone();
         for e in &samples {
             let n = codec::encode(e);
             if !have.contains(&n.event_type) {
-                out.push_str(&format!("{} {} {}\n", n.event_type, n.version, hex(&n.payload)));
+                out.push_str(&format!(
+                    "{} {} {}\n",
+                    n.event_type,
+                    n.version,
+                    hex(&n.payload)
+                ));
             }
         }
         std::fs::write(CORPUS, out).unwrap();
@@ -192,20 +284,36 @@ fn corpus_decodes_forever() {
     let mut seen = BTreeSet::new();
     for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
         let mut parts = line.split(' ');
-        let (ty, ver, payload) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (ty, ver, payload) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         let ver: u16 = ver.parse().unwrap();
         let bytes = unhex(payload);
-        let ev = codec::decode_parts(ty, ver, &bytes).unwrap_or_else(|e| panic!("{ty} v{ver}: {e}"));
+        let ev =
+            codec::decode_parts(ty, ver, &bytes).unwrap_or_else(|e| panic!("{ty} v{ver}: {e}"));
         assert_eq!(ev.event_type(), ty);
         // The current sample of this type still encodes to the committed bytes.
-        if let Some(s) = samples.iter().find(|s| s.event_type() == ty && s.version() == ver) {
-            assert_eq!(hex(&codec::encode(s).payload), payload, "{ty} v{ver}: payload shape changed");
+        if let Some(s) = samples
+            .iter()
+            .find(|s| s.event_type() == ty && s.version() == ver)
+        {
+            assert_eq!(
+                hex(&codec::encode(s).payload),
+                payload,
+                "{ty} v{ver}: payload shape changed"
+            );
             assert_eq!(&ev, s);
         }
         seen.insert(ty.to_string());
     }
     for s in &samples {
-        assert!(seen.contains(s.event_type()), "{} missing from the corpus", s.event_type());
+        assert!(
+            seen.contains(s.event_type()),
+            "{} missing from the corpus",
+            s.event_type()
+        );
     }
 }
 

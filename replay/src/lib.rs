@@ -123,7 +123,10 @@ pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
     }
     for (s, p) in &rebuilt.positions {
         if stored.position(s) != *p {
-            d.push(format!("stream {s}: stored position {} vs rebuilt {p}", stored.position(s)));
+            d.push(format!(
+                "stream {s}: stored position {} vs rebuilt {p}",
+                stored.position(s)
+            ));
         }
     }
     d.truncate(20);

@@ -54,7 +54,13 @@ impl Harness {
     }
 
     /// A request as `token` (`user:project`), returning status and JSON (Null if empty).
-    pub async fn req(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn req(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base(), path))
@@ -69,7 +75,8 @@ impl Harness {
         let v = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (code, v)
     }
@@ -81,7 +88,7 @@ impl Harness {
                 token,
                 reqwest::Method::POST,
                 "/servers",
-                Some(json!({"server": {"name": name, "imageRef": "cirros", "flavorRef": flavor, "networks": "none"}})),
+                Some(json!({"server": {"name": name, "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": flavor, "networks": "none"}})),
             )
             .await;
         assert_eq!(code, 202, "create: {v}");
@@ -91,7 +98,12 @@ impl Harness {
     /// Posts a server action, asserting the status code.
     pub async fn action(&self, token: &str, id: &str, body: Value, want: u16) -> Value {
         let (code, v) = self
-            .req(token, reqwest::Method::POST, &format!("/servers/{id}/action"), Some(body.clone()))
+            .req(
+                token,
+                reqwest::Method::POST,
+                &format!("/servers/{id}/action"),
+                Some(body.clone()),
+            )
             .await;
         assert_eq!(code, want, "action {body} on {id}: {v}");
         v
@@ -99,7 +111,14 @@ impl Harness {
 
     /// GET /servers/{id} as admin.
     pub async fn show(&self, id: &str) -> Value {
-        let (code, v) = self.req("admin:admin", reqwest::Method::GET, &format!("/servers/{id}"), None).await;
+        let (code, v) = self
+            .req(
+                "admin:admin",
+                reqwest::Method::GET,
+                &format!("/servers/{id}"),
+                None,
+            )
+            .await;
         assert_eq!(code, 200, "show {id}: {v}");
         v["server"].clone()
     }
@@ -108,7 +127,14 @@ impl Harness {
     pub async fn wait(&self, id: &str, want: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (code, v) = self.req("admin:admin", reqwest::Method::GET, &format!("/servers/{id}"), None).await;
+            let (code, v) = self
+                .req(
+                    "admin:admin",
+                    reqwest::Method::GET,
+                    &format!("/servers/{id}"),
+                    None,
+                )
+                .await;
             if want == "GONE" && code == 404 {
                 return Value::Null;
             }
@@ -116,7 +142,10 @@ impl Harness {
             if s["status"] == want && s["OS-EXT-STS:task_state"].is_null() {
                 return s.clone();
             }
-            assert!(Instant::now() < deadline, "server {id} never reached {want}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "server {id} never reached {want}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

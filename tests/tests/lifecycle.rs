@@ -61,9 +61,11 @@ async fn full_lifecycle() {
         h.action(ALICE, &id, json!({ back: null }), 202).await;
         h.wait(&id, end).await;
     }
-    h.action(ALICE, &id, json!({"reboot": {"type": "SOFT"}}), 202).await;
+    h.action(ALICE, &id, json!({"reboot": {"type": "SOFT"}}), 202)
+        .await;
     h.wait(&id, "ACTIVE").await;
-    h.action(ALICE, &id, json!({"reboot": {"type": "HARD"}}), 202).await;
+    h.action(ALICE, &id, json!({"reboot": {"type": "HARD"}}), 202)
+        .await;
     h.wait(&id, "ACTIVE").await;
 
     // shelve -> offloaded at once (shelved_offload_time 0): host and claim freed.
@@ -78,21 +80,29 @@ async fn full_lifecycle() {
     settle_claims(&h, vec![(host2.clone(), id.clone())]).await;
 
     // resize -> VERIFY_RESIZE holds both claims -> confirm frees the source.
-    h.action(ALICE, &id, json!({"resize": {"flavorRef": "2"}}), 202).await;
+    h.action(ALICE, &id, json!({"resize": {"flavorRef": "2"}}), 202)
+        .await;
     let s = h.wait(&id, "VERIFY_RESIZE").await;
     let host3 = host_of(&s);
     assert_ne!(host3, host2, "resize goes to another host");
     assert_eq!(s["flavor"]["original_name"], "m1.small");
-    settle_claims(&h, vec![(host2.clone(), id.clone()), (host3.clone(), id.clone())]).await;
-    h.action(ALICE, &id, json!({"confirmResize": null}), 204).await;
+    settle_claims(
+        &h,
+        vec![(host2.clone(), id.clone()), (host3.clone(), id.clone())],
+    )
+    .await;
+    h.action(ALICE, &id, json!({"confirmResize": null}), 204)
+        .await;
     h.wait(&id, "ACTIVE").await;
     settle_claims(&h, vec![(host3.clone(), id.clone())]).await;
 
     // resize -> revert: back to the source with the old flavor; destination freed.
-    h.action(ALICE, &id, json!({"resize": {"flavorRef": "3"}}), 202).await;
+    h.action(ALICE, &id, json!({"resize": {"flavorRef": "3"}}), 202)
+        .await;
     let s = h.wait(&id, "VERIFY_RESIZE").await;
     assert_eq!(s["flavor"]["original_name"], "m1.medium");
-    h.action(ALICE, &id, json!({"revertResize": null}), 202).await;
+    h.action(ALICE, &id, json!({"revertResize": null}), 202)
+        .await;
     let s = h.wait(&id, "ACTIVE").await;
     assert_eq!(host_of(&s), host3);
     assert_eq!(s["flavor"]["original_name"], "m1.small");
@@ -104,13 +114,19 @@ async fn full_lifecycle() {
     let s = h.wait(&id, "VERIFY_RESIZE").await;
     let host4 = host_of(&s);
     assert_ne!(host4, host3);
-    h.action(ALICE, &id, json!({"confirmResize": null}), 204).await;
+    h.action(ALICE, &id, json!({"confirmResize": null}), 204)
+        .await;
     h.wait(&id, "ACTIVE").await;
     settle_claims(&h, vec![(host4.clone(), id.clone())]).await;
 
     // live migrate (admin, host chosen by the scheduler)
-    h.action(ADMIN, &id, json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}), 202)
-        .await;
+    h.action(
+        ADMIN,
+        &id,
+        json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
+        202,
+    )
+    .await;
     let s = h.wait(&id, "ACTIVE").await;
     let host5 = host_of(&s);
     assert_ne!(host5, host4);
@@ -119,7 +135,13 @@ async fn full_lifecycle() {
     // lock: the owner is refused, admin is not; unlock.
     h.action(ALICE, &id, json!({"lock": null}), 202).await;
     let v = h.action(ALICE, &id, json!({"pause": null}), 409).await;
-    assert!(v["conflictingRequest"]["message"].as_str().unwrap().contains("locked"), "{v}");
+    assert!(
+        v["conflictingRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked"),
+        "{v}"
+    );
     h.action(ALICE, &id, json!({"unlock": null}), 202).await;
 
     // invalid state: Nova's message, nothing appended.
@@ -132,13 +154,22 @@ async fn full_lifecycle() {
     assert_eq!(h.stack.engine.world.read().events_applied, before);
 
     // delete -> gone, all claims released.
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{id}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&id, "GONE").await;
     settle_claims(&h, vec![]).await;
 
     // history endpoint: oldest first, with request ids and actors.
-    let (code, v) = h.req(ADMIN, M::GET, &format!("/../v1/instances/{id}/events"), None).await;
+    let (code, v) = h
+        .req(
+            ADMIN,
+            M::GET,
+            &format!("/../v1/instances/{id}/events"),
+            None,
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     let evs = v["events"].as_array().unwrap();
     assert_eq!(evs[0]["type"], "instance.build_requested");
@@ -160,7 +191,13 @@ async fn no_valid_host_goes_to_cell0_with_fault() {
     .await;
     let id = h.create(ALICE, "too-big", "5").await;
     let s = h.wait(&id, "ERROR").await;
-    assert!(s["fault"]["message"].as_str().unwrap().contains("No valid host"), "{s}");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No valid host"),
+        "{s}"
+    );
     let iid = domain::InstanceId::parse(&id).unwrap();
     let cell = h.stack.engine.world.read().instances[&iid]
         .cell_subject
@@ -170,7 +207,9 @@ async fn no_valid_host_goes_to_cell0_with_fault() {
     assert_eq!(cell.as_str(), "cell0");
     settle_claims(&h, vec![]).await;
     // It can still be deleted.
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{id}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&id, "GONE").await;
     h.stack.stop().await;
@@ -184,7 +223,13 @@ async fn spawn_failure_is_error_with_fault_and_frees_the_host() {
     .await;
     let id = h.create(ALICE, "doomed", "1").await;
     let s = h.wait(&id, "ERROR").await;
-    assert!(s["fault"]["message"].as_str().unwrap().contains("simulated failure"), "{s}");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("simulated failure"),
+        "{s}"
+    );
     settle_claims(&h, vec![]).await;
     h.stack.stop().await;
 }
@@ -201,7 +246,13 @@ async fn unanswered_tasks_are_retried_then_resolved() {
     // A build that never answers ends in ERROR with a fault.
     let stuck = h.create(ALICE, "never-spawns", "1").await;
     let s = h.wait(&stuck, "ERROR").await;
-    assert!(s["fault"]["message"].as_str().unwrap().contains("Timed out"), "{s}");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Timed out"),
+        "{s}"
+    );
     h.stack.stop().await;
 
     // A pause that never answers: task cleared, still ACTIVE, fault recorded.
@@ -219,7 +270,15 @@ async fn unanswered_tasks_are_retried_then_resolved() {
     let s = h.wait(&id, "ACTIVE").await;
     assert_eq!(s["OS-EXT-STS:task_state"], serde_json::Value::Null);
     let iid = domain::InstanceId::parse(&id).unwrap();
-    let fault = h.stack.engine.world.read().instance(&iid).unwrap().fault.clone();
+    let fault = h
+        .stack
+        .engine
+        .world
+        .read()
+        .instance(&iid)
+        .unwrap()
+        .fault
+        .clone();
     assert!(fault.unwrap().message.contains("Timed out"));
     h.stack.stop().await;
 }
@@ -238,21 +297,28 @@ async fn restart_continues_from_the_log_and_replay_matches() {
     let h = h.restart(|_| {}).await;
     let after = h.show(&a).await;
     assert_eq!(before["status"], after["status"]);
-    assert_eq!(before["OS-EXT-SRV-ATTR:host"], after["OS-EXT-SRV-ATTR:host"]);
+    assert_eq!(
+        before["OS-EXT-SRV-ATTR:host"],
+        after["OS-EXT-SRV-ATTR:host"]
+    );
     assert_eq!(h.show(&b).await["status"], "PAUSED");
     // The default flavors were not created twice.
     assert_eq!(
         h.stack
             .engine
             .log
-            .last_subject_seq(&engine::Engine::flavor_subject(&domain::FlavorId::new("1").unwrap()))
+            .last_subject_seq(&engine::Engine::flavor_subject(
+                &domain::FlavorId::new("1").unwrap()
+            ))
             .await
             .unwrap(),
         1
     );
     h.action(ALICE, &b, json!({"unpause": null}), 202).await;
     h.wait(&b, "ACTIVE").await;
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{a}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{a}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&a, "GONE").await;
 
@@ -269,7 +335,10 @@ async fn restart_continues_from_the_log_and_replay_matches() {
     let types: Vec<&str> = steps.iter().map(|s| s.event_type.as_str()).collect();
     assert_eq!(types[0], "instance.build_requested");
     assert!(types.contains(&"instance.placed"));
-    assert_eq!(steps.last().unwrap().state.as_ref().unwrap().status(), "ACTIVE");
+    assert_eq!(
+        steps.last().unwrap().state.as_ref().unwrap().status(),
+        "ACTIVE"
+    );
     log.close();
 }
 
@@ -303,11 +372,16 @@ async fn reactors_are_idempotent_when_everything_is_redelivered() {
     let before = positions(dir.path()).await;
     // Forget every reactor checkpoint: all events are handled again.
     std::fs::remove_file(dir.path().join("checkpoints.redb")).unwrap();
-    let stack = tests::Stack::start(tests::options(dir.path())).await.unwrap();
+    let stack = tests::Stack::start(tests::options(dir.path()))
+        .await
+        .unwrap();
     // Let every reactor re-handle the whole log (they reconcile at start, too).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let iid = domain::InstanceId::parse(&ids[0]).unwrap();
-    assert_eq!(stack.engine.world.read().instance(&iid).unwrap().status(), "PAUSED");
+    assert_eq!(
+        stack.engine.world.read().instance(&iid).unwrap().status(),
+        "PAUSED"
+    );
     stack.stop().await;
     // Host registration is idempotent, so nothing at all was appended.
     assert_eq!(positions(dir.path()).await, before);

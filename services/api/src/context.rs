@@ -48,19 +48,25 @@ impl RequestInfo {
 }
 
 /// First path segments after `/v2.1/` that are collections, not project ids.
-const COLLECTIONS: &[&str] = &["servers", "flavors", "os-", "limits", "extensions", "images"];
+const COLLECTIONS: &[&str] = &[
+    "servers",
+    "flavors",
+    "os-",
+    "limits",
+    "extensions",
+    "images",
+];
 
 fn strip_project(uri: &Uri) -> Option<Uri> {
     let path = uri.path();
     let rest = path.strip_prefix("/v2.1/")?;
-    let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    if first.is_empty() || COLLECTIONS.iter().any(|c| first.starts_with(c)) {
+    // Only `/v2.1/<project>/<collection>...` is rewritten: a lone unknown segment is an
+    // unknown route (404), not a project.
+    let (first, tail) = rest.split_once('/')?;
+    if first.is_empty() || tail.is_empty() || COLLECTIONS.iter().any(|c| first.starts_with(c)) {
         return None;
     }
     let mut new = format!("/v2.1/{tail}");
-    if tail.is_empty() {
-        new.truncate(5);
-    }
     if let Some(q) = uri.query() {
         new.push('?');
         new.push_str(q);
@@ -78,7 +84,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     }
     let path = req.uri().path().to_string();
     let compute = path == "/v2.1" || path.starts_with("/v2.1/");
-    let span = tracing::info_span!("request", request_id = %rid, method = %req.method(), path = %path);
+    let span =
+        tracing::info_span!("request", request_id = %rid, method = %req.method(), path = %path);
     async move {
         let version = if compute {
             match Version::from_headers(req.headers()) {
@@ -113,7 +120,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 
 fn finish(mut resp: Response, rid: &str, version: Option<Version>) -> Response {
     if let Ok(v) = HeaderValue::from_str(rid) {
-        resp.headers_mut().insert("x-openstack-request-id", v.clone());
+        resp.headers_mut()
+            .insert("x-openstack-request-id", v.clone());
         resp.headers_mut().insert("x-compute-request-id", v);
     }
     if let Some(v) = version {
@@ -191,7 +199,11 @@ impl Caller {
 pub fn parse_noauth_token(token: &str) -> Option<(String, String)> {
     let (user, project) = token.split_once(':')?;
     let ok = |s: &str| {
-        !s.is_empty() && s.len() <= 255 && !s.chars().any(|c| c.is_control() || c == ':' || c.is_whitespace())
+        !s.is_empty()
+            && s.len() <= 255
+            && !s
+                .chars()
+                .any(|c| c.is_control() || c == ':' || c.is_whitespace())
     };
     (ok(user) && ok(project)).then(|| (user.to_string(), project.to_string()))
 }
@@ -211,7 +223,9 @@ impl FromRequestParts<ApiState> for Caller {
                     .headers
                     .get("x-auth-token")
                     .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| ApiError::unauthorized("The request you have made requires authentication."))?;
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("The request you have made requires authentication.")
+                    })?;
                 let (user, project) = parse_noauth_token(token).ok_or_else(|| {
                     ApiError::unauthorized("The request you have made requires authentication.")
                 })?;
@@ -262,7 +276,11 @@ pub struct QueryPairs(pub Vec<(String, String)>);
 impl QueryPairs {
     /// Last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether `key` is present.
@@ -289,13 +307,16 @@ mod tests {
     #[test]
     fn strips_project_prefix() {
         let u: Uri = "/v2.1/abc123/servers/detail?limit=1".parse().unwrap();
-        assert_eq!(strip_project(&u).unwrap().to_string(), "/v2.1/servers/detail?limit=1");
+        assert_eq!(
+            strip_project(&u).unwrap().to_string(),
+            "/v2.1/servers/detail?limit=1"
+        );
         let u: Uri = "/v2.1/servers/x".parse().unwrap();
         assert!(strip_project(&u).is_none());
         let u: Uri = "/v2.1/os-hypervisors".parse().unwrap();
         assert!(strip_project(&u).is_none());
         let u: Uri = "/v2.1/abc123".parse().unwrap();
-        assert_eq!(strip_project(&u).unwrap().to_string(), "/v2.1");
+        assert!(strip_project(&u).is_none());
     }
 
     #[test]

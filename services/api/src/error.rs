@@ -112,7 +112,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
     }
 }
 
@@ -177,7 +183,10 @@ mod tests {
         .into();
         assert_eq!(e.status, StatusCode::CONFLICT);
         assert_eq!(e.kind, "conflictingRequest");
-        assert_eq!(e.message, "Cannot 'pause' instance x while it is in vm_state building");
+        assert_eq!(
+            e.message,
+            "Cannot 'pause' instance x while it is in vm_state building"
+        );
         let e: ApiError = DomainError::NotFound {
             kind: "Instance",
             id: "y".into(),
@@ -187,7 +196,8 @@ mod tests {
         let e: ApiError = EngineError::Timeout.into();
         assert_eq!(e.kind, "computeFault");
         assert_eq!(e.message, GENERIC_FAULT);
-        let e: ApiError = EngineError::Log(eventlog::LogError::Storage("disk on fire".into())).into();
+        let e: ApiError =
+            EngineError::Log(eventlog::LogError::Storage("disk on fire".into())).into();
         assert!(!e.message.contains("disk"));
     }
 }

@@ -60,7 +60,12 @@ fn compare(a: &Flavor, b: &Flavor, key: &str) -> Ordering {
     primary.then_with(|| x.id.cmp(&y.id))
 }
 
-fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<Json<Value>, ApiError> {
+fn list(
+    st: &ApiState,
+    caller: &Caller,
+    q: &QueryPairs,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
     let fq = parse::flavor_query(q, caller.is_admin)?;
     let views = st.engine.world.read();
     let mut all: Vec<&Flavor> = views
@@ -89,7 +94,10 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
                 + 1
         }
     };
-    let max = fq.limit.unwrap_or(crate::servers::MAX_LIMIT).min(crate::servers::MAX_LIMIT);
+    let max = fq
+        .limit
+        .unwrap_or(crate::servers::MAX_LIMIT)
+        .min(crate::servers::MAX_LIMIT);
     let end = start.saturating_add(max).min(all.len());
     let page = &all[start.min(end)..end];
     let items: Vec<Value> = page
@@ -98,13 +106,21 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
         .collect();
     let mut body = json!({"flavors": items});
     if let (Some(last), true) = (page.last(), page.len() == max) {
-        let mut params: Vec<String> = q
-            .0
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", crate::util::query_encode(k), crate::util::query_encode(v)))
-            .collect();
-        params.push(format!("marker={}", crate::util::query_encode(last.spec.id.as_str())));
+        let mut params: Vec<String> =
+            q.0.iter()
+                .filter(|(k, _)| k != "marker")
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        crate::util::query_encode(k),
+                        crate::util::query_encode(v)
+                    )
+                })
+                .collect();
+        params.push(format!(
+            "marker={}",
+            crate::util::query_encode(last.spec.id.as_str())
+        ));
         let path = if detail { "flavors/detail" } else { "flavors" };
         body["flavors_links"] = json!([{
             "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
@@ -115,36 +131,61 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
 }
 
 /// GET /flavors
-pub async fn index(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+pub async fn index(
+    State(st): State<ApiState>,
+    caller: Caller,
+    q: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
     list(&st, &caller, &q, false)
 }
 
 /// GET /flavors/detail
-pub async fn detail(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+pub async fn detail(
+    State(st): State<ApiState>,
+    caller: Caller,
+    q: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
     list(&st, &caller, &q, true)
 }
 
 /// GET /flavors/{id}
-pub async fn show(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world.read();
     let f = visible(&views, &id, &caller)?;
-    Ok(Json(json!({"flavor": view::flavor_view(f, caller.version(), caller.base(), true)})))
+    Ok(Json(
+        json!({"flavor": view::flavor_view(f, caller.version(), caller.base(), true)}),
+    ))
 }
 
 fn detail_body(st: &ApiState, caller: &Caller, id: &str) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world.read();
-    let f = views.flavor(id).ok_or_else(|| ApiError::flavor_not_found(id))?;
-    Ok(Json(json!({"flavor": view::flavor_view(f, caller.version(), caller.base(), true)})))
+    let f = views
+        .flavor(id)
+        .ok_or_else(|| ApiError::flavor_not_found(id))?;
+    Ok(Json(
+        json!({"flavor": view::flavor_view(f, caller.version(), caller.base(), true)}),
+    ))
 }
 
 /// POST /flavors (admin)
-pub async fn create(State(st): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(st): State<ApiState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
     require_admin(&caller, "os_compute_api:os-flavor-manage:create")?;
     let spec = parse::flavor_create(&body, caller.version())?;
     {
         let views = st.engine.world.read();
         if views.flavor(spec.id.as_str()).is_some() {
-            return Err(ApiError::conflict(format!("Flavor with ID {} already exists.", spec.id)));
+            return Err(ApiError::conflict(format!(
+                "Flavor with ID {} already exists.",
+                spec.id
+            )));
         }
         let dup = views
             .flavors
@@ -152,12 +193,20 @@ pub async fn create(State(st): State<ApiState>, caller: Caller, JsonBody(body): 
             .filter_map(|r| r.flavor.as_ref())
             .any(|f| !f.deleted && f.spec.name == spec.name);
         if dup {
-            return Err(ApiError::conflict(format!("Flavor with name {} already exists.", spec.name)));
+            return Err(ApiError::conflict(format!(
+                "Flavor with name {} already exists.",
+                spec.name
+            )));
         }
     }
     let id = spec.id.clone();
     st.engine
-        .flavor(&id, FlavorCommand::Create(spec), &caller.ctx(), &caller.meta())
+        .flavor(
+            &id,
+            FlavorCommand::Create(spec),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     detail_body(&st, &caller, id.as_str())
 }
@@ -176,13 +225,22 @@ pub async fn update(
     let description = parse::flavor_update(&body)?;
     let fid = flavor_id(&id)?;
     st.engine
-        .flavor(&fid, FlavorCommand::UpdateDescription(description), &caller.ctx(), &caller.meta())
+        .flavor(
+            &fid,
+            FlavorCommand::UpdateDescription(description),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     detail_body(&st, &caller, &id)
 }
 
 /// DELETE /flavors/{id} (admin)
-pub async fn delete(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require_admin(&caller, "os_compute_api:os-flavor-manage:delete")?;
     let fid = flavor_id(&id)?;
     st.engine
@@ -192,7 +250,11 @@ pub async fn delete(State(st): State<ApiState>, caller: Caller, Path(id): Path<S
 }
 
 /// GET /flavors/{id}/os-extra_specs
-pub async fn specs_index(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn specs_index(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world.read();
     let f = visible(&views, &id, &caller)?;
     Ok(Json(json!({"extra_specs": f.extra_specs})))
@@ -209,7 +271,12 @@ pub async fn specs_create(
     let fid = flavor_id(&id)?;
     let specs = parse::extra_specs_create(&body)?;
     st.engine
-        .flavor(&fid, FlavorCommand::SetExtraSpecs(specs.clone()), &caller.ctx(), &caller.meta())
+        .flavor(
+            &fid,
+            FlavorCommand::SetExtraSpecs(specs.clone()),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     Ok(Json(json!({"extra_specs": specs})))
 }
@@ -241,7 +308,12 @@ pub async fn specs_update(
     let fid = flavor_id(&id)?;
     let specs = parse::extra_spec_update(&body, &key)?;
     st.engine
-        .flavor(&fid, FlavorCommand::SetExtraSpecs(specs.clone()), &caller.ctx(), &caller.meta())
+        .flavor(
+            &fid,
+            FlavorCommand::SetExtraSpecs(specs.clone()),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     Ok(Json(json!(specs)))
 }
@@ -256,13 +328,20 @@ pub async fn specs_delete(
     let fid = flavor_id(&id)?;
     {
         let views = st.engine.world.read();
-        let f = views.flavor(&id).ok_or_else(|| ApiError::flavor_not_found(&id))?;
+        let f = views
+            .flavor(&id)
+            .ok_or_else(|| ApiError::flavor_not_found(&id))?;
         if !f.extra_specs.contains_key(&key) {
             return Err(no_key(&id, &key));
         }
     }
     st.engine
-        .flavor(&fid, FlavorCommand::UnsetExtraSpec(key), &caller.ctx(), &caller.meta())
+        .flavor(
+            &fid,
+            FlavorCommand::UnsetExtraSpec(key),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -64,7 +64,9 @@ pub struct ApiState {
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").field("auth", &self.auth).finish()
+        f.debug_struct("ApiState")
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
@@ -78,14 +80,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2.1/servers/detail", get(servers::detail))
         .route(
             "/v2.1/servers/{id}",
-            get(servers::show).put(servers::update).delete(servers::delete),
+            get(servers::show)
+                .put(servers::update)
+                .delete(servers::delete),
         )
         .route("/v2.1/servers/{id}/action", post(servers::action))
         .route("/v2.1/flavors", get(flavors::index).post(flavors::create))
         .route("/v2.1/flavors/detail", get(flavors::detail))
         .route(
             "/v2.1/flavors/{id}",
-            get(flavors::show).put(flavors::update).delete(flavors::delete),
+            get(flavors::show)
+                .put(flavors::update)
+                .delete(flavors::delete),
         )
         .route(
             "/v2.1/flavors/{id}/os-extra_specs",

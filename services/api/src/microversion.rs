@@ -33,7 +33,10 @@ impl Version {
     /// Oldest supported: 2.1.
     pub const MIN: Version = Version { major: 2, minor: 1 };
     /// Newest supported: 2.96 (see the crate docs for what each version changes here).
-    pub const MAX: Version = Version { major: 2, minor: 96 };
+    pub const MAX: Version = Version {
+        major: 2,
+        minor: 96,
+    };
 
     /// `2.minor`.
     pub const fn v2(minor: u16) -> Version {
@@ -149,7 +152,8 @@ mod tests {
             Version::v2(9)
         );
         assert_eq!(
-            Version::from_headers(&h(&[(HEADER, "compute latest"), (LEGACY_HEADER, "2.3")])).unwrap(),
+            Version::from_headers(&h(&[(HEADER, "compute latest"), (LEGACY_HEADER, "2.3")]))
+                .unwrap(),
             Version::MAX
         );
         assert_eq!(

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use domain::{InstanceId, Timestamp};
-use engine::{EngineError, Engine};
+use engine::{Engine, EngineError};
 use serde_json::{json, Value};
 
 use crate::context::{Caller, RequestInfo};
@@ -50,7 +50,10 @@ pub async fn instance_events(
         let row = views
             .instances
             .get(&iid)
-            .filter(|r| r.state().is_some_and(|s| caller.can_see(&s.spec.project_id)))
+            .filter(|r| {
+                r.state()
+                    .is_some_and(|s| caller.can_see(&s.spec.project_id))
+            })
             .ok_or_else(|| ApiError::instance_not_found(&id))?;
         (iid, row.cell_subject.clone())
     };
@@ -61,7 +64,13 @@ pub async fn instance_events(
         .await
         .map_err(EngineError::from)?;
     if let Some(s) = cell_subject {
-        commits.extend(st.engine.log.read_subject(&s, 1).await.map_err(EngineError::from)?);
+        commits.extend(
+            st.engine
+                .log
+                .read_subject(&s, 1)
+                .await
+                .map_err(EngineError::from)?,
+        );
     }
     let events: Vec<Value> = commits
         .iter()

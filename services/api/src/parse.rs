@@ -43,7 +43,11 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong_type(field: &str, v: &Value, want: &str) -> ApiError {
-    invalid(field, v, &format!("{v} is not of type '{want}' (got {})", type_name(v)))
+    invalid(
+        field,
+        v,
+        &format!("{v} is not of type '{want}' (got {})", type_name(v)),
+    )
 }
 
 /// The object under `key` of a request body (`{"server": {...}}`).
@@ -58,7 +62,9 @@ pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
             "Invalid input for request body. Value: {body}. '{key}' is a required property"
         ))
     })?;
-    inner.as_object().ok_or_else(|| wrong_type(key, inner, "object"))
+    inner
+        .as_object()
+        .ok_or_else(|| wrong_type(key, inner, "object"))
 }
 
 fn only_keys(obj: &Obj, allowed: &[&str]) -> Result<(), ApiError> {
@@ -106,7 +112,12 @@ fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiE
 }
 
 /// A string or null.
-fn opt_string(field: &str, v: Option<&Value>, min: usize, max: usize) -> Result<Option<String>, ApiError> {
+fn opt_string(
+    field: &str,
+    v: Option<&Value>,
+    min: usize,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => string(field, v, min, max).map(Some),
@@ -122,10 +133,18 @@ fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, ApiError> 
     }
     .ok_or_else(|| wrong_type(field, v, "integer"))?;
     if n < min {
-        return Err(invalid(field, v, &format!("{v} is less than the minimum of {min}")));
+        return Err(invalid(
+            field,
+            v,
+            &format!("{v} is less than the minimum of {min}"),
+        ));
     }
     if n > max {
-        return Err(invalid(field, v, &format!("{v} is greater than the maximum of {max}")));
+        return Err(invalid(
+            field,
+            v,
+            &format!("{v} is greater than the maximum of {max}"),
+        ));
     }
     Ok(n)
 }
@@ -221,7 +240,9 @@ pub const MAX_METADATA_ITEMS: usize = 128;
 
 /// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
 pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let obj = v.as_object().ok_or_else(|| wrong_type("metadata", v, "object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| wrong_type("metadata", v, "object"))?;
     let mut out = BTreeMap::new();
     for (k, val) in obj {
         if k.is_empty() || k.chars().count() > 255 {
@@ -277,12 +298,18 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
                 }
                 if let Some(p) = &port {
                     if !uuid_like(p) {
-                        return Err(invalid("port", &Value::String(p.clone()), "is not a 'uuid'"));
+                        return Err(invalid(
+                            "port",
+                            &Value::String(p.clone()),
+                            "is not a 'uuid'",
+                        ));
                     }
                 }
                 if let Some(ip) = &fixed_ip {
                     if ip.parse::<std::net::IpAddr>().is_err() {
-                        return Err(ApiError::bad_request(format!("Invalid fixed IP address ({ip})")));
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid fixed IP address ({ip})"
+                        )));
                     }
                 }
                 if uuid.is_none() && port.is_none() {
@@ -319,17 +346,29 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
         let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
         if let Some(s) = &source {
             if !matches!(s.as_str(), "volume" | "image" | "snapshot" | "blank") {
-                return Err(invalid("source_type", &Value::String(s.clone()), "is not one of ['volume', 'image', 'snapshot', 'blank']"));
+                return Err(invalid(
+                    "source_type",
+                    &Value::String(s.clone()),
+                    "is not one of ['volume', 'image', 'snapshot', 'blank']",
+                ));
             }
         }
         if let Some(d) = &dest {
             if !matches!(d.as_str(), "volume" | "local") {
-                return Err(invalid("destination_type", &Value::String(d.clone()), "is not one of ['local', 'volume']"));
+                return Err(invalid(
+                    "destination_type",
+                    &Value::String(d.clone()),
+                    "is not one of ['local', 'volume']",
+                ));
             }
         }
         if let Some(u) = &uuid {
             if !uuid_like(u) {
-                return Err(invalid("uuid", &Value::String(u.clone()), "is not a 'uuid'"));
+                return Err(invalid(
+                    "uuid",
+                    &Value::String(u.clone()),
+                    "is not a 'uuid'",
+                ));
             }
         }
         let boot0 = match o.get("boot_index") {
@@ -343,7 +382,9 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
         let to_volume = dest.as_deref() == Some("volume") || source.as_deref() == Some("volume");
         if to_volume {
             if source.as_deref() != Some("blank") && uuid.is_none() {
-                return Err(ApiError::bad_request("Block Device Mapping is Invalid: missing uuid for the boot device."));
+                return Err(ApiError::bad_request(
+                    "Block Device Mapping is Invalid: missing uuid for the boot device.",
+                ));
             }
             return Ok((true, None));
         }
@@ -357,7 +398,10 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
 /// Validates a POST /servers body.
 pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, ApiError> {
     if let Value::Object(top) = body {
-        only_keys(top, &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"])?;
+        only_keys(
+            top,
+            &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
+        )?;
     }
     let s = root(body, "server")?;
     let mut allowed: Vec<&str> = SERVER_KEYS.to_vec();
@@ -415,17 +459,18 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         None => BTreeMap::new(),
         Some(v) => metadata(v)?,
     };
-    let (availability_zone, mut requested_host) = match opt_string("availability_zone", s.get("availability_zone"), 1, 255)? {
-        None => (None, None),
-        Some(az) => match az.split_once(':') {
-            Some((zone, host)) => {
-                let host = host.split(':').next().unwrap_or("").to_string();
-                let zone = (!zone.is_empty()).then(|| zone.to_string());
-                (zone, (!host.is_empty()).then_some(host))
-            }
-            None => (Some(az), None),
-        },
-    };
+    let (availability_zone, mut requested_host) =
+        match opt_string("availability_zone", s.get("availability_zone"), 1, 255)? {
+            None => (None, None),
+            Some(az) => match az.split_once(':') {
+                Some((zone, host)) => {
+                    let host = host.split(':').next().unwrap_or("").to_string();
+                    let zone = (!zone.is_empty()).then(|| zone.to_string());
+                    (zone, (!host.is_empty()).then_some(host))
+                }
+                None => (Some(az), None),
+            },
+        };
     if version.at_least(74) {
         let host = opt_string("host", s.get("host"), 1, 255)?;
         let node = opt_string("hypervisor_hostname", s.get("hypervisor_hostname"), 1, 255)?;
@@ -507,10 +552,15 @@ pub fn resolve_create(
     caller: &Caller,
     id: InstanceId,
 ) -> Result<InstanceSpec, ApiError> {
-    let flavor = flavor_snapshot(views, &req.flavor_ref, caller)
-        .ok_or_else(|| ApiError::bad_request(format!("Flavor {} could not be found.", req.flavor_ref)))?;
+    let flavor = flavor_snapshot(views, &req.flavor_ref, caller).ok_or_else(|| {
+        ApiError::bad_request(format!("Flavor {} could not be found.", req.flavor_ref))
+    })?;
     if let Some(az) = &req.availability_zone {
-        let known = az == "nova" || views.hosts.values().any(|r| &r.host.spec.availability_zone == az);
+        let known = az == "nova"
+            || views
+                .hosts
+                .values()
+                .any(|r| &r.host.spec.availability_zone == az);
         if !known {
             return Err(ApiError::bad_request(
                 "The requested availability zone is not available",
@@ -521,7 +571,9 @@ pub fn resolve_create(
         None => None,
         Some(h) => {
             if !caller.is_admin {
-                return Err(ApiError::policy("compute:servers:create:requested_destination"));
+                return Err(ApiError::policy(
+                    "compute:servers:create:requested_destination",
+                ));
             }
             Some(known_host(views, h)?)
         }
@@ -544,7 +596,10 @@ pub fn resolve_create(
 }
 
 /// A validated PUT /servers/{id} body: (name, description change).
-pub fn update_server(body: &Value, version: Version) -> Result<(Option<String>, Option<Option<String>>), ApiError> {
+pub fn update_server(
+    body: &Value,
+    version: Version,
+) -> Result<(Option<String>, Option<Option<String>>), ApiError> {
     let s = root(body, "server")?;
     let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
     if version.at_least(19) {
@@ -638,7 +693,9 @@ impl ServerAction {
     pub fn admin_rule(&self) -> Option<&'static str> {
         match self {
             ServerAction::Migrate { .. } => Some("os_compute_api:os-migrate-server:migrate"),
-            ServerAction::LiveMigrate { .. } => Some("os_compute_api:os-migrate-server:migrate_live"),
+            ServerAction::LiveMigrate { .. } => {
+                Some("os_compute_api:os-migrate-server:migrate_live")
+            }
             ServerAction::ResetState { .. } => Some("os_compute_api:os-admin-actions:reset_state"),
             _ => None,
         }
@@ -681,7 +738,9 @@ pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, Api
         "revertResize" => ServerAction::RevertResize,
         "unlock" => ServerAction::Unlock,
         "reboot" => {
-            let o = arg.as_object().ok_or_else(|| wrong_type("reboot", arg, "object"))?;
+            let o = arg
+                .as_object()
+                .ok_or_else(|| wrong_type("reboot", arg, "object"))?;
             only_keys(o, &["type"])?;
             let t = required(o, "type", "reboot")?;
             let hard = match t.as_str() {
@@ -705,7 +764,9 @@ pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, Api
                     let null_ok = version.at_least(91);
                     match o.get("availability_zone") {
                         Some(Value::Null) if null_ok => {}
-                        Some(v) => availability_zone = Some(string("availability_zone", v, 1, 255)?),
+                        Some(v) => {
+                            availability_zone = Some(string("availability_zone", v, 1, 255)?)
+                        }
                         None => {}
                     }
                 }
@@ -713,7 +774,9 @@ pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, Api
             ServerAction::Unshelve { availability_zone }
         }
         "resize" => {
-            let o = arg.as_object().ok_or_else(|| wrong_type("resize", arg, "object"))?;
+            let o = arg
+                .as_object()
+                .ok_or_else(|| wrong_type("resize", arg, "object"))?;
             only_keys(o, &["flavorRef", "OS-DCF:diskConfig"])?;
             ServerAction::Resize {
                 flavor_ref: flavor_ref("flavorRef", required(o, "flavorRef", "resize")?)?,
@@ -748,10 +811,17 @@ pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, Api
                 || (version.at_least(25) && bm.as_str() == Some("auto"))
                 || (bm.is_string() && boolean("block_migration", bm).is_ok());
             if !bm_ok {
-                return Err(invalid("block_migration", bm, "is not valid under any of the given schemas"));
+                return Err(invalid(
+                    "block_migration",
+                    bm,
+                    "is not valid under any of the given schemas",
+                ));
             }
             if !version.at_least(25) {
-                boolean("disk_over_commit", required(o, "disk_over_commit", "os-migrateLive")?)?;
+                boolean(
+                    "disk_over_commit",
+                    required(o, "disk_over_commit", "os-migrateLive")?,
+                )?;
             }
             if let Some(f) = o.get("force") {
                 boolean("force", f)?;
@@ -820,23 +890,104 @@ pub struct ServerQuery {
 
 /// Query keys Nova accepts on GET /servers from 2.75 (others are refused there).
 const SERVER_QUERY_KEYS: &[&str] = &[
-    "user_id", "project_id", "tenant_id", "launch_index", "image_ref", "image", "kernel_id",
-    "ramdisk_id", "hostname", "key_name", "power_state", "vm_state", "task_state", "host",
-    "node", "flavor", "reservation_id", "launched_at", "terminated_at", "availability_zone",
-    "name", "display_name", "description", "display_description", "locked_by", "uuid",
-    "root_device_name", "config_drive", "access_ip_v4", "access_ip_v6", "auto_disk_config",
-    "progress", "sort_key", "sort_dir", "all_tenants", "soft_deleted", "deleted", "status",
-    "changes-since", "changes-before", "ip", "ip6", "created_at", "block_device_mapping",
-    "services", "metadata", "pci_devices", "security_groups", "info_cache", "tags",
-    "tags-any", "not-tags", "not-tags-any", "limit", "marker", "locked", "config_drive",
-    "vm_state", "system_metadata", "shutdown_terminate", "cleaned", "default_ephemeral_device",
-    "default_swap_device", "ephemeral_gb", "ephemeral_key_uuid", "instance_type_id",
-    "memory_mb", "vcpus", "root_gb", "scheduled_at", "updated_at", "deleted_at", "os_type",
-    "architecture", "cell_name", "key_data", "numa_topology", "trusted_certs",
-    "availability_zone", "pinned_availability_zone", "user_data", "fault", "pci_requests",
-    "device_metadata", "vm_mode", "display_description", "migration_context",
-    "ec2_ids", "keypairs", "flavor", "old_flavor", "new_flavor", "resources", "services",
-    "hidden", "compute_id", "ip6", "ip",
+    "user_id",
+    "project_id",
+    "tenant_id",
+    "launch_index",
+    "image_ref",
+    "image",
+    "kernel_id",
+    "ramdisk_id",
+    "hostname",
+    "key_name",
+    "power_state",
+    "vm_state",
+    "task_state",
+    "host",
+    "node",
+    "flavor",
+    "reservation_id",
+    "launched_at",
+    "terminated_at",
+    "availability_zone",
+    "name",
+    "display_name",
+    "description",
+    "display_description",
+    "locked_by",
+    "uuid",
+    "root_device_name",
+    "config_drive",
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "progress",
+    "sort_key",
+    "sort_dir",
+    "all_tenants",
+    "soft_deleted",
+    "deleted",
+    "status",
+    "changes-since",
+    "changes-before",
+    "ip",
+    "ip6",
+    "created_at",
+    "block_device_mapping",
+    "services",
+    "metadata",
+    "pci_devices",
+    "security_groups",
+    "info_cache",
+    "tags",
+    "tags-any",
+    "not-tags",
+    "not-tags-any",
+    "limit",
+    "marker",
+    "locked",
+    "config_drive",
+    "vm_state",
+    "system_metadata",
+    "shutdown_terminate",
+    "cleaned",
+    "default_ephemeral_device",
+    "default_swap_device",
+    "ephemeral_gb",
+    "ephemeral_key_uuid",
+    "instance_type_id",
+    "memory_mb",
+    "vcpus",
+    "root_gb",
+    "scheduled_at",
+    "updated_at",
+    "deleted_at",
+    "os_type",
+    "architecture",
+    "cell_name",
+    "key_data",
+    "numa_topology",
+    "trusted_certs",
+    "availability_zone",
+    "pinned_availability_zone",
+    "user_data",
+    "fault",
+    "pci_requests",
+    "device_metadata",
+    "vm_mode",
+    "display_description",
+    "migration_context",
+    "ec2_ids",
+    "keypairs",
+    "flavor",
+    "old_flavor",
+    "new_flavor",
+    "resources",
+    "services",
+    "hidden",
+    "compute_id",
+    "ip6",
+    "ip",
 ];
 
 /// A non-negative `limit`.
@@ -859,7 +1010,10 @@ fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
 /// Validates the server list query.
 pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, ApiError> {
     if version.at_least(75) {
-        if let Some((k, _)) = q.0.iter().find(|(k, _)| !SERVER_QUERY_KEYS.contains(&k.as_str())) {
+        if let Some((k, _)) =
+            q.0.iter()
+                .find(|(k, _)| !SERVER_QUERY_KEYS.contains(&k.as_str()))
+        {
             return Err(ApiError::bad_request(format!(
                 "Invalid input for query parameters {k}. Value: {}. Additional properties are not allowed ('{k}' was unexpected)",
                 q.get(k).unwrap_or_default()
@@ -932,8 +1086,21 @@ pub struct FlavorQuery {
 
 /// Sort keys accepted for flavors.
 pub const FLAVOR_SORT_KEYS: &[&str] = &[
-    "created_at", "description", "disabled", "ephemeral_gb", "flavorid", "id", "is_public",
-    "memory_mb", "name", "root_gb", "rxtx_factor", "swap", "updated_at", "vcpu_weight", "vcpus",
+    "created_at",
+    "description",
+    "disabled",
+    "ephemeral_gb",
+    "flavorid",
+    "id",
+    "is_public",
+    "memory_mb",
+    "name",
+    "root_gb",
+    "rxtx_factor",
+    "swap",
+    "updated_at",
+    "vcpu_weight",
+    "vcpus",
 ];
 
 /// Validates the flavor list query; non-admins only ever see public flavors.
@@ -942,7 +1109,8 @@ pub fn flavor_query(q: &QueryPairs, is_admin: bool) -> Result<FlavorQuery, ApiEr
         None => Some(true),
         Some(s) if s.eq_ignore_ascii_case("none") => None,
         Some(s) => Some(
-            parse_bool(s).ok_or_else(|| ApiError::bad_request(format!("Invalid is_public filter [{s}]")))?,
+            parse_bool(s)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid is_public filter [{s}]")))?,
         ),
     };
     let num = |key: &str| -> Result<Option<u64>, ApiError> {
@@ -957,7 +1125,9 @@ pub fn flavor_query(q: &QueryPairs, is_admin: bool) -> Result<FlavorQuery, ApiEr
     };
     let sort_key = q.get("sort_key").unwrap_or("flavorid").to_string();
     if !FLAVOR_SORT_KEYS.contains(&sort_key.as_str()) {
-        return Err(ApiError::bad_request(format!("Invalid sort_key {sort_key}")));
+        return Err(ApiError::bad_request(format!(
+            "Invalid sort_key {sort_key}"
+        )));
     }
     let desc = match q.get("sort_dir").unwrap_or("asc") {
         "asc" => false,
@@ -980,7 +1150,8 @@ fn flavor_id_ok(s: &str) -> bool {
         && s.len() <= 255
         && !s.starts_with(' ')
         && !s.ends_with(' ')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b' ' | b'_' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b' ' | b'_' | b'-'))
 }
 
 const MAX_DB_INT: i64 = i32::MAX as i64;
@@ -1058,7 +1229,8 @@ pub fn flavor_create(body: &Value, version: Version) -> Result<FlavorSpec, ApiEr
         None
     };
     Ok(FlavorSpec {
-        id: FlavorId::new(id.clone()).map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
+        id: FlavorId::new(id.clone())
+            .map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
         name,
         vcpus: vcpus as u32,
         ram_mb: ram as u64,
@@ -1075,13 +1247,19 @@ pub fn flavor_create(body: &Value, version: Version) -> Result<FlavorSpec, ApiEr
 pub fn flavor_update(body: &Value) -> Result<Option<String>, ApiError> {
     let f = root(body, "flavor")?;
     only_keys(f, &["description"])?;
-    opt_string("description", Some(required(f, "description", "flavor")?), 0, 65535)
+    opt_string(
+        "description",
+        Some(required(f, "description", "flavor")?),
+        0,
+        65535,
+    )
 }
 
 fn spec_key_ok(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 255
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
 }
 
 fn spec_value(key: &str, v: &Value) -> Result<String, ApiError> {
@@ -1133,7 +1311,9 @@ pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, Str
         .as_object()
         .ok_or_else(|| wrong_type("extra_specs", body, "object"))?;
     if obj.len() > 1 {
-        return Err(ApiError::bad_request("Request body contains too many items"));
+        return Err(ApiError::bad_request(
+            "Request body contains too many items",
+        ));
     }
     if !obj.contains_key(key) {
         return Err(ApiError::bad_request("Request body and URI mismatch"));
@@ -1167,13 +1347,18 @@ mod tests {
         .unwrap();
         assert!(bfv.boot_from_volume);
         assert_eq!(bfv.image_ref, "");
-        let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto"}}), v).unwrap_err();
+        let e = create_server(
+            &json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto"}}),
+            v,
+        )
+        .unwrap_err();
         assert_eq!(e.message, "Missing imageRef attribute");
         let e = create_server(&json!({"server": {"name": 5, "flavorRef": "1"}}), v).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
         let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}}), v).unwrap_err();
         assert!(e.message.contains("'bogus' was unexpected"));
-        let many: serde_json::Map<String, Value> = (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let many: serde_json::Map<String, Value> =
+            (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
         let e = metadata(&Value::Object(many)).unwrap_err();
         assert_eq!(e.status.as_u16(), 403);
     }
@@ -1190,13 +1375,23 @@ mod tests {
         assert!(server_action(&json!({"pause": null, "unpause": null}), v).is_err());
         assert!(server_action(&json!({"fly": null}), v).is_err());
         assert_eq!(
-            server_action(&json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}), v).unwrap(),
+            server_action(
+                &json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
+                v
+            )
+            .unwrap(),
             ServerAction::LiveMigrate { host: None }
         );
-        assert!(server_action(&json!({"os-migrateLive": {"host": null, "block_migration": "auto", "force": true}}), v).is_err());
+        assert!(server_action(
+            &json!({"os-migrateLive": {"host": null, "block_migration": "auto", "force": true}}),
+            v
+        )
+        .is_err());
         assert_eq!(
             server_action(&json!({"lock": {"locked_reason": "why"}}), v).unwrap(),
-            ServerAction::Lock { reason: Some("why".into()) }
+            ServerAction::Lock {
+                reason: Some("why".into())
+            }
         );
         assert!(server_action(&json!({"os-resetState": {"state": "paused"}}), v).is_err());
     }
@@ -1205,14 +1400,26 @@ mod tests {
     fn flavors() {
         let f = flavor_create(&json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
         assert_eq!((f.ram_mb, f.vcpus, f.id.as_str()), (1024, 2, "10"));
-        assert!(flavor_create(&json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}), Version::MIN).is_err());
-        assert!(flavor_create(&json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}), Version::MIN).is_err());
+        assert!(flavor_create(
+            &json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}),
+            Version::MIN
+        )
+        .is_err());
+        assert!(flavor_create(
+            &json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}),
+            Version::MIN
+        )
+        .is_err());
         assert_eq!(
-            extra_spec_update(&json!({"a": "b", "c": "d"}), "a").unwrap_err().message,
+            extra_spec_update(&json!({"a": "b", "c": "d"}), "a")
+                .unwrap_err()
+                .message,
             "Request body contains too many items"
         );
         assert_eq!(
-            extra_spec_update(&json!({"c": "d"}), "a").unwrap_err().message,
+            extra_spec_update(&json!({"c": "d"}), "a")
+                .unwrap_err()
+                .message,
             "Request body and URI mismatch"
         );
     }

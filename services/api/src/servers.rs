@@ -67,7 +67,12 @@ pub async fn create(
         parse::resolve_create(req, &views, &caller, id)?
     };
     st.engine
-        .instance(id, InstanceCommand::Create(Box::new(spec)), &caller.ctx(), &caller.meta())
+        .instance(
+            id,
+            InstanceCommand::Create(Box::new(spec)),
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     let sid = id.to_string();
     tracing::info!(server = %sid, "server create accepted");
@@ -79,20 +84,38 @@ pub async fn create(
         "security_groups": [{"name": "default"}],
         "adminPass": admin_pass(id.0),
     }});
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// GET /servers
-pub async fn index(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+pub async fn index(
+    State(st): State<ApiState>,
+    caller: Caller,
+    q: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
     list(&st, &caller, &q, false)
 }
 
 /// GET /servers/detail
-pub async fn detail(State(st): State<ApiState>, caller: Caller, q: QueryPairs) -> Result<Json<Value>, ApiError> {
+pub async fn detail(
+    State(st): State<ApiState>,
+    caller: Caller,
+    q: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
     list(&st, &caller, &q, true)
 }
 
-fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<Json<Value>, ApiError> {
+fn list(
+    st: &ApiState,
+    caller: &Caller,
+    q: &QueryPairs,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
     let query = parse::server_query(q, caller.version())?;
     if query.all_tenants && !caller.is_admin {
         return Err(ApiError::policy(if detail {
@@ -105,13 +128,19 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
     let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
     let matches = |i: &Instance| -> bool {
         let project_ok = if query.all_tenants {
-            query.project.as_ref().is_none_or(|p| &i.spec.project_id == p)
+            query
+                .project
+                .as_ref()
+                .is_none_or(|p| &i.spec.project_id == p)
         } else {
             i.spec.project_id == caller.project
         };
         project_ok
             && (with_deleted || !i.deleted)
-            && query.name.as_ref().is_none_or(|n| i.spec.name.contains(n.as_str()))
+            && query
+                .name
+                .as_ref()
+                .is_none_or(|n| i.spec.name.contains(n.as_str()))
             && query.status.as_ref().is_none_or(|s| i.status() == s)
             && (!caller.is_admin
                 || query
@@ -120,7 +149,10 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
                     .is_none_or(|h| i.host.as_ref().is_some_and(|x| x.as_str() == h)))
             && query.changes_since.is_none_or(|t| i.updated_at >= t)
             && query.changes_before.is_none_or(|t| i.updated_at <= t)
-            && query.flavor.as_ref().is_none_or(|f| i.flavor.spec.id.as_str() == f)
+            && query
+                .flavor
+                .as_ref()
+                .is_none_or(|f| i.flavor.spec.id.as_str() == f)
             && query.image.as_ref().is_none_or(|f| &i.spec.image_ref == f)
     };
     // by_created is ascending; Nova's default sort is created_at desc, id desc.
@@ -160,12 +192,11 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
         .collect();
     let mut body = json!({"servers": items});
     if let (Some(last), true) = (page.last(), page.len() == max) {
-        let mut params: Vec<String> = q
-            .0
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", query_encode(k), query_encode(v)))
-            .collect();
+        let mut params: Vec<String> =
+            q.0.iter()
+                .filter(|(k, _)| k != "marker")
+                .map(|(k, v)| format!("{}={}", query_encode(k), query_encode(v)))
+                .collect();
         params.push(format!("marker={}", last.id()));
         let path = if detail { "servers/detail" } else { "servers" };
         body["servers_links"] = json!([{
@@ -177,10 +208,16 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
 }
 
 /// GET /servers/{id}
-pub async fn show(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world.read();
     let i = visible(&views, &id, &caller)?;
-    Ok(Json(json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)})))
+    Ok(Json(
+        json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)}),
+    ))
 }
 
 /// PUT /servers/{id}
@@ -193,15 +230,26 @@ pub async fn update(
     let (name, description) = parse::update_server(&body, caller.version())?;
     let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
     st.engine
-        .instance(iid, InstanceCommand::Update { name, description }, &caller.ctx(), &caller.meta())
+        .instance(
+            iid,
+            InstanceCommand::Update { name, description },
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     let views = st.engine.world.read();
     let i = visible(&views, &id, &caller)?;
-    Ok(Json(json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)})))
+    Ok(Json(
+        json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)}),
+    ))
 }
 
 /// DELETE /servers/{id}
-pub async fn delete(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
     st.engine
         .instance(iid, InstanceCommand::Delete, &caller.ctx(), &caller.meta())
@@ -210,15 +258,26 @@ pub async fn delete(State(st): State<ApiState>, caller: Caller, Path(id): Path<S
 }
 
 fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
-    if az == "nova" || views.hosts.values().any(|r| r.host.spec.availability_zone == az) {
+    if az == "nova"
+        || views
+            .hosts
+            .values()
+            .any(|r| r.host.spec.availability_zone == az)
+    {
         Ok(())
     } else {
-        Err(ApiError::bad_request("The requested availability zone is not available"))
+        Err(ApiError::bad_request(
+            "The requested availability zone is not available",
+        ))
     }
 }
 
 /// Resolves a parsed action against the world into the instance command.
-fn command(action: ServerAction, views: &Views, caller: &Caller) -> Result<InstanceCommand, ApiError> {
+fn command(
+    action: ServerAction,
+    views: &Views,
+    caller: &Caller,
+) -> Result<InstanceCommand, ApiError> {
     use InstanceCommand as C;
     Ok(match action {
         ServerAction::Start => C::Start,
@@ -277,6 +336,8 @@ pub async fn action(
     } else {
         StatusCode::ACCEPTED
     };
-    st.engine.instance(iid, cmd, &caller.ctx(), &caller.meta()).await?;
+    st.engine
+        .instance(iid, cmd, &caller.ctx(), &caller.meta())
+        .await?;
     Ok(status)
 }

@@ -14,7 +14,9 @@ fn datetime(ts: Timestamp) -> OffsetDateTime {
 /// `2013-09-03T04:01:32Z` (Nova's `created` / `updated`).
 pub fn iso_z(ts: Timestamp) -> String {
     datetime(ts)
-        .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
         .unwrap_or_default()
 }
 
@@ -163,13 +165,19 @@ mod tests {
         let ts = Timestamp(1_378_180_892_123_456);
         assert_eq!(iso_z(ts), "2013-09-03T04:01:32Z");
         assert_eq!(iso_micros(ts), "2013-09-03T04:01:32.123456");
-        assert_eq!(parse_iso("2013-09-03T04:01:32Z"), Some(Timestamp(1_378_180_892_000_000)));
+        assert_eq!(
+            parse_iso("2013-09-03T04:01:32Z"),
+            Some(Timestamp(1_378_180_892_000_000))
+        );
         assert_eq!(parse_iso("2013-09-03T04:01:32.123456"), Some(ts));
         assert_eq!(
             parse_iso("2013-09-03T06:01:32+02:00"),
             Some(Timestamp(1_378_180_892_000_000))
         );
-        assert_eq!(parse_iso("2013-09-03"), Some(Timestamp(1_378_166_400_000_000)));
+        assert_eq!(
+            parse_iso("2013-09-03"),
+            Some(Timestamp(1_378_166_400_000_000))
+        );
         assert_eq!(parse_iso("yesterday"), None);
     }
 }

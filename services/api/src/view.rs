@@ -48,7 +48,14 @@ pub fn server_summary(i: &Instance, base: &str) -> Value {
 }
 
 /// Statuses for which Nova reports `progress`.
-const PROGRESS_STATUSES: &[&str] = &["ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"];
+const PROGRESS_STATUSES: &[&str] = &[
+    "ACTIVE",
+    "BUILD",
+    "REBUILD",
+    "RESIZE",
+    "VERIFY_RESIZE",
+    "MIGRATING",
+];
 
 fn host_az(i: &Instance, views: &Views) -> Option<String> {
     let host = i.host.as_ref()?;
@@ -139,16 +146,29 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
         .unwrap_or_default();
     put("OS-EXT-AZ:availability_zone", json!(az));
     put("OS-EXT-STS:vm_state", json!(i.vm_state.as_str()));
-    put("OS-EXT-STS:task_state", json!(i.task_state.map(|t| t.as_str())));
+    put(
+        "OS-EXT-STS:task_state",
+        json!(i.task_state.map(|t| t.as_str())),
+    );
     put("OS-EXT-STS:power_state", json!(i.power_state.code()));
-    put("OS-SRV-USG:launched_at", json!(i.launched_at.map(iso_micros)));
-    put("OS-SRV-USG:terminated_at", json!(i.terminated_at.map(iso_micros)));
+    put(
+        "OS-SRV-USG:launched_at",
+        json!(i.launched_at.map(iso_micros)),
+    );
+    put(
+        "OS-SRV-USG:terminated_at",
+        json!(i.terminated_at.map(iso_micros)),
+    );
     put("security_groups", json!([{"name": "default"}]));
     put("os-extended-volumes:volumes_attached", json!([]));
     if PROGRESS_STATUSES.contains(&status) {
         put("progress", json!(0));
     }
-    if let Some(f) = i.fault.as_ref().filter(|_| matches!(status, "ERROR" | "DELETED")) {
+    if let Some(f) = i
+        .fault
+        .as_ref()
+        .filter(|_| matches!(status, "ERROR" | "DELETED"))
+    {
         let mut fault = json!({"code": f.code, "created": iso_z(f.created), "message": f.message});
         if cx.is_admin || f.code != 500 {
             fault["details"] = json!(f.details);
@@ -160,9 +180,15 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
         put("OS-EXT-SRV-ATTR:host", json!(host));
         put("OS-EXT-SRV-ATTR:hypervisor_hostname", json!(host));
         let simple = i.id().0.simple().to_string();
-        put("OS-EXT-SRV-ATTR:instance_name", json!(format!("instance-{}", &simple[..8])));
+        put(
+            "OS-EXT-SRV-ATTR:instance_name",
+            json!(format!("instance-{}", &simple[..8])),
+        );
         if v.at_least(3) {
-            put("OS-EXT-SRV-ATTR:reservation_id", json!(format!("r-{}", &simple[8..16])));
+            put(
+                "OS-EXT-SRV-ATTR:reservation_id",
+                json!(format!("r-{}", &simple[8..16])),
+            );
             put("OS-EXT-SRV-ATTR:launch_index", json!(0));
             put("OS-EXT-SRV-ATTR:kernel_id", json!(""));
             put("OS-EXT-SRV-ATTR:ramdisk_id", json!(""));

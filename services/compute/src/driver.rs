@@ -27,7 +27,12 @@ pub enum DriverError {
 #[async_trait]
 pub trait VirtDriver: Send + Sync + 'static {
     /// Performs `task` for `instance` on `host`.
-    async fn perform(&self, host: &HostName, instance: &Instance, task: TaskState) -> Result<(), DriverError>;
+    async fn perform(
+        &self,
+        host: &HostName,
+        instance: &Instance,
+        task: TaskState,
+    ) -> Result<(), DriverError>;
 
     /// Power state of every domain on `host`.
     fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState>;
@@ -73,7 +78,12 @@ impl SimDriver {
 
 #[async_trait]
 impl VirtDriver for SimDriver {
-    async fn perform(&self, host: &HostName, instance: &Instance, task: TaskState) -> Result<(), DriverError> {
+    async fn perform(
+        &self,
+        host: &HostName,
+        instance: &Instance,
+        task: TaskState,
+    ) -> Result<(), DriverError> {
         if !self.opts.delay.is_zero() {
             tokio::time::sleep(self.opts.delay).await;
         }

@@ -33,7 +33,9 @@ pub struct ComputeAgent {
 
 impl std::fmt::Debug for ComputeAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComputeAgent").field("hosts", &self.hosts).finish()
+        f.debug_struct("ComputeAgent")
+            .field("hosts", &self.hosts)
+            .finish()
     }
 }
 
@@ -74,13 +76,20 @@ impl ComputeAgent {
             let v = engine.world.read();
             let Some(i) = v.instance(&id) else { return };
             match i.work() {
-                Some(Work::Compute { host, task }) if self.hosts.contains(&host) => (i.clone(), host, task),
+                Some(Work::Compute { host, task }) if self.hosts.contains(&host) => {
+                    (i.clone(), host, task)
+                }
                 _ => return,
             }
         };
         let Some(op) = inst.op else { return };
         let key = (id, op.id, task, op.attempt);
-        if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+        if !self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+        {
             return;
         }
         let engine = engine.clone();
@@ -97,12 +106,20 @@ impl ComputeAgent {
                 },
             };
             let dedupe = format!("compute:{id}:{}:{}:{}", op.id, task.as_str(), op.attempt);
-            let meta = Meta::service(&format!("compute@{host}"), &correlation, &op.id.to_string(), dedupe);
+            let meta = Meta::service(
+                &format!("compute@{host}"),
+                &correlation,
+                &op.id.to_string(),
+                dedupe,
+            );
             let ctx = Ctx::service("compute", now(), Uuid::new_v4());
             if let Err(e) = engine.instance(id, cmd, &ctx, &meta).await {
                 tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
             }
-            inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
         });
     }
 }

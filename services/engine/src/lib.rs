@@ -101,7 +101,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -193,7 +195,9 @@ impl Engine {
                 let evs = instance::decide(state, cmd.clone(), ctx, &self.config)?;
                 let (subject, expected) = match (&cmd, row) {
                     (InstanceCommand::Place, Some(r)) => {
-                        let cell = state.and_then(|s| s.cell.clone()).unwrap_or_else(CellName::cell0);
+                        let cell = state
+                            .and_then(|s| s.cell.clone())
+                            .unwrap_or_else(CellName::cell0);
                         (Self::instance_cell_subject(&cell, &id), r.cell_seq)
                     }
                     (_, Some(r)) => match &r.cell_subject {
@@ -208,7 +212,10 @@ impl Engine {
                 return Ok(Outcome::default());
             }
             let events: Vec<Event> = events.into_iter().map(Event::Instance).collect();
-            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+            match self
+                .append(subject.clone(), expected, &events, ctx, meta)
+                .await
+            {
                 Ok(ack) => {
                     self.settle(&subject, &ack).await?;
                     return Ok(Outcome {
@@ -262,7 +269,10 @@ impl Engine {
                 return Ok(Outcome::default());
             }
             let events: Vec<Event> = events.into_iter().map(Event::Flavor).collect();
-            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+            match self
+                .append(subject.clone(), expected, &events, ctx, meta)
+                .await
+            {
                 Ok(ack) => {
                     self.settle(&subject, &ack).await?;
                     return Ok(Outcome {
@@ -295,22 +305,25 @@ impl Engine {
             let (events, expected) = {
                 let v = self.world.read();
                 let row = v.hosts.get(&subject);
-                let evs = host::decide(row.map(|r| &r.host), cmd.clone(), ctx.now).map_err(|e| {
-                    match e {
+                let evs = host::decide(row.map(|r| &r.host), cmd.clone(), ctx.now).map_err(
+                    |e| match e {
                         DomainError::NotFound { kind, .. } => DomainError::NotFound {
                             kind,
                             id: name.to_string(),
                         },
                         other => other,
-                    }
-                })?;
+                    },
+                )?;
                 (evs, row.map(|r| r.seq).unwrap_or(0))
             };
             if events.is_empty() {
                 return Ok(Outcome::default());
             }
             let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
-            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+            match self
+                .append(subject.clone(), expected, &events, ctx, meta)
+                .await
+            {
                 Ok(ack) => {
                     self.settle(&subject, &ack).await?;
                     return Ok(Outcome {

@@ -59,7 +59,8 @@ pub fn spawn_reactor(
             reactor.reconcile(&engine).await;
         }
         let mut save_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut rec_tick = tokio::time::interval(reconcile_every.unwrap_or(Duration::from_secs(3600)));
+        let mut rec_tick =
+            tokio::time::interval(reconcile_every.unwrap_or(Duration::from_secs(3600)));
         rec_tick.tick().await;
         loop {
             tokio::select! {

@@ -21,7 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::host::HostCommand;
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
-use domain::{scheduling, CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, TaskState, VmState};
+use domain::{
+    scheduling, CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, TaskState, VmState,
+};
 use engine::{now, Engine, EngineError, Meta, Reactor};
 use eventlog::Commit;
 use uuid::Uuid;
@@ -48,7 +50,10 @@ impl Default for Scheduler {
 struct Inflight(Arc<Mutex<HashSet<InstanceId>>>, InstanceId);
 impl Drop for Inflight {
     fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
     }
 }
 
@@ -69,7 +74,12 @@ impl Scheduler {
         ) {
             return;
         }
-        if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+        if !self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
             return;
         }
         let guard = Inflight(self.inflight.clone(), id);
@@ -156,8 +166,19 @@ async fn claim_first(
     Ok(None)
 }
 
-async fn release(engine: &Arc<Engine>, cell: &CellName, host: &HostName, claim: ClaimId, correlation: &str) {
-    let meta = Meta::service("scheduler", correlation, &claim.to_string(), format!("release:{claim}"));
+async fn release(
+    engine: &Arc<Engine>,
+    cell: &CellName,
+    host: &HostName,
+    claim: ClaimId,
+    correlation: &str,
+) {
+    let meta = Meta::service(
+        "scheduler",
+        correlation,
+        &claim.to_string(),
+        format!("release:{claim}"),
+    );
     if let Err(e) = engine
         .host(cell, host, HostCommand::Release { claim }, &ctx(), &meta)
         .await
@@ -166,7 +187,11 @@ async fn release(engine: &Arc<Engine>, cell: &CellName, host: &HostName, claim: 
     }
 }
 
-async fn schedule_build(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+async fn schedule_build(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    correlation: &str,
+) -> Result<(), EngineError> {
     let resources = inst.flavor.resources(inst.spec.boot_from_volume);
     let req = scheduling::Request {
         resources,
@@ -191,7 +216,17 @@ async fn schedule_build(engine: &Arc<Engine>, inst: &Instance, correlation: &str
         format!("sched:map:{}:{op}:{}", inst.id(), attempt_of(inst)),
     );
     let out = engine
-        .instance(inst.id(), InstanceCommand::Map { op, cell, host, fault }, &ctx(), &meta)
+        .instance(
+            inst.id(),
+            InstanceCommand::Map {
+                op,
+                cell,
+                host,
+                fault,
+            },
+            &ctx(),
+            &meta,
+        )
         .await;
     let recorded = matches!(&out, Ok(o) if !o.events.is_empty());
     if !recorded {
@@ -202,7 +237,11 @@ async fn schedule_build(engine: &Arc<Engine>, inst: &Instance, correlation: &str
     out.map(|_| ())
 }
 
-async fn place(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+async fn place(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    correlation: &str,
+) -> Result<(), EngineError> {
     let meta = Meta::service(
         "scheduler",
         correlation,
@@ -215,14 +254,23 @@ async fn place(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Resu
         .map(|_| ())
 }
 
-async fn schedule_destination(engine: &Arc<Engine>, inst: &Instance, correlation: &str) -> Result<(), EngineError> {
+async fn schedule_destination(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    correlation: &str,
+) -> Result<(), EngineError> {
     let op = op_of(inst);
     let (resources, exclude, force, cell) = match &inst.migration {
         Some(m) if inst.vm_state != VmState::ShelvedOffloaded => {
             let r = m.new_flavor.resources(inst.spec.boot_from_volume);
             // Live migration moves the same flavor: the claim is the same size.
             let _ = m.kind == MigrationKind::LiveMigration;
-            (r, vec![m.source_host.clone()], m.requested_host.clone(), inst.cell.clone())
+            (
+                r,
+                vec![m.source_host.clone()],
+                m.requested_host.clone(),
+                inst.cell.clone(),
+            )
         }
         _ => (
             inst.flavor.resources(inst.spec.boot_from_volume),
@@ -303,7 +351,10 @@ impl Reactor for Scheduler {
 pub struct Placement;
 
 /// Claims of `id` that may be released now: (cell, host, claim).
-pub fn orphan_claims(v: &projections::Views, id: &InstanceId) -> Vec<(CellName, HostName, ClaimId)> {
+pub fn orphan_claims(
+    v: &projections::Views,
+    id: &InstanceId,
+) -> Vec<(CellName, HostName, ClaimId)> {
     let Some(claims) = v.claims.get(id) else {
         return vec![];
     };
@@ -316,7 +367,8 @@ pub fn orphan_claims(v: &projections::Views, id: &InstanceId) -> Vec<(CellName, 
         .iter()
         .filter_map(|(subject, claim)| {
             let h = &v.hosts.get(subject)?.host.spec;
-            (!held.contains(&(h.name.clone(), *claim))).then(|| (h.cell.clone(), h.name.clone(), *claim))
+            (!held.contains(&(h.name.clone(), *claim)))
+                .then(|| (h.cell.clone(), h.name.clone(), *claim))
         })
         .collect()
 }
@@ -344,7 +396,9 @@ impl Reactor for Placement {
                 .events
                 .iter()
                 .filter_map(|e| match projections::codec::decode(e) {
-                    Ok(domain::Event::Host(domain::host::HostEvent::Claimed { instance, .. })) => Some(instance),
+                    Ok(domain::Event::Host(domain::host::HostEvent::Claimed {
+                        instance, ..
+                    })) => Some(instance),
                     _ => None,
                 })
                 .collect()
@@ -379,17 +433,22 @@ impl Reconciler {
                 .iter()
                 .filter_map(|id| {
                     let i = v.instance(id)?;
-                    let overdue = i
-                        .op
-                        .is_some_and(|o| t.0.saturating_sub(o.since.0) >= cfg.task_timeout_secs.saturating_mul(1_000_000));
+                    let overdue = i.op.is_some_and(|o| {
+                        t.0.saturating_sub(o.since.0)
+                            >= cfg.task_timeout_secs.saturating_mul(1_000_000)
+                    });
                     let offload = i.vm_state == VmState::Shelved
                         && i.task_state.is_none()
                         && cfg.shelved_offload_time > 0
-                        && i.shelved_at.is_some_and(|s| t >= s.plus_secs(cfg.shelved_offload_time));
+                        && i.shelved_at
+                            .is_some_and(|s| t >= s.plus_secs(cfg.shelved_offload_time));
                     (overdue || offload).then(|| {
                         let key = match i.op {
                             Some(o) => format!("tick:{id}:{}:{}", o.id, o.attempt),
-                            None => format!("tick:{id}:offload:{}", i.shelved_at.map(|s| s.0).unwrap_or(0)),
+                            None => format!(
+                                "tick:{id}:offload:{}",
+                                i.shelved_at.map(|s| s.0).unwrap_or(0)
+                            ),
                         };
                         (*id, key)
                     })
@@ -398,7 +457,12 @@ impl Reconciler {
         };
         let n = due.len();
         for (id, key) in due {
-            let meta = Meta::service("reconciler", &format!("req-{}", Uuid::new_v4()), &key, key.clone());
+            let meta = Meta::service(
+                "reconciler",
+                &format!("req-{}", Uuid::new_v4()),
+                &key,
+                key.clone(),
+            );
             let c = Ctx::service("reconciler", t, Uuid::new_v4());
             if let Err(e) = engine.instance(id, InstanceCommand::Tick, &c, &meta).await {
                 tracing::warn!(instance = %id, error = %e, "reconcile tick failed");

@@ -45,11 +45,15 @@ fn flavor(id: &str, vcpus: u32, ram_mb: u64) -> FlavorSnapshot {
 async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
-    let streams: Vec<StreamName> = ["api", "cell0", "cell1"].iter().map(|s| StreamName::new(*s).unwrap()).collect();
+    let streams: Vec<StreamName> = ["api", "cell0", "cell1"]
+        .iter()
+        .map(|s| StreamName::new(*s).unwrap())
+        .collect();
     for s in &streams {
         log.ensure_stream(s).await.unwrap();
     }
-    let cps: Arc<dyn CheckpointStore> = Arc::new(EmbeddedCheckpoints::open(&dir.path().join("cp.redb")).unwrap());
+    let cps: Arc<dyn CheckpointStore> =
+        Arc::new(EmbeddedCheckpoints::open(&dir.path().join("cp.redb")).unwrap());
     let world = Arc::new(World::default());
     let (stop, rx) = watch::channel(false);
     let projector = Projector::new(log.clone(), world.clone(), None);
@@ -80,12 +84,34 @@ async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> 
     let sched: Arc<dyn Reactor> = Arc::new(scheduler::Scheduler::default());
     let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement);
     for s in &streams {
-        spawn_reactor(engine.clone(), sched.clone(), s.clone(), Some(Duration::from_secs(5)), rx.clone());
-        spawn_reactor(engine.clone(), placement.clone(), s.clone(), Some(Duration::from_secs(5)), rx.clone());
+        spawn_reactor(
+            engine.clone(),
+            sched.clone(),
+            s.clone(),
+            Some(Duration::from_secs(5)),
+            rx.clone(),
+        );
+        spawn_reactor(
+            engine.clone(),
+            placement.clone(),
+            s.clone(),
+            Some(Duration::from_secs(5)),
+            rx.clone(),
+        );
     }
-    spawn_reactor(engine.clone(), agent, streams[2].clone(), Some(Duration::from_secs(5)), rx.clone());
+    spawn_reactor(
+        engine.clone(),
+        agent,
+        streams[2].clone(),
+        Some(Duration::from_secs(5)),
+        rx.clone(),
+    );
     scheduler::Reconciler::spawn(engine.clone(), Duration::from_millis(100), rx.clone());
-    Env { engine, _dir: dir, _stop: stop }
+    Env {
+        engine,
+        _dir: dir,
+        _stop: stop,
+    }
 }
 
 fn user() -> Ctx {
@@ -116,7 +142,12 @@ async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
         requested_host: None,
     };
     e.engine
-        .instance(id, InstanceCommand::Create(Box::new(spec)), &user(), &Meta::default())
+        .instance(
+            id,
+            InstanceCommand::Create(Box::new(spec)),
+            &user(),
+            &Meta::default(),
+        )
         .await
         .unwrap();
     id
@@ -127,7 +158,8 @@ async fn wait_status(e: &Env, id: InstanceId, want: &str) {
         .engine
         .world
         .wait_until(Duration::from_secs(20), |v| {
-            v.instance(&id).is_some_and(|i| i.status() == want && i.task_state.is_none())
+            v.instance(&id)
+                .is_some_and(|i| i.status() == want && i.task_state.is_none())
         })
         .await;
     let st = e.engine.world.read().instance(&id).cloned();
@@ -135,14 +167,22 @@ async fn wait_status(e: &Env, id: InstanceId, want: &str) {
 }
 
 async fn cmd(e: &Env, id: InstanceId, c: InstanceCommand) {
-    e.engine.instance(id, c, &user(), &Meta::default()).await.unwrap();
+    e.engine
+        .instance(id, c, &user(), &Meta::default())
+        .await
+        .unwrap();
 }
 
 /// Sum of claims per host folded from the whole log, checked against capacity after
 /// every commit.
 async fn assert_never_overcommitted(e: &Env) {
     let stream = StreamName::new("cell1").unwrap();
-    let commits = e.engine.log.read_stream(&stream, 1, usize::MAX).await.unwrap();
+    let commits = e
+        .engine
+        .log
+        .read_stream(&stream, 1, usize::MAX)
+        .await
+        .unwrap();
     let mut v = projections::Views::default();
     let mut t = projections::Touched::default();
     for c in &commits {
@@ -165,7 +205,11 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
     // 3 hosts x 2 GiB x 1.5 = 3 GiB each: 3 builds of 1 GiB fit per host, 9 in all.
     let e = env(
         3,
-        Resources { vcpus: 4, ram_mb: 2048, disk_gb: 100 },
+        Resources {
+            vcpus: 4,
+            ram_mb: 2048,
+            disk_gb: 100,
+        },
         SimOptions::default(),
         Config::default(),
     )
@@ -177,7 +221,11 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
         let e2 = e.engine.clone();
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
-            let env = Env { engine: e2, _dir: tempfile::tempdir().unwrap(), _stop: watch::channel(false).0 };
+            let env = Env {
+                engine: e2,
+                _dir: tempfile::tempdir().unwrap(),
+                _stop: watch::channel(false).0,
+            };
             create(&env, f).await
         }));
     }
@@ -188,13 +236,16 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
         e.engine
             .world
             .wait_until(Duration::from_secs(20), |v| {
-                v.instance(id).is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
+                v.instance(id)
+                    .is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
             })
             .await;
     }
     let (active, error): (Vec<_>, Vec<_>) = {
         let v = e.engine.world.read();
-        ids.iter().map(|id| v.instance(id).unwrap().clone()).partition(|i| i.vm_state == VmState::Active)
+        ids.iter()
+            .map(|id| v.instance(id).unwrap().clone())
+            .partition(|i| i.vm_state == VmState::Active)
     };
     assert_eq!(active.len(), 9, "every fitting build is placed");
     assert_eq!(error.len(), 15);
@@ -212,18 +263,45 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
     let ok = e
         .engine
         .world
-        .wait_until(Duration::from_secs(20), |v| v.hosts.values().all(|h| h.host.allocations.is_empty()))
+        .wait_until(Duration::from_secs(20), |v| {
+            v.hosts.values().all(|h| h.host.allocations.is_empty())
+        })
         .await;
     assert!(ok, "claims left: {:?}", e.engine.world.read().claims);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination() {
-    let e = env(2, Resources { vcpus: 8, ram_mb: 8192, disk_gb: 100 }, SimOptions::default(), Config::default()).await;
+    let e = env(
+        2,
+        Resources {
+            vcpus: 8,
+            ram_mb: 8192,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
-    let src = e.engine.world.read().instance(&id).unwrap().host.clone().unwrap();
-    cmd(&e, id, InstanceCommand::Resize { flavor: flavor("2", 2, 1024) }).await;
+    let src = e
+        .engine
+        .world
+        .read()
+        .instance(&id)
+        .unwrap()
+        .host
+        .clone()
+        .unwrap();
+    cmd(
+        &e,
+        id,
+        InstanceCommand::Resize {
+            flavor: flavor("2", 2, 1024),
+        },
+    )
+    .await;
     wait_status(&e, id, "VERIFY_RESIZE").await;
     let (dst, held) = {
         let v = e.engine.world.read();
@@ -234,7 +312,13 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
     assert_eq!(held, 2, "source and destination both held");
     cmd(&e, id, InstanceCommand::RevertResize).await;
     wait_status(&e, id, "ACTIVE").await;
-    let ok = e.engine.world.wait_until(Duration::from_secs(10), |v| v.claims.get(&id).map(|c| c.len()) == Some(1)).await;
+    let ok = e
+        .engine
+        .world
+        .wait_until(Duration::from_secs(10), |v| {
+            v.claims.get(&id).map(|c| c.len()) == Some(1)
+        })
+        .await;
     assert!(ok);
     let v = e.engine.world.read();
     let i = v.instance(&id).unwrap();
@@ -244,15 +328,40 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_with_one_host_fails_cleanly() {
-    let e = env(1, Resources { vcpus: 8, ram_mb: 8192, disk_gb: 100 }, SimOptions::default(), Config::default()).await;
+    let e = env(
+        1,
+        Resources {
+            vcpus: 8,
+            ram_mb: 8192,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
-    let admin = Ctx { is_admin: true, ..user() };
-    e.engine.instance(id, InstanceCommand::Migrate { host: None }, &admin, &Meta::default()).await.unwrap();
+    let admin = Ctx {
+        is_admin: true,
+        ..user()
+    };
+    e.engine
+        .instance(
+            id,
+            InstanceCommand::Migrate { host: None },
+            &admin,
+            &Meta::default(),
+        )
+        .await
+        .unwrap();
     wait_status(&e, id, "ACTIVE").await;
     let v = e.engine.world.read();
     let i = v.instance(&id).unwrap();
-    assert!(i.fault.as_ref().unwrap().message.contains("No valid host"), "{:?}", i.fault);
+    assert!(
+        i.fault.as_ref().unwrap().message.contains("No valid host"),
+        "{:?}",
+        i.fault
+    );
     assert!(i.migration.is_none());
     assert_eq!(v.claims[&id].len(), 1);
 }

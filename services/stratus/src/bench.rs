@@ -72,7 +72,12 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -99,7 +104,9 @@ impl Client {
     async fn wait_status(&self, id: &str, want: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (code, v) = self.call(reqwest::Method::GET, &format!("/v2.1/servers/{id}"), None).await?;
+            let (code, v) = self
+                .call(reqwest::Method::GET, &format!("/v2.1/servers/{id}"), None)
+                .await?;
             if want == "GONE" && code == 404 {
                 return Ok(());
             }
@@ -119,7 +126,7 @@ impl Client {
 
     async fn cycle(&self, n: u64) -> anyhow::Result<()> {
         use reqwest::Method as M;
-        let body = json!({"server": {"name": format!("bench-{n}"), "imageRef": "cirros", "flavorRef": "1", "networks": "none"}});
+        let body = json!({"server": {"name": format!("bench-{n}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}});
         let (code, v) = self.call(M::POST, "/v2.1/servers", Some(body)).await?;
         if code != 202 {
             bail!("create returned {code}: {v}");
@@ -138,7 +145,9 @@ impl Client {
             bail!("unpause returned {code}: {v}");
         }
         self.wait_status(&id, "ACTIVE").await?;
-        let (code, v) = self.call(M::DELETE, &format!("/v2.1/servers/{id}"), None).await?;
+        let (code, v) = self
+            .call(M::DELETE, &format!("/v2.1/servers/{id}"), None)
+            .await?;
         if code != 204 {
             bail!("delete returned {code}: {v}");
         }
@@ -204,7 +213,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let d = done.load(Ordering::Relaxed);
-                eprintln!("  .. {d} cycles ({:.0}/s over the last 5 s)", (d - last) as f64 / 5.0);
+                eprintln!(
+                    "  .. {d} cycles ({:.0}/s over the last 5 s)",
+                    (d - last) as f64 / 5.0
+                );
                 last = d;
             }
         })

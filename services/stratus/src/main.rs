@@ -11,7 +11,11 @@ use stratus::bench::{self, BenchOptions};
 use stratus::stack::{Stack, StackOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "stratus", version, about = "Event-sourced compute control plane (Nova-compatible)")]
+#[command(
+    name = "stratus",
+    version,
+    about = "Event-sourced compute control plane (Nova-compatible)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -104,7 +108,11 @@ struct BenchArgs {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -137,7 +145,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve(a) => {
             init_tracing();
             if a.auth != "noauth" {
-                anyhow::bail!("--auth {}: only `noauth` is supported in this release", a.auth);
+                anyhow::bail!(
+                    "--auth {}: only `noauth` is supported in this release",
+                    a.auth
+                );
             }
             let mut o = StackOptions::new(&a.data_dir);
             o.listen = a.listen;
@@ -152,7 +163,11 @@ async fn main() -> anyhow::Result<()> {
             o.config.shelved_offload_time = a.shelved_offload_time;
             o.config.task_timeout_secs = a.task_timeout;
             let stack = Stack::start(o).await?;
-            println!("stratus listening on http://{}/v2.1 (data in {})", stack.addr, a.data_dir.display());
+            println!(
+                "stratus listening on http://{}/v2.1 (data in {})",
+                stack.addr,
+                a.data_dir.display()
+            );
             shutdown_signal().await;
             tracing::info!("shutting down");
             stack.stop().await;
@@ -160,9 +175,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Replay { cmd } => match cmd {
             ReplayCmd::Rebuild { data_dir } => {
-                let r = replay::rebuild_data_dir(&data_dir)
-                    .await
-                    .context("rebuild failed (is `stratus serve` still running on this data dir?)")?;
+                let r = replay::rebuild_data_dir(&data_dir).await.context(
+                    "rebuild failed (is `stratus serve` still running on this data dir?)",
+                )?;
                 println!(
                     "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
                     r.events,
@@ -232,16 +247,38 @@ async fn main() -> anyhow::Result<()> {
                 hosts: b.hosts,
             })
             .await?;
-            println!("stratus bench (embedded store, {} clients, {} hosts)", b.concurrency, b.hosts);
-            println!("  cycles:        {} in {:.2} s = {:.0} cycles/s", r.cycles, r.seconds, r.cycles as f64 / r.seconds);
-            println!("  API requests:  {} ({:.0}/s), latency p50 {:.2} ms, p99 {:.2} ms", r.requests, r.requests as f64 / r.seconds, r.p50_ms, r.p99_ms);
-            println!("  events:        {} = {:.0} events/s", r.events, r.events as f64 / r.seconds);
+            println!(
+                "stratus bench (embedded store, {} clients, {} hosts)",
+                b.concurrency, b.hosts
+            );
+            println!(
+                "  cycles:        {} in {:.2} s = {:.0} cycles/s",
+                r.cycles,
+                r.seconds,
+                r.cycles as f64 / r.seconds
+            );
+            println!(
+                "  API requests:  {} ({:.0}/s), latency p50 {:.2} ms, p99 {:.2} ms",
+                r.requests,
+                r.requests as f64 / r.seconds,
+                r.p50_ms,
+                r.p99_ms
+            );
+            println!(
+                "  events:        {} = {:.0} events/s",
+                r.events,
+                r.events as f64 / r.seconds
+            );
             println!("  peak memory:   {:.1} MiB RSS", r.peak_rss_mib);
             println!(
                 "  replay rebuild: {} events at {:.0} events/s, {}",
                 r.rebuild_events,
                 r.rebuild_rate,
-                if r.rebuild_matches { "MATCH" } else { "MISMATCH" }
+                if r.rebuild_matches {
+                    "MATCH"
+                } else {
+                    "MISMATCH"
+                }
             );
             Ok(())
         }

@@ -127,7 +127,8 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create data dir {}", opts.data_dir.display()))?;
-        let log = EmbeddedLog::open(&log_dir(&opts.data_dir)).context("cannot open the event log")?;
+        let log =
+            EmbeddedLog::open(&log_dir(&opts.data_dir)).context("cannot open the event log")?;
         let dynlog: Arc<dyn EventLog> = log.clone();
         for s in streams() {
             dynlog.ensure_stream(&s).await?;
@@ -190,8 +191,20 @@ impl Stack {
         let placement: Arc<dyn engine::Reactor> = Arc::new(scheduler::Placement);
         let every = Some(Duration::from_secs(30));
         for s in streams() {
-            tasks.push(spawn_reactor(engine.clone(), sched.clone(), s.clone(), every, shutdown_rx.clone()));
-            tasks.push(spawn_reactor(engine.clone(), placement.clone(), s.clone(), every, shutdown_rx.clone()));
+            tasks.push(spawn_reactor(
+                engine.clone(),
+                sched.clone(),
+                s.clone(),
+                every,
+                shutdown_rx.clone(),
+            ));
+            tasks.push(spawn_reactor(
+                engine.clone(),
+                placement.clone(),
+                s.clone(),
+                every,
+                shutdown_rx.clone(),
+            ));
         }
         tasks.push(spawn_reactor(
             engine.clone(),
@@ -211,7 +224,10 @@ impl Stack {
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener.local_addr()?;
-        let app = api::router(api::ApiState::new(engine.clone()));
+        let app = api::router(api::ApiState {
+            engine: engine.clone(),
+            auth: api::AuthMode::NoAuth,
+        });
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)

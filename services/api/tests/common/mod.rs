@@ -46,7 +46,8 @@ impl Resp {
 pub async fn start() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
-    let checkpoints = Arc::new(EmbeddedCheckpoints::open(&dir.path().join("checkpoints.redb")).unwrap());
+    let checkpoints =
+        Arc::new(EmbeddedCheckpoints::open(&dir.path().join("checkpoints.redb")).unwrap());
     let world = Arc::new(World::default());
     let projector = Projector::new(log.clone(), world.clone(), None);
     let (tx, rx) = watch::channel(false);
@@ -90,7 +91,9 @@ impl Stack {
         version: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
-        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             rb = rb.header("X-Auth-Token", t);
         }
@@ -122,8 +125,12 @@ impl Stack {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("non-JSON body ({status}): {}", String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "non-JSON body ({status}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
         };
         Resp {
             status,
@@ -133,11 +140,13 @@ impl Stack {
     }
 
     pub async fn get(&self, path: &str, token: &str, version: Option<&str>) -> Resp {
-        self.call(Method::GET, path, Some(token), version, None).await
+        self.call(Method::GET, path, Some(token), version, None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: &str, version: Option<&str>, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(token), version, Some(body)).await
+        self.call(Method::POST, path, Some(token), version, Some(body))
+            .await
     }
 
     /// Last positions of the api, cell0 and cell1 streams.
@@ -201,7 +210,13 @@ impl Stack {
             availability_zone: "nova".into(),
         };
         self.engine
-            .host(&CellName::cell1(), &h, HostCommand::Register(spec), &svc_ctx(), &Meta::default())
+            .host(
+                &CellName::cell1(),
+                &h,
+                HostCommand::Register(spec),
+                &svc_ctx(),
+                &Meta::default(),
+            )
             .await
             .unwrap();
         h
@@ -210,7 +225,15 @@ impl Stack {
     /// Drives a freshly created server to ACTIVE on `host` as the scheduler and compute would.
     pub async fn make_active(&self, id: &str, host: &HostName) {
         let iid = InstanceId::parse(id).unwrap();
-        let op = self.engine.world.read().instance(&iid).unwrap().op.unwrap().id;
+        let op = self
+            .engine
+            .world
+            .read()
+            .instance(&iid)
+            .unwrap()
+            .op
+            .unwrap()
+            .id;
         let cmds = [
             InstanceCommand::Map {
                 op,
