@@ -55,7 +55,7 @@
 //! cost is per *commit*, nearly independent of its number of events. Many concurrent appenders
 //! and multi-event commits are what make it fast; a lone appender gets one fsync per commit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
@@ -94,6 +94,10 @@ const SUBSCRIPTION_READ_BATCH: usize = 512;
 
 /// Capacity of a subscription's channel.
 const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+/// Most recent commits kept in memory per stream, so caught-up subscribers are fed
+/// without a database read.
+const TAIL_LEN: usize = 8192;
 
 /// redb page cache per stream database.
 const CACHE_BYTES: usize = 128 * 1024 * 1024;
@@ -175,9 +179,24 @@ struct StreamHandle {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Last committed position, published after each commit.
     last: watch::Sender<u64>,
+    /// The most recent commits, contiguous, ending at `last` (filled by the writer before
+    /// it publishes `last`).
+    tail: Arc<Mutex<VecDeque<Arc<Commit>>>>,
 }
 
 impl StreamHandle {
+    /// Commits from `next` on, served from the in-memory tail; `None` when the tail
+    /// does not reach back to `next` (then read the database).
+    fn tail_from(&self, next: u64, max: usize) -> Option<Vec<Commit>> {
+        let tail = self.tail.lock().expect("tail lock poisoned");
+        let first = tail.front()?.stream_seq;
+        if next < first {
+            return None;
+        }
+        let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
+        Some(tail.iter().skip(skip).take(max).map(|c| (**c).clone()).collect())
+    }
+
     /// Opens (or creates) the database of `name` and starts its writer thread.
     fn open(dir: &Path, name: StreamName) -> Result<Arc<Self>, LogError> {
         let path = dir.join(format!("{name}{FILE_SUFFIX}"));
@@ -204,16 +223,20 @@ impl StreamHandle {
         let db = Arc::new(db);
         let (tx, rx) = std_mpsc::channel();
         let (last_tx, _) = watch::channel(last);
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LEN)));
         let handle = Arc::new(Self {
             name: name.clone(),
             db: db.clone(),
             jobs: RwLock::new(Some(tx)),
             writer: Mutex::new(None),
             last: last_tx,
+            tail: tail.clone(),
         });
         let writer = Writer {
             db,
+            name: name.clone(),
             last: handle.last.clone(),
+            tail,
             buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -299,7 +322,9 @@ impl Drop for StreamHandle {
 /// The state owned by a stream's writer thread.
 struct Writer {
     db: Arc<Database>,
+    name: StreamName,
     last: watch::Sender<u64>,
+    tail: Arc<Mutex<VecDeque<Arc<Commit>>>>,
     /// Reused encoding buffer.
     buf: Vec<u8>,
 }
@@ -325,15 +350,38 @@ impl Writer {
         let outcome = self.apply(batch);
         match outcome {
             Ok((results, last)) => {
-                // Publish before answering, so a caller that reads its own write and then
-                // subscribes never waits on a stale watch.
+                // Feed the in-memory tail, then publish, then answer: a caller that reads
+                // its own write and then subscribes never waits on a stale watch.
+                let mut replies = Vec::with_capacity(batch.len());
+                {
+                    let mut tail = self.tail.lock().expect("tail lock poisoned");
+                    for (job, res) in batch.drain(..).zip(results) {
+                        if let Ok(ack) = &res {
+                            if !ack.duplicate {
+                                if tail.len() >= TAIL_LEN {
+                                    tail.pop_front();
+                                }
+                                tail.push_back(Arc::new(Commit {
+                                    stream: self.name.clone(),
+                                    stream_seq: ack.stream_seq,
+                                    subject: job.subject,
+                                    subject_seq: ack.subject_seq,
+                                    dedupe_id: job.dedupe_id,
+                                    meta: job.meta,
+                                    events: job.events,
+                                }));
+                            }
+                        }
+                        replies.push((job.reply, res));
+                    }
+                }
                 self.last.send_if_modified(|cur| {
                     let changed = *cur != last;
                     *cur = last;
                     changed
                 });
-                for (job, res) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(res);
+                for (reply, res) in replies {
+                    let _ = reply.send(res);
                 }
             }
             Err(e) => {
@@ -730,12 +778,15 @@ async fn run_subscription(
         if *closed.borrow() {
             return;
         }
-        let read = {
-            let h = h.clone();
-            tokio::task::spawn_blocking(move || h.read_stream(next, SUBSCRIPTION_READ_BATCH))
-                .await
-                .map_err(storage)
-                .and_then(|r| r)
+        let read = match h.tail_from(next, SUBSCRIPTION_READ_BATCH) {
+            Some(batch) => Ok(batch),
+            None => {
+                let h = h.clone();
+                tokio::task::spawn_blocking(move || h.read_stream(next, SUBSCRIPTION_READ_BATCH))
+                    .await
+                    .map_err(storage)
+                    .and_then(|r| r)
+            }
         };
         let batch = match read {
             Ok(batch) => batch,

@@ -96,8 +96,10 @@ impl Projector {
             return Ok(());
         };
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
-        let views = self.world.read();
-        store.save(&views, &touched)
+        // Copy what changed under the lock, encode and write without it, so the
+        // projector (the only writer of the world) is never held up by disk I/O.
+        let snapshot = self.world.read().snapshot_of(&touched);
+        store.save(&snapshot, &touched)
     }
 
     /// Flushes every `every` until shutdown, then flushes and syncs once more.

@@ -112,6 +112,30 @@ impl Views {
         self.flavors.get(&s)?.flavor.as_ref().filter(|f| !f.deleted)
     }
 
+    /// A copy of the rows named in `touched`, with all positions (what a flush writes).
+    pub fn snapshot_of(&self, touched: &Touched) -> Views {
+        let mut v = Views {
+            positions: self.positions.clone(),
+            ..Views::default()
+        };
+        for id in &touched.instances {
+            if let Some(r) = self.instances.get(id) {
+                v.instances.insert(*id, r.clone());
+            }
+        }
+        for s in &touched.hosts {
+            if let Some(r) = self.hosts.get(s) {
+                v.hosts.insert(s.clone(), r.clone());
+            }
+        }
+        for s in &touched.flavors {
+            if let Some(r) = self.flavors.get(s) {
+                v.flavors.insert(s.clone(), r.clone());
+            }
+        }
+        v
+    }
+
     /// Applies one commit. Commits of a stream must come in order; a commit at or
     /// below the stream's position is ignored (redelivery).
     pub fn apply(&mut self, c: &Commit, touched: &mut Touched) {

@@ -97,6 +97,12 @@ pub struct Engine {
     pub config: Config,
     /// How long to wait for the world to reflect an append.
     pub read_timeout: Duration,
+    /// Striped per-subject locks: writers of one aggregate in this process queue
+    /// instead of racing (OCC still guards against other processes).
+    locks: Vec<tokio::sync::Mutex<()>>,
+    /// Write-through cache of host states this process appended (subject -> (seq, state)):
+    /// the next claim on a hot host decides on it without waiting for the projector.
+    hosts: std::sync::Mutex<std::collections::HashMap<Subject, (u64, domain::host::Host)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,8 +119,36 @@ pub fn now() -> Timestamp {
 }
 
 const MAX_RETRIES: usize = 16;
+const LOCK_STRIPES: usize = 1024;
 
 impl Engine {
+    /// An engine over a log, a world and a checkpoint store.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        world: Arc<World>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        config: Config,
+        read_timeout: Duration,
+    ) -> Self {
+        Engine {
+            log,
+            world,
+            checkpoints,
+            config,
+            read_timeout,
+            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hosts: Default::default(),
+        }
+    }
+
+    /// The in-process lock of an aggregate (striped by a hash of its key).
+    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.locks[(h.finish() as usize) % self.locks.len()].lock().await
+    }
+
     /// The api-stream subject of an instance's build request.
     pub fn instance_api_subject(id: &InstanceId) -> Subject {
         Subject::api("instance", &id.to_string()).expect("uuid is a valid token")
@@ -187,6 +221,8 @@ impl Engine {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
+        let key = id.to_string();
+        let _guard = self.lock(&key).await;
         for _ in 0..MAX_RETRIES {
             let (events, subject, expected) = {
                 let v = self.world.read();
@@ -251,16 +287,19 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = Self::flavor_subject(id);
+        let _guard = self.lock(subject.as_str()).await;
         for _ in 0..MAX_RETRIES {
             let (events, expected) = {
                 let v = self.world.read();
                 let row = v.flavors.get(&subject);
                 let evs = flavor::decide(row.and_then(|r| r.flavor.as_ref()), cmd.clone(), ctx)
                     .map_err(|e| match e {
-                        DomainError::NotFound { kind, .. } => DomainError::NotFound {
-                            kind,
-                            id: id.to_string(),
-                        },
+                        DomainError::NotFound { kind, id: found } if found.is_empty() => {
+                            DomainError::NotFound {
+                                kind,
+                                id: id.to_string(),
+                            }
+                        }
                         other => other,
                     })?;
                 (evs, row.map(|r| r.seq).unwrap_or(0))
@@ -290,8 +329,9 @@ impl Engine {
         Err(EngineError::Contention(format!("flavor {id}")))
     }
 
-    /// Executes a host command. `expected` pins the placement generation the caller
-    /// decided on (None: the world's current one, retried on conflict).
+    /// Executes a host command. Returns once the commit is durable; unlike the other
+    /// commands it does not wait for the world (placement writers only need the host's
+    /// own state, which this process caches write-through).
     pub async fn host(
         &self,
         cell: &CellName,
@@ -301,37 +341,59 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = Self::host_subject(cell, name);
+        let _guard = self.lock(subject.as_str()).await;
         for _ in 0..MAX_RETRIES {
-            let (events, expected) = {
+            let (state, expected) = {
                 let v = self.world.read();
-                let row = v.hosts.get(&subject);
-                let evs = host::decide(row.map(|r| &r.host), cmd.clone(), ctx.now).map_err(
-                    |e| match e {
-                        DomainError::NotFound { kind, .. } => DomainError::NotFound {
-                            kind,
-                            id: name.to_string(),
-                        },
-                        other => other,
-                    },
-                )?;
-                (evs, row.map(|r| r.seq).unwrap_or(0))
+                let world = v.hosts.get(&subject).map(|r| (r.seq, r.host.clone()));
+                let cached = self
+                    .hosts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&subject)
+                    .cloned();
+                match (world, cached) {
+                    (Some(w), Some(c)) if c.0 > w.0 => (Some(c.1), c.0),
+                    (Some(w), _) => (Some(w.1), w.0),
+                    (None, Some(c)) => (Some(c.1), c.0),
+                    (None, None) => (None, 0),
+                }
             };
+            let events = host::decide(state.as_ref(), cmd.clone(), ctx.now).map_err(|e| match e {
+                DomainError::NotFound { kind, id } if id.is_empty() => DomainError::NotFound {
+                    kind,
+                    id: name.to_string(),
+                },
+                other => other,
+            })?;
             if events.is_empty() {
                 return Ok(Outcome::default());
             }
+            let next = events
+                .iter()
+                .fold(state, |st, e| host::evolve(st, e));
             let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
-            match self
-                .append(subject.clone(), expected, &events, ctx, meta)
-                .await
-            {
+            match self.append(subject.clone(), expected, &events, ctx, meta).await {
                 Ok(ack) => {
-                    self.settle(&subject, &ack).await?;
+                    let mut cache = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+                    match next {
+                        Some(h) if !ack.duplicate => {
+                            cache.insert(subject.clone(), (ack.subject_seq, h));
+                        }
+                        _ => {
+                            cache.remove(&subject);
+                        }
+                    }
                     return Ok(Outcome {
                         events,
                         ack: Some(ack),
                     });
                 }
                 Err(LogError::WrongLastSequence { actual, .. }) => {
+                    self.hosts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&subject);
                     self.wait_seq(|v| v.hosts.get(&subject).is_some_and(|r| r.seq >= actual))
                         .await;
                 }

@@ -348,7 +348,9 @@ impl Reactor for Scheduler {
 
 /// Releases claims that their instance no longer holds.
 #[derive(Debug, Default)]
-pub struct Placement;
+pub struct Placement {
+    inflight: Arc<Mutex<HashSet<ClaimId>>>,
+}
 
 /// Claims of `id` that may be released now: (cell, host, claim).
 pub fn orphan_claims(
@@ -374,10 +376,18 @@ pub fn orphan_claims(
 }
 
 impl Placement {
-    async fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
+    /// Releases (in the background, once per claim at a time) every orphan claim of `id`.
+    fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
         let orphans = orphan_claims(&engine.world.read(), &id);
         for (cell, host, claim) in orphans {
-            release(engine, &cell, &host, claim, correlation).await;
+            if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(claim) {
+                continue;
+            }
+            let (engine, inflight, correlation) = (engine.clone(), self.inflight.clone(), correlation.to_string());
+            tokio::spawn(async move {
+                release(&engine, &cell, &host, claim, &correlation).await;
+                inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&claim);
+            });
         }
     }
 }
@@ -406,14 +416,14 @@ impl Reactor for Placement {
             vec![]
         };
         for id in ids {
-            self.check(engine, id, &commit.meta.correlation_id).await;
+            self.check(engine, id, &commit.meta.correlation_id);
         }
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
         let ids: Vec<InstanceId> = engine.world.read().claims.keys().copied().collect();
         for id in ids {
-            self.check(engine, id, "req-reconcile").await;
+            self.check(engine, id, "req-reconcile");
         }
     }
 }

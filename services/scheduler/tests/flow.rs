@@ -60,13 +60,7 @@ async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> 
     for s in &streams {
         projector.follow(s.clone(), rx.clone());
     }
-    let engine = Arc::new(Engine {
-        log,
-        world,
-        checkpoints: cps,
-        config,
-        read_timeout: Duration::from_secs(10),
-    });
+    let engine = Arc::new(Engine::new(log, world, cps, config, Duration::from_secs(10)));
     let specs: Vec<HostSpec> = (1..=hosts)
         .map(|n| HostSpec {
             name: HostName::new(format!("host{n}")).unwrap(),
@@ -82,7 +76,7 @@ async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> 
         Arc::new(SimDriver::new(sim)),
     ));
     let sched: Arc<dyn Reactor> = Arc::new(scheduler::Scheduler::default());
-    let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement);
+    let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement::default());
     for s in &streams {
         spawn_reactor(
             engine.clone(),

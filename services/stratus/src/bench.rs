@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use crate::stack::{Stack, StackOptions};
 
+/// Pause between two status polls of one client.
+const POLL_MS: u64 = 3;
+
 /// Benchmark options.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -120,7 +123,7 @@ impl Client {
             if Instant::now() > deadline {
                 bail!("server {id} stuck in {status} waiting for {want}");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         }
     }
 
@@ -231,6 +234,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let seconds = t0.elapsed().as_secs_f64();
     let events = stack.engine.world.read().events_applied - events_before;
     let peak = peak_rss_mib();
+    drop(http);
     stack.stop().await;
     if let Some(e) = first_err {
         return Err(e.context("a benchmark client failed"));

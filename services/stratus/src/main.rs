@@ -240,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Bench(b) => {
+            if std::env::var("RUST_LOG").is_ok() {
+                init_tracing();
+            }
             let r = bench::run(BenchOptions {
                 cycles: b.cycles,
                 concurrency: b.concurrency,

@@ -71,6 +71,7 @@ pub struct Stack {
     /// Where the API listens.
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     log: Arc<EmbeddedLog>,
 }
@@ -159,13 +160,7 @@ impl Stack {
         }
         tasks.push(projector.spawn_flusher(Duration::from_millis(200), shutdown_rx.clone()));
 
-        let engine = Arc::new(Engine {
-            log: dynlog.clone(),
-            world: world.clone(),
-            checkpoints,
-            config: opts.config,
-            read_timeout: Duration::from_secs(10),
-        });
+        let engine = Arc::new(Engine::new(dynlog.clone(), world.clone(), checkpoints, opts.config, Duration::from_secs(10)));
 
         // Hosts and default flavors: events, written once.
         let cell = CellName::cell1();
@@ -188,7 +183,7 @@ impl Stack {
             driver.clone(),
         ));
         let sched: Arc<dyn engine::Reactor> = Arc::new(scheduler::Scheduler::default());
-        let placement: Arc<dyn engine::Reactor> = Arc::new(scheduler::Placement);
+        let placement: Arc<dyn engine::Reactor> = Arc::new(scheduler::Placement::default());
         let every = Some(Duration::from_secs(30));
         for s in streams() {
             tasks.push(spawn_reactor(
@@ -229,19 +224,28 @@ impl Stack {
             auth: api::AuthMode::NoAuth,
         });
         let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.changed().await;
-                })
-                .await;
-        }));
+        let mut rx2 = shutdown_rx.clone();
+        let api_task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+            // In-flight requests get a grace period; idle keep-alive clients do not hold
+            // the shutdown up.
+            tokio::select! {
+                _ = serve => {}
+                _ = async {
+                    let _ = rx2.changed().await;
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                } => {}
+            }
+        });
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
         Ok(Stack {
             engine,
             driver,
             addr,
             shutdown,
+            api_task,
             tasks,
             log,
         })
@@ -251,6 +255,7 @@ impl Stack {
     /// (views flushed and synced), then the log.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        let _ = self.api_task.await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
