@@ -4,11 +4,12 @@
 //! Invariant: positions only move forward; `wait_for(stream, p)` returns true only once
 //! every commit of `stream` up to `p` is visible to readers.
 
-use std::sync::{RwLock, RwLockReadGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use eventlog::{Commit, StreamName};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::views::{Touched, Views};
 
@@ -17,6 +18,9 @@ use crate::views::{Touched, Views};
 pub struct World {
     views: RwLock<Views>,
     version: watch::Sender<u64>,
+    /// Waiters for a stream position, woken exactly once when it is applied (a
+    /// broadcast to every waiter on every apply costs O(waiters) per commit).
+    waiters: Mutex<HashMap<StreamName, BTreeMap<u64, Vec<oneshot::Sender<()>>>>>,
 }
 
 impl Default for World {
@@ -31,6 +35,7 @@ impl World {
         World {
             views: RwLock::new(views),
             version: watch::channel(0).0,
+            waiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -42,10 +47,30 @@ impl World {
     /// Applies commits (of any streams, each stream in order) and wakes waiters.
     pub fn apply(&self, commits: &[Commit]) -> Touched {
         let mut touched = Touched::default();
+        let mut reached: Vec<(StreamName, u64)> = Vec::new();
         {
             let mut v = self.views.write().unwrap_or_else(|p| p.into_inner());
             for c in commits {
                 v.apply(c, &mut touched);
+            }
+            for c in commits {
+                if !reached.iter().any(|(s, _)| *s == c.stream) {
+                    reached.push((c.stream.clone(), v.position(&c.stream)));
+                }
+            }
+        }
+        // Positions are visible before waiters are woken (see `wait_for`).
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            for (stream, pos) in reached {
+                if let Some(map) = w.get_mut(&stream) {
+                    let rest = map.split_off(&(pos + 1));
+                    for (_, senders) in std::mem::replace(map, rest) {
+                        for tx in senders {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
             }
         }
         self.version.send_modify(|x| *x += 1);

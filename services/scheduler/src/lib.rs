@@ -39,7 +39,12 @@ fn instance_of(commit: &Commit) -> Option<InstanceId> {
 pub struct Scheduler {
     inflight: Arc<Mutex<HashSet<InstanceId>>>,
     limit: Arc<tokio::sync::Semaphore>,
+    pending: Pending,
 }
+
+/// RAM (MiB) claimed per host by this scheduler but maybe not yet in the world: the
+/// weigher subtracts it, so concurrent decisions spread instead of piling on one host.
+type Pending = Arc<Mutex<std::collections::HashMap<HostName, u64>>>;
 
 impl Default for Scheduler {
     fn default() -> Self {
@@ -63,6 +68,7 @@ impl Scheduler {
         Scheduler {
             inflight: Default::default(),
             limit: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            pending: Default::default(),
         }
     }
 
@@ -85,25 +91,37 @@ impl Scheduler {
         let guard = Inflight(self.inflight.clone(), id);
         let engine = engine.clone();
         let limit = self.limit.clone();
+        let pending = self.pending.clone();
         tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
             let _guard = guard;
+            let mut reserved: Option<(HostName, u64)> = None;
             // Loop while there is scheduling work: Map is followed by Place at once.
             for _ in 0..4 {
                 let Some(inst) = engine.world.read().instance(&id).cloned() else {
                     return;
                 };
                 let res = match inst.work() {
-                    Some(Work::ScheduleBuild) => schedule_build(&engine, &inst, &correlation).await,
+                    Some(Work::ScheduleBuild) => {
+                        schedule_build(&engine, &inst, &correlation, &pending, &mut reserved).await
+                    }
                     Some(Work::Place) => place(&engine, &inst, &correlation).await,
                     Some(Work::ScheduleDestination) => {
-                        schedule_destination(&engine, &inst, &correlation).await
+                        schedule_destination(&engine, &inst, &correlation, &pending, &mut reserved)
+                            .await
                     }
-                    _ => return,
+                    _ => break,
                 };
                 if let Err(e) = res {
                     tracing::warn!(instance = %id, error = %e, "scheduling step failed; the reconciler will retry");
-                    return;
+                    break;
+                }
+            }
+            // The claim is in the world once the instance's cell commit settled.
+            if let Some((host, ram)) = reserved {
+                let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(v) = p.get_mut(&host) {
+                    *v = v.saturating_sub(ram);
                 }
             }
         });
@@ -129,6 +147,8 @@ async fn claim_first(
     req: &scheduling::Request<'_>,
     cells: Option<&CellName>,
     correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
 ) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
     let candidates: Vec<(CellName, HostName)> = {
         let v = engine.world.read();
@@ -138,10 +158,19 @@ async fn claim_first(
             .map(|r| &r.host)
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell));
-        scheduling::choose(hosts, req)
-            .into_iter()
-            .map(|h| (h.spec.cell.clone(), h.spec.name.clone()))
-            .collect()
+        let mut chosen: Vec<(u64, CellName, HostName)> = {
+            let p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            scheduling::choose(hosts, req)
+                .into_iter()
+                .map(|h| {
+                    let free = h.free().ram_mb.saturating_sub(p.get(&h.spec.name).copied().unwrap_or(0));
+                    (free, h.spec.cell.clone(), h.spec.name.clone())
+                })
+                .collect()
+        };
+        // Same weigher (most free RAM first, then name), net of in-flight claims.
+        chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+        chosen.into_iter().map(|(_, c, h)| (c, h)).collect()
     };
     for (cell, host) in candidates {
         let claim = ClaimId(Uuid::new_v4());
@@ -156,8 +185,25 @@ async fn claim_first(
             instance: inst.id(),
             resources: req.resources,
         };
-        match engine.host(&cell, &host, cmd, &ctx(), &meta).await {
-            Ok(_) => return Ok(Some((cell, host, claim))),
+        {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            *p.entry(host.clone()).or_default() += req.resources.ram_mb;
+        }
+        let unreserve = || {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = p.get_mut(&host) {
+                *v = v.saturating_sub(req.resources.ram_mb);
+            }
+        };
+        let res = engine.host(&cell, &host, cmd, &ctx(), &meta).await;
+        if res.is_err() {
+            unreserve();
+        }
+        match res {
+            Ok(_) => {
+                *reserved = Some((host.clone(), req.resources.ram_mb));
+                return Ok(Some((cell, host, claim)));
+            }
             Err(EngineError::Domain(DomainError::NoCapacity { .. })) => continue,
             Err(EngineError::Contention(_)) => continue,
             Err(e) => return Err(e),
@@ -191,6 +237,8 @@ async fn schedule_build(
     engine: &Arc<Engine>,
     inst: &Instance,
     correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
 ) -> Result<(), EngineError> {
     let resources = inst.flavor.resources(inst.spec.boot_from_volume);
     let req = scheduling::Request {
@@ -200,7 +248,7 @@ async fn schedule_build(
         availability_zone: inst.spec.availability_zone.as_deref(),
     };
     let op = op_of(inst);
-    let chosen = claim_first(engine, inst, &req, None, correlation).await?;
+    let chosen = claim_first(engine, inst, &req, None, correlation, pending, reserved).await?;
     let (cell, host, fault) = match &chosen {
         Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
         None => (
@@ -258,6 +306,8 @@ async fn schedule_destination(
     engine: &Arc<Engine>,
     inst: &Instance,
     correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
 ) -> Result<(), EngineError> {
     let op = op_of(inst);
     let (resources, exclude, force, cell) = match &inst.migration {
@@ -289,7 +339,7 @@ async fn schedule_destination(
             None
         },
     };
-    let chosen = claim_first(engine, inst, &req, cell.as_ref(), correlation).await?;
+    let chosen = claim_first(engine, inst, &req, cell.as_ref(), correlation, pending, reserved).await?;
     let dedupe = format!("sched:dest:{}:{op}:{}", inst.id(), attempt_of(inst));
     let meta = Meta::service("scheduler", correlation, &op.to_string(), dedupe);
     match chosen {

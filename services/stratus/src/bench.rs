@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::stack::{Stack, StackOptions};
 
 /// Pause between two status polls of one client.
-const POLL_MS: u64 = 3;
+const POLL_MS: u64 = 10;
 
 /// Benchmark options.
 #[derive(Debug, Clone)]
