@@ -21,7 +21,11 @@ async fn main() {
             expected: ExpectedSeq::Exactly(0),
             dedupe_id: format!("d{i}"),
             meta: Metadata::default(),
-            events: vec![NewEvent { event_type: "t".into(), version: 1, payload: vec![0; 200] }],
+            events: vec![NewEvent {
+                event_type: "t".into(),
+                version: 1,
+                payload: vec![0; 200],
+            }],
         })
         .await
         .unwrap();

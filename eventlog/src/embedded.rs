@@ -194,7 +194,13 @@ impl StreamHandle {
             return None;
         }
         let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
-        Some(tail.iter().skip(skip).take(max).map(|c| (**c).clone()).collect())
+        Some(
+            tail.iter()
+                .skip(skip)
+                .take(max)
+                .map(|c| (**c).clone())
+                .collect(),
+        )
     }
 
     /// Opens (or creates) the database of `name` and starts its writer thread.

@@ -20,8 +20,11 @@ pub struct World {
     version: watch::Sender<u64>,
     /// Waiters for a stream position, woken exactly once when it is applied (a
     /// broadcast to every waiter on every apply costs O(waiters) per commit).
-    waiters: Mutex<HashMap<StreamName, BTreeMap<u64, Vec<oneshot::Sender<()>>>>>,
+    waiters: Mutex<HashMap<StreamName, Waiters>>,
 }
+
+/// Senders to wake per awaited position of one stream.
+type Waiters = BTreeMap<u64, Vec<oneshot::Sender<()>>>;
 
 impl Default for World {
     fn default() -> Self {

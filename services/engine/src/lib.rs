@@ -136,7 +136,9 @@ impl Engine {
             checkpoints,
             config,
             read_timeout,
-            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             hosts: Default::default(),
         }
     }
@@ -146,7 +148,9 @@ impl Engine {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
-        self.locks[(h.finish() as usize) % self.locks.len()].lock().await
+        self.locks[(h.finish() as usize) % self.locks.len()]
+            .lock()
+            .await
     }
 
     /// The api-stream subject of an instance's build request.
@@ -359,21 +363,23 @@ impl Engine {
                     (None, None) => (None, 0),
                 }
             };
-            let events = host::decide(state.as_ref(), cmd.clone(), ctx.now).map_err(|e| match e {
-                DomainError::NotFound { kind, id } if id.is_empty() => DomainError::NotFound {
-                    kind,
-                    id: name.to_string(),
-                },
-                other => other,
-            })?;
+            let events =
+                host::decide(state.as_ref(), cmd.clone(), ctx.now).map_err(|e| match e {
+                    DomainError::NotFound { kind, id } if id.is_empty() => DomainError::NotFound {
+                        kind,
+                        id: name.to_string(),
+                    },
+                    other => other,
+                })?;
             if events.is_empty() {
                 return Ok(Outcome::default());
             }
-            let next = events
-                .iter()
-                .fold(state, |st, e| host::evolve(st, e));
+            let next = events.iter().fold(state, host::evolve);
             let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
-            match self.append(subject.clone(), expected, &events, ctx, meta).await {
+            match self
+                .append(subject.clone(), expected, &events, ctx, meta)
+                .await
+            {
                 Ok(ack) => {
                     let mut cache = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
                     match next {

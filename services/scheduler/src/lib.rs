@@ -163,7 +163,10 @@ async fn claim_first(
             scheduling::choose(hosts, req)
                 .into_iter()
                 .map(|h| {
-                    let free = h.free().ram_mb.saturating_sub(p.get(&h.spec.name).copied().unwrap_or(0));
+                    let free = h
+                        .free()
+                        .ram_mb
+                        .saturating_sub(p.get(&h.spec.name).copied().unwrap_or(0));
                     (free, h.spec.cell.clone(), h.spec.name.clone())
                 })
                 .collect()
@@ -339,7 +342,16 @@ async fn schedule_destination(
             None
         },
     };
-    let chosen = claim_first(engine, inst, &req, cell.as_ref(), correlation, pending, reserved).await?;
+    let chosen = claim_first(
+        engine,
+        inst,
+        &req,
+        cell.as_ref(),
+        correlation,
+        pending,
+        reserved,
+    )
+    .await?;
     let dedupe = format!("sched:dest:{}:{op}:{}", inst.id(), attempt_of(inst));
     let meta = Meta::service("scheduler", correlation, &op.to_string(), dedupe);
     match chosen {
@@ -430,13 +442,25 @@ impl Placement {
     fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
         let orphans = orphan_claims(&engine.world.read(), &id);
         for (cell, host, claim) in orphans {
-            if !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(claim) {
+            if !self
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(claim)
+            {
                 continue;
             }
-            let (engine, inflight, correlation) = (engine.clone(), self.inflight.clone(), correlation.to_string());
+            let (engine, inflight, correlation) = (
+                engine.clone(),
+                self.inflight.clone(),
+                correlation.to_string(),
+            );
             tokio::spawn(async move {
                 release(&engine, &cell, &host, claim, &correlation).await;
-                inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&claim);
+                inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&claim);
             });
         }
     }

@@ -60,7 +60,13 @@ async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> 
     for s in &streams {
         projector.follow(s.clone(), rx.clone());
     }
-    let engine = Arc::new(Engine::new(log, world, cps, config, Duration::from_secs(10)));
+    let engine = Arc::new(Engine::new(
+        log,
+        world,
+        cps,
+        config,
+        Duration::from_secs(10),
+    ));
     let specs: Vec<HostSpec> = (1..=hosts)
         .map(|n| HostSpec {
             name: HostName::new(format!("host{n}")).unwrap(),

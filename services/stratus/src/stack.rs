@@ -160,7 +160,13 @@ impl Stack {
         }
         tasks.push(projector.spawn_flusher(Duration::from_millis(200), shutdown_rx.clone()));
 
-        let engine = Arc::new(Engine::new(dynlog.clone(), world.clone(), checkpoints, opts.config, Duration::from_secs(10)));
+        let engine = Arc::new(Engine::new(
+            dynlog.clone(),
+            world.clone(),
+            checkpoints,
+            opts.config,
+            Duration::from_secs(10),
+        ));
 
         // Hosts and default flavors: events, written once.
         let cell = CellName::cell1();

@@ -7,7 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn serve(dir: &std::path::Path, port: u16) -> Child {
@@ -26,7 +30,10 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
 }
 
 fn sigterm(mut child: Child) {
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -75,7 +82,10 @@ async fn serve_sigterm_restart_replay() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let rid = resp.headers()["x-openstack-request-id"].to_str().unwrap().to_string();
+    let rid = resp.headers()["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(rid.starts_with("req-"), "{rid}");
     let v: serde_json::Value = resp.json().await.unwrap();
     let id = v["server"]["id"].as_str().unwrap().to_string();
@@ -117,5 +127,8 @@ async fn serve_sigterm_restart_replay() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("instance.build_requested"), "{text}");
     assert!(text.contains(&rid), "history names the request id: {text}");
-    assert!(text.lines().last().unwrap().contains("status=PAUSED"), "{text}");
+    assert!(
+        text.lines().last().unwrap().contains("status=PAUSED"),
+        "{text}"
+    );
 }

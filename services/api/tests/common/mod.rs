@@ -56,7 +56,13 @@ pub async fn start() -> Stack {
         log.ensure_stream(&s).await.unwrap();
         projector.follow(s, rx.clone());
     }
-    let engine = Arc::new(Engine::new(log, world, checkpoints, Default::default(), Duration::from_secs(5)));
+    let engine = Arc::new(Engine::new(
+        log,
+        world,
+        checkpoints,
+        Default::default(),
+        Duration::from_secs(5),
+    ));
     let app = api::router(ApiState {
         engine: engine.clone(),
         auth: AuthMode::NoAuth,
