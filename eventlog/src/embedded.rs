@@ -100,7 +100,7 @@ const SUBSCRIPTION_CAPACITY: usize = 1024;
 const TAIL_LEN: usize = 8192;
 
 /// redb page cache per stream database.
-const CACHE_BYTES: usize = 128 * 1024 * 1024;
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// File name suffix of a stream database.
 const FILE_SUFFIX: &str = ".redb";
@@ -687,6 +687,14 @@ impl Drop for EmbeddedLog {
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, req: AppendRequest) -> Result<AppendAck, LogError> {
+        self.submit(req).await?.await
+    }
+
+    fn single_writer(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, req: AppendRequest) -> Result<crate::PendingAck, LogError> {
         if req.events.is_empty() {
             return Err(LogError::EmptyCommit);
         }
@@ -713,7 +721,9 @@ impl EventLog for EmbeddedLog {
             events,
             reply,
         })?;
-        ack.await.map_err(|_| LogError::Closed)?
+        Ok(crate::PendingAck::new(async move {
+            ack.await.map_err(|_| LogError::Closed)?
+        }))
     }
 
     async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError> {

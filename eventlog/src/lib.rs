@@ -164,6 +164,36 @@ pub enum LogError {
     Closed,
 }
 
+/// The acknowledgement of a submitted append, still to come.
+pub struct PendingAck(
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendAck, LogError>> + Send>>,
+);
+
+impl PendingAck {
+    /// Wraps any future of an acknowledgement.
+    pub fn new(
+        f: impl std::future::Future<Output = Result<AppendAck, LogError>> + Send + 'static,
+    ) -> Self {
+        PendingAck(Box::pin(f))
+    }
+}
+
+impl std::future::Future for PendingAck {
+    type Output = Result<AppendAck, LogError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for PendingAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingAck")
+    }
+}
+
 /// A live subscription to one stream: yields commits in order, exactly once.
 pub struct Subscription {
     rx: tokio::sync::mpsc::Receiver<Result<Commit, LogError>>,
@@ -192,6 +222,25 @@ impl fmt::Debug for Subscription {
 pub trait EventLog: Send + Sync + 'static {
     /// Appends one commit atomically, with OCC and dedupe.
     async fn append(&self, req: AppendRequest) -> Result<AppendAck, LogError>;
+
+    /// Submits an append and returns once it is queued, with a future of its
+    /// acknowledgement (pipelining). Appends submitted one after the other by the same
+    /// caller are applied in submission order, so a later one may expect the sequence
+    /// an earlier one will produce; if the earlier one fails, the later one fails its
+    /// OCC check. Backends that cannot pipeline append fully here (the default).
+    async fn submit(&self, req: AppendRequest) -> Result<PendingAck, LogError> {
+        let r = self.append(req).await;
+        Ok(PendingAck::new(async move { r }))
+    }
+
+    /// True when this process is the only writer of the log (the embedded backend holds
+    /// an exclusive file lock). Only then may a caller pipeline appends to one subject
+    /// whose decisions depend on each other: with other writers, an earlier append can
+    /// fail because someone else took its sequence, and a later one would then pass its
+    /// OCC check on top of events it never saw.
+    fn single_writer(&self) -> bool {
+        false
+    }
 
     /// Commits of `subject` with `subject_seq >= from` (1-based), oldest first.
     async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError>;

@@ -48,7 +48,11 @@ impl std::fmt::Debug for ProjectionStore {
 impl ProjectionStore {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(dberr)?;
+        // The store is written in batches and read once at start: a modest page cache.
+        let db = Database::builder()
+            .set_cache_size(32 * 1024 * 1024)
+            .create(path)
+            .map_err(dberr)?;
         let tx = db.begin_write().map_err(dberr)?;
         {
             tx.open_table(INSTANCES).map_err(dberr)?;

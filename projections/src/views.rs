@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::flavor::{self, Flavor};
 use domain::host::{self, Host};
-use domain::instance::{self, Instance};
+use domain::instance::{self, Instance, InstanceEvent};
 use domain::{ClaimId, Event, InstanceId, Timestamp};
 use eventlog::{Commit, StreamName, Subject};
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,32 @@ impl Views {
         self.flavors.get(&s)?.flavor.as_ref().filter(|f| !f.deleted)
     }
 
+    /// Merges views folded from *other streams* into these (streams are independent,
+    /// see the module invariants). Used to fold streams in parallel; call
+    /// [`Views::rebuild_indexes`] once after the last merge.
+    pub fn merge(&mut self, other: Views) {
+        for (id, o) in other.instances {
+            let row = self.instances.entry(id).or_default();
+            if o.cell_subject.is_some() {
+                row.cell = o.cell;
+                row.cell_seq = o.cell_seq;
+                row.cell_subject = o.cell_subject;
+            }
+            if o.api_seq > 0 {
+                row.api = o.api;
+                row.api_seq = o.api_seq;
+            }
+            if row.cell.is_some() {
+                row.api = None;
+            }
+        }
+        self.hosts.extend(other.hosts);
+        self.flavors.extend(other.flavors);
+        self.positions.extend(other.positions);
+        self.events_applied += other.events_applied;
+        self.decode_errors += other.decode_errors;
+    }
+
     /// A copy of the rows named in `touched`, with all positions (what a flush writes).
     pub fn snapshot_of(&self, touched: &Touched) -> Views {
         let mut v = Views {
@@ -139,11 +165,13 @@ impl Views {
     /// Applies one commit. Commits of a stream must come in order; a commit at or
     /// below the stream's position is ignored (redelivery).
     pub fn apply(&mut self, c: &Commit, touched: &mut Touched) {
-        let pos = self.positions.entry(c.stream.clone()).or_insert(0);
-        if c.stream_seq <= *pos {
-            return;
+        match self.positions.get_mut(&c.stream) {
+            Some(pos) if c.stream_seq <= *pos => return,
+            Some(pos) => *pos = c.stream_seq,
+            None => {
+                self.positions.insert(c.stream.clone(), c.stream_seq);
+            }
         }
-        *pos = c.stream_seq;
         for se in &c.events {
             match codec::decode(se) {
                 Ok(ev) => {
@@ -166,22 +194,42 @@ impl Views {
                     return;
                 };
                 let row = self.instances.entry(id).or_default();
-                let is_api = c.subject.stream() == StreamName::api();
+                let is_api = c.stream.as_str() == "api";
+                let creates = matches!(
+                    e,
+                    InstanceEvent::BuildRequested { .. }
+                        | InstanceEvent::Placed { .. }
+                        | InstanceEvent::BuildFailed { .. }
+                );
                 if is_api {
                     let next = instance::evolve(row.api.take(), &e);
                     row.api = if row.cell.is_some() { None } else { next };
                     row.api_seq = c.subject_seq;
                 } else {
-                    let base = row.cell.take().or_else(|| row.api.clone());
-                    row.cell = instance::evolve(base, &e);
+                    row.cell = match e {
+                        // The first cell commit carries the whole state: move it in.
+                        InstanceEvent::Placed { snapshot, .. }
+                        | InstanceEvent::BuildFailed { snapshot, .. } => Some(*snapshot),
+                        e => {
+                            let base = match row.cell.take() {
+                                Some(c) => Some(c),
+                                None => row.api.clone(),
+                            };
+                            instance::evolve(base, &e)
+                        }
+                    };
                     row.cell_seq = c.subject_seq;
-                    row.cell_subject = Some(c.subject.clone());
+                    if row.cell_subject.as_ref() != Some(&c.subject) {
+                        row.cell_subject = Some(c.subject.clone());
+                    }
                     if row.cell.is_some() {
                         row.api = None;
                     }
                 }
                 if let Some(s) = row.state() {
-                    self.by_created.insert((s.created_at, id));
+                    if creates {
+                        self.by_created.insert((s.created_at, id));
+                    }
                     if s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted) {
                         self.pending.insert(id);
                     } else {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use domain::instance::{self, Instance};
@@ -58,32 +59,64 @@ impl RebuildReport {
     }
 }
 
-/// Folds the log into fresh views up to `upto` (per stream; missing = everything).
-pub async fn fold(
-    log: &dyn EventLog,
-    upto: &BTreeMap<StreamName, u64>,
+/// Folds one stream into fresh views up to `limit`. Reading (and decoding commits)
+/// runs ahead of applying, on another task, so both cores work.
+async fn fold_stream(
+    log: Arc<dyn EventLog>,
+    stream: StreamName,
+    limit: u64,
 ) -> Result<(Views, u64), ReplayError> {
-    let mut v = Views::default();
-    let mut touched = projections::Touched::default();
-    let mut commits = 0u64;
-    for stream in log.streams().await? {
-        let limit = upto.get(&stream).copied().unwrap_or(u64::MAX);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<eventlog::Commit>>(4);
+    let reader = tokio::spawn(async move {
         let mut from = 1u64;
         while from <= limit {
-            let batch = log.read_stream(&stream, from, 8192).await?;
-            if batch.is_empty() {
+            let mut batch = log.read_stream(&stream, from, 2048).await?;
+            batch.retain(|c| c.stream_seq <= limit);
+            let Some(last) = batch.last().map(|c| c.stream_seq) else {
+                break;
+            };
+            from = last + 1;
+            if tx.send(batch).await.is_err() {
                 break;
             }
-            for c in batch.iter().take_while(|c| c.stream_seq <= limit) {
-                v.apply(c, &mut touched);
-                commits += 1;
-                from = c.stream_seq + 1;
-            }
-            if batch.last().is_some_and(|c| c.stream_seq >= limit) {
-                break;
-            }
-            touched = projections::Touched::default();
         }
+        Ok::<_, LogError>(())
+    });
+    let mut v = Views::default();
+    let mut commits = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let mut touched = projections::Touched::default();
+        for c in &batch {
+            v.apply(c, &mut touched);
+        }
+        commits += batch.len() as u64;
+    }
+    reader
+        .await
+        .map_err(|e| ReplayError::Log(LogError::Storage(e.to_string())))??;
+    Ok((v, commits))
+}
+
+/// Folds the log into fresh views up to `upto` (per stream; missing = everything).
+/// Streams are independent, so they are folded in parallel and merged.
+pub async fn fold(
+    log: Arc<dyn EventLog>,
+    upto: &BTreeMap<StreamName, u64>,
+) -> Result<(Views, u64), ReplayError> {
+    let mut tasks = Vec::new();
+    for stream in log.streams().await? {
+        let limit = upto.get(&stream).copied().unwrap_or(u64::MAX);
+        let log = log.clone();
+        tasks.push(tokio::spawn(fold_stream(log, stream, limit)));
+    }
+    let mut v = Views::default();
+    let mut commits = 0;
+    for t in tasks {
+        let (part, n) = t
+            .await
+            .map_err(|e| ReplayError::Log(LogError::Storage(e.to_string())))??;
+        v.merge(part);
+        commits += n;
     }
     v.rebuild_indexes();
     Ok((v, commits))
@@ -134,14 +167,14 @@ pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
 }
 
 /// Rebuilds from `log` and compares with `stored`.
-pub async fn rebuild(log: &dyn EventLog, stored: &Views) -> Result<RebuildReport, ReplayError> {
+pub async fn rebuild(log: Arc<dyn EventLog>, stored: &Views) -> Result<RebuildReport, ReplayError> {
     let mut upto = stored.positions.clone();
     // Streams never projected are folded from nothing to nothing.
     for s in log.streams().await? {
         upto.entry(s).or_insert(0);
     }
     let t0 = Instant::now();
-    let (rebuilt, commits) = fold(log, &upto).await?;
+    let (rebuilt, commits) = fold(log.clone(), &upto).await?;
     let seconds = t0.elapsed().as_secs_f64();
     let mut lag = 0;
     for (s, p) in &upto {
@@ -164,7 +197,8 @@ pub async fn rebuild_data_dir(data_dir: &Path) -> Result<RebuildReport, ReplayEr
     let log = eventlog::EmbeddedLog::open(&data_dir.join("log"))?;
     let store = projections::ProjectionStore::open(&data_dir.join("projections.redb"))?;
     let stored = store.load()?;
-    let r = rebuild(log.as_ref(), &stored).await;
+    let dynlog: Arc<dyn EventLog> = log.clone();
+    let r = rebuild(dynlog, &stored).await;
     log.close();
     r
 }

@@ -183,7 +183,18 @@ impl Engine {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<AppendAck, LogError> {
-        let req = AppendRequest {
+        let req = Self::request(subject, expected, events, ctx, meta);
+        self.log.append(req).await
+    }
+
+    fn request(
+        subject: Subject,
+        expected: u64,
+        events: &[Event],
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> AppendRequest {
+        AppendRequest {
             subject,
             expected: ExpectedSeq::Exactly(expected),
             dedupe_id: meta
@@ -197,8 +208,7 @@ impl Engine {
                 occurred_at: ctx.now.0,
             },
             events: events.iter().map(codec::encode).collect(),
-        };
-        self.log.append(req).await
+        }
     }
 
     async fn settle(&self, subject: &Subject, ack: &AppendAck) -> Result<(), EngineError> {
@@ -345,8 +355,9 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = Self::host_subject(cell, name);
-        let _guard = self.lock(subject.as_str()).await;
+        let pipeline = self.log.single_writer();
         for _ in 0..MAX_RETRIES {
+            let guard = self.lock(subject.as_str()).await;
             let (state, expected) = {
                 let v = self.world.read();
                 let world = v.hosts.get(&subject).map(|r| (r.seq, r.host.clone()));
@@ -376,19 +387,37 @@ impl Engine {
             }
             let next = events.iter().fold(state, host::evolve);
             let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
-            match self
-                .append(subject.clone(), expected, &events, ctx, meta)
-                .await
-            {
+            let req = Self::request(subject.clone(), expected, &events, ctx, meta);
+            let result = if pipeline {
+                // Queue the append, assume it lands, and let the next claim on this host
+                // decide on top of it while the group commit is under way.
+                let pending = self.log.submit(req).await?;
+                if let Some(h) = next {
+                    self.hosts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(subject.clone(), (expected + 1, h));
+                }
+                drop(guard);
+                pending.await
+            } else {
+                let r = self.log.append(req).await;
+                if let (Ok(ack), Some(h)) = (&r, next) {
+                    self.hosts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(subject.clone(), (ack.subject_seq, h));
+                }
+                drop(guard);
+                r
+            };
+            match result {
                 Ok(ack) => {
-                    let mut cache = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-                    match next {
-                        Some(h) if !ack.duplicate => {
-                            cache.insert(subject.clone(), (ack.subject_seq, h));
-                        }
-                        _ => {
-                            cache.remove(&subject);
-                        }
+                    if ack.duplicate {
+                        self.hosts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&subject);
                     }
                     return Ok(Outcome {
                         events,
@@ -403,7 +432,13 @@ impl Engine {
                     self.wait_seq(|v| v.hosts.get(&subject).is_some_and(|r| r.seq >= actual))
                         .await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.hosts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&subject);
+                    return Err(e.into());
+                }
             }
         }
         Err(EngineError::Contention(format!("host {name}")))

@@ -14,8 +14,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(dir: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+/// Kills the server if the test fails before stopping it, so no process outlives the test.
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn serve(dir: &std::path::Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_stratus"))
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--hosts", "2"])
@@ -23,13 +35,23 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn stratus serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("a line").expect("readable");
+    let mut server = Server(Some(child));
+    let stdout = server
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("piped stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("readable");
     assert!(line.contains("stratus listening on"), "{line}");
-    child
+    server
 }
 
-fn sigterm(mut child: Child) {
+fn sigterm(mut server: Server) {
+    let mut child = server.0.take().expect("running");
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
