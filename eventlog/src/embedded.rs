@@ -13,8 +13,6 @@
 //! |-----------------|----------------------------------|----------------------------------------|
 //! | `commits`       | `stream_seq: u64`                | encoded commit record (see below)      |
 //! | `subject_index` | `(subject: &str, subject_seq: u64)` | `stream_seq: u64`                   |
-//! | `subject_last`  | `subject: &str`                  | last `subject_seq: u64`                |
-//! | `dedupe`        | `dedupe_id: &str`                | `(stream_seq, subject_seq)` of the original |
 //!
 //! A commit record is one format byte ([`RECORD_FORMAT`]) followed by the postcard encoding of
 //! subject, subject_seq, dedupe_id, metadata and events. The stream and `stream_seq` are not
@@ -24,21 +22,26 @@
 //!
 //! - The keys of `commits` are exactly `1..=last`, with no gap: the writer takes the next
 //!   position from the last key inside the same write transaction that inserts.
-//! - For every subject `s` with last sequence `n` in `subject_last`, `subject_index` holds
-//!   exactly the keys `(s, 1..=n)`, each pointing at a commit whose record names `s` and that
-//!   sequence.
-//! - Every row of one append (commit, index, last, dedupe) is written in the same write
+//! - For every subject `s` whose last sequence is `n` (the greatest `(s, n)` key of
+//!   `subject_index`; there is no separate "last" table, which would cost one more random
+//!   page write per commit), `subject_index` holds exactly the keys `(s, 1..=n)`, each
+//!   pointing at a commit whose record names `s` and that sequence.
+//! - Every row of one append (commit, index, dedupe) is written in the same write
 //!   transaction, committed with [`Durability::Immediate`] before the append is acknowledged,
 //!   so an acknowledged commit survives a crash and no commit is ever partially visible.
 //! - An empty `dedupe_id` disables deduplication for that append; a non-empty one is
-//!   remembered forever (there is no dedupe window) and is unique per stream.
+//!   unique per stream within the *dedupe window*: the last [`DEDUPE_WINDOW`] commits of
+//!   the stream (JetStream has a time window instead). The window lives in memory; it is
+//!   rebuilt from the dedupe ids stored in the last commit records when a stream is
+//!   opened, so it survives restarts and crashes. A table would cost one random page
+//!   write per commit.
 //!
 //! # Group commit
 //!
 //! Each open stream has one dedicated writer thread fed by a channel. The thread blocks for
 //! one request, drains whatever else is pending (up to [`MAX_BATCH`]), applies all of them in
-//! one write transaction (checking OCC and dedupe per request against the database *including*
-//! the earlier requests of the same batch, since a write transaction reads its own writes),
+//! one write transaction (checking OCC against the database and dedupe against the window,
+//! both *including* the earlier requests of the same batch),
 //! commits durably, and only then answers every caller. A request refused by OCC is simply not
 //! written; it does not affect the others of its batch. If the commit itself fails, every
 //! request of the batch gets [`LogError::Storage`] and nothing of the batch is visible.
@@ -51,7 +54,7 @@
 //! # Performance
 //!
 //! The writer thread is the bottleneck and is CPU-bound in redb: every commit dirties (copies,
-//! checksums and writes) a 4 KiB leaf in `subject_index` and `dedupe` at random places, so the
+//! checksums and writes) a 4 KiB leaf in `subject_index` at a random place, so the
 //! cost is per *commit*, nearly independent of its number of events. Many concurrent appenders
 //! and multi-event commits are what make it fast; a lone appender gets one fsync per commit.
 
@@ -78,10 +81,7 @@ use crate::{
 const COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("commits");
 /// `(subject, subject_seq)` -> stream position.
 const SUBJECT_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("subject_index");
-/// Subject -> its last sequence.
-const SUBJECT_LAST: TableDefinition<&str, u64> = TableDefinition::new("subject_last");
 /// Dedupe id -> `(stream_seq, subject_seq)` of the commit first written with it.
-const DEDUPE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("dedupe");
 
 /// Format byte prefixed to every stored commit record; bump it when the record changes.
 pub const RECORD_FORMAT: u8 = 1;
@@ -94,6 +94,9 @@ const SUBSCRIPTION_READ_BATCH: usize = 512;
 
 /// Capacity of a subscription's channel.
 const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+/// Number of most recent commits of a stream whose dedupe ids are remembered.
+pub const DEDUPE_WINDOW: usize = 65_536;
 
 /// Most recent commits kept in memory per stream, so caught-up subscribers are fed
 /// without a database read.
@@ -156,6 +159,20 @@ fn decode_record(stream: &StreamName, stream_seq: u64, bytes: &[u8]) -> Result<C
     }
 }
 
+/// Last sequence of `subject`: the greatest `(subject, seq)` key of the index (0 if none).
+fn last_in_index(
+    t: &impl ReadableTable<(&'static str, u64), u64>,
+    subject: &str,
+) -> Result<u64, LogError> {
+    let mut range = t
+        .range((subject, 0u64)..=(subject, u64::MAX))
+        .map_err(storage)?;
+    match range.next_back() {
+        Some(r) => Ok(r.map_err(storage)?.0.value().1),
+        None => Ok(0),
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> LogError {
     LogError::Storage(e.to_string())
 }
@@ -215,8 +232,6 @@ impl StreamHandle {
         {
             txn.open_table(COMMITS).map_err(storage)?;
             txn.open_table(SUBJECT_INDEX).map_err(storage)?;
-            txn.open_table(SUBJECT_LAST).map_err(storage)?;
-            txn.open_table(DEDUPE).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let last = {
@@ -238,11 +253,23 @@ impl StreamHandle {
             last: last_tx,
             tail: tail.clone(),
         });
+        let mut dedupe = DedupeWindow::default();
+        {
+            let r = db.begin_read().map_err(storage)?;
+            let t = r.open_table(COMMITS).map_err(storage)?;
+            let from = last.saturating_sub(DEDUPE_WINDOW as u64) + 1;
+            for row in t.range(from..).map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let c = decode_record(&name, k.value(), v.value())?;
+                dedupe.remember(c.dedupe_id, c.stream_seq, c.subject_seq);
+            }
+        }
         let writer = Writer {
             db,
             name: name.clone(),
             last: handle.last.clone(),
             tail,
+            dedupe,
             buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -313,9 +340,8 @@ impl StreamHandle {
     /// Last sequence of `subject` (blocking, a single key lookup).
     fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {
         let r = self.db.begin_read().map_err(storage)?;
-        let t = r.open_table(SUBJECT_LAST).map_err(storage)?;
-        let v = t.get(subject.as_str()).map_err(storage)?;
-        Ok(v.map(|g| g.value()).unwrap_or(0))
+        let t = r.open_table(SUBJECT_INDEX).map_err(storage)?;
+        last_in_index(&t, subject.as_str())
     }
 }
 
@@ -325,8 +351,35 @@ impl Drop for StreamHandle {
     }
 }
 
+/// Dedupe ids of the last [`DEDUPE_WINDOW`] commits, with their original sequences.
+#[derive(Default)]
+struct DedupeWindow {
+    ids: HashMap<String, (u64, u64)>,
+    order: VecDeque<String>,
+}
+
+impl DedupeWindow {
+    fn get(&self, id: &str) -> Option<(u64, u64)> {
+        self.ids.get(id).copied()
+    }
+
+    fn remember(&mut self, id: String, stream_seq: u64, subject_seq: u64) {
+        if id.is_empty() {
+            return;
+        }
+        if self.order.len() >= DEDUPE_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.ids.insert(id.clone(), (stream_seq, subject_seq));
+        self.order.push_back(id);
+    }
+}
+
 /// The state owned by a stream's writer thread.
 struct Writer {
+    dedupe: DedupeWindow,
     db: Arc<Database>,
     name: StreamName,
     last: watch::Sender<u64>,
@@ -364,6 +417,11 @@ impl Writer {
                     for (job, res) in batch.drain(..).zip(results) {
                         if let Ok(ack) = &res {
                             if !ack.duplicate {
+                                self.dedupe.remember(
+                                    job.dedupe_id.clone(),
+                                    ack.stream_seq,
+                                    ack.subject_seq,
+                                );
                                 if tail.len() >= TAIL_LEN {
                                     tail.pop_front();
                                 }
@@ -428,8 +486,8 @@ impl Writer {
     ) -> Result<(Vec<Result<AppendAck, LogError>>, u64), LogError> {
         let mut commits = txn.open_table(COMMITS).map_err(storage)?;
         let mut index = txn.open_table(SUBJECT_INDEX).map_err(storage)?;
-        let mut subject_last = txn.open_table(SUBJECT_LAST).map_err(storage)?;
-        let mut dedupe = txn.open_table(DEDUPE).map_err(storage)?;
+        // Dedupe ids accepted earlier in this batch (the window learns them after commit).
+        let mut batch_ids: HashMap<&str, (u64, u64)> = HashMap::new();
 
         let mut last = commits
             .last()
@@ -439,8 +497,11 @@ impl Writer {
         for job in batch {
             let dedupe_id = job.dedupe_id.as_str();
             if !dedupe_id.is_empty() {
-                if let Some(g) = dedupe.get(dedupe_id).map_err(storage)? {
-                    let (stream_seq, subject_seq) = g.value();
+                if let Some((stream_seq, subject_seq)) = batch_ids
+                    .get(dedupe_id)
+                    .copied()
+                    .or_else(|| self.dedupe.get(dedupe_id))
+                {
                     results.push(Ok(AppendAck {
                         stream_seq,
                         subject_seq,
@@ -450,10 +511,7 @@ impl Writer {
                 }
             }
             let subject = job.subject.as_str();
-            let actual = subject_last
-                .get(subject)
-                .map_err(storage)?
-                .map_or(0, |g| g.value());
+            let actual = last_in_index(&index, subject)?;
             if let ExpectedSeq::Exactly(expected) = job.expected {
                 if expected != actual {
                     results.push(Err(LogError::WrongLastSequence {
@@ -483,11 +541,8 @@ impl Writer {
             index
                 .insert((subject, subject_seq), stream_seq)
                 .map_err(storage)?;
-            subject_last.insert(subject, subject_seq).map_err(storage)?;
             if !dedupe_id.is_empty() {
-                dedupe
-                    .insert(dedupe_id, (stream_seq, subject_seq))
-                    .map_err(storage)?;
+                batch_ids.insert(dedupe_id, (stream_seq, subject_seq));
             }
             last = stream_seq;
             results.push(Ok(AppendAck {

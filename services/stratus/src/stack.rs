@@ -158,7 +158,7 @@ impl Stack {
                 anyhow::bail!("projections did not catch up with stream {s}");
             }
         }
-        tasks.push(projector.spawn_flusher(Duration::from_millis(200), shutdown_rx.clone()));
+        tasks.push(projector.spawn_flusher(Duration::from_secs(1), shutdown_rx.clone()));
 
         let engine = Arc::new(Engine::new(
             dynlog.clone(),
