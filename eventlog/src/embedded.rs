@@ -81,7 +81,6 @@ use crate::{
 const COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("commits");
 /// `(subject, subject_seq)` -> stream position.
 const SUBJECT_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("subject_index");
-/// Dedupe id -> `(stream_seq, subject_seq)` of the commit first written with it.
 
 /// Format byte prefixed to every stored commit record; bump it when the record changes.
 pub const RECORD_FORMAT: u8 = 1;
