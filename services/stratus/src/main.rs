@@ -138,9 +138,7 @@ async fn shutdown_signal() {
 }
 
 fn fmt_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let micros = us.rem_euclid(1_000_000);
-    format!("{secs}.{micros:06}")
+    api::util::iso_micros_z(domain::Timestamp(us))
 }
 
 #[tokio::main]
