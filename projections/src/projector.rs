@@ -52,42 +52,64 @@ impl Projector {
     ) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let from = me.world.read().position(&stream) + 1;
-            let mut sub = match me.log.subscribe(&stream, from).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(%stream, error = %e, "projector cannot subscribe");
-                    return;
-                }
-            };
-            let mut batch = Vec::with_capacity(256);
+            // (Re)subscribe from the world's position whenever the subscription ends or
+            // fails, until shutdown: a transient log error never stops the projections.
             loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => break,
-                    next = sub.next() => {
-                        match next {
-                            Some(Ok(c)) => batch.push(c),
-                            Some(Err(e)) => { tracing::error!(%stream, error = %e, "projector read error"); tokio::time::sleep(Duration::from_millis(100)).await; continue; }
-                            None => break,
+                let from = me.world.read().position(&stream) + 1;
+                match me.log.subscribe(&stream, from).await {
+                    Ok(sub) => {
+                        if me.consume(&stream, sub, &mut shutdown).await {
+                            return;
                         }
                     }
+                    Err(e) => tracing::error!(%stream, error = %e, "projector cannot subscribe"),
                 }
-                // Drain what is already there, to apply in one lock.
-                while batch.len() < 1024 {
-                    match tokio::time::timeout(Duration::ZERO, sub.next()).await {
-                        Ok(Some(Ok(c))) => batch.push(c),
-                        _ => break,
-                    }
+                if *shutdown.borrow() {
+                    return;
                 }
-                let t = me.world.apply(&batch);
-                batch.clear();
-                let mut all = me.touched.lock().unwrap_or_else(|p| p.into_inner());
-                all.instances.extend(t.instances);
-                all.hosts.extend(t.hosts);
-                all.flavors.extend(t.flavors);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
             }
         })
+    }
+
+    /// Applies a subscription until it ends (false) or shutdown (true).
+    async fn consume(
+        &self,
+        stream: &StreamName,
+        mut sub: eventlog::Subscription,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return true,
+                next = sub.next() => match next {
+                    Some(Ok(c)) => batch.push(c),
+                    Some(Err(e)) => {
+                        tracing::error!(%stream, error = %e, "projector read error; resubscribing");
+                        return false;
+                    }
+                    None => return false,
+                }
+            }
+            // Drain what is already there, to apply in one lock.
+            while batch.len() < 1024 {
+                match tokio::time::timeout(Duration::ZERO, sub.next()).await {
+                    Ok(Some(Ok(c))) => batch.push(c),
+                    _ => break,
+                }
+            }
+            let t = self.world.apply(&batch);
+            batch.clear();
+            let mut all = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            all.instances.extend(t.instances);
+            all.hosts.extend(t.hosts);
+            all.flavors.extend(t.flavors);
+        }
     }
 
     /// Persists what changed since the last flush.

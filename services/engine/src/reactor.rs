@@ -48,11 +48,16 @@ pub fn spawn_reactor(
             }
         };
         let mut saved = pos;
-        let mut sub = match engine.log.subscribe(&stream, pos + 1).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(reactor = reactor.name(), %stream, error = %e, "cannot subscribe");
-                return;
+        let mut sub = loop {
+            match engine.log.subscribe(&stream, pos + 1).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!(reactor = reactor.name(), %stream, error = %e, "cannot subscribe; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
             }
         };
         if reconcile_every.is_some() {
@@ -81,8 +86,12 @@ pub fn spawn_reactor(
                         pos = commit.stream_seq;
                     }
                     Some(Err(e)) => {
-                        tracing::error!(reactor = reactor.name(), error = %e, "subscription error");
+                        tracing::error!(reactor = reactor.name(), error = %e, "subscription error; resubscribing");
                         tokio::time::sleep(Duration::from_millis(200)).await;
+                        match engine.log.subscribe(&stream, pos + 1).await {
+                            Ok(s) => sub = s,
+                            Err(e) => tracing::error!(reactor = reactor.name(), error = %e, "cannot resubscribe"),
+                        }
                     }
                     None => break,
                 }
