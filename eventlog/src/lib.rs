@@ -20,7 +20,9 @@
 pub mod checkpoint;
 pub mod conformance;
 pub mod embedded;
+pub mod jetstream;
 pub mod subject;
+pub mod testing;
 
 use std::fmt;
 
@@ -30,6 +32,7 @@ use uuid::Uuid;
 
 pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
 pub use embedded::EmbeddedLog;
+pub use jetstream::{JetStreamLog, JetStreamOptions};
 pub use subject::{StreamName, Subject};
 
 /// Who caused a commit (the authenticated caller, or a service).

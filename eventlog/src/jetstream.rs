@@ -1,0 +1,1207 @@
+//! The NATS JetStream backend of [`EventLog`].
+//!
+//! # Streams
+//!
+//! | Stratus stream | JetStream stream      | subjects             |
+//! |----------------|-----------------------|----------------------|
+//! | `api`          | `<PREFIX>_API`        | `stratus.api.>`      |
+//! | cell `x`       | `<PREFIX>_CELL_X`     | `stratus.cell.x.>`   |
+//!
+//! `<PREFIX>` is [`JetStreamOptions::stream_prefix`] (`STRATUS` by default). A stream is
+//! created (or verified) by [`EventLog::ensure_stream`], by the first append to one of its
+//! subjects and by a subscription. It is created with file storage, the configured number
+//! of replicas and duplicate window, retention `limits` with *no* limit (messages, bytes,
+//! age, messages per subject are all unlimited), `deny_delete` and `deny_purge`. An existing
+//! stream whose configuration could drop events (a limit, memory storage, a retention other
+//! than `limits`, rollups allowed) is refused with [`LogError::Storage`]: events are the
+//! source of truth, so starting on such a stream would be silent data loss later.
+//!
+//! Subjects of different prefixes overlap (every prefix wants `stratus.api.>`), and JetStream
+//! refuses two streams with overlapping subjects: one server (or account) holds one Stratus
+//! log. The prefix only names the streams.
+//!
+//! # Messages
+//!
+//! One commit is one message on the commit's subject. The payload is the same commit record
+//! as the embedded store's: format byte [`RECORD_FORMAT`], then the postcard encoding of
+//! subject, subject_seq, dedupe_id, metadata and events. The stream sequence of the message
+//! is the commit's `stream_seq`. Headers (so consumers can route and filter without decoding):
+//!
+//! | header                                 | value                                       |
+//! |----------------------------------------|---------------------------------------------|
+//! | `Nats-Msg-Id`                          | the dedupe id (absent when empty)           |
+//! | `Nats-Expected-Last-Subject-Sequence`  | OCC, see below (always present)             |
+//! | `Stratus-Subject-Seq`                  | the commit's `subject_seq`                  |
+//! | `Stratus-Event-Types`                  | comma-separated event types, in order       |
+//! | `Stratus-Correlation-Id`               | `meta.correlation_id` (when header-safe)    |
+//!
+//! # subject_seq and OCC
+//!
+//! JetStream has no per-subject counter: its OCC header
+//! `Nats-Expected-Last-Subject-Sequence` names the *stream* sequence of the subject's last
+//! message (0 = the subject has no message). Stratus needs per-subject sequences 1, 2, 3...
+//! They are kept by this invariant:
+//!
+//! > every message carries `Stratus-Subject-Seq` = (that header of the subject's previous
+//! > message) + 1, or 1 for a subject's first message.
+//!
+//! It holds because **every** append (also [`ExpectedSeq::Any`]) is published with the
+//! expected-last-subject-sequence header set to the stream sequence `s` of a message `M`
+//! whose subject_seq `m` we know, and with `Stratus-Subject-Seq = m + 1` (or with 0 and 1
+//! for an empty subject). The server accepts it only if `M` is still the subject's last
+//! message, so `m + 1` is exactly right. The pair `(m, s)` comes from a per-subject cache
+//! filled by our own acks and reads (a fact "the message at stream seq `s` has subject_seq
+//! `m`" never changes, only "it is the last" can go stale, and that part the server checks),
+//! or from the server: the last message of the subject (`STREAM.MSG.GET` with
+//! `last_by_subj`, answered by the stream leader) and its `Stratus-Subject-Seq` header.
+//!
+//! - `Exactly(0)`: publish with expected 0.
+//! - `Exactly(n)`: if the cache says the last is `(n, s)` publish with `s`; otherwise read the
+//!   last message from the server; if it is `(n, s)` publish with `s`; if not, the append is
+//!   still published, with an expected sequence no message can have (`i64::MAX`), because
+//!   JetStream checks the dedupe id *before* the OCC header: a repeated dedupe id must be
+//!   acknowledged as a duplicate even when its expectation is stale.
+//! - `Any`: publish on top of the last known `(m, s)`; when the server refuses (another
+//!   writer was faster) re-read the last message and try again (bounded).
+//!
+//! When the server refuses with error 10071 (wrong last sequence), the subject's last message
+//! is read to report `actual` as a subject_seq in [`LogError::WrongLastSequence`]. A duplicate
+//! ack carries the original stream sequence; the original message is read by that sequence
+//! to report its subject_seq. Appends of one subject are serialised inside the process
+//! (striped locks), so in-process writers queue instead of fighting over OCC; other
+//! processes are handled by the server's check. `single_writer` is false.
+//!
+//! # Reads
+//!
+//! `read_subject` reads the subject's last message (`STREAM.MSG.GET`), then, unless the
+//! range is only that message, an ephemeral pull consumer filtered on the subject up to that
+//! message's stream sequence. `read_stream` asks the stream info for the last sequence and
+//! reads `from..=min(last, from + max - 1)` with an ephemeral consumer starting at `from`.
+//! Consumers are in memory, R1, without acks, and deleted after the read.
+//!
+//! `subscribe` runs an ordered pull consumer from `from` (`DeliverPolicy::ByStartSequence`)
+//! in a task that forwards commits in order. The task checks that stream sequences follow
+//! each other; on any consumer error (server restart, lost connection) it creates a new
+//! consumer from the next expected position, so delivery has no gap and no duplicate.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{self, AckPolicy, DeliverPolicy},
+    context::{CreateStreamErrorKind, GetStreamErrorKind, PublishErrorKind},
+    stream::{self as js_stream, DiscardPolicy, RetentionPolicy, StorageType},
+    ErrorCode,
+};
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::embedded::RECORD_FORMAT;
+use crate::{
+    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, Metadata, StoredEvent,
+    StreamName, Subject, Subscription,
+};
+
+/// Header carrying the commit's subject sequence.
+pub const HEADER_SUBJECT_SEQ: &str = "Stratus-Subject-Seq";
+/// Header carrying the commit's event types, comma-separated.
+pub const HEADER_EVENT_TYPES: &str = "Stratus-Event-Types";
+/// Header carrying the commit's correlation id.
+pub const HEADER_CORRELATION_ID: &str = "Stratus-Correlation-Id";
+const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+const HEADER_EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+
+/// An expected stream sequence no message can have: makes the server refuse the OCC check
+/// (after it has checked the dedupe id).
+const IMPOSSIBLE_SEQ: u64 = i64::MAX as u64;
+
+/// Number of striped per-subject append locks.
+const LOCK_STRIPES: usize = 256;
+
+/// Most subjects whose last known position is cached (the cache is cleared beyond that).
+const CACHE_MAX: usize = 100_000;
+
+/// Attempts of an `ExpectedSeq::Any` append against other writers.
+const ANY_ATTEMPTS: usize = 64;
+
+/// Capacity of a subscription's channel.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+/// Longest a bounded read (one `read_subject` / `read_stream`) may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Timeout of JetStream API requests and publish acks.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of a [`JetStreamLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamOptions {
+    /// Replicas of each stream: 1 (single server) or 3 (cluster).
+    pub replicas: usize,
+    /// JetStream duplicate window (how long a dedupe id is remembered).
+    pub duplicate_window: Duration,
+    /// Prefix of JetStream stream names (`<PREFIX>_API`, `<PREFIX>_CELL_<X>`).
+    pub stream_prefix: String,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            stream_prefix: "STRATUS".into(),
+        }
+    }
+}
+
+/// The stored form of a commit (borrowed, for encoding); the embedded store's record.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    subject: &'a Subject,
+    subject_seq: u64,
+    dedupe_id: &'a str,
+    meta: &'a Metadata,
+    events: &'a [StoredEvent],
+}
+
+/// The stored form of a commit (owned, for decoding). Same field order as [`RecordRef`].
+#[derive(Deserialize)]
+struct RecordOwned {
+    subject: Subject,
+    subject_seq: u64,
+    dedupe_id: String,
+    meta: Metadata,
+    events: Vec<StoredEvent>,
+}
+
+fn encode_record(rec: &RecordRef<'_>) -> Result<Vec<u8>, LogError> {
+    let buf = vec![RECORD_FORMAT];
+    postcard::to_extend(rec, buf).map_err(|e| LogError::Corrupt(format!("encode commit: {e}")))
+}
+
+fn decode_record(stream: &StreamName, stream_seq: u64, bytes: &[u8]) -> Result<Commit, LogError> {
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, body)) => {
+            let r: RecordOwned = postcard::from_bytes(body)
+                .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
+            Ok(Commit {
+                stream: stream.clone(),
+                stream_seq,
+                subject: r.subject,
+                subject_seq: r.subject_seq,
+                dedupe_id: r.dedupe_id,
+                meta: r.meta,
+                events: r.events,
+            })
+        }
+        Some((other, _)) => Err(LogError::Corrupt(format!(
+            "commit {stream}/{stream_seq}: unknown record format {other}"
+        ))),
+        None => Err(LogError::Corrupt(format!(
+            "commit {stream}/{stream_seq}: empty record"
+        ))),
+    }
+}
+
+/// Decodes a message into a commit, checking that headers and record agree.
+fn decode_message(
+    stream: &StreamName,
+    stream_seq: u64,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<Commit, LogError> {
+    let c = decode_record(stream, stream_seq, payload)?;
+    if c.subject.as_str() != subject {
+        return Err(LogError::Corrupt(format!(
+            "commit {stream}/{stream_seq}: record names {} but message subject is {subject}",
+            c.subject
+        )));
+    }
+    if let Some(h) = header_subject_seq(headers) {
+        if h != c.subject_seq {
+            return Err(LogError::Corrupt(format!(
+                "commit {stream}/{stream_seq}: header subject_seq {h} != record {}",
+                c.subject_seq
+            )));
+        }
+    }
+    Ok(c)
+}
+
+fn header_subject_seq(headers: Option<&HeaderMap>) -> Option<u64> {
+    headers?.get(HEADER_SUBJECT_SEQ)?.as_str().parse().ok()
+}
+
+/// True when `s` can be a header value (no control characters).
+fn header_safe(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control())
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(e.to_string())
+}
+
+/// True when a JetStream API error is "stream not found" (10059).
+fn is_stream_not_found(e: &async_nats::jetstream::Error) -> bool {
+    e.error_code() == ErrorCode::STREAM_NOT_FOUND
+}
+
+/// The NATS JetStream [`EventLog`]. See the module documentation for the mapping.
+pub struct JetStreamLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    opts: JetStreamOptions,
+    /// Streams created or verified by this process.
+    ensured: Mutex<HashSet<StreamName>>,
+    /// Last known `(subject_seq, stream_seq)` per subject: a hint, checked by the server.
+    last: Mutex<HashMap<Subject, (u64, u64)>>,
+    /// Striped per-subject append locks.
+    locks: Vec<tokio::sync::Mutex<()>>,
+    /// Flips to `true` on close; subscriptions watch it.
+    closed_tx: watch::Sender<bool>,
+    /// Incremented on every (re)connection to a server.
+    reconnects: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLog")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server said about the last message of a subject.
+struct LastMsg {
+    subject_seq: u64,
+    stream_seq: u64,
+    /// The message itself (absent when the subject is empty).
+    message: Option<jetstream::message::StreamMessage>,
+}
+
+impl JetStreamLog {
+    /// Connects to the NATS server(s) at `url` (comma-separated URLs allowed) and checks
+    /// that JetStream is enabled. Streams are created on first use.
+    pub async fn connect(url: &str, opts: JetStreamOptions) -> Result<Arc<Self>, LogError> {
+        let prefix_ok = !opts.stream_prefix.is_empty()
+            && opts
+                .stream_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !prefix_ok {
+            return Err(LogError::InvalidName(format!(
+                "stream prefix {:?}: use [A-Za-z0-9_-]+",
+                opts.stream_prefix
+            )));
+        }
+        if !(1..=5).contains(&opts.replicas) {
+            return Err(LogError::Storage(format!(
+                "replicas must be 1..=5 (1 or 3 in practice), got {}",
+                opts.replicas
+            )));
+        }
+        // Counts reconnections, so subscriptions can recreate their consumers at once
+        // instead of waiting for missed heartbeats (a restarted server lost them).
+        let (reconnects_tx, _) = watch::channel(0u64);
+        let reconnects = reconnects_tx.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name("stratus-eventlog")
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    reconnects.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| LogError::Storage(format!("connect to NATS at {url}: {e}")))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        // Account info as raw JSON: the typed answer of this client does not parse the
+        // replies of older servers (2.9).
+        let info = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.request("$JS.API.INFO", Default::default()),
+        )
+        .await
+        .map_err(|_| LogError::Storage(format!("NATS at {url}: JetStream info timed out")))?
+        .map_err(|e| {
+            LogError::Storage(format!("NATS at {url}: JetStream is not available: {e}"))
+        })?;
+        let body = String::from_utf8_lossy(&info.payload);
+        if body.contains("\"error\"") {
+            return Err(LogError::Storage(format!(
+                "NATS at {url}: JetStream is not available: {body}"
+            )));
+        }
+        let (closed_tx, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            client,
+            js,
+            opts,
+            ensured: Mutex::new(HashSet::new()),
+            last: Mutex::new(HashMap::new()),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            closed_tx,
+            reconnects: reconnects_tx,
+        }))
+    }
+
+    /// The options this log was opened with.
+    pub fn options(&self) -> &JetStreamOptions {
+        &self.opts
+    }
+
+    /// The JetStream stream name of a Stratus stream: `<PREFIX>_API` or `<PREFIX>_CELL_<X>`.
+    pub fn jetstream_name(&self, stream: &StreamName) -> String {
+        if *stream == StreamName::api() {
+            format!("{}_API", self.opts.stream_prefix)
+        } else {
+            format!(
+                "{}_CELL_{}",
+                self.opts.stream_prefix,
+                stream.as_str().to_ascii_uppercase()
+            )
+        }
+    }
+
+    /// The subjects a Stratus stream captures.
+    fn stream_subjects(stream: &StreamName) -> String {
+        if *stream == StreamName::api() {
+            "stratus.api.>".into()
+        } else {
+            format!("stratus.cell.{stream}.>")
+        }
+    }
+
+    /// The Stratus stream of a JetStream stream name of this prefix.
+    fn stratus_name(&self, js_name: &str) -> Option<StreamName> {
+        let rest = js_name
+            .strip_prefix(self.opts.stream_prefix.as_str())?
+            .strip_prefix('_')?;
+        if rest == "API" {
+            return Some(StreamName::api());
+        }
+        let cell = rest.strip_prefix("CELL_")?;
+        if cell.bytes().any(|b| b.is_ascii_lowercase()) {
+            return None;
+        }
+        StreamName::new(cell.to_ascii_lowercase()).ok()
+    }
+
+    /// The configuration a stream is created with.
+    pub fn stream_config(&self, stream: &StreamName) -> js_stream::Config {
+        js_stream::Config {
+            name: self.jetstream_name(stream),
+            subjects: vec![Self::stream_subjects(stream)],
+            description: Some(format!("Stratus event log, stream {stream}")),
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            num_replicas: self.opts.replicas,
+            duplicate_window: self.opts.duplicate_window,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_age: Duration::ZERO,
+            max_consumers: -1,
+            max_message_size: -1,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// Refuses an existing stream configuration that could lose events.
+    fn verify_config(
+        &self,
+        have: &js_stream::Config,
+        want: &js_stream::Config,
+    ) -> Result<(), LogError> {
+        let name = &have.name;
+        let refuse = |what: String| {
+            Err(LogError::Storage(format!(
+                "stream {name} has {what}; refusing to start: it could drop events"
+            )))
+        };
+        if have.storage != StorageType::File {
+            return refuse(format!("storage={:?}", have.storage));
+        }
+        if have.retention != RetentionPolicy::Limits {
+            return refuse(format!("retention={:?}", have.retention));
+        }
+        if have.max_messages > 0 {
+            return refuse(format!("max_msgs={}", have.max_messages));
+        }
+        if have.max_bytes > 0 {
+            return refuse(format!("max_bytes={}", have.max_bytes));
+        }
+        if have.max_messages_per_subject > 0 {
+            return refuse(format!(
+                "max_msgs_per_subject={}",
+                have.max_messages_per_subject
+            ));
+        }
+        if !have.max_age.is_zero() {
+            return refuse(format!("max_age={:?}", have.max_age));
+        }
+        if have.allow_rollup {
+            return refuse("allow_rollup_hdrs=true".into());
+        }
+        if !want.subjects.iter().all(|s| have.subjects.contains(s)) {
+            return Err(LogError::Storage(format!(
+                "stream {name} captures {:?}, not {:?}; refusing to start",
+                have.subjects, want.subjects
+            )));
+        }
+        if have.mirror.is_some() || have.sealed {
+            return Err(LogError::Storage(format!(
+                "stream {name} is a mirror or sealed: it cannot be written; refusing to start"
+            )));
+        }
+        if have.num_replicas != want.num_replicas {
+            tracing::warn!(stream = %name, have = have.num_replicas, want = want.num_replicas,
+                "stream replicas differ from the configured ones");
+        }
+        if have.duplicate_window != want.duplicate_window {
+            tracing::warn!(stream = %name, have = ?have.duplicate_window, want = ?want.duplicate_window,
+                "stream duplicate window differs from the configured one");
+        }
+        if !have.deny_delete || !have.deny_purge {
+            tracing::warn!(stream = %name, "stream allows message delete or purge");
+        }
+        Ok(())
+    }
+
+    /// Creates or verifies `stream` on the server (always asks the server).
+    async fn create_or_verify(&self, stream: &StreamName) -> Result<(), LogError> {
+        let want = self.stream_config(stream);
+        match self.js.get_stream(&want.name).await {
+            Ok(s) => self.verify_config(&s.cached_info().config, &want)?,
+            Err(e) => {
+                let not_found = match e.kind() {
+                    GetStreamErrorKind::JetStream(j) => is_stream_not_found(&j),
+                    _ => false,
+                };
+                if !not_found {
+                    return Err(LogError::Storage(format!("stream {}: {e}", want.name)));
+                }
+                if let Err(e) = self.js.create_stream(want.clone()).await {
+                    // Maybe another process created it meanwhile: verify what is there.
+                    match self.js.get_stream(&want.name).await {
+                        Ok(s) => self.verify_config(&s.cached_info().config, &want)?,
+                        Err(_) => {
+                            let hint = match e.kind() {
+                                CreateStreamErrorKind::JetStream(j)
+                                    if j.error_code() == ErrorCode::STREAM_NAME_EXIST =>
+                                {
+                                    " (exists with another configuration)"
+                                }
+                                _ => "",
+                            };
+                            return Err(LogError::Storage(format!(
+                                "create stream {}{hint}: {e}",
+                                want.name
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        self.ensured
+            .lock()
+            .expect("ensured lock poisoned")
+            .insert(stream.clone());
+        Ok(())
+    }
+
+    /// Ensures `stream` once per process (cheap after the first call).
+    async fn ensure_known(&self, stream: &StreamName) -> Result<(), LogError> {
+        let known = self
+            .ensured
+            .lock()
+            .expect("ensured lock poisoned")
+            .contains(stream);
+        if known {
+            Ok(())
+        } else {
+            self.create_or_verify(stream).await
+        }
+    }
+
+    fn check_open(&self) -> Result<(), LogError> {
+        if *self.closed_tx.borrow() {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Closes the log: appends and reads fail with [`LogError::Closed`] and every
+    /// subscription ends. Idempotent.
+    pub fn close(&self) {
+        self.closed_tx.send_replace(true);
+    }
+
+    fn lock_for(&self, subject: &Subject) -> &tokio::sync::Mutex<()> {
+        let mut h = DefaultHasher::new();
+        subject.hash(&mut h);
+        &self.locks[(h.finish() as usize) % LOCK_STRIPES]
+    }
+
+    fn cached(&self, subject: &Subject) -> Option<(u64, u64)> {
+        self.last
+            .lock()
+            .expect("cache lock poisoned")
+            .get(subject)
+            .copied()
+    }
+
+    /// Records that the message at `stream_seq` has `subject_seq` (keeps the highest).
+    fn remember(&self, subject: &Subject, subject_seq: u64, stream_seq: u64) {
+        if subject_seq == 0 {
+            return;
+        }
+        let mut last = self.last.lock().expect("cache lock poisoned");
+        if last.len() >= CACHE_MAX && !last.contains_key(subject) {
+            last.clear();
+        }
+        let e = last.entry(subject.clone()).or_insert((0, 0));
+        if subject_seq >= e.0 {
+            *e = (subject_seq, stream_seq);
+        }
+    }
+
+    /// Reads the subject's last message from the server (its stream leader).
+    async fn fetch_last(&self, subject: &Subject) -> Result<LastMsg, LogError> {
+        let name = self.jetstream_name(&subject.stream());
+        let stream = self.js.get_stream_no_info(&name).await.map_err(storage)?;
+        match stream
+            .get_last_raw_message_by_subject(subject.as_str())
+            .await
+        {
+            Ok(m) => {
+                let subject_seq = match header_subject_seq(Some(&m.headers)) {
+                    Some(s) => s,
+                    None => decode_record(&subject.stream(), m.sequence, &m.payload)?.subject_seq,
+                };
+                self.remember(subject, subject_seq, m.sequence);
+                Ok(LastMsg {
+                    subject_seq,
+                    stream_seq: m.sequence,
+                    message: Some(m),
+                })
+            }
+            Err(e) => {
+                use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+                match e.kind() {
+                    K::NoMessageFound => Ok(LastMsg {
+                        subject_seq: 0,
+                        stream_seq: 0,
+                        message: None,
+                    }),
+                    K::JetStream(j)
+                        if is_stream_not_found(&j)
+                            || j.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
+                    {
+                        Ok(LastMsg {
+                            subject_seq: 0,
+                            stream_seq: 0,
+                            message: None,
+                        })
+                    }
+                    _ => Err(LogError::Storage(format!("last message of {subject}: {e}"))),
+                }
+            }
+        }
+    }
+
+    /// The subject_seq of the message at `stream_seq` of `stream`.
+    async fn subject_seq_at(&self, stream: &StreamName, stream_seq: u64) -> Result<u64, LogError> {
+        let name = self.jetstream_name(stream);
+        let s = self.js.get_stream_no_info(&name).await.map_err(storage)?;
+        let m = s
+            .get_raw_message(stream_seq)
+            .await
+            .map_err(|e| LogError::Storage(format!("message {name}/{stream_seq}: {e}")))?;
+        match header_subject_seq(Some(&m.headers)) {
+            Some(seq) => Ok(seq),
+            None => Ok(decode_record(stream, stream_seq, &m.payload)?.subject_seq),
+        }
+    }
+
+    /// Builds the headers of one publish.
+    fn headers(
+        req: &AppendRequest,
+        expected_stream_seq: u64,
+        subject_seq: u64,
+        types: Option<&str>,
+    ) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if !req.dedupe_id.is_empty() {
+            h.insert(HEADER_MSG_ID, req.dedupe_id.as_str());
+        }
+        h.insert(
+            HEADER_EXPECTED_LAST_SUBJECT_SEQ,
+            expected_stream_seq.to_string(),
+        );
+        h.insert(HEADER_SUBJECT_SEQ, subject_seq.to_string());
+        if let Some(t) = types {
+            h.insert(HEADER_EVENT_TYPES, t);
+        }
+        let corr = &req.meta.correlation_id;
+        if !corr.is_empty() && header_safe(corr) {
+            h.insert(HEADER_CORRELATION_ID, corr.as_str());
+        }
+        h
+    }
+
+    /// One append, under the subject's lock.
+    async fn append_locked(
+        &self,
+        req: &AppendRequest,
+        events: &[StoredEvent],
+    ) -> Result<AppendAck, LogError> {
+        let subject = &req.subject;
+        let stream = subject.stream();
+        let types: Option<String> = {
+            let joined = events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            events
+                .iter()
+                .all(|e| header_safe(&e.event_type) && !e.event_type.contains(','))
+                .then_some(joined)
+        };
+        let mut recreated = false;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // (expected stream seq of the subject's last message, subject_seq we will have)
+            let (expected_stream_seq, subject_seq) = match req.expected {
+                ExpectedSeq::Exactly(0) => (0, 1),
+                ExpectedSeq::Exactly(n) => {
+                    let (m, s) = match self.cached(subject) {
+                        Some((m, s)) if m == n => (m, s),
+                        _ => {
+                            let l = self.fetch_last(subject).await?;
+                            (l.subject_seq, l.stream_seq)
+                        }
+                    };
+                    if m == n {
+                        (s, n + 1)
+                    } else {
+                        (IMPOSSIBLE_SEQ, n + 1)
+                    }
+                }
+                ExpectedSeq::Any => {
+                    let (m, s) = match self.cached(subject) {
+                        Some(known) if attempts == 1 => known,
+                        _ => {
+                            let l = self.fetch_last(subject).await?;
+                            (l.subject_seq, l.stream_seq)
+                        }
+                    };
+                    (s, m + 1)
+                }
+            };
+            let payload = encode_record(&RecordRef {
+                subject,
+                subject_seq,
+                dedupe_id: &req.dedupe_id,
+                meta: &req.meta,
+                events,
+            })?;
+            let headers = Self::headers(req, expected_stream_seq, subject_seq, types.as_deref());
+            let published = match self
+                .js
+                .publish_with_headers(subject.as_str().to_string(), headers, payload.into())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match published {
+                Ok(ack) if ack.duplicate => {
+                    let original = self.subject_seq_at(&stream, ack.sequence).await?;
+                    return Ok(AppendAck {
+                        stream_seq: ack.sequence,
+                        subject_seq: original,
+                        duplicate: true,
+                    });
+                }
+                Ok(ack) => {
+                    self.remember(subject, subject_seq, ack.sequence);
+                    return Ok(AppendAck {
+                        stream_seq: ack.sequence,
+                        subject_seq,
+                        duplicate: false,
+                    });
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    let actual = self.fetch_last(subject).await?.subject_seq;
+                    match req.expected {
+                        ExpectedSeq::Exactly(n) if actual != n => {
+                            return Err(LogError::WrongLastSequence {
+                                subject: subject.to_string(),
+                                expected: n,
+                                actual,
+                            });
+                        }
+                        // Exactly(n) and the subject reached n meanwhile, or Any: try again.
+                        _ if attempts < ANY_ATTEMPTS => {
+                            if attempts > 2 {
+                                let ms = 1u64 << attempts.min(6);
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                            continue;
+                        }
+                        _ => {
+                            return Err(LogError::Storage(format!(
+                                "append to {subject}: still conflicting after {attempts} attempts"
+                            )));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound && !recreated => {
+                    // The stream went away (or never existed): create it again, once.
+                    recreated = true;
+                    self.ensured
+                        .lock()
+                        .expect("ensured lock poisoned")
+                        .remove(&stream);
+                    self.create_or_verify(&stream).await?;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(LogError::Storage(format!("append to {subject}: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Reads the messages of `stream` (optionally filtered on `filter`) from stream sequence
+    /// `start` up to and including `end`, with an ephemeral consumer; `keep` selects commits.
+    async fn read_range(
+        &self,
+        stream: &StreamName,
+        filter: Option<&Subject>,
+        start: u64,
+        end: u64,
+        keep: impl Fn(&Commit) -> bool,
+    ) -> Result<Vec<Commit>, LogError> {
+        let name = self.jetstream_name(stream);
+        let config = consumer::pull::Config {
+            deliver_policy: if start <= 1 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                }
+            },
+            filter_subject: filter.map(|s| s.to_string()).unwrap_or_default(),
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(10),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        };
+        let c = self
+            .js
+            .create_consumer_on_stream(config, &name)
+            .await
+            .map_err(|e| LogError::Storage(format!("read {name}: create consumer: {e}")))?;
+        let consumer_name = c.cached_info().name.clone();
+        let read = async {
+            let mut out = Vec::new();
+            let mut messages = c
+                .stream()
+                .max_messages_per_batch(512)
+                .messages()
+                .await
+                .map_err(|e| LogError::Storage(format!("read {name}: {e}")))?;
+            while let Some(m) = messages.next().await {
+                let m = m.map_err(|e| LogError::Storage(format!("read {name}: {e}")))?;
+                let seq = m.info().map_err(storage)?.stream_sequence;
+                if seq > end {
+                    break;
+                }
+                let commit = decode_message(
+                    stream,
+                    seq,
+                    m.subject.as_str(),
+                    m.headers.as_ref(),
+                    &m.payload,
+                )?;
+                if keep(&commit) {
+                    out.push(commit);
+                }
+                if seq == end {
+                    break;
+                }
+            }
+            Ok(out)
+        };
+        let result = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => Err(LogError::Storage(format!(
+                "read {name} {start}..={end}: timed out after {READ_TIMEOUT:?}"
+            ))),
+        };
+        if let Err(e) = self
+            .js
+            .delete_consumer_from_stream(&consumer_name, &name)
+            .await
+        {
+            tracing::debug!(stream = %name, consumer = %consumer_name, error = %e,
+                "could not delete read consumer (it expires by itself)");
+        }
+        result
+    }
+}
+
+impl Drop for JetStreamLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamLog {
+    async fn append(&self, req: AppendRequest) -> Result<AppendAck, LogError> {
+        self.check_open()?;
+        if req.events.is_empty() {
+            return Err(LogError::EmptyCommit);
+        }
+        if !header_safe(&req.dedupe_id) {
+            return Err(LogError::InvalidName(format!(
+                "dedupe id {:?}: control characters",
+                req.dedupe_id
+            )));
+        }
+        self.ensure_known(&req.subject.stream()).await?;
+        let events: Vec<StoredEvent> = req
+            .events
+            .iter()
+            .map(|e| StoredEvent {
+                event_id: Uuid::now_v7(),
+                event_type: e.event_type.clone(),
+                version: e.version,
+                payload: e.payload.clone(),
+            })
+            .collect();
+        let _guard = self.lock_for(&req.subject).lock().await;
+        self.append_locked(&req, &events).await
+    }
+
+    async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError> {
+        self.check_open()?;
+        let from = from.max(1);
+        let last = self.fetch_last(subject).await?;
+        if last.subject_seq == 0 || from > last.subject_seq {
+            return Ok(Vec::new());
+        }
+        let stream = subject.stream();
+        if from == last.subject_seq {
+            if let Some(m) = &last.message {
+                let c = decode_message(
+                    &stream,
+                    m.sequence,
+                    m.subject.as_str(),
+                    Some(&m.headers),
+                    &m.payload,
+                )?;
+                return Ok(vec![c]);
+            }
+        }
+        let out = self
+            .read_range(&stream, Some(subject), 1, last.stream_seq, |c| {
+                c.subject_seq >= from
+            })
+            .await?;
+        // Per-subject sequences must run from..=last with no hole.
+        for (i, c) in out.iter().enumerate() {
+            if c.subject_seq != from + i as u64 {
+                return Err(LogError::Corrupt(format!(
+                    "{subject}: subject_seq {} at position {i}, expected {}",
+                    c.subject_seq,
+                    from + i as u64
+                )));
+            }
+        }
+        if out.len() as u64 != last.subject_seq - from + 1 {
+            return Err(LogError::Corrupt(format!(
+                "{subject}: read {} commits from {from}, last is {}",
+                out.len(),
+                last.subject_seq
+            )));
+        }
+        Ok(out)
+    }
+
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {
+        self.check_open()?;
+        Ok(self.fetch_last(subject).await?.subject_seq)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
+        self.check_open()?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let from = from.max(1);
+        let last = self.last_stream_seq(stream).await?;
+        if from > last {
+            return Ok(Vec::new());
+        }
+        let end = last.min(from.saturating_add(max as u64 - 1));
+        let out = self.read_range(stream, None, from, end, |_| true).await?;
+        for (i, c) in out.iter().enumerate() {
+            if c.stream_seq != from + i as u64 {
+                return Err(LogError::Corrupt(format!(
+                    "stream {stream}: gap before stream_seq {} (expected {})",
+                    c.stream_seq,
+                    from + i as u64
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn last_stream_seq(&self, stream: &StreamName) -> Result<u64, LogError> {
+        self.check_open()?;
+        let name = self.jetstream_name(stream);
+        match self.js.get_stream(&name).await {
+            Ok(s) => Ok(s.cached_info().state.last_sequence),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j) if is_stream_not_found(&j) => Ok(0),
+                _ => Err(LogError::Storage(format!("stream {name}: {e}"))),
+            },
+        }
+    }
+
+    /// Subscribing to a stream that does not exist yet creates it (empty).
+    async fn subscribe(&self, stream: &StreamName, from: u64) -> Result<Subscription, LogError> {
+        self.check_open()?;
+        self.ensure_known(stream).await?;
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+        let task = SubscriptionTask {
+            js: self.js.clone(),
+            name: self.jetstream_name(stream),
+            stream: stream.clone(),
+            next: from.max(1),
+            tx,
+            closed: self.closed_tx.subscribe(),
+            reconnects: self.reconnects.subscribe(),
+        };
+        tokio::spawn(task.run());
+        Ok(Subscription::new(rx))
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamName>, LogError> {
+        self.check_open()?;
+        let names: Vec<String> = self
+            .js
+            .stream_names()
+            .try_collect()
+            .await
+            .map_err(|e| LogError::Storage(format!("list streams: {e}")))?;
+        let mut out: Vec<StreamName> = names.iter().filter_map(|n| self.stratus_name(n)).collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn ensure_stream(&self, stream: &StreamName) -> Result<(), LogError> {
+        self.check_open()?;
+        self.create_or_verify(stream).await
+    }
+}
+
+impl JetStreamLog {
+    /// The underlying NATS client (for health checks and tests).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+/// Feeds one subscription from an ordered consumer, recreating it from the next expected
+/// position whenever it fails.
+struct SubscriptionTask {
+    js: jetstream::Context,
+    name: String,
+    stream: StreamName,
+    next: u64,
+    tx: mpsc::Sender<Result<Commit, LogError>>,
+    closed: watch::Receiver<bool>,
+    reconnects: watch::Receiver<u64>,
+}
+
+/// What ended one consumer of a subscription.
+enum Ended {
+    /// The receiver went away or the log closed: stop.
+    Stop,
+    /// The consumer failed: make a new one from `next`.
+    Retry(String),
+}
+
+impl SubscriptionTask {
+    async fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            if *self.closed.borrow() || self.tx.is_closed() {
+                return;
+            }
+            let delivered_before = self.next;
+            match self.follow().await {
+                Ended::Stop => return,
+                Ended::Retry(why) => {
+                    if self.next > delivered_before {
+                        failures = 0;
+                    }
+                    failures += 1;
+                    tracing::debug!(stream = %self.name, next = self.next, %why,
+                        "subscription consumer failed; recreating it");
+                    let backoff = Duration::from_millis(50 * u64::from(failures.min(20)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.closed.wait_for(|&c| c) => return,
+                        _ = self.tx.closed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one ordered consumer from `self.next` until it fails or the subscription ends.
+    async fn follow(&mut self) -> Ended {
+        self.reconnects.mark_unchanged();
+        let config = consumer::pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: self.next,
+            },
+            ..Default::default()
+        };
+        let stream = match self.js.get_stream_no_info(&self.name).await {
+            Ok(s) => s,
+            Err(e) => return Ended::Retry(e.to_string()),
+        };
+        let consumer = tokio::select! {
+            r = stream.create_consumer(config) => match r {
+                Ok(c) => c,
+                Err(e) => return Ended::Retry(format!("create consumer: {e}")),
+            },
+            _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
+            _ = self.tx.closed() => return Ended::Stop,
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => return Ended::Retry(format!("consume: {e}")),
+        };
+        loop {
+            let m = tokio::select! {
+                m = messages.next() => m,
+                r = self.reconnects.changed() => {
+                    if r.is_err() {
+                        return Ended::Stop;
+                    }
+                    return Ended::Retry("reconnected to the server".into());
+                }
+                _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
+                _ = self.tx.closed() => return Ended::Stop,
+            };
+            let m = match m {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Ended::Retry(e.to_string()),
+                None => return Ended::Retry("consumer ended".into()),
+            };
+            let seq = match m.info() {
+                Ok(i) => i.stream_sequence,
+                Err(e) => return Ended::Retry(format!("message info: {e}")),
+            };
+            if seq < self.next {
+                continue; // already delivered
+            }
+            let item = if seq > self.next {
+                Err(LogError::Corrupt(format!(
+                    "stream {}: commit {} missing (next delivered is {seq})",
+                    self.stream, self.next
+                )))
+            } else {
+                decode_message(
+                    &self.stream,
+                    seq,
+                    m.subject.as_str(),
+                    m.headers.as_ref(),
+                    &m.payload,
+                )
+            };
+            let failed = item.is_err();
+            if !failed {
+                self.next = seq + 1;
+            }
+            tokio::select! {
+                r = self.tx.send(item) => if r.is_err() { return Ended::Stop; },
+                _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
+            }
+            if failed {
+                return Ended::Stop;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_roundtrip() {
+        let cell = StreamName::cell("cell1").unwrap();
+        let subject = Subject::cell(&cell, "instance", "a").unwrap();
+        let meta = Metadata {
+            correlation_id: "req-1".into(),
+            ..Default::default()
+        };
+        let events = vec![StoredEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "t".into(),
+            version: 1,
+            payload: vec![1, 2],
+        }];
+        let bytes = encode_record(&RecordRef {
+            subject: &subject,
+            subject_seq: 3,
+            dedupe_id: "d",
+            meta: &meta,
+            events: &events,
+        })
+        .unwrap();
+        let c = decode_message(&cell, 9, subject.as_str(), None, &bytes).unwrap();
+        assert_eq!((c.stream_seq, c.subject_seq), (9, 3));
+        assert_eq!(c.events, events);
+        assert!(decode_message(&cell, 9, "stratus.cell.cell1.instance.b", None, &bytes).is_err());
+    }
+}
