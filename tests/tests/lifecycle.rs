@@ -44,12 +44,30 @@ async fn settle_claims(h: &Harness, want: Vec<(String, String)>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle() {
     let h = Harness::start(|_| {}).await;
+    lifecycle(&h).await;
+    h.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_on_jetstream() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server starts");
+    let url = nats.url();
+    let h = Harness::start(|o| o.nats = Some(url)).await;
+    lifecycle(&h).await;
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    drop(dir);
+    drop(nats);
+}
+
+/// Every action of the lifecycle, with placement checked at each step.
+async fn lifecycle(h: &Harness) {
     let id = h.create(ALICE, "web-1", "1").await;
     let s = h.wait(&id, "ACTIVE").await;
     assert_eq!(s["OS-EXT-STS:power_state"], 1);
     let host1 = host_of(&s);
     assert!(host1.starts_with("host"), "{s}");
-    settle_claims(&h, vec![(host1.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host1.clone(), id.clone())]).await;
 
     for (go, mid, back, end) in [
         ("pause", "PAUSED", "unpause", "ACTIVE"),
@@ -72,12 +90,12 @@ async fn full_lifecycle() {
     h.action(ALICE, &id, json!({"shelve": null}), 202).await;
     let s = h.wait(&id, "SHELVED_OFFLOADED").await;
     assert_eq!(host_of(&s), "");
-    settle_claims(&h, vec![]).await;
+    settle_claims(h, vec![]).await;
     h.action(ALICE, &id, json!({"unshelve": null}), 202).await;
     let s = h.wait(&id, "ACTIVE").await;
     let host2 = host_of(&s);
     assert!(!host2.is_empty());
-    settle_claims(&h, vec![(host2.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host2.clone(), id.clone())]).await;
 
     // resize -> VERIFY_RESIZE holds both claims -> confirm frees the source.
     h.action(ALICE, &id, json!({"resize": {"flavorRef": "2"}}), 202)
@@ -87,14 +105,14 @@ async fn full_lifecycle() {
     assert_ne!(host3, host2, "resize goes to another host");
     assert_eq!(s["flavor"]["original_name"], "m1.small");
     settle_claims(
-        &h,
+        h,
         vec![(host2.clone(), id.clone()), (host3.clone(), id.clone())],
     )
     .await;
     h.action(ALICE, &id, json!({"confirmResize": null}), 204)
         .await;
     h.wait(&id, "ACTIVE").await;
-    settle_claims(&h, vec![(host3.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host3.clone(), id.clone())]).await;
 
     // resize -> revert: back to the source with the old flavor; destination freed.
     h.action(ALICE, &id, json!({"resize": {"flavorRef": "3"}}), 202)
@@ -106,7 +124,7 @@ async fn full_lifecycle() {
     let s = h.wait(&id, "ACTIVE").await;
     assert_eq!(host_of(&s), host3);
     assert_eq!(s["flavor"]["original_name"], "m1.small");
-    settle_claims(&h, vec![(host3.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host3.clone(), id.clone())]).await;
 
     // cold migrate (admin) -> confirm
     h.action(ALICE, &id, json!({"migrate": null}), 403).await;
@@ -117,7 +135,7 @@ async fn full_lifecycle() {
     h.action(ALICE, &id, json!({"confirmResize": null}), 204)
         .await;
     h.wait(&id, "ACTIVE").await;
-    settle_claims(&h, vec![(host4.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host4.clone(), id.clone())]).await;
 
     // live migrate (admin, host chosen by the scheduler)
     h.action(
@@ -130,7 +148,7 @@ async fn full_lifecycle() {
     let s = h.wait(&id, "ACTIVE").await;
     let host5 = host_of(&s);
     assert_ne!(host5, host4);
-    settle_claims(&h, vec![(host5.clone(), id.clone())]).await;
+    settle_claims(h, vec![(host5.clone(), id.clone())]).await;
 
     // lock: the owner is refused, admin is not; unlock.
     h.action(ALICE, &id, json!({"lock": null}), 202).await;
@@ -159,7 +177,7 @@ async fn full_lifecycle() {
         .await;
     assert_eq!(code, 204);
     h.wait(&id, "GONE").await;
-    settle_claims(&h, vec![]).await;
+    settle_claims(h, vec![]).await;
 
     // history endpoint: oldest first, with request ids and actors.
     let (code, v) = h
@@ -175,7 +193,6 @@ async fn full_lifecycle() {
     assert_eq!(evs[0]["type"], "instance.build_requested");
     assert_eq!(evs.last().unwrap()["type"], "instance.deleted");
     assert!(evs.len() > 30, "{}", evs.len());
-    h.stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

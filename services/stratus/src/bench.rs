@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub data_dir: Option<PathBuf>,
     /// Simulated hosts.
     pub hosts: usize,
+    /// Run on NATS JetStream at this URL instead of the embedded store.
+    pub nats: Option<String>,
 }
 
 /// Measured figures.
@@ -179,6 +181,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let mut so = StackOptions::new(&data_dir);
     so.listen = "127.0.0.1:0".parse()?;
     so.hosts = opts.hosts;
+    so.nats = opts.nats.clone();
     let stack = Stack::start(so).await?;
     let events_before = stack.engine.world.read().events_applied;
     let http = reqwest::Client::builder()
@@ -241,7 +244,19 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let mut l = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
     l.sort_unstable();
-    let rebuild = replay::rebuild_data_dir(&data_dir).await?;
+    let rebuild = match &opts.nats {
+        None => replay::rebuild_data_dir(&data_dir).await?,
+        Some(url) => {
+            let log =
+                eventlog::JetStreamLog::connect(url, eventlog::JetStreamOptions::default()).await?;
+            let store =
+                projections::ProjectionStore::open(&crate::stack::projections_path(&data_dir))?;
+            let stored = store.load()?;
+            let r = replay::rebuild(log.clone(), &stored).await?;
+            log.close();
+            r
+        }
+    };
     if opts.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }

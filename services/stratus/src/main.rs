@@ -74,6 +74,10 @@ struct ServeArgs {
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
+    /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222)
+    /// instead of the embedded store.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +112,9 @@ struct BenchArgs {
     /// Keep the log in this directory (default: a temporary one, removed).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Run on NATS JetStream at this URL instead of the embedded store.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 fn init_tracing() {
@@ -165,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
             o.sim.fail_rate = a.sim_fail_rate;
             o.config.shelved_offload_time = a.shelved_offload_time;
             o.config.task_timeout_secs = a.task_timeout;
+            o.nats = a.nats.clone();
             let stack = Stack::start(o).await?;
             println!(
                 "stratus listening on http://{}/v2.1 (data in {})",
@@ -251,10 +259,15 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: b.concurrency,
                 data_dir: b.data_dir,
                 hosts: b.hosts,
+                nats: b.nats.clone(),
             })
             .await?;
+            let backend = match &b.nats {
+                Some(u) => format!("JetStream at {u}"),
+                None => "embedded store".to_string(),
+            };
             println!(
-                "stratus bench (embedded store, {} clients, {} hosts)",
+                "stratus bench ({backend}, {} clients, {} hosts)",
                 b.concurrency, b.hosts
             );
             println!(

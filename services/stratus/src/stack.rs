@@ -18,7 +18,10 @@ use domain::host::{HostSpec, Ratios, Resources};
 use domain::instance::Config;
 use domain::{CellName, Ctx, FlavorId, HostName};
 use engine::{now, spawn_reactor, Engine, Meta};
-use eventlog::{CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, StreamName};
+use eventlog::{
+    CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions,
+    StreamName,
+};
 use projections::projector::Projector;
 use projections::{ProjectionStore, World};
 use tokio::sync::watch;
@@ -41,6 +44,9 @@ pub struct StackOptions {
     pub config: Config,
     /// Reconciler period.
     pub reconcile_every: Duration,
+    /// NATS URL: use JetStream as the event log instead of the embedded store
+    /// (projections and checkpoints stay in the data directory).
+    pub nats: Option<String>,
 }
 
 impl StackOptions {
@@ -58,6 +64,7 @@ impl StackOptions {
             sim: SimOptions::default(),
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
+            nats: None,
         }
     }
 }
@@ -73,7 +80,13 @@ pub struct Stack {
     shutdown: watch::Sender<bool>,
     api_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
-    log: Arc<EmbeddedLog>,
+    log: Backend,
+}
+
+/// The log backend, kept to close it on stop.
+enum Backend {
+    Embedded(Arc<EmbeddedLog>),
+    JetStream(Arc<JetStreamLog>),
 }
 
 impl std::fmt::Debug for Stack {
@@ -128,9 +141,19 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create data dir {}", opts.data_dir.display()))?;
-        let log =
-            EmbeddedLog::open(&log_dir(&opts.data_dir)).context("cannot open the event log")?;
-        let dynlog: Arc<dyn EventLog> = log.clone();
+        let (log, dynlog): (Backend, Arc<dyn EventLog>) = match &opts.nats {
+            None => {
+                let l = EmbeddedLog::open(&log_dir(&opts.data_dir))
+                    .context("cannot open the event log")?;
+                (Backend::Embedded(l.clone()), l)
+            }
+            Some(url) => {
+                let l = JetStreamLog::connect(url, JetStreamOptions::default())
+                    .await
+                    .with_context(|| format!("cannot use JetStream at {url}"))?;
+                (Backend::JetStream(l.clone()), l)
+            }
+        };
         for s in streams() {
             dynlog.ensure_stream(&s).await?;
         }
@@ -265,7 +288,10 @@ impl Stack {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
-        self.log.close();
+        match &self.log {
+            Backend::Embedded(l) => l.close(),
+            Backend::JetStream(l) => l.close(),
+        }
     }
 }
 
