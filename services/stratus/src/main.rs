@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use domain::host::Resources;
 use stratus::bench::{self, BenchOptions};
-use stratus::stack::{Stack, StackOptions};
+use stratus::stack::{Roles, Stack, StackOptions};
 
 /// mimalloc: the control plane allocates many small, short-lived objects (commits,
 /// JSON bodies); glibc malloc cost ~25% of CPU in `stratus bench`, mimalloc much less.
@@ -37,6 +37,96 @@ enum Cmd {
     },
     /// Drive the all-in-one over HTTP and report throughput, latency, memory, rebuild rate.
     Bench(BenchArgs),
+    /// Run only the API (on JetStream; run any number of them).
+    Api(PartArgs),
+    /// Run only the scheduler, placement and reconciler reactors (on JetStream).
+    Scheduler(PartArgs),
+    /// Run only compute agents for simulated hosts (on JetStream).
+    Compute(ComputeArgs),
+    /// Run only the projector that persists the read models (on JetStream).
+    Projector(PartArgs),
+}
+
+/// Options shared by the processes of a split deployment.
+#[derive(clap::Args, Debug)]
+struct PartArgs {
+    /// NATS URL of the JetStream event log (required: the embedded store is one process).
+    #[arg(long)]
+    nats: String,
+    /// Replicas of the JetStream streams when this process creates them (1 or 3).
+    #[arg(long, default_value_t = 1)]
+    nats_replicas: usize,
+    /// Local directory for this process's checkpoints (and projections for
+    /// `projector`); one per process. Default: ./stratus-data/<role>[-<host>].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// API listen address (`stratus api`).
+    #[arg(long, default_value = "127.0.0.1:8774")]
+    listen: SocketAddr,
+    /// Seconds an operation may go unanswered before the reconciler retries it.
+    #[arg(long, default_value_t = 60)]
+    task_timeout: i64,
+}
+
+#[derive(clap::Args, Debug)]
+struct ComputeArgs {
+    #[command(flatten)]
+    common: PartArgs,
+    /// Host name (with --hosts N > 1: NAME-1 .. NAME-N).
+    #[arg(long)]
+    host: String,
+    /// Cell the hosts belong to.
+    #[arg(long, default_value = "cell1")]
+    cell: String,
+    /// Number of simulated hosts this process runs.
+    #[arg(long, default_value_t = 1)]
+    hosts: usize,
+    /// vCPUs per simulated host.
+    #[arg(long, default_value_t = 64)]
+    host_vcpus: u64,
+    /// RAM (MiB) per simulated host.
+    #[arg(long, default_value_t = 262144)]
+    host_ram_mb: u64,
+    /// Disk (GiB) per simulated host.
+    #[arg(long, default_value_t = 4096)]
+    host_disk_gb: u64,
+    /// Simulated driver delay per operation, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    sim_delay_ms: u64,
+}
+
+fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
+    let dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./stratus-data").join(name));
+    let mut o = StackOptions::new(dir);
+    o.listen = a.listen;
+    o.nats = Some(a.nats.clone());
+    o.nats_replicas = a.nats_replicas;
+    o.config.task_timeout_secs = a.task_timeout;
+    o.roles = roles;
+    o
+}
+
+async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
+    init_tracing();
+    let data_dir = o.data_dir.clone();
+    let api = o.roles.api;
+    let stack = Stack::start(o).await?;
+    if api {
+        println!(
+            "stratus {what} listening on http://{}/v2.1 (data in {})",
+            stack.addr,
+            data_dir.display()
+        );
+    } else {
+        println!("stratus {what} running (data in {})", data_dir.display());
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    stack.stop().await;
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,6 +273,62 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             stack.stop().await;
             Ok(())
+        }
+        Cmd::Api(a) => {
+            let roles = Roles {
+                api: true,
+                scheduler: false,
+                compute: false,
+                persist: false,
+            };
+            run_until_signal(part_options(&a, roles, "api"), "api").await
+        }
+        Cmd::Scheduler(a) => {
+            let roles = Roles {
+                api: false,
+                scheduler: true,
+                compute: false,
+                persist: false,
+            };
+            run_until_signal(part_options(&a, roles, "scheduler"), "scheduler").await
+        }
+        Cmd::Projector(a) => {
+            let roles = Roles {
+                api: false,
+                scheduler: false,
+                compute: false,
+                persist: true,
+            };
+            run_until_signal(part_options(&a, roles, "projector"), "projector").await
+        }
+        Cmd::Compute(c) => {
+            let roles = Roles {
+                api: false,
+                scheduler: false,
+                compute: true,
+                persist: false,
+            };
+            let mut o = part_options(&c.common, roles, &format!("compute-{}", c.host));
+            o.cell = domain::CellName::new(c.cell.clone())
+                .map_err(|e| anyhow::anyhow!("--cell: {e}"))?;
+            let names = if c.hosts <= 1 {
+                vec![c.host.clone()]
+            } else {
+                (1..=c.hosts).map(|i| format!("{}-{i}", c.host)).collect()
+            };
+            o.host_names = Some(
+                names
+                    .into_iter()
+                    .map(|n| domain::HostName::new(n).map_err(|e| anyhow::anyhow!("--host: {e}")))
+                    .collect::<anyhow::Result<_>>()?,
+            );
+            o.host_size = Resources {
+                vcpus: c.host_vcpus,
+                ram_mb: c.host_ram_mb,
+                disk_gb: c.host_disk_gb,
+            };
+            o.sim.delay = Duration::from_millis(c.sim_delay_ms);
+            run_until_signal(o, "compute").await
         }
         Cmd::Replay { cmd } => match cmd {
             ReplayCmd::Rebuild { data_dir } => {

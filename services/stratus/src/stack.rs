@@ -47,6 +47,40 @@ pub struct StackOptions {
     /// NATS URL: use JetStream as the event log instead of the embedded store
     /// (projections and checkpoints stay in the data directory).
     pub nats: Option<String>,
+    /// Replicas of the JetStream streams (1 or 3).
+    pub nats_replicas: usize,
+    /// What this process runs (everything for `serve`).
+    pub roles: Roles,
+    /// Cell of the simulated hosts.
+    pub cell: CellName,
+    /// Names of the simulated hosts (None: `host1..hostN`).
+    pub host_names: Option<Vec<HostName>>,
+}
+
+/// The services one process runs. `serve` runs all of them; `stratus api`,
+/// `scheduler`, `compute` and `projector` run one each (on JetStream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP API (and the default flavors bootstrap).
+    pub api: bool,
+    /// Scheduler, placement and reconciler reactors.
+    pub scheduler: bool,
+    /// Compute agents for the simulated hosts.
+    pub compute: bool,
+    /// Persist the projections (the stored views `replay rebuild` compares with).
+    pub persist: bool,
+}
+
+impl Roles {
+    /// Everything, in one process.
+    pub fn all() -> Self {
+        Roles {
+            api: true,
+            scheduler: true,
+            compute: true,
+            persist: true,
+        }
+    }
 }
 
 impl StackOptions {
@@ -65,6 +99,10 @@ impl StackOptions {
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
             nats: None,
+            nats_replicas: 1,
+            roles: Roles::all(),
+            cell: CellName::cell1(),
+            host_names: None,
         }
     }
 }
@@ -148,36 +186,59 @@ impl Stack {
                 (Backend::Embedded(l.clone()), l)
             }
             Some(url) => {
-                let l = JetStreamLog::connect(url, JetStreamOptions::default())
+                let js = JetStreamOptions {
+                    replicas: opts.nats_replicas,
+                    ..JetStreamOptions::default()
+                };
+                let l = JetStreamLog::connect(url, js)
                     .await
                     .with_context(|| format!("cannot use JetStream at {url}"))?;
                 (Backend::JetStream(l.clone()), l)
             }
         };
-        for s in streams() {
-            dynlog.ensure_stream(&s).await?;
+        let mut initial = streams();
+        let own_cell = StreamName::new(opts.cell.as_str())?;
+        if !initial.contains(&own_cell) {
+            initial.push(own_cell.clone());
+        }
+        for s in &initial {
+            dynlog.ensure_stream(s).await?;
+        }
+        for s in dynlog.streams().await? {
+            if !initial.contains(&s) {
+                initial.push(s);
+            }
         }
         let checkpoints: Arc<dyn CheckpointStore> = Arc::new(
             EmbeddedCheckpoints::open(&opts.data_dir.join("checkpoints.redb"))
                 .context("cannot open checkpoints")?,
         );
-        let store = Arc::new(
-            ProjectionStore::open(&projections_path(&opts.data_dir))
-                .context("cannot open the projection store")?,
-        );
-        let views = store.load().context("cannot load projections")?;
+        // Only the process that persists the views opens the store; the others fold
+        // the log into memory at start.
+        let store = if opts.roles.persist {
+            Some(Arc::new(
+                ProjectionStore::open(&projections_path(&opts.data_dir))
+                    .context("cannot open the projection store")?,
+            ))
+        } else {
+            None
+        };
+        let views = match &store {
+            Some(s) => s.load().context("cannot load projections")?,
+            None => Default::default(),
+        };
         let world = Arc::new(World::new(views));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         // Projections catch up before anyone reads.
-        let projector = Projector::new(dynlog.clone(), world.clone(), Some(store));
-        for s in streams() {
-            tasks.push(projector.follow(s, shutdown_rx.clone()));
+        let projector = Projector::new(dynlog.clone(), world.clone(), store);
+        for s in &initial {
+            tasks.push(projector.follow(s.clone(), shutdown_rx.clone()));
         }
-        for s in streams() {
-            let last = dynlog.last_stream_seq(&s).await?;
-            if !world.wait_for(&s, last, Duration::from_secs(120)).await {
+        for s in &initial {
+            let last = dynlog.last_stream_seq(s).await?;
+            if !world.wait_for(s, last, Duration::from_secs(120)).await {
                 anyhow::bail!("projections did not catch up with stream {s}");
             }
         }
@@ -192,82 +253,134 @@ impl Stack {
         ));
 
         // Hosts and default flavors: events, written once.
-        let cell = CellName::cell1();
-        let specs: Vec<HostSpec> = (1..=opts.hosts)
-            .map(|n| HostSpec {
-                name: HostName::new(format!("host{n}")).expect("valid"),
-                cell: cell.clone(),
+        let names: Vec<HostName> = match &opts.host_names {
+            Some(n) => n.clone(),
+            None => (1..=opts.hosts)
+                .map(|n| HostName::new(format!("host{n}")).expect("valid"))
+                .collect(),
+        };
+        let specs: Vec<HostSpec> = names
+            .into_iter()
+            .map(|name| HostSpec {
+                name,
+                cell: opts.cell.clone(),
                 total: opts.host_size,
                 ratios: Ratios::default(),
                 availability_zone: "nova".into(),
             })
             .collect();
-        ComputeAgent::register(&engine, &specs).await?;
-        ensure_default_flavors(&engine).await?;
-
-        // Reactors.
         let driver = Arc::new(SimDriver::new(opts.sim.clone()));
-        let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
-            specs.iter().map(|s| s.name.clone()),
-            driver.clone(),
-        ));
-        let sched: Arc<dyn engine::Reactor> = Arc::new(scheduler::Scheduler::default());
-        let placement: Arc<dyn engine::Reactor> = Arc::new(scheduler::Placement::default());
-        let every = Some(Duration::from_secs(30));
-        for s in streams() {
-            tasks.push(spawn_reactor(
+        if opts.roles.compute {
+            ComputeAgent::register(&engine, &specs).await?;
+        }
+        if opts.roles.api {
+            ensure_default_flavors(&engine).await?;
+        }
+
+        // Reactors, on every stream (new cells are picked up as they appear).
+        let mut reactors: Vec<(Arc<dyn engine::Reactor>, Option<StreamName>)> = Vec::new();
+        if opts.roles.scheduler {
+            reactors.push((Arc::new(scheduler::Scheduler::default()), None));
+            reactors.push((Arc::new(scheduler::Placement::default()), None));
+            tasks.push(scheduler::Reconciler::spawn(
                 engine.clone(),
-                sched.clone(),
-                s.clone(),
-                every,
-                shutdown_rx.clone(),
-            ));
-            tasks.push(spawn_reactor(
-                engine.clone(),
-                placement.clone(),
-                s.clone(),
-                every,
+                opts.reconcile_every,
                 shutdown_rx.clone(),
             ));
         }
-        tasks.push(spawn_reactor(
-            engine.clone(),
-            agent,
-            StreamName::new(cell.as_str())?,
-            every,
-            shutdown_rx.clone(),
-        ));
-        tasks.push(scheduler::Reconciler::spawn(
-            engine.clone(),
-            opts.reconcile_every,
-            shutdown_rx.clone(),
-        ));
+        if opts.roles.compute {
+            let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
+                specs.iter().map(|s| s.name.clone()),
+                driver.clone(),
+            ));
+            reactors.push((agent, Some(own_cell.clone())));
+        }
+        let every = Some(Duration::from_secs(30));
+        let start_stream = |s: &StreamName, tasks: &mut Vec<JoinHandle<()>>| {
+            for (r, only) in &reactors {
+                if only.as_ref().is_none_or(|o| o == s) {
+                    tasks.push(spawn_reactor(
+                        engine.clone(),
+                        r.clone(),
+                        s.clone(),
+                        every,
+                        shutdown_rx.clone(),
+                    ));
+                }
+            }
+        };
+        for s in &initial {
+            start_stream(s, &mut tasks);
+        }
+        {
+            // Stream discovery: cells created later get projected and reacted to.
+            let (log, projector, rx) = (dynlog.clone(), projector.clone(), shutdown_rx.clone());
+            let mut known = initial.clone();
+            let reactors = reactors.clone();
+            let engine = engine.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    let Ok(all) = log.streams().await else {
+                        continue;
+                    };
+                    for s in all {
+                        if known.contains(&s) {
+                            continue;
+                        }
+                        tracing::info!(stream = %s, "new stream: projecting and reacting");
+                        projector.follow(s.clone(), rx.clone());
+                        for (r, only) in &reactors {
+                            if only.as_ref().is_none_or(|o| *o == s) {
+                                spawn_reactor(
+                                    engine.clone(),
+                                    r.clone(),
+                                    s.clone(),
+                                    every,
+                                    rx.clone(),
+                                );
+                            }
+                        }
+                        known.push(s);
+                    }
+                }
+            }));
+        }
 
         // API.
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
-        let addr = listener.local_addr()?;
-        let app = api::router(api::ApiState {
-            engine: engine.clone(),
-            auth: api::AuthMode::NoAuth,
-        });
-        let mut rx = shutdown_rx.clone();
-        let mut rx2 = shutdown_rx.clone();
-        let api_task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
+        let (addr, api_task) = if opts.roles.api {
+            let listener = tokio::net::TcpListener::bind(opts.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", opts.listen))?;
+            let addr = listener.local_addr()?;
+            let app = api::router(api::ApiState {
+                engine: engine.clone(),
+                auth: api::AuthMode::NoAuth,
             });
-            // In-flight requests get a grace period; idle keep-alive clients do not hold
-            // the shutdown up.
-            tokio::select! {
-                _ = serve => {}
-                _ = async {
-                    let _ = rx2.changed().await;
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                } => {}
-            }
-        });
+            let mut rx = shutdown_rx.clone();
+            let mut rx2 = shutdown_rx.clone();
+            let task = tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                });
+                // In-flight requests get a grace period; idle keep-alive clients do not
+                // hold the shutdown up.
+                tokio::select! {
+                    _ = serve => {}
+                    _ = async {
+                        let _ = rx2.changed().await;
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    } => {}
+                }
+            });
+            (addr, task)
+        } else {
+            (opts.listen, tokio::spawn(async {}))
+        };
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
         Ok(Stack {
             engine,
@@ -308,9 +421,14 @@ async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
             format!("bootstrap:flavor:{}", spec.id),
         );
         let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
-        engine
+        match engine
             .flavor(&spec.id.clone(), FlavorCommand::Create(spec), &ctx, &meta)
-            .await?;
+            .await
+        {
+            // Another API process bootstrapped it first.
+            Ok(_) | Err(engine::EngineError::Domain(domain::DomainError::Conflict(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

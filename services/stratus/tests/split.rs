@@ -1,0 +1,224 @@
+//! A split deployment on JetStream with real processes: one projector, two schedulers,
+//! compute agents for two hosts, and two API processes serving the same data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A child process killed on drop, so nothing outlives a failing test.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[&str], dir: &std::path::Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn stratus");
+    let stdout = child.stdout.take().expect("piped");
+    let p = Proc(child);
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("readable");
+    assert!(line.starts_with("stratus "), "{args:?}: {line}");
+    p
+}
+
+fn sigterm(mut p: Proc) {
+    let pid = p.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = p.0.try_wait().unwrap() {
+            assert!(st.success(), "exit {st}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = http
+        .request(method, format!("http://127.0.0.1:{port}/v2.1{path}"))
+        .header("X-Auth-Token", "alice:demo")
+        .header("OpenStack-API-Version", "compute 2.96");
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn wait(http: &reqwest::Client, port: u16, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, v) = call(
+            http,
+            port,
+            reqwest::Method::GET,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+        if want == "GONE" && code == 404 {
+            return Value::Null;
+        }
+        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
+            return v["server"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never {want} on port {port}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_processes_on_jetstream() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let (p1, p2) = (free_port(), free_port());
+    let projector = spawn(&["projector", "--nats", &url], &d("projector"));
+    let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
+    let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
+    let c1 = spawn(
+        &["compute", "--nats", &url, "--host", "hostA", "--hosts", "2"],
+        &d("c1"),
+    );
+    let a1 = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{p1}"),
+        ],
+        &d("a1"),
+    );
+    let a2 = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{p2}"),
+        ],
+        &d("a2"),
+    );
+
+    let http = reqwest::Client::new();
+    let mut ids = vec![];
+    for i in 0..4 {
+        let port = if i % 2 == 0 { p1 } else { p2 };
+        let (code, v) = call(
+            &http,
+            port,
+            reqwest::Method::POST,
+            "/servers",
+            Some(json!({"server": {"name": format!("s{i}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}})),
+        )
+        .await;
+        assert_eq!(code, 202, "{v}");
+        ids.push(v["server"]["id"].as_str().unwrap().to_string());
+    }
+    // Both APIs see every server reach ACTIVE on one of the compute process's hosts.
+    for id in &ids {
+        for port in [p1, p2] {
+            let s = wait(&http, port, id, "ACTIVE").await;
+            assert!(s["hostId"].as_str().is_some_and(|h| !h.is_empty()), "{s}");
+        }
+    }
+    // Act through one API, observe through the other.
+    let (code, v) = call(
+        &http,
+        p2,
+        reqwest::Method::POST,
+        &format!("/servers/{}/action", ids[0]),
+        Some(json!({"pause": null})),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    wait(&http, p1, &ids[0], "PAUSED").await;
+    for id in &ids {
+        let (code, _) = call(
+            &http,
+            p1,
+            reqwest::Method::DELETE,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(code, 204);
+    }
+    for id in &ids {
+        wait(&http, p2, id, "GONE").await;
+    }
+    for p in [a1, a2, c1, s1, s2, projector] {
+        sigterm(p);
+    }
+
+    // Every build was placed exactly once, although two schedulers saw it.
+    let log = eventlog::JetStreamLog::connect(&url, eventlog::JetStreamOptions::default())
+        .await
+        .unwrap();
+    use eventlog::EventLog;
+    for id in &ids {
+        let iid = domain::InstanceId::parse(id).unwrap();
+        let steps = replay::history(log.as_ref(), iid).await.unwrap();
+        let placed = steps
+            .iter()
+            .filter(|s| s.event_type == "instance.placed")
+            .count();
+        let mapped = steps
+            .iter()
+            .filter(|s| s.event_type == "instance.mapped")
+            .count();
+        assert_eq!((placed, mapped), (1, 1), "{id}");
+    }
+    // The projector's stored views equal a fold of the log.
+    let store =
+        projections::ProjectionStore::open(&d("projector").join("projections.redb")).unwrap();
+    let report = replay::rebuild(log.clone(), &store.load().unwrap())
+        .await
+        .unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+    assert!(log.streams().await.unwrap().len() >= 3);
+    log.close();
+}
