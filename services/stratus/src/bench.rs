@@ -54,6 +54,50 @@ pub struct BenchReport {
     pub rebuild_matches: bool,
     /// Events folded by the rebuild.
     pub rebuild_events: u64,
+    /// Raw pipelined JetStream publish rate measured in the same run (msg/s), with --nats.
+    pub raw_publish_rate: Option<f64>,
+}
+
+/// Publishes `n` 200-byte messages to a scratch file-backed stream with up to 4,096
+/// acknowledgements in flight (what JetStream itself can do here), then deletes it.
+pub async fn raw_publish_rate(url: &str, n: usize) -> anyhow::Result<f64> {
+    use async_nats::jetstream::{self, stream};
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client);
+    let name = format!("STRATUS_BENCH_RAW_{}", std::process::id());
+    let subject = format!("stratusbench.{}", std::process::id());
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{subject}.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("create scratch stream: {e}"))?;
+    let payload = vec![b'x'; 200];
+    let t0 = Instant::now();
+    let mut inflight = std::collections::VecDeque::with_capacity(4096);
+    for i in 0..n {
+        let ack = js
+            .publish(
+                format!("{subject}.s{}", i % 1000),
+                axum::body::Bytes::from(payload.clone()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
+        inflight.push_back(ack);
+        if inflight.len() >= 4096 {
+            if let Some(a) = inflight.pop_front() {
+                a.await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            }
+        }
+    }
+    for a in inflight {
+        a.await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+    }
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let _ = js.delete_stream(&name).await;
+    Ok(rate)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -182,6 +226,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     so.listen = "127.0.0.1:0".parse()?;
     so.hosts = opts.hosts;
     so.nats = opts.nats.clone();
+    let raw_publish_rate = match &opts.nats {
+        Some(url) => Some(raw_publish_rate(url, 50_000).await?),
+        None => None,
+    };
     let stack = Stack::start(so).await?;
     let events_before = stack.engine.world.read().events_applied;
     let http = reqwest::Client::builder()
@@ -271,5 +319,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         rebuild_rate: rebuild.rate(),
         rebuild_matches: rebuild.matches,
         rebuild_events: rebuild.events,
+        raw_publish_rate,
     })
 }

@@ -434,6 +434,13 @@ async fn main() -> anyhow::Result<()> {
                 r.events,
                 r.events as f64 / r.seconds
             );
+            if let Some(raw) = r.raw_publish_rate {
+                let ours = r.events as f64 / r.seconds;
+                println!(
+                    "  raw JetStream pipelined publish (same run): {raw:.0} msg/s; Stratus events/s = {:.0}% of it",
+                    100.0 * ours / raw
+                );
+            }
             println!("  peak memory:   {:.1} MiB RSS", r.peak_rss_mib);
             println!(
                 "  replay rebuild: {} events at {:.0} events/s, {}",
