@@ -143,6 +143,20 @@ impl Engine {
         }
     }
 
+    /// Waits until the world has applied every commit the log holds now, on every
+    /// stream, and drops the host write-through cache: the next decision is made on
+    /// state at least as new as this moment (used before concluding "no valid host").
+    pub async fn catch_up(&self) -> Result<(), EngineError> {
+        for s in self.log.streams().await? {
+            let last = self.log.last_stream_seq(&s).await?;
+            if !self.world.wait_for(&s, last, self.read_timeout).await {
+                return Err(EngineError::Timeout);
+            }
+        }
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
     /// The in-process lock of an aggregate (striped by a hash of its key).
     async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};

@@ -215,6 +215,51 @@ async fn claim_first(
     Ok(None)
 }
 
+/// Whether some claim may soon be released: it belongs to an instance that is still
+/// choosing a host (another scheduler's attempt that may lose its race) or that is gone.
+fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
+    v.claims.iter().any(|(id, _)| {
+        id != me
+            && v.instance(id)
+                .is_none_or(|i| i.deleted || i.is_scheduling())
+    })
+}
+
+/// [`claim_first`], retried for a short while when nothing fits but some capacity is
+/// held by claims that are about to be released (e.g. a losing duplicate attempt of
+/// another scheduler process), so that a race never turns into a spurious NoValidHost.
+#[allow(clippy::too_many_arguments)]
+async fn claim_with_patience(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    req: &scheduling::Request<'_>,
+    cells: Option<&CellName>,
+    correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
+) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
+    let mut caught_up = false;
+    for _ in 0..50 {
+        let chosen = claim_first(engine, inst, req, cells, correlation, pending, reserved).await?;
+        if chosen.is_some() {
+            return Ok(chosen);
+        }
+        if !caught_up {
+            // Our view may be stale (other processes write too): decide "no valid
+            // host" only on state at least as new as the log is now.
+            engine.catch_up().await?;
+            caught_up = true;
+            continue;
+        }
+        if !transient_claims(&engine.world.read(), &inst.id()) {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        engine.catch_up().await?;
+    }
+    Ok(None)
+}
+
 async fn release(
     engine: &Arc<Engine>,
     cell: &CellName,
@@ -251,7 +296,8 @@ async fn schedule_build(
         availability_zone: inst.spec.availability_zone.as_deref(),
     };
     let op = op_of(inst);
-    let chosen = claim_first(engine, inst, &req, None, correlation, pending, reserved).await?;
+    let chosen =
+        claim_with_patience(engine, inst, &req, None, correlation, pending, reserved).await?;
     let (cell, host, fault) = match &chosen {
         Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
         None => (
@@ -264,7 +310,18 @@ async fn schedule_build(
         "scheduler",
         correlation,
         &op.to_string(),
-        format!("sched:map:{}:{op}:{}", inst.id(), attempt_of(inst)),
+        // The chosen claim is part of the id: two schedulers racing on one build must
+        // not see each other's mapping as their own (a duplicate ack), so the loser gets
+        // an OCC refusal and releases its claim at once.
+        format!(
+            "sched:map:{}:{op}:{}:{}",
+            inst.id(),
+            attempt_of(inst),
+            chosen
+                .as_ref()
+                .map(|c| c.2.to_string())
+                .unwrap_or_else(|| "none".into())
+        ),
     );
     let out = engine
         .instance(
@@ -342,7 +399,7 @@ async fn schedule_destination(
             None
         },
     };
-    let chosen = claim_first(
+    let chosen = claim_with_patience(
         engine,
         inst,
         &req,
@@ -352,7 +409,15 @@ async fn schedule_destination(
         reserved,
     )
     .await?;
-    let dedupe = format!("sched:dest:{}:{op}:{}", inst.id(), attempt_of(inst));
+    let dedupe = format!(
+        "sched:dest:{}:{op}:{}:{}",
+        inst.id(),
+        attempt_of(inst),
+        chosen
+            .as_ref()
+            .map(|c| c.2.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
     let meta = Meta::service("scheduler", correlation, &op.to_string(), dedupe);
     match chosen {
         Some((c, host, claim)) => {
@@ -422,11 +487,15 @@ pub fn orphan_claims(
     let Some(claims) = v.claims.get(id) else {
         return vec![];
     };
-    let inst = v.instance(id);
-    if inst.is_some_and(|i| !i.deleted && i.is_scheduling()) {
+    // An instance this process has not seen yet (its api stream may lag the cell
+    // stream that carries the claim) is not "gone": never release on missing state.
+    let Some(inst) = v.instance(id) else {
+        return vec![];
+    };
+    if !inst.deleted && inst.is_scheduling() {
         return vec![];
     }
-    let held = inst.map(|i| i.held_claims()).unwrap_or_default();
+    let held = inst.held_claims();
     claims
         .iter()
         .filter_map(|(subject, claim)| {

@@ -222,3 +222,236 @@ async fn split_processes_on_jetstream() {
     assert!(log.streams().await.unwrap().len() >= 3);
     log.close();
 }
+
+/// Issue 3 fault (d): two schedulers racing on many builds. Folding the final log
+/// commit by commit, no host is ever committed beyond its capacity, and every build
+/// ends ACTIVE or (NoValidHost) ERROR exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_racing_never_overcommit() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let port = free_port();
+    let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
+    let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
+    // 3 hosts x 2 GiB RAM x 1.5 = 3 GiB each: 9 builds of 1 GiB fit in all.
+    let c = spawn(
+        &[
+            "compute",
+            "--nats",
+            &url,
+            "--host",
+            "small",
+            "--hosts",
+            "3",
+            "--host-vcpus",
+            "4",
+            "--host-ram-mb",
+            "2048",
+            "--host-disk-gb",
+            "100",
+        ],
+        &d("c"),
+    );
+    let a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
+    let http = reqwest::Client::new();
+    // A 1 GiB flavor (admin).
+    let (code, v) = http
+        .post(format!("http://127.0.0.1:{port}/v2.1/flavors"))
+        .header("X-Auth-Token", "admin:admin")
+        .json(&json!({"flavor": {"name": "gig", "id": "gig", "ram": 1024, "vcpus": 1, "disk": 1}}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|c| (c, Value::Null))
+        .unwrap();
+    assert_eq!(code, 200, "{v}");
+    let mut tasks = vec![];
+    for i in 0..24 {
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            let (code, v) = call(
+                &http,
+                port,
+                reqwest::Method::POST,
+                "/servers",
+                Some(json!({"server": {"name": format!("r{i}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "gig", "networks": "none"}})),
+            )
+            .await;
+            assert_eq!(code, 202, "{v}");
+            v["server"]["id"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ids = vec![];
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    let mut active = 0;
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, v) = call(
+                &http,
+                port,
+                reqwest::Method::GET,
+                &format!("/servers/{id}"),
+                None,
+            )
+            .await;
+            let st = v["server"]["status"].as_str().unwrap_or("").to_string();
+            if st == "ACTIVE" || st == "ERROR" {
+                active += usize::from(st == "ACTIVE");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} stuck: {v}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for p in [a, c, s1, s2] {
+        sigterm(p);
+    }
+
+    let log = eventlog::JetStreamLog::connect(&url, eventlog::JetStreamOptions::default())
+        .await
+        .unwrap();
+    use eventlog::EventLog;
+    let cell = eventlog::StreamName::new("cell1").unwrap();
+    let commits = log.read_stream(&cell, 1, usize::MAX).await.unwrap();
+    let mut views = projections::Views::default();
+    let mut touched = projections::Touched::default();
+    for c in &commits {
+        views.apply(c, &mut touched);
+        for row in views.hosts.values() {
+            let (cap, used) = (row.host.spec.capacity(), row.host.used);
+            assert!(
+                used.vcpus <= cap.vcpus && used.ram_mb <= cap.ram_mb && used.disk_gb <= cap.disk_gb,
+                "host {} overcommitted at {}: {used:?} > {cap:?}",
+                row.host.spec.name,
+                c.stream_seq
+            );
+        }
+    }
+    let placed: Vec<String> = ids
+        .iter()
+        .filter_map(|id| {
+            let i = views.instance(&domain::InstanceId::parse(id).unwrap())?;
+            Some(format!(
+                "{id} {} host={:?} claim={:?}",
+                i.status(),
+                i.host,
+                i.claim
+            ))
+        })
+        .collect();
+    let hosts: Vec<String> = views
+        .hosts
+        .values()
+        .map(|r| {
+            format!(
+                "{} used={:?} allocs={:?}",
+                r.host.spec.name, r.host.used, r.host.allocations
+            )
+        })
+        .collect();
+    let mut diag = String::new();
+    if active != 9 {
+        for id in &ids {
+            let iid = domain::InstanceId::parse(id).unwrap();
+            let steps = replay::history(log.as_ref(), iid).await.unwrap();
+            if steps
+                .iter()
+                .any(|s| s.event_type == "instance.build_failed")
+            {
+                diag.push_str(&format!("\n{id} failed:\n"));
+                for st in steps {
+                    diag.push_str(&format!(
+                        "  {} {} {} by {}\n",
+                        st.occurred_at, st.subject, st.event_type, st.actor
+                    ));
+                }
+            }
+        }
+        for c in &commits {
+            if c.subject.kind() == "host" {
+                diag.push_str(&format!(
+                    "  {} #{} {} {:?}\n",
+                    c.meta.occurred_at,
+                    c.stream_seq,
+                    c.subject,
+                    c.events
+                        .iter()
+                        .map(|e| e.event_type.as_str())
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        for id in &ids {
+            let iid = domain::InstanceId::parse(id).unwrap();
+            let Some(i) = views.instance(&iid) else {
+                continue;
+            };
+            let Some(claim) = i.claim else { continue };
+            let held = views
+                .hosts
+                .values()
+                .any(|r| r.host.allocations.contains_key(&claim));
+            if held {
+                continue;
+            }
+            diag.push_str(&format!("\n{id} claim {claim} not allocated; history:\n"));
+            for st in replay::history(log.as_ref(), iid).await.unwrap() {
+                diag.push_str(&format!(
+                    "  {} {} by {}\n",
+                    st.subject, st.event_type, st.actor
+                ));
+            }
+            for c in &commits {
+                for e in &c.events {
+                    if let Ok(domain::Event::Host(h)) = projections::codec::decode(e) {
+                        let hit = match &h {
+                            domain::host::HostEvent::Claimed { claim: cl, .. } => *cl == claim,
+                            domain::host::HostEvent::Released { claim: cl } => *cl == claim,
+                            _ => false,
+                        };
+                        if hit {
+                            diag.push_str(&format!(
+                                "  host {} #{} {:?} by {} dedupe {}\n",
+                                c.subject,
+                                c.stream_seq,
+                                e.event_type,
+                                c.meta.actor.user,
+                                c.dedupe_id
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        active, 9,
+        "every fitting build placed, no more:\n{placed:#?}\n{hosts:#?}{diag}"
+    );
+    for id in &ids {
+        let iid = domain::InstanceId::parse(id).unwrap();
+        let steps = replay::history(log.as_ref(), iid).await.unwrap();
+        let firsts = steps
+            .iter()
+            .filter(|s| {
+                s.event_type == "instance.placed" || s.event_type == "instance.build_failed"
+            })
+            .count();
+        assert_eq!(firsts, 1, "{id} placed or failed exactly once");
+    }
+    log.close();
+}
