@@ -322,7 +322,12 @@ impl JetStreamLog {
                 std::future::ready(())
             })
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(
+                url.split(',')
+                    .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| LogError::Storage(format!("NATS url {url:?}: {e}")))?,
+            )
             .await
             .map_err(|e| LogError::Storage(format!("connect to NATS at {url}: {e}")))?;
         let js = jetstream::ContextBuilder::new()

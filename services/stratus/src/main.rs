@@ -164,10 +164,13 @@ struct ServeArgs {
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
-    /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222)
-    /// instead of the embedded store.
+    /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222,
+    /// or a comma-separated list of cluster nodes) instead of the embedded store.
     #[arg(long)]
     nats: Option<String>,
+    /// Replicas of the JetStream streams when Stratus creates them (1 or 3).
+    #[arg(long, default_value_t = 1)]
+    nats_replicas: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
             o.config.shelved_offload_time = a.shelved_offload_time;
             o.config.task_timeout_secs = a.task_timeout;
             o.nats = a.nats.clone();
+            o.nats_replicas = a.nats_replicas;
             let stack = Stack::start(o).await?;
             println!(
                 "stratus listening on http://{}/v2.1 (data in {})",

@@ -1,0 +1,346 @@
+//! The control plane on a 3-node NATS JetStream cluster with R3 streams (issue 3, point 8):
+//! the lifecycle keeps working when a node is killed, and a replay rebuild from the
+//! cluster's log matches the live projections.
+
+use std::time::{Duration, Instant};
+
+use eventlog::testing::NatsCluster;
+use eventlog::{
+    AppendRequest, EventLog, ExpectedSeq, JetStreamLog, JetStreamOptions, NewEvent, StreamName,
+    Subject,
+};
+use reqwest::Method as M;
+use serde_json::{json, Value};
+use tests::Harness;
+
+const ALICE: &str = "alice:proj-a";
+
+/// The JetStream streams of the all-in-one.
+const STREAMS: [&str; 3] = ["STRATUS_API", "STRATUS_CELL_CELL0", "STRATUS_CELL_CELL1"];
+
+/// Stream info of `stream` as JSON, asked through node `via` (an error as a JSON string:
+/// during a leader election the request can time out).
+fn stream_info(cluster: &NatsCluster, via: usize, stream: &str) -> Value {
+    match cluster.stream_info(via, stream) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        Err(e) => Value::String(format!("stream info {stream}: {e}")),
+    }
+}
+
+/// Polls (through node `via`) until every stream has a leader among the running nodes
+/// and reports `want_current` current replicas besides it; returns the leaders.
+async fn wait_streams_led(cluster: &NatsCluster, via: usize, want_current: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        let mut last = Value::Null;
+        for s in STREAMS {
+            let info = stream_info(cluster, via, s);
+            let leader = info["cluster"]["leader"].as_str().unwrap_or("").to_string();
+            let current = info["cluster"]["replicas"]
+                .as_array()
+                .map(|r| r.iter().filter(|p| p["current"] == true).count())
+                .unwrap_or(0);
+            let led = cluster
+                .index_of(&leader)
+                .is_some_and(|i| cluster.running().contains(&i));
+            if led && current >= want_current {
+                leaders.push(leader);
+            } else {
+                last = info;
+            }
+        }
+        if leaders.len() == STREAMS.len() {
+            return leaders;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "streams not led by a running node with {want_current} current replicas: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A running node other than `not`.
+fn other_running(cluster: &NatsCluster, not: usize) -> usize {
+    cluster
+        .running()
+        .into_iter()
+        .find(|&i| i != not)
+        .expect("a running node")
+}
+
+/// Pause, unpause and delete `ids`, waiting for each step.
+async fn pause_unpause_delete(h: &Harness, ids: &[String]) {
+    for id in ids {
+        h.action(ALICE, id, json!({"pause": null}), 202).await;
+    }
+    for id in ids {
+        h.wait(id, "PAUSED").await;
+        h.action(ALICE, id, json!({"unpause": null}), 202).await;
+    }
+    for id in ids {
+        h.wait(id, "ACTIVE").await;
+        let (code, v) = h
+            .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+            .await;
+        assert_eq!(code, 204, "delete {id}: {v}");
+    }
+    for id in ids {
+        h.wait(id, "GONE").await;
+    }
+}
+
+/// Creates `n` servers named `prefix-i` and waits until they are ACTIVE.
+async fn create_active(h: &Harness, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(h.create(ALICE, &format!("{prefix}-{i}"), "1").await);
+    }
+    for id in &ids {
+        h.wait(id, "ACTIVE").await;
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "JetStreamLog stalls up to 20-40 s after a node kill (appends time out, \
+            subscriptions stop delivering); see subscriptions_and_appends_survive_a_node_kill"]
+async fn lifecycle_on_a_three_node_cluster_with_r3_streams_survives_a_node_kill() {
+    let t0 = Instant::now();
+    let mut cluster = NatsCluster::start().expect("nats cluster starts");
+    eprintln!("cluster formed in {:?}", t0.elapsed());
+
+    // The client connects to node 0 (and learns the others from the server).
+    let url = cluster.url(0);
+    let h = Harness::start(|o| {
+        o.nats = Some(url.clone());
+        o.nats_replicas = 3;
+    })
+    .await;
+    for s in STREAMS {
+        let info = stream_info(&cluster, 0, s);
+        assert_eq!(info["config"]["num_replicas"], 3, "{s}: {info}");
+        assert_eq!(info["config"]["storage"], "file", "{s}: {info}");
+    }
+    wait_streams_led(&cluster, 0, 2).await;
+
+    // Fault 1: pauses accepted, then the leader of the cell stream (instances, hosts) is
+    // killed at once, unless it is the node the client is connected to (then another
+    // stream's leader, or node 1). The compute agent's answers cross the election.
+    let before = create_active(&h, "before", 3).await;
+    let leaders = wait_streams_led(&cluster, 0, 2).await;
+    let victim = leaders
+        .iter()
+        .rev() // STRATUS_CELL_CELL1 first
+        .filter_map(|l| cluster.index_of(l))
+        .find(|&i| i != 0)
+        .unwrap_or(1);
+    for id in &before {
+        h.action(ALICE, id, json!({"pause": null}), 202).await;
+    }
+    eprintln!(
+        "leaders {leaders:?}; killing node {victim} ({}) at {:?}",
+        cluster.name(victim),
+        t0.elapsed()
+    );
+    cluster.kill(victim);
+    let t_fault = Instant::now();
+    for id in &before {
+        h.wait(id, "PAUSED").await;
+    }
+    eprintln!(
+        "in-flight pauses done {:?} after the kill",
+        t_fault.elapsed()
+    );
+
+    // The streams are led by the survivors, each with one current follower; from now on
+    // every request must succeed.
+    let leaders = wait_streams_led(&cluster, 0, 1).await;
+    assert!(
+        !leaders.iter().any(|l| l == cluster.name(victim)),
+        "{leaders:?}"
+    );
+    eprintln!(
+        "re-elected {leaders:?} {:?} after the kill",
+        t_fault.elapsed()
+    );
+    for id in &before {
+        h.action(ALICE, id, json!({"unpause": null}), 202).await;
+    }
+    for id in &before {
+        h.wait(id, "ACTIVE").await;
+    }
+    let after = create_active(&h, "after", 3).await;
+    pause_unpause_delete(&h, &before).await;
+    pause_unpause_delete(&h, &after[1..]).await;
+
+    // The killed node comes back and catches up.
+    let t_restart = Instant::now();
+    tokio::task::block_in_place(|| cluster.restart(victim)).expect("node restarts");
+    wait_streams_led(&cluster, 0, 2).await;
+    eprintln!("node {victim} back in {:?}", t_restart.elapsed());
+
+    // Fault 2: the node the client is connected to is killed; the client reconnects to a
+    // server it learned from the cluster, subscriptions resume where they were.
+    let b = h.create(ALICE, "failover", "1").await;
+    h.wait(&b, "ACTIVE").await;
+    cluster.kill(0);
+    let t_fault = Instant::now();
+    let via = other_running(&cluster, 0);
+    wait_streams_led(&cluster, via, 1).await;
+    eprintln!("node 0 killed, streams led {:?} later", t_fault.elapsed());
+    let c = h.create(ALICE, "after-failover", "1").await;
+    h.wait(&c, "ACTIVE").await;
+    eprintln!(
+        "create after failover done {:?} after the kill",
+        t_fault.elapsed()
+    );
+    pause_unpause_delete(&h, &[after[0].clone(), b, c]).await;
+
+    check_rebuild(h, &cluster.url(other_running(&cluster, 0)), 50).await;
+    eprintln!("total {:?}", t0.elapsed());
+    drop(cluster);
+}
+
+/// The lifecycle on the cluster with R3 streams, no fault: everything completes and the
+/// rebuild from the cluster's log matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_a_three_node_cluster_with_r3_streams() {
+    let t0 = Instant::now();
+    let cluster = NatsCluster::start().expect("nats cluster starts");
+    let url = cluster.url(0);
+    let h = Harness::start(|o| {
+        o.nats = Some(url.clone());
+        o.nats_replicas = 3;
+    })
+    .await;
+    for s in STREAMS {
+        let info = stream_info(&cluster, 0, s);
+        assert_eq!(info["config"]["num_replicas"], 3, "{s}: {info}");
+        assert_eq!(info["config"]["storage"], "file", "{s}: {info}");
+    }
+    // Every stream has a leader and two current replicas.
+    wait_streams_led(&cluster, 0, 2).await;
+    let ids = create_active(&h, "r3", 3).await;
+    pause_unpause_delete(&h, &ids).await;
+    check_rebuild(h, &cluster.url(1), 30).await;
+    eprintln!("total {:?}", t0.elapsed());
+}
+
+/// Stops the control plane (projections flushed), rebuilds from the cluster's log through
+/// `url` and checks it matches the stored projections, with at least `min_events`, and
+/// that no commit is missing.
+async fn check_rebuild(h: Harness, url: &str, min_events: u64) {
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let log = JetStreamLog::connect(
+        url,
+        JetStreamOptions {
+            replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("connect for the rebuild");
+    let store = projections::ProjectionStore::open(&stratus::stack::projections_path(dir.path()))
+        .expect("projection store");
+    let stored = store.load().expect("stored views");
+    let report = replay::rebuild(log.clone(), &stored)
+        .await
+        .expect("rebuild");
+    assert!(report.matches, "{:?}", report.differences);
+    assert_eq!(report.lag, 0, "{report:?}");
+    assert!(report.events >= min_events, "{report:?}");
+    // The log on the cluster has no gap: every commit up to the last one is there.
+    for s in log.streams().await.expect("streams") {
+        let last = log.last_stream_seq(&s).await.expect("last");
+        let all = log.read_stream(&s, 1, usize::MAX).await.expect("read");
+        assert_eq!(all.len() as u64, last, "stream {s}");
+    }
+    log.close();
+    drop(store);
+    drop(dir);
+}
+
+/// The log alone on the cluster: appends and subscriptions keep working when a node is
+/// killed (the stream leader when it is not the node the client uses, else a follower).
+/// Every append must succeed within its first attempt's bound and every subscription must
+/// deliver the commits appended after the kill within 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on the current JetStreamLog: an append right after a leader kill fails \
+            after 10 s, subscriptions stall 10-20 s (follower kill) or longer (leader kill)"]
+async fn subscriptions_and_appends_survive_a_node_kill() {
+    let mut cluster = NatsCluster::start().expect("nats cluster starts");
+    let opts = JetStreamOptions {
+        replicas: 3,
+        ..Default::default()
+    };
+    let log = JetStreamLog::connect(&cluster.url(0), opts).await.unwrap();
+    let cell = StreamName::cell("cell1").unwrap();
+    log.ensure_stream(&cell).await.unwrap();
+    let subject = Subject::cell(&cell, "instance", "x").unwrap();
+    let append = |i: u32| {
+        let log = log.clone();
+        let subject = subject.clone();
+        async move {
+            log.append(AppendRequest {
+                subject,
+                expected: ExpectedSeq::Any,
+                dedupe_id: format!("d{i}"),
+                meta: Default::default(),
+                events: vec![NewEvent {
+                    event_type: "t".into(),
+                    version: 1,
+                    payload: vec![1],
+                }],
+            })
+            .await
+        }
+    };
+    for i in 1..=5 {
+        append(i).await.unwrap();
+    }
+    let mut subs = Vec::new();
+    for _ in 0..8 {
+        subs.push(log.subscribe(&cell, 1).await.unwrap());
+    }
+    let leaders = wait_streams_led_one(&cluster, "STRATUS_CELL_CELL1").await;
+    let victim = cluster.index_of(&leaders).filter(|&i| i != 0).unwrap_or(1);
+    cluster.kill(victim);
+    let t0 = Instant::now();
+    for i in 6..=20 {
+        if let Err(e) = append(i).await {
+            panic!("append {i} failed {:?} after the kill: {e}", t0.elapsed());
+        }
+    }
+    let deadline = t0 + Duration::from_secs(15);
+    for (k, s) in subs.iter_mut().enumerate() {
+        let mut at = 0;
+        while at < 20 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, s.next()).await {
+                Ok(Some(Ok(c))) => at = c.stream_seq,
+                other => panic!(
+                    "subscription {k} at {at} {:?} after killing node {victim}: {:?}",
+                    t0.elapsed(),
+                    other.map(|o| o.map(|r| r.map(|c| c.stream_seq)))
+                ),
+            }
+        }
+    }
+    log.close();
+}
+
+/// The leader of one stream (polled until there is one).
+async fn wait_streams_led_one(cluster: &NatsCluster, stream: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = stream_info(cluster, 0, stream);
+        if let Some(l) = info["cluster"]["leader"].as_str() {
+            return l.to_string();
+        }
+        assert!(Instant::now() < deadline, "{stream} has no leader: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
