@@ -288,6 +288,9 @@ struct LastMsg {
     message: Option<jetstream::message::StreamMessage>,
 }
 
+/// How many times an append is published again after a transient error (250 ms apart).
+const TRANSIENT_RETRIES: u32 = 80;
+
 impl JetStreamLog {
     /// Connects to the NATS server(s) at `url` (comma-separated URLs allowed) and checks
     /// that JetStream is enabled. Streams are created on first use.
@@ -697,6 +700,7 @@ impl JetStreamLog {
         };
         let mut recreated = false;
         let mut attempts = 0;
+        let mut transient = 0u32;
         loop {
             attempts += 1;
             // (expected stream seq of the subject's last message, subject_seq we will have)
@@ -784,6 +788,28 @@ impl JetStreamLog {
                             )));
                         }
                     }
+                }
+                // A stream we know exists answers nothing while its leader is being
+                // re-elected (no responders look like "stream not found"), or the ack
+                // times out: publish again with the same Nats-Msg-Id (the server drops a
+                // repeat of a message that did land) for up to ~20 s.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        PublishErrorKind::StreamNotFound
+                            | PublishErrorKind::TimedOut
+                            | PublishErrorKind::BrokenPipe
+                    ) && transient < TRANSIENT_RETRIES
+                        && self
+                            .ensured
+                            .lock()
+                            .expect("ensured lock poisoned")
+                            .contains(&stream) =>
+                {
+                    transient += 1;
+                    tracing::warn!(%subject, error = %e, attempt = transient, "transient JetStream error; publishing again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
                 }
                 Err(e) if e.kind() == PublishErrorKind::StreamNotFound && !recreated => {
                     // The stream went away (or never existed): create it again, once.

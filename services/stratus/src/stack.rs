@@ -116,6 +116,8 @@ pub struct Stack {
     /// Where the API listens.
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    proj_shutdown: watch::Sender<bool>,
+    proj_tasks: Vec<JoinHandle<()>>,
     api_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     log: Backend,
@@ -229,12 +231,15 @@ impl Stack {
         };
         let world = Arc::new(World::new(views));
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // The projector stops last, after it has applied what the others appended.
+        let (proj_shutdown, proj_rx) = watch::channel(false);
+        let mut proj_tasks = Vec::new();
         let mut tasks = Vec::new();
 
         // Projections catch up before anyone reads.
         let projector = Projector::new(dynlog.clone(), world.clone(), store);
         for s in &initial {
-            tasks.push(projector.follow(s.clone(), shutdown_rx.clone()));
+            proj_tasks.push(projector.follow(s.clone(), proj_rx.clone()));
         }
         for s in &initial {
             let last = dynlog.last_stream_seq(s).await?;
@@ -242,7 +247,7 @@ impl Stack {
                 anyhow::bail!("projections did not catch up with stream {s}");
             }
         }
-        tasks.push(projector.spawn_flusher(Duration::from_secs(1), shutdown_rx.clone()));
+        proj_tasks.push(projector.spawn_flusher(Duration::from_secs(1), proj_rx.clone()));
 
         let engine = Arc::new(Engine::new(
             dynlog.clone(),
@@ -315,6 +320,7 @@ impl Stack {
         {
             // Stream discovery: cells created later get projected and reacted to.
             let (log, projector, rx) = (dynlog.clone(), projector.clone(), shutdown_rx.clone());
+            let prx = proj_rx.clone();
             let mut known = initial.clone();
             let reactors = reactors.clone();
             let engine = engine.clone();
@@ -333,7 +339,7 @@ impl Stack {
                             continue;
                         }
                         tracing::info!(stream = %s, "new stream: projecting and reacting");
-                        projector.follow(s.clone(), rx.clone());
+                        projector.follow(s.clone(), prx.clone());
                         for (r, only) in &reactors {
                             if only.as_ref().is_none_or(|o| *o == s) {
                                 spawn_reactor(
@@ -387,6 +393,8 @@ impl Stack {
             driver,
             addr,
             shutdown,
+            proj_shutdown,
+            proj_tasks,
             api_task,
             tasks,
             log,
@@ -399,6 +407,13 @@ impl Stack {
         let _ = self.shutdown.send(true);
         let _ = self.api_task.await;
         for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        // Nothing of this process writes any more: let the projections take in every
+        // commit it made, then flush and stop them.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.catch_up()).await;
+        let _ = self.proj_shutdown.send(true);
+        for t in self.proj_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         match &self.log {
