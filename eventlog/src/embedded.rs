@@ -109,12 +109,12 @@ const FILE_SUFFIX: &str = ".redb";
 
 /// The stored form of a commit (borrowed, for encoding).
 #[derive(Serialize)]
-struct RecordRef<'a> {
-    subject: &'a Subject,
-    subject_seq: u64,
-    dedupe_id: &'a str,
-    meta: &'a Metadata,
-    events: &'a [StoredEvent],
+pub(crate) struct RecordRef<'a> {
+    pub(crate) subject: &'a Subject,
+    pub(crate) subject_seq: u64,
+    pub(crate) dedupe_id: &'a str,
+    pub(crate) meta: &'a Metadata,
+    pub(crate) events: &'a [StoredEvent],
 }
 
 /// The stored form of a commit (owned, for decoding). Same field order as [`RecordRef`].
@@ -128,13 +128,17 @@ struct RecordOwned {
 }
 
 /// Appends the stored record of a commit to `buf` (format byte, then postcard).
-fn encode_record(rec: &RecordRef<'_>, mut buf: Vec<u8>) -> Result<Vec<u8>, LogError> {
+pub(crate) fn encode_record(rec: &RecordRef<'_>, mut buf: Vec<u8>) -> Result<Vec<u8>, LogError> {
     buf.push(RECORD_FORMAT);
     postcard::to_extend(rec, buf).map_err(|e| LogError::Corrupt(format!("encode commit: {e}")))
 }
 
 /// Decodes a stored record back into the [`Commit`] at `stream_seq` of `stream`.
-fn decode_record(stream: &StreamName, stream_seq: u64, bytes: &[u8]) -> Result<Commit, LogError> {
+pub(crate) fn decode_record(
+    stream: &StreamName,
+    stream_seq: u64,
+    bytes: &[u8],
+) -> Result<Commit, LogError> {
     match bytes.split_first() {
         Some((&RECORD_FORMAT, body)) => {
             let r: RecordOwned = postcard::from_bytes(body)

@@ -100,14 +100,13 @@ use async_nats::jetstream::{
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::embedded::RECORD_FORMAT;
+use crate::embedded::{decode_record, encode_record, RecordRef};
 use crate::{
-    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, Metadata, StoredEvent,
-    StreamName, Subject, Subscription,
+    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, StoredEvent, StreamName,
+    Subject, Subscription,
 };
 
 /// Header carrying the commit's subject sequence.
@@ -162,53 +161,9 @@ impl Default for JetStreamOptions {
     }
 }
 
-/// The stored form of a commit (borrowed, for encoding); the embedded store's record.
-#[derive(Serialize)]
-struct RecordRef<'a> {
-    subject: &'a Subject,
-    subject_seq: u64,
-    dedupe_id: &'a str,
-    meta: &'a Metadata,
-    events: &'a [StoredEvent],
-}
-
-/// The stored form of a commit (owned, for decoding). Same field order as [`RecordRef`].
-#[derive(Deserialize)]
-struct RecordOwned {
-    subject: Subject,
-    subject_seq: u64,
-    dedupe_id: String,
-    meta: Metadata,
-    events: Vec<StoredEvent>,
-}
-
-fn encode_record(rec: &RecordRef<'_>) -> Result<Vec<u8>, LogError> {
-    let buf = vec![RECORD_FORMAT];
-    postcard::to_extend(rec, buf).map_err(|e| LogError::Corrupt(format!("encode commit: {e}")))
-}
-
-fn decode_record(stream: &StreamName, stream_seq: u64, bytes: &[u8]) -> Result<Commit, LogError> {
-    match bytes.split_first() {
-        Some((&RECORD_FORMAT, body)) => {
-            let r: RecordOwned = postcard::from_bytes(body)
-                .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
-            Ok(Commit {
-                stream: stream.clone(),
-                stream_seq,
-                subject: r.subject,
-                subject_seq: r.subject_seq,
-                dedupe_id: r.dedupe_id,
-                meta: r.meta,
-                events: r.events,
-            })
-        }
-        Some((other, _)) => Err(LogError::Corrupt(format!(
-            "commit {stream}/{stream_seq}: unknown record format {other}"
-        ))),
-        None => Err(LogError::Corrupt(format!(
-            "commit {stream}/{stream_seq}: empty record"
-        ))),
-    }
+/// The embedded store's record encoding, in a fresh buffer (one format for both backends).
+fn encode_record_new(rec: &RecordRef<'_>) -> Result<Vec<u8>, LogError> {
+    encode_record(rec, Vec::new())
 }
 
 /// Decodes a message into a commit, checking that headers and record agree.
@@ -731,7 +686,7 @@ impl JetStreamLog {
                     (s, m + 1)
                 }
             };
-            let payload = encode_record(&RecordRef {
+            let payload = encode_record_new(&RecordRef {
                 subject,
                 subject_seq,
                 dedupe_id: &req.dedupe_id,
@@ -1207,6 +1162,7 @@ impl SubscriptionTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Metadata;
 
     #[test]
     fn record_roundtrip() {
@@ -1222,7 +1178,7 @@ mod tests {
             version: 1,
             payload: vec![1, 2],
         }];
-        let bytes = encode_record(&RecordRef {
+        let bytes = encode_record_new(&RecordRef {
             subject: &subject,
             subject_seq: 3,
             dedupe_id: "d",

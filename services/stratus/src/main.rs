@@ -281,36 +281,28 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Api(a) => {
             let roles = Roles {
                 api: true,
-                scheduler: false,
-                compute: false,
-                persist: false,
+                ..Roles::none()
             };
             run_until_signal(part_options(&a, roles, "api"), "api").await
         }
         Cmd::Scheduler(a) => {
             let roles = Roles {
-                api: false,
                 scheduler: true,
-                compute: false,
-                persist: false,
+                ..Roles::none()
             };
             run_until_signal(part_options(&a, roles, "scheduler"), "scheduler").await
         }
         Cmd::Projector(a) => {
             let roles = Roles {
-                api: false,
-                scheduler: false,
-                compute: false,
                 persist: true,
+                ..Roles::none()
             };
             run_until_signal(part_options(&a, roles, "projector"), "projector").await
         }
         Cmd::Compute(c) => {
             let roles = Roles {
-                api: false,
-                scheduler: false,
                 compute: true,
-                persist: false,
+                ..Roles::none()
             };
             let mut o = part_options(&c.common, roles, &format!("compute-{}", c.host));
             o.cell = domain::CellName::new(c.cell.clone())

@@ -72,6 +72,16 @@ pub struct Roles {
 }
 
 impl Roles {
+    /// Nothing (combine with struct update syntax to pick one role).
+    pub fn none() -> Self {
+        Roles {
+            api: false,
+            scheduler: false,
+            compute: false,
+            persist: false,
+        }
+    }
+
     /// Everything, in one process.
     pub fn all() -> Self {
         Roles {
