@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Actor, AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, Metadata, NewEvent,
-    StreamName, Subject, Subscription,
+    Actor, AppendAck, AppendRequest, Commit, ConsumerOptions, Delivery, DurableConsumer, EventLog,
+    ExpectedSeq, LogError, Metadata, NewEvent, StreamName, Subject, Subscription,
 };
 
 /// How long a check waits for a subscription to deliver before it fails.
@@ -50,6 +50,7 @@ where
     subscribe_before_stream_exists(make().await).await;
     streams_isolated(make().await).await;
     ensure_stream_and_list(make().await).await;
+    durable_consumer(make().await).await;
 }
 
 fn stream(name: &str) -> StreamName {
@@ -791,5 +792,186 @@ pub async fn ensure_stream_and_list(log: Arc<dyn EventLog>) {
         unique.len(),
         streams.len(),
         "streams() lists a stream twice"
+    );
+}
+
+async fn next_delivery(c: &mut DurableConsumer, what: &str) -> Delivery {
+    match tokio::time::timeout(SUBSCRIPTION_TIMEOUT, c.next()).await {
+        Ok(Some(Ok(d))) => d,
+        Ok(Some(Err(e))) => panic!("{what}: durable consumer yielded an error: {e}"),
+        Ok(None) => panic!("{what}: durable consumer ended early"),
+        Err(_) => panic!("{what}: no delivery within {SUBSCRIPTION_TIMEOUT:?}"),
+    }
+}
+
+async fn open_consumer(
+    log: &dyn EventLog,
+    s: &StreamName,
+    name: &str,
+    start: u64,
+    opts: ConsumerOptions,
+) -> Option<DurableConsumer> {
+    log.durable_consumer(s, name, start, opts)
+        .await
+        .unwrap_or_else(|e| panic!("open durable consumer {name}: {e}"))
+}
+
+/// Durable consumers (skipped by backends without them): bounded outstanding deliveries,
+/// redelivery of what was not acknowledged, resumption after reopening, a start position
+/// for new consumers, and one consumer shared by two openers splits the commits.
+pub async fn durable_consumer(log: Arc<dyn EventLog>) {
+    let s = stream("cell1");
+    for i in 0..12 {
+        append_ok(
+            &*log,
+            req(
+                &subject("cell1", &format!("d{i}")),
+                ExpectedSeq::Exactly(0),
+                &format!("d{i}"),
+                1,
+            ),
+        )
+        .await;
+    }
+    let quick = ConsumerOptions {
+        max_ack_pending: 4,
+        ack_wait: Duration::from_secs(2),
+    };
+    let Some(mut c) = open_consumer(&*log, &s, "reactor-a", 1, quick).await else {
+        return; // no durable consumers in this backend
+    };
+    // At most 4 outstanding.
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(next_delivery(&mut c, "first four").await);
+    }
+    let seqs: Vec<u64> = first.iter().map(|d| d.commit.stream_seq).collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4],
+        "a new consumer from 1 delivers 1, 2, 3, 4 in order"
+    );
+    assert!(
+        first.iter().all(|d| d.delivered == 1),
+        "first deliveries count 1"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), c.next())
+            .await
+            .is_err(),
+        "more than max_ack_pending (4) commits were outstanding"
+    );
+    // Ack 1..3, keep 4 unacknowledged: it comes again after ack_wait.
+    let mut held = None;
+    for d in first {
+        if d.commit.stream_seq == 4 {
+            held = Some(d);
+        } else {
+            d.ack().await.expect("ack");
+        }
+    }
+    drop(held);
+    let mut acked: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+    let mut redelivered_4 = false;
+    while acked.len() < 12 {
+        let d = next_delivery(&mut c, "rest of the stream").await;
+        let seq = d.commit.stream_seq;
+        if seq == 4 {
+            assert_eq!(
+                d.delivered, 2,
+                "the unacknowledged commit 4 is delivered a second time"
+            );
+            redelivered_4 = true;
+        } else {
+            assert_eq!(
+                d.delivered, 1,
+                "commit {seq} was acknowledged yet delivered again"
+            );
+        }
+        assert!(
+            acked.insert(seq),
+            "commit {seq} delivered again after its ack"
+        );
+        d.ack().await.expect("ack");
+    }
+    assert!(redelivered_4, "commit 4 was never redelivered");
+    assert_eq!(acked, (1..=12).collect::<BTreeSet<u64>>());
+    drop(c);
+
+    // Reopened (as after a restart): resumes after the acknowledged commits, whatever
+    // start it is given.
+    for i in 12..15 {
+        append_ok(
+            &*log,
+            req(
+                &subject("cell1", &format!("d{i}")),
+                ExpectedSeq::Exactly(0),
+                &format!("d{i}"),
+                1,
+            ),
+        )
+        .await;
+    }
+    let mut c = open_consumer(&*log, &s, "reactor-a", 1, quick)
+        .await
+        .expect("backend gave a consumer before");
+    for want in 13..=15 {
+        let d = next_delivery(&mut c, "after reopening").await;
+        assert_eq!(
+            d.commit.stream_seq, want,
+            "a reopened consumer resumes after its acks"
+        );
+        d.ack().await.expect("ack");
+    }
+    drop(c);
+
+    // A new consumer with a start position begins there.
+    let mut late = open_consumer(&*log, &s, "late", 10, ConsumerOptions::default())
+        .await
+        .expect("consumer");
+    let d = next_delivery(&mut late, "late consumer").await;
+    assert_eq!(
+        d.commit.stream_seq, 10,
+        "a new consumer starts at its start position"
+    );
+    drop(late);
+
+    // Two openers of one consumer share the work: every commit to exactly one of them.
+    let slow = ConsumerOptions {
+        max_ack_pending: 8,
+        ack_wait: Duration::from_secs(30),
+    };
+    let a = open_consumer(&*log, &s, "shared", 1, slow)
+        .await
+        .expect("consumer");
+    let b = open_consumer(&*log, &s, "shared", 1, slow)
+        .await
+        .expect("consumer");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let run = |mut c: DurableConsumer, who: usize| {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(3), c.next()).await
+            {
+                seen.lock().unwrap().push((d.commit.stream_seq, who));
+                // Slow enough that the other opener gets a share.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                d.ack().await.expect("ack");
+            }
+        })
+    };
+    let (ta, tb) = (run(a, 0), run(b, 1));
+    let _ = (ta.await, tb.await);
+    let seen = seen.lock().unwrap().clone();
+    let mut seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=15).collect::<Vec<u64>>(),
+        "a shared consumer delivers each commit to exactly one opener"
+    );
+    assert!(
+        seen.iter().any(|(_, w)| *w == 0) && seen.iter().any(|(_, w)| *w == 1),
+        "both openers of a shared consumer received work: {seen:?}"
     );
 }

@@ -105,8 +105,8 @@ use uuid::Uuid;
 
 use crate::embedded::{decode_record, encode_record, RecordRef};
 use crate::{
-    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, StoredEvent, StreamName,
-    Subject, Subscription,
+    Acknowledge, AppendAck, AppendRequest, Commit, ConsumerOptions, Delivery, DurableConsumer,
+    EventLog, ExpectedSeq, LogError, StoredEvent, StreamName, Subject, Subscription,
 };
 
 /// Header carrying the commit's subject sequence.
@@ -1024,6 +1024,52 @@ impl EventLog for JetStreamLog {
         self.check_open()?;
         self.create_or_verify(stream).await
     }
+
+    /// A durable pull consumer with explicit acks (see the module documentation).
+    async fn durable_consumer(
+        &self,
+        stream: &StreamName,
+        name: &str,
+        start: u64,
+        opts: ConsumerOptions,
+    ) -> Result<Option<DurableConsumer>, LogError> {
+        self.check_open()?;
+        self.ensure_known(stream).await?;
+        let consumer_name = consumer_name(name);
+        let config = consumer::pull::Config {
+            durable_name: Some(consumer_name.clone()),
+            description: Some(format!("stratus reactor {name}")),
+            deliver_policy: if start <= 1 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                }
+            },
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: opts.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: opts.max_ack_pending.max(1) as i64,
+            // 0: as many replicas as the stream.
+            num_replicas: 0,
+            ..Default::default()
+        };
+        let task = DurableTask {
+            js: self.js.clone(),
+            name: self.jetstream_name(stream),
+            stream: stream.clone(),
+            consumer_name,
+            config,
+            batch: opts.max_ack_pending.clamp(1, 256),
+            closed: self.closed_tx.subscribe(),
+            reconnects: self.reconnects.subscribe(),
+        };
+        // Create (or find) the consumer now, so errors reach the caller.
+        task.consumer().await?;
+        let (tx, rx) = mpsc::channel(opts.max_ack_pending.clamp(1, SUBSCRIPTION_CAPACITY));
+        tokio::spawn(task.run(tx));
+        Ok(Some(DurableConsumer::new(rx)))
+    }
 }
 
 impl JetStreamLog {
@@ -1154,6 +1200,182 @@ impl SubscriptionTask {
             }
             if failed {
                 return Ended::Stop;
+            }
+        }
+    }
+}
+
+/// A JetStream consumer name for a Stratus consumer name: `[A-Za-z0-9_-]` are kept, any
+/// other character becomes `_`, and then a hash of the original keeps names distinct.
+fn consumer_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == name && !name.is_empty() && name.len() <= 64 {
+        return clean;
+    }
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    let short: String = clean.chars().take(48).collect();
+    format!("{short}_{:016x}", h.finish())
+}
+
+/// Acknowledges one message of a durable consumer.
+struct JsAck(jetstream::Message);
+
+#[async_trait]
+impl Acknowledge for JsAck {
+    async fn ack(&self) -> Result<(), LogError> {
+        self.0
+            .ack()
+            .await
+            .map_err(|e| LogError::Storage(format!("ack: {e}")))
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<(), LogError> {
+        self.0
+            .ack_with(jetstream::AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| LogError::Storage(format!("nak: {e}")))
+    }
+}
+
+/// Heartbeat asked of the server in a pull: a missing one means the pull is dead (server
+/// restarted, consumer leader moved) and the pull is made again.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Lifetime of one pull request.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+
+/// Feeds one durable consumer's deliveries, pulling again whenever a pull fails.
+struct DurableTask {
+    js: jetstream::Context,
+    name: String,
+    stream: StreamName,
+    consumer_name: String,
+    config: consumer::pull::Config,
+    batch: usize,
+    closed: watch::Receiver<bool>,
+    reconnects: watch::Receiver<u64>,
+}
+
+impl DurableTask {
+    /// Finds the consumer, creating it with `config` when it does not exist. An existing
+    /// consumer must acknowledge explicitly (anything else could lose work).
+    async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>, LogError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.name)
+            .await
+            .map_err(|e| LogError::Storage(format!("stream {}: {e}", self.name)))?;
+        let c = stream
+            .get_or_create_consumer(&self.consumer_name, self.config.clone())
+            .await
+            .map_err(|e| {
+                LogError::Storage(format!(
+                    "consumer {} on {}: {e}",
+                    self.consumer_name, self.name
+                ))
+            })?;
+        if c.cached_info().config.ack_policy != AckPolicy::Explicit {
+            return Err(LogError::Storage(format!(
+                "consumer {} on {} exists without explicit acks; delete it to let Stratus recreate it",
+                self.consumer_name, self.name
+            )));
+        }
+        Ok(c)
+    }
+
+    async fn run(mut self, tx: mpsc::Sender<Result<Delivery, LogError>>) {
+        let mut failures = 0u32;
+        loop {
+            if *self.closed.borrow() || tx.is_closed() {
+                return;
+            }
+            match self.follow(&tx).await {
+                Ended::Stop => return,
+                Ended::Retry(why) => {
+                    failures += 1;
+                    tracing::debug!(stream = %self.name, consumer = %self.consumer_name, %why,
+                        "durable consumer pull failed; pulling again");
+                    let backoff = Duration::from_millis(50 * u64::from(failures.min(20)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.closed.wait_for(|&c| c) => return,
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pulls from the consumer until the pull fails or the consumer is dropped.
+    async fn follow(&mut self, tx: &mpsc::Sender<Result<Delivery, LogError>>) -> Ended {
+        self.reconnects.mark_unchanged();
+        let mut closed = self.closed.clone();
+        let consumer = tokio::select! {
+            r = self.consumer() => match r {
+                Ok(c) => c,
+                Err(e) => return Ended::Retry(e.to_string()),
+            },
+            _ = closed.wait_for(|&c| c) => return Ended::Stop,
+            _ = tx.closed() => return Ended::Stop,
+        };
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(self.batch)
+            .heartbeat(PULL_HEARTBEAT)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => return Ended::Retry(format!("pull: {e}")),
+        };
+        loop {
+            let m = tokio::select! {
+                m = messages.next() => m,
+                r = self.reconnects.changed() => {
+                    if r.is_err() {
+                        return Ended::Stop;
+                    }
+                    return Ended::Retry("reconnected to the server".into());
+                }
+                _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
+                _ = tx.closed() => return Ended::Stop,
+            };
+            let m = match m {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Ended::Retry(e.to_string()),
+                None => return Ended::Retry("pull ended".into()),
+            };
+            let (seq, delivered) = match m.info() {
+                Ok(i) => (i.stream_sequence, i.delivered.max(1) as u64),
+                Err(e) => return Ended::Retry(format!("message info: {e}")),
+            };
+            let item = match decode_message(
+                &self.stream,
+                seq,
+                m.subject.as_str(),
+                m.headers.as_ref(),
+                &m.payload,
+            ) {
+                Ok(commit) => Ok(Delivery::new(commit, delivered, Box::new(JsAck(m)))),
+                Err(e) => {
+                    // Undecodable: redelivering cannot help; report it and move on.
+                    let _ = m.ack_with(jetstream::AckKind::Term).await;
+                    Err(e)
+                }
+            };
+            tokio::select! {
+                r = tx.send(item) => if r.is_err() { return Ended::Stop; },
+                _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
             }
         }
     }

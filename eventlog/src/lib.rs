@@ -16,6 +16,10 @@
 //! - a commit is all-or-nothing: after a crash no commit is partially visible;
 //! - a subscription from position `p` yields every commit with `stream_seq >= p` exactly
 //!   once, in order: first the stored ones, then live ones, with no gap and no duplicate.
+//! - a durable consumer (where the backend has them) delivers every commit from its start
+//!   position at least once to one of the processes sharing it; a commit is delivered
+//!   again until it is acknowledged, and never more than `max_ack_pending` commits are
+//!   outstanding.
 
 pub mod checkpoint;
 pub mod conformance;
@@ -220,6 +224,100 @@ impl fmt::Debug for Subscription {
     }
 }
 
+/// Settings of a durable consumer (see [`EventLog::durable_consumer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerOptions {
+    /// Most commits delivered and not yet acknowledged; delivery pauses at this bound.
+    pub max_ack_pending: usize,
+    /// A delivered commit not acknowledged within this time is delivered again.
+    pub ack_wait: std::time::Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            max_ack_pending: 1024,
+            ack_wait: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a backend acknowledges one delivery of a durable consumer.
+#[async_trait]
+pub trait Acknowledge: Send + Sync {
+    /// The commit was handled: never deliver it to this consumer again.
+    async fn ack(&self) -> Result<(), LogError>;
+    /// The commit could not be handled now: deliver it again after `delay`.
+    async fn nak(&self, delay: std::time::Duration) -> Result<(), LogError>;
+}
+
+/// One commit delivered by a durable consumer. Acknowledge it once handled; one that is
+/// neither acked nor naked is delivered again after the consumer's `ack_wait`.
+pub struct Delivery {
+    /// The commit.
+    pub commit: Commit,
+    /// How many times it has been delivered to this consumer (1 = first time).
+    pub delivered: u64,
+    acker: Box<dyn Acknowledge>,
+}
+
+impl Delivery {
+    /// A delivery acknowledged through `acker`.
+    pub fn new(commit: Commit, delivered: u64, acker: Box<dyn Acknowledge>) -> Self {
+        Delivery {
+            commit,
+            delivered,
+            acker,
+        }
+    }
+
+    /// Acknowledges the commit as handled.
+    pub async fn ack(self) -> Result<(), LogError> {
+        self.acker.ack().await
+    }
+
+    /// Asks for the commit again after `delay`.
+    pub async fn nak(self, delay: std::time::Duration) -> Result<(), LogError> {
+        self.acker.nak(delay).await
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("stream", &self.commit.stream)
+            .field("stream_seq", &self.commit.stream_seq)
+            .field("delivered", &self.delivered)
+            .finish()
+    }
+}
+
+/// A durable consumer: deliveries shared by every process that opened the consumer
+/// under the same name (each commit goes to one of them), resumed after restarts from
+/// the first unacknowledged commit. Errors are reported and the backend keeps
+/// delivering (it recreates its pulls after server restarts or failovers).
+pub struct DurableConsumer {
+    rx: tokio::sync::mpsc::Receiver<Result<Delivery, LogError>>,
+}
+
+impl DurableConsumer {
+    /// Wraps a channel fed by a backend task.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Delivery, LogError>>) -> Self {
+        Self { rx }
+    }
+
+    /// Next delivery; `None` when the log is closed.
+    pub async fn next(&mut self) -> Option<Result<Delivery, LogError>> {
+        self.rx.recv().await
+    }
+}
+
+impl fmt::Debug for DurableConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DurableConsumer")
+    }
+}
+
 /// The event log abstraction every backend implements.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
@@ -270,6 +368,21 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Creates a stream if it does not exist (idempotent).
     async fn ensure_stream(&self, stream: &StreamName) -> Result<(), LogError>;
+
+    /// Opens (creating it on first use) the durable consumer `name` of `stream`, shared by
+    /// every caller using the same name, possibly in other processes. A consumer created
+    /// now starts at stream position `start`; an existing one resumes from its first
+    /// unacknowledged commit. Backends without server-side consumers return `None`
+    /// (the embedded store: one process, callers keep checkpoints instead).
+    async fn durable_consumer(
+        &self,
+        _stream: &StreamName,
+        _name: &str,
+        _start: u64,
+        _opts: ConsumerOptions,
+    ) -> Result<Option<DurableConsumer>, LogError> {
+        Ok(None)
+    }
 }
 
 /// Microseconds since the Unix epoch, from the system clock (I/O layer only).

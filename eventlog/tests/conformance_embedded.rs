@@ -42,6 +42,7 @@ check!(subscribe_from_middle);
 check!(subscribe_before_stream_exists);
 check!(streams_isolated);
 check!(ensure_stream_and_list);
+check!(durable_consumer);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_current_thread_runtime_too() {

@@ -130,6 +130,14 @@ impl Reactor for ComputeAgent {
         "compute"
     }
 
+    /// One consumer per set of hosts: every agent sees every commit of its cell and
+    /// acts for its own hosts only.
+    fn consumer_name(&self) -> String {
+        let mut hosts: Vec<&str> = self.hosts.iter().map(|h| h.as_str()).collect();
+        hosts.sort_unstable();
+        format!("compute-{}", hosts.join("-"))
+    }
+
     async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
         if commit.subject.kind() == "instance" {
             if let Some(id) = InstanceId::parse(commit.subject.id_token()) {

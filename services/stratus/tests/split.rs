@@ -220,6 +220,33 @@ async fn split_processes_on_jetstream() {
         .unwrap();
     assert!(report.matches, "{:?}", report.differences);
     assert!(log.streams().await.unwrap().len() >= 3);
+    // The reactors ran on durable consumers with explicit acks, the two schedulers on
+    // one shared consumer, and every delivery was acknowledged.
+    let js = async_nats::jetstream::new(log.client().clone());
+    let mut cell = js.get_stream("STRATUS_CELL_CELL1").await.unwrap();
+    let total = cell.info().await.unwrap().state.messages;
+    let mut names: Vec<String> = futures::TryStreamExt::try_collect(cell.consumer_names())
+        .await
+        .unwrap();
+    names.sort();
+    assert!(
+        names.contains(&"scheduler".to_string()) && names.contains(&"placement".to_string()),
+        "{names:?}"
+    );
+    let compute: Vec<&String> = names.iter().filter(|n| n.starts_with("compute-")).collect();
+    assert_eq!(compute.len(), 1, "{names:?}");
+    for name in ["scheduler", "placement", compute[0].as_str()] {
+        let info = cell.consumer_info(name).await.unwrap();
+        assert_eq!(
+            info.config.ack_policy,
+            async_nats::jetstream::consumer::AckPolicy::Explicit
+        );
+        assert_eq!(info.num_ack_pending, 0, "{name}: unacknowledged deliveries");
+        assert_eq!(
+            info.delivered.stream_sequence, total,
+            "{name} did not get to the end of the stream"
+        );
+    }
     log.close();
 }
 
