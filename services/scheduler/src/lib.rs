@@ -204,6 +204,7 @@ async fn claim_first(
         }
         match res {
             Ok(_) => {
+                engine::failpoint("scheduler-after-claim");
                 *reserved = Some((host.clone(), req.resources.ram_mb));
                 return Ok(Some((cell, host, claim)));
             }

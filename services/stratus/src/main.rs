@@ -177,15 +177,22 @@ struct ServeArgs {
 enum ReplayCmd {
     /// Fold the whole log into fresh projections and compare with the stored ones.
     Rebuild {
-        /// Data directory (stop `stratus serve` first).
+        /// Data directory holding the stored projections (stop the process that writes
+        /// them first: `stratus serve` or `stratus projector`).
         #[arg(long, default_value = "./stratus-data")]
         data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
     },
     /// Print an instance's events with its state after each.
     History {
         /// Data directory.
         #[arg(long, default_value = "./stratus-data")]
         data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
         /// Instance id.
         instance: String,
     },
@@ -208,6 +215,14 @@ struct BenchArgs {
     /// Run on NATS JetStream at this URL instead of the embedded store.
     #[arg(long)]
     nats: Option<String>,
+}
+
+/// Connects to JetStream for read-only tools (streams are verified, never created
+/// with another configuration).
+async fn open_nats(url: &str) -> anyhow::Result<std::sync::Arc<eventlog::JetStreamLog>> {
+    eventlog::JetStreamLog::connect(url, eventlog::JetStreamOptions::default())
+        .await
+        .with_context(|| format!("cannot use JetStream at {url}"))
 }
 
 fn init_tracing() {
@@ -326,72 +341,102 @@ async fn main() -> anyhow::Result<()> {
             o.sim.delay = Duration::from_millis(c.sim_delay_ms);
             run_until_signal(o, "compute").await
         }
-        Cmd::Replay { cmd } => match cmd {
-            ReplayCmd::Rebuild { data_dir } => {
-                let r = replay::rebuild_data_dir(&data_dir).await.context(
-                    "rebuild failed (is `stratus serve` still running on this data dir?)",
-                )?;
-                println!(
-                    "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
-                    r.events,
-                    r.commits,
-                    r.seconds,
-                    r.rate()
-                );
-                for (s, p) in &r.positions {
-                    println!("  stream {s}: position {p}");
-                }
-                if r.lag > 0 {
-                    println!("  note: stored views lag the log by {} commits (they catch up on next start)", r.lag);
-                }
-                if r.matches {
-                    println!("MATCH: rebuilt projections equal the stored ones");
-                    Ok(())
-                } else {
-                    println!("MISMATCH:");
-                    for d in &r.differences {
-                        println!("  {d}");
-                    }
-                    std::process::exit(1);
-                }
-            }
-            ReplayCmd::History { data_dir, instance } => {
-                let id = domain::InstanceId::parse(&instance).context("not a server id")?;
-                let log = eventlog::EmbeddedLog::open(&data_dir.join("log"))?;
-                let steps = replay::history(log.as_ref(), id).await?;
-                if steps.is_empty() {
-                    anyhow::bail!("no events for instance {id}");
-                }
-                for s in steps {
-                    let st = s
-                        .state
-                        .as_ref()
-                        .map(|i| {
-                            format!(
-                                "status={} vm_state={} task_state={} power_state={} host={}",
-                                i.status(),
-                                i.vm_state.as_str(),
-                                i.task_state.map(|t| t.as_str()).unwrap_or("None"),
-                                i.power_state.code(),
-                                i.host.as_ref().map(|h| h.as_str()).unwrap_or("None"),
-                            )
-                        })
-                        .unwrap_or_else(|| "(none)".into());
+        Cmd::Replay { cmd } => {
+            match cmd {
+                ReplayCmd::Rebuild { data_dir, nats } => {
+                    let r = match &nats {
+                        None => replay::rebuild_data_dir(&data_dir).await.context(
+                            "rebuild failed (is `stratus serve` still running on this data dir?)",
+                        )?,
+                        Some(url) => {
+                            let log = open_nats(url).await?;
+                            let store = projections::ProjectionStore::open(
+                            &data_dir.join("projections.redb"),
+                        )
+                        .context("cannot open the stored projections (is the projector still running?)")?;
+                            let stored = store.load()?;
+                            let r = replay::rebuild(log.clone(), &stored).await;
+                            log.close();
+                            r?
+                        }
+                    };
                     println!(
-                        "{} {}#{} {:<32} {} by {} -> {}",
-                        fmt_time(s.occurred_at),
-                        s.subject,
-                        s.subject_seq,
-                        s.event_type,
-                        s.request_id,
-                        s.actor,
-                        st
+                        "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
+                        r.events,
+                        r.commits,
+                        r.seconds,
+                        r.rate()
                     );
+                    for (s, p) in &r.positions {
+                        println!("  stream {s}: position {p}");
+                    }
+                    if r.lag > 0 {
+                        println!("  note: stored views lag the log by {} commits (they catch up on next start)", r.lag);
+                    }
+                    if r.matches {
+                        println!("MATCH: rebuilt projections equal the stored ones");
+                        Ok(())
+                    } else {
+                        println!("MISMATCH:");
+                        for d in &r.differences {
+                            println!("  {d}");
+                        }
+                        std::process::exit(1);
+                    }
                 }
-                log.close();
-                Ok(())
+                ReplayCmd::History {
+                    data_dir,
+                    nats,
+                    instance,
+                } => {
+                    let id = domain::InstanceId::parse(&instance).context("not a server id")?;
+                    let steps = match &nats {
+                        None => {
+                            let log = eventlog::EmbeddedLog::open(&data_dir.join("log"))?;
+                            let steps = replay::history(log.as_ref(), id).await;
+                            log.close();
+                            steps?
+                        }
+                        Some(url) => {
+                            let log = open_nats(url).await?;
+                            let steps = replay::history(log.as_ref(), id).await;
+                            log.close();
+                            steps?
+                        }
+                    };
+                    if steps.is_empty() {
+                        anyhow::bail!("no events for instance {id}");
+                    }
+                    for s in steps {
+                        let st = s
+                            .state
+                            .as_ref()
+                            .map(|i| {
+                                format!(
+                                    "status={} vm_state={} task_state={} power_state={} host={}",
+                                    i.status(),
+                                    i.vm_state.as_str(),
+                                    i.task_state.map(|t| t.as_str()).unwrap_or("None"),
+                                    i.power_state.code(),
+                                    i.host.as_ref().map(|h| h.as_str()).unwrap_or("None"),
+                                )
+                            })
+                            .unwrap_or_else(|| "(none)".into());
+                        println!(
+                            "{} {}#{} {:<32} {} by {} -> {}",
+                            fmt_time(s.occurred_at),
+                            s.subject,
+                            s.subject_seq,
+                            s.event_type,
+                            s.request_id,
+                            s.actor,
+                            st
+                        );
+                    }
+                    Ok(())
+                }
             }
-        },
+        }
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();

@@ -1,112 +1,12 @@
 //! A split deployment on JetStream with real processes: one projector, two schedulers,
 //! compute agents for two hosts, and two API processes serving the same data.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{call, free_port, sigterm, spawn, wait};
 use serde_json::{json, Value};
-
-/// A child process killed on drop, so nothing outlives a failing test.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(args: &[&str], dir: &std::path::Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn stratus");
-    let stdout = child.stdout.take().expect("piped");
-    let p = Proc(child);
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("readable");
-    assert!(line.starts_with("stratus "), "{args:?}: {line}");
-    p
-}
-
-fn sigterm(mut p: Proc) {
-    let pid = p.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = p.0.try_wait().unwrap() {
-            assert!(st.success(), "exit {st}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "no exit on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    port: u16,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = http
-        .request(method, format!("http://127.0.0.1:{port}/v2.1{path}"))
-        .header("X-Auth-Token", "alice:demo")
-        .header("OpenStack-API-Version", "compute 2.96");
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn wait(http: &reqwest::Client, port: u16, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, v) = call(
-            http,
-            port,
-            reqwest::Method::GET,
-            &format!("/servers/{id}"),
-            None,
-        )
-        .await;
-        if want == "GONE" && code == 404 {
-            return Value::Null;
-        }
-        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return v["server"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never {want} on port {port}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_processes_on_jetstream() {
