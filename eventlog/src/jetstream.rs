@@ -104,6 +104,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::embedded::{decode_record, encode_record, RecordRef};
+use crate::heartbeat::{Beat, Heartbeats};
 use crate::{
     Acknowledge, AppendAck, AppendRequest, Commit, ConsumerOptions, Delivery, DurableConsumer,
     EventLog, ExpectedSeq, LogError, StoredEvent, StreamName, Subject, Subscription,
@@ -225,6 +226,8 @@ pub struct JetStreamLog {
     closed_tx: watch::Sender<bool>,
     /// Incremented on every (re)connection to a server.
     reconnects: watch::Sender<u64>,
+    /// Set once the heartbeat stream is created or verified.
+    heartbeats_ready: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -320,6 +323,7 @@ impl JetStreamLog {
                 .collect(),
             closed_tx,
             reconnects: reconnects_tx,
+            heartbeats_ready: tokio::sync::OnceCell::new(),
         }))
     }
 
@@ -1069,6 +1073,160 @@ impl EventLog for JetStreamLog {
         let (tx, rx) = mpsc::channel(opts.max_ack_pending.clamp(1, SUBSCRIPTION_CAPACITY));
         tokio::spawn(task.run(tx));
         Ok(Some(DurableConsumer::new(rx)))
+    }
+}
+
+/// Beats older than this are dropped by the heartbeat stream.
+const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl JetStreamLog {
+    /// JetStream name of the heartbeat stream: `<PREFIX>_HEARTBEATS`.
+    pub fn heartbeat_stream(&self) -> String {
+        format!("{}_HEARTBEATS", self.opts.stream_prefix)
+    }
+
+    /// Configuration of the heartbeat stream: the last message per subject, a day at most.
+    pub fn heartbeat_config(&self) -> js_stream::Config {
+        js_stream::Config {
+            name: self.heartbeat_stream(),
+            subjects: vec!["stratus.hb.>".into()],
+            description: Some("Stratus heartbeats (last beat per service)".into()),
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            num_replicas: self.opts.replicas,
+            max_messages_per_subject: 1,
+            max_age: HEARTBEAT_MAX_AGE,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// Creates the heartbeat stream, or brings an existing one to our configuration
+    /// (dropping beats is its purpose, so nothing is refused).
+    async fn ensure_heartbeats(&self) -> Result<(), LogError> {
+        self.heartbeats_ready
+            .get_or_try_init(|| async {
+                let want = self.heartbeat_config();
+                match self.js.get_stream(&want.name).await {
+                    Ok(s) => {
+                        let have = &s.cached_info().config;
+                        if have.subjects != want.subjects
+                            || have.max_messages_per_subject != 1
+                            || have.max_age != want.max_age
+                        {
+                            self.js.update_stream(want.clone()).await.map_err(|e| {
+                                LogError::Storage(format!("update stream {}: {e}", want.name))
+                            })?;
+                        }
+                        Ok(())
+                    }
+                    Err(_) => match self.js.create_stream(want.clone()).await {
+                        Ok(_) => Ok(()),
+                        // Another process may have created it meanwhile.
+                        Err(e) => match self.js.get_stream(&want.name).await {
+                            Ok(_) => Ok(()),
+                            Err(_) => Err(LogError::Storage(format!(
+                                "create stream {}: {e}",
+                                want.name
+                            ))),
+                        },
+                    },
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Heartbeats for JetStreamLog {
+    async fn beat(&self, service: &str, id: &str, payload: &[u8]) -> Result<(), LogError> {
+        self.check_open()?;
+        self.ensure_heartbeats().await?;
+        let subject = format!(
+            "stratus.hb.{}.{}",
+            Subject::token(service),
+            Subject::token(id)
+        );
+        self.js
+            .publish(subject, payload.to_vec().into())
+            .await
+            .map_err(|e| LogError::Storage(format!("heartbeat: {e}")))?
+            .await
+            .map_err(|e| LogError::Storage(format!("heartbeat: {e}")))?;
+        Ok(())
+    }
+
+    /// Reads the last message of every subject with an ephemeral consumer.
+    async fn beats(&self) -> Result<Vec<Beat>, LogError> {
+        self.check_open()?;
+        self.ensure_heartbeats().await?;
+        let name = self.heartbeat_stream();
+        let mut stream = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| LogError::Storage(format!("stream {name}: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| LogError::Storage(format!("stream {name}: {e}")))?;
+        if info.state.messages == 0 {
+            return Ok(Vec::new());
+        }
+        let c = stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                filter_subject: "stratus.hb.>".into(),
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(10),
+                num_replicas: 1,
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Storage(format!("read {name}: create consumer: {e}")))?;
+        let consumer_name = c.cached_info().name.clone();
+        let read = async {
+            let mut out = Vec::new();
+            let mut messages = c
+                .stream()
+                .max_messages_per_batch(512)
+                .messages()
+                .await
+                .map_err(|e| LogError::Storage(format!("read {name}: {e}")))?;
+            while let Some(m) = messages.next().await {
+                let m = m.map_err(|e| LogError::Storage(format!("read {name}: {e}")))?;
+                let info = m.info().map_err(storage)?;
+                let pending = info.pending;
+                let at = (info.published.unix_timestamp_nanos() / 1000) as i64;
+                let mut parts = m.subject.as_str().splitn(4, '.').skip(2);
+                if let (Some(service), Some(id)) = (
+                    parts.next().and_then(Subject::untoken),
+                    parts.next().and_then(Subject::untoken),
+                ) {
+                    out.push(Beat {
+                        service,
+                        id,
+                        payload: m.payload.to_vec(),
+                        at,
+                    });
+                }
+                if pending == 0 {
+                    break;
+                }
+            }
+            Ok(out)
+        };
+        let result = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => Err(LogError::Storage(format!(
+                "read {name}: timed out after {READ_TIMEOUT:?}"
+            ))),
+        };
+        let _ = stream.delete_consumer(&consumer_name).await;
+        result
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod checkpoint;
 pub mod conformance;
 pub mod embedded;
+pub mod heartbeat;
 pub mod jetstream;
 pub mod subject;
 pub mod testing;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 
 pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
 pub use embedded::EmbeddedLog;
+pub use heartbeat::{Beat, Heartbeats, MemoryHeartbeats};
 pub use jetstream::{JetStreamLog, JetStreamOptions};
 pub use subject::{StreamName, Subject};
 

@@ -127,6 +127,27 @@ impl Subject {
         out
     }
 
+    /// The inverse of [`Subject::token`] (`None` when `t` is not a token it made).
+    pub fn untoken(t: &str) -> Option<String> {
+        if t == "~" {
+            return Some(String::new());
+        }
+        let b = t.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'~' {
+                let hex = t.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
     /// The stream this subject belongs to.
     pub fn stream(&self) -> StreamName {
         let mut it = self.0.split('.');
@@ -188,5 +209,18 @@ mod tests {
         assert!(Subject::parse("stratus.cell.c*.instance.x").is_err());
         assert!(Subject::parse("other.api.flavor.x").is_err());
         assert_ne!(Subject::token("a.b"), Subject::token("a~2Eb"));
+    }
+
+    #[test]
+    fn untoken_inverts_token() {
+        for s in ["", "host1", "a.b", "a~2Eb", "ünï cödé *>", "~", "x\n"] {
+            assert_eq!(
+                Subject::untoken(&Subject::token(s)).as_deref(),
+                Some(s),
+                "{s:?}"
+            );
+        }
+        assert_eq!(Subject::untoken("a~Z"), None);
+        assert_eq!(Subject::untoken("a~2"), None);
     }
 }

@@ -277,3 +277,48 @@ async fn subscription_survives_server_restart() {
     }
     assert_eq!(log.read_subject(&s, 1).await.unwrap().len(), 10);
 }
+
+/// Heartbeats live in their own stream that keeps only the last beat per service
+/// instance, invisible to the event log's stream list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_the_last_beat_per_subject() {
+    use eventlog::Heartbeats;
+    let server = NatsServer::start().unwrap();
+    let log = JetStreamLog::connect(&server.url(), options())
+        .await
+        .unwrap();
+    assert!(log.beats().await.unwrap().is_empty());
+    for i in 0..5 {
+        log.beat("compute", "host.a", format!("a{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    log.beat("compute", "host b", b"b0").await.unwrap();
+    let mut beats = log.beats().await.unwrap();
+    beats.sort_by(|x, y| x.id.cmp(&y.id));
+    let got: Vec<(&str, &str, &[u8])> = beats
+        .iter()
+        .map(|b| (b.service.as_str(), b.id.as_str(), b.payload.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("compute", "host b", b"b0".as_slice()),
+            ("compute", "host.a", b"a4".as_slice())
+        ]
+    );
+    let now = eventlog::now_micros();
+    assert!(
+        beats.iter().all(|b| (now - b.at).abs() < 10_000_000),
+        "{beats:?}"
+    );
+    // One message per subject is all the stream holds.
+    let js = async_nats::jetstream::new(log.client().clone());
+    let mut hb = js.get_stream(log.heartbeat_stream()).await.unwrap();
+    let info = hb.info().await.unwrap();
+    assert_eq!(info.state.messages, 2);
+    assert_eq!(info.config.max_messages_per_subject, 1);
+    // Not an event stream.
+    log.ensure_stream(&cell1()).await.unwrap();
+    assert_eq!(log.streams().await.unwrap(), vec![cell1()]);
+}

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostSpec};
 use domain::instance::{InstanceCommand, Work};
-use domain::{Ctx, HostName, InstanceId, TaskState};
+use domain::{CellName, Ctx, HostName, InstanceId, TaskState};
 use engine::{now, Engine, EngineError, Meta, Reactor};
 use eventlog::Commit;
 use uuid::Uuid;
@@ -122,6 +122,52 @@ impl ComputeAgent {
                 .remove(&key);
         });
     }
+}
+
+/// Reports every `interval` (and at once) that the agents of `hosts` are alive, until
+/// shutdown. The beat's payload is JSON: `{"host", "cell", "allocations", "version"}`.
+pub fn spawn_heartbeats(
+    engine: Arc<Engine>,
+    hosts: Vec<(CellName, HostName)>,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            for (cell, host) in &hosts {
+                let allocations = engine
+                    .world
+                    .read()
+                    .hosts
+                    .values()
+                    .find(|r| r.host.spec.name == *host)
+                    .map_or(0, |r| r.host.allocations.len());
+                let payload = serde_json::json!({
+                    "host": host.as_str(),
+                    "cell": cell.as_str(),
+                    "allocations": allocations,
+                    "version": env!("CARGO_PKG_VERSION"),
+                });
+                if let Err(e) = engine
+                    .heartbeats
+                    .beat(
+                        engine::liveness::COMPUTE_SERVICE,
+                        host.as_str(),
+                        payload.to_string().as_bytes(),
+                    )
+                    .await
+                {
+                    tracing::warn!(%host, error = %e, "heartbeat failed");
+                }
+            }
+        }
+    })
 }
 
 #[async_trait]

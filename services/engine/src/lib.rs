@@ -12,6 +12,7 @@
 //! - Reactors are level-triggered: `handle` looks at current state, not at the event,
 //!   and every append they make carries a dedupe id derived from what caused it.
 
+pub mod liveness;
 pub mod reactor;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use eventlog::{
 use projections::codec;
 use projections::World;
 
+pub use liveness::{HostLiveness, Liveness};
 pub use reactor::{spawn_reactor, Reactor};
 
 /// Crash points for fault tests. When the environment variable `STRATUS_FAILPOINTS`
@@ -114,6 +116,10 @@ pub struct Engine {
     pub config: Config,
     /// How long to wait for the world to reflect an append.
     pub read_timeout: Duration,
+    /// Where services report they are alive (apart from the event log).
+    pub heartbeats: Arc<dyn eventlog::Heartbeats>,
+    /// Which compute hosts are alive, refreshed from `heartbeats`.
+    pub liveness: Liveness,
     /// Striped per-subject locks: writers of one aggregate in this process queue
     /// instead of racing (OCC still guards against other processes).
     locks: Vec<tokio::sync::Mutex<()>>,
@@ -153,11 +159,32 @@ impl Engine {
             checkpoints,
             config,
             read_timeout,
+            heartbeats: Arc::new(eventlog::MemoryHeartbeats::default()),
+            liveness: Liveness::new(Duration::from_secs(60)),
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             hosts: Default::default(),
         }
+    }
+
+    /// The same engine with heartbeats in `heartbeats` and hosts down after
+    /// `service_down_time` without a beat.
+    pub fn with_heartbeats(
+        mut self,
+        heartbeats: Arc<dyn eventlog::Heartbeats>,
+        service_down_time: Duration,
+    ) -> Self {
+        self.heartbeats = heartbeats;
+        self.liveness = Liveness::new(service_down_time);
+        self
+    }
+
+    /// Reads the heartbeats once into [`Engine::liveness`].
+    pub async fn refresh_liveness(&self) -> Result<(), EngineError> {
+        let beats = self.heartbeats.beats().await?;
+        self.liveness.record(&beats);
+        Ok(())
     }
 
     /// Waits until the world has applied every commit the log holds now, on every

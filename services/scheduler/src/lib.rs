@@ -150,6 +150,7 @@ async fn claim_first(
     pending: &Pending,
     reserved: &mut Option<(HostName, u64)>,
 ) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
+    let t = eventlog::now_micros();
     let candidates: Vec<(CellName, HostName)> = {
         let v = engine.world.read();
         let hosts = v
@@ -157,6 +158,8 @@ async fn claim_first(
             .values()
             .map(|r| &r.host)
             .filter(|h| h.spec.cell != CellName::cell0())
+            // ComputeFilter: never a host whose agent stopped beating.
+            .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell));
         let mut chosen: Vec<(u64, CellName, HostName)> = {
             let p = pending.lock().unwrap_or_else(|p| p.into_inner());

@@ -66,6 +66,13 @@ struct PartArgs {
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
+    /// Seconds between heartbeats of compute agents (Nova's report_interval).
+    #[arg(long, default_value_t = 10)]
+    report_interval: u64,
+    /// Seconds without a heartbeat after which a host is down and never scheduled to
+    /// (Nova's service_down_time).
+    #[arg(long, default_value_t = 60)]
+    service_down_time: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,6 +112,8 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
     o.nats = Some(a.nats.clone());
     o.nats_replicas = a.nats_replicas;
     o.config.task_timeout_secs = a.task_timeout;
+    o.report_interval = Duration::from_secs(a.report_interval.max(1));
+    o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
     o.roles = roles;
     o
 }
@@ -171,6 +180,13 @@ struct ServeArgs {
     /// Replicas of the JetStream streams when Stratus creates them (1 or 3).
     #[arg(long, default_value_t = 1)]
     nats_replicas: usize,
+    /// Seconds between heartbeats of compute agents (Nova's report_interval).
+    #[arg(long, default_value_t = 10)]
+    report_interval: u64,
+    /// Seconds without a heartbeat after which a host is down and never scheduled to
+    /// (Nova's service_down_time).
+    #[arg(long, default_value_t = 60)]
+    service_down_time: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +298,8 @@ async fn main() -> anyhow::Result<()> {
             o.config.task_timeout_secs = a.task_timeout;
             o.nats = a.nats.clone();
             o.nats_replicas = a.nats_replicas;
+            o.report_interval = Duration::from_secs(a.report_interval.max(1));
+            o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
             let stack = Stack::start(o).await?;
             println!(
                 "stratus listening on http://{}/v2.1 (data in {})",

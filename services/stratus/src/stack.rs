@@ -55,6 +55,11 @@ pub struct StackOptions {
     pub cell: CellName,
     /// Names of the simulated hosts (None: `host1..hostN`).
     pub host_names: Option<Vec<HostName>>,
+    /// How often compute agents report they are alive (Nova's `report_interval`).
+    pub report_interval: Duration,
+    /// A host whose agent has not reported for this long is down and never scheduled
+    /// to (Nova's `service_down_time`).
+    pub service_down_time: Duration,
 }
 
 /// The services one process runs. `serve` runs all of them; `stratus api`,
@@ -113,6 +118,8 @@ impl StackOptions {
             roles: Roles::all(),
             cell: CellName::cell1(),
             host_names: None,
+            report_interval: Duration::from_secs(10),
+            service_down_time: Duration::from_secs(60),
         }
     }
 }
@@ -259,13 +266,41 @@ impl Stack {
         }
         proj_tasks.push(projector.spawn_flusher(Duration::from_secs(1), proj_rx.clone()));
 
-        let engine = Arc::new(Engine::new(
-            dynlog.clone(),
-            world.clone(),
-            checkpoints,
-            opts.config,
-            Duration::from_secs(10),
-        ));
+        let heartbeats: Arc<dyn eventlog::Heartbeats> = match &log {
+            Backend::Embedded(_) => Arc::new(eventlog::MemoryHeartbeats::default()),
+            Backend::JetStream(l) => l.clone(),
+        };
+        let engine = Arc::new(
+            Engine::new(
+                dynlog.clone(),
+                world.clone(),
+                checkpoints,
+                opts.config,
+                Duration::from_secs(10),
+            )
+            .with_heartbeats(heartbeats, opts.service_down_time),
+        );
+        if opts.roles.scheduler || opts.roles.api {
+            // Liveness of compute hosts: read before the first decision, then refreshed.
+            if let Err(e) = engine.refresh_liveness().await {
+                tracing::warn!(error = %e, "cannot read heartbeats");
+            }
+            let (engine, mut stop) = (engine.clone(), shutdown_rx.clone());
+            let every = opts
+                .report_interval
+                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = engine.refresh_liveness().await {
+                        tracing::warn!(error = %e, "cannot read heartbeats");
+                    }
+                }
+            }));
+        }
 
         // Hosts and default flavors: events, written once.
         let names: Vec<HostName> = match &opts.host_names {
@@ -287,6 +322,15 @@ impl Stack {
         let driver = Arc::new(SimDriver::new(opts.sim.clone()));
         if opts.roles.compute {
             ComputeAgent::register(&engine, &specs).await?;
+            tasks.push(compute::spawn_heartbeats(
+                engine.clone(),
+                specs
+                    .iter()
+                    .map(|s| (s.cell.clone(), s.name.clone()))
+                    .collect(),
+                opts.report_interval,
+                shutdown_rx.clone(),
+            ));
         }
         if opts.roles.api {
             ensure_default_flavors(&engine).await?;

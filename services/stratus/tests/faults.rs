@@ -376,3 +376,76 @@ async fn scheduler_killed_between_claim_and_scheduled() {
     sigterm(s);
     log.close();
 }
+
+/// A host whose compute agent stopped beating is down after `--service-down-time`: the
+/// scheduler never chooses it (else those builds would hang in spawning until the task
+/// timeout). Its agent back, it is chosen again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_hosts_are_never_scheduled() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let port = free_port();
+    let _s = spawn(
+        &[
+            "scheduler",
+            "--nats",
+            &url,
+            "--report-interval",
+            "1",
+            "--service-down-time",
+            "2",
+        ],
+        &d("s"),
+    );
+    let agent = |host: &'static str| {
+        spawn(
+            &[
+                "compute",
+                "--nats",
+                &url,
+                "--host",
+                host,
+                "--report-interval",
+                "1",
+            ],
+            &d(host),
+        )
+    };
+    let _alive = agent("alive");
+    let dead = agent("dead");
+    let _a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
+    let http = reqwest::Client::new();
+    dead.kill9();
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let mut ids = vec![];
+    for i in 0..6 {
+        ids.push(create(&http, port, &format!("b{i}")).await);
+    }
+    for id in &ids {
+        wait_for(&http, port, id, "ACTIVE", Duration::from_secs(15)).await;
+    }
+    let log = connect(&url).await;
+    let usage = host_usage(&log).await;
+    assert_eq!(usage.get("dead").map(|u| u.1), Some(0), "{usage:?}");
+    assert_eq!(usage.get("alive").map(|u| u.1), Some(6), "{usage:?}");
+
+    // Back up: the weigher prefers the empty host again.
+    let _dead = agent("dead");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let id = create(&http, port, "back").await;
+    wait(&http, port, &id, "ACTIVE").await;
+    let usage = host_usage(&log).await;
+    assert_eq!(usage.get("dead").map(|u| u.1), Some(1), "{usage:?}");
+    log.close();
+}
