@@ -246,6 +246,19 @@ struct LastMsg {
     message: Option<jetstream::message::StreamMessage>,
 }
 
+/// Why reading a subject's last message failed.
+enum Fetch {
+    /// The server did not answer: worth asking again.
+    Transient(String),
+    /// Anything else.
+    Fatal(LogError),
+}
+
+/// Longest wait for one answer on the append path (a publish ack, a last-message read)
+/// before asking again: shorter than [`REQUEST_TIMEOUT`] so an append rides out a leader
+/// election in a few quick retries.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How many times an append is published again after a transient error (250 ms apart).
 const TRANSIENT_RETRIES: u32 = 80;
 
@@ -555,9 +568,34 @@ impl JetStreamLog {
     }
 
     /// Reads the subject's last message from the server (its stream leader).
+    /// The last message of `subject`, asking again (for up to ~20 s) while the server
+    /// does not answer (leader election, restart).
     async fn fetch_last(&self, subject: &Subject) -> Result<LastMsg, LogError> {
+        let mut tries = 0u32;
+        loop {
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, self.fetch_last_once(subject)).await
+            {
+                Ok(Ok(last)) => return Ok(last),
+                Ok(Err(Fetch::Fatal(e))) => return Err(e),
+                Ok(Err(Fetch::Transient(why))) => why,
+                Err(_) => format!("last message of {subject}: timed out"),
+            };
+            tries += 1;
+            if tries >= TRANSIENT_RETRIES || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(why));
+            }
+            tracing::warn!(%subject, %why, attempt = tries, "transient JetStream error; asking again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn fetch_last_once(&self, subject: &Subject) -> Result<LastMsg, Fetch> {
         let name = self.jetstream_name(&subject.stream());
-        let stream = self.js.get_stream_no_info(&name).await.map_err(storage)?;
+        let stream = self
+            .js
+            .get_stream_no_info(&name)
+            .await
+            .map_err(|e| Fetch::Fatal(storage(e)))?;
         match stream
             .get_last_raw_message_by_subject(subject.as_str())
             .await
@@ -565,7 +603,11 @@ impl JetStreamLog {
             Ok(m) => {
                 let subject_seq = match header_subject_seq(Some(&m.headers)) {
                     Some(s) => s,
-                    None => decode_record(&subject.stream(), m.sequence, &m.payload)?.subject_seq,
+                    None => {
+                        decode_record(&subject.stream(), m.sequence, &m.payload)
+                            .map_err(Fetch::Fatal)?
+                            .subject_seq
+                    }
                 };
                 self.remember(subject, subject_seq, m.sequence);
                 Ok(LastMsg {
@@ -592,7 +634,12 @@ impl JetStreamLog {
                             message: None,
                         })
                     }
-                    _ => Err(LogError::Storage(format!("last message of {subject}: {e}"))),
+                    // No answer (timeout, no responders): a leader election or a
+                    // restarting server.
+                    K::Other => Err(Fetch::Transient(format!("last message of {subject}: {e}"))),
+                    _ => Err(Fetch::Fatal(LogError::Storage(format!(
+                        "last message of {subject}: {e}"
+                    )))),
                 }
             }
         }
@@ -660,6 +707,7 @@ impl JetStreamLog {
         let mut recreated = false;
         let mut attempts = 0;
         let mut transient = 0u32;
+        let mut conflicted = false;
         loop {
             attempts += 1;
             // (expected stream seq of the subject's last message, subject_seq we will have)
@@ -681,7 +729,9 @@ impl JetStreamLog {
                 }
                 ExpectedSeq::Any => {
                     let (m, s) = match self.cached(subject) {
-                        Some(known) if attempts == 1 => known,
+                        // After a transient error the same expectation is published
+                        // again; only a conflict calls for a fresh read.
+                        Some(known) if !conflicted => known,
                         _ => {
                             let l = self.fetch_last(subject).await?;
                             (l.subject_seq, l.stream_seq)
@@ -703,7 +753,12 @@ impl JetStreamLog {
                 .publish_with_headers(subject.as_str().to_string(), headers, payload.into())
                 .await
             {
-                Ok(ack) => ack.await,
+                Ok(ack) => match tokio::time::timeout(QUICK_TIMEOUT, ack).await {
+                    Ok(r) => r,
+                    Err(_) => Err(async_nats::jetstream::context::PublishError::new(
+                        PublishErrorKind::TimedOut,
+                    )),
+                },
                 Err(e) => Err(e),
             };
             match published {
@@ -724,6 +779,7 @@ impl JetStreamLog {
                     });
                 }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    conflicted = true;
                     let actual = self.fetch_last(subject).await?.subject_seq;
                     match req.expected {
                         ExpectedSeq::Exactly(n) if actual != n => {
@@ -1237,8 +1293,8 @@ impl JetStreamLog {
     }
 }
 
-/// Feeds one subscription from an ordered consumer, recreating it from the next expected
-/// position whenever it fails.
+/// Feeds one subscription from an ephemeral pull consumer, recreating it from the next
+/// expected position whenever it fails.
 struct SubscriptionTask {
     js: jetstream::Context,
     name: String,
@@ -1255,43 +1311,83 @@ enum Ended {
     Stop,
     /// The consumer failed: make a new one from `next`.
     Retry(String),
+    /// A message after `next` arrived before `next` (lost in transit): make a new
+    /// consumer from `next`.
+    Gap(u64),
 }
+
+/// Heartbeat asked of the server by a subscription's pulls: two missing ones mean the
+/// consumer is gone (its node died, the server restarted) and it is made again.
+const SUBSCRIPTION_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Lifetime of one pull request of a subscription.
+const SUBSCRIPTION_EXPIRES: Duration = Duration::from_secs(5);
+/// Longest a consumer creation may take before it is tried again (during a leader
+/// election requests can go unanswered).
+const CONSUMER_CREATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A gap at the same position this many times in a row is reported as corruption.
+const MAX_GAPS: u32 = 20;
 
 impl SubscriptionTask {
     async fn run(mut self) {
         let mut failures = 0u32;
+        let mut gaps = 0u32;
         loop {
             if *self.closed.borrow() || self.tx.is_closed() {
                 return;
             }
             let delivered_before = self.next;
-            match self.follow().await {
+            let why = match self.follow().await {
                 Ended::Stop => return,
-                Ended::Retry(why) => {
-                    if self.next > delivered_before {
-                        failures = 0;
+                Ended::Retry(why) => why,
+                Ended::Gap(seq) => {
+                    gaps = if self.next > delivered_before {
+                        1
+                    } else {
+                        gaps + 1
+                    };
+                    if gaps >= MAX_GAPS {
+                        let _ = self
+                            .tx
+                            .send(Err(LogError::Corrupt(format!(
+                                "stream {}: commit {} missing (next delivered is {seq})",
+                                self.stream, self.next
+                            ))))
+                            .await;
+                        return;
                     }
-                    failures += 1;
-                    tracing::debug!(stream = %self.name, next = self.next, %why,
-                        "subscription consumer failed; recreating it");
-                    let backoff = Duration::from_millis(50 * u64::from(failures.min(20)));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.closed.wait_for(|&c| c) => return,
-                        _ = self.tx.closed() => return,
-                    }
+                    format!("commit {} skipped (got {seq})", self.next)
                 }
+            };
+            if self.next > delivered_before {
+                failures = 0;
+            }
+            failures += 1;
+            tracing::debug!(stream = %self.name, next = self.next, %why,
+                "subscription consumer failed; recreating it");
+            let backoff = Duration::from_millis(50 * u64::from(failures.min(10)));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.closed.wait_for(|&c| c) => return,
+                _ = self.tx.closed() => return,
             }
         }
     }
 
-    /// Runs one ordered consumer from `self.next` until it fails or the subscription ends.
+    /// Runs one consumer from `self.next` until it fails or the subscription ends.
     async fn follow(&mut self) -> Ended {
         self.reconnects.mark_unchanged();
-        let config = consumer::pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: self.next,
+        let config = consumer::pull::Config {
+            deliver_policy: if self.next <= 1 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: self.next,
+                }
             },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            num_replicas: 1,
+            memory_storage: true,
             ..Default::default()
         };
         let stream = match self.js.get_stream_no_info(&self.name).await {
@@ -1299,14 +1395,39 @@ impl SubscriptionTask {
             Err(e) => return Ended::Retry(e.to_string()),
         };
         let consumer = tokio::select! {
-            r = stream.create_consumer(config) => match r {
-                Ok(c) => c,
-                Err(e) => return Ended::Retry(format!("create consumer: {e}")),
+            r = tokio::time::timeout(CONSUMER_CREATE_TIMEOUT, stream.create_consumer(config)) => match r {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Ended::Retry(format!("create consumer: {e}")),
+                Err(_) => return Ended::Retry("create consumer: timed out".into()),
             },
             _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
             _ = self.tx.closed() => return Ended::Stop,
         };
-        let mut messages = match consumer.messages().await {
+        let consumer_name = consumer.cached_info().name.clone();
+        let ended = self.pull(&consumer).await;
+        // Best effort: an abandoned consumer also expires by itself.
+        let js = self.js.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                CONSUMER_CREATE_TIMEOUT,
+                js.delete_consumer_from_stream(&consumer_name, &name),
+            )
+            .await;
+        });
+        ended
+    }
+
+    /// Forwards what `consumer` delivers until it fails or the subscription ends.
+    async fn pull(&mut self, consumer: &consumer::Consumer<consumer::pull::Config>) -> Ended {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(SUBSCRIPTION_CAPACITY)
+            .heartbeat(SUBSCRIPTION_HEARTBEAT)
+            .expires(SUBSCRIPTION_EXPIRES)
+            .messages()
+            .await
+        {
             Ok(m) => m,
             Err(e) => return Ended::Retry(format!("consume: {e}")),
         };
@@ -1334,20 +1455,16 @@ impl SubscriptionTask {
             if seq < self.next {
                 continue; // already delivered
             }
-            let item = if seq > self.next {
-                Err(LogError::Corrupt(format!(
-                    "stream {}: commit {} missing (next delivered is {seq})",
-                    self.stream, self.next
-                )))
-            } else {
-                decode_message(
-                    &self.stream,
-                    seq,
-                    m.subject.as_str(),
-                    m.headers.as_ref(),
-                    &m.payload,
-                )
-            };
+            if seq > self.next {
+                return Ended::Gap(seq);
+            }
+            let item = decode_message(
+                &self.stream,
+                seq,
+                m.subject.as_str(),
+                m.headers.as_ref(),
+                &m.payload,
+            );
             let failed = item.is_err();
             if !failed {
                 self.next = seq + 1;
@@ -1459,16 +1576,18 @@ impl DurableTask {
             match self.follow(&tx).await {
                 Ended::Stop => return,
                 Ended::Retry(why) => {
-                    failures += 1;
+                    failures = (failures + 1).min(10);
                     tracing::debug!(stream = %self.name, consumer = %self.consumer_name, %why,
                         "durable consumer pull failed; pulling again");
-                    let backoff = Duration::from_millis(50 * u64::from(failures.min(20)));
+                    let backoff = Duration::from_millis(50 * u64::from(failures));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.closed.wait_for(|&c| c) => return,
                         _ = tx.closed() => return,
                     }
                 }
+                // Redeliveries come in any order: a durable consumer has no gaps to see.
+                Ended::Gap(_) => {}
             }
         }
     }
@@ -1478,9 +1597,10 @@ impl DurableTask {
         self.reconnects.mark_unchanged();
         let mut closed = self.closed.clone();
         let consumer = tokio::select! {
-            r = self.consumer() => match r {
-                Ok(c) => c,
-                Err(e) => return Ended::Retry(e.to_string()),
+            r = tokio::time::timeout(CONSUMER_CREATE_TIMEOUT, self.consumer()) => match r {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Ended::Retry(e.to_string()),
+                Err(_) => return Ended::Retry("find consumer: timed out".into()),
             },
             _ = closed.wait_for(|&c| c) => return Ended::Stop,
             _ = tx.closed() => return Ended::Stop,
