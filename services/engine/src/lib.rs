@@ -12,6 +12,7 @@
 //! - Reactors are level-triggered: `handle` looks at current state, not at the event,
 //!   and every append they make carries a dedupe id derived from what caused it.
 
+pub mod cells;
 pub mod reactor;
 
 use std::sync::Arc;
@@ -201,7 +202,7 @@ impl Engine {
         self.log.append(req).await
     }
 
-    fn request(
+    pub(crate) fn request(
         subject: Subject,
         expected: u64,
         events: &[Event],
