@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
 use crate::instance::InstanceEvent;
@@ -20,6 +21,10 @@ pub enum Event {
     Flavor(FlavorEvent),
     /// A host event.
     Host(HostEvent),
+    /// A cell event (api stream).
+    Cell(CellEvent),
+    /// A host mapping event (api stream).
+    HostMapping(HostMappingEvent),
 }
 
 impl Event {
@@ -38,6 +43,12 @@ impl Event {
                 HostEvent::Registered { .. } => "host.registered",
                 HostEvent::Claimed { .. } => "host.claimed",
                 HostEvent::Released { .. } => "host.released",
+            },
+            Event::Cell(e) => match e {
+                CellEvent::Created { .. } => "cell.created",
+            },
+            Event::HostMapping(e) => match e {
+                HostMappingEvent::Mapped { .. } => "host.mapped",
             },
         }
     }

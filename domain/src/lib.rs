@@ -10,6 +10,7 @@
 //! - Folding the events `decide` produced onto the state it was given yields the state
 //!   the decision meant (checked by property tests).
 
+pub mod cell;
 pub mod error;
 pub mod events;
 pub mod flavor;

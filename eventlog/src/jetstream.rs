@@ -1132,6 +1132,9 @@ impl EventLog for JetStreamLog {
     }
 }
 
+/// Longest a read of all heartbeats may take.
+const HEARTBEAT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Beats older than this are dropped by the heartbeat stream.
 const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -1231,6 +1234,10 @@ impl Heartbeats for JetStreamLog {
         if info.state.messages == 0 {
             return Ok(Vec::new());
         }
+        // Read until the message that was last when we asked (or a newer one, if a beat
+        // replaced it meanwhile): it always exists, so the read always ends. (The
+        // consumer's pending count does not: it can count beats replaced meanwhile.)
+        let last = info.state.last_sequence;
         let c = stream
             .create_consumer(consumer::pull::Config {
                 deliver_policy: DeliverPolicy::LastPerSubject,
@@ -1255,7 +1262,7 @@ impl Heartbeats for JetStreamLog {
             while let Some(m) = messages.next().await {
                 let m = m.map_err(|e| LogError::Storage(format!("read {name}: {e}")))?;
                 let info = m.info().map_err(storage)?;
-                let pending = info.pending;
+                let done = info.stream_sequence >= last;
                 let at = (info.published.unix_timestamp_nanos() / 1000) as i64;
                 let mut parts = m.subject.as_str().splitn(4, '.').skip(2);
                 if let (Some(service), Some(id)) = (
@@ -1269,16 +1276,16 @@ impl Heartbeats for JetStreamLog {
                         at,
                     });
                 }
-                if pending == 0 {
+                if done {
                     break;
                 }
             }
             Ok(out)
         };
-        let result = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        let result = match tokio::time::timeout(HEARTBEAT_READ_TIMEOUT, read).await {
             Ok(r) => r,
             Err(_) => Err(LogError::Storage(format!(
-                "read {name}: timed out after {READ_TIMEOUT:?}"
+                "read {name}: timed out after {HEARTBEAT_READ_TIMEOUT:?}"
             ))),
         };
         let _ = stream.delete_consumer(&consumer_name).await;

@@ -8,6 +8,7 @@
 //! - `eventlog`-independent corpus tests (`projections/tests/corpus.rs`) decode a
 //!   committed file of encoded events of every type and version, forever.
 
+use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
 use domain::instance::InstanceEvent;
@@ -31,6 +32,8 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Instance(x) => postcard::to_stdvec(x),
         Event::Flavor(x) => postcard::to_stdvec(x),
         Event::Host(x) => postcard::to_stdvec(x),
+        Event::Cell(x) => postcard::to_stdvec(x),
+        Event::HostMapping(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -49,6 +52,12 @@ pub fn decode(e: &StoredEvent) -> Result<Event, CodecError> {
 pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Event, CodecError> {
     let perr = |err: postcard::Error| CodecError::Payload(event_type.to_string(), err.to_string());
     let ev = match (event_type.split('.').next(), version) {
+        // Host mappings live in the api stream but share the `host.` prefix: matched
+        // by full name before the host aggregate's events.
+        (Some("host"), 1) if event_type == "host.mapped" => {
+            Event::HostMapping(postcard::from_bytes::<HostMappingEvent>(payload).map_err(perr)?)
+        }
+        (Some("cell"), 1) => Event::Cell(postcard::from_bytes::<CellEvent>(payload).map_err(perr)?),
         (Some("instance"), 1) => {
             Event::Instance(postcard::from_bytes::<InstanceEvent>(payload).map_err(perr)?)
         }

@@ -3,11 +3,13 @@
 //! streams. Everything here can be rebuilt from the log (`stratus replay rebuild`).
 
 pub mod codec;
+pub mod health;
 pub mod projector;
 pub mod store;
 pub mod views;
 pub mod world;
 
+pub use health::CellHealth;
 pub use store::ProjectionStore;
-pub use views::{FlavorRow, HostRow, InstanceRow, Touched, Views};
+pub use views::{CellRow, FlavorRow, HostMappingRow, HostRow, InstanceRow, Touched, Views};
 pub use world::World;

@@ -109,6 +109,8 @@ impl Projector {
             all.instances.extend(t.instances);
             all.hosts.extend(t.hosts);
             all.flavors.extend(t.flavors);
+            all.cells.extend(t.cells);
+            all.host_mappings.extend(t.host_mappings);
         }
     }
 

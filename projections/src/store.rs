@@ -1,7 +1,8 @@
 //! Persistence of the views in `projections.redb` (one file, rebuildable from the log).
 //!
 //! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
-//! (subject -> postcard row), `positions` (stream -> last applied position).
+//! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row),
+//! `positions` (stream -> last applied position).
 //! Invariant: rows and positions are written in the same transaction, so the stored
 //! views always equal the fold of the log up to the stored positions. Commits are
 //! not fsynced one by one (the views can be rebuilt); a crash loses at most the last
@@ -12,12 +13,14 @@ use std::path::Path;
 use eventlog::{StreamName, Subject};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::views::{FlavorRow, HostRow, InstanceRow, Touched, Views};
+use crate::views::{CellRow, FlavorRow, HostMappingRow, HostRow, InstanceRow, Touched, Views};
 
 const INSTANCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("instances");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
+const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
+const HOST_MAPPINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("host_mappings");
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,8 @@ impl ProjectionStore {
             tx.open_table(HOSTS).map_err(dberr)?;
             tx.open_table(FLAVORS).map_err(dberr)?;
             tx.open_table(POSITIONS).map_err(dberr)?;
+            tx.open_table(CELLS).map_err(dberr)?;
+            tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
         Ok(Self { db })
@@ -92,6 +97,21 @@ impl ProjectionStore {
             let row: FlavorRow = postcard::from_bytes(val.value())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             v.flavors.insert(s, row);
+        }
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        let t = tx.open_table(CELLS).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let name = domain::CellName::new(k.value()).map_err(|e| corrupt(&e))?;
+            let row: CellRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
+            v.cells.insert(name, row);
+        }
+        let t = tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let name = domain::HostName::new(k.value()).map_err(|e| corrupt(&e))?;
+            let row: HostMappingRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
+            v.host_mappings.insert(name, row);
         }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
@@ -128,6 +148,20 @@ impl ProjectionStore {
                 if let Some(row) = views.flavors.get(s) {
                     let bytes = postcard::to_stdvec(row).map_err(dberr)?;
                     t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(CELLS).map_err(dberr)?;
+            for c in &touched.cells {
+                if let Some(row) = views.cells.get(c) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(c.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
+            for h in &touched.host_mappings {
+                if let Some(row) = views.host_mappings.get(h) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(h.as_str(), bytes.as_slice()).map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

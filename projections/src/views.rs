@@ -12,10 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use domain::cell::{self, Cell, HostMapping};
 use domain::flavor::{self, Flavor};
 use domain::host::{self, Host};
 use domain::instance::{self, Instance, InstanceEvent};
-use domain::{ClaimId, Event, InstanceId, Timestamp};
+use domain::{CellName, ClaimId, Event, HostName, InstanceId, Timestamp};
 use eventlog::{Commit, StreamName, Subject};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,24 @@ pub struct FlavorRow {
     pub seq: u64,
 }
 
+/// A cell and its subject sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRow {
+    /// State.
+    pub cell: Cell,
+    /// Last subject sequence.
+    pub seq: u64,
+}
+
+/// A host mapping and its subject sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostMappingRow {
+    /// State.
+    pub mapping: HostMapping,
+    /// Last subject sequence.
+    pub seq: u64,
+}
+
 /// All read models.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Views {
@@ -76,6 +95,10 @@ pub struct Views {
     pub hosts: BTreeMap<Subject, HostRow>,
     /// Flavors by subject.
     pub flavors: BTreeMap<Subject, FlavorRow>,
+    /// Cells by name.
+    pub cells: BTreeMap<CellName, CellRow>,
+    /// Host mappings by host name (every host belongs to exactly one cell).
+    pub host_mappings: BTreeMap<HostName, HostMappingRow>,
     /// Last applied position per stream.
     pub positions: BTreeMap<StreamName, u64>,
     /// Events applied.
@@ -93,6 +116,10 @@ pub struct Touched {
     pub hosts: BTreeSet<Subject>,
     /// Flavors changed.
     pub flavors: BTreeSet<Subject>,
+    /// Cells changed.
+    pub cells: BTreeSet<CellName>,
+    /// Host mappings changed.
+    pub host_mappings: BTreeSet<HostName>,
 }
 
 impl Views {
@@ -104,6 +131,24 @@ impl Views {
     /// Effective instance state.
     pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
         self.instances.get(id).and_then(|r| r.state())
+    }
+
+    /// A cell, if it exists.
+    pub fn cell(&self, name: &CellName) -> Option<&Cell> {
+        self.cells.get(name).map(|r| &r.cell)
+    }
+
+    /// The cell a host is mapped to.
+    pub fn host_cell(&self, host: &HostName) -> Option<&CellName> {
+        self.host_mappings.get(host).map(|r| &r.mapping.cell)
+    }
+
+    /// The cell whose stream holds an instance's current state (None while it is
+    /// only a build request in the api stream).
+    pub fn instance_cell(&self, id: &InstanceId) -> Option<CellName> {
+        let row = self.instances.get(id)?;
+        let s = row.cell_subject.as_ref()?;
+        CellName::new(s.stream().as_str()).ok()
     }
 
     /// Live flavor by id.
@@ -133,6 +178,8 @@ impl Views {
         }
         self.hosts.extend(other.hosts);
         self.flavors.extend(other.flavors);
+        self.cells.extend(other.cells);
+        self.host_mappings.extend(other.host_mappings);
         self.positions.extend(other.positions);
         self.events_applied += other.events_applied;
         self.decode_errors += other.decode_errors;
@@ -157,6 +204,16 @@ impl Views {
         for s in &touched.flavors {
             if let Some(r) = self.flavors.get(s) {
                 v.flavors.insert(s.clone(), r.clone());
+            }
+        }
+        for c in &touched.cells {
+            if let Some(r) = self.cells.get(c) {
+                v.cells.insert(c.clone(), r.clone());
+            }
+        }
+        for h in &touched.host_mappings {
+            if let Some(r) = self.host_mappings.get(h) {
+                v.host_mappings.insert(h.clone(), r.clone());
             }
         }
         v
@@ -188,6 +245,36 @@ impl Views {
 
     fn apply_event(&mut self, c: &Commit, ev: Event, touched: &mut Touched) {
         match ev {
+            Event::Cell(e) => {
+                let cell::CellEvent::Created { name, .. } = &e;
+                let name = name.clone();
+                let prev = self.cells.remove(&name).map(|r| r.cell);
+                if let Some(cell) = cell::evolve(prev, &e) {
+                    self.cells.insert(
+                        name.clone(),
+                        CellRow {
+                            cell,
+                            seq: c.subject_seq,
+                        },
+                    );
+                }
+                touched.cells.insert(name);
+            }
+            Event::HostMapping(e) => {
+                let cell::HostMappingEvent::Mapped { host, .. } = &e;
+                let host = host.clone();
+                let prev = self.host_mappings.remove(&host).map(|r| r.mapping);
+                if let Some(mapping) = cell::evolve_mapping(prev, &e) {
+                    self.host_mappings.insert(
+                        host.clone(),
+                        HostMappingRow {
+                            mapping,
+                            seq: c.subject_seq,
+                        },
+                    );
+                }
+                touched.host_mappings.insert(host);
+            }
             Event::Instance(e) => {
                 let Some(id) = InstanceId::parse(c.subject.id_token()) else {
                     self.decode_errors += 1;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use eventlog::{Commit, StreamName};
 use tokio::sync::{oneshot, watch};
 
+use crate::health::CellHealth;
 use crate::views::{Touched, Views};
 
 /// Views shared by the API and the reactors of one process.
@@ -21,6 +22,8 @@ pub struct World {
     /// Waiters for a stream position, woken exactly once when it is applied (a
     /// broadcast to every waiter on every apply costs O(waiters) per commit).
     waiters: Mutex<HashMap<StreamName, Waiters>>,
+    /// Which cells' streams are unreachable now (set by the stack's probe).
+    pub health: CellHealth,
 }
 
 /// Senders to wake per awaited position of one stream.
@@ -39,6 +42,7 @@ impl World {
             views: RwLock::new(views),
             version: watch::channel(0).0,
             waiters: Mutex::new(HashMap::new()),
+            health: CellHealth::default(),
         }
     }
 

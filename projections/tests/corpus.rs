@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::{FlavorEvent, FlavorSpec};
 use domain::host::{HostEvent, HostSpec, Ratios, Resources};
 use domain::instance::*;
@@ -241,6 +242,15 @@ fn samples() -> Vec<Event> {
         Event::Host(HostEvent::Released {
             claim: ClaimId(u(3)),
         }),
+        Event::Cell(CellEvent::Created {
+            name: CellName::new("cell2").unwrap(),
+            created_at: t(22),
+        }),
+        Event::HostMapping(HostMappingEvent::Mapped {
+            host: host(),
+            cell: CellName::cell1(),
+            at: t(23),
+        }),
     ]
 }
 
@@ -325,4 +335,15 @@ fn unknown_types_and_garbage_are_errors_not_panics() {
     // A payload of another type is refused, not misread.
     let n = codec::encode(&Event::Instance(InstanceEvent::Unlocked { at: t(1) }));
     assert!(codec::decode_parts("instance.spawned", 1, &n.payload).is_err());
+    // `host.mapped` shares the host prefix but is its own aggregate's event.
+    let m = codec::encode(&Event::HostMapping(HostMappingEvent::Mapped {
+        host: host(),
+        cell: CellName::cell1(),
+        at: t(1),
+    }));
+    assert!(codec::decode_parts("host.released", 1, &m.payload).is_err());
+    assert!(matches!(
+        codec::decode_parts("host.mapped", 1, &m.payload),
+        Ok(Event::HostMapping(_))
+    ));
 }

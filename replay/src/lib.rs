@@ -154,6 +154,12 @@ pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
     if stored.flavors.len() != rebuilt.flavors.len() {
         d.push("flavors: different sets".into());
     }
+    if stored.cells != rebuilt.cells {
+        d.push("cells: stored rows differ".into());
+    }
+    if stored.host_mappings != rebuilt.host_mappings {
+        d.push("host mappings: stored rows differ".into());
+    }
     for (s, p) in &rebuilt.positions {
         if stored.position(s) != *p {
             d.push(format!(

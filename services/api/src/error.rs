@@ -90,6 +90,16 @@ impl ApiError {
         Self::not_found(format!("Flavor {id} could not be found."))
     }
 
+    /// 503 serviceUnavailable for an instance whose cell does not respond.
+    pub fn cell_down(cell: &domain::CellName, id: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Cell {cell} is not responding, hence instance {id} is not available now. Try again later."
+            ),
+        )
+    }
+
     /// 409 conflictingRequest.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, message)

@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::instance::{Instance, InstanceCommand};
-use domain::InstanceId;
+use domain::{CellName, InstanceId};
 use projections::Views;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -33,6 +33,25 @@ pub fn visible<'a>(views: &'a Views, id: &str, caller: &Caller) -> Result<&'a In
         .filter(|i| !i.deleted && caller.can_see(&i.spec.project_id))
         .ok_or_else(|| ApiError::instance_not_found(id))
 }
+
+/// The cell of instance `id` if that cell is down now (its stream is unreachable).
+fn down_cell(st: &ApiState, views: &Views, id: &InstanceId) -> Option<CellName> {
+    views
+        .instance_cell(id)
+        .filter(|c| st.engine.world.health.is_down(c))
+}
+
+/// Refuses (503, nothing appended) a change to an instance whose cell is down.
+fn require_cell_up(st: &ApiState, views: &Views, id: &InstanceId) -> Result<(), ApiError> {
+    match down_cell(st, views, id) {
+        Some(cell) => Err(ApiError::cell_down(&cell, &id.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Nova's paging and sorting parameters: with any of them (or any filter but
+/// `all_tenants`) a list cannot include partial records of down cells and skips them.
+const PAGING_SORTING_PARAMS: &[&str] = &["sort_key", "sort_dir", "limit", "marker"];
 
 fn view_ctx<'a>(caller: &'a Caller, views: &'a Views) -> ViewCtx<'a> {
     ViewCtx {
@@ -155,6 +174,24 @@ fn list(
                 .is_none_or(|f| i.flavor.spec.id.as_str() == f)
             && query.image.as_ref().is_none_or(|f| &i.spec.image_ref == f)
     };
+    // Cells whose stream is unreachable: their instances are left out of the sorted
+    // list; from 2.69, without filters, paging or sorting, they are shown first as
+    // partial records (Nova's `cell_down_support`), else skipped (Nova's default
+    // `list_records_by_skipping_down_cells = True`).
+    let down = st.engine.world.health.down();
+    let in_down_cell = |i: &Instance| {
+        !down.is_empty()
+            && views
+                .instance_cell(&i.id())
+                .is_some_and(|c| down.contains(&c))
+    };
+    let cell_down_support = caller.version().at_least(69)
+        && q.0.iter().all(|(k, _)| k == "all_tenants")
+        && !q
+            .0
+            .iter()
+            .any(|(k, _)| PAGING_SORTING_PARAMS.contains(&k.as_str()));
+    let mut partial: Vec<&Instance> = Vec::new();
     // by_created is ascending; Nova's default sort is created_at desc, id desc.
     let all: Vec<&Instance> = views
         .by_created
@@ -162,6 +199,16 @@ fn list(
         .rev()
         .filter_map(|(_, id)| views.instance(id))
         .filter(|i| matches(i))
+        .filter(|i| {
+            if in_down_cell(i) {
+                if cell_down_support {
+                    partial.push(i);
+                }
+                false
+            } else {
+                true
+            }
+        })
         .collect();
     let start = match &query.marker {
         None => 0,
@@ -180,16 +227,22 @@ fn list(
     let end = start.saturating_add(max).min(all.len());
     let page = &all[start..end];
     let cx = view_ctx(caller, &views);
-    let items: Vec<Value> = page
+    let level = if detail {
+        view::DownCellView::Detail
+    } else {
+        view::DownCellView::Index
+    };
+    let mut items: Vec<Value> = partial
         .iter()
-        .map(|i| {
-            if detail {
-                view::server_view(i, &cx, false)
-            } else {
-                view::server_summary(i, caller.base())
-            }
-        })
+        .map(|i| view::down_cell_server(i, &cx, level))
         .collect();
+    items.extend(page.iter().map(|i| {
+        if detail {
+            view::server_view(i, &cx, false)
+        } else {
+            view::server_summary(i, caller.base())
+        }
+    }));
     let mut body = json!({"servers": items});
     if let (Some(last), true) = (page.last(), page.len() == max) {
         let mut params: Vec<String> =
@@ -215,6 +268,15 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world.read();
     let i = visible(&views, &id, &caller)?;
+    if let Some(cell) = down_cell(&st, &views, &i.id()) {
+        if !caller.version().at_least(69) {
+            return Err(ApiError::cell_down(&cell, &id));
+        }
+        let cx = view_ctx(&caller, &views);
+        return Ok(Json(
+            json!({"server": view::down_cell_server(i, &cx, view::DownCellView::Show)}),
+        ));
+    }
     Ok(Json(
         json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)}),
     ))
@@ -228,7 +290,12 @@ pub async fn update(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let (name, description) = parse::update_server(&body, caller.version())?;
-    let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
+    let iid = {
+        let views = st.engine.world.read();
+        let iid = visible(&views, &id, &caller)?.id();
+        require_cell_up(&st, &views, &iid)?;
+        iid
+    };
     st.engine
         .instance(
             iid,
@@ -250,7 +317,12 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let iid = visible(&st.engine.world.read(), &id, &caller)?.id();
+    let iid = {
+        let views = st.engine.world.read();
+        let iid = visible(&views, &id, &caller)?.id();
+        require_cell_up(&st, &views, &iid)?;
+        iid
+    };
     st.engine
         .instance(iid, InstanceCommand::Delete, &caller.ctx(), &caller.meta())
         .await?;
@@ -329,6 +401,7 @@ pub async fn action(
                 return Err(ApiError::policy(rule));
             }
         }
+        require_cell_up(&st, &views, &i.id())?;
         (i.id(), command(action, &views, &caller)?)
     };
     let status = if matches!(cmd, InstanceCommand::ConfirmResize) {

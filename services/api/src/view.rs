@@ -47,6 +47,56 @@ pub fn server_summary(i: &Instance, base: &str) -> Value {
     json!({"id": id, "links": links(base, "servers", &id), "name": i.spec.name})
 }
 
+/// How much of a down cell's instance to show (Nova >= 2.69).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownCellView {
+    /// `GET /servers`: id, status, links.
+    Index,
+    /// `GET /servers/detail`: + tenant_id, created.
+    Detail,
+    /// `GET /servers/{id}`: + image, flavor, availability zone, power state, user.
+    Show,
+}
+
+/// The partial record Nova returns (microversion >= 2.69) for an instance whose cell
+/// does not respond: only what the api database knows (here: the api stream and the
+/// last folded state), status `UNKNOWN`, power state 0 (NOSTATE).
+pub fn down_cell_server(i: &Instance, cx: &ViewCtx<'_>, level: DownCellView) -> Value {
+    let id = i.id().to_string();
+    let mut s = Map::new();
+    s.insert("id".into(), json!(id));
+    s.insert("status".into(), json!("UNKNOWN"));
+    s.insert("links".into(), links(cx.base, "servers", &id));
+    if level == DownCellView::Index {
+        return Value::Object(s);
+    }
+    s.insert("tenant_id".into(), json!(i.spec.project_id));
+    s.insert("created".into(), json!(iso_z(i.created_at)));
+    if level == DownCellView::Show {
+        let image = if i.spec.boot_from_volume || i.spec.image_ref.is_empty() {
+            json!("")
+        } else {
+            json!({"id": i.spec.image_ref, "links": bookmark(cx.base, "images", &i.spec.image_ref)})
+        };
+        s.insert("image".into(), image);
+        s.insert("flavor".into(), embedded_flavor(&i.flavor));
+        s.insert(
+            "OS-EXT-AZ:availability_zone".into(),
+            json!(i
+                .spec
+                .availability_zone
+                .clone()
+                .unwrap_or_else(|| "UNKNOWN".into())),
+        );
+        s.insert("OS-EXT-STS:power_state".into(), json!(0));
+        s.insert("user_id".into(), json!(i.spec.user_id));
+        if cx.version.at_least(71) {
+            s.insert("server_groups".into(), json!([]));
+        }
+    }
+    Value::Object(s)
+}
+
 /// Statuses for which Nova reports `progress`.
 const PROGRESS_STATUSES: &[&str] = &[
     "ACTIVE",

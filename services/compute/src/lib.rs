@@ -9,13 +9,14 @@
 
 pub mod driver;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostSpec};
 use domain::instance::{InstanceCommand, Work};
-use domain::{CellName, Ctx, HostName, InstanceId, TaskState};
+use domain::{CellName, Ctx, DomainError, HostName, InstanceId, TaskState};
 use engine::{now, Engine, EngineError, Meta, Reactor};
 use eventlog::Commit;
 use uuid::Uuid;
@@ -47,6 +48,57 @@ impl ComputeAgent {
             driver,
             inflight: Default::default(),
         }
+    }
+
+    /// Maps each host to its cell (`host.mapped` in the api stream, appended with an
+    /// expected sequence of 0), before [`ComputeAgent::register`]. Waits up to `wait`
+    /// for a cell that does not exist yet (logging every 5 s), then fails with
+    /// `DomainError::NotFound { kind: "Cell" }`; a host already mapped to another cell
+    /// fails with `DomainError::Conflict` (a host belongs to exactly one cell).
+    pub async fn join_cell(
+        engine: &Arc<Engine>,
+        specs: &[HostSpec],
+        wait: Duration,
+    ) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut next_log = tokio::time::Instant::now();
+        let cells: BTreeSet<&CellName> = specs.iter().map(|s| &s.cell).collect();
+        for cell in cells {
+            loop {
+                if engine::cells::load_cell(engine.log.as_ref(), cell)
+                    .await?
+                    .0
+                    .is_some()
+                {
+                    break;
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(DomainError::NotFound {
+                        kind: "Cell",
+                        id: cell.to_string(),
+                    }
+                    .into());
+                }
+                if now >= next_log {
+                    tracing::warn!(%cell, "cell does not exist yet; waiting for `stratus cell create {cell}`");
+                    next_log = now + Duration::from_secs(5);
+                }
+                tokio::time::sleep(Duration::from_millis(250).min(deadline - now)).await;
+            }
+        }
+        for spec in specs {
+            let meta = Meta::service(
+                "compute",
+                &format!("req-{}", Uuid::new_v4()),
+                "startup",
+                format!("map:{}:{}", spec.name, spec.cell),
+            );
+            let ctx = Ctx::service("compute", now(), Uuid::new_v4());
+            engine::cells::map_host(engine.log.as_ref(), &spec.name, &spec.cell, &ctx, &meta)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Registers (or updates) the hosts' inventories.

@@ -12,6 +12,7 @@
 //! - Reactors are level-triggered: `handle` looks at current state, not at the event,
 //!   and every append they make carries a dedupe id derived from what caused it.
 
+pub mod cells;
 pub mod liveness;
 pub mod reactor;
 
@@ -160,7 +161,7 @@ impl Engine {
             config,
             read_timeout,
             heartbeats: Arc::new(eventlog::MemoryHeartbeats::default()),
-            liveness: Liveness::new(Duration::from_secs(60)),
+            liveness: Liveness::disabled(),
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -176,13 +177,14 @@ impl Engine {
         service_down_time: Duration,
     ) -> Self {
         self.heartbeats = heartbeats;
-        self.liveness = Liveness::new(service_down_time);
+        self.liveness = Liveness::new(service_down_time, eventlog::now_micros());
         self
     }
 
     /// Reads the heartbeats once into [`Engine::liveness`].
     pub async fn refresh_liveness(&self) -> Result<(), EngineError> {
         let beats = self.heartbeats.beats().await?;
+        tracing::debug!(beats = beats.len(), "heartbeats read");
         self.liveness.record(&beats);
         Ok(())
     }
@@ -245,7 +247,7 @@ impl Engine {
         self.log.append(req).await
     }
 
-    fn request(
+    pub(crate) fn request(
         subject: Subject,
         expected: u64,
         events: &[Event],

@@ -1,10 +1,13 @@
 //! Which compute hosts are alive, from their heartbeats (Nova's servicegroup).
 //!
 //! Compute agents beat every `report_interval` under service `compute` with the host
-//! name as id. A host is **down** when its last beat is older than `service_down_time`;
-//! a host that never beat (its agent has not started yet, or beats were lost with an
-//! in-memory store) is **unknown** and treated as up, so a fresh deployment can
-//! schedule before the first refresh. The scheduler never chooses a down host.
+//! name as id. A host is **down** when its last beat is older than `service_down_time`,
+//! or when it never beat although this process has watched for longer than
+//! `service_down_time` (an agent that died before its first beat). A host that never
+//! beat is **unknown** for the first `service_down_time` after start and treated as up
+//! then, so a fresh deployment (or a restarted embedded one, whose beats were in memory)
+//! schedules before the agents' first beats. The scheduler never chooses a down host.
+//! An engine built without heartbeats ([`Liveness::disabled`]) treats every host as up.
 //! Clocks of the machines must agree (NTP), as in Nova: beat times are the storing
 //! server's clock, compared with the local one.
 
@@ -39,21 +42,35 @@ impl HostLiveness {
 /// Last beat time per compute host, refreshed from the heartbeat store.
 #[derive(Debug)]
 pub struct Liveness {
-    down_after: Duration,
+    /// `None`: no heartbeats are watched, every host is up.
+    down_after: Option<Duration>,
+    /// When watching started (µs since the epoch).
+    since: i64,
     last: RwLock<HashMap<String, i64>>,
 }
 
 impl Liveness {
-    /// Hosts are down after `down_after` without a beat.
-    pub fn new(down_after: Duration) -> Self {
+    /// Hosts are down after `down_after` without a beat, counting from `now` (µs) for
+    /// hosts that never beat.
+    pub fn new(down_after: Duration, now: i64) -> Self {
         Liveness {
-            down_after,
+            down_after: Some(down_after),
+            since: now,
             last: RwLock::default(),
         }
     }
 
-    /// The configured down time.
-    pub fn down_after(&self) -> Duration {
+    /// No heartbeats watched: every host is up (engines in tests, tools).
+    pub fn disabled() -> Self {
+        Liveness {
+            down_after: None,
+            since: 0,
+            last: RwLock::default(),
+        }
+    }
+
+    /// The configured down time (`None`: liveness is not watched).
+    pub fn down_after(&self) -> Option<Duration> {
         self.down_after
     }
 
@@ -68,16 +85,19 @@ impl Liveness {
 
     /// State of `host` at time `now` (µs since the epoch).
     pub fn state(&self, host: &HostName, now: i64) -> HostLiveness {
+        let Some(down_after) = self.down_after else {
+            return HostLiveness::Unknown;
+        };
+        let down_after = down_after.as_micros() as i64;
         match self
             .last
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(host.as_str())
         {
+            None if now.saturating_sub(self.since) > down_after => HostLiveness::Down(0),
             None => HostLiveness::Unknown,
-            Some(&at) if now.saturating_sub(at) > self.down_after.as_micros() as i64 => {
-                HostLiveness::Down(at)
-            }
+            Some(&at) if now.saturating_sub(at) > down_after => HostLiveness::Down(at),
             Some(&at) => HostLiveness::Up(at),
         }
     }
@@ -98,10 +118,12 @@ mod tests {
 
     #[test]
     fn hosts_go_down_after_the_down_time_and_come_back() {
-        let l = Liveness::new(Duration::from_secs(60));
+        let l = Liveness::new(Duration::from_secs(60), 0);
         let h = HostName::new("h1").unwrap();
         assert_eq!(l.state(&h, 0), HostLiveness::Unknown);
         assert!(l.state(&h, 0).schedulable());
+        // Never beat within the down time after start: down.
+        assert_eq!(l.state(&h, 60_000_001), HostLiveness::Down(0));
         l.record(&[beat("h1", 1_000_000)]);
         assert_eq!(l.state(&h, 61_000_000), HostLiveness::Up(1_000_000));
         assert_eq!(l.state(&h, 61_000_001), HostLiveness::Down(1_000_000));
@@ -118,7 +140,18 @@ mod tests {
         }]);
         assert_eq!(
             l.state(&HostName::new("h2").unwrap(), 100_000_000),
-            HostLiveness::Unknown
+            HostLiveness::Down(0)
         );
+    }
+
+    #[test]
+    fn disabled_liveness_keeps_every_host_up() {
+        let l = Liveness::disabled();
+        l.record(&[beat("h1", 1)]);
+        let h = HostName::new("h1").unwrap();
+        assert!(l.state(&h, i64::MAX).schedulable());
+        assert!(l
+            .state(&HostName::new("h2").unwrap(), i64::MAX)
+            .schedulable());
     }
 }

@@ -2,6 +2,7 @@
 //! the binary and the end-to-end tests.
 
 pub mod bench;
+pub mod cells;
 pub mod stack;
 
 pub use stack::{Stack, StackOptions};

@@ -45,6 +45,53 @@ enum Cmd {
     Compute(ComputeArgs),
     /// Run only the projector that persists the read models (on JetStream).
     Projector(PartArgs),
+    /// Create and list cells (each cell is a stream of its own).
+    Cell {
+        #[command(subcommand)]
+        cmd: CellCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CellCmd {
+    /// Create a cell and its stream (`cell.created` in the api stream).
+    Create {
+        /// Cell name: 1 to 64 of [a-z0-9_-].
+        name: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List cells: name, stream, hosts, instances, state (up/down).
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+/// Which log a one-shot command works on.
+#[derive(clap::Args, Debug)]
+struct LogArgs {
+    /// Data directory of the embedded store (the server must be stopped).
+    #[arg(long, default_value = "./stratus-data")]
+    data_dir: PathBuf,
+    /// Use NATS JetStream at this URL instead of the embedded store.
+    #[arg(long)]
+    nats: Option<String>,
+    /// Replicas of the JetStream streams this command creates (1 or 3).
+    #[arg(long, default_value_t = 1)]
+    nats_replicas: usize,
+}
+
+impl LogArgs {
+    fn target(&self) -> stratus::cells::Target {
+        match &self.nats {
+            Some(url) => stratus::cells::Target::Nats {
+                url: url.clone(),
+                replicas: self.nats_replicas,
+            },
+            None => stratus::cells::Target::Embedded(self.data_dir.clone()),
+        }
+    }
 }
 
 /// Options shared by the processes of a split deployment.
@@ -100,6 +147,9 @@ struct ComputeArgs {
     /// Simulated driver delay per operation, in milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_delay_ms: u64,
+    /// Seconds to wait for the cell to be created (`stratus cell create`) before failing.
+    #[arg(long, default_value_t = 30)]
+    cell_wait: u64,
 }
 
 fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
@@ -357,7 +407,32 @@ async fn main() -> anyhow::Result<()> {
                 disk_gb: c.host_disk_gb,
             };
             o.sim.delay = Duration::from_millis(c.sim_delay_ms);
+            o.cell_wait = Duration::from_secs(c.cell_wait);
             run_until_signal(o, "compute").await
+        }
+        Cmd::Cell { cmd } => {
+            let (log_args, create) = match &cmd {
+                CellCmd::Create { name, log } => (log, Some(name.clone())),
+                CellCmd::List { log } => (log, None),
+            };
+            let open = stratus::cells::OpenLog::open(&log_args.target()).await?;
+            let result = match create {
+                Some(name) => stratus::cells::create(open.log.as_ref(), &name)
+                    .await
+                    .map(|()| {
+                        println!(
+                            "cell {name} created (stream {})",
+                            open.stream_label(
+                                &domain::CellName::new(name.clone()).expect("validated")
+                            )
+                        )
+                    }),
+                None => stratus::cells::list(&open)
+                    .await
+                    .map(|cells| print!("{}", stratus::cells::table(&cells))),
+            };
+            open.close();
+            result
         }
         Cmd::Replay { cmd } => {
             match cmd {

@@ -60,6 +60,13 @@ pub struct StackOptions {
     /// A host whose agent has not reported for this long is down and never scheduled
     /// to (Nova's `service_down_time`).
     pub service_down_time: Duration,
+    /// How long a compute process waits for its cell to be created before failing.
+    pub cell_wait: Duration,
+    /// Cell health probe: period, and how long a cell's stream may stay unreachable
+    /// before the cell is reported down.
+    pub probe_every: Duration,
+    /// See `probe_every`.
+    pub down_after: Duration,
 }
 
 /// The services one process runs. `serve` runs all of them; `stratus api`,
@@ -120,6 +127,9 @@ impl StackOptions {
             host_names: None,
             report_interval: Duration::from_secs(10),
             service_down_time: Duration::from_secs(60),
+            cell_wait: Duration::from_secs(30),
+            probe_every: Duration::from_secs(1),
+            down_after: Duration::from_secs(3),
         }
     }
 }
@@ -215,11 +225,10 @@ impl Stack {
                 (Backend::JetStream(l.clone()), l)
             }
         };
+        // The default streams; any other cell's stream is created by `stratus cell
+        // create` and discovered below.
         let mut initial = streams();
         let own_cell = StreamName::new(opts.cell.as_str())?;
-        if !initial.contains(&own_cell) {
-            initial.push(own_cell.clone());
-        }
         for s in &initial {
             dynlog.ensure_stream(s).await?;
         }
@@ -320,7 +329,11 @@ impl Stack {
             })
             .collect();
         let driver = Arc::new(SimDriver::new(opts.sim.clone()));
+        if opts.roles.api {
+            ensure_default_cells(&engine).await?;
+        }
         if opts.roles.compute {
+            join_cell(&engine, &specs, opts.cell_wait).await?;
             ComputeAgent::register(&engine, &specs).await?;
             tasks.push(compute::spawn_heartbeats(
                 engine.clone(),
@@ -335,6 +348,13 @@ impl Stack {
         if opts.roles.api {
             ensure_default_flavors(&engine).await?;
         }
+        tasks.push(spawn_cell_probe(
+            dynlog.clone(),
+            world.clone(),
+            opts.probe_every,
+            opts.down_after,
+            shutdown_rx.clone(),
+        ));
 
         // Reactors, on every stream (new cells are picked up as they appear).
         let mut reactors: Vec<(Arc<dyn engine::Reactor>, Option<StreamName>)> = Vec::new();
@@ -475,6 +495,95 @@ impl Stack {
             Backend::JetStream(l) => l.close(),
         }
     }
+}
+
+/// The cells every deployment has: `cell0` (never-scheduled instances) and `cell1`.
+pub fn default_cells() -> Vec<CellName> {
+    vec![CellName::cell0(), CellName::cell1()]
+}
+
+/// Creates `cell0` and `cell1` once (any API process; idempotent).
+async fn ensure_default_cells(engine: &Arc<Engine>) -> anyhow::Result<()> {
+    for name in default_cells() {
+        let meta = Meta::service(
+            "bootstrap",
+            &format!("req-{}", uuid::Uuid::new_v4()),
+            "bootstrap",
+            format!("bootstrap:cell:{name}"),
+        );
+        let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
+        match engine::cells::create_cell(engine.log.as_ref(), &name, &ctx, &meta).await {
+            // Created earlier, or by another API process.
+            Ok(_) | Err(engine::EngineError::Domain(domain::DomainError::AlreadyExists { .. })) => {
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create cell {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// Maps this compute process's hosts to its cell, with the messages an operator needs.
+async fn join_cell(engine: &Arc<Engine>, specs: &[HostSpec], wait: Duration) -> anyhow::Result<()> {
+    use domain::DomainError;
+    match ComputeAgent::join_cell(engine, specs, wait).await {
+        Ok(()) => Ok(()),
+        Err(engine::EngineError::Domain(DomainError::NotFound { kind: "Cell", id })) => {
+            anyhow::bail!(
+                "cell {id} does not exist (waited {} s for it): create it with `stratus cell create {id}`",
+                wait.as_secs()
+            )
+        }
+        Err(engine::EngineError::Domain(DomainError::Conflict(m))) => {
+            anyhow::bail!("refusing to start compute: {m}")
+        }
+        Err(e) => Err(e).context("cannot map the hosts to their cell"),
+    }
+}
+
+/// Probes every cell's stream each `every` (`last_stream_seq` with a short timeout)
+/// and marks a cell down in `world.health` once its stream has been unreachable for
+/// longer than `down_after`, up again at the first successful probe.
+pub fn spawn_cell_probe(
+    log: Arc<dyn EventLog>,
+    world: Arc<World>,
+    every: Duration,
+    down_after: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_ok: std::collections::HashMap<CellName, tokio::time::Instant> =
+            Default::default();
+        loop {
+            let cells: Vec<CellName> = world.read().cells.keys().cloned().collect();
+            for cell in cells {
+                let stream = engine::cells::cell_stream(&cell);
+                let now = tokio::time::Instant::now();
+                let ok = matches!(
+                    tokio::time::timeout(
+                        every.max(Duration::from_millis(500)),
+                        log.last_stream_seq(&stream)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                );
+                let since = *last_ok.entry(cell.clone()).or_insert(now);
+                if ok {
+                    last_ok.insert(cell.clone(), tokio::time::Instant::now());
+                    if world.health.set_down(&cell, false) {
+                        tracing::warn!(%cell, "cell is reachable again");
+                    }
+                } else if now.duration_since(since) > down_after
+                    && world.health.set_down(&cell, true)
+                {
+                    tracing::error!(%cell, "cell stream unreachable: cell is down");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
 }
 
 async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {

@@ -184,6 +184,17 @@ async fn compute_killed_mid_operation_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let port = free_port();
+    // The API first: it creates the cells the compute agents join.
+    let _a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
     let _s = spawn(&["scheduler", "--nats", &url], &d("s"));
     let compute_args = [
         "compute",
@@ -195,16 +206,6 @@ async fn compute_killed_mid_operation_completes_after_restart() {
         "1500",
     ];
     let c = spawn(&compute_args, &d("c"));
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
     let http = reqwest::Client::new();
     let id = create(&http, port, "victim").await;
     wait_task(&http, port, &id, "spawning").await;
@@ -240,6 +241,17 @@ async fn compute_gone_for_good_ends_in_error_with_fault() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let port = free_port();
+    // The API first: it creates the cells the compute agents join.
+    let _a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
     let _s = spawn(
         &["scheduler", "--nats", &url, "--task-timeout", "1"],
         &d("s"),
@@ -255,16 +267,6 @@ async fn compute_gone_for_good_ends_in_error_with_fault() {
             "60000",
         ],
         &d("c"),
-    );
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
     );
     let http = reqwest::Client::new();
     let id = create(&http, port, "orphan").await;
@@ -311,12 +313,7 @@ async fn scheduler_killed_between_claim_and_scheduled() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let port = free_port();
-    let mut doomed = spawn_env(
-        &["scheduler", "--nats", &url],
-        &d("s"),
-        &[("STRATUS_FAILPOINTS", "scheduler-after-claim")],
-    );
-    let _c = spawn(&["compute", "--nats", &url, "--host", "only"], &d("c"));
+    // The API first: it creates the cells the compute agents join.
     let _a = spawn(
         &[
             "api",
@@ -327,6 +324,12 @@ async fn scheduler_killed_between_claim_and_scheduled() {
         ],
         &d("a"),
     );
+    let mut doomed = spawn_env(
+        &["scheduler", "--nats", &url],
+        &d("s"),
+        &[("STRATUS_FAILPOINTS", "scheduler-after-claim")],
+    );
+    let _c = spawn(&["compute", "--nats", &url, "--host", "only"], &d("c"));
     let http = reqwest::Client::new();
     let id = create(&http, port, "stranded").await;
     assert!(
@@ -387,6 +390,17 @@ async fn down_hosts_are_never_scheduled() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let port = free_port();
+    // The API first: it creates the cells the compute agents join.
+    let _a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
     let _s = spawn(
         &[
             "scheduler",
@@ -415,16 +429,6 @@ async fn down_hosts_are_never_scheduled() {
     };
     let _alive = agent("alive");
     let dead = agent("dead");
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
     let http = reqwest::Client::new();
     dead.kill9();
     tokio::time::sleep(Duration::from_millis(4000)).await;

@@ -18,10 +18,6 @@ async fn split_processes_on_jetstream() {
     let projector = spawn(&["projector", "--nats", &url], &d("projector"));
     let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
     let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
-    let c1 = spawn(
-        &["compute", "--nats", &url, "--host", "hostA", "--hosts", "2"],
-        &d("c1"),
-    );
     let a1 = spawn(
         &[
             "api",
@@ -41,6 +37,11 @@ async fn split_processes_on_jetstream() {
             &format!("127.0.0.1:{p2}"),
         ],
         &d("a2"),
+    );
+    // Compute waits for its cell, which the API processes create (cell0, cell1).
+    let c1 = spawn(
+        &["compute", "--nats", &url, "--host", "hostA", "--hosts", "2"],
+        &d("c1"),
     );
 
     let http = reqwest::Client::new();
@@ -162,6 +163,16 @@ async fn two_schedulers_racing_never_overcommit() {
     let port = free_port();
     let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
     let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
+    let a = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &d("a"),
+    );
     // 3 hosts x 2 GiB RAM x 1.5 = 3 GiB each: 9 builds of 1 GiB fit in all.
     let c = spawn(
         &[
@@ -180,16 +191,6 @@ async fn two_schedulers_racing_never_overcommit() {
             "100",
         ],
         &d("c"),
-    );
-    let a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
     );
     let http = reqwest::Client::new();
     // A 1 GiB flavor (admin).
