@@ -843,6 +843,52 @@ impl JetStreamLog {
         }
     }
 
+    /// Creates an ephemeral consumer for a bounded read, asking again (for up to ~20 s)
+    /// when the server does not answer in time: during a leader election, or when the
+    /// node it picked has just died, a creation can go unanswered.
+    async fn create_read_consumer(
+        &self,
+        name: &str,
+        config: consumer::pull::Config,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, LogError> {
+        let mut tries = 0u32;
+        loop {
+            let why = match tokio::time::timeout(
+                CONSUMER_CREATE_TIMEOUT,
+                self.js.create_consumer_on_stream(config.clone(), name),
+            )
+            .await
+            {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => {
+                    use js_stream::ConsumerErrorKind as K;
+                    // Only what a retry cannot fix fails at once (a cluster that lost a
+                    // node answers with various errors until it settles).
+                    let fatal = match e.kind() {
+                        K::InvalidName | K::InvalidConsumerType => true,
+                        K::JetStream(j) => is_stream_not_found(&j),
+                        _ => false,
+                    };
+                    if fatal {
+                        return Err(LogError::Storage(format!(
+                            "read {name}: create consumer: {e}"
+                        )));
+                    }
+                    e.to_string()
+                }
+                Err(_) => "timed out".to_string(),
+            };
+            tries += 1;
+            if tries >= 8 || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(format!(
+                    "read {name}: create consumer: {why}"
+                )));
+            }
+            tracing::warn!(stream = %name, %why, attempt = tries, "creating a read consumer failed; trying again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Reads the messages of `stream` (optionally filtered on `filter`) from stream sequence
     /// `start` up to and including `end`, with an ephemeral consumer; `keep` selects commits.
     async fn read_range(
@@ -869,11 +915,7 @@ impl JetStreamLog {
             memory_storage: true,
             ..Default::default()
         };
-        let c = self
-            .js
-            .create_consumer_on_stream(config, &name)
-            .await
-            .map_err(|e| LogError::Storage(format!("read {name}: create consumer: {e}")))?;
+        let c = self.create_read_consumer(&name, config).await?;
         let consumer_name = c.cached_info().name.clone();
         let read = async {
             let mut out = Vec::new();
@@ -1238,18 +1280,20 @@ impl Heartbeats for JetStreamLog {
         // replaced it meanwhile): it always exists, so the read always ends. (The
         // consumer's pending count does not: it can count beats replaced meanwhile.)
         let last = info.state.last_sequence;
-        let c = stream
-            .create_consumer(consumer::pull::Config {
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                filter_subject: "stratus.hb.>".into(),
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(10),
-                num_replicas: 1,
-                memory_storage: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| LogError::Storage(format!("read {name}: create consumer: {e}")))?;
+        let c = self
+            .create_read_consumer(
+                &name,
+                consumer::pull::Config {
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    filter_subject: "stratus.hb.>".into(),
+                    ack_policy: AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(10),
+                    num_replicas: 1,
+                    memory_storage: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
         let consumer_name = c.cached_info().name.clone();
         let read = async {
             let mut out = Vec::new();
@@ -1326,6 +1370,8 @@ enum Ended {
 /// Heartbeat asked of the server by a subscription's pulls: two missing ones mean the
 /// consumer is gone (its node died, the server restarted) and it is made again.
 const SUBSCRIPTION_HEARTBEAT: Duration = Duration::from_secs(1);
+/// A subscription quiet for this long checks that its stream is quiet too.
+const SUBSCRIPTION_IDLE_CHECK: Duration = Duration::from_secs(3);
 /// Lifetime of one pull request of a subscription.
 const SUBSCRIPTION_EXPIRES: Duration = Duration::from_secs(5);
 /// Longest a consumer creation may take before it is tried again (during a leader
@@ -1425,6 +1471,21 @@ impl SubscriptionTask {
         ended
     }
 
+    /// Why the subscription is stalled, if it is: the stream holds commit `next` (or
+    /// cannot tell), yet nothing came.
+    async fn stalled(&self) -> Option<String> {
+        match tokio::time::timeout(CONSUMER_CREATE_TIMEOUT, self.js.get_stream(&self.name)).await {
+            Ok(Ok(st)) if st.cached_info().state.last_sequence >= self.next => Some(format!(
+                "stalled: the stream is at {}, nothing delivered from {}",
+                st.cached_info().state.last_sequence,
+                self.next
+            )),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("stream info: {e}")),
+            Err(_) => Some("stream info: timed out".into()),
+        }
+    }
+
     /// Forwards what `consumer` delivers until it fails or the subscription ends.
     async fn pull(&mut self, consumer: &consumer::Consumer<consumer::pull::Config>) -> Ended {
         let mut messages = match consumer
@@ -1439,8 +1500,9 @@ impl SubscriptionTask {
             Err(e) => return Ended::Retry(format!("consume: {e}")),
         };
         loop {
-            let m = tokio::select! {
-                m = messages.next() => m,
+            // `None`: nothing for a while.
+            let next = tokio::select! {
+                m = tokio::time::timeout(SUBSCRIPTION_IDLE_CHECK, messages.next()) => m.ok(),
                 r = self.reconnects.changed() => {
                     if r.is_err() {
                         return Ended::Stop;
@@ -1449,6 +1511,14 @@ impl SubscriptionTask {
                 }
                 _ = self.closed.wait_for(|&c| c) => return Ended::Stop,
                 _ = self.tx.closed() => return Ended::Stop,
+            };
+            let Some(m) = next else {
+                // Quiet for a while: make sure it is the stream that is quiet, not a
+                // consumer lost with a node (heartbeats catch most of those).
+                match self.stalled().await {
+                    Some(why) => return Ended::Retry(why),
+                    None => continue,
+                }
             };
             let m = match m {
                 Some(Ok(m)) => m,

@@ -27,6 +27,13 @@ pub fn options(dir: &std::path::Path) -> StackOptions {
 impl Harness {
     /// Starts a stack with default options (tweaked by `f`).
     pub async fn start(f: impl FnOnce(&mut StackOptions)) -> Harness {
+        // STRATUS_TEST_LOG=<filter> shows the stack's logs (e.g. `warn,eventlog=debug`).
+        if let Ok(filter) = std::env::var("STRATUS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let mut o = options(dir.path());
         f(&mut o);
