@@ -158,8 +158,10 @@ async fn claim_first(
             .values()
             .map(|r| &r.host)
             .filter(|h| h.spec.cell != CellName::cell0())
-            // ComputeFilter: never a host whose agent stopped beating.
+            // ComputeFilter: never a host whose agent stopped beating, nor one in a
+            // cell whose stream is unreachable (the claim could not be written).
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
+            .filter(|h| !engine.world.health.is_down(&h.spec.cell))
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell));
         let mut chosen: Vec<(u64, CellName, HostName)> = {
             let p = pending.lock().unwrap_or_else(|p| p.into_inner());

@@ -365,3 +365,27 @@ async fn migration_with_one_host_fails_cleanly() {
     assert!(i.migration.is_none());
     assert_eq!(v.claims[&id].len(), 1);
 }
+
+/// Hosts of a cell whose stream is unreachable are never chosen (their claim could not be
+/// written): with the only cell down a build fails with NoValidHost; once it is back,
+/// builds land there again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_of_a_down_cell_are_never_chosen() {
+    let e = env(
+        2,
+        Resources {
+            vcpus: 8,
+            ram_mb: 8192,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    e.engine.world.health.set_down(&CellName::cell1(), true);
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ERROR").await;
+    e.engine.world.health.set_down(&CellName::cell1(), false);
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+}
