@@ -23,7 +23,7 @@
 //! # Messages
 //!
 //! One commit is one message on the commit's subject. The payload is the same commit record
-//! as the embedded store's: format byte [`RECORD_FORMAT`], then the postcard encoding of
+//! as the embedded store's: format byte [`RECORD_FORMAT`](crate::embedded::RECORD_FORMAT), then the postcard encoding of
 //! subject, subject_seq, dedupe_id, metadata and events. The stream sequence of the message
 //! is the commit's `stream_seq`. Headers (so consumers can route and filter without decoding):
 //!
@@ -79,10 +79,37 @@
 //! reads `from..=min(last, from + max - 1)` with an ephemeral consumer starting at `from`.
 //! Consumers are in memory, R1, without acks, and deleted after the read.
 //!
-//! `subscribe` runs an ordered pull consumer from `from` (`DeliverPolicy::ByStartSequence`)
-//! in a task that forwards commits in order. The task checks that stream sequences follow
-//! each other; on any consumer error (server restart, lost connection) it creates a new
-//! consumer from the next expected position, so delivery has no gap and no duplicate.
+//! `subscribe` runs an ephemeral pull consumer (R1, memory, no acks) from `from` in a task
+//! that forwards commits in order. The task checks that stream sequences follow each
+//! other: an earlier one is skipped, a later one (a message lost in transit) makes it
+//! re-create the consumer from the next expected position. So do a consumer error, two
+//! missed 1 s heartbeats (the consumer's node died), a reconnection, and an idle
+//! subscription whose stream holds more than it got (checked after 3 s of quiet). So
+//! delivery has no gap and no duplicate, and resumes within seconds of a failover.
+//!
+//! # Durable consumers
+//!
+//! [`EventLog::durable_consumer`] creates (or finds) a durable pull consumer named after
+//! the caller's name (characters other than `[A-Za-z0-9_-]` replaced, plus a hash),
+//! explicit acks, the given `max_ack_pending` and `ack_wait`, unlimited deliveries,
+//! replicas as the stream. A task pulls with 2 s heartbeats and pulls again after any
+//! failure; each message becomes a [`Delivery`] acked or naked by the caller. An existing
+//! consumer without explicit acks is refused.
+//!
+//! # Heartbeats
+//!
+//! [`Heartbeats`] on JetStream: stream `<PREFIX>_HEARTBEATS`, subjects
+//! `stratus.hb.<service>.<id>` (tokens encoded as in [`Subject::token`]), one message per
+//! subject, file storage, a day of age at most. `beats` reads the last message of every
+//! subject with an ephemeral consumer up to the stream's last sequence; the beat time is
+//! the server's timestamp of the message.
+//!
+//! # Riding through failures
+//!
+//! Appends and reads of a subject's last message give the server 2 s to answer, then ask
+//! again (the same `Nats-Msg-Id`, so a publish that landed is acknowledged as a
+//! duplicate), for up to ~20 s: a leader election or a restarted server delays requests
+//! instead of failing them. Consumer creation for reads is retried the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
