@@ -1515,16 +1515,16 @@ impl SubscriptionTask {
 
     /// Forwards what `consumer` delivers until it fails or the subscription ends.
     async fn pull(&mut self, consumer: &consumer::Consumer<consumer::pull::Config>) -> Ended {
-        let mut messages = match consumer
+        let pulling = consumer
             .stream()
             .max_messages_per_batch(SUBSCRIPTION_CAPACITY)
             .heartbeat(SUBSCRIPTION_HEARTBEAT)
             .expires(SUBSCRIPTION_EXPIRES)
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => return Ended::Retry(format!("consume: {e}")),
+            .messages();
+        let mut messages = match tokio::time::timeout(CONSUMER_CREATE_TIMEOUT, pulling).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return Ended::Retry(format!("consume: {e}")),
+            Err(_) => return Ended::Retry("consume: timed out".into()),
         };
         loop {
             // `None`: nothing for a while.

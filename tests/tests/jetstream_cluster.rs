@@ -61,6 +61,19 @@ async fn wait_streams_led(cluster: &NatsCluster, via: usize, want_current: usize
     }
 }
 
+/// Waits until the stack reports no cell down.
+async fn wait_cells_up(h: &Harness) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let down = h.stack.engine.world.health.down();
+        if down.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cells still down: {down:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running node other than `not`.
 fn other_running(cluster: &NatsCluster, not: usize) -> usize {
     cluster
@@ -155,6 +168,10 @@ async fn lifecycle_on_a_three_node_cluster_with_r3_streams_survives_a_node_kill(
     // The streams are led by the survivors, each with one current follower; from now on
     // every request must succeed.
     let leaders = wait_streams_led(&cluster, 0, 1).await;
+    // While a cell's stream had no leader for more than 3 s Stratus reported the cell
+    // down (actions on its instances: 503, try again later); its probe sees it back
+    // within a second of the election.
+    wait_cells_up(&h).await;
     assert!(
         !leaders.iter().any(|l| l == cluster.name(victim)),
         "{leaders:?}"
@@ -187,6 +204,7 @@ async fn lifecycle_on_a_three_node_cluster_with_r3_streams_survives_a_node_kill(
     let t_fault = Instant::now();
     let via = other_running(&cluster, 0);
     wait_streams_led(&cluster, via, 1).await;
+    wait_cells_up(&h).await;
     eprintln!("node 0 killed, streams led {:?} later", t_fault.elapsed());
     let c = h.create(ALICE, "after-failover", "1").await;
     h.wait(&c, "ACTIVE").await;
@@ -265,8 +283,8 @@ async fn check_rebuild(h: Harness, url: &str, min_events: u64) {
 
 /// The log alone on the cluster: appends and subscriptions keep working when a node is
 /// killed (the stream leader when it is not the node the client uses, else a follower).
-/// Every append must succeed within its first attempt's bound and every subscription must
-/// deliver the commits appended after the kill within 15 s.
+/// Every append must succeed and every subscription must deliver the commits appended
+/// after the kill within 40 s of it (election included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_and_appends_survive_a_node_kill() {
     let mut cluster = NatsCluster::start().expect("nats cluster starts");
@@ -312,7 +330,8 @@ async fn subscriptions_and_appends_survive_a_node_kill() {
             panic!("append {i} failed {:?} after the kill: {e}", t0.elapsed());
         }
     }
-    let deadline = t0 + Duration::from_secs(15);
+    // The bound includes the leader election (2-15 s here, longer on a loaded machine).
+    let deadline = t0 + Duration::from_secs(40);
     for (k, s) in subs.iter_mut().enumerate() {
         let mut at = 0;
         while at < 20 {
@@ -327,6 +346,10 @@ async fn subscriptions_and_appends_survive_a_node_kill() {
             }
         }
     }
+    eprintln!(
+        "all subscriptions caught up {:?} after the kill",
+        t0.elapsed()
+    );
     log.close();
 }
 
