@@ -2,6 +2,12 @@
 //! clients through create -> ACTIVE -> pause -> PAUSED -> unpause -> ACTIVE -> delete
 //! -> gone, then a replay rebuild of the log it made. Prints cycles/s, API latency
 //! p50/p99, events/s, peak memory and the rebuild rate.
+//!
+//! With `--nats`, two more measurements run first, in the same process against the same
+//! server: the raw pipelined JetStream publish rate ([`raw_publish_rate`]) and the append
+//! rate of the event-log layer alone ([`log_append_rate`]: `JetStreamLog::append` with
+//! OCC and dedupe ids, many concurrent appenders on distinct subjects), so the report
+//! separates what the log layer costs from what the control plane above it costs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +35,10 @@ pub struct BenchOptions {
     pub hosts: usize,
     /// Run on NATS JetStream at this URL instead of the embedded store.
     pub nats: Option<String>,
+    /// With `nats`: concurrent appenders of the log-layer measurement.
+    pub log_concurrency: usize,
+    /// With `nats`: commits appended by the log-layer measurement (0 skips it).
+    pub log_appends: u64,
 }
 
 /// Measured figures.
@@ -56,11 +66,187 @@ pub struct BenchReport {
     pub rebuild_events: u64,
     /// Raw pipelined JetStream publish rate measured in the same run (msg/s), with --nats.
     pub raw_publish_rate: Option<f64>,
+    /// With --nats: (tasks, msg/s) of raw JetStream publishes with the headers of an append
+    /// (`Nats-Msg-Id`, `Nats-Expected-Last-Subject-Sequence`), one round trip per message
+    /// per task, with as many tasks as the log-layer measurement ([`raw_closed_loop_rate`]).
+    pub raw_occ_rate: Option<(usize, f64)>,
+    /// With --nats: the append rate of the event-log layer alone.
+    pub log_layer: Option<LogAppendRate>,
 }
 
-/// Publishes `n` 200-byte messages to a scratch file-backed stream with up to 4,096
-/// acknowledgements in flight (what JetStream itself can do here), then deletes it.
-pub async fn raw_publish_rate(url: &str, n: usize) -> anyhow::Result<f64> {
+/// What [`log_append_rate`] measured.
+#[derive(Debug, Clone)]
+pub struct LogAppendRate {
+    /// Concurrent appenders (one subject each).
+    pub concurrency: usize,
+    /// Commits appended.
+    pub appends: u64,
+    /// Events appended (one per commit).
+    pub events: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Append latency p50 (ms).
+    pub p50_ms: f64,
+    /// Append latency p99 (ms).
+    pub p99_ms: f64,
+    /// CPU time of this process during the measurement, in cores (1.0 = one core busy).
+    pub client_cores: f64,
+    /// Stored bytes per commit (message, headers and subject, as JetStream counts them).
+    pub bytes_per_commit: f64,
+}
+
+impl LogAppendRate {
+    /// Commits per second.
+    pub fn appends_per_s(&self) -> f64 {
+        self.appends as f64 / self.seconds
+    }
+
+    /// Events per second.
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+/// CPU time (user + system) this process has used so far, in seconds (Linux; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are the 14th
+            // and 15th fields of the whole line, in clock ticks (100 per second on Linux).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Appends `appends` one-event commits through the real [`eventlog::JetStreamLog`]
+/// (`EventLog::append` with `ExpectedSeq::Exactly`, a dedupe id, metadata, record encoding
+/// and headers) from `concurrency` tasks, each appending successive commits to its own
+/// instance subject of cell `benchlog` under the stream prefix `STRATUSBENCH` (JetStream
+/// stream `STRATUSBENCH_CELL_BENCHLOG`, invisible to the `STRATUS` log: its subjects
+/// `stratus.cell.benchlog.>` overlap no Stratus cell and the prefix hides it from
+/// `streams()`). Each event carries a 200-byte payload. The stream is deleted afterwards.
+pub async fn log_append_rate(
+    url: &str,
+    concurrency: usize,
+    appends: u64,
+) -> anyhow::Result<LogAppendRate> {
+    use eventlog::{
+        Actor, AppendRequest, EventLog, ExpectedSeq, JetStreamLog, JetStreamOptions, Metadata,
+        NewEvent, StreamName, Subject,
+    };
+    let log = JetStreamLog::connect(
+        url,
+        JetStreamOptions {
+            stream_prefix: "STRATUSBENCH".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let cell = StreamName::cell("benchlog")?;
+    let js_name = log.jetstream_name(&cell);
+    let js = async_nats::jetstream::new(log.client().clone());
+    // A stream left over by an interrupted run: start afresh.
+    let _ = js.delete_stream(&js_name).await;
+    log.ensure_stream(&cell).await?;
+    let concurrency = concurrency.max(1);
+    let next = Arc::new(AtomicU64::new(0));
+    let cpu0 = process_cpu_seconds();
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (log, next, cell) = (log.clone(), next.clone(), cell.clone());
+        handles.push(tokio::spawn(async move {
+            let id = uuid::Uuid::new_v4().to_string();
+            let subject = Subject::cell(&cell, "instance", &id)?;
+            let correlation = format!("req-{}", uuid::Uuid::new_v4());
+            // Causes as long as an event id, without a random draw per append (the
+            // bench's own cost; the log layer draws one UUIDv7 per event itself).
+            let cause_base = uuid::Uuid::new_v4().simple().to_string();
+            let mut lat = Vec::new();
+            let mut seq = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < appends {
+                let cause = format!("{}{seq:08x}", &cause_base[..24]);
+                let req = AppendRequest {
+                    subject: subject.clone(),
+                    expected: ExpectedSeq::Exactly(seq),
+                    dedupe_id: format!("{cause}:{id}"),
+                    meta: Metadata {
+                        correlation_id: correlation.clone(),
+                        causation_id: cause,
+                        actor: Actor {
+                            user: "bench".into(),
+                            project: "bench".into(),
+                            roles: vec!["member".into()],
+                        },
+                        occurred_at: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_micros() as i64)
+                            .unwrap_or(0),
+                    },
+                    events: vec![NewEvent {
+                        event_type: "instance.task_started".into(),
+                        version: 1,
+                        payload: vec![b'x'; 200],
+                    }],
+                };
+                let t = Instant::now();
+                let ack = log.append(req).await?;
+                lat.push(t.elapsed().as_micros() as u32);
+                anyhow::ensure!(
+                    !ack.duplicate && ack.subject_seq == seq + 1,
+                    "append to {subject}: unexpected ack {ack:?} after subject_seq {seq}"
+                );
+                seq += 1;
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::with_capacity(appends as usize);
+    let mut first_err = None;
+    for h in handles {
+        match h.await? {
+            Ok(l) => lat.extend(l),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let client_cores = (process_cpu_seconds() - cpu0) / seconds;
+    let bytes_per_commit = match js.get_stream(&js_name).await {
+        Ok(st) => {
+            let state = &st.cached_info().state;
+            state.bytes as f64 / state.messages.max(1) as f64
+        }
+        Err(_) => 0.0,
+    };
+    let _ = js.delete_stream(&js_name).await;
+    log.close();
+    if let Some(e) = first_err {
+        return Err(e.context("log-layer append benchmark"));
+    }
+    lat.sort_unstable();
+    Ok(LogAppendRate {
+        concurrency,
+        appends: lat.len() as u64,
+        events: lat.len() as u64,
+        seconds,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        client_cores,
+        bytes_per_commit,
+    })
+}
+
+/// Publishes `n` 200-byte messages (no headers) to a scratch file-backed stream from one
+/// task with up to `window` acknowledgements in flight (the bench uses 4,096: what
+/// JetStream itself can do here), then deletes it.
+pub async fn raw_publish_rate(url: &str, n: usize, window: usize) -> anyhow::Result<f64> {
     use async_nats::jetstream::{self, stream};
     let client = async_nats::connect(url).await?;
     let js = jetstream::new(client);
@@ -76,7 +262,8 @@ pub async fn raw_publish_rate(url: &str, n: usize) -> anyhow::Result<f64> {
     .map_err(|e| anyhow::anyhow!("create scratch stream: {e}"))?;
     let payload = vec![b'x'; 200];
     let t0 = Instant::now();
-    let mut inflight = std::collections::VecDeque::with_capacity(4096);
+    let window = window.max(1);
+    let mut inflight = std::collections::VecDeque::with_capacity(window);
     for i in 0..n {
         let ack = js
             .publish(
@@ -86,7 +273,7 @@ pub async fn raw_publish_rate(url: &str, n: usize) -> anyhow::Result<f64> {
             .await
             .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
         inflight.push_back(ack);
-        if inflight.len() >= 4096 {
+        if inflight.len() >= window {
             if let Some(a) = inflight.pop_front() {
                 a.await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             }
@@ -94,6 +281,73 @@ pub async fn raw_publish_rate(url: &str, n: usize) -> anyhow::Result<f64> {
     }
     for a in inflight {
         a.await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+    }
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let _ = js.delete_stream(&name).await;
+    Ok(rate)
+}
+
+/// Payload size of [`raw_closed_loop_rate`] in the bench: about the size of the record
+/// of one [`log_append_rate`] commit (200-byte event payload plus subject, dedupe id,
+/// metadata, event id and type).
+pub const OCC_BASELINE_BYTES: usize = 480;
+
+/// Publishes `n` messages to a scratch file-backed stream from `tasks` concurrent tasks,
+/// each on its own subject and each waiting for its ack before publishing again (a closed
+/// loop: one round trip per message, as an append with OCC must). Every publish carries
+/// `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` (the task's previous ack), like
+/// a Stratus append, but nothing else of the log layer. Payloads are `size` bytes.
+/// Returns msg/s: what the OCC protocol alone allows at this concurrency.
+pub async fn raw_closed_loop_rate(
+    url: &str,
+    n: u64,
+    tasks: usize,
+    size: usize,
+) -> anyhow::Result<f64> {
+    use async_nats::jetstream::{self, stream};
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client);
+    let tag = std::process::id();
+    let name = format!("STRATUS_BENCH_RAWCL_{tag}");
+    let subject = format!("stratusbenchcl.{tag}");
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{subject}.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("create scratch stream: {e}"))?;
+    let next = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks.max(1) {
+        let (js, next, subject) = (js.clone(), next.clone(), format!("{subject}.s{t}"));
+        handles.push(tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut i = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let payload = axum::body::Bytes::from(vec![b'x'; size]);
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Nats-Msg-Id", format!("{subject}-{i}").as_str());
+                h.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    last.to_string().as_str(),
+                );
+                let ack = js
+                    .publish_with_headers(subject.clone(), h, payload)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("publish: {e}"))?
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                last = ack.sequence;
+                i += 1;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
     }
     let rate = n as f64 / t0.elapsed().as_secs_f64();
     let _ = js.delete_stream(&name).await;
@@ -226,8 +480,21 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     so.listen = "127.0.0.1:0".parse()?;
     so.hosts = opts.hosts;
     so.nats = opts.nats.clone();
+    let (mut raw_occ_rate, mut log_layer) = (None, None);
     let raw_publish_rate = match &opts.nats {
-        Some(url) => Some(raw_publish_rate(url, 50_000).await?),
+        Some(url) => {
+            let raw = raw_publish_rate(url, 50_000, 4096).await?;
+            if opts.log_appends > 0 {
+                let c = opts.log_concurrency.max(1);
+                raw_occ_rate = Some((
+                    c,
+                    raw_closed_loop_rate(url, 100_000, c, OCC_BASELINE_BYTES).await?,
+                ));
+                log_layer =
+                    Some(log_append_rate(url, opts.log_concurrency, opts.log_appends).await?);
+            }
+            Some(raw)
+        }
         None => None,
     };
     let stack = Stack::start(so).await?;
@@ -320,5 +587,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         rebuild_matches: rebuild.matches,
         rebuild_events: rebuild.events,
         raw_publish_rate,
+        raw_occ_rate,
+        log_layer,
     })
 }
