@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     action, call, create, free_port, show, sigterm, spawn, spawn_env, wait, wait_for, wait_task,
+    JetStreamEnv,
 };
 use eventlog::{EventLog, JetStreamLog, JetStreamOptions, StreamName};
 use serde_json::json;
@@ -179,22 +180,9 @@ async fn nats_restart_mid_operations_loses_nothing() {
 /// back, both operations complete; each is recorded once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_killed_mid_operation_completes_after_restart() {
-    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n);
-    let port = free_port();
-    // The API first: it creates the cells the compute agents join.
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
+    let env = JetStreamEnv::with_api();
+    let (url, port) = (env.url.clone(), env.port);
+    let d = |n: &str| env.path(n);
     let _s = spawn(&["scheduler", "--nats", &url], &d("s"));
     let compute_args = [
         "compute",
@@ -236,22 +224,9 @@ async fn compute_killed_mid_operation_completes_after_restart() {
 /// then the instance ends in ERROR with a fault (never stuck in a task).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_gone_for_good_ends_in_error_with_fault() {
-    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n);
-    let port = free_port();
-    // The API first: it creates the cells the compute agents join.
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
+    let env = JetStreamEnv::with_api();
+    let (url, port) = (env.url.clone(), env.port);
+    let d = |n: &str| env.path(n);
     let _s = spawn(
         &["scheduler", "--nats", &url, "--task-timeout", "1"],
         &d("s"),
@@ -308,22 +283,9 @@ async fn host_usage(log: &JetStreamLog) -> BTreeMap<String, (u64, usize)> {
 /// exactly the instance's one allocation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_killed_between_claim_and_scheduled() {
-    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n);
-    let port = free_port();
-    // The API first: it creates the cells the compute agents join.
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
+    let env = JetStreamEnv::with_api();
+    let (url, port) = (env.url.clone(), env.port);
+    let d = |n: &str| env.path(n);
     let mut doomed = spawn_env(
         &["scheduler", "--nats", &url],
         &d("s"),
@@ -385,22 +347,9 @@ async fn scheduler_killed_between_claim_and_scheduled() {
 /// timeout). Its agent back, it is chosen again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_hosts_are_never_scheduled() {
-    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n);
-    let port = free_port();
-    // The API first: it creates the cells the compute agents join.
-    let _a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
+    let env = JetStreamEnv::with_api();
+    let (url, port) = (env.url.clone(), env.port);
+    let d = |n: &str| env.path(n);
     let _s = spawn(
         &[
             "scheduler",

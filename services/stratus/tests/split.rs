@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, free_port, sigterm, spawn, wait};
+use common::{call, free_port, sigterm, spawn, spawn_api, wait};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,26 +18,8 @@ async fn split_processes_on_jetstream() {
     let projector = spawn(&["projector", "--nats", &url], &d("projector"));
     let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
     let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
-    let a1 = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{p1}"),
-        ],
-        &d("a1"),
-    );
-    let a2 = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{p2}"),
-        ],
-        &d("a2"),
-    );
+    let a1 = spawn_api(&url, p1, &d("a1"));
+    let a2 = spawn_api(&url, p2, &d("a2"));
     // Compute waits for its cell, which the API processes create (cell0, cell1).
     let c1 = spawn(
         &["compute", "--nats", &url, "--host", "hostA", "--hosts", "2"],
@@ -163,16 +145,7 @@ async fn two_schedulers_racing_never_overcommit() {
     let port = free_port();
     let s1 = spawn(&["scheduler", "--nats", &url], &d("s1"));
     let s2 = spawn(&["scheduler", "--nats", &url], &d("s2"));
-    let a = spawn(
-        &[
-            "api",
-            "--nats",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &d("a"),
-    );
+    let a = spawn_api(&url, port, &d("a"));
     // 3 hosts x 2 GiB RAM x 1.5 = 3 GiB each: 9 builds of 1 GiB fit in all.
     let c = spawn(
         &[

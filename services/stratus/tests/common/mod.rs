@@ -77,6 +77,58 @@ pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
     p
 }
 
+/// `stratus api --nats <url> --listen 127.0.0.1:<port>`.
+pub fn spawn_api(url: &str, port: u16, dir: &Path) -> Proc {
+    spawn(
+        &[
+            "api",
+            "--nats",
+            url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        dir,
+    )
+}
+
+/// A nats-server of its own, a temporary directory and an API process on a free port
+/// (started first: it creates the cells compute agents join). Dropped in that order:
+/// API, server, directory.
+pub struct JetStreamEnv {
+    /// The API process.
+    pub api: Proc,
+    /// The server.
+    pub nats: eventlog::testing::NatsServer,
+    /// Its URL.
+    pub url: String,
+    /// The API's port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl JetStreamEnv {
+    /// Starts the server and the API.
+    pub fn with_api() -> Self {
+        let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+        let url = nats.url();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let api = spawn_api(&url, port, &dir.path().join("a"));
+        JetStreamEnv {
+            api,
+            nats,
+            url,
+            port,
+            dir,
+        }
+    }
+
+    /// A path in the temporary directory (a process's data dir).
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
 /// SIGTERM, and asserts a clean exit within 20 s.
 pub fn sigterm(mut p: Proc) {
     let pid = p.0.id().to_string();
