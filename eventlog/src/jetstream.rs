@@ -150,8 +150,9 @@ const HEADER_EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Seque
 /// (after it has checked the dedupe id).
 const IMPOSSIBLE_SEQ: u64 = i64::MAX as u64;
 
-/// Number of striped per-subject append locks.
-const LOCK_STRIPES: usize = 256;
+/// Number of striped per-subject append locks: a lock is held for a whole publish round
+/// trip, so unrelated subjects sharing a stripe would wait for each other.
+const LOCK_STRIPES: usize = 4096;
 
 /// Most subjects whose last known position is cached (the cache is cleared beyond that).
 const CACHE_MAX: usize = 100_000;
@@ -585,16 +586,18 @@ impl JetStreamLog {
             return;
         }
         let mut last = self.last.lock().expect("cache lock poisoned");
-        if last.len() >= CACHE_MAX && !last.contains_key(subject) {
+        if let Some(e) = last.get_mut(subject) {
+            if subject_seq >= e.0 {
+                *e = (subject_seq, stream_seq);
+            }
+            return;
+        }
+        if last.len() >= CACHE_MAX {
             last.clear();
         }
-        let e = last.entry(subject.clone()).or_insert((0, 0));
-        if subject_seq >= e.0 {
-            *e = (subject_seq, stream_seq);
-        }
+        last.insert(subject.clone(), (subject_seq, stream_seq));
     }
 
-    /// Reads the subject's last message from the server (its stream leader).
     /// The last message of `subject`, asking again (for up to ~20 s) while the server
     /// does not answer (leader election, restart).
     async fn fetch_last(&self, subject: &Subject) -> Result<LastMsg, LogError> {
@@ -616,6 +619,7 @@ impl JetStreamLog {
         }
     }
 
+    /// Reads the subject's last message from the server (its stream leader), once.
     async fn fetch_last_once(&self, subject: &Subject) -> Result<LastMsg, Fetch> {
         let name = self.jetstream_name(&subject.stream());
         let stream = self
