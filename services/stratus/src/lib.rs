@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cells;
+pub mod httpd;
 pub mod stack;
 
 pub use stack::{Stack, StackOptions};

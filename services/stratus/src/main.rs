@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use domain::host::Resources;
 use stratus::bench::{self, BenchOptions};
+use stratus::httpd::Tls;
 use stratus::stack::{Roles, Stack, StackOptions};
 
 /// mimalloc: the control plane allocates many small, short-lived objects (commits,
@@ -113,6 +114,12 @@ struct PartArgs {
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
+    /// PEM certificate chain: serve every HTTP listener over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds between heartbeats of compute agents (Nova's report_interval).
     #[arg(long, default_value_t = 10)]
     report_interval: u64,
@@ -152,7 +159,15 @@ struct ComputeArgs {
     cell_wait: u64,
 }
 
-fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
+/// The TLS configuration of `--tls-cert` / `--tls-key`, if given.
+fn tls(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<Tls>> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some(Tls::from_pem_files(c, k)?)),
+        _ => Ok(None),
+    }
+}
+
+fn part_options(a: &PartArgs, roles: Roles, name: &str) -> anyhow::Result<StackOptions> {
     let dir = a
         .data_dir
         .clone()
@@ -164,18 +179,20 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
     o.config.task_timeout_secs = a.task_timeout;
     o.report_interval = Duration::from_secs(a.report_interval.max(1));
     o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
+    o.tls = tls(&a.tls_cert, &a.tls_key)?;
     o.roles = roles;
-    o
+    Ok(o)
 }
 
 async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     init_tracing();
     let data_dir = o.data_dir.clone();
     let api = o.roles.api;
+    let scheme = if o.tls.is_some() { "https" } else { "http" };
     let stack = Stack::start(o).await?;
     if api {
         println!(
-            "stratus {what} listening on http://{}/v2.1 (data in {})",
+            "stratus {what} listening on {scheme}://{}/v2.1 (data in {})",
             stack.addr,
             data_dir.display()
         );
@@ -230,6 +247,12 @@ struct ServeArgs {
     /// Replicas of the JetStream streams when Stratus creates them (1 or 3).
     #[arg(long, default_value_t = 1)]
     nats_replicas: usize,
+    /// PEM certificate chain: serve every HTTP listener over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds between heartbeats of compute agents (Nova's report_interval).
     #[arg(long, default_value_t = 10)]
     report_interval: u64,
@@ -356,9 +379,11 @@ async fn main() -> anyhow::Result<()> {
             o.nats_replicas = a.nats_replicas;
             o.report_interval = Duration::from_secs(a.report_interval.max(1));
             o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
+            o.tls = tls(&a.tls_cert, &a.tls_key)?;
+            let scheme = if o.tls.is_some() { "https" } else { "http" };
             let stack = Stack::start(o).await?;
             println!(
-                "stratus listening on http://{}/v2.1 (data in {})",
+                "stratus listening on {scheme}://{}/v2.1 (data in {})",
                 stack.addr,
                 a.data_dir.display()
             );
@@ -372,28 +397,28 @@ async fn main() -> anyhow::Result<()> {
                 api: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "api"), "api").await
+            run_until_signal(part_options(&a, roles, "api")?, "api").await
         }
         Cmd::Scheduler(a) => {
             let roles = Roles {
                 scheduler: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "scheduler"), "scheduler").await
+            run_until_signal(part_options(&a, roles, "scheduler")?, "scheduler").await
         }
         Cmd::Projector(a) => {
             let roles = Roles {
                 persist: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "projector"), "projector").await
+            run_until_signal(part_options(&a, roles, "projector")?, "projector").await
         }
         Cmd::Compute(c) => {
             let roles = Roles {
                 compute: true,
                 ..Roles::none()
             };
-            let mut o = part_options(&c.common, roles, &format!("compute-{}", c.host));
+            let mut o = part_options(&c.common, roles, &format!("compute-{}", c.host))?;
             o.cell = domain::CellName::new(c.cell.clone())
                 .map_err(|e| anyhow::anyhow!("--cell: {e}"))?;
             let names = if c.hosts <= 1 {

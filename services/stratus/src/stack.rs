@@ -55,6 +55,8 @@ pub struct StackOptions {
     pub cell: CellName,
     /// Names of the simulated hosts (None: `host1..hostN`).
     pub host_names: Option<Vec<HostName>>,
+    /// Serve every HTTP listener over TLS with this certificate and key.
+    pub tls: Option<crate::httpd::Tls>,
     /// How often compute agents report they are alive (Nova's `report_interval`).
     pub report_interval: Duration,
     /// A host whose agent has not reported for this long is down and never scheduled
@@ -125,6 +127,7 @@ impl StackOptions {
             roles: Roles::all(),
             cell: CellName::cell1(),
             host_names: None,
+            tls: None,
             report_interval: Duration::from_secs(10),
             service_down_time: Duration::from_secs(60),
             cell_wait: Duration::from_secs(30),
@@ -441,22 +444,12 @@ impl Stack {
                 engine: engine.clone(),
                 auth: api::AuthMode::NoAuth,
             });
-            let mut rx = shutdown_rx.clone();
-            let mut rx2 = shutdown_rx.clone();
-            let task = tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.changed().await;
-                });
-                // In-flight requests get a grace period; idle keep-alive clients do not
-                // hold the shutdown up.
-                tokio::select! {
-                    _ = serve => {}
-                    _ = async {
-                        let _ = rx2.changed().await;
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                    } => {}
-                }
-            });
+            let task = tokio::spawn(crate::httpd::serve(
+                listener,
+                app,
+                opts.tls.clone(),
+                shutdown_rx.clone(),
+            ));
             (addr, task)
         } else {
             (opts.listen, tokio::spawn(async {}))

@@ -1,0 +1,164 @@
+//! The HTTP listeners of a process (compute API, identity, images): plain HTTP or TLS,
+//! with the same protections on each.
+//!
+//! Invariants:
+//! - a connection that has not sent a complete request head within
+//!   [`HEADER_READ_TIMEOUT`] is closed (slow clients cannot hold connections open);
+//! - a TLS handshake must finish within [`HANDSHAKE_TIMEOUT`];
+//! - a request whose handling, reading its body included, takes longer than
+//!   [`REQUEST_TIMEOUT`] is answered 408 and dropped (a slow body cannot hold a handler);
+//! - on shutdown the listener stops accepting, requests in flight get [`GRACE`] to
+//!   finish, and idle keep-alive connections are closed at once.
+//!
+//! Request body size limits are the routers' own (the compute API refuses bodies over
+//! 1 MiB with 413 before reading further).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a client may take to send a request head (line and headers).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request may take, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long requests in flight may run on after shutdown starts.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// A TLS server configuration (certificate chain and private key, PEM).
+#[derive(Clone)]
+pub struct Tls(Arc<rustls::ServerConfig>);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// Loads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem_files(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("bad PEM in the TLS certificate {}", cert.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in {}", cert.display());
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("cannot read a private key from {}", key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+        let mut config = config;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(Arc::new(config)))
+    }
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` turns true,
+/// then drains as described in the module documentation.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Tls>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    ));
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.0));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|&s| s).await; } => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        match &acceptor {
+            None => spawn_connection(TokioIo::new(tcp), service, &graceful),
+            Some(acceptor) => {
+                // The handshake runs in its own task; the connection joins the graceful
+                // set once it is established.
+                let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder()
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("requests still running after the grace period were dropped");
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    b
+}
+
+fn spawn_connection<I>(
+    io: TokioIo<I>,
+    service: TowerToHyperService<Router>,
+    graceful: &GracefulShutdown,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder()
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
