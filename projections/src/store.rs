@@ -7,6 +7,11 @@
 //! views always equal the fold of the log up to the stored positions. Commits are
 //! not fsynced one by one (the views can be rebuilt); a crash loses at most the last
 //! flushes, and the projector re-applies from the older positions.
+//!
+//! Table `meta` holds the schema version of the rows ([`SCHEMA`]). A store written by a
+//! version of Stratus whose rows had another shape (or by one from before versioning)
+//! is discarded at open and rebuilt from the log (positions start again at 0): the log
+//! is the source of truth, the store only a cache of its fold.
 
 use std::path::Path;
 
@@ -21,6 +26,11 @@ const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
 const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
 const HOST_MAPPINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("host_mappings");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Schema version of the stored rows: bump it whenever the shape of a stored row
+/// (an `InstanceRow`, `HostRow`, ...) changes, so old stores are rebuilt from the log.
+pub const SCHEMA: u64 = 1;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +50,7 @@ fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
 /// The persisted views.
 pub struct ProjectionStore {
     db: Database,
+    reset: bool,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -52,12 +63,37 @@ impl ProjectionStore {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         // The store is written in batches and read once at start: a modest page cache.
-        let db = Database::builder()
-            .set_cache_size(32 * 1024 * 1024)
-            .create(path)
-            .map_err(dberr)?;
+        let create = || {
+            Database::builder()
+                .set_cache_size(32 * 1024 * 1024)
+                .create(path)
+                .map_err(dberr)
+        };
+        let mut db = create()?;
+        let (schema, has_data) = {
+            let tx = db.begin_read().map_err(dberr)?;
+            let schema = match tx.open_table(META) {
+                Ok(t) => t.get("schema").map_err(dberr)?.map(|v| v.value()),
+                Err(_) => None,
+            };
+            let has_data = match tx.open_table(POSITIONS) {
+                Ok(t) => t.iter().map_err(dberr)?.next().is_some(),
+                Err(_) => false,
+            };
+            (schema, has_data)
+        };
+        let reset = schema != Some(SCHEMA) && (schema.is_some() || has_data);
+        if reset {
+            drop(db);
+            std::fs::remove_file(path).map_err(dberr)?;
+            db = create()?;
+        }
         let tx = db.begin_write().map_err(dberr)?;
         {
+            tx.open_table(META)
+                .map_err(dberr)?
+                .insert("schema", SCHEMA)
+                .map_err(dberr)?;
             tx.open_table(INSTANCES).map_err(dberr)?;
             tx.open_table(HOSTS).map_err(dberr)?;
             tx.open_table(FLAVORS).map_err(dberr)?;
@@ -66,7 +102,13 @@ impl ProjectionStore {
             tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
-        Ok(Self { db })
+        Ok(Self { db, reset })
+    }
+
+    /// True when [`ProjectionStore::open`] found rows of another schema and discarded
+    /// them (the views are rebuilt from the log).
+    pub fn was_reset(&self) -> bool {
+        self.reset
     }
 
     /// Loads every stored view.

@@ -247,10 +247,14 @@ impl Stack {
         // Only the process that persists the views opens the store; the others fold
         // the log into memory at start.
         let store = if opts.roles.persist {
-            Some(Arc::new(
-                ProjectionStore::open(&projections_path(&opts.data_dir))
-                    .context("cannot open the projection store")?,
-            ))
+            let store = ProjectionStore::open(&projections_path(&opts.data_dir))
+                .context("cannot open the projection store")?;
+            if store.was_reset() {
+                tracing::warn!(
+                    "stored projections had another schema: discarded, rebuilding them from the log"
+                );
+            }
+            Some(Arc::new(store))
         } else {
             None
         };
