@@ -87,5 +87,6 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::Deleted { .. } => "instance.deleted",
         E::TaskFailed { .. } => "instance.task_failed",
         E::TaskRetried { .. } => "instance.task_retried",
+        E::BootDetailsRecorded { .. } => "instance.boot_details_recorded",
     }
 }

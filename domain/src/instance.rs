@@ -332,11 +332,30 @@ impl Default for Config {
     }
 }
 
+/// What a build request records beside its spec, for the API to show (2.98 image
+/// properties, 2.100 scheduler hints). Values are JSON texts, as the caller sent them.
+/// Kept out of [`InstanceSpec`] and [`Instance`] (whose shapes are part of older event
+/// payloads): it travels in its own `instance.boot_details_recorded` event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootDetails {
+    /// Scheduler hints, name -> JSON value.
+    pub scheduler_hints: BTreeMap<String, String>,
+    /// Properties of the image at boot time, name -> JSON value.
+    pub image_properties: BTreeMap<String, String>,
+}
+
+impl BootDetails {
+    /// True when there is nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.scheduler_hints.is_empty() && self.image_properties.is_empty()
+    }
+}
+
 /// Commands on an instance. The first group comes from the API, the second from reactors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
-    /// POST /servers
-    Create(Box<InstanceSpec>),
+    /// POST /servers: the request, and what is recorded beside it.
+    Create(Box<InstanceSpec>, BootDetails),
     /// os-start
     Start,
     /// os-stop
@@ -635,6 +654,12 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.boot_details_recorded` (api subject, in the build request's commit):
+    /// what the API shows beside the spec. Changes no state of the aggregate.
+    BootDetailsRecorded {
+        /// The details.
+        details: BootDetails,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -842,7 +867,7 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
-    if let C::Create(spec) = cmd {
+    if let C::Create(spec, details) = cmd {
         if state.is_some() {
             return Err(DomainError::AlreadyExists {
                 kind: "Instance",
@@ -852,7 +877,11 @@ pub fn decide(
         if !valid_name(&spec.name) {
             return Err(DomainError::BadRequest("Invalid server name".into()));
         }
-        return Ok(vec![InstanceEvent::BuildRequested { spec, op, at: now }]);
+        let mut events = vec![InstanceEvent::BuildRequested { spec, op, at: now }];
+        if !details.is_empty() {
+            events.push(InstanceEvent::BootDetailsRecorded { details });
+        }
+        return Ok(events);
     }
 
     let Some(i) = state.filter(|i| !i.deleted) else {
@@ -893,7 +922,7 @@ pub fn decide(
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
-        C::Create(_) => unreachable!("handled above"),
+        C::Create(..) => unreachable!("handled above"),
         C::Pause => {
             check(
                 i,
@@ -1754,5 +1783,6 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
             i.updated_at = *at;
         }
+        E::BootDetailsRecorded { .. } => {}
     }
 }

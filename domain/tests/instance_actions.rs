@@ -32,10 +32,11 @@ fn create_records_a_build_request_that_needs_scheduling() {
 #[test]
 fn create_twice_is_refused() {
     let mut w = World::created(Config::default());
-    w.when(C::Create(Box::new(spec()))).refused(&format!(
-        "Instance with id {} already exists.",
-        instance_id()
-    ));
+    w.when(C::Create(Box::new(spec()), Default::default()))
+        .refused(&format!(
+            "Instance with id {} already exists.",
+            instance_id()
+        ));
 }
 
 #[test]
@@ -43,9 +44,31 @@ fn create_with_a_blank_name_is_a_bad_request() {
     let mut w = World::default();
     let mut s = spec();
     s.name = "   ".into();
-    w.when(C::Create(Box::new(s)))
+    w.when(C::Create(Box::new(s), Default::default()))
         .refused("Invalid server name");
     assert!(w.state.is_none());
+}
+
+#[test]
+fn create_records_boot_details_beside_the_request_and_nothing_when_empty() {
+    let mut w = World::default();
+    let details = domain::instance::BootDetails {
+        scheduler_hints: [("group".to_string(), "\"g\"".to_string())].into(),
+        image_properties: Default::default(),
+    };
+    w.when(C::Create(Box::new(spec()), details.clone()))
+        .events(&["instance.build_requested", "instance.boot_details_recorded"]);
+    // The details change no state of the aggregate.
+    let before = w.state.clone();
+    let evolved = domain::instance::evolve(
+        before.clone(),
+        &domain::instance::InstanceEvent::BootDetailsRecorded { details },
+    );
+    assert_eq!(evolved, before);
+
+    let mut w = World::default();
+    w.when(C::Create(Box::new(spec()), Default::default()))
+        .events(&["instance.build_requested"]);
 }
 
 #[test]
@@ -1147,10 +1170,11 @@ fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
         w.when_admin(cmd.clone()).refused(&not_found);
         w.when(cmd).refused(&not_found);
     }
-    w.when(C::Create(Box::new(spec()))).refused(&format!(
-        "Instance with id {} already exists.",
-        instance_id()
-    ));
+    w.when(C::Create(Box::new(spec()), Default::default()))
+        .refused(&format!(
+            "Instance with id {} already exists.",
+            instance_id()
+        ));
     for cmd in [
         C::Complete { op, task },
         C::Fail {

@@ -418,7 +418,13 @@ fn run(cfg: Config, steps: Vec<Step>, strict_claims: bool) -> Result<Seen, TestC
         seen: Default::default(),
     };
     let ctx = sim.ctx(Some(Who::Owner));
-    let evs = decide(None, C::Create(Box::new(spec())), &ctx, &cfg).expect("create");
+    let evs = decide(
+        None,
+        C::Create(Box::new(spec()), Default::default()),
+        &ctx,
+        &cfg,
+    )
+    .expect("create");
     for e in &evs {
         sim.state = evolve(sim.state.take(), e);
     }

@@ -35,6 +35,8 @@ pub struct InstanceRow {
     pub cell_subject: Option<Subject>,
     /// Last sequence of the cell subject.
     pub cell_seq: u64,
+    /// What the build request recorded beside its spec (hints, image properties).
+    pub details: instance::BootDetails,
 }
 
 impl InstanceRow {
@@ -281,6 +283,9 @@ impl Views {
                     return;
                 };
                 let row = self.instances.entry(id).or_default();
+                if let InstanceEvent::BootDetailsRecorded { details } = &e {
+                    row.details = details.clone();
+                }
                 let is_api = c.stream.as_str() == "api";
                 let creates = matches!(
                     e,

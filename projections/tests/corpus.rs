@@ -204,6 +204,18 @@ fn samples() -> Vec<Event> {
             attempt: 2,
             at: t(21),
         }),
+        i(E::BootDetailsRecorded {
+            details: BootDetails {
+                scheduler_hints: BTreeMap::from([(
+                    "same_host".to_string(),
+                    "[\"48e6a9f6-30af-47e0-bc04-acaed113bb4e\"]".to_string(),
+                )]),
+                image_properties: BTreeMap::from([(
+                    "architecture".to_string(),
+                    "\"x86_64\"".to_string(),
+                )]),
+            },
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -383,8 +383,11 @@ impl World {
     /// POST /servers: building / scheduling.
     pub fn created(cfg: Config) -> World {
         let mut w = World::new(cfg);
-        w.when(InstanceCommand::Create(Box::new(spec())))
-            .events(&["instance.build_requested"]);
+        w.when(InstanceCommand::Create(
+            Box::new(spec()),
+            Default::default(),
+        ))
+        .events(&["instance.build_requested"]);
         w
     }
 

@@ -25,7 +25,9 @@
 //! live-migrate `force`, 2.71 `server_groups` (show), 2.73 `locked_reason`, 2.74
 //! create `host`/`hypervisor_hostname`, 2.75 flavor `swap: 0` and strict server list
 //! query keys, 2.77 unshelve `availability_zone`, 2.90 `OS-EXT-SRV-ATTR:hostname` for
-//! all, 2.96 `pinned_availability_zone`.
+//! all, 2.96 `pinned_availability_zone`, 2.97 (manila shares: no server change here),
+//! 2.98 image `properties` recorded at boot, 2.99 (spice-direct consoles: none here),
+//! 2.100 `scheduler_hints`.
 
 pub mod context;
 pub mod error;

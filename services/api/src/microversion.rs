@@ -32,10 +32,10 @@ pub const LEGACY_HEADER: &str = "x-openstack-nova-api-version";
 impl Version {
     /// Oldest supported: 2.1.
     pub const MIN: Version = Version { major: 2, minor: 1 };
-    /// Newest supported: 2.96 (see the crate docs for what each version changes here).
+    /// Newest supported: 2.100 (see the crate docs for what each version changes here).
     pub const MAX: Version = Version {
         major: 2,
-        minor: 96,
+        minor: 100,
     };
 
     /// `2.minor`.

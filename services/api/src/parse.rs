@@ -211,6 +211,8 @@ pub struct CreateServer {
     pub requested_host: Option<String>,
     /// Key pair name.
     pub key_name: Option<String>,
+    /// `os:scheduler_hints`, name -> JSON text.
+    pub scheduler_hints: BTreeMap<String, String>,
 }
 
 const SERVER_KEYS: &[&str] = &[
@@ -518,7 +520,77 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         availability_zone,
         requested_host,
         key_name,
+        scheduler_hints: scheduler_hints(body)?,
     })
+}
+
+/// Validates `os:scheduler_hints` (or its old name `OS-SCH-HNT:scheduler_hints`) as
+/// Nova's schema does: known hints are type-checked, unknown ones are kept as given.
+pub fn scheduler_hints(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let hints = match (
+        body.get("os:scheduler_hints"),
+        body.get("OS-SCH-HNT:scheduler_hints"),
+    ) {
+        (Some(h), _) | (None, Some(h)) => h,
+        (None, None) => return Ok(BTreeMap::new()),
+    };
+    let Value::Object(map) = hints else {
+        return Err(ApiError::bad_request(
+            "Invalid input for field/attribute os:scheduler_hints. Value: must be an object",
+        ));
+    };
+    let bad = |k: &str, v: &Value, why: &str| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute {k}. Value: {v}. {why}"
+        ))
+    };
+    let uuids = |v: &Value| {
+        let ok = |x: &Value| x.as_str().is_some_and(uuid_like);
+        ok(v) || v.as_array().is_some_and(|items| items.iter().all(ok))
+    };
+    let name = |v: &Value| {
+        v.as_str()
+            .is_some_and(|c| !c.trim().is_empty() && c.chars().count() <= 255)
+    };
+    let cidr = |v: &Value| {
+        v.as_str().is_some_and(|c| {
+            c.len() > 1
+                && c.starts_with('/')
+                && c[1..]
+                    .chars()
+                    .all(|ch| ch.is_ascii_digit() || matches!(ch, 'a'..='f' | '.' | ':'))
+        })
+    };
+    let strings =
+        |v: &Value| v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let why = match k.as_str() {
+            "group" if v.as_str().is_none_or(|g| g.chars().count() > 255) => {
+                Some("is not a string of at most 255 characters")
+            }
+            "different_host" | "same_host" if !uuids(v) => {
+                Some("is not a server uuid or a list of them")
+            }
+            "query" if !(v.is_string() || v.is_object()) => Some("is not a string or an object"),
+            "target_cell" if !name(v) => Some("is not a valid name"),
+            "different_cell" if !strings(v) => Some("is not a string or a list of strings"),
+            "build_near_host_ip"
+                if v.as_str()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                    .is_none() =>
+            {
+                Some("is not an IP address")
+            }
+            "cidr" if !cidr(v) => Some("does not match '^/[0-9a-f.:]+$'"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(bad(k, v, why));
+        }
+        out.insert(k.clone(), v.to_string());
+    }
+    Ok(out)
 }
 
 /// A host named by a client that must be a registered compute host.

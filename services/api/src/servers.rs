@@ -81,6 +81,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let req = parse::create_server(&body, caller.version())?;
     let id = InstanceId(Uuid::new_v4());
+    let details = domain::instance::BootDetails {
+        scheduler_hints: req.scheduler_hints.clone(),
+        image_properties: Default::default(),
+    };
     let spec = {
         let views = st.engine.world.read();
         parse::resolve_create(req, &views, &caller, id)?
@@ -88,7 +92,7 @@ pub async fn create(
     st.engine
         .instance(
             id,
-            InstanceCommand::Create(Box::new(spec)),
+            InstanceCommand::Create(Box::new(spec), details),
             &caller.ctx(),
             &caller.meta(),
         )

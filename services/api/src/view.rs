@@ -169,8 +169,15 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
         None => String::new(),
     };
     put("hostId", json!(host_id));
+    let details = cx.views.instances.get(&i.id()).map(|r| &r.details);
     let image = if i.spec.boot_from_volume || i.spec.image_ref.is_empty() {
         json!("")
+    } else if v.at_least(98) {
+        json!({
+            "id": i.spec.image_ref,
+            "links": bookmark(base, "images", &i.spec.image_ref),
+            "properties": json_values(details.map(|d| &d.image_properties)),
+        })
     } else {
         json!({"id": i.spec.image_ref, "links": bookmark(base, "images", &i.spec.image_ref)})
     };
@@ -284,7 +291,25 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
     if v.at_least(96) {
         put("pinned_availability_zone", json!(i.spec.availability_zone));
     }
+    if v.at_least(100) {
+        put(
+            "scheduler_hints",
+            json_values(details.map(|d| &d.scheduler_hints)),
+        );
+    }
     Value::Object(s)
+}
+
+/// A recorded name -> JSON text map as a JSON object (`{}` when absent).
+fn json_values(m: Option<&std::collections::BTreeMap<String, String>>) -> Value {
+    let mut out = Map::new();
+    for (k, v) in m.into_iter().flatten() {
+        out.insert(
+            k.clone(),
+            serde_json::from_str(v).unwrap_or_else(|_| json!(v)),
+        );
+    }
+    Value::Object(out)
 }
 
 /// A flavor: `{id, links, name}` (+ description 2.55) when `!detail`, else the full body.

@@ -24,7 +24,7 @@ async fn versions_headers_and_microversions() {
     assert_eq!(r.status, StatusCode::OK);
     let v = &r.body["versions"][0];
     assert_eq!(v["id"], "v2.1");
-    assert_eq!(v["version"], "2.96");
+    assert_eq!(v["version"], "2.100");
     assert_eq!(v["min_version"], "2.1");
     assert_eq!(v["status"], "CURRENT");
     let rid = r.header("x-openstack-request-id").unwrap().to_string();
@@ -41,7 +41,7 @@ async fn versions_headers_and_microversions() {
     assert!(r.header("vary").unwrap().contains("OpenStack-API-Version"));
 
     let r = s.get("/v2.1/flavors", ALICE, Some("latest")).await;
-    assert_eq!(r.header("openstack-api-version"), Some("compute 2.96"));
+    assert_eq!(r.header("openstack-api-version"), Some("compute 2.100"));
     let r = s
         .client
         .get(format!("{}/v2.1/flavors", s.base))
@@ -52,9 +52,9 @@ async fn versions_headers_and_microversions() {
         .unwrap();
     assert_eq!(r.headers()["x-openstack-nova-api-version"], "2.60");
 
-    let r = s.get("/v2.1/flavors", ALICE, Some("2.97")).await;
+    let r = s.get("/v2.1/flavors", ALICE, Some("2.101")).await;
     let m = fault(&r, "computeFault", 406);
-    assert!(m.contains("maximum is 2.96"), "{m}");
+    assert!(m.contains("maximum is 2.100"), "{m}");
     assert!(r.header("x-openstack-request-id").is_some());
     let r = s.get("/v2.1/flavors", ALICE, Some("2.x")).await;
     fault(&r, "badRequest", 400);
@@ -1010,4 +1010,90 @@ async fn create_variants_boot_from_volume_private_flavor_and_az() {
     let r = s.get(&format!("/v2.1/servers/{id}"), ADMIN, None).await;
     assert_eq!(r.body["server"]["image"], json!(""));
     assert_eq!(r.body["server"]["flavor"]["id"], "p");
+}
+
+/// 2.98 embeds the image properties recorded at boot, 2.100 the scheduler hints; hints
+/// are validated as Nova's schema does (known ones type-checked, unknown ones kept).
+#[tokio::test]
+async fn scheduler_hints_and_image_properties_by_microversion() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let same = "48e6a9f6-30af-47e0-bc04-acaed113bb4e";
+    let r = s
+        .post(
+            "/v2.1/servers",
+            ALICE,
+            Some("2.100"),
+            json!({"server": {"name": "h", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"},
+                   "os:scheduler_hints": {"same_host": [same], "my_hint": {"a": 1}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    let r = s
+        .get(&format!("/v2.1/servers/{id}"), ALICE, Some("2.100"))
+        .await;
+    let v = &r.body["server"];
+    assert_eq!(
+        v["scheduler_hints"],
+        json!({"same_host": [same], "my_hint": {"a": 1}})
+    );
+    assert_eq!(v["image"]["properties"], json!({}));
+    let r = s.get("/v2.1/servers/detail", ALICE, Some("2.100")).await;
+    assert_eq!(
+        r.body["servers"][0]["scheduler_hints"]["same_host"],
+        json!([same])
+    );
+    let r = s
+        .get(&format!("/v2.1/servers/{id}"), ALICE, Some("2.99"))
+        .await;
+    assert!(r.body["server"].get("scheduler_hints").is_none());
+    assert_eq!(r.body["server"]["image"]["properties"], json!({}));
+    let r = s
+        .get(&format!("/v2.1/servers/{id}"), ALICE, Some("2.97"))
+        .await;
+    assert!(r.body["server"]["image"].get("properties").is_none());
+    // A server created without hints shows {}.
+    let r = s
+        .post(
+            "/v2.1/servers",
+            ALICE,
+            Some("2.100"),
+            json!({"server": {"name": "n", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}}),
+        )
+        .await;
+    let id2 = r.body["server"]["id"].as_str().unwrap().to_string();
+    let r = s
+        .get(&format!("/v2.1/servers/{id2}"), ALICE, Some("2.100"))
+        .await;
+    assert_eq!(r.body["server"]["scheduler_hints"], json!({}));
+    // Bad hints: 400, nothing created.
+    let before = s.get("/v2.1/servers", ALICE, None).await.body["servers"]
+        .as_array()
+        .unwrap()
+        .len();
+    for hints in [
+        json!({"same_host": "not-a-uuid"}),
+        json!({"different_host": [same, 7]}),
+        json!({"group": 5}),
+        json!({"build_near_host_ip": "999.1.1.1"}),
+        json!({"cidr": "24"}),
+        json!("not an object"),
+    ] {
+        let r = s
+            .post(
+                "/v2.1/servers",
+                ALICE,
+                Some("2.100"),
+                json!({"server": {"name": "b", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"},
+                       "os:scheduler_hints": hints}),
+            )
+            .await;
+        fault(&r, "badRequest", 400);
+    }
+    let after = s.get("/v2.1/servers", ALICE, None).await.body["servers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
 }

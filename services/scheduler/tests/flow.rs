@@ -144,7 +144,7 @@ async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
     e.engine
         .instance(
             id,
-            InstanceCommand::Create(Box::new(spec)),
+            InstanceCommand::Create(Box::new(spec), Default::default()),
             &user(),
             &Meta::default(),
         )
