@@ -228,7 +228,8 @@ pub enum ImageChange {
     ContainerFormat(Option<String>),
     /// Replace all tags.
     Tags(BTreeSet<String>),
-    /// Add a custom property (`add`: must not exist).
+    /// Set a custom property (JSON patch `add`: adds or overwrites, as Glance's
+    /// v2.1 patch media type does).
     AddProperty(String, String),
     /// Replace a custom property (`replace`: must exist).
     ReplaceProperty(String, String),
@@ -460,14 +461,7 @@ pub fn decide(
                         check_format(attr, f, allowed)?;
                     }
                     ImageChange::Tags(t) => check_tags(t)?,
-                    ImageChange::AddProperty(k, v) => {
-                        check_property(k, v)?;
-                        if next.spec.properties.contains_key(k) {
-                            return Err(DomainError::Conflict(format!(
-                                "Property {k} already present."
-                            )));
-                        }
-                    }
+                    ImageChange::AddProperty(k, v) => check_property(k, v)?,
                     ImageChange::ReplaceProperty(k, v) => {
                         check_property(k, v)?;
                         if !next.spec.properties.contains_key(k) {

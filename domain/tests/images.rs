@@ -275,8 +275,8 @@ fn patch_changes_are_validated_in_order_and_applied_all_together() {
         e,
         DomainError::Conflict("Property nope does not exist.".into())
     );
-    // Adding an existing property is a conflict; a reserved name is forbidden.
-    let e = when(
+    // `add` of an existing property overwrites it (v2.1 patch); a reserved name is forbidden.
+    let evs = when(
         &Some(s.clone()),
         ImageCommand::Update(vec![ImageChange::AddProperty(
             "os_distro".into(),
@@ -284,8 +284,9 @@ fn patch_changes_are_validated_in_order_and_applied_all_together() {
         )]),
         &c,
     )
-    .unwrap_err();
-    assert!(matches!(e, DomainError::Conflict(_)));
+    .unwrap();
+    let over = evs.iter().fold(Some(s.clone()), image::evolve).unwrap();
+    assert_eq!(over.spec.properties["os_distro"], "x");
     let e = when(
         &Some(s.clone()),
         ImageCommand::Update(vec![ImageChange::AddProperty("owner".into(), "x".into())]),

@@ -110,6 +110,16 @@ struct PartArgs {
     /// API listen address (`stratus api`).
     #[arg(long, default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
+    /// Image API (Glance v2 subset) listen address (`stratus api`).
+    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
+    image_listen: SocketAddr,
+    /// Directory of image files (default: <data-dir>/images). Image files are local to
+    /// the API process: with several API processes, point them all at shared storage.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    image_max_size: u64,
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
@@ -159,6 +169,9 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
         .unwrap_or_else(|| PathBuf::from("./stratus-data").join(name));
     let mut o = StackOptions::new(dir);
     o.listen = a.listen;
+    o.image_listen = a.image_listen;
+    o.image_dir = a.image_dir.clone();
+    o.image_max_size = a.image_max_size;
     o.nats = Some(a.nats.clone());
     o.nats_replicas = a.nats_replicas;
     o.config.task_timeout_secs = a.task_timeout;
@@ -168,6 +181,14 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
     o
 }
 
+/// `, images on http://ADDR/v2` when this process serves the image API.
+fn images_note(stack: &Stack) -> String {
+    stack
+        .image_addr
+        .map(|a| format!(", images on http://{a}/v2"))
+        .unwrap_or_default()
+}
+
 async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     init_tracing();
     let data_dir = o.data_dir.clone();
@@ -175,9 +196,10 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     let stack = Stack::start(o).await?;
     if api {
         println!(
-            "stratus {what} listening on http://{}/v2.1 (data in {})",
+            "stratus {what} listening on http://{}/v2.1 (data in {}){}",
             stack.addr,
-            data_dir.display()
+            data_dir.display(),
+            images_note(&stack)
         );
     } else {
         println!("stratus {what} running (data in {})", data_dir.display());
@@ -196,6 +218,16 @@ struct ServeArgs {
     /// API listen address.
     #[arg(long, default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
+    /// Image API (Glance v2 subset) listen address.
+    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
+    image_listen: SocketAddr,
+    /// Directory of image files (default: <data-dir>/images). Image files are local to
+    /// the API process: with several API processes, point them all at shared storage.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    image_max_size: u64,
     /// Number of simulated compute hosts.
     #[arg(long, default_value_t = 4)]
     hosts: usize,
@@ -336,6 +368,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut o = StackOptions::new(&a.data_dir);
             o.listen = a.listen;
+            o.image_listen = a.image_listen;
+            o.image_dir = a.image_dir.clone();
+            o.image_max_size = a.image_max_size;
             o.hosts = a.hosts;
             o.host_size = Resources {
                 vcpus: a.host_vcpus,
@@ -352,9 +387,10 @@ async fn main() -> anyhow::Result<()> {
             o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
             let stack = Stack::start(o).await?;
             println!(
-                "stratus listening on http://{}/v2.1 (data in {})",
+                "stratus listening on http://{}/v2.1 (data in {}){}",
                 stack.addr,
-                a.data_dir.display()
+                a.data_dir.display(),
+                images_note(&stack)
             );
             shutdown_signal().await;
             tracing::info!("shutting down");
