@@ -591,7 +591,12 @@ fn check_image_fits(
         ));
     }
     let disk_bytes = flavor.spec.disk_gb.saturating_mul(1024 * 1024 * 1024);
-    if let Some(size) = img.data.as_ref().map(|d| d.size).filter(|s| *s > disk_bytes) {
+    if let Some(size) = img
+        .data
+        .as_ref()
+        .map(|d| d.size)
+        .filter(|s| *s > disk_bytes)
+    {
         return Err(ApiError::bad_request(format!(
             "Flavor's disk is too small for requested image. Flavor disk is {disk_bytes} bytes, image is {size} bytes."
         )));
