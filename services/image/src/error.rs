@@ -87,9 +87,7 @@ impl From<EngineError> for ImageError {
                 DomainError::NotFound { id, .. } => ImageError::image_not_found(&id),
                 DomainError::BadRequest(m) => ImageError::bad_request(m),
                 DomainError::Forbidden(m) => ImageError::forbidden(m),
-                DomainError::Conflict(m) | DomainError::AlreadyExists { id: m, .. } => {
-                    ImageError::new(StatusCode::CONFLICT, m)
-                }
+                DomainError::Conflict(m) => ImageError::new(StatusCode::CONFLICT, m),
                 other => ImageError::new(StatusCode::CONFLICT, other.to_string()),
             },
             EngineError::Contention(m) => ImageError::new(StatusCode::CONFLICT, m),

@@ -339,39 +339,46 @@ async fn upload(
     if declared.is_some_and(|n| n > st.max_size) {
         return Err(ImageError::too_large(st.max_size));
     }
-    let (ctx, meta) = (caller.ctx(), caller.meta());
+    let meta = caller.meta();
     st.engine
-        .image(&iid, ImageCommand::StartUpload, &ctx, &meta)
+        .image(&iid, ImageCommand::StartUpload, &caller.ctx(), &meta)
         .await?;
-    let written = st
-        .store
-        .write(&iid, body.into_data_stream(), st.max_size)
-        .await;
-    let data = match written {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(image = %iid, error = %e, "upload failed: image back to queued");
-            st.engine
-                .image(&iid, ImageCommand::AbortUpload, &caller.ctx(), &meta)
-                .await?;
-            return Err(match e {
-                store::StoreError::TooLarge(n) => ImageError::too_large(n),
-                store::StoreError::Body(m) => {
-                    ImageError::bad_request(format!("Upload interrupted: {m}"))
-                }
-                store::StoreError::Io(io) => ImageError::Storage(io),
-            });
+    // The rest runs in its own task: a client that goes away mid-upload drops this
+    // handler, not the upload's ending (abort back to `queued`, or finish).
+    let task = tokio::spawn(async move {
+        let written = st
+            .store
+            .write(&iid, body.into_data_stream(), st.max_size)
+            .await;
+        let data = match written {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(image = %iid, error = %e, "upload failed: image back to queued");
+                st.engine
+                    .image(&iid, ImageCommand::AbortUpload, &caller.ctx(), &meta)
+                    .await?;
+                return Err(match e {
+                    store::StoreError::TooLarge(n) => ImageError::too_large(n),
+                    store::StoreError::Body(m) => {
+                        ImageError::bad_request(format!("Upload interrupted: {m}"))
+                    }
+                    store::StoreError::Io(io) => ImageError::Storage(io),
+                });
+            }
+        };
+        if let Err(e) = st
+            .engine
+            .image(&iid, ImageCommand::FinishUpload(data), &caller.ctx(), &meta)
+            .await
+        {
+            // Deleted (or otherwise changed) while uploading: the data has no image.
+            st.store.remove(&iid).await?;
+            return Err(e.into());
         }
-    };
-    if let Err(e) = st
-        .engine
-        .image(&iid, ImageCommand::FinishUpload(data), &caller.ctx(), &meta)
-        .await
-    {
-        // Deleted (or otherwise changed) while uploading: the data has no image.
-        st.store.remove(&iid).await?;
-        return Err(e.into());
-    }
+        Ok(())
+    });
+    task.await
+        .map_err(|e| ImageError::Engine(format!("upload task: {e}")))??;
     tracing::info!(image = %iid, "image data stored");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -610,6 +610,36 @@ async fn uploads_over_the_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_mid_upload_leaves_the_image_queued() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "cut", "private").await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 4096]),
+        Err(std::io::Error::other("client gives up")),
+    ];
+    let sent = g
+        .rb(Method::PUT, &format!("/v2/images/{id}/file"), ALICE)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client aborted its own request");
+    // The server notices the broken body and returns the image to `queued`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+        if img["status"] == "queued" && g.files() == vec![CIRROS.to_string()] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {img}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It takes data again.
+    let r = g.upload(&id, ALICE, b"whole".to_vec()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn delete_removes_the_record_and_the_file() {
     let g = start(1 << 20).await;
     let id = g.create(ALICE, "gone", "private").await;
