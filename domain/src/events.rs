@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
+use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 
 /// Any domain event.
@@ -25,6 +26,8 @@ pub enum Event {
     Cell(CellEvent),
     /// A host mapping event (api stream).
     HostMapping(HostMappingEvent),
+    /// An image event (api stream).
+    Image(ImageEvent),
 }
 
 impl Event {
@@ -49,6 +52,14 @@ impl Event {
             },
             Event::HostMapping(e) => match e {
                 HostMappingEvent::Mapped { .. } => "host.mapped",
+            },
+            Event::Image(e) => match e {
+                ImageEvent::Created { .. } => "image.created",
+                ImageEvent::UploadStarted { .. } => "image.upload_started",
+                ImageEvent::UploadFinished { .. } => "image.upload_finished",
+                ImageEvent::UploadAborted { .. } => "image.upload_aborted",
+                ImageEvent::Updated { .. } => "image.updated",
+                ImageEvent::Deleted { .. } => "image.deleted",
             },
         }
     }

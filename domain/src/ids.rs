@@ -37,6 +37,10 @@ uuid_id!(
     /// Id of a placement claim (one per scheduling decision).
     ClaimId
 );
+uuid_id!(
+    /// Id of an image (Glance v2 subset).
+    ImageId
+);
 
 macro_rules! name_id {
     ($(#[$m:meta])* $name:ident, $max:expr, $check:expr) => {

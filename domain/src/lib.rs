@@ -16,6 +16,7 @@ pub mod events;
 pub mod flavor;
 pub mod host;
 pub mod ids;
+pub mod image;
 pub mod instance;
 pub mod scheduling;
 pub mod states;

@@ -11,6 +11,7 @@
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
+use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
@@ -34,6 +35,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Host(x) => postcard::to_stdvec(x),
         Event::Cell(x) => postcard::to_stdvec(x),
         Event::HostMapping(x) => postcard::to_stdvec(x),
+        Event::Image(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -63,6 +65,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("flavor"), 1) => {
             Event::Flavor(postcard::from_bytes::<FlavorEvent>(payload).map_err(perr)?)
+        }
+        (Some("image"), 1) => {
+            Event::Image(postcard::from_bytes::<ImageEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

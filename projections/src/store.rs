@@ -2,6 +2,7 @@
 //!
 //! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
 //! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row),
+//! `images` (uuid bytes -> postcard ImageRow),
 //! `positions` (stream -> last applied position).
 //! Invariant: rows and positions are written in the same transaction, so the stored
 //! views always equal the fold of the log up to the stored positions. Commits are
@@ -18,7 +19,9 @@ use std::path::Path;
 use eventlog::{StreamName, Subject};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::views::{CellRow, FlavorRow, HostMappingRow, HostRow, InstanceRow, Touched, Views};
+use crate::views::{
+    CellRow, FlavorRow, HostMappingRow, HostRow, ImageRow, InstanceRow, Touched, Views,
+};
 
 const INSTANCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("instances");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
@@ -26,6 +29,7 @@ const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
 const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
 const HOST_MAPPINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("host_mappings");
+const IMAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("images");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Schema version of the stored rows: bump it whenever the shape of a stored row
@@ -100,6 +104,7 @@ impl ProjectionStore {
             tx.open_table(POSITIONS).map_err(dberr)?;
             tx.open_table(CELLS).map_err(dberr)?;
             tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
+            tx.open_table(IMAGES).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
         Ok(Self { db, reset })
@@ -155,6 +160,13 @@ impl ProjectionStore {
             let row: HostMappingRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
             v.host_mappings.insert(name, row);
         }
+        let t = tx.open_table(IMAGES).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let id = uuid::Uuid::from_slice(k.value()).map_err(|e| corrupt(&e))?;
+            let row: ImageRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
+            v.images.insert(domain::ImageId(id), row);
+        }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
@@ -204,6 +216,14 @@ impl ProjectionStore {
                 if let Some(row) = views.host_mappings.get(h) {
                     let bytes = postcard::to_stdvec(row).map_err(dberr)?;
                     t.insert(h.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(IMAGES).map_err(dberr)?;
+            for i in &touched.images {
+                if let Some(row) = views.images.get(i) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(i.0.as_bytes().as_slice(), bytes.as_slice())
+                        .map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use domain::cell::{self, Cell, HostMapping};
 use domain::flavor::{self, Flavor};
 use domain::host::{self, Host};
+use domain::image::{self, Image, ImageStatus};
 use domain::instance::{self, Instance, InstanceEvent};
-use domain::{CellName, ClaimId, Event, HostName, InstanceId, Timestamp};
+use domain::{CellName, ClaimId, Event, HostName, ImageId, InstanceId, Timestamp};
 use eventlog::{Commit, StreamName, Subject};
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,15 @@ pub struct HostMappingRow {
     pub seq: u64,
 }
 
+/// An image record and its subject sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRow {
+    /// State (status `deleted` once deleted: a tombstone).
+    pub image: Image,
+    /// Last subject sequence.
+    pub seq: u64,
+}
+
 /// All read models.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Views {
@@ -101,6 +111,8 @@ pub struct Views {
     pub cells: BTreeMap<CellName, CellRow>,
     /// Host mappings by host name (every host belongs to exactly one cell).
     pub host_mappings: BTreeMap<HostName, HostMappingRow>,
+    /// Images by id (deleted ones kept as tombstones).
+    pub images: BTreeMap<ImageId, ImageRow>,
     /// Last applied position per stream.
     pub positions: BTreeMap<StreamName, u64>,
     /// Events applied.
@@ -122,6 +134,8 @@ pub struct Touched {
     pub cells: BTreeSet<CellName>,
     /// Host mappings changed.
     pub host_mappings: BTreeSet<HostName>,
+    /// Images changed.
+    pub images: BTreeSet<ImageId>,
 }
 
 impl Views {
@@ -159,6 +173,14 @@ impl Views {
         self.flavors.get(&s)?.flavor.as_ref().filter(|f| !f.deleted)
     }
 
+    /// A live (not deleted) image.
+    pub fn image(&self, id: &ImageId) -> Option<&Image> {
+        self.images
+            .get(id)
+            .map(|r| &r.image)
+            .filter(|i| i.status != ImageStatus::Deleted)
+    }
+
     /// Merges views folded from *other streams* into these (streams are independent,
     /// see the module invariants). Used to fold streams in parallel; call
     /// [`Views::rebuild_indexes`] once after the last merge.
@@ -182,6 +204,7 @@ impl Views {
         self.flavors.extend(other.flavors);
         self.cells.extend(other.cells);
         self.host_mappings.extend(other.host_mappings);
+        self.images.extend(other.images);
         self.positions.extend(other.positions);
         self.events_applied += other.events_applied;
         self.decode_errors += other.decode_errors;
@@ -216,6 +239,11 @@ impl Views {
         for h in &touched.host_mappings {
             if let Some(r) = self.host_mappings.get(h) {
                 v.host_mappings.insert(h.clone(), r.clone());
+            }
+        }
+        for i in &touched.images {
+            if let Some(r) = self.images.get(i) {
+                v.images.insert(*i, r.clone());
             }
         }
         v
@@ -276,6 +304,23 @@ impl Views {
                     );
                 }
                 touched.host_mappings.insert(host);
+            }
+            Event::Image(e) => {
+                let Some(id) = ImageId::parse(c.subject.id_token()) else {
+                    self.decode_errors += 1;
+                    return;
+                };
+                let prev = self.images.remove(&id).map(|r| r.image);
+                if let Some(image) = image::evolve(prev, &e) {
+                    self.images.insert(
+                        id,
+                        ImageRow {
+                            image,
+                            seq: c.subject_seq,
+                        },
+                    );
+                }
+                touched.images.insert(id);
             }
             Event::Instance(e) => {
                 let Some(id) = InstanceId::parse(c.subject.id_token()) else {

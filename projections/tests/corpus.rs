@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::{FlavorEvent, FlavorSpec};
 use domain::host::{HostEvent, HostSpec, Ratios, Resources};
+use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
 use domain::instance::*;
 use domain::*;
 use projections::codec;
@@ -263,6 +264,50 @@ fn samples() -> Vec<Event> {
             cell: CellName::cell1(),
             at: t(23),
         }),
+        Event::Image(ImageEvent::Created {
+            spec: ImageSpec {
+                id: ImageId(u(7)),
+                name: Some("cirros".into()),
+                owner: "p".into(),
+                visibility: Visibility::Public,
+                protected: false,
+                disk_format: Some("qcow2".into()),
+                container_format: Some("bare".into()),
+                min_disk: 1,
+                min_ram: 64,
+                tags: BTreeSet::from(["t".to_string()]),
+                properties: BTreeMap::from([("os_distro".to_string(), "cirros".to_string())]),
+            },
+            at: t(24),
+        }),
+        Event::Image(ImageEvent::UploadStarted { at: t(25) }),
+        Event::Image(ImageEvent::UploadFinished {
+            data: ImageData {
+                size: 4096,
+                checksum: "c".into(),
+                os_hash_algo: "sha512".into(),
+                os_hash_value: "h".into(),
+            },
+            at: t(26),
+        }),
+        Event::Image(ImageEvent::UploadAborted { at: t(27) }),
+        Event::Image(ImageEvent::Updated {
+            changes: vec![
+                ImageChange::Name(Some("n".into())),
+                ImageChange::Visibility(Visibility::Private),
+                ImageChange::Protected(true),
+                ImageChange::MinDisk(2),
+                ImageChange::MinRam(128),
+                ImageChange::DiskFormat(Some("raw".into())),
+                ImageChange::ContainerFormat(None),
+                ImageChange::Tags(BTreeSet::new()),
+                ImageChange::AddProperty("a".into(), "b".into()),
+                ImageChange::ReplaceProperty("a".into(), "c".into()),
+                ImageChange::RemoveProperty("a".into()),
+            ],
+            at: t(28),
+        }),
+        Event::Image(ImageEvent::Deleted { at: t(29) }),
     ]
 }
 

@@ -160,6 +160,9 @@ pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
     if stored.host_mappings != rebuilt.host_mappings {
         d.push("host mappings: stored rows differ".into());
     }
+    if stored.images != rebuilt.images {
+        d.push("images: stored rows differ".into());
+    }
     for (s, p) in &rebuilt.positions {
         if stored.position(s) != *p {
             d.push(format!(

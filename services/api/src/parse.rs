@@ -213,6 +213,9 @@ pub struct CreateServer {
     pub key_name: Option<String>,
     /// `os:scheduler_hints`, name -> JSON text.
     pub scheduler_hints: BTreeMap<String, String>,
+    /// The image a boot volume is made from (`block_device_mapping_v2` with
+    /// `source_type: image`, `destination_type: volume`): validated, not recorded.
+    pub volume_image: Option<String>,
 }
 
 const SERVER_KEYS: &[&str] = &[
@@ -334,7 +337,8 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     }
 }
 
-/// (boot from volume, image id of an image-to-local root) from `block_device_mapping_v2`.
+/// (boot from volume, image id of the root device when its source is an image) from
+/// `block_device_mapping_v2`.
 fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
     let items = v
         .as_array()
@@ -388,7 +392,8 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
                     "Block Device Mapping is Invalid: missing uuid for the boot device.",
                 ));
             }
-            return Ok((true, None));
+            let image = uuid.filter(|_| source.as_deref() == Some("image"));
+            return Ok((true, image));
         }
         if source.as_deref() == Some("image") {
             return Ok((false, uuid));
@@ -442,6 +447,7 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         None | Some(Value::Null) => String::new(),
         Some(v) => string("imageRef", v, 0, 255)?,
     };
+    let volume_image = if bfv { bdm_image.clone() } else { None };
     let image_ref = if bfv {
         String::new()
     } else if !image_given.is_empty() {
@@ -521,6 +527,7 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         requested_host,
         key_name,
         scheduler_hints: scheduler_hints(body)?,
+        volume_image,
     })
 }
 
@@ -617,6 +624,58 @@ pub fn flavor_snapshot(views: &Views, id: &str, caller: &Caller) -> Option<Flavo
     })
 }
 
+/// An active image the caller may see, or Nova's 400s ("Image X could not be found.",
+/// "Image X is not active.").
+pub fn usable_image<'a>(
+    views: &'a Views,
+    id: &str,
+    caller: &Caller,
+) -> Result<&'a domain::image::Image, ApiError> {
+    let ctx = caller.ctx();
+    let img = domain::ImageId::parse(id)
+        .and_then(|iid| views.image(&iid))
+        .filter(|i| i.visible_to(&ctx))
+        .ok_or_else(|| ApiError::bad_request(format!("Image {id} could not be found.")))?;
+    if img.status != domain::image::ImageStatus::Active {
+        return Err(ApiError::bad_request(format!("Image {id} is not active.")));
+    }
+    Ok(img)
+}
+
+/// Nova's checks of an image's `min_ram` / `min_disk` (and size) against the flavor;
+/// the disk checks do not apply to a volume-backed root or a flavor with `disk: 0`.
+fn check_image_fits(
+    img: &domain::image::Image,
+    flavor: &FlavorSnapshot,
+    volume_root: bool,
+) -> Result<(), ApiError> {
+    if flavor.spec.ram_mb < img.spec.min_ram {
+        return Err(ApiError::bad_request(
+            "Flavor's memory is too small for requested image.",
+        ));
+    }
+    if volume_root || flavor.spec.disk_gb == 0 {
+        return Ok(());
+    }
+    if flavor.spec.disk_gb < img.spec.min_disk {
+        return Err(ApiError::bad_request(
+            "Flavor's disk is too small for requested image.",
+        ));
+    }
+    let disk_bytes = flavor.spec.disk_gb.saturating_mul(1024 * 1024 * 1024);
+    if let Some(size) = img
+        .data
+        .as_ref()
+        .map(|d| d.size)
+        .filter(|s| *s > disk_bytes)
+    {
+        return Err(ApiError::bad_request(format!(
+            "Flavor's disk is too small for requested image. Flavor disk is {disk_bytes} bytes, image is {size} bytes."
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves a validated create request against the world into an [`InstanceSpec`].
 pub fn resolve_create(
     req: CreateServer,
@@ -627,6 +686,14 @@ pub fn resolve_create(
     let flavor = flavor_snapshot(views, &req.flavor_ref, caller).ok_or_else(|| {
         ApiError::bad_request(format!("Flavor {} could not be found.", req.flavor_ref))
     })?;
+    if !req.image_ref.is_empty() {
+        let img = usable_image(views, &req.image_ref, caller)?;
+        check_image_fits(img, &flavor, false)?;
+    }
+    if let Some(id) = &req.volume_image {
+        let img = usable_image(views, id, caller)?;
+        check_image_fits(img, &flavor, true)?;
+    }
     if let Some(az) = &req.availability_zone {
         let known = az == "nova"
             || views

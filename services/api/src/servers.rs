@@ -81,13 +81,26 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let req = parse::create_server(&body, caller.version())?;
     let id = InstanceId(Uuid::new_v4());
-    let details = domain::instance::BootDetails {
-        scheduler_hints: req.scheduler_hints.clone(),
-        image_properties: Default::default(),
-    };
-    let spec = {
+    let hints = req.scheduler_hints.clone();
+    let (spec, details) = {
         let views = st.engine.world.read();
-        parse::resolve_create(req, &views, &caller, id)?
+        let spec = parse::resolve_create(req, &views, &caller, id)?;
+        // The image's properties at boot, shown from 2.98 (Glance properties are strings).
+        let image_properties = domain::ImageId::parse(&spec.image_ref)
+            .and_then(|iid| views.image(&iid))
+            .map(|img| {
+                img.spec
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()).to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let details = domain::instance::BootDetails {
+            scheduler_hints: hints,
+            image_properties,
+        };
+        (spec, details)
     };
     st.engine
         .instance(

@@ -13,6 +13,7 @@
 //!   and every append they make carries a dedupe id derived from what caused it.
 
 pub mod cells;
+pub mod images;
 pub mod liveness;
 pub mod reactor;
 

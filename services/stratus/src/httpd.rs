@@ -5,8 +5,9 @@
 //! - a connection that has not sent a complete request head within
 //!   [`HEADER_READ_TIMEOUT`] is closed (slow clients cannot hold connections open);
 //! - a TLS handshake must finish within [`HANDSHAKE_TIMEOUT`];
-//! - a request whose handling, reading its body included, takes longer than
-//!   [`REQUEST_TIMEOUT`] is answered 408 and dropped (a slow body cannot hold a handler);
+//! - a request whose handling, reading its body included, takes longer than the
+//!   listener's request timeout ([`REQUEST_TIMEOUT`], [`UPLOAD_REQUEST_TIMEOUT`] for
+//!   images) is answered 408 and dropped (a slow body cannot hold a handler);
 //! - on shutdown the listener stops accepting, requests in flight get [`GRACE`] to
 //!   finish, and idle keep-alive connections are closed at once.
 //!
@@ -35,8 +36,10 @@ use tokio_rustls::TlsAcceptor;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a request may take, body included.
+/// Longest a request may take, body included (compute and identity APIs).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest an image API request may take (uploads and downloads of large images).
+pub const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long requests in flight may run on after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(3);
 
@@ -82,11 +85,12 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Tls>,
+    request_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
+        request_timeout,
     ));
     let acceptor = tls.map(|t| TlsAcceptor::from(t.0));
     let graceful = GracefulShutdown::new();

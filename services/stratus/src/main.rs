@@ -111,6 +111,16 @@ struct PartArgs {
     /// API listen address (`stratus api`).
     #[arg(long, default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
+    /// Image API (Glance v2 subset) listen address (`stratus api`).
+    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
+    image_listen: SocketAddr,
+    /// Directory of image files (default: <data-dir>/images). Image files are local to
+    /// the API process: with several API processes, point them all at shared storage.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    image_max_size: u64,
     /// Seconds an operation may go unanswered before the reconciler retries it.
     #[arg(long, default_value_t = 60)]
     task_timeout: i64,
@@ -174,6 +184,9 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> anyhow::Result<StackO
         .unwrap_or_else(|| PathBuf::from("./stratus-data").join(name));
     let mut o = StackOptions::new(dir);
     o.listen = a.listen;
+    o.image_listen = a.image_listen;
+    o.image_dir = a.image_dir.clone();
+    o.image_max_size = a.image_max_size;
     o.nats = Some(a.nats.clone());
     o.nats_replicas = a.nats_replicas;
     o.config.task_timeout_secs = a.task_timeout;
@@ -184,6 +197,14 @@ fn part_options(a: &PartArgs, roles: Roles, name: &str) -> anyhow::Result<StackO
     Ok(o)
 }
 
+/// `, images on http://ADDR/v2` when this process serves the image API.
+fn images_note(stack: &Stack, scheme: &str) -> String {
+    stack
+        .image_addr
+        .map(|a| format!(", images on {scheme}://{a}/v2"))
+        .unwrap_or_default()
+}
+
 async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     init_tracing();
     let data_dir = o.data_dir.clone();
@@ -192,9 +213,10 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     let stack = Stack::start(o).await?;
     if api {
         println!(
-            "stratus {what} listening on {scheme}://{}/v2.1 (data in {})",
+            "stratus {what} listening on {scheme}://{}/v2.1 (data in {}){}",
             stack.addr,
-            data_dir.display()
+            data_dir.display(),
+            images_note(&stack, scheme)
         );
     } else {
         println!("stratus {what} running (data in {})", data_dir.display());
@@ -213,6 +235,16 @@ struct ServeArgs {
     /// API listen address.
     #[arg(long, default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
+    /// Image API (Glance v2 subset) listen address.
+    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
+    image_listen: SocketAddr,
+    /// Directory of image files (default: <data-dir>/images). Image files are local to
+    /// the API process: with several API processes, point them all at shared storage.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    image_max_size: u64,
     /// Number of simulated compute hosts.
     #[arg(long, default_value_t = 4)]
     hosts: usize,
@@ -365,6 +397,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut o = StackOptions::new(&a.data_dir);
             o.listen = a.listen;
+            o.image_listen = a.image_listen;
+            o.image_dir = a.image_dir.clone();
+            o.image_max_size = a.image_max_size;
             o.hosts = a.hosts;
             o.host_size = Resources {
                 vcpus: a.host_vcpus,
@@ -383,9 +418,10 @@ async fn main() -> anyhow::Result<()> {
             let scheme = if o.tls.is_some() { "https" } else { "http" };
             let stack = Stack::start(o).await?;
             println!(
-                "stratus listening on {scheme}://{}/v2.1 (data in {})",
+                "stratus listening on {scheme}://{}/v2.1 (data in {}){}",
                 stack.addr,
-                a.data_dir.display()
+                a.data_dir.display(),
+                images_note(&stack, scheme)
             );
             shutdown_signal().await;
             tracing::info!("shutting down");

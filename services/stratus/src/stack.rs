@@ -69,6 +69,13 @@ pub struct StackOptions {
     pub probe_every: Duration,
     /// See `probe_every`.
     pub down_after: Duration,
+    /// Image API (Glance v2 subset) listen address, with the API role (port 0: any
+    /// free port; the CLI's default is 127.0.0.1:9292).
+    pub image_listen: SocketAddr,
+    /// Where image files live (None: `<data-dir>/images`).
+    pub image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes.
+    pub image_max_size: u64,
 }
 
 /// The services one process runs. `serve` runs all of them; `stratus api`,
@@ -133,6 +140,9 @@ impl StackOptions {
             cell_wait: Duration::from_secs(30),
             probe_every: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
+            image_listen: "127.0.0.1:0".parse().expect("valid"),
+            image_dir: None,
+            image_max_size: image::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -145,6 +155,8 @@ pub struct Stack {
     pub driver: Arc<SimDriver>,
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// Where the image API listens (the API role only).
+    pub image_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
     proj_tasks: Vec<JoinHandle<()>>,
@@ -199,6 +211,11 @@ pub fn streams() -> Vec<StreamName> {
 /// Paths inside a data directory.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
+}
+
+/// The image directory of a data directory (unless `--image-dir` says otherwise).
+pub fn images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("images")
 }
 
 /// Path of the projection store.
@@ -352,9 +369,21 @@ impl Stack {
                 shutdown_rx.clone(),
             ));
         }
-        if opts.roles.api {
+        let image_store = if opts.roles.api {
             ensure_default_flavors(&engine).await?;
-        }
+            let dir = opts
+                .image_dir
+                .clone()
+                .unwrap_or_else(|| images_dir(&opts.data_dir));
+            let store =
+                Arc::new(image::ImageStore::open(&dir).with_context(|| {
+                    format!("cannot open the image directory {}", dir.display())
+                })?);
+            image::bootstrap::ensure_default_images(&engine, &store).await?;
+            Some(store)
+        } else {
+            None
+        };
         tasks.push(spawn_cell_probe(
             dynlog.clone(),
             world.clone(),
@@ -452,17 +481,46 @@ impl Stack {
                 listener,
                 app,
                 opts.tls.clone(),
+                crate::httpd::REQUEST_TIMEOUT,
                 shutdown_rx.clone(),
             ));
             (addr, task)
         } else {
             (opts.listen, tokio::spawn(async {}))
         };
+        let image_addr = match image_store {
+            Some(store) => {
+                let listener = tokio::net::TcpListener::bind(opts.image_listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on {} (image API)", opts.image_listen)
+                    })?;
+                let image_addr = listener.local_addr()?;
+                let app = image::router(image::ImageState {
+                    engine: engine.clone(),
+                    store,
+                    max_size: opts.image_max_size,
+                    auth: api::AuthMode::NoAuth,
+                });
+                // Uploads of large images may take long: an hour, not a minute.
+                tasks.push(tokio::spawn(crate::httpd::serve(
+                    listener,
+                    app,
+                    opts.tls.clone(),
+                    crate::httpd::UPLOAD_REQUEST_TIMEOUT,
+                    shutdown_rx.clone(),
+                )));
+                tracing::info!(addr = %image_addr, "image API listening");
+                Some(image_addr)
+            }
+            None => None,
+        };
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
         Ok(Stack {
             engine,
             driver,
             addr,
+            image_addr,
             shutdown,
             proj_shutdown,
             proj_tasks,

@@ -32,6 +32,7 @@ fn free_port() -> u16 {
 fn spawn(args: &[&str]) -> Proc {
     let mut child = Command::new(BIN)
         .args(args)
+        .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

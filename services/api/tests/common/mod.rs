@@ -63,6 +63,11 @@ pub async fn start() -> Stack {
         Default::default(),
         Duration::from_secs(5),
     ));
+    // The default image (`cirros`, the id every test boots from), as at bootstrap.
+    let images = image::ImageStore::open(dir.path().join("images")).unwrap();
+    image::bootstrap::ensure_default_images(&engine, &images)
+        .await
+        .unwrap();
     let app = api::router(ApiState {
         engine: engine.clone(),
         auth: AuthMode::NoAuth,

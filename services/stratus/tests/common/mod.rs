@@ -61,6 +61,7 @@ pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,0 +1,374 @@
+//! The image aggregate: given events, when a command, then events or a refusal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use domain::image::{
+    self, Image, ImageChange, ImageCommand, ImageData, ImageEvent, ImageSpec, ImageStatus,
+    Visibility,
+};
+use domain::{Ctx, DomainError, ImageId, Timestamp};
+use uuid::Uuid;
+
+fn id() -> ImageId {
+    ImageId(Uuid::from_u128(42))
+}
+
+fn ctx(project: &str, admin: bool) -> Ctx {
+    Ctx {
+        now: Timestamp(100),
+        is_admin: admin,
+        user_id: "u".into(),
+        project_id: project.into(),
+        op_id: Uuid::from_u128(1),
+    }
+}
+
+fn spec(owner: &str, visibility: Visibility) -> ImageSpec {
+    ImageSpec {
+        id: id(),
+        name: Some("img".into()),
+        owner: owner.into(),
+        visibility,
+        protected: false,
+        disk_format: Some("qcow2".into()),
+        container_format: Some("bare".into()),
+        min_disk: 0,
+        min_ram: 0,
+        tags: BTreeSet::new(),
+        properties: BTreeMap::new(),
+    }
+}
+
+fn data() -> ImageData {
+    ImageData {
+        size: 3,
+        checksum: "900150983cd24fb0d6963f7d28e17f72".into(),
+        os_hash_algo: "sha512".into(),
+        os_hash_value: "ddaf".into(),
+    }
+}
+
+fn given(events: &[ImageEvent]) -> Option<Image> {
+    events.iter().fold(None, image::evolve)
+}
+
+fn created(owner: &str, v: Visibility) -> ImageEvent {
+    ImageEvent::Created {
+        spec: spec(owner, v),
+        at: Timestamp(1),
+    }
+}
+
+fn when(state: &Option<Image>, cmd: ImageCommand, c: &Ctx) -> Result<Vec<ImageEvent>, DomainError> {
+    image::decide(&id(), state.as_ref(), cmd, c)
+}
+
+#[test]
+fn create_queues_an_image_owned_by_the_callers_project() {
+    let evs = when(
+        &None,
+        ImageCommand::Create(spec("p1", Visibility::Private)),
+        &ctx("p1", false),
+    )
+    .unwrap();
+    assert_eq!(evs.len(), 1);
+    let s = given(&evs).unwrap();
+    assert_eq!(s.status, ImageStatus::Queued);
+    assert_eq!(s.spec.owner, "p1");
+    assert_eq!(s.created_at, Timestamp(100));
+    assert!(s.data.is_none());
+}
+
+#[test]
+fn creating_an_existing_or_deleted_id_is_a_conflict() {
+    let s = given(&[created("p1", Visibility::Private)]);
+    let e = when(
+        &s,
+        ImageCommand::Create(spec("p1", Visibility::Private)),
+        &ctx("p1", false),
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Conflict(_)), "{e:?}");
+    let s = given(&[
+        created("p1", Visibility::Private),
+        ImageEvent::Deleted { at: Timestamp(2) },
+    ]);
+    let e = when(
+        &s,
+        ImageCommand::Create(spec("p1", Visibility::Private)),
+        &ctx("p1", false),
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Conflict(_)), "{e:?}");
+}
+
+#[test]
+fn only_admins_create_public_images() {
+    let e = when(
+        &None,
+        ImageCommand::Create(spec("p1", Visibility::Public)),
+        &ctx("p1", false),
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)), "{e:?}");
+    assert!(when(
+        &None,
+        ImageCommand::Create(spec("p1", Visibility::Public)),
+        &ctx("adm", true)
+    )
+    .is_ok());
+}
+
+#[test]
+fn bad_formats_names_tags_and_reserved_properties_are_refused() {
+    let c = ctx("p1", false);
+    let mut s = spec("p1", Visibility::Private);
+    s.disk_format = Some("floppy".into());
+    assert!(matches!(
+        when(&None, ImageCommand::Create(s), &c),
+        Err(DomainError::BadRequest(_))
+    ));
+    let mut s = spec("p1", Visibility::Private);
+    s.container_format = Some("box".into());
+    assert!(matches!(
+        when(&None, ImageCommand::Create(s), &c),
+        Err(DomainError::BadRequest(_))
+    ));
+    let mut s = spec("p1", Visibility::Private);
+    s.name = Some("x".repeat(256));
+    assert!(matches!(
+        when(&None, ImageCommand::Create(s), &c),
+        Err(DomainError::BadRequest(_))
+    ));
+    let mut s = spec("p1", Visibility::Private);
+    s.tags.insert(String::new());
+    assert!(matches!(
+        when(&None, ImageCommand::Create(s), &c),
+        Err(DomainError::BadRequest(_))
+    ));
+    let mut s = spec("p1", Visibility::Private);
+    s.properties.insert("status".into(), "active".into());
+    assert!(matches!(
+        when(&None, ImageCommand::Create(s), &c),
+        Err(DomainError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn upload_goes_queued_saving_active() {
+    let c = ctx("p1", false);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    let start = when(&given(&evs), ImageCommand::StartUpload, &c).unwrap();
+    assert_eq!(
+        start,
+        vec![ImageEvent::UploadStarted { at: Timestamp(100) }]
+    );
+    evs.extend(start);
+    assert_eq!(given(&evs).unwrap().status, ImageStatus::Saving);
+    let fin = when(&given(&evs), ImageCommand::FinishUpload(data()), &c).unwrap();
+    evs.extend(fin);
+    let s = given(&evs).unwrap();
+    assert_eq!(s.status, ImageStatus::Active);
+    assert_eq!(s.data, Some(data()));
+    // A second upload is refused: only queued images take data.
+    let e = when(&Some(s), ImageCommand::StartUpload, &c).unwrap_err();
+    assert_eq!(
+        e,
+        DomainError::Conflict(
+            "Image status transition from active to saving is not allowed".into()
+        )
+    );
+}
+
+#[test]
+fn a_failed_upload_returns_to_queued_and_abort_elsewhere_is_a_no_op() {
+    let c = ctx("p1", false);
+    let evs = vec![
+        created("p1", Visibility::Private),
+        ImageEvent::UploadStarted { at: Timestamp(2) },
+    ];
+    let ab = when(&given(&evs), ImageCommand::AbortUpload, &c).unwrap();
+    assert_eq!(ab.len(), 1);
+    let mut all = evs.clone();
+    all.extend(ab);
+    assert_eq!(given(&all).unwrap().status, ImageStatus::Queued);
+    assert_eq!(
+        when(&given(&all), ImageCommand::AbortUpload, &c).unwrap(),
+        vec![]
+    );
+    // Finishing without a started upload is refused.
+    assert!(matches!(
+        when(&given(&all), ImageCommand::FinishUpload(data()), &c),
+        Err(DomainError::Conflict(_))
+    ));
+}
+
+#[test]
+fn upload_needs_both_formats() {
+    let mut s = spec("p1", Visibility::Private);
+    s.container_format = None;
+    let st = given(&[ImageEvent::Created {
+        spec: s,
+        at: Timestamp(1),
+    }]);
+    assert!(matches!(
+        when(&st, ImageCommand::StartUpload, &ctx("p1", false)),
+        Err(DomainError::BadRequest(_))
+    ));
+}
+
+#[test]
+fn private_images_are_invisible_to_other_projects_public_ones_read_only() {
+    let private = given(&[created("p1", Visibility::Private)]);
+    for cmd in [
+        ImageCommand::StartUpload,
+        ImageCommand::Delete,
+        ImageCommand::Update(vec![]),
+    ] {
+        let e = when(&private, cmd, &ctx("p2", false)).unwrap_err();
+        assert!(
+            matches!(e, DomainError::NotFound { kind: "Image", .. }),
+            "{e:?}"
+        );
+    }
+    let public = given(&[created("adm", Visibility::Public)]);
+    assert!(public.as_ref().unwrap().visible_to(&ctx("p2", false)));
+    let e = when(&public, ImageCommand::Delete, &ctx("p2", false)).unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)), "{e:?}");
+    // Admins may change anything they can see, which is everything.
+    assert!(when(&private, ImageCommand::Delete, &ctx("x", true)).is_ok());
+}
+
+#[test]
+fn patch_changes_are_validated_in_order_and_applied_all_together() {
+    let c = ctx("p1", false);
+    let st = given(&[created("p1", Visibility::Private)]);
+    let changes = vec![
+        ImageChange::Name(Some("new".into())),
+        ImageChange::AddProperty("os_distro".into(), "cirros".into()),
+        ImageChange::ReplaceProperty("os_distro".into(), "ubuntu".into()),
+        ImageChange::MinRam(256),
+    ];
+    let evs = when(&st, ImageCommand::Update(changes), &c).unwrap();
+    let mut all = vec![created("p1", Visibility::Private)];
+    all.extend(evs);
+    let s = given(&all).unwrap();
+    assert_eq!(s.spec.name.as_deref(), Some("new"));
+    assert_eq!(
+        s.spec.properties.get("os_distro").map(String::as_str),
+        Some("ubuntu")
+    );
+    assert_eq!(s.spec.min_ram, 256);
+    assert_eq!(s.updated_at, Timestamp(100));
+
+    // Removing a missing property refuses the whole patch.
+    let e = when(
+        &Some(s.clone()),
+        ImageCommand::Update(vec![
+            ImageChange::Name(Some("other".into())),
+            ImageChange::RemoveProperty("nope".into()),
+        ]),
+        &c,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        DomainError::Conflict("Property nope does not exist.".into())
+    );
+    // `add` of an existing property overwrites it (v2.1 patch); a reserved name is forbidden.
+    let evs = when(
+        &Some(s.clone()),
+        ImageCommand::Update(vec![ImageChange::AddProperty(
+            "os_distro".into(),
+            "x".into(),
+        )]),
+        &c,
+    )
+    .unwrap();
+    let over = evs.iter().fold(Some(s.clone()), image::evolve).unwrap();
+    assert_eq!(over.spec.properties["os_distro"], "x");
+    let e = when(
+        &Some(s.clone()),
+        ImageCommand::Update(vec![ImageChange::AddProperty("owner".into(), "x".into())]),
+        &c,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)));
+    // Making it public needs admin.
+    let e = when(
+        &Some(s.clone()),
+        ImageCommand::Update(vec![ImageChange::Visibility(Visibility::Public)]),
+        &c,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)));
+}
+
+#[test]
+fn formats_change_only_while_queued() {
+    let c = ctx("p1", false);
+    let active = given(&[
+        created("p1", Visibility::Private),
+        ImageEvent::UploadStarted { at: Timestamp(2) },
+        ImageEvent::UploadFinished {
+            data: data(),
+            at: Timestamp(3),
+        },
+    ]);
+    let e = when(
+        &active,
+        ImageCommand::Update(vec![ImageChange::DiskFormat(Some("raw".into()))]),
+        &c,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)), "{e:?}");
+    let queued = given(&[created("p1", Visibility::Private)]);
+    assert!(when(
+        &queued,
+        ImageCommand::Update(vec![ImageChange::DiskFormat(Some("raw".into()))]),
+        &c
+    )
+    .is_ok());
+}
+
+#[test]
+fn protected_images_cannot_be_deleted_and_deleted_ones_are_gone() {
+    let c = ctx("p1", false);
+    let mut s = spec("p1", Visibility::Private);
+    s.protected = true;
+    let st = given(&[ImageEvent::Created {
+        spec: s,
+        at: Timestamp(1),
+    }]);
+    let e = when(&st, ImageCommand::Delete, &c).unwrap_err();
+    assert_eq!(
+        e,
+        DomainError::Forbidden(format!(
+            "Image {} is protected and cannot be deleted.",
+            id()
+        ))
+    );
+    let gone = given(&[
+        created("p1", Visibility::Private),
+        ImageEvent::Deleted { at: Timestamp(5) },
+    ]);
+    assert_eq!(gone.as_ref().unwrap().status, ImageStatus::Deleted);
+    for cmd in [ImageCommand::Delete, ImageCommand::StartUpload] {
+        assert!(matches!(
+            when(&gone, cmd, &ctx("p1", true)),
+            Err(DomainError::NotFound { .. })
+        ));
+    }
+}
+
+#[test]
+fn evolve_ignores_events_of_a_missing_image() {
+    assert_eq!(
+        image::evolve(None, &ImageEvent::Deleted { at: Timestamp(1) }),
+        None
+    );
+    assert_eq!(
+        image::evolve(None, &ImageEvent::UploadStarted { at: Timestamp(1) }),
+        None
+    );
+}

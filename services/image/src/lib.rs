@@ -1,0 +1,462 @@
+//! The Stratus image service: a Glance v2 subset over axum, served on its own listener
+//! (`--image-listen`, default 127.0.0.1:9292).
+//!
+//! Invariants:
+//! - Image records change only through `engine.image(..)` commands on the aggregate
+//!   `stratus.api.image.<uuid>`; reads come from the world (read-your-writes).
+//! - Bad input (malformed JSON, wrong types, read-only attributes, unknown patch ops,
+//!   oversized declared uploads) is refused with a Glance-shaped 4xx before any
+//!   command runs, so it appends nothing.
+//! - Image data never enters the log: `PUT /v2/images/{id}/file` appends
+//!   `image.upload_started`, streams the body to a temp file (hashing it), fsyncs and
+//!   renames it, and only then appends `image.upload_finished` with size and
+//!   checksums. A failed upload appends `image.upload_aborted` (back to `queued`).
+//! - Uploads are limited by [`ImageState::max_size`] (not by the compute API's 1 MiB
+//!   body limit); JSON bodies by [`JSON_LIMIT`].
+//! - A private image of another project is a 404, never a 403.
+//! - Image files are local to the process's image directory: in a split deployment,
+//!   point every API process's `--image-dir` at shared storage.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod parse;
+pub mod store;
+pub mod view;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use domain::image::{ImageCommand, ImageStatus};
+use domain::ImageId;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub use error::ImageError;
+pub use store::ImageStore;
+
+use auth::Caller;
+
+/// Maximum size of a JSON request body (1 MiB, like the compute API).
+pub const JSON_LIMIT: usize = 1024 * 1024;
+
+/// Default maximum size of uploaded image data (1 GiB).
+pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024 * 1024;
+
+/// Glance's default and maximum page sizes.
+pub const DEFAULT_LIMIT: usize = 25;
+/// See [`DEFAULT_LIMIT`].
+pub const MAX_LIMIT: usize = 1000;
+
+/// Shared state of the image handlers.
+#[derive(Clone)]
+pub struct ImageState {
+    /// The engine (log, world).
+    pub engine: Arc<engine::Engine>,
+    /// Where image files live.
+    pub store: Arc<ImageStore>,
+    /// Largest accepted upload, in bytes.
+    pub max_size: u64,
+    /// Authentication mode (shared with the compute API).
+    pub auth: api::AuthMode,
+}
+
+impl std::fmt::Debug for ImageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageState")
+            .field("dir", &self.store.dir())
+            .field("max_size", &self.max_size)
+            .finish()
+    }
+}
+
+/// The request's id (`req-<uuid>`), set by the middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestId(pub Uuid);
+
+/// The image API router.
+pub fn router(state: ImageState) -> Router {
+    Router::new()
+        .route("/", get(versions_root))
+        .route("/versions", get(versions))
+        .route("/v2/images", get(list).post(create))
+        .route("/v2/images/{id}", get(show).patch(update).delete(delete))
+        .route("/v2/images/{id}/file", get(download).put(upload))
+        .route("/v2/schemas/image", get(schema_image))
+        .route("/v2/schemas/images", get(schema_images))
+        .fallback(not_found)
+        .method_not_allowed_fallback(bad_method)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = Uuid::new_v4();
+    req.extensions_mut().insert(RequestId(id));
+    let span = tracing::info_span!("image", request_id = %format!("req-{id}"), method = %req.method(), path = %req.uri().path());
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&format!("req-{id}")) {
+        resp.headers_mut().insert("x-openstack-request-id", v);
+    }
+    resp
+}
+
+fn base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("127.0.0.1:9292");
+    format!("http://{host}")
+}
+
+fn caller(st: &ImageState, headers: &HeaderMap, rid: RequestId) -> Result<Caller, ImageError> {
+    auth::authenticate(st.auth, headers, rid.0)
+}
+
+async fn versions_root(headers: HeaderMap) -> Response {
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        Json(view::versions(&base(&headers))),
+    )
+        .into_response()
+}
+
+async fn versions(headers: HeaderMap) -> Json<Value> {
+    Json(view::versions(&base(&headers)))
+}
+
+async fn not_found() -> ImageError {
+    ImageError::new(StatusCode::NOT_FOUND, "The resource could not be found.")
+}
+
+async fn bad_method() -> ImageError {
+    ImageError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method is not allowed for the requested URL.",
+    )
+}
+
+/// The image `id` if the caller may see it.
+fn visible(st: &ImageState, id: &str, caller: &Caller) -> Result<domain::image::Image, ImageError> {
+    ImageId::parse(id)
+        .and_then(|iid| st.engine.world.read().image(&iid).cloned())
+        .filter(|i| i.visible_to(&caller.ctx()))
+        .ok_or_else(|| ImageError::image_not_found(id))
+}
+
+/// GET /v2/images
+async fn list(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let query = parse::list_query(&q)?;
+    let ctx = caller.ctx();
+    let mut images: Vec<domain::image::Image> = {
+        let v = st.engine.world.read();
+        v.images
+            .values()
+            .map(|r| &r.image)
+            .filter(|i| i.visible_to(&ctx) && query.matches(i, &ctx))
+            .cloned()
+            .collect()
+    };
+    query.sort(&mut images);
+    let start = match &query.marker {
+        None => 0,
+        Some(m) => {
+            images
+                .iter()
+                .position(|i| i.spec.id.to_string() == *m)
+                .ok_or_else(|| {
+                    ImageError::bad_request(format!(
+                        "Invalid marker. Image {m} could not be found."
+                    ))
+                })?
+                + 1
+        }
+    };
+    let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
+    let mut body = json!({
+        "images": page.iter().map(|i| view::image(i)).collect::<Vec<_>>(),
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    });
+    if start + page.len() < images.len() {
+        if let Some(last) = page.last() {
+            body["next"] = Value::String(query.next_link(&last.spec.id.to_string()));
+        }
+    }
+    Ok(Json(body))
+}
+
+/// GET /v2/images/{id}
+async fn show(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+}
+
+async fn read_json(body: Body) -> Result<Value, ImageError> {
+    let bytes = axum::body::to_bytes(body, JSON_LIMIT).await.map_err(|_| {
+        ImageError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large.")
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| ImageError::bad_request("Malformed JSON in request body."))
+}
+
+/// POST /v2/images
+async fn create(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let body = read_json(body).await?;
+    let spec = parse::create(&body, &caller.project)?;
+    let id = spec.id;
+    st.engine
+        .image(
+            &id,
+            ImageCommand::Create(spec),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    let img = visible(&st, &id.to_string(), &caller)?;
+    tracing::info!(image = %id, "image created");
+    Ok((
+        StatusCode::CREATED,
+        [(
+            header::LOCATION,
+            format!("{}/v2/images/{id}", base(&headers)),
+        )],
+        Json(view::image(&img)),
+    )
+        .into_response())
+}
+
+/// PATCH /v2/images/{id}
+async fn update(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let img = visible(&st, &id, &caller)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !matches!(
+        media,
+        "application/openstack-images-v2.1-json-patch"
+            | "application/openstack-images-v2.0-json-patch"
+    ) {
+        return Err(ImageError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Unsupported Content-Type {ct:?}: use application/openstack-images-v2.1-json-patch"
+            ),
+        ));
+    }
+    let body = read_json(body).await?;
+    let changes = parse::patch(&body)?;
+    st.engine
+        .image(
+            &img.spec.id,
+            ImageCommand::Update(changes),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+}
+
+/// DELETE /v2/images/{id}
+async fn delete(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let img = visible(&st, &id, &caller)?;
+    st.engine
+        .image(
+            &img.spec.id,
+            ImageCommand::Delete,
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    st.store.remove(&img.spec.id).await?;
+    tracing::info!(image = %id, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// PUT /v2/images/{id}/file
+async fn upload(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let img = visible(&st, &id, &caller)?;
+    let iid = img.spec.id;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if ct.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
+            return Err(ImageError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Unsupported Content-Type {ct:?}: use application/octet-stream"),
+            ));
+        }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_size) {
+        return Err(ImageError::too_large(st.max_size));
+    }
+    let meta = caller.meta();
+    st.engine
+        .image(&iid, ImageCommand::StartUpload, &caller.ctx(), &meta)
+        .await?;
+    // The rest runs in its own task: a client that goes away mid-upload drops this
+    // handler, not the upload's ending (abort back to `queued`, or finish).
+    let task = tokio::spawn(async move {
+        let written = st
+            .store
+            .write(&iid, body.into_data_stream(), st.max_size)
+            .await;
+        let data = match written {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(image = %iid, error = %e, "upload failed: image back to queued");
+                st.engine
+                    .image(&iid, ImageCommand::AbortUpload, &caller.ctx(), &meta)
+                    .await?;
+                return Err(match e {
+                    store::StoreError::TooLarge(n) => ImageError::too_large(n),
+                    store::StoreError::Body(m) => {
+                        ImageError::bad_request(format!("Upload interrupted: {m}"))
+                    }
+                    store::StoreError::Io(io) => ImageError::Storage(io),
+                });
+            }
+        };
+        if let Err(e) = st
+            .engine
+            .image(&iid, ImageCommand::FinishUpload(data), &caller.ctx(), &meta)
+            .await
+        {
+            // Deleted (or otherwise changed) while uploading: the data has no image.
+            st.store.remove(&iid).await?;
+            return Err(e.into());
+        }
+        Ok(())
+    });
+    task.await
+        .map_err(|e| ImageError::Engine(format!("upload task: {e}")))??;
+    tracing::info!(image = %iid, "image data stored");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /v2/images/{id}/file
+async fn download(
+    State(st): State<ImageState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ImageError> {
+    let caller = caller(&st, &headers, rid)?;
+    let img = visible(&st, &id, &caller)?;
+    let Some(data) = img
+        .data
+        .as_ref()
+        .filter(|_| img.status == ImageStatus::Active)
+    else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let file = match tokio::fs::File::open(st.store.path(&img.spec.id)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "The data of image {id} is not in this image service's directory (image files are local to the process that stored them unless --image-dir is shared)."
+                ),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stream = futures::stream::unfold(Some(file), |f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut f = f?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, data.size.to_string()),
+            (
+                header::HeaderName::from_static("content-md5"),
+                data.checksum.clone(),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// GET /v2/schemas/image (the subset of Glance's schema that Stratus implements).
+async fn schema_image() -> Json<Value> {
+    Json(parse::image_schema())
+}
+
+/// GET /v2/schemas/images
+async fn schema_images() -> Json<Value> {
+    Json(json!({
+        "name": "images",
+        "properties": {
+            "images": {"type": "array", "items": parse::image_schema()},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }))
+}

@@ -1,0 +1,179 @@
+//! Image data files: `<image-dir>/<uuid>` (by default `<data-dir>/images/<uuid>`).
+//!
+//! Invariants:
+//! - A file named after an image id is complete and durable: data is streamed into
+//!   `<uuid>.<random>.tmp`, fsynced, renamed to `<uuid>`, and the directory fsynced,
+//!   before `image.upload_finished` is appended. A crash mid-upload leaves at most a
+//!   `*.tmp` file (removed by [`ImageStore::open`]) and the image `saving` in the log.
+//! - Size and checksums (`checksum` = MD5 hex, `os_hash_value` = SHA-512 hex) are
+//!   computed over the bytes as they are written: what is recorded is what is stored.
+//! - An upload larger than the limit is cut off at the limit and its temp file removed.
+
+use std::path::{Path, PathBuf};
+
+use domain::image::ImageData;
+use domain::ImageId;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use sha2::Sha512;
+use tokio::io::AsyncWriteExt;
+
+/// Why storing data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// More bytes than the limit.
+    #[error("image data over the {0}-byte limit")]
+    TooLarge(u64),
+    /// The client's body failed (disconnect, bad framing).
+    #[error("upload interrupted: {0}")]
+    Body(String),
+    /// The disk failed.
+    #[error("image storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The directory of image files.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+}
+
+/// Hashes data as it is written.
+struct Hasher {
+    md5: Md5,
+    sha512: Sha512,
+    size: u64,
+}
+
+impl Hasher {
+    fn new() -> Self {
+        Hasher {
+            md5: Md5::new(),
+            sha512: Sha512::new(),
+            size: 0,
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        self.md5.update(b);
+        self.sha512.update(b);
+        self.size += b.len() as u64;
+    }
+
+    fn finish(self) -> ImageData {
+        ImageData {
+            size: self.size,
+            checksum: hex::encode(self.md5.finalize()),
+            os_hash_algo: "sha512".into(),
+            os_hash_value: hex::encode(self.sha512.finalize()),
+        }
+    }
+}
+
+/// Size and checksums of `bytes`, as an upload of them would record.
+pub fn digest(bytes: &[u8]) -> ImageData {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h.finish()
+}
+
+impl ImageStore {
+    /// Opens (creates) the directory and removes temp files of interrupted uploads.
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".tmp") {
+                tracing::warn!(file = %entry.path().display(), "removing the temp file of an interrupted upload");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(ImageStore { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of an image.
+    pub fn path(&self, id: &ImageId) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    /// Whether the image's file exists.
+    pub fn exists(&self, id: &ImageId) -> bool {
+        self.path(id).is_file()
+    }
+
+    /// Streams `body` into the image's file (at most `limit` bytes), durably, and
+    /// returns its size and checksums.
+    pub async fn write<S, E>(
+        &self,
+        id: &ImageId,
+        mut body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp = self
+            .dir
+            .join(format!("{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let result = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut h = Hasher::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StoreError::Body(e.to_string()))?;
+                if h.size + chunk.len() as u64 > limit {
+                    return Err(StoreError::TooLarge(limit));
+                }
+                h.update(&chunk);
+                f.write_all(&chunk).await?;
+            }
+            f.sync_all().await?;
+            drop(f);
+            Ok(h.finish())
+        }
+        .await;
+        match result {
+            Ok(data) => {
+                self.publish(&tmp, id).await?;
+                Ok(data)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `bytes` as the image's file, durably (bootstrap images).
+    pub async fn write_bytes(&self, id: &ImageId, bytes: &[u8]) -> Result<ImageData, StoreError> {
+        let chunk: Result<axum::body::Bytes, std::convert::Infallible> =
+            Ok(axum::body::Bytes::copy_from_slice(bytes));
+        self.write(id, futures::stream::iter([chunk]), u64::MAX)
+            .await
+    }
+
+    async fn publish(&self, tmp: &Path, id: &ImageId) -> std::io::Result<()> {
+        tokio::fs::rename(tmp, self.path(id)).await?;
+        // The rename is durable once the directory is.
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    /// Removes an image's file (absent: nothing to do).
+    pub async fn remove(&self, id: &ImageId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.path(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

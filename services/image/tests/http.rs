@@ -1,0 +1,740 @@
+//! The image API over real loopback HTTP: an embedded log in a tempdir, the projector,
+//! the engine, the default image bootstrap and the image router on 127.0.0.1:0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::Engine;
+use eventlog::{EmbeddedCheckpoints, EmbeddedLog, EventLog, StreamName};
+use image::{ImageState, ImageStore};
+use md5::{Digest, Md5};
+use projections::projector::Projector;
+use projections::World;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha512;
+use tokio::sync::watch;
+
+const ADMIN: &str = "admin:adminproj";
+const ALICE: &str = "alice:p1";
+const BOB: &str = "bob:p2";
+const PATCH: &str = "application/openstack-images-v2.1-json-patch";
+const CIRROS: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+
+struct Glance {
+    engine: Arc<Engine>,
+    base: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|_| {
+            panic!(
+                "non-JSON body ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
+    }
+}
+
+async fn start(max_size: u64) -> Glance {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
+    let checkpoints =
+        Arc::new(EmbeddedCheckpoints::open(&dir.path().join("checkpoints.redb")).unwrap());
+    let world = Arc::new(World::default());
+    let projector = Projector::new(log.clone(), world.clone(), None);
+    let (tx, rx) = watch::channel(false);
+    let api = StreamName::api();
+    log.ensure_stream(&api).await.unwrap();
+    projector.follow(api, rx);
+    let engine = Arc::new(Engine::new(
+        log,
+        world,
+        checkpoints,
+        Default::default(),
+        Duration::from_secs(5),
+    ));
+    let store = Arc::new(ImageStore::open(dir.path().join("images")).unwrap());
+    image::bootstrap::ensure_default_images(&engine, &store)
+        .await
+        .unwrap();
+    let app = image::router(ImageState {
+        engine: engine.clone(),
+        store,
+        max_size,
+        auth: api::AuthMode::NoAuth,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Glance {
+        engine,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        dir,
+        _stop: tx,
+    }
+}
+
+impl Glance {
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let r = rb.send().await.unwrap();
+        Resp {
+            status: r.status(),
+            headers: r.headers().clone(),
+            bytes: r.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    fn rb(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Auth-Token", token)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(self.rb(Method::GET, path, token)).await
+    }
+
+    async fn post(&self, token: &str, body: Value) -> Resp {
+        self.send(self.rb(Method::POST, "/v2/images", token).json(&body))
+            .await
+    }
+
+    async fn patch(&self, id: &str, token: &str, body: Value) -> Resp {
+        self.send(
+            self.rb(Method::PATCH, &format!("/v2/images/{id}"), token)
+                .header("Content-Type", PATCH)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    async fn upload(&self, id: &str, token: &str, data: Vec<u8>) -> Resp {
+        self.send(
+            self.rb(Method::PUT, &format!("/v2/images/{id}/file"), token)
+                .header("Content-Type", "application/octet-stream")
+                .body(data),
+        )
+        .await
+    }
+
+    async fn delete(&self, id: &str, token: &str) -> Resp {
+        self.send(self.rb(Method::DELETE, &format!("/v2/images/{id}"), token))
+            .await
+    }
+
+    /// Creates a qcow2/bare image and returns its id.
+    async fn create(&self, token: &str, name: &str, visibility: &str) -> String {
+        let r = self
+            .post(
+                token,
+                json!({"name": name, "disk_format": "qcow2", "container_format": "bare", "visibility": visibility}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+        r.json()["id"].as_str().unwrap().to_string()
+    }
+
+    async fn api_position(&self) -> u64 {
+        self.engine
+            .log
+            .last_stream_seq(&StreamName::api())
+            .await
+            .unwrap()
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(Md5::digest(b))
+}
+
+fn sha512_hex(b: &[u8]) -> String {
+    hex::encode(Sha512::digest(b))
+}
+
+/// Deterministic pseudo-random bytes.
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn versions_are_listed_with_v2_current() {
+    let g = start(1 << 20).await;
+    let r = g.send(g.http.get(format!("{}/", g.base))).await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
+    let v = r.json();
+    let current: Vec<&Value> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["status"] == "CURRENT")
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert!(current[0]["id"].as_str().unwrap().starts_with("v2."));
+    assert_eq!(
+        current[0]["links"][0]["href"],
+        format!("{}/v2/", g.base).as_str()
+    );
+    let r = g.send(g.http.get(format!("{}/versions", g.base))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), v);
+    assert!(r.headers["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req-"));
+}
+
+#[tokio::test]
+async fn the_default_cirros_image_is_public_active_and_downloadable() {
+    let g = start(1 << 20).await;
+    let r = g.get("/v2/images?name=cirros", BOB).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let imgs = r.json()["images"].as_array().unwrap().clone();
+    assert_eq!(imgs.len(), 1);
+    let i = &imgs[0];
+    assert_eq!(i["id"], CIRROS);
+    assert_eq!(i["status"], "active");
+    assert_eq!(i["visibility"], "public");
+    assert_eq!(i["disk_format"], "qcow2");
+    assert_eq!(i["container_format"], "bare");
+    let r = g.get(&format!("/v2/images/{CIRROS}/file"), BOB).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.bytes[..4], b"QFI\xfb", "a qcow2 header");
+    assert_eq!(i["size"], r.bytes.len() as u64);
+    assert_eq!(i["checksum"], md5_hex(&r.bytes).as_str());
+    assert_eq!(i["os_hash_value"], sha512_hex(&r.bytes).as_str());
+    // Bootstrapping again changes nothing.
+    let before = g.api_position().await;
+    let store = ImageStore::open(g.dir.path().join("images")).unwrap();
+    image::bootstrap::ensure_default_images(&g.engine, &store)
+        .await
+        .unwrap();
+    assert_eq!(g.api_position().await, before);
+}
+
+#[tokio::test]
+async fn create_upload_download_round_trip_with_checksums() {
+    let g = start(4 << 20).await;
+    let r = g
+        .post(
+            ALICE,
+            json!({"name": "web", "disk_format": "raw", "container_format": "bare",
+                   "min_disk": 1, "min_ram": 128, "tags": ["a", "b"], "os_distro": "cirros"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    let img = r.json();
+    let id = img["id"].as_str().unwrap().to_string();
+    assert!(r.headers["location"]
+        .to_str()
+        .unwrap()
+        .ends_with(&format!("/v2/images/{id}")));
+    assert_eq!(img["status"], "queued");
+    assert_eq!(img["owner"], "p1");
+    assert_eq!(img["visibility"], "shared");
+    assert_eq!(img["os_distro"], "cirros");
+    assert_eq!(img["tags"], json!(["a", "b"]));
+    assert_eq!(img["self"], format!("/v2/images/{id}").as_str());
+    assert_eq!(img["file"], format!("/v2/images/{id}/file").as_str());
+    assert_eq!(img["schema"], "/v2/schemas/image");
+    for k in [
+        "checksum",
+        "size",
+        "os_hash_value",
+        "os_hash_algo",
+        "virtual_size",
+    ] {
+        assert!(img[k].is_null(), "{k}");
+    }
+    // No data yet: 204.
+    let r = g.get(&format!("/v2/images/{id}/file"), ALICE).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let payload = data(300 * 1024 + 17, 7);
+    let r = g.upload(&id, ALICE, payload.clone()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["size"], payload.len() as u64);
+    assert_eq!(img["checksum"], md5_hex(&payload).as_str());
+    assert_eq!(img["os_hash_algo"], "sha512");
+    assert_eq!(img["os_hash_value"], sha512_hex(&payload).as_str());
+    let r = g.get(&format!("/v2/images/{id}/file"), ALICE).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.bytes, payload);
+    assert_eq!(
+        r.headers["content-md5"].to_str().unwrap(),
+        md5_hex(&payload)
+    );
+    // The file is named after the image; no temp file is left.
+    assert_eq!(g.files(), {
+        let mut v = vec![CIRROS.to_string(), id.clone()];
+        v.sort();
+        v
+    });
+    // Only queued images take data.
+    let before = g.api_position().await;
+    let r = g.upload(&id, ALICE, b"again".to_vec()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["code"], "409 Conflict");
+    assert_eq!(g.api_position().await, before);
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}/file"), ALICE).await.bytes,
+        payload
+    );
+}
+
+#[tokio::test]
+async fn checksums_of_a_known_vector() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "abc", "private").await;
+    assert_eq!(
+        g.upload(&id, ALICE, b"abc".to_vec()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    // RFC 1321 and FIPS 180-2 test vectors for "abc".
+    assert_eq!(img["checksum"], "900150983cd24fb0d6963f7d28e17f72");
+    assert_eq!(
+        img["os_hash_value"],
+        "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+    );
+    assert_eq!(img["size"], 3);
+}
+
+#[tokio::test]
+async fn unknown_images_are_404_everywhere() {
+    let g = start(1 << 20).await;
+    let before = g.api_position().await;
+    for id in ["4d1b2c7a-1111-4222-8333-944445555666", "not-a-uuid"] {
+        assert_eq!(
+            g.get(&format!("/v2/images/{id}"), ALICE).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            g.get(&format!("/v2/images/{id}/file"), ALICE).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let r = g.upload(id, ALICE, b"x".to_vec()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.json()["title"], "Not Found");
+        assert_eq!(g.delete(id, ALICE).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            g.patch(
+                id,
+                ALICE,
+                json!([{"op": "replace", "path": "/name", "value": "n"}])
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        g.get("/v2/nothing", ALICE).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(g.api_position().await, before);
+    // No token: 401.
+    let r = g.send(g.http.get(format!("{}/v2/images", g.base))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn visibility_across_projects() {
+    let g = start(1 << 20).await;
+    let private = g.create(ALICE, "mine", "private").await;
+    let shared = g.create(ALICE, "shared-default", "shared").await;
+    let ids = |r: &Resp| -> Vec<String> {
+        r.json()["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let alice = ids(&g.get("/v2/images", ALICE).await);
+    assert!(
+        alice.contains(&private) && alice.contains(&shared) && alice.contains(&CIRROS.to_string())
+    );
+    let bob = ids(&g.get("/v2/images", BOB).await);
+    assert_eq!(bob, vec![CIRROS.to_string()]);
+    let admin = ids(&g.get("/v2/images", ADMIN).await);
+    assert!(admin.contains(&private));
+    // Another project's private image is a 404, never a 403, for every verb.
+    let before = g.api_position().await;
+    assert_eq!(
+        g.get(&format!("/v2/images/{private}"), BOB).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        g.upload(&private, BOB, b"x".to_vec()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(g.delete(&private, BOB).await.status, StatusCode::NOT_FOUND);
+    // Only admins make public images.
+    let r = g
+        .post(ALICE, json!({"name": "pub", "visibility": "public"}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = g
+        .patch(
+            &private,
+            ALICE,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A public image is read-only to other projects.
+    assert_eq!(g.delete(CIRROS, BOB).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        g.patch(
+            CIRROS,
+            BOB,
+            json!([{"op": "replace", "path": "/name", "value": "mine"}])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(g.api_position().await, before);
+    // The admin's public image is visible to everyone.
+    let public = g.create(ADMIN, "pub", "public").await;
+    assert_eq!(
+        g.get(&format!("/v2/images/{public}"), BOB).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_appends_nothing() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "x", "private").await;
+    let before = g.api_position().await;
+    let raw = g
+        .send(
+            g.rb(Method::POST, "/v2/images", ALICE)
+                .header("Content-Type", "application/json")
+                .body("{\"name\": "),
+        )
+        .await;
+    assert_eq!(raw.status, StatusCode::BAD_REQUEST);
+    assert_eq!(raw.json()["code"], "400 Bad Request");
+    let cases = [
+        (json!(["not", "an", "object"]), StatusCode::BAD_REQUEST),
+        (json!({"name": 5}), StatusCode::BAD_REQUEST),
+        (json!({"disk_format": "floppy"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"container_format": "crate"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"visibility": "everyone"}), StatusCode::BAD_REQUEST),
+        (json!({"min_ram": -1}), StatusCode::BAD_REQUEST),
+        (json!({"tags": "a"}), StatusCode::BAD_REQUEST),
+        (json!({"id": "nope"}), StatusCode::BAD_REQUEST),
+        (json!({"os_distro": 1}), StatusCode::BAD_REQUEST),
+        (json!({"status": "active"}), StatusCode::FORBIDDEN),
+        (json!({"size": 1}), StatusCode::FORBIDDEN),
+        (json!({"self": "x"}), StatusCode::FORBIDDEN),
+        (json!({"id": id}), StatusCode::CONFLICT),
+    ];
+    for (body, want) in cases {
+        let r = g.post(ALICE, body.clone()).await;
+        assert_eq!(r.status, want, "{body}: {:?}", r.json());
+        assert!(r.json()["message"].is_string());
+    }
+    // PATCH: wrong media type, malformed ops, read-only attributes, missing properties.
+    let r = g
+        .send(
+            g.rb(Method::PATCH, &format!("/v2/images/{id}"), ALICE)
+                .json(&json!([{"op": "replace", "path": "/name", "value": "n"}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let patches = [
+        (json!({"op": "replace"}), StatusCode::BAD_REQUEST),
+        (
+            json!([{"op": "move", "path": "/name", "value": "n"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/name"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/a/b", "value": "n"}]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/status", "value": "active"}]),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            json!([{"op": "remove", "path": "/name"}]),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            json!([{"op": "remove", "path": "/nope"}]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!([{"op": "replace", "path": "/nope", "value": "x"}]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!([{"op": "replace", "path": "/name", "value": "ok"}, {"op": "remove", "path": "/nope"}]),
+            StatusCode::CONFLICT,
+        ),
+    ];
+    for (body, want) in patches {
+        let r = g.patch(&id, ALICE, body.clone()).await;
+        assert_eq!(r.status, want, "{body}: {:?}", r.json());
+    }
+    // Upload of a non-octet-stream body.
+    let r = g
+        .send(
+            g.rb(Method::PUT, &format!("/v2/images/{id}/file"), ALICE)
+                .header("Content-Type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(g.api_position().await, before);
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    assert_eq!(img["name"], "x");
+    assert_eq!(img["status"], "queued");
+}
+
+#[tokio::test]
+async fn patch_replaces_adds_and_removes() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "old", "private").await;
+    let r = g
+        .patch(
+            &id,
+            ALICE,
+            json!([
+                {"op": "replace", "path": "/name", "value": "new"},
+                {"op": "add", "path": "/os_distro", "value": "cirros"},
+                {"op": "add", "path": "/hw~1disk_bus", "value": "virtio"},
+                {"op": "replace", "path": "/min_ram", "value": 256},
+                {"op": "add", "path": "/tags", "value": ["x"]},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let img = r.json();
+    assert_eq!(img["name"], "new");
+    assert_eq!(img["os_distro"], "cirros");
+    assert_eq!(img["hw/disk_bus"], "virtio");
+    assert_eq!(img["min_ram"], 256);
+    assert_eq!(img["tags"], json!(["x"]));
+    let r = g
+        .patch(
+            &id,
+            ALICE,
+            json!([
+                {"op": "replace", "path": "/os_distro", "value": "ubuntu"},
+                {"op": "remove", "path": "/hw~1disk_bus"},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    assert_eq!(img["os_distro"], "ubuntu");
+    assert!(img.get("hw/disk_bus").is_none());
+    // Property filters in lists, as Glance.
+    let r = g.get("/v2/images?os_distro=ubuntu", ALICE).await.json();
+    assert_eq!(r["images"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused() {
+    let g = start(1024).await;
+    let id = g.create(ALICE, "big", "private").await;
+    // Declared too large: refused before anything is appended.
+    let before = g.api_position().await;
+    let r = g.upload(&id, ALICE, vec![7u8; 2048]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(g.api_position().await, before);
+    // Streamed without a length: cut at the limit, the image back to queued, no file.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![1u8; 512])).collect();
+    let r = g
+        .send(
+            g.rb(Method::PUT, &format!("/v2/images/{id}/file"), ALICE)
+                .header("Content-Type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    assert_eq!(img["status"], "queued");
+    assert!(img["size"].is_null());
+    assert_eq!(g.files(), vec![CIRROS.to_string()]);
+    // At the limit is fine.
+    let r = g.upload(&id, ALICE, vec![3u8; 1024]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), ALICE).await.json()["size"],
+        1024
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_upload_leaves_the_image_queued() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "cut", "private").await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 4096]),
+        Err(std::io::Error::other("client gives up")),
+    ];
+    let sent = g
+        .rb(Method::PUT, &format!("/v2/images/{id}/file"), ALICE)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client aborted its own request");
+    // The server notices the broken body and returns the image to `queued`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+        if img["status"] == "queued" && g.files() == vec![CIRROS.to_string()] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {img}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It takes data again.
+    let r = g.upload(&id, ALICE, b"whole".to_vec()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn delete_removes_the_record_and_the_file() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "gone", "private").await;
+    g.upload(&id, ALICE, b"data".to_vec()).await;
+    assert!(g.files().contains(&id));
+    let r = g.delete(&id, ALICE).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(!g.files().contains(&id));
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), ALICE).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(g.delete(&id, ALICE).await.status, StatusCode::NOT_FOUND);
+    let list = g.get("/v2/images", ADMIN).await.json();
+    assert!(list["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["id"] != id.as_str()));
+    // A protected image is not deleted.
+    let p = g.create(ALICE, "keep", "private").await;
+    g.patch(
+        &p,
+        ALICE,
+        json!([{"op": "replace", "path": "/protected", "value": true}]),
+    )
+    .await;
+    assert_eq!(g.delete(&p, ALICE).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        g.get(&format!("/v2/images/{p}"), ALICE).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn list_filters_and_pages_with_next_links() {
+    let g = start(1 << 20).await;
+    let mut mine = Vec::new();
+    for n in 0..5 {
+        mine.push(g.create(ALICE, &format!("img-{n}"), "private").await);
+    }
+    g.upload(&mine[0], ALICE, b"x".to_vec()).await;
+    // Follow `next` from a page of 2: every image once, newest first.
+    let mut seen = Vec::new();
+    let mut path = "/v2/images?limit=2".to_string();
+    loop {
+        let r = g.get(&path, ALICE).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let body = r.json();
+        assert!(body["images"].as_array().unwrap().len() <= 2);
+        for i in body["images"].as_array().unwrap() {
+            seen.push(i["id"].as_str().unwrap().to_string());
+        }
+        match body["next"].as_str() {
+            Some(n) => path = n.to_string(),
+            None => break,
+        }
+    }
+    let mut want = mine.clone();
+    want.reverse();
+    want.push(CIRROS.to_string());
+    assert_eq!(seen, want);
+    let by_name = g.get("/v2/images?name=img-3", ALICE).await.json();
+    assert_eq!(by_name["images"].as_array().unwrap().len(), 1);
+    assert_eq!(by_name["images"][0]["id"], mine[3].as_str());
+    let queued = g.get("/v2/images?status=queued", ALICE).await.json();
+    assert_eq!(queued["images"].as_array().unwrap().len(), 4);
+    let public = g.get("/v2/images?visibility=public", ALICE).await.json();
+    assert_eq!(public["images"].as_array().unwrap().len(), 1);
+    let r = g
+        .get(
+            "/v2/images?marker=4d1b2c7a-1111-4222-8333-944445555666",
+            ALICE,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        g.get("/v2/images?limit=x", ALICE).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        g.get("/v2/images?visibility=x", ALICE).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn interrupted_uploads_leave_temp_files_that_are_cleaned_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("abc.123.tmp"), b"half").unwrap();
+    std::fs::write(dir.path().join(CIRROS), b"kept").unwrap();
+    let _ = ImageStore::open(dir.path()).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![CIRROS.to_string()]);
+}
