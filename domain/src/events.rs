@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
+use crate::identity::IdentityEvent;
 use crate::instance::InstanceEvent;
 
 /// Any domain event.
@@ -25,6 +26,8 @@ pub enum Event {
     Cell(CellEvent),
     /// A host mapping event (api stream).
     HostMapping(HostMappingEvent),
+    /// An identity event: project, user, role or name index (api stream).
+    Identity(IdentityEvent),
 }
 
 impl Event {
@@ -50,6 +53,7 @@ impl Event {
             Event::HostMapping(e) => match e {
                 HostMappingEvent::Mapped { .. } => "host.mapped",
             },
+            Event::Identity(e) => e.event_type(),
         }
     }
 

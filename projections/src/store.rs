@@ -1,7 +1,8 @@
 //! Persistence of the views in `projections.redb` (one file, rebuildable from the log).
 //!
 //! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
-//! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row),
+//! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row), `identity`
+//! (subject -> postcard IdentityRow),
 //! `positions` (stream -> last applied position).
 //! Invariant: rows and positions are written in the same transaction, so the stored
 //! views always equal the fold of the log up to the stored positions. Commits are
@@ -21,6 +22,7 @@ const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
 const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
 const HOST_MAPPINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("host_mappings");
+const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ impl ProjectionStore {
             tx.open_table(POSITIONS).map_err(dberr)?;
             tx.open_table(CELLS).map_err(dberr)?;
             tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
+            tx.open_table(IDENTITY).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
         Ok(Self { db })
@@ -112,6 +115,14 @@ impl ProjectionStore {
             let name = domain::HostName::new(k.value()).map_err(|e| corrupt(&e))?;
             let row: HostMappingRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
             v.host_mappings.insert(name, row);
+        }
+        let t = tx.open_table(IDENTITY).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let s = Subject::parse(k.value()).map_err(|e| corrupt(&e))?;
+            let row: crate::IdentityRow =
+                postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
+            v.identity.rows.insert(s, row);
         }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
@@ -162,6 +173,13 @@ impl ProjectionStore {
                 if let Some(row) = views.host_mappings.get(h) {
                     let bytes = postcard::to_stdvec(row).map_err(dberr)?;
                     t.insert(h.as_str(), bytes.as_slice()).map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(IDENTITY).map_err(dberr)?;
+            for s in &touched.identity {
+                if let Some(row) = views.identity.rows.get(s) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

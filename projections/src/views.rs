@@ -99,6 +99,8 @@ pub struct Views {
     pub cells: BTreeMap<CellName, CellRow>,
     /// Host mappings by host name (every host belongs to exactly one cell).
     pub host_mappings: BTreeMap<HostName, HostMappingRow>,
+    /// Identity: projects, users, roles and the name index, by subject.
+    pub identity: crate::identity::IdentityViews,
     /// Last applied position per stream.
     pub positions: BTreeMap<StreamName, u64>,
     /// Events applied.
@@ -120,6 +122,8 @@ pub struct Touched {
     pub cells: BTreeSet<CellName>,
     /// Host mappings changed.
     pub host_mappings: BTreeSet<HostName>,
+    /// Identity subjects changed.
+    pub identity: BTreeSet<Subject>,
 }
 
 impl Views {
@@ -180,6 +184,7 @@ impl Views {
         self.flavors.extend(other.flavors);
         self.cells.extend(other.cells);
         self.host_mappings.extend(other.host_mappings);
+        self.identity.rows.extend(other.identity.rows);
         self.positions.extend(other.positions);
         self.events_applied += other.events_applied;
         self.decode_errors += other.decode_errors;
@@ -216,6 +221,11 @@ impl Views {
                 v.host_mappings.insert(h.clone(), r.clone());
             }
         }
+        for s in &touched.identity {
+            if let Some(r) = self.identity.rows.get(s) {
+                v.identity.rows.insert(s.clone(), r.clone());
+            }
+        }
         v
     }
 
@@ -245,6 +255,10 @@ impl Views {
 
     fn apply_event(&mut self, c: &Commit, ev: Event, touched: &mut Touched) {
         match ev {
+            Event::Identity(e) => {
+                self.identity.apply(&c.subject, c.subject_seq, &e);
+                touched.identity.insert(c.subject.clone());
+            }
             Event::Cell(e) => {
                 let cell::CellEvent::Created { name, .. } = &e;
                 let name = name.clone();
