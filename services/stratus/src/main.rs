@@ -37,8 +37,8 @@ enum Cmd {
     },
     /// Drive the all-in-one over HTTP and report throughput, latency, memory, rebuild rate.
     Bench(BenchArgs),
-    /// Run only the API (on JetStream; run any number of them).
-    Api(PartArgs),
+    /// Run only the API and the identity API (on JetStream; run any number of them).
+    Api(ApiArgs),
     /// Run only the scheduler, placement and reconciler reactors (on JetStream).
     Scheduler(PartArgs),
     /// Run only compute agents for simulated hosts (on JetStream).
@@ -50,6 +50,170 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CellCmd,
     },
+    /// Manage identity: projects, users, roles (offline on the embedded store, or on
+    /// JetStream with --nats).
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCmd {
+    /// Projects.
+    Project {
+        #[command(subcommand)]
+        cmd: AdminProjectCmd,
+    },
+    /// Users.
+    User {
+        #[command(subcommand)]
+        cmd: AdminUserCmd,
+    },
+    /// Roles and role assignments.
+    Role {
+        #[command(subcommand)]
+        cmd: AdminRoleCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminProjectCmd {
+    /// Create a project (prints its id).
+    Create {
+        /// Project name (unique in domain Default).
+        name: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List projects.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminUserCmd {
+    /// Create a user (prints its id), optionally with a role on a project.
+    Create {
+        /// User name (unique in domain Default).
+        name: String,
+        /// Password (stored as an argon2 hash).
+        #[arg(long)]
+        password: String,
+        /// Project (name or id): the user's default project, and where --role is granted.
+        #[arg(long)]
+        project: Option<String>,
+        /// Role (name or id) to grant on --project.
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Enable or disable a user, or change the password (both invalidate tokens).
+    Set {
+        /// User name or id.
+        name: String,
+        /// Disable the user.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Enable the user.
+        #[arg(long)]
+        enable: bool,
+        /// New password.
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List users with their roles.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminRoleCmd {
+    /// Grant ROLE on a project to a user.
+    Add {
+        /// User name or id.
+        #[arg(long)]
+        user: String,
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// Role name or id.
+        role: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List roles.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+/// Identity options of the processes with the API role (`serve`, `api`).
+#[derive(clap::Args, Debug)]
+struct IdentityArgs {
+    /// Identity (Keystone v3) listen address.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    identity_listen: SocketAddr,
+    /// Lifetime of identity tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_expiration: i64,
+    /// Token signing key (default: <data-dir>/token.key, created at first start with
+    /// mode 0600). Give every API process of a split deployment the same file.
+    #[arg(long)]
+    token_key_file: Option<PathBuf>,
+    /// Password of the `admin` user created at first start (default: generated and
+    /// written to <data-dir>/openrc only).
+    #[arg(long, env = "STRATUS_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Image (Glance) endpoint listed in the service catalog.
+    #[arg(long, default_value = "http://127.0.0.1:9292")]
+    image_endpoint: String,
+}
+
+impl IdentityArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.token_expiration <= 0 {
+            anyhow::bail!("--token-expiration must be at least 1 second");
+        }
+        o.identity_listen = self.identity_listen;
+        o.token_expiration_secs = self.token_expiration;
+        o.token_key_file = self.token_key_file.clone();
+        o.admin_password = self.admin_password.clone().filter(|p| !p.is_empty());
+        o.image_endpoint = self.image_endpoint.trim_end_matches('/').to_string();
+        Ok(())
+    }
+}
+
+fn auth_kind(s: &str) -> anyhow::Result<stratus::stack::AuthKind> {
+    match s {
+        "keystone" => Ok(stratus::stack::AuthKind::Keystone),
+        "noauth" => Ok(stratus::stack::AuthKind::NoAuth),
+        other => anyhow::bail!("--auth {other}: use `keystone` (default) or `noauth`"),
+    }
+}
+
+/// `stratus api`: the part options plus auth and identity.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    #[command(flatten)]
+    common: PartArgs,
+    /// Authentication of the compute API: `keystone` (tokens from the identity API)
+    /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
+    #[arg(long, default_value = "keystone")]
+    auth: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +343,9 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
             stack.addr,
             data_dir.display()
         );
+        if let Some(id) = stack.identity_addr {
+            println!("stratus identity listening on http://{id}/v3");
+        }
     } else {
         println!("stratus {what} running (data in {})", data_dir.display());
     }
@@ -208,9 +375,12 @@ struct ServeArgs {
     /// Disk (GiB) per simulated host.
     #[arg(long, default_value_t = 4096)]
     host_disk_gb: u64,
-    /// Authentication mode (only `noauth` in this release).
-    #[arg(long, default_value = "noauth")]
+    /// Authentication of the compute API: `keystone` (tokens from the identity API)
+    /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
+    #[arg(long, default_value = "keystone")]
     auth: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
     /// Simulated driver delay per operation, in milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_delay_ms: u64,
@@ -322,19 +492,85 @@ fn fmt_time(us: i64) -> String {
     api::util::iso_micros_z(domain::Timestamp(us))
 }
 
+async fn run_admin(cmd: AdminCmd) -> anyhow::Result<()> {
+    use stratus::admin;
+    let log_args = match &cmd {
+        AdminCmd::Project { cmd } => match cmd {
+            AdminProjectCmd::Create { log, .. } | AdminProjectCmd::List { log } => log,
+        },
+        AdminCmd::User { cmd } => match cmd {
+            AdminUserCmd::Create { log, .. }
+            | AdminUserCmd::Set { log, .. }
+            | AdminUserCmd::List { log } => log,
+        },
+        AdminCmd::Role { cmd } => match cmd {
+            AdminRoleCmd::Add { log, .. } | AdminRoleCmd::List { log } => log,
+        },
+    };
+    let open = stratus::cells::OpenLog::open(&log_args.target()).await?;
+    let log = open.log.as_ref();
+    let result = match &cmd {
+        AdminCmd::Project { cmd } => match cmd {
+            AdminProjectCmd::Create {
+                name, description, ..
+            } => admin::project_create(log, name, description)
+                .await
+                .map(|id| println!("project {name} created: {id}")),
+            AdminProjectCmd::List { .. } => admin::project_list(log).await.map(|t| print!("{t}")),
+        },
+        AdminCmd::User { cmd } => match cmd {
+            AdminUserCmd::Create {
+                name,
+                password,
+                project,
+                role,
+                ..
+            } => admin::user_create(log, name, password, project.as_deref(), role.as_deref())
+                .await
+                .map(|id| println!("user {name} created: {id}")),
+            AdminUserCmd::Set {
+                name,
+                disable,
+                enable,
+                password,
+                ..
+            } => {
+                let enabled = match (enable, disable) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                };
+                admin::user_set(log, name, enabled, password.as_deref())
+                    .await
+                    .map(|()| println!("user {name} updated"))
+            }
+            AdminUserCmd::List { .. } => admin::user_list(log).await.map(|t| print!("{t}")),
+        },
+        AdminCmd::Role { cmd } => match cmd {
+            AdminRoleCmd::Add {
+                user,
+                project,
+                role,
+                ..
+            } => admin::role_add(log, user, project, role)
+                .await
+                .map(|()| println!("role {role} granted to {user} on {project}")),
+            AdminRoleCmd::List { .. } => admin::role_list(log).await.map(|t| print!("{t}")),
+        },
+    };
+    open.close();
+    result
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve(a) => {
             init_tracing();
-            if a.auth != "noauth" {
-                anyhow::bail!(
-                    "--auth {}: only `noauth` is supported in this release",
-                    a.auth
-                );
-            }
             let mut o = StackOptions::new(&a.data_dir);
+            o.auth = auth_kind(&a.auth)?;
+            a.identity.apply(&mut o)?;
             o.listen = a.listen;
             o.hosts = a.hosts;
             o.host_size = Resources {
@@ -356,6 +592,9 @@ async fn main() -> anyhow::Result<()> {
                 stack.addr,
                 a.data_dir.display()
             );
+            if let Some(id) = stack.identity_addr {
+                println!("stratus identity listening on http://{id}/v3");
+            }
             shutdown_signal().await;
             tracing::info!("shutting down");
             stack.stop().await;
@@ -366,8 +605,12 @@ async fn main() -> anyhow::Result<()> {
                 api: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "api"), "api").await
+            let mut o = part_options(&a.common, roles, "api");
+            o.auth = auth_kind(&a.auth)?;
+            a.identity.apply(&mut o)?;
+            run_until_signal(o, "api").await
         }
+        Cmd::Admin { cmd } => run_admin(cmd).await,
         Cmd::Scheduler(a) => {
             let roles = Roles {
                 scheduler: true,

@@ -67,6 +67,28 @@ pub struct StackOptions {
     pub probe_every: Duration,
     /// See `probe_every`.
     pub down_after: Duration,
+    /// How the compute API authenticates callers (`Keystone` for `serve`).
+    pub auth: AuthKind,
+    /// Identity (Keystone v3) listen address (port 0: any free port).
+    pub identity_listen: SocketAddr,
+    /// Lifetime of identity tokens, in seconds.
+    pub token_expiration_secs: i64,
+    /// Token signing key file (None: `<data-dir>/token.key`, created at first start).
+    /// Share one file between the API processes of a split deployment.
+    pub token_key_file: Option<PathBuf>,
+    /// Password of the bootstrap `admin` user (None: generated, written to openrc).
+    pub admin_password: Option<String>,
+    /// Image (Glance) endpoint listed in the service catalog.
+    pub image_endpoint: String,
+}
+
+/// How the compute API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// Keystone tokens from the identity listener (the default).
+    Keystone,
+    /// Development mode: `X-Auth-Token: <user>:<project>`.
+    NoAuth,
 }
 
 /// The services one process runs. `serve` runs all of them; `stratus api`,
@@ -130,6 +152,12 @@ impl StackOptions {
             cell_wait: Duration::from_secs(30),
             probe_every: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
+            auth: AuthKind::Keystone,
+            identity_listen: "127.0.0.1:5000".parse().expect("valid"),
+            token_expiration_secs: 3600,
+            token_key_file: None,
+            admin_password: None,
+            image_endpoint: "http://127.0.0.1:9292".into(),
         }
     }
 }
@@ -142,10 +170,13 @@ pub struct Stack {
     pub driver: Arc<SimDriver>,
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// Where the identity API listens (API role only).
+    pub identity_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
     proj_tasks: Vec<JoinHandle<()>>,
     api_task: JoinHandle<()>,
+    identity_task: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     log: Backend,
 }
@@ -431,15 +462,33 @@ impl Stack {
             }));
         }
 
-        // API.
-        let (addr, api_task) = if opts.roles.api {
-            let listener = tokio::net::TcpListener::bind(opts.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        // Identity (bootstrap, then its own listener) and the API.
+        let api_listener = if opts.roles.api {
+            Some(
+                tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", opts.listen))?,
+            )
+        } else {
+            None
+        };
+        let (identity_addr, identity_task, tokens) = match &api_listener {
+            Some(l) => {
+                let (addr, task, tokens) =
+                    start_identity(&opts, &engine, l.local_addr()?, shutdown_rx.clone()).await?;
+                (Some(addr), Some(task), Some(tokens))
+            }
+            None => (None, None, None),
+        };
+        let (addr, api_task) = if let Some(listener) = api_listener {
             let addr = listener.local_addr()?;
+            let auth = match (opts.auth, tokens) {
+                (AuthKind::Keystone, Some(t)) => api::AuthMode::Keystone(t),
+                _ => api::AuthMode::NoAuth,
+            };
             let app = api::router(api::ApiState {
                 engine: engine.clone(),
-                auth: api::AuthMode::NoAuth,
+                auth,
             });
             let mut rx = shutdown_rx.clone();
             let mut rx2 = shutdown_rx.clone();
@@ -466,10 +515,12 @@ impl Stack {
             engine,
             driver,
             addr,
+            identity_addr,
             shutdown,
             proj_shutdown,
             proj_tasks,
             api_task,
+            identity_task,
             tasks,
             log,
         })
@@ -480,6 +531,9 @@ impl Stack {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.api_task.await;
+        if let Some(t) = self.identity_task {
+            let _ = t.await;
+        }
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -495,6 +549,86 @@ impl Stack {
             Backend::JetStream(l) => l.close(),
         }
     }
+}
+
+/// `http://ADDR` with an unspecified address (0.0.0.0, ::) replaced by loopback.
+fn url_of(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Loads (or creates) the token key, bootstraps identity (roles, admin project and
+/// user, openrc) and serves the identity API on its own listener.
+async fn start_identity(
+    opts: &StackOptions,
+    engine: &Arc<Engine>,
+    api_addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>, Arc<identity::Tokens>)> {
+    let key_path = opts
+        .token_key_file
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("token.key"));
+    let key = identity::TokenKey::load_or_create(&key_path)
+        .with_context(|| format!("cannot use the token key {}", key_path.display()))?;
+    let tokens = Arc::new(identity::Tokens::new(key, opts.token_expiration_secs));
+    let listener = tokio::net::TcpListener::bind(opts.identity_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (identity)", opts.identity_listen))?;
+    let addr = listener.local_addr()?;
+    let report = identity::bootstrap::bootstrap(
+        engine.log.as_ref(),
+        &identity::bootstrap::Options {
+            data_dir: opts.data_dir.clone(),
+            admin_password: opts.admin_password.clone(),
+            auth_url: format!("{}/v3", url_of(addr)),
+        },
+    )
+    .await
+    .context("cannot bootstrap identity")?;
+    if let Some(path) = &report.openrc {
+        tracing::info!(openrc = %path.display(), "identity bootstrapped: admin credentials written");
+    }
+    if let Some(pos) = report.position {
+        if !engine
+            .world
+            .wait_for(&StreamName::api(), pos, Duration::from_secs(30))
+            .await
+        {
+            anyhow::bail!("projections did not catch up with the identity bootstrap");
+        }
+    }
+    let api_url = url_of(api_addr);
+    let app = identity::router(identity::IdentityApi {
+        log: engine.log.clone(),
+        world: engine.world.clone(),
+        tokens: tokens.clone(),
+        catalog: Arc::new(identity::Catalog {
+            identity: url_of(addr),
+            compute: format!("{api_url}/v2.1"),
+            image: opts.image_endpoint.clone(),
+            region: "RegionOne".into(),
+        }),
+    });
+    let (mut rx, mut rx2) = (stop.clone(), stop);
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
+        // As for the API: a grace period, then idle keep-alive clients are dropped.
+        tokio::select! {
+            _ = serve => {}
+            _ = async {
+                let _ = rx2.changed().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            } => {}
+        }
+    });
+    Ok((addr, task, tokens))
 }
 
 /// The cells every deployment has: `cell0` (never-scheduled instances) and `cell1`.
