@@ -111,6 +111,7 @@ impl Projector {
             all.flavors.extend(t.flavors);
             all.cells.extend(t.cells);
             all.host_mappings.extend(t.host_mappings);
+            all.identity.extend(t.identity);
         }
     }
 
