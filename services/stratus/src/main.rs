@@ -337,19 +337,18 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     let data_dir = o.data_dir.clone();
     let api = o.roles.api;
     let stack = Stack::start(o).await?;
+    let stop = shutdown_signal();
     if api {
         println!(
-            "stratus {what} listening on http://{}/v2.1 (data in {})",
+            "stratus {what} listening on http://{}/v2.1 (data in {}){}",
             stack.addr,
-            data_dir.display()
+            data_dir.display(),
+            identity_note(&stack)
         );
-        if let Some(id) = stack.identity_addr {
-            println!("stratus identity listening on http://{id}/v3");
-        }
     } else {
         println!("stratus {what} running (data in {})", data_dir.display());
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     stack.stop().await;
     Ok(())
@@ -471,20 +470,35 @@ fn init_tracing() {
         .init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is called
+/// (not when first polled), so a signal sent right after the ready line is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("signal handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .expect("signal handler");
+        async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `; identity on http://ADDR/v3` for the ready line (one line: scripts read only it).
+fn identity_note(stack: &Stack) -> String {
+    match stack.identity_addr {
+        Some(a) => format!("; identity on http://{a}/v3"),
+        None => String::new(),
     }
 }
 
@@ -587,15 +601,14 @@ async fn main() -> anyhow::Result<()> {
             o.report_interval = Duration::from_secs(a.report_interval.max(1));
             o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
             let stack = Stack::start(o).await?;
+            let stop = shutdown_signal();
             println!(
-                "stratus listening on http://{}/v2.1 (data in {})",
+                "stratus listening on http://{}/v2.1 (data in {}){}",
                 stack.addr,
-                a.data_dir.display()
+                a.data_dir.display(),
+                identity_note(&stack)
             );
-            if let Some(id) = stack.identity_addr {
-                println!("stratus identity listening on http://{id}/v3");
-            }
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down");
             stack.stop().await;
             Ok(())

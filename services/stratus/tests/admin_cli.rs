@@ -21,7 +21,7 @@ impl Drop for Proc {
 }
 
 /// Starts `serve` or `api` with identity on a free port; returns it with the identity
-/// base URL read from its second stdout line.
+/// base URL read from its ready line.
 fn start(args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(args)
@@ -37,13 +37,16 @@ fn start(args: &[&str]) -> (Proc, String) {
         .expect("spawn stratus");
     let stdout = child.stdout.take().expect("piped");
     let p = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a line").expect("readable");
-    assert!(first.starts_with("stratus "), "{first}");
-    let second = lines.next().expect("a line").expect("readable");
-    let url = second
-        .strip_prefix("stratus identity listening on ")
-        .unwrap_or_else(|| panic!("{second}"))
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("readable");
+    // "stratus ... listening on http://A/v2.1 (data in D); identity on http://I/v3"
+    let url = line
+        .split("; identity on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"))
         .trim_end_matches("/v3")
         .to_string();
     (p, url)
