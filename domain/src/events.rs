@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
+use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 
@@ -28,6 +29,8 @@ pub enum Event {
     HostMapping(HostMappingEvent),
     /// An image event (api stream).
     Image(ImageEvent),
+    /// An identity event: project, user, role or name index (api stream).
+    Identity(IdentityEvent),
 }
 
 impl Event {
@@ -61,6 +64,7 @@ impl Event {
                 ImageEvent::Updated { .. } => "image.updated",
                 ImageEvent::Deleted { .. } => "image.deleted",
             },
+            Event::Identity(e) => e.event_type(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod flavor;
 pub mod host;
+pub mod identity;
 pub mod ids;
 pub mod image;
 pub mod instance;

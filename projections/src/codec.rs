@@ -11,6 +11,7 @@
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
+use domain::identity::IdentityEvent;
 use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::Event;
@@ -36,6 +37,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Cell(x) => postcard::to_stdvec(x),
         Event::HostMapping(x) => postcard::to_stdvec(x),
         Event::Image(x) => postcard::to_stdvec(x),
+        Event::Identity(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -58,6 +60,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         // by full name before the host aggregate's events.
         (Some("host"), 1) if event_type == "host.mapped" => {
             Event::HostMapping(postcard::from_bytes::<HostMappingEvent>(payload).map_err(perr)?)
+        }
+        (Some("identity" | "project" | "user" | "role"), 1) => {
+            Event::Identity(postcard::from_bytes::<IdentityEvent>(payload).map_err(perr)?)
         }
         (Some("cell"), 1) => Event::Cell(postcard::from_bytes::<CellEvent>(payload).map_err(perr)?),
         (Some("instance"), 1) => {

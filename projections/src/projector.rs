@@ -112,6 +112,7 @@ impl Projector {
             all.cells.extend(t.cells);
             all.host_mappings.extend(t.host_mappings);
             all.images.extend(t.images);
+            all.identity.extend(t.identity);
         }
     }
 

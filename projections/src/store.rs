@@ -2,7 +2,7 @@
 //!
 //! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
 //! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row),
-//! `images` (uuid bytes -> postcard ImageRow),
+//! `images` (uuid bytes -> postcard ImageRow), `identity` (subject -> postcard IdentityRow),
 //! `positions` (stream -> last applied position).
 //! Invariant: rows and positions are written in the same transaction, so the stored
 //! views always equal the fold of the log up to the stored positions. Commits are
@@ -35,6 +35,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Schema version of the stored rows: bump it whenever the shape of a stored row
 /// (an `InstanceRow`, `HostRow`, ...) changes, so old stores are rebuilt from the log.
 pub const SCHEMA: u64 = 2;
+const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,7 @@ impl ProjectionStore {
             tx.open_table(CELLS).map_err(dberr)?;
             tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
             tx.open_table(IMAGES).map_err(dberr)?;
+            tx.open_table(IDENTITY).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
         Ok(Self { db, reset })
@@ -167,6 +169,14 @@ impl ProjectionStore {
             let row: ImageRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
             v.images.insert(domain::ImageId(id), row);
         }
+        let t = tx.open_table(IDENTITY).map_err(dberr)?;
+        for r in t.iter().map_err(dberr)? {
+            let (k, val) = r.map_err(dberr)?;
+            let s = Subject::parse(k.value()).map_err(|e| corrupt(&e))?;
+            let row: crate::IdentityRow =
+                postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
+            v.identity.rows.insert(s, row);
+        }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
@@ -224,6 +234,13 @@ impl ProjectionStore {
                     let bytes = postcard::to_stdvec(row).map_err(dberr)?;
                     t.insert(i.0.as_bytes().as_slice(), bytes.as_slice())
                         .map_err(dberr)?;
+                }
+            }
+            let mut t = tx.open_table(IDENTITY).map_err(dberr)?;
+            for s in &touched.identity {
+                if let Some(row) = views.identity.rows.get(s) {
+                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
+                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

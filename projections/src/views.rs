@@ -113,6 +113,8 @@ pub struct Views {
     pub host_mappings: BTreeMap<HostName, HostMappingRow>,
     /// Images by id (deleted ones kept as tombstones).
     pub images: BTreeMap<ImageId, ImageRow>,
+    /// Identity: projects, users, roles and the name index, by subject.
+    pub identity: crate::identity::IdentityViews,
     /// Last applied position per stream.
     pub positions: BTreeMap<StreamName, u64>,
     /// Events applied.
@@ -136,6 +138,8 @@ pub struct Touched {
     pub host_mappings: BTreeSet<HostName>,
     /// Images changed.
     pub images: BTreeSet<ImageId>,
+    /// Identity subjects changed.
+    pub identity: BTreeSet<Subject>,
 }
 
 impl Views {
@@ -205,6 +209,7 @@ impl Views {
         self.cells.extend(other.cells);
         self.host_mappings.extend(other.host_mappings);
         self.images.extend(other.images);
+        self.identity.rows.extend(other.identity.rows);
         self.positions.extend(other.positions);
         self.events_applied += other.events_applied;
         self.decode_errors += other.decode_errors;
@@ -246,6 +251,11 @@ impl Views {
                 v.images.insert(*i, r.clone());
             }
         }
+        for s in &touched.identity {
+            if let Some(r) = self.identity.rows.get(s) {
+                v.identity.rows.insert(s.clone(), r.clone());
+            }
+        }
         v
     }
 
@@ -275,6 +285,10 @@ impl Views {
 
     fn apply_event(&mut self, c: &Commit, ev: Event, touched: &mut Touched) {
         match ev {
+            Event::Identity(e) => {
+                self.identity.apply(&c.subject, c.subject_seq, &e);
+                touched.identity.insert(c.subject.clone());
+            }
             Event::Cell(e) => {
                 let cell::CellEvent::Created { name, .. } = &e;
                 let name = name.clone();

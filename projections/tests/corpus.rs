@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::{FlavorEvent, FlavorSpec};
 use domain::host::{HostEvent, HostSpec, Ratios, Resources};
+use domain::identity::{IdentityEvent, IdentityName, NameKind, RoleId};
 use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
 use domain::instance::*;
 use domain::*;
@@ -308,6 +309,48 @@ fn samples() -> Vec<Event> {
             at: t(28),
         }),
         Event::Image(ImageEvent::Deleted { at: t(29) }),
+        Event::Identity(IdentityEvent::NameClaimed {
+            kind: NameKind::User,
+            domain_id: "default".into(),
+            name: IdentityName::new("alice").unwrap(),
+            id: "u1".into(),
+            at: t(24),
+        }),
+        Event::Identity(IdentityEvent::ProjectCreated {
+            id: ProjectId::new("p1").unwrap(),
+            name: IdentityName::new("demo").unwrap(),
+            domain_id: "default".into(),
+            description: "demo project".into(),
+            enabled: true,
+            at: t(25),
+        }),
+        Event::Identity(IdentityEvent::UserCreated {
+            id: UserId::new("u1").unwrap(),
+            name: IdentityName::new("alice").unwrap(),
+            domain_id: "default".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            enabled: true,
+            default_project_id: Some(ProjectId::new("p1").unwrap()),
+            at: t(26),
+        }),
+        Event::Identity(IdentityEvent::UserEnabledSet {
+            enabled: false,
+            at: t(27),
+        }),
+        Event::Identity(IdentityEvent::UserPasswordChanged {
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI".into(),
+            at: t(28),
+        }),
+        Event::Identity(IdentityEvent::UserRoleGranted {
+            project: ProjectId::new("p1").unwrap(),
+            role: RoleId::new("r1").unwrap(),
+            at: t(29),
+        }),
+        Event::Identity(IdentityEvent::RoleCreated {
+            id: RoleId::new("r1").unwrap(),
+            name: IdentityName::new("member").unwrap(),
+            at: t(30),
+        }),
     ]
 }
 

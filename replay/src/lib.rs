@@ -163,6 +163,14 @@ pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
     if stored.images != rebuilt.images {
         d.push("images: stored rows differ".into());
     }
+    for (s, row) in &rebuilt.identity.rows {
+        if stored.identity.rows.get(s) != Some(row) {
+            d.push(format!("identity {s}: stored row differs"));
+        }
+    }
+    if stored.identity.rows.len() != rebuilt.identity.rows.len() {
+        d.push("identity: different sets".into());
+    }
     for (s, p) in &rebuilt.positions {
         if stored.position(s) != *p {
             d.push(format!(

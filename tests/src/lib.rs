@@ -21,6 +21,9 @@ pub struct Harness {
 pub fn options(dir: &std::path::Path) -> StackOptions {
     let mut o = StackOptions::new(dir);
     o.listen = "127.0.0.1:0".parse().expect("addr");
+    // These scenarios use development tokens (`user:project`).
+    o.auth = stratus::stack::AuthKind::NoAuth;
+    o.identity_listen = "127.0.0.1:0".parse().expect("addr");
     o
 }
 

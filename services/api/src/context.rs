@@ -195,6 +195,9 @@ impl Caller {
     }
 }
 
+/// keystonemiddleware's message for a missing or invalid token.
+const AUTH_REQUIRED: &str = "The request you have made requires authentication.";
+
 /// Parses a noauth token `<user>:<project>`.
 pub fn parse_noauth_token(token: &str) -> Option<(String, String)> {
     let (user, project) = token.split_once(':')?;
@@ -217,7 +220,7 @@ impl FromRequestParts<ApiState> for Caller {
             .get::<RequestInfo>()
             .cloned()
             .ok_or_else(|| ApiError::internal(axum::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-        match state.auth {
+        match &state.auth {
             AuthMode::NoAuth => {
                 let token = parts
                     .headers
@@ -234,6 +237,23 @@ impl FromRequestParts<ApiState> for Caller {
                     user,
                     project,
                     is_admin,
+                    info,
+                })
+            }
+            AuthMode::Keystone(tokens) => {
+                let token = parts
+                    .headers
+                    .get("x-auth-token")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
+                let views = state.engine.world.read();
+                let auth = tokens
+                    .validate(token, &views.identity, engine::now())
+                    .map_err(|_| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
+                Ok(Caller {
+                    user: auth.user.id.to_string(),
+                    project: auth.project.id.to_string(),
+                    is_admin: auth.is_admin(),
                     info,
                 })
             }

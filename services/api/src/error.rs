@@ -65,6 +65,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 401 as keystonemiddleware answers it (`{"error": {"code": 401, "title":
+    /// "Unauthorized", "message": ...}}`), for Keystone auth.
+    pub fn keystone_unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "error",
+            message: message.into(),
+        }
+    }
+
     /// 403 forbidden.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
@@ -136,6 +146,16 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.kind == "error" {
+            // keystonemiddleware's shape (Keystone auth failures).
+            let body = json!({"error": {"code": self.status.as_u16(), "title": "Unauthorized", "message": self.message}});
+            let mut resp = (self.status, Json(body)).into_response();
+            resp.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Keystone uri=\"/v3\""),
+            );
+            return resp;
+        }
         let body = json!({ self.kind: { "code": self.status.as_u16(), "message": self.message } });
         (self.status, Json(body)).into_response()
     }

@@ -48,11 +48,16 @@ pub use error::ApiError;
 pub use microversion::Version;
 
 /// How callers authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum AuthMode {
     /// Development mode: `X-Auth-Token: <user>:<project>`; user `admin` is admin.
     #[default]
     NoAuth,
+    /// Keystone tokens issued by the identity service, validated in-process against
+    /// the same signing key and the identity view of this process's world (user,
+    /// project and roles; the `admin` role is admin). A missing or invalid token is a
+    /// 401 `{"error": {"code": 401, "title": "Unauthorized", ...}}`.
+    Keystone(Arc<identity::Tokens>),
 }
 
 /// Shared state of the API handlers.

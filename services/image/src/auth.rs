@@ -54,19 +54,21 @@ impl Caller {
     }
 }
 
-/// Reads the caller from `X-Auth-Token` the way the compute API does
-/// (`api::AuthMode::NoAuth`: `<user>:<project>`, user `admin` is admin).
+/// Reads the caller from `X-Auth-Token` the way the compute API does: a Keystone token
+/// validated against the identity view (`api::AuthMode::Keystone`), or the development
+/// mode's `<user>:<project>` (`api::AuthMode::NoAuth`, user `admin` is admin).
 pub fn authenticate(
-    mode: api::AuthMode,
+    mode: &api::AuthMode,
+    engine: &engine::Engine,
     headers: &HeaderMap,
     request: Uuid,
 ) -> Result<Caller, ImageError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ImageError::unauthorized)?;
     match mode {
         api::AuthMode::NoAuth => {
-            let token = headers
-                .get("x-auth-token")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(ImageError::unauthorized)?;
             let (user, project) =
                 api::context::parse_noauth_token(token).ok_or_else(ImageError::unauthorized)?;
             let is_admin = user == "admin";
@@ -74,6 +76,18 @@ pub fn authenticate(
                 user,
                 project,
                 is_admin,
+                request,
+            })
+        }
+        api::AuthMode::Keystone(tokens) => {
+            let views = engine.world.read();
+            let auth = tokens
+                .validate(token, &views.identity, engine::now())
+                .map_err(|_| ImageError::unauthorized())?;
+            Ok(Caller {
+                user: auth.user.id.to_string(),
+                project: auth.project.id.to_string(),
+                is_admin: auth.is_admin(),
                 request,
             })
         }

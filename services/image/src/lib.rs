@@ -117,7 +117,7 @@ fn base(headers: &HeaderMap) -> String {
 }
 
 fn caller(st: &ImageState, headers: &HeaderMap, rid: RequestId) -> Result<Caller, ImageError> {
-    auth::authenticate(st.auth, headers, rid.0)
+    auth::authenticate(&st.auth, &st.engine, headers, rid.0)
 }
 
 async fn versions_root(headers: HeaderMap) -> Response {

@@ -478,6 +478,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     };
     let mut so = StackOptions::new(&data_dir);
     so.listen = "127.0.0.1:0".parse()?;
+    // The benchmark drives the API with development tokens (`user:project`).
+    so.auth = crate::stack::AuthKind::NoAuth;
+    so.identity_listen = "127.0.0.1:0".parse()?;
     so.hosts = opts.hosts;
     so.nats = opts.nats.clone();
     let (mut raw_occ_rate, mut log_layer) = (None, None);

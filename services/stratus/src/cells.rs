@@ -142,7 +142,8 @@ pub struct CellInfo {
     pub up: bool,
 }
 
-async fn fold_stream(
+/// Folds a whole stream into `views`.
+pub async fn fold_stream(
     log: &dyn EventLog,
     stream: &StreamName,
     views: &mut Views,

@@ -1,6 +1,7 @@
 //! The `stratus` binary's library: the all-in-one stack and the benchmark, shared by
 //! the binary and the end-to-end tests.
 
+pub mod admin;
 pub mod bench;
 pub mod cells;
 pub mod httpd;

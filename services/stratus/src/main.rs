@@ -38,8 +38,8 @@ enum Cmd {
     },
     /// Drive the all-in-one over HTTP and report throughput, latency, memory, rebuild rate.
     Bench(BenchArgs),
-    /// Run only the API (on JetStream; run any number of them).
-    Api(PartArgs),
+    /// Run only the API and the identity API (on JetStream; run any number of them).
+    Api(ApiArgs),
     /// Run only the scheduler, placement and reconciler reactors (on JetStream).
     Scheduler(PartArgs),
     /// Run only compute agents for simulated hosts (on JetStream).
@@ -51,6 +51,174 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CellCmd,
     },
+    /// Manage identity: projects, users, roles (offline on the embedded store, or on
+    /// JetStream with --nats).
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCmd {
+    /// Projects.
+    Project {
+        #[command(subcommand)]
+        cmd: AdminProjectCmd,
+    },
+    /// Users.
+    User {
+        #[command(subcommand)]
+        cmd: AdminUserCmd,
+    },
+    /// Roles and role assignments.
+    Role {
+        #[command(subcommand)]
+        cmd: AdminRoleCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminProjectCmd {
+    /// Create a project (prints its id).
+    Create {
+        /// Project name (unique in domain Default).
+        name: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List projects.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminUserCmd {
+    /// Create a user (prints its id), optionally with a role on a project.
+    Create {
+        /// User name (unique in domain Default).
+        name: String,
+        /// Password (stored as an argon2 hash).
+        #[arg(long)]
+        password: String,
+        /// Project (name or id): the user's default project, and where --role is granted.
+        #[arg(long)]
+        project: Option<String>,
+        /// Role (name or id) to grant on --project.
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Enable or disable a user, or change the password (both invalidate tokens).
+    Set {
+        /// User name or id.
+        name: String,
+        /// Disable the user.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Enable the user.
+        #[arg(long)]
+        enable: bool,
+        /// New password.
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List users with their roles.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminRoleCmd {
+    /// Grant ROLE on a project to a user.
+    Add {
+        /// User name or id.
+        #[arg(long)]
+        user: String,
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// Role name or id.
+        role: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List roles.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+/// Identity options of the processes with the API role (`serve`, `api`).
+#[derive(clap::Args, Debug)]
+struct IdentityArgs {
+    /// Identity (Keystone v3) listen address.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    identity_listen: SocketAddr,
+    /// Lifetime of identity tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_expiration: i64,
+    /// Token signing key (default: <data-dir>/token.key, created at first start with
+    /// mode 0600). Give every API process of a split deployment the same file.
+    #[arg(long)]
+    token_key_file: Option<PathBuf>,
+    /// Password of the `admin` user created at first start (default: generated and
+    /// written to <data-dir>/openrc only).
+    #[arg(long, env = "STRATUS_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Image (Glance) endpoint listed in the service catalog (default: this process's
+    /// image listener).
+    #[arg(long)]
+    image_endpoint: Option<String>,
+}
+
+impl IdentityArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.token_expiration <= 0 {
+            anyhow::bail!("--token-expiration must be at least 1 second");
+        }
+        o.identity_listen = self.identity_listen;
+        o.token_expiration_secs = self.token_expiration;
+        o.token_key_file = self.token_key_file.clone();
+        o.admin_password = self.admin_password.clone().filter(|p| !p.is_empty());
+        o.image_endpoint = self
+            .image_endpoint
+            .as_ref()
+            .map(|e| e.trim_end_matches('/').to_string());
+        Ok(())
+    }
+}
+
+fn auth_kind(s: &str) -> anyhow::Result<stratus::stack::AuthKind> {
+    match s {
+        "keystone" => Ok(stratus::stack::AuthKind::Keystone),
+        "noauth" => Ok(stratus::stack::AuthKind::NoAuth),
+        other => anyhow::bail!("--auth {other}: use `keystone` (default) or `noauth`"),
+    }
+}
+
+/// `stratus api`: the part options plus auth and identity.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    #[command(flatten)]
+    common: PartArgs,
+    /// Authentication of the compute API: `keystone` (tokens from the identity API)
+    /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
+    #[arg(long, default_value = "keystone")]
+    auth: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,17 +379,19 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     let api = o.roles.api;
     let scheme = if o.tls.is_some() { "https" } else { "http" };
     let stack = Stack::start(o).await?;
+    let stop = shutdown_signal();
     if api {
         println!(
-            "stratus {what} listening on {scheme}://{}/v2.1 (data in {}){}",
+            "stratus {what} listening on {scheme}://{}/v2.1 (data in {}){}{}",
             stack.addr,
             data_dir.display(),
-            images_note(&stack, scheme)
+            images_note(&stack, scheme),
+            identity_note(&stack, scheme)
         );
     } else {
         println!("stratus {what} running (data in {})", data_dir.display());
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     stack.stop().await;
     Ok(())
@@ -257,9 +427,12 @@ struct ServeArgs {
     /// Disk (GiB) per simulated host.
     #[arg(long, default_value_t = 4096)]
     host_disk_gb: u64,
-    /// Authentication mode (only `noauth` in this release).
-    #[arg(long, default_value = "noauth")]
+    /// Authentication of the compute API: `keystone` (tokens from the identity API)
+    /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
+    #[arg(long, default_value = "keystone")]
     auth: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
     /// Simulated driver delay per operation, in milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_delay_ms: u64,
@@ -362,25 +535,110 @@ fn init_tracing() {
         .init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C. The handlers are registered when this is called
+/// (not when first polled), so a signal sent right after the ready line is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("signal handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .expect("signal handler");
+        async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `; identity on http://ADDR/v3` for the ready line (one line: scripts read only it).
+fn identity_note(stack: &Stack, scheme: &str) -> String {
+    match stack.identity_addr {
+        Some(a) => format!("; identity on {scheme}://{a}/v3"),
+        None => String::new(),
     }
 }
 
 fn fmt_time(us: i64) -> String {
     api::util::iso_micros_z(domain::Timestamp(us))
+}
+
+async fn run_admin(cmd: AdminCmd) -> anyhow::Result<()> {
+    use stratus::admin;
+    let log_args = match &cmd {
+        AdminCmd::Project { cmd } => match cmd {
+            AdminProjectCmd::Create { log, .. } | AdminProjectCmd::List { log } => log,
+        },
+        AdminCmd::User { cmd } => match cmd {
+            AdminUserCmd::Create { log, .. }
+            | AdminUserCmd::Set { log, .. }
+            | AdminUserCmd::List { log } => log,
+        },
+        AdminCmd::Role { cmd } => match cmd {
+            AdminRoleCmd::Add { log, .. } | AdminRoleCmd::List { log } => log,
+        },
+    };
+    let open = stratus::cells::OpenLog::open(&log_args.target()).await?;
+    let log = open.log.as_ref();
+    let result = match &cmd {
+        AdminCmd::Project { cmd } => match cmd {
+            AdminProjectCmd::Create {
+                name, description, ..
+            } => admin::project_create(log, name, description)
+                .await
+                .map(|id| println!("project {name} created: {id}")),
+            AdminProjectCmd::List { .. } => admin::project_list(log).await.map(|t| print!("{t}")),
+        },
+        AdminCmd::User { cmd } => match cmd {
+            AdminUserCmd::Create {
+                name,
+                password,
+                project,
+                role,
+                ..
+            } => admin::user_create(log, name, password, project.as_deref(), role.as_deref())
+                .await
+                .map(|id| println!("user {name} created: {id}")),
+            AdminUserCmd::Set {
+                name,
+                disable,
+                enable,
+                password,
+                ..
+            } => {
+                let enabled = match (enable, disable) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                };
+                admin::user_set(log, name, enabled, password.as_deref())
+                    .await
+                    .map(|()| println!("user {name} updated"))
+            }
+            AdminUserCmd::List { .. } => admin::user_list(log).await.map(|t| print!("{t}")),
+        },
+        AdminCmd::Role { cmd } => match cmd {
+            AdminRoleCmd::Add {
+                user,
+                project,
+                role,
+                ..
+            } => admin::role_add(log, user, project, role)
+                .await
+                .map(|()| println!("role {role} granted to {user} on {project}")),
+            AdminRoleCmd::List { .. } => admin::role_list(log).await.map(|t| print!("{t}")),
+        },
+    };
+    open.close();
+    result
 }
 
 #[tokio::main]
@@ -389,13 +647,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(a) => {
             init_tracing();
-            if a.auth != "noauth" {
-                anyhow::bail!(
-                    "--auth {}: only `noauth` is supported in this release",
-                    a.auth
-                );
-            }
             let mut o = StackOptions::new(&a.data_dir);
+            o.auth = auth_kind(&a.auth)?;
+            a.identity.apply(&mut o)?;
             o.listen = a.listen;
             o.image_listen = a.image_listen;
             o.image_dir = a.image_dir.clone();
@@ -417,13 +671,15 @@ async fn main() -> anyhow::Result<()> {
             o.tls = tls(&a.tls_cert, &a.tls_key)?;
             let scheme = if o.tls.is_some() { "https" } else { "http" };
             let stack = Stack::start(o).await?;
+            let stop = shutdown_signal();
             println!(
-                "stratus listening on {scheme}://{}/v2.1 (data in {}){}",
+                "stratus listening on {scheme}://{}/v2.1 (data in {}){}{}",
                 stack.addr,
                 a.data_dir.display(),
-                images_note(&stack, scheme)
+                images_note(&stack, scheme),
+                identity_note(&stack, scheme)
             );
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down");
             stack.stop().await;
             Ok(())
@@ -433,8 +689,12 @@ async fn main() -> anyhow::Result<()> {
                 api: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "api")?, "api").await
+            let mut o = part_options(&a.common, roles, "api")?;
+            o.auth = auth_kind(&a.auth)?;
+            a.identity.apply(&mut o)?;
+            run_until_signal(o, "api").await
         }
+        Cmd::Admin { cmd } => run_admin(cmd).await,
         Cmd::Scheduler(a) => {
             let roles = Roles {
                 scheduler: true,

@@ -76,6 +76,29 @@ pub struct StackOptions {
     pub image_dir: Option<PathBuf>,
     /// Largest image upload accepted, in bytes.
     pub image_max_size: u64,
+    /// How the compute API authenticates callers (`Keystone` for `serve`).
+    pub auth: AuthKind,
+    /// Identity (Keystone v3) listen address (port 0: any free port).
+    pub identity_listen: SocketAddr,
+    /// Lifetime of identity tokens, in seconds.
+    pub token_expiration_secs: i64,
+    /// Token signing key file (None: `<data-dir>/token.key`, created at first start).
+    /// Share one file between the API processes of a split deployment.
+    pub token_key_file: Option<PathBuf>,
+    /// Password of the bootstrap `admin` user (None: generated, written to openrc).
+    pub admin_password: Option<String>,
+    /// Image (Glance) endpoint listed in the service catalog (None: this process's image
+    /// listener).
+    pub image_endpoint: Option<String>,
+}
+
+/// How the compute API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// Keystone tokens from the identity listener (the default).
+    Keystone,
+    /// Development mode: `X-Auth-Token: <user>:<project>`.
+    NoAuth,
 }
 
 /// The services one process runs. `serve` runs all of them; `stratus api`,
@@ -143,6 +166,12 @@ impl StackOptions {
             image_listen: "127.0.0.1:0".parse().expect("valid"),
             image_dir: None,
             image_max_size: image::DEFAULT_MAX_SIZE,
+            auth: AuthKind::Keystone,
+            identity_listen: "127.0.0.1:5000".parse().expect("valid"),
+            token_expiration_secs: 3600,
+            token_key_file: None,
+            admin_password: None,
+            image_endpoint: None,
         }
     }
 }
@@ -157,10 +186,13 @@ pub struct Stack {
     pub addr: SocketAddr,
     /// Where the image API listens (the API role only).
     pub image_addr: Option<SocketAddr>,
+    /// Where the identity API listens (API role only).
+    pub identity_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
     proj_tasks: Vec<JoinHandle<()>>,
     api_task: JoinHandle<()>,
+    identity_task: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     log: Backend,
 }
@@ -467,15 +499,55 @@ impl Stack {
             }));
         }
 
-        // API.
-        let (addr, api_task) = if opts.roles.api {
-            let listener = tokio::net::TcpListener::bind(opts.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        // Identity (bootstrap, then its own listener) and the API.
+        let api_listener = if opts.roles.api {
+            Some(
+                tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", opts.listen))?,
+            )
+        } else {
+            None
+        };
+        // The image listener is bound first: the identity catalog lists its address.
+        let image_listener = match &image_store {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind(opts.image_listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on {} (image API)", opts.image_listen)
+                    })?,
+            ),
+            None => None,
+        };
+        let image_url = match (&opts.image_endpoint, &image_listener) {
+            (Some(e), _) => e.clone(),
+            (None, Some(l)) => url_of(l.local_addr()?, opts.tls.is_some()),
+            (None, None) => url_of(opts.image_listen, opts.tls.is_some()),
+        };
+        let (identity_addr, identity_task, tokens) = match &api_listener {
+            Some(l) => {
+                let (addr, task, tokens) = start_identity(
+                    &opts,
+                    &engine,
+                    l.local_addr()?,
+                    image_url,
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (Some(addr), Some(task), Some(tokens))
+            }
+            None => (None, None, None),
+        };
+        let (addr, api_task, auth) = if let Some(listener) = api_listener {
             let addr = listener.local_addr()?;
+            let auth = match (opts.auth, tokens) {
+                (AuthKind::Keystone, Some(t)) => api::AuthMode::Keystone(t),
+                _ => api::AuthMode::NoAuth,
+            };
             let app = api::router(api::ApiState {
                 engine: engine.clone(),
-                auth: api::AuthMode::NoAuth,
+                auth: auth.clone(),
             });
             let task = tokio::spawn(crate::httpd::serve(
                 listener,
@@ -484,23 +556,18 @@ impl Stack {
                 crate::httpd::REQUEST_TIMEOUT,
                 shutdown_rx.clone(),
             ));
-            (addr, task)
+            (addr, task, auth)
         } else {
-            (opts.listen, tokio::spawn(async {}))
+            (opts.listen, tokio::spawn(async {}), api::AuthMode::NoAuth)
         };
-        let image_addr = match image_store {
-            Some(store) => {
-                let listener = tokio::net::TcpListener::bind(opts.image_listen)
-                    .await
-                    .with_context(|| {
-                        format!("cannot listen on {} (image API)", opts.image_listen)
-                    })?;
+        let image_addr = match (image_store, image_listener) {
+            (Some(store), Some(listener)) => {
                 let image_addr = listener.local_addr()?;
                 let app = image::router(image::ImageState {
                     engine: engine.clone(),
                     store,
                     max_size: opts.image_max_size,
-                    auth: api::AuthMode::NoAuth,
+                    auth: auth.clone(),
                 });
                 // Uploads of large images may take long: an hour, not a minute.
                 tasks.push(tokio::spawn(crate::httpd::serve(
@@ -513,7 +580,7 @@ impl Stack {
                 tracing::info!(addr = %image_addr, "image API listening");
                 Some(image_addr)
             }
-            None => None,
+            _ => None,
         };
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
         Ok(Stack {
@@ -521,10 +588,12 @@ impl Stack {
             driver,
             addr,
             image_addr,
+            identity_addr,
             shutdown,
             proj_shutdown,
             proj_tasks,
             api_task,
+            identity_task,
             tasks,
             log,
         })
@@ -535,6 +604,9 @@ impl Stack {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.api_task.await;
+        if let Some(t) = self.identity_task {
+            let _ = t.await;
+        }
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -550,6 +622,81 @@ impl Stack {
             Backend::JetStream(l) => l.close(),
         }
     }
+}
+
+/// `http://ADDR` with an unspecified address (0.0.0.0, ::) replaced by loopback.
+fn url_of(addr: SocketAddr, tls: bool) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Loads (or creates) the token key, bootstraps identity (roles, admin project and
+/// user, openrc) and serves the identity API on its own listener.
+async fn start_identity(
+    opts: &StackOptions,
+    engine: &Arc<Engine>,
+    api_addr: SocketAddr,
+    image_url: String,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>, Arc<identity::Tokens>)> {
+    let key_path = opts
+        .token_key_file
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("token.key"));
+    let key = identity::TokenKey::load_or_create(&key_path)
+        .with_context(|| format!("cannot use the token key {}", key_path.display()))?;
+    let tokens = Arc::new(identity::Tokens::new(key, opts.token_expiration_secs));
+    let listener = tokio::net::TcpListener::bind(opts.identity_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (identity)", opts.identity_listen))?;
+    let addr = listener.local_addr()?;
+    let report = identity::bootstrap::bootstrap(
+        engine.log.as_ref(),
+        &identity::bootstrap::Options {
+            data_dir: opts.data_dir.clone(),
+            admin_password: opts.admin_password.clone(),
+            auth_url: format!("{}/v3", url_of(addr, opts.tls.is_some())),
+        },
+    )
+    .await
+    .context("cannot bootstrap identity")?;
+    if let Some(path) = &report.openrc {
+        tracing::info!(openrc = %path.display(), "identity bootstrapped: admin credentials written");
+    }
+    if let Some(pos) = report.position {
+        if !engine
+            .world
+            .wait_for(&StreamName::api(), pos, Duration::from_secs(30))
+            .await
+        {
+            anyhow::bail!("projections did not catch up with the identity bootstrap");
+        }
+    }
+    let api_url = url_of(api_addr, opts.tls.is_some());
+    let app = identity::router(identity::IdentityApi {
+        log: engine.log.clone(),
+        world: engine.world.clone(),
+        tokens: tokens.clone(),
+        catalog: Arc::new(identity::Catalog {
+            identity: url_of(addr, opts.tls.is_some()),
+            compute: format!("{api_url}/v2.1"),
+            image: image_url,
+            region: "RegionOne".into(),
+        }),
+    });
+    let task = tokio::spawn(crate::httpd::serve(
+        listener,
+        app,
+        opts.tls.clone(),
+        crate::httpd::REQUEST_TIMEOUT,
+        stop,
+    ));
+    Ok((addr, task, tokens))
 }
 
 /// The cells every deployment has: `cell0` (never-scheduled instances) and `cell1`.

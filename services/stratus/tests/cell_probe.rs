@@ -20,6 +20,8 @@ async fn unreachable_cell_streams_are_reported_down_then_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = StackOptions::new(dir.path());
     o.listen = "127.0.0.1:0".parse().unwrap();
+    o.auth = stratus::stack::AuthKind::NoAuth;
+    o.identity_listen = "127.0.0.1:0".parse().unwrap();
     o.hosts = 1;
     o.nats = Some(nats.url());
     let stack = Stack::start(o).await.unwrap();

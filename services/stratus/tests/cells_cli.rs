@@ -30,9 +30,16 @@ fn free_port() -> u16 {
 
 /// Starts `stratus <args>` and waits for its first stdout line ("stratus ...").
 fn spawn(args: &[&str]) -> Proc {
+    // `serve` and `api` run in development auth with identity on a free port.
+    let dev: &[&str] = if matches!(args.first(), Some(&"serve") | Some(&"api")) {
+        &["--auth", "noauth", "--identity-listen", "127.0.0.1:0"]
+    } else {
+        &[]
+    };
     let mut child = Command::new(BIN)
         .args(args)
         .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
+        .args(dev)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

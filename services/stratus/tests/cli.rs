@@ -32,6 +32,7 @@ fn serve(dir: &std::path::Path, port: u16) -> Server {
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--hosts", "2"])
         .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
+        .args(["--auth", "noauth", "--identity-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

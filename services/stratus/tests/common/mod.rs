@@ -50,7 +50,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `stratus <args> --data-dir <dir>` and waits for its ready line.
+/// The flags these tests rely on for `serve` and `api`: noauth tokens
+/// (`X-Auth-Token: user:project`) and an identity listener on a free port.
+pub fn dev_auth(args: &[&str]) -> Vec<&'static str> {
+    match args.first() {
+        Some(&"serve") | Some(&"api") => {
+            vec!["--auth", "noauth", "--identity-listen", "127.0.0.1:0"]
+        }
+        _ => vec![],
+    }
+}
+
+/// Starts `stratus <args> --data-dir <dir>` and waits for its ready line (`serve` and
+/// `api` run with [`dev_auth`]).
 pub fn spawn(args: &[&str], dir: &Path) -> Proc {
     spawn_env(args, dir, &[])
 }
@@ -59,6 +71,7 @@ pub fn spawn(args: &[&str], dir: &Path) -> Proc {
 pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
         .args(args)
+        .args(dev_auth(args))
         .arg("--data-dir")
         .arg(dir)
         .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")

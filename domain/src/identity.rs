@@ -1,0 +1,617 @@
+//! Identity (a Keystone v3 subset): projects, users, roles and role assignments, all
+//! aggregates of the global `api` stream.
+//!
+//! Subjects: `stratus.api.project.<id>`, `stratus.api.user.<id>` (the user, its
+//! credential and its role assignments), `stratus.api.role.<id>`, and one name-index
+//! subject per unique name, `stratus.api.<kind>_name.<domain>.<name>`.
+//!
+//! Invariants:
+//! - Names are unique per kind and domain: a create first claims the name-index subject
+//!   with an expected subject sequence of 0 (so of two concurrent creates only one can
+//!   win), then creates the entity. A claim never moves to another id.
+//! - There is one domain, `default` (name `Default`).
+//! - A user's password is only ever stored as a hash (argon2 PHC string, computed by
+//!   the caller: hashing needs a random salt, and this crate has no I/O).
+//! - `revision` counts credential changes (password changes and disables); tokens carry
+//!   the revision they were issued at, so a changed password or a disable invalidates
+//!   every earlier token, even after the user is enabled again.
+//! - Granting a role a user already has on a project decides to no events; granting
+//!   needs the project and the role to exist.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DomainError, ProjectId, Timestamp, UserId};
+
+/// Id of the only domain.
+pub const DEFAULT_DOMAIN_ID: &str = "default";
+/// Name of the only domain.
+pub const DEFAULT_DOMAIN_NAME: &str = "Default";
+
+/// Role id (Keystone: a 32-hex uuid; any printable string up to 64 chars here).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoleId(String);
+
+impl RoleId {
+    /// Validates and wraps.
+    pub fn new(s: impl Into<String>) -> Result<Self, DomainError> {
+        let s = s.into();
+        if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control() || c == '/') {
+            return Err(DomainError::BadRequest(format!("Invalid role id {s:?}")));
+        }
+        Ok(RoleId(s))
+    }
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A project, user or role name: 1 to 255 printable characters, no leading or
+/// trailing whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IdentityName(String);
+
+impl IdentityName {
+    /// Validates and wraps.
+    pub fn new(s: impl Into<String>) -> Result<Self, DomainError> {
+        let s = s.into();
+        if s.is_empty()
+            || s.chars().count() > 255
+            || s.trim() != s
+            || s.chars().any(|c| c.is_control())
+        {
+            return Err(DomainError::BadRequest(format!(
+                "Invalid name {s:?}: 1 to 255 printable characters without leading or trailing spaces."
+            )));
+        }
+        Ok(IdentityName(s))
+    }
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdentityName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a unique name names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NameKind {
+    /// A project name.
+    Project,
+    /// A user name.
+    User,
+    /// A role name.
+    Role,
+}
+
+impl NameKind {
+    /// `project`, `user` or `role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Project => "project",
+            NameKind::User => "user",
+            NameKind::Role => "role",
+        }
+    }
+}
+
+/// A project (tenant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// Id.
+    pub id: ProjectId,
+    /// Unique name in its domain.
+    pub name: IdentityName,
+    /// Domain id (`default`).
+    pub domain_id: String,
+    /// Free text.
+    pub description: String,
+    /// Whether it can be scoped to.
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A user with its credential and role assignments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Id.
+    pub id: UserId,
+    /// Unique name in its domain.
+    pub name: IdentityName,
+    /// Domain id (`default`).
+    pub domain_id: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Disabled users cannot authenticate and their tokens stop working.
+    pub enabled: bool,
+    /// Credential revision (see the module invariants).
+    pub revision: u32,
+    /// Default project, if any.
+    pub default_project_id: Option<ProjectId>,
+    /// Role assignments: (project, role).
+    pub roles: BTreeSet<(ProjectId, RoleId)>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl User {
+    /// Roles of this user on a project.
+    pub fn roles_on(&self, project: &ProjectId) -> Vec<RoleId> {
+        self.roles
+            .iter()
+            .filter(|(p, _)| p == project)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+/// A role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    /// Id.
+    pub id: RoleId,
+    /// Unique name.
+    pub name: IdentityName,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A claimed unique name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameClaim {
+    /// What it names.
+    pub kind: NameKind,
+    /// Domain id.
+    pub domain_id: String,
+    /// The name.
+    pub name: IdentityName,
+    /// Id of the entity that holds it.
+    pub id: String,
+    /// When it was claimed.
+    pub claimed_at: Timestamp,
+}
+
+/// Commands on identity aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdentityCommand {
+    /// Claim a unique name (before creating the entity that holds it).
+    ClaimName {
+        /// Kind.
+        kind: NameKind,
+        /// Domain id.
+        domain_id: String,
+        /// Name.
+        name: IdentityName,
+        /// The entity's id.
+        id: String,
+    },
+    /// Create a project.
+    CreateProject {
+        /// Id.
+        id: ProjectId,
+        /// Name.
+        name: IdentityName,
+        /// Description.
+        description: String,
+        /// Enabled.
+        enabled: bool,
+    },
+    /// Create a user.
+    CreateUser {
+        /// Id.
+        id: UserId,
+        /// Name.
+        name: IdentityName,
+        /// argon2 PHC string.
+        password_hash: String,
+        /// Enabled.
+        enabled: bool,
+        /// Default project.
+        default_project_id: Option<ProjectId>,
+    },
+    /// Enable or disable a user.
+    SetUserEnabled(bool),
+    /// Change a user's password.
+    SetPassword {
+        /// argon2 PHC string of the new password.
+        password_hash: String,
+    },
+    /// Grant a role on a project to a user.
+    GrantRole {
+        /// Project.
+        project: ProjectId,
+        /// Role.
+        role: RoleId,
+    },
+    /// Create a role.
+    CreateRole {
+        /// Id.
+        id: RoleId,
+        /// Name.
+        name: IdentityName,
+    },
+}
+
+/// Events of identity aggregates (variant order frozen: new ones go at the end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IdentityEvent {
+    /// `identity.name_claimed` (name-index subject)
+    NameClaimed {
+        /// Kind.
+        kind: NameKind,
+        /// Domain id.
+        domain_id: String,
+        /// Name.
+        name: IdentityName,
+        /// Holder.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// `project.created`
+    ProjectCreated {
+        /// Id.
+        id: ProjectId,
+        /// Name.
+        name: IdentityName,
+        /// Domain id.
+        domain_id: String,
+        /// Description.
+        description: String,
+        /// Enabled.
+        enabled: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// `user.created`
+    UserCreated {
+        /// Id.
+        id: UserId,
+        /// Name.
+        name: IdentityName,
+        /// Domain id.
+        domain_id: String,
+        /// argon2 PHC string.
+        password_hash: String,
+        /// Enabled.
+        enabled: bool,
+        /// Default project.
+        default_project_id: Option<ProjectId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `user.enabled_set`
+    UserEnabledSet {
+        /// New value.
+        enabled: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// `user.password_changed`
+    UserPasswordChanged {
+        /// argon2 PHC string.
+        password_hash: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// `user.role_granted`
+    UserRoleGranted {
+        /// Project.
+        project: ProjectId,
+        /// Role.
+        role: RoleId,
+        /// When.
+        at: Timestamp,
+    },
+    /// `role.created`
+    RoleCreated {
+        /// Id.
+        id: RoleId,
+        /// Name.
+        name: IdentityName,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl IdentityEvent {
+    /// Stable type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            IdentityEvent::NameClaimed { .. } => "identity.name_claimed",
+            IdentityEvent::ProjectCreated { .. } => "project.created",
+            IdentityEvent::UserCreated { .. } => "user.created",
+            IdentityEvent::UserEnabledSet { .. } => "user.enabled_set",
+            IdentityEvent::UserPasswordChanged { .. } => "user.password_changed",
+            IdentityEvent::UserRoleGranted { .. } => "user.role_granted",
+            IdentityEvent::RoleCreated { .. } => "role.created",
+        }
+    }
+}
+
+/// The state of one identity subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IdentityState {
+    /// A name-index subject.
+    Name(NameClaim),
+    /// A project subject.
+    Project(Project),
+    /// A user subject.
+    User(User),
+    /// A role subject.
+    Role(Role),
+}
+
+/// What `decide` needs besides the aggregate's own state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refs<'a> {
+    /// The project a `GrantRole` names.
+    pub project: Option<&'a Project>,
+    /// The role a `GrantRole` names.
+    pub role: Option<&'a Role>,
+}
+
+fn conflict(kind: NameKind, name: &IdentityName, domain: &str) -> DomainError {
+    DomainError::Conflict(format!(
+        "Conflict occurred attempting to store {} - Duplicate entry found with name {name} at domain ID {domain}.",
+        kind.as_str()
+    ))
+}
+
+fn bad_hash(h: &str) -> bool {
+    !h.starts_with("$argon2")
+}
+
+/// Decides an identity command on the state of its subject.
+pub fn decide(
+    state: Option<&IdentityState>,
+    cmd: IdentityCommand,
+    refs: Refs<'_>,
+    now: Timestamp,
+) -> Result<Vec<IdentityEvent>, DomainError> {
+    use IdentityCommand as C;
+    use IdentityEvent as E;
+    match cmd {
+        C::ClaimName {
+            kind,
+            domain_id,
+            name,
+            id,
+        } => {
+            if domain_id != DEFAULT_DOMAIN_ID {
+                return Err(DomainError::NotFound {
+                    kind: "Domain",
+                    id: domain_id,
+                });
+            }
+            match state {
+                Some(IdentityState::Name(c)) if c.id == id => Ok(vec![]),
+                Some(_) => Err(conflict(kind, &name, &domain_id)),
+                None => Ok(vec![E::NameClaimed {
+                    kind,
+                    domain_id,
+                    name,
+                    id,
+                    at: now,
+                }]),
+            }
+        }
+        C::CreateProject {
+            id,
+            name,
+            description,
+            enabled,
+        } => {
+            if state.is_some() {
+                return Err(DomainError::AlreadyExists {
+                    kind: "Project",
+                    id: id.to_string(),
+                });
+            }
+            Ok(vec![E::ProjectCreated {
+                id,
+                name,
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                description,
+                enabled,
+                at: now,
+            }])
+        }
+        C::CreateUser {
+            id,
+            name,
+            password_hash,
+            enabled,
+            default_project_id,
+        } => {
+            if state.is_some() {
+                return Err(DomainError::AlreadyExists {
+                    kind: "User",
+                    id: id.to_string(),
+                });
+            }
+            if bad_hash(&password_hash) {
+                return Err(DomainError::BadRequest(
+                    "password must be stored as an argon2 hash".into(),
+                ));
+            }
+            Ok(vec![E::UserCreated {
+                id,
+                name,
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                password_hash,
+                enabled,
+                default_project_id,
+                at: now,
+            }])
+        }
+        C::SetUserEnabled(enabled) => {
+            let u = user(state)?;
+            if u.enabled == enabled {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserEnabledSet { enabled, at: now }])
+        }
+        C::SetPassword { password_hash } => {
+            user(state)?;
+            if bad_hash(&password_hash) {
+                return Err(DomainError::BadRequest(
+                    "password must be stored as an argon2 hash".into(),
+                ));
+            }
+            Ok(vec![E::UserPasswordChanged {
+                password_hash,
+                at: now,
+            }])
+        }
+        C::GrantRole { project, role } => {
+            let u = user(state)?;
+            if refs.project.is_none_or(|p| p.id != project) {
+                return Err(DomainError::NotFound {
+                    kind: "Project",
+                    id: project.to_string(),
+                });
+            }
+            if refs.role.is_none_or(|r| r.id != role) {
+                return Err(DomainError::NotFound {
+                    kind: "Role",
+                    id: role.to_string(),
+                });
+            }
+            if u.roles.contains(&(project.clone(), role.clone())) {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserRoleGranted {
+                project,
+                role,
+                at: now,
+            }])
+        }
+        C::CreateRole { id, name } => {
+            if state.is_some() {
+                return Err(DomainError::AlreadyExists {
+                    kind: "Role",
+                    id: id.to_string(),
+                });
+            }
+            Ok(vec![E::RoleCreated { id, name, at: now }])
+        }
+    }
+}
+
+fn user(state: Option<&IdentityState>) -> Result<&User, DomainError> {
+    match state {
+        Some(IdentityState::User(u)) => Ok(u),
+        _ => Err(DomainError::NotFound {
+            kind: "User",
+            id: String::new(),
+        }),
+    }
+}
+
+/// Applies an identity event. Total: an event that does not fit the state (never
+/// produced by `decide`) leaves the state as it is.
+pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<IdentityState> {
+    use IdentityEvent as E;
+    match (state, ev) {
+        (
+            None,
+            E::NameClaimed {
+                kind,
+                domain_id,
+                name,
+                id,
+                at,
+            },
+        ) => Some(IdentityState::Name(NameClaim {
+            kind: *kind,
+            domain_id: domain_id.clone(),
+            name: name.clone(),
+            id: id.clone(),
+            claimed_at: *at,
+        })),
+        (
+            None,
+            E::ProjectCreated {
+                id,
+                name,
+                domain_id,
+                description,
+                enabled,
+                at,
+            },
+        ) => Some(IdentityState::Project(Project {
+            id: id.clone(),
+            name: name.clone(),
+            domain_id: domain_id.clone(),
+            description: description.clone(),
+            enabled: *enabled,
+            created_at: *at,
+        })),
+        (
+            None,
+            E::UserCreated {
+                id,
+                name,
+                domain_id,
+                password_hash,
+                enabled,
+                default_project_id,
+                at,
+            },
+        ) => Some(IdentityState::User(User {
+            id: id.clone(),
+            name: name.clone(),
+            domain_id: domain_id.clone(),
+            password_hash: password_hash.clone(),
+            enabled: *enabled,
+            revision: 0,
+            default_project_id: default_project_id.clone(),
+            roles: BTreeSet::new(),
+            created_at: *at,
+            updated_at: *at,
+        })),
+        (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
+            id: id.clone(),
+            name: name.clone(),
+            created_at: *at,
+        })),
+        (Some(IdentityState::User(mut u)), E::UserEnabledSet { enabled, at }) => {
+            if !*enabled {
+                u.revision = u.revision.saturating_add(1);
+            }
+            u.enabled = *enabled;
+            u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserPasswordChanged { password_hash, at }) => {
+            u.password_hash = password_hash.clone();
+            u.revision = u.revision.saturating_add(1);
+            u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserRoleGranted { project, role, at }) => {
+            u.roles.insert((project.clone(), role.clone()));
+            u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (s, _) => s,
+    }
+}

@@ -1,0 +1,176 @@
+//! The identity read model: every identity subject of the api stream (projects, users,
+//! roles, name index) folded into its current state, keyed by subject.
+//!
+//! Invariants:
+//! - One row per subject, holding the state `domain::identity::evolve` folds and the
+//!   subject's last sequence (the OCC expectation of the next append).
+//! - Lookups by name go through the name-index rows, so a name resolves to exactly the
+//!   entity that won its claim; an entity whose claim is missing is never found by name.
+
+use std::collections::BTreeMap;
+
+use domain::identity::{
+    self, IdentityEvent, IdentityName, IdentityState, NameClaim, NameKind, Project, Role, RoleId,
+    User,
+};
+use domain::{ProjectId, UserId};
+use eventlog::Subject;
+use serde::{Deserialize, Serialize};
+
+/// `stratus.api.project.<id>`.
+pub fn project_subject(id: &ProjectId) -> Subject {
+    Subject::api("project", id.as_str()).expect("tokens are encoded")
+}
+
+/// `stratus.api.user.<id>`.
+pub fn user_subject(id: &UserId) -> Subject {
+    Subject::api("user", id.as_str()).expect("tokens are encoded")
+}
+
+/// `stratus.api.role.<id>`.
+pub fn role_subject(id: &RoleId) -> Subject {
+    Subject::api("role", id.as_str()).expect("tokens are encoded")
+}
+
+/// `stratus.api.<kind>_name.<domain>.<name>` (both tokens encoded).
+pub fn name_subject(kind: NameKind, domain_id: &str, name: &IdentityName) -> Subject {
+    Subject::parse(&format!(
+        "stratus.api.{}_name.{}.{}",
+        kind.as_str(),
+        Subject::token(domain_id),
+        Subject::token(name.as_str())
+    ))
+    .expect("tokens are encoded")
+}
+
+/// One identity subject's state and last sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityRow {
+    /// State.
+    pub state: IdentityState,
+    /// Last subject sequence.
+    pub seq: u64,
+}
+
+/// All identity rows, by subject.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityViews {
+    /// Rows by subject.
+    pub rows: BTreeMap<Subject, IdentityRow>,
+}
+
+impl IdentityViews {
+    /// Applies one event of `subject` at `seq`.
+    pub fn apply(&mut self, subject: &Subject, seq: u64, ev: &IdentityEvent) {
+        let prev = self.rows.remove(subject).map(|r| r.state);
+        if let Some(state) = identity::evolve(prev, ev) {
+            self.rows
+                .insert(subject.clone(), IdentityRow { state, seq });
+        }
+    }
+
+    /// State and sequence of a subject (0 when it has none).
+    pub fn get(&self, subject: &Subject) -> (Option<&IdentityState>, u64) {
+        match self.rows.get(subject) {
+            Some(r) => (Some(&r.state), r.seq),
+            None => (None, 0),
+        }
+    }
+
+    /// A project by id.
+    pub fn project(&self, id: &ProjectId) -> Option<&Project> {
+        match self.rows.get(&project_subject(id)).map(|r| &r.state) {
+            Some(IdentityState::Project(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &UserId) -> Option<&User> {
+        match self.rows.get(&user_subject(id)).map(|r| &r.state) {
+            Some(IdentityState::User(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// A role by id.
+    pub fn role(&self, id: &RoleId) -> Option<&Role> {
+        match self.rows.get(&role_subject(id)).map(|r| &r.state) {
+            Some(IdentityState::Role(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The claim on a name.
+    pub fn claim(&self, kind: NameKind, domain_id: &str, name: &str) -> Option<&NameClaim> {
+        let name = IdentityName::new(name).ok()?;
+        match self
+            .rows
+            .get(&name_subject(kind, domain_id, &name))
+            .map(|r| &r.state)
+        {
+            Some(IdentityState::Name(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A project by name.
+    pub fn project_by_name(&self, domain_id: &str, name: &str) -> Option<&Project> {
+        let c = self.claim(NameKind::Project, domain_id, name)?;
+        self.project(&ProjectId::new(c.id.clone()).ok()?)
+    }
+
+    /// A user by name.
+    pub fn user_by_name(&self, domain_id: &str, name: &str) -> Option<&User> {
+        let c = self.claim(NameKind::User, domain_id, name)?;
+        self.user(&UserId::new(c.id.clone()).ok()?)
+    }
+
+    /// A role by name.
+    pub fn role_by_name(&self, name: &str) -> Option<&Role> {
+        let c = self.claim(NameKind::Role, identity::DEFAULT_DOMAIN_ID, name)?;
+        self.role(&RoleId::new(c.id.clone()).ok()?)
+    }
+
+    /// Every project, by name.
+    pub fn projects(&self) -> Vec<&Project> {
+        let mut v: Vec<&Project> = self
+            .rows
+            .values()
+            .filter_map(|r| match &r.state {
+                IdentityState::Project(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> Vec<&User> {
+        let mut v: Vec<&User> = self
+            .rows
+            .values()
+            .filter_map(|r| match &r.state {
+                IdentityState::User(u) => Some(u),
+                _ => None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Every role, by name.
+    pub fn roles(&self) -> Vec<&Role> {
+        let mut v: Vec<&Role> = self
+            .rows
+            .values()
+            .filter_map(|r| match &r.state {
+                IdentityState::Role(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}

@@ -1,0 +1,323 @@
+//! Identity commands on the log.
+//!
+//! Invariants:
+//! - Every command decides on the state of its subject read from the log itself (not
+//!   from a world), so it works the same from the one-shot `stratus admin` CLI and from
+//!   a running server, and never decides on a stale view; the append states the
+//!   subject's expected last sequence, and a conflict re-reads and decides again.
+//! - A create claims the name first (name-index subject, expected sequence 0 when it is
+//!   free), then creates the entity under a fresh id: of two concurrent creates of one
+//!   name exactly one wins, the other is refused with a 409 and writes nothing more.
+//!   (A process dying between the two appends leaves the name claimed by an id that
+//!   has no entity: such a name is refused until an operator picks another; see
+//!   docs/ARCHITECTURE.md.)
+//! - A refused command appends nothing.
+
+use domain::identity::{
+    self, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind, Refs, RoleId,
+    DEFAULT_DOMAIN_ID,
+};
+use domain::{Ctx, Event, ProjectId, UserId};
+use engine::Meta;
+use eventlog::{AppendRequest, EventLog, ExpectedSeq, LogError, Metadata, Subject};
+use projections::codec;
+use projections::identity::{name_subject, project_subject, role_subject, user_subject};
+
+use crate::IdentityError;
+
+const MAX_RETRIES: usize = 8;
+
+/// Who acts, for the decision and the envelope.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Decision context (time, caller).
+    pub ctx: Ctx,
+    /// Envelope metadata (request id, caller).
+    pub meta: Meta,
+}
+
+impl Actor {
+    /// A service actor (`bootstrap`, `stratus-admin`).
+    pub fn service(name: &str) -> Self {
+        let rid = format!("req-{}", uuid::Uuid::new_v4());
+        Actor {
+            ctx: Ctx::service(name, engine::now(), uuid::Uuid::new_v4()),
+            meta: Meta::service(name, &rid, &rid, String::new()),
+        }
+    }
+}
+
+/// The state of one identity subject and its last sequence, read from the log.
+pub async fn load(
+    log: &dyn EventLog,
+    subject: &Subject,
+) -> Result<(Option<IdentityState>, u64), IdentityError> {
+    let commits = log.read_subject(subject, 1).await?;
+    let seq = commits.last().map(|c| c.subject_seq).unwrap_or(0);
+    let mut state = None;
+    for c in &commits {
+        for e in &c.events {
+            match codec::decode(e).map_err(|err| LogError::Corrupt(format!("{subject}: {err}")))? {
+                Event::Identity(ev) => state = identity::evolve(state, &ev),
+                other => {
+                    return Err(LogError::Corrupt(format!(
+                        "{subject}: unexpected {}",
+                        other.event_type()
+                    ))
+                    .into())
+                }
+            }
+        }
+    }
+    Ok((state, seq))
+}
+
+/// Decides `cmd` on `subject` and appends the events (OCC, bounded retries). Returns
+/// the stream position of the append (None: nothing to append).
+async fn run(
+    log: &dyn EventLog,
+    subject: &Subject,
+    cmd: IdentityCommand,
+    refs: Refs<'_>,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    for _ in 0..MAX_RETRIES {
+        let (state, seq) = load(log, subject).await?;
+        let events: Vec<IdentityEvent> =
+            identity::decide(state.as_ref(), cmd.clone(), refs, who.ctx.now)?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let req = AppendRequest {
+            subject: subject.clone(),
+            expected: ExpectedSeq::Exactly(seq),
+            dedupe_id: uuid::Uuid::now_v7().to_string(),
+            meta: Metadata {
+                correlation_id: who.meta.correlation_id.clone(),
+                causation_id: who.meta.causation_id.clone(),
+                actor: who.meta.actor.clone(),
+                occurred_at: who.ctx.now.0,
+            },
+            events: events
+                .into_iter()
+                .map(|e| codec::encode(&Event::Identity(e)))
+                .collect(),
+        };
+        match log.append(req).await {
+            Ok(ack) => return Ok(Some(ack.stream_seq)),
+            Err(LogError::WrongLastSequence { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(IdentityError::Engine(engine::EngineError::Contention(
+        subject.to_string(),
+    )))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn later(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.max(b)
+}
+
+/// Claims `name` for `id` (409 when someone else holds it).
+async fn claim(
+    log: &dyn EventLog,
+    kind: NameKind,
+    name: &IdentityName,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    run(
+        log,
+        &name_subject(kind, DEFAULT_DOMAIN_ID, name),
+        IdentityCommand::ClaimName {
+            kind,
+            domain_id: DEFAULT_DOMAIN_ID.into(),
+            name: name.clone(),
+            id: id.to_string(),
+        },
+        Refs::default(),
+        who,
+    )
+    .await
+}
+
+/// The id holding a name, if its entity exists.
+pub async fn resolve(
+    log: &dyn EventLog,
+    kind: NameKind,
+    name: &str,
+) -> Result<Option<String>, IdentityError> {
+    let Ok(name) = IdentityName::new(name) else {
+        return Ok(None);
+    };
+    let (state, _) = load(log, &name_subject(kind, DEFAULT_DOMAIN_ID, &name)).await?;
+    let Some(IdentityState::Name(c)) = state else {
+        return Ok(None);
+    };
+    let subject = match kind {
+        NameKind::Project => project_subject(&ProjectId::new(c.id.clone())?),
+        NameKind::User => user_subject(&UserId::new(c.id.clone())?),
+        NameKind::Role => role_subject(&RoleId::new(c.id.clone())?),
+    };
+    Ok((log.last_subject_seq(&subject).await? > 0).then_some(c.id))
+}
+
+/// Creates a project named `name`.
+pub async fn create_project(
+    log: &dyn EventLog,
+    name: IdentityName,
+    description: String,
+    enabled: bool,
+    who: &Actor,
+) -> Result<(ProjectId, Option<u64>), IdentityError> {
+    let id = ProjectId::new(new_id())?;
+    let a = claim(log, NameKind::Project, &name, id.as_str(), who).await?;
+    let b = run(
+        log,
+        &project_subject(&id),
+        IdentityCommand::CreateProject {
+            id: id.clone(),
+            name,
+            description,
+            enabled,
+        },
+        Refs::default(),
+        who,
+    )
+    .await?;
+    Ok((id, later(a, b)))
+}
+
+/// Creates a user named `name` with an already hashed password.
+pub async fn create_user(
+    log: &dyn EventLog,
+    name: IdentityName,
+    password_hash: String,
+    enabled: bool,
+    default_project_id: Option<ProjectId>,
+    who: &Actor,
+) -> Result<(UserId, Option<u64>), IdentityError> {
+    let id = UserId::new(new_id())?;
+    let a = claim(log, NameKind::User, &name, id.as_str(), who).await?;
+    let b = run(
+        log,
+        &user_subject(&id),
+        IdentityCommand::CreateUser {
+            id: id.clone(),
+            name,
+            password_hash,
+            enabled,
+            default_project_id,
+        },
+        Refs::default(),
+        who,
+    )
+    .await?;
+    Ok((id, later(a, b)))
+}
+
+/// Creates a role named `name`.
+pub async fn create_role(
+    log: &dyn EventLog,
+    name: IdentityName,
+    who: &Actor,
+) -> Result<(RoleId, Option<u64>), IdentityError> {
+    let id = RoleId::new(new_id())?;
+    let a = claim(log, NameKind::Role, &name, id.as_str(), who).await?;
+    let b = run(
+        log,
+        &role_subject(&id),
+        IdentityCommand::CreateRole {
+            id: id.clone(),
+            name,
+        },
+        Refs::default(),
+        who,
+    )
+    .await?;
+    Ok((id, later(a, b)))
+}
+
+/// Grants `role` on `project` to `user` (nothing when already granted).
+pub async fn grant_role(
+    log: &dyn EventLog,
+    user: &UserId,
+    project: &ProjectId,
+    role: &RoleId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let (p, _) = load(log, &project_subject(project)).await?;
+    let (r, _) = load(log, &role_subject(role)).await?;
+    let p = match p {
+        Some(IdentityState::Project(p)) => Some(p),
+        _ => None,
+    };
+    let r = match r {
+        Some(IdentityState::Role(r)) => Some(r),
+        _ => None,
+    };
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::GrantRole {
+            project: project.clone(),
+            role: role.clone(),
+        },
+        Refs {
+            project: p.as_ref(),
+            role: r.as_ref(),
+        },
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}
+
+fn not_found_user<T>(r: Result<T, IdentityError>, user: &UserId) -> Result<T, IdentityError> {
+    match r {
+        Err(IdentityError::Domain(domain::DomainError::NotFound { kind: "User", .. })) => Err(
+            IdentityError::NotFound(format!("Could not find user: {user}.")),
+        ),
+        other => other,
+    }
+}
+
+/// Enables or disables a user (a disable invalidates the user's tokens).
+pub async fn set_enabled(
+    log: &dyn EventLog,
+    user: &UserId,
+    enabled: bool,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::SetUserEnabled(enabled),
+        Refs::default(),
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}
+
+/// Changes a user's password (invalidates the user's tokens).
+pub async fn set_password(
+    log: &dyn EventLog,
+    user: &UserId,
+    password_hash: String,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::SetPassword { password_hash },
+        Refs::default(),
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}

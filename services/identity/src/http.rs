@@ -1,0 +1,1034 @@
+//! The Keystone v3 subset over axum.
+//!
+//! Routes: `GET /` and `GET /v3` (version discovery, no token), `POST /v3/auth/tokens`
+//! (password method, project scope by id or by name in domain `Default`; 201 with
+//! `X-Subject-Token`), `GET /v3/auth/tokens` (validation: 200 or 404), `GET
+//! /v3/auth/projects`, `GET /v3/auth/catalog`, projects (`GET` list with `?name=`,
+//! `GET` one, `POST` admin), users (`GET` list/one, `POST` and `PATCH` admin), roles
+//! (`GET` list with `?name=`, `GET` one), role assignments (`PUT` admin, `GET`), and
+//! `GET /v3/domains[/default]`.
+//!
+//! Invariants:
+//! - Every request but discovery and token issue needs a valid `X-Auth-Token` (401
+//!   otherwise); admin calls need the `admin` role on the token's project (403).
+//! - Bad input is refused (400/404/409) before any append; after a 2xx the world
+//!   already reflects what the request appended (read-your-writes).
+//! - Non-admin callers see only the projects they have a role on, and only themselves
+//!   among users: anything else is a 404, so nothing leaks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use domain::identity::{
+    IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
+};
+use domain::{ProjectId, Timestamp, UserId};
+use eventlog::{EventLog, StreamName};
+use projections::World;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::commands::{self, Actor};
+use crate::error::error_response;
+use crate::token::{current_roles, Auth, Tokens};
+use crate::{password, IdentityError};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Base URLs of the service catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Identity, e.g. `http://127.0.0.1:5000` (the catalog lists `<this>/v3`).
+    pub identity: String,
+    /// Compute, e.g. `http://127.0.0.1:8774/v2.1`.
+    pub compute: String,
+    /// Image, e.g. `http://127.0.0.1:9292`.
+    pub image: String,
+    /// Region (`RegionOne`).
+    pub region: String,
+}
+
+impl Catalog {
+    /// The catalog as Keystone's token body shows it.
+    pub fn to_json(&self) -> Value {
+        let entry = |ty: &str, name: &str, url: &str| {
+            let endpoints: Vec<Value> = ["public", "internal", "admin"]
+                .iter()
+                .map(|i| {
+                    json!({
+                        "id": stable_id(&format!("{ty}-{i}")),
+                        "interface": i,
+                        "region": self.region,
+                        "region_id": self.region,
+                        "url": url,
+                    })
+                })
+                .collect();
+            json!({"id": stable_id(ty), "type": ty, "name": name, "endpoints": endpoints})
+        };
+        json!([
+            entry("identity", "keystone", &format!("{}/v3", self.identity)),
+            entry("compute", "nova", &self.compute),
+            entry("image", "glance", &self.image),
+        ])
+    }
+}
+
+fn stable_id(s: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("stratus:{s}").as_bytes());
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Shared state of the identity handlers.
+#[derive(Clone)]
+pub struct IdentityApi {
+    /// The log (commands append here).
+    pub log: Arc<dyn EventLog>,
+    /// The process's views (reads).
+    pub world: Arc<World>,
+    /// Token signing and validation.
+    pub tokens: Arc<Tokens>,
+    /// The service catalog.
+    pub catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for IdentityApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityApi")
+            .field("catalog", &self.catalog)
+            .finish()
+    }
+}
+
+/// The identity router (serve it on 127.0.0.1:5000).
+pub fn router(state: IdentityApi) -> Router {
+    Router::new()
+        .route("/", get(versions))
+        .route("/v3", get(version))
+        .route("/v3/", get(version))
+        .route("/v3/auth/tokens", get(validate_token).post(issue_token))
+        .route("/v3/auth/projects", get(auth_projects))
+        .route("/v3/auth/catalog", get(auth_catalog))
+        .route("/v3/projects", get(list_projects).post(create_project))
+        .route("/v3/projects/{id}", get(show_project))
+        .route("/v3/users", get(list_users).post(create_user))
+        .route("/v3/users/{id}", get(show_user).patch(update_user))
+        .route("/v3/roles", get(list_roles))
+        .route("/v3/roles/{id}", get(show_role))
+        .route("/v3/projects/{p}/users/{u}/roles", get(list_assignments))
+        .route(
+            "/v3/projects/{p}/users/{u}/roles/{r}",
+            put(grant_role).head(check_role).get(check_role),
+        )
+        .route("/v3/domains", get(list_domains))
+        .route("/v3/domains/{id}", get(show_domain))
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "The resource could not be found.")
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The method specified is not allowed for the requested resource.",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+type Res = Result<Response, IdentityError>;
+
+/// Time as Keystone prints it: `2026-01-02T03:04:05.000000Z`.
+pub fn iso(ts: Timestamp) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ts.0 as i128 * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+fn base(headers: &HeaderMap, api: &IdentityApi) -> String {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_else(|| api.catalog.identity.clone())
+}
+
+fn version_doc(base: &str) -> Value {
+    json!({
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{base}/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    })
+}
+
+async fn version(State(api): State<IdentityApi>, headers: HeaderMap) -> Response {
+    Json(json!({"version": version_doc(&base(&headers, &api))})).into_response()
+}
+
+async fn versions(State(api): State<IdentityApi>, headers: HeaderMap) -> Response {
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        Json(json!({"versions": {"values": [version_doc(&base(&headers, &api))]}})),
+    )
+        .into_response()
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, IdentityError> {
+    serde_json::from_slice(body)
+        .map_err(|e| IdentityError::BadRequest(format!("Invalid request body: {e}")))
+}
+
+const AUTH_REQUIRED: &str = "The request you have made requires authentication.";
+
+/// The caller of a request (401 when the token is missing or not valid).
+fn caller(api: &IdentityApi, headers: &HeaderMap) -> Result<Auth, IdentityError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| IdentityError::Unauthorized(AUTH_REQUIRED.into()))?;
+    let views = api.world.read();
+    api.tokens
+        .validate(token, &views.identity, engine::now())
+        .map_err(|_| IdentityError::Unauthorized(AUTH_REQUIRED.into()))
+}
+
+fn require_admin(auth: &Auth, rule: &str) -> Result<(), IdentityError> {
+    if auth.is_admin() {
+        Ok(())
+    } else {
+        Err(IdentityError::Forbidden(format!(
+            "You are not authorized to perform the requested action: identity:{rule}."
+        )))
+    }
+}
+
+fn actor(auth: &Auth) -> Actor {
+    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    Actor {
+        ctx: domain::Ctx {
+            now: engine::now(),
+            is_admin: auth.is_admin(),
+            user_id: auth.user.id.to_string(),
+            project_id: auth.project.id.to_string(),
+            op_id: uuid::Uuid::new_v4(),
+        },
+        meta: engine::Meta {
+            correlation_id: rid.clone(),
+            causation_id: rid,
+            actor: eventlog::Actor {
+                user: auth.user.id.to_string(),
+                project: auth.project.id.to_string(),
+                roles: auth.role_names(),
+            },
+            dedupe_id: None,
+        },
+    }
+}
+
+/// Waits until the world has applied the api stream up to `pos`.
+async fn settle(api: &IdentityApi, pos: Option<u64>) -> Result<(), IdentityError> {
+    if let Some(pos) = pos {
+        if !api
+            .world
+            .wait_for(&StreamName::api(), pos, Duration::from_secs(10))
+            .await
+        {
+            return Err(IdentityError::Engine(engine::EngineError::Timeout));
+        }
+    }
+    Ok(())
+}
+
+fn domain_json() -> Value {
+    json!({"id": DEFAULT_DOMAIN_ID, "name": DEFAULT_DOMAIN_NAME})
+}
+
+fn project_json(p: &Project, base: &str) -> Value {
+    json!({
+        "id": p.id.as_str(),
+        "name": p.name.as_str(),
+        "domain_id": p.domain_id,
+        "description": p.description,
+        "enabled": p.enabled,
+        "is_domain": false,
+        "parent_id": p.domain_id,
+        "tags": [],
+        "options": {},
+        "links": {"self": format!("{base}/v3/projects/{}", p.id)},
+    })
+}
+
+fn user_json(u: &User, base: &str) -> Value {
+    let mut v = json!({
+        "id": u.id.as_str(),
+        "name": u.name.as_str(),
+        "domain_id": u.domain_id,
+        "enabled": u.enabled,
+        "password_expires_at": null,
+        "options": {},
+        "links": {"self": format!("{base}/v3/users/{}", u.id)},
+    });
+    if let Some(p) = &u.default_project_id {
+        v["default_project_id"] = json!(p.as_str());
+    }
+    v
+}
+
+fn role_json(r: &Role, base: &str) -> Value {
+    json!({
+        "id": r.id.as_str(),
+        "name": r.name.as_str(),
+        "domain_id": null,
+        "description": null,
+        "options": {},
+        "links": {"self": format!("{base}/v3/roles/{}", r.id)},
+    })
+}
+
+fn collection(key: &str, items: Vec<Value>, base: &str, path: &str) -> Response {
+    Json(json!({
+        key: items,
+        "links": {"self": format!("{base}{path}"), "previous": null, "next": null},
+    }))
+    .into_response()
+}
+
+// ---- tokens ----
+
+#[derive(Deserialize)]
+struct AuthReq {
+    auth: AuthBody,
+}
+
+#[derive(Deserialize)]
+struct AuthBody {
+    identity: IdentityBody,
+    #[serde(default)]
+    scope: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct IdentityBody {
+    methods: Vec<String>,
+    #[serde(default)]
+    password: Option<PasswordBody>,
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    user: UserRef,
+}
+
+#[derive(Deserialize)]
+struct UserRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    domain: Option<DomainRef>,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+struct DomainRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProjectRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    domain: Option<DomainRef>,
+}
+
+/// Checks a domain reference names the one domain (400 when absent with a name, 401
+/// when it names another domain).
+fn check_domain(d: Option<&DomainRef>, what: &str) -> Result<(), IdentityError> {
+    let Some(d) = d else {
+        return Err(IdentityError::BadRequest(format!(
+            "Expecting to find domain in {what}. The server could not comply with the request since it is either malformed or otherwise incorrect."
+        )));
+    };
+    let ok = match (&d.id, &d.name) {
+        (Some(id), _) => id == DEFAULT_DOMAIN_ID,
+        (None, Some(name)) => name == DEFAULT_DOMAIN_NAME,
+        (None, None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()))
+    }
+}
+
+async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+    let req: AuthReq = parse(&body)?;
+    let AuthBody { identity, scope } = req.auth;
+    if !identity.methods.iter().any(|m| m == "password") {
+        return Err(IdentityError::Unauthorized(
+            "Only the password authentication method is supported.".into(),
+        ));
+    }
+    let pw = identity.password.ok_or_else(|| {
+        IdentityError::BadRequest("Expecting to find password in identity.".into())
+    })?;
+    let uref = pw.user;
+    if uref.id.is_none() {
+        if uref.name.is_none() {
+            return Err(IdentityError::BadRequest(
+                "Expecting to find id or name in user.".into(),
+            ));
+        }
+        check_domain(uref.domain.as_ref(), "user")?;
+    }
+    let pref: Option<ProjectRef> = match scope {
+        None => None,
+        Some(Value::Object(mut m)) => match m.remove("project") {
+            Some(p) => Some(
+                serde_json::from_value(p)
+                    .map_err(|e| IdentityError::BadRequest(format!("Invalid scope: {e}")))?,
+            ),
+            None => {
+                return Err(IdentityError::BadRequest(
+                    "Only project scope is supported.".into(),
+                ))
+            }
+        },
+        Some(Value::String(s)) if s == "unscoped" => None,
+        Some(_) => return Err(IdentityError::BadRequest("Invalid scope.".into())),
+    };
+    if let Some(p) = &pref {
+        if p.id.is_none() {
+            if p.name.is_none() {
+                return Err(IdentityError::BadRequest(
+                    "Expecting to find id or name in project.".into(),
+                ));
+            }
+            check_domain(p.domain.as_ref(), "project")?;
+        }
+    }
+    // Find the user (unknown and wrong password look the same: 401).
+    let user = {
+        let views = api.world.read();
+        let id = &views.identity;
+        match (&uref.id, &uref.name) {
+            (Some(uid), _) => UserId::new(uid.clone())
+                .ok()
+                .and_then(|u| id.user(&u))
+                .cloned(),
+            (None, Some(name)) => id.user_by_name(DEFAULT_DOMAIN_ID, name).cloned(),
+            (None, None) => None,
+        }
+    };
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let given = uref.password;
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => password::verify(&given, &h),
+        None => {
+            // Spend the same time for an unknown user.
+            let _ = password::verify(&given, dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some(user) = user.filter(|u| ok && u.enabled) else {
+        tracing::info!("authentication failed");
+        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+    };
+    let views = api.world.read();
+    let ids = &views.identity;
+    // The scope: the named project, else the user's default project.
+    let project = match &pref {
+        Some(p) => match (&p.id, &p.name) {
+            (Some(pid), _) => ProjectId::new(pid.clone())
+                .ok()
+                .and_then(|x| ids.project(&x)),
+            (None, Some(name)) => ids.project_by_name(DEFAULT_DOMAIN_ID, name),
+            _ => None,
+        },
+        None => user
+            .default_project_id
+            .as_ref()
+            .and_then(|p| ids.project(p)),
+    };
+    let Some(project) = project.filter(|p| p.enabled).cloned() else {
+        return Err(IdentityError::Unauthorized(if pref.is_some() {
+            format!("User {} has no access to this project.", user.id)
+        } else {
+            "Unscoped tokens are not supported: scope the request to a project.".into()
+        }));
+    };
+    let roles = current_roles(ids, &user, &project.id);
+    if roles.is_empty() {
+        return Err(IdentityError::Unauthorized(format!(
+            "User {} has no access to project {}.",
+            user.id, project.id
+        )));
+    }
+    drop(views);
+    let (token, claims) = api.tokens.issue(&user, &project, &roles, engine::now());
+    let auth = Auth {
+        claims,
+        user,
+        project,
+        roles,
+    };
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(token_body(&api, &auth, &base(&headers, &api))),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "x-subject-token",
+        HeaderValue::from_str(&token).map_err(|e| IdentityError::Internal(e.to_string()))?,
+    );
+    Ok(resp)
+}
+
+/// An argon2 hash of a random string, verified against for unknown users so that
+/// they take as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| password::hash(&password::generate()).unwrap_or_default())
+}
+
+fn token_body(api: &IdentityApi, auth: &Auth, _base: &str) -> Value {
+    let c = &auth.claims;
+    json!({"token": {
+        "methods": c.methods,
+        "user": {
+            "id": auth.user.id.as_str(),
+            "name": auth.user.name.as_str(),
+            "domain": domain_json(),
+            "password_expires_at": null,
+        },
+        "project": {
+            "id": auth.project.id.as_str(),
+            "name": auth.project.name.as_str(),
+            "domain": domain_json(),
+        },
+        "roles": auth.roles.iter().map(|r| json!({"id": r.id.as_str(), "name": r.name.as_str()})).collect::<Vec<_>>(),
+        "is_domain": false,
+        "issued_at": iso(Timestamp(c.issued_at)),
+        "expires_at": iso(Timestamp(c.expires_at)),
+        "audit_ids": [c.audit_id],
+        "catalog": api.catalog.to_json(),
+    }})
+}
+
+async fn validate_token(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
+    let me = caller(&api, &headers)?;
+    let subject = headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            IdentityError::BadRequest("Expecting to find X-Subject-Token in headers.".into())
+        })?;
+    let views = api.world.read();
+    let auth = api
+        .tokens
+        .validate(subject, &views.identity, engine::now())
+        .map_err(|_| IdentityError::NotFound("Could not find token.".into()))?;
+    drop(views);
+    if !me.is_admin() && me.user.id != auth.user.id {
+        require_admin(&me, "validate_token")?;
+    }
+    let mut resp = Json(token_body(&api, &auth, &base(&headers, &api))).into_response();
+    if let Ok(v) = HeaderValue::from_str(subject) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    Ok(resp)
+}
+
+async fn auth_projects(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let items = visible_projects(&views.identity, &me, false)
+        .into_iter()
+        .map(|p| project_json(p, &b))
+        .collect();
+    Ok(collection("projects", items, &b, "/v3/auth/projects"))
+}
+
+async fn auth_catalog(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
+    caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    Ok(Json(json!({"catalog": api.catalog.to_json(), "links": {"self": format!("{b}/v3/auth/catalog"), "previous": null, "next": null}})).into_response())
+}
+
+// ---- projects ----
+
+fn visible_projects<'a>(
+    ids: &'a projections::IdentityViews,
+    me: &Auth,
+    all_for_admin: bool,
+) -> Vec<&'a Project> {
+    ids.projects()
+        .into_iter()
+        .filter(|p| (all_for_admin && me.is_admin()) || !me.user.roles_on(&p.id).is_empty())
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn list_projects(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Query(q): Query<NameQuery>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let items = visible_projects(&views.identity, &me, true)
+        .into_iter()
+        .filter(|p| q.name.as_deref().is_none_or(|n| p.name.as_str() == n))
+        .map(|p| project_json(p, &b))
+        .collect();
+    Ok(collection("projects", items, &b, "/v3/projects"))
+}
+
+async fn show_project(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let p = ProjectId::new(id.clone())
+        .ok()
+        .and_then(|pid| views.identity.project(&pid))
+        .filter(|p| me.is_admin() || !me.user.roles_on(&p.id).is_empty())
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {id}.")))?;
+    Ok(Json(json!({"project": project_json(p, &b)})).into_response())
+}
+
+#[derive(Deserialize)]
+struct CreateProjectReq {
+    project: CreateProjectBody,
+}
+
+#[derive(Deserialize)]
+struct CreateProjectBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    domain_id: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+fn check_domain_id(d: Option<&str>) -> Result<(), IdentityError> {
+    match d {
+        None | Some(DEFAULT_DOMAIN_ID) => Ok(()),
+        Some(other) => Err(IdentityError::BadRequest(format!(
+            "Domain {other} does not exist: only the Default domain (id default) is supported."
+        ))),
+    }
+}
+
+async fn create_project(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "create_project")?;
+    let req: CreateProjectReq = parse(&body)?;
+    let p = req.project;
+    check_domain_id(p.domain_id.as_deref())?;
+    let name = IdentityName::new(p.name)?;
+    let description = p.description.unwrap_or_default();
+    if description.len() > 65_535 {
+        return Err(IdentityError::BadRequest("Description is too long.".into()));
+    }
+    let (id, pos) = commands::create_project(
+        api.log.as_ref(),
+        name,
+        description,
+        p.enabled.unwrap_or(true),
+        &actor(&me),
+    )
+    .await?;
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let p = views
+        .identity
+        .project(&id)
+        .ok_or_else(|| IdentityError::Internal("created project not in the view".into()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"project": project_json(p, &b)})),
+    )
+        .into_response())
+}
+
+// ---- users ----
+
+async fn list_users(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Query(q): Query<NameQuery>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let items = views
+        .identity
+        .users()
+        .into_iter()
+        .filter(|u| me.is_admin() || u.id == me.user.id)
+        .filter(|u| q.name.as_deref().is_none_or(|n| u.name.as_str() == n))
+        .map(|u| user_json(u, &b))
+        .collect();
+    Ok(collection("users", items, &b, "/v3/users"))
+}
+
+fn find_user<'a>(
+    views: &'a projections::IdentityViews,
+    me: &Auth,
+    id: &str,
+) -> Result<&'a User, IdentityError> {
+    UserId::new(id)
+        .ok()
+        .and_then(|u| views.user(&u))
+        .filter(|u| me.is_admin() || u.id == me.user.id)
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find user: {id}.")))
+}
+
+async fn show_user(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let u = find_user(&views.identity, &me, &id)?;
+    Ok(Json(json!({"user": user_json(u, &b)})).into_response())
+}
+
+#[derive(Deserialize)]
+struct CreateUserReq {
+    user: CreateUserBody,
+}
+
+#[derive(Deserialize)]
+struct CreateUserBody {
+    name: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    domain_id: Option<String>,
+    #[serde(default)]
+    default_project_id: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn create_user(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "create_user")?;
+    let req: CreateUserReq = parse(&body)?;
+    let u = req.user;
+    check_domain_id(u.domain_id.as_deref())?;
+    let name = IdentityName::new(u.name)?;
+    let pw = u
+        .password
+        .ok_or_else(|| IdentityError::BadRequest("A password is required.".into()))?;
+    password::check(&pw)?;
+    let default_project = match u.default_project_id {
+        None => None,
+        Some(p) => {
+            let views = api.world.read();
+            let found = ProjectId::new(p.clone())
+                .ok()
+                .filter(|id| views.identity.project(id).is_some());
+            Some(found.ok_or_else(|| {
+                IdentityError::BadRequest(format!("Could not find project: {p}."))
+            })?)
+        }
+    };
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))??;
+    let (id, pos) = commands::create_user(
+        api.log.as_ref(),
+        name,
+        hash,
+        u.enabled.unwrap_or(true),
+        default_project,
+        &actor(&me),
+    )
+    .await?;
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let u = views
+        .identity
+        .user(&id)
+        .ok_or_else(|| IdentityError::Internal("created user not in the view".into()))?;
+    Ok((StatusCode::CREATED, Json(json!({"user": user_json(u, &b)}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserReq {
+    user: UpdateUserBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserBody {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "update_user")?;
+    let req: UpdateUserReq = parse(&body).map_err(|e| {
+        IdentityError::BadRequest(format!("{e} (only enabled and password can be changed)"))
+    })?;
+    let uid = {
+        let views = api.world.read();
+        find_user(&views.identity, &me, &id)?.id.clone()
+    };
+    let hash = match req.user.password {
+        Some(pw) => {
+            password::check(&pw)?;
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.to_string()))??,
+            )
+        }
+        None => None,
+    };
+    let who = actor(&me);
+    let mut pos = None;
+    if let Some(h) = hash {
+        pos = pos.max(commands::set_password(api.log.as_ref(), &uid, h, &who).await?);
+    }
+    if let Some(e) = req.user.enabled {
+        pos = pos.max(commands::set_enabled(api.log.as_ref(), &uid, e, &who).await?);
+    }
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let u = find_user(&views.identity, &me, &id)?;
+    Ok(Json(json!({"user": user_json(u, &b)})).into_response())
+}
+
+// ---- roles ----
+
+async fn list_roles(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Query(q): Query<NameQuery>,
+) -> Res {
+    caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let items = views
+        .identity
+        .roles()
+        .into_iter()
+        .filter(|r| q.name.as_deref().is_none_or(|n| r.name.as_str() == n))
+        .map(|r| role_json(r, &b))
+        .collect();
+    Ok(collection("roles", items, &b, "/v3/roles"))
+}
+
+async fn show_role(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let r = RoleId::new(id.clone())
+        .ok()
+        .and_then(|r| views.identity.role(&r))
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find role: {id}.")))?;
+    Ok(Json(json!({"role": role_json(r, &b)})).into_response())
+}
+
+/// Resolves the ids of an assignment path (404 naming the first unknown one).
+fn assignment(
+    views: &projections::IdentityViews,
+    p: &str,
+    u: &str,
+    r: Option<&str>,
+) -> Result<(ProjectId, UserId, Option<RoleId>), IdentityError> {
+    let project = ProjectId::new(p)
+        .ok()
+        .filter(|id| views.project(id).is_some())
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {p}.")))?;
+    let user = UserId::new(u)
+        .ok()
+        .filter(|id| views.user(id).is_some())
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find user: {u}.")))?;
+    let role = match r {
+        None => None,
+        Some(r) => Some(
+            RoleId::new(r)
+                .ok()
+                .filter(|id| views.role(id).is_some())
+                .ok_or_else(|| IdentityError::NotFound(format!("Could not find role: {r}.")))?,
+        ),
+    };
+    Ok((project, user, role))
+}
+
+async fn grant_role(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((p, u, r)): Path<(String, String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "create_grant")?;
+    let (project, user, role) = {
+        let views = api.world.read();
+        assignment(&views.identity, &p, &u, Some(&r))?
+    };
+    let role = role.expect("asked for");
+    let pos = commands::grant_role(api.log.as_ref(), &user, &project, &role, &actor(&me)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn check_role(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((p, u, r)): Path<(String, String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let views = api.world.read();
+    let (project, user, role) = assignment(&views.identity, &p, &u, Some(&r))?;
+    if !me.is_admin() && me.user.id != user {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find user: {u}."
+        )));
+    }
+    let has = views
+        .identity
+        .user(&user)
+        .is_some_and(|x| x.roles.contains(&(project, role.expect("asked for"))));
+    if has {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(IdentityError::NotFound(format!(
+            "Could not find role assignment with role: {r}, user or group: {u}, project, domain, or system: {p}."
+        )))
+    }
+}
+
+async fn list_assignments(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((p, u)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let (project, user, _) = assignment(&views.identity, &p, &u, None)?;
+    if !me.is_admin() && me.user.id != user {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find user: {u}."
+        )));
+    }
+    let user = views.identity.user(&user).expect("checked");
+    let items = current_roles(&views.identity, user, &project)
+        .iter()
+        .map(|r| role_json(r, &b))
+        .collect();
+    Ok(collection(
+        "roles",
+        items,
+        &b,
+        &format!("/v3/projects/{p}/users/{u}/roles"),
+    ))
+}
+
+// ---- domains ----
+
+fn domain_full(b: &str) -> Value {
+    json!({
+        "id": DEFAULT_DOMAIN_ID,
+        "name": DEFAULT_DOMAIN_NAME,
+        "description": "The default domain",
+        "enabled": true,
+        "tags": [],
+        "options": {},
+        "links": {"self": format!("{b}/v3/domains/{DEFAULT_DOMAIN_ID}")},
+    })
+}
+
+async fn list_domains(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Query(q): Query<NameQuery>,
+) -> Res {
+    caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let items = if q.name.as_deref().is_none_or(|n| n == DEFAULT_DOMAIN_NAME) {
+        vec![domain_full(&b)]
+    } else {
+        vec![]
+    };
+    Ok(collection("domains", items, &b, "/v3/domains"))
+}
+
+async fn show_domain(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    caller(&api, &headers)?;
+    if id != DEFAULT_DOMAIN_ID {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find domain: {id}."
+        )));
+    }
+    Ok(Json(json!({"domain": domain_full(&base(&headers, &api))})).into_response())
+}

@@ -1,0 +1,271 @@
+//! Signed tokens.
+//!
+//! A token is `s1.<base64url(json claims)>.<base64url(HMAC-SHA256(key, "s1." + claims))>`.
+//! The claims hold the user, the project, the role ids at issue, issue and expiry times,
+//! the user's credential revision, an audit id and the auth methods.
+//!
+//! Invariants:
+//! - The signing key is 32 random bytes, generated once into `<data-dir>/token.key`
+//!   (mode 0600) or read from a shared `--token-key-file`; processes that validate
+//!   each other's tokens must share it.
+//! - [`Tokens::validate`] accepts a token only if its MAC verifies (constant time), it
+//!   has not expired, its user exists, is enabled and is at the same credential
+//!   revision (a password change or a disable invalidates earlier tokens), and its
+//!   project exists, is enabled and the user still has a role on it. The roles of a
+//!   valid token are the user's current roles on the project.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use domain::identity::{Project, Role, User};
+use domain::{ProjectId, Timestamp, UserId};
+use hmac::{Hmac, Mac};
+use projections::IdentityViews;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::IdentityError;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const PREFIX: &str = "s1.";
+
+/// The HMAC key tokens are signed with.
+#[derive(Clone)]
+pub struct TokenKey([u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+impl TokenKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        use argon2::password_hash::rand_core::{OsRng, RngCore};
+        let mut k = [0u8; 32];
+        OsRng.fill_bytes(&mut k);
+        TokenKey(k)
+    }
+
+    /// Reads the key at `path` (64 hex characters), or creates it there with mode 0600
+    /// when the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, IdentityError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(text.trim()).ok_or_else(|| {
+                IdentityError::Internal(format!(
+                    "{}: not a token key (64 hex characters)",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                match opts.open(path) {
+                    Ok(mut f) => {
+                        writeln!(f, "{}", hex(&key.0))
+                            .and_then(|_| f.sync_all())
+                            .map_err(|e| {
+                                IdentityError::Internal(format!("{}: {e}", path.display()))
+                            })?;
+                        Ok(key)
+                    }
+                    // Another process created it meanwhile: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(IdentityError::Internal(format!("{}: {e}", path.display()))),
+                }
+            }
+            Err(e) => Err(IdentityError::Internal(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(TokenKey(k))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub user: String,
+    /// Project id.
+    pub project: String,
+    /// Role ids at issue.
+    pub roles: Vec<String>,
+    /// Issue time (µs since the epoch).
+    pub issued_at: i64,
+    /// Expiry time (µs since the epoch).
+    pub expires_at: i64,
+    /// The user's credential revision at issue.
+    pub revision: u32,
+    /// Audit id (Keystone's `audit_ids[0]`).
+    pub audit_id: String,
+    /// Auth methods (`password`).
+    pub methods: Vec<String>,
+}
+
+/// A validated token: its claims and the current user, project and roles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// The claims.
+    pub claims: Claims,
+    /// The user now.
+    pub user: User,
+    /// The project now.
+    pub project: Project,
+    /// The user's roles on the project now.
+    pub roles: Vec<Role>,
+}
+
+impl Auth {
+    /// Whether the token carries the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r.name.as_str() == "admin")
+    }
+
+    /// Role names.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.name.to_string()).collect()
+    }
+}
+
+/// Issues and validates tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    key: TokenKey,
+    /// Lifetime of a token in seconds (3600 by default).
+    pub expiration_secs: i64,
+}
+
+/// Why a token is not valid (all answered 401 / 404 without detail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a token of ours, or tampered with.
+    Malformed,
+    /// Past its expiry.
+    Expired,
+    /// User unknown, disabled, or credentials changed since issue.
+    Revoked,
+    /// Project unknown or disabled, or no role on it any more.
+    NoScope,
+}
+
+impl Tokens {
+    /// Tokens signed with `key`, living `expiration_secs`.
+    pub fn new(key: TokenKey, expiration_secs: i64) -> Self {
+        Tokens {
+            key,
+            expiration_secs,
+        }
+    }
+
+    fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.key.0).expect("any key length");
+        m.update(data);
+        m
+    }
+
+    /// Signs claims into a token string.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let body = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let signed = format!("{PREFIX}{body}");
+        let tag = self.mac(signed.as_bytes()).finalize().into_bytes();
+        format!("{signed}.{}", B64.encode(tag))
+    }
+
+    /// Verifies the signature and decodes the claims (no expiry or state check).
+    pub fn decode(&self, token: &str) -> Option<Claims> {
+        let (signed, tag) = token.rsplit_once('.')?;
+        let body = signed.strip_prefix(PREFIX)?;
+        let tag = B64.decode(tag).ok()?;
+        self.mac(signed.as_bytes()).verify_slice(&tag).ok()?;
+        serde_json::from_slice(&B64.decode(body).ok()?).ok()
+    }
+
+    /// Issues a token for `user` on `project` with `roles` at `now`.
+    pub fn issue(
+        &self,
+        user: &User,
+        project: &Project,
+        roles: &[Role],
+        now: Timestamp,
+    ) -> (String, Claims) {
+        let claims = Claims {
+            user: user.id.to_string(),
+            project: project.id.to_string(),
+            roles: roles.iter().map(|r| r.id.to_string()).collect(),
+            issued_at: now.0,
+            expires_at: now.plus_secs(self.expiration_secs).0,
+            revision: user.revision,
+            audit_id: audit_id(),
+            methods: vec!["password".into()],
+        };
+        (self.sign(&claims), claims)
+    }
+
+    /// Validates a token against the current identity state (see the module invariants).
+    pub fn validate(
+        &self,
+        token: &str,
+        views: &IdentityViews,
+        now: Timestamp,
+    ) -> Result<Auth, Invalid> {
+        let claims = self.decode(token).ok_or(Invalid::Malformed)?;
+        if now.0 >= claims.expires_at {
+            return Err(Invalid::Expired);
+        }
+        let user = UserId::new(claims.user.clone())
+            .ok()
+            .and_then(|id| views.user(&id))
+            .filter(|u| u.enabled && u.revision == claims.revision)
+            .ok_or(Invalid::Revoked)?;
+        let project = ProjectId::new(claims.project.clone())
+            .ok()
+            .and_then(|id| views.project(&id))
+            .filter(|p| p.enabled)
+            .ok_or(Invalid::NoScope)?;
+        let roles = current_roles(views, user, &project.id);
+        if roles.is_empty() {
+            return Err(Invalid::NoScope);
+        }
+        Ok(Auth {
+            user: user.clone(),
+            project: project.clone(),
+            roles,
+            claims,
+        })
+    }
+}
+
+/// The roles (that still exist) a user has on a project.
+pub fn current_roles(views: &IdentityViews, user: &User, project: &ProjectId) -> Vec<Role> {
+    user.roles_on(project)
+        .iter()
+        .filter_map(|r| views.role(r).cloned())
+        .collect()
+}
+
+fn audit_id() -> String {
+    B64.encode(&uuid::Uuid::new_v4().as_bytes()[..16])
+}
