@@ -15,3 +15,5 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --locked
+# The stock `openstack` CLI (pinned, in a virtualenv) against `stratus serve`.
+bash ops/cli/run.sh

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the pinned python-openstackclient in a virtualenv (idempotent) and runs the
+# CLI scenario against a `stratus serve` built from this checkout.
+#   OSC_VENV     where the virtualenv lives (default: target/osc-venv)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OSC_VERSION=10.5.0
+VENV=${OSC_VENV:-target/osc-venv}
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y python3 python3-venv
+fi
+if [ "$("$VENV/bin/openstack" --version 2>/dev/null)" != "openstack $OSC_VERSION" ]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "python-openstackclient==$OSC_VERSION"
+fi
+cargo build --locked -p stratus --bin stratus
+PATH="$PWD/$VENV/bin:$PATH" exec ops/cli/scenario.sh target/debug/stratus
