@@ -406,7 +406,14 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "POST",
         path: "/v2.1/servers",
-        when: "a host requested (`availability_zone: \"az:host\"`, 2.74 `host`)",
+        when: "a forced host (`availability_zone: \"az:host\"`)",
+        rule: Admin,
+        name: "os_compute_api:servers:create:forced_host",
+    },
+    Conditional {
+        method: "POST",
+        path: "/v2.1/servers",
+        when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
     },
