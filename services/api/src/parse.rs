@@ -836,20 +836,6 @@ pub enum ServerAction {
     },
 }
 
-impl ServerAction {
-    /// The policy rule when the action is admin-only by Nova's default policy.
-    pub fn admin_rule(&self) -> Option<&'static str> {
-        match self {
-            ServerAction::Migrate { .. } => Some("os_compute_api:os-migrate-server:migrate"),
-            ServerAction::LiveMigrate { .. } => {
-                Some("os_compute_api:os-migrate-server:migrate_live")
-            }
-            ServerAction::ResetState { .. } => Some("os_compute_api:os-admin-actions:reset_state"),
-            _ => None,
-        }
-    }
-}
-
 fn opt_obj<'a>(field: &str, v: &'a Value) -> Result<Option<&'a Obj>, ApiError> {
     match v {
         Value::Null => Ok(None),

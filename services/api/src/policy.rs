@@ -367,7 +367,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "GET",
         "/v1/instances/{id}/events",
         ProjectReader,
-        "os_compute_api:os-instance-actions:events",
+        "os_compute_api:os-instance-actions:list",
         Target::Server,
     ),
 ];
