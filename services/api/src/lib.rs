@@ -54,7 +54,8 @@ pub use microversion::Version;
 /// How callers authenticate.
 #[derive(Debug, Clone, Default)]
 pub enum AuthMode {
-    /// Development mode: `X-Auth-Token: <user>:<project>`; user `admin` is admin.
+    /// Development mode: `X-Auth-Token: <user>:<project>[:<role>]`; without a role part
+    /// user `admin` is admin and anyone else member.
     #[default]
     NoAuth,
     /// Keystone tokens issued by the identity service, validated in-process against
