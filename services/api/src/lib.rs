@@ -217,14 +217,11 @@ pub fn router(state: ApiState) -> Router {
 mod tests {
     use super::*;
 
-    /// Every policy row is routed (the registrar checks the other direction).
-    #[tokio::test]
-    async fn every_row_is_routed() {
-        let dir = tempfile::tempdir().unwrap();
+    fn state(dir: &std::path::Path) -> ApiState {
         let log: Arc<dyn eventlog::EventLog> =
-            eventlog::EmbeddedLog::open(&dir.path().join("log")).unwrap();
+            eventlog::EmbeddedLog::open(&dir.join("log")).unwrap();
         let checkpoints =
-            Arc::new(eventlog::EmbeddedCheckpoints::open(&dir.path().join("c.redb")).unwrap());
+            Arc::new(eventlog::EmbeddedCheckpoints::open(&dir.join("c.redb")).unwrap());
         let engine = Arc::new(engine::Engine::new(
             log,
             Arc::new(projections::World::default()),
@@ -232,10 +229,29 @@ mod tests {
             Default::default(),
             std::time::Duration::from_secs(1),
         ));
-        let reg = routes(ApiState {
+        ApiState {
             engine,
             auth: AuthMode::NoAuth,
-        });
+        }
+    }
+
+    /// A route without a policy row cannot be registered.
+    #[tokio::test]
+    #[should_panic(expected = "no policy row for GET /v2.1/os-hypervisors")]
+    async fn a_route_without_a_policy_row_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Registrar::new(state(dir.path())).route(
+            Method::GET,
+            "/v2.1/os-hypervisors",
+            misc::not_found,
+        );
+    }
+
+    /// Every policy row is routed (the registrar checks the other direction).
+    #[tokio::test]
+    async fn every_row_is_routed() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = routes(state(dir.path()));
         for row in policy::ENDPOINTS {
             assert!(
                 reg.registered()
