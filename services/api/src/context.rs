@@ -10,6 +10,9 @@
 //!   a client.
 //! - `/v2.1/<project_id>/...` is served exactly like `/v2.1/...` (the project in the
 //!   path is ignored: the token decides the project, as Nova's policy does).
+//! - A caller's role is its highest role on the token's project (Keystone), or from the
+//!   noauth token: `user:project` is member (`admin:project` is admin) and
+//!   `user:project:reader|member|admin` names the role. `is_admin` is `role == Admin`.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -24,6 +27,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::microversion::Version;
+use crate::policy::Role;
 use crate::{ApiState, AuthMode};
 
 /// Maximum request body size (1 MiB).
@@ -139,6 +143,8 @@ pub struct Caller {
     pub project: String,
     /// Has the admin role.
     pub is_admin: bool,
+    /// Highest role on the project (None: no reader, member or admin role).
+    pub role: Option<Role>,
     /// Request facts.
     pub info: RequestInfo,
 }
@@ -156,11 +162,12 @@ impl Caller {
 
     /// Roles of the caller.
     pub fn roles(&self) -> Vec<String> {
-        let mut r = vec!["member".to_string(), "reader".to_string()];
-        if self.is_admin {
-            r.insert(0, "admin".to_string());
-        }
-        r
+        Role::ALL
+            .iter()
+            .rev()
+            .filter(|r| Some(**r) <= self.role)
+            .map(|r| r.name().to_string())
+            .collect()
     }
 
     /// Domain context (fresh `now`; `op_id` is the request uuid).
@@ -200,7 +207,18 @@ const AUTH_REQUIRED: &str = "The request you have made requires authentication."
 
 /// Parses a noauth token `<user>:<project>`.
 pub fn parse_noauth_token(token: &str) -> Option<(String, String)> {
-    let (user, project) = token.split_once(':')?;
+    parse_noauth(token).map(|(u, p, _)| (u, p))
+}
+
+/// Parses a noauth token `<user>:<project>[:<role>]` with its role: the named one, else
+/// admin for user `admin` and member for anyone else.
+pub fn parse_noauth(token: &str) -> Option<(String, String, Role)> {
+    let (user, rest) = token.split_once(':')?;
+    let (project, role) = match rest.split_once(':') {
+        Some((p, r)) => (p, Role::from_name(r)?),
+        None if user == "admin" => (rest, Role::Admin),
+        None => (rest, Role::Member),
+    };
     let ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 255
@@ -208,13 +226,24 @@ pub fn parse_noauth_token(token: &str) -> Option<(String, String)> {
                 .chars()
                 .any(|c| c.is_control() || c == ':' || c.is_whitespace())
     };
-    (ok(user) && ok(project)).then(|| (user.to_string(), project.to_string()))
+    (ok(user) && ok(project)).then(|| (user.to_string(), project.to_string(), role))
 }
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        // Set by the policy guard, which authenticated the request already.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        Caller::authenticate(parts, state)
+    }
+}
+
+impl Caller {
+    /// Authenticates the request's token under the state's [`AuthMode`].
+    pub fn authenticate(parts: &Parts, state: &ApiState) -> Result<Self, ApiError> {
         let info = parts
             .extensions
             .get::<RequestInfo>()
@@ -229,14 +258,14 @@ impl FromRequestParts<ApiState> for Caller {
                     .ok_or_else(|| {
                         ApiError::unauthorized("The request you have made requires authentication.")
                     })?;
-                let (user, project) = parse_noauth_token(token).ok_or_else(|| {
+                let (user, project, role) = parse_noauth(token).ok_or_else(|| {
                     ApiError::unauthorized("The request you have made requires authentication.")
                 })?;
-                let is_admin = user == "admin";
                 Ok(Caller {
                     user,
                     project,
-                    is_admin,
+                    is_admin: role == Role::Admin,
+                    role: Some(role),
                     info,
                 })
             }
@@ -250,10 +279,12 @@ impl FromRequestParts<ApiState> for Caller {
                 let auth = tokens
                     .validate(token, &views.identity, engine::now())
                     .map_err(|_| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
+                let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
                 Ok(Caller {
                     user: auth.user.id.to_string(),
                     project: auth.project.id.to_string(),
-                    is_admin: auth.is_admin(),
+                    is_admin: role == Some(Role::Admin),
+                    role,
                     info,
                 })
             }
@@ -348,5 +379,26 @@ mod tests {
         assert_eq!(parse_noauth_token("alice"), None);
         assert_eq!(parse_noauth_token(":p1"), None);
         assert_eq!(parse_noauth_token("a:b:c"), None);
+        assert_eq!(
+            parse_noauth("alice:p1"),
+            Some(("alice".into(), "p1".into(), Role::Member))
+        );
+        assert_eq!(
+            parse_noauth("admin:p1"),
+            Some(("admin".into(), "p1".into(), Role::Admin))
+        );
+        assert_eq!(
+            parse_noauth("alice:p1:reader"),
+            Some(("alice".into(), "p1".into(), Role::Reader))
+        );
+        assert_eq!(
+            parse_noauth("admin:p1:reader"),
+            Some(("admin".into(), "p1".into(), Role::Reader))
+        );
+        assert_eq!(
+            parse_noauth("bob:p2:admin"),
+            Some(("bob".into(), "p2".into(), Role::Admin))
+        );
+        assert_eq!(parse_noauth("a:b:reader:x"), None);
     }
 }

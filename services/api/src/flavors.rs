@@ -6,6 +6,8 @@
 //! - Flavor names are unique among live flavors (checked against the world before the
 //!   append: two concurrent creates with the same name and different ids can both
 //!   succeed; ids are unique by OCC).
+//! - Who may call each handler (admin-only create / update / delete) is decided by
+//!   [`crate::policy::guard`] before the handler runs.
 
 use std::cmp::Ordering;
 
@@ -32,14 +34,6 @@ fn visible<'a>(views: &'a Views, id: &str, caller: &Caller) -> Result<&'a Flavor
 
 fn flavor_id(id: &str) -> Result<FlavorId, ApiError> {
     FlavorId::new(id).map_err(|_| ApiError::flavor_not_found(id))
-}
-
-fn require_admin(caller: &Caller, rule: &str) -> Result<(), ApiError> {
-    if caller.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::policy(rule))
-    }
 }
 
 fn compare(a: &Flavor, b: &Flavor, key: &str) -> Ordering {
@@ -177,7 +171,6 @@ pub async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller, "os_compute_api:os-flavor-manage:create")?;
     let spec = parse::flavor_create(&body, caller.version())?;
     {
         let views = st.engine.world.read();
@@ -221,7 +214,6 @@ pub async fn update(
     if !caller.version().at_least(55) {
         return Err(ApiError::not_found("The resource could not be found."));
     }
-    require_admin(&caller, "os_compute_api:os-flavor-manage:update")?;
     let description = parse::flavor_update(&body)?;
     let fid = flavor_id(&id)?;
     st.engine
@@ -241,7 +233,6 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&caller, "os_compute_api:os-flavor-manage:delete")?;
     let fid = flavor_id(&id)?;
     st.engine
         .flavor(&fid, FlavorCommand::Delete, &caller.ctx(), &caller.meta())
@@ -267,7 +258,6 @@ pub async fn specs_create(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller, "os_compute_api:os-flavor-extra-specs:create")?;
     let fid = flavor_id(&id)?;
     let specs = parse::extra_specs_create(&body)?;
     st.engine
@@ -304,7 +294,6 @@ pub async fn specs_update(
     Path((id, key)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller, "os_compute_api:os-flavor-extra-specs:update")?;
     let fid = flavor_id(&id)?;
     let specs = parse::extra_spec_update(&body, &key)?;
     st.engine
@@ -324,7 +313,6 @@ pub async fn specs_delete(
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&caller, "os_compute_api:os-flavor-extra-specs:delete")?;
     let fid = flavor_id(&id)?;
     {
         let views = st.engine.world.read();

@@ -9,6 +9,8 @@
 //!   unknown actions, oversized bodies) is refused with a Nova-shaped 4xx *before* any
 //!   command runs, so it appends nothing.
 //! - Another project's server is a 404, never a 403, unless the caller is admin.
+//! - Every route is registered with its policy row ([`Registrar`], [`policy`]): readers
+//!   get 403 on writes, non-admins 403 on admin-only operations, before anything runs.
 //! - Every response carries `x-openstack-request-id` / `x-compute-request-id`; every
 //!   `/v2.1` response carries the microversion headers and `Vary`.
 //!
@@ -35,13 +37,15 @@ pub mod flavors;
 pub mod microversion;
 pub mod misc;
 pub mod parse;
+pub mod policy;
 pub mod servers;
 pub mod util;
 pub mod view;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 pub use error::ApiError;
@@ -50,7 +54,8 @@ pub use microversion::Version;
 /// How callers authenticate.
 #[derive(Debug, Clone, Default)]
 pub enum AuthMode {
-    /// Development mode: `X-Auth-Token: <user>:<project>`; user `admin` is admin.
+    /// Development mode: `X-Auth-Token: <user>:<project>[:<role>]`; without a role part
+    /// user `admin` is admin and anyone else member.
     #[default]
     NoAuth,
     /// Keystone tokens issued by the identity service, validated in-process against
@@ -77,45 +82,185 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
+/// Builds the router from the policy table: every route is added with [`Registrar::route`],
+/// which looks up the route's rows in [`policy::ENDPOINTS`] (panicking when there are
+/// none, so no endpoint can exist without a policy entry) and wraps the handler in
+/// [`policy::guard`].
+pub struct Registrar {
+    state: ApiState,
+    router: Router<ApiState>,
+    routes: std::collections::BTreeMap<&'static str, MethodRouter<ApiState>>,
+    registered: Vec<(Method, &'static str)>,
+}
+
+impl Registrar {
+    /// An empty registrar.
+    pub fn new(state: ApiState) -> Self {
+        Registrar {
+            state,
+            router: Router::new(),
+            routes: Default::default(),
+            registered: Vec::new(),
+        }
+    }
+
+    /// Routes `method path` to `handler` under the policy rows of that endpoint.
+    ///
+    /// # Panics
+    /// When [`policy::ENDPOINTS`] has no row for `method path`, or it was routed already.
+    pub fn route<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, ApiState>,
+        T: 'static,
+    {
+        let rows = policy::rows(&method, path);
+        assert!(
+            !rows.is_empty(),
+            "no policy row for {method} {path}: add it to policy::ENDPOINTS"
+        );
+        assert!(
+            !self.registered.contains(&(method.clone(), path)),
+            "{method} {path} routed twice"
+        );
+        let guard = policy::Guard {
+            state: self.state.clone(),
+            rows,
+        };
+        let filter = MethodFilter::try_from(method.clone()).expect("routable method");
+        let one =
+            on(filter, handler).layer(axum::middleware::from_fn_with_state(guard, policy::guard));
+        let merged = match self.routes.remove(path) {
+            Some(prev) => prev.merge(one),
+            None => one,
+        };
+        self.routes.insert(path, merged);
+        self.registered.push((method, path));
+        self
+    }
+
+    /// The `(method, path)` pairs routed so far.
+    pub fn registered(&self) -> &[(Method, &'static str)] {
+        &self.registered
+    }
+
+    /// The finished router (unknown routes 404, unknown methods 405, Nova-shaped).
+    pub fn finish(self) -> Router {
+        let mut router = self.router;
+        for (path, mr) in self.routes {
+            router = router.route(path, mr);
+        }
+        router
+            .fallback(misc::not_found)
+            .method_not_allowed_fallback(misc::bad_method)
+            .with_state(self.state)
+    }
+}
+
+/// Registers every compute API route (the only place routes are added).
+pub fn routes(state: ApiState) -> Registrar {
+    use Method as M;
+    Registrar::new(state)
+        .route(M::GET, "/", misc::versions)
+        .route(M::GET, "/v2.1", misc::version)
+        .route(M::GET, "/v2.1/", misc::version)
+        .route(M::GET, "/v2.1/servers", servers::index)
+        .route(M::POST, "/v2.1/servers", servers::create)
+        .route(M::GET, "/v2.1/servers/detail", servers::detail)
+        .route(M::GET, "/v2.1/servers/{id}", servers::show)
+        .route(M::PUT, "/v2.1/servers/{id}", servers::update)
+        .route(M::DELETE, "/v2.1/servers/{id}", servers::delete)
+        .route(M::POST, policy::ACTION_PATH, servers::action)
+        .route(M::GET, "/v2.1/flavors", flavors::index)
+        .route(M::POST, "/v2.1/flavors", flavors::create)
+        .route(M::GET, "/v2.1/flavors/detail", flavors::detail)
+        .route(M::GET, "/v2.1/flavors/{id}", flavors::show)
+        .route(M::PUT, "/v2.1/flavors/{id}", flavors::update)
+        .route(M::DELETE, "/v2.1/flavors/{id}", flavors::delete)
+        .route(
+            M::GET,
+            "/v2.1/flavors/{id}/os-extra_specs",
+            flavors::specs_index,
+        )
+        .route(
+            M::POST,
+            "/v2.1/flavors/{id}/os-extra_specs",
+            flavors::specs_create,
+        )
+        .route(
+            M::GET,
+            "/v2.1/flavors/{id}/os-extra_specs/{key}",
+            flavors::specs_show,
+        )
+        .route(
+            M::PUT,
+            "/v2.1/flavors/{id}/os-extra_specs/{key}",
+            flavors::specs_update,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/flavors/{id}/os-extra_specs/{key}",
+            flavors::specs_delete,
+        )
+        .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
+}
+
 /// The whole HTTP API (serve it on 127.0.0.1:8774).
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/", get(misc::versions))
-        .route("/v2.1", get(misc::version))
-        .route("/v2.1/", get(misc::version))
-        .route("/v2.1/servers", get(servers::index).post(servers::create))
-        .route("/v2.1/servers/detail", get(servers::detail))
-        .route(
-            "/v2.1/servers/{id}",
-            get(servers::show)
-                .put(servers::update)
-                .delete(servers::delete),
-        )
-        .route("/v2.1/servers/{id}/action", post(servers::action))
-        .route("/v2.1/flavors", get(flavors::index).post(flavors::create))
-        .route("/v2.1/flavors/detail", get(flavors::detail))
-        .route(
-            "/v2.1/flavors/{id}",
-            get(flavors::show)
-                .put(flavors::update)
-                .delete(flavors::delete),
-        )
-        .route(
-            "/v2.1/flavors/{id}/os-extra_specs",
-            get(flavors::specs_index).post(flavors::specs_create),
-        )
-        .route(
-            "/v2.1/flavors/{id}/os-extra_specs/{key}",
-            get(flavors::specs_show)
-                .put(flavors::specs_update)
-                .delete(flavors::specs_delete),
-        )
-        .route("/v1/instances/{id}/events", get(misc::instance_events))
-        .fallback(misc::not_found)
-        .method_not_allowed_fallback(misc::bad_method)
-        .with_state(state);
+    let api = routes(state).finish();
     // The context middleware runs before routing (it may rewrite the path).
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn(context::request_context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(dir: &std::path::Path) -> ApiState {
+        let log: Arc<dyn eventlog::EventLog> =
+            eventlog::EmbeddedLog::open(&dir.join("log")).unwrap();
+        let checkpoints =
+            Arc::new(eventlog::EmbeddedCheckpoints::open(&dir.join("c.redb")).unwrap());
+        let engine = Arc::new(engine::Engine::new(
+            log,
+            Arc::new(projections::World::default()),
+            checkpoints,
+            Default::default(),
+            std::time::Duration::from_secs(1),
+        ));
+        ApiState {
+            engine,
+            auth: AuthMode::NoAuth,
+        }
+    }
+
+    /// A route without a policy row cannot be registered.
+    #[tokio::test]
+    #[should_panic(expected = "no policy row for GET /v2.1/os-hypervisors")]
+    async fn a_route_without_a_policy_row_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Registrar::new(state(dir.path())).route(
+            Method::GET,
+            "/v2.1/os-hypervisors",
+            misc::not_found,
+        );
+    }
+
+    /// Every policy row is routed (the registrar checks the other direction).
+    #[tokio::test]
+    async fn every_row_is_routed() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = routes(state(dir.path()));
+        for row in policy::ENDPOINTS {
+            assert!(
+                reg.registered()
+                    .iter()
+                    .any(|(m, p)| m.as_str() == row.method && *p == row.path),
+                "policy row {} {} has no route",
+                row.method,
+                row.path
+            );
+        }
+    }
 }

@@ -209,6 +209,10 @@ pub struct CreateServer {
     pub availability_zone: Option<String>,
     /// Host forced through `availability_zone: "az:host"` (admin) or `host` (2.74, admin).
     pub requested_host: Option<String>,
+    /// The requested host came from `availability_zone: "az:host"` (Nova's
+    /// `servers:create:forced_host`), not from 2.74 `host` / `hypervisor_hostname`
+    /// (`compute:servers:create:requested_destination`).
+    pub forced_host: bool,
     /// Key pair name.
     pub key_name: Option<String>,
     /// `os:scheduler_hints`, name -> JSON text.
@@ -479,6 +483,7 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
                 None => (Some(az), None),
             },
         };
+    let mut forced_host = requested_host.is_some();
     if version.at_least(74) {
         let host = opt_string("host", s.get("host"), 1, 255)?;
         let node = opt_string("hypervisor_hostname", s.get("hypervisor_hostname"), 1, 255)?;
@@ -491,6 +496,7 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         }
         if let Some(h) = host.or(node) {
             requested_host = Some(h);
+            forced_host = false;
         }
     }
     let key_name = opt_string("key_name", s.get("key_name"), 1, 255)?;
@@ -525,6 +531,7 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
         metadata,
         availability_zone,
         requested_host,
+        forced_host,
         key_name,
         scheduler_hints: scheduler_hints(body)?,
         volume_image,
@@ -710,9 +717,11 @@ pub fn resolve_create(
         None => None,
         Some(h) => {
             if !caller.is_admin {
-                return Err(ApiError::policy(
-                    "compute:servers:create:requested_destination",
-                ));
+                return Err(ApiError::policy(if req.forced_host {
+                    "os_compute_api:servers:create:forced_host"
+                } else {
+                    "compute:servers:create:requested_destination"
+                }));
             }
             Some(known_host(views, h)?)
         }
@@ -825,20 +834,6 @@ pub enum ServerAction {
         /// active or error.
         state: VmState,
     },
-}
-
-impl ServerAction {
-    /// The policy rule when the action is admin-only by Nova's default policy.
-    pub fn admin_rule(&self) -> Option<&'static str> {
-        match self {
-            ServerAction::Migrate { .. } => Some("os_compute_api:os-migrate-server:migrate"),
-            ServerAction::LiveMigrate { .. } => {
-                Some("os_compute_api:os-migrate-server:migrate_live")
-            }
-            ServerAction::ResetState { .. } => Some("os_compute_api:os-admin-actions:reset_state"),
-            _ => None,
-        }
-    }
 }
 
 fn opt_obj<'a>(field: &str, v: &'a Value) -> Result<Option<&'a Obj>, ApiError> {

@@ -69,9 +69,9 @@ pub fn authenticate(
         .ok_or_else(ImageError::unauthorized)?;
     match mode {
         api::AuthMode::NoAuth => {
-            let (user, project) =
-                api::context::parse_noauth_token(token).ok_or_else(ImageError::unauthorized)?;
-            let is_admin = user == "admin";
+            let (user, project, role) =
+                api::context::parse_noauth(token).ok_or_else(ImageError::unauthorized)?;
+            let is_admin = role == api::policy::Role::Admin;
             Ok(Caller {
                 user,
                 project,

@@ -620,3 +620,182 @@ async fn bootstrap_writes_openrc_once_with_mode_0600() {
     assert_eq!(t.auth("admin", "another", scope).await.0, 401);
     t.stack.stop().await;
 }
+
+/// Keystone roles reach the compute policy: a reader reads but changes nothing (403,
+/// nothing appended), a member acts, another project's member sees a 404, the admin
+/// sees everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_roles_drive_the_compute_policy() {
+    let t = T::start(|_| {}).await;
+    let admin = t.admin_token().await;
+    let role_id = |name: &'static str| {
+        let t = &t;
+        let admin = admin.clone();
+        async move {
+            let (_, v) = t
+                .id(
+                    Method::GET,
+                    &format!("/v3/roles?name={name}"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            v["roles"][0]["id"].as_str().unwrap().to_string()
+        }
+    };
+    // (project, user, role) -> token.
+    let mut tokens = Vec::new();
+    for (project, user, role) in [
+        ("demo", "rita", "reader"),
+        ("demo", "mo", "member"),
+        ("other", "oz", "member"),
+    ] {
+        let (_, v) = t
+            .id(
+                Method::GET,
+                &format!("/v3/projects?name={project}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        let pid = match v["projects"][0]["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => {
+                let (s, v) = t
+                    .id(
+                        Method::POST,
+                        "/v3/projects",
+                        Some(&admin),
+                        Some(json!({"project": {"name": project}})),
+                    )
+                    .await;
+                assert_eq!(s, 201, "{v}");
+                v["project"]["id"].as_str().unwrap().to_string()
+            }
+        };
+        let (s, v) = t
+            .id(
+                Method::POST,
+                "/v3/users",
+                Some(&admin),
+                Some(json!({"user": {"name": user, "password": "pw"}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let uid = v["user"]["id"].as_str().unwrap().to_string();
+        let rid = role_id(role).await;
+        let grant = format!("/v3/projects/{pid}/users/{uid}/roles/{rid}");
+        assert_eq!(t.id(Method::PUT, &grant, Some(&admin), None).await.0, 204);
+        let (s, tok, v) = t.auth(user, "pw", json!({"id": pid})).await;
+        assert_eq!(s, 201, "{v}");
+        tokens.push(tok);
+    }
+    let (reader, member, other) = (&tokens[0], &tokens[1], &tokens[2]);
+
+    let (_, _, v) = t
+        .call(Method::GET, t.api_url("/v2.1/flavors"), Some(reader), None)
+        .await;
+    let flavor = v["flavors"][0]["id"].as_str().unwrap().to_string();
+    let create = json!({"server": {"name": "s", "flavorRef": flavor,
+        "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}});
+    let url = t.api_url("/v2.1/servers");
+    let before = t.api_seq().await;
+    let (s, _, v) = t
+        .call(
+            Method::POST,
+            url.clone(),
+            Some(reader),
+            Some(create.clone()),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(
+        v,
+        json!({"forbidden": {"code": 403,
+            "message": "Policy doesn't allow os_compute_api:servers:create to be performed."}})
+    );
+    assert_eq!(t.api_seq().await, before);
+    let (s, _, v) = t.call(Method::POST, url, Some(member), Some(create)).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let server = t.api_url(&format!("/v2.1/servers/{id}"));
+    let action = t.api_url(&format!("/v2.1/servers/{id}/action"));
+
+    assert_eq!(
+        t.call(Method::GET, server.clone(), Some(reader), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        t.call(Method::GET, server.clone(), Some(&admin), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        t.call(Method::GET, server.clone(), Some(other), None)
+            .await
+            .0,
+        404
+    );
+    // The scheduler and compute append on their own: wait until they are done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, v) = t
+            .call(Method::GET, server.clone(), Some(member), None)
+            .await;
+        if v["server"]["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ACTIVE: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = t.api_seq().await;
+    for (tok, want) in [(reader, 403), (other, 404)] {
+        let (s, _, v) = t
+            .call(
+                Method::PUT,
+                server.clone(),
+                Some(tok),
+                Some(json!({"server": {"name": "x"}})),
+            )
+            .await;
+        assert_eq!(s, want, "{v}");
+        let (s, _, v) = t
+            .call(
+                Method::POST,
+                action.clone(),
+                Some(tok),
+                Some(json!({"lock": null})),
+            )
+            .await;
+        assert_eq!(s, want, "{v}");
+        assert_eq!(
+            t.call(Method::DELETE, server.clone(), Some(tok), None)
+                .await
+                .0,
+            want
+        );
+    }
+    let (s, _, v) = t
+        .call(
+            Method::POST,
+            action.clone(),
+            Some(member),
+            Some(json!({"os-resetState": {"state": "error"}})),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(t.api_seq().await, before);
+    let (s, _, v) = t
+        .call(
+            Method::POST,
+            action,
+            Some(member),
+            Some(json!({"lock": null})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    t.stack.stop().await;
+}
