@@ -9,9 +9,9 @@
 
 use domain::image::{self, ImageCommand};
 use domain::{Ctx, Event, ImageId};
-use eventlog::{LogError, Subject};
+use eventlog::Subject;
 
-use crate::{Engine, EngineError, Meta, Outcome, MAX_RETRIES};
+use crate::{Engine, EngineError, Meta, Outcome};
 
 /// `stratus.api.image.<uuid>`.
 pub fn image_subject(id: &ImageId) -> Subject {
@@ -28,36 +28,21 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = image_subject(id);
-        let _guard = self.lock(subject.as_str()).await;
-        for _ in 0..MAX_RETRIES {
-            let (events, expected) = {
-                let v = self.world.read();
+        self.execute_on_world(
+            &subject,
+            &format!("image {id}"),
+            |v| {
                 let row = v.images.get(id);
                 let evs = image::decide(id, row.map(|r| &r.image), cmd.clone(), ctx)?;
-                (evs, row.map(|r| r.seq).unwrap_or(0))
-            };
-            if events.is_empty() {
-                return Ok(Outcome::default());
-            }
-            let events: Vec<Event> = events.into_iter().map(Event::Image).collect();
-            match self
-                .append(subject.clone(), expected, &events, ctx, meta)
-                .await
-            {
-                Ok(ack) => {
-                    self.settle(&subject, &ack).await?;
-                    return Ok(Outcome {
-                        events,
-                        ack: Some(ack),
-                    });
-                }
-                Err(LogError::WrongLastSequence { actual, .. }) => {
-                    self.wait_seq(|v| v.images.get(id).is_some_and(|r| r.seq >= actual))
-                        .await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Contention(format!("image {id}")))
+                Ok((
+                    evs.into_iter().map(Event::Image).collect(),
+                    row.map(|r| r.seq).unwrap_or(0),
+                ))
+            },
+            |v| v.images.get(id).map(|r| r.seq),
+            ctx,
+            meta,
+        )
+        .await
     }
 }

@@ -362,10 +362,10 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = Self::flavor_subject(id);
-        let _guard = self.lock(subject.as_str()).await;
-        for _ in 0..MAX_RETRIES {
-            let (events, expected) = {
-                let v = self.world.read();
+        self.execute_on_world(
+            &subject,
+            &format!("flavor {id}"),
+            |v| {
                 let row = v.flavors.get(&subject);
                 let evs = flavor::decide(row.and_then(|r| r.flavor.as_ref()), cmd.clone(), ctx)
                     .map_err(|e| match e {
@@ -377,31 +377,58 @@ impl Engine {
                         }
                         other => other,
                     })?;
-                (evs, row.map(|r| r.seq).unwrap_or(0))
-            };
+                Ok((
+                    evs.into_iter().map(Event::Flavor).collect(),
+                    row.map(|r| r.seq).unwrap_or(0),
+                ))
+            },
+            |v| v.flavors.get(&subject).map(|r| r.seq),
+            ctx,
+            meta,
+        )
+        .await
+    }
+
+    /// The command loop of an aggregate whose state is one row of the world (flavors,
+    /// images): decide on the row (`decide` returns the events and the row's subject
+    /// sequence), append with that expected sequence, wait for the world to apply it
+    /// (read-your-writes); on an OCC conflict wait until the row reaches the winner's
+    /// sequence (`seq_of`) and decide again, at most `MAX_RETRIES` times. Appends of one
+    /// subject in this process are serialised by its lock.
+    pub(crate) async fn execute_on_world(
+        &self,
+        subject: &Subject,
+        what: &str,
+        decide: impl Fn(&projections::Views) -> Result<(Vec<Event>, u64), DomainError>,
+        seq_of: impl Fn(&projections::Views) -> Option<u64>,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let _guard = self.lock(subject.as_str()).await;
+        for _ in 0..MAX_RETRIES {
+            let (events, expected) = decide(&self.world.read())?;
             if events.is_empty() {
                 return Ok(Outcome::default());
             }
-            let events: Vec<Event> = events.into_iter().map(Event::Flavor).collect();
             match self
                 .append(subject.clone(), expected, &events, ctx, meta)
                 .await
             {
                 Ok(ack) => {
-                    self.settle(&subject, &ack).await?;
+                    self.settle(subject, &ack).await?;
                     return Ok(Outcome {
                         events,
                         ack: Some(ack),
                     });
                 }
                 Err(LogError::WrongLastSequence { actual, .. }) => {
-                    self.wait_seq(|v| v.flavors.get(&subject).is_some_and(|r| r.seq >= actual))
+                    self.wait_seq(|v| seq_of(v).is_some_and(|s| s >= actual))
                         .await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(EngineError::Contention(format!("flavor {id}")))
+        Err(EngineError::Contention(what.to_string()))
     }
 
     /// Executes a host command. Returns once the commit is durable; unlike the other
