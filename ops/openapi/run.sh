@@ -75,20 +75,54 @@ with urllib.request.urlopen(req) as resp:
 PY
 ) || fail "could not take an admin token"
 
-status=0
-for doc in $DOCS; do
-    echo "== schemathesis: docs/openapi/$doc.json against 127.0.0.1:${PORT[$doc]}"
-    if ! "$VENV/bin/schemathesis" run "docs/openapi/$doc.json" \
+# Flavors the hooks (ops/openapi/hooks.py) boot and resize servers with.
+"$VENV/bin/python" - "${PORT[compute]}" "$TOKEN" <<'PY' || fail "could not create the run's flavors"
+import json, sys, urllib.request
+for fid, ram, disk in (("st-tiny", 256, 1), ("st-small", 512, 2)):
+    body = {"flavor": {"id": fid, "name": fid, "ram": ram, "vcpus": 1, "disk": disk}}
+    req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2.1/flavors",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Auth-Token": sys.argv[2]})
+    urllib.request.urlopen(req).read()
+PY
+
+# Operations that destroy what the rest of the run needs (the flavors the hooks boot
+# with, the admin user's access) run in a second pass, after everything else.
+declare -A LAST
+LAST[compute]="deleteFlavor"
+LAST[identity]="${ST_LAST_IDENTITY:-updateUser}"
+LAST[image]="${ST_LAST_IMAGE:-}"
+
+# st DOC PASS PHASES FILTER...: one schemathesis pass over DOC's operations selected by
+# FILTER.
+st() {
+    local doc=$1 pass=$2 phases=$3
+    shift 3
+    echo "== schemathesis: docs/openapi/$doc.json ($pass) against 127.0.0.1:${PORT[$doc]}"
+    PYTHONPATH="$PWD/ops/openapi" SCHEMATHESIS_HOOKS=hooks "$VENV/bin/schemathesis" run "docs/openapi/$doc.json" \
         --url "http://127.0.0.1:${PORT[$doc]}" \
         -H "X-Auth-Token: $TOKEN" \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-        --phases examples,coverage,fuzzing \
+        --phases "$phases" \
         --max-examples "$EXAMPLES" --seed "$SEED" \
         --generation-database none \
         --request-timeout 30 \
         --workers 2 \
-        --no-color; then
-        status=1
+        --report har --report-har-path "${ST_REPORT_DIR:-$WORK}/$doc-$pass.har" \
+        --no-color "$@"
+}
+
+status=0
+for doc in $DOCS; do
+    excludes=() includes=()
+    for id in ${LAST[$doc]:-}; do
+        excludes+=(--exclude-operation-id "$id")
+        includes+=(--include-operation-id "$id")
+    done
+    st "$doc" main examples,coverage,fuzzing,stateful "${excludes[@]}" || status=1
+    if [ ${#includes[@]} -gt 0 ]; then
+        # (no stateful phase: links of one operation to itself only)
+        st "$doc" last examples,coverage,fuzzing "${includes[@]}" || status=1
     fi
     kill -0 "$SERVE_PID" 2>/dev/null || fail "stratus serve died during the $doc run"
 done
