@@ -258,7 +258,7 @@ fn list(
         .collect();
     items.extend(page.iter().map(|i| {
         if detail {
-            view::server_view(i, &cx, false)
+            view::server_view(i, &cx, view::ServerBody::Detail)
         } else {
             view::server_summary(i, caller.base())
         }
@@ -298,7 +298,7 @@ pub async fn show(
         ));
     }
     Ok(Json(
-        json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)}),
+        json!({"server": view::server_view(i, &view_ctx(&caller, &views), view::ServerBody::Show)}),
     ))
 }
 
@@ -327,7 +327,7 @@ pub async fn update(
     let views = st.engine.world.read();
     let i = visible(&views, &id, &caller)?;
     Ok(Json(
-        json!({"server": view::server_view(i, &view_ctx(&caller, &views), true)}),
+        json!({"server": view::server_view(i, &view_ctx(&caller, &views), view::ServerBody::Update)}),
     ))
 }
 

@@ -147,9 +147,24 @@ pub fn embedded_flavor(f: &FlavorSnapshot) -> Value {
     })
 }
 
+/// Which response a server body is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerBody {
+    /// `GET /servers/{id}`: everything, plus `server_groups` (2.71).
+    Show,
+    /// An item of `GET /servers/detail`: everything but `server_groups`.
+    Detail,
+    /// `PUT /servers/{id}`: before 2.75 Nova leaves out the extended attributes
+    /// (`OS-EXT-*`, `OS-SRV-USG:*`, `config_drive`, `key_name`, `security_groups`,
+    /// volumes, `host_status`); from 2.75 it is the same as [`ServerBody::Show`].
+    Update,
+}
+
 /// The full server body (GET /servers/{id}, /servers/detail items, PUT response).
-/// `show` adds what Nova shows only on single-server responses (`server_groups`, 2.71).
-pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
+pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
+    let show = body != ServerBody::Detail;
+    // The pre-2.75 update response: the basic fields and the versioned ones only.
+    let extended = body != ServerBody::Update || cx.version.at_least(75);
     let v = cx.version;
     let base = cx.base;
     let id = i.id().to_string();
@@ -195,29 +210,31 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
     put("accessIPv4", json!(""));
     put("accessIPv6", json!(""));
     put("links", links(base, "servers", &id));
-    put("key_name", json!(i.spec.key_name));
-    put("config_drive", json!(""));
     put("OS-DCF:diskConfig", json!("MANUAL"));
-    let az = host_az(i, cx.views)
-        .or_else(|| i.spec.availability_zone.clone())
-        .unwrap_or_default();
-    put("OS-EXT-AZ:availability_zone", json!(az));
-    put("OS-EXT-STS:vm_state", json!(i.vm_state.as_str()));
-    put(
-        "OS-EXT-STS:task_state",
-        json!(i.task_state.map(|t| t.as_str())),
-    );
-    put("OS-EXT-STS:power_state", json!(i.power_state.code()));
-    put(
-        "OS-SRV-USG:launched_at",
-        json!(i.launched_at.map(iso_micros)),
-    );
-    put(
-        "OS-SRV-USG:terminated_at",
-        json!(i.terminated_at.map(iso_micros)),
-    );
-    put("security_groups", json!([{"name": "default"}]));
-    put("os-extended-volumes:volumes_attached", json!([]));
+    if extended {
+        put("key_name", json!(i.spec.key_name));
+        put("config_drive", json!(""));
+        let az = host_az(i, cx.views)
+            .or_else(|| i.spec.availability_zone.clone())
+            .unwrap_or_default();
+        put("OS-EXT-AZ:availability_zone", json!(az));
+        put("OS-EXT-STS:vm_state", json!(i.vm_state.as_str()));
+        put(
+            "OS-EXT-STS:task_state",
+            json!(i.task_state.map(|t| t.as_str())),
+        );
+        put("OS-EXT-STS:power_state", json!(i.power_state.code()));
+        put(
+            "OS-SRV-USG:launched_at",
+            json!(i.launched_at.map(iso_micros)),
+        );
+        put(
+            "OS-SRV-USG:terminated_at",
+            json!(i.terminated_at.map(iso_micros)),
+        );
+        put("security_groups", json!([{"name": "default"}]));
+        put("os-extended-volumes:volumes_attached", json!([]));
+    }
     if PROGRESS_STATUSES.contains(&status) {
         put("progress", json!(0));
     }
@@ -232,7 +249,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
         }
         put("fault", fault);
     }
-    if cx.is_admin {
+    if cx.is_admin && extended {
         let host = i.host.as_ref().map(|h| h.to_string());
         put("OS-EXT-SRV-ATTR:host", json!(host));
         put("OS-EXT-SRV-ATTR:hypervisor_hostname", json!(host));
@@ -256,13 +273,13 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, show: bool) -> Value {
             put("OS-EXT-SRV-ATTR:user_data", Value::Null);
         }
     }
-    if v.at_least(3) && (cx.is_admin || v.at_least(90)) {
+    if extended && v.at_least(3) && (cx.is_admin || v.at_least(90)) {
         put("OS-EXT-SRV-ATTR:hostname", json!(hostname(&i.spec.name)));
     }
     if v.at_least(9) {
         put("locked", json!(i.locked.is_some()));
     }
-    if v.at_least(16) && cx.is_admin {
+    if extended && v.at_least(16) && cx.is_admin {
         let hs = match &i.host {
             None => "",
             Some(h) if cx.views.hosts.values().any(|r| &r.host.spec.name == h) => "UP",
