@@ -21,6 +21,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod parse;
+pub mod recovery;
 pub mod store;
 pub mod view;
 

@@ -412,6 +412,24 @@ impl Stack {
                     format!("cannot open the image directory {}", dir.display())
                 })?);
             image::bootstrap::ensure_default_images(&engine, &store).await?;
+            // Uploads a crashed process left `saving` go back to `queued`: all of them on
+            // the embedded store (one process, not listening yet), on JetStream only those
+            // older than the transfer timeout (another API process may be uploading).
+            let embedded = matches!(log, Backend::Embedded(_));
+            let stale_after = if embedded {
+                Duration::ZERO
+            } else {
+                STALE_UPLOAD
+            };
+            let n = image::recovery::abort_stale_uploads(&engine, &store, stale_after).await?;
+            if n > 0 {
+                tracing::warn!(images = n, "abandoned uploads sent back to queued");
+            }
+            tasks.push(spawn_upload_recovery(
+                engine.clone(),
+                store.clone(),
+                shutdown_rx.clone(),
+            ));
             Some(store)
         } else {
             None
@@ -783,6 +801,33 @@ pub fn spawn_cell_probe(
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
+
+/// How long an image may stay `saving` before no upload can still be running for it:
+/// the image transfer timeout plus a margin.
+pub const STALE_UPLOAD: Duration =
+    Duration::from_secs(crate::httpd::UPLOAD_REQUEST_TIMEOUT.as_secs() + 60);
+
+/// Every 5 minutes, sends images `saving` for longer than [`STALE_UPLOAD`] back to
+/// `queued` (their upload died with its process).
+fn spawn_upload_recovery(
+    engine: Arc<Engine>,
+    store: Arc<image::ImageStore>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            }
+            if let Err(e) =
+                image::recovery::abort_stale_uploads(&engine, &store, STALE_UPLOAD).await
+            {
+                tracing::warn!(error = %e, "upload recovery failed; will retry");
             }
         }
     })
