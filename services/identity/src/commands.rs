@@ -8,16 +8,18 @@
 //! - A create claims the name first (name-index subject, expected sequence 0 when it is
 //!   free), then creates the entity under a fresh id: of two concurrent creates of one
 //!   name exactly one wins, the other is refused with a 409 and writes nothing more.
-//!   (A process dying between the two appends leaves the name claimed by an id that
-//!   has no entity: such a name is refused until an operator picks another; see
-//!   docs/ARCHITECTURE.md.)
+//! - A claim never moves to another id. A process dying between the two appends leaves
+//!   the name claimed by an id without entity: once that claim is older than
+//!   [`ORPHAN_GRACE`] (far longer than the two appends take), the next create of the
+//!   name completes it, creating its entity under the claimed id (OCC on the entity's
+//!   subject: of two such creates one wins, the other gets the 409).
 //! - A refused command appends nothing.
 
 use domain::identity::{
     self, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind, Refs, RoleId,
     DEFAULT_DOMAIN_ID,
 };
-use domain::{Ctx, Event, ProjectId, UserId};
+use domain::{Ctx, DomainError, Event, ProjectId, UserId};
 use engine::Meta;
 use eventlog::{AppendRequest, EventLog, ExpectedSeq, LogError, Metadata, Subject};
 use projections::codec;
@@ -26,6 +28,9 @@ use projections::identity::{name_subject, project_subject, role_subject, user_su
 use crate::IdentityError;
 
 const MAX_RETRIES: usize = 8;
+
+/// How old a claim without entity must be before a create of its name completes it.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Who acts, for the decision and the envelope.
 #[derive(Debug, Clone)]
@@ -122,27 +127,59 @@ fn later(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     a.max(b)
 }
 
-/// Claims `name` for `id` (409 when someone else holds it).
+/// The subject of the entity `id` of `kind`.
+fn entity_subject(kind: NameKind, id: &str) -> Result<Subject, IdentityError> {
+    Ok(match kind {
+        NameKind::Project => project_subject(&ProjectId::new(id.to_string())?),
+        NameKind::User => user_subject(&UserId::new(id.to_string())?),
+        NameKind::Role => role_subject(&RoleId::new(id.to_string())?),
+    })
+}
+
+/// Claims `name` for a fresh id and returns the id to create the entity under: the
+/// fresh one, or the id of an orphaned claim of the name (claimed more than
+/// [`ORPHAN_GRACE`] ago, no entity). 409 when the name is someone else's.
 async fn claim(
     log: &dyn EventLog,
     kind: NameKind,
     name: &IdentityName,
-    id: &str,
     who: &Actor,
-) -> Result<Option<u64>, IdentityError> {
-    run(
+) -> Result<(String, Option<u64>), IdentityError> {
+    let id = new_id();
+    let subject = name_subject(kind, DEFAULT_DOMAIN_ID, name);
+    let claimed = run(
         log,
-        &name_subject(kind, DEFAULT_DOMAIN_ID, name),
+        &subject,
         IdentityCommand::ClaimName {
             kind,
             domain_id: DEFAULT_DOMAIN_ID.into(),
             name: name.clone(),
-            id: id.to_string(),
+            id: id.clone(),
         },
         Refs::default(),
         who,
     )
-    .await
+    .await;
+    match claimed {
+        Ok(seq) => Ok((id, seq)),
+        Err(IdentityError::Domain(DomainError::Conflict(m))) => {
+            if let (Some(IdentityState::Name(c)), _) = load(log, &subject).await? {
+                let grace = i64::try_from(ORPHAN_GRACE.as_micros()).unwrap_or(i64::MAX);
+                let old = who.ctx.now.0.saturating_sub(c.claimed_at.0) > grace;
+                if old && log.last_subject_seq(&entity_subject(kind, &c.id)?).await? == 0 {
+                    tracing::warn!(
+                        kind = kind.as_str(),
+                        %name,
+                        id = %c.id,
+                        "completing a name claim whose create never happened"
+                    );
+                    return Ok((c.id, None));
+                }
+            }
+            Err(IdentityError::Domain(DomainError::Conflict(m)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The id holding a name, if its entity exists.
@@ -158,11 +195,7 @@ pub async fn resolve(
     let Some(IdentityState::Name(c)) = state else {
         return Ok(None);
     };
-    let subject = match kind {
-        NameKind::Project => project_subject(&ProjectId::new(c.id.clone())?),
-        NameKind::User => user_subject(&UserId::new(c.id.clone())?),
-        NameKind::Role => role_subject(&RoleId::new(c.id.clone())?),
-    };
+    let subject = entity_subject(kind, &c.id)?;
     Ok((log.last_subject_seq(&subject).await? > 0).then_some(c.id))
 }
 
@@ -174,8 +207,8 @@ pub async fn create_project(
     enabled: bool,
     who: &Actor,
 ) -> Result<(ProjectId, Option<u64>), IdentityError> {
-    let id = ProjectId::new(new_id())?;
-    let a = claim(log, NameKind::Project, &name, id.as_str(), who).await?;
+    let (id, a) = claim(log, NameKind::Project, &name, who).await?;
+    let id = ProjectId::new(id)?;
     let b = run(
         log,
         &project_subject(&id),
@@ -201,8 +234,8 @@ pub async fn create_user(
     default_project_id: Option<ProjectId>,
     who: &Actor,
 ) -> Result<(UserId, Option<u64>), IdentityError> {
-    let id = UserId::new(new_id())?;
-    let a = claim(log, NameKind::User, &name, id.as_str(), who).await?;
+    let (id, a) = claim(log, NameKind::User, &name, who).await?;
+    let id = UserId::new(id)?;
     let b = run(
         log,
         &user_subject(&id),
@@ -226,8 +259,8 @@ pub async fn create_role(
     name: IdentityName,
     who: &Actor,
 ) -> Result<(RoleId, Option<u64>), IdentityError> {
-    let id = RoleId::new(new_id())?;
-    let a = claim(log, NameKind::Role, &name, id.as_str(), who).await?;
+    let (id, a) = claim(log, NameKind::Role, &name, who).await?;
+    let id = RoleId::new(id)?;
     let b = run(
         log,
         &role_subject(&id),

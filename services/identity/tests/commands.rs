@@ -254,3 +254,87 @@ fn the_key_file_is_created_once_with_mode_0600() {
     std::fs::write(&path, "garbage").unwrap();
     assert!(TokenKey::load_or_create(&path).is_err());
 }
+
+/// Appends a claim of `name` by `id` (a project) made `age` ago, as a create that died
+/// before writing its entity leaves it.
+async fn orphan_claim(log: &dyn EventLog, name: &str, id: &str, age: std::time::Duration) {
+    use domain::identity::{IdentityEvent, DEFAULT_DOMAIN_ID};
+    let name = IdentityName::new(name).unwrap();
+    let at = Timestamp(engine::now().0 - age.as_micros() as i64);
+    let ev = IdentityEvent::NameClaimed {
+        kind: NameKind::Project,
+        domain_id: DEFAULT_DOMAIN_ID.into(),
+        name: name.clone(),
+        id: id.into(),
+        at,
+    };
+    log.append(eventlog::AppendRequest {
+        subject: projections::identity::name_subject(NameKind::Project, DEFAULT_DOMAIN_ID, &name),
+        expected: eventlog::ExpectedSeq::Exactly(0),
+        dedupe_id: uuid::Uuid::new_v4().to_string(),
+        meta: eventlog::Metadata {
+            occurred_at: at.0,
+            ..Default::default()
+        },
+        events: vec![projections::codec::encode(&domain::Event::Identity(ev))],
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_claim_whose_create_died_is_completed_by_the_next_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log(dir.path()).await;
+    let create = |name: &'static str| {
+        let log = log.clone();
+        async move {
+            commands::create_project(
+                log.as_ref(),
+                IdentityName::new(name).unwrap(),
+                String::new(),
+                true,
+                &Actor::service("test"),
+            )
+            .await
+        }
+    };
+    // A fresh claim may still be completed by its own create: the name is taken.
+    let young = "0123456789abcdef0123456789abcdef";
+    orphan_claim(
+        log.as_ref(),
+        "young",
+        young,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    let e = create("young").await.unwrap_err();
+    assert_eq!(e.status_message().0, 409, "{e}");
+    // Older than the grace period and without entity: the next create completes it,
+    // under the claimed id (a claim never moves), and the name resolves again.
+    let old = "fedcba9876543210fedcba9876543210";
+    orphan_claim(
+        log.as_ref(),
+        "old",
+        old,
+        commands::ORPHAN_GRACE + std::time::Duration::from_secs(1),
+    )
+    .await;
+    let (id, _) = create("old").await.unwrap();
+    assert_eq!(id.as_str(), old);
+    assert_eq!(
+        commands::resolve(log.as_ref(), NameKind::Project, "old")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(old)
+    );
+    assert!(fold(log.as_ref())
+        .await
+        .identity
+        .project_by_name(domain::identity::DEFAULT_DOMAIN_ID, "old")
+        .is_some());
+    // Now the name is held by a real project: a second create is refused.
+    let e = create("old").await.unwrap_err();
+    assert_eq!(e.status_message().0, 409, "{e}");
+}
