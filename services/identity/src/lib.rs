@@ -27,5 +27,5 @@ pub mod password;
 pub mod token;
 
 pub use error::IdentityError;
-pub use http::{router, Catalog, IdentityApi};
+pub use http::{route_table, router, Catalog, IdentityApi};
 pub use token::{Auth, TokenKey, Tokens};
