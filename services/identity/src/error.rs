@@ -29,6 +29,9 @@ pub enum IdentityError {
     /// Duplicate name or other conflict (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request body is over the limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The domain refused a command.
     #[error("{0}")]
     Domain(#[from] DomainError),
@@ -55,6 +58,7 @@ impl IdentityError {
             IdentityError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             IdentityError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             IdentityError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            IdentityError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             IdentityError::Domain(d) => {
                 let status = match d {
                     DomainError::NotFound { .. } => StatusCode::NOT_FOUND,

@@ -14,6 +14,8 @@
 //! - [`router`] and [`route_table`] are built from one list of routes, so the route
 //!   table is exactly what the router serves (the OpenAPI document is checked against
 //!   it by this crate's tests).
+//! - Every answer, refusals of unreadable requests included, is JSON; errors have
+//!   Keystone's shape (the extractors come from `crate::extract`, not axum).
 //! - Every request but discovery and token issue needs a valid `X-Auth-Token` (401
 //!   otherwise); admin calls need the `admin` role on the token's project (403).
 //! - Bad input is refused (400/404/409) before any append; after a 2xx the world
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +45,7 @@ use serde_json::{json, Value};
 
 use crate::commands::{self, Actor};
 use crate::error::error_response;
+use crate::extract::{Body, Path, Query};
 use crate::token::{current_roles, Auth, Tokens};
 use crate::{password, IdentityError};
 
@@ -432,7 +435,7 @@ fn check_domain(d: Option<&DomainRef>, what: &str) -> Result<(), IdentityError> 
     }
 }
 
-async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(body): Body) -> Res {
     let req: AuthReq = parse(&body)?;
     let AuthBody { identity, scope } = req.auth;
     if !identity.methods.iter().any(|m| m == "password") {
@@ -705,7 +708,11 @@ fn check_domain_id(d: Option<&str>) -> Result<(), IdentityError> {
     }
 }
 
-async fn create_project(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+async fn create_project(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "create_project")?;
     let req: CreateProjectReq = parse(&body)?;
@@ -801,7 +808,7 @@ struct CreateUserBody {
     enabled: Option<bool>,
 }
 
-async fn create_user(State(api): State<IdentityApi>, headers: HeaderMap, body: Bytes) -> Res {
+async fn create_user(State(api): State<IdentityApi>, headers: HeaderMap, Body(body): Body) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "create_user")?;
     let req: CreateUserReq = parse(&body)?;
@@ -865,7 +872,7 @@ async fn update_user(
     State(api): State<IdentityApi>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "update_user")?;

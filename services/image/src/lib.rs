@@ -9,6 +9,8 @@
 //!   it by this crate's tests).
 //! - Image records change only through `engine.image(..)` commands on the aggregate
 //!   `stratus.api.image.<uuid>`; reads come from the world (read-your-writes).
+//! - Every answer is JSON (or image data); errors have one Glance-like shape, also for
+//!   requests axum cannot read (path parameters come from `extract`, not axum).
 //! - Bad input (malformed JSON, wrong types, read-only attributes, unknown patch ops,
 //!   oversized declared uploads) is refused with a Glance-shaped 4xx before any
 //!   command runs, so it appends nothing.
@@ -25,6 +27,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
+mod extract;
 pub mod parse;
 pub mod store;
 pub mod view;
@@ -32,7 +35,7 @@ pub mod view;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -48,6 +51,7 @@ pub use error::ImageError;
 pub use store::ImageStore;
 
 use auth::Caller;
+use extract::Path;
 
 /// Maximum size of a JSON request body (1 MiB, like the compute API).
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -250,7 +254,7 @@ async fn show(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     Ok(Json(view::image(&visible(&st, &id, &caller)?)))
@@ -301,7 +305,7 @@ async fn update(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
     body: Body,
 ) -> Result<Json<Value>, ImageError> {
     let caller = caller(&st, &headers, rid)?;
@@ -341,7 +345,7 @@ async fn delete(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<StatusCode, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
@@ -363,7 +367,7 @@ async fn upload(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
     body: Body,
 ) -> Result<StatusCode, ImageError> {
     let caller = caller(&st, &headers, rid)?;
@@ -434,7 +438,7 @@ async fn download(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<Response, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
