@@ -71,6 +71,12 @@ impl IdentityError {
             IdentityError::Engine(EngineError::Domain(d)) => {
                 IdentityError::Domain(d.clone()).status_message()
             }
+            // Concurrent changes kept winning the optimistic retries: the client may
+            // retry (as the image API answers it).
+            IdentityError::Engine(EngineError::Contention(_)) => (
+                StatusCode::CONFLICT,
+                "Concurrent changes conflicted with the request; retry it.".to_string(),
+            ),
             IdentityError::Engine(_) | IdentityError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "An unexpected error prevented the server from fulfilling your request."
@@ -115,5 +121,22 @@ impl IntoResponse for IdentityError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_is_a_conflict_and_log_failures_are_500_without_detail() {
+        let (status, message) =
+            IdentityError::Engine(EngineError::Contention("stratus.api.user.x".into()))
+                .status_message();
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(message.contains("retry"), "{message}");
+        let (status, message) = IdentityError::Internal("disk on fire".into()).status_message();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!message.contains("disk"), "{message}");
     }
 }
