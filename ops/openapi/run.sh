@@ -2,11 +2,11 @@
 # Runs schemathesis against `stratus serve` with the committed OpenAPI documents
 # (docs/openapi/{compute,identity,image}.json), issue 4 item 7.
 #
-# Installs a pinned schemathesis in a virtualenv (idempotent), starts `stratus serve` on
-# free loopback ports with a temporary data directory (Keystone auth, admin password
-# given), takes an admin token and runs every document's operations with a bounded
-# number of generated examples. Fails on any 5xx, any response whose status or body is
-# not in the document, or a wrong content type.
+# Installs a pinned schemathesis in a virtualenv (idempotent) and, for each document,
+# starts a fresh `stratus serve` on free loopback ports with a temporary data directory
+# (Keystone auth, admin password given), takes an admin token and runs the document's
+# operations with a bounded number of generated examples. Fails on any 5xx, any
+# response whose status or body is not in the document, or a wrong content type.
 #   ST_VENV      where the virtualenv lives (default: target/st-venv)
 #   ST_EXAMPLES  examples per operation and phase (default: 30)
 #   ST_SEED      hypothesis seed (default: 4; set another to explore)
@@ -34,36 +34,49 @@ fi
 
 WORK=$(mktemp -d)
 SERVE_PID=""
-cleanup() {
+LOG=/dev/null
+stop_serve() {
     if [ -n "$SERVE_PID" ]; then kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi
+    SERVE_PID=""
+}
+cleanup() {
+    stop_serve
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 fail() {
     echo "OPENAPI CHECK FAILED: $*" >&2
     echo "---- stratus serve log (last 40 lines) ----" >&2
-    tail -n 40 "$WORK/serve.log" >&2 || true
+    tail -n 40 "$LOG" >&2 || true
     exit 1
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 declare -A PORT
-PORT[compute]=$(free_port); PORT[identity]=$(free_port); PORT[image]=$(free_port)
 
-STRATUS_ADMIN_PASSWORD=schemathesis-secret RUST_LOG=warn "$STRATUS" serve \
-    --data-dir "$WORK/data" \
-    --listen "127.0.0.1:${PORT[compute]}" \
-    --identity-listen "127.0.0.1:${PORT[identity]}" \
-    --image-listen "127.0.0.1:${PORT[image]}" \
-    --hosts 4 >"$WORK/serve.log" 2>&1 &
-SERVE_PID=$!
-for _ in $(seq 1 100); do
-    [ -f "$WORK/data/openrc" ] && grep -q "listening" "$WORK/serve.log" && break
-    kill -0 "$SERVE_PID" 2>/dev/null || fail "stratus serve exited"
-    sleep 0.1
-done
-[ -f "$WORK/data/openrc" ] || fail "no openrc written"
+# Starts `stratus serve` with a fresh data directory and takes an admin token (TOKEN).
+# Each document gets its own server: the generated requests change state (an admin
+# may delete the bootstrap image, or change the admin's own password, which revokes
+# its tokens), and one document's run must not decide what the next one sees.
+start_serve() {
+    local dir="$WORK/$1"
+    mkdir -p "$dir"
+    LOG="$dir/serve.log"
+    PORT[compute]=$(free_port); PORT[identity]=$(free_port); PORT[image]=$(free_port)
+    STRATUS_ADMIN_PASSWORD=schemathesis-secret RUST_LOG=warn "$STRATUS" serve \
+        --data-dir "$dir/data" \
+        --listen "127.0.0.1:${PORT[compute]}" \
+        --identity-listen "127.0.0.1:${PORT[identity]}" \
+        --image-listen "127.0.0.1:${PORT[image]}" \
+        --hosts 4 >"$LOG" 2>&1 &
+    SERVE_PID=$!
+    for _ in $(seq 1 100); do
+        [ -f "$dir/data/openrc" ] && grep -q "listening" "$LOG" && break
+        kill -0 "$SERVE_PID" 2>/dev/null || fail "stratus serve exited"
+        sleep 0.1
+    done
+    [ -f "$dir/data/openrc" ] || fail "no openrc written"
 
-TOKEN=$("$VENV/bin/python" - "${PORT[identity]}" <<'PY'
+    TOKEN=$("$VENV/bin/python" - "${PORT[identity]}" <<'PY'
 import json, sys, urllib.request
 body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
     "name": "admin", "domain": {"id": "default"}, "password": "schemathesis-secret"}}},
@@ -74,9 +87,11 @@ with urllib.request.urlopen(req) as resp:
     print(resp.headers["X-Subject-Token"])
 PY
 ) || fail "could not take an admin token"
+}
 
 # Flavors the hooks (ops/openapi/hooks.py) boot and resize servers with.
-"$VENV/bin/python" - "${PORT[compute]}" "$TOKEN" <<'PY' || fail "could not create the run's flavors"
+create_run_flavors() {
+    "$VENV/bin/python" - "${PORT[compute]}" "$TOKEN" <<'PY' || fail "could not create the run's flavors"
 import json, sys, urllib.request
 for fid, ram, disk in (("st-tiny", 256, 1), ("st-small", 512, 2)):
     body = {"flavor": {"id": fid, "name": fid, "ram": ram, "vcpus": 1, "disk": disk}}
@@ -85,13 +100,15 @@ for fid, ram, disk in (("st-tiny", 256, 1), ("st-small", 512, 2)):
         headers={"Content-Type": "application/json", "X-Auth-Token": sys.argv[2]})
     urllib.request.urlopen(req).read()
 PY
+}
 
 # Operations that destroy what the rest of the run needs (the flavors the hooks boot
-# with, the admin user's access) run in a second pass, after everything else.
+# with, the admin user's access, the bootstrap image) run in a second pass, after
+# everything else.
 declare -A LAST
 LAST[compute]="deleteFlavor"
 LAST[identity]="${ST_LAST_IDENTITY:-updateUser}"
-LAST[image]="${ST_LAST_IMAGE:-}"
+LAST[image]="${ST_LAST_IMAGE:-deleteImage}"
 
 # st DOC PASS PHASES FILTER...: one schemathesis pass over DOC's operations selected by
 # FILTER.
@@ -114,6 +131,8 @@ st() {
 
 status=0
 for doc in $DOCS; do
+    start_serve "$doc"
+    [ "$doc" != compute ] || create_run_flavors
     excludes=() includes=()
     for id in ${LAST[$doc]:-}; do
         excludes+=(--exclude-operation-id "$id")
@@ -125,6 +144,7 @@ for doc in $DOCS; do
         st "$doc" last examples,coverage,fuzzing "${includes[@]}" || status=1
     fi
     kill -0 "$SERVE_PID" 2>/dev/null || fail "stratus serve died during the $doc run"
+    stop_serve
 done
 [ "$status" -eq 0 ] || fail "schemathesis found problems (above)"
 echo "OPENAPI CHECK PASSED"

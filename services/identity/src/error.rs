@@ -29,6 +29,9 @@ pub enum IdentityError {
     /// Duplicate name or other conflict (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request body is over the limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The domain refused a command.
     #[error("{0}")]
     Domain(#[from] DomainError),
@@ -55,6 +58,7 @@ impl IdentityError {
             IdentityError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             IdentityError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             IdentityError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            IdentityError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             IdentityError::Domain(d) => {
                 let status = match d {
                     DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -67,6 +71,12 @@ impl IdentityError {
             IdentityError::Engine(EngineError::Domain(d)) => {
                 IdentityError::Domain(d.clone()).status_message()
             }
+            // Concurrent changes kept winning the optimistic retries: the client may
+            // retry (as the image API answers it).
+            IdentityError::Engine(EngineError::Contention(_)) => (
+                StatusCode::CONFLICT,
+                "Concurrent changes conflicted with the request; retry it.".to_string(),
+            ),
             IdentityError::Engine(_) | IdentityError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "An unexpected error prevented the server from fulfilling your request."
@@ -111,5 +121,22 @@ impl IntoResponse for IdentityError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_is_a_conflict_and_log_failures_are_500_without_detail() {
+        let (status, message) =
+            IdentityError::Engine(EngineError::Contention("stratus.api.user.x".into()))
+                .status_message();
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(message.contains("retry"), "{message}");
+        let (status, message) = IdentityError::Internal("disk on fire".into()).status_message();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!message.contains("disk"), "{message}");
     }
 }

@@ -17,15 +17,17 @@
 //! Layout: [`password`], [`token`] (signing key, issue, validation), [`commands`]
 //! (log-based commands, also used offline by `stratus admin`), [`bootstrap`] (admin,
 //! roles, openrc), [`http`] (the axum router), [`error`] (the one error enum and its
-//! Keystone-shaped HTTP mapping).
+//! Keystone-shaped HTTP mapping), `extract` (request extractors that refuse with that
+//! mapping).
 
 pub mod bootstrap;
 pub mod commands;
 pub mod error;
+mod extract;
 pub mod http;
 pub mod password;
 pub mod token;
 
 pub use error::IdentityError;
-pub use http::{router, Catalog, IdentityApi};
+pub use http::{route_table, router, Catalog, IdentityApi};
 pub use token::{Auth, TokenKey, Tokens};

@@ -1,9 +1,16 @@
 //! The Stratus image service: a Glance v2 subset over axum, served on its own listener
 //! (`--image-listen`, default 127.0.0.1:9292).
 //!
+//! The routes are documented in `docs/openapi/image.json` (OpenAPI 3.0.3).
+//!
 //! Invariants:
+//! - [`router`] and [`route_table`] are built from one list of routes, so the route
+//!   table is exactly what the router serves (the OpenAPI document is checked against
+//!   it by this crate's tests).
 //! - Image records change only through `engine.image(..)` commands on the aggregate
 //!   `stratus.api.image.<uuid>`; reads come from the world (read-your-writes).
+//! - Every answer is JSON (or image data); errors have one Glance-like shape, also for
+//!   requests axum cannot read (path parameters come from `extract`, not axum).
 //! - Bad input (malformed JSON, wrong types, read-only attributes, unknown patch ops,
 //!   oversized declared uploads) is refused with a Glance-shaped 4xx before any
 //!   command runs, so it appends nothing.
@@ -20,6 +27,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
+mod extract;
 pub mod parse;
 pub mod recovery;
 pub mod store;
@@ -28,11 +36,12 @@ pub mod view;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use domain::image::{ImageCommand, ImageStatus};
 use domain::ImageId;
@@ -43,6 +52,7 @@ pub use error::ImageError;
 pub use store::ImageStore;
 
 use auth::Caller;
+use extract::Path;
 
 /// Maximum size of a JSON request body (1 MiB, like the compute API).
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -81,16 +91,56 @@ impl std::fmt::Debug for ImageState {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestId(pub Uuid);
 
-/// The image API router.
+/// One route: its method, its path template (axum's `{param}` syntax, as in OpenAPI)
+/// and a method router serving exactly that method.
+type Route = (Method, &'static str, MethodRouter<ImageState>);
+
+/// A [`Route`] whose method router is built from `method` itself, so that the route
+/// table cannot name a method the router does not serve.
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, ImageState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+    (method, path, on(filter, handler))
+}
+
+/// Every route of the image API, in one list read by both [`router`] and
+/// [`route_table`].
+fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::GET, "/", versions_root),
+        route(M::GET, "/versions", versions),
+        route(M::GET, "/v2/images", list),
+        route(M::POST, "/v2/images", create),
+        route(M::GET, "/v2/images/{id}", show),
+        route(M::PATCH, "/v2/images/{id}", update),
+        route(M::DELETE, "/v2/images/{id}", delete),
+        route(M::GET, "/v2/images/{id}/file", download),
+        route(M::PUT, "/v2/images/{id}/file", upload),
+        route(M::GET, "/v2/schemas/image", schema_image),
+        route(M::GET, "/v2/schemas/images", schema_images),
+    ]
+}
+
+/// Every `(method, path template)` the image [`router`] serves, in the order of its
+/// definition. Built from the same list as the router, so the two cannot disagree;
+/// HEAD appears only where it is routed explicitly (nowhere at present: axum answers
+/// HEAD for every GET implicitly). Meant for drift tests against
+/// `docs/openapi/image.json`.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The image API router: the routes of [`route_table`], a Glance-shaped 404 for
+/// unknown paths and 405 for unrouted methods, and an `X-Openstack-Request-Id` on
+/// every response.
 pub fn router(state: ImageState) -> Router {
-    Router::new()
-        .route("/", get(versions_root))
-        .route("/versions", get(versions))
-        .route("/v2/images", get(list).post(create))
-        .route("/v2/images/{id}", get(show).patch(update).delete(delete))
-        .route("/v2/images/{id}/file", get(download).put(upload))
-        .route("/v2/schemas/image", get(schema_image))
-        .route("/v2/schemas/images", get(schema_images))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, mr)| r.route(path, mr))
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
         .with_state(state)
@@ -205,7 +255,7 @@ async fn show(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     Ok(Json(view::image(&visible(&st, &id, &caller)?)))
@@ -256,7 +306,7 @@ async fn update(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
     body: Body,
 ) -> Result<Json<Value>, ImageError> {
     let caller = caller(&st, &headers, rid)?;
@@ -296,7 +346,7 @@ async fn delete(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<StatusCode, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
@@ -318,7 +368,7 @@ async fn upload(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
     body: Body,
 ) -> Result<StatusCode, ImageError> {
     let caller = caller(&st, &headers, rid)?;
@@ -389,7 +439,7 @@ async fn download(
     State(st): State<ImageState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path,
 ) -> Result<Response, ImageError> {
     let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;

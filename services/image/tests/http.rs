@@ -369,6 +369,69 @@ async fn unknown_images_are_404_everywhere() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Regression (schemathesis): invalid UTF-8 in a percent-encoded image id was answered
+/// by axum's `text/plain` 400; it is a Glance-shaped JSON 400 and appends nothing.
+#[tokio::test]
+async fn unreadable_path_parameters_get_json_400_and_append_nothing() {
+    let g = start(1 << 20).await;
+    let before = g.api_position().await;
+    for id in ["%FF", "%C3%28", "ok%FF"] {
+        for r in [
+            g.get(&format!("/v2/images/{id}"), ALICE).await,
+            g.get(&format!("/v2/images/{id}/file"), ALICE).await,
+            g.upload(id, ALICE, b"x".to_vec()).await,
+            g.delete(id, ALICE).await,
+            g.patch(
+                id,
+                ALICE,
+                json!([{"op": "replace", "path": "/name", "value": "n"}]),
+            )
+            .await,
+        ] {
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert_eq!(r.headers["content-type"], "application/json");
+            assert_eq!(r.json()["code"], "400 Bad Request");
+            assert!(r.headers.contains_key("x-openstack-request-id"));
+        }
+    }
+    assert_eq!(g.api_position().await, before);
+}
+
+/// Every route of the table answers (no 405, no fallback 404), and the other methods
+/// of a routed path are Glance-shaped 405s.
+#[tokio::test]
+async fn every_route_of_the_table_is_served_and_nothing_else() {
+    let g = start(1 << 20).await;
+    let table = image::route_table();
+    let concrete = |t: &str| t.replace("{id}", "4d1b2c7a-1111-4222-8333-944445555666");
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, path) in &table {
+        assert!(
+            seen.insert((method.to_string(), *path)),
+            "{method} {path} twice"
+        );
+        let r = g.send(g.rb(method.clone(), &concrete(path), ALICE)).await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if r.status == StatusCode::NOT_FOUND {
+            assert_ne!(
+                r.json()["message"],
+                "The resource could not be found.",
+                "{method} {path}"
+            );
+        }
+    }
+    for (_, path) in &table {
+        for other in [Method::DELETE, Method::PUT, Method::PATCH, Method::POST] {
+            if table.iter().any(|(m, p)| *m == other && p == path) {
+                continue;
+            }
+            let r = g.send(g.rb(other.clone(), &concrete(path), ALICE)).await;
+            assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
+            assert_eq!(r.json()["code"], "405 Method Not Allowed");
+        }
+    }
+}
+
 #[tokio::test]
 async fn visibility_across_projects() {
     let g = start(1 << 20).await;

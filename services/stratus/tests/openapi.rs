@@ -228,3 +228,27 @@ fn compute_public_operations_are_the_unauthenticated_ones() {
     );
     assert_eq!(documented_public, policy_public);
 }
+
+#[test]
+fn identity_document_matches_the_router() {
+    let d = doc("identity");
+    assert_sound("identity", &d);
+    let routed = pairs(
+        identity::route_table()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p)),
+    );
+    assert_same_routes("identity", &operations(&d), &routed);
+}
+
+#[test]
+fn image_document_matches_the_router() {
+    let d = doc("image");
+    assert_sound("image", &d);
+    let routed = pairs(
+        image::route_table()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p)),
+    );
+    assert_same_routes("image", &operations(&d), &routed);
+}
