@@ -7,6 +7,8 @@ use engine::Meta;
 use eventlog::Actor;
 use uuid::Uuid;
 
+use api::policy::Role;
+
 use crate::error::ImageError;
 
 /// The authenticated caller of an image request.
@@ -18,6 +20,8 @@ pub struct Caller {
     pub project: String,
     /// Has the admin role.
     pub is_admin: bool,
+    /// The highest of its roles (None: none of reader, member, admin).
+    pub role: Option<Role>,
     /// Request uuid (`req-<uuid>`).
     pub request: Uuid,
 }
@@ -37,10 +41,13 @@ impl Caller {
     /// Envelope metadata for what this request appends.
     pub fn meta(&self) -> Meta {
         let rid = format!("req-{}", self.request);
-        let mut roles = vec!["member".to_string(), "reader".to_string()];
-        if self.is_admin {
-            roles.insert(0, "admin".into());
-        }
+        // The role and the ones it implies, highest first.
+        let roles = Role::ALL
+            .iter()
+            .rev()
+            .filter(|r| Some(**r) <= self.role)
+            .map(|r| r.name().to_string())
+            .collect();
         Meta {
             correlation_id: rid.clone(),
             causation_id: rid,
@@ -71,11 +78,11 @@ pub fn authenticate(
         api::AuthMode::NoAuth => {
             let (user, project, role) =
                 api::context::parse_noauth(token).ok_or_else(ImageError::unauthorized)?;
-            let is_admin = role == api::policy::Role::Admin;
             Ok(Caller {
                 user,
                 project,
-                is_admin,
+                is_admin: role == Role::Admin,
+                role: Some(role),
                 request,
             })
         }
@@ -84,10 +91,12 @@ pub fn authenticate(
             let auth = tokens
                 .validate(token, &views.identity, engine::now())
                 .map_err(|_| ImageError::unauthorized())?;
+            let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
             Ok(Caller {
                 user: auth.user.id.to_string(),
                 project: auth.project.id.to_string(),
-                is_admin: auth.is_admin(),
+                is_admin: role == Some(Role::Admin),
+                role,
                 request,
             })
         }

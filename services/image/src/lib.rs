@@ -29,6 +29,7 @@ pub mod bootstrap;
 pub mod error;
 mod extract;
 pub mod parse;
+pub mod policy;
 pub mod recovery;
 pub mod store;
 pub mod view;
@@ -137,10 +138,24 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 /// The image API router: the routes of [`route_table`], a Glance-shaped 404 for
 /// unknown paths and 405 for unrouted methods, and an `X-Openstack-Request-Id` on
 /// every response.
+///
+/// # Panics
+/// When a route has no row in [`policy::ENDPOINTS`] (see the policy module).
 pub fn router(state: ImageState) -> Router {
     routes()
         .into_iter()
-        .fold(Router::new(), |r, (_, path, mr)| r.route(path, mr))
+        .fold(Router::new(), |r, (method, path, mr)| {
+            let row = policy::row(&method, path)
+                .unwrap_or_else(|| panic!("{method} {path} has no policy row"));
+            let guard = policy::Guard {
+                state: state.clone(),
+                row,
+            };
+            r.route(
+                path,
+                mr.route_layer(axum::middleware::from_fn_with_state(guard, policy::guard)),
+            )
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
         .with_state(state)

@@ -1,0 +1,287 @@
+//! The image API's policy: one row per routed endpoint with its rule (the compute
+//! API's roles and rules, [`api::policy::Rule`]) and Glance's policy name (2023+ secure
+//! RBAC defaults, glance/policies/image.py).
+//!
+//! Invariants:
+//! - The router is built only from rows: [`crate::router`] looks up every route's row
+//!   and panics at build time when there is none; `every_route_has_a_row` checks that
+//!   the table and [`crate::route_table`] are the same set.
+//! - [`guard`] runs before every non-public handler: it authenticates the caller, then
+//!   for rows whose [`Target`] is an image answers 404 when the caller may not see that
+//!   image (another project's private image is never a 403, so nothing leaks), then 403
+//!   `You are not authorized to complete <name> action.` when the caller's role is not
+//!   enough. Both refusals happen before the handler runs, so they append nothing.
+//! - Rules that depend on the content ([`CONDITIONAL`]: making an image public) are
+//!   checked by the domain (`domain::image`), before anything is appended.
+
+use api::policy::Rule;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::ImageId;
+use uuid::Uuid;
+
+use crate::error::ImageError;
+use crate::ImageState;
+
+/// What the endpoint's `{id}` names, checked for visibility before the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No image in the path.
+    None,
+    /// `{id}` is an image: one the caller may not see is a 404.
+    Image,
+}
+
+/// One policy row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template as routed.
+    pub path: &'static str,
+    /// Who may call it.
+    pub rule: Rule,
+    /// Glance's policy name (quoted in a 403).
+    pub name: &'static str,
+    /// What `{id}` names.
+    pub target: Target,
+}
+
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    rule: Rule,
+    name: &'static str,
+    target: Target,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        rule,
+        name,
+        target,
+    }
+}
+
+use Rule::{Authenticated, ProjectMember, ProjectReader, Public};
+
+/// Every endpoint of the image API with its rule.
+pub const ENDPOINTS: &[Endpoint] = &[
+    ep(
+        "GET",
+        "/",
+        Public,
+        "(none: version discovery)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/versions",
+        Public,
+        "(none: version discovery)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2/images",
+        ProjectReader,
+        "get_images",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2/images",
+        ProjectMember,
+        "add_image",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2/images/{id}",
+        ProjectReader,
+        "get_image",
+        Target::Image,
+    ),
+    ep(
+        "PATCH",
+        "/v2/images/{id}",
+        ProjectMember,
+        "modify_image",
+        Target::Image,
+    ),
+    ep(
+        "DELETE",
+        "/v2/images/{id}",
+        ProjectMember,
+        "delete_image",
+        Target::Image,
+    ),
+    ep(
+        "GET",
+        "/v2/images/{id}/file",
+        ProjectReader,
+        "download_image",
+        Target::Image,
+    ),
+    ep(
+        "PUT",
+        "/v2/images/{id}/file",
+        ProjectMember,
+        "upload_image",
+        Target::Image,
+    ),
+    ep(
+        "GET",
+        "/v2/schemas/image",
+        Authenticated,
+        "(none: schemas have no policy)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2/schemas/images",
+        Authenticated,
+        "(none: schemas have no policy)",
+        Target::None,
+    ),
+];
+
+/// A rule that depends on the request's content, checked by the domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conditional {
+    /// The endpoints it refines.
+    pub endpoints: &'static str,
+    /// When it applies.
+    pub when: &'static str,
+    /// Who may do it.
+    pub rule: Rule,
+    /// Glance's policy name.
+    pub name: &'static str,
+}
+
+/// Content-dependent rules (documented in docs/POLICY.md).
+pub const CONDITIONAL: &[Conditional] = &[
+    Conditional {
+        endpoints: "POST /v2/images, PATCH /v2/images/{id}",
+        when: "`visibility: public`",
+        rule: Rule::Admin,
+        name: "publicize_image",
+    },
+    Conditional {
+        endpoints: "PATCH, DELETE /v2/images/{id}, PUT /v2/images/{id}/file",
+        when: "an image of another project (public, community)",
+        rule: Rule::Admin,
+        name: "modify_image / delete_image / upload_image (owner check)",
+    },
+];
+
+/// The row of `method path`.
+pub fn row(method: &Method, path: &str) -> Option<&'static Endpoint> {
+    ENDPOINTS
+        .iter()
+        .find(|e| e.method == method.as_str() && e.path == path)
+}
+
+/// The markdown table row documenting `e` in docs/POLICY.md.
+pub fn doc_row(e: &Endpoint) -> String {
+    format!(
+        "| `{} {}` | {} | `{}` |",
+        e.method,
+        e.path,
+        e.rule.label(),
+        e.name
+    )
+}
+
+/// What the guard of one route knows.
+#[derive(Clone)]
+pub struct Guard {
+    /// Image API state (auth, world).
+    pub state: ImageState,
+    /// The route's row.
+    pub row: &'static Endpoint,
+}
+
+/// The value of the `{id}` segment of `template` in `path`.
+fn path_id<'a>(template: &str, path: &'a str) -> Option<&'a str> {
+    let pos = template.split('/').position(|s| s == "{id}")?;
+    path.split('/').nth(pos)
+}
+
+/// The 403 for a rule the caller does not pass (Glance's wording).
+pub fn refused(name: &str) -> ImageError {
+    ImageError::forbidden(format!("You are not authorized to complete {name} action."))
+}
+
+/// Per-route middleware: authenticate, hide images the caller may not see (404),
+/// enforce the row's rule (403). See the module invariants.
+pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    if g.row.rule == Rule::Public {
+        return next.run(req).await;
+    }
+    let caller = match crate::auth::authenticate(
+        &g.state.auth,
+        &g.state.engine,
+        req.headers(),
+        Uuid::new_v4(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if g.row.target == Target::Image {
+        let raw = path_id(g.row.path, req.uri().path()).unwrap_or_default();
+        // An id that is not a uuid goes on to the handler, which refuses it (400/404)
+        // before anything is appended.
+        if let Some(id) = ImageId::parse(raw) {
+            let visible = g
+                .state
+                .engine
+                .world
+                .read()
+                .image(&id)
+                .is_some_and(|i| i.visible_to(&caller.ctx()));
+            if !visible {
+                return ImageError::image_not_found(raw).into_response();
+            }
+        } else {
+            return next.run(req).await;
+        }
+    }
+    if !g.row.rule.allows(caller.role) {
+        tracing::info!(rule = g.row.name, role = ?caller.role, "policy refused");
+        return refused(g.row.name).into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_route_has_a_row() {
+        let routed: BTreeSet<(String, &str)> = crate::route_table()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect();
+        let table: BTreeSet<(String, &str)> = ENDPOINTS
+            .iter()
+            .map(|e| (e.method.to_string(), e.path))
+            .collect();
+        assert_eq!(routed, table);
+    }
+
+    #[test]
+    fn docs_match_the_table() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/POLICY.md"))
+                .unwrap();
+        for e in ENDPOINTS {
+            let line = doc_row(e);
+            assert!(doc.contains(&line), "docs/POLICY.md lacks the row:\n{line}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The image API's policy matrix, over real HTTP: every row of `image::policy::ENDPOINTS`
+//! x every role (reader, member, admin) x an image of the caller's own project / a
+//! private image of another project (fresh images per case). The expected outcome is
+//! derived from the row's rule: 404 for an image the caller may not see, 403 naming the
+//! Glance policy when the role is not enough, else success; the log does not move on a
+//! refusal. A new row fails the test until it knows a request for it.
+
+mod common;
+
+use api::policy::{Role, Rule};
+use common::*;
+use image::policy::{Target, ENDPOINTS};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// An image of `token`'s project: uploaded (active) unless `queued`.
+async fn fixture(g: &Glance, token: &str, queued: bool) -> String {
+    let id = g.create(token, "fixture", "private").await;
+    if !queued {
+        let r = g.upload(&id, token, vec![5u8; 1024]).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    id
+}
+
+/// The request of a row, on image `id`.
+fn request(g: &Glance, method: &str, path: &str, id: &str, token: &str) -> reqwest::RequestBuilder {
+    let url = path.replace("{id}", id);
+    let rb = g.rb(Method::from_bytes(method.as_bytes()).unwrap(), &url, token);
+    match (method, path) {
+        ("GET", _) | ("DELETE", _) => rb,
+        ("POST", "/v2/images") => rb.json(&json!({
+            "name": "new", "disk_format": "raw", "container_format": "bare"})),
+        ("PATCH", "/v2/images/{id}") => rb
+            .header("Content-Type", PATCH)
+            .body(json!([{"op": "replace", "path": "/name", "value": "renamed"}]).to_string()),
+        ("PUT", "/v2/images/{id}/file") => rb
+            .header("Content-Type", "application/octet-stream")
+            .body(vec![9u8; 2048]),
+        other => panic!("the policy matrix has no request for {other:?}: add one"),
+    }
+}
+
+#[tokio::test]
+async fn every_row_every_role_own_and_other_project() {
+    let g = start(1 << 20).await;
+    let mut cases = 0;
+    for row in ENDPOINTS {
+        if row.rule == Rule::Public {
+            let r = g.send(g.http.get(format!("{}{}", g.base, row.path))).await;
+            assert!(r.status.is_success() || r.status == StatusCode::MULTIPLE_CHOICES);
+            continue;
+        }
+        for role in Role::ALL {
+            for own in [true, false] {
+                if row.target == Target::None && !own {
+                    continue;
+                }
+                cases += 1;
+                let caller = format!("user:p1:{}", role.name());
+                let owner = if own {
+                    "owner:p1:member"
+                } else {
+                    "owner:p2:member"
+                };
+                let queued = row.method == "PUT";
+                let id = fixture(&g, owner, queued).await;
+                let before = g.api_position().await;
+                let r = g
+                    .send(request(&g, row.method, row.path, &id, &caller))
+                    .await;
+                let what = format!(
+                    "{} {} as {} ({})",
+                    row.method,
+                    row.path,
+                    role.name(),
+                    if own { "own project" } else { "other project" }
+                );
+                let hidden = row.target == Target::Image && !own && role != Role::Admin;
+                if hidden {
+                    assert_eq!(r.status, StatusCode::NOT_FOUND, "{what}: {:?}", r.json());
+                } else if !row.rule.allows(Some(role)) {
+                    assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {:?}", r.json());
+                    let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+                    assert!(
+                        message.contains(row.name),
+                        "{what}: 403 must name {}: {message}",
+                        row.name
+                    );
+                } else {
+                    assert!(
+                        r.status.is_success(),
+                        "{what}: {} {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.bytes)
+                    );
+                }
+                if hidden || !row.rule.allows(Some(role)) || row.method == "GET" {
+                    assert_eq!(g.api_position().await, before, "{what} appended");
+                }
+            }
+        }
+    }
+    assert!(cases >= 40, "only {cases} cases");
+}
+
+#[tokio::test]
+async fn a_token_without_a_known_role_only_reads_what_needs_no_role() {
+    let g = start(1 << 20).await;
+    // noauth tokens always carry a role; the Keystone case (no reader/member/admin role)
+    // is checked by services/stratus/tests/identity.rs. Here: no token at all is a 401
+    // everywhere but the version documents.
+    for row in ENDPOINTS.iter().filter(|r| r.rule != Rule::Public) {
+        let url = format!("{}{}", g.base, row.path.replace("{id}", CIRROS));
+        let r = g
+            .send(
+                g.http
+                    .request(Method::from_bytes(row.method.as_bytes()).unwrap(), url),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{} {}",
+            row.method,
+            row.path
+        );
+    }
+}
