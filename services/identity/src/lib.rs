@@ -26,6 +26,7 @@ pub mod error;
 mod extract;
 pub mod http;
 pub mod password;
+pub mod policy;
 pub mod token;
 
 pub use error::IdentityError;

@@ -1,0 +1,200 @@
+//! The identity API's policy matrix, over real HTTP: every non-public row of
+//! `identity::policy::ENDPOINTS` x every role (reader, member, admin) x own/other
+//! (the caller itself, its project and its assignment / another user, project and
+//! assignment). The expected outcome is derived from the row's rule; the log does not
+//! move on a refusal or a read. A new row fails the test until it knows a request.
+
+mod common;
+
+use axum::http::Method;
+use common::*;
+use identity::policy::{Rule, ENDPOINTS};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A caller: its token, user, project and one role it has there.
+#[derive(Clone)]
+struct Who {
+    token: String,
+    user: String,
+    project: String,
+    role: String,
+}
+
+async fn id_of(k: &Keystone, path: &str, key: &str, name: &str) -> String {
+    let r = k
+        .send(Method::GET, &format!("{path}?name={name}"), None)
+        .await;
+    r.json()[key][0]["id"].as_str().unwrap().to_string()
+}
+
+async fn create(k: &Keystone, path: &str, key: &str, body: Value) -> String {
+    let r = k.send(Method::POST, path, Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()[key]["id"].as_str().unwrap().to_string()
+}
+
+/// A user with `role` on a new project, and its token.
+async fn user_with(k: &Keystone, name: &str, role: &str) -> Who {
+    let project = create(
+        k,
+        "/v3/projects",
+        "project",
+        json!({"project": {"name": format!("{name}-proj")}}),
+    )
+    .await;
+    let user = create(
+        k,
+        "/v3/users",
+        "user",
+        json!({"user": {"name": name, "password": "secret-pw-1"}}),
+    )
+    .await;
+    let role_id = id_of(k, "/v3/roles", "roles", role).await;
+    let r = k
+        .send(
+            Method::PUT,
+            &format!("/v3/projects/{project}/users/{user}/roles/{role_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": user, "password": "secret-pw-1"}}}, "scope": {"project": {"id": project}}}});
+    let r = k.send(Method::POST, "/v3/auth/tokens", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    Who {
+        token: r.headers["x-subject-token"].to_str().unwrap().to_string(),
+        user,
+        project,
+        role: role_id,
+    }
+}
+
+/// The request of a row for `caller` about `target`.
+fn request(
+    k: &Keystone,
+    method: &str,
+    path: &str,
+    caller: &Who,
+    target: &Who,
+    n: usize,
+) -> reqwest::RequestBuilder {
+    let url = path
+        .replace("{p}", &target.project)
+        .replace("{u}", &target.user)
+        .replace("{r}", &target.role);
+    let url = match path {
+        "/v3/projects/{id}" => url.replace("{id}", &target.project),
+        "/v3/users/{id}" => url.replace("{id}", &target.user),
+        "/v3/roles/{id}" => url.replace("{id}", &target.role),
+        "/v3/domains/{id}" => url.replace("{id}", "default"),
+        _ => url,
+    };
+    let rb = k
+        .http
+        .request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{url}", k.base),
+        )
+        .header("X-Auth-Token", &caller.token);
+    match (method, path) {
+        ("GET", "/v3/auth/tokens") => rb.header("X-Subject-Token", &target.token),
+        ("GET", _) | ("HEAD", _) | ("PUT", _) => rb,
+        ("POST", "/v3/projects") => rb.json(&json!({"project": {"name": format!("m-proj-{n}")}})),
+        ("POST", "/v3/users") => {
+            rb.json(&json!({"user": {"name": format!("m-user-{n}"), "password": "pw-secret-2"}}))
+        }
+        ("PATCH", "/v3/users/{id}") => rb.json(&json!({"user": {"enabled": true}})),
+        other => panic!("the policy matrix has no request for {other:?}: add one"),
+    }
+}
+
+#[tokio::test]
+async fn every_row_every_role_own_and_other() {
+    let k = start().await;
+    let admin = Who {
+        token: k.token.clone(),
+        user: id_of(&k, "/v3/users", "users", "admin").await,
+        project: id_of(&k, "/v3/projects", "projects", "admin").await,
+        role: id_of(&k, "/v3/roles", "roles", "admin").await,
+    };
+    let reader = user_with(&k, "reader-1", "reader").await;
+    let member = user_with(&k, "member-1", "member").await;
+    let other = user_with(&k, "other-1", "member").await;
+    let mut cases = 0;
+    for row in ENDPOINTS.iter().filter(|r| r.rule != Rule::Public) {
+        for (role, caller) in [("reader", &reader), ("member", &member), ("admin", &admin)] {
+            for own in [true, false] {
+                cases += 1;
+                let target = if own { caller } else { &other };
+                let before = k.position().await;
+                let r = k
+                    .send_rb(request(&k, row.method, row.path, caller, target, cases))
+                    .await;
+                let what = format!(
+                    "{} {} as {role} ({})",
+                    row.method,
+                    row.path,
+                    if own { "own" } else { "other" }
+                );
+                let is_admin = role == "admin";
+                let refused = match row.rule {
+                    Rule::Public | Rule::Authenticated => None,
+                    Rule::OwnOrAll => {
+                        // The list holds the caller's own entities, the others' only for admins.
+                        let key = if row.path == "/v3/users" {
+                            "users"
+                        } else {
+                            "projects"
+                        };
+                        let want = if key == "users" {
+                            &other.user
+                        } else {
+                            &other.project
+                        };
+                        let body = r.json();
+                        let ids: Vec<&str> = body[key]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|e| e["id"].as_str().unwrap())
+                            .collect();
+                        assert_eq!(ids.contains(&want.as_str()), is_admin, "{what}: {ids:?}");
+                        let mine = if key == "users" {
+                            &caller.user
+                        } else {
+                            &caller.project
+                        };
+                        assert!(ids.contains(&mine.as_str()), "{what}: {ids:?}");
+                        None
+                    }
+                    Rule::AdminOrSelf | Rule::AdminOrMember => (!is_admin && !own).then_some(404),
+                    Rule::AdminOrOwnToken => (!is_admin && !own).then_some(403),
+                    Rule::Admin => (!is_admin).then_some(403),
+                };
+                match refused {
+                    Some(code) => {
+                        assert_eq!(r.status.as_u16(), code, "{what}: {}", r.text());
+                        if code == 403 {
+                            assert!(
+                                r.text().contains(row.name),
+                                "{what}: 403 must name {}: {}",
+                                row.name,
+                                r.text()
+                            );
+                        }
+                        assert_eq!(k.position().await, before, "{what}: a refusal appended");
+                    }
+                    None => {
+                        assert!(r.status.is_success(), "{what}: {} {}", r.status, r.text());
+                        if matches!(row.method, "GET" | "HEAD") {
+                            assert_eq!(k.position().await, before, "{what}: a read appended");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases >= 100, "only {cases} cases");
+}
