@@ -481,8 +481,9 @@ pub struct Guard {
     pub rows: Vec<&'static Endpoint>,
 }
 
-/// The value of the `{id}` segment of `template` in `path`.
-fn path_id<'a>(template: &str, path: &'a str) -> Option<&'a str> {
+/// The value of the `{id}` segment of `template` in `path` (also used by the image
+/// API's guard).
+pub fn path_id<'a>(template: &str, path: &'a str) -> Option<&'a str> {
     let pos = template.split('/').position(|s| s == "{id}")?;
     path.split('/').nth(pos)
 }

@@ -204,12 +204,6 @@ pub struct Guard {
     pub row: &'static Endpoint,
 }
 
-/// The value of the `{id}` segment of `template` in `path`.
-fn path_id<'a>(template: &str, path: &'a str) -> Option<&'a str> {
-    let pos = template.split('/').position(|s| s == "{id}")?;
-    path.split('/').nth(pos)
-}
-
 /// The 403 for a rule the caller does not pass (Glance's wording).
 pub fn refused(name: &str) -> ImageError {
     ImageError::forbidden(format!("You are not authorized to complete {name} action."))
@@ -231,7 +225,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         Err(e) => return e.into_response(),
     };
     if g.row.target == Target::Image {
-        let raw = path_id(g.row.path, req.uri().path()).unwrap_or_default();
+        let raw = api::policy::path_id(g.row.path, req.uri().path()).unwrap_or_default();
         // An id that is not a uuid goes on to the handler, which refuses it (400/404)
         // before anything is appended.
         if let Some(id) = ImageId::parse(raw) {

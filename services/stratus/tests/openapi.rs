@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "patch", "head", "options", "trace",
+];
 
 fn doc(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
