@@ -108,7 +108,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
             .and_then(|h| h.to_str().ok())
             .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or("127.0.0.1:8774");
-        let base = format!("http://{host}");
+        let base = format!("{}://{host}", identity::http::link_scheme(req.headers()));
         req.extensions_mut().insert(RequestInfo {
             id,
             version: version.unwrap_or(Version::MIN),

@@ -11,6 +11,9 @@ fn datetime(ts: Timestamp) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The scheme of response links (see [`identity::http::link_scheme`]).
+pub use identity::http::link_scheme;
+
 /// `2013-09-03T04:01:32Z` (Nova's `created` / `updated`).
 pub fn iso_z(ts: Timestamp) -> String {
     datetime(ts)

@@ -209,12 +209,28 @@ pub fn iso(ts: Timestamp) -> String {
     )
 }
 
+/// The scheme of the links in responses: `https` when the request came over TLS (the
+/// HTTP server then sets `X-Forwarded-Proto: https`) or through a TLS-terminating proxy
+/// that says so, else `http`. Shared by the compute and image APIs.
+pub fn link_scheme(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    if https {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 fn base(headers: &HeaderMap, api: &IdentityApi) -> String {
+    let scheme = link_scheme(headers);
     headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|h| format!("http://{h}"))
+        .map(|h| format!("{scheme}://{h}"))
         .unwrap_or_else(|| api.catalog.identity.clone())
 }
 

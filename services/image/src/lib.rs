@@ -179,7 +179,7 @@ fn base(headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("127.0.0.1:9292");
-    format!("http://{host}")
+    format!("{}://{host}", api::util::link_scheme(headers))
 }
 
 fn caller(st: &ImageState, headers: &HeaderMap, rid: RequestId) -> Result<Caller, ImageError> {

@@ -92,6 +92,21 @@ pub async fn serve(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         request_timeout,
     ));
+    // Over TLS every request says so, as a TLS-terminating proxy would: the APIs build
+    // their links (self, bookmark, next) with the scheme the client used.
+    let app = if tls.is_some() {
+        app.layer(axum::middleware::map_request(
+            |mut req: axum::extract::Request| async move {
+                req.headers_mut().insert(
+                    "x-forwarded-proto",
+                    axum::http::HeaderValue::from_static("https"),
+                );
+                req
+            },
+        ))
+    } else {
+        app
+    };
     let acceptor = tls.map(|t| TlsAcceptor::from(t.0));
     let graceful = GracefulShutdown::new();
     loop {

@@ -66,6 +66,11 @@ async fn serve_speaks_tls_with_the_given_certificate() {
     let head = https_get(port, &der, "/v2.1").await.expect("TLS request");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("\"v2.1\""), "{head}");
+    // Links name the scheme the client used.
+    assert!(
+        head.contains("\"href\":\"https://127.0.0.1/v2.1/\""),
+        "{head}"
+    );
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/v2.1"))
