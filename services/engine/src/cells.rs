@@ -36,8 +36,10 @@ pub fn cell_stream(name: &CellName) -> StreamName {
     StreamName::cell(name.as_str()).expect("cell names are stream names")
 }
 
-/// The events of one subject, decoded, with the subject's last sequence.
-async fn read(log: &dyn EventLog, subject: &Subject) -> Result<(Vec<Event>, u64), EngineError> {
+/// The events of one subject, decoded, with the subject's last sequence (0: none). For
+/// commands that decide on state read from the log itself (cells, host mappings,
+/// identity).
+pub async fn read(log: &dyn EventLog, subject: &Subject) -> Result<(Vec<Event>, u64), EngineError> {
     let commits = log.read_subject(subject, 1).await?;
     let seq = commits.last().map(|c| c.subject_seq).unwrap_or(0);
     let mut events = Vec::new();

@@ -57,20 +57,17 @@ pub async fn load(
     log: &dyn EventLog,
     subject: &Subject,
 ) -> Result<(Option<IdentityState>, u64), IdentityError> {
-    let commits = log.read_subject(subject, 1).await?;
-    let seq = commits.last().map(|c| c.subject_seq).unwrap_or(0);
+    let (events, seq) = engine::cells::read(log, subject).await?;
     let mut state = None;
-    for c in &commits {
-        for e in &c.events {
-            match codec::decode(e).map_err(|err| LogError::Corrupt(format!("{subject}: {err}")))? {
-                Event::Identity(ev) => state = identity::evolve(state, &ev),
-                other => {
-                    return Err(LogError::Corrupt(format!(
-                        "{subject}: unexpected {}",
-                        other.event_type()
-                    ))
-                    .into())
-                }
+    for e in &events {
+        match e {
+            Event::Identity(ev) => state = identity::evolve(state, ev),
+            other => {
+                return Err(LogError::Corrupt(format!(
+                    "{subject}: unexpected {}",
+                    other.event_type()
+                ))
+                .into())
             }
         }
     }

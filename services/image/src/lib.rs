@@ -182,10 +182,6 @@ fn base(headers: &HeaderMap) -> String {
     format!("{}://{host}", api::util::link_scheme(headers))
 }
 
-fn caller(st: &ImageState, headers: &HeaderMap, rid: RequestId) -> Result<Caller, ImageError> {
-    auth::authenticate(&st.auth, &st.engine, headers, rid.0)
-}
-
 async fn versions_root(headers: HeaderMap) -> Response {
     (
         StatusCode::MULTIPLE_CHOICES,
@@ -220,11 +216,9 @@ fn visible(st: &ImageState, id: &str, caller: &Caller) -> Result<domain::image::
 /// GET /v2/images
 async fn list(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let query = parse::list_query(&q)?;
     let ctx = caller.ctx();
     let mut images: Vec<domain::image::Image> = {
@@ -268,11 +262,9 @@ async fn list(
 /// GET /v2/images/{id}
 async fn show(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     Ok(Json(view::image(&visible(&st, &id, &caller)?)))
 }
 
@@ -287,11 +279,10 @@ async fn read_json(body: Body) -> Result<Value, ImageError> {
 /// POST /v2/images
 async fn create(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let body = read_json(body).await?;
     let spec = parse::create(&body, &caller.project)?;
     let id = spec.id;
@@ -319,12 +310,11 @@ async fn create(
 /// PATCH /v2/images/{id}
 async fn update(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path,
     body: Body,
 ) -> Result<Json<Value>, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -359,11 +349,9 @@ async fn update(
 /// DELETE /v2/images/{id}
 async fn delete(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<StatusCode, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
     st.engine
         .image(
@@ -381,12 +369,11 @@ async fn delete(
 /// PUT /v2/images/{id}/file
 async fn upload(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path,
     body: Body,
 ) -> Result<StatusCode, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
@@ -452,11 +439,9 @@ async fn upload(
 /// GET /v2/images/{id}/file
 async fn download(
     State(st): State<ImageState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<Response, ImageError> {
-    let caller = caller(&st, &headers, rid)?;
     let img = visible(&st, &id, &caller)?;
     let Some(data) = img
         .data

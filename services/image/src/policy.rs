@@ -6,13 +6,15 @@
 //! - The router is built only from rows: [`crate::router`] looks up every route's row
 //!   and panics at build time when there is none; `every_route_has_a_row` checks that
 //!   the table and [`crate::route_table`] are the same set.
-//! - [`guard`] runs before every non-public handler: it authenticates the caller, then
+//! - [`guard`] runs before every non-public handler: it authenticates the caller (and
+//!   hands it to the handler as a request extension), then
 //!   for rows whose [`Target`] is an image answers 404 when the caller may not see that
 //!   image (another project's private image is never a 403, so nothing leaks), then 403
 //!   `You are not authorized to complete <name> action.` when the caller's role is not
 //!   enough. Both refusals happen before the handler runs, so they append nothing.
-//! - Rules that depend on the content ([`CONDITIONAL`]: making an image public) are
-//!   checked by the domain (`domain::image`), before anything is appended.
+//! - Rules that depend on the content (making an image public, changing another
+//!   project's image) are checked by the domain (`domain::image`), before anything is
+//!   appended; docs/POLICY.md lists them.
 
 use api::policy::Rule;
 use axum::extract::{Request, State};
@@ -148,35 +150,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
 ];
 
-/// A rule that depends on the request's content, checked by the domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conditional {
-    /// The endpoints it refines.
-    pub endpoints: &'static str,
-    /// When it applies.
-    pub when: &'static str,
-    /// Who may do it.
-    pub rule: Rule,
-    /// Glance's policy name.
-    pub name: &'static str,
-}
-
-/// Content-dependent rules (documented in docs/POLICY.md).
-pub const CONDITIONAL: &[Conditional] = &[
-    Conditional {
-        endpoints: "POST /v2/images, PATCH /v2/images/{id}",
-        when: "`visibility: public`",
-        rule: Rule::Admin,
-        name: "publicize_image",
-    },
-    Conditional {
-        endpoints: "PATCH, DELETE /v2/images/{id}, PUT /v2/images/{id}/file",
-        when: "an image of another project (public, community)",
-        rule: Rule::Admin,
-        name: "modify_image / delete_image / upload_image (owner check)",
-    },
-];
-
 /// The row of `method path`.
 pub fn row(method: &Method, path: &str) -> Option<&'static Endpoint> {
     ENDPOINTS
@@ -211,16 +184,16 @@ pub fn refused(name: &str) -> ImageError {
 
 /// Per-route middleware: authenticate, hide images the caller may not see (404),
 /// enforce the row's rule (403). See the module invariants.
-pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     if g.row.rule == Rule::Public {
         return next.run(req).await;
     }
-    let caller = match crate::auth::authenticate(
-        &g.state.auth,
-        &g.state.engine,
-        req.headers(),
-        Uuid::new_v4(),
-    ) {
+    let rid = req
+        .extensions()
+        .get::<crate::RequestId>()
+        .map_or_else(Uuid::new_v4, |r| r.0);
+    let caller = match crate::auth::authenticate(&g.state.auth, &g.state.engine, req.headers(), rid)
+    {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -240,6 +213,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                 return ImageError::image_not_found(raw).into_response();
             }
         } else {
+            req.extensions_mut().insert(caller);
             return next.run(req).await;
         }
     }
@@ -247,6 +221,8 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         tracing::info!(rule = g.row.name, role = ?caller.role, "policy refused");
         return refused(g.row.name).into_response();
     }
+    // The handler takes the caller from here: one token validation per request.
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

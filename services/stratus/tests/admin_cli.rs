@@ -2,23 +2,16 @@
 //! embedded store between server runs, and on JetStream next to a running `stratus
 //! api` (keystone auth), checked by authenticating over HTTP.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{run, sigterm, Proc};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stratus");
-
-/// A child process killed on drop, so nothing outlives a failing test.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `serve` or `api` with identity on a free port; returns it with the identity
 /// base URL read from its ready line.
@@ -52,33 +45,6 @@ fn start(args: &[&str]) -> (Proc, String) {
         .trim_end_matches("/v3")
         .to_string();
     (p, url)
-}
-
-fn sigterm(mut p: Proc) {
-    let pid = p.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = p.0.try_wait().unwrap() {
-            assert!(st.success(), "exit {st}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "no exit on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .expect("run stratus")
 }
 
 fn ok(o: Output) -> String {

@@ -3,65 +3,23 @@
 //! directory) and on a JetStream nats-server with split processes (a compute process
 //! waits for its cell, refuses a host mapped to another cell).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stratus");
+use common::{free_port, run, sigterm_status, spawn_with, Proc};
 
-/// A child process killed on drop, so nothing outlives a failing test.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `stratus <args>` and waits for its first stdout line ("stratus ...").
+/// Starts `stratus <args>` and waits for its ready line (`serve` and `api` in
+/// development auth with identity and images on free ports).
 fn spawn(args: &[&str]) -> Proc {
-    // `serve` and `api` run in development auth with identity on a free port.
-    let dev: &[&str] = if matches!(args.first(), Some(&"serve") | Some(&"api")) {
-        &["--auth", "noauth", "--identity-listen", "127.0.0.1:0"]
-    } else {
-        &[]
-    };
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
-        .args(dev)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn stratus");
-    let stdout = child.stdout.take().expect("piped");
-    let p = Proc(child);
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("readable");
-    assert!(line.starts_with("stratus "), "{args:?}: {line}");
-    p
+    spawn_with(args, &[])
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .expect("run stratus")
+/// SIGTERM and wait for the exit (its status is not checked here).
+fn sigterm(p: Proc) {
+    let _ = sigterm_status(p);
 }
 
 fn stdout(o: &Output) -> String {
@@ -82,20 +40,6 @@ fn rows(o: &Output) -> Vec<Vec<String>> {
     lines
         .map(|l| l.split_whitespace().map(String::from).collect())
         .collect()
-}
-
-fn sigterm(mut p: Proc) {
-    let pid = p.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while p.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no exit on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn data(dir: &Path) -> String {

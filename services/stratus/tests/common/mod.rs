@@ -69,11 +69,18 @@ pub fn spawn(args: &[&str], dir: &Path) -> Proc {
 
 /// [`spawn`] with extra environment variables.
 pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", dir]);
+    spawn_with(&all, env)
+}
+
+/// Starts `stratus <args>` as given (no `--data-dir` added; `serve` and `api` run with
+/// [`dev_auth`], the image API on a free port) and waits for its ready line.
+pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
         .args(args)
         .args(dev_auth(args))
-        .arg("--data-dir")
-        .arg(dir)
         .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -89,6 +96,16 @@ pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
         .expect("readable");
     assert!(line.starts_with("stratus "), "{args:?}: {line}");
     p
+}
+
+/// Runs `stratus <args>` to completion (no backtraces in its stderr).
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run stratus")
 }
 
 /// `stratus api --nats <url> --listen 127.0.0.1:<port>`.
@@ -144,7 +161,13 @@ impl JetStreamEnv {
 }
 
 /// SIGTERM, and asserts a clean exit within 20 s.
-pub fn sigterm(mut p: Proc) {
+pub fn sigterm(p: Proc) {
+    let st = sigterm_status(p);
+    assert!(st.success(), "exit {st}");
+}
+
+/// SIGTERM, and the exit status (which must come within 20 s).
+pub fn sigterm_status(mut p: Proc) -> std::process::ExitStatus {
     let pid = p.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -154,8 +177,7 @@ pub fn sigterm(mut p: Proc) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(st) = p.0.try_wait().unwrap() {
-            assert!(st.success(), "exit {st}");
-            return;
+            return st;
         }
         assert!(Instant::now() < deadline, "no exit on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
