@@ -164,7 +164,7 @@ enum AdminRoleCmd {
 #[derive(clap::Args, Debug)]
 struct IdentityArgs {
     /// Identity (Keystone v3) listen address.
-    #[arg(long, default_value = "127.0.0.1:5000")]
+    #[arg(long, env = "STRATUS_IDENTITY_LISTEN", default_value = "127.0.0.1:5000")]
     identity_listen: SocketAddr,
     /// Lifetime of identity tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
@@ -277,7 +277,7 @@ struct PartArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// API listen address (`stratus api`).
-    #[arg(long, default_value = "127.0.0.1:8774")]
+    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
     /// Image API (Glance v2 subset) listen address (`stratus api`).
     #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
@@ -403,7 +403,7 @@ struct ServeArgs {
     #[arg(long, default_value = "./stratus-data")]
     data_dir: PathBuf,
     /// API listen address.
-    #[arg(long, default_value = "127.0.0.1:8774")]
+    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:8774")]
     listen: SocketAddr,
     /// Image API (Glance v2 subset) listen address.
     #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
