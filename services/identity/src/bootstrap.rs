@@ -43,6 +43,10 @@ pub struct Options {
     pub admin_password: Option<String>,
     /// `OS_AUTH_URL`, e.g. `http://127.0.0.1:5000/v3`.
     pub auth_url: String,
+    /// `OS_CACERT`: the CA file clients need to verify the endpoints (a self-signed
+    /// certificate or `--tls-ca`); without it the CLI fails with
+    /// `CERTIFICATE_VERIFY_FAILED`.
+    pub cacert: Option<PathBuf>,
 }
 
 async fn ensure(
@@ -116,7 +120,14 @@ pub async fn bootstrap(log: &dyn EventLog, opts: &Options) -> Result<Report, Ide
                 Ok((id, p)) => {
                     pos = pos.max(p);
                     let path = opts.data_dir.join("openrc");
-                    write_openrc(&path, &opts.auth_url, "admin", &password, "admin")?;
+                    write_openrc(
+                        &path,
+                        &opts.auth_url,
+                        "admin",
+                        &password,
+                        "admin",
+                        opts.cacert.as_deref(),
+                    )?;
                     report.created_admin = true;
                     report.openrc = Some(path);
                     id
@@ -148,10 +159,11 @@ pub fn write_openrc(
     user: &str,
     password: &str,
     project: &str,
+    cacert: Option<&Path>,
 ) -> Result<(), IdentityError> {
     use std::io::Write as _;
     let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let text = format!(
+    let mut text = format!(
         "# Stratus credentials (written at bootstrap). Use: source {}\n\
          export OS_AUTH_URL={}\n\
          export OS_USERNAME={}\n\
@@ -168,6 +180,12 @@ pub fn write_openrc(
         q(password),
         q(project),
     );
+    if let Some(ca) = cacert {
+        text.push_str(&format!(
+            "export OS_CACERT={}\n",
+            q(&ca.display().to_string())
+        ));
+    }
     let tmp = path.with_extension("tmp");
     let err = |e: std::io::Error| IdentityError::Internal(format!("{}: {e}", path.display()));
     let _ = std::fs::remove_file(&tmp);

@@ -60,6 +60,25 @@ impl TokenKey {
                 ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A missing directory (e.g. /etc/stratus on a new machine) is created
+                // for the key alone: owner only, like the key.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if !dir.exists() {
+                        let mut b = std::fs::DirBuilder::new();
+                        b.recursive(true);
+                        #[cfg(unix)]
+                        {
+                            use std::os::unix::fs::DirBuilderExt;
+                            b.mode(0o700);
+                        }
+                        b.create(dir).map_err(|e| {
+                            IdentityError::Internal(format!(
+                                "cannot create the directory {} for the token key: {e}",
+                                dir.display()
+                            ))
+                        })?;
+                    }
+                }
                 let key = Self::generate();
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
@@ -268,4 +287,26 @@ pub fn current_roles(views: &IdentityViews, user: &User, project: &ProjectId) ->
 
 fn audit_id() -> String {
     B64.encode(&uuid::Uuid::new_v4().as_bytes()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--token-key-file /etc/stratus/token.key` on a machine without /etc/stratus:
+    /// the directory is made for the key, owner only, and the key is read back.
+    #[test]
+    fn a_missing_key_directory_is_created_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("etc/stratus/token.key");
+        let key = TokenKey::load_or_create(&path).unwrap();
+        assert_eq!(TokenKey::load_or_create(&path).unwrap().0, key.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+            assert_eq!(mode(&path), 0o600);
+        }
+    }
 }

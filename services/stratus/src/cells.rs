@@ -1,7 +1,8 @@
 //! `stratus cell create` and `stratus cell list`: one-shot commands on the log.
 //!
 //! Invariants: both work offline on the embedded store (the data directory of a
-//! stopped server; a running server holds its lock and the command says so) and on
+//! stopped server; a running server holds its lock and the command says so; a directory
+//! without a store is refused, never created) and on
 //! JetStream alongside running processes. `create` decides on state read from the log
 //! (`engine::cells`), so it never duplicates a cell; `list` reads the api stream
 //! (cells, host mappings) and each reachable cell stream, and reports a cell whose
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::datadir::{DataDir, Store};
 use anyhow::Context as _;
 use domain::{CellName, Ctx};
 use engine::{now, Meta};
@@ -39,7 +41,11 @@ pub struct OpenLog {
 }
 
 enum Backend {
-    Embedded(Arc<EmbeddedLog>),
+    /// The log, and the lock on its data directory (held while the command runs).
+    Embedded {
+        log: Arc<EmbeddedLog>,
+        _held: DataDir,
+    },
     JetStream(Arc<JetStreamLog>),
 }
 
@@ -49,24 +55,25 @@ impl OpenLog {
     pub async fn open(target: &Target) -> anyhow::Result<OpenLog> {
         match target {
             Target::Embedded(dir) => {
+                let held = DataDir::existing(
+                    dir,
+                    Store::Log,
+                    "stop it first; while it runs use its API (the `openstack` CLI), \
+                     or, when the log is on JetStream, run this command with --nats URL",
+                )?;
                 let l = EmbeddedLog::open(&crate::stack::log_dir(dir))
                     .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
                 let log: Arc<dyn EventLog> = l.clone();
                 if let Err(e) = log.ensure_stream(&StreamName::api()).await {
                     l.close();
-                    let text = e.to_string().to_lowercase();
-                    if text.contains("already open") || text.contains("lock") {
-                        anyhow::bail!(
-                            "the data directory {} is in use by a running stratus server; stop it first, \
-                             or run this command against the server's NATS URL with --nats",
-                            dir.display()
-                        );
-                    }
                     return Err(e).context("cannot open the api stream");
                 }
                 Ok(OpenLog {
                     log,
-                    backend: Backend::Embedded(l),
+                    backend: Backend::Embedded {
+                        log: l,
+                        _held: held,
+                    },
                 })
             }
             Target::Nats { url, replicas } => {
@@ -91,7 +98,7 @@ impl OpenLog {
     pub fn stream_label(&self, cell: &CellName) -> String {
         let s = engine::cells::cell_stream(cell);
         match &self.backend {
-            Backend::Embedded(_) => format!("log/{s}.redb"),
+            Backend::Embedded { .. } => format!("log/{s}.redb"),
             Backend::JetStream(l) => l.jetstream_name(&s),
         }
     }
@@ -99,7 +106,7 @@ impl OpenLog {
     /// Closes the log (flushes the embedded store).
     pub fn close(&self) {
         match &self.backend {
-            Backend::Embedded(l) => l.close(),
+            Backend::Embedded { log, .. } => log.close(),
             Backend::JetStream(l) => l.close(),
         }
     }

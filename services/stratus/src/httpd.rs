@@ -14,7 +14,7 @@
 //! Request body size limits are the routers' own (the compute API refuses bodies over
 //! 1 MiB with 413 before reading further).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,26 +43,34 @@ pub const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long requests in flight may run on after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(3);
 
-/// A TLS server configuration (certificate chain and private key, PEM).
+/// A TLS server configuration (certificate chain and private key, PEM), and the file
+/// clients must trust to verify it, when they need one.
 #[derive(Clone)]
-pub struct Tls(Arc<rustls::ServerConfig>);
+pub struct Tls {
+    config: Arc<rustls::ServerConfig>,
+    client_ca: Option<PathBuf>,
+}
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tls")
+        f.debug_struct("Tls")
+            .field("client_ca", &self.client_ca)
+            .finish_non_exhaustive()
     }
 }
 
 impl Tls {
     /// Loads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub fn from_pem_files(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+    /// `ca` is the CA bundle clients should trust (`--tls-ca`); without it, a
+    /// self-signed certificate is its own CA. Either becomes [`Tls::client_ca`].
+    pub fn from_pem_files(cert: &Path, key: &Path, ca: Option<&Path>) -> anyhow::Result<Self> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
             .collect::<Result<_, _>>()
             .with_context(|| format!("bad PEM in the TLS certificate {}", cert.display()))?;
-        if certs.is_empty() {
+        let Some(first) = certs.first().cloned() else {
             anyhow::bail!("no certificate in {}", cert.display());
-        }
+        };
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("cannot read a private key from {}", key.display()))?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -75,8 +83,36 @@ impl Tls {
         .context("the TLS certificate and key do not match")?;
         let mut config = config;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Tls(Arc::new(config)))
+        let client_ca = match ca {
+            Some(ca) => {
+                if !ca.is_file() {
+                    anyhow::bail!("--tls-ca {}: no such file", ca.display());
+                }
+                Some(std::path::absolute(ca)?)
+            }
+            None if self_signed(&first)? => Some(std::path::absolute(cert)?),
+            None => None,
+        };
+        Ok(Tls {
+            config: Arc::new(config),
+            client_ca,
+        })
     }
+
+    /// The file a client must trust to verify this server (`OS_CACERT` in openrc):
+    /// the `--tls-ca` bundle, or the certificate itself when it is self-signed; None
+    /// when the certificate is meant to chain to the system's trust store.
+    pub fn client_ca(&self) -> Option<&Path> {
+        self.client_ca.as_deref()
+    }
+}
+
+/// Whether a certificate names itself as its issuer (a self-signed certificate, which no
+/// client trusts unless told to).
+fn self_signed(cert: &CertificateDer<'_>) -> anyhow::Result<bool> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| anyhow::anyhow!("cannot parse the TLS certificate: {e}"))?;
+    Ok(parsed.issuer() == parsed.subject())
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` turns true,
@@ -107,7 +143,7 @@ pub async fn serve(
     } else {
         app
     };
-    let acceptor = tls.map(|t| TlsAcceptor::from(t.0));
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bench;
 pub mod cells;
+pub mod datadir;
 pub mod httpd;
 pub mod stack;
 

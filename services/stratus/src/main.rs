@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use domain::host::Resources;
 use stratus::bench::{self, BenchOptions};
+use stratus::datadir::{DataDir, Store};
 use stratus::httpd::Tls;
 use stratus::stack::{Roles, Stack, StackOptions};
 
@@ -41,7 +43,7 @@ enum Cmd {
     /// Run only the API and the identity API (on JetStream; run any number of them).
     Api(ApiArgs),
     /// Run only the scheduler, placement and reconciler reactors (on JetStream).
-    Scheduler(PartArgs),
+    Scheduler(SchedulerArgs),
     /// Run only compute agents for simulated hosts (on JetStream).
     Compute(ComputeArgs),
     /// Run only the projector that persists the read models (on JetStream).
@@ -164,7 +166,11 @@ enum AdminRoleCmd {
 #[derive(clap::Args, Debug)]
 struct IdentityArgs {
     /// Identity (Keystone v3) listen address.
-    #[arg(long, env = "STRATUS_IDENTITY_LISTEN", default_value = "127.0.0.1:5000")]
+    #[arg(
+        long,
+        env = "STRATUS_IDENTITY_LISTEN",
+        default_value = "127.0.0.1:5000"
+    )]
     identity_listen: SocketAddr,
     /// Lifetime of identity tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
@@ -208,17 +214,150 @@ fn auth_kind(s: &str) -> anyhow::Result<stratus::stack::AuthKind> {
     }
 }
 
-/// `stratus api`: the part options plus auth and identity.
+/// The HTTP side of the API role (`serve`, `api`): listeners, TLS, images, auth.
 #[derive(clap::Args, Debug)]
-struct ApiArgs {
-    #[command(flatten)]
-    common: PartArgs,
+struct HttpArgs {
+    /// Compute API listen address.
+    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:8774")]
+    listen: SocketAddr,
+    /// Image API (Glance v2 subset) listen address.
+    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
+    image_listen: SocketAddr,
+    /// Directory of image files (default: <data-dir>/images). Image files are local to
+    /// the API process: with several API processes, point them all at shared storage.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    image_max_size: u64,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
     auth: String,
+    /// PEM certificate chain: serve every HTTP listener over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle clients should trust to verify --tls-cert (written to openrc as
+    /// OS_CACERT; a self-signed --tls-cert is written there without it).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl HttpArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        o.auth = auth_kind(&self.auth)?;
+        o.listen = self.listen;
+        o.image_listen = self.image_listen;
+        o.image_dir = self.image_dir.clone();
+        o.image_max_size = self.image_max_size;
+        o.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
+            _ => None,
+        };
+        Ok(())
+    }
+}
+
+/// `stratus api`: the part options plus the HTTP side and identity.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    #[command(flatten)]
+    part: PartArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     identity: IdentityArgs,
+}
+
+/// The simulated hypervisor of `serve` and `compute`.
+#[derive(clap::Args, Debug)]
+struct HostArgs {
+    /// vCPUs per simulated host.
+    #[arg(long, default_value_t = 64)]
+    host_vcpus: u64,
+    /// RAM (MiB) per simulated host.
+    #[arg(long, default_value_t = 262144)]
+    host_ram_mb: u64,
+    /// Disk (GiB) per simulated host.
+    #[arg(long, default_value_t = 4096)]
+    host_disk_gb: u64,
+    /// Simulated driver delay per operation, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    sim_delay_ms: u64,
+    /// Simulated driver failure probability (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    sim_fail_rate: f64,
+    /// Seconds between heartbeats of compute agents (Nova's report_interval).
+    #[arg(long, default_value_t = 10)]
+    report_interval: u64,
+}
+
+impl HostArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.sim_fail_rate) {
+            anyhow::bail!(
+                "--sim-fail-rate {}: a probability, 0 to 1",
+                self.sim_fail_rate
+            );
+        }
+        o.host_size = Resources {
+            vcpus: self.host_vcpus,
+            ram_mb: self.host_ram_mb,
+            disk_gb: self.host_disk_gb,
+        };
+        o.sim.delay = Duration::from_millis(self.sim_delay_ms);
+        o.sim.fail_rate = self.sim_fail_rate;
+        o.report_interval = Duration::from_secs(self.report_interval.max(1));
+        Ok(())
+    }
+}
+
+/// What the scheduler role decides with (`serve`, `scheduler`).
+#[derive(clap::Args, Debug)]
+struct SchedulingArgs {
+    /// Seconds an operation may go unanswered before the reconciler retries it.
+    #[arg(long, default_value_t = 60)]
+    task_timeout: i64,
+    #[command(flatten)]
+    shelve: ShelveArgs,
+    /// Seconds without a heartbeat after which a host is down and never scheduled to
+    /// (Nova's service_down_time).
+    #[arg(long, default_value_t = 60)]
+    service_down_time: u64,
+}
+
+impl SchedulingArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.task_timeout <= 0 {
+            anyhow::bail!("--task-timeout must be at least 1 second");
+        }
+        self.shelve.apply(o)?;
+        o.config.task_timeout_secs = self.task_timeout;
+        o.service_down_time = Duration::from_secs(self.service_down_time.max(1));
+        Ok(())
+    }
+}
+
+/// When a shelved server is offloaded: decided by the compute agent that shelves it
+/// (0: at once) and by the reconciler later (`serve`, `scheduler`, `compute`).
+#[derive(clap::Args, Debug)]
+struct ShelveArgs {
+    /// Seconds after shelve before offload (0 = at once, -1 = never).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    shelved_offload_time: i64,
+}
+
+impl ShelveArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.shelved_offload_time < -1 {
+            anyhow::bail!("--shelved-offload-time: seconds, 0 (at once) or -1 (never)");
+        }
+        o.config.shelved_offload_time = self.shelved_offload_time;
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,7 +402,8 @@ impl LogArgs {
     }
 }
 
-/// Options shared by the processes of a split deployment.
+/// Options of every process of a split deployment: where the log is, where its own
+/// state goes.
 #[derive(clap::Args, Debug)]
 struct PartArgs {
     /// NATS URL of the JetStream event log (required: the embedded store is one process).
@@ -276,41 +416,20 @@ struct PartArgs {
     /// `projector`); one per process. Default: ./stratus-data/<role>[-<host>].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// API listen address (`stratus api`).
-    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:8774")]
-    listen: SocketAddr,
-    /// Image API (Glance v2 subset) listen address (`stratus api`).
-    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
-    image_listen: SocketAddr,
-    /// Directory of image files (default: <data-dir>/images). Image files are local to
-    /// the API process: with several API processes, point them all at shared storage.
-    #[arg(long)]
-    image_dir: Option<PathBuf>,
-    /// Largest image upload accepted, in bytes (default 1 GiB).
-    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
-    image_max_size: u64,
-    /// Seconds an operation may go unanswered before the reconciler retries it.
-    #[arg(long, default_value_t = 60)]
-    task_timeout: i64,
-    /// PEM certificate chain: serve every HTTP listener over TLS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Seconds between heartbeats of compute agents (Nova's report_interval).
-    #[arg(long, default_value_t = 10)]
-    report_interval: u64,
-    /// Seconds without a heartbeat after which a host is down and never scheduled to
-    /// (Nova's service_down_time).
-    #[arg(long, default_value_t = 60)]
-    service_down_time: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct SchedulerArgs {
+    #[command(flatten)]
+    part: PartArgs,
+    #[command(flatten)]
+    scheduling: SchedulingArgs,
 }
 
 #[derive(clap::Args, Debug)]
 struct ComputeArgs {
     #[command(flatten)]
-    common: PartArgs,
+    part: PartArgs,
     /// Host name (with --hosts N > 1: NAME-1 .. NAME-N).
     #[arg(long)]
     host: String,
@@ -320,49 +439,25 @@ struct ComputeArgs {
     /// Number of simulated hosts this process runs.
     #[arg(long, default_value_t = 1)]
     hosts: usize,
-    /// vCPUs per simulated host.
-    #[arg(long, default_value_t = 64)]
-    host_vcpus: u64,
-    /// RAM (MiB) per simulated host.
-    #[arg(long, default_value_t = 262144)]
-    host_ram_mb: u64,
-    /// Disk (GiB) per simulated host.
-    #[arg(long, default_value_t = 4096)]
-    host_disk_gb: u64,
-    /// Simulated driver delay per operation, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    sim_delay_ms: u64,
+    #[command(flatten)]
+    sim: HostArgs,
+    #[command(flatten)]
+    shelve: ShelveArgs,
     /// Seconds to wait for the cell to be created (`stratus cell create`) before failing.
     #[arg(long, default_value_t = 30)]
     cell_wait: u64,
 }
 
-/// The TLS configuration of `--tls-cert` / `--tls-key`, if given.
-fn tls(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<Tls>> {
-    match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some(Tls::from_pem_files(c, k)?)),
-        _ => Ok(None),
-    }
-}
-
-fn part_options(a: &PartArgs, roles: Roles, name: &str) -> anyhow::Result<StackOptions> {
+fn part_options(a: &PartArgs, roles: Roles, name: &str) -> StackOptions {
     let dir = a
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("./stratus-data").join(name));
     let mut o = StackOptions::new(dir);
-    o.listen = a.listen;
-    o.image_listen = a.image_listen;
-    o.image_dir = a.image_dir.clone();
-    o.image_max_size = a.image_max_size;
     o.nats = Some(a.nats.clone());
     o.nats_replicas = a.nats_replicas;
-    o.config.task_timeout_secs = a.task_timeout;
-    o.report_interval = Duration::from_secs(a.report_interval.max(1));
-    o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
-    o.tls = tls(&a.tls_cert, &a.tls_key)?;
     o.roles = roles;
-    Ok(o)
+    o
 }
 
 /// `, images on http://ADDR/v2` when this process serves the image API.
@@ -373,6 +468,8 @@ fn images_note(stack: &Stack, scheme: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Starts the stack, prints the ready line (one line: scripts read only it), runs until
+/// SIGTERM or Ctrl-C, stops gracefully.
 async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     init_tracing();
     let data_dir = o.data_dir.clone();
@@ -380,16 +477,21 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     let scheme = if o.tls.is_some() { "https" } else { "http" };
     let stack = Stack::start(o).await?;
     let stop = shutdown_signal();
+    let name = if what == "serve" {
+        "stratus".to_string()
+    } else {
+        format!("stratus {what}")
+    };
     if api {
         println!(
-            "stratus {what} listening on {scheme}://{}/v2.1 (data in {}){}{}",
+            "{name} listening on {scheme}://{}/v2.1 (data in {}){}{}",
             stack.addr,
             data_dir.display(),
             images_note(&stack, scheme),
             identity_note(&stack, scheme)
         );
     } else {
-        println!("stratus {what} running (data in {})", data_dir.display());
+        println!("{name} running (data in {})", data_dir.display());
     }
     stop.await;
     tracing::info!("shutting down");
@@ -397,74 +499,47 @@ async fn run_until_signal(o: StackOptions, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `CELL=N`: N more simulated hosts in CELL (`serve --cell-hosts`).
+fn cell_hosts(s: &str) -> Result<(domain::CellName, usize), String> {
+    let (cell, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: use CELL=N, e.g. cell2=2"))?;
+    let cell = domain::CellName::new(cell.to_string()).map_err(|e| format!("{cell:?}: {e}"))?;
+    let n = n
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| format!("{n:?}: a number of hosts, 1 to 1000"))?;
+    Ok((cell, n))
+}
+
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
     /// Data directory.
     #[arg(long, default_value = "./stratus-data")]
     data_dir: PathBuf,
-    /// API listen address.
-    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:8774")]
-    listen: SocketAddr,
-    /// Image API (Glance v2 subset) listen address.
-    #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
-    image_listen: SocketAddr,
-    /// Directory of image files (default: <data-dir>/images). Image files are local to
-    /// the API process: with several API processes, point them all at shared storage.
-    #[arg(long)]
-    image_dir: Option<PathBuf>,
-    /// Largest image upload accepted, in bytes (default 1 GiB).
-    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
-    image_max_size: u64,
-    /// Number of simulated compute hosts.
-    #[arg(long, default_value_t = 4)]
-    hosts: usize,
-    /// vCPUs per simulated host.
-    #[arg(long, default_value_t = 64)]
-    host_vcpus: u64,
-    /// RAM (MiB) per simulated host.
-    #[arg(long, default_value_t = 262144)]
-    host_ram_mb: u64,
-    /// Disk (GiB) per simulated host.
-    #[arg(long, default_value_t = 4096)]
-    host_disk_gb: u64,
-    /// Authentication of the compute API: `keystone` (tokens from the identity API)
-    /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
-    #[arg(long, default_value = "keystone")]
-    auth: String,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     identity: IdentityArgs,
-    /// Simulated driver delay per operation, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    sim_delay_ms: u64,
-    /// Simulated driver failure probability (0..1).
-    #[arg(long, default_value_t = 0.0)]
-    sim_fail_rate: f64,
-    /// Seconds after shelve before offload (0 = at once, -1 = never).
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
-    shelved_offload_time: i64,
-    /// Seconds an operation may go unanswered before the reconciler retries it.
-    #[arg(long, default_value_t = 60)]
-    task_timeout: i64,
+    /// Number of simulated compute hosts (host1..hostN, in cell1).
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    /// More simulated hosts in another cell: CELL=N runs hosts CELL-host1..N there
+    /// (create the cell first with `stratus cell create CELL`). Repeatable.
+    #[arg(long, value_parser = cell_hosts, value_name = "CELL=N")]
+    cell_hosts: Vec<(domain::CellName, usize)>,
+    #[command(flatten)]
+    sim: HostArgs,
+    #[command(flatten)]
+    scheduling: SchedulingArgs,
     /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222,
-    /// or a comma-separated list of cluster nodes) instead of the embedded store.
+    /// several comma-separated for a cluster) instead of the embedded store.
     #[arg(long)]
     nats: Option<String>,
-    /// Replicas of the JetStream streams when Stratus creates them (1 or 3).
+    /// Replicas of the JetStream streams (1, or 3 on a 3-node cluster).
     #[arg(long, default_value_t = 1)]
     nats_replicas: usize,
-    /// PEM certificate chain: serve every HTTP listener over TLS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Seconds between heartbeats of compute agents (Nova's report_interval).
-    #[arg(long, default_value_t = 10)]
-    report_interval: u64,
-    /// Seconds without a heartbeat after which a host is down and never scheduled to
-    /// (Nova's service_down_time).
-    #[arg(long, default_value_t = 60)]
-    service_down_time: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -528,8 +603,11 @@ async fn open_nats(url: &str) -> anyhow::Result<std::sync::Arc<eventlog::JetStre
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
@@ -642,55 +720,45 @@ async fn run_admin(cmd: AdminCmd) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    match run(cli.cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A user's mistake (busy port, wrong directory, bad flag value) is a message,
+            // not a crash: the cause chain on one line, no backtrace even with
+            // RUST_BACKTRACE set (`main` returning the error would print one).
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Serve(a) => {
-            init_tracing();
             let mut o = StackOptions::new(&a.data_dir);
-            o.auth = auth_kind(&a.auth)?;
+            a.http.apply(&mut o)?;
             a.identity.apply(&mut o)?;
-            o.listen = a.listen;
-            o.image_listen = a.image_listen;
-            o.image_dir = a.image_dir.clone();
-            o.image_max_size = a.image_max_size;
+            a.sim.apply(&mut o)?;
+            a.scheduling.apply(&mut o)?;
             o.hosts = a.hosts;
-            o.host_size = Resources {
-                vcpus: a.host_vcpus,
-                ram_mb: a.host_ram_mb,
-                disk_gb: a.host_disk_gb,
-            };
-            o.sim.delay = Duration::from_millis(a.sim_delay_ms);
-            o.sim.fail_rate = a.sim_fail_rate;
-            o.config.shelved_offload_time = a.shelved_offload_time;
-            o.config.task_timeout_secs = a.task_timeout;
+            o.cell_hosts = a.cell_hosts.clone();
             o.nats = a.nats.clone();
             o.nats_replicas = a.nats_replicas;
-            o.report_interval = Duration::from_secs(a.report_interval.max(1));
-            o.service_down_time = Duration::from_secs(a.service_down_time.max(1));
-            o.tls = tls(&a.tls_cert, &a.tls_key)?;
-            let scheme = if o.tls.is_some() { "https" } else { "http" };
-            let stack = Stack::start(o).await?;
-            let stop = shutdown_signal();
-            println!(
-                "stratus listening on {scheme}://{}/v2.1 (data in {}){}{}",
-                stack.addr,
-                a.data_dir.display(),
-                images_note(&stack, scheme),
-                identity_note(&stack, scheme)
-            );
-            stop.await;
-            tracing::info!("shutting down");
-            stack.stop().await;
-            Ok(())
+            if o.nats.is_none() {
+                // Nothing else can create a cell while serve holds the embedded store.
+                o.cell_wait = Duration::ZERO;
+            }
+            run_until_signal(o, "serve").await
         }
         Cmd::Api(a) => {
             let roles = Roles {
                 api: true,
                 ..Roles::none()
             };
-            let mut o = part_options(&a.common, roles, "api")?;
-            o.auth = auth_kind(&a.auth)?;
+            let mut o = part_options(&a.part, roles, "api");
+            a.http.apply(&mut o)?;
             a.identity.apply(&mut o)?;
             run_until_signal(o, "api").await
         }
@@ -700,21 +768,25 @@ async fn main() -> anyhow::Result<()> {
                 scheduler: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "scheduler")?, "scheduler").await
+            let mut o = part_options(&a.part, roles, "scheduler");
+            a.scheduling.apply(&mut o)?;
+            run_until_signal(o, "scheduler").await
         }
         Cmd::Projector(a) => {
             let roles = Roles {
                 persist: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "projector")?, "projector").await
+            run_until_signal(part_options(&a, roles, "projector"), "projector").await
         }
         Cmd::Compute(c) => {
             let roles = Roles {
                 compute: true,
                 ..Roles::none()
             };
-            let mut o = part_options(&c.common, roles, &format!("compute-{}", c.host))?;
+            let mut o = part_options(&c.part, roles, &format!("compute-{}", c.host));
+            c.sim.apply(&mut o)?;
+            c.shelve.apply(&mut o)?;
             o.cell = domain::CellName::new(c.cell.clone())
                 .map_err(|e| anyhow::anyhow!("--cell: {e}"))?;
             let names = if c.hosts <= 1 {
@@ -728,12 +800,6 @@ async fn main() -> anyhow::Result<()> {
                     .map(|n| domain::HostName::new(n).map_err(|e| anyhow::anyhow!("--host: {e}")))
                     .collect::<anyhow::Result<_>>()?,
             );
-            o.host_size = Resources {
-                vcpus: c.host_vcpus,
-                ram_mb: c.host_ram_mb,
-                disk_gb: c.host_disk_gb,
-            };
-            o.sim.delay = Duration::from_millis(c.sim_delay_ms);
             o.cell_wait = Duration::from_secs(c.cell_wait);
             run_until_signal(o, "compute").await
         }
@@ -761,102 +827,118 @@ async fn main() -> anyhow::Result<()> {
             open.close();
             result
         }
-        Cmd::Replay { cmd } => {
-            match cmd {
-                ReplayCmd::Rebuild { data_dir, nats } => {
-                    let r = match &nats {
-                        None => replay::rebuild_data_dir(&data_dir).await.context(
-                            "rebuild failed (is `stratus serve` still running on this data dir?)",
-                        )?,
-                        Some(url) => {
-                            let log = open_nats(url).await?;
-                            let store = projections::ProjectionStore::open(
-                            &data_dir.join("projections.redb"),
+        Cmd::Replay { cmd } => match cmd {
+            ReplayCmd::Rebuild { data_dir, nats } => {
+                let r = match &nats {
+                    None => {
+                        let _held = DataDir::existing(
+                            &data_dir,
+                            Store::Log,
+                            "stop it first: the rebuild compares with the projections it writes",
+                        )?;
+                        replay::rebuild_data_dir(&data_dir).await?
+                    }
+                    Some(url) => {
+                        let _held = DataDir::existing(
+                            &data_dir,
+                            Store::Projections,
+                            "stop it first: the rebuild compares with the projections it writes",
+                        )?;
+                        let log = open_nats(url).await?;
+                        let store = projections::ProjectionStore::open(
+                            &stratus::stack::projections_path(&data_dir),
                         )
-                        .context("cannot open the stored projections (is the projector still running?)")?;
-                            let stored = store.load()?;
-                            let r = replay::rebuild(log.clone(), &stored).await;
-                            log.close();
-                            r?
-                        }
-                    };
-                    println!(
-                        "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
-                        r.events,
-                        r.commits,
-                        r.seconds,
-                        r.rate()
-                    );
-                    for (s, p) in &r.positions {
-                        println!("  stream {s}: position {p}");
+                        .context("cannot open the stored projections")?;
+                        let stored = store.load()?;
+                        let r = replay::rebuild(log.clone(), &stored).await;
+                        log.close();
+                        r?
                     }
-                    if r.lag > 0 {
-                        println!("  note: stored views lag the log by {} commits (they catch up on next start)", r.lag);
-                    }
-                    if r.matches {
-                        println!("MATCH: rebuilt projections equal the stored ones");
-                        Ok(())
-                    } else {
-                        println!("MISMATCH:");
-                        for d in &r.differences {
-                            println!("  {d}");
-                        }
-                        std::process::exit(1);
-                    }
+                };
+                println!(
+                    "rebuilt {} events ({} commits) in {:.3} s: {:.0} events/s",
+                    r.events,
+                    r.commits,
+                    r.seconds,
+                    r.rate()
+                );
+                for (s, p) in &r.positions {
+                    println!("  stream {s}: position {p}");
                 }
-                ReplayCmd::History {
-                    data_dir,
-                    nats,
-                    instance,
-                } => {
-                    let id = domain::InstanceId::parse(&instance).context("not a server id")?;
-                    let steps = match &nats {
-                        None => {
-                            let log = eventlog::EmbeddedLog::open(&data_dir.join("log"))?;
-                            let steps = replay::history(log.as_ref(), id).await;
-                            log.close();
-                            steps?
-                        }
-                        Some(url) => {
-                            let log = open_nats(url).await?;
-                            let steps = replay::history(log.as_ref(), id).await;
-                            log.close();
-                            steps?
-                        }
-                    };
-                    if steps.is_empty() {
-                        anyhow::bail!("no events for instance {id}");
-                    }
-                    for s in steps {
-                        let st = s
-                            .state
-                            .as_ref()
-                            .map(|i| {
-                                format!(
-                                    "status={} vm_state={} task_state={} power_state={} host={}",
-                                    i.status(),
-                                    i.vm_state.as_str(),
-                                    i.task_state.map(|t| t.as_str()).unwrap_or("None"),
-                                    i.power_state.code(),
-                                    i.host.as_ref().map(|h| h.as_str()).unwrap_or("None"),
-                                )
-                            })
-                            .unwrap_or_else(|| "(none)".into());
-                        println!(
-                            "{} {}#{} {:<32} {} by {} -> {}",
-                            fmt_time(s.occurred_at),
-                            s.subject,
-                            s.subject_seq,
-                            s.event_type,
-                            s.request_id,
-                            s.actor,
-                            st
-                        );
-                    }
+                if r.lag > 0 {
+                    println!("  note: stored views lag the log by {} commits (they catch up on next start)", r.lag);
+                }
+                if r.matches {
+                    println!("MATCH: rebuilt projections equal the stored ones");
                     Ok(())
+                } else {
+                    println!("MISMATCH:");
+                    for d in &r.differences {
+                        println!("  {d}");
+                    }
+                    std::process::exit(1);
                 }
             }
-        }
+            ReplayCmd::History {
+                data_dir,
+                nats,
+                instance,
+            } => {
+                let id = domain::InstanceId::parse(&instance).context("not a server id")?;
+                let steps = match &nats {
+                    None => {
+                        let _held = DataDir::existing(
+                            &data_dir,
+                            Store::Log,
+                            &format!(
+                                "stop it first, or ask the running server: \
+                                     GET /v1/instances/{id}/events"
+                            ),
+                        )?;
+                        let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(&data_dir))?;
+                        let steps = replay::history(log.as_ref(), id).await;
+                        log.close();
+                        steps?
+                    }
+                    Some(url) => {
+                        let log = open_nats(url).await?;
+                        let steps = replay::history(log.as_ref(), id).await;
+                        log.close();
+                        steps?
+                    }
+                };
+                if steps.is_empty() {
+                    anyhow::bail!("no events for instance {id}");
+                }
+                for s in steps {
+                    let st = s
+                        .state
+                        .as_ref()
+                        .map(|i| {
+                            format!(
+                                "status={} vm_state={} task_state={} power_state={} host={}",
+                                i.status(),
+                                i.vm_state.as_str(),
+                                i.task_state.map(|t| t.as_str()).unwrap_or("None"),
+                                i.power_state.code(),
+                                i.host.as_ref().map(|h| h.as_str()).unwrap_or("None"),
+                            )
+                        })
+                        .unwrap_or_else(|| "(none)".into());
+                    println!(
+                        "{} {}#{} {:<32} {} by {} -> {}",
+                        fmt_time(s.occurred_at),
+                        s.subject,
+                        s.subject_seq,
+                        s.event_type,
+                        s.request_id,
+                        s.actor,
+                        st
+                    );
+                }
+                Ok(())
+            }
+        },
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::datadir::DataDir;
 use anyhow::Context as _;
 use compute::{ComputeAgent, SimDriver, SimOptions};
 use domain::flavor::{FlavorCommand, FlavorSpec};
@@ -55,6 +56,9 @@ pub struct StackOptions {
     pub cell: CellName,
     /// Names of the simulated hosts (None: `host1..hostN`).
     pub host_names: Option<Vec<HostName>>,
+    /// More simulated hosts in other cells: `n` hosts `<cell>-host1..n` per entry (the
+    /// cells must exist: `stratus cell create`).
+    pub cell_hosts: Vec<(CellName, usize)>,
     /// Serve every HTTP listener over TLS with this certificate and key.
     pub tls: Option<crate::httpd::Tls>,
     /// How often compute agents report they are alive (Nova's `report_interval`).
@@ -157,6 +161,7 @@ impl StackOptions {
             roles: Roles::all(),
             cell: CellName::cell1(),
             host_names: None,
+            cell_hosts: Vec::new(),
             tls: None,
             report_interval: Duration::from_secs(10),
             service_down_time: Duration::from_secs(60),
@@ -195,6 +200,8 @@ pub struct Stack {
     identity_task: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     log: Backend,
+    /// Held (locked) until the stack has stopped.
+    data_dir: Option<DataDir>,
 }
 
 /// The log backend, kept to close it on stop.
@@ -257,9 +264,26 @@ pub fn projections_path(data_dir: &Path) -> PathBuf {
 
 impl Stack {
     /// Starts everything and returns once the API listens.
+    ///
+    /// The listeners are bound and the data directory locked before anything else, so
+    /// a busy port or a directory another process holds fails at once with nothing
+    /// written; a directory this call created is removed again if the start fails.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
-        std::fs::create_dir_all(&opts.data_dir)
-            .with_context(|| format!("cannot create data dir {}", opts.data_dir.display()))?;
+        let listeners = Listeners::bind(&opts).await?;
+        let dir = DataDir::acquire(&opts.data_dir)?;
+        match Self::start_in(opts, listeners).await {
+            Ok(mut stack) => {
+                stack.data_dir = Some(dir);
+                Ok(stack)
+            }
+            Err(e) => {
+                dir.discard();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_in(opts: StackOptions, listeners: Listeners) -> anyhow::Result<Stack> {
         let (log, dynlog): (Backend, Arc<dyn EventLog>) = match &opts.nats {
             None => {
                 let l = EmbeddedLog::open(&log_dir(&opts.data_dir))
@@ -280,7 +304,6 @@ impl Stack {
         // The default streams; any other cell's stream is created by `stratus cell
         // create` and discovered below.
         let mut initial = streams();
-        let own_cell = StreamName::new(opts.cell.as_str())?;
         for s in &initial {
             dynlog.ensure_stream(s).await?;
         }
@@ -345,14 +368,15 @@ impl Stack {
             )
             .with_heartbeats(heartbeats, opts.service_down_time),
         );
-        if opts.roles.scheduler || opts.roles.api {
+        if opts.roles.scheduler {
             // Liveness of compute hosts: read before the first decision, then refreshed.
             if let Err(e) = engine.refresh_liveness().await {
                 tracing::warn!(error = %e, "cannot read heartbeats");
             }
             let (engine, mut stop) = (engine.clone(), shutdown_rx.clone());
-            let every = opts
-                .report_interval
+            // A tenth of the down time: a host that stopped beating is seen down at most
+            // 10% late, without reading heartbeats more often than 5 times a second.
+            let every = (opts.service_down_time / 10)
                 .clamp(Duration::from_millis(200), Duration::from_secs(5));
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -374,11 +398,20 @@ impl Stack {
                 .map(|n| HostName::new(format!("host{n}")).expect("valid"))
                 .collect(),
         };
-        let specs: Vec<HostSpec> = names
+        let mut placed: Vec<(HostName, CellName)> =
+            names.into_iter().map(|n| (n, opts.cell.clone())).collect();
+        for (cell, n) in &opts.cell_hosts {
+            for i in 1..=*n {
+                let name = HostName::new(format!("{cell}-host{i}"))
+                    .with_context(|| format!("host names of cell {cell}"))?;
+                placed.push((name, cell.clone()));
+            }
+        }
+        let specs: Vec<HostSpec> = placed
             .into_iter()
-            .map(|name| HostSpec {
+            .map(|(name, cell)| HostSpec {
                 name,
-                cell: opts.cell.clone(),
+                cell,
                 total: opts.host_size,
                 ratios: Ratios::default(),
                 availability_zone: "nova".into(),
@@ -454,11 +487,19 @@ impl Stack {
             ));
         }
         if opts.roles.compute {
-            let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
-                specs.iter().map(|s| s.name.clone()),
-                driver.clone(),
-            ));
-            reactors.push((agent, Some(own_cell.clone())));
+            // One agent per cell, reacting to that cell's stream only.
+            let cells: std::collections::BTreeSet<&CellName> =
+                specs.iter().map(|s| &s.cell).collect();
+            for cell in cells {
+                let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
+                    specs
+                        .iter()
+                        .filter(|s| &s.cell == cell)
+                        .map(|s| s.name.clone()),
+                    driver.clone(),
+                ));
+                reactors.push((agent, Some(engine::cells::cell_stream(cell))));
+            }
         }
         let every = Some(Duration::from_secs(30));
         let start_stream = |s: &StreamName, tasks: &mut Vec<JoinHandle<()>>| {
@@ -518,36 +559,22 @@ impl Stack {
         }
 
         // Identity (bootstrap, then its own listener) and the API.
-        let api_listener = if opts.roles.api {
-            Some(
-                tokio::net::TcpListener::bind(opts.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", opts.listen))?,
-            )
-        } else {
-            None
-        };
-        // The image listener is bound first: the identity catalog lists its address.
-        let image_listener = match &image_store {
-            Some(_) => Some(
-                tokio::net::TcpListener::bind(opts.image_listen)
-                    .await
-                    .with_context(|| {
-                        format!("cannot listen on {} (image API)", opts.image_listen)
-                    })?,
-            ),
-            None => None,
-        };
+        let Listeners {
+            api: api_listener,
+            image: image_listener,
+            identity: identity_listener,
+        } = listeners;
         let image_url = match (&opts.image_endpoint, &image_listener) {
             (Some(e), _) => e.clone(),
             (None, Some(l)) => url_of(l.local_addr()?, opts.tls.is_some()),
             (None, None) => url_of(opts.image_listen, opts.tls.is_some()),
         };
-        let (identity_addr, identity_task, tokens) = match &api_listener {
-            Some(l) => {
+        let (identity_addr, identity_task, tokens) = match (&api_listener, identity_listener) {
+            (Some(l), Some(identity)) => {
                 let (addr, task, tokens) = start_identity(
                     &opts,
                     &engine,
+                    identity,
                     l.local_addr()?,
                     image_url,
                     shutdown_rx.clone(),
@@ -555,7 +582,7 @@ impl Stack {
                 .await?;
                 (Some(addr), Some(task), Some(tokens))
             }
-            None => (None, None, None),
+            _ => (None, None, None),
         };
         let (addr, api_task, auth) = if let Some(listener) = api_listener {
             let addr = listener.local_addr()?;
@@ -600,7 +627,7 @@ impl Stack {
             }
             _ => None,
         };
-        tracing::info!(%addr, data_dir = %opts.data_dir.display(), hosts = opts.hosts, "stratus is up");
+        log_up(&opts, addr, identity_addr, image_addr, &specs);
         Ok(Stack {
             engine,
             driver,
@@ -614,6 +641,7 @@ impl Stack {
             identity_task,
             tasks,
             log,
+            data_dir: None,
         })
     }
 
@@ -639,6 +667,87 @@ impl Stack {
             Backend::Embedded(l) => l.close(),
             Backend::JetStream(l) => l.close(),
         }
+        drop(self.data_dir);
+    }
+}
+
+/// The listeners of the API role, bound before anything is created.
+struct Listeners {
+    api: Option<tokio::net::TcpListener>,
+    image: Option<tokio::net::TcpListener>,
+    identity: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(opts: &StackOptions) -> anyhow::Result<Listeners> {
+        if !opts.roles.api {
+            return Ok(Listeners {
+                api: None,
+                image: None,
+                identity: None,
+            });
+        }
+        let bind = |addr: SocketAddr, what: &'static str, flag: &'static str| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(" (another process listens there: stop it, or pick another address with {flag})")
+                } else {
+                    String::new()
+                };
+                anyhow::anyhow!("cannot listen on {addr} ({what}): {e}{hint}")
+            })
+        };
+        Ok(Listeners {
+            api: Some(bind(opts.listen, "compute API", "--listen").await?),
+            image: Some(bind(opts.image_listen, "image API", "--image-listen").await?),
+            identity: Some(bind(opts.identity_listen, "identity API", "--identity-listen").await?),
+        })
+    }
+}
+
+/// One line per process saying what it runs, with only what that role uses: a
+/// scheduler has no listen address, a compute process no API, and its hosts are the
+/// ones it runs (not `--hosts` of `serve`).
+fn log_up(
+    opts: &StackOptions,
+    addr: SocketAddr,
+    identity: Option<SocketAddr>,
+    image: Option<SocketAddr>,
+    hosts: &[HostSpec],
+) {
+    let r = opts.roles;
+    let roles: Vec<&str> = [
+        (r.api, "api"),
+        (r.scheduler, "scheduler"),
+        (r.compute, "compute"),
+        (r.persist, "projector"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    let roles = roles.join(",");
+    let data_dir = opts.data_dir.display();
+    let log = match &opts.nats {
+        Some(url) => format!("JetStream at {url}"),
+        None => "embedded".to_string(),
+    };
+    if r.api {
+        tracing::info!(
+            %roles, %addr,
+            identity = %identity.map(|a| a.to_string()).unwrap_or_default(),
+            image = %image.map(|a| a.to_string()).unwrap_or_default(),
+            %data_dir, %log,
+            "stratus is up"
+        );
+    } else {
+        tracing::info!(%roles, %data_dir, %log, "stratus is up");
+    }
+    if r.compute {
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{}@{}", h.name, h.cell))
+            .collect();
+        tracing::info!(hosts = %names.join(","), "compute agents running");
     }
 }
 
@@ -658,6 +767,7 @@ fn url_of(addr: SocketAddr, tls: bool) -> String {
 async fn start_identity(
     opts: &StackOptions,
     engine: &Arc<Engine>,
+    listener: tokio::net::TcpListener,
     api_addr: SocketAddr,
     image_url: String,
     stop: watch::Receiver<bool>,
@@ -669,9 +779,6 @@ async fn start_identity(
     let key = identity::TokenKey::load_or_create(&key_path)
         .with_context(|| format!("cannot use the token key {}", key_path.display()))?;
     let tokens = Arc::new(identity::Tokens::new(key, opts.token_expiration_secs));
-    let listener = tokio::net::TcpListener::bind(opts.identity_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (identity)", opts.identity_listen))?;
     let addr = listener.local_addr()?;
     let report = identity::bootstrap::bootstrap(
         engine.log.as_ref(),
@@ -679,12 +786,25 @@ async fn start_identity(
             data_dir: opts.data_dir.clone(),
             admin_password: opts.admin_password.clone(),
             auth_url: format!("{}/v3", url_of(addr, opts.tls.is_some())),
+            cacert: opts
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca())
+                .map(Path::to_path_buf),
         },
     )
     .await
     .context("cannot bootstrap identity")?;
     if let Some(path) = &report.openrc {
         tracing::info!(openrc = %path.display(), "identity bootstrapped: admin credentials written");
+    } else if opts.admin_password.is_some() {
+        // Bootstrap never changes an existing admin: say so rather than let the
+        // operator believe the new password is in force.
+        tracing::warn!(
+            "--admin-password / STRATUS_ADMIN_PASSWORD ignored: the admin user already exists \
+             and keeps its password; change it with `stratus admin user set admin --password P` \
+             (with this process stopped, or with --nats URL), then update openrc"
+        );
     }
     if let Some(pos) = report.position {
         if !engine
@@ -748,6 +868,13 @@ async fn join_cell(engine: &Arc<Engine>, specs: &[HostSpec], wait: Duration) -> 
     match ComputeAgent::join_cell(engine, specs, wait).await {
         Ok(()) => Ok(()),
         Err(engine::EngineError::Domain(DomainError::NotFound { kind: "Cell", id })) => {
+            if wait.is_zero() {
+                // `serve` on the embedded store: nothing else can create it meanwhile.
+                anyhow::bail!(
+                    "cell {id} does not exist: stop here and create it with `stratus cell create {id}` \
+                     (same --data-dir), then start again"
+                )
+            }
             anyhow::bail!(
                 "cell {id} does not exist (waited {} s for it): create it with `stratus cell create {id}`",
                 wait.as_secs()

@@ -46,12 +46,76 @@ fn data(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
 }
 
+/// Creates `n` servers and waits until all are ACTIVE.
+async fn create_active(port: u16, n: usize) {
+    let http = reqwest::Client::new();
+    let mut ids = vec![];
+    for i in 0..n {
+        let r = http
+            .post(format!("http://127.0.0.1:{port}/v2.1/servers"))
+            .header("X-Auth-Token", "alice:demo")
+            .header("OpenStack-API-Version", "compute 2.60")
+            .json(&serde_json::json!({"server": {"name": format!("s{i}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<serde_json::Value>().await.unwrap()["server"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in ids {
+        loop {
+            let v: serde_json::Value = http
+                .get(format!("http://127.0.0.1:{port}/v2.1/servers/{id}"))
+                .header("X-Auth-Token", "alice:demo")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["server"]["status"] == "ACTIVE" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ACTIVE: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cells_on_the_embedded_store() {
     let tmp = tempfile::tempdir().unwrap();
     let d = data(&tmp.path().join("data"));
 
-    // Offline, on a fresh data dir: create, refuse a duplicate and a bad name.
+    // Run where no server ever ran: refused, naming the directory, nothing created.
+    let o = run(&["cell", "create", "cell2", "--data-dir", &d]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no Stratus event log in") && stderr(&o).contains("data"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("data").exists());
+
+    // A first server bootstraps cell0 and cell1 and maps its 2 hosts to cell1.
+    let server = spawn(&[
+        "serve",
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+        "--hosts",
+        "2",
+    ]);
+    sigterm(server);
+
+    // Offline: create, refuse a duplicate and a bad name.
     let o = run(&["cell", "create", "cell2", "--data-dir", &d]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("cell cell2 created"), "{}", stdout(&o));
@@ -67,10 +131,35 @@ async fn cells_on_the_embedded_store() {
     assert!(stderr(&o).contains("invalid cell name"), "{}", stderr(&o));
     assert_eq!(
         rows(&run(&["cell", "list", "--data-dir", &d])),
-        vec![vec!["cell2", "log/cell2.redb", "0", "0", "up"]]
+        vec![
+            vec!["cell0", "log/cell0.redb", "0", "0", "up"],
+            vec!["cell1", "log/cell1.redb", "2", "0", "up"],
+            vec!["cell2", "log/cell2.redb", "0", "0", "up"],
+        ]
     );
 
-    // A server bootstraps cell0 and cell1 and maps its 2 hosts to cell1.
+    // A cell that does not exist cannot get hosts: refused with the fix.
+    let o = run(&[
+        "serve",
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+        "--identity-listen",
+        "127.0.0.1:0",
+        "--image-listen",
+        "127.0.0.1:0",
+        "--cell-hosts",
+        "cell3=1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("create it with `stratus cell create cell3`"),
+        "{}",
+        stderr(&o)
+    );
+
+    // serve runs hosts in cell2 too; the weigher spreads 4 servers over the 4 hosts.
     let port = free_port();
     let server = spawn(&[
         "serve",
@@ -80,38 +169,10 @@ async fn cells_on_the_embedded_store() {
         &format!("127.0.0.1:{port}"),
         "--hosts",
         "2",
+        "--cell-hosts",
+        "cell2=2",
     ]);
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("http://127.0.0.1:{port}/v2.1/servers"))
-        .header("X-Auth-Token", "alice:demo")
-        .header("OpenStack-API-Version", "compute 2.60")
-        .json(&serde_json::json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["server"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: serde_json::Value = http
-            .get(format!("http://127.0.0.1:{port}/v2.1/servers/{id}"))
-            .header("X-Auth-Token", "alice:demo")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["server"]["status"] == "ACTIVE" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ACTIVE: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    create_active(port, 4).await;
 
     // While it runs, the data dir is locked: a clear message, nothing written.
     let o = run(&["cell", "create", "cell3", "--data-dir", &d]);
@@ -130,15 +191,23 @@ async fn cells_on_the_embedded_store() {
         rows(&run(&["cell", "list", "--data-dir", &d])),
         vec![
             vec!["cell0", "log/cell0.redb", "0", "0", "up"],
-            vec!["cell1", "log/cell1.redb", "2", "1", "up"],
-            vec!["cell2", "log/cell2.redb", "0", "0", "up"],
+            vec!["cell1", "log/cell1.redb", "2", "2", "up"],
+            vec!["cell2", "log/cell2.redb", "2", "2", "up"],
         ]
     );
     // cell3 was never created.
     assert!(!tmp.path().join("data/log/cell3.redb").exists());
 
     // A restart does not create the default cells twice, and replay still matches.
-    let server = spawn(&["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"]);
+    let server = spawn(&[
+        "serve",
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+        "--cell-hosts",
+        "cell2=2",
+    ]);
     sigterm(server);
     assert_eq!(rows(&run(&["cell", "list", "--data-dir", &d])).len(), 3);
     let o = run(&["replay", "rebuild", "--data-dir", &d]);

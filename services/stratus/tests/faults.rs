@@ -351,15 +351,7 @@ async fn down_hosts_are_never_scheduled() {
     let (url, port) = (env.url.clone(), env.port);
     let d = |n: &str| env.path(n);
     let _s = spawn(
-        &[
-            "scheduler",
-            "--nats",
-            &url,
-            "--report-interval",
-            "1",
-            "--service-down-time",
-            "2",
-        ],
+        &["scheduler", "--nats", &url, "--service-down-time", "2"],
         &d("s"),
     );
     let agent = |host: &'static str| {

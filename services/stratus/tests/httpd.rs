@@ -65,6 +65,14 @@ async fn serve_speaks_tls_with_the_given_certificate() {
     );
     let head = https_get(port, &der, "/v2.1").await.expect("TLS request");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The certificate is self-signed: openrc tells the CLI to trust it (else
+    // CERTIFICATE_VERIFY_FAILED), by absolute path.
+    let openrc = std::fs::read_to_string(dir.path().join("data/openrc")).unwrap();
+    assert!(
+        openrc.contains(&format!("export OS_CACERT='{}'", cert.display())),
+        "{openrc}"
+    );
+    assert!(openrc.contains("export OS_AUTH_URL='https://"), "{openrc}");
     assert!(head.contains("\"v2.1\""), "{head}");
     // Links name the scheme the client used.
     assert!(

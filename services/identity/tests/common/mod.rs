@@ -79,6 +79,7 @@ pub async fn start() -> Keystone {
             data_dir: dir.path().to_path_buf(),
             admin_password: Some(PASSWORD.into()),
             auth_url: "http://127.0.0.1:5000/v3".into(),
+            cacert: None,
         },
     )
     .await
