@@ -12,10 +12,17 @@ if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/d
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update && $SUDO apt-get install -y python3 python3-venv
 fi
+if ! command -v openssl >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y openssl
+fi
 if [ "$("$VENV/bin/openstack" --version 2>/dev/null)" != "openstack $OSC_VERSION" ]; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "python-openstackclient==$OSC_VERSION"
 fi
 cargo build --locked -p stratus --bin stratus
-PATH="$PWD/$VENV/bin:$PATH" exec ops/cli/scenario.sh target/debug/stratus
+PATH="$PWD/$VENV/bin:$PATH" ops/cli/scenario.sh target/debug/stratus
+PATH="$PWD/$VENV/bin:$PATH" ops/cli/tls.sh target/debug/stratus
