@@ -17,5 +17,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --locked
 # The stock `openstack` CLI (pinned, in a virtualenv) against `stratus serve`.
 bash ops/cli/run.sh
+# The walk-throughs of README.md and ops/README.md, run as written (fresh processes, free ports).
+bash ops/docs/run.sh
 # The OpenAPI documents against `stratus serve` (pinned schemathesis, in a virtualenv).
 bash ops/openapi/run.sh

@@ -2,6 +2,7 @@
 # Installs the pinned python-openstackclient in a virtualenv (idempotent) and runs the
 # CLI scenario against a `stratus serve` built from this checkout.
 #   OSC_VENV     where the virtualenv lives (default: target/osc-venv)
+#   --install-only   only install (ops/docs/run.sh uses the same CLI)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OSC_VERSION=10.5.0
@@ -23,6 +24,7 @@ if [ "$("$VENV/bin/openstack" --version 2>/dev/null)" != "openstack $OSC_VERSION
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "python-openstackclient==$OSC_VERSION"
 fi
+if [ "${1:-}" = "--install-only" ]; then exit 0; fi
 cargo build --locked -p stratus --bin stratus
 PATH="$PWD/$VENV/bin:$PATH" ops/cli/scenario.sh target/debug/stratus
 PATH="$PWD/$VENV/bin:$PATH" ops/cli/tls.sh target/debug/stratus
