@@ -79,7 +79,15 @@ impl TokenKey {
                         })?;
                     }
                 }
+                // Written whole to a private temporary file, then linked into place:
+                // the key appears complete or not at all, so a process starting at the
+                // same moment never reads a half-written key, and a link that finds a
+                // key already there (another process won) uses that one.
                 let key = Self::generate();
+                let err =
+                    |e: std::io::Error| IdentityError::Internal(format!("{}: {e}", path.display()));
+                let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+                let _ = std::fs::remove_file(&tmp);
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]
@@ -87,20 +95,18 @@ impl TokenKey {
                     use std::os::unix::fs::OpenOptionsExt;
                     opts.mode(0o600);
                 }
-                match opts.open(path) {
-                    Ok(mut f) => {
-                        writeln!(f, "{}", hex(&key.0))
-                            .and_then(|_| f.sync_all())
-                            .map_err(|e| {
-                                IdentityError::Internal(format!("{}: {e}", path.display()))
-                            })?;
-                        Ok(key)
-                    }
-                    // Another process created it meanwhile: use theirs.
+                let written = opts.open(&tmp).and_then(|mut f| {
+                    writeln!(f, "{}", hex(&key.0))?;
+                    f.sync_all()
+                });
+                let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(key),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         Self::load_or_create(path)
                     }
-                    Err(e) => Err(IdentityError::Internal(format!("{}: {e}", path.display()))),
+                    Err(e) => Err(err(e)),
                 }
             }
             Err(e) => Err(IdentityError::Internal(format!("{}: {e}", path.display()))),
@@ -292,6 +298,28 @@ fn audit_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// API processes starting together on one shared key file all end up with the
+    /// same key, and none reads it half-written.
+    #[test]
+    fn concurrent_first_starts_agree_on_one_key() {
+        for _ in 0..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("token.key");
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| TokenKey::load_or_create(&path).unwrap().0))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]));
+            assert_eq!(
+                std::fs::read_dir(tmp.path()).unwrap().count(),
+                1,
+                "temp files left"
+            );
+        }
+    }
 
     /// `--token-key-file /etc/stratus/token.key` on a machine without /etc/stratus:
     /// the directory is made for the key, owner only, and the key is read back.

@@ -107,6 +107,30 @@ impl DataDir {
         })
     }
 
+    /// Refuses a directory another backend's process used: a JetStream process on a
+    /// directory with an embedded log, or the embedded store on a JetStream process's
+    /// directory (checkpoints, no log). Mixing them would fold one log's projections
+    /// with another's positions and bootstrap a second admin over the first's openrc.
+    pub fn check_backend(&self, on_jetstream: bool) -> anyhow::Result<()> {
+        let embedded_log = Store::Log.marker(&self.path).exists();
+        let used = self.path.join("checkpoints.redb").exists();
+        if on_jetstream && embedded_log {
+            anyhow::bail!(
+                "the data directory {} holds an embedded event log (log/): a process on \
+                 JetStream needs a data directory of its own, pass --data-dir DIR",
+                self.path.display()
+            );
+        }
+        if !on_jetstream && used && !embedded_log {
+            anyhow::bail!(
+                "the data directory {} belongs to a process on JetStream (checkpoints, no \
+                 log/): pass its --nats URL, or another --data-dir for the embedded store",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -205,6 +229,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("projections.redb"), "{e}");
+    }
+
+    #[test]
+    fn an_embedded_store_and_a_jetstream_process_never_share_a_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::acquire(tmp.path()).unwrap();
+        dir.check_backend(true).unwrap();
+        dir.check_backend(false).unwrap();
+        std::fs::write(tmp.path().join("checkpoints.redb"), b"").unwrap();
+        let e = dir.check_backend(false).unwrap_err().to_string();
+        assert!(e.contains("belongs to a process on JetStream"), "{e}");
+        dir.check_backend(true).unwrap();
+        std::fs::create_dir(tmp.path().join("log")).unwrap();
+        std::fs::write(tmp.path().join("log/api.redb"), b"").unwrap();
+        let e = dir.check_backend(true).unwrap_err().to_string();
+        assert!(e.contains("holds an embedded event log"), "{e}");
+        dir.check_backend(false).unwrap();
     }
 
     #[test]

@@ -271,6 +271,7 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
         let listeners = Listeners::bind(&opts).await?;
         let dir = DataDir::acquire(&opts.data_dir)?;
+        dir.check_backend(opts.nats.is_some())?;
         match Self::start_in(opts, listeners).await {
             Ok(mut stack) => {
                 stack.data_dir = Some(dir);
