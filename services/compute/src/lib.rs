@@ -176,50 +176,60 @@ impl ComputeAgent {
     }
 }
 
-/// Reports every `interval` (and at once) that the agents of `hosts` are alive, until
-/// shutdown. The beat's payload is JSON: `{"host", "cell", "allocations", "version"}`.
-pub fn spawn_heartbeats(
+/// Reports that the agents of `hosts` are alive: once before returning (so that a
+/// scheduler in the same process sees them from its first decision), then every
+/// `interval` until shutdown. The beat's payload is JSON: `{"host", "cell",
+/// "allocations", "version"}`.
+pub async fn spawn_heartbeats(
     engine: Arc<Engine>,
     hosts: Vec<(CellName, HostName)>,
     interval: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    beat_all(&engine, &hosts).await;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: that beat was sent above.
+        tick.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {}
             }
-            for (cell, host) in &hosts {
-                let allocations = engine
-                    .world
-                    .read()
-                    .hosts
-                    .values()
-                    .find(|r| r.host.spec.name == *host)
-                    .map_or(0, |r| r.host.allocations.len());
-                let payload = serde_json::json!({
-                    "host": host.as_str(),
-                    "cell": cell.as_str(),
-                    "allocations": allocations,
-                    "version": env!("CARGO_PKG_VERSION"),
-                });
-                if let Err(e) = engine
-                    .heartbeats
-                    .beat(
-                        engine::liveness::COMPUTE_SERVICE,
-                        host.as_str(),
-                        payload.to_string().as_bytes(),
-                    )
-                    .await
-                {
-                    tracing::warn!(%host, error = %e, "heartbeat failed");
-                }
-            }
+            beat_all(&engine, &hosts).await;
         }
     })
+}
+
+/// One beat for each of `hosts` (failures are logged: the next beat retries).
+async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) {
+    for (cell, host) in hosts {
+        let allocations = engine
+            .world
+            .read()
+            .hosts
+            .values()
+            .find(|r| r.host.spec.name == *host)
+            .map_or(0, |r| r.host.allocations.len());
+        let payload = serde_json::json!({
+            "host": host.as_str(),
+            "cell": cell.as_str(),
+            "allocations": allocations,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        if let Err(e) = engine
+            .heartbeats
+            .beat(
+                engine::liveness::COMPUTE_SERVICE,
+                host.as_str(),
+                payload.to_string().as_bytes(),
+            )
+            .await
+        {
+            tracing::warn!(%host, error = %e, "heartbeat failed");
+        }
+    }
 }
 
 #[async_trait]

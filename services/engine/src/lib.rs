@@ -182,6 +182,18 @@ impl Engine {
         self
     }
 
+    /// [`Engine::with_heartbeats`] for a process that runs every compute agent of its
+    /// log itself (the embedded store): hosts that never beat here are down at once.
+    pub fn with_local_heartbeats(
+        mut self,
+        heartbeats: Arc<dyn eventlog::Heartbeats>,
+        service_down_time: Duration,
+    ) -> Self {
+        self.heartbeats = heartbeats;
+        self.liveness = Liveness::local(service_down_time, eventlog::now_micros());
+        self
+    }
+
     /// Reads the heartbeats once into [`Engine::liveness`].
     pub async fn refresh_liveness(&self) -> Result<(), EngineError> {
         let beats = self.heartbeats.beats().await?;

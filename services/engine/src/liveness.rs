@@ -7,6 +7,10 @@
 //! beat is **unknown** for the first `service_down_time` after start and treated as up
 //! then, so a fresh deployment (or a restarted embedded one, whose beats were in memory)
 //! schedules before the agents' first beats. The scheduler never chooses a down host.
+//! On the embedded store ([`Liveness::local`]) one process runs every agent and writes
+//! every beat before it schedules, so a host that never beat in this process runs
+//! nowhere: it is down at once (a host of an earlier `serve --hosts 6`, now started
+//! with 4, is never chosen).
 //! An engine built without heartbeats ([`Liveness::disabled`]) treats every host as up.
 //! Clocks of the machines must agree (NTP), as in Nova: beat times are the storing
 //! server's clock, compared with the local one.
@@ -46,6 +50,8 @@ pub struct Liveness {
     down_after: Option<Duration>,
     /// When watching started (µs since the epoch).
     since: i64,
+    /// Whether a host that never beat gets the grace of one down time.
+    grace: bool,
     last: RwLock<HashMap<String, i64>>,
 }
 
@@ -56,7 +62,17 @@ impl Liveness {
         Liveness {
             down_after: Some(down_after),
             since: now,
+            grace: true,
             last: RwLock::default(),
+        }
+    }
+
+    /// As [`Liveness::new`], for a process that writes every beat itself (the embedded
+    /// store): a host that never beat is down at once.
+    pub fn local(down_after: Duration, now: i64) -> Self {
+        Liveness {
+            grace: false,
+            ..Self::new(down_after, now)
         }
     }
 
@@ -65,6 +81,7 @@ impl Liveness {
         Liveness {
             down_after: None,
             since: 0,
+            grace: true,
             last: RwLock::default(),
         }
     }
@@ -95,7 +112,9 @@ impl Liveness {
             .unwrap_or_else(|p| p.into_inner())
             .get(host.as_str())
         {
-            None if now.saturating_sub(self.since) > down_after => HostLiveness::Down(0),
+            None if !self.grace || now.saturating_sub(self.since) > down_after => {
+                HostLiveness::Down(0)
+            }
             None => HostLiveness::Unknown,
             Some(&at) if now.saturating_sub(at) > down_after => HostLiveness::Down(at),
             Some(&at) => HostLiveness::Up(at),
@@ -142,6 +161,16 @@ mod tests {
             l.state(&HostName::new("h2").unwrap(), 100_000_000),
             HostLiveness::Down(0)
         );
+    }
+
+    #[test]
+    fn a_local_liveness_gives_no_grace_to_hosts_that_never_beat() {
+        let l = Liveness::local(Duration::from_secs(60), 0);
+        let (h1, h2) = (HostName::new("h1").unwrap(), HostName::new("h2").unwrap());
+        l.record(&[beat("h1", 0)]);
+        assert_eq!(l.state(&h1, 1), HostLiveness::Up(0));
+        assert_eq!(l.state(&h2, 1), HostLiveness::Down(0));
+        assert!(!l.state(&h2, 1).schedulable());
     }
 
     #[test]

@@ -355,20 +355,24 @@ impl Stack {
         }
         proj_tasks.push(projector.spawn_flusher(Duration::from_secs(1), proj_rx.clone()));
 
-        let heartbeats: Arc<dyn eventlog::Heartbeats> = match &log {
-            Backend::Embedded(_) => Arc::new(eventlog::MemoryHeartbeats::default()),
-            Backend::JetStream(l) => l.clone(),
-        };
-        let engine = Arc::new(
-            Engine::new(
-                dynlog.clone(),
-                world.clone(),
-                checkpoints,
-                opts.config,
-                Duration::from_secs(10),
-            )
-            .with_heartbeats(heartbeats, opts.service_down_time),
+        let engine = Engine::new(
+            dynlog.clone(),
+            world.clone(),
+            checkpoints,
+            opts.config,
+            Duration::from_secs(10),
         );
+        let engine = Arc::new(match &log {
+            // One process runs every agent of the embedded store and its beats live in
+            // memory: hosts it does not run (left in the log by an earlier start with
+            // more hosts or other cells) are down from the start, not after a grace
+            // period of one down time.
+            Backend::Embedded(_) => engine.with_local_heartbeats(
+                Arc::new(eventlog::MemoryHeartbeats::default()),
+                opts.service_down_time,
+            ),
+            Backend::JetStream(l) => engine.with_heartbeats(l.clone(), opts.service_down_time),
+        });
         if opts.roles.scheduler {
             // Liveness of compute hosts: read before the first decision, then refreshed.
             if let Err(e) = engine.refresh_liveness().await {
@@ -425,15 +429,24 @@ impl Stack {
         if opts.roles.compute {
             join_cell(&engine, &specs, opts.cell_wait).await?;
             ComputeAgent::register(&engine, &specs).await?;
-            tasks.push(compute::spawn_heartbeats(
-                engine.clone(),
-                specs
-                    .iter()
-                    .map(|s| (s.cell.clone(), s.name.clone()))
-                    .collect(),
-                opts.report_interval,
-                shutdown_rx.clone(),
-            ));
+            tasks.push(
+                compute::spawn_heartbeats(
+                    engine.clone(),
+                    specs
+                        .iter()
+                        .map(|s| (s.cell.clone(), s.name.clone()))
+                        .collect(),
+                    opts.report_interval,
+                    shutdown_rx.clone(),
+                )
+                .await,
+            );
+            if opts.roles.scheduler {
+                // This process's hosts have beaten: its scheduler knows them up at once.
+                if let Err(e) = engine.refresh_liveness().await {
+                    tracing::warn!(error = %e, "cannot read heartbeats");
+                }
+            }
         }
         let image_store = if opts.roles.api {
             ensure_default_flavors(&engine).await?;
