@@ -29,6 +29,9 @@ fail() {
 }
 
 # run CMD...: runs an openstack command, fails loudly with its output.
+# Checks capture the output first (`LISTED=$(run ...)`, then `grep -q ... <<<"$LISTED"`):
+# in `run ... | grep -q`, grep may exit at its first match while run still writes, and
+# the writer's SIGPIPE fails the pipeline under pipefail, at random.
 run() {
     local out
     if ! out=$(openstack "$@" 2>&1); then
@@ -75,7 +78,9 @@ run project list
 
 step "flavors"
 run flavor create --ram 256 --disk 1 --vcpus 1 --id scen-1 scen.tiny >/dev/null
-run flavor list | grep -q scen.tiny || fail "flavor list lacks scen.tiny"
+LISTED=$(run flavor list)
+grep -q scen.tiny <<<"$LISTED" || fail "flavor list lacks scen.tiny:
+$LISTED"
 [ "$(run flavor show -f value -c ram scen.tiny)" = "256" ] || fail "flavor show scen.tiny: wrong ram"
 run flavor delete scen.tiny
 if openstack flavor show scen.tiny >/dev/null 2>&1; then fail "scen.tiny still shown after delete"; fi
@@ -83,13 +88,23 @@ if openstack flavor show scen.tiny >/dev/null 2>&1; then fail "scen.tiny still s
 step "images"
 head -c 4096 /dev/urandom >"$WORK/disk.img"
 run image create --file "$WORK/disk.img" --disk-format qcow2 --container-format bare scen-img >/dev/null
-run image list | grep -q scen-img || fail "image list lacks scen-img"
+LISTED=$(run image list)
+grep -q scen-img <<<"$LISTED" || fail "image list lacks scen-img:
+$LISTED"
 [ "$(run image show -f value -c status scen-img)" = "active" ] || fail "scen-img not active"
 
 step "server create --wait"
 run server create --image cirros --flavor m1.tiny --nic none --wait vm1 >/dev/null
 expect_status vm1 ACTIVE
-run server list | grep -q vm1 || fail "server list lacks vm1"
+LISTED=$(run server list)
+grep -q vm1 <<<"$LISTED" || fail "server list lacks vm1:
+$LISTED"
+# The Image column: the CLI names its servers' images with one
+# `GET /v2/images?id=in:<id>,...` and leaves the column empty when that finds nothing.
+LISTED=$(run server list -f json -c Name -c Image)
+IMAGE_COL=$(printf '%s' "$LISTED" | python3 -c 'import json,sys; print(*[s["Image"] for s in json.load(sys.stdin) if s["Name"] == "vm1"])' || true)
+[ "$IMAGE_COL" = "cirros" ] || fail "server list shows Image '$IMAGE_COL' for vm1, not cirros:
+$LISTED"
 run server show vm1 >/dev/null
 
 step "pause / unpause";   run server pause vm1;   expect_status vm1 PAUSED;    run server unpause vm1; expect_status vm1 ACTIVE
@@ -112,7 +127,8 @@ run server resize --flavor m1.medium vm1
 expect_status vm1 VERIFY_RESIZE
 run server resize revert vm1
 expect_status vm1 ACTIVE
-openstack server show -f value -c flavor vm1 | grep -q m1.small || fail "vm1 is not back to m1.small after revert"
+FLAVOR=$(run server show -f value -c flavor vm1)
+grep -q m1.small <<<"$FLAVOR" || fail "vm1 is not back to m1.small after revert: $FLAVOR"
 
 step "migrate + confirm"
 run server migrate vm1

@@ -16,6 +16,9 @@
 //!   it by this crate's tests).
 //! - Every answer, refusals of unreadable requests included, is JSON; errors have
 //!   Keystone's shape (the extractors come from `crate::extract`, not axum).
+//! - Every answer carries a fresh `X-Openstack-Request-Id: req-<uuid>`, as Keystone's
+//!   (oslo.middleware's) request-id middleware adds it; the request's log lines and
+//!   the correlation id of the events it appends carry the same id.
 //! - Every request but discovery and token issue needs a valid `X-Auth-Token` (401
 //!   otherwise); admin calls need the `admin` role on the token's project (403).
 //! - Bad input is refused (400/404/409) before any append; after a 2xx the world
@@ -27,12 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use domain::identity::{
     IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
 };
@@ -173,7 +177,8 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 }
 
 /// The identity router (serve it on 127.0.0.1:5000): the routes of [`route_table`],
-/// a Keystone-shaped 404 for unknown paths and 405 for unrouted methods.
+/// a Keystone-shaped 404 for unknown paths and 405 for unrouted methods, and an
+/// `X-Openstack-Request-Id` on every response.
 pub fn router(state: IdentityApi) -> Router {
     routes()
         .into_iter()
@@ -189,6 +194,36 @@ pub fn router(state: IdentityApi) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+/// The id of the request being served (`req-<uuid>`), set by [`router`]'s request-id
+/// middleware: the response's `X-Openstack-Request-Id` and the correlation id of the
+/// events the request appends, so that one id leads from a client's report to both the
+/// log lines and the events.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Names each request `req-<uuid>` in its tracing span, its [`RequestId`] extension and
+/// the response's `X-Openstack-Request-Id`, so that a client's report can be found in
+/// the log. Like
+/// oslo.middleware's `RequestId` (Keystone's pipeline), the id is always generated
+/// here: an `X-Openstack-Request-Id` the client sends is not echoed (oslo keeps it only
+/// as the separate global request id, which Stratus does not track).
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let span = tracing::info_span!(
+        "identity",
+        request_id = %rid,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-openstack-request-id", v);
+    }
+    resp
 }
 
 type Res = Result<Response, IdentityError>;
@@ -285,8 +320,9 @@ fn require_admin(auth: &Auth, rule: &str) -> Result<(), IdentityError> {
     }
 }
 
-fn actor(auth: &Auth) -> Actor {
-    let rid = format!("req-{}", uuid::Uuid::new_v4());
+/// The caller as the actor of the commands of request `rid`.
+fn actor(auth: &Auth, rid: &RequestId) -> Actor {
+    let rid = rid.0.clone();
     Actor {
         ctx: domain::Ctx {
             now: engine::now(),
@@ -726,6 +762,7 @@ fn check_domain_id(d: Option<&str>) -> Result<(), IdentityError> {
 
 async fn create_project(
     State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Res {
@@ -744,7 +781,7 @@ async fn create_project(
         name,
         description,
         p.enabled.unwrap_or(true),
-        &actor(&me),
+        &actor(&me, &rid),
     )
     .await?;
     settle(&api, pos).await?;
@@ -824,7 +861,12 @@ struct CreateUserBody {
     enabled: Option<bool>,
 }
 
-async fn create_user(State(api): State<IdentityApi>, headers: HeaderMap, Body(body): Body) -> Res {
+async fn create_user(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "create_user")?;
     let req: CreateUserReq = parse(&body)?;
@@ -856,7 +898,7 @@ async fn create_user(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
         hash,
         u.enabled.unwrap_or(true),
         default_project,
-        &actor(&me),
+        &actor(&me, &rid),
     )
     .await?;
     settle(&api, pos).await?;
@@ -886,6 +928,7 @@ struct UpdateUserBody {
 
 async fn update_user(
     State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Body(body): Body,
@@ -910,7 +953,7 @@ async fn update_user(
         }
         None => None,
     };
-    let who = actor(&me);
+    let who = actor(&me, &rid);
     let mut pos = None;
     if let Some(h) = hash {
         pos = pos.max(commands::set_password(api.log.as_ref(), &uid, h, &who).await?);
@@ -989,6 +1032,7 @@ fn assignment(
 
 async fn grant_role(
     State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     Path((p, u, r)): Path<(String, String, String)>,
 ) -> Res {
@@ -999,7 +1043,8 @@ async fn grant_role(
         assignment(&views.identity, &p, &u, Some(&r))?
     };
     let role = role.expect("asked for");
-    let pos = commands::grant_role(api.log.as_ref(), &user, &project, &role, &actor(&me)).await?;
+    let pos =
+        commands::grant_role(api.log.as_ref(), &user, &project, &role, &actor(&me, &rid)).await?;
     settle(&api, pos).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -28,6 +28,8 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 mod extract;
+pub mod filter;
+pub mod list;
 pub mod parse;
 pub mod policy;
 pub mod recovery;
@@ -219,7 +221,7 @@ async fn list(
     Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ImageError> {
-    let query = parse::list_query(&q)?;
+    let query = list::ListQuery::parse(&q)?;
     let ctx = caller.ctx();
     let mut images: Vec<domain::image::Image> = {
         let v = st.engine.world.read();
@@ -248,7 +250,7 @@ async fn list(
     let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
     let mut body = json!({
         "images": page.iter().map(|i| view::image(i)).collect::<Vec<_>>(),
-        "first": "/v2/images",
+        "first": query.first_link(),
         "schema": "/v2/schemas/images",
     });
     if start + page.len() < images.len() {

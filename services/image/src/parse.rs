@@ -1,15 +1,15 @@
-//! Validation of image request bodies and queries into domain commands.
+//! Validation of image request bodies into domain commands (the list query is
+//! [`crate::list`]).
 //!
 //! Invariant: everything here is pure; a refusal here happens before any command runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::image::{Image, ImageChange, ImageSpec, Visibility, BUILTIN_ATTRIBUTES};
-use domain::{Ctx, ImageId};
+use domain::image::{ImageChange, ImageSpec, Visibility, BUILTIN_ATTRIBUTES};
+use domain::ImageId;
 use serde_json::{json, Map, Value};
 
 use crate::error::ImageError;
-use crate::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Attributes a client may set.
 const SETTABLE: &[&str] = &[
@@ -232,179 +232,6 @@ fn pointer(path: &str) -> Result<String, ImageError> {
         )));
     }
     Ok(rest.replace("~1", "/").replace("~0", "~"))
-}
-
-/// Filters, sort and paging of `GET /v2/images`.
-#[derive(Debug, Clone)]
-pub struct ListQuery {
-    name: Option<String>,
-    status: Option<String>,
-    visibility: Option<String>,
-    owner: Option<String>,
-    properties: BTreeMap<String, String>,
-    sort_key: String,
-    desc: bool,
-    /// Page size.
-    pub limit: usize,
-    /// Last id of the previous page.
-    pub marker: Option<String>,
-}
-
-/// Query keys that are not property filters.
-const NON_FILTERS: &[&str] = &["sort", "member_status", "os_hidden", "tag", "protected"];
-
-/// Parses the list query (unknown keys filter on custom properties, as in Glance).
-pub fn list_query(q: &[(String, String)]) -> Result<ListQuery, ImageError> {
-    let mut lq = ListQuery {
-        name: None,
-        status: None,
-        visibility: None,
-        owner: None,
-        properties: BTreeMap::new(),
-        sort_key: "created_at".into(),
-        desc: true,
-        limit: DEFAULT_LIMIT,
-        marker: None,
-    };
-    for (k, v) in q {
-        match k.as_str() {
-            "name" => lq.name = Some(v.clone()),
-            "status" => lq.status = Some(v.clone()),
-            "owner" => lq.owner = Some(v.clone()),
-            "visibility" => {
-                if v != "all" && Visibility::parse(v).is_none() {
-                    return Err(ImageError::bad_request(format!(
-                        "Invalid visibility value: {v}"
-                    )));
-                }
-                lq.visibility = Some(v.clone());
-            }
-            "limit" => {
-                let n: i64 = v
-                    .parse()
-                    .map_err(|_| ImageError::bad_request("limit param must be an integer"))?;
-                if n < 0 {
-                    return Err(ImageError::bad_request("limit param must be positive"));
-                }
-                lq.limit = (n as usize).min(MAX_LIMIT);
-            }
-            "marker" => lq.marker = Some(v.clone()),
-            "sort_key" => {
-                if !matches!(
-                    v.as_str(),
-                    "created_at" | "updated_at" | "name" | "id" | "status" | "size"
-                ) {
-                    return Err(ImageError::bad_request(format!(
-                        "Invalid sort key: {v}. It must be one of the following: created_at, updated_at, name, id, status, size."
-                    )));
-                }
-                lq.sort_key = v.clone();
-            }
-            "sort_dir" => {
-                lq.desc = match v.as_str() {
-                    "asc" => false,
-                    "desc" => true,
-                    _ => {
-                        return Err(ImageError::bad_request(format!(
-                            "Invalid sort direction: {v}"
-                        )))
-                    }
-                }
-            }
-            k if NON_FILTERS.contains(&k) => {}
-            k => {
-                lq.properties.insert(k.to_string(), v.clone());
-            }
-        }
-    }
-    Ok(lq)
-}
-
-impl ListQuery {
-    /// Whether `img` passes the filters (visibility already checked by the caller).
-    pub fn matches(&self, img: &Image, ctx: &Ctx) -> bool {
-        let s = &img.spec;
-        let vis_ok = match self.visibility.as_deref() {
-            Some("all") => true,
-            Some(v) => s.visibility.as_str() == v,
-            // Glance lists community images only when asked (or to their owner).
-            None => s.visibility != Visibility::Community || s.owner == ctx.project_id,
-        };
-        vis_ok
-            && self
-                .name
-                .as_ref()
-                .is_none_or(|n| s.name.as_ref() == Some(n))
-            && self
-                .status
-                .as_ref()
-                .is_none_or(|st| img.status.as_str() == st)
-            && self.owner.as_ref().is_none_or(|o| &s.owner == o)
-            && self
-                .properties
-                .iter()
-                .all(|(k, v)| s.properties.get(k) == Some(v))
-    }
-
-    /// Sorts by the sort key (then id, for a stable order).
-    pub fn sort(&self, images: &mut [Image]) {
-        images.sort_by(|a, b| {
-            let o = match self.sort_key.as_str() {
-                "name" => a.spec.name.cmp(&b.spec.name),
-                "updated_at" => a.updated_at.cmp(&b.updated_at),
-                "status" => a.status.as_str().cmp(b.status.as_str()),
-                "size" => a
-                    .data
-                    .as_ref()
-                    .map(|d| d.size)
-                    .cmp(&b.data.as_ref().map(|d| d.size)),
-                "id" => std::cmp::Ordering::Equal,
-                _ => a.created_at.cmp(&b.created_at),
-            }
-            .then_with(|| a.spec.id.cmp(&b.spec.id));
-            if self.desc {
-                o.reverse()
-            } else {
-                o
-            }
-        });
-    }
-
-    /// The `next` link after `last`.
-    pub fn next_link(&self, last: &str) -> String {
-        let mut q: Vec<(String, String)> = Vec::new();
-        let mut push = |k: &str, v: &str| q.push((k.to_string(), v.to_string()));
-        if let Some(n) = &self.name {
-            push("name", n);
-        }
-        if let Some(s) = &self.status {
-            push("status", s);
-        }
-        if let Some(v) = &self.visibility {
-            push("visibility", v);
-        }
-        if let Some(o) = &self.owner {
-            push("owner", o);
-        }
-        for (k, v) in &self.properties {
-            push(k, v);
-        }
-        push("sort_key", &self.sort_key.clone());
-        push("sort_dir", if self.desc { "desc" } else { "asc" });
-        push("limit", &self.limit.to_string());
-        push("marker", last);
-        let qs: Vec<String> = q
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    api::util::query_encode(k),
-                    api::util::query_encode(v)
-                )
-            })
-            .collect();
-        format!("/v2/images?{}", qs.join("&"))
-    }
 }
 
 /// The JSON schema of an image as Stratus shows it.

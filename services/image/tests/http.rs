@@ -646,3 +646,199 @@ async fn interrupted_uploads_leave_temp_files_that_are_cleaned_at_start() {
         .collect();
     assert_eq!(names, vec![CIRROS.to_string()]);
 }
+
+/// The ids of a list answer, in order.
+fn ids(body: &Value) -> Vec<String> {
+    body["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {body}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_filters_take_glances_operators() {
+    let glance = start(1 << 20).await;
+    // Borrowed by the async closures below.
+    let g = &glance;
+    let mk = |name: &str, disk: &str, tags: Value| json!({"name": name, "disk_format": disk, "container_format": "bare", "tags": tags});
+    let mut made = Vec::new();
+    for body in [
+        mk("glass, darkly", "raw", json!(["a", "b"])),
+        mk("share me", "qcow2", json!(["a"])),
+        mk("plain", "raw", json!([])),
+    ] {
+        let r = g.post(ALICE, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+        made.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let (glass, share, plain) = (&made[0], &made[1], &made[2]);
+    g.upload(glass, ALICE, b"abc".to_vec()).await;
+    g.upload(share, ALICE, b"abcde".to_vec()).await;
+    let list = |q: String| async move {
+        let r = g.get(&format!("/v2/images?{q}"), ALICE).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {:?}", r.json());
+        let mut v = ids(&r.json());
+        v.sort();
+        v
+    };
+    let sorted = |v: &[&String]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+
+    // What `openstack server list` asks to name its servers' images.
+    assert_eq!(
+        list(format!(
+            "id=in:{glass},{CIRROS},4d1b2c7a-1111-4222-8333-944445555666"
+        ))
+        .await,
+        sorted(&[glass, &CIRROS.to_string()])
+    );
+    assert_eq!(list(format!("id=eq:{plain}")).await, sorted(&[plain]));
+    // A name with a comma is quoted (the api-ref's example).
+    assert_eq!(
+        list("name=in:%22glass,%20darkly%22,share%20me".into()).await,
+        sorted(&[glass, share])
+    );
+    assert_eq!(list("name=in:glass,share".into()).await, sorted(&[]));
+    assert_eq!(
+        list("status=in:queued,saving".into()).await,
+        sorted(&[plain])
+    );
+    assert_eq!(
+        list("disk_format=in:raw&container_format=eq:bare".into()).await,
+        sorted(&[glass, plain])
+    );
+    // Operators are read on those five attributes only.
+    assert_eq!(list("owner=in:p1".into()).await, sorted(&[]));
+    assert_eq!(
+        list("owner=p1".into()).await,
+        sorted(&[glass, share, plain])
+    );
+    // Sizes: ranges and equality; an image without data has no size.
+    assert_eq!(
+        list("size_min=4&size_max=10".into()).await,
+        sorted(&[share])
+    );
+    assert_eq!(list("size=3".into()).await, sorted(&[glass]));
+    assert_eq!(list("size_max=5".into()).await, sorted(&[glass, share]));
+    // Tags: all of them.
+    assert_eq!(list("tag=a&tag=b".into()).await, sorted(&[glass]));
+    assert_eq!(list("tag=a".into()).await, sorted(&[glass, share]));
+    assert_eq!(list("protected=true".into()).await, sorted(&[]));
+    assert_eq!(list("os_hidden=true".into()).await, sorted(&[]));
+    // Times, at the precision images show.
+    let shown = g.get(&format!("/v2/images/{plain}"), ALICE).await.json();
+    let created = shown["created_at"].as_str().unwrap().to_string();
+    let updated = shown["updated_at"].as_str().unwrap().to_string();
+    assert!(list(format!("created_at=eq:{created}"))
+        .await
+        .contains(plain));
+    assert!(list(format!("created_at={created}")).await.contains(plain));
+    assert!(!list(format!("created_at=neq:{created}"))
+        .await
+        .contains(plain));
+    assert!(list(format!("created_at=lte:{created}"))
+        .await
+        .contains(plain));
+    assert!(list(format!("updated_at=gte:{updated}"))
+        .await
+        .contains(plain));
+    assert_eq!(
+        list("created_at=gt:2999-01-01T00:00:00Z".into()).await,
+        sorted(&[])
+    );
+    assert_eq!(list("updated_at=lt:2000-01-01".into()).await, sorted(&[]));
+    assert_eq!(
+        list("created_at=gte:2000-01-01T00:00:00%2B01:00&owner=p1".into()).await,
+        sorted(&[glass, share, plain])
+    );
+
+    // Pages keep the filters: `first` and `next` repeat the query.
+    let q = format!("id=in:{glass},{share}&limit=1");
+    let r = g.get(&format!("/v2/images?{q}"), ALICE).await.json();
+    assert_eq!(
+        r["first"],
+        format!("/v2/images?id=in%3A{glass}%2C{share}&limit=1").as_str()
+    );
+    let mut seen = ids(&r);
+    let next = r["next"].as_str().expect("a next link").to_string();
+    let r = g.get(&next, ALICE).await.json();
+    seen.extend(ids(&r));
+    assert!(r.get("next").is_none(), "{r}");
+    seen.sort();
+    assert_eq!(seen, sorted(&[glass, share]));
+
+    // Glance's refusals.
+    for (q, message) in [
+        ("name=gt:x", "Unable to filter by unknown operator 'gt'."),
+        ("id=in:%22a", "Invalid filter value \"a. The quote is not closed."),
+        (
+            "created_at=in:2016-01-01",
+            "Unable to filter on a unknown operator.",
+        ),
+        (
+            "created_at=gt:yesterday",
+            "Bad \"created_at\" query filter format. Use ISO 8601 DateTime notation.",
+        ),
+        (
+            "size_min=x",
+            "Unable to filter on a range with a non-numeric value.",
+        ),
+        ("visibility=in:public", "Invalid visibility value: in:public"),
+        (
+            "sort_key=owner",
+            "Invalid sort key: owner. It must be one of the following: name, status, container_format, disk_format, size, id, created_at, updated_at.",
+        ),
+    ] {
+        let r = g.get(&format!("/v2/images?{q}"), ALICE).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(r.headers["x-openstack-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req-"));
+        let body = r.json();
+        assert_eq!(body["code"], "400 Bad Request", "{q}");
+        assert_eq!(body["message"], message, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn list_sorts_on_several_keys() {
+    let glance = start(1 << 20).await;
+    // Borrowed by the async closures below.
+    let g = &glance;
+    let mut made = Vec::new();
+    for (name, disk) in [("b", "raw"), ("a", "raw"), ("c", "qcow2")] {
+        let r = g
+            .post(
+                ALICE,
+                json!({"name": name, "disk_format": disk, "container_format": "bare"}),
+            )
+            .await;
+        made.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let names = |q: &'static str| async move {
+        let r = g.get(&format!("/v2/images?owner=p1&{q}"), ALICE).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {:?}", r.json());
+        r.json()["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("sort=disk_format:asc,name:desc").await,
+        ["c", "b", "a"]
+    );
+    assert_eq!(
+        names("sort_key=disk_format&sort_key=name&sort_dir=desc&sort_dir=asc").await,
+        ["a", "b", "c"]
+    );
+    assert_eq!(names("sort_key=name&sort_dir=asc").await, ["a", "b", "c"]);
+    assert_eq!(names("sort=name").await, ["c", "b", "a"]);
+}

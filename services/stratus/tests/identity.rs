@@ -157,8 +157,15 @@ fn assert_keystone_error(v: &Value, code: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_token_catalog_and_validation() {
     let t = T::start(|_| {}).await;
-    let (s, v) = t.id(Method::GET, "/v3", None, None).await;
+    let (s, headers, v) = t.call(Method::GET, t.id_url("/v3"), None, None).await;
     assert_eq!(s, 200);
+    // As Keystone: a request id on every response, the listener's too.
+    let rid = headers["x-openstack-request-id"].to_str().unwrap();
+    assert!(
+        rid.strip_prefix("req-")
+            .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok()),
+        "{rid}"
+    );
     assert_eq!(v["version"]["id"], "v3.14");
     assert_eq!(v["version"]["status"], "stable");
     let self_link = v["version"]["links"][0]["href"].as_str().unwrap();
