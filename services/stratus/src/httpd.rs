@@ -40,6 +40,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest an image API request may take (uploads and downloads of large images).
 pub const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The header of OpenStack's request ids.
+const REQUEST_ID: &str = "x-openstack-request-id";
 /// How long requests in flight may run on after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(3);
 
@@ -124,10 +126,25 @@ pub async fn serve(
     request_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        request_timeout,
-    ));
+    let app = app
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        // Every answer has a request id, also the 408 above, which no API's own
+        // middleware sees (the APIs set theirs on everything else).
+        .layer(axum::middleware::map_response(
+            |mut res: axum::response::Response| async move {
+                if !res.headers().contains_key(REQUEST_ID) {
+                    if let Ok(v) =
+                        axum::http::HeaderValue::from_str(&format!("req-{}", uuid::Uuid::new_v4()))
+                    {
+                        res.headers_mut().insert(REQUEST_ID, v);
+                    }
+                }
+                res
+            },
+        ));
     // Over TLS every request says so, as a TLS-terminating proxy would: the APIs build
     // their links (self, bookmark, next) with the scheme the client used.
     let app = if tls.is_some() {

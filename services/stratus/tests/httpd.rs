@@ -154,3 +154,34 @@ async fn slow_clients_are_cut_off() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
 }
+
+/// A request that outlives the listener's request timeout gets 408, with a request id
+/// like every other answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_requests_get_408_with_a_request_id() {
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(stratus::httpd::serve(
+        listener,
+        app,
+        None,
+        Duration::from_millis(200),
+        rx,
+    ));
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/slow"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    let id = r.headers()["x-openstack-request-id"].to_str().unwrap();
+    assert!(id.starts_with("req-") && id.len() == 40, "{id}");
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}
