@@ -123,10 +123,11 @@
 //!
 //! # Riding through failures
 //!
-//! Appends and reads of a subject's last message give the server 2 s to answer, then ask
-//! again (the same `Nats-Msg-Id`, so a publish that landed is acknowledged as a
-//! duplicate), for up to ~20 s: a leader election or a restarted server delays requests
-//! instead of failing them. Consumer creation for reads is retried the same way.
+//! Appends, reads of a subject's last message and of a stream's last sequence, and the
+//! list of streams give the server 2 s to answer, then ask again (the same `Nats-Msg-Id`, so a publish that landed
+//! is acknowledged as a duplicate), for up to ~20 s: a leader election or a restarted
+//! server delays requests instead of failing them, and they go through within about 2 s
+//! of the new leader. Consumer creation for reads is retried the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -310,6 +311,11 @@ const TRANSIENT_RETRIES: u32 = 80;
 /// Longest wait for a stream whose replicas were raised to elect its leader and bring
 /// its new copies up to date.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many times a stream's last sequence (or the list of streams) is asked, each given
+/// [`QUICK_TIMEOUT`], 250 ms apart, before the error is reported: ~20 s, longer than a
+/// leader election.
+const LAST_SEQ_TRIES: u32 = 9;
 
 impl JetStreamLog {
     /// Connects to the NATS server(s) at `url` (comma-separated URLs allowed) and checks
@@ -1250,15 +1256,29 @@ impl EventLog for JetStreamLog {
         Ok(out)
     }
 
+    /// Asks the stream (its leader) with the quick timeout, and again while it does not
+    /// answer: a request sent while no leader is elected goes unanswered even after the
+    /// election, so waiting out the full request timeout would only delay the caller.
     async fn last_stream_seq(&self, stream: &StreamName) -> Result<u64, LogError> {
         self.check_open()?;
         let name = self.jetstream_name(stream);
-        match self.js.get_stream(&name).await {
-            Ok(s) => Ok(s.cached_info().state.last_sequence),
-            Err(e) => match e.kind() {
-                GetStreamErrorKind::JetStream(j) if is_stream_not_found(&j) => Ok(0),
-                _ => Err(LogError::Storage(format!("stream {name}: {e}"))),
-            },
+        let mut tries = 0u32;
+        loop {
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, self.js.get_stream(&name)).await {
+                Ok(Ok(s)) => return Ok(s.cached_info().state.last_sequence),
+                Ok(Err(e)) => match e.kind() {
+                    GetStreamErrorKind::JetStream(j) if is_stream_not_found(&j) => return Ok(0),
+                    GetStreamErrorKind::Request => format!("stream {name}: {e}"),
+                    _ => return Err(LogError::Storage(format!("stream {name}: {e}"))),
+                },
+                Err(_) => format!("stream {name}: no answer within {QUICK_TIMEOUT:?}"),
+            };
+            tries += 1;
+            if tries >= LAST_SEQ_TRIES || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(why));
+            }
+            tracing::debug!(stream = %name, %why, attempt = tries, "transient JetStream error; asking again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -1280,14 +1300,26 @@ impl EventLog for JetStreamLog {
         Ok(Subscription::new(rx))
     }
 
+    /// The list comes from the JetStream meta leader: while a new one is elected (its
+    /// node died) the request goes unanswered, so it is given the quick timeout and asked
+    /// again, like [`EventLog::last_stream_seq`].
     async fn streams(&self) -> Result<Vec<StreamName>, LogError> {
         self.check_open()?;
-        let names: Vec<String> = self
-            .js
-            .stream_names()
-            .try_collect()
-            .await
-            .map_err(|e| LogError::Storage(format!("list streams: {e}")))?;
+        let mut tries = 0u32;
+        let names: Vec<String> = loop {
+            let list = self.js.stream_names().try_collect();
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, list).await {
+                Ok(Ok(names)) => break names,
+                Ok(Err(e)) => format!("list streams: {e}"),
+                Err(_) => format!("list streams: no answer within {QUICK_TIMEOUT:?}"),
+            };
+            tries += 1;
+            if tries >= LAST_SEQ_TRIES || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(why));
+            }
+            tracing::debug!(%why, attempt = tries, "transient JetStream error; asking again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         let mut out: Vec<StreamName> = names.iter().filter_map(|n| self.stratus_name(n)).collect();
         out.sort();
         out.dedup();
