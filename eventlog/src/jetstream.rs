@@ -16,6 +16,23 @@
 //! than `limits`, rollups allowed) is refused with [`LogError::Storage`]: events are the
 //! source of truth, so starting on such a stream would be silent data loss later.
 //!
+//! # Replicas
+//!
+//! An existing stream with *fewer* replicas than [`JetStreamOptions::replicas`] is raised
+//! to that count (a stream update; the durable consumers, which take the stream's count,
+//! follow), the change is logged, and the stream is left alone until it has elected its
+//! leader and its new copies are current (up to 30 s). If the cluster refuses (too few nodes up to place the
+//! new copies), ensuring the stream fails with an error naming the fix, and so does the
+//! start of the process: running on fewer copies than asked would be the silent loss of
+//! redundancy the option exists to prevent. A stream
+//! with *more* replicas is left alone: replicas default to 1 in every command, and a
+//! process started without the option must not strip a cluster's copies (lowering them is
+//! an operator's `nats stream edit`). Asking for more than one replica of a server that is
+//! not part of a cluster is refused at connect: nats-server 2.9 refuses to create such a
+//! stream, and accepts the update of an existing one, which it then cannot load at its
+//! next restart (the stream disappears). A stream left with one replica on a cluster is
+//! logged as a warning: a single node's loss stops it.
+//!
 //! Subjects of different prefixes overlap (every prefix wants `stratus.api.>`), and JetStream
 //! refuses two streams with overlapping subjects: one server (or account) holds one Stratus
 //! log. The prefix only names the streams.
@@ -106,10 +123,11 @@
 //!
 //! # Riding through failures
 //!
-//! Appends and reads of a subject's last message give the server 2 s to answer, then ask
-//! again (the same `Nats-Msg-Id`, so a publish that landed is acknowledged as a
-//! duplicate), for up to ~20 s: a leader election or a restarted server delays requests
-//! instead of failing them. Consumer creation for reads is retried the same way.
+//! Appends, reads of a subject's last message and of a stream's last sequence, and the
+//! list of streams give the server 2 s to answer, then ask again (the same `Nats-Msg-Id`, so a publish that landed
+//! is acknowledged as a duplicate), for up to ~20 s: a leader election or a restarted
+//! server delays requests instead of failing them, and they go through within about 2 s
+//! of the new leader. Consumer creation for reads is retried the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -290,6 +308,15 @@ const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many times an append is published again after a transient error (250 ms apart).
 const TRANSIENT_RETRIES: u32 = 80;
 
+/// Longest wait for a stream whose replicas were raised to elect its leader and bring
+/// its new copies up to date.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many times a stream's last sequence (or the list of streams) is asked, each given
+/// [`QUICK_TIMEOUT`], 250 ms apart, before the error is reported: ~20 s, longer than a
+/// leader election.
+const LAST_SEQ_TRIES: u32 = 9;
+
 impl JetStreamLog {
     /// Connects to the NATS server(s) at `url` (comma-separated URLs allowed) and checks
     /// that JetStream is enabled. Streams are created on first use.
@@ -350,6 +377,15 @@ impl JetStreamLog {
         if body.contains("\"error\"") {
             return Err(LogError::Storage(format!(
                 "NATS at {url}: JetStream is not available: {body}"
+            )));
+        }
+        if opts.replicas > 1 && client.server_info().cluster.is_none() {
+            return Err(LogError::Storage(format!(
+                "NATS at {url} is a single server, not a cluster: JetStream keeps one copy of \
+                 a stream there, and {} replicas were asked (--nats-replicas {}). Fix: start \
+                 with --nats-replicas 1 (the default), or run a 3-node cluster \
+                 (ops/nats/cluster.sh start) and point --nats at it",
+                opts.replicas, opts.replicas
             )));
         }
         let (closed_tx, _) = watch::channel(false);
@@ -482,10 +518,6 @@ impl JetStreamLog {
                 "stream {name} is a mirror or sealed: it cannot be written; refusing to start"
             )));
         }
-        if have.num_replicas != want.num_replicas {
-            tracing::warn!(stream = %name, have = have.num_replicas, want = want.num_replicas,
-                "stream replicas differ from the configured ones");
-        }
         if have.duplicate_window != want.duplicate_window {
             tracing::warn!(stream = %name, have = ?have.duplicate_window, want = ?want.duplicate_window,
                 "stream duplicate window differs from the configured one");
@@ -496,11 +528,15 @@ impl JetStreamLog {
         Ok(())
     }
 
-    /// Creates or verifies `stream` on the server (always asks the server).
+    /// Creates or verifies `stream` on the server (always asks the server), and raises
+    /// its replicas to the configured ones (see the module documentation).
     async fn create_or_verify(&self, stream: &StreamName) -> Result<(), LogError> {
         let want = self.stream_config(stream);
         match self.js.get_stream(&want.name).await {
-            Ok(s) => self.verify_config(&s.cached_info().config, &want)?,
+            Ok(s) => {
+                self.verify_config(&s.cached_info().config, &want)?;
+                self.match_replicas(s.cached_info()).await?;
+            }
             Err(e) => {
                 let not_found = match e.kind() {
                     GetStreamErrorKind::JetStream(j) => is_stream_not_found(&j),
@@ -509,10 +545,14 @@ impl JetStreamLog {
                 if !not_found {
                     return Err(LogError::Storage(format!("stream {}: {e}", want.name)));
                 }
-                if let Err(e) = self.js.create_stream(want.clone()).await {
+                match self.js.create_stream(want.clone()).await {
+                    Ok(s) => self.warn_if_single_copy(&want.name, s.cached_info()),
                     // Maybe another process created it meanwhile: verify what is there.
-                    match self.js.get_stream(&want.name).await {
-                        Ok(s) => self.verify_config(&s.cached_info().config, &want)?,
+                    Err(e) => match self.js.get_stream(&want.name).await {
+                        Ok(s) => {
+                            self.verify_config(&s.cached_info().config, &want)?;
+                            self.match_replicas(s.cached_info()).await?;
+                        }
                         Err(_) => {
                             let hint = match e.kind() {
                                 CreateStreamErrorKind::JetStream(j)
@@ -527,7 +567,7 @@ impl JetStreamLog {
                                 want.name
                             )));
                         }
-                    }
+                    },
                 }
             }
         }
@@ -536,6 +576,113 @@ impl JetStreamLog {
             .expect("ensured lock poisoned")
             .insert(stream.clone());
         Ok(())
+    }
+
+    /// Raises an existing stream's replicas to [`JetStreamOptions::replicas`] when it has
+    /// fewer, or refuses with the fix when the cluster cannot place them; never lowers
+    /// them (see the module documentation for why).
+    async fn match_replicas(&self, info: &js_stream::Info) -> Result<(), LogError> {
+        let name = &info.config.name;
+        let have = info.config.num_replicas.max(1);
+        let want = self.opts.replicas;
+        if have >= want {
+            if have > want {
+                tracing::info!(stream = %name, have, configured = want,
+                    "stream has more replicas than configured; keeping them");
+            }
+            self.warn_if_single_copy(name, info);
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            LogError::Storage(format!(
+                "stream {name} has {have} replica(s), {want} are configured \
+                 (--nats-replicas {want}), and raising them failed: {why}. Refusing to run \
+                 with fewer copies than asked. Fix: bring up the NATS nodes so that {want} \
+                 are running (ops/nats/cluster.sh status shows the local cluster), then start \
+                 again; or start with --nats-replicas {have} to keep the stream as it is"
+            ))
+        };
+        // The stream's own view: a server outside a cluster reports no cluster. Updating
+        // such a stream would make it unloadable at the server's next restart.
+        if info
+            .cluster
+            .as_ref()
+            .and_then(|c| c.name.as_ref())
+            .is_none()
+        {
+            return Err(refuse(
+                "the server holding it is not part of a cluster".into(),
+            ));
+        }
+        let mut config = info.config.clone();
+        config.num_replicas = want;
+        let updated =
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.js.update_stream(&config)).await {
+                Ok(Ok(updated)) => updated,
+                Ok(Err(e)) => return Err(refuse(e.to_string())),
+                Err(_) => return Err(refuse(format!("no answer within {REQUEST_TIMEOUT:?}"))),
+            };
+        if updated.config.num_replicas != want {
+            return Err(refuse(format!(
+                "the server kept {} replica(s)",
+                updated.config.num_replicas
+            )));
+        }
+        tracing::info!(stream = %name, from = have, to = want,
+            "raised the stream's replicas to the configured ones (its durable consumers follow)");
+        self.wait_settled(name, want).await;
+        Ok(())
+    }
+
+    /// Waits (up to [`SETTLE_TIMEOUT`]) until a stream whose replicas were just raised has
+    /// elected its leader and its new copies are current. Right after the update the
+    /// stream has no leader for a fraction of a second: requests sent then go unanswered,
+    /// and a read consumer created then may never deliver (nats-server 2.9.10), so the
+    /// stream is not used before. Past the deadline (a long log still being copied) the
+    /// process goes on with a warning; appends wait for the copies as for an election.
+    async fn wait_settled(&self, name: &str, want: usize) {
+        let started = tokio::time::Instant::now();
+        let why = loop {
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, self.js.get_stream(name)).await {
+                Ok(Ok(s)) => {
+                    let cluster = s.cached_info().cluster.as_ref();
+                    let leader = cluster.and_then(|c| c.leader.as_deref());
+                    let current =
+                        cluster.map_or(0, |c| c.replicas.iter().filter(|r| r.current).count());
+                    if leader.is_some() && current + 1 >= want {
+                        tracing::info!(stream = %name, took = ?started.elapsed(), "the stream's copies are current");
+                        return;
+                    }
+                    format!(
+                        "leader {}, {current} of {} other copies current",
+                        leader.unwrap_or("not elected yet"),
+                        want - 1
+                    )
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {QUICK_TIMEOUT:?}"),
+            };
+            if started.elapsed() >= SETTLE_TIMEOUT || *self.closed_tx.borrow() {
+                break why;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        tracing::warn!(stream = %name, state = %why, waited = ?SETTLE_TIMEOUT,
+            "the stream's new copies are not all current yet; going on (writes wait for a quorum)");
+    }
+
+    /// Warns when a stream keeps a single copy on a cluster: it stops with that node
+    /// (and its events go with that node's disk), which the cluster was meant to prevent.
+    fn warn_if_single_copy(&self, name: &str, info: &js_stream::Info) {
+        if info.config.num_replicas > 1 {
+            return;
+        }
+        if let Some(cluster) = self.client.server_info().cluster {
+            tracing::warn!(stream = %name, %cluster,
+                "stream has 1 replica on a NATS cluster: it is unavailable while its node is \
+                 down and lost with that node's disk; start every Stratus process with \
+                 --nats-replicas 3 to replicate it");
+        }
     }
 
     /// Ensures `stream` once per process (cheap after the first call).
@@ -1109,15 +1256,29 @@ impl EventLog for JetStreamLog {
         Ok(out)
     }
 
+    /// Asks the stream (its leader) with the quick timeout, and again while it does not
+    /// answer: a request sent while no leader is elected goes unanswered even after the
+    /// election, so waiting out the full request timeout would only delay the caller.
     async fn last_stream_seq(&self, stream: &StreamName) -> Result<u64, LogError> {
         self.check_open()?;
         let name = self.jetstream_name(stream);
-        match self.js.get_stream(&name).await {
-            Ok(s) => Ok(s.cached_info().state.last_sequence),
-            Err(e) => match e.kind() {
-                GetStreamErrorKind::JetStream(j) if is_stream_not_found(&j) => Ok(0),
-                _ => Err(LogError::Storage(format!("stream {name}: {e}"))),
-            },
+        let mut tries = 0u32;
+        loop {
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, self.js.get_stream(&name)).await {
+                Ok(Ok(s)) => return Ok(s.cached_info().state.last_sequence),
+                Ok(Err(e)) => match e.kind() {
+                    GetStreamErrorKind::JetStream(j) if is_stream_not_found(&j) => return Ok(0),
+                    GetStreamErrorKind::Request => format!("stream {name}: {e}"),
+                    _ => return Err(LogError::Storage(format!("stream {name}: {e}"))),
+                },
+                Err(_) => format!("stream {name}: no answer within {QUICK_TIMEOUT:?}"),
+            };
+            tries += 1;
+            if tries >= LAST_SEQ_TRIES || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(why));
+            }
+            tracing::debug!(stream = %name, %why, attempt = tries, "transient JetStream error; asking again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -1139,14 +1300,26 @@ impl EventLog for JetStreamLog {
         Ok(Subscription::new(rx))
     }
 
+    /// The list comes from the JetStream meta leader: while a new one is elected (its
+    /// node died) the request goes unanswered, so it is given the quick timeout and asked
+    /// again, like [`EventLog::last_stream_seq`].
     async fn streams(&self) -> Result<Vec<StreamName>, LogError> {
         self.check_open()?;
-        let names: Vec<String> = self
-            .js
-            .stream_names()
-            .try_collect()
-            .await
-            .map_err(|e| LogError::Storage(format!("list streams: {e}")))?;
+        let mut tries = 0u32;
+        let names: Vec<String> = loop {
+            let list = self.js.stream_names().try_collect();
+            let why = match tokio::time::timeout(QUICK_TIMEOUT, list).await {
+                Ok(Ok(names)) => break names,
+                Ok(Err(e)) => format!("list streams: {e}"),
+                Err(_) => format!("list streams: no answer within {QUICK_TIMEOUT:?}"),
+            };
+            tries += 1;
+            if tries >= LAST_SEQ_TRIES || *self.closed_tx.borrow() {
+                return Err(LogError::Storage(why));
+            }
+            tracing::debug!(%why, attempt = tries, "transient JetStream error; asking again");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         let mut out: Vec<StreamName> = names.iter().filter_map(|n| self.stratus_name(n)).collect();
         out.sort();
         out.dedup();
@@ -1235,23 +1408,27 @@ impl JetStreamLog {
     }
 
     /// Creates the heartbeat stream, or brings an existing one to our configuration
-    /// (dropping beats is its purpose, so nothing is refused).
+    /// (dropping beats is its purpose, so nothing is refused) and its replicas up to the
+    /// configured ones, like the event streams.
     async fn ensure_heartbeats(&self) -> Result<(), LogError> {
         self.heartbeats_ready
             .get_or_try_init(|| async {
-                let want = self.heartbeat_config();
+                let mut want = self.heartbeat_config();
                 match self.js.get_stream(&want.name).await {
                     Ok(s) => {
-                        let have = &s.cached_info().config;
+                        let mut info = s.cached_info().clone();
+                        let have = &info.config;
                         if have.subjects != want.subjects
                             || have.max_messages_per_subject != 1
                             || have.max_age != want.max_age
                         {
-                            self.js.update_stream(want.clone()).await.map_err(|e| {
+                            // Keep its replicas: raising them is match_replicas' job.
+                            want.num_replicas = have.num_replicas;
+                            info = self.js.update_stream(want.clone()).await.map_err(|e| {
                                 LogError::Storage(format!("update stream {}: {e}", want.name))
                             })?;
                         }
-                        Ok(())
+                        self.match_replicas(&info).await
                     }
                     Err(_) => match self.js.create_stream(want.clone()).await {
                         Ok(_) => Ok(()),

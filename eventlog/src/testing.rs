@@ -483,6 +483,25 @@ impl NatsCluster {
         self.nodes[i].stop();
     }
 
+    /// Stops node `i` cleanly (SIGTERM: the server tells the cluster it is leaving, so the
+    /// others count it offline at once) and waits for it, killing it after 10 s; its
+    /// store is kept.
+    pub fn shut_down(&mut self, i: usize) {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            return;
+        };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Kills node `i` if it runs, starts it again on the same ports with the same store,
     /// and waits until the cluster is formed again.
     pub fn restart(&mut self, i: usize) -> std::io::Result<()> {

@@ -322,3 +322,42 @@ async fn heartbeats_keep_the_last_beat_per_subject() {
     log.ensure_stream(&cell1()).await.unwrap();
     assert_eq!(log.streams().await.unwrap(), vec![cell1()]);
 }
+
+/// More than one replica on a server outside a cluster is refused at connect, naming the
+/// fix, before any stream is touched: nats-server 2.9 would accept raising an existing
+/// stream's replicas there and then fail to load that stream at its next restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_beyond_one_are_refused_on_a_single_server() {
+    let mut server = NatsServer::start().unwrap();
+    let r1 = JetStreamLog::connect(&server.url(), options())
+        .await
+        .unwrap();
+    let s = Subject::cell(&cell1(), "instance", "kept").unwrap();
+    r1.append(req(&s, ExpectedSeq::Exactly(0), "kept"))
+        .await
+        .unwrap();
+    r1.close();
+    let err = JetStreamLog::connect(
+        &server.url(),
+        JetStreamOptions {
+            replicas: 3,
+            ..options()
+        },
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        LogError::Storage(m) => assert!(
+            m.contains("not a cluster") && m.contains("--nats-replicas 1"),
+            "{m}"
+        ),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    // The stream was left as it was: it survives a server restart with its commit.
+    tokio::task::block_in_place(|| server.restart()).unwrap();
+    let again = JetStreamLog::connect(&server.url(), options())
+        .await
+        .unwrap();
+    assert_eq!(again.streams().await.unwrap(), vec![cell1()]);
+    assert_eq!(again.read_subject(&s, 1).await.unwrap().len(), 1);
+}

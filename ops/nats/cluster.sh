@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Start, stop or inspect the 3-node NATS JetStream cluster of ops/nats/cluster/ on loopback
-# (client ports 4222-4224, cluster ports 6222-6224, monitoring 8222-8224).
+# (client ports 4222-4224, cluster ports 6222-6224, monitoring 8222-8224 by default).
 #
 #   ops/nats/cluster.sh start     # idempotent: starts the nodes that are not running
 #   ops/nats/cluster.sh status
 #   ops/nats/cluster.sh stop
 #
-# State lives under $NATS_BASE (default ./nats-data): nN/ (JetStream store), nN.log, nN.pid.
-# `start` returns once every node accepts connections and a JetStream meta leader is
-# elected (deadline $NATS_START_TIMEOUT seconds, default 60).
+# Environment:
+#   NATS_BASE               state directory (default ./nats-data): nN/ (JetStream store),
+#                           nN.log, nN.pid
+#   NATS_CLIENT_PORT_BASE   client port of n1 (default 4222); n2 and n3 use the next two
+#   NATS_CLUSTER_PORT_BASE  route port of n1 (default 6222); likewise
+#   NATS_HTTP_PORT_BASE     monitoring port of n1 (default 8222); likewise
+#   NATS_START_TIMEOUT      seconds `start` waits for the cluster (default 60)
+#   NATS_SERVER_BIN         the nats-server binary (else nats-server on PATH, /usr/sbin)
+# Give `stop` and `status` the same ports and base as `start`: a second cluster on this
+# machine is e.g. NATS_BASE=./nats-b NATS_CLIENT_PORT_BASE=5222 NATS_CLUSTER_PORT_BASE=7222
+# NATS_HTTP_PORT_BASE=9222 ops/nats/cluster.sh start.
+#
+# Each node gets its ports as NATS_CLIENT_PORT, NATS_CLUSTER_PORT, NATS_HTTP_PORT and
+# NATS_ROUTES in its environment, which cluster/nN.conf reads. `start` returns once every
+# node accepts connections and a JetStream meta leader is elected.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,9 +36,32 @@ bin() {
   fi
 }
 
+CLIENT_BASE="${NATS_CLIENT_PORT_BASE:-4222}"
+CLUSTER_BASE="${NATS_CLUSTER_PORT_BASE:-6222}"
+HTTP_BASE="${NATS_HTTP_PORT_BASE:-8222}"
+for v in "$CLIENT_BASE" "$CLUSTER_BASE" "$HTTP_BASE"; do
+  case "$v" in
+    '' | *[!0-9]*) echo "port bases must be numbers, got '$v'" >&2; exit 2 ;;
+  esac
+  if [ "$v" -lt 1 ] || [ "$v" -gt 65533 ]; then
+    echo "port base $v out of range (1-65533)" >&2; exit 2
+  fi
+done
+
 idx() { echo "${1#n}"; }
-client_port() { echo $((4221 + $(idx "$1"))); }
-http_port() { echo $((8221 + $(idx "$1"))); }
+client_port() { echo $((CLIENT_BASE - 1 + $(idx "$1"))); }
+cluster_port() { echo $((CLUSTER_BASE - 1 + $(idx "$1"))); }
+http_port() { echo $((HTTP_BASE - 1 + $(idx "$1"))); }
+
+# The routes of node $1: the cluster ports of the two others, as a config array.
+routes() {
+  local out="" m
+  for m in "${NODES[@]}"; do
+    [ "$m" = "$1" ] && continue
+    out="${out:+$out, }nats-route://127.0.0.1:$(cluster_port "$m")"
+  done
+  echo "[$out]"
+}
 
 # The pid of a running node, or nothing.
 pid_of() {
@@ -57,8 +92,11 @@ start() {
       continue
     fi
     mkdir -p "$BASE/$n"
-    # The store, log and pid file come from the command line, so the base is configurable.
-    "$nats" -c "$HERE/cluster/$n.conf" -sd "$BASE/$n" -l "$BASE/$n.log" -P "$BASE/$n.pid" \
+    # The store, log and pid file come from the command line and the ports from the
+    # environment (the conf reads $NATS_*_PORT), so all of them are configurable.
+    NATS_CLIENT_PORT="$(client_port "$n")" NATS_CLUSTER_PORT="$(cluster_port "$n")" \
+      NATS_HTTP_PORT="$(http_port "$n")" NATS_ROUTES="$(routes "$n")" \
+      "$nats" -c "$HERE/cluster/$n.conf" -sd "$BASE/$n" -l "$BASE/$n.log" -P "$BASE/$n.pid" \
       </dev/null >>"$BASE/$n.out" 2>&1 &
     pids[$n]=$!
     echo "$n started (pid $!, client port $(client_port "$n"))"
@@ -83,7 +121,7 @@ start() {
     sleep 0.2
   done
   echo "cluster up: JetStream meta leader $leader"
-  echo "  stratus serve --nats nats://127.0.0.1:4222"
+  echo "  stratus serve --nats nats://127.0.0.1:$(client_port n1) --nats-replicas 3"
 }
 
 stop() {

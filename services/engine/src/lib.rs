@@ -205,8 +205,20 @@ impl Engine {
     /// Waits until the world has applied every commit the log holds now, on every
     /// stream, and drops the host write-through cache: the next decision is made on
     /// state at least as new as this moment (used before concluding "no valid host").
+    /// Streams of down cells are skipped: their hosts are not chosen anyway, and asking
+    /// an unreachable stream would only wait for a timeout.
     pub async fn catch_up(&self) -> Result<(), EngineError> {
+        let down: Vec<StreamName> = self
+            .world
+            .health
+            .down()
+            .iter()
+            .map(cells::cell_stream)
+            .collect();
         for s in self.log.streams().await? {
+            if down.contains(&s) {
+                continue;
+            }
             let last = self.log.last_stream_seq(&s).await?;
             if !self.world.wait_for(&s, last, self.read_timeout).await {
                 return Err(EngineError::Timeout);

@@ -8,6 +8,14 @@
 //! - [`Reconciler`]: drives `Tick` on instances whose operation went unanswered
 //!   (retry, then ERROR / fault) and on shelved instances due for offload.
 //!
+//! A step that fails (the log did not answer in time, e.g. during a JetStream leader
+//! election) is tried again after 0.2 s, doubling up to 2 s, for up to
+//! [`Scheduler::patience`]; only then is it left to the periodic reconcile (30 s). A
+//! build for which no reachable host fits but a host of a *down* cell would (its stream
+//! unreachable for a few seconds while a new leader is elected) waits for the cell for as
+//! long, instead of failing at once with NoValidHost; hosts of a down cell are never
+//! chosen while it is down.
+//!
 //! Invariants: a claim is only made for an instance whose current work is scheduling,
 //! with OCC on the host subject (its sequence is the placement generation), so no host
 //! is ever committed beyond capacity; the claim is recorded on the instance only if the
@@ -25,7 +33,7 @@ use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, TaskState, VmState,
 };
 use engine::{now, Engine, EngineError, Meta, Reactor};
-use eventlog::Commit;
+use eventlog::{Commit, LogError};
 use uuid::Uuid;
 
 fn instance_of(commit: &Commit) -> Option<InstanceId> {
@@ -40,6 +48,27 @@ pub struct Scheduler {
     inflight: Arc<Mutex<HashSet<InstanceId>>>,
     limit: Arc<tokio::sync::Semaphore>,
     pending: Pending,
+    patience: Duration,
+}
+
+/// Default of [`Scheduler::patience`]: longer than a JetStream leader election (2-15 s
+/// on small machines, plus the 3 s after which a cell counts as down), shorter than the
+/// operation timeout (60 s) after which the reconciler steps in.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// First pause before a failed or waiting step is tried again; it doubles up to
+/// [`RETRY_MAX`], so a step runs again within ~2 s of the log answering again.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+/// Longest pause between two tries of a step.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How a scheduling step ended, when it did not fail.
+enum Step {
+    /// Done (or nothing to do).
+    Done,
+    /// Nothing fits in the reachable cells but a host of a down cell would: try again
+    /// when the cell may be back.
+    WaitForCell,
 }
 
 /// RAM (MiB) claimed per host by this scheduler but maybe not yet in the world: the
@@ -69,7 +98,21 @@ impl Scheduler {
             inflight: Default::default(),
             limit: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
             pending: Default::default(),
+            patience: DEFAULT_PATIENCE,
         }
+    }
+
+    /// The same scheduler with another [`Scheduler::patience`].
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// How long a request keeps trying a failed step, and waits for a down cell that
+    /// holds the only fitting hosts, before it is left to the reconcile (failed step) or
+    /// fails with NoValidHost (down cell). Default [`DEFAULT_PATIENCE`].
+    pub fn patience(&self) -> Duration {
+        self.patience
     }
 
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
@@ -92,40 +135,92 @@ impl Scheduler {
         let engine = engine.clone();
         let limit = self.limit.clone();
         let pending = self.pending.clone();
+        let patience = self.patience;
         tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await;
             let _guard = guard;
-            let mut reserved: Option<(HostName, u64)> = None;
-            // Loop while there is scheduling work: Map is followed by Place at once.
-            for _ in 0..4 {
-                let Some(inst) = engine.world.read().instance(&id).cloned() else {
-                    return;
+            let started = tokio::time::Instant::now();
+            let mut pause = RETRY_MIN;
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                // Past the patience, a down cell no longer holds the request back.
+                let give_up = started.elapsed() >= patience;
+                let mut reserved: Option<(HostName, u64)> = None;
+                let res = {
+                    // The permit is held while working, not while pausing.
+                    let _permit = limit.acquire().await;
+                    steps(&engine, id, &correlation, &pending, &mut reserved, give_up).await
                 };
-                let res = match inst.work() {
-                    Some(Work::ScheduleBuild) => {
-                        schedule_build(&engine, &inst, &correlation, &pending, &mut reserved).await
+                // The claim is in the world once the instance's cell commit settled (or
+                // it was released because the step failed).
+                if let Some((host, ram)) = reserved {
+                    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(v) = p.get_mut(&host) {
+                        *v = v.saturating_sub(ram);
                     }
-                    Some(Work::Place) => place(&engine, &inst, &correlation).await,
-                    Some(Work::ScheduleDestination) => {
-                        schedule_destination(&engine, &inst, &correlation, &pending, &mut reserved)
-                            .await
+                }
+                match res {
+                    Ok(Step::Done) => return,
+                    Ok(Step::WaitForCell) => {
+                        tracing::debug!(instance = %id, attempt = tries,
+                            "only hosts of a down cell fit; waiting for the cell");
                     }
-                    _ => break,
-                };
-                if let Err(e) = res {
-                    tracing::warn!(instance = %id, error = %e, "scheduling step failed; the reconciler will retry");
-                    break;
+                    // The domain refused (the instance moved on) or the log is closed:
+                    // trying again cannot help.
+                    Err(e @ (EngineError::Domain(_) | EngineError::Log(LogError::Closed))) => {
+                        tracing::warn!(instance = %id, error = %e, "scheduling step failed; the reconciler will retry");
+                        return;
+                    }
+                    Err(e) if give_up => {
+                        tracing::warn!(instance = %id, error = %e, attempt = tries,
+                            "scheduling step failed; the reconciler will retry");
+                        return;
+                    }
+                    // Typically the log not answering in time during a leader election.
+                    Err(e) if tries == 1 => {
+                        tracing::warn!(instance = %id, error = %e, retry_in = ?pause,
+                            "scheduling step failed; trying again");
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %id, error = %e, attempt = tries, retry_in = ?pause,
+                            "scheduling step failed again; trying again");
+                    }
                 }
-            }
-            // The claim is in the world once the instance's cell commit settled.
-            if let Some((host, ram)) = reserved {
-                let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(v) = p.get_mut(&host) {
-                    *v = v.saturating_sub(ram);
-                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
             }
         });
     }
+}
+
+/// Runs the scheduling steps of `id` while it has some: Map is followed by Place at once.
+async fn steps(
+    engine: &Arc<Engine>,
+    id: InstanceId,
+    correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
+    give_up: bool,
+) -> Result<Step, EngineError> {
+    for _ in 0..4 {
+        let Some(inst) = engine.world.read().instance(&id).cloned() else {
+            return Ok(Step::Done);
+        };
+        let step = match inst.work() {
+            Some(Work::ScheduleBuild) => {
+                schedule_build(engine, &inst, correlation, pending, reserved, give_up).await?
+            }
+            Some(Work::Place) => place(engine, &inst, correlation).await?,
+            Some(Work::ScheduleDestination) => {
+                schedule_destination(engine, &inst, correlation, pending, reserved, give_up).await?
+            }
+            _ => return Ok(Step::Done),
+        };
+        if let Step::WaitForCell = step {
+            return Ok(step);
+        }
+    }
+    Ok(Step::Done)
 }
 
 fn ctx() -> Ctx {
@@ -140,7 +235,21 @@ fn attempt_of(i: &Instance) -> u32 {
     i.op.map(|o| o.attempt).unwrap_or(0)
 }
 
-/// Tries candidates in order; returns the first successful claim.
+/// A claim: the cell and host it is on, and its id.
+type Claimed = (CellName, HostName, ClaimId);
+
+/// What looking for a host found.
+enum Found {
+    /// A claim made on this host.
+    Claim(Claimed),
+    /// No host fits.
+    Nothing,
+    /// No reachable host fits, but a host of a down cell would.
+    CellDown,
+}
+
+/// Tries candidates in order; returns the first successful claim, or whether a host of a
+/// down cell would have fitted.
 async fn claim_first(
     engine: &Arc<Engine>,
     inst: &Instance,
@@ -149,20 +258,21 @@ async fn claim_first(
     correlation: &str,
     pending: &Pending,
     reserved: &mut Option<(HostName, u64)>,
-) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
+) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
-    let candidates: Vec<(CellName, HostName)> = {
+    let (candidates, down_fits): (Vec<(CellName, HostName)>, bool) = {
         let v = engine.world.read();
-        let hosts = v
+        // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
+        // whose stream is unreachable (the claim could not be written).
+        let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
             .hosts
             .values()
             .map(|r| &r.host)
             .filter(|h| h.spec.cell != CellName::cell0())
-            // ComputeFilter: never a host whose agent stopped beating, nor one in a
-            // cell whose stream is unreachable (the claim could not be written).
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
-            .filter(|h| !engine.world.health.is_down(&h.spec.cell))
-            .filter(|h| cells.is_none_or(|c| *c == h.spec.cell));
+            .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
+            .partition(|h| !engine.world.health.is_down(&h.spec.cell));
+        let down_fits = !scheduling::choose(down, req).is_empty();
         let mut chosen: Vec<(u64, CellName, HostName)> = {
             let p = pending.lock().unwrap_or_else(|p| p.into_inner());
             scheduling::choose(hosts, req)
@@ -178,7 +288,10 @@ async fn claim_first(
         };
         // Same weigher (most free RAM first, then name), net of in-flight claims.
         chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
-        chosen.into_iter().map(|(_, c, h)| (c, h)).collect()
+        (
+            chosen.into_iter().map(|(_, c, h)| (c, h)).collect(),
+            down_fits,
+        )
     };
     for (cell, host) in candidates {
         let claim = ClaimId(Uuid::new_v4());
@@ -211,14 +324,18 @@ async fn claim_first(
             Ok(_) => {
                 engine::failpoint("scheduler-after-claim");
                 *reserved = Some((host.clone(), req.resources.ram_mb));
-                return Ok(Some((cell, host, claim)));
+                return Ok(Found::Claim((cell, host, claim)));
             }
             Err(EngineError::Domain(DomainError::NoCapacity { .. })) => continue,
             Err(EngineError::Contention(_)) => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Ok(if down_fits {
+        Found::CellDown
+    } else {
+        Found::Nothing
+    })
 }
 
 /// Whether some claim may soon be released: it belongs to an instance that is still
@@ -234,6 +351,8 @@ fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
 /// [`claim_first`], retried for a short while when nothing fits but some capacity is
 /// held by claims that are about to be released (e.g. a losing duplicate attempt of
 /// another scheduler process), so that a race never turns into a spurious NoValidHost.
+/// When only hosts of a down cell fit, says so (unless `give_up`: then they count as not
+/// fitting, as Nova does with cells it cannot reach).
 #[allow(clippy::too_many_arguments)]
 async fn claim_with_patience(
     engine: &Arc<Engine>,
@@ -243,12 +362,14 @@ async fn claim_with_patience(
     correlation: &str,
     pending: &Pending,
     reserved: &mut Option<(HostName, u64)>,
-) -> Result<Option<(CellName, HostName, ClaimId)>, EngineError> {
+    give_up: bool,
+) -> Result<Found, EngineError> {
     let mut caught_up = false;
     for _ in 0..50 {
-        let chosen = claim_first(engine, inst, req, cells, correlation, pending, reserved).await?;
-        if chosen.is_some() {
-            return Ok(chosen);
+        match claim_first(engine, inst, req, cells, correlation, pending, reserved).await? {
+            Found::Claim(c) => return Ok(Found::Claim(c)),
+            Found::CellDown if !give_up => return Ok(Found::CellDown),
+            Found::CellDown | Found::Nothing => {}
         }
         if !caught_up {
             // Our view may be stale (other processes write too): decide "no valid
@@ -258,12 +379,12 @@ async fn claim_with_patience(
             continue;
         }
         if !transient_claims(&engine.world.read(), &inst.id()) {
-            return Ok(None);
+            return Ok(Found::Nothing);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         engine.catch_up().await?;
     }
-    Ok(None)
+    Ok(Found::Nothing)
 }
 
 async fn release(
@@ -293,7 +414,8 @@ async fn schedule_build(
     correlation: &str,
     pending: &Pending,
     reserved: &mut Option<(HostName, u64)>,
-) -> Result<(), EngineError> {
+    give_up: bool,
+) -> Result<Step, EngineError> {
     let resources = inst.flavor.resources(inst.spec.boot_from_volume);
     let req = scheduling::Request {
         resources,
@@ -302,8 +424,22 @@ async fn schedule_build(
         availability_zone: inst.spec.availability_zone.as_deref(),
     };
     let op = op_of(inst);
-    let chosen =
-        claim_with_patience(engine, inst, &req, None, correlation, pending, reserved).await?;
+    let chosen = match claim_with_patience(
+        engine,
+        inst,
+        &req,
+        None,
+        correlation,
+        pending,
+        reserved,
+        give_up,
+    )
+    .await?
+    {
+        Found::Claim(c) => Some(c),
+        Found::Nothing => None,
+        Found::CellDown => return Ok(Step::WaitForCell),
+    };
     let (cell, host, fault) = match &chosen {
         Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
         None => (
@@ -348,14 +484,14 @@ async fn schedule_build(
             release(engine, &c, &h, claim, correlation).await;
         }
     }
-    out.map(|_| ())
+    out.map(|_| Step::Done)
 }
 
 async fn place(
     engine: &Arc<Engine>,
     inst: &Instance,
     correlation: &str,
-) -> Result<(), EngineError> {
+) -> Result<Step, EngineError> {
     let meta = Meta::service(
         "scheduler",
         correlation,
@@ -365,7 +501,7 @@ async fn place(
     engine
         .instance(inst.id(), InstanceCommand::Place, &ctx(), &meta)
         .await
-        .map(|_| ())
+        .map(|_| Step::Done)
 }
 
 async fn schedule_destination(
@@ -374,7 +510,8 @@ async fn schedule_destination(
     correlation: &str,
     pending: &Pending,
     reserved: &mut Option<(HostName, u64)>,
-) -> Result<(), EngineError> {
+    give_up: bool,
+) -> Result<Step, EngineError> {
     let op = op_of(inst);
     let (resources, exclude, force, cell) = match &inst.migration {
         Some(m) if inst.vm_state != VmState::ShelvedOffloaded => {
@@ -405,7 +542,7 @@ async fn schedule_destination(
             None
         },
     };
-    let chosen = claim_with_patience(
+    let chosen = match claim_with_patience(
         engine,
         inst,
         &req,
@@ -413,8 +550,14 @@ async fn schedule_destination(
         correlation,
         pending,
         reserved,
+        give_up,
     )
-    .await?;
+    .await?
+    {
+        Found::Claim(c) => Some(c),
+        Found::Nothing => None,
+        Found::CellDown => return Ok(Step::WaitForCell),
+    };
     let dedupe = format!(
         "sched:dest:{}:{op}:{}:{}",
         inst.id(),
@@ -442,7 +585,7 @@ async fn schedule_destination(
             if !matches!(&out, Ok(o) if !o.events.is_empty()) {
                 release(engine, &c, &host, claim, correlation).await;
             }
-            out.map(|_| ())
+            out.map(|_| Step::Done)
         }
         None => engine
             .instance(
@@ -455,7 +598,7 @@ async fn schedule_destination(
                 &meta,
             )
             .await
-            .map(|_| ()),
+            .map(|_| Step::Done),
     }
 }
 

@@ -43,6 +43,17 @@ fn flavor(id: &str, vcpus: u32, ram_mb: u64) -> FlavorSnapshot {
 }
 
 async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> Env {
+    env_with(hosts, size, sim, config, scheduler::Scheduler::default()).await
+}
+
+/// [`env`] with a scheduler of the caller's.
+async fn env_with(
+    hosts: usize,
+    size: Resources,
+    sim: SimOptions,
+    config: Config,
+    sched: scheduler::Scheduler,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
     let streams: Vec<StreamName> = ["api", "cell0", "cell1"]
@@ -81,7 +92,7 @@ async fn env(hosts: usize, size: Resources, sim: SimOptions, config: Config) -> 
         specs.iter().map(|s| s.name.clone()),
         Arc::new(SimDriver::new(sim)),
     ));
-    let sched: Arc<dyn Reactor> = Arc::new(scheduler::Scheduler::default());
+    let sched: Arc<dyn Reactor> = Arc::new(sched);
     let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement::default());
     for s in &streams {
         spawn_reactor(
@@ -367,11 +378,13 @@ async fn migration_with_one_host_fails_cleanly() {
 }
 
 /// Hosts of a cell whose stream is unreachable are never chosen (their claim could not be
-/// written): with the only cell down a build fails with NoValidHost; once it is back,
-/// builds land there again.
+/// written). With the only cell down (as while its stream elects a new leader), a build
+/// waits without a claim instead of failing, and lands once the cell is back; a cell down
+/// for longer than the scheduler's patience fails the build with NoValidHost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_of_a_down_cell_are_never_chosen() {
-    let e = env(
+    let patience = Duration::from_secs(5);
+    let e = env_with(
         2,
         Resources {
             vcpus: 8,
@@ -380,11 +393,50 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
         },
         SimOptions::default(),
         Config::default(),
+        scheduler::Scheduler::default().with_patience(patience),
     )
     .await;
     e.engine.world.health.set_down(&CellName::cell1(), true);
+    let t0 = tokio::time::Instant::now();
+    let id = create(&e, flavor("1", 1, 512)).await;
+    // Well within the patience: still building, nothing claimed.
+    let settled = e
+        .engine
+        .world
+        .wait_until(Duration::from_secs(1), |v| {
+            v.instance(&id).is_some_and(|i| i.status() != "BUILD")
+        })
+        .await;
+    let st = e.engine.world.read().instance(&id).cloned();
+    assert!(!settled, "the build did not wait for the cell: {st:?}");
+    assert!(!e.engine.world.read().claims.contains_key(&id));
+    assert!(
+        t0.elapsed() < patience,
+        "the machine is too slow for this test"
+    );
+    e.engine.world.health.set_down(&CellName::cell1(), false);
+    wait_status(&e, id, "ACTIVE").await;
+
+    e.engine.world.health.set_down(&CellName::cell1(), true);
+    let t0 = tokio::time::Instant::now();
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ERROR").await;
+    assert!(
+        t0.elapsed() >= patience,
+        "failed before the patience ran out"
+    );
+    let fault = e
+        .engine
+        .world
+        .read()
+        .instance(&id)
+        .and_then(|i| i.fault.clone());
+    assert!(
+        fault
+            .as_ref()
+            .is_some_and(|f| f.message.contains("No valid host")),
+        "{fault:?}"
+    );
     e.engine.world.health.set_down(&CellName::cell1(), false);
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
