@@ -15,6 +15,11 @@ use tests::Harness;
 
 const ALICE: &str = "alice:proj-a";
 
+/// One 3-node cluster at a time: six clusters (18 nats-servers and their stacks) at
+/// once on a 2-core machine starve the elections and the failovers these tests time,
+/// which says nothing about Stratus. Each test holds this for its whole run.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The JetStream streams of the all-in-one.
 const STREAMS: [&str; 3] = ["STRATUS_API", "STRATUS_CELL_CELL0", "STRATUS_CELL_CELL1"];
 
@@ -118,6 +123,7 @@ async fn create_active(h: &Harness, prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_on_a_three_node_cluster_with_r3_streams_survives_a_node_kill() {
+    let _one = ONE_CLUSTER.lock().await;
     let t0 = Instant::now();
     let mut cluster = NatsCluster::start().expect("nats cluster starts");
     eprintln!("cluster formed in {:?}", t0.elapsed());
@@ -223,6 +229,7 @@ async fn lifecycle_on_a_three_node_cluster_with_r3_streams_survives_a_node_kill(
 /// rebuild from the cluster's log matches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_on_a_three_node_cluster_with_r3_streams() {
+    let _one = ONE_CLUSTER.lock().await;
     let t0 = Instant::now();
     let cluster = NatsCluster::start().expect("nats cluster starts");
     let url = cluster.url(0);
@@ -252,6 +259,7 @@ async fn lifecycle_on_a_three_node_cluster_with_r3_streams() {
 /// 3-19 s, waiting for the reconcile, or the builds failed with NoValidHost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_accepted_during_a_cell_leader_election_complete_soon_after_it() {
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = NatsCluster::start().expect("nats cluster starts");
     let url = cluster.url(0);
     let h = Harness::start(|o| {
@@ -349,6 +357,7 @@ async fn builds_accepted_during_a_cell_leader_election_complete_soon_after_it() 
 /// lifecycle goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_streams_are_raised_to_r3_by_a_restart_with_three_replicas() {
+    let _one = ONE_CLUSTER.lock().await;
     let cluster = NatsCluster::start().expect("nats cluster starts");
     let url = cluster.url(0);
     let h = Harness::start(|o| o.nats = Some(url.clone())).await;
@@ -414,6 +423,7 @@ async fn r1_streams_are_raised_to_r3_by_a_restart_with_three_replicas() {
 /// the fix in the message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_replicas_with_a_node_down_is_refused_with_the_fix() {
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = NatsCluster::start().expect("nats cluster starts");
     let url = cluster.url(0);
     let r1 = JetStreamLog::connect(&url, JetStreamOptions::default())
@@ -533,6 +543,7 @@ async fn check_rebuild(h: Harness, url: &str, min_events: u64) {
 /// after the kill within 40 s of it (election included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_and_appends_survive_a_node_kill() {
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = NatsCluster::start().expect("nats cluster starts");
     let opts = JetStreamOptions {
         replicas: 3,

@@ -360,7 +360,7 @@ impl Stack {
             world.clone(),
             checkpoints,
             opts.config,
-            Duration::from_secs(10),
+            read_timeout(opts.nats.is_some()),
         );
         let engine = Arc::new(match &log {
             // One process runs every agent of the embedded store and its beats live in
@@ -716,6 +716,19 @@ impl Listeners {
             image: Some(bind(opts.image_listen, "image API", "--image-listen").await?),
             identity: Some(bind(opts.identity_listen, "identity API", "--identity-listen").await?),
         })
+    }
+}
+
+/// How long a request waits for its own commit to reach the read models before it
+/// answers 503. On JetStream a commit accepted right after a leader election can take
+/// that election again to reach the projections (their consumer is re-created once the
+/// new leader answers; elections take 2-15 s on small machines): the request is
+/// answered late rather than refused after its event was accepted.
+fn read_timeout(jetstream: bool) -> Duration {
+    if jetstream {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(10)
     }
 }
 
