@@ -8,10 +8,12 @@
 //! every later event goes there. The effective state is the cell state once placed.
 //!
 //! Invariants (checked by the property tests):
-//! - `decide` follows nova/compute/api.py exactly: the lock check first (non-admins
-//!   only), then the allowed vm_states, then the allowed task_states, then
-//!   `launched_at` (`must_have_launched`), then the host; refusals are
-//!   [`DomainError::InvalidState`] / [`DomainError::Locked`] / [`DomainError::NotReady`].
+//! - `decide` follows nova/compute/api.py exactly: an action with a row in
+//!   [`rules::RULES`] is checked by it first (the lock check for non-admins, then the
+//!   allowed vm_states, the allowed task_states, `launched_at` (`must_have_launched`),
+//!   then the host; refusals are [`DomainError::InvalidState`] / [`DomainError::Locked`]
+//!   / [`DomainError::NotReady`]), then by its own validations, and records what the
+//!   row's [`rules::Effect`] says.
 //! - While an operation is in progress, `op` is `Some` and names it; `task_state` is
 //!   `Some` exactly when `op` is `Some`.
 //! - Reactor commands (`Complete`, `Fail`, `MigrationScheduled`, ...) name the
@@ -19,6 +21,8 @@
 //!   decides to nothing, which makes every reactor idempotent.
 //! - A deleted instance refuses every command (404), and every reactor command on it
 //!   decides to nothing.
+
+pub mod rules;
 
 use std::collections::BTreeMap;
 
@@ -165,6 +169,8 @@ pub enum Action {
     ResetState,
     /// update
     Update,
+    /// rebuild
+    Rebuild,
 }
 
 impl Action {
@@ -192,6 +198,7 @@ impl Action {
             Action::Unlock => "unlock",
             Action::ResetState => "os-resetState",
             Action::Update => "update",
+            Action::Rebuild => "rebuild",
         }
     }
 
@@ -351,6 +358,83 @@ impl BootDetails {
     }
 }
 
+/// A rebuild (`rebuild` server action) as the API validated it: the image exists, the
+/// metadata, names and addresses are well formed. Also the payload of
+/// `instance.rebuild_started`, so its shape is frozen (postcard): a new field needs a
+/// new event version.
+///
+/// `Option<Option<_>>` fields: `None` leaves the value as it is, `Some(None)` clears
+/// it (Nova accepts `null` there), `Some(Some(v))` sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuild {
+    /// The new image (`imageRef`). Not recorded on a volume-backed server, whose empty
+    /// image ref means "booted from volume" (Nova preserves it the same way).
+    pub image_ref: String,
+    /// New display name.
+    pub name: Option<String>,
+    /// Replaces the whole metadata when given.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Key pair (2.54+).
+    pub key_name: Option<Option<String>>,
+    /// Whether an admin password was set (the API returns it; it is never stored).
+    pub admin_pass_set: bool,
+    /// Keep the ephemeral disk (`preserve_ephemeral`).
+    pub preserve_ephemeral: bool,
+    /// `accessIPv4`.
+    pub access_ip_v4: Option<Option<String>>,
+    /// `accessIPv6`.
+    pub access_ip_v6: Option<Option<String>>,
+    /// `user_data`, base64 as sent (2.57+).
+    pub user_data: Option<Option<String>>,
+    /// `trusted_image_certificates` (2.63+).
+    pub trusted_image_certificates: Option<Option<Vec<String>>>,
+    /// `hostname` (2.90+).
+    pub hostname: Option<String>,
+}
+
+/// What the API shows of a server that neither [`InstanceSpec`] nor [`Instance`] holds
+/// (their shapes are part of older event payloads, `instance.placed` carries a whole
+/// [`Instance`]): folded beside the instance by the read model with
+/// [`ServerExtras::apply`]. `None` means "never set": the API shows its default (`""`
+/// for the access addresses, the hostname derived from the name, null otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerExtras {
+    /// `accessIPv4`.
+    pub access_ip_v4: Option<String>,
+    /// `accessIPv6`.
+    pub access_ip_v6: Option<String>,
+    /// `OS-EXT-SRV-ATTR:hostname` when set explicitly.
+    pub hostname: Option<String>,
+    /// `OS-EXT-SRV-ATTR:user_data`.
+    pub user_data: Option<String>,
+    /// `trusted_image_certificates`.
+    pub trusted_image_certificates: Option<Vec<String>>,
+}
+
+impl ServerExtras {
+    /// Folds one event (events that change none of these are ignored). Total.
+    pub fn apply(&mut self, ev: &InstanceEvent) {
+        if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
+            let r = &**rebuild;
+            if let Some(v) = &r.access_ip_v4 {
+                self.access_ip_v4 = v.clone();
+            }
+            if let Some(v) = &r.access_ip_v6 {
+                self.access_ip_v6 = v.clone();
+            }
+            if let Some(v) = &r.user_data {
+                self.user_data = v.clone();
+            }
+            if let Some(v) = &r.trusted_image_certificates {
+                self.trusted_image_certificates = v.clone();
+            }
+            if let Some(h) = &r.hostname {
+                self.hostname = Some(h.clone());
+            }
+        }
+    }
+}
+
 /// Commands on an instance. The first group comes from the API, the second from reactors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
@@ -422,6 +506,8 @@ pub enum InstanceCommand {
         /// New description (Some(None) clears it).
         description: Option<Option<String>>,
     },
+    /// rebuild
+    Rebuild(Box<Rebuild>),
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -469,6 +555,46 @@ pub enum InstanceCommand {
     },
     /// Reconciler: periodic check for timeouts and delayed shelve offload.
     Tick,
+}
+
+impl InstanceCommand {
+    /// The action a user command performs (`None` for create and reactor commands):
+    /// its row in [`rules::RULES`], if it has one, decides whether it is allowed.
+    pub fn action(&self) -> Option<Action> {
+        use InstanceCommand as C;
+        Some(match self {
+            C::Start => Action::Start,
+            C::Stop => Action::Stop,
+            C::Pause => Action::Pause,
+            C::Unpause => Action::Unpause,
+            C::Suspend => Action::Suspend,
+            C::Resume => Action::Resume,
+            C::Reboot { hard: false } => Action::Reboot,
+            C::Reboot { hard: true } => Action::RebootHard,
+            C::Shelve => Action::Shelve,
+            C::ShelveOffload => Action::ShelveOffload,
+            C::Unshelve { .. } => Action::Unshelve,
+            C::Resize { .. } => Action::Resize,
+            C::Migrate { .. } => Action::Migrate,
+            C::ConfirmResize => Action::ConfirmResize,
+            C::RevertResize => Action::RevertResize,
+            C::LiveMigrate { .. } => Action::LiveMigration,
+            C::Lock { .. } => Action::Lock,
+            C::Unlock => Action::Unlock,
+            C::Delete => Action::Delete,
+            C::ResetState { .. } => Action::ResetState,
+            C::Update { .. } => Action::Update,
+            C::Rebuild(_) => Action::Rebuild,
+            C::Create(..)
+            | C::Map { .. }
+            | C::Place
+            | C::Scheduled { .. }
+            | C::ScheduleFailed { .. }
+            | C::Complete { .. }
+            | C::Fail { .. }
+            | C::Tick => return None,
+        })
+    }
 }
 
 /// Events of an instance.
@@ -660,6 +786,38 @@ pub enum InstanceEvent {
         /// The details.
         details: BootDetails,
     },
+    /// `instance.rebuild_started`: task_state `rebuilding`; the image, name, metadata and
+    /// key pair change at once (the API answers with them), the rest is for
+    /// [`ServerExtras`].
+    RebuildStarted {
+        /// Operation id.
+        op: Uuid,
+        /// task_state it sets.
+        task: TaskState,
+        /// The request.
+        rebuild: Box<Rebuild>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.task_advanced`: a step of a multi-step task finished and the next one
+    /// starts (rebuild: `rebuilding` -> `rebuild_block_device_mapping` ->
+    /// `rebuild_spawning`), with a fresh timeout and attempt count.
+    TaskAdvanced {
+        /// The next task_state.
+        task: TaskState,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.rebuilt`: booted from the new image (`launched_at` is renewed, as
+    /// Nova's `_update_instance_after_spawn` does).
+    Rebuilt {
+        /// ACTIVE, or STOPPED when it was stopped before.
+        vm_state: VmState,
+        /// RUNNING, or SHUTDOWN when it stays stopped.
+        power_state: PowerState,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -759,77 +917,6 @@ impl Instance {
     }
 }
 
-fn invalid(action: Action, i: &Instance, attr: &str, state: String) -> DomainError {
-    DomainError::InvalidState {
-        action: action.api_name().to_string(),
-        id: i.id().to_string(),
-        attr: attr.to_string(),
-        state,
-    }
-}
-
-/// Which task states an action tolerates (None in the list = idle).
-enum TaskReq {
-    Idle,
-    Any,
-    OneOf(&'static [Option<TaskState>]),
-}
-
-const ALLOW_REBOOT: &[Option<TaskState>] = &[
-    None,
-    Some(TaskState::Rebooting),
-    Some(TaskState::RebootingHard),
-    Some(TaskState::Resuming),
-    Some(TaskState::Unpausing),
-    Some(TaskState::Pausing),
-    Some(TaskState::Suspending),
-];
-
-/// Nova's `check_instance_lock` + `check_instance_state` (+ `check_instance_host`).
-#[allow(clippy::too_many_arguments)] // mirrors Nova's decorator arguments one to one
-fn check(
-    i: &Instance,
-    ctx: &Ctx,
-    action: Action,
-    lock: bool,
-    vm: Option<&[VmState]>,
-    task: TaskReq,
-    must_have_launched: bool,
-    needs_host: bool,
-) -> Result<(), DomainError> {
-    if lock && i.locked.is_some() && !ctx.is_admin {
-        return Err(DomainError::Locked {
-            id: i.id().to_string(),
-        });
-    }
-    if let Some(allowed) = vm {
-        if !allowed.contains(&i.vm_state) {
-            return Err(invalid(action, i, "vm_state", i.vm_state.as_str().into()));
-        }
-    }
-    let task_ok = match task {
-        TaskReq::Idle => i.task_state.is_none(),
-        TaskReq::Any => true,
-        TaskReq::OneOf(list) => list.contains(&i.task_state),
-    };
-    if !task_ok {
-        let s = i
-            .task_state
-            .map(|t| t.as_str().to_string())
-            .unwrap_or("None".into());
-        return Err(invalid(action, i, "task_state", s));
-    }
-    if must_have_launched && i.launched_at.is_none() {
-        return Err(invalid(action, i, "launched_at", "None".into()));
-    }
-    if needs_host && i.host.is_none() {
-        return Err(DomainError::NotReady {
-            id: i.id().to_string(),
-        });
-    }
-    Ok(())
-}
-
 fn start_task(op: Uuid, action: Action, task: TaskState, at: Timestamp) -> Vec<InstanceEvent> {
     vec![InstanceEvent::TaskStarted {
         op,
@@ -919,291 +1006,37 @@ pub fn decide(
         });
     }
 
+    if let Some(rule) = cmd.action().and_then(rules::rule) {
+        rule.check(i, ctx)?;
+        return ruled(i, rule, cmd, op, now);
+    }
+
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
         C::Create(..) => unreachable!("handled above"),
-        C::Pause => {
-            check(
-                i,
-                ctx,
-                Action::Pause,
-                true,
-                Some(&[V::Active]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(op, Action::Pause, TaskState::Pausing, now))
-        }
-        C::Unpause => {
-            check(
-                i,
-                ctx,
-                Action::Unpause,
-                true,
-                Some(&[V::Paused]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(op, Action::Unpause, TaskState::Unpausing, now))
-        }
-        C::Suspend => {
-            check(
-                i,
-                ctx,
-                Action::Suspend,
-                true,
-                Some(&[V::Active]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(op, Action::Suspend, TaskState::Suspending, now))
-        }
-        C::Resume => {
-            check(
-                i,
-                ctx,
-                Action::Resume,
-                true,
-                Some(&[V::Suspended]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(op, Action::Resume, TaskState::Resuming, now))
-        }
-        C::Stop => {
-            check(
-                i,
-                ctx,
-                Action::Stop,
-                true,
-                Some(&[V::Active, V::Error]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            Ok(start_task(op, Action::Stop, TaskState::PoweringOff, now))
-        }
-        C::Start => {
-            check(
-                i,
-                ctx,
-                Action::Start,
-                true,
-                Some(&[V::Stopped]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            Ok(start_task(op, Action::Start, TaskState::PoweringOn, now))
-        }
-        C::Reboot { hard: false } => {
-            check(
-                i,
-                ctx,
-                Action::Reboot,
-                true,
-                Some(&[V::Active]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(op, Action::Reboot, TaskState::Rebooting, now))
-        }
-        C::Reboot { hard: true } => {
-            check(
-                i,
-                ctx,
-                Action::RebootHard,
-                true,
-                Some(&[V::Active, V::Stopped, V::Paused, V::Suspended, V::Error]),
-                TaskReq::OneOf(ALLOW_REBOOT),
-                true,
-                true,
-            )?;
-            Ok(start_task(
-                op,
-                Action::RebootHard,
-                TaskState::RebootingHard,
-                now,
-            ))
-        }
-        C::Shelve => {
-            check(
-                i,
-                ctx,
-                Action::Shelve,
-                true,
-                Some(&[V::Active, V::Stopped, V::Paused, V::Suspended]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            Ok(start_task(op, Action::Shelve, TaskState::Shelving, now))
-        }
-        C::ShelveOffload => {
-            check(
-                i,
-                ctx,
-                Action::ShelveOffload,
-                true,
-                Some(&[V::Shelved]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            if i.host.is_none() {
-                return Ok(vec![InstanceEvent::Offloaded { at: now }]);
-            }
-            Ok(start_task(
-                op,
-                Action::ShelveOffload,
-                TaskState::ShelvingOffloading,
-                now,
-            ))
-        }
-        C::Unshelve { availability_zone } => {
-            check(
-                i,
-                ctx,
-                Action::Unshelve,
-                true,
-                Some(&[V::Shelved, V::ShelvedOffloaded]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            if availability_zone.is_some() && i.vm_state != V::ShelvedOffloaded {
-                return Err(DomainError::Conflict(format!(
-                    "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
-                    i.id()
-                )));
-            }
-            Ok(start_task(op, Action::Unshelve, TaskState::Unshelving, now))
-        }
-        C::Resize { flavor } => {
-            check(
-                i,
-                ctx,
-                Action::Resize,
-                true,
-                Some(&[V::Active, V::Stopped]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            if flavor.spec.id == i.flavor.spec.id {
-                return Err(DomainError::BadRequest(
-                    "When resizing, instances must change flavor!".into(),
-                ));
-            }
-            if !i.spec.boot_from_volume && flavor.spec.disk_gb < i.flavor.spec.disk_gb {
-                return Err(DomainError::BadRequest(
-                    "Resizing to a smaller disk flavor is not allowed.".into(),
-                ));
-            }
-            Ok(migration_started(
-                i,
-                op,
-                Action::Resize,
-                MigrationKind::Resize,
-                flavor,
-                None,
-                now,
-            ))
-        }
-        C::Migrate { host } => {
-            check(
-                i,
-                ctx,
-                Action::Migrate,
-                true,
-                Some(&[V::Active, V::Stopped]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            if host.is_some() && host == i.host {
-                return Err(DomainError::BadRequest(format!(
-                    "The target host can't be the same one. Instance {} is already on {}",
-                    i.id(),
-                    i.host.as_ref().map(|h| h.as_str()).unwrap_or("")
-                )));
-            }
-            let f = i.flavor.clone();
-            Ok(migration_started(
-                i,
-                op,
-                Action::Migrate,
-                MigrationKind::Migration,
-                f,
-                host,
-                now,
-            ))
-        }
-        C::LiveMigrate { host } => {
-            check(
-                i,
-                ctx,
-                Action::LiveMigration,
-                true,
-                Some(&[V::Active, V::Paused]),
-                TaskReq::Idle,
-                true,
-                true,
-            )?;
-            if host.is_some() && host == i.host {
-                return Err(DomainError::BadRequest(format!(
-                    "The source and destination hosts are the same for instance {}",
-                    i.id()
-                )));
-            }
-            let f = i.flavor.clone();
-            Ok(migration_started(
-                i,
-                op,
-                Action::LiveMigration,
-                MigrationKind::LiveMigration,
-                f,
-                host,
-                now,
-            ))
-        }
-        C::ConfirmResize => {
-            check(
-                i,
-                ctx,
-                Action::ConfirmResize,
-                true,
-                Some(&[V::Resized]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(vec![InstanceEvent::ResizeConfirmed { at: now }])
-        }
-        C::RevertResize => {
-            check(
-                i,
-                ctx,
-                Action::RevertResize,
-                true,
-                Some(&[V::Resized]),
-                TaskReq::Idle,
-                true,
-                false,
-            )?;
-            Ok(start_task(
-                op,
-                Action::RevertResize,
-                TaskState::ResizeReverting,
-                now,
-            ))
-        }
+        // Every other user action has a row in the table (decided above); these name
+        // one so the match stays exhaustive, but reach here only if a row is missing.
+        C::Start
+        | C::Stop
+        | C::Pause
+        | C::Unpause
+        | C::Suspend
+        | C::Resume
+        | C::Reboot { .. }
+        | C::Shelve
+        | C::ShelveOffload
+        | C::Unshelve { .. }
+        | C::Resize { .. }
+        | C::Migrate { .. }
+        | C::ConfirmResize
+        | C::RevertResize
+        | C::LiveMigrate { .. }
+        | C::Delete
+        | C::Rebuild(_) => Err(DomainError::Conflict(format!(
+            "No rule for this action on instance {}",
+            i.id()
+        ))),
         C::Lock { reason } => {
             if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
                 return Err(DomainError::BadRequest("locked_reason is too long".into()));
@@ -1225,25 +1058,6 @@ pub fn decide(
             ))),
             Some(_) => Ok(vec![InstanceEvent::Unlocked { at: now }]),
         },
-        C::Delete => {
-            check(
-                i,
-                ctx,
-                Action::Delete,
-                true,
-                None,
-                TaskReq::Any,
-                false,
-                false,
-            )?;
-            if i.task_state == Some(TaskState::Deleting) {
-                return Ok(vec![]);
-            }
-            if i.host.is_none() {
-                return Ok(vec![InstanceEvent::Deleted { at: now }]);
-            }
-            Ok(start_task(op, Action::Delete, TaskState::Deleting, now))
-        }
         C::ResetState { state } => {
             if !ctx.is_admin {
                 return Err(DomainError::Forbidden(
@@ -1413,6 +1227,99 @@ pub fn decide(
     }
 }
 
+/// An action allowed by its row: the validations Nova does beyond its decorators, then
+/// the events of the row's effect.
+fn ruled(
+    i: &Instance,
+    rule: &rules::Rule,
+    cmd: InstanceCommand,
+    op: Uuid,
+    now: Timestamp,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand as C;
+    let action = rule.action;
+    let mut new_flavor = None;
+    let mut requested_host = None;
+    let mut rebuild = None;
+    match cmd {
+        C::ShelveOffload if i.host.is_none() => {
+            return Ok(vec![InstanceEvent::Offloaded { at: now }]);
+        }
+        C::Unshelve { availability_zone }
+            if availability_zone.is_some() && i.vm_state != VmState::ShelvedOffloaded =>
+        {
+            return Err(DomainError::Conflict(format!(
+                "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
+                i.id()
+            )));
+        }
+        C::Resize { flavor } => {
+            if flavor.spec.id == i.flavor.spec.id {
+                return Err(DomainError::BadRequest(
+                    "When resizing, instances must change flavor!".into(),
+                ));
+            }
+            if !i.spec.boot_from_volume && flavor.spec.disk_gb < i.flavor.spec.disk_gb {
+                return Err(DomainError::BadRequest(
+                    "Resizing to a smaller disk flavor is not allowed.".into(),
+                ));
+            }
+            new_flavor = Some(flavor);
+        }
+        C::Migrate { host } => {
+            if host.is_some() && host == i.host {
+                return Err(DomainError::BadRequest(format!(
+                    "The target host can't be the same one. Instance {} is already on {}",
+                    i.id(),
+                    i.host.as_ref().map(|h| h.as_str()).unwrap_or("")
+                )));
+            }
+            requested_host = host;
+        }
+        C::LiveMigrate { host } => {
+            if host.is_some() && host == i.host {
+                return Err(DomainError::BadRequest(format!(
+                    "The source and destination hosts are the same for instance {}",
+                    i.id()
+                )));
+            }
+            requested_host = host;
+        }
+        C::Delete => {
+            if i.task_state == Some(TaskState::Deleting) {
+                return Ok(vec![]);
+            }
+            if i.host.is_none() {
+                return Ok(vec![InstanceEvent::Deleted { at: now }]);
+            }
+        }
+        C::Rebuild(r) => {
+            if r.name.as_deref().is_some_and(|n| !valid_name(n)) {
+                return Err(DomainError::BadRequest("Invalid server name".into()));
+            }
+            rebuild = Some(r);
+        }
+        _ => {}
+    }
+    Ok(match rule.effect {
+        rules::Effect::StartTask(task) => start_task(op, action, task, now),
+        rules::Effect::StartMigration(kind) => {
+            let f = new_flavor.unwrap_or_else(|| i.flavor.clone());
+            migration_started(i, op, action, kind, f, requested_host, now)
+        }
+        rules::Effect::ConfirmResize => vec![InstanceEvent::ResizeConfirmed { at: now }],
+        rules::Effect::StartTaskWithRequest(task) => match rebuild {
+            Some(rebuild) => vec![InstanceEvent::RebuildStarted {
+                op,
+                task,
+                rebuild,
+                at: now,
+            }],
+            None => start_task(op, action, task, now),
+        },
+    })
+}
+
 fn migration_started(
     i: &Instance,
     op: Uuid,
@@ -1461,16 +1368,26 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         }]
     };
     let action = i.op.map(|o| o.action).unwrap_or(Action::Create);
+    if let Some(next) = rules::next_step(task) {
+        return vec![E::TaskAdvanced { task: next, at }];
+    }
+    if let Some((vm_state, power_state)) = rules::settles(task) {
+        return done(action, vm_state, power_state);
+    }
     match task {
         TaskState::Spawning if action == Action::Unshelve => vec![E::Unshelved { at }],
         TaskState::Spawning => vec![E::Spawned { at }],
-        TaskState::Pausing => done(action, V::Paused, P::Paused),
-        TaskState::Unpausing => done(action, V::Active, P::Running),
-        TaskState::Suspending => done(action, V::Suspended, P::Suspended),
-        TaskState::Resuming => done(action, V::Active, P::Running),
-        TaskState::PoweringOff => done(action, V::Stopped, P::Shutdown),
-        TaskState::PoweringOn => done(action, V::Active, P::Running),
-        TaskState::Rebooting | TaskState::RebootingHard => done(action, V::Active, P::Running),
+        // Nova keeps a stopped instance stopped; from active or error it ends active.
+        TaskState::RebuildSpawning if i.vm_state == V::Stopped => vec![E::Rebuilt {
+            vm_state: V::Stopped,
+            power_state: P::Shutdown,
+            at,
+        }],
+        TaskState::RebuildSpawning => vec![E::Rebuilt {
+            vm_state: V::Active,
+            power_state: P::Running,
+            at,
+        }],
         TaskState::Shelving => vec![E::Shelved {
             offload: cfg.shelved_offload_time == 0,
             at,
@@ -1481,7 +1398,19 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         TaskState::ResizeReverting => vec![E::ResizeReverted { at }],
         TaskState::Migrating => vec![E::LiveMigrated { at }],
         TaskState::Deleting => vec![E::Deleted { at }],
-        TaskState::Scheduling | TaskState::ResizePrep => vec![],
+        // Settled or stepped above; scheduling tasks are answered by the scheduler.
+        TaskState::Pausing
+        | TaskState::Unpausing
+        | TaskState::Suspending
+        | TaskState::Resuming
+        | TaskState::PoweringOff
+        | TaskState::PoweringOn
+        | TaskState::Rebooting
+        | TaskState::RebootingHard
+        | TaskState::Rebuilding
+        | TaskState::RebuildBlockDeviceMapping
+        | TaskState::Scheduling
+        | TaskState::ResizePrep => vec![],
     }
 }
 
@@ -1498,7 +1427,7 @@ fn fail(i: &Instance, task: TaskState, fault: Fault, at: Timestamp) -> Vec<Insta
                 at,
             }]
         }
-        TaskState::ResizeMigrating | TaskState::ResizeReverting | TaskState::Deleting => {
+        t if rules::FAILS_TO_ERROR.contains(&t) => {
             vec![InstanceEvent::TaskFailed {
                 fault,
                 vm_state: Some(VmState::Error),
@@ -1784,5 +1713,50 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.updated_at = *at;
         }
         E::BootDetailsRecorded { .. } => {}
+        E::RebuildStarted {
+            op,
+            task,
+            rebuild,
+            at,
+        } => {
+            if !i.spec.boot_from_volume {
+                i.spec.image_ref = rebuild.image_ref.clone();
+            }
+            if let Some(n) = &rebuild.name {
+                i.spec.name = n.clone();
+            }
+            if let Some(m) = &rebuild.metadata {
+                i.spec.metadata = m.clone();
+            }
+            if let Some(k) = &rebuild.key_name {
+                i.spec.key_name = k.clone();
+            }
+            i.task_state = Some(*task);
+            i.op = Some(Operation {
+                id: *op,
+                action: Action::Rebuild,
+                since: *at,
+                attempt: 1,
+            });
+            i.updated_at = *at;
+        }
+        E::TaskAdvanced { task, at } => {
+            i.task_state = Some(*task);
+            if let Some(o) = &mut i.op {
+                o.since = *at;
+                o.attempt = 1;
+            }
+            i.updated_at = *at;
+        }
+        E::Rebuilt {
+            vm_state,
+            power_state,
+            at,
+        } => {
+            i.vm_state = *vm_state;
+            i.power_state = *power_state;
+            i.launched_at = Some(*at);
+            finish(i, *at);
+        }
     }
 }

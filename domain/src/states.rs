@@ -112,6 +112,12 @@ pub enum TaskState {
     Migrating,
     /// `deleting`
     Deleting,
+    /// `rebuilding`: the old guest is being torn down.
+    Rebuilding,
+    /// `rebuild_block_device_mapping`: volumes are being re-attached.
+    RebuildBlockDeviceMapping,
+    /// `rebuild_spawning`: the guest boots from the new image.
+    RebuildSpawning,
 }
 
 impl TaskState {
@@ -136,11 +142,14 @@ impl TaskState {
             TaskState::ResizeReverting => "resize_reverting",
             TaskState::Migrating => "migrating",
             TaskState::Deleting => "deleting",
+            TaskState::Rebuilding => "rebuilding",
+            TaskState::RebuildBlockDeviceMapping => "rebuild_block_device_mapping",
+            TaskState::RebuildSpawning => "rebuild_spawning",
         }
     }
 
     /// Every value.
-    pub const ALL: [TaskState; 18] = [
+    pub const ALL: [TaskState; 21] = [
         TaskState::Scheduling,
         TaskState::Spawning,
         TaskState::Pausing,
@@ -159,7 +168,20 @@ impl TaskState {
         TaskState::ResizeReverting,
         TaskState::Migrating,
         TaskState::Deleting,
+        TaskState::Rebuilding,
+        TaskState::RebuildBlockDeviceMapping,
+        TaskState::RebuildSpawning,
     ];
+
+    /// The three steps of a rebuild (API status `REBUILD` whatever the vm_state).
+    pub fn is_rebuild(self) -> bool {
+        matches!(
+            self,
+            TaskState::Rebuilding
+                | TaskState::RebuildBlockDeviceMapping
+                | TaskState::RebuildSpawning
+        )
+    }
 }
 
 /// Hypervisor power state (`OS-EXT-STS:power_state`), Nova's integer codes.
@@ -196,6 +218,11 @@ impl PowerState {
 /// The API `status` for a (vm_state, task_state) pair.
 pub fn api_status(vm: VmState, task: Option<TaskState>) -> &'static str {
     use TaskState as T;
+    if task.is_some_and(T::is_rebuild)
+        && matches!(vm, VmState::Active | VmState::Stopped | VmState::Error)
+    {
+        return "REBUILD";
+    }
     match vm {
         VmState::Active => match task {
             Some(T::Rebooting) => "REBOOT",

@@ -4,7 +4,13 @@
 mod common;
 
 use common::*;
-use domain::instance::{Config, InstanceCommand as C, MigrationKind, Work};
+use domain::instance::rules::{self, TaskReq, RULES};
+use std::collections::BTreeMap;
+
+use domain::instance::{
+    Action as A, Config, InstanceCommand as C, InstanceEvent, MigrationKind, Rebuild, ServerExtras,
+    Work,
+};
 use domain::{CellName, DomainError, PowerState as P, TaskState as T, VmState as V};
 
 fn compute(h: &str, task: T) -> Option<Work> {
@@ -1303,65 +1309,287 @@ fn update_refusals() {
         .refused("Invalid description");
 }
 
-// ------------------------------------------------------------------ the reference table
+// ------------------------------------------------------------------ rebuild
 
-/// (api name, command, allowed vm_states) straight from nova-state-actions.txt.
-fn reference_table() -> Vec<(&'static str, C, Option<Vec<V>>)> {
-    use V::*;
-    vec![
-        ("pause", C::Pause, Some(vec![Active])),
-        ("unpause", C::Unpause, Some(vec![Paused])),
-        ("suspend", C::Suspend, Some(vec![Active])),
-        ("resume", C::Resume, Some(vec![Suspended])),
-        ("stop", C::Stop, Some(vec![Active, Error])),
-        ("start", C::Start, Some(vec![Stopped])),
-        ("reboot", C::Reboot { hard: false }, Some(vec![Active])),
-        (
-            "reboot",
-            C::Reboot { hard: true },
-            Some(vec![Active, Stopped, Paused, Suspended, Error]),
-        ),
-        (
-            "shelve",
-            C::Shelve,
-            Some(vec![Active, Stopped, Paused, Suspended]),
-        ),
-        ("shelveOffload", C::ShelveOffload, Some(vec![Shelved])),
-        (
-            "unshelve",
-            C::Unshelve {
-                availability_zone: None,
-            },
-            Some(vec![Shelved, ShelvedOffloaded]),
-        ),
-        (
-            "resize",
-            C::Resize { flavor: medium() },
-            Some(vec![Active, Stopped]),
-        ),
-        (
-            "migrate",
-            C::Migrate { host: None },
-            Some(vec![Active, Stopped]),
-        ),
-        ("confirmResize", C::ConfirmResize, Some(vec![Resized])),
-        ("revertResize", C::RevertResize, Some(vec![Resized])),
-        (
-            "os-migrateLive",
-            C::LiveMigrate { host: None },
-            Some(vec![Active, Paused]),
-        ),
-        ("delete", C::Delete, None),
-        ("lock", C::Lock { reason: None }, None),
-        (
-            "update",
-            C::Update {
-                name: Some("n".into()),
-                description: None,
-            },
-            None,
-        ),
-    ]
+fn full_rebuild() -> Rebuild {
+    Rebuild {
+        image_ref: "fedora".into(),
+        name: Some("vm-2".into()),
+        metadata: Some(BTreeMap::from([("role".to_string(), "web".to_string())])),
+        key_name: Some(Some("key-2".into())),
+        admin_pass_set: true,
+        preserve_ephemeral: true,
+        access_ip_v4: Some(Some("192.0.2.10".into())),
+        access_ip_v6: Some(Some("2001:db8::10".into())),
+        user_data: Some(Some("IyEvYmluL3NoCg==".into())),
+        trusted_image_certificates: Some(Some(vec!["cert-1".into(), "cert-2".into()])),
+        hostname: Some("web-2".into()),
+    }
+}
+
+#[test]
+fn rebuild_goes_through_its_three_task_states_and_ends_active() {
+    let mut w = World::active();
+    let launched = w.i().launched_at;
+    w.when(C::Rebuild(Box::new(rebuild_to("fedora"))))
+        .events(&["instance.rebuild_started"])
+        .vm(V::Active)
+        .task_is(Some(T::Rebuilding))
+        .status("REBUILD");
+    assert_eq!(w.i().op.unwrap().action, A::Rebuild);
+    assert_eq!(w.i().work(), compute("compute-1", T::Rebuilding));
+    w.complete()
+        .events(&["instance.task_advanced"])
+        .task_is(Some(T::RebuildBlockDeviceMapping))
+        .status("REBUILD");
+    assert_eq!(
+        w.i().work(),
+        compute("compute-1", T::RebuildBlockDeviceMapping)
+    );
+    w.complete()
+        .events(&["instance.task_advanced"])
+        .task_is(Some(T::RebuildSpawning))
+        .status("REBUILD");
+    assert_eq!(w.i().work(), compute("compute-1", T::RebuildSpawning));
+    w.complete()
+        .events(&["instance.rebuilt"])
+        .vm(V::Active)
+        .power(P::Running)
+        .idle()
+        .status("ACTIVE")
+        .on_host(Some("compute-1"))
+        .claim_is(Some(claim(1)))
+        .replays();
+    assert_ne!(w.i().launched_at, launched, "launched_at is renewed");
+    assert_eq!(w.i().spec.image_ref, "fedora");
+}
+
+#[test]
+fn rebuild_of_a_stopped_instance_stays_stopped() {
+    let mut w = World::stopped();
+    w.when(C::Rebuild(Box::new(rebuild_to("fedora"))))
+        .ok()
+        .vm(V::Stopped)
+        .status("REBUILD");
+    w.complete().complete().status("REBUILD");
+    w.complete()
+        .events(&["instance.rebuilt"])
+        .vm(V::Stopped)
+        .power(P::Shutdown)
+        .idle()
+        .status("SHUTOFF")
+        .replays();
+}
+
+#[test]
+fn rebuild_from_error_ends_active() {
+    let mut w = World::error();
+    w.when(C::Rebuild(Box::new(rebuild_to("fedora"))))
+        .ok()
+        .vm(V::Error)
+        .status("REBUILD");
+    w.complete().complete().complete();
+    w.vm(V::Active)
+        .power(P::Running)
+        .idle()
+        .status("ACTIVE")
+        .replays();
+}
+
+#[test]
+fn rebuild_changes_the_image_name_metadata_and_key_at_once_and_records_the_rest() {
+    let mut w = World::active();
+    w.when(C::Rebuild(Box::new(full_rebuild()))).ok();
+    let i = w.i().clone();
+    assert_eq!(i.spec.image_ref, "fedora");
+    assert_eq!(i.spec.name, "vm-2");
+    assert_eq!(
+        i.spec.metadata,
+        BTreeMap::from([("role".to_string(), "web".to_string())])
+    );
+    assert_eq!(i.spec.key_name.as_deref(), Some("key-2"));
+    // What InstanceSpec lacks travels in the event, for the read model's extras.
+    let Ok(evs) = w.result().clone() else {
+        unreachable!()
+    };
+    let InstanceEvent::RebuildStarted { rebuild, task, .. } = &evs[0] else {
+        panic!("expected rebuild_started, got {evs:?}")
+    };
+    assert_eq!(**rebuild, full_rebuild());
+    assert_eq!(*task, T::Rebuilding);
+    let mut extras = ServerExtras::default();
+    extras.apply(&evs[0]);
+    assert_eq!(
+        extras,
+        ServerExtras {
+            access_ip_v4: Some("192.0.2.10".into()),
+            access_ip_v6: Some("2001:db8::10".into()),
+            hostname: Some("web-2".into()),
+            user_data: Some("IyEvYmluL3NoCg==".into()),
+            trusted_image_certificates: Some(vec!["cert-1".into(), "cert-2".into()]),
+        }
+    );
+    w.complete().complete().complete().ok();
+
+    // A second rebuild that gives nothing leaves everything; `null`s clear.
+    w.when(C::Rebuild(Box::new(rebuild_to("cirros")))).ok();
+    assert_eq!(w.i().spec.name, "vm-2");
+    assert_eq!(w.i().spec.metadata.len(), 1);
+    assert_eq!(w.i().spec.key_name.as_deref(), Some("key-2"));
+    extras.apply(&w.log[w.log.len() - 1]);
+    assert_eq!(extras.access_ip_v4.as_deref(), Some("192.0.2.10"));
+    w.complete().complete().complete().ok();
+    w.when(C::Rebuild(Box::new(Rebuild {
+        image_ref: "cirros".into(),
+        metadata: Some(BTreeMap::new()),
+        key_name: Some(None),
+        access_ip_v4: Some(None),
+        user_data: Some(None),
+        trusted_image_certificates: Some(None),
+        ..Rebuild::default()
+    })))
+    .ok();
+    assert!(w.i().spec.metadata.is_empty());
+    assert_eq!(w.i().spec.key_name, None);
+    extras.apply(&w.log[w.log.len() - 1]);
+    assert_eq!(extras.access_ip_v4, None);
+    assert_eq!(extras.user_data, None);
+    assert_eq!(extras.trusted_image_certificates, None);
+    assert_eq!(extras.access_ip_v6.as_deref(), Some("2001:db8::10"));
+    assert_eq!(extras.hostname.as_deref(), Some("web-2"));
+    w.replays();
+}
+
+#[test]
+fn rebuild_keeps_the_empty_image_ref_of_a_volume_backed_server() {
+    let mut w = World::active();
+    {
+        let i = w.state.as_mut().unwrap();
+        i.spec.boot_from_volume = true;
+        i.spec.image_ref = String::new();
+    }
+    w.when(C::Rebuild(Box::new(rebuild_to("fedora")))).ok();
+    assert_eq!(w.i().spec.image_ref, "");
+}
+
+#[test]
+fn rebuild_refusals() {
+    let r = || C::Rebuild(Box::new(rebuild_to("fedora")));
+    World::paused().when(r()).refused_vm("rebuild", "paused");
+    World::suspended()
+        .when(r())
+        .refused_vm("rebuild", "suspended");
+    World::shelved().when(r()).refused_vm("rebuild", "shelved");
+    World::resized().when(r()).refused_vm("rebuild", "resized");
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when(r()).refused_task("rebuild", "pausing");
+    let mut w = World::active();
+    w.when(r()).ok();
+    w.when(r()).refused_task("rebuild", "rebuilding");
+    let mut w = World::active();
+    w.when(C::Lock { reason: None }).ok();
+    w.when(r()).refused_locked();
+    // Never launched (the spawn failed): refused on launched_at, as Nova does.
+    let mut w = World::spawning(Config::default());
+    w.fail("boom").vm(V::Error);
+    w.when(r()).refused(&format!(
+        "Cannot 'rebuild' instance {} while it is in launched_at None",
+        instance_id()
+    ));
+    // Needs a host.
+    let mut w = World::stopped();
+    w.state.as_mut().unwrap().host = None;
+    w.when(r()).refused_not_ready();
+    // A bad new name.
+    let mut w = World::active();
+    w.when(C::Rebuild(Box::new(Rebuild {
+        name: Some("  ".into()),
+        ..rebuild_to("fedora")
+    })))
+    .refused("Invalid server name");
+}
+
+#[test]
+fn rebuild_failure_at_any_step_puts_the_instance_in_error() {
+    for steps in 0..3 {
+        let mut w = World::stopped();
+        w.when(C::Rebuild(Box::new(rebuild_to("fedora")))).ok();
+        for _ in 0..steps {
+            w.complete().ok();
+        }
+        w.fail("boom")
+            .events(&["instance.task_failed"])
+            .vm(V::Error)
+            .idle()
+            .has_fault()
+            .status("ERROR")
+            .replays();
+    }
+}
+
+#[test]
+fn each_rebuild_step_gets_its_own_retries() {
+    let mut w = World::active();
+    w.when(C::Rebuild(Box::new(rebuild_to("fedora")))).ok();
+    w.advance(61).tick().events(&["instance.task_retried"]);
+    assert_eq!(w.i().op.unwrap().attempt, 2);
+    w.complete().task_is(Some(T::RebuildBlockDeviceMapping));
+    assert_eq!(w.i().op.unwrap().attempt, 1);
+    // Unanswered past the last attempt: the timeout fails it into ERROR.
+    for _ in 0..3 {
+        w.advance(61).tick();
+    }
+    w.vm(V::Error).idle().has_fault();
+}
+
+// ------------------------------------------------------------------ the rule table
+
+/// A command performing `action` whose own validations pass from `World::active()`
+/// moved to any allowed vm_state.
+fn sample(action: A) -> C {
+    match action {
+        A::Pause => C::Pause,
+        A::Unpause => C::Unpause,
+        A::Suspend => C::Suspend,
+        A::Resume => C::Resume,
+        A::Stop => C::Stop,
+        A::Start => C::Start,
+        A::Reboot => C::Reboot { hard: false },
+        A::RebootHard => C::Reboot { hard: true },
+        A::Shelve => C::Shelve,
+        A::ShelveOffload => C::ShelveOffload,
+        A::Unshelve => C::Unshelve {
+            availability_zone: None,
+        },
+        A::Resize => C::Resize { flavor: medium() },
+        A::Migrate => C::Migrate { host: None },
+        A::ConfirmResize => C::ConfirmResize,
+        A::RevertResize => C::RevertResize,
+        A::LiveMigration => C::LiveMigrate { host: None },
+        A::Delete => C::Delete,
+        A::Rebuild => C::Rebuild(Box::new(rebuild_to("cirros-2"))),
+        A::Lock => C::Lock { reason: None },
+        A::Update => C::Update {
+            name: Some("n".into()),
+            description: None,
+        },
+        other => panic!("no sample command for {other:?}: add one"),
+    }
+}
+
+/// The production table, plus the actions decided without a row that accept any
+/// vm_state (lock, update): (api name, command, allowed vm_states).
+fn every_action() -> Vec<(&'static str, C, Option<&'static [V]>)> {
+    let mut v: Vec<_> = RULES
+        .iter()
+        .map(|r| (r.action.api_name(), sample(r.action), r.vm_states))
+        .collect();
+    for a in [A::Lock, A::Update] {
+        assert!(rules::rule(a).is_none(), "{a:?} has a row now");
+        v.push((a.api_name(), sample(a), None));
+    }
+    v
 }
 
 /// An idle, launched instance on compute-1 in vm_state `v`. Most of these states can
@@ -1374,13 +1602,26 @@ fn idle_in(v: V) -> World {
 }
 
 #[test]
-fn every_action_in_every_vm_state_follows_the_reference_table() {
+fn the_table_has_one_row_per_action_and_commands_find_their_row() {
+    for (n, r) in RULES.iter().enumerate() {
+        assert!(
+            RULES[n + 1..].iter().all(|o| o.action != r.action),
+            "{:?} has two rows",
+            r.action
+        );
+        assert_eq!(sample(r.action).action(), Some(r.action));
+        assert_eq!(rules::rule(r.action), Some(r));
+    }
+}
+
+#[test]
+fn every_action_in_every_vm_state_follows_the_table() {
     let states: Vec<V> = V::ALL.into_iter().filter(|v| *v != V::Deleted).collect();
-    for (name, cmd, allowed) in reference_table() {
+    for (name, cmd, allowed) in every_action() {
         for &v in &states {
             let mut w = idle_in(v);
             w.when(cmd.clone());
-            let ok = allowed.as_ref().is_none_or(|a| a.contains(&v));
+            let ok = allowed.is_none_or(|a| a.contains(&v));
             if ok {
                 match w.result() {
                     Ok(evs) => assert!(!evs.is_empty(), "{name} in {v:?}: no events"),
@@ -1389,6 +1630,19 @@ fn every_action_in_every_vm_state_follows_the_reference_table() {
             } else {
                 w.refused_vm(name, v.as_str());
             }
+        }
+    }
+}
+
+#[test]
+fn every_allowed_action_starts_the_task_of_its_row() {
+    for r in RULES {
+        let v = r.vm_states.map(|a| a[0]).unwrap_or(V::Active);
+        let mut w = idle_in(v);
+        w.when(sample(r.action)).ok();
+        w.task_is(r.effect.task());
+        if let Some(o) = w.i().op {
+            assert_eq!(o.action, r.action, "{:?}: op action", r.action);
         }
     }
 }
@@ -1403,8 +1657,9 @@ fn every_idle_only_action_refuses_every_task_state() {
         T::Pausing,
         T::Suspending,
     ];
-    for (name, cmd, allowed) in reference_table() {
-        let Some(allowed) = allowed else { continue };
+    for r in RULES {
+        let Some(allowed) = r.vm_states else { continue };
+        let (name, cmd) = (r.action.api_name(), sample(r.action));
         let v = allowed[0];
         for t in T::ALL {
             let mut w = idle_in(v);
@@ -1421,6 +1676,11 @@ fn every_idle_only_action_refuses_every_task_state() {
             }
             w.when(cmd.clone());
             let hard = cmd == C::Reboot { hard: true };
+            assert_eq!(
+                r.task.allows(Some(t)),
+                hard && reboot_ok.contains(&t),
+                "{name}: table task requirement for {t:?}"
+            );
             if hard && reboot_ok.contains(&t) {
                 w.ok().task_is(Some(T::RebootingHard));
             } else {
@@ -1459,11 +1719,9 @@ fn delete_lock_unlock_and_update_accept_any_task_state() {
 
 #[test]
 fn every_locked_action_refuses_the_owner_and_admits_an_admin() {
-    for (name, cmd, allowed) in reference_table() {
-        if name == "lock" || name == "update" {
-            continue;
-        }
-        let v = allowed.map(|a| a[0]).unwrap_or(V::Active);
+    for r in RULES.iter().filter(|r| r.lock) {
+        let cmd = sample(r.action);
+        let v = r.vm_states.map(|a| a[0]).unwrap_or(V::Active);
         let mut w = idle_in(v);
         w.when(C::Lock { reason: None }).ok();
         w.when(cmd.clone()).refused_locked();
@@ -1481,6 +1739,147 @@ fn every_locked_action_refuses_the_owner_and_admits_an_admin() {
     .ok();
 }
 
+// ------------------------------------------------------------------ the reference file
+
+/// One row of the reference table's `API action | ... | allowed vm_state |
+/// task_state req. | lock | ...` section.
+#[derive(Debug)]
+struct RefRow {
+    /// None = ANY.
+    vm_states: Option<Vec<V>>,
+    must_have_launched: bool,
+    /// "None", "ANY", or the ALLOW_REBOOT list (task state strings, "None" = idle).
+    task: RefTask,
+    lock: bool,
+}
+
+#[derive(Debug)]
+enum RefTask {
+    Idle,
+    Any,
+    OneOf(Vec<String>),
+}
+
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/reference/nova-state-actions.txt"
+);
+
+fn reference_rows() -> std::collections::BTreeMap<String, RefRow> {
+    let text = std::fs::read_to_string(REFERENCE).unwrap_or_else(|e| {
+        panic!("the reference file {REFERENCE} is missing ({e}): the rule table cannot be checked against Nova")
+    });
+    let mut rows = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() < 9 || cols[0].starts_with("API action") || cols[2] == "-" {
+            continue;
+        }
+        let vm_states = if cols[2].starts_with("ANY") {
+            None
+        } else {
+            Some(
+                cols[2]
+                    .split(',')
+                    .map(|s| {
+                        V::parse(s.trim())
+                            .unwrap_or_else(|| panic!("unknown vm_state {s:?} in {line}"))
+                    })
+                    .collect(),
+            )
+        };
+        let task = if cols[3] == "None" {
+            RefTask::Idle
+        } else if cols[3] == "ANY" {
+            RefTask::Any
+        } else if let Some(list) = cols[3]
+            .strip_prefix("ALLOW_REBOOT=[")
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            RefTask::OneOf(list.split(',').map(|s| s.trim().to_string()).collect())
+        } else {
+            panic!("unknown task_state requirement {:?} in {line}", cols[3]);
+        };
+        let lock = match cols[4] {
+            "yes" => true,
+            "no" | "-" => false,
+            other => panic!("unknown lock column {other:?} in {line}"),
+        };
+        rows.insert(
+            cols[0].to_string(),
+            RefRow {
+                vm_states,
+                must_have_launched: !cols[2].contains("must_have_launched=False"),
+                task,
+                lock,
+            },
+        );
+    }
+    assert!(
+        rows.len() > 20,
+        "only {} rows parsed from {REFERENCE}: has its format changed?",
+        rows.len()
+    );
+    rows
+}
+
+/// The reference file's first column for an action.
+fn reference_key(a: A) -> &'static str {
+    match a {
+        A::Stop => "os-stop",
+        A::Start => "os-start",
+        A::Reboot => "reboot {type: SOFT}",
+        A::RebootHard => "reboot {type: HARD}",
+        A::Resize => "resize {flavorRef}",
+        A::Migrate => "migrate (cold)",
+        A::Delete => "DELETE /servers/{id}",
+        other => other.api_name(),
+    }
+}
+
+#[test]
+fn every_row_of_the_table_matches_the_nova_reference() {
+    use std::collections::BTreeSet;
+    let reference = reference_rows();
+    for r in RULES {
+        let key = reference_key(r.action);
+        let Some(want) = reference.get(key) else {
+            panic!("{:?}: no row {key:?} in {REFERENCE}", r.action)
+        };
+        let got_vm: Option<BTreeSet<&str>> =
+            r.vm_states.map(|v| v.iter().map(|s| s.as_str()).collect());
+        let want_vm: Option<BTreeSet<&str>> = want
+            .vm_states
+            .as_ref()
+            .map(|v| v.iter().map(|s| s.as_str()).collect());
+        assert_eq!(got_vm, want_vm, "{key}: allowed vm_states");
+        assert_eq!(r.lock, want.lock, "{key}: lock check");
+        assert_eq!(
+            r.must_have_launched, want.must_have_launched,
+            "{key}: must_have_launched"
+        );
+        match (&r.task, &want.task) {
+            (TaskReq::Idle, RefTask::Idle) | (TaskReq::Any, RefTask::Any) => {}
+            (TaskReq::OneOf(ours), RefTask::OneOf(theirs)) => {
+                let name = |t: &Option<T>| t.map_or("None", |t| t.as_str());
+                for t in ours.iter() {
+                    assert!(
+                        theirs.iter().any(|s| s == name(t)),
+                        "{key}: {} is not in Nova's list",
+                        name(t)
+                    );
+                }
+                // Every listed state Stratus has must be in the table's list.
+                let known = std::iter::once(None).chain(T::ALL.into_iter().map(Some));
+                for t in known.filter(|t| theirs.iter().any(|s| s == name(t))) {
+                    assert!(ours.contains(&t), "{key}: {} missing", name(&t));
+                }
+            }
+            (got, want) => panic!("{key}: task_state requirement {got:?}, Nova says {want:?}"),
+        }
+    }
+}
+
 #[test]
 fn api_status_follows_the_state_map() {
     use domain::states::api_status;
@@ -1490,6 +1889,15 @@ fn api_status_follows_the_state_map() {
     assert_eq!(api_status(V::Active, Some(T::ResizePrep)), "RESIZE");
     assert_eq!(api_status(V::Active, Some(T::ResizeMigrating)), "RESIZE");
     assert_eq!(api_status(V::Active, Some(T::Pausing)), "ACTIVE");
+    for t in [
+        T::Rebuilding,
+        T::RebuildBlockDeviceMapping,
+        T::RebuildSpawning,
+    ] {
+        for v in [V::Active, V::Stopped, V::Error] {
+            assert_eq!(api_status(v, Some(t)), "REBUILD", "{v:?} {t:?}");
+        }
+    }
     assert_eq!(api_status(V::Building, Some(T::Spawning)), "BUILD");
     assert_eq!(api_status(V::Stopped, Some(T::ResizePrep)), "RESIZE");
     assert_eq!(api_status(V::Stopped, None), "SHUTOFF");
@@ -1525,4 +1933,6 @@ fn action_names_match_nova() {
     assert_eq!(A::ResetState.action_name(), "resetState");
     assert_eq!(A::ShelveOffload.action_name(), "shelveOffload");
     assert_eq!(A::ConfirmResize.action_name(), "confirmResize");
+    assert_eq!(A::Rebuild.api_name(), "rebuild");
+    assert_eq!(A::Rebuild.action_name(), "rebuild");
 }

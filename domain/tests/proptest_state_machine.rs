@@ -7,6 +7,7 @@ mod common;
 use common::{flavor, host, medium, small, spec, tiny};
 use domain::instance::{
     decide, evolve, Action, Config, Instance, InstanceCommand as C, InstanceEvent, MigrationKind,
+    Rebuild,
 };
 use domain::{CellName, ClaimId, Ctx, TaskState as T, Timestamp, VmState as V};
 use proptest::prelude::*;
@@ -82,7 +83,7 @@ fn user_command(a: u8, b: u8) -> C {
     } else {
         Some(host_n(b))
     };
-    match a % 22 {
+    match a % 23 {
         0 => C::Start,
         1 => C::Stop,
         2 => C::Pause,
@@ -118,8 +119,17 @@ fn user_command(a: u8, b: u8) -> C {
         },
         // Make the common lifecycle actions a little more likely.
         20 => C::Pause,
-        _ => C::Reboot { hard: true },
+        21 => C::Reboot { hard: true },
+        _ => rebuild(b),
     }
+}
+
+fn rebuild(b: u8) -> C {
+    C::Rebuild(Box::new(Rebuild {
+        image_ref: format!("image-{}", b % 3),
+        name: b.is_multiple_of(2).then(|| format!("rebuilt-{b}")),
+        ..Rebuild::default()
+    }))
 }
 
 fn allowed_commands(vm: V) -> Vec<C> {
@@ -150,9 +160,11 @@ fn allowed_commands(vm: V) -> Vec<C> {
             C::Shelve,
             C::Resize { flavor: medium() },
             C::Migrate { host: None },
+            rebuild(1),
         ],
         V::Error => vec![
             C::Stop,
+            rebuild(2),
             C::Reboot { hard: true },
             C::Delete,
             C::ResetState { state: V::Active },
@@ -348,6 +360,11 @@ fn check_combination(i: &Instance) -> Result<(), String> {
             in_(&[Active, Paused]) && m.is_some_and(|m| m.kind == MigrationKind::LiveMigration)
         }
         Some(T::Deleting) => i.host.is_some(),
+        Some(T::Rebuilding | T::RebuildBlockDeviceMapping | T::RebuildSpawning) => {
+            in_(&[Active, Stopped, Error])
+                && i.host.is_some()
+                && i.op.is_some_and(|o| o.action == Action::Rebuild)
+        }
     };
     if !ok {
         return Err(format!(
@@ -501,6 +518,7 @@ fn random_runs_cover_the_machine() {
         (V::Resized, Some(T::ResizeReverting)),
         (V::Shelved, Some(T::ShelvingOffloading)),
         (V::ShelvedOffloaded, Some(T::Spawning)),
+        (V::Stopped, Some(T::RebuildBlockDeviceMapping)),
     ];
     let missing: Vec<_> = want.iter().filter(|w| !seen.contains(w)).collect();
     assert!(missing.is_empty(), "never reached: {missing:?}");

@@ -34,7 +34,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Schema version of the stored rows: bump it whenever the shape of a stored row
 /// (an `InstanceRow`, `HostRow`, ...) changes, so old stores are rebuilt from the log.
-pub const SCHEMA: u64 = 2;
+pub const SCHEMA: u64 = 3;
 const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
 
 /// Errors of the projection store.

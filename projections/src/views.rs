@@ -38,6 +38,9 @@ pub struct InstanceRow {
     pub cell_seq: u64,
     /// What the build request recorded beside its spec (hints, image properties).
     pub details: instance::BootDetails,
+    /// What later events set that the instance state has no field for (access
+    /// addresses, hostname, user data, trusted certificates: `instance.rebuild_started`).
+    pub extras: instance::ServerExtras,
 }
 
 impl InstanceRow {
@@ -345,6 +348,7 @@ impl Views {
                 if let InstanceEvent::BootDetailsRecorded { details } = &e {
                     row.details = details.clone();
                 }
+                row.extras.apply(&e);
                 let is_api = c.stream.as_str() == "api";
                 let creates = matches!(
                     e,

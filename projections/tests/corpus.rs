@@ -218,6 +218,33 @@ fn samples() -> Vec<Event> {
                 )]),
             },
         }),
+        i(E::RebuildStarted {
+            op: u(8),
+            task: TaskState::Rebuilding,
+            rebuild: Box::new(Rebuild {
+                image_ref: "fedora".into(),
+                name: Some("web-2".into()),
+                metadata: Some(BTreeMap::from([("k".to_string(), "w".to_string())])),
+                key_name: Some(None),
+                admin_pass_set: true,
+                preserve_ephemeral: false,
+                access_ip_v4: Some(Some("192.0.2.1".into())),
+                access_ip_v6: Some(None),
+                user_data: Some(Some("IyEvYmluL3NoCg==".into())),
+                trusted_image_certificates: Some(Some(vec!["c1".into()])),
+                hostname: Some("web-2".into()),
+            }),
+            at: t(31),
+        }),
+        i(E::TaskAdvanced {
+            task: TaskState::RebuildBlockDeviceMapping,
+            at: t(32),
+        }),
+        i(E::Rebuilt {
+            vm_state: VmState::Stopped,
+            power_state: PowerState::Shutdown,
+            at: t(33),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -11,7 +11,7 @@ use domain::events::instance_type;
 use domain::flavor::FlavorSpec;
 use domain::instance::{
     decide, evolve, Config, FlavorSnapshot, Instance, InstanceCommand, InstanceEvent, InstanceSpec,
-    Networks,
+    Networks, Rebuild,
 };
 use domain::{
     CellName, ClaimId, Ctx, DomainError, FlavorId, HostName, InstanceId, PowerState, TaskState,
@@ -84,6 +84,14 @@ pub fn spec() -> InstanceSpec {
         networks: Networks::Auto,
         key_name: None,
         requested_host: None,
+    }
+}
+
+/// A rebuild onto `image` that changes nothing else.
+pub fn rebuild_to(image: &str) -> Rebuild {
+    Rebuild {
+        image_ref: image.into(),
+        ..Rebuild::default()
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::instance::Instance;
-use domain::{HostName, InstanceId, PowerState, TaskState};
+use domain::{HostName, InstanceId, PowerState, TaskState, VmState};
 
 /// Why a driver operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +132,21 @@ impl VirtDriver for SimDriver {
                     _ => host.clone(),
                 };
                 all.entry(target).or_default().insert(id, state);
+            }
+            // A rebuild destroys the old guest, re-attaches its volumes (none are
+            // simulated), then boots the new image; a stopped server is powered off
+            // again, as Nova does.
+            TaskState::Rebuilding => {
+                doms.remove(&id);
+            }
+            TaskState::RebuildBlockDeviceMapping => {}
+            TaskState::RebuildSpawning => {
+                let power = if instance.vm_state == VmState::Stopped {
+                    P::Shutdown
+                } else {
+                    P::Running
+                };
+                doms.insert(id, power);
             }
             TaskState::Scheduling | TaskState::ResizePrep => {}
         }

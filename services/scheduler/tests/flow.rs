@@ -441,3 +441,102 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
 }
+
+/// The event types of an instance's cell subject, in order.
+async fn cell_event_types(e: &Env, id: InstanceId) -> Vec<String> {
+    let stream = StreamName::new("cell1").unwrap();
+    let commits = e
+        .engine
+        .log
+        .read_stream(&stream, 1, usize::MAX)
+        .await
+        .unwrap();
+    commits
+        .iter()
+        .filter(|c| c.subject.id_token() == id.to_string())
+        .flat_map(|c| c.events.iter().map(|ev| ev.event_type.clone()))
+        .collect()
+}
+
+/// The compute agent answers each rebuild step: `rebuilding` and
+/// `rebuild_block_device_mapping` advance to the next step, `rebuild_spawning` ends it
+/// (ACTIVE, or SHUTOFF for a stopped server); a failed step ends in ERROR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_steps_are_answered_by_the_compute_agent() {
+    let size = Resources {
+        vcpus: 8,
+        ram_mb: 8192,
+        disk_gb: 100,
+    };
+    let e = env(1, size, SimOptions::default(), Config::default()).await;
+    let rebuild = || {
+        InstanceCommand::Rebuild(Box::new(domain::instance::Rebuild {
+            image_ref: "fedora".into(),
+            name: Some("rebuilt".into()),
+            ..Default::default()
+        }))
+    };
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+    cmd(&e, id, rebuild()).await;
+    wait_status(&e, id, "ACTIVE").await;
+    {
+        let v = e.engine.world.read();
+        let i = v.instance(&id).unwrap();
+        assert_eq!(i.spec.image_ref, "fedora");
+        assert_eq!(i.spec.name, "rebuilt");
+    }
+    let types = cell_event_types(&e, id).await;
+    let tail: Vec<&str> = types
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "instance.rebuild_started",
+            "instance.task_advanced",
+            "instance.task_advanced",
+            "instance.rebuilt"
+        ]
+    );
+
+    cmd(&e, id, InstanceCommand::Stop).await;
+    wait_status(&e, id, "SHUTOFF").await;
+    cmd(&e, id, rebuild()).await;
+    wait_status(&e, id, "SHUTOFF").await;
+    assert_eq!(
+        cell_event_types(&e, id).await.last().map(String::as_str),
+        Some("instance.rebuilt")
+    );
+
+    let e = env(
+        1,
+        size,
+        SimOptions {
+            fail_tasks: [domain::TaskState::RebuildSpawning].into(),
+            ..SimOptions::default()
+        },
+        Config::default(),
+    )
+    .await;
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+    cmd(&e, id, rebuild()).await;
+    wait_status(&e, id, "ERROR").await;
+    let v = e.engine.world.read();
+    let i = v.instance(&id).unwrap();
+    assert_eq!(i.vm_state, VmState::Error);
+    assert!(
+        i.fault
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("rebuild_spawning"),
+        "{:?}",
+        i.fault
+    );
+}
