@@ -990,16 +990,7 @@ pub fn decide(
 
     // Between `mapped` and `placed` (a few microseconds of scheduler work) user commands
     // would land on the wrong subject: refuse them as Nova refuses an instance not ready.
-    let user_cmd = !matches!(
-        cmd,
-        C::Map { .. }
-            | C::Place
-            | C::Scheduled { .. }
-            | C::ScheduleFailed { .. }
-            | C::Complete { .. }
-            | C::Fail { .. }
-            | C::Tick
-    );
+    let user_cmd = cmd.action().is_some();
     if user_cmd && i.cell.is_some() && !i.placed {
         return Err(DomainError::NotReady {
             id: i.id().to_string(),
