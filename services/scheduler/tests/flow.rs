@@ -473,6 +473,8 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
         InstanceCommand::Rebuild(Box::new(domain::instance::Rebuild {
             image_ref: "fedora".into(),
             name: Some("rebuilt".into()),
+            access_ip_v4: Some(Some("192.0.2.10".into())),
+            hostname: Some("web-1".into()),
             ..Default::default()
         }))
     };
@@ -485,6 +487,10 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
         let i = v.instance(&id).unwrap();
         assert_eq!(i.spec.image_ref, "fedora");
         assert_eq!(i.spec.name, "rebuilt");
+        // What the instance state has no field for is in the read model's extras.
+        let extras = &v.instances[&id].extras;
+        assert_eq!(extras.access_ip_v4.as_deref(), Some("192.0.2.10"));
+        assert_eq!(extras.hostname.as_deref(), Some("web-1"));
     }
     let types = cell_event_types(&e, id).await;
     let tail: Vec<&str> = types
