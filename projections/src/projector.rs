@@ -11,8 +11,8 @@ use eventlog::{EventLog, StreamName};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::model::Touched;
 use crate::store::{ProjectionStore, StoreError};
-use crate::views::Touched;
 use crate::world::World;
 
 /// Follows streams into a world, and persists it.
@@ -106,13 +106,7 @@ impl Projector {
             let t = self.world.apply(&batch);
             batch.clear();
             let mut all = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            all.instances.extend(t.instances);
-            all.hosts.extend(t.hosts);
-            all.flavors.extend(t.flavors);
-            all.cells.extend(t.cells);
-            all.host_mappings.extend(t.host_mappings);
-            all.images.extend(t.images);
-            all.identity.extend(t.identity);
+            all.extend(t);
         }
     }
 

@@ -12,7 +12,8 @@ use eventlog::{Commit, StreamName};
 use tokio::sync::{oneshot, watch};
 
 use crate::health::CellHealth;
-use crate::views::{Touched, Views};
+use crate::model::Touched;
+use crate::views::Views;
 
 /// Views shared by the API and the reactors of one process.
 #[derive(Debug)]

@@ -208,10 +208,10 @@ async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) {
         let allocations = engine
             .world
             .read()
-            .hosts
+            .hosts()
             .values()
-            .find(|r| r.host.spec.name == *host)
-            .map_or(0, |r| r.host.allocations.len());
+            .find(|r| r.state.spec.name == *host)
+            .map_or(0, |r| r.state.allocations.len());
         let payload = serde_json::json!({
             "host": host.as_str(),
             "cell": cell.as_str(),
@@ -255,7 +255,7 @@ impl Reactor for ComputeAgent {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }

@@ -325,7 +325,7 @@ impl Engine {
         for _ in 0..MAX_RETRIES {
             let (events, subject, expected) = {
                 let v = self.world.read();
-                let row = v.instances.get(&id);
+                let row = v.instances().get(&id);
                 let state = row.and_then(|r| r.state());
                 let evs = instance::decide(state, cmd.clone(), ctx, &self.config)?;
                 let (subject, expected) = match (&cmd, row) {
@@ -361,7 +361,7 @@ impl Engine {
                 Err(LogError::WrongLastSequence { actual, .. }) => {
                     let is_api = subject.stream() == StreamName::api();
                     self.wait_seq(|v| {
-                        v.instances.get(&id).is_some_and(|r| {
+                        v.instances().get(&id).is_some_and(|r| {
                             if is_api {
                                 r.api_seq >= actual || r.cell_subject.is_some()
                             } else {
@@ -390,8 +390,8 @@ impl Engine {
             &subject,
             &format!("flavor {id}"),
             |v| {
-                let row = v.flavors.get(&subject);
-                let evs = flavor::decide(row.and_then(|r| r.flavor.as_ref()), cmd.clone(), ctx)
+                let row = v.flavors().get(&subject);
+                let evs = flavor::decide(row.and_then(|r| r.state.as_ref()), cmd.clone(), ctx)
                     .map_err(|e| match e {
                         DomainError::NotFound { kind, id: found } if found.is_empty() => {
                             DomainError::NotFound {
@@ -406,7 +406,7 @@ impl Engine {
                     row.map(|r| r.seq).unwrap_or(0),
                 ))
             },
-            |v| v.flavors.get(&subject).map(|r| r.seq),
+            |v| v.flavors().get(&subject).map(|r| r.seq),
             ctx,
             meta,
         )
@@ -472,7 +472,7 @@ impl Engine {
             let guard = self.lock(subject.as_str()).await;
             let (state, expected) = {
                 let v = self.world.read();
-                let world = v.hosts.get(&subject).map(|r| (r.seq, r.host.clone()));
+                let world = v.hosts().get(&subject).map(|r| (r.seq, r.state.clone()));
                 let cached = self
                     .hosts
                     .lock()
@@ -541,7 +541,7 @@ impl Engine {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&subject);
-                    self.wait_seq(|v| v.hosts.get(&subject).is_some_and(|r| r.seq >= actual))
+                    self.wait_seq(|v| v.hosts().get(&subject).is_some_and(|r| r.seq >= actual))
                         .await;
                 }
                 Err(e) => {

@@ -265,9 +265,9 @@ async fn claim_first(
         // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
         // whose stream is unreachable (the claim could not be written).
         let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
-            .hosts
+            .hosts()
             .values()
-            .map(|r| &r.host)
+            .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
@@ -341,7 +341,7 @@ async fn claim_first(
 /// Whether some claim may soon be released: it belongs to an instance that is still
 /// choosing a host (another scheduler's attempt that may lose its race) or that is gone.
 fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
-    v.claims.iter().any(|(id, _)| {
+    v.claims().iter().any(|(id, _)| {
         id != me
             && v.instance(id)
                 .is_none_or(|i| i.deleted || i.is_scheduling())
@@ -615,7 +615,7 @@ impl Reactor for Scheduler {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }
@@ -633,7 +633,7 @@ pub fn orphan_claims(
     v: &projections::Views,
     id: &InstanceId,
 ) -> Vec<(CellName, HostName, ClaimId)> {
-    let Some(claims) = v.claims.get(id) else {
+    let Some(claims) = v.claims().get(id) else {
         return vec![];
     };
     // An instance this process has not seen yet (its api stream may lag the cell
@@ -648,7 +648,7 @@ pub fn orphan_claims(
     claims
         .iter()
         .filter_map(|(subject, claim)| {
-            let h = &v.hosts.get(subject)?.host.spec;
+            let h = &v.hosts().get(subject)?.state.spec;
             (!held.contains(&(h.name.clone(), *claim)))
                 .then(|| (h.cell.clone(), h.name.clone(), *claim))
         })
@@ -713,7 +713,7 @@ impl Reactor for Placement {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().claims.keys().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().claims().keys().copied().collect();
         for id in ids {
             self.check(engine, id, "req-reconcile");
         }
@@ -731,7 +731,7 @@ impl Reconciler {
         let cfg = engine.config;
         let due: Vec<(InstanceId, String)> = {
             let v = engine.world.read();
-            v.pending
+            v.pending()
                 .iter()
                 .filter_map(|id| {
                     let i = v.instance(id)?;

@@ -176,7 +176,7 @@ pub async fn list(open: &OpenLog) -> anyhow::Result<Vec<CellInfo>> {
     fold_stream(log, &StreamName::api(), &mut views)
         .await
         .context("cannot read the api stream")?;
-    let cells: Vec<CellName> = views.cells.keys().cloned().collect();
+    let cells: Vec<CellName> = views.cells().keys().cloned().collect();
     let mut out = Vec::new();
     for name in cells {
         let stream = engine::cells::cell_stream(&name);
@@ -196,16 +196,16 @@ pub async fn list(open: &OpenLog) -> anyhow::Result<Vec<CellInfo>> {
             );
         let instances = up.then(|| {
             cell_views
-                .instances
+                .instances()
                 .values()
                 .filter_map(|r| r.cell.as_ref())
                 .filter(|i| !i.deleted)
                 .count()
         });
         let hosts = views
-            .host_mappings
+            .host_mappings()
             .values()
-            .filter(|m| m.mapping.cell == name)
+            .filter(|m| m.state.cell == name)
             .count();
         out.push(CellInfo {
             stream: open.stream_label(&name),

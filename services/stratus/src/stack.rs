@@ -928,7 +928,7 @@ pub fn spawn_cell_probe(
         let mut last_ok: std::collections::HashMap<CellName, tokio::time::Instant> =
             Default::default();
         loop {
-            let cells: Vec<CellName> = world.read().cells.keys().cloned().collect();
+            let cells: Vec<CellName> = world.read().cells().keys().cloned().collect();
             for cell in cells {
                 let stream = engine::cells::cell_stream(&cell);
                 let now = tokio::time::Instant::now();

@@ -266,12 +266,12 @@ async fn host_usage(log: &JetStreamLog) -> BTreeMap<String, (u64, usize)> {
         views.apply(c, &mut touched);
     }
     views
-        .hosts
+        .hosts()
         .values()
         .map(|r| {
             (
-                r.host.spec.name.to_string(),
-                (r.host.used.ram_mb, r.host.allocations.len()),
+                r.state.spec.name.to_string(),
+                (r.state.used.ram_mb, r.state.allocations.len()),
             )
         })
         .collect()
