@@ -27,6 +27,7 @@ pub mod embedded;
 pub mod heartbeat;
 pub mod jetstream;
 pub mod subject;
+pub mod sync;
 pub mod testing;
 
 use std::fmt;
@@ -39,7 +40,8 @@ pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
 pub use embedded::EmbeddedLog;
 pub use heartbeat::{Beat, Heartbeats, MemoryHeartbeats};
 pub use jetstream::{JetStreamLog, JetStreamOptions};
-pub use subject::{StreamName, Subject};
+pub use subject::{StreamName, Subject, SubjectKind};
+pub use sync::{LockExt, RwLockExt};
 
 /// Who caused a commit (the authenticated caller, or a service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

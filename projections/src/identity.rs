@@ -11,34 +11,33 @@ use domain::identity::{
     self, IdentityName, IdentityState, NameClaim, NameKind, Project, Role, RoleId, User,
 };
 use domain::{Event, ProjectId, UserId};
-use eventlog::{Commit, Subject};
+use eventlog::{Commit, Subject, SubjectKind};
 
 use crate::model::{Invalid, ReadModel, Row, Table};
 
 /// `stratus.api.project.<id>`.
 pub fn project_subject(id: &ProjectId) -> Subject {
-    Subject::api("project", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::Project, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.user.<id>`.
 pub fn user_subject(id: &UserId) -> Subject {
-    Subject::api("user", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::User, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.role.<id>`.
 pub fn role_subject(id: &RoleId) -> Subject {
-    Subject::api("role", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::Role, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.<kind>_name.<domain>.<name>` (both tokens encoded).
 pub fn name_subject(kind: NameKind, domain_id: &str, name: &IdentityName) -> Subject {
-    Subject::parse(&format!(
-        "stratus.api.{}_name.{}.{}",
-        kind.as_str(),
-        Subject::token(domain_id),
-        Subject::token(name.as_str())
-    ))
-    .expect("tokens are encoded")
+    let kind = match kind {
+        NameKind::Project => SubjectKind::ProjectName,
+        NameKind::User => SubjectKind::UserName,
+        NameKind::Role => SubjectKind::RoleName,
+    };
+    Subject::api_scoped(kind, domain_id, name.as_str()).expect("tokens are encoded")
 }
 
 /// All identity rows, by subject.

@@ -565,7 +565,7 @@ impl Views {
 
     /// Live flavor by id.
     pub fn flavor(&self, id: &str) -> Option<&Flavor> {
-        let s = Subject::api("flavor", id).ok()?;
+        let s = Subject::api(eventlog::SubjectKind::Flavor, id).ok()?;
         self.flavors()
             .get(&s)?
             .state

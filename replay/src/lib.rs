@@ -204,13 +204,13 @@ pub struct HistoryStep {
 /// The history of one instance: its api-subject commits, then its cell-subject commits.
 pub async fn history(log: &dyn EventLog, id: InstanceId) -> Result<Vec<HistoryStep>, ReplayError> {
     let mut commits: Vec<Commit> = Vec::new();
-    let api = Subject::api("instance", &id.to_string())?;
+    let api = Subject::api(eventlog::SubjectKind::Instance, &id.to_string())?;
     commits.extend(log.read_subject(&api, 1).await?);
     for s in log.streams().await? {
         if s == StreamName::api() {
             continue;
         }
-        let subj = Subject::cell(&s, "instance", &id.to_string())?;
+        let subj = Subject::cell(&s, eventlog::SubjectKind::Instance, &id.to_string())?;
         commits.extend(log.read_subject(&subj, 1).await?);
     }
     let mut steps = Vec::new();

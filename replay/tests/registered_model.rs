@@ -67,8 +67,8 @@ async fn append(log: &dyn EventLog, subject: &Subject, n: u64) {
 async fn a_registered_model_is_stored_restored_and_compared() {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
-    let f1 = Subject::api("flavor", "f1").unwrap();
-    let f2 = Subject::api("flavor", "f2").unwrap();
+    let f1 = Subject::api(eventlog::SubjectKind::Flavor, "f1").unwrap();
+    let f2 = Subject::api(eventlog::SubjectKind::Flavor, "f2").unwrap();
     for n in 1..=3 {
         append(log.as_ref(), &f1, n).await;
     }

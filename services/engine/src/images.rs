@@ -15,7 +15,7 @@ use crate::{Engine, EngineError, Meta, Outcome};
 
 /// `stratus.api.image.<uuid>`.
 pub fn image_subject(id: &ImageId) -> Subject {
-    Subject::api("image", &id.to_string()).expect("uuid is a valid token")
+    Subject::api(eventlog::SubjectKind::Image, &id.to_string()).expect("uuid is a valid token")
 }
 
 impl Engine {

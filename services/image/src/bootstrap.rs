@@ -75,7 +75,7 @@ fn meta(step: &str, id: &ImageId) -> Meta {
         "bootstrap",
         &format!("req-{}", uuid::Uuid::new_v4()),
         "bootstrap",
-        format!("bootstrap:image:{step}:{id}"),
+        domain::dedupe::bootstrap_image(step, id),
     )
 }
 

@@ -122,7 +122,7 @@ pub async fn create(log: &dyn EventLog, name: &str) -> anyhow::Result<()> {
         "operator",
         &request,
         "cli:cell-create",
-        format!("cell-create:{}", uuid::Uuid::new_v4()),
+        domain::dedupe::cell_create(uuid::Uuid::new_v4()),
     );
     let ctx = Ctx::service("operator", now(), uuid::Uuid::new_v4());
     match engine::cells::create_cell(log, &name, &ctx, &meta).await {

@@ -329,7 +329,7 @@ async fn scheduler_killed_between_claim_and_scheduled() {
     let claims: Vec<String> = all_commits(&log)
         .await
         .iter()
-        .filter(|c| c.subject.kind() == "host")
+        .filter(|c| c.subject.kind() == Some(eventlog::SubjectKind::Host))
         .flat_map(|c| c.events.iter().map(|e| e.event_type.clone()))
         .filter(|t| t != "host.registered")
         .collect();

@@ -283,7 +283,7 @@ async fn two_schedulers_racing_never_overcommit() {
             }
         }
         for c in &commits {
-            if c.subject.kind() == "host" {
+            if c.subject.kind() == Some(eventlog::SubjectKind::Host) {
                 diag.push_str(&format!(
                     "  {} #{} {} {:?}\n",
                     c.meta.occurred_at,
