@@ -189,11 +189,9 @@ pub struct HistoryStep {
     pub subject: Subject,
     /// Subject sequence.
     pub subject_seq: u64,
-    /// Event type.
     pub event_type: String,
     /// Time (µs since epoch).
     pub occurred_at: i64,
-    /// Request id.
     pub request_id: String,
     /// Actor user.
     pub actor: String,
