@@ -35,7 +35,6 @@ pub enum CellCommand {
 pub enum CellEvent {
     /// `cell.created`
     Created {
-        /// Name.
         name: CellName,
         /// When.
         created_at: Timestamp,
@@ -106,7 +105,6 @@ pub enum HostMappingEvent {
         host: HostName,
         /// Its cell.
         cell: CellName,
-        /// When.
         at: Timestamp,
     },
 }

@@ -2,8 +2,8 @@
 //!
 //! Invariant: a (type, version) pair, once written, is never reused for a different
 //! payload shape. A new shape gets a new version; the old one keeps being decoded and
-//! is upcast (see `eventlog::codec`). The committed corpus under `eventlog/tests/corpus`
-//! proves it.
+//! is upcast (see `projections::codec`). The committed corpus under
+//! `projections/tests/corpus` (checked by `projections/tests/corpus.rs`) proves it.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +17,8 @@ use crate::instance::InstanceEvent;
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
-    /// An instance event.
     Instance(InstanceEvent),
-    /// A flavor event.
     Flavor(FlavorEvent),
-    /// A host event.
     Host(HostEvent),
     /// A cell event (api stream).
     Cell(CellEvent),

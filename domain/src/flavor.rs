@@ -28,7 +28,6 @@ pub struct FlavorSpec {
     pub ephemeral_gb: u64,
     /// Swap in MiB.
     pub swap_mb: u64,
-    /// RX/TX factor.
     pub rxtx_factor: f64,
     /// Visible to all projects.
     pub is_public: bool,
@@ -52,7 +51,6 @@ impl FlavorSpec {
 pub struct Flavor {
     /// The spec it was created with.
     pub spec: FlavorSpec,
-    /// Extra specs.
     pub extra_specs: BTreeMap<String, String>,
     /// Deleted flavors stay as tombstones.
     pub deleted: bool,
@@ -79,17 +77,9 @@ pub enum FlavorCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FlavorEvent {
     /// `flavor.created`
-    Created {
-        /// Spec.
-        spec: FlavorSpec,
-        /// When.
-        at: Timestamp,
-    },
+    Created { spec: FlavorSpec, at: Timestamp },
     /// `flavor.deleted`
-    Deleted {
-        /// When.
-        at: Timestamp,
-    },
+    Deleted { at: Timestamp },
     /// `flavor.extra_specs_set`
     ExtraSpecsSet {
         /// Keys and values set.

@@ -19,7 +19,6 @@ pub struct Resources {
     pub vcpus: u64,
     /// MEMORY_MB
     pub ram_mb: u64,
-    /// DISK_GB
     pub disk_gb: u64,
 }
 
@@ -75,7 +74,6 @@ pub struct HostSpec {
     pub total: Resources,
     /// Allocation ratios.
     pub ratios: Ratios,
-    /// Availability zone.
     pub availability_zone: String,
 }
 
@@ -102,7 +100,6 @@ pub struct Allocation {
 /// Current state of a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
-    /// Spec.
     pub spec: HostSpec,
     /// Claims by id.
     pub allocations: BTreeMap<ClaimId, Allocation>,
@@ -159,12 +156,7 @@ pub enum HostCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum HostEvent {
     /// `host.registered`
-    Registered {
-        /// Spec.
-        spec: HostSpec,
-        /// When.
-        at: Timestamp,
-    },
+    Registered { spec: HostSpec, at: Timestamp },
     /// `host.claimed`
     Claimed {
         /// Claim id.

@@ -112,7 +112,6 @@ impl NameKind {
 /// A project (tenant).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
-    /// Id.
     pub id: ProjectId,
     /// Unique name in its domain.
     pub name: IdentityName,
@@ -129,7 +128,6 @@ pub struct Project {
 /// A user with its credential and role assignments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
-    /// Id.
     pub id: UserId,
     /// Unique name in its domain.
     pub name: IdentityName,
@@ -165,7 +163,6 @@ impl User {
 /// A role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Role {
-    /// Id.
     pub id: RoleId,
     /// Unique name.
     pub name: IdentityName,
@@ -178,7 +175,6 @@ pub struct Role {
 pub struct NameClaim {
     /// What it names.
     pub kind: NameKind,
-    /// Domain id.
     pub domain_id: String,
     /// The name.
     pub name: IdentityName,
@@ -193,35 +189,25 @@ pub struct NameClaim {
 pub enum IdentityCommand {
     /// Claim a unique name (before creating the entity that holds it).
     ClaimName {
-        /// Kind.
         kind: NameKind,
-        /// Domain id.
         domain_id: String,
-        /// Name.
         name: IdentityName,
         /// The entity's id.
         id: String,
     },
     /// Create a project.
     CreateProject {
-        /// Id.
         id: ProjectId,
-        /// Name.
         name: IdentityName,
-        /// Description.
         description: String,
-        /// Enabled.
         enabled: bool,
     },
     /// Create a user.
     CreateUser {
-        /// Id.
         id: UserId,
-        /// Name.
         name: IdentityName,
         /// argon2 PHC string.
         password_hash: String,
-        /// Enabled.
         enabled: bool,
         /// Default project.
         default_project_id: Option<ProjectId>,
@@ -234,19 +220,9 @@ pub enum IdentityCommand {
         password_hash: String,
     },
     /// Grant a role on a project to a user.
-    GrantRole {
-        /// Project.
-        project: ProjectId,
-        /// Role.
-        role: RoleId,
-    },
+    GrantRole { project: ProjectId, role: RoleId },
     /// Create a role.
-    CreateRole {
-        /// Id.
-        id: RoleId,
-        /// Name.
-        name: IdentityName,
-    },
+    CreateRole { id: RoleId, name: IdentityName },
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -254,79 +230,56 @@ pub enum IdentityCommand {
 pub enum IdentityEvent {
     /// `identity.name_claimed` (name-index subject)
     NameClaimed {
-        /// Kind.
         kind: NameKind,
-        /// Domain id.
         domain_id: String,
-        /// Name.
         name: IdentityName,
         /// Holder.
         id: String,
-        /// When.
         at: Timestamp,
     },
     /// `project.created`
     ProjectCreated {
-        /// Id.
         id: ProjectId,
-        /// Name.
         name: IdentityName,
-        /// Domain id.
         domain_id: String,
-        /// Description.
         description: String,
-        /// Enabled.
         enabled: bool,
-        /// When.
         at: Timestamp,
     },
     /// `user.created`
     UserCreated {
-        /// Id.
         id: UserId,
-        /// Name.
         name: IdentityName,
-        /// Domain id.
         domain_id: String,
         /// argon2 PHC string.
         password_hash: String,
-        /// Enabled.
         enabled: bool,
         /// Default project.
         default_project_id: Option<ProjectId>,
-        /// When.
         at: Timestamp,
     },
     /// `user.enabled_set`
     UserEnabledSet {
         /// New value.
         enabled: bool,
-        /// When.
         at: Timestamp,
     },
     /// `user.password_changed`
     UserPasswordChanged {
         /// argon2 PHC string.
         password_hash: String,
-        /// When.
         at: Timestamp,
     },
     /// `user.role_granted`
     UserRoleGranted {
-        /// Project.
         project: ProjectId,
-        /// Role.
         role: RoleId,
-        /// When.
         at: Timestamp,
     },
     /// `role.created`
     RoleCreated {
-        /// Id.
         id: RoleId,
-        /// Name.
         name: IdentityName,
-        /// When.
         at: Timestamp,
     },
 }

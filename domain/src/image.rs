@@ -145,7 +145,6 @@ pub struct ImageSpec {
     pub name: Option<String>,
     /// Owner project.
     pub owner: String,
-    /// Visibility.
     pub visibility: Visibility,
     /// Protected images cannot be deleted.
     pub protected: bool,
@@ -157,7 +156,6 @@ pub struct ImageSpec {
     pub min_disk: u64,
     /// Minimum RAM in MiB a server needs.
     pub min_ram: u64,
-    /// Tags.
     pub tags: BTreeSet<String>,
     /// Custom properties.
     pub properties: BTreeMap<String, String>,
@@ -181,7 +179,6 @@ pub struct ImageData {
 pub struct Image {
     /// Attributes (updated in place by `image.updated`).
     pub spec: ImageSpec,
-    /// Status.
     pub status: ImageStatus,
     /// Stored data, once active.
     pub data: Option<ImageData>,
@@ -258,41 +255,25 @@ pub enum ImageCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ImageEvent {
     /// `image.created`
-    Created {
-        /// Spec.
-        spec: ImageSpec,
-        /// When.
-        at: Timestamp,
-    },
+    Created { spec: ImageSpec, at: Timestamp },
     /// `image.upload_started`
-    UploadStarted {
-        /// When.
-        at: Timestamp,
-    },
+    UploadStarted { at: Timestamp },
     /// `image.upload_finished`
     UploadFinished {
         /// Size and checksums of the durable data.
         data: ImageData,
-        /// When.
         at: Timestamp,
     },
     /// `image.upload_aborted`
-    UploadAborted {
-        /// When.
-        at: Timestamp,
-    },
+    UploadAborted { at: Timestamp },
     /// `image.updated`
     Updated {
         /// The changes, in order.
         changes: Vec<ImageChange>,
-        /// When.
         at: Timestamp,
     },
     /// `image.deleted`
-    Deleted {
-        /// When.
-        at: Timestamp,
-    },
+    Deleted { at: Timestamp },
 }
 
 fn printable(s: &str) -> bool {

@@ -21,7 +21,8 @@ async fn round(log: &Arc<EmbeddedLog>, tasks: usize, round: u64) -> Duration {
     let mut set = tokio::task::JoinSet::new();
     for t in 0..tasks {
         let log = log.clone();
-        let subject = Subject::cell(&cell, "instance", &format!("t{t}")).unwrap();
+        let subject =
+            Subject::cell(&cell, eventlog::SubjectKind::Instance, &format!("t{t}")).unwrap();
         set.spawn(async move {
             for i in 0..PER_TASK {
                 let seq = round * PER_TASK + i;

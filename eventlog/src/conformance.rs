@@ -59,7 +59,7 @@ fn stream(name: &str) -> StreamName {
 
 /// `stratus.cell.<cell>.instance.<id>`.
 fn subject(cell: &str, id: &str) -> Subject {
-    Subject::cell(&stream(cell), "instance", id).expect("valid subject")
+    Subject::cell(&stream(cell), crate::SubjectKind::Instance, id).expect("valid subject")
 }
 
 /// Events `tag-0 .. tag-(n-1)` with payloads that identify them.
@@ -721,7 +721,7 @@ pub async fn streams_isolated(log: Arc<dyn EventLog>) {
     let mut sub2 = log.subscribe(&c2, 1).await.unwrap();
     let a = subject("cell1", "iso");
     let b = subject("cell2", "iso");
-    let f = Subject::api("flavor", "m1.tiny").unwrap();
+    let f = Subject::api(crate::SubjectKind::Flavor, "m1.tiny").unwrap();
     for i in 0..5u64 {
         let x = append_ok(
             &*log,

@@ -906,7 +906,7 @@ mod tests {
         Commit {
             stream: cell.clone(),
             stream_seq: 42,
-            subject: Subject::cell(&cell, "instance", "abc").unwrap(),
+            subject: Subject::cell(&cell, crate::SubjectKind::Instance, "abc").unwrap(),
             subject_seq: 7,
             dedupe_id: "cause-1".into(),
             meta: Metadata {

@@ -10,6 +10,7 @@
 //! Invariant: [`Heartbeats::beats`] returns at most one beat per `(service, id)`, the
 //! last one written.
 
+use crate::LockExt;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -53,7 +54,7 @@ pub struct MemoryHeartbeats {
 #[async_trait]
 impl Heartbeats for MemoryHeartbeats {
     async fn beat(&self, service: &str, id: &str, payload: &[u8]) -> Result<(), LogError> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        self.last.lock_or_recover().insert(
             (service.to_string(), id.to_string()),
             (payload.to_vec(), crate::now_micros()),
         );
@@ -63,8 +64,7 @@ impl Heartbeats for MemoryHeartbeats {
     async fn beats(&self) -> Result<Vec<Beat>, LogError> {
         Ok(self
             .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .iter()
             .map(|((service, id), (payload, at))| Beat {
                 service: service.clone(),

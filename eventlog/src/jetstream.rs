@@ -1952,7 +1952,7 @@ mod tests {
     #[test]
     fn record_roundtrip() {
         let cell = StreamName::cell("cell1").unwrap();
-        let subject = Subject::cell(&cell, "instance", "a").unwrap();
+        let subject = Subject::cell(&cell, crate::SubjectKind::Instance, "a").unwrap();
         let meta = Metadata {
             correlation_id: "req-1".into(),
             ..Default::default()

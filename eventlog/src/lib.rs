@@ -27,6 +27,7 @@ pub mod embedded;
 pub mod heartbeat;
 pub mod jetstream;
 pub mod subject;
+pub mod sync;
 pub mod testing;
 
 use std::fmt;
@@ -39,7 +40,8 @@ pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
 pub use embedded::EmbeddedLog;
 pub use heartbeat::{Beat, Heartbeats, MemoryHeartbeats};
 pub use jetstream::{JetStreamLog, JetStreamOptions};
-pub use subject::{StreamName, Subject};
+pub use subject::{StreamName, Subject, SubjectKind};
+pub use sync::{LockExt, RwLockExt};
 
 /// Who caused a commit (the authenticated caller, or a service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -81,11 +83,8 @@ pub struct NewEvent {
 pub struct StoredEvent {
     /// UUIDv7, assigned at append.
     pub event_id: Uuid,
-    /// Stable type name.
     pub event_type: String,
-    /// Payload schema version.
     pub version: u16,
-    /// Encoded payload.
     pub payload: Vec<u8>,
 }
 
@@ -107,7 +106,6 @@ pub struct AppendRequest {
     pub expected: ExpectedSeq,
     /// Idempotency key derived from the cause (`Nats-Msg-Id` on JetStream).
     pub dedupe_id: String,
-    /// Commit metadata.
     pub meta: Metadata,
     /// The events, at least one.
     pub events: Vec<NewEvent>,
@@ -137,7 +135,6 @@ pub struct Commit {
     pub subject_seq: u64,
     /// Idempotency key it was written with.
     pub dedupe_id: String,
-    /// Commit metadata.
     pub meta: Metadata,
     /// Events, in order.
     pub events: Vec<StoredEvent>,
@@ -256,7 +253,6 @@ pub trait Acknowledge: Send + Sync {
 /// One commit delivered by a durable consumer. Acknowledge it once handled; one that is
 /// neither acked nor naked is delivered again after the consumer's `ack_wait`.
 pub struct Delivery {
-    /// The commit.
     pub commit: Commit,
     /// How many times it has been delivered to this consumer (1 = first time).
     pub delivered: u64,

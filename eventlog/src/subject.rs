@@ -60,6 +60,75 @@ impl fmt::Display for StreamName {
     }
 }
 
+/// The aggregate kind of a subject: the `<kind>` token of `stratus.api.<kind>.<id>` and
+/// `stratus.cell.<cell>.<kind>.<id>`. The tokens are part of every stored subject: they
+/// live here only, and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubjectKind {
+    Instance,
+    Host,
+    Flavor,
+    Cell,
+    HostMapping,
+    Image,
+    Project,
+    User,
+    Role,
+    /// The claim on a project name in a domain (`<domain>.<name>` after the kind).
+    ProjectName,
+    /// The claim on a user name in a domain.
+    UserName,
+    /// The claim on a role name.
+    RoleName,
+}
+
+impl SubjectKind {
+    /// Every kind.
+    pub const ALL: [SubjectKind; 12] = [
+        SubjectKind::Instance,
+        SubjectKind::Host,
+        SubjectKind::Flavor,
+        SubjectKind::Cell,
+        SubjectKind::HostMapping,
+        SubjectKind::Image,
+        SubjectKind::Project,
+        SubjectKind::User,
+        SubjectKind::Role,
+        SubjectKind::ProjectName,
+        SubjectKind::UserName,
+        SubjectKind::RoleName,
+    ];
+
+    /// The subject token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::Instance => "instance",
+            SubjectKind::Host => "host",
+            SubjectKind::Flavor => "flavor",
+            SubjectKind::Cell => "cell",
+            SubjectKind::HostMapping => "host_mapping",
+            SubjectKind::Image => "image",
+            SubjectKind::Project => "project",
+            SubjectKind::User => "user",
+            SubjectKind::Role => "role",
+            SubjectKind::ProjectName => "project_name",
+            SubjectKind::UserName => "user_name",
+            SubjectKind::RoleName => "role_name",
+        }
+    }
+
+    /// The kind of a subject token (`None` for a token no aggregate uses).
+    pub fn from_token(t: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == t)
+    }
+}
+
+impl fmt::Display for SubjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A validated subject: `stratus.api.<kind>.<id>` or `stratus.cell.<cell>.<kind>.<id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String")]
@@ -101,12 +170,22 @@ impl Subject {
     }
 
     /// `stratus.api.<kind>.<token(id)>`.
-    pub fn api(kind: &str, id: &str) -> Result<Self, LogError> {
+    pub fn api(kind: SubjectKind, id: &str) -> Result<Self, LogError> {
         Self::parse(&format!("stratus.api.{kind}.{}", Self::token(id)))
     }
 
+    /// `stratus.api.<kind>.<token(scope)>.<token(name)>`: a claim on a name within a
+    /// scope (an identity domain).
+    pub fn api_scoped(kind: SubjectKind, scope: &str, name: &str) -> Result<Self, LogError> {
+        Self::parse(&format!(
+            "stratus.api.{kind}.{}.{}",
+            Self::token(scope),
+            Self::token(name)
+        ))
+    }
+
     /// `stratus.cell.<cell>.<kind>.<token(id)>`.
-    pub fn cell(cell: &StreamName, kind: &str, id: &str) -> Result<Self, LogError> {
+    pub fn cell(cell: &StreamName, kind: SubjectKind, id: &str) -> Result<Self, LogError> {
         Self::parse(&format!("stratus.cell.{cell}.{kind}.{}", Self::token(id)))
     }
 
@@ -159,12 +238,18 @@ impl Subject {
     }
 
     /// The aggregate kind token (`instance`, `host`, `flavor`, ...).
-    pub fn kind(&self) -> &str {
-        let parts: Vec<&str> = self.0.split('.').collect();
-        match parts.get(1) {
-            Some(&"api") => parts.get(2).copied().unwrap_or(""),
-            _ => parts.get(3).copied().unwrap_or(""),
-        }
+    pub fn kind_token(&self) -> &str {
+        let mut it = self.0.split('.').skip(1);
+        let kind = match it.next() {
+            Some("api") => it.next(),
+            _ => it.nth(1),
+        };
+        kind.unwrap_or("")
+    }
+
+    /// The aggregate kind (`None` for a kind token no aggregate uses).
+    pub fn kind(&self) -> Option<SubjectKind> {
+        SubjectKind::from_token(self.kind_token())
     }
 
     /// The last token (the encoded aggregate id).
@@ -192,11 +277,18 @@ mod tests {
     fn subjects_route_to_streams() {
         let s = Subject::parse("stratus.cell.cell1.instance.abc").unwrap();
         assert_eq!(s.stream().as_str(), "cell1");
-        assert_eq!(s.kind(), "instance");
-        let a = Subject::api("flavor", "m1.tiny").unwrap();
+        assert_eq!(s.kind(), Some(SubjectKind::Instance));
+        let a = Subject::api(SubjectKind::Flavor, "m1.tiny").unwrap();
         assert_eq!(a.as_str(), "stratus.api.flavor.m1~2Etiny");
         assert_eq!(a.stream().as_str(), "api");
-        assert_eq!(a.kind(), "flavor");
+        assert_eq!(a.kind(), Some(SubjectKind::Flavor));
+        let n = Subject::api_scoped(SubjectKind::UserName, "default", "a.b").unwrap();
+        assert_eq!(n.as_str(), "stratus.api.user_name.default.a~2Eb");
+        assert_eq!(n.kind(), Some(SubjectKind::UserName));
+        assert_eq!(Subject::parse("stratus.api.other.x").unwrap().kind(), None);
+        for k in SubjectKind::ALL {
+            assert_eq!(SubjectKind::from_token(k.as_str()), Some(k));
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ async fn reopen_keeps_everything_and_discovers_streams() {
     use eventlog::{AppendRequest, ExpectedSeq, Metadata, NewEvent, StreamName, Subject};
     let dir = tempfile::tempdir().unwrap();
     let cell = StreamName::cell("cell1").unwrap();
-    let s = Subject::cell(&cell, "instance", "a").unwrap();
+    let s = Subject::cell(&cell, eventlog::SubjectKind::Instance, "a").unwrap();
     let req = |i: u64| AppendRequest {
         subject: s.clone(),
         expected: ExpectedSeq::Exactly(i),

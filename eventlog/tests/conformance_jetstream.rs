@@ -107,7 +107,7 @@ async fn two_writers_share_sequences_and_dedupe() {
     let b = JetStreamLog::connect(&server.url(), options())
         .await
         .unwrap();
-    let s = Subject::cell(&cell1(), "host", "h1").unwrap();
+    let s = Subject::cell(&cell1(), eventlog::SubjectKind::Host, "h1").unwrap();
 
     let a1 = a
         .append(req(&s, ExpectedSeq::Exactly(0), "a1"))
@@ -185,7 +185,7 @@ async fn refuses_a_stream_that_could_drop_events() {
         ),
         other => panic!("expected a storage error, got {other:?}"),
     }
-    let s = Subject::cell(&cell1(), "instance", "x").unwrap();
+    let s = Subject::cell(&cell1(), eventlog::SubjectKind::Instance, "x").unwrap();
     assert!(log.append(req(&s, ExpectedSeq::Any, "x")).await.is_err());
 
     // The stream it creates itself passes its own check, and is named as documented.
@@ -208,7 +208,7 @@ async fn messages_carry_routing_headers() {
     let log = JetStreamLog::connect(&server.url(), options())
         .await
         .unwrap();
-    let s = Subject::cell(&cell1(), "instance", "h").unwrap();
+    let s = Subject::cell(&cell1(), eventlog::SubjectKind::Instance, "h").unwrap();
     log.append(req(&s, ExpectedSeq::Exactly(0), "h1"))
         .await
         .unwrap();
@@ -240,7 +240,7 @@ async fn subscription_survives_server_restart() {
     let log = JetStreamLog::connect(&server.url(), options())
         .await
         .unwrap();
-    let s = Subject::cell(&cell1(), "instance", "r").unwrap();
+    let s = Subject::cell(&cell1(), eventlog::SubjectKind::Instance, "r").unwrap();
     for i in 0..5 {
         log.append(req(&s, ExpectedSeq::Exactly(i), &format!("r{i}")))
             .await
@@ -332,7 +332,7 @@ async fn replicas_beyond_one_are_refused_on_a_single_server() {
     let r1 = JetStreamLog::connect(&server.url(), options())
         .await
         .unwrap();
-    let s = Subject::cell(&cell1(), "instance", "kept").unwrap();
+    let s = Subject::cell(&cell1(), eventlog::SubjectKind::Instance, "kept").unwrap();
     r1.append(req(&s, ExpectedSeq::Exactly(0), "kept"))
         .await
         .unwrap();

@@ -28,7 +28,12 @@ fn cell() -> StreamName {
 }
 
 fn subject(task: usize) -> Subject {
-    Subject::cell(&cell(), "instance", &format!("crash{task}")).unwrap()
+    Subject::cell(
+        &cell(),
+        eventlog::SubjectKind::Instance,
+        &format!("crash{task}"),
+    )
+    .unwrap()
 }
 
 /// The child: appends forever until killed. A no-op when not run as the child.

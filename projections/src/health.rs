@@ -7,6 +7,7 @@
 //! Invariant: health is only a view of reachability; it never changes the log or the
 //! folded views, so a cell that comes back is served from the same state as before.
 
+use eventlog::RwLockExt;
 use std::collections::BTreeSet;
 use std::sync::RwLock;
 
@@ -21,7 +22,7 @@ pub struct CellHealth {
 impl CellHealth {
     /// Marks `cell` down (`true`) or up (`false`); returns whether that changed anything.
     pub fn set_down(&self, cell: &CellName, down: bool) -> bool {
-        let mut set = self.down.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.down.write_or_recover();
         if down {
             set.insert(cell.clone())
         } else {
@@ -31,14 +32,11 @@ impl CellHealth {
 
     /// Whether `cell` is down.
     pub fn is_down(&self, cell: &CellName) -> bool {
-        self.down
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(cell)
+        self.down.read_or_recover().contains(cell)
     }
 
     /// The cells that are down now.
     pub fn down(&self) -> BTreeSet<CellName> {
-        self.down.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.down.read_or_recover().clone()
     }
 }

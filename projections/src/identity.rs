@@ -7,68 +7,71 @@
 //! - Lookups by name go through the name-index rows, so a name resolves to exactly the
 //!   entity that won its claim; an entity whose claim is missing is never found by name.
 
-use std::collections::BTreeMap;
-
 use domain::identity::{
-    self, IdentityEvent, IdentityName, IdentityState, NameClaim, NameKind, Project, Role, RoleId,
-    User,
+    self, IdentityName, IdentityState, NameClaim, NameKind, Project, Role, RoleId, User,
 };
-use domain::{ProjectId, UserId};
-use eventlog::Subject;
-use serde::{Deserialize, Serialize};
+use domain::{Event, ProjectId, UserId};
+use eventlog::{Commit, Subject, SubjectKind};
+
+use crate::model::{Invalid, ReadModel, Row, Table};
 
 /// `stratus.api.project.<id>`.
 pub fn project_subject(id: &ProjectId) -> Subject {
-    Subject::api("project", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::Project, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.user.<id>`.
 pub fn user_subject(id: &UserId) -> Subject {
-    Subject::api("user", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::User, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.role.<id>`.
 pub fn role_subject(id: &RoleId) -> Subject {
-    Subject::api("role", id.as_str()).expect("tokens are encoded")
+    Subject::api(SubjectKind::Role, id.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.<kind>_name.<domain>.<name>` (both tokens encoded).
 pub fn name_subject(kind: NameKind, domain_id: &str, name: &IdentityName) -> Subject {
-    Subject::parse(&format!(
-        "stratus.api.{}_name.{}.{}",
-        kind.as_str(),
-        Subject::token(domain_id),
-        Subject::token(name.as_str())
-    ))
-    .expect("tokens are encoded")
-}
-
-/// One identity subject's state and last sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdentityRow {
-    /// State.
-    pub state: IdentityState,
-    /// Last subject sequence.
-    pub seq: u64,
+    let kind = match kind {
+        NameKind::Project => SubjectKind::ProjectName,
+        NameKind::User => SubjectKind::UserName,
+        NameKind::Role => SubjectKind::RoleName,
+    };
+    Subject::api_scoped(kind, domain_id, name.as_str()).expect("tokens are encoded")
 }
 
 /// All identity rows, by subject.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IdentityViews {
-    /// Rows by subject.
-    pub rows: BTreeMap<Subject, IdentityRow>,
+    pub rows: Table<Subject, Row<IdentityState>>,
+}
+
+impl ReadModel for IdentityViews {
+    const NAME: &'static str = "identity";
+    type Key = Subject;
+    type Row = Row<IdentityState>;
+
+    fn rows(&self) -> &Table<Subject, Row<IdentityState>> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<Subject, Row<IdentityState>> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<Subject>, Invalid> {
+        let Event::Identity(e) = ev else {
+            return Ok(None);
+        };
+        let prev = self.rows.remove(&c.subject).map(|r| r.state);
+        if let Some(state) = identity::evolve(prev, e) {
+            let seq = c.subject_seq;
+            self.rows.insert(c.subject.clone(), Row { state, seq });
+        }
+        Ok(Some(c.subject.clone()))
+    }
 }
 
 impl IdentityViews {
-    /// Applies one event of `subject` at `seq`.
-    pub fn apply(&mut self, subject: &Subject, seq: u64, ev: &IdentityEvent) {
-        let prev = self.rows.remove(subject).map(|r| r.state);
-        if let Some(state) = identity::evolve(prev, ev) {
-            self.rows
-                .insert(subject.clone(), IdentityRow { state, seq });
-        }
-    }
-
     /// State and sequence of a subject (0 when it has none).
     pub fn get(&self, subject: &Subject) -> (Option<&IdentityState>, u64) {
         match self.rows.get(subject) {

@@ -1,17 +1,26 @@
 //! Projections: read models folded from the event log, kept in memory ([`World`]) and
 //! persisted with their positions ([`ProjectionStore`]); the [`projector`] follows the
 //! streams. Everything here can be rebuilt from the log (`stratus replay rebuild`).
+//!
+//! A read model is one type implementing [`ReadModel`] (see [`model`] for the trait
+//! and its invariants) plus one registration ([`Views::register`], or the built-in list
+//! in `Views::default`); the store, snapshots, merges and `replay` iterate the
+//! registered models.
 
 pub mod codec;
 pub mod health;
 pub mod identity;
+pub mod model;
 pub mod projector;
 pub mod store;
 pub mod views;
 pub mod world;
 
 pub use health::CellHealth;
-pub use identity::{IdentityRow, IdentityViews};
+pub use identity::IdentityViews;
+pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
 pub use store::ProjectionStore;
-pub use views::{CellRow, FlavorRow, HostMappingRow, HostRow, InstanceRow, Touched, Views};
+pub use views::{
+    Cells, Claims, Flavors, HostMappings, Hosts, Images, InstanceRow, Instances, Views,
+};
 pub use world::World;

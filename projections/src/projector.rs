@@ -4,6 +4,7 @@
 //! Invariant: a stream is followed from `world.position(stream) + 1`, so after a
 //! restart (views loaded from the store) nothing is applied twice and nothing skipped.
 
+use eventlog::LockExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use eventlog::{EventLog, StreamName};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::model::Touched;
 use crate::store::{ProjectionStore, StoreError};
-use crate::views::Touched;
 use crate::world::World;
 
 /// Follows streams into a world, and persists it.
@@ -105,14 +106,8 @@ impl Projector {
             }
             let t = self.world.apply(&batch);
             batch.clear();
-            let mut all = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            all.instances.extend(t.instances);
-            all.hosts.extend(t.hosts);
-            all.flavors.extend(t.flavors);
-            all.cells.extend(t.cells);
-            all.host_mappings.extend(t.host_mappings);
-            all.images.extend(t.images);
-            all.identity.extend(t.identity);
+            let mut all = self.touched.lock_or_recover();
+            all.extend(t);
         }
     }
 
@@ -121,7 +116,7 @@ impl Projector {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()));
+        let touched = std::mem::take(&mut *self.touched.lock_or_recover());
         // Copy what changed under the lock, encode and write without it, so the
         // projector (the only writer of the world) is never held up by disk I/O.
         let snapshot = self.world.read().snapshot_of(&touched);

@@ -1,9 +1,10 @@
 //! Persistence of the views in `projections.redb` (one file, rebuildable from the log).
 //!
-//! Tables: `instances` (uuid bytes -> postcard InstanceRow), `hosts` and `flavors`
-//! (subject -> postcard row), `cells` and `host_mappings` (name -> postcard row),
-//! `images` (uuid bytes -> postcard ImageRow), `identity` (subject -> postcard IdentityRow),
-//! `positions` (stream -> last applied position).
+//! Tables: one per registered read model, named by [`ReadModel::NAME`](crate::ReadModel)
+//! (encoded key -> postcard row, see [`TableKey`](crate::model::TableKey)), and
+//! `positions` (stream -> last applied position). The store names no model: it walks
+//! the registered ones, so a newly registered model is stored and loaded with no change
+//! here (a model's table is created by its first write; a missing table loads empty).
 //! Invariant: rows and positions are written in the same transaction, so the stored
 //! views always equal the fold of the log up to the stored positions. Commits are
 //! not fsynced one by one (the views can be rebuilt); a crash loses at most the last
@@ -16,26 +17,27 @@
 
 use std::path::Path;
 
-use eventlog::{StreamName, Subject};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use eventlog::StreamName;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
-use crate::views::{
-    CellRow, FlavorRow, HostMappingRow, HostRow, ImageRow, InstanceRow, Touched, Views,
-};
+use crate::model::Touched;
+use crate::views::Views;
 
-const INSTANCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("instances");
-const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
-const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("positions");
-const CELLS: TableDefinition<&str, &[u8]> = TableDefinition::new("cells");
-const HOST_MAPPINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("host_mappings");
-const IMAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("images");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Schema version of the stored rows: bump it whenever the shape of a stored row
-/// (an `InstanceRow`, `HostRow`, ...) changes, so old stores are rebuilt from the log.
-pub const SCHEMA: u64 = 3;
-const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
+/// The table of a model's rows.
+fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// Schema version of the stored rows: bump it whenever the stored bytes of a row or a
+/// key of any model change (a row type, a key encoding, a model's name), so old stores
+/// are rebuilt from the log.
+///
+/// 3: one generic row type (`Row { state, seq }`), every model table keyed by bytes.
+/// 4: `InstanceRow.extras` (access addresses, hostname, user data, trusted certificates).
+pub const SCHEMA: u64 = 4;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -99,14 +101,7 @@ impl ProjectionStore {
                 .map_err(dberr)?
                 .insert("schema", SCHEMA)
                 .map_err(dberr)?;
-            tx.open_table(INSTANCES).map_err(dberr)?;
-            tx.open_table(HOSTS).map_err(dberr)?;
-            tx.open_table(FLAVORS).map_err(dberr)?;
             tx.open_table(POSITIONS).map_err(dberr)?;
-            tx.open_table(CELLS).map_err(dberr)?;
-            tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
-            tx.open_table(IMAGES).map_err(dberr)?;
-            tx.open_table(IDENTITY).map_err(dberr)?;
         }
         tx.commit().map_err(dberr)?;
         Ok(Self { db, reset })
@@ -118,129 +113,53 @@ impl ProjectionStore {
         self.reset
     }
 
-    /// Loads every stored view.
+    /// Loads the built-in views.
     pub fn load(&self) -> Result<Views, StoreError> {
-        let mut v = Views::default();
-        let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(INSTANCES).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let id = uuid::Uuid::from_slice(k.value())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: InstanceRow = postcard::from_bytes(val.value())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            v.instances.insert(domain::InstanceId(id), row);
-        }
-        let t = tx.open_table(HOSTS).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: HostRow = postcard::from_bytes(val.value())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            v.hosts.insert(s, row);
-        }
-        let t = tx.open_table(FLAVORS).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let s = Subject::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row: FlavorRow = postcard::from_bytes(val.value())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            v.flavors.insert(s, row);
-        }
+        self.load_into(Views::default())
+    }
+
+    /// Loads the rows of every model registered in `views` (empty ones) and the
+    /// positions, and rebuilds the derived indexes.
+    pub fn load_into(&self, mut v: Views) -> Result<Views, StoreError> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
-        let t = tx.open_table(CELLS).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let name = domain::CellName::new(k.value()).map_err(|e| corrupt(&e))?;
-            let row: CellRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
-            v.cells.insert(name, row);
-        }
-        let t = tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let name = domain::HostName::new(k.value()).map_err(|e| corrupt(&e))?;
-            let row: HostMappingRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
-            v.host_mappings.insert(name, row);
-        }
-        let t = tx.open_table(IMAGES).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let id = uuid::Uuid::from_slice(k.value()).map_err(|e| corrupt(&e))?;
-            let row: ImageRow = postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
-            v.images.insert(domain::ImageId(id), row);
-        }
-        let t = tx.open_table(IDENTITY).map_err(dberr)?;
-        for r in t.iter().map_err(dberr)? {
-            let (k, val) = r.map_err(dberr)?;
-            let s = Subject::parse(k.value()).map_err(|e| corrupt(&e))?;
-            let row: crate::IdentityRow =
-                postcard::from_bytes(val.value()).map_err(|e| corrupt(&e))?;
-            v.identity.rows.insert(s, row);
+        let tx = self.db.begin_read().map_err(dberr)?;
+        for m in v.models_mut() {
+            let name = m.name();
+            let t = match tx.open_table(model_table(name)) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(dberr(e)),
+            };
+            for r in t.iter().map_err(dberr)? {
+                let (k, val) = r.map_err(dberr)?;
+                m.load_row(k.value(), val.value())
+                    .map_err(|e| corrupt(&format!("{name}: {e}")))?;
+            }
         }
         let t = tx.open_table(POSITIONS).map_err(dberr)?;
         for r in t.iter().map_err(dberr)? {
             let (k, val) = r.map_err(dberr)?;
-            let s = StreamName::new(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let s = StreamName::new(k.value()).map_err(|e| corrupt(&e))?;
             v.positions.insert(s, val.value());
         }
         v.rebuild_indexes();
         Ok(v)
     }
 
-    /// Writes the touched rows and all positions in one transaction.
+    /// Writes the touched rows of every registered model and all positions in one
+    /// transaction.
     pub fn save(&self, views: &Views, touched: &Touched) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(dberr)?;
         tx.set_durability(redb::Durability::None).map_err(dberr)?;
         {
-            let mut t = tx.open_table(INSTANCES).map_err(dberr)?;
-            for id in &touched.instances {
-                if let Some(row) = views.instances.get(id) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(id.0.as_bytes().as_slice(), bytes.as_slice())
-                        .map_err(dberr)?;
+            for m in views.models() {
+                let rows = m.encode_touched(touched).map_err(StoreError::Db)?;
+                if rows.is_empty() {
+                    continue;
                 }
-            }
-            let mut t = tx.open_table(HOSTS).map_err(dberr)?;
-            for s in &touched.hosts {
-                if let Some(row) = views.hosts.get(s) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
-                }
-            }
-            let mut t = tx.open_table(FLAVORS).map_err(dberr)?;
-            for s in &touched.flavors {
-                if let Some(row) = views.flavors.get(s) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
-                }
-            }
-            let mut t = tx.open_table(CELLS).map_err(dberr)?;
-            for c in &touched.cells {
-                if let Some(row) = views.cells.get(c) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(c.as_str(), bytes.as_slice()).map_err(dberr)?;
-                }
-            }
-            let mut t = tx.open_table(HOST_MAPPINGS).map_err(dberr)?;
-            for h in &touched.host_mappings {
-                if let Some(row) = views.host_mappings.get(h) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(h.as_str(), bytes.as_slice()).map_err(dberr)?;
-                }
-            }
-            let mut t = tx.open_table(IMAGES).map_err(dberr)?;
-            for i in &touched.images {
-                if let Some(row) = views.images.get(i) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(i.0.as_bytes().as_slice(), bytes.as_slice())
-                        .map_err(dberr)?;
-                }
-            }
-            let mut t = tx.open_table(IDENTITY).map_err(dberr)?;
-            for s in &touched.identity {
-                if let Some(row) = views.identity.rows.get(s) {
-                    let bytes = postcard::to_stdvec(row).map_err(dberr)?;
-                    t.insert(s.as_str(), bytes.as_slice()).map_err(dberr)?;
+                let mut t = tx.open_table(model_table(m.name())).map_err(dberr)?;
+                for (k, row) in rows {
+                    t.insert(k.as_slice(), row.as_slice()).map_err(dberr)?;
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;
@@ -259,30 +178,5 @@ impl ProjectionStore {
             .map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(())
-    }
-}
-
-impl Views {
-    /// Recomputes the derived indexes (`by_created`, `pending`, `claims`) from rows.
-    pub fn rebuild_indexes(&mut self) {
-        self.by_created.clear();
-        self.pending.clear();
-        self.claims.clear();
-        for (id, row) in &self.instances {
-            if let Some(s) = row.state() {
-                self.by_created.insert((s.created_at, *id));
-                if s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted) {
-                    self.pending.insert(*id);
-                }
-            }
-        }
-        for (subj, row) in &self.hosts {
-            for (claim, a) in &row.host.allocations {
-                self.claims
-                    .entry(a.instance)
-                    .or_default()
-                    .insert((subj.clone(), *claim));
-            }
-        }
     }
 }

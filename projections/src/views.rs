@@ -1,14 +1,18 @@
-//! The read models: folds of the log into current aggregate states.
+//! The built-in read models and [`Views`], the registry that folds commits into every
+//! registered model (see [`crate::model`] for the trait and its invariants).
 //!
 //! Invariants:
-//! - `apply` is the only writer; it is deterministic and total (an undecodable event is
-//!   counted in `decode_errors` and skipped, never a panic), so folding the same commits
-//!   in the same per-stream order always yields equal views (`replay rebuild` relies on it).
+//! - `apply` is the only writer; it is deterministic and total (an undecodable event, or
+//!   one whose subject names no valid key, is counted in `decode_errors` and skipped,
+//!   never a panic), so folding the same commits in the same per-stream order always
+//!   yields equal views (`replay rebuild` relies on it).
 //! - Streams are independent: an instance's api-subject state and cell-subject state are
 //!   kept apart and the effective state is the cell one once it exists, so the order in
 //!   which streams are folded does not matter.
-//! - For every row, `*_seq` is the last subject sequence applied: the OCC expectation
-//!   for the next append to that subject.
+//! - For every row, its sequence is the last subject sequence applied: the OCC
+//!   expectation for the next append to that subject.
+//! - Every registered model has a distinct [`ReadModel::NAME`]; `Views` names no model
+//!   in `apply`, `merge`, `snapshot_of`, the store or `replay::compare`, it iterates them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,8 +26,12 @@ use eventlog::{Commit, StreamName, Subject};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::identity::IdentityViews;
+use crate::model::{AnyModel, Invalid, ReadModel, Row, Table, Touched};
 
-/// An instance as seen on its two subjects.
+/// An instance as seen on its two subjects: the instance model's row (a build request
+/// lives on the api subject until it is placed on a cell subject, so the row keeps one
+/// sequence per subject).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct InstanceRow {
     /// State from the api subject (build request); dropped once placed.
@@ -50,150 +58,93 @@ impl InstanceRow {
     }
 }
 
-/// A host and its placement generation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostRow {
-    /// State.
-    pub host: Host,
-    /// Last subject sequence (placement generation).
-    pub seq: u64,
-}
-
-/// A flavor and its subject sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlavorRow {
-    /// State (tombstone when deleted).
-    pub flavor: Option<Flavor>,
-    /// Last subject sequence.
-    pub seq: u64,
-}
-
-/// A cell and its subject sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellRow {
-    /// State.
-    pub cell: Cell,
-    /// Last subject sequence.
-    pub seq: u64,
-}
-
-/// A host mapping and its subject sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostMappingRow {
-    /// State.
-    pub mapping: HostMapping,
-    /// Last subject sequence.
-    pub seq: u64,
-}
-
-/// An image record and its subject sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRow {
-    /// State (status `deleted` once deleted: a tombstone).
-    pub image: Image,
-    /// Last subject sequence.
-    pub seq: u64,
-}
-
-/// All read models.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Views {
-    /// Instances by id.
-    pub instances: HashMap<InstanceId, InstanceRow>,
-    /// (created_at, id) of every instance, for Nova's default sort.
-    pub by_created: BTreeSet<(Timestamp, InstanceId)>,
-    /// Instances with an operation in progress or shelved (the reconciler's work list).
-    pub pending: BTreeSet<InstanceId>,
-    /// Claims per instance: (host subject, claim).
-    pub claims: HashMap<InstanceId, BTreeSet<(Subject, ClaimId)>>,
-    /// Hosts by subject.
-    pub hosts: BTreeMap<Subject, HostRow>,
-    /// Flavors by subject.
-    pub flavors: BTreeMap<Subject, FlavorRow>,
-    /// Cells by name.
-    pub cells: BTreeMap<CellName, CellRow>,
-    /// Host mappings by host name (every host belongs to exactly one cell).
-    pub host_mappings: BTreeMap<HostName, HostMappingRow>,
-    /// Images by id (deleted ones kept as tombstones).
-    pub images: BTreeMap<ImageId, ImageRow>,
-    /// Identity: projects, users, roles and the name index, by subject.
-    pub identity: crate::identity::IdentityViews,
-    /// Last applied position per stream.
-    pub positions: BTreeMap<StreamName, u64>,
-    /// Events applied.
-    pub events_applied: u64,
-    /// Events that could not be decoded (should stay 0).
-    pub decode_errors: u64,
-}
-
-/// What changed in one `apply`, so callers can persist only that.
+/// Instances by id, with the indexes the API and the reactors read.
 #[derive(Debug, Clone, Default)]
-pub struct Touched {
-    /// Instances changed.
-    pub instances: BTreeSet<InstanceId>,
-    /// Hosts changed.
-    pub hosts: BTreeSet<Subject>,
-    /// Flavors changed.
-    pub flavors: BTreeSet<Subject>,
-    /// Cells changed.
-    pub cells: BTreeSet<CellName>,
-    /// Host mappings changed.
-    pub host_mappings: BTreeSet<HostName>,
-    /// Images changed.
-    pub images: BTreeSet<ImageId>,
-    /// Identity subjects changed.
-    pub identity: BTreeSet<Subject>,
+pub struct Instances {
+    rows: Table<InstanceId, InstanceRow>,
+    /// (created_at, id) of every instance, for Nova's default sort.
+    by_created: BTreeSet<(Timestamp, InstanceId)>,
+    /// Instances with an operation in progress or shelved (the reconciler's work list).
+    pending: BTreeSet<InstanceId>,
 }
 
-impl Views {
-    /// Position of a stream (0 if never seen).
-    pub fn position(&self, stream: &StreamName) -> u64 {
-        self.positions.get(stream).copied().unwrap_or(0)
+/// Whether an instance is on the reconciler's work list.
+fn is_pending(s: &Instance) -> bool {
+    s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted)
+}
+
+impl ReadModel for Instances {
+    const NAME: &'static str = "instances";
+    type Key = InstanceId;
+    type Row = InstanceRow;
+
+    fn rows(&self) -> &Table<InstanceId, InstanceRow> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<InstanceId, InstanceRow> {
+        &mut self.rows
     }
 
-    /// Effective instance state.
-    pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
-        self.instances.get(id).and_then(|r| r.state())
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<InstanceId>, Invalid> {
+        let Event::Instance(e) = ev else {
+            return Ok(None);
+        };
+        let id = InstanceId::parse(c.subject.id_token()).ok_or(Invalid)?;
+        let row = self.rows.entry(id).or_default();
+        if let InstanceEvent::BootDetailsRecorded { details } = e {
+            row.details = details.clone();
+        }
+        row.extras.apply(e);
+        let is_api = c.stream.as_str() == "api";
+        let creates = matches!(
+            e,
+            InstanceEvent::BuildRequested { .. }
+                | InstanceEvent::Placed { .. }
+                | InstanceEvent::BuildFailed { .. }
+        );
+        if is_api {
+            let next = instance::evolve(row.api.take(), e);
+            row.api = if row.cell.is_some() { None } else { next };
+            row.api_seq = c.subject_seq;
+        } else {
+            row.cell = match e {
+                // The first cell commit carries the whole state.
+                InstanceEvent::Placed { snapshot, .. }
+                | InstanceEvent::BuildFailed { snapshot, .. } => Some((**snapshot).clone()),
+                e => {
+                    let base = match row.cell.take() {
+                        Some(c) => Some(c),
+                        None => row.api.clone(),
+                    };
+                    instance::evolve(base, e)
+                }
+            };
+            row.cell_seq = c.subject_seq;
+            if row.cell_subject.as_ref() != Some(&c.subject) {
+                row.cell_subject = Some(c.subject.clone());
+            }
+            if row.cell.is_some() {
+                row.api = None;
+            }
+        }
+        if let Some(s) = row.state() {
+            if creates {
+                self.by_created.insert((s.created_at, id));
+            }
+            if is_pending(s) {
+                self.pending.insert(id);
+            } else {
+                self.pending.remove(&id);
+            }
+        }
+        Ok(Some(id))
     }
 
-    /// A cell, if it exists.
-    pub fn cell(&self, name: &CellName) -> Option<&Cell> {
-        self.cells.get(name).map(|r| &r.cell)
-    }
-
-    /// The cell a host is mapped to.
-    pub fn host_cell(&self, host: &HostName) -> Option<&CellName> {
-        self.host_mappings.get(host).map(|r| &r.mapping.cell)
-    }
-
-    /// The cell whose stream holds an instance's current state (None while it is
-    /// only a build request in the api stream).
-    pub fn instance_cell(&self, id: &InstanceId) -> Option<CellName> {
-        let row = self.instances.get(id)?;
-        let s = row.cell_subject.as_ref()?;
-        CellName::new(s.stream().as_str()).ok()
-    }
-
-    /// Live flavor by id.
-    pub fn flavor(&self, id: &str) -> Option<&Flavor> {
-        let s = Subject::api("flavor", id).ok()?;
-        self.flavors.get(&s)?.flavor.as_ref().filter(|f| !f.deleted)
-    }
-
-    /// A live (not deleted) image.
-    pub fn image(&self, id: &ImageId) -> Option<&Image> {
-        self.images
-            .get(id)
-            .map(|r| &r.image)
-            .filter(|i| i.status != ImageStatus::Deleted)
-    }
-
-    /// Merges views folded from *other streams* into these (streams are independent,
-    /// see the module invariants). Used to fold streams in parallel; call
-    /// [`Views::rebuild_indexes`] once after the last merge.
-    pub fn merge(&mut self, other: Views) {
-        for (id, o) in other.instances {
-            let row = self.instances.entry(id).or_default();
+    /// An instance's api-subject and cell-subject halves come from different streams:
+    /// each side keeps what its stream folded.
+    fn merge(&mut self, other: Self) {
+        for (id, o) in other.rows {
+            let row = self.rows.entry(id).or_default();
             if o.cell_subject.is_some() {
                 row.cell = o.cell;
                 row.cell_seq = o.cell_seq;
@@ -207,59 +158,467 @@ impl Views {
                 row.api = None;
             }
         }
-        self.hosts.extend(other.hosts);
-        self.flavors.extend(other.flavors);
-        self.cells.extend(other.cells);
-        self.host_mappings.extend(other.host_mappings);
-        self.images.extend(other.images);
-        self.identity.rows.extend(other.identity.rows);
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.by_created.clear();
+        self.pending.clear();
+        for (id, row) in &self.rows {
+            if let Some(s) = row.state() {
+                self.by_created.insert((s.created_at, *id));
+                if is_pending(s) {
+                    self.pending.insert(*id);
+                }
+            }
+        }
+    }
+}
+
+/// Claims per instance: (host subject, claim).
+pub type Claims = HashMap<InstanceId, BTreeSet<(Subject, ClaimId)>>;
+
+/// Hosts by subject (the sequence is the placement generation), with the claims index.
+#[derive(Debug, Clone, Default)]
+pub struct Hosts {
+    rows: Table<Subject, Row<Host>>,
+    claims: Claims,
+}
+
+impl ReadModel for Hosts {
+    const NAME: &'static str = "hosts";
+    type Key = Subject;
+    type Row = Row<Host>;
+
+    fn rows(&self) -> &Table<Subject, Row<Host>> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<Subject, Row<Host>> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<Subject>, Invalid> {
+        let Event::Host(e) = ev else {
+            return Ok(None);
+        };
+        let prev = self.rows.remove(&c.subject).map(|r| r.state);
+        match e {
+            host::HostEvent::Claimed {
+                claim, instance, ..
+            } => {
+                self.claims
+                    .entry(*instance)
+                    .or_default()
+                    .insert((c.subject.clone(), *claim));
+            }
+            host::HostEvent::Released { claim } => {
+                if let Some(a) = prev.as_ref().and_then(|h| h.allocations.get(claim)) {
+                    if let Some(set) = self.claims.get_mut(&a.instance) {
+                        set.remove(&(c.subject.clone(), *claim));
+                        if set.is_empty() {
+                            self.claims.remove(&a.instance);
+                        }
+                    }
+                }
+            }
+            host::HostEvent::Registered { .. } => {}
+        }
+        if let Some(h) = host::evolve(prev, e) {
+            self.rows.insert(
+                c.subject.clone(),
+                Row {
+                    state: h,
+                    seq: c.subject_seq,
+                },
+            );
+        }
+        Ok(Some(c.subject.clone()))
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.claims.clear();
+        for (subj, row) in &self.rows {
+            for (claim, a) in &row.state.allocations {
+                self.claims
+                    .entry(a.instance)
+                    .or_default()
+                    .insert((subj.clone(), *claim));
+            }
+        }
+    }
+}
+
+/// Flavors by subject (the state is `None` once deleted: a tombstone that keeps the
+/// sequence).
+#[derive(Debug, Clone, Default)]
+pub struct Flavors {
+    rows: Table<Subject, Row<Option<Flavor>>>,
+}
+
+impl ReadModel for Flavors {
+    const NAME: &'static str = "flavors";
+    type Key = Subject;
+    type Row = Row<Option<Flavor>>;
+
+    fn rows(&self) -> &Table<Subject, Self::Row> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<Subject, Self::Row> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<Subject>, Invalid> {
+        let Event::Flavor(e) = ev else {
+            return Ok(None);
+        };
+        let row = self.rows.entry(c.subject.clone()).or_insert(Row {
+            state: None,
+            seq: 0,
+        });
+        row.state = flavor::evolve(row.state.take(), e);
+        row.seq = c.subject_seq;
+        Ok(Some(c.subject.clone()))
+    }
+}
+
+/// Cells by name.
+#[derive(Debug, Clone, Default)]
+pub struct Cells {
+    rows: Table<CellName, Row<Cell>>,
+}
+
+impl ReadModel for Cells {
+    const NAME: &'static str = "cells";
+    type Key = CellName;
+    type Row = Row<Cell>;
+
+    fn rows(&self) -> &Table<CellName, Row<Cell>> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<CellName, Row<Cell>> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<CellName>, Invalid> {
+        let Event::Cell(e) = ev else {
+            return Ok(None);
+        };
+        let cell::CellEvent::Created { name, .. } = e;
+        let prev = self.rows.remove(name).map(|r| r.state);
+        if let Some(state) = cell::evolve(prev, e) {
+            let seq = c.subject_seq;
+            self.rows.insert(name.clone(), Row { state, seq });
+        }
+        Ok(Some(name.clone()))
+    }
+}
+
+/// Host mappings by host name (every host belongs to exactly one cell).
+#[derive(Debug, Clone, Default)]
+pub struct HostMappings {
+    rows: Table<HostName, Row<HostMapping>>,
+}
+
+impl ReadModel for HostMappings {
+    const NAME: &'static str = "host_mappings";
+    type Key = HostName;
+    type Row = Row<HostMapping>;
+
+    fn rows(&self) -> &Table<HostName, Row<HostMapping>> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<HostName, Row<HostMapping>> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<HostName>, Invalid> {
+        let Event::HostMapping(e) = ev else {
+            return Ok(None);
+        };
+        let cell::HostMappingEvent::Mapped { host, .. } = e;
+        let prev = self.rows.remove(host).map(|r| r.state);
+        if let Some(state) = cell::evolve_mapping(prev, e) {
+            let seq = c.subject_seq;
+            self.rows.insert(host.clone(), Row { state, seq });
+        }
+        Ok(Some(host.clone()))
+    }
+}
+
+/// Images by id (status `deleted` once deleted: a tombstone).
+#[derive(Debug, Clone, Default)]
+pub struct Images {
+    rows: Table<ImageId, Row<Image>>,
+}
+
+impl ReadModel for Images {
+    const NAME: &'static str = "images";
+    type Key = ImageId;
+    type Row = Row<Image>;
+
+    fn rows(&self) -> &Table<ImageId, Row<Image>> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<ImageId, Row<Image>> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<ImageId>, Invalid> {
+        let Event::Image(e) = ev else {
+            return Ok(None);
+        };
+        let id = ImageId::parse(c.subject.id_token()).ok_or(Invalid)?;
+        let prev = self.rows.remove(&id).map(|r| r.state);
+        if let Some(state) = image::evolve(prev, e) {
+            let seq = c.subject_seq;
+            self.rows.insert(id, Row { state, seq });
+        }
+        Ok(Some(id))
+    }
+}
+
+/// Every registered read model, folded to `positions`.
+#[derive(Debug, Clone)]
+pub struct Views {
+    models: Vec<Box<dyn AnyModel>>,
+    /// Last applied position per stream.
+    pub positions: BTreeMap<StreamName, u64>,
+    pub events_applied: u64,
+    /// Events that could not be decoded or addressed no valid row (should stay 0).
+    pub decode_errors: u64,
+}
+
+impl Default for Views {
+    /// The built-in models: the one place they are registered.
+    fn default() -> Self {
+        let mut v = Views {
+            models: Vec::new(),
+            positions: BTreeMap::new(),
+            events_applied: 0,
+            decode_errors: 0,
+        };
+        v.register::<Instances>();
+        v.register::<Hosts>();
+        v.register::<Flavors>();
+        v.register::<Cells>();
+        v.register::<HostMappings>();
+        v.register::<Images>();
+        v.register::<IdentityViews>();
+        v
+    }
+}
+
+/// Views are equal when their positions, counters and every model's rows are (derived
+/// indexes follow from rows).
+impl PartialEq for Views {
+    fn eq(&self, other: &Self) -> bool {
+        self.positions == other.positions
+            && self.events_applied == other.events_applied
+            && self.decode_errors == other.decode_errors
+            && self.models.len() == other.models.len()
+            && self
+                .models
+                .iter()
+                .zip(&other.models)
+                .all(|(a, b)| a.rows_eq(b.as_ref()))
+    }
+}
+
+impl Views {
+    /// Registers another read model (empty; fold or load to fill it).
+    ///
+    /// # Panics
+    /// When a model of the same name is already registered: the name is its table.
+    pub fn register<M: ReadModel>(&mut self) {
+        assert!(
+            self.models.iter().all(|m| m.name() != M::NAME),
+            "read model {} registered twice",
+            M::NAME
+        );
+        self.models.push(Box::new(M::default()));
+    }
+
+    /// Empty views with the same registered models (what a rebuild folds into).
+    pub fn empty_like(&self) -> Views {
+        Views {
+            models: self.models.iter().map(|m| m.empty()).collect(),
+            positions: BTreeMap::new(),
+            events_applied: 0,
+            decode_errors: 0,
+        }
+    }
+
+    /// Names of the registered models, in registration order.
+    pub fn model_names(&self) -> Vec<&'static str> {
+        self.models.iter().map(|m| m.name()).collect()
+    }
+
+    /// A registered model, if `M` is registered.
+    pub fn try_model<M: ReadModel>(&self) -> Option<&M> {
+        let t = std::any::TypeId::of::<M>();
+        self.models
+            .iter()
+            .find(|m| m.type_id_of() == t)
+            .and_then(|m| m.as_any().downcast_ref())
+    }
+
+    /// A registered model.
+    ///
+    /// # Panics
+    /// When `M` is not registered (the built-in ones always are).
+    pub fn model<M: ReadModel>(&self) -> &M {
+        self.try_model()
+            .unwrap_or_else(|| panic!("read model {} is not registered", M::NAME))
+    }
+
+    /// A registered model, mutably (for loading and tests; folding goes through
+    /// [`Views::apply`]).
+    pub fn model_mut<M: ReadModel>(&mut self) -> &mut M {
+        let t = std::any::TypeId::of::<M>();
+        self.models
+            .iter_mut()
+            .find(|m| m.type_id_of() == t)
+            .and_then(|m| m.as_any_mut().downcast_mut())
+            .unwrap_or_else(|| panic!("read model {} is not registered", M::NAME))
+    }
+
+    pub(crate) fn models(&self) -> &[Box<dyn AnyModel>] {
+        &self.models
+    }
+
+    pub(crate) fn models_mut(&mut self) -> &mut [Box<dyn AnyModel>] {
+        &mut self.models
+    }
+
+    /// Position of a stream (0 if never seen).
+    pub fn position(&self, stream: &StreamName) -> u64 {
+        self.positions.get(stream).copied().unwrap_or(0)
+    }
+
+    /// Instance rows by id.
+    pub fn instances(&self) -> &Table<InstanceId, InstanceRow> {
+        &self.model::<Instances>().rows
+    }
+
+    /// (created_at, id) of every instance, for Nova's default sort.
+    pub fn by_created(&self) -> &BTreeSet<(Timestamp, InstanceId)> {
+        &self.model::<Instances>().by_created
+    }
+
+    /// Instances with an operation in progress or shelved (the reconciler's work list).
+    pub fn pending(&self) -> &BTreeSet<InstanceId> {
+        &self.model::<Instances>().pending
+    }
+
+    /// Host rows by subject.
+    pub fn hosts(&self) -> &Table<Subject, Row<Host>> {
+        &self.model::<Hosts>().rows
+    }
+
+    /// Claims per instance: (host subject, claim).
+    pub fn claims(&self) -> &Claims {
+        &self.model::<Hosts>().claims
+    }
+
+    /// Flavor rows by subject (tombstones included).
+    pub fn flavors(&self) -> &Table<Subject, Row<Option<Flavor>>> {
+        &self.model::<Flavors>().rows
+    }
+
+    /// Cell rows by name.
+    pub fn cells(&self) -> &Table<CellName, Row<Cell>> {
+        &self.model::<Cells>().rows
+    }
+
+    /// Host mapping rows by host name.
+    pub fn host_mappings(&self) -> &Table<HostName, Row<HostMapping>> {
+        &self.model::<HostMappings>().rows
+    }
+
+    /// Image rows by id (tombstones included).
+    pub fn images(&self) -> &Table<ImageId, Row<Image>> {
+        &self.model::<Images>().rows
+    }
+
+    /// Identity: projects, users, roles and the name index.
+    pub fn identity(&self) -> &IdentityViews {
+        self.model::<IdentityViews>()
+    }
+
+    /// Effective instance state.
+    pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
+        self.instances().get(id).and_then(|r| r.state())
+    }
+
+    /// A cell, if it exists.
+    pub fn cell(&self, name: &CellName) -> Option<&Cell> {
+        self.cells().get(name).map(|r| &r.state)
+    }
+
+    /// The cell a host is mapped to.
+    pub fn host_cell(&self, host: &HostName) -> Option<&CellName> {
+        self.host_mappings().get(host).map(|r| &r.state.cell)
+    }
+
+    /// The cell whose stream holds an instance's current state (None while it is
+    /// only a build request in the api stream).
+    pub fn instance_cell(&self, id: &InstanceId) -> Option<CellName> {
+        let row = self.instances().get(id)?;
+        let s = row.cell_subject.as_ref()?;
+        CellName::new(s.stream().as_str()).ok()
+    }
+
+    /// Live flavor by id.
+    pub fn flavor(&self, id: &str) -> Option<&Flavor> {
+        let s = Subject::api(eventlog::SubjectKind::Flavor, id).ok()?;
+        self.flavors()
+            .get(&s)?
+            .state
+            .as_ref()
+            .filter(|f| !f.deleted)
+    }
+
+    /// A live (not deleted) image.
+    pub fn image(&self, id: &ImageId) -> Option<&Image> {
+        self.images()
+            .get(id)
+            .map(|r| &r.state)
+            .filter(|i| i.status != ImageStatus::Deleted)
+    }
+
+    /// Merges views folded from *other streams* into these (streams are independent,
+    /// see the module invariants). Used to fold streams in parallel; call
+    /// [`Views::rebuild_indexes`] once after the last merge.
+    pub fn merge(&mut self, other: Views) {
+        for m in other.models {
+            match self.models.iter_mut().find(|x| x.name() == m.name()) {
+                Some(mine) => mine.merge(m),
+                None => self.models.push(m),
+            }
+        }
         self.positions.extend(other.positions);
         self.events_applied += other.events_applied;
         self.decode_errors += other.decode_errors;
     }
 
+    /// Recomputes every model's derived indexes from its rows.
+    pub fn rebuild_indexes(&mut self) {
+        for m in &mut self.models {
+            m.rebuild_indexes();
+        }
+    }
+
     /// A copy of the rows named in `touched`, with all positions (what a flush writes).
     pub fn snapshot_of(&self, touched: &Touched) -> Views {
-        let mut v = Views {
+        Views {
+            models: self
+                .models
+                .iter()
+                .map(|m| m.copy_touched(touched))
+                .collect(),
             positions: self.positions.clone(),
-            ..Views::default()
-        };
-        for id in &touched.instances {
-            if let Some(r) = self.instances.get(id) {
-                v.instances.insert(*id, r.clone());
-            }
+            events_applied: 0,
+            decode_errors: 0,
         }
-        for s in &touched.hosts {
-            if let Some(r) = self.hosts.get(s) {
-                v.hosts.insert(s.clone(), r.clone());
-            }
-        }
-        for s in &touched.flavors {
-            if let Some(r) = self.flavors.get(s) {
-                v.flavors.insert(s.clone(), r.clone());
-            }
-        }
-        for c in &touched.cells {
-            if let Some(r) = self.cells.get(c) {
-                v.cells.insert(c.clone(), r.clone());
-            }
-        }
-        for h in &touched.host_mappings {
-            if let Some(r) = self.host_mappings.get(h) {
-                v.host_mappings.insert(h.clone(), r.clone());
-            }
-        }
-        for i in &touched.images {
-            if let Some(r) = self.images.get(i) {
-                v.images.insert(*i, r.clone());
-            }
-        }
-        for s in &touched.identity {
-            if let Some(r) = self.identity.rows.get(s) {
-                v.identity.rows.insert(s.clone(), r.clone());
-            }
-        }
-        v
     }
 
     /// Applies one commit. Commits of a stream must come in order; a commit at or
@@ -276,7 +635,11 @@ impl Views {
             match codec::decode(se) {
                 Ok(ev) => {
                     self.events_applied += 1;
-                    self.apply_event(c, ev, touched);
+                    for m in &mut self.models {
+                        if m.apply(c, &ev, touched).is_err() {
+                            self.decode_errors += 1;
+                        }
+                    }
                 }
                 Err(e) => {
                     self.decode_errors += 1;
@@ -286,156 +649,24 @@ impl Views {
         }
     }
 
-    fn apply_event(&mut self, c: &Commit, ev: Event, touched: &mut Touched) {
-        match ev {
-            Event::Identity(e) => {
-                self.identity.apply(&c.subject, c.subject_seq, &e);
-                touched.identity.insert(c.subject.clone());
-            }
-            Event::Cell(e) => {
-                let cell::CellEvent::Created { name, .. } = &e;
-                let name = name.clone();
-                let prev = self.cells.remove(&name).map(|r| r.cell);
-                if let Some(cell) = cell::evolve(prev, &e) {
-                    self.cells.insert(
-                        name.clone(),
-                        CellRow {
-                            cell,
-                            seq: c.subject_seq,
-                        },
-                    );
-                }
-                touched.cells.insert(name);
-            }
-            Event::HostMapping(e) => {
-                let cell::HostMappingEvent::Mapped { host, .. } = &e;
-                let host = host.clone();
-                let prev = self.host_mappings.remove(&host).map(|r| r.mapping);
-                if let Some(mapping) = cell::evolve_mapping(prev, &e) {
-                    self.host_mappings.insert(
-                        host.clone(),
-                        HostMappingRow {
-                            mapping,
-                            seq: c.subject_seq,
-                        },
-                    );
-                }
-                touched.host_mappings.insert(host);
-            }
-            Event::Image(e) => {
-                let Some(id) = ImageId::parse(c.subject.id_token()) else {
-                    self.decode_errors += 1;
-                    return;
-                };
-                let prev = self.images.remove(&id).map(|r| r.image);
-                if let Some(image) = image::evolve(prev, &e) {
-                    self.images.insert(
-                        id,
-                        ImageRow {
-                            image,
-                            seq: c.subject_seq,
-                        },
-                    );
-                }
-                touched.images.insert(id);
-            }
-            Event::Instance(e) => {
-                let Some(id) = InstanceId::parse(c.subject.id_token()) else {
-                    self.decode_errors += 1;
-                    return;
-                };
-                let row = self.instances.entry(id).or_default();
-                if let InstanceEvent::BootDetailsRecorded { details } = &e {
-                    row.details = details.clone();
-                }
-                row.extras.apply(&e);
-                let is_api = c.stream.as_str() == "api";
-                let creates = matches!(
-                    e,
-                    InstanceEvent::BuildRequested { .. }
-                        | InstanceEvent::Placed { .. }
-                        | InstanceEvent::BuildFailed { .. }
-                );
-                if is_api {
-                    let next = instance::evolve(row.api.take(), &e);
-                    row.api = if row.cell.is_some() { None } else { next };
-                    row.api_seq = c.subject_seq;
-                } else {
-                    row.cell = match e {
-                        // The first cell commit carries the whole state: move it in.
-                        InstanceEvent::Placed { snapshot, .. }
-                        | InstanceEvent::BuildFailed { snapshot, .. } => Some(*snapshot),
-                        e => {
-                            let base = match row.cell.take() {
-                                Some(c) => Some(c),
-                                None => row.api.clone(),
-                            };
-                            instance::evolve(base, &e)
-                        }
-                    };
-                    row.cell_seq = c.subject_seq;
-                    if row.cell_subject.as_ref() != Some(&c.subject) {
-                        row.cell_subject = Some(c.subject.clone());
-                    }
-                    if row.cell.is_some() {
-                        row.api = None;
-                    }
-                }
-                if let Some(s) = row.state() {
-                    if creates {
-                        self.by_created.insert((s.created_at, id));
-                    }
-                    if s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted) {
-                        self.pending.insert(id);
-                    } else {
-                        self.pending.remove(&id);
-                    }
-                }
-                touched.instances.insert(id);
-            }
-            Event::Flavor(e) => {
-                let row = self.flavors.entry(c.subject.clone()).or_insert(FlavorRow {
-                    flavor: None,
-                    seq: 0,
-                });
-                row.flavor = flavor::evolve(row.flavor.take(), &e);
-                row.seq = c.subject_seq;
-                touched.flavors.insert(c.subject.clone());
-            }
-            Event::Host(e) => {
-                let prev = self.hosts.remove(&c.subject).map(|r| r.host);
-                match &e {
-                    host::HostEvent::Claimed {
-                        claim, instance, ..
-                    } => {
-                        self.claims
-                            .entry(*instance)
-                            .or_default()
-                            .insert((c.subject.clone(), *claim));
-                    }
-                    host::HostEvent::Released { claim } => {
-                        if let Some(a) = prev.as_ref().and_then(|h| h.allocations.get(claim)) {
-                            if let Some(set) = self.claims.get_mut(&a.instance) {
-                                set.remove(&(c.subject.clone(), *claim));
-                                if set.is_empty() {
-                                    self.claims.remove(&a.instance);
-                                }
-                            }
-                        }
-                    }
-                    host::HostEvent::Registered { .. } => {}
-                }
-                if let Some(h) = host::evolve(prev, &e) {
-                    self.hosts.insert(
-                        c.subject.clone(),
-                        HostRow {
-                            host: h,
-                            seq: c.subject_seq,
-                        },
-                    );
-                }
-                touched.hosts.insert(c.subject.clone());
+    /// Differences between these (stored) views and `rebuilt`, model by model and then
+    /// stream positions, named by model and key (`replay rebuild` prints them).
+    pub fn differences(&self, rebuilt: &Views) -> Vec<String> {
+        let mut d = Vec::new();
+        for r in &rebuilt.models {
+            match self.models.iter().find(|m| m.name() == r.name()) {
+                Some(s) => s.diff(r.as_ref(), &mut d),
+                None => d.push(format!("{}: not registered in the stored views", r.name())),
             }
         }
+        for (s, p) in &rebuilt.positions {
+            if self.position(s) != *p {
+                d.push(format!(
+                    "stream {s}: stored position {} vs rebuilt {p}",
+                    self.position(s)
+                ));
+            }
+        }
+        d
     }
 }

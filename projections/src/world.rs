@@ -4,6 +4,7 @@
 //! Invariant: positions only move forward; `wait_for(stream, p)` returns true only once
 //! every commit of `stream` up to `p` is visible to readers.
 
+use eventlog::{LockExt, RwLockExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -12,7 +13,8 @@ use eventlog::{Commit, StreamName};
 use tokio::sync::{oneshot, watch};
 
 use crate::health::CellHealth;
-use crate::views::{Touched, Views};
+use crate::model::Touched;
+use crate::views::Views;
 
 /// Views shared by the API and the reactors of one process.
 #[derive(Debug)]
@@ -48,7 +50,7 @@ impl World {
 
     /// Read access (never hold it across an await).
     pub fn read(&self) -> RwLockReadGuard<'_, Views> {
-        self.views.read().unwrap_or_else(|p| p.into_inner())
+        self.views.read_or_recover()
     }
 
     /// Applies commits (of any streams, each stream in order) and wakes waiters.
@@ -56,7 +58,7 @@ impl World {
         let mut touched = Touched::default();
         let mut reached: Vec<(StreamName, u64)> = Vec::new();
         {
-            let mut v = self.views.write().unwrap_or_else(|p| p.into_inner());
+            let mut v = self.views.write_or_recover();
             for c in commits {
                 v.apply(c, &mut touched);
             }
@@ -68,7 +70,7 @@ impl World {
         }
         // Positions are visible before waiters are woken (see `wait_for`).
         {
-            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.waiters.lock_or_recover();
             for (stream, pos) in reached {
                 if let Some(map) = w.get_mut(&stream) {
                     let rest = map.split_off(&(pos + 1));
@@ -86,7 +88,7 @@ impl World {
 
     /// Runs `f` under the write lock (for loading and tests).
     pub fn with_mut<R>(&self, f: impl FnOnce(&mut Views) -> R) -> R {
-        let r = f(&mut self.views.write().unwrap_or_else(|p| p.into_inner()));
+        let r = f(&mut self.views.write_or_recover());
         self.version.send_modify(|x| *x += 1);
         r
     }

@@ -1,9 +1,13 @@
 //! Replay: rebuild the projections from the log and prove they match the stored ones,
 //! and print an instance's history with its state after each event.
 //!
-//! Invariant: rebuilding uses exactly the projection code the services use
-//! (`projections::Views::apply`), folding each stream up to the position the stored
-//! views claim, so a mismatch is a real divergence, never an artefact of timing.
+//! Invariants:
+//! - Rebuilding uses exactly the projection code the services use
+//!   (`projections::Views::apply`), folding each stream up to the position the stored
+//!   views claim, so a mismatch is a real divergence, never an artefact of timing.
+//! - The rebuild folds into the read models registered in the stored views
+//!   ([`projections::Views::empty_like`]) and compares every one of them, by model
+//!   name and key; nothing here names a model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,6 +66,7 @@ impl RebuildReport {
 /// Folds one stream into fresh views up to `limit`. Reading (and decoding commits)
 /// runs ahead of applying, on another task, so both cores work.
 async fn fold_stream(
+    mut v: Views,
     log: Arc<dyn EventLog>,
     stream: StreamName,
     limit: u64,
@@ -82,7 +87,6 @@ async fn fold_stream(
         }
         Ok::<_, LogError>(())
     });
-    let mut v = Views::default();
     let mut commits = 0u64;
     while let Some(batch) = rx.recv().await {
         let mut touched = projections::Touched::default();
@@ -97,9 +101,19 @@ async fn fold_stream(
     Ok((v, commits))
 }
 
-/// Folds the log into fresh views up to `upto` (per stream; missing = everything).
-/// Streams are independent, so they are folded in parallel and merged.
+/// Folds the log into fresh built-in views up to `upto` (per stream; missing =
+/// everything).
 pub async fn fold(
+    log: Arc<dyn EventLog>,
+    upto: &BTreeMap<StreamName, u64>,
+) -> Result<(Views, u64), ReplayError> {
+    fold_into(&Views::default(), log, upto).await
+}
+
+/// Folds the log up to `upto` into empty views with the models registered in
+/// `models`. Streams are independent, so they are folded in parallel and merged.
+pub async fn fold_into(
+    models: &Views,
     log: Arc<dyn EventLog>,
     upto: &BTreeMap<StreamName, u64>,
 ) -> Result<(Views, u64), ReplayError> {
@@ -107,9 +121,10 @@ pub async fn fold(
     for stream in log.streams().await? {
         let limit = upto.get(&stream).copied().unwrap_or(u64::MAX);
         let log = log.clone();
-        tasks.push(tokio::spawn(fold_stream(log, stream, limit)));
+        let part = models.empty_like();
+        tasks.push(tokio::spawn(fold_stream(part, log, stream, limit)));
     }
-    let mut v = Views::default();
+    let mut v = models.empty_like();
     let mut commits = 0;
     for t in tasks {
         let (part, n) = t
@@ -122,63 +137,10 @@ pub async fn fold(
     Ok((v, commits))
 }
 
-/// Compares two views row by row (derived counters excluded).
+/// Compares two views row by row, every registered model and every stream position
+/// (derived counters excluded); at most 20 differences.
 pub fn compare(stored: &Views, rebuilt: &Views) -> Vec<String> {
-    let mut d = Vec::new();
-    for (id, row) in &rebuilt.instances {
-        match stored.instances.get(id) {
-            None => d.push(format!("instance {id}: missing from stored views")),
-            Some(s) if s != row => d.push(format!("instance {id}: stored row differs")),
-            _ => {}
-        }
-    }
-    for id in stored.instances.keys() {
-        if !rebuilt.instances.contains_key(id) {
-            d.push(format!("instance {id}: in stored views but not in the log"));
-        }
-    }
-    let keys = |m: &BTreeMap<Subject, _>| m.keys().cloned().collect::<Vec<Subject>>();
-    if keys(&stored.hosts) != keys(&rebuilt.hosts) {
-        d.push("hosts: different sets".into());
-    }
-    for (s, row) in &rebuilt.hosts {
-        if stored.hosts.get(s) != Some(row) {
-            d.push(format!("host {s}: stored row differs"));
-        }
-    }
-    for (s, row) in &rebuilt.flavors {
-        if stored.flavors.get(s) != Some(row) {
-            d.push(format!("flavor {s}: stored row differs"));
-        }
-    }
-    if stored.flavors.len() != rebuilt.flavors.len() {
-        d.push("flavors: different sets".into());
-    }
-    if stored.cells != rebuilt.cells {
-        d.push("cells: stored rows differ".into());
-    }
-    if stored.host_mappings != rebuilt.host_mappings {
-        d.push("host mappings: stored rows differ".into());
-    }
-    if stored.images != rebuilt.images {
-        d.push("images: stored rows differ".into());
-    }
-    for (s, row) in &rebuilt.identity.rows {
-        if stored.identity.rows.get(s) != Some(row) {
-            d.push(format!("identity {s}: stored row differs"));
-        }
-    }
-    if stored.identity.rows.len() != rebuilt.identity.rows.len() {
-        d.push("identity: different sets".into());
-    }
-    for (s, p) in &rebuilt.positions {
-        if stored.position(s) != *p {
-            d.push(format!(
-                "stream {s}: stored position {} vs rebuilt {p}",
-                stored.position(s)
-            ));
-        }
-    }
+    let mut d = stored.differences(rebuilt);
     d.truncate(20);
     d
 }
@@ -191,7 +153,7 @@ pub async fn rebuild(log: Arc<dyn EventLog>, stored: &Views) -> Result<RebuildRe
         upto.entry(s).or_insert(0);
     }
     let t0 = Instant::now();
-    let (rebuilt, commits) = fold(log.clone(), &upto).await?;
+    let (rebuilt, commits) = fold_into(stored, log.clone(), &upto).await?;
     let seconds = t0.elapsed().as_secs_f64();
     let mut lag = 0;
     for (s, p) in &upto {
@@ -227,11 +189,9 @@ pub struct HistoryStep {
     pub subject: Subject,
     /// Subject sequence.
     pub subject_seq: u64,
-    /// Event type.
     pub event_type: String,
     /// Time (µs since epoch).
     pub occurred_at: i64,
-    /// Request id.
     pub request_id: String,
     /// Actor user.
     pub actor: String,
@@ -242,13 +202,13 @@ pub struct HistoryStep {
 /// The history of one instance: its api-subject commits, then its cell-subject commits.
 pub async fn history(log: &dyn EventLog, id: InstanceId) -> Result<Vec<HistoryStep>, ReplayError> {
     let mut commits: Vec<Commit> = Vec::new();
-    let api = Subject::api("instance", &id.to_string())?;
+    let api = Subject::api(eventlog::SubjectKind::Instance, &id.to_string())?;
     commits.extend(log.read_subject(&api, 1).await?);
     for s in log.streams().await? {
         if s == StreamName::api() {
             continue;
         }
-        let subj = Subject::cell(&s, "instance", &id.to_string())?;
+        let subj = Subject::cell(&s, eventlog::SubjectKind::Instance, &id.to_string())?;
         commits.extend(log.read_subject(&subj, 1).await?);
     }
     let mut steps = Vec::new();

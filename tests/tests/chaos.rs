@@ -108,12 +108,12 @@ fn placement_violations(h: &Harness) -> Vec<String> {
     let v = h.stack.engine.world.read();
     let mut bad = vec![];
     let host_name = |s: &eventlog::Subject| -> String {
-        v.hosts
+        v.hosts()
             .get(s)
-            .map(|r| r.host.spec.name.to_string())
+            .map(|r| r.state.spec.name.to_string())
             .unwrap_or_else(|| format!("<unknown host subject {s}>"))
     };
-    for (id, row) in &v.instances {
+    for (id, row) in v.instances() {
         let Some(i) = row.state() else { continue };
         let held: BTreeSet<(String, ClaimId)> = i
             .held_claims()
@@ -121,7 +121,7 @@ fn placement_violations(h: &Harness) -> Vec<String> {
             .map(|(h, c)| (h.to_string(), c))
             .collect();
         let actual: BTreeSet<(String, ClaimId)> = v
-            .claims
+            .claims()
             .get(id)
             .map(|set| set.iter().map(|(s, c)| (host_name(s), *c)).collect())
             .unwrap_or_default();
@@ -136,13 +136,13 @@ fn placement_violations(h: &Harness) -> Vec<String> {
             ));
         }
     }
-    for (id, set) in &v.claims {
-        if !v.instances.contains_key(id) {
+    for (id, set) in v.claims() {
+        if !v.instances().contains_key(id) {
             bad.push(format!("claims {set:?} of unknown instance {id}"));
         }
     }
-    for (subject, row) in &v.hosts {
-        let host = &row.host;
+    for (subject, row) in v.hosts() {
+        let host = &row.state;
         let cap = host.spec.capacity();
         let u = host.used;
         if u.vcpus > cap.vcpus || u.ram_mb > cap.ram_mb || u.disk_gb > cap.disk_gb {
@@ -165,7 +165,7 @@ fn placement_violations(h: &Harness) -> Vec<String> {
         }
         for (claim, a) in &host.allocations {
             let indexed = v
-                .claims
+                .claims()
                 .get(&a.instance)
                 .is_some_and(|s| s.contains(&(subject.clone(), *claim)));
             if !indexed {
@@ -483,10 +483,10 @@ async fn two_actions_racing_on_one_server_one_wins() {
     loop {
         let held = {
             let v = h.stack.engine.world.read();
-            v.claims.get(&iid).cloned().unwrap_or_default().len()
-                + v.hosts
+            v.claims().get(&iid).cloned().unwrap_or_default().len()
+                + v.hosts()
                     .values()
-                    .flat_map(|r| r.host.allocations.values())
+                    .flat_map(|r| r.state.allocations.values())
                     .filter(|a| a.instance == iid)
                     .count()
         };

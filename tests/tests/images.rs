@@ -105,7 +105,7 @@ async fn upload_boot_restart_and_replay_with_images() {
     assert!(report.matches, "{:?}", report.differences);
     let store = projections::ProjectionStore::open(&dir.path().join("projections.redb")).unwrap();
     let views = store.load().unwrap();
-    assert_eq!(views.images.len(), 2);
+    assert_eq!(views.images().len(), 2);
     assert!(views.image(&domain::ImageId::parse(&id).unwrap()).is_none());
     assert!(views.image(&cirros).is_some());
 }

@@ -552,7 +552,7 @@ async fn subscriptions_and_appends_survive_a_node_kill() {
     let log = JetStreamLog::connect(&cluster.url(0), opts).await.unwrap();
     let cell = StreamName::cell("cell1").unwrap();
     log.ensure_stream(&cell).await.unwrap();
-    let subject = Subject::cell(&cell, "instance", "x").unwrap();
+    let subject = Subject::cell(&cell, eventlog::SubjectKind::Instance, "x").unwrap();
     let append = |i: u32| {
         let log = log.clone();
         let subject = subject.clone();

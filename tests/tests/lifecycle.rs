@@ -20,9 +20,9 @@ fn host_of(s: &serde_json::Value) -> String {
 fn claims(h: &Harness) -> Vec<(String, String)> {
     let v = h.stack.engine.world.read();
     let mut out = vec![];
-    for row in v.hosts.values() {
-        for a in row.host.allocations.values() {
-            out.push((row.host.spec.name.to_string(), a.instance.to_string()));
+    for row in v.hosts().values() {
+        for a in row.state.allocations.values() {
+            out.push((row.state.spec.name.to_string(), a.instance.to_string()));
         }
     }
     out.sort();
@@ -216,7 +216,7 @@ async fn no_valid_host_goes_to_cell0_with_fault() {
         "{s}"
     );
     let iid = domain::InstanceId::parse(&id).unwrap();
-    let cell = h.stack.engine.world.read().instances[&iid]
+    let cell = h.stack.engine.world.read().instances()[&iid]
         .cell_subject
         .clone()
         .unwrap()

@@ -277,7 +277,7 @@ impl Caller {
                     .ok_or_else(|| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
                 let views = state.engine.world.read();
                 let auth = tokens
-                    .validate(token, &views.identity, engine::now())
+                    .validate(token, views.identity(), engine::now())
                     .map_err(|_| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
                 let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
                 Ok(Caller {

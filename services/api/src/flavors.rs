@@ -63,9 +63,9 @@ fn list(
     let fq = parse::flavor_query(q, caller.is_admin)?;
     let views = st.engine.world.read();
     let mut all: Vec<&Flavor> = views
-        .flavors
+        .flavors()
         .values()
-        .filter_map(|r| r.flavor.as_ref())
+        .filter_map(|r| r.state.as_ref())
         .filter(|f| !f.deleted)
         .filter(|f| fq.is_public.is_none_or(|p| f.spec.is_public == p))
         .filter(|f| fq.min_ram.is_none_or(|m| f.spec.ram_mb >= m))
@@ -181,9 +181,9 @@ pub async fn create(
             )));
         }
         let dup = views
-            .flavors
+            .flavors()
             .values()
-            .filter_map(|r| r.flavor.as_ref())
+            .filter_map(|r| r.state.as_ref())
             .any(|f| !f.deleted && f.spec.name == spec.name);
         if dup {
             return Err(ApiError::conflict(format!(

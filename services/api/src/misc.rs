@@ -48,7 +48,7 @@ pub async fn instance_events(
         let views = st.engine.world.read();
         let iid = InstanceId::parse(&id).ok_or_else(|| ApiError::instance_not_found(&id))?;
         let row = views
-            .instances
+            .instances()
             .get(&iid)
             .filter(|r| {
                 r.state()

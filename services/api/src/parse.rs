@@ -611,7 +611,7 @@ pub fn scheduler_hints(body: &Value) -> Result<BTreeMap<String, String>, ApiErro
 pub fn known_host(views: &Views, name: &str) -> Result<HostName, ApiError> {
     let not_found = || ApiError::bad_request(format!("Compute host {name} could not be found."));
     let h = HostName::new(name).map_err(|_| not_found())?;
-    if views.hosts.values().any(|r| r.host.spec.name == h) {
+    if views.hosts().values().any(|r| r.state.spec.name == h) {
         Ok(h)
     } else {
         Err(not_found())
@@ -704,9 +704,9 @@ pub fn resolve_create(
     if let Some(az) = &req.availability_zone {
         let known = az == "nova"
             || views
-                .hosts
+                .hosts()
                 .values()
-                .any(|r| &r.host.spec.availability_zone == az);
+                .any(|r| &r.state.spec.availability_zone == az);
         if !known {
             return Err(ApiError::bad_request(
                 "The requested availability zone is not available",

@@ -527,7 +527,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             let id = path_id(row.path, parts.uri.path()).unwrap_or_default();
             let views = g.state.engine.world.read();
             let visible = domain::InstanceId::parse(id)
-                .and_then(|iid| views.instances.get(&iid))
+                .and_then(|iid| views.instances().get(&iid))
                 .and_then(|r| r.state())
                 .is_some_and(|i| caller.can_see(&i.spec.project_id));
             if !visible {

@@ -214,7 +214,7 @@ fn list(
     let mut partial: Vec<&Instance> = Vec::new();
     // by_created is ascending; Nova's default sort is created_at desc, id desc.
     let all: Vec<&Instance> = views
-        .by_created
+        .by_created()
         .iter()
         .rev()
         .filter_map(|(_, id)| views.instance(id))
@@ -352,9 +352,9 @@ pub async fn delete(
 fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
     if az == "nova"
         || views
-            .hosts
+            .hosts()
             .values()
-            .any(|r| r.host.spec.availability_zone == az)
+            .any(|r| r.state.spec.availability_zone == az)
     {
         Ok(())
     } else {

@@ -110,10 +110,10 @@ const PROGRESS_STATUSES: &[&str] = &[
 fn host_az(i: &Instance, views: &Views) -> Option<String> {
     let host = i.host.as_ref()?;
     views
-        .hosts
+        .hosts()
         .values()
-        .find(|r| &r.host.spec.name == host)
-        .map(|r| r.host.spec.availability_zone.clone())
+        .find(|r| &r.state.spec.name == host)
+        .map(|r| r.state.spec.availability_zone.clone())
 }
 
 /// Nova's sanitised hostname from a display name.
@@ -184,7 +184,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         None => String::new(),
     };
     put("hostId", json!(host_id));
-    let details = cx.views.instances.get(&i.id()).map(|r| &r.details);
+    let details = cx.views.instances().get(&i.id()).map(|r| &r.details);
     let image = if i.spec.boot_from_volume || i.spec.image_ref.is_empty() {
         json!("")
     } else if v.at_least(98) {
@@ -282,7 +282,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
     if extended && v.at_least(16) && cx.is_admin {
         let hs = match &i.host {
             None => "",
-            Some(h) if cx.views.hosts.values().any(|r| &r.host.spec.name == h) => "UP",
+            Some(h) if cx.views.hosts().values().any(|r| &r.state.spec.name == h) => "UP",
             Some(_) => "UNKNOWN",
         };
         put("host_status", json!(hs));

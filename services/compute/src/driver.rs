@@ -4,6 +4,7 @@
 //! after a configurable delay, failing on demand (failure injection by task and by
 //! rate) so that failure paths are exercised by tests.
 
+use eventlog::LockExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl VirtDriver for SimDriver {
             return Err(DriverError::Injected(task.as_str(), host.to_string()));
         }
         let id = instance.id();
-        let mut all = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.domains.lock_or_recover();
         let doms = all.entry(host.clone()).or_default();
         use PowerState as P;
         match task {
@@ -155,8 +156,7 @@ impl VirtDriver for SimDriver {
 
     fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState> {
         self.domains
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .get(host)
             .cloned()
             .unwrap_or_default()

@@ -9,6 +9,7 @@
 
 pub mod driver;
 
+use eventlog::LockExt;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,7 +93,7 @@ impl ComputeAgent {
                 "compute",
                 &format!("req-{}", Uuid::new_v4()),
                 "startup",
-                format!("map:{}:{}", spec.name, spec.cell),
+                domain::dedupe::map_host(&spec.name, &spec.cell),
             );
             let ctx = Ctx::service("compute", now(), Uuid::new_v4());
             engine::cells::map_host(engine.log.as_ref(), &spec.name, &spec.cell, &ctx, &meta)
@@ -108,7 +109,7 @@ impl ComputeAgent {
                 "compute",
                 &format!("req-{}", Uuid::new_v4()),
                 "startup",
-                format!("register:{}:{}", spec.name, Uuid::new_v4()),
+                domain::dedupe::register_host(&spec.name, Uuid::new_v4()),
             );
             engine
                 .host(
@@ -136,12 +137,7 @@ impl ComputeAgent {
         };
         let Some(op) = inst.op else { return };
         let key = (id, op.id, task, op.attempt);
-        if !self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key)
-        {
+        if !self.inflight.lock_or_recover().insert(key) {
             return;
         }
         let engine = engine.clone();
@@ -157,7 +153,7 @@ impl ComputeAgent {
                     message: e.to_string(),
                 },
             };
-            let dedupe = format!("compute:{id}:{}:{}:{}", op.id, task.as_str(), op.attempt);
+            let dedupe = domain::dedupe::compute(id, op.id, task, op.attempt);
             let meta = Meta::service(
                 &format!("compute@{host}"),
                 &correlation,
@@ -168,10 +164,7 @@ impl ComputeAgent {
             if let Err(e) = engine.instance(id, cmd, &ctx, &meta).await {
                 tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
             }
-            inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            inflight.lock_or_recover().remove(&key);
         });
     }
 }
@@ -208,10 +201,10 @@ async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) {
         let allocations = engine
             .world
             .read()
-            .hosts
+            .hosts()
             .values()
-            .find(|r| r.host.spec.name == *host)
-            .map_or(0, |r| r.host.allocations.len());
+            .find(|r| r.state.spec.name == *host)
+            .map_or(0, |r| r.state.allocations.len());
         let payload = serde_json::json!({
             "host": host.as_str(),
             "cell": cell.as_str(),
@@ -247,7 +240,7 @@ impl Reactor for ComputeAgent {
     }
 
     async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
-        if commit.subject.kind() == "instance" {
+        if commit.subject.kind() == Some(eventlog::SubjectKind::Instance) {
             if let Some(id) = InstanceId::parse(commit.subject.id_token()) {
                 self.kick(engine, id, commit.meta.correlation_id.clone());
             }
@@ -255,7 +248,7 @@ impl Reactor for ComputeAgent {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }

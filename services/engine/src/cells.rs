@@ -23,12 +23,12 @@ const MAX_RETRIES: usize = 8;
 
 /// `stratus.api.cell.<name>`.
 pub fn cell_subject(name: &CellName) -> Subject {
-    Subject::api("cell", name.as_str()).expect("tokens are encoded")
+    Subject::api(eventlog::SubjectKind::Cell, name.as_str()).expect("tokens are encoded")
 }
 
 /// `stratus.api.host_mapping.<host>`.
 pub fn host_mapping_subject(host: &HostName) -> Subject {
-    Subject::api("host_mapping", host.as_str()).expect("tokens are encoded")
+    Subject::api(eventlog::SubjectKind::HostMapping, host.as_str()).expect("tokens are encoded")
 }
 
 /// The stream of a cell.

@@ -15,7 +15,7 @@ use crate::{Engine, EngineError, Meta, Outcome};
 
 /// `stratus.api.image.<uuid>`.
 pub fn image_subject(id: &ImageId) -> Subject {
-    Subject::api("image", &id.to_string()).expect("uuid is a valid token")
+    Subject::api(eventlog::SubjectKind::Image, &id.to_string()).expect("uuid is a valid token")
 }
 
 impl Engine {
@@ -32,14 +32,14 @@ impl Engine {
             &subject,
             &format!("image {id}"),
             |v| {
-                let row = v.images.get(id);
-                let evs = image::decide(id, row.map(|r| &r.image), cmd.clone(), ctx)?;
+                let row = v.images().get(id);
+                let evs = image::decide(id, row.map(|r| &r.state), cmd.clone(), ctx)?;
                 Ok((
                     evs.into_iter().map(Event::Image).collect(),
                     row.map(|r| r.seq).unwrap_or(0),
                 ))
             },
-            |v| v.images.get(id).map(|r| r.seq),
+            |v| v.images().get(id).map(|r| r.seq),
             ctx,
             meta,
         )

@@ -17,6 +17,7 @@ pub mod images;
 pub mod liveness;
 pub mod reactor;
 
+use eventlog::LockExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,7 +225,7 @@ impl Engine {
                 return Err(EngineError::Timeout);
             }
         }
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.hosts.lock_or_recover().clear();
         Ok(())
     }
 
@@ -240,24 +241,26 @@ impl Engine {
 
     /// The api-stream subject of an instance's build request.
     pub fn instance_api_subject(id: &InstanceId) -> Subject {
-        Subject::api("instance", &id.to_string()).expect("uuid is a valid token")
+        Subject::api(eventlog::SubjectKind::Instance, &id.to_string())
+            .expect("uuid is a valid token")
     }
 
     /// The subject of an instance in a cell.
     pub fn instance_cell_subject(cell: &CellName, id: &InstanceId) -> Subject {
         let s = StreamName::new(cell.as_str()).expect("cell names are stream names");
-        Subject::cell(&s, "instance", &id.to_string()).expect("uuid is a valid token")
+        Subject::cell(&s, eventlog::SubjectKind::Instance, &id.to_string())
+            .expect("uuid is a valid token")
     }
 
     /// The subject of a host.
     pub fn host_subject(cell: &CellName, host: &HostName) -> Subject {
         let s = StreamName::new(cell.as_str()).expect("cell names are stream names");
-        Subject::cell(&s, "host", host.as_str()).expect("tokens are encoded")
+        Subject::cell(&s, eventlog::SubjectKind::Host, host.as_str()).expect("tokens are encoded")
     }
 
     /// The subject of a flavor.
     pub fn flavor_subject(id: &FlavorId) -> Subject {
-        Subject::api("flavor", id.as_str()).expect("tokens are encoded")
+        Subject::api(eventlog::SubjectKind::Flavor, id.as_str()).expect("tokens are encoded")
     }
 
     async fn append(
@@ -325,7 +328,7 @@ impl Engine {
         for _ in 0..MAX_RETRIES {
             let (events, subject, expected) = {
                 let v = self.world.read();
-                let row = v.instances.get(&id);
+                let row = v.instances().get(&id);
                 let state = row.and_then(|r| r.state());
                 let evs = instance::decide(state, cmd.clone(), ctx, &self.config)?;
                 let (subject, expected) = match (&cmd, row) {
@@ -361,7 +364,7 @@ impl Engine {
                 Err(LogError::WrongLastSequence { actual, .. }) => {
                     let is_api = subject.stream() == StreamName::api();
                     self.wait_seq(|v| {
-                        v.instances.get(&id).is_some_and(|r| {
+                        v.instances().get(&id).is_some_and(|r| {
                             if is_api {
                                 r.api_seq >= actual || r.cell_subject.is_some()
                             } else {
@@ -390,8 +393,8 @@ impl Engine {
             &subject,
             &format!("flavor {id}"),
             |v| {
-                let row = v.flavors.get(&subject);
-                let evs = flavor::decide(row.and_then(|r| r.flavor.as_ref()), cmd.clone(), ctx)
+                let row = v.flavors().get(&subject);
+                let evs = flavor::decide(row.and_then(|r| r.state.as_ref()), cmd.clone(), ctx)
                     .map_err(|e| match e {
                         DomainError::NotFound { kind, id: found } if found.is_empty() => {
                             DomainError::NotFound {
@@ -406,7 +409,7 @@ impl Engine {
                     row.map(|r| r.seq).unwrap_or(0),
                 ))
             },
-            |v| v.flavors.get(&subject).map(|r| r.seq),
+            |v| v.flavors().get(&subject).map(|r| r.seq),
             ctx,
             meta,
         )
@@ -472,13 +475,8 @@ impl Engine {
             let guard = self.lock(subject.as_str()).await;
             let (state, expected) = {
                 let v = self.world.read();
-                let world = v.hosts.get(&subject).map(|r| (r.seq, r.host.clone()));
-                let cached = self
-                    .hosts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&subject)
-                    .cloned();
+                let world = v.hosts().get(&subject).map(|r| (r.seq, r.state.clone()));
+                let cached = self.hosts.lock_or_recover().get(&subject).cloned();
                 match (world, cached) {
                     (Some(w), Some(c)) if c.0 > w.0 => (Some(c.1), c.0),
                     (Some(w), _) => (Some(w.1), w.0),
@@ -506,8 +504,7 @@ impl Engine {
                 let pending = self.log.submit(req).await?;
                 if let Some(h) = next {
                     self.hosts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .lock_or_recover()
                         .insert(subject.clone(), (expected + 1, h));
                 }
                 drop(guard);
@@ -516,8 +513,7 @@ impl Engine {
                 let r = self.log.append(req).await;
                 if let (Ok(ack), Some(h)) = (&r, next) {
                     self.hosts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .lock_or_recover()
                         .insert(subject.clone(), (ack.subject_seq, h));
                 }
                 drop(guard);
@@ -526,10 +522,7 @@ impl Engine {
             match result {
                 Ok(ack) => {
                     if ack.duplicate {
-                        self.hosts
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&subject);
+                        self.hosts.lock_or_recover().remove(&subject);
                     }
                     return Ok(Outcome {
                         events,
@@ -537,18 +530,12 @@ impl Engine {
                     });
                 }
                 Err(LogError::WrongLastSequence { actual, .. }) => {
-                    self.hosts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&subject);
-                    self.wait_seq(|v| v.hosts.get(&subject).is_some_and(|r| r.seq >= actual))
+                    self.hosts.lock_or_recover().remove(&subject);
+                    self.wait_seq(|v| v.hosts().get(&subject).is_some_and(|r| r.seq >= actual))
                         .await;
                 }
                 Err(e) => {
-                    self.hosts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&subject);
+                    self.hosts.lock_or_recover().remove(&subject);
                     return Err(e.into());
                 }
             }

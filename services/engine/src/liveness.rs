@@ -15,6 +15,7 @@
 //! Clocks of the machines must agree (NTP), as in Nova: beat times are the storing
 //! server's clock, compared with the local one.
 
+use eventlog::RwLockExt;
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -93,7 +94,7 @@ impl Liveness {
 
     /// Takes in the compute beats of `beats` (newer times win).
     pub fn record(&self, beats: &[Beat]) {
-        let mut last = self.last.write().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last.write_or_recover();
         for b in beats.iter().filter(|b| b.service == COMPUTE_SERVICE) {
             let t = last.entry(b.id.clone()).or_insert(b.at);
             *t = (*t).max(b.at);
@@ -106,12 +107,7 @@ impl Liveness {
             return HostLiveness::Unknown;
         };
         let down_after = down_after.as_micros() as i64;
-        match self
-            .last
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(host.as_str())
-        {
+        match self.last.read_or_recover().get(host.as_str()) {
             None if !self.grace || now.saturating_sub(self.since) > down_after => {
                 HostLiveness::Down(0)
             }

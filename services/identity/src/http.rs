@@ -306,7 +306,7 @@ fn caller(api: &IdentityApi, headers: &HeaderMap) -> Result<Auth, IdentityError>
         .ok_or_else(|| IdentityError::Unauthorized(AUTH_REQUIRED.into()))?;
     let views = api.world.read();
     api.tokens
-        .validate(token, &views.identity, engine::now())
+        .validate(token, views.identity(), engine::now())
         .map_err(|_| IdentityError::Unauthorized(AUTH_REQUIRED.into()))
 }
 
@@ -536,7 +536,7 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
     // Find the user (unknown and wrong password look the same: 401).
     let user = {
         let views = api.world.read();
-        let id = &views.identity;
+        let id = views.identity();
         match (&uref.id, &uref.name) {
             (Some(uid), _) => UserId::new(uid.clone())
                 .ok()
@@ -563,7 +563,7 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
         return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
     };
     let views = api.world.read();
-    let ids = &views.identity;
+    let ids = views.identity();
     // The scope: the named project, else the user's default project.
     let project = match &pref {
         Some(p) => match (&p.id, &p.name) {
@@ -654,7 +654,7 @@ async fn validate_token(State(api): State<IdentityApi>, headers: HeaderMap) -> R
     let views = api.world.read();
     let auth = api
         .tokens
-        .validate(subject, &views.identity, engine::now())
+        .validate(subject, views.identity(), engine::now())
         .map_err(|_| IdentityError::NotFound("Could not find token.".into()))?;
     drop(views);
     if !me.is_admin() && me.user.id != auth.user.id {
@@ -671,7 +671,7 @@ async fn auth_projects(State(api): State<IdentityApi>, headers: HeaderMap) -> Re
     let me = caller(&api, &headers)?;
     let b = base(&headers, &api);
     let views = api.world.read();
-    let items = visible_projects(&views.identity, &me, false)
+    let items = visible_projects(views.identity(), &me, false)
         .into_iter()
         .map(|p| project_json(p, &b))
         .collect();
@@ -711,7 +711,7 @@ async fn list_projects(
     let me = caller(&api, &headers)?;
     let b = base(&headers, &api);
     let views = api.world.read();
-    let items = visible_projects(&views.identity, &me, true)
+    let items = visible_projects(views.identity(), &me, true)
         .into_iter()
         .filter(|p| q.name.as_deref().is_none_or(|n| p.name.as_str() == n))
         .map(|p| project_json(p, &b))
@@ -729,7 +729,7 @@ async fn show_project(
     let views = api.world.read();
     let p = ProjectId::new(id.clone())
         .ok()
-        .and_then(|pid| views.identity.project(&pid))
+        .and_then(|pid| views.identity().project(&pid))
         .filter(|p| me.is_admin() || !me.user.roles_on(&p.id).is_empty())
         .ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {id}.")))?;
     Ok(Json(json!({"project": project_json(p, &b)})).into_response())
@@ -788,7 +788,7 @@ async fn create_project(
     let b = base(&headers, &api);
     let views = api.world.read();
     let p = views
-        .identity
+        .identity()
         .project(&id)
         .ok_or_else(|| IdentityError::Internal("created project not in the view".into()))?;
     Ok((
@@ -809,7 +809,7 @@ async fn list_users(
     let b = base(&headers, &api);
     let views = api.world.read();
     let items = views
-        .identity
+        .identity()
         .users()
         .into_iter()
         .filter(|u| me.is_admin() || u.id == me.user.id)
@@ -839,7 +839,7 @@ async fn show_user(
     let me = caller(&api, &headers)?;
     let b = base(&headers, &api);
     let views = api.world.read();
-    let u = find_user(&views.identity, &me, &id)?;
+    let u = find_user(views.identity(), &me, &id)?;
     Ok(Json(json!({"user": user_json(u, &b)})).into_response())
 }
 
@@ -883,7 +883,7 @@ async fn create_user(
             let views = api.world.read();
             let found = ProjectId::new(p.clone())
                 .ok()
-                .filter(|id| views.identity.project(id).is_some());
+                .filter(|id| views.identity().project(id).is_some());
             Some(found.ok_or_else(|| {
                 IdentityError::BadRequest(format!("Could not find project: {p}."))
             })?)
@@ -905,7 +905,7 @@ async fn create_user(
     let b = base(&headers, &api);
     let views = api.world.read();
     let u = views
-        .identity
+        .identity()
         .user(&id)
         .ok_or_else(|| IdentityError::Internal("created user not in the view".into()))?;
     Ok((StatusCode::CREATED, Json(json!({"user": user_json(u, &b)}))).into_response())
@@ -940,7 +940,7 @@ async fn update_user(
     })?;
     let uid = {
         let views = api.world.read();
-        find_user(&views.identity, &me, &id)?.id.clone()
+        find_user(views.identity(), &me, &id)?.id.clone()
     };
     let hash = match req.user.password {
         Some(pw) => {
@@ -964,7 +964,7 @@ async fn update_user(
     settle(&api, pos).await?;
     let b = base(&headers, &api);
     let views = api.world.read();
-    let u = find_user(&views.identity, &me, &id)?;
+    let u = find_user(views.identity(), &me, &id)?;
     Ok(Json(json!({"user": user_json(u, &b)})).into_response())
 }
 
@@ -979,7 +979,7 @@ async fn list_roles(
     let b = base(&headers, &api);
     let views = api.world.read();
     let items = views
-        .identity
+        .identity()
         .roles()
         .into_iter()
         .filter(|r| q.name.as_deref().is_none_or(|n| r.name.as_str() == n))
@@ -998,7 +998,7 @@ async fn show_role(
     let views = api.world.read();
     let r = RoleId::new(id.clone())
         .ok()
-        .and_then(|r| views.identity.role(&r))
+        .and_then(|r| views.identity().role(&r))
         .ok_or_else(|| IdentityError::NotFound(format!("Could not find role: {id}.")))?;
     Ok(Json(json!({"role": role_json(r, &b)})).into_response())
 }
@@ -1040,7 +1040,7 @@ async fn grant_role(
     require_admin(&me, "create_grant")?;
     let (project, user, role) = {
         let views = api.world.read();
-        assignment(&views.identity, &p, &u, Some(&r))?
+        assignment(views.identity(), &p, &u, Some(&r))?
     };
     let role = role.expect("asked for");
     let pos =
@@ -1056,14 +1056,14 @@ async fn check_role(
 ) -> Res {
     let me = caller(&api, &headers)?;
     let views = api.world.read();
-    let (project, user, role) = assignment(&views.identity, &p, &u, Some(&r))?;
+    let (project, user, role) = assignment(views.identity(), &p, &u, Some(&r))?;
     if !me.is_admin() && me.user.id != user {
         return Err(IdentityError::NotFound(format!(
             "Could not find user: {u}."
         )));
     }
     let has = views
-        .identity
+        .identity()
         .user(&user)
         .is_some_and(|x| x.roles.contains(&(project, role.expect("asked for"))));
     if has {
@@ -1083,14 +1083,14 @@ async fn list_assignments(
     let me = caller(&api, &headers)?;
     let b = base(&headers, &api);
     let views = api.world.read();
-    let (project, user, _) = assignment(&views.identity, &p, &u, None)?;
+    let (project, user, _) = assignment(views.identity(), &p, &u, None)?;
     if !me.is_admin() && me.user.id != user {
         return Err(IdentityError::NotFound(format!(
             "Could not find user: {u}."
         )));
     }
-    let user = views.identity.user(&user).expect("checked");
-    let items = current_roles(&views.identity, user, &project)
+    let user = views.identity().user(&user).expect("checked");
+    let items = current_roles(views.identity(), user, &project)
         .iter()
         .map(|r| role_json(r, &b))
         .collect();

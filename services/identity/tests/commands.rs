@@ -63,9 +63,9 @@ async fn concurrent_creates_of_one_name_have_exactly_one_winner() {
     assert_eq!(won.len(), 1);
     assert_eq!(refused, 7);
     let v = fold(log.as_ref()).await;
-    assert_eq!(v.identity.projects().len(), 1);
+    assert_eq!(v.identity().projects().len(), 1);
     assert_eq!(
-        v.identity.project_by_name("default", "demo").unwrap().id,
+        v.identity().project_by_name("default", "demo").unwrap().id,
         won[0]
     );
     assert_eq!(
@@ -167,38 +167,38 @@ async fn tokens_verify_expire_and_are_revoked_by_credential_changes() {
     .await
     .unwrap();
     let v = fold(log.as_ref()).await;
-    let u = v.identity.user(&user).unwrap().clone();
-    let p = v.identity.project(&project).unwrap().clone();
+    let u = v.identity().user(&user).unwrap().clone();
+    let p = v.identity().project(&project).unwrap().clone();
     let tokens = Tokens::new(TokenKey::generate(), 60);
     let now = Timestamp(1_000_000_000);
     let (tok, _) = tokens.issue(&u, &p, &[], now);
     // No role on the project: not valid.
     assert_eq!(
-        tokens.validate(&tok, &v.identity, now),
+        tokens.validate(&tok, v.identity(), now),
         Err(Invalid::NoScope)
     );
     commands::grant_role(log.as_ref(), &user, &project, &role, &who)
         .await
         .unwrap();
     let v = fold(log.as_ref()).await;
-    let auth = tokens.validate(&tok, &v.identity, now).unwrap();
+    let auth = tokens.validate(&tok, v.identity(), now).unwrap();
     assert_eq!(auth.role_names(), vec!["member"]);
     assert!(!auth.is_admin());
     // Expiry.
     assert_eq!(
-        tokens.validate(&tok, &v.identity, now.plus_secs(60)),
+        tokens.validate(&tok, v.identity(), now.plus_secs(60)),
         Err(Invalid::Expired)
     );
     // Another key, or a tampered token.
     let other = Tokens::new(TokenKey::generate(), 60);
     assert_eq!(
-        other.validate(&tok, &v.identity, now),
+        other.validate(&tok, v.identity(), now),
         Err(Invalid::Malformed)
     );
     let claims = tokens.decode(&tok).unwrap();
     let forged = other.sign(&domain_admin(claims));
     assert_eq!(
-        tokens.validate(&forged, &v.identity, now),
+        tokens.validate(&forged, v.identity(), now),
         Err(Invalid::Malformed)
     );
     // A password change revokes it.
@@ -212,10 +212,10 @@ async fn tokens_verify_expire_and_are_revoked_by_credential_changes() {
     .unwrap();
     let v = fold(log.as_ref()).await;
     assert_eq!(
-        tokens.validate(&tok, &v.identity, now),
+        tokens.validate(&tok, v.identity(), now),
         Err(Invalid::Revoked)
     );
-    let u = v.identity.user(&user).unwrap().clone();
+    let u = v.identity().user(&user).unwrap().clone();
     assert!(identity::password::verify("pw2", &u.password_hash));
     assert!(!identity::password::verify("pw", &u.password_hash));
 }
@@ -331,7 +331,7 @@ async fn a_claim_whose_create_died_is_completed_by_the_next_create() {
     );
     assert!(fold(log.as_ref())
         .await
-        .identity
+        .identity()
         .project_by_name(domain::identity::DEFAULT_DOMAIN_ID, "old")
         .is_some());
     // Now the name is held by a real project: a second create is refused.

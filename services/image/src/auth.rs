@@ -89,7 +89,7 @@ pub fn authenticate(
         api::AuthMode::Keystone(tokens) => {
             let views = engine.world.read();
             let auth = tokens
-                .validate(token, &views.identity, engine::now())
+                .validate(token, views.identity(), engine::now())
                 .map_err(|_| ImageError::unauthorized())?;
             let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
             Ok(Caller {

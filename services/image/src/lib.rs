@@ -225,9 +225,9 @@ async fn list(
     let ctx = caller.ctx();
     let mut images: Vec<domain::image::Image> = {
         let v = st.engine.world.read();
-        v.images
+        v.images()
             .values()
-            .map(|r| &r.image)
+            .map(|r| &r.state)
             .filter(|i| i.visible_to(&ctx) && query.matches(i, &ctx))
             .cloned()
             .collect()

@@ -29,10 +29,10 @@ pub fn stale_uploads(engine: &Engine, now: Timestamp, older_than: Duration) -> V
     engine
         .world
         .read()
-        .images
+        .images()
         .values()
-        .filter(|r| r.image.status == ImageStatus::Saving && r.image.updated_at.0 <= cutoff)
-        .map(|r| r.image.spec.id)
+        .filter(|r| r.state.status == ImageStatus::Saving && r.state.updated_at.0 <= cutoff)
+        .map(|r| r.state.spec.id)
         .collect()
 }
 

@@ -22,6 +22,7 @@
 //! instance still waits for that very operation; claims never recorded are released
 //! by [`Placement`]. No state is held outside the world except in-flight sets.
 
+use eventlog::LockExt;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +38,7 @@ use eventlog::{Commit, LogError};
 use uuid::Uuid;
 
 fn instance_of(commit: &Commit) -> Option<InstanceId> {
-    (commit.subject.kind() == "instance")
+    (commit.subject.kind() == Some(eventlog::SubjectKind::Instance))
         .then(|| InstanceId::parse(commit.subject.id_token()))
         .flatten()
 }
@@ -84,10 +85,7 @@ impl Default for Scheduler {
 struct Inflight(Arc<Mutex<HashSet<InstanceId>>>, InstanceId);
 impl Drop for Inflight {
     fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.1);
+        self.0.lock_or_recover().remove(&self.1);
     }
 }
 
@@ -123,12 +121,7 @@ impl Scheduler {
         ) {
             return;
         }
-        if !self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id)
-        {
+        if !self.inflight.lock_or_recover().insert(id) {
             return;
         }
         let guard = Inflight(self.inflight.clone(), id);
@@ -154,7 +147,7 @@ impl Scheduler {
                 // The claim is in the world once the instance's cell commit settled (or
                 // it was released because the step failed).
                 if let Some((host, ram)) = reserved {
-                    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut p = pending.lock_or_recover();
                     if let Some(v) = p.get_mut(&host) {
                         *v = v.saturating_sub(ram);
                     }
@@ -265,16 +258,16 @@ async fn claim_first(
         // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
         // whose stream is unreachable (the claim could not be written).
         let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
-            .hosts
+            .hosts()
             .values()
-            .map(|r| &r.host)
+            .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
             .partition(|h| !engine.world.health.is_down(&h.spec.cell));
         let down_fits = !scheduling::choose(down, req).is_empty();
         let mut chosen: Vec<(u64, CellName, HostName)> = {
-            let p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            let p = pending.lock_or_recover();
             scheduling::choose(hosts, req)
                 .into_iter()
                 .map(|h| {
@@ -299,7 +292,7 @@ async fn claim_first(
             "scheduler",
             correlation,
             &op_of(inst).to_string(),
-            format!("sched:claim:{claim}"),
+            domain::dedupe::sched_claim(claim),
         );
         let cmd = HostCommand::Claim {
             claim,
@@ -307,11 +300,11 @@ async fn claim_first(
             resources: req.resources,
         };
         {
-            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut p = pending.lock_or_recover();
             *p.entry(host.clone()).or_default() += req.resources.ram_mb;
         }
         let unreserve = || {
-            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut p = pending.lock_or_recover();
             if let Some(v) = p.get_mut(&host) {
                 *v = v.saturating_sub(req.resources.ram_mb);
             }
@@ -341,7 +334,7 @@ async fn claim_first(
 /// Whether some claim may soon be released: it belongs to an instance that is still
 /// choosing a host (another scheduler's attempt that may lose its race) or that is gone.
 fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
-    v.claims.iter().any(|(id, _)| {
+    v.claims().iter().any(|(id, _)| {
         id != me
             && v.instance(id)
                 .is_none_or(|i| i.deleted || i.is_scheduling())
@@ -398,7 +391,7 @@ async fn release(
         "scheduler",
         correlation,
         &claim.to_string(),
-        format!("release:{claim}"),
+        domain::dedupe::release(claim),
     );
     if let Err(e) = engine
         .host(cell, host, HostCommand::Release { claim }, &ctx(), &meta)
@@ -455,14 +448,11 @@ async fn schedule_build(
         // The chosen claim is part of the id: two schedulers racing on one build must
         // not see each other's mapping as their own (a duplicate ack), so the loser gets
         // an OCC refusal and releases its claim at once.
-        format!(
-            "sched:map:{}:{op}:{}:{}",
+        domain::dedupe::sched_map(
             inst.id(),
+            op,
             attempt_of(inst),
-            chosen
-                .as_ref()
-                .map(|c| c.2.to_string())
-                .unwrap_or_else(|| "none".into())
+            chosen.as_ref().map(|c| c.2),
         ),
     );
     let out = engine
@@ -496,7 +486,7 @@ async fn place(
         "scheduler",
         correlation,
         &op_of(inst).to_string(),
-        format!("sched:place:{}", inst.id()),
+        domain::dedupe::sched_place(inst.id()),
     );
     engine
         .instance(inst.id(), InstanceCommand::Place, &ctx(), &meta)
@@ -558,14 +548,11 @@ async fn schedule_destination(
         Found::Nothing => None,
         Found::CellDown => return Ok(Step::WaitForCell),
     };
-    let dedupe = format!(
-        "sched:dest:{}:{op}:{}:{}",
+    let dedupe = domain::dedupe::sched_dest(
         inst.id(),
+        op,
         attempt_of(inst),
-        chosen
-            .as_ref()
-            .map(|c| c.2.to_string())
-            .unwrap_or_else(|| "none".into())
+        chosen.as_ref().map(|c| c.2),
     );
     let meta = Meta::service("scheduler", correlation, &op.to_string(), dedupe);
     match chosen {
@@ -615,7 +602,7 @@ impl Reactor for Scheduler {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending.iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }
@@ -633,7 +620,7 @@ pub fn orphan_claims(
     v: &projections::Views,
     id: &InstanceId,
 ) -> Vec<(CellName, HostName, ClaimId)> {
-    let Some(claims) = v.claims.get(id) else {
+    let Some(claims) = v.claims().get(id) else {
         return vec![];
     };
     // An instance this process has not seen yet (its api stream may lag the cell
@@ -648,7 +635,7 @@ pub fn orphan_claims(
     claims
         .iter()
         .filter_map(|(subject, claim)| {
-            let h = &v.hosts.get(subject)?.host.spec;
+            let h = &v.hosts().get(subject)?.state.spec;
             (!held.contains(&(h.name.clone(), *claim)))
                 .then(|| (h.cell.clone(), h.name.clone(), *claim))
         })
@@ -660,12 +647,7 @@ impl Placement {
     fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
         let orphans = orphan_claims(&engine.world.read(), &id);
         for (cell, host, claim) in orphans {
-            if !self
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(claim)
-            {
+            if !self.inflight.lock_or_recover().insert(claim) {
                 continue;
             }
             let (engine, inflight, correlation) = (
@@ -675,10 +657,7 @@ impl Placement {
             );
             tokio::spawn(async move {
                 release(&engine, &cell, &host, claim, &correlation).await;
-                inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&claim);
+                inflight.lock_or_recover().remove(&claim);
             });
         }
     }
@@ -693,7 +672,7 @@ impl Reactor for Placement {
     async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
         let ids: Vec<InstanceId> = if let Some(id) = instance_of(commit) {
             vec![id]
-        } else if commit.subject.kind() == "host" {
+        } else if commit.subject.kind() == Some(eventlog::SubjectKind::Host) {
             commit
                 .events
                 .iter()
@@ -713,7 +692,7 @@ impl Reactor for Placement {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().claims.keys().copied().collect();
+        let ids: Vec<InstanceId> = engine.world.read().claims().keys().copied().collect();
         for id in ids {
             self.check(engine, id, "req-reconcile");
         }
@@ -731,7 +710,7 @@ impl Reconciler {
         let cfg = engine.config;
         let due: Vec<(InstanceId, String)> = {
             let v = engine.world.read();
-            v.pending
+            v.pending()
                 .iter()
                 .filter_map(|id| {
                     let i = v.instance(id)?;
@@ -746,10 +725,10 @@ impl Reconciler {
                             .is_some_and(|s| t >= s.plus_secs(cfg.shelved_offload_time));
                     (overdue || offload).then(|| {
                         let key = match i.op {
-                            Some(o) => format!("tick:{id}:{}:{}", o.id, o.attempt),
-                            None => format!(
-                                "tick:{id}:offload:{}",
-                                i.shelved_at.map(|s| s.0).unwrap_or(0)
+                            Some(o) => domain::dedupe::tick(*id, o.id, o.attempt),
+                            None => domain::dedupe::tick_offload(
+                                *id,
+                                i.shelved_at.map(|s| s.0).unwrap_or(0),
                             ),
                         };
                         (*id, key)

@@ -198,13 +198,13 @@ async fn assert_never_overcommitted(e: &Env) {
     let mut t = projections::Touched::default();
     for c in &commits {
         v.apply(c, &mut t);
-        for row in v.hosts.values() {
-            let cap = row.host.spec.capacity();
-            let used = row.host.used;
+        for row in v.hosts().values() {
+            let cap = row.state.spec.capacity();
+            let used = row.state.used;
             assert!(
                 used.vcpus <= cap.vcpus && used.ram_mb <= cap.ram_mb && used.disk_gb <= cap.disk_gb,
                 "host {} overcommitted at {}: {used:?} > {cap:?}",
-                row.host.spec.name,
+                row.state.spec.name,
                 c.stream_seq
             );
         }
@@ -275,10 +275,10 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
         .engine
         .world
         .wait_until(Duration::from_secs(20), |v| {
-            v.hosts.values().all(|h| h.host.allocations.is_empty())
+            v.hosts().values().all(|h| h.state.allocations.is_empty())
         })
         .await;
-    assert!(ok, "claims left: {:?}", e.engine.world.read().claims);
+    assert!(ok, "claims left: {:?}", e.engine.world.read().claims());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +317,7 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
     let (dst, held) = {
         let v = e.engine.world.read();
         let i = v.instance(&id).unwrap();
-        (i.host.clone().unwrap(), v.claims[&id].len())
+        (i.host.clone().unwrap(), v.claims()[&id].len())
     };
     assert_ne!(src, dst);
     assert_eq!(held, 2, "source and destination both held");
@@ -327,7 +327,7 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
         .engine
         .world
         .wait_until(Duration::from_secs(10), |v| {
-            v.claims.get(&id).map(|c| c.len()) == Some(1)
+            v.claims().get(&id).map(|c| c.len()) == Some(1)
         })
         .await;
     assert!(ok);
@@ -374,7 +374,7 @@ async fn migration_with_one_host_fails_cleanly() {
         i.fault
     );
     assert!(i.migration.is_none());
-    assert_eq!(v.claims[&id].len(), 1);
+    assert_eq!(v.claims()[&id].len(), 1);
 }
 
 /// Hosts of a cell whose stream is unreachable are never chosen (their claim could not be
@@ -409,7 +409,7 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
         .await;
     let st = e.engine.world.read().instance(&id).cloned();
     assert!(!settled, "the build did not wait for the cell: {st:?}");
-    assert!(!e.engine.world.read().claims.contains_key(&id));
+    assert!(!e.engine.world.read().claims().contains_key(&id));
     assert!(
         t0.elapsed() < patience,
         "the machine is too slow for this test"
@@ -488,7 +488,7 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
         assert_eq!(i.spec.image_ref, "fedora");
         assert_eq!(i.spec.name, "rebuilt");
         // What the instance state has no field for is in the read model's extras.
-        let extras = &v.instances[&id].extras;
+        let extras = &v.instances()[&id].extras;
         assert_eq!(extras.access_ip_v4.as_deref(), Some("192.0.2.10"));
         assert_eq!(extras.hostname.as_deref(), Some("web-1"));
     }

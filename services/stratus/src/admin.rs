@@ -176,7 +176,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 pub async fn project_list(log: &dyn EventLog) -> anyhow::Result<String> {
     let v = views(log).await?;
     let rows = v
-        .identity
+        .identity()
         .projects()
         .into_iter()
         .map(|p| vec![p.id.to_string(), p.name.to_string(), p.enabled.to_string()])
@@ -187,7 +187,7 @@ pub async fn project_list(log: &dyn EventLog) -> anyhow::Result<String> {
 /// `user list`: ID, NAME, ENABLED, ROLES (`role@project`).
 pub async fn user_list(log: &dyn EventLog) -> anyhow::Result<String> {
     let v = views(log).await?;
-    let ids = &v.identity;
+    let ids = v.identity();
     let rows = ids
         .users()
         .into_iter()
@@ -222,7 +222,7 @@ pub async fn user_list(log: &dyn EventLog) -> anyhow::Result<String> {
 pub async fn role_list(log: &dyn EventLog) -> anyhow::Result<String> {
     let v = views(log).await?;
     let rows = v
-        .identity
+        .identity()
         .roles()
         .into_iter()
         .map(|r| vec![r.id.to_string(), r.name.to_string()])

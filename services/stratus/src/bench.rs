@@ -9,6 +9,7 @@
 //! OCC and dedupe ids, many concurrent appenders on distinct subjects), so the report
 //! separates what the log layer costs from what the control plane above it costs.
 
+use eventlog::LockExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,7 +163,7 @@ pub async fn log_append_rate(
         let (log, next, cell) = (log.clone(), next.clone(), cell.clone());
         handles.push(tokio::spawn(async move {
             let id = uuid::Uuid::new_v4().to_string();
-            let subject = Subject::cell(&cell, "instance", &id)?;
+            let subject = Subject::cell(&cell, eventlog::SubjectKind::Instance, &id)?;
             let correlation = format!("req-{}", uuid::Uuid::new_v4());
             // Causes as long as an event id, without a random draw per append (the
             // bench's own cost; the log layer draws one UUIDv7 per event itself).
@@ -394,7 +395,7 @@ impl Client {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
         let us = t.elapsed().as_micros() as u32;
-        self.lat.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+        self.lat.lock_or_recover().push(us);
         self.requests.fetch_add(1, Ordering::Relaxed);
         let v = if bytes.is_empty() {
             Value::Null
@@ -560,7 +561,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     if let Some(e) = first_err {
         return Err(e.context("a benchmark client failed"));
     }
-    let mut l = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut l = std::mem::take(&mut *lat.lock_or_recover());
     l.sort_unstable();
     let rebuild = match &opts.nats {
         None => replay::rebuild_data_dir(&data_dir).await?,

@@ -122,7 +122,7 @@ pub async fn create(log: &dyn EventLog, name: &str) -> anyhow::Result<()> {
         "operator",
         &request,
         "cli:cell-create",
-        format!("cell-create:{}", uuid::Uuid::new_v4()),
+        domain::dedupe::cell_create(uuid::Uuid::new_v4()),
     );
     let ctx = Ctx::service("operator", now(), uuid::Uuid::new_v4());
     match engine::cells::create_cell(log, &name, &ctx, &meta).await {
@@ -176,7 +176,7 @@ pub async fn list(open: &OpenLog) -> anyhow::Result<Vec<CellInfo>> {
     fold_stream(log, &StreamName::api(), &mut views)
         .await
         .context("cannot read the api stream")?;
-    let cells: Vec<CellName> = views.cells.keys().cloned().collect();
+    let cells: Vec<CellName> = views.cells().keys().cloned().collect();
     let mut out = Vec::new();
     for name in cells {
         let stream = engine::cells::cell_stream(&name);
@@ -196,16 +196,16 @@ pub async fn list(open: &OpenLog) -> anyhow::Result<Vec<CellInfo>> {
             );
         let instances = up.then(|| {
             cell_views
-                .instances
+                .instances()
                 .values()
                 .filter_map(|r| r.cell.as_ref())
                 .filter(|i| !i.deleted)
                 .count()
         });
         let hosts = views
-            .host_mappings
+            .host_mappings()
             .values()
-            .filter(|m| m.mapping.cell == name)
+            .filter(|m| m.state.cell == name)
             .count();
         out.push(CellInfo {
             stream: open.stream_label(&name),

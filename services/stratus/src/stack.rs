@@ -876,7 +876,7 @@ async fn ensure_default_cells(engine: &Arc<Engine>) -> anyhow::Result<()> {
             "bootstrap",
             &format!("req-{}", uuid::Uuid::new_v4()),
             "bootstrap",
-            format!("bootstrap:cell:{name}"),
+            domain::dedupe::bootstrap_cell(&name),
         );
         let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
         match engine::cells::create_cell(engine.log.as_ref(), &name, &ctx, &meta).await {
@@ -928,7 +928,7 @@ pub fn spawn_cell_probe(
         let mut last_ok: std::collections::HashMap<CellName, tokio::time::Instant> =
             Default::default();
         loop {
-            let cells: Vec<CellName> = world.read().cells.keys().cloned().collect();
+            let cells: Vec<CellName> = world.read().cells().keys().cloned().collect();
             for cell in cells {
                 let stream = engine::cells::cell_stream(&cell);
                 let now = tokio::time::Instant::now();
@@ -997,7 +997,7 @@ async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
             "bootstrap",
             &format!("req-{}", uuid::Uuid::new_v4()),
             "bootstrap",
-            format!("bootstrap:flavor:{}", spec.id),
+            domain::dedupe::bootstrap_flavor(&spec.id),
         );
         let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
         match engine

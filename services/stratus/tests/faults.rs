@@ -266,12 +266,12 @@ async fn host_usage(log: &JetStreamLog) -> BTreeMap<String, (u64, usize)> {
         views.apply(c, &mut touched);
     }
     views
-        .hosts
+        .hosts()
         .values()
         .map(|r| {
             (
-                r.host.spec.name.to_string(),
-                (r.host.used.ram_mb, r.host.allocations.len()),
+                r.state.spec.name.to_string(),
+                (r.state.used.ram_mb, r.state.allocations.len()),
             )
         })
         .collect()
@@ -329,7 +329,7 @@ async fn scheduler_killed_between_claim_and_scheduled() {
     let claims: Vec<String> = all_commits(&log)
         .await
         .iter()
-        .filter(|c| c.subject.kind() == "host")
+        .filter(|c| c.subject.kind() == Some(eventlog::SubjectKind::Host))
         .flat_map(|c| c.events.iter().map(|e| e.event_type.clone()))
         .filter(|t| t != "host.registered")
         .collect();

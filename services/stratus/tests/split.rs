@@ -232,12 +232,12 @@ async fn two_schedulers_racing_never_overcommit() {
     let mut touched = projections::Touched::default();
     for c in &commits {
         views.apply(c, &mut touched);
-        for row in views.hosts.values() {
-            let (cap, used) = (row.host.spec.capacity(), row.host.used);
+        for row in views.hosts().values() {
+            let (cap, used) = (row.state.spec.capacity(), row.state.used);
             assert!(
                 used.vcpus <= cap.vcpus && used.ram_mb <= cap.ram_mb && used.disk_gb <= cap.disk_gb,
                 "host {} overcommitted at {}: {used:?} > {cap:?}",
-                row.host.spec.name,
+                row.state.spec.name,
                 c.stream_seq
             );
         }
@@ -255,12 +255,12 @@ async fn two_schedulers_racing_never_overcommit() {
         })
         .collect();
     let hosts: Vec<String> = views
-        .hosts
+        .hosts()
         .values()
         .map(|r| {
             format!(
                 "{} used={:?} allocs={:?}",
-                r.host.spec.name, r.host.used, r.host.allocations
+                r.state.spec.name, r.state.used, r.state.allocations
             )
         })
         .collect();
@@ -283,7 +283,7 @@ async fn two_schedulers_racing_never_overcommit() {
             }
         }
         for c in &commits {
-            if c.subject.kind() == "host" {
+            if c.subject.kind() == Some(eventlog::SubjectKind::Host) {
                 diag.push_str(&format!(
                     "  {} #{} {} {:?}\n",
                     c.meta.occurred_at,
@@ -303,9 +303,9 @@ async fn two_schedulers_racing_never_overcommit() {
             };
             let Some(claim) = i.claim else { continue };
             let held = views
-                .hosts
+                .hosts()
                 .values()
-                .any(|r| r.host.allocations.contains_key(&claim));
+                .any(|r| r.state.allocations.contains_key(&claim));
             if held {
                 continue;
             }

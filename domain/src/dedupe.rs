@@ -1,0 +1,141 @@
+//! Dedupe ids of the service writers, built in one place.
+//!
+//! Every append a service makes carries a dedupe id derived from what caused it, so a
+//! retried or redelivered cause appends at most once (the log acknowledges a known id
+//! as a duplicate; see docs/ARCHITECTURE.md, "Streams and subjects"). API commands use
+//! a fresh id instead (their safety comes from OCC on the subject).
+//!
+//! Invariant: the formats are part of the log. A retry in flight across an upgrade must
+//! produce the id its first attempt wrote, so a format here never changes (the test
+//! below pins every one); a new kind of append gets a new prefix.
+
+use std::fmt::Display;
+
+use uuid::Uuid;
+
+use crate::{CellName, ClaimId, HostName, ImageId, InstanceId, TaskState};
+
+/// The claim token of a mapping or destination decision (`none` when no host fitted).
+fn chosen(claim: Option<ClaimId>) -> String {
+    claim.map_or_else(|| "none".into(), |c| c.to_string())
+}
+
+/// Scheduler, a claim on a host: `sched:claim:<claim>`.
+pub fn sched_claim(claim: ClaimId) -> String {
+    format!("sched:claim:{claim}")
+}
+
+/// Scheduler, mapping a build to its cell: `sched:map:<id>:<op>:<attempt>:<claim>`. The
+/// chosen claim is part of the id, so two schedulers racing on one build never take
+/// each other's mapping for their own.
+pub fn sched_map(id: InstanceId, op: Uuid, attempt: u32, claim: Option<ClaimId>) -> String {
+    format!("sched:map:{id}:{op}:{attempt}:{}", chosen(claim))
+}
+
+/// Scheduler, placing a build: `sched:place:<id>`.
+pub fn sched_place(id: InstanceId) -> String {
+    format!("sched:place:{id}")
+}
+
+/// Scheduler, choosing a destination (resize, migrate, unshelve):
+/// `sched:dest:<id>:<op>:<attempt>:<claim>`.
+pub fn sched_dest(id: InstanceId, op: Uuid, attempt: u32, claim: Option<ClaimId>) -> String {
+    format!("sched:dest:{id}:{op}:{attempt}:{}", chosen(claim))
+}
+
+/// Placement, releasing a claim: `release:<claim>`.
+pub fn release(claim: ClaimId) -> String {
+    format!("release:{claim}")
+}
+
+/// Compute, reporting a task's outcome: `compute:<id>:<op>:<task>:<attempt>`.
+pub fn compute(id: InstanceId, op: Uuid, task: TaskState, attempt: u32) -> String {
+    format!("compute:{id}:{op}:{}:{attempt}", task.as_str())
+}
+
+/// Reconciler, timing out an operation: `tick:<id>:<op>:<attempt>`.
+pub fn tick(id: InstanceId, op: Uuid, attempt: u32) -> String {
+    format!("tick:{id}:{op}:{attempt}")
+}
+
+/// Reconciler, offloading a shelved instance: `tick:<id>:offload:<shelved_at µs>`.
+pub fn tick_offload(id: InstanceId, shelved_at: i64) -> String {
+    format!("tick:{id}:offload:{shelved_at}")
+}
+
+/// Bootstrap, creating a flavor: `bootstrap:flavor:<id>`.
+pub fn bootstrap_flavor(id: impl Display) -> String {
+    format!("bootstrap:flavor:{id}")
+}
+
+/// Bootstrap, creating a cell: `bootstrap:cell:<name>`.
+pub fn bootstrap_cell(name: &CellName) -> String {
+    format!("bootstrap:cell:{name}")
+}
+
+/// Bootstrap, one step (`create`, `upload`, `finish`) of an image:
+/// `bootstrap:image:<step>:<uuid>`.
+pub fn bootstrap_image(step: &str, id: &ImageId) -> String {
+    format!("bootstrap:image:{step}:{id}")
+}
+
+/// Compute at start, mapping its host to its cell: `map:<host>:<cell>`.
+pub fn map_host(host: &HostName, cell: &CellName) -> String {
+    format!("map:{host}:{cell}")
+}
+
+/// Compute at start, registering its inventory: `register:<host>:<nonce>` (a fresh
+/// nonce each start: a restart may bring a new inventory).
+pub fn register_host(host: &HostName, nonce: Uuid) -> String {
+    format!("register:{host}:{nonce}")
+}
+
+/// `stratus cell create`: `cell-create:<nonce>` (refusal of a duplicate rests on OCC).
+pub fn cell_create(nonce: Uuid) -> String {
+    format!("cell-create:{nonce}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_frozen() {
+        let u = |n: u128| Uuid::from_u128(n);
+        let id = InstanceId(u(1));
+        let claim = ClaimId(u(2));
+        let host = HostName::new("h1").unwrap();
+        let cell = CellName::new("cell1").unwrap();
+        let (i, c, o) = (u(1), u(2), u(3));
+        assert_eq!(sched_claim(claim), format!("sched:claim:{c}"));
+        assert_eq!(
+            sched_map(id, o, 2, Some(claim)),
+            format!("sched:map:{i}:{o}:2:{c}")
+        );
+        assert_eq!(
+            sched_map(id, o, 0, None),
+            format!("sched:map:{i}:{o}:0:none")
+        );
+        assert_eq!(sched_place(id), format!("sched:place:{i}"));
+        assert_eq!(
+            sched_dest(id, o, 1, None),
+            format!("sched:dest:{i}:{o}:1:none")
+        );
+        assert_eq!(release(claim), format!("release:{c}"));
+        assert_eq!(
+            compute(id, o, TaskState::Spawning, 1),
+            format!("compute:{i}:{o}:spawning:1")
+        );
+        assert_eq!(tick(id, o, 3), format!("tick:{i}:{o}:3"));
+        assert_eq!(tick_offload(id, 42), format!("tick:{i}:offload:42"));
+        assert_eq!(bootstrap_flavor("m1.tiny"), "bootstrap:flavor:m1.tiny");
+        assert_eq!(bootstrap_cell(&cell), "bootstrap:cell:cell1");
+        assert_eq!(
+            bootstrap_image("upload", &ImageId(u(1))),
+            format!("bootstrap:image:upload:{i}")
+        );
+        assert_eq!(map_host(&host, &cell), "map:h1:cell1");
+        assert_eq!(register_host(&host, o), format!("register:h1:{o}"));
+        assert_eq!(cell_create(o), format!("cell-create:{o}"));
+    }
+}
