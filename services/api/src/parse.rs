@@ -3,8 +3,8 @@
 //!
 //! Invariants:
 //! - Nothing here touches the log: a request that fails here changes nothing.
-//! - Parsing is split in two: the shape of the input alone (`create_server`,
-//!   `server_action`, ...), then resolution against the world (`resolve_create`,
+//! - Parsing is split in two: the shape of the input alone (`create_server`, ...;
+//!   server actions are typed bodies in [`crate::actions`]), then resolution against the world (`resolve_create`,
 //!   `known_host`, `flavor_snapshot`), which checks references (flavors, hosts, AZs)
 //!   and policy on them.
 //! - Unknown keys are refused where Nova's JSON schemas set `additionalProperties: false`.
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use domain::flavor::FlavorSpec;
 use domain::instance::{FlavorSnapshot, InstanceSpec, NetworkRequest, Networks};
-use domain::{FlavorId, HostName, InstanceId, Timestamp, VmState};
+use domain::{FlavorId, HostName, InstanceId, Timestamp};
 use projections::Views;
 use serde_json::{Map, Value};
 
@@ -24,12 +24,7 @@ use crate::util::parse_iso;
 
 type Obj = Map<String, Value>;
 
-/// Nova's schema-validation message.
-pub fn invalid(field: &str, value: &Value, reason: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "Invalid input for field/attribute {field}. Value: {value}. {reason}"
-    ))
-}
+pub use crate::body::invalid;
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -774,227 +769,6 @@ pub fn update_server(
     Ok((name, description))
 }
 
-/// A parsed `POST /servers/{id}/action`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServerAction {
-    /// os-start
-    Start,
-    /// os-stop
-    Stop,
-    /// pause
-    Pause,
-    /// unpause
-    Unpause,
-    /// suspend
-    Suspend,
-    /// resume
-    Resume,
-    /// reboot
-    Reboot {
-        /// HARD
-        hard: bool,
-    },
-    /// shelve
-    Shelve,
-    /// shelveOffload
-    ShelveOffload,
-    /// unshelve
-    Unshelve {
-        /// Target AZ (2.77+).
-        availability_zone: Option<String>,
-    },
-    /// resize
-    Resize {
-        /// Flavor id.
-        flavor_ref: String,
-    },
-    /// confirmResize
-    ConfirmResize,
-    /// revertResize
-    RevertResize,
-    /// migrate
-    Migrate {
-        /// Target host (2.56+).
-        host: Option<String>,
-    },
-    /// os-migrateLive
-    LiveMigrate {
-        /// Target host.
-        host: Option<String>,
-    },
-    /// lock
-    Lock {
-        /// Reason (2.73+).
-        reason: Option<String>,
-    },
-    /// unlock
-    Unlock,
-    /// os-resetState
-    ResetState {
-        /// active or error.
-        state: VmState,
-    },
-}
-
-fn opt_obj<'a>(field: &str, v: &'a Value) -> Result<Option<&'a Obj>, ApiError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(o) => Ok(Some(o)),
-        other => Err(wrong_type(field, other, "object")),
-    }
-}
-
-/// Validates an action body: exactly one known action key and its arguments.
-pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, ApiError> {
-    let obj = match body {
-        Value::Object(o) => o,
-        Value::Null => return Err(ApiError::bad_request("Malformed request body")),
-        other => return Err(wrong_type("action", other, "object")),
-    };
-    if obj.len() != 1 {
-        return Err(ApiError::bad_request(if obj.is_empty() {
-            "Malformed request body: no action given".to_string()
-        } else {
-            "Malformed request body: too many body keys".to_string()
-        }));
-    }
-    let (key, arg) = obj.iter().next().expect("one key");
-    let a = match key.as_str() {
-        "os-start" => ServerAction::Start,
-        "os-stop" => ServerAction::Stop,
-        "pause" => ServerAction::Pause,
-        "unpause" => ServerAction::Unpause,
-        "suspend" => ServerAction::Suspend,
-        "resume" => ServerAction::Resume,
-        "shelve" => ServerAction::Shelve,
-        "shelveOffload" => ServerAction::ShelveOffload,
-        "confirmResize" => ServerAction::ConfirmResize,
-        "revertResize" => ServerAction::RevertResize,
-        "unlock" => ServerAction::Unlock,
-        "reboot" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("reboot", arg, "object"))?;
-            only_keys(o, &["type"])?;
-            let t = required(o, "type", "reboot")?;
-            let hard = match t.as_str() {
-                Some("HARD" | "Hard" | "hard") => true,
-                Some("SOFT" | "Soft" | "soft") => false,
-                _ => {
-                    return Err(invalid(
-                        "type",
-                        t,
-                        "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
-                    ))
-                }
-            };
-            ServerAction::Reboot { hard }
-        }
-        "unshelve" => {
-            let mut availability_zone = None;
-            if version.at_least(77) {
-                if let Some(o) = opt_obj("unshelve", arg)? {
-                    only_keys(o, &["availability_zone"])?;
-                    let null_ok = version.at_least(91);
-                    match o.get("availability_zone") {
-                        Some(Value::Null) if null_ok => {}
-                        Some(v) => {
-                            availability_zone = Some(string("availability_zone", v, 1, 255)?)
-                        }
-                        None => {}
-                    }
-                }
-            }
-            ServerAction::Unshelve { availability_zone }
-        }
-        "resize" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("resize", arg, "object"))?;
-            only_keys(o, &["flavorRef", "OS-DCF:diskConfig"])?;
-            ServerAction::Resize {
-                flavor_ref: flavor_ref("flavorRef", required(o, "flavorRef", "resize")?)?,
-            }
-        }
-        "migrate" => {
-            let mut host = None;
-            if let Some(o) = opt_obj("migrate", arg)? {
-                if version.at_least(56) {
-                    only_keys(o, &["host"])?;
-                    host = opt_string("host", o.get("host"), 1, 255)?;
-                } else {
-                    only_keys(o, &[])?;
-                }
-            }
-            ServerAction::Migrate { host }
-        }
-        "os-migrateLive" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("os-migrateLive", arg, "object"))?;
-            let mut allowed = vec!["host", "block_migration"];
-            if !version.at_least(25) {
-                allowed.push("disk_over_commit");
-            }
-            if version.at_least(30) && !version.at_least(68) {
-                allowed.push("force");
-            }
-            only_keys(o, &allowed)?;
-            let bm = required(o, "block_migration", "os-migrateLive")?;
-            let bm_ok = bm.is_boolean()
-                || (version.at_least(25) && bm.as_str() == Some("auto"))
-                || (bm.is_string() && boolean("block_migration", bm).is_ok());
-            if !bm_ok {
-                return Err(invalid(
-                    "block_migration",
-                    bm,
-                    "is not valid under any of the given schemas",
-                ));
-            }
-            if !version.at_least(25) {
-                boolean(
-                    "disk_over_commit",
-                    required(o, "disk_over_commit", "os-migrateLive")?,
-                )?;
-            }
-            if let Some(f) = o.get("force") {
-                boolean("force", f)?;
-            }
-            let host = opt_string("host", Some(required(o, "host", "os-migrateLive")?), 1, 255)?;
-            ServerAction::LiveMigrate { host }
-        }
-        "lock" => {
-            let mut reason = None;
-            if version.at_least(73) {
-                if let Some(o) = opt_obj("lock", arg)? {
-                    only_keys(o, &["locked_reason"])?;
-                    reason = opt_string("locked_reason", o.get("locked_reason"), 1, 255)?;
-                }
-            }
-            ServerAction::Lock { reason }
-        }
-        "os-resetState" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("os-resetState", arg, "object"))?;
-            only_keys(o, &["state"])?;
-            let st = required(o, "state", "os-resetState")?;
-            let state = match st.as_str() {
-                Some("active") => VmState::Active,
-                Some("error") => VmState::Error,
-                _ => return Err(invalid("state", st, "is not one of ['active', 'error']")),
-            };
-            ServerAction::ResetState { state }
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "There is no such action: {other}"
-            )))
-        }
-    };
-    Ok(a)
-}
-
 /// Filters of GET /servers and /servers/detail.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerQuery {
@@ -1495,39 +1269,6 @@ mod tests {
             (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
         let e = metadata(&Value::Object(many)).unwrap_err();
         assert_eq!(e.status.as_u16(), 403);
-    }
-
-    #[test]
-    fn actions() {
-        let v = Version::MAX;
-        assert_eq!(
-            server_action(&json!({"reboot": {"type": "HARD"}}), v).unwrap(),
-            ServerAction::Reboot { hard: true }
-        );
-        assert!(server_action(&json!({"reboot": {"type": "MEDIUM"}}), v).is_err());
-        assert!(server_action(&json!({"reboot": null}), v).is_err());
-        assert!(server_action(&json!({"pause": null, "unpause": null}), v).is_err());
-        assert!(server_action(&json!({"fly": null}), v).is_err());
-        assert_eq!(
-            server_action(
-                &json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
-                v
-            )
-            .unwrap(),
-            ServerAction::LiveMigrate { host: None }
-        );
-        assert!(server_action(
-            &json!({"os-migrateLive": {"host": null, "block_migration": "auto", "force": true}}),
-            v
-        )
-        .is_err());
-        assert_eq!(
-            server_action(&json!({"lock": {"locked_reason": "why"}}), v).unwrap(),
-            ServerAction::Lock {
-                reason: Some("why".into())
-            }
-        );
-        assert!(server_action(&json!({"os-resetState": {"state": "paused"}}), v).is_err());
     }
 
     #[test]
