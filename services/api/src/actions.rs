@@ -29,7 +29,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::body::{self, check_len, invalid, present, unexpected, Decode, Flag, FlavorRef};
+use crate::body::{
+    self, check_len, invalid, nullable, present, unexpected, Decode, Flag, FlavorRef,
+};
 use crate::context::Caller;
 use crate::error::ApiError;
 use crate::microversion::Version;
@@ -564,15 +566,6 @@ pub struct MigrateLive {
     disk_over_commit: Option<Flag>,
     #[serde(default)]
     force: Option<Flag>,
-}
-
-/// A required key that may be `null`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d)
 }
 
 /// `block_migration`: a boolean, a boolean string, or (2.25+) `"auto"`.

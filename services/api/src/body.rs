@@ -71,8 +71,8 @@ impl<S: Send + Sync, T: Decode> FromRequest<S> for Typed<T> {
     }
 }
 
-/// Deserializes `value` (the element named `field` of the request) into `T`, with
-/// serde's failures reworded as Nova's (see the module invariants).
+/// Deserializes `value` (the element named `field` of the request; `""` for a whole
+/// body) into `T`, with serde's failures reworded as Nova's (see the module invariants).
 pub fn from_value<T: DeserializeOwned>(field: &str, value: &Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| nova_error(field, value, &e))
 }
@@ -152,7 +152,16 @@ fn nova_error(
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or_default();
-        return invalid(&field, at, &format!("'{key}' is a required property"));
+        let why = format!("'{key}' is a required property");
+        if field.is_empty() {
+            return ApiError::bad_request(format!(
+                "Invalid input for request body. Value: {at}. {why}"
+            ));
+        }
+        return invalid(&field, at, &why);
+    }
+    if field.is_empty() {
+        field = "request body".into();
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         let expected = rest.split_once(", expected ").map_or("", |(_, x)| x);
@@ -188,6 +197,15 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// For a key that is required but may be `null` (no `default`): `null` is `None`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
 }
 
 /// A string of `min..=max` characters, with Nova's messages.

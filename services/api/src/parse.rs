@@ -15,8 +15,11 @@ use domain::flavor::FlavorSpec;
 use domain::instance::{FlavorSnapshot, InstanceSpec, NetworkRequest, Networks};
 use domain::{FlavorId, HostName, InstanceId, Timestamp};
 use projections::Views;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::body::{self, check_len, present, unexpected, Decode};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
@@ -738,35 +741,84 @@ pub fn resolve_create(
     })
 }
 
-/// A validated PUT /servers/{id} body: (name, description change).
-pub fn update_server(
-    body: &Value,
-    version: Version,
-) -> Result<(Option<String>, Option<Option<String>>), ApiError> {
-    let s = root(body, "server")?;
-    let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
-    if version.at_least(19) {
-        allowed.push("description");
-    }
-    if version.at_least(90) {
-        allowed.push("hostname");
-    }
-    only_keys(s, &allowed)?;
-    let name = match s.get("name") {
-        None => None,
-        Some(v) => {
-            let n = string("name", v, 1, 255)?;
-            if !domain::instance::valid_name(&n) {
-                return Err(invalid("name", v, "is not a valid server name"));
-            }
-            Some(n)
+/// A validated PUT /servers/{id} body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateServer {
+    /// The new name, if given.
+    pub name: Option<String>,
+    /// `Some(None)` clears the description (2.19+).
+    pub description: Option<Option<String>>,
+}
+
+/// PUT /servers/{id}: `{"server": {...}}` (other top-level keys are ignored, as Nova's
+/// schema allows).
+#[derive(Debug, Deserialize)]
+struct UpdateServerBody {
+    server: UpdateServerFields,
+}
+
+/// The keys Nova's `update` schema knows; `description` from 2.19, `hostname` from
+/// 2.90 (checked by [`UpdateServer::decode`]). The access IPs, disk config and hostname
+/// are accepted and not recorded (no such fields in the domain).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateServerFields {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(rename = "accessIPv4", default)]
+    _access_ipv4: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv6", default)]
+    _access_ipv6: Option<IgnoredAny>,
+    #[serde(rename = "OS-DCF:diskConfig", default)]
+    _disk_config: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    hostname: Option<Option<IgnoredAny>>,
+}
+
+impl Decode for UpdateServer {
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let s = body::from_value::<UpdateServerBody>("", body)?.server;
+        let mut extra = Vec::new();
+        if s.description.is_some() && !version.at_least(19) {
+            extra.push("description");
         }
-    };
-    let description = match s.get("description") {
-        None => None,
-        Some(v) => Some(opt_string("description", Some(v), 0, 255)?),
-    };
-    Ok((name, description))
+        if s.hostname.is_some() && !version.at_least(90) {
+            extra.push("hostname");
+        }
+        if !extra.is_empty() {
+            return Err(unexpected(&extra));
+        }
+        let name = match s.name {
+            None => None,
+            Some(None) => {
+                return Err(invalid(
+                    "name",
+                    &Value::Null,
+                    "null is not of type 'string' (got null)",
+                ))
+            }
+            Some(Some(n)) => {
+                check_len("name", &n, 1, 255)?;
+                if !domain::instance::valid_name(&n) {
+                    return Err(invalid(
+                        "name",
+                        &Value::String(n),
+                        "is not a valid server name",
+                    ));
+                }
+                Some(n)
+            }
+        };
+        if let Some(Some(d)) = &s.description {
+            check_len("description", d, 0, 255)?;
+        }
+        Ok(UpdateServer {
+            name,
+            description: s.description,
+        })
+    }
 }
 
 /// Filters of GET /servers and /servers/detail.
@@ -1269,6 +1321,39 @@ mod tests {
             (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
         let e = metadata(&Value::Object(many)).unwrap_err();
         assert_eq!(e.status.as_u16(), 403);
+    }
+
+    #[test]
+    fn update_server_bodies() {
+        let d = |b: Value, v: u16| UpdateServer::decode(&b, Version::v2(v));
+        assert_eq!(
+            d(json!({"server": {"name": "n", "description": null}}), 19).unwrap(),
+            UpdateServer {
+                name: Some("n".into()),
+                description: Some(None)
+            }
+        );
+        assert_eq!(
+            d(json!({"server": {"description": "x"}}), 18)
+                .unwrap_err()
+                .message,
+            "Additional properties are not allowed ('description' was unexpected)"
+        );
+        assert!(d(json!({"server": {"hostname": "h"}}), 90).is_ok());
+        assert!(d(json!({"server": {"hostname": null}}), 89).is_err());
+        assert!(d(json!({"server": {"name": null}}), 90).is_err());
+        assert!(d(json!({"server": {"name": ""}}), 90)
+            .unwrap_err()
+            .message
+            .ends_with("is too short"));
+        assert_eq!(
+            d(json!({"other": 1}), 90).unwrap_err().message,
+            "Invalid input for request body. Value: {\"other\":1}. 'server' is a required property"
+        );
+        assert!(d(json!({"server": {"colour": "red"}}), 90)
+            .unwrap_err()
+            .message
+            .contains("'colour' was unexpected"));
     }
 
     #[test]

@@ -309,9 +309,9 @@ pub async fn update(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Typed(req): Typed<parse::UpdateServer>,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, description) = parse::update_server(&body, caller.version())?;
+    let parse::UpdateServer { name, description } = req;
     let iid = {
         let views = st.engine.world.read();
         let iid = visible(&views, &id, &caller)?.id();
