@@ -8,7 +8,8 @@
 //! ([`ActionRequest`]), the policy rows of the action route ([`crate::policy::ENDPOINTS`]),
 //! docs/POLICY.md (checked by `policy::tests::docs_match_the_table`), the OpenAPI drift
 //! test (`services/stratus/tests/openapi.rs`) and the policy matrix test's request bodies.
-//! No action name is written anywhere else in non-test code.
+//! No action's API name is written anywhere else in the API's non-test code (the
+//! domain names its operations for its own 409 messages).
 //!
 //! Adding an action: write its argument type (a serde struct with
 //! `#[serde(deny_unknown_fields)]` where Nova's schema has `additionalProperties: false`)
@@ -218,8 +219,7 @@ pub struct ActionCx<'a> {
 pub trait Action: DeserializeOwned + Send + 'static {
     /// Decodes the argument of action `name` at `version`. The default is serde alone;
     /// actions whose schema depends on the microversion check the rest here.
-    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
-        let _ = version;
+    fn decode(name: &str, arg: &Value, _version: Version) -> Result<Self, ApiError> {
         body::from_value(name, arg)
     }
 
