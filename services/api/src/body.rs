@@ -227,19 +227,19 @@ pub struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Str(String),
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => crate::parse::parse_bool(s),
+            _ => None,
         }
-        match Raw::deserialize(d) {
-            Ok(Raw::Bool(b)) => Ok(Flag(b)),
-            Ok(Raw::Str(s)) => crate::parse::parse_bool(&s).map(Flag).ok_or_else(|| {
-                serde::de::Error::custom(format!("\"{s}\" is not of type 'boolean'"))
-            }),
-            Err(_) => Err(serde::de::Error::custom("is not of type 'boolean'")),
-        }
+        .map(Flag)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{v} is not of type 'boolean' (got {})",
+                type_name(&v)
+            ))
+        })
     }
 }
 

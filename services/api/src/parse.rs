@@ -19,7 +19,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::body::{self, check_len, present, unexpected, Decode};
+use crate::body::{self, check_len, present, unexpected, Decode, Flag};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
@@ -145,15 +145,6 @@ fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, ApiError> 
         ));
     }
     Ok(n)
-}
-
-/// A boolean, or one of Nova's boolean strings.
-fn boolean(field: &str, v: &Value) -> Result<bool, ApiError> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => parse_bool(s).ok_or_else(|| wrong_type(field, v, "boolean")),
-        _ => Err(wrong_type(field, v, "boolean")),
-    }
 }
 
 /// oslo `bool_from_string(strict=True)`.
@@ -1116,91 +1107,177 @@ fn flavor_id_ok(s: &str) -> bool {
 
 const MAX_DB_INT: i64 = i32::MAX as i64;
 
-/// Validates POST /flavors into a spec (a fresh uuid id when none is given).
-pub fn flavor_create(body: &Value, version: Version) -> Result<FlavorSpec, ApiError> {
-    let f = root(body, "flavor")?;
-    let mut allowed = vec![
-        "name",
-        "id",
-        "ram",
-        "vcpus",
-        "disk",
-        "OS-FLV-EXT-DATA:ephemeral",
-        "swap",
-        "rxtx_factor",
-        "os-flavor-access:is_public",
-    ];
-    if version.at_least(55) {
-        allowed.push("description");
-    }
-    only_keys(f, &allowed)?;
-    let name_v = required(f, "name", "flavor")?;
-    let name = string("name", name_v, 1, 255)?;
-    if name.trim() != name || name.chars().any(|c| c.is_control()) {
-        return Err(invalid("name", name_v, "is not a valid flavor name"));
-    }
-    let id = match f.get("id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(v) => {
-            let s = string("id", v, 1, 255)?;
-            if !flavor_id_ok(&s) {
-                return Err(invalid(
-                    "id",
-                    v,
-                    "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
-                ));
-            }
-            s
+/// POST /flavors: `{"flavor": {...}}` (other top-level keys are ignored).
+#[derive(Debug, Deserialize)]
+struct FlavorCreateBody {
+    flavor: FlavorCreateFields,
+}
+
+/// Nova's `flavor_manage` create schema; `description` from 2.55 (checked by
+/// [`FlavorCreate::decode`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorCreateFields {
+    name: String,
+    #[serde(default)]
+    id: Option<String>,
+    ram: IntLike,
+    vcpus: IntLike,
+    disk: IntLike,
+    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    ephemeral: Option<IntLike>,
+    #[serde(default)]
+    swap: Option<IntLike>,
+    #[serde(default)]
+    rxtx_factor: Option<NumberLike>,
+    #[serde(rename = "os-flavor-access:is_public", default)]
+    is_public: Option<Flag>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+/// A validated POST /flavors body: the new flavor's spec (a fresh uuid id when none
+/// is given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlavorCreate(pub FlavorSpec);
+
+impl Decode for FlavorCreate {
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let f = body::from_value::<FlavorCreateBody>("", body)?.flavor;
+        if f.description.is_some() && !version.at_least(55) {
+            return Err(unexpected(&["description"]));
         }
-    };
-    let ram = integer("ram", required(f, "ram", "flavor")?, 1, MAX_DB_INT)?;
-    let vcpus = integer("vcpus", required(f, "vcpus", "flavor")?, 1, MAX_DB_INT)?;
-    let disk = integer("disk", required(f, "disk", "flavor")?, 0, MAX_DB_INT)?;
-    let eph = match f.get("OS-FLV-EXT-DATA:ephemeral") {
-        Some(v) => integer("OS-FLV-EXT-DATA:ephemeral", v, 0, MAX_DB_INT)?,
-        None => 0,
-    };
-    let swap = match f.get("swap") {
-        Some(v) => integer("swap", v, 0, MAX_DB_INT)?,
-        None => 0,
-    };
-    let rxtx = match f.get("rxtx_factor") {
-        None => 1.0,
-        Some(v) => {
-            let x = match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| wrong_type("rxtx_factor", v, "number"))?;
-            if !(x > 0.0 && x <= 3.40282e38) {
-                return Err(invalid("rxtx_factor", v, "is out of range"));
-            }
-            x
+        check_len("name", &f.name, 1, 255)?;
+        if f.name.trim() != f.name || f.name.chars().any(|c| c.is_control()) {
+            return Err(invalid(
+                "name",
+                &Value::String(f.name),
+                "is not a valid flavor name",
+            ));
         }
-    };
-    let is_public = match f.get("os-flavor-access:is_public") {
-        Some(v) => boolean("os-flavor-access:is_public", v)?,
-        None => true,
-    };
-    let description = if version.at_least(55) {
-        opt_string("description", f.get("description"), 0, 65535)?
-    } else {
-        None
-    };
-    Ok(FlavorSpec {
-        id: FlavorId::new(id.clone())
-            .map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
-        name,
-        vcpus: vcpus as u32,
-        ram_mb: ram as u64,
-        disk_gb: disk as u64,
-        ephemeral_gb: eph as u64,
-        swap_mb: swap as u64,
-        rxtx_factor: rxtx,
-        is_public,
-        description,
-    })
+        let id = match f.id {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(id) => {
+                check_len("id", &id, 1, 255)?;
+                if !flavor_id_ok(&id) {
+                    return Err(invalid(
+                        "id",
+                        &Value::String(id),
+                        "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
+                    ));
+                }
+                id
+            }
+        };
+        let ram = f.ram.within("ram", 1, MAX_DB_INT)?;
+        let vcpus = f.vcpus.within("vcpus", 1, MAX_DB_INT)?;
+        let disk = f.disk.within("disk", 0, MAX_DB_INT)?;
+        let eph = f
+            .ephemeral
+            .map(|e| e.within("OS-FLV-EXT-DATA:ephemeral", 0, MAX_DB_INT))
+            .transpose()?
+            .unwrap_or(0);
+        let swap = f
+            .swap
+            .map(|e| e.within("swap", 0, MAX_DB_INT))
+            .transpose()?
+            .unwrap_or(0);
+        let rxtx = match f.rxtx_factor {
+            None => 1.0,
+            Some(x) if x.value > 0.0 && x.value <= 3.40282e38 => x.value,
+            Some(x) => return Err(invalid("rxtx_factor", &x.raw, "is out of range")),
+        };
+        let description = f.description.flatten();
+        if let Some(d) = &description {
+            check_len("description", d, 0, 65535)?;
+        }
+        Ok(FlavorCreate(FlavorSpec {
+            id: FlavorId::new(id.clone())
+                .map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
+            name: f.name,
+            vcpus: vcpus as u32,
+            ram_mb: ram as u64,
+            disk_gb: disk as u64,
+            ephemeral_gb: eph as u64,
+            swap_mb: swap as u64,
+            rxtx_factor: rxtx,
+            is_public: f.is_public.is_none_or(|p| p.0),
+            description,
+        }))
+    }
+}
+
+/// An integer, or a string of digits as Nova accepts (`"1024"`); keeps the value as
+/// sent for the range messages.
+#[derive(Debug, Clone)]
+struct IntLike {
+    value: i64,
+    raw: Value,
+}
+
+impl<'de> Deserialize<'de> for IntLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let value = match &raw {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) if !s.is_empty() && s.trim().len() == s.len() => s.parse::<i64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{raw} is not of type 'integer' (got {})",
+                type_name(&raw)
+            ))
+        })?;
+        Ok(IntLike { value, raw })
+    }
+}
+
+impl IntLike {
+    /// The value if within `min..=max`, else Nova's range message for `field`.
+    fn within(&self, field: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+        let v = &self.raw;
+        if self.value < min {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{v} is less than the minimum of {min}"),
+            ));
+        }
+        if self.value > max {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{v} is greater than the maximum of {max}"),
+            ));
+        }
+        Ok(self.value)
+    }
+}
+
+/// A number, or a string holding one; keeps the value as sent.
+#[derive(Debug, Clone)]
+struct NumberLike {
+    value: f64,
+    raw: Value,
+}
+
+impl<'de> Deserialize<'de> for NumberLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let value = match &raw {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{raw} is not of type 'number' (got {})",
+                type_name(&raw)
+            ))
+        })?;
+        Ok(NumberLike { value, raw })
+    }
 }
 
 /// Validates PUT /flavors/{id} (2.55+): the new description.
@@ -1358,18 +1435,53 @@ mod tests {
 
     #[test]
     fn flavors() {
-        let f = flavor_create(&json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
+        let create = |b: Value, v: Version| FlavorCreate::decode(&b, v).map(|f| f.0);
+        let f = create(json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
         assert_eq!((f.ram_mb, f.vcpus, f.id.as_str()), (1024, 2, "10"));
-        assert!(flavor_create(
-            &json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}),
+        assert!(f.is_public);
+        assert_eq!(
+            create(
+                json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}),
+                Version::MIN
+            )
+            .unwrap_err()
+            .message,
+            "Invalid input for field/attribute ram. Value: -1. -1 is less than the minimum of 1"
+        );
+        assert_eq!(
+            create(
+                json!({"flavor": {"name": "t", "ram": "lots", "vcpus": 2, "disk": 10}}),
+                Version::MIN
+            )
+            .unwrap_err()
+            .message,
+            "Invalid input for field/attribute ram. Value: \"lots\". \"lots\" is not of type 'integer' (got string)"
+        );
+        assert!(create(
+            json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}),
             Version::MIN
         )
-        .is_err());
-        assert!(flavor_create(
-            &json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}),
-            Version::MIN
+        .unwrap_err()
+        .message
+        .contains("'name' is a required property"));
+        assert!(create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "description": "d"}}),
+            Version::v2(54)
         )
         .is_err());
+        assert!(create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "rxtx_factor": 0}}),
+            Version::MIN
+        )
+        .unwrap_err()
+        .message
+        .ends_with("is out of range"));
+        let p = create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "os-flavor-access:is_public": "false", "id": null}}),
+            Version::MIN,
+        )
+        .unwrap();
+        assert!(!p.is_public);
         assert_eq!(
             extra_spec_update(&json!({"a": "b", "c": "d"}), "a")
                 .unwrap_err()
