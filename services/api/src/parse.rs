@@ -640,7 +640,8 @@ pub fn usable_image<'a>(
 
 /// Nova's checks of an image's `min_ram` / `min_disk` (and size) against the flavor;
 /// the disk checks do not apply to a volume-backed root or a flavor with `disk: 0`.
-fn check_image_fits(
+/// (Create uses it; so will rebuild, against the instance's current flavor.)
+pub fn check_image_fits(
     img: &domain::image::Image,
     flavor: &FlavorSnapshot,
     volume_root: bool,

@@ -67,7 +67,8 @@ fn view_ctx<'a>(caller: &'a Caller, views: &'a Views) -> ViewCtx<'a> {
     }
 }
 
-fn admin_pass(id: Uuid) -> String {
+/// A generated `adminPass` (create's answer; rebuild will answer one too).
+pub(crate) fn admin_pass(id: Uuid) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = id.as_bytes().to_vec();
     bytes.extend_from_slice(Uuid::new_v4().as_bytes());
