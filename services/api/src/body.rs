@@ -250,17 +250,15 @@ pub struct FlavorRef(pub String);
 
 impl<'de> Deserialize<'de> for FlavorRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Str(String),
-            Int(i64),
-        }
-        match Raw::deserialize(d) {
-            Ok(Raw::Str(s)) if s.is_empty() => Err(serde::de::Error::custom("'' is too short")),
-            Ok(Raw::Str(s)) => Ok(FlavorRef(crate::parse::ref_id(&s).to_string())),
-            Ok(Raw::Int(n)) => Ok(FlavorRef(n.to_string())),
-            Err(_) => Err(serde::de::Error::custom("is not of type 'string'")),
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::String(s) if s.is_empty() => Err(serde::de::Error::custom("'' is too short")),
+            Value::String(s) => Ok(FlavorRef(crate::parse::ref_id(s).to_string())),
+            Value::Number(n) if n.is_u64() || n.is_i64() => Ok(FlavorRef(n.to_string())),
+            _ => Err(serde::de::Error::custom(format!(
+                "{v} is not of type 'string' (got {})",
+                type_name(&v)
+            ))),
         }
     }
 }

@@ -19,7 +19,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::body::{self, check_len, present, unexpected, Decode, Flag};
+use crate::body::{self, check_len, present, unexpected, Decode, Flag, FlavorRef};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
@@ -122,31 +122,6 @@ fn opt_string(
     }
 }
 
-/// An integer (or a string of digits, as Nova accepts) within `min..=max`.
-fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, ApiError> {
-    let n = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) if !s.is_empty() && s.trim().len() == s.len() => s.parse::<i64>().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| wrong_type(field, v, "integer"))?;
-    if n < min {
-        return Err(invalid(
-            field,
-            v,
-            &format!("{v} is less than the minimum of {min}"),
-        ));
-    }
-    if n > max {
-        return Err(invalid(
-            field,
-            v,
-            &format!("{v} is greater than the maximum of {max}"),
-        ));
-    }
-    Ok(n)
-}
-
 /// oslo `bool_from_string(strict=True)`.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -163,16 +138,6 @@ fn uuid_like(s: &str) -> bool {
 /// The id at the end of a reference that may be a URL (`flavorRef`, `imageRef`).
 pub fn ref_id(s: &str) -> &str {
     s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
-}
-
-fn flavor_ref(field: &str, v: &Value) -> Result<String, ApiError> {
-    let s = match v {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
-        Value::String(_) => return Err(invalid(field, v, "'' is too short")),
-        _ => return Err(wrong_type(field, v, "string")),
-    };
-    Ok(ref_id(&s).to_string())
 }
 
 // ------------------------------------------------------------------ servers
@@ -210,28 +175,6 @@ pub struct CreateServer {
     /// `source_type: image`, `destination_type: volume`): validated, not recorded.
     pub volume_image: Option<String>,
 }
-
-const SERVER_KEYS: &[&str] = &[
-    "name",
-    "imageRef",
-    "flavorRef",
-    "adminPass",
-    "metadata",
-    "networks",
-    "OS-DCF:diskConfig",
-    "accessIPv4",
-    "accessIPv6",
-    "availability_zone",
-    "block_device_mapping",
-    "block_device_mapping_v2",
-    "config_drive",
-    "key_name",
-    "min_count",
-    "max_count",
-    "return_reservation_id",
-    "security_groups",
-    "user_data",
-];
 
 /// Nova's metadata limit (quota `metadata_items`).
 pub const MAX_METADATA_ITEMS: usize = 128;
@@ -395,73 +338,151 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
     Ok((false, None))
 }
 
-/// Validates a POST /servers body.
-pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, ApiError> {
-    if let Value::Object(top) = body {
-        only_keys(
-            top,
-            &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
-        )?;
-    }
-    let s = root(body, "server")?;
-    let mut allowed: Vec<&str> = SERVER_KEYS.to_vec();
-    if !version.at_least(57) {
-        allowed.push("personality");
-    }
-    if version.at_least(19) {
-        allowed.push("description");
-    }
-    if version.at_least(52) {
-        allowed.push("tags");
-    }
-    if version.at_least(63) {
-        allowed.push("trusted_image_certificates");
-    }
-    if version.at_least(74) {
-        allowed.extend(["host", "hypervisor_hostname"]);
-    }
-    if version.at_least(90) {
-        allowed.push("hostname");
-    }
-    only_keys(s, &allowed)?;
+/// POST /servers: `{"server": {...}, "os:scheduler_hints": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateServerBody {
+    server: ServerFields,
+    /// Checked by [`scheduler_hints`] (known hints typed, unknown ones kept as given).
+    #[serde(rename = "os:scheduler_hints", default)]
+    _hints: Option<IgnoredAny>,
+    #[serde(rename = "OS-SCH-HNT:scheduler_hints", default)]
+    _old_hints: Option<IgnoredAny>,
+}
 
-    let name_v = required(s, "name", "server")?;
-    let name = string("name", name_v, 1, 255)?;
-    if !domain::instance::valid_name(&name) {
-        return Err(invalid("name", name_v, "is not a valid server name"));
-    }
-    let flavor_ref = flavor_ref("flavorRef", required(s, "flavorRef", "server")?)?;
+/// The keys of Nova's `create` schema. Version-dependent keys are checked by
+/// [`CreateServer::decode`]; `networks`, `metadata` and `block_device_mapping_v2` are
+/// checked by their own validators (their messages name nested fields); the keys
+/// accepted and not recorded (no such feature here) are `IgnoredAny`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFields {
+    name: String,
+    #[serde(rename = "imageRef", default)]
+    image_ref: Option<String>,
+    #[serde(rename = "flavorRef")]
+    flavor_ref: FlavorRef,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    networks: Option<Value>,
+    #[serde(default)]
+    availability_zone: Option<String>,
+    #[serde(default)]
+    block_device_mapping_v2: Option<Value>,
+    #[serde(default)]
+    key_name: Option<String>,
+    #[serde(default)]
+    min_count: Option<IntLike>,
+    #[serde(default)]
+    max_count: Option<IntLike>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    host: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    hypervisor_hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    personality: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    trusted_image_certificates: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    hostname: Option<Option<IgnoredAny>>,
+    #[serde(rename = "adminPass", default)]
+    _admin_pass: Option<IgnoredAny>,
+    #[serde(rename = "OS-DCF:diskConfig", default)]
+    _disk_config: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv4", default)]
+    _access_ipv4: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv6", default)]
+    _access_ipv6: Option<IgnoredAny>,
+    #[serde(rename = "block_device_mapping", default)]
+    _block_device_mapping: Option<IgnoredAny>,
+    #[serde(rename = "config_drive", default)]
+    _config_drive: Option<IgnoredAny>,
+    #[serde(rename = "return_reservation_id", default)]
+    _return_reservation_id: Option<IgnoredAny>,
+    #[serde(rename = "security_groups", default)]
+    _security_groups: Option<IgnoredAny>,
+    #[serde(rename = "user_data", default)]
+    _user_data: Option<IgnoredAny>,
+}
 
-    let (bfv, bdm_image) = match s.get("block_device_mapping_v2") {
-        Some(v) => bdm_root(v)?,
-        None => (false, None),
-    };
-    let image_given = match s.get("imageRef") {
-        None | Some(Value::Null) => String::new(),
-        Some(v) => string("imageRef", v, 0, 255)?,
-    };
-    let volume_image = if bfv { bdm_image.clone() } else { None };
-    let image_ref = if bfv {
-        String::new()
-    } else if !image_given.is_empty() {
-        let id = ref_id(&image_given);
-        if !uuid_like(id) {
-            return Err(ApiError::bad_request("Invalid imageRef provided."));
+impl Decode for CreateServer {
+    /// Validates a POST /servers body.
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let s = body::from_value::<CreateServerBody>("", body)?.server;
+        let mut extra = Vec::new();
+        let gated = [
+            (
+                "personality",
+                s.personality.is_some(),
+                !version.at_least(57),
+            ),
+            ("description", s.description.is_some(), version.at_least(19)),
+            ("tags", s.tags.is_some(), version.at_least(52)),
+            (
+                "trusted_image_certificates",
+                s.trusted_image_certificates.is_some(),
+                version.at_least(63),
+            ),
+            ("host", s.host.is_some(), version.at_least(74)),
+            (
+                "hypervisor_hostname",
+                s.hypervisor_hostname.is_some(),
+                version.at_least(74),
+            ),
+            ("hostname", s.hostname.is_some(), version.at_least(90)),
+        ];
+        for (key, given, allowed) in gated {
+            if given && !allowed {
+                extra.push(key);
+            }
         }
-        id.to_string()
-    } else if let Some(img) = bdm_image {
-        img
-    } else {
-        return Err(ApiError::bad_request("Missing imageRef attribute"));
-    };
+        if !extra.is_empty() {
+            return Err(unexpected(&extra));
+        }
 
-    let networks = networks(s.get("networks"), version)?;
-    let metadata = match s.get("metadata") {
-        None => BTreeMap::new(),
-        Some(v) => metadata(v)?,
-    };
-    let (availability_zone, mut requested_host) =
-        match opt_string("availability_zone", s.get("availability_zone"), 1, 255)? {
+        check_len("name", &s.name, 1, 255)?;
+        if !domain::instance::valid_name(&s.name) {
+            return Err(invalid(
+                "name",
+                &Value::String(s.name),
+                "is not a valid server name",
+            ));
+        }
+        let (bfv, bdm_image) = match &s.block_device_mapping_v2 {
+            Some(v) => bdm_root(v)?,
+            None => (false, None),
+        };
+        let image_given = s.image_ref.unwrap_or_default();
+        check_len("imageRef", &image_given, 0, 255)?;
+        let volume_image = if bfv { bdm_image.clone() } else { None };
+        let image_ref = if bfv {
+            String::new()
+        } else if !image_given.is_empty() {
+            let id = ref_id(&image_given);
+            if !uuid_like(id) {
+                return Err(ApiError::bad_request("Invalid imageRef provided."));
+            }
+            id.to_string()
+        } else if let Some(img) = bdm_image {
+            img
+        } else {
+            return Err(ApiError::bad_request("Missing imageRef attribute"));
+        };
+
+        let networks = networks(s.networks.as_ref(), version)?;
+        let metadata = match &s.metadata {
+            None => BTreeMap::new(),
+            Some(v) => metadata(v)?,
+        };
+        if let Some(az) = &s.availability_zone {
+            check_len("availability_zone", az, 1, 255)?;
+        }
+        let (availability_zone, mut requested_host) = match s.availability_zone {
             None => (None, None),
             Some(az) => match az.split_once(':') {
                 Some((zone, host)) => {
@@ -472,10 +493,15 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
                 None => (Some(az), None),
             },
         };
-    let mut forced_host = requested_host.is_some();
-    if version.at_least(74) {
-        let host = opt_string("host", s.get("host"), 1, 255)?;
-        let node = opt_string("hypervisor_hostname", s.get("hypervisor_hostname"), 1, 255)?;
+        let mut forced_host = requested_host.is_some();
+        let host = s.host.flatten();
+        let node = s.hypervisor_hostname.flatten();
+        if let Some(h) = &host {
+            check_len("host", h, 1, 255)?;
+        }
+        if let Some(n) = &node {
+            check_len("hypervisor_hostname", n, 1, 255)?;
+        }
         if let (Some(h), Some(n)) = (&host, &node) {
             if h != n {
                 return Err(ApiError::bad_request(format!(
@@ -487,44 +513,48 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
             requested_host = Some(h);
             forced_host = false;
         }
+        if let Some(k) = &s.key_name {
+            check_len("key_name", k, 1, 255)?;
+        }
+        let description = s.description.flatten();
+        if let Some(d) = &description {
+            check_len("description", d, 0, 255)?;
+        }
+        let count_max = i64::from(i32::MAX);
+        let min = s
+            .min_count
+            .map(|c| c.within("min_count", 1, count_max))
+            .transpose()?
+            .unwrap_or(1);
+        let max = s
+            .max_count
+            .map(|c| c.within("max_count", 1, count_max))
+            .transpose()?
+            .unwrap_or(min);
+        if min > max {
+            return Err(ApiError::bad_request("min_count must be <= max_count"));
+        }
+        if max > 1 {
+            return Err(ApiError::bad_request(
+                "Creating more than one server per request (max_count > 1) is not supported.",
+            ));
+        }
+        Ok(CreateServer {
+            name: s.name,
+            description,
+            image_ref,
+            boot_from_volume: bfv,
+            flavor_ref: s.flavor_ref.0,
+            networks,
+            metadata,
+            availability_zone,
+            requested_host,
+            forced_host,
+            key_name: s.key_name,
+            scheduler_hints: scheduler_hints(body)?,
+            volume_image,
+        })
     }
-    let key_name = opt_string("key_name", s.get("key_name"), 1, 255)?;
-    let description = if version.at_least(19) {
-        opt_string("description", s.get("description"), 0, 255)?
-    } else {
-        None
-    };
-    let min = match s.get("min_count") {
-        Some(v) => integer("min_count", v, 1, i64::from(i32::MAX))?,
-        None => 1,
-    };
-    let max = match s.get("max_count") {
-        Some(v) => integer("max_count", v, 1, i64::from(i32::MAX))?,
-        None => min,
-    };
-    if min > max {
-        return Err(ApiError::bad_request("min_count must be <= max_count"));
-    }
-    if max > 1 {
-        return Err(ApiError::bad_request(
-            "Creating more than one server per request (max_count > 1) is not supported.",
-        ));
-    }
-    Ok(CreateServer {
-        name,
-        description,
-        image_ref,
-        boot_from_volume: bfv,
-        flavor_ref,
-        networks,
-        metadata,
-        availability_zone,
-        requested_host,
-        forced_host,
-        key_name,
-        scheduler_hints: scheduler_hints(body)?,
-        volume_image,
-    })
 }
 
 /// Validates `os:scheduler_hints` (or its old name `OS-SCH-HNT:scheduler_hints`) as
@@ -1367,6 +1397,7 @@ mod tests {
     #[test]
     fn create_server_shapes() {
         let v = Version::v2(37);
+        let create_server = CreateServer::decode;
         let ok = create_server(
             &json!({"server": {"name": "a", "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "http://x/flavors/1", "networks": "none"}}),
             v,
@@ -1395,6 +1426,48 @@ mod tests {
         assert_eq!(e.status.as_u16(), 400);
         let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}}), v).unwrap_err();
         assert!(e.message.contains("'bogus' was unexpected"));
+        // Keys accepted and not recorded; keys of other microversions refused.
+        let img = "70a599e0-31e7-49b7-b260-868f441e862b";
+        let base = json!({"name": "a", "imageRef": img, "flavorRef": "1", "networks": [],
+            "adminPass": "x", "user_data": "eA==", "config_drive": true, "security_groups": [{"name": "default"}],
+            "block_device_mapping": [], "return_reservation_id": false, "OS-DCF:diskConfig": "AUTO",
+            "accessIPv4": "192.0.2.1", "min_count": "1", "max_count": 1});
+        assert!(create_server(
+            &json!({"server": base, "os:scheduler_hints": {"group": "g"}}),
+            v
+        )
+        .is_ok());
+        let with = |k: &str, x: Value| {
+            let mut b = base.clone();
+            b[k] = x;
+            json!({"server": b})
+        };
+        for (key, value, refused_at, allowed_at) in [
+            ("description", json!("d"), 18, 19),
+            ("tags", json!([]), 51, 52),
+            ("trusted_image_certificates", json!(null), 62, 63),
+            ("host", json!("h"), 73, 74),
+            ("hostname", json!("h"), 89, 90),
+        ] {
+            assert_eq!(
+                create_server(&with(key, value.clone()), Version::v2(refused_at))
+                    .unwrap_err()
+                    .message,
+                format!("Additional properties are not allowed ('{key}' was unexpected)")
+            );
+            if let Err(e) = create_server(&with(key, value), Version::v2(allowed_at)) {
+                panic!("{key} at 2.{allowed_at}: {e}");
+            }
+        }
+        assert!(create_server(&with("personality", json!([])), Version::v2(56)).is_ok());
+        assert!(create_server(&with("personality", json!([])), Version::v2(57)).is_err());
+        assert!(create_server(&with("max_count", json!(2)), v).is_err());
+        assert!(create_server(&with("min_count", json!(0)), v)
+            .unwrap_err()
+            .message
+            .contains("less than the minimum of 1"));
+        let e = create_server(&json!({"server": base, "extra": 1}), v).unwrap_err();
+        assert!(e.message.contains("'extra' was unexpected"), "{e}");
         let many: serde_json::Map<String, Value> =
             (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
         let e = metadata(&Value::Object(many)).unwrap_err();

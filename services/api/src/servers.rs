@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::actions::{ActionCx, ActionRequest, Reply};
 use crate::body::Typed;
-use crate::context::{Caller, JsonBody, QueryPairs};
+use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::parse;
 use crate::util::query_encode;
@@ -83,9 +83,8 @@ pub(crate) fn admin_pass(id: Uuid) -> String {
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    Typed(req): Typed<parse::CreateServer>,
 ) -> Result<Response, ApiError> {
-    let req = parse::create_server(&body, caller.version())?;
     let id = InstanceId(Uuid::new_v4());
     let hints = req.scheduler_hints.clone();
     let (spec, details) = {
