@@ -132,6 +132,16 @@ fn nova_error(
         }
     }
     let at = doc.pointer(&pointer).unwrap_or(&Value::Null);
+    // Nova names the whole body "request body" instead of a field.
+    let fail = |reason: &str| {
+        if field.is_empty() {
+            ApiError::bad_request(format!(
+                "Invalid input for request body. Value: {at}. {reason}"
+            ))
+        } else {
+            invalid(&field, at, reason)
+        }
+    };
     let msg = e.inner().to_string();
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         // The path names the unknown key; report every unknown key of its object, as
@@ -152,25 +162,15 @@ fn nova_error(
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or_default();
-        let why = format!("'{key}' is a required property");
-        if field.is_empty() {
-            return ApiError::bad_request(format!(
-                "Invalid input for request body. Value: {at}. {why}"
-            ));
-        }
-        return invalid(&field, at, &why);
-    }
-    if field.is_empty() {
-        field = "request body".into();
+        return fail(&format!("'{key}' is a required property"));
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         let expected = rest.split_once(", expected ").map_or("", |(_, x)| x);
         let want = schema_type(expected);
-        return invalid(
-            &field,
-            at,
-            &format!("{at} is not of type '{want}' (got {})", type_name(at)),
-        );
+        return fail(&format!(
+            "{at} is not of type '{want}' (got {})",
+            type_name(at)
+        ));
     }
     if msg.starts_with("unknown variant `") {
         // `unknown variant `x`, expected one of `a`, `b``: the names after the first.
@@ -181,12 +181,12 @@ fn nova_error(
             .map(|a| format!("'{a}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        return invalid(&field, at, &format!("is not one of [{list}]"));
+        return fail(&format!("is not one of [{list}]"));
     }
     if msg.starts_with("data did not match any variant") {
-        return invalid(&field, at, "is not valid under any of the given schemas");
+        return fail("is not valid under any of the given schemas");
     }
-    invalid(&field, at, &msg)
+    fail(&msg)
 }
 
 /// For `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)` (a key Nova
@@ -286,6 +286,20 @@ mod tests {
     #[allow(dead_code)]
     struct Outer {
         server: Inner,
+    }
+
+    #[test]
+    fn a_whole_body_is_the_request_body() {
+        let e = from_value::<Outer>("", &json!(5)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid input for request body. Value: 5. 5 is not of type 'object' (got number)"
+        );
+        let e = from_value::<Outer>("", &json!({})).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid input for request body. Value: {}. 'server' is a required property"
+        );
     }
 
     fn msg(v: Value) -> String {
