@@ -19,6 +19,7 @@ use domain::FlavorId;
 use projections::Views;
 use serde_json::{json, Value};
 
+use crate::body::Typed;
 use crate::context::{Caller, JsonBody, QueryPairs};
 use crate::error::ApiError;
 use crate::parse;
@@ -169,9 +170,8 @@ fn detail_body(st: &ApiState, caller: &Caller, id: &str) -> Result<Json<Value>, 
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    Typed(parse::FlavorCreate(spec)): Typed<parse::FlavorCreate>,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = parse::flavor_create(&body, caller.version())?;
     {
         let views = st.engine.world.read();
         if views.flavor(spec.id.as_str()).is_some() {

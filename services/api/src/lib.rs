@@ -15,8 +15,10 @@
 //!   `/v2.1` response carries the microversion headers and `Vary`.
 //!
 //! Layout: [`context`] (request id, auth, body/query extractors), [`microversion`],
-//! [`parse`] (validation), [`view`] (response shaping), [`error`] (the one HTTP error
-//! mapping), and thin handlers in [`servers`], [`flavors`] and [`misc`].
+//! [`body`] (typed request bodies and their Nova-shaped 400s), [`actions`] (every
+//! server action, declared once), [`parse`] (validation of the other bodies and
+//! queries), [`view`] (response shaping), [`error`] (the one HTTP error mapping), and
+//! thin handlers in [`servers`], [`flavors`] and [`misc`].
 //!
 //! What each microversion changes here: 2.3 extended server attributes (admin), 2.9
 //! `locked`, 2.16 `host_status` (admin), 2.19 server `description`, 2.25
@@ -31,6 +33,8 @@
 //! 2.98 image `properties` recorded at boot, 2.99 (spice-direct consoles: none here),
 //! 2.100 `scheduler_hints`.
 
+pub mod actions;
+pub mod body;
 pub mod context;
 pub mod error;
 pub mod flavors;
@@ -252,7 +256,7 @@ mod tests {
     async fn every_row_is_routed() {
         let dir = tempfile::tempdir().unwrap();
         let reg = routes(state(dir.path()));
-        for row in policy::ENDPOINTS {
+        for row in policy::ENDPOINTS.iter() {
             assert!(
                 reg.registered()
                     .iter()

@@ -3,8 +3,8 @@
 //!
 //! Invariants:
 //! - Nothing here touches the log: a request that fails here changes nothing.
-//! - Parsing is split in two: the shape of the input alone (`create_server`,
-//!   `server_action`, ...), then resolution against the world (`resolve_create`,
+//! - Parsing is split in two: the shape of the input alone (`create_server`, ...;
+//!   server actions are typed bodies in [`crate::actions`]), then resolution against the world (`resolve_create`,
 //!   `known_host`, `flavor_snapshot`), which checks references (flavors, hosts, AZs)
 //!   and policy on them.
 //! - Unknown keys are refused where Nova's JSON schemas set `additionalProperties: false`.
@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 
 use domain::flavor::FlavorSpec;
 use domain::instance::{FlavorSnapshot, InstanceSpec, NetworkRequest, Networks};
-use domain::{FlavorId, HostName, InstanceId, Timestamp, VmState};
+use domain::{FlavorId, HostName, InstanceId, Timestamp};
 use projections::Views;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::body::{self, check_len, present, unexpected, Decode, Flag, FlavorRef};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
@@ -24,12 +27,7 @@ use crate::util::parse_iso;
 
 type Obj = Map<String, Value>;
 
-/// Nova's schema-validation message.
-pub fn invalid(field: &str, value: &Value, reason: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "Invalid input for field/attribute {field}. Value: {value}. {reason}"
-    ))
-}
+pub use crate::body::invalid;
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -124,40 +122,6 @@ fn opt_string(
     }
 }
 
-/// An integer (or a string of digits, as Nova accepts) within `min..=max`.
-fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, ApiError> {
-    let n = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) if !s.is_empty() && s.trim().len() == s.len() => s.parse::<i64>().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| wrong_type(field, v, "integer"))?;
-    if n < min {
-        return Err(invalid(
-            field,
-            v,
-            &format!("{v} is less than the minimum of {min}"),
-        ));
-    }
-    if n > max {
-        return Err(invalid(
-            field,
-            v,
-            &format!("{v} is greater than the maximum of {max}"),
-        ));
-    }
-    Ok(n)
-}
-
-/// A boolean, or one of Nova's boolean strings.
-fn boolean(field: &str, v: &Value) -> Result<bool, ApiError> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => parse_bool(s).ok_or_else(|| wrong_type(field, v, "boolean")),
-        _ => Err(wrong_type(field, v, "boolean")),
-    }
-}
-
 /// oslo `bool_from_string(strict=True)`.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -174,16 +138,6 @@ fn uuid_like(s: &str) -> bool {
 /// The id at the end of a reference that may be a URL (`flavorRef`, `imageRef`).
 pub fn ref_id(s: &str) -> &str {
     s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
-}
-
-fn flavor_ref(field: &str, v: &Value) -> Result<String, ApiError> {
-    let s = match v {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
-        Value::String(_) => return Err(invalid(field, v, "'' is too short")),
-        _ => return Err(wrong_type(field, v, "string")),
-    };
-    Ok(ref_id(&s).to_string())
 }
 
 // ------------------------------------------------------------------ servers
@@ -221,28 +175,6 @@ pub struct CreateServer {
     /// `source_type: image`, `destination_type: volume`): validated, not recorded.
     pub volume_image: Option<String>,
 }
-
-const SERVER_KEYS: &[&str] = &[
-    "name",
-    "imageRef",
-    "flavorRef",
-    "adminPass",
-    "metadata",
-    "networks",
-    "OS-DCF:diskConfig",
-    "accessIPv4",
-    "accessIPv6",
-    "availability_zone",
-    "block_device_mapping",
-    "block_device_mapping_v2",
-    "config_drive",
-    "key_name",
-    "min_count",
-    "max_count",
-    "return_reservation_id",
-    "security_groups",
-    "user_data",
-];
 
 /// Nova's metadata limit (quota `metadata_items`).
 pub const MAX_METADATA_ITEMS: usize = 128;
@@ -406,73 +338,151 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
     Ok((false, None))
 }
 
-/// Validates a POST /servers body.
-pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, ApiError> {
-    if let Value::Object(top) = body {
-        only_keys(
-            top,
-            &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
-        )?;
-    }
-    let s = root(body, "server")?;
-    let mut allowed: Vec<&str> = SERVER_KEYS.to_vec();
-    if !version.at_least(57) {
-        allowed.push("personality");
-    }
-    if version.at_least(19) {
-        allowed.push("description");
-    }
-    if version.at_least(52) {
-        allowed.push("tags");
-    }
-    if version.at_least(63) {
-        allowed.push("trusted_image_certificates");
-    }
-    if version.at_least(74) {
-        allowed.extend(["host", "hypervisor_hostname"]);
-    }
-    if version.at_least(90) {
-        allowed.push("hostname");
-    }
-    only_keys(s, &allowed)?;
+/// POST /servers: `{"server": {...}, "os:scheduler_hints": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateServerBody {
+    server: ServerFields,
+    /// Checked by [`scheduler_hints`] (known hints typed, unknown ones kept as given).
+    #[serde(rename = "os:scheduler_hints", default)]
+    _hints: Option<IgnoredAny>,
+    #[serde(rename = "OS-SCH-HNT:scheduler_hints", default)]
+    _old_hints: Option<IgnoredAny>,
+}
 
-    let name_v = required(s, "name", "server")?;
-    let name = string("name", name_v, 1, 255)?;
-    if !domain::instance::valid_name(&name) {
-        return Err(invalid("name", name_v, "is not a valid server name"));
-    }
-    let flavor_ref = flavor_ref("flavorRef", required(s, "flavorRef", "server")?)?;
+/// The keys of Nova's `create` schema. Version-dependent keys are checked by
+/// [`CreateServer::decode`]; `networks`, `metadata` and `block_device_mapping_v2` are
+/// checked by their own validators (their messages name nested fields); the keys
+/// accepted and not recorded (no such feature here) are `IgnoredAny`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFields {
+    name: String,
+    #[serde(rename = "imageRef", default)]
+    image_ref: Option<String>,
+    #[serde(rename = "flavorRef")]
+    flavor_ref: FlavorRef,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    networks: Option<Value>,
+    #[serde(default)]
+    availability_zone: Option<String>,
+    #[serde(default)]
+    block_device_mapping_v2: Option<Value>,
+    #[serde(default)]
+    key_name: Option<String>,
+    #[serde(default)]
+    min_count: Option<IntLike>,
+    #[serde(default)]
+    max_count: Option<IntLike>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    host: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    hypervisor_hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    personality: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    trusted_image_certificates: Option<Option<IgnoredAny>>,
+    #[serde(default, deserialize_with = "present")]
+    hostname: Option<Option<IgnoredAny>>,
+    #[serde(rename = "adminPass", default)]
+    _admin_pass: Option<IgnoredAny>,
+    #[serde(rename = "OS-DCF:diskConfig", default)]
+    _disk_config: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv4", default)]
+    _access_ipv4: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv6", default)]
+    _access_ipv6: Option<IgnoredAny>,
+    #[serde(rename = "block_device_mapping", default)]
+    _block_device_mapping: Option<IgnoredAny>,
+    #[serde(rename = "config_drive", default)]
+    _config_drive: Option<IgnoredAny>,
+    #[serde(rename = "return_reservation_id", default)]
+    _return_reservation_id: Option<IgnoredAny>,
+    #[serde(rename = "security_groups", default)]
+    _security_groups: Option<IgnoredAny>,
+    #[serde(rename = "user_data", default)]
+    _user_data: Option<IgnoredAny>,
+}
 
-    let (bfv, bdm_image) = match s.get("block_device_mapping_v2") {
-        Some(v) => bdm_root(v)?,
-        None => (false, None),
-    };
-    let image_given = match s.get("imageRef") {
-        None | Some(Value::Null) => String::new(),
-        Some(v) => string("imageRef", v, 0, 255)?,
-    };
-    let volume_image = if bfv { bdm_image.clone() } else { None };
-    let image_ref = if bfv {
-        String::new()
-    } else if !image_given.is_empty() {
-        let id = ref_id(&image_given);
-        if !uuid_like(id) {
-            return Err(ApiError::bad_request("Invalid imageRef provided."));
+impl Decode for CreateServer {
+    /// Validates a POST /servers body.
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let s = body::from_value::<CreateServerBody>("", body)?.server;
+        let mut extra = Vec::new();
+        let gated = [
+            (
+                "personality",
+                s.personality.is_some(),
+                !version.at_least(57),
+            ),
+            ("description", s.description.is_some(), version.at_least(19)),
+            ("tags", s.tags.is_some(), version.at_least(52)),
+            (
+                "trusted_image_certificates",
+                s.trusted_image_certificates.is_some(),
+                version.at_least(63),
+            ),
+            ("host", s.host.is_some(), version.at_least(74)),
+            (
+                "hypervisor_hostname",
+                s.hypervisor_hostname.is_some(),
+                version.at_least(74),
+            ),
+            ("hostname", s.hostname.is_some(), version.at_least(90)),
+        ];
+        for (key, given, allowed) in gated {
+            if given && !allowed {
+                extra.push(key);
+            }
         }
-        id.to_string()
-    } else if let Some(img) = bdm_image {
-        img
-    } else {
-        return Err(ApiError::bad_request("Missing imageRef attribute"));
-    };
+        if !extra.is_empty() {
+            return Err(unexpected(&extra));
+        }
 
-    let networks = networks(s.get("networks"), version)?;
-    let metadata = match s.get("metadata") {
-        None => BTreeMap::new(),
-        Some(v) => metadata(v)?,
-    };
-    let (availability_zone, mut requested_host) =
-        match opt_string("availability_zone", s.get("availability_zone"), 1, 255)? {
+        check_len("name", &s.name, 1, 255)?;
+        if !domain::instance::valid_name(&s.name) {
+            return Err(invalid(
+                "name",
+                &Value::String(s.name),
+                "is not a valid server name",
+            ));
+        }
+        let (bfv, bdm_image) = match &s.block_device_mapping_v2 {
+            Some(v) => bdm_root(v)?,
+            None => (false, None),
+        };
+        let image_given = s.image_ref.unwrap_or_default();
+        check_len("imageRef", &image_given, 0, 255)?;
+        let volume_image = if bfv { bdm_image.clone() } else { None };
+        let image_ref = if bfv {
+            String::new()
+        } else if !image_given.is_empty() {
+            let id = ref_id(&image_given);
+            if !uuid_like(id) {
+                return Err(ApiError::bad_request("Invalid imageRef provided."));
+            }
+            id.to_string()
+        } else if let Some(img) = bdm_image {
+            img
+        } else {
+            return Err(ApiError::bad_request("Missing imageRef attribute"));
+        };
+
+        let networks = networks(s.networks.as_ref(), version)?;
+        let metadata = match &s.metadata {
+            None => BTreeMap::new(),
+            Some(v) => metadata(v)?,
+        };
+        if let Some(az) = &s.availability_zone {
+            check_len("availability_zone", az, 1, 255)?;
+        }
+        let (availability_zone, mut requested_host) = match s.availability_zone {
             None => (None, None),
             Some(az) => match az.split_once(':') {
                 Some((zone, host)) => {
@@ -483,10 +493,15 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
                 None => (Some(az), None),
             },
         };
-    let mut forced_host = requested_host.is_some();
-    if version.at_least(74) {
-        let host = opt_string("host", s.get("host"), 1, 255)?;
-        let node = opt_string("hypervisor_hostname", s.get("hypervisor_hostname"), 1, 255)?;
+        let mut forced_host = requested_host.is_some();
+        let host = s.host.flatten();
+        let node = s.hypervisor_hostname.flatten();
+        if let Some(h) = &host {
+            check_len("host", h, 1, 255)?;
+        }
+        if let Some(n) = &node {
+            check_len("hypervisor_hostname", n, 1, 255)?;
+        }
         if let (Some(h), Some(n)) = (&host, &node) {
             if h != n {
                 return Err(ApiError::bad_request(format!(
@@ -498,44 +513,48 @@ pub fn create_server(body: &Value, version: Version) -> Result<CreateServer, Api
             requested_host = Some(h);
             forced_host = false;
         }
+        if let Some(k) = &s.key_name {
+            check_len("key_name", k, 1, 255)?;
+        }
+        let description = s.description.flatten();
+        if let Some(d) = &description {
+            check_len("description", d, 0, 255)?;
+        }
+        let count_max = i64::from(i32::MAX);
+        let min = s
+            .min_count
+            .map(|c| c.within("min_count", 1, count_max))
+            .transpose()?
+            .unwrap_or(1);
+        let max = s
+            .max_count
+            .map(|c| c.within("max_count", 1, count_max))
+            .transpose()?
+            .unwrap_or(min);
+        if min > max {
+            return Err(ApiError::bad_request("min_count must be <= max_count"));
+        }
+        if max > 1 {
+            return Err(ApiError::bad_request(
+                "Creating more than one server per request (max_count > 1) is not supported.",
+            ));
+        }
+        Ok(CreateServer {
+            name: s.name,
+            description,
+            image_ref,
+            boot_from_volume: bfv,
+            flavor_ref: s.flavor_ref.0,
+            networks,
+            metadata,
+            availability_zone,
+            requested_host,
+            forced_host,
+            key_name: s.key_name,
+            scheduler_hints: scheduler_hints(body)?,
+            volume_image,
+        })
     }
-    let key_name = opt_string("key_name", s.get("key_name"), 1, 255)?;
-    let description = if version.at_least(19) {
-        opt_string("description", s.get("description"), 0, 255)?
-    } else {
-        None
-    };
-    let min = match s.get("min_count") {
-        Some(v) => integer("min_count", v, 1, i64::from(i32::MAX))?,
-        None => 1,
-    };
-    let max = match s.get("max_count") {
-        Some(v) => integer("max_count", v, 1, i64::from(i32::MAX))?,
-        None => min,
-    };
-    if min > max {
-        return Err(ApiError::bad_request("min_count must be <= max_count"));
-    }
-    if max > 1 {
-        return Err(ApiError::bad_request(
-            "Creating more than one server per request (max_count > 1) is not supported.",
-        ));
-    }
-    Ok(CreateServer {
-        name,
-        description,
-        image_ref,
-        boot_from_volume: bfv,
-        flavor_ref,
-        networks,
-        metadata,
-        availability_zone,
-        requested_host,
-        forced_host,
-        key_name,
-        scheduler_hints: scheduler_hints(body)?,
-        volume_image,
-    })
 }
 
 /// Validates `os:scheduler_hints` (or its old name `OS-SCH-HNT:scheduler_hints`) as
@@ -651,7 +670,8 @@ pub fn usable_image<'a>(
 
 /// Nova's checks of an image's `min_ram` / `min_disk` (and size) against the flavor;
 /// the disk checks do not apply to a volume-backed root or a flavor with `disk: 0`.
-fn check_image_fits(
+/// (Create uses it; so will rebuild, against the instance's current flavor.)
+pub fn check_image_fits(
     img: &domain::image::Image,
     flavor: &FlavorSnapshot,
     volume_root: bool,
@@ -743,256 +763,84 @@ pub fn resolve_create(
     })
 }
 
-/// A validated PUT /servers/{id} body: (name, description change).
-pub fn update_server(
-    body: &Value,
-    version: Version,
-) -> Result<(Option<String>, Option<Option<String>>), ApiError> {
-    let s = root(body, "server")?;
-    let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
-    if version.at_least(19) {
-        allowed.push("description");
-    }
-    if version.at_least(90) {
-        allowed.push("hostname");
-    }
-    only_keys(s, &allowed)?;
-    let name = match s.get("name") {
-        None => None,
-        Some(v) => {
-            let n = string("name", v, 1, 255)?;
-            if !domain::instance::valid_name(&n) {
-                return Err(invalid("name", v, "is not a valid server name"));
-            }
-            Some(n)
-        }
-    };
-    let description = match s.get("description") {
-        None => None,
-        Some(v) => Some(opt_string("description", Some(v), 0, 255)?),
-    };
-    Ok((name, description))
-}
-
-/// A parsed `POST /servers/{id}/action`.
+/// A validated PUT /servers/{id} body.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ServerAction {
-    /// os-start
-    Start,
-    /// os-stop
-    Stop,
-    /// pause
-    Pause,
-    /// unpause
-    Unpause,
-    /// suspend
-    Suspend,
-    /// resume
-    Resume,
-    /// reboot
-    Reboot {
-        /// HARD
-        hard: bool,
-    },
-    /// shelve
-    Shelve,
-    /// shelveOffload
-    ShelveOffload,
-    /// unshelve
-    Unshelve {
-        /// Target AZ (2.77+).
-        availability_zone: Option<String>,
-    },
-    /// resize
-    Resize {
-        /// Flavor id.
-        flavor_ref: String,
-    },
-    /// confirmResize
-    ConfirmResize,
-    /// revertResize
-    RevertResize,
-    /// migrate
-    Migrate {
-        /// Target host (2.56+).
-        host: Option<String>,
-    },
-    /// os-migrateLive
-    LiveMigrate {
-        /// Target host.
-        host: Option<String>,
-    },
-    /// lock
-    Lock {
-        /// Reason (2.73+).
-        reason: Option<String>,
-    },
-    /// unlock
-    Unlock,
-    /// os-resetState
-    ResetState {
-        /// active or error.
-        state: VmState,
-    },
+pub struct UpdateServer {
+    /// The new name, if given.
+    pub name: Option<String>,
+    /// `Some(None)` clears the description (2.19+).
+    pub description: Option<Option<String>>,
 }
 
-fn opt_obj<'a>(field: &str, v: &'a Value) -> Result<Option<&'a Obj>, ApiError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(o) => Ok(Some(o)),
-        other => Err(wrong_type(field, other, "object")),
-    }
+/// PUT /servers/{id}: `{"server": {...}}` (other top-level keys are ignored, as Nova's
+/// schema allows).
+#[derive(Debug, Deserialize)]
+struct UpdateServerBody {
+    server: UpdateServerFields,
 }
 
-/// Validates an action body: exactly one known action key and its arguments.
-pub fn server_action(body: &Value, version: Version) -> Result<ServerAction, ApiError> {
-    let obj = match body {
-        Value::Object(o) => o,
-        Value::Null => return Err(ApiError::bad_request("Malformed request body")),
-        other => return Err(wrong_type("action", other, "object")),
-    };
-    if obj.len() != 1 {
-        return Err(ApiError::bad_request(if obj.is_empty() {
-            "Malformed request body: no action given".to_string()
-        } else {
-            "Malformed request body: too many body keys".to_string()
-        }));
-    }
-    let (key, arg) = obj.iter().next().expect("one key");
-    let a = match key.as_str() {
-        "os-start" => ServerAction::Start,
-        "os-stop" => ServerAction::Stop,
-        "pause" => ServerAction::Pause,
-        "unpause" => ServerAction::Unpause,
-        "suspend" => ServerAction::Suspend,
-        "resume" => ServerAction::Resume,
-        "shelve" => ServerAction::Shelve,
-        "shelveOffload" => ServerAction::ShelveOffload,
-        "confirmResize" => ServerAction::ConfirmResize,
-        "revertResize" => ServerAction::RevertResize,
-        "unlock" => ServerAction::Unlock,
-        "reboot" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("reboot", arg, "object"))?;
-            only_keys(o, &["type"])?;
-            let t = required(o, "type", "reboot")?;
-            let hard = match t.as_str() {
-                Some("HARD" | "Hard" | "hard") => true,
-                Some("SOFT" | "Soft" | "soft") => false,
-                _ => {
-                    return Err(invalid(
-                        "type",
-                        t,
-                        "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
-                    ))
-                }
-            };
-            ServerAction::Reboot { hard }
+/// The keys Nova's `update` schema knows; `description` from 2.19, `hostname` from
+/// 2.90 (checked by [`UpdateServer::decode`]). The access IPs, disk config and hostname
+/// are accepted and not recorded (no such fields in the domain).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateServerFields {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(rename = "accessIPv4", default)]
+    _access_ipv4: Option<IgnoredAny>,
+    #[serde(rename = "accessIPv6", default)]
+    _access_ipv6: Option<IgnoredAny>,
+    #[serde(rename = "OS-DCF:diskConfig", default)]
+    _disk_config: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    hostname: Option<Option<IgnoredAny>>,
+}
+
+impl Decode for UpdateServer {
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let s = body::from_value::<UpdateServerBody>("", body)?.server;
+        let mut extra = Vec::new();
+        if s.description.is_some() && !version.at_least(19) {
+            extra.push("description");
         }
-        "unshelve" => {
-            let mut availability_zone = None;
-            if version.at_least(77) {
-                if let Some(o) = opt_obj("unshelve", arg)? {
-                    only_keys(o, &["availability_zone"])?;
-                    let null_ok = version.at_least(91);
-                    match o.get("availability_zone") {
-                        Some(Value::Null) if null_ok => {}
-                        Some(v) => {
-                            availability_zone = Some(string("availability_zone", v, 1, 255)?)
-                        }
-                        None => {}
-                    }
-                }
-            }
-            ServerAction::Unshelve { availability_zone }
+        if s.hostname.is_some() && !version.at_least(90) {
+            extra.push("hostname");
         }
-        "resize" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("resize", arg, "object"))?;
-            only_keys(o, &["flavorRef", "OS-DCF:diskConfig"])?;
-            ServerAction::Resize {
-                flavor_ref: flavor_ref("flavorRef", required(o, "flavorRef", "resize")?)?,
-            }
+        if !extra.is_empty() {
+            return Err(unexpected(&extra));
         }
-        "migrate" => {
-            let mut host = None;
-            if let Some(o) = opt_obj("migrate", arg)? {
-                if version.at_least(56) {
-                    only_keys(o, &["host"])?;
-                    host = opt_string("host", o.get("host"), 1, 255)?;
-                } else {
-                    only_keys(o, &[])?;
-                }
-            }
-            ServerAction::Migrate { host }
-        }
-        "os-migrateLive" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("os-migrateLive", arg, "object"))?;
-            let mut allowed = vec!["host", "block_migration"];
-            if !version.at_least(25) {
-                allowed.push("disk_over_commit");
-            }
-            if version.at_least(30) && !version.at_least(68) {
-                allowed.push("force");
-            }
-            only_keys(o, &allowed)?;
-            let bm = required(o, "block_migration", "os-migrateLive")?;
-            let bm_ok = bm.is_boolean()
-                || (version.at_least(25) && bm.as_str() == Some("auto"))
-                || (bm.is_string() && boolean("block_migration", bm).is_ok());
-            if !bm_ok {
+        let name = match s.name {
+            None => None,
+            Some(None) => {
                 return Err(invalid(
-                    "block_migration",
-                    bm,
-                    "is not valid under any of the given schemas",
-                ));
+                    "name",
+                    &Value::Null,
+                    "null is not of type 'string' (got null)",
+                ))
             }
-            if !version.at_least(25) {
-                boolean(
-                    "disk_over_commit",
-                    required(o, "disk_over_commit", "os-migrateLive")?,
-                )?;
-            }
-            if let Some(f) = o.get("force") {
-                boolean("force", f)?;
-            }
-            let host = opt_string("host", Some(required(o, "host", "os-migrateLive")?), 1, 255)?;
-            ServerAction::LiveMigrate { host }
-        }
-        "lock" => {
-            let mut reason = None;
-            if version.at_least(73) {
-                if let Some(o) = opt_obj("lock", arg)? {
-                    only_keys(o, &["locked_reason"])?;
-                    reason = opt_string("locked_reason", o.get("locked_reason"), 1, 255)?;
+            Some(Some(n)) => {
+                check_len("name", &n, 1, 255)?;
+                if !domain::instance::valid_name(&n) {
+                    return Err(invalid(
+                        "name",
+                        &Value::String(n),
+                        "is not a valid server name",
+                    ));
                 }
+                Some(n)
             }
-            ServerAction::Lock { reason }
+        };
+        if let Some(Some(d)) = &s.description {
+            check_len("description", d, 0, 255)?;
         }
-        "os-resetState" => {
-            let o = arg
-                .as_object()
-                .ok_or_else(|| wrong_type("os-resetState", arg, "object"))?;
-            only_keys(o, &["state"])?;
-            let st = required(o, "state", "os-resetState")?;
-            let state = match st.as_str() {
-                Some("active") => VmState::Active,
-                Some("error") => VmState::Error,
-                _ => return Err(invalid("state", st, "is not one of ['active', 'error']")),
-            };
-            ServerAction::ResetState { state }
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "There is no such action: {other}"
-            )))
-        }
-    };
-    Ok(a)
+        Ok(UpdateServer {
+            name,
+            description: s.description,
+        })
+    }
 }
 
 /// Filters of GET /servers and /servers/detail.
@@ -1290,91 +1138,177 @@ fn flavor_id_ok(s: &str) -> bool {
 
 const MAX_DB_INT: i64 = i32::MAX as i64;
 
-/// Validates POST /flavors into a spec (a fresh uuid id when none is given).
-pub fn flavor_create(body: &Value, version: Version) -> Result<FlavorSpec, ApiError> {
-    let f = root(body, "flavor")?;
-    let mut allowed = vec![
-        "name",
-        "id",
-        "ram",
-        "vcpus",
-        "disk",
-        "OS-FLV-EXT-DATA:ephemeral",
-        "swap",
-        "rxtx_factor",
-        "os-flavor-access:is_public",
-    ];
-    if version.at_least(55) {
-        allowed.push("description");
-    }
-    only_keys(f, &allowed)?;
-    let name_v = required(f, "name", "flavor")?;
-    let name = string("name", name_v, 1, 255)?;
-    if name.trim() != name || name.chars().any(|c| c.is_control()) {
-        return Err(invalid("name", name_v, "is not a valid flavor name"));
-    }
-    let id = match f.get("id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(v) => {
-            let s = string("id", v, 1, 255)?;
-            if !flavor_id_ok(&s) {
-                return Err(invalid(
-                    "id",
-                    v,
-                    "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
-                ));
-            }
-            s
+/// POST /flavors: `{"flavor": {...}}` (other top-level keys are ignored).
+#[derive(Debug, Deserialize)]
+struct FlavorCreateBody {
+    flavor: FlavorCreateFields,
+}
+
+/// Nova's `flavor_manage` create schema; `description` from 2.55 (checked by
+/// [`FlavorCreate::decode`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorCreateFields {
+    name: String,
+    #[serde(default)]
+    id: Option<String>,
+    ram: IntLike,
+    vcpus: IntLike,
+    disk: IntLike,
+    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    ephemeral: Option<IntLike>,
+    #[serde(default)]
+    swap: Option<IntLike>,
+    #[serde(default)]
+    rxtx_factor: Option<NumberLike>,
+    #[serde(rename = "os-flavor-access:is_public", default)]
+    is_public: Option<Flag>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+/// A validated POST /flavors body: the new flavor's spec (a fresh uuid id when none
+/// is given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlavorCreate(pub FlavorSpec);
+
+impl Decode for FlavorCreate {
+    fn decode(body: &Value, version: Version) -> Result<Self, ApiError> {
+        let f = body::from_value::<FlavorCreateBody>("", body)?.flavor;
+        if f.description.is_some() && !version.at_least(55) {
+            return Err(unexpected(&["description"]));
         }
-    };
-    let ram = integer("ram", required(f, "ram", "flavor")?, 1, MAX_DB_INT)?;
-    let vcpus = integer("vcpus", required(f, "vcpus", "flavor")?, 1, MAX_DB_INT)?;
-    let disk = integer("disk", required(f, "disk", "flavor")?, 0, MAX_DB_INT)?;
-    let eph = match f.get("OS-FLV-EXT-DATA:ephemeral") {
-        Some(v) => integer("OS-FLV-EXT-DATA:ephemeral", v, 0, MAX_DB_INT)?,
-        None => 0,
-    };
-    let swap = match f.get("swap") {
-        Some(v) => integer("swap", v, 0, MAX_DB_INT)?,
-        None => 0,
-    };
-    let rxtx = match f.get("rxtx_factor") {
-        None => 1.0,
-        Some(v) => {
-            let x = match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| wrong_type("rxtx_factor", v, "number"))?;
-            if !(x > 0.0 && x <= 3.40282e38) {
-                return Err(invalid("rxtx_factor", v, "is out of range"));
-            }
-            x
+        check_len("name", &f.name, 1, 255)?;
+        if f.name.trim() != f.name || f.name.chars().any(|c| c.is_control()) {
+            return Err(invalid(
+                "name",
+                &Value::String(f.name),
+                "is not a valid flavor name",
+            ));
         }
-    };
-    let is_public = match f.get("os-flavor-access:is_public") {
-        Some(v) => boolean("os-flavor-access:is_public", v)?,
-        None => true,
-    };
-    let description = if version.at_least(55) {
-        opt_string("description", f.get("description"), 0, 65535)?
-    } else {
-        None
-    };
-    Ok(FlavorSpec {
-        id: FlavorId::new(id.clone())
-            .map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
-        name,
-        vcpus: vcpus as u32,
-        ram_mb: ram as u64,
-        disk_gb: disk as u64,
-        ephemeral_gb: eph as u64,
-        swap_mb: swap as u64,
-        rxtx_factor: rxtx,
-        is_public,
-        description,
-    })
+        let id = match f.id {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(id) => {
+                check_len("id", &id, 1, 255)?;
+                if !flavor_id_ok(&id) {
+                    return Err(invalid(
+                        "id",
+                        &Value::String(id),
+                        "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
+                    ));
+                }
+                id
+            }
+        };
+        let ram = f.ram.within("ram", 1, MAX_DB_INT)?;
+        let vcpus = f.vcpus.within("vcpus", 1, MAX_DB_INT)?;
+        let disk = f.disk.within("disk", 0, MAX_DB_INT)?;
+        let eph = f
+            .ephemeral
+            .map(|e| e.within("OS-FLV-EXT-DATA:ephemeral", 0, MAX_DB_INT))
+            .transpose()?
+            .unwrap_or(0);
+        let swap = f
+            .swap
+            .map(|e| e.within("swap", 0, MAX_DB_INT))
+            .transpose()?
+            .unwrap_or(0);
+        let rxtx = match f.rxtx_factor {
+            None => 1.0,
+            Some(x) if x.value > 0.0 && x.value <= 3.40282e38 => x.value,
+            Some(x) => return Err(invalid("rxtx_factor", &x.raw, "is out of range")),
+        };
+        let description = f.description.flatten();
+        if let Some(d) = &description {
+            check_len("description", d, 0, 65535)?;
+        }
+        Ok(FlavorCreate(FlavorSpec {
+            id: FlavorId::new(id.clone())
+                .map_err(|_| invalid("id", &Value::String(id), "is not a valid flavor id"))?,
+            name: f.name,
+            vcpus: vcpus as u32,
+            ram_mb: ram as u64,
+            disk_gb: disk as u64,
+            ephemeral_gb: eph as u64,
+            swap_mb: swap as u64,
+            rxtx_factor: rxtx,
+            is_public: f.is_public.is_none_or(|p| p.0),
+            description,
+        }))
+    }
+}
+
+/// An integer, or a string of digits as Nova accepts (`"1024"`); keeps the value as
+/// sent for the range messages.
+#[derive(Debug, Clone)]
+struct IntLike {
+    value: i64,
+    raw: Value,
+}
+
+impl<'de> Deserialize<'de> for IntLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let value = match &raw {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) if !s.is_empty() && s.trim().len() == s.len() => s.parse::<i64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{raw} is not of type 'integer' (got {})",
+                type_name(&raw)
+            ))
+        })?;
+        Ok(IntLike { value, raw })
+    }
+}
+
+impl IntLike {
+    /// The value if within `min..=max`, else Nova's range message for `field`.
+    fn within(&self, field: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+        let v = &self.raw;
+        if self.value < min {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{v} is less than the minimum of {min}"),
+            ));
+        }
+        if self.value > max {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{v} is greater than the maximum of {max}"),
+            ));
+        }
+        Ok(self.value)
+    }
+}
+
+/// A number, or a string holding one; keeps the value as sent.
+#[derive(Debug, Clone)]
+struct NumberLike {
+    value: f64,
+    raw: Value,
+}
+
+impl<'de> Deserialize<'de> for NumberLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let value = match &raw {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{raw} is not of type 'number' (got {})",
+                type_name(&raw)
+            ))
+        })?;
+        Ok(NumberLike { value, raw })
+    }
 }
 
 /// Validates PUT /flavors/{id} (2.55+): the new description.
@@ -1463,6 +1397,7 @@ mod tests {
     #[test]
     fn create_server_shapes() {
         let v = Version::v2(37);
+        let create_server = CreateServer::decode;
         let ok = create_server(
             &json!({"server": {"name": "a", "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "http://x/flavors/1", "networks": "none"}}),
             v,
@@ -1491,6 +1426,48 @@ mod tests {
         assert_eq!(e.status.as_u16(), 400);
         let e = create_server(&json!({"server": {"name": "a", "flavorRef": "1", "networks": "auto", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}}), v).unwrap_err();
         assert!(e.message.contains("'bogus' was unexpected"));
+        // Keys accepted and not recorded; keys of other microversions refused.
+        let img = "70a599e0-31e7-49b7-b260-868f441e862b";
+        let base = json!({"name": "a", "imageRef": img, "flavorRef": "1", "networks": [],
+            "adminPass": "x", "user_data": "eA==", "config_drive": true, "security_groups": [{"name": "default"}],
+            "block_device_mapping": [], "return_reservation_id": false, "OS-DCF:diskConfig": "AUTO",
+            "accessIPv4": "192.0.2.1", "min_count": "1", "max_count": 1});
+        assert!(create_server(
+            &json!({"server": base, "os:scheduler_hints": {"group": "g"}}),
+            v
+        )
+        .is_ok());
+        let with = |k: &str, x: Value| {
+            let mut b = base.clone();
+            b[k] = x;
+            json!({"server": b})
+        };
+        for (key, value, refused_at, allowed_at) in [
+            ("description", json!("d"), 18, 19),
+            ("tags", json!([]), 51, 52),
+            ("trusted_image_certificates", json!(null), 62, 63),
+            ("host", json!("h"), 73, 74),
+            ("hostname", json!("h"), 89, 90),
+        ] {
+            assert_eq!(
+                create_server(&with(key, value.clone()), Version::v2(refused_at))
+                    .unwrap_err()
+                    .message,
+                format!("Additional properties are not allowed ('{key}' was unexpected)")
+            );
+            if let Err(e) = create_server(&with(key, value), Version::v2(allowed_at)) {
+                panic!("{key} at 2.{allowed_at}: {e}");
+            }
+        }
+        assert!(create_server(&with("personality", json!([])), Version::v2(56)).is_ok());
+        assert!(create_server(&with("personality", json!([])), Version::v2(57)).is_err());
+        assert!(create_server(&with("max_count", json!(2)), v).is_err());
+        assert!(create_server(&with("min_count", json!(0)), v)
+            .unwrap_err()
+            .message
+            .contains("less than the minimum of 1"));
+        let e = create_server(&json!({"server": base, "extra": 1}), v).unwrap_err();
+        assert!(e.message.contains("'extra' was unexpected"), "{e}");
         let many: serde_json::Map<String, Value> =
             (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
         let e = metadata(&Value::Object(many)).unwrap_err();
@@ -1498,52 +1475,87 @@ mod tests {
     }
 
     #[test]
-    fn actions() {
-        let v = Version::MAX;
+    fn update_server_bodies() {
+        let d = |b: Value, v: u16| UpdateServer::decode(&b, Version::v2(v));
         assert_eq!(
-            server_action(&json!({"reboot": {"type": "HARD"}}), v).unwrap(),
-            ServerAction::Reboot { hard: true }
-        );
-        assert!(server_action(&json!({"reboot": {"type": "MEDIUM"}}), v).is_err());
-        assert!(server_action(&json!({"reboot": null}), v).is_err());
-        assert!(server_action(&json!({"pause": null, "unpause": null}), v).is_err());
-        assert!(server_action(&json!({"fly": null}), v).is_err());
-        assert_eq!(
-            server_action(
-                &json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
-                v
-            )
-            .unwrap(),
-            ServerAction::LiveMigrate { host: None }
-        );
-        assert!(server_action(
-            &json!({"os-migrateLive": {"host": null, "block_migration": "auto", "force": true}}),
-            v
-        )
-        .is_err());
-        assert_eq!(
-            server_action(&json!({"lock": {"locked_reason": "why"}}), v).unwrap(),
-            ServerAction::Lock {
-                reason: Some("why".into())
+            d(json!({"server": {"name": "n", "description": null}}), 19).unwrap(),
+            UpdateServer {
+                name: Some("n".into()),
+                description: Some(None)
             }
         );
-        assert!(server_action(&json!({"os-resetState": {"state": "paused"}}), v).is_err());
+        assert_eq!(
+            d(json!({"server": {"description": "x"}}), 18)
+                .unwrap_err()
+                .message,
+            "Additional properties are not allowed ('description' was unexpected)"
+        );
+        assert!(d(json!({"server": {"hostname": "h"}}), 90).is_ok());
+        assert!(d(json!({"server": {"hostname": null}}), 89).is_err());
+        assert!(d(json!({"server": {"name": null}}), 90).is_err());
+        assert!(d(json!({"server": {"name": ""}}), 90)
+            .unwrap_err()
+            .message
+            .ends_with("is too short"));
+        assert_eq!(
+            d(json!({"other": 1}), 90).unwrap_err().message,
+            "Invalid input for request body. Value: {\"other\":1}. 'server' is a required property"
+        );
+        assert!(d(json!({"server": {"colour": "red"}}), 90)
+            .unwrap_err()
+            .message
+            .contains("'colour' was unexpected"));
     }
 
     #[test]
     fn flavors() {
-        let f = flavor_create(&json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
+        let create = |b: Value, v: Version| FlavorCreate::decode(&b, v).map(|f| f.0);
+        let f = create(json!({"flavor": {"name": "t", "ram": "1024", "vcpus": 2, "disk": 10, "id": "10", "rxtx_factor": 2.0}}), Version::v2(55)).unwrap();
         assert_eq!((f.ram_mb, f.vcpus, f.id.as_str()), (1024, 2, "10"));
-        assert!(flavor_create(
-            &json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}),
+        assert!(f.is_public);
+        assert_eq!(
+            create(
+                json!({"flavor": {"name": "t", "ram": -1, "vcpus": 2, "disk": 10}}),
+                Version::MIN
+            )
+            .unwrap_err()
+            .message,
+            "Invalid input for field/attribute ram. Value: -1. -1 is less than the minimum of 1"
+        );
+        assert_eq!(
+            create(
+                json!({"flavor": {"name": "t", "ram": "lots", "vcpus": 2, "disk": 10}}),
+                Version::MIN
+            )
+            .unwrap_err()
+            .message,
+            "Invalid input for field/attribute ram. Value: \"lots\". \"lots\" is not of type 'integer' (got string)"
+        );
+        assert!(create(
+            json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}),
             Version::MIN
         )
-        .is_err());
-        assert!(flavor_create(
-            &json!({"flavor": {"ram": 1, "vcpus": 2, "disk": 10}}),
-            Version::MIN
+        .unwrap_err()
+        .message
+        .contains("'name' is a required property"));
+        assert!(create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "description": "d"}}),
+            Version::v2(54)
         )
         .is_err());
+        assert!(create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "rxtx_factor": 0}}),
+            Version::MIN
+        )
+        .unwrap_err()
+        .message
+        .ends_with("is out of range"));
+        let p = create(
+            json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "os-flavor-access:is_public": "false", "id": null}}),
+            Version::MIN,
+        )
+        .unwrap();
+        assert!(!p.is_public);
         assert_eq!(
             extra_spec_update(&json!({"a": "b", "c": "d"}), "a")
                 .unwrap_err()

@@ -1,6 +1,7 @@
 //! The compute API's policy: one table row per endpoint (method + path template, and for
 //! `POST /servers/{id}/action` the action key), with its rule and Nova's policy name
-//! (2023+ "secure RBAC" defaults; see docs/POLICY.md for the per-row citations).
+//! (2023+ "secure RBAC" defaults; see docs/POLICY.md for the per-row citations). The
+//! action rows are made from the actions' declarations ([`crate::actions::ACTIONS`]).
 //!
 //! Invariants:
 //! - The router is built only through [`crate::Registrar`], which refuses (panics at
@@ -16,6 +17,8 @@
 //! - Rules that depend on the request's content beyond the action key
 //!   ([`CONDITIONAL`]: `all_tenants`, a requested host on create) are checked by the
 //!   handlers, before anything is appended.
+
+use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -159,8 +162,22 @@ const fn act(action: &'static str, rule: Rule, name: &'static str) -> Endpoint {
 
 use Rule::{Admin, Authenticated, ProjectMember, ProjectReader, Public};
 
-/// Every endpoint of the compute API with its rule.
-pub const ENDPOINTS: &[Endpoint] = &[
+/// Every endpoint of the compute API with its rule: [`ROUTES`], then one row per
+/// server action, made from its declaration in [`crate::actions::ACTIONS`].
+pub static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .copied()
+        .chain(
+            crate::actions::ACTIONS
+                .iter()
+                .map(|a| act(a.name, a.rule, a.policy)),
+        )
+        .collect()
+});
+
+/// The rows of every endpoint but the server actions.
+pub const ROUTES: &[Endpoint] = &[
     ep(
         "GET",
         "/",
@@ -223,68 +240,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
         ProjectMember,
         "os_compute_api:servers:delete",
         Target::Server,
-    ),
-    act("os-start", ProjectMember, "os_compute_api:servers:start"),
-    act("os-stop", ProjectMember, "os_compute_api:servers:stop"),
-    act(
-        "pause",
-        ProjectMember,
-        "os_compute_api:os-pause-server:pause",
-    ),
-    act(
-        "unpause",
-        ProjectMember,
-        "os_compute_api:os-pause-server:unpause",
-    ),
-    act(
-        "suspend",
-        ProjectMember,
-        "os_compute_api:os-suspend-server:suspend",
-    ),
-    act(
-        "resume",
-        ProjectMember,
-        "os_compute_api:os-suspend-server:resume",
-    ),
-    act("reboot", ProjectMember, "os_compute_api:servers:reboot"),
-    act("shelve", ProjectMember, "os_compute_api:os-shelve:shelve"),
-    act(
-        "shelveOffload",
-        Admin,
-        "os_compute_api:os-shelve:shelve_offload",
-    ),
-    act(
-        "unshelve",
-        ProjectMember,
-        "os_compute_api:os-shelve:unshelve",
-    ),
-    act("resize", ProjectMember, "os_compute_api:servers:resize"),
-    act(
-        "confirmResize",
-        ProjectMember,
-        "os_compute_api:servers:confirm_resize",
-    ),
-    act(
-        "revertResize",
-        ProjectMember,
-        "os_compute_api:servers:revert_resize",
-    ),
-    act("migrate", Admin, "os_compute_api:os-migrate-server:migrate"),
-    act(
-        "os-migrateLive",
-        Admin,
-        "os_compute_api:os-migrate-server:migrate_live",
-    ),
-    act("lock", ProjectMember, "os_compute_api:os-lock-server:lock"),
-    act(
-        "unlock",
-        ProjectMember,
-        "os_compute_api:os-lock-server:unlock",
-    ),
-    act(
-        "os-resetState",
-        Admin,
-        "os_compute_api:os-admin-actions:reset_state",
     ),
     ep(
         "GET",
@@ -562,6 +517,10 @@ mod tests {
     #[test]
     fn rows_are_unique() {
         for (i, a) in ENDPOINTS.iter().enumerate() {
+            assert!(
+                a.action.is_none() || a.path == ACTION_PATH,
+                "an action row off the action route: {a:?}"
+            );
             for b in &ENDPOINTS[i + 1..] {
                 assert!(
                     (a.method, a.path, a.action) != (b.method, b.path, b.action),

@@ -19,9 +19,11 @@ use projections::Views;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::context::{Caller, JsonBody, QueryPairs};
+use crate::actions::{ActionCx, ActionRequest, Reply};
+use crate::body::Typed;
+use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
-use crate::parse::{self, ServerAction};
+use crate::parse;
 use crate::util::query_encode;
 use crate::view::{self, ViewCtx};
 use crate::ApiState;
@@ -65,7 +67,8 @@ fn view_ctx<'a>(caller: &'a Caller, views: &'a Views) -> ViewCtx<'a> {
     }
 }
 
-fn admin_pass(id: Uuid) -> String {
+/// A generated `adminPass` (create's answer; rebuild will answer one too).
+pub(crate) fn admin_pass(id: Uuid) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = id.as_bytes().to_vec();
     bytes.extend_from_slice(Uuid::new_v4().as_bytes());
@@ -80,9 +83,8 @@ fn admin_pass(id: Uuid) -> String {
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    Typed(req): Typed<parse::CreateServer>,
 ) -> Result<Response, ApiError> {
-    let req = parse::create_server(&body, caller.version())?;
     let id = InstanceId(Uuid::new_v4());
     let hints = req.scheduler_hints.clone();
     let (spec, details) = {
@@ -307,9 +309,9 @@ pub async fn update(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    Typed(req): Typed<parse::UpdateServer>,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, description) = parse::update_server(&body, caller.version())?;
+    let parse::UpdateServer { name, description } = req;
     let iid = {
         let views = st.engine.world.read();
         let iid = visible(&views, &id, &caller)?.id();
@@ -349,83 +351,37 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
-    if az == "nova"
-        || views
-            .hosts()
-            .values()
-            .any(|r| r.state.spec.availability_zone == az)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "The requested availability zone is not available",
-        ))
-    }
-}
-
-/// Resolves a parsed action against the world into the instance command.
-fn command(
-    action: ServerAction,
-    views: &Views,
-    caller: &Caller,
-) -> Result<InstanceCommand, ApiError> {
-    use InstanceCommand as C;
-    Ok(match action {
-        ServerAction::Start => C::Start,
-        ServerAction::Stop => C::Stop,
-        ServerAction::Pause => C::Pause,
-        ServerAction::Unpause => C::Unpause,
-        ServerAction::Suspend => C::Suspend,
-        ServerAction::Resume => C::Resume,
-        ServerAction::Reboot { hard } => C::Reboot { hard },
-        ServerAction::Shelve => C::Shelve,
-        ServerAction::ShelveOffload => C::ShelveOffload,
-        ServerAction::Unshelve { availability_zone } => {
-            if let Some(az) = &availability_zone {
-                known_az(views, az)?;
-            }
-            C::Unshelve { availability_zone }
-        }
-        ServerAction::Resize { flavor_ref } => C::Resize {
-            flavor: parse::flavor_snapshot(views, &flavor_ref, caller)
-                .ok_or_else(|| ApiError::bad_request("Unable to locate requested flavor."))?,
-        },
-        ServerAction::ConfirmResize => C::ConfirmResize,
-        ServerAction::RevertResize => C::RevertResize,
-        ServerAction::Migrate { host } => C::Migrate {
-            host: host.map(|h| parse::known_host(views, &h)).transpose()?,
-        },
-        ServerAction::LiveMigrate { host } => C::LiveMigrate {
-            host: host.map(|h| parse::known_host(views, &h)).transpose()?,
-        },
-        ServerAction::Lock { reason } => C::Lock { reason },
-        ServerAction::Unlock => C::Unlock,
-        ServerAction::ResetState { state } => C::ResetState { state },
-    })
-}
-
-/// POST /servers/{id}/action
+/// POST /servers/{id}/action: the body names one declared action
+/// ([`crate::actions::ACTIONS`]), decoded before this runs; it is resolved against the
+/// world, run, and answered as its declaration says.
 pub async fn action(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Result<StatusCode, ApiError> {
-    let action = parse::server_action(&body, caller.version())?;
-    let (iid, cmd) = {
+    Typed(req): Typed<ActionRequest>,
+) -> Result<Response, ApiError> {
+    let reply = req.decl.reply;
+    let (iid, prepared) = {
         let views = st.engine.world.read();
         let i = visible(&views, &id, &caller)?;
         require_cell_up(&st, &views, &i.id())?;
-        (i.id(), command(action, &views, &caller)?)
-    };
-    let status = if matches!(cmd, InstanceCommand::ConfirmResize) {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::ACCEPTED
+        let cx = ActionCx {
+            views: &views,
+            caller: &caller,
+            instance: i,
+        };
+        (i.id(), req.resolve(&cx)?)
     };
     st.engine
-        .instance(iid, cmd, &caller.ctx(), &caller.meta())
+        .instance(iid, prepared.command, &caller.ctx(), &caller.meta())
         .await?;
-    Ok(status)
+    Ok(match reply {
+        Reply::Accepted | Reply::NoContent => reply.status().into_response(),
+        Reply::AcceptedWithBody(body) => {
+            let views = st.engine.world.read();
+            let i = visible(&views, &id, &caller)?;
+            let body = body(i, &view_ctx(&caller, &views), prepared.handover);
+            (reply.status(), Json(body)).into_response()
+        }
+    })
 }

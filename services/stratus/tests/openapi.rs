@@ -183,11 +183,74 @@ fn compute_document_lists_every_server_action() {
             keys[0].clone()
         })
         .collect();
+    let declared: BTreeSet<String> = api::actions::ACTIONS
+        .iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(
+        documented, declared,
+        "documented actions vs api::actions::ACTIONS"
+    );
     let policy: BTreeSet<String> = api::policy::ENDPOINTS
         .iter()
         .filter_map(|e| e.action.map(str::to_string))
         .collect();
     assert_eq!(documented, policy, "documented actions vs the policy table");
+}
+
+/// The action route documents exactly the success statuses the declarations answer
+/// with (202, 204 for confirmResize, ...), and each declared example body matches its
+/// documented alternative's keys.
+#[test]
+fn compute_document_states_every_action_reply_and_example() {
+    let d = doc("compute");
+    let op = &d["paths"]["/v2.1/servers/{id}/action"]["post"];
+    let documented: BTreeSet<u16> = op["responses"]
+        .as_object()
+        .expect("responses")
+        .keys()
+        .filter_map(|k| k.parse::<u16>().ok())
+        .filter(|s| (200..300).contains(s))
+        .collect();
+    let declared: BTreeSet<u16> = api::actions::ACTIONS
+        .iter()
+        .map(|a| a.reply.status().as_u16())
+        .collect();
+    assert_eq!(
+        documented, declared,
+        "documented vs declared success statuses"
+    );
+    let alternatives = op["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+        .as_array()
+        .expect("anyOf");
+    for a in api::actions::ACTIONS {
+        let alt = alternatives
+            .iter()
+            .find(|alt| alt["properties"].get(a.name).is_some())
+            .expect("documented above");
+        let schema = &alt["properties"][a.name];
+        let Some(props) = schema["properties"].as_object() else {
+            continue;
+        };
+        let example = a.example_body();
+        if let Some(arg) = example[a.name].as_object() {
+            for key in arg.keys() {
+                assert!(
+                    props.contains_key(key),
+                    "{}: the example's key {key} is not documented",
+                    a.name
+                );
+            }
+        }
+        for key in schema["required"].as_array().into_iter().flatten() {
+            let key = key.as_str().expect("required keys are strings");
+            assert!(
+                example[a.name].get(key).is_some(),
+                "{}: the example lacks required key {key}",
+                a.name
+            );
+        }
+    }
 }
 
 #[test]
