@@ -390,6 +390,8 @@ pub struct Rebuild {
     pub trusted_image_certificates: Option<Option<Vec<String>>>,
     /// `hostname` (2.90+).
     pub hostname: Option<String>,
+    /// New description (2.19+); `Some(None)` clears it.
+    pub description: Option<Option<String>>,
 }
 
 /// What the API shows of a server that neither [`InstanceSpec`] nor [`Instance`] holds
@@ -1721,6 +1723,9 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
             if let Some(k) = &rebuild.key_name {
                 i.spec.key_name = k.clone();
+            }
+            if let Some(d) = &rebuild.description {
+                i.spec.description = d.clone();
             }
             i.task_state = Some(*task);
             i.op = Some(Operation {

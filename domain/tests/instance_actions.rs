@@ -1324,6 +1324,7 @@ fn full_rebuild() -> Rebuild {
         user_data: Some(Some("IyEvYmluL3NoCg==".into())),
         trusted_image_certificates: Some(Some(vec!["cert-1".into(), "cert-2".into()])),
         hostname: Some("web-2".into()),
+        description: Some(Some("rebuilt".into())),
     }
 }
 
@@ -1408,6 +1409,7 @@ fn rebuild_changes_the_image_name_metadata_and_key_at_once_and_records_the_rest(
         BTreeMap::from([("role".to_string(), "web".to_string())])
     );
     assert_eq!(i.spec.key_name.as_deref(), Some("key-2"));
+    assert_eq!(i.spec.description.as_deref(), Some("rebuilt"));
     // What InstanceSpec lacks travels in the event, for the read model's extras.
     let Ok(evs) = w.result().clone() else {
         unreachable!()

@@ -233,6 +233,7 @@ fn samples() -> Vec<Event> {
                 user_data: Some(Some("IyEvYmluL3NoCg==".into())),
                 trusted_image_certificates: Some(Some(vec!["c1".into()])),
                 hostname: Some("web-2".into()),
+                description: Some(Some("rebuilt".into())),
             }),
             at: t(31),
         }),

@@ -153,6 +153,13 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-admin-actions:reset_state",
         r#"{"state": "error"}"#,
     ),
+    typed::<Rebuild>(
+        "rebuild",
+        ProjectMember,
+        "os_compute_api:servers:rebuild",
+        r#"{"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}"#,
+    )
+    .replying(Reply::AcceptedWithBody(rebuild_reply)),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -804,4 +811,186 @@ mod tests {
         )
         .contains("is not one of ['AUTO', 'MANUAL']"));
     }
+}
+
+/// `rebuild`: a new image (and optionally name, metadata, password, access addresses,
+/// and by microversion description 2.19, key_name 2.54, user_data 2.57 (personality
+/// before it), trusted_image_certificates 2.63, hostname 2.90). Answers 202 with the
+/// server and its `adminPass`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuild {
+    #[serde(rename = "imageRef")]
+    image_ref: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(rename = "adminPass", default)]
+    admin_pass: Option<String>,
+    #[serde(default)]
+    preserve_ephemeral: Option<Flag>,
+    #[serde(rename = "accessIPv4", default, deserialize_with = "present")]
+    access_ip_v4: Option<Option<String>>,
+    #[serde(rename = "accessIPv6", default, deserialize_with = "present")]
+    access_ip_v6: Option<Option<String>>,
+    /// Accepted as Nova does; there is no disk configuration to change here.
+    #[serde(rename = "OS-DCF:diskConfig", default)]
+    _disk_config: Option<DiskConfig>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    key_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    user_data: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    trusted_image_certificates: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    personality: Option<Option<serde::de::IgnoredAny>>,
+}
+
+/// An access address as Nova's `ipv4` / `ipv6` formats accept it (empty clears it).
+fn access_ip(field: &str, ip: &Option<String>, v6: bool) -> Result<(), ApiError> {
+    let Some(ip) = ip.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let ok = if v6 {
+        ip.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        ip.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    if ok {
+        return Ok(());
+    }
+    let kind = if v6 { "ipv6" } else { "ipv4" };
+    Err(invalid(
+        field,
+        &Value::String(ip.to_string()),
+        &format!("'{ip}' is not a '{kind}'"),
+    ))
+}
+
+impl Action for Rebuild {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        let r: Rebuild = body::from_value(name, arg)?;
+        let gated = [
+            ("description", r.description.is_some(), version.at_least(19)),
+            ("key_name", r.key_name.is_some(), version.at_least(54)),
+            ("user_data", r.user_data.is_some(), version.at_least(57)),
+            (
+                "personality",
+                r.personality.is_some(),
+                !version.at_least(57),
+            ),
+            (
+                "trusted_image_certificates",
+                r.trusted_image_certificates.is_some(),
+                version.at_least(63),
+            ),
+            ("hostname", r.hostname.is_some(), version.at_least(90)),
+        ];
+        let extra: Vec<&str> = gated
+            .iter()
+            .filter(|(_, given, allowed)| *given && !allowed)
+            .map(|(key, ..)| *key)
+            .collect();
+        if !extra.is_empty() {
+            return Err(unexpected(&extra));
+        }
+        check_len("imageRef", &r.image_ref, 1, 255)?;
+        if let Some(n) = &r.name {
+            check_len("name", n, 1, 255)?;
+            if !domain::instance::valid_name(n) {
+                return Err(invalid(
+                    "name",
+                    &Value::String(n.clone()),
+                    "is not a valid server name",
+                ));
+            }
+        }
+        if let Some(Some(d)) = &r.description {
+            check_len("description", d, 0, 255)?;
+        }
+        if let Some(m) = &r.metadata {
+            parse::metadata(m)?;
+        }
+        if let Some(p) = &r.admin_pass {
+            check_len("adminPass", p, 0, 255)?;
+        }
+        access_ip("accessIPv4", &r.access_ip_v4.clone().flatten(), false)?;
+        access_ip("accessIPv6", &r.access_ip_v6.clone().flatten(), true)?;
+        if let Some(Some(k)) = &r.key_name {
+            check_len("key_name", k, 1, 255)?;
+        }
+        if let Some(Some(u)) = &r.user_data {
+            check_len("user_data", u, 0, 65535)?;
+        }
+        if let Some(Some(h)) = &r.hostname {
+            check_len("hostname", h, 1, 255)?;
+        }
+        Ok(r)
+    }
+
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        let id = parse::ref_id(&self.image_ref).to_string();
+        let exists = domain::ImageId::parse(&id).is_some_and(|iid| cx.views.image(&iid).is_some());
+        let image = parse::usable_image(cx.views, &id, cx.caller).map_err(|e| {
+            if exists {
+                e
+            } else {
+                ApiError::bad_request("Cannot find image for rebuild")
+            }
+        })?;
+        let i = cx.instance;
+        parse::check_image_fits(image, &i.flavor, i.spec.boot_from_volume)?;
+        let metadata = self.metadata.as_ref().map(parse::metadata).transpose()?;
+        let admin_pass = self
+            .admin_pass
+            .clone()
+            .unwrap_or_else(|| crate::servers::admin_pass(i.id().0));
+        let rebuild = domain::instance::Rebuild {
+            image_ref: id,
+            name: self.name,
+            metadata,
+            key_name: self.key_name,
+            admin_pass_set: true,
+            preserve_ephemeral: self.preserve_ephemeral.is_some_and(|f| f.0),
+            access_ip_v4: self.access_ip_v4,
+            access_ip_v6: self.access_ip_v6,
+            user_data: self.user_data,
+            trusted_image_certificates: self.trusted_image_certificates,
+            hostname: self.hostname.flatten(),
+            description: self.description,
+        };
+        let mut handover = Handover::new();
+        handover.insert("adminPass".into(), Value::String(admin_pass));
+        Ok(Prepared {
+            command: C::Rebuild(Box::new(rebuild)),
+            handover,
+        })
+    }
+}
+
+/// Rebuild's 202 body: the server as Nova's rebuild view shows it (the update view's
+/// fields, which grow to the full server at 2.75), its `adminPass`, from 2.54 its
+/// `key_name`, and from 2.57 its `user_data` (in place of `OS-EXT-SRV-ATTR:user_data`).
+fn rebuild_reply(i: &Instance, cx: &ViewCtx<'_>, handover: Handover) -> Value {
+    let mut server = crate::view::server_view(i, cx, crate::view::ServerBody::Update);
+    if let Some(pass) = handover.get("adminPass") {
+        server["adminPass"] = pass.clone();
+    }
+    if cx.version.at_least(54) {
+        server["key_name"] = serde_json::json!(i.spec.key_name);
+    }
+    if cx.version.at_least(57) {
+        // Shown as `user_data` instead (Nova's rebuild view leaves the attribute out).
+        if let Some(obj) = server.as_object_mut() {
+            obj.remove("OS-EXT-SRV-ATTR:user_data");
+        }
+        let extras = cx.views.instances().get(&i.id()).map(|r| &r.extras);
+        server["user_data"] = serde_json::json!(extras.and_then(|e| e.user_data.clone()));
+    }
+    serde_json::json!({ "server": server })
 }

@@ -184,7 +184,9 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         None => String::new(),
     };
     put("hostId", json!(host_id));
-    let details = cx.views.instances().get(&i.id()).map(|r| &r.details);
+    let row = cx.views.instances().get(&i.id());
+    let details = row.map(|r| &r.details);
+    let extras = row.map(|r| &r.extras);
     let image = if i.spec.boot_from_volume || i.spec.image_ref.is_empty() {
         json!("")
     } else if v.at_least(98) {
@@ -207,8 +209,15 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
     put("created", json!(iso_z(i.created_at)));
     put("updated", json!(iso_z(i.updated_at)));
     put("addresses", json!({}));
-    put("accessIPv4", json!(""));
-    put("accessIPv6", json!(""));
+    let access = |ip: Option<&String>| json!(ip.map(String::as_str).unwrap_or(""));
+    put(
+        "accessIPv4",
+        access(extras.and_then(|e| e.access_ip_v4.as_ref())),
+    );
+    put(
+        "accessIPv6",
+        access(extras.and_then(|e| e.access_ip_v6.as_ref())),
+    );
     put("links", links(base, "servers", &id));
     put("OS-DCF:diskConfig", json!("MANUAL"));
     if extended {
@@ -270,11 +279,18 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
                 "OS-EXT-SRV-ATTR:root_device_name",
                 json!(i.host.as_ref().map(|_| "/dev/vda")),
             );
-            put("OS-EXT-SRV-ATTR:user_data", Value::Null);
+            put(
+                "OS-EXT-SRV-ATTR:user_data",
+                json!(extras.and_then(|e| e.user_data.clone())),
+            );
         }
     }
     if extended && v.at_least(3) && (cx.is_admin || v.at_least(90)) {
-        put("OS-EXT-SRV-ATTR:hostname", json!(hostname(&i.spec.name)));
+        let explicit = extras.and_then(|e| e.hostname.clone());
+        put(
+            "OS-EXT-SRV-ATTR:hostname",
+            json!(explicit.unwrap_or_else(|| hostname(&i.spec.name))),
+        );
     }
     if v.at_least(9) {
         put("locked", json!(i.locked.is_some()));
@@ -294,7 +310,10 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         put("tags", json!([]));
     }
     if v.at_least(63) {
-        put("trusted_image_certificates", Value::Null);
+        put(
+            "trusted_image_certificates",
+            json!(extras.and_then(|e| e.trusted_image_certificates.clone())),
+        );
     }
     if v.at_least(71) && show {
         put("server_groups", json!([]));

@@ -168,6 +168,7 @@ async fn server_responses_have_exactly_the_samples_fields() {
     let host = s.register_host("compute-1").await;
     let mut failures = Vec::new();
     let mut compared = 0;
+    let mut rebuilds = 0;
     for (version, dir) in versions("servers") {
         let v = Some(version.as_str());
         let create = s
@@ -249,8 +250,38 @@ async fn server_responses_have_exactly_the_samples_fields() {
                 compared += 1;
             }
         }
+        if let (Some(mut body), Some(sample)) = (
+            exists(&dir, "server-action-rebuild.json"),
+            exists(&dir, "server-action-rebuild-resp.json"),
+        ) {
+            body["rebuild"]["imageRef"] = json!(IMAGE);
+            let r = s
+                .post(
+                    &format!("/v2.1/servers/{id}/action"),
+                    token(&sample),
+                    v,
+                    body,
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::ACCEPTED,
+                "rebuild @ {version}: {:?}",
+                r.body
+            );
+            assert_eq!(r.body["server"]["status"], "REBUILD", "@ {version}");
+            compare(
+                "server-action-rebuild-resp",
+                &version,
+                &r.body,
+                &sample,
+                &mut failures,
+            );
+            rebuilds += 1;
+        }
     }
     assert!(compared >= 50, "only {compared} samples compared");
+    assert!(rebuilds >= 14, "only {rebuilds} rebuild samples compared");
     assert!(
         failures.is_empty(),
         "responses differ from Nova's samples:\n{}",
