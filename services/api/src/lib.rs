@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - The API never mutates state except through `engine.instance` / `engine.flavor`
-//!   commands; reads come from `engine.world` views, which already reflect a command
+//!   commands; reads come from `engine.world()` views, which already reflect a command
 //!   when the engine returns Ok (read-your-writes).
 //! - Bad input (malformed JSON, wrong types, missing fields, unknown references,
 //!   unknown actions, oversized bodies) is refused with a Nova-shaped 4xx *before* any

@@ -525,7 +525,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     if let Some(row) = row {
         if row.target == Target::Server {
             let id = path_id(row.path, parts.uri.path()).unwrap_or_default();
-            let views = g.state.engine.world.read();
+            let views = g.state.engine.world().read();
             let visible = domain::InstanceId::parse(id)
                 .and_then(|iid| views.instances.get(&iid))
                 .and_then(|r| r.state())
