@@ -39,6 +39,7 @@ pub mod misc;
 pub mod parse;
 pub mod policy;
 pub mod servers;
+pub mod status;
 pub mod util;
 pub mod view;
 
@@ -202,6 +203,7 @@ pub fn routes(state: ApiState) -> Registrar {
             flavors::specs_delete,
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
+        .route(M::GET, "/v1/status", status::show)
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

@@ -370,6 +370,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "os_compute_api:os-instance-actions:list",
         Target::Server,
     ),
+    ep("GET", "/v1/status", Admin, "stratus:status", Target::None),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -423,6 +424,9 @@ pub const CONDITIONAL: &[Conditional] = &[
 pub fn nova_source(name: &str) -> String {
     if name.starts_with("(none: version") {
         return "nova/api/openstack/compute/versions.py (no policy check)".into();
+    }
+    if name.starts_with("stratus:") {
+        return "(Stratus-native: no Nova policy)".into();
     }
     if name.starts_with("(none") {
         return "nova/api/openstack/compute/flavors.py (no policy check)".into();
