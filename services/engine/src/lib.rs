@@ -1,7 +1,7 @@
 //! The engine shared by every service of one process: executes commands against
 //! aggregates (state from the in-memory [`World`], `decide`, append with OCC, wait
-//! until the world reflects the append) and runs reactors on streams with durable
-//! checkpoints.
+//! until the world reflects the append); its [`runtime`] runs the process's reactors
+//! (on durable consumers or checkpoints, [`reactor`]) and periodic tasks.
 //!
 //! Invariants:
 //! - An append always states the subject's expected last sequence; on conflict the
