@@ -114,6 +114,19 @@ step "reboot";            run server reboot vm1;  expect_status vm1 ACTIVE
 step "reboot --hard";     run server reboot --hard vm1; expect_status vm1 ACTIVE
 step "shelve / unshelve"; run server shelve vm1;  expect_status vm1 SHELVED_OFFLOADED; run server unshelve vm1; expect_status vm1 ACTIVE
 
+step "rebuild"
+run server rebuild --image scen-img --wait vm1 >/dev/null
+expect_status vm1 ACTIVE
+SCEN_IMG=$(run image show -f value -c id scen-img)
+IMG=$(run server show -f json vm1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["image"])' || true)
+grep -q "$SCEN_IMG" <<<"$IMG" || fail "vm1 does not show scen-img ($SCEN_IMG) after rebuild: $IMG"
+run server stop vm1; expect_status vm1 SHUTOFF
+run server rebuild --image cirros vm1 >/dev/null
+expect_status vm1 SHUTOFF
+IMG=$(run server show -f json vm1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["image"])' || true)
+grep -q cirros <<<"$IMG" || fail "vm1 does not show cirros after the second rebuild: $IMG"
+run server start vm1; expect_status vm1 ACTIVE
+
 step "resize + confirm"
 run server resize --flavor m1.small vm1
 expect_status vm1 VERIFY_RESIZE

@@ -105,7 +105,7 @@ async fn settle(h: &Harness, id: &str, deadline: Instant) -> String {
 /// Every placement invariant that must hold once nothing is in progress; returns the
 /// violations (empty when all hold).
 fn placement_violations(h: &Harness) -> Vec<String> {
-    let v = h.stack.engine.world.read();
+    let v = h.stack.engine.world().read();
     let mut bad = vec![];
     let host_name = |s: &eventlog::Subject| -> String {
         v.hosts()
@@ -369,7 +369,7 @@ async fn concurrent_random_actions_never_leave_anything_stuck() {
     }
     eprintln!("final states: {end:?}");
     {
-        let v = h.stack.engine.world.read();
+        let v = h.stack.engine.world().read();
         assert_eq!(v.decode_errors, 0);
         for (id, _) in servers.iter() {
             let iid = InstanceId::parse(id).unwrap();
@@ -387,7 +387,7 @@ async fn concurrent_random_actions_never_leave_anything_stuck() {
     let mut kinds: BTreeMap<String, u32> = BTreeMap::new();
     for (id, _) in servers.iter() {
         let iid = InstanceId::parse(id).unwrap();
-        for s in replay::history(h.stack.engine.log.as_ref(), iid)
+        for s in replay::history(h.stack.engine.log().as_ref(), iid)
             .await
             .unwrap()
         {
@@ -408,7 +408,7 @@ async fn concurrent_random_actions_never_leave_anything_stuck() {
 }
 
 async fn task_starts(h: &Harness, id: InstanceId) -> usize {
-    replay::history(h.stack.engine.log.as_ref(), id)
+    replay::history(h.stack.engine.log().as_ref(), id)
         .await
         .unwrap()
         .iter()
@@ -482,7 +482,7 @@ async fn two_actions_racing_on_one_server_one_wins() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let held = {
-            let v = h.stack.engine.world.read();
+            let v = h.stack.engine.world().read();
             v.claims().get(&iid).cloned().unwrap_or_default().len()
                 + v.hosts()
                     .values()
@@ -517,7 +517,7 @@ async fn positions(h: &Harness) -> Vec<u64> {
     let mut out = vec![];
     for s in ["api", "cell0", "cell1"] {
         let s = StreamName::new(s).unwrap();
-        out.push(h.stack.engine.log.last_stream_seq(&s).await.unwrap());
+        out.push(h.stack.engine.log().last_stream_seq(&s).await.unwrap());
     }
     out
 }
@@ -636,7 +636,7 @@ async fn listing_paging_and_filters_through_the_whole_stack() {
     assert_eq!(code, 400, "another project's marker is unknown: {v}");
 
     let before = positions(&h).await;
-    let applied = h.stack.engine.world.read().events_applied;
+    let applied = h.stack.engine.world().read().events_applied;
     for id in &alice {
         let (code, v) = c.req(BOB, M::GET, &format!("/servers/{id}"), None).await;
         assert_eq!(code, 404, "{v}");
@@ -669,7 +669,7 @@ async fn listing_paging_and_filters_through_the_whole_stack() {
         assert_eq!(code, 404, "{v}");
     }
     assert_eq!(positions(&h).await, before, "nothing was appended");
-    assert_eq!(h.stack.engine.world.read().events_applied, applied);
+    assert_eq!(h.stack.engine.world().read().events_applied, applied);
 
     // Bob deleting his own server removes it from his listing only.
     let (code, _) = c

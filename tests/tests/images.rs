@@ -91,7 +91,7 @@ async fn upload_boot_restart_and_replay_with_images() {
     let seq = h
         .stack
         .engine
-        .log
+        .log()
         .last_subject_seq(&engine::images::image_subject(&cirros))
         .await
         .unwrap();

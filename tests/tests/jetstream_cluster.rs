@@ -70,7 +70,7 @@ async fn wait_streams_led(cluster: &NatsCluster, via: usize, want_current: usize
 async fn wait_cells_up(h: &Harness) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let down = h.stack.engine.world.health.down();
+        let down = h.stack.engine.world().health.down();
         if down.is_empty() {
             return;
         }
@@ -311,11 +311,12 @@ async fn builds_accepted_during_a_cell_leader_election_complete_soon_after_it() 
     // Create while the stack counts cell1 down (if the election is quicker than that,
     // the builds are simply created during or after it).
     let cell1 = domain::CellName::cell1();
-    while !h.stack.engine.world.health.is_down(&cell1) && t_kill.elapsed() < Duration::from_secs(10)
+    while !h.stack.engine.world().health.is_down(&cell1)
+        && t_kill.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let down = h.stack.engine.world.health.is_down(&cell1);
+    let down = h.stack.engine.world().health.is_down(&cell1);
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(h.create(ALICE, &format!("during-{i}"), "1").await);

@@ -18,7 +18,7 @@ fn host_of(s: &serde_json::Value) -> String {
 
 /// Claims per host folded from the world: (host, instance) pairs.
 fn claims(h: &Harness) -> Vec<(String, String)> {
-    let v = h.stack.engine.world.read();
+    let v = h.stack.engine.world().read();
     let mut out = vec![];
     for row in v.hosts().values() {
         for a in row.state.allocations.values() {
@@ -163,13 +163,13 @@ async fn lifecycle(h: &Harness) {
     h.action(ALICE, &id, json!({"unlock": null}), 202).await;
 
     // invalid state: Nova's message, nothing appended.
-    let before = h.stack.engine.world.read().events_applied;
+    let before = h.stack.engine.world().read().events_applied;
     let v = h.action(ALICE, &id, json!({"unpause": null}), 409).await;
     assert_eq!(
         v["conflictingRequest"]["message"],
         format!("Cannot 'unpause' instance {id} while it is in vm_state active")
     );
-    assert_eq!(h.stack.engine.world.read().events_applied, before);
+    assert_eq!(h.stack.engine.world().read().events_applied, before);
 
     // delete -> gone, all claims released.
     let (code, _) = h
@@ -216,7 +216,7 @@ async fn no_valid_host_goes_to_cell0_with_fault() {
         "{s}"
     );
     let iid = domain::InstanceId::parse(&id).unwrap();
-    let cell = h.stack.engine.world.read().instances()[&iid]
+    let cell = h.stack.engine.world().read().instances()[&iid]
         .cell_subject
         .clone()
         .unwrap()
@@ -290,7 +290,7 @@ async fn unanswered_tasks_are_retried_then_resolved() {
     let fault = h
         .stack
         .engine
-        .world
+        .world()
         .read()
         .instance(&iid)
         .unwrap()
@@ -323,7 +323,7 @@ async fn restart_continues_from_the_log_and_replay_matches() {
     assert_eq!(
         h.stack
             .engine
-            .log
+            .log()
             .last_subject_seq(&engine::Engine::flavor_subject(
                 &domain::FlavorId::new("1").unwrap()
             ))
@@ -396,7 +396,7 @@ async fn reactors_are_idempotent_when_everything_is_redelivered() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let iid = domain::InstanceId::parse(&ids[0]).unwrap();
     assert_eq!(
-        stack.engine.world.read().instance(&iid).unwrap().status(),
+        stack.engine.world().read().instance(&iid).unwrap().status(),
         "PAUSED"
     );
     stack.stop().await;

@@ -275,7 +275,7 @@ impl Caller {
                     .get("x-auth-token")
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
-                let views = state.engine.world.read();
+                let views = state.engine.world().read();
                 let auth = tokens
                     .validate(token, views.identity(), engine::now())
                     .map_err(|_| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;

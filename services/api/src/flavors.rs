@@ -62,7 +62,7 @@ fn list(
     detail: bool,
 ) -> Result<Json<Value>, ApiError> {
     let fq = parse::flavor_query(q, caller.is_admin)?;
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let mut all: Vec<&Flavor> = views
         .flavors()
         .values()
@@ -149,7 +149,7 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let f = visible(&views, &id, &caller)?;
     Ok(Json(
         json!({"flavor": view::flavor_view(f, caller.version(), caller.base(), true)}),
@@ -157,7 +157,7 @@ pub async fn show(
 }
 
 fn detail_body(st: &ApiState, caller: &Caller, id: &str) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let f = views
         .flavor(id)
         .ok_or_else(|| ApiError::flavor_not_found(id))?;
@@ -173,7 +173,7 @@ pub async fn create(
     Typed(parse::FlavorCreate(spec)): Typed<parse::FlavorCreate>,
 ) -> Result<Json<Value>, ApiError> {
     {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         if views.flavor(spec.id.as_str()).is_some() {
             return Err(ApiError::conflict(format!(
                 "Flavor with ID {} already exists.",
@@ -246,7 +246,7 @@ pub async fn specs_index(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let f = visible(&views, &id, &caller)?;
     Ok(Json(json!({"extra_specs": f.extra_specs})))
 }
@@ -281,7 +281,7 @@ pub async fn specs_show(
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let f = visible(&views, &id, &caller)?;
     let v = f.extra_specs.get(&key).ok_or_else(|| no_key(&id, &key))?;
     Ok(Json(json!({ key: v })))
@@ -315,7 +315,7 @@ pub async fn specs_delete(
 ) -> Result<StatusCode, ApiError> {
     let fid = flavor_id(&id)?;
     {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let f = views
             .flavor(&id)
             .ok_or_else(|| ApiError::flavor_not_found(&id))?;

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - The API never mutates state except through `engine.instance` / `engine.flavor`
-//!   commands; reads come from `engine.world` views, which already reflect a command
+//!   commands; reads come from `engine.world()` views, which already reflect a command
 //!   when the engine returns Ok (read-your-writes).
 //! - Bad input (malformed JSON, wrong types, missing fields, unknown references,
 //!   unknown actions, oversized bodies) is refused with a Nova-shaped 4xx *before* any
@@ -43,6 +43,7 @@ pub mod misc;
 pub mod parse;
 pub mod policy;
 pub mod servers;
+pub mod status;
 pub mod util;
 pub mod view;
 
@@ -206,6 +207,7 @@ pub fn routes(state: ApiState) -> Registrar {
             flavors::specs_delete,
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
+        .route(M::GET, "/v1/status", status::show)
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

@@ -45,7 +45,7 @@ pub async fn instance_events(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (iid, cell_subject) = {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let iid = InstanceId::parse(&id).ok_or_else(|| ApiError::instance_not_found(&id))?;
         let row = views
             .instances()
@@ -59,14 +59,14 @@ pub async fn instance_events(
     };
     let mut commits = st
         .engine
-        .log
+        .log()
         .read_subject(&Engine::instance_api_subject(&iid), 1)
         .await
         .map_err(EngineError::from)?;
     if let Some(s) = cell_subject {
         commits.extend(
             st.engine
-                .log
+                .log()
                 .read_subject(&s, 1)
                 .await
                 .map_err(EngineError::from)?,

@@ -325,6 +325,7 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-instance-actions:list",
         Target::Server,
     ),
+    ep("GET", "/v1/status", Admin, "stratus:status", Target::None),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -378,6 +379,9 @@ pub const CONDITIONAL: &[Conditional] = &[
 pub fn nova_source(name: &str) -> String {
     if name.starts_with("(none: version") {
         return "nova/api/openstack/compute/versions.py (no policy check)".into();
+    }
+    if name.starts_with("stratus:") {
+        return "(Stratus-native: no Nova policy)".into();
     }
     if name.starts_with("(none") {
         return "nova/api/openstack/compute/flavors.py (no policy check)".into();
@@ -480,7 +484,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     if let Some(row) = row {
         if row.target == Target::Server {
             let id = path_id(row.path, parts.uri.path()).unwrap_or_default();
-            let views = g.state.engine.world.read();
+            let views = g.state.engine.world().read();
             let visible = domain::InstanceId::parse(id)
                 .and_then(|iid| views.instances().get(&iid))
                 .and_then(|r| r.state())

@@ -43,7 +43,7 @@ pub fn visible<'a>(views: &'a Views, id: &str, caller: &Caller) -> Result<&'a In
 fn down_cell(st: &ApiState, views: &Views, id: &InstanceId) -> Option<CellName> {
     views
         .instance_cell(id)
-        .filter(|c| st.engine.world.health.is_down(c))
+        .filter(|c| st.engine.world().health.is_down(c))
 }
 
 /// Refuses (503, nothing appended) a change to an instance whose cell is down.
@@ -88,7 +88,7 @@ pub async fn create(
     let id = InstanceId(Uuid::new_v4());
     let hints = req.scheduler_hints.clone();
     let (spec, details) = {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let spec = parse::resolve_create(req, &views, &caller, id)?;
         // The image's properties at boot, shown from 2.98 (Glance properties are strings).
         let image_properties = domain::ImageId::parse(&spec.image_ref)
@@ -165,7 +165,7 @@ fn list(
             "os_compute_api:servers:index:get_all_tenants"
         }));
     }
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
     let matches = |i: &Instance| -> bool {
         let project_ok = if query.all_tenants {
@@ -200,7 +200,7 @@ fn list(
     // list; from 2.69, without filters, paging or sorting, they are shown first as
     // partial records (Nova's `cell_down_support`), else skipped (Nova's default
     // `list_records_by_skipping_down_cells = True`).
-    let down = st.engine.world.health.down();
+    let down = st.engine.world().health.down();
     let in_down_cell = |i: &Instance| {
         !down.is_empty()
             && views
@@ -288,7 +288,7 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let i = visible(&views, &id, &caller)?;
     if let Some(cell) = down_cell(&st, &views, &i.id()) {
         if !caller.version().at_least(69) {
@@ -313,7 +313,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let parse::UpdateServer { name, description } = req;
     let iid = {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let iid = visible(&views, &id, &caller)?.id();
         require_cell_up(&st, &views, &iid)?;
         iid
@@ -326,7 +326,7 @@ pub async fn update(
             &caller.meta(),
         )
         .await?;
-    let views = st.engine.world.read();
+    let views = st.engine.world().read();
     let i = visible(&views, &id, &caller)?;
     Ok(Json(
         json!({"server": view::server_view(i, &view_ctx(&caller, &views), view::ServerBody::Update)}),
@@ -340,7 +340,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let iid = {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let iid = visible(&views, &id, &caller)?.id();
         require_cell_up(&st, &views, &iid)?;
         iid
@@ -362,7 +362,7 @@ pub async fn action(
 ) -> Result<Response, ApiError> {
     let reply = req.decl.reply;
     let (iid, prepared) = {
-        let views = st.engine.world.read();
+        let views = st.engine.world().read();
         let i = visible(&views, &id, &caller)?;
         require_cell_up(&st, &views, &i.id())?;
         let cx = ActionCx {
@@ -378,7 +378,7 @@ pub async fn action(
     Ok(match reply {
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
         Reply::AcceptedWithBody(body) => {
-            let views = st.engine.world.read();
+            let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);
             (reply.status(), Json(body)).into_response()

@@ -41,7 +41,7 @@ async fn two_cells() -> (Stack, String, String) {
     let iid = InstanceId::parse(&in_cell0).unwrap();
     let op = st
         .engine
-        .world
+        .world()
         .read()
         .instance(&iid)
         .unwrap()
@@ -74,7 +74,7 @@ async fn down_cell_lists_and_show_by_microversion() {
         .get(&format!("/v2.1/servers/{one}"), ALICE, Some("2.69"))
         .await;
     assert_eq!(before.body["server"]["status"], "ACTIVE");
-    assert!(st.engine.world.health.set_down(&CellName::cell1(), true));
+    assert!(st.engine.world().health.set_down(&CellName::cell1(), true));
 
     // Below 2.69: the down cell's instances are skipped; the other cell answers.
     let r = st.get("/v2.1/servers", ALICE, Some("2.68")).await;
@@ -186,7 +186,7 @@ async fn down_cell_lists_and_show_by_microversion() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Back up: the full record again, from the same folded state.
-    assert!(st.engine.world.health.set_down(&CellName::cell1(), false));
+    assert!(st.engine.world().health.set_down(&CellName::cell1(), false));
     let r = st
         .get(&format!("/v2.1/servers/{one}"), ALICE, Some("2.69"))
         .await;
@@ -198,7 +198,7 @@ async fn down_cell_lists_and_show_by_microversion() {
 #[tokio::test]
 async fn changes_to_a_down_cell_instance_are_refused_and_append_nothing() {
     let (st, zero, one) = two_cells().await;
-    st.engine.world.health.set_down(&CellName::cell1(), true);
+    st.engine.world().health.set_down(&CellName::cell1(), true);
     let before = st.positions().await;
     for v in ["2.68", "2.69", "2.96"] {
         let r = st
@@ -252,7 +252,7 @@ async fn changes_to_a_down_cell_instance_are_refused_and_append_nothing() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // And once the cell is back, the refused action goes through.
-    st.engine.world.health.set_down(&CellName::cell1(), false);
+    st.engine.world().health.set_down(&CellName::cell1(), false);
     let r = st
         .post(
             &format!("/v2.1/servers/{one}/action"),

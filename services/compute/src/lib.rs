@@ -9,17 +9,16 @@
 
 pub mod driver;
 
-use eventlog::LockExt;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostSpec};
 use domain::instance::{InstanceCommand, Work};
 use domain::{CellName, Ctx, DomainError, HostName, InstanceId, TaskState};
-use engine::{now, Engine, EngineError, Meta, Reactor};
-use eventlog::Commit;
+use engine::runtime::TaskError;
+use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodic, Reactor};
 use uuid::Uuid;
 
 pub use driver::{DriverError, SimDriver, SimOptions, VirtDriver};
@@ -30,7 +29,7 @@ type Key = (InstanceId, Uuid, TaskState, u32);
 pub struct ComputeAgent {
     hosts: HashSet<HostName>,
     driver: Arc<dyn VirtDriver>,
-    inflight: Arc<Mutex<HashSet<Key>>>,
+    inflight: InFlight<Key>,
 }
 
 impl std::fmt::Debug for ComputeAgent {
@@ -66,7 +65,7 @@ impl ComputeAgent {
         let cells: BTreeSet<&CellName> = specs.iter().map(|s| &s.cell).collect();
         for cell in cells {
             loop {
-                if engine::cells::load_cell(engine.log.as_ref(), cell)
+                if engine::cells::load_cell(engine.log().as_ref(), cell)
                     .await?
                     .0
                     .is_some()
@@ -96,7 +95,7 @@ impl ComputeAgent {
                 domain::dedupe::map_host(&spec.name, &spec.cell),
             );
             let ctx = Ctx::service("compute", now(), Uuid::new_v4());
-            engine::cells::map_host(engine.log.as_ref(), &spec.name, &spec.cell, &ctx, &meta)
+            engine::cells::map_host(engine.log().as_ref(), &spec.name, &spec.cell, &ctx, &meta)
                 .await?;
         }
         Ok(())
@@ -126,7 +125,7 @@ impl ComputeAgent {
 
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
         let (inst, host, task) = {
-            let v = engine.world.read();
+            let v = engine.world().read();
             let Some(i) = v.instance(&id) else { return };
             match i.work() {
                 Some(Work::Compute { host, task }) if self.hosts.contains(&host) => {
@@ -137,13 +136,9 @@ impl ComputeAgent {
         };
         let Some(op) = inst.op else { return };
         let key = (id, op.id, task, op.attempt);
-        if !self.inflight.lock_or_recover().insert(key) {
-            return;
-        }
         let engine = engine.clone();
         let driver = self.driver.clone();
-        let inflight = self.inflight.clone();
-        tokio::spawn(async move {
+        self.inflight.spawn(key, async move {
             let result = driver.perform(&host, &inst, task).await;
             let cmd = match result {
                 Ok(()) => InstanceCommand::Complete { op: op.id, task },
@@ -164,42 +159,53 @@ impl ComputeAgent {
             if let Err(e) = engine.instance(id, cmd, &ctx, &meta).await {
                 tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
             }
-            inflight.lock_or_recover().remove(&key);
         });
     }
 }
 
-/// Reports that the agents of `hosts` are alive: once before returning (so that a
-/// scheduler in the same process sees them from its first decision), then every
-/// `interval` until shutdown. The beat's payload is JSON: `{"host", "cell",
-/// "allocations", "version"}`.
-pub async fn spawn_heartbeats(
-    engine: Arc<Engine>,
+/// Reports that the agents of `hosts` are alive, as a periodic task of the
+/// [`engine::Runtime`] (its period is Nova's `report_interval`). Call
+/// [`Heartbeats::beat_now`] once before starting the runtime, so that a scheduler in
+/// the same process sees the hosts from its first decision. The beat's payload is JSON:
+/// `{"host", "cell", "allocations", "version"}`.
+#[derive(Debug)]
+pub struct Heartbeats {
     hosts: Vec<(CellName, HostName)>,
-    interval: std::time::Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    beat_all(&engine, &hosts).await;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate: that beat was sent above.
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            beat_all(&engine, &hosts).await;
-        }
-    })
 }
 
-/// One beat for each of `hosts` (failures are logged: the next beat retries).
-async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) {
+impl Heartbeats {
+    /// Beats for `hosts`.
+    pub fn new(hosts: Vec<(CellName, HostName)>) -> Self {
+        Heartbeats { hosts }
+    }
+
+    /// One beat for each host now (failures are logged: the next beat retries).
+    pub async fn beat_now(&self, engine: &Arc<Engine>) {
+        beat_all(engine, &self.hosts).await;
+    }
+}
+
+#[async_trait]
+impl Periodic for Heartbeats {
+    fn name(&self) -> &str {
+        "heartbeats"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        match beat_all(engine, &self.hosts).await {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One beat for each of `hosts` (failures are logged: the next beat retries); returns
+/// the last failure.
+async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) -> Option<String> {
+    let mut failed = None;
     for (cell, host) in hosts {
         let allocations = engine
-            .world
+            .world()
             .read()
             .hosts()
             .values()
@@ -221,8 +227,10 @@ async fn beat_all(engine: &Arc<Engine>, hosts: &[(CellName, HostName)]) {
             .await
         {
             tracing::warn!(%host, error = %e, "heartbeat failed");
+            failed = Some(format!("heartbeat of {host} failed: {e}"));
         }
     }
+    failed
 }
 
 #[async_trait]
@@ -239,16 +247,18 @@ impl Reactor for ComputeAgent {
         format!("compute-{}", hosts.join("-"))
     }
 
-    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
-        if commit.subject.kind() == Some(eventlog::SubjectKind::Instance) {
-            if let Some(id) = InstanceId::parse(commit.subject.id_token()) {
-                self.kick(engine, id, commit.meta.correlation_id.clone());
-            }
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        if let Some(id) = InstanceId::parse(delivery.subject.id_token()) {
+            self.kick(engine, id, delivery.meta.correlation_id.clone());
         }
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world().read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }

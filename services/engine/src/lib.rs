@@ -1,7 +1,7 @@
 //! The engine shared by every service of one process: executes commands against
 //! aggregates (state from the in-memory [`World`], `decide`, append with OCC, wait
-//! until the world reflects the append) and runs reactors on streams with durable
-//! checkpoints.
+//! until the world reflects the append); its [`runtime`] runs the process's reactors
+//! (on durable consumers or checkpoints, [`reactor`]) and periodic tasks.
 //!
 //! Invariants:
 //! - An append always states the subject's expected last sequence; on conflict the
@@ -16,6 +16,7 @@ pub mod cells;
 pub mod images;
 pub mod liveness;
 pub mod reactor;
+pub mod runtime;
 
 use eventlog::LockExt;
 use std::sync::Arc;
@@ -33,7 +34,8 @@ use projections::codec;
 use projections::World;
 
 pub use liveness::{HostLiveness, Liveness};
-pub use reactor::{spawn_reactor, Reactor};
+pub use reactor::{Delivery, Family, Reactor};
+pub use runtime::{InFlight, Period, Periodic, Runtime, RuntimeOptions};
 
 /// Crash points for fault tests. When the environment variable `STRATUS_FAILPOINTS`
 /// (comma-separated names) names `name`, the process aborts right here, as abruptly as
@@ -109,12 +111,11 @@ pub struct Outcome {
 
 /// Shared state and configuration of the services of one process.
 pub struct Engine {
-    /// The log.
-    pub log: Arc<dyn EventLog>,
-    /// In-memory views.
-    pub world: Arc<World>,
-    /// Reactor checkpoints.
-    pub checkpoints: Arc<dyn CheckpointStore>,
+    log: Arc<dyn EventLog>,
+    world: Arc<World>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    /// Status of every task the [`Runtime`] of this process runs.
+    tasks: runtime::Board,
     /// State machine tunables.
     pub config: Config,
     /// How long to wait for the world to reflect an append.
@@ -160,6 +161,7 @@ impl Engine {
             log,
             world,
             checkpoints,
+            tasks: runtime::Board::default(),
             config,
             read_timeout,
             heartbeats: Arc::new(eventlog::MemoryHeartbeats::default()),
@@ -169,6 +171,26 @@ impl Engine {
                 .collect(),
             hosts: Default::default(),
         }
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// The in-memory views (read models) of this process.
+    pub fn world(&self) -> &Arc<World> {
+        &self.world
+    }
+
+    /// Where reactors on the embedded store save their positions.
+    pub fn checkpoints(&self) -> &Arc<dyn CheckpointStore> {
+        &self.checkpoints
+    }
+
+    /// The status of every task of this process's runtime.
+    pub fn tasks(&self) -> &runtime::Board {
+        &self.tasks
     }
 
     /// The same engine with heartbeats in `heartbeats` and hosts down after

@@ -180,3 +180,23 @@ mod tests {
             .schedulable());
     }
 }
+
+/// Reads the heartbeats into [`crate::Engine::liveness`]: a periodic task of the
+/// [`crate::Runtime`] of a process that schedules.
+#[derive(Debug, Default)]
+pub struct Refresh;
+
+#[async_trait::async_trait]
+impl crate::Periodic for Refresh {
+    fn name(&self) -> &str {
+        "liveness"
+    }
+
+    async fn run(
+        &self,
+        engine: &std::sync::Arc<crate::Engine>,
+    ) -> Result<(), crate::runtime::TaskError> {
+        engine.refresh_liveness().await?;
+        Ok(())
+    }
+}

@@ -87,7 +87,7 @@ pub fn authenticate(
             })
         }
         api::AuthMode::Keystone(tokens) => {
-            let views = engine.world.read();
+            let views = engine.world().read();
             let auth = tokens
                 .validate(token, views.identity(), engine::now())
                 .map_err(|_| ImageError::unauthorized())?;

@@ -89,7 +89,7 @@ pub async fn ensure_default_images(
     let id = spec.id;
     let bytes = cirros_placeholder();
     let ctx = || Ctx::service("bootstrap", engine::now(), uuid::Uuid::new_v4());
-    let status = |e: &Engine| e.world.read().images().get(&id).map(|r| r.state.status);
+    let status = |e: &Engine| e.world().read().images().get(&id).map(|r| r.state.status);
     if status(engine).is_none() {
         match engine
             .image(

@@ -210,7 +210,7 @@ async fn bad_method() -> ImageError {
 /// The image `id` if the caller may see it.
 fn visible(st: &ImageState, id: &str, caller: &Caller) -> Result<domain::image::Image, ImageError> {
     ImageId::parse(id)
-        .and_then(|iid| st.engine.world.read().image(&iid).cloned())
+        .and_then(|iid| st.engine.world().read().image(&iid).cloned())
         .filter(|i| i.visible_to(&caller.ctx()))
         .ok_or_else(|| ImageError::image_not_found(id))
 }
@@ -224,7 +224,7 @@ async fn list(
     let query = list::ListQuery::parse(&q)?;
     let ctx = caller.ctx();
     let mut images: Vec<domain::image::Image> = {
-        let v = st.engine.world.read();
+        let v = st.engine.world().read();
         v.images()
             .values()
             .map(|r| &r.state)

@@ -205,7 +205,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             let visible = g
                 .state
                 .engine
-                .world
+                .world()
                 .read()
                 .image(&id)
                 .is_some_and(|i| i.visible_to(&caller.ctx()));

@@ -27,7 +27,7 @@ pub fn stale_uploads(engine: &Engine, now: Timestamp, older_than: Duration) -> V
         .0
         .saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
     engine
-        .world
+        .world()
         .read()
         .images()
         .values()
@@ -57,11 +57,11 @@ pub async fn abort_stale_uploads(
             },
             dedupe_id: None,
         };
-        let before = engine.world.read().image(&id).map(|i| i.status);
+        let before = engine.world().read().image(&id).map(|i| i.status);
         engine
             .image(&id, ImageCommand::AbortUpload, &ctx, &meta)
             .await?;
-        let after = engine.world.read().image(&id).map(|i| i.status);
+        let after = engine.world().read().image(&id).map(|i| i.status);
         if before == Some(ImageStatus::Saving) && after == Some(ImageStatus::Queued) {
             if let Err(e) = store.remove(&id).await {
                 tracing::warn!(image = %id, error = %e, "could not remove a stale upload's file");

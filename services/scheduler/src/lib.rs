@@ -22,31 +22,35 @@
 //! instance still waits for that very operation; claims never recorded are released
 //! by [`Placement`]. No state is held outside the world except in-flight sets.
 
-use eventlog::LockExt;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::host::HostCommand;
+use domain::host::{HostCommand, HostEvent};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
 use domain::{
-    scheduling, CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, TaskState, VmState,
+    scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
+    VmState,
 };
-use engine::{now, Engine, EngineError, Meta, Reactor};
-use eventlog::{Commit, LogError};
+use engine::runtime::TaskError;
+use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodic, Reactor};
+use eventlog::{LockExt, LogError};
 use uuid::Uuid;
 
-fn instance_of(commit: &Commit) -> Option<InstanceId> {
-    (commit.subject.kind() == Some(eventlog::SubjectKind::Instance))
-        .then(|| InstanceId::parse(commit.subject.id_token()))
+/// The instance a delivery of instance events is about.
+fn instance_of(delivery: &Delivery<'_>) -> Option<InstanceId> {
+    delivery
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Instance(_)))
+        .then(|| InstanceId::parse(delivery.subject.id_token()))
         .flatten()
 }
 
 /// Chooses hosts for builds and migrations.
 #[derive(Debug)]
 pub struct Scheduler {
-    inflight: Arc<Mutex<HashSet<InstanceId>>>,
+    inflight: InFlight<InstanceId>,
     limit: Arc<tokio::sync::Semaphore>,
     pending: Pending,
     patience: Duration,
@@ -82,13 +86,6 @@ impl Default for Scheduler {
     }
 }
 
-struct Inflight(Arc<Mutex<HashSet<InstanceId>>>, InstanceId);
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        self.0.lock_or_recover().remove(&self.1);
-    }
-}
-
 impl Scheduler {
     /// A scheduler handling up to `concurrency` requests at once.
     pub fn new(concurrency: usize) -> Self {
@@ -114,23 +111,18 @@ impl Scheduler {
     }
 
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
-        let work = engine.world.read().instance(&id).and_then(|i| i.work());
+        let work = engine.world().read().instance(&id).and_then(|i| i.work());
         if !matches!(
             work,
             Some(Work::ScheduleBuild | Work::Place | Work::ScheduleDestination)
         ) {
             return;
         }
-        if !self.inflight.lock_or_recover().insert(id) {
-            return;
-        }
-        let guard = Inflight(self.inflight.clone(), id);
         let engine = engine.clone();
         let limit = self.limit.clone();
         let pending = self.pending.clone();
         let patience = self.patience;
-        tokio::spawn(async move {
-            let _guard = guard;
+        self.inflight.spawn(id, async move {
             let started = tokio::time::Instant::now();
             let mut pause = RETRY_MIN;
             let mut tries = 0u32;
@@ -196,7 +188,7 @@ async fn steps(
     give_up: bool,
 ) -> Result<Step, EngineError> {
     for _ in 0..4 {
-        let Some(inst) = engine.world.read().instance(&id).cloned() else {
+        let Some(inst) = engine.world().read().instance(&id).cloned() else {
             return Ok(Step::Done);
         };
         let step = match inst.work() {
@@ -254,7 +246,7 @@ async fn claim_first(
 ) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
     let (candidates, down_fits): (Vec<(CellName, HostName)>, bool) = {
-        let v = engine.world.read();
+        let v = engine.world().read();
         // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
         // whose stream is unreachable (the claim could not be written).
         let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
@@ -264,7 +256,7 @@ async fn claim_first(
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .partition(|h| !engine.world.health.is_down(&h.spec.cell));
+            .partition(|h| !engine.world().health.is_down(&h.spec.cell));
         let down_fits = !scheduling::choose(down, req).is_empty();
         let mut chosen: Vec<(u64, CellName, HostName)> = {
             let p = pending.lock_or_recover();
@@ -371,7 +363,7 @@ async fn claim_with_patience(
             caught_up = true;
             continue;
         }
-        if !transient_claims(&engine.world.read(), &inst.id()) {
+        if !transient_claims(&engine.world().read(), &inst.id()) {
             return Ok(Found::Nothing);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -595,14 +587,18 @@ impl Reactor for Scheduler {
         "scheduler"
     }
 
-    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
-        if let Some(id) = instance_of(commit) {
-            self.kick(engine, id, commit.meta.correlation_id.clone());
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        if let Some(id) = instance_of(delivery) {
+            self.kick(engine, id, delivery.meta.correlation_id.clone());
         }
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().pending().iter().copied().collect();
+        let ids: Vec<InstanceId> = engine.world().read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
         }
@@ -612,7 +608,7 @@ impl Reactor for Scheduler {
 /// Releases claims that their instance no longer holds.
 #[derive(Debug, Default)]
 pub struct Placement {
-    inflight: Arc<Mutex<HashSet<ClaimId>>>,
+    inflight: InFlight<ClaimId>,
 }
 
 /// Claims of `id` that may be released now: (cell, host, claim).
@@ -645,19 +641,11 @@ pub fn orphan_claims(
 impl Placement {
     /// Releases (in the background, once per claim at a time) every orphan claim of `id`.
     fn check(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
-        let orphans = orphan_claims(&engine.world.read(), &id);
+        let orphans = orphan_claims(&engine.world().read(), &id);
         for (cell, host, claim) in orphans {
-            if !self.inflight.lock_or_recover().insert(claim) {
-                continue;
-            }
-            let (engine, inflight, correlation) = (
-                engine.clone(),
-                self.inflight.clone(),
-                correlation.to_string(),
-            );
-            tokio::spawn(async move {
+            let (engine, correlation) = (engine.clone(), correlation.to_string());
+            self.inflight.spawn(claim, async move {
                 release(&engine, &cell, &host, claim, &correlation).await;
-                inflight.lock_or_recover().remove(&claim);
             });
         }
     }
@@ -669,30 +657,30 @@ impl Reactor for Placement {
         "placement"
     }
 
-    async fn handle(&self, engine: &Arc<Engine>, commit: &Commit) {
-        let ids: Vec<InstanceId> = if let Some(id) = instance_of(commit) {
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance, Family::Host]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        let ids: Vec<InstanceId> = if let Some(id) = instance_of(delivery) {
             vec![id]
-        } else if commit.subject.kind() == Some(eventlog::SubjectKind::Host) {
-            commit
+        } else {
+            delivery
                 .events
                 .iter()
-                .filter_map(|e| match projections::codec::decode(e) {
-                    Ok(domain::Event::Host(domain::host::HostEvent::Claimed {
-                        instance, ..
-                    })) => Some(instance),
+                .filter_map(|e| match e {
+                    Event::Host(HostEvent::Claimed { instance, .. }) => Some(*instance),
                     _ => None,
                 })
                 .collect()
-        } else {
-            vec![]
         };
         for id in ids {
-            self.check(engine, id, &commit.meta.correlation_id);
+            self.check(engine, id, &delivery.meta.correlation_id);
         }
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
-        let ids: Vec<InstanceId> = engine.world.read().claims().keys().copied().collect();
+        let ids: Vec<InstanceId> = engine.world().read().claims().keys().copied().collect();
         for id in ids {
             self.check(engine, id, "req-reconcile");
         }
@@ -706,10 +694,15 @@ pub struct Reconciler;
 impl Reconciler {
     /// One pass: `Tick` every instance whose operation is overdue or that is due for offload.
     pub async fn pass(engine: &Arc<Engine>) -> usize {
+        Self::pass_with_failures(engine).await.0
+    }
+
+    /// [`Reconciler::pass`], also returning how many ticks failed and the last failure.
+    async fn pass_with_failures(engine: &Arc<Engine>) -> (usize, usize, Option<EngineError>) {
         let t = now();
         let cfg = engine.config;
         let due: Vec<(InstanceId, String)> = {
-            let v = engine.world.read();
+            let v = engine.world().read();
             v.pending()
                 .iter()
                 .filter_map(|id| {
@@ -737,6 +730,7 @@ impl Reconciler {
                 .collect()
         };
         let n = due.len();
+        let (mut failed, mut last) = (0, None);
         for (id, key) in due {
             let meta = Meta::service(
                 "reconciler",
@@ -747,25 +741,28 @@ impl Reconciler {
             let c = Ctx::service("reconciler", t, Uuid::new_v4());
             if let Err(e) = engine.instance(id, InstanceCommand::Tick, &c, &meta).await {
                 tracing::warn!(instance = %id, error = %e, "reconcile tick failed");
+                failed += 1;
+                last = Some(e);
             }
         }
-        n
+        (n, failed, last)
+    }
+}
+
+/// The reconciler is a periodic task of the [`engine::Runtime`] (its period is the
+/// stack's `reconcile_every`).
+#[async_trait]
+impl Periodic for Reconciler {
+    fn name(&self) -> &str {
+        "reconciler"
     }
 
-    /// Runs passes every `every` until shutdown.
-    pub fn spawn(
-        engine: Arc<Engine>,
-        every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    _ = tick.tick() => { Reconciler::pass(&engine).await; }
-                }
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        match Reconciler::pass_with_failures(engine).await {
+            (n, failed, Some(e)) => {
+                Err(format!("{failed} of {n} ticks failed, the last: {e}").into())
             }
-        })
+            _ => Ok(()),
+        }
     }
 }

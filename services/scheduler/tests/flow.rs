@@ -11,7 +11,8 @@ use domain::flavor::FlavorSpec;
 use domain::host::{HostSpec, Ratios, Resources};
 use domain::instance::{Config, FlavorSnapshot, InstanceCommand, InstanceSpec, Networks};
 use domain::{CellName, Ctx, FlavorId, HostName, InstanceId, VmState};
-use engine::{now, spawn_reactor, Engine, Meta, Reactor};
+use engine::runtime::Running;
+use engine::{now, Engine, Meta, Period, Reactor, Runtime, RuntimeOptions};
 use eventlog::{CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, StreamName};
 use projections::projector::Projector;
 use projections::World;
@@ -22,6 +23,7 @@ struct Env {
     engine: Arc<Engine>,
     _dir: tempfile::TempDir,
     _stop: watch::Sender<bool>,
+    _runtime: Option<Running>,
 }
 
 fn flavor(id: &str, vcpus: u32, ram_mb: u64) -> FlavorSnapshot {
@@ -92,36 +94,27 @@ async fn env_with(
         specs.iter().map(|s| s.name.clone()),
         Arc::new(SimDriver::new(sim)),
     ));
-    let sched: Arc<dyn Reactor> = Arc::new(sched);
-    let placement: Arc<dyn Reactor> = Arc::new(scheduler::Placement::default());
-    for s in &streams {
-        spawn_reactor(
-            engine.clone(),
-            sched.clone(),
-            s.clone(),
-            Some(Duration::from_secs(5)),
-            rx.clone(),
-        );
-        spawn_reactor(
-            engine.clone(),
-            placement.clone(),
-            s.clone(),
-            Some(Duration::from_secs(5)),
-            rx.clone(),
-        );
-    }
-    spawn_reactor(
+    let mut runtime = Runtime::new(
         engine.clone(),
-        agent,
-        streams[2].clone(),
-        Some(Duration::from_secs(5)),
-        rx.clone(),
+        RuntimeOptions {
+            reactor_reconcile: Some(Duration::from_secs(5)),
+            discover_every: None,
+        },
     );
-    scheduler::Reconciler::spawn(engine.clone(), Duration::from_millis(100), rx.clone());
+    runtime
+        .reactor(Arc::new(sched))
+        .reactor(Arc::new(scheduler::Placement::default()))
+        .reactor_on(agent, streams[2].clone())
+        .periodic(
+            Arc::new(scheduler::Reconciler),
+            Period::immediate(Duration::from_millis(100)),
+        );
+    let runtime = runtime.start(streams);
     Env {
         engine,
         _dir: dir,
         _stop: stop,
+        _runtime: Some(runtime),
     }
 }
 
@@ -167,13 +160,13 @@ async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
 async fn wait_status(e: &Env, id: InstanceId, want: &str) {
     let ok = e
         .engine
-        .world
+        .world()
         .wait_until(Duration::from_secs(20), |v| {
             v.instance(&id)
                 .is_some_and(|i| i.status() == want && i.task_state.is_none())
         })
         .await;
-    let st = e.engine.world.read().instance(&id).cloned();
+    let st = e.engine.world().read().instance(&id).cloned();
     assert!(ok, "{id} never reached {want}: {st:?}");
 }
 
@@ -190,7 +183,7 @@ async fn assert_never_overcommitted(e: &Env) {
     let stream = StreamName::new("cell1").unwrap();
     let commits = e
         .engine
-        .log
+        .log()
         .read_stream(&stream, 1, usize::MAX)
         .await
         .unwrap();
@@ -236,6 +229,7 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
                 engine: e2,
                 _dir: tempfile::tempdir().unwrap(),
                 _stop: watch::channel(false).0,
+                _runtime: None,
             };
             create(&env, f).await
         }));
@@ -245,7 +239,7 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
     }
     for id in &ids {
         e.engine
-            .world
+            .world()
             .wait_until(Duration::from_secs(20), |v| {
                 v.instance(id)
                     .is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
@@ -253,7 +247,7 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
             .await;
     }
     let (active, error): (Vec<_>, Vec<_>) = {
-        let v = e.engine.world.read();
+        let v = e.engine.world().read();
         ids.iter()
             .map(|id| v.instance(id).unwrap().clone())
             .partition(|i| i.vm_state == VmState::Active)
@@ -273,12 +267,12 @@ async fn concurrent_builds_never_overcommit_and_no_valid_host_goes_to_cell0() {
     }
     let ok = e
         .engine
-        .world
+        .world()
         .wait_until(Duration::from_secs(20), |v| {
             v.hosts().values().all(|h| h.state.allocations.is_empty())
         })
         .await;
-    assert!(ok, "claims left: {:?}", e.engine.world.read().claims());
+    assert!(ok, "claims left: {:?}", e.engine.world().read().claims());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +292,7 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
     wait_status(&e, id, "ACTIVE").await;
     let src = e
         .engine
-        .world
+        .world()
         .read()
         .instance(&id)
         .unwrap()
@@ -315,7 +309,7 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
     .await;
     wait_status(&e, id, "VERIFY_RESIZE").await;
     let (dst, held) = {
-        let v = e.engine.world.read();
+        let v = e.engine.world().read();
         let i = v.instance(&id).unwrap();
         (i.host.clone().unwrap(), v.claims()[&id].len())
     };
@@ -325,13 +319,13 @@ async fn resize_holds_the_source_until_confirm_and_revert_frees_the_destination(
     wait_status(&e, id, "ACTIVE").await;
     let ok = e
         .engine
-        .world
+        .world()
         .wait_until(Duration::from_secs(10), |v| {
             v.claims().get(&id).map(|c| c.len()) == Some(1)
         })
         .await;
     assert!(ok);
-    let v = e.engine.world.read();
+    let v = e.engine.world().read();
     let i = v.instance(&id).unwrap();
     assert_eq!(i.host.as_ref(), Some(&src));
     assert_eq!(i.flavor.spec.id.as_str(), "1");
@@ -366,7 +360,7 @@ async fn migration_with_one_host_fails_cleanly() {
         .await
         .unwrap();
     wait_status(&e, id, "ACTIVE").await;
-    let v = e.engine.world.read();
+    let v = e.engine.world().read();
     let i = v.instance(&id).unwrap();
     assert!(
         i.fault.as_ref().unwrap().message.contains("No valid host"),
@@ -396,28 +390,28 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
         scheduler::Scheduler::default().with_patience(patience),
     )
     .await;
-    e.engine.world.health.set_down(&CellName::cell1(), true);
+    e.engine.world().health.set_down(&CellName::cell1(), true);
     let t0 = tokio::time::Instant::now();
     let id = create(&e, flavor("1", 1, 512)).await;
     // Well within the patience: still building, nothing claimed.
     let settled = e
         .engine
-        .world
+        .world()
         .wait_until(Duration::from_secs(1), |v| {
             v.instance(&id).is_some_and(|i| i.status() != "BUILD")
         })
         .await;
-    let st = e.engine.world.read().instance(&id).cloned();
+    let st = e.engine.world().read().instance(&id).cloned();
     assert!(!settled, "the build did not wait for the cell: {st:?}");
-    assert!(!e.engine.world.read().claims().contains_key(&id));
+    assert!(!e.engine.world().read().claims().contains_key(&id));
     assert!(
         t0.elapsed() < patience,
         "the machine is too slow for this test"
     );
-    e.engine.world.health.set_down(&CellName::cell1(), false);
+    e.engine.world().health.set_down(&CellName::cell1(), false);
     wait_status(&e, id, "ACTIVE").await;
 
-    e.engine.world.health.set_down(&CellName::cell1(), true);
+    e.engine.world().health.set_down(&CellName::cell1(), true);
     let t0 = tokio::time::Instant::now();
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ERROR").await;
@@ -427,7 +421,7 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
     );
     let fault = e
         .engine
-        .world
+        .world()
         .read()
         .instance(&id)
         .and_then(|i| i.fault.clone());
@@ -437,7 +431,7 @@ async fn hosts_of_a_down_cell_are_never_chosen() {
             .is_some_and(|f| f.message.contains("No valid host")),
         "{fault:?}"
     );
-    e.engine.world.health.set_down(&CellName::cell1(), false);
+    e.engine.world().health.set_down(&CellName::cell1(), false);
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
 }
@@ -447,7 +441,7 @@ async fn cell_event_types(e: &Env, id: InstanceId) -> Vec<String> {
     let stream = StreamName::new("cell1").unwrap();
     let commits = e
         .engine
-        .log
+        .log()
         .read_stream(&stream, 1, usize::MAX)
         .await
         .unwrap();
@@ -483,7 +477,7 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
     cmd(&e, id, rebuild()).await;
     wait_status(&e, id, "ACTIVE").await;
     {
-        let v = e.engine.world.read();
+        let v = e.engine.world().read();
         let i = v.instance(&id).unwrap();
         assert_eq!(i.spec.image_ref, "fedora");
         assert_eq!(i.spec.name, "rebuilt");
@@ -533,7 +527,7 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
     wait_status(&e, id, "ACTIVE").await;
     cmd(&e, id, rebuild()).await;
     wait_status(&e, id, "ERROR").await;
-    let v = e.engine.world.read();
+    let v = e.engine.world().read();
     let i = v.instance(&id).unwrap();
     assert_eq!(i.vm_state, VmState::Error);
     assert!(

@@ -502,7 +502,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         None => None,
     };
     let stack = Stack::start(so).await?;
-    let events_before = stack.engine.world.read().events_applied;
+    let events_before = stack.engine.world().read().events_applied;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency)
         .build()?;
@@ -554,7 +554,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     progress.abort();
     let seconds = t0.elapsed().as_secs_f64();
-    let events = stack.engine.world.read().events_applied - events_before;
+    let events = stack.engine.world().read().events_applied - events_before;
     let peak = peak_rss_mib();
     drop(http);
     stack.stop().await;

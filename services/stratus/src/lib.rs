@@ -7,5 +7,6 @@ pub mod cells;
 pub mod datadir;
 pub mod httpd;
 pub mod stack;
+pub mod status;
 
 pub use stack::{Stack, StackOptions};

@@ -59,6 +59,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Print the status of a running process's reactors and background tasks (runs,
+    /// errors, lag behind the stream head), from the API's `GET /v1/status` (admin).
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    /// Base URL of the compute API.
+    #[arg(long, env = "STRATUS_URL", default_value = "http://127.0.0.1:8774")]
+    url: String,
+    /// An admin's token (without one: password credentials from the OS_* variables
+    /// of an openrc).
+    #[arg(long, env = "OS_TOKEN")]
+    token: Option<String>,
+    /// Print the raw JSON document instead of one line per task.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -763,6 +780,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             run_until_signal(o, "api").await
         }
         Cmd::Admin { cmd } => run_admin(cmd).await,
+        Cmd::Status(a) => {
+            let doc = stratus::status::fetch(&stratus::status::StatusOptions {
+                url: a.url,
+                token: a.token,
+            })
+            .await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", stratus::status::render(&doc));
+            }
+            Ok(())
+        }
         Cmd::Scheduler(a) => {
             let roles = Roles {
                 scheduler: true,

@@ -18,10 +18,11 @@ use domain::flavor::{FlavorCommand, FlavorSpec};
 use domain::host::{HostSpec, Ratios, Resources};
 use domain::instance::Config;
 use domain::{CellName, Ctx, FlavorId, HostName};
-use engine::{now, spawn_reactor, Engine, Meta};
+use engine::runtime::{Periodic, Running, TaskError};
+use engine::{now, Engine, Meta, Period, Runtime, RuntimeOptions};
 use eventlog::{
     CheckpointStore, EmbeddedCheckpoints, EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions,
-    StreamName,
+    LockExt, StreamName,
 };
 use projections::projector::Projector;
 use projections::{ProjectionStore, World};
@@ -45,6 +46,9 @@ pub struct StackOptions {
     pub config: Config,
     /// Reconciler period.
     pub reconcile_every: Duration,
+    /// Period of the reactors' own reconcile pass (their safety net for commits a
+    /// crash left unhandled).
+    pub reactor_reconcile_every: Duration,
     /// NATS URL: use JetStream as the event log instead of the embedded store
     /// (projections and checkpoints stay in the data directory).
     pub nats: Option<String>,
@@ -156,6 +160,7 @@ impl StackOptions {
             sim: SimOptions::default(),
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
+            reactor_reconcile_every: engine::runtime::DEFAULT_REACTOR_RECONCILE,
             nats: None,
             nats_replicas: 1,
             roles: Roles::all(),
@@ -195,7 +200,10 @@ pub struct Stack {
     pub identity_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
-    proj_tasks: Vec<JoinHandle<()>>,
+    /// Projector tasks, also those of streams discovered later (the runtime's hook
+    /// adds them).
+    proj_tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    runtime: Running,
     api_task: JoinHandle<()>,
     identity_task: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -373,27 +381,23 @@ impl Stack {
             ),
             Backend::JetStream(l) => engine.with_heartbeats(l.clone(), opts.service_down_time),
         });
+        let mut runtime = Runtime::new(
+            engine.clone(),
+            RuntimeOptions {
+                reactor_reconcile: Some(opts.reactor_reconcile_every),
+                ..RuntimeOptions::default()
+            },
+        );
         if opts.roles.scheduler {
             // Liveness of compute hosts: read before the first decision, then refreshed.
             if let Err(e) = engine.refresh_liveness().await {
                 tracing::warn!(error = %e, "cannot read heartbeats");
             }
-            let (engine, mut stop) = (engine.clone(), shutdown_rx.clone());
             // A tenth of the down time: a host that stopped beating is seen down at most
             // 10% late, without reading heartbeats more often than 5 times a second.
             let every = (opts.service_down_time / 10)
                 .clamp(Duration::from_millis(200), Duration::from_secs(5));
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = tokio::time::sleep(every) => {}
-                    }
-                    if let Err(e) = engine.refresh_liveness().await {
-                        tracing::warn!(error = %e, "cannot read heartbeats");
-                    }
-                }
-            }));
+            runtime.periodic(Arc::new(engine::liveness::Refresh), Period::delayed(every));
         }
 
         // Hosts and default flavors: events, written once.
@@ -429,18 +433,14 @@ impl Stack {
         if opts.roles.compute {
             join_cell(&engine, &specs, opts.cell_wait).await?;
             ComputeAgent::register(&engine, &specs).await?;
-            tasks.push(
-                compute::spawn_heartbeats(
-                    engine.clone(),
-                    specs
-                        .iter()
-                        .map(|s| (s.cell.clone(), s.name.clone()))
-                        .collect(),
-                    opts.report_interval,
-                    shutdown_rx.clone(),
-                )
-                .await,
+            let beats = compute::Heartbeats::new(
+                specs
+                    .iter()
+                    .map(|s| (s.cell.clone(), s.name.clone()))
+                    .collect(),
             );
+            beats.beat_now(&engine).await;
+            runtime.periodic(Arc::new(beats), Period::delayed(opts.report_interval));
             if opts.roles.scheduler {
                 // This process's hosts have beaten: its scheduler knows them up at once.
                 if let Err(e) = engine.refresh_liveness().await {
@@ -472,105 +472,56 @@ impl Stack {
             if n > 0 {
                 tracing::warn!(images = n, "abandoned uploads sent back to queued");
             }
-            tasks.push(spawn_upload_recovery(
-                engine.clone(),
-                store.clone(),
-                shutdown_rx.clone(),
-            ));
+            runtime.periodic(
+                Arc::new(UploadRecovery {
+                    store: store.clone(),
+                }),
+                Period::delayed(UPLOAD_RECOVERY_EVERY),
+            );
             Some(store)
         } else {
             None
         };
-        tasks.push(spawn_cell_probe(
-            dynlog.clone(),
-            world.clone(),
-            opts.probe_every,
-            opts.down_after,
-            shutdown_rx.clone(),
-        ));
+        runtime.periodic(
+            Arc::new(CellProbe::new(opts.probe_every, opts.down_after)),
+            Period::immediate(opts.probe_every),
+        );
 
-        // Reactors, on every stream (new cells are picked up as they appear).
-        let mut reactors: Vec<(Arc<dyn engine::Reactor>, Option<StreamName>)> = Vec::new();
+        // Reactors, on every stream (new cells are projected, then reacted to, as they
+        // appear).
         if opts.roles.scheduler {
-            reactors.push((Arc::new(scheduler::Scheduler::default()), None));
-            reactors.push((Arc::new(scheduler::Placement::default()), None));
-            tasks.push(scheduler::Reconciler::spawn(
-                engine.clone(),
-                opts.reconcile_every,
-                shutdown_rx.clone(),
-            ));
+            runtime.reactor(Arc::new(scheduler::Scheduler::default()));
+            runtime.reactor(Arc::new(scheduler::Placement::default()));
+            runtime.periodic(
+                Arc::new(scheduler::Reconciler),
+                Period::immediate(opts.reconcile_every),
+            );
         }
         if opts.roles.compute {
             // One agent per cell, reacting to that cell's stream only.
             let cells: std::collections::BTreeSet<&CellName> =
                 specs.iter().map(|s| &s.cell).collect();
             for cell in cells {
-                let agent: Arc<dyn engine::Reactor> = Arc::new(ComputeAgent::new(
+                let agent = ComputeAgent::new(
                     specs
                         .iter()
                         .filter(|s| &s.cell == cell)
                         .map(|s| s.name.clone()),
                     driver.clone(),
-                ));
-                reactors.push((agent, Some(engine::cells::cell_stream(cell))));
+                );
+                runtime.reactor_on(Arc::new(agent), engine::cells::cell_stream(cell));
             }
         }
-        let every = Some(Duration::from_secs(30));
-        let start_stream = |s: &StreamName, tasks: &mut Vec<JoinHandle<()>>| {
-            for (r, only) in &reactors {
-                if only.as_ref().is_none_or(|o| o == s) {
-                    tasks.push(spawn_reactor(
-                        engine.clone(),
-                        r.clone(),
-                        s.clone(),
-                        every,
-                        shutdown_rx.clone(),
-                    ));
-                }
-            }
-        };
-        for s in &initial {
-            start_stream(s, &mut tasks);
-        }
+        let proj_tasks = Arc::new(std::sync::Mutex::new(proj_tasks));
         {
-            // Stream discovery: cells created later get projected and reacted to.
-            let (log, projector, rx) = (dynlog.clone(), projector.clone(), shutdown_rx.clone());
-            let prx = proj_rx.clone();
-            let mut known = initial.clone();
-            let reactors = reactors.clone();
-            let engine = engine.clone();
-            let mut stop = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    let Ok(all) = log.streams().await else {
-                        continue;
-                    };
-                    for s in all {
-                        if known.contains(&s) {
-                            continue;
-                        }
-                        tracing::info!(stream = %s, "new stream: projecting and reacting");
-                        projector.follow(s.clone(), prx.clone());
-                        for (r, only) in &reactors {
-                            if only.as_ref().is_none_or(|o| *o == s) {
-                                spawn_reactor(
-                                    engine.clone(),
-                                    r.clone(),
-                                    s.clone(),
-                                    every,
-                                    rx.clone(),
-                                );
-                            }
-                        }
-                        known.push(s);
-                    }
-                }
+            let (projector, prx, proj_tasks) =
+                (projector.clone(), proj_rx.clone(), proj_tasks.clone());
+            runtime.on_new_stream(Box::new(move |s| {
+                let h = projector.follow(s.clone(), prx.clone());
+                proj_tasks.lock_or_recover().push(h);
             }));
         }
+        let runtime = runtime.start(initial);
 
         // Identity (bootstrap, then its own listener) and the API.
         let Listeners {
@@ -651,6 +602,7 @@ impl Stack {
             shutdown,
             proj_shutdown,
             proj_tasks,
+            runtime,
             api_task,
             identity_task,
             tasks,
@@ -659,14 +611,16 @@ impl Stack {
         })
     }
 
-    /// Stops everything gracefully: API, reactors (checkpoints saved), projector
-    /// (views flushed and synced), then the log.
+    /// Stops everything gracefully: API, every task of the runtime (reactors save their
+    /// checkpoints; also those of cells discovered after start), projector (views
+    /// flushed and synced), then the log.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.api_task.await;
         if let Some(t) = self.identity_task {
             let _ = t.await;
         }
+        self.runtime.stop().await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -674,7 +628,8 @@ impl Stack {
         // commit it made, then flush and stop them.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.catch_up()).await;
         let _ = self.proj_shutdown.send(true);
-        for t in self.proj_tasks {
+        let proj_tasks = std::mem::take(&mut *self.proj_tasks.lock_or_recover());
+        for t in proj_tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         match &self.log {
@@ -808,7 +763,7 @@ async fn start_identity(
     let tokens = Arc::new(identity::Tokens::new(key, opts.token_expiration_secs));
     let addr = listener.local_addr()?;
     let report = identity::bootstrap::bootstrap(
-        engine.log.as_ref(),
+        engine.log().as_ref(),
         &identity::bootstrap::Options {
             data_dir: opts.data_dir.clone(),
             admin_password: opts.admin_password.clone(),
@@ -835,7 +790,7 @@ async fn start_identity(
     }
     if let Some(pos) = report.position {
         if !engine
-            .world
+            .world()
             .wait_for(&StreamName::api(), pos, Duration::from_secs(30))
             .await
         {
@@ -844,8 +799,8 @@ async fn start_identity(
     }
     let api_url = url_of(api_addr, opts.tls.is_some());
     let app = identity::router(identity::IdentityApi {
-        log: engine.log.clone(),
-        world: engine.world.clone(),
+        log: engine.log().clone(),
+        world: engine.world().clone(),
         tokens: tokens.clone(),
         catalog: Arc::new(identity::Catalog {
             identity: url_of(addr, opts.tls.is_some()),
@@ -879,7 +834,7 @@ async fn ensure_default_cells(engine: &Arc<Engine>) -> anyhow::Result<()> {
             domain::dedupe::bootstrap_cell(&name),
         );
         let ctx = Ctx::service("bootstrap", now(), uuid::Uuid::new_v4());
-        match engine::cells::create_cell(engine.log.as_ref(), &name, &ctx, &meta).await {
+        match engine::cells::create_cell(engine.log().as_ref(), &name, &ctx, &meta).await {
             // Created earlier, or by another API process.
             Ok(_) | Err(engine::EngineError::Domain(domain::DomainError::AlreadyExists { .. })) => {
             }
@@ -914,50 +869,76 @@ async fn join_cell(engine: &Arc<Engine>, specs: &[HostSpec], wait: Duration) -> 
     }
 }
 
-/// Probes every cell's stream each `every` (`last_stream_seq` with a short timeout)
+/// Probes every cell's stream each period (`last_stream_seq` with a short timeout)
 /// and marks a cell down in `world.health` once its stream has been unreachable for
-/// longer than `down_after`, up again at the first successful probe.
-pub fn spawn_cell_probe(
-    log: Arc<dyn EventLog>,
-    world: Arc<World>,
+/// longer than `down_after`, up again at the first successful probe. A periodic task
+/// of the runtime.
+#[derive(Debug)]
+pub struct CellProbe {
     every: Duration,
     down_after: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last_ok: std::collections::HashMap<CellName, tokio::time::Instant> =
-            Default::default();
-        loop {
-            let cells: Vec<CellName> = world.read().cells().keys().cloned().collect();
-            for cell in cells {
-                let stream = engine::cells::cell_stream(&cell);
-                let now = tokio::time::Instant::now();
-                let ok = matches!(
-                    tokio::time::timeout(
-                        every.max(Duration::from_millis(500)),
-                        log.last_stream_seq(&stream)
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
-                let since = *last_ok.entry(cell.clone()).or_insert(now);
-                if ok {
-                    last_ok.insert(cell.clone(), tokio::time::Instant::now());
-                    if world.health.set_down(&cell, false) {
-                        tracing::warn!(%cell, "cell is reachable again");
-                    }
-                } else if now.duration_since(since) > down_after
-                    && world.health.set_down(&cell, true)
+    /// When each cell's stream last answered.
+    last_ok: std::sync::Mutex<std::collections::HashMap<CellName, tokio::time::Instant>>,
+}
+
+impl CellProbe {
+    /// A probe run every `every` that declares a cell down after `down_after`.
+    pub fn new(every: Duration, down_after: Duration) -> Self {
+        CellProbe {
+            every,
+            down_after,
+            last_ok: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Periodic for CellProbe {
+    fn name(&self) -> &str {
+        "cell-probe"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        let world = engine.world();
+        let cells: Vec<CellName> = world.read().cells().keys().cloned().collect();
+        let mut down = Vec::new();
+        for cell in cells {
+            let stream = engine::cells::cell_stream(&cell);
+            let now = tokio::time::Instant::now();
+            let ok = matches!(
+                tokio::time::timeout(
+                    self.every.max(Duration::from_millis(500)),
+                    engine.log().last_stream_seq(&stream)
+                )
+                .await,
+                Ok(Ok(_))
+            );
+            let since = *self
+                .last_ok
+                .lock_or_recover()
+                .entry(cell.clone())
+                .or_insert(now);
+            if ok {
+                self.last_ok
+                    .lock_or_recover()
+                    .insert(cell.clone(), tokio::time::Instant::now());
+                if world.health.set_down(&cell, false) {
+                    tracing::warn!(%cell, "cell is reachable again");
+                }
+            } else {
+                down.push(cell.to_string());
+                if now.duration_since(since) > self.down_after && world.health.set_down(&cell, true)
                 {
                     tracing::error!(%cell, "cell stream unreachable: cell is down");
                 }
             }
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
         }
-    })
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unreachable cell streams: {}", down.join(", ")).into())
+        }
+    }
 }
 
 /// How long an image may stay `saving` before no upload can still be running for it:
@@ -965,32 +946,31 @@ pub fn spawn_cell_probe(
 pub const STALE_UPLOAD: Duration =
     Duration::from_secs(crate::httpd::UPLOAD_REQUEST_TIMEOUT.as_secs() + 60);
 
-/// Every 5 minutes, sends images `saving` for longer than [`STALE_UPLOAD`] back to
-/// `queued` (their upload died with its process).
-fn spawn_upload_recovery(
-    engine: Arc<Engine>,
+/// How often images left `saving` are looked for.
+const UPLOAD_RECOVERY_EVERY: Duration = Duration::from_secs(300);
+
+/// Sends images `saving` for longer than [`STALE_UPLOAD`] back to `queued` (their
+/// upload died with its process). A periodic task of the runtime, every 5 minutes.
+struct UploadRecovery {
     store: Arc<image::ImageStore>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(300)) => {}
-            }
-            if let Err(e) =
-                image::recovery::abort_stale_uploads(&engine, &store, STALE_UPLOAD).await
-            {
-                tracing::warn!(error = %e, "upload recovery failed; will retry");
-            }
-        }
-    })
+}
+
+#[async_trait::async_trait]
+impl Periodic for UploadRecovery {
+    fn name(&self) -> &str {
+        "upload-recovery"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        image::recovery::abort_stale_uploads(engine, &self.store, STALE_UPLOAD).await?;
+        Ok(())
+    }
 }
 
 async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
     for spec in default_flavors() {
         let subject = Engine::flavor_subject(&spec.id);
-        if engine.log.last_subject_seq(&subject).await? > 0 {
+        if engine.log().last_subject_seq(&subject).await? > 0 {
             continue;
         }
         let meta = Meta::service(

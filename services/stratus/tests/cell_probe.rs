@@ -25,7 +25,7 @@ async fn unreachable_cell_streams_are_reported_down_then_up() {
     o.hosts = 1;
     o.nats = Some(nats.url());
     let stack = Stack::start(o).await.unwrap();
-    let health = |s: &Stack, c: &CellName| s.engine.world.health.is_down(c);
+    let health = |s: &Stack, c: &CellName| s.engine.world().health.is_down(c);
     let (c0, c1) = (CellName::cell0(), CellName::cell1());
     // Up while the server runs (give the probe a few rounds).
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -41,7 +41,7 @@ async fn unreachable_cell_streams_are_reported_down_then_up() {
 
     nats.restart().unwrap();
     wait_for(&stack, "up again", |s| {
-        s.engine.world.health.down().is_empty()
+        s.engine.world().health.down().is_empty()
     })
     .await;
     stack.stop().await;

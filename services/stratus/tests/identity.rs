@@ -141,7 +141,7 @@ impl T {
     async fn api_seq(&self) -> u64 {
         self.stack
             .engine
-            .log
+            .log()
             .last_stream_seq(&eventlog::StreamName::api())
             .await
             .unwrap()
@@ -608,7 +608,7 @@ async fn bootstrap_writes_openrc_once_with_mode_0600() {
     assert_eq!(var("OS_INTERFACE"), "public");
     let generated = var("OS_PASSWORD");
     assert!(generated.len() >= 16);
-    let rows = stack.engine.world.read().identity().rows.len();
+    let rows = stack.engine.world().read().identity().rows.len();
     stack.stop().await;
 
     // A restart (even with another password given) changes nothing.
@@ -616,7 +616,7 @@ async fn bootstrap_writes_openrc_once_with_mode_0600() {
     o.admin_password = Some("another".into());
     let stack = Stack::start(o).await.unwrap();
     assert_eq!(std::fs::read_to_string(&openrc).unwrap(), text);
-    assert_eq!(stack.engine.world.read().identity().rows.len(), rows);
+    assert_eq!(stack.engine.world().read().identity().rows.len(), rows);
     let t = T {
         stack,
         http: Client::new(),

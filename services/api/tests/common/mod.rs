@@ -160,7 +160,7 @@ impl Stack {
         for (i, s) in ["api", "cell0", "cell1"].iter().enumerate() {
             out[i] = self
                 .engine
-                .log
+                .log()
                 .last_stream_seq(&StreamName::new(*s).unwrap())
                 .await
                 .unwrap();
@@ -232,7 +232,7 @@ impl Stack {
         let iid = InstanceId::parse(id).unwrap();
         let op = self
             .engine
-            .world
+            .world()
             .read()
             .instance(&iid)
             .unwrap()

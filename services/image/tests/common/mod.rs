@@ -151,7 +151,7 @@ impl Glance {
 
     pub async fn api_position(&self) -> u64 {
         self.engine
-            .log
+            .log()
             .last_stream_seq(&StreamName::api())
             .await
             .unwrap()
