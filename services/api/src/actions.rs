@@ -935,6 +935,9 @@ impl Action for Rebuild {
 
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
         let id = parse::ref_id(&self.image_ref).to_string();
+        if !parse::uuid_like(&id) {
+            return Err(ApiError::bad_request("Invalid imageRef provided."));
+        }
         let exists = domain::ImageId::parse(&id).is_some_and(|iid| cx.views.image(&iid).is_some());
         let image = parse::usable_image(cx.views, &id, cx.caller).map_err(|e| {
             if exists {

@@ -131,7 +131,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn uuid_like(s: &str) -> bool {
+pub(crate) fn uuid_like(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok()
 }
 

@@ -1097,3 +1097,173 @@ async fn scheduler_hints_and_image_properties_by_microversion() {
         .len();
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn rebuild_by_microversion() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let host = s.register_host("compute-1").await;
+    let id = s.server(ALICE, "vm", "1").await;
+    s.make_active(&id, &host).await;
+    let action = format!("/v2.1/servers/{id}/action");
+
+    // Refusals append nothing.
+    let before = s.positions().await;
+    let missing = uuid::Uuid::new_v4().to_string();
+    for (version, body, message) in [
+        (
+            None,
+            json!({"rebuild": {}}),
+            "Invalid input for field/attribute rebuild. Value: {}. 'imageRef' is a required property",
+        ),
+        (
+            None,
+            json!({"rebuild": {"imageRef": "not-an-image"}}),
+            "Invalid imageRef provided.",
+        ),
+        (
+            None,
+            json!({"rebuild": {"imageRef": missing}}),
+            "Cannot find image for rebuild",
+        ),
+        (
+            None,
+            json!({"rebuild": {"imageRef": IMAGE, "user_data": "eA=="}}),
+            "Additional properties are not allowed ('user_data' was unexpected)",
+        ),
+        (
+            Some("2.89"),
+            json!({"rebuild": {"imageRef": IMAGE, "hostname": "web"}}),
+            "Additional properties are not allowed ('hostname' was unexpected)",
+        ),
+        (
+            Some("2.57"),
+            json!({"rebuild": {"imageRef": IMAGE, "personality": []}}),
+            "Additional properties are not allowed ('personality' was unexpected)",
+        ),
+        (
+            None,
+            json!({"rebuild": {"imageRef": IMAGE, "accessIPv4": "1.2.3"}}),
+            "Invalid input for field/attribute accessIPv4. Value: \"1.2.3\". '1.2.3' is not a 'ipv4'",
+        ),
+        (
+            None,
+            json!({"rebuild": {"imageRef": IMAGE, "name": "  "}}),
+            "Invalid input for field/attribute name. Value: \"  \". is not a valid server name",
+        ),
+    ] {
+        let r = s.post(&action, ALICE, version, body.clone()).await;
+        assert_eq!(fault(&r, "badRequest", 400), message, "{body}");
+    }
+    let r = s
+        .post(&action, BOB, None, json!({"rebuild": {"imageRef": IMAGE}}))
+        .await;
+    fault(&r, "itemNotFound", 404);
+    assert_eq!(s.positions().await, before, "refusals appended");
+
+    // Accepted: 202 with the server, REBUILD, and everything the request set.
+    let r = s
+        .post(
+            &action,
+            ALICE,
+            Some("2.90"),
+            json!({"rebuild": {
+                "imageRef": IMAGE,
+                "name": "web-2",
+                "description": "rebuilt",
+                "metadata": {"role": "web"},
+                "adminPass": "s3cret",
+                "accessIPv4": "192.0.2.10",
+                "accessIPv6": "2001:db8::10",
+                "key_name": null,
+                "user_data": "IyEvYmluL3NoCg==",
+                "trusted_image_certificates": ["cert-1"],
+                "hostname": "web-2-host",
+                "preserve_ephemeral": false
+            }}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let v = &r.body["server"];
+    assert_eq!(v["status"], "REBUILD");
+    assert_eq!(v["OS-EXT-STS:task_state"], "rebuilding");
+    assert_eq!(v["adminPass"], "s3cret");
+    assert_eq!(v["name"], "web-2");
+    assert_eq!(v["description"], "rebuilt");
+    assert_eq!(v["metadata"], json!({"role": "web"}));
+    assert_eq!(v["accessIPv4"], "192.0.2.10");
+    assert_eq!(v["accessIPv6"], "2001:db8::10");
+    assert_eq!(v["user_data"], "IyEvYmluL3NoCg==");
+    assert_eq!(v["trusted_image_certificates"], json!(["cert-1"]));
+    assert_eq!(v["OS-EXT-SRV-ATTR:hostname"], "web-2-host");
+    assert_eq!(v["image"]["id"], IMAGE);
+
+    // One rebuild at a time.
+    let r = s
+        .post(
+            &action,
+            ALICE,
+            None,
+            json!({"rebuild": {"imageRef": IMAGE}}),
+        )
+        .await;
+    assert_eq!(
+        fault(&r, "conflictingRequest", 409),
+        format!("Cannot 'rebuild' instance {id} while it is in task_state rebuilding")
+    );
+
+    // The compute steps end ACTIVE; what the request set stays shown.
+    let iid = domain::InstanceId::parse(&id).unwrap();
+    for task in [
+        domain::TaskState::Rebuilding,
+        domain::TaskState::RebuildBlockDeviceMapping,
+        domain::TaskState::RebuildSpawning,
+    ] {
+        let op = s
+            .engine
+            .world()
+            .read()
+            .instance(&iid)
+            .unwrap()
+            .op
+            .unwrap()
+            .id;
+        s.engine
+            .instance(
+                iid,
+                domain::instance::InstanceCommand::Complete { op, task },
+                &svc_ctx(),
+                &engine::Meta::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let r = s
+        .get(&format!("/v2.1/servers/{id}"), ADMIN, Some("2.90"))
+        .await;
+    let v = &r.body["server"];
+    assert_eq!(v["status"], "ACTIVE");
+    assert_eq!(v["name"], "web-2");
+    assert_eq!(v["accessIPv4"], "192.0.2.10");
+    assert_eq!(v["OS-EXT-SRV-ATTR:hostname"], "web-2-host");
+    assert_eq!(v["OS-EXT-SRV-ATTR:user_data"], "IyEvYmluL3NoCg==");
+    assert_eq!(v["trusted_image_certificates"], json!(["cert-1"]));
+
+    // Without adminPass one is generated; before 2.57 there is no user_data key.
+    let r = s
+        .post(
+            &action,
+            ALICE,
+            None,
+            json!({"rebuild": {"imageRef": IMAGE}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let pass = r.body["server"]["adminPass"].as_str().unwrap();
+    assert_eq!(pass.len(), 12);
+    assert!(r.body["server"].get("user_data").is_none());
+    assert_eq!(
+        r.body["server"]["name"], "web-2",
+        "name kept when not given"
+    );
+}
