@@ -205,29 +205,7 @@ impl Caller {
 /// keystonemiddleware's message for a missing or invalid token.
 const AUTH_REQUIRED: &str = "The request you have made requires authentication.";
 
-/// Parses a noauth token `<user>:<project>`.
-pub fn parse_noauth_token(token: &str) -> Option<(String, String)> {
-    parse_noauth(token).map(|(u, p, _)| (u, p))
-}
-
-/// Parses a noauth token `<user>:<project>[:<role>]` with its role: the named one, else
-/// admin for user `admin` and member for anyone else.
-pub fn parse_noauth(token: &str) -> Option<(String, String, Role)> {
-    let (user, rest) = token.split_once(':')?;
-    let (project, role) = match rest.split_once(':') {
-        Some((p, r)) => (p, Role::from_name(r)?),
-        None if user == "admin" => (rest, Role::Admin),
-        None => (rest, Role::Member),
-    };
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 255
-            && !s
-                .chars()
-                .any(|c| c.is_control() || c == ':' || c.is_whitespace())
-    };
-    (ok(user) && ok(project)).then(|| (user.to_string(), project.to_string(), role))
-}
+pub use apicore::auth::{parse_noauth, parse_noauth_token};
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;

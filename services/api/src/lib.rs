@@ -44,7 +44,7 @@ pub mod parse;
 pub mod policy;
 pub mod servers;
 pub mod status;
-pub mod util;
+pub use apicore::util;
 pub mod view;
 
 use std::sync::Arc;
@@ -56,19 +56,7 @@ use axum::Router;
 pub use error::ApiError;
 pub use microversion::Version;
 
-/// How callers authenticate.
-#[derive(Debug, Clone, Default)]
-pub enum AuthMode {
-    /// Development mode: `X-Auth-Token: <user>:<project>[:<role>]`; without a role part
-    /// user `admin` is admin and anyone else member.
-    #[default]
-    NoAuth,
-    /// Keystone tokens issued by the identity service, validated in-process against
-    /// the same signing key and the identity view of this process's world (user,
-    /// project and roles; the `admin` role is admin). A missing or invalid token is a
-    /// 401 `{"error": {"code": 401, "title": "Unauthorized", ...}}`.
-    Keystone(Arc<identity::Tokens>),
-}
+pub use apicore::auth::AuthMode;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]

@@ -30,78 +30,7 @@ use crate::context::{Caller, BODY_LIMIT};
 use crate::error::ApiError;
 use crate::ApiState;
 
-/// A caller's role on its project. Ordered: each role implies the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Read-only access to the project's resources.
-    Reader,
-    /// Reader plus creating, changing and deleting the project's resources.
-    Member,
-    /// Everything, on every project.
-    Admin,
-}
-
-impl Role {
-    /// All roles, lowest first.
-    pub const ALL: [Role; 3] = [Role::Reader, Role::Member, Role::Admin];
-
-    /// The role's name in Keystone and in noauth tokens.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Member => "member",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// The role named `name`, if it is one of the three.
-    pub fn from_name(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == name)
-    }
-
-    /// The highest role among `names` (unknown names are ignored).
-    pub fn highest<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Role> {
-        names.into_iter().filter_map(Role::from_name).max()
-    }
-}
-
-/// Who may call an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// No authentication (version documents).
-    Public,
-    /// Any authenticated caller, whatever its roles (Nova: no policy check).
-    Authenticated,
-    /// `base.PROJECT_READER_OR_ADMIN`: reader (or higher) on the project.
-    ProjectReader,
-    /// `base.PROJECT_MEMBER_OR_ADMIN`: member (or higher) on the project.
-    ProjectMember,
-    /// `base.ADMIN`: the admin role.
-    Admin,
-}
-
-impl Rule {
-    /// Whether a caller with `role` (None: no known role) passes the rule.
-    pub fn allows(self, role: Option<Role>) -> bool {
-        match self {
-            Rule::Public | Rule::Authenticated => true,
-            Rule::ProjectReader => role >= Some(Role::Reader),
-            Rule::ProjectMember => role >= Some(Role::Member),
-            Rule::Admin => role == Some(Role::Admin),
-        }
-    }
-
-    /// Short name used in docs/POLICY.md.
-    pub fn label(self) -> &'static str {
-        match self {
-            Rule::Public => "public",
-            Rule::Authenticated => "any authenticated",
-            Rule::ProjectReader => "project reader or admin",
-            Rule::ProjectMember => "project member or admin",
-            Rule::Admin => "admin",
-        }
-    }
-}
+pub use apicore::auth::{Role, Rule};
 
 /// What the endpoint's `{id}` names, checked for visibility before the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,12 +369,7 @@ pub struct Guard {
     pub rows: Vec<&'static Endpoint>,
 }
 
-/// The value of the `{id}` segment of `template` in `path` (also used by the image
-/// API's guard).
-pub fn path_id<'a>(template: &str, path: &'a str) -> Option<&'a str> {
-    let pos = template.split('/').position(|s| s == "{id}")?;
-    path.split('/').nth(pos)
-}
+pub use apicore::util::path_id;
 
 /// Per-route middleware: authenticate, hide other projects' servers (404), enforce the
 /// row's rule (403). See the module invariants.

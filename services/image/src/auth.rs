@@ -7,7 +7,7 @@ use engine::Meta;
 use eventlog::Actor;
 use uuid::Uuid;
 
-use api::policy::Role;
+use apicore::auth::Role;
 
 use crate::error::ImageError;
 
@@ -62,10 +62,10 @@ impl Caller {
 }
 
 /// Reads the caller from `X-Auth-Token` the way the compute API does: a Keystone token
-/// validated against the identity view (`api::AuthMode::Keystone`), or the development
-/// mode's `<user>:<project>` (`api::AuthMode::NoAuth`, user `admin` is admin).
+/// validated against the identity view (`apicore::auth::AuthMode::Keystone`), or the development
+/// mode's `<user>:<project>` (`apicore::auth::AuthMode::NoAuth`, user `admin` is admin).
 pub fn authenticate(
-    mode: &api::AuthMode,
+    mode: &apicore::auth::AuthMode,
     engine: &engine::Engine,
     headers: &HeaderMap,
     request: Uuid,
@@ -75,9 +75,9 @@ pub fn authenticate(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ImageError::unauthorized)?;
     match mode {
-        api::AuthMode::NoAuth => {
+        apicore::auth::AuthMode::NoAuth => {
             let (user, project, role) =
-                api::context::parse_noauth(token).ok_or_else(ImageError::unauthorized)?;
+                apicore::auth::parse_noauth(token).ok_or_else(ImageError::unauthorized)?;
             Ok(Caller {
                 user,
                 project,
@@ -86,7 +86,7 @@ pub fn authenticate(
                 request,
             })
         }
-        api::AuthMode::Keystone(tokens) => {
+        apicore::auth::AuthMode::Keystone(tokens) => {
             let views = engine.world().read();
             let auth = tokens
                 .validate(token, views.identity(), engine::now())

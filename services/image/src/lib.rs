@@ -78,7 +78,7 @@ pub struct ImageState {
     /// Largest accepted upload, in bytes.
     pub max_size: u64,
     /// Authentication mode (shared with the compute API).
-    pub auth: api::AuthMode,
+    pub auth: apicore::auth::AuthMode,
 }
 
 impl std::fmt::Debug for ImageState {
@@ -181,7 +181,7 @@ fn base(headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("127.0.0.1:9292");
-    format!("{}://{host}", api::util::link_scheme(headers))
+    format!("{}://{host}", apicore::util::link_scheme(headers))
 }
 
 async fn versions_root(headers: HeaderMap) -> Response {

@@ -531,8 +531,8 @@ impl ListQuery {
             .map(|(k, v)| {
                 format!(
                     "{}={}",
-                    api::util::query_encode(k),
-                    api::util::query_encode(v)
+                    apicore::util::query_encode(k),
+                    apicore::util::query_encode(v)
                 )
             })
             .collect();

@@ -1,5 +1,5 @@
 //! The image API's policy: one row per routed endpoint with its rule (the compute
-//! API's roles and rules, [`api::policy::Rule`]) and Glance's policy name (2023+ secure
+//! API's roles and rules, [`apicore::auth::Rule`]) and Glance's policy name (2023+ secure
 //! RBAC defaults, glance/policies/image.py).
 //!
 //! Invariants:
@@ -16,7 +16,7 @@
 //!   project's image) are checked by the domain (`domain::image`), before anything is
 //!   appended; docs/POLICY.md lists them.
 
-use api::policy::Rule;
+use apicore::auth::Rule;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
@@ -198,7 +198,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         Err(e) => return e.into_response(),
     };
     if g.row.target == Target::Image {
-        let raw = api::policy::path_id(g.row.path, req.uri().path()).unwrap_or_default();
+        let raw = apicore::util::path_id(g.row.path, req.uri().path()).unwrap_or_default();
         // An id that is not a uuid goes on to the handler, which refuses it (400/404)
         // before anything is appended.
         if let Some(id) = ImageId::parse(raw) {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use api::policy::{Role, Rule};
+use apicore::auth::{Role, Rule};
 use common::*;
 use image::policy::{Target, ENDPOINTS};
 use reqwest::{Method, StatusCode};

@@ -75,7 +75,7 @@ pub async fn start(max_size: u64) -> Glance {
         engine: engine.clone(),
         store,
         max_size,
-        auth: api::AuthMode::NoAuth,
+        auth: apicore::auth::AuthMode::NoAuth,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
