@@ -72,7 +72,6 @@ pub struct NetworkRequest {
     pub uuid: Option<String>,
     /// Port id.
     pub port: Option<String>,
-    /// Fixed IP.
     pub fixed_ip: Option<String>,
     /// Device tag.
     pub tag: Option<String>,
@@ -97,7 +96,6 @@ pub struct InstanceSpec {
     pub image_ref: String,
     /// Booted from a volume (block_device_mapping_v2 with a volume root).
     pub boot_from_volume: bool,
-    /// Metadata.
     pub metadata: BTreeMap<String, String>,
     /// Requested availability zone.
     pub availability_zone: Option<String>,
@@ -114,7 +112,6 @@ pub struct InstanceSpec {
 pub struct Fault {
     /// HTTP-like code (500, 404 for NoValidHost...).
     pub code: u16,
-    /// Message.
     pub message: String,
     /// Details (admin only).
     pub details: String,
@@ -242,9 +239,7 @@ pub enum MigrationKind {
 pub struct Migration {
     /// Migration id.
     pub id: MigrationId,
-    /// Kind.
     pub kind: MigrationKind,
-    /// Source host.
     pub source_host: HostName,
     /// Claim held on the source until confirm / revert.
     pub source_claim: Option<ClaimId>,
@@ -280,11 +275,8 @@ pub struct Instance {
     pub spec: InstanceSpec,
     /// Current flavor.
     pub flavor: FlavorSnapshot,
-    /// vm_state.
     pub vm_state: VmState,
-    /// task_state.
     pub task_state: Option<TaskState>,
-    /// power_state.
     pub power_state: PowerState,
     /// Cell it is mapped to.
     pub cell: Option<CellName>,
@@ -380,9 +372,7 @@ pub struct Rebuild {
     pub admin_pass_set: bool,
     /// Keep the ephemeral disk (`preserve_ephemeral`).
     pub preserve_ephemeral: bool,
-    /// `accessIPv4`.
     pub access_ip_v4: Option<Option<String>>,
-    /// `accessIPv6`.
     pub access_ip_v6: Option<Option<String>>,
     /// `user_data`, base64 as sent (2.57+).
     pub user_data: Option<Option<String>>,
@@ -401,15 +391,12 @@ pub struct Rebuild {
 /// for the access addresses, the hostname derived from the name, null otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerExtras {
-    /// `accessIPv4`.
     pub access_ip_v4: Option<String>,
-    /// `accessIPv6`.
     pub access_ip_v6: Option<String>,
     /// `OS-EXT-SRV-ATTR:hostname` when set explicitly.
     pub hostname: Option<String>,
     /// `OS-EXT-SRV-ATTR:user_data`.
     pub user_data: Option<String>,
-    /// `trusted_image_certificates`.
     pub trusted_image_certificates: Option<Vec<String>>,
 }
 
@@ -613,7 +600,6 @@ pub enum InstanceEvent {
     },
     /// `instance.mapped` (api subject): the cell and host were chosen.
     Mapped {
-        /// Cell.
         cell: CellName,
         /// Host and claim (None: NoValidHost, cell0).
         host: Option<(HostName, ClaimId)>,
@@ -643,7 +629,6 @@ pub enum InstanceEvent {
     },
     /// `instance.spawn_failed`: ERROR, host and claim cleared.
     SpawnFailed {
-        /// Fault.
         fault: Fault,
         /// When.
         at: Timestamp,
@@ -676,7 +661,6 @@ pub enum InstanceEvent {
     DestinationScheduled {
         /// Destination.
         host: HostName,
-        /// Claim.
         claim: ClaimId,
         /// task_state it moves to.
         task: TaskState,
@@ -735,7 +719,6 @@ pub enum InstanceEvent {
     Locked {
         /// Locked by an admin.
         by_admin: bool,
-        /// Reason.
         reason: Option<String>,
         /// When.
         at: Timestamp,

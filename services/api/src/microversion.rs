@@ -20,7 +20,6 @@ use crate::error::ApiError;
 pub struct Version {
     /// Major (always 2).
     pub major: u16,
-    /// Minor.
     pub minor: u16,
 }
 

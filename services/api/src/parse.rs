@@ -155,9 +155,7 @@ pub struct CreateServer {
     pub boot_from_volume: bool,
     /// Flavor id (from `flavorRef`, id or URL).
     pub flavor_ref: String,
-    /// Networks.
     pub networks: Networks,
-    /// Metadata.
     pub metadata: BTreeMap<String, String>,
     /// Requested AZ (without a `:host` suffix).
     pub availability_zone: Option<String>,
