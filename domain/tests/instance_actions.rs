@@ -1,5 +1,5 @@
 //! Given / when / then tests for every server action and every refusal, checked
-//! against /work/shared/reference/nova-state-actions.txt.
+//! against tests/reference/nova-state-actions.txt (a copy of the shared reference).
 
 mod common;
 
@@ -1764,7 +1764,7 @@ enum RefTask {
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/nova-state-actions.txt"
+    "/tests/reference/nova-state-actions.txt"
 );
 
 fn reference_rows() -> std::collections::BTreeMap<String, RefRow> {

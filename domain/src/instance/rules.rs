@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - [`RULES`] has exactly one row per [`Action`] it names, and every row agrees with
-//!   the reference table in `shared/reference/nova-state-actions.txt` on the allowed
+//!   the reference table in `domain/tests/reference/nova-state-actions.txt` on the allowed
 //!   vm_states, the task_state requirement, the lock check and `must_have_launched`
 //!   (checked by `domain/tests/instance_actions.rs`).
 //! - [`Rule::check`] tests in Nova's order: the lock (non-admins only), the vm_state,
