@@ -86,16 +86,6 @@ fn only_keys(obj: &Obj, allowed: &[&str]) -> Result<(), ApiError> {
     )))
 }
 
-fn required<'a>(obj: &'a Obj, key: &str, parent: &str) -> Result<&'a Value, ApiError> {
-    obj.get(key).ok_or_else(|| {
-        invalid(
-            parent,
-            &Value::Object(obj.clone()),
-            &format!("'{key}' is a required property"),
-        )
-    })
-}
-
 /// A string of `min..=max` characters.
 fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiError> {
     let s = v.as_str().ok_or_else(|| wrong_type(field, v, "string"))?;
@@ -1309,86 +1299,156 @@ impl<'de> Deserialize<'de> for NumberLike {
     }
 }
 
-/// Validates PUT /flavors/{id} (2.55+): the new description.
+/// PUT /flavors/{id} body: `{"flavor": {"description": string or null}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorUpdateBody {
+    flavor: FlavorUpdateFields,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorUpdateFields {
+    /// Required, and may be null (Nova's `description` parameter type).
+    #[serde(deserialize_with = "crate::body::nullable")]
+    description: Option<String>,
+}
+
+/// Validates PUT /flavors/{id} (2.55+): the new description. Decoded by the handler
+/// after its microversion check (Nova answers 404 before 2.55, whatever the body).
 pub fn flavor_update(body: &Value) -> Result<Option<String>, ApiError> {
-    let f = root(body, "flavor")?;
-    only_keys(f, &["description"])?;
-    opt_string(
-        "description",
-        Some(required(f, "description", "flavor")?),
-        0,
-        65535,
-    )
-}
-
-fn spec_key_ok(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 255
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
-}
-
-fn spec_value(key: &str, v: &Value) -> Result<String, ApiError> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-        other => return Err(wrong_type(key, other, "string")),
-    };
-    if s.chars().count() > 255 {
-        return Err(invalid(key, v, "is too long"));
+    let f = body::from_value::<FlavorUpdateBody>("", body)?.flavor;
+    if let Some(d) = &f.description {
+        check_len("description", d, 0, 65535)?;
     }
-    Ok(s)
+    Ok(f.description)
 }
 
-fn spec_map(obj: &Obj, field: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut out = BTreeMap::new();
-    for (k, v) in obj {
-        if !spec_key_ok(k) {
-            return Err(invalid(
-                field,
-                &Value::Object(obj.clone()),
-                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
-            ));
+/// An extra spec's value: a string, or a number or boolean that Nova stores as its text
+/// (`1` -> `"1"`, `true` -> `"True"`), at most 255 characters.
+struct SpecValue(String);
+
+impl<'de> Deserialize<'de> for SpecValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let s = match &v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "{other} is not of type 'string' (got {})",
+                    type_name(other)
+                )))
+            }
+        };
+        if s.chars().count() > 255 {
+            return Err(serde::de::Error::custom("is too long"));
         }
-        out.insert(k.clone(), spec_value(k, v)?);
+        Ok(SpecValue(s))
     }
-    Ok(out)
 }
 
-/// Validates POST /flavors/{id}/os-extra_specs.
-pub fn extra_specs_create(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let specs = root(body, "extra_specs")?;
-    if let Value::Object(top) = body {
-        only_keys(top, &["extra_specs"])?;
+/// Extra specs as sent: keys checked against Nova's pattern, values as text.
+fn spec_map(
+    raw: BTreeMap<String, SpecValue>,
+    doc: &Value,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let key_ok = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 255
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+    };
+    if let Some(bad) = raw.keys().find(|k| !key_ok(k)) {
+        return Err(invalid(
+            "extra_specs",
+            doc,
+            &format!("'{bad}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+        ));
     }
-    let m = spec_map(specs, "extra_specs")?;
-    if m.is_empty() {
+    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+/// POST /flavors/{id}/os-extra_specs body: `{"extra_specs": {key: value, ...}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraSpecsBody {
+    extra_specs: BTreeMap<String, SpecValue>,
+}
+
+/// Validates POST /flavors/{id}/os-extra_specs: at least one spec.
+pub fn extra_specs_create(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let raw = body::from_value::<ExtraSpecsBody>("", body)?.extra_specs;
+    if raw.is_empty() {
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute extra_specs. Value: {}. {} does not have enough properties",
         ));
     }
-    Ok(m)
+    spec_map(raw, &body["extra_specs"])
 }
 
 /// Validates PUT /flavors/{id}/os-extra_specs/{key}: exactly `{key: value}`.
 pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| wrong_type("extra_specs", body, "object"))?;
-    if obj.len() > 1 {
+    let raw: BTreeMap<String, SpecValue> = body::from_value("extra_specs", body)?;
+    if raw.len() > 1 {
         return Err(ApiError::bad_request(
             "Request body contains too many items",
         ));
     }
-    if !obj.contains_key(key) {
+    if !raw.contains_key(key) {
         return Err(ApiError::bad_request("Request body and URI mismatch"));
     }
-    spec_map(obj, "extra_specs")
+    spec_map(raw, body)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flavor_update_and_extra_specs_keep_novas_messages() {
+        use serde_json::json;
+        let msg = |r: Result<_, ApiError>| r.map(|_: ()| ()).unwrap_err().to_string();
+        assert_eq!(
+            flavor_update(&json!({"flavor": {"description": null}})).unwrap(),
+            None
+        );
+        assert!(msg(flavor_update(&json!({"flavor": {}})).map(drop))
+            .contains("'description' is a required property"));
+        assert!(
+            msg(flavor_update(&json!({"flavor": {"description": "d", "x": 1}})).map(drop))
+                .contains("('x' was unexpected)")
+        );
+        let specs = extra_specs_create(&json!({"extra_specs": {"a": 1, "b": true, "c": "x"}}));
+        assert_eq!(
+            specs.unwrap(),
+            BTreeMap::from([
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "True".to_string()),
+                ("c".to_string(), "x".to_string()),
+            ])
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {}})).map(drop))
+                .contains("does not have enough properties")
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {"a/b": "x"}})).map(drop))
+                .contains("'a/b' does not match any of the regexes")
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {"a": {"n": 1}}})).map(drop))
+                .contains("is not of type 'string' (got object)")
+        );
+        assert!(
+            msg(extra_spec_update(&json!({"a": "1", "b": "2"}), "a").map(drop))
+                .contains("Request body contains too many items")
+        );
+        assert!(msg(extra_spec_update(&json!({"b": "1"}), "a").map(drop))
+            .contains("Request body and URI mismatch"));
+        assert!(msg(extra_spec_update(&json!(["a"]), "a").map(drop))
+            .contains("is not of type 'object'"));
+    }
+
     use super::*;
     use serde_json::json;
 
