@@ -65,27 +65,6 @@ pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
         .ok_or_else(|| wrong_type(key, inner, "object"))
 }
 
-fn only_keys(obj: &Obj, allowed: &[&str]) -> Result<(), ApiError> {
-    let mut extra: Vec<&str> = obj
-        .keys()
-        .map(|k| k.as_str())
-        .filter(|k| !allowed.contains(k))
-        .collect();
-    if extra.is_empty() {
-        return Ok(());
-    }
-    extra.sort_unstable();
-    let list = extra
-        .iter()
-        .map(|k| format!("'{k}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let verb = if extra.len() == 1 { "was" } else { "were" };
-    Err(ApiError::bad_request(format!(
-        "Additional properties are not allowed ({list} {verb} unexpected)"
-    )))
-}
-
 /// A string of `min..=max` characters.
 fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiError> {
     let s = v.as_str().ok_or_else(|| wrong_type(field, v, "string"))?;
@@ -97,19 +76,6 @@ fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiE
         return Err(invalid(field, v, &format!("{v} is too long")));
     }
     Ok(s.to_string())
-}
-
-/// A string or null.
-fn opt_string(
-    field: &str,
-    v: Option<&Value>,
-    min: usize,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => string(field, v, min, max).map(Some),
-    }
 }
 
 /// oslo `bool_from_string(strict=True)`.
@@ -191,6 +157,20 @@ pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
     Ok(out)
 }
 
+/// One item of `networks` (Nova's schema: no other keys; `tag` from 2.32).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkItem {
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    port: Option<String>,
+    #[serde(default)]
+    fixed_ip: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
 fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     let Some(v) = v else {
         if version.at_least(37) {
@@ -203,21 +183,30 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     match v {
         Value::String(s) if version.at_least(37) && s == "none" => Ok(Networks::None),
         Value::String(s) if version.at_least(37) && s == "auto" => Ok(Networks::Auto),
-        Value::Array(items) => {
+        Value::Array(_) => {
             let mut list = Vec::new();
-            for item in items {
-                let o = item
-                    .as_object()
-                    .ok_or_else(|| wrong_type("networks", item, "object"))?;
-                let mut allowed = vec!["uuid", "port", "fixed_ip"];
-                if version.at_least(32) {
-                    allowed.push("tag");
+            for item in body::from_value::<Vec<NetworkItem>>("networks", v)? {
+                if item.tag.is_some() && !version.at_least(32) {
+                    return Err(unexpected(&["tag"]));
                 }
-                only_keys(o, &allowed)?;
-                let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
-                let port = opt_string("port", o.get("port"), 0, 255)?.filter(|p| !p.is_empty());
-                let fixed_ip = opt_string("fixed_ip", o.get("fixed_ip"), 1, 255)?;
-                let tag = opt_string("tag", o.get("tag"), 1, 60)?;
+                let lengths = [
+                    ("uuid", &item.uuid, 1, 255),
+                    ("port", &item.port, 0, 255),
+                    ("fixed_ip", &item.fixed_ip, 1, 255),
+                    ("tag", &item.tag, 1, 60),
+                ];
+                for (field, value, min, max) in lengths {
+                    if let Some(text) = value {
+                        check_len(field, text, min, max)?;
+                    }
+                }
+                let NetworkItem {
+                    uuid,
+                    port,
+                    fixed_ip,
+                    tag,
+                } = item;
+                let port = port.filter(|p| !p.is_empty());
                 if let Some(u) = &uuid {
                     if !uuid_like(u) {
                         return Err(ApiError::bad_request(format!(
@@ -261,38 +250,45 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     }
 }
 
+/// One item of `block_device_mapping_v2`: what deciding the root device needs; the
+/// other keys Nova accepts (sizes, device names, tags...) are read and ignored.
+#[derive(Deserialize)]
+struct BdmItem {
+    #[serde(default)]
+    source_type: Option<BdmSource>,
+    #[serde(default)]
+    destination_type: Option<BdmDest>,
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    boot_index: Option<Value>,
+    #[serde(flatten)]
+    _other: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// `source_type`, in the order of Nova's schema (its 400 lists them).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BdmSource {
+    Volume,
+    Image,
+    Snapshot,
+    Blank,
+}
+
+/// `destination_type`, in the order of Nova's schema.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BdmDest {
+    Local,
+    Volume,
+}
+
 /// (boot from volume, image id of the root device when its source is an image) from
 /// `block_device_mapping_v2`.
 fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| wrong_type("block_device_mapping_v2", v, "array"))?;
-    for item in items {
-        let o = item
-            .as_object()
-            .ok_or_else(|| wrong_type("block_device_mapping_v2", item, "object"))?;
-        let source = opt_string("source_type", o.get("source_type"), 1, 255)?;
-        let dest = opt_string("destination_type", o.get("destination_type"), 1, 255)?;
-        let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
-        if let Some(s) = &source {
-            if !matches!(s.as_str(), "volume" | "image" | "snapshot" | "blank") {
-                return Err(invalid(
-                    "source_type",
-                    &Value::String(s.clone()),
-                    "is not one of ['volume', 'image', 'snapshot', 'blank']",
-                ));
-            }
-        }
-        if let Some(d) = &dest {
-            if !matches!(d.as_str(), "volume" | "local") {
-                return Err(invalid(
-                    "destination_type",
-                    &Value::String(d.clone()),
-                    "is not one of ['local', 'volume']",
-                ));
-            }
-        }
-        if let Some(u) = &uuid {
+    for item in body::from_value::<Vec<BdmItem>>("block_device_mapping_v2", v)? {
+        if let Some(u) = &item.uuid {
             if !uuid_like(u) {
                 return Err(invalid(
                     "uuid",
@@ -301,7 +297,8 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
                 ));
             }
         }
-        let boot0 = match o.get("boot_index") {
+        let (source, dest, uuid) = (item.source_type, item.destination_type, item.uuid);
+        let boot0 = match &item.boot_index {
             Some(Value::Number(n)) => n.as_i64() == Some(0),
             Some(Value::String(s)) => s.trim() == "0",
             _ => false,
@@ -309,17 +306,17 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
         if !boot0 {
             continue;
         }
-        let to_volume = dest.as_deref() == Some("volume") || source.as_deref() == Some("volume");
+        let to_volume = dest == Some(BdmDest::Volume) || source == Some(BdmSource::Volume);
         if to_volume {
-            if source.as_deref() != Some("blank") && uuid.is_none() {
+            if source != Some(BdmSource::Blank) && uuid.is_none() {
                 return Err(ApiError::bad_request(
                     "Block Device Mapping is Invalid: missing uuid for the boot device.",
                 ));
             }
-            let image = uuid.filter(|_| source.as_deref() == Some("image"));
+            let image = uuid.filter(|_| source == Some(BdmSource::Image));
             return Ok((true, image));
         }
-        if source.as_deref() == Some("image") {
+        if source == Some(BdmSource::Image) {
             return Ok((false, uuid));
         }
     }
@@ -1404,6 +1401,61 @@ pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn networks_and_block_devices_keep_novas_messages() {
+        use serde_json::json;
+        let v = |n: u16| Version::parse(&format!("2.{n}")).unwrap();
+        let err = |r: Result<Networks, ApiError>| r.unwrap_err().to_string();
+        let net = "ff608d40-75e9-48cb-b745-77bb55b5eaf2";
+        assert!(
+            err(networks(Some(&json!([{"uuid": net, "tag": "t"}])), v(31)))
+                .contains("('tag' was unexpected)")
+        );
+        assert!(networks(Some(&json!([{"uuid": net, "tag": "t"}])), v(32)).is_ok());
+        assert!(
+            err(networks(Some(&json!([{"uuid": net, "nic": 1}])), v(32)))
+                .contains("('nic' was unexpected)")
+        );
+        assert!(err(networks(Some(&json!([5])), v(32))).contains("is not of type 'object'"));
+        assert!(err(networks(Some(&json!([{"port": "x"}])), v(32))).contains("is not a 'uuid'"));
+        assert!(
+            err(networks(Some(&json!([{}])), v(32))).contains("Bad network format: missing 'uuid'")
+        );
+        assert!(err(networks(Some(&json!("none")), v(36)))
+            .contains("is not valid under any of the given schemas"));
+        let img = "70a599e0-31e7-49b7-b260-868f441e862b";
+        assert_eq!(
+            bdm_root(
+                &json!([{"source_type": "image", "uuid": img, "boot_index": 0,
+                "destination_type": "volume", "volume_size": 1}])
+            )
+            .unwrap(),
+            (true, Some(img.to_string()))
+        );
+        assert_eq!(
+            bdm_root(&json!([{"source_type": "image", "uuid": img, "boot_index": "0"}])).unwrap(),
+            (false, Some(img.to_string()))
+        );
+        let e = bdm_root(&json!([{"source_type": "disk"}]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not one of ['volume', 'image', 'snapshot', 'blank']"),
+            "{e}"
+        );
+        let e = bdm_root(&json!([{"destination_type": "cloud"}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not one of ['local', 'volume']"), "{e}");
+        let e = bdm_root(&json!({"a": 1})).unwrap_err().to_string();
+        assert!(e.contains("is not of type 'array'"), "{e}");
+        let e = bdm_root(&json!([{"source_type": "volume", "boot_index": 0,
+            "destination_type": "volume"}]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("missing uuid for the boot device"), "{e}");
+    }
+
     #[test]
     fn flavor_update_and_extra_specs_keep_novas_messages() {
         use serde_json::json;
