@@ -65,19 +65,6 @@ pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
         .ok_or_else(|| wrong_type(key, inner, "object"))
 }
 
-/// A string of `min..=max` characters.
-fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiError> {
-    let s = v.as_str().ok_or_else(|| wrong_type(field, v, "string"))?;
-    let n = s.chars().count();
-    if n < min {
-        return Err(invalid(field, v, &format!("{v} is too short")));
-    }
-    if n > max {
-        return Err(invalid(field, v, &format!("{v} is too long")));
-    }
-    Ok(s.to_string())
-}
-
 /// oslo `bool_from_string(strict=True)`.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -135,11 +122,8 @@ pub const MAX_METADATA_ITEMS: usize = 128;
 
 /// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
 pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| wrong_type("metadata", v, "object"))?;
-    let mut out = BTreeMap::new();
-    for (k, val) in obj {
+    let out: BTreeMap<String, String> = body::from_value("metadata", v)?;
+    for (k, val) in &out {
         if k.is_empty() || k.chars().count() > 255 {
             return Err(invalid(
                 "metadata",
@@ -147,7 +131,7 @@ pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
                 &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"),
             ));
         }
-        out.insert(k.clone(), string(&format!("metadata.{k}"), val, 0, 255)?);
+        check_len(k, val, 0, 255)?;
     }
     if out.len() > MAX_METADATA_ITEMS {
         return Err(ApiError::forbidden(format!(
@@ -1401,6 +1385,28 @@ pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metadata_is_a_map_of_short_strings() {
+        use serde_json::json;
+        assert_eq!(
+            metadata(&json!({"a": "b"})).unwrap(),
+            BTreeMap::from([("a".to_string(), "b".to_string())])
+        );
+        let e = metadata(&json!({"a": 5})).unwrap_err().to_string();
+        assert!(
+            e.contains("field/attribute a. Value: 5. 5 is not of type 'string' (got number)"),
+            "{e}"
+        );
+        let e = metadata(&json!([1])).unwrap_err().to_string();
+        assert!(e.contains("is not of type 'object'"), "{e}");
+        let e = metadata(&json!({"a": "x".repeat(256)}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is too long"), "{e}");
+        let e = metadata(&json!({"": "x"})).unwrap_err().to_string();
+        assert!(e.contains("does not match any of the regexes"), "{e}");
+    }
+
     #[test]
     fn networks_and_block_devices_keep_novas_messages() {
         use serde_json::json;
