@@ -17,15 +17,13 @@ use domain::{FlavorId, HostName, InstanceId, Timestamp};
 use projections::Views;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::body::{self, check_len, present, unexpected, Decode, Flag, FlavorRef};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
 use crate::util::parse_iso;
-
-type Obj = Map<String, Value>;
 
 pub use crate::body::invalid;
 
@@ -38,31 +36,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
-}
-
-fn wrong_type(field: &str, v: &Value, want: &str) -> ApiError {
-    invalid(
-        field,
-        v,
-        &format!("{v} is not of type '{want}' (got {})", type_name(v)),
-    )
-}
-
-/// The object under `key` of a request body (`{"server": {...}}`).
-pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
-    let Value::Object(top) = body else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for request body. Value: {body}. '{key}' is a required property"
-        )));
-    };
-    let inner = top.get(key).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Invalid input for request body. Value: {body}. '{key}' is a required property"
-        ))
-    })?;
-    inner
-        .as_object()
-        .ok_or_else(|| wrong_type(key, inner, "object"))
 }
 
 /// oslo `bool_from_string(strict=True)`.
