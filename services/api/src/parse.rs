@@ -17,15 +17,13 @@ use domain::{FlavorId, HostName, InstanceId, Timestamp};
 use projections::Views;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::body::{self, check_len, present, unexpected, Decode, Flag, FlavorRef};
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::microversion::Version;
 use crate::util::parse_iso;
-
-type Obj = Map<String, Value>;
 
 pub use crate::body::invalid;
 
@@ -37,88 +35,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
-    }
-}
-
-fn wrong_type(field: &str, v: &Value, want: &str) -> ApiError {
-    invalid(
-        field,
-        v,
-        &format!("{v} is not of type '{want}' (got {})", type_name(v)),
-    )
-}
-
-/// The object under `key` of a request body (`{"server": {...}}`).
-pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a Obj, ApiError> {
-    let Value::Object(top) = body else {
-        return Err(ApiError::bad_request(format!(
-            "Invalid input for request body. Value: {body}. '{key}' is a required property"
-        )));
-    };
-    let inner = top.get(key).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Invalid input for request body. Value: {body}. '{key}' is a required property"
-        ))
-    })?;
-    inner
-        .as_object()
-        .ok_or_else(|| wrong_type(key, inner, "object"))
-}
-
-fn only_keys(obj: &Obj, allowed: &[&str]) -> Result<(), ApiError> {
-    let mut extra: Vec<&str> = obj
-        .keys()
-        .map(|k| k.as_str())
-        .filter(|k| !allowed.contains(k))
-        .collect();
-    if extra.is_empty() {
-        return Ok(());
-    }
-    extra.sort_unstable();
-    let list = extra
-        .iter()
-        .map(|k| format!("'{k}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let verb = if extra.len() == 1 { "was" } else { "were" };
-    Err(ApiError::bad_request(format!(
-        "Additional properties are not allowed ({list} {verb} unexpected)"
-    )))
-}
-
-fn required<'a>(obj: &'a Obj, key: &str, parent: &str) -> Result<&'a Value, ApiError> {
-    obj.get(key).ok_or_else(|| {
-        invalid(
-            parent,
-            &Value::Object(obj.clone()),
-            &format!("'{key}' is a required property"),
-        )
-    })
-}
-
-/// A string of `min..=max` characters.
-fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, ApiError> {
-    let s = v.as_str().ok_or_else(|| wrong_type(field, v, "string"))?;
-    let n = s.chars().count();
-    if n < min {
-        return Err(invalid(field, v, &format!("{v} is too short")));
-    }
-    if n > max {
-        return Err(invalid(field, v, &format!("{v} is too long")));
-    }
-    Ok(s.to_string())
-}
-
-/// A string or null.
-fn opt_string(
-    field: &str,
-    v: Option<&Value>,
-    min: usize,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => string(field, v, min, max).map(Some),
     }
 }
 
@@ -179,11 +95,8 @@ pub const MAX_METADATA_ITEMS: usize = 128;
 
 /// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
 pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| wrong_type("metadata", v, "object"))?;
-    let mut out = BTreeMap::new();
-    for (k, val) in obj {
+    let out: BTreeMap<String, String> = body::from_value("metadata", v)?;
+    for (k, val) in &out {
         if k.is_empty() || k.chars().count() > 255 {
             return Err(invalid(
                 "metadata",
@@ -191,7 +104,7 @@ pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
                 &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"),
             ));
         }
-        out.insert(k.clone(), string(&format!("metadata.{k}"), val, 0, 255)?);
+        check_len(k, val, 0, 255)?;
     }
     if out.len() > MAX_METADATA_ITEMS {
         return Err(ApiError::forbidden(format!(
@@ -199,6 +112,20 @@ pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
         )));
     }
     Ok(out)
+}
+
+/// One item of `networks` (Nova's schema: no other keys; `tag` from 2.32).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkItem {
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    port: Option<String>,
+    #[serde(default)]
+    fixed_ip: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
@@ -213,21 +140,30 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     match v {
         Value::String(s) if version.at_least(37) && s == "none" => Ok(Networks::None),
         Value::String(s) if version.at_least(37) && s == "auto" => Ok(Networks::Auto),
-        Value::Array(items) => {
+        Value::Array(_) => {
             let mut list = Vec::new();
-            for item in items {
-                let o = item
-                    .as_object()
-                    .ok_or_else(|| wrong_type("networks", item, "object"))?;
-                let mut allowed = vec!["uuid", "port", "fixed_ip"];
-                if version.at_least(32) {
-                    allowed.push("tag");
+            for item in body::from_value::<Vec<NetworkItem>>("networks", v)? {
+                if item.tag.is_some() && !version.at_least(32) {
+                    return Err(unexpected(&["tag"]));
                 }
-                only_keys(o, &allowed)?;
-                let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
-                let port = opt_string("port", o.get("port"), 0, 255)?.filter(|p| !p.is_empty());
-                let fixed_ip = opt_string("fixed_ip", o.get("fixed_ip"), 1, 255)?;
-                let tag = opt_string("tag", o.get("tag"), 1, 60)?;
+                let lengths = [
+                    ("uuid", &item.uuid, 1, 255),
+                    ("port", &item.port, 0, 255),
+                    ("fixed_ip", &item.fixed_ip, 1, 255),
+                    ("tag", &item.tag, 1, 60),
+                ];
+                for (field, value, min, max) in lengths {
+                    if let Some(text) = value {
+                        check_len(field, text, min, max)?;
+                    }
+                }
+                let NetworkItem {
+                    uuid,
+                    port,
+                    fixed_ip,
+                    tag,
+                } = item;
+                let port = port.filter(|p| !p.is_empty());
                 if let Some(u) = &uuid {
                     if !uuid_like(u) {
                         return Err(ApiError::bad_request(format!(
@@ -271,38 +207,45 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
     }
 }
 
+/// One item of `block_device_mapping_v2`: what deciding the root device needs; the
+/// other keys Nova accepts (sizes, device names, tags...) are read and ignored.
+#[derive(Deserialize)]
+struct BdmItem {
+    #[serde(default)]
+    source_type: Option<BdmSource>,
+    #[serde(default)]
+    destination_type: Option<BdmDest>,
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    boot_index: Option<Value>,
+    #[serde(flatten)]
+    _other: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// `source_type`, in the order of Nova's schema (its 400 lists them).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BdmSource {
+    Volume,
+    Image,
+    Snapshot,
+    Blank,
+}
+
+/// `destination_type`, in the order of Nova's schema.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BdmDest {
+    Local,
+    Volume,
+}
+
 /// (boot from volume, image id of the root device when its source is an image) from
 /// `block_device_mapping_v2`.
 fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| wrong_type("block_device_mapping_v2", v, "array"))?;
-    for item in items {
-        let o = item
-            .as_object()
-            .ok_or_else(|| wrong_type("block_device_mapping_v2", item, "object"))?;
-        let source = opt_string("source_type", o.get("source_type"), 1, 255)?;
-        let dest = opt_string("destination_type", o.get("destination_type"), 1, 255)?;
-        let uuid = opt_string("uuid", o.get("uuid"), 1, 255)?;
-        if let Some(s) = &source {
-            if !matches!(s.as_str(), "volume" | "image" | "snapshot" | "blank") {
-                return Err(invalid(
-                    "source_type",
-                    &Value::String(s.clone()),
-                    "is not one of ['volume', 'image', 'snapshot', 'blank']",
-                ));
-            }
-        }
-        if let Some(d) = &dest {
-            if !matches!(d.as_str(), "volume" | "local") {
-                return Err(invalid(
-                    "destination_type",
-                    &Value::String(d.clone()),
-                    "is not one of ['local', 'volume']",
-                ));
-            }
-        }
-        if let Some(u) = &uuid {
+    for item in body::from_value::<Vec<BdmItem>>("block_device_mapping_v2", v)? {
+        if let Some(u) = &item.uuid {
             if !uuid_like(u) {
                 return Err(invalid(
                     "uuid",
@@ -311,7 +254,8 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
                 ));
             }
         }
-        let boot0 = match o.get("boot_index") {
+        let (source, dest, uuid) = (item.source_type, item.destination_type, item.uuid);
+        let boot0 = match &item.boot_index {
             Some(Value::Number(n)) => n.as_i64() == Some(0),
             Some(Value::String(s)) => s.trim() == "0",
             _ => false,
@@ -319,17 +263,17 @@ fn bdm_root(v: &Value) -> Result<(bool, Option<String>), ApiError> {
         if !boot0 {
             continue;
         }
-        let to_volume = dest.as_deref() == Some("volume") || source.as_deref() == Some("volume");
+        let to_volume = dest == Some(BdmDest::Volume) || source == Some(BdmSource::Volume);
         if to_volume {
-            if source.as_deref() != Some("blank") && uuid.is_none() {
+            if source != Some(BdmSource::Blank) && uuid.is_none() {
                 return Err(ApiError::bad_request(
                     "Block Device Mapping is Invalid: missing uuid for the boot device.",
                 ));
             }
-            let image = uuid.filter(|_| source.as_deref() == Some("image"));
+            let image = uuid.filter(|_| source == Some(BdmSource::Image));
             return Ok((true, image));
         }
-        if source.as_deref() == Some("image") {
+        if source == Some(BdmSource::Image) {
             return Ok((false, uuid));
         }
     }
@@ -1309,86 +1253,233 @@ impl<'de> Deserialize<'de> for NumberLike {
     }
 }
 
-/// Validates PUT /flavors/{id} (2.55+): the new description.
+/// PUT /flavors/{id} body: `{"flavor": {"description": string or null}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorUpdateBody {
+    flavor: FlavorUpdateFields,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorUpdateFields {
+    /// Required, and may be null (Nova's `description` parameter type).
+    #[serde(deserialize_with = "crate::body::nullable")]
+    description: Option<String>,
+}
+
+/// Validates PUT /flavors/{id} (2.55+): the new description. Decoded by the handler
+/// after its microversion check (Nova answers 404 before 2.55, whatever the body).
 pub fn flavor_update(body: &Value) -> Result<Option<String>, ApiError> {
-    let f = root(body, "flavor")?;
-    only_keys(f, &["description"])?;
-    opt_string(
-        "description",
-        Some(required(f, "description", "flavor")?),
-        0,
-        65535,
-    )
-}
-
-fn spec_key_ok(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 255
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
-}
-
-fn spec_value(key: &str, v: &Value) -> Result<String, ApiError> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-        other => return Err(wrong_type(key, other, "string")),
-    };
-    if s.chars().count() > 255 {
-        return Err(invalid(key, v, "is too long"));
+    let f = body::from_value::<FlavorUpdateBody>("", body)?.flavor;
+    if let Some(d) = &f.description {
+        check_len("description", d, 0, 65535)?;
     }
-    Ok(s)
+    Ok(f.description)
 }
 
-fn spec_map(obj: &Obj, field: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut out = BTreeMap::new();
-    for (k, v) in obj {
-        if !spec_key_ok(k) {
-            return Err(invalid(
-                field,
-                &Value::Object(obj.clone()),
-                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
-            ));
+/// An extra spec's value: a string, or a number or boolean that Nova stores as its text
+/// (`1` -> `"1"`, `true` -> `"True"`), at most 255 characters.
+struct SpecValue(String);
+
+impl<'de> Deserialize<'de> for SpecValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let s = match &v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "{other} is not of type 'string' (got {})",
+                    type_name(other)
+                )))
+            }
+        };
+        if s.chars().count() > 255 {
+            return Err(serde::de::Error::custom("is too long"));
         }
-        out.insert(k.clone(), spec_value(k, v)?);
+        Ok(SpecValue(s))
     }
-    Ok(out)
 }
 
-/// Validates POST /flavors/{id}/os-extra_specs.
-pub fn extra_specs_create(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let specs = root(body, "extra_specs")?;
-    if let Value::Object(top) = body {
-        only_keys(top, &["extra_specs"])?;
+/// Extra specs as sent: keys checked against Nova's pattern, values as text.
+fn spec_map(
+    raw: BTreeMap<String, SpecValue>,
+    doc: &Value,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let key_ok = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 255
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+    };
+    if let Some(bad) = raw.keys().find(|k| !key_ok(k)) {
+        return Err(invalid(
+            "extra_specs",
+            doc,
+            &format!("'{bad}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+        ));
     }
-    let m = spec_map(specs, "extra_specs")?;
-    if m.is_empty() {
+    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+/// POST /flavors/{id}/os-extra_specs body: `{"extra_specs": {key: value, ...}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraSpecsBody {
+    extra_specs: BTreeMap<String, SpecValue>,
+}
+
+/// Validates POST /flavors/{id}/os-extra_specs: at least one spec.
+pub fn extra_specs_create(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let raw = body::from_value::<ExtraSpecsBody>("", body)?.extra_specs;
+    if raw.is_empty() {
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute extra_specs. Value: {}. {} does not have enough properties",
         ));
     }
-    Ok(m)
+    spec_map(raw, &body["extra_specs"])
 }
 
 /// Validates PUT /flavors/{id}/os-extra_specs/{key}: exactly `{key: value}`.
 pub fn extra_spec_update(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| wrong_type("extra_specs", body, "object"))?;
-    if obj.len() > 1 {
+    let raw: BTreeMap<String, SpecValue> = body::from_value("extra_specs", body)?;
+    if raw.len() > 1 {
         return Err(ApiError::bad_request(
             "Request body contains too many items",
         ));
     }
-    if !obj.contains_key(key) {
+    if !raw.contains_key(key) {
         return Err(ApiError::bad_request("Request body and URI mismatch"));
     }
-    spec_map(obj, "extra_specs")
+    spec_map(raw, body)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metadata_is_a_map_of_short_strings() {
+        use serde_json::json;
+        assert_eq!(
+            metadata(&json!({"a": "b"})).unwrap(),
+            BTreeMap::from([("a".to_string(), "b".to_string())])
+        );
+        let e = metadata(&json!({"a": 5})).unwrap_err().to_string();
+        assert!(
+            e.contains("field/attribute a. Value: 5. 5 is not of type 'string' (got number)"),
+            "{e}"
+        );
+        let e = metadata(&json!([1])).unwrap_err().to_string();
+        assert!(e.contains("is not of type 'object'"), "{e}");
+        let e = metadata(&json!({"a": "x".repeat(256)}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is too long"), "{e}");
+        let e = metadata(&json!({"": "x"})).unwrap_err().to_string();
+        assert!(e.contains("does not match any of the regexes"), "{e}");
+    }
+
+    #[test]
+    fn networks_and_block_devices_keep_novas_messages() {
+        use serde_json::json;
+        let v = |n: u16| Version::parse(&format!("2.{n}")).unwrap();
+        let err = |r: Result<Networks, ApiError>| r.unwrap_err().to_string();
+        let net = "ff608d40-75e9-48cb-b745-77bb55b5eaf2";
+        assert!(
+            err(networks(Some(&json!([{"uuid": net, "tag": "t"}])), v(31)))
+                .contains("('tag' was unexpected)")
+        );
+        assert!(networks(Some(&json!([{"uuid": net, "tag": "t"}])), v(32)).is_ok());
+        assert!(
+            err(networks(Some(&json!([{"uuid": net, "nic": 1}])), v(32)))
+                .contains("('nic' was unexpected)")
+        );
+        assert!(err(networks(Some(&json!([5])), v(32))).contains("is not of type 'object'"));
+        assert!(err(networks(Some(&json!([{"port": "x"}])), v(32))).contains("is not a 'uuid'"));
+        assert!(
+            err(networks(Some(&json!([{}])), v(32))).contains("Bad network format: missing 'uuid'")
+        );
+        assert!(err(networks(Some(&json!("none")), v(36)))
+            .contains("is not valid under any of the given schemas"));
+        let img = "70a599e0-31e7-49b7-b260-868f441e862b";
+        assert_eq!(
+            bdm_root(
+                &json!([{"source_type": "image", "uuid": img, "boot_index": 0,
+                "destination_type": "volume", "volume_size": 1}])
+            )
+            .unwrap(),
+            (true, Some(img.to_string()))
+        );
+        assert_eq!(
+            bdm_root(&json!([{"source_type": "image", "uuid": img, "boot_index": "0"}])).unwrap(),
+            (false, Some(img.to_string()))
+        );
+        let e = bdm_root(&json!([{"source_type": "disk"}]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not one of ['volume', 'image', 'snapshot', 'blank']"),
+            "{e}"
+        );
+        let e = bdm_root(&json!([{"destination_type": "cloud"}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not one of ['local', 'volume']"), "{e}");
+        let e = bdm_root(&json!({"a": 1})).unwrap_err().to_string();
+        assert!(e.contains("is not of type 'array'"), "{e}");
+        let e = bdm_root(&json!([{"source_type": "volume", "boot_index": 0,
+            "destination_type": "volume"}]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("missing uuid for the boot device"), "{e}");
+    }
+
+    #[test]
+    fn flavor_update_and_extra_specs_keep_novas_messages() {
+        use serde_json::json;
+        let msg = |r: Result<_, ApiError>| r.map(|_: ()| ()).unwrap_err().to_string();
+        assert_eq!(
+            flavor_update(&json!({"flavor": {"description": null}})).unwrap(),
+            None
+        );
+        assert!(msg(flavor_update(&json!({"flavor": {}})).map(drop))
+            .contains("'description' is a required property"));
+        assert!(
+            msg(flavor_update(&json!({"flavor": {"description": "d", "x": 1}})).map(drop))
+                .contains("('x' was unexpected)")
+        );
+        let specs = extra_specs_create(&json!({"extra_specs": {"a": 1, "b": true, "c": "x"}}));
+        assert_eq!(
+            specs.unwrap(),
+            BTreeMap::from([
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "True".to_string()),
+                ("c".to_string(), "x".to_string()),
+            ])
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {}})).map(drop))
+                .contains("does not have enough properties")
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {"a/b": "x"}})).map(drop))
+                .contains("'a/b' does not match any of the regexes")
+        );
+        assert!(
+            msg(extra_specs_create(&json!({"extra_specs": {"a": {"n": 1}}})).map(drop))
+                .contains("is not of type 'string' (got object)")
+        );
+        assert!(
+            msg(extra_spec_update(&json!({"a": "1", "b": "2"}), "a").map(drop))
+                .contains("Request body contains too many items")
+        );
+        assert!(msg(extra_spec_update(&json!({"b": "1"}), "a").map(drop))
+            .contains("Request body and URI mismatch"));
+        assert!(msg(extra_spec_update(&json!(["a"]), "a").map(drop))
+            .contains("is not of type 'object'"));
+    }
+
     use super::*;
     use serde_json::json;
 
