@@ -77,7 +77,8 @@ pub fn from_value<T: DeserializeOwned>(field: &str, value: &Value) -> Result<T, 
     serde_path_to_error::deserialize(value).map_err(|e| nova_error(field, value, &e))
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// The JSON type name of a value, as Nova's schema messages say it.
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

@@ -26,17 +26,7 @@ use crate::microversion::Version;
 use crate::util::parse_iso;
 
 pub use crate::body::invalid;
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+use crate::body::type_name;
 
 /// oslo `bool_from_string(strict=True)`.
 pub fn parse_bool(s: &str) -> Option<bool> {
