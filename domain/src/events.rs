@@ -13,6 +13,7 @@ use crate::host::HostEvent;
 use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
+use crate::quota::QuotaEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ pub enum Event {
     Image(ImageEvent),
     /// An identity event: project, user, role or name index (api stream).
     Identity(IdentityEvent),
+    /// A quota ledger or quota class event (api stream).
+    Quota(QuotaEvent),
 }
 
 impl Event {
@@ -62,6 +65,7 @@ impl Event {
                 ImageEvent::Deleted { .. } => "image.deleted",
             },
             Event::Identity(e) => e.event_type(),
+            Event::Quota(e) => e.event_type(),
         }
     }
 

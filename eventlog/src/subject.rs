@@ -80,11 +80,15 @@ pub enum SubjectKind {
     UserName,
     /// The claim on a role name.
     RoleName,
+    /// A project's quota ledger.
+    Quota,
+    /// A quota class (`default`).
+    QuotaClass,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 12] = [
+    pub const ALL: [SubjectKind; 14] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -97,6 +101,8 @@ impl SubjectKind {
         SubjectKind::ProjectName,
         SubjectKind::UserName,
         SubjectKind::RoleName,
+        SubjectKind::Quota,
+        SubjectKind::QuotaClass,
     ];
 
     /// The subject token.
@@ -114,6 +120,8 @@ impl SubjectKind {
             SubjectKind::ProjectName => "project_name",
             SubjectKind::UserName => "user_name",
             SubjectKind::RoleName => "role_name",
+            SubjectKind::Quota => "quota",
+            SubjectKind::QuotaClass => "quota_class",
         }
     }
 

@@ -14,6 +14,7 @@ use domain::host::HostEvent;
 use domain::identity::IdentityEvent;
 use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
+use domain::quota::QuotaEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -38,6 +39,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::HostMapping(x) => postcard::to_stdvec(x),
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
+        Event::Quota(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -73,6 +75,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("image"), 1) => {
             Event::Image(postcard::from_bytes::<ImageEvent>(payload).map_err(perr)?)
+        }
+        (Some("quota"), 1) => {
+            Event::Quota(postcard::from_bytes::<QuotaEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

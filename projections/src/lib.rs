@@ -12,6 +12,7 @@ pub mod health;
 pub mod identity;
 pub mod model;
 pub mod projector;
+pub mod quota;
 pub mod store;
 pub mod views;
 pub mod world;
@@ -19,6 +20,7 @@ pub mod world;
 pub use health::CellHealth;
 pub use identity::IdentityViews;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
+pub use quota::Quotas;
 pub use store::ProjectionStore;
 pub use views::{
     Cells, Claims, Flavors, HostMappings, Hosts, Images, InstanceRow, Instances, Views,

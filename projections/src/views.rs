@@ -403,6 +403,7 @@ impl Default for Views {
         v.register::<HostMappings>();
         v.register::<Images>();
         v.register::<IdentityViews>();
+        v.register::<crate::quota::Quotas>();
         v
     }
 }
@@ -542,6 +543,11 @@ impl Views {
     /// Identity: projects, users, roles and the name index.
     pub fn identity(&self) -> &IdentityViews {
         self.model::<IdentityViews>()
+    }
+
+    /// Quota ledgers and classes.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        self.model::<crate::quota::Quotas>()
     }
 
     /// Effective instance state.

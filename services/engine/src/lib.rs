@@ -15,6 +15,7 @@
 pub mod cells;
 pub mod images;
 pub mod liveness;
+pub mod quota;
 pub mod reactor;
 pub mod runtime;
 
@@ -118,6 +119,8 @@ pub struct Engine {
     tasks: runtime::Board,
     /// State machine tunables.
     pub config: Config,
+    /// Quota defaults and reservation grace.
+    pub quota: quota::QuotaConfig,
     /// How long to wait for the world to reflect an append.
     pub read_timeout: Duration,
     /// Where services report they are alive (apart from the event log).
@@ -163,6 +166,7 @@ impl Engine {
             checkpoints,
             tasks: runtime::Board::default(),
             config,
+            quota: quota::QuotaConfig::default(),
             read_timeout,
             heartbeats: Arc::new(eventlog::MemoryHeartbeats::default()),
             liveness: Liveness::disabled(),

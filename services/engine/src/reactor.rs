@@ -61,6 +61,8 @@ pub enum Family {
     Image,
     /// [`Event::Identity`].
     Identity,
+    /// [`Event::Quota`].
+    Quota,
 }
 
 impl Family {
@@ -74,6 +76,7 @@ impl Family {
             Event::HostMapping(_) => Family::HostMapping,
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
+            Event::Quota(_) => Family::Quota,
         }
     }
 
@@ -91,6 +94,7 @@ impl Family {
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
+            "quota" => Family::Quota,
             _ => return None,
         })
     }
