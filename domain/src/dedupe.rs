@@ -48,6 +48,12 @@ pub fn release(claim: ClaimId) -> String {
     format!("release:{claim}")
 }
 
+/// Quota reactor, settling an instance's holding decided on ledger sequence `seq`:
+/// `quota:<id>:<seq>`.
+pub fn quota(id: InstanceId, seq: u64) -> String {
+    format!("quota:{id}:{seq}")
+}
+
 /// Compute, reporting a task's outcome: `compute:<id>:<op>:<task>:<attempt>`.
 pub fn compute(id: InstanceId, op: Uuid, task: TaskState, attempt: u32) -> String {
     format!("compute:{id}:{op}:{}:{attempt}", task.as_str())

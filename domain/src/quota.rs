@@ -44,11 +44,17 @@ pub enum Resource {
     InjectedFiles,
     InjectedFileContentBytes,
     InjectedFilePathBytes,
+    /// Network quotas Nova still shows before 2.36 (and its quota classes before 2.50):
+    /// Neutron's to enforce, -1 here unless set.
+    FixedIps,
+    FloatingIps,
+    SecurityGroups,
+    SecurityGroupRules,
 }
 
 impl Resource {
-    /// Every resource, in Nova's quota-set order.
-    pub const ALL: [Resource; 10] = [
+    /// Every resource.
+    pub const ALL: [Resource; 14] = [
         Resource::Instances,
         Resource::Cores,
         Resource::Ram,
@@ -59,6 +65,10 @@ impl Resource {
         Resource::InjectedFiles,
         Resource::InjectedFileContentBytes,
         Resource::InjectedFilePathBytes,
+        Resource::FixedIps,
+        Resource::FloatingIps,
+        Resource::SecurityGroups,
+        Resource::SecurityGroupRules,
     ];
 
     /// Nova's key (`instances`, `key_pairs`, ...).
@@ -74,6 +84,10 @@ impl Resource {
             Resource::InjectedFiles => "injected_files",
             Resource::InjectedFileContentBytes => "injected_file_content_bytes",
             Resource::InjectedFilePathBytes => "injected_file_path_bytes",
+            Resource::FixedIps => "fixed_ips",
+            Resource::FloatingIps => "floating_ips",
+            Resource::SecurityGroups => "security_groups",
+            Resource::SecurityGroupRules => "security_group_rules",
         }
     }
 
@@ -95,6 +109,10 @@ impl Resource {
             Resource::InjectedFiles => 5,
             Resource::InjectedFileContentBytes => 10240,
             Resource::InjectedFilePathBytes => 255,
+            Resource::FixedIps
+            | Resource::FloatingIps
+            | Resource::SecurityGroups
+            | Resource::SecurityGroupRules => -1,
         }
     }
 

@@ -201,6 +201,8 @@ pub struct Prepared {
     pub command: InstanceCommand,
     /// What the reply needs besides the instance.
     pub handover: Handover,
+    /// An upsize: the flavor and the quota delta to admit before the command runs.
+    pub resize_quota: Option<(domain::FlavorId, domain::quota::Usage)>,
 }
 
 impl From<InstanceCommand> for Prepared {
@@ -208,6 +210,7 @@ impl From<InstanceCommand> for Prepared {
         Prepared {
             command,
             handover: Handover::new(),
+            resize_quota: None,
         }
     }
 }
@@ -526,7 +529,15 @@ impl Action for Resize {
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
         let flavor = parse::flavor_snapshot(cx.views, &self.flavor_ref.0, cx.caller)
             .ok_or_else(|| ApiError::bad_request("Unable to locate requested flavor."))?;
-        Ok(C::Resize { flavor }.into())
+        use domain::quota::Usage;
+        let delta = Usage::upsize(
+            Usage::of_instance(cx.instance),
+            Usage::of_flavor(flavor.spec.vcpus, flavor.spec.ram_mb),
+        );
+        let id = flavor.spec.id.clone();
+        let mut prepared: Prepared = C::Resize { flavor }.into();
+        prepared.resize_quota = (!delta.is_zero()).then_some((id, delta));
+        Ok(prepared)
     }
 }
 
@@ -972,6 +983,7 @@ impl Action for Rebuild {
         Ok(Prepared {
             command: C::Rebuild(Box::new(rebuild)),
             handover,
+            resize_quota: None,
         })
     }
 }

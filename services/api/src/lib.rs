@@ -42,6 +42,7 @@ pub mod microversion;
 pub mod misc;
 pub mod parse;
 pub mod policy;
+pub mod quotas;
 pub mod servers;
 pub mod status;
 pub use apicore::util;
@@ -194,6 +195,22 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(M::GET, "/v2.1/os-quota-sets/{id}", quotas::show)
+        .route(M::PUT, "/v2.1/os-quota-sets/{id}", quotas::update)
+        .route(M::DELETE, "/v2.1/os-quota-sets/{id}", quotas::delete)
+        .route(M::GET, "/v2.1/os-quota-sets/{id}/detail", quotas::detail)
+        .route(
+            M::GET,
+            "/v2.1/os-quota-sets/{id}/defaults",
+            quotas::defaults,
+        )
+        .route(M::GET, "/v2.1/os-quota-class-sets/{id}", quotas::class_show)
+        .route(
+            M::PUT,
+            "/v2.1/os-quota-class-sets/{id}",
+            quotas::class_update,
+        )
+        .route(M::GET, "/v2.1/limits", quotas::limits)
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
 }

@@ -39,6 +39,10 @@ pub enum Target {
     None,
     /// `{id}` is a server: another project's server is a 404 to non-admins.
     Server,
+    /// `{id}` is a project (quota sets): Nova's project-scoped rules
+    /// (`{'project_id': id}` as the target) refuse non-admins of other projects with
+    /// the policy's 403.
+    Project,
 }
 
 /// One policy row.
@@ -255,6 +259,62 @@ pub const ROUTES: &[Endpoint] = &[
         Target::Server,
     ),
     ep("GET", "/v1/status", Admin, "stratus:status", Target::None),
+    ep(
+        "GET",
+        "/v2.1/os-quota-sets/{id}",
+        ProjectReader,
+        "os_compute_api:os-quota-sets:show",
+        Target::Project,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/os-quota-sets/{id}",
+        Admin,
+        "os_compute_api:os-quota-sets:update",
+        Target::Project,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-quota-sets/{id}",
+        Admin,
+        "os_compute_api:os-quota-sets:delete",
+        Target::Project,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-quota-sets/{id}/detail",
+        ProjectReader,
+        "os_compute_api:os-quota-sets:detail",
+        Target::Project,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-quota-sets/{id}/defaults",
+        Authenticated,
+        "os_compute_api:os-quota-sets:defaults",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-quota-class-sets/{id}",
+        Admin,
+        "os_compute_api:os-quota-class-sets:show",
+        Target::None,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/os-quota-class-sets/{id}",
+        Admin,
+        "os_compute_api:os-quota-class-sets:update",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/limits",
+        Authenticated,
+        "os_compute_api:limits",
+        Target::None,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -301,6 +361,13 @@ pub const CONDITIONAL: &[Conditional] = &[
         when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/limits",
+        when: "`tenant_id` query (another project's limits)",
+        rule: Admin,
+        name: "os_compute_api:limits:other_project",
     },
 ];
 
@@ -417,7 +484,10 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                 return ApiError::instance_not_found(id).into_response();
             }
         }
-        if !row.rule.allows(caller.role) {
+        let other_project = row.target == Target::Project
+            && !caller.is_admin
+            && path_id(row.path, parts.uri.path()).is_some_and(|id| id != caller.project);
+        if other_project || !row.rule.allows(caller.role) {
             tracing::info!(rule = row.name, role = ?caller.role, "policy refused");
             return ApiError::policy(row.name).into_response();
         }

@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::instance::{Instance, InstanceCommand};
+use domain::quota::{QuotaCommand, QuotaEvent, Usage};
 use domain::{CellName, InstanceId};
 use projections::Views;
 use serde_json::{json, Value};
@@ -107,14 +108,41 @@ pub async fn create(
         };
         (spec, details)
     };
+    // Quota first (Nova's order: after validation, before anything is recorded); a
+    // refusal appends nothing. Should the create itself be refused now, the holding is
+    // given back at once (the quota reactor would after its grace anyway).
+    let usage = Usage::of_flavor(spec.flavor.spec.vcpus, spec.flavor.spec.ram_mb);
+    let project = spec.project_id.clone();
+    let ctx = caller.ctx();
     st.engine
-        .instance(
-            id,
-            InstanceCommand::Create(Box::new(spec), details),
-            &caller.ctx(),
+        .reserve_instances(
+            &project,
+            &spec.user_id,
+            vec![(id, usage)],
+            &ctx,
             &caller.meta(),
         )
         .await?;
+    if let Err(e) = st
+        .engine
+        .instance(
+            id,
+            InstanceCommand::Create(Box::new(spec), details),
+            &ctx,
+            &caller.meta(),
+        )
+        .await
+    {
+        let release = QuotaCommand::Settle(QuotaEvent::Released { instance: id });
+        if let Err(re) = st
+            .engine
+            .quota(&project, |_| release.clone(), &ctx, &caller.meta())
+            .await
+        {
+            tracing::warn!(server = %id, error = %re, "quota not given back after a refused create; the quota reactor will");
+        }
+        return Err(e.into());
+    }
     let sid = id.to_string();
     tracing::info!(server = %sid, "server create accepted");
     let location = format!("{}/v2.1/servers/{sid}", caller.base());
@@ -370,11 +398,56 @@ pub async fn action(
             caller: &caller,
             instance: i,
         };
-        (i.id(), req.resolve(&cx)?)
+        let prepared = req.resolve(&cx)?;
+        if prepared.resize_quota.is_some() {
+            // Nova checks the instance's state and the flavors before the quota: a
+            // refused action answers its own error, not the quota's.
+            domain::instance::decide(
+                Some(i),
+                prepared.command.clone(),
+                &caller.ctx(),
+                &st.engine.config,
+            )?;
+        }
+        (i.id(), prepared)
     };
-    st.engine
-        .instance(iid, prepared.command, &caller.ctx(), &caller.meta())
-        .await?;
+    let ctx = caller.ctx();
+    let project = {
+        let views = st.engine.world().read();
+        visible(&views, &id, &caller)?.spec.project_id.clone()
+    };
+    if let Some((flavor, delta)) = &prepared.resize_quota {
+        st.engine
+            .reserve_resize(&project, iid, flavor, *delta, &ctx, &caller.meta())
+            .await?;
+    }
+    let done = st
+        .engine
+        .instance(iid, prepared.command, &ctx, &caller.meta())
+        .await;
+    if let (Err(_), Some(_)) = (&done, &prepared.resize_quota) {
+        // The resize did not start: its delta is given back now, not after the grace.
+        let give_back = |v: &Views| {
+            let usage = v
+                .quotas()
+                .ledger(&project)
+                .and_then(|r| r.state.holdings.get(&iid))
+                .map(|h| h.usage)
+                .unwrap_or_default();
+            QuotaCommand::Settle(QuotaEvent::Adjusted {
+                instance: iid,
+                usage,
+            })
+        };
+        if let Err(e) = st
+            .engine
+            .quota(&project, give_back, &ctx, &caller.meta())
+            .await
+        {
+            tracing::warn!(server = %iid, error = %e, "resize quota not given back; the quota reactor will");
+        }
+    }
+    done?;
     Ok(match reply {
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
         Reply::AcceptedWithBody(body) => {

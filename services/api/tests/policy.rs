@@ -31,6 +31,7 @@ enum Owner {
 struct Fixture {
     server: String,
     flavor: String,
+    project: &'static str,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -51,7 +52,15 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    Fixture { server, flavor }
+    let project = match owner {
+        Owner::Own => "p1",
+        Owner::Other => "p2",
+    };
+    Fixture {
+        server,
+        flavor,
+        project,
+    }
 }
 
 /// The request exercising `row` on the fixture: (method, path, body).
@@ -62,6 +71,10 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             "{id}",
             if row.path.starts_with("/v2.1/flavors") {
                 &f.flavor
+            } else if row.path.starts_with("/v2.1/os-quota-sets") {
+                f.project
+            } else if row.path.starts_with("/v2.1/os-quota-class-sets") {
+                "default"
             } else {
                 &f.server
             },
@@ -85,6 +98,12 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             Some(json!({"extra_specs": {"a": "b"}}))
         }
         ("PUT", "/v2.1/flavors/{id}/os-extra_specs/{key}", None) => Some(json!({"k": "v2"})),
+        ("PUT", "/v2.1/os-quota-sets/{id}", None) => {
+            Some(json!({"quota_set": {"instances": 1000}}))
+        }
+        ("PUT", "/v2.1/os-quota-class-sets/{id}", None) => {
+            Some(json!({"quota_class_set": {"key_pairs": 100}}))
+        }
         (m, p, None) => panic!("no sample request for {m} {p}: add one to tests/policy.rs"),
     };
     let method = Method::from_bytes(row.method.as_bytes()).unwrap();
@@ -101,6 +120,13 @@ fn expected(
 ) -> Result<(), (StatusCode, Option<String>)> {
     if target == Target::Server && owner == Owner::Other && role != Role::Admin {
         return Err((StatusCode::NOT_FOUND, None));
+    }
+    // Project-scoped rules: another project is the policy's refusal.
+    if target == Target::Project && owner == Owner::Other && role != Role::Admin {
+        return Err((
+            StatusCode::FORBIDDEN,
+            Some(format!("Policy doesn't allow {name} to be performed.")),
+        ));
     }
     if !rule.allows(Some(role)) {
         return Err((
@@ -204,6 +230,9 @@ fn conditional_request(method: &str, path: &str, when: &str) -> (Method, String,
                 "networks": "none", "host": "host1"}}),
             ),
         ),
+        ("GET", "/v2.1/limits") if when.contains("tenant_id") => {
+            (Method::GET, format!("{path}?tenant_id=p2"), None)
+        }
         ("POST", "/v2.1/servers") if when.contains("az:host") => (
             Method::POST,
             path.to_string(),

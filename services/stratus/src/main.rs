@@ -287,6 +287,8 @@ struct ApiArgs {
     http: HttpArgs,
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    quota: QuotaArgs,
 }
 
 /// The simulated hypervisor of `serve` and `compute`.
@@ -328,6 +330,53 @@ impl HostArgs {
         o.sim.delay = Duration::from_millis(self.sim_delay_ms);
         o.sim.fail_rate = self.sim_fail_rate;
         o.report_interval = Duration::from_secs(self.report_interval.max(1));
+        Ok(())
+    }
+}
+
+/// Quota defaults (API role) and the grace of unmatched reservations (scheduler role,
+/// which runs the quota reactor): `serve`, `api`, `scheduler`. Every process of a
+/// deployment should be given the same values, as Nova's `[quota]` options.
+#[derive(clap::Args, Debug)]
+struct QuotaArgs {
+    /// A default limit under the `default` quota class, as RESOURCE=N (Nova's names:
+    /// instances, cores, ram, key_pairs, server_groups, server_group_members,
+    /// metadata_items, injected_files, injected_file_content_bytes,
+    /// injected_file_path_bytes; -1 = unlimited). Repeatable; unnamed resources keep
+    /// Nova's defaults.
+    #[arg(long, value_parser = quota_default, value_name = "RESOURCE=N", allow_hyphen_values = true)]
+    default_quota: Vec<(domain::quota::Resource, i64)>,
+    /// Seconds a quota reservation whose server (or resize) never appeared is kept
+    /// before it is given back.
+    #[arg(long, default_value_t = 60)]
+    quota_grace: i64,
+}
+
+fn quota_default(s: &str) -> Result<(domain::quota::Resource, i64), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected RESOURCE=N"))?;
+    let r = domain::quota::Resource::from_key(k).ok_or_else(|| {
+        let names: Vec<&str> = domain::quota::Resource::ALL
+            .iter()
+            .map(|r| r.key())
+            .collect();
+        format!("{k}: not a quota resource ({})", names.join(", "))
+    })?;
+    let n: i64 = v.parse().map_err(|_| format!("{v}: not an integer"))?;
+    if n < -1 {
+        return Err(format!("{n}: a limit is -1 (unlimited) or more"));
+    }
+    Ok((r, n))
+}
+
+impl QuotaArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.quota_grace < 1 {
+            anyhow::bail!("--quota-grace must be at least 1 second");
+        }
+        o.quota.base.extend(self.default_quota.iter().copied());
+        o.quota.grace = domain::quota::Grace(self.quota_grace);
         Ok(())
     }
 }
@@ -441,6 +490,8 @@ struct SchedulerArgs {
     part: PartArgs,
     #[command(flatten)]
     scheduling: SchedulingArgs,
+    #[command(flatten)]
+    quota: QuotaArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -550,6 +601,8 @@ struct ServeArgs {
     sim: HostArgs,
     #[command(flatten)]
     scheduling: SchedulingArgs,
+    #[command(flatten)]
+    quota: QuotaArgs,
     /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222,
     /// several comma-separated for a cluster) instead of the embedded store.
     #[arg(long)]
@@ -759,6 +812,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.identity.apply(&mut o)?;
             a.sim.apply(&mut o)?;
             a.scheduling.apply(&mut o)?;
+            a.quota.apply(&mut o)?;
             o.hosts = a.hosts;
             o.cell_hosts = a.cell_hosts.clone();
             o.nats = a.nats.clone();
@@ -777,6 +831,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             let mut o = part_options(&a.part, roles, "api");
             a.http.apply(&mut o)?;
             a.identity.apply(&mut o)?;
+            a.quota.apply(&mut o)?;
             run_until_signal(o, "api").await
         }
         Cmd::Admin { cmd } => run_admin(cmd).await,
@@ -800,6 +855,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             };
             let mut o = part_options(&a.part, roles, "scheduler");
             a.scheduling.apply(&mut o)?;
+            a.quota.apply(&mut o)?;
             run_until_signal(o, "scheduler").await
         }
         Cmd::Projector(a) => {

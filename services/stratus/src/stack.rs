@@ -44,6 +44,8 @@ pub struct StackOptions {
     pub sim: SimOptions,
     /// State machine tunables.
     pub config: Config,
+    /// Quota defaults and the grace of unmatched reservations.
+    pub quota: engine::quota::QuotaConfig,
     /// Reconciler period.
     pub reconcile_every: Duration,
     /// Period of the reactors' own reconcile pass (their safety net for commits a
@@ -161,6 +163,7 @@ impl StackOptions {
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
             reactor_reconcile_every: engine::runtime::DEFAULT_REACTOR_RECONCILE,
+            quota: engine::quota::QuotaConfig::default(),
             nats: None,
             nats_replicas: 1,
             roles: Roles::all(),
@@ -363,13 +366,14 @@ impl Stack {
         }
         proj_tasks.push(projector.spawn_flusher(Duration::from_secs(1), proj_rx.clone()));
 
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             dynlog.clone(),
             world.clone(),
             checkpoints,
             opts.config,
             read_timeout(opts.nats.is_some()),
         );
+        engine.quota = opts.quota.clone();
         let engine = Arc::new(match &log {
             // One process runs every agent of the embedded store and its beats live in
             // memory: hosts it does not run (left in the log by an earlier start with
@@ -492,6 +496,7 @@ impl Stack {
         if opts.roles.scheduler {
             runtime.reactor(Arc::new(scheduler::Scheduler::default()));
             runtime.reactor(Arc::new(scheduler::Placement::default()));
+            runtime.reactor(Arc::new(quota::QuotaKeeper::default()));
             runtime.periodic(
                 Arc::new(scheduler::Reconciler),
                 Period::immediate(opts.reconcile_every),

@@ -43,7 +43,22 @@ impl Resp {
     }
 }
 
+/// A stack whose projects have room for every test's servers (instances, cores and
+/// ram unlimited); quota tests use [`start_with_quota`].
 pub async fn start() -> Stack {
+    let mut base = domain::quota::nova_defaults();
+    for r in [
+        domain::quota::Resource::Instances,
+        domain::quota::Resource::Cores,
+        domain::quota::Resource::Ram,
+    ] {
+        base.insert(r, -1);
+    }
+    start_with_quota(base).await
+}
+
+/// A stack with these default limits (under the `default` quota class).
+pub async fn start_with_quota(base: domain::quota::Limits) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
     let checkpoints =
@@ -56,13 +71,15 @@ pub async fn start() -> Stack {
         log.ensure_stream(&s).await.unwrap();
         projector.follow(s, rx.clone());
     }
-    let engine = Arc::new(Engine::new(
+    let mut engine = Engine::new(
         log,
         world,
         checkpoints,
         Default::default(),
         Duration::from_secs(5),
-    ));
+    );
+    engine.quota.base = base;
+    let engine = Arc::new(engine);
     // The default image (`cirros`, the id every test boots from), as at bootstrap.
     let images = image::ImageStore::open(dir.path().join("images")).unwrap();
     image::bootstrap::ensure_default_images(&engine, &images)

@@ -1,0 +1,128 @@
+//! The quota reactor: gives back what instances no longer hold.
+//!
+//! Admission (usage growing) happens in the API, on the project's ledger, through
+//! [`engine::Engine::reserve_instances`] / [`engine::Engine::reserve_resize`]. This
+//! reactor is the other half: level-triggered on the world, it records for every holding
+//! what [`domain::quota::reconcile`] decides (released when the instance is deleted or
+//! its build failed, the upsize delta given back or folded in when a resize ends, and
+//! anything whose instance or resize never appeared once the grace has passed).
+//!
+//! Invariants:
+//! - It never grows usage: every event it appends is a [`QuotaCommand::Settle`], which
+//!   the ledger's `decide` turns into nothing when it no longer changes anything (another
+//!   replica, or the API, got there first).
+//! - Its appends carry a dedupe id derived from the instance and the ledger position it
+//!   decided on, so a redelivery writes nothing twice.
+//! - One piece of work per instance at a time ([`InFlight`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::instance::InstanceEvent;
+use domain::quota::{self, QuotaCommand, QuotaEvent};
+use domain::{Ctx, Event, InstanceId, TaskState};
+use engine::{now, Delivery, Engine, Family, InFlight, Meta, Reactor};
+
+/// The quota reactor.
+#[derive(Debug, Default)]
+pub struct QuotaKeeper {
+    inflight: InFlight<InstanceId>,
+}
+
+/// What the reactor should append for instance `id` of `project` now, with the ledger
+/// sequence it was decided on (`None`: nothing).
+pub fn settlement(
+    engine: &Engine,
+    project: &str,
+    id: InstanceId,
+    saw_resize_start: bool,
+) -> Option<(QuotaEvent, u64)> {
+    let v = engine.world().read();
+    let row = v.quotas().ledger(project)?;
+    let holding = row.state.holdings.get(&id)?;
+    quota::reconcile(
+        id,
+        holding,
+        v.instance(&id),
+        saw_resize_start,
+        now(),
+        engine.quota.grace,
+    )
+    .map(|e| (e, row.seq))
+}
+
+impl QuotaKeeper {
+    /// Settles instance `id` of `project` in the background (once at a time).
+    fn check(&self, engine: &Arc<Engine>, project: String, id: InstanceId, saw_start: bool) {
+        let Some((event, seq)) = settlement(engine, &project, id, saw_start) else {
+            return;
+        };
+        let engine = engine.clone();
+        self.inflight.spawn(id, async move {
+            let meta = Meta::service(
+                "quota",
+                &format!("req-quota-{id}"),
+                &format!("quota:{}", event.event_type()),
+                domain::dedupe::quota(id, seq),
+            );
+            let ctx = Ctx::service("quota", now(), uuid::Uuid::now_v7());
+            let cmd = QuotaCommand::Settle(event);
+            if let Err(e) = engine.quota(&project, |_| cmd.clone(), &ctx, &meta).await {
+                tracing::warn!(instance = %id, error = %e, "quota settlement failed; retried at the next reconcile");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Reactor for QuotaKeeper {
+    fn name(&self) -> &str {
+        "quota"
+    }
+
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        let Some(id) = InstanceId::parse(delivery.subject.id_token()) else {
+            return;
+        };
+        // A resize that starts and ends between two looks of the reactor is still seen
+        // starting here, so its end gives the delta back at once.
+        let saw_start = delivery.events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Instance(InstanceEvent::MigrationStarted { .. })
+                    | Event::Instance(InstanceEvent::TaskStarted {
+                        task: TaskState::ResizePrep,
+                        ..
+                    })
+            )
+        });
+        let project = match engine.world().read().instance(&id) {
+            Some(i) => i.spec.project_id.clone(),
+            None => return,
+        };
+        self.check(engine, project, id, saw_start);
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let all: Vec<(String, InstanceId)> = {
+            let v = engine.world().read();
+            v.quotas()
+                .ledgers()
+                .flat_map(|(p, r)| {
+                    r.state
+                        .holdings
+                        .keys()
+                        .map(move |id| (p.clone(), *id))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for (project, id) in all {
+            self.check(engine, project, id, false);
+        }
+    }
+}
