@@ -327,6 +327,13 @@ pub enum QuotaCommand {
     Settle(QuotaEvent),
     /// Set a quota class's limits (on the class's subject).
     SetClass { limits: Limits },
+    /// Record what a live instance that holds nothing uses (one created before quotas
+    /// were recorded): its usage exists already, so no limit is checked.
+    Adopt {
+        instance: InstanceId,
+        user: String,
+        usage: Usage,
+    },
 }
 
 /// A ledger or quota-class event.
@@ -530,6 +537,20 @@ pub fn decide(
             check_limits(&limits)?;
             Ok(vec![QuotaEvent::ClassSet { limits, at: now }])
         }
+        QuotaCommand::Adopt {
+            instance,
+            user,
+            usage,
+        } => Ok(if ledger.holdings.contains_key(&instance) {
+            vec![]
+        } else {
+            vec![QuotaEvent::Reserved {
+                instance,
+                user,
+                usage,
+                at: now,
+            }]
+        }),
         QuotaCommand::DeleteLimits { user } => {
             Ok(vec![QuotaEvent::LimitsDeleted { user, at: now }])
         }
@@ -640,9 +661,30 @@ impl Default for Grace {
     }
 }
 
+/// What a live instance holds once the quota reactor has caught up: nothing when it is
+/// deleted or its build failed; during a resize or migration the larger of the two
+/// flavors, resource by resource (so a revert always fits); else its flavor.
+pub fn expected_usage(i: &Instance) -> Usage {
+    if i.deleted || build_failed(i) {
+        return Usage::default();
+    }
+    match &i.migration {
+        Some(m) => {
+            let old = Usage::of_flavor(m.old_flavor.spec.vcpus, m.old_flavor.spec.ram_mb);
+            let new = Usage::of_flavor(m.new_flavor.spec.vcpus, m.new_flavor.spec.ram_mb);
+            Usage {
+                instances: 1,
+                cores: old.cores.max(new.cores),
+                ram: old.ram.max(new.ram),
+            }
+        }
+        None => Usage::of_instance(i),
+    }
+}
+
 /// Whether an instance's build failed for good (it never ran and is in ERROR): Nova's
 /// failed builds give their quota back here.
-fn build_failed(i: &Instance) -> bool {
+pub fn build_failed(i: &Instance) -> bool {
     i.vm_state == VmState::Error && i.launched_at.is_none() && i.op.is_none()
 }
 

@@ -15,6 +15,7 @@ use domain::host::{HostEvent, HostSpec, Ratios, Resources};
 use domain::identity::{IdentityEvent, IdentityName, NameKind, RoleId};
 use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
 use domain::instance::*;
+use domain::quota::{QuotaEvent, Resource, Usage};
 use domain::*;
 use projections::codec;
 use uuid::Uuid;
@@ -378,6 +379,54 @@ fn samples() -> Vec<Event> {
             id: RoleId::new("r1").unwrap(),
             name: IdentityName::new("member").unwrap(),
             at: t(30),
+        }),
+        // Quota ledgers and classes (issue 10).
+        Event::Quota(QuotaEvent::Reserved {
+            instance: InstanceId(u(1)),
+            user: "u".into(),
+            usage: Usage {
+                instances: 1,
+                cores: 2,
+                ram: 512,
+            },
+            at: t(40),
+        }),
+        Event::Quota(QuotaEvent::ResizeReserved {
+            instance: InstanceId(u(1)),
+            flavor: FlavorId::new("2").unwrap(),
+            delta: Usage {
+                instances: 0,
+                cores: 1,
+                ram: 1024,
+            },
+            at: t(41),
+        }),
+        Event::Quota(QuotaEvent::ResizeStarted {
+            instance: InstanceId(u(1)),
+        }),
+        Event::Quota(QuotaEvent::Adjusted {
+            instance: InstanceId(u(1)),
+            usage: Usage {
+                instances: 1,
+                cores: 3,
+                ram: 1536,
+            },
+        }),
+        Event::Quota(QuotaEvent::Released {
+            instance: InstanceId(u(1)),
+        }),
+        Event::Quota(QuotaEvent::LimitsSet {
+            user: Some("u".into()),
+            limits: BTreeMap::from([(Resource::Instances, 5), (Resource::Ram, -1)]),
+            at: t(42),
+        }),
+        Event::Quota(QuotaEvent::LimitsDeleted {
+            user: None,
+            at: t(43),
+        }),
+        Event::Quota(QuotaEvent::ClassSet {
+            limits: BTreeMap::from([(Resource::KeyPairs, 7)]),
+            at: t(44),
         }),
     ]
 }

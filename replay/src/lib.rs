@@ -232,3 +232,48 @@ pub async fn history(log: &dyn EventLog, id: InstanceId) -> Result<Vec<HistorySt
     }
     Ok(steps)
 }
+
+/// One project's quota usage two ways: what its ledger holds and what its live
+/// instances use ([`domain::quota::expected_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaLine {
+    /// Project id.
+    pub project: String,
+    /// The ledger's total (holdings and resize deltas).
+    pub ledger: domain::quota::Usage,
+    /// The sum over the project's live instances.
+    pub live: domain::quota::Usage,
+}
+
+impl QuotaLine {
+    /// Whether the two agree.
+    pub fn matches(&self) -> bool {
+        self.ledger == self.live
+    }
+}
+
+/// Quota audit of folded views: for every project with a ledger or an instance, its
+/// ledger usage against its live instances'. On a settled log (no request in flight,
+/// the quota reactor caught up) every line matches; a line that does not names a leak
+/// (ledger above) or an admission that was bypassed (ledger below).
+pub fn quota_audit(v: &Views) -> Vec<QuotaLine> {
+    use domain::quota::{expected_usage, Usage};
+    let mut lines: BTreeMap<String, (Usage, Usage)> = BTreeMap::new();
+    for (project, row) in v.quotas().ledgers() {
+        lines.entry(project).or_default().0 = row.state.used(None);
+    }
+    for row in v.instances().values() {
+        if let Some(i) = row.state() {
+            let e = lines.entry(i.spec.project_id.clone()).or_default();
+            e.1 = e.1.plus(expected_usage(i));
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(project, (ledger, live))| QuotaLine {
+            project,
+            ledger,
+            live,
+        })
+        .collect()
+}

@@ -24,6 +24,14 @@ pub fn options(dir: &std::path::Path) -> StackOptions {
     // These scenarios use development tokens (`user:project`).
     o.auth = stratus::stack::AuthKind::NoAuth;
     o.identity_listen = "127.0.0.1:0".parse().expect("addr");
+    // Room for every scenario's servers; quota scenarios set their own limits.
+    for r in [
+        domain::quota::Resource::Instances,
+        domain::quota::Resource::Cores,
+        domain::quota::Resource::Ram,
+    ] {
+        o.quota.base.insert(r, -1);
+    }
     o
 }
 

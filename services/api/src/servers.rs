@@ -123,6 +123,8 @@ pub async fn create(
             &caller.meta(),
         )
         .await?;
+    // Fault tests stop here: the reservation is committed, the build request is not.
+    engine::failpoint("api-after-quota-reserve");
     if let Err(e) = st
         .engine
         .instance(

@@ -41,7 +41,9 @@ pub use runtime::{InFlight, Period, Periodic, Runtime, RuntimeOptions};
 /// Crash points for fault tests. When the environment variable `STRATUS_FAILPOINTS`
 /// (comma-separated names) names `name`, the process aborts right here, as abruptly as
 /// a SIGKILL: nothing is flushed, no checkpoint or ack is written. Points in the code:
-/// `scheduler-after-claim` (a host claim is committed, the instance not yet mapped).
+/// `scheduler-after-claim` (a host claim is committed, the instance not yet mapped),
+/// `api-after-quota-reserve` (a create's quota is reserved, its build request not yet
+/// appended).
 pub fn failpoint(name: &str) {
     static ARMED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let armed = ARMED.get_or_init(|| {

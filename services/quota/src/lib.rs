@@ -74,6 +74,57 @@ impl QuotaKeeper {
     }
 }
 
+impl QuotaKeeper {
+    /// Records a holding for every live instance of a cell that holds none (created
+    /// before quotas were recorded). Instances still on the api stream are left alone:
+    /// a create reserves before its build request, so theirs exists or is on its way.
+    fn adopt(&self, engine: &Arc<Engine>) {
+        let orphans: Vec<(String, InstanceId, String, quota::Usage)> = {
+            let v = engine.world().read();
+            v.instances()
+                .iter()
+                .filter(|(_, r)| r.cell.is_some())
+                .filter_map(|(id, r)| {
+                    let i = r.state()?;
+                    let usage = quota::expected_usage(i);
+                    let held = v
+                        .quotas()
+                        .ledger(&i.spec.project_id)
+                        .is_some_and(|l| l.state.holdings.contains_key(id));
+                    (!held && !usage.is_zero()).then(|| {
+                        (
+                            i.spec.project_id.clone(),
+                            *id,
+                            i.spec.user_id.clone(),
+                            usage,
+                        )
+                    })
+                })
+                .collect()
+        };
+        for (project, id, user, usage) in orphans {
+            let engine = engine.clone();
+            self.inflight.spawn(id, async move {
+                let meta = Meta::service(
+                    "quota",
+                    &format!("req-quota-{id}"),
+                    "quota:adopt",
+                    format!("quota:adopt:{id}"),
+                );
+                let ctx = Ctx::service("quota", now(), uuid::Uuid::now_v7());
+                let cmd = QuotaCommand::Adopt {
+                    instance: id,
+                    user,
+                    usage,
+                };
+                if let Err(e) = engine.quota(&project, |_| cmd.clone(), &ctx, &meta).await {
+                    tracing::warn!(instance = %id, error = %e, "quota adoption failed; retried at the next reconcile");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl Reactor for QuotaKeeper {
     fn name(&self) -> &str {
@@ -108,6 +159,7 @@ impl Reactor for QuotaKeeper {
     }
 
     async fn reconcile(&self, engine: &Arc<Engine>) {
+        self.adopt(engine);
         let all: Vec<(String, InstanceId)> = {
             let v = engine.world().read();
             v.quotas()

@@ -624,6 +624,16 @@ enum ReplayCmd {
         #[arg(long)]
         nats: Option<String>,
     },
+    /// Fold the log and check every project's quota usage against its live servers
+    /// (exit 1 on any difference; run it on a settled log).
+    Quota {
+        /// Data directory of the embedded store (the server must be stopped).
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
+    },
     /// Print an instance's events with its state after each.
     History {
         /// Data directory.
@@ -962,6 +972,46 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     for d in &r.differences {
                         println!("  {d}");
                     }
+                    std::process::exit(1);
+                }
+            }
+            ReplayCmd::Quota { data_dir, nats } => {
+                let views = match &nats {
+                    None => {
+                        let _held = DataDir::existing(
+                            &data_dir,
+                            Store::Log,
+                            "stop it first: the audit folds the log it holds",
+                        )?;
+                        let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(&data_dir))?;
+                        let r = replay::fold(log.clone(), &Default::default()).await;
+                        log.close();
+                        r?.0
+                    }
+                    Some(url) => {
+                        let log = open_nats(url).await?;
+                        let r = replay::fold(log.clone(), &Default::default()).await;
+                        log.close();
+                        r?.0
+                    }
+                };
+                let lines = replay::quota_audit(&views);
+                let mut bad = 0;
+                println!(
+                    "project                           ledger (inst/cores/ram)   live servers"
+                );
+                for l in &lines {
+                    let u =
+                        |x: domain::quota::Usage| format!("{}/{}/{}", x.instances, x.cores, x.ram);
+                    let mark = if l.matches() { "" } else { "  MISMATCH" };
+                    bad += usize::from(!l.matches());
+                    println!("{:<33} {:<25} {}{mark}", l.project, u(l.ledger), u(l.live));
+                }
+                if bad == 0 {
+                    println!("MATCH: every project's quota usage equals its live servers'");
+                    Ok(())
+                } else {
+                    println!("MISMATCH: {bad} project(s)");
                     std::process::exit(1);
                 }
             }

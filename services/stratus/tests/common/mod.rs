@@ -51,11 +51,24 @@ pub fn free_port() -> u16 {
 }
 
 /// The flags these tests rely on for `serve` and `api`: noauth tokens
-/// (`X-Auth-Token: user:project`) and an identity listener on a free port.
+/// (`X-Auth-Token: user:project`), an identity listener on a free port, and room for
+/// every test's servers (instances, cores and ram unlimited) unless the test sets a
+/// `--default-quota` itself.
 pub fn dev_auth(args: &[&str]) -> Vec<&'static str> {
     match args.first() {
         Some(&"serve") | Some(&"api") => {
-            vec!["--auth", "noauth", "--identity-listen", "127.0.0.1:0"]
+            let mut v = vec!["--auth", "noauth", "--identity-listen", "127.0.0.1:0"];
+            if !args.contains(&"--default-quota") {
+                v.extend([
+                    "--default-quota",
+                    "instances=-1",
+                    "--default-quota",
+                    "cores=-1",
+                    "--default-quota",
+                    "ram=-1",
+                ]);
+            }
+            v
         }
         _ => vec![],
     }
