@@ -378,3 +378,71 @@ async fn flavor_responses_have_exactly_the_samples_fields() {
         failures.join("\n")
     );
 }
+
+/// os-quota-sets, os-quota-class-sets and limits (issue 10): every sample of every
+/// microversion directory, request samples sent as they are.
+#[tokio::test]
+async fn quota_and_limits_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let put = |path: String, v: Option<String>, body: Value| {
+        let s = &s;
+        async move {
+            s.call(Method::PUT, &path, Some(ADMIN), v.as_deref(), Some(body))
+                .await
+        }
+    };
+    for (version, dir) in versions("os-quota-sets") {
+        let v = Some(version.as_str());
+        for (file, path) in [
+            ("quotas-show-get-resp.json", "/v2.1/os-quota-sets/p1"),
+            ("quotas-show-detail-get-resp.json", "/v2.1/os-quota-sets/p1/detail"),
+            ("quotas-show-defaults-get-resp.json", "/v2.1/os-quota-sets/p1/defaults"),
+            ("user-quotas-show-get-resp.json", "/v2.1/os-quota-sets/p1?user_id=u1"),
+        ] {
+            let r = s.get(path, ADMIN, v).await;
+            assert_eq!(r.status, StatusCode::OK, "{path} @ {version}: {:?}", r.body);
+            compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+            compared += 1;
+        }
+        for (req, resp, path) in [
+            ("quotas-update-post-req.json", "quotas-update-post-resp.json", "/v2.1/os-quota-sets/p1"),
+            ("quotas-update-force-post-req.json", "quotas-update-force-post-resp.json", "/v2.1/os-quota-sets/p1"),
+            ("user-quotas-update-post-req.json", "user-quotas-update-post-resp.json", "/v2.1/os-quota-sets/p1?user_id=u1"),
+        ] {
+            let r = put(path.to_string(), Some(version.clone()), load(&dir.join(req))).await;
+            assert_eq!(r.status, StatusCode::OK, "{req} @ {version}: {:?}", r.body);
+            compare(resp, &version, &r.body, &load(&dir.join(resp)), &mut failures);
+            compared += 1;
+        }
+    }
+    for (version, dir) in versions("os-quota-class-sets") {
+        let v = Some(version.as_str());
+        let r = s.get("/v2.1/os-quota-class-sets/default", ADMIN, v).await;
+        let file = "quota-classes-show-get-resp.json";
+        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        let r = put(
+            "/v2.1/os-quota-class-sets/test_class".into(),
+            Some(version.clone()),
+            load(&dir.join("quota-classes-update-post-req.json")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "class update @ {version}: {:?}", r.body);
+        let file = "quota-classes-update-post-resp.json";
+        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        compared += 2;
+    }
+    for (version, dir) in versions("limits") {
+        let r = s.get("/v2.1/limits", ADMIN, Some(version.as_str())).await;
+        let file = "limit-get-resp.json";
+        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        compared += 1;
+    }
+    assert!(compared >= 31, "only {compared} samples compared");
+    assert!(
+        failures.is_empty(),
+        "responses differ from Nova's samples:\n{}",
+        failures.join("\n")
+    );
+}
