@@ -149,6 +149,32 @@ expect_status vm1 VERIFY_RESIZE
 run server migration confirm vm1
 expect_status vm1 ACTIVE
 
+step "quota show / set, limits show, over quota"
+QUOTA=$(run quota show --compute -f json)
+python3 -c 'import json,sys; q={r["Resource"]:r["Limit"] for r in json.load(sys.stdin)}; assert q["instances"]==10 and q["cores"]==20, q' <<<"$QUOTA" \
+    || fail "quota show: not Nova's defaults: $QUOTA"
+DEFAULTS=$(run quota show --compute --default -f json)
+grep -q '"key-pairs"\|"key_pairs"' <<<"$DEFAULTS" || fail "quota show --default: no key_pairs: $DEFAULTS"
+run quota set --instances 1 admin
+QUOTA=$(run quota show --compute -f json admin)
+python3 -c 'import json,sys; q={r["Resource"]:r["Limit"] for r in json.load(sys.stdin)}; assert q["instances"]==1, q' <<<"$QUOTA" \
+    || fail "quota set --instances 1 not shown: $QUOTA"
+LIMITS=$(run limits show --absolute -f json)
+python3 -c '
+import json,sys
+l={r["Name"]:r["Value"] for r in json.load(sys.stdin)}
+assert l["max_total_instances"]==1 and l["total_instances_used"]==1 and l["total_ram_used"]==2048, l' <<<"$LIMITS" \
+    || fail "limits show --absolute: $LIMITS"
+if OUT=$(openstack server create --flavor m1.tiny --image cirros --nic none over-quota 2>&1); then
+    fail "a create over quota was accepted: $OUT"
+fi
+grep -q "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances" <<<"$OUT" \
+    || fail "over-quota create did not fail with Nova's quota message: $OUT"
+echo "  refused: Quota exceeded for instances"
+USAGE=$(run quota show --compute --usage -f json admin)
+grep -q '"In Use"' <<<"$USAGE" || fail "quota show --usage: no usage column: $USAGE"
+run quota set --instances 10 admin
+
 step "delete --wait"
 run server delete --wait vm1
 if openstack server show vm1 >/dev/null 2>&1; then fail "vm1 still shown after delete --wait"; fi
