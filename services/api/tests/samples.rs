@@ -397,23 +397,61 @@ async fn quota_and_limits_responses_have_exactly_the_samples_fields() {
         let v = Some(version.as_str());
         for (file, path) in [
             ("quotas-show-get-resp.json", "/v2.1/os-quota-sets/p1"),
-            ("quotas-show-detail-get-resp.json", "/v2.1/os-quota-sets/p1/detail"),
-            ("quotas-show-defaults-get-resp.json", "/v2.1/os-quota-sets/p1/defaults"),
-            ("user-quotas-show-get-resp.json", "/v2.1/os-quota-sets/p1?user_id=u1"),
+            (
+                "quotas-show-detail-get-resp.json",
+                "/v2.1/os-quota-sets/p1/detail",
+            ),
+            (
+                "quotas-show-defaults-get-resp.json",
+                "/v2.1/os-quota-sets/p1/defaults",
+            ),
+            (
+                "user-quotas-show-get-resp.json",
+                "/v2.1/os-quota-sets/p1?user_id=u1",
+            ),
         ] {
             let r = s.get(path, ADMIN, v).await;
             assert_eq!(r.status, StatusCode::OK, "{path} @ {version}: {:?}", r.body);
-            compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+            compare(
+                file,
+                &version,
+                &r.body,
+                &load(&dir.join(file)),
+                &mut failures,
+            );
             compared += 1;
         }
         for (req, resp, path) in [
-            ("quotas-update-post-req.json", "quotas-update-post-resp.json", "/v2.1/os-quota-sets/p1"),
-            ("quotas-update-force-post-req.json", "quotas-update-force-post-resp.json", "/v2.1/os-quota-sets/p1"),
-            ("user-quotas-update-post-req.json", "user-quotas-update-post-resp.json", "/v2.1/os-quota-sets/p1?user_id=u1"),
+            (
+                "quotas-update-post-req.json",
+                "quotas-update-post-resp.json",
+                "/v2.1/os-quota-sets/p1",
+            ),
+            (
+                "quotas-update-force-post-req.json",
+                "quotas-update-force-post-resp.json",
+                "/v2.1/os-quota-sets/p1",
+            ),
+            (
+                "user-quotas-update-post-req.json",
+                "user-quotas-update-post-resp.json",
+                "/v2.1/os-quota-sets/p1?user_id=u1",
+            ),
         ] {
-            let r = put(path.to_string(), Some(version.clone()), load(&dir.join(req))).await;
+            let r = put(
+                path.to_string(),
+                Some(version.clone()),
+                load(&dir.join(req)),
+            )
+            .await;
             assert_eq!(r.status, StatusCode::OK, "{req} @ {version}: {:?}", r.body);
-            compare(resp, &version, &r.body, &load(&dir.join(resp)), &mut failures);
+            compare(
+                resp,
+                &version,
+                &r.body,
+                &load(&dir.join(resp)),
+                &mut failures,
+            );
             compared += 1;
         }
     }
@@ -421,22 +459,45 @@ async fn quota_and_limits_responses_have_exactly_the_samples_fields() {
         let v = Some(version.as_str());
         let r = s.get("/v2.1/os-quota-class-sets/default", ADMIN, v).await;
         let file = "quota-classes-show-get-resp.json";
-        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        compare(
+            file,
+            &version,
+            &r.body,
+            &load(&dir.join(file)),
+            &mut failures,
+        );
         let r = put(
             "/v2.1/os-quota-class-sets/test_class".into(),
             Some(version.clone()),
             load(&dir.join("quota-classes-update-post-req.json")),
         )
         .await;
-        assert_eq!(r.status, StatusCode::OK, "class update @ {version}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "class update @ {version}: {:?}",
+            r.body
+        );
         let file = "quota-classes-update-post-resp.json";
-        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        compare(
+            file,
+            &version,
+            &r.body,
+            &load(&dir.join(file)),
+            &mut failures,
+        );
         compared += 2;
     }
     for (version, dir) in versions("limits") {
         let r = s.get("/v2.1/limits", ADMIN, Some(version.as_str())).await;
         let file = "limit-get-resp.json";
-        compare(file, &version, &r.body, &load(&dir.join(file)), &mut failures);
+        compare(
+            file,
+            &version,
+            &r.body,
+            &load(&dir.join(file)),
+            &mut failures,
+        );
         compared += 1;
     }
     assert!(compared >= 31, "only {compared} samples compared");

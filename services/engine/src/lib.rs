@@ -135,6 +135,9 @@ pub struct Engine {
     /// Write-through cache of host states this process appended (subject -> (seq, state)):
     /// the next claim on a hot host decides on it without waiting for the projector.
     hosts: std::sync::Mutex<std::collections::HashMap<Subject, (u64, domain::host::Host)>>,
+    /// The same for quota ledgers: admissions of one project queue on its ledger, so
+    /// each decides on the state the previous one left without waiting for the world.
+    ledgers: std::sync::Mutex<std::collections::HashMap<Subject, (u64, domain::quota::Ledger)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -176,6 +179,7 @@ impl Engine {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             hosts: Default::default(),
+            ledgers: Default::default(),
         }
     }
 
@@ -254,6 +258,7 @@ impl Engine {
             }
         }
         self.hosts.lock_or_recover().clear();
+        self.ledgers.lock_or_recover().clear();
         Ok(())
     }
 

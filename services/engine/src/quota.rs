@@ -13,6 +13,8 @@ use domain::{Ctx, Event, FlavorId, InstanceId};
 use projections::quota::{class_subject, ledger_subject};
 use projections::Views;
 
+use eventlog::{LockExt, LogError};
+
 use crate::{Engine, EngineError, Meta, Outcome};
 
 /// Quota settings of a process: the base under the `default` class and how long an
@@ -56,6 +58,14 @@ impl Engine {
 
     /// Executes a command on a project's ledger; `make` builds it from the view it is
     /// decided on (so the limits it carries are read with the ledger).
+    ///
+    /// Admissions of one project queue on its ledger's lock. On a single-writer log
+    /// (the embedded store) the append is *submitted* under the lock and acknowledged
+    /// outside it, the next admission deciding on a write-through cache of the ledger
+    /// (as host claims do), so many admissions share one group commit; elsewhere the
+    /// append completes under the lock. Either way each decision sees every earlier
+    /// admission of this process, and OCC on the ledger's sequence orders processes.
+    /// Returns once the world reflects the append (read-your-writes).
     pub async fn quota(
         &self,
         project: &str,
@@ -64,22 +74,71 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = ledger_subject(project);
-        self.execute_on_world(
-            &subject,
-            &format!("quota {project}"),
-            |v| {
-                let row = v.quotas().ledger(project);
-                let evs = quota::decide(row.map(|r| &r.state), make(v), ctx.now)?;
-                Ok((
-                    evs.into_iter().map(Event::Quota).collect(),
-                    row.map(|r| r.seq).unwrap_or(0),
-                ))
-            },
-            |v| v.quotas().ledger(project).map(|r| r.seq),
-            ctx,
-            meta,
-        )
-        .await
+        let pipeline = self.log.single_writer();
+        for _ in 0..crate::MAX_RETRIES {
+            let guard = self.lock(subject.as_str()).await;
+            let (state, expected, cmd) = {
+                let v = self.world().read();
+                let world = v.quotas().ledger(project).map(|r| (r.seq, r.state.clone()));
+                let cached = self.ledgers.lock_or_recover().get(&subject).cloned();
+                let (seq, state) = match (world, cached) {
+                    (Some(w), Some(c)) if c.0 > w.0 => (c.0, Some(c.1)),
+                    (Some(w), _) => (w.0, Some(w.1)),
+                    (None, Some(c)) => (c.0, Some(c.1)),
+                    (None, None) => (0, None),
+                };
+                (state, seq, make(&v))
+            };
+            let events = quota::decide(state.as_ref(), cmd, ctx.now)?;
+            if events.is_empty() {
+                return Ok(Outcome::default());
+            }
+            let next = events
+                .iter()
+                .fold(state, |s, e| quota::evolve(s, e))
+                .unwrap_or_default();
+            let events: Vec<Event> = events.into_iter().map(Event::Quota).collect();
+            let req = Self::request(subject.clone(), expected, &events, ctx, meta);
+            let result = if pipeline {
+                let pending = self.log().submit(req).await?;
+                self.ledgers
+                    .lock_or_recover()
+                    .insert(subject.clone(), (expected + 1, next));
+                drop(guard);
+                pending.await
+            } else {
+                let r = self.log().append(req).await;
+                if let Ok(ack) = &r {
+                    self.ledgers
+                        .lock_or_recover()
+                        .insert(subject.clone(), (ack.subject_seq, next));
+                }
+                drop(guard);
+                r
+            };
+            match result {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        self.ledgers.lock_or_recover().remove(&subject);
+                    }
+                    self.settle(&subject, &ack).await?;
+                    return Ok(Outcome {
+                        events,
+                        ack: Some(ack),
+                    });
+                }
+                Err(LogError::WrongLastSequence { actual, .. }) => {
+                    self.ledgers.lock_or_recover().remove(&subject);
+                    self.wait_seq(|v| v.quotas().ledger(project).is_some_and(|r| r.seq >= actual))
+                        .await;
+                }
+                Err(e) => {
+                    self.ledgers.lock_or_recover().remove(&subject);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(EngineError::Contention(format!("quota {project}")))
     }
 
     /// Admits new instances of `project` created by `user` (all or nothing): 403 with

@@ -20,6 +20,130 @@ use serde_json::{json, Value};
 
 use crate::stack::{Stack, StackOptions};
 
+/// Instances, cores and ram unlimited by default.
+fn unlimited_instances(so: &mut StackOptions) {
+    use domain::quota::Resource;
+    for r in [Resource::Instances, Resource::Cores, Resource::Ram] {
+        so.quota.base.insert(r, -1);
+    }
+}
+
+/// Figures of the quota admission measurement.
+#[derive(Debug, Clone)]
+pub struct QuotaReport {
+    /// Creates sent.
+    pub creates: u64,
+    /// Creates admitted (202).
+    pub admitted: u64,
+    /// Creates refused over quota (403).
+    pub refused: u64,
+    /// The project's instance limit.
+    pub limit: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Latency p50 / p99 of a create (ms).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Quota admission: `creates` concurrent `POST /servers` of one project (from
+/// `concurrency` clients) against room for half of them, on a fresh all-in-one with the
+/// simulated hosts. Every decision is one admission on the project's ledger; the
+/// report says how many were admitted (exactly the limit, or it is an error).
+pub async fn quota_admission(
+    creates: u64,
+    concurrency: usize,
+    nats: Option<String>,
+) -> anyhow::Result<QuotaReport> {
+    let data_dir = std::env::temp_dir().join(format!("stratus-bench-{}", uuid::Uuid::new_v4()));
+    let mut so = StackOptions::new(&data_dir);
+    so.listen = "127.0.0.1:0".parse()?;
+    so.auth = crate::stack::AuthKind::NoAuth;
+    so.identity_listen = "127.0.0.1:0".parse()?;
+    so.nats = nats;
+    unlimited_instances(&mut so);
+    let limit = creates / 2;
+    let stack = Stack::start(so).await?;
+    let base = format!("http://{}/v2.1", stack.addr);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let r = http
+        .put(format!("{base}/os-quota-sets/quota"))
+        .header("X-Auth-Token", "admin:admin")
+        .json(&json!({"quota_set": {"instances": limit}}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("quota set: {}", r.status());
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let (ok, over) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(creates as usize)));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..concurrency {
+        let (http, base, next, ok, over, lat) = (
+            http.clone(),
+            base.clone(),
+            next.clone(),
+            ok.clone(),
+            over.clone(),
+            lat.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= creates {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}/servers"))
+                    .header("X-Auth-Token", "bench:quota")
+                    .header("OpenStack-API-Version", "compute 2.90")
+                    .json(&json!({"server": {"name": format!("q{n}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}}))
+                    .send()
+                    .await?;
+                lat.lock_or_recover()
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                match r.status().as_u16() {
+                    202 => ok.fetch_add(1, Ordering::Relaxed),
+                    403 => over.fetch_add(1, Ordering::Relaxed),
+                    s => bail!("create answered {s}: {}", r.text().await.unwrap_or_default()),
+                };
+            }
+        }));
+    }
+    let mut first_err = None;
+    for h in handles {
+        if let Err(e) = h.await? {
+            first_err.get_or_insert(e);
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    if let Some(e) = first_err {
+        return Err(e.context("a quota benchmark client failed"));
+    }
+    let (admitted, refused) = (ok.load(Ordering::Relaxed), over.load(Ordering::Relaxed));
+    if admitted != limit {
+        bail!("{admitted} creates admitted against a limit of {limit}");
+    }
+    let mut l = std::mem::take(&mut *lat.lock_or_recover());
+    l.sort_unstable();
+    Ok(QuotaReport {
+        creates,
+        admitted,
+        refused,
+        limit,
+        seconds,
+        p50_ms: percentile(&l, 0.50),
+        p99_ms: percentile(&l, 0.99),
+    })
+}
+
 /// Pause between two status polls of one client.
 const POLL_MS: u64 = 10;
 
@@ -484,6 +608,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     so.identity_listen = "127.0.0.1:0".parse()?;
     so.hosts = opts.hosts;
     so.nats = opts.nats.clone();
+    // Every client's servers live in one project: room for all of them (the ledger
+    // still records every create and delete, so its cost is measured).
+    unlimited_instances(&mut so);
     let (mut raw_occ_rate, mut log_layer) = (None, None);
     let raw_publish_rate = match &opts.nats {
         Some(url) => {

@@ -670,6 +670,10 @@ struct BenchArgs {
     /// With --nats: commits appended by the log-layer measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     log_appends: u64,
+    /// Measure quota admission instead: this many concurrent creates of one project
+    /// against room for half of them (`--concurrency` clients).
+    #[arg(long, value_name = "CREATES")]
+    quota: Option<u64>,
 }
 
 /// Connects to JetStream for read-only tools (streams are verified, never created
@@ -1078,6 +1082,27 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();
+            }
+            if let Some(creates) = b.quota {
+                let r = bench::quota_admission(creates, b.concurrency, b.nats.clone()).await?;
+                println!(
+                    "stratus bench --quota ({} concurrent clients, one project)",
+                    b.concurrency
+                );
+                println!(
+                    "  {} creates in {:.2} s = {:.0} admission decisions/s; admitted {} (limit {}), refused {}",
+                    r.creates,
+                    r.seconds,
+                    r.creates as f64 / r.seconds,
+                    r.admitted,
+                    r.limit,
+                    r.refused
+                );
+                println!(
+                    "  create latency p50 {:.2} ms, p99 {:.2} ms",
+                    r.p50_ms, r.p99_ms
+                );
+                return Ok(());
             }
             let r = bench::run(BenchOptions {
                 cycles: b.cycles,

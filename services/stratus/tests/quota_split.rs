@@ -131,7 +131,10 @@ async fn api_killed_between_reservation_and_build_request() {
         if v.quotas().ledger("demo").unwrap().state.holdings.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the reservation was never released");
+        assert!(
+            Instant::now() < deadline,
+            "the reservation was never released"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let out = run(&["replay", "quota", "--nats", &url]);
