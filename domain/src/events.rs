@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::AggregateEvent;
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
@@ -28,6 +29,8 @@ pub enum Event {
     Image(ImageEvent),
     /// An identity event: project, user, role or name index (api stream).
     Identity(IdentityEvent),
+    /// A host aggregate event (api stream, one subject for all aggregates).
+    Aggregate(AggregateEvent),
 }
 
 impl Event {
@@ -62,6 +65,14 @@ impl Event {
                 ImageEvent::Deleted { .. } => "image.deleted",
             },
             Event::Identity(e) => e.event_type(),
+            Event::Aggregate(e) => match e {
+                AggregateEvent::Created { .. } => "aggregate.created",
+                AggregateEvent::Updated { .. } => "aggregate.updated",
+                AggregateEvent::Deleted { .. } => "aggregate.deleted",
+                AggregateEvent::HostAdded { .. } => "aggregate.host_added",
+                AggregateEvent::HostRemoved { .. } => "aggregate.host_removed",
+                AggregateEvent::MetadataSet { .. } => "aggregate.metadata_set",
+            },
         }
     }
 

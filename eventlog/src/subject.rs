@@ -80,11 +80,13 @@ pub enum SubjectKind {
     UserName,
     /// The claim on a role name.
     RoleName,
+    /// Every host aggregate, on one subject (`stratus.api.aggregates.all`).
+    Aggregates,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 12] = [
+    pub const ALL: [SubjectKind; 13] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -97,6 +99,7 @@ impl SubjectKind {
         SubjectKind::ProjectName,
         SubjectKind::UserName,
         SubjectKind::RoleName,
+        SubjectKind::Aggregates,
     ];
 
     /// The subject token.
@@ -114,6 +117,7 @@ impl SubjectKind {
             SubjectKind::ProjectName => "project_name",
             SubjectKind::UserName => "user_name",
             SubjectKind::RoleName => "role_name",
+            SubjectKind::Aggregates => "aggregates",
         }
     }
 

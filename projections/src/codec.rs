@@ -8,6 +8,7 @@
 //! - `eventlog`-independent corpus tests (`projections/tests/corpus.rs`) decode a
 //!   committed file of encoded events of every type and version, forever.
 
+use domain::aggregate::AggregateEvent;
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
@@ -38,6 +39,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::HostMapping(x) => postcard::to_stdvec(x),
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
+        Event::Aggregate(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -73,6 +75,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("image"), 1) => {
             Event::Image(postcard::from_bytes::<ImageEvent>(payload).map_err(perr)?)
+        }
+        (Some("aggregate"), 1) => {
+            Event::Aggregate(postcard::from_bytes::<AggregateEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

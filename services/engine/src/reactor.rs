@@ -61,6 +61,8 @@ pub enum Family {
     Image,
     /// [`Event::Identity`].
     Identity,
+    /// [`Event::Aggregate`].
+    Aggregate,
 }
 
 impl Family {
@@ -74,6 +76,7 @@ impl Family {
             Event::HostMapping(_) => Family::HostMapping,
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
+            Event::Aggregate(_) => Family::Aggregate,
         }
     }
 
@@ -88,6 +91,7 @@ impl Family {
             "instance" => Family::Instance,
             "flavor" => Family::Flavor,
             "host" => Family::Host,
+            "aggregate" => Family::Aggregate,
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
