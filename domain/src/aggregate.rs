@@ -192,6 +192,9 @@ pub enum AggregateEvent {
 enum Action {
     Add,
     Remove,
+    /// Nova's delete refusal reuses `InvalidAggregateActionDelete` ("Cannot remove host
+    /// from aggregate"), answered with 400 where remove_host's is a 409.
+    Delete,
     Update,
     UpdateMeta,
 }
@@ -199,15 +202,18 @@ enum Action {
 fn invalid(action: Action, id: AggregateId, reason: &str) -> DomainError {
     let msg = match action {
         Action::Add => format!("Cannot add host to aggregate {id}. Reason: {reason}."),
-        Action::Remove => format!("Cannot remove host from aggregate {id}. Reason: {reason}."),
+        Action::Remove | Action::Delete => {
+            format!("Cannot remove host from aggregate {id}. Reason: {reason}.")
+        }
         Action::Update => format!("Cannot update aggregate {id}. Reason: {reason}."),
         Action::UpdateMeta => {
             format!("Cannot update metadata of aggregate {id}. Reason: {reason}.")
         }
     };
     match action {
-        // Nova answers add_host's InvalidAggregateAction with a 409, the others with 400.
-        Action::Add => DomainError::Conflict(msg),
+        // Nova answers add_host's and remove_host's InvalidAggregateAction with a 409,
+        // the others with 400.
+        Action::Add | Action::Remove => DomainError::Conflict(msg),
         _ => DomainError::BadRequest(msg),
     }
 }
@@ -358,7 +364,7 @@ pub fn decide(
         AggregateCommand::Delete { id } => {
             let a = live(id)?;
             if !a.hosts.is_empty() {
-                return Err(invalid(Action::Remove, id, "Host aggregate is not empty"));
+                return Err(invalid(Action::Delete, id, "Host aggregate is not empty"));
             }
             Ok(vec![AggregateEvent::Deleted { id, at }])
         }
