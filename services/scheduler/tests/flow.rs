@@ -591,20 +591,21 @@ async fn builds_land_in_the_zone_their_aggregates_give() {
     for id in in_az1.iter().chain(&in_nova) {
         wait_status(&e, *id, "ACTIVE").await;
     }
-    let v = e.engine.world().read();
-    for id in &in_az1 {
-        assert_eq!(
-            v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
-            "host3"
-        );
+    {
+        let v = e.engine.world().read();
+        for id in &in_az1 {
+            assert_eq!(
+                v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
+                "host3"
+            );
+        }
+        for id in &in_nova {
+            assert_ne!(
+                v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
+                "host3"
+            );
+        }
     }
-    for id in &in_nova {
-        assert_ne!(
-            v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
-            "host3"
-        );
-    }
-    drop(v);
     // host3 has room for 8 x 512 MiB at ratio 1.5 (6144 MiB / 512 = 12): fill it.
     let mut more = Vec::new();
     for _ in 0..9 {
