@@ -438,3 +438,88 @@ async fn zones_come_from_aggregates_and_servers_land_in_them() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
 }
+
+/// POSTs `body` to `path` as admin from `n` concurrent tasks; the statuses.
+async fn race(
+    s: &Stack,
+    path: impl Fn(usize) -> String,
+    body: impl Fn(usize) -> Value,
+    n: usize,
+) -> Vec<StatusCode> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (client, url, b) = (s.client.clone(), format!("{}{}", s.base, path(i)), body(i));
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-Auth-Token", ADMIN)
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The rules spanning aggregates hold under concurrency: of 16 racing creates of one
+/// name exactly one is made, and of 16 racing adds of one host to aggregates of 16
+/// different zones exactly one succeeds (one subject, decided on the whole set, OCC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_commands_keep_names_unique_and_one_zone_per_host() {
+    let s = common::start().await;
+    s.register_host("host1").await;
+    let statuses = race(
+        &s,
+        |_| "/v2.1/os-aggregates".into(),
+        |_| json!({"aggregate": {"name": "same"}}),
+        16,
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|c| **c == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|c| *c == StatusCode::OK || *c == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        ids.push(create(&s, &format!("z{i}"), Some(&format!("zone{i}"))).await["id"].clone());
+    }
+    let statuses = race(
+        &s,
+        |i| format!("/v2.1/os-aggregates/{}/action", ids[i]),
+        |_| json!({"add_host": {"host": "host1"}}),
+        16,
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|c| **c == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    let r = s.get("/v2.1/os-aggregates", ADMIN, None).await;
+    let holding = r.body["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["hosts"] == json!(["host1"]))
+        .count();
+    assert_eq!(holding, 1);
+    let zones = s.get("/v2.1/os-availability-zone", ADMIN, None).await;
+    assert_eq!(
+        zones.body["availabilityZoneInfo"].as_array().unwrap().len(),
+        1
+    );
+}
