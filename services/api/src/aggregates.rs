@@ -59,7 +59,7 @@ pub fn aggregate_view(a: &Aggregate, version: Version, brief: bool) -> Value {
 fn aggregate_id(id: &str) -> Result<AggregateId, ApiError> {
     id.trim()
         .parse::<i64>()
-        .map_err(|_| ApiError::bad_request(format!("id must be an integer, got: {id}")))
+        .map_err(|_| ApiError::bad_request("Invalid input received: id must be an integer"))
         .and_then(|n| u64::try_from(n).map_err(|_| not_found(id)))
         .map(AggregateId)
 }

@@ -156,7 +156,7 @@ async fn aggregate_lifecycle_with_novas_shapes_and_errors() {
         "/v2.1/os-aggregates/abc",
         None,
         StatusCode::BAD_REQUEST,
-        "id must be an integer, got: abc",
+        "Invalid input received: id must be an integer",
     )
     .await;
 
