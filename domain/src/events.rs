@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::AggregateEvent;
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
@@ -31,6 +32,8 @@ pub enum Event {
     Identity(IdentityEvent),
     /// A quota ledger or quota class event (api stream).
     Quota(QuotaEvent),
+    /// A host aggregate event (api stream, one subject for all aggregates).
+    Aggregate(AggregateEvent),
 }
 
 impl Event {
@@ -66,6 +69,14 @@ impl Event {
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
+            Event::Aggregate(e) => match e {
+                AggregateEvent::Created { .. } => "aggregate.created",
+                AggregateEvent::Updated { .. } => "aggregate.updated",
+                AggregateEvent::Deleted { .. } => "aggregate.deleted",
+                AggregateEvent::HostAdded { .. } => "aggregate.host_added",
+                AggregateEvent::HostRemoved { .. } => "aggregate.host_removed",
+                AggregateEvent::MetadataSet { .. } => "aggregate.metadata_set",
+            },
         }
     }
 

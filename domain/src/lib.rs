@@ -10,6 +10,7 @@
 //! - Folding the events `decide` produced onto the state it was given yields the state
 //!   the decision meant (checked by property tests).
 
+pub mod aggregate;
 pub mod cell;
 pub mod dedupe;
 pub mod error;

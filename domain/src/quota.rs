@@ -391,17 +391,26 @@ impl QuotaEvent {
 /// Nova's TooManyInstances message for the resources over their limit (sorted, as
 /// Nova sorts `overs`): `Quota exceeded for instances: Requested 1, but already used 10
 /// of 10 instances`.
-fn too_many(overs: &[(Resource, String, i64, i64)]) -> DomainError {
-    let join = |f: &dyn Fn(&(Resource, String, i64, i64)) -> String| {
-        overs.iter().map(f).collect::<Vec<_>>().join(", ")
-    };
-    let names = join(&|o| o.0.key().to_string());
+fn too_many(overs: &[Over]) -> DomainError {
+    let names = join(overs, |o| o.resource.key().to_string());
     DomainError::Forbidden(format!(
         "Quota exceeded for {names}: Requested {}, but already used {} of {} {names}",
-        join(&|o| o.1.clone()),
-        join(&|o| o.2.to_string()),
-        join(&|o| o.3.to_string()),
+        join(overs, |o| o.requested.clone()),
+        join(overs, |o| o.used.to_string()),
+        join(overs, |o| o.limit.to_string()),
     ))
+}
+
+/// One resource over its limit, as Nova's message shows it.
+struct Over {
+    resource: Resource,
+    requested: String,
+    used: i64,
+    limit: i64,
+}
+
+fn join(overs: &[Over], f: impl Fn(&Over) -> String) -> String {
+    overs.iter().map(f).collect::<Vec<_>>().join(", ")
 }
 
 /// Checks `requested` against project (and user) limits and usage.
@@ -414,7 +423,7 @@ fn admit(
     user_limits: Option<&Limits>,
 ) -> Result<(), DomainError> {
     let check = |limits: &Limits, used: Usage| {
-        let mut overs: Vec<(Resource, String, i64, i64)> = Vec::new();
+        let mut overs: Vec<Over> = Vec::new();
         for r in [Resource::Instances, Resource::Cores, Resource::Ram] {
             let limit = limits.get(&r).copied().unwrap_or(-1);
             let want = requested.get(r);
@@ -424,10 +433,15 @@ fn admit(
                 } else {
                     want.to_string()
                 };
-                overs.push((r, shown, used.get(r), limit));
+                overs.push(Over {
+                    resource: r,
+                    requested: shown,
+                    used: used.get(r),
+                    limit,
+                });
             }
         }
-        overs.sort_by_key(|o| o.0.key());
+        overs.sort_by_key(|o| o.resource.key());
         if overs.is_empty() {
             Ok(())
         } else {

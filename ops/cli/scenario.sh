@@ -179,4 +179,46 @@ step "delete --wait"
 run server delete --wait vm1
 if openstack server show vm1 >/dev/null 2>&1; then fail "vm1 still shown after delete --wait"; fi
 
+step "aggregates and availability zones"
+run aggregate create --zone scen-az scen-agg >/dev/null
+run aggregate add host scen-agg host2 >/dev/null
+run aggregate set --property scen-key=scen-value scen-agg
+SHOWN=$(run aggregate show -f json scen-agg)
+python3 -c '
+import json, sys
+a = json.loads(sys.argv[1])
+assert a["availability_zone"] == "scen-az", a
+assert a["hosts"] == ["host2"], a
+props = a["properties"]
+if isinstance(props, str):
+    assert "scen-key" in props and "scen-value" in props, a
+else:
+    assert props.get("scen-key") == "scen-value", a
+' "$SHOWN" || fail "aggregate show scen-agg: $SHOWN"
+LISTED=$(run aggregate list)
+grep -q scen-agg <<<"$LISTED" || fail "aggregate list lacks scen-agg:
+$LISTED"
+ZONES=$(run availability zone list -f value -c "Zone Name")
+grep -qx scen-az <<<"$ZONES" && grep -qx nova <<<"$ZONES" || fail "availability zone list: $ZONES"
+LONG=$(run availability zone list --long -f value)
+grep -q "scen-az.*host2" <<<"$LONG" && grep -q "nova.*host1" <<<"$LONG" \
+    || fail "availability zone list --long does not place host2 in scen-az and host1 in nova:
+$LONG"
+run server create --image cirros --flavor m1.tiny --nic none --availability-zone scen-az --wait vm-az >/dev/null
+expect_status vm-az ACTIVE
+AZ=$(run server show -f value -c OS-EXT-AZ:availability_zone vm-az)
+[ "$AZ" = "scen-az" ] || fail "vm-az is in zone '$AZ', not scen-az"
+ON=$(run server show -f value -c OS-EXT-SRV-ATTR:host vm-az)
+[ "$ON" = "host2" ] || fail "vm-az landed on '$ON', not on host2 (scen-az's only host)"
+if OUT=$(openstack server create --image cirros --flavor m1.tiny --nic none --availability-zone nowhere vm-nowhere 2>&1); then
+    fail "a server in an unknown zone was accepted: $OUT"
+fi
+grep -q "The requested availability zone is not available" <<<"$OUT" || fail "unknown zone: $OUT"
+run server delete --wait vm-az
+run aggregate remove host scen-agg host2 >/dev/null
+run aggregate delete scen-agg
+LISTED=$(run aggregate list)
+if grep -q scen-agg <<<"$LISTED"; then fail "scen-agg still listed after delete:
+$LISTED"; fi
+
 echo "SCENARIO PASSED"

@@ -8,6 +8,7 @@
 //! - `eventlog`-independent corpus tests (`projections/tests/corpus.rs`) decode a
 //!   committed file of encoded events of every type and version, forever.
 
+use domain::aggregate::AggregateEvent;
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
@@ -40,6 +41,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
         Event::Quota(x) => postcard::to_stdvec(x),
+        Event::Aggregate(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -78,6 +80,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("quota"), 1) => {
             Event::Quota(postcard::from_bytes::<QuotaEvent>(payload).map_err(perr)?)
+        }
+        (Some("aggregate"), 1) => {
+            Event::Aggregate(postcard::from_bytes::<AggregateEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

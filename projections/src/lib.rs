@@ -7,6 +7,7 @@
 //! in `Views::default`); the store, snapshots, merges and `replay` iterate the
 //! registered models.
 
+pub mod aggregates;
 pub mod codec;
 pub mod health;
 pub mod identity;
@@ -17,6 +18,7 @@ pub mod store;
 pub mod views;
 pub mod world;
 
+pub use aggregates::Aggregates;
 pub use health::CellHealth;
 pub use identity::IdentityViews;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};

@@ -25,6 +25,7 @@ use domain::{CellName, ClaimId, Event, HostName, ImageId, InstanceId, Timestamp}
 use eventlog::{Commit, StreamName, Subject};
 use serde::{Deserialize, Serialize};
 
+use crate::aggregates::Aggregates;
 use crate::codec;
 use crate::identity::IdentityViews;
 use crate::model::{AnyModel, Invalid, ReadModel, Row, Table, Touched};
@@ -404,6 +405,7 @@ impl Default for Views {
         v.register::<Images>();
         v.register::<IdentityViews>();
         v.register::<crate::quota::Quotas>();
+        v.register::<Aggregates>();
         v
     }
 }
@@ -548,6 +550,34 @@ impl Views {
     /// Quota ledgers and classes.
     pub fn quotas(&self) -> &crate::quota::Quotas {
         self.model::<crate::quota::Quotas>()
+    }
+
+    /// Host aggregates and their host / zone indexes.
+    pub fn aggregates(&self) -> &Aggregates {
+        self.model::<Aggregates>()
+    }
+
+    /// The availability zone of a host: the zone of its aggregates, else Nova's default
+    /// `nova`. The one function the scheduler, the server views and the zone listings
+    /// use (a host's `HostSpec.availability_zone` is not consulted).
+    pub fn host_availability_zone(&self, host: &HostName) -> String {
+        self.aggregates().zone_of(host).to_string()
+    }
+
+    /// Every compute host known to the world: registered (cell host rows) or mapped.
+    pub fn compute_host_known(&self, host: &HostName) -> bool {
+        self.host_mappings().contains_key(host)
+            || self.hosts().values().any(|r| &r.state.spec.name == host)
+    }
+
+    /// The zones compute hosts are in (Nova's available zones: every zone with a
+    /// registered compute host), sorted.
+    pub fn availability_zones(&self) -> BTreeSet<String> {
+        self.hosts()
+            .values()
+            .filter(|r| r.state.spec.cell != CellName::cell0())
+            .map(|r| self.host_availability_zone(&r.state.spec.name))
+            .collect()
     }
 
     /// Effective instance state.

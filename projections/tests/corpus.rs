@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domain::aggregate::{AggregateEvent, AggregateId};
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::{FlavorEvent, FlavorSpec};
 use domain::host::{HostEvent, HostSpec, Ratios, Resources};
@@ -427,6 +428,41 @@ fn samples() -> Vec<Event> {
         Event::Quota(QuotaEvent::ClassSet {
             limits: BTreeMap::from([(Resource::KeyPairs, 7)]),
             at: t(44),
+        }),
+        Event::Aggregate(AggregateEvent::Created {
+            id: AggregateId(1),
+            uuid: u(40),
+            name: "agg1".into(),
+            availability_zone: Some("az1".into()),
+            at: t(31),
+        }),
+        Event::Aggregate(AggregateEvent::Updated {
+            id: AggregateId(1),
+            name: Some("agg2".into()),
+            availability_zone: Some("az2".into()),
+            at: t(32),
+        }),
+        Event::Aggregate(AggregateEvent::Deleted {
+            id: AggregateId(1),
+            at: t(33),
+        }),
+        Event::Aggregate(AggregateEvent::HostAdded {
+            id: AggregateId(1),
+            host: HostName::new("host1").unwrap(),
+            at: t(34),
+        }),
+        Event::Aggregate(AggregateEvent::HostRemoved {
+            id: AggregateId(1),
+            host: HostName::new("host1").unwrap(),
+            at: t(35),
+        }),
+        Event::Aggregate(AggregateEvent::MetadataSet {
+            id: AggregateId(1),
+            metadata: BTreeMap::from([
+                ("k".to_string(), Some("v".to_string())),
+                ("gone".to_string(), None),
+            ]),
+            at: t(36),
         }),
     ]
 }

@@ -489,14 +489,10 @@ impl Action for Unshelve {
     }
 }
 
-/// An availability zone some host is in (or the default `nova`).
+/// An availability zone some compute host is in (through its aggregates, or the
+/// default `nova` for hosts in no zoned aggregate).
 fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
-    if az == "nova"
-        || views
-            .hosts()
-            .values()
-            .any(|r| r.state.spec.availability_zone == az)
-    {
+    if views.availability_zones().contains(az) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

@@ -18,7 +18,8 @@
 //! [`body`] (typed request bodies and their Nova-shaped 400s), [`actions`] (every
 //! server action, declared once), [`parse`] (validation of the other bodies and
 //! queries), [`view`] (response shaping), [`error`] (the one HTTP error mapping), and
-//! thin handlers in [`servers`], [`flavors`] and [`misc`].
+//! thin handlers in [`servers`], [`flavors`], [`aggregates`] (host aggregates and
+//! availability zones) and [`misc`].
 //!
 //! What each microversion changes here: 2.3 extended server attributes (admin), 2.9
 //! `locked`, 2.16 `host_status` (admin), 2.19 server `description`, 2.25
@@ -34,6 +35,7 @@
 //! 2.100 `scheduler_hints`.
 
 pub mod actions;
+pub mod aggregates;
 pub mod body;
 pub mod context;
 pub mod error;
@@ -211,6 +213,18 @@ pub fn routes(state: ApiState) -> Registrar {
             quotas::class_update,
         )
         .route(M::GET, "/v2.1/limits", quotas::limits)
+        .route(M::GET, "/v2.1/os-aggregates", aggregates::index)
+        .route(M::POST, "/v2.1/os-aggregates", aggregates::create)
+        .route(M::GET, "/v2.1/os-aggregates/{id}", aggregates::show)
+        .route(M::PUT, "/v2.1/os-aggregates/{id}", aggregates::update)
+        .route(M::DELETE, "/v2.1/os-aggregates/{id}", aggregates::delete)
+        .route(M::POST, policy::AGGREGATE_ACTION_PATH, aggregates::action)
+        .route(M::GET, "/v2.1/os-availability-zone", aggregates::zones)
+        .route(
+            M::GET,
+            "/v2.1/os-availability-zone/detail",
+            aggregates::zones_detail,
+        )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
 }

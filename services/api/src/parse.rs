@@ -653,13 +653,10 @@ pub fn resolve_create(
         let img = usable_image(views, id, caller)?;
         check_image_fits(img, &flavor, true)?;
     }
-    if let Some(az) = &req.availability_zone {
-        let known = az == "nova"
-            || views
-                .hosts()
-                .values()
-                .any(|r| &r.state.spec.availability_zone == az);
-        if !known {
+    // Nova checks the zone against the zones of the compute hosts (their aggregates'
+    // zone, else `nova`), except when a host is forced (`az:host`).
+    if let (Some(az), false) = (&req.availability_zone, req.forced_host) {
+        if !views.availability_zones().contains(az) {
             return Err(ApiError::bad_request(
                 "The requested availability zone is not available",
             ));

@@ -93,6 +93,20 @@ const fn act(action: &'static str, rule: Rule, name: &'static str) -> Endpoint {
     }
 }
 
+/// `POST /v2.1/os-aggregates/{id}/action` rows (one per aggregate action, all admin).
+pub const AGGREGATE_ACTION_PATH: &str = "/v2.1/os-aggregates/{id}/action";
+
+const fn agg_act(action: &'static str, name: &'static str) -> Endpoint {
+    Endpoint {
+        method: "POST",
+        path: AGGREGATE_ACTION_PATH,
+        action: Some(action),
+        rule: Rule::Admin,
+        name,
+        target: Target::None,
+    }
+}
+
 use Rule::{Admin, Authenticated, ProjectMember, ProjectReader, Public};
 
 /// Every endpoint of the compute API with its rule: [`ROUTES`], then one row per
@@ -249,6 +263,58 @@ pub const ROUTES: &[Endpoint] = &[
         "/v2.1/flavors/{id}/os-extra_specs/{key}",
         Admin,
         "os_compute_api:os-flavor-extra-specs:delete",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-aggregates",
+        Admin,
+        "os_compute_api:os-aggregates:index",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-aggregates",
+        Admin,
+        "os_compute_api:os-aggregates:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-aggregates/{id}",
+        Admin,
+        "os_compute_api:os-aggregates:show",
+        Target::None,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/os-aggregates/{id}",
+        Admin,
+        "os_compute_api:os-aggregates:update",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-aggregates/{id}",
+        Admin,
+        "os_compute_api:os-aggregates:delete",
+        Target::None,
+    ),
+    agg_act("add_host", "os_compute_api:os-aggregates:add_host"),
+    agg_act("remove_host", "os_compute_api:os-aggregates:remove_host"),
+    agg_act("set_metadata", "os_compute_api:os-aggregates:set_metadata"),
+    ep(
+        "GET",
+        "/v2.1/os-availability-zone",
+        Authenticated,
+        "os_compute_api:os-availability-zone:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-availability-zone/detail",
+        Admin,
+        "os_compute_api:os-availability-zone:detail",
         Target::None,
     ),
     ep(
@@ -516,7 +582,7 @@ mod tests {
     fn rows_are_unique() {
         for (i, a) in ENDPOINTS.iter().enumerate() {
             assert!(
-                a.action.is_none() || a.path == ACTION_PATH,
+                a.action.is_none() || a.path == ACTION_PATH || a.path == AGGREGATE_ACTION_PATH,
                 "an action row off the action route: {a:?}"
             );
             for b in &ENDPOINTS[i + 1..] {

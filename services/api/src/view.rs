@@ -107,13 +107,11 @@ const PROGRESS_STATUSES: &[&str] = &[
     "MIGRATING",
 ];
 
+/// The zone of the host a server is on (Nova's `get_instance_availability_zone`: the
+/// host's current zone from its aggregates, else `nova`); None before it has a host.
 fn host_az(i: &Instance, views: &Views) -> Option<String> {
     let host = i.host.as_ref()?;
-    views
-        .hosts()
-        .values()
-        .find(|r| &r.state.spec.name == host)
-        .map(|r| r.state.spec.availability_zone.clone())
+    Some(views.host_availability_zone(host))
 }
 
 /// Nova's sanitised hostname from a display name.

@@ -310,6 +310,9 @@ async fn flavor_lifecycle_and_extra_specs() {
 async fn server_create_show_list_update_delete() {
     let s = start().await;
     s.flavor("1", "m1.tiny", 512, 1).await;
+    // The zone `nova` exists only while a compute host is in it (Nova lists the zones
+    // of compute services).
+    s.register_host("host1").await;
     let r = s
         .post(
             "/v2.1/servers",

@@ -32,6 +32,8 @@ struct Fixture {
     server: String,
     flavor: String,
     project: &'static str,
+    /// A host aggregate holding the host (so remove_host has a host to remove).
+    aggregate: String,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -56,10 +58,30 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         Owner::Own => "p1",
         Owner::Other => "p2",
     };
+    let r = s
+        .post(
+            "/v2.1/os-aggregates",
+            common::ADMIN,
+            None,
+            json!({"aggregate": {"name": format!("agg-{flavor}")}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let aggregate = r.body["aggregate"]["id"].to_string();
+    let r = s
+        .post(
+            &format!("/v2.1/os-aggregates/{aggregate}/action"),
+            common::ADMIN,
+            None,
+            json!({"add_host": {"host": host.as_str()}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     Fixture {
         server,
         flavor,
         project,
+        aggregate,
     }
 }
 
@@ -75,12 +97,20 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
                 f.project
             } else if row.path.starts_with("/v2.1/os-quota-class-sets") {
                 "default"
+            } else if row.path.starts_with("/v2.1/os-aggregates") {
+                &f.aggregate
             } else {
                 &f.server
             },
         )
         .replace("{key}", "k");
     let body = match (row.method, row.path, row.action) {
+        ("POST", api::policy::AGGREGATE_ACTION_PATH, Some(action)) => Some(match action {
+            "add_host" => json!({"add_host": {"host": "host1"}}),
+            "remove_host" => json!({"remove_host": {"host": "host1"}}),
+            "set_metadata" => json!({"set_metadata": {"metadata": {"k": "v"}}}),
+            other => panic!("no sample request for aggregate action {other}"),
+        }),
         // The action's declared example (resize's names flavor "2", made by the test).
         (_, _, Some(action)) => Some(
             api::actions::find(action)
@@ -104,6 +134,10 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         ("PUT", "/v2.1/os-quota-class-sets/{id}", None) => {
             Some(json!({"quota_class_set": {"key_pairs": 100}}))
         }
+        ("POST", "/v2.1/os-aggregates", None) => Some(json!({"aggregate": {
+            "name": format!("a-{}", Uuid::new_v4()), "availability_zone": "nova"}})),
+        ("PUT", "/v2.1/os-aggregates/{id}", None) => Some(json!({"aggregate": {
+            "name": format!("r-{}", Uuid::new_v4())}})),
         (m, p, None) => panic!("no sample request for {m} {p}: add one to tests/policy.rs"),
     };
     let method = Method::from_bytes(row.method.as_bytes()).unwrap();

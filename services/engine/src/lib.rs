@@ -12,6 +12,7 @@
 //! - Reactors are level-triggered: `handle` looks at current state, not at the event,
 //!   and every append they make carries a dedupe id derived from what caused it.
 
+pub mod aggregates;
 pub mod cells;
 pub mod images;
 pub mod liveness;

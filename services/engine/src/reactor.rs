@@ -63,6 +63,8 @@ pub enum Family {
     Identity,
     /// [`Event::Quota`].
     Quota,
+    /// [`Event::Aggregate`].
+    Aggregate,
 }
 
 impl Family {
@@ -77,6 +79,7 @@ impl Family {
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
             Event::Quota(_) => Family::Quota,
+            Event::Aggregate(_) => Family::Aggregate,
         }
     }
 
@@ -91,6 +94,7 @@ impl Family {
             "instance" => Family::Instance,
             "flavor" => Family::Flavor,
             "host" => Family::Host,
+            "aggregate" => Family::Aggregate,
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,

@@ -245,6 +245,15 @@ async fn claim_first(
     reserved: &mut Option<(HostName, u64)>,
 ) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
+    // AvailabilityZoneFilter: a host's zone comes from the aggregates (Nova's
+    // `default_availability_zone` `nova` for a host in no zoned aggregate), not from
+    // `HostSpec.availability_zone`, so the zone is filtered here and `choose` gets the
+    // request without it. A forced host (`az:host`) skips the filters, as in Nova.
+    let zone = req.availability_zone.filter(|_| req.force_host.is_none());
+    let req = &scheduling::Request {
+        availability_zone: None,
+        ..req.clone()
+    };
     let (candidates, down_fits): (Vec<(CellName, HostName)>, bool) = {
         let v = engine.world().read();
         // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
@@ -256,6 +265,7 @@ async fn claim_first(
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
+            .filter(|h| zone.is_none_or(|z| v.aggregates().zone_of(&h.spec.name) == z))
             .partition(|h| !engine.world().health.is_down(&h.spec.cell));
         let down_fits = !scheduling::choose(down, req).is_empty();
         let mut chosen: Vec<(u64, CellName, HostName)> = {

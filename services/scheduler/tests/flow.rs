@@ -129,6 +129,11 @@ fn user() -> Ctx {
 }
 
 async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
+    create_in(e, f, None).await
+}
+
+/// [`create`] asking for an availability zone.
+async fn create_in(e: &Env, f: FlavorSnapshot, az: Option<&str>) -> InstanceId {
     let id = InstanceId(Uuid::new_v4());
     let spec = InstanceSpec {
         id,
@@ -140,7 +145,7 @@ async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
         image_ref: "cirros".into(),
         boot_from_volume: false,
         metadata: BTreeMap::new(),
-        availability_zone: None,
+        availability_zone: az.map(str::to_string),
         networks: Networks::None,
         key_name: None,
         requested_host: None,
@@ -539,4 +544,96 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
         "{:?}",
         i.fault
     );
+}
+
+/// The AvailabilityZone filter takes a host's zone from the aggregates: builds asking for
+/// `az1` land only on the host of the `az1` aggregate, builds asking for `nova` only on
+/// the others, and a zone without room fails with NoValidHost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_land_in_the_zone_their_aggregates_give() {
+    use domain::aggregate::{AggregateCommand, AggregateId};
+    let e = env(
+        3,
+        Resources {
+            vcpus: 8,
+            ram_mb: 4096,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    let admin = Ctx {
+        is_admin: true,
+        ..user()
+    };
+    for cmd in [
+        AggregateCommand::Create {
+            name: "agg1".into(),
+            availability_zone: Some("az1".into()),
+        },
+        AggregateCommand::AddHost {
+            id: AggregateId(1),
+            host: HostName::new("host3").unwrap(),
+        },
+    ] {
+        e.engine
+            .aggregate(cmd, &admin, &Meta::default())
+            .await
+            .unwrap();
+    }
+    let mut in_az1 = Vec::new();
+    let mut in_nova = Vec::new();
+    for _ in 0..4 {
+        in_az1.push(create_in(&e, flavor("1", 1, 512), Some("az1")).await);
+        in_nova.push(create_in(&e, flavor("1", 1, 512), Some("nova")).await);
+    }
+    for id in in_az1.iter().chain(&in_nova) {
+        wait_status(&e, *id, "ACTIVE").await;
+    }
+    {
+        let v = e.engine.world().read();
+        for id in &in_az1 {
+            assert_eq!(
+                v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
+                "host3"
+            );
+        }
+        for id in &in_nova {
+            assert_ne!(
+                v.instance(id).unwrap().host.as_ref().unwrap().as_str(),
+                "host3"
+            );
+        }
+    }
+    // host3 has room for 8 x 512 MiB at ratio 1.5 (6144 MiB / 512 = 12): fill it.
+    let mut more = Vec::new();
+    for _ in 0..9 {
+        more.push(create_in(&e, flavor("1", 1, 512), Some("az1")).await);
+    }
+    let settled = e
+        .engine
+        .world()
+        .wait_until(Duration::from_secs(20), |v| {
+            more.iter().all(|id| {
+                v.instance(id).is_some_and(|i| {
+                    i.task_state.is_none() && matches!(i.status(), "ACTIVE" | "ERROR")
+                })
+            })
+        })
+        .await;
+    assert!(settled, "the builds never settled");
+    let v = e.engine.world().read();
+    let failed = more
+        .iter()
+        .filter(|id| v.instance(id).unwrap().status() == "ERROR")
+        .count();
+    assert_eq!(failed, 1, "one build more than az1 holds: NoValidHost");
+    let on_host3 = v
+        .instances()
+        .values()
+        .filter_map(|r| r.state())
+        .filter(|i| i.host.as_ref().is_some_and(|h| h.as_str() == "host3"))
+        .count();
+    assert_eq!(on_host3, 12, "az1 builds never spill over to other zones");
 }

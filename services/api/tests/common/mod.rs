@@ -241,6 +241,16 @@ impl Stack {
             )
             .await
             .unwrap();
+        // Host commands return once durable, before the world applies them: wait, so
+        // the next request sees the host (and its zone).
+        let seen = self
+            .engine
+            .world()
+            .wait_until(std::time::Duration::from_secs(5), |v| {
+                v.hosts().values().any(|r| r.state.spec.name == h)
+            })
+            .await;
+        assert!(seen, "host {h} never reached the world");
         h
     }
 
