@@ -220,7 +220,9 @@ impl ReadModel for Hosts {
                     }
                 }
             }
-            host::HostEvent::Registered { .. } => {}
+            host::HostEvent::Registered { .. }
+            | host::HostEvent::ServiceUpdated { .. }
+            | host::HostEvent::Deleted { .. } => {}
         }
         if let Some(h) = host::evolve(prev, e) {
             self.rows.insert(

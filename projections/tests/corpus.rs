@@ -379,6 +379,13 @@ fn samples() -> Vec<Event> {
             name: IdentityName::new("member").unwrap(),
             at: t(30),
         }),
+        Event::Host(HostEvent::ServiceUpdated {
+            disabled: true,
+            disabled_reason: Some("maintenance".into()),
+            forced_down: false,
+            at: t(31),
+        }),
+        Event::Host(HostEvent::Deleted { at: t(32) }),
     ]
 }
 
