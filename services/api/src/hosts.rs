@@ -331,14 +331,15 @@ fn not_compute(binary: &str) -> ApiError {
     ))
 }
 
-/// Appends the host command and maps "unknown host" to `not_found`.
+/// Appends the host command and waits until the world has applied it.
 async fn host_command(
     st: &ApiState,
     caller: &Caller,
     n: &Node,
     cmd: HostCommand,
 ) -> Result<(), ApiError> {
-    st.engine
+    let out = st
+        .engine
         .host(
             &n.host.spec.cell,
             n.name(),
@@ -347,6 +348,20 @@ async fn host_command(
             &caller.meta(),
         )
         .await?;
+    // Host commands do not wait for the world (claims are pipelined); an admin's change
+    // is read back at once, so wait here (read-your-writes).
+    if let (Some(ack), Ok(stream)) = (
+        out.ack,
+        eventlog::StreamName::new(n.host.spec.cell.as_str()),
+    ) {
+        let world = st.engine.world();
+        if !world
+            .wait_for(&stream, ack.stream_seq, st.engine.read_timeout)
+            .await
+        {
+            return Err(engine::EngineError::Timeout.into());
+        }
+    }
     Ok(())
 }
 
