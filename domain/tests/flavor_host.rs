@@ -638,7 +638,10 @@ fn service_disable_enable_and_force_down() {
     assert_eq!(s.disabled_reason.as_deref(), Some("maintenance"));
     assert!(!h.as_ref().unwrap().accepts_builds());
     // The same status again decides to nothing.
-    assert_eq!(host_run(h.clone(), disable(Some("maintenance"))).unwrap().1, vec![]);
+    assert_eq!(
+        host_run(h.clone(), disable(Some("maintenance"))).unwrap().1,
+        vec![]
+    );
     // Forced down keeps the status; enabling clears the reason.
     let (h, _) = host_run(
         h,

@@ -202,7 +202,11 @@ fn node_by_name(
     let mapped = HostName::new(host)
         .ok()
         .is_some_and(|h| views.host_cell(&h).is_some());
-    Err(if mapped { not_found() } else { not_mapped(host) })
+    Err(if mapped {
+        not_found()
+    } else {
+        not_mapped(host)
+    })
 }
 
 /// One service row of `GET /os-services`.
@@ -231,10 +235,7 @@ pub async fn services_index(
 ) -> Result<Json<Value>, ApiError> {
     let v = caller.version();
     if v.at_least(75) {
-        if let Some((k, _)) =
-            q.0.iter()
-                .find(|(k, _)| k != "host" && k != "binary")
-        {
+        if let Some((k, _)) = q.0.iter().find(|(k, _)| k != "host" && k != "binary") {
             return Err(ApiError::bad_request(format!(
                 "Additional properties are not allowed ('{k}' was unexpected)"
             )));
@@ -429,9 +430,7 @@ pub async fn services_update(
             let n = {
                 let views = st.engine.world().read();
                 node_by_name(&st, &views, &host, || {
-                    ApiError::not_found(format!(
-                        "Could not find binary {binary} on host {host}."
-                    ))
+                    ApiError::not_found(format!("Could not find binary {binary} on host {host}."))
                 })?
             };
             host_command(&st, &caller, &n, cmd).await?;
@@ -581,11 +580,7 @@ pub async fn hosts_show(
     let mut by_project: std::collections::BTreeMap<&str, (u64, u64, u64)> = Default::default();
     for i in instances_on(&views, n.name()) {
         let f = &i.flavor.spec;
-        let add = (
-            u64::from(f.vcpus),
-            f.ram_mb,
-            f.disk_gb + f.ephemeral_gb,
-        );
+        let add = (u64::from(f.vcpus), f.ram_mb, f.disk_gb + f.ephemeral_gb);
         max = (max.0 + add.0, max.1 + add.1, max.2 + add.2);
         let p = by_project.entry(i.spec.project_id.as_str()).or_default();
         *p = (p.0 + add.0, p.1 + add.1, p.2 + add.2);

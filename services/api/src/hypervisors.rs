@@ -180,12 +180,20 @@ fn matching(all: Vec<Node>, pattern: &str) -> Result<Vec<Node>, ApiError> {
     Ok(found)
 }
 
-fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<Json<Value>, ApiError> {
+fn list(
+    st: &ApiState,
+    caller: &Caller,
+    q: &QueryPairs,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
     let v = caller.version();
     let views = st.engine.world().read();
     let all = nodes(st, &views);
     let (pattern, with_servers) = if v.at_least(53) {
-        (q.get("hypervisor_hostname_pattern"), strict_bool(q, "with_servers")?)
+        (
+            q.get("hypervisor_hostname_pattern"),
+            strict_bool(q, "with_servers")?,
+        )
     } else {
         (None, false)
     };
@@ -246,8 +254,15 @@ fn list(st: &ApiState, caller: &Caller, q: &QueryPairs, detail: bool) -> Result<
                     )
                 })
                 .collect();
-        params.push(format!("marker={}", last.hypervisor_id(v).to_string().trim_matches('"')));
-        let path = if detail { "os-hypervisors/detail" } else { "os-hypervisors" };
+        params.push(format!(
+            "marker={}",
+            last.hypervisor_id(v).to_string().trim_matches('"')
+        ));
+        let path = if detail {
+            "os-hypervisors/detail"
+        } else {
+            "os-hypervisors"
+        };
         body["hypervisors_links"] = json!([{
             "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
             "rel": "next",

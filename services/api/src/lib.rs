@@ -201,16 +201,36 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::DELETE, "/v2.1/os-services/{id}", hosts::services_delete)
         .route(M::GET, "/v2.1/os-hypervisors", hypervisors::index)
         .route(M::GET, "/v2.1/os-hypervisors/detail", hypervisors::detail)
-        .route(M::GET, "/v2.1/os-hypervisors/statistics", hypervisors::statistics)
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/statistics",
+            hypervisors::statistics,
+        )
         .route(M::GET, "/v2.1/os-hypervisors/{id}", hypervisors::show)
-        .route(M::GET, "/v2.1/os-hypervisors/{id}/uptime", hypervisors::uptime)
-        .route(M::GET, "/v2.1/os-hypervisors/{id}/search", hypervisors::search)
-        .route(M::GET, "/v2.1/os-hypervisors/{id}/servers", hypervisors::servers)
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/uptime",
+            hypervisors::uptime,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/search",
+            hypervisors::search,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/servers",
+            hypervisors::servers,
+        )
         .route(M::GET, "/v2.1/os-hosts", hosts::hosts_index)
         .route(M::GET, "/v2.1/os-hosts/{id}", hosts::hosts_show)
         .route(M::PUT, "/v2.1/os-hosts/{id}", hosts::hosts_update)
         .route(M::GET, "/v2.1/os-hosts/{id}/reboot", hosts::hosts_reboot)
-        .route(M::GET, "/v2.1/os-hosts/{id}/shutdown", hosts::hosts_shutdown)
+        .route(
+            M::GET,
+            "/v2.1/os-hosts/{id}/shutdown",
+            hosts::hosts_shutdown,
+        )
         .route(M::GET, "/v2.1/os-hosts/{id}/startup", hosts::hosts_startup)
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)

@@ -484,10 +484,22 @@ async fn hypervisor_responses_have_exactly_the_samples_fields() {
         let id = id.trim_matches('"');
         let requests = [
             ("hypervisors-list-resp", "/v2.1/os-hypervisors".to_string()),
-            ("hypervisors-detail-resp", "/v2.1/os-hypervisors/detail".to_string()),
-            ("hypervisors-show-resp", format!("/v2.1/os-hypervisors/{id}")),
-            ("hypervisors-statistics-resp", "/v2.1/os-hypervisors/statistics".to_string()),
-            ("hypervisors-uptime-resp", format!("/v2.1/os-hypervisors/{id}/uptime")),
+            (
+                "hypervisors-detail-resp",
+                "/v2.1/os-hypervisors/detail".to_string(),
+            ),
+            (
+                "hypervisors-show-resp",
+                format!("/v2.1/os-hypervisors/{id}"),
+            ),
+            (
+                "hypervisors-statistics-resp",
+                "/v2.1/os-hypervisors/statistics".to_string(),
+            ),
+            (
+                "hypervisors-uptime-resp",
+                format!("/v2.1/os-hypervisors/{id}/uptime"),
+            ),
             (
                 "hypervisors-search-resp",
                 if new {

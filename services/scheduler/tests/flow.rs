@@ -590,7 +590,11 @@ async fn disabled_and_forced_down_hosts_get_no_builds() {
         wait_status(&e, *id, "ACTIVE").await;
         let v = e.engine.world().read();
         let host = v.instance(id).unwrap().host.clone().unwrap();
-        assert_eq!(host.as_str(), "host3", "{id} landed on a host out of service");
+        assert_eq!(
+            host.as_str(),
+            "host3",
+            "{id} landed on a host out of service"
+        );
     }
     set(3, Some((true, None)), None).await;
     let id = create(&e, flavor("1", 1, 512)).await;
@@ -601,5 +605,8 @@ async fn disabled_and_forced_down_hosts_get_no_builds() {
     let id = create(&e, flavor("1", 1, 512)).await;
     wait_status(&e, id, "ACTIVE").await;
     let v = e.engine.world().read();
-    assert_eq!(v.instance(&id).unwrap().host.as_ref().unwrap().as_str(), "host1");
+    assert_eq!(
+        v.instance(&id).unwrap().host.as_ref().unwrap().as_str(),
+        "host1"
+    );
 }
