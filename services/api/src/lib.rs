@@ -269,12 +269,12 @@ mod tests {
 
     /// A route without a policy row cannot be registered.
     #[tokio::test]
-    #[should_panic(expected = "no policy row for GET /v2.1/os-hypervisors")]
+    #[should_panic(expected = "no policy row for GET /v2.1/os-no-such-resource")]
     async fn a_route_without_a_policy_row_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _ = Registrar::new(state(dir.path())).route(
             Method::GET,
-            "/v2.1/os-hypervisors",
+            "/v2.1/os-no-such-resource",
             misc::not_found,
         );
     }
