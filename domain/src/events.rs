@@ -52,6 +52,8 @@ impl Event {
                 HostEvent::Registered { .. } => "host.registered",
                 HostEvent::Claimed { .. } => "host.claimed",
                 HostEvent::Released { .. } => "host.released",
+                HostEvent::ServiceUpdated { .. } => "host.service_updated",
+                HostEvent::Deleted { .. } => "host.deleted",
             },
             Event::Cell(e) => match e {
                 CellEvent::Created { .. } => "cell.created",

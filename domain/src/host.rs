@@ -5,6 +5,14 @@
 //! `total * allocation_ratio` for vCPU, RAM and disk (a claim that does not fit is
 //! refused); a claim id is unique per scheduling decision, so claiming twice with the
 //! same id is a no-op and releasing an unknown claim is a no-op.
+//!
+//! The host is also Nova's `nova-compute` service record ([`ServiceState`]): an admin
+//! disables it, forces it down or deletes it with events on this subject, so a claim
+//! racing with a disable loses on OCC (the subject sequence moved) and the scheduler
+//! retries on state where the host no longer [`Host::accepts_builds`]. A deleted host
+//! keeps its row (a tombstone, so the subject sequence stays the OCC expectation), takes
+//! no claims, and is re-created by its next registration (an agent that starts again),
+//! as Nova re-creates a deleted service record.
 
 use std::collections::BTreeMap;
 
@@ -97,6 +105,21 @@ pub struct Allocation {
     pub resources: Resources,
 }
 
+/// The compute service's administrative state (Nova's `services` row).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// `status: disabled`: no new builds or moves land here.
+    pub disabled: bool,
+    /// Why it was disabled (only while disabled).
+    pub disabled_reason: Option<String>,
+    /// `forced_down` (2.11): down whatever the heartbeats say, so no builds.
+    pub forced_down: bool,
+    /// Last admin change (`None`: never changed since registration).
+    pub changed_at: Option<Timestamp>,
+    /// Deleted by `DELETE /os-services/{id}`: invisible until registered again.
+    pub deleted: bool,
+}
+
 /// Current state of a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
@@ -105,11 +128,19 @@ pub struct Host {
     pub allocations: BTreeMap<ClaimId, Allocation>,
     /// Sum of claims.
     pub used: Resources,
-    /// Registration time.
+    /// Registration time (renewed when a deleted host registers again).
     pub registered_at: Timestamp,
+    /// The compute service record.
+    pub service: ServiceState,
 }
 
 impl Host {
+    /// Whether the scheduler may place anything here (Nova's ComputeFilter, minus
+    /// liveness, which is not in the log): not deleted, not disabled, not forced down.
+    pub fn accepts_builds(&self) -> bool {
+        !self.service.deleted && !self.service.disabled && !self.service.forced_down
+    }
+
     /// Capacity left after claims.
     pub fn free(&self) -> Resources {
         self.spec.capacity().minus(self.used)
@@ -150,6 +181,16 @@ pub enum HostCommand {
         /// Claim id.
         claim: ClaimId,
     },
+    /// Change the service record (os-services enable / disable / force-down / 2.53 PUT).
+    /// `None` fields stay as they are; enabling clears the reason.
+    UpdateService {
+        /// `Some((disabled, reason))`: new status.
+        status: Option<(bool, Option<String>)>,
+        /// New `forced_down`.
+        forced_down: Option<bool>,
+    },
+    /// Delete the service record (refused while the host holds claims).
+    Delete,
 }
 
 /// Events of a host.
@@ -171,6 +212,15 @@ pub enum HostEvent {
         /// Claim id.
         claim: ClaimId,
     },
+    /// `host.service_updated`: the new service status, in full.
+    ServiceUpdated {
+        disabled: bool,
+        disabled_reason: Option<String>,
+        forced_down: bool,
+        at: Timestamp,
+    },
+    /// `host.deleted`: the service record is gone until the host registers again.
+    Deleted { at: Timestamp },
 }
 
 /// Decides a host command.
@@ -181,7 +231,7 @@ pub fn decide(
 ) -> Result<Vec<HostEvent>, DomainError> {
     match cmd {
         HostCommand::Register(spec) => {
-            if state.is_some_and(|h| h.spec == spec) {
+            if state.is_some_and(|h| h.spec == spec && !h.service.deleted) {
                 return Ok(vec![]);
             }
             Ok(vec![HostEvent::Registered { spec, at: now }])
@@ -191,7 +241,7 @@ pub fn decide(
             instance,
             resources,
         } => {
-            let Some(h) = state else {
+            let Some(h) = state.filter(|h| !h.service.deleted) else {
                 return Err(DomainError::NotFound {
                     kind: "Host",
                     id: String::new(),
@@ -219,7 +269,52 @@ pub fn decide(
                 Ok(vec![])
             }
         }
+        HostCommand::UpdateService {
+            status,
+            forced_down,
+        } => {
+            let h = live(state)?;
+            let (disabled, disabled_reason) = match status {
+                Some((false, _)) => (false, None),
+                Some((true, reason)) => (true, reason),
+                None => (h.service.disabled, h.service.disabled_reason.clone()),
+            };
+            let forced_down = forced_down.unwrap_or(h.service.forced_down);
+            let s = &h.service;
+            if (s.disabled, &s.disabled_reason, s.forced_down)
+                == (disabled, &disabled_reason, forced_down)
+            {
+                return Ok(vec![]);
+            }
+            Ok(vec![HostEvent::ServiceUpdated {
+                disabled,
+                disabled_reason,
+                forced_down,
+                at: now,
+            }])
+        }
+        HostCommand::Delete => {
+            let h = live(state)?;
+            if !h.allocations.is_empty() {
+                return Err(DomainError::Conflict(HOSTING_INSTANCES.into()));
+            }
+            Ok(vec![HostEvent::Deleted { at: now }])
+        }
     }
+}
+
+/// Nova's refusal to delete a compute service that still hosts instances (409).
+pub const HOSTING_INSTANCES: &str = "Unable to delete compute service that is hosting \
+     instances. Migrate or delete the instances first.";
+
+/// The host, unless it is unknown or deleted (`NotFound`, id filled in by the caller).
+fn live(state: Option<&Host>) -> Result<&Host, DomainError> {
+    state
+        .filter(|h| !h.service.deleted)
+        .ok_or(DomainError::NotFound {
+            kind: "Host",
+            id: String::new(),
+        })
 }
 
 /// Applies a host event. Total: never fails.
@@ -228,6 +323,11 @@ pub fn evolve(state: Option<Host>, ev: &HostEvent) -> Option<Host> {
         HostEvent::Registered { spec, at } => Some(match state {
             Some(mut h) => {
                 h.spec = spec.clone();
+                if h.service.deleted {
+                    // A new service record, as Nova creates at the agent's restart.
+                    h.service = ServiceState::default();
+                    h.registered_at = *at;
+                }
                 h
             }
             None => Host {
@@ -235,7 +335,28 @@ pub fn evolve(state: Option<Host>, ev: &HostEvent) -> Option<Host> {
                 allocations: BTreeMap::new(),
                 used: Resources::default(),
                 registered_at: *at,
+                service: ServiceState::default(),
             },
+        }),
+        HostEvent::ServiceUpdated {
+            disabled,
+            disabled_reason,
+            forced_down,
+            at,
+        } => state.map(|mut h| {
+            h.service.disabled = *disabled;
+            h.service.disabled_reason = disabled_reason.clone();
+            h.service.forced_down = *forced_down;
+            h.service.changed_at = Some(*at);
+            h
+        }),
+        HostEvent::Deleted { at } => state.map(|mut h| {
+            h.service = ServiceState {
+                deleted: true,
+                changed_at: Some(*at),
+                ..ServiceState::default()
+            };
+            h
         }),
         HostEvent::Claimed {
             claim,

@@ -1,6 +1,7 @@
 //! Pure host selection: filters then weighers, from a snapshot to an ordered list.
 //!
-//! Filters: the host is not excluded, matches a forced host and availability zone when
+//! Filters: the host's service accepts builds (not disabled, forced down or deleted:
+//! Nova's ComputeFilter; liveness is checked by the scheduler), is not excluded, matches a forced host and availability zone when
 //! given, and the request fits under the allocation ratios (Nova's VCPU / MEMORY_MB /
 //! DISK_GB placement check). Weigher: most free RAM first (Nova's RAMWeigher with the
 //! default multiplier 1.0), ties broken by name so decisions are reproducible.
@@ -25,6 +26,7 @@ pub struct Request<'a> {
 pub fn choose<'h>(hosts: impl IntoIterator<Item = &'h Host>, req: &Request<'_>) -> Vec<&'h Host> {
     let mut ok: Vec<&Host> = hosts
         .into_iter()
+        .filter(|h| h.accepts_builds())
         .filter(|h| !req.exclude.contains(&h.spec.name))
         .filter(|h| req.force_host.is_none_or(|f| *f == h.spec.name))
         .filter(|h| {

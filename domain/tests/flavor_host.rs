@@ -619,3 +619,120 @@ fn not_found_on_a_deleted_flavor_names_it() {
     let err = flavor::decide(f.as_ref(), FC::Delete, &ctx()).unwrap_err();
     assert_eq!(err.to_string(), "Flavor small could not be found.");
 }
+
+fn disable(reason: Option<&str>) -> HC {
+    HC::UpdateService {
+        status: Some((true, reason.map(String::from))),
+        forced_down: None,
+    }
+}
+
+#[test]
+fn service_disable_enable_and_force_down() {
+    let h = given_host("h1");
+    assert!(h.as_ref().unwrap().accepts_builds());
+    let (h, evs) = host_run(h, disable(Some("maintenance"))).unwrap();
+    assert_eq!(evs.len(), 1);
+    let s = &h.as_ref().unwrap().service;
+    assert!(s.disabled && !s.forced_down);
+    assert_eq!(s.disabled_reason.as_deref(), Some("maintenance"));
+    assert!(!h.as_ref().unwrap().accepts_builds());
+    // The same status again decides to nothing.
+    assert_eq!(
+        host_run(h.clone(), disable(Some("maintenance"))).unwrap().1,
+        vec![]
+    );
+    // Forced down keeps the status; enabling clears the reason.
+    let (h, _) = host_run(
+        h,
+        HC::UpdateService {
+            status: None,
+            forced_down: Some(true),
+        },
+    )
+    .unwrap();
+    assert!(h.as_ref().unwrap().service.forced_down && h.as_ref().unwrap().service.disabled);
+    let (h, _) = host_run(
+        h,
+        HC::UpdateService {
+            status: Some((false, Some("ignored".into()))),
+            forced_down: None,
+        },
+    )
+    .unwrap();
+    let hh = h.as_ref().unwrap();
+    assert!(!hh.service.disabled && hh.service.disabled_reason.is_none());
+    assert!(!hh.accepts_builds(), "still forced down");
+    let (h, _) = host_run(
+        h,
+        HC::UpdateService {
+            status: None,
+            forced_down: Some(false),
+        },
+    )
+    .unwrap();
+    assert!(h.unwrap().accepts_builds());
+    // Unknown host: not found.
+    assert!(matches!(
+        host_run(None, disable(None)),
+        Err(DomainError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn scheduler_skips_disabled_and_forced_down_hosts() {
+    let a = given_host("a").unwrap();
+    let b = host_run(given_host("b"), disable(None)).unwrap().0.unwrap();
+    let c = host_run(
+        given_host("c"),
+        HC::UpdateService {
+            status: None,
+            forced_down: Some(true),
+        },
+    )
+    .unwrap()
+    .0
+    .unwrap();
+    let req = Request {
+        resources: res(1, 512, 1),
+        ..Default::default()
+    };
+    let names: Vec<&str> = choose([&a, &b, &c], &req)
+        .iter()
+        .map(|h| h.spec.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["a"]);
+}
+
+#[test]
+fn service_delete_refused_while_hosting_then_recreated_by_registration() {
+    let h = given_host("h1");
+    let (held, _) = host_run(h.clone(), claim_cmd(1, res(1, 512, 1))).unwrap();
+    assert_eq!(
+        host_run(held, HC::Delete),
+        Err(DomainError::Conflict(host::HOSTING_INSTANCES.into()))
+    );
+    let (h, evs) = host_run(h, HC::Delete).unwrap();
+    assert_eq!(evs, vec![HostEvent::Deleted { at: Timestamp(0) }]);
+    let d = h.clone().unwrap();
+    assert!(d.service.deleted && !d.accepts_builds());
+    // A deleted host takes no claims and no updates, and is not deleted twice.
+    assert!(matches!(
+        host_run(h.clone(), claim_cmd(2, res(1, 1, 1))),
+        Err(DomainError::NotFound { .. })
+    ));
+    assert!(matches!(
+        host_run(h.clone(), disable(None)),
+        Err(DomainError::NotFound { .. })
+    ));
+    assert!(matches!(
+        host_run(h.clone(), HC::Delete),
+        Err(DomainError::NotFound { .. })
+    ));
+    // Its agent registers again (same inventory): a fresh, enabled service record.
+    let spec = d.spec.clone();
+    let evs = host::decide(h.as_ref(), HC::Register(spec), Timestamp(9)).unwrap();
+    let back = evs.iter().fold(h, host::evolve).unwrap();
+    assert!(back.accepts_builds() && !back.service.deleted);
+    assert_eq!(back.registered_at, Timestamp(9));
+}

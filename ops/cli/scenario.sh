@@ -149,6 +149,36 @@ expect_status vm1 VERIFY_RESIZE
 run server migration confirm vm1
 expect_status vm1 ACTIVE
 
+step "compute service list / set --disable / --enable"
+SERVICES=$(run compute service list -f value -c Binary -c Host -c Status -c State)
+grep -q "nova-compute host1 enabled up" <<<"$SERVICES" || fail "compute service list lacks host1:
+$SERVICES"
+grep -q "nova-compute host2 enabled up" <<<"$SERVICES" || fail "compute service list lacks host2:
+$SERVICES"
+run compute service set --disable --disable-reason "scenario maintenance" host1 nova-compute
+LONG=$(run compute service list --long --host host1 -f value -c Status -c "Disabled Reason")
+grep -q "disabled scenario maintenance" <<<"$LONG" || fail "host1 not disabled with its reason: $LONG"
+# A disabled host gets no builds: vm2 lands on host2.
+run server create --image cirros --flavor m1.tiny --nic none --wait vm2 >/dev/null
+VM2_HOST=$(run server show -f value -c OS-EXT-SRV-ATTR:host vm2)
+[ "$VM2_HOST" = "host2" ] || fail "vm2 built on $VM2_HOST although host1 is disabled"
+run compute service set --enable host1 nova-compute
+STATUS=$(run compute service list --host host1 -f value -c Status)
+[ "$STATUS" = "enabled" ] || fail "host1 not enabled again: $STATUS"
+
+step "hypervisor list / show / stats show"
+HYPS=$(run hypervisor list -f value -c "Hypervisor Hostname" -c State)
+grep -q "host1 up" <<<"$HYPS" || fail "hypervisor list lacks host1: $HYPS"
+# `hypervisor show` also lists the host's aggregates (GET /os-aggregates).
+HYP=$(run hypervisor show -f json host2)
+python3 -c 'import json,sys; h=json.loads(sys.argv[1]); assert h["hypervisor_hostname"]=="host2" and h["status"]=="enabled", h' "$HYP" \
+    || fail "hypervisor show host2: $HYP"
+# (the CLI prints a deprecation notice before the JSON)
+STATS=$(run hypervisor stats show -f json)
+python3 -c 'import json,sys; t=sys.argv[1]; s=json.loads(t[t.index("{"):]); assert s["count"]==2 and s["running_vms"]>=1, s' "$STATS" \
+    || fail "hypervisor stats show: $STATS"
+run server delete --wait vm2
+
 step "quota show / set, limits show, over quota"
 QUOTA=$(run quota show --compute -f json)
 python3 -c 'import json,sys; q={r["Resource"]:r["Limit"] for r in json.load(sys.stdin)}; assert q["instances"]==10 and q["cores"]==20, q' <<<"$QUOTA" \

@@ -37,8 +37,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///
 /// 3: one generic row type (`Row { state, seq }`), every model table keyed by bytes.
 /// 4: `InstanceRow.extras` (access addresses, hostname, user data, trusted certificates).
-/// 5: the `aggregates` model (host aggregates and availability zones).
-pub const SCHEMA: u64 = 5;
+/// 5: the `aggregates` and `quotas` models.
+/// 6: `Host.service` (the compute service record: disabled, forced down, deleted).
+pub const SCHEMA: u64 = 6;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -221,7 +221,9 @@ impl ReadModel for Hosts {
                     }
                 }
             }
-            host::HostEvent::Registered { .. } => {}
+            host::HostEvent::Registered { .. }
+            | host::HostEvent::ServiceUpdated { .. }
+            | host::HostEvent::Deleted { .. } => {}
         }
         if let Some(h) = host::evolve(prev, e) {
             self.rows.insert(
@@ -570,12 +572,14 @@ impl Views {
             || self.hosts().values().any(|r| &r.state.spec.name == host)
     }
 
-    /// The zones compute hosts are in (Nova's available zones: every zone with a
-    /// registered compute host), sorted.
+    /// The zones compute hosts are in (Nova's available zones: every zone with an
+    /// enabled compute service), sorted.
     pub fn availability_zones(&self) -> BTreeSet<String> {
+        // Nova counts the zones of enabled compute services only.
         self.hosts()
             .values()
             .filter(|r| r.state.spec.cell != CellName::cell0())
+            .filter(|r| !r.state.service.disabled && !r.state.service.deleted)
             .map(|r| self.host_availability_zone(&r.state.spec.name))
             .collect()
     }

@@ -381,6 +381,13 @@ fn samples() -> Vec<Event> {
             name: IdentityName::new("member").unwrap(),
             at: t(30),
         }),
+        Event::Host(HostEvent::ServiceUpdated {
+            disabled: true,
+            disabled_reason: Some("maintenance".into()),
+            forced_down: false,
+            at: t(31),
+        }),
+        Event::Host(HostEvent::Deleted { at: t(32) }),
         // Quota ledgers and classes (issue 10).
         Event::Quota(QuotaEvent::Reserved {
             instance: InstanceId(u(1)),

@@ -430,14 +430,14 @@ pub async fn zones(State(st): State<ApiState>) -> Json<Value> {
 
 /// GET /os-availability-zone/detail (admin): each zone with its hosts and their
 /// `nova-compute` service (`available`: the agent is up; `active`: enabled;
-/// `updated_at`: its last heartbeat).
+/// `updated_at`: its last heartbeat). Deleted compute services are not listed.
 pub async fn zones_detail(State(st): State<ApiState>) -> Json<Value> {
     let now = eventlog::now_micros();
     let views = st.engine.world().read();
     let mut by_zone: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for r in views.hosts().values() {
         let h = &r.state.spec;
-        if h.cell == domain::CellName::cell0() {
+        if h.cell == domain::CellName::cell0() || r.state.service.deleted {
             continue;
         }
         let (alive, beat) = match st.engine.liveness.state(&h.name, now) {
@@ -452,7 +452,7 @@ pub async fn zones_detail(State(st): State<ApiState>) -> Json<Value> {
                 h.name.to_string(),
                 json!({"nova-compute": {
                     "available": alive,
-                    "active": true,
+                    "active": !r.state.service.disabled,
                     "updated_at": beat.map(|t| iso_micros(domain::Timestamp(t))),
                 }}),
             );

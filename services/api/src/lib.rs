@@ -40,6 +40,8 @@ pub mod body;
 pub mod context;
 pub mod error;
 pub mod flavors;
+pub mod hosts;
+pub mod hypervisors;
 pub mod microversion;
 pub mod misc;
 pub mod parse;
@@ -197,6 +199,42 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(M::GET, "/v2.1/os-services", hosts::services_index)
+        .route(M::PUT, "/v2.1/os-services/{id}", hosts::services_update)
+        .route(M::DELETE, "/v2.1/os-services/{id}", hosts::services_delete)
+        .route(M::GET, "/v2.1/os-hypervisors", hypervisors::index)
+        .route(M::GET, "/v2.1/os-hypervisors/detail", hypervisors::detail)
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/statistics",
+            hypervisors::statistics,
+        )
+        .route(M::GET, "/v2.1/os-hypervisors/{id}", hypervisors::show)
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/uptime",
+            hypervisors::uptime,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/search",
+            hypervisors::search,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-hypervisors/{id}/servers",
+            hypervisors::servers,
+        )
+        .route(M::GET, "/v2.1/os-hosts", hosts::hosts_index)
+        .route(M::GET, "/v2.1/os-hosts/{id}", hosts::hosts_show)
+        .route(M::PUT, "/v2.1/os-hosts/{id}", hosts::hosts_update)
+        .route(M::GET, "/v2.1/os-hosts/{id}/reboot", hosts::hosts_reboot)
+        .route(
+            M::GET,
+            "/v2.1/os-hosts/{id}/shutdown",
+            hosts::hosts_shutdown,
+        )
+        .route(M::GET, "/v2.1/os-hosts/{id}/startup", hosts::hosts_startup)
         .route(M::GET, "/v2.1/os-quota-sets/{id}", quotas::show)
         .route(M::PUT, "/v2.1/os-quota-sets/{id}", quotas::update)
         .route(M::DELETE, "/v2.1/os-quota-sets/{id}", quotas::delete)
@@ -262,12 +300,12 @@ mod tests {
 
     /// A route without a policy row cannot be registered.
     #[tokio::test]
-    #[should_panic(expected = "no policy row for GET /v2.1/os-hypervisors")]
+    #[should_panic(expected = "no policy row for GET /v2.1/os-no-such-resource")]
     async fn a_route_without_a_policy_row_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _ = Registrar::new(state(dir.path())).route(
             Method::GET,
-            "/v2.1/os-hypervisors",
+            "/v2.1/os-no-such-resource",
             misc::not_found,
         );
     }

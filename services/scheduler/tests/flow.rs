@@ -546,6 +546,76 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
     );
 }
 
+/// A disabled or forced-down host gets no builds (Nova's ComputeFilter): with host1
+/// disabled and host2 forced down, every build lands on host3; with all three out, a
+/// build fails with NoValidHost; enabling a host brings builds back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_and_forced_down_hosts_get_no_builds() {
+    use domain::host::HostCommand;
+    let e = env(
+        3,
+        Resources {
+            vcpus: 8,
+            ram_mb: 8192,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    let admin = Ctx {
+        is_admin: true,
+        ..user()
+    };
+    let set = |n: u32, status: Option<(bool, Option<String>)>, forced: Option<bool>| {
+        let (e, admin) = (&e, admin.clone());
+        async move {
+            e.engine
+                .host(
+                    &CellName::cell1(),
+                    &HostName::new(format!("host{n}")).unwrap(),
+                    HostCommand::UpdateService {
+                        status,
+                        forced_down: forced,
+                    },
+                    &admin,
+                    &Meta::default(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set(1, Some((true, Some("maintenance".into()))), None).await;
+    set(2, None, Some(true)).await;
+    let mut ids = vec![];
+    for _ in 0..6 {
+        ids.push(create(&e, flavor("1", 1, 512)).await);
+    }
+    for id in &ids {
+        wait_status(&e, *id, "ACTIVE").await;
+        let v = e.engine.world().read();
+        let host = v.instance(id).unwrap().host.clone().unwrap();
+        assert_eq!(
+            host.as_str(),
+            "host3",
+            "{id} landed on a host out of service"
+        );
+    }
+    set(3, Some((true, None)), None).await;
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ERROR").await;
+    let fault = e.engine.world().read().instance(&id).unwrap().fault.clone();
+    assert!(fault.unwrap().message.contains("No valid host"));
+    set(1, Some((false, None)), None).await;
+    let id = create(&e, flavor("1", 1, 512)).await;
+    wait_status(&e, id, "ACTIVE").await;
+    let v = e.engine.world().read();
+    assert_eq!(
+        v.instance(&id).unwrap().host.as_ref().unwrap().as_str(),
+        "host1"
+    );
+}
+
 /// The AvailabilityZone filter takes a host's zone from the aggregates: builds asking for
 /// `az1` land only on the host of the `az1` aggregate, builds asking for `nova` only on
 /// the others, and a zone without room fails with NoValidHost.
