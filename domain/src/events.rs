@@ -13,6 +13,7 @@ use crate::host::HostEvent;
 use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
+use crate::keypair::KeypairEvent;
 use crate::quota::QuotaEvent;
 
 /// Any domain event.
@@ -31,6 +32,8 @@ pub enum Event {
     Identity(IdentityEvent),
     /// A quota ledger or quota class event (api stream).
     Quota(QuotaEvent),
+    /// A key pair event (api stream, one subject per user).
+    Keypair(KeypairEvent),
 }
 
 impl Event {
@@ -66,6 +69,7 @@ impl Event {
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
+            Event::Keypair(e) => e.event_type(),
         }
     }
 

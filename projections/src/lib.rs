@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod health;
 pub mod identity;
+pub mod keypairs;
 pub mod model;
 pub mod projector;
 pub mod quota;
@@ -19,6 +20,7 @@ pub mod world;
 
 pub use health::CellHealth;
 pub use identity::IdentityViews;
+pub use keypairs::Keypairs;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
 pub use quota::Quotas;
 pub use store::ProjectionStore;

@@ -38,6 +38,8 @@ pub mod body;
 pub mod context;
 pub mod error;
 pub mod flavors;
+pub mod keypairs;
+pub mod keys;
 pub mod microversion;
 pub mod misc;
 pub mod parse;
@@ -194,6 +196,10 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(M::GET, "/v2.1/os-keypairs", keypairs::index)
+        .route(M::POST, "/v2.1/os-keypairs", keypairs::create)
+        .route(M::GET, "/v2.1/os-keypairs/{id}", keypairs::show)
+        .route(M::DELETE, "/v2.1/os-keypairs/{id}", keypairs::delete)
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
 }

@@ -905,7 +905,7 @@ const SERVER_QUERY_KEYS: &[&str] = &[
 ];
 
 /// A non-negative `limit`.
-fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
+pub(crate) fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
     match q.get("limit") {
         None => Ok(None),
         Some(s) => {

@@ -14,6 +14,7 @@
 
 pub mod cells;
 pub mod images;
+pub mod keypairs;
 pub mod liveness;
 pub mod quota;
 pub mod reactor;
