@@ -45,7 +45,10 @@ fn create_records_public_material_and_position() {
     );
     let ring = run(None, create("k", 10), 42).unwrap();
     let k = &ring.keys["k"];
-    assert_eq!((k.id, k.created_at, k.key_type), (42, Timestamp(42), KeyType::Ssh));
+    assert_eq!(
+        (k.id, k.created_at, k.key_type),
+        (42, Timestamp(42), KeyType::Ssh)
+    );
     assert_eq!(ring.count(), 1);
 }
 
@@ -69,9 +72,15 @@ fn quota_counts_the_ring_and_comes_first() {
     let over = Err(DomainError::Forbidden(
         "Quota exceeded, too many key pairs.".into(),
     ));
-    assert_eq!(keypair::decide(Some(&ring), create("d", 3), Timestamp(9)), over);
+    assert_eq!(
+        keypair::decide(Some(&ring), create("d", 3), Timestamp(9)),
+        over
+    );
     // A taken name over quota: the quota answers first.
-    assert_eq!(keypair::decide(Some(&ring), create("a", 3), Timestamp(9)), over);
+    assert_eq!(
+        keypair::decide(Some(&ring), create("a", 3), Timestamp(9)),
+        over
+    );
     // Unlimited and a higher limit admit it; a limit of 0 admits nothing.
     assert!(keypair::decide(Some(&ring), create("d", -1), Timestamp(9)).is_ok());
     assert!(keypair::decide(Some(&ring), create("d", 4), Timestamp(9)).is_ok());
@@ -85,7 +94,11 @@ fn quota_counts_the_ring_and_comes_first() {
 #[test]
 fn delete_needs_the_name() {
     assert_eq!(
-        keypair::decide(None, KeypairCommand::Delete { name: "x".into() }, Timestamp(1)),
+        keypair::decide(
+            None,
+            KeypairCommand::Delete { name: "x".into() },
+            Timestamp(1)
+        ),
         Err(DomainError::NotFound {
             kind: "Keypair",
             id: "x".into()

@@ -154,9 +154,12 @@ run server delete --wait vm1
 if openstack server show vm1 >/dev/null 2>&1; then fail "vm1 still shown after delete --wait"; fi
 
 step "keypairs"
-# Generated: the CLI prints the private key, once.
+# Generated: the CLI prints the private key, once. (python-openstackclient makes the
+# key itself at every microversion and imports its public half, as Nova 2.92 requires;
+# the server-side generation of older microversions is tested over HTTP in
+# services/api/tests/keypairs.rs.)
 K1=$(run keypair create k1)
-grep -q "BEGIN RSA PRIVATE KEY" <<<"$K1" || fail "keypair create k1 printed no private key:
+grep -q "BEGIN .*PRIVATE KEY" <<<"$K1" || fail "keypair create k1 printed no private key:
 $K1"
 # Imported: a key made by ssh-keygen when there is one, else k1's public key.
 if command -v ssh-keygen >/dev/null; then

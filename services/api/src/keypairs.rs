@@ -154,7 +154,11 @@ fn target_user(caller: &Caller, named: Option<String>, policy: &str) -> Result<S
 
 /// The query keys each operation accepts from 2.75 (additionalProperties false), and
 /// the `user_id` the query names from 2.10.
-fn query_user(q: &QueryPairs, version: Version, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+fn query_user(
+    q: &QueryPairs,
+    version: Version,
+    allowed: &[&str],
+) -> Result<Option<String>, ApiError> {
     if version.at_least(75) {
         if let Some((k, v)) = q.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
             return Err(ApiError::bad_request(format!(
@@ -165,7 +169,11 @@ fn query_user(q: &QueryPairs, version: Version, allowed: &[&str]) -> Result<Opti
     // Nova takes the first `user_id` of the query.
     Ok(version
         .at_least(10)
-        .then(|| q.0.iter().find(|(k, _)| k == "user_id").map(|(_, v)| v.clone()))
+        .then(|| {
+            q.0.iter()
+                .find(|(k, _)| k == "user_id")
+                .map(|(_, v)| v.clone())
+        })
         .flatten())
 }
 
@@ -199,9 +207,9 @@ fn show_view(k: &Keypair, user: &str, version: Version) -> Value {
 /// Maps the domain's refusals to Nova's keypair messages.
 fn refusal(e: EngineError, name: &str, user: &str) -> ApiError {
     match e {
-        EngineError::Domain(DomainError::NotFound { kind: "Keypair", .. }) => {
-            not_found(name, user)
-        }
+        EngineError::Domain(DomainError::NotFound {
+            kind: "Keypair", ..
+        }) => not_found(name, user),
         other => other.into(),
     }
 }

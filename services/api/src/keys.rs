@@ -137,8 +137,9 @@ pub fn generate(key_type: KeyType, user: &str) -> Result<Generated, ApiError> {
         KeyType::X509 => {
             let der = rsa_key.to_pkcs8_der().map_err(|_| failed("pkcs8"))?;
             let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
-            let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
-                .map_err(|_| failed("rcgen key"))?;
+            let pair =
+                rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+                    .map_err(|_| failed("rcgen key"))?;
             let mut params = rcgen::CertificateParams::default();
             params.distinguished_name = rcgen::DistinguishedName::new();
             params
@@ -222,7 +223,9 @@ mod tests {
         let g = generate(KeyType::Ssh, "alice").unwrap();
         assert!(g.key.public_key.starts_with("ssh-rsa "));
         assert!(g.key.public_key.ends_with(" Generated-by-Nova"));
-        assert!(g.private_key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(g
+            .private_key
+            .starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
         assert_eq!(
             g.key.fingerprint,
             ssh_fingerprint(&g.key.public_key).unwrap()

@@ -148,7 +148,13 @@ async fn generate_import_list_show_delete() {
 
     // Delete: 202 before 2.2, 204 from 2.2; then 404.
     let r = s
-        .call(Method::DELETE, "/v2.1/os-keypairs/gen", Some(ALICE), None, None)
+        .call(
+            Method::DELETE,
+            "/v2.1/os-keypairs/gen",
+            Some(ALICE),
+            None,
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = s
@@ -179,7 +185,10 @@ async fn generate_import_list_show_delete() {
     fault(&r, "itemNotFound", 404);
     assert_eq!(s.positions().await, before, "refusals appended");
     // A deleted name can be taken again.
-    assert_eq!(import(&s, ALICE, "2.2", "imp").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, ALICE, "2.2", "imp").await.status,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -230,7 +239,10 @@ async fn x509_keys() {
 #[tokio::test]
 async fn bad_requests_append_nothing() {
     let s = start().await;
-    assert_eq!(import(&s, ALICE, "2.2", "k").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, ALICE, "2.2", "k").await.status,
+        StatusCode::CREATED
+    );
     let before = s.positions().await;
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         (
@@ -302,7 +314,9 @@ async fn bad_requests_append_nothing() {
         ("2.2", json!({"name": "x"}), 400, "'name' was unexpected"),
     ];
     for (v, body, code, want) in cases {
-        let r = s.post("/v2.1/os-keypairs", ALICE, Some(v), body.clone()).await;
+        let r = s
+            .post("/v2.1/os-keypairs", ALICE, Some(v), body.clone())
+            .await;
         assert_eq!(r.status.as_u16(), code, "{body} @ {v}: {:?}", r.body);
         let msg = r.body.as_object().unwrap().values().next().unwrap()["message"]
             .as_str()
@@ -315,7 +329,9 @@ async fn bad_requests_append_nothing() {
         .get("/v2.1/os-keypairs?bogus=1", ALICE, Some("2.75"))
         .await;
     fault(&r, "badRequest", 400);
-    let r = s.get("/v2.1/os-keypairs?bogus=1", ALICE, Some("2.74")).await;
+    let r = s
+        .get("/v2.1/os-keypairs?bogus=1", ALICE, Some("2.74"))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = s
         .get("/v2.1/os-keypairs?marker=nope", ALICE, Some("2.35"))
@@ -344,7 +360,9 @@ async fn admins_act_for_other_users_from_2_10() {
     let r = s.get("/v2.1/os-keypairs/for-bob", BOB, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["keypair"]["user_id"], "bob");
-    let r = s.get("/v2.1/os-keypairs/for-bob", ADMIN, Some("2.10")).await;
+    let r = s
+        .get("/v2.1/os-keypairs/for-bob", ADMIN, Some("2.10"))
+        .await;
     fault(&r, "itemNotFound", 404);
     let r = s
         .get("/v2.1/os-keypairs/for-bob?user_id=bob", ADMIN, Some("2.10"))
@@ -378,7 +396,11 @@ async fn admins_act_for_other_users_from_2_10() {
     for (m, path, policy) in [
         (Method::GET, "/v2.1/os-keypairs?user_id=bob", "index"),
         (Method::GET, "/v2.1/os-keypairs/for-bob?user_id=bob", "show"),
-        (Method::DELETE, "/v2.1/os-keypairs/for-bob?user_id=bob", "delete"),
+        (
+            Method::DELETE,
+            "/v2.1/os-keypairs/for-bob?user_id=bob",
+            "delete",
+        ),
     ] {
         let r = s.call(m, path, Some(ALICE), Some("2.10"), None).await;
         assert_eq!(
@@ -417,7 +439,10 @@ async fn admins_act_for_other_users_from_2_10() {
 async fn paging_from_2_35() {
     let s = start().await;
     for n in ["c", "a", "e", "b", "d"] {
-        assert_eq!(import(&s, ALICE, "2.2", n).await.status, StatusCode::CREATED);
+        assert_eq!(
+            import(&s, ALICE, "2.2", n).await.status,
+            StatusCode::CREATED
+        );
     }
     let names = |r: &Resp| -> Vec<String> {
         r.body["keypairs"]
@@ -427,31 +452,32 @@ async fn paging_from_2_35() {
             .map(|k| k["keypair"]["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let r = s.get("/v2.1/os-keypairs?limit=2", ALICE, Some("2.35")).await;
+    let r = s
+        .get("/v2.1/os-keypairs?limit=2", ALICE, Some("2.35"))
+        .await;
     assert_eq!(names(&r), ["a", "b"]);
     let next = r.body["keypairs_links"][0]["href"].as_str().unwrap();
-    assert!(next.ends_with("/v2.1/os-keypairs?limit=2&marker=b"), "{next}");
+    assert!(
+        next.ends_with("/v2.1/os-keypairs?limit=2&marker=b"),
+        "{next}"
+    );
     let r = s
-        .get(
-            "/v2.1/os-keypairs?limit=2&marker=b",
-            ALICE,
-            Some("2.35"),
-        )
+        .get("/v2.1/os-keypairs?limit=2&marker=b", ALICE, Some("2.35"))
         .await;
     assert_eq!(names(&r), ["c", "d"]);
     let r = s
-        .get(
-            "/v2.1/os-keypairs?limit=2&marker=d",
-            ALICE,
-            Some("2.35"),
-        )
+        .get("/v2.1/os-keypairs?limit=2&marker=d", ALICE, Some("2.35"))
         .await;
     assert_eq!(names(&r), ["e"]);
     assert!(r.body.get("keypairs_links").is_none());
     // Before 2.35 paging parameters are ignored.
-    let r = s.get("/v2.1/os-keypairs?limit=2", ALICE, Some("2.34")).await;
+    let r = s
+        .get("/v2.1/os-keypairs?limit=2", ALICE, Some("2.34"))
+        .await;
     assert_eq!(names(&r).len(), 5);
-    let r = s.get("/v2.1/os-keypairs?limit=-1", ALICE, Some("2.35")).await;
+    let r = s
+        .get("/v2.1/os-keypairs?limit=-1", ALICE, Some("2.35"))
+        .await;
     fault(&r, "badRequest", 400);
 }
 
@@ -460,7 +486,10 @@ async fn key_pairs_quota_is_exact_under_concurrency() {
     let s = start().await;
     set_limit(&s, "p1", None, 3).await;
     for n in ["k1", "k2", "k3"] {
-        assert_eq!(import(&s, ALICE, "2.2", n).await.status, StatusCode::CREATED);
+        assert_eq!(
+            import(&s, ALICE, "2.2", n).await.status,
+            StatusCode::CREATED
+        );
     }
     let before = s.positions().await;
     let r = import(&s, ALICE, "2.2", "k4").await;
@@ -473,10 +502,16 @@ async fn key_pairs_quota_is_exact_under_concurrency() {
     fault(&r, "forbidden", 403);
     assert_eq!(s.positions().await, before, "refusals appended");
     // Per user: Bob's ring (another project) is not Alice's.
-    assert_eq!(import(&s, BOB, "2.2", "k1").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, BOB, "2.2", "k1").await.status,
+        StatusCode::CREATED
+    );
     // A user override wins over the project's.
     set_limit(&s, "p1", Some("alice"), 4).await;
-    assert_eq!(import(&s, ALICE, "2.2", "k4").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, ALICE, "2.2", "k4").await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(
         s.engine.world().read().keypairs().count_for_user("alice"),
         4
@@ -510,7 +545,10 @@ async fn key_pairs_quota_is_exact_under_concurrency() {
         }
     }
     assert_eq!(created, 10);
-    assert_eq!(s.engine.world().read().keypairs().count_for_user("dave"), 10);
+    assert_eq!(
+        s.engine.world().read().keypairs().count_for_user("dave"),
+        10
+    );
 
     // 30 racing creates of one name: exactly one wins, the others get the 409.
     let tasks: Vec<_> = (0..30)
@@ -543,13 +581,17 @@ async fn key_pairs_quota_is_exact_under_concurrency() {
 async fn server_key_name_is_validated_and_shown() {
     let s = start().await;
     s.flavor("1", "m1.tiny", 512, 1).await;
-    assert_eq!(import(&s, ALICE, "2.2", "mykey").await.status, StatusCode::CREATED);
-    let body = |key: &str| {
-        json!({"server": {"name": "vm", "imageRef": IMAGE, "flavorRef": "1", "key_name": key}})
-    };
+    assert_eq!(
+        import(&s, ALICE, "2.2", "mykey").await.status,
+        StatusCode::CREATED
+    );
+    let body = |key: &str| json!({"server": {"name": "vm", "imageRef": IMAGE, "flavorRef": "1", "key_name": key}});
     let before = s.positions().await;
     // Unknown, and another user's (Bob's key is not Alice's).
-    assert_eq!(import(&s, BOB, "2.2", "bobkey").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, BOB, "2.2", "bobkey").await.status,
+        StatusCode::CREATED
+    );
     let before_bob = s.positions().await;
     assert_ne!(before, before_bob);
     for k in ["nokey", "bobkey"] {
@@ -578,7 +620,10 @@ async fn server_key_name_is_validated_and_shown() {
         .await;
     assert_eq!(fault(&r, "badRequest", 400), "Invalid key_name provided.");
     assert_eq!(s.positions().await, before, "refusals appended");
-    assert_eq!(import(&s, ALICE, "2.2", "newkey").await.status, StatusCode::CREATED);
+    assert_eq!(
+        import(&s, ALICE, "2.2", "newkey").await.status,
+        StatusCode::CREATED
+    );
     let r = s
         .post(
             &action,

@@ -403,7 +403,10 @@ async fn keypair_responses_have_exactly_the_samples_fields() {
         let mut last = None;
         for (req, resp) in [
             ("keypairs-post-req.json", "keypairs-post-resp.json"),
-            ("keypairs-import-post-req.json", "keypairs-import-post-resp.json"),
+            (
+                "keypairs-import-post-req.json",
+                "keypairs-import-post-resp.json",
+            ),
         ] {
             let Some(mut body) = exists(&dir, req) else {
                 continue;
@@ -419,7 +422,11 @@ async fn keypair_responses_have_exactly_the_samples_fields() {
                 assert_eq!(r.status, StatusCode::BAD_REQUEST, "{req} @ {version}");
                 continue;
             };
-            let want = if m >= 2 { StatusCode::CREATED } else { StatusCode::OK };
+            let want = if m >= 2 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             assert_eq!(r.status, want, "{req} @ {version}: {:?}", r.body);
             compare(resp, &version, &r.body, &sample, &mut failures);
             compared += 1;
@@ -427,10 +434,20 @@ async fn keypair_responses_have_exactly_the_samples_fields() {
         }
         if let (Some(sample), Some(name)) = (exists(&dir, "keypairs-get-resp.json"), &last) {
             let r = s
-                .get(&format!("/v2.1/os-keypairs/{}", crate_encode(name)), ADMIN, v)
+                .get(
+                    &format!("/v2.1/os-keypairs/{}", crate_encode(name)),
+                    ADMIN,
+                    v,
+                )
                 .await;
             assert_eq!(r.status, StatusCode::OK, "get @ {version}: {:?}", r.body);
-            compare("keypairs-get-resp", &version, &r.body, &sample, &mut failures);
+            compare(
+                "keypairs-get-resp",
+                &version,
+                &r.body,
+                &sample,
+                &mut failures,
+            );
             compared += 1;
         }
         for (file, query) in [
