@@ -14,6 +14,7 @@ use crate::host::HostEvent;
 use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
+use crate::keypair::KeypairEvent;
 use crate::quota::QuotaEvent;
 
 /// Any domain event.
@@ -32,6 +33,8 @@ pub enum Event {
     Identity(IdentityEvent),
     /// A quota ledger or quota class event (api stream).
     Quota(QuotaEvent),
+    /// A key pair event (api stream, one subject per user).
+    Keypair(KeypairEvent),
     /// A host aggregate event (api stream, one subject for all aggregates).
     Aggregate(AggregateEvent),
 }
@@ -71,6 +74,7 @@ impl Event {
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
+            Event::Keypair(e) => e.event_type(),
             Event::Aggregate(e) => match e {
                 AggregateEvent::Created { .. } => "aggregate.created",
                 AggregateEvent::Updated { .. } => "aggregate.updated",

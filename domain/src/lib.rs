@@ -21,6 +21,7 @@ pub mod identity;
 pub mod ids;
 pub mod image;
 pub mod instance;
+pub mod keypair;
 pub mod quota;
 pub mod scheduling;
 pub mod states;

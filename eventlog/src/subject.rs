@@ -84,13 +84,15 @@ pub enum SubjectKind {
     Quota,
     /// A quota class (`default`).
     QuotaClass,
+    /// A user's key pairs (`stratus.api.keypairs.<user>`).
+    Keypairs,
     /// Every host aggregate, on one subject (`stratus.api.aggregates.all`).
     Aggregates,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 15] = [
+    pub const ALL: [SubjectKind; 16] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -105,6 +107,7 @@ impl SubjectKind {
         SubjectKind::RoleName,
         SubjectKind::Quota,
         SubjectKind::QuotaClass,
+        SubjectKind::Keypairs,
         SubjectKind::Aggregates,
     ];
 
@@ -125,6 +128,7 @@ impl SubjectKind {
             SubjectKind::RoleName => "role_name",
             SubjectKind::Quota => "quota",
             SubjectKind::QuotaClass => "quota_class",
+            SubjectKind::Keypairs => "keypairs",
             SubjectKind::Aggregates => "aggregates",
         }
     }

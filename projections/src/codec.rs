@@ -15,6 +15,7 @@ use domain::host::HostEvent;
 use domain::identity::IdentityEvent;
 use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
+use domain::keypair::KeypairEvent;
 use domain::quota::QuotaEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
@@ -41,6 +42,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
         Event::Quota(x) => postcard::to_stdvec(x),
+        Event::Keypair(x) => postcard::to_stdvec(x),
         Event::Aggregate(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
@@ -80,6 +82,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("quota"), 1) => {
             Event::Quota(postcard::from_bytes::<QuotaEvent>(payload).map_err(perr)?)
+        }
+        (Some("keypair"), 1) => {
+            Event::Keypair(postcard::from_bytes::<KeypairEvent>(payload).map_err(perr)?)
         }
         (Some("aggregate"), 1) => {
             Event::Aggregate(postcard::from_bytes::<AggregateEvent>(payload).map_err(perr)?)

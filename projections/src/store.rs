@@ -39,7 +39,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 4: `InstanceRow.extras` (access addresses, hostname, user data, trusted certificates).
 /// 5: the `aggregates` and `quotas` models.
 /// 6: `Host.service` (the compute service record: disabled, forced down, deleted).
-pub const SCHEMA: u64 = 6;
+/// 7: the `keypairs` model.
+pub const SCHEMA: u64 = 7;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

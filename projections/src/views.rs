@@ -407,6 +407,7 @@ impl Default for Views {
         v.register::<Images>();
         v.register::<IdentityViews>();
         v.register::<crate::quota::Quotas>();
+        v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
         v
     }
@@ -547,6 +548,11 @@ impl Views {
     /// Identity: projects, users, roles and the name index.
     pub fn identity(&self) -> &IdentityViews {
         self.model::<IdentityViews>()
+    }
+
+    /// Every user's key pairs.
+    pub fn keypairs(&self) -> &crate::keypairs::Keypairs {
+        self.model::<crate::keypairs::Keypairs>()
     }
 
     /// Quota ledgers and classes.

@@ -16,6 +16,7 @@ use domain::host::{HostEvent, HostSpec, Ratios, Resources};
 use domain::identity::{IdentityEvent, IdentityName, NameKind, RoleId};
 use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
 use domain::instance::*;
+use domain::keypair::{KeyType, KeypairEvent};
 use domain::quota::{QuotaEvent, Resource, Usage};
 use domain::*;
 use projections::codec;
@@ -380,6 +381,19 @@ fn samples() -> Vec<Event> {
             id: RoleId::new("r1").unwrap(),
             name: IdentityName::new("member").unwrap(),
             at: t(30),
+        }),
+        Event::Keypair(KeypairEvent::Created {
+            name: "k1".into(),
+            key_type: KeyType::Ssh,
+            public_key:
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                    .into(),
+            fingerprint: "0f:1e:2d:3c:4b:5a:69:78:87:96:a5:b4:c3:d2:e1:f0".into(),
+            at: t(31),
+        }),
+        Event::Keypair(KeypairEvent::Deleted {
+            name: "k1".into(),
+            at: t(32),
         }),
         Event::Host(HostEvent::ServiceUpdated {
             disabled: true,

@@ -955,6 +955,11 @@ impl Action for Rebuild {
         })?;
         let i = cx.instance;
         parse::check_image_fits(image, &i.flavor, i.spec.boot_from_volume)?;
+        if let Some(Some(k)) = &self.key_name {
+            // The caller's key pair, not the instance owner's (as Nova: users own keys,
+            // projects own servers).
+            parse::check_key_name(cx.views, &cx.caller.user, k)?;
+        }
         let metadata = self.metadata.as_ref().map(parse::metadata).transpose()?;
         let admin_pass = self
             .admin_pass

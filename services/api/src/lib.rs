@@ -42,6 +42,8 @@ pub mod error;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;
+pub mod keypairs;
+pub mod keys;
 pub mod microversion;
 pub mod misc;
 pub mod parse;
@@ -199,6 +201,10 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(M::GET, "/v2.1/os-keypairs", keypairs::index)
+        .route(M::POST, "/v2.1/os-keypairs", keypairs::create)
+        .route(M::GET, "/v2.1/os-keypairs/{id}", keypairs::show)
+        .route(M::DELETE, "/v2.1/os-keypairs/{id}", keypairs::delete)
         .route(M::GET, "/v2.1/os-services", hosts::services_index)
         .route(M::PUT, "/v2.1/os-services/{id}", hosts::services_update)
         .route(M::DELETE, "/v2.1/os-services/{id}", hosts::services_delete)

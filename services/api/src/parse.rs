@@ -635,6 +635,15 @@ pub fn check_image_fits(
     Ok(())
 }
 
+/// A server's `key_name` (create, 2.54 rebuild) must name one of the caller's key pairs:
+/// Nova's 400 `Invalid key_name provided.` otherwise.
+pub fn check_key_name(views: &Views, user: &str, key_name: &str) -> Result<(), ApiError> {
+    match views.keypairs().get(user, key_name) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::bad_request("Invalid key_name provided.")),
+    }
+}
+
 /// Resolves a validated create request against the world into an [`InstanceSpec`].
 pub fn resolve_create(
     req: CreateServer,
@@ -661,6 +670,9 @@ pub fn resolve_create(
                 "The requested availability zone is not available",
             ));
         }
+    }
+    if let Some(k) = &req.key_name {
+        check_key_name(views, &caller.user, k)?;
     }
     let requested_host = match &req.requested_host {
         None => None,
@@ -902,7 +914,7 @@ const SERVER_QUERY_KEYS: &[&str] = &[
 ];
 
 /// A non-negative `limit`.
-fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
+pub(crate) fn limit(q: &QueryPairs) -> Result<Option<usize>, ApiError> {
     match q.get("limit") {
         None => Ok(None),
         Some(s) => {

@@ -265,6 +265,36 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-flavor-extra-specs:delete",
         Target::None,
     ),
+    // Nova's keypair rules are `admin or user_id:%(user_id)s`: anyone for their own key
+    // pairs (no role needed), admins for another user's (CONDITIONAL).
+    ep(
+        "GET",
+        "/v2.1/os-keypairs",
+        Authenticated,
+        "os_compute_api:os-keypairs:index",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-keypairs",
+        Authenticated,
+        "os_compute_api:os-keypairs:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-keypairs/{id}",
+        Authenticated,
+        "os_compute_api:os-keypairs:show",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-keypairs/{id}",
+        Authenticated,
+        "os_compute_api:os-keypairs:delete",
+        Target::None,
+    ),
     ep(
         "GET",
         "/v2.1/os-aggregates",
@@ -539,6 +569,34 @@ pub const CONDITIONAL: &[Conditional] = &[
         when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/os-keypairs",
+        when: "another user's `user_id` query (2.10+)",
+        rule: Admin,
+        name: "os_compute_api:os-keypairs:index",
+    },
+    Conditional {
+        method: "POST",
+        path: "/v2.1/os-keypairs",
+        when: "another user's `user_id` in the body (2.10+)",
+        rule: Admin,
+        name: "os_compute_api:os-keypairs:create",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/os-keypairs/{id}",
+        when: "another user's `user_id` query (2.10+)",
+        rule: Admin,
+        name: "os_compute_api:os-keypairs:show",
+    },
+    Conditional {
+        method: "DELETE",
+        path: "/v2.1/os-keypairs/{id}",
+        when: "another user's `user_id` query (2.10+)",
+        rule: Admin,
+        name: "os_compute_api:os-keypairs:delete",
     },
     Conditional {
         method: "GET",

@@ -310,6 +310,16 @@ async fn flavor_lifecycle_and_extra_specs() {
 async fn server_create_show_list_update_delete() {
     let s = start().await;
     s.flavor("1", "m1.tiny", 512, 1).await;
+    // `key_name` must name one of the caller's key pairs.
+    let r = s
+        .post(
+            "/v2.1/os-keypairs",
+            ALICE,
+            None,
+            json!({"keypair": {"name": "mykey", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // The zone `nova` exists only while a compute host is in it (Nova lists the zones
     // of compute services).
     s.register_host("host1").await;

@@ -20,6 +20,9 @@ use uuid::Uuid;
 
 const VERSION: &str = "2.90";
 const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+/// A public key for key pair requests.
+const PUB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -33,6 +36,8 @@ struct Fixture {
     flavor: String,
     /// host1's hypervisor id before 2.53 (an integer).
     hypervisor: String,
+    /// A key pair of the matrix's caller (user `carol`: key pairs are per user).
+    keypair: String,
     project: &'static str,
     /// A host aggregate holding the host (so remove_host has a host to remove).
     aggregate: String,
@@ -89,10 +94,27 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         )
         .await;
     let hypervisor = r.body["hypervisors"][0]["id"].to_string();
+    // One key pair, made again after a case deleted it (a fresh one per case would
+    // run into the user's `key_pairs` quota).
+    let keypair = "kp-carol".to_string();
+    let r = s
+        .post(
+            "/v2.1/os-keypairs",
+            "carol:p1",
+            None,
+            json!({"keypair": {"name": keypair, "public_key": PUB}}),
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::OK || r.status == StatusCode::CONFLICT,
+        "{:?}",
+        r.body
+    );
     Fixture {
         server,
         flavor,
         hypervisor,
+        keypair,
         project,
         aggregate,
     }
@@ -108,6 +130,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         "default"
     } else if row.path.starts_with("/v2.1/os-aggregates") {
         &f.aggregate
+    } else if row.path.starts_with("/v2.1/os-keypairs") {
+        &f.keypair
     } else if row.path.starts_with("/v2.1/os-hosts") {
         "host1"
     } else if row.path.ends_with("/uptime") {
@@ -145,6 +169,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             Some(json!({"extra_specs": {"a": "b"}}))
         }
         ("PUT", "/v2.1/flavors/{id}/os-extra_specs/{key}", None) => Some(json!({"k": "v2"})),
+        ("POST", "/v2.1/os-keypairs", None) => Some(json!({"keypair": {
+            "name": format!("kp-{}", Uuid::new_v4()), "public_key": PUB}})),
         ("PUT", "/v2.1/os-services/{id}", None) => Some(json!({"status": "disabled"})),
         ("PUT", "/v2.1/os-hosts/{id}", None) => Some(json!({"status": "enable"})),
         ("PUT", "/v2.1/os-quota-sets/{id}", None) => {
@@ -312,6 +338,19 @@ fn conditional_request(method: &str, path: &str, when: &str) -> (Method, String,
                 "networks": "none", "availability_zone": "nova:host1"}}),
             ),
         ),
+        // Another user's key pairs (2.10+): Bob's `bob-key`, made by the test.
+        ("GET", "/v2.1/os-keypairs") => (Method::GET, format!("{path}?user_id=bob"), None),
+        ("POST", "/v2.1/os-keypairs") => (
+            Method::POST,
+            path.to_string(),
+            Some(json!({"keypair": {"name": format!("kp-{}", Uuid::new_v4()),
+                "public_key": PUB, "user_id": "bob"}})),
+        ),
+        (m, "/v2.1/os-keypairs/{id}") => (
+            Method::from_bytes(m.as_bytes()).unwrap(),
+            "/v2.1/os-keypairs/bob-key?user_id=bob".to_string(),
+            None,
+        ),
         _ => panic!("no sample request for {method} {path} when {when}: add one"),
     }
 }
@@ -321,6 +360,15 @@ async fn content_dependent_rules_every_role() {
     let s = common::start().await;
     s.register_host("host1").await;
     s.flavor("f1", "m1.tiny", 512, 1).await;
+    let r = s
+        .post(
+            "/v2.1/os-keypairs",
+            common::BOB,
+            None,
+            json!({"keypair": {"name": "bob-key", "public_key": PUB}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     for c in CONDITIONAL {
         let row = ENDPOINTS
             .iter()

@@ -165,6 +165,16 @@ fn exists(dir: &Path, file: &str) -> Option<Value> {
 async fn server_responses_have_exactly_the_samples_fields() {
     let s = start().await;
     s.flavor("1", "m1.tiny", 512, 1).await;
+    // The rebuild samples (2.54+) name the key pair `new-key` of the caller (user admin).
+    let r = s
+        .post(
+            "/v2.1/os-keypairs",
+            ADMIN,
+            None,
+            json!({"keypair": {"name": "new-key", "public_key": load(&samples().join("os-keypairs/keypairs-import-post-req.json"))["keypair"]["public_key"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let host = s.register_host("compute-1").await;
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -833,4 +843,109 @@ async fn hypervisor_responses_have_exactly_the_samples_fields() {
         "responses differ from Nova's samples:\n{}",
         failures.join("\n")
     );
+}
+
+/// os-keypairs: generate, import, show and list at every sample version (2.1, 2.2,
+/// 2.10, 2.35 with its paging link and `user_id` queries, 2.92 where generation is
+/// refused), as admin (the samples name `user_id` in their bodies from 2.10).
+#[tokio::test]
+async fn keypair_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (version, dir) in versions("os-keypairs") {
+        let v = Some(version.as_str());
+        let m = minor(&version);
+        let mut last = None;
+        for (req, resp) in [
+            ("keypairs-post-req.json", "keypairs-post-resp.json"),
+            (
+                "keypairs-import-post-req.json",
+                "keypairs-import-post-resp.json",
+            ),
+        ] {
+            let Some(mut body) = exists(&dir, req) else {
+                continue;
+            };
+            let name = format!("{}-{m}", body["keypair"]["name"].as_str().unwrap());
+            body["keypair"]["name"] = json!(name);
+            if body["keypair"].get("user_id").is_some() {
+                body["keypair"]["user_id"] = json!("admin");
+            }
+            let r = s.post("/v2.1/os-keypairs", ADMIN, v, body).await;
+            let Some(sample) = exists(&dir, resp) else {
+                // 2.92: no generation any more.
+                assert_eq!(r.status, StatusCode::BAD_REQUEST, "{req} @ {version}");
+                continue;
+            };
+            let want = if m >= 2 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(r.status, want, "{req} @ {version}: {:?}", r.body);
+            compare(resp, &version, &r.body, &sample, &mut failures);
+            compared += 1;
+            last = Some(name);
+        }
+        if let (Some(sample), Some(name)) = (exists(&dir, "keypairs-get-resp.json"), &last) {
+            let r = s
+                .get(
+                    &format!("/v2.1/os-keypairs/{}", crate_encode(name)),
+                    ADMIN,
+                    v,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "get @ {version}: {:?}", r.body);
+            compare(
+                "keypairs-get-resp",
+                &version,
+                &r.body,
+                &sample,
+                &mut failures,
+            );
+            compared += 1;
+        }
+        for (file, query) in [
+            ("keypairs-list-resp.json", ""),
+            ("keypairs-list-user1-resp.json", "?user_id=admin"),
+            ("keypairs-list-user2-resp.json", "?user_id=admin"),
+        ] {
+            let Some(sample) = exists(&dir, file) else {
+                continue;
+            };
+            // A full page (limit=1) carries the `next` link.
+            let paged = sample.get("keypairs_links").is_some();
+            let query = match (paged, query.is_empty()) {
+                (true, true) => "?limit=1".to_string(),
+                (true, false) => format!("{query}&limit=1"),
+                (false, _) => query.to_string(),
+            };
+            let r = s.get(&format!("/v2.1/os-keypairs{query}"), ADMIN, v).await;
+            assert_eq!(r.status, StatusCode::OK, "{file} @ {version}: {:?}", r.body);
+            compare(
+                file,
+                &version,
+                &first_only(r.body, "keypairs"),
+                &first_only(sample, "keypairs"),
+                &mut failures,
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 17, "only {compared} samples compared");
+    assert!(
+        failures.is_empty(),
+        "responses differ from Nova's samples:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn crate_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

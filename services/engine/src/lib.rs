@@ -15,6 +15,7 @@
 pub mod aggregates;
 pub mod cells;
 pub mod images;
+pub mod keypairs;
 pub mod liveness;
 pub mod quota;
 pub mod reactor;

@@ -63,6 +63,8 @@ pub enum Family {
     Identity,
     /// [`Event::Quota`].
     Quota,
+    /// [`Event::Keypair`].
+    Keypair,
     /// [`Event::Aggregate`].
     Aggregate,
 }
@@ -79,6 +81,7 @@ impl Family {
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
             Event::Quota(_) => Family::Quota,
+            Event::Keypair(_) => Family::Keypair,
             Event::Aggregate(_) => Family::Aggregate,
         }
     }
@@ -99,6 +102,7 @@ impl Family {
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
             "quota" => Family::Quota,
+            "keypair" => Family::Keypair,
             _ => return None,
         })
     }
@@ -393,9 +397,11 @@ mod tests {
             ("cell.created", Family::Cell),
             ("image.created", Family::Image),
             ("user.created", Family::Identity),
+            ("quota.reserved", Family::Quota),
+            ("keypair.created", Family::Keypair),
         ] {
             assert_eq!(Family::of_type(ty), Some(family), "{ty}");
         }
-        assert_eq!(Family::of_type("quota.set"), None);
+        assert_eq!(Family::of_type("bogus.set"), None);
     }
 }
