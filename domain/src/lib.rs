@@ -22,6 +22,7 @@ pub mod image;
 pub mod instance;
 pub mod quota;
 pub mod scheduling;
+pub mod server_group;
 pub mod states;
 
 pub use error::DomainError;
