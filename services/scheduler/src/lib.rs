@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::host::{HostCommand, HostEvent};
+use domain::host::{HostCommand, HostEvent, Resources};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
 use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
@@ -54,6 +54,29 @@ pub struct Scheduler {
     limit: Arc<tokio::sync::Semaphore>,
     pending: Pending,
     patience: Duration,
+    decider: Decider,
+}
+
+/// What every decision of one scheduler reads: the settings and the random source of
+/// `host_subset_size` (seeded, so tests are deterministic).
+#[derive(Debug, Clone)]
+struct Decider {
+    config: scheduling::Config,
+    rng: Arc<Mutex<u64>>,
+}
+
+impl Decider {
+    /// The next pseudo-random number (xorshift64*): only spreads the first choice among
+    /// the best `host_subset_size` hosts, so statistical quality is not a concern.
+    fn pick(&self) -> u64 {
+        let mut s = self.rng.lock_or_recover();
+        let mut x = (*s).max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *s = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 /// Default of [`Scheduler::patience`]: longer than a JetStream leader election (2-15 s
@@ -94,7 +117,23 @@ impl Scheduler {
             limit: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
             pending: Default::default(),
             patience: DEFAULT_PATIENCE,
+            decider: Decider {
+                config: scheduling::Config::default(),
+                rng: Arc::new(Mutex::new(Uuid::new_v4().as_u64_pair().0)),
+            },
         }
+    }
+
+    /// The same scheduler with other weigher multipliers and `host_subset_size`.
+    pub fn with_config(mut self, config: scheduling::Config) -> Self {
+        self.decider.config = config;
+        self
+    }
+
+    /// The same scheduler with its `host_subset_size` random choices seeded (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.decider.rng = Arc::new(Mutex::new(seed));
+        self
     }
 
     /// The same scheduler with another [`Scheduler::patience`].
@@ -122,6 +161,7 @@ impl Scheduler {
         let limit = self.limit.clone();
         let pending = self.pending.clone();
         let patience = self.patience;
+        let decider = self.decider.clone();
         self.inflight.spawn(id, async move {
             let started = tokio::time::Instant::now();
             let mut pause = RETRY_MIN;
@@ -134,7 +174,7 @@ impl Scheduler {
                 let res = {
                     // The permit is held while working, not while pausing.
                     let _permit = limit.acquire().await;
-                    steps(&engine, id, &correlation, &pending, &mut reserved, give_up).await
+                    steps(&engine, &decider, id, &correlation, &pending, &mut reserved, give_up).await
                 };
                 // The claim is in the world once the instance's cell commit settled (or
                 // it was released because the step failed).
@@ -181,6 +221,7 @@ impl Scheduler {
 /// Runs the scheduling steps of `id` while it has some: Map is followed by Place at once.
 async fn steps(
     engine: &Arc<Engine>,
+    decider: &Decider,
     id: InstanceId,
     correlation: &str,
     pending: &Pending,
@@ -193,11 +234,20 @@ async fn steps(
         };
         let step = match inst.work() {
             Some(Work::ScheduleBuild) => {
-                schedule_build(engine, &inst, correlation, pending, reserved, give_up).await?
+                schedule_build(engine, decider, &inst, correlation, pending, reserved, give_up).await?
             }
             Some(Work::Place) => place(engine, &inst, correlation).await?,
             Some(Work::ScheduleDestination) => {
-                schedule_destination(engine, &inst, correlation, pending, reserved, give_up).await?
+                schedule_destination(
+                    engine,
+                    decider,
+                    &inst,
+                    correlation,
+                    pending,
+                    reserved,
+                    give_up,
+                )
+                .await?
             }
             _ => return Ok(Step::Done),
         };
@@ -227,16 +277,95 @@ type Claimed = (CellName, HostName, ClaimId);
 enum Found {
     /// A claim made on this host.
     Claim(Claimed),
-    /// No host fits.
-    Nothing,
+    /// No host fits: the NoValidHost fault's details (which filters removed the hosts).
+    Nothing(String),
     /// No reachable host fits, but a host of a down cell would.
     CellDown,
 }
 
-/// Tries candidates in order; returns the first successful claim, or whether a host of a
-/// down cell would have fitted.
+/// What a request reads beside the instance: its boot details (image properties and
+/// scheduler hints, JSON texts as recorded), decoded once per attempt.
+#[derive(Debug, Default)]
+struct Inputs {
+    image_properties: std::collections::BTreeMap<String, String>,
+    same_host: Vec<InstanceId>,
+    different_host: Vec<InstanceId>,
+}
+
+impl Inputs {
+    /// Reads the instance's boot details from `v`.
+    fn of(v: &projections::Views, id: &InstanceId) -> Inputs {
+        let Some(row) = v.instances().get(id) else {
+            return Inputs::default();
+        };
+        let d = &row.details;
+        let text = |json: &str| match serde_json::from_str::<serde_json::Value>(json) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => json.to_string(),
+        };
+        let ids = |hint: &str| -> Vec<InstanceId> {
+            let Some(json) = d.scheduler_hints.get(hint) else {
+                return vec![];
+            };
+            match serde_json::from_str::<serde_json::Value>(json) {
+                Ok(serde_json::Value::String(s)) => InstanceId::parse(&s).into_iter().collect(),
+                Ok(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().and_then(InstanceId::parse))
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        Inputs {
+            image_properties: d
+                .image_properties
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+            same_host: ids("same_host"),
+            different_host: ids("different_host"),
+        }
+    }
+}
+
+/// The candidates of one decision, built from the views: one [`scheduling::Candidate`]
+/// per host.
+///
+/// MERGE (lead): the inputs other helpers add are filled with neutral values here:
+/// - `availability_zone`: `HostSpec.availability_zone`; take
+///   `views.host_availability_zone(&name)` (aggregates + AZs read model);
+/// - `aggregates`: empty; take the metadata of the host's aggregates from that model;
+/// - `enabled`: true; take `!host.disabled` (compute services, domain::host::Host);
+/// - `up`: the heartbeat liveness; also `&& !host.forced_down`;
+/// - `capabilities`: the simulated driver's; take the hypervisor's when reported.
+fn candidate<'a>(
+    engine: &Engine,
+    h: &'a domain::host::Host,
+    caps: &'a scheduling::Capabilities,
+    pending: &std::collections::HashMap<HostName, u64>,
+    t: i64,
+) -> scheduling::Candidate<'a> {
+    scheduling::Candidate {
+        host: h,
+        availability_zone: &h.spec.availability_zone,
+        aggregates: Vec::new(),
+        enabled: true,
+        up: engine.liveness.state(&h.spec.name, t).schedulable(),
+        capabilities: caps,
+        pending: Resources {
+            ram_mb: pending.get(&h.spec.name).copied().unwrap_or(0),
+            ..Resources::default()
+        },
+        group_members: 0,
+    }
+}
+
+/// Decides on the current views and tries the chosen hosts in order; returns the first
+/// successful claim, or whether a host of a down cell would have fitted, or why none fit.
+#[allow(clippy::too_many_arguments)]
 async fn claim_first(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     req: &scheduling::Request<'_>,
     cells: Option<&CellName>,
@@ -245,37 +374,32 @@ async fn claim_first(
     reserved: &mut Option<(HostName, u64)>,
 ) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
-    let (candidates, down_fits): (Vec<(CellName, HostName)>, bool) = {
+    let caps = scheduling::Capabilities::simulated();
+    let (candidates, down_fits, details): (Vec<(CellName, HostName)>, bool, String) = {
         let v = engine.world().read();
-        // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
-        // whose stream is unreachable (the claim could not be written).
-        let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
+        let p = pending.lock_or_recover();
+        // Hosts of a cell whose stream is unreachable are never chosen (the claim could
+        // not be written); they only tell whether to wait for the cell.
+        let (hosts, down): (Vec<_>, Vec<_>) = v
             .hosts()
             .values()
             .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
-            .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .partition(|h| !engine.world().health.is_down(&h.spec.cell));
-        let down_fits = !scheduling::choose(down, req).is_empty();
-        let mut chosen: Vec<(u64, CellName, HostName)> = {
-            let p = pending.lock_or_recover();
-            scheduling::choose(hosts, req)
-                .into_iter()
-                .map(|h| {
-                    let free = h
-                        .free()
-                        .ram_mb
-                        .saturating_sub(p.get(&h.spec.name).copied().unwrap_or(0));
-                    (free, h.spec.cell.clone(), h.spec.name.clone())
-                })
-                .collect()
-        };
-        // Same weigher (most free RAM first, then name), net of in-flight claims.
-        chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+            .map(|h| candidate(engine, h, &caps, &p, t))
+            .partition(|c| !engine.world().health.is_down(&c.host.spec.cell));
+        let down_fits = !scheduling::decide(&down, req, &decider.config, 0)
+            .order
+            .is_empty();
+        let d = scheduling::decide(&hosts, req, &decider.config, decider.pick());
+        let details = d.no_valid_host_details(&inst.id());
         (
-            chosen.into_iter().map(|(_, c, h)| (c, h)).collect(),
+            d.order
+                .iter()
+                .map(|&i| (hosts[i].host.spec.cell.clone(), hosts[i].name().clone()))
+                .collect(),
             down_fits,
+            details,
         )
     };
     for (cell, host) in candidates {
@@ -319,7 +443,7 @@ async fn claim_first(
     Ok(if down_fits {
         Found::CellDown
     } else {
-        Found::Nothing
+        Found::Nothing(details)
     })
 }
 
@@ -341,6 +465,7 @@ fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
 #[allow(clippy::too_many_arguments)]
 async fn claim_with_patience(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     req: &scheduling::Request<'_>,
     cells: Option<&CellName>,
@@ -350,11 +475,17 @@ async fn claim_with_patience(
     give_up: bool,
 ) -> Result<Found, EngineError> {
     let mut caught_up = false;
+    let mut last = String::new();
     for _ in 0..50 {
-        match claim_first(engine, inst, req, cells, correlation, pending, reserved).await? {
+        match claim_first(
+            engine, decider, inst, req, cells, correlation, pending, reserved,
+        )
+        .await?
+        {
             Found::Claim(c) => return Ok(Found::Claim(c)),
             Found::CellDown if !give_up => return Ok(Found::CellDown),
-            Found::CellDown | Found::Nothing => {}
+            Found::CellDown => {}
+            Found::Nothing(why) => last = why,
         }
         if !caught_up {
             // Our view may be stale (other processes write too): decide "no valid
@@ -364,12 +495,12 @@ async fn claim_with_patience(
             continue;
         }
         if !transient_claims(&engine.world().read(), &inst.id()) {
-            return Ok(Found::Nothing);
+            return Ok(Found::Nothing(last));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         engine.catch_up().await?;
     }
-    Ok(Found::Nothing)
+    Ok(Found::Nothing(last))
 }
 
 async fn release(
@@ -393,8 +524,33 @@ async fn release(
     }
 }
 
+/// The scheduling request of `inst` (filters' and weighers' inputs about the instance).
+fn request<'a>(
+    inst: &'a Instance,
+    inputs: &'a Inputs,
+    resources: Resources,
+    exclude: &'a [HostName],
+    force_host: Option<&'a HostName>,
+    availability_zone: Option<&'a str>,
+) -> scheduling::Request<'a> {
+    scheduling::Request {
+        resources,
+        exclude,
+        force_host,
+        availability_zone,
+        instance: Some(inst.id()),
+        project_id: &inst.spec.project_id,
+        extra_specs: Some(&inst.flavor.extra_specs),
+        image_properties: Some(&inputs.image_properties),
+        same_host: &inputs.same_host,
+        different_host: &inputs.different_host,
+        group: None,
+    }
+}
+
 async fn schedule_build(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     correlation: &str,
     pending: &Pending,
@@ -402,15 +558,19 @@ async fn schedule_build(
     give_up: bool,
 ) -> Result<Step, EngineError> {
     let resources = inst.flavor.resources(inst.spec.boot_from_volume);
-    let req = scheduling::Request {
+    let inputs = Inputs::of(&engine.world().read(), &inst.id());
+    let req = request(
+        inst,
+        &inputs,
         resources,
-        exclude: &[],
-        force_host: inst.spec.requested_host.as_ref(),
-        availability_zone: inst.spec.availability_zone.as_deref(),
-    };
+        &[],
+        inst.spec.requested_host.as_ref(),
+        inst.spec.availability_zone.as_deref(),
+    );
     let op = op_of(inst);
     let chosen = match claim_with_patience(
         engine,
+        decider,
         inst,
         &req,
         None,
@@ -421,18 +581,20 @@ async fn schedule_build(
     )
     .await?
     {
-        Found::Claim(c) => Some(c),
-        Found::Nothing => None,
+        Found::Claim(c) => Ok(c),
+        Found::Nothing(why) => Err(why),
         Found::CellDown => return Ok(Step::WaitForCell),
     };
-    let (cell, host, fault) = match &chosen {
-        Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
-        None => (
+    let (cell, host, fault, fault_details) = match &chosen {
+        Ok((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None, None),
+        Err(why) => (
             CellName::cell0(),
             None,
-            Some("No valid host was found. There are not enough hosts available.".to_string()),
+            Some(scheduling::NO_VALID_HOST.to_string()),
+            Some(why.clone()),
         ),
     };
+    let chosen = chosen.ok();
     let meta = Meta::service(
         "scheduler",
         correlation,
@@ -455,6 +617,7 @@ async fn schedule_build(
                 cell,
                 host,
                 fault,
+                fault_details,
             },
             &ctx(),
             &meta,
@@ -488,6 +651,7 @@ async fn place(
 
 async fn schedule_destination(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     correlation: &str,
     pending: &Pending,
@@ -514,18 +678,22 @@ async fn schedule_destination(
             inst.cell.clone(),
         ),
     };
-    let req = scheduling::Request {
+    let inputs = Inputs::of(&engine.world().read(), &inst.id());
+    let req = request(
+        inst,
+        &inputs,
         resources,
-        exclude: &exclude,
-        force_host: force.as_ref(),
-        availability_zone: if inst.task_state == Some(TaskState::Unshelving) {
+        &exclude,
+        force.as_ref(),
+        if inst.task_state == Some(TaskState::Unshelving) {
             inst.spec.availability_zone.as_deref()
         } else {
             None
         },
-    };
+    );
     let chosen = match claim_with_patience(
         engine,
+        decider,
         inst,
         &req,
         cell.as_ref(),
@@ -537,7 +705,7 @@ async fn schedule_destination(
     .await?
     {
         Found::Claim(c) => Some(c),
-        Found::Nothing => None,
+        Found::Nothing(_) => None,
         Found::CellDown => return Ok(Step::WaitForCell),
     };
     let dedupe = domain::dedupe::sched_dest(

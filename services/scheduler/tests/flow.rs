@@ -540,3 +540,93 @@ async fn rebuild_steps_are_answered_by_the_compute_agent() {
         i.fault
     );
 }
+
+/// A build no host passes ends in ERROR with Nova's NoValidHost message, and the fault's
+/// details name the filter that removed the hosts (Nova's filter summary); a build the
+/// filters pass lands on the host the weighers prefer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_valid_host_fault_names_the_filter_that_removed_the_hosts() {
+    let e = env(
+        2,
+        Resources {
+            vcpus: 4,
+            ram_mb: 4096,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    // No aggregate has `ssd`: AggregateInstanceExtraSpecsFilter removes every host.
+    let mut f = flavor("ssd", 1, 512);
+    f.extra_specs
+        .insert("aggregate_instance_extra_specs:ssd".into(), "true".into());
+    let id = create(&e, f).await;
+    wait_status(&e, id, "ERROR").await;
+    let fault = e.engine.world().read().instance(&id).unwrap().fault.clone();
+    let fault = fault.expect("a fault");
+    assert_eq!(
+        fault.message,
+        "No valid host was found. There are not enough hosts available."
+    );
+    assert!(
+        fault.details.contains(&format!(
+            "Filtering removed all hosts for the request with instance ID '{id}'"
+        )) && fault
+            .details
+            .contains("'AggregateInstanceExtraSpecsFilter: (start: 2, end: 0)'"),
+        "{}",
+        fault.details
+    );
+    // A capability the simulated hosts have passes ComputeCapabilitiesFilter.
+    let mut f = flavor("qemu", 1, 512);
+    f.extra_specs
+        .insert("capabilities:hypervisor_type".into(), "s== QEMU".into());
+    let ok = create(&e, f).await;
+    wait_status(&e, ok, "ACTIVE").await;
+    // One that they lack is refused by it.
+    let mut f = flavor("xen", 1, 512);
+    f.extra_specs
+        .insert("capabilities:hypervisor_type".into(), "s== xen".into());
+    let no = create(&e, f).await;
+    wait_status(&e, no, "ERROR").await;
+    let d = e.engine.world().read().instance(&no).unwrap().fault.clone();
+    assert!(d
+        .unwrap()
+        .details
+        .contains("'ComputeCapabilitiesFilter: (start: 2, end: 0)'"));
+}
+
+/// With `host_subset_size` 2 and a seeded random source, builds go to both of the two
+/// best hosts rather than always the best one; with 1 they always go to the best.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_subset_size_spreads_first_choices_deterministically() {
+    let size = Resources {
+        vcpus: 64,
+        ram_mb: 65536,
+        disk_gb: 1000,
+    };
+    let cfg = |n| domain::scheduling::Config {
+        // Pack on RAM so one host stays the best whatever was placed.
+        multipliers: domain::scheduling::Multipliers {
+            ram: -1.0,
+            cpu: 0.0,
+            disk: 0.0,
+            ..Default::default()
+        },
+        host_subset_size: n,
+    };
+    for (n, want_hosts) in [(1usize, 1usize), (2, 2)] {
+        let sched = scheduler::Scheduler::default()
+            .with_config(cfg(n))
+            .with_seed(42);
+        let e = env_with(3, size, SimOptions::default(), Config::default(), sched).await;
+        let mut hosts = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let id = create(&e, flavor("1", 1, 256)).await;
+            wait_status(&e, id, "ACTIVE").await;
+            hosts.insert(e.engine.world().read().instance(&id).unwrap().host.clone());
+        }
+        assert_eq!(hosts.len(), want_hosts, "subset {n}: {hosts:?}");
+    }
+}
