@@ -14,6 +14,7 @@ use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::quota::QuotaEvent;
+use crate::server_group::ServerGroupEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub enum Event {
     Identity(IdentityEvent),
     /// A quota ledger or quota class event (api stream).
     Quota(QuotaEvent),
+    /// A server group event (api stream, one subject per project).
+    ServerGroup(ServerGroupEvent),
 }
 
 impl Event {
@@ -66,6 +69,7 @@ impl Event {
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
+            Event::ServerGroup(e) => e.event_type(),
         }
     }
 

@@ -84,11 +84,13 @@ pub enum SubjectKind {
     Quota,
     /// A quota class (`default`).
     QuotaClass,
+    /// Every server group of a project (`<project>` after the kind).
+    ServerGroups,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 14] = [
+    pub const ALL: [SubjectKind; 15] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -103,6 +105,7 @@ impl SubjectKind {
         SubjectKind::RoleName,
         SubjectKind::Quota,
         SubjectKind::QuotaClass,
+        SubjectKind::ServerGroups,
     ];
 
     /// The subject token.
@@ -122,6 +125,7 @@ impl SubjectKind {
             SubjectKind::RoleName => "role_name",
             SubjectKind::Quota => "quota",
             SubjectKind::QuotaClass => "quota_class",
+            SubjectKind::ServerGroups => "server_groups",
         }
     }
 

@@ -15,6 +15,7 @@ use domain::identity::IdentityEvent;
 use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::quota::QuotaEvent;
+use domain::server_group::ServerGroupEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -40,6 +41,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
         Event::Quota(x) => postcard::to_stdvec(x),
+        Event::ServerGroup(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -78,6 +80,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("quota"), 1) => {
             Event::Quota(postcard::from_bytes::<QuotaEvent>(payload).map_err(perr)?)
+        }
+        (Some("server_group"), 1) => {
+            Event::ServerGroup(postcard::from_bytes::<ServerGroupEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

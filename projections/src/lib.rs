@@ -13,6 +13,7 @@ pub mod identity;
 pub mod model;
 pub mod projector;
 pub mod quota;
+pub mod server_groups;
 pub mod store;
 pub mod views;
 pub mod world;

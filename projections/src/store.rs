@@ -37,7 +37,7 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///
 /// 3: one generic row type (`Row { state, seq }`), every model table keyed by bytes.
 /// 4: `InstanceRow.extras` (access addresses, hostname, user data, trusted certificates).
-pub const SCHEMA: u64 = 5;
+pub const SCHEMA: u64 = 6;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

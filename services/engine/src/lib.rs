@@ -16,6 +16,7 @@ pub mod cells;
 pub mod images;
 pub mod liveness;
 pub mod quota;
+pub mod server_groups;
 pub mod reactor;
 pub mod runtime;
 

@@ -63,6 +63,8 @@ pub enum Family {
     Identity,
     /// [`Event::Quota`].
     Quota,
+    /// [`Event::ServerGroup`].
+    ServerGroup,
 }
 
 impl Family {
@@ -77,6 +79,7 @@ impl Family {
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
             Event::Quota(_) => Family::Quota,
+            Event::ServerGroup(_) => Family::ServerGroup,
         }
     }
 
@@ -95,6 +98,7 @@ impl Family {
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
             "quota" => Family::Quota,
+            "server_group" => Family::ServerGroup,
             _ => return None,
         })
     }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostEvent, Resources};
+use domain::server_group::{ServerGroup, ServerGroupCommand};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
 use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
@@ -234,7 +235,16 @@ async fn steps(
         };
         let step = match inst.work() {
             Some(Work::ScheduleBuild) => {
-                schedule_build(engine, decider, &inst, correlation, pending, reserved, give_up).await?
+                schedule_build(
+                    engine,
+                    decider,
+                    &inst,
+                    correlation,
+                    pending,
+                    reserved,
+                    give_up,
+                )
+                .await?
             }
             Some(Work::Place) => place(engine, &inst, correlation).await?,
             Some(Work::ScheduleDestination) => {
@@ -344,6 +354,7 @@ fn candidate<'a>(
     caps: &'a scheduling::Capabilities,
     pending: &std::collections::HashMap<HostName, u64>,
     t: i64,
+    group: Option<(&ServerGroup, InstanceId)>,
 ) -> scheduling::Candidate<'a> {
     scheduling::Candidate {
         host: h,
@@ -356,7 +367,9 @@ fn candidate<'a>(
             ram_mb: pending.get(&h.spec.name).copied().unwrap_or(0),
             ..Resources::default()
         },
-        group_members: 0,
+        group_members: group
+            .map(|(g, me)| g.members_on(&h.spec.name, Some(&me)) as u32)
+            .unwrap_or(0),
     }
 }
 
@@ -375,6 +388,22 @@ async fn claim_first(
 ) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
     let caps = scheduling::Capabilities::simulated();
+    // The instance's server group as it is now: its members' hosts feed the group
+    // filters and weighers, and a hard policy is re-checked when the placement is
+    // recorded on the group's subject (OCC), after the claim.
+    let group: Option<ServerGroup> = engine
+        .world()
+        .read()
+        .server_groups()
+        .of_member(&inst.id())
+        .cloned();
+    let mut req = req.clone();
+    req.group = group.as_ref().map(|g| scheduling::GroupRequest {
+        policy: g.policy,
+        max_server_per_host: g.max_server_per_host.unwrap_or(1),
+        placed: g.placed(Some(&inst.id())) as u32,
+    });
+    let req = &req;
     let (candidates, down_fits, details): (Vec<(CellName, HostName)>, bool, String) = {
         let v = engine.world().read();
         let p = pending.lock_or_recover();
@@ -386,7 +415,7 @@ async fn claim_first(
             .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .map(|h| candidate(engine, h, &caps, &p, t))
+            .map(|h| candidate(engine, h, &caps, &p, t, group.as_ref().map(|g| (g, inst.id()))))
             .partition(|c| !engine.world().health.is_down(&c.host.spec.cell));
         let down_fits = !scheduling::decide(&down, req, &decider.config, 0)
             .order
@@ -431,6 +460,25 @@ async fn claim_first(
         }
         match res {
             Ok(_) => {
+                if let Some(g) = &group {
+                    match record_member(engine, g, inst, &host, claim, correlation).await {
+                        Ok(()) => {}
+                        // Another decision placed a member first and the policy no
+                        // longer allows this host (or the group changed): give the
+                        // claim back and try the next host; each is checked again.
+                        Err(EngineError::Domain(DomainError::Conflict(_)))
+                        | Err(EngineError::Contention(_)) => {
+                            unreserve();
+                            release(engine, &cell, &host, claim, correlation).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            unreserve();
+                            release(engine, &cell, &host, claim, correlation).await;
+                            return Err(e);
+                        }
+                    }
+                }
                 engine::failpoint("scheduler-after-claim");
                 *reserved = Some((host.clone(), req.resources.ram_mb));
                 return Ok(Found::Claim((cell, host, claim)));
@@ -445,6 +493,38 @@ async fn claim_first(
     } else {
         Found::Nothing(details)
     })
+}
+
+/// Records on the group's subject that `inst` (a member) is placed on `host`, refused
+/// when a hard policy of the group forbids it on the group's current state.
+async fn record_member(
+    engine: &Arc<Engine>,
+    g: &ServerGroup,
+    inst: &Instance,
+    host: &HostName,
+    claim: ClaimId,
+    correlation: &str,
+) -> Result<(), EngineError> {
+    let meta = Meta::service(
+        "scheduler",
+        correlation,
+        &op_of(inst).to_string(),
+        // One record per claim (one per decision).
+        format!("sg-place-{claim}"),
+    );
+    engine
+        .server_groups(
+            &g.project_id,
+            |_| ServerGroupCommand::Place {
+                id: g.id,
+                instance: inst.id(),
+                host: host.clone(),
+            },
+            &ctx(),
+            &meta,
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Whether some claim may soon be released: it belongs to an instance that is still
@@ -478,7 +558,14 @@ async fn claim_with_patience(
     let mut last = String::new();
     for _ in 0..50 {
         match claim_first(
-            engine, decider, inst, req, cells, correlation, pending, reserved,
+            engine,
+            decider,
+            inst,
+            req,
+            cells,
+            correlation,
+            pending,
+            reserved,
         )
         .await?
         {
@@ -931,6 +1018,78 @@ impl Periodic for Reconciler {
                 Err(format!("{failed} of {n} ticks failed, the last: {e}").into())
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// Removes deleted instances from their server groups, as Nova does when an instance is
+/// destroyed. Level-triggered: on every instance commit it checks that instance, and the
+/// reconcile pass checks every member, so a removal lost to a crash is made later.
+/// A reactor rather than a fold: the `server_group_members` count is decided on the
+/// group's own subject, which must therefore hold the removal itself.
+#[derive(Debug, Default)]
+pub struct GroupMembers {
+    inflight: InFlight<InstanceId>,
+}
+
+impl GroupMembers {
+    fn check(&self, engine: &Arc<Engine>, id: InstanceId) {
+        let target = {
+            let v = engine.world().read();
+            let gone = v.instance(&id).is_some_and(|i| i.deleted);
+            v.server_groups()
+                .of_member(&id)
+                .filter(|_| gone)
+                .map(|g| (g.project_id.clone(), g.id))
+        };
+        let Some((project, group)) = target else {
+            return;
+        };
+        let engine = engine.clone();
+        self.inflight.spawn(id, async move {
+            let meta = Meta::service(
+                "scheduler",
+                &format!("req-{}", Uuid::new_v4()),
+                &id.to_string(),
+                format!("sg-remove-{group}-{id}"),
+            );
+            let cmd = |_: &projections::Views| ServerGroupCommand::RemoveMembers {
+                id: group,
+                instances: vec![id],
+            };
+            if let Err(e) = engine.server_groups(&project, cmd, &ctx(), &meta).await {
+                tracing::warn!(instance = %id, error = %e, "server group member removal failed; retried on reconcile");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Reactor for GroupMembers {
+    fn name(&self) -> &str {
+        "server-group-members"
+    }
+
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        if let Some(id) = instance_of(delivery) {
+            self.check(engine, id);
+        }
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let ids: Vec<InstanceId> = engine
+            .world()
+            .read()
+            .server_groups()
+            .members()
+            .map(|(i, _)| *i)
+            .collect();
+        for id in ids {
+            self.check(engine, id);
         }
     }
 }

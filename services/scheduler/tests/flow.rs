@@ -56,6 +56,17 @@ async fn env_with(
     config: Config,
     sched: scheduler::Scheduler,
 ) -> Env {
+    env_multi(hosts, size, sim, config, vec![sched]).await
+}
+
+/// [`env`] with several scheduler reactors in one process (racing decisions).
+async fn env_multi(
+    hosts: usize,
+    size: Resources,
+    sim: SimOptions,
+    config: Config,
+    scheds: Vec<scheduler::Scheduler>,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
     let streams: Vec<StreamName> = ["api", "cell0", "cell1"]
@@ -101,8 +112,11 @@ async fn env_with(
             discover_every: None,
         },
     );
+    for sched in scheds {
+        runtime.reactor(Arc::new(sched));
+    }
     runtime
-        .reactor(Arc::new(sched))
+        .reactor(Arc::new(scheduler::GroupMembers::default()))
         .reactor(Arc::new(scheduler::Placement::default()))
         .reactor_on(agent, streams[2].clone())
         .periodic(
@@ -129,7 +143,10 @@ fn user() -> Ctx {
 }
 
 async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
-    let id = InstanceId(Uuid::new_v4());
+    create_id(e, f, InstanceId(Uuid::new_v4())).await
+}
+
+async fn create_id(e: &Env, f: FlavorSnapshot, id: InstanceId) -> InstanceId {
     let spec = InstanceSpec {
         id,
         name: "vm".into(),
@@ -629,4 +646,150 @@ async fn host_subset_size_spreads_first_choices_deterministically() {
         }
         assert_eq!(hosts.len(), want_hosts, "subset {n}: {hosts:?}");
     }
+}
+
+/// Members of an anti-affinity group built at once, decided by two scheduler reactors
+/// that both prefer the same host (RAM packing): no two members ever land on one host,
+/// the members that find no free host fail with NoValidHost, and the log folded from
+/// the start records one member per host. Deleting the members empties the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_holds_with_racing_schedulers() {
+    use domain::server_group::{Policy, ServerGroup, ServerGroupCommand as SG};
+    let pack = || {
+        scheduler::Scheduler::default().with_config(domain::scheduling::Config {
+            multipliers: domain::scheduling::Multipliers {
+                ram: -1.0,
+                ..Default::default()
+            },
+            host_subset_size: 1,
+        })
+    };
+    let e = env_multi(
+        4,
+        Resources {
+            vcpus: 16,
+            ram_mb: 16384,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+        vec![pack(), pack()],
+    )
+    .await;
+    let gid = domain::ServerGroupId(Uuid::new_v4());
+    let group = ServerGroup {
+        id: gid,
+        name: "g".into(),
+        project_id: "p".into(),
+        user_id: "u".into(),
+        policy: Policy::AntiAffinity,
+        max_server_per_host: None,
+        members: BTreeMap::new(),
+        created_at: domain::Timestamp(0),
+    };
+    e.engine
+        .server_groups(
+            "p",
+            |_| SG::Create {
+                group: group.clone(),
+                limit: 10,
+            },
+            &user(),
+            &Meta::default(),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<InstanceId> = (0..6).map(|_| InstanceId(Uuid::new_v4())).collect();
+    e.engine
+        .server_groups(
+            "p",
+            |_| SG::AddMembers {
+                id: gid,
+                instances: ids.clone(),
+                limit: 10,
+            },
+            &user(),
+            &Meta::default(),
+        )
+        .await
+        .unwrap();
+    let mut tasks = vec![];
+    for id in &ids {
+        let engine = e.engine.clone();
+        let id = *id;
+        tasks.push(tokio::spawn(async move {
+            let env = Env {
+                engine,
+                _dir: tempfile::tempdir().unwrap(),
+                _stop: watch::channel(false).0,
+                _runtime: None,
+            };
+            create_id(&env, flavor("1", 1, 512), id).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for id in &ids {
+        let ok = e
+            .engine
+            .world()
+            .wait_until(Duration::from_secs(30), |v| {
+                v.instance(id)
+                    .is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
+            })
+            .await;
+        assert!(ok, "{id} never settled");
+    }
+    let (active, error): (Vec<_>, Vec<_>) = {
+        let v = e.engine.world().read();
+        ids.iter()
+            .map(|id| v.instance(id).unwrap().clone())
+            .partition(|i| i.vm_state == VmState::Active)
+    };
+    let hosts: std::collections::BTreeSet<_> = active.iter().map(|i| i.host.clone()).collect();
+    assert_eq!(active.len(), 4, "one member per host");
+    assert_eq!(hosts.len(), 4, "no two members share a host: {hosts:?}");
+    assert_eq!(error.len(), 2);
+    for i in &error {
+        let f = i.fault.as_ref().unwrap();
+        assert!(
+            f.details.contains("ServerGroupAntiAffinityFilter"),
+            "{}",
+            f.details
+        );
+    }
+    // The group's log, folded from the start: at no point two members on one host.
+    let commits = e
+        .engine
+        .log()
+        .read_stream(&StreamName::new("api").unwrap(), 1, usize::MAX)
+        .await
+        .unwrap();
+    let mut state = domain::server_group::ProjectGroups::default();
+    for c in &commits {
+        for ev in &c.events {
+            if let Ok(domain::Event::ServerGroup(ev)) = projections::codec::decode(ev) {
+                state = domain::server_group::evolve(state, &ev);
+                let g = &state.groups[&gid];
+                let placed: Vec<_> = g.members.values().flatten().collect();
+                let distinct: std::collections::BTreeSet<_> = placed.iter().collect();
+                assert_eq!(placed.len(), distinct.len(), "two members on one host");
+            }
+        }
+    }
+    // Delete every member: the group is emptied by the GroupMembers reactor.
+    for id in &ids {
+        cmd(&e, *id, InstanceCommand::Delete).await;
+    }
+    let ok = e
+        .engine
+        .world()
+        .wait_until(Duration::from_secs(20), |v| {
+            v.server_groups()
+                .group(&gid)
+                .is_some_and(|g| g.members.is_empty())
+        })
+        .await;
+    assert!(ok, "members left");
 }
