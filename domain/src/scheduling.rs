@@ -19,6 +19,7 @@
 //! - With `host_subset_size` N > 1, the first host is one of the best N chosen by the
 //!   `pick` input; the others keep their order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::host::{Host, Resources};
@@ -74,8 +75,9 @@ pub struct Candidate<'a> {
     pub host: &'a Host,
     /// Availability zone of the host (its aggregates' zone, else the default `nova`).
     pub availability_zone: &'a str,
-    /// Metadata of every aggregate the host is in.
-    pub aggregates: Vec<&'a Metadata>,
+    /// Metadata of every aggregate the host is in (a slice held by the caller's read
+    /// model, so building a candidate allocates nothing).
+    pub aggregates: &'a [&'a Metadata],
     /// The compute service is enabled (not `compute service set --disable`).
     pub enabled: bool,
     /// The compute service is up (heartbeat recent, not forced down).
@@ -120,28 +122,35 @@ impl Candidate<'_> {
             .flat_map(|v| v.split(',').map(str::trim))
     }
 
-    /// A HostState attribute by scoped path (`capabilities:` stripped), as a string.
-    fn capability(&self, path: &[&str]) -> Option<String> {
-        let free = self.host.free();
-        let cap = self.host.spec.capacity();
-        let one = |v: String| (path.len() == 1).then_some(v);
-        match path.first().copied()? {
-            "cpu_info" if path.len() > 1 => self
+    /// A HostState attribute by scoped path (`capabilities:` stripped, segments joined
+    /// by `:`), as a string; borrowed where it can be, so most checks allocate nothing.
+    fn capability(&self, path: &str) -> Option<Cow<'_, str>> {
+        if let Some(rest) = path.strip_prefix("cpu_info:") {
+            return self
                 .capabilities
                 .cpu_info
-                .get(&path[1..].join(":"))
-                .cloned(),
-            "hypervisor_type" => one(self.capabilities.hypervisor_type.clone()),
-            "hypervisor_version" => one(self.capabilities.hypervisor_version.to_string()),
-            "hypervisor_hostname" | "host" | "nodename" => one(self.name().to_string()),
-            "free_ram_mb" => one(free.ram_mb.to_string()),
-            "free_disk_mb" => one((free.disk_gb * 1024).to_string()),
-            "total_usable_ram_mb" => one(cap.ram_mb.to_string()),
-            "total_usable_disk_gb" => one(cap.disk_gb.to_string()),
-            "vcpus_total" => one(self.host.spec.total.vcpus.to_string()),
-            "vcpus_used" => one(self.host.used.vcpus.to_string()),
-            "num_instances" => one(self.num_instances().to_string()),
-            key if path.len() == 1 => self.capabilities.stats.get(key).cloned(),
+                .get(rest)
+                .map(|v| Cow::Borrowed(v.as_str()));
+        }
+        let num = |n: u64| Some(Cow::Owned(n.to_string()));
+        match path {
+            "hypervisor_type" => Some(Cow::Borrowed(&self.capabilities.hypervisor_type)),
+            "hypervisor_version" => num(self.capabilities.hypervisor_version),
+            "hypervisor_hostname" | "host" | "nodename" => {
+                Some(Cow::Borrowed(self.name().as_str()))
+            }
+            "free_ram_mb" => num(self.host.free().ram_mb),
+            "free_disk_mb" => num(self.host.free().disk_gb * 1024),
+            "total_usable_ram_mb" => num(self.host.spec.capacity().ram_mb),
+            "total_usable_disk_gb" => num(self.host.spec.capacity().disk_gb),
+            "vcpus_total" => num(self.host.spec.total.vcpus),
+            "vcpus_used" => num(self.host.used.vcpus),
+            "num_instances" => num(self.num_instances() as u64),
+            key if !key.contains(':') => self
+                .capabilities
+                .stats
+                .get(key)
+                .map(|v| Cow::Borrowed(v.as_str())),
             _ => None,
         }
     }
@@ -273,7 +282,7 @@ pub fn availability_zone(c: &Candidate<'_>, r: &Request<'_>) -> bool {
 /// only takes those projects; hosts without such keys take everyone.
 pub fn multi_tenancy(c: &Candidate<'_>, r: &Request<'_>) -> bool {
     let mut restricted = false;
-    for m in &c.aggregates {
+    for m in c.aggregates {
         for (_, v) in m.iter().filter(|(k, _)| k.starts_with("filter_tenant_id")) {
             restricted = true;
             if v.split(',').any(|t| t.trim() == r.project_id) {
@@ -310,28 +319,23 @@ pub fn compute_capabilities(c: &Candidate<'_>, r: &Request<'_>) -> bool {
         return true;
     };
     specs.iter().all(|(key, req)| {
-        let (key, req) = if key == "hw:maxphysaddr_bits" {
+        let (key, req): (&str, Cow<'_, str>) = if key == "hw:maxphysaddr_bits" {
             (
                 "capabilities:cpu_info:maxphysaddr:bits",
-                format!(">= {req}"),
+                Cow::Owned(format!(">= {req}")),
             )
         } else {
-            (key.as_str(), req.clone())
+            (key.as_str(), Cow::Borrowed(req.as_str()))
         };
-        let path: Vec<&str> = key.split(':').collect();
-        let path = if path.len() == 1 {
-            match c.capability(&path) {
-                Some(_) => path,
-                None => return true,
-            }
-        } else if path[0] == "capabilities" {
-            path[1..].to_vec()
-        } else {
-            return true;
-        };
-        match c.capability(&path) {
-            Some(v) => extra_spec_matches(Some(&v), &req),
-            None => false,
+        match key.split_once(':') {
+            // Unscoped: checked only when it names a host attribute.
+            None => c
+                .capability(key)
+                .is_none_or(|v| extra_spec_matches(Some(&v), &req)),
+            Some(("capabilities", path)) => c
+                .capability(path)
+                .is_some_and(|v| extra_spec_matches(Some(&v), &req)),
+            Some(_) => true,
         }
     })
 }
@@ -349,9 +353,9 @@ pub fn image_properties(c: &Candidate<'_>, r: &Request<'_>) -> bool {
         return true;
     }
     c.capabilities.supported_instances.iter().any(|(a, h, m)| {
-        arch.as_ref().is_none_or(|x| x == a)
-            && hv.as_ref().is_none_or(|x| x == h)
-            && mode.as_ref().is_none_or(|x| x == m)
+        arch.as_deref().is_none_or(|x| x == a)
+            && hv.as_deref().is_none_or(|x| x == h)
+            && mode.as_deref().is_none_or(|x| x == m)
     })
 }
 
@@ -446,10 +450,19 @@ pub fn extra_spec_matches(value: Option<&str>, req: &str) -> bool {
     }
 }
 
+/// Lower case, borrowed when it already is.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Nova's `Architecture.canonicalize`.
-pub fn canonical_arch(a: &str) -> String {
-    let a = a.to_ascii_lowercase();
-    match a.as_str() {
+pub fn canonical_arch(a: &str) -> Cow<'_, str> {
+    let a = lower(a);
+    match a.as_ref() {
         "i386" | "i486" | "i586" | "x86" => "i686".into(),
         "amd64" | "x64" => "x86_64".into(),
         "arm64" => "aarch64".into(),
@@ -460,8 +473,8 @@ pub fn canonical_arch(a: &str) -> String {
 }
 
 /// Nova's `HVType.canonicalize`.
-pub fn canonical_hv_type(h: &str) -> String {
-    let h = h.to_ascii_lowercase();
+pub fn canonical_hv_type(h: &str) -> Cow<'_, str> {
+    let h = lower(h);
     if h == "xapi" {
         "xen".into()
     } else {
@@ -470,9 +483,9 @@ pub fn canonical_hv_type(h: &str) -> String {
 }
 
 /// Nova's `VMMode.canonicalize`.
-pub fn canonical_vm_mode(m: &str) -> String {
-    let m = m.to_ascii_lowercase();
-    match m.as_str() {
+pub fn canonical_vm_mode(m: &str) -> Cow<'_, str> {
+    let m = lower(m);
+    match m.as_ref() {
         "pv" => "xen".into(),
         "hv" | "baremetal" => "hvm".into(),
         _ => m,
@@ -723,7 +736,7 @@ pub fn choose<'h>(hosts: impl IntoIterator<Item = &'h Host>, req: &Request<'_>) 
         .map(|h| Candidate {
             host: h,
             availability_zone: &h.spec.availability_zone,
-            aggregates: Vec::new(),
+            aggregates: &[],
             enabled: true,
             up: true,
             capabilities: &caps,

@@ -74,7 +74,7 @@ fn candidate<'a>(h: &'a Host, caps: &'a Capabilities) -> Candidate<'a> {
     Candidate {
         host: h,
         availability_zone: "nova",
-        aggregates: vec![],
+        aggregates: &[],
         enabled: true,
         up: true,
         capabilities: caps,
@@ -216,7 +216,7 @@ fn multi_tenancy_isolation_table() {
     let iso2 = meta(&[("filter_tenant_id_extra", "p3")]);
     let open = meta(&[("ssd", "true")]);
     let aggs = |a: Vec<&'static Metadata>| Candidate {
-        aggregates: a,
+        aggregates: Box::leak(a.into_boxed_slice()),
         ..candidate(&h, &caps)
     };
     let project = |p| Request {
@@ -264,7 +264,7 @@ fn aggregate_instance_extra_specs_table() {
     let ssd = meta(&[("ssd", "true"), ("gpus", "2"), ("tier", "gold,silver")]);
     let hdd = meta(&[("ssd", "false")]);
     let with = |a: Vec<&'static Metadata>| Candidate {
-        aggregates: a,
+        aggregates: Box::leak(a.into_boxed_slice()),
         ..candidate(&h, &caps)
     };
     let (ssd, hdd): (&'static Metadata, &'static Metadata) =

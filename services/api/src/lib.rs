@@ -42,6 +42,7 @@ pub mod microversion;
 pub mod misc;
 pub mod parse;
 pub mod policy;
+pub mod server_groups;
 pub mod servers;
 pub mod status;
 pub use apicore::util;
@@ -193,6 +194,14 @@ pub fn routes(state: ApiState) -> Registrar {
             M::DELETE,
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
+        )
+        .route(M::GET, "/v2.1/os-server-groups", server_groups::index)
+        .route(M::POST, "/v2.1/os-server-groups", server_groups::create)
+        .route(M::GET, "/v2.1/os-server-groups/{id}", server_groups::show)
+        .route(
+            M::DELETE,
+            "/v2.1/os-server-groups/{id}",
+            server_groups::delete,
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)

@@ -249,6 +249,34 @@ pub const ROUTES: &[Endpoint] = &[
     ),
     ep(
         "GET",
+        "/v2.1/os-server-groups",
+        ProjectReader,
+        "os_compute_api:os-server-groups:index",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-server-groups",
+        ProjectMember,
+        "os_compute_api:os-server-groups:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-server-groups/{id}",
+        ProjectReader,
+        "os_compute_api:os-server-groups:show",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-server-groups/{id}",
+        ProjectMember,
+        "os_compute_api:os-server-groups:delete",
+        Target::None,
+    ),
+    ep(
+        "GET",
         "/v1/instances/{id}/events",
         ProjectReader,
         "os_compute_api:os-instance-actions:list",
@@ -301,6 +329,13 @@ pub const CONDITIONAL: &[Conditional] = &[
         when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/os-server-groups",
+        when: "`all_projects` query",
+        rule: Admin,
+        name: "os_compute_api:os-server-groups:index:all_projects",
     },
 ];
 

@@ -16,9 +16,9 @@ pub mod cells;
 pub mod images;
 pub mod liveness;
 pub mod quota;
-pub mod server_groups;
 pub mod reactor;
 pub mod runtime;
+pub mod server_groups;
 
 use eventlog::LockExt;
 use std::sync::Arc;

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostEvent, Resources};
-use domain::server_group::{ServerGroup, ServerGroupCommand};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
+use domain::server_group::{ServerGroup, ServerGroupCommand};
 use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
     VmState,
@@ -359,7 +359,7 @@ fn candidate<'a>(
     scheduling::Candidate {
         host: h,
         availability_zone: &h.spec.availability_zone,
-        aggregates: Vec::new(),
+        aggregates: &[],
         enabled: true,
         up: engine.liveness.state(&h.spec.name, t).schedulable(),
         capabilities: caps,
@@ -415,7 +415,16 @@ async fn claim_first(
             .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .map(|h| candidate(engine, h, &caps, &p, t, group.as_ref().map(|g| (g, inst.id()))))
+            .map(|h| {
+                candidate(
+                    engine,
+                    h,
+                    &caps,
+                    &p,
+                    t,
+                    group.as_ref().map(|g| (g, inst.id())),
+                )
+            })
             .partition(|c| !engine.world().health.is_down(&c.host.spec.cell));
         let down_fits = !scheduling::decide(&down, req, &decider.config, 0)
             .order

@@ -89,6 +89,10 @@ fn world(n: usize) -> (Vec<Host>, Vec<Metadata>) {
 pub fn run(n: usize, decisions: usize) -> SchedReport {
     let (hosts, aggregates) = world(n);
     let caps = Capabilities::simulated();
+    // Per host, the metadata of its aggregates, as a read model would hold it.
+    let host_aggs: Vec<Vec<&Metadata>> = (0..hosts.len())
+        .map(|i| vec![&aggregates[i % aggregates.len()]])
+        .collect();
     // The scheduler builds the candidates from its views for every decision: that is
     // part of the decision's cost, so it is timed too.
     let build = || -> Vec<Candidate<'_>> {
@@ -98,7 +102,7 @@ pub fn run(n: usize, decisions: usize) -> SchedReport {
             .map(|(i, h)| Candidate {
                 host: h,
                 availability_zone: &h.spec.availability_zone,
-                aggregates: vec![&aggregates[i % aggregates.len()]],
+                aggregates: &host_aggs[i],
                 enabled: i % 50 != 0,
                 up: i % 97 != 0,
                 capabilities: &caps,
