@@ -358,3 +358,50 @@ pub async fn delete(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The `group` scheduler hint of a server create: the instance joins the group (counted
+/// against `server_group_members` in the group's own decision) before the build is
+/// requested, so the scheduler finds it a member. Nova's answers: 400 `Instance group
+/// <id> could not be found.` for an unknown group (or another project's), 403 `Quota
+/// exceeded, too many servers in group`. Returns the group's (project, id).
+pub async fn join_hinted_group(
+    st: &ApiState,
+    caller: &Caller,
+    details: &domain::instance::BootDetails,
+    instance: domain::InstanceId,
+) -> Result<Option<(String, ServerGroupId)>, ApiError> {
+    let Some(raw) = details.scheduler_hints.get("group") else {
+        return Ok(None);
+    };
+    let hint = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::String(s)) => s,
+        _ => raw.clone(),
+    };
+    let missing = || ApiError::bad_request(format!("Instance group {hint} could not be found."));
+    let (gid, project) = {
+        let views = st.engine.world().read();
+        let g = ServerGroupId::parse(&hint)
+            .and_then(|gid| views.server_groups().group(&gid))
+            .filter(|g| caller.is_admin || g.project_id == caller.project)
+            .ok_or_else(missing)?;
+        (g.id, g.project_id.clone())
+    };
+    let out = st
+        .engine
+        .server_groups(
+            &project,
+            |v| ServerGroupCommand::AddMembers {
+                id: gid,
+                instances: vec![instance],
+                limit: limit(st, v, &project, Resource::ServerGroupMembers),
+            },
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await;
+    match out {
+        Ok(_) => Ok(Some((project, gid))),
+        Err(engine::EngineError::Domain(domain::DomainError::NotFound { .. })) => Err(missing()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -107,14 +107,33 @@ pub async fn create(
         };
         (spec, details)
     };
-    st.engine
+    let group = crate::server_groups::join_hinted_group(&st, &caller, &details, id).await?;
+    let created = st
+        .engine
         .instance(
             id,
             InstanceCommand::Create(Box::new(spec), details),
             &caller.ctx(),
             &caller.meta(),
         )
-        .await?;
+        .await;
+    if let (Err(_), Some((project, gid))) = (&created, group) {
+        // The build was refused: give the membership back (best effort; a member
+        // whose instance never appears is only shown as absent).
+        let _ = st
+            .engine
+            .server_groups(
+                &project,
+                |_| domain::server_group::ServerGroupCommand::RemoveMembers {
+                    id: gid,
+                    instances: vec![id],
+                },
+                &caller.ctx(),
+                &caller.meta(),
+            )
+            .await;
+    }
+    created?;
     let sid = id.to_string();
     tracing::info!(server = %sid, "server create accepted");
     let location = format!("{}/v2.1/servers/{sid}", caller.base());
