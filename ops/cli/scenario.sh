@@ -149,6 +149,22 @@ expect_status vm1 VERIFY_RESIZE
 run server migration confirm vm1
 expect_status vm1 ACTIVE
 
+step "server group create / list / show"
+run server group create --policy anti-affinity g1 >/dev/null
+openstack server group list -f value -c Name | grep -qx g1 || fail "g1 not listed"
+GID=$(run server group show -f value -c id g1)
+[ "$(run server group show -f value -c policy g1)" = "anti-affinity" ] || fail "g1 policy"
+
+step "server create --hint group="
+run server create --image cirros --flavor m1.tiny --nic none --hint group="$GID" --wait vm-g1 >/dev/null
+VMG=$(run server show -f value -c id vm-g1)
+run server group show -f value -c members g1 | grep -q "$VMG" || fail "vm-g1 is not a member of g1"
+
+step "server group delete"
+run server delete --wait vm-g1
+run server group delete g1
+if openstack server group show g1 >/dev/null 2>&1; then fail "g1 still shown after delete"; fi
+
 step "delete --wait"
 run server delete --wait vm1
 if openstack server show vm1 >/dev/null 2>&1; then fail "vm1 still shown after delete --wait"; fi

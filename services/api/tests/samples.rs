@@ -415,10 +415,7 @@ async fn server_group_responses_have_exactly_the_samples_fields() {
         );
         // The list's first item is the group just made (created last: list the page
         // that starts with it).
-        let n = s
-            .get("/v2.1/os-server-groups", MEMBER, v)
-            .await
-            .body["server_groups"]
+        let n = s.get("/v2.1/os-server-groups", MEMBER, v).await.body["server_groups"]
             .as_array()
             .unwrap()
             .len();
@@ -433,7 +430,10 @@ async fn server_group_responses_have_exactly_the_samples_fields() {
             "server-groups-list-resp",
             &version,
             &first_only(r.body, "server_groups"),
-            &first_only(load(&dir.join("server-groups-list-resp.json")), "server_groups"),
+            &first_only(
+                load(&dir.join("server-groups-list-resp.json")),
+                "server_groups",
+            ),
             &mut failures,
         );
         compared += 3;
