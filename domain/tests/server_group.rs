@@ -35,7 +35,7 @@ fn group(n: u128, policy: Policy, max: Option<u32>) -> ServerGroup {
 }
 
 fn run(s: ProjectGroups, c: C) -> Result<ProjectGroups, DomainError> {
-    Ok(decide(&s, c)?.iter().fold(s, |s, e| evolve(s, e)))
+    Ok(decide(&s, c)?.iter().fold(s, evolve))
 }
 
 fn with(policy: Policy, max: Option<u32>, members: &[u128]) -> ProjectGroups {
