@@ -393,9 +393,11 @@ mod tests {
             ("cell.created", Family::Cell),
             ("image.created", Family::Image),
             ("user.created", Family::Identity),
+            ("quota.set", Family::Quota),
+            ("server_group.member_placed", Family::ServerGroup),
         ] {
             assert_eq!(Family::of_type(ty), Some(family), "{ty}");
         }
-        assert_eq!(Family::of_type("quota.set"), None);
+        assert_eq!(Family::of_type("nope.set"), None);
     }
 }
