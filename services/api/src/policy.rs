@@ -39,6 +39,8 @@ pub enum Target {
     None,
     /// `{id}` is a server: another project's server is a 404 to non-admins.
     Server,
+    /// `{id}` is a server group: another project's group is a 404 to non-admins.
+    ServerGroup,
 }
 
 /// One policy row.
@@ -266,14 +268,14 @@ pub const ROUTES: &[Endpoint] = &[
         "/v2.1/os-server-groups/{id}",
         ProjectReader,
         "os_compute_api:os-server-groups:show",
-        Target::None,
+        Target::ServerGroup,
     ),
     ep(
         "DELETE",
         "/v2.1/os-server-groups/{id}",
         ProjectMember,
         "os_compute_api:os-server-groups:delete",
-        Target::None,
+        Target::ServerGroup,
     ),
     ep(
         "GET",
@@ -329,13 +331,6 @@ pub const CONDITIONAL: &[Conditional] = &[
         when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
-    },
-    Conditional {
-        method: "GET",
-        path: "/v2.1/os-server-groups",
-        when: "`all_projects` query",
-        rule: Admin,
-        name: "os_compute_api:os-server-groups:index:all_projects",
     },
 ];
 
@@ -450,6 +445,17 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                 .is_some_and(|i| caller.can_see(&i.spec.project_id));
             if !visible {
                 return ApiError::instance_not_found(id).into_response();
+            }
+        }
+        if row.target == Target::ServerGroup {
+            let id = path_id(row.path, parts.uri.path()).unwrap_or_default();
+            let views = g.state.engine.world().read();
+            let visible = domain::ServerGroupId::parse(id)
+                .and_then(|gid| views.server_groups().group(&gid))
+                .is_some_and(|sg| caller.can_see(&sg.project_id));
+            if !visible {
+                return ApiError::not_found(format!("Instance group {id} could not be found."))
+                    .into_response();
             }
         }
         if !row.rule.allows(caller.role) {

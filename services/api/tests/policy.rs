@@ -31,6 +31,7 @@ enum Owner {
 struct Fixture {
     server: String,
     flavor: String,
+    group: String,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -51,7 +52,29 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    Fixture { server, flavor }
+    // One group per project, reused (a case may have deleted it): the fixtures stay
+    // under the server_groups quota.
+    let listed = s.get("/v2.1/os-server-groups", token, None).await;
+    let group = match listed.body["server_groups"][0]["id"].as_str() {
+        Some(id) => id.to_string(),
+        None => {
+            let r = s
+                .post(
+                    "/v2.1/os-server-groups",
+                    token,
+                    None,
+                    json!({"server_group": {"name": "g", "policies": ["affinity"]}}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body["server_group"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    Fixture {
+        server,
+        flavor,
+        group,
+    }
 }
 
 /// The request exercising `row` on the fixture: (method, path, body).
@@ -62,6 +85,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             "{id}",
             if row.path.starts_with("/v2.1/flavors") {
                 &f.flavor
+            } else if row.path.starts_with("/v2.1/os-server-groups") {
+                &f.group
             } else {
                 &f.server
             },
@@ -85,6 +110,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             Some(json!({"extra_specs": {"a": "b"}}))
         }
         ("PUT", "/v2.1/flavors/{id}/os-extra_specs/{key}", None) => Some(json!({"k": "v2"})),
+        ("POST", "/v2.1/os-server-groups", None) => Some(json!({"server_group": {
+            "name": "new", "policies": ["anti-affinity"]}})),
         (m, p, None) => panic!("no sample request for {m} {p}: add one to tests/policy.rs"),
     };
     let method = Method::from_bytes(row.method.as_bytes()).unwrap();
@@ -99,7 +126,10 @@ fn expected(
     role: Role,
     owner: Owner,
 ) -> Result<(), (StatusCode, Option<String>)> {
-    if target == Target::Server && owner == Owner::Other && role != Role::Admin {
+    if matches!(target, Target::Server | Target::ServerGroup)
+        && owner == Owner::Other
+        && role != Role::Admin
+    {
         return Err((StatusCode::NOT_FOUND, None));
     }
     if !rule.allows(Some(role)) {
