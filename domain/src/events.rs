@@ -16,6 +16,7 @@ use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
 use crate::quota::QuotaEvent;
+use crate::server_group::ServerGroupEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub enum Event {
     Identity(IdentityEvent),
     /// A quota ledger or quota class event (api stream).
     Quota(QuotaEvent),
+    /// A server group event (api stream, one subject per project).
+    ServerGroup(ServerGroupEvent),
     /// A key pair event (api stream, one subject per user).
     Keypair(KeypairEvent),
     /// A host aggregate event (api stream, one subject for all aggregates).
@@ -74,6 +77,7 @@ impl Event {
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
+            Event::ServerGroup(e) => e.event_type(),
             Event::Keypair(e) => e.event_type(),
             Event::Aggregate(e) => match e {
                 AggregateEvent::Created { .. } => "aggregate.created",

@@ -42,6 +42,11 @@ uuid_id!(
     ImageId
 );
 
+uuid_id!(
+    /// Id of a server group (os-server-groups).
+    ServerGroupId
+);
+
 macro_rules! name_id {
     ($(#[$m:meta])* $name:ident, $max:expr, $check:expr) => {
         $(#[$m])*

@@ -507,6 +507,8 @@ pub enum InstanceCommand {
         host: Option<(HostName, ClaimId)>,
         /// NoValidHost fault when `host` is None.
         fault: Option<String>,
+        /// The fault's details (which filters removed the hosts), when not the message.
+        fault_details: Option<String>,
     },
     /// Scheduler: write the first commit in the cell (placed, or build failed in cell0).
     Place,
@@ -1078,6 +1080,7 @@ pub fn decide(
             cell,
             host,
             fault: f,
+            fault_details,
         } => {
             if i.placed || i.cell.is_some() || !current_op(o) {
                 return Ok(vec![]);
@@ -1085,7 +1088,13 @@ pub fn decide(
             Ok(vec![InstanceEvent::Mapped {
                 cell,
                 host,
-                fault: f.map(|m| fault(500, m, now)),
+                fault: f.map(|m| {
+                    let mut f = fault(500, m, now);
+                    if let Some(d) = fault_details {
+                        f.details = d;
+                    }
+                    f
+                }),
                 at: now,
             }])
         }

@@ -24,6 +24,7 @@ pub mod instance;
 pub mod keypair;
 pub mod quota;
 pub mod scheduling;
+pub mod server_group;
 pub mod states;
 
 pub use error::DomainError;

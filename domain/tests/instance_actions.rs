@@ -88,6 +88,7 @@ fn build_map_place_spawn_ends_active_on_the_chosen_host() {
             cell: CellName::cell1(),
             host: Some((host("compute-1"), claim(1))),
             fault: None,
+            fault_details: None,
         },
     )
     .events(&["instance.mapped"])
@@ -125,6 +126,7 @@ fn no_valid_host_builds_in_cell0_as_error_with_the_fault() {
             cell: CellName::cell0(),
             host: None,
             fault: Some("No valid host was found.".into()),
+            fault_details: None,
         },
     )
     .events(&["instance.mapped"]);
@@ -154,6 +156,7 @@ fn user_commands_between_mapped_and_placed_are_not_ready() {
             cell: CellName::cell1(),
             host: Some((host("compute-1"), claim(1))),
             fault: None,
+            fault_details: None,
         },
     )
     .ok();
@@ -1202,6 +1205,7 @@ fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
             cell: CellName::cell1(),
             host: None,
             fault: None,
+            fault_details: None,
         },
         C::Place,
         C::Tick,

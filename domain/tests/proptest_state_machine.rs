@@ -290,12 +290,14 @@ impl Sim {
                         cell: CellName::cell1(),
                         host: Some((host_n(*n), ClaimId(self.fresh()))),
                         fault: None,
+                        fault_details: None,
                     },
                     None => C::Map {
                         op,
                         cell: CellName::cell0(),
                         host: None,
                         fault: Some("No valid host was found.".into()),
+                        fault_details: None,
                     },
                 };
                 (cmd, None, true)

@@ -170,6 +170,7 @@ fn map_and_place_are_idempotent() {
         cell: CellName::cell1(),
         host: Some((host("compute-1"), claim(1))),
         fault: None,
+        fault_details: None,
     };
     w.when_as(
         Who::Service,
@@ -178,6 +179,7 @@ fn map_and_place_are_idempotent() {
             cell: CellName::cell1(),
             host: None,
             fault: None,
+            fault_details: None,
         },
     )
     .no_events();
@@ -349,6 +351,7 @@ fn a_build_that_times_out_while_mapped_keeps_its_fault_when_placed() {
             cell: CellName::cell1(),
             host: Some((host("compute-1"), claim(1))),
             fault: None,
+            fault_details: None,
         },
     )
     .ok();

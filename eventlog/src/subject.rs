@@ -84,6 +84,8 @@ pub enum SubjectKind {
     Quota,
     /// A quota class (`default`).
     QuotaClass,
+    /// Every server group of a project (`<project>` after the kind).
+    ServerGroups,
     /// A user's key pairs (`stratus.api.keypairs.<user>`).
     Keypairs,
     /// Every host aggregate, on one subject (`stratus.api.aggregates.all`).
@@ -92,7 +94,7 @@ pub enum SubjectKind {
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 16] = [
+    pub const ALL: [SubjectKind; 17] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -107,6 +109,7 @@ impl SubjectKind {
         SubjectKind::RoleName,
         SubjectKind::Quota,
         SubjectKind::QuotaClass,
+        SubjectKind::ServerGroups,
         SubjectKind::Keypairs,
         SubjectKind::Aggregates,
     ];
@@ -128,6 +131,7 @@ impl SubjectKind {
             SubjectKind::RoleName => "role_name",
             SubjectKind::Quota => "quota",
             SubjectKind::QuotaClass => "quota_class",
+            SubjectKind::ServerGroups => "server_groups",
             SubjectKind::Keypairs => "keypairs",
             SubjectKind::Aggregates => "aggregates",
         }

@@ -149,6 +149,22 @@ expect_status vm1 VERIFY_RESIZE
 run server migration confirm vm1
 expect_status vm1 ACTIVE
 
+step "server group create / list / show"
+run server group create --policy anti-affinity g1 >/dev/null
+openstack server group list -f value -c Name | grep -qx g1 || fail "g1 not listed"
+GID=$(run server group show -f value -c id g1)
+[ "$(run server group show -f value -c policy g1)" = "anti-affinity" ] || fail "g1 policy"
+
+step "server create --hint group="
+run server create --image cirros --flavor m1.tiny --nic none --hint group="$GID" --wait vm-g1 >/dev/null
+VMG=$(run server show -f value -c id vm-g1)
+run server group show -f value -c members g1 | grep -q "$VMG" || fail "vm-g1 is not a member of g1"
+
+step "server group delete"
+run server delete --wait vm-g1
+run server group delete g1
+if openstack server group show g1 >/dev/null 2>&1; then fail "g1 still shown after delete"; fi
+
 step "compute service list / set --disable / --enable"
 SERVICES=$(run compute service list -f value -c Binary -c Host -c Status -c State)
 grep -q "nova-compute host1 enabled up" <<<"$SERVICES" || fail "compute service list lacks host1:

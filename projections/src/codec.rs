@@ -17,6 +17,7 @@ use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::keypair::KeypairEvent;
 use domain::quota::QuotaEvent;
+use domain::server_group::ServerGroupEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -42,6 +43,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Image(x) => postcard::to_stdvec(x),
         Event::Identity(x) => postcard::to_stdvec(x),
         Event::Quota(x) => postcard::to_stdvec(x),
+        Event::ServerGroup(x) => postcard::to_stdvec(x),
         Event::Keypair(x) => postcard::to_stdvec(x),
         Event::Aggregate(x) => postcard::to_stdvec(x),
     }
@@ -82,6 +84,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("quota"), 1) => {
             Event::Quota(postcard::from_bytes::<QuotaEvent>(payload).map_err(perr)?)
+        }
+        (Some("server_group"), 1) => {
+            Event::ServerGroup(postcard::from_bytes::<ServerGroupEvent>(payload).map_err(perr)?)
         }
         (Some("keypair"), 1) => {
             Event::Keypair(postcard::from_bytes::<KeypairEvent>(payload).map_err(perr)?)

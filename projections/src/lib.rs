@@ -15,6 +15,7 @@ pub mod keypairs;
 pub mod model;
 pub mod projector;
 pub mod quota;
+pub mod server_groups;
 pub mod store;
 pub mod views;
 pub mod world;

@@ -40,7 +40,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 5: the `aggregates` and `quotas` models.
 /// 6: `Host.service` (the compute service record: disabled, forced down, deleted).
 /// 7: the `keypairs` model.
-pub const SCHEMA: u64 = 7;
+/// 8: the `server_groups` model.
+pub const SCHEMA: u64 = 8;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

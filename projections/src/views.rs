@@ -407,6 +407,7 @@ impl Default for Views {
         v.register::<Images>();
         v.register::<IdentityViews>();
         v.register::<crate::quota::Quotas>();
+        v.register::<crate::server_groups::ServerGroups>();
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
         v
@@ -548,6 +549,11 @@ impl Views {
     /// Identity: projects, users, roles and the name index.
     pub fn identity(&self) -> &IdentityViews {
         self.model::<IdentityViews>()
+    }
+
+    /// Server groups of every project.
+    pub fn server_groups(&self) -> &crate::server_groups::ServerGroups {
+        self.model::<crate::server_groups::ServerGroups>()
     }
 
     /// Every user's key pairs.

@@ -18,6 +18,7 @@ use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
 use domain::instance::*;
 use domain::keypair::{KeyType, KeypairEvent};
 use domain::quota::{QuotaEvent, Resource, Usage};
+use domain::server_group::{self, ServerGroupEvent};
 use domain::*;
 use projections::codec;
 use uuid::Uuid;
@@ -381,6 +382,34 @@ fn samples() -> Vec<Event> {
             id: RoleId::new("r1").unwrap(),
             name: IdentityName::new("member").unwrap(),
             at: t(30),
+        }),
+        Event::ServerGroup(ServerGroupEvent::Created {
+            group: server_group::ServerGroup {
+                id: ServerGroupId(Uuid::from_u128(40)),
+                name: "g1".into(),
+                project_id: "p1".into(),
+                user_id: "u1".into(),
+                policy: server_group::Policy::AntiAffinity,
+                max_server_per_host: Some(2),
+                members: BTreeMap::new(),
+                created_at: t(40),
+            },
+        }),
+        Event::ServerGroup(ServerGroupEvent::Deleted {
+            id: ServerGroupId(Uuid::from_u128(40)),
+        }),
+        Event::ServerGroup(ServerGroupEvent::MembersAdded {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instances: vec![InstanceId(Uuid::from_u128(41))],
+        }),
+        Event::ServerGroup(ServerGroupEvent::MemberPlaced {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instance: InstanceId(Uuid::from_u128(41)),
+            host: HostName::new("host1").unwrap(),
+        }),
+        Event::ServerGroup(ServerGroupEvent::MembersRemoved {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instances: vec![InstanceId(Uuid::from_u128(41))],
         }),
         Event::Keypair(KeypairEvent::Created {
             name: "k1".into(),

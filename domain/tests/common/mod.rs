@@ -410,6 +410,7 @@ impl World {
                 cell: CellName::cell1(),
                 host: Some((host("compute-1"), claim(1))),
                 fault: None,
+                fault_details: None,
             },
         )
         .events(&["instance.mapped"]);

@@ -49,6 +49,7 @@ pub mod misc;
 pub mod parse;
 pub mod policy;
 pub mod quotas;
+pub mod server_groups;
 pub mod servers;
 pub mod status;
 pub use apicore::util;
@@ -200,6 +201,14 @@ pub fn routes(state: ApiState) -> Registrar {
             M::DELETE,
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
+        )
+        .route(M::GET, "/v2.1/os-server-groups", server_groups::index)
+        .route(M::POST, "/v2.1/os-server-groups", server_groups::create)
+        .route(M::GET, "/v2.1/os-server-groups/{id}", server_groups::show)
+        .route(
+            M::DELETE,
+            "/v2.1/os-server-groups/{id}",
+            server_groups::delete,
         )
         .route(M::GET, "/v2.1/os-keypairs", keypairs::index)
         .route(M::POST, "/v2.1/os-keypairs", keypairs::create)

@@ -39,6 +39,8 @@ pub enum Target {
     None,
     /// `{id}` is a server: another project's server is a 404 to non-admins.
     Server,
+    /// `{id}` is a server group: another project's group is a 404 to non-admins.
+    ServerGroup,
     /// `{id}` is a project (quota sets): Nova's project-scoped rules
     /// (`{'project_id': id}` as the target) refuse non-admins of other projects with
     /// the policy's 403.
@@ -346,6 +348,34 @@ pub const ROUTES: &[Endpoint] = &[
         Admin,
         "os_compute_api:os-availability-zone:detail",
         Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-server-groups",
+        ProjectReader,
+        "os_compute_api:os-server-groups:index",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-server-groups",
+        ProjectMember,
+        "os_compute_api:os-server-groups:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-server-groups/{id}",
+        ProjectReader,
+        "os_compute_api:os-server-groups:show",
+        Target::ServerGroup,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-server-groups/{id}",
+        ProjectMember,
+        "os_compute_api:os-server-groups:delete",
+        Target::ServerGroup,
     ),
     ep(
         "GET",
@@ -718,6 +748,17 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                 .is_some_and(|i| caller.can_see(&i.spec.project_id));
             if !visible {
                 return ApiError::instance_not_found(id).into_response();
+            }
+        }
+        if row.target == Target::ServerGroup {
+            let id = path_id(row.path, parts.uri.path()).unwrap_or_default();
+            let views = g.state.engine.world().read();
+            let visible = domain::ServerGroupId::parse(id)
+                .and_then(|gid| views.server_groups().group(&gid))
+                .is_some_and(|sg| caller.can_see(&sg.project_id));
+            if !visible {
+                return ApiError::not_found(format!("Instance group {id} could not be found."))
+                    .into_response();
             }
         }
         let other_project = row.target == Target::Project

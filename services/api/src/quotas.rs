@@ -63,8 +63,11 @@ fn class_resources(v: Version) -> Vec<Resource> {
 }
 
 /// How many server groups a project has (its `server_groups` usage).
-fn server_groups_used(_views: &Views, _project: &str) -> i64 {
-    0
+fn server_groups_used(views: &Views, project: &str) -> i64 {
+    views
+        .server_groups()
+        .project(project)
+        .map_or(0, |r| r.state.groups.len() as i64)
 }
 
 /// A resource's usage as Nova's quota API reports it.

@@ -111,6 +111,7 @@ pub async fn create(
     // Quota first (Nova's order: after validation, before anything is recorded); a
     // refusal appends nothing. Should the create itself be refused now, the holding is
     // given back at once (the quota reactor would after its grace anyway).
+    crate::server_groups::check_hinted_group(&st, &caller, &details, id)?;
     let usage = Usage::of_flavor(spec.flavor.spec.vcpus, spec.flavor.spec.ram_mb);
     let project = spec.project_id.clone();
     let ctx = caller.ctx();
@@ -125,16 +126,39 @@ pub async fn create(
         .await?;
     // Fault tests stop here: the reservation is committed, the build request is not.
     engine::failpoint("api-after-quota-reserve");
-    if let Err(e) = st
-        .engine
-        .instance(
-            id,
-            InstanceCommand::Create(Box::new(spec), details),
-            &ctx,
-            &caller.meta(),
-        )
-        .await
-    {
+    let created = match crate::server_groups::join_hinted_group(&st, &caller, &details, id).await {
+        Ok(group) => {
+            let created = st
+                .engine
+                .instance(
+                    id,
+                    InstanceCommand::Create(Box::new(spec), details),
+                    &ctx,
+                    &caller.meta(),
+                )
+                .await
+                .map_err(ApiError::from);
+            if let (Err(_), Some((project, gid))) = (&created, group) {
+                // The build was refused: give the membership back (best effort; a
+                // member whose instance never appears is only shown as absent).
+                let _ = st
+                    .engine
+                    .server_groups(
+                        &project,
+                        |_| domain::server_group::ServerGroupCommand::RemoveMembers {
+                            id: gid,
+                            instances: vec![id],
+                        },
+                        &ctx,
+                        &caller.meta(),
+                    )
+                    .await;
+            }
+            created
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
         let release = QuotaCommand::Settle(QuotaEvent::Released { instance: id });
         if let Err(re) = st
             .engine
@@ -143,7 +167,7 @@ pub async fn create(
         {
             tracing::warn!(server = %id, error = %re, "quota not given back after a refused create; the quota reactor will");
         }
-        return Err(e.into());
+        return Err(e);
     }
     let sid = id.to_string();
     tracing::info!(server = %sid, "server create accepted");

@@ -91,7 +91,7 @@ pub fn down_cell_server(i: &Instance, cx: &ViewCtx<'_>, level: DownCellView) -> 
         s.insert("OS-EXT-STS:power_state".into(), json!(0));
         s.insert("user_id".into(), json!(i.spec.user_id));
         if cx.version.at_least(71) {
-            s.insert("server_groups".into(), json!([]));
+            s.insert("server_groups".into(), server_groups_of(i, cx));
         }
     }
     Value::Object(s)
@@ -156,6 +156,16 @@ pub enum ServerBody {
     /// (`OS-EXT-*`, `OS-SRV-USG:*`, `config_drive`, `key_name`, `security_groups`,
     /// volumes, `host_status`); from 2.75 it is the same as [`ServerBody::Show`].
     Update,
+}
+
+/// 2.71 `server_groups`: the id of the group the server is a member of (at most one).
+fn server_groups_of(i: &Instance, cx: &ViewCtx<'_>) -> Value {
+    json!(cx
+        .views
+        .server_groups()
+        .of_member(&i.id())
+        .map(|g| vec![g.id.to_string()])
+        .unwrap_or_default())
 }
 
 /// The full server body (GET /servers/{id}, /servers/detail items, PUT response).
@@ -314,7 +324,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         );
     }
     if v.at_least(71) && show {
-        put("server_groups", json!([]));
+        put("server_groups", server_groups_of(i, cx));
     }
     if v.at_least(73) {
         put(

@@ -54,6 +54,7 @@ async fn two_cells() -> (Stack, String, String) {
             cell: CellName::cell0(),
             host: None,
             fault: Some("No valid host was found.".into()),
+            fault_details: None,
         },
         InstanceCommand::Place,
     ] {

@@ -34,6 +34,7 @@ enum Owner {
 struct Fixture {
     server: String,
     flavor: String,
+    group: String,
     /// host1's hypervisor id before 2.53 (an integer).
     hypervisor: String,
     /// A key pair of the matrix's caller (user `carol`: key pairs are per user).
@@ -110,9 +111,28 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         "{:?}",
         r.body
     );
+    // One group per project, reused (a case may have deleted it): the fixtures stay
+    // under the server_groups quota.
+    let listed = s.get("/v2.1/os-server-groups", token, None).await;
+    let group = match listed.body["server_groups"][0]["id"].as_str() {
+        Some(id) => id.to_string(),
+        None => {
+            let r = s
+                .post(
+                    "/v2.1/os-server-groups",
+                    token,
+                    None,
+                    json!({"server_group": {"name": "g", "policies": ["affinity"]}}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body["server_group"]["id"].as_str().unwrap().to_string()
+        }
+    };
     Fixture {
         server,
         flavor,
+        group,
         hypervisor,
         keypair,
         project,
@@ -132,6 +152,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         &f.aggregate
     } else if row.path.starts_with("/v2.1/os-keypairs") {
         &f.keypair
+    } else if row.path.starts_with("/v2.1/os-server-groups") {
+        &f.group
     } else if row.path.starts_with("/v2.1/os-hosts") {
         "host1"
     } else if row.path.ends_with("/uptime") {
@@ -169,6 +191,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             Some(json!({"extra_specs": {"a": "b"}}))
         }
         ("PUT", "/v2.1/flavors/{id}/os-extra_specs/{key}", None) => Some(json!({"k": "v2"})),
+        ("POST", "/v2.1/os-server-groups", None) => Some(json!({"server_group": {
+            "name": "new", "policies": ["anti-affinity"]}})),
         ("POST", "/v2.1/os-keypairs", None) => Some(json!({"keypair": {
             "name": format!("kp-{}", Uuid::new_v4()), "public_key": PUB}})),
         ("PUT", "/v2.1/os-services/{id}", None) => Some(json!({"status": "disabled"})),
@@ -197,7 +221,10 @@ fn expected(
     role: Role,
     owner: Owner,
 ) -> Result<(), (StatusCode, Option<String>)> {
-    if target == Target::Server && owner == Owner::Other && role != Role::Admin {
+    if matches!(target, Target::Server | Target::ServerGroup)
+        && owner == Owner::Other
+        && role != Role::Admin
+    {
         return Err((StatusCode::NOT_FOUND, None));
     }
     // Project-scoped rules: another project is the policy's refusal.

@@ -949,3 +949,66 @@ fn crate_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn server_group_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (version, dir) in versions("os-server-groups") {
+        let v = Some(version.as_str());
+        let r = s
+            .post(
+                "/v2.1/os-server-groups",
+                MEMBER,
+                v,
+                load(&dir.join("server-groups-post-req.json")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "create @ {version}: {:?}", r.body);
+        compare(
+            "server-groups-post-resp",
+            &version,
+            &r.body,
+            &load(&dir.join("server-groups-post-resp.json")),
+            &mut failures,
+        );
+        let id = r.body["server_group"]["id"].as_str().unwrap().to_string();
+        let r = s
+            .get(&format!("/v2.1/os-server-groups/{id}"), MEMBER, v)
+            .await;
+        compare(
+            "server-groups-get-resp",
+            &version,
+            &r.body,
+            &load(&dir.join("server-groups-get-resp.json")),
+            &mut failures,
+        );
+        // The list's first item is the group just made (created last: list the page
+        // that starts with it).
+        let n = s.get("/v2.1/os-server-groups", MEMBER, v).await.body["server_groups"]
+            .as_array()
+            .unwrap()
+            .len();
+        let r = s
+            .get(
+                &format!("/v2.1/os-server-groups?offset={}", n - 1),
+                MEMBER,
+                v,
+            )
+            .await;
+        compare(
+            "server-groups-list-resp",
+            &version,
+            &first_only(r.body, "server_groups"),
+            &first_only(
+                load(&dir.join("server-groups-list-resp.json")),
+                "server_groups",
+            ),
+            &mut failures,
+        );
+        compared += 3;
+    }
+    assert!(compared >= 9, "{compared}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -20,6 +20,7 @@ pub mod liveness;
 pub mod quota;
 pub mod reactor;
 pub mod runtime;
+pub mod server_groups;
 
 use eventlog::LockExt;
 use std::sync::Arc;

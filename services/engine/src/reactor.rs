@@ -63,6 +63,8 @@ pub enum Family {
     Identity,
     /// [`Event::Quota`].
     Quota,
+    /// [`Event::ServerGroup`].
+    ServerGroup,
     /// [`Event::Keypair`].
     Keypair,
     /// [`Event::Aggregate`].
@@ -81,6 +83,7 @@ impl Family {
             Event::Image(_) => Family::Image,
             Event::Identity(_) => Family::Identity,
             Event::Quota(_) => Family::Quota,
+            Event::ServerGroup(_) => Family::ServerGroup,
             Event::Keypair(_) => Family::Keypair,
             Event::Aggregate(_) => Family::Aggregate,
         }
@@ -102,6 +105,7 @@ impl Family {
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
             "quota" => Family::Quota,
+            "server_group" => Family::ServerGroup,
             "keypair" => Family::Keypair,
             _ => return None,
         })
@@ -397,6 +401,8 @@ mod tests {
             ("cell.created", Family::Cell),
             ("image.created", Family::Image),
             ("user.created", Family::Identity),
+            ("aggregate.created", Family::Aggregate),
+            ("server_group.member_placed", Family::ServerGroup),
             ("quota.reserved", Family::Quota),
             ("keypair.created", Family::Keypair),
         ] {

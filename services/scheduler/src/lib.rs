@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::host::{HostCommand, HostEvent};
+use domain::host::{HostCommand, HostEvent, Resources};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
+use domain::server_group::{ServerGroup, ServerGroupCommand};
 use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
     VmState,
@@ -54,6 +55,29 @@ pub struct Scheduler {
     limit: Arc<tokio::sync::Semaphore>,
     pending: Pending,
     patience: Duration,
+    decider: Decider,
+}
+
+/// What every decision of one scheduler reads: the settings and the random source of
+/// `host_subset_size` (seeded, so tests are deterministic).
+#[derive(Debug, Clone)]
+struct Decider {
+    config: scheduling::Config,
+    rng: Arc<Mutex<u64>>,
+}
+
+impl Decider {
+    /// The next pseudo-random number (xorshift64*): only spreads the first choice among
+    /// the best `host_subset_size` hosts, so statistical quality is not a concern.
+    fn pick(&self) -> u64 {
+        let mut s = self.rng.lock_or_recover();
+        let mut x = (*s).max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *s = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 /// Default of [`Scheduler::patience`]: longer than a JetStream leader election (2-15 s
@@ -94,7 +118,23 @@ impl Scheduler {
             limit: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
             pending: Default::default(),
             patience: DEFAULT_PATIENCE,
+            decider: Decider {
+                config: scheduling::Config::default(),
+                rng: Arc::new(Mutex::new(Uuid::new_v4().as_u64_pair().0)),
+            },
         }
+    }
+
+    /// The same scheduler with other weigher multipliers and `host_subset_size`.
+    pub fn with_config(mut self, config: scheduling::Config) -> Self {
+        self.decider.config = config;
+        self
+    }
+
+    /// The same scheduler with its `host_subset_size` random choices seeded (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.decider.rng = Arc::new(Mutex::new(seed));
+        self
     }
 
     /// The same scheduler with another [`Scheduler::patience`].
@@ -122,6 +162,7 @@ impl Scheduler {
         let limit = self.limit.clone();
         let pending = self.pending.clone();
         let patience = self.patience;
+        let decider = self.decider.clone();
         self.inflight.spawn(id, async move {
             let started = tokio::time::Instant::now();
             let mut pause = RETRY_MIN;
@@ -134,7 +175,7 @@ impl Scheduler {
                 let res = {
                     // The permit is held while working, not while pausing.
                     let _permit = limit.acquire().await;
-                    steps(&engine, id, &correlation, &pending, &mut reserved, give_up).await
+                    steps(&engine, &decider, id, &correlation, &pending, &mut reserved, give_up).await
                 };
                 // The claim is in the world once the instance's cell commit settled (or
                 // it was released because the step failed).
@@ -181,6 +222,7 @@ impl Scheduler {
 /// Runs the scheduling steps of `id` while it has some: Map is followed by Place at once.
 async fn steps(
     engine: &Arc<Engine>,
+    decider: &Decider,
     id: InstanceId,
     correlation: &str,
     pending: &Pending,
@@ -193,11 +235,29 @@ async fn steps(
         };
         let step = match inst.work() {
             Some(Work::ScheduleBuild) => {
-                schedule_build(engine, &inst, correlation, pending, reserved, give_up).await?
+                schedule_build(
+                    engine,
+                    decider,
+                    &inst,
+                    correlation,
+                    pending,
+                    reserved,
+                    give_up,
+                )
+                .await?
             }
             Some(Work::Place) => place(engine, &inst, correlation).await?,
             Some(Work::ScheduleDestination) => {
-                schedule_destination(engine, &inst, correlation, pending, reserved, give_up).await?
+                schedule_destination(
+                    engine,
+                    decider,
+                    &inst,
+                    correlation,
+                    pending,
+                    reserved,
+                    give_up,
+                )
+                .await?
             }
             _ => return Ok(Step::Done),
         };
@@ -227,16 +287,95 @@ type Claimed = (CellName, HostName, ClaimId);
 enum Found {
     /// A claim made on this host.
     Claim(Claimed),
-    /// No host fits.
-    Nothing,
+    /// No host fits: the NoValidHost fault's details (which filters removed the hosts).
+    Nothing(String),
     /// No reachable host fits, but a host of a down cell would.
     CellDown,
 }
 
-/// Tries candidates in order; returns the first successful claim, or whether a host of a
-/// down cell would have fitted.
+/// What a request reads beside the instance: its boot details (image properties and
+/// scheduler hints, JSON texts as recorded), decoded once per attempt.
+#[derive(Debug, Default)]
+struct Inputs {
+    image_properties: std::collections::BTreeMap<String, String>,
+    same_host: Vec<InstanceId>,
+    different_host: Vec<InstanceId>,
+}
+
+impl Inputs {
+    /// Reads the instance's boot details from `v`.
+    fn of(v: &projections::Views, id: &InstanceId) -> Inputs {
+        let Some(row) = v.instances().get(id) else {
+            return Inputs::default();
+        };
+        let d = &row.details;
+        let text = |json: &str| match serde_json::from_str::<serde_json::Value>(json) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => json.to_string(),
+        };
+        let ids = |hint: &str| -> Vec<InstanceId> {
+            let Some(json) = d.scheduler_hints.get(hint) else {
+                return vec![];
+            };
+            match serde_json::from_str::<serde_json::Value>(json) {
+                Ok(serde_json::Value::String(s)) => InstanceId::parse(&s).into_iter().collect(),
+                Ok(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().and_then(InstanceId::parse))
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        Inputs {
+            image_properties: d
+                .image_properties
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+            same_host: ids("same_host"),
+            different_host: ids("different_host"),
+        }
+    }
+}
+
+/// One host as the filters and weighers see it, built from the views: its zone from
+/// the aggregates (else `nova`), the metadata of its aggregates (`zone_aggs`), its
+/// compute service's state (enabled; up = a recent heartbeat and not forced down) and
+/// the hypervisor's capabilities (the simulated driver's until a driver reports them).
+#[allow(clippy::too_many_arguments)]
+fn candidate<'a>(
+    engine: &Engine,
+    v: &'a projections::Views,
+    host_aggs: &'a std::collections::HashMap<&'a HostName, Vec<&'a scheduling::Metadata>>,
+    h: &'a domain::host::Host,
+    caps: &'a scheduling::Capabilities,
+    pending: &std::collections::HashMap<HostName, u64>,
+    t: i64,
+    group: Option<(&ServerGroup, InstanceId)>,
+) -> scheduling::Candidate<'a> {
+    scheduling::Candidate {
+        host: h,
+        availability_zone: v.aggregates().zone_of(&h.spec.name),
+        aggregates: host_aggs.get(&h.spec.name).map_or(&[], Vec::as_slice),
+        enabled: !h.service.disabled && !h.service.deleted,
+        up: !h.service.forced_down && engine.liveness.state(&h.spec.name, t).schedulable(),
+        capabilities: caps,
+        pending: Resources {
+            ram_mb: pending.get(&h.spec.name).copied().unwrap_or(0),
+            ..Resources::default()
+        },
+        group_members: group
+            .map(|(g, me)| g.members_on(&h.spec.name, Some(&me)) as u32)
+            .unwrap_or(0),
+    }
+}
+
+/// Decides on the current views and tries the chosen hosts in order; returns the first
+/// successful claim, or whether a host of a down cell would have fitted, or why none fit.
+#[allow(clippy::too_many_arguments)]
 async fn claim_first(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     req: &scheduling::Request<'_>,
     cells: Option<&CellName>,
@@ -245,47 +384,72 @@ async fn claim_first(
     reserved: &mut Option<(HostName, u64)>,
 ) -> Result<Found, EngineError> {
     let t = eventlog::now_micros();
-    // AvailabilityZoneFilter: a host's zone comes from the aggregates (Nova's
-    // `default_availability_zone` `nova` for a host in no zoned aggregate), not from
-    // `HostSpec.availability_zone`, so the zone is filtered here and `choose` gets the
-    // request without it. A forced host (`az:host`) skips the filters, as in Nova.
-    let zone = req.availability_zone.filter(|_| req.force_host.is_none());
+    // A forced host (`az:host`) skips the zone check, as in Nova; otherwise the
+    // AvailabilityZoneFilter compares with each candidate's aggregate zone.
     let req = &scheduling::Request {
-        availability_zone: None,
+        availability_zone: req.availability_zone.filter(|_| req.force_host.is_none()),
         ..req.clone()
     };
-    let (candidates, down_fits): (Vec<(CellName, HostName)>, bool) = {
+    let caps = scheduling::Capabilities::simulated();
+    // The instance's server group as it is now: its members' hosts feed the group
+    // filters and weighers, and a hard policy is re-checked when the placement is
+    // recorded on the group's subject (OCC), after the claim.
+    let group: Option<ServerGroup> = engine
+        .world()
+        .read()
+        .server_groups()
+        .of_member(&inst.id())
+        .cloned();
+    let mut req = req.clone();
+    req.group = group.as_ref().map(|g| scheduling::GroupRequest {
+        policy: g.policy,
+        max_server_per_host: g.max_server_per_host.unwrap_or(1),
+        placed: g.placed(Some(&inst.id())) as u32,
+    });
+    let req = &req;
+    let (candidates, down_fits, details): (Vec<(CellName, HostName)>, bool, String) = {
         let v = engine.world().read();
-        // ComputeFilter: never a host whose agent stopped beating, nor one in a cell
-        // whose stream is unreachable (the claim could not be written).
-        let (hosts, down): (Vec<&domain::host::Host>, Vec<&domain::host::Host>) = v
+        let p = pending.lock_or_recover();
+        let mut host_aggs: std::collections::HashMap<&HostName, Vec<&scheduling::Metadata>> =
+            std::collections::HashMap::new();
+        for a in v.aggregates().set().0.aggregates.values() {
+            for h in &a.hosts {
+                host_aggs.entry(h).or_default().push(&a.metadata);
+            }
+        }
+        // Hosts of a cell whose stream is unreachable are never chosen (the claim could
+        // not be written); they only tell whether to wait for the cell.
+        let (hosts, down): (Vec<_>, Vec<_>) = v
             .hosts()
             .values()
             .map(|r| &r.state)
             .filter(|h| h.spec.cell != CellName::cell0())
-            .filter(|h| engine.liveness.state(&h.spec.name, t).schedulable())
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .filter(|h| zone.is_none_or(|z| v.aggregates().zone_of(&h.spec.name) == z))
-            .partition(|h| !engine.world().health.is_down(&h.spec.cell));
-        let down_fits = !scheduling::choose(down, req).is_empty();
-        let mut chosen: Vec<(u64, CellName, HostName)> = {
-            let p = pending.lock_or_recover();
-            scheduling::choose(hosts, req)
-                .into_iter()
-                .map(|h| {
-                    let free = h
-                        .free()
-                        .ram_mb
-                        .saturating_sub(p.get(&h.spec.name).copied().unwrap_or(0));
-                    (free, h.spec.cell.clone(), h.spec.name.clone())
-                })
-                .collect()
-        };
-        // Same weigher (most free RAM first, then name), net of in-flight claims.
-        chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+            .map(|h| {
+                candidate(
+                    engine,
+                    &v,
+                    &host_aggs,
+                    h,
+                    &caps,
+                    &p,
+                    t,
+                    group.as_ref().map(|g| (g, inst.id())),
+                )
+            })
+            .partition(|c| !engine.world().health.is_down(&c.host.spec.cell));
+        let down_fits = !scheduling::decide(&down, req, &decider.config, 0)
+            .order
+            .is_empty();
+        let d = scheduling::decide(&hosts, req, &decider.config, decider.pick());
+        let details = d.no_valid_host_details(&inst.id());
         (
-            chosen.into_iter().map(|(_, c, h)| (c, h)).collect(),
+            d.order
+                .iter()
+                .map(|&i| (hosts[i].host.spec.cell.clone(), hosts[i].name().clone()))
+                .collect(),
             down_fits,
+            details,
         )
     };
     for (cell, host) in candidates {
@@ -317,6 +481,25 @@ async fn claim_first(
         }
         match res {
             Ok(_) => {
+                if let Some(g) = &group {
+                    match record_member(engine, g, inst, &host, claim, correlation).await {
+                        Ok(()) => {}
+                        // Another decision placed a member first and the policy no
+                        // longer allows this host (or the group changed): give the
+                        // claim back and try the next host; each is checked again.
+                        Err(EngineError::Domain(DomainError::Conflict(_)))
+                        | Err(EngineError::Contention(_)) => {
+                            unreserve();
+                            release(engine, &cell, &host, claim, correlation).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            unreserve();
+                            release(engine, &cell, &host, claim, correlation).await;
+                            return Err(e);
+                        }
+                    }
+                }
                 engine::failpoint("scheduler-after-claim");
                 *reserved = Some((host.clone(), req.resources.ram_mb));
                 return Ok(Found::Claim((cell, host, claim)));
@@ -329,8 +512,40 @@ async fn claim_first(
     Ok(if down_fits {
         Found::CellDown
     } else {
-        Found::Nothing
+        Found::Nothing(details)
     })
+}
+
+/// Records on the group's subject that `inst` (a member) is placed on `host`, refused
+/// when a hard policy of the group forbids it on the group's current state.
+async fn record_member(
+    engine: &Arc<Engine>,
+    g: &ServerGroup,
+    inst: &Instance,
+    host: &HostName,
+    claim: ClaimId,
+    correlation: &str,
+) -> Result<(), EngineError> {
+    let meta = Meta::service(
+        "scheduler",
+        correlation,
+        &op_of(inst).to_string(),
+        // One record per claim (one per decision).
+        format!("sg-place-{claim}"),
+    );
+    engine
+        .server_groups(
+            &g.project_id,
+            |_| ServerGroupCommand::Place {
+                id: g.id,
+                instance: inst.id(),
+                host: host.clone(),
+            },
+            &ctx(),
+            &meta,
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Whether some claim may soon be released: it belongs to an instance that is still
@@ -351,6 +566,7 @@ fn transient_claims(v: &projections::Views, me: &InstanceId) -> bool {
 #[allow(clippy::too_many_arguments)]
 async fn claim_with_patience(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     req: &scheduling::Request<'_>,
     cells: Option<&CellName>,
@@ -360,11 +576,24 @@ async fn claim_with_patience(
     give_up: bool,
 ) -> Result<Found, EngineError> {
     let mut caught_up = false;
+    let mut last = String::new();
     for _ in 0..50 {
-        match claim_first(engine, inst, req, cells, correlation, pending, reserved).await? {
+        match claim_first(
+            engine,
+            decider,
+            inst,
+            req,
+            cells,
+            correlation,
+            pending,
+            reserved,
+        )
+        .await?
+        {
             Found::Claim(c) => return Ok(Found::Claim(c)),
             Found::CellDown if !give_up => return Ok(Found::CellDown),
-            Found::CellDown | Found::Nothing => {}
+            Found::CellDown => {}
+            Found::Nothing(why) => last = why,
         }
         if !caught_up {
             // Our view may be stale (other processes write too): decide "no valid
@@ -374,12 +603,12 @@ async fn claim_with_patience(
             continue;
         }
         if !transient_claims(&engine.world().read(), &inst.id()) {
-            return Ok(Found::Nothing);
+            return Ok(Found::Nothing(last));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         engine.catch_up().await?;
     }
-    Ok(Found::Nothing)
+    Ok(Found::Nothing(last))
 }
 
 async fn release(
@@ -403,8 +632,33 @@ async fn release(
     }
 }
 
+/// The scheduling request of `inst` (filters' and weighers' inputs about the instance).
+fn request<'a>(
+    inst: &'a Instance,
+    inputs: &'a Inputs,
+    resources: Resources,
+    exclude: &'a [HostName],
+    force_host: Option<&'a HostName>,
+    availability_zone: Option<&'a str>,
+) -> scheduling::Request<'a> {
+    scheduling::Request {
+        resources,
+        exclude,
+        force_host,
+        availability_zone,
+        instance: Some(inst.id()),
+        project_id: &inst.spec.project_id,
+        extra_specs: Some(&inst.flavor.extra_specs),
+        image_properties: Some(&inputs.image_properties),
+        same_host: &inputs.same_host,
+        different_host: &inputs.different_host,
+        group: None,
+    }
+}
+
 async fn schedule_build(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     correlation: &str,
     pending: &Pending,
@@ -412,15 +666,19 @@ async fn schedule_build(
     give_up: bool,
 ) -> Result<Step, EngineError> {
     let resources = inst.flavor.resources(inst.spec.boot_from_volume);
-    let req = scheduling::Request {
+    let inputs = Inputs::of(&engine.world().read(), &inst.id());
+    let req = request(
+        inst,
+        &inputs,
         resources,
-        exclude: &[],
-        force_host: inst.spec.requested_host.as_ref(),
-        availability_zone: inst.spec.availability_zone.as_deref(),
-    };
+        &[],
+        inst.spec.requested_host.as_ref(),
+        inst.spec.availability_zone.as_deref(),
+    );
     let op = op_of(inst);
     let chosen = match claim_with_patience(
         engine,
+        decider,
         inst,
         &req,
         None,
@@ -431,18 +689,20 @@ async fn schedule_build(
     )
     .await?
     {
-        Found::Claim(c) => Some(c),
-        Found::Nothing => None,
+        Found::Claim(c) => Ok(c),
+        Found::Nothing(why) => Err(why),
         Found::CellDown => return Ok(Step::WaitForCell),
     };
-    let (cell, host, fault) = match &chosen {
-        Some((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None),
-        None => (
+    let (cell, host, fault, fault_details) = match &chosen {
+        Ok((c, h, claim)) => (c.clone(), Some((h.clone(), *claim)), None, None),
+        Err(why) => (
             CellName::cell0(),
             None,
-            Some("No valid host was found. There are not enough hosts available.".to_string()),
+            Some(scheduling::NO_VALID_HOST.to_string()),
+            Some(why.clone()),
         ),
     };
+    let chosen = chosen.ok();
     let meta = Meta::service(
         "scheduler",
         correlation,
@@ -465,6 +725,7 @@ async fn schedule_build(
                 cell,
                 host,
                 fault,
+                fault_details,
             },
             &ctx(),
             &meta,
@@ -498,6 +759,7 @@ async fn place(
 
 async fn schedule_destination(
     engine: &Arc<Engine>,
+    decider: &Decider,
     inst: &Instance,
     correlation: &str,
     pending: &Pending,
@@ -524,18 +786,22 @@ async fn schedule_destination(
             inst.cell.clone(),
         ),
     };
-    let req = scheduling::Request {
+    let inputs = Inputs::of(&engine.world().read(), &inst.id());
+    let req = request(
+        inst,
+        &inputs,
         resources,
-        exclude: &exclude,
-        force_host: force.as_ref(),
-        availability_zone: if inst.task_state == Some(TaskState::Unshelving) {
+        &exclude,
+        force.as_ref(),
+        if inst.task_state == Some(TaskState::Unshelving) {
             inst.spec.availability_zone.as_deref()
         } else {
             None
         },
-    };
+    );
     let chosen = match claim_with_patience(
         engine,
+        decider,
         inst,
         &req,
         cell.as_ref(),
@@ -547,7 +813,7 @@ async fn schedule_destination(
     .await?
     {
         Found::Claim(c) => Some(c),
-        Found::Nothing => None,
+        Found::Nothing(_) => None,
         Found::CellDown => return Ok(Step::WaitForCell),
     };
     let dedupe = domain::dedupe::sched_dest(
@@ -773,6 +1039,78 @@ impl Periodic for Reconciler {
                 Err(format!("{failed} of {n} ticks failed, the last: {e}").into())
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// Removes deleted instances from their server groups, as Nova does when an instance is
+/// destroyed. Level-triggered: on every instance commit it checks that instance, and the
+/// reconcile pass checks every member, so a removal lost to a crash is made later.
+/// A reactor rather than a fold: the `server_group_members` count is decided on the
+/// group's own subject, which must therefore hold the removal itself.
+#[derive(Debug, Default)]
+pub struct GroupMembers {
+    inflight: InFlight<InstanceId>,
+}
+
+impl GroupMembers {
+    fn check(&self, engine: &Arc<Engine>, id: InstanceId) {
+        let target = {
+            let v = engine.world().read();
+            let gone = v.instance(&id).is_some_and(|i| i.deleted);
+            v.server_groups()
+                .of_member(&id)
+                .filter(|_| gone)
+                .map(|g| (g.project_id.clone(), g.id))
+        };
+        let Some((project, group)) = target else {
+            return;
+        };
+        let engine = engine.clone();
+        self.inflight.spawn(id, async move {
+            let meta = Meta::service(
+                "scheduler",
+                &format!("req-{}", Uuid::new_v4()),
+                &id.to_string(),
+                format!("sg-remove-{group}-{id}"),
+            );
+            let cmd = |_: &projections::Views| ServerGroupCommand::RemoveMembers {
+                id: group,
+                instances: vec![id],
+            };
+            if let Err(e) = engine.server_groups(&project, cmd, &ctx(), &meta).await {
+                tracing::warn!(instance = %id, error = %e, "server group member removal failed; retried on reconcile");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Reactor for GroupMembers {
+    fn name(&self) -> &str {
+        "server-group-members"
+    }
+
+    fn subscribes(&self) -> &'static [Family] {
+        &[Family::Instance]
+    }
+
+    async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
+        if let Some(id) = instance_of(delivery) {
+            self.check(engine, id);
+        }
+    }
+
+    async fn reconcile(&self, engine: &Arc<Engine>) {
+        let ids: Vec<InstanceId> = engine
+            .world()
+            .read()
+            .server_groups()
+            .members()
+            .map(|(i, _)| *i)
+            .collect();
+        for id in ids {
+            self.check(engine, id);
         }
     }
 }

@@ -56,6 +56,17 @@ async fn env_with(
     config: Config,
     sched: scheduler::Scheduler,
 ) -> Env {
+    env_multi(hosts, size, sim, config, vec![sched]).await
+}
+
+/// [`env`] with several scheduler reactors in one process (racing decisions).
+async fn env_multi(
+    hosts: usize,
+    size: Resources,
+    sim: SimOptions,
+    config: Config,
+    scheds: Vec<scheduler::Scheduler>,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = EmbeddedLog::open(&dir.path().join("log")).unwrap();
     let streams: Vec<StreamName> = ["api", "cell0", "cell1"]
@@ -101,8 +112,11 @@ async fn env_with(
             discover_every: None,
         },
     );
+    for sched in scheds {
+        runtime.reactor(Arc::new(sched));
+    }
     runtime
-        .reactor(Arc::new(sched))
+        .reactor(Arc::new(scheduler::GroupMembers::default()))
         .reactor(Arc::new(scheduler::Placement::default()))
         .reactor_on(agent, streams[2].clone())
         .periodic(
@@ -134,7 +148,14 @@ async fn create(e: &Env, f: FlavorSnapshot) -> InstanceId {
 
 /// [`create`] asking for an availability zone.
 async fn create_in(e: &Env, f: FlavorSnapshot, az: Option<&str>) -> InstanceId {
-    let id = InstanceId(Uuid::new_v4());
+    create_full(e, f, InstanceId(Uuid::new_v4()), az).await
+}
+
+async fn create_id(e: &Env, f: FlavorSnapshot, id: InstanceId) -> InstanceId {
+    create_full(e, f, id, None).await
+}
+
+async fn create_full(e: &Env, f: FlavorSnapshot, id: InstanceId, az: Option<&str>) -> InstanceId {
     let spec = InstanceSpec {
         id,
         name: "vm".into(),
@@ -706,4 +727,240 @@ async fn builds_land_in_the_zone_their_aggregates_give() {
         .filter(|i| i.host.as_ref().is_some_and(|h| h.as_str() == "host3"))
         .count();
     assert_eq!(on_host3, 12, "az1 builds never spill over to other zones");
+}
+
+/// A build no host passes ends in ERROR with Nova's NoValidHost message, and the fault's
+/// details name the filter that removed the hosts (Nova's filter summary); a build the
+/// filters pass lands on the host the weighers prefer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_valid_host_fault_names_the_filter_that_removed_the_hosts() {
+    let e = env(
+        2,
+        Resources {
+            vcpus: 4,
+            ram_mb: 4096,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+    )
+    .await;
+    // No aggregate has `ssd`: AggregateInstanceExtraSpecsFilter removes every host.
+    let mut f = flavor("ssd", 1, 512);
+    f.extra_specs
+        .insert("aggregate_instance_extra_specs:ssd".into(), "true".into());
+    let id = create(&e, f).await;
+    wait_status(&e, id, "ERROR").await;
+    let fault = e.engine.world().read().instance(&id).unwrap().fault.clone();
+    let fault = fault.expect("a fault");
+    assert_eq!(
+        fault.message,
+        "No valid host was found. There are not enough hosts available."
+    );
+    assert!(
+        fault.details.contains(&format!(
+            "Filtering removed all hosts for the request with instance ID '{id}'"
+        )) && fault
+            .details
+            .contains("'AggregateInstanceExtraSpecsFilter: (start: 2, end: 0)'"),
+        "{}",
+        fault.details
+    );
+    // A capability the simulated hosts have passes ComputeCapabilitiesFilter.
+    let mut f = flavor("qemu", 1, 512);
+    f.extra_specs
+        .insert("capabilities:hypervisor_type".into(), "s== QEMU".into());
+    let ok = create(&e, f).await;
+    wait_status(&e, ok, "ACTIVE").await;
+    // One that they lack is refused by it.
+    let mut f = flavor("xen", 1, 512);
+    f.extra_specs
+        .insert("capabilities:hypervisor_type".into(), "s== xen".into());
+    let no = create(&e, f).await;
+    wait_status(&e, no, "ERROR").await;
+    let d = e.engine.world().read().instance(&no).unwrap().fault.clone();
+    assert!(d
+        .unwrap()
+        .details
+        .contains("'ComputeCapabilitiesFilter: (start: 2, end: 0)'"));
+}
+
+/// With `host_subset_size` 2 and a seeded random source, builds go to both of the two
+/// best hosts rather than always the best one; with 1 they always go to the best.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_subset_size_spreads_first_choices_deterministically() {
+    let size = Resources {
+        vcpus: 64,
+        ram_mb: 65536,
+        disk_gb: 1000,
+    };
+    let cfg = |n| domain::scheduling::Config {
+        // Pack on RAM so one host stays the best whatever was placed.
+        multipliers: domain::scheduling::Multipliers {
+            ram: -1.0,
+            cpu: 0.0,
+            disk: 0.0,
+            ..Default::default()
+        },
+        host_subset_size: n,
+    };
+    for (n, want_hosts) in [(1usize, 1usize), (2, 2)] {
+        let sched = scheduler::Scheduler::default()
+            .with_config(cfg(n))
+            .with_seed(42);
+        let e = env_with(3, size, SimOptions::default(), Config::default(), sched).await;
+        let mut hosts = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let id = create(&e, flavor("1", 1, 256)).await;
+            wait_status(&e, id, "ACTIVE").await;
+            hosts.insert(e.engine.world().read().instance(&id).unwrap().host.clone());
+        }
+        assert_eq!(hosts.len(), want_hosts, "subset {n}: {hosts:?}");
+    }
+}
+
+/// Members of an anti-affinity group built at once, decided by two scheduler reactors
+/// that both prefer the same host (RAM packing): no two members ever land on one host,
+/// the members that find no free host fail with NoValidHost, and the log folded from
+/// the start records one member per host. Deleting the members empties the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_holds_with_racing_schedulers() {
+    use domain::server_group::{Policy, ServerGroup, ServerGroupCommand as SG};
+    let pack = || {
+        scheduler::Scheduler::default().with_config(domain::scheduling::Config {
+            multipliers: domain::scheduling::Multipliers {
+                ram: -1.0,
+                ..Default::default()
+            },
+            host_subset_size: 1,
+        })
+    };
+    let e = env_multi(
+        4,
+        Resources {
+            vcpus: 16,
+            ram_mb: 16384,
+            disk_gb: 100,
+        },
+        SimOptions::default(),
+        Config::default(),
+        vec![pack(), pack()],
+    )
+    .await;
+    let gid = domain::ServerGroupId(Uuid::new_v4());
+    let group = ServerGroup {
+        id: gid,
+        name: "g".into(),
+        project_id: "p".into(),
+        user_id: "u".into(),
+        policy: Policy::AntiAffinity,
+        max_server_per_host: None,
+        members: BTreeMap::new(),
+        created_at: domain::Timestamp(0),
+    };
+    e.engine
+        .server_groups(
+            "p",
+            |_| SG::Create {
+                group: group.clone(),
+                limit: 10,
+            },
+            &user(),
+            &Meta::default(),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<InstanceId> = (0..6).map(|_| InstanceId(Uuid::new_v4())).collect();
+    e.engine
+        .server_groups(
+            "p",
+            |_| SG::AddMembers {
+                id: gid,
+                instances: ids.clone(),
+                limit: 10,
+            },
+            &user(),
+            &Meta::default(),
+        )
+        .await
+        .unwrap();
+    let mut tasks = vec![];
+    for id in &ids {
+        let engine = e.engine.clone();
+        let id = *id;
+        tasks.push(tokio::spawn(async move {
+            let env = Env {
+                engine,
+                _dir: tempfile::tempdir().unwrap(),
+                _stop: watch::channel(false).0,
+                _runtime: None,
+            };
+            create_id(&env, flavor("1", 1, 512), id).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for id in &ids {
+        let ok = e
+            .engine
+            .world()
+            .wait_until(Duration::from_secs(30), |v| {
+                v.instance(id)
+                    .is_some_and(|i| matches!(i.status(), "ACTIVE" | "ERROR"))
+            })
+            .await;
+        assert!(ok, "{id} never settled");
+    }
+    let (active, error): (Vec<_>, Vec<_>) = {
+        let v = e.engine.world().read();
+        ids.iter()
+            .map(|id| v.instance(id).unwrap().clone())
+            .partition(|i| i.vm_state == VmState::Active)
+    };
+    let hosts: std::collections::BTreeSet<_> = active.iter().map(|i| i.host.clone()).collect();
+    assert_eq!(active.len(), 4, "one member per host");
+    assert_eq!(hosts.len(), 4, "no two members share a host: {hosts:?}");
+    assert_eq!(error.len(), 2);
+    for i in &error {
+        let f = i.fault.as_ref().unwrap();
+        assert!(
+            f.details.contains("ServerGroupAntiAffinityFilter"),
+            "{}",
+            f.details
+        );
+    }
+    // The group's log, folded from the start: at no point two members on one host.
+    let commits = e
+        .engine
+        .log()
+        .read_stream(&StreamName::new("api").unwrap(), 1, usize::MAX)
+        .await
+        .unwrap();
+    let mut state = domain::server_group::ProjectGroups::default();
+    for c in &commits {
+        for ev in &c.events {
+            if let Ok(domain::Event::ServerGroup(ev)) = projections::codec::decode(ev) {
+                state = domain::server_group::evolve(state, &ev);
+                let g = &state.groups[&gid];
+                let placed: Vec<_> = g.members.values().flatten().collect();
+                let distinct: std::collections::BTreeSet<_> = placed.iter().collect();
+                assert_eq!(placed.len(), distinct.len(), "two members on one host");
+            }
+        }
+    }
+    // Delete every member: the group is emptied by the GroupMembers reactor.
+    for id in &ids {
+        cmd(&e, *id, InstanceCommand::Delete).await;
+    }
+    let ok = e
+        .engine
+        .world()
+        .wait_until(Duration::from_secs(20), |v| {
+            v.server_groups()
+                .group(&gid)
+                .is_some_and(|g| g.members.is_empty())
+        })
+        .await;
+    assert!(ok, "members left");
 }

@@ -393,6 +393,28 @@ struct SchedulingArgs {
     /// (Nova's service_down_time).
     #[arg(long, default_value_t = 60)]
     service_down_time: u64,
+    /// The first host of a decision is chosen at random among the best N (Nova's
+    /// host_subset_size; 1 = always the best).
+    #[arg(long, default_value_t = 1)]
+    scheduler_host_subset_size: usize,
+    /// RAMWeigher multiplier (positive spreads on free RAM, negative packs).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    ram_weight_multiplier: f64,
+    /// CPUWeigher multiplier (positive spreads on free vCPUs, negative packs).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    cpu_weight_multiplier: f64,
+    /// DiskWeigher multiplier (positive spreads on free disk, negative packs).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    disk_weight_multiplier: f64,
+    /// NumInstancesWeigher multiplier (positive prefers busy hosts, negative idle ones).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    num_instances_weight_multiplier: f64,
+    /// ServerGroupSoftAffinityWeigher multiplier (>= 0).
+    #[arg(long, default_value_t = 1.0)]
+    soft_affinity_weight_multiplier: f64,
+    /// ServerGroupSoftAntiAffinityWeigher multiplier (>= 0).
+    #[arg(long, default_value_t = 1.0)]
+    soft_anti_affinity_weight_multiplier: f64,
 }
 
 impl SchedulingArgs {
@@ -403,6 +425,27 @@ impl SchedulingArgs {
         self.shelve.apply(o)?;
         o.config.task_timeout_secs = self.task_timeout;
         o.service_down_time = Duration::from_secs(self.service_down_time.max(1));
+        if self.scheduler_host_subset_size == 0 {
+            anyhow::bail!("--scheduler-host-subset-size must be at least 1");
+        }
+        if self.soft_affinity_weight_multiplier < 0.0
+            || self.soft_anti_affinity_weight_multiplier < 0.0
+        {
+            anyhow::bail!(
+                "soft (anti-)affinity weight multipliers must be positive (Nova: min 0.0)"
+            );
+        }
+        o.scheduling = domain::scheduling::Config {
+            multipliers: domain::scheduling::Multipliers {
+                ram: self.ram_weight_multiplier,
+                cpu: self.cpu_weight_multiplier,
+                disk: self.disk_weight_multiplier,
+                num_instances: self.num_instances_weight_multiplier,
+                soft_affinity: self.soft_affinity_weight_multiplier,
+                soft_anti_affinity: self.soft_anti_affinity_weight_multiplier,
+            },
+            host_subset_size: self.scheduler_host_subset_size,
+        };
         Ok(())
     }
 }
@@ -670,6 +713,13 @@ struct BenchArgs {
     /// With --nats: commits appended by the log-layer measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     log_appends: u64,
+    /// Instead: time the scheduling decision alone (every filter and weigher) over
+    /// 1,000 and 10,000 simulated hosts in memory, and print p50 / p99.
+    #[arg(long)]
+    scheduler: bool,
+    /// With --scheduler: decisions timed per size.
+    #[arg(long, default_value_t = 2000)]
+    decisions: usize,
     /// Measure quota admission instead: this many concurrent creates of one project
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
@@ -1079,6 +1129,25 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Cmd::Bench(b) if b.scheduler => {
+            println!(
+                "stratus bench --scheduler (decision only: every filter and weigher, in memory)"
+            );
+            for n in [1_000, 10_000] {
+                let r = stratus::sched_bench::run(n, b.decisions.max(1));
+                println!(
+                    "  {:>6} hosts: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs ({} decisions, {} placed){}",
+                    r.hosts,
+                    r.p50_us,
+                    r.p99_us,
+                    r.max_us,
+                    r.decisions,
+                    r.placed,
+                    if n == 10_000 && r.p99_us >= 1000.0 { "  [goal p99 < 1 ms missed]" } else { "" }
+                );
+            }
+            Ok(())
+        }
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();

@@ -72,6 +72,8 @@ pub struct StackOptions {
     /// A host whose agent has not reported for this long is down and never scheduled
     /// to (Nova's `service_down_time`).
     pub service_down_time: Duration,
+    /// Scheduler weigher multipliers and `host_subset_size`.
+    pub scheduling: domain::scheduling::Config,
     /// How long a compute process waits for its cell to be created before failing.
     pub cell_wait: Duration,
     /// Cell health probe: period, and how long a cell's stream may stay unreachable
@@ -173,6 +175,7 @@ impl StackOptions {
             tls: None,
             report_interval: Duration::from_secs(10),
             service_down_time: Duration::from_secs(60),
+            scheduling: domain::scheduling::Config::default(),
             cell_wait: Duration::from_secs(30),
             probe_every: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
@@ -494,8 +497,11 @@ impl Stack {
         // Reactors, on every stream (new cells are projected, then reacted to, as they
         // appear).
         if opts.roles.scheduler {
-            runtime.reactor(Arc::new(scheduler::Scheduler::default()));
+            runtime.reactor(Arc::new(
+                scheduler::Scheduler::default().with_config(opts.scheduling),
+            ));
             runtime.reactor(Arc::new(scheduler::Placement::default()));
+            runtime.reactor(Arc::new(scheduler::GroupMembers::default()));
             runtime.reactor(Arc::new(quota::QuotaKeeper::default()));
             runtime.periodic(
                 Arc::new(scheduler::Reconciler),

@@ -272,6 +272,7 @@ impl Stack {
                 cell: CellName::cell1(),
                 host: Some((host.clone(), ClaimId(Uuid::new_v4()))),
                 fault: None,
+                fault_details: None,
             },
             InstanceCommand::Place,
             InstanceCommand::Complete {
