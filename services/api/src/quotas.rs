@@ -269,8 +269,8 @@ fn decode_limits(
         .keys()
         .map(String::as_str)
         .filter(|k| {
-            !(with_force && *k == "force")
-                && !Resource::from_key(k).is_some_and(|r| allowed.contains(&r))
+            let known = Resource::from_key(k).is_some_and(|r| allowed.contains(&r));
+            !(known || with_force && *k == "force")
         })
         .collect();
     if !unknown.is_empty() {

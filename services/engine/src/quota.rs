@@ -93,10 +93,7 @@ impl Engine {
             if events.is_empty() {
                 return Ok(Outcome::default());
             }
-            let next = events
-                .iter()
-                .fold(state, |s, e| quota::evolve(s, e))
-                .unwrap_or_default();
+            let next = events.iter().fold(state, quota::evolve).unwrap_or_default();
             let events: Vec<Event> = events.into_iter().map(Event::Quota).collect();
             let req = Self::request(subject.clone(), expected, &events, ctx, meta);
             let result = if pipeline {
