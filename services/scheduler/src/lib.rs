@@ -298,8 +298,10 @@ enum Found {
 #[derive(Debug, Default)]
 struct Inputs {
     image_properties: std::collections::BTreeMap<String, String>,
-    same_host: Vec<InstanceId>,
-    different_host: Vec<InstanceId>,
+    /// The `same_host` hint's instances resolved to their hosts (`None`: no hint).
+    same_host: Option<Vec<HostName>>,
+    /// The `different_host` hint's instances resolved to their hosts.
+    different_host: Vec<HostName>,
 }
 
 impl Inputs {
@@ -313,18 +315,25 @@ impl Inputs {
             Ok(serde_json::Value::String(s)) => s,
             _ => json.to_string(),
         };
-        let ids = |hint: &str| -> Vec<InstanceId> {
-            let Some(json) = d.scheduler_hints.get(hint) else {
-                return vec![];
-            };
-            match serde_json::from_str::<serde_json::Value>(json) {
+        // A hint's instances, resolved to the hosts they run on (Nova's HostState
+        // lists a host's instances by their `host`; deleted ones run nowhere).
+        let hosts = |hint: &str| -> Option<Vec<HostName>> {
+            let json = d.scheduler_hints.get(hint)?;
+            let ids: Vec<InstanceId> = match serde_json::from_str::<serde_json::Value>(json) {
                 Ok(serde_json::Value::String(s)) => InstanceId::parse(&s).into_iter().collect(),
                 Ok(serde_json::Value::Array(a)) => a
                     .iter()
                     .filter_map(|x| x.as_str().and_then(InstanceId::parse))
                     .collect(),
                 _ => vec![],
-            }
+            };
+            Some(
+                ids.iter()
+                    .filter_map(|i| v.instance(i))
+                    .filter(|i| !i.deleted)
+                    .filter_map(|i| i.host.clone())
+                    .collect(),
+            )
         };
         Inputs {
             image_properties: d
@@ -332,8 +341,8 @@ impl Inputs {
                 .iter()
                 .map(|(k, v)| (k.clone(), text(v)))
                 .collect(),
-            same_host: ids("same_host"),
-            different_host: ids("different_host"),
+            same_host: hosts("same_host"),
+            different_host: hosts("different_host").unwrap_or_default(),
         }
     }
 }
@@ -344,13 +353,12 @@ impl Inputs {
 /// the hypervisor's capabilities (the simulated driver's until a driver reports them).
 #[allow(clippy::too_many_arguments)]
 fn candidate<'a>(
-    engine: &Engine,
+    liveness: &dyn Fn(&HostName) -> engine::liveness::HostLiveness,
     v: &'a projections::Views,
     host_aggs: &'a std::collections::HashMap<&'a HostName, Vec<&'a scheduling::Metadata>>,
     h: &'a domain::host::Host,
     caps: &'a scheduling::Capabilities,
     pending: &std::collections::HashMap<HostName, u64>,
-    t: i64,
     group: Option<(&ServerGroup, InstanceId)>,
 ) -> scheduling::Candidate<'a> {
     scheduling::Candidate {
@@ -358,7 +366,7 @@ fn candidate<'a>(
         availability_zone: v.aggregates().zone_of(&h.spec.name),
         aggregates: host_aggs.get(&h.spec.name).map_or(&[], Vec::as_slice),
         enabled: !h.service.disabled && !h.service.deleted,
-        up: !h.service.forced_down && engine.liveness.state(&h.spec.name, t).schedulable(),
+        up: !h.service.forced_down && liveness(&h.spec.name).schedulable(),
         capabilities: caps,
         pending: Resources {
             ram_mb: pending.get(&h.spec.name).copied().unwrap_or(0),
@@ -410,6 +418,7 @@ async fn claim_first(
     let (candidates, down_fits, details): (Vec<(CellName, HostName)>, bool, String) = {
         let v = engine.world().read();
         let p = pending.lock_or_recover();
+        let liveness = engine.liveness.snapshot(t);
         let mut host_aggs: std::collections::HashMap<&HostName, Vec<&scheduling::Metadata>> =
             std::collections::HashMap::new();
         for a in v.aggregates().set().0.aggregates.values() {
@@ -427,13 +436,12 @@ async fn claim_first(
             .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
             .map(|h| {
                 candidate(
-                    engine,
+                    &liveness,
                     &v,
                     &host_aggs,
                     h,
                     &caps,
                     &p,
-                    t,
                     group.as_ref().map(|g| (g, inst.id())),
                 )
             })
@@ -650,7 +658,7 @@ fn request<'a>(
         project_id: &inst.spec.project_id,
         extra_specs: Some(&inst.flavor.extra_specs),
         image_properties: Some(&inputs.image_properties),
-        same_host: &inputs.same_host,
+        same_host: inputs.same_host.as_deref(),
         different_host: &inputs.different_host,
         group: None,
     }

@@ -127,10 +127,8 @@ pub fn run(n: usize, decisions: usize) -> SchedReport {
     ];
     let props: BTreeMap<String, String> =
         [("hw_architecture".to_string(), "x86_64".to_string())].into();
-    let different = [
-        InstanceId(Uuid::from_u128(101)),
-        InstanceId(Uuid::from_u128(202)),
-    ];
+    // The hint's instances resolved to their hosts, as the scheduler does.
+    let different = [hosts[1].spec.name.clone(), hosts[2].spec.name.clone()];
     let cfg = Config {
         host_subset_size: 2,
         ..Config::default()
