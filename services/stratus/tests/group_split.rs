@@ -1,0 +1,187 @@
+//! Server groups across real processes on JetStream (issue 10, item 4): builds of
+//! anti-affinity groups decided by two scheduler processes, racing for fewer free hosts
+//! than builds, never put two members on one host beyond the group's rule; the losers
+//! fail with NoValidHost and nothing stays in a task.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{call, free_port, sigterm, spawn, spawn_api, IMAGE};
+use eventlog::{EventLog, JetStreamLog, JetStreamOptions, StreamName};
+use serde_json::{json, Value};
+
+/// Creates a group at 2.64 (`policy` + `rules`); returns its id.
+async fn group(http: &reqwest::Client, port: u16, name: &str, rules: Value) -> String {
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/v2.1/os-server-groups"))
+        .header("X-Auth-Token", "alice:demo")
+        .header("OpenStack-API-Version", "compute 2.64")
+        .json(&json!({"server_group": {"name": name, "policy": "anti-affinity", "rules": rules}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["server_group"]["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the server leaves its task: (status, hostId, fault message).
+async fn settled(http: &reqwest::Client, port: u16, id: &str) -> (String, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = call(
+            http,
+            port,
+            reqwest::Method::GET,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+        let s = &v["server"];
+        let st = s["status"].as_str().unwrap_or("").to_string();
+        if matches!(st.as_str(), "ACTIVE" | "ERROR") && s["OS-EXT-STS:task_state"].is_null() {
+            return (
+                st,
+                s["hostId"].as_str().unwrap_or("").to_string(),
+                s["fault"]["message"].as_str().unwrap_or("").to_string(),
+            );
+        }
+        assert!(Instant::now() < deadline, "{id} stuck: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two scheduler processes (both packing on RAM, so they prefer the same host) and two
+/// API processes; 3 hosts; 9 concurrent builds in a plain anti-affinity group (3 fit)
+/// and 9 in one with `max_server_per_host` 2 (6 fit), all at once. Through the API:
+/// exactly the builds that fit are ACTIVE, on hosts within the rule, the others ERROR
+/// with NoValidHost, none left in a task. Folded from the log commit by commit: the
+/// groups never recorded more members on one host than the rule allows, and at the end
+/// every ACTIVE member is recorded on its instance's host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anti_affinity_holds_with_racing_scheduler_processes() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let sched = |name: &str| {
+        spawn(
+            &["scheduler", "--nats", &url, "--ram-weight-multiplier", "-1"],
+            &d(name),
+        )
+    };
+    let (s1, s2) = (sched("s1"), sched("s2"));
+    let (p1, p2) = (free_port(), free_port());
+    let a1 = spawn_api(&url, p1, &d("a1"));
+    let a2 = spawn_api(&url, p2, &d("a2"));
+    let c = spawn(
+        &["compute", "--nats", &url, "--host", "h", "--hosts", "3"],
+        &d("c"),
+    );
+    let http = reqwest::Client::new();
+    let plain = group(&http, p1, "plain", json!({})).await;
+    let two = group(&http, p2, "two", json!({"max_server_per_host": 2})).await;
+    let mut tasks = vec![];
+    for i in 0..18 {
+        let http = http.clone();
+        let port = if i % 2 == 0 { p1 } else { p2 };
+        let gid = if i % 2 == 0 {
+            plain.clone()
+        } else {
+            two.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let (code, v) = call(
+                &http,
+                port,
+                reqwest::Method::POST,
+                "/servers",
+                Some(json!({
+                    "server": {"name": format!("m{i}"), "imageRef": IMAGE, "flavorRef": "1", "networks": "none"},
+                    "os:scheduler_hints": {"group": gid}})),
+            )
+            .await;
+            assert_eq!(code, 202, "{v}");
+            (gid, v["server"]["id"].as_str().unwrap().to_string())
+        }));
+    }
+    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in tasks {
+        let (gid, id) = t.await.unwrap();
+        members.entry(gid).or_default().push(id);
+    }
+    let mut active_hosts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (gid, ids) in &members {
+        for id in ids {
+            let (st, host, fault) = settled(&http, p1, id).await;
+            if st == "ACTIVE" {
+                *active_hosts
+                    .entry(gid.clone())
+                    .or_default()
+                    .entry(host)
+                    .or_default() += 1;
+            } else {
+                assert!(fault.contains("No valid host"), "{id}: {fault}");
+            }
+        }
+    }
+    let per_host = |gid: &str| active_hosts.get(gid).cloned().unwrap_or_default();
+    let p = per_host(&plain);
+    assert_eq!(p.values().sum::<usize>(), 3, "plain group: {p:?}");
+    assert!(p.values().all(|n| *n == 1), "plain group: {p:?}");
+    let t = per_host(&two);
+    assert_eq!(t.values().sum::<usize>(), 6, "max 2 per host: {t:?}");
+    assert!(t.values().all(|n| *n == 2), "max 2 per host: {t:?}");
+    for p in [a1, a2, c, s1, s2] {
+        sigterm(p);
+    }
+
+    // The log, folded commit by commit: the group state never breaks a rule.
+    let log = JetStreamLog::connect(&url, JetStreamOptions::default())
+        .await
+        .unwrap();
+    let api = StreamName::new("api").unwrap();
+    let commits = log.read_stream(&api, 1, usize::MAX).await.unwrap();
+    let mut state = domain::server_group::ProjectGroups::default();
+    for c in &commits {
+        for ev in &c.events {
+            if let Ok(domain::Event::ServerGroup(ev)) = projections::codec::decode(ev) {
+                state = domain::server_group::evolve(state, &ev);
+                for g in state.groups.values() {
+                    let max = g.max_server_per_host.unwrap_or(1) as usize;
+                    let mut on: BTreeMap<&domain::HostName, usize> = BTreeMap::new();
+                    for h in g.members.values().flatten() {
+                        *on.entry(h).or_default() += 1;
+                    }
+                    assert!(
+                        on.values().all(|n| *n <= max),
+                        "group {} over its rule at api seq {}: {on:?}",
+                        g.name,
+                        c.stream_seq
+                    );
+                }
+            }
+        }
+    }
+    // At the end, the group records every ACTIVE member on its instance's host.
+    let dynlog: Arc<dyn EventLog> = log.clone();
+    let (v, _) = replay::fold(dynlog, &Default::default()).await.unwrap();
+    for g in v.server_groups().all() {
+        let active: BTreeSet<_> = g
+            .members
+            .iter()
+            .filter_map(|(i, h)| {
+                let inst = v.instance(i)?;
+                (inst.vm_state == domain::VmState::Active).then(|| {
+                    assert_eq!(h, &inst.host, "{i} recorded elsewhere");
+                    *i
+                })
+            })
+            .collect();
+        assert_eq!(active.len(), if g.name == "plain" { 3 } else { 6 });
+    }
+    log.close();
+}
