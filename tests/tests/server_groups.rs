@@ -221,13 +221,16 @@ async fn moves_keep_anti_affinity() {
     let m4 = member(&h, &g, "m4").await;
     let s = h.wait(&m4, "ACTIVE").await;
     assert_eq!(host_of(&s), free_host);
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{m4}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{m4}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&m4, "GONE").await;
     wait_hosts(&h, &g, &m4, MemberHosts::default()).await;
 
     // Cold migration of m1, confirmed: on the free host; its source is free again.
-    h.action(ADMIN, &ids[1], json!({"migrate": null}), 202).await;
+    h.action(ADMIN, &ids[1], json!({"migrate": null}), 202)
+        .await;
     let s = h.wait(&ids[1], "VERIFY_RESIZE").await;
     assert_eq!(host_of(&s), free_host);
     wait_hosts(&h, &g, &ids[1], on(&hosts[1], &[&free_host])).await;
@@ -264,14 +267,18 @@ async fn moves_keep_anti_affinity() {
     let mut want = [hosts[0].clone(), hosts[2].clone()];
     want.sort();
     assert_eq!(got, want);
-    h.action(ALICE, &ids[0], json!({"unshelve": null}), 202).await;
+    h.action(ALICE, &ids[0], json!({"unshelve": null}), 202)
+        .await;
     let s = settled(&h, &ids[0]).await;
     assert_eq!(s["status"], "SHELVED_OFFLOADED", "{s}");
     wait_hosts(&h, &g, &ids[0], on("", &[])).await;
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{m5}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{m5}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&m5, "GONE").await;
-    h.action(ALICE, &ids[0], json!({"unshelve": null}), 202).await;
+    h.action(ALICE, &ids[0], json!({"unshelve": null}), 202)
+        .await;
     let s = h.wait(&ids[0], "ACTIVE").await;
     assert_eq!(host_of(&s), h5);
     wait_hosts(&h, &g, &ids[0], on(&h5, &[])).await;
@@ -293,14 +300,17 @@ async fn moves_keep_affinity() {
     assert_eq!(s["status"], "ACTIVE", "{s}");
     assert_eq!(host_of(&s), host, "stayed");
     wait_hosts(&h, &g, &a, on(&host, &[])).await;
-    let (code, _) = h.req(ALICE, M::DELETE, &format!("/servers/{b}"), None).await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{b}"), None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&b, "GONE").await;
     h.action(ADMIN, &a, json!({"migrate": null}), 202).await;
     let s = h.wait(&a, "VERIFY_RESIZE").await;
     let dest = host_of(&s);
     assert_ne!(dest, host);
-    h.action(ALICE, &a, json!({"confirmResize": null}), 204).await;
+    h.action(ALICE, &a, json!({"confirmResize": null}), 204)
+        .await;
     h.wait(&a, "ACTIVE").await;
     wait_hosts(&h, &g, &a, on(&dest, &[])).await;
     check_log(&h).await;
@@ -349,7 +359,10 @@ async fn moves_and_builds_racing() {
         let s = settled(&h, id).await;
         if s["status"] == "ACTIVE" {
             let host = host_of(&s);
-            assert!(active.insert(host.clone(), id.clone()).is_none(), "two on {host}");
+            assert!(
+                active.insert(host.clone(), id.clone()).is_none(),
+                "two on {host}"
+            );
             wait_hosts(&h, &g, id, on(&host, &[])).await;
         } else {
             assert_eq!(s["status"], "ERROR", "{s}");
@@ -398,7 +411,10 @@ async fn orphan_member_is_released_after_the_grace() {
     assert!(member_of(&h));
     let deadline = Instant::now() + Duration::from_secs(20);
     while member_of(&h) {
-        assert!(Instant::now() < deadline, "the orphan member was never released");
+        assert!(
+            Instant::now() < deadline,
+            "the orphan member was never released"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Not before the grace (1 s) had passed since the join.

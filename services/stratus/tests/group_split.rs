@@ -185,3 +185,81 @@ async fn anti_affinity_holds_with_racing_scheduler_processes() {
     }
     log.close();
 }
+
+/// An API process killed between the group join and the build request leaves a member
+/// with no instance (and a quota reservation); the scheduler role's `GroupMembers`
+/// reactor removes the member once the grace (`--quota-grace`) has passed since the
+/// join, as the quota reactor gives the reservation back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_killed_between_group_join_and_build_request() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut doomed = common::spawn_env(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir.path().join("a"),
+        &[("STRATUS_FAILPOINTS", "api-after-group-join")],
+    );
+    let http = reqwest::Client::new();
+    let gid = group(&http, port, "g", json!({})).await;
+    let answer = http
+        .post(format!("http://127.0.0.1:{port}/v2.1/servers"))
+        .header("X-Auth-Token", "alice:demo")
+        .header("OpenStack-API-Version", "compute 2.96")
+        .json(&json!({
+            "server": {"name": "never", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"},
+            "os:scheduler_hints": {"group": gid}}))
+        .send()
+        .await;
+    if let Ok(r) = answer {
+        panic!(
+            "the API answered {}: {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+    }
+    assert!(
+        doomed.wait_exit(Duration::from_secs(20)),
+        "the API did not reach its failpoint"
+    );
+    let folded = |url: String| async move {
+        let log = JetStreamLog::connect(&url, JetStreamOptions::default())
+            .await
+            .unwrap();
+        let dynlog: Arc<dyn EventLog> = log.clone();
+        let (v, _) = replay::fold(dynlog, &Default::default()).await.unwrap();
+        log.close();
+        v
+    };
+    let members = |v: &projections::Views| {
+        v.server_groups()
+            .group(&domain::ServerGroupId::parse(&gid).unwrap())
+            .unwrap()
+            .members
+            .len()
+    };
+    let v = folded(url.clone()).await;
+    assert_eq!(members(&v), 1, "the join was recorded");
+    assert_eq!(v.instances().len(), 0, "no build request was appended");
+
+    let _s = spawn(
+        &["scheduler", "--nats", &url, "--quota-grace", "1"],
+        &dir.path().join("s"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let v = folded(url.clone()).await;
+        if members(&v) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the member was never released");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
