@@ -95,7 +95,8 @@ pub struct ServerGroup {
 }
 
 impl ServerGroup {
-    /// Members placed on `host`, `except` excluded.
+    /// Members recorded on `host`, `except` excluded (holds are not counted here: the
+    /// filters use this as a hint, and [`ProjectGroups::allows`] decides).
     pub fn members_on(&self, host: &HostName, except: Option<&InstanceId>) -> usize {
         self.members
             .iter()
@@ -111,7 +112,9 @@ impl ServerGroup {
             .count()
     }
 
-    /// Whether placing `instance` on `host` keeps a hard policy (soft ones always do).
+    /// Whether placing `instance` on `host` keeps a hard policy (soft ones always do),
+    /// counting recorded hosts only; the decision uses [`ProjectGroups::allows`], which
+    /// counts holds too.
     pub fn allows(&self, instance: &InstanceId, host: &HostName) -> bool {
         match self.policy {
             Policy::AntiAffinity => {
