@@ -111,23 +111,6 @@ impl ServerGroup {
             .filter(|(i, h)| Some(*i) != except && h.is_some())
             .count()
     }
-
-    /// Whether placing `instance` on `host` keeps a hard policy (soft ones always do),
-    /// counting recorded hosts only; the decision uses [`ProjectGroups::allows`], which
-    /// counts holds too.
-    pub fn allows(&self, instance: &InstanceId, host: &HostName) -> bool {
-        match self.policy {
-            Policy::AntiAffinity => {
-                self.members_on(host, Some(instance))
-                    < self.max_server_per_host.unwrap_or(1).max(1) as usize
-            }
-            Policy::Affinity => self
-                .members
-                .iter()
-                .all(|(i, h)| i == instance || h.as_ref().is_none_or(|h| h == host)),
-            Policy::SoftAffinity | Policy::SoftAntiAffinity => true,
-        }
-    }
 }
 
 /// Every server group of one project: the aggregate of `stratus.api.server_groups.<project>`.
