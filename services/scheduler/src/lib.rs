@@ -1,4 +1,4 @@
-//! The scheduler service: three level-triggered reactors.
+//! The scheduler service: level-triggered reactors and the reconciler.
 //!
 //! - [`Scheduler`]: places build requests (claim on a host, `mapped` on the api subject,
 //!   `placed` as the first cell commit; NoValidHost -> `cell0`, ERROR with a fault) and
@@ -7,6 +7,8 @@
 //!   offloaded, confirmed/reverted resize, finished live migration, failed scheduling).
 //! - [`Reconciler`]: drives `Tick` on instances whose operation went unanswered
 //!   (retry, then ERROR / fault) and on shelved instances due for offload.
+//! - [`GroupMembers`]: keeps server group members' records true to their instances
+//!   (deleted, settled after a move, orphans released after the grace).
 //!
 //! A step that fails (the log did not answer in time, e.g. during a JetStream leader
 //! election) is tried again after 0.2 s, doubling up to 2 s, for up to
@@ -518,8 +520,11 @@ async fn claim_first(
     })
 }
 
-/// Records on the group's subject that `inst` (a member) is placed on `host`, refused
-/// when a hard policy of the group forbids it on the group's current state.
+/// Records on the group's subject that `inst` (a member) counts on `host`, refused when
+/// a hard policy of the group forbids it on the group's current state. A build's first
+/// claim is recorded as the member's host; a move's destination (or a second decision
+/// racing on one build) is held besides the host it already counts on, until the
+/// [`GroupMembers`] reactor settles the member where its instance ends up.
 async fn record_member(
     engine: &Arc<Engine>,
     g: &ServerGroup,
