@@ -1,7 +1,9 @@
 //! Server groups across real processes on JetStream (issue 10, item 4): builds of
-//! anti-affinity groups decided by two scheduler processes, racing for fewer free hosts
-//! than builds, never put two members on one host beyond the group's rule; the losers
-//! fail with NoValidHost and nothing stays in a task.
+//! anti-affinity and affinity groups decided by two scheduler processes, racing for
+//! fewer free hosts than builds, never break the group's policy (two anti-affinity
+//! members on one host beyond the rule, affinity members on two hosts); the losers fail
+//! with NoValidHost and nothing stays in a task. And a member whose build request never
+//! came (API killed at a failpoint) is released after the grace.
 
 mod common;
 
@@ -14,12 +16,18 @@ use eventlog::{EventLog, JetStreamLog, JetStreamOptions, StreamName};
 use serde_json::{json, Value};
 
 /// Creates a group at 2.64 (`policy` + `rules`); returns its id.
-async fn group(http: &reqwest::Client, port: u16, name: &str, rules: Value) -> String {
+async fn group(
+    http: &reqwest::Client,
+    port: u16,
+    name: &str,
+    policy: &str,
+    rules: Value,
+) -> String {
     let r = http
         .post(format!("http://127.0.0.1:{port}/v2.1/os-server-groups"))
         .header("X-Auth-Token", "alice:demo")
         .header("OpenStack-API-Version", "compute 2.64")
-        .json(&json!({"server_group": {"name": name, "policy": "anti-affinity", "rules": rules}}))
+        .json(&json!({"server_group": {"name": name, "policy": policy, "rules": rules}}))
         .send()
         .await
         .unwrap();
@@ -55,14 +63,15 @@ async fn settled(http: &reqwest::Client, port: u16, id: &str) -> (String, String
 }
 
 /// Two scheduler processes (both packing on RAM, so they prefer the same host) and two
-/// API processes; 3 hosts; 9 concurrent builds in a plain anti-affinity group (3 fit)
-/// and 9 in one with `max_server_per_host` 2 (6 fit), all at once. Through the API:
-/// exactly the builds that fit are ACTIVE, on hosts within the rule, the others ERROR
-/// with NoValidHost, none left in a task. Folded from the log commit by commit: the
-/// groups never recorded more members on one host than the rule allows, and at the end
-/// every ACTIVE member is recorded on its instance's host.
+/// API processes; 3 hosts; 9 concurrent builds in a plain anti-affinity group (3 fit),
+/// 9 in one with `max_server_per_host` 2 (6 fit) and 6 in an affinity group, all at
+/// once. Through the API: exactly the builds that fit are ACTIVE, on hosts within the
+/// rule (the affinity members all on one host), the others ERROR with NoValidHost, none
+/// left in a task. Folded from the log commit by commit: no group ever counted its
+/// members beyond its policy, and at the end every ACTIVE member is recorded on its
+/// instance's host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn anti_affinity_holds_with_racing_scheduler_processes() {
+async fn hard_policies_hold_with_racing_scheduler_processes() {
     let nats = eventlog::testing::NatsServer::start().expect("nats-server");
     let url = nats.url();
     let dir = tempfile::tempdir().unwrap();
@@ -82,16 +91,25 @@ async fn anti_affinity_holds_with_racing_scheduler_processes() {
         &d("c"),
     );
     let http = reqwest::Client::new();
-    let plain = group(&http, p1, "plain", json!({})).await;
-    let two = group(&http, p2, "two", json!({"max_server_per_host": 2})).await;
+    let plain = group(&http, p1, "plain", "anti-affinity", json!({})).await;
+    let two = group(
+        &http,
+        p2,
+        "two",
+        "anti-affinity",
+        json!({"max_server_per_host": 2}),
+    )
+    .await;
+    let aff = group(&http, p1, "aff", "affinity", json!({})).await;
     let mut tasks = vec![];
-    for i in 0..18 {
+    for i in 0..24 {
         let http = http.clone();
         let port = if i % 2 == 0 { p1 } else { p2 };
-        let gid = if i % 2 == 0 {
-            plain.clone()
-        } else {
-            two.clone()
+        // 9 + 9 anti-affinity builds interleaved, then 6 affinity ones.
+        let gid = match (i < 18, i % 2) {
+            (true, 0) => plain.clone(),
+            (true, _) => two.clone(),
+            (false, _) => aff.clone(),
         };
         tasks.push(tokio::spawn(async move {
             let (code, v) = call(
@@ -135,6 +153,9 @@ async fn anti_affinity_holds_with_racing_scheduler_processes() {
     let t = per_host(&two);
     assert_eq!(t.values().sum::<usize>(), 6, "max 2 per host: {t:?}");
     assert!(t.values().all(|n| *n == 2), "max 2 per host: {t:?}");
+    let a = per_host(&aff);
+    assert_eq!(a.len(), 1, "affinity: one host for all: {a:?}");
+    assert_eq!(a.values().sum::<usize>(), members[&aff].len(), "{a:?}");
     for p in [a1, a2, c, s1, s2] {
         sigterm(p);
     }
@@ -151,16 +172,26 @@ async fn anti_affinity_holds_with_racing_scheduler_processes() {
             if let Ok(domain::Event::ServerGroup(ev)) = projections::codec::decode(ev) {
                 state = domain::server_group::evolve(state, &ev);
                 for g in state.groups.values() {
-                    let max = g.max_server_per_host.unwrap_or(1) as usize;
+                    // Every host a member counts on: recorded, and held besides.
                     let mut on: BTreeMap<&domain::HostName, usize> = BTreeMap::new();
-                    for h in g.members.values().flatten() {
-                        *on.entry(h).or_default() += 1;
+                    for (i, h) in &g.members {
+                        let held = state.held.get(i).into_iter().flatten();
+                        let all: BTreeSet<&domain::HostName> = h.iter().chain(held).collect();
+                        for h in all {
+                            *on.entry(h).or_default() += 1;
+                        }
                     }
+                    let ok = match g.policy {
+                        domain::server_group::Policy::Affinity => on.len() <= 1,
+                        _ => {
+                            let max = g.max_server_per_host.unwrap_or(1) as usize;
+                            on.values().all(|n| *n <= max)
+                        }
+                    };
                     assert!(
-                        on.values().all(|n| *n <= max),
-                        "group {} over its rule at api seq {}: {on:?}",
-                        g.name,
-                        c.stream_seq
+                        ok,
+                        "group {} breaks its policy at api seq {}: {on:?}",
+                        g.name, c.stream_seq
                     );
                 }
             }
@@ -181,7 +212,12 @@ async fn anti_affinity_holds_with_racing_scheduler_processes() {
                 })
             })
             .collect();
-        assert_eq!(active.len(), if g.name == "plain" { 3 } else { 6 });
+        let want = match g.name.as_str() {
+            "plain" => 3,
+            "two" => 6,
+            _ => members[&g.id.to_string()].len(),
+        };
+        assert_eq!(active.len(), want, "{}", g.name);
     }
     log.close();
 }
@@ -208,7 +244,7 @@ async fn api_killed_between_group_join_and_build_request() {
         &[("STRATUS_FAILPOINTS", "api-after-group-join")],
     );
     let http = reqwest::Client::new();
-    let gid = group(&http, port, "g", json!({})).await;
+    let gid = group(&http, port, "g", "anti-affinity", json!({})).await;
     let answer = http
         .post(format!("http://127.0.0.1:{port}/v2.1/servers"))
         .header("X-Auth-Token", "alice:demo")
