@@ -8,13 +8,27 @@
 //! - A hard policy holds for every placement recorded: two members of an anti-affinity
 //!   group are recorded on one host at most `max_server_per_host` times, and members of
 //!   an affinity group are recorded on one host only. The scheduler records a placement
-//!   (`Place`) after its claim and before the build is mapped; a refusal makes it release
-//!   the claim and decide again on the newer state.
+//!   (`Place`) after its claim and before the build is mapped or the move scheduled; a
+//!   refusal makes it release the claim and decide again on the newer state.
+//! - A member counts on every host it may be on: its recorded host, and the hosts it
+//!   *holds* besides ([`ProjectGroups::held`]): the destination of a move (resize, cold
+//!   or live migration) until confirm / revert, or the host of a racing decision that may
+//!   yet win. Holds only grow through `Place` (checked); they shrink only through
+//!   `Settle`, which records where the member's instance really is once it is neither
+//!   scheduling nor moving, and is applied only if the member's placement is still the
+//!   one it was decided on (compare-and-set). So a hard policy is never broken by a move,
+//!   nor by two decisions racing on one build.
+//! - A member whose instance never appears (the API died between the join and the build
+//!   request) is removed once [`Grace`] has passed since its join (the join's time is
+//!   recorded by `server_group.members_joined`); joins recorded without a time
+//!   (`server_group.members_added`, older logs) are never released that way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::instance::Instance;
+use crate::quota::Grace;
 use crate::{DomainError, HostName, InstanceId, ServerGroupId, Timestamp};
 
 /// A server group policy (2.15 adds the soft ones).
@@ -81,7 +95,8 @@ pub struct ServerGroup {
 }
 
 impl ServerGroup {
-    /// Members placed on `host`, `except` excluded.
+    /// Members recorded on `host`, `except` excluded (holds are not counted here: the
+    /// filters use this as a hint, and [`ProjectGroups::allows`] decides).
     pub fn members_on(&self, host: &HostName, except: Option<&InstanceId>) -> usize {
         self.members
             .iter()
@@ -96,21 +111,6 @@ impl ServerGroup {
             .filter(|(i, h)| Some(*i) != except && h.is_some())
             .count()
     }
-
-    /// Whether placing `instance` on `host` keeps a hard policy (soft ones always do).
-    pub fn allows(&self, instance: &InstanceId, host: &HostName) -> bool {
-        match self.policy {
-            Policy::AntiAffinity => {
-                self.members_on(host, Some(instance))
-                    < self.max_server_per_host.unwrap_or(1).max(1) as usize
-            }
-            Policy::Affinity => self
-                .members
-                .iter()
-                .all(|(i, h)| i == instance || h.as_ref().is_none_or(|h| h == host)),
-            Policy::SoftAffinity | Policy::SoftAntiAffinity => true,
-        }
-    }
 }
 
 /// Every server group of one project: the aggregate of `stratus.api.server_groups.<project>`.
@@ -121,6 +121,104 @@ impl ServerGroup {
 pub struct ProjectGroups {
     /// Live groups by id (a deleted group is removed).
     pub groups: BTreeMap<ServerGroupId, ServerGroup>,
+    /// Hosts a member holds besides the one recorded in its group's `members`: a move's
+    /// destination until it is confirmed or reverted, or the host of a racing decision
+    /// on its build that may yet win. Each counts against the group's hard policy until
+    /// the member is settled. (Kept here, not in [`ServerGroup`], whose encoding is part
+    /// of `server_group.created`.)
+    pub held: BTreeMap<InstanceId, BTreeSet<HostName>>,
+    /// When each member joined, for those whose join recorded it.
+    pub joined: BTreeMap<InstanceId, Timestamp>,
+}
+
+/// Where a member counts: its recorded host and the hosts it holds besides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberHosts {
+    /// The recorded host (None until placed, or when its instance has no host).
+    pub host: Option<HostName>,
+    /// Hosts held besides.
+    pub held: BTreeSet<HostName>,
+}
+
+impl ProjectGroups {
+    /// Where member `instance` counts now (None: not a member of group `id`).
+    pub fn placement(&self, id: &ServerGroupId, instance: &InstanceId) -> Option<MemberHosts> {
+        let host = self.groups.get(id)?.members.get(instance)?.clone();
+        Some(MemberHosts {
+            host,
+            held: self.held.get(instance).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Whether member `i` counts on `host` (recorded there, or holding it).
+    fn counts_on(&self, i: &InstanceId, recorded: &Option<HostName>, host: &HostName) -> bool {
+        recorded.as_ref() == Some(host) || self.held.get(i).is_some_and(|s| s.contains(host))
+    }
+
+    /// Members of `g` counting on `host` (recorded or held), `except` excluded.
+    pub fn members_on(
+        &self,
+        g: &ServerGroup,
+        host: &HostName,
+        except: Option<&InstanceId>,
+    ) -> usize {
+        g.members
+            .iter()
+            .filter(|(i, h)| Some(*i) != except && self.counts_on(i, h, host))
+            .count()
+    }
+
+    /// Whether `instance` counting on `host` too keeps the hard policy of `g`, counting
+    /// every other member on every host it may be on (soft policies always do).
+    pub fn allows(&self, g: &ServerGroup, instance: &InstanceId, host: &HostName) -> bool {
+        match g.policy {
+            Policy::AntiAffinity => {
+                self.members_on(g, host, Some(instance))
+                    < g.max_server_per_host.unwrap_or(1).max(1) as usize
+            }
+            Policy::Affinity => g.members.iter().all(|(i, h)| {
+                i == instance
+                    || (h.as_ref().is_none_or(|h| h == host)
+                        && self.held.get(i).is_none_or(|s| s.iter().all(|x| x == host)))
+            }),
+            Policy::SoftAffinity | Policy::SoftAntiAffinity => true,
+        }
+    }
+}
+
+/// What the membership reactor must record about one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberFix {
+    /// Remove it: its instance is deleted, or never appeared within the grace.
+    Remove,
+    /// Record it exactly on this host (None: on none), dropping its holds.
+    Settle(Option<HostName>),
+}
+
+/// What a member's record needs, given where it counts (`seen`), when it joined (if
+/// recorded), its instance (None: not in this view) and the time. Pure; `None` when the
+/// record is right, or cannot be judged yet: while the instance is choosing a host or
+/// moving (resize, migration: both hosts stay counted until confirm / revert), and
+/// while an unseen instance is within the grace of its join.
+pub fn reconcile_member(
+    seen: &MemberHosts,
+    joined: Option<Timestamp>,
+    instance: Option<&Instance>,
+    now: Timestamp,
+    grace: Grace,
+) -> Option<MemberFix> {
+    let Some(i) = instance else {
+        let expired = joined.is_some_and(|at| now.0 > at.plus_secs(grace.0).0);
+        return expired.then_some(MemberFix::Remove);
+    };
+    if i.deleted {
+        return Some(MemberFix::Remove);
+    }
+    if i.is_scheduling() || i.migration.is_some() {
+        return None;
+    }
+    let settled = seen.held.is_empty() && seen.host == i.host;
+    (!settled).then(|| MemberFix::Settle(i.host.clone()))
 }
 
 /// Nova's message when `server_groups` is exceeded.
@@ -152,8 +250,13 @@ pub enum ServerGroupCommand {
         instances: Vec<InstanceId>,
         /// `server_group_members` limit.
         limit: i64,
+        /// The join's time (the request's), from which an instance that never appears
+        /// is given its grace.
+        at: Timestamp,
     },
-    /// The scheduler placed a member on a host: refused when a hard policy forbids it.
+    /// The scheduler claimed a host for a member (build, move, unshelve): the member
+    /// counts on it from now on (recorded if it had no host, else held besides until
+    /// settled). Refused when a hard policy forbids it.
     Place {
         /// The group.
         id: ServerGroupId,
@@ -168,6 +271,18 @@ pub enum ServerGroupCommand {
         id: ServerGroupId,
         /// The members.
         instances: Vec<InstanceId>,
+    },
+    /// Record a member exactly where its instance is (no holds), if its placement is
+    /// still `seen` (else nothing: it changed since, and is judged again later).
+    Settle {
+        /// The group.
+        id: ServerGroupId,
+        /// The member.
+        instance: InstanceId,
+        /// Its instance's host.
+        host: Option<HostName>,
+        /// The placement this was decided on.
+        seen: MemberHosts,
     },
 }
 
@@ -207,6 +322,36 @@ pub enum ServerGroupEvent {
         /// Removed members.
         instances: Vec<InstanceId>,
     },
+    /// `server_group.members_joined`: new members, with the join's time (replaces
+    /// `members_added`, which older logs hold).
+    MembersJoined {
+        /// The group.
+        id: ServerGroupId,
+        /// New members.
+        instances: Vec<InstanceId>,
+        /// When they joined.
+        at: Timestamp,
+    },
+    /// `server_group.member_held`: a placed member also counts on `host` (a move's
+    /// destination, or a racing decision's host) until settled.
+    MemberHeld {
+        /// The group.
+        id: ServerGroupId,
+        /// The member.
+        instance: InstanceId,
+        /// The host it holds besides its own.
+        host: HostName,
+    },
+    /// `server_group.member_settled`: the member is exactly on `host` (None: on none),
+    /// its holds dropped.
+    MemberSettled {
+        /// The group.
+        id: ServerGroupId,
+        /// The member.
+        instance: InstanceId,
+        /// Its host.
+        host: Option<HostName>,
+    },
 }
 
 impl ServerGroupEvent {
@@ -218,6 +363,9 @@ impl ServerGroupEvent {
             ServerGroupEvent::MembersAdded { .. } => "server_group.members_added",
             ServerGroupEvent::MemberPlaced { .. } => "server_group.member_placed",
             ServerGroupEvent::MembersRemoved { .. } => "server_group.members_removed",
+            ServerGroupEvent::MembersJoined { .. } => "server_group.members_joined",
+            ServerGroupEvent::MemberHeld { .. } => "server_group.member_held",
+            ServerGroupEvent::MemberSettled { .. } => "server_group.member_settled",
         }
     }
 }
@@ -269,6 +417,7 @@ pub fn decide(
             id,
             instances,
             limit,
+            at,
         } => {
             let g = state.groups.get(&id).ok_or_else(|| not_found(&id))?;
             let new: Vec<InstanceId> = instances
@@ -283,22 +432,33 @@ pub fn decide(
             if over(limit, g.members.len() + new.len()) {
                 return Err(DomainError::Forbidden(TOO_MANY_MEMBERS.into()));
             }
-            Ok(vec![ServerGroupEvent::MembersAdded { id, instances: new }])
+            Ok(vec![ServerGroupEvent::MembersJoined {
+                id,
+                instances: new,
+                at,
+            }])
         }
         C::Place { id, instance, host } => {
             // A group deleted meanwhile no longer constrains its members (Nova).
             let Some(g) = state.groups.get(&id) else {
                 return Ok(vec![]);
             };
-            match g.members.get(&instance) {
-                None => Ok(vec![]),
-                Some(Some(h)) if *h == host => Ok(vec![]),
-                Some(_) if !g.allows(&instance, &host) => Err(DomainError::Conflict(format!(
+            let Some(recorded) = g.members.get(&instance) else {
+                return Ok(vec![]);
+            };
+            if state.counts_on(&instance, recorded, &host) {
+                return Ok(vec![]);
+            }
+            if !state.allows(g, &instance, &host) {
+                return Err(DomainError::Conflict(format!(
                     "Placing {instance} on {host} breaks the {} policy of server group {id}",
                     g.policy.as_str()
-                ))),
-                Some(_) => Ok(vec![ServerGroupEvent::MemberPlaced { id, instance, host }]),
+                )));
             }
+            Ok(vec![match recorded {
+                None => ServerGroupEvent::MemberPlaced { id, instance, host },
+                Some(_) => ServerGroupEvent::MemberHeld { id, instance, host },
+            }])
         }
         C::RemoveMembers { id, instances } => {
             let Some(g) = state.groups.get(&id) else {
@@ -318,6 +478,21 @@ pub fn decide(
                 instances: gone,
             }])
         }
+        C::Settle {
+            id,
+            instance,
+            host,
+            seen,
+        } => {
+            let Some(now) = state.placement(&id, &instance) else {
+                return Ok(vec![]);
+            };
+            let settled = now.held.is_empty() && now.host == host;
+            if now != seen || settled {
+                return Ok(vec![]);
+            }
+            Ok(vec![ServerGroupEvent::MemberSettled { id, instance, host }])
+        }
     }
 }
 
@@ -328,7 +503,12 @@ pub fn evolve(mut state: ProjectGroups, ev: &ServerGroupEvent) -> ProjectGroups 
             state.groups.insert(group.id, group.clone());
         }
         ServerGroupEvent::Deleted { id } => {
-            state.groups.remove(id);
+            if let Some(g) = state.groups.remove(id) {
+                for i in g.members.keys() {
+                    state.held.remove(i);
+                    state.joined.remove(i);
+                }
+            }
         }
         ServerGroupEvent::MembersAdded { id, instances } => {
             if let Some(g) = state.groups.get_mut(id) {
@@ -337,19 +517,63 @@ pub fn evolve(mut state: ProjectGroups, ev: &ServerGroupEvent) -> ProjectGroups 
                 }
             }
         }
-        ServerGroupEvent::MemberPlaced { id, instance, host } => {
+        ServerGroupEvent::MembersJoined { id, instances, at } => {
+            if let Some(g) = state.groups.get_mut(id) {
+                for i in instances {
+                    g.members.entry(*i).or_insert(None);
+                    state.joined.insert(*i, *at);
+                }
+            }
+        }
+        ServerGroupEvent::MemberPlaced { id, instance, host }
+        | ServerGroupEvent::MemberSettled {
+            id,
+            instance,
+            host: Some(host),
+        } => {
             if let Some(m) = state
                 .groups
                 .get_mut(id)
                 .and_then(|g| g.members.get_mut(instance))
             {
                 *m = Some(host.clone());
+                state.held.remove(instance);
+            }
+        }
+        ServerGroupEvent::MemberSettled {
+            id,
+            instance,
+            host: None,
+        } => {
+            if let Some(m) = state
+                .groups
+                .get_mut(id)
+                .and_then(|g| g.members.get_mut(instance))
+            {
+                *m = None;
+                state.held.remove(instance);
+            }
+        }
+        ServerGroupEvent::MemberHeld { id, instance, host } => {
+            let member = state
+                .groups
+                .get(id)
+                .is_some_and(|g| g.members.contains_key(instance));
+            if member {
+                state
+                    .held
+                    .entry(*instance)
+                    .or_default()
+                    .insert(host.clone());
             }
         }
         ServerGroupEvent::MembersRemoved { id, instances } => {
             if let Some(g) = state.groups.get_mut(id) {
                 for i in instances {
-                    g.members.remove(i);
+                    if g.members.remove(i).is_some() {
+                        state.held.remove(i);
+                        state.joined.remove(i);
+                    }
                 }
             }
         }

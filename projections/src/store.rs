@@ -41,7 +41,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 6: `Host.service` (the compute service record: disabled, forced down, deleted).
 /// 7: the `keypairs` model.
 /// 8: the `server_groups` model.
-pub const SCHEMA: u64 = 8;
+/// 9: `ProjectGroups.held` and `.joined` (server group members' holds and join times).
+pub const SCHEMA: u64 = 9;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -514,6 +514,21 @@ fn samples() -> Vec<Event> {
             ]),
             at: t(36),
         }),
+        Event::ServerGroup(ServerGroupEvent::MembersJoined {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instances: vec![InstanceId(Uuid::from_u128(41))],
+            at: t(41),
+        }),
+        Event::ServerGroup(ServerGroupEvent::MemberHeld {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instance: InstanceId(Uuid::from_u128(41)),
+            host: HostName::new("host2").unwrap(),
+        }),
+        Event::ServerGroup(ServerGroupEvent::MemberSettled {
+            id: ServerGroupId(Uuid::from_u128(40)),
+            instance: InstanceId(Uuid::from_u128(41)),
+            host: Some(HostName::new("host2").unwrap()),
+        }),
     ]
 }
 

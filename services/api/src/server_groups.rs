@@ -359,6 +359,54 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The group a server create's `group` scheduler hint names, as the caller may use it.
+struct Hinted {
+    /// The group.
+    id: ServerGroupId,
+    /// Its project (the subject its members are decided on).
+    project: String,
+    /// The hint as given, for Nova's 400 message.
+    hint: String,
+}
+
+impl Hinted {
+    /// Nova's 400 for an unknown group (or another project's, to a non-admin).
+    fn missing(&self) -> ApiError {
+        missing_group(&self.hint)
+    }
+}
+
+fn missing_group(hint: &str) -> ApiError {
+    ApiError::bad_request(format!("Instance group {hint} could not be found."))
+}
+
+/// Resolves the `group` hint of `details` (a JSON text as recorded: a string, or any
+/// other value taken verbatim) to a group the caller may use: `None` without the hint,
+/// 400 `Instance group <hint> could not be found.` for an unknown one or another
+/// project's (non-admins).
+fn hinted(
+    views: &Views,
+    caller: &Caller,
+    details: &domain::instance::BootDetails,
+) -> Result<Option<Hinted>, ApiError> {
+    let Some(raw) = details.scheduler_hints.get("group") else {
+        return Ok(None);
+    };
+    let hint = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::String(s)) => s,
+        _ => raw.clone(),
+    };
+    let g = ServerGroupId::parse(&hint)
+        .and_then(|gid| views.server_groups().group(&gid))
+        .filter(|g| caller.is_admin || g.project_id == caller.project)
+        .ok_or_else(|| missing_group(&hint))?;
+    Ok(Some(Hinted {
+        id: g.id,
+        project: g.project_id.clone(),
+        hint,
+    }))
+}
+
 /// The checks of [`join_hinted_group`] on the current state, appending nothing: an
 /// unknown group (400) or a full one (403) is refused before the create reserves its
 /// quota, so a refused create writes nothing. (A group filled by a concurrent create
@@ -370,32 +418,24 @@ pub fn check_hinted_group(
     details: &domain::instance::BootDetails,
     instance: domain::InstanceId,
 ) -> Result<(), ApiError> {
-    let Some(raw) = details.scheduler_hints.get("group") else {
+    let views = st.engine.world().read();
+    let Some(h) = hinted(&views, caller, details)? else {
         return Ok(());
     };
-    let hint = match serde_json::from_str::<Value>(raw) {
-        Ok(Value::String(s)) => s,
-        _ => raw.clone(),
-    };
-    let missing = || ApiError::bad_request(format!("Instance group {hint} could not be found."));
-    let views = st.engine.world().read();
-    let g = ServerGroupId::parse(&hint)
-        .and_then(|gid| views.server_groups().group(&gid))
-        .filter(|g| caller.is_admin || g.project_id == caller.project)
-        .ok_or_else(missing)?;
     let empty = domain::server_group::ProjectGroups::default();
     let state = views
         .server_groups()
-        .project(&g.project_id)
+        .project(&h.project)
         .map_or(&empty, |r| &r.state);
     let cmd = ServerGroupCommand::AddMembers {
-        id: g.id,
+        id: h.id,
         instances: vec![instance],
-        limit: limit(st, &views, &g.project_id, Resource::ServerGroupMembers),
+        limit: limit(st, &views, &h.project, Resource::ServerGroupMembers),
+        at: caller.ctx().now,
     };
     match domain::server_group::decide(state, cmd) {
         Ok(_) => Ok(()),
-        Err(domain::DomainError::NotFound { .. }) => Err(missing()),
+        Err(domain::DomainError::NotFound { .. }) => Err(h.missing()),
         Err(e) => Err(engine::EngineError::Domain(e).into()),
     }
 }
@@ -405,44 +445,37 @@ pub fn check_hinted_group(
 /// requested, so the scheduler finds it a member. Nova's answers: 400 `Instance group
 /// <id> could not be found.` for an unknown group (or another project's), 403 `Quota
 /// exceeded, too many servers in group`. Returns the group's (project, id).
+///
+/// Should the build request never follow (the process dies in between), the member has
+/// no instance: the scheduler's `GroupMembers` reactor removes it once the grace has
+/// passed since the join (`at`, recorded in the group).
 pub async fn join_hinted_group(
     st: &ApiState,
     caller: &Caller,
     details: &domain::instance::BootDetails,
     instance: domain::InstanceId,
 ) -> Result<Option<(String, ServerGroupId)>, ApiError> {
-    let Some(raw) = details.scheduler_hints.get("group") else {
+    let Some(h) = hinted(&st.engine.world().read(), caller, details)? else {
         return Ok(None);
     };
-    let hint = match serde_json::from_str::<Value>(raw) {
-        Ok(Value::String(s)) => s,
-        _ => raw.clone(),
-    };
-    let missing = || ApiError::bad_request(format!("Instance group {hint} could not be found."));
-    let (gid, project) = {
-        let views = st.engine.world().read();
-        let g = ServerGroupId::parse(&hint)
-            .and_then(|gid| views.server_groups().group(&gid))
-            .filter(|g| caller.is_admin || g.project_id == caller.project)
-            .ok_or_else(missing)?;
-        (g.id, g.project_id.clone())
-    };
+    let ctx = caller.ctx();
     let out = st
         .engine
         .server_groups(
-            &project,
+            &h.project,
             |v| ServerGroupCommand::AddMembers {
-                id: gid,
+                id: h.id,
                 instances: vec![instance],
-                limit: limit(st, v, &project, Resource::ServerGroupMembers),
+                limit: limit(st, v, &h.project, Resource::ServerGroupMembers),
+                at: ctx.now,
             },
-            &caller.ctx(),
+            &ctx,
             &caller.meta(),
         )
         .await;
     match out {
-        Ok(_) => Ok(Some((project, gid))),
-        Err(engine::EngineError::Domain(domain::DomainError::NotFound { .. })) => Err(missing()),
+        Ok(_) => Ok(Some((h.project, h.id))),
+        Err(engine::EngineError::Domain(domain::DomainError::NotFound { .. })) => Err(h.missing()),
         Err(e) => Err(e.into()),
     }
 }

@@ -128,6 +128,11 @@ pub async fn create(
     engine::failpoint("api-after-quota-reserve");
     let created = match crate::server_groups::join_hinted_group(&st, &caller, &details, id).await {
         Ok(group) => {
+            // Fault tests stop here: the instance is a member, its build request is not
+            // appended (the `GroupMembers` reactor removes it after the grace).
+            if group.is_some() {
+                engine::failpoint("api-after-group-join");
+            }
             let created = st
                 .engine
                 .instance(

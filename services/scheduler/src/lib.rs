@@ -1,4 +1,4 @@
-//! The scheduler service: three level-triggered reactors.
+//! The scheduler service: level-triggered reactors and the reconciler.
 //!
 //! - [`Scheduler`]: places build requests (claim on a host, `mapped` on the api subject,
 //!   `placed` as the first cell commit; NoValidHost -> `cell0`, ERROR with a fault) and
@@ -7,6 +7,8 @@
 //!   offloaded, confirmed/reverted resize, finished live migration, failed scheduling).
 //! - [`Reconciler`]: drives `Tick` on instances whose operation went unanswered
 //!   (retry, then ERROR / fault) and on shelved instances due for offload.
+//! - [`GroupMembers`]: keeps server group members' records true to their instances
+//!   (deleted, settled after a move, orphans released after the grace).
 //!
 //! A step that fails (the log did not answer in time, e.g. during a JetStream leader
 //! election) is tried again after 0.2 s, doubling up to 2 s, for up to
@@ -28,7 +30,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostEvent, Resources};
 use domain::instance::{Instance, InstanceCommand, MigrationKind, Work};
-use domain::server_group::{ServerGroup, ServerGroupCommand};
+use domain::server_group::{
+    reconcile_member, MemberFix, MemberHosts, ServerGroup, ServerGroupCommand, ServerGroupEvent,
+};
 use domain::{
     scheduling, CellName, ClaimId, Ctx, DomainError, Event, HostName, InstanceId, TaskState,
     VmState,
@@ -524,8 +528,11 @@ async fn claim_first(
     })
 }
 
-/// Records on the group's subject that `inst` (a member) is placed on `host`, refused
-/// when a hard policy of the group forbids it on the group's current state.
+/// Records on the group's subject that `inst` (a member) counts on `host`, refused when
+/// a hard policy of the group forbids it on the group's current state. A build's first
+/// claim is recorded as the member's host; a move's destination (or a second decision
+/// racing on one build) is held besides the host it already counts on, until the
+/// [`GroupMembers`] reactor settles the member where its instance ends up.
 async fn record_member(
     engine: &Arc<Engine>,
     g: &ServerGroup,
@@ -1051,43 +1058,118 @@ impl Periodic for Reconciler {
     }
 }
 
-/// Removes deleted instances from their server groups, as Nova does when an instance is
-/// destroyed. Level-triggered: on every instance commit it checks that instance, and the
-/// reconcile pass checks every member, so a removal lost to a crash is made later.
-/// A reactor rather than a fold: the `server_group_members` count is decided on the
-/// group's own subject, which must therefore hold the removal itself.
+/// Keeps every server group member's record true to its instance, as Nova does when an
+/// instance is destroyed or moved:
+/// - a deleted instance is removed from its group;
+/// - a member whose instance never appeared (the API died between the join and the
+///   build request) is removed once the quota grace (`--quota-grace`, the same window:
+///   an API request's two appends) has passed since its join;
+/// - a member neither scheduling nor moving is settled on its instance's host, which
+///   drops the hosts it held besides: a move's other host once it is confirmed or
+///   reverted, a racing decision's host once the build is mapped elsewhere.
+///
+/// Level-triggered: on every instance commit it checks that instance, on every server
+/// group commit the members it names, and the reconcile pass checks every member, so a
+/// fix lost to a crash is made later. A reactor rather than a fold: the
+/// `server_group_members` count and the hard policies are decided on the group's own
+/// subject, which must therefore hold the record itself. A settle or an orphan removal
+/// is decided again after catching up with the log, and a settle only applies to the
+/// placement it was decided on (compare-and-set in the domain), so a stale view never
+/// drops a hold that a move still needs.
 #[derive(Debug, Default)]
 pub struct GroupMembers {
     inflight: InFlight<InstanceId>,
 }
 
 impl GroupMembers {
+    /// What member `id` needs on `v`: its group's (project, id), the placement it was
+    /// judged on, the group row's sequence, and the fix.
+    fn judge(
+        engine: &Engine,
+        v: &projections::Views,
+        id: &InstanceId,
+        now: domain::Timestamp,
+    ) -> Option<(String, domain::ServerGroupId, MemberHosts, u64, MemberFix)> {
+        let g = v.server_groups().of_member(id)?;
+        let row = v.server_groups().project(&g.project_id)?;
+        let seen = row.state.placement(&g.id, id)?;
+        let fix = reconcile_member(
+            &seen,
+            row.state.joined.get(id).copied(),
+            v.instance(id),
+            now,
+            engine.quota.grace,
+        )?;
+        Some((g.project_id.clone(), g.id, seen, row.seq, fix))
+    }
+
     fn check(&self, engine: &Arc<Engine>, id: InstanceId) {
-        let target = {
-            let v = engine.world().read();
-            let gone = v.instance(&id).is_some_and(|i| i.deleted);
-            v.server_groups()
-                .of_member(&id)
-                .filter(|_| gone)
-                .map(|g| (g.project_id.clone(), g.id))
-        };
-        let Some((project, group)) = target else {
+        let t = now();
+        let Some(first) = Self::judge(engine, &engine.world().read(), &id, t) else {
             return;
         };
         let engine = engine.clone();
         self.inflight.spawn(id, async move {
+            let (project, group, seen, seq, fix) = first;
+            let deleted = engine
+                .world()
+                .read()
+                .instance(&id)
+                .is_some_and(|i| i.deleted);
+            let fix = if deleted {
+                fix
+            } else {
+                // Judge again on state at least as new as the log is now, against the
+                // placement seen before: every hold in it was recorded after its move
+                // was requested, so the instance seen now shows that move.
+                if let Err(e) = engine.catch_up().await {
+                    tracing::warn!(instance = %id, error = %e, "server group member check postponed");
+                    return;
+                }
+                let v = engine.world().read();
+                match reconcile_member(
+                    &seen,
+                    v.server_groups()
+                        .project(&project)
+                        .and_then(|r| r.state.joined.get(&id).copied()),
+                    v.instance(&id),
+                    t,
+                    engine.quota.grace,
+                ) {
+                    Some(f) => f,
+                    None => return,
+                }
+            };
+            let (cmd, key) = match fix {
+                MemberFix::Remove => (
+                    ServerGroupCommand::RemoveMembers {
+                        id: group,
+                        instances: vec![id],
+                    },
+                    format!("sg-remove-{group}-{id}"),
+                ),
+                MemberFix::Settle(host) => (
+                    ServerGroupCommand::Settle {
+                        id: group,
+                        instance: id,
+                        host,
+                        seen,
+                    },
+                    // One settle per state of the group it was decided on.
+                    format!("sg-settle-{group}-{id}-{seq}"),
+                ),
+            };
             let meta = Meta::service(
                 "scheduler",
                 &format!("req-{}", Uuid::new_v4()),
                 &id.to_string(),
-                format!("sg-remove-{group}-{id}"),
+                key,
             );
-            let cmd = |_: &projections::Views| ServerGroupCommand::RemoveMembers {
-                id: group,
-                instances: vec![id],
-            };
-            if let Err(e) = engine.server_groups(&project, cmd, &ctx(), &meta).await {
-                tracing::warn!(instance = %id, error = %e, "server group member removal failed; retried on reconcile");
+            if let Err(e) = engine
+                .server_groups(&project, |_| cmd.clone(), &ctx(), &meta)
+                .await
+            {
+                tracing::warn!(instance = %id, error = %e, "server group member fix failed; retried on reconcile");
             }
         });
     }
@@ -1100,12 +1182,22 @@ impl Reactor for GroupMembers {
     }
 
     fn subscribes(&self) -> &'static [Family] {
-        &[Family::Instance]
+        &[Family::Instance, Family::ServerGroup]
     }
 
     async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
         if let Some(id) = instance_of(delivery) {
             self.check(engine, id);
+            return;
+        }
+        for e in &delivery.events {
+            if let Event::ServerGroup(
+                ServerGroupEvent::MemberPlaced { instance, .. }
+                | ServerGroupEvent::MemberHeld { instance, .. },
+            ) = e
+            {
+                self.check(engine, *instance);
+            }
         }
     }
 

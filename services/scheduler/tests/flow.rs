@@ -878,6 +878,7 @@ async fn anti_affinity_holds_with_racing_schedulers() {
                 id: gid,
                 instances: ids.clone(),
                 limit: 10,
+                at: domain::Timestamp(0),
             },
             &user(),
             &Meta::default(),

@@ -347,7 +347,8 @@ struct QuotaArgs {
     #[arg(long, value_parser = quota_default, value_name = "RESOURCE=N", allow_hyphen_values = true)]
     default_quota: Vec<(domain::quota::Resource, i64)>,
     /// Seconds a quota reservation whose server (or resize) never appeared is kept
-    /// before it is given back.
+    /// before it is given back; also how long a server group member whose server never
+    /// appeared is kept before it is removed from its group.
     #[arg(long, default_value_t = 60)]
     quota_grace: i64,
 }
