@@ -363,7 +363,7 @@ fn candidate<'a>(
     h: &'a domain::host::Host,
     caps: &'a scheduling::Capabilities,
     pending: &std::collections::HashMap<HostName, u64>,
-    group: Option<(&ServerGroup, InstanceId)>,
+    group_counts: &std::collections::HashMap<HostName, u32>,
 ) -> scheduling::Candidate<'a> {
     scheduling::Candidate {
         host: h,
@@ -376,9 +376,12 @@ fn candidate<'a>(
             ram_mb: pending.get(&h.spec.name).copied().unwrap_or(0),
             ..Resources::default()
         },
-        group_members: group
-            .map(|(g, me)| g.members_on(&h.spec.name, Some(&me)) as u32)
-            .unwrap_or(0),
+        // Only a group member's decision reads the names (no lookup per host else).
+        group_members: if group_counts.is_empty() {
+            0
+        } else {
+            group_counts.get(&h.spec.name).copied().unwrap_or(0)
+        },
     }
 }
 
@@ -418,53 +421,152 @@ async fn claim_first(
         max_server_per_host: g.max_server_per_host.unwrap_or(1),
         placed: g.placed(Some(&inst.id())) as u32,
     });
-    let req = &req;
-    let (candidates, down_fits, details): (Vec<(CellName, HostName)>, bool, String) = {
+    // Where the other members count (recorded or held hosts), once per decision.
+    let group_counts: std::collections::HashMap<HostName, u32> = {
         let v = engine.world().read();
-        let p = pending.lock_or_recover();
-        let liveness = engine.liveness.snapshot(t);
-        let mut host_aggs: std::collections::HashMap<&HostName, Vec<&scheduling::Metadata>> =
-            std::collections::HashMap::new();
-        for a in v.aggregates().set().0.aggregates.values() {
-            for h in &a.hosts {
-                host_aggs.entry(h).or_default().push(&a.metadata);
+        let mut counts = std::collections::HashMap::new();
+        if let Some(g) = &group {
+            let groups = v.server_groups().project(&g.project_id).map(|r| &r.state);
+            for member in g.members.keys().filter(|m| **m != inst.id()) {
+                let Some(at) = groups.and_then(|pg| pg.placement(&g.id, member)) else {
+                    continue;
+                };
+                let hosts: std::collections::BTreeSet<&HostName> =
+                    at.host.iter().chain(at.held.iter()).collect();
+                for h in hosts {
+                    *counts.entry(h.clone()).or_insert(0) += 1;
+                }
             }
         }
-        // Hosts of a cell whose stream is unreachable are never chosen (the claim could
-        // not be written); they only tell whether to wait for the cell.
-        let (hosts, down): (Vec<_>, Vec<_>) = v
-            .hosts()
-            .values()
-            .map(|r| &r.state)
-            .filter(|h| h.spec.cell != CellName::cell0())
-            .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
-            .map(|h| {
-                candidate(
-                    &liveness,
-                    &v,
-                    &host_aggs,
-                    h,
-                    &caps,
-                    &p,
-                    group.as_ref().map(|g| (g, inst.id())),
-                )
-            })
-            .partition(|c| !engine.world().health.is_down(&c.host.spec.cell));
-        let down_fits = !scheduling::decide(&down, req, &decider.config, 0)
+        counts
+    };
+    // Hosts already tried by this request (their claim or the group's policy refused):
+    // excluded when a batch runs out and the decision is made again on fresher views.
+    let mut tried: Vec<HostName> = req.exclude.to_vec();
+    loop {
+        let batch_req = scheduling::Request {
+            exclude: &tried,
+            ..req.clone()
+        };
+        let (batch, more, down_fits, details) = decide_batch(
+            engine,
+            decider,
+            inst,
+            &batch_req,
+            cells,
+            pending,
+            t,
+            &caps,
+            &group_counts,
+        );
+        if batch.is_empty() {
+            return Ok(if down_fits {
+                Found::CellDown
+            } else {
+                Found::Nothing(details)
+            });
+        }
+        for (cell, host) in batch {
+            match try_claim(
+                engine,
+                inst,
+                &req,
+                &group,
+                &cell,
+                &host,
+                correlation,
+                pending,
+                reserved,
+            )
+            .await?
+            {
+                Some(found) => return Ok(found),
+                None => tried.push(host),
+            }
+        }
+        if !more {
+            return Ok(if down_fits {
+                Found::CellDown
+            } else {
+                Found::Nothing(details)
+            });
+        }
+    }
+}
+
+/// Hosts tried per decision: the decision ranks the best ones (see
+/// [`scheduling::RANKED`]); when every one of them refuses the claim, the views were
+/// stale, and the next decision is made on fresher ones without them.
+const BATCH: usize = scheduling::RANKED;
+
+/// One decision on the current views: the best [`BATCH`] hosts (cell, name), whether
+/// more passed the filters, whether a host of a down cell would have fitted, and the
+/// NoValidHost details.
+#[allow(clippy::too_many_arguments)]
+fn decide_batch(
+    engine: &Arc<Engine>,
+    decider: &Decider,
+    inst: &Instance,
+    req: &scheduling::Request<'_>,
+    cells: Option<&CellName>,
+    pending: &Pending,
+    t: i64,
+    caps: &scheduling::Capabilities,
+    group_counts: &std::collections::HashMap<HostName, u32>,
+) -> (Vec<(CellName, HostName)>, bool, bool, String) {
+    let v = engine.world().read();
+    let p = pending.lock_or_recover();
+    let liveness = engine.liveness.snapshot(t);
+    let down_cells = engine.world().health.down();
+    let mut host_aggs: std::collections::HashMap<&HostName, Vec<&scheduling::Metadata>> =
+        std::collections::HashMap::new();
+    for a in v.aggregates().set().0.aggregates.values() {
+        for h in &a.hosts {
+            host_aggs.entry(h).or_default().push(&a.metadata);
+        }
+    }
+    // Hosts of a cell whose stream is unreachable are never chosen (the claim could
+    // not be written); they only tell whether to wait for the cell.
+    let (hosts, down): (Vec<_>, Vec<_>) = v
+        .hosts()
+        .values()
+        .map(|r| &r.state)
+        .filter(|h| h.spec.cell != CellName::cell0())
+        .filter(|h| cells.is_none_or(|c| *c == h.spec.cell))
+        .map(|h| candidate(&liveness, &v, &host_aggs, h, caps, &p, group_counts))
+        .partition(|c| !down_cells.contains(&c.host.spec.cell));
+    let down_fits = !down.is_empty()
+        && !scheduling::decide(&down, req, &decider.config, 0)
             .order
             .is_empty();
-        let d = scheduling::decide(&hosts, req, &decider.config, decider.pick());
-        let details = d.no_valid_host_details(&inst.id());
-        (
-            d.order
-                .iter()
-                .map(|&i| (hosts[i].host.spec.cell.clone(), hosts[i].name().clone()))
-                .collect(),
-            down_fits,
-            details,
-        )
-    };
-    for (cell, host) in candidates {
+    let d = scheduling::decide(&hosts, req, &decider.config, decider.pick());
+    let details = d.no_valid_host_details(&inst.id());
+    let batch = d
+        .order
+        .iter()
+        .take(BATCH)
+        .map(|&i| (hosts[i].host.spec.cell.clone(), hosts[i].name().clone()))
+        .collect();
+    (batch, d.order.len() > BATCH, down_fits, details)
+}
+
+/// Claims `host` for `inst` and, for a group member, records the placement on the
+/// group (its hard policy re-checked there). `None`: the host refused (no capacity,
+/// contention, or the group's policy after a racing decision); the claim, if made, is
+/// given back.
+#[allow(clippy::too_many_arguments)]
+async fn try_claim(
+    engine: &Arc<Engine>,
+    inst: &Instance,
+    req: &scheduling::Request<'_>,
+    group: &Option<ServerGroup>,
+    cell: &CellName,
+    host: &HostName,
+    correlation: &str,
+    pending: &Pending,
+    reserved: &mut Option<(HostName, u64)>,
+) -> Result<Option<Found>, EngineError> {
+    {
         let claim = ClaimId(Uuid::new_v4());
         let meta = Meta::service(
             "scheduler",
@@ -483,18 +585,18 @@ async fn claim_first(
         }
         let unreserve = || {
             let mut p = pending.lock_or_recover();
-            if let Some(v) = p.get_mut(&host) {
+            if let Some(v) = p.get_mut(host) {
                 *v = v.saturating_sub(req.resources.ram_mb);
             }
         };
-        let res = engine.host(&cell, &host, cmd, &ctx(), &meta).await;
+        let res = engine.host(cell, host, cmd, &ctx(), &meta).await;
         if res.is_err() {
             unreserve();
         }
         match res {
             Ok(_) => {
                 if let Some(g) = &group {
-                    match record_member(engine, g, inst, &host, claim, correlation).await {
+                    match record_member(engine, g, inst, host, claim, correlation).await {
                         Ok(()) => {}
                         // Another decision placed a member first and the policy no
                         // longer allows this host (or the group changed): give the
@@ -502,30 +604,25 @@ async fn claim_first(
                         Err(EngineError::Domain(DomainError::Conflict(_)))
                         | Err(EngineError::Contention(_)) => {
                             unreserve();
-                            release(engine, &cell, &host, claim, correlation).await;
-                            continue;
+                            release(engine, cell, host, claim, correlation).await;
+                            return Ok(None);
                         }
                         Err(e) => {
                             unreserve();
-                            release(engine, &cell, &host, claim, correlation).await;
+                            release(engine, cell, host, claim, correlation).await;
                             return Err(e);
                         }
                     }
                 }
                 engine::failpoint("scheduler-after-claim");
                 *reserved = Some((host.clone(), req.resources.ram_mb));
-                return Ok(Found::Claim((cell, host, claim)));
+                Ok(Some(Found::Claim((cell.clone(), host.clone(), claim))))
             }
-            Err(EngineError::Domain(DomainError::NoCapacity { .. })) => continue,
-            Err(EngineError::Contention(_)) => continue,
-            Err(e) => return Err(e),
+            Err(EngineError::Domain(DomainError::NoCapacity { .. })) => Ok(None),
+            Err(EngineError::Contention(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
-    Ok(if down_fits {
-        Found::CellDown
-    } else {
-        Found::Nothing(details)
-    })
 }
 
 /// Records on the group's subject that `inst` (a member) counts on `host`, refused when
