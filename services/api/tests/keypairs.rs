@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use common::*;
 use domain::quota::{QuotaCommand, Resource};
 use engine::Meta;
@@ -197,7 +198,12 @@ async fn x509_keys() {
     assert_eq!(k["type"], "x509");
     let pem = k["public_key"].as_str().unwrap().to_string();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(k["private_key"].as_str().unwrap().contains("PRIVATE KEY"));
+    // Nova's: the base64 of a PKCS#12 bundle (key and certificate, empty password).
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(k["private_key"].as_str().unwrap())
+        .unwrap();
+    let store = p12_keystore::KeyStore::from_pkcs12(&bundle, "").unwrap();
+    assert!(store.private_key_chain().is_some());
     let fp = k["fingerprint"].as_str().unwrap().to_string();
     assert_eq!(fp.len(), 59, "SHA-1 colon hex");
     // The certificate imports under another name with the same fingerprint.
