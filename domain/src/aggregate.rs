@@ -145,6 +145,13 @@ pub enum AggregateCommand {
         id: AggregateId,
         metadata: BTreeMap<String, Option<String>>,
     },
+    /// Take `host` out of every aggregate it is in, because its compute service is
+    /// being deleted (Nova's service delete does so). The caller has checked that the
+    /// host runs no instance, so no zone change can strand one: unlike `RemoveHost`
+    /// nothing is refused, and a host in no aggregate (a retried delete) gives no event.
+    ForgetHost {
+        host: HostName,
+    },
 }
 
 /// Events of the aggregate set.
@@ -434,6 +441,16 @@ pub fn decide(
             }
             Ok(vec![AggregateEvent::HostRemoved { id, host, at }])
         }
+        AggregateCommand::ForgetHost { host } => Ok(set
+            .aggregates
+            .values()
+            .filter(|a| a.hosts.contains(&host))
+            .map(|a| AggregateEvent::HostRemoved {
+                id: a.id,
+                host: host.clone(),
+                at,
+            })
+            .collect()),
         AggregateCommand::SetMetadata { id, metadata } => {
             let a = live(id)?;
             if let Some(z) = metadata.get(AZ_KEY) {

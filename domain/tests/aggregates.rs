@@ -203,6 +203,48 @@ fn a_host_is_added_once_and_removed() {
 }
 
 #[test]
+fn forgetting_a_host_takes_it_out_of_every_aggregate() {
+    let f = facts(&["host1", "host2"]);
+    let set = create(&AggregateSet::default(), "agg1", Some("az1"));
+    let set = create(&set, "agg2", None);
+    let set = create(&set, "agg3", None);
+    let set = add(&set, 1, "host1", &f).unwrap();
+    let set = add(&set, 2, "host1", &f).unwrap();
+    let set = add(&set, 2, "host2", &f).unwrap();
+    let set = add(&set, 3, "host2", &f).unwrap();
+    let forget = |host: &str| C::ForgetHost { host: h(host) };
+    let evs = aggregate::decide(&set, forget("host1"), &f, &ctx(11)).unwrap();
+    assert_eq!(
+        evs,
+        vec![
+            E::HostRemoved {
+                id: id(1),
+                host: h("host1"),
+                at: Timestamp(11)
+            },
+            E::HostRemoved {
+                id: id(2),
+                host: h("host1"),
+                at: Timestamp(11)
+            },
+        ]
+    );
+    let set = run(&set, forget("host1"), &f).unwrap();
+    assert!(set.get(id(1)).unwrap().hosts.is_empty());
+    assert_eq!(set.get(id(2)).unwrap().hosts, vec![h("host2")]);
+    assert_eq!(set.get(id(3)).unwrap().hosts, vec![h("host2")]);
+    assert_eq!(set.zone_of(&h("host1")), None);
+    // Nothing left to remove (a retried service delete), and a host that is no longer a
+    // known compute host is still forgotten without a refusal.
+    assert_eq!(
+        aggregate::decide(&set, forget("host1"), &f, &ctx(12)),
+        Ok(vec![])
+    );
+    let evs = aggregate::decide(&set, forget("host2"), &facts(&[]), &ctx(12)).unwrap();
+    assert_eq!(evs.len(), 2);
+}
+
+#[test]
 fn a_host_is_in_at_most_one_zone() {
     let f = facts(&["host1"]);
     let set = create(&AggregateSet::default(), "agg1", Some("az1"));

@@ -43,6 +43,29 @@ async fn wait_in_use(h: &Harness, want: (i64, i64, i64)) {
     }
 }
 
+/// Creates a flavor as the admin.
+async fn flavor(h: &Harness, id: &str, vcpus: u32, ram: u64, disk: u64) {
+    let body = json!({"flavor": {"id": id, "name": id, "ram": ram, "vcpus": vcpus, "disk": disk}});
+    let (code, v) = h.req(ADMIN, M::POST, "/flavors", Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Sets limits of project p1 as the admin.
+async fn set_quota(h: &Harness, quota_set: Value) {
+    let body = json!({ "quota_set": quota_set });
+    let (code, v) = h.req(ADMIN, M::PUT, "/os-quota-sets/p1", Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+/// How far this process's world has applied the api stream.
+fn api_position(h: &Harness) -> u64 {
+    h.stack
+        .engine
+        .world()
+        .read()
+        .position(&eventlog::StreamName::api())
+}
+
 /// Every project's ledger equals its live servers' usage, folded from the log.
 async fn audit(h: &Harness) {
     let log = h.stack.engine.log().clone();
@@ -70,24 +93,8 @@ async fn delete_and_failed_builds_give_quota_back() {
     wait_in_use(&h, (1, 1, 512)).await;
 
     // A build no host can take: ERROR in cell0, and its quota comes back.
-    let (code, v) = h
-        .req(
-            ADMIN,
-            M::POST,
-            "/flavors",
-            Some(json!({"flavor": {"id": "huge", "name": "huge", "ram": 40000, "vcpus": 5000, "disk": 1}})),
-        )
-        .await;
-    assert_eq!(code, 200, "{v}");
-    let (code, v) = h
-        .req(
-            ADMIN,
-            M::PUT,
-            "/os-quota-sets/p1",
-            Some(json!({"quota_set": {"cores": -1}})),
-        )
-        .await;
-    assert_eq!(code, 200, "{v}");
+    flavor(&h, "huge", 5000, 40000, 1).await;
+    set_quota(&h, json!({"cores": -1})).await;
     let c = h.create(ALICE, "c", "huge").await;
     h.wait(&c, "ERROR").await;
     wait_in_use(&h, (1, 1, 512)).await;
@@ -121,17 +128,7 @@ async fn resize_holds_the_larger_flavor_until_confirm_or_revert() {
     wait_in_use(&h, (1, 2, 4096)).await;
 
     // Downsize (same disk): the larger flavor stays held until the confirm.
-    let (code, v) = h
-        .req(
-            ADMIN,
-            M::POST,
-            "/flavors",
-            Some(
-                json!({"flavor": {"id": "t40", "name": "t40", "ram": 512, "vcpus": 1, "disk": 40}}),
-            ),
-        )
-        .await;
-    assert_eq!(code, 200, "{v}");
+    flavor(&h, "t40", 1, 512, 40).await;
     h.action(ALICE, &a, json!({"resize": {"flavorRef": "t40"}}), 202)
         .await;
     h.wait(&a, "VERIFY_RESIZE").await;
@@ -142,21 +139,8 @@ async fn resize_holds_the_larger_flavor_until_confirm_or_revert() {
     wait_in_use(&h, (1, 1, 512)).await;
 
     // An upsize over quota: Nova's 403 with the delta requested; nothing appended.
-    let (code, v) = h
-        .req(
-            ADMIN,
-            M::PUT,
-            "/os-quota-sets/p1",
-            Some(json!({"quota_set": {"cores": 2}})),
-        )
-        .await;
-    assert_eq!(code, 200, "{v}");
-    let before = h
-        .stack
-        .engine
-        .world()
-        .read()
-        .position(&eventlog::StreamName::api());
+    set_quota(&h, json!({"cores": 2})).await;
+    let before = api_position(&h);
     let v: Value = h
         .action(ALICE, &a, json!({"resize": {"flavorRef": "5"}}), 403)
         .await;
@@ -164,14 +148,7 @@ async fn resize_holds_the_larger_flavor_until_confirm_or_revert() {
         v["forbidden"]["message"],
         "Quota exceeded for cores: Requested 7, but already used 1 of 2 cores"
     );
-    assert_eq!(
-        h.stack
-            .engine
-            .world()
-            .read()
-            .position(&eventlog::StreamName::api()),
-        before
-    );
+    assert_eq!(api_position(&h), before);
     // A resize refused by the state machine answers its own 409, not the quota's.
     h.action(ALICE, &a, json!({"pause": null}), 202).await;
     h.wait(&a, "PAUSED").await;

@@ -101,26 +101,9 @@ fn list(
         .collect();
     let mut body = json!({"flavors": items});
     if let (Some(last), true) = (page.last(), page.len() == max) {
-        let mut params: Vec<String> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker")
-                .map(|(k, v)| {
-                    format!(
-                        "{}={}",
-                        crate::util::query_encode(k),
-                        crate::util::query_encode(v)
-                    )
-                })
-                .collect();
-        params.push(format!(
-            "marker={}",
-            crate::util::query_encode(last.spec.id.as_str())
-        ));
         let path = if detail { "flavors/detail" } else { "flavors" };
-        body["flavors_links"] = json!([{
-            "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
-            "rel": "next",
-        }]);
+        body["flavors_links"] =
+            crate::util::next_link(caller.base(), path, &q.0, last.spec.id.as_str());
     }
     Ok(Json(body))
 }

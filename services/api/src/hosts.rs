@@ -16,11 +16,14 @@
 //!   Nova creates a new service record); before 2.53 a positive 31-bit integer taken from
 //!   that UUID. Hypervisor ids are derived the same way under another name.
 //! - Every change is a host command through the engine (`host.service_updated`,
-//!   `host.deleted`); refusals (bad body, unknown host, hosting instances) append nothing.
+//!   `host.deleted`); a service delete first takes the host out of every aggregate
+//!   (`aggregate.host_removed` on the aggregate set). Refusals (bad body, unknown host,
+//!   hosting instances) append nothing.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use domain::aggregate::AggregateCommand;
 use domain::host::{Host, HostCommand};
 use domain::{CellName, HostName, Timestamp};
 use engine::liveness::HostLiveness;
@@ -492,8 +495,12 @@ pub fn instances_on<'a>(
 }
 
 /// DELETE /os-services/{id} (admin): refused (409) while the host has instances or
-/// claims; afterwards the host gets no builds and is gone from the listings until its
-/// agent registers it again.
+/// claims; afterwards the host gets no builds, is in no aggregate and is gone from the
+/// listings until its agent registers it again.
+///
+/// As in Nova, the host leaves its aggregates first (one append on the aggregate set)
+/// and the service is deleted after: a delete that fails half-way leaves the service,
+/// and its retry finds no aggregate left to leave.
 pub async fn services_delete(
     State(st): State<ApiState>,
     caller: Caller,
@@ -515,11 +522,17 @@ pub async fn services_delete(
             .into_iter()
             .find(|n| n.is_service(&id, v))
             .ok_or_else(|| ApiError::not_found(format!("Service {id} not found.")))?;
-        if instances_on(&views, n.name()).next().is_some() {
+        if instances_on(&views, n.name()).next().is_some() || !n.host.allocations.is_empty() {
             return Err(ApiError::conflict(domain::host::HOSTING_INSTANCES));
         }
         n
     };
+    let forget = AggregateCommand::ForgetHost {
+        host: n.name().clone(),
+    };
+    st.engine
+        .aggregate(forget, &caller.ctx(), &caller.meta())
+        .await?;
     host_command(&st, &caller, &n, HostCommand::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }

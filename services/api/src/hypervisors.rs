@@ -243,30 +243,14 @@ fn list(
         .collect();
     let mut body = json!({ "hypervisors": items });
     if let (true, Some(last), true) = (paging, page.last(), page.len() == max) {
-        let mut params: Vec<String> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker")
-                .map(|(k, v)| {
-                    format!(
-                        "{}={}",
-                        apicore::util::query_encode(k),
-                        apicore::util::query_encode(v)
-                    )
-                })
-                .collect();
-        params.push(format!(
-            "marker={}",
-            last.hypervisor_id(v).to_string().trim_matches('"')
-        ));
         let path = if detail {
             "os-hypervisors/detail"
         } else {
             "os-hypervisors"
         };
-        body["hypervisors_links"] = json!([{
-            "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
-            "rel": "next",
-        }]);
+        let marker = last.hypervisor_id(v).to_string();
+        body["hypervisors_links"] =
+            apicore::util::next_link(caller.base(), path, &q.0, marker.trim_matches('"'));
     }
     Ok(Json(body))
 }

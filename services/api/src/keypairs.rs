@@ -310,25 +310,8 @@ pub async fn index(
         .collect();
     let mut body = json!({ "keypairs": items });
     if let (true, Some(last)) = (paging && limit > 0 && page.len() == limit, page.last()) {
-        let mut params: Vec<(String, String)> =
-            q.0.iter().filter(|(k, _)| k != "marker").cloned().collect();
-        params.push(("marker".into(), last.name.clone()));
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        let query = params
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    crate::util::query_encode(k),
-                    crate::util::query_encode(v)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        body["keypairs_links"] = json!([{
-            "href": format!("{}/v2.1/os-keypairs?{query}", caller.base()),
-            "rel": "next",
-        }]);
+        body["keypairs_links"] =
+            crate::util::next_link(caller.base(), "os-keypairs", &q.0, &last.name);
     }
     Ok(Json(body))
 }

@@ -105,8 +105,8 @@ fn failed(what: &str) -> ApiError {
 /// paramiko writes it), the public key `ssh-rsa <blob> Generated-by-Nova`.
 /// x509: a self-signed client certificate for `CN=<user>` (RSA 2048, SHA-256, ten years,
 /// extended key usage clientAuth, UPN `<user>@localhost`), as Nova's
-/// `generate_winrm_x509_cert`; the private key is returned as PKCS#8 PEM, where Nova
-/// returns a base64 PKCS#12 bundle (no PKCS#12 writer here).
+/// `generate_winrm_x509_cert`; the private key is, as there, the base64 of a PKCS#12
+/// bundle of the key and the certificate with an empty password ([`pkcs12`]).
 pub fn generate(key_type: KeyType, user: &str) -> Result<Generated, ApiError> {
     let mut rng = rand_core::OsRng;
     let rsa_key = rsa::RsaPrivateKey::new(&mut rng, BITS).map_err(|_| failed("rsa"))?;
@@ -157,10 +157,7 @@ pub fn generate(key_type: KeyType, user: &str) -> Result<Generated, ApiError> {
                 .self_signed(&pair)
                 .map_err(|_| failed("rcgen cert"))?;
             let public_key = cert.pem();
-            let private_key = rsa_key
-                .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
-                .map_err(|_| failed("pkcs8 pem"))?
-                .to_string();
+            let private_key = pkcs12(der.as_bytes(), cert.der())?;
             let fingerprint = x509_fingerprint(&public_key)?;
             Ok(Generated {
                 key: PublicKey {
@@ -172,6 +169,20 @@ pub fn generate(key_type: KeyType, user: &str) -> Result<Generated, ApiError> {
             })
         }
     }
+}
+
+/// The base64 of a PKCS#12 bundle of a PKCS#8 key and its certificate, with the empty
+/// password, as `openssl pkcs12 -export -password pass:` writes it for Nova (PBES2 with
+/// AES-256 and an HMAC-SHA256 MAC); the key's local id is the certificate's SHA-1, as
+/// OpenSSL sets it.
+fn pkcs12(pkcs8_der: &[u8], cert_der: &[u8]) -> Result<String, ApiError> {
+    let cert = p12_keystore::Certificate::from_der(cert_der).map_err(|_| failed("p12 cert"))?;
+    let local_key_id = sha1::Sha1::digest(cert_der);
+    let chain = p12_keystore::PrivateKeyChain::new(pkcs8_der, local_key_id, [cert]);
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry("1", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    let bundle = store.writer("").write().map_err(|_| failed("p12"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bundle))
 }
 
 #[cfg(test)]
@@ -240,5 +251,23 @@ mod tests {
         assert_eq!(x.key.fingerprint.len(), 20 * 3 - 1);
         // The generated certificate imports as an x509 key.
         assert!(import(KeyType::X509, x.key.public_key.clone()).is_ok());
+        // The private key is Nova's: base64 of a PKCS#12 bundle with an empty password,
+        // holding the certificate and the key it certifies.
+        let bundle = base64::engine::general_purpose::STANDARD
+            .decode(&x.private_key)
+            .unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(&bundle, "").unwrap();
+        let (_, chain) = store.private_key_chain().unwrap();
+        let cert = CertificateDer::from_pem_slice(x.key.public_key.as_bytes()).unwrap();
+        assert_eq!(chain.chain().len(), 1);
+        assert_eq!(chain.chain()[0].as_der(), cert.as_ref());
+        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(chain.key()).unwrap();
+        let spki = key.to_public_key().to_public_key_der().unwrap();
+        assert!(cert
+            .as_ref()
+            .windows(spki.as_bytes().len())
+            .any(|w| w == spki.as_bytes()));
+        assert!(p12_keystore::KeyStore::from_pkcs12(&bundle, "wrong").is_err());
     }
 }

@@ -25,7 +25,7 @@ use crate::body::Typed;
 use crate::context::{Caller, QueryPairs};
 use crate::error::ApiError;
 use crate::parse;
-use crate::util::query_encode;
+use crate::util;
 use crate::view::{self, ViewCtx};
 use crate::ApiState;
 
@@ -326,17 +326,8 @@ fn list(
     }));
     let mut body = json!({"servers": items});
     if let (Some(last), true) = (page.last(), page.len() == max) {
-        let mut params: Vec<String> =
-            q.0.iter()
-                .filter(|(k, _)| k != "marker")
-                .map(|(k, v)| format!("{}={}", query_encode(k), query_encode(v)))
-                .collect();
-        params.push(format!("marker={}", last.id()));
         let path = if detail { "servers/detail" } else { "servers" };
-        body["servers_links"] = json!([{
-            "href": format!("{}/v2.1/{path}?{}", caller.base(), params.join("&")),
-            "rel": "next",
-        }]);
+        body["servers_links"] = util::next_link(caller.base(), path, &q.0, &last.id().to_string());
     }
     Ok(Json(body))
 }

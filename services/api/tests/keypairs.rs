@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use common::*;
 use domain::quota::{QuotaCommand, Resource};
 use engine::Meta;
@@ -29,14 +30,14 @@ fn fault<'a>(r: &'a Resp, kind: &str, code: u16) -> &'a str {
     f["message"].as_str().unwrap()
 }
 
+/// POST /os-keypairs of `{"keypair": keypair}`.
+async fn create(s: &Stack, token: &str, v: Option<&str>, keypair: Value) -> Resp {
+    s.post("/v2.1/os-keypairs", token, v, json!({ "keypair": keypair }))
+        .await
+}
+
 async fn import(s: &Stack, token: &str, v: &str, name: &str) -> Resp {
-    s.post(
-        "/v2.1/os-keypairs",
-        token,
-        Some(v),
-        json!({"keypair": {"name": name, "public_key": PUB}}),
-    )
-    .await
+    create(s, token, Some(v), json!({"name": name, "public_key": PUB})).await
 }
 
 async fn set_limit(s: &Stack, project: &str, user: Option<&str>, n: i64) {
@@ -59,14 +60,7 @@ async fn set_limit(s: &Stack, project: &str, user: Option<&str>, n: i64) {
 async fn generate_import_list_show_delete() {
     let s = start().await;
     // Generated (2.1: 200, no type), private key returned once.
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            None,
-            json!({"keypair": {"name": "gen"}}),
-        )
-        .await;
+    let r = create(&s, ALICE, None, json!({"name": "gen"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let k = &r.body["keypair"];
     let private = k["private_key"].as_str().unwrap().to_string();
@@ -77,26 +71,24 @@ async fn generate_import_list_show_delete() {
     assert_eq!(k["fingerprint"].as_str().unwrap().len(), 47);
 
     // Imported (2.2: 201 with type).
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.2"),
-            json!({"keypair": {"name": "imp", "public_key": PUB}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.2"),
+        json!({"name": "imp", "public_key": PUB}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["keypair"]["fingerprint"], FP);
     assert_eq!(r.body["keypair"]["type"], "ssh");
     assert!(r.body["keypair"].get("private_key").is_none());
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.92"),
-            json!({"keypair": {"name": "me@host.example", "public_key": ED}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.92"),
+        json!({"name": "me@host.example", "public_key": ED}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 
     // Listed by name, per user; shown with Nova's show fields.
@@ -194,43 +186,45 @@ async fn generate_import_list_show_delete() {
 #[tokio::test]
 async fn x509_keys() {
     let s = start().await;
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.2"),
-            json!({"keypair": {"name": "cert", "type": "x509"}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.2"),
+        json!({"name": "cert", "type": "x509"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let k = &r.body["keypair"];
     assert_eq!(k["type"], "x509");
     let pem = k["public_key"].as_str().unwrap().to_string();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(k["private_key"].as_str().unwrap().contains("PRIVATE KEY"));
+    // Nova's: the base64 of a PKCS#12 bundle (key and certificate, empty password).
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(k["private_key"].as_str().unwrap())
+        .unwrap();
+    let store = p12_keystore::KeyStore::from_pkcs12(&bundle, "").unwrap();
+    assert!(store.private_key_chain().is_some());
     let fp = k["fingerprint"].as_str().unwrap().to_string();
     assert_eq!(fp.len(), 59, "SHA-1 colon hex");
     // The certificate imports under another name with the same fingerprint.
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.2"),
-            json!({"keypair": {"name": "cert2", "type": "x509", "public_key": pem}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.2"),
+        json!({"name": "cert2", "type": "x509", "public_key": pem}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["keypair"]["fingerprint"], fp);
     // An ssh key is not a certificate.
     let before = s.positions().await;
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.2"),
-            json!({"keypair": {"name": "bad", "type": "x509", "public_key": PUB}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.2"),
+        json!({"name": "bad", "type": "x509", "public_key": PUB}),
+    )
+    .await;
     assert!(fault(&r, "badRequest", 400)
         .starts_with("Keypair data is invalid: failed to generate X509 fingerprint."));
     assert_eq!(s.positions().await, before);
@@ -346,14 +340,13 @@ async fn bad_requests_append_nothing() {
 #[tokio::test]
 async fn admins_act_for_other_users_from_2_10() {
     let s = start().await;
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ADMIN,
-            Some("2.10"),
-            json!({"keypair": {"name": "for-bob", "public_key": PUB, "user_id": "bob"}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ADMIN,
+        Some("2.10"),
+        json!({"name": "for-bob", "public_key": PUB, "user_id": "bob"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["keypair"]["user_id"], "bob");
     // It is Bob's: he sees it, the admin's own ring does not hold it.
@@ -381,14 +374,13 @@ async fn admins_act_for_other_users_from_2_10() {
     // Non-admins may not name another user (403 with the policy name), but may name
     // themselves.
     let before = s.positions().await;
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            ALICE,
-            Some("2.10"),
-            json!({"keypair": {"name": "x", "public_key": PUB, "user_id": "bob"}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        ALICE,
+        Some("2.10"),
+        json!({"name": "x", "public_key": PUB, "user_id": "bob"}),
+    )
+    .await;
     assert_eq!(
         fault(&r, "forbidden", 403),
         "Policy doesn't allow os_compute_api:os-keypairs:create to be performed."
@@ -414,14 +406,13 @@ async fn admins_act_for_other_users_from_2_10() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     // A reader acts on its own key pairs too (no role needed in Nova's rule).
-    let r = s
-        .post(
-            "/v2.1/os-keypairs",
-            "carol:p1:reader",
-            Some("2.2"),
-            json!({"keypair": {"name": "mine", "public_key": PUB}}),
-        )
-        .await;
+    let r = create(
+        &s,
+        "carol:p1:reader",
+        Some("2.2"),
+        json!({"name": "mine", "public_key": PUB}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = s
         .call(

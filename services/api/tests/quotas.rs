@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
 const ALICE: &str = "alice:p1";
 
-fn create_body(name: &str, flavor: &str) -> Value {
-    json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": flavor, "networks": "none"}})
+/// POST /servers (2.90) of one server by `token`.
+async fn boot(s: &Stack, token: &str, name: &str, flavor: &str) -> Resp {
+    let body = json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": flavor, "networks": "none"}});
+    s.post("/v2.1/servers", token, Some("2.90"), body).await
 }
 
 async fn nova_defaults() -> Stack {
@@ -43,25 +45,11 @@ impl Stack {
 async fn over_quota_is_novas_403_and_appends_nothing() {
     let s = nova_defaults().await;
     for i in 0..10 {
-        let r = s
-            .post(
-                "/v2.1/servers",
-                ALICE,
-                Some("2.90"),
-                create_body(&format!("s{i}"), "1"),
-            )
-            .await;
+        let r = boot(&s, ALICE, &format!("s{i}"), "1").await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     }
     let before = s.positions().await;
-    let r = s
-        .post(
-            "/v2.1/servers",
-            ALICE,
-            Some("2.90"),
-            create_body("s10", "1"),
-        )
-        .await;
+    let r = boot(&s, ALICE, "s10", "1").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
         r.body,
@@ -70,14 +58,7 @@ async fn over_quota_is_novas_403_and_appends_nothing() {
     );
     assert_eq!(s.positions().await, before, "a refused create appended");
     // Another project is unaffected.
-    let r = s
-        .post(
-            "/v2.1/servers",
-            "bob:p2",
-            Some("2.90"),
-            create_body("b", "1"),
-        )
-        .await;
+    let r = boot(&s, "bob:p2", "b", "1").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
@@ -85,19 +66,10 @@ async fn over_quota_is_novas_403_and_appends_nothing() {
 async fn cores_and_ram_are_counted_and_named_as_nova_does() {
     let s = nova_defaults().await;
     for i in 0..2 {
-        let r = s
-            .post(
-                "/v2.1/servers",
-                ALICE,
-                Some("2.90"),
-                create_body(&format!("b{i}"), "8"),
-            )
-            .await;
+        let r = boot(&s, ALICE, &format!("b{i}"), "8").await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     }
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("b2", "8"))
-        .await;
+    let r = boot(&s, ALICE, "b2", "8").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
         r.body["forbidden"]["message"],
@@ -105,18 +77,15 @@ async fn cores_and_ram_are_counted_and_named_as_nova_does() {
     );
     // Two resources over at once: sorted, joined as Nova joins them.
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"ram": 9000, "force": true}})),
+            json!({"quota_set": {"ram": 9000, "force": true}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("b2", "8"))
-        .await;
+    let r = boot(&s, ALICE, "b2", "8").await;
     assert_eq!(
         r.body["forbidden"]["message"],
         "Quota exceeded for cores, ram: Requested 8, 4096, but already used 16, 8192 of 20, 9000 cores, ram"
@@ -129,12 +98,11 @@ async fn concurrent_creates_admit_exactly_what_fits() {
     let s = Arc::new(nova_defaults().await);
     let room = 37;
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"instances": room, "cores": -1, "ram": -1}})),
+            json!({"quota_set": {"instances": room, "cores": -1, "ram": -1}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -143,14 +111,7 @@ async fn concurrent_creates_admit_exactly_what_fits() {
     for i in 0..n {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let r = s
-                .post(
-                    "/v2.1/servers",
-                    ALICE,
-                    Some("2.90"),
-                    create_body(&format!("c{i}"), "1"),
-                )
-                .await;
+            let r = boot(&s, ALICE, &format!("c{i}"), "1").await;
             r.status
         }));
     }
@@ -176,9 +137,7 @@ async fn concurrent_creates_admit_exactly_what_fits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_sets_show_detail_defaults_update_delete() {
     let s = nova_defaults().await;
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("a", "8"))
-        .await;
+    let r = boot(&s, ALICE, "a", "8").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 
     let r = s.get("/v2.1/os-quota-sets/p1", ALICE, Some("2.57")).await;
@@ -210,12 +169,11 @@ async fn quota_sets_show_detail_defaults_update_delete() {
     // Below usage: Nova's 400 (unless forced); nothing appended.
     let before = s.positions().await;
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"cores": 4}})),
+            json!({"quota_set": {"cores": 4}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -238,15 +196,7 @@ async fn quota_sets_show_detail_defaults_update_delete() {
             "Additional properties are not allowed ('bogus' was unexpected)",
         ),
     ] {
-        let r = s
-            .call(
-                reqwest::Method::PUT,
-                "/v2.1/os-quota-sets/p1",
-                Some(ADMIN),
-                None,
-                Some(body),
-            )
-            .await;
+        let r = s.put("/v2.1/os-quota-sets/p1", ADMIN, None, body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
         let got = r.body["badRequest"]["message"]
             .as_str()
@@ -256,12 +206,11 @@ async fn quota_sets_show_detail_defaults_update_delete() {
     }
     // 2.57 no longer takes personality quotas.
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             Some("2.57"),
-            Some(json!({"quota_set": {"injected_files": 1}})),
+            json!({"quota_set": {"injected_files": 1}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -269,41 +218,36 @@ async fn quota_sets_show_detail_defaults_update_delete() {
 
     // Forced below usage, then the response is the new set without id.
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             Some("2.57"),
-            Some(json!({"quota_set": {"cores": 4, "instances": "12", "force": "true"}})),
+            json!({"quota_set": {"cores": 4, "instances": "12", "force": "true"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["quota_set"]["cores"], 4);
     assert_eq!(r.body["quota_set"]["instances"], 12);
     assert!(r.body["quota_set"].get("id").is_none());
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("b", "1"))
-        .await;
+    let r = boot(&s, ALICE, "b", "1").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"cores": 40}})),
+            json!({"quota_set": {"cores": 40}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
     // Per-user limits: counted for that user only; at most what the project leaves.
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1?user_id=alice",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"instances": 13}})),
+            json!({"quota_set": {"instances": 13}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -312,12 +256,11 @@ async fn quota_sets_show_detail_defaults_update_delete() {
         "Quota limit 13 for instances must be less than or equal to 12."
     );
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1?user_id=carol",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"instances": 0}})),
+            json!({"quota_set": {"instances": 0}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -325,14 +268,7 @@ async fn quota_sets_show_detail_defaults_update_delete() {
         .get("/v2.1/os-quota-sets/p1?user_id=carol", ADMIN, None)
         .await;
     assert_eq!(r.body["quota_set"]["instances"], 0);
-    let r = s
-        .post(
-            "/v2.1/servers",
-            "carol:p1",
-            Some("2.90"),
-            create_body("c", "1"),
-        )
-        .await;
+    let r = boot(&s, "carol:p1", "c", "1").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
         r.body["forbidden"]["message"],
@@ -340,15 +276,7 @@ async fn quota_sets_show_detail_defaults_update_delete() {
     );
 
     // Delete: back to the defaults (202).
-    let r = s
-        .call(
-            reqwest::Method::DELETE,
-            "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
-            None,
-            None,
-        )
-        .await;
+    let r = s.delete("/v2.1/os-quota-sets/p1", ADMIN, None).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = s.get("/v2.1/os-quota-sets/p1", ALICE, None).await;
     assert_eq!(r.body["quota_set"]["cores"], 20);
@@ -379,12 +307,11 @@ async fn quota_classes_change_the_defaults_of_every_project() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-class-sets/default",
-            Some(ADMIN),
+            ADMIN,
             Some("2.57"),
-            Some(json!({"quota_class_set": {"instances": 2, "server_groups": 3}})),
+            json!({"quota_class_set": {"instances": 2, "server_groups": 3}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -394,43 +321,29 @@ async fn quota_classes_change_the_defaults_of_every_project() {
     assert_eq!(r.body["quota_set"]["instances"], 2);
     assert_eq!(r.body["quota_set"]["id"], "p9");
     for i in 0..2 {
-        let r = s
-            .post(
-                "/v2.1/servers",
-                ALICE,
-                Some("2.90"),
-                create_body(&format!("d{i}"), "1"),
-            )
-            .await;
+        let r = boot(&s, ALICE, &format!("d{i}"), "1").await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
     }
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("d2", "1"))
-        .await;
+    let r = boot(&s, ALICE, "d2", "1").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A project override still wins over the class.
     let r = s
-        .call(
-            reqwest::Method::PUT,
+        .put(
             "/v2.1/os-quota-sets/p1",
-            Some(ADMIN),
+            ADMIN,
             None,
-            Some(json!({"quota_set": {"instances": 3}})),
+            json!({"quota_set": {"instances": 3}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("d2", "1"))
-        .await;
+    let r = boot(&s, ALICE, "d2", "1").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_show_absolute_limits_and_usage_per_microversion() {
     let s = nova_defaults().await;
-    let r = s
-        .post("/v2.1/servers", ALICE, Some("2.90"), create_body("a", "8"))
-        .await;
+    let r = boot(&s, ALICE, "a", "8").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = s.get("/v2.1/limits", ALICE, None).await;
     let a = &r.body["limits"]["absolute"];

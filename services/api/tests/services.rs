@@ -279,10 +279,48 @@ async fn services_list_update_and_shapes() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// The hosts of aggregate `agg`, as os-aggregates shows them.
+async fn agg_hosts(s: &Stack, agg: &Value) -> Vec<String> {
+    let r = s
+        .get(&format!("/v2.1/os-aggregates/{agg}"), ADMIN, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    serde_json::from_value(r.body["aggregate"]["hosts"].clone()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_compute_service() {
     let s = start().await;
     let host = hosts(&s, &["host1", "host2"]).await;
+    // host1 in a zone aggregate and, with host2, in a plain one.
+    let mut aggs = Vec::new();
+    for (name, zone, members) in [
+        ("agg-az", Some("az1"), &["host1"][..]),
+        ("agg-plain", None, &["host1", "host2"][..]),
+    ] {
+        let r = s
+            .post(
+                "/v2.1/os-aggregates",
+                ADMIN,
+                None,
+                json!({"aggregate": {"name": name, "availability_zone": zone}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let agg = r.body["aggregate"]["id"].clone();
+        for h in members {
+            let r = s
+                .post(
+                    &format!("/v2.1/os-aggregates/{agg}/action"),
+                    ADMIN,
+                    None,
+                    json!({"add_host": {"host": h}}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+        aggs.push(agg);
+    }
     s.flavor("f1", "m1.tiny", 512, 1).await;
     let server = s.server(ALICE, "vm", "f1").await;
     s.make_active(&server, &host).await;
@@ -376,10 +414,15 @@ async fn deleting_a_compute_service() {
             .await
             .unwrap();
     }
+    // The refusals above left host1 in its aggregates.
+    assert_eq!(agg_hosts(&s, &aggs[0]).await, ["host1"]);
     let r = del().await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     let r = s.get("/v2.1/os-services", ADMIN, Some("2.53")).await;
     assert_eq!(names(&r.body, "services", "host"), ["host2"]);
+    // As in Nova, the deleted service's host left every aggregate it was in.
+    assert!(agg_hosts(&s, &aggs[0]).await.is_empty());
+    assert_eq!(agg_hosts(&s, &aggs[1]).await, ["host2"]);
     let r = s.get("/v2.1/os-hypervisors", ADMIN, Some("2.53")).await;
     assert_eq!(
         names(&r.body, "hypervisors", "hypervisor_hostname"),
@@ -393,6 +436,9 @@ async fn deleting_a_compute_service() {
         .await;
     assert_eq!(r.body["services"][0]["status"], "enabled");
     assert_ne!(r.body["services"][0]["id"], id.as_str());
+    // ... in no aggregate, so in the default zone.
+    assert_eq!(r.body["services"][0]["zone"], "nova");
+    assert_eq!(agg_hosts(&s, &aggs[1]).await, ["host2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Small pure helpers the compute and image APIs share: ISO 8601 formatting/parsing of
-//! [`Timestamp`]s, SHA-224 (Nova's `hostId`), URL query encoding, response link schemes
-//! and the `{id}` segment of a routed path. No I/O.
+//! [`Timestamp`]s, SHA-224 (Nova's `hostId`), URL query encoding, collections' `next` links,
+//! response link schemes and the `{id}` segment of a routed path. No I/O.
 
 use domain::Timestamp;
 use time::format_description::well_known::Rfc3339;
@@ -78,6 +78,43 @@ pub fn query_encode(s: &str) -> String {
     out
 }
 
+/// The value of a collection's `<collection>_links` when a page is full: one `next`
+/// link to `{base}/v2.1/{path}` with the request's query and `marker` (Nova's
+/// `ViewBuilder._get_next_link`). As in Nova the parameters are sorted by name, a
+/// `marker` of the request takes the new value in its place and is appended otherwise;
+/// every name and value is percent-encoded.
+pub fn next_link(
+    base: &str,
+    path: &str,
+    query: &[(String, String)],
+    marker: &str,
+) -> serde_json::Value {
+    let mut params: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    params.sort_by_key(|(k, _)| *k);
+    match params.iter().position(|(k, _)| *k == "marker") {
+        Some(i) => {
+            params[i].1 = marker;
+            let mut seen = 0;
+            params.retain(|(k, _)| {
+                *k != "marker" || {
+                    seen += 1;
+                    seen == 1
+                }
+            });
+        }
+        None => params.push(("marker", marker)),
+    }
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_encode(k), query_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    serde_json::json!([{"href": format!("{base}/v2.1/{path}?{query}"), "rel": "next"}])
+}
+
 /// SHA-224 of `data`, lowercase hex (Nova's `hostId` digest).
 pub fn sha224_hex(data: &[u8]) -> String {
     use sha2::Digest;
@@ -108,6 +145,48 @@ mod tests {
         assert_eq!(
             sha224_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "75388b16512776cc5dba5da1fd890150b0c6455cb4f58b1952522525"
+        );
+    }
+
+    #[test]
+    fn next_link_sorts_and_sets_the_marker() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let href = |v: serde_json::Value| {
+            assert_eq!(v[0]["rel"], "next");
+            v[0]["href"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            href(next_link("http://h", "servers", &q(&[("limit", "2")]), "m")),
+            "http://h/v2.1/servers?limit=2&marker=m"
+        );
+        // Sorted by name; a new marker is appended, an old one replaced in place.
+        assert_eq!(
+            href(next_link(
+                "http://h",
+                "os-keypairs",
+                &q(&[("user_id", "u"), ("limit", "2")]),
+                "k 1"
+            )),
+            "http://h/v2.1/os-keypairs?limit=2&user_id=u&marker=k%201"
+        );
+        assert_eq!(
+            href(next_link(
+                "http://h",
+                "flavors/detail",
+                &q(&[
+                    ("sort_key", "id"),
+                    ("marker", "a"),
+                    ("limit", "1"),
+                    ("marker", "b")
+                ]),
+                "c"
+            )),
+            "http://h/v2.1/flavors/detail?limit=1&marker=c&sort_key=id"
         );
     }
 

@@ -17,12 +17,12 @@ pub mod cells;
 pub mod images;
 pub mod keypairs;
 pub mod liveness;
+mod pipeline;
 pub mod quota;
 pub mod reactor;
 pub mod runtime;
 pub mod server_groups;
 
-use eventlog::LockExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,12 +135,12 @@ pub struct Engine {
     /// Striped per-subject locks: writers of one aggregate in this process queue
     /// instead of racing (OCC still guards against other processes).
     locks: Vec<tokio::sync::Mutex<()>>,
-    /// Write-through cache of host states this process appended (subject -> (seq, state)):
-    /// the next claim on a hot host decides on it without waiting for the projector.
-    hosts: std::sync::Mutex<std::collections::HashMap<Subject, (u64, domain::host::Host)>>,
+    /// Write-through cache of host states this process appended: the next claim on a
+    /// hot host decides on it without waiting for the projector ([`pipeline`]).
+    hosts: pipeline::WriteThrough<domain::host::Host>,
     /// The same for quota ledgers: admissions of one project queue on its ledger, so
     /// each decides on the state the previous one left without waiting for the world.
-    ledgers: std::sync::Mutex<std::collections::HashMap<Subject, (u64, domain::quota::Ledger)>>,
+    ledgers: pipeline::WriteThrough<domain::quota::Ledger>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -260,8 +260,8 @@ impl Engine {
                 return Err(EngineError::Timeout);
             }
         }
-        self.hosts.lock_or_recover().clear();
-        self.ledgers.lock_or_recover().clear();
+        self.hosts.clear();
+        self.ledgers.clear();
         Ok(())
     }
 
@@ -506,76 +506,22 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = Self::host_subject(cell, name);
-        let pipeline = self.log.single_writer();
-        for _ in 0..MAX_RETRIES {
-            let guard = self.lock(subject.as_str()).await;
-            let (state, expected) = {
-                let v = self.world.read();
-                let world = v.hosts().get(&subject).map(|r| (r.seq, r.state.clone()));
-                let cached = self.hosts.lock_or_recover().get(&subject).cloned();
-                match (world, cached) {
-                    (Some(w), Some(c)) if c.0 > w.0 => (Some(c.1), c.0),
-                    (Some(w), _) => (Some(w.1), w.0),
-                    (None, Some(c)) => (Some(c.1), c.0),
-                    (None, None) => (None, 0),
-                }
-            };
-            let events =
-                host::decide(state.as_ref(), cmd.clone(), ctx.now).map_err(|e| match e {
+        self.execute_pipelined(
+            &subject,
+            || format!("host {name}"),
+            |_| (),
+            |(), state: Option<&host::Host>| {
+                host::decide(state, cmd.clone(), ctx.now).map_err(|e| match e {
                     DomainError::NotFound { kind, id } if id.is_empty() => DomainError::NotFound {
                         kind,
                         id: name.to_string(),
                     },
                     other => other,
-                })?;
-            if events.is_empty() {
-                return Ok(Outcome::default());
-            }
-            let next = events.iter().fold(state, host::evolve);
-            let events: Vec<Event> = events.into_iter().map(Event::Host).collect();
-            let req = Self::request(subject.clone(), expected, &events, ctx, meta);
-            let result = if pipeline {
-                // Queue the append, assume it lands, and let the next claim on this host
-                // decide on top of it while the group commit is under way.
-                let pending = self.log.submit(req).await?;
-                if let Some(h) = next {
-                    self.hosts
-                        .lock_or_recover()
-                        .insert(subject.clone(), (expected + 1, h));
-                }
-                drop(guard);
-                pending.await
-            } else {
-                let r = self.log.append(req).await;
-                if let (Ok(ack), Some(h)) = (&r, next) {
-                    self.hosts
-                        .lock_or_recover()
-                        .insert(subject.clone(), (ack.subject_seq, h));
-                }
-                drop(guard);
-                r
-            };
-            match result {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        self.hosts.lock_or_recover().remove(&subject);
-                    }
-                    return Ok(Outcome {
-                        events,
-                        ack: Some(ack),
-                    });
-                }
-                Err(LogError::WrongLastSequence { actual, .. }) => {
-                    self.hosts.lock_or_recover().remove(&subject);
-                    self.wait_seq(|v| v.hosts().get(&subject).is_some_and(|r| r.seq >= actual))
-                        .await;
-                }
-                Err(e) => {
-                    self.hosts.lock_or_recover().remove(&subject);
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(EngineError::Contention(format!("host {name}")))
+                })
+            },
+            ctx,
+            meta,
+        )
+        .await
     }
 }

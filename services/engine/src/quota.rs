@@ -13,8 +13,6 @@ use domain::{Ctx, Event, FlavorId, InstanceId};
 use projections::quota::{class_subject, ledger_subject};
 use projections::Views;
 
-use eventlog::{LockExt, LogError};
-
 use crate::{Engine, EngineError, Meta, Outcome};
 
 /// Quota settings of a process: the base under the `default` class and how long an
@@ -73,69 +71,15 @@ impl Engine {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
-        let subject = ledger_subject(project);
-        let pipeline = self.log.single_writer();
-        for _ in 0..crate::MAX_RETRIES {
-            let guard = self.lock(subject.as_str()).await;
-            let (state, expected, cmd) = {
-                let v = self.world().read();
-                let world = v.quotas().ledger(project).map(|r| (r.seq, r.state.clone()));
-                let cached = self.ledgers.lock_or_recover().get(&subject).cloned();
-                let (seq, state) = match (world, cached) {
-                    (Some(w), Some(c)) if c.0 > w.0 => (c.0, Some(c.1)),
-                    (Some(w), _) => (w.0, Some(w.1)),
-                    (None, Some(c)) => (c.0, Some(c.1)),
-                    (None, None) => (0, None),
-                };
-                (state, seq, make(&v))
-            };
-            let events = quota::decide(state.as_ref(), cmd, ctx.now)?;
-            if events.is_empty() {
-                return Ok(Outcome::default());
-            }
-            let next = events.iter().fold(state, quota::evolve).unwrap_or_default();
-            let events: Vec<Event> = events.into_iter().map(Event::Quota).collect();
-            let req = Self::request(subject.clone(), expected, &events, ctx, meta);
-            let result = if pipeline {
-                let pending = self.log().submit(req).await?;
-                self.ledgers
-                    .lock_or_recover()
-                    .insert(subject.clone(), (expected + 1, next));
-                drop(guard);
-                pending.await
-            } else {
-                let r = self.log().append(req).await;
-                if let Ok(ack) = &r {
-                    self.ledgers
-                        .lock_or_recover()
-                        .insert(subject.clone(), (ack.subject_seq, next));
-                }
-                drop(guard);
-                r
-            };
-            match result {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        self.ledgers.lock_or_recover().remove(&subject);
-                    }
-                    self.settle(&subject, &ack).await?;
-                    return Ok(Outcome {
-                        events,
-                        ack: Some(ack),
-                    });
-                }
-                Err(LogError::WrongLastSequence { actual, .. }) => {
-                    self.ledgers.lock_or_recover().remove(&subject);
-                    self.wait_seq(|v| v.quotas().ledger(project).is_some_and(|r| r.seq >= actual))
-                        .await;
-                }
-                Err(e) => {
-                    self.ledgers.lock_or_recover().remove(&subject);
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(EngineError::Contention(format!("quota {project}")))
+        self.execute_pipelined(
+            &ledger_subject(project),
+            || format!("quota {project}"),
+            make,
+            |cmd, state: Option<&quota::Ledger>| quota::decide(state, cmd, ctx.now),
+            ctx,
+            meta,
+        )
+        .await
     }
 
     /// Admits new instances of `project` created by `user` (all or nothing): 403 with

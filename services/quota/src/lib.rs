@@ -57,24 +57,40 @@ impl QuotaKeeper {
         let Some((event, seq)) = settlement(engine, &project, id, saw_start) else {
             return;
         };
+        let cause = format!("quota:{}", event.event_type());
+        let dedupe = domain::dedupe::quota(id, seq);
+        self.spawn(
+            engine,
+            project,
+            id,
+            QuotaCommand::Settle(event),
+            cause,
+            dedupe,
+        );
+    }
+
+    /// Appends `cmd` to `project`'s ledger in the background, as the work of instance
+    /// `id` (none while an earlier one for it runs). A failure is only logged: the next
+    /// reconcile decides again on the state it finds.
+    fn spawn(
+        &self,
+        engine: &Arc<Engine>,
+        project: String,
+        id: InstanceId,
+        cmd: QuotaCommand,
+        cause: String,
+        dedupe: String,
+    ) {
         let engine = engine.clone();
         self.inflight.spawn(id, async move {
-            let meta = Meta::service(
-                "quota",
-                &format!("req-quota-{id}"),
-                &format!("quota:{}", event.event_type()),
-                domain::dedupe::quota(id, seq),
-            );
+            let meta = Meta::service("quota", &format!("req-quota-{id}"), &cause, dedupe);
             let ctx = Ctx::service("quota", now(), uuid::Uuid::now_v7());
-            let cmd = QuotaCommand::Settle(event);
             if let Err(e) = engine.quota(&project, |_| cmd.clone(), &ctx, &meta).await {
-                tracing::warn!(instance = %id, error = %e, "quota settlement failed; retried at the next reconcile");
+                tracing::warn!(instance = %id, error = %e, cause, "quota append failed; retried at the next reconcile");
             }
         });
     }
-}
 
-impl QuotaKeeper {
     /// Records a holding for every live instance of a cell that holds none (created
     /// before quotas were recorded). Instances still on the api stream are left alone:
     /// a create reserves before its build request, so theirs exists or is on its way.
@@ -103,24 +119,13 @@ impl QuotaKeeper {
                 .collect()
         };
         for (project, id, user, usage) in orphans {
-            let engine = engine.clone();
-            self.inflight.spawn(id, async move {
-                let meta = Meta::service(
-                    "quota",
-                    &format!("req-quota-{id}"),
-                    "quota:adopt",
-                    format!("quota:adopt:{id}"),
-                );
-                let ctx = Ctx::service("quota", now(), uuid::Uuid::now_v7());
-                let cmd = QuotaCommand::Adopt {
-                    instance: id,
-                    user,
-                    usage,
-                };
-                if let Err(e) = engine.quota(&project, |_| cmd.clone(), &ctx, &meta).await {
-                    tracing::warn!(instance = %id, error = %e, "quota adoption failed; retried at the next reconcile");
-                }
-            });
+            let cmd = QuotaCommand::Adopt {
+                instance: id,
+                user,
+                usage,
+            };
+            let dedupe = format!("quota:adopt:{id}");
+            self.spawn(engine, project, id, cmd, "quota:adopt".into(), dedupe);
         }
     }
 }

@@ -171,6 +171,16 @@ impl Stack {
             .await
     }
 
+    pub async fn put(&self, path: &str, token: &str, version: Option<&str>, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), version, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str, version: Option<&str>) -> Resp {
+        self.call(Method::DELETE, path, Some(token), version, None)
+            .await
+    }
+
     /// Last positions of the api, cell0 and cell1 streams.
     pub async fn positions(&self) -> [u64; 3] {
         let mut out = [0; 3];
