@@ -252,6 +252,10 @@ pub struct Request<'a> {
     pub availability_zone: Option<&'a str>,
     /// The instance being scheduled.
     pub instance: Option<InstanceId>,
+    /// The host the instance is on (a move's source; `None` for a build): Nova's
+    /// HostState lists a host's instances by their `host`, and reading it here spares
+    /// the group filter a walk of every host's claims.
+    pub instance_host: Option<&'a HostName>,
     /// Its project (AggregateMultiTenancyIsolation).
     pub project_id: &'a str,
     /// The flavor's extra specs.
@@ -287,9 +291,9 @@ pub struct Prepared<'r> {
     capability_specs: Vec<(Capability, bool, Matcher)>,
     /// What the aggregate filters found in each aggregate's metadata, by its address:
     /// the caller's read model holds one metadata per aggregate, shared by its hosts,
-    /// so each aggregate is read once per decision instead of once per host. Bounded
-    /// (beyond [`MEMO`] aggregates, the rest are read per host).
-    memo: std::cell::RefCell<Vec<(*const Metadata, AggregateFacts)>>,
+    /// so each aggregate is read once per decision instead of once per host. A table
+    /// of [`MEMO`] slots by hashed address (a collision only recomputes).
+    memo: std::cell::RefCell<Vec<Option<(*const Metadata, AggregateFacts)>>>,
     /// The last hypervisor capabilities the ImagePropertiesFilter and the
     /// host-independent ComputeCapabilitiesFilter specs were checked against, with the
     /// outcomes: hosts of one driver share one [`Capabilities`], so this is one check
@@ -297,8 +301,14 @@ pub struct Prepared<'r> {
     caps_memo: std::cell::Cell<Option<(*const Capabilities, bool, bool)>>,
 }
 
-/// Aggregates remembered per decision by [`Prepared`].
-const MEMO: usize = 64;
+/// Slots of [`Prepared`]'s aggregate table (a power of two).
+const MEMO: usize = 256;
+
+/// The slot of an address (Fibonacci hashing of the address without its alignment bits).
+fn memo_slot(addr: usize) -> usize {
+    ((addr as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO.trailing_zeros()))
+        as usize
+}
 
 /// What one aggregate's metadata says to the aggregate filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,8 +350,11 @@ impl Prepared<'_> {
     /// The facts of one aggregate, remembered by address.
     fn facts(&self, m: &Metadata) -> AggregateFacts {
         let key = m as *const Metadata;
-        if let Some((_, f)) = self.memo.borrow().iter().find(|(k, _)| *k == key) {
-            return *f;
+        let slot = memo_slot(key as usize);
+        if let Some((k, f)) = self.memo.borrow()[slot] {
+            if k == key {
+                return f;
+            }
         }
         let mut facts = AggregateFacts {
             specs: 0,
@@ -361,10 +374,9 @@ impl Prepared<'_> {
             facts.restricted = true;
             facts.allows |= v.split(',').any(|t| t.trim() == self.project_id);
         }
-        let mut memo = self.memo.borrow_mut();
-        if memo.len() < MEMO {
-            memo.push((key, facts));
-        }
+        // A slot holds the last aggregate that hashed to it: a collision only costs a
+        // recomputation.
+        self.memo.borrow_mut()[slot] = Some((key, facts));
         facts
     }
 }
@@ -412,7 +424,7 @@ impl<'r> Prepared<'r> {
             image,
             aggregate_specs,
             capability_specs,
-            memo: Default::default(),
+            memo: std::cell::RefCell::new(vec![None; MEMO]),
             caps_memo: Default::default(),
         }
     }
@@ -722,7 +734,7 @@ pub fn group_anti_affinity(c: &Candidate<'_>, r: &Prepared<'_>) -> bool {
     match r.group {
         Some(g) if g.policy == Policy::AntiAffinity => {
             c.group_members < g.max_server_per_host.max(1)
-                || r.instance.is_some_and(|i| c.hosts_instance(&i))
+                || r.instance_host.is_some_and(|h| h == c.name())
         }
         _ => true,
     }
@@ -995,6 +1007,18 @@ pub fn decide(
         .filter(|(_, f)| (f.applies)(req))
         .collect();
     let prepared = Prepared::new(req);
+    // The weighers that count (they apply and their multiplier is not 0), run on each
+    // survivor as it leaves the filters, while its host is still in cache.
+    let weighers: Vec<(f64, Weigh)> = WEIGHERS
+        .iter()
+        .filter(|w| (w.applies)(req))
+        .map(|w| ((w.multiplier)(&cfg.multipliers), w.weigh))
+        .filter(|(m, _)| *m != 0.0)
+        .collect();
+    let k = weighers.len();
+    let mut raw: Vec<f64> = Vec::with_capacity(candidates.len() * k);
+    let mut lo = vec![f64::INFINITY; k];
+    let mut hi = vec![f64::NEG_INFINITY; k];
     let mut refused = [0usize; N];
     let mut alive: Vec<usize> = Vec::with_capacity(candidates.len());
     'next: for (i, c) in candidates.iter().enumerate() {
@@ -1005,6 +1029,13 @@ pub fn decide(
             }
         }
         alive.push(i);
+        let free = c.free();
+        for (j, (_, weigh)) in weighers.iter().enumerate() {
+            let v = weigh(c, req, &free);
+            raw.push(v);
+            lo[j] = lo[j].min(v);
+            hi[j] = hi[j].max(v);
+        }
     }
     let mut filters = Vec::with_capacity(N);
     let mut left = candidates.len();
@@ -1019,85 +1050,82 @@ pub fn decide(
             break;
         }
     }
-    let order = weigh(candidates, alive, req, cfg, pick);
+    // Nova's `normalize` folded into one factor per weigher (all equal -> 0).
+    let scale: Vec<f64> = (0..k)
+        .map(|j| {
+            let range = hi[j] - lo[j];
+            if range > 0.0 {
+                weighers[j].0 / range
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let totals: Vec<(f64, usize)> = alive
+        .iter()
+        .enumerate()
+        .map(|(row, &i)| {
+            let vals = &raw[row * k..row * k + k];
+            let total = (0..k).map(|j| scale[j] * (vals[j] - lo[j])).sum::<f64>();
+            (total, i)
+        })
+        .collect();
+    let order = rank(candidates, totals, cfg, pick);
     Decision { order, filters }
 }
 
-/// Orders the survivors by weight (ties by name), the best [`RANKED`] (at least
-/// `host_subset_size`) fully and the rest behind them, then applies `host_subset_size`.
+/// Survivors with their total weight: (weight, candidate index).
+type Weighed = Vec<(f64, usize)>;
+
+/// A weigher's function.
+type Weigh = fn(&Candidate<'_>, &Request<'_>, &Resources) -> f64;
+
+/// Orders the survivors by total weight (ties by name): the best [`RANKED`] (at least
+/// `host_subset_size`) fully, the rest behind them; then applies `host_subset_size`.
 ///
-/// Each weigher that applies to the request and has a non-zero multiplier is computed
-/// once per host (candidate-major, one row per host); normalisation then only needs
-/// each column's min and max: `m * (v - min) / (max - min)` summed over the columns.
-fn weigh(
+/// The selection compares weights only; names are read for the hosts tied with the
+/// last ranked weight (and the ranked few), not for every comparison of a sort.
+fn rank(
     candidates: &[Candidate<'_>],
-    mut alive: Vec<usize>,
-    req: &Request<'_>,
+    mut keyed: Vec<(f64, usize)>,
     cfg: &Config,
     pick: u64,
 ) -> Vec<usize> {
     let ranked = RANKED.max(cfg.host_subset_size);
-    if alive.len() > 1 {
-        type Weigh = fn(&Candidate<'_>, &Request<'_>, &Resources) -> f64;
-        let active: Vec<(f64, Weigh)> = WEIGHERS
-            .iter()
-            .filter(|w| (w.applies)(req))
-            .map(|w| ((w.multiplier)(&cfg.multipliers), w.weigh))
-            .filter(|(m, _)| *m != 0.0)
-            .collect();
-        let k = active.len();
-        let mut raw = vec![0.0f64; alive.len() * k];
-        let mut lo = vec![f64::INFINITY; k];
-        let mut hi = vec![f64::NEG_INFINITY; k];
-        for (row, &i) in raw.chunks_exact_mut(k.max(1)).zip(&alive) {
-            let c = &candidates[i];
-            let free = c.free();
-            for (j, (_, weigh)) in active.iter().enumerate() {
-                let v = weigh(c, req, &free);
-                row[j] = v;
-                lo[j] = lo[j].min(v);
-                hi[j] = hi[j].max(v);
-            }
+    let better = |a: &(f64, usize), b: &(f64, usize)| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| candidates[a.1].name().cmp(candidates[b.1].name()))
+    };
+    if keyed.len() > ranked {
+        keyed.select_nth_unstable_by(ranked - 1, |a, b| b.0.total_cmp(&a.0));
+        let cut = keyed[ranked - 1].0;
+        // Above the cut: all ranked. At the cut: the tie group, of which the
+        // first-named fill the remaining places. Below: the tail.
+        let (mut top, mut rest): (Weighed, Weighed) =
+            keyed.into_iter().partition(|e| e.0.total_cmp(&cut).is_gt());
+        let (mut ties, below): (Weighed, Weighed) =
+            rest.drain(..).partition(|e| e.0.total_cmp(&cut).is_eq());
+        let need = ranked - top.len();
+        if ties.len() > need {
+            ties.select_nth_unstable_by(need - 1, better);
         }
-        // Nova's `normalize` folded into one factor per column (all equal -> 0).
-        let scale: Vec<f64> = (0..k)
-            .map(|j| {
-                let range = hi[j] - lo[j];
-                if range > 0.0 {
-                    active[j].0 / range
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mut keyed: Vec<(f64, usize)> = alive
-            .iter()
-            .enumerate()
-            .map(|(row, &i)| {
-                let vals = &raw[row * k..row * k + k];
-                let total = (0..k).map(|j| scale[j] * (vals[j] - lo[j])).sum::<f64>();
-                (total, i)
-            })
-            .collect();
-        let better = |a: &(f64, usize), b: &(f64, usize)| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| candidates[a.1].name().cmp(candidates[b.1].name()))
-        };
-        if keyed.len() > ranked {
-            keyed.select_nth_unstable_by(ranked - 1, better);
-            keyed[..ranked].sort_unstable_by(better);
-        } else {
-            keyed.sort_unstable_by(better);
-        }
-        alive = keyed.into_iter().map(|(_, i)| i).collect();
+        let tail = ties.split_off(need.min(ties.len()));
+        top.extend(ties);
+        top.sort_unstable_by(better);
+        top.extend(tail);
+        top.extend(below);
+        keyed = top;
+    } else {
+        keyed.sort_unstable_by(better);
     }
-    let subset = cfg.host_subset_size.max(1).min(alive.len());
+    let mut order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let subset = cfg.host_subset_size.max(1).min(order.len());
     if subset > 1 {
         let chosen = (pick % subset as u64) as usize;
-        let h = alive.remove(chosen);
-        alive.insert(0, h);
+        let h = order.remove(chosen);
+        order.insert(0, h);
     }
-    alive
+    order
 }
 
 /// Candidate hosts that pass every filter, best first, with the service state the hosts

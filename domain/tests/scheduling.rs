@@ -619,6 +619,7 @@ fn server_group_filter_tables() {
                 members(1),
                 Request {
                     instance: Some(iid(7)),
+                    instance_host: Some(&h.spec.name),
                     ..group(Policy::AntiAffinity, 1, 1)
                 },
                 true,

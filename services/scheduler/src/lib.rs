@@ -759,6 +759,7 @@ fn request<'a>(
         force_host,
         availability_zone,
         instance: Some(inst.id()),
+        instance_host: inst.host.as_ref(),
         project_id: &inst.spec.project_id,
         extra_specs: Some(&inst.flavor.extra_specs),
         image_properties: Some(&inputs.image_properties),

@@ -101,7 +101,9 @@ pub fn run(n: usize, decisions: usize) -> SchedReport {
             .enumerate()
             .map(|(i, h)| Candidate {
                 host: h,
-                availability_zone: &h.spec.availability_zone,
+                // The scheduler's zones are its aggregates' zone names, one string
+                // per zone shared by its hosts (`Aggregates::zone_of`).
+                availability_zone: ZONES[i % ZONES.len()],
                 aggregates: &host_aggs[i],
                 enabled: i % 50 != 0,
                 up: i % 97 != 0,
