@@ -115,11 +115,6 @@ impl Candidate<'_> {
         self.host.allocations.len()
     }
 
-    /// Whether `id` holds a claim on the host.
-    pub fn hosts_instance(&self, id: &InstanceId) -> bool {
-        self.host.allocations.values().any(|a| a.instance == *id)
-    }
-
     /// Values of `key` over the host's aggregates, comma-separated values split (Nova's
     /// `aggregate_metadata_get_by_host`).
     fn aggregate_values<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s str> {

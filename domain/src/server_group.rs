@@ -95,15 +95,6 @@ pub struct ServerGroup {
 }
 
 impl ServerGroup {
-    /// Members recorded on `host`, `except` excluded (holds are not counted here: the
-    /// filters use this as a hint, and [`ProjectGroups::allows`] decides).
-    pub fn members_on(&self, host: &HostName, except: Option<&InstanceId>) -> usize {
-        self.members
-            .iter()
-            .filter(|(i, h)| Some(*i) != except && h.as_ref() == Some(host))
-            .count()
-    }
-
     /// Members placed on some host, `except` excluded.
     pub fn placed(&self, except: Option<&InstanceId>) -> usize {
         self.members

@@ -662,28 +662,9 @@ fn host_action(st: &ApiState, id: &str) -> Result<Json<Value>, ApiError> {
     Err(not_implemented())
 }
 
-/// GET /os-hosts/{id}/reboot
-pub async fn hosts_reboot(
-    State(st): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    hosts_api(caller.version())?;
-    host_action(&st, &id)
-}
-
-/// GET /os-hosts/{id}/shutdown
-pub async fn hosts_shutdown(
-    State(st): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    hosts_api(caller.version())?;
-    host_action(&st, &id)
-}
-
-/// GET /os-hosts/{id}/startup
-pub async fn hosts_startup(
+/// GET /os-hosts/{id}/reboot, /shutdown and /startup: one handler, as the three answer
+/// alike.
+pub async fn hosts_power(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

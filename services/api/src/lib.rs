@@ -243,13 +243,9 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::GET, "/v2.1/os-hosts", hosts::hosts_index)
         .route(M::GET, "/v2.1/os-hosts/{id}", hosts::hosts_show)
         .route(M::PUT, "/v2.1/os-hosts/{id}", hosts::hosts_update)
-        .route(M::GET, "/v2.1/os-hosts/{id}/reboot", hosts::hosts_reboot)
-        .route(
-            M::GET,
-            "/v2.1/os-hosts/{id}/shutdown",
-            hosts::hosts_shutdown,
-        )
-        .route(M::GET, "/v2.1/os-hosts/{id}/startup", hosts::hosts_startup)
+        .route(M::GET, "/v2.1/os-hosts/{id}/reboot", hosts::hosts_power)
+        .route(M::GET, "/v2.1/os-hosts/{id}/shutdown", hosts::hosts_power)
+        .route(M::GET, "/v2.1/os-hosts/{id}/startup", hosts::hosts_power)
         .route(M::GET, "/v2.1/os-quota-sets/{id}", quotas::show)
         .route(M::PUT, "/v2.1/os-quota-sets/{id}", quotas::update)
         .route(M::DELETE, "/v2.1/os-quota-sets/{id}", quotas::delete)
