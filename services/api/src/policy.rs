@@ -553,6 +553,20 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:limits",
         Target::None,
     ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-instance-actions",
+        ProjectReader,
+        "os_compute_api:os-instance-actions:list",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+        ProjectReader,
+        "os_compute_api:os-instance-actions:show",
+        Target::Server,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -634,6 +648,20 @@ pub const CONDITIONAL: &[Conditional] = &[
         when: "`tenant_id` query (another project's limits)",
         rule: Admin,
         name: "os_compute_api:limits:other_project",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+        when: "`events` before 2.51; `traceback` at any version; `host` from 2.62",
+        rule: Admin,
+        name: "os_compute_api:os-instance-actions:events",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+        when: "events' `details` (2.84)",
+        rule: Admin,
+        name: "os_compute_api:os-instance-actions:events:details",
     },
 ];
 
