@@ -284,7 +284,12 @@ impl ActionsPart {
     }
 
     /// Ends the open event.
-    fn close(&mut self, at: Timestamp, result: EventResult, fault: Option<&domain::instance::Fault>) {
+    fn close(
+        &mut self,
+        at: Timestamp,
+        result: EventResult,
+        fault: Option<&domain::instance::Fault>,
+    ) {
         let open = self.open.take();
         let Some(ev) = (match open {
             Some(Open::Action(a, e)) => self.actions.get_mut(a).and_then(|x| x.events.get_mut(e)),
@@ -326,7 +331,11 @@ impl ActionsPart {
         self.seq = c.subject_seq;
         match e {
             E::BuildRequested { .. } => {
-                self.start(c, Action::Create.action_name(), first_event(Action::Create, false).map(|n| (n, None)));
+                self.start(
+                    c,
+                    Action::Create.action_name(),
+                    first_event(Action::Create, false).map(|n| (n, None)),
+                );
             }
             E::Mapped { host, .. } => {
                 // NoValidHost: the conductor's step ends with cell0's build_failed.
@@ -425,7 +434,11 @@ impl ActionsPart {
             }
             E::ResizeConfirmed { .. } => {
                 let host = self.source.clone();
-                self.start(c, Action::ConfirmResize.action_name(), Some(("compute_confirm_resize", host)));
+                self.start(
+                    c,
+                    Action::ConfirmResize.action_name(),
+                    Some(("compute_confirm_resize", host)),
+                );
                 self.close(at, EventResult::Success, None);
             }
             E::ResizeReverted { .. } => {

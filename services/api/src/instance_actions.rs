@@ -79,10 +79,7 @@ fn event_view(e: &ActionEvent, project: &str, show: &EventView) -> Value {
     let mut m = Map::new();
     m.insert("event".into(), json!(e.event));
     m.insert("start_time".into(), json!(iso_micros(e.start_time)));
-    m.insert(
-        "finish_time".into(),
-        json!(e.finish_time.map(iso_micros)),
-    );
+    m.insert("finish_time".into(), json!(e.finish_time.map(iso_micros)));
     m.insert("result".into(), json!(e.result.map(|r| r.as_str())));
     if show.traceback {
         m.insert("traceback".into(), json!(e.traceback));
@@ -135,12 +132,11 @@ fn list_query(q: &QueryPairs, caller: &Caller) -> Result<ListQuery, ApiError> {
     }
     for k in ["limit", "marker", "changes-since", "changes-before"] {
         if q.0.iter().filter(|(x, _)| x == k).count() > 1 {
-            let vals: Vec<String> = q
-                .0
-                .iter()
-                .filter(|(x, _)| x == k)
-                .map(|(_, v)| format!("'{v}'"))
-                .collect();
+            let vals: Vec<String> =
+                q.0.iter()
+                    .filter(|(x, _)| x == k)
+                    .map(|(_, v)| format!("'{v}'"))
+                    .collect();
             return Err(bad_query(
                 k,
                 &format!("[{}]", vals.join(", ")),

@@ -1046,7 +1046,10 @@ async fn instance_action_responses_have_exactly_the_samples_fields() {
         let lock = r.header("x-openstack-request-id").unwrap().to_string();
         let lists = [
             ("instance-actions-list-resp.json", String::new()),
-            ("instance-actions-list-with-limit-resp.json", "?limit=1".into()),
+            (
+                "instance-actions-list-with-limit-resp.json",
+                "?limit=1".into(),
+            ),
             (
                 "instance-actions-list-with-marker-resp.json",
                 format!("?marker={lock}"),
