@@ -164,6 +164,11 @@ impl ActionsRow {
         all
     }
 
+    /// The newest action of that name.
+    pub fn action_named(&self, name: &str) -> Option<InstanceAction> {
+        self.actions().into_iter().find(|a| a.action == name)
+    }
+
     /// The action started by `request_id` (the newest, if several).
     pub fn action(&self, request_id: &str) -> Option<InstanceAction> {
         self.actions()

@@ -8,7 +8,8 @@
 //! - The guard has already hidden other projects' servers (404) and checked the
 //!   list / show rule; what depends on the caller beyond that (events before 2.51,
 //!   `traceback`, `host`, `details`) follows Nova's `events` and `events:details`
-//!   rules ([`crate::policy::CONDITIONAL`]).
+//!   rules (admin), which hide fields and never refuse (Nova's `fatal=False`;
+//!   docs/POLICY.md).
 //! - A deleted server is a 404 before 2.21 (Nova reads deleted instances from 2.21).
 
 use axum::extract::{Path, State};

@@ -649,20 +649,6 @@ pub const CONDITIONAL: &[Conditional] = &[
         rule: Admin,
         name: "os_compute_api:limits:other_project",
     },
-    Conditional {
-        method: "GET",
-        path: "/v2.1/servers/{id}/os-instance-actions/{request_id}",
-        when: "`events` before 2.51; `traceback` at any version; `host` from 2.62",
-        rule: Admin,
-        name: "os_compute_api:os-instance-actions:events",
-    },
-    Conditional {
-        method: "GET",
-        path: "/v2.1/servers/{id}/os-instance-actions/{request_id}",
-        when: "events' `details` (2.84)",
-        rule: Admin,
-        name: "os_compute_api:os-instance-actions:events:details",
-    },
 ];
 
 /// The Nova file that defines policy `name` (for docs/POLICY.md).
