@@ -149,6 +149,46 @@ expect_status vm1 VERIFY_RESIZE
 run server migration confirm vm1
 expect_status vm1 ACTIVE
 
+step "server event list / show"
+# The request id of a lock, read from the CLI's own debug log of the response
+# (x-openstack-request-id of its last request, the POST action).
+OUT=$(openstack --debug server lock vm1 2>&1) || fail "server lock: $OUT"
+LOCK_RID=$(grep -io 'x-openstack-request-id: req-[0-9a-f-]*' <<<"$OUT" | tail -n 1 | awk '{print $2}')
+[ -n "$LOCK_RID" ] || fail "no request id in the lock's debug output"
+run server unlock vm1
+EVENTS=$(run server event list -f json vm1)
+python3 -c '
+import json,sys
+rows=json.loads(sys.argv[1]); rid=sys.argv[2]
+acts=[r["Action"] for r in rows]
+assert acts[:2]==["unlock","lock"], acts
+assert acts[-1]=="create", acts
+for a in ["pause","unpause","suspend","resume","stop","start","reboot","shelve","unshelve","rebuild","resize","confirmResize","revertResize","migrate"]:
+    assert a in acts, (a, acts)
+assert rows[1]["Request ID"]==rid, (rows[1], rid)
+' "$EVENTS" "$LOCK_RID" || fail "server event list vm1:
+$EVENTS"
+SHOWN=$(run server event show -f json vm1 "$LOCK_RID")
+python3 -c '
+import json,sys
+a=json.loads(sys.argv[1])
+assert a["action"]=="lock" and a["request_id"]==sys.argv[2], a
+' "$SHOWN" "$LOCK_RID" || fail "server event show vm1 $LOCK_RID: $SHOWN"
+PAUSE_RID=$(python3 -c '
+import json,sys
+print([r["Request ID"] for r in json.loads(sys.argv[1]) if r["Action"]=="pause"][0])' "$EVENTS")
+SHOWN=$(run server event show -f json vm1 "$PAUSE_RID")
+python3 -c '
+import json,sys
+a=json.loads(sys.argv[1])
+assert a["action"]=="pause" and a["request_id"]==sys.argv[2], a
+ev=a["events"]
+ev=ev if isinstance(ev,list) else json.loads(ev)
+assert [e["event"] for e in ev]==["compute_pause_instance"], ev
+assert ev[0]["result"]=="Success", ev
+' "$SHOWN" "$PAUSE_RID" || fail "server event show vm1 $PAUSE_RID: $SHOWN"
+echo "  lock $LOCK_RID and pause $PAUSE_RID listed and shown"
+
 step "server group create / list / show"
 run server group create --policy anti-affinity g1 >/dev/null
 openstack server group list -f value -c Name | grep -qx g1 || fail "g1 not listed"

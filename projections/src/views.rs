@@ -410,6 +410,7 @@ impl Default for Views {
         v.register::<crate::server_groups::ServerGroups>();
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
+        v.register::<crate::instance_actions::InstanceActions>();
         v
     }
 }
@@ -564,6 +565,11 @@ impl Views {
     /// Quota ledgers and classes.
     pub fn quotas(&self) -> &crate::quota::Quotas {
         self.model::<crate::quota::Quotas>()
+    }
+
+    /// Every instance's actions (os-instance-actions).
+    pub fn instance_actions(&self) -> &crate::instance_actions::InstanceActions {
+        self.model::<crate::instance_actions::InstanceActions>()
     }
 
     /// Host aggregates and their host / zone indexes.

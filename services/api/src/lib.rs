@@ -42,6 +42,7 @@ pub mod error;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;
+pub mod instance_actions;
 pub mod keypairs;
 pub mod keys;
 pub mod microversion;
@@ -273,6 +274,16 @@ pub fn routes(state: ApiState) -> Registrar {
             M::GET,
             "/v2.1/os-availability-zone/detail",
             aggregates::zones_detail,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-instance-actions",
+            instance_actions::index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+            instance_actions::show,
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)

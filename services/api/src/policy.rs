@@ -553,6 +553,20 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:limits",
         Target::None,
     ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-instance-actions",
+        ProjectReader,
+        "os_compute_api:os-instance-actions:list",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-instance-actions/{request_id}",
+        ProjectReader,
+        "os_compute_api:os-instance-actions:show",
+        Target::Server,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.

@@ -42,6 +42,8 @@ struct Fixture {
     project: &'static str,
     /// A host aggregate holding the host (so remove_host has a host to remove).
     aggregate: String,
+    /// The request id of the server's create (an os-instance-actions request id).
+    create_request: String,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -51,6 +53,15 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
     };
     let server = s.server(token, "srv", "f1").await;
     s.make_active(&server, host).await;
+    let create_request = s
+        .engine
+        .world()
+        .read()
+        .instance_actions()
+        .of(&domain::InstanceId::parse(&server).unwrap())
+        .and_then(|r| r.action_named("create"))
+        .map(|a| a.request_id)
+        .expect("the create is recorded");
     let flavor = Uuid::new_v4().to_string();
     s.flavor(&flavor, &format!("fl-{flavor}"), 512, 1).await;
     let r = s
@@ -137,6 +148,7 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         keypair,
         project,
         aggregate,
+        create_request,
     }
 }
 
@@ -166,7 +178,11 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
     } else {
         &f.server
     };
-    let path = row.path.replace("{id}", id).replace("{key}", "k");
+    let path = row
+        .path
+        .replace("{id}", id)
+        .replace("{key}", "k")
+        .replace("{request_id}", &f.create_request);
     let body = match (row.method, row.path, row.action) {
         ("POST", api::policy::AGGREGATE_ACTION_PATH, Some(action)) => Some(match action {
             "add_host" => json!({"add_host": {"host": "host1"}}),

@@ -1012,3 +1012,97 @@ async fn server_group_responses_have_exactly_the_samples_fields() {
     assert!(compared >= 9, "{compared}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn instance_action_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let host = s.register_host("node-actions").await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (version, dir) in versions("os-instance-actions") {
+        let v = Some(version.as_str());
+        let r = s
+            .post(
+                "/v2.1/servers",
+                MEMBER,
+                Some("2.37"),
+                json!({"server": {"name": "acts", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        let id = r.body["server"]["id"].as_str().unwrap().to_string();
+        let create = r.header("x-openstack-request-id").unwrap().to_string();
+        s.make_active(&id, &host).await;
+        let r = s
+            .post(
+                &format!("/v2.1/servers/{id}/action"),
+                MEMBER,
+                None,
+                json!({"lock": null}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        let lock = r.header("x-openstack-request-id").unwrap().to_string();
+        let lists = [
+            ("instance-actions-list-resp.json", String::new()),
+            (
+                "instance-actions-list-with-limit-resp.json",
+                "?limit=1".into(),
+            ),
+            (
+                "instance-actions-list-with-marker-resp.json",
+                format!("?marker={lock}"),
+            ),
+            (
+                "instance-actions-list-with-changes-since.json",
+                "?changes-since=2000-01-01T00:00:00Z".into(),
+            ),
+            (
+                "instance-actions-list-with-changes-before.json",
+                "?changes-before=2100-01-01T00:00:00Z".into(),
+            ),
+        ];
+        for (file, query) in lists {
+            let Some(sample) = exists(&dir, file) else {
+                continue;
+            };
+            let r = s
+                .get(
+                    &format!("/v2.1/servers/{id}/os-instance-actions{query}"),
+                    MEMBER,
+                    v,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{file} @ {version}: {:?}", r.body);
+            compare(
+                file,
+                &version,
+                &first_only(r.body, "instanceActions"),
+                &first_only(sample, "instanceActions"),
+                &mut failures,
+            );
+            compared += 1;
+        }
+        for (file, token) in [
+            ("instance-action-get-resp.json", ADMIN),
+            ("instance-action-get-non-admin-resp.json", MEMBER),
+        ] {
+            let Some(sample) = exists(&dir, file) else {
+                continue;
+            };
+            let r = s
+                .get(
+                    &format!("/v2.1/servers/{id}/os-instance-actions/{create}"),
+                    token,
+                    v,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{file} @ {version}: {:?}", r.body);
+            compare(file, &version, &r.body, &sample, &mut failures);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 30, "{compared}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
