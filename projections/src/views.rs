@@ -410,6 +410,7 @@ impl Default for Views {
         v.register::<crate::server_groups::ServerGroups>();
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
+        v.register::<crate::usage::Usage>();
         v
     }
 }

@@ -553,6 +553,21 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:limits",
         Target::None,
     ),
+    // Usage (issue 11).
+    ep(
+        "GET",
+        "/v2.1/os-simple-tenant-usage",
+        Admin,
+        "os_compute_api:os-simple-tenant-usage:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-simple-tenant-usage/{id}",
+        ProjectReader,
+        "os_compute_api:os-simple-tenant-usage:show",
+        Target::Project,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
