@@ -725,6 +725,10 @@ struct BenchArgs {
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
     quota: Option<u64>,
+    /// Instead: time os-simple-tenant-usage's query path over this many instances
+    /// held in memory (goal: under 1 s for 100,000).
+    #[arg(long, value_name = "INSTANCES")]
+    usage: Option<usize>,
 }
 
 /// Connects to JetStream for read-only tools (streams are verified, never created
@@ -1130,6 +1134,24 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Cmd::Bench(b) if b.usage.is_some() => {
+            let n = b.usage.unwrap_or_default();
+            println!("stratus bench --usage {n} (os-simple-tenant-usage query path, in memory)");
+            let r = stratus::usage_bench::run(n);
+            println!(
+                "  {} instances (built in {:.0} ms), 7-day window: all at once detailed {:.1} ms, totals only {:.1} ms; Nova paging ({} pages of 1,000) {:.1} ms; one project's show {:.0} µs; {:.1} hours{}",
+                r.instances,
+                r.build_ms,
+                r.all_detailed_ms,
+                r.all_totals_ms,
+                r.pages,
+                r.paged_sweep_ms,
+                r.show_us,
+                r.total_hours,
+                if r.all_detailed_ms.max(r.paged_sweep_ms) >= 1000.0 { "  [goal < 1 s missed]" } else { "" }
+            );
+            Ok(())
+        }
         Cmd::Bench(b) if b.scheduler => {
             println!(
                 "stratus bench --scheduler (decision only: every filter and weigher, in memory)"
