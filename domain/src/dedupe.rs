@@ -101,6 +101,12 @@ pub fn cell_create(nonce: Uuid) -> String {
     format!("cell-create:{nonce}")
 }
 
+/// Usage auditor, closing a cell's audit period: `usage-audit:<cell>:<beginning, µs>`
+/// (the same in every process, so the period is appended once).
+pub fn usage_audit(cell: &CellName, period_beginning: crate::Timestamp) -> String {
+    format!("usage-audit:{cell}:{}", period_beginning.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

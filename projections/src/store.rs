@@ -42,7 +42,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 7: the `keypairs` model.
 /// 8: the `server_groups` model.
 /// 9: `ProjectGroups.held` and `.joined` (server group members' holds and join times).
-/// 10: the `usage` model (flavor periods per instance, kept after delete).
+/// 10: the `usage` model (flavor periods per instance, kept after delete) and the
+/// `usage_audits` model (closed usage audit periods per cell).
 pub const SCHEMA: u64 = 10;
 
 /// Errors of the projection store.

@@ -313,3 +313,94 @@ pub fn hours_for(
         .map_or(last, |(_, p)| &p.flavor);
     u
 }
+
+/// One closed audit period of a cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedPeriod {
+    pub ending: Timestamp,
+    pub hosts: Vec<domain::audit::HostAudit>,
+    /// When it was closed.
+    pub at: Timestamp,
+}
+
+/// A cell's closed audit periods, by beginning.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CellAudit {
+    pub periods: std::collections::BTreeMap<Timestamp, ClosedPeriod>,
+}
+
+/// The usage audit read model: `audit.period_closed` facts, one subject per cell
+/// (`stratus.cell.<cell>.usage_audit.<cell>`). Invariant: a row is the fold of its own
+/// subject; a period closed twice (two processes racing past the dedupe window) keeps
+/// the first record.
+#[derive(Debug, Clone, Default)]
+pub struct UsageAudits {
+    rows: Table<eventlog::Subject, crate::model::Row<CellAudit>>,
+}
+
+/// The subject of a cell's usage audit.
+pub fn audit_subject(cell: &domain::CellName) -> eventlog::Subject {
+    eventlog::Subject::cell(
+        &eventlog::StreamName::new(cell.as_str()).expect("cell names are stream names"),
+        eventlog::SubjectKind::UsageAudit,
+        cell.as_str(),
+    )
+    .expect("tokens are encoded")
+}
+
+impl UsageAudits {
+    /// A cell's audit row (None: no period closed yet).
+    pub fn cell(&self, cell: &domain::CellName) -> Option<&crate::model::Row<CellAudit>> {
+        self.rows.get(&audit_subject(cell))
+    }
+
+    /// Every cell's record of the period beginning at `begin`.
+    pub fn period(&self, begin: Timestamp) -> impl Iterator<Item = &ClosedPeriod> {
+        self.rows
+            .values()
+            .filter_map(move |r| r.state.periods.get(&begin))
+    }
+}
+
+impl ReadModel for UsageAudits {
+    const NAME: &'static str = "usage_audits";
+    type Key = eventlog::Subject;
+    type Row = crate::model::Row<CellAudit>;
+
+    fn rows(&self) -> &Table<eventlog::Subject, Self::Row> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<eventlog::Subject, Self::Row> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<eventlog::Subject>, Invalid> {
+        let Event::UsageAudit(domain::audit::AuditEvent::PeriodClosed {
+            period_beginning,
+            period_ending,
+            hosts,
+            at,
+            ..
+        }) = ev
+        else {
+            return Ok(None);
+        };
+        let row = self
+            .rows
+            .entry(c.subject.clone())
+            .or_insert(crate::model::Row {
+                state: CellAudit::default(),
+                seq: 0,
+            });
+        row.state
+            .periods
+            .entry(*period_beginning)
+            .or_insert(ClosedPeriod {
+                ending: *period_ending,
+                hosts: hosts.clone(),
+                at: *at,
+            });
+        row.seq = c.subject_seq;
+        Ok(Some(c.subject.clone()))
+    }
+}

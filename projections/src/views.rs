@@ -411,6 +411,7 @@ impl Default for Views {
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
         v.register::<crate::usage::Usage>();
+        v.register::<crate::usage::UsageAudits>();
         v
     }
 }

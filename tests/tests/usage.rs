@@ -383,3 +383,89 @@ async fn usage_follows_the_log_through_resizes_and_deletes() {
     assert_eq!(code, 400);
     h.stack.stop().await;
 }
+
+/// os-instance_usage_audit_log (admin) reads the `audit.period_closed` facts the
+/// scheduler role appends once per cell and period (a 2-second period here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_reports_the_periods_closed_in_the_log() {
+    let h = Harness::start(|o| o.audit_period = std::time::Duration::from_secs(2)).await;
+    let a = h.create(ALICE, "a", "1").await;
+    let host = h.wait(&a, "ACTIVE").await["OS-EXT-SRV-ATTR:host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, services) = get(&h, ADMIN, "/os-services?binary=nova-compute", "2.1").await;
+    let hosts = services["services"].as_array().unwrap().len();
+    assert!(hosts > 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log = loop {
+        let (code, v) = get(&h, ADMIN, "/os-instance_usage_audit_log", "2.1").await;
+        assert_eq!(code, 200, "{v}");
+        let log = v["instance_usage_audit_logs"].clone();
+        if log["total_instances"] == 1 && log["num_hosts_done"] == hosts {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "never audited: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(log["num_hosts"], hosts);
+    assert_eq!(log["num_hosts_not_run"], 0);
+    assert_eq!(log["overall_status"], "ALL hosts done. 0 errors.");
+    assert_eq!(log["log"][&host]["instances"], 1);
+    assert_eq!(log["log"][&host]["state"], "DONE");
+    let begin = log["period_beginning"].as_str().unwrap();
+    let end = log["period_ending"].as_str().unwrap();
+    let parse = |s: &str| api::usage::parse_time(&s.replace(' ', "T")).unwrap();
+    assert_eq!(parse(end).0 - parse(begin).0, 2_000_000);
+
+    // Each (cell, period) closed exactly once in the log.
+    let subject = projections::usage::audit_subject(&CellName::cell1());
+    let commits = h
+        .stack
+        .engine
+        .log()
+        .read_subject(&subject, 1)
+        .await
+        .unwrap();
+    let mut periods = std::collections::BTreeSet::new();
+    for c in &commits {
+        for e in &c.events {
+            let Ok(Event::UsageAudit(domain::audit::AuditEvent::PeriodClosed {
+                period_beginning,
+                ..
+            })) = projections::codec::decode(e)
+            else {
+                panic!("not an audit event: {}", e.event_type);
+            };
+            assert!(periods.insert(period_beginning), "a period closed twice");
+        }
+    }
+    assert!(periods.contains(&parse(begin)));
+
+    // A period before anything ran: every host not run.
+    let (code, v) = get(
+        &h,
+        ADMIN,
+        "/os-instance_usage_audit_log/2000-01-01%2000:00:00",
+        "2.1",
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let old = &v["instance_usage_audit_log"];
+    assert_eq!(old["period_beginning"], "1999-12-31 23:59:58");
+    assert_eq!(old["period_ending"], "2000-01-01 00:00:00");
+    assert_eq!(old["num_hosts_not_run"], hosts);
+    assert_eq!(
+        old["overall_status"],
+        format!("0 of {hosts} hosts done. 0 errors.")
+    );
+    let (code, v) = get(&h, ADMIN, "/os-instance_usage_audit_log/yesterday", "2.1").await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        v["badRequest"]["message"],
+        "Invalid timestamp for date yesterday"
+    );
+    let (code, _) = get(&h, ALICE, "/os-instance_usage_audit_log", "2.1").await;
+    assert_eq!(code, 403);
+    h.stack.stop().await;
+}

@@ -280,6 +280,16 @@ pub fn routes(state: ApiState) -> Registrar {
         // Usage (issue 11).
         .route(M::GET, "/v2.1/os-simple-tenant-usage", usage::index)
         .route(M::GET, "/v2.1/os-simple-tenant-usage/{id}", usage::show)
+        .route(
+            M::GET,
+            "/v2.1/os-instance_usage_audit_log",
+            usage::audit_index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-instance_usage_audit_log/{id}",
+            usage::audit_show,
+        )
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

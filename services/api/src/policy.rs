@@ -568,6 +568,20 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-simple-tenant-usage:show",
         Target::Project,
     ),
+    ep(
+        "GET",
+        "/v2.1/os-instance_usage_audit_log",
+        Admin,
+        "os_compute_api:os-instance-usage-audit-log:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-instance_usage_audit_log/{id}",
+        Admin,
+        "os_compute_api:os-instance-usage-audit-log:show",
+        Target::None,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.

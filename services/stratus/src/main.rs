@@ -416,6 +416,11 @@ struct SchedulingArgs {
     /// ServerGroupSoftAntiAffinityWeigher multiplier (>= 0).
     #[arg(long, default_value_t = 1.0)]
     soft_anti_affinity_weight_multiplier: f64,
+    /// Seconds of a usage audit period (Nova's `instance_usage_audit_period`, hourly by
+    /// default): each completed period is closed once per cell (`audit.period_closed`),
+    /// what os-instance_usage_audit_log reports. Give every process the same value.
+    #[arg(long, default_value_t = 3600)]
+    audit_period: u64,
 }
 
 impl SchedulingArgs {
@@ -426,6 +431,10 @@ impl SchedulingArgs {
         self.shelve.apply(o)?;
         o.config.task_timeout_secs = self.task_timeout;
         o.service_down_time = Duration::from_secs(self.service_down_time.max(1));
+        if self.audit_period == 0 {
+            anyhow::bail!("--audit-period must be at least 1 second");
+        }
+        o.audit_period = std::time::Duration::from_secs(self.audit_period);
         if self.scheduler_host_subset_size == 0 {
             anyhow::bail!("--scheduler-host-subset-size must be at least 1");
         }
