@@ -149,5 +149,9 @@ mod tests {
         assert_eq!(map_host(&host, &cell), "map:h1:cell1");
         assert_eq!(register_host(&host, o), format!("register:h1:{o}"));
         assert_eq!(cell_create(o), format!("cell-create:{o}"));
+        assert_eq!(
+            usage_audit(&CellName::cell1(), crate::Timestamp(7_200_000_000)),
+            "usage-audit:cell1:7200000000"
+        );
     }
 }
