@@ -308,8 +308,7 @@ pub fn hours_for(
         .periods
         .iter()
         .enumerate()
-        .filter(|(i, p)| *i == 0 || p.from < to)
-        .last()
+        .rfind(|(i, p)| *i == 0 || p.from < to)
         .map_or(last, |(_, p)| &p.flavor);
     u
 }

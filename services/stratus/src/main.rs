@@ -1148,16 +1148,16 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             println!("stratus bench --usage {n} (os-simple-tenant-usage query path, in memory)");
             let r = stratus::usage_bench::run(n);
             println!(
-                "  {} instances (built in {:.0} ms), 7-day window: all at once detailed {:.1} ms, totals only {:.1} ms; Nova paging ({} pages of 1,000) {:.1} ms; one project's show {:.0} µs; {:.1} hours{}",
+                "  {} instances (built in {:.0} ms), 7-day window: every page of 1,000 as served, detailed ({} pages) {:.1} ms; one unbounded pass (not served: max_limit 1,000) detailed {:.1} ms, totals only {:.1} ms; one project's show {:.0} µs; {:.1} hours{}",
                 r.instances,
                 r.build_ms,
-                r.all_detailed_ms,
-                r.all_totals_ms,
                 r.pages,
                 r.paged_sweep_ms,
+                r.all_detailed_ms,
+                r.all_totals_ms,
                 r.show_us,
                 r.total_hours,
-                if r.all_detailed_ms.max(r.paged_sweep_ms) >= 1000.0 { "  [goal < 1 s missed]" } else { "" }
+                if r.paged_sweep_ms >= 1000.0 { "  [goal < 1 s missed]" } else { "" }
             );
             Ok(())
         }

@@ -28,7 +28,8 @@ pub struct UsageReport {
     pub all_detailed_ms: f64,
     /// The same, totals only.
     pub all_totals_ms: f64,
-    /// Nova's paging: every page of 1,000 (following the marker) to the end.
+    /// What the API serves: every page of 1,000 (Nova's `max_limit`, following the
+    /// marker) to the end, `detailed=1`.
     pub paged_sweep_ms: f64,
     /// Pages of the sweep.
     pub pages: usize,
@@ -180,7 +181,7 @@ pub fn run(n: usize) -> UsageReport {
         let mut after = None;
         let mut h = 0.0;
         loop {
-            let (s, last, got) = api::usage::summaries(&views, &q(None, after, 1000), false, now);
+            let (s, last, got) = api::usage::summaries(&views, &q(None, after, 1000), true, now);
             h += hours_of(&s);
             pages += 1;
             let Some(last) = last.filter(|_| got == 1000) else {
