@@ -101,6 +101,12 @@ pub fn cell_create(nonce: Uuid) -> String {
     format!("cell-create:{nonce}")
 }
 
+/// Usage auditor, closing a cell's audit period: `usage-audit:<cell>:<beginning, µs>`
+/// (the same in every process, so the period is appended once).
+pub fn usage_audit(cell: &CellName, period_beginning: crate::Timestamp) -> String {
+    format!("usage-audit:{cell}:{}", period_beginning.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +149,9 @@ mod tests {
         assert_eq!(map_host(&host, &cell), "map:h1:cell1");
         assert_eq!(register_host(&host, o), format!("register:h1:{o}"));
         assert_eq!(cell_create(o), format!("cell-create:{o}"));
+        assert_eq!(
+            usage_audit(&CellName::cell1(), crate::Timestamp(7_200_000_000)),
+            "usage-audit:cell1:7200000000"
+        );
     }
 }

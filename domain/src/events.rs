@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateEvent;
+use crate::audit::AuditEvent;
 use crate::cell::{CellEvent, HostMappingEvent};
 use crate::flavor::FlavorEvent;
 use crate::host::HostEvent;
@@ -40,6 +41,7 @@ pub enum Event {
     Keypair(KeypairEvent),
     /// A host aggregate event (api stream, one subject for all aggregates).
     Aggregate(AggregateEvent),
+    UsageAudit(AuditEvent),
 }
 
 impl Event {
@@ -86,6 +88,9 @@ impl Event {
                 AggregateEvent::HostAdded { .. } => "aggregate.host_added",
                 AggregateEvent::HostRemoved { .. } => "aggregate.host_removed",
                 AggregateEvent::MetadataSet { .. } => "aggregate.metadata_set",
+            },
+            Event::UsageAudit(e) => match e {
+                AuditEvent::PeriodClosed { .. } => "audit.period_closed",
             },
         }
     }

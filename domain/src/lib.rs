@@ -11,6 +11,7 @@
 //!   the decision meant (checked by property tests).
 
 pub mod aggregate;
+pub mod audit;
 pub mod cell;
 pub mod dedupe;
 pub mod error;

@@ -90,11 +90,13 @@ pub enum SubjectKind {
     Keypairs,
     /// Every host aggregate, on one subject (`stratus.api.aggregates.all`).
     Aggregates,
+    /// A cell's closed usage audit periods (`stratus.cell.<cell>.usage_audit.<cell>`).
+    UsageAudit,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 17] = [
+    pub const ALL: [SubjectKind; 18] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -112,6 +114,7 @@ impl SubjectKind {
         SubjectKind::ServerGroups,
         SubjectKind::Keypairs,
         SubjectKind::Aggregates,
+        SubjectKind::UsageAudit,
     ];
 
     /// The subject token.
@@ -134,6 +137,7 @@ impl SubjectKind {
             SubjectKind::ServerGroups => "server_groups",
             SubjectKind::Keypairs => "keypairs",
             SubjectKind::Aggregates => "aggregates",
+            SubjectKind::UsageAudit => "usage_audit",
         }
     }
 

@@ -9,6 +9,7 @@
 //!   committed file of encoded events of every type and version, forever.
 
 use domain::aggregate::AggregateEvent;
+use domain::audit::AuditEvent;
 use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::FlavorEvent;
 use domain::host::HostEvent;
@@ -46,6 +47,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::ServerGroup(x) => postcard::to_stdvec(x),
         Event::Keypair(x) => postcard::to_stdvec(x),
         Event::Aggregate(x) => postcard::to_stdvec(x),
+        Event::UsageAudit(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -93,6 +95,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("aggregate"), 1) => {
             Event::Aggregate(postcard::from_bytes::<AggregateEvent>(payload).map_err(perr)?)
+        }
+        (Some("audit"), 1) => {
+            Event::UsageAudit(postcard::from_bytes::<AuditEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

@@ -18,6 +18,7 @@ pub mod projector;
 pub mod quota;
 pub mod server_groups;
 pub mod store;
+pub mod usage;
 pub mod views;
 pub mod world;
 
@@ -29,6 +30,7 @@ pub use keypairs::Keypairs;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
 pub use quota::Quotas;
 pub use store::ProjectionStore;
+pub use usage::Usage;
 pub use views::{
     Cells, Claims, Flavors, HostMappings, Hosts, Images, InstanceRow, Instances, Views,
 };

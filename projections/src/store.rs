@@ -43,7 +43,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 8: the `server_groups` model.
 /// 9: `ProjectGroups.held` and `.joined` (server group members' holds and join times).
 /// 10: the `instance_actions` model (os-instance-actions).
-pub const SCHEMA: u64 = 10;
+/// 11: the `usage` model (flavor periods per instance, kept after delete) and the
+/// `usage_audits` model (closed usage audit periods per cell).
+pub const SCHEMA: u64 = 11;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -410,6 +410,8 @@ impl Default for Views {
         v.register::<crate::server_groups::ServerGroups>();
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
+        v.register::<crate::usage::Usage>();
+        v.register::<crate::usage::UsageAudits>();
         v.register::<crate::instance_actions::InstanceActions>();
         v
     }

@@ -529,6 +529,17 @@ fn samples() -> Vec<Event> {
             instance: InstanceId(Uuid::from_u128(41)),
             host: Some(HostName::new("host2").unwrap()),
         }),
+        Event::UsageAudit(domain::audit::AuditEvent::PeriodClosed {
+            cell: CellName::cell1(),
+            period_beginning: t(0),
+            period_ending: t(3_600_000_000),
+            hosts: vec![domain::audit::HostAudit {
+                host: HostName::new("host1").unwrap(),
+                instances: vec![InstanceId(Uuid::from_u128(41))],
+                errors: 0,
+            }],
+            at: t(3_600_000_001),
+        }),
     ]
 }
 

@@ -53,6 +53,7 @@ pub mod quotas;
 pub mod server_groups;
 pub mod servers;
 pub mod status;
+pub mod usage;
 pub use apicore::util;
 pub mod view;
 
@@ -287,6 +288,19 @@ pub fn routes(state: ApiState) -> Registrar {
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
+        // Usage (issue 11).
+        .route(M::GET, "/v2.1/os-simple-tenant-usage", usage::index)
+        .route(M::GET, "/v2.1/os-simple-tenant-usage/{id}", usage::show)
+        .route(
+            M::GET,
+            "/v2.1/os-instance_usage_audit_log",
+            usage::audit_index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-instance_usage_audit_log/{id}",
+            usage::audit_show,
+        )
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

@@ -553,6 +553,35 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:limits",
         Target::None,
     ),
+    // Usage (issue 11).
+    ep(
+        "GET",
+        "/v2.1/os-simple-tenant-usage",
+        Admin,
+        "os_compute_api:os-simple-tenant-usage:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-simple-tenant-usage/{id}",
+        ProjectReader,
+        "os_compute_api:os-simple-tenant-usage:show",
+        Target::Project,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-instance_usage_audit_log",
+        Admin,
+        "os_compute_api:os-instance-usage-audit-log:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-instance_usage_audit_log/{id}",
+        Admin,
+        "os_compute_api:os-instance-usage-audit-log:show",
+        Target::None,
+    ),
     ep(
         "GET",
         "/v2.1/servers/{id}/os-instance-actions",

@@ -156,7 +156,9 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
 fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
     let id = if row.path.starts_with("/v2.1/flavors") {
         &f.flavor
-    } else if row.path.starts_with("/v2.1/os-quota-sets") {
+    } else if row.path.starts_with("/v2.1/os-quota-sets")
+        || row.path.starts_with("/v2.1/os-simple-tenant-usage")
+    {
         f.project
     } else if row.path.starts_with("/v2.1/os-quota-class-sets") {
         "default"

@@ -128,6 +128,10 @@ pub struct Engine {
     pub quota: quota::QuotaConfig,
     /// How long to wait for the world to reflect an append.
     pub read_timeout: Duration,
+    /// Seconds of a usage audit period (`--audit-period`, Nova's
+    /// `instance_usage_audit_period`): what closes periods and what the audit-log API
+    /// reports on.
+    pub audit_period_secs: i64,
     /// Where services report they are alive (apart from the event log).
     pub heartbeats: Arc<dyn eventlog::Heartbeats>,
     /// Which compute hosts are alive, refreshed from `heartbeats`.
@@ -175,6 +179,7 @@ impl Engine {
             tasks: runtime::Board::default(),
             config,
             quota: quota::QuotaConfig::default(),
+            audit_period_secs: 3600,
             read_timeout,
             heartbeats: Arc::new(eventlog::MemoryHeartbeats::default()),
             liveness: Liveness::disabled(),

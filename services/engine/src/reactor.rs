@@ -69,6 +69,8 @@ pub enum Family {
     Keypair,
     /// [`Event::Aggregate`].
     Aggregate,
+    /// [`Event::UsageAudit`] (`audit.period_closed`; helper D's notifier reads it).
+    UsageAudit,
 }
 
 impl Family {
@@ -86,6 +88,7 @@ impl Family {
             Event::ServerGroup(_) => Family::ServerGroup,
             Event::Keypair(_) => Family::Keypair,
             Event::Aggregate(_) => Family::Aggregate,
+            Event::UsageAudit(_) => Family::UsageAudit,
         }
     }
 
@@ -107,6 +110,7 @@ impl Family {
             "quota" => Family::Quota,
             "server_group" => Family::ServerGroup,
             "keypair" => Family::Keypair,
+            "audit" => Family::UsageAudit,
             _ => return None,
         })
     }

@@ -1312,3 +1312,121 @@ impl Reactor for GroupMembers {
         }
     }
 }
+
+/// Nova's instance usage audit (`_instance_usage_audit`), as a fact in the log: each
+/// run closes the last completed audit period (`Engine::audit_period_secs`, aligned as
+/// [`domain::audit::last_completed_period`]) of every cell that has not closed it yet,
+/// by appending `audit.period_closed` to the cell's usage audit subject with every
+/// compute host of the cell (disabled ones too, as Nova's services) and the instances
+/// active on each in the period (from the usage read model, by the instance's host).
+///
+/// Runs in every scheduler process: the dedupe id is derived from cell and period
+/// (`domain::dedupe::usage_audit`) and the append expects the subject's last sequence,
+/// so a period is closed once however many processes race; a loser sees the record
+/// on its next run. Only the last completed period is closed (no backfill of periods
+/// that passed while no scheduler ran, as Nova's computes do not audit those either).
+#[derive(Debug, Default)]
+pub struct UsageAuditor;
+
+impl UsageAuditor {
+    /// Closes the last completed period in every cell that has not; returns how many
+    /// cells it closed.
+    pub async fn pass(engine: &Arc<Engine>) -> Result<usize, TaskError> {
+        use domain::audit::{self, AuditEvent, HostAudit};
+        let now = engine::now();
+        let (begin, end) = audit::last_completed_period(now, engine.audit_period_secs);
+        let todo: Vec<(CellName, eventlog::Subject, u64, Vec<HostAudit>)> = {
+            let v = engine.world().read();
+            let audits = v.model::<projections::usage::UsageAudits>();
+            let usage = v.model::<projections::usage::Usage>();
+            let mut out = Vec::new();
+            for cell in v.cells().keys() {
+                if *cell == CellName::cell0() {
+                    continue;
+                }
+                let row = audits.cell(cell);
+                if row.is_some_and(|r| r.state.periods.contains_key(&begin)) {
+                    continue;
+                }
+                let mut hosts: std::collections::BTreeMap<HostName, Vec<InstanceId>> = v
+                    .hosts()
+                    .values()
+                    .filter(|h| h.state.spec.cell == *cell && !h.state.service.deleted)
+                    .map(|h| (h.state.spec.name.clone(), Vec::new()))
+                    .collect();
+                for (id, u) in projections::ReadModel::rows(usage) {
+                    if !audit::active_in(u.launched_at, u.terminated_at, begin, end) {
+                        continue;
+                    }
+                    let host =
+                        v.instances().get(id).and_then(|r| r.state()).and_then(|s| {
+                            (s.cell.as_ref() == Some(cell)).then(|| s.host.clone())?
+                        });
+                    if let Some(list) = host.and_then(|h| hosts.get_mut(&h)) {
+                        list.push(*id);
+                    }
+                }
+                let hosts = hosts
+                    .into_iter()
+                    .map(|(host, instances)| HostAudit {
+                        host,
+                        instances,
+                        errors: 0,
+                    })
+                    .collect();
+                out.push((
+                    cell.clone(),
+                    projections::usage::audit_subject(cell),
+                    row.map_or(0, |r| r.seq),
+                    hosts,
+                ));
+            }
+            out
+        };
+        let mut closed = 0;
+        for (cell, subject, seq, hosts) in todo {
+            let event = domain::Event::UsageAudit(AuditEvent::PeriodClosed {
+                cell: cell.clone(),
+                period_beginning: begin,
+                period_ending: end,
+                hosts,
+                at: now,
+            });
+            let req = eventlog::AppendRequest {
+                subject,
+                expected: eventlog::ExpectedSeq::Exactly(seq),
+                dedupe_id: domain::dedupe::usage_audit(&cell, begin),
+                meta: eventlog::Metadata {
+                    correlation_id: format!("req-{}", uuid::Uuid::new_v4()),
+                    causation_id: String::new(),
+                    actor: eventlog::Actor {
+                        user: "usage-audit".into(),
+                        project: String::new(),
+                        roles: vec!["service".into()],
+                    },
+                    occurred_at: now.0,
+                },
+                events: vec![projections::codec::encode(&event)],
+            };
+            match engine.log().append(req).await {
+                Ok(_) => closed += 1,
+                // Another process closed it (or closed another period) meanwhile: the
+                // next run sees its record.
+                Err(eventlog::LogError::WrongLastSequence { .. }) => {}
+                Err(e) => return Err(format!("closing {cell}'s audit period: {e}").into()),
+            }
+        }
+        Ok(closed)
+    }
+}
+
+#[async_trait]
+impl Periodic for UsageAuditor {
+    fn name(&self) -> &str {
+        "usage-audit"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        UsageAuditor::pass(engine).await.map(|_| ())
+    }
+}

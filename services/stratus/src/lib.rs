@@ -9,5 +9,6 @@ pub mod httpd;
 pub mod sched_bench;
 pub mod stack;
 pub mod status;
+pub mod usage_bench;
 
 pub use stack::{Stack, StackOptions};

@@ -48,6 +48,9 @@ pub struct StackOptions {
     pub quota: engine::quota::QuotaConfig,
     /// Reconciler period.
     pub reconcile_every: Duration,
+    /// Usage audit period (`--audit-period`, Nova's `instance_usage_audit_period`):
+    /// the scheduler role closes each one per cell (`audit.period_closed`).
+    pub audit_period: Duration,
     /// Period of the reactors' own reconcile pass (their safety net for commits a
     /// crash left unhandled).
     pub reactor_reconcile_every: Duration,
@@ -164,6 +167,7 @@ impl StackOptions {
             sim: SimOptions::default(),
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
+            audit_period: Duration::from_secs(3600),
             reactor_reconcile_every: engine::runtime::DEFAULT_REACTOR_RECONCILE,
             quota: engine::quota::QuotaConfig::default(),
             nats: None,
@@ -377,6 +381,7 @@ impl Stack {
             read_timeout(opts.nats.is_some()),
         );
         engine.quota = opts.quota.clone();
+        engine.audit_period_secs = opts.audit_period.as_secs().max(1) as i64;
         let engine = Arc::new(match &log {
             // One process runs every agent of the embedded store and its beats live in
             // memory: hosts it does not run (left in the log by an earlier start with
@@ -506,6 +511,13 @@ impl Stack {
             runtime.periodic(
                 Arc::new(scheduler::Reconciler),
                 Period::immediate(opts.reconcile_every),
+            );
+            // Usage audit (issue 11): looks for a period to close a few times a period.
+            let audit_every =
+                (opts.audit_period / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            runtime.periodic(
+                Arc::new(scheduler::UsageAuditor),
+                Period::immediate(audit_every),
             );
         }
         if opts.roles.compute {
