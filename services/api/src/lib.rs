@@ -36,6 +36,7 @@
 
 pub mod actions;
 pub mod aggregates;
+pub mod audit;
 pub mod body;
 pub mod context;
 pub mod error;
@@ -276,6 +277,9 @@ pub fn routes(state: ApiState) -> Registrar {
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
+        .route(M::GET, "/v1/instances/{id}/state", audit::state)
+        .route(M::GET, "/v1/events", audit::events)
+        .route(M::GET, "/v1/events/stream", audit::stream)
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).
