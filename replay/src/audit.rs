@@ -588,6 +588,10 @@ pub struct Scan {
     pub limit: usize,
     /// Commits read at most.
     pub budget: usize,
+    /// Start streams the cursor does not name at `since` (a binary search) rather than
+    /// at their beginning. Only when the projects of instances created before `since`
+    /// can be looked up ([`Projects::new`]); otherwise they are learned by reading.
+    pub seek_since: bool,
 }
 
 impl Default for Scan {
@@ -595,6 +599,7 @@ impl Default for Scan {
         Scan {
             limit: DEFAULT_LIMIT,
             budget: DEFAULT_BUDGET,
+            seek_since: true,
         }
     }
 }
@@ -661,7 +666,7 @@ pub async fn scan(
     let mut bufs: BTreeMap<StreamName, (VecDeque<Commit>, u64, bool)> = BTreeMap::new();
     for s in streams {
         let mut from = cursor.pos(&s).seq + 1;
-        if !cursor.0.contains_key(&s) {
+        if scan.seek_since && !cursor.0.contains_key(&s) {
             if let Some(since) = m.filter.since {
                 from = first_at_or_after(log, &s, since.0 - SKEW_US).await?;
             }

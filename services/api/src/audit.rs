@@ -159,6 +159,7 @@ pub async fn events(
         Scan {
             limit: query.limit,
             budget: audit::DEFAULT_BUDGET,
+            seek_since: true,
         },
         cell,
     )
@@ -212,7 +213,8 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 
 /// `GET /v1/events/stream`: the same events as server-sent events, live. Each event's
 /// `id` is the cursor just after it, so a client reconnecting with `Last-Event-ID`
-/// resumes exactly there; keep-alive comments keep idle connections open.
+/// resumes exactly there; keep-alive comments keep idle connections open. `timeout`
+/// (seconds) ends the stream, for clients that only want a bounded look.
 pub async fn stream(
     State(st): State<ApiState>,
     caller: Caller,
@@ -226,10 +228,29 @@ pub async fn stream(
             .map_err(|_| ApiError::bad_request("Invalid Last-Event-ID."))?;
         query.cursor = Some(Cursor::decode(v).map_err(|e| ApiError::bad_request(e.0))?);
     }
+    let timeout = q
+        .get("timeout")
+        .map(|v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid timeout {v:?}: an integer number of seconds from 1 to 86400."
+                    ))
+                })
+        })
+        .transpose()?;
     let log = st.engine.log().clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(256);
     tokio::spawn(async move {
-        if let Err(e) = follow(log, query, tx).await {
+        let run = follow(log, query, tx);
+        let r = match timeout {
+            Some(t) => tokio::time::timeout(t, run).await.unwrap_or(Ok(())),
+            None => run.await,
+        };
+        if let Err(e) = r {
             tracing::warn!(error = %e, "event stream ended");
         }
     });

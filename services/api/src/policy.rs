@@ -390,7 +390,7 @@ pub const ROUTES: &[Endpoint] = &[
         "/v1/instances/{id}/state",
         ProjectReader,
         "stratus:audit:state",
-        Target::None,
+        Target::Server,
     ),
     ep(
         "GET",

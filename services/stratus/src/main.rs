@@ -689,6 +689,43 @@ enum ReplayCmd {
         /// Instance id.
         instance: String,
     },
+    /// Print an instance's state at an instant (JSON), folded from the log as
+    /// `GET /v1/instances/{id}/state?at=` does.
+    State {
+        /// Data directory.
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
+        /// Instance id.
+        instance: String,
+        /// An RFC 3339 time or a log position `<stream>:<seq>` (default: now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print the log as JSON lines, one event per line with its envelope (the shape of
+    /// `GET /v1/events`), filtered.
+    Export {
+        /// Data directory.
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
+        /// Only events that occurred at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events that occurred at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events of this project's resources.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only these event types (comma-separated; `instance.*` for a prefix).
+        #[arg(long = "type")]
+        types: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -725,6 +762,85 @@ struct BenchArgs {
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
     quota: Option<u64>,
+}
+
+/// The log of a read-only audit command: the embedded one of a stopped server's data
+/// directory, or JetStream.
+enum AuditLog {
+    Embedded(std::sync::Arc<eventlog::EmbeddedLog>, DataDir),
+    Nats(std::sync::Arc<eventlog::JetStreamLog>),
+}
+
+impl AuditLog {
+    async fn open(data_dir: &std::path::Path, nats: Option<&str>) -> anyhow::Result<AuditLog> {
+        Ok(match nats {
+            None => {
+                let held = DataDir::existing(
+                    data_dir,
+                    Store::Log,
+                    "stop it first, or ask the running server: GET /v1/events",
+                )?;
+                let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(data_dir))?;
+                AuditLog::Embedded(log, held)
+            }
+            Some(url) => AuditLog::Nats(open_nats(url).await?),
+        })
+    }
+
+    fn log(&self) -> &dyn eventlog::EventLog {
+        match self {
+            AuditLog::Embedded(l, _) => l.as_ref(),
+            AuditLog::Nats(l) => l.as_ref(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            AuditLog::Embedded(l, _) => l.close(),
+            AuditLog::Nats(l) => l.close(),
+        }
+    }
+}
+
+/// Writes every event matching `filter` as one JSON line, page after page.
+async fn audit_export(
+    log: &dyn eventlog::EventLog,
+    filter: replay::audit::Filter,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    // Without a project filter, seeking to --since is safe (no project to learn).
+    let seek = filter.project.is_none();
+    let mut m = replay::audit::Matcher {
+        filter,
+        projects: Default::default(),
+    };
+    let mut cursor = replay::audit::Cursor::default();
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    loop {
+        let page = replay::audit::scan(
+            log,
+            &mut m,
+            &cursor,
+            replay::audit::Scan {
+                limit: replay::audit::MAX_LIMIT,
+                budget: 100_000,
+                seek_since: seek,
+            },
+            None,
+        )
+        .await?;
+        for r in &page.events {
+            serde_json::to_writer(&mut out, &r.to_json())?;
+            out.write_all(b"\n")?;
+        }
+        cursor = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Connects to JetStream for read-only tools (streams are verified, never created
@@ -1069,6 +1185,62 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     println!("MISMATCH: {bad} project(s)");
                     std::process::exit(1);
                 }
+            }
+            ReplayCmd::State {
+                data_dir,
+                nats,
+                instance,
+                at,
+            } => {
+                let id = domain::InstanceId::parse(&instance).context("not a server id")?;
+                let at = match at {
+                    Some(a) => replay::audit::At::parse(&a)?,
+                    None => replay::audit::At::Time(domain::Timestamp(eventlog::now_micros())),
+                };
+                let log = AuditLog::open(&data_dir, nats.as_deref()).await?;
+                let r = replay::audit::state_at(log.log(), id, None, &at).await;
+                log.close();
+                match r? {
+                    Some(s) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&replay::audit::state_at_json(&s))?
+                        );
+                        Ok(())
+                    }
+                    None => anyhow::bail!("instance {id} did not exist then"),
+                }
+            }
+            ReplayCmd::Export {
+                data_dir,
+                nats,
+                since,
+                until,
+                project,
+                types,
+            } => {
+                let time = |v: Option<String>, what: &str| {
+                    v.map(|v| {
+                        replay::audit::parse_time(&v)
+                            .with_context(|| format!("--{what} {v:?} is not an RFC 3339 time"))
+                    })
+                    .transpose()
+                };
+                let filter = replay::audit::Filter {
+                    project,
+                    viewer: None,
+                    instance: None,
+                    types: types
+                        .as_deref()
+                        .map(replay::audit::Filter::parse_types)
+                        .unwrap_or_default(),
+                    since: time(since, "since")?,
+                    until: time(until, "until")?,
+                };
+                let log = AuditLog::open(&data_dir, nats.as_deref()).await?;
+                let r = audit_export(log.log(), filter).await;
+                log.close();
+                r
             }
             ReplayCmd::History {
                 data_dir,
