@@ -762,12 +762,24 @@ struct BenchArgs {
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
     quota: Option<u64>,
+    /// Measure the audit API instead: server-sent-event fan-out to `--subscribers`
+    /// clients while one server gets `--audit-events` events, then state-at and history
+    /// of that server (goal: under 10 ms).
+    #[arg(long)]
+    audit: bool,
+    /// With --audit: events of the audited server.
+    #[arg(long, default_value_t = 10_000)]
+    audit_events: u64,
+    /// With --audit: concurrent event-stream subscribers.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
 }
 
 /// The log of a read-only audit command: the embedded one of a stopped server's data
 /// directory, or JetStream.
 enum AuditLog {
-    Embedded(std::sync::Arc<eventlog::EmbeddedLog>, DataDir),
+    /// (the data directory's lock is held while the log is open)
+    Embedded(std::sync::Arc<eventlog::EmbeddedLog>, #[allow(dead_code)] DataDir),
     Nats(std::sync::Arc<eventlog::JetStreamLog>),
 }
 
@@ -1324,6 +1336,56 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();
+            }
+            if b.audit {
+                let r =
+                    stratus::audit_bench::run(b.audit_events, b.subscribers, b.nats.clone())
+                        .await?;
+                let backend = match &b.nats {
+                    Some(u) => format!("JetStream at {u}"),
+                    None => "embedded store".to_string(),
+                };
+                println!("stratus bench --audit ({backend})");
+                println!(
+                    "  fan-out: {} subscribers, {} events appended in {:.2} s ({:.0}/s); delivered {} of {} = {:.0} events/s in all; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    r.subscribers,
+                    r.appended,
+                    r.append_seconds,
+                    r.appended as f64 / r.append_seconds,
+                    r.delivered,
+                    r.appended * r.subscribers as u64,
+                    r.delivered as f64 / r.deliver_seconds.max(1e-9),
+                    r.latency_ms.0,
+                    r.latency_ms.1,
+                    r.latency_ms.2
+                );
+                let goal = |p99: f64| if p99 < 10.0 { "" } else { "  [goal < 10 ms missed]" };
+                println!("  instance with {} events:", r.events);
+                println!(
+                    "    state-at fold:      p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_fold_ms.0,
+                    r.state_fold_ms.1,
+                    goal(r.state_fold_ms.0)
+                );
+                println!(
+                    "    history fold:       p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.history_fold_ms.0,
+                    r.history_fold_ms.1,
+                    goal(r.history_fold_ms.0)
+                );
+                println!(
+                    "    GET .../state?at=:  p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_http_ms.0,
+                    r.state_http_ms.1,
+                    goal(r.state_http_ms.0)
+                );
+                println!(
+                    "    GET .../events:     p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.history_http_ms.0,
+                    r.history_http_ms.1,
+                    goal(r.history_http_ms.0)
+                );
+                return Ok(());
             }
             if let Some(creates) = b.quota {
                 let r = bench::quota_admission(creates, b.concurrency, b.nats.clone()).await?;
