@@ -386,8 +386,11 @@ impl Filter {
 /// from what was learned then, or from `lookup` (the service's views).
 pub struct Projects {
     learned: HashMap<String, String>,
-    lookup: Box<dyn Fn(&InstanceId) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
+
+/// Finds the project of an instance the reader has not seen created.
+type Lookup = Box<dyn Fn(&InstanceId) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for Projects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -173,9 +173,8 @@ async fn measure(stack: &Stack, events: u64, subscribers: usize) -> anyhow::Resu
     let toggles = events.saturating_sub(so_far);
 
     // Subscribers first, then the appends they follow.
-    let url = format!(
-        "{base}/v1/events/stream?instance={id}&type=instance.locked,instance.unlocked"
-    );
+    let url =
+        format!("{base}/v1/events/stream?instance={id}&type=instance.locked,instance.unlocked");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut subs = Vec::new();
     for _ in 0..subscribers {

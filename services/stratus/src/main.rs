@@ -779,7 +779,10 @@ struct BenchArgs {
 /// directory, or JetStream.
 enum AuditLog {
     /// (the data directory's lock is held while the log is open)
-    Embedded(std::sync::Arc<eventlog::EmbeddedLog>, #[allow(dead_code)] DataDir),
+    Embedded(
+        std::sync::Arc<eventlog::EmbeddedLog>,
+        #[allow(dead_code)] DataDir,
+    ),
     Nats(std::sync::Arc<eventlog::JetStreamLog>),
 }
 
@@ -1338,9 +1341,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 init_tracing();
             }
             if b.audit {
-                let r =
-                    stratus::audit_bench::run(b.audit_events, b.subscribers, b.nats.clone())
-                        .await?;
+                let r = stratus::audit_bench::run(b.audit_events, b.subscribers, b.nats.clone())
+                    .await?;
                 let backend = match &b.nats {
                     Some(u) => format!("JetStream at {u}"),
                     None => "embedded store".to_string(),
@@ -1359,7 +1361,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     r.latency_ms.1,
                     r.latency_ms.2
                 );
-                let goal = |p99: f64| if p99 < 10.0 { "" } else { "  [goal < 10 ms missed]" };
+                let goal = |p99: f64| {
+                    if p99 < 10.0 {
+                        ""
+                    } else {
+                        "  [goal < 10 ms missed]"
+                    }
+                };
                 println!("  instance with {} events:", r.events);
                 println!(
                     "    state-at fold:      p50 {:.2} ms, p99 {:.2} ms{}",
