@@ -175,7 +175,8 @@ async fn measure(stack: &Stack, events: u64, subscribers: usize) -> anyhow::Resu
     // Subscribers first, then the appends they follow.
     let url =
         format!("{base}/v1/events/stream?instance={id}&type=instance.locked,instance.unlocked");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // (generous: the appends alone may take minutes on a loaded machine)
+    let deadline = Instant::now() + Duration::from_secs(900);
     let mut subs = Vec::new();
     for _ in 0..subscribers {
         subs.push(tokio::spawn(subscribe(
