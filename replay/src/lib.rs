@@ -9,6 +9,8 @@
 //!   ([`projections::Views::empty_like`]) and compares every one of them, by model
 //!   name and key; nothing here names a model.
 
+pub mod audit;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

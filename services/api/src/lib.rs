@@ -36,6 +36,7 @@
 
 pub mod actions;
 pub mod aggregates;
+pub mod audit;
 pub mod body;
 pub mod context;
 pub mod error;
@@ -288,6 +289,9 @@ pub fn routes(state: ApiState) -> Registrar {
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
+        .route(M::GET, "/v1/instances/{id}/state", audit::state)
+        .route(M::GET, "/v1/events", audit::events)
+        .route(M::GET, "/v1/events/stream", audit::stream)
         // Usage (issue 11).
         .route(M::GET, "/v2.1/os-simple-tenant-usage", usage::index)
         .route(M::GET, "/v2.1/os-simple-tenant-usage/{id}", usage::show)

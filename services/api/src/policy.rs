@@ -387,6 +387,27 @@ pub const ROUTES: &[Endpoint] = &[
     ep("GET", "/v1/status", Admin, "stratus:status", Target::None),
     ep(
         "GET",
+        "/v1/instances/{id}/state",
+        ProjectReader,
+        "stratus:audit:state",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v1/events",
+        ProjectReader,
+        "stratus:audit:events",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v1/events/stream",
+        ProjectReader,
+        "stratus:audit:events",
+        Target::None,
+    ),
+    ep(
+        "GET",
         "/v2.1/os-services",
         Admin,
         "os_compute_api:os-services:list",

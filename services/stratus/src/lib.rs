@@ -2,6 +2,7 @@
 //! the binary and the end-to-end tests.
 
 pub mod admin;
+pub mod audit_bench;
 pub mod bench;
 pub mod cells;
 pub mod datadir;

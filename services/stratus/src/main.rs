@@ -698,6 +698,43 @@ enum ReplayCmd {
         /// Instance id.
         instance: String,
     },
+    /// Print an instance's state at an instant (JSON), folded from the log as
+    /// `GET /v1/instances/{id}/state?at=` does.
+    State {
+        /// Data directory.
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
+        /// Instance id.
+        instance: String,
+        /// An RFC 3339 time or a log position `<stream>:<seq>` (default: now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print the log as JSON lines, one event per line with its envelope (the shape of
+    /// `GET /v1/events`), filtered.
+    Export {
+        /// Data directory.
+        #[arg(long, default_value = "./stratus-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream at this URL instead of `<data-dir>/log`.
+        #[arg(long)]
+        nats: Option<String>,
+        /// Only events that occurred at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events that occurred at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events of this project's resources.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only these event types (comma-separated; `instance.*` for a prefix).
+        #[arg(long = "type")]
+        types: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -734,10 +771,104 @@ struct BenchArgs {
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
     quota: Option<u64>,
+    /// Measure the audit API instead: server-sent-event fan-out to `--subscribers`
+    /// clients while one server gets `--audit-events` events, then state-at and history
+    /// of that server (goal: under 10 ms).
+    #[arg(long)]
+    audit: bool,
+    /// With --audit: events of the audited server.
+    #[arg(long, default_value_t = 10_000)]
+    audit_events: u64,
+    /// With --audit: concurrent event-stream subscribers.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
     /// Instead: time os-simple-tenant-usage's query path over this many instances
     /// held in memory (goal: under 1 s for 100,000).
     #[arg(long, value_name = "INSTANCES")]
     usage: Option<usize>,
+}
+
+/// The log of a read-only audit command: the embedded one of a stopped server's data
+/// directory, or JetStream.
+enum AuditLog {
+    /// (the data directory's lock is held while the log is open)
+    Embedded(
+        std::sync::Arc<eventlog::EmbeddedLog>,
+        #[allow(dead_code)] DataDir,
+    ),
+    Nats(std::sync::Arc<eventlog::JetStreamLog>),
+}
+
+impl AuditLog {
+    async fn open(data_dir: &std::path::Path, nats: Option<&str>) -> anyhow::Result<AuditLog> {
+        Ok(match nats {
+            None => {
+                let held = DataDir::existing(
+                    data_dir,
+                    Store::Log,
+                    "stop it first, or ask the running server: GET /v1/events",
+                )?;
+                let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(data_dir))?;
+                AuditLog::Embedded(log, held)
+            }
+            Some(url) => AuditLog::Nats(open_nats(url).await?),
+        })
+    }
+
+    fn log(&self) -> &dyn eventlog::EventLog {
+        match self {
+            AuditLog::Embedded(l, _) => l.as_ref(),
+            AuditLog::Nats(l) => l.as_ref(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            AuditLog::Embedded(l, _) => l.close(),
+            AuditLog::Nats(l) => l.close(),
+        }
+    }
+}
+
+/// Writes every event matching `filter` as one JSON line, page after page.
+async fn audit_export(
+    log: &dyn eventlog::EventLog,
+    filter: replay::audit::Filter,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    // Without a project filter, seeking to --since is safe (no project to learn).
+    let seek = filter.project.is_none();
+    let mut m = replay::audit::Matcher {
+        filter,
+        projects: Default::default(),
+    };
+    let mut cursor = replay::audit::Cursor::default();
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    loop {
+        let page = replay::audit::scan(
+            log,
+            &mut m,
+            &cursor,
+            replay::audit::Scan {
+                limit: replay::audit::MAX_LIMIT,
+                budget: 100_000,
+                seek_since: seek,
+            },
+            None,
+        )
+        .await?;
+        for r in &page.events {
+            serde_json::to_writer(&mut out, &r.to_json())?;
+            out.write_all(b"\n")?;
+        }
+        cursor = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Connects to JetStream for read-only tools (streams are verified, never created
@@ -1083,6 +1214,62 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+            ReplayCmd::State {
+                data_dir,
+                nats,
+                instance,
+                at,
+            } => {
+                let id = domain::InstanceId::parse(&instance).context("not a server id")?;
+                let at = match at {
+                    Some(a) => replay::audit::At::parse(&a)?,
+                    None => replay::audit::At::Time(domain::Timestamp(eventlog::now_micros())),
+                };
+                let log = AuditLog::open(&data_dir, nats.as_deref()).await?;
+                let r = replay::audit::state_at(log.log(), id, None, &at).await;
+                log.close();
+                match r? {
+                    Some(s) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&replay::audit::state_at_json(&s))?
+                        );
+                        Ok(())
+                    }
+                    None => anyhow::bail!("instance {id} did not exist then"),
+                }
+            }
+            ReplayCmd::Export {
+                data_dir,
+                nats,
+                since,
+                until,
+                project,
+                types,
+            } => {
+                let time = |v: Option<String>, what: &str| {
+                    v.map(|v| {
+                        replay::audit::parse_time(&v)
+                            .with_context(|| format!("--{what} {v:?} is not an RFC 3339 time"))
+                    })
+                    .transpose()
+                };
+                let filter = replay::audit::Filter {
+                    project,
+                    viewer: None,
+                    instance: None,
+                    types: types
+                        .as_deref()
+                        .map(replay::audit::Filter::parse_types)
+                        .unwrap_or_default(),
+                    since: time(since, "since")?,
+                    until: time(until, "until")?,
+                };
+                let log = AuditLog::open(&data_dir, nats.as_deref()).await?;
+                let r = audit_export(log.log(), filter).await;
+                log.close();
+                r
+            }
             ReplayCmd::History {
                 data_dir,
                 nats,
@@ -1183,6 +1370,61 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Bench(b) => {
             if std::env::var("RUST_LOG").is_ok() {
                 init_tracing();
+            }
+            if b.audit {
+                let r = stratus::audit_bench::run(b.audit_events, b.subscribers, b.nats.clone())
+                    .await?;
+                let backend = match &b.nats {
+                    Some(u) => format!("JetStream at {u}"),
+                    None => "embedded store".to_string(),
+                };
+                println!("stratus bench --audit ({backend})");
+                println!(
+                    "  fan-out: {} subscribers, {} events appended in {:.2} s ({:.0}/s); delivered {} of {} = {:.0} events/s in all; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    r.subscribers,
+                    r.appended,
+                    r.append_seconds,
+                    r.appended as f64 / r.append_seconds,
+                    r.delivered,
+                    r.appended * r.subscribers as u64,
+                    r.delivered as f64 / r.deliver_seconds.max(1e-9),
+                    r.latency_ms.0,
+                    r.latency_ms.1,
+                    r.latency_ms.2
+                );
+                let goal = |p99: f64| {
+                    if p99 < 10.0 {
+                        ""
+                    } else {
+                        "  [goal < 10 ms missed]"
+                    }
+                };
+                println!("  instance with {} events:", r.events);
+                println!(
+                    "    state-at fold:      p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_fold_ms.0,
+                    r.state_fold_ms.1,
+                    goal(r.state_fold_ms.0)
+                );
+                println!(
+                    "    history fold:       p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.history_fold_ms.0,
+                    r.history_fold_ms.1,
+                    goal(r.history_fold_ms.0)
+                );
+                println!(
+                    "    GET .../state?at=:  p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_http_ms.0,
+                    r.state_http_ms.1,
+                    goal(r.state_http_ms.0)
+                );
+                println!(
+                    "    GET .../events:     p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.history_http_ms.0,
+                    r.history_http_ms.1,
+                    goal(r.history_http_ms.0)
+                );
+                return Ok(());
             }
             if let Some(creates) = b.quota {
                 let r = bench::quota_admission(creates, b.concurrency, b.nats.clone()).await?;
