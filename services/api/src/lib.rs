@@ -46,6 +46,7 @@ pub mod keypairs;
 pub mod keys;
 pub mod microversion;
 pub mod misc;
+pub mod notifications;
 pub mod parse;
 pub mod policy;
 pub mod quotas;
@@ -276,6 +277,8 @@ pub fn routes(state: ApiState) -> Registrar {
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
+        .route(M::GET, "/v1/notifications", notifications::index)
+        .route(M::GET, "/v1/notifications/stream", notifications::stream)
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

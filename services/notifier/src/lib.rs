@@ -9,7 +9,10 @@
 //! derived again, identically (same bytes, same message id), from the log.
 
 pub mod fold;
+pub mod jetstream;
 pub mod mapping;
+pub mod runner;
+pub mod store;
 
 pub use fold::CellFold;
 pub use mapping::{message_id, Notification};
@@ -27,6 +30,12 @@ pub enum NotifierError {
         /// What it was given.
         got: u64,
     },
+    /// The store failed.
+    #[error("notification store: {0}")]
+    Storage(String),
+    /// The event log failed.
+    #[error("event log: {0}")]
+    Log(#[from] eventlog::LogError),
     /// An event of the stream cannot be decoded.
     #[error("{stream} commit {seq}: cannot decode: {message}")]
     Decode {
