@@ -216,3 +216,105 @@ async fn notifications_over_http_survive_a_restart_exactly_once() {
     assert_eq!(after.len(), before.len() + 2);
     h.stack.stop().await;
 }
+
+/// Reads every message of `STRATUS_NOTIFICATIONS` for `filter` with a plain durable
+/// pull consumer, as any NATS client would.
+async fn read_with_consumer(
+    url: &str,
+    durable: &str,
+    filter: &str,
+) -> Vec<(String, String, Value)> {
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("STRATUS_NOTIFICATIONS").await.unwrap();
+    let consumer = stream
+        .get_or_create_consumer(
+            durable,
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some(durable.into()),
+                filter_subject: filter.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1000)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        out.push((
+            m.subject.to_string(),
+            id,
+            serde_json::from_slice(&m.payload).unwrap(),
+        ));
+        m.ack().await.unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_notifications_for_any_nats_client() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server starts");
+    let url = nats.url();
+    let u = url.clone();
+    let h = Harness::start(move |o| o.nats = Some(u)).await;
+    let id = lifecycle(&h).await;
+    let before = wait_for(&h, &id, "instance.delete.end").await;
+    check(&before, &id);
+
+    let msgs = read_with_consumer(&url, "billing", "stratus.notifications.proj-a.>").await;
+    assert_eq!(msgs.len(), before.len());
+    for ((subject, msg_id, n), (_, over_http)) in msgs.iter().zip(&before) {
+        assert_eq!(n, over_http, "the same notification over NATS and HTTP");
+        assert_eq!(
+            subject,
+            &format!(
+                "stratus.notifications.proj-a.{}",
+                n["event_type"].as_str().unwrap()
+            )
+        );
+        assert_eq!(msg_id, n["message_id"].as_str().unwrap());
+    }
+    // A subject filter selects one event type.
+    let pauses =
+        read_with_consumer(&url, "pauses", "stratus.notifications.*.instance.pause.*").await;
+    assert_eq!(pauses.len(), 2);
+
+    // Restart on the same server: nothing published twice, the durable consumer gets
+    // only what is new.
+    let Harness { stack, dir, http } = h;
+    stack.stop().await;
+    let mut o = tests::options(dir.path());
+    o.nats = Some(url.clone());
+    let stack = tests::Stack::start(o).await.expect("restarts");
+    let h = Harness { stack, dir, http };
+    let id2 = h.create(ALICE, "web-2", "1").await;
+    h.wait(&id2, "ACTIVE").await;
+    let after = wait_for(&h, &id2, "instance.create.end").await;
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(after.len(), before.len() + 2);
+    let more = read_with_consumer(&url, "billing", "stratus.notifications.proj-a.>").await;
+    assert_eq!(
+        more.iter()
+            .map(|(_, _, n)| n["event_type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["instance.create.start", "instance.create.end"]
+    );
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    drop(dir);
+    drop(nats);
+}
