@@ -137,6 +137,8 @@ for doc in $DOCS; do
     start_serve "$doc"
     [ "$doc" != compute ] || create_run_flavors
     excludes=() includes=()
+    # Endless server-sent-event streams: nothing to check in one response.
+    [ "$doc" != compute ] || excludes+=(--exclude-operation-id streamNotifications)
     for id in ${LAST[$doc]:-}; do
         excludes+=(--exclude-operation-id "$id")
         includes+=(--include-operation-id "$id")

@@ -48,6 +48,7 @@ pub mod keypairs;
 pub mod keys;
 pub mod microversion;
 pub mod misc;
+pub mod notifications;
 pub mod parse;
 pub mod policy;
 pub mod quotas;
@@ -289,6 +290,8 @@ pub fn routes(state: ApiState) -> Registrar {
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)
+        .route(M::GET, "/v1/notifications", notifications::index)
+        .route(M::GET, "/v1/notifications/stream", notifications::stream)
         .route(M::GET, "/v1/instances/{id}/state", audit::state)
         .route(M::GET, "/v1/events", audit::events)
         .route(M::GET, "/v1/events/stream", audit::stream)

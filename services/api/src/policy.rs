@@ -385,6 +385,21 @@ pub const ROUTES: &[Endpoint] = &[
         Target::Server,
     ),
     ep("GET", "/v1/status", Admin, "stratus:status", Target::None),
+    // Versioned notifications (issue 11): a project's readers see their own project's.
+    ep(
+        "GET",
+        "/v1/notifications",
+        ProjectReader,
+        "stratus:notifications:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v1/notifications/stream",
+        ProjectReader,
+        "stratus:notifications:stream",
+        Target::None,
+    ),
     ep(
         "GET",
         "/v1/instances/{id}/state",

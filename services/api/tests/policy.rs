@@ -189,6 +189,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         // (bounded: the live stream would never end)
         "/v1/events/stream" => path.push_str("?timeout=1"),
         "/v1/instances/{id}/state" => path.push_str("?at=2100-01-01T00:00:00Z"),
+        // An endless stream otherwise.
+        "/v1/notifications/stream" => path.push_str("?follow=false"),
         _ => {}
     }
     let body = match (row.method, row.path, row.action) {

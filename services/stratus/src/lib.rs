@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cells;
 pub mod datadir;
 pub mod httpd;
+pub mod notify_bench;
 pub mod sched_bench;
 pub mod stack;
 pub mod status;

@@ -771,6 +771,10 @@ struct BenchArgs {
     /// against room for half of them (`--concurrency` clients).
     #[arg(long, value_name = "CREATES")]
     quota: Option<u64>,
+    /// Measure the notifier instead: the lifecycle run (with `--cycles`, live notifier),
+    /// then a fresh notifier over the whole log it left; prints both rates.
+    #[arg(long)]
+    notifier: bool,
     /// Measure the audit API instead: server-sent-event fan-out to `--subscribers`
     /// clients while one server gets `--audit-events` events, then state-at and history
     /// of that server (goal: under 10 ms).
@@ -1445,6 +1449,44 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     "  create latency p50 {:.2} ms, p99 {:.2} ms",
                     r.p50_ms, r.p99_ms
                 );
+                return Ok(());
+            }
+            if b.notifier {
+                let r = stratus::notify_bench::run(BenchOptions {
+                    cycles: b.cycles,
+                    concurrency: b.concurrency,
+                    data_dir: b.data_dir,
+                    hosts: b.hosts,
+                    nats: b.nats.clone(),
+                    log_concurrency: b.log_concurrency,
+                    log_appends: 0,
+                })
+                .await?;
+                let l = &r.lifecycle;
+                let need = r.total as f64 / l.seconds;
+                let rate = r.replayed as f64 / r.replay_seconds;
+                println!(
+                    "stratus bench --notifier (embedded store, {} clients, {} hosts)",
+                    b.concurrency, b.hosts
+                );
+                println!(
+                    "  lifecycle: {} cycles in {:.2} s = {:.0} cycles/s, {:.0} events/s, {} notifications = {:.0} notifications/s to keep up with",
+                    l.cycles, l.seconds, l.cycles as f64 / l.seconds, l.events as f64 / l.seconds, r.total, need
+                );
+                println!(
+                    "  live notifier: {} of them written when the load ended ({:.1}%)",
+                    r.live,
+                    100.0 * r.live as f64 / (r.total as f64).max(1.0)
+                );
+                println!(
+                    "  notifier from the log's start (fold + map + redb): {} notifications in {:.2} s = {:.0} notifications/s = {:.1}x the lifecycle rate",
+                    r.replayed, r.replay_seconds, rate, rate / need.max(1e-9)
+                );
+                println!(
+                    "  live store and replay agree (same message ids, same order): {}",
+                    if r.same { "yes" } else { "NO" }
+                );
+                anyhow::ensure!(r.same, "the live notifier and the replay disagree");
                 return Ok(());
             }
             let r = bench::run(BenchOptions {

@@ -220,6 +220,10 @@ pub struct Stack {
     log: Backend,
     /// Held (locked) until the stack has stopped.
     data_dir: Option<DataDir>,
+    /// The notifier (the process that persists the projections runs it).
+    pub notifier: Option<Arc<notifier::runner::Notifier>>,
+    /// Where notifications are read (`/v1/notifications`).
+    pub notifications: Option<Arc<dyn notifier::store::Feed>>,
 }
 
 /// The log backend, kept to close it on stop.
@@ -376,7 +380,7 @@ impl Stack {
         let mut engine = Engine::new(
             dynlog.clone(),
             world.clone(),
-            checkpoints,
+            checkpoints.clone(),
             opts.config,
             read_timeout(opts.nats.is_some()),
         );
@@ -535,6 +539,21 @@ impl Stack {
                 runtime.reactor_on(Arc::new(agent), engine::cells::cell_stream(cell));
             }
         }
+        // Versioned notifications (issue 11): written by the process that persists the
+        // projections (one per deployment), readable by every API process.
+        let (notifier, notifications) =
+            start_notifications(&opts, &log, &dynlog, &checkpoints).await?;
+        if let Some(n) = &notifier {
+            let (hook, rx) = (n.clone(), shutdown_rx.clone());
+            runtime.on_new_stream(Box::new(move |s| {
+                if notifier::runner::is_source(s) {
+                    tokio::spawn(hook.clone().run(s.clone(), rx.clone()));
+                }
+            }));
+            for s in initial.iter().filter(|s| notifier::runner::is_source(s)) {
+                tasks.push(tokio::spawn(n.clone().run(s.clone(), shutdown_rx.clone())));
+            }
+        }
         let proj_tasks = Arc::new(std::sync::Mutex::new(proj_tasks));
         {
             let (projector, prx, proj_tasks) =
@@ -581,7 +600,10 @@ impl Stack {
             let app = api::router(api::ApiState {
                 engine: engine.clone(),
                 auth: auth.clone(),
-            });
+            })
+            .layer(axum::Extension(api::notifications::Notifications(
+                notifications.clone(),
+            )));
             let task = tokio::spawn(crate::httpd::serve(
                 listener,
                 app,
@@ -631,6 +653,8 @@ impl Stack {
             tasks,
             log,
             data_dir: None,
+            notifier,
+            notifications,
         })
     }
 
@@ -1013,4 +1037,69 @@ async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The notifier (if this process runs it) and the feed (if it reads notifications).
+type Notifications = (
+    Option<Arc<notifier::runner::Notifier>>,
+    Option<Arc<dyn notifier::store::Feed>>,
+);
+
+/// The notification sink and feed of this process: on the embedded store a redb file
+/// in the data directory (the process runs the notifier); on JetStream the
+/// `STRATUS_NOTIFICATIONS` stream (written by the process that persists the
+/// projections, read by every API process).
+async fn start_notifications(
+    opts: &StackOptions,
+    log: &Backend,
+    dynlog: &Arc<dyn EventLog>,
+    checkpoints: &Arc<dyn CheckpointStore>,
+) -> anyhow::Result<Notifications> {
+    type Pair = (
+        Option<Arc<dyn notifier::store::Sink>>,
+        Option<Arc<dyn notifier::store::Feed>>,
+    );
+    let (sink, feed): Pair = match log {
+        Backend::Embedded(_) => {
+            if !opts.roles.persist {
+                return Ok((None, None));
+            }
+            let s = Arc::new(
+                notifier::store::EmbeddedNotifications::open(
+                    &opts.data_dir.join("notifications.redb"),
+                )
+                .context("cannot open the notification store")?,
+            );
+            (Some(s.clone()), Some(s))
+        }
+        Backend::JetStream(l) => {
+            if !opts.roles.persist && !opts.roles.api {
+                return Ok((None, None));
+            }
+            let s = Arc::new(
+                notifier::jetstream::JetStreamNotifications::open(
+                    l.client().clone(),
+                    opts.nats_replicas,
+                    checkpoints.clone(),
+                    dynlog.clone(),
+                )
+                .await
+                .context("cannot open the notification stream")?,
+            );
+            let sink: Option<Arc<dyn notifier::store::Sink>> = opts
+                .roles
+                .persist
+                .then(|| s.clone() as Arc<dyn notifier::store::Sink>);
+            (sink, Some(s))
+        }
+    };
+    let notifier = match sink {
+        Some(sink) => Some(
+            notifier::runner::Notifier::new(dynlog.clone(), sink)
+                .await
+                .context("cannot read where the notifier stands")?,
+        ),
+        None => None,
+    };
+    Ok((notifier, feed))
 }

@@ -85,10 +85,16 @@ pub async fn start_with_quota(base: domain::quota::Limits) -> Stack {
     image::bootstrap::ensure_default_images(&engine, &images)
         .await
         .unwrap();
+    let notifications =
+        notifier::store::EmbeddedNotifications::open(&dir.path().join("notifications.redb"))
+            .unwrap();
     let app = api::router(ApiState {
         engine: engine.clone(),
         auth: AuthMode::NoAuth,
-    });
+    })
+    .layer(axum::Extension(api::notifications::Notifications(Some(
+        Arc::new(notifications),
+    ))));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

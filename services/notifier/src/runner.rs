@@ -1,0 +1,212 @@
+//! The notifier: one task per cell stream, reading the stream in order from its first
+//! commit, folding it ([`CellFold`]) and writing each commit's notifications to a
+//! [`Sink`] exactly once.
+//!
+//! Why not an `engine::Reactor`: reactors are level-triggered and at-least-once from
+//! the world's position (a durable consumer created at the world's position, or a
+//! checkpoint that may lag); the notifier is edge-triggered (each event yields its own
+//! notifications), needs the state *before* each event from the stream's start, and
+//! must write each notification once, so its position is the sink's own, committed
+//! with what it wrote ([`Sink::resume_points`]), and it reads with an ordered
+//! subscription (catch-up, then live; no gap, no duplicate). It runs in one process
+//! (the one that persists the projections).
+//!
+//! Invariants:
+//! - commits before the resume point are folded and their notifications dropped; the
+//!   resume commit's first `written` notifications are dropped; everything after is
+//!   written, in log order, in batches that are atomic with their positions;
+//! - a failed write is retried with the same batch (same message ids), never skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventlog::{Commit, EventLog, StreamName};
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use crate::store::{Entry, Resume, Sink};
+use crate::{CellFold, NotifierError};
+
+/// Most commits folded into one write.
+const MAX_BATCH_COMMITS: usize = 2048;
+
+/// The notifier of one process.
+pub struct Notifier {
+    log: Arc<dyn EventLog>,
+    sink: Arc<dyn Sink>,
+    resume: HashMap<String, Resume>,
+    positions: Mutex<HashMap<String, u64>>,
+    written: AtomicU64,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("written", &self.written.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Whether the notifier reads `stream` (every cell stream; the api stream holds build
+/// requests, whose instances have no notification before placement).
+pub fn is_source(stream: &StreamName) -> bool {
+    stream.as_str() != "api"
+}
+
+impl Notifier {
+    /// A notifier writing to `sink`, resuming where it stands.
+    pub async fn new(
+        log: Arc<dyn EventLog>,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Arc<Notifier>, NotifierError> {
+        let resume = sink.resume_points().await?;
+        Ok(Arc::new(Notifier {
+            log,
+            sink,
+            resume,
+            positions: Mutex::new(HashMap::new()),
+            written: AtomicU64::new(0),
+        }))
+    }
+
+    /// Notifications written by this process.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// The last commit of `stream` whose notifications are all written (this process).
+    pub fn position(&self, stream: &StreamName) -> u64 {
+        self.positions
+            .lock()
+            .map(|p| p.get(stream.as_str()).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn entries(
+        &self,
+        fold: &mut CellFold,
+        resume: Resume,
+        commit: &Commit,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), NotifierError> {
+        let notes = fold.commit(commit)?;
+        let seq = commit.stream_seq;
+        let skip = match seq.cmp(&resume.seq) {
+            std::cmp::Ordering::Less => return Ok(()),
+            std::cmp::Ordering::Equal => resume.written as usize,
+            std::cmp::Ordering::Greater => 0,
+        };
+        for (i, n) in notes.into_iter().enumerate().skip(skip) {
+            out.push(Entry {
+                stream: commit.stream.to_string(),
+                seq,
+                index: i as u32,
+                notification: n,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the notifier of `stream` until `shutdown`.
+    pub async fn run(self: Arc<Self>, stream: StreamName, mut shutdown: watch::Receiver<bool>) {
+        let resume = self
+            .resume
+            .get(stream.as_str())
+            .copied()
+            .unwrap_or_default();
+        let mut fold = CellFold::default();
+        'subscribe: loop {
+            let mut sub = match self.log.subscribe(&stream, fold.position + 1).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "notifier cannot subscribe; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return,
+                    next = sub.next() => next,
+                };
+                let mut batch = Vec::new();
+                let mut next = first;
+                let mut commits = 0;
+                loop {
+                    match next {
+                        Some(Ok(commit)) => {
+                            if let Err(e) = self.entries(&mut fold, resume, &commit, &mut batch) {
+                                tracing::error!(%stream, error = %e, "notifier stops on this stream");
+                                return;
+                            }
+                            commits += 1;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(%stream, error = %e, "notifier subscription failed; resubscribing");
+                            if !self
+                                .flush(&stream, batch, fold.position, &mut shutdown)
+                                .await
+                            {
+                                return;
+                            }
+                            continue 'subscribe;
+                        }
+                        None => {
+                            self.flush(&stream, batch, fold.position, &mut shutdown)
+                                .await;
+                            return;
+                        }
+                    }
+                    if commits >= MAX_BATCH_COMMITS {
+                        break;
+                    }
+                    match sub.next().now_or_never() {
+                        Some(n) => next = n,
+                        None => break,
+                    }
+                }
+                if !self
+                    .flush(&stream, batch, fold.position, &mut shutdown)
+                    .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes `batch` until it is written (false: shut down first).
+    async fn flush(
+        &self,
+        stream: &StreamName,
+        batch: Vec<Entry>,
+        position: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let n = batch.len() as u64;
+        let mut delay = Duration::from_millis(100);
+        while !batch.is_empty() {
+            match self.sink.write(batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "cannot write notifications; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return false,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.written.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(stream.to_string(), position);
+        }
+        true
+    }
+}

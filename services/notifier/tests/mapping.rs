@@ -1,0 +1,311 @@
+//! The mapping through the notifier's fold: each lifecycle operation gives Nova's
+//! notifications at Nova's start / end points, with stable message ids.
+
+mod common;
+
+use common::*;
+use domain::instance::InstanceCommand as C;
+use domain::VmState;
+
+fn types(n: &[notifier::Notification]) -> Vec<&str> {
+    n.iter().map(|n| n.event_type.as_str()).collect()
+}
+
+fn data(n: &notifier::Notification) -> &serde_json::Value {
+    &n.payload["nova_object.data"]
+}
+
+#[test]
+fn create_starts_at_placement_and_ends_when_spawned() {
+    let mut s = Scenario::placed(1, flavor("1", 1, 512, 1));
+    assert_eq!(types(&s.out), ["instance.create.start"]);
+    assert_eq!(data(&s.out[0])["state"], "building");
+    assert_eq!(data(&s.out[0])["task_state"], "spawning");
+    assert_eq!(s.out[0].publisher_id, "nova-compute:compute");
+    let end = s.complete();
+    assert_eq!(types(&end), ["instance.create.end"]);
+    assert_eq!(data(&end[0])["state"], "active");
+    assert_eq!(data(&end[0])["power_state"], "running");
+    assert!(data(&end[0])["launched_at"].is_string());
+    assert_eq!(
+        data(&end[0])["flavor"]["nova_object.data"]["memory_mb"],
+        512
+    );
+}
+
+#[test]
+fn a_failed_spawn_is_create_error_with_the_fault() {
+    let mut s = Scenario::placed(2, flavor("1", 1, 512, 1));
+    let n = s.fail("disk full");
+    assert_eq!(types(&n), ["instance.create.error"]);
+    assert_eq!(n[0].priority, "ERROR");
+    assert_eq!(
+        data(&n[0])["fault"]["nova_object.data"]["exception_message"],
+        "disk full"
+    );
+}
+
+#[test]
+fn pause_starts_at_task_started_and_ends_at_completion() {
+    let mut s = Scenario::placed(3, flavor("1", 1, 512, 1));
+    s.complete();
+    let start = s.user(C::Pause, false);
+    assert_eq!(types(&start), ["instance.pause.start"]);
+    assert_eq!(data(&start[0])["task_state"], "pausing");
+    assert_eq!(data(&start[0])["state"], "active");
+    assert_eq!(data(&start[0])["action_initiator_user"], "fake");
+    assert_eq!(
+        data(&start[0])["request_id"],
+        s.commits.last().unwrap().meta.correlation_id
+    );
+    let end = s.complete();
+    assert_eq!(types(&end), ["instance.pause.end"]);
+    assert_eq!(data(&end[0])["state"], "paused");
+    assert_eq!(data(&end[0])["task_state"], serde_json::Value::Null);
+    let n = s.user(C::Unpause, false);
+    assert_eq!(types(&n), ["instance.unpause.start"]);
+    assert_eq!(types(&s.complete()), ["instance.unpause.end"]);
+}
+
+#[test]
+fn power_actions_and_reboot_pair_up() {
+    let mut s = Scenario::placed(4, flavor("1", 1, 512, 1));
+    s.complete();
+    for (cmd, name) in [
+        (C::Suspend, "suspend"),
+        (C::Resume, "resume"),
+        (C::Stop, "power_off"),
+        (C::Start, "power_on"),
+        (C::Reboot { hard: true }, "reboot"),
+    ] {
+        let start = s.user(cmd, false);
+        let end = s.complete();
+        assert_eq!(types(&start), [format!("instance.{name}.start")]);
+        assert_eq!(types(&end), [format!("instance.{name}.end")]);
+    }
+    s.user(C::Reboot { hard: false }, false);
+    let err = s.fail("guest did not answer");
+    assert_eq!(types(&err), ["instance.reboot.error"]);
+}
+
+#[test]
+fn shelve_with_immediate_offload_then_unshelve() {
+    let mut s = Scenario::placed(5, flavor("1", 1, 512, 1));
+    s.complete();
+    assert_eq!(types(&s.user(C::Shelve, false)), ["instance.shelve.start"]);
+    let n = s.complete();
+    assert_eq!(
+        types(&n),
+        ["instance.shelve.end", "instance.shelve_offload.start"]
+    );
+    assert_eq!(data(&n[0])["task_state"], serde_json::Value::Null);
+    assert_eq!(data(&n[1])["task_state"], "shelving_offloading");
+    let n = s.complete();
+    assert_eq!(types(&n), ["instance.shelve_offload.end"]);
+    assert_eq!(data(&n[0])["host"], serde_json::Value::Null);
+    assert_eq!(
+        types(&s.user(
+            C::Unshelve {
+                availability_zone: None
+            },
+            false
+        )),
+        ["instance.unshelve.start"]
+    );
+    let n = s.settle();
+    assert_eq!(types(&n), ["instance.unshelve.end"]);
+    assert_eq!(data(&n[0])["host"], "host2");
+}
+
+#[test]
+fn resize_confirm_and_revert_follow_novas_steps() {
+    let mut s = Scenario::placed(6, flavor("1", 1, 512, 1));
+    s.complete();
+    assert!(s
+        .user(
+            C::Resize {
+                flavor: flavor("2", 2, 2048, 20)
+            },
+            false
+        )
+        .is_empty());
+    let n = s.schedule("host2");
+    assert_eq!(
+        types(&n),
+        [
+            "instance.resize_prep.start",
+            "instance.resize_prep.end",
+            "instance.resize.start"
+        ]
+    );
+    assert_eq!(
+        data(&n[0])["new_flavor"]["nova_object.data"]["memory_mb"],
+        2048
+    );
+    assert_eq!(data(&n[0])["flavor"]["nova_object.data"]["memory_mb"], 512);
+    let n = s.complete();
+    assert_eq!(
+        types(&n),
+        [
+            "instance.resize.end",
+            "instance.resize_finish.start",
+            "instance.resize_finish.end"
+        ]
+    );
+    assert_eq!(data(&n[2])["state"], "resized");
+    assert_eq!(data(&n[2])["flavor"]["nova_object.data"]["memory_mb"], 2048);
+    assert_eq!(data(&n[2])["host"], "host2");
+    let n = s.user(C::ConfirmResize, false);
+    assert_eq!(
+        types(&n),
+        [
+            "instance.resize_confirm.start",
+            "instance.resize_confirm.end"
+        ]
+    );
+    assert_eq!(data(&n[1])["state"], "active");
+
+    s.user(
+        C::Resize {
+            flavor: flavor("3", 4, 4096, 40),
+        },
+        false,
+    );
+    s.settle();
+    assert_eq!(
+        types(&s.user(C::RevertResize, false)),
+        ["instance.resize_revert.start"]
+    );
+    let n = s.complete();
+    assert_eq!(types(&n), ["instance.resize_revert.end"]);
+    assert_eq!(data(&n[0])["flavor"]["nova_object.data"]["memory_mb"], 2048);
+    assert_eq!(data(&n[0])["host"], "host2");
+}
+
+#[test]
+fn live_migration_pre_and_post_steps() {
+    let mut s = Scenario::placed(7, flavor("1", 1, 512, 1));
+    s.complete();
+    assert!(s.user(C::LiveMigrate { host: None }, true).is_empty());
+    let n = s.schedule("host2");
+    assert_eq!(
+        types(&n),
+        [
+            "instance.live_migration_pre.start",
+            "instance.live_migration_pre.end"
+        ]
+    );
+    assert_eq!(n[0].publisher_id, "nova-compute:host2");
+    let n = s.complete();
+    assert_eq!(
+        types(&n),
+        [
+            "instance.live_migration_post.start",
+            "instance.live_migration_post_dest.start",
+            "instance.live_migration_post_dest.end",
+            "instance.live_migration_post.end"
+        ]
+    );
+    assert_eq!(data(&n[2])["host"], "host2");
+    assert_eq!(n[0].publisher_id, "nova-compute:compute");
+
+    s.user(C::LiveMigrate { host: None }, true);
+    s.schedule("compute");
+    let n = s.fail("migration failed");
+    assert_eq!(
+        types(&n),
+        [
+            "instance.live_migration_rollback.start",
+            "instance.live_migration_rollback.end"
+        ]
+    );
+}
+
+#[test]
+fn lock_unlock_update_and_delete() {
+    let mut s = Scenario::placed(8, flavor("1", 1, 512, 1));
+    s.complete();
+    let n = s.user(
+        C::Lock {
+            reason: Some("global warming".into()),
+        },
+        false,
+    );
+    assert_eq!(types(&n), ["instance.lock"]);
+    assert_eq!(n[0].publisher_id, "nova-api:stratus");
+    assert_eq!(data(&n[0])["locked_reason"], "global warming");
+    assert_eq!(types(&s.user(C::Unlock, false)), ["instance.unlock"]);
+    let n = s.user(
+        C::Update {
+            name: Some("renamed".into()),
+            description: None,
+        },
+        false,
+    );
+    assert_eq!(types(&n), ["instance.update"]);
+    assert_eq!(data(&n[0])["old_display_name"], "some-server");
+    assert_eq!(data(&n[0])["display_name"], "renamed");
+    let n = s.user(C::Delete, false);
+    assert_eq!(types(&n), ["instance.delete.start"]);
+    assert_eq!(data(&n[0])["task_state"], "deleting");
+    let n = s.complete();
+    assert_eq!(types(&n), ["instance.delete.end"]);
+    assert_eq!(data(&n[0])["state"], "deleted");
+    assert!(data(&n[0])["deleted_at"].is_string());
+    assert!(s.fold.is_empty(), "a deleted instance is forgotten");
+}
+
+#[test]
+fn delete_without_host_sends_both_from_the_api() {
+    let mut s = Scenario::placed(9, flavor("1", 1, 512, 1));
+    s.fail("no");
+    assert_eq!(s.cell.as_ref().unwrap().vm_state, VmState::Error);
+    let n = s.user(C::Delete, false);
+    assert_eq!(types(&n), ["instance.delete.start", "instance.delete.end"]);
+    assert!(n.iter().all(|n| n.publisher_id == "nova-api:stratus"));
+}
+
+#[test]
+fn message_ids_are_stable_and_unique() {
+    let run = || {
+        let mut s = Scenario::placed(10, flavor("1", 1, 512, 1));
+        s.complete();
+        s.user(
+            C::Resize {
+                flavor: flavor("2", 2, 2048, 20),
+            },
+            false,
+        );
+        s.settle();
+        s.user(C::ConfirmResize, false);
+        s.user(C::Delete, false);
+        s.settle();
+        s
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.out, b.out, "the same log gives the same notifications");
+    let ids: std::collections::HashSet<_> = a.out.iter().map(|n| n.message_id).collect();
+    assert_eq!(ids.len(), a.out.len());
+    // Refolding from the commits alone gives the same bytes.
+    let mut fold = notifier::CellFold::default();
+    let again: Vec<_> = a
+        .commits
+        .iter()
+        .flat_map(|c| fold.commit(c).unwrap())
+        .collect();
+    assert_eq!(again, a.out);
+    let first = &a.commits[0].events[0];
+    assert_eq!(
+        a.out[0].message_id,
+        notifier::message_id(first.event_id, "instance.create.start")
+    );
+}
+
+#[test]
+fn a_commit_out_of_order_is_refused() {
+    let s = Scenario::placed(11, flavor("1", 1, 512, 1));
+    let mut fold = notifier::CellFold::default();
+    let mut c = s.commits[0].clone();
+    c.stream_seq = 2;
+    assert!(fold.commit(&c).is_err());
+}
