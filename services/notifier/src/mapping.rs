@@ -385,6 +385,50 @@ impl Builder<'_> {
     }
 }
 
+/// The message id of the `instance.exists` of instance `instance` made from the audit
+/// event `event_id` (one audit event yields one per instance, so the instance is part
+/// of the name; stable like [`message_id`]).
+pub fn exists_message_id(event_id: Uuid, instance: &domain::InstanceId) -> Uuid {
+    Uuid::new_v5(
+        &MESSAGE_ID_NAMESPACE,
+        format!("{event_id}/instance.exists/{instance}").as_bytes(),
+    )
+}
+
+/// `instance.exists` (`InstanceExistsPayload` 2.1, Nova's `notify_usage_exists` from
+/// the `_instance_usage_audit` periodic task) of `i` as it is when the audit period
+/// `[begin, end)` is closed (event `event_id`, time `at`), published by the compute
+/// `host` that audited it. Version 2.0 dropped `bandwidth`, so there is none.
+pub fn exists(
+    i: &Instance,
+    host: &domain::HostName,
+    (begin, end): (Timestamp, Timestamp),
+    event_id: Uuid,
+    at: Timestamp,
+    meta: &Metadata,
+) -> Notification {
+    let mut d = instance_fields(i, meta);
+    d.insert(
+        "audit_period".into(),
+        object(
+            "AuditPeriodPayload",
+            "1.0",
+            json!({
+                "audit_period_beginning": iso(begin),
+                "audit_period_ending": iso(end),
+            }),
+        ),
+    );
+    Notification {
+        priority: "INFO".into(),
+        event_type: "instance.exists".into(),
+        timestamp: envelope_time(at),
+        publisher_id: publisher("nova-compute", Some(host.to_string())),
+        message_id: exists_message_id(event_id, &i.spec.id),
+        payload: object("InstanceExistsPayload", "2.1", Value::Object(d)),
+    }
+}
+
 /// The start of the hour holding `ts` (Nova's default audit period is the hour).
 fn hour_start(ts: Timestamp) -> Timestamp {
     Timestamp(ts.0 - ts.0.rem_euclid(3_600_000_000))

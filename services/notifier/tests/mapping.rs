@@ -309,3 +309,56 @@ fn a_commit_out_of_order_is_refused() {
     c.stream_seq = 2;
     assert!(fold.commit(&c).is_err());
 }
+
+#[test]
+fn a_closed_audit_period_gives_instance_exists_per_audited_instance() {
+    let mut s = Scenario::placed(12, flavor("1", 1, 512, 1));
+    s.complete();
+    s.user(C::Pause, false);
+    let id = s.id();
+    let (begin, end) = (s.now - 3_600_000_000, s.now);
+    let n = s.close_period(begin, end, vec![("compute", vec![id]), ("host2", vec![])]);
+    assert_eq!(types(&n), ["instance.exists"]);
+    let d = data(&n[0]);
+    assert_eq!(n[0].publisher_id, "nova-compute:compute");
+    assert_eq!(d["uuid"], id.to_string());
+    // The instance as folded at that point: pausing.
+    assert_eq!(d["state"], "active");
+    assert_eq!(d["task_state"], "pausing");
+    let period = &d["audit_period"]["nova_object.data"];
+    assert_eq!(
+        period["audit_period_beginning"],
+        notifier::mapping::iso(domain::Timestamp(begin))
+    );
+    assert_eq!(
+        period["audit_period_ending"],
+        notifier::mapping::iso(domain::Timestamp(end))
+    );
+    let audit_event = s.commits.last().unwrap().events[0].event_id;
+    assert_eq!(
+        n[0].message_id,
+        notifier::mapping::exists_message_id(audit_event, &id)
+    );
+    // An instance the fold does not know (another cell's, or never placed): nothing.
+    let other = domain::InstanceId(uuid::Uuid::from_u128(77));
+    assert!(s.close_period(begin, end, vec![("compute", vec![other])]).is_empty());
+}
+
+#[test]
+fn a_deleted_instance_exists_for_its_last_period_then_is_forgotten() {
+    let mut s = Scenario::placed(13, flavor("1", 1, 512, 1));
+    s.complete();
+    s.user(C::Delete, false);
+    s.settle();
+    let id = s.id();
+    let deleted_at = s.now;
+    assert!(s.fold.is_empty());
+    // Closed after the delete, for a period the instance was active in.
+    let n = s.close_period(deleted_at - 60_000_000, deleted_at + 1, vec![("compute", vec![id])]);
+    assert_eq!(types(&n), ["instance.exists"]);
+    assert_eq!(data(&n[0])["state"], "deleted");
+    assert!(data(&n[0])["deleted_at"].is_string());
+    // A period beginning after the delete cannot audit it (it was forgotten).
+    let n = s.close_period(deleted_at + 1, deleted_at + 2, vec![("compute", vec![id])]);
+    assert!(n.is_empty());
+}

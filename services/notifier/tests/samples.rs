@@ -191,6 +191,9 @@ fn produce() -> Vec<notifier::Notification> {
     );
     s.schedule("host2");
     s.fail("resize failed");
+    // The usage audit closes a period the instance was active in (then it is deleted).
+    let (id, now) = (s.id(), s.now);
+    s.close_period(now - 3_600_000_000, now, vec![("compute", vec![id])]);
     s.user(C::Delete, false);
     s.settle();
     all.extend(s.out);

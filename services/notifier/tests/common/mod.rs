@@ -195,6 +195,68 @@ impl Scenario {
         n
     }
 
+    /// The instance's id.
+    pub fn id(&self) -> InstanceId {
+        self.cell.as_ref().or(self.api.as_ref()).unwrap().spec.id
+    }
+
+    /// The usage auditor closes the period `[begin, end)` of cell1 (µs since the epoch)
+    /// with `hosts` and the instances audited on each: one commit of the cell's usage
+    /// audit subject, in the same stream, folded like the others.
+    pub fn close_period(
+        &mut self,
+        begin: i64,
+        end: i64,
+        hosts: Vec<(&str, Vec<InstanceId>)>,
+    ) -> Vec<Notification> {
+        use domain::audit::{AuditEvent, HostAudit};
+        self.tick(1);
+        self.next_id += 1;
+        let cell = CellName::new("cell1").unwrap();
+        let ev = Event::UsageAudit(AuditEvent::PeriodClosed {
+            cell: cell.clone(),
+            period_beginning: Timestamp(begin),
+            period_ending: Timestamp(end),
+            hosts: hosts
+                .into_iter()
+                .map(|(h, instances)| HostAudit {
+                    host: host(h),
+                    instances,
+                    errors: 0,
+                })
+                .collect(),
+            at: Timestamp(self.now),
+        });
+        let ne = codec::encode(&ev);
+        let commit = Commit {
+            stream: self.stream.clone(),
+            stream_seq: self.commits.len() as u64 + 1,
+            subject: projections::usage::audit_subject(&cell),
+            subject_seq: 1,
+            dedupe_id: format!("d{}", self.next_id),
+            meta: Metadata {
+                correlation_id: format!("req-{}", Uuid::from_u128(self.next_id)),
+                causation_id: String::new(),
+                actor: Actor {
+                    user: "usage-audit".into(),
+                    project: String::new(),
+                    roles: vec!["service".into()],
+                },
+                occurred_at: self.now,
+            },
+            events: vec![StoredEvent {
+                event_id: Uuid::from_u128(0xA000_0000_0000_0000_0000_0000_0000_0000 + self.next_id),
+                event_type: ne.event_type,
+                version: ne.version,
+                payload: ne.payload,
+            }],
+        };
+        let n = self.fold.commit(&commit).unwrap();
+        self.commits.push(commit);
+        self.out.extend(n.clone());
+        n
+    }
+
     /// A user command (decided as the owner, or as an admin).
     pub fn user(&mut self, cmd: InstanceCommand, admin: bool) -> Vec<Notification> {
         let ctx = self.ctx(admin);
