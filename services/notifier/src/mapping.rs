@@ -48,10 +48,13 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The owner project of the instance (`tenant_id` of the payload).
+    /// The owner project of the instance (`tenant_id` of the payload; the request
+    /// spec's `project_id` for a compute task's).
     pub fn project(&self) -> &str {
-        self.payload["nova_object.data"]["tenant_id"]
+        let d = &self.payload["nova_object.data"];
+        d["tenant_id"]
             .as_str()
+            .or_else(|| d["request_spec"]["nova_object.data"]["project_id"].as_str())
             .unwrap_or("")
     }
 }
@@ -429,6 +432,85 @@ pub fn exists(
     }
 }
 
+/// `RequestSpecPayload` 1.1 of a build request. The cell stream knows the image by id
+/// only (its metadata lives in the api stream), so the image's other fields are null,
+/// and its properties empty (Nova sends only the properties set); no NUMA topology, PCI
+/// requests, server group or retries are modelled.
+fn request_spec_payload(i: &Instance) -> Value {
+    let id = i.spec.id.to_string();
+    object(
+        "RequestSpecPayload",
+        "1.1",
+        json!({
+            "availability_zone": i.spec.availability_zone,
+            "flavor": flavor_payload(&i.flavor),
+            "ignore_hosts": null,
+            "image": object("ImageMetaPayload", "1.0", json!({
+                "checksum": null,
+                "container_format": null,
+                "created_at": null,
+                "direct_url": null,
+                "disk_format": null,
+                "id": i.spec.image_ref,
+                "min_disk": 0,
+                "min_ram": 0,
+                "name": null,
+                "owner": null,
+                "properties": object("ImageMetaPropsPayload", "1.19", json!({})),
+                "protected": false,
+                "size": null,
+                "status": null,
+                "tags": [],
+                "updated_at": null,
+                "virtual_size": null,
+                "visibility": null,
+            })),
+            "instance_uuid": id,
+            "num_instances": 1,
+            "numa_topology": null,
+            "pci_requests": object("InstancePCIRequestsPayload", "1.0", json!({
+                "instance_uuid": id,
+                "requests": [],
+            })),
+            "project_id": i.spec.project_id,
+            "scheduler_hints": {},
+            "security_groups": ["default"],
+            "force_hosts": i.spec.requested_host.as_ref().map(|h| h.to_string()),
+            "force_nodes": null,
+            "instance_group": null,
+            "requested_destination": null,
+            "retry": null,
+            "user_id": i.spec.user_id,
+        }),
+    )
+}
+
+impl Builder<'_> {
+    /// `compute_task.<action>.error` (`ComputeTaskPayload` 1.0, ERROR, from the
+    /// conductor): a task of the conductor failed for `i` with its recorded fault.
+    fn compute_task_error(&mut self, action: &str, i: &Instance, function: &str) {
+        let reason = i
+            .fault
+            .as_ref()
+            .map_or(Value::Null, |f| exception_payload(f, function));
+        self.push(
+            &format!("compute_task.{action}.error"),
+            "ERROR",
+            publisher("nova-conductor", None),
+            object(
+                "ComputeTaskPayload",
+                "1.0",
+                json!({
+                    "instance_uuid": i.spec.id.to_string(),
+                    "reason": reason,
+                    "request_spec": request_spec_payload(i),
+                    "state": i.vm_state.as_str(),
+                }),
+            ),
+        );
+    }
+}
+
 /// The start of the hour holding `ts` (Nova's default audit period is the hour).
 fn hour_start(ts: Timestamp) -> Timestamp {
     Timestamp(ts.0 - ts.0.rem_euclid(3_600_000_000))
@@ -527,12 +609,16 @@ pub fn notifications(
     match event {
         E::Placed { .. } => b.action("instance.create.start", Kind::Create, after, none(), None),
         E::BuildFailed { .. } => {
-            // Nova's conductor records NoValidHost with an instance.update (building ->
-            // error); no create.start was ever sent.
+            // Nova's conductor buries the instance in cell0 (`_bury_in_cell0`):
+            // `set_vm_state_and_notify` saves it (building -> error: an instance.update,
+            // published as `nova-compute:<the conductor's host>` since `send_update`'s
+            // service defaults to compute), then sends compute_task.build_instances.error.
+            // No create.start was ever sent.
             let mut building = after.clone();
             building.vm_state = VmState::Building;
             building.task_state = Some(TaskState::Scheduling);
-            b.update(&building, after, "nova-conductor");
+            b.update(&building, after, "nova-compute");
+            b.compute_task_error("build_instances", after, "_schedule_instances");
         }
         E::Spawned { .. } => b.action("instance.create.end", Kind::Create, after, none(), None),
         E::SpawnFailed { fault, .. } => {

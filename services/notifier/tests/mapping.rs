@@ -362,3 +362,32 @@ fn a_deleted_instance_exists_for_its_last_period_then_is_forgotten() {
     let n = s.close_period(deleted_at + 1, deleted_at + 2, vec![("compute", vec![id])]);
     assert!(n.is_empty());
 }
+
+#[test]
+fn no_valid_host_is_an_update_and_a_compute_task_error_then_a_local_delete() {
+    let mut s = Scenario::buried(14, flavor("1", 1, 512, 1));
+    let n = s.out.clone();
+    assert_eq!(
+        types(&n),
+        ["instance.update", "compute_task.build_instances.error"]
+    );
+    let update = data(&n[0])["state_update"]["nova_object.data"].clone();
+    assert_eq!((update["old_state"].as_str(), update["state"].as_str()), (Some("building"), Some("error")));
+    let task = &n[1];
+    assert_eq!(task.priority, "ERROR");
+    assert_eq!(task.publisher_id, "nova-conductor:stratus");
+    assert_eq!(task.project(), common::PROJECT);
+    let d = data(task);
+    assert_eq!(d["instance_uuid"], s.id().to_string());
+    assert_eq!(d["state"], "error");
+    assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
+    assert_eq!(d["request_spec"]["nova_object.data"]["project_id"], common::PROJECT);
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["flavor"]["nova_object.data"]["flavorid"],
+        "1"
+    );
+    // Deleted from cell0 (no host): Nova's local delete, from the API.
+    let n = s.user(C::Delete, false);
+    assert_eq!(types(&n), ["instance.delete.start", "instance.delete.end"]);
+    assert!(n.iter().all(|n| n.publisher_id == "nova-api:stratus"));
+}

@@ -57,10 +57,19 @@ pub struct Scenario {
 impl Scenario {
     /// A server of `flavor` requested, mapped to `host1` of cell1 and placed (spawning).
     pub fn placed(n: u128, flavor: FlavorSnapshot) -> Scenario {
+        Scenario::placed_with(n, flavor, "cell1", Some("compute"))
+    }
+
+    fn placed_with(
+        n: u128,
+        flavor: FlavorSnapshot,
+        cell: &str,
+        to: Option<&str>,
+    ) -> Scenario {
         let id = InstanceId(Uuid::from_u128(
             0x178b_0921_0000_0000_0000_0000_0000_0000 + n,
         ));
-        let stream = StreamName::new("cell1").unwrap();
+        let stream = StreamName::new(cell).unwrap();
         let subject = Subject::cell(&stream, SubjectKind::Instance, &id.to_string()).unwrap();
         let mut s = Scenario {
             api: None,
@@ -101,9 +110,11 @@ impl Scenario {
         let op = s.api.as_ref().unwrap().op.unwrap().id;
         let map = InstanceCommand::Map {
             op,
-            cell: CellName::new("cell1").unwrap(),
-            host: Some((host("compute"), ClaimId(Uuid::from_u128(1)))),
-            fault: None,
+            cell: CellName::new(cell).unwrap(),
+            host: to.map(|h| (host(h), ClaimId(Uuid::from_u128(1)))),
+            fault: to.is_none().then(|| {
+                "No valid host was found. There are not enough hosts available.".to_string()
+            }),
             fault_details: None,
         };
         let ctx = s.service_ctx();
@@ -113,6 +124,12 @@ impl Scenario {
         let evs = decide(s.api.as_ref(), InstanceCommand::Place, &ctx, &s.config).unwrap();
         s.append(evs, "scheduler");
         s
+    }
+
+    /// A server of `flavor` for which no host was valid: mapped to cell0 with
+    /// NoValidHost and buried there (`instance.build_failed`, first commit of cell0).
+    pub fn buried(n: u128, flavor: FlavorSnapshot) -> Scenario {
+        Scenario::placed_with(n, flavor, "cell0", None)
     }
 
     fn fold_api(&mut self, evs: &[InstanceEvent]) {
