@@ -47,7 +47,10 @@ async fn all(h: &Harness, token: &str, extra: &str) -> Vec<(u64, Value)> {
 fn of_instance<'a>(all: &'a [(u64, Value)], id: &str) -> Vec<&'a Value> {
     all.iter()
         .map(|(_, n)| n)
-        .filter(|n| n["payload"]["nova_object.data"]["uuid"] == id)
+        .filter(|n| {
+            let d = &n["payload"]["nova_object.data"];
+            d["uuid"] == id || d["instance_uuid"] == id
+        })
         .collect()
 }
 
@@ -419,5 +422,74 @@ async fn instance_exists_for_each_instance_active_in_a_closed_period() {
         .map(|(_, n)| n["message_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), all.len());
+    h.stack.stop().await;
+}
+
+/// Builds that never reach a compute host, as Nova: a build request deleted before it
+/// was placed has no notification at all (Nova's `_delete_while_booting` finds no
+/// instance in any cell and sends nothing; its conductor then stops before creating
+/// one); a build with no valid host gets the conductor's `instance.update` (building ->
+/// error) and `compute_task.build_instances.error`, and its delete (no host) the API's
+/// `instance.delete.start` / `.end`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_that_never_reach_a_host() {
+    let small = |o: &mut tests::StackOptions| {
+        no_audit(o);
+        o.hosts = 1;
+        o.host_size = domain::host::Resources {
+            vcpus: 1,
+            ram_mb: 1024,
+            disk_gb: 10,
+        };
+    };
+    // No scheduler: the build request waits unplaced, and its owner deletes it.
+    let h = Harness::start(|o| {
+        small(o);
+        o.roles.scheduler = false;
+    })
+    .await;
+    let early = h.create(ALICE, "early", "1").await;
+    let (code, v) = h
+        .req(ALICE, reqwest::Method::DELETE, &format!("/servers/{early}"), None)
+        .await;
+    assert_eq!(code, 204, "{v}");
+    h.wait(&early, "GONE").await;
+    // With a scheduler, hosts too small for flavor 5: NoValidHost, then a delete.
+    let h = h.restart(small).await;
+    let big = h.create(ALICE, "too-big", "5").await;
+    h.wait(&big, "ERROR").await;
+    let (code, v) = h
+        .req(ALICE, reqwest::Method::DELETE, &format!("/servers/{big}"), None)
+        .await;
+    assert_eq!(code, 204, "{v}");
+    h.wait(&big, "GONE").await;
+    let a = wait_for(&h, &big, "instance.delete.end").await;
+    let mine = of_instance(&a, &big);
+    assert_eq!(
+        types(&mine),
+        [
+            "instance.update",
+            "compute_task.build_instances.error",
+            "instance.delete.start",
+            "instance.delete.end"
+        ]
+    );
+    let task = mine[1];
+    assert_eq!(task["priority"], "ERROR");
+    assert!(task["publisher_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("nova-conductor:"));
+    let d = &task["payload"]["nova_object.data"];
+    assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
+    assert_eq!(d["request_spec"]["nova_object.data"]["project_id"], "proj-a");
+    // The project's reader sees it (its project is the request spec's).
+    assert_eq!(of_instance(&all(&h, ALICE, "").await, &big).len(), 4);
+    for n in &mine[2..] {
+        assert_eq!(n["publisher_id"].as_str().unwrap().split(':').next(), Some("nova-api"));
+    }
+    // Nothing at all for the build deleted before placement, nor from anything else.
+    assert!(of_instance(&a, &early).is_empty(), "{a:?}");
+    assert_eq!(a.len(), mine.len(), "{a:?}");
     h.stack.stop().await;
 }
