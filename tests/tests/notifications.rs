@@ -95,6 +95,7 @@ const EXPECTED: &[&str] = &[
     "instance.power_off.end",
     "instance.power_on.start",
     "instance.power_on.end",
+    "instance.exists",
     "instance.resize_prep.start",
     "instance.resize_prep.end",
     "instance.resize.start",

@@ -137,7 +137,7 @@ impl CellFold {
                 };
                 out.push(exists(
                     i,
-                    &h.host,
+                    h.host.as_str(),
                     (*period_beginning, *period_ending),
                     event_id,
                     *at,

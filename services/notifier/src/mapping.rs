@@ -404,7 +404,7 @@ pub fn exists_message_id(event_id: Uuid, instance: &domain::InstanceId) -> Uuid 
 /// `host` that audited it. Version 2.0 dropped `bandwidth`, so there is none.
 pub fn exists(
     i: &Instance,
-    host: &domain::HostName,
+    host: &str,
     (begin, end): (Timestamp, Timestamp),
     event_id: Uuid,
     at: Timestamp,
@@ -426,7 +426,7 @@ pub fn exists(
         priority: "INFO".into(),
         event_type: "instance.exists".into(),
         timestamp: envelope_time(at),
-        publisher_id: publisher("nova-compute", Some(host.to_string())),
+        publisher_id: format!("nova-compute:{host}"),
         message_id: exists_message_id(event_id, &i.spec.id),
         payload: object("InstanceExistsPayload", "2.1", Value::Object(d)),
     }
@@ -486,6 +486,23 @@ fn request_spec_payload(i: &Instance) -> Value {
 }
 
 impl Builder<'_> {
+    /// `instance.exists` for the current audit period (Nova's `notify_usage_exists`
+    /// with `current_period=True`, sent by the compute host `host` before it rebuilds,
+    /// prepares a resize, reverts one or shelves): the period from the start of the
+    /// hour to the event. One per event, so its id is [`message_id`]'s.
+    fn exists_now(&mut self, i: &Instance, host: Option<String>) {
+        let mut n = exists(
+            i,
+            host.as_deref().unwrap_or(CONTROL_NODE),
+            (hour_start(self.at), self.at),
+            self.event_id,
+            self.at,
+            self.meta,
+        );
+        n.message_id = message_id(self.event_id, "instance.exists");
+        self.out.push(n);
+    }
+
     /// `compute_task.<action>.error` (`ComputeTaskPayload` 1.0, ERROR, from the
     /// conductor): a task of the conductor failed for `i` with its recorded fault.
     fn compute_task_error(&mut self, action: &str, i: &Instance, function: &str) {
@@ -632,6 +649,9 @@ pub fn notifications(
             )
         }
         E::TaskStarted { action, .. } => {
+            if matches!(action, Action::Shelve | Action::RevertResize) {
+                b.exists_now(after, after.host.as_ref().map(|h| h.to_string()));
+            }
             if let Some(name) = action_name(*action) {
                 b.action(
                     &format!("instance.{name}.start"),
@@ -697,6 +717,7 @@ pub fn notifications(
             match before.task_state {
                 Some(TaskState::ResizePrep) => {
                     // prep_resize on the destination, then resize_instance on the source.
+                    b.exists_now(before, dest.clone());
                     b.action(
                         "instance.resize_prep.start",
                         Kind::ResizePrep,
@@ -913,6 +934,7 @@ pub fn notifications(
             }
         }
         E::RebuildStarted { .. } => {
+            b.exists_now(after, after.host.as_ref().map(|h| h.to_string()));
             b.action("instance.rebuild.start", Kind::Rebuild, after, none(), None)
         }
         E::Rebuilt { .. } => b.action("instance.rebuild.end", Kind::Rebuild, after, none(), None),

@@ -92,7 +92,11 @@ fn power_actions_and_reboot_pair_up() {
 fn shelve_with_immediate_offload_then_unshelve() {
     let mut s = Scenario::placed(5, flavor("1", 1, 512, 1));
     s.complete();
-    assert_eq!(types(&s.user(C::Shelve, false)), ["instance.shelve.start"]);
+    // Nova's shelve sends the current period's instance.exists first.
+    assert_eq!(
+        types(&s.user(C::Shelve, false)),
+        ["instance.exists", "instance.shelve.start"]
+    );
     let n = s.complete();
     assert_eq!(
         types(&n),
@@ -133,16 +137,27 @@ fn resize_confirm_and_revert_follow_novas_steps() {
     assert_eq!(
         types(&n),
         [
+            "instance.exists",
             "instance.resize_prep.start",
             "instance.resize_prep.end",
             "instance.resize.start"
         ]
     );
+    // prep_resize's instance.exists (current period: the hour up to now), from the
+    // destination, with the instance still on its source.
+    assert_eq!(n[0].publisher_id, "nova-compute:host2");
+    assert_eq!(data(&n[0])["host"], "compute");
+    let period = &data(&n[0])["audit_period"]["nova_object.data"];
+    assert!(period["audit_period_beginning"].as_str() < period["audit_period_ending"].as_str());
+    assert!(period["audit_period_beginning"]
+        .as_str()
+        .unwrap()
+        .ends_with(":00:00.000000Z"));
     assert_eq!(
-        data(&n[0])["new_flavor"]["nova_object.data"]["memory_mb"],
+        data(&n[1])["new_flavor"]["nova_object.data"]["memory_mb"],
         2048
     );
-    assert_eq!(data(&n[0])["flavor"]["nova_object.data"]["memory_mb"], 512);
+    assert_eq!(data(&n[1])["flavor"]["nova_object.data"]["memory_mb"], 512);
     let n = s.complete();
     assert_eq!(
         types(&n),
@@ -174,7 +189,7 @@ fn resize_confirm_and_revert_follow_novas_steps() {
     s.settle();
     assert_eq!(
         types(&s.user(C::RevertResize, false)),
-        ["instance.resize_revert.start"]
+        ["instance.exists", "instance.resize_revert.start"]
     );
     let n = s.complete();
     assert_eq!(types(&n), ["instance.resize_revert.end"]);
@@ -390,4 +405,24 @@ fn no_valid_host_is_an_update_and_a_compute_task_error_then_a_local_delete() {
     let n = s.user(C::Delete, false);
     assert_eq!(types(&n), ["instance.delete.start", "instance.delete.end"]);
     assert!(n.iter().all(|n| n.publisher_id == "nova-api:stratus"));
+}
+
+#[test]
+fn rebuild_sends_the_current_periods_exists_first_as_novas_sample() {
+    let mut s = Scenario::placed(15, flavor("1", 1, 512, 1));
+    s.complete();
+    let n = s.user(
+        C::Rebuild(Box::new(domain::instance::Rebuild {
+            image_ref: "a2459075-d96c-40d5-893e-577ff92e721c".into(),
+            ..Default::default()
+        })),
+        false,
+    );
+    assert_eq!(types(&n), ["instance.exists", "instance.rebuild.start"]);
+    assert_eq!(data(&n[0])["task_state"], "rebuilding");
+    assert_eq!(n[0].publisher_id, "nova-compute:compute");
+    assert_eq!(
+        n[0].message_id,
+        notifier::message_id(s.commits.last().unwrap().events[0].event_id, "instance.exists")
+    );
 }
