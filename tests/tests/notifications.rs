@@ -398,7 +398,10 @@ async fn instance_exists_for_each_instance_active_in_a_closed_period() {
     assert!(!kept_exists.is_empty());
     for n in &kept_exists {
         let d = &n["payload"]["nova_object.data"];
-        assert_eq!((d["state"].as_str(), d["tenant_id"].as_str()), (Some("active"), Some("proj-a")));
+        assert_eq!(
+            (d["state"].as_str(), d["tenant_id"].as_str()),
+            (Some("active"), Some("proj-a"))
+        );
         assert_eq!(d["host"], kept_host.as_str());
     }
     // `gone`: only for periods it was active in (begun before its delete); as deleted
@@ -451,7 +454,12 @@ async fn builds_that_never_reach_a_host() {
     .await;
     let early = h.create(ALICE, "early", "1").await;
     let (code, v) = h
-        .req(ALICE, reqwest::Method::DELETE, &format!("/servers/{early}"), None)
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{early}"),
+            None,
+        )
         .await;
     assert_eq!(code, 204, "{v}");
     h.wait(&early, "GONE").await;
@@ -460,7 +468,12 @@ async fn builds_that_never_reach_a_host() {
     let big = h.create(ALICE, "too-big", "5").await;
     h.wait(&big, "ERROR").await;
     let (code, v) = h
-        .req(ALICE, reqwest::Method::DELETE, &format!("/servers/{big}"), None)
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{big}"),
+            None,
+        )
         .await;
     assert_eq!(code, 204, "{v}");
     h.wait(&big, "GONE").await;
@@ -483,11 +496,17 @@ async fn builds_that_never_reach_a_host() {
         .starts_with("nova-conductor:"));
     let d = &task["payload"]["nova_object.data"];
     assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
-    assert_eq!(d["request_spec"]["nova_object.data"]["project_id"], "proj-a");
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["project_id"],
+        "proj-a"
+    );
     // The project's reader sees it (its project is the request spec's).
     assert_eq!(of_instance(&all(&h, ALICE, "").await, &big).len(), 4);
     for n in &mine[2..] {
-        assert_eq!(n["publisher_id"].as_str().unwrap().split(':').next(), Some("nova-api"));
+        assert_eq!(
+            n["publisher_id"].as_str().unwrap().split(':').next(),
+            Some("nova-api")
+        );
     }
     // Nothing at all for the build deleted before placement, nor from anything else.
     assert!(of_instance(&a, &early).is_empty(), "{a:?}");

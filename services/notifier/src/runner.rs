@@ -118,12 +118,10 @@ impl Notifier {
     /// Updates `stream`'s report.
     fn record(&self, stream: &StreamName, f: impl FnOnce(&mut StreamReport)) {
         if let Ok(mut m) = self.streams.lock() {
-            let r = m
-                .entry(stream.to_string())
-                .or_insert_with(|| StreamReport {
-                    stream: stream.to_string(),
-                    ..StreamReport::default()
-                });
+            let r = m.entry(stream.to_string()).or_insert_with(|| StreamReport {
+                stream: stream.to_string(),
+                ..StreamReport::default()
+            });
             f(r);
         }
     }

@@ -356,7 +356,9 @@ fn a_closed_audit_period_gives_instance_exists_per_audited_instance() {
     );
     // An instance the fold does not know (another cell's, or never placed): nothing.
     let other = domain::InstanceId(uuid::Uuid::from_u128(77));
-    assert!(s.close_period(begin, end, vec![("compute", vec![other])]).is_empty());
+    assert!(s
+        .close_period(begin, end, vec![("compute", vec![other])])
+        .is_empty());
 }
 
 #[test]
@@ -369,7 +371,11 @@ fn a_deleted_instance_exists_for_its_last_period_then_is_forgotten() {
     let deleted_at = s.now;
     assert!(s.fold.is_empty());
     // Closed after the delete, for a period the instance was active in.
-    let n = s.close_period(deleted_at - 60_000_000, deleted_at + 1, vec![("compute", vec![id])]);
+    let n = s.close_period(
+        deleted_at - 60_000_000,
+        deleted_at + 1,
+        vec![("compute", vec![id])],
+    );
     assert_eq!(types(&n), ["instance.exists"]);
     assert_eq!(data(&n[0])["state"], "deleted");
     assert!(data(&n[0])["deleted_at"].is_string());
@@ -387,7 +393,10 @@ fn no_valid_host_is_an_update_and_a_compute_task_error_then_a_local_delete() {
         ["instance.update", "compute_task.build_instances.error"]
     );
     let update = data(&n[0])["state_update"]["nova_object.data"].clone();
-    assert_eq!((update["old_state"].as_str(), update["state"].as_str()), (Some("building"), Some("error")));
+    assert_eq!(
+        (update["old_state"].as_str(), update["state"].as_str()),
+        (Some("building"), Some("error"))
+    );
     let task = &n[1];
     assert_eq!(task.priority, "ERROR");
     assert_eq!(task.publisher_id, "nova-conductor:stratus");
@@ -396,7 +405,10 @@ fn no_valid_host_is_an_update_and_a_compute_task_error_then_a_local_delete() {
     assert_eq!(d["instance_uuid"], s.id().to_string());
     assert_eq!(d["state"], "error");
     assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
-    assert_eq!(d["request_spec"]["nova_object.data"]["project_id"], common::PROJECT);
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["project_id"],
+        common::PROJECT
+    );
     assert_eq!(
         d["request_spec"]["nova_object.data"]["flavor"]["nova_object.data"]["flavorid"],
         "1"
@@ -423,6 +435,9 @@ fn rebuild_sends_the_current_periods_exists_first_as_novas_sample() {
     assert_eq!(n[0].publisher_id, "nova-compute:compute");
     assert_eq!(
         n[0].message_id,
-        notifier::message_id(s.commits.last().unwrap().events[0].event_id, "instance.exists")
+        notifier::message_id(
+            s.commits.last().unwrap().events[0].event_id,
+            "instance.exists"
+        )
     );
 }

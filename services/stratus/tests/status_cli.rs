@@ -73,7 +73,10 @@ async fn status_is_for_admins_and_lists_every_task_with_its_lag() {
     let (_, body) = get_status(&http, port, ADMIN).await;
     let notifier = body["notifier"].clone();
     let streams = notifier["streams"].as_array().unwrap().clone();
-    let names_of: Vec<&str> = streams.iter().map(|s| s["stream"].as_str().unwrap()).collect();
+    let names_of: Vec<&str> = streams
+        .iter()
+        .map(|s| s["stream"].as_str().unwrap())
+        .collect();
     assert_eq!(names_of, ["cell0", "cell1"], "{notifier}");
     let cell1n = &streams[1];
     assert_eq!(cell1n["position"], cell1n["head"], "{notifier}");
@@ -81,8 +84,14 @@ async fn status_is_for_admins_and_lists_every_task_with_its_lag() {
     // create.start and create.end at least.
     assert!(cell1n["written"].as_u64().unwrap() >= 2, "{notifier}");
     assert!(notifier["written"].as_u64().unwrap() >= cell1n["written"].as_u64().unwrap());
-    assert_eq!((cell1n["errors"].as_u64(), cell1n["stopped"].as_bool()), (Some(0), Some(false)));
-    assert!(cell1n["last_write"].as_str().unwrap().ends_with('Z'), "{notifier}");
+    assert_eq!(
+        (cell1n["errors"].as_u64(), cell1n["stopped"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert!(
+        cell1n["last_write"].as_str().unwrap().ends_with('Z'),
+        "{notifier}"
+    );
     let names: Vec<String> = tasks
         .iter()
         .map(|t| match t["stream"].as_str() {

@@ -60,12 +60,7 @@ impl Scenario {
         Scenario::placed_with(n, flavor, "cell1", Some("compute"))
     }
 
-    fn placed_with(
-        n: u128,
-        flavor: FlavorSnapshot,
-        cell: &str,
-        to: Option<&str>,
-    ) -> Scenario {
+    fn placed_with(n: u128, flavor: FlavorSnapshot, cell: &str, to: Option<&str>) -> Scenario {
         let id = InstanceId(Uuid::from_u128(
             0x178b_0921_0000_0000_0000_0000_0000_0000 + n,
         ));
