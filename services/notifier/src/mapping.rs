@@ -6,7 +6,9 @@
 //!   commit's `occurred_at`), so mapping the same log twice gives the same bytes;
 //! - a notification's `message_id` is a UUID v5 of the event id and the event type, so
 //!   it is stable across re-derivations (restarts, replays, other processes) and unique
-//!   (one event never yields two notifications of one type);
+//!   (one event never yields two notifications of one type); the one exception, an
+//!   audit event's `instance.exists` (one per audited instance), adds the instance id
+//!   ([`exists_message_id`]);
 //! - the start / end points are Nova's (`nova/compute/manager.py`): a `.start` is sent
 //!   when the compute host begins the work (here the event that hands the task to the
 //!   host, `instance.task_started` or the destination's claim), an `.end` when the
