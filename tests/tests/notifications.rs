@@ -47,7 +47,10 @@ async fn all(h: &Harness, token: &str, extra: &str) -> Vec<(u64, Value)> {
 fn of_instance<'a>(all: &'a [(u64, Value)], id: &str) -> Vec<&'a Value> {
     all.iter()
         .map(|(_, n)| n)
-        .filter(|n| n["payload"]["nova_object.data"]["uuid"] == id)
+        .filter(|n| {
+            let d = &n["payload"]["nova_object.data"];
+            d["uuid"] == id || d["instance_uuid"] == id
+        })
         .collect()
 }
 
@@ -74,6 +77,13 @@ async fn wait_for(h: &Harness, id: &str, last: &str) -> Vec<(u64, Value)> {
     }
 }
 
+/// An audit period (a year) that no test crosses: the lifecycle tests expect exact
+/// sequences, which an `instance.exists` from an hourly period closing mid-test would
+/// interleave.
+fn no_audit(o: &mut tests::StackOptions) {
+    o.audit_period = Duration::from_secs(365 * 86_400);
+}
+
 const EXPECTED: &[&str] = &[
     "instance.create.start",
     "instance.create.end",
@@ -85,6 +95,7 @@ const EXPECTED: &[&str] = &[
     "instance.power_off.end",
     "instance.power_on.start",
     "instance.power_on.end",
+    "instance.exists",
     "instance.resize_prep.start",
     "instance.resize_prep.end",
     "instance.resize.start",
@@ -160,7 +171,7 @@ fn check(all: &[(u64, Value)], id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_over_http_survive_a_restart_exactly_once() {
-    let h = Harness::start(|_| {}).await;
+    let h = Harness::start(no_audit).await;
     let id = lifecycle(&h).await;
     let before = wait_for(&h, &id, "instance.delete.end").await;
     check(&before, &id);
@@ -204,7 +215,7 @@ async fn notifications_over_http_survive_a_restart_exactly_once() {
     drop(resp);
 
     // Restart: nothing written twice, nothing lost, the same ids; then it goes on.
-    let h = h.restart(|_| {}).await;
+    let h = h.restart(no_audit).await;
     let id2 = h.create(ALICE, "web-2", "1").await;
     h.wait(&id2, "ACTIVE").await;
     let after = wait_for(&h, &id2, "instance.create.end").await;
@@ -270,7 +281,11 @@ async fn jetstream_notifications_for_any_nats_client() {
     let nats = eventlog::testing::NatsServer::start().expect("nats-server starts");
     let url = nats.url();
     let u = url.clone();
-    let h = Harness::start(move |o| o.nats = Some(u)).await;
+    let h = Harness::start(move |o| {
+        no_audit(o);
+        o.nats = Some(u)
+    })
+    .await;
     let id = lifecycle(&h).await;
     let before = wait_for(&h, &id, "instance.delete.end").await;
     check(&before, &id);
@@ -298,6 +313,7 @@ async fn jetstream_notifications_for_any_nats_client() {
     let Harness { stack, dir, http } = h;
     stack.stop().await;
     let mut o = tests::options(dir.path());
+    no_audit(&mut o);
     o.nats = Some(url.clone());
     let stack = tests::Stack::start(o).await.expect("restarts");
     let h = Harness { stack, dir, http };
@@ -317,4 +333,183 @@ async fn jetstream_notifications_for_any_nats_client() {
     stack.stop().await;
     drop(dir);
     drop(nats);
+}
+
+/// `instance.exists` each audit period (2 s here): the scheduler's usage auditor closes
+/// each period in the cell stream and the notifier sends one `instance.exists` per
+/// instance active on a host in it, with the period's bounds, the instance's state and
+/// the auditing host as publisher; an instance deleted before a period began gets none
+/// for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_exists_for_each_instance_active_in_a_closed_period() {
+    let h = Harness::start(|o| o.audit_period = Duration::from_secs(2)).await;
+    let kept = h.create(ALICE, "kept", "1").await;
+    let gone = h.create(ALICE, "gone", "1").await;
+    let kept_host = h.wait(&kept, "ACTIVE").await["OS-EXT-SRV-ATTR:host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.wait(&gone, "ACTIVE").await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{gone}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204, "{v}");
+    h.wait(&gone, "GONE").await;
+    let a = wait_for(&h, &gone, "instance.delete.end").await;
+    let end = of_instance(&a, &gone).last().copied().unwrap().clone();
+    let terminated = end["payload"]["nova_object.data"]["terminated_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let period = |n: &Value, k: &str| {
+        n["payload"]["nova_object.data"]["audit_period"]["nova_object.data"][k]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Wait for a period of `kept` that began after `gone` was deleted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let a = all(&h, ADMIN, "&event_type=instance.exists").await;
+        if of_instance(&a, &kept)
+            .iter()
+            .any(|n| period(n, "audit_period_beginning") > terminated)
+        {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no later period closed: {a:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (_, n) in &all {
+        assert_eq!(n["event_type"], "instance.exists");
+        assert_eq!(n["priority"], "INFO");
+        // Published by the compute host that audited it: the instance's host.
+        let host = n["payload"]["nova_object.data"]["host"].as_str().unwrap();
+        assert_eq!(n["publisher_id"], format!("nova-compute:{host}"), "{n}");
+        assert_eq!(n["payload"]["nova_object.name"], "InstanceExistsPayload");
+        assert!(period(n, "audit_period_beginning") < period(n, "audit_period_ending"));
+    }
+    let kept_exists = of_instance(&all, &kept);
+    assert!(!kept_exists.is_empty());
+    for n in &kept_exists {
+        let d = &n["payload"]["nova_object.data"];
+        assert_eq!(
+            (d["state"].as_str(), d["tenant_id"].as_str()),
+            (Some("active"), Some("proj-a"))
+        );
+        assert_eq!(d["host"], kept_host.as_str());
+    }
+    // `gone`: only for periods it was active in (begun before its delete); as deleted
+    // once the period closed after the delete (it ended after it).
+    for n in of_instance(&all, &gone) {
+        assert!(period(n, "audit_period_beginning") < terminated, "{n}");
+        let state = &n["payload"]["nova_object.data"]["state"];
+        if period(n, "audit_period_ending") > terminated {
+            assert_eq!(state, "deleted", "{n}");
+        } else {
+            assert_eq!(state, "active", "{n}");
+        }
+    }
+    // One per instance and period: distinct periods, distinct message ids.
+    let periods: std::collections::HashSet<String> = kept_exists
+        .iter()
+        .map(|n| period(n, "audit_period_beginning"))
+        .collect();
+    assert_eq!(periods.len(), kept_exists.len());
+    let ids: std::collections::HashSet<&str> = all
+        .iter()
+        .map(|(_, n)| n["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), all.len());
+    h.stack.stop().await;
+}
+
+/// Builds that never reach a compute host, as Nova: a build request deleted before it
+/// was placed has no notification at all (Nova's `_delete_while_booting` finds no
+/// instance in any cell and sends nothing; its conductor then stops before creating
+/// one); a build with no valid host gets the conductor's `instance.update` (building ->
+/// error) and `compute_task.build_instances.error`, and its delete (no host) the API's
+/// `instance.delete.start` / `.end`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_that_never_reach_a_host() {
+    let small = |o: &mut tests::StackOptions| {
+        no_audit(o);
+        o.hosts = 1;
+        o.host_size = domain::host::Resources {
+            vcpus: 1,
+            ram_mb: 1024,
+            disk_gb: 10,
+        };
+    };
+    // No scheduler: the build request waits unplaced, and its owner deletes it.
+    let h = Harness::start(|o| {
+        small(o);
+        o.roles.scheduler = false;
+    })
+    .await;
+    let early = h.create(ALICE, "early", "1").await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{early}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204, "{v}");
+    h.wait(&early, "GONE").await;
+    // With a scheduler, hosts too small for flavor 5: NoValidHost, then a delete.
+    let h = h.restart(small).await;
+    let big = h.create(ALICE, "too-big", "5").await;
+    h.wait(&big, "ERROR").await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{big}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204, "{v}");
+    h.wait(&big, "GONE").await;
+    let a = wait_for(&h, &big, "instance.delete.end").await;
+    let mine = of_instance(&a, &big);
+    assert_eq!(
+        types(&mine),
+        [
+            "instance.update",
+            "compute_task.build_instances.error",
+            "instance.delete.start",
+            "instance.delete.end"
+        ]
+    );
+    let task = mine[1];
+    assert_eq!(task["priority"], "ERROR");
+    assert!(task["publisher_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("nova-conductor:"));
+    let d = &task["payload"]["nova_object.data"];
+    assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["project_id"],
+        "proj-a"
+    );
+    // The project's reader sees it (its project is the request spec's).
+    assert_eq!(of_instance(&all(&h, ALICE, "").await, &big).len(), 4);
+    for n in &mine[2..] {
+        assert_eq!(
+            n["publisher_id"].as_str().unwrap().split(':').next(),
+            Some("nova-api")
+        );
+    }
+    // Nothing at all for the build deleted before placement, nor from anything else.
+    assert!(of_instance(&a, &early).is_empty(), "{a:?}");
+    assert_eq!(a.len(), mine.len(), "{a:?}");
+    h.stack.stop().await;
 }

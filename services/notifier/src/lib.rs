@@ -3,7 +3,10 @@
 //! - [`mapping`]: the pure mapping of one instance event, with the instance before it,
 //!   to Nova's notifications (envelope and versioned payload, stable message ids);
 //! - [`fold`]: the notifier's own fold of a cell stream (instance states from the
-//!   stream's start), giving each commit's notifications.
+//!   stream's start), giving each commit's notifications, and `instance.exists` for
+//!   each audit period closed in the cell (`audit.period_closed`);
+//! - [`runner`]: one task per cell stream writing them exactly once, with a report
+//!   per stream for `GET /v1/status`.
 //!
 //! A notification is never lost because a subscriber or the bus was down: it is
 //! derived again, identically (same bytes, same message id), from the log.

@@ -6,7 +6,9 @@
 //!   commit's `occurred_at`), so mapping the same log twice gives the same bytes;
 //! - a notification's `message_id` is a UUID v5 of the event id and the event type, so
 //!   it is stable across re-derivations (restarts, replays, other processes) and unique
-//!   (one event never yields two notifications of one type);
+//!   (one event never yields two notifications of one type); the one exception, an
+//!   audit event's `instance.exists` (one per audited instance), adds the instance id
+//!   ([`exists_message_id`]);
 //! - the start / end points are Nova's (`nova/compute/manager.py`): a `.start` is sent
 //!   when the compute host begins the work (here the event that hands the task to the
 //!   host, `instance.task_started` or the destination's claim), an `.end` when the
@@ -48,10 +50,13 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The owner project of the instance (`tenant_id` of the payload).
+    /// The owner project of the instance (`tenant_id` of the payload; the request
+    /// spec's `project_id` for a compute task's).
     pub fn project(&self) -> &str {
-        self.payload["nova_object.data"]["tenant_id"]
+        let d = &self.payload["nova_object.data"];
+        d["tenant_id"]
             .as_str()
+            .or_else(|| d["request_spec"]["nova_object.data"]["project_id"].as_str())
             .unwrap_or("")
     }
 }
@@ -385,6 +390,146 @@ impl Builder<'_> {
     }
 }
 
+/// The message id of the `instance.exists` of instance `instance` made from the audit
+/// event `event_id` (one audit event yields one per instance, so the instance is part
+/// of the name; stable like [`message_id`]).
+pub fn exists_message_id(event_id: Uuid, instance: &domain::InstanceId) -> Uuid {
+    Uuid::new_v5(
+        &MESSAGE_ID_NAMESPACE,
+        format!("{event_id}/instance.exists/{instance}").as_bytes(),
+    )
+}
+
+/// `instance.exists` (`InstanceExistsPayload` 2.1, Nova's `notify_usage_exists` from
+/// the `_instance_usage_audit` periodic task) of `i` as it is when the audit period
+/// `[begin, end)` is closed (event `event_id`, time `at`), published by the compute
+/// `host` that audited it. Version 2.0 dropped `bandwidth`, so there is none.
+pub fn exists(
+    i: &Instance,
+    host: &str,
+    (begin, end): (Timestamp, Timestamp),
+    event_id: Uuid,
+    at: Timestamp,
+    meta: &Metadata,
+) -> Notification {
+    let mut d = instance_fields(i, meta);
+    d.insert(
+        "audit_period".into(),
+        object(
+            "AuditPeriodPayload",
+            "1.0",
+            json!({
+                "audit_period_beginning": iso(begin),
+                "audit_period_ending": iso(end),
+            }),
+        ),
+    );
+    Notification {
+        priority: "INFO".into(),
+        event_type: "instance.exists".into(),
+        timestamp: envelope_time(at),
+        publisher_id: format!("nova-compute:{host}"),
+        message_id: exists_message_id(event_id, &i.spec.id),
+        payload: object("InstanceExistsPayload", "2.1", Value::Object(d)),
+    }
+}
+
+/// `RequestSpecPayload` 1.1 of a build request. The cell stream knows the image by id
+/// only (its metadata lives in the api stream), so the image's other fields are null,
+/// and its properties empty (Nova sends only the properties set); no NUMA topology, PCI
+/// requests, server group or retries are modelled.
+fn request_spec_payload(i: &Instance) -> Value {
+    let id = i.spec.id.to_string();
+    object(
+        "RequestSpecPayload",
+        "1.1",
+        json!({
+            "availability_zone": i.spec.availability_zone,
+            "flavor": flavor_payload(&i.flavor),
+            "ignore_hosts": null,
+            "image": object("ImageMetaPayload", "1.0", json!({
+                "checksum": null,
+                "container_format": null,
+                "created_at": null,
+                "direct_url": null,
+                "disk_format": null,
+                "id": i.spec.image_ref,
+                "min_disk": 0,
+                "min_ram": 0,
+                "name": null,
+                "owner": null,
+                "properties": object("ImageMetaPropsPayload", "1.19", json!({})),
+                "protected": false,
+                "size": null,
+                "status": null,
+                "tags": [],
+                "updated_at": null,
+                "virtual_size": null,
+                "visibility": null,
+            })),
+            "instance_uuid": id,
+            "num_instances": 1,
+            "numa_topology": null,
+            "pci_requests": object("InstancePCIRequestsPayload", "1.0", json!({
+                "instance_uuid": id,
+                "requests": [],
+            })),
+            "project_id": i.spec.project_id,
+            "scheduler_hints": {},
+            "security_groups": ["default"],
+            "force_hosts": i.spec.requested_host.as_ref().map(|h| h.to_string()),
+            "force_nodes": null,
+            "instance_group": null,
+            "requested_destination": null,
+            "retry": null,
+            "user_id": i.spec.user_id,
+        }),
+    )
+}
+
+impl Builder<'_> {
+    /// `instance.exists` for the current audit period (Nova's `notify_usage_exists`
+    /// with `current_period=True`, sent by the compute host `host` before it rebuilds,
+    /// prepares a resize, reverts one or shelves): the period from the start of the
+    /// hour to the event. One per event, so its id is [`message_id`]'s.
+    fn exists_now(&mut self, i: &Instance, host: Option<String>) {
+        let mut n = exists(
+            i,
+            host.as_deref().unwrap_or(CONTROL_NODE),
+            (hour_start(self.at), self.at),
+            self.event_id,
+            self.at,
+            self.meta,
+        );
+        n.message_id = message_id(self.event_id, "instance.exists");
+        self.out.push(n);
+    }
+
+    /// `compute_task.<action>.error` (`ComputeTaskPayload` 1.0, ERROR, from the
+    /// conductor): a task of the conductor failed for `i` with its recorded fault.
+    fn compute_task_error(&mut self, action: &str, i: &Instance, function: &str) {
+        let reason = i
+            .fault
+            .as_ref()
+            .map_or(Value::Null, |f| exception_payload(f, function));
+        self.push(
+            &format!("compute_task.{action}.error"),
+            "ERROR",
+            publisher("nova-conductor", None),
+            object(
+                "ComputeTaskPayload",
+                "1.0",
+                json!({
+                    "instance_uuid": i.spec.id.to_string(),
+                    "reason": reason,
+                    "request_spec": request_spec_payload(i),
+                    "state": i.vm_state.as_str(),
+                }),
+            ),
+        );
+    }
+}
+
 /// The start of the hour holding `ts` (Nova's default audit period is the hour).
 fn hour_start(ts: Timestamp) -> Timestamp {
     Timestamp(ts.0 - ts.0.rem_euclid(3_600_000_000))
@@ -483,12 +628,16 @@ pub fn notifications(
     match event {
         E::Placed { .. } => b.action("instance.create.start", Kind::Create, after, none(), None),
         E::BuildFailed { .. } => {
-            // Nova's conductor records NoValidHost with an instance.update (building ->
-            // error); no create.start was ever sent.
+            // Nova's conductor buries the instance in cell0 (`_bury_in_cell0`):
+            // `set_vm_state_and_notify` saves it (building -> error: an instance.update,
+            // published as `nova-compute:<the conductor's host>` since `send_update`'s
+            // service defaults to compute), then sends compute_task.build_instances.error.
+            // No create.start was ever sent.
             let mut building = after.clone();
             building.vm_state = VmState::Building;
             building.task_state = Some(TaskState::Scheduling);
-            b.update(&building, after, "nova-conductor");
+            b.update(&building, after, "nova-compute");
+            b.compute_task_error("build_instances", after, "_schedule_instances");
         }
         E::Spawned { .. } => b.action("instance.create.end", Kind::Create, after, none(), None),
         E::SpawnFailed { fault, .. } => {
@@ -502,6 +651,9 @@ pub fn notifications(
             )
         }
         E::TaskStarted { action, .. } => {
+            if matches!(action, Action::Shelve | Action::RevertResize) {
+                b.exists_now(after, after.host.as_ref().map(|h| h.to_string()));
+            }
             if let Some(name) = action_name(*action) {
                 b.action(
                     &format!("instance.{name}.start"),
@@ -567,6 +719,7 @@ pub fn notifications(
             match before.task_state {
                 Some(TaskState::ResizePrep) => {
                     // prep_resize on the destination, then resize_instance on the source.
+                    b.exists_now(before, dest.clone());
                     b.action(
                         "instance.resize_prep.start",
                         Kind::ResizePrep,
@@ -783,6 +936,7 @@ pub fn notifications(
             }
         }
         E::RebuildStarted { .. } => {
+            b.exists_now(after, after.host.as_ref().map(|h| h.to_string()));
             b.action("instance.rebuild.start", Kind::Rebuild, after, none(), None)
         }
         E::Rebuilt { .. } => b.action("instance.rebuild.end", Kind::Rebuild, after, none(), None),

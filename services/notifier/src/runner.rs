@@ -32,12 +32,32 @@ use crate::{CellFold, NotifierError};
 /// Most commits folded into one write.
 const MAX_BATCH_COMMITS: usize = 2048;
 
+/// How the notifier of one source stream is doing (for `GET /v1/status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Source stream.
+    pub stream: String,
+    /// The last commit whose notifications are all written (this process; 0: none yet).
+    pub position: u64,
+    /// Notifications of this stream written by this process.
+    pub written: u64,
+    /// Failures met (subscription, decoding, writing), each retried except `stopped`.
+    pub errors: u64,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When a batch was last written (microseconds since the epoch; 0: never).
+    pub last_write: u64,
+    /// The task stopped on this stream (a commit it cannot decode: written by a newer
+    /// version); it needs a restart with that version.
+    pub stopped: bool,
+}
+
 /// The notifier of one process.
 pub struct Notifier {
     log: Arc<dyn EventLog>,
     sink: Arc<dyn Sink>,
     resume: HashMap<String, Resume>,
-    positions: Mutex<HashMap<String, u64>>,
+    streams: Mutex<HashMap<String, StreamReport>>,
     written: AtomicU64,
 }
 
@@ -66,7 +86,7 @@ impl Notifier {
             log,
             sink,
             resume,
-            positions: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
         }))
     }
@@ -78,10 +98,41 @@ impl Notifier {
 
     /// The last commit of `stream` whose notifications are all written (this process).
     pub fn position(&self, stream: &StreamName) -> u64 {
-        self.positions
+        self.streams
             .lock()
-            .map(|p| p.get(stream.as_str()).copied().unwrap_or(0))
+            .map(|p| p.get(stream.as_str()).map_or(0, |r| r.position))
             .unwrap_or(0)
+    }
+
+    /// Every source stream's report, by stream name.
+    pub fn report(&self) -> Vec<StreamReport> {
+        let mut out: Vec<StreamReport> = self
+            .streams
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.stream.cmp(&b.stream));
+        out
+    }
+
+    /// Updates `stream`'s report.
+    fn record(&self, stream: &StreamName, f: impl FnOnce(&mut StreamReport)) {
+        if let Ok(mut m) = self.streams.lock() {
+            let r = m.entry(stream.to_string()).or_insert_with(|| StreamReport {
+                stream: stream.to_string(),
+                ..StreamReport::default()
+            });
+            f(r);
+        }
+    }
+
+    fn failed(&self, stream: &StreamName, error: &dyn std::fmt::Display, stopped: bool) {
+        let message = error.to_string();
+        self.record(stream, |r| {
+            r.errors += 1;
+            r.last_error = Some(message);
+            r.stopped |= stopped;
+        });
     }
 
     fn entries(
@@ -117,11 +168,13 @@ impl Notifier {
             .copied()
             .unwrap_or_default();
         let mut fold = CellFold::default();
+        self.record(&stream, |_| {});
         'subscribe: loop {
             let mut sub = match self.log.subscribe(&stream, fold.position + 1).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(%stream, error = %e, "notifier cannot subscribe; retrying");
+                    self.failed(&stream, &e, false);
                     tokio::select! {
                         _ = shutdown.changed() => return,
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
@@ -142,12 +195,14 @@ impl Notifier {
                         Some(Ok(commit)) => {
                             if let Err(e) = self.entries(&mut fold, resume, &commit, &mut batch) {
                                 tracing::error!(%stream, error = %e, "notifier stops on this stream");
+                                self.failed(&stream, &e, true);
                                 return;
                             }
                             commits += 1;
                         }
                         Some(Err(e)) => {
                             tracing::warn!(%stream, error = %e, "notifier subscription failed; resubscribing");
+                            self.failed(&stream, &e, false);
                             if !self
                                 .flush(&stream, batch, fold.position, &mut shutdown)
                                 .await
@@ -195,6 +250,7 @@ impl Notifier {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(%stream, error = %e, "cannot write notifications; retrying");
+                    self.failed(stream, &e, false);
                     tokio::select! {
                         _ = shutdown.changed() => return false,
                         _ = tokio::time::sleep(delay) => {}
@@ -204,9 +260,20 @@ impl Notifier {
             }
         }
         self.written.fetch_add(n, Ordering::Relaxed);
-        if let Ok(mut p) = self.positions.lock() {
-            p.insert(stream.to_string(), position);
-        }
+        let now = if n > 0 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        } else {
+            0
+        };
+        self.record(stream, |r| {
+            r.position = position;
+            r.written += n;
+            if now > 0 {
+                r.last_write = now;
+            }
+        });
         true
     }
 }

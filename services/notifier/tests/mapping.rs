@@ -92,7 +92,11 @@ fn power_actions_and_reboot_pair_up() {
 fn shelve_with_immediate_offload_then_unshelve() {
     let mut s = Scenario::placed(5, flavor("1", 1, 512, 1));
     s.complete();
-    assert_eq!(types(&s.user(C::Shelve, false)), ["instance.shelve.start"]);
+    // Nova's shelve sends the current period's instance.exists first.
+    assert_eq!(
+        types(&s.user(C::Shelve, false)),
+        ["instance.exists", "instance.shelve.start"]
+    );
     let n = s.complete();
     assert_eq!(
         types(&n),
@@ -133,16 +137,27 @@ fn resize_confirm_and_revert_follow_novas_steps() {
     assert_eq!(
         types(&n),
         [
+            "instance.exists",
             "instance.resize_prep.start",
             "instance.resize_prep.end",
             "instance.resize.start"
         ]
     );
+    // prep_resize's instance.exists (current period: the hour up to now), from the
+    // destination, with the instance still on its source.
+    assert_eq!(n[0].publisher_id, "nova-compute:host2");
+    assert_eq!(data(&n[0])["host"], "compute");
+    let period = &data(&n[0])["audit_period"]["nova_object.data"];
+    assert!(period["audit_period_beginning"].as_str() < period["audit_period_ending"].as_str());
+    assert!(period["audit_period_beginning"]
+        .as_str()
+        .unwrap()
+        .ends_with(":00:00.000000Z"));
     assert_eq!(
-        data(&n[0])["new_flavor"]["nova_object.data"]["memory_mb"],
+        data(&n[1])["new_flavor"]["nova_object.data"]["memory_mb"],
         2048
     );
-    assert_eq!(data(&n[0])["flavor"]["nova_object.data"]["memory_mb"], 512);
+    assert_eq!(data(&n[1])["flavor"]["nova_object.data"]["memory_mb"], 512);
     let n = s.complete();
     assert_eq!(
         types(&n),
@@ -174,7 +189,7 @@ fn resize_confirm_and_revert_follow_novas_steps() {
     s.settle();
     assert_eq!(
         types(&s.user(C::RevertResize, false)),
-        ["instance.resize_revert.start"]
+        ["instance.exists", "instance.resize_revert.start"]
     );
     let n = s.complete();
     assert_eq!(types(&n), ["instance.resize_revert.end"]);
@@ -308,4 +323,121 @@ fn a_commit_out_of_order_is_refused() {
     let mut c = s.commits[0].clone();
     c.stream_seq = 2;
     assert!(fold.commit(&c).is_err());
+}
+
+#[test]
+fn a_closed_audit_period_gives_instance_exists_per_audited_instance() {
+    let mut s = Scenario::placed(12, flavor("1", 1, 512, 1));
+    s.complete();
+    s.user(C::Pause, false);
+    let id = s.id();
+    let (begin, end) = (s.now - 3_600_000_000, s.now);
+    let n = s.close_period(begin, end, vec![("compute", vec![id]), ("host2", vec![])]);
+    assert_eq!(types(&n), ["instance.exists"]);
+    let d = data(&n[0]);
+    assert_eq!(n[0].publisher_id, "nova-compute:compute");
+    assert_eq!(d["uuid"], id.to_string());
+    // The instance as folded at that point: pausing.
+    assert_eq!(d["state"], "active");
+    assert_eq!(d["task_state"], "pausing");
+    let period = &d["audit_period"]["nova_object.data"];
+    assert_eq!(
+        period["audit_period_beginning"],
+        notifier::mapping::iso(domain::Timestamp(begin))
+    );
+    assert_eq!(
+        period["audit_period_ending"],
+        notifier::mapping::iso(domain::Timestamp(end))
+    );
+    let audit_event = s.commits.last().unwrap().events[0].event_id;
+    assert_eq!(
+        n[0].message_id,
+        notifier::mapping::exists_message_id(audit_event, &id)
+    );
+    // An instance the fold does not know (another cell's, or never placed): nothing.
+    let other = domain::InstanceId(uuid::Uuid::from_u128(77));
+    assert!(s
+        .close_period(begin, end, vec![("compute", vec![other])])
+        .is_empty());
+}
+
+#[test]
+fn a_deleted_instance_exists_for_its_last_period_then_is_forgotten() {
+    let mut s = Scenario::placed(13, flavor("1", 1, 512, 1));
+    s.complete();
+    s.user(C::Delete, false);
+    s.settle();
+    let id = s.id();
+    let deleted_at = s.now;
+    assert!(s.fold.is_empty());
+    // Closed after the delete, for a period the instance was active in.
+    let n = s.close_period(
+        deleted_at - 60_000_000,
+        deleted_at + 1,
+        vec![("compute", vec![id])],
+    );
+    assert_eq!(types(&n), ["instance.exists"]);
+    assert_eq!(data(&n[0])["state"], "deleted");
+    assert!(data(&n[0])["deleted_at"].is_string());
+    // A period beginning after the delete cannot audit it (it was forgotten).
+    let n = s.close_period(deleted_at + 1, deleted_at + 2, vec![("compute", vec![id])]);
+    assert!(n.is_empty());
+}
+
+#[test]
+fn no_valid_host_is_an_update_and_a_compute_task_error_then_a_local_delete() {
+    let mut s = Scenario::buried(14, flavor("1", 1, 512, 1));
+    let n = s.out.clone();
+    assert_eq!(
+        types(&n),
+        ["instance.update", "compute_task.build_instances.error"]
+    );
+    let update = data(&n[0])["state_update"]["nova_object.data"].clone();
+    assert_eq!(
+        (update["old_state"].as_str(), update["state"].as_str()),
+        (Some("building"), Some("error"))
+    );
+    let task = &n[1];
+    assert_eq!(task.priority, "ERROR");
+    assert_eq!(task.publisher_id, "nova-conductor:stratus");
+    assert_eq!(task.project(), common::PROJECT);
+    let d = data(task);
+    assert_eq!(d["instance_uuid"], s.id().to_string());
+    assert_eq!(d["state"], "error");
+    assert_eq!(d["reason"]["nova_object.data"]["exception"], "NoValidHost");
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["project_id"],
+        common::PROJECT
+    );
+    assert_eq!(
+        d["request_spec"]["nova_object.data"]["flavor"]["nova_object.data"]["flavorid"],
+        "1"
+    );
+    // Deleted from cell0 (no host): Nova's local delete, from the API.
+    let n = s.user(C::Delete, false);
+    assert_eq!(types(&n), ["instance.delete.start", "instance.delete.end"]);
+    assert!(n.iter().all(|n| n.publisher_id == "nova-api:stratus"));
+}
+
+#[test]
+fn rebuild_sends_the_current_periods_exists_first_as_novas_sample() {
+    let mut s = Scenario::placed(15, flavor("1", 1, 512, 1));
+    s.complete();
+    let n = s.user(
+        C::Rebuild(Box::new(domain::instance::Rebuild {
+            image_ref: "a2459075-d96c-40d5-893e-577ff92e721c".into(),
+            ..Default::default()
+        })),
+        false,
+    );
+    assert_eq!(types(&n), ["instance.exists", "instance.rebuild.start"]);
+    assert_eq!(data(&n[0])["task_state"], "rebuilding");
+    assert_eq!(n[0].publisher_id, "nova-compute:compute");
+    assert_eq!(
+        n[0].message_id,
+        notifier::message_id(
+            s.commits.last().unwrap().events[0].event_id,
+            "instance.exists"
+        )
+    );
 }

@@ -6,7 +6,8 @@
 //! hosts). Maps of data (metadata, extra specs) are compared as one key; lists by
 //! their first item, except lists Stratus has no items for (block devices, IP
 //! addresses, key pairs: no volumes, ports or key pair records in a cell stream),
-//! which are compared as one key. Every sample must be produced, and every event type
+//! which are compared as one key, as are image properties (Nova sends those set) and
+//! a NUMA topology (the sample's flavor has one, ours none). Every sample must be produced, and every event type
 //! produced must have a sample here.
 
 mod common;
@@ -24,6 +25,10 @@ const OPAQUE: &[&str] = &[
     "block_devices",
     "ip_addresses",
     "keypairs",
+    // Image properties: Nova sends only those set on the image (the sample has one).
+    "properties",
+    // The sample's flavor has a NUMA topology (an object); ours has none (null).
+    "numa_topology",
 ];
 
 fn dir() -> PathBuf {
@@ -191,8 +196,15 @@ fn produce() -> Vec<notifier::Notification> {
     );
     s.schedule("host2");
     s.fail("resize failed");
+    // The usage audit closes a period the instance was active in (then it is deleted).
+    let (id, now) = (s.id(), s.now);
+    s.close_period(now - 3_600_000_000, now, vec![("compute", vec![id])]);
     s.user(C::Delete, false);
     s.settle();
+    all.extend(s.out);
+    // No valid host: buried in cell0, then deleted (without a host).
+    let mut s = Scenario::buried(3, tiny());
+    s.user(C::Delete, false);
     all.extend(s.out);
     // A failed build, deleted without a host.
     let mut s = Scenario::placed(2, tiny());

@@ -603,6 +603,9 @@ impl Stack {
             })
             .layer(axum::Extension(api::notifications::Notifications(
                 notifications.clone(),
+            )))
+            .layer(axum::Extension(api::status::NotifierHandle(
+                notifier.clone(),
             )));
             let task = tokio::spawn(crate::httpd::serve(
                 listener,

@@ -78,8 +78,37 @@ async fn keystone_token(http: &reqwest::Client) -> anyhow::Result<String> {
         .context("the identity API answered without a token")
 }
 
+/// The notifier's source streams as rows (`notifier@<stream>`, kind `notifier`): runs
+/// are the notifications written, last run the last write.
+fn notifier_rows(doc: &Value) -> Vec<[String; 7]> {
+    let streams = doc["notifier"]["streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    streams
+        .iter()
+        .map(|t| {
+            let num = |k: &str| t[k].as_u64().map_or("-".into(), |n| n.to_string());
+            let error = t["last_error"].as_str().unwrap_or("-");
+            [
+                format!("notifier@{}", t["stream"].as_str().unwrap_or("?")),
+                "notifier".to_string(),
+                num("lag"),
+                num("written"),
+                num("errors"),
+                t["last_write"].as_str().unwrap_or("never").to_string(),
+                if t["stopped"] == true {
+                    format!("stopped: {error}")
+                } else {
+                    error.to_string()
+                },
+            ]
+        })
+        .collect()
+}
+
 /// One line per task, under a header: where it runs, its lag, runs, errors, last run
-/// and last error.
+/// and last error; then one per source stream of the notifier.
 pub fn render(doc: &Value) -> String {
     let tasks = doc["tasks"].as_array().cloned().unwrap_or_default();
     let rows: Vec<[String; 7]> = tasks
@@ -101,6 +130,7 @@ pub fn render(doc: &Value) -> String {
                 t["last_error"].as_str().unwrap_or("-").to_string(),
             ]
         })
+        .chain(notifier_rows(doc))
         .collect();
     let header = [
         "TASK",
@@ -155,10 +185,19 @@ mod tests {
             {"name": "cell-probe", "kind": "periodic", "stream": null, "every_ms": 1000,
              "runs": 3, "errors": 1, "last_run": null, "last_error": "unreachable",
              "position": null, "head": null, "lag": null}
-        ]});
+        ], "notifier": {"written": 7, "streams": [
+            {"stream": "cell1", "position": 9, "head": 12, "lag": 3, "written": 7,
+             "errors": 1, "last_error": "cannot decode", "last_write": null, "stopped": true}
+        ]}});
         let text = render(&doc);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[3].split_whitespace().take(3).collect::<Vec<_>>()
+                == ["notifier@cell1", "notifier", "3"]
+                && lines[3].ends_with("stopped: cannot decode"),
+            "{text}"
+        );
         assert!(lines[0].starts_with("TASK"));
         assert!(lines[1].starts_with("scheduler@cell1  reactor"), "{text}");
         assert!(

@@ -54,9 +54,11 @@ async fn status_is_for_admins_and_lists_every_task_with_its_lag() {
         let (code, body) = get_status(&http, port, ADMIN).await;
         assert_eq!(code, 200, "{body}");
         let tasks = body["tasks"].as_array().unwrap().clone();
+        let notifier = body["notifier"]["streams"].as_array().unwrap().clone();
         let caught_up = tasks
             .iter()
             .filter(|t| t["kind"] == "reactor")
+            .chain(&notifier)
             .all(|t| t["lag"] == 0);
         if caught_up {
             break tasks;
@@ -67,6 +69,29 @@ async fn status_is_for_admins_and_lists_every_task_with_its_lag() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The notifier (this process runs it): every cell stream, caught up, alive.
+    let (_, body) = get_status(&http, port, ADMIN).await;
+    let notifier = body["notifier"].clone();
+    let streams = notifier["streams"].as_array().unwrap().clone();
+    let names_of: Vec<&str> = streams
+        .iter()
+        .map(|s| s["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(names_of, ["cell0", "cell1"], "{notifier}");
+    let cell1n = &streams[1];
+    assert_eq!(cell1n["position"], cell1n["head"], "{notifier}");
+    assert!(cell1n["head"].as_u64().unwrap() > 0, "{notifier}");
+    // create.start and create.end at least.
+    assert!(cell1n["written"].as_u64().unwrap() >= 2, "{notifier}");
+    assert!(notifier["written"].as_u64().unwrap() >= cell1n["written"].as_u64().unwrap());
+    assert_eq!(
+        (cell1n["errors"].as_u64(), cell1n["stopped"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert!(
+        cell1n["last_write"].as_str().unwrap().ends_with('Z'),
+        "{notifier}"
+    );
     let names: Vec<String> = tasks
         .iter()
         .map(|t| match t["stream"].as_str() {
@@ -116,7 +141,11 @@ async fn status_is_for_admins_and_lists_every_task_with_its_lag() {
         lines[0].starts_with("TASK") && lines[0].contains("LAG"),
         "{text}"
     );
-    assert_eq!(lines.len(), tasks.len() + 1, "{text}");
+    assert_eq!(lines.len(), tasks.len() + streams.len() + 1, "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("notifier@cell1")),
+        "{text}"
+    );
     for n in &names {
         assert!(
             lines.iter().any(|l| l.split_whitespace().next() == Some(n)),

@@ -57,10 +57,14 @@ pub struct Scenario {
 impl Scenario {
     /// A server of `flavor` requested, mapped to `host1` of cell1 and placed (spawning).
     pub fn placed(n: u128, flavor: FlavorSnapshot) -> Scenario {
+        Scenario::placed_with(n, flavor, "cell1", Some("compute"))
+    }
+
+    fn placed_with(n: u128, flavor: FlavorSnapshot, cell: &str, to: Option<&str>) -> Scenario {
         let id = InstanceId(Uuid::from_u128(
             0x178b_0921_0000_0000_0000_0000_0000_0000 + n,
         ));
-        let stream = StreamName::new("cell1").unwrap();
+        let stream = StreamName::new(cell).unwrap();
         let subject = Subject::cell(&stream, SubjectKind::Instance, &id.to_string()).unwrap();
         let mut s = Scenario {
             api: None,
@@ -101,9 +105,11 @@ impl Scenario {
         let op = s.api.as_ref().unwrap().op.unwrap().id;
         let map = InstanceCommand::Map {
             op,
-            cell: CellName::new("cell1").unwrap(),
-            host: Some((host("compute"), ClaimId(Uuid::from_u128(1)))),
-            fault: None,
+            cell: CellName::new(cell).unwrap(),
+            host: to.map(|h| (host(h), ClaimId(Uuid::from_u128(1)))),
+            fault: to.is_none().then(|| {
+                "No valid host was found. There are not enough hosts available.".to_string()
+            }),
             fault_details: None,
         };
         let ctx = s.service_ctx();
@@ -113,6 +119,12 @@ impl Scenario {
         let evs = decide(s.api.as_ref(), InstanceCommand::Place, &ctx, &s.config).unwrap();
         s.append(evs, "scheduler");
         s
+    }
+
+    /// A server of `flavor` for which no host was valid: mapped to cell0 with
+    /// NoValidHost and buried there (`instance.build_failed`, first commit of cell0).
+    pub fn buried(n: u128, flavor: FlavorSnapshot) -> Scenario {
+        Scenario::placed_with(n, flavor, "cell0", None)
     }
 
     fn fold_api(&mut self, evs: &[InstanceEvent]) {
@@ -188,6 +200,68 @@ impl Scenario {
                 occurred_at: self.now,
             },
             events: stored,
+        };
+        let n = self.fold.commit(&commit).unwrap();
+        self.commits.push(commit);
+        self.out.extend(n.clone());
+        n
+    }
+
+    /// The instance's id.
+    pub fn id(&self) -> InstanceId {
+        self.cell.as_ref().or(self.api.as_ref()).unwrap().spec.id
+    }
+
+    /// The usage auditor closes the period `[begin, end)` of cell1 (µs since the epoch)
+    /// with `hosts` and the instances audited on each: one commit of the cell's usage
+    /// audit subject, in the same stream, folded like the others.
+    pub fn close_period(
+        &mut self,
+        begin: i64,
+        end: i64,
+        hosts: Vec<(&str, Vec<InstanceId>)>,
+    ) -> Vec<Notification> {
+        use domain::audit::{AuditEvent, HostAudit};
+        self.tick(1);
+        self.next_id += 1;
+        let cell = CellName::new("cell1").unwrap();
+        let ev = Event::UsageAudit(AuditEvent::PeriodClosed {
+            cell: cell.clone(),
+            period_beginning: Timestamp(begin),
+            period_ending: Timestamp(end),
+            hosts: hosts
+                .into_iter()
+                .map(|(h, instances)| HostAudit {
+                    host: host(h),
+                    instances,
+                    errors: 0,
+                })
+                .collect(),
+            at: Timestamp(self.now),
+        });
+        let ne = codec::encode(&ev);
+        let commit = Commit {
+            stream: self.stream.clone(),
+            stream_seq: self.commits.len() as u64 + 1,
+            subject: projections::usage::audit_subject(&cell),
+            subject_seq: 1,
+            dedupe_id: format!("d{}", self.next_id),
+            meta: Metadata {
+                correlation_id: format!("req-{}", Uuid::from_u128(self.next_id)),
+                causation_id: String::new(),
+                actor: Actor {
+                    user: "usage-audit".into(),
+                    project: String::new(),
+                    roles: vec!["service".into()],
+                },
+                occurred_at: self.now,
+            },
+            events: vec![StoredEvent {
+                event_id: Uuid::from_u128(0xA000_0000_0000_0000_0000_0000_0000_0000 + self.next_id),
+                event_type: ne.event_type,
+                version: ne.version,
+                payload: ne.payload,
+            }],
         };
         let n = self.fold.commit(&commit).unwrap();
         self.commits.push(commit);
