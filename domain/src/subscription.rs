@@ -156,10 +156,21 @@ mod tests {
 
     #[test]
     fn urls_types_and_secrets_are_checked() {
-        for ok in ["http://127.0.0.1:9/x", "https://hooks.example.com", "http://h"] {
+        for ok in [
+            "http://127.0.0.1:9/x",
+            "https://hooks.example.com",
+            "http://h",
+        ] {
             assert!(valid_url(ok), "{ok}");
         }
-        for bad in ["ftp://h/x", "http://", "h/x", "", "http:// h", "http://:80/"] {
+        for bad in [
+            "ftp://h/x",
+            "http://",
+            "h/x",
+            "",
+            "http:// h",
+            "http://:80/",
+        ] {
             assert!(!valid_url(bad), "{bad}");
         }
         let id = SubscriptionId(uuid::Uuid::nil());
@@ -183,7 +194,13 @@ mod tests {
         )
         .is_err());
         assert_eq!(
-            decide(Some(Some(&s)), id, SubscriptionCommand::Delete, Timestamp(3)).unwrap(),
+            decide(
+                Some(Some(&s)),
+                id,
+                SubscriptionCommand::Delete,
+                Timestamp(3)
+            )
+            .unwrap(),
             vec![SubscriptionEvent::Deleted {
                 id,
                 at: Timestamp(3)

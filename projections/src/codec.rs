@@ -101,9 +101,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         (Some("audit"), 1) => {
             Event::UsageAudit(postcard::from_bytes::<AuditEvent>(payload).map_err(perr)?)
         }
-        (Some("subscription"), 1) => Event::Subscription(
-            postcard::from_bytes::<SubscriptionEvent>(payload).map_err(perr)?,
-        ),
+        (Some("subscription"), 1) => {
+            Event::Subscription(postcard::from_bytes::<SubscriptionEvent>(payload).map_err(perr)?)
+        }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),
     };

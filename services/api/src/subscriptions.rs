@@ -57,7 +57,21 @@ pub struct Create(CreateBody);
 
 impl Decode for Create {
     fn decode(body: &Value, _: Version) -> Result<Self, ApiError> {
-        body::from_value::<CreateBody>("", body).map(Create)
+        body::from_value::<CreateBody>("", body)
+            .map(Create)
+            .map_err(|e| {
+                // Nova's messages quote the offending value, here possibly the whole
+                // body: say it again over a copy whose secret is masked.
+                let mut masked = body.clone();
+                match masked.get_mut("secret") {
+                    Some(v @ Value::String(_)) => *v = Value::String("***".into()),
+                    Some(_) => return e,
+                    None => {}
+                }
+                body::from_value::<CreateBody>("", &masked)
+                    .err()
+                    .unwrap_or(e)
+            })
     }
 }
 
@@ -201,7 +215,12 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let sid = parse_id(&id)?;
     st.engine
-        .subscription(sid, SubscriptionCommand::Delete, &caller.ctx(), &caller.meta())
+        .subscription(
+            sid,
+            SubscriptionCommand::Delete,
+            &caller.ctx(),
+            &caller.meta(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,12 +27,8 @@ impl Engine {
             &format!("subscription {id}"),
             |v| {
                 let row = v.model::<Subscriptions>().row(id);
-                let evs = subscription::decide(
-                    row.map(|r| r.state.as_ref()),
-                    id,
-                    cmd.clone(),
-                    ctx.now,
-                )?;
+                let evs =
+                    subscription::decide(row.map(|r| r.state.as_ref()), id, cmd.clone(), ctx.now)?;
                 Ok((
                     evs.into_iter().map(Event::Subscription).collect(),
                     row.map(|r| r.seq).unwrap_or(0),

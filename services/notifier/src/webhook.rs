@@ -66,7 +66,7 @@ pub struct DeliveryState {
 }
 
 /// Where delivery states are kept: a table of `notifications.redb` (embedded), a
-/// JetStream key-value bucket (`STRATUS_WEBHOOKS`).
+/// JetStream stream (`STRATUS_WEBHOOKS`, one subject per subscription).
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// The state of subscription `id` (None: nothing delivered or tried yet).
@@ -243,10 +243,7 @@ impl Deliverer {
             .body(body);
         match req.send().await {
             Ok(r) if r.status().is_success() => Attempt::Delivered(r.status().as_u16()),
-            Ok(r) => Attempt::Failed(
-                Some(r.status().as_u16()),
-                format!("HTTP {}", r.status()),
-            ),
+            Ok(r) => Attempt::Failed(Some(r.status().as_u16()), format!("HTTP {}", r.status())),
             Err(e) => {
                 // reqwest's message says what failed (connect, timeout) without the body.
                 let mut msg = e.to_string();
@@ -386,8 +383,7 @@ impl DeliveryStore for EmbeddedNotifications {
         let json = serde_json::to_vec(state).map_err(storage)?;
         tokio::task::spawn_blocking(move || {
             let mut txn = db.begin_write().map_err(storage)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(storage)?;
             {
                 let mut t = txn.open_table(DELIVERIES).map_err(storage)?;
                 t.insert(id.to_string().as_str(), json.as_slice())
@@ -400,14 +396,19 @@ impl DeliveryStore for EmbeddedNotifications {
     }
 }
 
-/// The JetStream bucket of delivery states (readable by every API process).
-pub const BUCKET: &str = "STRATUS_WEBHOOKS";
+/// The JetStream stream of delivery states (readable by every API process).
+pub const STREAM: &str = "STRATUS_WEBHOOKS";
+/// Subject prefix of the delivery states: `stratus.webhooks.<subscription id>`.
+pub const SUBJECT_PREFIX: &str = "stratus.webhooks";
 
-/// Delivery states in the JetStream key-value bucket [`BUCKET`] (key = subscription
-/// id, value = JSON state).
+/// Delivery states on JetStream: stream [`STREAM`], one subject per subscription, the
+/// last message of a subject (the stream keeps one per subject) its JSON state. A
+/// stream rather than a key-value bucket: the same semantics (last value per key),
+/// and it works with every JetStream server the log supports.
 #[derive(Clone)]
 pub struct JetStreamDeliveries {
-    kv: async_nats::jetstream::kv::Store,
+    js: async_nats::jetstream::Context,
+    stream: async_nats::jetstream::stream::Stream,
 }
 
 impl std::fmt::Debug for JetStreamDeliveries {
@@ -416,47 +417,63 @@ impl std::fmt::Debug for JetStreamDeliveries {
     }
 }
 
+fn subject_of(id: SubscriptionId) -> String {
+    format!("{SUBJECT_PREFIX}.{id}")
+}
+
 impl JetStreamDeliveries {
-    /// Opens (creates if needed) the bucket (`replicas` 1 or 3).
+    /// Opens (creates if needed) the stream (`replicas` 1 or 3).
     pub async fn open(client: async_nats::Client, replicas: usize) -> Result<Self, NotifierError> {
+        use async_nats::jetstream::stream;
         let js = async_nats::jetstream::new(client);
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => match js
-                .create_key_value(async_nats::jetstream::kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "Webhook delivery state of the Stratus notifications".into(),
-                    history: 1,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(kv) => kv,
+        let want = stream::Config {
+            name: STREAM.into(),
+            subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+            description: Some("Webhook delivery state of the Stratus notifications".into()),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_messages_per_subject: 1,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let stream = match js.get_stream(STREAM).await {
+            Ok(s) => s,
+            Err(_) => match js.create_stream(want).await {
+                Ok(s) => s,
                 // Another process created it meanwhile.
                 Err(e) => js
-                    .get_key_value(BUCKET)
+                    .get_stream(STREAM)
                     .await
-                    .map_err(|_| storage(format!("{BUCKET}: {e}")))?,
+                    .map_err(|_| storage(format!("{STREAM}: {e}")))?,
             },
         };
-        Ok(JetStreamDeliveries { kv })
+        Ok(JetStreamDeliveries { js, stream })
     }
 }
 
 #[async_trait]
 impl DeliveryStore for JetStreamDeliveries {
     async fn load(&self, id: SubscriptionId) -> Result<Option<DeliveryState>, NotifierError> {
-        let v = self.kv.get(id.to_string()).await.map_err(storage)?;
-        v.map(|b| serde_json::from_slice(b.as_ref()).map_err(storage))
-            .transpose()
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&subject_of(id))
+            .await
+        {
+            Ok(m) => serde_json::from_slice(&m.payload)
+                .map(Some)
+                .map_err(storage),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(storage(format!("{STREAM}: {e}"))),
+        }
     }
 
     async fn save(&self, id: SubscriptionId, state: &DeliveryState) -> Result<(), NotifierError> {
         let json = serde_json::to_vec(state).map_err(storage)?;
-        self.kv
-            .put(id.to_string(), json.into())
+        self.js
+            .publish(subject_of(id), json.into())
+            .await
+            .map_err(storage)?
             .await
             .map_err(storage)?;
         Ok(())

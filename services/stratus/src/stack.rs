@@ -1124,7 +1124,7 @@ async fn start_notifications(
                     opts.nats_replicas,
                 )
                 .await
-                .context("cannot open the webhook delivery bucket")?,
+                .context("cannot open the webhook delivery stream")?,
             );
             (sink, Some(s), Some(deliveries))
         }
