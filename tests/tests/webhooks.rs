@@ -445,9 +445,21 @@ async fn scenario(nats: Option<String>) {
     srv.up().await;
     delivered_all(&h, &srv, &a, "&project=proj-a").await;
 
-    // A restart of the stratus process loses nothing and repeats at most the one in
-    // flight.
+    // A restart of the stratus process while a notification is being retried loses
+    // nothing and repeats at most the one in flight.
     let before = srv.got(&a).len();
+    srv.receiver.fail.store(1_000_000, Ordering::SeqCst);
+    let web2 = h.create(ALICE, "web-2", "1").await;
+    h.wait(&web2, "ACTIVE").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while show(&h, &a).await["delivery"]["attempts"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no retries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let n = nats.clone();
     let h = h
         .restart(move |o| {
@@ -455,8 +467,10 @@ async fn scenario(nats: Option<String>) {
             o.nats = n;
         })
         .await;
-    let web2 = h.create(ALICE, "web-2", "1").await;
-    h.wait(&web2, "ACTIVE").await;
+    assert!(show(&h, &a).await["delivery"]["attempts"].as_u64().unwrap() >= 2);
+    srv.receiver.fail.store(0, Ordering::SeqCst);
+    let web3 = h.create(ALICE, "web-3", "1").await;
+    h.wait(&web3, "ACTIVE").await;
     let total = delivered_all(&h, &srv, &a, "&project=proj-a").await;
     let unique: std::collections::HashSet<String> =
         srv.got(&a).iter().map(|g| g.message_id.clone()).collect();
