@@ -18,6 +18,7 @@ use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
 use crate::quota::QuotaEvent;
 use crate::server_group::ServerGroupEvent;
+use crate::subscription::SubscriptionEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,8 @@ pub enum Event {
     /// A host aggregate event (api stream, one subject for all aggregates).
     Aggregate(AggregateEvent),
     UsageAudit(AuditEvent),
+    /// A webhook subscription event (api stream, one subject per subscription).
+    Subscription(SubscriptionEvent),
 }
 
 impl Event {
@@ -92,6 +95,7 @@ impl Event {
             Event::UsageAudit(e) => match e {
                 AuditEvent::PeriodClosed { .. } => "audit.period_closed",
             },
+            Event::Subscription(e) => e.event_type(),
         }
     }
 

@@ -47,6 +47,11 @@ uuid_id!(
     ServerGroupId
 );
 
+uuid_id!(
+    /// Id of a webhook subscription to the notifications (`/v1/subscriptions`).
+    SubscriptionId
+);
+
 macro_rules! name_id {
     ($(#[$m:meta])* $name:ident, $max:expr, $check:expr) => {
         $(#[$m])*

@@ -27,6 +27,7 @@ pub mod quota;
 pub mod scheduling;
 pub mod server_group;
 pub mod states;
+pub mod subscription;
 
 pub use error::DomainError;
 pub use events::Event;

@@ -92,11 +92,13 @@ pub enum SubjectKind {
     Aggregates,
     /// A cell's closed usage audit periods (`stratus.cell.<cell>.usage_audit.<cell>`).
     UsageAudit,
+    /// One webhook subscription (`stratus.api.subscriptions.<id>`).
+    Subscriptions,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 18] = [
+    pub const ALL: [SubjectKind; 19] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -115,6 +117,7 @@ impl SubjectKind {
         SubjectKind::Keypairs,
         SubjectKind::Aggregates,
         SubjectKind::UsageAudit,
+        SubjectKind::Subscriptions,
     ];
 
     /// The subject token.
@@ -138,6 +141,7 @@ impl SubjectKind {
             SubjectKind::Keypairs => "keypairs",
             SubjectKind::Aggregates => "aggregates",
             SubjectKind::UsageAudit => "usage_audit",
+            SubjectKind::Subscriptions => "subscriptions",
         }
     }
 

@@ -19,6 +19,7 @@ use domain::instance::InstanceEvent;
 use domain::keypair::KeypairEvent;
 use domain::quota::QuotaEvent;
 use domain::server_group::ServerGroupEvent;
+use domain::subscription::SubscriptionEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -48,6 +49,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Keypair(x) => postcard::to_stdvec(x),
         Event::Aggregate(x) => postcard::to_stdvec(x),
         Event::UsageAudit(x) => postcard::to_stdvec(x),
+        Event::Subscription(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -98,6 +100,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("audit"), 1) => {
             Event::UsageAudit(postcard::from_bytes::<AuditEvent>(payload).map_err(perr)?)
+        }
+        (Some("subscription"), 1) => {
+            Event::Subscription(postcard::from_bytes::<SubscriptionEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

@@ -18,6 +18,7 @@ pub mod projector;
 pub mod quota;
 pub mod server_groups;
 pub mod store;
+pub mod subscriptions;
 pub mod usage;
 pub mod views;
 pub mod world;

@@ -413,6 +413,7 @@ impl Default for Views {
         v.register::<crate::usage::Usage>();
         v.register::<crate::usage::UsageAudits>();
         v.register::<crate::instance_actions::InstanceActions>();
+        v.register::<crate::subscriptions::Subscriptions>();
         v
     }
 }

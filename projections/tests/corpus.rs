@@ -540,6 +540,21 @@ fn samples() -> Vec<Event> {
             }],
             at: t(3_600_000_001),
         }),
+        Event::Subscription(domain::subscription::SubscriptionEvent::Created(
+            domain::subscription::Subscription {
+                id: domain::SubscriptionId(Uuid::from_u128(50)),
+                url: "http://127.0.0.1:8080/hook".into(),
+                event_types: vec!["instance.create".into(), "instance.delete.end".into()],
+                project: Some("proj-a".into()),
+                secret: "s3cret".into(),
+                cursor: 7,
+                created_at: t(50),
+            },
+        )),
+        Event::Subscription(domain::subscription::SubscriptionEvent::Deleted {
+            id: domain::SubscriptionId(Uuid::from_u128(50)),
+            at: t(51),
+        }),
     ]
 }
 

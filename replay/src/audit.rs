@@ -497,7 +497,7 @@ impl Record {
 }
 
 /// The payload JSON of a domain event: its fields, without the enum wrappers (the
-/// type name already says which variant), password hashes removed.
+/// type name already says which variant), password hashes and secrets removed.
 pub fn payload_json(e: &Event) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     for _ in 0..2 {
@@ -522,7 +522,8 @@ fn redact(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if k.contains("password") {
+                // Webhook subscription secrets are write-only too.
+                if k.contains("password") || k == "secret" {
                     *x = Value::String("***".into());
                 } else {
                     redact(x);

@@ -55,6 +55,7 @@ pub mod quotas;
 pub mod server_groups;
 pub mod servers;
 pub mod status;
+pub mod subscriptions;
 pub mod usage;
 pub use apicore::util;
 pub mod view;
@@ -308,6 +309,11 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/os-instance_usage_audit_log/{id}",
             usage::audit_show,
         )
+        // Webhook subscriptions to the notifications (issue 11).
+        .route(M::POST, "/v1/subscriptions", subscriptions::create)
+        .route(M::GET, "/v1/subscriptions", subscriptions::index)
+        .route(M::GET, "/v1/subscriptions/{id}", subscriptions::show)
+        .route(M::DELETE, "/v1/subscriptions/{id}", subscriptions::delete)
 }
 
 /// The whole HTTP API (serve it on 127.0.0.1:8774).

@@ -400,6 +400,35 @@ pub const ROUTES: &[Endpoint] = &[
         "stratus:notifications:stream",
         Target::None,
     ),
+    // Webhook subscriptions to the notifications (issue 11): admin only.
+    ep(
+        "POST",
+        "/v1/subscriptions",
+        Admin,
+        "stratus:subscriptions:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v1/subscriptions",
+        Admin,
+        "stratus:subscriptions:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v1/subscriptions/{id}",
+        Admin,
+        "stratus:subscriptions:show",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v1/subscriptions/{id}",
+        Admin,
+        "stratus:subscriptions:delete",
+        Target::None,
+    ),
     ep(
         "GET",
         "/v1/instances/{id}/state",

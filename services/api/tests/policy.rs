@@ -44,6 +44,8 @@ struct Fixture {
     aggregate: String,
     /// The request id of the server's create (an os-instance-actions request id).
     create_request: String,
+    /// A webhook subscription (admin-made; a case may delete it).
+    subscription: String,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -140,7 +142,18 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
             r.body["server_group"]["id"].as_str().unwrap().to_string()
         }
     };
+    let r = s
+        .post(
+            "/v1/subscriptions",
+            common::ADMIN,
+            None,
+            json!({"url": "http://127.0.0.1:9/hook", "event_types": ["instance"], "secret": "s"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let subscription = r.body["subscription"]["id"].as_str().unwrap().to_string();
     Fixture {
+        subscription,
         server,
         flavor,
         group,
@@ -174,6 +187,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         &f.hypervisor
     } else if row.path.starts_with("/v2.1/os-hypervisors/{id}/") {
         "host"
+    } else if row.path.starts_with("/v1/subscriptions") {
+        &f.subscription
     } else if row.path.starts_with("/v2.1/os-") {
         // Not a UUID: a 400 after the policy check, so nothing is changed.
         "x"
@@ -233,6 +248,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             "name": format!("a-{}", Uuid::new_v4()), "availability_zone": "nova"}})),
         ("PUT", "/v2.1/os-aggregates/{id}", None) => Some(json!({"aggregate": {
             "name": format!("r-{}", Uuid::new_v4())}})),
+        ("POST", "/v1/subscriptions", None) => Some(json!({
+            "url": "http://127.0.0.1:9/hook", "event_types": ["instance"], "secret": "s"})),
         (m, p, None) => panic!("no sample request for {m} {p}: add one to tests/policy.rs"),
     };
     let method = Method::from_bytes(row.method.as_bytes()).unwrap();

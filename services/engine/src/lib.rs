@@ -22,6 +22,7 @@ pub mod quota;
 pub mod reactor;
 pub mod runtime;
 pub mod server_groups;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;

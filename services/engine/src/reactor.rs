@@ -71,6 +71,8 @@ pub enum Family {
     Aggregate,
     /// [`Event::UsageAudit`] (`audit.period_closed`; helper D's notifier reads it).
     UsageAudit,
+    /// [`Event::Subscription`] (webhook subscriptions).
+    Subscription,
 }
 
 impl Family {
@@ -89,6 +91,7 @@ impl Family {
             Event::Keypair(_) => Family::Keypair,
             Event::Aggregate(_) => Family::Aggregate,
             Event::UsageAudit(_) => Family::UsageAudit,
+            Event::Subscription(_) => Family::Subscription,
         }
     }
 
@@ -111,6 +114,7 @@ impl Family {
             "server_group" => Family::ServerGroup,
             "keypair" => Family::Keypair,
             "audit" => Family::UsageAudit,
+            "subscription" => Family::Subscription,
             _ => return None,
         })
     }

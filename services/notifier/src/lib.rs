@@ -16,6 +16,7 @@ pub mod jetstream;
 pub mod mapping;
 pub mod runner;
 pub mod store;
+pub mod webhook;
 
 pub use fold::CellFold;
 pub use mapping::{message_id, Notification};

@@ -105,7 +105,8 @@ fn storage(e: impl std::fmt::Display) -> NotifierError {
 /// The embedded store: one redb file.
 #[derive(Clone)]
 pub struct EmbeddedNotifications {
-    db: Arc<Database>,
+    /// Also holds the webhook delivery states (`crate::webhook`).
+    pub(crate) db: Arc<Database>,
     last: Arc<watch::Sender<u64>>,
 }
 

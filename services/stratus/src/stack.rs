@@ -51,6 +51,8 @@ pub struct StackOptions {
     /// Usage audit period (`--audit-period`, Nova's `instance_usage_audit_period`):
     /// the scheduler role closes each one per cell (`audit.period_closed`).
     pub audit_period: Duration,
+    /// Retry delays of the webhook deliverer (1 s doubling to 5 minutes).
+    pub webhook_backoff: notifier::webhook::Backoff,
     /// Period of the reactors' own reconcile pass (their safety net for commits a
     /// crash left unhandled).
     pub reactor_reconcile_every: Duration,
@@ -168,6 +170,7 @@ impl StackOptions {
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
             audit_period: Duration::from_secs(3600),
+            webhook_backoff: notifier::webhook::Backoff::default(),
             reactor_reconcile_every: engine::runtime::DEFAULT_REACTOR_RECONCILE,
             quota: engine::quota::QuotaConfig::default(),
             nats: None,
@@ -541,8 +544,27 @@ impl Stack {
         }
         // Versioned notifications (issue 11): written by the process that persists the
         // projections (one per deployment), readable by every API process.
-        let (notifier, notifications) =
+        let (notifier, notifications, deliveries) =
             start_notifications(&opts, &log, &dynlog, &checkpoints).await?;
+        // Webhook delivery (issue 11): beside the notifier, one per deployment.
+        if let (Some(_), Some(feed), Some(store)) = (&notifier, &notifications, &deliveries) {
+            let world = engine.world().clone();
+            let source: notifier::webhook::Source = Arc::new(move || {
+                world
+                    .read()
+                    .model::<projections::subscriptions::Subscriptions>()
+                    .live()
+                    .cloned()
+                    .collect()
+            });
+            let d = notifier::webhook::Deliverer::new(
+                feed.clone(),
+                store.clone(),
+                source,
+                opts.webhook_backoff,
+            )?;
+            tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
+        }
         if let Some(n) = &notifier {
             let (hook, rx) = (n.clone(), shutdown_rx.clone());
             runtime.on_new_stream(Box::new(move |s| {
@@ -603,6 +625,9 @@ impl Stack {
             })
             .layer(axum::Extension(api::notifications::Notifications(
                 notifications.clone(),
+            )))
+            .layer(axum::Extension(api::subscriptions::Deliveries(
+                deliveries.clone(),
             )))
             .layer(axum::Extension(api::status::NotifierHandle(
                 notifier.clone(),
@@ -1042,10 +1067,12 @@ async fn ensure_default_flavors(engine: &Arc<Engine>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The notifier (if this process runs it) and the feed (if it reads notifications).
+/// The notifier (if this process runs it), the feed (if it reads notifications) and
+/// where webhook delivery states are kept (beside the feed).
 type Notifications = (
     Option<Arc<notifier::runner::Notifier>>,
     Option<Arc<dyn notifier::store::Feed>>,
+    Option<Arc<dyn notifier::webhook::DeliveryStore>>,
 );
 
 /// The notification sink and feed of this process: on the embedded store a redb file
@@ -1058,14 +1085,15 @@ async fn start_notifications(
     dynlog: &Arc<dyn EventLog>,
     checkpoints: &Arc<dyn CheckpointStore>,
 ) -> anyhow::Result<Notifications> {
-    type Pair = (
+    type Stores = (
         Option<Arc<dyn notifier::store::Sink>>,
         Option<Arc<dyn notifier::store::Feed>>,
+        Option<Arc<dyn notifier::webhook::DeliveryStore>>,
     );
-    let (sink, feed): Pair = match log {
+    let (sink, feed, deliveries): Stores = match log {
         Backend::Embedded(_) => {
             if !opts.roles.persist {
-                return Ok((None, None));
+                return Ok((None, None, None));
             }
             let s = Arc::new(
                 notifier::store::EmbeddedNotifications::open(
@@ -1073,11 +1101,11 @@ async fn start_notifications(
                 )
                 .context("cannot open the notification store")?,
             );
-            (Some(s.clone()), Some(s))
+            (Some(s.clone()), Some(s.clone()), Some(s))
         }
         Backend::JetStream(l) => {
             if !opts.roles.persist && !opts.roles.api {
-                return Ok((None, None));
+                return Ok((None, None, None));
             }
             let s = Arc::new(
                 notifier::jetstream::JetStreamNotifications::open(
@@ -1093,7 +1121,15 @@ async fn start_notifications(
                 .roles
                 .persist
                 .then(|| s.clone() as Arc<dyn notifier::store::Sink>);
-            (sink, Some(s))
+            let deliveries = Arc::new(
+                notifier::webhook::JetStreamDeliveries::open(
+                    l.client().clone(),
+                    opts.nats_replicas,
+                )
+                .await
+                .context("cannot open the webhook delivery stream")?,
+            );
+            (sink, Some(s), Some(deliveries))
         }
     };
     let notifier = match sink {
@@ -1104,5 +1140,5 @@ async fn start_notifications(
         ),
         None => None,
     };
-    Ok((notifier, feed))
+    Ok((notifier, feed, deliveries))
 }
