@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit_bench;
 pub mod bench;
+pub mod billing;
 pub mod cells;
 pub mod datadir;
 pub mod httpd;
