@@ -285,8 +285,7 @@ impl Ledger {
             t.cost += u
                 .by_flavor
                 .iter()
-                .map(|(f, h)| rates.price(f, *h))
-                .sum::<f64>();
+                .fold(0.0, |s, (f, h)| s + rates.price(f, *h));
         }
         let get = |k: &str| -> Result<u64, BillingError> {
             Ok(meta.get(k).map_err(st)?.map_or(0, |v| v.value()))

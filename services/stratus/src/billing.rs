@@ -315,7 +315,7 @@ pub fn report(
         "end": iso(r.end),
         "currency": r.currency,
         "tenant_usages": r.projects,
-        "total_cost": r.projects.iter().map(|p| p.cost).sum::<f64>(),
+        "total_cost": r.projects.iter().fold(0.0, |s, p| s + p.cost),
         "cursor": r.cursor,
         "counted": r.counted,
     }))
