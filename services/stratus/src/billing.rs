@@ -8,7 +8,9 @@
 //!   `next_cursor` in one write transaction; killed before the commit, the subscriber
 //!   reads the same page again; after it, the next one;
 //! - JetStream: a fetched batch is committed (with its last stream sequence as the
-//!   cursor) before it is acknowledged; a batch delivered again (killed between commit
+//!   cursor) before each of its messages is acknowledged (explicit acks: a batch's
+//!   ack must never cover messages still pending with a killed predecessor); a message
+//!   delivered again (killed between commit
 //!   and ack, or redelivered after the ack wait, possibly after later messages) counts
 //!   nothing twice: the ledger keeps each counted message id, and the fold does not
 //!   depend on order;
@@ -202,6 +204,9 @@ async fn http(
     Ok(stats)
 }
 
+/// How long JetStream waits for an ack before redelivering (to a restarted subscriber).
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
 async fn nats(
     o: &BillingOptions,
     ledger: &Arc<Ledger>,
@@ -224,15 +229,19 @@ async fn nats(
             }
         }
     };
-    let consumer = stream
+    let mut consumer = stream
         .get_or_create_consumer(
             name,
             pull::Config {
                 durable_name: Some(name.to_string()),
                 description: Some("stratus billing".into()),
                 filter_subject: format!("{}.>", notifier::jetstream::SUBJECT_PREFIX),
-                // Acknowledging a batch's last message acknowledges the batch.
-                ack_policy: AckPolicy::All,
+                // Each message acknowledged on its own, after its commit: with
+                // `AckPolicy::All`, acknowledging a batch would also acknowledge the
+                // earlier messages still pending with a killed predecessor, which
+                // would then never be redelivered.
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
                 max_ack_pending: 20_000,
                 ..Default::default()
             },
@@ -252,7 +261,7 @@ async fn nats(
             .await
             .context("fetch")?;
         let mut batch = Vec::new();
-        let mut last = None;
+        let mut acks = Vec::new();
         let mut top = 0;
         while let Some(m) = msgs.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
@@ -262,19 +271,24 @@ async fn nats(
                 format!("stream sequence {}: not a notification", info.stream_sequence)
             })?;
             batch.push(n);
-            last = Some(m);
+            acks.push(m);
         }
-        let Some(last) = last else {
+        if acks.is_empty() {
             if o.once {
-                break;
+                // Caught up only when nothing is left for this consumer, nor waiting
+                // for redelivery (delivered to a predecessor that died before its ack).
+                let info = consumer.info().await.context("consumer info")?;
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    break;
+                }
             }
             continue;
-        };
+        }
         let c = commit(ledger, top, batch).await?;
         stats.add(c);
-        last.double_ack()
-            .await
-            .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        for m in acks {
+            m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        }
     }
     Ok(stats)
 }
