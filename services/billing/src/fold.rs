@@ -120,7 +120,10 @@ pub fn relevant(n: &Notification) -> Result<Option<Relevant>, BillingError> {
     let instance =
         InstanceId::parse(&text("uuid")?).ok_or_else(|| malformed(n, "bad instance uuid"))?;
     let f = &data["flavor"]["nova_object.data"];
-    let num = |k: &str| f[k].as_u64().ok_or_else(|| malformed(n, format!("no flavor {k}")));
+    let num = |k: &str| {
+        f[k].as_u64()
+            .ok_or_else(|| malformed(n, format!("no flavor {k}")))
+    };
     let flavor = UsageFlavor {
         name: f["name"]
             .as_str()

@@ -213,7 +213,9 @@ impl Ledger {
             for (id, f) in &changed {
                 let key = id.to_string();
                 let json = serde_json::to_vec(f).map_err(st)?;
-                instances.insert(key.as_str(), json.as_slice()).map_err(st)?;
+                instances
+                    .insert(key.as_str(), json.as_slice())
+                    .map_err(st)?;
                 by_project
                     .insert((f.project.as_str(), key.as_str()), ())
                     .map_err(st)?;

@@ -80,11 +80,17 @@ impl Default for RateCard {
 impl RateCard {
     /// Parses a TOML rate card.
     pub fn parse(text: &str) -> Result<Self, BillingError> {
-        let card: RateCard = toml::from_str(text).map_err(|e| BillingError::Rates(e.to_string()))?;
+        let card: RateCard =
+            toml::from_str(text).map_err(|e| BillingError::Rates(e.to_string()))?;
         let r = &card.resources;
-        let all = [r.vcpu_hour, r.memory_mb_hour, r.disk_gb_hour, r.instance_hour]
-            .into_iter()
-            .chain(card.flavors.values().map(|f| f.hour));
+        let all = [
+            r.vcpu_hour,
+            r.memory_mb_hour,
+            r.disk_gb_hour,
+            r.instance_hour,
+        ]
+        .into_iter()
+        .chain(card.flavors.values().map(|f| f.hour));
         for p in all {
             if !p.is_finite() || p < 0.0 {
                 return Err(BillingError::Rates(format!(

@@ -89,14 +89,29 @@ fn close(a: f64, b: f64) -> bool {
 
 fn check(f: &Facts, id: u128, start: i64, end: i64, want: Option<(f64, f64, f64, f64)>) {
     let row = f.row().expect("a flavor");
-    let got = usage(InstanceId(Uuid::from_u128(id)), &row, Timestamp(start), Timestamp(end));
+    let got = usage(
+        InstanceId(Uuid::from_u128(id)),
+        &row,
+        Timestamp(start),
+        Timestamp(end),
+    );
     match (got, want) {
         (None, None) => {}
         (Some(u), Some(w)) => {
             assert!(close(u.hours, w.0), "hours {} != {}", u.hours, w.0);
             assert!(close(u.vcpu_hours, w.1), "vcpu {} != {}", u.vcpu_hours, w.1);
-            assert!(close(u.memory_mb_hours, w.2), "mem {} != {}", u.memory_mb_hours, w.2);
-            assert!(close(u.local_gb_hours, w.3), "disk {} != {}", u.local_gb_hours, w.3);
+            assert!(
+                close(u.memory_mb_hours, w.2),
+                "mem {} != {}",
+                u.memory_mb_hours,
+                w.2
+            );
+            assert!(
+                close(u.local_gb_hours, w.3),
+                "disk {} != {}",
+                u.local_gb_hours,
+                w.3
+            );
             let by: f64 = u.by_flavor.iter().map(|(_, h)| h).sum();
             assert!(close(by, w.0), "periods {by} != {}", w.0);
         }
@@ -110,17 +125,60 @@ fn lifecycle(id: u128) -> Vec<Notification> {
     vec![
         note("instance.create.start", id, "p1", TINY, T0, None, None),
         note("instance.create.end", id, "p1", TINY, l, Some(l), None),
-        note("instance.pause.end", id, "p1", TINY, T0 + 500 * SEC, Some(l), None),
-        note("instance.resize_finish.end", id, "p1", LARGE, T0 + 990 * SEC, Some(l), None),
-        note("instance.resize_confirm.end", id, "p1", LARGE, T0 + 1000 * SEC + SEC / 2, Some(l), None),
-        note("instance.delete.start", id, "p1", LARGE, T0 + 3000 * SEC, Some(l), None),
-        note("instance.delete.end", id, "p1", LARGE, T0 + 3000 * SEC + 3 * SEC / 4, Some(l), Some(T0 + 3000 * SEC + 3 * SEC / 4)),
+        note(
+            "instance.pause.end",
+            id,
+            "p1",
+            TINY,
+            T0 + 500 * SEC,
+            Some(l),
+            None,
+        ),
+        note(
+            "instance.resize_finish.end",
+            id,
+            "p1",
+            LARGE,
+            T0 + 990 * SEC,
+            Some(l),
+            None,
+        ),
+        note(
+            "instance.resize_confirm.end",
+            id,
+            "p1",
+            LARGE,
+            T0 + 1000 * SEC + SEC / 2,
+            Some(l),
+            None,
+        ),
+        note(
+            "instance.delete.start",
+            id,
+            "p1",
+            LARGE,
+            T0 + 3000 * SEC,
+            Some(l),
+            None,
+        ),
+        note(
+            "instance.delete.end",
+            id,
+            "p1",
+            LARGE,
+            T0 + 3000 * SEC + 3 * SEC / 4,
+            Some(l),
+            Some(T0 + 3000 * SEC + 3 * SEC / 4),
+        ),
     ]
 }
 
 #[test]
 fn times_parse_to_the_microsecond() {
-    assert_eq!(parse_time(&iso(T0 + 123_456)), Some(Timestamp(T0 + 123_456)));
+    assert_eq!(
+        parse_time(&iso(T0 + 123_456)),
+        Some(Timestamp(T0 + 123_456))
+    );
     assert_eq!(parse_time(&envelope(T0 + 7)), Some(Timestamp(T0 + 7)));
     assert_eq!(parse_time("2025-12-04T10:00:00Z"), Some(Timestamp(T0)));
     assert_eq!(parse_time("yesterday"), None);
@@ -129,14 +187,36 @@ fn times_parse_to_the_microsecond() {
 #[test]
 fn a_resize_bills_the_new_flavor_from_its_confirmation_to_the_second() {
     let f = facts(&lifecycle(1));
-    let (l, c, d) = (T0 + SEC / 4, T0 + 1000 * SEC + SEC / 2, T0 + 3000 * SEC + 3 * SEC / 4);
+    let (l, c, d) = (
+        T0 + SEC / 4,
+        T0 + 1000 * SEC + SEC / 2,
+        T0 + 3000 * SEC + 3 * SEC / 4,
+    );
     // The whole life.
-    check(&f, 1, T0 - 3600 * SEC, T0 + 7200 * SEC, Some(expected(&[(l, c, TINY), (c, d, LARGE)])));
+    check(
+        &f,
+        1,
+        T0 - 3600 * SEC,
+        T0 + 7200 * SEC,
+        Some(expected(&[(l, c, TINY), (c, d, LARGE)])),
+    );
     // A window cutting both periods.
     let (ws, we) = (T0 + 100 * SEC, T0 + 2000 * SEC + 1);
-    check(&f, 1, ws, we, Some(expected(&[(ws, c, TINY), (c, we, LARGE)])));
+    check(
+        &f,
+        1,
+        ws,
+        we,
+        Some(expected(&[(ws, c, TINY), (c, we, LARGE)])),
+    );
     // A window inside the first period only.
-    check(&f, 1, T0 + 10 * SEC, T0 + 20 * SEC, Some(expected(&[(T0 + 10 * SEC, T0 + 20 * SEC, TINY)])));
+    check(
+        &f,
+        1,
+        T0 + 10 * SEC,
+        T0 + 20 * SEC,
+        Some(expected(&[(T0 + 10 * SEC, T0 + 20 * SEC, TINY)])),
+    );
     // Windows Nova's query does not return: ended by the start, launched after the end.
     check(&f, 1, d, d + SEC, None);
     check(&f, 1, T0 - 10 * SEC, l, None);
@@ -149,10 +229,24 @@ fn a_migration_confirmed_with_the_same_flavor_changes_nothing() {
     let l = T0 + SEC;
     let f = facts(&[
         note("instance.create.end", 2, "p1", SMALL, l, Some(l), None),
-        note("instance.resize_confirm.end", 2, "p1", SMALL, T0 + 50 * SEC, Some(l), None),
+        note(
+            "instance.resize_confirm.end",
+            2,
+            "p1",
+            SMALL,
+            T0 + 50 * SEC,
+            Some(l),
+            None,
+        ),
     ]);
     assert_eq!(f.row().unwrap().periods.len(), 1);
-    check(&f, 2, T0, T0 + 100 * SEC, Some(expected(&[(l, T0 + 100 * SEC, SMALL)])));
+    check(
+        &f,
+        2,
+        T0,
+        T0 + 100 * SEC,
+        Some(expected(&[(l, T0 + 100 * SEC, SMALL)])),
+    );
 }
 
 #[test]
@@ -163,7 +257,13 @@ fn a_rebuild_renews_launched_at_as_nova_does() {
         note("instance.rebuild.end", 3, "p1", SMALL, r, Some(r), None),
     ]);
     assert_eq!(f.launched_at, Some(Timestamp(r)));
-    check(&f, 3, T0, T0 + 1000 * SEC, Some(expected(&[(r, T0 + 1000 * SEC, SMALL)])));
+    check(
+        &f,
+        3,
+        T0,
+        T0 + 1000 * SEC,
+        Some(expected(&[(r, T0 + 1000 * SEC, SMALL)])),
+    );
 }
 
 #[test]
@@ -175,7 +275,14 @@ fn the_fold_is_the_same_in_any_order_and_with_duplicates() {
     assert_eq!(all.len(), 3);
     let want = facts(&all);
     // Every order of the three, each also with every notification twice.
-    let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
     for o in orders {
         let seq: Vec<Notification> = o.iter().map(|&i| all[i].clone()).collect();
         assert_eq!(facts(&seq), want, "order {o:?}");
@@ -186,9 +293,17 @@ fn the_fold_is_the_same_in_any_order_and_with_duplicates() {
 
 #[test]
 fn other_notifications_do_not_bill_and_malformed_ones_are_refused() {
-    assert!(relevant(&note("instance.pause.end", 5, "p1", TINY, T0, Some(T0), None))
-        .unwrap()
-        .is_none());
+    assert!(relevant(&note(
+        "instance.pause.end",
+        5,
+        "p1",
+        TINY,
+        T0,
+        Some(T0),
+        None
+    ))
+    .unwrap()
+    .is_none());
     let mut bad = note("instance.create.end", 5, "p1", TINY, T0, Some(T0), None);
     bad.payload["nova_object.data"]["launched_at"] = json!("not a time");
     assert!(relevant(&bad).is_err());
@@ -288,7 +403,18 @@ hour = 3.0
     let small = card.price(&usage_flavor(SMALL), 2.0);
     assert!(close(small, 2.0 * (0.5 + 2.048 + 0.2 + 0.1)), "{small}");
     assert!(close(card.price(&usage_flavor(LARGE), 2.0), 6.0));
-    assert!(RateCard::parse("[resources]\nvcpu_hours = 1.0").is_err(), "typo refused");
-    assert!(RateCard::parse("[resources]\nvcpu_hour = -1.0").is_err(), "negative refused");
-    assert!(RateCard::parse("").unwrap().price(&usage_flavor(LARGE), 5.0) == 0.0);
+    assert!(
+        RateCard::parse("[resources]\nvcpu_hours = 1.0").is_err(),
+        "typo refused"
+    );
+    assert!(
+        RateCard::parse("[resources]\nvcpu_hour = -1.0").is_err(),
+        "negative refused"
+    );
+    assert!(
+        RateCard::parse("")
+            .unwrap()
+            .price(&usage_flavor(LARGE), 5.0)
+            == 0.0
+    );
 }

@@ -268,7 +268,10 @@ async fn nats(
             let info = m.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
             top = top.max(info.stream_sequence);
             let n: Notification = serde_json::from_slice(&m.payload).with_context(|| {
-                format!("stream sequence {}: not a notification", info.stream_sequence)
+                format!(
+                    "stream sequence {}: not a notification",
+                    info.stream_sequence
+                )
             })?;
             batch.push(n);
             acks.push(m);
@@ -297,8 +300,8 @@ async fn nats(
 pub fn read_rates(path: &std::path::Path) -> anyhow::Result<(String, billing::RateCard)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the rate card {}", path.display()))?;
-    let card = billing::RateCard::parse(&text)
-        .with_context(|| format!("rate card {}", path.display()))?;
+    let card =
+        billing::RateCard::parse(&text).with_context(|| format!("rate card {}", path.display()))?;
     Ok((text, card))
 }
 

@@ -122,9 +122,8 @@ enum BillingCmd {
 
 /// A window bound as os-simple-tenant-usage takes it (naive UTC), `Z` allowed.
 fn billing_time(s: &str) -> anyhow::Result<domain::Timestamp> {
-    api::usage::parse_time(s.strip_suffix('Z').unwrap_or(s)).with_context(|| {
-        format!("{s:?}: use YYYY-MM-DDTHH:MM:SS[.ffffff] (UTC)")
-    })
+    api::usage::parse_time(s.strip_suffix('Z').unwrap_or(s))
+        .with_context(|| format!("{s:?}: use YYYY-MM-DDTHH:MM:SS[.ffffff] (UTC)"))
 }
 
 async fn run_billing(a: BillingArgs) -> anyhow::Result<()> {

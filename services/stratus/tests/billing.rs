@@ -88,8 +88,10 @@ async fn worker(port: u16, token: String, cycles: usize, mut rng: Rng) {
             &token,
             reqwest::Method::POST,
             "/v2.1/servers",
-            Some(json!({"server": {"name": format!("b{i}"), "imageRef": IMAGE,
-                "flavorRef": "1", "networks": "none"}})),
+            Some(
+                json!({"server": {"name": format!("b{i}"), "imageRef": IMAGE,
+                "flavorRef": "1", "networks": "none"}}),
+            ),
         )
         .await;
         assert_eq!(code, 202, "{v}");
@@ -101,13 +103,27 @@ async fn worker(port: u16, token: String, cycles: usize, mut rng: Rng) {
             tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
             match rng.below(4) {
                 n if n == 0 || current >= 4 => {
-                    act(&http, port, &token, &id, json!({"rebuild": {"imageRef": IMAGE}})).await;
+                    act(
+                        &http,
+                        port,
+                        &token,
+                        &id,
+                        json!({"rebuild": {"imageRef": IMAGE}}),
+                    )
+                    .await;
                     wait_as(&http, port, &token, &id, "ACTIVE").await;
                 }
                 _ => {
                     let next = (current + 1 + rng.below(2)).min(4);
                     let flavor = next.to_string();
-                    act(&http, port, &token, &id, json!({"resize": {"flavorRef": flavor}})).await;
+                    act(
+                        &http,
+                        port,
+                        &token,
+                        &id,
+                        json!({"resize": {"flavorRef": flavor}}),
+                    )
+                    .await;
                     wait_as(&http, port, &token, &id, "VERIFY_RESIZE").await;
                     tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
                     if rng.below(5) == 0 {
@@ -323,7 +339,11 @@ async fn scenario(port: u16, source: Vec<String>, dir: &Path) {
     // Catch up (the notifier may still be writing the last notifications): the
     // subscriber run to the end, until the whole-run window matches.
     let mut windows: Vec<(i64, i64)> = vec![(t0 - 3_600_000_000, marks[4])];
-    windows.extend([(marks[0], marks[1]), (marks[1], marks[3]), (marks[2], marks[4])]);
+    windows.extend([
+        (marks[0], marks[1]),
+        (marks[1], marks[3]),
+        (marks[2], marks[4]),
+    ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut args = vec!["billing", "--ledger", ledger.to_str().unwrap(), "--once"];
@@ -331,11 +351,17 @@ async fn scenario(port: u16, source: Vec<String>, dir: &Path) {
         let out = run(&args);
         assert!(out.status.success(), "{out:?}");
         let (s, e) = windows[0];
-        let d = differences(&api_totals(&http, port, s, e).await, &ledger_totals(&ledger, s, e));
+        let d = differences(
+            &api_totals(&http, port, s, e).await,
+            &ledger_totals(&ledger, s, e),
+        );
         if d.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "never caught up (seed {seed}): {d:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never caught up (seed {seed}): {d:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for (s, e) in &windows {
