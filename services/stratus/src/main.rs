@@ -905,6 +905,11 @@ struct BenchArgs {
     /// held in memory (goal: under 1 s for 100,000).
     #[arg(long, value_name = "INSTANCES")]
     usage: Option<usize>,
+    /// Measure the billing subscriber instead: the lifecycle run (with `--cycles`),
+    /// then every notification it left counted into a fresh ledger, this many per
+    /// transaction.
+    #[arg(long, value_name = "BATCH")]
+    billing: Option<usize>,
 }
 
 /// The log of a read-only audit command: the embedded one of a stopped server's data
@@ -1450,6 +1455,43 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Cmd::Bench(b) if b.billing.is_some() => {
+            let batch = b.billing.unwrap_or(1000);
+            let r = stratus::billing_bench::run(
+                BenchOptions {
+                    cycles: b.cycles,
+                    concurrency: b.concurrency,
+                    data_dir: b.data_dir,
+                    hosts: b.hosts,
+                    nats: b.nats.clone(),
+                    log_concurrency: b.log_concurrency,
+                    log_appends: 0,
+                },
+                batch,
+            )
+            .await?;
+            let l = &r.lifecycle;
+            println!(
+                "stratus bench --billing {batch} (embedded store, {} clients, {} hosts)",
+                b.concurrency, b.hosts
+            );
+            println!(
+                "  lifecycle: {} cycles in {:.2} s, {} notifications = {:.0} notifications/s produced",
+                l.cycles,
+                l.seconds,
+                r.notifications,
+                r.notifications as f64 / l.seconds
+            );
+            println!(
+                "  billing ledger (parse + fold + one durable redb transaction per {batch}): {} notifications ({} counted) in {} transactions, {:.3} s = {:.0} notifications/s",
+                r.notifications,
+                r.counted,
+                r.batches,
+                r.seconds,
+                r.notifications as f64 / r.seconds.max(1e-9)
+            );
+            Ok(())
+        }
         Cmd::Bench(b) if b.usage.is_some() => {
             let n = b.usage.unwrap_or_default();
             println!("stratus bench --usage {n} (os-simple-tenant-usage query path, in memory)");
