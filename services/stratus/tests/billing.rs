@@ -435,7 +435,117 @@ async fn billing_counts_every_second_once_while_killed_embedded() {
         ADMIN.into(),
     ];
     scenario(port, source, dir.path()).await;
+
+    // A project member reads its own project's notifications only (the feed's rule):
+    // its ledger holds that project, with the same totals.
+    let own = dir.path().join("member.redb");
+    let out = run(&[
+        "billing",
+        "--ledger",
+        own.to_str().unwrap(),
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--token",
+        "bob:other",
+        "--once",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (s, e) = (now_us() - 3_600_000_000, now_us());
+    let led = ledger_totals(&own, s, e);
+    let mut api = api_totals(&reqwest::Client::new(), port, s, e).await;
+    api["tenant_usages"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["tenant_id"] == "other");
+    assert_eq!(led["tenant_usages"].as_array().unwrap().len(), 1, "{led}");
+    assert_eq!(differences(&api, &led), Vec::<String>::new());
     drop(serve);
+}
+
+#[test]
+fn billing_cli_refuses_bad_input_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.redb");
+    let l = ledger.to_str().unwrap();
+    let fails = |args: &[&str], want: &str| {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    fails(&["billing", "--url", "http://127.0.0.1:1"], "--ledger");
+    fails(
+        &[
+            "billing",
+            "report",
+            "--ledger",
+            l,
+            "--start",
+            "2026-01-01T00:00:00",
+            "--end",
+            "2026-01-02T00:00:00",
+        ],
+        "no ledger",
+    );
+    let rates = dir.path().join("rates.toml");
+    std::fs::write(&rates, "[resources]\nvcpu_hours = 1.0\n").unwrap();
+    fails(
+        &[
+            "billing",
+            "--ledger",
+            l,
+            "--rates",
+            rates.to_str().unwrap(),
+            "--once",
+        ],
+        "unknown field",
+    );
+    // An empty ledger answers an empty report; a bad time is refused.
+    std::fs::write(&rates, "[resources]\nvcpu_hour = 1.0\n").unwrap();
+    let empty = dir.path().join("empty.redb");
+    drop(billing::Ledger::open(&empty).unwrap());
+    let e = empty.to_str().unwrap();
+    let out = run(&[
+        "billing",
+        "report",
+        "--ledger",
+        e,
+        "--start",
+        "2026-01-01T00:00:00",
+        "--end",
+        "2026-01-02T00:00:00Z",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tenant_usages"], json!([]));
+    assert_eq!(v["total_cost"], json!(0.0));
+    fails(
+        &[
+            "billing",
+            "report",
+            "--ledger",
+            e,
+            "--start",
+            "yesterday",
+            "--end",
+            "2026-01-02T00:00:00",
+        ],
+        "yesterday",
+    );
+    fails(
+        &[
+            "billing",
+            "report",
+            "--ledger",
+            e,
+            "--start",
+            "2026-01-03T00:00:00",
+            "--end",
+            "2026-01-02T00:00:00",
+        ],
+        "before",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
