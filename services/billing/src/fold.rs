@@ -10,6 +10,10 @@
 //!   the notification's own time (the envelope `timestamp`, the event's `at`) on;
 //! - `instance.delete.end`: terminated at the payload's `terminated_at`.
 //!
+//! A notification whose instance never launched (payload `launched_at` null: a build
+//! request deleted before placement, a failed spawn) bills nothing and is ignored, as
+//! Nova's window query (`launched_at < end`) ignores the instance.
+//!
 //! Invariants:
 //! - [`Facts::apply`] is a join: idempotent and order-independent (the latest
 //!   `launched_at` wins, flavor changes are kept by time, the create's flavor wins over
@@ -117,6 +121,11 @@ pub fn relevant(n: &Notification) -> Result<Option<Relevant>, BillingError> {
             v => Err(malformed(n, format!("bad {k}: {v}"))),
         }
     };
+    // An instance that never launched (a build deleted before or after placement, a
+    // failed spawn) bills nothing, whatever else its notification says.
+    if data["launched_at"].is_null() {
+        return Ok(None);
+    }
     let instance =
         InstanceId::parse(&text("uuid")?).ok_or_else(|| malformed(n, "bad instance uuid"))?;
     let f = &data["flavor"]["nova_object.data"];

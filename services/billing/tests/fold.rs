@@ -304,6 +304,11 @@ fn other_notifications_do_not_bill_and_malformed_ones_are_refused() {
     ))
     .unwrap()
     .is_none());
+    // Never launched (deleted before placement or after a failed spawn): nothing.
+    let mut never = note("instance.delete.end", 5, "p1", TINY, T0, None, Some(T0));
+    assert!(relevant(&never).unwrap().is_none());
+    never.payload["nova_object.data"]["flavor"] = json!(null);
+    assert!(relevant(&never).unwrap().is_none());
     let mut bad = note("instance.create.end", 5, "p1", TINY, T0, Some(T0), None);
     bad.payload["nova_object.data"]["launched_at"] = json!("not a time");
     assert!(relevant(&bad).is_err());

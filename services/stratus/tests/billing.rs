@@ -394,8 +394,9 @@ async fn scenario(port: u16, source: Vec<String>, dir: &Path) {
         billing_types += rows
             .iter()
             .filter(|r| {
-                billing::fold::BILLING_TYPES
-                    .contains(&r["notification"]["event_type"].as_str().unwrap())
+                let n = &r["notification"];
+                billing::fold::BILLING_TYPES.contains(&n["event_type"].as_str().unwrap())
+                    && !n["payload"]["nova_object.data"]["launched_at"].is_null()
             })
             .count() as u64;
         let next = v["next_cursor"].as_u64().unwrap();
