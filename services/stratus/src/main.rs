@@ -75,8 +75,9 @@ struct BillingArgs {
     /// The ledger file (redb; created if missing).
     #[arg(long, required = true)]
     ledger: Option<PathBuf>,
-    /// Read from JetStream: a durable consumer on STRATUS_NOTIFICATIONS.
-    #[arg(long, env = "STRATUS_NATS_URL", conflicts_with = "url")]
+    /// Read from JetStream: a durable consumer on STRATUS_NOTIFICATIONS (instead of
+    /// --url).
+    #[arg(long)]
     nats: Option<String>,
     /// Durable consumer name (with --nats).
     #[arg(long, default_value = "billing")]
