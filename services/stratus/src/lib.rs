@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod audit_bench;
 pub mod bench;
+pub mod billing;
+pub mod billing_bench;
 pub mod cells;
 pub mod datadir;
 pub mod httpd;

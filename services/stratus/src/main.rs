@@ -62,6 +62,122 @@ enum Cmd {
     /// Print the status of a running process's reactors and background tasks (runs,
     /// errors, lag behind the stream head), from the API's `GET /v1/status` (admin).
     Status(StatusArgs),
+    /// The billing subscriber: count Nova's versioned notifications into a per-project
+    /// usage ledger (redb), each exactly once; `billing report` prints a window's totals.
+    Billing(BillingArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct BillingArgs {
+    #[command(subcommand)]
+    cmd: Option<BillingCmd>,
+    /// The ledger file (redb; created if missing).
+    #[arg(long, required = true)]
+    ledger: Option<PathBuf>,
+    /// Read from JetStream: a durable consumer on STRATUS_NOTIFICATIONS (instead of
+    /// --url).
+    #[arg(long)]
+    nats: Option<String>,
+    /// Durable consumer name (with --nats).
+    #[arg(long, default_value = "billing")]
+    consumer: String,
+    /// Read over HTTP from a running stratus (`GET /v1/notifications`, as an admin).
+    #[arg(long, env = "STRATUS_URL")]
+    url: Option<String>,
+    /// An admin's token (without one: password credentials from the OS_* variables).
+    #[arg(long, env = "OS_TOKEN")]
+    token: Option<String>,
+    /// The rate card (TOML), stored in the ledger as the reports' default.
+    #[arg(long)]
+    rates: Option<PathBuf>,
+    /// Most notifications per batch (one ledger transaction; at most 1000 over HTTP).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Exit once caught up, printing what was consumed and how fast.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BillingCmd {
+    /// Per-project totals of a window as JSON (os-simple-tenant-usage's fields, priced).
+    Report {
+        /// The ledger file.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// Window start (UTC: `YYYY-MM-DDTHH:MM:SS[.ffffff][Z]`).
+        #[arg(long)]
+        start: String,
+        /// Window end (same forms).
+        #[arg(long)]
+        end: String,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Price with this rate card (default: the one stored in the ledger).
+        #[arg(long)]
+        rates: Option<PathBuf>,
+    },
+}
+
+/// A window bound as os-simple-tenant-usage takes it (naive UTC), `Z` allowed.
+fn billing_time(s: &str) -> anyhow::Result<domain::Timestamp> {
+    api::usage::parse_time(s.strip_suffix('Z').unwrap_or(s))
+        .with_context(|| format!("{s:?}: use YYYY-MM-DDTHH:MM:SS[.ffffff] (UTC)"))
+}
+
+async fn run_billing(a: BillingArgs) -> anyhow::Result<()> {
+    if let Some(BillingCmd::Report {
+        ledger,
+        start,
+        end,
+        project,
+        rates,
+    }) = a.cmd
+    {
+        let (start, end) = (billing_time(&start)?, billing_time(&end)?);
+        if end < start {
+            anyhow::bail!("--end is before --start");
+        }
+        let doc =
+            stratus::billing::report(&ledger, start, end, project.as_deref(), rates.as_deref())?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    init_tracing();
+    let source = match (a.nats, a.url) {
+        (Some(url), _) => stratus::billing::Source::Nats {
+            url,
+            consumer: a.consumer,
+        },
+        (None, url) => stratus::billing::Source::Http {
+            url: url.unwrap_or_else(|| "http://127.0.0.1:8774".into()),
+            token: a.token,
+        },
+    };
+    let rates = a
+        .rates
+        .as_deref()
+        .map(stratus::billing::read_rates)
+        .transpose()?
+        .map(|(text, _)| text);
+    let o = stratus::billing::BillingOptions {
+        ledger: a.ledger.context("--ledger is required")?,
+        source,
+        once: a.once,
+        batch: a.batch,
+        rates,
+    };
+    if o.once {
+        stratus::billing::run(o).await?;
+        return Ok(());
+    }
+    tokio::select! {
+        r = stratus::billing::run(o) => { r?; }
+        _ = shutdown_signal() => { tracing::info!("billing: shutting down"); }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -790,6 +906,11 @@ struct BenchArgs {
     /// held in memory (goal: under 1 s for 100,000).
     #[arg(long, value_name = "INSTANCES")]
     usage: Option<usize>,
+    /// Measure the billing subscriber instead: the lifecycle run (with `--cycles`),
+    /// then every notification it left counted into a fresh ledger, this many per
+    /// transaction.
+    #[arg(long, value_name = "BATCH")]
+    billing: Option<usize>,
 }
 
 /// The log of a read-only audit command: the embedded one of a stopped server's data
@@ -1048,6 +1169,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             run_until_signal(o, "api").await
         }
         Cmd::Admin { cmd } => run_admin(cmd).await,
+        Cmd::Billing(a) => run_billing(a).await,
         Cmd::Status(a) => {
             let doc = stratus::status::fetch(&stratus::status::StatusOptions {
                 url: a.url,
@@ -1334,6 +1456,43 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Cmd::Bench(b) if b.billing.is_some() => {
+            let batch = b.billing.unwrap_or(1000);
+            let r = stratus::billing_bench::run(
+                BenchOptions {
+                    cycles: b.cycles,
+                    concurrency: b.concurrency,
+                    data_dir: b.data_dir,
+                    hosts: b.hosts,
+                    nats: b.nats.clone(),
+                    log_concurrency: b.log_concurrency,
+                    log_appends: 0,
+                },
+                batch,
+            )
+            .await?;
+            let l = &r.lifecycle;
+            println!(
+                "stratus bench --billing {batch} (embedded store, {} clients, {} hosts)",
+                b.concurrency, b.hosts
+            );
+            println!(
+                "  lifecycle: {} cycles in {:.2} s, {} notifications = {:.0} notifications/s produced",
+                l.cycles,
+                l.seconds,
+                r.notifications,
+                r.notifications as f64 / l.seconds
+            );
+            println!(
+                "  billing ledger (parse + fold + one durable redb transaction per {batch}): {} notifications ({} counted) in {} transactions, {:.3} s = {:.0} notifications/s",
+                r.notifications,
+                r.counted,
+                r.batches,
+                r.seconds,
+                r.notifications as f64 / r.seconds.max(1e-9)
+            );
+            Ok(())
+        }
         Cmd::Bench(b) if b.usage.is_some() => {
             let n = b.usage.unwrap_or_default();
             println!("stratus bench --usage {n} (os-simple-tenant-usage query path, in memory)");

@@ -43,7 +43,7 @@ pub async fn fetch(opts: &StatusOptions) -> anyhow::Result<Value> {
 }
 
 /// A token from the identity API, with the password credentials of an openrc.
-async fn keystone_token(http: &reqwest::Client) -> anyhow::Result<String> {
+pub async fn keystone_token(http: &reqwest::Client) -> anyhow::Result<String> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (Some(auth_url), Some(user), Some(password)) =
         (var("OS_AUTH_URL"), var("OS_USERNAME"), var("OS_PASSWORD"))
