@@ -45,7 +45,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 10: the `instance_actions` model (os-instance-actions).
 /// 11: the `usage` model (flavor periods per instance, kept after delete) and the
 /// `usage_audits` model (closed usage audit periods per cell).
-pub const SCHEMA: u64 = 11;
+/// 12: the `instance_folds` model (fold snapshots of instance subjects, for state-at).
+pub const SCHEMA: u64 = 12;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
