@@ -241,3 +241,89 @@ impl ReadModel for InstanceFolds {
         Ok(Some(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::Timestamp;
+    use eventlog::{Metadata, StoredEvent, StreamName};
+
+    fn cell_subject() -> Subject {
+        let cell1 = StreamName::new("cell1").unwrap();
+        Subject::cell(
+            &cell1,
+            SubjectKind::Instance,
+            "00000000-0000-0000-0000-000000000001",
+        )
+        .unwrap()
+    }
+
+    fn commit(seq: u64, events: usize) -> Commit {
+        let s = cell_subject();
+        Commit {
+            stream: s.stream(),
+            stream_seq: seq * 2,
+            subject: s,
+            subject_seq: seq,
+            dedupe_id: String::new(),
+            meta: Metadata {
+                occurred_at: 1_000 + seq as i64,
+                ..Metadata::default()
+            },
+            events: (0..events)
+                .map(|i| StoredEvent {
+                    event_id: uuid::Uuid::from_u128(seq as u128 * 10 + i as u128),
+                    event_type: "instance.unlocked".into(),
+                    version: 1,
+                    payload: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn unlocked() -> Event {
+        Event::Instance(InstanceEvent::Unlocked { at: Timestamp(1) })
+    }
+
+    #[test]
+    fn keys_read_back() {
+        let k = FoldKey {
+            subject: cell_subject(),
+            block: 513,
+        };
+        assert_eq!(FoldKey::from_key_bytes(&k.to_key_bytes()), Ok(k));
+        assert!(FoldKey::from_key_bytes(b"short").is_err());
+    }
+
+    #[test]
+    fn blocks_continue_and_gaps_break() {
+        let mut m = InstanceFolds::default();
+        for seq in 1..=BLOCK + 3 {
+            let c = commit(seq, 2);
+            for _ in 0..2 {
+                m.apply(&c, &unlocked()).unwrap();
+            }
+        }
+        let rows: Vec<&InstanceFold> = m.of(&cell_subject()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].subject_seq, BLOCK);
+        assert_eq!(rows[1].subject_seq, BLOCK + 3);
+        assert_eq!(rows[1].events, 2 * (BLOCK + 3));
+        assert_eq!(rows[1].max_at, 1_000 + BLOCK as i64 + 3);
+        assert!(rows[1].complete && !rows[1].broken && !rows[1].anchored);
+        assert!(rows[1].usable(true) && !rows[1].usable(false));
+        // Half a commit (an undecodable event skipped), then the next commit: broken.
+        let c = commit(BLOCK + 4, 2);
+        m.apply(&c, &unlocked()).unwrap();
+        let half = m.of(&cell_subject()).last().unwrap();
+        assert!(!half.complete && !half.usable(true));
+        m.apply(&commit(BLOCK + 5, 1), &unlocked()).unwrap();
+        let last = m.of(&cell_subject()).last().unwrap();
+        assert!(last.broken && !last.usable(true));
+        // A commit missing entirely breaks a subject too.
+        let mut m = InstanceFolds::default();
+        m.apply(&commit(1, 1), &unlocked()).unwrap();
+        m.apply(&commit(3, 1), &unlocked()).unwrap();
+        assert!(m.of(&cell_subject()).last().unwrap().broken);
+    }
+}
