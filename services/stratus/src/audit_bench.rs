@@ -50,6 +50,10 @@ pub struct AuditReport {
     pub state_random_ms: (f64, f64),
     pub state_http_random_ms: (f64, f64),
     pub history_page_http_ms: (f64, f64),
+    /// Where the plain fold's time goes (median ms of 10): reading the instance's
+    /// commits (redb or JetStream, and decoding their envelopes), decoding the event
+    /// payloads (postcard), folding them with `evolve`.
+    pub profile_ms: (f64, f64, f64),
     /// Pages of 1,000 in the whole history and the ms to walk them all.
     pub history_pages: usize,
     pub history_walk_ms: f64,
@@ -261,6 +265,34 @@ async fn measure(stack: &Stack, events: u64, subscribers: usize) -> anyhow::Resu
         }
     })
     .await?;
+    let mut profile = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t = Instant::now();
+        let commits = replay::audit::instance_commits(log.as_ref(), iid, cell.clone()).await?;
+        profile.0.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let mut events = Vec::new();
+        for c in &commits {
+            for e in &c.events {
+                events.push(projections::codec::decode(e)?);
+            }
+        }
+        profile.1.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let mut state = None;
+        for e in &events {
+            if let domain::Event::Instance(ie) = e {
+                state = domain::instance::evolve(state.take(), ie);
+            }
+        }
+        profile.2.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(state.is_some(), "no state folded");
+    }
+    let profile_ms = (
+        pct(&mut profile.0, 0.5),
+        pct(&mut profile.1, 0.5),
+        pct(&mut profile.2, 0.5),
+    );
     // As the API answers: snapshots picked from the views, then the ranged fold.
     let indexed = |at: replay::audit::At| {
         let (log, cell, world) = (log.clone(), cell.clone(), stack.engine.world().clone());
@@ -440,5 +472,6 @@ async fn measure(stack: &Stack, events: u64, subscribers: usize) -> anyhow::Resu
         history_page_http_ms,
         history_pages,
         history_walk_ms,
+        profile_ms,
     })
 }

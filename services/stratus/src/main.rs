@@ -1421,6 +1421,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     r.state_plain_ms.0, r.state_plain_ms.1
                 );
                 println!(
+                    "    plain fold, median of 10: read commits {:.2} ms, decode payloads {:.2} ms, evolve {:.2} ms",
+                    r.profile_ms.0, r.profile_ms.1, r.profile_ms.2
+                );
+                println!(
                     "    GET .../state?at= (random events):  p50 {:.2} ms, p99 {:.2} ms{}",
                     r.state_http_random_ms.0,
                     r.state_http_random_ms.1,
