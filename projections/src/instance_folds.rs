@@ -2,11 +2,12 @@
 //!
 //! `GET /v1/instances/{id}/state?at=` folds an instance's history with
 //! [`instance::evolve`] up to an instant. Folding a 10,000-event history from its first
-//! commit reads and decodes every commit; this model keeps, for every instance subject
-//! (`stratus.api.instance.<id>`, `stratus.cell.<cell>.instance.<id>`), the fold of the
-//! subject every [`BLOCK`] commits, so a state-at question starts from the nearest
-//! snapshot at or before its instant and folds at most about [`BLOCK`] commits
-//! (`replay::audit::state_at_indexed`).
+//! commit reads and decodes every commit; this model keeps, for every instance's cell
+//! subject (`stratus.cell.<cell>.instance.<id>`, where everything after placement is
+//! written), the fold of the subject every [`BLOCK`] commits, so a state-at question
+//! starts from the nearest snapshot at or before its instant and folds at most about
+//! [`BLOCK`] commits of it (`replay::audit::state_at_indexed`). Api subjects (a build
+//! request's few commits until it is placed) are not indexed: they are read whole.
 //!
 //! A row ([`InstanceFold`]) is keyed by subject and block (`(subject_seq - 1) / BLOCK`)
 //! and holds the fold of the subject's commits `1..=subject_seq`, `subject_seq` being the
@@ -37,7 +38,7 @@ use std::fmt;
 
 use domain::instance::{self, Instance, InstanceEvent};
 use domain::Event;
-use eventlog::{Commit, Subject, SubjectKind};
+use eventlog::{Commit, StreamName, Subject, SubjectKind};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Invalid, ReadModel, Table, TableKey};
@@ -178,7 +179,12 @@ impl ReadModel for InstanceFolds {
     }
 
     fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<FoldKey>, Invalid> {
-        if c.subject.kind() != Some(SubjectKind::Instance) || c.subject_seq == 0 {
+        // Cell subjects only: an api subject holds a build request's few commits until
+        // it is placed (read whole, it costs less than a row per instance would).
+        if c.subject.kind() != Some(SubjectKind::Instance)
+            || c.subject_seq == 0
+            || c.stream == StreamName::api()
+        {
             return Ok(None);
         }
         let key = FoldKey {

@@ -242,6 +242,7 @@ pub fn pick_snapshots(
         }
     };
     Snapshots {
+        // (Api subjects are not indexed today; a row would be used the same way.)
         api: folds.latest(&api, true, |r| within(&api, r)),
         cell: cell.and_then(|c| folds.latest(c, false, |r| within(c, r))),
     }

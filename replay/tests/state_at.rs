@@ -279,9 +279,8 @@ async fn compare(log: Arc<dyn EventLog>, seed: u64, sample: u64, questions: usiz
             .await
             .unwrap();
         let snaps = pick_snapshots(views.instance_folds(), w.id, Some(&w.cell), &at);
-        used += usize::from(
-            snaps.cell.is_some() || snaps.api.as_ref().is_some_and(|s| s.subject_seq > 1),
-        );
+        assert!(snaps.api.is_none(), "api subjects are not indexed");
+        used += usize::from(snaps.cell.is_some());
         let fast = state_at_indexed(log.as_ref(), w.id, Some(w.cell.clone()), &at, &snaps)
             .await
             .unwrap();
