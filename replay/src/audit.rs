@@ -8,6 +8,9 @@
 //!   instance's api-subject commits then its cell-subject commits (its history order:
 //!   the api subject is written only until the instance is placed, the cell subject
 //!   only from then on), so it is exactly what the projections held at that point.
+//!   The API starts that fold from a snapshot of the `instance_folds` read model
+//!   ([`state_at_indexed`]) and gets exactly the plain fold's answer ([`state_at`]):
+//!   same state, same last event, same count (`replay/tests/state_at.rs`).
 //! - A [`Cursor`] holds, per stream, how far the reader has gone: every commit up to a
 //!   sequence, plus the first events of the next commit. Pages and server-sent events
 //!   advance it event by event over commits read in stream order, so resuming from a
@@ -338,8 +341,9 @@ async fn fold_subject(
 }
 
 /// The instance `id` as it was at `at`, folded forward from the nearest snapshots at or
-/// before `at` ([`pick_snapshots`]); exactly [`state_at`] (the plain fold), reading at
-/// most about [`BLOCK`](projections::instance_folds::BLOCK) commits per subject when the
+/// before `at` ([`pick_snapshots`]); exactly [`state_at`] (the plain fold), reading the
+/// api subject (a few commits) and at most about
+/// [`BLOCK`](projections::instance_folds::BLOCK) commits of the cell subject when the
 /// snapshots are current. Without the cell subject (`None`), the plain fold.
 pub async fn state_at_indexed(
     log: &dyn EventLog,
