@@ -7,7 +7,7 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use domain::{InstanceId, Timestamp};
 use engine::{Engine, EngineError};
-use eventlog::{Commit, StreamName, Subject};
+use eventlog::{Commit, LogError, StreamName, Subject};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -247,10 +247,18 @@ pub async fn instance_events(
         }
         while have < limit {
             let asked = limit - have + 1;
-            let batch = log
-                .read_subject_range(subject, from, after, asked)
-                .await
-                .map_err(EngineError::from)?;
+            let batch = match log.read_subject_range(subject, from, after, asked).await {
+                Ok(b) => b,
+                // The marker's stream position is only a hint to the backend; one past
+                // its commit (a forged marker) is found out by the read.
+                Err(LogError::Corrupt(_)) if marker.is_some() && n == 0 && commits.is_empty() => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid marker {:?}.",
+                        q.get("marker").unwrap_or_default()
+                    )));
+                }
+                Err(e) => return Err(EngineError::from(e).into()),
+            };
             let full = batch.len() == asked;
             for c in batch {
                 let k = c.events.len();
