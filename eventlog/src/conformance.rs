@@ -394,6 +394,14 @@ pub async fn dedupe(log: Arc<dyn EventLog>) {
     );
 }
 
+/// The stream position of commit `seq` of `subject` in `all` (a whole stream).
+fn sub_all_stream_seq(all: &[Commit], subject: &Subject, seq: u64) -> u64 {
+    all.iter()
+        .find(|c| &c.subject == subject && c.subject_seq == seq)
+        .map(|c| c.stream_seq)
+        .expect("commit in the stream")
+}
+
 /// Ordering: `stream_seq` is contiguous from 1, `subject_seq` contiguous per subject, and
 /// `read_subject` / `read_stream` honour `from` and `max`.
 pub async fn ordering(log: Arc<dyn EventLog>) {
@@ -485,8 +493,40 @@ pub async fn ordering(log: Arc<dyn EventLog>) {
         log.read_subject(s1, 11).await.unwrap().is_empty(),
         "read past the subject end"
     );
+    // Ranged reads: from any sequence, with or without the position hint, bounded.
+    for from in 1..=11u64 {
+        for max in [1usize, 3, 20] {
+            let after = if from > 1 {
+                sub_all_stream_seq(&all, s1, from - 1)
+            } else {
+                0
+            };
+            let want: Vec<u64> = (from..=10).take(max).collect();
+            for hint in [after, 0] {
+                let got = log.read_subject_range(s1, from, hint, max).await.unwrap();
+                assert_eq!(
+                    got.iter().map(|c| c.subject_seq).collect::<Vec<_>>(),
+                    want,
+                    "read_subject_range(from {from}, after {hint}, max {max})"
+                );
+                for c in &got {
+                    assert_eq!(c, &all[c.stream_seq as usize - 1], "ranged read differs");
+                }
+            }
+        }
+    }
+    assert!(log
+        .read_subject_range(s1, 1, 0, 0)
+        .await
+        .unwrap()
+        .is_empty());
     let unknown = subject("cell1", "never-written");
     assert!(log.read_subject(&unknown, 1).await.unwrap().is_empty());
+    assert!(log
+        .read_subject_range(&unknown, 1, 0, 5)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(log.last_subject_seq(&unknown).await.unwrap(), 0);
     assert_eq!(
         log.last_stream_seq(&stream("cell9")).await.unwrap(),

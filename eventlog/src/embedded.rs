@@ -321,6 +321,17 @@ impl StreamHandle {
 
     /// Commits of `subject` from `subject_seq >= from` (blocking).
     fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError> {
+        self.read_subject_range(subject, from, usize::MAX)
+    }
+
+    /// Up to `max` commits of `subject` from `subject_seq` `from` (blocking): an index
+    /// range scan, so the cost is that of the commits returned, not of the subject.
+    fn read_subject_range(
+        &self,
+        subject: &Subject,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
         let r = self.db.begin_read().map_err(storage)?;
         let index = r.open_table(SUBJECT_INDEX).map_err(storage)?;
         let commits = r.open_table(COMMITS).map_err(storage)?;
@@ -329,6 +340,7 @@ impl StreamHandle {
         for row in index
             .range((s, from.max(1))..=(s, u64::MAX))
             .map_err(storage)?
+            .take(max)
         {
             let (_, pos) = row.map_err(storage)?;
             let pos = pos.value();
@@ -790,6 +802,20 @@ impl EventLog for EmbeddedLog {
         };
         let subject = subject.clone();
         Self::blocking(h, move |h| h.read_subject(&subject, from)).await
+    }
+
+    async fn read_subject_range(
+        &self,
+        subject: &Subject,
+        from: u64,
+        _after: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
+        let Some(h) = self.handle(&subject.stream(), false).await? else {
+            return Ok(Vec::new());
+        };
+        let subject = subject.clone();
+        Self::blocking(h, move |h| h.read_subject_range(&subject, from, max)).await
     }
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {

@@ -1068,13 +1068,15 @@ impl JetStreamLog {
     }
 
     /// Reads the messages of `stream` (optionally filtered on `filter`) from stream sequence
-    /// `start` up to and including `end`, with an ephemeral consumer; `keep` selects commits.
+    /// `start` up to and including `end`, with an ephemeral consumer; `keep` selects commits,
+    /// and the read stops once `max` are kept.
     async fn read_range(
         &self,
         stream: &StreamName,
         filter: Option<&Subject>,
         start: u64,
         end: u64,
+        max: usize,
         keep: impl Fn(&Commit) -> bool,
     ) -> Result<Vec<Commit>, LogError> {
         let name = self.jetstream_name(stream);
@@ -1119,7 +1121,7 @@ impl JetStreamLog {
                 if keep(&commit) {
                     out.push(commit);
                 }
-                if seq == end {
+                if seq == end || out.len() >= max {
                     break;
                 }
             }
@@ -1198,9 +1200,14 @@ impl EventLog for JetStreamLog {
             }
         }
         let out = self
-            .read_range(&stream, Some(subject), 1, last.stream_seq, |c| {
-                c.subject_seq >= from
-            })
+            .read_range(
+                &stream,
+                Some(subject),
+                1,
+                last.stream_seq,
+                usize::MAX,
+                |c| c.subject_seq >= from,
+            )
             .await?;
         // Per-subject sequences must run from..=last with no hole.
         for (i, c) in out.iter().enumerate() {
@@ -1217,6 +1224,51 @@ impl EventLog for JetStreamLog {
                 "{subject}: read {} commits from {from}, last is {}",
                 out.len(),
                 last.subject_seq
+            )));
+        }
+        Ok(out)
+    }
+
+    /// A filtered read starting just after `after` (the position of commit `from - 1`),
+    /// stopping after `max` commits: the cost is that of the range, not of the subject.
+    async fn read_subject_range(
+        &self,
+        subject: &Subject,
+        from: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
+        self.check_open()?;
+        let from = from.max(1);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let last = self.fetch_last(subject).await?;
+        if last.subject_seq == 0 || from > last.subject_seq {
+            return Ok(Vec::new());
+        }
+        // Without a hint (or the first commit) the scan starts at the stream's beginning.
+        let start = if from > 1 { after + 1 } else { 1 };
+        let stream = subject.stream();
+        let out = self
+            .read_range(&stream, Some(subject), start, last.stream_seq, max, |c| {
+                c.subject_seq >= from
+            })
+            .await?;
+        let want = (last.subject_seq - from + 1).min(max as u64);
+        for (i, c) in out.iter().enumerate() {
+            if c.subject_seq != from + i as u64 {
+                return Err(LogError::Corrupt(format!(
+                    "{subject}: subject_seq {} at position {i} of a read from {from} after {after}, expected {}",
+                    c.subject_seq,
+                    from + i as u64
+                )));
+            }
+        }
+        if out.len() as u64 != want {
+            return Err(LogError::Corrupt(format!(
+                "{subject}: read {} commits from {from} after {after}, expected {want}",
+                out.len()
             )));
         }
         Ok(out)
@@ -1243,7 +1295,9 @@ impl EventLog for JetStreamLog {
             return Ok(Vec::new());
         }
         let end = last.min(from.saturating_add(max as u64 - 1));
-        let out = self.read_range(stream, None, from, end, |_| true).await?;
+        let out = self
+            .read_range(stream, None, from, end, usize::MAX, |_| true)
+            .await?;
         for (i, c) in out.iter().enumerate() {
             if c.stream_seq != from + i as u64 {
                 return Err(LogError::Corrupt(format!(

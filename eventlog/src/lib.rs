@@ -344,6 +344,26 @@ pub trait EventLog: Send + Sync + 'static {
     /// Commits of `subject` with `subject_seq >= from` (1-based), oldest first.
     async fn read_subject(&self, subject: &Subject, from: u64) -> Result<Vec<Commit>, LogError>;
 
+    /// Up to `max` commits of `subject` with `subject_seq >= from` (1-based), oldest
+    /// first: a bounded read from the middle of a subject (folding forward from a
+    /// snapshot). `after` is the stream position of commit `from - 1` of the subject
+    /// when the caller knows it (0 otherwise): backends that find a subject's commits by
+    /// scanning its stream (JetStream) start the scan just after it instead of at the
+    /// beginning. A wrong `after` is detected (the first commit returned is not `from`)
+    /// and reported as [`LogError::Corrupt`], never silently skipped.
+    async fn read_subject_range(
+        &self,
+        subject: &Subject,
+        from: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Commit>, LogError> {
+        let _ = after;
+        let mut out = self.read_subject(subject, from).await?;
+        out.truncate(max);
+        Ok(out)
+    }
+
     /// Last sequence of a subject (0 when it has no commit).
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError>;
 

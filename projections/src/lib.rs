@@ -12,6 +12,7 @@ pub mod codec;
 pub mod health;
 pub mod identity;
 pub mod instance_actions;
+pub mod instance_folds;
 pub mod keypairs;
 pub mod model;
 pub mod projector;

@@ -46,7 +46,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 11: the `usage` model (flavor periods per instance, kept after delete) and the
 /// `usage_audits` model (closed usage audit periods per cell).
 /// 12: the `subscriptions` model (webhook subscriptions).
-pub const SCHEMA: u64 = 12;
+/// 13: the `instance_folds` model (fold snapshots of instance subjects, for state-at).
+pub const SCHEMA: u64 = 13;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -413,6 +413,7 @@ impl Default for Views {
         v.register::<crate::usage::Usage>();
         v.register::<crate::usage::UsageAudits>();
         v.register::<crate::instance_actions::InstanceActions>();
+        v.register::<crate::instance_folds::InstanceFolds>();
         v.register::<crate::subscriptions::Subscriptions>();
         v
     }
@@ -573,6 +574,11 @@ impl Views {
     /// Every instance's actions (os-instance-actions).
     pub fn instance_actions(&self) -> &crate::instance_actions::InstanceActions {
         self.model::<crate::instance_actions::InstanceActions>()
+    }
+
+    /// Fold snapshots of instance subjects (the audit API's state-at index).
+    pub fn instance_folds(&self) -> &crate::instance_folds::InstanceFolds {
+        self.model::<crate::instance_folds::InstanceFolds>()
     }
 
     /// Host aggregates and their host / zone indexes.

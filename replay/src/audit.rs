@@ -8,6 +8,9 @@
 //!   instance's api-subject commits then its cell-subject commits (its history order:
 //!   the api subject is written only until the instance is placed, the cell subject
 //!   only from then on), so it is exactly what the projections held at that point.
+//!   The API starts that fold from a snapshot of the `instance_folds` read model
+//!   ([`state_at_indexed`]) and gets exactly the plain fold's answer ([`state_at`]):
+//!   same state, same last event, same count (`replay/tests/state_at.rs`).
 //! - A [`Cursor`] holds, per stream, how far the reader has gone: every commit up to a
 //!   sequence, plus the first events of the next commit. Pages and server-sent events
 //!   advance it event by event over commits read in stream order, so resuming from a
@@ -28,6 +31,7 @@ use domain::instance::{self, Instance, InstanceEvent};
 use domain::{Event, InstanceId, Timestamp};
 use eventlog::{Commit, EventLog, StreamName, Subject, SubjectKind};
 use projections::codec;
+use projections::instance_folds::{InstanceFold, InstanceFolds};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -202,6 +206,184 @@ pub async fn state_at(
 ) -> Result<Option<StateAt>, ReplayError> {
     let commits = instance_commits(log, id, cell).await?;
     fold_at(&commits, at)
+}
+
+/// Commits read per ranged read when folding forward from a snapshot.
+const CHUNK: usize = projections::instance_folds::BLOCK as usize + 1;
+
+/// The snapshots a state-at question may start from (picked from the
+/// [`InstanceFolds`](projections::instance_folds::InstanceFolds) model by
+/// [`pick_snapshots`]): one per subject of the history, each the latest usable one that
+/// the question's prefix contains whole.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshots {
+    pub api: Option<InstanceFold>,
+    pub cell: Option<InstanceFold>,
+}
+
+/// Picks the snapshots for `at` of instance `id` whose cell subject is `cell`.
+pub fn pick_snapshots(
+    folds: &InstanceFolds,
+    id: InstanceId,
+    cell: Option<&Subject>,
+    at: &At,
+) -> Snapshots {
+    let Ok(api) = Subject::api(SubjectKind::Instance, &id.to_string()) else {
+        return Snapshots::default();
+    };
+    // Which snapshots the prefix `at` selects contains whole (see `fold_at`).
+    let within = |subject: &Subject, r: &InstanceFold| match at {
+        At::Time(t) => r.max_at <= t.0,
+        // A position on this subject's stream bounds it; on another stream, this subject
+        // is wholly before (api, when `at` is on the cell stream) or wholly after it.
+        At::Position(stream, seq) => {
+            if subject.stream() == *stream {
+                r.stream_seq <= *seq
+            } else {
+                true
+            }
+        }
+    };
+    Snapshots {
+        // (Api subjects are not indexed today; a row would be used the same way.)
+        api: folds.latest(&api, true, |r| within(&api, r)),
+        cell: cell.and_then(|c| folds.latest(c, false, |r| within(c, r))),
+    }
+}
+
+/// A fold in progress: the plain fold's three results.
+#[derive(Default)]
+struct Acc {
+    state: Option<Instance>,
+    last: Option<Position>,
+    events: u64,
+    commits: u64,
+}
+
+impl Acc {
+    fn fold(&mut self, c: &Commit) -> Result<(), ReplayError> {
+        for e in &c.events {
+            if let Event::Instance(ie) = codec::decode(e)? {
+                self.state = instance::evolve(self.state.take(), &ie);
+            }
+            self.events += 1;
+        }
+        if let Some(e) = c.events.last() {
+            self.last = Some(Position {
+                stream: c.stream.clone(),
+                stream_seq: c.stream_seq,
+                subject: c.subject.clone(),
+                occurred_at: Timestamp(c.meta.occurred_at),
+                event_type: e.event_type.clone(),
+                event_id: e.event_id.to_string(),
+            });
+        }
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Starts from `snap` (a fold of `subject` alone), on top of `base` events of the
+    /// subjects before it.
+    fn start_from(&mut self, subject: &Subject, snap: &InstanceFold, base: u64) {
+        self.state.clone_from(&snap.state);
+        self.events = base + snap.events;
+        self.last = Some(Position {
+            stream: subject.stream(),
+            stream_seq: snap.stream_seq,
+            subject: subject.clone(),
+            occurred_at: Timestamp(snap.occurred_at),
+            event_type: snap.last_type.clone(),
+            event_id: snap.last_event_id.to_string(),
+        });
+        self.commits += 1;
+    }
+
+    fn into_state(self) -> Option<StateAt> {
+        match (self.state, self.last) {
+            (Some(state), Some(last)) => Some(StateAt {
+                state,
+                last,
+                events: self.events,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Folds `subject` into `acc` from `snap` (or its first commit) while `keep` holds;
+/// true when it stopped at a commit `keep` refused (the prefix ends inside it).
+async fn fold_subject(
+    log: &dyn EventLog,
+    subject: &Subject,
+    snap: Option<&InstanceFold>,
+    keep: impl Fn(&Commit) -> bool,
+    acc: &mut Acc,
+) -> Result<bool, ReplayError> {
+    let (mut from, mut after) = (1, 0);
+    if let Some(s) = snap {
+        let base = acc.events;
+        acc.start_from(subject, s, base);
+        (from, after) = (s.subject_seq + 1, s.stream_seq);
+    }
+    loop {
+        let batch = log.read_subject_range(subject, from, after, CHUNK).await?;
+        for c in &batch {
+            if !keep(c) {
+                return Ok(true);
+            }
+            acc.fold(c)?;
+        }
+        match batch.last() {
+            Some(c) if batch.len() == CHUNK => (from, after) = (c.subject_seq + 1, c.stream_seq),
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// The instance `id` as it was at `at`, folded forward from the nearest snapshots at or
+/// before `at` ([`pick_snapshots`]); exactly [`state_at`] (the plain fold), reading the
+/// api subject (a few commits) and at most about
+/// [`BLOCK`](projections::instance_folds::BLOCK) commits of the cell subject when the
+/// snapshots are current. Without the cell subject (`None`), the plain fold.
+pub async fn state_at_indexed(
+    log: &dyn EventLog,
+    id: InstanceId,
+    cell: Option<Subject>,
+    at: &At,
+    snaps: &Snapshots,
+) -> Result<Option<StateAt>, ReplayError> {
+    let Some(cell) = cell else {
+        return state_at(log, id, None, at).await;
+    };
+    let api = Subject::api(SubjectKind::Instance, &id.to_string())?;
+    let mut acc = Acc::default();
+    match at {
+        At::Time(t) => {
+            let keep = |c: &Commit| c.meta.occurred_at <= t.0;
+            if fold_subject(log, &api, snaps.api.as_ref(), keep, &mut acc).await? {
+                return Ok(acc.into_state());
+            }
+            fold_subject(log, &cell, snaps.cell.as_ref(), keep, &mut acc).await?;
+        }
+        At::Position(stream, seq) if *stream == api.stream() => {
+            let keep = |c: &Commit| c.stream_seq <= *seq;
+            fold_subject(log, &api, snaps.api.as_ref(), keep, &mut acc).await?;
+        }
+        At::Position(stream, seq) if *stream == cell.stream() => {
+            fold_subject(log, &api, snaps.api.as_ref(), |_| true, &mut acc).await?;
+            let before = acc.commits;
+            let keep = |c: &Commit| c.stream_seq <= *seq;
+            fold_subject(log, &cell, snaps.cell.as_ref(), keep, &mut acc).await?;
+            // A position on the cell stream before the cell subject's first commit
+            // selects nothing (no commit of the history is at or before it there).
+            if acc.commits == before {
+                return Ok(None);
+            }
+        }
+        // A position on a stream the history does not touch selects nothing.
+        At::Position(..) => return Ok(None),
+    }
+    Ok(acc.into_state())
 }
 
 /// The native JSON of an instance's state (the `InstanceState` schema of

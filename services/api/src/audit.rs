@@ -49,14 +49,18 @@ pub async fn state(
     })?;
     let at = At::parse(at).map_err(|e| ApiError::bad_request(e.0))?;
     let iid = InstanceId::parse(&id).ok_or_else(|| ApiError::instance_not_found(&id))?;
-    let cell = st
-        .engine
-        .world()
-        .read()
-        .instances()
-        .get(&iid)
-        .and_then(|r| r.cell_subject.clone());
-    let s = audit::state_at(st.engine.log().as_ref(), iid, cell, &at)
+    // The cell subject, and the nearest fold snapshots at or before `at` (the
+    // `instance_folds` model): the fold reads the log only from there.
+    let (cell, snaps) = {
+        let views = st.engine.world().read();
+        let cell = views
+            .instances()
+            .get(&iid)
+            .and_then(|r| r.cell_subject.clone());
+        let snaps = audit::pick_snapshots(views.instance_folds(), iid, cell.as_ref(), &at);
+        (cell, snaps)
+    };
+    let s = audit::state_at_indexed(st.engine.log().as_ref(), iid, cell, &at, &snaps)
         .await
         .map_err(internal)?
         .filter(|s| caller.can_see(&s.state.spec.project_id))

@@ -1564,25 +1564,53 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 };
                 println!("  instance with {} events:", r.events);
                 println!(
-                    "    state-at fold:      p50 {:.2} ms, p99 {:.2} ms{}",
+                    "    state-at fold (snapshots, latest):  p50 {:.2} ms, p99 {:.2} ms{}",
                     r.state_fold_ms.0,
                     r.state_fold_ms.1,
                     goal(r.state_fold_ms.0)
                 );
                 println!(
-                    "    history fold:       p50 {:.2} ms, p99 {:.2} ms{}",
+                    "    state-at fold (snapshots, random):  p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_random_ms.0,
+                    r.state_random_ms.1,
+                    goal(r.state_random_ms.0)
+                );
+                println!(
+                    "    state-at plain fold (no snapshot):  p50 {:.2} ms, p99 {:.2} ms",
+                    r.state_plain_ms.0, r.state_plain_ms.1
+                );
+                println!(
+                    "    plain fold, median of 10: read commits {:.2} ms, decode payloads {:.2} ms, evolve {:.2} ms",
+                    r.profile_ms.0, r.profile_ms.1, r.profile_ms.2
+                );
+                println!(
+                    "    GET .../state?at= (random events):  p50 {:.2} ms, p99 {:.2} ms{}",
+                    r.state_http_random_ms.0,
+                    r.state_http_random_ms.1,
+                    goal(r.state_http_random_ms.0)
+                );
+                println!(
+                    "    GET .../events?limit=1000&marker=:  p50 {:.2} ms, p99 {:.2} ms{}; all {} pages walked in {:.1} ms",
+                    r.history_page_http_ms.0,
+                    r.history_page_http_ms.1,
+                    goal(r.history_page_http_ms.0),
+                    r.history_pages,
+                    r.history_walk_ms
+                );
+                println!(
+                    "    history fold (state per event):     p50 {:.2} ms, p99 {:.2} ms{}",
                     r.history_fold_ms.0,
                     r.history_fold_ms.1,
                     goal(r.history_fold_ms.0)
                 );
                 println!(
-                    "    GET .../state?at=:  p50 {:.2} ms, p99 {:.2} ms{}",
+                    "    GET .../state?at= (latest):         p50 {:.2} ms, p99 {:.2} ms{}",
                     r.state_http_ms.0,
                     r.state_http_ms.1,
                     goal(r.state_http_ms.0)
                 );
                 println!(
-                    "    GET .../events:     p50 {:.2} ms, p99 {:.2} ms{}",
+                    "    GET .../events (unpaged):           p50 {:.2} ms, p99 {:.2} ms{}",
                     r.history_http_ms.0,
                     r.history_http_ms.1,
                     goal(r.history_http_ms.0)
