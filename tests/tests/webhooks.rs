@@ -546,3 +546,85 @@ async fn webhooks_deliver_everything_in_order_signed_jetstream() {
     scenario(Some(nats.url())).await;
     drop(nats);
 }
+
+/// The receiver over TLS (Stratus's own listener, `stratus::httpd`), with a fresh
+/// self-signed certificate for 127.0.0.1; returns the receiver, its https url, the
+/// certificate's PEM, and the sender that stops it.
+async fn tls_receiver(
+    dir: &std::path::Path,
+) -> (Receiver, String, String, tokio::sync::watch::Sender<bool>) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let tls = stratus::httpd::Tls::from_pem_files(&cert, &key, None).unwrap();
+    let receiver = Receiver::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(stratus::httpd::serve(
+        listener,
+        app,
+        Some(tls),
+        Duration::from_secs(10),
+        rx,
+    ));
+    (receiver, url, ck.cert.pem(), stop)
+}
+
+/// `https` receivers: verified against the system's roots plus `--webhook-ca`
+/// (`StackOptions::webhook_roots`). A receiver whose certificate the operator trusts gets
+/// everything, signed; one whose certificate nobody vouches for gets nothing, and the
+/// subscription's delivery state says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_deliver_over_https_to_trusted_receivers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trusted, trusted_url, ca, stop1) = tls_receiver(&dir.path().join("t")).await;
+    let (stranger, stranger_url, _, stop2) = tls_receiver(&dir.path().join("s")).await;
+    let h = Harness::start(move |o| {
+        fast(o);
+        o.webhook_roots = ca.into_bytes();
+    })
+    .await;
+    let good = subscribe(
+        &h,
+        json!({"url": trusted_url, "event_types": ["instance"], "secret": SECRET}),
+    )
+    .await;
+    let bad = subscribe(
+        &h,
+        json!({"url": stranger_url, "event_types": ["instance"], "secret": SECRET}),
+    )
+    .await;
+    let id = lifecycle(&h, ALICE, "tls").await;
+    delete(&h, ALICE, &id).await;
+    let srv = Server {
+        addr: "127.0.0.1:1".parse().unwrap(),
+        receiver: trusted,
+        task: None,
+    };
+    delivered_all(&h, &srv, &good, "").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = show(&h, &bad).await;
+        if st["delivery"]["last_error"].is_string() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "never attempted: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(st["delivery"]["delivered"], 0, "{st}");
+    let err = st["delivery"]["last_error"].as_str().unwrap();
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the failure names the certificate: {st}"
+    );
+    assert!(stranger.got.lock().unwrap().is_empty());
+    h.stack.stop().await;
+    let _ = (stop1.send(true), stop2.send(true));
+}

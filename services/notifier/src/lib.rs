@@ -37,6 +37,9 @@ pub enum NotifierError {
     /// The store failed.
     #[error("notification store: {0}")]
     Storage(String),
+    /// The operator's configuration cannot be used (a CA file without certificates).
+    #[error("{0}")]
+    Config(String),
     /// The event log failed.
     #[error("event log: {0}")]
     Log(#[from] eventlog::LogError),

@@ -161,17 +161,33 @@ enum Attempt {
 }
 
 impl Deliverer {
-    /// A deliverer reading `feed`, keeping its states in `store`.
+    /// A deliverer reading `feed`, keeping its states in `store`. `https` receivers are
+    /// verified against the system's roots plus `extra_roots` (PEM certificates: a
+    /// private CA of the receivers); certificates are never left unverified, since the
+    /// payloads carry tenants' data and the signature proves only who sent them.
     pub fn new(
         feed: Arc<dyn Feed>,
         store: Arc<dyn DeliveryStore>,
         subscriptions: Source,
         backoff: Backoff,
+        extra_roots: &[u8],
     ) -> Result<Arc<Deliverer>, NotifierError> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if !extra_roots.is_empty() {
+            let certs = reqwest::Certificate::from_pem_bundle(extra_roots)
+                .map_err(|e| NotifierError::Config(format!("webhook CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(NotifierError::Config(
+                    "webhook CA certificates: no PEM certificate found".into(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .build()
-            .map_err(|e| NotifierError::Storage(format!("webhook client: {e}")))?;
+            .map_err(|e| NotifierError::Config(format!("webhook client: {e}")))?;
         Ok(Arc::new(Deliverer {
             feed,
             store,

@@ -47,7 +47,7 @@ enum Cmd {
     /// Run only compute agents for simulated hosts (on JetStream).
     Compute(ComputeArgs),
     /// Run only the projector that persists the read models (on JetStream).
-    Projector(PartArgs),
+    Projector(ProjectorArgs),
     /// Create and list cells (each cell is a stream of its own).
     Cell {
         #[command(subcommand)]
@@ -405,6 +405,8 @@ struct ApiArgs {
     identity: IdentityArgs,
     #[command(flatten)]
     quota: QuotaArgs,
+    #[command(flatten)]
+    audit: AuditArgs,
 }
 
 /// The simulated hypervisor of `serve` and `compute`.
@@ -532,11 +534,29 @@ struct SchedulingArgs {
     /// ServerGroupSoftAntiAffinityWeigher multiplier (>= 0).
     #[arg(long, default_value_t = 1.0)]
     soft_anti_affinity_weight_multiplier: f64,
+    #[command(flatten)]
+    audit: AuditArgs,
+}
+
+/// The usage audit period: the scheduler role closes periods by it, the API role reports
+/// them (os-instance_usage_audit_log), so both `scheduler` and `api` take it.
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
     /// Seconds of a usage audit period (Nova's `instance_usage_audit_period`, hourly by
     /// default): each completed period is closed once per cell (`audit.period_closed`),
     /// what os-instance_usage_audit_log reports. Give every process the same value.
     #[arg(long, default_value_t = 3600)]
     audit_period: u64,
+}
+
+impl AuditArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if self.audit_period == 0 {
+            anyhow::bail!("--audit-period must be at least 1 second");
+        }
+        o.audit_period = Duration::from_secs(self.audit_period);
+        Ok(())
+    }
 }
 
 impl SchedulingArgs {
@@ -547,10 +567,7 @@ impl SchedulingArgs {
         self.shelve.apply(o)?;
         o.config.task_timeout_secs = self.task_timeout;
         o.service_down_time = Duration::from_secs(self.service_down_time.max(1));
-        if self.audit_period == 0 {
-            anyhow::bail!("--audit-period must be at least 1 second");
-        }
-        o.audit_period = std::time::Duration::from_secs(self.audit_period);
+        self.audit.apply(o)?;
         if self.scheduler_host_subset_size == 0 {
             anyhow::bail!("--scheduler-host-subset-size must be at least 1");
         }
@@ -651,6 +668,35 @@ struct PartArgs {
     /// `projector`); one per process. Default: ./stratus-data/<role>[-<host>].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+/// `stratus projector`: the part options plus webhook delivery, which runs beside the
+/// notifier in the process that persists the projections.
+#[derive(clap::Args, Debug)]
+struct ProjectorArgs {
+    #[command(flatten)]
+    part: PartArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// How webhooks are delivered (`serve`, `projector`).
+#[derive(clap::Args, Debug)]
+struct WebhookArgs {
+    /// PEM file of CA certificates trusted for `https` webhook receivers, beside the
+    /// system's roots (a private CA of the receivers).
+    #[arg(long, value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
+}
+
+impl WebhookArgs {
+    fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
+        if let Some(f) = &self.webhook_ca {
+            o.webhook_roots =
+                std::fs::read(f).with_context(|| format!("--webhook-ca {}", f.display()))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -772,6 +818,8 @@ struct ServeArgs {
     scheduling: SchedulingArgs,
     #[command(flatten)]
     quota: QuotaArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
     /// Use NATS JetStream at this URL as the event log (e.g. nats://127.0.0.1:4222,
     /// several comma-separated for a cluster) instead of the embedded store.
     #[arg(long)]
@@ -1147,6 +1195,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.sim.apply(&mut o)?;
             a.scheduling.apply(&mut o)?;
             a.quota.apply(&mut o)?;
+            a.webhooks.apply(&mut o)?;
             o.hosts = a.hosts;
             o.cell_hosts = a.cell_hosts.clone();
             o.nats = a.nats.clone();
@@ -1166,6 +1215,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.http.apply(&mut o)?;
             a.identity.apply(&mut o)?;
             a.quota.apply(&mut o)?;
+            a.audit.apply(&mut o)?;
             run_until_signal(o, "api").await
         }
         Cmd::Admin { cmd } => run_admin(cmd).await,
@@ -1198,7 +1248,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 persist: true,
                 ..Roles::none()
             };
-            run_until_signal(part_options(&a, roles, "projector"), "projector").await
+            let mut o = part_options(&a.part, roles, "projector");
+            a.webhooks.apply(&mut o)?;
+            run_until_signal(o, "projector").await
         }
         Cmd::Compute(c) => {
             let roles = Roles {

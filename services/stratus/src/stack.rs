@@ -53,6 +53,9 @@ pub struct StackOptions {
     pub audit_period: Duration,
     /// Retry delays of the webhook deliverer (1 s doubling to 5 minutes).
     pub webhook_backoff: notifier::webhook::Backoff,
+    /// PEM certificates trusted for `https` webhook receivers beside the system's roots
+    /// (`--webhook-ca`): a private CA of the receivers.
+    pub webhook_roots: Vec<u8>,
     /// Period of the reactors' own reconcile pass (their safety net for commits a
     /// crash left unhandled).
     pub reactor_reconcile_every: Duration,
@@ -171,6 +174,7 @@ impl StackOptions {
             reconcile_every: Duration::from_secs(1),
             audit_period: Duration::from_secs(3600),
             webhook_backoff: notifier::webhook::Backoff::default(),
+            webhook_roots: Vec::new(),
             reactor_reconcile_every: engine::runtime::DEFAULT_REACTOR_RECONCILE,
             quota: engine::quota::QuotaConfig::default(),
             nats: None,
@@ -562,6 +566,7 @@ impl Stack {
                 store.clone(),
                 source,
                 opts.webhook_backoff,
+                &opts.webhook_roots,
             )?;
             tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
         }

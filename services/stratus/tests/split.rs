@@ -356,3 +356,66 @@ async fn two_schedulers_racing_never_overcommit() {
     }
     log.close();
 }
+
+/// A split `stratus api` takes `--audit-period` as the scheduler does: the periods the
+/// scheduler closes (2 s here) are the ones os-instance_usage_audit_log reports, where a
+/// default API would look for an hourly period no scheduler closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_api_reports_the_audit_period_it_is_given() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let api = spawn(
+        &[
+            "api",
+            "--nats",
+            &url,
+            "--listen",
+            &listen,
+            "--audit-period",
+            "2",
+        ],
+        &d("a"),
+    );
+    let s = spawn(
+        &["scheduler", "--nats", &url, "--audit-period", "2"],
+        &d("s"),
+    );
+    let c = spawn(
+        &["compute", "--nats", &url, "--host", "aud", "--hosts", "2"],
+        &d("c"),
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let log = loop {
+        let r = http
+            .get(format!(
+                "http://127.0.0.1:{port}/v2.1/os-instance_usage_audit_log"
+            ))
+            .header("X-Auth-Token", "admin:admin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = r.json().await.unwrap();
+        let log = v["instance_usage_audit_logs"].clone();
+        if log["num_hosts"] == 2 && log["num_hosts_done"] == 2 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "never audited: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(log["overall_status"], "ALL hosts done. 0 errors.");
+    let at = |k: &str| {
+        api::usage::parse_time(&log[k].as_str().unwrap().replace(' ', "T"))
+            .unwrap()
+            .0
+    };
+    assert_eq!(at("period_ending") - at("period_beginning"), 2_000_000);
+    for p in [api, s, c] {
+        sigterm(p);
+    }
+}
