@@ -250,6 +250,16 @@ fn samples() -> Vec<Event> {
             power_state: PowerState::Shutdown,
             at: t(33),
         }),
+        i(E::CreateExtrasRecorded {
+            extras: Box::new(CreateExtras {
+                reservation_id: Some("r-3fhv2kd1".into()),
+                launch_index: 1,
+                access_ip_v4: Some("192.0.2.10".into()),
+                access_ip_v6: Some("2001:db8::10".into()),
+                user_data: Some("IyEvYmluL3NoCg==".into()),
+                config_drive: true,
+            }),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

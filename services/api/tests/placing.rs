@@ -20,7 +20,15 @@ async fn update_between_mapped_and_placed_waits_for_the_placement() {
     let host = s.register_host("h1").await;
     let id = s.server(ALICE, "before", "1").await;
     let iid = InstanceId::parse(&id).unwrap();
-    let op = s.engine.world().read().instance(&iid).unwrap().op.unwrap().id;
+    let op = s
+        .engine
+        .world()
+        .read()
+        .instance(&iid)
+        .unwrap()
+        .op
+        .unwrap()
+        .id;
     s.engine
         .instance(
             iid,
