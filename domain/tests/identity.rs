@@ -237,3 +237,96 @@ fn evolve_ignores_events_that_do_not_fit() {
     let state = given(&[user_created()]);
     assert_eq!(identity::evolve(state.clone(), &user_created()), state);
 }
+
+#[test]
+fn deletes_fold_entities_away_and_release_only_the_holders_name() {
+    let state = given(&[user_created()]);
+    let evs = when(&state, C::DeleteUser).unwrap();
+    assert_eq!(evs, vec![E::UserDeleted { at: Timestamp(100) }]);
+    let mut all = vec![user_created()];
+    all.extend(evs);
+    assert_eq!(given(&all), None);
+    assert!(matches!(
+        when(&None, C::DeleteUser),
+        Err(DomainError::NotFound { kind: "User", .. })
+    ));
+    let claimed = given(&[E::NameClaimed {
+        kind: NameKind::User,
+        domain_id: "default".into(),
+        name: name("alice"),
+        id: "u1".into(),
+        at: Timestamp(1),
+    }]);
+    // Another id cannot release it; the holder can, and then it is free.
+    assert_eq!(
+        when(&claimed, C::ReleaseName { id: "u2".into() }).unwrap(),
+        vec![]
+    );
+    let evs = when(&claimed, C::ReleaseName { id: "u1".into() }).unwrap();
+    assert_eq!(
+        identity::evolve(claimed.clone(), &evs[0]),
+        None,
+        "a released name is free"
+    );
+}
+
+#[test]
+fn a_revoked_token_is_remembered_until_it_expires() {
+    let state = given(&[user_created()]);
+    let revoke = |a: &str, exp: i64| C::RevokeToken {
+        audit_id: a.into(),
+        expires_at: Timestamp(exp),
+    };
+    // Already expired: nothing to remember.
+    assert_eq!(when(&state, revoke("a", 50)).unwrap(), vec![]);
+    let evs = when(&state, revoke("a", 200)).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).revoked.contains_key("a"));
+    assert_eq!(
+        when(&state, revoke("a", 200)).unwrap(),
+        vec![],
+        "idempotent"
+    );
+    // A later revocation drops the ones past their expiry.
+    let later = E::UserTokenRevoked {
+        audit_id: "b".into(),
+        expires_at: Timestamp(900),
+        at: Timestamp(300),
+    };
+    let state = identity::evolve(state, &later);
+    let u = user(&state);
+    assert!(!u.revoked.contains_key("a") && u.revoked.contains_key("b"));
+}
+
+#[test]
+fn application_credential_names_are_unique_per_user_and_secrets_hashed() {
+    let state = given(&[user_created()]);
+    let cred = |id: &str, n: &str, hash: &str| domain::identity::AppCred {
+        id: id.into(),
+        name: name(n),
+        description: None,
+        project: ProjectId::new("p1").unwrap(),
+        roles: vec![RoleId::new("r1").unwrap()],
+        secret_hash: hash.into(),
+        expires_at: None,
+        unrestricted: false,
+        created_at: Timestamp(1),
+    };
+    assert!(matches!(
+        when(&state, C::CreateAppCred(cred("c1", "ci", "plain"))),
+        Err(DomainError::BadRequest(_))
+    ));
+    let evs = when(&state, C::CreateAppCred(cred("c1", "ci", HASH))).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(matches!(
+        when(&state, C::CreateAppCred(cred("c2", "ci", HASH))),
+        Err(DomainError::Conflict(m)) if m.contains("Duplicate entry")
+    ));
+    let evs = when(&state, C::DeleteAppCred { id: "c1".into() }).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).app_creds.is_empty());
+    assert!(matches!(
+        when(&state, C::DeleteAppCred { id: "c1".into() }),
+        Err(DomainError::NotFound { .. })
+    ));
+}
