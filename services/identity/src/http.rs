@@ -1,12 +1,16 @@
 //! The Keystone v3 subset over axum.
 //!
 //! Routes: `GET /` and `GET /v3` (version discovery, no token), `POST /v3/auth/tokens`
-//! (password method, project scope by id or by name in domain `Default`; 201 with
-//! `X-Subject-Token`), `GET /v3/auth/tokens` (validation: 200 or 404), `GET
+//! (password or application-credential method, project scope by id or by name in
+//! domain `Default`; 201 with `X-Subject-Token`), `GET`/`HEAD /v3/auth/tokens`
+//! (validation: 200 or 404), `DELETE /v3/auth/tokens` (revocation), `GET
 //! /v3/auth/projects`, `GET /v3/auth/catalog`, projects (`GET` list with `?name=`,
-//! `GET` one, `POST` admin), users (`GET` list/one, `POST` and `PATCH` admin), roles
-//! (`GET` list with `?name=`, `GET` one), role assignments (`PUT` admin, `GET`), and
-//! `GET /v3/domains[/default]`.
+//! `GET` one, `POST`, `PATCH`, `DELETE` admin), users (`GET` list/one, `GET` its
+//! projects, `POST`, `PATCH`, `DELETE` admin), a user's application credentials (`GET`
+//! list/one, `POST` by the user itself, `DELETE`), roles (`GET` list with `?name=`,
+//! `GET` one, `POST` and `DELETE` admin), role assignments (`PUT`/`DELETE` admin,
+//! `GET`/`HEAD`, `GET /v3/role_assignments` with Keystone's filters), and `GET
+//! /v3/domains[/default]`.
 //!
 //! The routes are documented in `docs/openapi/identity.json` (OpenAPI 3.0.3).
 //!
@@ -1353,7 +1357,8 @@ fn app_cred_json(
         "id": c.id,
         "name": c.name.as_str(),
         "description": c.description,
-        "expires_at": c.expires_at.map(iso),
+        // Keystone prints a credential's expiry without the zone (it is UTC).
+        "expires_at": c.expires_at.map(|t| iso(t).trim_end_matches('Z').to_string()),
         "project_id": c.project.as_str(),
         "roles": roles,
         "unrestricted": c.unrestricted,
