@@ -162,6 +162,8 @@ pub struct User {
     pub revoked: BTreeMap<String, Timestamp>,
     /// Application credentials, by id.
     pub app_creds: BTreeMap<String, AppCred>,
+    /// Keystone's extra attributes (`email`, `description`, ...): name -> JSON text.
+    pub extra: BTreeMap<String, String>,
 }
 
 /// An application credential: a secret standing for its user on one project with a
@@ -250,6 +252,8 @@ pub enum IdentityCommand {
         enabled: bool,
         /// Default project.
         default_project_id: Option<ProjectId>,
+        /// Extra attributes (name -> JSON text).
+        extra: BTreeMap<String, String>,
     },
     /// Enable or disable a user.
     SetUserEnabled(bool),
@@ -272,10 +276,12 @@ pub enum IdentityCommand {
     },
     /// Delete a project.
     DeleteProject,
-    /// Change a user's name or default project.
+    /// Change a user's name, default project or extra attributes.
     UpdateUser {
         name: Option<IdentityName>,
         default_project_id: Option<Option<ProjectId>>,
+        /// Extra attributes to set (JSON text) or, when `None`, remove.
+        extra: BTreeMap<String, Option<String>>,
     },
     /// Delete a user.
     DeleteUser,
@@ -367,6 +373,8 @@ pub enum IdentityEvent {
         name: Option<IdentityName>,
         /// `Some(None)` clears it.
         default_project_id: Option<Option<ProjectId>>,
+        /// Extra attributes set (JSON text) or removed (`None`).
+        extra: BTreeMap<String, Option<String>>,
         at: Timestamp,
     },
     /// `user.deleted`
@@ -511,6 +519,7 @@ pub fn decide(
             password_hash,
             enabled,
             default_project_id,
+            extra,
         } => {
             if state.is_some() {
                 return Err(DomainError::AlreadyExists {
@@ -523,7 +532,7 @@ pub fn decide(
                     "password must be stored as an argon2 hash".into(),
                 ));
             }
-            Ok(vec![E::UserCreated {
+            let mut evs = vec![E::UserCreated {
                 id,
                 name,
                 domain_id: DEFAULT_DOMAIN_ID.into(),
@@ -531,7 +540,17 @@ pub fn decide(
                 enabled,
                 default_project_id,
                 at: now,
-            }])
+            }];
+            // Extra attributes ride along in the same append.
+            if !extra.is_empty() {
+                evs.push(E::UserUpdated {
+                    name: None,
+                    default_project_id: None,
+                    extra: extra.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                    at: now,
+                });
+            }
+            Ok(evs)
         }
         C::SetUserEnabled(enabled) => {
             let u = user(state)?;
@@ -616,16 +635,19 @@ pub fn decide(
         C::UpdateUser {
             name,
             default_project_id,
+            mut extra,
         } => {
             let u = user(state)?;
             let name = name.filter(|n| *n != u.name);
             let default_project_id = default_project_id.filter(|d| *d != u.default_project_id);
-            if name.is_none() && default_project_id.is_none() {
+            extra.retain(|k, v| u.extra.get(k) != v.as_ref());
+            if name.is_none() && default_project_id.is_none() && extra.is_empty() {
                 return Ok(vec![]);
             }
             Ok(vec![E::UserUpdated {
                 name,
                 default_project_id,
+                extra,
                 at: now,
             }])
         }
@@ -779,6 +801,7 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             updated_at: *at,
             revoked: BTreeMap::new(),
             app_creds: BTreeMap::new(),
+            extra: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -837,6 +860,7 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             E::UserUpdated {
                 name,
                 default_project_id,
+                extra,
                 at,
             },
         ) => {
@@ -845,6 +869,12 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             }
             if let Some(d) = default_project_id {
                 u.default_project_id = d.clone();
+            }
+            for (k, v) in extra {
+                match v {
+                    Some(v) => u.extra.insert(k.clone(), v.clone()),
+                    None => u.extra.remove(k),
+                };
             }
             u.updated_at = *at;
             Some(IdentityState::User(u))

@@ -91,6 +91,7 @@ fn create_user_then_creating_it_again_is_refused() {
         password_hash: HASH.into(),
         enabled: true,
         default_project_id: None,
+        extra: Default::default(),
     };
     let evs = when(&None, cmd.clone()).unwrap();
     let state = given(&evs);
@@ -114,6 +115,7 @@ fn a_plain_password_is_never_stored() {
             password_hash: "secret".into(),
             enabled: true,
             default_project_id: None,
+            extra: Default::default(),
         },
     )
     .unwrap_err();

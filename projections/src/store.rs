@@ -170,7 +170,14 @@ impl ProjectionStore {
                 }
                 let mut t = tx.open_table(model_table(m.name())).map_err(dberr)?;
                 for (k, row) in rows {
-                    t.insert(k.as_slice(), row.as_slice()).map_err(dberr)?;
+                    match row {
+                        Some(row) => {
+                            t.insert(k.as_slice(), row.as_slice()).map_err(dberr)?;
+                        }
+                        None => {
+                            t.remove(k.as_slice()).map_err(dberr)?;
+                        }
+                    }
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

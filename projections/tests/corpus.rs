@@ -569,6 +569,10 @@ fn samples() -> Vec<Event> {
         Event::Identity(IdentityEvent::UserUpdated {
             name: Some(IdentityName::new("alice2").unwrap()),
             default_project_id: Some(None),
+            extra: BTreeMap::from([
+                ("email".to_string(), Some("\"a@example.com\"".to_string())),
+                ("description".to_string(), None),
+            ]),
             at: t(63),
         }),
         Event::Identity(IdentityEvent::UserDeleted { at: t(64) }),

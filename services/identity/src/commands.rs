@@ -301,6 +301,28 @@ pub async fn create_user(
     default_project_id: Option<ProjectId>,
     who: &Actor,
 ) -> Result<(UserId, Option<u64>), IdentityError> {
+    create_user_with(
+        log,
+        name,
+        password_hash,
+        enabled,
+        default_project_id,
+        Default::default(),
+        who,
+    )
+    .await
+}
+
+/// [`create_user`] with Keystone's extra attributes (name -> JSON text).
+pub async fn create_user_with(
+    log: &dyn EventLog,
+    name: IdentityName,
+    password_hash: String,
+    enabled: bool,
+    default_project_id: Option<ProjectId>,
+    extra: std::collections::BTreeMap<String, String>,
+    who: &Actor,
+) -> Result<(UserId, Option<u64>), IdentityError> {
     let (id, a) = claim(log, NameKind::User, &name, who).await?;
     let id = UserId::new(id)?;
     let b = run(
@@ -312,6 +334,7 @@ pub async fn create_user(
             password_hash,
             enabled,
             default_project_id,
+            extra,
         },
         Refs::default(),
         who,
@@ -556,12 +579,14 @@ pub async fn delete_project(
     .await
 }
 
-/// Changes a user's name or default project.
+/// Changes a user's name, default project or extra attributes (JSON text; `None`
+/// removes one).
 pub async fn update_user(
     log: &dyn EventLog,
     id: &UserId,
     name: Option<IdentityName>,
     default_project_id: Option<Option<ProjectId>>,
+    extra: std::collections::BTreeMap<String, Option<String>>,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
     rename_then(
@@ -572,6 +597,7 @@ pub async fn update_user(
         IdentityCommand::UpdateUser {
             name: name.clone(),
             default_project_id,
+            extra,
         },
         who,
     )

@@ -398,7 +398,12 @@ fn project_json(p: &Project, base: &str) -> Value {
 }
 
 fn user_json(u: &User, base: &str) -> Value {
-    let mut v = json!({
+    let mut v = json!({});
+    // Extra attributes first: the user's own members below always win.
+    for (k, text) in &u.extra {
+        v[k] = serde_json::from_str(text).unwrap_or(Value::Null);
+    }
+    let own = json!({
         "id": u.id.as_str(),
         "name": u.name.as_str(),
         "domain_id": u.domain_id,
@@ -407,6 +412,9 @@ fn user_json(u: &User, base: &str) -> Value {
         "options": {},
         "links": {"self": format!("{base}/v3/users/{}", u.id)},
     });
+    if let (Some(v), Value::Object(own)) = (v.as_object_mut(), own) {
+        v.extend(own);
+    }
     if let Some(p) = &u.default_project_id {
         v["default_project_id"] = json!(p.as_str());
     }
@@ -1153,6 +1161,32 @@ struct CreateUserBody {
     default_project_id: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
+    /// Anything else is one of Keystone's extra attributes (`email`, `description`).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
+/// Members a user body may not set as extra attributes (Keystone's read-only or
+/// reserved ones; `options` is accepted and ignored when it is an object).
+const USER_RESERVED: &[&str] = &["id", "links", "password_expires_at", "options"];
+
+/// The extra attributes of a user body (400 for a reserved member).
+fn user_extra(
+    extra: serde_json::Map<String, Value>,
+) -> Result<std::collections::BTreeMap<String, Value>, IdentityError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in extra {
+        if k == "options" && v.is_object() {
+            continue;
+        }
+        if USER_RESERVED.contains(&k.as_str()) {
+            return Err(IdentityError::BadRequest(format!(
+                "Invalid input for field '{k}': it cannot be set."
+            )));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 async fn create_user(
@@ -1166,6 +1200,11 @@ async fn create_user(
     let req: CreateUserReq = parse(&body)?;
     let u = req.user;
     check_domain_id(u.domain_id.as_deref())?;
+    let extra = user_extra(u.extra)?
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     let name = IdentityName::new(u.name)?;
     let pw = u
         .password
@@ -1186,12 +1225,13 @@ async fn create_user(
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
         .map_err(|e| IdentityError::Internal(e.to_string()))??;
-    let (id, pos) = commands::create_user(
+    let (id, pos) = commands::create_user_with(
         api.log.as_ref(),
         name,
         hash,
         u.enabled.unwrap_or(true),
         default_project,
+        extra,
         &actor(&me, &rid),
     )
     .await?;
@@ -1212,7 +1252,6 @@ struct UpdateUserReq {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateUserBody {
     #[serde(default)]
     enabled: Option<bool>,
@@ -1224,6 +1263,9 @@ struct UpdateUserBody {
     default_project_id: Option<Option<String>>,
     #[serde(default)]
     domain_id: Option<String>,
+    /// Extra attributes to set (`null` removes one).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
 }
 
 async fn update_user(
@@ -1235,11 +1277,11 @@ async fn update_user(
 ) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "update_user")?;
-    let req: UpdateUserReq = parse(&body).map_err(|e| {
-        IdentityError::BadRequest(format!(
-            "{e} (only name, enabled, password and default_project_id can be changed)"
-        ))
-    })?;
+    let req: UpdateUserReq = parse(&body)?;
+    let extra: std::collections::BTreeMap<String, Option<String>> = user_extra(req.user.extra)?
+        .into_iter()
+        .map(|(k, v)| (k, (!v.is_null()).then(|| v.to_string())))
+        .collect();
     if req
         .user
         .domain_id
@@ -1285,9 +1327,11 @@ async fn update_user(
     if let Some(e) = req.user.enabled {
         pos = pos.max(commands::set_enabled(api.log.as_ref(), &uid, e, &who).await?);
     }
-    if name.is_some() || default_project.is_some() {
-        pos = pos
-            .max(commands::update_user(api.log.as_ref(), &uid, name, default_project, &who).await?);
+    if name.is_some() || default_project.is_some() || !extra.is_empty() {
+        pos = pos.max(
+            commands::update_user(api.log.as_ref(), &uid, name, default_project, extra, &who)
+                .await?,
+        );
     }
     settle(&api, pos).await?;
     let b = base(&headers, &api);

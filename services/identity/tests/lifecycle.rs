@@ -580,3 +580,58 @@ async fn application_credentials_authenticate_with_their_roles_until_deleted() {
         .await
         .is_none());
 }
+
+/// Keystone keeps members it does not know (`email`, `description`) as the user's
+/// extra attributes: set at create, changed or removed (`null`) by PATCH, echoed.
+#[tokio::test]
+async fn users_keep_extra_attributes() {
+    let k = start().await;
+    let r = k
+        .send(
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "gina", "password": "pw-123456",
+                "email": "gina@example.com", "description": "tester", "options": {}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let u = r.json()["user"].clone();
+    assert_eq!(u["email"], json!("gina@example.com"));
+    assert_eq!(u["description"], json!("tester"));
+    assert_eq!(u["options"], json!({}));
+    let id = u["id"].as_str().unwrap().to_string();
+    let r = k
+        .send(
+            Method::PATCH,
+            &format!("/v3/users/{id}"),
+            Some(
+                json!({"user": {"email": "g@example.org", "description": null, "enabled": false}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let u = r.json()["user"].clone();
+    assert_eq!(u["email"], json!("g@example.org"));
+    assert!(u.get("description").is_none(), "{u}");
+    assert_eq!(u["enabled"], json!(false));
+    let shown = k
+        .send(Method::GET, &format!("/v3/users/{id}"), None)
+        .await
+        .json();
+    assert_eq!(shown["user"]["email"], json!("g@example.org"));
+    for bad in [
+        json!({"id": "x"}),
+        json!({"links": {}}),
+        json!({"password_expires_at": null}),
+    ] {
+        let before = k.position().await;
+        k.send(
+            Method::PATCH,
+            &format!("/v3/users/{id}"),
+            Some(json!({"user": bad})),
+        )
+        .await
+        .assert_error(400);
+        assert_eq!(k.position().await, before);
+    }
+}

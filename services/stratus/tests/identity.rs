@@ -524,8 +524,8 @@ async fn admin_calls_users_roles_and_token_revocation() {
     assert_eq!(s, 200);
     assert_eq!(t.servers(Some(&alice_tok2)).await.0, 401);
     assert_eq!(t.auth("alice", "pw-2", json!({"id": demo})).await.0, 201);
-    // Renaming onto a taken name is a 409 and an unknown member a 400: nothing
-    // appended. A rename keeps the user's tokens.
+    // Renaming onto a taken name is a 409 and setting a read-only member a 400:
+    // nothing appended. A rename keeps the user's tokens.
     let before = t.api_seq().await;
     let (s, _) = t
         .id(
@@ -541,7 +541,7 @@ async fn admin_calls_users_roles_and_token_revocation() {
             Method::PATCH,
             &format!("/v3/users/{alice}"),
             Some(&admin),
-            Some(json!({"user": {"email": "a@example.com"}})),
+            Some(json!({"user": {"id": "other"}})),
         )
         .await;
     assert_eq!(s, 400);
@@ -578,6 +578,26 @@ async fn admin_calls_users_roles_and_token_revocation() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(t.servers(Some(&alice_tok3)).await.0, 401);
+    // A deleted user leaves the stored views too (checked by the rebuild below).
+    let (s, v) = t
+        .id(
+            Method::POST,
+            "/v3/users",
+            Some(&admin),
+            Some(json!({"user": {"name": "zed", "password": "pw-zed-1"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let zed = v["user"]["id"].as_str().unwrap().to_string();
+    let (s, _) = t
+        .id(
+            Method::DELETE,
+            &format!("/v3/users/{zed}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     let dir = t.dir.path().to_path_buf();
     t.stack.stop().await;
 
