@@ -555,8 +555,7 @@ fn issued(api: &IdentityApi, headers: &HeaderMap, token: &str, auth: &Auth) -> R
 }
 
 /// Authenticates with an application credential: scoped to the credential's project
-/// with its roles the user still has there (any requested scope is ignored, as the
-/// credential fixes it). Every failure is the same 401.
+/// with its roles the user still has there. Every failure is the same 401.
 async fn issue_app_cred_token(api: &IdentityApi, headers: &HeaderMap, ac: AppCredAuth) -> Res {
     let found = {
         let views = api.world.read();
@@ -643,6 +642,12 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
         .iter()
         .any(|m| m == "application_credential")
     {
+        // The credential fixes the scope (Keystone refuses one in the request).
+        if scope.is_some() {
+            return Err(IdentityError::Unauthorized(
+                "Error authenticating with application credential: Application credentials cannot request a scope.".into(),
+            ));
+        }
         let ac = identity.application_credential.ok_or_else(|| {
             IdentityError::BadRequest(
                 "Expecting to find application_credential in identity.".into(),

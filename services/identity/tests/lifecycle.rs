@@ -514,6 +514,13 @@ async fn application_credentials_authenticate_with_their_roles_until_deleted() {
     assert!(app_auth(&k, json!({"id": id, "secret": "wrong"}))
         .await
         .is_none());
+    // The credential fixes the scope: asking for one is a 401.
+    let body = json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"id": id, "secret": secret}},
+        "scope": {"project": {"id": p}}}});
+    k.send(Method::POST, "/v3/auth/tokens", Some(body))
+        .await
+        .assert_error(401);
     let (ct, body) = app_auth(&k, json!({"id": id, "secret": secret}))
         .await
         .unwrap();
