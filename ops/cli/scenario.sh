@@ -391,7 +391,9 @@ EMPTY=$(run usage list --start 2000-01-01 --end 2000-01-02 -f json)
 
 step "identity: projects, users, roles, assignments, application credentials, revocation"
 run project create --description "scenario project" scen-proj >/dev/null
-run user create --password scen-pw-1 --project scen-proj scen-user >/dev/null
+run user create --password scen-pw-1 --project scen-proj --email scen@example.com scen-user >/dev/null
+EMAIL=$(run user show -f value -c email scen-user)
+[ "$EMAIL" = scen@example.com ] || fail "user create --email: $EMAIL"
 run role create scen-role >/dev/null
 run role add --project scen-proj --user scen-user member >/dev/null
 run role add --project scen-proj --user scen-user scen-role >/dev/null
@@ -407,7 +409,9 @@ grep -qx scen-user <<<"$PROJECT_USERS" || fail "user list --project: $PROJECT_US
 run project set --name scen-proj2 --description changed scen-proj >/dev/null
 DESC=$(run project show -f value -c description scen-proj2)
 [ "$DESC" = changed ] || fail "project set: description $DESC"
-run user set --name scen-user2 scen-user >/dev/null
+run user set --name scen-user2 --email scen2@example.com scen-user >/dev/null
+EMAIL=$(run user show -f value -c email scen-user2)
+[ "$EMAIL" = scen2@example.com ] || fail "user set --email: $EMAIL"
 # The user's own CLI session: an application credential with one of its roles.
 as_user() {
     OS_USERNAME=scen-user2 OS_PASSWORD=scen-pw-1 OS_PROJECT_NAME=scen-proj2 run "$@"
