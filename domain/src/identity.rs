@@ -28,6 +28,8 @@
 //! - Application credentials live on their user (`user.app_cred_created` /
 //!   `user.app_cred_deleted`): names are unique per user (decided on the user's state,
 //!   appended with its expected sequence), only the secret's argon2 hash is stored.
+//!   As in Keystone, revoking a role on a project deletes the user's credentials on
+//!   that project, and disabling the user deletes all of them (same commit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -557,7 +559,15 @@ pub fn decide(
             if u.enabled == enabled {
                 return Ok(vec![]);
             }
-            Ok(vec![E::UserEnabledSet { enabled, at: now }])
+            let mut evs = vec![E::UserEnabledSet { enabled, at: now }];
+            // As Keystone: disabling a user deletes its application credentials.
+            if !enabled {
+                evs.extend(u.app_creds.keys().map(|id| E::AppCredDeleted {
+                    id: id.clone(),
+                    at: now,
+                }));
+            }
+            Ok(evs)
         }
         C::SetPassword { password_hash } => {
             user(state)?;
@@ -667,11 +677,24 @@ pub fn decide(
                     id: format!("{project}/{role}"),
                 });
             }
-            Ok(vec![E::UserRoleRevoked {
+            // As Keystone: losing a role on a project deletes the user's application
+            // credentials there.
+            let creds: Vec<IdentityEvent> = u
+                .app_creds
+                .values()
+                .filter(|c| c.project == project)
+                .map(|c| E::AppCredDeleted {
+                    id: c.id.clone(),
+                    at: now,
+                })
+                .collect();
+            let mut evs = vec![E::UserRoleRevoked {
                 project,
                 role,
                 at: now,
-            }])
+            }];
+            evs.extend(creds);
+            Ok(evs)
         }
         C::RevokeToken {
             audit_id,

@@ -332,3 +332,49 @@ fn application_credential_names_are_unique_per_user_and_secrets_hashed() {
         Err(DomainError::NotFound { .. })
     ));
 }
+
+#[test]
+fn losing_a_role_or_being_disabled_deletes_application_credentials() {
+    let mut state = given(&[user_created()]);
+    let p = |s: &str| ProjectId::new(s).unwrap();
+    for (id, project) in [("c1", "p1"), ("c2", "p2")] {
+        let cred = domain::identity::AppCred {
+            id: id.into(),
+            name: name(id),
+            description: None,
+            project: p(project),
+            roles: vec![RoleId::new("r1").unwrap()],
+            secret_hash: HASH.into(),
+            expires_at: None,
+            unrestricted: false,
+            created_at: Timestamp(1),
+        };
+        let evs = when(&state, C::CreateAppCred(cred)).unwrap();
+        state = evs.iter().fold(state, identity::evolve);
+    }
+    for project in ["p1", "p2"] {
+        let granted = E::UserRoleGranted {
+            project: p(project),
+            role: RoleId::new("r1").unwrap(),
+            at: Timestamp(2),
+        };
+        state = identity::evolve(state, &granted);
+    }
+    let evs = when(
+        &state,
+        C::RevokeRole {
+            project: p("p1"),
+            role: RoleId::new("r1").unwrap(),
+        },
+    )
+    .unwrap();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let state = evs.iter().fold(state, identity::evolve);
+    assert_eq!(
+        user(&state).app_creds.keys().collect::<Vec<_>>(),
+        vec!["c2"]
+    );
+    let evs = when(&state, C::SetUserEnabled(false)).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).app_creds.is_empty());
+}

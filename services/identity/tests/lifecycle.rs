@@ -556,7 +556,19 @@ async fn application_credentials_authenticate_with_their_roles_until_deleted() {
     let (ft, _) = app_auth(&k, json!({"id": full, "secret": "my-own-secret"}))
         .await
         .unwrap();
-    // Losing the reader role on the project ends the reader-only credential's tokens.
+    // Deleting one ends its tokens; the other one still works.
+    let r = as_(&k, &ft, Method::DELETE, &format!("{path}/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert_eq!(works(&k, &ct).await, 401);
+    assert!(app_auth(&k, json!({"id": id, "secret": secret}))
+        .await
+        .is_none());
+    assert_eq!(works(&k, &ft).await, 200);
+    as_(&k, &ft, Method::DELETE, &format!("{path}/{id}"), None)
+        .await
+        .assert_error(404);
+    // As in Keystone, losing a role on the project deletes the user's credentials
+    // there.
     let r = k
         .send(
             Method::DELETE,
@@ -565,27 +577,31 @@ async fn application_credentials_authenticate_with_their_roles_until_deleted() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(works(&k, &ct).await, 401);
-    assert!(app_auth(&k, json!({"id": id, "secret": secret}))
-        .await
-        .is_none());
-    grant(&k, &p, &u, &reader).await;
-    assert_eq!(works(&k, &ct).await, 200);
-    // Deleting it ends its tokens; the other one still works.
-    let r = as_(&k, &ft, Method::DELETE, &format!("{path}/{id}"), None).await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
-    assert_eq!(works(&k, &ct).await, 401);
-    assert!(app_auth(&k, json!({"id": id, "secret": secret}))
-        .await
-        .is_none());
-    assert_eq!(works(&k, &ft).await, 200);
-    // Deleting the user ends the rest.
-    k.send(Method::DELETE, &format!("/v3/users/{u}"), None)
-        .await;
     assert_eq!(works(&k, &ft).await, 401);
     assert!(app_auth(&k, json!({"id": full, "secret": "my-own-secret"}))
         .await
         .is_none());
+    let body = k.send(Method::GET, &path, None).await.json();
+    assert_eq!(body["application_credentials"], json!([]));
+    // Disabling the user deletes them all.
+    let t = token(&k, &u, "pw-123456", &p).await.unwrap();
+    let r = as_(
+        &k,
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"application_credential": {"name": "again"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    k.send(
+        Method::PATCH,
+        &format!("/v3/users/{u}"),
+        Some(json!({"user": {"enabled": false}})),
+    )
+    .await;
+    let body = k.send(Method::GET, &path, None).await.json();
+    assert_eq!(body["application_credentials"], json!([]));
 }
 
 /// Keystone keeps members it does not know (`email`, `description`) as the user's
