@@ -66,7 +66,7 @@ done
 [ -f "$WORK/data/openrc" ] || fail "no openrc written"
 
 # Accounts through the identity API (what an operator would do with `openstack`): two
-# admins, and projects each with a member and a reader (tempest's personas), enough
+# admins, and projects each with a manager, a member and a reader (tempest's personas), enough
 # for two workers and the "alt" project of multi-tenant tests. Also a second image.
 python3 - "$IDENTITY_PORT" "$IMAGE_PORT" "$ADMIN_PASSWORD" "$WORK" <<'EOF' || fail "provisioning"
 import json, sys, urllib.request
@@ -87,6 +87,9 @@ def call(method, url, body=None, token=None, raw=None, ctype="application/json")
 h, _ = call("POST", f"{ID}/auth/tokens", {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": pw}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
 tok = h["X-Subject-Token"]
 roles = {r["name"]: r["id"] for r in call("GET", f"{ID}/roles", token=tok)[1]["roles"]}
+# Nova's project-manager persona (tempest's `manager` credentials).
+if "manager" not in roles:
+    roles["manager"] = call("POST", f"{ID}/roles", {"role": {"name": "manager"}}, tok)[1]["role"]["id"]
 
 def project(name):
     return call("POST", f"{ID}/projects", {"project": {"name": name, "domain_id": "default"}}, tok)[1]["project"]["id"]
@@ -104,7 +107,7 @@ for i in range(1, 3):
 for i in range(1, 7):
     pname = f"tempest-{i}"
     p = project(pname)
-    for role in ("member", "reader"):
+    for role in ("manager", "member", "reader"):
         u = f"{pname}-{role}"
         user(u, p, role)
         accounts.append({"username": u, "project_name": pname, "password": "pw-" + u, "roles": [role]})
