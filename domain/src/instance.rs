@@ -168,6 +168,8 @@ pub enum Action {
     Update,
     /// rebuild
     Rebuild,
+    /// changePassword (appended last: postcard encodes the variant's index)
+    ChangePassword,
 }
 
 impl Action {
@@ -196,6 +198,7 @@ impl Action {
             Action::ResetState => "os-resetState",
             Action::Update => "update",
             Action::Rebuild => "rebuild",
+            Action::ChangePassword => "changePassword",
         }
     }
 
@@ -541,6 +544,9 @@ pub enum InstanceCommand {
     },
     /// rebuild
     Rebuild(Box<Rebuild>),
+    /// changePassword (os-admin-password): the guest's admin password is set by the
+    /// compute agent; the password itself is never recorded.
+    ChangePassword,
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -620,6 +626,7 @@ impl InstanceCommand {
             C::ResetState { .. } => Action::ResetState,
             C::Update { .. } => Action::Update,
             C::Rebuild(_) => Action::Rebuild,
+            C::ChangePassword => Action::ChangePassword,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -1065,6 +1072,7 @@ pub fn decide(
         | C::RevertResize
         | C::LiveMigrate { .. }
         | C::Delete
+        | C::ChangePassword
         | C::Rebuild(_) => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
@@ -1439,6 +1447,7 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         TaskState::Deleting => vec![E::Deleted { at }],
         // Settled or stepped above; scheduling tasks are answered by the scheduler.
         TaskState::Pausing
+        | TaskState::UpdatingPassword
         | TaskState::Unpausing
         | TaskState::Suspending
         | TaskState::Resuming
