@@ -1597,6 +1597,7 @@ fn sample(action: A) -> C {
         A::Delete => C::Delete,
         A::Rebuild => C::Rebuild(Box::new(rebuild_to("cirros-2"))),
         A::Lock => C::Lock { reason: None },
+        A::ChangePassword => C::ChangePassword,
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,
