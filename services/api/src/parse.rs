@@ -1092,7 +1092,7 @@ struct FlavorCreateBody {
 struct FlavorCreateFields {
     name: String,
     #[serde(default)]
-    id: Option<String>,
+    id: Option<FlavorIdLike>,
     ram: IntLike,
     vcpus: IntLike,
     disk: IntLike,
@@ -1127,9 +1127,14 @@ impl Decode for FlavorCreate {
                 "is not a valid flavor name",
             ));
         }
-        let id = match f.id {
+        // Nova generates an id for a missing, null or zero id (`if not flavorid`; the
+        // empty string fails the length check first).
+        let id = match f.id.filter(|i| !i.is_zero()) {
             None => uuid::Uuid::new_v4().to_string(),
-            Some(id) => {
+            // A number is stored as its text, with no pattern check (JSON Schema's
+            // string keywords do not apply to numbers).
+            Some(FlavorIdLike::Number(n)) => n.to_string(),
+            Some(FlavorIdLike::Text(id)) => {
                 check_len("id", &id, 1, 255)?;
                 if !flavor_id_ok(&id) {
                     return Err(invalid(
@@ -1176,6 +1181,33 @@ impl Decode for FlavorCreate {
             is_public: f.is_public.is_none_or(|p| p.0),
             description,
         }))
+    }
+}
+
+/// A flavor id as sent: Nova's schema allows a string, a number or null, and stores a
+/// number as its text (`"id": 42` makes flavor `"42"`).
+#[derive(Debug, Clone)]
+enum FlavorIdLike {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl FlavorIdLike {
+    /// Whether Python would call it false (`0`, `0.0`): Nova then generates an id.
+    fn is_zero(&self) -> bool {
+        matches!(self, FlavorIdLike::Number(n) if n.as_f64() == Some(0.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FlavorIdLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(FlavorIdLike::Text(s)),
+            Value::Number(n) => Ok(FlavorIdLike::Number(n)),
+            raw => Err(serde::de::Error::custom(format!(
+                "{raw} is not of type 'string', 'number', 'null'"
+            ))),
+        }
     }
 }
 
@@ -1644,6 +1676,19 @@ mod tests {
         )
         .unwrap();
         assert!(!p.is_public);
+        let with_id = |id: Value| {
+            create(
+                json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "id": id}}),
+                Version::MIN,
+            )
+        };
+        assert_eq!(with_id(json!(42)).unwrap().id.as_str(), "42");
+        assert_eq!(with_id(json!(1.5)).unwrap().id.as_str(), "1.5");
+        assert_eq!(with_id(json!(0)).unwrap().id.as_str().len(), 36);
+        assert!(with_id(json!(true))
+            .unwrap_err()
+            .message
+            .ends_with("true is not of type 'string', 'number', 'null'"));
         assert_eq!(
             extra_spec_update(&json!({"a": "b", "c": "d"}), "a")
                 .unwrap_err()
