@@ -40,6 +40,7 @@ pub mod audit;
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod extensions;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;
@@ -169,6 +170,10 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::GET, "/", misc::versions)
         .route(M::GET, "/v2.1", misc::version)
         .route(M::GET, "/v2.1/", misc::version)
+        .route(M::GET, "/v2", misc::legacy_version)
+        .route(M::GET, "/v2/", misc::legacy_version)
+        .route(M::GET, "/v2.1/extensions", extensions::index)
+        .route(M::GET, "/v2.1/extensions/{alias}", extensions::show)
         .route(M::GET, "/v2.1/servers", servers::index)
         .route(M::POST, "/v2.1/servers", servers::create)
         .route(M::GET, "/v2.1/servers/detail", servers::detail)
