@@ -212,6 +212,12 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(
+            M::GET,
+            "/v2.1/flavors/{id}/os-flavor-access",
+            flavors::access_index,
+        )
+        .route(M::POST, policy::FLAVOR_ACTION_PATH, flavors::action)
         .route(M::GET, "/v2.1/os-server-groups", server_groups::index)
         .route(M::POST, "/v2.1/os-server-groups", server_groups::create)
         .route(M::GET, "/v2.1/os-server-groups/{id}", server_groups::show)

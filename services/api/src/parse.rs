@@ -569,11 +569,11 @@ pub fn known_host(views: &Views, name: &str) -> Result<HostName, ApiError> {
     }
 }
 
-/// A live flavor usable by the caller as a snapshot, or None (private flavors are
-/// usable by admins only: there are no flavor access lists yet).
+/// A live flavor usable by the caller as a snapshot, or None (a private flavor is
+/// usable by admins and by the projects on its access list).
 pub fn flavor_snapshot(views: &Views, id: &str, caller: &Caller) -> Option<FlavorSnapshot> {
     let f = views.flavor(id)?;
-    if !f.spec.is_public && !caller.is_admin {
+    if !caller.is_admin && !f.visible_to(&caller.project) {
         return None;
     }
     Some(FlavorSnapshot {
