@@ -235,6 +235,7 @@ pub async fn specs_create(
 ) -> Result<Json<Value>, ApiError> {
     let fid = flavor_id(&id)?;
     let specs = parse::extra_specs_create(&body)?;
+    validate_specs(&caller, &specs)?;
     st.engine
         .flavor(
             &fid,
@@ -244,6 +245,19 @@ pub async fn specs_create(
         )
         .await?;
     Ok(Json(json!({"extra_specs": specs})))
+}
+
+/// From 2.86 known extra specs are validated as Nova does ([`crate::extra_specs`]).
+fn validate_specs(
+    caller: &Caller,
+    specs: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if caller.version().at_least(86) {
+        for (k, v) in specs {
+            crate::extra_specs::validate(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 fn no_key(id: &str, key: &str) -> ApiError {
@@ -271,6 +285,7 @@ pub async fn specs_update(
 ) -> Result<Json<Value>, ApiError> {
     let fid = flavor_id(&id)?;
     let specs = parse::extra_spec_update(&body, &key)?;
+    validate_specs(&caller, &specs)?;
     st.engine
         .flavor(
             &fid,

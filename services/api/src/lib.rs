@@ -41,6 +41,7 @@ pub mod body;
 pub mod context;
 pub mod error;
 pub mod extensions;
+pub mod extra_specs;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;

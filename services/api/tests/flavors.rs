@@ -287,3 +287,70 @@ async fn concurrent_creates_of_one_name_make_one_flavor() {
     assert_eq!(r.status, StatusCode::CONFLICT);
     s.flavor("third", "other", 64, 0).await;
 }
+
+/// From 2.86 known extra specs are validated (unknown keys of known namespaces too);
+/// other namespaces, and every key before 2.86, are taken as they are.
+#[tokio::test]
+async fn extra_specs_are_validated_from_2_86() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 64, 0).await;
+    let post = |v: &'static str, specs: serde_json::Value| {
+        let s = &s;
+        async move {
+            s.post(
+                "/v2.1/flavors/1/os-extra_specs",
+                ADMIN,
+                Some(v),
+                json!({ "extra_specs": specs }),
+            )
+            .await
+        }
+    };
+    let before = s.positions().await;
+    for (specs, message) in [
+        (
+            json!({"hw:cpu_policy": "sometimes"}),
+            "Validation failed; 'sometimes' is not one of: dedicated, shared, mixed.",
+        ),
+        (
+            json!({"hw:numa_nodes": 0}),
+            "Validation failed; '0' is less than the min value of '1'.",
+        ),
+        (
+            json!({"hw:no_such_spec": "1"}),
+            "Validation failed; extra spec 'hw:no_such_spec' does not appear to be a valid extra spec.",
+        ),
+        (
+            json!({"trait:NOT_A_TRAIT": "required"}),
+            "Validation failed; extra spec 'trait:NOT_A_TRAIT' does not appear to be a valid extra spec.",
+        ),
+    ] {
+        let r = post("2.86", specs.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{specs}");
+        assert_eq!(r.body["badRequest"]["message"], message, "{specs}");
+    }
+    let r = s
+        .put(
+            "/v2.1/flavors/1/os-extra_specs/hw:cpu_policy",
+            ADMIN,
+            Some("2.86"),
+            json!({"hw:cpu_policy": "sometimes"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.positions().await, before);
+
+    let r = post(
+        "2.86",
+        json!({"hw:cpu_policy": "dedicated", "trait:HW_CPU_X86_AVX2": "required",
+            "resources1:VCPU": "2", "my_cloud:anything": "goes", "plain": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = post(
+        "2.85",
+        json!({"hw:cpu_policy": "sometimes", "hw:nope": "1"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}

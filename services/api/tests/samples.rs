@@ -1330,3 +1330,51 @@ async fn flavor_access_responses_have_exactly_the_samples_fields() {
         failures.join("\n")
     );
 }
+
+/// flavor-extra-specs: the sample requests, sent at the newest microversion (so they pass
+/// the 2.86 validation), answer exactly the sample responses.
+#[tokio::test]
+async fn flavor_extra_specs_responses_are_the_samples() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let dir = samples().join("flavor-extra-specs");
+    let latest = Some("2.100");
+    let r = s
+        .post(
+            "/v2.1/flavors/1/os-extra_specs",
+            ADMIN,
+            latest,
+            load(&dir.join("flavor-extra-specs-create-req.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        load(&dir.join("flavor-extra-specs-create-resp.json"))
+    );
+    let r = s
+        .get("/v2.1/flavors/1/os-extra_specs", MEMBER, latest)
+        .await;
+    assert_eq!(r.body, load(&dir.join("flavor-extra-specs-list-resp.json")));
+    let r = s
+        .get(
+            "/v2.1/flavors/1/os-extra_specs/hw:numa_nodes",
+            MEMBER,
+            latest,
+        )
+        .await;
+    assert_eq!(r.body, load(&dir.join("flavor-extra-specs-get-resp.json")));
+    let r = s
+        .put(
+            "/v2.1/flavors/1/os-extra_specs/hw:numa_nodes",
+            ADMIN,
+            latest,
+            load(&dir.join("flavor-extra-specs-update-req.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        load(&dir.join("flavor-extra-specs-update-resp.json"))
+    );
+}
