@@ -1137,10 +1137,11 @@ impl Decode for FlavorCreate {
             Some(FlavorIdLike::Text(id)) => {
                 check_len("id", &id, 1, 255)?;
                 if !flavor_id_ok(&id) {
+                    let v = Value::String(id);
                     return Err(invalid(
                         "id",
-                        &Value::String(id),
-                        "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
+                        &v,
+                        &format!("{v} does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'"),
                     ));
                 }
                 id
