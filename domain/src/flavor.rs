@@ -32,7 +32,7 @@ pub const CLAIM_GRACE_SECS: i64 = 120;
 pub struct FlavorSpec {
     /// Id (generated uuid or given).
     pub id: FlavorId,
-    /// Display name, unique among live flavors (checked by the API).
+    /// Display name, unique among live flavors (claimed first: see [`decide_name`]).
     pub name: String,
     /// Virtual CPUs.
     pub vcpus: u32,

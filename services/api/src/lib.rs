@@ -18,8 +18,10 @@
 //! [`body`] (typed request bodies and their Nova-shaped 400s), [`actions`] (every
 //! server action, declared once), [`parse`] (validation of the other bodies and
 //! queries), [`view`] (response shaping), [`error`] (the one HTTP error mapping), and
-//! thin handlers in [`servers`], [`flavors`], [`aggregates`] (host aggregates and
-//! availability zones) and [`misc`].
+//! thin handlers in [`servers`], [`flavors`] (with flavor access lists; [`extra_specs`]
+//! holds Nova's extra-spec validation table), [`aggregates`] (host aggregates and
+//! availability zones), [`extensions`] (Nova's frozen extension list) and [`misc`]
+//! (version discovery).
 //!
 //! What each microversion changes here: 2.3 extended server attributes (admin), 2.9
 //! `locked`, 2.16 `host_status` (admin), 2.19 server `description`, 2.25
