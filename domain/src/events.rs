@@ -58,6 +58,10 @@ impl Event {
                 FlavorEvent::ExtraSpecsSet { .. } => "flavor.extra_specs_set",
                 FlavorEvent::ExtraSpecUnset { .. } => "flavor.extra_spec_unset",
                 FlavorEvent::DescriptionUpdated { .. } => "flavor.description_updated",
+                FlavorEvent::AccessAdded { .. } => "flavor.access_added",
+                FlavorEvent::AccessRemoved { .. } => "flavor.access_removed",
+                FlavorEvent::NameClaimed(_) => "flavor.name_claimed",
+                FlavorEvent::NameReleased { .. } => "flavor.name_released",
             },
             Event::Host(e) => match e {
                 HostEvent::Registered { .. } => "host.registered",

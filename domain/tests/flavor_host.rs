@@ -736,3 +736,100 @@ fn service_delete_refused_while_hosting_then_recreated_by_registration() {
     assert!(back.accepts_builds() && !back.service.deleted);
     assert_eq!(back.registered_at, Timestamp(9));
 }
+
+// ------------------------------------------------------------------ flavor access and names
+
+#[test]
+fn access_lists_hold_each_project_once() {
+    let p = |s: &str| domain::ProjectId::new(s).unwrap();
+    let f = flavor_run(given_flavor(), FC::AddAccess(p("p1"))).unwrap();
+    assert_eq!(f.as_ref().unwrap().projects, vec![p("p1")]);
+    assert!(f.as_ref().unwrap().visible_to("p1"));
+    assert!(matches!(
+        flavor_run(f.clone(), FC::AddAccess(p("p1"))),
+        Err(DomainError::Conflict(m)) if m == "Flavor access already exists for flavor small and project p1 combination."
+    ));
+    let f = flavor_run(f, FC::RemoveAccess(p("p1"))).unwrap();
+    assert!(f.as_ref().unwrap().projects.is_empty());
+    assert!(matches!(
+        flavor_run(f.clone(), FC::RemoveAccess(p("p1"))),
+        Err(DomainError::NotFound { kind, .. }) if kind == flavor::ACCESS
+    ));
+    // A new lifetime starts with no access list.
+    let f = flavor_run(f, FC::AddAccess(p("p2"))).unwrap();
+    let f = flavor_run(f, FC::Delete).unwrap();
+    let f = flavor_run(f, FC::Create(fspec("small"))).unwrap().unwrap();
+    assert!(f.projects.is_empty());
+}
+
+/// The world's flavors, for name claims.
+struct Facts(Vec<Flavor>);
+
+impl flavor::FlavorFacts for Facts {
+    fn flavor(&self, id: &FlavorId) -> Option<&Flavor> {
+        self.0.iter().rev().find(|f| &f.spec.id == id)
+    }
+    fn live_named(&self, name: &str, except: &FlavorId) -> bool {
+        self.0
+            .iter()
+            .any(|f| !f.deleted && f.spec.name == name && &f.spec.id != except)
+    }
+}
+
+fn created(id: &str, name: &str, at: i64, deleted: bool) -> Flavor {
+    let mut spec = fspec(id);
+    spec.name = name.into();
+    Flavor {
+        spec,
+        extra_specs: BTreeMap::new(),
+        deleted,
+        created_at: Timestamp(at),
+        projects: Vec::new(),
+    }
+}
+
+#[test]
+fn a_name_claim_holds_while_its_flavor_lives_or_is_being_created() {
+    let id = |s: &str| FlavorId::new(s).unwrap();
+    let claim = |f: &str, at: i64| flavor::NameClaim {
+        name: "n".into(),
+        flavor: id(f),
+        at: Timestamp(at),
+    };
+    let s = 1_000_000;
+    let taken = |c: &flavor::NameClaim, facts: &Facts, now: i64| {
+        flavor::decide_name(Some(c), "n", &id("b"), facts, Timestamp(now)).is_err()
+    };
+    let none = Facts(vec![]);
+    // In flight (no flavor yet): held for the grace, then abandoned.
+    assert!(taken(&claim("a", 0), &none, 10 * s));
+    assert!(!taken(
+        &claim("a", 0),
+        &none,
+        (flavor::CLAIM_GRACE_SECS + 1) * s
+    ));
+    // Created under the name: held while live, whatever the age.
+    let live = Facts(vec![created("a", "n", 0, false)]);
+    assert!(taken(&claim("a", 0), &live, 1_000 * s));
+    // Created then deleted: free at once.
+    let gone = Facts(vec![created("a", "n", 0, true)]);
+    assert!(!taken(&claim("a", 0), &gone, s));
+    // A later lifetime of the id under another name does not hold this one (after the
+    // grace; the delete's release frees it at once).
+    let renamed = Facts(vec![created("a", "other", 5 * s, false)]);
+    assert!(!taken(&claim("a", 0), &renamed, 1_000 * s));
+    // A live flavor with the name and no claim (bootstrap) takes it too.
+    assert!(flavor::decide_name(None, "n", &id("b"), &live, Timestamp(s)).is_err());
+    // The claimer itself may claim again (a retried create).
+    assert!(flavor::decide_name(Some(&claim("b", 0)), "n", &id("b"), &none, Timestamp(s)).is_ok());
+    // Releases: only the holder's.
+    assert_eq!(
+        flavor::decide_release(Some(&claim("a", 0)), &id("b")),
+        vec![]
+    );
+    let evs = flavor::decide_release(Some(&claim("a", 0)), &id("a"));
+    assert_eq!(
+        evs.iter().fold(Some(claim("a", 0)), flavor::evolve_name),
+        None
+    );
+}

@@ -94,11 +94,13 @@ pub enum SubjectKind {
     UsageAudit,
     /// One webhook subscription (`stratus.api.subscriptions.<id>`).
     Subscriptions,
+    /// The claim on a flavor name (`stratus.api.flavor_name.<name>`).
+    FlavorName,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 19] = [
+    pub const ALL: [SubjectKind; 20] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -118,6 +120,7 @@ impl SubjectKind {
         SubjectKind::Aggregates,
         SubjectKind::UsageAudit,
         SubjectKind::Subscriptions,
+        SubjectKind::FlavorName,
     ];
 
     /// The subject token.
@@ -142,6 +145,7 @@ impl SubjectKind {
             SubjectKind::Aggregates => "aggregates",
             SubjectKind::UsageAudit => "usage_audit",
             SubjectKind::Subscriptions => "subscriptions",
+            SubjectKind::FlavorName => "flavor_name",
         }
     }
 

@@ -34,6 +34,7 @@ pub use quota::Quotas;
 pub use store::ProjectionStore;
 pub use usage::Usage;
 pub use views::{
-    Cells, Claims, Flavors, HostMappings, Hosts, Images, InstanceRow, Instances, Views,
+    flavor_name_subject, Cells, Claims, FlavorNames, Flavors, HostMappings, Hosts, Images,
+    InstanceRow, Instances, Views,
 };
 pub use world::World;

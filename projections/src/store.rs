@@ -50,7 +50,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 14: identity users hold revoked tokens and application credentials.
 /// 15: `InstanceRow.extras` holds the reservation, launch index and config drive of a
 ///     create (`instance.create_extras_recorded`).
-pub const SCHEMA: u64 = 15;
+/// 16: `Flavor.projects` (flavor access lists) and the `flavor_names` model (claims on
+/// flavor names).
+pub const SCHEMA: u64 = 16;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -273,11 +273,57 @@ impl ReadModel for Flavors {
         let Event::Flavor(e) = ev else {
             return Ok(None);
         };
+        // Name claims are [`FlavorNames`]' rows.
+        if c.subject.kind() != Some(eventlog::SubjectKind::Flavor) {
+            return Ok(None);
+        }
         let row = self.rows.entry(c.subject.clone()).or_insert(Row {
             state: None,
             seq: 0,
         });
         row.state = flavor::evolve(row.state.take(), e);
+        row.seq = c.subject_seq;
+        Ok(Some(c.subject.clone()))
+    }
+}
+
+/// The subject of the claim on flavor name `name`.
+pub fn flavor_name_subject(name: &str) -> Subject {
+    Subject::api(eventlog::SubjectKind::FlavorName, name)
+        .expect("an encoded token always makes a valid subject")
+}
+
+/// Claims on flavor names by subject (`None` once released), see
+/// [`domain::flavor::decide_name`].
+#[derive(Debug, Clone, Default)]
+pub struct FlavorNames {
+    rows: Table<Subject, Row<Option<flavor::NameClaim>>>,
+}
+
+impl ReadModel for FlavorNames {
+    const NAME: &'static str = "flavor_names";
+    type Key = Subject;
+    type Row = Row<Option<flavor::NameClaim>>;
+
+    fn rows(&self) -> &Table<Subject, Self::Row> {
+        &self.rows
+    }
+    fn rows_mut(&mut self) -> &mut Table<Subject, Self::Row> {
+        &mut self.rows
+    }
+
+    fn apply(&mut self, c: &Commit, ev: &Event) -> Result<Option<Subject>, Invalid> {
+        let Event::Flavor(e) = ev else {
+            return Ok(None);
+        };
+        if c.subject.kind() != Some(eventlog::SubjectKind::FlavorName) {
+            return Ok(None);
+        }
+        let row = self.rows.entry(c.subject.clone()).or_insert(Row {
+            state: None,
+            seq: 0,
+        });
+        row.state = flavor::evolve_name(row.state.take(), e);
         row.seq = c.subject_seq;
         Ok(Some(c.subject.clone()))
     }
@@ -402,6 +448,7 @@ impl Default for Views {
         v.register::<Instances>();
         v.register::<Hosts>();
         v.register::<Flavors>();
+        v.register::<FlavorNames>();
         v.register::<Cells>();
         v.register::<HostMappings>();
         v.register::<Images>();
@@ -534,6 +581,11 @@ impl Views {
     /// Flavor rows by subject (tombstones included).
     pub fn flavors(&self) -> &Table<Subject, Row<Option<Flavor>>> {
         &self.model::<Flavors>().rows
+    }
+
+    /// Flavor name claims by subject ([`flavor_name_subject`]).
+    pub fn flavor_names(&self) -> &Table<Subject, Row<Option<flavor::NameClaim>>> {
+        &self.model::<FlavorNames>().rows
     }
 
     /// Cell rows by name.

@@ -1,13 +1,15 @@
-//! Handlers of `/v2.1/flavors` and `os-extra_specs`.
+//! Handlers of `/v2.1/flavors`, `os-extra_specs` and `os-flavor-access`.
 //!
 //! Invariants:
-//! - Non-admins see public flavors only (there are no flavor access lists yet); a
-//!   private flavor is a 404 to them.
-//! - Flavor names are unique among live flavors (checked against the world before the
-//!   append: two concurrent creates with the same name and different ids can both
-//!   succeed; ids are unique by OCC).
-//! - Who may call each handler (admin-only create / update / delete) is decided by
-//!   [`crate::policy::guard`] before the handler runs.
+//! - Non-admins see public flavors and the private ones whose access list names their
+//!   project; any other private flavor is a 404 to them. Lists without `is_public`
+//!   (or `is_public=true`) show, to admins too, the public flavors and the private ones
+//!   of the caller's project, as Nova's flavor query does.
+//! - Flavor names are unique among live flavors, under any concurrency: the engine
+//!   claims the name on its own subject before creating ([`engine::flavors`]); ids are
+//!   unique by OCC on the flavor's subject.
+//! - Who may call each handler (admin-only create / update / delete / access) is
+//!   decided by [`crate::policy::guard`] before the handler runs.
 
 use std::cmp::Ordering;
 
@@ -15,13 +17,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use domain::flavor::{Flavor, FlavorCommand};
-use domain::FlavorId;
+use domain::{DomainError, FlavorId, ProjectId};
+use engine::EngineError;
 use projections::Views;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::body::Typed;
+use crate::body::{self, check_len, Decode, Typed};
 use crate::context::{Caller, JsonBody, QueryPairs};
 use crate::error::ApiError;
+use crate::microversion::Version;
 use crate::parse;
 use crate::view;
 use crate::ApiState;
@@ -29,7 +34,7 @@ use crate::ApiState;
 fn visible<'a>(views: &'a Views, id: &str, caller: &Caller) -> Result<&'a Flavor, ApiError> {
     views
         .flavor(id)
-        .filter(|f| f.spec.is_public || caller.is_admin)
+        .filter(|f| caller.is_admin || f.visible_to(&caller.project))
         .ok_or_else(|| ApiError::flavor_not_found(id))
 }
 
@@ -68,7 +73,12 @@ fn list(
         .values()
         .filter_map(|r| r.state.as_ref())
         .filter(|f| !f.deleted)
-        .filter(|f| fq.is_public.is_none_or(|p| f.spec.is_public == p))
+        .filter(|f| match fq.is_public {
+            None => true,
+            // Nova adds "or the caller's project has access" to `is_public = true`.
+            Some(true) => f.visible_to(&caller.project),
+            Some(false) => !f.spec.is_public,
+        })
         .filter(|f| fq.min_ram.is_none_or(|m| f.spec.ram_mb >= m))
         .filter(|f| fq.min_disk.is_none_or(|m| f.spec.disk_gb >= m))
         .collect();
@@ -155,34 +165,16 @@ pub async fn create(
     caller: Caller,
     Typed(parse::FlavorCreate(spec)): Typed<parse::FlavorCreate>,
 ) -> Result<Json<Value>, ApiError> {
-    {
-        let views = st.engine.world().read();
-        if views.flavor(spec.id.as_str()).is_some() {
-            return Err(ApiError::conflict(format!(
-                "Flavor with ID {} already exists.",
-                spec.id
-            )));
-        }
-        let dup = views
-            .flavors()
-            .values()
-            .filter_map(|r| r.state.as_ref())
-            .any(|f| !f.deleted && f.spec.name == spec.name);
-        if dup {
-            return Err(ApiError::conflict(format!(
-                "Flavor with name {} already exists.",
-                spec.name
-            )));
-        }
+    // Nova checks the id before the name; the engine decides both again atomically.
+    if st.engine.world().read().flavor(spec.id.as_str()).is_some() {
+        return Err(ApiError::conflict(format!(
+            "Flavor with ID {} already exists.",
+            spec.id
+        )));
     }
     let id = spec.id.clone();
     st.engine
-        .flavor(
-            &id,
-            FlavorCommand::Create(spec),
-            &caller.ctx(),
-            &caller.meta(),
-        )
+        .create_flavor(spec, &caller.ctx(), &caller.meta())
         .await?;
     detail_body(&st, &caller, id.as_str())
 }
@@ -218,7 +210,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let fid = flavor_id(&id)?;
     st.engine
-        .flavor(&fid, FlavorCommand::Delete, &caller.ctx(), &caller.meta())
+        .delete_flavor(&fid, &caller.ctx(), &caller.meta())
         .await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -243,6 +235,7 @@ pub async fn specs_create(
 ) -> Result<Json<Value>, ApiError> {
     let fid = flavor_id(&id)?;
     let specs = parse::extra_specs_create(&body)?;
+    validate_specs(&caller, &specs)?;
     st.engine
         .flavor(
             &fid,
@@ -252,6 +245,19 @@ pub async fn specs_create(
         )
         .await?;
     Ok(Json(json!({"extra_specs": specs})))
+}
+
+/// From 2.86 known extra specs are validated as Nova does ([`crate::extra_specs`]).
+fn validate_specs(
+    caller: &Caller,
+    specs: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if caller.version().at_least(86) {
+        for (k, v) in specs {
+            crate::extra_specs::validate(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 fn no_key(id: &str, key: &str) -> ApiError {
@@ -279,6 +285,7 @@ pub async fn specs_update(
 ) -> Result<Json<Value>, ApiError> {
     let fid = flavor_id(&id)?;
     let specs = parse::extra_spec_update(&body, &key)?;
+    validate_specs(&caller, &specs)?;
     st.engine
         .flavor(
             &fid,
@@ -315,4 +322,138 @@ pub async fn specs_delete(
         )
         .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Nova's access list body: `{"flavor_access": [{"flavor_id", "tenant_id"}, ...]}`.
+fn access_body(f: &Flavor) -> Json<Value> {
+    let items: Vec<Value> = f
+        .projects
+        .iter()
+        .map(|p| json!({"flavor_id": f.spec.id.as_str(), "tenant_id": p.as_str()}))
+        .collect();
+    Json(json!({ "flavor_access": items }))
+}
+
+/// GET /flavors/{id}/os-flavor-access (admin): the projects of a private flavor.
+pub async fn access_index(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let views = st.engine.world().read();
+    let f = views
+        .flavor(&id)
+        .ok_or_else(|| ApiError::flavor_not_found(&id))?;
+    if f.spec.is_public {
+        return Err(ApiError::not_found(
+            "Access list not available for public flavors.",
+        ));
+    }
+    Ok(access_body(f))
+}
+
+/// A validated `POST /flavors/{id}/action` body.
+#[derive(Debug)]
+pub enum AccessAction {
+    /// `addTenantAccess`
+    Add(String),
+    /// `removeTenantAccess`
+    Remove(String),
+}
+
+/// `{"tenant": "..."}` of both actions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantArg {
+    tenant: String,
+}
+
+impl Decode for AccessAction {
+    fn decode(body: &Value, _: Version) -> Result<Self, ApiError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ApiError::bad_request("Malformed request body"));
+        };
+        let mut keys = obj.iter();
+        let (key, arg) = match (keys.next(), keys.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
+                return Err(ApiError::bad_request(
+                    "Malformed request body: no action given",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "Malformed request body: too many body keys",
+                ))
+            }
+        };
+        let tenant = |arg: &Value| -> Result<String, ApiError> {
+            let t: TenantArg = body::from_value(key, arg)?;
+            check_len("tenant", &t.tenant, 1, 255)?;
+            Ok(t.tenant)
+        };
+        match key.as_str() {
+            "addTenantAccess" => Ok(AccessAction::Add(tenant(arg)?)),
+            "removeTenantAccess" => Ok(AccessAction::Remove(tenant(arg)?)),
+            other => Err(ApiError::bad_request(format!(
+                "There is no such action: {other}"
+            ))),
+        }
+    }
+}
+
+/// POST /flavors/{id}/action (admin): `addTenantAccess` / `removeTenantAccess`, answered
+/// with the access list after the change.
+pub async fn action(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Typed(action): Typed<AccessAction>,
+) -> Result<Json<Value>, ApiError> {
+    let (project, adding) = match &action {
+        AccessAction::Add(p) => (p.as_str(), true),
+        AccessAction::Remove(p) => (p.as_str(), false),
+    };
+    {
+        let views = st.engine.world().read();
+        // Removing an unknown project is allowed (it may have been deleted since).
+        if adding {
+            crate::quotas::verify_project(&st, &views, project)?;
+        }
+        let f = views
+            .flavor(&id)
+            .ok_or_else(|| ApiError::flavor_not_found(&id))?;
+        // `is_public` never changes after create, so this check cannot go stale.
+        if adding && f.spec.is_public && caller.version().at_least(7) {
+            return Err(ApiError::conflict("Can not add access to a public flavor."));
+        }
+    }
+    let pid = ProjectId::new(project).map_err(|_| {
+        ApiError::bad_request(format!("Project ID {project} is not a valid project."))
+    })?;
+    let cmd = if adding {
+        FlavorCommand::AddAccess(pid)
+    } else {
+        FlavorCommand::RemoveAccess(pid)
+    };
+    let fid = flavor_id(&id)?;
+    match st
+        .engine
+        .flavor(&fid, cmd, &caller.ctx(), &caller.meta())
+        .await
+    {
+        Err(EngineError::Domain(DomainError::NotFound { kind, .. }))
+            if kind == domain::flavor::ACCESS =>
+        {
+            return Err(ApiError::not_found(format!(
+                "Flavor access not found for {id} / {project} combination."
+            )))
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let views = st.engine.world().read();
+    let f = views
+        .flavor(&id)
+        .ok_or_else(|| ApiError::flavor_not_found(&id))?;
+    Ok(access_body(f))
 }

@@ -18,8 +18,10 @@
 //! [`body`] (typed request bodies and their Nova-shaped 400s), [`actions`] (every
 //! server action, declared once), [`parse`] (validation of the other bodies and
 //! queries), [`view`] (response shaping), [`error`] (the one HTTP error mapping), and
-//! thin handlers in [`servers`], [`flavors`], [`aggregates`] (host aggregates and
-//! availability zones) and [`misc`].
+//! thin handlers in [`servers`], [`flavors`] (with flavor access lists; [`extra_specs`]
+//! holds Nova's extra-spec validation table), [`aggregates`] (host aggregates and
+//! availability zones), [`extensions`] (Nova's frozen extension list) and [`misc`]
+//! (version discovery).
 //!
 //! What each microversion changes here: 2.3 extended server attributes (admin), 2.9
 //! `locked`, 2.16 `host_status` (admin), 2.19 server `description`, 2.25
@@ -40,6 +42,8 @@ pub mod audit;
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod extensions;
+pub mod extra_specs;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;
@@ -169,6 +173,10 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::GET, "/", misc::versions)
         .route(M::GET, "/v2.1", misc::version)
         .route(M::GET, "/v2.1/", misc::version)
+        .route(M::GET, "/v2", misc::legacy_version)
+        .route(M::GET, "/v2/", misc::legacy_version)
+        .route(M::GET, "/v2.1/extensions", extensions::index)
+        .route(M::GET, "/v2.1/extensions/{alias}", extensions::show)
         .route(M::GET, "/v2.1/servers", servers::index)
         .route(M::POST, "/v2.1/servers", servers::create)
         .route(M::GET, "/v2.1/servers/detail", servers::detail)
@@ -207,6 +215,12 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/flavors/{id}/os-extra_specs/{key}",
             flavors::specs_delete,
         )
+        .route(
+            M::GET,
+            "/v2.1/flavors/{id}/os-flavor-access",
+            flavors::access_index,
+        )
+        .route(M::POST, policy::FLAVOR_ACTION_PATH, flavors::action)
         .route(M::GET, "/v2.1/os-server-groups", server_groups::index)
         .route(M::POST, "/v2.1/os-server-groups", server_groups::create)
         .route(M::GET, "/v2.1/os-server-groups/{id}", server_groups::show)

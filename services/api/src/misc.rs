@@ -27,6 +27,13 @@ pub async fn version(Extension(info): Extension<RequestInfo>) -> Json<Value> {
     Json(view::version_doc(&info.base))
 }
 
+/// GET /v2: the legacy v2.0 endpoint's version document (Nova serves it from the v2.1
+/// code in its legacy-compatible mode; Stratus offers only the document, so that
+/// clients and tempest following the `v2.0` self link of `GET /` get an answer).
+pub async fn legacy_version(Extension(info): Extension<RequestInfo>) -> Json<Value> {
+    Json(view::legacy_version_doc(&info.base))
+}
+
 /// Any unknown route: 404 itemNotFound.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("The resource could not be found.")

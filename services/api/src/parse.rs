@@ -671,11 +671,11 @@ pub fn known_host(views: &Views, name: &str) -> Result<HostName, ApiError> {
     }
 }
 
-/// A live flavor usable by the caller as a snapshot, or None (private flavors are
-/// usable by admins only: there are no flavor access lists yet).
+/// A live flavor usable by the caller as a snapshot, or None (a private flavor is
+/// usable by admins and by the projects on its access list).
 pub fn flavor_snapshot(views: &Views, id: &str, caller: &Caller) -> Option<FlavorSnapshot> {
     let f = views.flavor(id)?;
-    if !f.spec.is_public && !caller.is_admin {
+    if !caller.is_admin && !f.visible_to(&caller.project) {
         return None;
     }
     Some(FlavorSnapshot {
@@ -1208,7 +1208,7 @@ struct FlavorCreateBody {
 struct FlavorCreateFields {
     name: String,
     #[serde(default)]
-    id: Option<String>,
+    id: Option<FlavorIdLike>,
     ram: IntLike,
     vcpus: IntLike,
     disk: IntLike,
@@ -1243,15 +1243,21 @@ impl Decode for FlavorCreate {
                 "is not a valid flavor name",
             ));
         }
-        let id = match f.id {
+        // Nova generates an id for a missing, null or zero id (`if not flavorid`; the
+        // empty string fails the length check first).
+        let id = match f.id.filter(|i| !i.is_zero()) {
             None => uuid::Uuid::new_v4().to_string(),
-            Some(id) => {
+            // A number is stored as its text, with no pattern check (JSON Schema's
+            // string keywords do not apply to numbers).
+            Some(FlavorIdLike::Number(n)) => n.to_string(),
+            Some(FlavorIdLike::Text(id)) => {
                 check_len("id", &id, 1, 255)?;
                 if !flavor_id_ok(&id) {
+                    let v = Value::String(id);
                     return Err(invalid(
                         "id",
-                        &Value::String(id),
-                        "does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'",
+                        &v,
+                        &format!("{v} does not match '^(?! )[a-zA-Z0-9. _-]+(?<! )$'"),
                     ));
                 }
                 id
@@ -1270,10 +1276,9 @@ impl Decode for FlavorCreate {
             .map(|e| e.within("swap", 0, MAX_DB_INT))
             .transpose()?
             .unwrap_or(0);
-        let rxtx = match f.rxtx_factor {
+        let rxtx = match &f.rxtx_factor {
             None => 1.0,
-            Some(x) if x.value > 0.0 && x.value <= 3.40282e38 => x.value,
-            Some(x) => return Err(invalid("rxtx_factor", &x.raw, "is out of range")),
+            Some(x) => x.rxtx_factor()?,
         };
         let description = f.description.flatten();
         if let Some(d) = &description {
@@ -1292,6 +1297,33 @@ impl Decode for FlavorCreate {
             is_public: f.is_public.is_none_or(|p| p.0),
             description,
         }))
+    }
+}
+
+/// A flavor id as sent: Nova's schema allows a string, a number or null, and stores a
+/// number as its text (`"id": 42` makes flavor `"42"`).
+#[derive(Debug, Clone)]
+enum FlavorIdLike {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl FlavorIdLike {
+    /// Whether Python would call it false (`0`, `0.0`): Nova then generates an id.
+    fn is_zero(&self) -> bool {
+        matches!(self, FlavorIdLike::Number(n) if n.as_f64() == Some(0.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FlavorIdLike {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(FlavorIdLike::Text(s)),
+            Value::Number(n) => Ok(FlavorIdLike::Number(n)),
+            raw => Err(serde::de::Error::custom(format!(
+                "{raw} is not of type 'string', 'number', 'null'"
+            ))),
+        }
     }
 }
 
@@ -1343,28 +1375,79 @@ impl IntLike {
     }
 }
 
-/// A number, or a string holding one; keeps the value as sent.
+/// Nova's `rxtx_factor`: a number, or a string of digits with an optional fraction;
+/// kept as sent, checked by [`NumberLike::rxtx_factor`].
 #[derive(Debug, Clone)]
 struct NumberLike {
-    value: f64,
     raw: Value,
 }
 
 impl<'de> Deserialize<'de> for NumberLike {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Value::deserialize(d)?;
-        let value = match &raw {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse::<f64>().ok(),
-            _ => None,
+        if !matches!(raw, Value::Number(_) | Value::String(_)) {
+            return Err(serde::de::Error::custom(format!(
+                "{raw} is not of type 'number', 'string'"
+            )));
         }
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{raw} is not of type 'number' (got {})",
-                type_name(&raw)
-            ))
-        })?;
-        Ok(NumberLike { value, raw })
+        Ok(NumberLike { raw })
+    }
+}
+
+/// The largest `rxtx_factor` (the database's single-precision float maximum).
+const RXTX_MAX: f64 = 3.40282e38;
+
+impl NumberLike {
+    /// The factor, checked as Nova does: the schema (a number above 0, a string of the
+    /// pattern; either at most [`RXTX_MAX`]), then its `float()` must be above 0 (a
+    /// string `"0"` passes the schema and fails there, with another message).
+    fn rxtx_factor(&self) -> Result<f64, ApiError> {
+        let field = "rxtx_factor";
+        let raw = &self.raw;
+        let too_big = || {
+            invalid(
+                field,
+                raw,
+                &format!("{raw} is greater than the maximum of 3.40282e+38"),
+            )
+        };
+        match raw {
+            Value::String(s) => {
+                let (int, frac) = s.split_once('.').unwrap_or((s, "1"));
+                let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+                if !(digits(int) && digits(frac)) {
+                    return Err(invalid(
+                        field,
+                        raw,
+                        &format!("{raw} does not match '^[0-9]+(\\\\.[0-9]+)?$'"),
+                    ));
+                }
+                let v: f64 = s.parse().map_err(|_| too_big())?;
+                if v > RXTX_MAX {
+                    return Err(too_big());
+                }
+                if v <= 0.0 {
+                    return Err(ApiError::bad_request(
+                        "Invalid input received: 'rxtx_factor' argument must be a float between 0 and 3.40282e+38",
+                    ));
+                }
+                Ok(v)
+            }
+            _ => {
+                let v = raw.as_f64().unwrap_or(0.0);
+                if v <= 0.0 {
+                    return Err(invalid(
+                        field,
+                        raw,
+                        &format!("{raw} is less than or equal to the minimum of 0"),
+                    ));
+                }
+                if v > RXTX_MAX {
+                    return Err(too_big());
+                }
+                Ok(v)
+            }
+        }
     }
 }
 
@@ -1766,13 +1849,48 @@ mod tests {
         )
         .unwrap_err()
         .message
-        .ends_with("is out of range"));
+        .ends_with("0 is less than or equal to the minimum of 0"));
+        let rxtx = |x: Value| {
+            create(
+                json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "rxtx_factor": x}}),
+                Version::MIN,
+            )
+            .map(|f| f.rxtx_factor)
+            .map_err(|e| e.message)
+        };
+        assert_eq!(rxtx(json!("2.5")), Ok(2.5));
+        assert_eq!(rxtx(json!(0.5)), Ok(0.5));
+        assert!(rxtx(json!("0"))
+            .unwrap_err()
+            .ends_with("'rxtx_factor' argument must be a float between 0 and 3.40282e+38"));
+        assert!(rxtx(json!("1e3"))
+            .unwrap_err()
+            .contains("does not match '^[0-9]+(\\\\.[0-9]+)?$'"));
+        assert!(rxtx(json!(1e39))
+            .unwrap_err()
+            .ends_with("is greater than the maximum of 3.40282e+38"));
+        assert!(rxtx(json!(true))
+            .unwrap_err()
+            .ends_with("true is not of type 'number', 'string'"));
         let p = create(
             json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "os-flavor-access:is_public": "false", "id": null}}),
             Version::MIN,
         )
         .unwrap();
         assert!(!p.is_public);
+        let with_id = |id: Value| {
+            create(
+                json!({"flavor": {"name": "t", "ram": 1, "vcpus": 1, "disk": 1, "id": id}}),
+                Version::MIN,
+            )
+        };
+        assert_eq!(with_id(json!(42)).unwrap().id.as_str(), "42");
+        assert_eq!(with_id(json!(1.5)).unwrap().id.as_str(), "1.5");
+        assert_eq!(with_id(json!(0)).unwrap().id.as_str().len(), 36);
+        assert!(with_id(json!(true))
+            .unwrap_err()
+            .message
+            .ends_with("true is not of type 'string', 'number', 'null'"));
         assert_eq!(
             extra_spec_update(&json!({"a": "b", "c": "d"}), "a")
                 .unwrap_err()

@@ -109,6 +109,20 @@ const fn agg_act(action: &'static str, name: &'static str) -> Endpoint {
     }
 }
 
+/// `POST /v2.1/flavors/{id}/action` rows (flavor access, admin).
+pub const FLAVOR_ACTION_PATH: &str = "/v2.1/flavors/{id}/action";
+
+const fn flavor_act(action: &'static str, name: &'static str) -> Endpoint {
+    Endpoint {
+        method: "POST",
+        path: FLAVOR_ACTION_PATH,
+        action: Some(action),
+        rule: Rule::Admin,
+        name,
+        target: Target::None,
+    }
+}
+
 use Rule::{Admin, Authenticated, ProjectMember, ProjectReader, Public};
 
 /// Every endpoint of the compute API with its rule: [`ROUTES`], then one row per
@@ -146,6 +160,34 @@ pub const ROUTES: &[Endpoint] = &[
         "/v2.1/",
         Public,
         "(none: version discovery)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2",
+        Public,
+        "(none: version discovery)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2/",
+        Public,
+        "(none: version discovery)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/extensions",
+        Authenticated,
+        "os_compute_api:extensions",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/extensions/{alias}",
+        Authenticated,
+        "os_compute_api:extensions",
         Target::None,
     ),
     ep(
@@ -266,6 +308,21 @@ pub const ROUTES: &[Endpoint] = &[
         Admin,
         "os_compute_api:os-flavor-extra-specs:delete",
         Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/flavors/{id}/os-flavor-access",
+        Admin,
+        "os_compute_api:os-flavor-access",
+        Target::None,
+    ),
+    flavor_act(
+        "addTenantAccess",
+        "os_compute_api:os-flavor-access:add_tenant_access",
+    ),
+    flavor_act(
+        "removeTenantAccess",
+        "os_compute_api:os-flavor-access:remove_tenant_access",
     ),
     // Nova's keypair rules are `admin or user_id:%(user_id)s`: anyone for their own key
     // pairs (no role needed), admins for another user's (CONDITIONAL).
@@ -901,7 +958,8 @@ mod tests {
     fn rows_are_unique() {
         for (i, a) in ENDPOINTS.iter().enumerate() {
             assert!(
-                a.action.is_none() || a.path == ACTION_PATH || a.path == AGGREGATE_ACTION_PATH,
+                a.action.is_none()
+                    || [ACTION_PATH, AGGREGATE_ACTION_PATH, FLAVOR_ACTION_PATH].contains(&a.path),
                 "an action row off the action route: {a:?}"
             );
             for b in &ENDPOINTS[i + 1..] {

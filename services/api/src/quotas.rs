@@ -83,7 +83,7 @@ fn in_use(views: &Views, project: &str, user: Option<&str>, r: Resource) -> i64 
 }
 
 /// Nova's `identity.verify_project_id`: with Keystone, an unknown project is a 400.
-fn verify_project(st: &ApiState, views: &Views, id: &str) -> Result<(), ApiError> {
+pub(crate) fn verify_project(st: &ApiState, views: &Views, id: &str) -> Result<(), ApiError> {
     if let AuthMode::Keystone(_) = st.auth {
         let known = domain::ProjectId::new(id)
             .ok()

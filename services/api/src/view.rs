@@ -415,9 +415,39 @@ fn v21_version(base: &str, full: bool) -> Value {
     v
 }
 
-/// GET / (only v2.1 is served; the legacy v2.0 endpoint is not offered).
+/// The legacy v2.0 entry (deprecated, no microversions: `version` and `min_version`
+/// are empty strings, as Nova answers). `full` adds what the single-version document
+/// has (a `describedby` link and `media-types`).
+fn v20_version(base: &str, full: bool) -> Value {
+    let mut v = json!({
+        "id": "v2.0",
+        "links": [{"href": format!("{base}/v2/"), "rel": "self"}],
+        "status": "DEPRECATED",
+        "version": "",
+        "min_version": "",
+        "updated": "2025-07-04T12:00:00Z",
+    });
+    if full {
+        v["links"] = json!([
+            {"href": format!("{base}/v2/"), "rel": "self"},
+            {"href": "http://docs.openstack.org/", "rel": "describedby", "type": "text/html"},
+        ]);
+        v["media-types"] = json!([{
+            "base": "application/json",
+            "type": "application/vnd.openstack.compute+json;version=2",
+        }]);
+    }
+    v
+}
+
+/// GET /: v2.0 then v2.1, in Nova's order (clients such as tempest expect v2.0 first).
 pub fn versions_doc(base: &str) -> Value {
-    json!({"versions": [v21_version(base, false)]})
+    json!({"versions": [v20_version(base, false), v21_version(base, false)]})
+}
+
+/// GET /v2.
+pub fn legacy_version_doc(base: &str) -> Value {
+    json!({"version": v20_version(base, true)})
 }
 
 /// GET /v2.1.

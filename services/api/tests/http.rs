@@ -22,7 +22,8 @@ async fn versions_headers_and_microversions() {
     let s = start().await;
     let r = s.call(Method::GET, "/", None, None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    let v = &r.body["versions"][0];
+    assert_eq!(r.body["versions"][0]["id"], "v2.0");
+    let v = &r.body["versions"][1];
     assert_eq!(v["id"], "v2.1");
     assert_eq!(v["version"], "2.100");
     assert_eq!(v["min_version"], "2.1");

@@ -46,6 +46,8 @@ struct Fixture {
     create_request: String,
     /// A webhook subscription (admin-made; a case may delete it).
     subscription: String,
+    /// A private flavor whose access list names project `p9` (for os-flavor-access).
+    private_flavor: String,
 }
 
 async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
@@ -152,7 +154,28 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let subscription = r.body["subscription"]["id"].as_str().unwrap().to_string();
+    let private_flavor = Uuid::new_v4().to_string();
+    let r = s
+        .post(
+            "/v2.1/flavors",
+            common::ADMIN,
+            None,
+            json!({"flavor": {"id": private_flavor, "name": format!("pr-{private_flavor}"),
+                "ram": 64, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": false}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = s
+        .post(
+            &format!("/v2.1/flavors/{private_flavor}/action"),
+            common::ADMIN,
+            None,
+            json!({"addTenantAccess": {"tenant": "p9"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     Fixture {
+        private_flavor,
         subscription,
         server,
         flavor,
@@ -167,38 +190,42 @@ async fn fixture(s: &Stack, host: &HostName, owner: Owner) -> Fixture {
 
 /// The request exercising `row` on the fixture: (method, path, body).
 fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
-    let id = if row.path.starts_with("/v2.1/flavors") {
-        &f.flavor
-    } else if row.path.starts_with("/v2.1/os-quota-sets")
-        || row.path.starts_with("/v2.1/os-simple-tenant-usage")
-    {
-        f.project
-    } else if row.path.starts_with("/v2.1/os-quota-class-sets") {
-        "default"
-    } else if row.path.starts_with("/v2.1/os-aggregates") {
-        &f.aggregate
-    } else if row.path.starts_with("/v2.1/os-keypairs") {
-        &f.keypair
-    } else if row.path.starts_with("/v2.1/os-server-groups") {
-        &f.group
-    } else if row.path.starts_with("/v2.1/os-hosts") {
-        "host1"
-    } else if row.path.ends_with("/uptime") {
-        &f.hypervisor
-    } else if row.path.starts_with("/v2.1/os-hypervisors/{id}/") {
-        "host"
-    } else if row.path.starts_with("/v1/subscriptions") {
-        &f.subscription
-    } else if row.path.starts_with("/v2.1/os-") {
-        // Not a UUID: a 400 after the policy check, so nothing is changed.
-        "x"
-    } else {
-        &f.server
-    };
+    let id =
+        if row.path == api::policy::FLAVOR_ACTION_PATH || row.path.ends_with("/os-flavor-access") {
+            &f.private_flavor
+        } else if row.path.starts_with("/v2.1/flavors") {
+            &f.flavor
+        } else if row.path.starts_with("/v2.1/os-quota-sets")
+            || row.path.starts_with("/v2.1/os-simple-tenant-usage")
+        {
+            f.project
+        } else if row.path.starts_with("/v2.1/os-quota-class-sets") {
+            "default"
+        } else if row.path.starts_with("/v2.1/os-aggregates") {
+            &f.aggregate
+        } else if row.path.starts_with("/v2.1/os-keypairs") {
+            &f.keypair
+        } else if row.path.starts_with("/v2.1/os-server-groups") {
+            &f.group
+        } else if row.path.starts_with("/v2.1/os-hosts") {
+            "host1"
+        } else if row.path.ends_with("/uptime") {
+            &f.hypervisor
+        } else if row.path.starts_with("/v2.1/os-hypervisors/{id}/") {
+            "host"
+        } else if row.path.starts_with("/v1/subscriptions") {
+            &f.subscription
+        } else if row.path.starts_with("/v2.1/os-") {
+            // Not a UUID: a 400 after the policy check, so nothing is changed.
+            "x"
+        } else {
+            &f.server
+        };
     let mut path = row
         .path
         .replace("{id}", id)
         .replace("{key}", "k")
+        .replace("{alias}", "os-keypairs")
         .replace("{request_id}", &f.create_request);
     match row.path {
         // (bounded: the live stream would never end)
@@ -214,6 +241,11 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
             "remove_host" => json!({"remove_host": {"host": "host1"}}),
             "set_metadata" => json!({"set_metadata": {"metadata": {"k": "v"}}}),
             other => panic!("no sample request for aggregate action {other}"),
+        }),
+        ("POST", api::policy::FLAVOR_ACTION_PATH, Some(action)) => Some(match action {
+            "addTenantAccess" => json!({"addTenantAccess": {"tenant": "p1"}}),
+            "removeTenantAccess" => json!({"removeTenantAccess": {"tenant": "p9"}}),
+            other => panic!("no sample request for flavor action {other}"),
         }),
         // The action's declared example (resize's names flavor "2", made by the test).
         (_, _, Some(action)) => Some(

@@ -14,6 +14,7 @@
 
 pub mod aggregates;
 pub mod cells;
+pub mod flavors;
 pub mod images;
 pub mod keypairs;
 pub mod liveness;

@@ -9,13 +9,22 @@
 //!   listener's request timeout ([`REQUEST_TIMEOUT`], [`UPLOAD_REQUEST_TIMEOUT`] for
 //!   images) is answered 408 and dropped (a slow body cannot hold a handler);
 //! - on shutdown the listener stops accepting, requests in flight get [`GRACE`] to
-//!   finish, and idle keep-alive connections are closed at once.
+//!   finish, and idle keep-alive connections are closed at once;
+//! - a connection is closed *lingering* ([`Lingering`], as nginx's `lingering_close`):
+//!   once the HTTP side is done with it, what the client still sends is read and
+//!   discarded, for at most [`LINGER_TIME`] and [`LINGER_BYTES`], until the client
+//!   closes. A server that answers before reading a whole body (413 over the limit, 401,
+//!   403) would otherwise close on unread data, the kernel would reset the connection,
+//!   and a client still sending (urllib, any blocking client) would get the reset
+//!   instead of the answer.
 //!
 //! Request body size limits are the routers' own (the compute API refuses bodies over
 //! 1 MiB with 413 before reading further).
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,8 +35,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -44,6 +53,10 @@ pub const UPLOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 const REQUEST_ID: &str = "x-openstack-request-id";
 /// How long requests in flight may run on after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(3);
+/// Longest a closed connection lingers, reading what the client still sends.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Most bytes a lingering connection reads before it gives up and closes.
+pub const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// A TLS server configuration (certificate chain and private key, PEM), and the file
 /// clients must trust to verify it, when they need one.
@@ -176,6 +189,7 @@ pub async fn serve(
             _ = async { let _ = shutdown.wait_for(|&s| s).await; } => break,
         };
         let _ = tcp.set_nodelay(true);
+        let tcp = Lingering::new(tcp);
         let service = TowerToHyperService::new(app.clone());
         match &acceptor {
             None => spawn_connection(TokioIo::new(tcp), service, &graceful),
@@ -206,6 +220,111 @@ pub async fn serve(
         .is_err()
     {
         tracing::info!("requests still running after the grace period were dropped");
+    }
+}
+
+/// A TCP stream closed gracefully: when dropped (hyper drops the stream once the
+/// connection is over, after shutting down its write side), a task takes the socket,
+/// sends FIN and reads and discards until the client closes, [`LINGER_TIME`] passes
+/// or [`LINGER_BYTES`] were read, then closes it. Under TLS it wraps the TCP stream, so
+/// the discarded bytes are raw records.
+pub struct Lingering {
+    /// Always `Some` until dropped.
+    tcp: Option<TcpStream>,
+}
+
+impl Lingering {
+    /// Wraps an accepted stream.
+    pub fn new(tcp: TcpStream) -> Self {
+        Lingering { tcp: Some(tcp) }
+    }
+
+    fn stream(&mut self) -> std::io::Result<Pin<&mut TcpStream>> {
+        self.tcp
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        // Outside a runtime (process exit) the socket just closes.
+        if let (Some(tcp), Ok(rt)) = (self.tcp.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(linger(tcp));
+        }
+    }
+}
+
+/// Sends FIN, then reads and discards until EOF or a bound (see [`Lingering`]).
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Already shut down by hyper in the usual case; an error here changes nothing.
+    let _ = tcp.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0usize;
+    while read < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => read += n,
+            // EOF (the client closed), an error, or the deadline.
+            _ => break,
+        }
     }
 }
 

@@ -185,3 +185,51 @@ async fn timed_out_requests_get_408_with_a_request_id() {
     stop.send(true).unwrap();
     server.await.unwrap();
 }
+
+/// A client that sends a body over the limit and reads the answer only once it has
+/// sent everything (Python's urllib, most blocking clients) receives the 413: the
+/// server reads and discards the rest of the body before closing instead of closing
+/// on unread data, which makes the kernel reset the connection and lose the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_limit_body_gets_its_413_not_a_reset() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _serve = common::spawn(
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+        &dir.path().join("data"),
+    );
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let body = vec![b' '; 2 * 1024 * 1024];
+        (0..30)
+            .map(|_| -> std::io::Result<String> {
+                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+                tcp.write_all(
+                    format!(
+                        "POST /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                         X-Auth-Token: alice:demo\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )?;
+                tcp.write_all(&body)?;
+                let mut out = Vec::new();
+                tcp.read_to_end(&mut out)?;
+                Ok(String::from_utf8_lossy(&out).to_string())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let bad: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Ok(head) if head.starts_with("HTTP/1.1 413") && head.contains("overLimit") => None,
+            Ok(head) => Some(format!("answer: {}", head.lines().next().unwrap_or(""))),
+            Err(e) => Some(format!("error: {e}")),
+        })
+        .collect();
+    assert!(bad.is_empty(), "{} of 30 failed: {bad:?}", bad.len());
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, free_port, sigterm, spawn, spawn_api, wait};
+use common::{call, free_port, sigterm, spawn, spawn_api, wait, JetStreamEnv};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,4 +612,42 @@ async fn identity_revocations_reach_every_api_process() {
     for p in procs {
         sigterm(p);
     }
+}
+
+/// Two API processes on one JetStream, each taking concurrent creates of one flavor name
+/// (different ids): the claim on the name's subject lets exactly one through, whichever
+/// process it reached; the others get Nova's 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flavor_names_stay_unique_across_api_processes() {
+    let env = JetStreamEnv::with_api();
+    let port2 = free_port();
+    let _api2 = spawn_api(&env.url, port2, &env.path("a2"));
+    let http = reqwest::Client::new();
+    let mut tasks = vec![];
+    for i in 0..16 {
+        let http = http.clone();
+        let port = if i % 2 == 0 { env.port } else { port2 };
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("http://127.0.0.1:{port}/v2.1/flavors"))
+                .header("X-Auth-Token", "admin:admin")
+                .json(&json!({"flavor": {"name": "same", "id": format!("f{i}"), "ram": 64, "vcpus": 1, "disk": 0}}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => created += 1,
+            (409, v) => assert_eq!(
+                v["conflictingRequest"]["message"], "Flavor with name same already exists.",
+                "{v}"
+            ),
+            (code, v) => panic!("{code}: {v}"),
+        }
+    }
+    assert_eq!(created, 1);
 }
