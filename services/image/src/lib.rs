@@ -556,7 +556,7 @@ async fn remove_tag(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// GET /v2/schemas/image (the subset of Glance's schema that Stratus implements).
+/// GET /v2/schemas/image (Glance's schema of an image).
 async fn schema_image() -> Json<Value> {
     Json(parse::image_schema())
 }

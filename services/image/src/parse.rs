@@ -410,38 +410,23 @@ fn pointer(path: &Value) -> Result<String, ImageError> {
     Ok(parts.into_iter().next().unwrap_or_default())
 }
 
-/// The JSON schema of an image as Stratus shows it.
+/// The properties of Glance's image schema (its `get_base_properties`, as
+/// `GET /v2/schemas/image` shows them), the format enums aside.
+const IMAGE_SCHEMA_PROPERTIES: &str = include_str!("image-schema.json");
+
+/// Glance's JSON schema of an image (`GET /v2/schemas/image`): its base properties with
+/// the disk and container formats Stratus accepts (`null` first, as Glance lists
+/// them), string-valued custom properties, and the links of an image.
 pub fn image_schema() -> Value {
-    let s = |t: Value| json!({ "type": t });
-    let mut props = Map::new();
-    for (k, t) in [
-        ("id", s(json!("string"))),
-        ("name", s(json!(["null", "string"]))),
-        ("status", s(json!("string"))),
-        ("visibility", s(json!("string"))),
-        ("protected", s(json!("boolean"))),
-        ("os_hidden", s(json!("boolean"))),
-        ("checksum", s(json!(["null", "string"]))),
-        ("os_hash_algo", s(json!(["null", "string"]))),
-        ("os_hash_value", s(json!(["null", "string"]))),
-        ("size", s(json!(["null", "integer"]))),
-        ("virtual_size", s(json!(["null", "integer"]))),
-        ("disk_format", s(json!(["null", "string"]))),
-        ("container_format", s(json!(["null", "string"]))),
-        ("min_disk", s(json!("integer"))),
-        ("min_ram", s(json!("integer"))),
-        ("owner", s(json!(["null", "string"]))),
-        ("created_at", s(json!("string"))),
-        ("updated_at", s(json!("string"))),
-        (
-            "tags",
-            json!({"type": "array", "items": {"type": "string"}}),
-        ),
-        ("self", s(json!("string"))),
-        ("file", s(json!("string"))),
-        ("schema", s(json!("string"))),
+    let mut props: Map<String, Value> =
+        serde_json::from_str(IMAGE_SCHEMA_PROPERTIES).expect("image-schema.json is an object");
+    for (attr, formats) in [
+        ("disk_format", domain::image::DISK_FORMATS),
+        ("container_format", domain::image::CONTAINER_FORMATS),
     ] {
-        props.insert(k.to_string(), t);
+        let mut values = vec![Value::Null];
+        values.extend(formats.iter().map(|f| json!(f)));
+        props[attr]["enum"] = Value::Array(values);
     }
     json!({
         "name": "image",

@@ -1324,8 +1324,27 @@ async fn members_share_accept_reject_and_list() {
 }
 
 #[tokio::test]
-async fn member_schemas_as_glance() {
+async fn schemas_as_glance() {
     let g = start(1 << 20).await;
+    let schema = g.get("/v2/schemas/image", ALICE).await.json();
+    assert_eq!(schema["name"], "image");
+    assert_eq!(schema["additionalProperties"], json!({"type": "string"}));
+    assert_eq!(schema["properties"]["status"]["readOnly"], true);
+    assert_eq!(schema["properties"]["disk_format"]["enum"][0], Value::Null);
+    assert!(schema["properties"]["disk_format"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("qcow2")));
+    // Every attribute an image shows is a property of the schema.
+    let img = g.get(&format!("/v2/images/{CIRROS}"), ALICE).await.json();
+    for (k, _) in img.as_object().unwrap() {
+        if k != "os_distro" && k != "hw_disk_bus" {
+            assert!(
+                schema["properties"].get(k).is_some(),
+                "{k} not in the schema"
+            );
+        }
+    }
     let m = g.get("/v2/schemas/member", ALICE).await.json();
     assert_eq!(m["name"], "member");
     assert_eq!(
