@@ -350,6 +350,35 @@ impl BootDetails {
     }
 }
 
+/// What a create request sets that only the API shows (and the spec does not hold):
+/// the multiple-create reservation and launch index, the access addresses, user data
+/// and the config drive. The payload of `instance.create_extras_recorded` (api subject,
+/// in the build request's commit), recorded only when something differs from
+/// [`CreateExtras::default`]: then a server's reservation id is derived from its id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateExtras {
+    /// `reservation_id` shared by the servers of one multiple create (`r-` and 8
+    /// characters), None for a single create.
+    pub reservation_id: Option<String>,
+    /// Position in the multiple create (`OS-EXT-SRV-ATTR:launch_index`).
+    pub launch_index: u32,
+    /// `accessIPv4` as given.
+    pub access_ip_v4: Option<String>,
+    /// `accessIPv6` as given (normalized).
+    pub access_ip_v6: Option<String>,
+    /// `user_data`, base64 as sent.
+    pub user_data: Option<String>,
+    /// `config_drive` requested.
+    pub config_drive: bool,
+}
+
+impl CreateExtras {
+    /// True when there is nothing to record.
+    pub fn is_empty(&self) -> bool {
+        *self == CreateExtras::default()
+    }
+}
+
 /// A rebuild (`rebuild` server action) as the API validated it: the image exists, the
 /// metadata, names and addresses are well formed. Also the payload of
 /// `instance.rebuild_started`, so its shape is frozen (postcard): a new field needs a
@@ -398,11 +427,26 @@ pub struct ServerExtras {
     /// `OS-EXT-SRV-ATTR:user_data`.
     pub user_data: Option<String>,
     pub trusted_image_certificates: Option<Vec<String>>,
+    /// The multiple create's reservation (None: derived from the server's id).
+    pub reservation_id: Option<String>,
+    /// `OS-EXT-SRV-ATTR:launch_index`.
+    pub launch_index: u32,
+    /// `config_drive` was requested.
+    pub config_drive: bool,
 }
 
 impl ServerExtras {
     /// Folds one event (events that change none of these are ignored). Total.
     pub fn apply(&mut self, ev: &InstanceEvent) {
+        if let InstanceEvent::CreateExtrasRecorded { extras } = ev {
+            let x = &**extras;
+            self.reservation_id = x.reservation_id.clone();
+            self.launch_index = x.launch_index;
+            self.access_ip_v4 = x.access_ip_v4.clone();
+            self.access_ip_v6 = x.access_ip_v6.clone();
+            self.user_data = x.user_data.clone();
+            self.config_drive = x.config_drive;
+        }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
             if let Some(v) = &r.access_ip_v4 {
@@ -428,7 +472,7 @@ impl ServerExtras {
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
     /// POST /servers: the request, and what is recorded beside it.
-    Create(Box<InstanceSpec>, BootDetails),
+    Create(Box<InstanceSpec>, BootDetails, Box<CreateExtras>),
     /// os-start
     Start,
     /// os-stop
@@ -805,6 +849,13 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.create_extras_recorded` (api subject, in the build request's commit):
+    /// what a create request set beside its spec, for the API to show. Changes no state
+    /// of the aggregate. (Appended last: postcard encodes the variant's index.)
+    CreateExtrasRecorded {
+        /// The extras.
+        extras: Box<CreateExtras>,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -941,7 +992,7 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
-    if let C::Create(spec, details) = cmd {
+    if let C::Create(spec, details, extras) = cmd {
         if state.is_some() {
             return Err(DomainError::AlreadyExists {
                 kind: "Instance",
@@ -954,6 +1005,9 @@ pub fn decide(
         let mut events = vec![InstanceEvent::BuildRequested { spec, op, at: now }];
         if !details.is_empty() {
             events.push(InstanceEvent::BootDetailsRecorded { details });
+        }
+        if !extras.is_empty() {
+            events.push(InstanceEvent::CreateExtrasRecorded { extras });
         }
         return Ok(events);
     }
@@ -1697,7 +1751,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
             i.updated_at = *at;
         }
-        E::BootDetailsRecorded { .. } => {}
+        E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => {}
         E::RebuildStarted {
             op,
             task,

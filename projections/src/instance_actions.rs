@@ -474,6 +474,7 @@ impl ActionsPart {
             E::Updated { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
+            | E::CreateExtrasRecorded { .. }
             | E::TaskAdvanced { .. } => {}
         }
     }

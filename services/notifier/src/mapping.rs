@@ -592,7 +592,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::RebuildStarted { at, .. }
         | E::TaskAdvanced { at, .. }
         | E::Rebuilt { at, .. } => *at,
-        E::BootDetailsRecorded { .. } => return None,
+        E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
 
@@ -945,7 +945,8 @@ pub fn notifications(
         | E::MigrationStarted { .. }
         | E::TaskRetried { .. }
         | E::TaskAdvanced { .. }
-        | E::BootDetailsRecorded { .. } => {}
+        | E::BootDetailsRecorded { .. }
+        | E::CreateExtrasRecorded { .. } => {}
     }
     b.out
 }
