@@ -474,6 +474,17 @@ pub fn decide(
     for (k, v) in &spec.properties {
         check_property(k, v)?;
     }
+    if spec.owner != ctx.project_id && !ctx.is_admin {
+        // Glance's `add_image` rule: `project_id:%(owner)s` unless admin.
+        return Err(DomainError::Forbidden(
+            "You are not authorized to complete add_image action.".into(),
+        ));
+    }
+    if spec.owner.is_empty() || spec.owner.chars().count() > 255 {
+        return Err(DomainError::BadRequest(
+            "Invalid value for 'owner': 1 to 255 characters.".into(),
+        ));
+    }
     check_publicize(ctx, spec.visibility)?;
     let mut out = vec![ImageEvent::Created {
         spec: spec.clone(),

@@ -36,7 +36,6 @@ const READ_ONLY: &[&str] = &[
     "updated_at",
     "direct_url",
     "locations",
-    "owner",
 ];
 
 fn schema_error(attr: &str, what: &str) -> ImageError {
@@ -159,8 +158,14 @@ pub fn create(body: &Value, owner: &str) -> Result<(ImageSpec, Vec<ImageChange>)
                 ImageChange::Tags(t) => spec.tags = t,
                 _ => unreachable!("settable attributes only"),
             },
+            // Another project's id is the domain's to refuse (admins only).
+            "owner" => {
+                if let Some(o) = opt_str(k, v)? {
+                    spec.owner = o;
+                }
+            }
             a if READ_ONLY.contains(&a) => return Err(read_only(a)),
-            a if BUILTIN_ATTRIBUTES.contains(&a) => return Err(reserved(a)),
+            a if BUILTIN_ATTRIBUTES.contains(&a) || is_reserved(a) => return Err(reserved(a)),
             a => {
                 spec.properties.insert(a.to_string(), property_value(a, v)?);
             }

@@ -1359,3 +1359,40 @@ async fn schemas_as_glance() {
         "images"
     );
 }
+
+/// tempest's owner tests: an admin creates an image for another project and gives it
+/// to a third; a member may name only its own project.
+#[tokio::test]
+async fn owner_on_create_is_for_admins() {
+    let g = start(1 << 20).await;
+    let r = g
+        .post(
+            ADMIN,
+            json!({"disk_format": "raw", "container_format": "bare", "owner": "p2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    assert_eq!(r.json()["owner"], "p2");
+    assert_eq!(
+        g.post(ALICE, json!({"owner": "p1"})).await.status,
+        StatusCode::CREATED
+    );
+    let before = g.api_position().await;
+    let r = g.post(ALICE, json!({"owner": "p2"})).await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "You are not authorized to complete add_image action."
+        )
+    );
+    let r = g.post(ALICE, json!({"os_glance_foo": "bar"})).await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "Attribute 'os_glance_foo' is reserved."
+        )
+    );
+    assert_eq!(g.api_position().await, before);
+}
