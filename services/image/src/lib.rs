@@ -139,6 +139,7 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2/schemas/images", schema_images),
         route(M::GET, "/v2/schemas/member", schema_member),
         route(M::GET, "/v2/schemas/members", schema_members),
+        route(M::GET, "/v2/schemas/metadefs/{kind}", schema_metadefs),
     ]
 }
 
@@ -571,7 +572,22 @@ async fn schema_member() -> Json<Value> {
     Json(view::member_schema())
 }
 
+/// Glance's metadata-definition schemas (namespace, object, property, resource type,
+/// tag, and their collections), as Glance serves them; Stratus has no metadefs API,
+/// so these only describe Glance's.
+const METADEFS_SCHEMAS: &str = include_str!("metadefs-schemas.json");
+
+/// GET /v2/schemas/metadefs/{kind}
+async fn schema_metadefs(Path(kind): Path) -> Result<Json<Value>, ImageError> {
+    let all: Value = serde_json::from_str(METADEFS_SCHEMAS)
+        .map_err(|e| ImageError::Engine(format!("metadefs-schemas.json: {e}")))?;
+    all.get(&kind)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ImageError::new(StatusCode::NOT_FOUND, "The resource could not be found."))
+}
+
 /// GET /v2/schemas/members
 async fn schema_members() -> Json<Value> {
-    Json(view::collection_schema("members", view::member_schema()))
+    Json(view::members_schema())
 }

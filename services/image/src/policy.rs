@@ -211,6 +211,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "(none: schemas have no policy)",
         Target::None,
     ),
+    ep(
+        "GET",
+        "/v2/schemas/metadefs/{kind}",
+        Authenticated,
+        "(none: schemas have no policy)",
+        Target::None,
+    ),
 ];
 
 /// The row of `method path`.

@@ -67,7 +67,8 @@ pub fn member(image: &ImageId, member: &str, m: &Member) -> Value {
     })
 }
 
-/// Glance's schema of a membership (`/v2/schemas/member`).
+/// Glance's schema of a membership (`/v2/schemas/member`, its "minimal" form: no
+/// `additionalProperties`, no links).
 pub fn member_schema() -> Value {
     json!({
         "name": "member",
@@ -96,7 +97,19 @@ pub fn member_schema() -> Value {
             },
             "schema": {"readOnly": true, "type": "string"},
         },
-        "additionalProperties": false,
+    })
+}
+
+/// Glance's schema of a member list (`/v2/schemas/members`: its "minimal" collection
+/// form, without paging links).
+pub fn members_schema() -> Value {
+    json!({
+        "name": "members",
+        "properties": {
+            "members": {"type": "array", "items": member_schema()},
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
     })
 }
 

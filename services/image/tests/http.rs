@@ -248,7 +248,10 @@ async fn unreadable_path_parameters_get_json_400_and_append_nothing() {
 async fn every_route_of_the_table_is_served_and_nothing_else() {
     let g = start(1 << 20).await;
     let table = image::route_table();
-    let concrete = |t: &str| t.replace("{id}", "4d1b2c7a-1111-4222-8333-944445555666");
+    let concrete = |t: &str| {
+        t.replace("{id}", "4d1b2c7a-1111-4222-8333-944445555666")
+            .replace("{kind}", "namespace")
+    };
     let mut seen = std::collections::BTreeSet::new();
     for (method, path) in &table {
         assert!(
@@ -1353,6 +1356,27 @@ async fn schemas_as_glance() {
     );
     let ms = g.get("/v2/schemas/members", ALICE).await.json();
     assert_eq!(ms["name"], "members");
+    // tempest's MetadataSchemaTest: the metadefs schemas by their Glance names.
+    for (kind, name) in [
+        ("namespace", "namespace"),
+        ("namespaces", "namespaces"),
+        ("resource_type", "resource_type_association"),
+        ("resource_types", "resource_type_associations"),
+        ("object", "object"),
+        ("objects", "objects"),
+        ("property", "property"),
+        ("properties", "properties"),
+        ("tag", "tag"),
+        ("tags", "tags"),
+    ] {
+        let r = g.get(&format!("/v2/schemas/metadefs/{kind}"), ALICE).await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}");
+        assert_eq!(r.json()["name"], name, "{kind}");
+    }
+    assert_eq!(
+        g.get("/v2/schemas/metadefs/nope", ALICE).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(ms["properties"]["members"]["items"]["name"], "member");
     assert_eq!(
         g.get("/v2/schemas/images", ALICE).await.json()["name"],

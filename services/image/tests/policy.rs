@@ -54,7 +54,8 @@ fn request(
     let url = path
         .replace("{id}", id)
         .replace("{member}", member)
-        .replace("{tag}", "t1");
+        .replace("{tag}", "t1")
+        .replace("{kind}", "namespace");
     let rb = g.rb(Method::from_bytes(method.as_bytes()).unwrap(), &url, token);
     match (method, path) {
         ("GET", _) | ("DELETE", _) => rb,
@@ -151,7 +152,8 @@ async fn a_token_without_a_known_role_only_reads_what_needs_no_role() {
             .path
             .replace("{id}", CIRROS)
             .replace("{member}", "p1")
-            .replace("{tag}", "t");
+            .replace("{tag}", "t")
+            .replace("{kind}", "namespace");
         let url = format!("{}{}", g.base, path);
         let r = g
             .send(
