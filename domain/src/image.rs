@@ -75,6 +75,51 @@ pub const BUILTIN_ATTRIBUTES: &[&str] = &[
 /// Maximum number of tags on an image.
 pub const MAX_TAGS: usize = 128;
 
+/// Maximum number of members of an image (Glance's `image_member_quota`).
+pub const MAX_MEMBERS: usize = 128;
+
+/// Where a project stands on an image shared with it (Glance's member status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStatus {
+    /// Shared, not yet answered: the image is visible but not listed by default.
+    Pending,
+    /// Accepted: listed with the member's own images.
+    Accepted,
+    /// Rejected: visible by id, listed only when asked for.
+    Rejected,
+}
+
+impl MemberStatus {
+    /// Glance's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Pending => "pending",
+            MemberStatus::Accepted => "accepted",
+            MemberStatus::Rejected => "rejected",
+        }
+    }
+
+    /// Parses Glance's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => MemberStatus::Pending,
+            "accepted" => MemberStatus::Accepted,
+            "rejected" => MemberStatus::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// One project an image is shared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub status: MemberStatus,
+    /// When the image was shared with the project.
+    pub created_at: Timestamp,
+    /// Last status change.
+    pub updated_at: Timestamp,
+}
+
 /// Who may see an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Visibility {
@@ -82,7 +127,7 @@ pub enum Visibility {
     Public,
     /// Its owner's project (and admins).
     Private,
-    /// Its owner's project (members lists are not implemented).
+    /// Its owner's project and the projects it is shared with (its members).
     Shared,
     /// Every project (not listed by default in Glance; listed here).
     Community,
@@ -186,10 +231,18 @@ pub struct Image {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// `os_hidden`: left out of lists unless asked for (`image.updated`).
+    pub hidden: bool,
+    /// Projects the image is shared with, by project id (`image.member_*`). Kept when
+    /// the visibility changes away from `shared` (then they grant nothing), as Glance.
+    pub members: BTreeMap<String, Member>,
 }
 
 impl Image {
-    /// Whether the caller of `ctx` may see this image.
+    /// Whether the caller of `ctx` may see this image: admins, the owner's project,
+    /// everyone for public and community images, and for a shared image its members
+    /// whatever their status (Glance's `is_image_visible`: a pending member may show
+    /// the image it is asked to accept; lists apply the member status).
     pub fn visible_to(&self, ctx: &Ctx) -> bool {
         self.status != ImageStatus::Deleted
             && (ctx.is_admin
@@ -197,7 +250,17 @@ impl Image {
                 || matches!(
                     self.spec.visibility,
                     Visibility::Public | Visibility::Community
-                ))
+                )
+                || self.member_status(&ctx.project_id).is_some())
+    }
+
+    /// The status of `project`'s membership when the image is shared (a member of an
+    /// image that is no longer `shared` is no member).
+    pub fn member_status(&self, project: &str) -> Option<MemberStatus> {
+        if self.spec.visibility != Visibility::Shared {
+            return None;
+        }
+        self.members.get(project).map(|m| m.status)
     }
 
     /// Whether the caller may change it (owner's project or admin).
@@ -232,6 +295,11 @@ pub enum ImageChange {
     ReplaceProperty(String, String),
     /// Remove a custom property (must exist).
     RemoveProperty(String),
+    /// `os_hidden`. (Variants are appended: older `image.updated` payloads keep
+    /// decoding.)
+    Hidden(bool),
+    /// Give the image to another project (admins only, as Glance).
+    Owner(String),
 }
 
 /// Commands on an image.
@@ -239,6 +307,19 @@ pub enum ImageChange {
 pub enum ImageCommand {
     /// Create the record (status queued).
     Create(ImageSpec),
+    /// Create the record and apply changes the spec does not carry (`os_hidden`), in
+    /// one append.
+    CreateWith(ImageSpec, Vec<ImageChange>),
+    /// Add a tag (present already: nothing to do).
+    AddTag(String),
+    /// Remove a tag (must be present).
+    RemoveTag(String),
+    /// Share the image with a project (`pending`).
+    AddMember(String),
+    /// A member answers (`accepted`, `rejected`, or back to `pending`).
+    SetMemberStatus(String, MemberStatus),
+    /// Stop sharing with a project.
+    RemoveMember(String),
     /// Begin an upload (queued -> saving).
     StartUpload,
     /// The data is durable (saving -> active).
@@ -274,6 +355,20 @@ pub enum ImageEvent {
     },
     /// `image.deleted`
     Deleted { at: Timestamp },
+    /// `image.tag_added`
+    TagAdded { tag: String, at: Timestamp },
+    /// `image.tag_removed`
+    TagRemoved { tag: String, at: Timestamp },
+    /// `image.member_added` (status `pending`)
+    MemberAdded { member: String, at: Timestamp },
+    /// `image.member_updated`
+    MemberUpdated {
+        member: String,
+        status: MemberStatus,
+        at: Timestamp,
+    },
+    /// `image.member_removed`
+    MemberRemoved { member: String, at: Timestamp },
 }
 
 fn printable(s: &str) -> bool {
@@ -357,37 +452,187 @@ pub fn decide(
     ctx: &Ctx,
 ) -> Result<Vec<ImageEvent>, DomainError> {
     let at = ctx.now;
-    if let ImageCommand::Create(spec) = cmd {
-        if state.is_some() {
-            // Deleted ids are never reused either.
-            return Err(DomainError::Conflict(format!(
-                "Image with identifier {id} already exists!"
-            )));
-        }
-        check_name(&spec.name)?;
-        check_format("disk_format", &spec.disk_format, DISK_FORMATS)?;
-        check_format(
-            "container_format",
-            &spec.container_format,
-            CONTAINER_FORMATS,
-        )?;
-        check_tags(&spec.tags)?;
-        for (k, v) in &spec.properties {
-            check_property(k, v)?;
-        }
-        check_publicize(ctx, spec.visibility)?;
-        return Ok(vec![ImageEvent::Created { spec, at }]);
+    let (spec, extra) = match cmd {
+        ImageCommand::Create(spec) => (spec, Vec::new()),
+        ImageCommand::CreateWith(spec, extra) => (spec, extra),
+        cmd => return decide_existing(id, state, cmd, ctx),
+    };
+    if state.is_some() {
+        // Deleted ids are never reused either.
+        return Err(DomainError::Conflict(format!(
+            "Image with identifier {id} already exists!"
+        )));
     }
+    check_name(&spec.name)?;
+    check_format("disk_format", &spec.disk_format, DISK_FORMATS)?;
+    check_format(
+        "container_format",
+        &spec.container_format,
+        CONTAINER_FORMATS,
+    )?;
+    check_tags(&spec.tags)?;
+    for (k, v) in &spec.properties {
+        check_property(k, v)?;
+    }
+    if spec.owner != ctx.project_id && !ctx.is_admin {
+        // Glance's `add_image` rule: `project_id:%(owner)s` unless admin.
+        return Err(DomainError::Forbidden(
+            "You are not authorized to complete add_image action.".into(),
+        ));
+    }
+    if spec.owner.is_empty() || spec.owner.chars().count() > 255 {
+        return Err(DomainError::BadRequest(
+            "Invalid value for 'owner': 1 to 255 characters.".into(),
+        ));
+    }
+    check_publicize(ctx, spec.visibility)?;
+    let mut out = vec![ImageEvent::Created {
+        spec: spec.clone(),
+        at,
+    }];
+    if !extra.is_empty() {
+        // Decided on the image as just created, by its owner: the same checks as a
+        // PATCH right after the create.
+        let created = evolve(None, &out[0]).expect("created");
+        out.extend(decide_existing(
+            id,
+            Some(&created),
+            ImageCommand::Update(extra),
+            ctx,
+        )?);
+    }
+    Ok(out)
+}
+
+fn member_not_found(id: &ImageId, member: &str) -> DomainError {
+    DomainError::NotFound {
+        kind: "ImageMember",
+        id: format!("{member} not found in the member list of the image {id}."),
+    }
+}
+
+/// A command on an image that exists (everything but a create).
+fn decide_existing(
+    id: &ImageId,
+    state: Option<&Image>,
+    cmd: ImageCommand,
+    ctx: &Ctx,
+) -> Result<Vec<ImageEvent>, DomainError> {
+    let at = ctx.now;
     let img = state
         .filter(|i| i.visible_to(ctx))
         .ok_or_else(|| not_found(id))?;
+    // Members: Glance checks that the image is shared, then looks the member up
+    // (a member sees only its own membership), then the policy.
+    let only_shared = |what: &str| -> Result<(), DomainError> {
+        if img.spec.visibility != Visibility::Shared {
+            return Err(DomainError::Forbidden(format!(
+                "Not allowed to {what} members for image {id}."
+            )));
+        }
+        Ok(())
+    };
+    let lookup = |member: &str| -> Result<&Member, DomainError> {
+        img.members
+            .get(member)
+            .filter(|_| img.writable_by(ctx) || member == ctx.project_id)
+            .ok_or_else(|| member_not_found(id, member))
+    };
+    match &cmd {
+        ImageCommand::AddMember(member) => {
+            only_shared("create")?;
+            if !img.writable_by(ctx) {
+                return Err(DomainError::Forbidden(format!(
+                    "Not allowed to create members for image {id}."
+                )));
+            }
+            if img.members.contains_key(member) {
+                return Err(DomainError::Conflict(format!(
+                    "Member {member} is duplicated for image {id}"
+                )));
+            }
+            if img.members.len() >= MAX_MEMBERS {
+                return Err(DomainError::BadRequest(format!(
+                    "Image member limit exceeded for image {id}: the limit is {MAX_MEMBERS}."
+                )));
+            }
+            return Ok(vec![ImageEvent::MemberAdded {
+                member: member.clone(),
+                at,
+            }]);
+        }
+        ImageCommand::SetMemberStatus(member, status) => {
+            only_shared("update")?;
+            lookup(member)?;
+            if !(ctx.is_admin || *member == ctx.project_id) {
+                return Err(DomainError::Forbidden(format!(
+                    "Not allowed to update members for image {id}."
+                )));
+            }
+            // Glance saves (and bumps updated_at) even when nothing changes.
+            return Ok(vec![ImageEvent::MemberUpdated {
+                member: member.clone(),
+                status: *status,
+                at,
+            }]);
+        }
+        ImageCommand::RemoveMember(member) => {
+            only_shared("delete")?;
+            lookup(member)?;
+            if !img.writable_by(ctx) {
+                return Err(DomainError::Forbidden(format!(
+                    "Not allowed to delete members for image {id}."
+                )));
+            }
+            return Ok(vec![ImageEvent::MemberRemoved {
+                member: member.clone(),
+                at,
+            }]);
+        }
+        ImageCommand::AddTag(_) | ImageCommand::RemoveTag(_) if !img.writable_by(ctx) => {
+            let what = if matches!(cmd, ImageCommand::AddTag(_)) {
+                "update"
+            } else {
+                "delete"
+            };
+            return Err(DomainError::Forbidden(format!(
+                "Not allowed to {what} tags for image {id}."
+            )));
+        }
+        _ => {}
+    }
     if !img.writable_by(ctx) {
         return Err(DomainError::Forbidden(format!(
             "You are not permitted to modify image {id}."
         )));
     }
     match cmd {
-        ImageCommand::Create(_) => unreachable!("handled above"),
+        ImageCommand::Create(_)
+        | ImageCommand::CreateWith(..)
+        | ImageCommand::AddMember(_)
+        | ImageCommand::SetMemberStatus(..)
+        | ImageCommand::RemoveMember(_) => unreachable!("handled above"),
+        ImageCommand::AddTag(tag) => {
+            check_tags(&BTreeSet::from([tag.clone()]))?;
+            if img.spec.tags.contains(&tag) {
+                return Ok(vec![]);
+            }
+            if img.spec.tags.len() >= MAX_TAGS {
+                return Err(DomainError::BadRequest(format!(
+                    "Image tag limit exceeded for image {id}: the limit is {MAX_TAGS}."
+                )));
+            }
+            Ok(vec![ImageEvent::TagAdded { tag, at }])
+        }
+        ImageCommand::RemoveTag(tag) => {
+            if !img.spec.tags.contains(&tag) {
+                return Err(DomainError::NotFound {
+                    kind: "ImageTag",
+                    id: tag,
+                });
+            }
+            Ok(vec![ImageEvent::TagRemoved { tag, at }])
+        }
         ImageCommand::StartUpload => {
             if img.status != ImageStatus::Queued {
                 return Err(DomainError::Conflict(format!(
@@ -428,7 +673,20 @@ pub fn decide(
                     ImageChange::Visibility(v) => check_publicize(ctx, *v)?,
                     ImageChange::Protected(_)
                     | ImageChange::MinDisk(_)
-                    | ImageChange::MinRam(_) => {}
+                    | ImageChange::MinRam(_)
+                    | ImageChange::Hidden(_) => {}
+                    ImageChange::Owner(_) if !ctx.is_admin => {
+                        return Err(DomainError::Forbidden(
+                            "Owner can't be updated by non admin.".into(),
+                        ))
+                    }
+                    ImageChange::Owner(o) => {
+                        if o.chars().count() > 255 {
+                            return Err(DomainError::BadRequest(
+                                "Invalid value for 'owner': at most 255 characters.".into(),
+                            ));
+                        }
+                    }
                     ImageChange::DiskFormat(f) | ImageChange::ContainerFormat(f) => {
                         let (attr, allowed) = match ch {
                             ImageChange::DiskFormat(_) => ("disk_format", DISK_FORMATS),
@@ -495,6 +753,8 @@ fn apply_change(img: &mut Image, ch: &ImageChange) {
         ImageChange::RemoveProperty(k) => {
             s.properties.remove(k);
         }
+        ImageChange::Hidden(h) => img.hidden = *h,
+        ImageChange::Owner(o) => s.owner = o.clone(),
     }
 }
 
@@ -507,6 +767,8 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             data: None,
             created_at: *at,
             updated_at: *at,
+            hidden: false,
+            members: BTreeMap::new(),
         })),
         ImageEvent::UploadStarted { at } => state.map(|mut i| {
             i.status = ImageStatus::Saving;
@@ -534,6 +796,40 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         ImageEvent::Deleted { at } => state.map(|mut i| {
             i.status = ImageStatus::Deleted;
             i.updated_at = *at;
+            i
+        }),
+        ImageEvent::TagAdded { tag, at } => state.map(|mut i| {
+            i.spec.tags.insert(tag.clone());
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::TagRemoved { tag, at } => state.map(|mut i| {
+            i.spec.tags.remove(tag);
+            i.updated_at = *at;
+            i
+        }),
+        // Membership changes are the member's, not the image's: `updated_at` of the
+        // image stays (as in Glance, where members are rows of their own).
+        ImageEvent::MemberAdded { member, at } => state.map(|mut i| {
+            i.members.insert(
+                member.clone(),
+                Member {
+                    status: MemberStatus::Pending,
+                    created_at: *at,
+                    updated_at: *at,
+                },
+            );
+            i
+        }),
+        ImageEvent::MemberUpdated { member, status, at } => state.map(|mut i| {
+            if let Some(m) = i.members.get_mut(member) {
+                m.status = *status;
+                m.updated_at = *at;
+            }
+            i
+        }),
+        ImageEvent::MemberRemoved { member, .. } => state.map(|mut i| {
+            i.members.remove(member);
             i
         }),
     }

@@ -372,3 +372,115 @@ fn evolve_ignores_events_of_a_missing_image() {
         None
     );
 }
+
+#[test]
+fn a_hidden_create_is_one_append_of_created_and_updated() {
+    let evs = when(
+        &None,
+        ImageCommand::CreateWith(
+            spec("p1", Visibility::Private),
+            vec![ImageChange::Hidden(true)],
+        ),
+        &ctx("p1", false),
+    )
+    .unwrap();
+    assert_eq!(evs.len(), 2);
+    assert!(given(&evs).unwrap().hidden);
+    // A change the caller may not make refuses the whole create.
+    assert!(matches!(
+        when(
+            &None,
+            ImageCommand::CreateWith(
+                spec("p1", Visibility::Private),
+                vec![ImageChange::Owner("p2".into())],
+            ),
+            &ctx("p1", false),
+        ),
+        Err(DomainError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn members_of_a_shared_image_see_it_and_answer_for_themselves() {
+    let shared = given(&[created("p1", Visibility::Shared)]);
+    let owner = ctx("p1", false);
+    let bob = ctx("p2", false);
+    assert!(!shared.as_ref().unwrap().visible_to(&bob));
+    // Only the owner shares.
+    assert!(matches!(
+        when(&shared, ImageCommand::AddMember("p2".into()), &bob),
+        Err(DomainError::NotFound { .. })
+    ));
+    let added = when(&shared, ImageCommand::AddMember("p2".into()), &owner).unwrap();
+    let mut evs = vec![created("p1", Visibility::Shared)];
+    evs.extend(added);
+    let st = given(&evs);
+    let img = st.as_ref().unwrap();
+    assert!(img.visible_to(&bob), "a pending member sees the image");
+    assert_eq!(img.member_status("p2"), Some(image::MemberStatus::Pending));
+    assert!(matches!(
+        when(&st, ImageCommand::AddMember("p2".into()), &owner),
+        Err(DomainError::Conflict(_))
+    ));
+    // The owner cannot accept for the member; the member can; a member cannot remove.
+    assert!(matches!(
+        when(
+            &st,
+            ImageCommand::SetMemberStatus("p2".into(), image::MemberStatus::Accepted),
+            &owner
+        ),
+        Err(DomainError::Forbidden(_))
+    ));
+    let accepted = when(
+        &st,
+        ImageCommand::SetMemberStatus("p2".into(), image::MemberStatus::Accepted),
+        &bob,
+    )
+    .unwrap();
+    assert_eq!(
+        accepted,
+        vec![ImageEvent::MemberUpdated {
+            member: "p2".into(),
+            status: image::MemberStatus::Accepted,
+            at: Timestamp(100)
+        }]
+    );
+    assert!(matches!(
+        when(&st, ImageCommand::RemoveMember("p2".into()), &bob),
+        Err(DomainError::Forbidden(_))
+    ));
+    // Private again: the membership stays but grants nothing.
+    evs.push(ImageEvent::Updated {
+        changes: vec![ImageChange::Visibility(Visibility::Private)],
+        at: Timestamp(5),
+    });
+    let st = given(&evs);
+    assert!(!st.as_ref().unwrap().visible_to(&bob));
+    assert!(matches!(
+        when(&st, ImageCommand::AddMember("p3".into()), &owner),
+        Err(DomainError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn tags_are_added_once_and_removed_when_present() {
+    let st = given(&[created("p1", Visibility::Private)]);
+    let c = ctx("p1", false);
+    let evs = when(&st, ImageCommand::AddTag("a".into()), &c).unwrap();
+    let mut all = vec![created("p1", Visibility::Private)];
+    all.extend(evs);
+    let st = given(&all);
+    assert!(when(&st, ImageCommand::AddTag("a".into()), &c)
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        when(&st, ImageCommand::RemoveTag("b".into()), &c),
+        Err(DomainError::NotFound { .. })
+    ));
+    assert_eq!(
+        when(&st, ImageCommand::RemoveTag("a".into()), &c)
+            .unwrap()
+            .len(),
+        1
+    );
+}

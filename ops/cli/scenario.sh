@@ -93,6 +93,42 @@ grep -q scen-img <<<"$LISTED" || fail "image list lacks scen-img:
 $LISTED"
 [ "$(run image show -f value -c status scen-img)" = "active" ] || fail "scen-img not active"
 
+step "image tags, hidden, sharing"
+run image set --tag blue --tag green scen-img >/dev/null
+TAGS=$(run image show -f value -c tags scen-img)
+grep -q blue <<<"$TAGS" && grep -q green <<<"$TAGS" || fail "scen-img tags: $TAGS"
+run image unset --tag green scen-img >/dev/null
+TAGS=$(run image show -f value -c tags scen-img)
+grep -q green <<<"$TAGS" && fail "tag green still set: $TAGS"
+LISTED=$(run image list --tag blue)
+grep -q scen-img <<<"$LISTED" || fail "image list --tag blue lacks scen-img"
+run image set --hidden scen-img >/dev/null
+LISTED=$(run image list)
+grep -q scen-img <<<"$LISTED" && fail "hidden scen-img still listed"
+LISTED=$(run image list --hidden)
+grep -q scen-img <<<"$LISTED" || fail "image list --hidden lacks scen-img"
+run image set --unhidden --shared scen-img >/dev/null
+IMG_ID=$(run image show -f value -c id scen-img)
+run project create scen-share >/dev/null
+run user create --password share-secret --project scen-share scen-user >/dev/null
+run role add --project scen-share --user scen-user member
+run image add project scen-img scen-share >/dev/null
+MEMBERS=$(run image member list scen-img)
+grep -q pending <<<"$MEMBERS" || fail "image member list: $MEMBERS"
+as_member() { OS_PROJECT_NAME=scen-share OS_USERNAME=scen-user OS_PASSWORD=share-secret run "$@"; }
+LISTED=$(as_member image list)
+grep -q scen-img <<<"$LISTED" && fail "a pending member lists scen-img"
+as_member image set --accept "$IMG_ID" >/dev/null
+LISTED=$(as_member image list)
+grep -q scen-img <<<"$LISTED" || fail "the member does not list the accepted scen-img"
+MEMBERS=$(run image member list scen-img)
+grep -q accepted <<<"$MEMBERS" || fail "image member list after accept: $MEMBERS"
+run image remove project scen-img scen-share
+if OS_PROJECT_NAME=scen-share OS_USERNAME=scen-user OS_PASSWORD=share-secret \
+    openstack image show "$IMG_ID" >/dev/null 2>&1; then
+    fail "scen-img still visible to scen-share after remove project"
+fi
+
 step "server create --wait"
 run server create --image cirros --flavor m1.tiny --nic none --wait vm1 >/dev/null
 expect_status vm1 ACTIVE

@@ -52,7 +52,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     create (`instance.create_extras_recorded`).
 /// 16: `Flavor.projects` (flavor access lists) and the `flavor_names` model (claims on
 /// flavor names).
-pub const SCHEMA: u64 = 16;
+/// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
+pub const SCHEMA: u64 = 17;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

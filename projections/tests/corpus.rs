@@ -14,7 +14,7 @@ use domain::cell::{CellEvent, HostMappingEvent};
 use domain::flavor::{FlavorEvent, FlavorSpec};
 use domain::host::{HostEvent, HostSpec, Ratios, Resources};
 use domain::identity::{IdentityEvent, IdentityName, NameKind, RoleId};
-use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, Visibility};
+use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, MemberStatus, Visibility};
 use domain::instance::*;
 use domain::keypair::{KeyType, KeypairEvent};
 use domain::quota::{QuotaEvent, Resource, Usage};
@@ -351,6 +351,27 @@ fn samples() -> Vec<Event> {
             at: t(28),
         }),
         Event::Image(ImageEvent::Deleted { at: t(29) }),
+        Event::Image(ImageEvent::TagAdded {
+            tag: "t2".into(),
+            at: t(30),
+        }),
+        Event::Image(ImageEvent::TagRemoved {
+            tag: "t".into(),
+            at: t(31),
+        }),
+        Event::Image(ImageEvent::MemberAdded {
+            member: "p2".into(),
+            at: t(32),
+        }),
+        Event::Image(ImageEvent::MemberUpdated {
+            member: "p2".into(),
+            status: MemberStatus::Accepted,
+            at: t(33),
+        }),
+        Event::Image(ImageEvent::MemberRemoved {
+            member: "p2".into(),
+            at: t(34),
+        }),
         Event::Identity(IdentityEvent::NameClaimed {
             kind: NameKind::User,
             domain_id: "default".into(),

@@ -109,3 +109,88 @@ async fn upload_boot_restart_and_replay_with_images() {
     assert!(views.image(&domain::ImageId::parse(&id).unwrap()).is_none());
     assert!(views.image(&cirros).is_some());
 }
+
+async fn glance_as(
+    h: &Harness,
+    token: &str,
+    method: M,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let addr = h.stack.image_addr.expect("the API role serves images");
+    let mut rb = h
+        .http
+        .request(method, format!("http://{addr}{path}"))
+        .header("X-Auth-Token", token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let code = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Tags, members and `os_hidden` are events: a restart and a replay rebuild give back
+/// the same images, memberships included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_members_and_hidden_survive_restart_and_replay() {
+    const BOB: &str = "bob:p2";
+    let h = Harness::start(|_| {}).await;
+    let (code, img) = glance(
+        &h,
+        M::POST,
+        "/v2/images",
+        Some(json!({"name": "shared", "visibility": "shared", "os_hidden": true})),
+    )
+    .await;
+    assert_eq!(code, 201, "{img}");
+    let id = img["id"].as_str().unwrap().to_string();
+    let (code, _) = glance(&h, M::PUT, &format!("/v2/images/{id}/tags/blue"), None).await;
+    assert_eq!(code, 204);
+    let (code, m) = glance(
+        &h,
+        M::POST,
+        &format!("/v2/images/{id}/members"),
+        Some(json!({"member": "p2"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{m}");
+    let (code, m) = glance_as(
+        &h,
+        BOB,
+        M::PUT,
+        &format!("/v2/images/{id}/members/p2"),
+        Some(json!({"status": "accepted"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{m}");
+    let (_, shown) = glance_as(&h, BOB, M::GET, &format!("/v2/images/{id}"), None).await;
+    assert_eq!(shown["tags"], json!(["blue"]));
+    assert_eq!(shown["os_hidden"], true);
+    let (_, members) = glance(&h, M::GET, &format!("/v2/images/{id}/members"), None).await;
+
+    let h = h.restart(|_| {}).await;
+    let (_, again) = glance_as(&h, BOB, M::GET, &format!("/v2/images/{id}"), None).await;
+    assert_eq!(again, shown);
+    let (_, again) = glance(&h, M::GET, &format!("/v2/images/{id}/members"), None).await;
+    assert_eq!(again, members);
+    let (_, listed) = glance_as(&h, BOB, M::GET, "/v2/images?os_hidden=true", None).await;
+    assert_eq!(listed["images"][0]["id"], id.as_str());
+
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+    let store = projections::ProjectionStore::open(&dir.path().join("projections.redb")).unwrap();
+    let views = store.load().unwrap();
+    let img = views
+        .image(&domain::ImageId::parse(&id).unwrap())
+        .unwrap()
+        .clone();
+    assert!(img.hidden);
+    assert_eq!(
+        img.members.get("p2").map(|m| m.status),
+        Some(domain::image::MemberStatus::Accepted)
+    );
+}

@@ -84,7 +84,24 @@ impl From<EngineError> for ImageError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Domain(d) => match d {
+                // `domain::image` names what is missing by kind: a member's `id` is
+                // Glance's whole sentence (it names the image too), a missing tag is
+                // webob's bare 404.
+                DomainError::NotFound {
+                    kind: "ImageMember",
+                    id,
+                } => ImageError::new(StatusCode::NOT_FOUND, id),
+                DomainError::NotFound {
+                    kind: "ImageTag", ..
+                } => ImageError::new(StatusCode::NOT_FOUND, "The resource could not be found."),
                 DomainError::NotFound { id, .. } => ImageError::image_not_found(&id),
+                // Glance answers its tag and member limits with 413.
+                DomainError::BadRequest(m)
+                    if m.starts_with("Image tag limit exceeded")
+                        || m.starts_with("Image member limit exceeded") =>
+                {
+                    ImageError::new(StatusCode::PAYLOAD_TOO_LARGE, m)
+                }
                 DomainError::BadRequest(m) => ImageError::bad_request(m),
                 DomainError::Forbidden(m) => ImageError::forbidden(m),
                 DomainError::Conflict(m) => ImageError::new(StatusCode::CONFLICT, m),

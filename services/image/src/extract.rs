@@ -37,3 +37,29 @@ where
             })
     }
 }
+
+/// The two path parameters of a route (`{id}` and a tag or member), refused with a
+/// Glance-shaped 400 like [`Path`].
+#[derive(Debug)]
+pub struct Path2(pub String, pub String);
+
+impl<S> FromRequestParts<S> for Path2
+where
+    S: Send + Sync,
+{
+    type Rejection = ImageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path((a, b))| Path2(a, b))
+            .map_err(|rejection| {
+                let text = rejection.to_string();
+                if rejection.into_response().status().is_client_error() {
+                    ImageError::bad_request(text)
+                } else {
+                    ImageError::Engine(text)
+                }
+            })
+    }
+}

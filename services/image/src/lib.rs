@@ -30,6 +30,7 @@ pub mod error;
 mod extract;
 pub mod filter;
 pub mod list;
+mod members;
 pub mod parse;
 pub mod policy;
 pub mod recovery;
@@ -55,7 +56,7 @@ pub use error::ImageError;
 pub use store::ImageStore;
 
 use auth::Caller;
-use extract::Path;
+use extract::{Path, Path2};
 
 /// Maximum size of a JSON request body (1 MiB, like the compute API).
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -123,8 +124,22 @@ fn routes() -> Vec<Route> {
         route(M::DELETE, "/v2/images/{id}", delete),
         route(M::GET, "/v2/images/{id}/file", download),
         route(M::PUT, "/v2/images/{id}/file", upload),
+        route(M::PUT, "/v2/images/{id}/tags/{tag}", add_tag),
+        route(M::DELETE, "/v2/images/{id}/tags/{tag}", remove_tag),
+        route(M::GET, "/v2/images/{id}/members", members::list),
+        route(M::POST, "/v2/images/{id}/members", members::create),
+        route(M::GET, "/v2/images/{id}/members/{member}", members::show),
+        route(M::PUT, "/v2/images/{id}/members/{member}", members::update),
+        route(
+            M::DELETE,
+            "/v2/images/{id}/members/{member}",
+            members::delete,
+        ),
         route(M::GET, "/v2/schemas/image", schema_image),
         route(M::GET, "/v2/schemas/images", schema_images),
+        route(M::GET, "/v2/schemas/member", schema_member),
+        route(M::GET, "/v2/schemas/members", schema_members),
+        route(M::GET, "/v2/schemas/metadefs/{kind}", schema_metadefs),
     ]
 }
 
@@ -208,7 +223,11 @@ async fn bad_method() -> ImageError {
 }
 
 /// The image `id` if the caller may see it.
-fn visible(st: &ImageState, id: &str, caller: &Caller) -> Result<domain::image::Image, ImageError> {
+pub(crate) fn visible(
+    st: &ImageState,
+    id: &str,
+    caller: &Caller,
+) -> Result<domain::image::Image, ImageError> {
     ImageId::parse(id)
         .and_then(|iid| st.engine.world().read().image(&iid).cloned())
         .filter(|i| i.visible_to(&caller.ctx()))
@@ -270,7 +289,7 @@ async fn show(
     Ok(Json(view::image(&visible(&st, &id, &caller)?)))
 }
 
-async fn read_json(body: Body) -> Result<Value, ImageError> {
+pub(crate) async fn read_json(body: Body) -> Result<Value, ImageError> {
     let bytes = axum::body::to_bytes(body, JSON_LIMIT).await.map_err(|_| {
         ImageError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large.")
     })?;
@@ -286,12 +305,12 @@ async fn create(
     body: Body,
 ) -> Result<Response, ImageError> {
     let body = read_json(body).await?;
-    let spec = parse::create(&body, &caller.project)?;
+    let (spec, extra) = parse::create(&body, &caller.project)?;
     let id = spec.id;
     st.engine
         .image(
             &id,
-            ImageCommand::Create(spec),
+            ImageCommand::CreateWith(spec, extra),
             &caller.ctx(),
             &caller.meta(),
         )
@@ -316,27 +335,29 @@ async fn update(
     headers: HeaderMap,
     Path(id): Path,
     body: Body,
-) -> Result<Json<Value>, ImageError> {
+) -> Result<Response, ImageError> {
     let img = visible(&st, &id, &caller)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim();
-    if !matches!(
-        media,
-        "application/openstack-images-v2.1-json-patch"
-            | "application/openstack-images-v2.0-json-patch"
-    ) {
-        return Err(ImageError::new(
+    let Some(draft) = parse::PatchDraft::of_media_type(ct) else {
+        let mut resp = ImageError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "Unsupported Content-Type {ct:?}: use application/openstack-images-v2.1-json-patch"
+                "Image PATCH expects Content-Type one of: {}",
+                parse::PATCH_MEDIA_TYPES
             ),
-        ));
-    }
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            "accept-patch",
+            HeaderValue::from_static(parse::PATCH_MEDIA_TYPES),
+        );
+        return Ok(resp);
+    };
     let body = read_json(body).await?;
-    let changes = parse::patch(&body)?;
+    let changes = parse::patch(&body, draft, &img)?;
     st.engine
         .image(
             &img.spec.id,
@@ -345,7 +366,16 @@ async fn update(
             &caller.meta(),
         )
         .await?;
-    Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+    // After an owner change the caller may no longer see the image: Glance answers
+    // with the image it saved all the same.
+    let img = st
+        .engine
+        .world()
+        .read()
+        .image(&img.spec.id)
+        .cloned()
+        .ok_or_else(|| ImageError::image_not_found(&id))?;
+    Ok(Json(view::image(&img)).into_response())
 }
 
 /// DELETE /v2/images/{id}
@@ -491,25 +521,73 @@ async fn download(
         .into_response())
 }
 
-/// GET /v2/schemas/image (the subset of Glance's schema that Stratus implements).
+/// PUT /v2/images/{id}/tags/{tag}: 204, also when the image has the tag already.
+async fn add_tag(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    Path2(id, tag): Path2,
+) -> Result<StatusCode, ImageError> {
+    let img = visible(&st, &id, &caller)?;
+    st.engine
+        .image(
+            &img.spec.id,
+            ImageCommand::AddTag(tag),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /v2/images/{id}/tags/{tag}: 204; 404 when the image lacks the tag.
+async fn remove_tag(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    Path2(id, tag): Path2,
+) -> Result<StatusCode, ImageError> {
+    let img = visible(&st, &id, &caller)?;
+    st.engine
+        .image(
+            &img.spec.id,
+            ImageCommand::RemoveTag(tag),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /v2/schemas/image (Glance's schema of an image).
 async fn schema_image() -> Json<Value> {
     Json(parse::image_schema())
 }
 
 /// GET /v2/schemas/images
 async fn schema_images() -> Json<Value> {
-    Json(json!({
-        "name": "images",
-        "properties": {
-            "images": {"type": "array", "items": parse::image_schema()},
-            "first": {"type": "string"},
-            "next": {"type": "string"},
-            "schema": {"type": "string"},
-        },
-        "links": [
-            {"rel": "first", "href": "{first}"},
-            {"rel": "next", "href": "{next}"},
-            {"rel": "describedby", "href": "{schema}"},
-        ],
-    }))
+    Json(view::collection_schema("images", parse::image_schema()))
+}
+
+/// GET /v2/schemas/member
+async fn schema_member() -> Json<Value> {
+    Json(view::member_schema())
+}
+
+/// Glance's metadata-definition schemas (namespace, object, property, resource type,
+/// tag, and their collections), as Glance serves them; Stratus has no metadefs API,
+/// so these only describe Glance's.
+const METADEFS_SCHEMAS: &str = include_str!("metadefs-schemas.json");
+
+/// GET /v2/schemas/metadefs/{kind}
+async fn schema_metadefs(Path(kind): Path) -> Result<Json<Value>, ImageError> {
+    let all: Value = serde_json::from_str(METADEFS_SCHEMAS)
+        .map_err(|e| ImageError::Engine(format!("metadefs-schemas.json: {e}")))?;
+    all.get(&kind)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ImageError::new(StatusCode::NOT_FOUND, "The resource could not be found."))
+}
+
+/// GET /v2/schemas/members
+async fn schema_members() -> Json<Value> {
+    Json(view::members_schema())
 }

@@ -23,7 +23,7 @@
 //!
 //! Invariant: pure; every refusal happens before anything is read.
 
-use domain::image::{Image, Visibility};
+use domain::image::{Image, MemberStatus, Visibility};
 use domain::{Ctx, Timestamp};
 
 use crate::error::ImageError;
@@ -384,8 +384,11 @@ pub struct ListQuery {
     /// visibility; `Some("")` (given empty) matches nothing, as in Glance.
     visibility: Option<String>,
     tags: Vec<String>,
+    /// Which memberships list another project's shared image: one status, or any
+    /// (`member_status=all`: `None`). Default `accepted`.
+    member_status: Option<MemberStatus>,
     protected: Option<bool>,
-    /// `os_hidden=true` asks for hidden images only: Stratus hides none.
+    /// `os_hidden=true` lists hidden images only, else only images not hidden.
     hidden: bool,
     /// Sort keys with their direction (`true`: descending), `id` among them.
     order: Vec<(&'static str, bool)>,
@@ -475,6 +478,7 @@ impl ListQuery {
             filters.push(filter(k, last(k).unwrap_or_default())?);
         }
         Ok(ListQuery {
+            member_status: MemberStatus::parse(member_status),
             filters,
             visibility: visibility.map(str::to_string),
             tags: q
@@ -500,8 +504,19 @@ impl ListQuery {
             // Glance lists community images only when asked (or to their owner).
             None => s.visibility != Visibility::Community || s.owner == ctx.project_id,
         };
+        // A shared image of another project is listed to a member whose status is
+        // the one asked for (Glance's member query; admins list every image).
+        let member_ok = ctx.is_admin
+            || s.owner == ctx.project_id
+            || s.visibility != Visibility::Shared
+            || match (img.member_status(&ctx.project_id), self.member_status) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+            };
         vis_ok
-            && !self.hidden
+            && member_ok
+            && img.hidden == self.hidden
             && self.protected.is_none_or(|p| s.protected == p)
             && self.tags.iter().all(|t| s.tags.contains(t))
             && self.filters.iter().all(|f| f.matches(img))

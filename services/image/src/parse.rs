@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::image::{ImageChange, ImageSpec, Visibility, BUILTIN_ATTRIBUTES};
+use domain::image::{Image, ImageChange, ImageSpec, Visibility, BUILTIN_ATTRIBUTES};
 use domain::ImageId;
 use serde_json::{json, Map, Value};
 
@@ -36,7 +36,6 @@ const READ_ONLY: &[&str] = &[
     "updated_at",
     "direct_url",
     "locations",
-    "owner",
 ];
 
 fn schema_error(attr: &str, what: &str) -> ImageError {
@@ -113,8 +112,9 @@ fn property_value(attr: &str, v: &Value) -> Result<String, ImageError> {
         .ok_or_else(|| schema_error(attr, "custom properties must be strings"))
 }
 
-/// A POST /v2/images body into a spec owned by `owner`.
-pub fn create(body: &Value, owner: &str) -> Result<ImageSpec, ImageError> {
+/// A POST /v2/images body into a spec owned by `owner`, and the changes the spec does
+/// not carry (`os_hidden`), applied in the same append.
+pub fn create(body: &Value, owner: &str) -> Result<(ImageSpec, Vec<ImageChange>), ImageError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ImageError::bad_request("Request body must be a JSON object."))?;
@@ -131,6 +131,7 @@ pub fn create(body: &Value, owner: &str) -> Result<ImageSpec, ImageError> {
         tags: BTreeSet::new(),
         properties: BTreeMap::new(),
     };
+    let mut extra = Vec::new();
     for (k, v) in obj {
         match k.as_str() {
             "id" => {
@@ -139,10 +140,12 @@ pub fn create(body: &Value, owner: &str) -> Result<ImageSpec, ImageError> {
                     .and_then(ImageId::parse)
                     .ok_or_else(|| schema_error("id", "must be a UUID"))?
             }
-            // Accepted and ignored: hidden images are not implemented.
             "os_hidden" => {
-                v.as_bool()
-                    .ok_or_else(|| schema_error(k, "must be a boolean"))?;
+                if v.as_bool()
+                    .ok_or_else(|| schema_error(k, "must be a boolean"))?
+                {
+                    extra.push(ImageChange::Hidden(true));
+                }
             }
             a if SETTABLE.contains(&a) => match change(a, v)? {
                 ImageChange::Name(n) => spec.name = n,
@@ -155,117 +158,280 @@ pub fn create(body: &Value, owner: &str) -> Result<ImageSpec, ImageError> {
                 ImageChange::Tags(t) => spec.tags = t,
                 _ => unreachable!("settable attributes only"),
             },
+            // Another project's id is the domain's to refuse (admins only).
+            "owner" => {
+                if let Some(o) = opt_str(k, v)? {
+                    spec.owner = o;
+                }
+            }
             a if READ_ONLY.contains(&a) => return Err(read_only(a)),
-            a if BUILTIN_ATTRIBUTES.contains(&a) => return Err(reserved(a)),
+            a if BUILTIN_ATTRIBUTES.contains(&a) || is_reserved(a) => return Err(reserved(a)),
             a => {
                 spec.properties.insert(a.to_string(), property_value(a, v)?);
             }
         }
     }
-    Ok(spec)
+    Ok((spec, extra))
 }
 
-/// A JSON patch (`application/openstack-images-v2.1-json-patch`) into changes.
-pub fn patch(body: &Value) -> Result<Vec<ImageChange>, ImageError> {
+/// The two patch media types of Glance: v2.0 is JSON-schema draft 4 (`{"add":
+/// "/name", "value": ..}`, `add` refuses what exists), v2.1 draft 10 (`{"op": "add",
+/// "path": "/name", "value": ..}`, `add` sets or overwrites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchDraft {
+    /// `application/openstack-images-v2.0-json-patch`
+    V20,
+    /// `application/openstack-images-v2.1-json-patch`
+    V21,
+}
+
+impl PatchDraft {
+    /// The draft of a media type (parameters ignored), if it is one.
+    pub fn of_media_type(ct: &str) -> Option<PatchDraft> {
+        match ct.split(';').next().unwrap_or("").trim() {
+            "application/openstack-images-v2.0-json-patch" => Some(PatchDraft::V20),
+            "application/openstack-images-v2.1-json-patch" => Some(PatchDraft::V21),
+            _ => None,
+        }
+    }
+}
+
+/// The media types a PATCH accepts, as Glance lists them (415 and `Accept-Patch`).
+pub const PATCH_MEDIA_TYPES: &str =
+    "application/openstack-images-v2.0-json-patch, application/openstack-images-v2.1-json-patch";
+
+/// Patch attributes Glance never lets a client write (its `_readonly_properties`).
+const PATCH_READ_ONLY: &[&str] = &[
+    "created_at",
+    "updated_at",
+    "status",
+    "checksum",
+    "size",
+    "virtual_size",
+    "direct_url",
+    "self",
+    "file",
+    "schema",
+    "id",
+    "os_hash_algo",
+    "os_hash_value",
+    // Stratus keeps no locations (Glance's `show_multiple_locations` off).
+    "locations",
+];
+
+/// Glance's reserved names and namespace.
+fn is_reserved(a: &str) -> bool {
+    matches!(a, "location" | "deleted" | "deleted_at") || a.starts_with("os_glance")
+}
+
+const OPS: &str = "add, remove, replace";
+
+/// The operation and path of one change object.
+fn op_and_path(
+    o: &Map<String, Value>,
+    draft: PatchDraft,
+) -> Result<(&'static str, &Value), ImageError> {
+    match draft {
+        PatchDraft::V21 => {
+            let op = o.get("op").ok_or_else(|| {
+                ImageError::bad_request(format!(
+                    "Unable to find `op` in JSON Schema change. It must be one of the following: {OPS}."
+                ))
+            })?;
+            let op = match op.as_str() {
+                Some("add") => "add",
+                Some("remove") => "remove",
+                Some("replace") => "replace",
+                _ => {
+                    let shown = op.as_str().map_or_else(|| op.to_string(), str::to_string);
+                    return Err(ImageError::bad_request(format!(
+                        "Invalid operation: `{shown}`. It must be one of the following: {OPS}."
+                    )));
+                }
+            };
+            let path = o.get("path").ok_or_else(|| {
+                ImageError::bad_request("Unable to find 'path' in JSON Schema change")
+            })?;
+            Ok((op, path))
+        }
+        PatchDraft::V20 => {
+            let mut found = None;
+            for op in ["add", "remove", "replace"] {
+                if let Some(p) = o.get(op) {
+                    if found.is_some() {
+                        return Err(ImageError::bad_request(
+                            "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".",
+                        ));
+                    }
+                    found = Some((op, p));
+                }
+            }
+            found.ok_or_else(|| {
+                ImageError::bad_request(
+                    "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
+                )
+            })
+        }
+    }
+}
+
+/// A JSON patch of either media type into changes, read against the image as it is
+/// (`img`): v2.0's `add` of something present is Glance's 409. Every refusal here
+/// comes before any command.
+pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageChange>, ImageError> {
     let ops = body.as_array().ok_or_else(|| {
         ImageError::bad_request("Request body must be a JSON array of operation objects.")
     })?;
-    let mut out = Vec::with_capacity(ops.len());
+    // Glance's deserializer checks every operation before its controller applies any.
+    let mut parsed = Vec::with_capacity(ops.len());
     for op in ops {
         let o = op
             .as_object()
             .ok_or_else(|| ImageError::bad_request("Operations must be JSON objects."))?;
-        let kind = o
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ImageError::bad_request("Unable to find 'op' in JSON Schema change"))?;
-        let path = o.get("path").and_then(Value::as_str).ok_or_else(|| {
-            ImageError::bad_request("Unable to find 'path' in JSON Schema change")
-        })?;
+        let (kind, path) = op_and_path(o, draft)?;
         let attr = pointer(path)?;
-        let value = || {
-            o.get("value").ok_or_else(|| {
-                ImageError::bad_request("Unable to find 'value' in JSON Schema change")
-            })
+        let value = if kind == "remove" {
+            None
+        } else {
+            Some(o.get("value").ok_or_else(|| {
+                ImageError::bad_request(format!(
+                    "Operation \"{kind}\" requires a member named \"value\"."
+                ))
+            })?)
         };
         let a = attr.as_str();
-        let ch = match kind {
-            "add" | "replace" => {
-                let v = value()?;
-                if SETTABLE.contains(&a) {
-                    change(a, v)?
-                } else if READ_ONLY.contains(&a) {
-                    return Err(read_only(a));
-                } else if BUILTIN_ATTRIBUTES.contains(&a) {
-                    return Err(reserved(a));
-                } else if kind == "add" {
-                    ImageChange::AddProperty(attr.clone(), property_value(a, v)?)
-                } else {
-                    ImageChange::ReplaceProperty(attr.clone(), property_value(a, v)?)
-                }
+        if PATCH_READ_ONLY.contains(&a) {
+            return Err(read_only(a));
+        }
+        if is_reserved(a) {
+            return Err(reserved(a));
+        }
+        if let Some(v) = value {
+            // The value is checked against the schema here, as Glance does.
+            if a == "os_hidden" {
+                v.as_bool()
+                    .ok_or_else(|| schema_error(a, "must be a boolean"))?;
+            } else if a == "owner" {
+                opt_str(a, v)?;
+            } else if SETTABLE.contains(&a) {
+                change(a, v)?;
+            } else if !BUILTIN_ATTRIBUTES.contains(&a) {
+                property_value(a, v)?;
             }
-            "remove" => {
-                if BUILTIN_ATTRIBUTES.contains(&a) {
+        }
+        parsed.push((kind, attr, value));
+    }
+    let mut props: BTreeSet<String> = img.spec.properties.keys().cloned().collect();
+    let mut out = Vec::with_capacity(parsed.len());
+    for (kind, attr, value) in parsed {
+        let a = attr.as_str();
+        let builtin = BUILTIN_ATTRIBUTES.contains(&a);
+        let ch = match (kind, value) {
+            ("remove", _) => {
+                if builtin {
                     return Err(ImageError::forbidden(format!(
                         "Property {a} may not be removed."
                     )));
                 }
+                props.remove(a);
                 ImageChange::RemoveProperty(attr)
             }
-            other => {
-                return Err(ImageError::bad_request(format!(
-                    "Invalid operation: `{other}`: only add, replace and remove are supported."
-                )))
+            (_, Some(v)) => {
+                if kind == "add" && draft == PatchDraft::V20 && (builtin || props.contains(a)) {
+                    return Err(ImageError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        format!("Property {a} already present."),
+                    ));
+                }
+                if a == "os_hidden" {
+                    ImageChange::Hidden(v.as_bool().unwrap_or_default())
+                } else if a == "owner" {
+                    // `null` is no project Stratus can give an image to.
+                    ImageChange::Owner(
+                        opt_str(a, v)?.ok_or_else(|| schema_error(a, "must be a project id"))?,
+                    )
+                } else if SETTABLE.contains(&a) {
+                    change(a, v)?
+                } else if builtin {
+                    return Err(reserved(a));
+                } else if kind == "add" {
+                    let v = property_value(a, v)?;
+                    props.insert(attr.clone());
+                    ImageChange::AddProperty(attr, v)
+                } else {
+                    let v = property_value(a, v)?;
+                    ImageChange::ReplaceProperty(attr, v)
+                }
             }
+            (_, None) => unreachable!("add and replace carry a value"),
         };
         out.push(ch);
     }
     Ok(out)
 }
 
-/// `/name` -> `name` (RFC 6901: `~1` is `/`, `~0` is `~`); one level only.
-fn pointer(path: &str) -> Result<String, ImageError> {
-    let rest = path.strip_prefix('/').unwrap_or("");
-    if rest.is_empty() || rest.contains('/') {
-        return Err(ImageError::bad_request(format!(
-            "Invalid JSON pointer for this resource: '{path}'"
+/// A JSON pointer to one attribute (`/name` -> `name`; RFC 6901: `~1` is `/`, `~0`
+/// is `~`), with Glance's refusals of malformed pointers and of deeper paths.
+fn pointer(path: &Value) -> Result<String, ImageError> {
+    let bad = |m: String| ImageError::bad_request(m);
+    let Some(p) = path.as_str() else {
+        return Err(bad(format!("Pointer `{path}` does not start with \"/\".")));
+    };
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err(bad(format!("Pointer `{p}` does not start with \"/\".")));
+    };
+    // Two slashes with nothing but whitespace between them, after the first one.
+    let adjacent = rest
+        .char_indices()
+        .filter(|(_, c)| *c == '/')
+        .any(|(i, _)| rest[i + 1..].trim_start().starts_with('/'));
+    if adjacent {
+        return Err(bad(format!("Pointer `{p}` contains adjacent \"/\".")));
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    if p.len() > 1 && p.ends_with('/') {
+        return Err(bad(format!("Pointer `{p}` end with \"/\".")));
+    }
+    let bytes = p.as_bytes();
+    let bad_escape = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')));
+    if bad_escape {
+        return Err(bad(format!(
+            "Pointer `{p}` contains \"~\" not part of a recognized escape sequence."
         )));
     }
-    Ok(rest.replace("~1", "/").replace("~0", "~"))
+    let parts: Vec<String> = segments
+        .iter()
+        .map(|s| s.replace("~1", "/").replace("~0", "~").trim().to_string())
+        .collect();
+    if parts.len() != 1 || parts[0].is_empty() {
+        return Err(bad(format!(
+            "Invalid JSON pointer for this resource: '/{}'",
+            parts.join("/")
+        )));
+    }
+    Ok(parts.into_iter().next().unwrap_or_default())
 }
 
-/// The JSON schema of an image as Stratus shows it.
+/// The properties of Glance's image schema (its `get_base_properties`, as
+/// `GET /v2/schemas/image` shows them), the format enums aside.
+const IMAGE_SCHEMA_PROPERTIES: &str = include_str!("image-schema.json");
+
+/// Glance's JSON schema of an image (`GET /v2/schemas/image`): its base properties with
+/// the disk and container formats Stratus accepts (`null` first, as Glance lists
+/// them), string-valued custom properties, and the links of an image.
 pub fn image_schema() -> Value {
-    let s = |t: Value| json!({ "type": t });
-    let mut props = Map::new();
-    for (k, t) in [
-        ("id", s(json!("string"))),
-        ("name", s(json!(["null", "string"]))),
-        ("status", s(json!("string"))),
-        ("visibility", s(json!("string"))),
-        ("protected", s(json!("boolean"))),
-        ("os_hidden", s(json!("boolean"))),
-        ("checksum", s(json!(["null", "string"]))),
-        ("os_hash_algo", s(json!(["null", "string"]))),
-        ("os_hash_value", s(json!(["null", "string"]))),
-        ("size", s(json!(["null", "integer"]))),
-        ("virtual_size", s(json!(["null", "integer"]))),
-        ("disk_format", s(json!(["null", "string"]))),
-        ("container_format", s(json!(["null", "string"]))),
-        ("min_disk", s(json!("integer"))),
-        ("min_ram", s(json!("integer"))),
-        ("owner", s(json!(["null", "string"]))),
-        ("created_at", s(json!("string"))),
-        ("updated_at", s(json!("string"))),
-        (
-            "tags",
-            json!({"type": "array", "items": {"type": "string"}}),
-        ),
-        ("self", s(json!("string"))),
-        ("file", s(json!("string"))),
-        ("schema", s(json!("string"))),
+    let mut props: Map<String, Value> =
+        serde_json::from_str(IMAGE_SCHEMA_PROPERTIES).expect("image-schema.json is an object");
+    for (attr, formats) in [
+        ("disk_format", domain::image::DISK_FORMATS),
+        ("container_format", domain::image::CONTAINER_FORMATS),
     ] {
-        props.insert(k.to_string(), t);
+        let mut values = vec![Value::Null];
+        values.extend(formats.iter().map(|f| json!(f)));
+        props[attr]["enum"] = Value::Array(values);
     }
     json!({
         "name": "image",

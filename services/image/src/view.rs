@@ -1,6 +1,7 @@
 //! Glance-shaped JSON for images and the version document.
 
-use domain::image::Image;
+use domain::image::{Image, Member};
+use domain::ImageId;
 use serde_json::{json, Map, Value};
 
 /// An image as Glance v2 shows it: its attributes, then custom properties at top level.
@@ -20,7 +21,7 @@ pub fn image(img: &Image) -> Value {
         "status": img.status.as_str(),
         "visibility": s.visibility.as_str(),
         "protected": s.protected,
-        "os_hidden": false,
+        "os_hidden": img.hidden,
         "checksum": d.map(|d| d.checksum.clone()),
         "os_hash_algo": d.map(|d| d.os_hash_algo.clone()),
         "os_hash_value": d.map(|d| d.os_hash_value.clone()),
@@ -52,4 +53,80 @@ pub fn versions(base: &str) -> Value {
         out.push(json!({"id": format!("v2.{minor}"), "status": "SUPPORTED", "links": link}));
     }
     json!({ "versions": out })
+}
+
+/// One membership as Glance shows it.
+pub fn member(image: &ImageId, member: &str, m: &Member) -> Value {
+    json!({
+        "member_id": member,
+        "image_id": image.to_string(),
+        "status": m.status.as_str(),
+        "created_at": apicore::util::iso_z(m.created_at),
+        "updated_at": apicore::util::iso_z(m.updated_at),
+        "schema": "/v2/schemas/member",
+    })
+}
+
+/// Glance's schema of a membership (`/v2/schemas/member`, its "minimal" form: no
+/// `additionalProperties`, no links).
+pub fn member_schema() -> Value {
+    json!({
+        "name": "member",
+        "properties": {
+            "member_id": {
+                "type": "string",
+                "description": "An identifier for the image member (tenantId)",
+            },
+            "image_id": {
+                "type": "string",
+                "description": "An identifier for the image",
+                "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$",
+            },
+            "created_at": {
+                "type": "string",
+                "description": "Date and time of image member creation",
+            },
+            "updated_at": {
+                "type": "string",
+                "description": "Date and time of last modification of image member",
+            },
+            "status": {
+                "type": "string",
+                "description": "The status of this image member",
+                "enum": ["pending", "accepted", "rejected"],
+            },
+            "schema": {"readOnly": true, "type": "string"},
+        },
+    })
+}
+
+/// Glance's schema of a member list (`/v2/schemas/members`: its "minimal" collection
+/// form, without paging links).
+pub fn members_schema() -> Value {
+    json!({
+        "name": "members",
+        "properties": {
+            "members": {"type": "array", "items": member_schema()},
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
+    })
+}
+
+/// Glance's schema of a collection of `item` (`/v2/schemas/images`, `.../members`).
+pub fn collection_schema(name: &str, item: Value) -> Value {
+    json!({
+        "name": name,
+        "properties": {
+            name: {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    })
 }

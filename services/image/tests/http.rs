@@ -248,7 +248,10 @@ async fn unreadable_path_parameters_get_json_400_and_append_nothing() {
 async fn every_route_of_the_table_is_served_and_nothing_else() {
     let g = start(1 << 20).await;
     let table = image::route_table();
-    let concrete = |t: &str| t.replace("{id}", "4d1b2c7a-1111-4222-8333-944445555666");
+    let concrete = |t: &str| {
+        t.replace("{id}", "4d1b2c7a-1111-4222-8333-944445555666")
+            .replace("{kind}", "namespace")
+    };
     let mut seen = std::collections::BTreeSet::new();
     for (method, path) in &table {
         assert!(
@@ -841,4 +844,579 @@ async fn list_sorts_on_several_keys() {
     );
     assert_eq!(names("sort_key=name&sort_dir=asc").await, ["a", "b", "c"]);
     assert_eq!(names("sort=name").await, ["c", "b", "a"]);
+}
+
+const PATCH20: &str = "application/openstack-images-v2.0-json-patch";
+
+async fn patch_as(g: &Glance, id: &str, token: &str, media: &str, body: Value) -> Resp {
+    g.send(
+        g.rb(Method::PATCH, &format!("/v2/images/{id}"), token)
+            .header("Content-Type", media)
+            .body(body.to_string()),
+    )
+    .await
+}
+
+fn message(r: &Resp) -> String {
+    r.json()["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Tempest's image client sends the v2.0 patch media type with draft-4 operations
+/// (`{"replace": "/name", "value": ..}`); v2.0's `add` refuses what exists.
+#[tokio::test]
+async fn both_patch_media_types_as_glance_reads_them() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "old", "private").await;
+    let r = patch_as(
+        &g,
+        &id,
+        ALICE,
+        PATCH20,
+        json!([{"replace": "/name", "value": "new"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.json()["name"], "new");
+    let r = patch_as(
+        &g,
+        &id,
+        ALICE,
+        PATCH20,
+        json!([{"add": "/os_distro", "value": "cirros"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let before = g.api_position().await;
+    for (body, status, msg) in [
+        (
+            json!([{"add": "/os_distro", "value": "x"}]),
+            StatusCode::CONFLICT,
+            "Property os_distro already present.",
+        ),
+        (
+            json!([{"add": "/name", "value": "x"}]),
+            StatusCode::CONFLICT,
+            "Property name already present.",
+        ),
+        (
+            json!([{"add": "/a", "value": "1"}, {"add": "/a", "value": "2"}]),
+            StatusCode::CONFLICT,
+            "Property a already present.",
+        ),
+        (
+            json!([{"add": "/a", "remove": "/b", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".",
+        ),
+        (
+            json!([{"op": "add", "path": "/a", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
+        ),
+    ] {
+        let r = patch_as(&g, &id, ALICE, PATCH20, body.clone()).await;
+        assert_eq!((r.status, message(&r).as_str()), (status, msg), "{body}");
+    }
+    // v2.1: `add` overwrites; Glance's messages for malformed operations.
+    let r = patch_as(
+        &g,
+        &id,
+        ALICE,
+        PATCH,
+        json!([{"op": "add", "path": "/os_distro", "value": "x"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["os_distro"], "x");
+    let before = before.max(g.api_position().await);
+    for (body, status, msg) in [
+        (
+            json!([{"path": "/a", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.",
+        ),
+        (
+            json!([{"op": "move", "path": "/a", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Invalid operation: `move`. It must be one of the following: add, remove, replace.",
+        ),
+        (
+            json!([{"op": "add", "path": "/a"}]),
+            StatusCode::BAD_REQUEST,
+            "Operation \"add\" requires a member named \"value\".",
+        ),
+        (
+            json!([{"op": "add", "path": "a", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Pointer `a` does not start with \"/\".",
+        ),
+        (
+            json!([{"op": "add", "path": "/a//b", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Pointer `/a//b` contains adjacent \"/\".",
+        ),
+        (
+            json!([{"op": "add", "path": "/a/", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Pointer `/a/` end with \"/\".",
+        ),
+        (
+            json!([{"op": "add", "path": "/a~2", "value": "1"}]),
+            StatusCode::BAD_REQUEST,
+            "Pointer `/a~2` contains \"~\" not part of a recognized escape sequence.",
+        ),
+        (
+            json!([{"op": "add", "path": "/tags/-", "value": "t"}]),
+            StatusCode::BAD_REQUEST,
+            "Invalid JSON pointer for this resource: '/tags/-'",
+        ),
+        (
+            json!([{"op": "replace", "path": "/size", "value": 1}]),
+            StatusCode::FORBIDDEN,
+            "Attribute 'size' is read-only.",
+        ),
+        (
+            json!([{"op": "remove", "path": "/id"}]),
+            StatusCode::FORBIDDEN,
+            "Attribute 'id' is read-only.",
+        ),
+        (
+            json!([{"op": "add", "path": "/os_glance_x", "value": "1"}]),
+            StatusCode::FORBIDDEN,
+            "Attribute 'os_glance_x' is reserved.",
+        ),
+        (
+            json!([{"op": "remove", "path": "/min_ram"}]),
+            StatusCode::FORBIDDEN,
+            "Property min_ram may not be removed.",
+        ),
+        (
+            json!([{"op": "replace", "path": "/owner", "value": "p2"}]),
+            StatusCode::FORBIDDEN,
+            "Owner can't be updated by non admin.",
+        ),
+        (
+            json!([{"op": "replace", "path": "/os_hidden", "value": "yes"}]),
+            StatusCode::BAD_REQUEST,
+            "Provided object does not match schema 'image': invalid value for 'os_hidden': must be a boolean",
+        ),
+    ] {
+        let r = g.patch(&id, ALICE, body.clone()).await;
+        assert_eq!((r.status, message(&r).as_str()), (status, msg), "{body}");
+    }
+    let r = patch_as(&g, &id, ALICE, "application/json", json!([])).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        r.headers["accept-patch"],
+        "application/openstack-images-v2.0-json-patch, application/openstack-images-v2.1-json-patch"
+    );
+    assert_eq!(g.api_position().await, before, "refusals append nothing");
+    // An admin gives the image to another project.
+    let r = g
+        .patch(
+            &id,
+            ADMIN,
+            json!([{"op": "replace", "path": "/owner", "value": "p2"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.json()["owner"], "p2");
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), ALICE).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), BOB).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn hidden_images_are_left_out_of_lists() {
+    let g = start(1 << 20).await;
+    let r = g.post(ALICE, json!({"name": "h", "os_hidden": true})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json()["os_hidden"], true);
+    let hidden = r.json()["id"].as_str().unwrap().to_string();
+    let shown = g.create(ALICE, "s", "private").await;
+    let ids = |r: Resp| -> Vec<String> {
+        r.json()["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = ids(g.get("/v2/images", ALICE).await);
+    assert!(listed.contains(&shown) && !listed.contains(&hidden));
+    let listed = ids(g.get("/v2/images?os_hidden=true", ALICE).await);
+    assert_eq!(listed, vec![hidden.clone()]);
+    assert_eq!(
+        g.get(&format!("/v2/images/{hidden}"), ALICE).await.json()["os_hidden"],
+        true
+    );
+    // tempest's test_list_update_hidden_image, in the v2.0 media type it sends.
+    let r = patch_as(
+        &g,
+        &shown,
+        ALICE,
+        PATCH20,
+        json!([{"replace": "/os_hidden", "value": true}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!ids(g.get("/v2/images", ALICE).await).contains(&shown));
+    let r = g
+        .patch(
+            &shown,
+            ALICE,
+            json!([{"op": "replace", "path": "/os_hidden", "value": false}]),
+        )
+        .await;
+    assert_eq!(r.json()["os_hidden"], false);
+    assert!(ids(g.get("/v2/images", ALICE).await).contains(&shown));
+}
+
+#[tokio::test]
+async fn tags_are_added_and_removed_one_by_one() {
+    let g = start(1 << 20).await;
+    let id = g.create(ALICE, "t", "private").await;
+    let tag = |m: Method, t: &str, token: &str| {
+        g.send(g.rb(m, &format!("/v2/images/{id}/tags/{t}"), token))
+    };
+    assert_eq!(
+        tag(Method::PUT, "a", ALICE).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        tag(Method::PUT, "b%20c", ALICE).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let before = g.api_position().await;
+    assert_eq!(
+        tag(Method::PUT, "a", ALICE).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        g.api_position().await,
+        before,
+        "a tag present already appends nothing"
+    );
+    let img = g.get(&format!("/v2/images/{id}"), ALICE).await.json();
+    assert_eq!(img["tags"], json!(["a", "b c"]));
+    let listed = g.get("/v2/images?tag=b%20c", ALICE).await.json();
+    assert_eq!(listed["images"][0]["id"], id.as_str());
+    assert_eq!(
+        tag(Method::DELETE, "a", ALICE).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = tag(Method::DELETE, "a", ALICE).await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (StatusCode::NOT_FOUND, "The resource could not be found.")
+    );
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), ALICE).await.json()["tags"],
+        json!(["b c"])
+    );
+    // Another project: its private image is hidden, a public one is not its to tag.
+    assert_eq!(
+        tag(Method::PUT, "x", BOB).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = g
+        .send(g.rb(Method::PUT, &format!("/v2/images/{CIRROS}/tags/x"), BOB))
+        .await;
+    assert_eq!(
+        (r.status, message(&r)),
+        (
+            StatusCode::FORBIDDEN,
+            format!("Not allowed to update tags for image {CIRROS}.")
+        )
+    );
+    let long = "x".repeat(256);
+    assert_eq!(
+        tag(Method::PUT, &long, ALICE).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+/// Sharing as tempest's image member tests and `openstack image add project` /
+/// `image set --accept` do it: visible to a member whatever its status, listed by
+/// default once accepted, with `member_status` otherwise.
+#[tokio::test]
+async fn members_share_accept_reject_and_list() {
+    let g = start(1 << 20).await;
+    const CAROL: &str = "carol:p3";
+    let id = g.create(ALICE, "shared", "shared").await;
+    let members = format!("/v2/images/{id}/members");
+    let add =
+        |token: &'static str, body: Value| g.send(g.rb(Method::POST, &members, token).json(&body));
+    let set = |token: &'static str, member: &'static str, status: &'static str| {
+        g.send(
+            g.rb(Method::PUT, &format!("{members}/{member}"), token)
+                .json(&json!({"status": status})),
+        )
+    };
+    let ids = |r: Resp| -> Vec<String> {
+        r.json()["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), BOB).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = add(ALICE, json!({"member": "p2"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let m = r.json();
+    assert_eq!(m["member_id"], "p2");
+    assert_eq!(m["image_id"], id.as_str());
+    assert_eq!(m["status"], "pending");
+    assert_eq!(m["schema"], "/v2/schemas/member");
+    assert!(m["created_at"].as_str().unwrap().ends_with('Z'));
+    // Bad bodies and duplicates append nothing.
+    let before = g.api_position().await;
+    for (body, status, msg) in [
+        (
+            json!({"member": "p2"}),
+            StatusCode::CONFLICT,
+            format!("Member p2 is duplicated for image {id}"),
+        ),
+        (
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "Member to be added not specified".to_string(),
+        ),
+        (
+            json!({"member": ""}),
+            StatusCode::BAD_REQUEST,
+            "Member can't be empty".to_string(),
+        ),
+        (
+            json!([]),
+            StatusCode::BAD_REQUEST,
+            "Expected a member in the form: {\"member\": \"image_id\"}".to_string(),
+        ),
+    ] {
+        let r = add(ALICE, body.clone()).await;
+        assert_eq!((r.status, message(&r)), (status, msg), "{body}");
+    }
+    // A pending member sees the image by id, not in its default list.
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), BOB).await.status,
+        StatusCode::OK
+    );
+    assert!(!ids(g.get("/v2/images", BOB).await).contains(&id));
+    assert_eq!(
+        ids(g
+            .get("/v2/images?member_status=pending&visibility=shared", BOB)
+            .await),
+        vec![id.clone()]
+    );
+    // Not a member: hidden.
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), CAROL).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(g.get(&members, CAROL).await.status, StatusCode::NOT_FOUND);
+    // Only the member answers for itself.
+    let r = set(ALICE, "p2", "accepted").await;
+    assert_eq!(
+        (r.status, message(&r)),
+        (
+            StatusCode::FORBIDDEN,
+            format!("Not allowed to update members for image {id}.")
+        )
+    );
+    let r = set(BOB, "p2", "maybe").await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\"."
+        )
+    );
+    assert_eq!(g.api_position().await, before);
+    let r = set(BOB, "p2", "accepted").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.json()["status"], "accepted");
+    assert!(ids(g.get("/v2/images", BOB).await).contains(&id));
+    assert!(ids(g.get("/v2/images?visibility=shared", BOB).await).contains(&id));
+    // The owner sees every member, a member only itself.
+    assert_eq!(
+        add(ALICE, json!({"member": "p3"})).await.status,
+        StatusCode::OK
+    );
+    let all = g.get(&members, ALICE).await.json();
+    assert_eq!(all["schema"], "/v2/schemas/members");
+    assert_eq!(all["members"].as_array().unwrap().len(), 2);
+    let own = g.get(&members, BOB).await.json();
+    assert_eq!(own["members"].as_array().unwrap().len(), 1);
+    assert_eq!(own["members"][0]["member_id"], "p2");
+    let r = g.get(&format!("{members}/p3"), BOB).await;
+    assert_eq!(
+        (r.status, message(&r)),
+        (
+            StatusCode::NOT_FOUND,
+            format!("p3 not found in the member list of the image {id}.")
+        )
+    );
+    assert_eq!(
+        g.get(&format!("{members}/p3"), CAROL).await.json()["status"],
+        "pending"
+    );
+    // Rejected: out of the default list, still visible by id.
+    assert_eq!(set(CAROL, "p3", "rejected").await.status, StatusCode::OK);
+    assert!(!ids(g.get("/v2/images", CAROL).await).contains(&id));
+    assert!(ids(g.get("/v2/images?member_status=rejected", CAROL).await).contains(&id));
+    assert!(ids(g.get("/v2/images?member_status=all", CAROL).await).contains(&id));
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), CAROL).await.status,
+        StatusCode::OK
+    );
+    // A member cannot remove members; the owner can.
+    let r = g
+        .send(g.rb(Method::DELETE, &format!("{members}/p2"), BOB))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = g
+        .send(g.rb(Method::DELETE, &format!("{members}/p3"), ALICE))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), CAROL).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Members only exist for shared images: private again, p2 loses it.
+    let r = g
+        .patch(
+            &id,
+            ALICE,
+            json!([{"op": "replace", "path": "/visibility", "value": "private"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        g.get(&format!("/v2/images/{id}"), BOB).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = g.get(&members, ALICE).await;
+    assert_eq!(
+        (r.status, message(&r)),
+        (
+            StatusCode::FORBIDDEN,
+            format!("Not allowed to list members for image {id}: Only shared images have members.")
+        )
+    );
+    let r = add(ALICE, json!({"member": "p4"})).await;
+    assert_eq!(
+        (r.status, message(&r)),
+        (
+            StatusCode::FORBIDDEN,
+            format!("Not allowed to create members for image {id}.")
+        )
+    );
+    assert_eq!(
+        message(&g.get(&format!("{members}/p2"), ALICE).await),
+        "Only shared images have members."
+    );
+}
+
+#[tokio::test]
+async fn schemas_as_glance() {
+    let g = start(1 << 20).await;
+    let schema = g.get("/v2/schemas/image", ALICE).await.json();
+    assert_eq!(schema["name"], "image");
+    assert_eq!(schema["additionalProperties"], json!({"type": "string"}));
+    assert_eq!(schema["properties"]["status"]["readOnly"], true);
+    assert_eq!(schema["properties"]["disk_format"]["enum"][0], Value::Null);
+    assert!(schema["properties"]["disk_format"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("qcow2")));
+    // Every attribute an image shows is a property of the schema.
+    let img = g.get(&format!("/v2/images/{CIRROS}"), ALICE).await.json();
+    for (k, _) in img.as_object().unwrap() {
+        if k != "os_distro" && k != "hw_disk_bus" {
+            assert!(
+                schema["properties"].get(k).is_some(),
+                "{k} not in the schema"
+            );
+        }
+    }
+    let m = g.get("/v2/schemas/member", ALICE).await.json();
+    assert_eq!(m["name"], "member");
+    assert_eq!(
+        m["properties"]["status"]["enum"],
+        json!(["pending", "accepted", "rejected"])
+    );
+    let ms = g.get("/v2/schemas/members", ALICE).await.json();
+    assert_eq!(ms["name"], "members");
+    // tempest's MetadataSchemaTest: the metadefs schemas by their Glance names.
+    for (kind, name) in [
+        ("namespace", "namespace"),
+        ("namespaces", "namespaces"),
+        ("resource_type", "resource_type_association"),
+        ("resource_types", "resource_type_associations"),
+        ("object", "object"),
+        ("objects", "objects"),
+        ("property", "property"),
+        ("properties", "properties"),
+        ("tag", "tag"),
+        ("tags", "tags"),
+    ] {
+        let r = g.get(&format!("/v2/schemas/metadefs/{kind}"), ALICE).await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}");
+        assert_eq!(r.json()["name"], name, "{kind}");
+    }
+    assert_eq!(
+        g.get("/v2/schemas/metadefs/nope", ALICE).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(ms["properties"]["members"]["items"]["name"], "member");
+    assert_eq!(
+        g.get("/v2/schemas/images", ALICE).await.json()["name"],
+        "images"
+    );
+}
+
+/// tempest's owner tests: an admin creates an image for another project and gives it
+/// to a third; a member may name only its own project.
+#[tokio::test]
+async fn owner_on_create_is_for_admins() {
+    let g = start(1 << 20).await;
+    let r = g
+        .post(
+            ADMIN,
+            json!({"disk_format": "raw", "container_format": "bare", "owner": "p2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+    assert_eq!(r.json()["owner"], "p2");
+    assert_eq!(
+        g.post(ALICE, json!({"owner": "p1"})).await.status,
+        StatusCode::CREATED
+    );
+    let before = g.api_position().await;
+    let r = g.post(ALICE, json!({"owner": "p2"})).await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "You are not authorized to complete add_image action."
+        )
+    );
+    let r = g.post(ALICE, json!({"os_glance_foo": "bar"})).await;
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "Attribute 'os_glance_foo' is reserved."
+        )
+    );
+    assert_eq!(g.api_position().await, before);
 }

@@ -13,22 +13,55 @@ use image::policy::{Target, ENDPOINTS};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// An image of `token`'s project: uploaded (active) unless `queued`.
-async fn fixture(g: &Glance, token: &str, queued: bool) -> String {
-    let id = g.create(token, "fixture", "private").await;
+/// An image of `token`'s project: uploaded (active) unless `queued`; for the member
+/// rows a `shared` one with `member` as its member, for the tag rows one tagged `t1`.
+async fn fixture(g: &Glance, token: &str, queued: bool, path: &str, member: &str) -> String {
+    let members = path.contains("/members");
+    let id = g
+        .create(token, "fixture", if members { "shared" } else { "private" })
+        .await;
     if !queued {
         let r = g.upload(&id, token, vec![5u8; 1024]).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    if members {
+        let r = g
+            .send(
+                g.rb(Method::POST, &format!("/v2/images/{id}/members"), token)
+                    .json(&json!({"member": member})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    }
+    if path.contains("/tags") {
+        let r = g
+            .send(g.rb(Method::PUT, &format!("/v2/images/{id}/tags/t1"), token))
+            .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
     }
     id
 }
 
-/// The request of a row, on image `id`.
-fn request(g: &Glance, method: &str, path: &str, id: &str, token: &str) -> reqwest::RequestBuilder {
-    let url = path.replace("{id}", id);
+/// The request of a row, on image `id` (and its member `member`, its tag `t1`).
+fn request(
+    g: &Glance,
+    method: &str,
+    path: &str,
+    id: &str,
+    member: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let url = path
+        .replace("{id}", id)
+        .replace("{member}", member)
+        .replace("{tag}", "t1")
+        .replace("{kind}", "namespace");
     let rb = g.rb(Method::from_bytes(method.as_bytes()).unwrap(), &url, token);
     match (method, path) {
         ("GET", _) | ("DELETE", _) => rb,
+        ("PUT", "/v2/images/{id}/tags/{tag}") => rb,
+        ("POST", "/v2/images/{id}/members") => rb.json(&json!({"member": "p8"})),
+        ("PUT", "/v2/images/{id}/members/{member}") => rb.json(&json!({"status": "accepted"})),
         ("POST", "/v2/images") => rb.json(&json!({
             "name": "new", "disk_format": "raw", "container_format": "bare"})),
         ("PATCH", "/v2/images/{id}") => rb
@@ -64,10 +97,14 @@ async fn every_row_every_role_own_and_other_project() {
                     "owner:p2:member"
                 };
                 let queued = row.method == "PUT";
-                let id = fixture(&g, owner, queued).await;
+                // Only the member project answers for itself: on its own image the
+                // caller's project is the member; another project's image is shared
+                // with a third project, so it stays hidden from the caller.
+                let member = if own { "p1" } else { "p9" };
+                let id = fixture(&g, owner, queued, row.path, member).await;
                 let before = g.api_position().await;
                 let r = g
-                    .send(request(&g, row.method, row.path, &id, &caller))
+                    .send(request(&g, row.method, row.path, &id, member, &caller))
                     .await;
                 let what = format!(
                     "{} {} as {} ({})",
@@ -111,7 +148,13 @@ async fn a_token_without_a_known_role_only_reads_what_needs_no_role() {
     // is checked by services/stratus/tests/identity.rs. Here: no token at all is a 401
     // everywhere but the version documents.
     for row in ENDPOINTS.iter().filter(|r| r.rule != Rule::Public) {
-        let url = format!("{}{}", g.base, row.path.replace("{id}", CIRROS));
+        let path = row
+            .path
+            .replace("{id}", CIRROS)
+            .replace("{member}", "p1")
+            .replace("{tag}", "t")
+            .replace("{kind}", "namespace");
+        let url = format!("{}{}", g.base, path);
         let r = g
             .send(
                 g.http
