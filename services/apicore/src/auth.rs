@@ -53,9 +53,17 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.name() == name)
     }
 
-    /// The highest role among `names` (unknown names are ignored).
+    /// The highest role among `names` (unknown names are ignored). `manager` (Nova's
+    /// project-manager persona) counts as `member`: Keystone's default role
+    /// implications make manager imply member, and no rule here needs more.
     pub fn highest<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Role> {
-        names.into_iter().filter_map(Role::from_name).max()
+        names
+            .into_iter()
+            .filter_map(|n| match n {
+                "manager" => Some(Role::Member),
+                other => Role::from_name(other),
+            })
+            .max()
     }
 }
 
@@ -119,4 +127,17 @@ pub fn parse_noauth(token: &str) -> Option<(String, String, Role)> {
                 .any(|c| c.is_control() || c == ':' || c.is_whitespace())
     };
     (ok(user) && ok(project)).then(|| (user.to_string(), project.to_string(), role))
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::Role;
+
+    #[test]
+    fn manager_implies_member_and_unknown_roles_count_for_nothing() {
+        assert_eq!(Role::highest(["manager"]), Some(Role::Member));
+        assert_eq!(Role::highest(["reader", "manager"]), Some(Role::Member));
+        assert_eq!(Role::highest(["manager", "admin"]), Some(Role::Admin));
+        assert_eq!(Role::highest(["auditor"]), None);
+    }
 }
