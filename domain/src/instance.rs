@@ -23,8 +23,9 @@
 //!   decides to nothing.
 
 pub mod rules;
+pub mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -168,6 +169,10 @@ pub enum Action {
     Update,
     /// rebuild
     Rebuild,
+    /// PUT / POST /servers/{id}/metadata, PUT /servers/{id}/metadata/{key}
+    UpdateMetadata,
+    /// DELETE /servers/{id}/metadata/{key}
+    DeleteMetadata,
 }
 
 impl Action {
@@ -196,6 +201,8 @@ impl Action {
             Action::ResetState => "os-resetState",
             Action::Update => "update",
             Action::Rebuild => "rebuild",
+            Action::UpdateMetadata => "update metadata",
+            Action::DeleteMetadata => "delete metadata",
         }
     }
 
@@ -398,11 +405,18 @@ pub struct ServerExtras {
     /// `OS-EXT-SRV-ATTR:user_data`.
     pub user_data: Option<String>,
     pub trusted_image_certificates: Option<Vec<String>>,
+    /// Server tags (2.26), sorted: `instance.tags_set`. Kept here, not in [`Instance`],
+    /// whose shape is frozen in `instance.placed`; tags change only on placed servers
+    /// (active, paused, suspended or stopped), so the cell subject has them all.
+    pub tags: BTreeSet<String>,
 }
 
 impl ServerExtras {
     /// Folds one event (events that change none of these are ignored). Total.
     pub fn apply(&mut self, ev: &InstanceEvent) {
+        if let InstanceEvent::TagsSet { tags, .. } = ev {
+            self.tags = tags.clone();
+        }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
             if let Some(v) = &r.access_ip_v4 {
@@ -497,6 +511,22 @@ pub enum InstanceCommand {
     },
     /// rebuild
     Rebuild(Box<Rebuild>),
+    /// POST /servers/{id}/metadata (merge), PUT /servers/{id}/metadata (`replace`),
+    /// PUT /servers/{id}/metadata/{key} (merge of one item).
+    SetMetadata {
+        /// The items given.
+        items: BTreeMap<String, String>,
+        /// Replace the whole metadata instead of merging into it.
+        replace: bool,
+        /// The caller's `metadata_items` quota (-1: unlimited): the resulting metadata
+        /// may not have more items (Nova's `_check_metadata_properties_quota`).
+        limit: i64,
+    },
+    /// DELETE /servers/{id}/metadata/{key}
+    DeleteMetadata {
+        /// The key to remove.
+        key: String,
+    },
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -576,6 +606,8 @@ impl InstanceCommand {
             C::ResetState { .. } => Action::ResetState,
             C::Update { .. } => Action::Update,
             C::Rebuild(_) => Action::Rebuild,
+            C::SetMetadata { .. } => Action::UpdateMetadata,
+            C::DeleteMetadata { .. } => Action::DeleteMetadata,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -805,6 +837,23 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.metadata_updated`: the server's whole metadata after a change through
+    /// `/servers/{id}/metadata` (whole, so a fold never depends on the previous value).
+    MetadataUpdated {
+        /// The metadata now.
+        metadata: BTreeMap<String, String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.tags_set`: the server's whole tag set after a change through
+    /// `/servers/{id}/tags` (folded into [`ServerExtras::tags`]; the instance state has
+    /// no tags, and Nova leaves `updated_at` alone: tags are rows of their own).
+    TagsSet {
+        /// The tags now.
+        tags: BTreeSet<String>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1011,7 +1060,9 @@ pub fn decide(
         | C::RevertResize
         | C::LiveMigrate { .. }
         | C::Delete
-        | C::Rebuild(_) => Err(DomainError::Conflict(format!(
+        | C::Rebuild(_)
+        | C::SetMetadata { .. }
+        | C::DeleteMetadata { .. } => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1284,6 +1335,32 @@ fn ruled(
             }
             rebuild = Some(r);
         }
+        C::SetMetadata {
+            items,
+            replace,
+            limit,
+        } => {
+            let metadata = if replace {
+                items
+            } else {
+                let mut m = i.spec.metadata.clone();
+                m.extend(items);
+                m
+            };
+            if limit >= 0 && metadata.len() as i64 > limit {
+                return Err(DomainError::Forbidden(format!(
+                    "Maximum number of metadata items exceeds {limit}"
+                )));
+            }
+            return Ok(metadata_updated(i, metadata, now));
+        }
+        C::DeleteMetadata { key } => {
+            let mut metadata = i.spec.metadata.clone();
+            if metadata.remove(&key).is_none() {
+                return Err(DomainError::Missing("Metadata item was not found".into()));
+            }
+            return Ok(metadata_updated(i, metadata, now));
+        }
         _ => {}
     }
     Ok(match rule.effect {
@@ -1293,6 +1370,8 @@ fn ruled(
             migration_started(i, op, action, kind, f, requested_host, now)
         }
         rules::Effect::ConfirmResize => vec![InstanceEvent::ResizeConfirmed { at: now }],
+        // Recorded by the command's arm above.
+        rules::Effect::Record => vec![],
         rules::Effect::StartTaskWithRequest(task) => match rebuild {
             Some(rebuild) => vec![InstanceEvent::RebuildStarted {
                 op,
@@ -1303,6 +1382,18 @@ fn ruled(
             None => start_task(op, action, task, now),
         },
     })
+}
+
+/// `instance.metadata_updated` when `metadata` differs from the current one.
+fn metadata_updated(
+    i: &Instance,
+    metadata: BTreeMap<String, String>,
+    at: Timestamp,
+) -> Vec<InstanceEvent> {
+    if metadata == i.spec.metadata {
+        return vec![];
+    }
+    vec![InstanceEvent::MetadataUpdated { metadata, at }]
 }
 
 fn migration_started(
@@ -1746,5 +1837,10 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.launched_at = Some(*at);
             finish(i, *at);
         }
+        E::MetadataUpdated { metadata, at } => {
+            i.spec.metadata = metadata.clone();
+            i.updated_at = *at;
+        }
+        E::TagsSet { .. } => {}
     }
 }

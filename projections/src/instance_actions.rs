@@ -223,7 +223,12 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::ConfirmResize => "compute_confirm_resize",
         Action::RevertResize => "compute_revert_resize",
         Action::Rebuild => "compute_rebuild_instance",
-        Action::Lock | Action::Unlock | Action::ResetState | Action::Update => return None,
+        Action::Lock
+        | Action::Unlock
+        | Action::ResetState
+        | Action::Update
+        | Action::UpdateMetadata
+        | Action::DeleteMetadata => return None,
     })
 }
 
@@ -472,6 +477,8 @@ impl ActionsPart {
                 }
             }
             E::Updated { .. }
+            | E::MetadataUpdated { .. }
+            | E::TagsSet { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
             | E::TaskAdvanced { .. } => {}

@@ -47,7 +47,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// `usage_audits` model (closed usage audit periods per cell).
 /// 12: the `subscriptions` model (webhook subscriptions).
 /// 13: the `instance_folds` model (fold snapshots of instance subjects, for state-at).
-pub const SCHEMA: u64 = 13;
+/// 14: `ServerExtras.tags` (server tags, 2.26).
+pub const SCHEMA: u64 = 14;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

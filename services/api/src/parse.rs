@@ -83,19 +83,44 @@ pub struct CreateServer {
 /// Nova's metadata limit (quota `metadata_items`).
 pub const MAX_METADATA_ITEMS: usize = 128;
 
-/// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
-pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let out: BTreeMap<String, String> = body::from_value("metadata", v)?;
+/// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
+/// `parameter_types.metadata`).
+fn metadata_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 255
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+}
+
+/// Validates a metadata object as Nova's `parameter_types.metadata` (the value of
+/// `field`): keys `^[a-zA-Z0-9-_:. ]{1,255}$`, string values of at most 255
+/// characters. The number of items is the `metadata_items` quota's to refuse.
+pub fn metadata_items(field: &str, v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    if !v.is_object() {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{v} is not of type 'object' (got {})", type_name(v)),
+        ));
+    }
+    let out: BTreeMap<String, String> = body::from_value(field, v)?;
     for (k, val) in &out {
-        if k.is_empty() || k.chars().count() > 255 {
+        if !metadata_key_ok(k) {
             return Err(invalid(
-                "metadata",
+                field,
                 v,
-                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"),
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
             ));
         }
         check_len(k, val, 0, 255)?;
     }
+    Ok(out)
+}
+
+/// Validates create's and rebuild's metadata: [`metadata_items`], at most 128 items
+/// (403, as Nova's `MetadataLimitExceeded`).
+pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let out = metadata_items("metadata", v)?;
     if out.len() > MAX_METADATA_ITEMS {
         return Err(ApiError::forbidden(format!(
             "Maximum number of metadata items exceeds {MAX_METADATA_ITEMS}"
@@ -809,6 +834,34 @@ pub struct ServerQuery {
     pub limit: Option<usize>,
     /// Last id of the previous page.
     pub marker: Option<String>,
+    /// 2.26 tag filters: `tags` (has all), `tags-any` (has one), `not-tags` (lacks one
+    /// at least), `not-tags-any` (has none); comma-separated lists.
+    pub tags: TagFilters,
+}
+
+/// The 2.26 tag filters of a server list (empty lists filter nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagFilters {
+    /// `tags`: every one of these.
+    pub all: Vec<String>,
+    /// `tags-any`: one of these at least.
+    pub any: Vec<String>,
+    /// `not-tags`: not every one of these.
+    pub not_all: Vec<String>,
+    /// `not-tags-any`: none of these.
+    pub not_any: Vec<String>,
+}
+
+impl TagFilters {
+    /// Whether a server with `tags` passes (Nova's `_handle_tags_filters` in
+    /// nova/db/main/api.py).
+    pub fn matches(&self, tags: &std::collections::BTreeSet<String>) -> bool {
+        let has = |t: &String| tags.contains(t);
+        (self.all.is_empty() || self.all.iter().all(has))
+            && (self.any.is_empty() || self.any.iter().any(has))
+            && (self.not_all.is_empty() || !self.not_all.iter().all(has))
+            && (self.not_any.is_empty() || !self.not_any.iter().any(has))
+    }
 }
 
 /// Query keys Nova accepts on GET /servers from 2.75 (others are refused there).
@@ -971,6 +1024,21 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
             .ok_or_else(|| ApiError::bad_request(format!("Invalid value '{s}' for all_tenants")))?,
     };
     let nonempty = |k: &str| q.get(k).filter(|s| !s.is_empty()).map(str::to_string);
+    let list = |k: &str| -> Vec<String> {
+        if !version.at_least(26) {
+            return Vec::new();
+        }
+        q.get(k)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let tags = TagFilters {
+        all: list("tags"),
+        any: list("tags-any"),
+        not_all: list("not-tags"),
+        not_any: list("not-tags-any"),
+    };
     Ok(ServerQuery {
         name: nonempty("name"),
         status: nonempty("status").map(|s| s.to_ascii_uppercase()),
@@ -983,6 +1051,7 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         image: nonempty("image").map(|f| ref_id(&f).to_string()),
         limit: limit(q)?,
         marker: nonempty("marker"),
+        tags,
     })
 }
 

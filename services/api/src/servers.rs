@@ -48,7 +48,11 @@ fn down_cell(st: &ApiState, views: &Views, id: &InstanceId) -> Option<CellName> 
 }
 
 /// Refuses (503, nothing appended) a change to an instance whose cell is down.
-fn require_cell_up(st: &ApiState, views: &Views, id: &InstanceId) -> Result<(), ApiError> {
+pub(crate) fn require_cell_up(
+    st: &ApiState,
+    views: &Views,
+    id: &InstanceId,
+) -> Result<(), ApiError> {
     match down_cell(st, views, id) {
         Some(cell) => Err(ApiError::cell_down(&cell, &id.to_string())),
         None => Ok(()),
@@ -226,6 +230,7 @@ fn list(
     }
     let views = st.engine.world().read();
     let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
+    let no_tags = std::collections::BTreeSet::new();
     let matches = |i: &Instance| -> bool {
         let project_ok = if query.all_tenants {
             query
@@ -254,6 +259,13 @@ fn list(
                 .as_ref()
                 .is_none_or(|f| i.flavor.spec.id.as_str() == f)
             && query.image.as_ref().is_none_or(|f| &i.spec.image_ref == f)
+            && (query.tags == parse::TagFilters::default()
+                || query.tags.matches(
+                    views
+                        .instances()
+                        .get(&i.id())
+                        .map_or(&no_tags, |r| &r.extras.tags),
+                ))
     };
     // Cells whose stream is unreachable: their instances are left out of the sorted
     // list; from 2.69, without filters, paging or sorting, they are shown first as
