@@ -22,6 +22,7 @@
 //! - A deleted instance refuses every command (404), and every reactor command on it
 //!   decides to nothing.
 
+pub mod console;
 pub mod rules;
 pub mod tags;
 

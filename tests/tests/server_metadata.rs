@@ -506,3 +506,116 @@ async fn ips_and_server_password_of_a_server_without_networks() {
         .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_output_and_diagnostics_from_the_simulated_driver() {
+    let h = Harness::start(|_| {}).await;
+    let id = active(&h, "Web 1", json!({})).await;
+    let before = history(&h, &id).await.len();
+    let v = h
+        .action(ALICE, &id, json!({"os-getConsoleOutput": {}}), 200)
+        .await;
+    let all = v["output"].as_str().unwrap().to_string();
+    assert!(all.contains("Linux version"), "{all}");
+    assert!(all.ends_with("web-1 login: "), "{all}");
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"os-getConsoleOutput": {"length": 2}}),
+            200,
+        )
+        .await;
+    let tail: Vec<&str> = all.lines().collect();
+    assert_eq!(v["output"], tail[tail.len() - 2..].join("\n"));
+    for length in [json!("1"), json!(-1), Value::Null] {
+        let v = h
+            .action(
+                ALICE,
+                &id,
+                json!({"os-getConsoleOutput": {"length": length.clone()}}),
+                200,
+            )
+            .await;
+        let want = if length == json!("1") {
+            tail[tail.len() - 1].to_string()
+        } else {
+            all.clone()
+        };
+        assert_eq!(v["output"], want, "length {length}");
+    }
+    for bad in [json!(-2), json!("x"), json!(true)] {
+        let v = h
+            .action(
+                ALICE,
+                &id,
+                json!({"os-getConsoleOutput": {"length": bad}}),
+                400,
+            )
+            .await;
+        assert!(
+            v["badRequest"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid input for field/attribute length."),
+            "{v}"
+        );
+    }
+    h.action(
+        ALICE,
+        &id,
+        json!({"os-getConsoleOutput": {"lines": 1}}),
+        400,
+    )
+    .await;
+    // Stopped: the log says so. Readers may not read it (member rule).
+    h.action(ALICE, &id, json!({"os-stop": null}), 202).await;
+    h.wait(&id, "SHUTOFF").await;
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"os-getConsoleOutput": {"length": 1}}),
+            200,
+        )
+        .await;
+    assert_eq!(v["output"], "[   60.000000] reboot: Power down");
+    h.action(READER, &id, json!({"os-getConsoleOutput": {}}), 403)
+        .await;
+    // A server without a host is not ready.
+    let bad = failed(&h).await;
+    let v = h
+        .action(ALICE, &bad, json!({"os-getConsoleOutput": {}}), 409)
+        .await;
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Instance {bad} is not ready")
+    );
+
+    // Diagnostics: admin only; 2.48's standard shape, the flat one before.
+    let d = format!("/servers/{id}/diagnostics");
+    let (code, _) = h.req(ALICE, M::GET, &d, None).await;
+    assert_eq!(code, 403);
+    let (code, v) = h.req(ADMIN, M::GET, &d, None).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "shutdown");
+    assert_eq!(v["driver"], "libvirt");
+    assert_eq!(v["num_cpus"], 1);
+    assert_eq!(v["cpu_details"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nic_details"], json!([]));
+    let (code, v, _) = req_at(&h, "2.47", ADMIN, M::GET, &d, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(v["vda_errors"], -1, "{v}");
+    let (code, v) = h
+        .req(ADMIN, M::GET, &format!("/servers/{bad}/diagnostics"), None)
+        .await;
+    assert_eq!(code, 409, "{v}");
+    // Nothing of this was recorded (stop aside).
+    let after = history(&h, &id).await;
+    assert!(
+        !after[before..]
+            .iter()
+            .any(|t| t.contains("console") || t.contains("diagnos")),
+        "{after:?}"
+    );
+}

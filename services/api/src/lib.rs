@@ -216,6 +216,11 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/servers/{id}/os-server-password",
             server_info::password_clear,
         )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/diagnostics",
+            server_info::diagnostics,
+        )
         .route(M::GET, "/v2.1/flavors", flavors::index)
         .route(M::POST, "/v2.1/flavors", flavors::create)
         .route(M::GET, "/v2.1/flavors/detail", flavors::detail)

@@ -305,6 +305,13 @@ pub const ROUTES: &[Endpoint] = &[
     ),
     ep(
         "GET",
+        "/v2.1/servers/{id}/diagnostics",
+        Admin,
+        "os_compute_api:os-server-diagnostics",
+        Target::Server,
+    ),
+    ep(
+        "GET",
         "/v2.1/flavors",
         Authenticated,
         "(none: flavor index has no policy)",

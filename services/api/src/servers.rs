@@ -433,15 +433,10 @@ pub async fn action(
             instance: i,
         };
         let prepared = req.resolve(&cx)?;
-        if prepared.resize_quota.is_some() {
+        if let (Some(_), Some(cmd)) = (&prepared.resize_quota, &prepared.command) {
             // Nova checks the instance's state and the flavors before the quota: a
             // refused action answers its own error, not the quota's.
-            domain::instance::decide(
-                Some(i),
-                prepared.command.clone(),
-                &caller.ctx(),
-                &st.engine.config,
-            )?;
+            domain::instance::decide(Some(i), cmd.clone(), &caller.ctx(), &st.engine.config)?;
         }
         (i.id(), prepared)
     };
@@ -455,10 +450,15 @@ pub async fn action(
             .reserve_resize(&project, iid, flavor, *delta, &ctx, &caller.meta())
             .await?;
     }
-    let done = st
-        .engine
-        .instance(iid, prepared.command, &ctx, &caller.meta())
-        .await;
+    let done = match prepared.command {
+        Some(cmd) => st
+            .engine
+            .instance(iid, cmd, &ctx, &caller.meta())
+            .await
+            .map(|_| ()),
+        // A read-only action (console output): nothing to run.
+        None => Ok(()),
+    };
     if let (Err(_), Some(_)) = (&done, &prepared.resize_quota) {
         // The resize did not start: its delta is given back now, not after the grace.
         let give_back = |v: &Views| {
@@ -484,7 +484,7 @@ pub async fn action(
     done?;
     Ok(match reply {
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
-        Reply::AcceptedWithBody(body) => {
+        Reply::AcceptedWithBody(body) | Reply::Read(body) => {
             let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);
