@@ -286,6 +286,24 @@ async fn metadata_changes_are_instance_events_refused_as_nova_refuses_them() {
         )
         .await;
     assert_eq!(code, 200);
+    // The same quota bounds a create's metadata.
+    let (code, v) = h
+        .req(
+            ALICE,
+            M::POST,
+            "/servers",
+            Some(
+                json!({"server": {"name": "many", "imageRef": IMAGE, "flavorRef": "1",
+                                   "networks": "none",
+                                   "metadata": {"a": "1", "b": "2", "c": "3"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["forbidden"]["message"],
+        "Maximum number of metadata items exceeds 2"
+    );
 
     // Every accepted change is an event; refusals appended nothing.
     let types = history(&h, &id).await;

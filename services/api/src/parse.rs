@@ -432,9 +432,10 @@ impl Decode for CreateServer {
         };
 
         let networks = networks(s.networks.as_ref(), version)?;
+        // The item count is the `metadata_items` quota's (checked by the handler).
         let metadata = match &s.metadata {
             None => BTreeMap::new(),
-            Some(v) => metadata(v)?,
+            Some(v) => metadata_items("metadata", v)?,
         };
         if let Some(az) = &s.availability_zone {
             check_len("availability_zone", az, 1, 255)?;

@@ -95,6 +95,18 @@ pub async fn create(
     let (spec, details) = {
         let views = st.engine.world().read();
         let spec = parse::resolve_create(req, &views, &caller, id)?;
+        // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`.
+        let limit = st
+            .engine
+            .quota_limits(&views, &caller.project, Some(&caller.user))
+            .get(&domain::quota::Resource::MetadataItems)
+            .copied()
+            .unwrap_or(domain::quota::Resource::MetadataItems.nova_default());
+        if limit >= 0 && spec.metadata.len() as i64 > limit {
+            return Err(ApiError::forbidden(format!(
+                "Maximum number of metadata items exceeds {limit}"
+            )));
+        }
         // The image's properties at boot, shown from 2.98 (Glance properties are strings).
         let image_properties = domain::ImageId::parse(&spec.image_ref)
             .and_then(|iid| views.image(&iid))
