@@ -142,7 +142,9 @@ impl ReadModel for Instances {
     }
 
     /// An instance's api-subject and cell-subject halves come from different streams:
-    /// each side keeps what its stream folded.
+    /// each side keeps what its stream folded. The boot details come from the api
+    /// subject only (`instance.boot_details_recorded`), the extras from the cell subject
+    /// only (`instance.rebuild_started`, `instance.tags_set`: placed servers only).
     fn merge(&mut self, other: Self) {
         for (id, o) in other.rows {
             let row = self.rows.entry(id).or_default();
@@ -150,10 +152,12 @@ impl ReadModel for Instances {
                 row.cell = o.cell;
                 row.cell_seq = o.cell_seq;
                 row.cell_subject = o.cell_subject;
+                row.extras = o.extras;
             }
             if o.api_seq > 0 {
                 row.api = o.api;
                 row.api_seq = o.api_seq;
+                row.details = o.details;
             }
             if row.cell.is_some() {
                 row.api = None;

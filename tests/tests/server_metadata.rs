@@ -2,7 +2,8 @@
 //! item, delete; the lock, the vm_state and the `metadata_items` quota refuse as Nova),
 //! tags (2.26: list, replace, add, check, delete one and all, the list filters of
 //! GET /servers), `ips` and `os-server-password`; every change is an event of the
-//! instance (its history, `instance.update` notifications and a restart show it).
+//! instance (its history, `instance.update` notifications, a restart and `replay
+//! rebuild` show it).
 
 use std::time::{Duration, Instant};
 
@@ -494,6 +495,21 @@ async fn tags_from_2_26_and_the_server_list_filters() {
     assert_eq!(h.show(&s1).await["tags"], json!(["a", "x"]));
     let (_, v) = h.req(ALICE, M::GET, "/servers?tags=x", None).await;
     assert_eq!(ids(&v), vec![s1.clone()]);
+
+    // `replay rebuild` folds the log to the same rows (tags, metadata and all).
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+    let log: std::sync::Arc<dyn eventlog::EventLog> =
+        eventlog::EmbeddedLog::open(&dir.path().join("log")).unwrap();
+    let (rebuilt, _) = replay::fold(log, &Default::default()).await.unwrap();
+    let row = rebuilt
+        .instances()
+        .get(&domain::InstanceId::parse(&s1).unwrap())
+        .unwrap()
+        .clone();
+    assert_eq!(row.extras.tags.into_iter().collect::<Vec<_>>(), ["a", "x"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
