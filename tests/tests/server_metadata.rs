@@ -287,7 +287,19 @@ async fn metadata_changes_are_instance_events_refused_as_nova_refuses_them() {
         )
         .await;
     assert_eq!(code, 200);
-    // The same quota bounds a create's metadata.
+    // The same quota bounds a rebuild's metadata and a create's.
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"rebuild": {"imageRef": IMAGE, "metadata": {"a": "1", "b": "2", "c": "3"}}}),
+            403,
+        )
+        .await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        "Maximum number of metadata items exceeds 2"
+    );
     let (code, v) = h
         .req(
             ALICE,

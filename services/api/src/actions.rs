@@ -234,6 +234,9 @@ pub struct ActionCx<'a> {
     pub caller: &'a Caller,
     /// The (visible) instance acted on.
     pub instance: &'a Instance,
+    /// The caller's effective quota limits (`metadata_items` bounds a rebuild's
+    /// metadata, as Nova's `_check_metadata_properties_quota`).
+    pub limits: domain::quota::Limits,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -932,7 +935,7 @@ impl Action for Rebuild {
             check_len("description", d, 0, 255)?;
         }
         if let Some(m) = &r.metadata {
-            parse::metadata(m)?;
+            parse::metadata_items("metadata", m)?;
         }
         if let Some(p) = &r.admin_pass {
             check_len("adminPass", p, 0, 255)?;
@@ -971,7 +974,24 @@ impl Action for Rebuild {
             // projects own servers).
             parse::check_key_name(cx.views, &cx.caller.user, k)?;
         }
-        let metadata = self.metadata.as_ref().map(parse::metadata).transpose()?;
+        let metadata = self
+            .metadata
+            .as_ref()
+            .map(|m| parse::metadata_items("metadata", m))
+            .transpose()?;
+        let limit = cx
+            .limits
+            .get(&domain::quota::Resource::MetadataItems)
+            .copied()
+            .unwrap_or(domain::quota::Resource::MetadataItems.nova_default());
+        if metadata
+            .as_ref()
+            .is_some_and(|m| limit >= 0 && m.len() as i64 > limit)
+        {
+            return Err(ApiError::forbidden(format!(
+                "Maximum number of metadata items exceeds {limit}"
+            )));
+        }
         let admin_pass = self
             .admin_pass
             .clone()

@@ -443,6 +443,9 @@ pub async fn action(
             views: &views,
             caller: &caller,
             instance: i,
+            limits: st
+                .engine
+                .quota_limits(&views, &caller.project, Some(&caller.user)),
         };
         let prepared = req.resolve(&cx)?;
         if let (Some(_), Some(cmd)) = (&prepared.resize_quota, &prepared.command) {
