@@ -134,6 +134,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::TaskFailed { .. } => "instance.task_failed",
         E::TaskRetried { .. } => "instance.task_retried",
         E::BootDetailsRecorded { .. } => "instance.boot_details_recorded",
+        E::CreateExtrasRecorded { .. } => "instance.create_extras_recorded",
         E::RebuildStarted { .. } => "instance.rebuild_started",
         E::TaskAdvanced { .. } => "instance.task_advanced",
         E::Rebuilt { .. } => "instance.rebuilt",

@@ -17,8 +17,21 @@
 //!   every earlier token, even after the user is enabled again.
 //! - Granting a role a user already has on a project decides to no events; granting
 //!   needs the project and the role to exist.
+//! - A delete is an event (`project.deleted`, `user.deleted`, `role.deleted`) that folds
+//!   the entity away; its name is then released (`identity.name_released`, appended to
+//!   the name-index subject only by the id holding it) so it can be taken again. A
+//!   deleted user's or project's tokens fail validation because the entity is gone;
+//!   assignments naming a deleted project or role are ignored by every reader.
+//! - A revoked token is remembered by its audit id on its user (`user.token_revoked`)
+//!   until it would have expired anyway; every process folds the api stream, so every
+//!   process that validates tokens sees the revocation.
+//! - Application credentials live on their user (`user.app_cred_created` /
+//!   `user.app_cred_deleted`): names are unique per user (decided on the user's state,
+//!   appended with its expected sequence), only the secret's argon2 hash is stored.
+//!   As in Keystone, revoking a role on a project deletes the user's credentials on
+//!   that project, and disabling the user deletes all of them (same commit).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -147,6 +160,36 @@ pub struct User {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// Revoked tokens of this user: audit id -> the token's expiry (dropped once past).
+    pub revoked: BTreeMap<String, Timestamp>,
+    /// Application credentials, by id.
+    pub app_creds: BTreeMap<String, AppCred>,
+    /// Keystone's extra attributes (`email`, `description`, ...): name -> JSON text.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// An application credential: a secret standing for its user on one project with a
+/// subset of the user's roles there, until `expires_at` (never when `None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCred {
+    /// 32-hex uuid.
+    pub id: String,
+    /// Unique per user.
+    pub name: IdentityName,
+    /// Free text.
+    pub description: Option<String>,
+    /// The project its tokens are scoped to.
+    pub project: ProjectId,
+    /// The roles its tokens carry (those the user still has on the project).
+    pub roles: Vec<RoleId>,
+    /// argon2 PHC string of the secret.
+    pub secret_hash: String,
+    /// Expiry, if any.
+    pub expires_at: Option<Timestamp>,
+    /// Whether its tokens may manage application credentials.
+    pub unrestricted: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
 }
 
 impl User {
@@ -211,6 +254,8 @@ pub enum IdentityCommand {
         enabled: bool,
         /// Default project.
         default_project_id: Option<ProjectId>,
+        /// Extra attributes (name -> JSON text).
+        extra: BTreeMap<String, String>,
     },
     /// Enable or disable a user.
     SetUserEnabled(bool),
@@ -223,6 +268,38 @@ pub enum IdentityCommand {
     GrantRole { project: ProjectId, role: RoleId },
     /// Create a role.
     CreateRole { id: RoleId, name: IdentityName },
+    /// Release a name held by `id` (after a delete or rename of its entity).
+    ReleaseName { id: String },
+    /// Change a project (each `Some` field).
+    UpdateProject {
+        name: Option<IdentityName>,
+        description: Option<String>,
+        enabled: Option<bool>,
+    },
+    /// Delete a project.
+    DeleteProject,
+    /// Change a user's name, default project or extra attributes.
+    UpdateUser {
+        name: Option<IdentityName>,
+        default_project_id: Option<Option<ProjectId>>,
+        /// Extra attributes to set (JSON text) or, when `None`, remove.
+        extra: BTreeMap<String, Option<String>>,
+    },
+    /// Delete a user.
+    DeleteUser,
+    /// Delete a role.
+    DeleteRole,
+    /// Revoke a role on a project from a user.
+    RevokeRole { project: ProjectId, role: RoleId },
+    /// Revoke one token of a user (by audit id) until `expires_at`.
+    RevokeToken {
+        audit_id: String,
+        expires_at: Timestamp,
+    },
+    /// Create an application credential.
+    CreateAppCred(AppCred),
+    /// Delete an application credential.
+    DeleteAppCred { id: String },
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -282,6 +359,47 @@ pub enum IdentityEvent {
         name: IdentityName,
         at: Timestamp,
     },
+    /// `identity.name_released` (name-index subject): the name is free again.
+    NameReleased { id: String, at: Timestamp },
+    /// `project.updated`
+    ProjectUpdated {
+        name: Option<IdentityName>,
+        description: Option<String>,
+        enabled: Option<bool>,
+        at: Timestamp,
+    },
+    /// `project.deleted`
+    ProjectDeleted { at: Timestamp },
+    /// `user.updated`
+    UserUpdated {
+        name: Option<IdentityName>,
+        /// `Some(None)` clears it.
+        default_project_id: Option<Option<ProjectId>>,
+        /// Extra attributes set (JSON text) or removed (`None`).
+        extra: BTreeMap<String, Option<String>>,
+        at: Timestamp,
+    },
+    /// `user.deleted`
+    UserDeleted { at: Timestamp },
+    /// `role.deleted`
+    RoleDeleted { at: Timestamp },
+    /// `user.role_revoked`
+    UserRoleRevoked {
+        project: ProjectId,
+        role: RoleId,
+        at: Timestamp,
+    },
+    /// `user.token_revoked`
+    UserTokenRevoked {
+        audit_id: String,
+        /// The token's own expiry: the revocation is forgotten after it.
+        expires_at: Timestamp,
+        at: Timestamp,
+    },
+    /// `user.app_cred_created`
+    AppCredCreated { cred: AppCred, at: Timestamp },
+    /// `user.app_cred_deleted`
+    AppCredDeleted { id: String, at: Timestamp },
 }
 
 impl IdentityEvent {
@@ -295,6 +413,16 @@ impl IdentityEvent {
             IdentityEvent::UserPasswordChanged { .. } => "user.password_changed",
             IdentityEvent::UserRoleGranted { .. } => "user.role_granted",
             IdentityEvent::RoleCreated { .. } => "role.created",
+            IdentityEvent::NameReleased { .. } => "identity.name_released",
+            IdentityEvent::ProjectUpdated { .. } => "project.updated",
+            IdentityEvent::ProjectDeleted { .. } => "project.deleted",
+            IdentityEvent::UserUpdated { .. } => "user.updated",
+            IdentityEvent::UserDeleted { .. } => "user.deleted",
+            IdentityEvent::RoleDeleted { .. } => "role.deleted",
+            IdentityEvent::UserRoleRevoked { .. } => "user.role_revoked",
+            IdentityEvent::UserTokenRevoked { .. } => "user.token_revoked",
+            IdentityEvent::AppCredCreated { .. } => "user.app_cred_created",
+            IdentityEvent::AppCredDeleted { .. } => "user.app_cred_deleted",
         }
     }
 }
@@ -393,6 +521,7 @@ pub fn decide(
             password_hash,
             enabled,
             default_project_id,
+            extra,
         } => {
             if state.is_some() {
                 return Err(DomainError::AlreadyExists {
@@ -405,7 +534,7 @@ pub fn decide(
                     "password must be stored as an argon2 hash".into(),
                 ));
             }
-            Ok(vec![E::UserCreated {
+            let mut evs = vec![E::UserCreated {
                 id,
                 name,
                 domain_id: DEFAULT_DOMAIN_ID.into(),
@@ -413,14 +542,32 @@ pub fn decide(
                 enabled,
                 default_project_id,
                 at: now,
-            }])
+            }];
+            // Extra attributes ride along in the same append.
+            if !extra.is_empty() {
+                evs.push(E::UserUpdated {
+                    name: None,
+                    default_project_id: None,
+                    extra: extra.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                    at: now,
+                });
+            }
+            Ok(evs)
         }
         C::SetUserEnabled(enabled) => {
             let u = user(state)?;
             if u.enabled == enabled {
                 return Ok(vec![]);
             }
-            Ok(vec![E::UserEnabledSet { enabled, at: now }])
+            let mut evs = vec![E::UserEnabledSet { enabled, at: now }];
+            // As Keystone: disabling a user deletes its application credentials.
+            if !enabled {
+                evs.extend(u.app_creds.keys().map(|id| E::AppCredDeleted {
+                    id: id.clone(),
+                    at: now,
+                }));
+            }
+            Ok(evs)
         }
         C::SetPassword { password_hash } => {
             user(state)?;
@@ -466,6 +613,141 @@ pub fn decide(
             }
             Ok(vec![E::RoleCreated { id, name, at: now }])
         }
+        C::ReleaseName { id } => match state {
+            Some(IdentityState::Name(c)) if c.id == id => Ok(vec![E::NameReleased { id, at: now }]),
+            _ => Ok(vec![]),
+        },
+        C::UpdateProject {
+            name,
+            description,
+            enabled,
+        } => {
+            let Some(IdentityState::Project(p)) = state else {
+                return Err(not_found("Project"));
+            };
+            let name = name.filter(|n| *n != p.name);
+            let description = description.filter(|d| *d != p.description);
+            let enabled = enabled.filter(|e| *e != p.enabled);
+            if name.is_none() && description.is_none() && enabled.is_none() {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::ProjectUpdated {
+                name,
+                description,
+                enabled,
+                at: now,
+            }])
+        }
+        C::DeleteProject => match state {
+            Some(IdentityState::Project(_)) => Ok(vec![E::ProjectDeleted { at: now }]),
+            _ => Err(not_found("Project")),
+        },
+        C::UpdateUser {
+            name,
+            default_project_id,
+            mut extra,
+        } => {
+            let u = user(state)?;
+            let name = name.filter(|n| *n != u.name);
+            let default_project_id = default_project_id.filter(|d| *d != u.default_project_id);
+            extra.retain(|k, v| u.extra.get(k) != v.as_ref());
+            if name.is_none() && default_project_id.is_none() && extra.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserUpdated {
+                name,
+                default_project_id,
+                extra,
+                at: now,
+            }])
+        }
+        C::DeleteUser => {
+            user(state)?;
+            Ok(vec![E::UserDeleted { at: now }])
+        }
+        C::DeleteRole => match state {
+            Some(IdentityState::Role(_)) => Ok(vec![E::RoleDeleted { at: now }]),
+            _ => Err(not_found("Role")),
+        },
+        C::RevokeRole { project, role } => {
+            let u = user(state)?;
+            if !u.roles.contains(&(project.clone(), role.clone())) {
+                return Err(DomainError::NotFound {
+                    kind: "RoleAssignment",
+                    id: format!("{project}/{role}"),
+                });
+            }
+            // As Keystone: losing a role on a project deletes the user's application
+            // credentials there.
+            let creds: Vec<IdentityEvent> = u
+                .app_creds
+                .values()
+                .filter(|c| c.project == project)
+                .map(|c| E::AppCredDeleted {
+                    id: c.id.clone(),
+                    at: now,
+                })
+                .collect();
+            let mut evs = vec![E::UserRoleRevoked {
+                project,
+                role,
+                at: now,
+            }];
+            evs.extend(creds);
+            Ok(evs)
+        }
+        C::RevokeToken {
+            audit_id,
+            expires_at,
+        } => {
+            let u = user(state)?;
+            if u.revoked.contains_key(&audit_id) || expires_at <= now {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserTokenRevoked {
+                audit_id,
+                expires_at,
+                at: now,
+            }])
+        }
+        C::CreateAppCred(cred) => {
+            let u = user(state)?;
+            if bad_hash(&cred.secret_hash) {
+                return Err(DomainError::BadRequest(
+                    "secret must be stored as an argon2 hash".into(),
+                ));
+            }
+            if u.app_creds.contains_key(&cred.id) {
+                return Err(DomainError::AlreadyExists {
+                    kind: "ApplicationCredential",
+                    id: cred.id,
+                });
+            }
+            if u.app_creds.values().any(|c| c.name == cred.name) {
+                return Err(DomainError::Conflict(format!(
+                    "Conflict occurred attempting to store application_credential - Duplicate entry found with name {}.",
+                    cred.name
+                )));
+            }
+            Ok(vec![E::AppCredCreated { cred, at: now }])
+        }
+        C::DeleteAppCred { id } => {
+            let u = user(state)?;
+            if !u.app_creds.contains_key(&id) {
+                return Err(DomainError::NotFound {
+                    kind: "ApplicationCredential",
+                    id,
+                });
+            }
+            Ok(vec![E::AppCredDeleted { id, at: now }])
+        }
+    }
+}
+
+fn not_found(kind: &'static str) -> DomainError {
+    DomainError::NotFound {
+        kind,
+        id: String::new(),
     }
 }
 
@@ -540,6 +822,9 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             roles: BTreeSet::new(),
             created_at: *at,
             updated_at: *at,
+            revoked: BTreeMap::new(),
+            app_creds: BTreeMap::new(),
+            extra: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -563,6 +848,86 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
         (Some(IdentityState::User(mut u)), E::UserRoleGranted { project, role, at }) => {
             u.roles.insert((project.clone(), role.clone()));
             u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::Name(c)), E::NameReleased { id, .. }) => {
+            if c.id == *id {
+                None
+            } else {
+                Some(IdentityState::Name(c))
+            }
+        }
+        (
+            Some(IdentityState::Project(mut p)),
+            E::ProjectUpdated {
+                name,
+                description,
+                enabled,
+                ..
+            },
+        ) => {
+            if let Some(n) = name {
+                p.name = n.clone();
+            }
+            if let Some(d) = description {
+                p.description = d.clone();
+            }
+            if let Some(e) = enabled {
+                p.enabled = *e;
+            }
+            Some(IdentityState::Project(p))
+        }
+        (Some(IdentityState::Project(_)), E::ProjectDeleted { .. }) => None,
+        (
+            Some(IdentityState::User(mut u)),
+            E::UserUpdated {
+                name,
+                default_project_id,
+                extra,
+                at,
+            },
+        ) => {
+            if let Some(n) = name {
+                u.name = n.clone();
+            }
+            if let Some(d) = default_project_id {
+                u.default_project_id = d.clone();
+            }
+            for (k, v) in extra {
+                match v {
+                    Some(v) => u.extra.insert(k.clone(), v.clone()),
+                    None => u.extra.remove(k),
+                };
+            }
+            u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(_)), E::UserDeleted { .. }) => None,
+        (Some(IdentityState::Role(_)), E::RoleDeleted { .. }) => None,
+        (Some(IdentityState::User(mut u)), E::UserRoleRevoked { project, role, at }) => {
+            u.roles.remove(&(project.clone(), role.clone()));
+            u.updated_at = *at;
+            Some(IdentityState::User(u))
+        }
+        (
+            Some(IdentityState::User(mut u)),
+            E::UserTokenRevoked {
+                audit_id,
+                expires_at,
+                at,
+            },
+        ) => {
+            // Forget revocations of tokens that have expired on their own.
+            u.revoked.retain(|_, exp| *exp > *at);
+            u.revoked.insert(audit_id.clone(), *expires_at);
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::AppCredCreated { cred, .. }) => {
+            u.app_creds.insert(cred.id.clone(), cred.clone());
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::AppCredDeleted { id, .. }) => {
+            u.app_creds.remove(id);
             Some(IdentityState::User(u))
         }
         (s, _) => s,

@@ -170,6 +170,8 @@ pub enum Action {
     Update,
     /// rebuild
     Rebuild,
+    /// changePassword (appended last: postcard encodes the variant's index)
+    ChangePassword,
     /// PUT / POST /servers/{id}/metadata, PUT /servers/{id}/metadata/{key}
     UpdateMetadata,
     /// DELETE /servers/{id}/metadata/{key}
@@ -202,6 +204,7 @@ impl Action {
             Action::ResetState => "os-resetState",
             Action::Update => "update",
             Action::Rebuild => "rebuild",
+            Action::ChangePassword => "changePassword",
             Action::UpdateMetadata => "update metadata",
             Action::DeleteMetadata => "delete metadata",
         }
@@ -358,6 +361,35 @@ impl BootDetails {
     }
 }
 
+/// What a create request sets that only the API shows (and the spec does not hold):
+/// the multiple-create reservation and launch index, the access addresses, user data
+/// and the config drive. The payload of `instance.create_extras_recorded` (api subject,
+/// in the build request's commit), recorded only when something differs from
+/// [`CreateExtras::default`]: then a server's reservation id is derived from its id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateExtras {
+    /// `reservation_id` shared by the servers of one multiple create (`r-` and 8
+    /// characters), None for a single create.
+    pub reservation_id: Option<String>,
+    /// Position in the multiple create (`OS-EXT-SRV-ATTR:launch_index`).
+    pub launch_index: u32,
+    /// `accessIPv4` as given.
+    pub access_ip_v4: Option<String>,
+    /// `accessIPv6` as given (normalized).
+    pub access_ip_v6: Option<String>,
+    /// `user_data`, base64 as sent.
+    pub user_data: Option<String>,
+    /// `config_drive` requested.
+    pub config_drive: bool,
+}
+
+impl CreateExtras {
+    /// True when there is nothing to record.
+    pub fn is_empty(&self) -> bool {
+        *self == CreateExtras::default()
+    }
+}
+
 /// A rebuild (`rebuild` server action) as the API validated it: the image exists, the
 /// metadata, names and addresses are well formed. Also the payload of
 /// `instance.rebuild_started`, so its shape is frozen (postcard): a new field needs a
@@ -406,6 +438,12 @@ pub struct ServerExtras {
     /// `OS-EXT-SRV-ATTR:user_data`.
     pub user_data: Option<String>,
     pub trusted_image_certificates: Option<Vec<String>>,
+    /// The multiple create's reservation (None: derived from the server's id).
+    pub reservation_id: Option<String>,
+    /// `OS-EXT-SRV-ATTR:launch_index`.
+    pub launch_index: u32,
+    /// `config_drive` was requested.
+    pub config_drive: bool,
     /// Server tags (2.26), sorted: `instance.tags_set`. Kept here, not in [`Instance`],
     /// whose shape is frozen in `instance.placed`; tags change only on placed servers
     /// (active, paused, suspended or stopped), so the cell subject has them all.
@@ -413,8 +451,44 @@ pub struct ServerExtras {
 }
 
 impl ServerExtras {
+    /// The extras of one instance from its two subjects folded apart (`replay` folds
+    /// streams apart): the api side's (a create's) under what the cell side's events
+    /// set (a rebuild's, the tags). A value a rebuild *cleared* (`null`) is not told
+    /// apart from one never set, so the create's shows through then.
+    pub fn combined(api: &ServerExtras, cell: &ServerExtras) -> ServerExtras {
+        ServerExtras {
+            access_ip_v4: cell
+                .access_ip_v4
+                .clone()
+                .or_else(|| api.access_ip_v4.clone()),
+            access_ip_v6: cell
+                .access_ip_v6
+                .clone()
+                .or_else(|| api.access_ip_v6.clone()),
+            hostname: cell.hostname.clone().or_else(|| api.hostname.clone()),
+            user_data: cell.user_data.clone().or_else(|| api.user_data.clone()),
+            trusted_image_certificates: cell
+                .trusted_image_certificates
+                .clone()
+                .or_else(|| api.trusted_image_certificates.clone()),
+            reservation_id: api.reservation_id.clone(),
+            launch_index: api.launch_index,
+            config_drive: api.config_drive,
+            tags: cell.tags.clone(),
+        }
+    }
+
     /// Folds one event (events that change none of these are ignored). Total.
     pub fn apply(&mut self, ev: &InstanceEvent) {
+        if let InstanceEvent::CreateExtrasRecorded { extras } = ev {
+            let x = &**extras;
+            self.reservation_id = x.reservation_id.clone();
+            self.launch_index = x.launch_index;
+            self.access_ip_v4 = x.access_ip_v4.clone();
+            self.access_ip_v6 = x.access_ip_v6.clone();
+            self.user_data = x.user_data.clone();
+            self.config_drive = x.config_drive;
+        }
         if let InstanceEvent::TagsSet { tags, .. } = ev {
             self.tags = tags.clone();
         }
@@ -443,7 +517,7 @@ impl ServerExtras {
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
     /// POST /servers: the request, and what is recorded beside it.
-    Create(Box<InstanceSpec>, BootDetails),
+    Create(Box<InstanceSpec>, BootDetails, Box<CreateExtras>),
     /// os-start
     Start,
     /// os-stop
@@ -512,6 +586,9 @@ pub enum InstanceCommand {
     },
     /// rebuild
     Rebuild(Box<Rebuild>),
+    /// changePassword (os-admin-password): the guest's admin password is set by the
+    /// compute agent; the password itself is never recorded.
+    ChangePassword,
     /// POST /servers/{id}/metadata (merge), PUT /servers/{id}/metadata (`replace`),
     /// PUT /servers/{id}/metadata/{key} (merge of one item).
     SetMetadata {
@@ -607,6 +684,7 @@ impl InstanceCommand {
             C::ResetState { .. } => Action::ResetState,
             C::Update { .. } => Action::Update,
             C::Rebuild(_) => Action::Rebuild,
+            C::ChangePassword => Action::ChangePassword,
             C::SetMetadata { .. } => Action::UpdateMetadata,
             C::DeleteMetadata { .. } => Action::DeleteMetadata,
             C::Create(..)
@@ -838,6 +916,13 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.create_extras_recorded` (api subject, in the build request's commit):
+    /// what a create request set beside its spec, for the API to show. Changes no state
+    /// of the aggregate. (Appended last: postcard encodes the variant's index.)
+    CreateExtrasRecorded {
+        /// The extras.
+        extras: Box<CreateExtras>,
+    },
     /// `instance.metadata_updated`: the server's whole metadata after a change through
     /// `/servers/{id}/metadata` (whole, so a fold never depends on the previous value).
     MetadataUpdated {
@@ -991,7 +1076,7 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
-    if let C::Create(spec, details) = cmd {
+    if let C::Create(spec, details, extras) = cmd {
         if state.is_some() {
             return Err(DomainError::AlreadyExists {
                 kind: "Instance",
@@ -1004,6 +1089,9 @@ pub fn decide(
         let mut events = vec![InstanceEvent::BuildRequested { spec, op, at: now }];
         if !details.is_empty() {
             events.push(InstanceEvent::BootDetailsRecorded { details });
+        }
+        if !extras.is_empty() {
+            events.push(InstanceEvent::CreateExtrasRecorded { extras });
         }
         return Ok(events);
     }
@@ -1061,6 +1149,7 @@ pub fn decide(
         | C::RevertResize
         | C::LiveMigrate { .. }
         | C::Delete
+        | C::ChangePassword
         | C::Rebuild(_)
         | C::SetMetadata { .. }
         | C::DeleteMetadata { .. } => Err(DomainError::Conflict(format!(
@@ -1477,6 +1566,7 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         TaskState::Deleting => vec![E::Deleted { at }],
         // Settled or stepped above; scheduling tasks are answered by the scheduler.
         TaskState::Pausing
+        | TaskState::UpdatingPassword
         | TaskState::Unpausing
         | TaskState::Suspending
         | TaskState::Resuming
@@ -1789,7 +1879,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
             i.updated_at = *at;
         }
-        E::BootDetailsRecorded { .. } => {}
+        E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => {}
         E::RebuildStarted {
             op,
             task,

@@ -118,6 +118,9 @@ pub enum TaskState {
     RebuildBlockDeviceMapping,
     /// `rebuild_spawning`: the guest boots from the new image.
     RebuildSpawning,
+    /// `updating_password`: `changePassword` (status PASSWORD). Appended last: postcard
+    /// encodes the variant's index.
+    UpdatingPassword,
 }
 
 impl TaskState {
@@ -145,11 +148,12 @@ impl TaskState {
             TaskState::Rebuilding => "rebuilding",
             TaskState::RebuildBlockDeviceMapping => "rebuild_block_device_mapping",
             TaskState::RebuildSpawning => "rebuild_spawning",
+            TaskState::UpdatingPassword => "updating_password",
         }
     }
 
     /// Every value.
-    pub const ALL: [TaskState; 21] = [
+    pub const ALL: [TaskState; 22] = [
         TaskState::Scheduling,
         TaskState::Spawning,
         TaskState::Pausing,
@@ -171,6 +175,7 @@ impl TaskState {
         TaskState::Rebuilding,
         TaskState::RebuildBlockDeviceMapping,
         TaskState::RebuildSpawning,
+        TaskState::UpdatingPassword,
     ];
 
     /// The three steps of a rebuild (API status `REBUILD` whatever the vm_state).
@@ -229,6 +234,7 @@ pub fn api_status(vm: VmState, task: Option<TaskState>) -> &'static str {
             Some(T::RebootingHard) => "HARD_REBOOT",
             Some(T::Migrating) => "MIGRATING",
             Some(T::ResizePrep) | Some(T::ResizeMigrating) => "RESIZE",
+            Some(T::UpdatingPassword) => "PASSWORD",
             _ => "ACTIVE",
         },
         VmState::Building => "BUILD",

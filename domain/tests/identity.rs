@@ -91,6 +91,7 @@ fn create_user_then_creating_it_again_is_refused() {
         password_hash: HASH.into(),
         enabled: true,
         default_project_id: None,
+        extra: Default::default(),
     };
     let evs = when(&None, cmd.clone()).unwrap();
     let state = given(&evs);
@@ -114,6 +115,7 @@ fn a_plain_password_is_never_stored() {
             password_hash: "secret".into(),
             enabled: true,
             default_project_id: None,
+            extra: Default::default(),
         },
     )
     .unwrap_err();
@@ -236,4 +238,143 @@ fn evolve_ignores_events_that_do_not_fit() {
     );
     let state = given(&[user_created()]);
     assert_eq!(identity::evolve(state.clone(), &user_created()), state);
+}
+
+#[test]
+fn deletes_fold_entities_away_and_release_only_the_holders_name() {
+    let state = given(&[user_created()]);
+    let evs = when(&state, C::DeleteUser).unwrap();
+    assert_eq!(evs, vec![E::UserDeleted { at: Timestamp(100) }]);
+    let mut all = vec![user_created()];
+    all.extend(evs);
+    assert_eq!(given(&all), None);
+    assert!(matches!(
+        when(&None, C::DeleteUser),
+        Err(DomainError::NotFound { kind: "User", .. })
+    ));
+    let claimed = given(&[E::NameClaimed {
+        kind: NameKind::User,
+        domain_id: "default".into(),
+        name: name("alice"),
+        id: "u1".into(),
+        at: Timestamp(1),
+    }]);
+    // Another id cannot release it; the holder can, and then it is free.
+    assert_eq!(
+        when(&claimed, C::ReleaseName { id: "u2".into() }).unwrap(),
+        vec![]
+    );
+    let evs = when(&claimed, C::ReleaseName { id: "u1".into() }).unwrap();
+    assert_eq!(
+        identity::evolve(claimed.clone(), &evs[0]),
+        None,
+        "a released name is free"
+    );
+}
+
+#[test]
+fn a_revoked_token_is_remembered_until_it_expires() {
+    let state = given(&[user_created()]);
+    let revoke = |a: &str, exp: i64| C::RevokeToken {
+        audit_id: a.into(),
+        expires_at: Timestamp(exp),
+    };
+    // Already expired: nothing to remember.
+    assert_eq!(when(&state, revoke("a", 50)).unwrap(), vec![]);
+    let evs = when(&state, revoke("a", 200)).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).revoked.contains_key("a"));
+    assert_eq!(
+        when(&state, revoke("a", 200)).unwrap(),
+        vec![],
+        "idempotent"
+    );
+    // A later revocation drops the ones past their expiry.
+    let later = E::UserTokenRevoked {
+        audit_id: "b".into(),
+        expires_at: Timestamp(900),
+        at: Timestamp(300),
+    };
+    let state = identity::evolve(state, &later);
+    let u = user(&state);
+    assert!(!u.revoked.contains_key("a") && u.revoked.contains_key("b"));
+}
+
+#[test]
+fn application_credential_names_are_unique_per_user_and_secrets_hashed() {
+    let state = given(&[user_created()]);
+    let cred = |id: &str, n: &str, hash: &str| domain::identity::AppCred {
+        id: id.into(),
+        name: name(n),
+        description: None,
+        project: ProjectId::new("p1").unwrap(),
+        roles: vec![RoleId::new("r1").unwrap()],
+        secret_hash: hash.into(),
+        expires_at: None,
+        unrestricted: false,
+        created_at: Timestamp(1),
+    };
+    assert!(matches!(
+        when(&state, C::CreateAppCred(cred("c1", "ci", "plain"))),
+        Err(DomainError::BadRequest(_))
+    ));
+    let evs = when(&state, C::CreateAppCred(cred("c1", "ci", HASH))).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(matches!(
+        when(&state, C::CreateAppCred(cred("c2", "ci", HASH))),
+        Err(DomainError::Conflict(m)) if m.contains("Duplicate entry")
+    ));
+    let evs = when(&state, C::DeleteAppCred { id: "c1".into() }).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).app_creds.is_empty());
+    assert!(matches!(
+        when(&state, C::DeleteAppCred { id: "c1".into() }),
+        Err(DomainError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn losing_a_role_or_being_disabled_deletes_application_credentials() {
+    let mut state = given(&[user_created()]);
+    let p = |s: &str| ProjectId::new(s).unwrap();
+    for (id, project) in [("c1", "p1"), ("c2", "p2")] {
+        let cred = domain::identity::AppCred {
+            id: id.into(),
+            name: name(id),
+            description: None,
+            project: p(project),
+            roles: vec![RoleId::new("r1").unwrap()],
+            secret_hash: HASH.into(),
+            expires_at: None,
+            unrestricted: false,
+            created_at: Timestamp(1),
+        };
+        let evs = when(&state, C::CreateAppCred(cred)).unwrap();
+        state = evs.iter().fold(state, identity::evolve);
+    }
+    for project in ["p1", "p2"] {
+        let granted = E::UserRoleGranted {
+            project: p(project),
+            role: RoleId::new("r1").unwrap(),
+            at: Timestamp(2),
+        };
+        state = identity::evolve(state, &granted);
+    }
+    let evs = when(
+        &state,
+        C::RevokeRole {
+            project: p("p1"),
+            role: RoleId::new("r1").unwrap(),
+        },
+    )
+    .unwrap();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let state = evs.iter().fold(state, identity::evolve);
+    assert_eq!(
+        user(&state).app_creds.keys().collect::<Vec<_>>(),
+        vec!["c2"]
+    );
+    let evs = when(&state, C::SetUserEnabled(false)).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(user(&state).app_creds.is_empty());
 }

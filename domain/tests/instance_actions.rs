@@ -8,8 +8,8 @@ use domain::instance::rules::{self, TaskReq, RULES};
 use std::collections::BTreeMap;
 
 use domain::instance::{
-    Action as A, Config, InstanceCommand as C, InstanceEvent, MigrationKind, Rebuild, ServerExtras,
-    Work,
+    Action as A, Config, CreateExtras, InstanceCommand as C, InstanceEvent, MigrationKind, Rebuild,
+    ServerExtras, Work,
 };
 use domain::{CellName, DomainError, PowerState as P, TaskState as T, VmState as V};
 
@@ -38,11 +38,15 @@ fn create_records_a_build_request_that_needs_scheduling() {
 #[test]
 fn create_twice_is_refused() {
     let mut w = World::created(Config::default());
-    w.when(C::Create(Box::new(spec()), Default::default()))
-        .refused(&format!(
-            "Instance with id {} already exists.",
-            instance_id()
-        ));
+    w.when(C::Create(
+        Box::new(spec()),
+        Default::default(),
+        Default::default(),
+    ))
+    .refused(&format!(
+        "Instance with id {} already exists.",
+        instance_id()
+    ));
 }
 
 #[test]
@@ -50,8 +54,12 @@ fn create_with_a_blank_name_is_a_bad_request() {
     let mut w = World::default();
     let mut s = spec();
     s.name = "   ".into();
-    w.when(C::Create(Box::new(s), Default::default()))
-        .refused("Invalid server name");
+    w.when(C::Create(
+        Box::new(s),
+        Default::default(),
+        Default::default(),
+    ))
+    .refused("Invalid server name");
     assert!(w.state.is_none());
 }
 
@@ -62,8 +70,12 @@ fn create_records_boot_details_beside_the_request_and_nothing_when_empty() {
         scheduler_hints: [("group".to_string(), "\"g\"".to_string())].into(),
         image_properties: Default::default(),
     };
-    w.when(C::Create(Box::new(spec()), details.clone()))
-        .events(&["instance.build_requested", "instance.boot_details_recorded"]);
+    w.when(C::Create(
+        Box::new(spec()),
+        details.clone(),
+        Default::default(),
+    ))
+    .events(&["instance.build_requested", "instance.boot_details_recorded"]);
     // The details change no state of the aggregate.
     let before = w.state.clone();
     let evolved = domain::instance::evolve(
@@ -73,8 +85,12 @@ fn create_records_boot_details_beside_the_request_and_nothing_when_empty() {
     assert_eq!(evolved, before);
 
     let mut w = World::default();
-    w.when(C::Create(Box::new(spec()), Default::default()))
-        .events(&["instance.build_requested"]);
+    w.when(C::Create(
+        Box::new(spec()),
+        Default::default(),
+        Default::default(),
+    ))
+    .events(&["instance.build_requested"]);
 }
 
 #[test]
@@ -1179,11 +1195,15 @@ fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
         w.when_admin(cmd.clone()).refused(&not_found);
         w.when(cmd).refused(&not_found);
     }
-    w.when(C::Create(Box::new(spec()), Default::default()))
-        .refused(&format!(
-            "Instance with id {} already exists.",
-            instance_id()
-        ));
+    w.when(C::Create(
+        Box::new(spec()),
+        Default::default(),
+        Default::default(),
+    ))
+    .refused(&format!(
+        "Instance with id {} already exists.",
+        instance_id()
+    ));
     for cmd in [
         C::Complete { op, task },
         C::Fail {
@@ -1434,6 +1454,7 @@ fn rebuild_changes_the_image_name_metadata_and_key_at_once_and_records_the_rest(
             user_data: Some("IyEvYmluL3NoCg==".into()),
             trusted_image_certificates: Some(vec!["cert-1".into(), "cert-2".into()]),
             tags: Default::default(),
+            ..Default::default()
         }
     );
     w.complete().complete().complete().ok();
@@ -2085,4 +2106,35 @@ fn action_names_match_nova() {
     assert_eq!(A::ConfirmResize.action_name(), "confirmResize");
     assert_eq!(A::Rebuild.api_name(), "rebuild");
     assert_eq!(A::Rebuild.action_name(), "rebuild");
+}
+
+/// A create with extras records them beside the build request (and nothing more when
+/// there are none); `ServerExtras` folds them.
+#[test]
+fn create_extras_are_recorded_only_when_given() {
+    let extras = CreateExtras {
+        reservation_id: Some("r-abcdefgh".into()),
+        launch_index: 2,
+        access_ip_v4: Some("192.0.2.1".into()),
+        config_drive: true,
+        ..Default::default()
+    };
+    let mut w = World::new(Config::default());
+    w.when(C::Create(
+        Box::new(spec()),
+        Default::default(),
+        Box::new(extras.clone()),
+    ))
+    .events(&[
+        "instance.build_requested",
+        "instance.create_extras_recorded",
+    ]);
+    let mut x = ServerExtras::default();
+    x.apply(&InstanceEvent::CreateExtrasRecorded {
+        extras: Box::new(extras),
+    });
+    assert_eq!(x.reservation_id.as_deref(), Some("r-abcdefgh"));
+    assert_eq!(x.launch_index, 2);
+    assert!(x.config_drive);
+    assert_eq!(x.access_ip_v4.as_deref(), Some("192.0.2.1"));
 }

@@ -439,7 +439,7 @@ fn run(cfg: Config, steps: Vec<Step>, strict_claims: bool) -> Result<Seen, TestC
     let ctx = sim.ctx(Some(Who::Owner));
     let evs = decide(
         None,
-        C::Create(Box::new(spec()), Default::default()),
+        C::Create(Box::new(spec()), Default::default(), Default::default()),
         &ctx,
         &cfg,
     )

@@ -410,4 +410,75 @@ PY
 EMPTY=$(run usage list --start 2000-01-01 --end 2000-01-02 -f json)
 [ "$EMPTY" = "[]" ] || fail "usage list of 2000-01-01: $EMPTY"
 
+step "identity: projects, users, roles, assignments, application credentials, revocation"
+run project create --description "scenario project" scen-proj >/dev/null
+run user create --password scen-pw-1 --project scen-proj --email scen@example.com scen-user >/dev/null
+EMAIL=$(run user show -f value -c email scen-user)
+[ "$EMAIL" = scen@example.com ] || fail "user create --email: $EMAIL"
+run role create scen-role >/dev/null
+run role add --project scen-proj --user scen-user member >/dev/null
+run role add --project scen-proj --user scen-user scen-role >/dev/null
+ASSIGNED=$(run role assignment list --user scen-user --project scen-proj --names -f json)
+python3 - "$ASSIGNED" <<'PY' || fail "role assignment list: $ASSIGNED"
+import json, sys
+rows = json.loads(sys.argv[1])
+assert sorted(r["Role"] for r in rows) == ["member", "scen-role"], rows
+assert all(r["User"] == "scen-user@Default" and r["Project"] == "scen-proj@Default" for r in rows), rows
+PY
+PROJECT_USERS=$(run user list --project scen-proj -f value -c Name)
+grep -qx scen-user <<<"$PROJECT_USERS" || fail "user list --project: $PROJECT_USERS"
+run project set --name scen-proj2 --description changed scen-proj >/dev/null
+DESC=$(run project show -f value -c description scen-proj2)
+[ "$DESC" = changed ] || fail "project set: description $DESC"
+run user set --name scen-user2 --email scen2@example.com scen-user >/dev/null
+EMAIL=$(run user show -f value -c email scen-user2)
+[ "$EMAIL" = scen2@example.com ] || fail "user set --email: $EMAIL"
+# The user's own CLI session: an application credential with one of its roles.
+as_user() {
+    OS_USERNAME=scen-user2 OS_PASSWORD=scen-pw-1 OS_PROJECT_NAME=scen-proj2 run "$@"
+}
+CRED=$(as_user application credential create --role member --description "scenario CI" --expiration 2099-01-01T00:00:00 scen-cred -f json)
+read -r CRED_ID CRED_SECRET < <(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); print(c["ID"], c["Secret"])' "$CRED")
+LISTED=$(as_user application credential list -f value -c Name)
+grep -qx scen-cred <<<"$LISTED" || fail "application credential list: $LISTED"
+SHOWN_ROLES=$(as_user application credential show -f value -c roles scen-cred)
+grep -q member <<<"$SHOWN_ROLES" || fail "application credential show: roles $SHOWN_ROLES"
+# as_app_cred CMD...: runs an openstack command authenticated by the credential alone.
+as_app_cred() {
+    env -u OS_USERNAME -u OS_PASSWORD -u OS_PROJECT_NAME -u OS_USER_DOMAIN_NAME \
+        -u OS_PROJECT_DOMAIN_NAME OS_AUTH_TYPE=v3applicationcredential \
+        OS_APPLICATION_CREDENTIAL_ID="$CRED_ID" OS_APPLICATION_CREDENTIAL_SECRET="$CRED_SECRET" \
+        openstack "$@"
+}
+out=$(as_app_cred server list 2>&1) || fail "server list with an application credential: $out"
+out=$(as_app_cred token issue -f value -c project_id 2>&1) || fail "token issue with an application credential: $out"
+# Revocation: a token of the user stops working at the compute API once revoked.
+USER_TOKEN=$(as_user token issue -f value -c id)
+COMPUTE="http://127.0.0.1:$COMPUTE_PORT/v2.1"
+# code TOKEN: the compute API's status for GET /servers with TOKEN (python: no curl needed).
+code() {
+    python3 - "$COMPUTE/servers" "$1" <<'PY'
+import sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"X-Auth-Token": sys.argv[2]})
+try:
+    print(urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+PY
+}
+[ "$(code "$USER_TOKEN")" = 200 ] || fail "the user's token before revocation: $(code "$USER_TOKEN")"
+run token revoke "$USER_TOKEN" >/dev/null
+[ "$(code "$USER_TOKEN")" = 401 ] || fail "a revoked token still works at the compute API"
+as_user application credential delete scen-cred >/dev/null
+if out=$(as_app_cred server list 2>&1); then fail "a deleted application credential still authenticates: $out"; fi
+run role remove --project scen-proj2 --user scen-user2 scen-role >/dev/null
+run role delete scen-role >/dev/null
+run user delete scen-user2 >/dev/null
+run project delete scen-proj2 >/dev/null
+PROJECTS=$(run project list -f value -c Name)
+if grep -qx scen-proj2 <<<"$PROJECTS"; then fail "scen-proj2 listed after delete: $PROJECTS"; fi
+# Names are free again.
+run project create scen-proj2 >/dev/null
+run project delete scen-proj2 >/dev/null
+
 echo "SCENARIO PASSED"

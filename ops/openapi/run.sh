@@ -107,7 +107,7 @@ PY
 # everything else.
 declare -A LAST
 LAST[compute]="deleteFlavor"
-LAST[identity]="${ST_LAST_IDENTITY:-updateUser}"
+LAST[identity]="${ST_LAST_IDENTITY:-updateUser updateProject deleteProject deleteUser deleteRole revokeUserProjectRole revokeToken deleteApplicationCredential}"
 LAST[image]="${ST_LAST_IMAGE:-deleteImage}"
 
 # st DOC PASS PHASES FILTER...: one schemathesis pass over DOC's operations selected by

@@ -163,6 +163,24 @@ impl IdentityViews {
         v
     }
 
+    /// The application credential `id` and its user (a scan of the users: credential
+    /// ids are only ever looked up when one authenticates by id).
+    pub fn app_cred(&self, id: &str) -> Option<(&User, &identity::AppCred)> {
+        self.rows.values().find_map(|r| match &r.state {
+            IdentityState::User(u) => u.app_creds.get(id).map(|c| (u, c)),
+            _ => None,
+        })
+    }
+
+    /// The projects (that still exist) `user` has a role on, by name.
+    pub fn projects_of(&self, user: &User) -> Vec<&Project> {
+        let ids: std::collections::BTreeSet<&ProjectId> =
+            user.roles.iter().map(|(p, _)| p).collect();
+        let mut v: Vec<&Project> = ids.into_iter().filter_map(|p| self.project(p)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// Every role, by name.
     pub fn roles(&self) -> Vec<&Role> {
         let mut v: Vec<&Role> = self

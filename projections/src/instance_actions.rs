@@ -223,6 +223,7 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::ConfirmResize => "compute_confirm_resize",
         Action::RevertResize => "compute_revert_resize",
         Action::Rebuild => "compute_rebuild_instance",
+        Action::ChangePassword => "compute_set_admin_password",
         Action::Lock
         | Action::Unlock
         | Action::ResetState
@@ -481,6 +482,7 @@ impl ActionsPart {
             | E::TagsSet { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
+            | E::CreateExtrasRecorded { .. }
             | E::TaskAdvanced { .. } => {}
         }
     }

@@ -12,7 +12,9 @@
 //! - `apply` is deterministic and total: the same events in the same per-subject order
 //!   give equal rows, and a bad event is reported as [`Invalid`], never a panic.
 //! - Rows are the whole persisted state: derived indexes are recomputed from rows by
-//!   [`ReadModel::rebuild_indexes`] (after a load or a merge), never stored.
+//!   [`ReadModel::rebuild_indexes`] (after a load or a merge), never stored. A row an
+//!   `apply` removes (a deleted identity entity) is deleted from the store at the next
+//!   flush, so a restart does not bring it back.
 //! - A row only ever depends on the events of its own key, so streams can be folded
 //!   apart and merged ([`ReadModel::merge`]) in any order.
 //! - [`ReadModel::NAME`] is stable: it names the model's table in `projections.redb` and
@@ -193,8 +195,9 @@ impl<K: TableKey> KeySet for BTreeSet<K> {
     }
 }
 
-/// A stored row: encoded key and encoded row.
-pub(crate) type Encoded = (Vec<u8>, Vec<u8>);
+/// A stored row: encoded key and encoded row (`None`: the model removed the row, so the
+/// store deletes it; otherwise a restart would load a row the model no longer has).
+pub(crate) type Encoded = (Vec<u8>, Option<Vec<u8>>);
 
 /// What `Views`, the store and `replay` do with a model without knowing its type.
 pub(crate) trait AnyModel: Debug + Send + Sync {
@@ -263,10 +266,11 @@ impl<M: ReadModel> AnyModel for M {
     fn encode_touched(&self, touched: &Touched) -> Result<Vec<Encoded>, String> {
         let mut out = Vec::new();
         for k in touched.keys::<M>().into_iter().flatten() {
-            if let Some(r) = self.rows().get(k) {
-                let bytes = postcard::to_stdvec(r).map_err(|e| e.to_string())?;
-                out.push((k.to_key_bytes(), bytes));
-            }
+            let bytes = match self.rows().get(k) {
+                Some(r) => Some(postcard::to_stdvec(r).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            out.push((k.to_key_bytes(), bytes));
         }
         Ok(out)
     }

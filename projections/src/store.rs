@@ -47,8 +47,11 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// `usage_audits` model (closed usage audit periods per cell).
 /// 12: the `subscriptions` model (webhook subscriptions).
 /// 13: the `instance_folds` model (fold snapshots of instance subjects, for state-at).
-/// 14: `ServerExtras.tags` (server tags, 2.26).
-pub const SCHEMA: u64 = 14;
+/// 14: identity users hold revoked tokens and application credentials.
+/// 15: `InstanceRow.extras` holds the reservation, launch index and config drive of a
+///     create (`instance.create_extras_recorded`).
+/// 16: `ServerExtras.tags` (server tags, 2.26).
+pub const SCHEMA: u64 = 16;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +173,14 @@ impl ProjectionStore {
                 }
                 let mut t = tx.open_table(model_table(m.name())).map_err(dberr)?;
                 for (k, row) in rows {
-                    t.insert(k.as_slice(), row.as_slice()).map_err(dberr)?;
+                    match row {
+                        Some(row) => {
+                            t.insert(k.as_slice(), row.as_slice()).map_err(dberr)?;
+                        }
+                        None => {
+                            t.remove(k.as_slice()).map_err(dberr)?;
+                        }
+                    }
                 }
             }
             let mut t = tx.open_table(POSITIONS).map_err(dberr)?;

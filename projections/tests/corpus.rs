@@ -250,6 +250,16 @@ fn samples() -> Vec<Event> {
             power_state: PowerState::Shutdown,
             at: t(33),
         }),
+        i(E::CreateExtrasRecorded {
+            extras: Box::new(CreateExtras {
+                reservation_id: Some("r-3fhv2kd1".into()),
+                launch_index: 1,
+                access_ip_v4: Some("192.0.2.10".into()),
+                access_ip_v6: Some("2001:db8::10".into()),
+                user_data: Some("IyEvYmluL3NoCg==".into()),
+                config_drive: true,
+            }),
+        }),
         i(E::MetadataUpdated {
             metadata: BTreeMap::from([("role".to_string(), "db".to_string())]),
             at: t(34),
@@ -562,6 +572,56 @@ fn samples() -> Vec<Event> {
         Event::Subscription(domain::subscription::SubscriptionEvent::Deleted {
             id: domain::SubscriptionId(Uuid::from_u128(50)),
             at: t(51),
+        }),
+        Event::Identity(IdentityEvent::NameReleased {
+            id: "u1".into(),
+            at: t(60),
+        }),
+        Event::Identity(IdentityEvent::ProjectUpdated {
+            name: Some(IdentityName::new("demo2").unwrap()),
+            description: Some("renamed".into()),
+            enabled: Some(false),
+            at: t(61),
+        }),
+        Event::Identity(IdentityEvent::ProjectDeleted { at: t(62) }),
+        Event::Identity(IdentityEvent::UserUpdated {
+            name: Some(IdentityName::new("alice2").unwrap()),
+            default_project_id: Some(None),
+            extra: BTreeMap::from([
+                ("email".to_string(), Some("\"a@example.com\"".to_string())),
+                ("description".to_string(), None),
+            ]),
+            at: t(63),
+        }),
+        Event::Identity(IdentityEvent::UserDeleted { at: t(64) }),
+        Event::Identity(IdentityEvent::RoleDeleted { at: t(65) }),
+        Event::Identity(IdentityEvent::UserRoleRevoked {
+            project: ProjectId::new("p1").unwrap(),
+            role: RoleId::new("r1").unwrap(),
+            at: t(66),
+        }),
+        Event::Identity(IdentityEvent::UserTokenRevoked {
+            audit_id: "QUJDREVGR0hJSktMTU5PUA".into(),
+            expires_at: t(3_600_000_000),
+            at: t(67),
+        }),
+        Event::Identity(IdentityEvent::AppCredCreated {
+            cred: domain::identity::AppCred {
+                id: "c1".into(),
+                name: IdentityName::new("ci").unwrap(),
+                description: Some("for CI".into()),
+                project: ProjectId::new("p1").unwrap(),
+                roles: vec![RoleId::new("r1").unwrap()],
+                secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                expires_at: Some(t(7_200_000_000)),
+                unrestricted: false,
+                created_at: t(68),
+            },
+            at: t(68),
+        }),
+        Event::Identity(IdentityEvent::AppCredDeleted {
+            id: "c1".into(),
+            at: t(69),
         }),
     ]
 }

@@ -74,3 +74,72 @@ fn a_store_from_before_versioning_is_discarded() {
         0
     );
 }
+
+/// A row a model removes (a deleted identity project) is deleted from the store too:
+/// reopened, the views do not bring it back.
+#[test]
+fn removed_rows_stay_removed_after_a_reopen() {
+    use domain::identity::{IdentityEvent, IdentityName};
+    use domain::{Event, ProjectId, Timestamp};
+    use eventlog::{Commit, Metadata, StoredEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projections.redb");
+    let id = ProjectId::new("p1").unwrap();
+    let subject = projections::identity::project_subject(&id);
+    let commit = |seq: u64, e: IdentityEvent| {
+        let n = projections::codec::encode(&Event::Identity(e));
+        Commit {
+            stream: StreamName::api(),
+            stream_seq: seq,
+            subject: subject.clone(),
+            subject_seq: seq,
+            dedupe_id: format!("d{seq}"),
+            meta: Metadata {
+                correlation_id: "req-1".into(),
+                causation_id: "req-1".into(),
+                actor: eventlog::Actor::default(),
+                occurred_at: 0,
+            },
+            events: vec![StoredEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: n.event_type,
+                version: n.version,
+                payload: n.payload,
+            }],
+        }
+    };
+    let s = ProjectionStore::open(&path).unwrap();
+    let mut v = Views::default();
+    let mut touched = Touched::default();
+    v.apply(
+        &commit(
+            1,
+            IdentityEvent::ProjectCreated {
+                id: id.clone(),
+                name: IdentityName::new("demo").unwrap(),
+                domain_id: "default".into(),
+                description: String::new(),
+                enabled: true,
+                at: Timestamp(1),
+            },
+        ),
+        &mut touched,
+    );
+    s.save(&v, &touched).unwrap();
+    assert!(s.load().unwrap().identity().project(&id).is_some());
+    let mut touched = Touched::default();
+    v.apply(
+        &commit(2, IdentityEvent::ProjectDeleted { at: Timestamp(2) }),
+        &mut touched,
+    );
+    assert!(v.identity().project(&id).is_none());
+    s.save(&v, &touched).unwrap();
+    drop(s);
+    let s = ProjectionStore::open(&path).unwrap();
+    let v = s.load().unwrap();
+    assert!(
+        v.identity().project(&id).is_none(),
+        "a deleted project came back"
+    );
+    assert_eq!(v.position(&StreamName::api()), 2);
+}

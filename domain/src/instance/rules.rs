@@ -124,6 +124,12 @@ use VmState as V;
 pub const RULES: &[Rule] = &[
     row(Action::Pause, &[V::Active], false, Task(TaskState::Pausing)),
     row(
+        Action::ChangePassword,
+        &[V::Active],
+        false,
+        Task(TaskState::UpdatingPassword),
+    ),
+    row(
         Action::Unpause,
         &[V::Paused],
         false,
@@ -321,6 +327,7 @@ impl Rule {
 /// (`instance.action_completed`), as nova/compute/manager.py leaves them.
 pub const SETTLES: &[(TaskState, VmState, PowerState)] = &[
     (TaskState::Pausing, V::Paused, PowerState::Paused),
+    (TaskState::UpdatingPassword, V::Active, PowerState::Running),
     (TaskState::Unpausing, V::Active, PowerState::Running),
     (TaskState::Suspending, V::Suspended, PowerState::Suspended),
     (TaskState::Resuming, V::Active, PowerState::Running),

@@ -394,6 +394,7 @@ impl World {
         w.when(InstanceCommand::Create(
             Box::new(spec()),
             Default::default(),
+            Default::default(),
         ))
         .events(&["instance.build_requested"]);
         w

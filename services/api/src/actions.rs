@@ -153,6 +153,12 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-admin-actions:reset_state",
         r#"{"state": "error"}"#,
     ),
+    typed::<ChangePassword>(
+        "changePassword",
+        ProjectMember,
+        "os_compute_api:os-admin-password",
+        r#"{"adminPass": "n3w-Passw0rd"}"#,
+    ),
     typed::<Rebuild>(
         "rebuild",
         ProjectMember,
@@ -648,6 +654,24 @@ impl Action for MigrateLive {
             .map(|h| parse::known_host(cx.views, &h))
             .transpose()?;
         Ok(C::LiveMigrate { host }.into())
+    }
+}
+
+/// `changePassword` (os-admin-password): `{"adminPass": "..."}`. The password goes
+/// to the guest only; it is never recorded in the log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    #[serde(rename = "adminPass")]
+    admin_pass: String,
+}
+
+impl Action for ChangePassword {
+    fn resolve(self, _cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        // Nova's schema: a string (admin_password type, no length limits but
+        // non-null); the value itself is only for the guest.
+        let _ = self.admin_pass;
+        Ok(C::ChangePassword.into())
     }
 }
 

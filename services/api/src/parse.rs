@@ -78,6 +78,18 @@ pub struct CreateServer {
     /// The image a boot volume is made from (`block_device_mapping_v2` with
     /// `source_type: image`, `destination_type: volume`): validated, not recorded.
     pub volume_image: Option<String>,
+    /// `min_count` / `max_count` (multiple create; 1 and 1 by default).
+    pub min_count: u32,
+    pub max_count: u32,
+    /// Answer `{"reservation_id": ..}` instead of the first server.
+    pub return_reservation_id: bool,
+    /// `accessIPv4` / `accessIPv6` (validated addresses; "" is none).
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+    /// `user_data` (base64, at most 65535 characters).
+    pub user_data: Option<String>,
+    /// `config_drive`.
+    pub config_drive: bool,
 }
 
 /// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
@@ -337,19 +349,76 @@ struct ServerFields {
     #[serde(rename = "OS-DCF:diskConfig", default)]
     _disk_config: Option<IgnoredAny>,
     #[serde(rename = "accessIPv4", default)]
-    _access_ipv4: Option<IgnoredAny>,
+    access_ipv4: Option<Value>,
     #[serde(rename = "accessIPv6", default)]
-    _access_ipv6: Option<IgnoredAny>,
+    access_ipv6: Option<Value>,
     #[serde(rename = "block_device_mapping", default)]
     _block_device_mapping: Option<IgnoredAny>,
     #[serde(rename = "config_drive", default)]
-    _config_drive: Option<IgnoredAny>,
+    config_drive: Option<Value>,
     #[serde(rename = "return_reservation_id", default)]
-    _return_reservation_id: Option<IgnoredAny>,
+    return_reservation_id: Option<Value>,
     #[serde(rename = "security_groups", default)]
     _security_groups: Option<IgnoredAny>,
     #[serde(rename = "user_data", default)]
-    _user_data: Option<IgnoredAny>,
+    user_data: Option<Value>,
+}
+
+/// Nova's `parameter_types.boolean`: a JSON boolean or one of oslo's strings.
+fn boolean(field: &str, v: &Value) -> Result<bool, ApiError> {
+    let b = match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => parse_bool(s),
+        _ => None,
+    };
+    b.ok_or_else(|| invalid(field, v, &format!("{v} is not of type 'boolean', 'string'")))
+}
+
+/// `accessIPv4` / `accessIPv6` on create: an address of that family, or "".
+fn create_access_ip(field: &str, v: &Value, v6: bool) -> Result<Option<String>, ApiError> {
+    let Value::String(ip) = v else {
+        return Err(invalid(field, v, &format!("{v} is not of type 'string'")));
+    };
+    if ip.is_empty() {
+        return Ok(None);
+    }
+    let ok = if v6 {
+        ip.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        ip.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    if !ok {
+        let kind = if v6 { "ipv6" } else { "ipv4" };
+        return Err(invalid(field, v, &format!("'{ip}' is not a '{kind}'")));
+    }
+    Ok(Some(ip.clone()))
+}
+
+/// `user_data`: base64 text of at most 65535 characters (Nova's schema).
+fn create_user_data(v: &Value) -> Result<Option<String>, ApiError> {
+    use base64::Engine as _;
+    let s = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => s,
+        _ => {
+            return Err(invalid(
+                "user_data",
+                v,
+                &format!("{v} is not of type 'string'"),
+            ))
+        }
+    };
+    if s.chars().count() > 65535 {
+        return Err(invalid("user_data", v, &format!("'{s}' is too long")));
+    }
+    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .is_err()
+    {
+        return Err(invalid("user_data", v, &format!("'{s}' is not a 'base64'")));
+    }
+    Ok(Some(s.clone()))
 }
 
 impl Decode for CreateServer {
@@ -477,11 +546,36 @@ impl Decode for CreateServer {
         if min > max {
             return Err(ApiError::bad_request("min_count must be <= max_count"));
         }
-        if max > 1 {
-            return Err(ApiError::bad_request(
-                "Creating more than one server per request (max_count > 1) is not supported.",
-            ));
-        }
+        let access_ip_v4 = s
+            .access_ipv4
+            .as_ref()
+            .map(|v| create_access_ip("accessIPv4", v, false))
+            .transpose()?
+            .flatten();
+        let access_ip_v6 = s
+            .access_ipv6
+            .as_ref()
+            .map(|v| create_access_ip("accessIPv6", v, true))
+            .transpose()?
+            .flatten();
+        let user_data = s
+            .user_data
+            .as_ref()
+            .map(create_user_data)
+            .transpose()?
+            .flatten();
+        let config_drive = s
+            .config_drive
+            .as_ref()
+            .map(|v| boolean("config_drive", v))
+            .transpose()?
+            .unwrap_or(false);
+        let return_reservation_id = s
+            .return_reservation_id
+            .as_ref()
+            .map(|v| boolean("return_reservation_id", v))
+            .transpose()?
+            .unwrap_or(false);
         Ok(CreateServer {
             name: s.name,
             description,
@@ -496,6 +590,14 @@ impl Decode for CreateServer {
             key_name: s.key_name,
             scheduler_hints: scheduler_hints(body)?,
             volume_image,
+            // Both within 1..=i32::MAX (checked above).
+            min_count: min as u32,
+            max_count: max as u32,
+            return_reservation_id,
+            access_ip_v4,
+            access_ip_v6,
+            user_data,
+            config_drive,
         })
     }
 }
@@ -820,6 +922,8 @@ pub struct ServerQuery {
     pub limit: Option<usize>,
     /// Last id of the previous page.
     pub marker: Option<String>,
+    /// A multiple create's reservation.
+    pub reservation_id: Option<String>,
     /// 2.26 tag filters: `tags` (has all), `tags-any` (has one), `not-tags` (lacks one
     /// at least), `not-tags-any` (has none); comma-separated lists.
     pub tags: TagFilters,
@@ -1037,8 +1141,20 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         image: nonempty("image").map(|f| ref_id(&f).to_string()),
         limit: limit(q)?,
         marker: nonempty("marker"),
+        reservation_id: nonempty("reservation_id"),
         tags,
     })
+}
+
+/// Nova's `name` filter: a regular expression searched in the display name (the
+/// database's REGEXP); a pattern that is not a valid expression matches as a literal.
+pub fn name_matcher(pattern: &str) -> impl Fn(&str) -> bool {
+    let re = regex::Regex::new(pattern).ok();
+    let literal = pattern.to_string();
+    move |name: &str| match &re {
+        Some(re) => re.is_match(name),
+        None => name.contains(literal.as_str()),
+    }
 }
 
 // ------------------------------------------------------------------ flavors
@@ -1610,7 +1726,20 @@ mod tests {
         }
         assert!(create_server(&with("personality", json!([])), Version::v2(56)).is_ok());
         assert!(create_server(&with("personality", json!([])), Version::v2(57)).is_err());
-        assert!(create_server(&with("max_count", json!(2)), v).is_err());
+        let multi = create_server(&with("max_count", json!(2)), v).unwrap();
+        assert_eq!((multi.min_count, multi.max_count), (1, 2));
+        assert!(create_server(&with("accessIPv4", json!("300.1.1.1")), v)
+            .unwrap_err()
+            .message
+            .contains("is not a 'ipv4'"));
+        assert!(create_server(&with("accessIPv6", json!("192.0.2.1")), v).is_err());
+        assert!(create_server(&with("user_data", json!("not base64!")), v)
+            .unwrap_err()
+            .message
+            .contains("is not a 'base64'"));
+        assert!(create_server(&with("config_drive", json!("maybe")), v).is_err());
+        let x = create_server(&with("user_data", json!("IyEvYmluL3NoCg==")), v).unwrap();
+        assert_eq!(x.user_data.as_deref(), Some("IyEvYmluL3NoCg=="));
         assert!(create_server(&with("min_count", json!(0)), v)
             .unwrap_err()
             .message

@@ -84,17 +84,42 @@ pub(crate) fn admin_pass(id: Uuid) -> String {
         .collect()
 }
 
-/// POST /servers
+/// Most servers one request may create (`max_count`): Nova sets no bound but its
+/// quota; with unlimited quota a bound keeps one request from building millions.
+pub const MAX_COUNT: u32 = 1000;
+
+/// POST /servers: one server, or `min_count`..`max_count` of them (a multiple create:
+/// named `<name>-<n>`, sharing one `reservation_id`, as many as the quota allows but at
+/// least `min_count`, each reserved, built and counted like a single create).
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
     Typed(req): Typed<parse::CreateServer>,
 ) -> Result<Response, ApiError> {
-    let id = InstanceId(Uuid::new_v4());
+    if req.max_count > MAX_COUNT {
+        return Err(ApiError::bad_request(format!(
+            "Invalid input for field/attribute max_count. Value: {}. {} is greater than the maximum of {MAX_COUNT}",
+            req.max_count, req.max_count
+        )));
+    }
     let hints = req.scheduler_hints.clone();
-    let (spec, details) = {
+    let (min, max) = (req.min_count, req.max_count);
+    let return_reservation_id = req.return_reservation_id;
+    let multiple = max > 1;
+    let reservation_id =
+        multiple.then(|| format!("r-{}", &Uuid::new_v4().simple().to_string()[..8]));
+    let extras = domain::instance::CreateExtras {
+        reservation_id: reservation_id.clone(),
+        launch_index: 0,
+        access_ip_v4: req.access_ip_v4.clone(),
+        access_ip_v6: req.access_ip_v6.clone(),
+        user_data: req.user_data.clone(),
+        config_drive: req.config_drive,
+    };
+    let ids: Vec<InstanceId> = (0..max).map(|_| InstanceId(Uuid::new_v4())).collect();
+    let (first_spec, details) = {
         let views = st.engine.world().read();
-        let spec = parse::resolve_create(req, &views, &caller, id)?;
+        let spec = parse::resolve_create(req.clone(), &views, &caller, ids[0])?;
         // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`.
         let limit = st
             .engine
@@ -127,78 +152,101 @@ pub async fn create(
     // Quota first (Nova's order: after validation, before anything is recorded); a
     // refusal appends nothing. Should the create itself be refused now, the holding is
     // given back at once (the quota reactor would after its grace anyway).
-    crate::server_groups::check_hinted_group(&st, &caller, &details, id)?;
-    let usage = Usage::of_flavor(spec.flavor.spec.vcpus, spec.flavor.spec.ram_mb);
-    let project = spec.project_id.clone();
+    crate::server_groups::check_hinted_group(&st, &caller, &details, ids[0])?;
+    let usage = Usage::of_flavor(first_spec.flavor.spec.vcpus, first_spec.flavor.spec.ram_mb);
+    let project = first_spec.project_id.clone();
+    let user = first_spec.user_id.clone();
     let ctx = caller.ctx();
-    st.engine
-        .reserve_instances(
-            &project,
-            &spec.user_id,
-            vec![(id, usage)],
-            &ctx,
-            &caller.meta(),
-        )
-        .await?;
+    let reserve = |n: u32| {
+        let held: Vec<_> = ids[..n as usize].iter().map(|id| (*id, usage)).collect();
+        let (st, project, user, ctx, meta) = (&st, &project, &user, &ctx, caller.meta());
+        async move {
+            st.engine
+                .reserve_instances(project, user, held, ctx, &meta)
+                .await
+        }
+    };
+    // Nova admits `max_count` if it fits, else as many as fit if that is at least
+    // `min_count` (a refused reservation appends nothing, so the largest count that
+    // fits is found by halving), else refuses with the quota's message for `min_count`.
+    let count = match reserve(max).await {
+        Ok(_) => max,
+        Err(e) if min == max => return Err(e.into()),
+        Err(_) => {
+            if let Err(e) = reserve(min).await {
+                return Err(e.into());
+            }
+            let (mut fits, mut over) = (min, max);
+            while over - fits > 1 {
+                let mid = fits + (over - fits) / 2;
+                let extra: Vec<_> = ids[fits as usize..mid as usize]
+                    .iter()
+                    .map(|id| (*id, usage))
+                    .collect();
+                match st
+                    .engine
+                    .reserve_instances(&project, &user, extra, &ctx, &caller.meta())
+                    .await
+                {
+                    Ok(_) => fits = mid,
+                    Err(_) => over = mid,
+                }
+            }
+            fits
+        }
+    };
     // Fault tests stop here: the reservation is committed, the build request is not.
     engine::failpoint("api-after-quota-reserve");
-    let created = match crate::server_groups::join_hinted_group(&st, &caller, &details, id).await {
-        Ok(group) => {
-            // Fault tests stop here: the instance is a member, its build request is not
-            // appended (the `GroupMembers` reactor removes it after the grace).
-            if group.is_some() {
-                engine::failpoint("api-after-group-join");
-            }
-            let created = st
-                .engine
-                .instance(
-                    id,
-                    InstanceCommand::Create(Box::new(spec), details),
-                    &ctx,
-                    &caller.meta(),
-                )
-                .await
-                .map_err(ApiError::from);
-            if let (Err(_), Some((project, gid))) = (&created, group) {
-                // The build was refused: give the membership back (best effort; a
-                // member whose instance never appears is only shown as absent).
-                let _ = st
-                    .engine
-                    .server_groups(
-                        &project,
-                        |_| domain::server_group::ServerGroupCommand::RemoveMembers {
-                            id: gid,
-                            instances: vec![id],
-                        },
-                        &ctx,
-                        &caller.meta(),
-                    )
-                    .await;
-            }
-            created
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = created {
-        let release = QuotaCommand::Settle(QuotaEvent::Released { instance: id });
-        if let Err(re) = st
-            .engine
-            .quota(&project, |_| release.clone(), &ctx, &caller.meta())
+    let mut first_error = None;
+    for (n, id) in ids.iter().take(count as usize).enumerate() {
+        let created = if first_error.is_some() {
+            Err(ApiError::bad_request("not created"))
+        } else {
+            build_one(
+                &st,
+                &caller,
+                &req,
+                *id,
+                n,
+                count,
+                (n == 0).then(|| first_spec.clone()),
+                &details,
+                &extras,
+            )
             .await
-        {
-            tracing::warn!(server = %id, error = %re, "quota not given back after a refused create; the quota reactor will");
+        };
+        if let Err(e) = created {
+            let release = QuotaCommand::Settle(QuotaEvent::Released { instance: *id });
+            if let Err(re) = st
+                .engine
+                .quota(&project, |_| release.clone(), &ctx, &caller.meta())
+                .await
+            {
+                tracing::warn!(server = %id, error = %re, "quota not given back after a refused create; the quota reactor will");
+            }
+            first_error.get_or_insert(e);
         }
+    }
+    // The first server's refusal is the answer (nothing was built); a later one stops
+    // the request there, the servers before it stay (as a partly scheduled request
+    // leaves them in Nova).
+    if let Some(e) = first_error {
         return Err(e);
     }
-    let sid = id.to_string();
-    tracing::info!(server = %sid, "server create accepted");
+    let sid = ids[0].to_string();
+    tracing::info!(server = %sid, count, "server create accepted");
+    if return_reservation_id {
+        let r = reservation_id
+            .unwrap_or_else(|| format!("r-{}", &ids[0].0.simple().to_string()[8..16]));
+        return Ok((StatusCode::ACCEPTED, Json(json!({"reservation_id": r}))).into_response());
+    }
     let location = format!("{}/v2.1/servers/{sid}", caller.base());
     let body = json!({"server": {
         "id": sid,
         "links": view::links(caller.base(), "servers", &sid),
         "OS-DCF:diskConfig": "MANUAL",
         "security_groups": [{"name": "default"}],
-        "adminPass": admin_pass(id.0),
+        "adminPass": admin_pass(ids[0].0),
     }});
     Ok((
         StatusCode::ACCEPTED,
@@ -206,6 +254,71 @@ pub async fn create(
         Json(body),
     )
         .into_response())
+}
+
+/// Builds server `n` of a create of `count`: its spec (the first is resolved already),
+/// its hinted group membership, its build request.
+#[allow(clippy::too_many_arguments)]
+async fn build_one(
+    st: &ApiState,
+    caller: &Caller,
+    req: &parse::CreateServer,
+    id: InstanceId,
+    n: usize,
+    count: u32,
+    spec: Option<domain::instance::InstanceSpec>,
+    details: &domain::instance::BootDetails,
+    extras: &domain::instance::CreateExtras,
+) -> Result<(), ApiError> {
+    let mut spec = match spec {
+        Some(s) => s,
+        None => {
+            let views = st.engine.world().read();
+            parse::resolve_create(req.clone(), &views, caller, id)?
+        }
+    };
+    if count > 1 {
+        // Nova's multi_instance_display_name_template, "%(name)s-%(count)d".
+        spec.name = format!("{}-{}", req.name, n + 1);
+    }
+    let extras = domain::instance::CreateExtras {
+        launch_index: n as u32,
+        ..extras.clone()
+    };
+    let ctx = caller.ctx();
+    let group = crate::server_groups::join_hinted_group(st, caller, details, id).await?;
+    // Fault tests stop here: the instance is a member, its build request is not
+    // appended (the `GroupMembers` reactor removes it after the grace).
+    if group.is_some() {
+        engine::failpoint("api-after-group-join");
+    }
+    let created = st
+        .engine
+        .instance(
+            id,
+            InstanceCommand::Create(Box::new(spec), details.clone(), Box::new(extras)),
+            &ctx,
+            &caller.meta(),
+        )
+        .await
+        .map_err(ApiError::from);
+    if let (Err(_), Some((project, gid))) = (&created, group) {
+        // The build was refused: give the membership back (best effort; a member whose
+        // instance never appears is only shown as absent).
+        let _ = st
+            .engine
+            .server_groups(
+                &project,
+                |_| domain::server_group::ServerGroupCommand::RemoveMembers {
+                    id: gid,
+                    instances: vec![id],
+                },
+                &ctx,
+                &caller.meta(),
+            )
+            .await;
+    }
+    created.map(|_| ())
 }
 
 /// GET /servers
@@ -242,6 +355,7 @@ fn list(
     }
     let views = st.engine.world().read();
     let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
+    let name_ok = query.name.as_deref().map(parse::name_matcher);
     let no_tags = std::collections::BTreeSet::new();
     let matches = |i: &Instance| -> bool {
         let project_ok = if query.all_tenants {
@@ -254,10 +368,11 @@ fn list(
         };
         project_ok
             && (with_deleted || !i.deleted)
-            && query
-                .name
-                .as_ref()
-                .is_none_or(|n| i.spec.name.contains(n.as_str()))
+            && name_ok.as_ref().is_none_or(|m| m(&i.spec.name))
+            && query.reservation_id.as_ref().is_none_or(|r| {
+                let extras = views.instances().get(&i.id()).map(|r| &r.extras);
+                &view::reservation_id(i, extras) == r
+            })
             && query.status.as_ref().is_none_or(|s| i.status() == s)
             && (!caller.is_admin
                 || query

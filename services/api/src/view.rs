@@ -230,7 +230,9 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
     put("OS-DCF:diskConfig", json!("MANUAL"));
     if extended {
         put("key_name", json!(i.spec.key_name));
-        put("config_drive", json!(""));
+        // Nova stores the request as the string "True" (else "").
+        let drive = extras.is_some_and(|e| e.config_drive);
+        put("config_drive", json!(if drive { "True" } else { "" }));
         let az = host_az(i, cx.views)
             .or_else(|| i.spec.availability_zone.clone())
             .unwrap_or_default();
@@ -278,9 +280,12 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         if v.at_least(3) {
             put(
                 "OS-EXT-SRV-ATTR:reservation_id",
-                json!(format!("r-{}", &simple[8..16])),
+                json!(reservation_id(i, extras)),
             );
-            put("OS-EXT-SRV-ATTR:launch_index", json!(0));
+            put(
+                "OS-EXT-SRV-ATTR:launch_index",
+                json!(extras.map_or(0, |e| e.launch_index)),
+            );
             put("OS-EXT-SRV-ATTR:kernel_id", json!(""));
             put("OS-EXT-SRV-ATTR:ramdisk_id", json!(""));
             put(
@@ -421,4 +426,13 @@ pub fn versions_doc(base: &str) -> Value {
 /// GET /v2.1.
 pub fn version_doc(base: &str) -> Value {
     json!({"version": v21_version(base, true)})
+}
+
+/// A server's `reservation_id`: its multiple create's, else one derived from its id (a
+/// single create is a reservation of one).
+pub fn reservation_id(i: &Instance, extras: Option<&domain::instance::ServerExtras>) -> String {
+    match extras.and_then(|e| e.reservation_id.clone()) {
+        Some(r) => r,
+        None => format!("r-{}", &i.id().0.simple().to_string()[8..16]),
+    }
 }

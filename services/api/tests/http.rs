@@ -1002,10 +1002,13 @@ async fn create_variants_boot_from_volume_private_flavor_and_az() {
             "/v2.1/servers",
             ALICE,
             None,
-            json!({"server": {"name": "a", "imageRef": IMAGE, "flavorRef": "1", "max_count": 3}}),
+            json!({"server": {"name": "a", "imageRef": IMAGE, "flavorRef": "1", "min_count": 4, "max_count": 3}}),
         )
         .await;
-    fault(&r, "badRequest", 400);
+    assert_eq!(
+        fault(&r, "badRequest", 400),
+        "min_count must be <= max_count"
+    );
     assert_eq!(s.positions().await, before);
 
     // admins may use private flavors; boot from volume shows image ""

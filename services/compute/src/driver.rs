@@ -149,6 +149,8 @@ impl VirtDriver for SimDriver {
                 };
                 doms.insert(id, power);
             }
+            // The simulated guest takes any password; its power state is unchanged.
+            TaskState::UpdatingPassword => {}
             TaskState::Scheduling | TaskState::ResizePrep => {}
         }
         Ok(())

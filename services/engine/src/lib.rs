@@ -402,27 +402,53 @@ impl Engine {
         ) -> Result<Vec<instance::InstanceEvent>, DomainError>,
     ) -> Result<Outcome, EngineError> {
         let key = id.to_string();
-        let _guard = self.lock(&key).await;
+        let mut guard = self.lock(&key).await;
         for _ in 0..MAX_RETRIES {
-            let (events, subject, expected) = {
+            let step = {
                 let v = self.world.read();
                 let row = v.instances().get(&id);
                 let state = row.and_then(|r| r.state());
-                let evs = decide(row)?;
-                let (subject, expected) = match (place, row) {
-                    (true, Some(r)) => {
-                        let cell = state
-                            .and_then(|s| s.cell.clone())
-                            .unwrap_or_else(CellName::cell0);
-                        (Self::instance_cell_subject(&cell, &id), r.cell_seq)
+                let evs = match decide(row) {
+                    // Mapped to a cell but not placed there yet: the scheduler is between
+                    // its two appends (or its reconciler will place it). Nova accepts
+                    // user commands on a building server, so wait for the placement
+                    // instead of answering 409 for a window the user cannot see.
+                    Err(DomainError::NotReady { .. })
+                        if state.is_some_and(|s| s.cell.is_some() && !s.placed) =>
+                    {
+                        None
                     }
-                    (_, Some(r)) => match &r.cell_subject {
-                        Some(s) => (s.clone(), r.cell_seq),
-                        None => (Self::instance_api_subject(&id), r.api_seq),
-                    },
-                    (_, None) => (Self::instance_api_subject(&id), 0),
+                    other => Some(other?),
                 };
-                (evs, subject, expected)
+                evs.map(|evs| {
+                    let (subject, expected) = match (place, row) {
+                        (true, Some(r)) => {
+                            let cell = state
+                                .and_then(|s| s.cell.clone())
+                                .unwrap_or_else(CellName::cell0);
+                            (Self::instance_cell_subject(&cell, &id), r.cell_seq)
+                        }
+                        (_, Some(r)) => match &r.cell_subject {
+                            Some(s) => (s.clone(), r.cell_seq),
+                            None => (Self::instance_api_subject(&id), r.api_seq),
+                        },
+                        (_, None) => (Self::instance_api_subject(&id), 0),
+                    };
+                    (evs, subject, expected)
+                })
+            };
+            let Some((events, subject, expected)) = step else {
+                // Not under the instance's lock: the placement goes through it too.
+                drop(guard);
+                self.wait_seq(|v| {
+                    v.instances()
+                        .get(&id)
+                        .and_then(|r| r.state())
+                        .is_none_or(|s| s.placed || s.deleted)
+                })
+                .await;
+                guard = self.lock(&key).await;
+                continue;
             };
             if events.is_empty() {
                 return Ok(Outcome::default());

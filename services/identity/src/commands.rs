@@ -16,8 +16,8 @@
 //! - A refused command appends nothing.
 
 use domain::identity::{
-    self, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind, Refs, RoleId,
-    DEFAULT_DOMAIN_ID,
+    self, AppCred, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind, Refs,
+    RoleId, DEFAULT_DOMAIN_ID,
 };
 use domain::{Ctx, DomainError, Event, ProjectId, UserId};
 use engine::Meta;
@@ -133,6 +133,89 @@ fn entity_subject(kind: NameKind, id: &str) -> Result<Subject, IdentityError> {
     })
 }
 
+/// Whether the claim `c` is left over by an entity that no longer holds the name: the
+/// entity was deleted (its subject has events but no state), or it was renamed away
+/// longer than [`ORPHAN_GRACE`] ago (a rename claims the new name before renaming, so
+/// a younger claim may still be a rename in flight).
+async fn stale_claim(
+    log: &dyn EventLog,
+    kind: NameKind,
+    c: &domain::identity::NameClaim,
+    now: domain::Timestamp,
+) -> Result<bool, IdentityError> {
+    let (state, seq) = load(log, &entity_subject(kind, &c.id)?).await?;
+    let grace = i64::try_from(ORPHAN_GRACE.as_micros()).unwrap_or(i64::MAX);
+    let old = now.0.saturating_sub(c.claimed_at.0) > grace;
+    Ok(match state {
+        None => seq > 0,
+        Some(IdentityState::Project(p)) => old && p.name != c.name,
+        Some(IdentityState::User(u)) => old && u.name != c.name,
+        Some(IdentityState::Role(r)) => old && r.name != c.name,
+        Some(IdentityState::Name(_)) => false,
+    })
+}
+
+/// Claims `name` for the entity `id` (a create's fresh id or a rename's entity). A
+/// claim left over by a deleted or renamed entity is released first; 409 when the
+/// name is someone else's. Returns the claim and, on a 409, the claim that holds it.
+async fn claim_id(
+    log: &dyn EventLog,
+    kind: NameKind,
+    name: &IdentityName,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let subject = name_subject(kind, DEFAULT_DOMAIN_ID, name);
+    let mut released = false;
+    loop {
+        let claimed = run(
+            log,
+            &subject,
+            IdentityCommand::ClaimName {
+                kind,
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                name: name.clone(),
+                id: id.to_string(),
+            },
+            Refs::default(),
+            who,
+        )
+        .await;
+        match claimed {
+            Err(IdentityError::Domain(DomainError::Conflict(m))) if !released => {
+                if let (Some(IdentityState::Name(c)), _) = load(log, &subject).await? {
+                    if stale_claim(log, kind, &c, who.ctx.now).await? {
+                        tracing::warn!(kind = kind.as_str(), %name, id = %c.id, "releasing a name its entity no longer holds");
+                        release_name(log, kind, name, &c.id, who).await?;
+                        released = true;
+                        continue;
+                    }
+                }
+                return Err(IdentityError::Domain(DomainError::Conflict(m)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Releases `name` if `id` holds it (after `id`'s entity was deleted or renamed).
+async fn release_name(
+    log: &dyn EventLog,
+    kind: NameKind,
+    name: &IdentityName,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    run(
+        log,
+        &name_subject(kind, DEFAULT_DOMAIN_ID, name),
+        IdentityCommand::ReleaseName { id: id.to_string() },
+        Refs::default(),
+        who,
+    )
+    .await
+}
+
 /// Claims `name` for a fresh id and returns the id to create the entity under: the
 /// fresh one, or the id of an orphaned claim of the name (claimed more than
 /// [`ORPHAN_GRACE`] ago, no entity). 409 when the name is someone else's.
@@ -144,20 +227,7 @@ async fn claim(
 ) -> Result<(String, Option<u64>), IdentityError> {
     let id = new_id();
     let subject = name_subject(kind, DEFAULT_DOMAIN_ID, name);
-    let claimed = run(
-        log,
-        &subject,
-        IdentityCommand::ClaimName {
-            kind,
-            domain_id: DEFAULT_DOMAIN_ID.into(),
-            name: name.clone(),
-            id: id.clone(),
-        },
-        Refs::default(),
-        who,
-    )
-    .await;
-    match claimed {
+    match claim_id(log, kind, name, &id, who).await {
         Ok(seq) => Ok((id, seq)),
         Err(IdentityError::Domain(DomainError::Conflict(m))) => {
             if let (Some(IdentityState::Name(c)), _) = load(log, &subject).await? {
@@ -192,8 +262,8 @@ pub async fn resolve(
     let Some(IdentityState::Name(c)) = state else {
         return Ok(None);
     };
-    let subject = entity_subject(kind, &c.id)?;
-    Ok((log.last_subject_seq(&subject).await? > 0).then_some(c.id))
+    let (state, _) = load(log, &entity_subject(kind, &c.id)?).await?;
+    Ok(state.is_some().then_some(c.id))
 }
 
 /// Creates a project named `name`.
@@ -231,6 +301,28 @@ pub async fn create_user(
     default_project_id: Option<ProjectId>,
     who: &Actor,
 ) -> Result<(UserId, Option<u64>), IdentityError> {
+    create_user_with(
+        log,
+        name,
+        password_hash,
+        enabled,
+        default_project_id,
+        Default::default(),
+        who,
+    )
+    .await
+}
+
+/// [`create_user`] with Keystone's extra attributes (name -> JSON text).
+pub async fn create_user_with(
+    log: &dyn EventLog,
+    name: IdentityName,
+    password_hash: String,
+    enabled: bool,
+    default_project_id: Option<ProjectId>,
+    extra: std::collections::BTreeMap<String, String>,
+    who: &Actor,
+) -> Result<(UserId, Option<u64>), IdentityError> {
     let (id, a) = claim(log, NameKind::User, &name, who).await?;
     let id = UserId::new(id)?;
     let b = run(
@@ -242,6 +334,7 @@ pub async fn create_user(
             password_hash,
             enabled,
             default_project_id,
+            extra,
         },
         Refs::default(),
         who,
@@ -350,4 +443,283 @@ pub async fn set_password(
     )
     .await;
     not_found_user(out, user)
+}
+
+/// Runs `cmd` on `subject` and maps the domain's nameless not-found to Keystone's
+/// message for `what` (`project`, `user`, `role`) and `id`.
+async fn run_on(
+    log: &dyn EventLog,
+    subject: &Subject,
+    cmd: IdentityCommand,
+    what: &str,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    match run(log, subject, cmd, Refs::default(), who).await {
+        Err(IdentityError::Domain(DomainError::NotFound { id: ref i, .. })) if i.is_empty() => Err(
+            IdentityError::NotFound(format!("Could not find {what}: {id}.")),
+        ),
+        other => other,
+    }
+}
+
+/// The current name of the entity `id` of `kind` (404 when it does not exist).
+async fn current_name(
+    log: &dyn EventLog,
+    kind: NameKind,
+    id: &str,
+) -> Result<IdentityName, IdentityError> {
+    let (state, _) = load(log, &entity_subject(kind, id)?).await?;
+    match state {
+        Some(IdentityState::Project(p)) if kind == NameKind::Project => Ok(p.name),
+        Some(IdentityState::User(u)) if kind == NameKind::User => Ok(u.name),
+        Some(IdentityState::Role(r)) if kind == NameKind::Role => Ok(r.name),
+        _ => Err(IdentityError::NotFound(format!(
+            "Could not find {}: {id}.",
+            kind.as_str()
+        ))),
+    }
+}
+
+/// Renames the entity `id`: claims the new name, changes the entity with `change`
+/// (which names the new name), then releases the old one. A crash after the change
+/// leaves the old name claimed by an entity that no longer holds it: the next claim of
+/// that name releases it ([`stale_claim`]).
+async fn rename_then(
+    log: &dyn EventLog,
+    kind: NameKind,
+    id: &str,
+    new_name: Option<&IdentityName>,
+    change: IdentityCommand,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let old = current_name(log, kind, id).await?;
+    let renaming = new_name.filter(|n| **n != old);
+    let mut pos = None;
+    if let Some(n) = renaming {
+        pos = claim_id(log, kind, n, id, who).await?;
+    }
+    let changed = run_on(
+        log,
+        &entity_subject(kind, id)?,
+        change,
+        kind.as_str(),
+        id,
+        who,
+    )
+    .await;
+    let changed = match changed {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(n) = renaming {
+                release_name(log, kind, n, id, who).await?;
+            }
+            return Err(e);
+        }
+    };
+    pos = later(pos, changed);
+    if renaming.is_some() {
+        pos = later(pos, release_name(log, kind, &old, id, who).await?);
+    }
+    Ok(pos)
+}
+
+/// Deletes the entity `id` of `kind`, then releases its name.
+async fn delete_entity(
+    log: &dyn EventLog,
+    kind: NameKind,
+    id: &str,
+    cmd: IdentityCommand,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let name = current_name(log, kind, id).await?;
+    let a = run_on(log, &entity_subject(kind, id)?, cmd, kind.as_str(), id, who).await?;
+    let b = release_name(log, kind, &name, id, who).await?;
+    Ok(later(a, b))
+}
+
+/// Changes a project's name, description or enabled flag (a disable invalidates the
+/// tokens scoped to it).
+pub async fn update_project(
+    log: &dyn EventLog,
+    id: &ProjectId,
+    name: Option<IdentityName>,
+    description: Option<String>,
+    enabled: Option<bool>,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    rename_then(
+        log,
+        NameKind::Project,
+        id.as_str(),
+        name.as_ref(),
+        IdentityCommand::UpdateProject {
+            name: name.clone(),
+            description,
+            enabled,
+        },
+        who,
+    )
+    .await
+}
+
+/// Deletes a project (its tokens stop working; assignments on it are ignored).
+pub async fn delete_project(
+    log: &dyn EventLog,
+    id: &ProjectId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    delete_entity(
+        log,
+        NameKind::Project,
+        id.as_str(),
+        IdentityCommand::DeleteProject,
+        who,
+    )
+    .await
+}
+
+/// Changes a user's name, default project or extra attributes (JSON text; `None`
+/// removes one).
+pub async fn update_user(
+    log: &dyn EventLog,
+    id: &UserId,
+    name: Option<IdentityName>,
+    default_project_id: Option<Option<ProjectId>>,
+    extra: std::collections::BTreeMap<String, Option<String>>,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    rename_then(
+        log,
+        NameKind::User,
+        id.as_str(),
+        name.as_ref(),
+        IdentityCommand::UpdateUser {
+            name: name.clone(),
+            default_project_id,
+            extra,
+        },
+        who,
+    )
+    .await
+}
+
+/// Deletes a user (its tokens and application credentials stop working).
+pub async fn delete_user(
+    log: &dyn EventLog,
+    id: &UserId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    delete_entity(
+        log,
+        NameKind::User,
+        id.as_str(),
+        IdentityCommand::DeleteUser,
+        who,
+    )
+    .await
+}
+
+/// Deletes a role (assignments of it are ignored from then on).
+pub async fn delete_role(
+    log: &dyn EventLog,
+    id: &RoleId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    delete_entity(
+        log,
+        NameKind::Role,
+        id.as_str(),
+        IdentityCommand::DeleteRole,
+        who,
+    )
+    .await
+}
+
+/// Revokes `role` on `project` from `user` (404 when not granted).
+pub async fn revoke_role(
+    log: &dyn EventLog,
+    user: &UserId,
+    project: &ProjectId,
+    role: &RoleId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::RevokeRole {
+            project: project.clone(),
+            role: role.clone(),
+        },
+        Refs::default(),
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}
+
+/// Revokes the token with `audit_id` of `user`, remembered until `expires_at`.
+pub async fn revoke_token(
+    log: &dyn EventLog,
+    user: &UserId,
+    audit_id: String,
+    expires_at: domain::Timestamp,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::RevokeToken {
+            audit_id,
+            expires_at,
+        },
+        Refs::default(),
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}
+
+/// Creates an application credential of `user` (its secret already hashed).
+pub async fn create_app_cred(
+    log: &dyn EventLog,
+    user: &UserId,
+    cred: AppCred,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::CreateAppCred(cred),
+        Refs::default(),
+        who,
+    )
+    .await;
+    not_found_user(out, user)
+}
+
+/// Deletes an application credential of `user` (its tokens stop working).
+pub async fn delete_app_cred(
+    log: &dyn EventLog,
+    user: &UserId,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(
+        log,
+        &user_subject(user),
+        IdentityCommand::DeleteAppCred { id: id.to_string() },
+        Refs::default(),
+        who,
+    )
+    .await;
+    match not_found_user(out, user) {
+        Err(IdentityError::Domain(DomainError::NotFound {
+            kind: "ApplicationCredential",
+            ..
+        })) => Err(IdentityError::NotFound(format!(
+            "Could not find Application Credential: {id}."
+        ))),
+        other => other,
+    }
 }

@@ -1,12 +1,16 @@
 //! The Keystone v3 subset over axum.
 //!
 //! Routes: `GET /` and `GET /v3` (version discovery, no token), `POST /v3/auth/tokens`
-//! (password method, project scope by id or by name in domain `Default`; 201 with
-//! `X-Subject-Token`), `GET /v3/auth/tokens` (validation: 200 or 404), `GET
+//! (password or application-credential method, project scope by id or by name in
+//! domain `Default`; 201 with `X-Subject-Token`), `GET`/`HEAD /v3/auth/tokens`
+//! (validation: 200 or 404), `DELETE /v3/auth/tokens` (revocation), `GET
 //! /v3/auth/projects`, `GET /v3/auth/catalog`, projects (`GET` list with `?name=`,
-//! `GET` one, `POST` admin), users (`GET` list/one, `POST` and `PATCH` admin), roles
-//! (`GET` list with `?name=`, `GET` one), role assignments (`PUT` admin, `GET`), and
-//! `GET /v3/domains[/default]`.
+//! `GET` one, `POST`, `PATCH`, `DELETE` admin), users (`GET` list/one, `GET` its
+//! projects, `POST`, `PATCH`, `DELETE` admin), a user's application credentials (`GET`
+//! list/one, `POST` by the user itself, `DELETE`), roles (`GET` list with `?name=`,
+//! `GET` one, `POST` and `DELETE` admin), role assignments (`PUT`/`DELETE` admin,
+//! `GET`/`HEAD`, `GET /v3/role_assignments` with Keystone's filters), and `GET
+//! /v3/domains[/default]`.
 //!
 //! The routes are documented in `docs/openapi/identity.json` (OpenAPI 3.0.3).
 //!
@@ -38,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use domain::identity::{
-    IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
+    AppCred, IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
 };
 use domain::{ProjectId, Timestamp, UserId};
 use eventlog::{EventLog, StreamName};
@@ -142,27 +146,43 @@ where
 fn routes() -> Vec<Route> {
     use Method as M;
     const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
+    const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
+    const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
     vec![
         route(M::GET, "/", versions),
         route(M::GET, "/v3", version),
         route(M::GET, "/v3/", version),
         route(M::GET, "/v3/auth/tokens", validate_token),
+        route(M::HEAD, "/v3/auth/tokens", check_token),
         route(M::POST, "/v3/auth/tokens", issue_token),
+        route(M::DELETE, "/v3/auth/tokens", revoke_token),
         route(M::GET, "/v3/auth/projects", auth_projects),
         route(M::GET, "/v3/auth/catalog", auth_catalog),
         route(M::GET, "/v3/projects", list_projects),
         route(M::POST, "/v3/projects", create_project),
         route(M::GET, "/v3/projects/{id}", show_project),
+        route(M::PATCH, "/v3/projects/{id}", update_project),
+        route(M::DELETE, "/v3/projects/{id}", delete_project),
         route(M::GET, "/v3/users", list_users),
         route(M::POST, "/v3/users", create_user),
         route(M::GET, "/v3/users/{id}", show_user),
         route(M::PATCH, "/v3/users/{id}", update_user),
+        route(M::DELETE, "/v3/users/{id}", delete_user),
+        route(M::GET, "/v3/users/{id}/projects", user_projects),
+        route(M::GET, APP_CREDS, list_app_creds),
+        route(M::POST, APP_CREDS, create_app_cred),
+        route(M::GET, APP_CRED, show_app_cred),
+        route(M::DELETE, APP_CRED, delete_app_cred),
         route(M::GET, "/v3/roles", list_roles),
+        route(M::POST, "/v3/roles", create_role),
         route(M::GET, "/v3/roles/{id}", show_role),
+        route(M::DELETE, "/v3/roles/{id}", delete_role),
         route(M::GET, "/v3/projects/{p}/users/{u}/roles", list_assignments),
         route(M::PUT, ASSIGNMENT, grant_role),
         route(M::HEAD, ASSIGNMENT, check_role),
         route(M::GET, ASSIGNMENT, check_role),
+        route(M::DELETE, ASSIGNMENT, revoke_role),
+        route(M::GET, "/v3/role_assignments", role_assignments),
         route(M::GET, "/v3/domains", list_domains),
         route(M::GET, "/v3/domains/{id}", show_domain),
     ]
@@ -378,7 +398,12 @@ fn project_json(p: &Project, base: &str) -> Value {
 }
 
 fn user_json(u: &User, base: &str) -> Value {
-    let mut v = json!({
+    let mut v = json!({});
+    // Extra attributes first: the user's own members below always win.
+    for (k, text) in &u.extra {
+        v[k] = serde_json::from_str(text).unwrap_or(Value::Null);
+    }
+    let own = json!({
         "id": u.id.as_str(),
         "name": u.name.as_str(),
         "domain_id": u.domain_id,
@@ -387,6 +412,9 @@ fn user_json(u: &User, base: &str) -> Value {
         "options": {},
         "links": {"self": format!("{base}/v3/users/{}", u.id)},
     });
+    if let (Some(v), Value::Object(own)) = (v.as_object_mut(), own) {
+        v.extend(own);
+    }
     if let Some(p) = &u.default_project_id {
         v["default_project_id"] = json!(p.as_str());
     }
@@ -431,6 +459,31 @@ struct IdentityBody {
     methods: Vec<String>,
     #[serde(default)]
     password: Option<PasswordBody>,
+    #[serde(default)]
+    application_credential: Option<AppCredAuth>,
+}
+
+/// The `application_credential` method: the credential by id, or by name with its
+/// user (by id, or by name in a domain), and its secret.
+#[derive(Deserialize)]
+struct AppCredAuth {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    user: Option<AppCredUser>,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct AppCredUser {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    domain: Option<DomainRef>,
 }
 
 #[derive(Deserialize)]
@@ -487,12 +540,125 @@ fn check_domain(d: Option<&DomainRef>, what: &str) -> Result<(), IdentityError> 
     }
 }
 
+/// Answers a token issue: 201 with the body and `X-Subject-Token`.
+fn issued(api: &IdentityApi, headers: &HeaderMap, token: &str, auth: &Auth) -> Res {
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(token_body(api, auth, &base(headers, api))),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "x-subject-token",
+        HeaderValue::from_str(token).map_err(|e| IdentityError::Internal(e.to_string()))?,
+    );
+    Ok(resp)
+}
+
+/// Authenticates with an application credential: scoped to the credential's project
+/// with its roles the user still has there. Every failure is the same 401.
+async fn issue_app_cred_token(api: &IdentityApi, headers: &HeaderMap, ac: AppCredAuth) -> Res {
+    let found = {
+        let views = api.world.read();
+        let ids = views.identity();
+        match (&ac.id, &ac.name) {
+            (Some(id), _) => ids.app_cred(id).map(|(u, c)| (u.clone(), c.clone())),
+            (None, Some(name)) => {
+                let Some(u) = ac.user.as_ref() else {
+                    return Err(IdentityError::BadRequest(
+                        "Expecting to find user in application_credential.".into(),
+                    ));
+                };
+                let user = match (&u.id, &u.name) {
+                    (Some(uid), _) => UserId::new(uid.clone()).ok().and_then(|x| ids.user(&x)),
+                    (None, Some(un)) => {
+                        check_domain(u.domain.as_ref(), "user")?;
+                        ids.user_by_name(DEFAULT_DOMAIN_ID, un)
+                    }
+                    (None, None) => {
+                        return Err(IdentityError::BadRequest(
+                            "Expecting to find id or name in user.".into(),
+                        ))
+                    }
+                };
+                user.and_then(|u| {
+                    u.app_creds
+                        .values()
+                        .find(|c| c.name.as_str() == name)
+                        .map(|c| (u.clone(), c.clone()))
+                })
+            }
+            (None, None) => {
+                return Err(IdentityError::BadRequest(
+                    "Expecting to find id or name in application_credential.".into(),
+                ))
+            }
+        }
+    };
+    let hash = found.as_ref().map(|(_, c)| c.secret_hash.clone());
+    let given = ac.secret;
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => password::verify(&given, &h),
+        None => {
+            let _ = password::verify(&given, dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let now = engine::now();
+    let Some((user, cred)) =
+        found.filter(|(u, c)| ok && u.enabled && c.expires_at.is_none_or(|e| now < e))
+    else {
+        tracing::info!("application credential authentication failed");
+        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+    };
+    let views = api.world.read();
+    let ids = views.identity();
+    let Some(project) = ids.project(&cred.project).filter(|p| p.enabled).cloned() else {
+        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+    };
+    let mut roles = current_roles(ids, &user, &project.id);
+    roles.retain(|r| cred.roles.contains(&r.id));
+    if roles.is_empty() {
+        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+    }
+    drop(views);
+    let (token, claims) = api.tokens.issue_for_app_cred(&user, &cred, &roles, now);
+    let auth = Auth {
+        claims,
+        user,
+        project,
+        roles,
+        app_cred: Some(cred),
+    };
+    issued(api, headers, &token, &auth)
+}
+
 async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(body): Body) -> Res {
     let req: AuthReq = parse(&body)?;
     let AuthBody { identity, scope } = req.auth;
+    if identity
+        .methods
+        .iter()
+        .any(|m| m == "application_credential")
+    {
+        // The credential fixes the scope (Keystone refuses one in the request).
+        if scope.is_some() {
+            return Err(IdentityError::Unauthorized(
+                "Error authenticating with application credential: Application credentials cannot request a scope.".into(),
+            ));
+        }
+        let ac = identity.application_credential.ok_or_else(|| {
+            IdentityError::BadRequest(
+                "Expecting to find application_credential in identity.".into(),
+            )
+        })?;
+        return issue_app_cred_token(&api, &headers, ac).await;
+    }
     if !identity.methods.iter().any(|m| m == "password") {
         return Err(IdentityError::Unauthorized(
-            "Only the password authentication method is supported.".into(),
+            "Only the password and application_credential authentication methods are supported."
+                .into(),
         ));
     }
     let pw = identity.password.ok_or_else(|| {
@@ -599,17 +765,9 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
         user,
         project,
         roles,
+        app_cred: None,
     };
-    let mut resp = (
-        StatusCode::CREATED,
-        Json(token_body(&api, &auth, &base(&headers, &api))),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        "x-subject-token",
-        HeaderValue::from_str(&token).map_err(|e| IdentityError::Internal(e.to_string()))?,
-    );
-    Ok(resp)
+    issued(&api, &headers, &token, &auth)
 }
 
 /// An argon2 hash of a random string, verified against for unknown users so that
@@ -621,7 +779,7 @@ fn dummy_hash() -> &'static str {
 
 fn token_body(api: &IdentityApi, auth: &Auth, _base: &str) -> Value {
     let c = &auth.claims;
-    json!({"token": {
+    let mut v = json!({"token": {
         "methods": c.methods,
         "user": {
             "id": auth.user.id.as_str(),
@@ -640,11 +798,23 @@ fn token_body(api: &IdentityApi, auth: &Auth, _base: &str) -> Value {
         "expires_at": iso(Timestamp(c.expires_at)),
         "audit_ids": [c.audit_id],
         "catalog": api.catalog.to_json(),
-    }})
+    }});
+    if let Some(ac) = &auth.app_cred {
+        v["token"]["application_credential"] =
+            json!({"id": ac.id, "name": ac.name.as_str(), "restricted": !ac.unrestricted});
+    }
+    v
 }
 
-async fn validate_token(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
-    let me = caller(&api, &headers)?;
+/// The caller and the valid token of `X-Subject-Token` (400 without the header, 404
+/// when it is not a valid token, 403 when it is another user's and the caller is not an
+/// admin: policy `identity:<rule>`).
+fn subject_token<'h>(
+    api: &IdentityApi,
+    headers: &'h HeaderMap,
+    rule: &str,
+) -> Result<(Auth, Auth, &'h str), IdentityError> {
+    let me = caller(api, headers)?;
     let subject = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
@@ -658,8 +828,44 @@ async fn validate_token(State(api): State<IdentityApi>, headers: HeaderMap) -> R
         .map_err(|_| IdentityError::NotFound("Could not find token.".into()))?;
     drop(views);
     if !me.is_admin() && me.user.id != auth.user.id {
-        require_admin(&me, "validate_token")?;
+        require_admin(&me, rule)?;
     }
+    Ok((me, auth, subject))
+}
+
+/// `DELETE /v3/auth/tokens`: revokes the subject token (204). The revocation is an
+/// event on the token's user, so every process that folds the api stream refuses the
+/// token from then on (in this process before the answer).
+async fn revoke_token(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Res {
+    let (me, auth, _) = subject_token(&api, &headers, "revoke_token")?;
+    let pos = commands::revoke_token(
+        api.log.as_ref(),
+        &auth.user.id,
+        auth.claims.audit_id.clone(),
+        Timestamp(auth.claims.expires_at),
+        &actor(&me, &rid),
+    )
+    .await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `HEAD /v3/auth/tokens`: 200 when the subject token is valid (no body).
+async fn check_token(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
+    let (_, _, subject) = subject_token(&api, &headers, "check_token")?;
+    let mut resp = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(subject) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    Ok(resp)
+}
+
+async fn validate_token(State(api): State<IdentityApi>, headers: HeaderMap) -> Res {
+    let (_, auth, subject) = subject_token(&api, &headers, "validate_token")?;
     let mut resp = Json(token_body(&api, &auth, &base(&headers, &api))).into_response();
     if let Ok(v) = HeaderValue::from_str(subject) {
         resp.headers_mut().insert("x-subject-token", v);
@@ -798,6 +1004,107 @@ async fn create_project(
         .into_response())
 }
 
+/// Deserializes a present field as `Some` (so an explicit `null` is `Some(None)`,
+/// distinct from an absent field, `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProjectReq {
+    project: UpdateProjectBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProjectBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    domain_id: Option<String>,
+}
+
+fn existing_project(api: &IdentityApi, me: &Auth, id: &str) -> Result<ProjectId, IdentityError> {
+    let views = api.world.read();
+    ProjectId::new(id)
+        .ok()
+        .and_then(|pid| views.identity().project(&pid))
+        .filter(|p| me.is_admin() || !me.user.roles_on(&p.id).is_empty())
+        .map(|p| p.id.clone())
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {id}.")))
+}
+
+/// `PATCH /v3/projects/{id}`: name, description, enabled (a disable invalidates the
+/// tokens scoped to it). The domain cannot change.
+async fn update_project(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "update_project")?;
+    let req: UpdateProjectReq = parse(&body).map_err(|e| {
+        IdentityError::BadRequest(format!(
+            "{e} (only name, description and enabled can be changed)"
+        ))
+    })?;
+    let p = req.project;
+    if p.domain_id
+        .as_deref()
+        .is_some_and(|d| d != DEFAULT_DOMAIN_ID)
+    {
+        return Err(IdentityError::BadRequest("Cannot change Domain ID.".into()));
+    }
+    let pid = existing_project(&api, &me, &id)?;
+    let name = p.name.map(IdentityName::new).transpose()?;
+    if p.description.as_ref().is_some_and(|d| d.len() > 65_535) {
+        return Err(IdentityError::BadRequest("Description is too long.".into()));
+    }
+    let pos = commands::update_project(
+        api.log.as_ref(),
+        &pid,
+        name,
+        p.description,
+        p.enabled,
+        &actor(&me, &rid),
+    )
+    .await?;
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let p = views
+        .identity()
+        .project(&pid)
+        .ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {id}.")))?;
+    Ok(Json(json!({"project": project_json(p, &b)})).into_response())
+}
+
+/// `DELETE /v3/projects/{id}`: its tokens stop working, its name is free again.
+async fn delete_project(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "delete_project")?;
+    let pid = existing_project(&api, &me, &id)?;
+    let pos = commands::delete_project(api.log.as_ref(), &pid, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // ---- users ----
 
 async fn list_users(
@@ -859,6 +1166,32 @@ struct CreateUserBody {
     default_project_id: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
+    /// Anything else is one of Keystone's extra attributes (`email`, `description`).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
+/// Members a user body may not set as extra attributes (Keystone's read-only or
+/// reserved ones; `options` is accepted and ignored when it is an object).
+const USER_RESERVED: &[&str] = &["id", "links", "password_expires_at", "options"];
+
+/// The extra attributes of a user body (400 for a reserved member).
+fn user_extra(
+    extra: serde_json::Map<String, Value>,
+) -> Result<std::collections::BTreeMap<String, Value>, IdentityError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in extra {
+        if k == "options" && v.is_object() {
+            continue;
+        }
+        if USER_RESERVED.contains(&k.as_str()) {
+            return Err(IdentityError::BadRequest(format!(
+                "Invalid input for field '{k}': it cannot be set."
+            )));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 async fn create_user(
@@ -872,6 +1205,11 @@ async fn create_user(
     let req: CreateUserReq = parse(&body)?;
     let u = req.user;
     check_domain_id(u.domain_id.as_deref())?;
+    let extra = user_extra(u.extra)?
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     let name = IdentityName::new(u.name)?;
     let pw = u
         .password
@@ -892,12 +1230,13 @@ async fn create_user(
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
         .map_err(|e| IdentityError::Internal(e.to_string()))??;
-    let (id, pos) = commands::create_user(
+    let (id, pos) = commands::create_user_with(
         api.log.as_ref(),
         name,
         hash,
         u.enabled.unwrap_or(true),
         default_project,
+        extra,
         &actor(&me, &rid),
     )
     .await?;
@@ -918,12 +1257,20 @@ struct UpdateUserReq {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateUserBody {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    default_project_id: Option<Option<String>>,
+    #[serde(default)]
+    domain_id: Option<String>,
+    /// Extra attributes to set (`null` removes one).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
 }
 
 async fn update_user(
@@ -935,12 +1282,36 @@ async fn update_user(
 ) -> Res {
     let me = caller(&api, &headers)?;
     require_admin(&me, "update_user")?;
-    let req: UpdateUserReq = parse(&body).map_err(|e| {
-        IdentityError::BadRequest(format!("{e} (only enabled and password can be changed)"))
-    })?;
+    let req: UpdateUserReq = parse(&body)?;
+    let extra: std::collections::BTreeMap<String, Option<String>> = user_extra(req.user.extra)?
+        .into_iter()
+        .map(|(k, v)| (k, (!v.is_null()).then(|| v.to_string())))
+        .collect();
+    if req
+        .user
+        .domain_id
+        .as_deref()
+        .is_some_and(|d| d != DEFAULT_DOMAIN_ID)
+    {
+        return Err(IdentityError::BadRequest("Cannot change Domain ID.".into()));
+    }
+    let name = req.user.name.map(IdentityName::new).transpose()?;
     let uid = {
         let views = api.world.read();
         find_user(views.identity(), &me, &id)?.id.clone()
+    };
+    let default_project = match req.user.default_project_id {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => {
+            let views = api.world.read();
+            let found = ProjectId::new(p.clone())
+                .ok()
+                .filter(|id| views.identity().project(id).is_some());
+            Some(Some(found.ok_or_else(|| {
+                IdentityError::BadRequest(format!("Could not find project: {p}."))
+            })?))
+        }
     };
     let hash = match req.user.password {
         Some(pw) => {
@@ -961,6 +1332,12 @@ async fn update_user(
     if let Some(e) = req.user.enabled {
         pos = pos.max(commands::set_enabled(api.log.as_ref(), &uid, e, &who).await?);
     }
+    if name.is_some() || default_project.is_some() || !extra.is_empty() {
+        pos = pos.max(
+            commands::update_user(api.log.as_ref(), &uid, name, default_project, extra, &who)
+                .await?,
+        );
+    }
     settle(&api, pos).await?;
     let b = base(&headers, &api);
     let views = api.world.read();
@@ -968,7 +1345,396 @@ async fn update_user(
     Ok(Json(json!({"user": user_json(u, &b)})).into_response())
 }
 
+/// `DELETE /v3/users/{id}`: its tokens and application credentials stop working, its
+/// name is free again.
+async fn delete_user(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "delete_user")?;
+    let uid = {
+        let views = api.world.read();
+        find_user(views.identity(), &me, &id)?.id.clone()
+    };
+    let pos = commands::delete_user(api.log.as_ref(), &uid, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v3/users/{id}/projects`: the projects the user has a role on.
+async fn user_projects(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let u = find_user(views.identity(), &me, &id)?;
+    let items = views
+        .identity()
+        .projects_of(u)
+        .into_iter()
+        .map(|p| project_json(p, &b))
+        .collect();
+    Ok(collection(
+        "projects",
+        items,
+        &b,
+        &format!("/v3/users/{id}/projects"),
+    ))
+}
+
+// ---- application credentials ----
+
+fn app_cred_json(
+    views: &projections::IdentityViews,
+    user: &UserId,
+    c: &AppCred,
+    base: &str,
+) -> Value {
+    let roles: Vec<Value> = c
+        .roles
+        .iter()
+        .filter_map(|r| views.role(r))
+        .map(|r| json!({"id": r.id.as_str(), "name": r.name.as_str(), "domain_id": null}))
+        .collect();
+    json!({
+        "id": c.id,
+        "name": c.name.as_str(),
+        "description": c.description,
+        // Keystone prints a credential's expiry without the zone (it is UTC).
+        "expires_at": c.expires_at.map(|t| iso(t).trim_end_matches('Z').to_string()),
+        "project_id": c.project.as_str(),
+        "roles": roles,
+        "unrestricted": c.unrestricted,
+        "access_rules": [],
+        "links": {"self": format!("{base}/v3/users/{user}/application_credentials/{}", c.id)},
+    })
+}
+
+/// The user of an application credential path: the caller, or any user for an
+/// admin (others: 404, as for the user itself).
+fn app_cred_owner(api: &IdentityApi, me: &Auth, id: &str) -> Result<UserId, IdentityError> {
+    let views = api.world.read();
+    Ok(find_user(views.identity(), me, id)?.id.clone())
+}
+
+const RESTRICTED_APP_CRED: &str = "You are not authorized to perform the requested action: Using method 'application_credential' is not allowed for managing additional application credentials.";
+
+#[derive(Deserialize)]
+struct CreateAppCredReq {
+    application_credential: CreateAppCredBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAppCredBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    roles: Option<Vec<RoleRef>>,
+    #[serde(default)]
+    unrestricted: Option<bool>,
+    #[serde(default)]
+    access_rules: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct RoleRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// An ISO 8601 time as clients send it (`2030-01-01T00:00:00`, with or without
+/// fraction and `Z` / offset; no offset means UTC).
+fn parse_time(s: &str) -> Option<Timestamp> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000)
+        .ok()
+        .map(Timestamp)
+}
+
+/// A fresh secret: 64 random bytes, base64url without padding (as Keystone makes them).
+fn generate_secret() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    use base64::Engine as _;
+    let mut b = [0u8; 64];
+    OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// `POST /v3/users/{id}/application_credentials`: for the caller only, on the token's
+/// project, with the token's roles or a subset of them; 201 with the secret (shown
+/// this once: only its hash is stored).
+async fn create_app_cred(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    if !me.may_manage_app_creds() {
+        return Err(IdentityError::Forbidden(RESTRICTED_APP_CRED.into()));
+    }
+    if me.user.id.as_str() != id {
+        return Err(IdentityError::Forbidden(
+            "You are not authorized to perform the requested action: Cannot create an application credential for another user.".into(),
+        ));
+    }
+    let req: CreateAppCredReq = parse(&body)?;
+    let c = req.application_credential;
+    let name = IdentityName::new(c.name)?;
+    if c.access_rules.as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(IdentityError::BadRequest(
+            "Invalid application credential: access rules are not supported.".into(),
+        ));
+    }
+    let now = engine::now();
+    let expires_at = match c.expires_at.as_deref() {
+        None => None,
+        Some(s) => {
+            let t = parse_time(s).ok_or_else(|| {
+                IdentityError::BadRequest(format!(
+                    "Invalid input for field 'expires_at': {s:?} is not a date-time."
+                ))
+            })?;
+            if t <= now {
+                return Err(IdentityError::BadRequest(
+                    "The 'expires_at' must not be before now.".into(),
+                ));
+            }
+            Some(t)
+        }
+    };
+    let roles: Vec<RoleId> = match c.roles {
+        None => me.roles.iter().map(|r| r.id.clone()).collect(),
+        Some(refs) if refs.is_empty() => me.roles.iter().map(|r| r.id.clone()).collect(),
+        Some(refs) => {
+            let views = api.world.read();
+            let mut out = Vec::new();
+            for r in refs {
+                let role = match (&r.id, &r.name) {
+                    (Some(i), _) => RoleId::new(i.clone())
+                        .ok()
+                        .and_then(|x| views.identity().role(&x)),
+                    (None, Some(n)) => views.identity().role_by_name(n),
+                    (None, None) => {
+                        return Err(IdentityError::BadRequest(
+                            "Expecting to find id or name in role.".into(),
+                        ))
+                    }
+                };
+                let shown = r.id.or(r.name).unwrap_or_default();
+                let role = role.ok_or_else(|| {
+                    IdentityError::NotFound(format!("Could not find role: {shown}."))
+                })?;
+                if !me.roles.iter().any(|t| t.id == role.id) {
+                    return Err(IdentityError::BadRequest(
+                        "Invalid application credential: Cannot create an application credential with unassigned role".into(),
+                    ));
+                }
+                if !out.contains(&role.id) {
+                    out.push(role.id.clone());
+                }
+            }
+            out
+        }
+    };
+    let secret = match c.secret {
+        Some(s) if !s.is_empty() => s,
+        _ => generate_secret(),
+    };
+    let to_hash = secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || password::hash(&to_hash))
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))??;
+    let cred = AppCred {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        name,
+        description: c.description,
+        project: me.project.id.clone(),
+        roles,
+        secret_hash,
+        expires_at,
+        unrestricted: c.unrestricted.unwrap_or(false),
+        created_at: now,
+    };
+    let cid = cred.id.clone();
+    let pos =
+        commands::create_app_cred(api.log.as_ref(), &me.user.id, cred, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let c = views
+        .identity()
+        .user(&me.user.id)
+        .and_then(|u| u.app_creds.get(&cid))
+        .ok_or_else(|| IdentityError::Internal("created credential not in the view".into()))?;
+    let mut v = app_cred_json(views.identity(), &me.user.id, c, &b);
+    v["secret"] = json!(secret);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"application_credential": v})),
+    )
+        .into_response())
+}
+
+async fn list_app_creds(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<NameQuery>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let ids = views.identity();
+    let items = ids
+        .user(&uid)
+        .map(|u| {
+            let mut v: Vec<&AppCred> = u
+                .app_creds
+                .values()
+                .filter(|c| q.name.as_deref().is_none_or(|n| c.name.as_str() == n))
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v.into_iter()
+                .map(|c| app_cred_json(ids, &uid, c, &b))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(collection(
+        "application_credentials",
+        items,
+        &b,
+        &format!("/v3/users/{id}/application_credentials"),
+    ))
+}
+
+fn cred_not_found(id: &str) -> IdentityError {
+    IdentityError::NotFound(format!("Could not find Application Credential: {id}."))
+}
+
+async fn show_app_cred(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((id, cred)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let ids = views.identity();
+    let c = ids
+        .user(&uid)
+        .and_then(|u| u.app_creds.get(&cred))
+        .ok_or_else(|| cred_not_found(&cred))?;
+    Ok(Json(json!({"application_credential": app_cred_json(ids, &uid, c, &b)})).into_response())
+}
+
+/// `DELETE /v3/users/{id}/application_credentials/{cred}`: the tokens issued for it
+/// stop working.
+async fn delete_app_cred(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path((id, cred)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    if !me.may_manage_app_creds() {
+        return Err(IdentityError::Forbidden(RESTRICTED_APP_CRED.into()));
+    }
+    {
+        let views = api.world.read();
+        views
+            .identity()
+            .user(&uid)
+            .and_then(|u| u.app_creds.get(&cred))
+            .ok_or_else(|| cred_not_found(&cred))?;
+    }
+    let pos = commands::delete_app_cred(api.log.as_ref(), &uid, &cred, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // ---- roles ----
+
+#[derive(Deserialize)]
+struct CreateRoleReq {
+    role: CreateRoleBody,
+}
+
+#[derive(Deserialize)]
+struct CreateRoleBody {
+    name: String,
+    #[serde(default)]
+    domain_id: Option<String>,
+}
+
+/// `POST /v3/roles`: a global role (domain-specific roles are not supported).
+async fn create_role(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "create_role")?;
+    let req: CreateRoleReq = parse(&body)?;
+    if req.role.domain_id.is_some() {
+        return Err(IdentityError::BadRequest(
+            "Domain-specific roles are not supported: omit domain_id.".into(),
+        ));
+    }
+    let name = IdentityName::new(req.role.name)?;
+    let (id, pos) = commands::create_role(api.log.as_ref(), name, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let r = views
+        .identity()
+        .role(&id)
+        .ok_or_else(|| IdentityError::Internal("created role not in the view".into()))?;
+    Ok((StatusCode::CREATED, Json(json!({"role": role_json(r, &b)}))).into_response())
+}
+
+/// `DELETE /v3/roles/{id}`: its assignments stop counting, its name is free again.
+async fn delete_role(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "delete_role")?;
+    let role = {
+        let views = api.world.read();
+        RoleId::new(id.clone())
+            .ok()
+            .filter(|r| views.identity().role(r).is_some())
+            .ok_or_else(|| IdentityError::NotFound(format!("Could not find role: {id}.")))?
+    };
+    let pos = commands::delete_role(api.log.as_ref(), &role, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
 
 async fn list_roles(
     State(api): State<IdentityApi>,
@@ -1099,6 +1865,128 @@ async fn list_assignments(
         items,
         &b,
         &format!("/v3/projects/{p}/users/{u}/roles"),
+    ))
+}
+
+async fn revoke_role(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path((p, u, r)): Path<(String, String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    require_admin(&me, "revoke_grant")?;
+    let (project, user, role) = {
+        let views = api.world.read();
+        assignment(views.identity(), &p, &u, Some(&r))?
+    };
+    let role = role.expect("asked for");
+    let pos = commands::revoke_role(api.log.as_ref(), &user, &project, &role, &actor(&me, &rid))
+        .await
+        .map_err(|e| match e {
+            IdentityError::Domain(domain::DomainError::NotFound { kind: "RoleAssignment", .. }) => {
+                IdentityError::NotFound(format!(
+                    "Could not find role assignment with role: {r}, user or group: {u}, project, domain, or system: {p}."
+                ))
+            }
+            other => other,
+        })?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The filters of `GET /v3/role_assignments` (Keystone's dotted names).
+#[derive(Deserialize)]
+struct AssignmentQuery {
+    #[serde(default, rename = "user.id")]
+    user: Option<String>,
+    #[serde(default, rename = "group.id")]
+    group: Option<String>,
+    #[serde(default, rename = "role.id")]
+    role: Option<String>,
+    #[serde(default, rename = "scope.project.id")]
+    project: Option<String>,
+    #[serde(default, rename = "scope.domain.id")]
+    domain: Option<String>,
+    #[serde(default, rename = "scope.system")]
+    system: Option<String>,
+    #[serde(default)]
+    include_names: Option<String>,
+    #[serde(default)]
+    effective: Option<String>,
+    #[serde(default)]
+    include_subtree: Option<String>,
+    #[serde(default, rename = "scope.OS-INHERIT:inherited_to")]
+    inherited: Option<String>,
+}
+
+/// Keystone's truth of a flag parameter: present and not `0` / `false` (an empty
+/// value, `?include_names`, is true).
+fn flag(v: &Option<String>) -> bool {
+    v.as_deref()
+        .is_some_and(|s| !(s == "0" || s.eq_ignore_ascii_case("false")))
+}
+
+/// `GET /v3/role_assignments`: every user's role on every project, filtered by
+/// `user.id`, `role.id` and `scope.project.id`, with names when `include_names`.
+/// There are no groups, domain or system assignments, nor inheritance, so filters on
+/// those match nothing and `effective` changes nothing. Non-admins see only their
+/// own assignments.
+async fn role_assignments(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Query(q): Query<AssignmentQuery>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let b = base(&headers, &api);
+    let _ = (&q.effective, &q.include_subtree);
+    let names = flag(&q.include_names);
+    let views = api.world.read();
+    let ids = views.identity();
+    let none =
+        q.group.is_some() || q.domain.is_some() || q.system.is_some() || q.inherited.is_some();
+    let mut items = Vec::new();
+    for u in ids.users() {
+        if none
+            || !(me.is_admin() || u.id == me.user.id)
+            || q.user.as_deref().is_some_and(|x| x != u.id.as_str())
+        {
+            continue;
+        }
+        for (pid, rid) in &u.roles {
+            if q.project.as_deref().is_some_and(|x| x != pid.as_str())
+                || q.role.as_deref().is_some_and(|x| x != rid.as_str())
+            {
+                continue;
+            }
+            let (Some(p), Some(r)) = (ids.project(pid), ids.role(rid)) else {
+                continue;
+            };
+            let (mut user, mut project, mut role) = (
+                json!({"id": u.id.as_str()}),
+                json!({"id": p.id.as_str()}),
+                json!({"id": r.id.as_str()}),
+            );
+            if names {
+                user["name"] = json!(u.name.as_str());
+                user["domain"] = domain_json();
+                project["name"] = json!(p.name.as_str());
+                project["domain"] = domain_json();
+                role["name"] = json!(r.name.as_str());
+            }
+            items.push(json!({
+                "user": user,
+                "scope": {"project": project},
+                "role": role,
+                "links": {"assignment": format!("{b}/v3/projects/{}/users/{}/roles/{}", p.id, u.id, r.id)},
+            }));
+        }
+    }
+    Ok(collection(
+        "role_assignments",
+        items,
+        &b,
+        "/v3/role_assignments",
     ))
 }
 

@@ -1,6 +1,7 @@
-//! Identity: a Keystone v3 subset (password authentication, project-scoped signed
-//! tokens with a service catalog, projects, users, roles and role assignments) served
-//! on its own listener, with every change event-sourced in the api stream.
+//! Identity: a Keystone v3 subset (password and application-credential authentication,
+//! project-scoped signed tokens with a service catalog and revocation, projects, users,
+//! roles, role assignments and application credentials) served on its own listener,
+//! with every change event-sourced in the api stream.
 //!
 //! Invariants:
 //! - State changes only through [`commands`], which decide on state read from the log
@@ -12,7 +13,9 @@
 //! - Passwords are stored only as argon2 hashes ([`password`]).
 //! - A token is valid only if its HMAC verifies, it has not expired, and the user is
 //!   still enabled at the credential revision the token was issued at, and still has
-//!   a role on the token's project ([`token::Tokens::validate`]).
+//!   a role on the token's project, the token is not revoked and its application
+//!   credential (if any) still exists unexpired ([`token::Tokens::validate`]). Deletes
+//!   and revocations are events, so every process folding the api stream agrees.
 //!
 //! Layout: [`password`], [`token`] (signing key, issue, validation), [`commands`]
 //! (log-based commands, also used offline by `stratus admin`), [`bootstrap`] (admin,

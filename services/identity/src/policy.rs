@@ -31,6 +31,8 @@ pub enum Rule {
     AdminOrOwnToken,
     /// The admin role (else 403).
     Admin,
+    /// Only the user named in the path, admins included (else 403).
+    SelfOnly,
 }
 
 impl fmt::Display for Rule {
@@ -43,6 +45,7 @@ impl fmt::Display for Rule {
             Rule::AdminOrMember => "admin, or a user with a role on it (else 404)",
             Rule::AdminOrOwnToken => "admin, or the token's own user (else 403)",
             Rule::Admin => "admin (else 403)",
+            Rule::SelfOnly => "the user itself only, admins too (else 403)",
         })
     }
 }
@@ -70,8 +73,12 @@ const fn ep(method: &'static str, path: &'static str, rule: Rule, name: &'static
 }
 
 const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
+const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
+const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
 
-use Rule::{Admin, AdminOrMember, AdminOrOwnToken, AdminOrSelf, Authenticated, OwnOrAll, Public};
+use Rule::{
+    Admin, AdminOrMember, AdminOrOwnToken, AdminOrSelf, Authenticated, OwnOrAll, Public, SelfOnly,
+};
 
 /// Every endpoint of the identity API with its rule.
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -85,10 +92,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "identity:validate_token",
     ),
     ep(
+        "HEAD",
+        "/v3/auth/tokens",
+        AdminOrOwnToken,
+        "identity:check_token",
+    ),
+    ep(
         "POST",
         "/v3/auth/tokens",
         Public,
         "(password authentication)",
+    ),
+    ep(
+        "DELETE",
+        "/v3/auth/tokens",
+        AdminOrOwnToken,
+        "identity:revoke_token",
     ),
     ep("GET", "/v3/auth/projects", Authenticated, "(none)"),
     ep("GET", "/v3/auth/catalog", Authenticated, "(none)"),
@@ -100,12 +119,57 @@ pub const ENDPOINTS: &[Endpoint] = &[
         AdminOrMember,
         "identity:get_project",
     ),
+    ep(
+        "PATCH",
+        "/v3/projects/{id}",
+        Admin,
+        "identity:update_project",
+    ),
+    ep(
+        "DELETE",
+        "/v3/projects/{id}",
+        Admin,
+        "identity:delete_project",
+    ),
     ep("GET", "/v3/users", OwnOrAll, "identity:list_users"),
     ep("POST", "/v3/users", Admin, "identity:create_user"),
     ep("GET", "/v3/users/{id}", AdminOrSelf, "identity:get_user"),
     ep("PATCH", "/v3/users/{id}", Admin, "identity:update_user"),
+    ep("DELETE", "/v3/users/{id}", Admin, "identity:delete_user"),
+    ep(
+        "GET",
+        "/v3/users/{id}/projects",
+        AdminOrSelf,
+        "identity:list_user_projects",
+    ),
+    ep(
+        "GET",
+        APP_CREDS,
+        AdminOrSelf,
+        "identity:list_application_credentials",
+    ),
+    ep(
+        "POST",
+        APP_CREDS,
+        SelfOnly,
+        "identity:create_application_credential",
+    ),
+    ep(
+        "GET",
+        APP_CRED,
+        AdminOrSelf,
+        "identity:get_application_credential",
+    ),
+    ep(
+        "DELETE",
+        APP_CRED,
+        AdminOrSelf,
+        "identity:delete_application_credential",
+    ),
     ep("GET", "/v3/roles", Authenticated, "identity:list_roles"),
+    ep("POST", "/v3/roles", Admin, "identity:create_role"),
     ep("GET", "/v3/roles/{id}", Authenticated, "identity:get_role"),
+    ep("DELETE", "/v3/roles/{id}", Admin, "identity:delete_role"),
     ep(
         "GET",
         "/v3/projects/{p}/users/{u}/roles",
@@ -115,6 +179,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("PUT", ASSIGNMENT, Admin, "identity:create_grant"),
     ep("HEAD", ASSIGNMENT, AdminOrSelf, "identity:check_grant"),
     ep("GET", ASSIGNMENT, AdminOrSelf, "identity:check_grant"),
+    ep("DELETE", ASSIGNMENT, Admin, "identity:revoke_grant"),
+    ep(
+        "GET",
+        "/v3/role_assignments",
+        OwnOrAll,
+        "identity:list_role_assignments",
+    ),
     ep("GET", "/v3/domains", Authenticated, "identity:list_domains"),
     ep(
         "GET",

@@ -13,12 +13,17 @@
 //!   revision (a password change or a disable invalidates earlier tokens), and its
 //!   project exists, is enabled and the user still has a role on it. The roles of a
 //!   valid token are the user's current roles on the project.
+//! - A token whose audit id its user's state lists as revoked is refused
+//!   (`DELETE /v3/auth/tokens` appends the revocation; every process folds it).
+//! - A token issued for an application credential is valid only while the credential
+//!   exists and has not expired; its roles are the credential's roles the user still
+//!   has on the credential's project, and it never outlives the credential.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
-use domain::identity::{Project, Role, User};
+use domain::identity::{AppCred, Project, Role, User};
 use domain::{ProjectId, Timestamp, UserId};
 use hmac::{Hmac, Mac};
 use projections::IdentityViews;
@@ -146,8 +151,12 @@ pub struct Claims {
     pub revision: u32,
     /// Audit id (Keystone's `audit_ids[0]`).
     pub audit_id: String,
-    /// Auth methods (`password`).
+    /// Auth methods (`password` or `application_credential`).
     pub methods: Vec<String>,
+    /// The application credential the token was issued for (absent in password
+    /// tokens, also in those issued before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_cred: Option<String>,
 }
 
 /// A validated token: its claims and the current user, project and roles.
@@ -159,14 +168,23 @@ pub struct Auth {
     pub user: User,
     /// The project now.
     pub project: Project,
-    /// The user's roles on the project now.
+    /// The user's roles on the project now (for an application credential token,
+    /// those of the credential's roles).
     pub roles: Vec<Role>,
+    /// The application credential of the token, if it was issued for one.
+    pub app_cred: Option<AppCred>,
 }
 
 impl Auth {
     /// Whether the token carries the `admin` role.
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r.name.as_str() == "admin")
+    }
+
+    /// Whether the token may manage application credentials: a password token, or one
+    /// of an unrestricted application credential.
+    pub fn may_manage_app_creds(&self) -> bool {
+        self.app_cred.as_ref().is_none_or(|c| c.unrestricted)
     }
 
     /// Role names.
@@ -190,7 +208,8 @@ pub enum Invalid {
     Malformed,
     /// Past its expiry.
     Expired,
-    /// User unknown, disabled, or credentials changed since issue.
+    /// User unknown, disabled, or credentials changed since issue; the token itself
+    /// revoked; its application credential deleted or expired.
     Revoked,
     /// Project unknown or disabled, or no role on it any more.
     NoScope,
@@ -245,6 +264,34 @@ impl Tokens {
             revision: user.revision,
             audit_id: audit_id(),
             methods: vec!["password".into()],
+            app_cred: None,
+        };
+        (self.sign(&claims), claims)
+    }
+
+    /// Issues a token for `user`'s application credential `cred` with `roles` at
+    /// `now`: scoped to the credential's project, expiring no later than it.
+    pub fn issue_for_app_cred(
+        &self,
+        user: &User,
+        cred: &AppCred,
+        roles: &[Role],
+        now: Timestamp,
+    ) -> (String, Claims) {
+        let mut expires_at = now.plus_secs(self.expiration_secs).0;
+        if let Some(e) = cred.expires_at {
+            expires_at = expires_at.min(e.0);
+        }
+        let claims = Claims {
+            user: user.id.to_string(),
+            project: cred.project.to_string(),
+            roles: roles.iter().map(|r| r.id.to_string()).collect(),
+            issued_at: now.0,
+            expires_at,
+            revision: user.revision,
+            audit_id: audit_id(),
+            methods: vec!["application_credential".into()],
+            app_cred: Some(cred.id.clone()),
         };
         (self.sign(&claims), claims)
     }
@@ -264,13 +311,26 @@ impl Tokens {
             .ok()
             .and_then(|id| views.user(&id))
             .filter(|u| u.enabled && u.revision == claims.revision)
+            .filter(|u| !u.revoked.contains_key(&claims.audit_id))
             .ok_or(Invalid::Revoked)?;
+        let app_cred = match &claims.app_cred {
+            None => None,
+            Some(id) => Some(
+                user.app_creds
+                    .get(id)
+                    .filter(|c| c.expires_at.is_none_or(|e| now < e))
+                    .ok_or(Invalid::Revoked)?,
+            ),
+        };
         let project = ProjectId::new(claims.project.clone())
             .ok()
             .and_then(|id| views.project(&id))
             .filter(|p| p.enabled)
             .ok_or(Invalid::NoScope)?;
-        let roles = current_roles(views, user, &project.id);
+        let mut roles = current_roles(views, user, &project.id);
+        if let Some(c) = app_cred {
+            roles.retain(|r| c.roles.contains(&r.id));
+        }
         if roles.is_empty() {
             return Err(Invalid::NoScope);
         }
@@ -279,6 +339,7 @@ impl Tokens {
             project: project.clone(),
             roles,
             claims,
+            app_cred: app_cred.cloned(),
         })
     }
 }

@@ -249,6 +249,7 @@ fn the_key_file_is_created_once_with_mode_0600() {
         revision: 0,
         audit_id: "a".into(),
         methods: vec!["password".into()],
+        app_cred: None,
     };
     assert_eq!(t2.decode(&t1.sign(&claims)), Some(claims));
     std::fs::write(&path, "garbage").unwrap();

@@ -12,13 +12,121 @@ use identity::policy::{Rule, ENDPOINTS};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// A caller: its token, user, project and one role it has there.
+/// A caller: its token, user, project, one role it has there and the id of one of
+/// its application credentials.
 #[derive(Clone)]
 struct Who {
     token: String,
     user: String,
     project: String,
     role: String,
+    cred: String,
+}
+
+/// A fresh application credential of `who` (its id).
+async fn app_cred_of(k: &Keystone, who: &Who, n: usize) -> String {
+    let rb = k
+        .http
+        .post(format!(
+            "{}/v3/users/{}/application_credentials",
+            k.base, who.user
+        ))
+        .header("X-Auth-Token", &who.token)
+        .json(&json!({"application_credential": {"name": format!("cred-{n}")}}));
+    let r = k.send_rb(rb).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()["application_credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A fresh token of `who` (a password token of a created user, or the admin's).
+async fn fresh_token(k: &Keystone, who: &Who) -> String {
+    let pw = if who.token == k.token {
+        PASSWORD
+    } else {
+        "secret-pw-1"
+    };
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": who.user, "password": pw}}}, "scope": {"project": {"id": who.project}}}});
+    let r = k.send(Method::POST, "/v3/auth/tokens", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.headers["x-subject-token"].to_str().unwrap().to_string()
+}
+
+/// What a destructive row acts on, made fresh for each case (deleting the caller's
+/// own user or project would end the matrix): a throwaway token of `target`, a new
+/// project `target` has a role on, a new user, a new role granted to `target`, a new
+/// application credential of `target`.
+async fn victim(k: &Keystone, method: &str, path: &str, target: &Who, n: usize) -> Option<String> {
+    Some(match (method, path) {
+        ("DELETE", "/v3/auth/tokens") => fresh_token(k, target).await,
+        ("DELETE", "/v3/projects/{id}") => {
+            let p = create(
+                k,
+                "/v3/projects",
+                "project",
+                json!({"project": {"name": format!("v-proj-{n}")}}),
+            )
+            .await;
+            let r = k
+                .send(
+                    Method::PUT,
+                    &format!(
+                        "/v3/projects/{p}/users/{}/roles/{}",
+                        target.user, target.role
+                    ),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+            p
+        }
+        ("DELETE", "/v3/users/{id}") => {
+            create(
+                k,
+                "/v3/users",
+                "user",
+                json!({"user": {"name": format!("v-user-{n}"), "password": "pw-secret-3"}}),
+            )
+            .await
+        }
+        ("DELETE", "/v3/roles/{id}") => {
+            create(
+                k,
+                "/v3/roles",
+                "role",
+                json!({"role": {"name": format!("v-role-{n}")}}),
+            )
+            .await
+        }
+        ("DELETE", "/v3/projects/{p}/users/{u}/roles/{r}") => {
+            let role = create(
+                k,
+                "/v3/roles",
+                "role",
+                json!({"role": {"name": format!("v-grant-{n}")}}),
+            )
+            .await;
+            let r = k
+                .send(
+                    Method::PUT,
+                    &format!(
+                        "/v3/projects/{}/users/{}/roles/{role}",
+                        target.project, target.user
+                    ),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+            role
+        }
+        ("DELETE", "/v3/users/{id}/application_credentials/{cred}") => {
+            app_cred_of(k, target, n).await
+        }
+        _ => return None,
+    })
 }
 
 async fn id_of(k: &Keystone, path: &str, key: &str, name: &str) -> String {
@@ -63,12 +171,15 @@ async fn user_with(k: &Keystone, name: &str, role: &str) -> Who {
         "id": user, "password": "secret-pw-1"}}}, "scope": {"project": {"id": project}}}});
     let r = k.send(Method::POST, "/v3/auth/tokens", Some(body)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    Who {
+    let mut who = Who {
         token: r.headers["x-subject-token"].to_str().unwrap().to_string(),
         user,
         project,
         role: role_id,
-    }
+        cred: String::new(),
+    };
+    who.cred = app_cred_of(k, &who, 0).await;
+    who
 }
 
 /// The request of a row for `caller` about `target`.
@@ -79,16 +190,23 @@ fn request(
     caller: &Who,
     target: &Who,
     n: usize,
+    victim: Option<&str>,
 ) -> reqwest::RequestBuilder {
+    let role = match (method, path) {
+        ("DELETE", "/v3/projects/{p}/users/{u}/roles/{r}") => victim.unwrap(),
+        _ => &target.role,
+    };
     let url = path
         .replace("{p}", &target.project)
         .replace("{u}", &target.user)
-        .replace("{r}", &target.role);
+        .replace("{r}", role)
+        .replace("{cred}", victim.unwrap_or(&target.cred));
     let url = match path {
-        "/v3/projects/{id}" => url.replace("{id}", &target.project),
-        "/v3/users/{id}" => url.replace("{id}", &target.user),
-        "/v3/roles/{id}" => url.replace("{id}", &target.role),
+        "/v3/projects/{id}" => url.replace("{id}", victim.unwrap_or(&target.project)),
+        "/v3/users/{id}" => url.replace("{id}", victim.unwrap_or(&target.user)),
+        "/v3/roles/{id}" => url.replace("{id}", victim.unwrap_or(&target.role)),
         "/v3/domains/{id}" => url.replace("{id}", "default"),
+        p if p.starts_with("/v3/users/{id}") => url.replace("{id}", &target.user),
         _ => url,
     };
     let rb = k
@@ -99,8 +217,16 @@ fn request(
         )
         .header("X-Auth-Token", &caller.token);
     match (method, path) {
-        ("GET", "/v3/auth/tokens") => rb.header("X-Subject-Token", &target.token),
-        ("GET", _) | ("HEAD", _) | ("PUT", _) => rb,
+        ("GET" | "HEAD", "/v3/auth/tokens") => rb.header("X-Subject-Token", &target.token),
+        ("DELETE", "/v3/auth/tokens") => rb.header("X-Subject-Token", victim.unwrap()),
+        ("GET", _) | ("HEAD", _) | ("PUT", _) | ("DELETE", _) => rb,
+        ("PATCH", "/v3/projects/{id}") => {
+            rb.json(&json!({"project": {"description": format!("changed {n}")}}))
+        }
+        ("POST", "/v3/roles") => rb.json(&json!({"role": {"name": format!("m-role-{n}")}})),
+        ("POST", "/v3/users/{id}/application_credentials") => {
+            rb.json(&json!({"application_credential": {"name": format!("m-cred-{n}")}}))
+        }
         ("POST", "/v3/projects") => rb.json(&json!({"project": {"name": format!("m-proj-{n}")}})),
         ("POST", "/v3/users") => {
             rb.json(&json!({"user": {"name": format!("m-user-{n}"), "password": "pw-secret-2"}}))
@@ -113,12 +239,14 @@ fn request(
 #[tokio::test]
 async fn every_row_every_role_own_and_other() {
     let k = start().await;
-    let admin = Who {
+    let mut admin = Who {
         token: k.token.clone(),
         user: id_of(&k, "/v3/users", "users", "admin").await,
         project: id_of(&k, "/v3/projects", "projects", "admin").await,
         role: id_of(&k, "/v3/roles", "roles", "admin").await,
+        cred: String::new(),
     };
+    admin.cred = app_cred_of(&k, &admin, 0).await;
     let reader = user_with(&k, "reader-1", "reader").await;
     let member = user_with(&k, "member-1", "member").await;
     let other = user_with(&k, "other-1", "member").await;
@@ -128,9 +256,18 @@ async fn every_row_every_role_own_and_other() {
             for own in [true, false] {
                 cases += 1;
                 let target = if own { caller } else { &other };
+                let victim = victim(&k, row.method, row.path, target, cases).await;
                 let before = k.position().await;
                 let r = k
-                    .send_rb(request(&k, row.method, row.path, caller, target, cases))
+                    .send_rb(request(
+                        &k,
+                        row.method,
+                        row.path,
+                        caller,
+                        target,
+                        cases,
+                        victim.as_deref(),
+                    ))
                     .await;
                 let what = format!(
                     "{} {} as {role} ({})",
@@ -143,28 +280,34 @@ async fn every_row_every_role_own_and_other() {
                     Rule::Public | Rule::Authenticated => None,
                     Rule::OwnOrAll => {
                         // The list holds the caller's own entities, the others' only for admins.
-                        let key = if row.path == "/v3/users" {
-                            "users"
-                        } else {
-                            "projects"
+                        let key = match row.path {
+                            "/v3/users" => "users",
+                            "/v3/role_assignments" => "role_assignments",
+                            _ => "projects",
                         };
-                        let want = if key == "users" {
-                            &other.user
-                        } else {
+                        let want = if key == "projects" {
                             &other.project
+                        } else {
+                            &other.user
                         };
                         let body = r.json();
                         let ids: Vec<&str> = body[key]
                             .as_array()
                             .unwrap()
                             .iter()
-                            .map(|e| e["id"].as_str().unwrap())
+                            .map(|e| {
+                                if key == "role_assignments" {
+                                    e["user"]["id"].as_str().unwrap()
+                                } else {
+                                    e["id"].as_str().unwrap()
+                                }
+                            })
                             .collect();
                         assert_eq!(ids.contains(&want.as_str()), is_admin, "{what}: {ids:?}");
-                        let mine = if key == "users" {
-                            &caller.user
-                        } else {
+                        let mine = if key == "projects" {
                             &caller.project
+                        } else {
+                            &caller.user
                         };
                         assert!(ids.contains(&mine.as_str()), "{what}: {ids:?}");
                         None
@@ -172,15 +315,21 @@ async fn every_row_every_role_own_and_other() {
                     Rule::AdminOrSelf | Rule::AdminOrMember => (!is_admin && !own).then_some(404),
                     Rule::AdminOrOwnToken => (!is_admin && !own).then_some(403),
                     Rule::Admin => (!is_admin).then_some(403),
+                    Rule::SelfOnly => (!own).then_some(403),
                 };
                 match refused {
                     Some(code) => {
                         assert_eq!(r.status.as_u16(), code, "{what}: {}", r.text());
-                        if code == 403 {
+                        if code == 403 && row.method != "HEAD" {
+                            let name = if row.rule == Rule::SelfOnly {
+                                "for another user"
+                            } else {
+                                row.name
+                            };
                             assert!(
-                                r.text().contains(row.name),
+                                r.text().contains(name),
                                 "{what}: 403 must name {}: {}",
-                                row.name,
+                                name,
                                 r.text()
                             );
                         }

@@ -598,7 +598,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. } => *at,
-        E::BootDetailsRecorded { .. } => return None,
+        E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
 
@@ -960,7 +960,8 @@ pub fn notifications(
         | E::MigrationStarted { .. }
         | E::TaskRetried { .. }
         | E::TaskAdvanced { .. }
-        | E::BootDetailsRecorded { .. } => {}
+        | E::BootDetailsRecorded { .. }
+        | E::CreateExtrasRecorded { .. } => {}
     }
     b.out
 }

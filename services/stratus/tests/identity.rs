@@ -524,9 +524,30 @@ async fn admin_calls_users_roles_and_token_revocation() {
     assert_eq!(s, 200);
     assert_eq!(t.servers(Some(&alice_tok2)).await.0, 401);
     assert_eq!(t.auth("alice", "pw-2", json!({"id": demo})).await.0, 201);
-    // Renaming is not supported: 400, nothing appended.
+    // Renaming onto a taken name is a 409 and setting a read-only member a 400:
+    // nothing appended. A rename keeps the user's tokens.
     let before = t.api_seq().await;
     let (s, _) = t
+        .id(
+            Method::PATCH,
+            &format!("/v3/users/{alice}"),
+            Some(&admin),
+            Some(json!({"user": {"name": "admin"}})),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = t
+        .id(
+            Method::PATCH,
+            &format!("/v3/users/{alice}"),
+            Some(&admin),
+            Some(json!({"user": {"id": "other"}})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(t.api_seq().await, before);
+    let (_, alice_tok3, _) = t.auth("alice", "pw-2", json!({"id": demo})).await;
+    let (s, v) = t
         .id(
             Method::PATCH,
             &format!("/v3/users/{alice}"),
@@ -534,8 +555,49 @@ async fn admin_calls_users_roles_and_token_revocation() {
             Some(json!({"user": {"name": "bob"}})),
         )
         .await;
-    assert_eq!(s, 400);
-    assert_eq!(t.api_seq().await, before);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["user"]["name"], "bob");
+    assert_eq!(t.servers(Some(&alice_tok3)).await.0, 200);
+    // Revoked at the identity API: refused by the compute API.
+    let (s, _, _) = t
+        .call(
+            Method::DELETE,
+            t.id_url("/v3/auth/tokens"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "no X-Subject-Token");
+    let r = t
+        .http
+        .delete(t.id_url("/v3/auth/tokens"))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &alice_tok3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(t.servers(Some(&alice_tok3)).await.0, 401);
+    // A deleted user leaves the stored views too (checked by the rebuild below).
+    let (s, v) = t
+        .id(
+            Method::POST,
+            "/v3/users",
+            Some(&admin),
+            Some(json!({"user": {"name": "zed", "password": "pw-zed-1"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let zed = v["user"]["id"].as_str().unwrap().to_string();
+    let (s, _) = t
+        .id(
+            Method::DELETE,
+            &format!("/v3/users/{zed}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     let dir = t.dir.path().to_path_buf();
     t.stack.stop().await;
 

@@ -419,3 +419,197 @@ async fn split_api_reports_the_audit_period_it_is_given() {
         sigterm(p);
     }
 }
+
+/// Two API processes on one JetStream with Keystone auth and a shared token key: a
+/// token revoked, an application credential deleted, a user deleted or a project
+/// deleted at one process's identity API is refused by the other process's compute
+/// API too (each process validates tokens locally against the api stream it folds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_revocations_reach_every_api_process() {
+    let nats = eventlog::testing::NatsServer::start().expect("nats-server");
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    let key = key.to_str().unwrap();
+    let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+    let procs: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (api, id))| {
+            let listen = format!("127.0.0.1:{api}");
+            let ident = format!("127.0.0.1:{id}");
+            spawn(
+                &[
+                    "api",
+                    "--nats",
+                    &url,
+                    "--listen",
+                    &listen,
+                    "--auth",
+                    "keystone",
+                    "--identity-listen",
+                    &ident,
+                    "--token-key-file",
+                    key,
+                    "--admin-password",
+                    "split-secret",
+                ],
+                &dir.path().join(format!("api{i}")),
+            )
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let (id_a, api_b) = (ports[0].1, ports[1].0);
+    let ida = |p: &str| format!("http://127.0.0.1:{id_a}{p}");
+    let issue = |body: Value| {
+        let http = http.clone();
+        let u = ida("/v3/auth/tokens");
+        async move {
+            let r = http.post(u).json(&body).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            let t = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+            (t, r.json::<Value>().await.unwrap())
+        }
+    };
+    let password = |user: &str, pw: &str, project: &str| {
+        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": pw}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}})
+    };
+    // Status of the compute API of process B with `token`, once it is `want` (10 s).
+    let on_b = |token: String, want: u16| {
+        let http = http.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let s = http
+                    .get(format!("http://127.0.0.1:{api_b}/v2.1/servers"))
+                    .header("X-Auth-Token", &token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if s == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "process B answers {s}, not {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (admin, _) = issue(password("admin", "split-secret", "admin")).await;
+    let adm = |m: reqwest::Method, p: &str, body: Option<Value>| {
+        let mut rb = http.request(m, ida(p)).header("X-Auth-Token", &admin);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // A user with `member` on a project of its own.
+    let (_, p) = adm(
+        reqwest::Method::POST,
+        "/v3/projects",
+        Some(json!({"project": {"name": "sp"}})),
+    )
+    .await;
+    let project = p["project"]["id"].as_str().unwrap().to_string();
+    let (_, u) = adm(
+        reqwest::Method::POST,
+        "/v3/users",
+        Some(json!({"user": {"name": "su", "password": "su-password"}})),
+    )
+    .await;
+    let user = u["user"]["id"].as_str().unwrap().to_string();
+    let (_, r) = adm(reqwest::Method::GET, "/v3/roles?name=member", None).await;
+    let member = r["roles"][0]["id"].as_str().unwrap().to_string();
+    let (s, _) = adm(
+        reqwest::Method::PUT,
+        &format!("/v3/projects/{project}/users/{user}/roles/{member}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    // Revoke one token at A: B refuses it, another token still works.
+    let (t1, _) = issue(password("su", "su-password", "sp")).await;
+    let (t2, _) = issue(password("su", "su-password", "sp")).await;
+    on_b(t1.clone(), 200).await;
+    let r = http
+        .delete(ida("/v3/auth/tokens"))
+        .header("X-Auth-Token", &t1)
+        .header("X-Subject-Token", &t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    on_b(t1, 401).await;
+    on_b(t2.clone(), 200).await;
+    // An application credential: its token works at B until it is deleted at A.
+    let r = http
+        .post(ida(&format!("/v3/users/{user}/application_credentials")))
+        .header("X-Auth-Token", &t2)
+        .json(&json!({"application_credential": {"name": "ci"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let c: Value = r.json().await.unwrap();
+    let (cid, secret) = (
+        c["application_credential"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        c["application_credential"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let (ct, _) = issue(
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"id": cid, "secret": secret}}}}),
+    )
+    .await;
+    on_b(ct.clone(), 200).await;
+    let (s, _) = adm(
+        reqwest::Method::DELETE,
+        &format!("/v3/users/{user}/application_credentials/{cid}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    on_b(ct, 401).await;
+    // Deleting the project ends the user's tokens on it at B.
+    let (s, _) = adm(
+        reqwest::Method::DELETE,
+        &format!("/v3/projects/{project}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    on_b(t2, 401).await;
+    // Deleting the user: a token on another project ends too.
+    let (_, a) = adm(reqwest::Method::GET, "/v3/projects?name=admin", None).await;
+    let admin_project = a["projects"][0]["id"].as_str().unwrap().to_string();
+    adm(
+        reqwest::Method::PUT,
+        &format!("/v3/projects/{admin_project}/users/{user}/roles/{member}"),
+        None,
+    )
+    .await;
+    let (t3, _) = issue(password("su", "su-password", "admin")).await;
+    on_b(t3.clone(), 200).await;
+    let (s, _) = adm(reqwest::Method::DELETE, &format!("/v3/users/{user}"), None).await;
+    assert_eq!(s, 204);
+    on_b(t3, 401).await;
+    on_b(admin.clone(), 200).await;
+    for p in procs {
+        sigterm(p);
+    }
+}

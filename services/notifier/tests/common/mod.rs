@@ -96,7 +96,7 @@ impl Scenario {
         let ctx = s.ctx(false);
         let evs = decide(
             None,
-            InstanceCommand::Create(Box::new(spec), BootDetails::default()),
+            InstanceCommand::Create(Box::new(spec), BootDetails::default(), Default::default()),
             &ctx,
             &s.config,
         )

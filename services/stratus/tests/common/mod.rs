@@ -56,6 +56,8 @@ pub fn free_port() -> u16 {
 /// `--default-quota` itself.
 pub fn dev_auth(args: &[&str]) -> Vec<&'static str> {
     match args.first() {
+        // A test that chooses its auth chooses its identity listener too.
+        Some(&"serve") | Some(&"api") if args.contains(&"--auth") => vec![],
         Some(&"serve") | Some(&"api") => {
             let mut v = vec!["--auth", "noauth", "--identity-listen", "127.0.0.1:0"];
             if !args.contains(&"--default-quota") {

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Tempest (OpenStack's own integration suite, pinned) against `stratus serve` (issue 12,
+# item 9). Installs tempest in a virtualenv (idempotent), starts `stratus serve` with 4
+# simulated hosts on free ports and a temporary data directory, provisions accounts
+# through the identity API, writes tempest.conf and runs the selected tests with
+# concurrency 2. The committed exclude list (ops/tempest/exclude.txt) names every
+# excluded test with its reason; nothing is excluded because Stratus fails it.
+#
+# Usage: ops/tempest/run.sh [--install-only] [REGEX...]
+#   default REGEX: tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2
+#   TEMPEST_VENV       virtualenv (default target/tempest-venv)
+#   TEMPEST_KEEP=1     keep the work directory (tempest.log, stratus log) and print it
+#   TEMPEST_REPORT=F   also write the per-test results (subunit-trace lines) to F
+# Exit 0 only when no selected test failed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+TEMPEST_VERSION=47.0.0
+VENV=${TEMPEST_VENV:-target/tempest-venv}
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y python3 python3-venv
+fi
+if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tempest"))' 2>/dev/null)" != "$TEMPEST_VERSION" ]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "tempest==$TEMPEST_VERSION"
+fi
+if [ "${1:-}" = "--install-only" ]; then exit 0; fi
+REGEXES=("$@")
+[ ${#REGEXES[@]} -gt 0 ] || REGEXES=(tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2)
+
+cargo build --locked -p stratus --bin stratus
+STRATUS=$ROOT/target/debug/stratus
+WORK=$(mktemp -d)
+SERVE_PID=""
+cleanup() {
+    if [ -n "$SERVE_PID" ]; then kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi
+    if [ "${TEMPEST_KEEP:-}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+fail() {
+    echo "TEMPEST FAILED: $*" >&2
+    echo "---- stratus serve log (last 40 lines) ----" >&2
+    tail -n 40 "$WORK/serve.log" >&2 || true
+    exit 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+COMPUTE_PORT=$(free_port); IDENTITY_PORT=$(free_port); IMAGE_PORT=$(free_port)
+ADMIN_PASSWORD=tempest-admin-secret
+
+STRATUS_ADMIN_PASSWORD=$ADMIN_PASSWORD RUST_LOG=warn "$STRATUS" serve \
+    --data-dir "$WORK/data" \
+    --listen "127.0.0.1:$COMPUTE_PORT" \
+    --identity-listen "127.0.0.1:$IDENTITY_PORT" \
+    --image-listen "127.0.0.1:$IMAGE_PORT" \
+    --hosts 4 >"$WORK/serve.log" 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 1 300); do
+    [ -f "$WORK/data/openrc" ] && grep -q "listening" "$WORK/serve.log" && break
+    kill -0 "$SERVE_PID" 2>/dev/null || fail "stratus serve exited"
+    sleep 0.1
+done
+[ -f "$WORK/data/openrc" ] || fail "no openrc written"
+
+# Accounts through the identity API (what an operator would do with `openstack`): two
+# admins, and projects each with a manager, a member and a reader (tempest's personas), enough
+# for two workers and the "alt" project of multi-tenant tests. Also a second image.
+python3 - "$IDENTITY_PORT" "$IMAGE_PORT" "$ADMIN_PASSWORD" "$WORK" <<'EOF' || fail "provisioning"
+import json, sys, urllib.request
+idp, imp, pw, work = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ID = f"http://127.0.0.1:{idp}/v3"
+
+def call(method, url, body=None, token=None, raw=None, ctype="application/json"):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    if token:
+        req.add_header("X-Auth-Token", token)
+    with urllib.request.urlopen(req) as r:
+        text = r.read()
+        return r.headers, (json.loads(text) if text else None)
+
+h, _ = call("POST", f"{ID}/auth/tokens", {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": pw}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+tok = h["X-Subject-Token"]
+roles = {r["name"]: r["id"] for r in call("GET", f"{ID}/roles", token=tok)[1]["roles"]}
+# Nova's project-manager persona (tempest's `manager` credentials).
+if "manager" not in roles:
+    roles["manager"] = call("POST", f"{ID}/roles", {"role": {"name": "manager"}}, tok)[1]["role"]["id"]
+
+def project(name):
+    return call("POST", f"{ID}/projects", {"project": {"name": name, "domain_id": "default"}}, tok)[1]["project"]["id"]
+
+def user(name, proj, role):
+    uid = call("POST", f"{ID}/users", {"user": {"name": name, "password": "pw-" + name, "domain_id": "default", "default_project_id": proj}}, tok)[1]["user"]["id"]
+    call("PUT", f"{ID}/projects/{proj}/users/{uid}/roles/{roles[role]}", token=tok)
+    return uid
+
+accounts = []
+for i in range(1, 3):
+    p = project(f"tempest-admin-{i}")
+    user(f"tempest-admin-{i}", p, "admin")
+    accounts.append({"username": f"tempest-admin-{i}", "project_name": f"tempest-admin-{i}", "password": f"pw-tempest-admin-{i}", "types": ["admin"], "roles": ["admin"]})
+for i in range(1, 7):
+    pname = f"tempest-{i}"
+    p = project(pname)
+    for role in ("manager", "member", "reader"):
+        u = f"{pname}-{role}"
+        user(u, p, role)
+        accounts.append({"username": u, "project_name": pname, "password": "pw-" + u, "roles": [role]})
+with open(f"{work}/accounts.yaml", "w") as f:
+    for a in accounts:
+        f.write(f"- username: '{a['username']}'\n  project_name: '{a['project_name']}'\n  password: '{a['password']}'\n  domain_name: Default\n")
+        if "types" in a:
+            f.write(f"  types: {json.dumps(a['types'])}\n")
+        f.write(f"  roles: {json.dumps(a['roles'])}\n")
+
+# A second public image (image_ref_alt), uploaded as a user would.
+IM = f"http://127.0.0.1:{imp}/v2"
+img = call("POST", f"{IM}/images", {"name": "cirros-alt", "disk_format": "qcow2", "container_format": "bare", "visibility": "public"}, tok)[1]
+call("PUT", f"{IM}/images/{img['id']}/file", token=tok, raw=b"\0" * 4096, ctype="application/octet-stream")
+with open(f"{work}/image_alt", "w") as f:
+    f.write(img["id"])
+EOF
+
+IMAGE_ALT=$(cat "$WORK/image_alt")
+mkdir -p "$WORK/tempest"
+cd "$WORK/tempest"
+"$ROOT/$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
+cat > etc/tempest.conf <<EOF
+[DEFAULT]
+log_file = $WORK/tempest.log
+use_stderr = False
+
+[oslo_concurrency]
+lock_path = $WORK/locks
+
+[auth]
+use_dynamic_credentials = False
+test_accounts_file = $WORK/accounts.yaml
+admin_username = admin
+admin_password = $ADMIN_PASSWORD
+admin_project_name = admin
+admin_domain_name = Default
+default_credentials_domain_name = Default
+create_isolated_networks = False
+
+[identity]
+uri_v3 = http://127.0.0.1:$IDENTITY_PORT/v3
+auth_version = v3
+region = RegionOne
+v3_endpoint_type = public
+admin_role = admin
+default_domain_id = default
+
+[identity-feature-enabled]
+api_v2 = False
+api_v3 = True
+trust = False
+security_compliance = False
+project_tags = False
+application_credentials = True
+access_rules = False
+
+[compute]
+image_ref = 70a599e0-31e7-49b7-b260-868f441e862b
+image_ref_alt = $IMAGE_ALT
+flavor_ref = 1
+flavor_ref_alt = 2
+region = RegionOne
+endpoint_type = publicURL
+min_compute_nodes = 2
+min_microversion = 2.1
+max_microversion = latest
+build_timeout = 120
+build_interval = 1
+fixed_network_name =
+
+[compute-feature-enabled]
+change_password = True
+console_output = True
+resize = True
+pause = True
+shelve = True
+suspend = True
+cold_migration = True
+live_migration = True
+block_migration_for_live_migration = False
+live_migrate_back_and_forth = False
+rescue = True
+snapshot = True
+metadata_service = False
+interface_attach = False
+personality = False
+attach_encrypted_volume = False
+config_drive = False
+vnc_console = False
+spice_console = False
+serial_console = False
+swap_volume = False
+volume_multiattach = False
+disk_config = False
+scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
+
+[image]
+endpoint_type = public
+region = RegionOne
+build_timeout = 60
+build_interval = 1
+
+[image-feature-enabled]
+api_v2 = True
+api_v1 = False
+import_image = False
+
+[network-feature-enabled]
+ipv6 = False
+
+[validation]
+run_validation = False
+
+[service_available]
+nova = True
+glance = True
+neutron = False
+cinder = False
+swift = False
+heat = False
+EOF
+
+# The selection: every test under the regexes, minus the committed exclude list (its
+# comment lines give each exclusion's reason).
+"$ROOT/$VENV/bin/tempest" run --list-tests --regex "$(IFS='|'; echo "${REGEXES[*]}")" 2>/dev/null \
+    | grep -E '^tempest\.' | sed 's/\[.*//' | sort -u > "$WORK/all.txt" || true
+grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK/exclude.txt" || true
+"$ROOT/$VENV/bin/tempest" run --concurrency 2 \
+    --regex "$(IFS='|'; echo "${REGEXES[*]}")" \
+    --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 && RC=0 || RC=$?
+[ -n "${TEMPEST_REPORT:-}" ] && cp "$WORK/run.txt" "$TEMPEST_REPORT"
+SELECTED=$(wc -l < "$WORK/all.txt")
+EXCLUDED=$(grep -cvE '^\s*$' "$WORK/exclude.txt" || true)
+PASSED=$(grep -cE '\.\.\. ok' "$WORK/run.txt" || true)
+SKIPPED=$(grep -cE '\.\.\. SKIPPED' "$WORK/run.txt" || true)
+FAILED=$(grep -cE '\.\.\. FAILED' "$WORK/run.txt" || true)
+grep -E '\.\.\. FAILED' "$WORK/run.txt" | sed 's/^/  /' || true
+echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED"
+if [ "$RC" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+    tail -n 30 "$WORK/run.txt" >&2
+    fail "tempest run exited $RC with $FAILED failed tests"
+fi

@@ -1,0 +1,232 @@
+//! What clients send with a server create beyond the basics (issue 12, item 3):
+//! multiple create (`min_count` / `max_count` / `return_reservation_id`, names
+//! `<name>-<n>`, one reservation, as many as the quota allows), `accessIPv4` /
+//! `accessIPv6`, `user_data`, `config_drive`, and the `name` (a regular expression) and
+//! `reservation_id` list filters. Through the real HTTP API, scheduler and compute.
+
+use serde_json::{json, Value};
+use tests::Harness;
+
+const ALICE: &str = "alice:proj-a";
+const ADMIN: &str = "admin:admin";
+const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+
+fn server(extra: Value) -> Value {
+    let mut s = json!({"name": "multi", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"});
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    json!({ "server": s })
+}
+
+async fn list(h: &Harness, query: &str) -> Vec<Value> {
+    let (code, v) = h
+        .req(
+            ADMIN,
+            reqwest::Method::GET,
+            &format!("/servers/detail?all_tenants=1&{query}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    v["servers"].as_array().unwrap().clone()
+}
+
+async fn log_len(h: &Harness) -> usize {
+    let (code, v) = h
+        .req(
+            ADMIN,
+            reqwest::Method::GET,
+            "/../v1/events?limit=1000",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    v["events"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiple_create_names_reserves_and_builds_each() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(
+                json!({"min_count": 2, "max_count": "3", "return_reservation_id": true}),
+            )),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let r = v["reservation_id"].as_str().unwrap().to_string();
+    assert!(r.starts_with("r-") && r.len() == 10, "{v}");
+    assert!(v.get("server").is_none());
+    let servers = list(&h, &format!("reservation_id={r}")).await;
+    let mut names: Vec<String> = servers
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["multi-1", "multi-2", "multi-3"]);
+    let mut indexes = Vec::new();
+    for s in &servers {
+        let id = s["id"].as_str().unwrap();
+        let shown = h.wait(id, "ACTIVE").await;
+        assert_eq!(shown["OS-EXT-SRV-ATTR:reservation_id"], r.as_str());
+        indexes.push(shown["OS-EXT-SRV-ATTR:launch_index"].as_u64().unwrap());
+    }
+    indexes.sort();
+    assert_eq!(indexes, [0, 1, 2]);
+    // A single create is its own reservation and launch index 0, named as given.
+    let one = h.create(ALICE, "single", "1").await;
+    let shown = h.wait(&one, "ACTIVE").await;
+    assert_eq!(shown["name"], "single");
+    assert_eq!(shown["OS-EXT-SRV-ATTR:launch_index"], 0);
+    let own = shown["OS-EXT-SRV-ATTR:reservation_id"].as_str().unwrap();
+    assert_ne!(own, r);
+    assert_eq!(list(&h, &format!("reservation_id={own}")).await.len(), 1);
+    // Without return_reservation_id the answer is the first server.
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(json!({"max_count": 2}))),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert!(v["server"]["adminPass"].is_string(), "{v}");
+    let first = v["server"]["id"].as_str().unwrap();
+    assert_eq!(
+        h.wait(first, "ACTIVE").await["OS-EXT-SRV-ATTR:launch_index"],
+        0
+    );
+
+    // The name filter is a regular expression (Nova's REGEXP).
+    let names: Vec<Value> = list(&h, "name=%5Emulti-%5B12%5D%24").await;
+    let mut got: Vec<&str> = names.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, ["multi-1", "multi-1", "multi-2", "multi-2"]);
+    h.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiple_create_takes_what_the_quota_allows_but_at_least_min_count() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = h
+        .req(
+            ADMIN,
+            reqwest::Method::PUT,
+            "/os-quota-sets/proj-a",
+            Some(json!({"quota_set": {"instances": 3}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let first = h.create(ALICE, "first", "1").await;
+    h.wait(&first, "ACTIVE").await;
+    // 2 of 3 left: min 3 is refused with nothing appended.
+    let before = log_len(&h).await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(json!({"min_count": 3, "max_count": 5}))),
+        )
+        .await;
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v["forbidden"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Quota exceeded for instances"),
+        "{v}"
+    );
+    assert_eq!(
+        log_len(&h).await,
+        before,
+        "a refused create appends nothing"
+    );
+    // min 1, max 5: the two that fit.
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(
+                json!({"min_count": 1, "max_count": 5, "return_reservation_id": "True"}),
+            )),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let r = v["reservation_id"].as_str().unwrap();
+    assert_eq!(list(&h, &format!("reservation_id={r}")).await.len(), 2);
+    let (_, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::GET,
+            "/os-quota-sets/proj-a/detail",
+            None,
+        )
+        .await;
+    let used = v["quota_set"]["instances"]["in_use"].as_i64().unwrap()
+        + v["quota_set"]["instances"]["reserved"].as_i64().unwrap();
+    assert_eq!(used, 3, "{v}");
+    h.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_addresses_user_data_and_config_drive_on_create() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(json!({
+                "accessIPv4": "192.0.2.7",
+                "accessIPv6": "2001:db8::7",
+                "user_data": "IyEvYmluL3NoCmVjaG8gaGkK",
+                "config_drive": true,
+            }))),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap();
+    let s = h.wait(id, "ACTIVE").await;
+    assert_eq!(s["accessIPv4"], "192.0.2.7");
+    assert_eq!(s["accessIPv6"], "2001:db8::7");
+    assert_eq!(s["config_drive"], "True");
+    assert_eq!(s["OS-EXT-SRV-ATTR:user_data"], "IyEvYmluL3NoCmVjaG8gaGkK");
+    // Bad values: 400 in Nova's words, nothing appended.
+    let before = log_len(&h).await;
+    for (extra, says) in [
+        (json!({"accessIPv4": "192.0.2.300"}), "is not a 'ipv4'"),
+        (json!({"accessIPv6": "nope"}), "is not a 'ipv6'"),
+        (json!({"user_data": "%%%"}), "is not a 'base64'"),
+        (json!({"config_drive": "perhaps"}), "config_drive"),
+        (
+            json!({"min_count": 3, "max_count": 2}),
+            "min_count must be <= max_count",
+        ),
+        (
+            json!({"max_count": 1001}),
+            "greater than the maximum of 1000",
+        ),
+    ] {
+        let (code, v) = h
+            .req(
+                ALICE,
+                reqwest::Method::POST,
+                "/servers",
+                Some(server(extra.clone())),
+            )
+            .await;
+        assert_eq!(code, 400, "{extra}: {v}");
+        let msg = v["badRequest"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{extra}: {msg}");
+    }
+    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    h.stack.stop().await;
+}
