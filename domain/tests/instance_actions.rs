@@ -1598,6 +1598,7 @@ fn sample(action: A) -> C {
         A::Delete => C::Delete,
         A::Rebuild => C::Rebuild(Box::new(rebuild_to("cirros-2"))),
         A::Lock => C::Lock { reason: None },
+        A::ChangePassword => C::ChangePassword,
         A::UpdateMetadata => C::SetMetadata {
             items: [("k".to_string(), "v".to_string())].into(),
             replace: false,

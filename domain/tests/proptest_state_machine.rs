@@ -147,6 +147,7 @@ fn allowed_commands(vm: V) -> Vec<C> {
             C::Resize { flavor: medium() },
             C::Migrate { host: None },
             C::LiveMigrate { host: None },
+            C::ChangePassword,
         ],
         V::Paused => vec![
             C::Unpause,
@@ -336,7 +337,7 @@ fn check_combination(i: &Instance) -> Result<(), String> {
                     || (vm == ShelvedOffloaded
                         && i.op.is_some_and(|o| o.action == Action::Unshelve)))
         }
-        Some(T::Pausing | T::Suspending | T::Rebooting) => vm == Active,
+        Some(T::Pausing | T::Suspending | T::Rebooting | T::UpdatingPassword) => vm == Active,
         Some(T::Unpausing) => vm == Paused,
         Some(T::Resuming) => vm == Suspended,
         Some(T::PoweringOff) => in_(&[Active, Error]),
