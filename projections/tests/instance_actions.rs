@@ -282,8 +282,9 @@ fn streams_fold_apart_and_merge_to_the_interleaved_fold() {
     assert!(pause.message.is_none());
 }
 
-/// The instance rows merge too: the boot details from the api side, the extras (tags)
-/// from the cell side, whichever side is merged into the other.
+/// The instance rows merge too: the boot details from the api side, the extras from
+/// both (the create's from the api side, the tags from the cell side), whichever side
+/// is merged into the other.
 #[test]
 fn instance_rows_merge_their_details_and_extras() {
     let (mut api, mut cell) = log();
@@ -298,6 +299,20 @@ fn instance_rows_merge_their_details_and_extras() {
                 scheduler_hints: BTreeMap::from([("group".to_string(), "\"g\"".to_string())]),
                 image_properties: BTreeMap::new(),
             },
+        },
+    ));
+    api.push(commit(
+        "api",
+        4,
+        "req-create",
+        "u",
+        1,
+        InstanceEvent::CreateExtrasRecorded {
+            extras: Box::new(CreateExtras {
+                access_ip_v4: Some("192.0.2.7".into()),
+                config_drive: true,
+                ..Default::default()
+            }),
         },
     ));
     let next = cell.len() as u64 + 1;
@@ -330,6 +345,8 @@ fn instance_rows_merge_their_details_and_extras() {
     let row = one.instances().get(&id).unwrap();
     assert_eq!(row.details.scheduler_hints.len(), 1);
     assert!(row.extras.tags.contains("prod"));
+    assert_eq!(row.extras.access_ip_v4.as_deref(), Some("192.0.2.7"));
+    assert!(row.extras.config_drive);
     assert_eq!(row.state().unwrap().spec.metadata.len(), 1);
     for (a, b) in [(&cell, &api), (&api, &cell)] {
         let mut merged = fold(a);
