@@ -31,6 +31,9 @@ pub enum DomainError {
         /// Its id.
         id: String,
     },
+    /// A part of an existing aggregate is not there (404 with Nova's message: a tag,
+    /// a metadata item).
+    Missing(String),
     /// The aggregate already exists.
     AlreadyExists {
         /// Kind of thing.
@@ -71,9 +74,10 @@ impl std::fmt::Display for DomainError {
             DomainError::AlreadyExists { kind, id } => {
                 write!(f, "{kind} with id {id} already exists.")
             }
-            DomainError::BadRequest(m) | DomainError::Forbidden(m) | DomainError::Conflict(m) => {
-                f.write_str(m)
-            }
+            DomainError::BadRequest(m)
+            | DomainError::Forbidden(m)
+            | DomainError::Conflict(m)
+            | DomainError::Missing(m) => f.write_str(m),
             DomainError::NoCapacity { host, resource } => {
                 write!(f, "Host {host} has not enough {resource}")
             }

@@ -147,5 +147,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::RebuildStarted { .. } => "instance.rebuild_started",
         E::TaskAdvanced { .. } => "instance.task_advanced",
         E::Rebuilt { .. } => "instance.rebuilt",
+        E::MetadataUpdated { .. } => "instance.metadata_updated",
+        E::TagsSet { .. } => "instance.tags_set",
     }
 }

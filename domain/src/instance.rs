@@ -22,9 +22,11 @@
 //! - A deleted instance refuses every command (404), and every reactor command on it
 //!   decides to nothing.
 
+pub mod console;
 pub mod rules;
+pub mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -170,6 +172,10 @@ pub enum Action {
     Rebuild,
     /// changePassword (appended last: postcard encodes the variant's index)
     ChangePassword,
+    /// PUT / POST /servers/{id}/metadata, PUT /servers/{id}/metadata/{key}
+    UpdateMetadata,
+    /// DELETE /servers/{id}/metadata/{key}
+    DeleteMetadata,
 }
 
 impl Action {
@@ -199,6 +205,8 @@ impl Action {
             Action::Update => "update",
             Action::Rebuild => "rebuild",
             Action::ChangePassword => "changePassword",
+            Action::UpdateMetadata => "update metadata",
+            Action::DeleteMetadata => "delete metadata",
         }
     }
 
@@ -436,9 +444,40 @@ pub struct ServerExtras {
     pub launch_index: u32,
     /// `config_drive` was requested.
     pub config_drive: bool,
+    /// Server tags (2.26), sorted: `instance.tags_set`. Kept here, not in [`Instance`],
+    /// whose shape is frozen in `instance.placed`; tags change only on placed servers
+    /// (active, paused, suspended or stopped), so the cell subject has them all.
+    pub tags: BTreeSet<String>,
 }
 
 impl ServerExtras {
+    /// The extras of one instance from its two subjects folded apart (`replay` folds
+    /// streams apart): the api side's (a create's) under what the cell side's events
+    /// set (a rebuild's, the tags). A value a rebuild *cleared* (`null`) is not told
+    /// apart from one never set, so the create's shows through then.
+    pub fn combined(api: &ServerExtras, cell: &ServerExtras) -> ServerExtras {
+        ServerExtras {
+            access_ip_v4: cell
+                .access_ip_v4
+                .clone()
+                .or_else(|| api.access_ip_v4.clone()),
+            access_ip_v6: cell
+                .access_ip_v6
+                .clone()
+                .or_else(|| api.access_ip_v6.clone()),
+            hostname: cell.hostname.clone().or_else(|| api.hostname.clone()),
+            user_data: cell.user_data.clone().or_else(|| api.user_data.clone()),
+            trusted_image_certificates: cell
+                .trusted_image_certificates
+                .clone()
+                .or_else(|| api.trusted_image_certificates.clone()),
+            reservation_id: api.reservation_id.clone(),
+            launch_index: api.launch_index,
+            config_drive: api.config_drive,
+            tags: cell.tags.clone(),
+        }
+    }
+
     /// Folds one event (events that change none of these are ignored). Total.
     pub fn apply(&mut self, ev: &InstanceEvent) {
         if let InstanceEvent::CreateExtrasRecorded { extras } = ev {
@@ -449,6 +488,9 @@ impl ServerExtras {
             self.access_ip_v6 = x.access_ip_v6.clone();
             self.user_data = x.user_data.clone();
             self.config_drive = x.config_drive;
+        }
+        if let InstanceEvent::TagsSet { tags, .. } = ev {
+            self.tags = tags.clone();
         }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
@@ -547,6 +589,22 @@ pub enum InstanceCommand {
     /// changePassword (os-admin-password): the guest's admin password is set by the
     /// compute agent; the password itself is never recorded.
     ChangePassword,
+    /// POST /servers/{id}/metadata (merge), PUT /servers/{id}/metadata (`replace`),
+    /// PUT /servers/{id}/metadata/{key} (merge of one item).
+    SetMetadata {
+        /// The items given.
+        items: BTreeMap<String, String>,
+        /// Replace the whole metadata instead of merging into it.
+        replace: bool,
+        /// The caller's `metadata_items` quota (-1: unlimited): the resulting metadata
+        /// may not have more items (Nova's `_check_metadata_properties_quota`).
+        limit: i64,
+    },
+    /// DELETE /servers/{id}/metadata/{key}
+    DeleteMetadata {
+        /// The key to remove.
+        key: String,
+    },
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -627,6 +685,8 @@ impl InstanceCommand {
             C::Update { .. } => Action::Update,
             C::Rebuild(_) => Action::Rebuild,
             C::ChangePassword => Action::ChangePassword,
+            C::SetMetadata { .. } => Action::UpdateMetadata,
+            C::DeleteMetadata { .. } => Action::DeleteMetadata,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -863,6 +923,23 @@ pub enum InstanceEvent {
         /// The extras.
         extras: Box<CreateExtras>,
     },
+    /// `instance.metadata_updated`: the server's whole metadata after a change through
+    /// `/servers/{id}/metadata` (whole, so a fold never depends on the previous value).
+    MetadataUpdated {
+        /// The metadata now.
+        metadata: BTreeMap<String, String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.tags_set`: the server's whole tag set after a change through
+    /// `/servers/{id}/tags` (folded into [`ServerExtras::tags`]; the instance state has
+    /// no tags, and Nova leaves `updated_at` alone: tags are rows of their own).
+    TagsSet {
+        /// The tags now.
+        tags: BTreeSet<String>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1073,7 +1150,9 @@ pub fn decide(
         | C::LiveMigrate { .. }
         | C::Delete
         | C::ChangePassword
-        | C::Rebuild(_) => Err(DomainError::Conflict(format!(
+        | C::Rebuild(_)
+        | C::SetMetadata { .. }
+        | C::DeleteMetadata { .. } => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1346,6 +1425,32 @@ fn ruled(
             }
             rebuild = Some(r);
         }
+        C::SetMetadata {
+            items,
+            replace,
+            limit,
+        } => {
+            let metadata = if replace {
+                items
+            } else {
+                let mut m = i.spec.metadata.clone();
+                m.extend(items);
+                m
+            };
+            if limit >= 0 && metadata.len() as i64 > limit {
+                return Err(DomainError::Forbidden(format!(
+                    "Maximum number of metadata items exceeds {limit}"
+                )));
+            }
+            return Ok(metadata_updated(i, metadata, now));
+        }
+        C::DeleteMetadata { key } => {
+            let mut metadata = i.spec.metadata.clone();
+            if metadata.remove(&key).is_none() {
+                return Err(DomainError::Missing("Metadata item was not found".into()));
+            }
+            return Ok(metadata_updated(i, metadata, now));
+        }
         _ => {}
     }
     Ok(match rule.effect {
@@ -1355,6 +1460,8 @@ fn ruled(
             migration_started(i, op, action, kind, f, requested_host, now)
         }
         rules::Effect::ConfirmResize => vec![InstanceEvent::ResizeConfirmed { at: now }],
+        // Recorded by the command's arm above.
+        rules::Effect::Record => vec![],
         rules::Effect::StartTaskWithRequest(task) => match rebuild {
             Some(rebuild) => vec![InstanceEvent::RebuildStarted {
                 op,
@@ -1365,6 +1472,18 @@ fn ruled(
             None => start_task(op, action, task, now),
         },
     })
+}
+
+/// `instance.metadata_updated` when `metadata` differs from the current one.
+fn metadata_updated(
+    i: &Instance,
+    metadata: BTreeMap<String, String>,
+    at: Timestamp,
+) -> Vec<InstanceEvent> {
+    if metadata == i.spec.metadata {
+        return vec![];
+    }
+    vec![InstanceEvent::MetadataUpdated { metadata, at }]
 }
 
 fn migration_started(
@@ -1809,5 +1928,10 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.launched_at = Some(*at);
             finish(i, *at);
         }
+        E::MetadataUpdated { metadata, at } => {
+            i.spec.metadata = metadata.clone();
+            i.updated_at = *at;
+        }
+        E::TagsSet { .. } => {}
     }
 }

@@ -1453,6 +1453,7 @@ fn rebuild_changes_the_image_name_metadata_and_key_at_once_and_records_the_rest(
             hostname: Some("web-2".into()),
             user_data: Some("IyEvYmluL3NoCg==".into()),
             trusted_image_certificates: Some(vec!["cert-1".into(), "cert-2".into()]),
+            tags: Default::default(),
             ..Default::default()
         }
     );
@@ -1598,6 +1599,12 @@ fn sample(action: A) -> C {
         A::Rebuild => C::Rebuild(Box::new(rebuild_to("cirros-2"))),
         A::Lock => C::Lock { reason: None },
         A::ChangePassword => C::ChangePassword,
+        A::UpdateMetadata => C::SetMetadata {
+            items: [("k".to_string(), "v".to_string())].into(),
+            replace: false,
+            limit: 128,
+        },
+        A::DeleteMetadata => C::DeleteMetadata { key: "k".into() },
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,
@@ -1626,6 +1633,13 @@ fn every_action() -> Vec<(&'static str, C, Option<&'static [V]>)> {
 fn idle_in(v: V) -> World {
     let mut w = World::active();
     w.state.as_mut().unwrap().vm_state = v;
+    // Something for the metadata delete's sample to remove.
+    w.state
+        .as_mut()
+        .unwrap()
+        .spec
+        .metadata
+        .insert("k".into(), "old".into());
     w
 }
 
@@ -1687,6 +1701,10 @@ fn every_idle_only_action_refuses_every_task_state() {
     ];
     for r in RULES {
         let Some(allowed) = r.vm_states else { continue };
+        if r.task == TaskReq::Any {
+            // The metadata rows: checked by `metadata_changes_accept_any_task_state`.
+            continue;
+        }
         let (name, cmd) = (r.action.api_name(), sample(r.action));
         let v = allowed[0];
         for t in T::ALL {
@@ -1714,6 +1732,131 @@ fn every_idle_only_action_refuses_every_task_state() {
             } else {
                 w.refused_task(name, t.as_str());
             }
+        }
+    }
+}
+
+#[test]
+fn metadata_changes_accept_any_task_state_but_respect_the_lock_and_vm_state() {
+    for a in [A::UpdateMetadata, A::DeleteMetadata] {
+        for t in T::ALL {
+            let mut w = idle_in(V::Active);
+            w.state.as_mut().unwrap().task_state = Some(t);
+            w.when(sample(a));
+            let evs = w
+                .result()
+                .clone()
+                .unwrap_or_else(|e| panic!("{a:?} in {t:?}: {e}"));
+            assert!(
+                matches!(
+                    evs[..],
+                    [domain::instance::InstanceEvent::MetadataUpdated { .. }]
+                ),
+                "{a:?} in {t:?}: {evs:?}"
+            );
+        }
+        let mut w = idle_in(V::Building);
+        w.when(sample(a)).refused_vm(a.api_name(), "building");
+    }
+    // Merge, replace, the quota on the result, and a missing key.
+    let mut w = idle_in(V::Active);
+    w.when(C::SetMetadata {
+        items: [("a".to_string(), "1".to_string())].into(),
+        replace: false,
+        limit: 2,
+    })
+    .ok();
+    assert_eq!(w.i().spec.metadata.len(), 2);
+    w.when(C::SetMetadata {
+        items: [("b".to_string(), "2".to_string())].into(),
+        replace: false,
+        limit: 2,
+    });
+    assert_eq!(
+        w.result().clone().unwrap_err(),
+        domain::DomainError::Forbidden("Maximum number of metadata items exceeds 2".into())
+    );
+    w.when(C::SetMetadata {
+        items: [("b".to_string(), "2".to_string())].into(),
+        replace: true,
+        limit: 2,
+    })
+    .ok();
+    assert_eq!(
+        w.i().spec.metadata,
+        [("b".to_string(), "2".to_string())].into()
+    );
+    // The same metadata again records nothing.
+    w.when(C::SetMetadata {
+        items: [("b".to_string(), "2".to_string())].into(),
+        replace: false,
+        limit: -1,
+    });
+    assert_eq!(w.result().clone().unwrap(), vec![]);
+    w.when(C::DeleteMetadata { key: "zz".into() });
+    assert_eq!(
+        w.result().clone().unwrap_err(),
+        domain::DomainError::Missing("Metadata item was not found".into())
+    );
+}
+
+#[test]
+fn tags_follow_novas_checks_in_order() {
+    use domain::instance::tags::{decide, TagCommand as TC, MAX_TAGS};
+    use std::collections::BTreeSet;
+    let mut w = idle_in(V::Active);
+    let i = w.state.clone().unwrap();
+    let ctx = w.ctx(Who::Owner);
+    let none = BTreeSet::new();
+    let set = |evs: Vec<domain::instance::InstanceEvent>| match &evs[..] {
+        [domain::instance::InstanceEvent::TagsSet { tags, .. }] => tags.clone(),
+        other => panic!("{other:?}"),
+    };
+    let one = set(decide(Some(&i), &none, TC::Add("a".into()), &ctx).unwrap());
+    assert_eq!(one, BTreeSet::from(["a".to_string()]));
+    // Present already: nothing.
+    assert_eq!(
+        decide(Some(&i), &one, TC::Add("a".into()), &ctx).unwrap(),
+        vec![]
+    );
+    let e = decide(Some(&i), &none, TC::Add("a/b".into()), &ctx).unwrap_err();
+    assert_eq!(e.to_string(), "Tag 'a/b' is invalid. It must be a non empty string without characters '/' and ','. Validation error message: 'a/b' does not match '^[^,/]*$'");
+    let full: BTreeSet<String> = (0..MAX_TAGS).map(|n| format!("t{n}")).collect();
+    let e = decide(Some(&i), &full, TC::Add("t0".into()), &ctx).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "The number of tags exceeded the per-server limit 50"
+    );
+    let e = decide(Some(&i), &one, TC::Remove("b".into()), &ctx).unwrap_err();
+    assert_eq!(e.to_string(), format!("Instance {} has no tag 'b'", i.id()));
+    assert!(set(decide(Some(&i), &one, TC::Remove("a".into()), &ctx).unwrap()).is_empty());
+    assert!(set(decide(Some(&i), &one, TC::Clear, &ctx).unwrap()).is_empty());
+    // No lock, task or launch check; the vm_state only, before anything else.
+    let mut locked = i.clone();
+    locked.locked = Some(domain::instance::LockInfo {
+        by_admin: true,
+        reason: None,
+    });
+    locked.task_state = Some(T::Rebooting);
+    assert!(decide(Some(&locked), &none, TC::Add("x".into()), &ctx).is_ok());
+    for v in V::ALL {
+        let mut s = i.clone();
+        s.vm_state = v;
+        let r = decide(Some(&s), &full, TC::Add("a/b".into()), &ctx);
+        if rules::TAG_VM_STATES.contains(&v) {
+            assert!(
+                matches!(r, Err(domain::DomainError::BadRequest(_))),
+                "{v:?}"
+            );
+        } else {
+            assert_eq!(
+                r.unwrap_err().to_string(),
+                format!(
+                    "Cannot 'update tag' instance {} while it is in vm_state {}",
+                    i.id(),
+                    v.as_str()
+                )
+            );
         }
     }
 }
@@ -1861,6 +2004,7 @@ fn reference_key(a: A) -> &'static str {
         A::Resize => "resize {flavorRef}",
         A::Migrate => "migrate (cold)",
         A::Delete => "DELETE /servers/{id}",
+        A::UpdateMetadata | A::DeleteMetadata => "PUT /servers/{id}/metadata",
         other => other.api_name(),
     }
 }

@@ -163,6 +163,27 @@ IMG=$(run server show -f json vm1 | python3 -c 'import json,sys; print(json.load
 grep -q cirros <<<"$IMG" || fail "vm1 does not show cirros after the second rebuild: $IMG"
 run server start vm1; expect_status vm1 ACTIVE
 
+step "metadata / tags / console log / diagnostics"
+run server set --property role=web --property tier=front vm1
+props() { run server show -f json vm1 | python3 -c 'import json,sys; p=json.load(sys.stdin)["properties"]; print(p if isinstance(p, str) else ",".join(f"{k}={v}" for k, v in sorted(p.items())))'; }
+PROPS=$(props)
+grep -q "role=.\?web" <<<"$PROPS" && grep -q "tier=.\?front" <<<"$PROPS" || fail "vm1 properties after set: $PROPS"
+run server unset --property tier vm1
+PROPS=$(props)
+grep -q tier <<<"$PROPS" && fail "vm1 still has tier after unset: $PROPS"
+run --os-compute-api-version 2.26 server set --tag prod --tag blue vm1
+LISTED=$(run --os-compute-api-version 2.26 server list --tag prod -f value -c Name)
+grep -qx vm1 <<<"$LISTED" || fail "server list --tag prod lacks vm1: $LISTED"
+LISTED=$(run --os-compute-api-version 2.26 server list --not-tag blue -f value -c Name)
+grep -qx vm1 <<<"$LISTED" && fail "server list --not-tag blue shows vm1: $LISTED"
+run --os-compute-api-version 2.26 server unset --tag blue vm1
+TAGS=$(run --os-compute-api-version 2.26 server show -f json vm1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tags"])')
+grep -q prod <<<"$TAGS" && ! grep -q blue <<<"$TAGS" || fail "vm1 tags after unset: $TAGS"
+CONSOLE=$(run console log show --lines 1 vm1)
+grep -q "login:" <<<"$CONSOLE" || fail "console log show: $CONSOLE"
+DIAG=$(run --os-compute-api-version 2.48 server show --diagnostics vm1)
+grep -q running <<<"$DIAG" || fail "server show --diagnostics: $DIAG"
+
 step "resize + confirm"
 run server resize --flavor m1.small vm1
 expect_status vm1 VERIFY_RESIZE

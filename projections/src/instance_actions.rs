@@ -224,7 +224,12 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::RevertResize => "compute_revert_resize",
         Action::Rebuild => "compute_rebuild_instance",
         Action::ChangePassword => "compute_set_admin_password",
-        Action::Lock | Action::Unlock | Action::ResetState | Action::Update => return None,
+        Action::Lock
+        | Action::Unlock
+        | Action::ResetState
+        | Action::Update
+        | Action::UpdateMetadata
+        | Action::DeleteMetadata => return None,
     })
 }
 
@@ -473,6 +478,8 @@ impl ActionsPart {
                 }
             }
             E::Updated { .. }
+            | E::MetadataUpdated { .. }
+            | E::TagsSet { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
             | E::CreateExtrasRecorded { .. }

@@ -53,7 +53,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 16: `Flavor.projects` (flavor access lists) and the `flavor_names` model (claims on
 /// flavor names).
 /// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
-pub const SCHEMA: u64 = 17;
+/// 18: `ServerExtras.tags` (server tags, 2.26).
+pub const SCHEMA: u64 = 18;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -142,18 +142,35 @@ impl ReadModel for Instances {
     }
 
     /// An instance's api-subject and cell-subject halves come from different streams:
-    /// each side keeps what its stream folded.
+    /// each side keeps what its stream folded. The boot details come from the api
+    /// subject only (`instance.boot_details_recorded`); the extras from both (the
+    /// create's on the api subject, a rebuild's and the tags on the cell subject), laid
+    /// together by [`instance::ServerExtras::combined`].
     fn merge(&mut self, other: Self) {
         for (id, o) in other.rows {
             let row = self.rows.entry(id).or_default();
+            let had_api = row.api_seq > 0;
+            let had_cell = row.cell_subject.is_some();
             if o.cell_subject.is_some() {
                 row.cell = o.cell;
                 row.cell_seq = o.cell_seq;
                 row.cell_subject = o.cell_subject;
+                row.extras = if had_api {
+                    instance::ServerExtras::combined(&row.extras, &o.extras)
+                } else {
+                    o.extras
+                };
+            } else if o.api_seq > 0 {
+                row.extras = if had_cell {
+                    instance::ServerExtras::combined(&o.extras, &row.extras)
+                } else {
+                    o.extras
+                };
             }
             if o.api_seq > 0 {
                 row.api = o.api;
                 row.api_seq = o.api_seq;
+                row.details = o.details;
             }
             if row.cell.is_some() {
                 row.api = None;

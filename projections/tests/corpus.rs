@@ -260,6 +260,14 @@ fn samples() -> Vec<Event> {
                 config_drive: true,
             }),
         }),
+        i(E::MetadataUpdated {
+            metadata: BTreeMap::from([("role".to_string(), "db".to_string())]),
+            at: t(34),
+        }),
+        i(E::TagsSet {
+            tags: BTreeSet::from(["blue".to_string(), "prod".to_string()]),
+            at: t(35),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

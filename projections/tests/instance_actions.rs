@@ -281,3 +281,81 @@ fn streams_fold_apart_and_merge_to_the_interleaved_fold() {
     assert_eq!(pause.events[0].result.map(|r| r.as_str()), Some("Success"));
     assert!(pause.message.is_none());
 }
+
+/// The instance rows merge too: the boot details from the api side, the extras from
+/// both (the create's from the api side, the tags from the cell side), whichever side
+/// is merged into the other.
+#[test]
+fn instance_rows_merge_their_details_and_extras() {
+    let (mut api, mut cell) = log();
+    api.push(commit(
+        "api",
+        3,
+        "req-create",
+        "u",
+        1,
+        InstanceEvent::BootDetailsRecorded {
+            details: BootDetails {
+                scheduler_hints: BTreeMap::from([("group".to_string(), "\"g\"".to_string())]),
+                image_properties: BTreeMap::new(),
+            },
+        },
+    ));
+    api.push(commit(
+        "api",
+        4,
+        "req-create",
+        "u",
+        1,
+        InstanceEvent::CreateExtrasRecorded {
+            extras: Box::new(CreateExtras {
+                access_ip_v4: Some("192.0.2.7".into()),
+                config_drive: true,
+                ..Default::default()
+            }),
+        },
+    ));
+    let next = cell.len() as u64 + 1;
+    cell.push(commit(
+        "cell1",
+        next,
+        "req-tags",
+        "u",
+        70,
+        InstanceEvent::TagsSet {
+            tags: ["prod".to_string()].into(),
+            at: t(70),
+        },
+    ));
+    cell.push(commit(
+        "cell1",
+        next + 1,
+        "req-meta",
+        "u",
+        80,
+        InstanceEvent::MetadataUpdated {
+            metadata: BTreeMap::from([("role".to_string(), "web".to_string())]),
+            at: t(80),
+        },
+    ));
+    let mut interleaved = cell.clone();
+    interleaved.extend(api.iter().cloned());
+    let one = fold(&interleaved);
+    let id = InstanceId(Uuid::from_u128(ID));
+    let row = one.instances().get(&id).unwrap();
+    assert_eq!(row.details.scheduler_hints.len(), 1);
+    assert!(row.extras.tags.contains("prod"));
+    assert_eq!(row.extras.access_ip_v4.as_deref(), Some("192.0.2.7"));
+    assert!(row.extras.config_drive);
+    assert_eq!(row.state().unwrap().spec.metadata.len(), 1);
+    for (a, b) in [(&cell, &api), (&api, &cell)] {
+        let mut merged = fold(a);
+        merged.merge(fold(b));
+        merged.rebuild_indexes();
+        assert!(
+            one.differences(&merged).is_empty(),
+            "{:?}",
+            one.differences(&merged)
+        );
+    }
+}

@@ -64,6 +64,9 @@ pub enum Effect {
     /// The command's own start event (it carries the request's data, e.g.
     /// `instance.rebuild_started`) setting this task_state.
     StartTaskWithRequest(TaskState),
+    /// The command's own event, no task: a change the API makes at once
+    /// (`instance.metadata_updated`).
+    Record,
 }
 
 impl Effect {
@@ -73,7 +76,7 @@ impl Effect {
             Effect::StartTask(t) | Effect::StartTaskWithRequest(t) => Some(t),
             Effect::StartMigration(MigrationKind::LiveMigration) => Some(TaskState::Migrating),
             Effect::StartMigration(_) => Some(TaskState::ResizePrep),
-            Effect::ConfirmResize => None,
+            Effect::ConfirmResize | Effect::Record => None,
         }
     }
 }
@@ -237,7 +240,35 @@ pub const RULES: &[Rule] = &[
         true,
         Effect::StartTaskWithRequest(TaskState::Rebuilding),
     ),
+    // `update_instance_metadata` / `delete_instance_metadata`: `task_state=None` in the
+    // decorator, so any task; the lock and `launched_at` are checked.
+    Rule {
+        task: TaskReq::Any,
+        ..row(
+            Action::UpdateMetadata,
+            METADATA_VM_STATES,
+            false,
+            Effect::Record,
+        )
+    },
+    Rule {
+        task: TaskReq::Any,
+        ..row(
+            Action::DeleteMetadata,
+            METADATA_VM_STATES,
+            false,
+            Effect::Record,
+        )
+    },
 ];
+
+/// Where a server's metadata may change (nova/compute/api.py).
+const METADATA_VM_STATES: &[VmState] = &[V::Active, V::Paused, V::Suspended, V::Stopped];
+
+/// Where a server's tags may change: `ServerTagsController._check_instance_in_valid_state`
+/// (nova/api/openstack/compute/server_tags.py) checks the vm_state only: no lock, task
+/// or `launched_at` check, unlike the metadata.
+pub const TAG_VM_STATES: &[VmState] = &[V::Active, V::Paused, V::Suspended, V::Stopped];
 
 /// The rule of `action`, if it has one (lock, unlock, update, reset-state and create
 /// are decided without one).

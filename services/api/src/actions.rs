@@ -166,6 +166,13 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}"#,
     )
     .replying(Reply::AcceptedWithBody(rebuild_reply)),
+    typed::<ConsoleOutput>(
+        "os-getConsoleOutput",
+        ProjectMember,
+        "os_compute_api:os-console-output",
+        r#"{"length": 50}"#,
+    )
+    .replying(Reply::Read(console_reply)),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -184,6 +191,9 @@ pub enum Reply {
     /// your writes) and what the action's resolve step handed over (e.g. rebuild's
     /// server body with `adminPass`).
     AcceptedWithBody(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
+    /// 200 OK with a JSON body read from the instance: an action that changes nothing
+    /// (its [`Prepared::command`] is None), like `os-getConsoleOutput`.
+    Read(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
 }
 
 impl Reply {
@@ -192,6 +202,7 @@ impl Reply {
         match self {
             Reply::NoContent => StatusCode::NO_CONTENT,
             Reply::Accepted | Reply::AcceptedWithBody(_) => StatusCode::ACCEPTED,
+            Reply::Read(_) => StatusCode::OK,
         }
     }
 }
@@ -203,8 +214,8 @@ pub type Handover = Map<String, Value>;
 /// An action resolved against the world: the command to run and the handover.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
-    /// The domain command.
-    pub command: InstanceCommand,
+    /// The domain command (None: a read-only action, answered by [`Reply::Read`]).
+    pub command: Option<InstanceCommand>,
     /// What the reply needs besides the instance.
     pub handover: Handover,
     /// An upsize: the flavor and the quota delta to admit before the command runs.
@@ -214,7 +225,7 @@ pub struct Prepared {
 impl From<InstanceCommand> for Prepared {
     fn from(command: InstanceCommand) -> Self {
         Prepared {
-            command,
+            command: Some(command),
             handover: Handover::new(),
             resize_quota: None,
         }
@@ -229,6 +240,9 @@ pub struct ActionCx<'a> {
     pub caller: &'a Caller,
     /// The (visible) instance acted on.
     pub instance: &'a Instance,
+    /// The caller's effective quota limits (`metadata_items` bounds a rebuild's
+    /// metadata, as Nova's `_check_metadata_properties_quota`).
+    pub limits: domain::quota::Limits,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -945,7 +959,7 @@ impl Action for Rebuild {
             check_len("description", d, 0, 255)?;
         }
         if let Some(m) = &r.metadata {
-            parse::metadata(m)?;
+            parse::metadata_items("metadata", m)?;
         }
         if let Some(p) = &r.admin_pass {
             check_len("adminPass", p, 0, 255)?;
@@ -984,7 +998,24 @@ impl Action for Rebuild {
             // projects own servers).
             parse::check_key_name(cx.views, &cx.caller.user, k)?;
         }
-        let metadata = self.metadata.as_ref().map(parse::metadata).transpose()?;
+        let metadata = self
+            .metadata
+            .as_ref()
+            .map(|m| parse::metadata_items("metadata", m))
+            .transpose()?;
+        let limit = cx
+            .limits
+            .get(&domain::quota::Resource::MetadataItems)
+            .copied()
+            .unwrap_or(domain::quota::Resource::MetadataItems.nova_default());
+        if metadata
+            .as_ref()
+            .is_some_and(|m| limit >= 0 && m.len() as i64 > limit)
+        {
+            return Err(ApiError::forbidden(format!(
+                "Maximum number of metadata items exceeds {limit}"
+            )));
+        }
         let admin_pass = self
             .admin_pass
             .clone()
@@ -1006,7 +1037,7 @@ impl Action for Rebuild {
         let mut handover = Handover::new();
         handover.insert("adminPass".into(), Value::String(admin_pass));
         Ok(Prepared {
-            command: C::Rebuild(Box::new(rebuild)),
+            command: Some(C::Rebuild(Box::new(rebuild))),
             handover,
             resize_quota: None,
         })
@@ -1033,4 +1064,87 @@ fn rebuild_reply(i: &Instance, cx: &ViewCtx<'_>, handover: Handover) -> Value {
         server["user_data"] = serde_json::json!(extras.and_then(|e| e.user_data.clone()));
     }
     serde_json::json!({ "server": server })
+}
+
+/// `os-getConsoleOutput`: `{"length": N}` (an integer of at least -1, its decimal
+/// text, or null; -1 and null mean the whole log).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOutput {
+    /// Last lines wanted (None: all).
+    #[serde(default, deserialize_with = "console_length")]
+    length: Option<usize>,
+}
+
+/// Nova's schema of `length`: `type: [integer, string, null]`, `pattern: ^-?[0-9]+$`,
+/// `minimum: -1`.
+fn console_length<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let v = Value::deserialize(d)?;
+    let n: i64 = match &v {
+        Value::Null => return Ok(None),
+        Value::Number(n) => match n.as_i64() {
+            Some(n) if n < -1 => {
+                return Err(D::Error::custom(format!(
+                    "{n} is less than the minimum of -1"
+                )))
+            }
+            Some(n) => n,
+            None => {
+                return Err(D::Error::custom(format!(
+                    "{v} is not of type 'integer', 'string', 'null'"
+                )))
+            }
+        },
+        Value::String(s) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(D::Error::custom(format!(
+                    "'{s}' does not match '^-?[0-9]+$'"
+                )));
+            }
+            s.parse().unwrap_or(i64::MAX)
+        }
+        _ => {
+            return Err(D::Error::custom(format!(
+                "{v} is not of type 'integer', 'string', 'null'"
+            )))
+        }
+    };
+    Ok(usize::try_from(n).ok())
+}
+
+impl Action for ConsoleOutput {
+    /// Nova's `check_instance_host`: a server that has no host yet is not ready (409).
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        if cx.instance.host.is_none() {
+            return Err(ApiError::conflict(format!(
+                "Instance {} is not ready",
+                cx.instance.id()
+            )));
+        }
+        let mut handover = Handover::new();
+        handover.insert(
+            "output".into(),
+            Value::String(domain::instance::console::output(cx.instance, self.length)),
+        );
+        Ok(Prepared {
+            command: None,
+            handover,
+            resize_quota: None,
+        })
+    }
+}
+
+/// `{"output": "..."}`: the console text resolved from the instance.
+fn console_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
+    let mut body = Map::new();
+    body.insert(
+        "output".into(),
+        handover
+            .get("output")
+            .cloned()
+            .unwrap_or_else(|| Value::String(String::new())),
+    );
+    Value::Object(body)
 }

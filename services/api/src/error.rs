@@ -170,7 +170,7 @@ impl From<DomainError> for ApiError {
             | DomainError::Conflict(_)
             | DomainError::AlreadyExists { .. }
             | DomainError::NoCapacity { .. } => StatusCode::CONFLICT,
-            DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
+            DomainError::NotFound { .. } | DomainError::Missing(_) => StatusCode::NOT_FOUND,
             DomainError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
         };

@@ -50,6 +50,7 @@ pub mod hypervisors;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod keys;
+pub mod metadata;
 pub mod microversion;
 pub mod misc;
 pub mod notifications;
@@ -57,9 +58,11 @@ pub mod parse;
 pub mod policy;
 pub mod quotas;
 pub mod server_groups;
+pub mod server_info;
 pub mod servers;
 pub mod status;
 pub mod subscriptions;
+pub mod tags;
 pub mod usage;
 pub use apicore::util;
 pub mod view;
@@ -184,6 +187,48 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::PUT, "/v2.1/servers/{id}", servers::update)
         .route(M::DELETE, "/v2.1/servers/{id}", servers::delete)
         .route(M::POST, policy::ACTION_PATH, servers::action)
+        // Server sub-resources (issue 12).
+        .route(M::GET, "/v2.1/servers/{id}/metadata", metadata::index)
+        .route(M::POST, "/v2.1/servers/{id}/metadata", metadata::create)
+        .route(M::PUT, "/v2.1/servers/{id}/metadata", metadata::update_all)
+        .route(M::GET, "/v2.1/servers/{id}/metadata/{key}", metadata::show)
+        .route(
+            M::PUT,
+            "/v2.1/servers/{id}/metadata/{key}",
+            metadata::update,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/servers/{id}/metadata/{key}",
+            metadata::delete,
+        )
+        .route(M::GET, "/v2.1/servers/{id}/tags", tags::index)
+        .route(M::PUT, "/v2.1/servers/{id}/tags", tags::update_all)
+        .route(M::DELETE, "/v2.1/servers/{id}/tags", tags::delete_all)
+        .route(M::GET, "/v2.1/servers/{id}/tags/{tag}", tags::show)
+        .route(M::PUT, "/v2.1/servers/{id}/tags/{tag}", tags::update)
+        .route(M::DELETE, "/v2.1/servers/{id}/tags/{tag}", tags::delete)
+        .route(M::GET, "/v2.1/servers/{id}/ips", server_info::ips_index)
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/ips/{network}",
+            server_info::ips_show,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-server-password",
+            server_info::password_show,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/servers/{id}/os-server-password",
+            server_info::password_clear,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/diagnostics",
+            server_info::diagnostics,
+        )
         .route(M::GET, "/v2.1/flavors", flavors::index)
         .route(M::POST, "/v2.1/flavors", flavors::create)
         .route(M::GET, "/v2.1/flavors/detail", flavors::detail)

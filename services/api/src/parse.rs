@@ -92,26 +92,36 @@ pub struct CreateServer {
     pub config_drive: bool,
 }
 
-/// Nova's metadata limit (quota `metadata_items`).
-pub const MAX_METADATA_ITEMS: usize = 128;
+/// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
+/// `parameter_types.metadata`).
+fn metadata_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 255
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b' '))
+}
 
-/// Validates metadata: an object of at most 128 string items, keys 1-255, values ≤255.
-pub fn metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let out: BTreeMap<String, String> = body::from_value("metadata", v)?;
+/// Validates a metadata object as Nova's `parameter_types.metadata` (the value of
+/// `field`): keys `^[a-zA-Z0-9-_:. ]{1,255}$`, string values of at most 255
+/// characters. The number of items is the `metadata_items` quota's to refuse.
+pub fn metadata_items(field: &str, v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    if !v.is_object() {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{v} is not of type 'object' (got {})", type_name(v)),
+        ));
+    }
+    let out: BTreeMap<String, String> = body::from_value(field, v)?;
     for (k, val) in &out {
-        if k.is_empty() || k.chars().count() > 255 {
+        if !metadata_key_ok(k) {
             return Err(invalid(
-                "metadata",
+                field,
                 v,
-                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"),
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
             ));
         }
         check_len(k, val, 0, 255)?;
-    }
-    if out.len() > MAX_METADATA_ITEMS {
-        return Err(ApiError::forbidden(format!(
-            "Maximum number of metadata items exceeds {MAX_METADATA_ITEMS}"
-        )));
     }
     Ok(out)
 }
@@ -476,9 +486,10 @@ impl Decode for CreateServer {
         };
 
         let networks = networks(s.networks.as_ref(), version)?;
+        // The item count is the `metadata_items` quota's (checked by the handler).
         let metadata = match &s.metadata {
             None => BTreeMap::new(),
-            Some(v) => metadata(v)?,
+            Some(v) => metadata_items("metadata", v)?,
         };
         if let Some(az) = &s.availability_zone {
             check_len("availability_zone", az, 1, 255)?;
@@ -913,6 +924,34 @@ pub struct ServerQuery {
     pub marker: Option<String>,
     /// A multiple create's reservation.
     pub reservation_id: Option<String>,
+    /// 2.26 tag filters: `tags` (has all), `tags-any` (has one), `not-tags` (lacks one
+    /// at least), `not-tags-any` (has none); comma-separated lists.
+    pub tags: TagFilters,
+}
+
+/// The 2.26 tag filters of a server list (empty lists filter nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagFilters {
+    /// `tags`: every one of these.
+    pub all: Vec<String>,
+    /// `tags-any`: one of these at least.
+    pub any: Vec<String>,
+    /// `not-tags`: not every one of these.
+    pub not_all: Vec<String>,
+    /// `not-tags-any`: none of these.
+    pub not_any: Vec<String>,
+}
+
+impl TagFilters {
+    /// Whether a server with `tags` passes (Nova's `_handle_tags_filters` in
+    /// nova/db/main/api.py).
+    pub fn matches(&self, tags: &std::collections::BTreeSet<String>) -> bool {
+        let has = |t: &String| tags.contains(t);
+        (self.all.is_empty() || self.all.iter().all(has))
+            && (self.any.is_empty() || self.any.iter().any(has))
+            && (self.not_all.is_empty() || !self.not_all.iter().all(has))
+            && (self.not_any.is_empty() || !self.not_any.iter().any(has))
+    }
 }
 
 /// Query keys Nova accepts on GET /servers from 2.75 (others are refused there).
@@ -1075,6 +1114,21 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
             .ok_or_else(|| ApiError::bad_request(format!("Invalid value '{s}' for all_tenants")))?,
     };
     let nonempty = |k: &str| q.get(k).filter(|s| !s.is_empty()).map(str::to_string);
+    let list = |k: &str| -> Vec<String> {
+        if !version.at_least(26) {
+            return Vec::new();
+        }
+        q.get(k)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let tags = TagFilters {
+        all: list("tags"),
+        any: list("tags-any"),
+        not_all: list("not-tags"),
+        not_any: list("not-tags-any"),
+    };
     Ok(ServerQuery {
         name: nonempty("name"),
         status: nonempty("status").map(|s| s.to_ascii_uppercase()),
@@ -1088,6 +1142,7 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         limit: limit(q)?,
         marker: nonempty("marker"),
         reservation_id: nonempty("reservation_id"),
+        tags,
     })
 }
 
@@ -1560,21 +1615,27 @@ mod tests {
     fn metadata_is_a_map_of_short_strings() {
         use serde_json::json;
         assert_eq!(
-            metadata(&json!({"a": "b"})).unwrap(),
+            metadata_items("metadata", &json!({"a": "b"})).unwrap(),
             BTreeMap::from([("a".to_string(), "b".to_string())])
         );
-        let e = metadata(&json!({"a": 5})).unwrap_err().to_string();
+        let e = metadata_items("metadata", &json!({"a": 5}))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("field/attribute a. Value: 5. 5 is not of type 'string' (got number)"),
             "{e}"
         );
-        let e = metadata(&json!([1])).unwrap_err().to_string();
+        let e = metadata_items("metadata", &json!([1]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not of type 'object'"), "{e}");
-        let e = metadata(&json!({"a": "x".repeat(256)}))
+        let e = metadata_items("metadata", &json!({"a": "x".repeat(256)}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("is too long"), "{e}");
-        let e = metadata(&json!({"": "x"})).unwrap_err().to_string();
+        let e = metadata_items("metadata", &json!({"": "x"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not match any of the regexes"), "{e}");
     }
 
@@ -1768,10 +1829,15 @@ mod tests {
             .contains("less than the minimum of 1"));
         let e = create_server(&json!({"server": base, "extra": 1}), v).unwrap_err();
         assert!(e.message.contains("'extra' was unexpected"), "{e}");
+        // The item count is the quota's (the handlers'): 129 items validate here.
         let many: serde_json::Map<String, Value> =
             (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
-        let e = metadata(&Value::Object(many)).unwrap_err();
-        assert_eq!(e.status.as_u16(), 403);
+        assert_eq!(
+            metadata_items("metadata", &Value::Object(many))
+                .unwrap()
+                .len(),
+            129
+        );
     }
 
     #[test]

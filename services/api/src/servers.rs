@@ -48,7 +48,11 @@ fn down_cell(st: &ApiState, views: &Views, id: &InstanceId) -> Option<CellName> 
 }
 
 /// Refuses (503, nothing appended) a change to an instance whose cell is down.
-fn require_cell_up(st: &ApiState, views: &Views, id: &InstanceId) -> Result<(), ApiError> {
+pub(crate) fn require_cell_up(
+    st: &ApiState,
+    views: &Views,
+    id: &InstanceId,
+) -> Result<(), ApiError> {
     match down_cell(st, views, id) {
         Some(cell) => Err(ApiError::cell_down(&cell, &id.to_string())),
         None => Ok(()),
@@ -116,6 +120,18 @@ pub async fn create(
     let (first_spec, details) = {
         let views = st.engine.world().read();
         let spec = parse::resolve_create(req.clone(), &views, &caller, ids[0])?;
+        // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`.
+        let limit = st
+            .engine
+            .quota_limits(&views, &caller.project, Some(&caller.user))
+            .get(&domain::quota::Resource::MetadataItems)
+            .copied()
+            .unwrap_or(domain::quota::Resource::MetadataItems.nova_default());
+        if limit >= 0 && spec.metadata.len() as i64 > limit {
+            return Err(ApiError::forbidden(format!(
+                "Maximum number of metadata items exceeds {limit}"
+            )));
+        }
         // The image's properties at boot, shown from 2.98 (Glance properties are strings).
         let image_properties = domain::ImageId::parse(&spec.image_ref)
             .and_then(|iid| views.image(&iid))
@@ -340,6 +356,7 @@ fn list(
     let views = st.engine.world().read();
     let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
     let name_ok = query.name.as_deref().map(parse::name_matcher);
+    let no_tags = std::collections::BTreeSet::new();
     let matches = |i: &Instance| -> bool {
         let project_ok = if query.all_tenants {
             query
@@ -369,6 +386,13 @@ fn list(
                 .as_ref()
                 .is_none_or(|f| i.flavor.spec.id.as_str() == f)
             && query.image.as_ref().is_none_or(|f| &i.spec.image_ref == f)
+            && (query.tags == parse::TagFilters::default()
+                || query.tags.matches(
+                    views
+                        .instances()
+                        .get(&i.id())
+                        .map_or(&no_tags, |r| &r.extras.tags),
+                ))
     };
     // Cells whose stream is unreachable: their instances are left out of the sorted
     // list; from 2.69, without filters, paging or sorting, they are shown first as
@@ -534,17 +558,15 @@ pub async fn action(
             views: &views,
             caller: &caller,
             instance: i,
+            limits: st
+                .engine
+                .quota_limits(&views, &caller.project, Some(&caller.user)),
         };
         let prepared = req.resolve(&cx)?;
-        if prepared.resize_quota.is_some() {
+        if let (Some(_), Some(cmd)) = (&prepared.resize_quota, &prepared.command) {
             // Nova checks the instance's state and the flavors before the quota: a
             // refused action answers its own error, not the quota's.
-            domain::instance::decide(
-                Some(i),
-                prepared.command.clone(),
-                &caller.ctx(),
-                &st.engine.config,
-            )?;
+            domain::instance::decide(Some(i), cmd.clone(), &caller.ctx(), &st.engine.config)?;
         }
         (i.id(), prepared)
     };
@@ -558,10 +580,15 @@ pub async fn action(
             .reserve_resize(&project, iid, flavor, *delta, &ctx, &caller.meta())
             .await?;
     }
-    let done = st
-        .engine
-        .instance(iid, prepared.command, &ctx, &caller.meta())
-        .await;
+    let done = match prepared.command {
+        Some(cmd) => st
+            .engine
+            .instance(iid, cmd, &ctx, &caller.meta())
+            .await
+            .map(|_| ()),
+        // A read-only action (console output): nothing to run.
+        None => Ok(()),
+    };
     if let (Err(_), Some(_)) = (&done, &prepared.resize_quota) {
         // The resize did not start: its delta is given back now, not after the grace.
         let give_back = |v: &Views| {
@@ -587,7 +614,7 @@ pub async fn action(
     done?;
     Ok(match reply {
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
-        Reply::AcceptedWithBody(body) => {
+        Reply::AcceptedWithBody(body) | Reply::Read(body) => {
             let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);

@@ -320,7 +320,10 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         put("description", json!(i.spec.description));
     }
     if v.at_least(26) {
-        put("tags", json!([]));
+        put(
+            "tags",
+            json!(extras.map(|e| e.tags.clone()).unwrap_or_default()),
+        );
     }
     if v.at_least(63) {
         put(

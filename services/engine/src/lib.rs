@@ -366,6 +366,42 @@ impl Engine {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
+        let place = cmd == InstanceCommand::Place;
+        self.instance_with(id, place, ctx, meta, |row| {
+            instance::decide(row.and_then(|r| r.state()), cmd.clone(), ctx, &self.config)
+        })
+        .await
+    }
+
+    /// Executes a tag change of an instance (decided on its state and its tags, which
+    /// live beside the state in the read model row: `instance::tags`).
+    pub async fn instance_tags(
+        &self,
+        id: InstanceId,
+        cmd: instance::tags::TagCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let none = std::collections::BTreeSet::new();
+        self.instance_with(id, false, ctx, meta, |row| {
+            let tags = row.map_or(&none, |r| &r.extras.tags);
+            instance::tags::decide(row.and_then(|r| r.state()), tags, cmd.clone(), ctx)
+        })
+        .await
+    }
+
+    /// Decides with `decide` on the instance's row and appends to its subject (the cell
+    /// subject once placed; `place` names the cell subject the placement creates).
+    async fn instance_with(
+        &self,
+        id: InstanceId,
+        place: bool,
+        ctx: &Ctx,
+        meta: &Meta,
+        decide: impl Fn(
+            Option<&projections::InstanceRow>,
+        ) -> Result<Vec<instance::InstanceEvent>, DomainError>,
+    ) -> Result<Outcome, EngineError> {
         let key = id.to_string();
         let mut guard = self.lock(&key).await;
         for _ in 0..MAX_RETRIES {
@@ -373,7 +409,7 @@ impl Engine {
                 let v = self.world.read();
                 let row = v.instances().get(&id);
                 let state = row.and_then(|r| r.state());
-                let evs = match instance::decide(state, cmd.clone(), ctx, &self.config) {
+                let evs = match decide(row) {
                     // Mapped to a cell but not placed there yet: the scheduler is between
                     // its two appends (or its reconciler will place it). Nova accepts
                     // user commands on a building server, so wait for the placement
@@ -386,8 +422,8 @@ impl Engine {
                     other => Some(other?),
                 };
                 evs.map(|evs| {
-                    let (subject, expected) = match (&cmd, row) {
-                        (InstanceCommand::Place, Some(r)) => {
+                    let (subject, expected) = match (place, row) {
+                        (true, Some(r)) => {
                             let cell = state
                                 .and_then(|s| s.cell.clone())
                                 .unwrap_or_else(CellName::cell0);

@@ -14,10 +14,10 @@
 //!   period (`domain::audit::active_in`). Live instances plus those deleted since the
 //!   last closed period are held.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use domain::audit::AuditEvent;
-use domain::instance::{evolve, Instance};
+use domain::instance::{evolve, Instance, InstanceEvent};
 use domain::Event;
 use eventlog::{Commit, Subject, SubjectKind};
 use projections::codec;
@@ -33,6 +33,8 @@ pub struct CellFold {
     instances: HashMap<String, Instance>,
     /// Deleted instances that a period not closed yet may still audit (by subject).
     deleted: HashMap<String, Instance>,
+    /// Tags of the live instances that have any (by subject): `instance.tags_set`.
+    tags: HashMap<String, BTreeSet<String>>,
 }
 
 impl CellFold {
@@ -82,15 +84,20 @@ impl CellFold {
             };
             let before = self.instances.remove(key);
             let after = evolve(before.clone(), &ev);
+            if let InstanceEvent::TagsSet { tags, .. } = &ev {
+                self.tags.insert(key.to_string(), tags.clone());
+            }
             out.extend(notifications(
                 before.as_ref(),
                 after.as_ref(),
                 stored.event_id,
                 &ev,
                 &commit.meta,
+                self.tags.get(key).unwrap_or(&BTreeSet::new()),
             ));
             match after {
                 Some(a) if a.deleted => {
+                    self.tags.remove(key);
                     self.deleted.insert(key.to_string(), a);
                 }
                 Some(a) => {

@@ -16,6 +16,8 @@
 //!   event (a resize's prep, a live migration's post steps) the event yields each of
 //!   Nova's notifications in Nova's order, with the task_state Nova shows at that step.
 
+use std::collections::BTreeSet;
+
 use domain::instance::{Action, Fault, FlavorSnapshot, Instance, InstanceEvent, MigrationKind};
 use domain::states::{PowerState, TaskState, VmState};
 use domain::Timestamp;
@@ -257,6 +259,8 @@ struct Overrides {
 struct Builder<'a> {
     event_id: Uuid,
     meta: &'a Metadata,
+    /// The server's tags once the event is applied (`tags` of the update payload).
+    tags: &'a BTreeSet<String>,
     at: Timestamp,
     out: Vec<Notification>,
 }
@@ -379,7 +383,7 @@ impl Builder<'_> {
                 }),
             ),
         );
-        d.insert("tags".into(), json!([]));
+        d.insert("tags".into(), json!(self.tags));
         let host = after.host.as_ref().map(|h| h.to_string());
         self.push(
             "instance.update",
@@ -591,14 +595,17 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::TaskRetried { at, .. }
         | E::RebuildStarted { at, .. }
         | E::TaskAdvanced { at, .. }
-        | E::Rebuilt { at, .. } => *at,
+        | E::Rebuilt { at, .. }
+        | E::MetadataUpdated { at, .. }
+        | E::TagsSet { at, .. } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
 
 /// Nova's versioned notifications for `event` (id `event_id`, in a commit with `meta`)
 /// applied to `before` (the instance just before it; None before its first event),
-/// with `after` the instance once it is applied (`domain::instance::evolve`).
+/// with `after` the instance once it is applied (`domain::instance::evolve`) and `tags`
+/// its tags then (they are not part of the instance: `instance.tags_set`).
 ///
 /// Events of the api stream's build requests (before placement) yield nothing: every
 /// notification of an instance comes from its cell stream, whose first event
@@ -609,6 +616,7 @@ pub fn notifications(
     event_id: Uuid,
     event: &InstanceEvent,
     meta: &Metadata,
+    tags: &BTreeSet<String>,
 ) -> Vec<Notification> {
     use InstanceEvent as E;
     let Some(after) = after else {
@@ -617,6 +625,7 @@ pub fn notifications(
     let mut b = Builder {
         event_id,
         meta,
+        tags,
         at: event_time(event).unwrap_or(Timestamp(meta.occurred_at)),
         out: Vec::new(),
     };
@@ -861,7 +870,13 @@ pub fn notifications(
         }
         E::Locked { .. } => b.api("instance.lock", after, none()),
         E::Unlocked { .. } => b.api("instance.unlock", after, none()),
-        E::Updated { .. } | E::StateReset { .. } => {
+        // Metadata and tag changes: Nova's API saves the instance (`instance.save()`
+        // sends the update) or calls `send_instance_update_notification` (tags), both
+        // as nova-api.
+        E::Updated { .. }
+        | E::StateReset { .. }
+        | E::MetadataUpdated { .. }
+        | E::TagsSet { .. } => {
             if let Some(before) = before {
                 b.update(before, after, "nova-api");
             }
