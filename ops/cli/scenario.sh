@@ -110,12 +110,12 @@ grep -q scen-img <<<"$LISTED" || fail "image list --hidden lacks scen-img"
 run image set --unhidden --shared scen-img >/dev/null
 IMG_ID=$(run image show -f value -c id scen-img)
 run project create scen-share >/dev/null
-run user create --password share-secret --project scen-share scen-user >/dev/null
-run role add --project scen-share --user scen-user member
+run user create --password share-secret --project scen-share scen-sharer >/dev/null
+run role add --project scen-share --user scen-sharer member
 run image add project scen-img scen-share >/dev/null
 MEMBERS=$(run image member list scen-img)
 grep -q pending <<<"$MEMBERS" || fail "image member list: $MEMBERS"
-as_member() { OS_PROJECT_NAME=scen-share OS_USERNAME=scen-user OS_PASSWORD=share-secret run "$@"; }
+as_member() { OS_PROJECT_NAME=scen-share OS_USERNAME=scen-sharer OS_PASSWORD=share-secret run "$@"; }
 LISTED=$(as_member image list)
 grep -q scen-img <<<"$LISTED" && fail "a pending member lists scen-img"
 as_member image set --accept "$IMG_ID" >/dev/null
@@ -124,7 +124,7 @@ grep -q scen-img <<<"$LISTED" || fail "the member does not list the accepted sce
 MEMBERS=$(run image member list scen-img)
 grep -q accepted <<<"$MEMBERS" || fail "image member list after accept: $MEMBERS"
 run image remove project scen-img scen-share
-if OS_PROJECT_NAME=scen-share OS_USERNAME=scen-user OS_PASSWORD=share-secret \
+if OS_PROJECT_NAME=scen-share OS_USERNAME=scen-sharer OS_PASSWORD=share-secret \
     openstack image show "$IMG_ID" >/dev/null 2>&1; then
     fail "scen-img still visible to scen-share after remove project"
 fi
