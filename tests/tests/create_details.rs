@@ -186,7 +186,7 @@ async fn access_addresses_user_data_and_config_drive_on_create() {
             "/servers",
             Some(server(json!({
                 "accessIPv4": "192.0.2.7",
-                "accessIPv6": "2001:db8::7",
+                "accessIPv6": "0000:0000:0000:0000:0000:babe:220.12.22.2",
                 "user_data": "IyEvYmluL3NoCmVjaG8gaGkK",
                 "config_drive": true,
             }))),
@@ -196,7 +196,8 @@ async fn access_addresses_user_data_and_config_drive_on_create() {
     let id = v["server"]["id"].as_str().unwrap();
     let s = h.wait(id, "ACTIVE").await;
     assert_eq!(s["accessIPv4"], "192.0.2.7");
-    assert_eq!(s["accessIPv6"], "2001:db8::7");
+    // Nova shows the address as netaddr writes it (tempest's check).
+    assert_eq!(s["accessIPv6"], "::babe:dc0c:1602");
     assert_eq!(s["config_drive"], "True");
     assert_eq!(s["OS-EXT-SRV-ATTR:user_data"], "IyEvYmluL3NoCmVjaG8gaGkK");
     // Bad values: 400 in Nova's words, nothing appended.

@@ -382,16 +382,19 @@ fn create_access_ip(field: &str, v: &Value, v6: bool) -> Result<Option<String>, 
     if ip.is_empty() {
         return Ok(None);
     }
-    let ok = if v6 {
-        ip.parse::<std::net::Ipv6Addr>().is_ok()
+    // Stored as Nova stores it: netaddr's canonical text (an IPv6 address compressed).
+    let canonical = if v6 {
+        ip.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
     } else {
-        ip.parse::<std::net::Ipv4Addr>().is_ok()
+        ip.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string())
     };
-    if !ok {
-        let kind = if v6 { "ipv6" } else { "ipv4" };
-        return Err(invalid(field, v, &format!("'{ip}' is not a '{kind}'")));
+    match canonical {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let kind = if v6 { "ipv6" } else { "ipv4" };
+            Err(invalid(field, v, &format!("'{ip}' is not a '{kind}'")))
+        }
     }
-    Ok(Some(ip.clone()))
 }
 
 /// `user_data`: base64 text of at most 65535 characters (Nova's schema).
