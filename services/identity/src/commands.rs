@@ -409,6 +409,18 @@ fn not_found_user<T>(r: Result<T, IdentityError>, user: &UserId) -> Result<T, Id
     }
 }
 
+/// Runs `cmd` on `user`'s subject (no references to other entities), with Keystone's
+/// message for an unknown user.
+async fn on_user(
+    log: &dyn EventLog,
+    user: &UserId,
+    cmd: IdentityCommand,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let out = run(log, &user_subject(user), cmd, Refs::default(), who).await;
+    not_found_user(out, user)
+}
+
 /// Enables or disables a user (a disable invalidates the user's tokens).
 pub async fn set_enabled(
     log: &dyn EventLog,
@@ -416,15 +428,7 @@ pub async fn set_enabled(
     enabled: bool,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
-        log,
-        &user_subject(user),
-        IdentityCommand::SetUserEnabled(enabled),
-        Refs::default(),
-        who,
-    )
-    .await;
-    not_found_user(out, user)
+    on_user(log, user, IdentityCommand::SetUserEnabled(enabled), who).await
 }
 
 /// Changes a user's password (invalidates the user's tokens).
@@ -434,15 +438,13 @@ pub async fn set_password(
     password_hash: String,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
+    on_user(
         log,
-        &user_subject(user),
+        user,
         IdentityCommand::SetPassword { password_hash },
-        Refs::default(),
         who,
     )
-    .await;
-    not_found_user(out, user)
+    .await
 }
 
 /// Runs `cmd` on `subject` and maps the domain's nameless not-found to Keystone's
@@ -644,18 +646,11 @@ pub async fn revoke_role(
     role: &RoleId,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
-        log,
-        &user_subject(user),
-        IdentityCommand::RevokeRole {
-            project: project.clone(),
-            role: role.clone(),
-        },
-        Refs::default(),
-        who,
-    )
-    .await;
-    not_found_user(out, user)
+    let cmd = IdentityCommand::RevokeRole {
+        project: project.clone(),
+        role: role.clone(),
+    };
+    on_user(log, user, cmd, who).await
 }
 
 /// Revokes the token with `audit_id` of `user`, remembered until `expires_at`.
@@ -666,18 +661,11 @@ pub async fn revoke_token(
     expires_at: domain::Timestamp,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
-        log,
-        &user_subject(user),
-        IdentityCommand::RevokeToken {
-            audit_id,
-            expires_at,
-        },
-        Refs::default(),
-        who,
-    )
-    .await;
-    not_found_user(out, user)
+    let cmd = IdentityCommand::RevokeToken {
+        audit_id,
+        expires_at,
+    };
+    on_user(log, user, cmd, who).await
 }
 
 /// Creates an application credential of `user` (its secret already hashed).
@@ -687,15 +675,7 @@ pub async fn create_app_cred(
     cred: AppCred,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
-        log,
-        &user_subject(user),
-        IdentityCommand::CreateAppCred(cred),
-        Refs::default(),
-        who,
-    )
-    .await;
-    not_found_user(out, user)
+    on_user(log, user, IdentityCommand::CreateAppCred(cred), who).await
 }
 
 /// Deletes an application credential of `user` (its tokens stop working).
@@ -705,15 +685,8 @@ pub async fn delete_app_cred(
     id: &str,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    let out = run(
-        log,
-        &user_subject(user),
-        IdentityCommand::DeleteAppCred { id: id.to_string() },
-        Refs::default(),
-        who,
-    )
-    .await;
-    match not_found_user(out, user) {
+    let cmd = IdentityCommand::DeleteAppCred { id: id.to_string() };
+    match on_user(log, user, cmd, who).await {
         Err(IdentityError::Domain(DomainError::NotFound {
             kind: "ApplicationCredential",
             ..
