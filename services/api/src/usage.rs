@@ -66,20 +66,25 @@ pub fn py_iso(ts: Timestamp) -> String {
 
 /// The window of a request: (start, stop), stop cut to now.
 fn window(q: &QueryPairs) -> Result<(Timestamp, Timestamp), ApiError> {
+    // One `now` for both defaults: Nova reads the clock twice (start first), so its
+    // defaulted end is always later than its defaulted start; two reads here can
+    // land on the same microsecond, so "both defaulted" is never start >= end.
+    let now = engine::now();
     let parse = |key: &str| match first(q, key) {
-        None | Some("") => Ok(engine::now()),
-        Some(s) => parse_time(s).ok_or_else(|| {
+        None | Some("") => Ok(None),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
             ApiError::bad_request("Invalid datetime string: Datetime is in invalid format")
         }),
     };
-    let start = parse("start")?;
-    let stop = parse("end")?;
-    if start >= stop {
+    let (start, stop) = (parse("start")?, parse("end")?);
+    let both_now = start.is_none() && stop.is_none();
+    let (start, stop) = (start.unwrap_or(now), stop.unwrap_or(now));
+    if start >= stop && !both_now {
         return Err(ApiError::bad_request(
             "Invalid start time. The start time cannot occur after the end time.",
         ));
     }
-    Ok((start, stop.min(engine::now())))
+    Ok((start, stop.min(now)))
 }
 
 /// Refuses unknown query keys from 2.75.
