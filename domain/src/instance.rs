@@ -445,9 +445,13 @@ pub struct ServerExtras {
     /// `config_drive` was requested.
     pub config_drive: bool,
     /// Server tags (2.26), sorted: `instance.tags_set`. Kept here, not in [`Instance`],
-    /// whose shape is frozen in `instance.placed`; tags change only on placed servers
-    /// (active, paused, suspended or stopped), so the cell subject has them all.
+    /// whose shape is frozen in `instance.placed`. A create's tags (2.52) are set on
+    /// the api subject; later changes only on placed servers (active, paused,
+    /// suspended or stopped), on the cell subject.
     pub tags: BTreeSet<String>,
+    /// Whether an `instance.tags_set` was folded (so the cell side's empty set, once
+    /// every tag was deleted, hides the create's tags in [`ServerExtras::combined`]).
+    pub tags_set: bool,
 }
 
 impl ServerExtras {
@@ -474,7 +478,12 @@ impl ServerExtras {
             reservation_id: api.reservation_id.clone(),
             launch_index: api.launch_index,
             config_drive: api.config_drive,
-            tags: cell.tags.clone(),
+            tags: if cell.tags_set {
+                cell.tags.clone()
+            } else {
+                api.tags.clone()
+            },
+            tags_set: cell.tags_set || api.tags_set,
         }
     }
 
@@ -491,6 +500,7 @@ impl ServerExtras {
         }
         if let InstanceEvent::TagsSet { tags, .. } = ev {
             self.tags = tags.clone();
+            self.tags_set = true;
         }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
@@ -516,8 +526,14 @@ impl ServerExtras {
 /// Commands on an instance. The first group comes from the API, the second from reactors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
-    /// POST /servers: the request, and what is recorded beside it.
-    Create(Box<InstanceSpec>, BootDetails, Box<CreateExtras>),
+    /// POST /servers: the request, what is recorded beside it, and its tags (2.52;
+    /// recorded as `instance.tags_set` in the build request's commit).
+    Create(
+        Box<InstanceSpec>,
+        BootDetails,
+        Box<CreateExtras>,
+        BTreeSet<String>,
+    ),
     /// os-start
     Start,
     /// os-stop
@@ -1076,7 +1092,7 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
-    if let C::Create(spec, details, extras) = cmd {
+    if let C::Create(spec, details, extras, tags) = cmd {
         if state.is_some() {
             return Err(DomainError::AlreadyExists {
                 kind: "Instance",
@@ -1092,6 +1108,15 @@ pub fn decide(
         }
         if !extras.is_empty() {
             events.push(InstanceEvent::CreateExtrasRecorded { extras });
+        }
+        if tags.len() > tags::MAX_TAGS {
+            return Err(DomainError::BadRequest(format!(
+                "The number of tags exceeded the per-server limit {}",
+                tags::MAX_TAGS
+            )));
+        }
+        if !tags.is_empty() {
+            events.push(InstanceEvent::TagsSet { tags, at: now });
         }
         return Ok(events);
     }

@@ -42,6 +42,7 @@ fn create_twice_is_refused() {
         Box::new(spec()),
         Default::default(),
         Default::default(),
+        Default::default(),
     ))
     .refused(&format!(
         "Instance with id {} already exists.",
@@ -56,6 +57,7 @@ fn create_with_a_blank_name_is_a_bad_request() {
     s.name = "   ".into();
     w.when(C::Create(
         Box::new(s),
+        Default::default(),
         Default::default(),
         Default::default(),
     ))
@@ -74,6 +76,7 @@ fn create_records_boot_details_beside_the_request_and_nothing_when_empty() {
         Box::new(spec()),
         details.clone(),
         Default::default(),
+        Default::default(),
     ))
     .events(&["instance.build_requested", "instance.boot_details_recorded"]);
     // The details change no state of the aggregate.
@@ -87,6 +90,7 @@ fn create_records_boot_details_beside_the_request_and_nothing_when_empty() {
     let mut w = World::default();
     w.when(C::Create(
         Box::new(spec()),
+        Default::default(),
         Default::default(),
         Default::default(),
     ))
@@ -1199,6 +1203,7 @@ fn deleted_instance_is_not_found_for_users_and_ignored_by_reactors() {
         Box::new(spec()),
         Default::default(),
         Default::default(),
+        Default::default(),
     ))
     .refused(&format!(
         "Instance with id {} already exists.",
@@ -2125,6 +2130,7 @@ fn create_extras_are_recorded_only_when_given() {
         Box::new(spec()),
         Default::default(),
         Box::new(extras.clone()),
+        Default::default(),
     ))
     .events(&[
         "instance.build_requested",

@@ -440,7 +440,12 @@ fn run(cfg: Config, steps: Vec<Step>, strict_claims: bool) -> Result<Seen, TestC
     let ctx = sim.ctx(Some(Who::Owner));
     let evs = decide(
         None,
-        C::Create(Box::new(spec()), Default::default(), Default::default()),
+        C::Create(
+            Box::new(spec()),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        ),
         &ctx,
         &cfg,
     )

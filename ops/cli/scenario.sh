@@ -184,6 +184,21 @@ grep -q "login:" <<<"$CONSOLE" || fail "console log show: $CONSOLE"
 DIAG=$(run --os-compute-api-version 2.48 server show --diagnostics vm1)
 grep -q running <<<"$DIAG" || fail "server show --diagnostics: $DIAG"
 
+step "server set --password"
+run server set --password 'n3w-Secret' vm1
+expect_status vm1 ACTIVE
+
+step "multiple create with tags, user data and config drive"
+printf '#!/bin/sh\necho hello\n' > "$WORK/user-data.sh"
+run --os-compute-api-version 2.52 server create --image cirros --flavor m1.tiny --nic none \
+    --min 2 --max 2 --tag fleet --user-data "$WORK/user-data.sh" --use-config-drive --wait multi >/dev/null
+LISTED=$(run --os-compute-api-version 2.52 server list --tag fleet -f value -c Name | sort | tr '\n' ' ')
+[ "$LISTED" = "multi-1 multi-2 " ] || fail "server list --tag fleet after --min 2 --max 2: $LISTED"
+SHOWN=$(run --os-compute-api-version 2.57 server show -f json multi-1)
+python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["config_drive"] == "True", s; assert "fleet" in s["tags"], s' "$SHOWN" \
+    || fail "multi-1 lacks its config drive or tag: $SHOWN"
+run server delete --wait multi-1 multi-2
+
 step "resize + confirm"
 run server resize --flavor m1.small vm1
 expect_status vm1 VERIFY_RESIZE

@@ -231,3 +231,69 @@ async fn access_addresses_user_data_and_config_drive_on_create() {
     assert_eq!(log_len(&h).await, before, "refused creates append nothing");
     h.stack.stop().await;
 }
+
+/// `tags` on create (2.52): shown from the build on, listed and filtered like tags set
+/// later, moved with the placement to the cell (so deleting them all there hides the
+/// create's); bad tags are Nova's 400 and append nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_given_on_create_are_the_servers_tags() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(json!({"tags": ["web", "blue", "web"]}))),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["tags"], json!(["blue", "web"]));
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::GET,
+            &format!("/servers/{id}/tags"),
+            None,
+        )
+        .await;
+    assert_eq!((code, v), (200, json!({"tags": ["blue", "web"]})));
+    let found = list(&h, "tags=blue").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["id"], id.as_str());
+    assert!(list(&h, "tags=red").await.is_empty());
+    let (code, _) = h
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{id}/tags"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(h.show(&id).await["tags"], json!([]));
+
+    let before = log_len(&h).await;
+    let many: Vec<String> = (0..51).map(|n| format!("t{n}")).collect();
+    for (tags, says) in [
+        (json!(["a/b"]), "'a/b' does not match"),
+        (json!(["a,b"]), "'a,b' does not match"),
+        (json!(many), "is too long"),
+        (json!("web"), "is not of type 'array'"),
+    ] {
+        let (code, v) = h
+            .req(
+                ALICE,
+                reqwest::Method::POST,
+                "/servers",
+                Some(server(json!({ "tags": tags }))),
+            )
+            .await;
+        assert_eq!(code, 400, "{tags}: {v}");
+        let msg = v["badRequest"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{tags}: {msg}");
+    }
+    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    h.stack.stop().await;
+}

@@ -395,6 +395,7 @@ impl World {
             Box::new(spec()),
             Default::default(),
             Default::default(),
+            Default::default(),
         ))
         .events(&["instance.build_requested"]);
         w

@@ -321,7 +321,8 @@ pub async fn specs_delete(
             &caller.meta(),
         )
         .await?;
-    Ok(StatusCode::ACCEPTED)
+    // Nova answers 200 here (no `wsgi.response` on the delete), 202 on flavors.
+    Ok(StatusCode::OK)
 }
 
 /// Nova's access list body: `{"flavor_access": [{"flavor_id", "tenant_id"}, ...]}`.

@@ -90,6 +90,8 @@ pub struct CreateServer {
     pub user_data: Option<String>,
     /// `config_drive`.
     pub config_drive: bool,
+    /// `tags` (2.52).
+    pub tags: std::collections::BTreeSet<String>,
 }
 
 /// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
@@ -339,7 +341,7 @@ struct ServerFields {
     #[serde(default, deserialize_with = "present")]
     personality: Option<Option<IgnoredAny>>,
     #[serde(default, deserialize_with = "present")]
-    tags: Option<Option<IgnoredAny>>,
+    tags: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
     trusted_image_certificates: Option<Option<IgnoredAny>>,
     #[serde(default, deserialize_with = "present")]
@@ -573,6 +575,14 @@ impl Decode for CreateServer {
             .map(|v| boolean("config_drive", v))
             .transpose()?
             .unwrap_or(false);
+        let tags = match &s.tags {
+            None => Default::default(),
+            Some(Some(Value::Array(items))) => crate::tags::tag_list(items)?,
+            Some(v) => {
+                let v = v.clone().unwrap_or(Value::Null);
+                return Err(invalid("tags", &v, &format!("{v} is not of type 'array'")));
+            }
+        };
         let return_reservation_id = s
             .return_reservation_id
             .as_ref()
@@ -601,6 +611,7 @@ impl Decode for CreateServer {
             access_ip_v6,
             user_data,
             config_drive,
+            tags,
         })
     }
 }

@@ -296,7 +296,12 @@ async fn build_one(
         .engine
         .instance(
             id,
-            InstanceCommand::Create(Box::new(spec), details.clone(), Box::new(extras)),
+            InstanceCommand::Create(
+                Box::new(spec),
+                details.clone(),
+                Box::new(extras),
+                req.tags.clone(),
+            ),
             &ctx,
             &caller.meta(),
         )

@@ -48,9 +48,17 @@ pub struct ReplaceBody(pub BTreeSet<String>);
 impl Decode for ReplaceBody {
     fn decode(body: &Value, _: Version) -> Result<Self, ApiError> {
         let f = body::from_value::<ReplaceFields>("", body)?;
-        let list = Value::Array(f.tags.clone());
+        tag_list(&f.tags).map(ReplaceBody)
+    }
+}
+
+/// A list of tags as Nova's schema checks it (PUT /servers/{id}/tags, and `tags` on
+/// create from 2.52): each a valid tag, at most 50.
+pub fn tag_list(items: &[Value]) -> Result<BTreeSet<String>, ApiError> {
+    {
+        let list = Value::Array(items.to_vec());
         let mut tags = BTreeSet::new();
-        for (n, t) in f.tags.iter().enumerate() {
+        for (n, t) in items.iter().enumerate() {
             // jsonschema names an item by its index (Nova reports the last path part).
             let field = n.to_string();
             let Value::String(s) = t else {
@@ -65,10 +73,10 @@ impl Decode for ReplaceBody {
             }
             tags.insert(s.clone());
         }
-        if f.tags.len() > MAX_TAGS {
+        if items.len() > MAX_TAGS {
             return Err(invalid("tags", &list, &format!("{list} is too long")));
         }
-        Ok(ReplaceBody(tags))
+        Ok(tags)
     }
 }
 

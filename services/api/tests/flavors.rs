@@ -353,4 +353,13 @@ async fn extra_specs_are_validated_from_2_86() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Unsetting one answers 200 as Nova (tempest checks), a missing key 404.
+    let r = s
+        .delete("/v2.1/flavors/1/os-extra_specs/hw:nope", ADMIN, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = s
+        .delete("/v2.1/flavors/1/os-extra_specs/hw:nope", ADMIN, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
 }

@@ -368,7 +368,23 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let place = cmd == InstanceCommand::Place;
         self.instance_with(id, place, ctx, meta, |row| {
-            instance::decide(row.and_then(|r| r.state()), cmd.clone(), ctx, &self.config)
+            let mut evs =
+                instance::decide(row.and_then(|r| r.state()), cmd.clone(), ctx, &self.config)?;
+            // A create's tags (2.52, on the api subject) move to the cell subject with
+            // the placement (or cell0's burial), ahead of it: the cell stream alone then
+            // holds every tag (its notifications carry them from create.start on).
+            if let (true, Some(r)) = (place, row) {
+                let placed_at = evs.iter().find_map(|e| match e {
+                    instance::InstanceEvent::Placed { at, .. }
+                    | instance::InstanceEvent::BuildFailed { at, .. } => Some(*at),
+                    _ => None,
+                });
+                if let (Some(at), false) = (placed_at, r.extras.tags.is_empty()) {
+                    let tags = r.extras.tags.clone();
+                    evs.insert(0, instance::InstanceEvent::TagsSet { tags, at });
+                }
+            }
+            Ok(evs)
         })
         .await
     }

@@ -877,7 +877,11 @@ pub fn notifications(
         | E::StateReset { .. }
         | E::MetadataUpdated { .. }
         | E::TagsSet { .. } => {
-            if let Some(before) = before {
+            // A create's tags (2.52) ride in the build request's commit: Nova saves
+            // them with the new instance and sends no update for them.
+            let at_create = matches!(event, E::TagsSet { .. })
+                && before.is_some_and(|i| i.vm_state == VmState::Building);
+            if let (Some(before), false) = (before, at_create) {
                 b.update(before, after, "nova-api");
             }
         }

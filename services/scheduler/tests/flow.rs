@@ -174,7 +174,12 @@ async fn create_full(e: &Env, f: FlavorSnapshot, id: InstanceId, az: Option<&str
     e.engine
         .instance(
             id,
-            InstanceCommand::Create(Box::new(spec), Default::default(), Default::default()),
+            InstanceCommand::Create(
+                Box::new(spec),
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            ),
             &user(),
             &Meta::default(),
         )

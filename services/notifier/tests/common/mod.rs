@@ -96,7 +96,12 @@ impl Scenario {
         let ctx = s.ctx(false);
         let evs = decide(
             None,
-            InstanceCommand::Create(Box::new(spec), BootDetails::default(), Default::default()),
+            InstanceCommand::Create(
+                Box::new(spec),
+                BootDetails::default(),
+                Default::default(),
+                Default::default(),
+            ),
             &ctx,
             &s.config,
         )
