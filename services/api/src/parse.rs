@@ -916,8 +916,18 @@ impl Decode for UpdateServer {
 pub struct ServerQuery {
     /// Substring of the name.
     pub name: Option<String>,
-    /// API status (upper case).
-    pub status: Option<String>,
+    /// `status` values (upper case; any of them): Nova's `task_and_vm_state_from_status`,
+    /// see [`status_matches`]. `Some(empty)`: only unknown statuses were given before
+    /// 2.38, which Nova answers with an empty list.
+    pub statuses: Option<Vec<String>>,
+    /// `deleted` (admins; others' is ignored as Nova's `remove_invalid_options` does):
+    /// only deleted servers, or only live ones. Invalid text is false (oslo's
+    /// `bool_from_string(default=False)`).
+    pub deleted: Option<bool>,
+    /// `ip` / `ip6`: a regular expression over the server's fixed addresses. Servers
+    /// have none without networking, so any such filter matches nothing.
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
     /// Host (admin).
     pub host: Option<String>,
     /// Updated at or after (includes deleted servers).
@@ -1143,9 +1153,29 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         not_all: list("not-tags"),
         not_any: list("not-tags-any"),
     };
+    let given: Vec<String> =
+        q.0.iter()
+            .filter(|(k, _)| k == "status")
+            .map(|(_, v)| v.to_ascii_uppercase())
+            .collect();
+    let statuses = if given.is_empty() {
+        None
+    } else {
+        let known: Vec<String> = given
+            .into_iter()
+            .filter(|s| STATUSES.contains(&s.as_str()))
+            .collect();
+        if known.is_empty() && version.at_least(38) {
+            return Err(ApiError::bad_request("Invalid status value"));
+        }
+        Some(known)
+    };
     Ok(ServerQuery {
         name: nonempty("name"),
-        status: nonempty("status").map(|s| s.to_ascii_uppercase()),
+        statuses,
+        deleted: q.get("deleted").map(|s| parse_bool(s).unwrap_or(false)),
+        ip: q.get("ip").map(str::to_string),
+        ip6: q.get("ip6").map(str::to_string),
         host: nonempty("host"),
         changes_since,
         changes_before,
@@ -1158,6 +1188,37 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         reservation_id: nonempty("reservation_id"),
         tags,
     })
+}
+
+/// Every status Nova's `_STATE_MAP` can show (the values a `status` filter may name).
+pub const STATUSES: &[&str] = &[
+    "ACTIVE",
+    "BUILD",
+    "DELETED",
+    "ERROR",
+    "HARD_REBOOT",
+    "MIGRATING",
+    "PASSWORD",
+    "PAUSED",
+    "REBOOT",
+    "REBUILD",
+    "RESCUE",
+    "RESIZE",
+    "REVERT_RESIZE",
+    "SHELVED",
+    "SHELVED_OFFLOADED",
+    "SHUTOFF",
+    "SOFT_DELETED",
+    "SUSPENDED",
+    "VERIFY_RESIZE",
+];
+
+/// Whether a server with `status` (as shown) and `default_status` (what its vm_state
+/// shows without a task) passes a `status=<want>` filter. Nova turns a status into
+/// vm_states and task_states and leaves the task unfiltered when the status is a
+/// vm_state's default (`ACTIVE` also finds an active server that is rebooting).
+pub fn status_matches(want: &str, status: &str, default_status: &str) -> bool {
+    want == status || want == default_status
 }
 
 /// Nova's `name` filter: a regular expression searched in the display name (the

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - A server of another project is a 404 (never a 403) unless the caller is admin; a
-//!   deleted server is a 404 except in lists with `changes-since`/`changes-before`.
+//!   deleted server is a 404 except in lists with `changes-since`/`changes-before`,
+//!   or an admin's `deleted=true` / `status=DELETED`.
 //! - The endpoint's policy row (and another project's server being a 404) is enforced
 //!   by [`crate::policy::guard`] before a handler runs; handlers check only the
 //!   content-dependent rules of [`crate::policy::CONDITIONAL`].
@@ -358,8 +359,28 @@ fn list(
             "os_compute_api:servers:index:get_all_tenants"
         }));
     }
+    let wants_deleted = query
+        .statuses
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|s| s == "DELETED"));
+    if wants_deleted && !caller.is_admin {
+        return Err(ApiError::forbidden(
+            "Only administrators may list deleted instances",
+        ));
+    }
+    // Nova: admins' `deleted` (or `status=DELETED`) picks deleted or live servers;
+    // without it, only `changes-since` / `changes-before` bring deleted ones.
+    let deleted = match (caller.is_admin, query.deleted) {
+        _ if wants_deleted => Some(true),
+        (true, Some(d)) => Some(d),
+        _ if query.changes_since.is_some() || query.changes_before.is_some() => None,
+        _ => Some(false),
+    };
+    // No server has a fixed address without networking: `ip` (and `ip6`, shown to
+    // non-admins from 2.5) find nothing.
+    let by_address = query.ip.is_some()
+        || (query.ip6.is_some() && (caller.is_admin || caller.version().at_least(5)));
     let views = st.engine.world().read();
-    let with_deleted = query.changes_since.is_some() || query.changes_before.is_some();
     let name_ok = query.name.as_deref().map(parse::name_matcher);
     let no_tags = std::collections::BTreeSet::new();
     let matches = |i: &Instance| -> bool {
@@ -372,13 +393,22 @@ fn list(
             i.spec.project_id == caller.project
         };
         project_ok
-            && (with_deleted || !i.deleted)
+            && !by_address
+            && deleted.is_none_or(|d| i.deleted == d)
             && name_ok.as_ref().is_none_or(|m| m(&i.spec.name))
             && query.reservation_id.as_ref().is_none_or(|r| {
                 let extras = views.instances().get(&i.id()).map(|r| &r.extras);
                 &view::reservation_id(i, extras) == r
             })
-            && query.status.as_ref().is_none_or(|s| i.status() == s)
+            && query.statuses.as_ref().is_none_or(|want| {
+                let default = if i.deleted {
+                    "DELETED"
+                } else {
+                    domain::states::api_status(i.vm_state, None)
+                };
+                want.iter()
+                    .any(|w| parse::status_matches(w, i.status(), default))
+            })
             && (!caller.is_admin
                 || query
                     .host
