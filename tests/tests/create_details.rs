@@ -386,3 +386,94 @@ async fn list_filters_deleted_status_and_addresses() {
     );
     h.stack.stop().await;
 }
+
+/// A request at an explicit microversion.
+async fn at(
+    h: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+    version: &str,
+) -> (u16, Value) {
+    let resp = h
+        .http
+        .request(method, format!("{}{path}", h.base()))
+        .header("X-Auth-Token", ALICE)
+        .header("OpenStack-API-Version", format!("compute {version}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `personality` (create and rebuild before 2.57): Nova's schema, then the
+/// injected-file quotas (5 files, 255-byte paths, 10240-byte contents) as 403s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personality_is_checked_against_the_injected_file_quotas() {
+    let h = Harness::start(|_| {}).await;
+    let file = |n: usize| json!({"path": format!("/etc/f{n}"), "contents": "aGVsbG8="});
+    let five: Vec<Value> = (0..5).map(file).collect();
+    let six: Vec<Value> = (0..6).map(file).collect();
+    let long_path = json!([{"path": "/".repeat(256), "contents": "aGVsbG8="}]);
+    let big = json!([{"path": "/big", "contents": "A".repeat(10244)}]);
+    let before = log_len(&h).await;
+    for (personality, code, says) in [
+        (json!(six), 403, "Personality file limit exceeded"),
+        (long_path, 403, "Personality file path exceeds maximum 255"),
+        (big, 403, "Personality file content exceeds maximum 10240"),
+        (
+            json!([{"path": "/x", "contents": "%%%"}]),
+            400,
+            "is not a 'base64'",
+        ),
+        (
+            json!([{"path": "/x", "mode": "0600"}]),
+            400,
+            "'mode' was unexpected",
+        ),
+    ] {
+        let body = server(json!({ "personality": personality }));
+        let (got, v) = at(&h, reqwest::Method::POST, "/servers", body, "2.56").await;
+        assert_eq!(got, code, "{v}");
+        let msg = v.as_object().unwrap().values().next().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains(says), "{msg}");
+    }
+    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    let body = server(json!({ "personality": five }));
+    let (code, v) = at(&h, reqwest::Method::POST, "/servers", body.clone(), "2.56").await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    h.wait(&id, "ACTIVE").await;
+    // Removed in 2.57.
+    let (code, _) = at(&h, reqwest::Method::POST, "/servers", body, "2.57").await;
+    assert_eq!(code, 400);
+    // Rebuild: the same quotas.
+    let rebuild = |p: Value| json!({"rebuild": {"imageRef": IMAGE, "personality": p}});
+    let path = format!("/servers/{id}/action");
+    let (code, v) = at(
+        &h,
+        reqwest::Method::POST,
+        &path,
+        rebuild(json!(six)),
+        "2.56",
+    )
+    .await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(v["forbidden"]["message"], "Personality file limit exceeded");
+    let (code, v) = at(
+        &h,
+        reqwest::Method::POST,
+        &path,
+        rebuild(json!(five)),
+        "2.56",
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    h.wait(&id, "ACTIVE").await;
+    h.stack.stop().await;
+}

@@ -893,7 +893,7 @@ pub struct Rebuild {
     #[serde(default, deserialize_with = "present")]
     hostname: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    personality: Option<Option<serde::de::IgnoredAny>>,
+    personality: Option<Option<Value>>,
 }
 
 /// An access address as Nova's `ipv4` / `ipv6` formats accept it (empty clears it).
@@ -975,6 +975,9 @@ impl Action for Rebuild {
         if let Some(Some(h)) = &r.hostname {
             check_len("hostname", h, 1, 255)?;
         }
+        if let Some(p) = &r.personality {
+            parse::personality(&p.clone().unwrap_or(Value::Null))?;
+        }
         Ok(r)
     }
 
@@ -1003,6 +1006,10 @@ impl Action for Rebuild {
             .as_ref()
             .map(|m| parse::metadata_items("metadata", m))
             .transpose()?;
+        if let Some(Some(p)) = &self.personality {
+            // Checked, not recorded (the files go to the guest only, as in Nova).
+            parse::check_injected_files(&parse::personality(p)?, &cx.limits)?;
+        }
         let limit = cx
             .limits
             .get(&domain::quota::Resource::MetadataItems)

@@ -92,6 +92,10 @@ pub struct CreateServer {
     pub config_drive: bool,
     /// `tags` (2.52).
     pub tags: std::collections::BTreeSet<String>,
+    /// `personality` (before 2.57): (path, base64 contents) of the files to inject,
+    /// checked against the injected-file quotas; not recorded (Nova passes them to the
+    /// compute host and keeps none; the simulated guest has no disk to write them to).
+    pub personality: Vec<(String, String)>,
 }
 
 /// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
@@ -339,7 +343,7 @@ struct ServerFields {
     #[serde(default, deserialize_with = "present")]
     hypervisor_hostname: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    personality: Option<Option<IgnoredAny>>,
+    personality: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
     tags: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
@@ -397,6 +401,98 @@ fn create_access_ip(field: &str, v: &Value, v6: bool) -> Result<Option<String>, 
             Err(invalid(field, v, &format!("'{ip}' is not a '{kind}'")))
         }
     }
+}
+
+/// `personality` (create and rebuild before 2.57) as Nova's schema: a list of
+/// `{"path": string, "contents": base64 string}` and nothing else.
+pub fn personality(v: &Value) -> Result<Vec<(String, String)>, ApiError> {
+    use base64::Engine as _;
+    let Value::Array(items) = v else {
+        return Err(invalid(
+            "personality",
+            v,
+            &format!("{v} is not of type 'array'"),
+        ));
+    };
+    let mut files = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        let field = n.to_string();
+        let Value::Object(o) = item else {
+            return Err(invalid(
+                &field,
+                item,
+                &format!("{item} is not of type 'object'"),
+            ));
+        };
+        if let Some(k) = o.keys().find(|k| *k != "path" && *k != "contents") {
+            return Err(invalid(
+                &field,
+                item,
+                &format!("Additional properties are not allowed ('{k}' was unexpected)"),
+            ));
+        }
+        let text = |key: &str| -> Result<String, ApiError> {
+            match o.get(key) {
+                None => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(invalid(
+                    key,
+                    other,
+                    &format!("{other} is not of type 'string'"),
+                )),
+            }
+        };
+        let (path, contents) = (text("path")?, text("contents")?);
+        let clean: String = contents.chars().filter(|c| !c.is_whitespace()).collect();
+        if base64::engine::general_purpose::STANDARD
+            .decode(&clean)
+            .is_err()
+        {
+            let c = Value::String(contents.clone());
+            return Err(invalid(
+                "contents",
+                &c,
+                &format!("'{contents}' is not a 'base64'"),
+            ));
+        }
+        files.push((path, contents));
+    }
+    Ok(files)
+}
+
+/// Nova's `_check_injected_file_quota`: the number of files, then the longest path
+/// and contents (the path's limit reported first), each a 403 in Nova's words.
+pub fn check_injected_files(
+    files: &[(String, String)],
+    limits: &domain::quota::Limits,
+) -> Result<(), ApiError> {
+    use domain::quota::Resource as R;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let limit = |r: R| limits.get(&r).copied().unwrap_or(r.nova_default());
+    let over = |r: R, n: usize| {
+        let l = limit(r);
+        l >= 0 && n as i64 > l
+    };
+    if over(R::InjectedFiles, files.len()) {
+        return Err(ApiError::forbidden("Personality file limit exceeded"));
+    }
+    let max_path = files.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+    let max_content = files.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    if over(R::InjectedFilePathBytes, max_path) {
+        return Err(ApiError::forbidden(format!(
+            "Personality file path exceeds maximum {}",
+            limit(R::InjectedFilePathBytes)
+        )));
+    }
+    if over(R::InjectedFileContentBytes, max_content) {
+        return Err(ApiError::forbidden(format!(
+            "Personality file content exceeds maximum {}",
+            limit(R::InjectedFileContentBytes)
+        )));
+    }
+    Ok(())
 }
 
 /// `user_data`: base64 text of at most 65535 characters (Nova's schema).
@@ -583,6 +679,10 @@ impl Decode for CreateServer {
                 return Err(invalid("tags", &v, &format!("{v} is not of type 'array'")));
             }
         };
+        let personality = match &s.personality {
+            None => Vec::new(),
+            Some(v) => personality(&v.clone().unwrap_or(Value::Null))?,
+        };
         let return_reservation_id = s
             .return_reservation_id
             .as_ref()
@@ -612,6 +712,7 @@ impl Decode for CreateServer {
             user_data,
             config_drive,
             tags,
+            personality,
         })
     }
 }

@@ -121,10 +121,13 @@ pub async fn create(
     let (first_spec, details) = {
         let views = st.engine.world().read();
         let spec = parse::resolve_create(req.clone(), &views, &caller, ids[0])?;
-        // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`.
-        let limit = st
+        // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`;
+        // then `_check_injected_file_quota`.
+        let limits = st
             .engine
-            .quota_limits(&views, &caller.project, Some(&caller.user))
+            .quota_limits(&views, &caller.project, Some(&caller.user));
+        parse::check_injected_files(&req.personality, &limits)?;
+        let limit = limits
             .get(&domain::quota::Resource::MetadataItems)
             .copied()
             .unwrap_or(domain::quota::Resource::MetadataItems.nova_default());
