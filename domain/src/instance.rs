@@ -452,6 +452,8 @@ pub struct ServerExtras {
     /// Whether an `instance.tags_set` was folded (so the cell side's empty set, once
     /// every tag was deleted, hides the create's tags in [`ServerExtras::combined`]).
     pub tags_set: bool,
+    /// `OS-DCF:diskConfig` last given (AUTO: true); None shows MANUAL.
+    pub auto_disk_config: Option<bool>,
 }
 
 impl ServerExtras {
@@ -484,6 +486,7 @@ impl ServerExtras {
                 api.tags.clone()
             },
             tags_set: cell.tags_set || api.tags_set,
+            auto_disk_config: cell.auto_disk_config.or(api.auto_disk_config),
         }
     }
 
@@ -501,6 +504,9 @@ impl ServerExtras {
         if let InstanceEvent::TagsSet { tags, .. } = ev {
             self.tags = tags.clone();
             self.tags_set = true;
+        }
+        if let InstanceEvent::DiskConfigSet { auto, .. } = ev {
+            self.auto_disk_config = Some(*auto);
         }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
@@ -526,6 +532,9 @@ impl ServerExtras {
 /// Commands on an instance. The first group comes from the API, the second from reactors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstanceCommand {
+    /// A command given with `OS-DCF:diskConfig` (AUTO: true): decided as the inner
+    /// command, with `instance.disk_config_set` appended when it is accepted.
+    WithDiskConfig(Box<InstanceCommand>, bool),
     /// POST /servers: the request, what is recorded beside it, and its tags (2.52;
     /// recorded as `instance.tags_set` in the build request's commit).
     Create(
@@ -678,6 +687,7 @@ impl InstanceCommand {
     pub fn action(&self) -> Option<Action> {
         use InstanceCommand as C;
         Some(match self {
+            C::WithDiskConfig(inner, _) => return inner.action(),
             C::Start => Action::Start,
             C::Stop => Action::Stop,
             C::Pause => Action::Pause,
@@ -956,6 +966,15 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.disk_config_set`: `OS-DCF:diskConfig` given with a create, update,
+    /// rebuild or resize (in that command's commit; folded into
+    /// [`ServerExtras::auto_disk_config`]).
+    DiskConfigSet {
+        /// AUTO (true) or MANUAL (false).
+        auto: bool,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1092,6 +1111,11 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
+    if let C::WithDiskConfig(inner, auto) = cmd {
+        let mut events = decide(state, *inner, ctx, cfg)?;
+        events.push(InstanceEvent::DiskConfigSet { auto, at: now });
+        return Ok(events);
+    }
     if let C::Create(spec, details, extras, tags) = cmd {
         if state.is_some() {
             return Err(DomainError::AlreadyExists {
@@ -1155,7 +1179,7 @@ pub fn decide(
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
-        C::Create(..) => unreachable!("handled above"),
+        C::Create(..) | C::WithDiskConfig(..) => unreachable!("handled above"),
         // Every other user action has a row in the table (decided above); these name
         // one so the match stays exhaustive, but reach here only if a row is missing.
         C::Start
@@ -1957,6 +1981,6 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.spec.metadata = metadata.clone();
             i.updated_at = *at;
         }
-        E::TagsSet { .. } => {}
+        E::TagsSet { .. } | E::DiskConfigSet { .. } => {}
     }
 }

@@ -202,7 +202,7 @@ spice_console = False
 serial_console = False
 swap_volume = False
 volume_multiattach = False
-disk_config = False
+disk_config = True
 scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
 
 [image]

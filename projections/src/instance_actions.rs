@@ -480,6 +480,7 @@ impl ActionsPart {
             E::Updated { .. }
             | E::MetadataUpdated { .. }
             | E::TagsSet { .. }
+            | E::DiskConfigSet { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
             | E::CreateExtrasRecorded { .. }

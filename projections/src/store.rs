@@ -54,7 +54,7 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// flavor names).
 /// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
 /// 18: `ServerExtras.tags` (server tags, 2.26).
-/// 19: `ServerExtras.tags_set` (a create's tags, 2.52).
+/// 19: `ServerExtras.tags_set` (a create's tags, 2.52) and `.auto_disk_config`.
 pub const SCHEMA: u64 = 19;
 
 /// Errors of the projection store.

@@ -268,6 +268,10 @@ fn samples() -> Vec<Event> {
             tags: BTreeSet::from(["blue".to_string(), "prod".to_string()]),
             at: t(35),
         }),
+        i(E::DiskConfigSet {
+            auto: true,
+            at: t(36),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

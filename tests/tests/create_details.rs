@@ -477,3 +477,112 @@ async fn personality_is_checked_against_the_injected_file_quotas() {
     h.wait(&id, "ACTIVE").await;
     h.stack.stop().await;
 }
+
+/// `OS-DCF:diskConfig` given on create, update, rebuild and resize is the server's from
+/// then on (MANUAL by default, or the image's `auto_disk_config`); AUTO on an image
+/// that disables it, or a value that is neither, is Nova's 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_config_follows_create_update_rebuild_and_resize() {
+    let h = Harness::start(|_| {}).await;
+    let dcf = |s: &Value| s["OS-DCF:diskConfig"].as_str().unwrap().to_string();
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(json!({"OS-DCF:diskConfig": "AUTO"}))),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(dcf(&v["server"]), "AUTO");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    assert_eq!(dcf(&h.wait(&id, "ACTIVE").await), "AUTO");
+
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::PUT,
+            &format!("/servers/{id}"),
+            Some(json!({"server": {"OS-DCF:diskConfig": "MANUAL"}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(dcf(&h.show(&id).await), "MANUAL");
+
+    // Neither AUTO nor MANUAL: the schema's 400, nothing appended.
+    let before = log_len(&h).await;
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::PUT,
+            &format!("/servers/{id}"),
+            Some(json!({"server": {"OS-DCF:diskConfig": "SOMETIMES"}})),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(log_len(&h).await, before);
+
+    h.action(
+        ALICE,
+        &id,
+        json!({"rebuild": {"imageRef": IMAGE, "OS-DCF:diskConfig": "AUTO"}}),
+        202,
+    )
+    .await;
+    assert_eq!(dcf(&h.wait(&id, "ACTIVE").await), "AUTO");
+
+    h.action(
+        ALICE,
+        &id,
+        json!({"resize": {"flavorRef": "2", "OS-DCF:diskConfig": "MANUAL"}}),
+        202,
+    )
+    .await;
+    assert_eq!(dcf(&h.wait(&id, "VERIFY_RESIZE").await), "MANUAL");
+    h.action(ALICE, &id, json!({"confirmResize": null}), 204)
+        .await;
+    assert_eq!(dcf(&h.wait(&id, "ACTIVE").await), "MANUAL");
+
+    // An image that disables automatic disk configuration refuses AUTO.
+    let addr = h.stack.image_addr.expect("images served");
+    let glance = |m: reqwest::Method, path: &str| {
+        h.http
+            .request(m, format!("http://{addr}{path}"))
+            .header("X-Auth-Token", ADMIN)
+    };
+    let img: Value = glance(reqwest::Method::POST, "/v2/images")
+        .json(
+            &json!({"name": "fixed", "disk_format": "raw", "container_format": "bare",
+            "visibility": "public", "auto_disk_config": "disabled"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let img_id = img["id"].as_str().unwrap().to_string();
+    let r = glance(reqwest::Method::PUT, &format!("/v2/images/{img_id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::POST,
+            "/servers",
+            Some(server(
+                json!({"imageRef": img_id, "OS-DCF:diskConfig": "AUTO"}),
+            )),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["badRequest"]["message"],
+        format!("Requested image {img_id} has automatic disk resize disabled.")
+    );
+    h.stack.stop().await;
+}

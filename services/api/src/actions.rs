@@ -527,9 +527,25 @@ fn known_az(views: &Views, az: &str) -> Result<(), ApiError> {
 pub struct Resize {
     #[serde(rename = "flavorRef")]
     flavor_ref: FlavorRef,
-    /// Accepted as Nova does; there is no disk configuration to change here.
+    /// Recorded with the resize (`instance.disk_config_set`).
     #[serde(rename = "OS-DCF:diskConfig", default)]
-    _disk_config: Option<DiskConfig>,
+    disk_config: Option<DiskConfig>,
+}
+
+/// Wraps `cmd` so that a given `OS-DCF:diskConfig` is recorded with it, after Nova's
+/// check against the image's `auto_disk_config` property.
+fn with_disk_config(
+    cx: &ActionCx<'_>,
+    image_ref: &str,
+    disk_config: Option<DiskConfig>,
+    cmd: C,
+) -> Result<C, ApiError> {
+    let Some(d) = disk_config else {
+        return Ok(cmd);
+    };
+    let auto = matches!(d, DiskConfig::Auto);
+    parse::check_auto_disk_config(cx.views, image_ref, Some(auto))?;
+    Ok(C::WithDiskConfig(Box::new(cmd), auto))
 }
 
 /// `OS-DCF:diskConfig`.
@@ -551,7 +567,13 @@ impl Action for Resize {
             Usage::of_flavor(flavor.spec.vcpus, flavor.spec.ram_mb),
         );
         let id = flavor.spec.id.clone();
-        let mut prepared: Prepared = C::Resize { flavor }.into();
+        let cmd = with_disk_config(
+            cx,
+            &cx.instance.spec.image_ref,
+            self.disk_config,
+            C::Resize { flavor },
+        )?;
+        let mut prepared: Prepared = cmd.into();
         prepared.resize_quota = (!delta.is_zero()).then_some((id, delta));
         Ok(prepared)
     }
@@ -879,9 +901,9 @@ pub struct Rebuild {
     access_ip_v4: Option<Option<String>>,
     #[serde(rename = "accessIPv6", default, deserialize_with = "present")]
     access_ip_v6: Option<Option<String>>,
-    /// Accepted as Nova does; there is no disk configuration to change here.
+    /// Recorded with the rebuild (`instance.disk_config_set`).
     #[serde(rename = "OS-DCF:diskConfig", default)]
-    _disk_config: Option<DiskConfig>,
+    disk_config: Option<DiskConfig>,
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -1043,8 +1065,15 @@ impl Action for Rebuild {
         };
         let mut handover = Handover::new();
         handover.insert("adminPass".into(), Value::String(admin_pass));
+        let image_ref = rebuild.image_ref.clone();
+        let command = with_disk_config(
+            cx,
+            &image_ref,
+            self.disk_config,
+            C::Rebuild(Box::new(rebuild)),
+        )?;
         Ok(Prepared {
-            command: Some(C::Rebuild(Box::new(rebuild))),
+            command: Some(command),
             handover,
             resize_quota: None,
         })

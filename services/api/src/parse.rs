@@ -96,6 +96,8 @@ pub struct CreateServer {
     /// checked against the injected-file quotas; not recorded (Nova passes them to the
     /// compute host and keeps none; the simulated guest has no disk to write them to).
     pub personality: Vec<(String, String)>,
+    /// `OS-DCF:diskConfig` (AUTO: true), if given.
+    pub auto_disk_config: Option<bool>,
 }
 
 /// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
@@ -353,7 +355,7 @@ struct ServerFields {
     #[serde(rename = "adminPass", default)]
     _admin_pass: Option<IgnoredAny>,
     #[serde(rename = "OS-DCF:diskConfig", default)]
-    _disk_config: Option<IgnoredAny>,
+    disk_config: Option<Value>,
     #[serde(rename = "accessIPv4", default)]
     access_ipv4: Option<Value>,
     #[serde(rename = "accessIPv6", default)]
@@ -401,6 +403,41 @@ fn create_access_ip(field: &str, v: &Value, v6: bool) -> Result<Option<String>, 
             Err(invalid(field, v, &format!("'{ip}' is not a '{kind}'")))
         }
     }
+}
+
+/// `OS-DCF:diskConfig`: `AUTO` (true) or `MANUAL` (false), Nova's enum otherwise.
+pub fn disk_config(v: &Value) -> Result<bool, ApiError> {
+    match v.as_str() {
+        Some("AUTO") => Ok(true),
+        Some("MANUAL") => Ok(false),
+        _ => Err(invalid(
+            "OS-DCF:diskConfig",
+            v,
+            &format!("{v} is not one of ['AUTO', 'MANUAL']"),
+        )),
+    }
+}
+
+/// Nova's `_ensure_auto_disk_config_is_valid`: AUTO on an image whose
+/// `auto_disk_config` property is `disabled` is a 400.
+pub fn check_auto_disk_config(
+    views: &Views,
+    image_ref: &str,
+    auto: Option<bool>,
+) -> Result<(), ApiError> {
+    if auto != Some(true) {
+        return Ok(());
+    }
+    let disabled = domain::ImageId::parse(image_ref)
+        .and_then(|iid| views.image(&iid))
+        .and_then(|img| img.spec.properties.get("auto_disk_config"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("disabled"));
+    if disabled {
+        return Err(ApiError::bad_request(format!(
+            "Requested image {image_ref} has automatic disk resize disabled."
+        )));
+    }
+    Ok(())
 }
 
 /// `personality` (create and rebuild before 2.57) as Nova's schema: a list of
@@ -679,6 +716,7 @@ impl Decode for CreateServer {
                 return Err(invalid("tags", &v, &format!("{v} is not of type 'array'")));
             }
         };
+        let auto_disk_config = s.disk_config.as_ref().map(disk_config).transpose()?;
         let personality = match &s.personality {
             None => Vec::new(),
             Some(v) => personality(&v.clone().unwrap_or(Value::Null))?,
@@ -713,6 +751,7 @@ impl Decode for CreateServer {
             config_drive,
             tags,
             personality,
+            auto_disk_config,
         })
     }
 }
@@ -885,6 +924,7 @@ pub fn resolve_create(
     if !req.image_ref.is_empty() {
         let img = usable_image(views, &req.image_ref, caller)?;
         check_image_fits(img, &flavor, false)?;
+        check_auto_disk_config(views, &req.image_ref, req.auto_disk_config)?;
     }
     if let Some(id) = &req.volume_image {
         let img = usable_image(views, id, caller)?;
@@ -939,6 +979,8 @@ pub struct UpdateServer {
     pub name: Option<String>,
     /// `Some(None)` clears the description (2.19+).
     pub description: Option<Option<String>>,
+    /// `OS-DCF:diskConfig` (AUTO: true), if given.
+    pub auto_disk_config: Option<bool>,
 }
 
 /// PUT /servers/{id}: `{"server": {...}}` (other top-level keys are ignored, as Nova's
@@ -949,8 +991,9 @@ struct UpdateServerBody {
 }
 
 /// The keys Nova's `update` schema knows; `description` from 2.19, `hostname` from
-/// 2.90 (checked by [`UpdateServer::decode`]). The access IPs, disk config and hostname
-/// are accepted and not recorded (no such fields in the domain).
+/// 2.90 (checked by [`UpdateServer::decode`]). The disk config is recorded
+/// (`instance.disk_config_set`); the access IPs and hostname are accepted and not
+/// recorded yet.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateServerFields {
@@ -963,7 +1006,7 @@ struct UpdateServerFields {
     #[serde(rename = "accessIPv6", default)]
     _access_ipv6: Option<IgnoredAny>,
     #[serde(rename = "OS-DCF:diskConfig", default)]
-    _disk_config: Option<IgnoredAny>,
+    disk_config: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     hostname: Option<Option<IgnoredAny>>,
 }
@@ -1005,9 +1048,11 @@ impl Decode for UpdateServer {
         if let Some(Some(d)) = &s.description {
             check_len("description", d, 0, 255)?;
         }
+        let auto_disk_config = s.disk_config.as_ref().map(disk_config).transpose()?;
         Ok(UpdateServer {
             name,
             description: s.description,
+            auto_disk_config,
         })
     }
 }
@@ -2023,9 +2068,20 @@ mod tests {
             d(json!({"server": {"name": "n", "description": null}}), 19).unwrap(),
             UpdateServer {
                 name: Some("n".into()),
-                description: Some(None)
+                description: Some(None),
+                auto_disk_config: None,
             }
         );
+        assert_eq!(
+            d(json!({"server": {"OS-DCF:diskConfig": "AUTO"}}), 1)
+                .unwrap()
+                .auto_disk_config,
+            Some(true)
+        );
+        assert!(d(json!({"server": {"OS-DCF:diskConfig": "auto"}}), 1)
+            .unwrap_err()
+            .message
+            .contains("is not one of ['AUTO', 'MANUAL']"));
         assert_eq!(
             d(json!({"server": {"description": "x"}}), 18)
                 .unwrap_err()

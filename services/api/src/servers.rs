@@ -248,7 +248,7 @@ pub async fn create(
     let body = json!({"server": {
         "id": sid,
         "links": view::links(caller.base(), "servers", &sid),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": if req.auto_disk_config == Some(true) { "AUTO" } else { "MANUAL" },
         "security_groups": [{"name": "default"}],
         "adminPass": admin_pass(ids[0].0),
     }});
@@ -296,19 +296,27 @@ async fn build_one(
     if group.is_some() {
         engine::failpoint("api-after-group-join");
     }
+    // Nova's default: the image's `auto_disk_config` property (a boolean string).
+    let auto_disk_config = req.auto_disk_config.or_else(|| {
+        let views = st.engine.world().read();
+        domain::ImageId::parse(&spec.image_ref)
+            .and_then(|iid| views.image(&iid))
+            .and_then(|img| img.spec.properties.get("auto_disk_config"))
+            .and_then(|v| parse::parse_bool(v))
+            .filter(|auto| *auto)
+    });
+    let mut cmd = InstanceCommand::Create(
+        Box::new(spec),
+        details.clone(),
+        Box::new(extras),
+        req.tags.clone(),
+    );
+    if let Some(auto) = auto_disk_config {
+        cmd = InstanceCommand::WithDiskConfig(Box::new(cmd), auto);
+    }
     let created = st
         .engine
-        .instance(
-            id,
-            InstanceCommand::Create(
-                Box::new(spec),
-                details.clone(),
-                Box::new(extras),
-                req.tags.clone(),
-            ),
-            &ctx,
-            &caller.meta(),
-        )
+        .instance(id, cmd, &ctx, &caller.meta())
         .await
         .map_err(ApiError::from);
     if let (Err(_), Some((project, gid))) = (&created, group) {
@@ -538,20 +546,25 @@ pub async fn update(
     Path(id): Path<String>,
     Typed(req): Typed<parse::UpdateServer>,
 ) -> Result<Json<Value>, ApiError> {
-    let parse::UpdateServer { name, description } = req;
+    let parse::UpdateServer {
+        name,
+        description,
+        auto_disk_config,
+    } = req;
     let iid = {
         let views = st.engine.world().read();
-        let iid = visible(&views, &id, &caller)?.id();
+        let i = visible(&views, &id, &caller)?;
+        parse::check_auto_disk_config(&views, &i.spec.image_ref, auto_disk_config)?;
+        let iid = i.id();
         require_cell_up(&st, &views, &iid)?;
         iid
     };
+    let mut cmd = InstanceCommand::Update { name, description };
+    if let Some(auto) = auto_disk_config {
+        cmd = InstanceCommand::WithDiskConfig(Box::new(cmd), auto);
+    }
     st.engine
-        .instance(
-            iid,
-            InstanceCommand::Update { name, description },
-            &caller.ctx(),
-            &caller.meta(),
-        )
+        .instance(iid, cmd, &caller.ctx(), &caller.meta())
         .await?;
     let views = st.engine.world().read();
     let i = visible(&views, &id, &caller)?;

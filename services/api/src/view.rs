@@ -227,7 +227,11 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         access(extras.and_then(|e| e.access_ip_v6.as_ref())),
     );
     put("links", links(base, "servers", &id));
-    put("OS-DCF:diskConfig", json!("MANUAL"));
+    let auto = extras.and_then(|e| e.auto_disk_config) == Some(true);
+    put(
+        "OS-DCF:diskConfig",
+        json!(if auto { "AUTO" } else { "MANUAL" }),
+    );
     if extended {
         put("key_name", json!(i.spec.key_name));
         // Nova stores the request as the string "True" (else "").

@@ -383,6 +383,10 @@ impl Engine {
                     let tags = r.extras.tags.clone();
                     evs.insert(0, instance::InstanceEvent::TagsSet { tags, at });
                 }
+                // The create's `OS-DCF:diskConfig` likewise.
+                if let (Some(at), Some(auto)) = (placed_at, r.extras.auto_disk_config) {
+                    evs.insert(0, instance::InstanceEvent::DiskConfigSet { auto, at });
+                }
             }
             Ok(evs)
         })

@@ -597,7 +597,8 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::TaskAdvanced { at, .. }
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
-        | E::TagsSet { at, .. } => *at,
+        | E::TagsSet { at, .. }
+        | E::DiskConfigSet { at, .. } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -885,6 +886,8 @@ pub fn notifications(
                 b.update(before, after, "nova-api");
             }
         }
+        // Shown by the API only; its command's own events notify.
+        E::DiskConfigSet { .. } => {}
         E::Deleted { .. } => {
             let i = before.unwrap_or(after);
             if i.task_state == Some(TaskState::Deleting) {
