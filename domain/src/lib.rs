@@ -23,6 +23,7 @@ pub mod ids;
 pub mod image;
 pub mod instance;
 pub mod keypair;
+pub mod metadef;
 pub mod quota;
 pub mod scheduling;
 pub mod server_group;

@@ -96,11 +96,14 @@ pub enum SubjectKind {
     Subscriptions,
     /// The claim on a flavor name (`stratus.api.flavor_name.<name>`).
     FlavorName,
+    /// Every image metadata-definition namespace, on one subject
+    /// (`stratus.api.metadefs.all`).
+    Metadefs,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 20] = [
+    pub const ALL: [SubjectKind; 21] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -121,6 +124,7 @@ impl SubjectKind {
         SubjectKind::UsageAudit,
         SubjectKind::Subscriptions,
         SubjectKind::FlavorName,
+        SubjectKind::Metadefs,
     ];
 
     /// The subject token.
@@ -146,6 +150,7 @@ impl SubjectKind {
             SubjectKind::UsageAudit => "usage_audit",
             SubjectKind::Subscriptions => "subscriptions",
             SubjectKind::FlavorName => "flavor_name",
+            SubjectKind::Metadefs => "metadefs",
         }
     }
 

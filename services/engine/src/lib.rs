@@ -18,6 +18,7 @@ pub mod flavors;
 pub mod images;
 pub mod keypairs;
 pub mod liveness;
+pub mod metadefs;
 mod pipeline;
 pub mod quota;
 pub mod reactor;

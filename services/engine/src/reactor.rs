@@ -73,6 +73,8 @@ pub enum Family {
     UsageAudit,
     /// [`Event::Subscription`] (webhook subscriptions).
     Subscription,
+    /// [`Event::Metadef`] (image metadata definitions).
+    Metadef,
 }
 
 impl Family {
@@ -92,6 +94,7 @@ impl Family {
             Event::Aggregate(_) => Family::Aggregate,
             Event::UsageAudit(_) => Family::UsageAudit,
             Event::Subscription(_) => Family::Subscription,
+            Event::Metadef(_) => Family::Metadef,
         }
     }
 
@@ -107,6 +110,7 @@ impl Family {
             "flavor" => Family::Flavor,
             "host" => Family::Host,
             "aggregate" => Family::Aggregate,
+            "metadef" => Family::Metadef,
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,
