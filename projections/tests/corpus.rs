@@ -749,6 +749,19 @@ fn samples() -> Vec<Event> {
             id: "c1".into(),
             at: t(69),
         }),
+        Event::Identity(IdentityEvent::Ec2CredCreated {
+            cred: domain::identity::Ec2Cred {
+                access: "0123456789abcdef0123456789abcdef".into(),
+                secret: "fedcba9876543210fedcba9876543210".into(),
+                project: ProjectId::new("p1").unwrap(),
+                created_at: t(70),
+            },
+            at: t(70),
+        }),
+        Event::Identity(IdentityEvent::Ec2CredDeleted {
+            access: "0123456789abcdef0123456789abcdef".into(),
+            at: t(71),
+        }),
     ]
 }
 
