@@ -20,6 +20,7 @@ use crate::metadef::MetadefEvent;
 use crate::quota::QuotaEvent;
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
+use crate::task::TaskEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,8 @@ pub enum Event {
     Subscription(SubscriptionEvent),
     /// A metadata-definitions event (api stream, one subject for all namespaces).
     Metadef(MetadefEvent),
+    /// An image task event (api stream, one subject per task).
+    Task(TaskEvent),
 }
 
 impl Event {
@@ -111,6 +114,7 @@ impl Event {
             },
             Event::Subscription(e) => e.event_type(),
             Event::Metadef(e) => e.event_type(),
+            Event::Task(e) => e.event_type(),
         }
     }
 

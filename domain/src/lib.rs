@@ -29,6 +29,7 @@ pub mod scheduling;
 pub mod server_group;
 pub mod states;
 pub mod subscription;
+pub mod task;
 
 pub use error::DomainError;
 pub use events::Event;

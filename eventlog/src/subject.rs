@@ -99,11 +99,13 @@ pub enum SubjectKind {
     /// Every image metadata-definition namespace, on one subject
     /// (`stratus.api.metadefs.all`).
     Metadefs,
+    /// One image task (`stratus.api.task.<uuid>`).
+    Task,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 21] = [
+    pub const ALL: [SubjectKind; 22] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -125,6 +127,7 @@ impl SubjectKind {
         SubjectKind::Subscriptions,
         SubjectKind::FlavorName,
         SubjectKind::Metadefs,
+        SubjectKind::Task,
     ];
 
     /// The subject token.
@@ -151,6 +154,7 @@ impl SubjectKind {
             SubjectKind::Subscriptions => "subscriptions",
             SubjectKind::FlavorName => "flavor_name",
             SubjectKind::Metadefs => "metadefs",
+            SubjectKind::Task => "task",
         }
     }
 

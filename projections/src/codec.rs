@@ -21,6 +21,7 @@ use domain::metadef::MetadefEvent;
 use domain::quota::QuotaEvent;
 use domain::server_group::ServerGroupEvent;
 use domain::subscription::SubscriptionEvent;
+use domain::task::TaskEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -52,6 +53,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::UsageAudit(x) => postcard::to_stdvec(x),
         Event::Subscription(x) => postcard::to_stdvec(x),
         Event::Metadef(x) => postcard::to_stdvec(x),
+        Event::Task(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -106,6 +108,7 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         (Some("subscription"), 1) => {
             Event::Subscription(postcard::from_bytes::<SubscriptionEvent>(payload).map_err(perr)?)
         }
+        (Some("task"), 1) => Event::Task(postcard::from_bytes::<TaskEvent>(payload).map_err(perr)?),
         (Some("metadef"), 1) => {
             Event::Metadef(postcard::from_bytes::<MetadefEvent>(payload).map_err(perr)?)
         }

@@ -21,6 +21,7 @@ pub mod quota;
 pub mod server_groups;
 pub mod store;
 pub mod subscriptions;
+pub mod tasks;
 pub mod usage;
 pub mod views;
 pub mod world;

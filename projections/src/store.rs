@@ -54,7 +54,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// flavor names).
 /// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
 /// 18: `ServerExtras.tags` (server tags, 2.26).
-/// 19: the `metadefs` model (image metadata definitions) and `ImageStatus::Deactivated`.
+/// 19: the `metadefs` and `tasks` models (image metadata definitions, image tasks),
+///     `ImageStatus::Deactivated` and `User.ec2_creds` (EC2 credentials).
 pub const SCHEMA: u64 = 19;
 
 /// Errors of the projection store.

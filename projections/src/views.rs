@@ -475,6 +475,7 @@ impl Default for Views {
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
         v.register::<crate::metadefs::Metadefs>();
+        v.register::<crate::tasks::Tasks>();
         v.register::<crate::usage::Usage>();
         v.register::<crate::usage::UsageAudits>();
         v.register::<crate::instance_actions::InstanceActions>();
@@ -654,6 +655,11 @@ impl Views {
     /// Host aggregates and their host / zone indexes.
     pub fn aggregates(&self) -> &Aggregates {
         self.model::<Aggregates>()
+    }
+
+    /// The image tasks.
+    pub fn tasks(&self) -> &crate::tasks::Tasks {
+        self.model::<crate::tasks::Tasks>()
     }
 
     /// The image metadata definitions.

@@ -396,6 +396,21 @@ fn samples() -> Vec<Event> {
         }),
         Event::Image(ImageEvent::Deactivated { at: t(35) }),
         Event::Image(ImageEvent::Reactivated { at: t(36) }),
+        Event::Task(domain::task::TaskEvent::Created {
+            spec: domain::task::TaskSpec {
+                id: "00000000-0000-0000-0000-000000000009".into(),
+                task_type: "import".into(),
+                owner: "p1".into(),
+                user_id: "u1".into(),
+                request_id: "req-00000000-0000-0000-0000-000000000010".into(),
+                input: "{\"import_from\":\"http://example.com/x.qcow2\"}".into(),
+            },
+            at: t(49),
+        }),
+        Event::Task(domain::task::TaskEvent::Failed {
+            message: "no remote data".into(),
+            at: t(50),
+        }),
         Event::Metadef(MetadefEvent::NamespaceCreated {
             new: NewNamespace {
                 fields: ns_fields(),

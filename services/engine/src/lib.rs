@@ -25,6 +25,7 @@ pub mod reactor;
 pub mod runtime;
 pub mod server_groups;
 pub mod subscriptions;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -75,6 +75,8 @@ pub enum Family {
     Subscription,
     /// [`Event::Metadef`] (image metadata definitions).
     Metadef,
+    /// [`Event::Task`] (image tasks).
+    Task,
 }
 
 impl Family {
@@ -95,6 +97,7 @@ impl Family {
             Event::UsageAudit(_) => Family::UsageAudit,
             Event::Subscription(_) => Family::Subscription,
             Event::Metadef(_) => Family::Metadef,
+            Event::Task(_) => Family::Task,
         }
     }
 
@@ -111,6 +114,7 @@ impl Family {
             "host" => Family::Host,
             "aggregate" => Family::Aggregate,
             "metadef" => Family::Metadef,
+            "task" => Family::Task,
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,

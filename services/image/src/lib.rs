@@ -36,6 +36,7 @@ pub mod parse;
 pub mod policy;
 pub mod recovery;
 pub mod store;
+pub mod tasks;
 pub mod view;
 
 use std::sync::Arc;
@@ -139,6 +140,9 @@ fn routes() -> Vec<Route> {
         route(M::POST, "/v2/images/{id}/actions/deactivate", deactivate),
         route(M::POST, "/v2/images/{id}/actions/reactivate", reactivate),
         route(M::GET, "/v2/info/import", info_import),
+        route(M::GET, "/v2/tasks", tasks::list),
+        route(M::POST, "/v2/tasks", tasks::create),
+        route(M::GET, "/v2/tasks/{task_id}", tasks::show),
         route(M::GET, "/v2/metadefs/namespaces", metadefs::list_namespaces),
         route(
             M::POST,

@@ -197,6 +197,15 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "reactivate",
         Target::Image,
     ),
+    ep("GET", "/v2/tasks", Admin, "tasks_api_access", Target::None),
+    ep("POST", "/v2/tasks", Admin, "tasks_api_access", Target::None),
+    ep(
+        "GET",
+        "/v2/tasks/{task_id}",
+        Admin,
+        "tasks_api_access",
+        Target::None,
+    ),
     ep(
         "GET",
         "/v2/info/import",

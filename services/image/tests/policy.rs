@@ -75,6 +75,7 @@ fn request(
     let tag = if method == "POST" { "t3" } else { "t1" };
     let url = path
         .replace("{namespace}", id)
+        .replace("{task_id}", id)
         .replace("{object}", "o1")
         .replace("{property}", "prop1")
         .replace("{resource_type}", "OS::Glance::Image")
@@ -95,6 +96,10 @@ fn request(
             .header("Content-Type", PATCH)
             .body(json!([{"op": "replace", "path": "/name", "value": "renamed"}]).to_string()),
         ("POST", "/v2/images/{id}/actions/deactivate" | "/v2/images/{id}/actions/reactivate") => rb,
+        ("POST", "/v2/tasks") => rb.json(&json!({"type": "import", "input": {
+            "import_from": "http://example.invalid/x.qcow2",
+            "import_from_format": "qcow2",
+            "image_properties": {"disk_format": "qcow2", "container_format": "bare"}}})),
         ("POST", "/v2/metadefs/namespaces") => rb.json(&json!({"namespace": format!("{id}-new")})),
         ("PUT", "/v2/metadefs/namespaces/{namespace}") => {
             rb.json(&json!({"namespace": id, "visibility": "public"}))
@@ -157,6 +162,16 @@ async fn every_row_every_role_own_and_other_project() {
                     let name = format!("ns-{cases}");
                     namespace_fixture(&g, &name).await;
                     name
+                } else if row.path == "/v2/tasks/{task_id}" {
+                    let r = g
+                        .send(
+                            g.rb(Method::POST, "/v2/tasks", "owner:p1:admin")
+                                .json(&json!({"type": "import", "input": {
+                                    "import_from": "http://example.invalid/x.qcow2"}})),
+                        )
+                        .await;
+                    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+                    r.json()["id"].as_str().unwrap().to_string()
                 } else if row.path.starts_with("/v2/metadefs") {
                     format!("ns-{cases}")
                 } else {
@@ -215,6 +230,7 @@ async fn a_token_without_a_known_role_only_reads_what_needs_no_role() {
             .replace("{tag}", "t")
             .replace("{kind}", "namespace")
             .replace("{namespace}", "ns")
+            .replace("{task_id}", "t")
             .replace("{object}", "o")
             .replace("{property}", "p")
             .replace("{resource_type}", "OS::Glance::Image");
