@@ -16,9 +16,11 @@ use crate::identity::IdentityEvent;
 use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
+use crate::metadef::MetadefEvent;
 use crate::quota::QuotaEvent;
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
+use crate::task::TaskEvent;
 
 /// Any domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +47,10 @@ pub enum Event {
     UsageAudit(AuditEvent),
     /// A webhook subscription event (api stream, one subject per subscription).
     Subscription(SubscriptionEvent),
+    /// A metadata-definitions event (api stream, one subject for all namespaces).
+    Metadef(MetadefEvent),
+    /// An image task event (api stream, one subject per task).
+    Task(TaskEvent),
 }
 
 impl Event {
@@ -88,6 +94,8 @@ impl Event {
                 ImageEvent::MemberAdded { .. } => "image.member_added",
                 ImageEvent::MemberUpdated { .. } => "image.member_updated",
                 ImageEvent::MemberRemoved { .. } => "image.member_removed",
+                ImageEvent::Deactivated { .. } => "image.deactivated",
+                ImageEvent::Reactivated { .. } => "image.reactivated",
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),
@@ -105,6 +113,8 @@ impl Event {
                 AuditEvent::PeriodClosed { .. } => "audit.period_closed",
             },
             Event::Subscription(e) => e.event_type(),
+            Event::Metadef(e) => e.event_type(),
+            Event::Task(e) => e.event_type(),
         }
     }
 

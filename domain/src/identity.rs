@@ -30,6 +30,9 @@
 //!   appended with its expected sequence), only the secret's argon2 hash is stored.
 //!   As in Keystone, revoking a role on a project deletes the user's credentials on
 //!   that project, and disabling the user deletes all of them (same commit).
+//! - EC2 credentials live on their user too (`user.ec2_cred_created` /
+//!   `user.ec2_cred_deleted`), keyed by their access key; their secret is kept as is
+//!   (Keystone shows it on GET; see [`Ec2Cred`]). They go with their user.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -166,6 +169,24 @@ pub struct User {
     pub app_creds: BTreeMap<String, AppCred>,
     /// Keystone's extra attributes (`email`, `description`, ...): name -> JSON text.
     pub extra: BTreeMap<String, String>,
+    /// EC2 credentials, by access key (`user.ec2_cred_*`).
+    pub ec2_creds: BTreeMap<String, Ec2Cred>,
+}
+
+/// An EC2 credential (Keystone's `ec2` credential type, `OS-EC2`): an access key and
+/// its secret for one project. Unlike passwords and application credentials the secret
+/// is kept as created: Keystone shows it again on every GET, and an EC2 signature can
+/// only be checked with the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ec2Cred {
+    /// 32-hex access key (unique: a uuid).
+    pub access: String,
+    /// 32-hex secret.
+    pub secret: String,
+    /// The project (Keystone's `tenant_id`).
+    pub project: ProjectId,
+    /// When it was created.
+    pub created_at: Timestamp,
 }
 
 /// An application credential: a secret standing for its user on one project with a
@@ -300,6 +321,10 @@ pub enum IdentityCommand {
     CreateAppCred(AppCred),
     /// Delete an application credential.
     DeleteAppCred { id: String },
+    /// Create an EC2 credential.
+    CreateEc2Cred(Ec2Cred),
+    /// Delete an EC2 credential by access key.
+    DeleteEc2Cred { access: String },
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -400,6 +425,10 @@ pub enum IdentityEvent {
     AppCredCreated { cred: AppCred, at: Timestamp },
     /// `user.app_cred_deleted`
     AppCredDeleted { id: String, at: Timestamp },
+    /// `user.ec2_cred_created`
+    Ec2CredCreated { cred: Ec2Cred, at: Timestamp },
+    /// `user.ec2_cred_deleted`
+    Ec2CredDeleted { access: String, at: Timestamp },
 }
 
 impl IdentityEvent {
@@ -423,6 +452,8 @@ impl IdentityEvent {
             IdentityEvent::UserTokenRevoked { .. } => "user.token_revoked",
             IdentityEvent::AppCredCreated { .. } => "user.app_cred_created",
             IdentityEvent::AppCredDeleted { .. } => "user.app_cred_deleted",
+            IdentityEvent::Ec2CredCreated { .. } => "user.ec2_cred_created",
+            IdentityEvent::Ec2CredDeleted { .. } => "user.ec2_cred_deleted",
         }
     }
 }
@@ -741,6 +772,26 @@ pub fn decide(
             }
             Ok(vec![E::AppCredDeleted { id, at: now }])
         }
+        C::CreateEc2Cred(cred) => {
+            let u = user(state)?;
+            if u.ec2_creds.contains_key(&cred.access) {
+                return Err(DomainError::AlreadyExists {
+                    kind: "Ec2Credential",
+                    id: cred.access,
+                });
+            }
+            Ok(vec![E::Ec2CredCreated { cred, at: now }])
+        }
+        C::DeleteEc2Cred { access } => {
+            let u = user(state)?;
+            if !u.ec2_creds.contains_key(&access) {
+                return Err(DomainError::NotFound {
+                    kind: "Ec2Credential",
+                    id: access,
+                });
+            }
+            Ok(vec![E::Ec2CredDeleted { access, at: now }])
+        }
     }
 }
 
@@ -825,6 +876,7 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             revoked: BTreeMap::new(),
             app_creds: BTreeMap::new(),
             extra: BTreeMap::new(),
+            ec2_creds: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -928,6 +980,14 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
         }
         (Some(IdentityState::User(mut u)), E::AppCredDeleted { id, .. }) => {
             u.app_creds.remove(id);
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::Ec2CredCreated { cred, .. }) => {
+            u.ec2_creds.insert(cred.access.clone(), cred.clone());
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::Ec2CredDeleted { access, .. }) => {
+            u.ec2_creds.remove(access);
             Some(IdentityState::User(u))
         }
         (s, _) => s,

@@ -8,6 +8,7 @@
 //!   -> `active` (data durable, size and checksums recorded) ; `saving` -> `queued`
 //!   when an upload fails while the service is alive; any -> `deleted` (a tombstone:
 //!   the id is never reused). A deleted image refuses every command (404).
+//!   `active` <-> `deactivated` by the deactivate / reactivate actions (owner or admin).
 //! - An upload starts only from `queued`, with `disk_format` and `container_format`
 //!   set; it finishes only from `saving`.
 //! - Visibility: a `public` (or `community`) image is visible to every project; a
@@ -167,6 +168,10 @@ pub enum ImageStatus {
     Active,
     /// Deleted (tombstone).
     Deleted,
+    /// Active data an admin or the owner took out of use (`POST .../actions/deactivate`):
+    /// visible, not bootable, its data downloadable by admins only. (Appended: older
+    /// stored rows keep decoding.)
+    Deactivated,
 }
 
 impl ImageStatus {
@@ -177,6 +182,7 @@ impl ImageStatus {
             ImageStatus::Saving => "saving",
             ImageStatus::Active => "active",
             ImageStatus::Deleted => "deleted",
+            ImageStatus::Deactivated => "deactivated",
         }
     }
 }
@@ -330,6 +336,10 @@ pub enum ImageCommand {
     Update(Vec<ImageChange>),
     /// Delete.
     Delete,
+    /// Take active data out of use (active -> deactivated; deactivated: nothing to do).
+    Deactivate,
+    /// Put it back (deactivated -> active; active: nothing to do).
+    Reactivate,
 }
 
 /// Events of an image.
@@ -369,6 +379,10 @@ pub enum ImageEvent {
     },
     /// `image.member_removed`
     MemberRemoved { member: String, at: Timestamp },
+    /// `image.deactivated`
+    Deactivated { at: Timestamp },
+    /// `image.reactivated`
+    Reactivated { at: Timestamp },
 }
 
 fn printable(s: &str) -> bool {
@@ -725,6 +739,29 @@ fn decide_existing(
             }
             Ok(vec![ImageEvent::Updated { changes, at }])
         }
+        ImageCommand::Deactivate | ImageCommand::Reactivate => {
+            // Glance's domain: the other status is a no-op, anything else a 403.
+            let deactivate = cmd == ImageCommand::Deactivate;
+            let (from, to, what) = if deactivate {
+                (ImageStatus::Active, ImageStatus::Deactivated, "deactivate")
+            } else {
+                (ImageStatus::Deactivated, ImageStatus::Active, "reactivate")
+            };
+            if img.status == to {
+                return Ok(vec![]);
+            }
+            if img.status != from {
+                return Err(DomainError::Forbidden(format!(
+                    "Not allowed to {what} image in status '{}'",
+                    img.status.as_str()
+                )));
+            }
+            Ok(vec![if deactivate {
+                ImageEvent::Deactivated { at }
+            } else {
+                ImageEvent::Reactivated { at }
+            }])
+        }
         ImageCommand::Delete => {
             if img.spec.protected {
                 return Err(DomainError::Forbidden(format!(
@@ -830,6 +867,16 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         }),
         ImageEvent::MemberRemoved { member, .. } => state.map(|mut i| {
             i.members.remove(member);
+            i
+        }),
+        ImageEvent::Deactivated { at } => state.map(|mut i| {
+            i.status = ImageStatus::Deactivated;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::Reactivated { at } => state.map(|mut i| {
+            i.status = ImageStatus::Active;
+            i.updated_at = *at;
             i
         }),
     }

@@ -23,11 +23,13 @@ pub mod ids;
 pub mod image;
 pub mod instance;
 pub mod keypair;
+pub mod metadef;
 pub mod quota;
 pub mod scheduling;
 pub mod server_group;
 pub mod states;
 pub mod subscription;
+pub mod task;
 
 pub use error::DomainError;
 pub use events::Event;

@@ -96,11 +96,16 @@ pub enum SubjectKind {
     Subscriptions,
     /// The claim on a flavor name (`stratus.api.flavor_name.<name>`).
     FlavorName,
+    /// Every image metadata-definition namespace, on one subject
+    /// (`stratus.api.metadefs.all`).
+    Metadefs,
+    /// One image task (`stratus.api.task.<uuid>`).
+    Task,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 20] = [
+    pub const ALL: [SubjectKind; 22] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -121,6 +126,8 @@ impl SubjectKind {
         SubjectKind::UsageAudit,
         SubjectKind::Subscriptions,
         SubjectKind::FlavorName,
+        SubjectKind::Metadefs,
+        SubjectKind::Task,
     ];
 
     /// The subject token.
@@ -146,6 +153,8 @@ impl SubjectKind {
             SubjectKind::UsageAudit => "usage_audit",
             SubjectKind::Subscriptions => "subscriptions",
             SubjectKind::FlavorName => "flavor_name",
+            SubjectKind::Metadefs => "metadefs",
+            SubjectKind::Task => "task",
         }
     }
 

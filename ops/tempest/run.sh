@@ -104,6 +104,16 @@ for i in range(1, 3):
     p = project(f"tempest-admin-{i}")
     user(f"tempest-admin-{i}", p, "admin")
     accounts.append({"username": f"tempest-admin-{i}", "project_name": f"tempest-admin-{i}", "password": f"pw-tempest-admin-{i}", "types": ["admin"], "roles": ["admin"]})
+# Tempest's "alt" credentials are the first free non-admin account of the file, whatever
+# its project; these come first, each alone in its project, so an alt user never shares
+# the primary user's project (as with tempest's dynamic credentials; test_projects'
+# test_list_projects_returns_only_authorized_projects logs the primary user into the
+# alt project and expects a 401). Persona projects (manager + member + reader) score
+# higher, so tempest picks the primary persona there.
+for i in range(1, 4):
+    u = f"tempest-alt-{i}"
+    user(u, project(u), "member")
+    accounts.append({"username": u, "project_name": u, "password": "pw-" + u, "roles": ["member"]})
 for i in range(1, 7):
     pname = f"tempest-{i}"
     p = project(pname)
@@ -215,6 +225,9 @@ build_interval = 1
 api_v2 = True
 api_v1 = False
 import_image = False
+# Stratus stores image data as given: it does not inspect uploads against disk_format
+# (Glance does since 2024.2), so tempest may upload bogus data (ListUserImagesTest).
+image_format_enforcement = False
 
 [network-feature-enabled]
 ipv6 = False

@@ -17,9 +17,11 @@ use domain::identity::IdentityEvent;
 use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::keypair::KeypairEvent;
+use domain::metadef::MetadefEvent;
 use domain::quota::QuotaEvent;
 use domain::server_group::ServerGroupEvent;
 use domain::subscription::SubscriptionEvent;
+use domain::task::TaskEvent;
 use domain::Event;
 use eventlog::{NewEvent, StoredEvent};
 
@@ -50,6 +52,8 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Aggregate(x) => postcard::to_stdvec(x),
         Event::UsageAudit(x) => postcard::to_stdvec(x),
         Event::Subscription(x) => postcard::to_stdvec(x),
+        Event::Metadef(x) => postcard::to_stdvec(x),
+        Event::Task(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -103,6 +107,10 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("subscription"), 1) => {
             Event::Subscription(postcard::from_bytes::<SubscriptionEvent>(payload).map_err(perr)?)
+        }
+        (Some("task"), 1) => Event::Task(postcard::from_bytes::<TaskEvent>(payload).map_err(perr)?),
+        (Some("metadef"), 1) => {
+            Event::Metadef(postcard::from_bytes::<MetadefEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

@@ -55,7 +55,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
 /// 18: `ServerExtras.tags` (server tags, 2.26).
 /// 19: `ServerExtras.tags_set` (a create's tags, 2.52) and `.auto_disk_config`.
-pub const SCHEMA: u64 = 19;
+/// 20: the `metadefs` and `tasks` models (image metadata definitions, image tasks),
+///     `ImageStatus::Deactivated` and `User.ec2_creds` (EC2 credentials).
+pub const SCHEMA: u64 = 20;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

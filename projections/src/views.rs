@@ -474,6 +474,8 @@ impl Default for Views {
         v.register::<crate::server_groups::ServerGroups>();
         v.register::<crate::keypairs::Keypairs>();
         v.register::<Aggregates>();
+        v.register::<crate::metadefs::Metadefs>();
+        v.register::<crate::tasks::Tasks>();
         v.register::<crate::usage::Usage>();
         v.register::<crate::usage::UsageAudits>();
         v.register::<crate::instance_actions::InstanceActions>();
@@ -653,6 +655,16 @@ impl Views {
     /// Host aggregates and their host / zone indexes.
     pub fn aggregates(&self) -> &Aggregates {
         self.model::<Aggregates>()
+    }
+
+    /// The image tasks.
+    pub fn tasks(&self) -> &crate::tasks::Tasks {
+        self.model::<crate::tasks::Tasks>()
+    }
+
+    /// The image metadata definitions.
+    pub fn metadefs(&self) -> &crate::metadefs::Metadefs {
+        self.model::<crate::metadefs::Metadefs>()
     }
 
     /// The availability zone of a host: the zone of its aggregates, else Nova's default

@@ -17,11 +17,25 @@ use domain::identity::{IdentityEvent, IdentityName, NameKind, RoleId};
 use domain::image::{ImageChange, ImageData, ImageEvent, ImageSpec, MemberStatus, Visibility};
 use domain::instance::*;
 use domain::keypair::{KeyType, KeypairEvent};
+use domain::metadef::{
+    AssociationSpec, MetadefEvent, NamespaceFields, NewNamespace, NsVisibility, ObjectSpec,
+};
 use domain::quota::{QuotaEvent, Resource, Usage};
 use domain::server_group::{self, ServerGroupEvent};
 use domain::*;
 use projections::codec;
 use uuid::Uuid;
+
+fn ns_fields() -> NamespaceFields {
+    NamespaceFields {
+        namespace: "OS::Compute::Demo".into(),
+        display_name: Some("Demo".into()),
+        description: None,
+        visibility: NsVisibility::Public,
+        protected: false,
+        owner: "p1".into(),
+    }
+}
 
 fn u(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -384,6 +398,112 @@ fn samples() -> Vec<Event> {
             member: "p2".into(),
             at: t(34),
         }),
+        Event::Image(ImageEvent::Deactivated { at: t(35) }),
+        Event::Image(ImageEvent::Reactivated { at: t(36) }),
+        Event::Task(domain::task::TaskEvent::Created {
+            spec: domain::task::TaskSpec {
+                id: "00000000-0000-0000-0000-000000000009".into(),
+                task_type: "import".into(),
+                owner: "p1".into(),
+                user_id: "u1".into(),
+                request_id: "req-00000000-0000-0000-0000-000000000010".into(),
+                input: "{\"import_from\":\"http://example.com/x.qcow2\"}".into(),
+            },
+            at: t(49),
+        }),
+        Event::Task(domain::task::TaskEvent::Failed {
+            message: "no remote data".into(),
+            at: t(50),
+        }),
+        Event::Metadef(MetadefEvent::NamespaceCreated {
+            new: NewNamespace {
+                fields: ns_fields(),
+                associations: vec![AssociationSpec {
+                    name: "OS::Glance::Image".into(),
+                    prefix: Some("hw_".into()),
+                    properties_target: None,
+                }],
+                objects: vec![ObjectSpec {
+                    name: "CPU".into(),
+                    description: Some("cpu".into()),
+                    required: vec!["cores".into()],
+                    properties: "{}".into(),
+                }],
+                properties: vec![(
+                    "cores".into(),
+                    "{\"title\":\"Cores\",\"type\":\"integer\"}".into(),
+                )],
+                tags: vec!["fast".into()],
+            },
+            at: t(37),
+        }),
+        Event::Metadef(MetadefEvent::NamespaceUpdated {
+            namespace: "OS::Compute::Demo".into(),
+            fields: ns_fields(),
+            at: t(38),
+        }),
+        Event::Metadef(MetadefEvent::NamespaceDeleted {
+            namespace: "OS::Compute::Demo".into(),
+            at: t(39),
+        }),
+        Event::Metadef(MetadefEvent::ObjectPut {
+            namespace: "OS::Compute::Demo".into(),
+            replaces: Some("CPU".into()),
+            object: ObjectSpec {
+                name: "CPU2".into(),
+                description: None,
+                required: vec![],
+                properties: "{}".into(),
+            },
+            at: t(40),
+        }),
+        Event::Metadef(MetadefEvent::ObjectDeleted {
+            namespace: "OS::Compute::Demo".into(),
+            name: "CPU2".into(),
+            at: t(41),
+        }),
+        Event::Metadef(MetadefEvent::PropertyPut {
+            namespace: "OS::Compute::Demo".into(),
+            replaces: None,
+            name: "threads".into(),
+            definition: "{\"title\":\"Threads\",\"type\":\"integer\"}".into(),
+            at: t(42),
+        }),
+        Event::Metadef(MetadefEvent::PropertyDeleted {
+            namespace: "OS::Compute::Demo".into(),
+            name: "threads".into(),
+            at: t(43),
+        }),
+        Event::Metadef(MetadefEvent::TagsReplaced {
+            namespace: "OS::Compute::Demo".into(),
+            tags: vec!["a".into(), "b".into()],
+            at: t(44),
+        }),
+        Event::Metadef(MetadefEvent::TagPut {
+            namespace: "OS::Compute::Demo".into(),
+            replaces: Some("a".into()),
+            name: "c".into(),
+            at: t(45),
+        }),
+        Event::Metadef(MetadefEvent::TagDeleted {
+            namespace: "OS::Compute::Demo".into(),
+            name: "c".into(),
+            at: t(46),
+        }),
+        Event::Metadef(MetadefEvent::AssociationAdded {
+            namespace: "OS::Compute::Demo".into(),
+            association: AssociationSpec {
+                name: "OS::Nova::Flavor".into(),
+                prefix: None,
+                properties_target: Some("metadata".into()),
+            },
+            at: t(47),
+        }),
+        Event::Metadef(MetadefEvent::AssociationRemoved {
+            namespace: "OS::Compute::Demo".into(),
+            name: "OS::Nova::Flavor".into(),
+            at: t(48),
+        }),
         Event::Identity(IdentityEvent::NameClaimed {
             kind: NameKind::User,
             domain_id: "default".into(),
@@ -647,6 +767,19 @@ fn samples() -> Vec<Event> {
         Event::Identity(IdentityEvent::AppCredDeleted {
             id: "c1".into(),
             at: t(69),
+        }),
+        Event::Identity(IdentityEvent::Ec2CredCreated {
+            cred: domain::identity::Ec2Cred {
+                access: "0123456789abcdef0123456789abcdef".into(),
+                secret: "fedcba9876543210fedcba9876543210".into(),
+                project: ProjectId::new("p1").unwrap(),
+                created_at: t(70),
+            },
+            at: t(70),
+        }),
+        Event::Identity(IdentityEvent::Ec2CredDeleted {
+            access: "0123456789abcdef0123456789abcdef".into(),
+            at: t(71),
         }),
     ]
 }

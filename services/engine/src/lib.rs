@@ -18,12 +18,14 @@ pub mod flavors;
 pub mod images;
 pub mod keypairs;
 pub mod liveness;
+pub mod metadefs;
 mod pipeline;
 pub mod quota;
 pub mod reactor;
 pub mod runtime;
 pub mod server_groups;
 pub mod subscriptions;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -73,6 +73,10 @@ pub enum Family {
     UsageAudit,
     /// [`Event::Subscription`] (webhook subscriptions).
     Subscription,
+    /// [`Event::Metadef`] (image metadata definitions).
+    Metadef,
+    /// [`Event::Task`] (image tasks).
+    Task,
 }
 
 impl Family {
@@ -92,6 +96,8 @@ impl Family {
             Event::Aggregate(_) => Family::Aggregate,
             Event::UsageAudit(_) => Family::UsageAudit,
             Event::Subscription(_) => Family::Subscription,
+            Event::Metadef(_) => Family::Metadef,
+            Event::Task(_) => Family::Task,
         }
     }
 
@@ -107,6 +113,8 @@ impl Family {
             "flavor" => Family::Flavor,
             "host" => Family::Host,
             "aggregate" => Family::Aggregate,
+            "metadef" => Family::Metadef,
+            "task" => Family::Task,
             "cell" => Family::Cell,
             "image" => Family::Image,
             "identity" | "project" | "user" | "role" => Family::Identity,

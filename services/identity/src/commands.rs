@@ -16,8 +16,8 @@
 //! - A refused command appends nothing.
 
 use domain::identity::{
-    self, AppCred, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind, Refs,
-    RoleId, DEFAULT_DOMAIN_ID,
+    self, AppCred, Ec2Cred, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind,
+    Refs, RoleId, DEFAULT_DOMAIN_ID,
 };
 use domain::{Ctx, DomainError, Event, ProjectId, UserId};
 use engine::Meta;
@@ -695,4 +695,27 @@ pub async fn delete_app_cred(
         ))),
         other => other,
     }
+}
+
+/// Creates an EC2 credential of `user`.
+pub async fn create_ec2_cred(
+    log: &dyn EventLog,
+    user: &UserId,
+    cred: Ec2Cred,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    on_user(log, user, IdentityCommand::CreateEc2Cred(cred), who).await
+}
+
+/// Deletes an EC2 credential of `user` by access key.
+pub async fn delete_ec2_cred(
+    log: &dyn EventLog,
+    user: &UserId,
+    access: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let cmd = IdentityCommand::DeleteEc2Cred {
+        access: access.to_string(),
+    };
+    on_user(log, user, cmd, who).await
 }

@@ -42,7 +42,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use domain::identity::{
-    AppCred, IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
+    AppCred, Ec2Cred, IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID,
+    DEFAULT_DOMAIN_NAME,
 };
 use domain::{ProjectId, Timestamp, UserId};
 use eventlog::{EventLog, StreamName};
@@ -148,6 +149,8 @@ fn routes() -> Vec<Route> {
     const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
     const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
     const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
+    const EC2_CREDS: &str = "/v3/users/{id}/credentials/OS-EC2";
+    const EC2_CRED: &str = "/v3/users/{id}/credentials/OS-EC2/{access}";
     vec![
         route(M::GET, "/", versions),
         route(M::GET, "/v3", version),
@@ -173,6 +176,10 @@ fn routes() -> Vec<Route> {
         route(M::POST, APP_CREDS, create_app_cred),
         route(M::GET, APP_CRED, show_app_cred),
         route(M::DELETE, APP_CRED, delete_app_cred),
+        route(M::GET, EC2_CREDS, list_ec2_creds),
+        route(M::POST, EC2_CREDS, create_ec2_cred),
+        route(M::GET, EC2_CRED, show_ec2_cred),
+        route(M::DELETE, EC2_CRED, delete_ec2_cred),
         route(M::GET, "/v3/roles", list_roles),
         route(M::POST, "/v3/roles", create_role),
         route(M::GET, "/v3/roles/{id}", show_role),
@@ -1672,6 +1679,165 @@ async fn delete_app_cred(
     let pos = commands::delete_app_cred(api.log.as_ref(), &uid, &cred, &actor(&me, &rid)).await?;
     settle(&api, pos).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- EC2 credentials (OS-EC2) ----
+
+fn ec2_json(user: &UserId, c: &Ec2Cred, base: &str) -> Value {
+    json!({
+        "user_id": user.as_str(),
+        "tenant_id": c.project.as_str(),
+        "access": c.access,
+        "secret": c.secret,
+        "trust_id": null,
+        "links": {"self": format!("{base}/v3/users/{user}/credentials/OS-EC2/{}", c.access)},
+    })
+}
+
+/// Keystone's 404 for an unknown access key names the credential's id, the SHA-256 of
+/// the access key.
+fn ec2_not_found(access: &str) -> IdentityError {
+    use sha2::Digest as _;
+    let id: String = sha2::Sha256::digest(access.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    IdentityError::NotFound(format!("Could not find credential: {id}."))
+}
+
+/// A fresh 32-hex key (Keystone's `uuid4().hex` access keys and secrets).
+fn hex_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[derive(Deserialize)]
+struct CreateEc2Req {
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+/// `POST /v3/users/{id}/credentials/OS-EC2` (`{"tenant_id": ...}`): 201 with a new
+/// access key and secret. Keystone's `ec2_create_credential`: admin, or the user
+/// itself with a member role; the project must exist (a role on it is not required,
+/// as in Keystone).
+async fn create_ec2_cred(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let member = me
+        .roles
+        .iter()
+        .any(|r| matches!(r.name.as_str(), "admin" | "manager" | "member"));
+    if !member {
+        return Err(IdentityError::Forbidden(
+            "You are not authorized to perform the requested action: identity:ec2_create_credential."
+                .into(),
+        ));
+    }
+    if !me.may_manage_app_creds() {
+        return Err(IdentityError::Forbidden(RESTRICTED_APP_CRED.into()));
+    }
+    let req: CreateEc2Req = parse(&body)?;
+    let tenant = req.tenant_id.unwrap_or_default();
+    let project = {
+        let views = api.world.read();
+        ProjectId::new(tenant.clone())
+            .ok()
+            .and_then(|p| views.identity().project(&p).map(|p| p.id.clone()))
+            .ok_or_else(|| {
+                let shown = if tenant.is_empty() { "None" } else { &tenant };
+                IdentityError::NotFound(format!("Could not find project: {shown}."))
+            })?
+    };
+    let cred = Ec2Cred {
+        access: hex_key(),
+        secret: hex_key(),
+        project,
+        created_at: engine::now(),
+    };
+    let v = ec2_json(&uid, &cred, &base(&headers, &api));
+    let pos = commands::create_ec2_cred(api.log.as_ref(), &uid, cred, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok((StatusCode::CREATED, Json(json!({"credential": v}))).into_response())
+}
+
+/// `GET /v3/users/{id}/credentials/OS-EC2`
+async fn list_ec2_creds(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let items = views
+        .identity()
+        .user(&uid)
+        .map(|u| {
+            let mut v: Vec<&Ec2Cred> = u.ec2_creds.values().collect();
+            v.sort_by(|a, b| (a.created_at, &a.access).cmp(&(b.created_at, &b.access)));
+            v.into_iter().map(|c| ec2_json(&uid, c, &b)).collect()
+        })
+        .unwrap_or_default();
+    Ok(collection(
+        "credentials",
+        items,
+        &b,
+        &format!("/v3/users/{id}/credentials/OS-EC2"),
+    ))
+}
+
+/// `GET /v3/users/{id}/credentials/OS-EC2/{access}`
+async fn show_ec2_cred(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((id, access)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let c = views
+        .identity()
+        .user(&uid)
+        .and_then(|u| u.ec2_creds.get(&access))
+        .ok_or_else(|| ec2_not_found(&access))?;
+    Ok(Json(json!({"credential": ec2_json(&uid, c, &b)})).into_response())
+}
+
+/// `DELETE /v3/users/{id}/credentials/OS-EC2/{access}`: 204.
+async fn delete_ec2_cred(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path((id, access)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    {
+        let views = api.world.read();
+        views
+            .identity()
+            .user(&uid)
+            .and_then(|u| u.ec2_creds.get(&access))
+            .ok_or_else(|| ec2_not_found(&access))?;
+    }
+    match commands::delete_ec2_cred(api.log.as_ref(), &uid, &access, &actor(&me, &rid)).await {
+        Err(IdentityError::Domain(domain::DomainError::NotFound { .. })) => {
+            Err(ec2_not_found(&access))
+        }
+        Err(e) => Err(e),
+        Ok(pos) => {
+            settle(&api, pos).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
 }
 
 // ---- roles ----

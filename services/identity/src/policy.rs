@@ -33,6 +33,10 @@ pub enum Rule {
     Admin,
     /// Only the user named in the path, admins included (else 403).
     SelfOnly,
+    /// Admin, or the user named in the path with a member (or manager) role on the
+    /// token's project: another user is a 404, a reader itself a 403 (Keystone's
+    /// `ADMIN_OR_MEMBER_AND_CRED_OWNER`).
+    AdminOrMemberSelf,
 }
 
 impl fmt::Display for Rule {
@@ -46,6 +50,9 @@ impl fmt::Display for Rule {
             Rule::AdminOrOwnToken => "admin, or the token's own user (else 403)",
             Rule::Admin => "admin (else 403)",
             Rule::SelfOnly => "the user itself only, admins too (else 403)",
+            Rule::AdminOrMemberSelf => {
+                "admin, or the user itself with a member role (else 404; a reader 403)"
+            }
         })
     }
 }
@@ -75,9 +82,12 @@ const fn ep(method: &'static str, path: &'static str, rule: Rule, name: &'static
 const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
 const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
 const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
+const EC2_CREDS: &str = "/v3/users/{id}/credentials/OS-EC2";
+const EC2_CRED: &str = "/v3/users/{id}/credentials/OS-EC2/{access}";
 
 use Rule::{
-    Admin, AdminOrMember, AdminOrOwnToken, AdminOrSelf, Authenticated, OwnOrAll, Public, SelfOnly,
+    Admin, AdminOrMember, AdminOrMemberSelf, AdminOrOwnToken, AdminOrSelf, Authenticated, OwnOrAll,
+    Public, SelfOnly,
 };
 
 /// Every endpoint of the identity API with its rule.
@@ -165,6 +175,25 @@ pub const ENDPOINTS: &[Endpoint] = &[
         APP_CRED,
         AdminOrSelf,
         "identity:delete_application_credential",
+    ),
+    ep(
+        "GET",
+        EC2_CREDS,
+        AdminOrSelf,
+        "identity:ec2_list_credentials",
+    ),
+    ep(
+        "POST",
+        EC2_CREDS,
+        AdminOrMemberSelf,
+        "identity:ec2_create_credential",
+    ),
+    ep("GET", EC2_CRED, AdminOrSelf, "identity:ec2_get_credential"),
+    ep(
+        "DELETE",
+        EC2_CRED,
+        AdminOrSelf,
+        "identity:ec2_delete_credential",
     ),
     ep("GET", "/v3/roles", Authenticated, "identity:list_roles"),
     ep("POST", "/v3/roles", Admin, "identity:create_role"),

@@ -125,6 +125,23 @@ async fn victim(k: &Keystone, method: &str, path: &str, target: &Who, n: usize) 
         ("DELETE", "/v3/users/{id}/application_credentials/{cred}") => {
             app_cred_of(k, target, n).await
         }
+        (_, "/v3/users/{id}/credentials/OS-EC2/{access}") => {
+            // Made by the admin (who may create for anyone).
+            let rb = k
+                .http
+                .post(format!(
+                    "{}/v3/users/{}/credentials/OS-EC2",
+                    k.base, target.user
+                ))
+                .header("X-Auth-Token", &k.token)
+                .json(&json!({"tenant_id": target.project}));
+            let r = k.send_rb(rb).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            r.json()["credential"]["access"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
         _ => return None,
     })
 }
@@ -200,7 +217,8 @@ fn request(
         .replace("{p}", &target.project)
         .replace("{u}", &target.user)
         .replace("{r}", role)
-        .replace("{cred}", victim.unwrap_or(&target.cred));
+        .replace("{cred}", victim.unwrap_or(&target.cred))
+        .replace("{access}", victim.unwrap_or_default());
     let url = match path {
         "/v3/projects/{id}" => url.replace("{id}", victim.unwrap_or(&target.project)),
         "/v3/users/{id}" => url.replace("{id}", victim.unwrap_or(&target.user)),
@@ -232,6 +250,9 @@ fn request(
             rb.json(&json!({"user": {"name": format!("m-user-{n}"), "password": "pw-secret-2"}}))
         }
         ("PATCH", "/v3/users/{id}") => rb.json(&json!({"user": {"enabled": true}})),
+        ("POST", "/v3/users/{id}/credentials/OS-EC2") => {
+            rb.json(&json!({"tenant_id": target.project}))
+        }
         other => panic!("the policy matrix has no request for {other:?}: add one"),
     }
 }
@@ -316,6 +337,9 @@ async fn every_row_every_role_own_and_other() {
                     Rule::AdminOrOwnToken => (!is_admin && !own).then_some(403),
                     Rule::Admin => (!is_admin).then_some(403),
                     Rule::SelfOnly => (!own).then_some(403),
+                    Rule::AdminOrMemberSelf if is_admin => None,
+                    Rule::AdminOrMemberSelf if !own => Some(404),
+                    Rule::AdminOrMemberSelf => (role == "reader").then_some(403),
                 };
                 match refused {
                     Some(code) => {

@@ -80,10 +80,19 @@ impl ImageError {
     }
 }
 
+impl From<DomainError> for ImageError {
+    /// A refusal decided by a domain function outside the engine (a metadefs lookup).
+    fn from(d: DomainError) -> Self {
+        ImageError::from(EngineError::Domain(d))
+    }
+}
+
 impl From<EngineError> for ImageError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Domain(d) => match d {
+                // Metadefs name what is missing in Glance's whole sentence.
+                DomainError::Missing(m) => ImageError::new(StatusCode::NOT_FOUND, m),
                 // `domain::image` names what is missing by kind: a member's `id` is
                 // Glance's whole sentence (it names the image too), a missing tag is
                 // webob's bare 404.

@@ -31,10 +31,12 @@ mod extract;
 pub mod filter;
 pub mod list;
 mod members;
+pub mod metadefs;
 pub mod parse;
 pub mod policy;
 pub mod recovery;
 pub mod store;
+pub mod tasks;
 pub mod view;
 
 use std::sync::Arc;
@@ -135,6 +137,138 @@ fn routes() -> Vec<Route> {
             "/v2/images/{id}/members/{member}",
             members::delete,
         ),
+        route(M::POST, "/v2/images/{id}/actions/deactivate", deactivate),
+        route(M::POST, "/v2/images/{id}/actions/reactivate", reactivate),
+        route(M::GET, "/v2/info/import", info_import),
+        route(M::GET, "/v2/tasks", tasks::list),
+        route(M::POST, "/v2/tasks", tasks::create),
+        route(M::GET, "/v2/tasks/{task_id}", tasks::show),
+        route(M::GET, "/v2/metadefs/namespaces", metadefs::list_namespaces),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces",
+            metadefs::create_namespace,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}",
+            metadefs::show_namespace,
+        ),
+        route(
+            M::PUT,
+            "/v2/metadefs/namespaces/{namespace}",
+            metadefs::update_namespace,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}",
+            metadefs::delete_namespace,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/objects",
+            metadefs::list_objects,
+        ),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces/{namespace}/objects",
+            metadefs::create_object,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/objects/{object}",
+            metadefs::show_object,
+        ),
+        route(
+            M::PUT,
+            "/v2/metadefs/namespaces/{namespace}/objects/{object}",
+            metadefs::update_object,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}/objects/{object}",
+            metadefs::delete_object,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/properties",
+            metadefs::list_properties,
+        ),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces/{namespace}/properties",
+            metadefs::create_property,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/properties/{property}",
+            metadefs::show_property,
+        ),
+        route(
+            M::PUT,
+            "/v2/metadefs/namespaces/{namespace}/properties/{property}",
+            metadefs::update_property,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}/properties/{property}",
+            metadefs::delete_property,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/tags",
+            metadefs::list_tags,
+        ),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces/{namespace}/tags",
+            metadefs::create_tags,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}/tags",
+            metadefs::delete_tags,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/tags/{tag}",
+            metadefs::show_tag,
+        ),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces/{namespace}/tags/{tag}",
+            metadefs::create_tag,
+        ),
+        route(
+            M::PUT,
+            "/v2/metadefs/namespaces/{namespace}/tags/{tag}",
+            metadefs::update_tag,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}/tags/{tag}",
+            metadefs::delete_tag,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/resource_types",
+            metadefs::list_resource_types,
+        ),
+        route(
+            M::GET,
+            "/v2/metadefs/namespaces/{namespace}/resource_types",
+            metadefs::list_associations,
+        ),
+        route(
+            M::POST,
+            "/v2/metadefs/namespaces/{namespace}/resource_types",
+            metadefs::create_association,
+        ),
+        route(
+            M::DELETE,
+            "/v2/metadefs/namespaces/{namespace}/resource_types/{resource_type}",
+            metadefs::delete_association,
+        ),
         route(M::GET, "/v2/schemas/image", schema_image),
         route(M::GET, "/v2/schemas/images", schema_images),
         route(M::GET, "/v2/schemas/member", schema_member),
@@ -190,7 +324,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-fn base(headers: &HeaderMap) -> String {
+pub(crate) fn base(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -475,10 +609,15 @@ async fn download(
     Path(id): Path,
 ) -> Result<Response, ImageError> {
     let img = visible(&st, &id, &caller)?;
+    if img.status == ImageStatus::Deactivated && !caller.ctx().is_admin {
+        return Err(ImageError::forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.",
+        ));
+    }
     let Some(data) = img
         .data
         .as_ref()
-        .filter(|_| img.status == ImageStatus::Active)
+        .filter(|_| matches!(img.status, ImageStatus::Active | ImageStatus::Deactivated))
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -557,6 +696,49 @@ async fn remove_tag(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// POST /v2/images/{id}/actions/deactivate: 204 (also when already deactivated).
+async fn deactivate(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<StatusCode, ImageError> {
+    image_action(&st, &caller, &id, ImageCommand::Deactivate).await
+}
+
+/// POST /v2/images/{id}/actions/reactivate: 204 (also when already active).
+async fn reactivate(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<StatusCode, ImageError> {
+    image_action(&st, &caller, &id, ImageCommand::Reactivate).await
+}
+
+async fn image_action(
+    st: &ImageState,
+    caller: &Caller,
+    id: &str,
+    cmd: ImageCommand,
+) -> Result<StatusCode, ImageError> {
+    let img = visible(st, id, caller)?;
+    st.engine
+        .image(&img.spec.id, cmd, &caller.ctx(), &caller.meta())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /v2/info/import: the interoperable-import methods this service offers. None:
+/// Stratus takes image data only by `PUT .../file` (Glance with import disabled).
+async fn info_import() -> Json<Value> {
+    Json(json!({
+        "import-methods": {
+            "description": "Import methods available.",
+            "type": "array",
+            "value": [],
+        }
+    }))
+}
+
 /// GET /v2/schemas/image (Glance's schema of an image).
 async fn schema_image() -> Json<Value> {
     Json(parse::image_schema())
@@ -573,8 +755,8 @@ async fn schema_member() -> Json<Value> {
 }
 
 /// Glance's metadata-definition schemas (namespace, object, property, resource type,
-/// tag, and their collections), as Glance serves them; Stratus has no metadefs API,
-/// so these only describe Glance's.
+/// tag, and their collections), as Glance serves them (the `metadefs` module serves the
+/// API they describe).
 const METADEFS_SCHEMAS: &str = include_str!("metadefs-schemas.json");
 
 /// GET /v2/schemas/metadefs/{kind}

@@ -42,7 +42,27 @@ async fn fixture(g: &Glance, token: &str, queued: bool, path: &str, member: &str
     id
 }
 
-/// The request of a row, on image `id` (and its member `member`, its tag `t1`).
+/// A public metadefs namespace `name` of project p1 holding object `o1`, property
+/// `prop1`, tag `t1` and an association with `OS::Glance::Image` (made by an admin:
+/// metadefs are admin-written).
+async fn namespace_fixture(g: &Glance, name: &str) {
+    let r = g
+        .send(
+            g.rb(Method::POST, "/v2/metadefs/namespaces", "owner:p1:admin")
+                .json(&json!({
+                    "namespace": name, "visibility": "public",
+                    "resource_type_associations": [{"name": "OS::Glance::Image"}],
+                    "objects": [{"name": "o1"}],
+                    "properties": {"prop1": {"title": "P", "type": "string"}},
+                    "tags": [{"name": "t1"}],
+                })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+}
+
+/// The request of a row, on image `id` (and its member `member`, its tag `t1`); for
+/// the metadefs rows `id` is the namespace.
 fn request(
     g: &Glance,
     method: &str,
@@ -51,7 +71,15 @@ fn request(
     member: &str,
     token: &str,
 ) -> reqwest::RequestBuilder {
+    // A tag created by name must be new; the others name the fixture's.
+    let tag = if method == "POST" { "t3" } else { "t1" };
     let url = path
+        .replace("{namespace}", id)
+        .replace("{task_id}", id)
+        .replace("{object}", "o1")
+        .replace("{property}", "prop1")
+        .replace("{resource_type}", "OS::Glance::Image")
+        .replace("{tag}", tag)
         .replace("{id}", id)
         .replace("{member}", member)
         .replace("{tag}", "t1")
@@ -67,6 +95,35 @@ fn request(
         ("PATCH", "/v2/images/{id}") => rb
             .header("Content-Type", PATCH)
             .body(json!([{"op": "replace", "path": "/name", "value": "renamed"}]).to_string()),
+        ("POST", "/v2/images/{id}/actions/deactivate" | "/v2/images/{id}/actions/reactivate") => rb,
+        ("POST", "/v2/tasks") => rb.json(&json!({"type": "import", "input": {
+            "import_from": "http://example.invalid/x.qcow2",
+            "import_from_format": "qcow2",
+            "image_properties": {"disk_format": "qcow2", "container_format": "bare"}}})),
+        ("POST", "/v2/metadefs/namespaces") => rb.json(&json!({"namespace": format!("{id}-new")})),
+        ("PUT", "/v2/metadefs/namespaces/{namespace}") => {
+            rb.json(&json!({"namespace": id, "visibility": "public"}))
+        }
+        ("POST", "/v2/metadefs/namespaces/{namespace}/objects") => rb.json(&json!({"name": "o2"})),
+        ("PUT", "/v2/metadefs/namespaces/{namespace}/objects/{object}") => {
+            rb.json(&json!({"name": "o1", "description": "changed"}))
+        }
+        ("POST", "/v2/metadefs/namespaces/{namespace}/properties") => {
+            rb.json(&json!({"name": "prop2", "title": "P2", "type": "integer"}))
+        }
+        ("PUT", "/v2/metadefs/namespaces/{namespace}/properties/{property}") => {
+            rb.json(&json!({"name": "prop1", "title": "P1", "type": "boolean"}))
+        }
+        ("POST", "/v2/metadefs/namespaces/{namespace}/tags") => {
+            rb.json(&json!({"tags": [{"name": "t2"}]}))
+        }
+        ("POST", "/v2/metadefs/namespaces/{namespace}/tags/{tag}") => rb,
+        ("PUT", "/v2/metadefs/namespaces/{namespace}/tags/{tag}") => {
+            rb.json(&json!({"name": "t1-renamed"}))
+        }
+        ("POST", "/v2/metadefs/namespaces/{namespace}/resource_types") => {
+            rb.json(&json!({"name": "OS::Nova::Flavor"}))
+        }
         ("PUT", "/v2/images/{id}/file") => rb
             .header("Content-Type", "application/octet-stream")
             .body(vec![9u8; 2048]),
@@ -101,7 +158,25 @@ async fn every_row_every_role_own_and_other_project() {
                 // caller's project is the member; another project's image is shared
                 // with a third project, so it stays hidden from the caller.
                 let member = if own { "p1" } else { "p9" };
-                let id = fixture(&g, owner, queued, row.path, member).await;
+                let id = if row.path.starts_with("/v2/metadefs/namespaces/") {
+                    let name = format!("ns-{cases}");
+                    namespace_fixture(&g, &name).await;
+                    name
+                } else if row.path == "/v2/tasks/{task_id}" {
+                    let r = g
+                        .send(
+                            g.rb(Method::POST, "/v2/tasks", "owner:p1:admin")
+                                .json(&json!({"type": "import", "input": {
+                                    "import_from": "http://example.invalid/x.qcow2"}})),
+                        )
+                        .await;
+                    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+                    r.json()["id"].as_str().unwrap().to_string()
+                } else if row.path.starts_with("/v2/metadefs") {
+                    format!("ns-{cases}")
+                } else {
+                    fixture(&g, owner, queued, row.path, member).await
+                };
                 let before = g.api_position().await;
                 let r = g
                     .send(request(&g, row.method, row.path, &id, member, &caller))
@@ -153,7 +228,12 @@ async fn a_token_without_a_known_role_only_reads_what_needs_no_role() {
             .replace("{id}", CIRROS)
             .replace("{member}", "p1")
             .replace("{tag}", "t")
-            .replace("{kind}", "namespace");
+            .replace("{kind}", "namespace")
+            .replace("{namespace}", "ns")
+            .replace("{task_id}", "t")
+            .replace("{object}", "o")
+            .replace("{property}", "p")
+            .replace("{resource_type}", "OS::Glance::Image");
         let url = format!("{}{}", g.base, path);
         let r = g
             .send(
