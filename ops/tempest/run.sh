@@ -87,9 +87,11 @@ def call(method, url, body=None, token=None, raw=None, ctype="application/json")
 h, _ = call("POST", f"{ID}/auth/tokens", {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": pw}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
 tok = h["X-Subject-Token"]
 roles = {r["name"]: r["id"] for r in call("GET", f"{ID}/roles", token=tok)[1]["roles"]}
-# Nova's project-manager persona (tempest's `manager` credentials).
-if "manager" not in roles:
-    roles["manager"] = call("POST", f"{ID}/roles", {"role": {"name": "manager"}}, tok)[1]["role"]["id"]
+# Nova's project-manager persona (tempest's `manager` credentials) and the `service` role of service users (tempest's ['service_user', 'admin', 'service']
+# credentials, e.g. os-server-external-events).
+for r in ("manager", "service"):
+    if r not in roles:
+        roles[r] = call("POST", f"{ID}/roles", {"role": {"name": r}}, tok)[1]["role"]["id"]
 
 def project(name):
     return call("POST", f"{ID}/projects", {"project": {"name": name, "domain_id": "default"}}, tok)[1]["project"]["id"]
@@ -104,6 +106,15 @@ for i in range(1, 3):
     p = project(f"tempest-admin-{i}")
     user(f"tempest-admin-{i}", p, "admin")
     accounts.append({"username": f"tempest-admin-{i}", "project_name": f"tempest-admin-{i}", "password": f"pw-tempest-admin-{i}", "types": ["admin"], "roles": ["admin"]})
+# Service users (admin + service on their project), as Nova's service accounts: the
+# pre-provisioned provider matches an account holding every requested role. Three, so that
+# one is free for tempest's `service_user` even when the test's `admin` took another one
+# and the other worker holds a third.
+for i in range(1, 4):
+    p = project(f"tempest-service-{i}")
+    uid = user(f"tempest-service-{i}", p, "admin")
+    call("PUT", f"{ID}/projects/{p}/users/{uid}/roles/{roles['service']}", token=tok)
+    accounts.append({"username": f"tempest-service-{i}", "project_name": f"tempest-service-{i}", "password": f"pw-tempest-service-{i}", "roles": ["admin", "service"]})
 for i in range(1, 7):
     pname = f"tempest-{i}"
     p = project(pname)
@@ -203,7 +214,7 @@ serial_console = False
 swap_volume = False
 volume_multiattach = False
 disk_config = False
-scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
+scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,SameHostFilter,DifferentHostFilter
 
 [image]
 endpoint_type = public

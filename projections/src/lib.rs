@@ -14,6 +14,7 @@ pub mod identity;
 pub mod instance_actions;
 pub mod instance_folds;
 pub mod keypairs;
+pub mod migrations;
 pub mod model;
 pub mod projector;
 pub mod quota;

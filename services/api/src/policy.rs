@@ -838,6 +838,54 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-instance-actions:show",
         Target::Server,
     ),
+    // os-server-external-events: Nova's default is the `service` role (Neutron's and
+    // Cinder's service users); Stratus models reader / member / admin, so admin (Nova's
+    // default before 2023.2; a service user holds admin too).
+    ep(
+        "POST",
+        "/v2.1/os-server-external-events",
+        Admin,
+        "os_compute_api:os-server-external-events:create",
+        Target::None,
+    ),
+    // Migrations: Nova allows project managers on their own servers for index /
+    // force_complete / delete; Stratus has no manager rule, so admin (Nova's `index:host`
+    // and `show` are admin anyway).
+    ep(
+        "GET",
+        "/v2.1/os-migrations",
+        Admin,
+        "os_compute_api:os-migrations:index",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/migrations",
+        Admin,
+        "os_compute_api:servers:migrations:index",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/migrations/{mid}",
+        Admin,
+        "os_compute_api:servers:migrations:show",
+        Target::Server,
+    ),
+    ep(
+        "POST",
+        "/v2.1/servers/{id}/migrations/{mid}/action",
+        Admin,
+        "os_compute_api:servers:migrations:force_complete",
+        Target::Server,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/servers/{id}/migrations/{mid}",
+        Admin,
+        "os_compute_api:servers:migrations:delete",
+        Target::Server,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -932,6 +980,9 @@ pub fn nova_source(name: &str) -> String {
     }
     if name.starts_with("(none") {
         return "nova/api/openstack/compute/flavors.py (no policy check)".into();
+    }
+    if name.starts_with("os_compute_api:servers:migrations:") {
+        return "nova/policies/servers_migrations.py".into();
     }
     let family = name
         .strip_prefix("os_compute_api:")
