@@ -173,6 +173,36 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"length": 50}"#,
     )
     .replying(Reply::Read(console_reply)),
+    // The remote console actions of 2.1-2.5 (POST /servers/{id}/remote-consoles from
+    // 2.6); see crate::consoles.
+    typed::<VncConsole>(
+        "os-getVNCConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "novnc"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<SpiceConsole>(
+        "os-getSPICEConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "spice-html5"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<SerialConsole>(
+        "os-getSerialConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "serial"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<RdpConsole>(
+        "os-getRDPConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "rdp-html5"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -243,6 +273,8 @@ pub struct ActionCx<'a> {
     /// The caller's effective quota limits (`metadata_items` bounds a rebuild's
     /// metadata, as Nova's `_check_metadata_properties_quota`).
     pub limits: domain::quota::Limits,
+    /// How callers authenticate (its token key also tags console tokens).
+    pub auth: &'a crate::AuthMode,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -1147,4 +1179,114 @@ fn console_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
             .unwrap_or_else(|| Value::String(String::new())),
     );
     Value::Object(body)
+}
+
+/// `{"type": ...}` of a console action, checked against the action's allowed types
+/// (Nova's per-action schema).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleType {
+    #[serde(rename = "type")]
+    console_type: String,
+}
+
+fn console_type(name: &str, arg: &Value, allowed: &[&str]) -> Result<ConsoleType, ApiError> {
+    let t: ConsoleType = body::from_value(name, arg)?;
+    if !allowed.contains(&t.console_type.as_str()) {
+        let list = allowed
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(invalid(
+            "type",
+            &Value::String(t.console_type),
+            &format!("is not one of [{list}]"),
+        ));
+    }
+    Ok(t)
+}
+
+/// The console action's reply: `{"console": {"type", "url"}}`.
+fn console_prepared(
+    cx: &ActionCx<'_>,
+    protocol: &str,
+    t: ConsoleType,
+) -> Result<Prepared, ApiError> {
+    let url = crate::consoles::action_url(cx.auth, cx.instance, protocol, &t.console_type)?;
+    let mut handover = Handover::new();
+    handover.insert(
+        "console".into(),
+        serde_json::json!({"type": t.console_type, "url": url}),
+    );
+    Ok(Prepared {
+        command: None,
+        handover,
+        resize_quota: None,
+    })
+}
+
+fn remote_console_reply(_: &Instance, _: &ViewCtx<'_>, mut handover: Handover) -> Value {
+    let mut body = Map::new();
+    body.insert(
+        "console".into(),
+        handover.remove("console").unwrap_or(Value::Null),
+    );
+    Value::Object(body)
+}
+
+/// `os-getVNCConsole` (2.1-2.5): `novnc` (or `xvpvnc`, which Nova no longer serves).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VncConsole(ConsoleType);
+
+impl Action for VncConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["novnc", "xvpvnc"]).map(VncConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "vnc", self.0)
+    }
+}
+
+/// `os-getSPICEConsole` (2.1-2.5): `spice-html5`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpiceConsole(ConsoleType);
+
+impl Action for SpiceConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["spice-html5"]).map(SpiceConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "spice", self.0)
+    }
+}
+
+/// `os-getSerialConsole` (2.1-2.5): `serial`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SerialConsole(ConsoleType);
+
+impl Action for SerialConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["serial"]).map(SerialConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "serial", self.0)
+    }
+}
+
+/// `os-getRDPConsole`: removed with the Hyper-V driver; Nova's schema takes any body
+/// and the handler answers a bare 400.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RdpConsole;
+
+impl Action for RdpConsole {
+    fn decode(_: &str, _: &Value, _: Version) -> Result<Self, ApiError> {
+        Ok(RdpConsole)
+    }
+    fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Err(ApiError::bad_request(
+            "The server could not comply with the request since it is either malformed or \
+             otherwise incorrect.",
+        ))
+    }
 }

@@ -40,6 +40,7 @@ pub mod actions;
 pub mod aggregates;
 pub mod audit;
 pub mod body;
+pub mod consoles;
 pub mod context;
 pub mod error;
 pub mod extensions;
@@ -354,6 +355,16 @@ pub fn routes(state: ApiState) -> Registrar {
             M::POST,
             "/v2.1/os-server-external-events",
             external_events::create,
+        )
+        .route(
+            M::POST,
+            "/v2.1/servers/{id}/remote-consoles",
+            consoles::create,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-console-auth-tokens/{token}",
+            consoles::show_token,
         )
         .route(M::GET, "/v2.1/os-migrations", migrations::index)
         .route(

@@ -848,6 +848,21 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-server-external-events:create",
         Target::None,
     ),
+    // Remote consoles (2.6+) and the console proxy's token check (admin).
+    ep(
+        "POST",
+        "/v2.1/servers/{id}/remote-consoles",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-console-auth-tokens/{token}",
+        Admin,
+        "os_compute_api:os-console-auth-tokens",
+        Target::None,
+    ),
     // Migrations: Nova allows project managers on their own servers for index /
     // force_complete / delete; Stratus has no manager rule, so admin (Nova's `index:host`
     // and `show` are admin anyway).

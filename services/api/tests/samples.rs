@@ -1773,3 +1773,44 @@ async fn migration_responses_have_exactly_the_samples_fields() {
     assert!(compared >= 20, "{compared}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The os-remote-consoles samples Stratus serves: the 2.1 `os-getVNCConsole` action
+/// and the v2.6 `remote-consoles` VNC create (request and response). SPICE, serial,
+/// RDP and MKS are refused (consoles.rs), so their samples are kept for reference only.
+#[tokio::test]
+async fn remote_console_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let host = s.register_host("node-console").await;
+    let id = s.server(MEMBER, "console", "1").await;
+    s.make_active(&id, &host).await;
+    let dir = samples().join("os-remote-consoles");
+    let mut failures = Vec::new();
+    for (version, req, resp, path) in [
+        (
+            "2.1",
+            "get-vnc-console-post-req.json",
+            "get-vnc-console-post-resp.json",
+            format!("/v2.1/servers/{id}/action"),
+        ),
+        (
+            "2.6",
+            "v2.6/create-vnc-console-req.json",
+            "v2.6/create-vnc-console-resp.json",
+            format!("/v2.1/servers/{id}/remote-consoles"),
+        ),
+    ] {
+        let r = s
+            .post(&path, MEMBER, Some(version), load(&dir.join(req)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{req}: {:?}", r.body);
+        compare(
+            resp,
+            version,
+            &r.body,
+            &load(&dir.join(resp)),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
