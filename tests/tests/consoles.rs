@@ -239,3 +239,24 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
         format!("Instance {id} is not ready")
     );
 }
+
+/// os-networks (2.1-2.35): no network service, so no networks; gone from 2.36.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_none_and_gone_from_2_36() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = call(
+        &h,
+        "alice:proj-a:reader",
+        M::GET,
+        "/os-networks",
+        "2.35",
+        None,
+    )
+    .await;
+    assert_eq!((code, v), (200, json!({"networks": []})));
+    let (code, v) = call(&h, ALICE, M::GET, "/os-networks/private", "2.1", None).await;
+    assert_eq!(code, 404);
+    assert_eq!(v["itemNotFound"]["message"], "Network not found");
+    let (code, _) = call(&h, ALICE, M::GET, "/os-networks", "2.36", None).await;
+    assert_eq!(code, 404);
+}

@@ -366,6 +366,8 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/os-console-auth-tokens/{token}",
             consoles::show_token,
         )
+        .route(M::GET, "/v2.1/os-networks", server_info::networks_index)
+        .route(M::GET, "/v2.1/os-networks/{id}", server_info::networks_show)
         .route(M::GET, "/v2.1/os-migrations", migrations::index)
         .route(
             M::GET,

@@ -863,6 +863,21 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-console-auth-tokens",
         Target::None,
     ),
+    // os-networks (2.1-2.35): Nova's proxy to Neutron's networks.
+    ep(
+        "GET",
+        "/v2.1/os-networks",
+        ProjectReader,
+        "os_compute_api:os-networks:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-networks/{id}",
+        ProjectReader,
+        "os_compute_api:os-networks:show",
+        Target::None,
+    ),
     // Migrations: Nova allows project managers on their own servers for index /
     // force_complete / delete; Stratus has no manager rule, so admin (Nova's `index:host`
     // and `show` are admin anyway).

@@ -365,6 +365,9 @@ fn version_for(path: &str) -> &'static str {
         .any(|s| path.ends_with(s));
     if path.starts_with("/v2.1/os-hosts") {
         "2.42"
+    } else if path.starts_with("/v2.1/os-networks") {
+        // Nova's network proxy ends at 2.35.
+        "2.35"
     } else if path.starts_with("/v2.1/os-hypervisors") && old_hypervisor {
         "2.52"
     } else {
@@ -409,6 +412,7 @@ async fn check(
                 .unwrap_or_default();
             let not_a_member = msg == "Instance is not a member of specified network"
                 || msg == "Token not found"
+                || msg == "Network not found"
                 || msg.starts_with("In-progress live migration 1 is not found");
             assert!(
                 r.status.is_success()
