@@ -260,3 +260,72 @@ async fn networks_are_none_and_gone_from_2_36() {
     let (code, _) = call(&h, ALICE, M::GET, "/os-networks", "2.36", None).await;
     assert_eq!(code, 404);
 }
+
+/// Security groups on a server: Neutron's, on ports a Stratus server does not have, so
+/// Nova's answers for a port-less server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_group_actions_answer_as_for_a_server_without_ports() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.create(ALICE, "sg", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let (code, v) = call(
+        &h,
+        ALICE,
+        M::GET,
+        &format!("/servers/{id}/os-security-groups"),
+        "2.1",
+        None,
+    )
+    .await;
+    assert_eq!((code, v), (200, json!({"security_groups": []})));
+    for (body, want, msg) in [
+        (
+            json!({"removeSecurityGroup": {"name": "default"}}),
+            404,
+            format!("instance_id {id} could not be found as device id on any ports"),
+        ),
+        (
+            json!({"addSecurityGroup": {"name": "web"}}),
+            404,
+            "Security group web is not found for project proj-a".to_string(),
+        ),
+        (
+            json!({"addSecurityGroup": null}),
+            400,
+            "Missing parameter dict".to_string(),
+        ),
+        (
+            json!({"addSecurityGroup": {}}),
+            400,
+            "Security group not specified".to_string(),
+        ),
+        (
+            json!({"removeSecurityGroup": {"name": " "}}),
+            400,
+            "Security group name cannot be empty".to_string(),
+        ),
+    ] {
+        let (code, v) = call(
+            &h,
+            ALICE,
+            M::POST,
+            &format!("/servers/{id}/action"),
+            "2.1",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(code, want, "{body}: {v}");
+        let m = v.as_object().unwrap().values().next().unwrap()["message"].clone();
+        assert_eq!(m, json!(msg), "{body}");
+    }
+    let (code, _) = call(
+        &h,
+        "alice:proj-a:reader",
+        M::POST,
+        &format!("/servers/{id}/action"),
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": "default"}})),
+    )
+    .await;
+    assert_eq!(code, 403);
+}

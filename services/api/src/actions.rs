@@ -203,6 +203,19 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"type": "rdp-html5"}"#,
     )
     .replying(Reply::Read(remote_console_reply)),
+    // Security groups on a server: Neutron's, through the server's ports (none here).
+    typed::<SecurityGroupName>(
+        "addSecurityGroup",
+        ProjectMember,
+        "os_compute_api:os-security-groups:add",
+        r#"{"name": "default"}"#,
+    ),
+    typed::<SecurityGroupName>(
+        "removeSecurityGroup",
+        ProjectMember,
+        "os_compute_api:os-security-groups:remove",
+        r#"{"name": "default"}"#,
+    ),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -1288,5 +1301,47 @@ impl Action for RdpConsole {
             "The server could not comply with the request since it is either malformed or \
              otherwise incorrect.",
         ))
+    }
+}
+
+/// `addSecurityGroup` / `removeSecurityGroup`: `{"name": ...}` (Nova's `_parse`, with
+/// its three 400s). Security groups belong to Neutron and apply to a server's ports;
+/// Stratus servers have no ports, so Nova's answers for a port-less server follow: the
+/// project's `default` group exists (Neutron makes one per project) but is on no port
+/// of the server, any other name is not found (both 404, nothing appended).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecurityGroupName(String);
+
+impl Action for SecurityGroupName {
+    fn decode(_: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        let Some(obj) = arg.as_object() else {
+            return Err(ApiError::bad_request("Missing parameter dict"));
+        };
+        let name = obj
+            .get("name")
+            .ok_or_else(|| ApiError::bad_request("Security group not specified"))?;
+        let name = match name {
+            Value::Null | Value::Bool(false) => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if name.trim().is_empty() {
+            return Err(ApiError::bad_request("Security group name cannot be empty"));
+        }
+        Ok(SecurityGroupName(name))
+    }
+
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Err(if self.0 == "default" {
+            ApiError::not_found(format!(
+                "instance_id {} could not be found as device id on any ports",
+                cx.instance.id()
+            ))
+        } else {
+            ApiError::not_found(format!(
+                "Security group {} is not found for project {}",
+                self.0, cx.caller.project
+            ))
+        })
     }
 }

@@ -366,6 +366,11 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/os-console-auth-tokens/{token}",
             consoles::show_token,
         )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-security-groups",
+            server_info::security_groups,
+        )
         .route(M::GET, "/v2.1/os-networks", server_info::networks_index)
         .route(M::GET, "/v2.1/os-networks/{id}", server_info::networks_show)
         .route(M::GET, "/v2.1/os-migrations", migrations::index)

@@ -863,6 +863,13 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-console-auth-tokens",
         Target::None,
     ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-security-groups",
+        ProjectReader,
+        "os_compute_api:os-security-groups:list",
+        Target::Server,
+    ),
     // os-networks (2.1-2.35): Nova's proxy to Neutron's networks.
     ep(
         "GET",

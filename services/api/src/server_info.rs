@@ -164,3 +164,15 @@ pub async fn networks_show(
     networks_version(&caller)?;
     Err(ApiError::not_found("Network not found"))
 }
+
+/// GET /servers/{id}/os-security-groups: the groups of the server's ports (Nova asks
+/// Neutron); a server without ports has none.
+pub async fn security_groups(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let views = st.engine.world().read();
+    visible(&views, &id, &caller)?;
+    Ok(Json(json!({"security_groups": []})))
+}

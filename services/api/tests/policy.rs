@@ -413,6 +413,7 @@ async fn check(
             let not_a_member = msg == "Instance is not a member of specified network"
                 || msg == "Token not found"
                 || msg == "Network not found"
+                || msg.ends_with("could not be found as device id on any ports")
                 || msg.starts_with("In-progress live migration 1 is not found");
             assert!(
                 r.status.is_success()
