@@ -274,8 +274,12 @@ pub async fn index(
         .filter(|(_, row)| !row.deleted)
         .flat_map(|(iid, row)| row.migrations.iter().map(move |m| (*iid, m)))
         .collect();
-    // Newest first (Nova's sort on created_at, id, both descending).
+    // From 2.59 newest first (Nova's sort on created_at, id, both descending); before,
+    // Nova's unsorted query, i.e. the table's order: oldest first.
     all.sort_by_key(|(_, m)| std::cmp::Reverse((m.created_at, m.id, m.uuid)));
+    if !v259 {
+        all.reverse();
+    }
     let keep = |iid: &InstanceId, m: &MigrationRecord| -> bool {
         let dest = m.dest_compute.as_ref().map(|h| h.as_str());
         (statuses.is_empty() || statuses.contains(&m.status.as_str()))
