@@ -17,6 +17,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 TEMPEST_VERSION=47.0.0
 VENV=${TEMPEST_VENV:-target/tempest-venv}
+case "$VENV" in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -87,9 +88,11 @@ def call(method, url, body=None, token=None, raw=None, ctype="application/json")
 h, _ = call("POST", f"{ID}/auth/tokens", {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": pw}}}, "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
 tok = h["X-Subject-Token"]
 roles = {r["name"]: r["id"] for r in call("GET", f"{ID}/roles", token=tok)[1]["roles"]}
-# Nova's project-manager persona (tempest's `manager` credentials).
-if "manager" not in roles:
-    roles["manager"] = call("POST", f"{ID}/roles", {"role": {"name": "manager"}}, tok)[1]["role"]["id"]
+# Nova's project-manager persona (tempest's `manager` credentials) and the `service` role of service users (tempest's ['service_user', 'admin', 'service']
+# credentials, e.g. os-server-external-events).
+for r in ("manager", "service"):
+    if r not in roles:
+        roles[r] = call("POST", f"{ID}/roles", {"role": {"name": r}}, tok)[1]["role"]["id"]
 
 def project(name):
     return call("POST", f"{ID}/projects", {"project": {"name": name, "domain_id": "default"}}, tok)[1]["project"]["id"]
@@ -114,6 +117,15 @@ for i in range(1, 4):
     u = f"tempest-alt-{i}"
     user(u, project(u), "member")
     accounts.append({"username": u, "project_name": u, "password": "pw-" + u, "roles": ["member"]})
+# Service users (admin + service on their project), as Nova's service accounts: the
+# pre-provisioned provider matches an account holding every requested role. Three, so that
+# one is free for tempest's `service_user` even when the test's `admin` took another one
+# and the other worker holds a third.
+for i in range(1, 4):
+    p = project(f"tempest-service-{i}")
+    uid = user(f"tempest-service-{i}", p, "admin")
+    call("PUT", f"{ID}/projects/{p}/users/{uid}/roles/{roles['service']}", token=tok)
+    accounts.append({"username": f"tempest-service-{i}", "project_name": f"tempest-service-{i}", "password": f"pw-tempest-service-{i}", "roles": ["admin", "service"]})
 for i in range(1, 7):
     pname = f"tempest-{i}"
     p = project(pname)
@@ -139,7 +151,7 @@ EOF
 IMAGE_ALT=$(cat "$WORK/image_alt")
 mkdir -p "$WORK/tempest"
 cd "$WORK/tempest"
-"$ROOT/$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
+"$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
 cat > etc/tempest.conf <<EOF
 [DEFAULT]
 log_file = $WORK/tempest.log
@@ -207,13 +219,13 @@ interface_attach = False
 personality = True
 attach_encrypted_volume = False
 config_drive = False
-vnc_console = False
+vnc_console = True
 spice_console = False
 serial_console = False
 swap_volume = False
 volume_multiattach = False
 disk_config = True
-scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter
+scheduler_enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,SameHostFilter,DifferentHostFilter
 
 [image]
 endpoint_type = public
@@ -246,10 +258,10 @@ EOF
 
 # The selection: every test under the regexes, minus the committed exclude list (its
 # comment lines give each exclusion's reason).
-"$ROOT/$VENV/bin/tempest" run --list-tests --regex "$(IFS='|'; echo "${REGEXES[*]}")" 2>/dev/null \
+"$VENV/bin/tempest" run --list-tests --regex "$(IFS='|'; echo "${REGEXES[*]}")" 2>/dev/null \
     | grep -E '^tempest\.' | sed 's/\[.*//' | sort -u > "$WORK/all.txt" || true
 grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK/exclude.txt" || true
-"$ROOT/$VENV/bin/tempest" run --concurrency 2 \
+"$VENV/bin/tempest" run --concurrency 2 \
     --regex "$(IFS='|'; echo "${REGEXES[*]}")" \
     --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 && RC=0 || RC=$?
 [ -n "${TEMPEST_REPORT:-}" ] && cp "$WORK/run.txt" "$TEMPEST_REPORT"

@@ -15,6 +15,7 @@ pub mod instance_actions;
 pub mod instance_folds;
 pub mod keypairs;
 pub mod metadefs;
+pub mod migrations;
 pub mod model;
 pub mod projector;
 pub mod quota;

@@ -57,7 +57,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 19: `ServerExtras.tags_set` (a create's tags, 2.52) and `.auto_disk_config`.
 /// 20: the `metadefs` and `tasks` models (image metadata definitions, image tasks),
 ///     `ImageStatus::Deactivated` and `User.ec2_creds` (EC2 credentials).
-pub const SCHEMA: u64 = 20;
+/// 21: the `migrations` model (os-migrations, `/servers/{id}/migrations`).
+pub const SCHEMA: u64 = 21;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

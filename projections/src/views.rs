@@ -481,6 +481,7 @@ impl Default for Views {
         v.register::<crate::instance_actions::InstanceActions>();
         v.register::<crate::instance_folds::InstanceFolds>();
         v.register::<crate::subscriptions::Subscriptions>();
+        v.register::<crate::migrations::Migrations>();
         v
     }
 }
@@ -645,6 +646,11 @@ impl Views {
     /// Every instance's actions (os-instance-actions).
     pub fn instance_actions(&self) -> &crate::instance_actions::InstanceActions {
         self.model::<crate::instance_actions::InstanceActions>()
+    }
+
+    /// Every instance's migrations (os-migrations, `/servers/{id}/migrations`).
+    pub fn migrations(&self) -> &crate::migrations::Migrations {
+        self.model::<crate::migrations::Migrations>()
     }
 
     /// Fold snapshots of instance subjects (the audit API's state-at index).

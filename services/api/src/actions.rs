@@ -173,6 +173,49 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"length": 50}"#,
     )
     .replying(Reply::Read(console_reply)),
+    // The remote console actions of 2.1-2.5 (POST /servers/{id}/remote-consoles from
+    // 2.6); see crate::consoles.
+    typed::<VncConsole>(
+        "os-getVNCConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "novnc"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<SpiceConsole>(
+        "os-getSPICEConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "spice-html5"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<SerialConsole>(
+        "os-getSerialConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "serial"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    typed::<RdpConsole>(
+        "os-getRDPConsole",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        r#"{"type": "rdp-html5"}"#,
+    )
+    .replying(Reply::Read(remote_console_reply)),
+    // Security groups on a server: Neutron's, through the server's ports (none here).
+    typed::<SecurityGroupName>(
+        "addSecurityGroup",
+        ProjectMember,
+        "os_compute_api:os-security-groups:add",
+        r#"{"name": "default"}"#,
+    ),
+    typed::<SecurityGroupName>(
+        "removeSecurityGroup",
+        ProjectMember,
+        "os_compute_api:os-security-groups:remove",
+        r#"{"name": "default"}"#,
+    ),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -243,6 +286,8 @@ pub struct ActionCx<'a> {
     /// The caller's effective quota limits (`metadata_items` bounds a rebuild's
     /// metadata, as Nova's `_check_metadata_properties_quota`).
     pub limits: domain::quota::Limits,
+    /// How callers authenticate (its token key also tags console tokens).
+    pub auth: &'a crate::AuthMode,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -1183,4 +1228,156 @@ fn console_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
             .unwrap_or_else(|| Value::String(String::new())),
     );
     Value::Object(body)
+}
+
+/// `{"type": ...}` of a console action, checked against the action's allowed types
+/// (Nova's per-action schema).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleType {
+    #[serde(rename = "type")]
+    console_type: String,
+}
+
+fn console_type(name: &str, arg: &Value, allowed: &[&str]) -> Result<ConsoleType, ApiError> {
+    let t: ConsoleType = body::from_value(name, arg)?;
+    if !allowed.contains(&t.console_type.as_str()) {
+        let list = allowed
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(invalid(
+            "type",
+            &Value::String(t.console_type),
+            &format!("is not one of [{list}]"),
+        ));
+    }
+    Ok(t)
+}
+
+/// The console action's reply: `{"console": {"type", "url"}}`.
+fn console_prepared(
+    cx: &ActionCx<'_>,
+    protocol: &str,
+    t: ConsoleType,
+) -> Result<Prepared, ApiError> {
+    let url = crate::consoles::action_url(cx.auth, cx.instance, protocol, &t.console_type)?;
+    let mut handover = Handover::new();
+    handover.insert(
+        "console".into(),
+        serde_json::json!({"type": t.console_type, "url": url}),
+    );
+    Ok(Prepared {
+        command: None,
+        handover,
+        resize_quota: None,
+    })
+}
+
+fn remote_console_reply(_: &Instance, _: &ViewCtx<'_>, mut handover: Handover) -> Value {
+    let mut body = Map::new();
+    body.insert(
+        "console".into(),
+        handover.remove("console").unwrap_or(Value::Null),
+    );
+    Value::Object(body)
+}
+
+/// `os-getVNCConsole` (2.1-2.5): `novnc` (or `xvpvnc`, which Nova no longer serves).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VncConsole(ConsoleType);
+
+impl Action for VncConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["novnc", "xvpvnc"]).map(VncConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "vnc", self.0)
+    }
+}
+
+/// `os-getSPICEConsole` (2.1-2.5): `spice-html5`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpiceConsole(ConsoleType);
+
+impl Action for SpiceConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["spice-html5"]).map(SpiceConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "spice", self.0)
+    }
+}
+
+/// `os-getSerialConsole` (2.1-2.5): `serial`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SerialConsole(ConsoleType);
+
+impl Action for SerialConsole {
+    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        console_type(name, arg, &["serial"]).map(SerialConsole)
+    }
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        console_prepared(cx, "serial", self.0)
+    }
+}
+
+/// `os-getRDPConsole`: removed with the Hyper-V driver; Nova's schema takes any body
+/// and the handler answers a bare 400.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RdpConsole;
+
+impl Action for RdpConsole {
+    fn decode(_: &str, _: &Value, _: Version) -> Result<Self, ApiError> {
+        Ok(RdpConsole)
+    }
+    fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Err(ApiError::bad_request(
+            "The server could not comply with the request since it is either malformed or \
+             otherwise incorrect.",
+        ))
+    }
+}
+
+/// `addSecurityGroup` / `removeSecurityGroup`: `{"name": ...}` (Nova's `_parse`, with
+/// its three 400s). Security groups belong to Neutron and apply to a server's ports;
+/// Stratus servers have no ports, so Nova's answers for a port-less server follow: the
+/// project's `default` group exists (Neutron makes one per project) but is on no port
+/// of the server, any other name is not found (both 404, nothing appended).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecurityGroupName(String);
+
+impl Action for SecurityGroupName {
+    fn decode(_: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+        let Some(obj) = arg.as_object() else {
+            return Err(ApiError::bad_request("Missing parameter dict"));
+        };
+        let name = obj
+            .get("name")
+            .ok_or_else(|| ApiError::bad_request("Security group not specified"))?;
+        let name = match name {
+            Value::Null | Value::Bool(false) => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if name.trim().is_empty() {
+            return Err(ApiError::bad_request("Security group name cannot be empty"));
+        }
+        Ok(SecurityGroupName(name))
+    }
+
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Err(if self.0 == "default" {
+            ApiError::not_found(format!(
+                "instance_id {} could not be found as device id on any ports",
+                cx.instance.id()
+            ))
+        } else {
+            ApiError::not_found(format!(
+                "Security group {} is not found for project {}",
+                self.0, cx.caller.project
+            ))
+        })
+    }
 }

@@ -40,9 +40,11 @@ pub mod actions;
 pub mod aggregates;
 pub mod audit;
 pub mod body;
+pub mod consoles;
 pub mod context;
 pub mod error;
 pub mod extensions;
+pub mod external_events;
 pub mod extra_specs;
 pub mod flavors;
 pub mod hosts;
@@ -52,6 +54,7 @@ pub mod keypairs;
 pub mod keys;
 pub mod metadata;
 pub mod microversion;
+pub mod migrations;
 pub mod misc;
 pub mod notifications;
 pub mod parse;
@@ -347,6 +350,49 @@ pub fn routes(state: ApiState) -> Registrar {
             M::GET,
             "/v2.1/servers/{id}/os-instance-actions/{request_id}",
             instance_actions::show,
+        )
+        .route(
+            M::POST,
+            "/v2.1/os-server-external-events",
+            external_events::create,
+        )
+        .route(
+            M::POST,
+            "/v2.1/servers/{id}/remote-consoles",
+            consoles::create,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-console-auth-tokens/{token}",
+            consoles::show_token,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-security-groups",
+            server_info::security_groups,
+        )
+        .route(M::GET, "/v2.1/os-networks", server_info::networks_index)
+        .route(M::GET, "/v2.1/os-networks/{id}", server_info::networks_show)
+        .route(M::GET, "/v2.1/os-migrations", migrations::index)
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/migrations",
+            migrations::server_index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/migrations/{mid}",
+            migrations::server_show,
+        )
+        .route(
+            M::POST,
+            "/v2.1/servers/{id}/migrations/{mid}/action",
+            migrations::server_action,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/servers/{id}/migrations/{mid}",
+            migrations::server_delete,
         )
         .route(M::GET, "/v1/instances/{id}/events", misc::instance_events)
         .route(M::GET, "/v1/status", status::show)

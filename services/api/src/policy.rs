@@ -838,6 +838,91 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-instance-actions:show",
         Target::Server,
     ),
+    // os-server-external-events: Nova's default is the `service` role (Neutron's and
+    // Cinder's service users); Stratus models reader / member / admin, so admin (Nova's
+    // default before 2023.2; a service user holds admin too).
+    ep(
+        "POST",
+        "/v2.1/os-server-external-events",
+        Admin,
+        "os_compute_api:os-server-external-events:create",
+        Target::None,
+    ),
+    // Remote consoles (2.6+) and the console proxy's token check (admin).
+    ep(
+        "POST",
+        "/v2.1/servers/{id}/remote-consoles",
+        ProjectMember,
+        "os_compute_api:os-remote-consoles",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-console-auth-tokens/{token}",
+        Admin,
+        "os_compute_api:os-console-auth-tokens",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/os-security-groups",
+        ProjectReader,
+        "os_compute_api:os-security-groups:list",
+        Target::Server,
+    ),
+    // os-networks (2.1-2.35): Nova's proxy to Neutron's networks.
+    ep(
+        "GET",
+        "/v2.1/os-networks",
+        ProjectReader,
+        "os_compute_api:os-networks:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-networks/{id}",
+        ProjectReader,
+        "os_compute_api:os-networks:show",
+        Target::None,
+    ),
+    // Migrations: Nova allows project managers on their own servers for index /
+    // force_complete / delete; Stratus has no manager rule, so admin (Nova's `index:host`
+    // and `show` are admin anyway).
+    ep(
+        "GET",
+        "/v2.1/os-migrations",
+        Admin,
+        "os_compute_api:os-migrations:index",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/migrations",
+        Admin,
+        "os_compute_api:servers:migrations:index",
+        Target::Server,
+    ),
+    ep(
+        "GET",
+        "/v2.1/servers/{id}/migrations/{mid}",
+        Admin,
+        "os_compute_api:servers:migrations:show",
+        Target::Server,
+    ),
+    ep(
+        "POST",
+        "/v2.1/servers/{id}/migrations/{mid}/action",
+        Admin,
+        "os_compute_api:servers:migrations:force_complete",
+        Target::Server,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/servers/{id}/migrations/{mid}",
+        Admin,
+        "os_compute_api:servers:migrations:delete",
+        Target::Server,
+    ),
 ];
 
 /// A rule that depends on the request's content, checked inside the handler.
@@ -932,6 +1017,9 @@ pub fn nova_source(name: &str) -> String {
     }
     if name.starts_with("(none") {
         return "nova/api/openstack/compute/flavors.py (no policy check)".into();
+    }
+    if name.starts_with("os_compute_api:servers:migrations:") {
+        return "nova/policies/servers_migrations.py".into();
     }
     let family = name
         .strip_prefix("os_compute_api:")

@@ -137,3 +137,42 @@ pub async fn diagnostics(
         "memory_details": {"maximum": f.ram_mb, "used": 0},
     })))
 }
+
+/// Nova's os-networks (`networks.py`): a proxy to Neutron's networks, served up to 2.35
+/// (Nova's `MAX_PROXY_API_SUPPORT_VERSION`; a 404 from 2.36). Stratus has no network
+/// service, so no project sees a network: the list is empty and every id is unknown,
+/// what Nova answers for a project without networks.
+fn networks_version(caller: &Caller) -> Result<(), ApiError> {
+    if caller.version().at_least(36) {
+        Err(ApiError::not_found("The resource could not be found."))
+    } else {
+        Ok(())
+    }
+}
+
+/// GET /v2.1/os-networks (2.1-2.35)
+pub async fn networks_index(caller: Caller) -> Result<Json<Value>, ApiError> {
+    networks_version(&caller)?;
+    Ok(Json(json!({"networks": []})))
+}
+
+/// GET /v2.1/os-networks/{id} (2.1-2.35)
+pub async fn networks_show(
+    caller: Caller,
+    Path(_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    networks_version(&caller)?;
+    Err(ApiError::not_found("Network not found"))
+}
+
+/// GET /servers/{id}/os-security-groups: the groups of the server's ports (Nova asks
+/// Neutron); a server without ports has none.
+pub async fn security_groups(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let views = st.engine.world().read();
+    visible(&views, &id, &caller)?;
+    Ok(Json(json!({"security_groups": []})))
+}

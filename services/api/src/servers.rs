@@ -612,6 +612,7 @@ pub async fn action(
             limits: st
                 .engine
                 .quota_limits(&views, &caller.project, Some(&caller.user)),
+            auth: &st.auth,
         };
         let prepared = req.resolve(&cx)?;
         if let (Some(_), Some(cmd)) = (&prepared.resize_quota, &prepared.command) {

@@ -118,7 +118,8 @@ impl TokenKey {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// A key from its 64 hex characters (the key file's content).
+    pub fn parse(s: &str) -> Option<Self> {
         if s.len() != 64 {
             return None;
         }
@@ -228,6 +229,16 @@ impl Tokens {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key.0).expect("any key length");
         m.update(data);
         m
+    }
+
+    /// HMAC-SHA256 of `data` under the token key, separated by `purpose` so that a tag
+    /// made for one use (e.g. the compute API's console tokens) is never a valid
+    /// signature for another (a Keystone token's claims are signed with no purpose).
+    pub fn tag(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let mut m = self.mac(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(data);
+        m.finalize().into_bytes().into()
     }
 
     /// Signs claims into a token string.
