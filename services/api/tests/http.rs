@@ -280,7 +280,7 @@ async fn flavor_lifecycle_and_extra_specs() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.status, StatusCode::OK);
     let r = s.get("/v2.1/flavors/1", ALICE, Some("2.61")).await;
     assert_eq!(
         r.body["flavor"]["extra_specs"],
