@@ -268,6 +268,19 @@ fn samples() -> Vec<Event> {
             tags: BTreeSet::from(["blue".to_string(), "prod".to_string()]),
             at: t(35),
         }),
+        i(E::SnapshotStarted {
+            op: u(36),
+            action: Action::CreateBackup,
+            task: TaskState::ImageBackup,
+            job: SnapshotJob {
+                image: ImageId(u(37)),
+                backup: Some(BackupRequest {
+                    backup_type: "daily".into(),
+                    rotation: 2,
+                }),
+            },
+            at: t(36),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -8,6 +8,7 @@
 //! nothing. An operation lost in a crash is re-driven by the reconciler's retry.
 
 pub mod driver;
+pub mod images;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -135,17 +136,32 @@ impl ComputeAgent {
             }
         };
         let Some(op) = inst.op else { return };
+        let extras = engine
+            .world()
+            .read()
+            .instances()
+            .get(&id)
+            .map(|r| r.extras.clone())
+            .unwrap_or_default();
         let key = (id, op.id, task, op.attempt);
         let engine = engine.clone();
         let driver = self.driver.clone();
         self.inflight.spawn(key, async move {
-            let result = driver.perform(&host, &inst, task).await;
+            let mut result = driver
+                .perform(&host, &inst, task)
+                .await
+                .map_err(|e| e.to_string());
+            if result.is_ok() {
+                result = image_step(&engine, &inst, op, task, &extras, &correlation)
+                    .await
+                    .map_err(|e| format!("image upload failed: {e}"));
+            }
             let cmd = match result {
                 Ok(()) => InstanceCommand::Complete { op: op.id, task },
-                Err(e) => InstanceCommand::Fail {
+                Err(message) => InstanceCommand::Fail {
                     op: op.id,
                     task,
-                    message: e.to_string(),
+                    message,
                 },
             };
             let dedupe = domain::dedupe::compute(id, op.id, task, op.attempt);
@@ -160,6 +176,42 @@ impl ComputeAgent {
                 tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
             }
         });
+    }
+}
+
+/// The image work of a task, once the hypervisor did its part: a snapshot's upload
+/// (and a backup's rotation), a shelve's `<name>-shelved` image, an unshelve's deletion
+/// of that image. Idempotent (see [`images`]): a retried task redoes it safely.
+async fn image_step(
+    engine: &Arc<Engine>,
+    inst: &domain::instance::Instance,
+    op: domain::instance::Operation,
+    task: TaskState,
+    extras: &domain::instance::ServerExtras,
+    correlation: &str,
+) -> Result<(), EngineError> {
+    use domain::instance::Action;
+    match task {
+        TaskState::ImageUploading => {
+            let Some(job) = extras.snapshot.as_ref() else {
+                return Ok(());
+            };
+            images::upload(engine, inst, job.image, correlation).await?;
+            if let Some(b) = &job.backup {
+                images::rotate(engine, inst, b, correlation).await?;
+            }
+            Ok(())
+        }
+        TaskState::ShelvingImageUploading => {
+            images::upload(engine, inst, domain::ImageId(op.id), correlation).await
+        }
+        TaskState::Unshelving | TaskState::Spawning if op.action == Action::Unshelve => {
+            match extras.shelved_image {
+                Some(image) => images::delete(engine, image, correlation).await,
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
     }
 }
 

@@ -597,7 +597,8 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::TaskAdvanced { at, .. }
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
-        | E::TagsSet { at, .. } => *at,
+        | E::TagsSet { at, .. }
+        | E::SnapshotStarted { at, .. } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -960,6 +961,7 @@ pub fn notifications(
         | E::MigrationStarted { .. }
         | E::TaskRetried { .. }
         | E::TaskAdvanced { .. }
+        | E::SnapshotStarted { .. }
         | E::BootDetailsRecorded { .. }
         | E::CreateExtrasRecorded { .. } => {}
     }
