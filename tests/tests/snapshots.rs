@@ -508,3 +508,22 @@ async fn a_restart_mid_upload_finishes_the_snapshot() {
         domain::image::ImageStatus::Active
     );
 }
+
+/// A snapshot the hypervisor fails: the task clears with a fault, the server stays
+/// ACTIVE, and the image is deleted (Nova's cleanup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_snapshot_deletes_its_image() {
+    let h = Harness::start(|o| {
+        o.sim.fail_tasks = std::collections::HashSet::from([domain::TaskState::ImageSnapshot]);
+    })
+    .await;
+    let id = h.create(ALICE, "fails", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let v = h
+        .action(ALICE, &id, json!({"createImage": {"name": "f"}}), 202)
+        .await;
+    let image = v["image_id"].as_str().unwrap().to_string();
+    wait_image(&h, ALICE, &image, "GONE").await;
+    let s = h.wait(&id, "ACTIVE").await;
+    assert!(s["OS-EXT-STS:task_state"].is_null());
+}

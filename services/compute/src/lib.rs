@@ -156,6 +156,18 @@ impl ComputeAgent {
                     .await
                     .map_err(|e| format!("image upload failed: {e}"));
             }
+            if let (Err(_), Some(job)) = (&result, extras.snapshot.as_ref()) {
+                // A failed snapshot leaves no image behind (Nova deletes it).
+                let snapshotting = matches!(
+                    op.action,
+                    domain::instance::Action::CreateImage | domain::instance::Action::CreateBackup
+                );
+                if snapshotting {
+                    if let Err(e) = images::delete(&engine, job.image, &correlation).await {
+                        tracing::warn!(image = %job.image, error = %e, "failed snapshot's image not deleted");
+                    }
+                }
+            }
             let cmd = match result {
                 Ok(()) => InstanceCommand::Complete { op: op.id, task },
                 Err(message) => InstanceCommand::Fail {
