@@ -277,6 +277,19 @@ async fn shelve_makes_the_shelved_image_and_unshelve_deletes_it() {
     h.action(ALICE, &id, json!({"unshelve": null}), 202).await;
     h.wait(&id, "ACTIVE").await;
     wait_image(&h, ALICE, &image, "GONE").await;
+    // A snapshot too, then every read model from the log alone.
+    h.action(
+        ALICE,
+        &id,
+        json!({"createBackup": {"name": "b", "backup_type": "daily", "rotation": 1}}),
+        202,
+    )
+    .await;
+    h.wait(&id, "ACTIVE").await;
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
