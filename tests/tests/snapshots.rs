@@ -540,3 +540,25 @@ async fn a_failed_snapshot_deletes_its_image() {
     let s = h.wait(&id, "ACTIVE").await;
     assert!(s["OS-EXT-STS:task_state"].is_null());
 }
+
+/// An upload that never answers is given up by the reconciler (retry, then a fault):
+/// the server is idle again and its snapshot image is deleted, not left `queued`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_snapshot_deletes_its_image() {
+    let h = Harness::start(|o| {
+        o.sim.stall_tasks = std::collections::HashSet::from([domain::TaskState::ImageUploading]);
+        o.config.task_timeout_secs = 1;
+        o.config.max_attempts = 2;
+        o.reconcile_every = Duration::from_millis(200);
+    })
+    .await;
+    let id = h.create(ALICE, "hung", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let v = h
+        .action(ALICE, &id, json!({"createImage": {"name": "h"}}), 202)
+        .await;
+    let image = v["image_id"].as_str().unwrap().to_string();
+    let s = h.wait(&id, "ACTIVE").await;
+    assert!(s["OS-EXT-STS:task_state"].is_null());
+    wait_image(&h, ALICE, &image, "GONE").await;
+}

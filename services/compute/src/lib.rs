@@ -124,6 +124,42 @@ impl ComputeAgent {
         Ok(())
     }
 
+    /// Deletes the image of a snapshot that ended without uploading it (given up by the
+    /// reconciler after a timeout, or failed): it is the snapshot of one of these hosts'
+    /// instances, no operation of the instance works on it any more, and it is still
+    /// `queued` or `saving`. Nova deletes such an image; without this it would stay.
+    fn sweep_snapshot(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
+        let image = {
+            let v = engine.world().read();
+            let Some(row) = v.instances().get(&id) else {
+                return;
+            };
+            let (Some(job), Some(i)) = (row.extras.snapshot.as_ref(), row.state()) else {
+                return;
+            };
+            let mine = i.host.as_ref().is_some_and(|h| self.hosts.contains(h));
+            let running = i.op.is_some_and(|o| o.id == job.image.0);
+            let pending = v.images().get(&job.image).is_some_and(|r| {
+                matches!(
+                    r.state.status,
+                    domain::image::ImageStatus::Queued | domain::image::ImageStatus::Saving
+                )
+            });
+            if !mine || running || !pending {
+                return;
+            }
+            job.image
+        };
+        let engine = engine.clone();
+        let correlation = correlation.to_string();
+        self.inflight
+            .spawn((id, image.0, TaskState::ImageUploading, 0), async move {
+                if let Err(e) = images::delete(&engine, image, &correlation).await {
+                    tracing::warn!(%image, error = %e, "abandoned snapshot image not deleted");
+                }
+            });
+    }
+
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
         let (inst, host, task) = {
             let v = engine.world().read();
@@ -317,6 +353,7 @@ impl Reactor for ComputeAgent {
 
     async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
         if let Some(id) = InstanceId::parse(delivery.subject.id_token()) {
+            self.sweep_snapshot(engine, id, &delivery.meta.correlation_id);
             self.kick(engine, id, delivery.meta.correlation_id.clone());
         }
     }
