@@ -59,6 +59,13 @@ pub fn compute(id: InstanceId, op: Uuid, task: TaskState, attempt: u32) -> Strin
     format!("compute:{id}:{op}:{}:{attempt}", task.as_str())
 }
 
+/// Compute, a step of a snapshot's upload into its image (`step`: `formats`, `start`,
+/// `finish`, `delete`): `compute:image:<image>:<step>`. One per image and step: a
+/// retried upload repeats the id of the step it redoes.
+pub fn compute_image(image: crate::ImageId, step: &str) -> String {
+    format!("compute:image:{image}:{step}")
+}
+
 /// Reconciler, timing out an operation: `tick:<id>:<op>:<attempt>`.
 pub fn tick(id: InstanceId, op: Uuid, attempt: u32) -> String {
     format!("tick:{id}:{op}:{attempt}")

@@ -160,5 +160,6 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::MetadataUpdated { .. } => "instance.metadata_updated",
         E::TagsSet { .. } => "instance.tags_set",
         E::DiskConfigSet { .. } => "instance.disk_config_set",
+        E::SnapshotStarted { .. } => "instance.snapshot_started",
     }
 }

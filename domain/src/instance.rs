@@ -34,7 +34,9 @@ use uuid::Uuid;
 use crate::flavor::FlavorSpec;
 use crate::host::Resources;
 use crate::states::{PowerState, TaskState, VmState};
-use crate::{CellName, ClaimId, Ctx, DomainError, HostName, InstanceId, MigrationId, Timestamp};
+use crate::{
+    CellName, ClaimId, Ctx, DomainError, HostName, ImageId, InstanceId, MigrationId, Timestamp,
+};
 
 /// A flavor as embedded in a server (copied at create / resize time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +178,10 @@ pub enum Action {
     UpdateMetadata,
     /// DELETE /servers/{id}/metadata/{key}
     DeleteMetadata,
+    /// createImage (a snapshot)
+    CreateImage,
+    /// createBackup (a snapshot kept in a rotation)
+    CreateBackup,
 }
 
 impl Action {
@@ -207,6 +213,8 @@ impl Action {
             Action::ChangePassword => "changePassword",
             Action::UpdateMetadata => "update metadata",
             Action::DeleteMetadata => "delete metadata",
+            Action::CreateImage => "createImage",
+            Action::CreateBackup => "createBackup",
         }
     }
 
@@ -454,6 +462,13 @@ pub struct ServerExtras {
     pub tags_set: bool,
     /// `OS-DCF:diskConfig` last given (AUTO: true); None shows MANUAL.
     pub auto_disk_config: Option<bool>,
+    /// The snapshot (createImage / createBackup) in progress or last taken:
+    /// `instance.snapshot_started`. The compute agent uploads into its image.
+    pub snapshot: Option<SnapshotJob>,
+    /// The `<name>-shelved` image of a shelved server (Nova's `shelved_image_id` system
+    /// metadata): the shelve operation's id, set when the shelve starts, cleared at
+    /// unshelve (whose agent deletes the image).
+    pub shelved_image: Option<ImageId>,
 }
 
 impl ServerExtras {
@@ -487,6 +502,8 @@ impl ServerExtras {
             },
             tags_set: cell.tags_set || api.tags_set,
             auto_disk_config: cell.auto_disk_config.or(api.auto_disk_config),
+            snapshot: cell.snapshot.clone(),
+            shelved_image: cell.shelved_image,
         }
     }
 
@@ -507,6 +524,20 @@ impl ServerExtras {
         }
         if let InstanceEvent::DiskConfigSet { auto, .. } = ev {
             self.auto_disk_config = Some(*auto);
+        }
+        if let InstanceEvent::SnapshotStarted { job, .. } = ev {
+            self.snapshot = Some(job.clone());
+        }
+        if let InstanceEvent::TaskStarted {
+            op,
+            action: Action::Shelve,
+            ..
+        } = ev
+        {
+            self.shelved_image = Some(ImageId(*op));
+        }
+        if let InstanceEvent::Unshelved { .. } = ev {
+            self.shelved_image = None;
         }
         if let InstanceEvent::RebuildStarted { rebuild, .. } = ev {
             let r = &**rebuild;
@@ -630,6 +661,14 @@ pub enum InstanceCommand {
         /// The key to remove.
         key: String,
     },
+    /// createImage / createBackup: the image record (`queued`) exists already; the
+    /// compute agent captures the guest and uploads into it.
+    Snapshot {
+        /// The image the snapshot is uploaded into.
+        image: ImageId,
+        /// createBackup's type and rotation (None: createImage).
+        backup: Option<BackupRequest>,
+    },
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -713,6 +752,10 @@ impl InstanceCommand {
             C::ChangePassword => Action::ChangePassword,
             C::SetMetadata { .. } => Action::UpdateMetadata,
             C::DeleteMetadata { .. } => Action::DeleteMetadata,
+            C::Snapshot { backup: None, .. } => Action::CreateImage,
+            C::Snapshot {
+                backup: Some(_), ..
+            } => Action::CreateBackup,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -975,6 +1018,40 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.snapshot_started`: createImage / createBackup began (task
+    /// `image_snapshot_pending` / `image_backup`); the image and the backup rotation are
+    /// folded into [`ServerExtras::snapshot`] for the compute agent.
+    SnapshotStarted {
+        /// Operation id.
+        op: Uuid,
+        /// `CreateImage` or `CreateBackup`.
+        action: Action,
+        /// task_state it sets.
+        task: TaskState,
+        /// What to upload into, and the rotation.
+        job: SnapshotJob,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// createBackup's arguments that outlive the request: the rotation applies once the
+/// backup is uploaded (Nova's `_rotate_backups`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// `backup_type` (also the image's `backup_type` property).
+    pub backup_type: String,
+    /// How many backups of this type to keep for the server.
+    pub rotation: u32,
+}
+
+/// A snapshot in progress: where the compute agent uploads, and what it rotates after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotJob {
+    /// The image record (created `queued` by the API before the action).
+    pub image: ImageId,
+    /// createBackup's rotation (None: createImage).
+    pub backup: Option<BackupRequest>,
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1201,7 +1278,8 @@ pub fn decide(
         | C::ChangePassword
         | C::Rebuild(_)
         | C::SetMetadata { .. }
-        | C::DeleteMetadata { .. } => Err(DomainError::Conflict(format!(
+        | C::DeleteMetadata { .. }
+        | C::Snapshot { .. } => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1416,6 +1494,7 @@ fn ruled(
     let mut new_flavor = None;
     let mut requested_host = None;
     let mut rebuild = None;
+    let mut snapshot = None;
     match cmd {
         C::ShelveOffload if i.host.is_none() => {
             return Ok(vec![InstanceEvent::Offloaded { at: now }]);
@@ -1493,6 +1572,7 @@ fn ruled(
             }
             return Ok(metadata_updated(i, metadata, now));
         }
+        C::Snapshot { image, backup } => snapshot = Some(SnapshotJob { image, backup }),
         C::DeleteMetadata { key } => {
             let mut metadata = i.spec.metadata.clone();
             if metadata.remove(&key).is_none() {
@@ -1511,14 +1591,21 @@ fn ruled(
         rules::Effect::ConfirmResize => vec![InstanceEvent::ResizeConfirmed { at: now }],
         // Recorded by the command's arm above.
         rules::Effect::Record => vec![],
-        rules::Effect::StartTaskWithRequest(task) => match rebuild {
-            Some(rebuild) => vec![InstanceEvent::RebuildStarted {
+        rules::Effect::StartTaskWithRequest(task) => match (rebuild, snapshot) {
+            (Some(rebuild), _) => vec![InstanceEvent::RebuildStarted {
                 op,
                 task,
                 rebuild,
                 at: now,
             }],
-            None => start_task(op, action, task, now),
+            (None, Some(job)) => vec![InstanceEvent::SnapshotStarted {
+                op,
+                action,
+                task,
+                job,
+                at: now,
+            }],
+            (None, None) => start_task(op, action, task, now),
         },
     })
 }
@@ -1583,7 +1670,9 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         }]
     };
     let action = i.op.map(|o| o.action).unwrap_or(Action::Create);
-    if let Some(next) = rules::next_step(task) {
+    // A volume-backed server is shelved without an image (Nova offloads it at once).
+    let imageless_shelve = task == TaskState::Shelving && i.spec.boot_from_volume;
+    if let Some(next) = rules::next_step(task).filter(|_| !imageless_shelve) {
         return vec![E::TaskAdvanced { task: next, at }];
     }
     if let Some((vm_state, power_state)) = rules::settles(task) {
@@ -1603,7 +1692,7 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
             power_state: P::Running,
             at,
         }],
-        TaskState::Shelving => vec![E::Shelved {
+        TaskState::Shelving | TaskState::ShelvingImageUploading => vec![E::Shelved {
             offload: cfg.shelved_offload_time == 0,
             at,
         }],
@@ -1613,6 +1702,8 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         TaskState::ResizeReverting => vec![E::ResizeReverted { at }],
         TaskState::Migrating => vec![E::LiveMigrated { at }],
         TaskState::Deleting => vec![E::Deleted { at }],
+        // The snapshot is uploaded: the server is as it was.
+        TaskState::ImageUploading => done(action, i.vm_state, i.power_state),
         // Settled or stepped above; scheduling tasks are answered by the scheduler.
         TaskState::Pausing
         | TaskState::UpdatingPassword
@@ -1626,7 +1717,12 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         | TaskState::Rebuilding
         | TaskState::RebuildBlockDeviceMapping
         | TaskState::Scheduling
-        | TaskState::ResizePrep => vec![],
+        | TaskState::ResizePrep
+        | TaskState::ImageSnapshotPending
+        | TaskState::ImageSnapshot
+        | TaskState::ImagePendingUpload
+        | TaskState::ImageBackup
+        | TaskState::ShelvingImagePendingUpload => vec![],
     }
 }
 
@@ -1982,5 +2078,22 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.updated_at = *at;
         }
         E::TagsSet { .. } | E::DiskConfigSet { .. } => {}
+        E::TagsSet { .. } => {}
+        E::SnapshotStarted {
+            op,
+            action,
+            task,
+            at,
+            ..
+        } => {
+            i.task_state = Some(*task);
+            i.op = Some(Operation {
+                id: *op,
+                action: *action,
+                since: *at,
+                attempt: 1,
+            });
+            i.updated_at = *at;
+        }
     }
 }

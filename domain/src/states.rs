@@ -121,6 +121,20 @@ pub enum TaskState {
     /// `updating_password`: `changePassword` (status PASSWORD). Appended last: postcard
     /// encodes the variant's index.
     UpdatingPassword,
+    /// `image_snapshot_pending`: `createImage` accepted (the API's step).
+    ImageSnapshotPending,
+    /// `image_snapshot`: the compute agent captures the guest's disk.
+    ImageSnapshot,
+    /// `image_pending_upload`: captured, the upload is about to begin.
+    ImagePendingUpload,
+    /// `image_uploading`: the snapshot's data goes to the image service.
+    ImageUploading,
+    /// `image_backup`: `createBackup` accepted (then the snapshot steps).
+    ImageBackup,
+    /// `shelving_image_pending_upload`: shelve captured the guest's disk.
+    ShelvingImagePendingUpload,
+    /// `shelving_image_uploading`: shelve uploads the `<name>-shelved` image.
+    ShelvingImageUploading,
 }
 
 impl TaskState {
@@ -149,11 +163,18 @@ impl TaskState {
             TaskState::RebuildBlockDeviceMapping => "rebuild_block_device_mapping",
             TaskState::RebuildSpawning => "rebuild_spawning",
             TaskState::UpdatingPassword => "updating_password",
+            TaskState::ImageSnapshotPending => "image_snapshot_pending",
+            TaskState::ImageSnapshot => "image_snapshot",
+            TaskState::ImagePendingUpload => "image_pending_upload",
+            TaskState::ImageUploading => "image_uploading",
+            TaskState::ImageBackup => "image_backup",
+            TaskState::ShelvingImagePendingUpload => "shelving_image_pending_upload",
+            TaskState::ShelvingImageUploading => "shelving_image_uploading",
         }
     }
 
     /// Every value.
-    pub const ALL: [TaskState; 22] = [
+    pub const ALL: [TaskState; 29] = [
         TaskState::Scheduling,
         TaskState::Spawning,
         TaskState::Pausing,
@@ -176,6 +197,13 @@ impl TaskState {
         TaskState::RebuildBlockDeviceMapping,
         TaskState::RebuildSpawning,
         TaskState::UpdatingPassword,
+        TaskState::ImageSnapshotPending,
+        TaskState::ImageSnapshot,
+        TaskState::ImagePendingUpload,
+        TaskState::ImageUploading,
+        TaskState::ImageBackup,
+        TaskState::ShelvingImagePendingUpload,
+        TaskState::ShelvingImageUploading,
     ];
 
     /// The three steps of a rebuild (API status `REBUILD` whatever the vm_state).

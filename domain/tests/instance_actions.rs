@@ -469,6 +469,11 @@ fn shelve_with_offload_time_zero_offloads_at_once() {
         .task_is(Some(T::Shelving))
         .status("ACTIVE");
     assert_eq!(w.i().work(), compute("compute-1", T::Shelving));
+    w.through_shelve_image();
+    assert_eq!(
+        w.i().work(),
+        compute("compute-1", T::ShelvingImageUploading)
+    );
     w.complete()
         .events(&["instance.shelved"])
         .vm(V::Shelved)
@@ -493,6 +498,7 @@ fn shelve_with_offload_time_zero_offloads_at_once() {
 fn shelve_from_stopped_paused_suspended() {
     for mut w in [World::stopped(), World::paused(), World::suspended()] {
         w.when(C::Shelve).ok().task_is(Some(T::Shelving));
+        w.through_shelve_image();
         w.complete().vm(V::Shelved).power(P::Shutdown);
         w.complete().vm(V::ShelvedOffloaded).idle().on_host(None);
     }
@@ -522,6 +528,7 @@ fn shelve_with_offload_delay_stays_shelved_until_tick() {
         ..Config::default()
     });
     w.when(C::Shelve).ok();
+    w.through_shelve_image();
     w.complete()
         .events(&["instance.shelved"])
         .vm(V::Shelved)
@@ -1614,6 +1621,17 @@ fn sample(action: A) -> C {
             name: Some("n".into()),
             description: None,
         },
+        A::CreateImage => C::Snapshot {
+            image: domain::ImageId(uuid::Uuid::from_u128(9)),
+            backup: None,
+        },
+        A::CreateBackup => C::Snapshot {
+            image: domain::ImageId(uuid::Uuid::from_u128(9)),
+            backup: Some(domain::instance::BackupRequest {
+                backup_type: "daily".into(),
+                rotation: 2,
+            }),
+        },
         other => panic!("no sample command for {other:?}: add one"),
     }
 }
@@ -2144,4 +2162,55 @@ fn create_extras_are_recorded_only_when_given() {
     assert_eq!(x.launch_index, 2);
     assert!(x.config_drive);
     assert_eq!(x.access_ip_v4.as_deref(), Some("192.0.2.1"));
+}
+
+// ------------------------------------------------------------------ snapshots
+
+#[test]
+fn create_image_goes_through_the_image_task_states_and_leaves_the_server_as_it_was() {
+    let image = domain::ImageId(uuid::Uuid::from_u128(9));
+    for mut w in [World::active(), World::stopped(), World::paused()] {
+        let (vm, power) = (w.i().vm_state, w.i().power_state);
+        w.when(C::Snapshot {
+            image,
+            backup: None,
+        })
+        .events(&["instance.snapshot_started"])
+        .task_is(Some(T::ImageSnapshotPending));
+        for next in [T::ImageSnapshot, T::ImagePendingUpload, T::ImageUploading] {
+            w.complete()
+                .events(&["instance.task_advanced"])
+                .task_is(Some(next));
+        }
+        w.complete()
+            .events(&["instance.action_completed"])
+            .idle()
+            .vm(vm)
+            .power(power)
+            .replays();
+    }
+}
+
+#[test]
+fn create_backup_starts_at_image_backup_and_a_lock_does_not_stop_it() {
+    let mut w = World::active();
+    w.when_admin(C::Lock { reason: None }).ok();
+    w.when(C::Snapshot {
+        image: domain::ImageId(uuid::Uuid::from_u128(9)),
+        backup: Some(domain::instance::BackupRequest {
+            backup_type: "weekly".into(),
+            rotation: 1,
+        }),
+    })
+    .events(&["instance.snapshot_started"])
+    .task_is(Some(T::ImageBackup));
+    w.complete().task_is(Some(T::ImagePendingUpload));
+    w.complete().task_is(Some(T::ImageUploading));
+    w.fail("upload failed").idle().vm(V::Active);
+    World::shelved_offloaded()
+        .when(C::Snapshot {
+            image: domain::ImageId(uuid::Uuid::from_u128(9)),
+            backup: None,
+        })
+        .refused_vm("createImage", "shelved_offloaded");
 }

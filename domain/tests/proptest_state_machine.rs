@@ -343,7 +343,16 @@ fn check_combination(i: &Instance) -> Result<(), String> {
         Some(T::PoweringOff) => in_(&[Active, Error]),
         Some(T::PoweringOn) => vm == Stopped,
         Some(T::RebootingHard) => in_(&[Active, Stopped, Paused, Suspended, Error]),
-        Some(T::Shelving) => in_(&[Active, Stopped, Paused, Suspended]),
+        Some(T::Shelving | T::ShelvingImagePendingUpload | T::ShelvingImageUploading) => {
+            in_(&[Active, Stopped, Paused, Suspended])
+        }
+        Some(
+            T::ImageSnapshotPending
+            | T::ImageSnapshot
+            | T::ImagePendingUpload
+            | T::ImageUploading
+            | T::ImageBackup,
+        ) => in_(&[Active, Stopped, Paused, Suspended]),
         Some(T::ShelvingOffloading) => vm == Shelved,
         Some(T::Unshelving) => in_(&[Shelved, ShelvedOffloaded]),
         Some(T::ResizePrep) => {
@@ -504,9 +513,10 @@ fn random_runs_cover_the_machine() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let strategy = (config(), prop::collection::vec(step(), 0..60));
+    let strategy = (config(), prop::collection::vec(step(), 0..90));
     let mut seen = Seen::new();
-    for _ in 0..300 {
+    // Shelve's image steps make unshelve deep: more runs reach it.
+    for _ in 0..600 {
         let (cfg, steps) = strategy.new_tree(&mut runner).unwrap().current();
         seen.extend(run(cfg, steps, false).unwrap());
     }
@@ -562,6 +572,8 @@ fn the_harness_reaches_deep_states() {
         Step::User(13, 0, Who::Owner), // revert
         Step::Complete,
         Step::User(7, 0, Who::Owner), // shelve
+        Step::Complete,               // shelving_image_pending_upload
+        Step::Complete,               // shelving_image_uploading
         Step::Complete,
         Step::Complete,               // offloaded (offload time 0)
         Step::User(9, 1, Who::Owner), // unshelve

@@ -199,6 +199,21 @@ python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["config_drive"]
     || fail "multi-1 lacks its config drive or tag: $SHOWN"
 run server delete --wait multi-1 multi-2
 
+step "server image create / server backup create"
+run server image create --name vm1-snap --wait vm1 >/dev/null
+[ "$(run image show -f value -c status vm1-snap)" = "active" ] || fail "vm1-snap not active"
+SNAP_PROPS=$(run image show -f json -c properties vm1-snap)
+grep -q '"image_type": "snapshot"' <<<"$SNAP_PROPS" || fail "vm1-snap properties: $SNAP_PROPS"
+expect_status vm1 ACTIVE
+run server backup create --name vm1-bak-1 --type daily --rotate 1 --wait vm1 >/dev/null
+expect_status vm1 ACTIVE
+run server backup create --name vm1-bak-2 --type daily --rotate 1 --wait vm1 >/dev/null
+expect_status vm1 ACTIVE
+LISTED=$(run image list -f value -c Name)
+grep -qx vm1-bak-2 <<<"$LISTED" || fail "image list lacks vm1-bak-2: $LISTED"
+grep -qx vm1-bak-1 <<<"$LISTED" && fail "the rotation kept vm1-bak-1: $LISTED"
+run image delete vm1-snap vm1-bak-2
+
 step "resize + confirm"
 run server resize --flavor m1.small vm1
 expect_status vm1 VERIFY_RESIZE

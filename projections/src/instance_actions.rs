@@ -224,6 +224,8 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::RevertResize => "compute_revert_resize",
         Action::Rebuild => "compute_rebuild_instance",
         Action::ChangePassword => "compute_set_admin_password",
+        Action::CreateImage => "compute_snapshot_instance",
+        Action::CreateBackup => "compute_backup_instance",
         Action::Lock
         | Action::Unlock
         | Action::ResetState
@@ -382,7 +384,7 @@ impl ActionsPart {
             E::SpawnFailed { fault, .. } | E::TaskFailed { fault, .. } => {
                 self.close(at, EventResult::Error, Some(fault))
             }
-            E::TaskStarted { action, .. } => {
+            E::TaskStarted { action, .. } | E::SnapshotStarted { action, .. } => {
                 let host = self.host.clone();
                 let ev = first_event(*action, self.offloaded).map(|n| (n, host));
                 self.start(c, action.action_name(), ev);

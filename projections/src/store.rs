@@ -58,7 +58,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 20: the `metadefs` and `tasks` models (image metadata definitions, image tasks),
 ///     `ImageStatus::Deactivated` and `User.ec2_creds` (EC2 credentials).
 /// 21: the `migrations` model (os-migrations, `/servers/{id}/migrations`).
-pub const SCHEMA: u64 = 21;
+/// 22: `ServerExtras.snapshot` and `ServerExtras.shelved_image` (createImage /
+///     createBackup, the shelve image).
+pub const SCHEMA: u64 = 22;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

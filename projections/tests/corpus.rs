@@ -286,6 +286,19 @@ fn samples() -> Vec<Event> {
             auto: true,
             at: t(36),
         }),
+        i(E::SnapshotStarted {
+            op: u(36),
+            action: Action::CreateBackup,
+            task: TaskState::ImageBackup,
+            job: SnapshotJob {
+                image: ImageId(u(37)),
+                backup: Some(BackupRequest {
+                    backup_type: "daily".into(),
+                    rotation: 2,
+                }),
+            },
+            at: t(36),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

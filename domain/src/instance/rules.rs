@@ -260,7 +260,30 @@ pub const RULES: &[Rule] = &[
             Effect::Record,
         )
     },
+    // `snapshot` / `backup`: no `@check_instance_lock` (a lock guards against changes,
+    // and a snapshot changes nothing).
+    Rule {
+        lock: false,
+        ..row(
+            Action::CreateImage,
+            SNAPSHOT_VM_STATES,
+            false,
+            Effect::StartTaskWithRequest(TaskState::ImageSnapshotPending),
+        )
+    },
+    Rule {
+        lock: false,
+        ..row(
+            Action::CreateBackup,
+            SNAPSHOT_VM_STATES,
+            false,
+            Effect::StartTaskWithRequest(TaskState::ImageBackup),
+        )
+    },
 ];
+
+/// Where a server may be snapshotted or backed up (nova/compute/api.py).
+const SNAPSHOT_VM_STATES: &[VmState] = &[V::Active, V::Stopped, V::Paused, V::Suspended];
 
 /// Where a server's metadata may change (nova/compute/api.py).
 const METADATA_VM_STATES: &[VmState] = &[V::Active, V::Paused, V::Suspended, V::Stopped];
@@ -348,6 +371,16 @@ pub fn settles(task: TaskState) -> Option<(VmState, PowerState)> {
 /// Steps of multi-step tasks: when the compute agent completes the first, the second
 /// starts (`instance.task_advanced`); the last step's completion finishes the action.
 pub const STEPS: &[(TaskState, TaskState)] = &[
+    // nova/compute/manager.py `_snapshot_instance` and `shelve_instance`.
+    (TaskState::ImageSnapshotPending, TaskState::ImageSnapshot),
+    (TaskState::ImageSnapshot, TaskState::ImagePendingUpload),
+    (TaskState::ImageBackup, TaskState::ImagePendingUpload),
+    (TaskState::ImagePendingUpload, TaskState::ImageUploading),
+    (TaskState::Shelving, TaskState::ShelvingImagePendingUpload),
+    (
+        TaskState::ShelvingImagePendingUpload,
+        TaskState::ShelvingImageUploading,
+    ),
     (TaskState::Rebuilding, TaskState::RebuildBlockDeviceMapping),
     (
         TaskState::RebuildBlockDeviceMapping,

@@ -216,6 +216,16 @@ impl World {
         self.when_as(Who::Service, InstanceCommand::Complete { op, task })
     }
 
+    /// Reactor: the compute agent did shelve's image steps (`shelving` ->
+    /// `shelving_image_pending_upload` -> `shelving_image_uploading`), leaving the
+    /// upload's completion to the caller.
+    pub fn through_shelve_image(&mut self) -> &mut Self {
+        self.complete().events(&["instance.task_advanced"]);
+        self.task_is(Some(domain::TaskState::ShelvingImagePendingUpload));
+        self.complete().events(&["instance.task_advanced"]);
+        self.task_is(Some(domain::TaskState::ShelvingImageUploading))
+    }
+
     /// Reactor: the compute agent failed the current task.
     pub fn fail(&mut self, message: &str) -> &mut Self {
         let (op, task) = (self.op(), self.task());
@@ -467,6 +477,7 @@ impl World {
             ..Config::default()
         });
         w.when(InstanceCommand::Shelve).ok();
+        w.through_shelve_image();
         w.complete().ok();
         w
     }
@@ -475,7 +486,8 @@ impl World {
     pub fn shelved_offloaded() -> World {
         let mut w = World::active();
         w.when(InstanceCommand::Shelve).ok();
-        w.complete().ok(); // shelving -> shelving_offloading
+        w.through_shelve_image();
+        w.complete().ok(); // shelving_image_uploading -> shelving_offloading
         w.complete().ok(); // -> offloaded
         w
     }

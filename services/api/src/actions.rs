@@ -86,11 +86,11 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:servers:reboot",
         r#"{"type": "SOFT"}"#,
     ),
-    plain(
+    typed::<crate::snapshots::Shelve>(
         "shelve",
         ProjectMember,
         "os_compute_api:os-shelve:shelve",
-        || C::Shelve,
+        "null",
     ),
     plain(
         "shelveOffload",
@@ -216,6 +216,20 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-security-groups:remove",
         r#"{"name": "default"}"#,
     ),
+    typed::<crate::snapshots::CreateImage>(
+        "createImage",
+        ProjectMember,
+        "os_compute_api:servers:create_image",
+        r#"{"name": "snap"}"#,
+    )
+    .replying(Reply::Image),
+    typed::<crate::snapshots::CreateBackup>(
+        "createBackup",
+        ProjectMember,
+        "os_compute_api:os-create-backup",
+        r#"{"name": "backup", "backup_type": "daily", "rotation": 1}"#,
+    )
+    .replying(Reply::Image),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -237,6 +251,9 @@ pub enum Reply {
     /// 200 OK with a JSON body read from the instance: an action that changes nothing
     /// (its [`Prepared::command`] is None), like `os-getConsoleOutput`.
     Read(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
+    /// 202 Accepted for an action that made an image (createImage, createBackup): from
+    /// 2.45 `{"image_id"}`, before it a `Location` header (`crate::snapshots::reply`).
+    Image,
 }
 
 impl Reply {
@@ -244,7 +261,7 @@ impl Reply {
     pub fn status(self) -> StatusCode {
         match self {
             Reply::NoContent => StatusCode::NO_CONTENT,
-            Reply::Accepted | Reply::AcceptedWithBody(_) => StatusCode::ACCEPTED,
+            Reply::Accepted | Reply::AcceptedWithBody(_) | Reply::Image => StatusCode::ACCEPTED,
             Reply::Read(_) => StatusCode::OK,
         }
     }
@@ -263,6 +280,9 @@ pub struct Prepared {
     pub handover: Handover,
     /// An upsize: the flavor and the quota delta to admit before the command runs.
     pub resize_quota: Option<(domain::FlavorId, domain::quota::Usage)>,
+    /// An image record to create (`queued`) before the command: the snapshot it uploads
+    /// into (createImage, createBackup, shelve); deleted again if the command is refused.
+    pub image: Option<domain::image::ImageSpec>,
 }
 
 impl From<InstanceCommand> for Prepared {
@@ -271,6 +291,7 @@ impl From<InstanceCommand> for Prepared {
             command: Some(command),
             handover: Handover::new(),
             resize_quota: None,
+            image: None,
         }
     }
 }
@@ -1121,6 +1142,7 @@ impl Action for Rebuild {
             command: Some(command),
             handover,
             resize_quota: None,
+            image: None,
         })
     }
 }
@@ -1213,6 +1235,7 @@ impl Action for ConsoleOutput {
             command: None,
             handover,
             resize_quota: None,
+            image: None,
         })
     }
 }

@@ -49,6 +49,7 @@ pub mod extra_specs;
 pub mod flavors;
 pub mod hosts;
 pub mod hypervisors;
+pub mod image_proxy;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod keys;
@@ -63,6 +64,7 @@ pub mod quotas;
 pub mod server_groups;
 pub mod server_info;
 pub mod servers;
+pub mod snapshots;
 pub mod status;
 pub mod subscriptions;
 pub mod tags;
@@ -231,6 +233,41 @@ pub fn routes(state: ApiState) -> Registrar {
             M::GET,
             "/v2.1/servers/{id}/diagnostics",
             server_info::diagnostics,
+        )
+        // Nova's image proxy (deprecated: 2.35 / 2.38).
+        .route(M::GET, "/v2.1/images", image_proxy::index)
+        .route(M::GET, "/v2.1/images/detail", image_proxy::detail)
+        .route(M::GET, "/v2.1/images/{id}", image_proxy::show)
+        .route(M::DELETE, "/v2.1/images/{id}", image_proxy::delete)
+        .route(
+            M::GET,
+            "/v2.1/images/{id}/metadata",
+            image_proxy::metadata_index,
+        )
+        .route(
+            M::POST,
+            "/v2.1/images/{id}/metadata",
+            image_proxy::metadata_create,
+        )
+        .route(
+            M::PUT,
+            "/v2.1/images/{id}/metadata",
+            image_proxy::metadata_update_all,
+        )
+        .route(
+            M::GET,
+            "/v2.1/images/{id}/metadata/{key}",
+            image_proxy::metadata_show,
+        )
+        .route(
+            M::PUT,
+            "/v2.1/images/{id}/metadata/{key}",
+            image_proxy::metadata_update,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/images/{id}/metadata/{key}",
+            image_proxy::metadata_delete,
         )
         .route(M::GET, "/v2.1/flavors", flavors::index)
         .route(M::POST, "/v2.1/flavors", flavors::create)

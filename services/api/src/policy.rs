@@ -232,6 +232,77 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:servers:delete",
         Target::Server,
     ),
+    // Nova's image proxy (issue 12): no Nova policy; Glance's rules apply to the image.
+    ep(
+        "GET",
+        "/v2.1/images",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/images/detail",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/images/{id}",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/images/{id}",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/images/{id}/metadata",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/images/{id}/metadata",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/images/{id}/metadata",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/images/{id}/metadata/{key}",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/images/{id}/metadata/{key}",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/images/{id}/metadata/{key}",
+        Authenticated,
+        "(none: image proxy)",
+        Target::None,
+    ),
     // Server sub-resources (issue 12): metadata, tags (2.26), ips, password.
     ep(
         "GET",
@@ -1011,6 +1082,9 @@ pub const CONDITIONAL: &[Conditional] = &[
 pub fn nova_source(name: &str) -> String {
     if name.starts_with("(none: version") {
         return "nova/api/openstack/compute/versions.py (no policy check)".into();
+    }
+    if name.starts_with("(none: image proxy") {
+        return "nova/api/openstack/compute/images.py, image_metadata.py (no policy check: Glance's rules apply)".into();
     }
     if name.starts_with("stratus:") {
         return "(Stratus-native: no Nova policy)".into();

@@ -615,9 +615,11 @@ pub async fn action(
             auth: &st.auth,
         };
         let prepared = req.resolve(&cx)?;
-        if let (Some(_), Some(cmd)) = (&prepared.resize_quota, &prepared.command) {
-            // Nova checks the instance's state and the flavors before the quota: a
-            // refused action answers its own error, not the quota's.
+        let checks_first = prepared.resize_quota.is_some() || prepared.image.is_some();
+        if let (true, Some(cmd)) = (checks_first, &prepared.command) {
+            // Nova checks the instance's state and the flavors before the quota (and
+            // before it creates a snapshot's image): a refused action answers its own
+            // error, not the quota's, and leaves nothing behind.
             domain::instance::decide(Some(i), cmd.clone(), &caller.ctx(), &st.engine.config)?;
         }
         (i.id(), prepared)
@@ -630,6 +632,16 @@ pub async fn action(
     if let Some((flavor, delta)) = &prepared.resize_quota {
         st.engine
             .reserve_resize(&project, iid, flavor, *delta, &ctx, &caller.meta())
+            .await?;
+    }
+    if let Some(spec) = &prepared.image {
+        st.engine
+            .image(
+                &spec.id,
+                domain::image::ImageCommand::Create(spec.clone()),
+                &ctx,
+                &caller.meta(),
+            )
             .await?;
     }
     let done = match prepared.command {
@@ -663,8 +675,27 @@ pub async fn action(
             tracing::warn!(server = %iid, error = %e, "resize quota not given back; the quota reactor will");
         }
     }
+    if let (Err(_), Some(spec)) = (&done, &prepared.image) {
+        // The snapshot did not start (the state changed since the check): its image
+        // goes, as Nova's `snapshot` deletes it.
+        if let Err(e) = st
+            .engine
+            .image(
+                &spec.id,
+                domain::image::ImageCommand::Delete,
+                &ctx,
+                &caller.meta(),
+            )
+            .await
+        {
+            tracing::warn!(image = %spec.id, error = %e, "snapshot image not deleted after a refused action");
+        }
+    }
     done?;
     Ok(match reply {
+        Reply::Image => {
+            crate::snapshots::reply(caller.version(), caller.base(), &prepared.handover)
+        }
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
         Reply::AcceptedWithBody(body) | Reply::Read(body) => {
             let views = st.engine.world().read();

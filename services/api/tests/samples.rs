@@ -1814,3 +1814,73 @@ async fn remote_console_responses_have_exactly_the_samples_fields() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// createBackup (os-create-backup) and createImage (servers v2.45): the requests are
+/// Nova's samples, the 2.45 bodies have exactly the samples' keys, and before 2.45 the
+/// answer is an empty 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_action_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let host = s.register_host("node-snap").await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    let server = || async {
+        let r = s
+            .post(
+                "/v2.1/servers",
+                MEMBER,
+                Some("2.37"),
+                json!({"server": {"name": "snap", "imageRef": IMAGE, "flavorRef": "1",
+                                  "networks": "none"}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        let id = r.body["server"]["id"].as_str().unwrap().to_string();
+        s.make_active(&id, &host).await;
+        id
+    };
+    let cases = [
+        (
+            "os-create-backup",
+            "create-backup-req.json",
+            "create-backup-resp.json",
+        ),
+        (
+            "servers",
+            "server-action-create-image.json",
+            "server-action-create-image-resp.json",
+        ),
+    ];
+    for (api, req, resp) in cases {
+        for (version, dir) in versions(api) {
+            let Some(body) = exists(&dir, req) else {
+                continue;
+            };
+            let id = server().await;
+            let r = s
+                .post(
+                    &format!("/v2.1/servers/{id}/action"),
+                    MEMBER,
+                    Some(version.as_str()),
+                    body,
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::ACCEPTED,
+                "{api} @ {version}: {:?}",
+                r.body
+            );
+            match exists(&dir, resp) {
+                Some(want) => {
+                    compare(resp, &version, &r.body, &want, &mut failures);
+                    compared += 1;
+                }
+                None => assert!(r.body.is_null(), "{api} @ {version}: {:?}", r.body),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared >= 2, "only {compared} snapshot samples compared");
+}

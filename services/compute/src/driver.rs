@@ -152,6 +152,14 @@ impl VirtDriver for SimDriver {
             // The simulated guest takes any password; its power state is unchanged.
             TaskState::UpdatingPassword => {}
             TaskState::Scheduling | TaskState::ResizePrep => {}
+            // A snapshot reads the disk; the guest runs on (the agent uploads the data).
+            TaskState::ImageSnapshotPending
+            | TaskState::ImageSnapshot
+            | TaskState::ImagePendingUpload
+            | TaskState::ImageUploading
+            | TaskState::ImageBackup
+            | TaskState::ShelvingImagePendingUpload
+            | TaskState::ShelvingImageUploading => {}
         }
         Ok(())
     }

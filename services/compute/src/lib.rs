@@ -8,6 +8,7 @@
 //! nothing. An operation lost in a crash is re-driven by the reconciler's retry.
 
 pub mod driver;
+pub mod images;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -123,6 +124,42 @@ impl ComputeAgent {
         Ok(())
     }
 
+    /// Deletes the image of a snapshot that ended without uploading it (given up by the
+    /// reconciler after a timeout, or failed): it is the snapshot of one of these hosts'
+    /// instances, no operation of the instance works on it any more, and it is still
+    /// `queued` or `saving`. Nova deletes such an image; without this it would stay.
+    fn sweep_snapshot(&self, engine: &Arc<Engine>, id: InstanceId, correlation: &str) {
+        let image = {
+            let v = engine.world().read();
+            let Some(row) = v.instances().get(&id) else {
+                return;
+            };
+            let (Some(job), Some(i)) = (row.extras.snapshot.as_ref(), row.state()) else {
+                return;
+            };
+            let mine = i.host.as_ref().is_some_and(|h| self.hosts.contains(h));
+            let running = i.op.is_some_and(|o| o.id == job.image.0);
+            let pending = v.images().get(&job.image).is_some_and(|r| {
+                matches!(
+                    r.state.status,
+                    domain::image::ImageStatus::Queued | domain::image::ImageStatus::Saving
+                )
+            });
+            if !mine || running || !pending {
+                return;
+            }
+            job.image
+        };
+        let engine = engine.clone();
+        let correlation = correlation.to_string();
+        self.inflight
+            .spawn((id, image.0, TaskState::ImageUploading, 0), async move {
+                if let Err(e) = images::delete(&engine, image, &correlation).await {
+                    tracing::warn!(%image, error = %e, "abandoned snapshot image not deleted");
+                }
+            });
+    }
+
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
         let (inst, host, task) = {
             let v = engine.world().read();
@@ -135,17 +172,44 @@ impl ComputeAgent {
             }
         };
         let Some(op) = inst.op else { return };
+        let extras = engine
+            .world()
+            .read()
+            .instances()
+            .get(&id)
+            .map(|r| r.extras.clone())
+            .unwrap_or_default();
         let key = (id, op.id, task, op.attempt);
         let engine = engine.clone();
         let driver = self.driver.clone();
         self.inflight.spawn(key, async move {
-            let result = driver.perform(&host, &inst, task).await;
+            let mut result = driver
+                .perform(&host, &inst, task)
+                .await
+                .map_err(|e| e.to_string());
+            if result.is_ok() {
+                result = image_step(&engine, &inst, op, task, &extras, &correlation)
+                    .await
+                    .map_err(|e| format!("image upload failed: {e}"));
+            }
+            if let (Err(_), Some(job)) = (&result, extras.snapshot.as_ref()) {
+                // A failed snapshot leaves no image behind (Nova deletes it).
+                let snapshotting = matches!(
+                    op.action,
+                    domain::instance::Action::CreateImage | domain::instance::Action::CreateBackup
+                );
+                if snapshotting {
+                    if let Err(e) = images::delete(&engine, job.image, &correlation).await {
+                        tracing::warn!(image = %job.image, error = %e, "failed snapshot's image not deleted");
+                    }
+                }
+            }
             let cmd = match result {
                 Ok(()) => InstanceCommand::Complete { op: op.id, task },
-                Err(e) => InstanceCommand::Fail {
+                Err(message) => InstanceCommand::Fail {
                     op: op.id,
                     task,
-                    message: e.to_string(),
+                    message,
                 },
             };
             let dedupe = domain::dedupe::compute(id, op.id, task, op.attempt);
@@ -160,6 +224,42 @@ impl ComputeAgent {
                 tracing::warn!(instance = %id, error = %e, "compute could not record the result; the reconciler will retry");
             }
         });
+    }
+}
+
+/// The image work of a task, once the hypervisor did its part: a snapshot's upload
+/// (and a backup's rotation), a shelve's `<name>-shelved` image, an unshelve's deletion
+/// of that image. Idempotent (see [`images`]): a retried task redoes it safely.
+async fn image_step(
+    engine: &Arc<Engine>,
+    inst: &domain::instance::Instance,
+    op: domain::instance::Operation,
+    task: TaskState,
+    extras: &domain::instance::ServerExtras,
+    correlation: &str,
+) -> Result<(), EngineError> {
+    use domain::instance::Action;
+    match task {
+        TaskState::ImageUploading => {
+            let Some(job) = extras.snapshot.as_ref() else {
+                return Ok(());
+            };
+            images::upload(engine, inst, job.image, correlation).await?;
+            if let Some(b) = &job.backup {
+                images::rotate(engine, inst, b, correlation).await?;
+            }
+            Ok(())
+        }
+        TaskState::ShelvingImageUploading => {
+            images::upload(engine, inst, domain::ImageId(op.id), correlation).await
+        }
+        TaskState::Unshelving | TaskState::Spawning if op.action == Action::Unshelve => {
+            match extras.shelved_image {
+                Some(image) => images::delete(engine, image, correlation).await,
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -253,6 +353,7 @@ impl Reactor for ComputeAgent {
 
     async fn handle(&self, engine: &Arc<Engine>, delivery: &Delivery<'_>) {
         if let Some(id) = InstanceId::parse(delivery.subject.id_token()) {
+            self.sweep_snapshot(engine, id, &delivery.meta.correlation_id);
             self.kick(engine, id, delivery.meta.correlation_id.clone());
         }
     }

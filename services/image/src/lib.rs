@@ -125,6 +125,7 @@ fn routes() -> Vec<Route> {
         route(M::PATCH, "/v2/images/{id}", update),
         route(M::DELETE, "/v2/images/{id}", delete),
         route(M::GET, "/v2/images/{id}/file", download),
+        route(M::GET, "/v2/images/{id}/tasks", image_tasks),
         route(M::PUT, "/v2/images/{id}/file", upload),
         route(M::PUT, "/v2/images/{id}/tags/{tag}", add_tag),
         route(M::DELETE, "/v2/images/{id}/tags/{tag}", remove_tag),
@@ -421,6 +422,19 @@ async fn show(
     Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
     Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+}
+
+/// GET /v2/images/{id}/tasks (Glance 2.12): the import tasks of an image. Stratus has
+/// no import tasks (uploads are synchronous, snapshots are the compute agent's), so the
+/// list of a visible image is empty; clients such as tempest poll it until every task
+/// succeeded.
+async fn image_tasks(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<Json<Value>, ImageError> {
+    visible(&st, &id, &caller)?;
+    Ok(Json(serde_json::json!({"tasks": []})))
 }
 
 pub(crate) async fn read_json(body: Body) -> Result<Value, ImageError> {

@@ -128,6 +128,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Target::Image,
     ),
     ep(
+        "GET",
+        "/v2/images/{id}/tasks",
+        ProjectReader,
+        "get_image",
+        Target::Image,
+    ),
+    ep(
         "PUT",
         "/v2/images/{id}/file",
         ProjectMember,

@@ -242,6 +242,8 @@ enum Kind {
     ResizePrep,
     /// `InstanceActionRebuildPayload` 1.10.
     Rebuild,
+    /// `InstanceActionSnapshotPayload` 1.10 (with the snapshot's image id).
+    Snapshot(Uuid),
 }
 
 /// How one notification's payload differs from the instance it describes.
@@ -325,6 +327,10 @@ impl Builder<'_> {
             Kind::Rebuild => {
                 d.insert("trusted_image_certificates".into(), Value::Null);
                 ("InstanceActionRebuildPayload", "1.10")
+            }
+            Kind::Snapshot(image) => {
+                d.insert("snapshot_image_id".into(), json!(image.to_string()));
+                ("InstanceActionSnapshotPayload", "1.10")
             }
         };
         let priority = if fault.is_some() { "ERROR" } else { "INFO" };
@@ -599,6 +605,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. }
         | E::DiskConfigSet { at, .. } => *at,
+        E::SnapshotStarted { at, .. } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -668,6 +675,42 @@ pub fn notifications(
                 b.action(
                     &format!("instance.{name}.start"),
                     Kind::Action,
+                    after,
+                    none(),
+                    None,
+                );
+            }
+        }
+        // The snapshot's image id is its operation's (the API creates the image with
+        // the request's id).
+        E::ActionCompleted {
+            action: Action::CreateImage | Action::CreateBackup,
+            ..
+        } => {
+            if let Some(op) = before.and_then(|i| i.op) {
+                b.action(
+                    "instance.snapshot.end",
+                    Kind::Snapshot(op.id),
+                    after,
+                    none(),
+                    None,
+                );
+            }
+        }
+        // Nova's `_snapshot_instance` announces the start once the compute manager
+        // took the task (image_snapshot, or image_backup for a backup).
+        E::TaskAdvanced {
+            task: TaskState::ImageSnapshot,
+            ..
+        }
+        | E::SnapshotStarted {
+            task: TaskState::ImageBackup,
+            ..
+        } => {
+            if let Some(op) = after.op {
+                b.action(
+                    "instance.snapshot.start",
+                    Kind::Snapshot(op.id),
                     after,
                     none(),
                     None,
@@ -967,6 +1010,7 @@ pub fn notifications(
         | E::MigrationStarted { .. }
         | E::TaskRetried { .. }
         | E::TaskAdvanced { .. }
+        | E::SnapshotStarted { .. }
         | E::BootDetailsRecorded { .. }
         | E::CreateExtrasRecorded { .. } => {}
     }

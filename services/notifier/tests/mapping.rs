@@ -97,6 +97,10 @@ fn shelve_with_immediate_offload_then_unshelve() {
         types(&s.user(C::Shelve, false)),
         ["instance.exists", "instance.shelve.start"]
     );
+    // The image steps (shelving_image_pending_upload, shelving_image_uploading) send
+    // nothing of their own.
+    assert!(s.complete().is_empty());
+    assert!(s.complete().is_empty());
     let n = s.complete();
     assert_eq!(
         types(&n),

@@ -188,6 +188,26 @@ fn produce() -> Vec<notifier::Notification> {
     );
     s.user(C::Reboot { hard: false }, false);
     s.fail("reboot failed");
+    // createImage, then createBackup: instance.snapshot.start / end.
+    s.user(
+        C::Snapshot {
+            image: domain::ImageId(uuid::Uuid::from_u128(0x5AB)),
+            backup: None,
+        },
+        false,
+    );
+    s.settle();
+    s.user(
+        C::Snapshot {
+            image: domain::ImageId(uuid::Uuid::from_u128(0x5AC)),
+            backup: Some(domain::instance::BackupRequest {
+                backup_type: "daily".into(),
+                rotation: 1,
+            }),
+        },
+        false,
+    );
+    s.settle();
     s.user(
         C::Resize {
             flavor: flavor("4", 4, 8192, 80),
