@@ -176,6 +176,17 @@ pub enum Action {
     UpdateMetadata,
     /// DELETE /servers/{id}/metadata/{key}
     DeleteMetadata,
+    /// rescue (appended: postcard encodes the variant's index)
+    Rescue,
+    /// unrescue
+    Unrescue,
+    /// restore (a soft-deleted server)
+    Restore,
+    /// forceDelete
+    ForceDelete,
+    /// DELETE /servers/{id} with a reclaim interval: soft delete (Nova records it as
+    /// the instance action `delete`)
+    SoftDelete,
 }
 
 impl Action {
@@ -207,6 +218,11 @@ impl Action {
             Action::ChangePassword => "changePassword",
             Action::UpdateMetadata => "update metadata",
             Action::DeleteMetadata => "delete metadata",
+            Action::Rescue => "rescue",
+            Action::Unrescue => "unrescue",
+            Action::Restore => "restore",
+            Action::ForceDelete => "forceDelete",
+            Action::SoftDelete => "delete",
         }
     }
 
@@ -216,6 +232,8 @@ impl Action {
             Action::Reboot | Action::RebootHard => "reboot",
             Action::LiveMigration => "live-migration",
             Action::ResetState => "resetState",
+            // Nova's `_delete` records `delete` whatever the delete type.
+            Action::ForceDelete | Action::SoftDelete => "delete",
             other => other.api_name(),
         }
     }
@@ -330,6 +348,9 @@ pub struct Config {
     pub task_timeout_secs: i64,
     /// Attempts before an unanswered operation fails.
     pub max_attempts: u32,
+    /// Nova's `reclaim_instance_interval`: seconds a soft-deleted server is kept for
+    /// `restore` before the reconciler deletes it; 0 = DELETE deletes at once.
+    pub reclaim_instance_interval: i64,
 }
 
 impl Default for Config {
@@ -338,6 +359,7 @@ impl Default for Config {
             shelved_offload_time: 0,
             task_timeout_secs: 60,
             max_attempts: 3,
+            reclaim_instance_interval: 0,
         }
     }
 }
@@ -605,6 +627,15 @@ pub enum InstanceCommand {
         /// The key to remove.
         key: String,
     },
+    /// rescue: boot the guest from a rescue image (checked to exist by the API; the
+    /// admin password goes to the guest only, never to the log).
+    Rescue,
+    /// unrescue
+    Unrescue,
+    /// restore: a soft-deleted server comes back.
+    Restore,
+    /// forceDelete: deleted now, soft-deleted or not.
+    ForceDelete,
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -687,6 +718,10 @@ impl InstanceCommand {
             C::ChangePassword => Action::ChangePassword,
             C::SetMetadata { .. } => Action::UpdateMetadata,
             C::DeleteMetadata { .. } => Action::DeleteMetadata,
+            C::Rescue => Action::Rescue,
+            C::Unrescue => Action::Unrescue,
+            C::Restore => Action::Restore,
+            C::ForceDelete => Action::ForceDelete,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -975,6 +1010,17 @@ impl Instance {
         crate::states::api_status(self.vm_state, self.task_state)
     }
 
+    /// Whether a soft-deleted, idle instance has waited `reclaim_instance_interval`
+    /// (from its last change: the soft delete, unless it was renamed or locked since;
+    /// Nova counts from `deleted_at`, which the instance state has no field for).
+    pub fn reclaim_due(&self, cfg: &Config, now: Timestamp) -> bool {
+        self.vm_state == VmState::SoftDeleted
+            && !self.deleted
+            && self.task_state.is_none()
+            && cfg.reclaim_instance_interval > 0
+            && now >= self.updated_at.plus_secs(cfg.reclaim_instance_interval)
+    }
+
     /// Whether the current operation is choosing a host.
     pub fn is_scheduling(&self) -> bool {
         matches!(
@@ -1124,7 +1170,7 @@ pub fn decide(
 
     if let Some(rule) = cmd.action().and_then(rules::rule) {
         rule.check(i, ctx)?;
-        return ruled(i, rule, cmd, op, now);
+        return ruled(i, rule, cmd, op, now, cfg);
     }
 
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
@@ -1152,7 +1198,11 @@ pub fn decide(
         | C::ChangePassword
         | C::Rebuild(_)
         | C::SetMetadata { .. }
-        | C::DeleteMetadata { .. } => Err(DomainError::Conflict(format!(
+        | C::DeleteMetadata { .. }
+        | C::Rescue
+        | C::Unrescue
+        | C::Restore
+        | C::ForceDelete => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1348,6 +1398,13 @@ pub fn decide(
                     now,
                 ));
             }
+            if i.reclaim_due(cfg, now) {
+                // Nova's `_reclaim_queued_deletes`: the compute deletes it for good.
+                if i.host.is_none() {
+                    return Ok(vec![InstanceEvent::Deleted { at: now }]);
+                }
+                return Ok(start_task(op, Action::Delete, TaskState::Deleting, now));
+            }
             Ok(vec![])
         }
     }
@@ -1361,6 +1418,7 @@ fn ruled(
     cmd: InstanceCommand,
     op: Uuid,
     now: Timestamp,
+    cfg: &Config,
 ) -> Result<Vec<InstanceEvent>, DomainError> {
     use InstanceCommand as C;
     let action = rule.action;
@@ -1411,13 +1469,50 @@ fn ruled(
             }
             requested_host = host;
         }
-        C::Delete => {
+        C::Delete | C::ForceDelete => {
             if i.task_state == Some(TaskState::Deleting) {
                 return Ok(vec![]);
             }
             if i.host.is_none() {
                 return Ok(vec![InstanceEvent::Deleted { at: now }]);
             }
+            // Nova's API soft-deletes when `reclaim_instance_interval` is set, and
+            // falls back to a delete when the soft delete's state check refuses (never
+            // launched). A repeated DELETE of a soft-deleted (or soft-deleting) server
+            // changes nothing.
+            if matches!(cmd, C::Delete) && cfg.reclaim_instance_interval > 0 {
+                if i.vm_state == VmState::SoftDeleted
+                    || i.task_state == Some(TaskState::SoftDeleting)
+                {
+                    return Ok(vec![]);
+                }
+                // A server being moved (or waiting for confirmation) is deleted for
+                // good: a soft-deleted server holds no migration.
+                if i.launched_at.is_some() && i.migration.is_none() {
+                    return Ok(start_task(
+                        op,
+                        Action::SoftDelete,
+                        TaskState::SoftDeleting,
+                        now,
+                    ));
+                }
+            }
+        }
+        // Without a host (it was soft-deleted while offloaded), Nova's `restore` sets
+        // the vm_state at once.
+        C::Restore if i.host.is_none() => {
+            return Ok(vec![InstanceEvent::ActionCompleted {
+                action: Action::Restore,
+                vm_state: VmState::Active,
+                power_state: i.power_state,
+                at: now,
+            }]);
+        }
+        C::Rescue if i.spec.boot_from_volume => {
+            return Err(DomainError::BadRequest(format!(
+                "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
+                i.id()
+            )));
         }
         C::Rebuild(r) => {
             if r.name.as_deref().is_some_and(|n| !valid_name(n)) {
@@ -1577,7 +1672,11 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         | TaskState::Rebuilding
         | TaskState::RebuildBlockDeviceMapping
         | TaskState::Scheduling
-        | TaskState::ResizePrep => vec![],
+        | TaskState::ResizePrep
+        | TaskState::Rescuing
+        | TaskState::Unrescuing
+        | TaskState::SoftDeleting
+        | TaskState::Restoring => vec![],
     }
 }
 

@@ -121,6 +121,15 @@ pub enum TaskState {
     /// `updating_password`: `changePassword` (status PASSWORD). Appended last: postcard
     /// encodes the variant's index.
     UpdatingPassword,
+    /// `rescuing`: the guest reboots from the rescue image (appended: postcard indexes).
+    Rescuing,
+    /// `unrescuing`: back to the guest's own disk.
+    Unrescuing,
+    /// `soft-deleting`: a DELETE with `--reclaim-instance-interval` > 0 powers the
+    /// guest off and keeps it for `restore`.
+    SoftDeleting,
+    /// `restoring`: a soft-deleted guest is powered on again.
+    Restoring,
 }
 
 impl TaskState {
@@ -149,11 +158,15 @@ impl TaskState {
             TaskState::RebuildBlockDeviceMapping => "rebuild_block_device_mapping",
             TaskState::RebuildSpawning => "rebuild_spawning",
             TaskState::UpdatingPassword => "updating_password",
+            TaskState::Rescuing => "rescuing",
+            TaskState::Unrescuing => "unrescuing",
+            TaskState::SoftDeleting => "soft-deleting",
+            TaskState::Restoring => "restoring",
         }
     }
 
     /// Every value.
-    pub const ALL: [TaskState; 22] = [
+    pub const ALL: [TaskState; 26] = [
         TaskState::Scheduling,
         TaskState::Spawning,
         TaskState::Pausing,
@@ -176,6 +189,10 @@ impl TaskState {
         TaskState::RebuildBlockDeviceMapping,
         TaskState::RebuildSpawning,
         TaskState::UpdatingPassword,
+        TaskState::Rescuing,
+        TaskState::Unrescuing,
+        TaskState::SoftDeleting,
+        TaskState::Restoring,
     ];
 
     /// The three steps of a rebuild (API status `REBUILD` whatever the vm_state).

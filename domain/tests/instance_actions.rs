@@ -1605,6 +1605,10 @@ fn sample(action: A) -> C {
             limit: 128,
         },
         A::DeleteMetadata => C::DeleteMetadata { key: "k".into() },
+        A::Rescue => C::Rescue,
+        A::Unrescue => C::Unrescue,
+        A::Restore => C::Restore,
+        A::ForceDelete => C::ForceDelete,
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,
@@ -2138,4 +2142,102 @@ fn create_extras_are_recorded_only_when_given() {
     assert_eq!(x.launch_index, 2);
     assert!(x.config_drive);
     assert_eq!(x.access_ip_v4.as_deref(), Some("192.0.2.1"));
+}
+
+// ------------------------------------------------------------------ rescue, soft delete
+
+#[test]
+fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
+    let mut w = World::active();
+    w.when(C::Rescue)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::Rescuing))
+        .status("ACTIVE");
+    assert_eq!(w.i().op.unwrap().action.action_name(), "rescue");
+    w.complete()
+        .events(&["instance.action_completed"])
+        .vm(V::Rescued)
+        .idle()
+        .status("RESCUE");
+    w.when(C::Rescue).refused_vm("rescue", "rescued");
+    w.when(C::Stop).refused_vm("stop", "rescued");
+    w.when(C::Unrescue).ok().task_is(Some(T::Unrescuing));
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .replays();
+    w.when(C::Unrescue).refused_vm("unrescue", "active");
+}
+
+#[test]
+fn a_volume_backed_server_cannot_be_rescued() {
+    let mut w = World::active();
+    w.state.as_mut().unwrap().spec.boot_from_volume = true;
+    w.when(C::Rescue).refused(&format!(
+        "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
+        instance_id()
+    ));
+}
+
+#[test]
+fn with_a_reclaim_interval_delete_soft_deletes_and_restore_brings_it_back() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::SoftDeleting));
+    assert_eq!(w.i().op.unwrap().action, A::SoftDelete);
+    assert_eq!(w.i().op.unwrap().action.action_name(), "delete");
+    w.complete()
+        .vm(V::SoftDeleted)
+        .idle()
+        .power(P::Shutdown)
+        .status("SOFT_DELETED")
+        .on_host(Some("compute-1"));
+    // A second DELETE changes nothing; restore is refused elsewhere.
+    w.when(C::Delete).no_events();
+    w.when(C::Restore).ok().task_is(Some(T::Restoring));
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .replays();
+    w.when(C::Restore).refused_vm("restore", "active");
+}
+
+#[test]
+fn the_reconciler_reclaims_a_soft_deleted_server_after_the_interval() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete).ok();
+    w.complete().vm(V::SoftDeleted);
+    w.advance(30).tick().no_events();
+    w.advance(31).tick().ok().task_is(Some(T::Deleting));
+    w.complete().vm(V::Deleted);
+    assert!(w.i().deleted);
+}
+
+#[test]
+fn force_delete_deletes_a_soft_deleted_server_now_and_never_launched_ones_are_deleted() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete).ok();
+    w.complete().vm(V::SoftDeleted);
+    w.when(C::ForceDelete).ok().task_is(Some(T::Deleting));
+    w.complete();
+    assert!(w.i().deleted);
+    // Without a reclaim interval DELETE deletes, and restore is a 409.
+    let mut w = World::active();
+    w.when(C::Restore).refused_vm("restore", "active");
+    w.when(C::Delete).ok().task_is(Some(T::Deleting));
 }

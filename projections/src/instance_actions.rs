@@ -224,6 +224,11 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::RevertResize => "compute_revert_resize",
         Action::Rebuild => "compute_rebuild_instance",
         Action::ChangePassword => "compute_set_admin_password",
+        Action::Rescue => "compute_rescue_instance",
+        Action::Unrescue => "compute_unrescue_instance",
+        Action::Restore => "compute_restore_instance",
+        Action::ForceDelete => "compute_terminate_instance",
+        Action::SoftDelete => "compute_soft_delete_instance",
         Action::Lock
         | Action::Unlock
         | Action::ResetState

@@ -166,6 +166,31 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}"#,
     )
     .replying(Reply::AcceptedWithBody(rebuild_reply)),
+    typed::<Rescue>(
+        "rescue",
+        ProjectMember,
+        "os_compute_api:os-rescue",
+        r#"{"adminPass": "MySecretPass"}"#,
+    )
+    .replying(Reply::OkWithBody(rescue_reply)),
+    plain(
+        "unrescue",
+        ProjectMember,
+        "os_compute_api:os-unrescue",
+        || C::Unrescue,
+    ),
+    plain(
+        "restore",
+        ProjectMember,
+        "os_compute_api:os-deferred-delete:restore",
+        || C::Restore,
+    ),
+    plain(
+        "forceDelete",
+        ProjectMember,
+        "os_compute_api:os-deferred-delete:force",
+        || C::ForceDelete,
+    ),
     typed::<ConsoleOutput>(
         "os-getConsoleOutput",
         ProjectMember,
@@ -191,6 +216,9 @@ pub enum Reply {
     /// your writes) and what the action's resolve step handed over (e.g. rebuild's
     /// server body with `adminPass`).
     AcceptedWithBody(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
+    /// 200 OK with a JSON body, after the command (`rescue`, which Nova answers 200 with
+    /// the `adminPass` for backward compatibility).
+    OkWithBody(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
     /// 200 OK with a JSON body read from the instance: an action that changes nothing
     /// (its [`Prepared::command`] is None), like `os-getConsoleOutput`.
     Read(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
@@ -202,7 +230,7 @@ impl Reply {
         match self {
             Reply::NoContent => StatusCode::NO_CONTENT,
             Reply::Accepted | Reply::AcceptedWithBody(_) => StatusCode::ACCEPTED,
-            Reply::Read(_) => StatusCode::OK,
+            Reply::Read(_) | Reply::OkWithBody(_) => StatusCode::OK,
         }
     }
 }
@@ -673,6 +701,57 @@ impl Action for ChangePassword {
         let _ = self.admin_pass;
         Ok(C::ChangePassword.into())
     }
+}
+
+/// `rescue`: `null` or `{"adminPass": ..., "rescue_image_ref": uuid}` (Nova's schema,
+/// `additionalProperties: false`). The password (given, or generated as Nova's
+/// `utils.generate_password`) goes to the guest and the reply only, never to the log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rescue {
+    #[serde(rename = "adminPass", default)]
+    admin_pass: Option<String>,
+    #[serde(default)]
+    rescue_image_ref: Option<String>,
+}
+
+impl Action for Rescue {
+    fn decode(name: &str, arg: &Value, _version: Version) -> Result<Self, ApiError> {
+        let r: Rescue = body::from_value::<Option<Rescue>>(name, arg)?.unwrap_or_default();
+        if let Some(id) = &r.rescue_image_ref {
+            if !parse::uuid_like(id) {
+                return Err(invalid(
+                    "rescue_image_ref",
+                    &Value::String(id.clone()),
+                    "is not a 'uuid'",
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        if let Some(id) = &self.rescue_image_ref {
+            // Nova's `UnsupportedRescueImage` for an image it cannot fetch.
+            parse::usable_image(cx.views, id, cx.caller).map_err(|_| {
+                ApiError::bad_request(format!("Requested rescue image '{id}' is not supported"))
+            })?;
+        }
+        let pass = self
+            .admin_pass
+            .unwrap_or_else(|| crate::servers::admin_pass(cx.instance.id().0));
+        let mut prepared: Prepared = C::Rescue.into();
+        prepared
+            .handover
+            .insert("adminPass".into(), Value::String(pass));
+        Ok(prepared)
+    }
+}
+
+/// Rescue's 200 body: `{"adminPass": ...}` (Nova's `enable_instance_password`, on by
+/// default).
+fn rescue_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
+    Value::Object(handover)
 }
 
 /// `lock`: `null`, or from 2.73 `{"locked_reason": ...}`; before 2.73 the argument is

@@ -614,7 +614,7 @@ pub async fn action(
     done?;
     Ok(match reply {
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
-        Reply::AcceptedWithBody(body) | Reply::Read(body) => {
+        Reply::AcceptedWithBody(body) | Reply::Read(body) | Reply::OkWithBody(body) => {
             let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);

@@ -560,7 +560,9 @@ fn action_name(a: Action) -> Option<&'static str> {
         Action::ShelveOffload => "shelve_offload",
         Action::Unshelve => "unshelve",
         Action::RevertResize => "resize_revert",
-        Action::Delete => "delete",
+        Action::Delete | Action::ForceDelete => "delete",
+        Action::SoftDelete => "soft_delete",
+        Action::Restore => "restore",
         _ => return None,
     })
 }

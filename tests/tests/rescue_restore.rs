@@ -1,0 +1,239 @@
+//! Rescue / unrescue and soft delete (issue 12 item 1) over HTTP: RESCUE and back with
+//! Nova's `adminPass` reply, `rescue_image_ref` validation and 409s; with
+//! `--reclaim-instance-interval` a DELETE keeps the server SOFT_DELETED, `restore`
+//! brings it back, `forceDelete` deletes it now and the reconciler reclaims it after the
+//! interval; without one `restore` is a 409 and `forceDelete` deletes. An unanswered
+//! rescue is retried, then given up (ACTIVE with a fault, not stuck in `rescuing`), and
+//! `replay rebuild` folds the same read models.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use reqwest::Method as M;
+use serde_json::json;
+use tests::Harness;
+
+const ALICE: &str = "alice:proj-a";
+const BOB: &str = "bob:proj-b";
+const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+
+async fn action_names(h: &Harness, id: &str) -> Vec<String> {
+    let (code, v) = h
+        .req(
+            ALICE,
+            M::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    v["instanceActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescue_and_unrescue() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.create(ALICE, "r", "1").await;
+    h.wait(&id, "ACTIVE").await;
+
+    // Generated password (200, Nova's backward-compatible code).
+    let v = h.action(ALICE, &id, json!({"rescue": null}), 200).await;
+    let pass = v["adminPass"].as_str().expect("adminPass").to_string();
+    assert!(pass.len() >= 8, "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+    let s = h.wait(&id, "RESCUE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "rescued");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+
+    // Wrong states: Nova's 409 for each.
+    let v = h.action(ALICE, &id, json!({"rescue": null}), 409).await;
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Cannot 'rescue' instance {id} while it is in vm_state rescued"),
+        "{v}"
+    );
+    h.action(ALICE, &id, json!({"os-stop": null}), 409).await;
+    h.action(ALICE, &id, json!({"unrescue": null}), 202).await;
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "active");
+    let v = h.action(ALICE, &id, json!({"unrescue": null}), 409).await;
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Cannot 'unrescue' instance {id} while it is in vm_state active"),
+        "{v}"
+    );
+
+    // A given password and rescue image; a stopped server can be rescued too.
+    h.action(ALICE, &id, json!({"os-stop": null}), 202).await;
+    h.wait(&id, "SHUTOFF").await;
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"rescue": {"adminPass": "MySecretPass", "rescue_image_ref": IMAGE}}),
+            200,
+        )
+        .await;
+    assert_eq!(v, json!({"adminPass": "MySecretPass"}));
+    h.wait(&id, "RESCUE").await;
+    h.action(ALICE, &id, json!({"unrescue": null}), 202).await;
+    h.wait(&id, "ACTIVE").await;
+
+    // Bad bodies and images: 400; someone else's server: 404.
+    for body in [
+        json!({"rescue": {"extra": 1}}),
+        json!({"rescue": {"rescue_image_ref": "not-a-uuid"}}),
+        json!({"rescue": {"adminPass": 1}}),
+    ] {
+        h.action(ALICE, &id, body, 400).await;
+    }
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"rescue": {"rescue_image_ref": missing}}),
+            400,
+        )
+        .await;
+    assert_eq!(
+        v["badRequest"]["message"],
+        format!("Requested rescue image '{missing}' is not supported"),
+        "{v}"
+    );
+    h.action(BOB, &id, json!({"rescue": null}), 404).await;
+
+    // Locked: 409 for the owner.
+    h.action(ALICE, &id, json!({"lock": null}), 202).await;
+    h.action(ALICE, &id, json!({"rescue": null}), 409).await;
+    h.action(ALICE, &id, json!({"unlock": null}), 202).await;
+
+    let names = action_names(&h, &id).await;
+    assert_eq!(
+        names.iter().filter(|n| *n == "rescue").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "unrescue").count(),
+        2,
+        "{names:?}"
+    );
+
+    // A restart keeps the state; `replay rebuild` folds the same read models.
+    h.action(ALICE, &id, json!({"rescue": null}), 200).await;
+    h.wait(&id, "RESCUE").await;
+    let h = h.restart(|_| {}).await;
+    h.wait(&id, "RESCUE").await;
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_rescue_is_retried_then_given_up_not_left_stuck() {
+    let h = Harness::start(|o| {
+        o.sim.stall_tasks = HashSet::from([domain::TaskState::Rescuing]);
+        o.config.task_timeout_secs = 1;
+        o.config.max_attempts = 2;
+        o.reconcile_every = Duration::from_millis(200);
+    })
+    .await;
+    let id = h.create(ALICE, "r", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    h.action(ALICE, &id, json!({"rescue": null}), 200).await;
+    assert_eq!(h.show(&id).await["OS-EXT-STS:task_state"], "rescuing");
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "active");
+    // The fault shows only in ERROR; the instance action records the failure.
+    let (_, v) = h
+        .req(
+            ALICE,
+            M::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    let rescue = &v["instanceActions"][0];
+    assert_eq!(rescue["action"], "rescue", "{v}");
+    assert_eq!(rescue["message"], "Error", "{v}");
+    h.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reclaim_interval_restore_is_a_conflict_and_force_delete_deletes() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.create(ALICE, "d", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let v = h.action(ALICE, &id, json!({"restore": null}), 409).await;
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Cannot 'restore' instance {id} while it is in vm_state active"),
+        "{v}"
+    );
+    h.action(ALICE, &id, json!({"forceDelete": null}), 202)
+        .await;
+    h.wait(&id, "GONE").await;
+    h.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_delete_restore_force_delete_and_reclaim() {
+    let h = Harness::start(|o| {
+        o.config.reclaim_instance_interval = 2;
+        o.reconcile_every = Duration::from_millis(200);
+    })
+    .await;
+    let id = h.create(ALICE, "s", "1").await;
+    h.wait(&id, "ACTIVE").await;
+
+    // DELETE keeps it SOFT_DELETED on its host; restore brings it back.
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(code, 204);
+    let s = h.wait(&id, "SOFT_DELETED").await;
+    assert_eq!(s["OS-EXT-STS:vm_state"], "soft-delete");
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(s["OS-EXT-SRV-ATTR:host"].is_string(), "{s}");
+    h.action(ALICE, &id, json!({"restore": null}), 202).await;
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    let names = action_names(&h, &id).await;
+    assert_eq!(names[..2], ["restore", "delete"], "{names:?}");
+
+    // forceDelete deletes a soft-deleted server at once.
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(code, 204);
+    h.wait(&id, "SOFT_DELETED").await;
+    h.action(ALICE, &id, json!({"forceDelete": null}), 202)
+        .await;
+    h.wait(&id, "GONE").await;
+
+    // Left alone, the reconciler reclaims it after the interval.
+    let id = h.create(ALICE, "t", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(code, 204);
+    let soft = Instant::now();
+    h.wait(&id, "SOFT_DELETED").await;
+    let (code, _) = h.req(ALICE, M::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(code, 200, "still there until reclaimed");
+    h.wait(&id, "GONE").await;
+    assert!(soft.elapsed() >= Duration::from_millis(1500));
+
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}
