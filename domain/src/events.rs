@@ -149,5 +149,6 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::Rebuilt { .. } => "instance.rebuilt",
         E::MetadataUpdated { .. } => "instance.metadata_updated",
         E::TagsSet { .. } => "instance.tags_set",
+        E::UnshelveStarted { .. } => "instance.unshelve_started",
     }
 }

@@ -636,6 +636,15 @@ pub enum InstanceCommand {
     Restore,
     /// forceDelete: deleted now, soft-deleted or not.
     ForceDelete,
+    /// unshelve with a target (2.77 `availability_zone`, 2.91 `host` and
+    /// `availability_zone: null`): only for a SHELVED_OFFLOADED server; the API checked
+    /// that the zone exists and that the host is a compute host in the zone.
+    UnshelveTo {
+        /// `None`: unchanged; `Some(None)`: unpin; `Some(Some(az))`: pin to `az`.
+        availability_zone: Option<Option<String>>,
+        /// The host to unshelve on (admin).
+        host: Option<HostName>,
+    },
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -722,6 +731,7 @@ impl InstanceCommand {
             C::Unrescue => Action::Unrescue,
             C::Restore => Action::Restore,
             C::ForceDelete => Action::ForceDelete,
+            C::UnshelveTo { .. } => Action::Unshelve,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -975,6 +985,20 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.unshelve_started`: an unshelve of a SHELVED_OFFLOADED server with a
+    /// zone or a host (task `unshelving`, as `task_started`); the zone pin replaces
+    /// `spec.availability_zone` and the host becomes `spec.requested_host`, which the
+    /// scheduler forces for this unshelve. (Appended last: postcard indexes.)
+    UnshelveStarted {
+        /// Operation id.
+        op: Uuid,
+        /// `None`: unchanged; `Some(None)`: unpinned; `Some(Some(az))`: pinned.
+        availability_zone: Option<Option<String>>,
+        /// Requested host.
+        host: Option<HostName>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1202,7 +1226,8 @@ pub fn decide(
         | C::Rescue
         | C::Unrescue
         | C::Restore
-        | C::ForceDelete => Err(DomainError::Conflict(format!(
+        | C::ForceDelete
+        | C::UnshelveTo { .. } => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1429,13 +1454,16 @@ fn ruled(
         C::ShelveOffload if i.host.is_none() => {
             return Ok(vec![InstanceEvent::Offloaded { at: now }]);
         }
-        C::Unshelve { availability_zone }
-            if availability_zone.is_some() && i.vm_state != VmState::ShelvedOffloaded =>
-        {
-            return Err(DomainError::Conflict(format!(
-                "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
-                i.id()
-            )));
+        C::Unshelve {
+            availability_zone: Some(az),
+        } => {
+            return unshelve_to(i, Some(Some(az)), None, op, now);
+        }
+        C::UnshelveTo {
+            availability_zone,
+            host,
+        } => {
+            return unshelve_to(i, availability_zone, host, op, now);
         }
         C::Resize { flavor } => {
             if flavor.spec.id == i.flavor.spec.id {
@@ -1567,6 +1595,31 @@ fn ruled(
             None => start_task(op, action, task, now),
         },
     })
+}
+
+/// Unshelve with a zone or a host (Nova's `unshelve` with `new_az` / `host`): only a
+/// SHELVED_OFFLOADED server (else `UnshelveInstanceInvalidState`, a 409); the zone pin
+/// and the requested host are recorded for the scheduler in `instance.unshelve_started`.
+fn unshelve_to(
+    i: &Instance,
+    availability_zone: Option<Option<String>>,
+    host: Option<HostName>,
+    op: Uuid,
+    at: Timestamp,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    if i.vm_state != VmState::ShelvedOffloaded {
+        return Err(DomainError::Conflict(format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"{}\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            i.id(),
+            i.status()
+        )));
+    }
+    Ok(vec![InstanceEvent::UnshelveStarted {
+        op,
+        availability_zone,
+        host,
+        at,
+    }])
 }
 
 /// `instance.metadata_updated` when `metadata` differs from the current one.
@@ -1865,6 +1918,9 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
         }
         E::Offloaded { at } => {
+            // A requested host applies to one scheduling (the build's, an unshelve's):
+            // a later unshelve is scheduled anew unless it names one.
+            i.spec.requested_host = None;
             i.vm_state = VmState::ShelvedOffloaded;
             i.power_state = PowerState::Shutdown;
             i.host = None;
@@ -2032,5 +2088,24 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.updated_at = *at;
         }
         E::TagsSet { .. } => {}
+        E::UnshelveStarted {
+            op,
+            availability_zone,
+            host,
+            at,
+        } => {
+            if let Some(az) = availability_zone {
+                i.spec.availability_zone = az.clone();
+            }
+            i.spec.requested_host = host.clone();
+            i.task_state = Some(TaskState::Unshelving);
+            i.op = Some(Operation {
+                id: *op,
+                action: Action::Unshelve,
+                since: *at,
+                attempt: 1,
+            });
+            i.updated_at = *at;
+        }
     }
 }

@@ -598,7 +598,7 @@ fn unshelve_from_offloaded_schedules_then_spawns() {
     w.when(C::Unshelve {
         availability_zone: Some("az-2".into()),
     })
-    .events(&["instance.task_started"])
+    .events(&["instance.unshelve_started"])
     .task_is(Some(T::Unshelving))
     .status("SHELVED_OFFLOADED");
     assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
@@ -674,9 +674,52 @@ fn unshelve_refusals() {
             availability_zone: Some("az-1".into()),
         })
         .refused(&format!(
-            "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"SHELVED\" is not supported. The server status must be SHELVED_OFFLOADED.",
             instance_id()
         ));
+    World::shelved()
+        .when(C::UnshelveTo {
+            availability_zone: None,
+            host: Some(host("compute-2")),
+        })
+        .refused(&format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"SHELVED\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            instance_id()
+        ));
+}
+
+#[test]
+fn unshelve_to_a_host_or_zone_records_them_for_the_scheduler() {
+    let mut w = World::shelved_offloaded();
+    w.when(C::UnshelveTo {
+        availability_zone: Some(Some("az-2".into())),
+        host: Some(host("compute-3")),
+    })
+    .events(&["instance.unshelve_started"])
+    .task_is(Some(T::Unshelving))
+    .status("SHELVED_OFFLOADED");
+    assert_eq!(w.i().spec.availability_zone.as_deref(), Some("az-2"));
+    assert_eq!(w.i().spec.requested_host, Some(host("compute-3")));
+    assert_eq!(w.i().op.unwrap().action, A::Unshelve);
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    w.scheduled("compute-3", claim(3)).ok();
+    w.complete()
+        .vm(V::Active)
+        .on_host(Some("compute-3"))
+        .replays();
+    // Unpinning (2.91 `availability_zone: null`); offloading forgets the host.
+    w.when(C::Shelve).ok();
+    w.complete();
+    if w.i().vm_state == V::Shelved {
+        w.complete();
+    }
+    assert_eq!(w.i().spec.requested_host, None);
+    w.when(C::UnshelveTo {
+        availability_zone: Some(None),
+        host: None,
+    })
+    .ok();
+    assert_eq!(w.i().spec.availability_zone, None);
 }
 
 // ------------------------------------------------------------------ resize

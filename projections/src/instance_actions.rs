@@ -404,6 +404,11 @@ impl ActionsPart {
                 let ev = first_event(Action::Rebuild, false).map(|n| (n, self.host.clone()));
                 self.start(c, Action::Rebuild.action_name(), ev);
             }
+            // Only a SHELVED_OFFLOADED server unshelves to a zone or host: scheduled.
+            E::UnshelveStarted { .. } => {
+                let ev = first_event(Action::Unshelve, true).map(|n| (n, None));
+                self.start(c, Action::Unshelve.action_name(), ev);
+            }
             E::DestinationScheduled { host, .. } => {
                 self.dest = Some(host.clone());
                 let idx = match self.open {

@@ -54,7 +54,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// flavor names).
 /// 17: `Image.hidden` and `Image.members` (os_hidden, image members).
 /// 18: `ServerExtras.tags` (server tags, 2.26).
-pub const SCHEMA: u64 = 18;
+/// 19: an offloaded instance's `spec.requested_host` is cleared (the fold changed: the
+///     requested host is one scheduling's, a 2.91 unshelve sets it again).
+pub const SCHEMA: u64 = 19;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -268,6 +268,12 @@ fn samples() -> Vec<Event> {
             tags: BTreeSet::from(["blue".to_string(), "prod".to_string()]),
             at: t(35),
         }),
+        i(E::UnshelveStarted {
+            op: u(36),
+            availability_zone: Some(None),
+            host: Some(HostName::new("compute-2").unwrap()),
+            at: t(36),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

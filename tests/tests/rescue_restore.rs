@@ -237,3 +237,208 @@ async fn soft_delete_restore_force_delete_and_reclaim() {
     let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
     assert!(report.matches, "{:?}", report.differences);
 }
+
+/// A GET as ALICE at `version`.
+async fn get_at(h: &Harness, version: &str, path: &str) -> (u16, serde_json::Value) {
+    let resp = h
+        .http
+        .get(format!("{}{}", h.base(), path))
+        .header("X-Auth-Token", ALICE)
+        .header("OpenStack-API-Version", format!("compute {version}"))
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_locked_filter_and_reason_from_2_73() {
+    let h = Harness::start(|_| {}).await;
+    let a = h.create(ALICE, "a", "1").await;
+    let b = h.create(ALICE, "b", "1").await;
+    h.wait(&a, "ACTIVE").await;
+    h.wait(&b, "ACTIVE").await;
+    h.action(
+        ALICE,
+        &a,
+        json!({"lock": {"locked_reason": "maintenance"}}),
+        202,
+    )
+    .await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, v) = get_at(&h, "2.73", "/servers?locked=true").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(ids(&v), vec![a.clone()]);
+    let (_, v) = get_at(&h, "2.73", "/servers/detail?locked=False").await;
+    assert_eq!(ids(&v), vec![b.clone()]);
+    assert_eq!(v["servers"][0]["locked_reason"], serde_json::Value::Null);
+    let (_, v) = get_at(&h, "2.73", &format!("/servers/{a}")).await;
+    assert_eq!(v["server"]["locked"], true);
+    assert_eq!(v["server"]["locked_reason"], "maintenance");
+    let (code, v) = get_at(&h, "2.73", "/servers?locked=maybe").await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["badRequest"]["message"],
+        "Invalid input received: Unrecognized value 'maybe', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'"
+    );
+    // Before 2.73 the filter is ignored, and the reason is not shown.
+    let (_, v) = get_at(&h, "2.72", "/servers?locked=true").await;
+    assert_eq!(ids(&v).len(), 2);
+    let (_, v) = get_at(&h, "2.72", &format!("/servers/{a}")).await;
+    assert!(v["server"].get("locked_reason").is_none(), "{v}");
+    h.stack.stop().await;
+}
+
+/// A request as `token` at `version`.
+async fn req_at(
+    h: &Harness,
+    version: &str,
+    token: &str,
+    method: M,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut rb = h
+        .http
+        .request(method, format!("{}{}", h.base(), path))
+        .header("X-Auth-Token", token)
+        .header("OpenStack-API-Version", format!("compute {version}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unshelve_to_a_host_and_zone() {
+    const ADMIN: &str = "admin:admin";
+    let h = Harness::start(|o| o.hosts = 2).await;
+    let id = h.create(ALICE, "u", "1").await;
+    let s = h.wait(&id, "ACTIVE").await;
+    let first = s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string();
+    let other = if first == "host1" { "host2" } else { "host1" };
+    let act = format!("/servers/{id}/action");
+
+    // A host before 2.91, or on a server that is only SHELVED: refused.
+    let (code, v) = req_at(
+        &h,
+        "2.90",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": other}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    h.action(ALICE, &id, json!({"shelve": null}), 202).await;
+    h.wait(&id, "SHELVED_OFFLOADED").await;
+    // Non-admins may not name a host; unknown hosts and zones are 400s.
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ALICE,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": other}})),
+    )
+    .await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["forbidden"]["message"],
+        "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed."
+    );
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": "nowhere"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["badRequest"]["message"],
+        "Compute host nowhere could not be found."
+    );
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": other, "availability_zone": "elsewhere"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    // Pinned to the zone it names, on the host it names.
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": other, "availability_zone": "nova"}})),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], other);
+    assert_eq!(s["OS-EXT-AZ:availability_zone"], "nova");
+
+    // Again, to the first host, unpinned (null zone).
+    h.action(ALICE, &id, json!({"shelve": null}), 202).await;
+    h.wait(&id, "SHELVED_OFFLOADED").await;
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"host": first, "availability_zone": null}})),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    let s = h.wait(&id, "ACTIVE").await;
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], first.as_str());
+
+    // A zone on a SHELVED server: Nova's 409.
+    let h = h
+        .restart(|o| {
+            o.hosts = 2;
+            o.config.shelved_offload_time = -1;
+        })
+        .await;
+    h.action(ALICE, &id, json!({"shelve": null}), 202).await;
+    h.wait(&id, "SHELVED").await;
+    let (code, v) = req_at(
+        &h,
+        "2.91",
+        ADMIN,
+        M::POST,
+        &act,
+        Some(json!({"unshelve": {"availability_zone": "nova"}})),
+    )
+    .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Specifying an availability zone or a host when unshelving server \"{id}\" with status \"SHELVED\" is not supported. The server status must be SHELVED_OFFLOADED.")
+    );
+    h.action(ALICE, &id, json!({"unshelve": null}), 202).await;
+    h.wait(&id, "ACTIVE").await;
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}

@@ -502,12 +502,14 @@ impl Action for Reboot {
 }
 
 /// `unshelve`: from 2.77 `null` or `{"availability_zone": ...}` (null from 2.91, to
-/// unpin); before 2.77 the argument is ignored.
+/// unpin), from 2.91 also `{"host": ...}` (admin); before 2.77 the argument is ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unshelve {
     #[serde(default, deserialize_with = "present")]
     availability_zone: Option<Option<String>>,
+    #[serde(default)]
+    host: Option<String>,
 }
 
 impl Action for Unshelve {
@@ -517,6 +519,9 @@ impl Action for Unshelve {
         }
         let u: Option<Unshelve> = body::from_value(name, arg)?;
         let u = u.unwrap_or_default();
+        if u.host.is_some() && !version.at_least(91) {
+            return Err(unexpected(&["host"]));
+        }
         match &u.availability_zone {
             Some(None) if !version.at_least(91) => Err(invalid(
                 "availability_zone",
@@ -528,12 +533,55 @@ impl Action for Unshelve {
         }
     }
 
+    /// Nova's order: the state (a zone or host needs SHELVED_OFFLOADED: the domain's
+    /// 409, so nothing else is checked here then), the zone, the host's policy
+    /// (`unshelve_to_host`, admin), its existence (400), its zone (409).
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
-        let availability_zone = self.availability_zone.flatten();
-        if let Some(az) = &availability_zone {
+        let i = cx.instance;
+        if self.availability_zone.is_none() && self.host.is_none() {
+            return Ok(C::Unshelve {
+                availability_zone: None,
+            }
+            .into());
+        }
+        if i.vm_state != VmState::ShelvedOffloaded {
+            return Ok(C::UnshelveTo {
+                availability_zone: self.availability_zone,
+                host: None,
+            }
+            .into());
+        }
+        if let Some(Some(az)) = &self.availability_zone {
             known_az(cx.views, az)?;
         }
-        Ok(C::Unshelve { availability_zone }.into())
+        let host = match &self.host {
+            None => None,
+            Some(h) => {
+                if !cx.caller.is_admin {
+                    return Err(ApiError::policy(
+                        "os_compute_api:os-shelve:unshelve_to_host",
+                    ));
+                }
+                let host = parse::known_host(cx.views, h)?;
+                let expected = match &self.availability_zone {
+                    Some(az) => az.clone(),
+                    None => i.spec.availability_zone.clone(),
+                };
+                if let Some(az) = expected {
+                    if cx.views.host_availability_zone(&host) != az {
+                        return Err(ApiError::conflict(format!(
+                            "Host \"{h}\" is not in the availability zone \"{az}\"."
+                        )));
+                    }
+                }
+                Some(host)
+            }
+        };
+        Ok(C::UnshelveTo {
+            availability_zone: self.availability_zone,
+            host,
+        }
+        .into())
     }
 }
 

@@ -379,6 +379,7 @@ fn list(
                     .host
                     .as_ref()
                     .is_none_or(|h| i.host.as_ref().is_some_and(|x| x.as_str() == h)))
+            && query.locked.is_none_or(|l| i.locked.is_some() == l)
             && query.changes_since.is_none_or(|t| i.updated_at >= t)
             && query.changes_before.is_none_or(|t| i.updated_at <= t)
             && query

@@ -599,7 +599,8 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::TaskAdvanced { at, .. }
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
-        | E::TagsSet { at, .. } => *at,
+        | E::TagsSet { at, .. }
+        | E::UnshelveStarted { at, .. } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -674,6 +675,9 @@ pub fn notifications(
                     None,
                 );
             }
+        }
+        E::UnshelveStarted { .. } => {
+            b.action("instance.unshelve.start", Kind::Action, after, none(), None)
         }
         E::ActionCompleted { action, .. } => {
             if let Some(name) = action_name(*action) {

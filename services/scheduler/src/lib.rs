@@ -892,10 +892,11 @@ async fn schedule_destination(
                 inst.cell.clone(),
             )
         }
+        // An unshelve: to the host it names (2.91, `instance.unshelve_started`), if any.
         _ => (
             inst.flavor.resources(inst.spec.boot_from_volume),
             vec![],
-            None,
+            inst.spec.requested_host.clone(),
             inst.cell.clone(),
         ),
     };
