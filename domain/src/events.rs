@@ -150,5 +150,6 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::MetadataUpdated { .. } => "instance.metadata_updated",
         E::TagsSet { .. } => "instance.tags_set",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
+        E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",
     }
 }

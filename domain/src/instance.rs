@@ -187,6 +187,8 @@ pub enum Action {
     /// DELETE /servers/{id} with a reclaim interval: soft delete (Nova records it as
     /// the instance action `delete`)
     SoftDelete,
+    /// trigger_crash_dump (2.17)
+    TriggerCrashDump,
 }
 
 impl Action {
@@ -223,6 +225,7 @@ impl Action {
             Action::Restore => "restore",
             Action::ForceDelete => "forceDelete",
             Action::SoftDelete => "delete",
+            Action::TriggerCrashDump => "trigger_crash_dump",
         }
     }
 
@@ -636,6 +639,9 @@ pub enum InstanceCommand {
     Restore,
     /// forceDelete: deleted now, soft-deleted or not.
     ForceDelete,
+    /// trigger_crash_dump (2.17): the guest is sent an NMI; the simulated driver has
+    /// nothing to dump, so the request is recorded and nothing changes.
+    TriggerCrashDump,
     /// unshelve with a target (2.77 `availability_zone`, 2.91 `host` and
     /// `availability_zone: null`): only for a SHELVED_OFFLOADED server; the API checked
     /// that the zone exists and that the host is a compute host in the zone.
@@ -732,6 +738,7 @@ impl InstanceCommand {
             C::Restore => Action::Restore,
             C::ForceDelete => Action::ForceDelete,
             C::UnshelveTo { .. } => Action::Unshelve,
+            C::TriggerCrashDump => Action::TriggerCrashDump,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -999,6 +1006,12 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.crash_dump_triggered`: `trigger_crash_dump` was sent to the guest
+    /// (no state changes, as in Nova). (Appended last: postcard indexes.)
+    CrashDumpTriggered {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What a reactor should do for an instance, derived from its state alone
@@ -1227,7 +1240,8 @@ pub fn decide(
         | C::Unrescue
         | C::Restore
         | C::ForceDelete
-        | C::UnshelveTo { .. } => Err(DomainError::Conflict(format!(
+        | C::UnshelveTo { .. }
+        | C::TriggerCrashDump => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1464,6 +1478,9 @@ fn ruled(
             host,
         } => {
             return unshelve_to(i, availability_zone, host, op, now);
+        }
+        C::TriggerCrashDump => {
+            return Ok(vec![InstanceEvent::CrashDumpTriggered { at: now }]);
         }
         C::Resize { flavor } => {
             if flavor.spec.id == i.flavor.spec.id {
@@ -2087,7 +2104,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.spec.metadata = metadata.clone();
             i.updated_at = *at;
         }
-        E::TagsSet { .. } => {}
+        E::TagsSet { .. } | E::CrashDumpTriggered { .. } => {}
         E::UnshelveStarted {
             op,
             availability_zone,

@@ -1652,6 +1652,7 @@ fn sample(action: A) -> C {
         A::Unrescue => C::Unrescue,
         A::Restore => C::Restore,
         A::ForceDelete => C::ForceDelete,
+        A::TriggerCrashDump => C::TriggerCrashDump,
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,

@@ -234,7 +234,8 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         | Action::ResetState
         | Action::Update
         | Action::UpdateMetadata
-        | Action::DeleteMetadata => return None,
+        | Action::DeleteMetadata
+        | Action::TriggerCrashDump => return None,
     })
 }
 
@@ -403,6 +404,10 @@ impl ActionsPart {
             E::RebuildStarted { .. } => {
                 let ev = first_event(Action::Rebuild, false).map(|n| (n, self.host.clone()));
                 self.start(c, Action::Rebuild.action_name(), ev);
+            }
+            // Done by the API's cast; no compute step is recorded (nothing answers).
+            E::CrashDumpTriggered { .. } => {
+                self.start(c, Action::TriggerCrashDump.action_name(), None);
             }
             // Only a SHELVED_OFFLOADED server unshelves to a zone or host: scheduled.
             E::UnshelveStarted { .. } => {

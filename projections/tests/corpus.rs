@@ -274,6 +274,7 @@ fn samples() -> Vec<Event> {
             host: Some(HostName::new("compute-2").unwrap()),
             at: t(36),
         }),
+        i(E::CrashDumpTriggered { at: t(37) }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

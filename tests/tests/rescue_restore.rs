@@ -442,3 +442,37 @@ async fn unshelve_to_a_host_and_zone() {
     let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
     assert!(report.matches, "{:?}", report.differences);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_crash_dump_from_2_17() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.create(ALICE, "c", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let act = format!("/servers/{id}/action");
+    let body = || Some(json!({"trigger_crash_dump": null}));
+    let (code, v) = req_at(&h, "2.16", ALICE, M::POST, &act, body()).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = req_at(
+        &h,
+        "2.17",
+        ALICE,
+        M::POST,
+        &act,
+        Some(json!({"trigger_crash_dump": {}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = req_at(&h, "2.17", ALICE, M::POST, &act, body()).await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(h.show(&id).await["status"], "ACTIVE");
+    assert_eq!(action_names(&h, &id).await[0], "trigger_crash_dump");
+    h.action(ALICE, &id, json!({"os-stop": null}), 202).await;
+    h.wait(&id, "SHUTOFF").await;
+    let (code, v) = req_at(&h, "2.17", ALICE, M::POST, &act, body()).await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(
+        v["conflictingRequest"]["message"],
+        format!("Cannot 'trigger_crash_dump' instance {id} while it is in vm_state stopped")
+    );
+    h.stack.stop().await;
+}

@@ -260,6 +260,14 @@ pub const RULES: &[Rule] = &[
         false,
         Task(TaskState::Restoring),
     ),
+    // Nova's `trigger_crash_dump` (ALLOW_TRIGGER_CRASH_DUMP, `check_instance_host`):
+    // recorded, no task.
+    row(
+        Action::TriggerCrashDump,
+        &[V::Active, V::Paused, V::Rescued, V::Resized, V::Error],
+        true,
+        Effect::Record,
+    ),
     // Nova's `force_delete`: any vm_state and task, never launched too; `decide` makes
     // it a no-op while deleting and deletes an instance without a host at once.
     Rule {

@@ -191,6 +191,12 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-deferred-delete:force",
         || C::ForceDelete,
     ),
+    typed::<TriggerCrashDump>(
+        "trigger_crash_dump",
+        ProjectMember,
+        "os_compute_api:servers:trigger_crash_dump",
+        "null",
+    ),
     typed::<ConsoleOutput>(
         "os-getConsoleOutput",
         ProjectMember,
@@ -793,6 +799,34 @@ impl Action for Rescue {
             .handover
             .insert("adminPass".into(), Value::String(pass));
         Ok(prepared)
+    }
+}
+
+/// `trigger_crash_dump` (2.17): the argument must be `null`; before 2.17 the action
+/// does not exist (Nova's versioned method: 404).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerCrashDump;
+
+impl<'de> Deserialize<'de> for TriggerCrashDump {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _ = serde::de::IgnoredAny::deserialize(d)?;
+        Ok(TriggerCrashDump)
+    }
+}
+
+impl Action for TriggerCrashDump {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        if !version.at_least(17) {
+            return Err(ApiError::not_found("The resource could not be found."));
+        }
+        if !arg.is_null() {
+            return Err(invalid(name, arg, &format!("{arg} is not of type 'null'")));
+        }
+        Ok(TriggerCrashDump)
+    }
+
+    fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Ok(C::TriggerCrashDump.into())
     }
 }
 

@@ -886,13 +886,6 @@ pub const CONDITIONAL: &[Conditional] = &[
         name: "compute:servers:create:requested_destination",
     },
     Conditional {
-        method: "POST",
-        path: "/v2.1/servers/{id}/action",
-        when: "`unshelve` to a `host` (2.91)",
-        rule: Admin,
-        name: "os_compute_api:os-shelve:unshelve_to_host",
-    },
-    Conditional {
         method: "GET",
         path: "/v2.1/os-keypairs",
         when: "another user's `user_id` query (2.10+)",

@@ -600,7 +600,8 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. }
-        | E::UnshelveStarted { at, .. } => *at,
+        | E::UnshelveStarted { at, .. }
+        | E::CrashDumpTriggered { at } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -669,6 +670,18 @@ pub fn notifications(
             if let Some(name) = action_name(*action) {
                 b.action(
                     &format!("instance.{name}.start"),
+                    Kind::Action,
+                    after,
+                    none(),
+                    None,
+                );
+            }
+        }
+        // Nova's compute sends both around the driver's call.
+        E::CrashDumpTriggered { .. } => {
+            for phase in ["start", "end"] {
+                b.action(
+                    &format!("instance.trigger_crash_dump.{phase}"),
                     Kind::Action,
                     after,
                     none(),

@@ -210,6 +210,7 @@ fn produce() -> Vec<notifier::Notification> {
     s.complete();
     s.user(C::Restore, false);
     s.complete();
+    s.user(C::TriggerCrashDump, false);
     s.user(C::Delete, false);
     s.complete();
     s.user(C::ForceDelete, false);
