@@ -71,6 +71,11 @@ pub fn tick(id: InstanceId, op: Uuid, attempt: u32) -> String {
     format!("tick:{id}:{op}:{attempt}")
 }
 
+/// Reconciler, reclaiming a soft-deleted instance: `tick:<id>:reclaim:<updated_at µs>`.
+pub fn tick_reclaim(id: InstanceId, updated_at: i64) -> String {
+    format!("tick:{id}:reclaim:{updated_at}")
+}
+
 /// Reconciler, offloading a shelved instance: `tick:<id>:offload:<shelved_at µs>`.
 pub fn tick_offload(id: InstanceId, shelved_at: i64) -> String {
     format!("tick:{id}:offload:{shelved_at}")

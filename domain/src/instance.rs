@@ -182,6 +182,19 @@ pub enum Action {
     CreateImage,
     /// createBackup (a snapshot kept in a rotation)
     CreateBackup,
+    /// rescue (appended: postcard encodes the variant's index)
+    Rescue,
+    /// unrescue
+    Unrescue,
+    /// restore (a soft-deleted server)
+    Restore,
+    /// forceDelete
+    ForceDelete,
+    /// DELETE /servers/{id} with a reclaim interval: soft delete (Nova records it as
+    /// the instance action `delete`)
+    SoftDelete,
+    /// trigger_crash_dump (2.17)
+    TriggerCrashDump,
 }
 
 impl Action {
@@ -215,6 +228,12 @@ impl Action {
             Action::DeleteMetadata => "delete metadata",
             Action::CreateImage => "createImage",
             Action::CreateBackup => "createBackup",
+            Action::Rescue => "rescue",
+            Action::Unrescue => "unrescue",
+            Action::Restore => "restore",
+            Action::ForceDelete => "forceDelete",
+            Action::SoftDelete => "delete",
+            Action::TriggerCrashDump => "trigger_crash_dump",
         }
     }
 
@@ -224,6 +243,8 @@ impl Action {
             Action::Reboot | Action::RebootHard => "reboot",
             Action::LiveMigration => "live-migration",
             Action::ResetState => "resetState",
+            // Nova's `_delete` records `delete` whatever the delete type.
+            Action::ForceDelete | Action::SoftDelete => "delete",
             other => other.api_name(),
         }
     }
@@ -338,6 +359,9 @@ pub struct Config {
     pub task_timeout_secs: i64,
     /// Attempts before an unanswered operation fails.
     pub max_attempts: u32,
+    /// Nova's `reclaim_instance_interval`: seconds a soft-deleted server is kept for
+    /// `restore` before the reconciler deletes it; 0 = DELETE deletes at once.
+    pub reclaim_instance_interval: i64,
 }
 
 impl Default for Config {
@@ -346,6 +370,7 @@ impl Default for Config {
             shelved_offload_time: 0,
             task_timeout_secs: 60,
             max_attempts: 3,
+            reclaim_instance_interval: 0,
         }
     }
 }
@@ -669,6 +694,27 @@ pub enum InstanceCommand {
         /// createBackup's type and rotation (None: createImage).
         backup: Option<BackupRequest>,
     },
+    /// rescue: boot the guest from a rescue image (checked to exist by the API; the
+    /// admin password goes to the guest only, never to the log).
+    Rescue,
+    /// unrescue
+    Unrescue,
+    /// restore: a soft-deleted server comes back.
+    Restore,
+    /// forceDelete: deleted now, soft-deleted or not.
+    ForceDelete,
+    /// trigger_crash_dump (2.17): the guest is sent an NMI; the simulated driver has
+    /// nothing to dump, so the request is recorded and nothing changes.
+    TriggerCrashDump,
+    /// unshelve with a target (2.77 `availability_zone`, 2.91 `host` and
+    /// `availability_zone: null`): only for a SHELVED_OFFLOADED server; the API checked
+    /// that the zone exists and that the host is a compute host in the zone.
+    UnshelveTo {
+        /// `None`: unchanged; `Some(None)`: unpin; `Some(Some(az))`: pin to `az`.
+        availability_zone: Option<Option<String>>,
+        /// The host to unshelve on (admin).
+        host: Option<HostName>,
+    },
     /// Scheduler: record the cell (and host) chosen for a build request, on the api subject.
     Map {
         /// The build operation this answers.
@@ -756,6 +802,12 @@ impl InstanceCommand {
             C::Snapshot {
                 backup: Some(_), ..
             } => Action::CreateBackup,
+            C::Rescue => Action::Rescue,
+            C::Unrescue => Action::Unrescue,
+            C::Restore => Action::Restore,
+            C::ForceDelete => Action::ForceDelete,
+            C::UnshelveTo { .. } => Action::Unshelve,
+            C::TriggerCrashDump => Action::TriggerCrashDump,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -1033,6 +1085,26 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.unshelve_started`: an unshelve of a SHELVED_OFFLOADED server with a
+    /// zone or a host (task `unshelving`, as `task_started`); the zone pin replaces
+    /// `spec.availability_zone` and the host becomes `spec.requested_host`, which the
+    /// scheduler forces for this unshelve. (Appended last: postcard indexes.)
+    UnshelveStarted {
+        /// Operation id.
+        op: Uuid,
+        /// `None`: unchanged; `Some(None)`: unpinned; `Some(Some(az))`: pinned.
+        availability_zone: Option<Option<String>>,
+        /// Requested host.
+        host: Option<HostName>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.crash_dump_triggered`: `trigger_crash_dump` was sent to the guest
+    /// (no state changes, as in Nova). (Appended last: postcard indexes.)
+    CrashDumpTriggered {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// createBackup's arguments that outlive the request: the rotation applies once the
@@ -1085,6 +1157,17 @@ impl Instance {
             return "DELETED";
         }
         crate::states::api_status(self.vm_state, self.task_state)
+    }
+
+    /// Whether a soft-deleted, idle instance has waited `reclaim_instance_interval`
+    /// (from its last change: the soft delete, unless it was renamed or locked since;
+    /// Nova counts from `deleted_at`, which the instance state has no field for).
+    pub fn reclaim_due(&self, cfg: &Config, now: Timestamp) -> bool {
+        self.vm_state == VmState::SoftDeleted
+            && !self.deleted
+            && self.task_state.is_none()
+            && cfg.reclaim_instance_interval > 0
+            && now >= self.updated_at.plus_secs(cfg.reclaim_instance_interval)
     }
 
     /// Whether the current operation is choosing a host.
@@ -1250,7 +1333,7 @@ pub fn decide(
 
     if let Some(rule) = cmd.action().and_then(rules::rule) {
         rule.check(i, ctx)?;
-        return ruled(i, rule, cmd, op, now);
+        return ruled(i, rule, cmd, op, now, cfg);
     }
 
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
@@ -1279,7 +1362,13 @@ pub fn decide(
         | C::Rebuild(_)
         | C::SetMetadata { .. }
         | C::DeleteMetadata { .. }
-        | C::Snapshot { .. } => Err(DomainError::Conflict(format!(
+        | C::Snapshot { .. }
+        | C::Rescue
+        | C::Unrescue
+        | C::Restore
+        | C::ForceDelete
+        | C::UnshelveTo { .. }
+        | C::TriggerCrashDump => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
         ))),
@@ -1475,6 +1564,13 @@ pub fn decide(
                     now,
                 ));
             }
+            if i.reclaim_due(cfg, now) {
+                // Nova's `_reclaim_queued_deletes`: the compute deletes it for good.
+                if i.host.is_none() {
+                    return Ok(vec![InstanceEvent::Deleted { at: now }]);
+                }
+                return Ok(start_task(op, Action::Delete, TaskState::Deleting, now));
+            }
             Ok(vec![])
         }
     }
@@ -1488,6 +1584,7 @@ fn ruled(
     cmd: InstanceCommand,
     op: Uuid,
     now: Timestamp,
+    cfg: &Config,
 ) -> Result<Vec<InstanceEvent>, DomainError> {
     use InstanceCommand as C;
     let action = rule.action;
@@ -1499,13 +1596,19 @@ fn ruled(
         C::ShelveOffload if i.host.is_none() => {
             return Ok(vec![InstanceEvent::Offloaded { at: now }]);
         }
-        C::Unshelve { availability_zone }
-            if availability_zone.is_some() && i.vm_state != VmState::ShelvedOffloaded =>
-        {
-            return Err(DomainError::Conflict(format!(
-                "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
-                i.id()
-            )));
+        C::Unshelve {
+            availability_zone: Some(az),
+        } => {
+            return unshelve_to(i, Some(Some(az)), None, op, now);
+        }
+        C::UnshelveTo {
+            availability_zone,
+            host,
+        } => {
+            return unshelve_to(i, availability_zone, host, op, now);
+        }
+        C::TriggerCrashDump => {
+            return Ok(vec![InstanceEvent::CrashDumpTriggered { at: now }]);
         }
         C::Resize { flavor } => {
             if flavor.spec.id == i.flavor.spec.id {
@@ -1539,13 +1642,50 @@ fn ruled(
             }
             requested_host = host;
         }
-        C::Delete => {
+        C::Delete | C::ForceDelete => {
             if i.task_state == Some(TaskState::Deleting) {
                 return Ok(vec![]);
             }
             if i.host.is_none() {
                 return Ok(vec![InstanceEvent::Deleted { at: now }]);
             }
+            // Nova's API soft-deletes when `reclaim_instance_interval` is set, and
+            // falls back to a delete when the soft delete's state check refuses (never
+            // launched). A repeated DELETE of a soft-deleted (or soft-deleting) server
+            // changes nothing.
+            if matches!(cmd, C::Delete) && cfg.reclaim_instance_interval > 0 {
+                if i.vm_state == VmState::SoftDeleted
+                    || i.task_state == Some(TaskState::SoftDeleting)
+                {
+                    return Ok(vec![]);
+                }
+                // A server being moved (or waiting for confirmation) is deleted for
+                // good: a soft-deleted server holds no migration.
+                if i.launched_at.is_some() && i.migration.is_none() {
+                    return Ok(start_task(
+                        op,
+                        Action::SoftDelete,
+                        TaskState::SoftDeleting,
+                        now,
+                    ));
+                }
+            }
+        }
+        // Without a host (it was soft-deleted while offloaded), Nova's `restore` sets
+        // the vm_state at once.
+        C::Restore if i.host.is_none() => {
+            return Ok(vec![InstanceEvent::ActionCompleted {
+                action: Action::Restore,
+                vm_state: VmState::Active,
+                power_state: i.power_state,
+                at: now,
+            }]);
+        }
+        C::Rescue if i.spec.boot_from_volume => {
+            return Err(DomainError::BadRequest(format!(
+                "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
+                i.id()
+            )));
         }
         C::Rebuild(r) => {
             if r.name.as_deref().is_some_and(|n| !valid_name(n)) {
@@ -1608,6 +1748,31 @@ fn ruled(
             (None, None) => start_task(op, action, task, now),
         },
     })
+}
+
+/// Unshelve with a zone or a host (Nova's `unshelve` with `new_az` / `host`): only a
+/// SHELVED_OFFLOADED server (else `UnshelveInstanceInvalidState`, a 409); the zone pin
+/// and the requested host are recorded for the scheduler in `instance.unshelve_started`.
+fn unshelve_to(
+    i: &Instance,
+    availability_zone: Option<Option<String>>,
+    host: Option<HostName>,
+    op: Uuid,
+    at: Timestamp,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    if i.vm_state != VmState::ShelvedOffloaded {
+        return Err(DomainError::Conflict(format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"{}\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            i.id(),
+            i.status()
+        )));
+    }
+    Ok(vec![InstanceEvent::UnshelveStarted {
+        op,
+        availability_zone,
+        host,
+        at,
+    }])
 }
 
 /// `instance.metadata_updated` when `metadata` differs from the current one.
@@ -1722,7 +1887,11 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
         | TaskState::ImageSnapshot
         | TaskState::ImagePendingUpload
         | TaskState::ImageBackup
-        | TaskState::ShelvingImagePendingUpload => vec![],
+        | TaskState::ShelvingImagePendingUpload
+        | TaskState::Rescuing
+        | TaskState::Unrescuing
+        | TaskState::SoftDeleting
+        | TaskState::Restoring => vec![],
     }
 }
 
@@ -1911,6 +2080,9 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             }
         }
         E::Offloaded { at } => {
+            // A requested host applies to one scheduling (the build's, an unshelve's):
+            // a later unshelve is scheduled anew unless it names one.
+            i.spec.requested_host = None;
             i.vm_state = VmState::ShelvedOffloaded;
             i.power_state = PowerState::Shutdown;
             i.host = None;
@@ -2077,8 +2249,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.spec.metadata = metadata.clone();
             i.updated_at = *at;
         }
-        E::TagsSet { .. } | E::DiskConfigSet { .. } => {}
-        E::TagsSet { .. } => {}
+        E::TagsSet { .. } | E::DiskConfigSet { .. } | E::CrashDumpTriggered { .. } => {}
         E::SnapshotStarted {
             op,
             action,
@@ -2090,6 +2261,25 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.op = Some(Operation {
                 id: *op,
                 action: *action,
+                since: *at,
+                attempt: 1,
+            });
+            i.updated_at = *at;
+        }
+        E::UnshelveStarted {
+            op,
+            availability_zone,
+            host,
+            at,
+        } => {
+            if let Some(az) = availability_zone {
+                i.spec.availability_zone = az.clone();
+            }
+            i.spec.requested_host = host.clone();
+            i.task_state = Some(TaskState::Unshelving);
+            i.op = Some(Operation {
+                id: *op,
+                action: Action::Unshelve,
                 since: *at,
                 attempt: 1,
             });

@@ -135,6 +135,15 @@ pub enum TaskState {
     ShelvingImagePendingUpload,
     /// `shelving_image_uploading`: shelve uploads the `<name>-shelved` image.
     ShelvingImageUploading,
+    /// `rescuing`: the guest reboots from the rescue image (appended: postcard indexes).
+    Rescuing,
+    /// `unrescuing`: back to the guest's own disk.
+    Unrescuing,
+    /// `soft-deleting`: a DELETE with `--reclaim-instance-interval` > 0 powers the
+    /// guest off and keeps it for `restore`.
+    SoftDeleting,
+    /// `restoring`: a soft-deleted guest is powered on again.
+    Restoring,
 }
 
 impl TaskState {
@@ -170,11 +179,15 @@ impl TaskState {
             TaskState::ImageBackup => "image_backup",
             TaskState::ShelvingImagePendingUpload => "shelving_image_pending_upload",
             TaskState::ShelvingImageUploading => "shelving_image_uploading",
+            TaskState::Rescuing => "rescuing",
+            TaskState::Unrescuing => "unrescuing",
+            TaskState::SoftDeleting => "soft-deleting",
+            TaskState::Restoring => "restoring",
         }
     }
 
     /// Every value.
-    pub const ALL: [TaskState; 29] = [
+    pub const ALL: [TaskState; 33] = [
         TaskState::Scheduling,
         TaskState::Spawning,
         TaskState::Pausing,
@@ -204,6 +217,10 @@ impl TaskState {
         TaskState::ImageBackup,
         TaskState::ShelvingImagePendingUpload,
         TaskState::ShelvingImageUploading,
+        TaskState::Rescuing,
+        TaskState::Unrescuing,
+        TaskState::SoftDeleting,
+        TaskState::Restoring,
     ];
 
     /// The three steps of a rebuild (API status `REBUILD` whatever the vm_state).

@@ -609,7 +609,7 @@ fn unshelve_from_offloaded_schedules_then_spawns() {
     w.when(C::Unshelve {
         availability_zone: Some("az-2".into()),
     })
-    .events(&["instance.task_started"])
+    .events(&["instance.unshelve_started"])
     .task_is(Some(T::Unshelving))
     .status("SHELVED_OFFLOADED");
     assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
@@ -685,9 +685,52 @@ fn unshelve_refusals() {
             availability_zone: Some("az-1".into()),
         })
         .refused(&format!(
-            "The availability_zone parameter can only be used to unshelve a SHELVED_OFFLOADED instance {}",
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"SHELVED\" is not supported. The server status must be SHELVED_OFFLOADED.",
             instance_id()
         ));
+    World::shelved()
+        .when(C::UnshelveTo {
+            availability_zone: None,
+            host: Some(host("compute-2")),
+        })
+        .refused(&format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"SHELVED\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            instance_id()
+        ));
+}
+
+#[test]
+fn unshelve_to_a_host_or_zone_records_them_for_the_scheduler() {
+    let mut w = World::shelved_offloaded();
+    w.when(C::UnshelveTo {
+        availability_zone: Some(Some("az-2".into())),
+        host: Some(host("compute-3")),
+    })
+    .events(&["instance.unshelve_started"])
+    .task_is(Some(T::Unshelving))
+    .status("SHELVED_OFFLOADED");
+    assert_eq!(w.i().spec.availability_zone.as_deref(), Some("az-2"));
+    assert_eq!(w.i().spec.requested_host, Some(host("compute-3")));
+    assert_eq!(w.i().op.unwrap().action, A::Unshelve);
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    w.scheduled("compute-3", claim(3)).ok();
+    w.complete()
+        .vm(V::Active)
+        .on_host(Some("compute-3"))
+        .replays();
+    // Unpinning (2.91 `availability_zone: null`); offloading forgets the host.
+    w.when(C::Shelve).ok();
+    w.complete();
+    if w.i().vm_state == V::Shelved {
+        w.complete();
+    }
+    assert_eq!(w.i().spec.requested_host, None);
+    w.when(C::UnshelveTo {
+        availability_zone: Some(None),
+        host: None,
+    })
+    .ok();
+    assert_eq!(w.i().spec.availability_zone, None);
 }
 
 // ------------------------------------------------------------------ resize
@@ -1617,6 +1660,11 @@ fn sample(action: A) -> C {
             limit: 128,
         },
         A::DeleteMetadata => C::DeleteMetadata { key: "k".into() },
+        A::Rescue => C::Rescue,
+        A::Unrescue => C::Unrescue,
+        A::Restore => C::Restore,
+        A::ForceDelete => C::ForceDelete,
+        A::TriggerCrashDump => C::TriggerCrashDump,
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,
@@ -2213,4 +2261,102 @@ fn create_backup_starts_at_image_backup_and_a_lock_does_not_stop_it() {
             backup: None,
         })
         .refused_vm("createImage", "shelved_offloaded");
+}
+
+// ------------------------------------------------------------------ rescue, soft delete
+
+#[test]
+fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
+    let mut w = World::active();
+    w.when(C::Rescue)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::Rescuing))
+        .status("ACTIVE");
+    assert_eq!(w.i().op.unwrap().action.action_name(), "rescue");
+    w.complete()
+        .events(&["instance.action_completed"])
+        .vm(V::Rescued)
+        .idle()
+        .status("RESCUE");
+    w.when(C::Rescue).refused_vm("rescue", "rescued");
+    w.when(C::Stop).refused_vm("stop", "rescued");
+    w.when(C::Unrescue).ok().task_is(Some(T::Unrescuing));
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .replays();
+    w.when(C::Unrescue).refused_vm("unrescue", "active");
+}
+
+#[test]
+fn a_volume_backed_server_cannot_be_rescued() {
+    let mut w = World::active();
+    w.state.as_mut().unwrap().spec.boot_from_volume = true;
+    w.when(C::Rescue).refused(&format!(
+        "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
+        instance_id()
+    ));
+}
+
+#[test]
+fn with_a_reclaim_interval_delete_soft_deletes_and_restore_brings_it_back() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete)
+        .events(&["instance.task_started"])
+        .task_is(Some(T::SoftDeleting));
+    assert_eq!(w.i().op.unwrap().action, A::SoftDelete);
+    assert_eq!(w.i().op.unwrap().action.action_name(), "delete");
+    w.complete()
+        .vm(V::SoftDeleted)
+        .idle()
+        .power(P::Shutdown)
+        .status("SOFT_DELETED")
+        .on_host(Some("compute-1"));
+    // A second DELETE changes nothing; restore is refused elsewhere.
+    w.when(C::Delete).no_events();
+    w.when(C::Restore).ok().task_is(Some(T::Restoring));
+    w.complete()
+        .vm(V::Active)
+        .idle()
+        .power(P::Running)
+        .replays();
+    w.when(C::Restore).refused_vm("restore", "active");
+}
+
+#[test]
+fn the_reconciler_reclaims_a_soft_deleted_server_after_the_interval() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete).ok();
+    w.complete().vm(V::SoftDeleted);
+    w.advance(30).tick().no_events();
+    w.advance(31).tick().ok().task_is(Some(T::Deleting));
+    w.complete().vm(V::Deleted);
+    assert!(w.i().deleted);
+}
+
+#[test]
+fn force_delete_deletes_a_soft_deleted_server_now_and_never_launched_ones_are_deleted() {
+    let cfg = Config {
+        reclaim_instance_interval: 60,
+        ..Config::default()
+    };
+    let mut w = World::active_with(cfg);
+    w.when(C::Delete).ok();
+    w.complete().vm(V::SoftDeleted);
+    w.when(C::ForceDelete).ok().task_is(Some(T::Deleting));
+    w.complete();
+    assert!(w.i().deleted);
+    // Without a reclaim interval DELETE deletes, and restore is a 409.
+    let mut w = World::active();
+    w.when(C::Restore).refused_vm("restore", "active");
+    w.when(C::Delete).ok().task_is(Some(T::Deleting));
 }

@@ -69,6 +69,7 @@ fn config() -> impl Strategy<Value = Config> {
         shelved_offload_time: off,
         task_timeout_secs: 60,
         max_attempts: att,
+        reclaim_instance_interval: if att == 2 { 30 } else { 0 },
     })
 }
 
@@ -83,7 +84,7 @@ fn user_command(a: u8, b: u8) -> C {
     } else {
         Some(host_n(b))
     };
-    match a % 23 {
+    match a % 27 {
         0 => C::Start,
         1 => C::Stop,
         2 => C::Pause,
@@ -120,6 +121,10 @@ fn user_command(a: u8, b: u8) -> C {
         // Make the common lifecycle actions a little more likely.
         20 => C::Pause,
         21 => C::Reboot { hard: true },
+        23 => C::Rescue,
+        24 => C::Unrescue,
+        25 => C::Restore,
+        26 => C::ForceDelete,
         _ => rebuild(b),
     }
 }
@@ -148,6 +153,7 @@ fn allowed_commands(vm: V) -> Vec<C> {
             C::Migrate { host: None },
             C::LiveMigrate { host: None },
             C::ChangePassword,
+            C::Rescue,
         ],
         V::Paused => vec![
             C::Unpause,
@@ -173,6 +179,8 @@ fn allowed_commands(vm: V) -> Vec<C> {
         V::Shelved => vec![unshelve, C::ShelveOffload],
         V::ShelvedOffloaded => vec![unshelve],
         V::Resized => vec![C::ConfirmResize, C::RevertResize],
+        V::Rescued => vec![C::Unrescue],
+        V::SoftDeleted => vec![C::Restore, C::ForceDelete],
         // Building: let the reactors work (random `User` steps still delete it).
         _ => vec![C::Update {
             name: Some("renamed".into()),
@@ -371,7 +379,10 @@ fn check_combination(i: &Instance) -> Result<(), String> {
         Some(T::Migrating) => {
             in_(&[Active, Paused]) && m.is_some_and(|m| m.kind == MigrationKind::LiveMigration)
         }
-        Some(T::Deleting) => i.host.is_some(),
+        Some(T::Deleting | T::SoftDeleting) => i.host.is_some(),
+        Some(T::Rescuing) => in_(&[Active, Stopped, Error]),
+        Some(T::Unrescuing) => vm == Rescued,
+        Some(T::Restoring) => vm == SoftDeleted && i.host.is_some(),
         Some(T::Rebuilding | T::RebuildBlockDeviceMapping | T::RebuildSpawning) => {
             in_(&[Active, Stopped, Error])
                 && i.host.is_some()
@@ -537,6 +548,7 @@ fn random_runs_cover_the_machine() {
         (V::Shelved, Some(T::ShelvingOffloading)),
         (V::ShelvedOffloaded, Some(T::Spawning)),
         (V::Stopped, Some(T::RebuildBlockDeviceMapping)),
+        (V::Rescued, None),
     ];
     let missing: Vec<_> = want.iter().filter(|w| !seen.contains(w)).collect();
     assert!(missing.is_empty(), "never reached: {missing:?}");

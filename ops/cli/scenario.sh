@@ -144,6 +144,7 @@ $LISTED"
 run server show vm1 >/dev/null
 
 step "pause / unpause";   run server pause vm1;   expect_status vm1 PAUSED;    run server unpause vm1; expect_status vm1 ACTIVE
+step "rescue / unrescue"; run server rescue vm1;  expect_status vm1 RESCUE;    run server unrescue vm1; expect_status vm1 ACTIVE
 step "suspend / resume";  run server suspend vm1; expect_status vm1 SUSPENDED; run server resume vm1;  expect_status vm1 ACTIVE
 step "stop / start";      run server stop vm1;    expect_status vm1 SHUTOFF;   run server start vm1;   expect_status vm1 ACTIVE
 step "reboot";            run server reboot vm1;  expect_status vm1 ACTIVE

@@ -226,12 +226,18 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::ChangePassword => "compute_set_admin_password",
         Action::CreateImage => "compute_snapshot_instance",
         Action::CreateBackup => "compute_backup_instance",
+        Action::Rescue => "compute_rescue_instance",
+        Action::Unrescue => "compute_unrescue_instance",
+        Action::Restore => "compute_restore_instance",
+        Action::ForceDelete => "compute_terminate_instance",
+        Action::SoftDelete => "compute_soft_delete_instance",
         Action::Lock
         | Action::Unlock
         | Action::ResetState
         | Action::Update
         | Action::UpdateMetadata
-        | Action::DeleteMetadata => return None,
+        | Action::DeleteMetadata
+        | Action::TriggerCrashDump => return None,
     })
 }
 
@@ -400,6 +406,15 @@ impl ActionsPart {
             E::RebuildStarted { .. } => {
                 let ev = first_event(Action::Rebuild, false).map(|n| (n, self.host.clone()));
                 self.start(c, Action::Rebuild.action_name(), ev);
+            }
+            // Done by the API's cast; no compute step is recorded (nothing answers).
+            E::CrashDumpTriggered { .. } => {
+                self.start(c, Action::TriggerCrashDump.action_name(), None);
+            }
+            // Only a SHELVED_OFFLOADED server unshelves to a zone or host: scheduled.
+            E::UnshelveStarted { .. } => {
+                let ev = first_event(Action::Unshelve, true).map(|n| (n, None));
+                self.start(c, Action::Unshelve.action_name(), ev);
             }
             E::DestinationScheduled { host, .. } => {
                 self.dest = Some(host.clone());

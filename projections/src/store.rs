@@ -60,7 +60,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 21: the `migrations` model (os-migrations, `/servers/{id}/migrations`).
 /// 22: `ServerExtras.snapshot` and `ServerExtras.shelved_image` (createImage /
 ///     createBackup, the shelve image).
-pub const SCHEMA: u64 = 22;
+/// 23: an offloaded instance's `spec.requested_host` is cleared (the fold changed: the
+///     requested host is one scheduling's, a 2.91 unshelve sets it again).
+pub const SCHEMA: u64 = 23;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

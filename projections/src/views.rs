@@ -65,13 +65,19 @@ pub struct Instances {
     rows: Table<InstanceId, InstanceRow>,
     /// (created_at, id) of every instance, for Nova's default sort.
     by_created: BTreeSet<(Timestamp, InstanceId)>,
-    /// Instances with an operation in progress or shelved (the reconciler's work list).
+    /// Instances with an operation in progress, shelved or soft-deleted (the
+    /// reconciler's work list).
     pending: BTreeSet<InstanceId>,
 }
 
-/// Whether an instance is on the reconciler's work list.
+/// Whether an instance is on the reconciler's work list (an operation to time out, a
+/// shelved server to offload, a soft-deleted one to reclaim).
 fn is_pending(s: &Instance) -> bool {
-    s.op.is_some() || (s.vm_state == domain::VmState::Shelved && !s.deleted)
+    s.op.is_some()
+        || (matches!(
+            s.vm_state,
+            domain::VmState::Shelved | domain::VmState::SoftDeleted
+        ) && !s.deleted)
 }
 
 impl ReadModel for Instances {

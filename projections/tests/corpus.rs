@@ -299,6 +299,13 @@ fn samples() -> Vec<Event> {
             },
             at: t(36),
         }),
+        i(E::UnshelveStarted {
+            op: u(36),
+            availability_zone: Some(None),
+            host: Some(HostName::new("compute-2").unwrap()),
+            at: t(36),
+        }),
+        i(E::CrashDumpTriggered { at: t(37) }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

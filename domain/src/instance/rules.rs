@@ -240,6 +240,45 @@ pub const RULES: &[Rule] = &[
         true,
         Effect::StartTaskWithRequest(TaskState::Rebuilding),
     ),
+    // Rows of issue 12's lifecycle actions (kept together to ease merges).
+    row(
+        Action::Rescue,
+        &[V::Active, V::Stopped, V::Error],
+        false,
+        Task(TaskState::Rescuing),
+    ),
+    row(
+        Action::Unrescue,
+        &[V::Rescued],
+        false,
+        Task(TaskState::Unrescuing),
+    ),
+    // Without a host `decide` restores at once (Nova's `restore`).
+    row(
+        Action::Restore,
+        &[V::SoftDeleted],
+        false,
+        Task(TaskState::Restoring),
+    ),
+    // Nova's `trigger_crash_dump` (ALLOW_TRIGGER_CRASH_DUMP, `check_instance_host`):
+    // recorded, no task.
+    row(
+        Action::TriggerCrashDump,
+        &[V::Active, V::Paused, V::Rescued, V::Resized, V::Error],
+        true,
+        Effect::Record,
+    ),
+    // Nova's `force_delete`: any vm_state and task, never launched too; `decide` makes
+    // it a no-op while deleting and deletes an instance without a host at once.
+    Rule {
+        action: Action::ForceDelete,
+        vm_states: None,
+        task: TaskReq::Any,
+        lock: true,
+        must_have_launched: false,
+        needs_host: false,
+        effect: Task(TaskState::Deleting),
+    },
     // `update_instance_metadata` / `delete_instance_metadata`: `task_state=None` in the
     // decorator, so any task; the lock and `launched_at` are checked.
     Rule {
@@ -358,6 +397,14 @@ pub const SETTLES: &[(TaskState, VmState, PowerState)] = &[
     (TaskState::PoweringOn, V::Active, PowerState::Running),
     (TaskState::Rebooting, V::Active, PowerState::Running),
     (TaskState::RebootingHard, V::Active, PowerState::Running),
+    (TaskState::Rescuing, V::Rescued, PowerState::Running),
+    (TaskState::Unrescuing, V::Active, PowerState::Running),
+    (
+        TaskState::SoftDeleting,
+        V::SoftDeleted,
+        PowerState::Shutdown,
+    ),
+    (TaskState::Restoring, V::Active, PowerState::Running),
 ];
 
 /// The (vm_state, power_state) a completed `task` settles to, if it only settles.

@@ -166,6 +166,37 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}"#,
     )
     .replying(Reply::AcceptedWithBody(rebuild_reply)),
+    typed::<Rescue>(
+        "rescue",
+        ProjectMember,
+        "os_compute_api:os-rescue",
+        r#"{"adminPass": "MySecretPass"}"#,
+    )
+    .replying(Reply::OkWithBody(rescue_reply)),
+    plain(
+        "unrescue",
+        ProjectMember,
+        "os_compute_api:os-unrescue",
+        || C::Unrescue,
+    ),
+    plain(
+        "restore",
+        ProjectMember,
+        "os_compute_api:os-deferred-delete:restore",
+        || C::Restore,
+    ),
+    plain(
+        "forceDelete",
+        ProjectMember,
+        "os_compute_api:os-deferred-delete:force",
+        || C::ForceDelete,
+    ),
+    typed::<TriggerCrashDump>(
+        "trigger_crash_dump",
+        ProjectMember,
+        "os_compute_api:servers:trigger_crash_dump",
+        "null",
+    ),
     typed::<ConsoleOutput>(
         "os-getConsoleOutput",
         ProjectMember,
@@ -248,6 +279,9 @@ pub enum Reply {
     /// your writes) and what the action's resolve step handed over (e.g. rebuild's
     /// server body with `adminPass`).
     AcceptedWithBody(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
+    /// 200 OK with a JSON body, after the command (`rescue`, which Nova answers 200 with
+    /// the `adminPass` for backward compatibility).
+    OkWithBody(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
     /// 200 OK with a JSON body read from the instance: an action that changes nothing
     /// (its [`Prepared::command`] is None), like `os-getConsoleOutput`.
     Read(fn(&Instance, &ViewCtx<'_>, Handover) -> Value),
@@ -262,7 +296,7 @@ impl Reply {
         match self {
             Reply::NoContent => StatusCode::NO_CONTENT,
             Reply::Accepted | Reply::AcceptedWithBody(_) | Reply::Image => StatusCode::ACCEPTED,
-            Reply::Read(_) => StatusCode::OK,
+            Reply::Read(_) | Reply::OkWithBody(_) => StatusCode::OK,
         }
     }
 }
@@ -540,12 +574,14 @@ impl Action for Reboot {
 }
 
 /// `unshelve`: from 2.77 `null` or `{"availability_zone": ...}` (null from 2.91, to
-/// unpin); before 2.77 the argument is ignored.
+/// unpin), from 2.91 also `{"host": ...}` (admin); before 2.77 the argument is ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unshelve {
     #[serde(default, deserialize_with = "present")]
     availability_zone: Option<Option<String>>,
+    #[serde(default)]
+    host: Option<String>,
 }
 
 impl Action for Unshelve {
@@ -555,6 +591,9 @@ impl Action for Unshelve {
         }
         let u: Option<Unshelve> = body::from_value(name, arg)?;
         let u = u.unwrap_or_default();
+        if u.host.is_some() && !version.at_least(91) {
+            return Err(unexpected(&["host"]));
+        }
         match &u.availability_zone {
             Some(None) if !version.at_least(91) => Err(invalid(
                 "availability_zone",
@@ -566,12 +605,55 @@ impl Action for Unshelve {
         }
     }
 
+    /// Nova's order: the state (a zone or host needs SHELVED_OFFLOADED: the domain's
+    /// 409, so nothing else is checked here then), the zone, the host's policy
+    /// (`unshelve_to_host`, admin), its existence (400), its zone (409).
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
-        let availability_zone = self.availability_zone.flatten();
-        if let Some(az) = &availability_zone {
+        let i = cx.instance;
+        if self.availability_zone.is_none() && self.host.is_none() {
+            return Ok(C::Unshelve {
+                availability_zone: None,
+            }
+            .into());
+        }
+        if i.vm_state != VmState::ShelvedOffloaded {
+            return Ok(C::UnshelveTo {
+                availability_zone: self.availability_zone,
+                host: None,
+            }
+            .into());
+        }
+        if let Some(Some(az)) = &self.availability_zone {
             known_az(cx.views, az)?;
         }
-        Ok(C::Unshelve { availability_zone }.into())
+        let host = match &self.host {
+            None => None,
+            Some(h) => {
+                if !cx.caller.is_admin {
+                    return Err(ApiError::policy(
+                        "os_compute_api:os-shelve:unshelve_to_host",
+                    ));
+                }
+                let host = parse::known_host(cx.views, h)?;
+                let expected = match &self.availability_zone {
+                    Some(az) => az.clone(),
+                    None => i.spec.availability_zone.clone(),
+                };
+                if let Some(az) = expected {
+                    if cx.views.host_availability_zone(&host) != az {
+                        return Err(ApiError::conflict(format!(
+                            "Host \"{h}\" is not in the availability zone \"{az}\"."
+                        )));
+                    }
+                }
+                Some(host)
+            }
+        };
+        Ok(C::UnshelveTo {
+            availability_zone: self.availability_zone,
+            host,
+        }
+        .into())
     }
 }
 
@@ -761,6 +843,85 @@ impl Action for ChangePassword {
         let _ = self.admin_pass;
         Ok(C::ChangePassword.into())
     }
+}
+
+/// `rescue`: `null` or `{"adminPass": ..., "rescue_image_ref": uuid}` (Nova's schema,
+/// `additionalProperties: false`). The password (given, or generated as Nova's
+/// `utils.generate_password`) goes to the guest and the reply only, never to the log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rescue {
+    #[serde(rename = "adminPass", default)]
+    admin_pass: Option<String>,
+    #[serde(default)]
+    rescue_image_ref: Option<String>,
+}
+
+impl Action for Rescue {
+    fn decode(name: &str, arg: &Value, _version: Version) -> Result<Self, ApiError> {
+        let r: Rescue = body::from_value::<Option<Rescue>>(name, arg)?.unwrap_or_default();
+        if let Some(id) = &r.rescue_image_ref {
+            if !parse::uuid_like(id) {
+                return Err(invalid(
+                    "rescue_image_ref",
+                    &Value::String(id.clone()),
+                    "is not a 'uuid'",
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        if let Some(id) = &self.rescue_image_ref {
+            // Nova's `UnsupportedRescueImage` for an image it cannot fetch.
+            parse::usable_image(cx.views, id, cx.caller).map_err(|_| {
+                ApiError::bad_request(format!("Requested rescue image '{id}' is not supported"))
+            })?;
+        }
+        let pass = self
+            .admin_pass
+            .unwrap_or_else(|| crate::servers::admin_pass(cx.instance.id().0));
+        let mut prepared: Prepared = C::Rescue.into();
+        prepared
+            .handover
+            .insert("adminPass".into(), Value::String(pass));
+        Ok(prepared)
+    }
+}
+
+/// `trigger_crash_dump` (2.17): the argument must be `null`; before 2.17 the action
+/// does not exist (Nova's versioned method: 404).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerCrashDump;
+
+impl<'de> Deserialize<'de> for TriggerCrashDump {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _ = serde::de::IgnoredAny::deserialize(d)?;
+        Ok(TriggerCrashDump)
+    }
+}
+
+impl Action for TriggerCrashDump {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        if !version.at_least(17) {
+            return Err(ApiError::not_found("The resource could not be found."));
+        }
+        if !arg.is_null() {
+            return Err(invalid(name, arg, &format!("{arg} is not of type 'null'")));
+        }
+        Ok(TriggerCrashDump)
+    }
+
+    fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Ok(C::TriggerCrashDump.into())
+    }
+}
+
+/// Rescue's 200 body: `{"adminPass": ...}` (Nova's `enable_instance_password`, on by
+/// default).
+fn rescue_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
+    Value::Object(handover)
 }
 
 /// `lock`: `null`, or from 2.73 `{"locked_reason": ...}`; before 2.73 the argument is
@@ -1295,6 +1456,7 @@ fn console_prepared(
         command: None,
         handover,
         resize_quota: None,
+        image: None,
     })
 }
 

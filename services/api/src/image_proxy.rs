@@ -82,6 +82,8 @@ fn status(s: ImageStatus) -> &'static str {
         ImageStatus::Active => "ACTIVE",
         ImageStatus::Queued | ImageStatus::Saving => "SAVING",
         ImageStatus::Deleted => "DELETED",
+        // Not in Nova's map (views/images.py `_get_status`).
+        ImageStatus::Deactivated => "UNKNOWN",
     }
 }
 
@@ -90,7 +92,7 @@ fn progress(s: ImageStatus) -> u32 {
         ImageStatus::Queued => 25,
         ImageStatus::Saving => 50,
         ImageStatus::Active => 100,
-        ImageStatus::Deleted => 0,
+        ImageStatus::Deleted | ImageStatus::Deactivated => 0,
     }
 }
 

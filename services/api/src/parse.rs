@@ -1097,6 +1097,8 @@ pub struct ServerQuery {
     /// 2.26 tag filters: `tags` (has all), `tags-any` (has one), `not-tags` (lacks one
     /// at least), `not-tags-any` (has none); comma-separated lists.
     pub tags: TagFilters,
+    /// 2.73 `locked`: only locked (true) or unlocked (false) servers.
+    pub locked: Option<bool>,
 }
 
 /// The 2.26 tag filters of a server list (empty lists filter nothing).
@@ -1316,7 +1318,17 @@ pub fn server_query(q: &QueryPairs, version: Version) -> Result<ServerQuery, Api
         }
         Some(known)
     };
+    // Nova's `common.is_locked`: oslo's strict boolean, else InvalidInput.
+    let locked = match q.get("locked").filter(|_| version.at_least(73)) {
+        None => None,
+        Some(s) => Some(parse_bool(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid input received: Unrecognized value '{s}', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'"
+            ))
+        })?),
+    };
     Ok(ServerQuery {
+        locked,
         name: nonempty("name"),
         statuses,
         deleted: q.get("deleted").map(|s| parse_bool(s).unwrap_or(false)),

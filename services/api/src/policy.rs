@@ -1095,6 +1095,10 @@ pub fn nova_source(name: &str) -> String {
     if name.starts_with("os_compute_api:servers:migrations:") {
         return "nova/policies/servers_migrations.py".into();
     }
+    // Nova defines the unrescue rule beside the rescue one.
+    if name == "os_compute_api:os-unrescue" {
+        return "nova/policies/rescue.py".into();
+    }
     let family = name
         .strip_prefix("os_compute_api:")
         .or_else(|| name.strip_prefix("compute:"))

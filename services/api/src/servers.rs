@@ -425,6 +425,7 @@ fn list(
                     .host
                     .as_ref()
                     .is_none_or(|h| i.host.as_ref().is_some_and(|x| x.as_str() == h)))
+            && query.locked.is_none_or(|l| i.locked.is_some() == l)
             && query.changes_since.is_none_or(|t| i.updated_at >= t)
             && query.changes_before.is_none_or(|t| i.updated_at <= t)
             && query
@@ -697,7 +698,7 @@ pub async fn action(
             crate::snapshots::reply(caller.version(), caller.base(), &prepared.handover)
         }
         Reply::Accepted | Reply::NoContent => reply.status().into_response(),
-        Reply::AcceptedWithBody(body) | Reply::Read(body) => {
+        Reply::AcceptedWithBody(body) | Reply::Read(body) | Reply::OkWithBody(body) => {
             let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);

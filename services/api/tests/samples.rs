@@ -1884,3 +1884,104 @@ async fn snapshot_action_responses_have_exactly_the_samples_fields() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(compared >= 2, "only {compared} snapshot samples compared");
 }
+
+/// Finishes the instance's current task as its compute agent would.
+async fn complete_task(s: &Stack, id: &str) {
+    let iid = domain::InstanceId::parse(id).unwrap();
+    let (op, task) = {
+        let v = s.engine.world().read();
+        let i = v.instance(&iid).unwrap();
+        (i.op.unwrap().id, i.task_state.unwrap())
+    };
+    s.engine
+        .instance(
+            iid,
+            domain::instance::InstanceCommand::Complete { op, task },
+            &svc_ctx(),
+            &engine::Meta::default(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescue_and_deferred_delete_responses_have_exactly_the_samples_fields() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let host = s.register_host("node-rescue").await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    // os-rescue (2.1 and v2.87): rescue (200 with adminPass), the rescued server,
+    // unrescue (202), the server again.
+    for (version, dir) in versions("os-rescue") {
+        let v = Some(version.as_str());
+        let id = s.server(MEMBER, "rescue-me", "1").await;
+        s.make_active(&id, &host).await;
+        let action = format!("/v2.1/servers/{id}/action");
+        for req in [
+            "server-rescue-req.json",
+            "server-rescue-req-with-image-ref.json",
+        ] {
+            let r = s.post(&action, MEMBER, v, load(&dir.join(req))).await;
+            assert_eq!(r.status, StatusCode::OK, "{req}: {:?}", r.body);
+            let sample = load(&dir.join("server-rescue.json"));
+            compare("server-rescue", &version, &r.body, &sample, &mut failures);
+            compared += 1;
+            complete_task(&s, &id).await;
+            let sample = load(&dir.join("server-get-resp-rescue.json"));
+            let who = if admin_sample(&sample) { ADMIN } else { MEMBER };
+            let r = s.get(&format!("/v2.1/servers/{id}"), who, v).await;
+            assert_eq!(r.body["server"]["status"], "RESCUE", "{:?}", r.body);
+            compare(
+                "server-get-resp-rescue",
+                &version,
+                &r.body,
+                &sample,
+                &mut failures,
+            );
+            compared += 1;
+            let body = load(&dir.join("server-unrescue-req.json"));
+            let r = s.post(&action, MEMBER, v, body).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+            complete_task(&s, &id).await;
+            let sample = load(&dir.join("server-get-resp-unrescue.json"));
+            let who = if admin_sample(&sample) { ADMIN } else { MEMBER };
+            let r = s.get(&format!("/v2.1/servers/{id}"), who, v).await;
+            assert_eq!(r.body["server"]["status"], "ACTIVE", "{:?}", r.body);
+            compare(
+                "server-get-resp-unrescue",
+                &version,
+                &r.body,
+                &sample,
+                &mut failures,
+            );
+            compared += 1;
+        }
+    }
+    // os-deferred-delete (2.1, requests only): without a reclaim interval restore is a
+    // 409 (the server is not soft-deleted) and forceDelete deletes.
+    let dir = samples().join("os-deferred-delete");
+    let id = s.server(MEMBER, "deferred", "1").await;
+    s.make_active(&id, &host).await;
+    let action = format!("/v2.1/servers/{id}/action");
+    let r = s
+        .post(
+            &action,
+            MEMBER,
+            None,
+            load(&dir.join("restore-post-req.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    let r = s
+        .post(
+            &action,
+            MEMBER,
+            None,
+            load(&dir.join("force-delete-post-req.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert!(compared >= 12, "{compared}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -108,14 +108,20 @@ impl VirtDriver for SimDriver {
             TaskState::Suspending => {
                 doms.insert(id, P::Suspended);
             }
-            TaskState::PoweringOff | TaskState::Shelving => {
+            // A soft-deleted guest is powered off and kept for `restore`.
+            TaskState::PoweringOff | TaskState::Shelving | TaskState::SoftDeleting => {
                 doms.insert(id, P::Shutdown);
             }
             TaskState::Unpausing
             | TaskState::Resuming
             | TaskState::PoweringOn
             | TaskState::Rebooting
-            | TaskState::RebootingHard => {
+            | TaskState::RebootingHard
+            | TaskState::Restoring
+            // Rescue reboots the guest from the rescue image, unrescue from its own
+            // disk: running either way.
+            | TaskState::Rescuing
+            | TaskState::Unrescuing => {
                 doms.insert(id, P::Running);
             }
             TaskState::Deleting | TaskState::ShelvingOffloading => {

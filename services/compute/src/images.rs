@@ -59,7 +59,8 @@ pub async fn upload(
             }
         };
         let (cmd, step) = match status {
-            ImageStatus::Deleted | ImageStatus::Active => return Ok(()),
+            // Deactivation needs an active image: uploaded already.
+            ImageStatus::Deleted | ImageStatus::Active | ImageStatus::Deactivated => return Ok(()),
             // The driver names the formats of what it uploads (Nova leaves them out of
             // a snapshot's record until then).
             ImageStatus::Queued if !formats_set => {

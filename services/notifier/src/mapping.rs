@@ -566,7 +566,9 @@ fn action_name(a: Action) -> Option<&'static str> {
         Action::ShelveOffload => "shelve_offload",
         Action::Unshelve => "unshelve",
         Action::RevertResize => "resize_revert",
-        Action::Delete => "delete",
+        Action::Delete | Action::ForceDelete => "delete",
+        Action::SoftDelete => "soft_delete",
+        Action::Restore => "restore",
         _ => return None,
     })
 }
@@ -604,8 +606,10 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::Rebuilt { at, .. }
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. }
-        | E::DiskConfigSet { at, .. } => *at,
-        E::SnapshotStarted { at, .. } => *at,
+        | E::DiskConfigSet { at, .. }
+        | E::SnapshotStarted { at, .. }
+        | E::UnshelveStarted { at, .. }
+        | E::CrashDumpTriggered { at } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
 }
@@ -697,6 +701,18 @@ pub fn notifications(
                 );
             }
         }
+        // Nova's compute sends both around the driver's call.
+        E::CrashDumpTriggered { .. } => {
+            for phase in ["start", "end"] {
+                b.action(
+                    &format!("instance.trigger_crash_dump.{phase}"),
+                    Kind::Action,
+                    after,
+                    none(),
+                    None,
+                );
+            }
+        }
         // Nova's `_snapshot_instance` announces the start once the compute manager
         // took the task (image_snapshot, or image_backup for a backup).
         E::TaskAdvanced {
@@ -716,6 +732,9 @@ pub fn notifications(
                     None,
                 );
             }
+        }
+        E::UnshelveStarted { .. } => {
+            b.action("instance.unshelve.start", Kind::Action, after, none(), None)
         }
         E::ActionCompleted { action, .. } => {
             if let Some(name) = action_name(*action) {

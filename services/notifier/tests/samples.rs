@@ -222,6 +222,20 @@ fn produce() -> Vec<notifier::Notification> {
     s.user(C::Delete, false);
     s.settle();
     all.extend(s.out);
+    // Soft delete (`--reclaim-instance-interval`), restore, soft delete, forceDelete.
+    let mut s = Scenario::placed(4, tiny());
+    s.complete();
+    s.config.reclaim_instance_interval = 60;
+    s.user(C::Delete, false);
+    s.complete();
+    s.user(C::Restore, false);
+    s.complete();
+    s.user(C::TriggerCrashDump, false);
+    s.user(C::Delete, false);
+    s.complete();
+    s.user(C::ForceDelete, false);
+    s.settle();
+    all.extend(s.out);
     // No valid host: buried in cell0, then deleted (without a host).
     let mut s = Scenario::buried(3, tiny());
     s.user(C::Delete, false);

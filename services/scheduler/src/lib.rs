@@ -892,10 +892,11 @@ async fn schedule_destination(
                 inst.cell.clone(),
             )
         }
+        // An unshelve: to the host it names (2.91, `instance.unshelve_started`), if any.
         _ => (
             inst.flavor.resources(inst.spec.boot_from_volume),
             vec![],
-            None,
+            inst.spec.requested_host.clone(),
             inst.cell.clone(),
         ),
     };
@@ -1076,7 +1077,8 @@ impl Reactor for Placement {
     }
 }
 
-/// Drives timeouts and delayed shelve offloads.
+/// Drives timeouts, delayed shelve offloads and the reclaim of soft-deleted servers
+/// (Nova's `_reclaim_queued_deletes`, `--reclaim-instance-interval`).
 #[derive(Debug, Default)]
 pub struct Reconciler;
 
@@ -1105,9 +1107,11 @@ impl Reconciler {
                         && cfg.shelved_offload_time > 0
                         && i.shelved_at
                             .is_some_and(|s| t >= s.plus_secs(cfg.shelved_offload_time));
-                    (overdue || offload).then(|| {
+                    let reclaim = i.reclaim_due(&cfg, t);
+                    (overdue || offload || reclaim).then(|| {
                         let key = match i.op {
                             Some(o) => domain::dedupe::tick(*id, o.id, o.attempt),
+                            None if reclaim => domain::dedupe::tick_reclaim(*id, i.updated_at.0),
                             None => domain::dedupe::tick_offload(
                                 *id,
                                 i.shelved_at.map(|s| s.0).unwrap_or(0),

@@ -407,6 +407,8 @@ struct ApiArgs {
     quota: QuotaArgs,
     #[command(flatten)]
     audit: AuditArgs,
+    #[command(flatten)]
+    reclaim: ReclaimArgs,
 }
 
 /// The simulated hypervisor of `serve` and `compute`.
@@ -508,6 +510,8 @@ struct SchedulingArgs {
     task_timeout: i64,
     #[command(flatten)]
     shelve: ShelveArgs,
+    #[command(flatten)]
+    reclaim: ReclaimArgs,
     /// Seconds without a heartbeat after which a host is down and never scheduled to
     /// (Nova's service_down_time).
     #[arg(long, default_value_t = 60)]
@@ -565,6 +569,7 @@ impl SchedulingArgs {
             anyhow::bail!("--task-timeout must be at least 1 second");
         }
         self.shelve.apply(o)?;
+        self.reclaim.apply(o);
         o.config.task_timeout_secs = self.task_timeout;
         o.service_down_time = Duration::from_secs(self.service_down_time.max(1));
         self.audit.apply(o)?;
@@ -590,6 +595,23 @@ impl SchedulingArgs {
             host_subset_size: self.scheduler_host_subset_size,
         };
         Ok(())
+    }
+}
+
+/// Soft delete: the API role soft-deletes on DELETE and the scheduler role's reconciler
+/// reclaims, so both `api` and `scheduler` (and `serve`) take it.
+#[derive(clap::Args, Debug)]
+struct ReclaimArgs {
+    /// Seconds a deleted server is kept SOFT_DELETED, restorable with the `restore`
+    /// action, before it is deleted for good (Nova's `reclaim_instance_interval`;
+    /// 0 or less: DELETE deletes at once). Give every process the same value.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    reclaim_instance_interval: i64,
+}
+
+impl ReclaimArgs {
+    fn apply(&self, o: &mut StackOptions) {
+        o.config.reclaim_instance_interval = self.reclaim_instance_interval.max(0);
     }
 }
 
@@ -1216,6 +1238,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.identity.apply(&mut o)?;
             a.quota.apply(&mut o)?;
             a.audit.apply(&mut o)?;
+            a.reclaim.apply(&mut o);
             run_until_signal(o, "api").await
         }
         Cmd::Admin { cmd } => run_admin(cmd).await,
