@@ -720,10 +720,14 @@ fn unshelve_to_a_host_or_zone_records_them_for_the_scheduler() {
         .replays();
     // Unpinning (2.91 `availability_zone: null`); offloading forgets the host.
     w.when(C::Shelve).ok();
-    w.complete();
-    if w.i().vm_state == V::Shelved {
+    // The shelve image's steps, the shelve, then the offload.
+    for _ in 0..8 {
+        if w.i().vm_state == V::ShelvedOffloaded && w.i().task_state.is_none() {
+            break;
+        }
         w.complete();
     }
+    assert_eq!(w.i().vm_state, V::ShelvedOffloaded);
     assert_eq!(w.i().spec.requested_host, None);
     w.when(C::UnshelveTo {
         availability_zone: Some(None),
