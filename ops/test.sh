@@ -21,3 +21,6 @@ bash ops/cli/run.sh
 bash ops/docs/run.sh
 # The OpenAPI documents against `stratus serve` (pinned schemathesis, in a virtualenv).
 bash ops/openapi/run.sh
+# Tempest 47.0.0 (pinned, in a virtualenv): tempest.api.compute, identity.v3 and image.v2
+# against `stratus serve`, minus ops/tempest/exclude.txt (each exclusion with its reason).
+bash ops/tempest/run.sh
