@@ -213,6 +213,7 @@ live_migration = True
 block_migration_for_live_migration = False
 live_migrate_back_and_forth = False
 rescue = True
+stable_rescue = True
 snapshot = True
 metadata_service = False
 interface_attach = False
