@@ -524,10 +524,11 @@ fn random_runs_cover_the_machine() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let strategy = (config(), prop::collection::vec(step(), 0..90));
+    let strategy = (config(), prop::collection::vec(step(), 0..120));
     let mut seen = Seen::new();
-    // Shelve's image steps make unshelve deep: more runs reach it.
-    for _ in 0..600 {
+    // Shelve's image steps make unshelve deep, and every new action dilutes the
+    // generator: more runs reach it.
+    for _ in 0..1500 {
         let (cfg, steps) = strategy.new_tree(&mut runner).unwrap().current();
         seen.extend(run(cfg, steps, false).unwrap());
     }
