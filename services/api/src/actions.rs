@@ -973,9 +973,6 @@ impl Action for Evacuate {
         if let Some(h) = &e.host {
             check_len("host", h, 1, 255)?;
         }
-        if let Some(p) = &e.admin_pass {
-            check_len("adminPass", p, 0, 255)?;
-        }
         if e.force.is_some_and(|f| f.0) && e.host.is_none() {
             return Err(ApiError::bad_request(
                 "Can't force to a non-provided destination",
