@@ -163,5 +163,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::SnapshotStarted { .. } => "instance.snapshot_started",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
         E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",
+        E::EvacuationStarted { .. } => "instance.evacuation_started",
+        E::Evacuated { .. } => "instance.evacuated",
     }
 }

@@ -195,6 +195,9 @@ pub enum Action {
     SoftDelete,
     /// trigger_crash_dump (2.17)
     TriggerCrashDump,
+    /// evacuate (admin): rebuilt on another host because its own is down (appended
+    /// last: postcard encodes the variant's index)
+    Evacuate,
 }
 
 impl Action {
@@ -234,6 +237,7 @@ impl Action {
             Action::ForceDelete => "forceDelete",
             Action::SoftDelete => "delete",
             Action::TriggerCrashDump => "trigger_crash_dump",
+            Action::Evacuate => "evacuate",
         }
     }
 
@@ -272,6 +276,22 @@ pub enum MigrationKind {
     Migration,
     /// Live migration.
     LiveMigration,
+    /// Evacuation: a rebuild on another host while the source host is down (appended
+    /// last: postcard indexes). `stop`: the guest lands stopped whatever its state
+    /// (2.95's `target_state`); otherwise it lands as it was (stopped stays stopped,
+    /// active and error land active). Kept in the kind because [`Migration`]'s shape is
+    /// frozen in older events.
+    Evacuation {
+        /// Land stopped (2.95).
+        stop: bool,
+    },
+}
+
+impl MigrationKind {
+    /// Whether this is an evacuation.
+    pub fn is_evacuation(self) -> bool {
+        matches!(self, MigrationKind::Evacuation { .. })
+    }
 }
 
 /// A migration in progress (resize, cold or live migration).
@@ -706,6 +726,18 @@ pub enum InstanceCommand {
     /// trigger_crash_dump (2.17): the guest is sent an NMI; the simulated driver has
     /// nothing to dump, so the request is recorded and nothing changes.
     TriggerCrashDump,
+    /// evacuate (admin): rebuild the server on another host because its own is down.
+    /// The API resolved the target host (it exists and is not the source) and read
+    /// the source's liveness, which the domain cannot see.
+    Evacuate {
+        /// Target host (None: the scheduler picks one).
+        host: Option<HostName>,
+        /// Land stopped (2.95).
+        stop: bool,
+        /// The source host's compute service is up (heartbeats, not forced down):
+        /// then Nova refuses (`ComputeServiceInUse`).
+        source_up: bool,
+    },
     /// unshelve with a target (2.77 `availability_zone`, 2.91 `host` and
     /// `availability_zone: null`): only for a SHELVED_OFFLOADED server; the API checked
     /// that the zone exists and that the host is a compute host in the zone.
@@ -808,6 +840,7 @@ impl InstanceCommand {
             C::ForceDelete => Action::ForceDelete,
             C::UnshelveTo { .. } => Action::Unshelve,
             C::TriggerCrashDump => Action::TriggerCrashDump,
+            C::Evacuate { .. } => Action::Evacuate,
             C::Create(..)
             | C::Map { .. }
             | C::Place
@@ -1105,6 +1138,28 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.evacuation_started`: evacuate accepted (task `rebuilding`, action
+    /// `evacuate`); the migration (kind evacuation) names the source and any requested
+    /// host; the scheduler claims a destination, whose compute agent rebuilds the
+    /// guest. (Appended last: postcard indexes.)
+    EvacuationStarted {
+        /// Operation id.
+        op: Uuid,
+        /// The migration record.
+        migration: Box<Migration>,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.evacuated`: rebuilt on the destination, which is now its host (the
+    /// source claim is released); `launched_at` renewed as by a rebuild.
+    Evacuated {
+        /// ACTIVE or STOPPED (see [`MigrationKind::Evacuation`]).
+        vm_state: VmState,
+        /// RUNNING or SHUTDOWN.
+        power_state: PowerState,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// createBackup's arguments that outlive the request: the rotation applies once the
@@ -1170,6 +1225,11 @@ impl Instance {
             && now >= self.updated_at.plus_secs(cfg.reclaim_instance_interval)
     }
 
+    /// The evacuation in progress, if any.
+    pub fn evacuation(&self) -> Option<&Migration> {
+        self.migration.as_ref().filter(|m| m.kind.is_evacuation())
+    }
+
     /// Whether the current operation is choosing a host.
     pub fn is_scheduling(&self) -> bool {
         matches!(
@@ -1228,6 +1288,17 @@ impl Instance {
             }
             TaskState::Unshelving if self.vm_state == VmState::ShelvedOffloaded => {
                 Some(Work::ScheduleDestination)
+            }
+            // An evacuation: schedule, then the destination's agent rebuilds the guest.
+            TaskState::Rebuilding
+            | TaskState::RebuildBlockDeviceMapping
+            | TaskState::RebuildSpawning
+                if self.evacuation().is_some() =>
+            {
+                match self.migration.as_ref().and_then(|m| m.dest_host.clone()) {
+                    None => Some(Work::ScheduleDestination),
+                    dest => on_host(&dest),
+                }
             }
             _ => on_host(&self.host),
         }
@@ -1368,6 +1439,7 @@ pub fn decide(
         | C::Restore
         | C::ForceDelete
         | C::UnshelveTo { .. }
+        | C::Evacuate { .. }
         | C::TriggerCrashDump => Err(DomainError::Conflict(format!(
             "No rule for this action on instance {}",
             i.id()
@@ -1490,6 +1562,7 @@ pub fn decide(
             let task = match i.task_state {
                 Some(TaskState::ResizePrep) => TaskState::ResizeMigrating,
                 Some(TaskState::Migrating) => TaskState::Migrating,
+                Some(TaskState::Rebuilding) => TaskState::Rebuilding,
                 _ => TaskState::Spawning,
             };
             Ok(vec![InstanceEvent::DestinationScheduled {
@@ -1503,9 +1576,11 @@ pub fn decide(
             if !current_op(o) || i.work() != Some(Work::ScheduleDestination) {
                 return Ok(vec![]);
             }
+            // Nova's conductor sets an evacuation without a destination to ERROR.
+            let vm_state = i.evacuation().map(|_| V::Error);
             Ok(vec![InstanceEvent::TaskFailed {
                 fault: fault(500, format!("No valid host was found. {reason}"), now),
-                vm_state: None,
+                vm_state,
                 at: now,
             }])
         }
@@ -1610,6 +1685,11 @@ fn ruled(
         C::TriggerCrashDump => {
             return Ok(vec![InstanceEvent::CrashDumpTriggered { at: now }]);
         }
+        C::Evacuate {
+            host,
+            stop,
+            source_up,
+        } => return evacuation_started(i, host, stop, source_up, op, now),
         C::Resize { flavor } => {
             if flavor.spec.id == i.flavor.spec.id {
                 return Err(DomainError::BadRequest(
@@ -1775,6 +1855,49 @@ fn unshelve_to(
     }])
 }
 
+/// Nova's `evacuate` after its state check: the source's compute service must be down
+/// (`ComputeServiceInUse`, 400), and, as its `instance.save(expected_task_state=None)`,
+/// no task may be in progress (409).
+fn evacuation_started(
+    i: &Instance,
+    host: Option<HostName>,
+    stop: bool,
+    source_up: bool,
+    op: Uuid,
+    at: Timestamp,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    let source = i.host.clone().expect("checked by needs_host");
+    if source_up {
+        return Err(DomainError::BadRequest(format!(
+            "Compute service of {source} is still in use."
+        )));
+    }
+    if let Some(t) = i.task_state {
+        return Err(DomainError::Conflict(format!(
+            "Conflict updating instance {}. Expected: {{'task_state': [None]}}. Actual: {{'task_state': '{}'}}",
+            i.id(),
+            t.as_str()
+        )));
+    }
+    Ok(vec![InstanceEvent::EvacuationStarted {
+        op,
+        migration: Box::new(Migration {
+            id: MigrationId(op),
+            kind: MigrationKind::Evacuation { stop },
+            source_host: source,
+            source_claim: i.claim,
+            dest_host: None,
+            dest_claim: None,
+            requested_host: host,
+            old_flavor: i.flavor.clone(),
+            new_flavor: i.flavor.clone(),
+            old_vm_state: i.vm_state,
+            old_power_state: i.power_state,
+        }),
+        at,
+    }])
+}
+
 /// `instance.metadata_updated` when `metadata` differs from the current one.
 fn metadata_updated(
     i: &Instance,
@@ -1846,6 +1969,23 @@ fn complete(i: &Instance, task: TaskState, cfg: &Config, at: Timestamp) -> Vec<I
     match task {
         TaskState::Spawning if action == Action::Unshelve => vec![E::Unshelved { at }],
         TaskState::Spawning => vec![E::Spawned { at }],
+        // An evacuation lands stopped when asked (2.95) or when it was stopped.
+        TaskState::RebuildSpawning if i.evacuation().is_some() => {
+            let stop = matches!(
+                i.evacuation().map(|m| m.kind),
+                Some(MigrationKind::Evacuation { stop: true })
+            );
+            let (vm_state, power_state) = if stop || i.vm_state == V::Stopped {
+                (V::Stopped, P::Shutdown)
+            } else {
+                (V::Active, P::Running)
+            };
+            vec![E::Evacuated {
+                vm_state,
+                power_state,
+                at,
+            }]
+        }
         // Nova keeps a stopped instance stopped; from active or error it ends active.
         TaskState::RebuildSpawning if i.vm_state == V::Stopped => vec![E::Rebuilt {
             vm_state: V::Stopped,
@@ -2265,6 +2405,31 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
                 attempt: 1,
             });
             i.updated_at = *at;
+        }
+        E::EvacuationStarted { op, migration, at } => {
+            i.task_state = Some(TaskState::Rebuilding);
+            i.op = Some(Operation {
+                id: *op,
+                action: Action::Evacuate,
+                since: *at,
+                attempt: 1,
+            });
+            i.migration = Some((**migration).clone());
+            i.updated_at = *at;
+        }
+        E::Evacuated {
+            vm_state,
+            power_state,
+            at,
+        } => {
+            if let Some(m) = i.migration.take() {
+                i.host = m.dest_host;
+                i.claim = m.dest_claim;
+            }
+            i.vm_state = *vm_state;
+            i.power_state = *power_state;
+            i.launched_at = Some(*at);
+            finish(i, *at);
         }
         E::UnshelveStarted {
             op,

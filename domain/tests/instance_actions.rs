@@ -975,6 +975,141 @@ fn cold_migrate_to_the_current_host_is_a_bad_request() {
         .refused_vm("migrate", "paused");
 }
 
+// ------------------------------------------------------------------ evacuate
+
+fn evacuate(host_name: Option<&str>, stop: bool) -> C {
+    C::Evacuate {
+        host: host_name.map(host),
+        stop,
+        source_up: false,
+    }
+}
+
+/// Scheduled, then the destination's agent walks the rebuild steps.
+fn evacuated_to(w: &mut World, dest: &str) {
+    assert_eq!(w.i().work(), Some(Work::ScheduleDestination));
+    w.scheduled(dest, claim(2))
+        .events(&["instance.destination_scheduled"])
+        .task_is(Some(T::Rebuilding))
+        .on_host(Some("compute-1"));
+    assert_eq!(w.i().work(), compute(dest, T::Rebuilding));
+    w.complete().task_is(Some(T::RebuildBlockDeviceMapping));
+    w.complete().task_is(Some(T::RebuildSpawning));
+    assert_eq!(w.i().work(), compute(dest, T::RebuildSpawning));
+    w.complete().events(&["instance.evacuated"]);
+}
+
+#[test]
+fn evacuate_rebuilds_on_a_scheduled_host_and_lands_active() {
+    let mut w = World::active();
+    w.when_admin(evacuate(None, false))
+        .events(&["instance.evacuation_started"])
+        .vm(V::Active)
+        .task_is(Some(T::Rebuilding))
+        .status("REBUILD");
+    let m = w.i().migration.clone().unwrap();
+    assert_eq!(m.kind, MigrationKind::Evacuation { stop: false });
+    assert_eq!(m.source_host, host("compute-1"));
+    assert_eq!(w.i().op.unwrap().action, A::Evacuate);
+    evacuated_to(&mut w, "compute-2");
+    w.vm(V::Active)
+        .power(P::Running)
+        .idle()
+        .status("ACTIVE")
+        .on_host(Some("compute-2"))
+        .claim_is(Some(claim(2)))
+        .no_migration()
+        .replays();
+    // The source claim is no longer held: the placement reactor releases it.
+    assert_eq!(w.i().held_claims(), vec![(host("compute-2"), claim(2))]);
+}
+
+#[test]
+fn evacuate_keeps_a_stopped_server_stopped_and_error_lands_active() {
+    let mut w = World::stopped();
+    w.when_admin(evacuate(Some("compute-3"), false)).ok();
+    assert_eq!(
+        w.i().migration.as_ref().unwrap().requested_host,
+        Some(host("compute-3"))
+    );
+    evacuated_to(&mut w, "compute-3");
+    w.vm(V::Stopped).power(P::Shutdown).status("SHUTOFF");
+
+    let mut w = World::error();
+    w.when_admin(evacuate(None, false)).ok();
+    evacuated_to(&mut w, "compute-2");
+    w.vm(V::Active).status("ACTIVE");
+}
+
+#[test]
+fn evacuate_at_2_95_lands_stopped() {
+    let mut w = World::active();
+    w.when_admin(evacuate(None, true)).ok();
+    evacuated_to(&mut w, "compute-2");
+    w.vm(V::Stopped)
+        .power(P::Shutdown)
+        .status("SHUTOFF")
+        .on_host(Some("compute-2"));
+}
+
+#[test]
+fn evacuate_refusals_in_novas_order() {
+    // The state check first (409), whatever the source host.
+    World::paused()
+        .when_admin(C::Evacuate {
+            host: None,
+            stop: false,
+            source_up: true,
+        })
+        .refused_vm("evacuate", "paused");
+    // Then the source's compute service must be down.
+    World::active()
+        .when_admin(C::Evacuate {
+            host: None,
+            stop: false,
+            source_up: true,
+        })
+        .refused("Compute service of compute-1 is still in use.");
+    // A lock does not stop an evacuation (no @check_instance_lock).
+    let mut w = World::active();
+    w.when_admin(C::Lock { reason: None }).ok();
+    w.when_admin(evacuate(None, false))
+        .events(&["instance.evacuation_started"]);
+    // A busy server: the task check of Nova's save.
+    let mut w = World::active();
+    w.when(C::Pause).ok();
+    w.when_admin(evacuate(None, false));
+    assert!(matches!(w.err(), DomainError::Conflict(_)));
+}
+
+#[test]
+fn evacuate_without_a_valid_host_or_failing_on_it_is_error_on_the_source() {
+    let mut w = World::active();
+    w.when_admin(evacuate(None, false)).ok();
+    let op = w.op();
+    w.when_as(
+        Who::Service,
+        C::ScheduleFailed {
+            op,
+            reason: "There are not enough hosts available.".into(),
+        },
+    )
+    .vm(V::Error)
+    .idle()
+    .on_host(Some("compute-1"))
+    .no_migration()
+    .has_fault();
+
+    let mut w = World::active();
+    w.when_admin(evacuate(None, false)).ok();
+    w.scheduled("compute-2", claim(2)).ok();
+    w.fail("disk lost")
+        .vm(V::Error)
+        .idle()
+        .on_host(Some("compute-1"))
+        .no_migration();
+}
+
 // ------------------------------------------------------------------ live migrate
 
 #[test]
@@ -1669,6 +1804,11 @@ fn sample(action: A) -> C {
         A::Restore => C::Restore,
         A::ForceDelete => C::ForceDelete,
         A::TriggerCrashDump => C::TriggerCrashDump,
+        A::Evacuate => C::Evacuate {
+            host: None,
+            stop: false,
+            source_up: false,
+        },
         A::Update => C::Update {
             name: Some("n".into()),
             description: None,

@@ -231,6 +231,7 @@ pub fn first_event(action: Action, offloaded: bool) -> Option<&'static str> {
         Action::Restore => "compute_restore_instance",
         Action::ForceDelete => "compute_terminate_instance",
         Action::SoftDelete => "compute_soft_delete_instance",
+        Action::Evacuate => "conductor_rebuild_instance",
         Action::Lock
         | Action::Unlock
         | Action::ResetState
@@ -247,6 +248,7 @@ pub fn next_event(action: Action) -> Option<&'static str> {
         Action::Resize | Action::Migrate => Some("compute_finish_resize"),
         Action::LiveMigration => Some("compute_live_migration"),
         Action::Unshelve => Some("compute_unshelve_instance"),
+        Action::Evacuate => Some("compute_rebuild_instance"),
         _ => None,
     }
 }
@@ -259,6 +261,7 @@ fn action_of(name: &str) -> Option<Action> {
         "migrate" => Action::Migrate,
         "live-migration" => Action::LiveMigration,
         "unshelve" => Action::Unshelve,
+        "evacuate" => Action::Evacuate,
         _ => return None,
     })
 }
@@ -475,7 +478,14 @@ impl ActionsPart {
                 }
                 self.close(at, EventResult::Success, None);
             }
-            E::LiveMigrated { .. } => {
+            // The conductor schedules, the destination's compute rebuilds.
+            E::EvacuationStarted { migration, .. } => {
+                self.source = Some(migration.source_host.clone());
+                self.dest = None;
+                let ev = first_event(Action::Evacuate, false).map(|n| (n, None));
+                self.start(c, Action::Evacuate.action_name(), ev);
+            }
+            E::LiveMigrated { .. } | E::Evacuated { .. } => {
                 if let Some(d) = self.dest.take() {
                     self.host = Some(d);
                 }

@@ -10,6 +10,7 @@
 //! |---|---|---|---|---|
 //! | resize / migration | `pre-migrating` | `migrating` | `finished` | `confirmed`, `reverted`, `error` |
 //! | live-migration | `accepted` | `running` | | `completed`, `error` |
+//! | evacuation | `accepted` | `pre-migrating` | | `done`, `failed` (compute), `error` (no host) |
 //!
 //! Nothing new is appended: the records are a function of the instance commits. The
 //! integer `id` Nova shows is the position of the `migration_started` commit in its cell
@@ -67,6 +68,7 @@ impl MigrationRecord {
             MigrationKind::Resize => "resize",
             MigrationKind::Migration => "migration",
             MigrationKind::LiveMigration => "live-migration",
+            MigrationKind::Evacuation { .. } => "evacuation",
         }
     }
 
@@ -108,11 +110,11 @@ impl MigrationsRow {
         use InstanceEvent as E;
         let at = Timestamp(c.meta.occurred_at);
         match e {
-            E::MigrationStarted { migration, .. } => {
+            E::MigrationStarted { migration, .. } | E::EvacuationStarted { migration, .. } => {
                 let service = c.meta.actor.roles.iter().any(|r| r == "service");
                 let who = |s: &String| (!service && !s.is_empty()).then(|| s.clone());
                 let status = match migration.kind {
-                    MigrationKind::LiveMigration => "accepted",
+                    MigrationKind::LiveMigration | MigrationKind::Evacuation { .. } => "accepted",
                     _ => "pre-migrating",
                 };
                 self.migrations.push(MigrationRecord {
@@ -121,7 +123,13 @@ impl MigrationsRow {
                     kind: migration.kind,
                     status: status.to_string(),
                     source_compute: migration.source_host.clone(),
-                    dest_compute: migration.dest_host.clone(),
+                    // Nova records an evacuation's requested host at once.
+                    dest_compute: migration.dest_host.clone().or_else(|| {
+                        migration
+                            .requested_host
+                            .clone()
+                            .filter(|_| migration.kind.is_evacuation())
+                    }),
                     old_flavor: migration.old_flavor.spec.id.clone(),
                     new_flavor: migration.new_flavor.spec.id.clone(),
                     user_id: who(&c.meta.actor.user),
@@ -135,6 +143,7 @@ impl MigrationsRow {
                     m.dest_compute = Some(host.clone());
                     m.status = match m.kind {
                         MigrationKind::LiveMigration => "running",
+                        MigrationKind::Evacuation { .. } => "pre-migrating",
                         _ => "migrating",
                     }
                     .to_string();
@@ -145,9 +154,13 @@ impl MigrationsRow {
             E::ResizeConfirmed { .. } => self.advance("confirmed", at),
             E::ResizeReverted { .. } => self.advance("reverted", at),
             E::LiveMigrated { .. } => self.advance("completed", at),
+            E::Evacuated { .. } => self.advance("done", at),
             E::TaskFailed { .. } => {
                 if let Some(m) = self.current().filter(|m| m.in_progress()) {
-                    m.status = "error".to_string();
+                    // An evacuation the destination's compute failed is `failed`
+                    // (Nova's `rebuild_instance`); without a destination, `error`.
+                    let failed = m.kind.is_evacuation() && m.status == "pre-migrating";
+                    m.status = if failed { "failed" } else { "error" }.to_string();
                     m.updated_at = at;
                 }
             }
@@ -196,7 +209,11 @@ impl ReadModel for Migrations {
         }
         let id = InstanceId::parse(c.subject.id_token()).ok_or(Invalid)?;
         // Only instances that migrated get a row.
-        if !matches!(e, InstanceEvent::MigrationStarted { .. }) && !self.rows.contains_key(&id) {
+        if !matches!(
+            e,
+            InstanceEvent::MigrationStarted { .. } | InstanceEvent::EvacuationStarted { .. }
+        ) && !self.rows.contains_key(&id)
+        {
             return Ok(None);
         }
         self.rows.entry(id).or_default().apply(c, e);

@@ -62,7 +62,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     createBackup, the shelve image).
 /// 23: an offloaded instance's `spec.requested_host` is cleared (the fold changed: the
 ///     requested host is one scheduling's, a 2.91 unshelve sets it again).
-pub const SCHEMA: u64 = 23;
+/// 24: migrations of kind `Evacuation` (evacuate) in `migrations`, `instances`.
+pub const SCHEMA: u64 = 24;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -306,6 +306,20 @@ fn samples() -> Vec<Event> {
             at: t(36),
         }),
         i(E::CrashDumpTriggered { at: t(37) }),
+        i(E::EvacuationStarted {
+            op: u(38),
+            migration: Box::new(Migration {
+                kind: MigrationKind::Evacuation { stop: true },
+                requested_host: Some(HostName::new("compute-2").unwrap()),
+                ..migration()
+            }),
+            at: t(38),
+        }),
+        i(E::Evacuated {
+            vm_state: VmState::Stopped,
+            power_state: PowerState::Shutdown,
+            at: t(39),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

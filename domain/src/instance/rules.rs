@@ -268,6 +268,20 @@ pub const RULES: &[Rule] = &[
         true,
         Effect::Record,
     ),
+    // Nova's `evacuate`: `task_state=None` in the decorator (any task; `decide` then
+    // refuses a busy server as its `save(expected_task_state=None)` does), no lock
+    // check; `decide` checks the source host is down and records
+    // `instance.evacuation_started` (task rebuilding, a migration of kind evacuation).
+    Rule {
+        task: TaskReq::Any,
+        lock: false,
+        ..row(
+            Action::Evacuate,
+            &[V::Active, V::Stopped, V::Error],
+            true,
+            Effect::StartTaskWithRequest(TaskState::Rebuilding),
+        )
+    },
     // Nova's `force_delete`: any vm_state and task, never launched too; `decide` makes
     // it a no-op while deleting and deletes an instance without a host at once.
     Rule {

@@ -247,6 +247,10 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-security-groups:remove",
         r#"{"name": "default"}"#,
     ),
+    // Nova answers 200 (not 202) for backward compatibility: `{"adminPass"}` before
+    // 2.14, no body from 2.14.
+    typed::<Evacuate>("evacuate", Admin, "os_compute_api:os-evacuate", "{}")
+        .replying(Reply::OkWithBody(evacuate_reply)),
     typed::<crate::snapshots::CreateImage>(
         "createImage",
         ProjectMember,
@@ -343,6 +347,8 @@ pub struct ActionCx<'a> {
     pub limits: domain::quota::Limits,
     /// How callers authenticate (its token key also tags console tokens).
     pub auth: &'a crate::AuthMode,
+    /// Compute hosts' heartbeats (evacuate needs the source host down).
+    pub liveness: &'a engine::liveness::Liveness,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -922,6 +928,141 @@ impl Action for TriggerCrashDump {
 /// default).
 fn rescue_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
     Value::Object(handover)
+}
+
+/// `evacuate` (admin): rebuild a server of a down host elsewhere. The body by
+/// microversion (nova/api/openstack/compute/schemas/evacuate.py): `onSharedStorage`
+/// required before 2.14 and refused after; `host` and `adminPass` optional; `force`
+/// from 2.29 to 2.67; from 2.95 the server lands stopped. The admin password goes to
+/// the reply (before 2.14) and the guest, never to the log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evacuate {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(rename = "onSharedStorage", default)]
+    on_shared_storage: Option<Flag>,
+    #[serde(rename = "adminPass", default)]
+    admin_pass: Option<String>,
+    #[serde(default)]
+    force: Option<Flag>,
+    /// Before 2.14 the reply carries the password.
+    #[serde(skip)]
+    reply_pass: bool,
+    /// 2.95: land stopped.
+    #[serde(skip)]
+    stop: bool,
+}
+
+impl Action for Evacuate {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        let mut e: Evacuate = body::from_value(name, arg)?;
+        if version.at_least(14) {
+            if e.on_shared_storage.is_some() {
+                return Err(unexpected(&["onSharedStorage"]));
+            }
+        } else if e.on_shared_storage.is_none() {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute evacuate. Value: {}. 'onSharedStorage' is a required property".replace("{}", &arg.to_string()),
+            ));
+        }
+        let force_allowed = version.at_least(29) && !version.at_least(68);
+        if e.force.is_some() && !force_allowed {
+            return Err(unexpected(&["force"]));
+        }
+        if let Some(h) = &e.host {
+            check_len("host", h, 1, 255)?;
+        }
+        if e.force.is_some_and(|f| f.0) && e.host.is_none() {
+            return Err(ApiError::bad_request(
+                "Can't force to a non-provided destination",
+            ));
+        }
+        if e.on_shared_storage.is_some_and(|f| f.0) && e.admin_pass.is_some() {
+            return Err(ApiError::bad_request(
+                "admin password can't be changed on existing disk",
+            ));
+        }
+        e.reply_pass = !version.at_least(14);
+        e.stop = version.at_least(95);
+        Ok(e)
+    }
+
+    /// Nova's order: the target host exists (404) and is not the source (400), then
+    /// the domain's state check (409) and the source host's liveness (400).
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        let i = cx.instance;
+        let host = match &self.host {
+            None => None,
+            Some(h) => {
+                let not_found = || ApiError::not_found(format!("Compute host {h} not found."));
+                let name = domain::HostName::new(h).map_err(|_| not_found())?;
+                if !compute_host_exists(cx.views, &name) {
+                    return Err(not_found());
+                }
+                Some(name)
+            }
+        };
+        if host.is_some() && host == i.host {
+            return Err(ApiError::bad_request(
+                "The target host can't be the same one.",
+            ));
+        }
+        let source_up = i
+            .host
+            .as_ref()
+            .is_some_and(|h| compute_service_up(cx.views, cx.liveness, h));
+        let mut prepared: Prepared = C::Evacuate {
+            host,
+            stop: self.stop,
+            source_up,
+        }
+        .into();
+        if self.reply_pass {
+            // On shared storage the disk is kept, and so is its password: null.
+            let shared = self.on_shared_storage.is_some_and(|f| f.0);
+            let pass = match self.admin_pass {
+                Some(p) => Value::String(p),
+                None if shared => Value::Null,
+                None => Value::String(crate::servers::admin_pass(i.id().0)),
+            };
+            prepared.handover.insert("adminPass".into(), pass);
+        }
+        Ok(prepared)
+    }
+}
+
+/// Whether `name` is a registered, not deleted compute host (Nova's
+/// `service_get_by_compute_host`).
+fn compute_host_exists(views: &Views, name: &domain::HostName) -> bool {
+    views
+        .hosts()
+        .values()
+        .any(|r| r.state.spec.name == *name && !r.state.service.deleted)
+}
+
+/// Nova's `servicegroup_api.service_is_up`: heartbeats recent and not forced down.
+fn compute_service_up(
+    views: &Views,
+    liveness: &engine::liveness::Liveness,
+    name: &domain::HostName,
+) -> bool {
+    let forced_down = views
+        .hosts()
+        .values()
+        .find(|r| r.state.spec.name == *name && !r.state.service.deleted)
+        .is_some_and(|r| r.state.service.forced_down);
+    !forced_down && liveness.state(name, engine::now().0).schedulable()
+}
+
+/// Evacuate's 200 body: `{"adminPass"}` before 2.14, nothing from 2.14 (null: the
+/// handler answers 200 without a body).
+fn evacuate_reply(_: &Instance, _: &ViewCtx<'_>, handover: Handover) -> Value {
+    if handover.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(handover)
+    }
 }
 
 /// `lock`: `null`, or from 2.73 `{"locked_reason": ...}`; before 2.73 the argument is

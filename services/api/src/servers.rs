@@ -614,6 +614,7 @@ pub async fn action(
                 .engine
                 .quota_limits(&views, &caller.project, Some(&caller.user)),
             auth: &st.auth,
+            liveness: &st.engine.liveness,
         };
         let prepared = req.resolve(&cx)?;
         let checks_first = prepared.resize_quota.is_some() || prepared.image.is_some();
@@ -702,6 +703,10 @@ pub async fn action(
             let views = st.engine.world().read();
             let i = visible(&views, &id, &caller)?;
             let body = body(i, &view_ctx(&caller, &views), prepared.handover);
+            if body.is_null() {
+                // An action Nova answers with no body (evacuate from 2.14).
+                return Ok(reply.status().into_response());
+            }
             (reply.status(), Json(body)).into_response()
         }
     })

@@ -1985,3 +1985,66 @@ async fn rescue_and_deferred_delete_responses_have_exactly_the_samples_fields() 
     assert!(compared >= 12, "{compared}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Forces `host`'s compute service down through os-services (2.53, by its uuid).
+async fn force_down(s: &Stack, host: &str) {
+    let v = Some("2.53");
+    let r = s
+        .get(&format!("/v2.1/os-services?host={host}"), ADMIN, v)
+        .await;
+    let id = r.body["services"][0]["id"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v2.1/os-services/{id}"),
+            Some(ADMIN),
+            v,
+            Some(json!({"forced_down": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuate_responses_are_the_samples() {
+    let s = start().await;
+    s.flavor("1", "m1.tiny", 512, 1).await;
+    let src = s.register_host("node-evac-src").await;
+    s.register_host("node-evac-dst").await;
+    force_down(&s, "node-evac-src").await;
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    // os-evacuate (2.1, v2.14, v2.29, v2.68, v2.95): every request is accepted with the
+    // sample's host replaced by a real one; 200 with `{"adminPass"}` before 2.14, no
+    // body from 2.14.
+    for (version, dir) in versions("os-evacuate") {
+        let v = Some(version.as_str());
+        for (req, resp) in [
+            ("server-evacuate-req.json", "server-evacuate-resp.json"),
+            (
+                "server-evacuate-find-host-req.json",
+                "server-evacuate-find-host-resp.json",
+            ),
+        ] {
+            let Some(mut body) = exists(&dir, req) else {
+                continue;
+            };
+            if body["evacuate"].get("host").is_some() {
+                body["evacuate"]["host"] = json!("node-evac-dst");
+            }
+            let id = s.server(MEMBER, "evacuee", "1").await;
+            s.make_active(&id, &src).await;
+            let r = s
+                .post(&format!("/v2.1/servers/{id}/action"), ADMIN, v, body)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{req} @ {version}: {:?}", r.body);
+            match exists(&dir, resp) {
+                Some(sample) => compare(resp, &version, &r.body, &sample, &mut failures),
+                None => assert!(r.body.is_null(), "{req} @ {version}: {:?}", r.body),
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} evacuate samples compared");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -143,12 +143,23 @@ impl VirtDriver for SimDriver {
             // A rebuild destroys the old guest, re-attaches its volumes (none are
             // simulated), then boots the new image; a stopped server is powered off
             // again, as Nova does.
+            // An evacuation's guest is rebuilt on the destination: the dead source's
+            // copy is dropped (Nova's compute destroys evacuated guests on restart).
+            TaskState::Rebuilding if instance.evacuation().is_some() => {
+                for d in all.values_mut() {
+                    d.remove(&id);
+                }
+            }
             TaskState::Rebuilding => {
                 doms.remove(&id);
             }
             TaskState::RebuildBlockDeviceMapping => {}
             TaskState::RebuildSpawning => {
-                let power = if instance.vm_state == VmState::Stopped {
+                let stop = matches!(
+                    instance.evacuation().map(|m| m.kind),
+                    Some(domain::instance::MigrationKind::Evacuation { stop: true })
+                );
+                let power = if stop || instance.vm_state == VmState::Stopped {
                     P::Shutdown
                 } else {
                     P::Running

@@ -609,6 +609,8 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::DiskConfigSet { at, .. }
         | E::SnapshotStarted { at, .. }
         | E::UnshelveStarted { at, .. }
+        | E::EvacuationStarted { at, .. }
+        | E::Evacuated { at, .. }
         | E::CrashDumpTriggered { at } => *at,
         E::BootDetailsRecorded { .. } | E::CreateExtrasRecorded { .. } => return None,
     })
@@ -1024,7 +1026,11 @@ pub fn notifications(
             b.action("instance.rebuild.start", Kind::Rebuild, after, none(), None)
         }
         E::Rebuilt { .. } => b.action("instance.rebuild.end", Kind::Rebuild, after, none(), None),
+        // Nova's API announces an evacuation (`instance.evacuate`, task rebuilding),
+        // published as nova-api; the destination's rebuild has no versioned sample.
+        E::EvacuationStarted { .. } => b.api("instance.evacuate", after, none()),
         E::BuildRequested { .. }
+        | E::Evacuated { .. }
         | E::Mapped { .. }
         | E::MigrationStarted { .. }
         | E::TaskRetried { .. }

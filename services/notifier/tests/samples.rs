@@ -236,6 +236,20 @@ fn produce() -> Vec<notifier::Notification> {
     s.user(C::ForceDelete, false);
     s.settle();
     all.extend(s.out);
+    // Evacuated from a down host (2.95: lands stopped): instance.evacuate.
+    let mut s = Scenario::placed(5, tiny());
+    s.complete();
+    s.user(
+        C::Evacuate {
+            host: None,
+            stop: true,
+            source_up: false,
+        },
+        true,
+    );
+    s.schedule("host2");
+    s.settle();
+    all.extend(s.out);
     // No valid host: buried in cell0, then deleted (without a host).
     let mut s = Scenario::buried(3, tiny());
     s.user(C::Delete, false);
