@@ -160,6 +160,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::MetadataUpdated { .. } => "instance.metadata_updated",
         E::TagsSet { .. } => "instance.tags_set",
         E::DiskConfigSet { .. } => "instance.disk_config_set",
+        E::AccessUpdated { .. } => "instance.access_updated",
         E::SnapshotStarted { .. } => "instance.snapshot_started",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
         E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",

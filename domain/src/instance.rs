@@ -570,6 +570,17 @@ impl ServerExtras {
         if let InstanceEvent::DiskConfigSet { auto, .. } = ev {
             self.auto_disk_config = Some(*auto);
         }
+        if let InstanceEvent::AccessUpdated { change, .. } = ev {
+            if let Some(v) = &change.access_ip_v4 {
+                self.access_ip_v4 = v.clone();
+            }
+            if let Some(v) = &change.access_ip_v6 {
+                self.access_ip_v6 = v.clone();
+            }
+            if let Some(h) = &change.hostname {
+                self.hostname = Some(h.clone());
+            }
+        }
         if let InstanceEvent::SnapshotStarted { job, .. } = ev {
             self.snapshot = Some(job.clone());
         }
@@ -611,6 +622,9 @@ pub enum InstanceCommand {
     /// A command given with `OS-DCF:diskConfig` (AUTO: true): decided as the inner
     /// command, with `instance.disk_config_set` appended when it is accepted.
     WithDiskConfig(Box<InstanceCommand>, bool),
+    /// An update (PUT /servers/{id}) that also sets access addresses or the hostname:
+    /// decided as the inner command, with `instance.access_updated` appended.
+    WithAccess(Box<InstanceCommand>, AccessChange),
     /// POST /servers: the request, what is recorded beside it, and its tags (2.52;
     /// recorded as `instance.tags_set` in the build request's commit).
     Create(
@@ -804,7 +818,7 @@ impl InstanceCommand {
     pub fn action(&self) -> Option<Action> {
         use InstanceCommand as C;
         Some(match self {
-            C::WithDiskConfig(inner, _) => return inner.action(),
+            C::WithDiskConfig(inner, _) | C::WithAccess(inner, _) => return inner.action(),
             C::Start => Action::Start,
             C::Stop => Action::Stop,
             C::Pause => Action::Pause,
@@ -1160,6 +1174,32 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.access_updated`: PUT /servers/{id} changed `accessIPv4` / `accessIPv6`
+    /// or (2.90) `hostname`, in the update's commit; folded into [`ServerExtras`].
+    AccessUpdated {
+        /// What changed.
+        change: AccessChange,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// The access addresses and hostname a server update (PUT /servers/{id}) sets: the
+/// payload of `instance.access_updated`, so its shape is frozen (postcard).
+/// `Some(None)` clears an address (Nova accepts `""`), `None` leaves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessChange {
+    pub access_ip_v4: Option<Option<String>>,
+    pub access_ip_v6: Option<Option<String>>,
+    /// `hostname` (2.90+).
+    pub hostname: Option<String>,
+}
+
+impl AccessChange {
+    /// True when nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == AccessChange::default()
+    }
 }
 
 /// createBackup's arguments that outlive the request: the rotation applies once the
@@ -1342,6 +1382,13 @@ pub fn decide(
     let now = ctx.now;
     let op = ctx.op_id;
 
+    if let C::WithAccess(inner, change) = cmd {
+        let mut events = decide(state, *inner, ctx, cfg)?;
+        if !change.is_empty() {
+            events.push(InstanceEvent::AccessUpdated { change, at: now });
+        }
+        return Ok(events);
+    }
     if let C::WithDiskConfig(inner, auto) = cmd {
         let mut events = decide(state, *inner, ctx, cfg)?;
         events.push(InstanceEvent::DiskConfigSet { auto, at: now });
@@ -1410,7 +1457,9 @@ pub fn decide(
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
-        C::Create(..) | C::WithDiskConfig(..) => unreachable!("handled above"),
+        C::Create(..) | C::WithDiskConfig(..) | C::WithAccess(..) => {
+            unreachable!("handled above")
+        }
         // Every other user action has a row in the table (decided above); these name
         // one so the match stays exhaustive, but reach here only if a row is missing.
         C::Start
@@ -2390,6 +2439,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.updated_at = *at;
         }
         E::TagsSet { .. } | E::DiskConfigSet { .. } | E::CrashDumpTriggered { .. } => {}
+        E::AccessUpdated { at, .. } => i.updated_at = *at,
         E::SnapshotStarted {
             op,
             action,

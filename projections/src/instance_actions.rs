@@ -508,6 +508,7 @@ impl ActionsPart {
             | E::MetadataUpdated { .. }
             | E::TagsSet { .. }
             | E::DiskConfigSet { .. }
+            | E::AccessUpdated { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }
             | E::CreateExtrasRecorded { .. }

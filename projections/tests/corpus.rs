@@ -320,6 +320,14 @@ fn samples() -> Vec<Event> {
             power_state: PowerState::Shutdown,
             at: t(39),
         }),
+        i(E::AccessUpdated {
+            change: domain::instance::AccessChange {
+                access_ip_v4: Some(Some("192.0.2.20".into())),
+                access_ip_v6: Some(None),
+                hostname: Some("web-1".into()),
+            },
+            at: t(40),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -586,3 +586,43 @@ async fn disk_config_follows_create_update_rebuild_and_resize() {
     );
     h.stack.stop().await;
 }
+
+/// PUT /servers/{id} records `accessIPv4` / `accessIPv6` (canonical, `""` clears) and,
+/// from 2.90, `hostname`; bad addresses are Nova's 400 and append nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_sets_access_addresses_and_hostname() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.create(ALICE, "acc", "1").await;
+    h.wait(&id, "ACTIVE").await;
+    let put = |body: Value| {
+        let path = format!("/servers/{id}");
+        let h = &h;
+        async move { h.req(ALICE, reqwest::Method::PUT, &path, Some(body)).await }
+    };
+    let (code, v) = put(json!({"server": {"accessIPv4": "1.1.1.1",
+        "accessIPv6": "::babe:202:202", "hostname": "web-1"}}))
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["server"]["accessIPv4"], "1.1.1.1");
+    let s = h.show(&id).await;
+    assert_eq!(s["accessIPv4"], "1.1.1.1");
+    assert_eq!(s["accessIPv6"], "::babe:202:202");
+    assert_eq!(s["OS-EXT-SRV-ATTR:hostname"], "web-1");
+    // "" clears one address and leaves the other.
+    let (code, _) = put(json!({"server": {"accessIPv4": ""}})).await;
+    assert_eq!(code, 200);
+    let s = h.show(&id).await;
+    assert_eq!(s["accessIPv4"], "");
+    assert_eq!(s["accessIPv6"], "::babe:202:202");
+    let before = log_len(&h).await;
+    for body in [
+        json!({"server": {"accessIPv4": "1.1.1.300"}}),
+        json!({"server": {"accessIPv6": "nope"}}),
+        json!({"server": {"hostname": ""}}),
+    ] {
+        let (code, v) = put(body.clone()).await;
+        assert_eq!(code, 400, "{body}: {v}");
+    }
+    assert_eq!(log_len(&h).await, before, "refused updates append nothing");
+    h.stack.stop().await;
+}

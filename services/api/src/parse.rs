@@ -981,6 +981,8 @@ pub struct UpdateServer {
     pub description: Option<Option<String>>,
     /// `OS-DCF:diskConfig` (AUTO: true), if given.
     pub auto_disk_config: Option<bool>,
+    /// `accessIPv4` / `accessIPv6` (canonical; `""` clears) and `hostname` (2.90+).
+    pub access: domain::instance::AccessChange,
 }
 
 /// PUT /servers/{id}: `{"server": {...}}` (other top-level keys are ignored, as Nova's
@@ -991,9 +993,9 @@ struct UpdateServerBody {
 }
 
 /// The keys Nova's `update` schema knows; `description` from 2.19, `hostname` from
-/// 2.90 (checked by [`UpdateServer::decode`]). The disk config is recorded
-/// (`instance.disk_config_set`); the access IPs and hostname are accepted and not
-/// recorded yet.
+/// 2.90 (checked by [`UpdateServer::decode`]). The disk config is recorded as
+/// `instance.disk_config_set`, the access addresses and hostname as
+/// `instance.access_updated`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateServerFields {
@@ -1002,13 +1004,13 @@ struct UpdateServerFields {
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
     #[serde(rename = "accessIPv4", default)]
-    _access_ipv4: Option<IgnoredAny>,
+    access_ipv4: Option<Value>,
     #[serde(rename = "accessIPv6", default)]
-    _access_ipv6: Option<IgnoredAny>,
+    access_ipv6: Option<Value>,
     #[serde(rename = "OS-DCF:diskConfig", default)]
     disk_config: Option<Value>,
     #[serde(default, deserialize_with = "present")]
-    hostname: Option<Option<IgnoredAny>>,
+    hostname: Option<Option<Value>>,
 }
 
 impl Decode for UpdateServer {
@@ -1049,10 +1051,37 @@ impl Decode for UpdateServer {
             check_len("description", d, 0, 255)?;
         }
         let auto_disk_config = s.disk_config.as_ref().map(disk_config).transpose()?;
+        // As on create: an address of its family (stored canonical), "" clears it.
+        let ip = |field: &str, v: &Option<Value>, v6: bool| {
+            v.as_ref()
+                .map(|v| create_access_ip(field, v, v6))
+                .transpose()
+        };
+        let hostname = match s.hostname {
+            None => None,
+            Some(Some(Value::String(h))) => {
+                check_len("hostname", &h, 1, 255)?;
+                Some(h)
+            }
+            Some(v) => {
+                let v = v.unwrap_or(Value::Null);
+                return Err(invalid(
+                    "hostname",
+                    &v,
+                    &format!("{v} is not of type 'string'"),
+                ));
+            }
+        };
+        let access = domain::instance::AccessChange {
+            access_ip_v4: ip("accessIPv4", &s.access_ipv4, false)?,
+            access_ip_v6: ip("accessIPv6", &s.access_ipv6, true)?,
+            hostname,
+        };
         Ok(UpdateServer {
             name,
             description: s.description,
             auto_disk_config,
+            access,
         })
     }
 }
@@ -2082,6 +2111,7 @@ mod tests {
                 name: Some("n".into()),
                 description: Some(None),
                 auto_disk_config: None,
+                access: Default::default(),
             }
         );
         assert_eq!(

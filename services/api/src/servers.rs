@@ -551,6 +551,7 @@ pub async fn update(
         name,
         description,
         auto_disk_config,
+        access,
     } = req;
     let iid = {
         let views = st.engine.world().read();
@@ -561,6 +562,9 @@ pub async fn update(
         iid
     };
     let mut cmd = InstanceCommand::Update { name, description };
+    if !access.is_empty() {
+        cmd = InstanceCommand::WithAccess(Box::new(cmd), access);
+    }
     if let Some(auto) = auto_disk_config {
         cmd = InstanceCommand::WithDiskConfig(Box::new(cmd), auto);
     }

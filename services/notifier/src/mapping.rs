@@ -607,6 +607,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. }
         | E::DiskConfigSet { at, .. }
+        | E::AccessUpdated { at, .. }
         | E::SnapshotStarted { at, .. }
         | E::UnshelveStarted { at, .. }
         | E::EvacuationStarted { at, .. }
@@ -951,7 +952,7 @@ pub fn notifications(
             }
         }
         // Shown by the API only; its command's own events notify.
-        E::DiskConfigSet { .. } => {}
+        E::DiskConfigSet { .. } | E::AccessUpdated { .. } => {}
         E::Deleted { .. } => {
             let i = before.unwrap_or(after);
             if i.task_state == Some(TaskState::Deleting) {
