@@ -137,6 +137,25 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     assert_eq!(v["console"]["type"], "novnc");
     let (code, _) = check_token(&h, &token_of(v["console"]["url"].as_str().unwrap())).await;
     assert_eq!(code, 200);
+    // Versioned methods of 2.1-2.5: from 2.6 no method matches (Nova's 404), whatever
+    // the body.
+    for body in [
+        json!({"os-getVNCConsole": {"type": "novnc"}}),
+        json!({"os-getSPICEConsole": {"type": "bogus"}}),
+        json!({"os-getSerialConsole": {"type": "serial"}}),
+        json!({"os-getRDPConsole": {}}),
+    ] {
+        let (code, v) = call(
+            &h,
+            ALICE,
+            M::POST,
+            &format!("/servers/{id}/action"),
+            "2.6",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(code, 404, "{body}: {v}");
+    }
 
     // Refusals, in Nova's words.
     for (protocol, kind, want, msg) in [

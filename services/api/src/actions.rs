@@ -1610,12 +1610,23 @@ fn remote_console_reply(_: &Instance, _: &ViewCtx<'_>, mut handover: Handover) -
     Value::Object(body)
 }
 
+/// The console actions are Nova's versioned methods of 2.1-2.5: from 2.6 (when
+/// `POST /servers/{id}/remote-consoles` replaced them) no method matches, which Nova
+/// answers 404 before it looks at the body.
+fn before_remote_consoles(version: Version) -> Result<(), ApiError> {
+    if version.at_least(6) {
+        return Err(ApiError::not_found("The resource could not be found."));
+    }
+    Ok(())
+}
+
 /// `os-getVNCConsole` (2.1-2.5): `novnc` (or `xvpvnc`, which Nova no longer serves).
 #[derive(Debug, Clone, Deserialize)]
 pub struct VncConsole(ConsoleType);
 
 impl Action for VncConsole {
-    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        before_remote_consoles(version)?;
         console_type(name, arg, &["novnc", "xvpvnc"]).map(VncConsole)
     }
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
@@ -1628,7 +1639,8 @@ impl Action for VncConsole {
 pub struct SpiceConsole(ConsoleType);
 
 impl Action for SpiceConsole {
-    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        before_remote_consoles(version)?;
         console_type(name, arg, &["spice-html5"]).map(SpiceConsole)
     }
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
@@ -1641,7 +1653,8 @@ impl Action for SpiceConsole {
 pub struct SerialConsole(ConsoleType);
 
 impl Action for SerialConsole {
-    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
+    fn decode(name: &str, arg: &Value, version: Version) -> Result<Self, ApiError> {
+        before_remote_consoles(version)?;
         console_type(name, arg, &["serial"]).map(SerialConsole)
     }
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
@@ -1655,7 +1668,8 @@ impl Action for SerialConsole {
 pub struct RdpConsole;
 
 impl Action for RdpConsole {
-    fn decode(_: &str, _: &Value, _: Version) -> Result<Self, ApiError> {
+    fn decode(_: &str, _: &Value, version: Version) -> Result<Self, ApiError> {
+        before_remote_consoles(version)?;
         Ok(RdpConsole)
     }
     fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
