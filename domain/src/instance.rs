@@ -358,6 +358,10 @@ pub struct Instance {
     pub terminated_at: Option<Timestamp>,
     /// When it was shelved.
     pub shelved_at: Option<Timestamp>,
+    /// When its soft delete began (Nova's `deleted_at` of a SOFT_DELETED instance): the
+    /// reclaim clock and the line between the quota it gave back and a restore's
+    /// new reservation. Cleared when it is restored.
+    pub deleted_at: Option<Timestamp>,
     /// Last fault.
     pub fault: Option<Fault>,
     /// Operation in progress.
@@ -1254,15 +1258,20 @@ impl Instance {
         crate::states::api_status(self.vm_state, self.task_state)
     }
 
+    /// Whether it rests soft-deleted: SOFT_DELETED, idle, not yet reclaimed. Nova's
+    /// counting quotas do not count it (a restore is admitted again).
+    pub fn is_soft_deleted(&self) -> bool {
+        self.vm_state == VmState::SoftDeleted && !self.deleted && self.task_state.is_none()
+    }
+
     /// Whether a soft-deleted, idle instance has waited `reclaim_instance_interval`
-    /// (from its last change: the soft delete, unless it was renamed or locked since;
-    /// Nova counts from `deleted_at`, which the instance state has no field for).
+    /// since its soft delete began (Nova's `_reclaim_queued_deletes` compares
+    /// `deleted_at`; a rename or lock meanwhile does not restart the clock).
     pub fn reclaim_due(&self, cfg: &Config, now: Timestamp) -> bool {
-        self.vm_state == VmState::SoftDeleted
-            && !self.deleted
-            && self.task_state.is_none()
+        let since = self.deleted_at.unwrap_or(self.updated_at);
+        self.is_soft_deleted()
             && cfg.reclaim_instance_interval > 0
-            && now >= self.updated_at.plus_secs(cfg.reclaim_instance_interval)
+            && now >= since.plus_secs(cfg.reclaim_instance_interval)
     }
 
     /// The evacuation in progress, if any.
@@ -2132,6 +2141,7 @@ pub fn evolve(state: Option<Instance>, ev: &InstanceEvent) -> Option<Instance> {
             launched_at: None,
             terminated_at: None,
             shelved_at: None,
+            deleted_at: None,
             fault: None,
             op: Some(Operation {
                 id: *op,
@@ -2202,6 +2212,11 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
                 since: *at,
                 attempt: 1,
             });
+            match action {
+                Action::SoftDelete => i.deleted_at = Some(*at),
+                Action::Restore => i.deleted_at = None,
+                _ => {}
+            }
             i.updated_at = *at;
         }
         E::MigrationStarted {
@@ -2251,6 +2266,9 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
         } => {
             i.vm_state = *vm_state;
             i.power_state = *power_state;
+            if *vm_state != VmState::SoftDeleted {
+                i.deleted_at = None;
+            }
             finish(i, *at);
         }
         E::Shelved { offload, at } => {

@@ -676,10 +676,10 @@ impl Default for Grace {
 }
 
 /// What a live instance holds once the quota reactor has caught up: nothing when it is
-/// deleted or its build failed; during a resize or migration the larger of the two
+/// deleted, soft-deleted (Nova's counts skip SOFT_DELETED) or its build failed; during a resize or migration the larger of the two
 /// flavors, resource by resource (so a revert always fits); else its flavor.
 pub fn expected_usage(i: &Instance) -> Usage {
-    if i.deleted || build_failed(i) {
+    if i.deleted || build_failed(i) || i.is_soft_deleted() {
         return Usage::default();
     }
     match &i.migration {
@@ -726,6 +726,13 @@ pub fn reconcile(
     };
     if i.deleted || build_failed(i) {
         return Some(QuotaEvent::Released { instance: id });
+    }
+    if i.is_soft_deleted() {
+        // Given back once it rests soft-deleted. A holding admitted after the soft
+        // delete began is a restore's, on its way to the restore command: kept for the
+        // grace, then given back (the restore never came).
+        let restoring = i.deleted_at.is_some_and(|d| h.at > d) && !expired(h.at);
+        return (!restoring).then_some(QuotaEvent::Released { instance: id });
     }
     let current = Usage::of_instance(i);
     match &h.resize {

@@ -2482,6 +2482,9 @@ fn the_reconciler_reclaims_a_soft_deleted_server_after_the_interval() {
     w.when(C::Delete).ok();
     w.complete().vm(V::SoftDeleted);
     w.advance(30).tick().no_events();
+    // A lock meanwhile changes the server but not the clock: Nova counts from
+    // `deleted_at`, the soft delete's start.
+    w.when(C::Lock { reason: None }).ok();
     w.advance(31).tick().ok().task_is(Some(T::Deleting));
     w.complete().vm(V::Deleted);
     assert!(w.i().deleted);

@@ -66,6 +66,17 @@ impl Harness {
         Harness { stack, dir, http }
     }
 
+    /// How many events the log holds: the sum of every stream's last position. Tests
+    /// compare it before and after a refused request ("appends nothing").
+    pub async fn log_len(&self) -> u64 {
+        let log = self.stack.engine.log();
+        let mut n = 0;
+        for s in log.streams().await.expect("streams") {
+            n += log.last_stream_seq(&s).await.expect("stream position");
+        }
+        n
+    }
+
     /// Base URL of the compute API.
     pub fn base(&self) -> String {
         format!("http://{}/v2.1", self.stack.addr)

@@ -32,18 +32,6 @@ async fn list(h: &Harness, query: &str) -> Vec<Value> {
     v["servers"].as_array().unwrap().clone()
 }
 
-async fn log_len(h: &Harness) -> usize {
-    let (code, v) = h
-        .req(
-            ADMIN,
-            reqwest::Method::GET,
-            "/../v1/events?limit=1000",
-            None,
-        )
-        .await;
-    assert_eq!(code, 200, "{v}");
-    v["events"].as_array().unwrap().len()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiple_create_names_reserves_and_builds_each() {
@@ -126,7 +114,7 @@ async fn multiple_create_takes_what_the_quota_allows_but_at_least_min_count() {
     let first = h.create(ALICE, "first", "1").await;
     h.wait(&first, "ACTIVE").await;
     // 2 of 3 left: min 3 is refused with nothing appended.
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     let (code, v) = h
         .req(
             ALICE,
@@ -144,7 +132,7 @@ async fn multiple_create_takes_what_the_quota_allows_but_at_least_min_count() {
         "{v}"
     );
     assert_eq!(
-        log_len(&h).await,
+        h.log_len().await,
         before,
         "a refused create appends nothing"
     );
@@ -201,7 +189,7 @@ async fn access_addresses_user_data_and_config_drive_on_create() {
     assert_eq!(s["config_drive"], "True");
     assert_eq!(s["OS-EXT-SRV-ATTR:user_data"], "IyEvYmluL3NoCmVjaG8gaGkK");
     // Bad values: 400 in Nova's words, nothing appended.
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     for (extra, says) in [
         (json!({"accessIPv4": "192.0.2.300"}), "is not a 'ipv4'"),
         (json!({"accessIPv6": "nope"}), "is not a 'ipv6'"),
@@ -228,7 +216,7 @@ async fn access_addresses_user_data_and_config_drive_on_create() {
         let msg = v["badRequest"]["message"].as_str().unwrap();
         assert!(msg.contains(says), "{extra}: {msg}");
     }
-    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    assert_eq!(h.log_len().await, before, "refused creates append nothing");
     h.stack.stop().await;
 }
 
@@ -274,7 +262,7 @@ async fn tags_given_on_create_are_the_servers_tags() {
     assert_eq!(code, 204);
     assert_eq!(h.show(&id).await["tags"], json!([]));
 
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     let many: Vec<String> = (0..51).map(|n| format!("t{n}")).collect();
     for (tags, says) in [
         (json!(["a/b"]), "'a/b' does not match"),
@@ -294,7 +282,7 @@ async fn tags_given_on_create_are_the_servers_tags() {
         let msg = v["badRequest"]["message"].as_str().unwrap();
         assert!(msg.contains(says), "{tags}: {msg}");
     }
-    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    assert_eq!(h.log_len().await, before, "refused creates append nothing");
     h.stack.stop().await;
 }
 
@@ -418,7 +406,7 @@ async fn personality_is_checked_against_the_injected_file_quotas() {
     let six: Vec<Value> = (0..6).map(file).collect();
     let long_path = json!([{"path": "/".repeat(256), "contents": "aGVsbG8="}]);
     let big = json!([{"path": "/big", "contents": "A".repeat(10244)}]);
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     for (personality, code, says) in [
         (json!(six), 403, "Personality file limit exceeded"),
         (long_path, 403, "Personality file path exceeds maximum 255"),
@@ -443,7 +431,7 @@ async fn personality_is_checked_against_the_injected_file_quotas() {
             .to_string();
         assert!(msg.contains(says), "{msg}");
     }
-    assert_eq!(log_len(&h).await, before, "refused creates append nothing");
+    assert_eq!(h.log_len().await, before, "refused creates append nothing");
     let body = server(json!({ "personality": five }));
     let (code, v) = at(&h, reqwest::Method::POST, "/servers", body.clone(), "2.56").await;
     assert_eq!(code, 202, "{v}");
@@ -510,7 +498,7 @@ async fn disk_config_follows_create_update_rebuild_and_resize() {
     assert_eq!(dcf(&h.show(&id).await), "MANUAL");
 
     // Neither AUTO nor MANUAL: the schema's 400, nothing appended.
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     let (code, v) = h
         .req(
             ALICE,
@@ -520,7 +508,7 @@ async fn disk_config_follows_create_update_rebuild_and_resize() {
         )
         .await;
     assert_eq!(code, 400, "{v}");
-    assert_eq!(log_len(&h).await, before);
+    assert_eq!(h.log_len().await, before);
 
     h.action(
         ALICE,
@@ -614,7 +602,7 @@ async fn update_sets_access_addresses_and_hostname() {
     let s = h.show(&id).await;
     assert_eq!(s["accessIPv4"], "");
     assert_eq!(s["accessIPv6"], "::babe:202:202");
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     for body in [
         json!({"server": {"accessIPv4": "1.1.1.300"}}),
         json!({"server": {"accessIPv6": "nope"}}),
@@ -623,6 +611,6 @@ async fn update_sets_access_addresses_and_hostname() {
         let (code, v) = put(body.clone()).await;
         assert_eq!(code, 400, "{body}: {v}");
     }
-    assert_eq!(log_len(&h).await, before, "refused updates append nothing");
+    assert_eq!(h.log_len().await, before, "refused updates append nothing");
     h.stack.stop().await;
 }

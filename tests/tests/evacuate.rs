@@ -52,11 +52,6 @@ async fn evacuate(h: &Harness, token: &str, id: &str, version: &str, body: Value
     .await
 }
 
-async fn log_len(h: &Harness) -> usize {
-    let (code, v) = h.req(ADMIN, M::GET, "/../v1/events?limit=1000", None).await;
-    assert_eq!(code, 200, "{v}");
-    v["events"].as_array().unwrap().len()
-}
 
 fn host_of(server: &Value) -> String {
     server["OS-EXT-SRV-ATTR:host"]
@@ -140,7 +135,7 @@ async fn evacuate_rebuilds_a_server_of_a_down_host_elsewhere() {
         .expect("a second host");
 
     // Refusals, in Nova's order, append nothing.
-    let before = log_len(&h).await;
+    let before = h.log_len().await;
     let (code, v) = evacuate(&h, ALICE, &a, "2.96", json!({})).await;
     assert_eq!(code, 403, "{v}");
     let (code, v) = evacuate(&h, ADMIN, &a, "2.96", json!({"host": "nope"})).await;
@@ -171,7 +166,7 @@ async fn evacuate_rebuilds_a_server_of_a_down_host_elsewhere() {
         v["badRequest"]["message"],
         "Can't force to a non-provided destination"
     );
-    assert_eq!(log_len(&h).await, before, "refusals append nothing");
+    assert_eq!(h.log_len().await, before, "refusals append nothing");
 
     force_down(&h, &src).await;
 

@@ -193,3 +193,75 @@ async fn a_reservation_whose_server_never_came_is_released() {
         .is_empty());
     h.stack.stop().await;
 }
+
+/// Nova's counting quotas skip SOFT_DELETED servers: a soft-deleted server gives its
+/// quota back, `restore` is admitted again (Nova's 403 when the room went to another
+/// server, appending nothing), and a restore's reservation whose restore never came
+/// (the API died between its two appends) is given back after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_deleted_servers_hold_no_quota_and_restore_is_admitted_again() {
+    let h = Harness::start(|o| {
+        o.quota.base = domain::quota::nova_defaults();
+        o.quota.grace = domain::quota::Grace(1);
+        o.reactor_reconcile_every = Duration::from_millis(300);
+        o.config.reclaim_instance_interval = 3600;
+    })
+    .await;
+    set_quota(&h, json!({"instances": 1})).await;
+    let a = h.create(ALICE, "a", "1").await;
+    h.wait(&a, "ACTIVE").await;
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{a}"), None)
+        .await;
+    assert_eq!(code, 204);
+    h.wait(&a, "SOFT_DELETED").await;
+    wait_in_use(&h, (0, 0, 0)).await;
+    audit(&h).await;
+
+    // The room goes to another server; restoring `a` is over quota.
+    let b = h.create(ALICE, "b", "1").await;
+    h.wait(&b, "ACTIVE").await;
+    let before = h.log_len().await;
+    let v = h.action(ALICE, &a, json!({"restore": null}), 403).await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"
+    );
+    assert_eq!(h.log_len().await, before, "a refusal appends nothing");
+    assert_eq!(h.show(&a).await["status"], "SOFT_DELETED");
+
+    // With the room back, the restore is admitted and the server counts again.
+    h.action(ALICE, &b, json!({"forceDelete": null}), 202).await;
+    h.wait(&b, "GONE").await;
+    wait_in_use(&h, (0, 0, 0)).await;
+    h.action(ALICE, &a, json!({"restore": null}), 202).await;
+    h.wait(&a, "ACTIVE").await;
+    wait_in_use(&h, (1, 1, 512)).await;
+    audit(&h).await;
+
+    // A restore's reservation without its restore: held for the grace, then given back.
+    let (code, _) = h
+        .req(ALICE, M::DELETE, &format!("/servers/{a}"), None)
+        .await;
+    assert_eq!(code, 204);
+    h.wait(&a, "SOFT_DELETED").await;
+    wait_in_use(&h, (0, 0, 0)).await;
+    let id = domain::InstanceId(uuid::Uuid::parse_str(&a).unwrap());
+    let ctx = domain::Ctx::service("test", engine::now(), uuid::Uuid::now_v7());
+    let meta = engine::Meta::service("test", "req-test", "test", "restore".into());
+    h.stack
+        .engine
+        .reserve_instances(
+            "p1",
+            "alice",
+            vec![(id, domain::quota::Usage::of_flavor(1, 512))],
+            &ctx,
+            &meta,
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_use(&h).await, (1, 1, 512));
+    wait_in_use(&h, (0, 0, 0)).await;
+    audit(&h).await;
+    h.stack.stop().await;
+}

@@ -179,11 +179,11 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-unrescue",
         || C::Unrescue,
     ),
-    plain(
+    typed::<Restore>(
         "restore",
         ProjectMember,
         "os_compute_api:os-deferred-delete:restore",
-        || C::Restore,
+        "null",
     ),
     plain(
         "forceDelete",
@@ -318,6 +318,9 @@ pub struct Prepared {
     pub handover: Handover,
     /// An upsize: the flavor and the quota delta to admit before the command runs.
     pub resize_quota: Option<(domain::FlavorId, domain::quota::Usage)>,
+    /// A restore: the instance's user and usage, admitted again before the command
+    /// runs (a soft-deleted server holds no quota, as Nova's counts skip it).
+    pub restore_quota: Option<(String, domain::quota::Usage)>,
     /// An image record to create (`queued`) before the command: the snapshot it uploads
     /// into (createImage, createBackup, shelve); deleted again if the command is refused.
     pub image: Option<domain::image::ImageSpec>,
@@ -329,6 +332,7 @@ impl From<InstanceCommand> for Prepared {
             command: Some(command),
             handover: Handover::new(),
             resize_quota: None,
+            restore_quota: None,
             image: None,
         }
     }
@@ -896,6 +900,29 @@ impl Action for Rescue {
     }
 }
 
+/// `restore` (any argument, as Nova's schema-less action): the server comes back and
+/// counts against quota again (Nova's `restore` checks the instance quota first).
+#[derive(Debug, Clone, Default)]
+pub struct Restore;
+
+impl<'de> Deserialize<'de> for Restore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _ = serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Restore)
+    }
+}
+
+impl Action for Restore {
+    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        let mut prepared: Prepared = C::Restore.into();
+        prepared.restore_quota = Some((
+            cx.instance.spec.user_id.clone(),
+            domain::quota::Usage::of_instance(cx.instance),
+        ));
+        Ok(prepared)
+    }
+}
+
 /// `trigger_crash_dump` (2.17): the argument must be `null`; before 2.17 the action
 /// does not exist (Nova's versioned method: 404).
 #[derive(Debug, Clone, Default)]
@@ -1444,6 +1471,7 @@ impl Action for Rebuild {
             command: Some(command),
             handover,
             resize_quota: None,
+            restore_quota: None,
             image: None,
         })
     }
@@ -1537,6 +1565,7 @@ impl Action for ConsoleOutput {
             command: None,
             handover,
             resize_quota: None,
+            restore_quota: None,
             image: None,
         })
     }
@@ -1597,6 +1626,7 @@ fn console_prepared(
         command: None,
         handover,
         resize_quota: None,
+        restore_quota: None,
         image: None,
     })
 }

@@ -621,7 +621,9 @@ pub async fn action(
             liveness: &st.engine.liveness,
         };
         let prepared = req.resolve(&cx)?;
-        let checks_first = prepared.resize_quota.is_some() || prepared.image.is_some();
+        let checks_first = prepared.resize_quota.is_some()
+            || prepared.restore_quota.is_some()
+            || prepared.image.is_some();
         if let (true, Some(cmd)) = (checks_first, &prepared.command) {
             // Nova checks the instance's state and the flavors before the quota (and
             // before it creates a snapshot's image): a refused action answers its own
@@ -638,6 +640,11 @@ pub async fn action(
     if let Some((flavor, delta)) = &prepared.resize_quota {
         st.engine
             .reserve_resize(&project, iid, flavor, *delta, &ctx, &caller.meta())
+            .await?;
+    }
+    if let Some((user, usage)) = &prepared.restore_quota {
+        st.engine
+            .reserve_instances(&project, user, vec![(iid, *usage)], &ctx, &caller.meta())
             .await?;
     }
     if let Some(spec) = &prepared.image {
@@ -679,6 +686,18 @@ pub async fn action(
             .await
         {
             tracing::warn!(server = %iid, error = %e, "resize quota not given back; the quota reactor will");
+        }
+    }
+    if let (Err(_), Some(_)) = (&done, &prepared.restore_quota) {
+        // The restore did not start: what it reserved is given back now, not after the
+        // grace (the server rests soft-deleted, which holds nothing).
+        let release = |_: &Views| QuotaCommand::Settle(QuotaEvent::Released { instance: iid });
+        if let Err(e) = st
+            .engine
+            .quota(&project, release, &ctx, &caller.meta())
+            .await
+        {
+            tracing::warn!(server = %iid, error = %e, "restore quota not given back; the quota reactor will");
         }
     }
     if let (Err(_), Some(spec)) = (&done, &prepared.image) {

@@ -164,6 +164,7 @@ impl Action for CreateImage {
             }),
             handover: handover(id, true),
             resize_quota: None,
+            restore_quota: None,
             image: Some(spec),
         })
     }
@@ -218,6 +219,7 @@ impl Action for CreateBackup {
             }),
             handover: handover(id, rotation > 0),
             resize_quota: None,
+            restore_quota: None,
             image: Some(spec),
         })
     }
@@ -276,6 +278,7 @@ impl Action for Shelve {
             command: Some(InstanceCommand::Shelve),
             handover: Handover::new(),
             resize_quota: None,
+            restore_quota: None,
             image,
         })
     }
