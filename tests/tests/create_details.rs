@@ -32,7 +32,6 @@ async fn list(h: &Harness, query: &str) -> Vec<Value> {
     v["servers"].as_array().unwrap().clone()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiple_create_names_reserves_and_builds_each() {
     let h = Harness::start(|_| {}).await;

@@ -52,7 +52,6 @@ async fn evacuate(h: &Harness, token: &str, id: &str, version: &str, body: Value
     .await
 }
 
-
 fn host_of(server: &Value) -> String {
     server["OS-EXT-SRV-ATTR:host"]
         .as_str()

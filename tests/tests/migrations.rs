@@ -418,3 +418,112 @@ async fn external_events_answer_per_event() {
     assert_eq!(code, 207);
     assert_eq!(v["events"][0]["code"], 422);
 }
+
+/// Nova's project-manager persona (`PROJECT_MANAGER_OR_ADMIN`): a manager cold- and
+/// live-migrates its project's servers without naming a host (naming one is admin's,
+/// `migrate:host`), lists its own project's migrations with the host fields null
+/// (`index:host` is admin's) and needs `index:all_projects` (admin) for the rest; a
+/// member may do none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_manager_moves_its_servers_and_lists_their_migrations() {
+    const MANAGER: &str = "mia:proj-a:manager";
+    let h = Harness::start(|o| o.hosts = 3).await;
+    let a = h.create(ALICE, "a", "1").await;
+    h.wait(&a, "ACTIVE").await;
+    let policy = |name: &str| format!("Policy doesn't allow {name} to be performed.");
+
+    let before = h.log_len().await;
+    let v = h.action(ALICE, &a, json!({"migrate": null}), 403).await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        policy("os_compute_api:os-migrate-server:migrate")
+    );
+    let v = h
+        .action(MANAGER, &a, json!({"migrate": {"host": "compute-2"}}), 403)
+        .await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        policy("os_compute_api:os-migrate-server:migrate:host")
+    );
+    let v = h
+        .action(
+            MANAGER,
+            &a,
+            json!({"os-migrateLive": {"host": "compute-2", "block_migration": "auto"}}),
+            403,
+        )
+        .await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        policy("os_compute_api:os-migrate-server:migrate_live:host")
+    );
+    assert_eq!(h.log_len().await, before, "refusals append nothing");
+
+    h.action(MANAGER, &a, json!({"migrate": null}), 202).await;
+    h.wait(&a, "VERIFY_RESIZE").await;
+    h.action(MANAGER, &a, json!({"confirmResize": null}), 204)
+        .await;
+    h.wait(&a, "ACTIVE").await;
+    h.action(
+        MANAGER,
+        &a,
+        json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
+        202,
+    )
+    .await;
+    h.wait(&a, "ACTIVE").await;
+
+    for (token, query, want) in [
+        (MANAGER, "", 403),
+        (MANAGER, "?project_id=proj-b", 403),
+        (ALICE, "?project_id=proj-a", 403),
+    ] {
+        let (code, v) = call(
+            &h,
+            token,
+            M::GET,
+            &format!("/os-migrations{query}"),
+            "2.80",
+            None,
+        )
+        .await;
+        assert_eq!(code, want, "{token} {query}: {v}");
+    }
+    let (code, v) = call(&h, MANAGER, M::GET, "/os-migrations", "2.80", None).await;
+    assert_eq!(
+        v["forbidden"]["message"],
+        policy("os_compute_api:os-migrations:index:all_projects"),
+        "{code}"
+    );
+    let (code, v) = call(
+        &h,
+        MANAGER,
+        M::GET,
+        "/os-migrations?project_id=proj-a",
+        "2.80",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let mine = v["migrations"].as_array().unwrap();
+    assert_eq!(mine.len(), 2, "{v}");
+    for m in mine {
+        assert_eq!(m["project_id"], "proj-a");
+        for k in [
+            "source_compute",
+            "source_node",
+            "dest_compute",
+            "dest_host",
+            "dest_node",
+        ] {
+            assert!(m[k].is_null(), "{k} shown to a manager: {m}");
+        }
+    }
+    // The admin sees the hosts.
+    let all = migrations(&h, "2.80", "").await;
+    assert!(
+        all.iter().all(|m| m["source_compute"].is_string()),
+        "{all:?}"
+    );
+    h.stack.stop().await;
+}

@@ -84,6 +84,7 @@ fn list_view(iid: &InstanceId, m: &MigrationRecord, caller: &Caller) -> Value {
     o.insert("source_node".into(), json!(m.source_compute.as_str()));
     o.insert("status".into(), json!(m.status));
     o.insert("updated_at".into(), json!(time(m.updated_at)));
+    hide_hosts(&mut o, caller);
     if v.at_least(23) {
         o.insert("migration_type".into(), json!(m.migration_type()));
         if m.kind == MigrationKind::LiveMigration && LIVE_IN_PROGRESS.contains(&m.status.as_str()) {
@@ -133,6 +134,7 @@ fn server_view(iid: &InstanceId, m: &MigrationRecord, caller: &Caller) -> Value 
     o.insert("source_node".into(), json!(m.source_compute.as_str()));
     o.insert("status".into(), json!(m.status));
     o.insert("updated_at".into(), json!(time(m.updated_at)));
+    hide_hosts(&mut o, caller);
     if v.at_least(59) {
         o.insert("uuid".into(), json!(m.uuid.to_string()));
     }
@@ -141,6 +143,22 @@ fn server_view(iid: &InstanceId, m: &MigrationRecord, caller: &Caller) -> Value 
         o.insert("project_id".into(), json!(m.project_id));
     }
     Value::Object(o)
+}
+
+/// Host fields are for admins (Nova's `index:host` policies): a project manager sees
+/// them null.
+fn hide_hosts(o: &mut Map<String, Value>, caller: &Caller) {
+    if !caller.is_admin {
+        for k in [
+            "dest_compute",
+            "dest_host",
+            "dest_node",
+            "source_compute",
+            "source_node",
+        ] {
+            o.insert(k.into(), Value::Null);
+        }
+    }
 }
 
 fn bad_query(key: &str, value: &str, why: &str) -> ApiError {
@@ -213,6 +231,13 @@ pub async fn index(
             }
         }
     }
+    // Other projects' migrations (no `project_id`, or another one) need Nova's
+    // `index:all_projects` (admin): a project manager names its own project.
+    if !caller.is_admin && q.get("project_id") != Some(caller.project.as_str()) {
+        return Err(ApiError::policy(
+            "os_compute_api:os-migrations:index:all_projects",
+        ));
+    }
     // Repeated filters are lists (Nova's `common_query_param`): a match on any value.
     let values = |k: &str| -> Vec<&str> {
         q.0.iter()
@@ -263,6 +288,9 @@ pub async fn index(
     let hidden = last("hidden");
     let (user, project) = if v.at_least(80) {
         (q.get("user_id"), q.get("project_id"))
+    } else if !caller.is_admin {
+        // A manager's own project (checked above), whatever the version.
+        (None, q.get("project_id"))
     } else {
         (None, None)
     };

@@ -123,7 +123,7 @@ const fn flavor_act(action: &'static str, name: &'static str) -> Endpoint {
     }
 }
 
-use Rule::{Admin, Authenticated, ProjectMember, ProjectReader, Public};
+use Rule::{Admin, Authenticated, ProjectManager, ProjectMember, ProjectReader, Public};
 
 /// Every endpoint of the compute API with its rule: [`ROUTES`], then one row per
 /// server action, made from its declaration in [`crate::actions::ACTIONS`].
@@ -956,20 +956,20 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-networks:show",
         Target::None,
     ),
-    // Migrations: Nova allows project managers on their own servers for index /
-    // force_complete / delete; Stratus has no manager rule, so admin (Nova's `index:host`
-    // and `show` are admin anyway).
+    // Migrations: Nova's project managers list their project's migrations and
+    // force-complete or abort their servers' (host fields only for admins: Nova's
+    // `index:host`); `show` stays admin.
     ep(
         "GET",
         "/v2.1/os-migrations",
-        Admin,
+        ProjectManager,
         "os_compute_api:os-migrations:index",
         Target::None,
     ),
     ep(
         "GET",
         "/v2.1/servers/{id}/migrations",
-        Admin,
+        ProjectManager,
         "os_compute_api:servers:migrations:index",
         Target::Server,
     ),
@@ -983,14 +983,14 @@ pub const ROUTES: &[Endpoint] = &[
     ep(
         "POST",
         "/v2.1/servers/{id}/migrations/{mid}/action",
-        Admin,
+        ProjectManager,
         "os_compute_api:servers:migrations:force_complete",
         Target::Server,
     ),
     ep(
         "DELETE",
         "/v2.1/servers/{id}/migrations/{mid}",
-        Admin,
+        ProjectManager,
         "os_compute_api:servers:migrations:delete",
         Target::Server,
     ),
@@ -1003,6 +1003,8 @@ pub struct Conditional {
     pub method: &'static str,
     /// Its path template.
     pub path: &'static str,
+    /// For the action route: the action key of the row it refines.
+    pub action: Option<&'static str>,
     /// When it applies.
     pub when: &'static str,
     /// Who may do it.
@@ -1016,6 +1018,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "GET",
         path: "/v2.1/servers",
+        action: None,
         when: "`all_tenants` query",
         rule: Admin,
         name: "os_compute_api:servers:index:get_all_tenants",
@@ -1023,6 +1026,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "GET",
         path: "/v2.1/servers/detail",
+        action: None,
         when: "`all_tenants` query",
         rule: Admin,
         name: "os_compute_api:servers:detail:get_all_tenants",
@@ -1030,6 +1034,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "POST",
         path: "/v2.1/servers",
+        action: None,
         when: "a forced host (`availability_zone: \"az:host\"`)",
         rule: Admin,
         name: "os_compute_api:servers:create:forced_host",
@@ -1037,6 +1042,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "POST",
         path: "/v2.1/servers",
+        action: None,
         when: "a requested destination (2.74 `host` / `hypervisor_hostname`)",
         rule: Admin,
         name: "compute:servers:create:requested_destination",
@@ -1044,6 +1050,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "GET",
         path: "/v2.1/os-keypairs",
+        action: None,
         when: "another user's `user_id` query (2.10+)",
         rule: Admin,
         name: "os_compute_api:os-keypairs:index",
@@ -1051,6 +1058,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "POST",
         path: "/v2.1/os-keypairs",
+        action: None,
         when: "another user's `user_id` in the body (2.10+)",
         rule: Admin,
         name: "os_compute_api:os-keypairs:create",
@@ -1058,6 +1066,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "GET",
         path: "/v2.1/os-keypairs/{id}",
+        action: None,
         when: "another user's `user_id` query (2.10+)",
         rule: Admin,
         name: "os_compute_api:os-keypairs:show",
@@ -1065,6 +1074,7 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "DELETE",
         path: "/v2.1/os-keypairs/{id}",
+        action: None,
         when: "another user's `user_id` query (2.10+)",
         rule: Admin,
         name: "os_compute_api:os-keypairs:delete",
@@ -1072,9 +1082,34 @@ pub const CONDITIONAL: &[Conditional] = &[
     Conditional {
         method: "GET",
         path: "/v2.1/limits",
+        action: None,
         when: "`tenant_id` query (another project's limits)",
         rule: Admin,
         name: "os_compute_api:limits:other_project",
+    },
+    Conditional {
+        method: "GET",
+        path: "/v2.1/os-migrations",
+        action: None,
+        when: "no `project_id` query, or another project's",
+        rule: Admin,
+        name: "os_compute_api:os-migrations:index:all_projects",
+    },
+    Conditional {
+        method: "POST",
+        path: "/v2.1/servers/{id}/action",
+        action: Some("migrate"),
+        when: "`migrate` to a named `host` (2.56+)",
+        rule: Admin,
+        name: "os_compute_api:os-migrate-server:migrate:host",
+    },
+    Conditional {
+        method: "POST",
+        path: "/v2.1/servers/{id}/action",
+        action: Some("os-migrateLive"),
+        when: "`os-migrateLive` to a named `host`",
+        rule: Admin,
+        name: "os_compute_api:os-migrate-server:migrate_live:host",
     },
 ];
 

@@ -1,5 +1,5 @@
 //! The policy matrix over real HTTP: every row of `api::policy::ENDPOINTS` (and every
-//! content-dependent rule of `CONDITIONAL`) x every role (reader, member, admin) x own /
+//! content-dependent rule of `CONDITIONAL`) x every role (reader, member, manager, admin) x own /
 //! other project. The expected outcome is derived from the row's rule only:
 //! - another project's server, non-admin: 404;
 //! - role not enough: 403 with Nova's `Policy doesn't allow <name> to be performed.`;
@@ -260,6 +260,8 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         "/v1/instances/{id}/state" => path.push_str("?at=2100-01-01T00:00:00Z"),
         // An endless stream otherwise.
         "/v1/notifications/stream" => path.push_str("?follow=false"),
+        // A project manager lists its own project's (other projects': CONDITIONAL).
+        "/v2.1/os-migrations" => path.push_str("?project_id=p1"),
         _ => {}
     }
     let body = match (row.method, row.path, row.action) {
@@ -366,7 +368,15 @@ fn expected(
 /// The microversion a path is exercised at: [`VERSION`], or the last one where the
 /// route exists (os-hosts until 2.42; hypervisor search / servers until 2.52, statistics
 /// and uptime until 2.87, tested at 2.52 with an integer id).
-fn version_for(path: &str) -> &'static str {
+fn version_for(path: &str, body: Option<&Value>) -> &'static str {
+    // The console actions are 2.1-2.5 methods.
+    let old_console = body.and_then(Value::as_object).is_some_and(|o| {
+        o.keys()
+            .any(|k| k.starts_with("os-get") && k.ends_with("Console"))
+    });
+    if old_console {
+        return "2.5";
+    }
     let old_hypervisor = ["/uptime", "/search", "/servers", "/statistics"]
         .iter()
         .any(|s| path.ends_with(s));
@@ -399,7 +409,13 @@ async fn check(
     let before = s.positions().await;
     let is_get = method == Method::GET;
     let r = s
-        .call(method, &path, Some(&token), Some(version_for(&path)), body)
+        .call(
+            method,
+            &path,
+            Some(&token),
+            Some(version_for(&path, body.as_ref())),
+            body,
+        )
         .await;
     let after = s.positions().await;
     let case = format!(
@@ -473,12 +489,28 @@ async fn every_endpoint_every_role_own_and_other_project() {
             }
         }
     }
-    assert_eq!(cases, ENDPOINTS.len() * 6);
+    assert_eq!(cases, ENDPOINTS.len() * Role::ALL.len() * 2);
 }
 
-/// The request exercising a content-dependent rule.
-fn conditional_request(method: &str, path: &str, when: &str) -> (Method, String, Option<Value>) {
+/// The request exercising a content-dependent rule (`server`: a server of p1).
+fn conditional_request(
+    method: &str,
+    path: &str,
+    when: &str,
+    server: &str,
+) -> (Method, String, Option<Value>) {
     match (method, path) {
+        ("GET", "/v2.1/os-migrations") => (Method::GET, path.to_string(), None),
+        ("POST", "/v2.1/servers/{id}/action") if when.starts_with("`migrate`") => (
+            Method::POST,
+            path.replace("{id}", server),
+            Some(json!({"migrate": {"host": "host1"}})),
+        ),
+        ("POST", "/v2.1/servers/{id}/action") if when.starts_with("`os-migrateLive`") => (
+            Method::POST,
+            path.replace("{id}", server),
+            Some(json!({"os-migrateLive": {"host": "host1", "block_migration": "auto"}})),
+        ),
         ("GET", p) if when.contains("all_tenants") => {
             (Method::GET, format!("{p}?all_tenants=1"), None)
         }
@@ -532,10 +564,11 @@ async fn content_dependent_rules_every_role() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let server = s.server("alice:p1", "srv", "f1").await;
     for c in CONDITIONAL {
         let row = ENDPOINTS
             .iter()
-            .find(|e| e.method == c.method && e.path == c.path && e.action.is_none())
+            .find(|e| e.method == c.method && e.path == c.path && e.action == c.action)
             .expect("a conditional rule refines a row");
         for role in Role::ALL {
             // The endpoint's own rule comes first, then the content-dependent one.
@@ -547,7 +580,7 @@ async fn content_dependent_rules_every_role() {
                 &what,
                 role,
                 Owner::Own,
-                conditional_request(c.method, c.path, c.when),
+                conditional_request(c.method, c.path, c.when, &server),
                 want,
             )
             .await;

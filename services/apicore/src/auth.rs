@@ -31,39 +31,37 @@ pub enum Role {
     Reader,
     /// Reader plus creating, changing and deleting the project's resources.
     Member,
+    /// Member plus the project-level operations Nova gives its project-manager persona
+    /// (2024.2+ `PROJECT_MANAGER_OR_ADMIN`: moving the project's servers, listing
+    /// their migrations).
+    Manager,
     /// Everything, on every project.
     Admin,
 }
 
 impl Role {
     /// All roles, lowest first.
-    pub const ALL: [Role; 3] = [Role::Reader, Role::Member, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Reader, Role::Member, Role::Manager, Role::Admin];
 
     /// The role's name in Keystone and in noauth tokens.
     pub fn name(self) -> &'static str {
         match self {
             Role::Reader => "reader",
             Role::Member => "member",
+            Role::Manager => "manager",
             Role::Admin => "admin",
         }
     }
 
-    /// The role named `name`, if it is one of the three.
+    /// The role named `name`, if it is one of the four.
     pub fn from_name(name: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.name() == name)
     }
 
-    /// The highest role among `names` (unknown names are ignored). `manager` (Nova's
-    /// project-manager persona) counts as `member`: Keystone's default role
-    /// implications make manager imply member, and no rule here needs more.
+    /// The highest role among `names` (unknown names are ignored; Keystone's default
+    /// implications make admin imply manager, manager member, member reader).
     pub fn highest<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Role> {
-        names
-            .into_iter()
-            .filter_map(|n| match n {
-                "manager" => Some(Role::Member),
-                other => Role::from_name(other),
-            })
-            .max()
+        names.into_iter().filter_map(Role::from_name).max()
     }
 }
 
@@ -78,6 +76,8 @@ pub enum Rule {
     ProjectReader,
     /// `base.PROJECT_MEMBER_OR_ADMIN`: member (or higher) on the project.
     ProjectMember,
+    /// `base.PROJECT_MANAGER_OR_ADMIN`: manager (or admin) on the project.
+    ProjectManager,
     /// `base.ADMIN`: the admin role.
     Admin,
 }
@@ -89,6 +89,7 @@ impl Rule {
             Rule::Public | Rule::Authenticated => true,
             Rule::ProjectReader => role >= Some(Role::Reader),
             Rule::ProjectMember => role >= Some(Role::Member),
+            Rule::ProjectManager => role >= Some(Role::Manager),
             Rule::Admin => role == Some(Role::Admin),
         }
     }
@@ -100,6 +101,7 @@ impl Rule {
             Rule::Authenticated => "any authenticated",
             Rule::ProjectReader => "project reader or admin",
             Rule::ProjectMember => "project member or admin",
+            Rule::ProjectManager => "project manager or admin",
             Rule::Admin => "admin",
         }
     }

@@ -21,7 +21,7 @@ use crate::commands::{self, Actor};
 use crate::{password, IdentityError};
 
 /// The roles every deployment has.
-pub const ROLES: [&str; 3] = ["admin", "member", "reader"];
+pub const ROLES: [&str; 5] = ["admin", "manager", "member", "reader", "service"];
 
 /// What bootstrap did.
 #[derive(Debug, Clone, PartialEq, Eq)]
