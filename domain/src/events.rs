@@ -161,6 +161,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::TagsSet { .. } => "instance.tags_set",
         E::DiskConfigSet { .. } => "instance.disk_config_set",
         E::AccessUpdated { .. } => "instance.access_updated",
+        E::RescueStarted { .. } => "instance.rescue_started",
         E::SnapshotStarted { .. } => "instance.snapshot_started",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
         E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",

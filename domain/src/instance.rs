@@ -358,6 +358,9 @@ pub struct Instance {
     pub terminated_at: Option<Timestamp>,
     /// When it was shelved.
     pub shelved_at: Option<Timestamp>,
+    /// The rescue image requested by the rescue in progress or in place (None: the
+    /// server's own image, or not rescued); cleared when unrescue begins.
+    pub rescue_image_ref: Option<String>,
     /// When its soft delete began (Nova's `deleted_at` of a SOFT_DELETED instance): the
     /// reclaim clock and the line between the quota it gave back and a restore's
     /// new reservation. Cleared when it is restored.
@@ -734,7 +737,10 @@ pub enum InstanceCommand {
     },
     /// rescue: boot the guest from a rescue image (checked to exist by the API; the
     /// admin password goes to the guest only, never to the log).
-    Rescue,
+    Rescue {
+        /// The requested rescue image (`rescue_image_ref`; None: the server's own).
+        image_ref: Option<String>,
+    },
     /// unrescue
     Unrescue,
     /// restore: a soft-deleted server comes back.
@@ -852,7 +858,7 @@ impl InstanceCommand {
             C::Snapshot {
                 backup: Some(_), ..
             } => Action::CreateBackup,
-            C::Rescue => Action::Rescue,
+            C::Rescue { .. } => Action::Rescue,
             C::Unrescue => Action::Unrescue,
             C::Restore => Action::Restore,
             C::ForceDelete => Action::ForceDelete,
@@ -896,6 +902,7 @@ pub enum InstanceEvent {
     /// `instance.placed` (first cell commit): the whole state, now on a host, spawning.
     Placed {
         /// The state carried over from the build request, host and cell set.
+        #[serde(with = "snapshot_v1")]
         snapshot: Box<Instance>,
         /// When.
         at: Timestamp,
@@ -903,6 +910,7 @@ pub enum InstanceEvent {
     /// `instance.build_failed` (first cell0 commit): no valid host.
     BuildFailed {
         /// The state carried over, vm_state error, with fault.
+        #[serde(with = "snapshot_v1")]
         snapshot: Box<Instance>,
         /// When.
         at: Timestamp,
@@ -1183,6 +1191,17 @@ pub enum InstanceEvent {
     AccessUpdated {
         /// What changed.
         change: AccessChange,
+        /// When.
+        at: Timestamp,
+    },
+    /// `instance.rescue_started`: rescue accepted (task `rescuing`, as `task_started`
+    /// with action rescue), with the requested rescue image (None: the server's own),
+    /// which Nova's rescue notifications carry. (Appended last: postcard indexes.)
+    RescueStarted {
+        /// Operation id.
+        op: Uuid,
+        /// `rescue_image_ref` as requested.
+        image_ref: Option<String>,
         /// When.
         at: Timestamp,
     },
@@ -1492,7 +1511,7 @@ pub fn decide(
         | C::SetMetadata { .. }
         | C::DeleteMetadata { .. }
         | C::Snapshot { .. }
-        | C::Rescue
+        | C::Rescue { .. }
         | C::Unrescue
         | C::Restore
         | C::ForceDelete
@@ -1819,11 +1838,19 @@ fn ruled(
                 at: now,
             }]);
         }
-        C::Rescue if i.spec.boot_from_volume => {
+        C::Rescue { .. } if i.spec.boot_from_volume => {
             return Err(DomainError::BadRequest(format!(
                 "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
                 i.id()
             )));
+        }
+        // As `task_started`, with the rescue image (the notifications carry it).
+        C::Rescue { image_ref } => {
+            return Ok(vec![InstanceEvent::RescueStarted {
+                op,
+                image_ref,
+                at: now,
+            }]);
         }
         C::Rebuild(r) => {
             if r.name.as_deref().is_some_and(|n| !valid_name(n)) {
@@ -2141,6 +2168,7 @@ pub fn evolve(state: Option<Instance>, ev: &InstanceEvent) -> Option<Instance> {
             launched_at: None,
             terminated_at: None,
             shelved_at: None,
+            rescue_image_ref: None,
             deleted_at: None,
             fault: None,
             op: Some(Operation {
@@ -2215,6 +2243,7 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             match action {
                 Action::SoftDelete => i.deleted_at = Some(*at),
                 Action::Restore => i.deleted_at = None,
+                Action::Unrescue => i.rescue_image_ref = None,
                 _ => {}
             }
             i.updated_at = *at;
@@ -2458,6 +2487,17 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
         }
         E::TagsSet { .. } | E::DiskConfigSet { .. } | E::CrashDumpTriggered { .. } => {}
         E::AccessUpdated { at, .. } => i.updated_at = *at,
+        E::RescueStarted { op, image_ref, at } => {
+            i.task_state = Some(TaskState::Rescuing);
+            i.op = Some(Operation {
+                id: *op,
+                action: Action::Rescue,
+                since: *at,
+                attempt: 1,
+            });
+            i.rescue_image_ref = image_ref.clone();
+            i.updated_at = *at;
+        }
         E::SnapshotStarted {
             op,
             action,
@@ -2518,5 +2558,117 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             });
             i.updated_at = *at;
         }
+    }
+}
+
+/// The frozen shape of the instance snapshot inside `instance.placed` and
+/// `instance.build_failed`. Events are postcard-encoded, which has no field names, so
+/// the snapshot keeps the fields `Instance` had when these events were defined, in
+/// their order; a field added to `Instance` later is not in it. Such fields are empty
+/// in a snapshot by construction (it is taken while the server is being built:
+/// `rescue_image_ref` and `deleted_at` are None then) and decode as empty.
+mod snapshot_v1 {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        spec: &'a InstanceSpec,
+        flavor: &'a FlavorSnapshot,
+        vm_state: &'a VmState,
+        task_state: &'a Option<TaskState>,
+        power_state: &'a PowerState,
+        cell: &'a Option<CellName>,
+        placed: &'a bool,
+        host: &'a Option<HostName>,
+        claim: &'a Option<ClaimId>,
+        locked: &'a Option<LockInfo>,
+        created_at: &'a Timestamp,
+        updated_at: &'a Timestamp,
+        launched_at: &'a Option<Timestamp>,
+        terminated_at: &'a Option<Timestamp>,
+        shelved_at: &'a Option<Timestamp>,
+        fault: &'a Option<Fault>,
+        op: &'a Option<Operation>,
+        migration: &'a Option<Migration>,
+        pending_fault: &'a Option<Fault>,
+        deleted: &'a bool,
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        spec: InstanceSpec,
+        flavor: FlavorSnapshot,
+        vm_state: VmState,
+        task_state: Option<TaskState>,
+        power_state: PowerState,
+        cell: Option<CellName>,
+        placed: bool,
+        host: Option<HostName>,
+        claim: Option<ClaimId>,
+        locked: Option<LockInfo>,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        launched_at: Option<Timestamp>,
+        terminated_at: Option<Timestamp>,
+        shelved_at: Option<Timestamp>,
+        fault: Option<Fault>,
+        op: Option<Operation>,
+        migration: Option<Migration>,
+        pending_fault: Option<Fault>,
+        deleted: bool,
+    }
+
+    pub fn serialize<S: serde::Serializer>(i: &Instance, s: S) -> Result<S::Ok, S::Error> {
+        Ref {
+            spec: &i.spec,
+            flavor: &i.flavor,
+            vm_state: &i.vm_state,
+            task_state: &i.task_state,
+            power_state: &i.power_state,
+            cell: &i.cell,
+            placed: &i.placed,
+            host: &i.host,
+            claim: &i.claim,
+            locked: &i.locked,
+            created_at: &i.created_at,
+            updated_at: &i.updated_at,
+            launched_at: &i.launched_at,
+            terminated_at: &i.terminated_at,
+            shelved_at: &i.shelved_at,
+            fault: &i.fault,
+            op: &i.op,
+            migration: &i.migration,
+            pending_fault: &i.pending_fault,
+            deleted: &i.deleted,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<Instance>, D::Error> {
+        let o = Owned::deserialize(d)?;
+        Ok(Box::new(Instance {
+            spec: o.spec,
+            flavor: o.flavor,
+            vm_state: o.vm_state,
+            task_state: o.task_state,
+            power_state: o.power_state,
+            cell: o.cell,
+            placed: o.placed,
+            host: o.host,
+            claim: o.claim,
+            locked: o.locked,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            launched_at: o.launched_at,
+            terminated_at: o.terminated_at,
+            shelved_at: o.shelved_at,
+            rescue_image_ref: None,
+            deleted_at: None,
+            fault: o.fault,
+            op: o.op,
+            migration: o.migration,
+            pending_fault: o.pending_fault,
+            deleted: o.deleted,
+        }))
     }
 }

@@ -1799,7 +1799,7 @@ fn sample(action: A) -> C {
             limit: 128,
         },
         A::DeleteMetadata => C::DeleteMetadata { key: "k".into() },
-        A::Rescue => C::Rescue,
+        A::Rescue => C::Rescue { image_ref: None },
         A::Unrescue => C::Unrescue,
         A::Restore => C::Restore,
         A::ForceDelete => C::ForceDelete,
@@ -2412,7 +2412,7 @@ fn create_backup_starts_at_image_backup_and_a_lock_does_not_stop_it() {
 #[test]
 fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
     let mut w = World::active();
-    w.when(C::Rescue)
+    w.when(C::Rescue { image_ref: None })
         .events(&["instance.task_started"])
         .task_is(Some(T::Rescuing))
         .status("ACTIVE");
@@ -2422,7 +2422,8 @@ fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
         .vm(V::Rescued)
         .idle()
         .status("RESCUE");
-    w.when(C::Rescue).refused_vm("rescue", "rescued");
+    w.when(C::Rescue { image_ref: None })
+        .refused_vm("rescue", "rescued");
     w.when(C::Stop).refused_vm("stop", "rescued");
     w.when(C::Unrescue).ok().task_is(Some(T::Unrescuing));
     w.complete()
@@ -2437,7 +2438,7 @@ fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
 fn a_volume_backed_server_cannot_be_rescued() {
     let mut w = World::active();
     w.state.as_mut().unwrap().spec.boot_from_volume = true;
-    w.when(C::Rescue).refused(&format!(
+    w.when(C::Rescue { image_ref: None }).refused(&format!(
         "Instance {} cannot be rescued: Cannot rescue a volume-backed instance",
         instance_id()
     ));

@@ -121,7 +121,7 @@ fn user_command(a: u8, b: u8) -> C {
         // Make the common lifecycle actions a little more likely.
         20 => C::Pause,
         21 => C::Reboot { hard: true },
-        23 => C::Rescue,
+        23 => C::Rescue { image_ref: None },
         24 => C::Unrescue,
         25 => C::Restore,
         26 => C::ForceDelete,
@@ -153,7 +153,7 @@ fn allowed_commands(vm: V) -> Vec<C> {
             C::Migrate { host: None },
             C::LiveMigrate { host: None },
             C::ChangePassword,
-            C::Rescue,
+            C::Rescue { image_ref: None },
         ],
         V::Paused => vec![
             C::Unpause,

@@ -410,6 +410,11 @@ impl ActionsPart {
                 let ev = first_event(Action::Rebuild, false).map(|n| (n, self.host.clone()));
                 self.start(c, Action::Rebuild.action_name(), ev);
             }
+            E::RescueStarted { .. } => {
+                let host = self.host.clone();
+                let ev = first_event(Action::Rescue, self.offloaded).map(|n| (n, host));
+                self.start(c, Action::Rescue.action_name(), ev);
+            }
             // Done by the API's cast; no compute step is recorded (nothing answers).
             E::CrashDumpTriggered { .. } => {
                 self.start(c, Action::TriggerCrashDump.action_name(), None);

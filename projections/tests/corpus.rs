@@ -328,6 +328,11 @@ fn samples() -> Vec<Event> {
             },
             at: t(40),
         }),
+        i(E::RescueStarted {
+            op: Uuid::from_u128(41),
+            image_ref: Some("a2459075-d96c-40d5-893e-577ff92e721c".into()),
+            at: t(41),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -35,6 +35,48 @@ async fn action_names(h: &Harness, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The server's rescue / unrescue notifications (`/v1/notifications`, as the admin),
+/// once there are `n` of them.
+async fn rescue_notifications(h: &Harness, id: &str, n: usize) -> Vec<(String, serde_json::Value)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (code, v) = h
+                .req(
+                    "admin:admin",
+                    M::GET,
+                    &format!("/../v1/notifications?limit=500&cursor={cursor}"),
+                    None,
+                )
+                .await;
+            assert_eq!(code, 200, "{v}");
+            for item in v["notifications"].as_array().unwrap() {
+                let note = &item["notification"];
+                let ty = note["event_type"].as_str().unwrap_or_default();
+                if note["payload"]["nova_object.data"]["uuid"] == id && ty.contains("rescue.") {
+                    out.push((ty.to_string(), note.clone()));
+                }
+            }
+            let next = v["next_cursor"].as_u64().unwrap();
+            if next == cursor {
+                break;
+            }
+            cursor = next;
+        }
+        if out.len() >= n {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} rescue notifications",
+            out.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rescue_and_unrescue() {
     let h = Harness::start(|_| {}).await;
@@ -83,6 +125,43 @@ async fn rescue_and_unrescue() {
     h.wait(&id, "RESCUE").await;
     h.action(ALICE, &id, json!({"unrescue": null}), 202).await;
     h.wait(&id, "ACTIVE").await;
+
+    // Nova's rescue notifications carry the requested rescue image (null: none named).
+    let ns = rescue_notifications(&h, &id, 8).await;
+    let image =
+        |n: &serde_json::Value| n["payload"]["nova_object.data"]["rescue_image_ref"].clone();
+    let kinds: Vec<&str> = ns.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "instance.rescue.start",
+            "instance.rescue.end",
+            "instance.unrescue.start",
+            "instance.unrescue.end",
+        ]
+        .repeat(2),
+    );
+    assert_eq!(
+        ns[0].1["payload"]["nova_object.name"],
+        "InstanceActionRescuePayload"
+    );
+    assert_eq!(
+        ns[0].1["payload"]["nova_object.data"]["task_state"],
+        "rescuing"
+    );
+    assert_eq!(ns[1].1["payload"]["nova_object.data"]["state"], "rescued");
+    assert_eq!(
+        (image(&ns[0].1), image(&ns[1].1)),
+        (json!(null), json!(null))
+    );
+    assert_eq!(
+        (image(&ns[4].1), image(&ns[5].1)),
+        (json!(IMAGE), json!(IMAGE))
+    );
+    assert_eq!(
+        ns[2].1["payload"]["nova_object.name"],
+        "InstanceActionPayload"
+    );
 
     // Bad bodies and images: 400; someone else's server: 404.
     for body in [

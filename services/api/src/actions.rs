@@ -899,7 +899,10 @@ impl Action for Rescue {
         let pass = self
             .admin_pass
             .unwrap_or_else(|| crate::servers::admin_pass(cx.instance.id().0));
-        let mut prepared: Prepared = C::Rescue.into();
+        let mut prepared: Prepared = C::Rescue {
+            image_ref: self.rescue_image_ref,
+        }
+        .into();
         prepared
             .handover
             .insert("adminPass".into(), Value::String(pass));

@@ -244,6 +244,8 @@ enum Kind {
     Rebuild,
     /// `InstanceActionSnapshotPayload` 1.10 (with the snapshot's image id).
     Snapshot(Uuid),
+    /// `InstanceActionRescuePayload` 1.4 (with the requested rescue image).
+    Rescue,
 }
 
 /// How one notification's payload differs from the instance it describes.
@@ -331,6 +333,10 @@ impl Builder<'_> {
             Kind::Snapshot(image) => {
                 d.insert("snapshot_image_id".into(), json!(image.to_string()));
                 ("InstanceActionSnapshotPayload", "1.10")
+            }
+            Kind::Rescue => {
+                d.insert("rescue_image_ref".into(), json!(i.rescue_image_ref));
+                ("InstanceActionRescuePayload", "1.4")
             }
         };
         let priority = if fault.is_some() { "ERROR" } else { "INFO" };
@@ -569,6 +575,7 @@ fn action_name(a: Action) -> Option<&'static str> {
         Action::Delete | Action::ForceDelete => "delete",
         Action::SoftDelete => "soft_delete",
         Action::Restore => "restore",
+        Action::Unrescue => "unrescue",
         _ => return None,
     })
 }
@@ -610,6 +617,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::AccessUpdated { at, .. }
         | E::SnapshotStarted { at, .. }
         | E::UnshelveStarted { at, .. }
+        | E::RescueStarted { at, .. }
         | E::EvacuationStarted { at, .. }
         | E::Evacuated { at, .. }
         | E::CrashDumpTriggered { at } => *at,
@@ -739,6 +747,14 @@ pub fn notifications(
         E::UnshelveStarted { .. } => {
             b.action("instance.unshelve.start", Kind::Action, after, none(), None)
         }
+        // Nova's `rescue_instance` sends both with the requested rescue image.
+        E::RescueStarted { .. } => {
+            b.action("instance.rescue.start", Kind::Rescue, after, none(), None)
+        }
+        E::ActionCompleted {
+            action: Action::Rescue,
+            ..
+        } => b.action("instance.rescue.end", Kind::Rescue, after, none(), None),
         E::ActionCompleted { action, .. } => {
             if let Some(name) = action_name(*action) {
                 b.action(

@@ -230,6 +230,15 @@ fn produce() -> Vec<notifier::Notification> {
     s.complete();
     s.user(C::Restore, false);
     s.complete();
+    s.user(
+        C::Rescue {
+            image_ref: Some("a2459075-d96c-40d5-893e-577ff92e721c".into()),
+        },
+        false,
+    );
+    s.complete();
+    s.user(C::Unrescue, false);
+    s.complete();
     s.user(C::TriggerCrashDump, false);
     s.user(C::Delete, false);
     s.complete();
