@@ -82,7 +82,8 @@ impl Harness {
         format!("http://{}/v2.1", self.stack.addr)
     }
 
-    /// A request as `token` (`user:project`), returning status and JSON (Null if empty).
+    /// A request as `token` (`user:project`) at the newest microversion, returning
+    /// status and JSON (Null if empty; a non-JSON body as a string).
     pub async fn req(
         &self,
         token: &str,
@@ -90,16 +91,42 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.req_at(token, method, path, "2.96", body).await
+    }
+
+    /// [`Harness::req`] at compute microversion `version`.
+    pub async fn req_at(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        version: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (code, _, v) = self.send_at(token, method, path, version, body).await;
+        (code, v)
+    }
+
+    /// [`Harness::req_at`] with the response headers.
+    pub async fn send_at(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        version: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base(), path))
             .header("X-Auth-Token", token)
-            .header("OpenStack-API-Version", "compute 2.96");
+            .header("OpenStack-API-Version", format!("compute {version}"));
         if let Some(b) = body {
             rb = rb.json(&b);
         }
         let resp = rb.send().await.expect("request");
         let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
         let v = if bytes.is_empty() {
             Value::Null
@@ -107,7 +134,7 @@ impl Harness {
             serde_json::from_slice(&bytes)
                 .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        (code, v)
+        (code, headers, v)
     }
 
     /// Creates a server as `token`, returns its id.

@@ -11,36 +11,8 @@ use tests::Harness;
 const ADMIN: &str = "admin:admin";
 const ALICE: &str = "alice:proj-a";
 
-async fn call(
-    h: &Harness,
-    token: &str,
-    method: M,
-    path: &str,
-    version: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.expect("body");
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("json")
-    };
-    (code, v)
-}
-
 async fn console(h: &Harness, id: &str, protocol: &str, kind: &str) -> (u16, Value) {
-    call(
-        h,
+    h.req_at(
         ALICE,
         M::POST,
         &format!("/servers/{id}/remote-consoles"),
@@ -58,8 +30,7 @@ fn token_of(url: &str) -> String {
 }
 
 async fn check_token(h: &Harness, token: &str) -> (u16, Value) {
-    call(
-        h,
+    h.req_at(
         ADMIN,
         M::GET,
         &format!("/os-console-auth-tokens/{token}"),
@@ -92,25 +63,25 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     assert!(v["console"]["port"].as_u64().unwrap() >= 5900);
     assert!(v["console"]["internal_access_path"].is_null());
     // Admin only, from 2.31; a forged or altered token is not found.
-    let (code, _) = call(
-        &h,
-        ALICE,
-        M::GET,
-        &format!("/os-console-auth-tokens/{token}"),
-        "2.31",
-        None,
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ALICE,
+            M::GET,
+            &format!("/os-console-auth-tokens/{token}"),
+            "2.31",
+            None,
+        )
+        .await;
     assert_eq!(code, 403);
-    let (code, _) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        &format!("/os-console-auth-tokens/{token}"),
-        "2.30",
-        None,
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/os-console-auth-tokens/{token}"),
+            "2.30",
+            None,
+        )
+        .await;
     assert_eq!(code, 400);
     let mut forged = token.clone().into_bytes();
     let last = forged.len() - 3;
@@ -124,15 +95,15 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     assert_eq!(code, 404);
 
     // The 2.1-2.5 action.
-    let (code, v) = call(
-        &h,
-        ALICE,
-        M::POST,
-        &format!("/servers/{id}/action"),
-        "2.1",
-        Some(json!({"os-getVNCConsole": {"type": "novnc"}})),
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            M::POST,
+            &format!("/servers/{id}/action"),
+            "2.1",
+            Some(json!({"os-getVNCConsole": {"type": "novnc"}})),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["console"]["type"], "novnc");
     let (code, _) = check_token(&h, &token_of(v["console"]["url"].as_str().unwrap())).await;
@@ -145,15 +116,15 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
         json!({"os-getSerialConsole": {"type": "serial"}}),
         json!({"os-getRDPConsole": {}}),
     ] {
-        let (code, v) = call(
-            &h,
-            ALICE,
-            M::POST,
-            &format!("/servers/{id}/action"),
-            "2.6",
-            Some(body.clone()),
-        )
-        .await;
+        let (code, v) = h
+            .req_at(
+                ALICE,
+                M::POST,
+                &format!("/servers/{id}/action"),
+                "2.6",
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(code, 404, "{body}: {v}");
     }
 
@@ -186,36 +157,36 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
         json!({"remote_console": {"protocol": "mks", "type": "webmks"}}),
         json!({"remote_console": {"protocol": "vnc", "type": "novnc", "x": 1}}),
     ] {
-        let (code, v) = call(
-            &h,
+        let (code, v) = h
+            .req_at(
+                ALICE,
+                M::POST,
+                &format!("/servers/{id}/remote-consoles"),
+                "2.6",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(code, 400, "{body}: {v}");
+    }
+    let (code, _) = h
+        .req_at(
             ALICE,
             M::POST,
             &format!("/servers/{id}/remote-consoles"),
-            "2.6",
-            Some(body.clone()),
+            "2.5",
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
         )
         .await;
-        assert_eq!(code, 400, "{body}: {v}");
-    }
-    let (code, _) = call(
-        &h,
-        ALICE,
-        M::POST,
-        &format!("/servers/{id}/remote-consoles"),
-        "2.5",
-        Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
-    )
-    .await;
     assert_eq!(code, 404);
-    let (code, _) = call(
-        &h,
-        "bob:proj-b",
-        M::POST,
-        &format!("/servers/{id}/remote-consoles"),
-        "2.6",
-        Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            "bob:proj-b",
+            M::POST,
+            &format!("/servers/{id}/remote-consoles"),
+            "2.6",
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
     assert_eq!(code, 404);
 
     // A restart keeps the token valid (it is derived, not stored).
@@ -224,15 +195,15 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     assert_eq!(code, 200);
 
     // A move ends it (Nova deletes a server's console tokens when it moves).
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::POST,
-        &format!("/servers/{id}/action"),
-        "2.30",
-        Some(json!({"os-migrateLive": {"host": null, "block_migration": "auto"}})),
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::POST,
+            &format!("/servers/{id}/action"),
+            "2.30",
+            Some(json!({"os-migrateLive": {"host": null, "block_migration": "auto"}})),
+        )
+        .await;
     assert_eq!(code, 202, "{v}");
     h.wait(&id, "ACTIVE").await;
     let (code, _) = check_token(&h, &token).await;
@@ -241,7 +212,9 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     let (_, v) = console(&h, &id, "vnc", "novnc").await;
     let token = token_of(v["remote_console"]["url"].as_str().unwrap());
     assert_eq!(check_token(&h, &token).await.0, 200);
-    let (code, _) = call(&h, ALICE, M::DELETE, &format!("/servers/{id}"), "2.1", None).await;
+    let (code, _) = h
+        .req_at(ALICE, M::DELETE, &format!("/servers/{id}"), "2.1", None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&id, "GONE").await;
     assert_eq!(check_token(&h, &token).await.0, 404);
@@ -263,20 +236,16 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn networks_are_none_and_gone_from_2_36() {
     let h = Harness::start(|_| {}).await;
-    let (code, v) = call(
-        &h,
-        "alice:proj-a:reader",
-        M::GET,
-        "/os-networks",
-        "2.35",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at("alice:proj-a:reader", M::GET, "/os-networks", "2.35", None)
+        .await;
     assert_eq!((code, v), (200, json!({"networks": []})));
-    let (code, v) = call(&h, ALICE, M::GET, "/os-networks/private", "2.1", None).await;
+    let (code, v) = h
+        .req_at(ALICE, M::GET, "/os-networks/private", "2.1", None)
+        .await;
     assert_eq!(code, 404);
     assert_eq!(v["itemNotFound"]["message"], "Network not found");
-    let (code, _) = call(&h, ALICE, M::GET, "/os-networks", "2.36", None).await;
+    let (code, _) = h.req_at(ALICE, M::GET, "/os-networks", "2.36", None).await;
     assert_eq!(code, 404);
 }
 
@@ -287,15 +256,15 @@ async fn security_group_actions_answer_as_for_a_server_without_ports() {
     let h = Harness::start(|_| {}).await;
     let id = h.create(ALICE, "sg", "1").await;
     h.wait(&id, "ACTIVE").await;
-    let (code, v) = call(
-        &h,
-        ALICE,
-        M::GET,
-        &format!("/servers/{id}/os-security-groups"),
-        "2.1",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            M::GET,
+            &format!("/servers/{id}/os-security-groups"),
+            "2.1",
+            None,
+        )
+        .await;
     assert_eq!((code, v), (200, json!({"security_groups": []})));
     for (body, want, msg) in [
         (
@@ -324,27 +293,27 @@ async fn security_group_actions_answer_as_for_a_server_without_ports() {
             "Security group name cannot be empty".to_string(),
         ),
     ] {
-        let (code, v) = call(
-            &h,
-            ALICE,
-            M::POST,
-            &format!("/servers/{id}/action"),
-            "2.1",
-            Some(body.clone()),
-        )
-        .await;
+        let (code, v) = h
+            .req_at(
+                ALICE,
+                M::POST,
+                &format!("/servers/{id}/action"),
+                "2.1",
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(code, want, "{body}: {v}");
         let m = v.as_object().unwrap().values().next().unwrap()["message"].clone();
         assert_eq!(m, json!(msg), "{body}");
     }
-    let (code, _) = call(
-        &h,
-        "alice:proj-a:reader",
-        M::POST,
-        &format!("/servers/{id}/action"),
-        "2.1",
-        Some(json!({"addSecurityGroup": {"name": "default"}})),
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            "alice:proj-a:reader",
+            M::POST,
+            &format!("/servers/{id}/action"),
+            "2.1",
+            Some(json!({"addSecurityGroup": {"name": "default"}})),
+        )
+        .await;
     assert_eq!(code, 403);
 }

@@ -287,16 +287,14 @@ async fn tags_given_on_create_are_the_servers_tags() {
 
 /// A list at an explicit microversion (the harness speaks 2.96).
 async fn list_at(h: &Harness, token: &str, query: &str, version: &str) -> (u16, Value) {
-    let resp = h
-        .http
-        .get(format!("{}/servers?{query}", h.base()))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"))
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
+    h.req_at(
+        token,
+        reqwest::Method::GET,
+        &format!("/servers?{query}"),
+        version,
+        None,
+    )
+    .await
 }
 
 fn names(v: &Value) -> Vec<String> {
@@ -382,17 +380,7 @@ async fn at(
     body: Value,
     version: &str,
 ) -> (u16, Value) {
-    let resp = h
-        .http
-        .request(method, format!("{}{path}", h.base()))
-        .header("X-Auth-Token", ALICE)
-        .header("OpenStack-API-Version", format!("compute {version}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
+    h.req_at(ALICE, method, path, version, Some(body)).await
 }
 
 /// `personality` (create and rebuild before 2.57): Nova's schema, then the

@@ -13,36 +13,8 @@ use tests::Harness;
 const ADMIN: &str = "admin:admin";
 const ALICE: &str = "alice:proj-a";
 
-async fn call(
-    h: &Harness,
-    token: &str,
-    method: M,
-    path: &str,
-    version: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.expect("body");
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("json")
-    };
-    (code, v)
-}
-
 async fn evacuate(h: &Harness, token: &str, id: &str, version: &str, body: Value) -> (u16, Value) {
-    call(
-        h,
+    h.req_at(
         token,
         M::POST,
         &format!("/servers/{id}/action"),
@@ -60,26 +32,26 @@ fn host_of(server: &Value) -> String {
 }
 
 async fn force_down(h: &Harness, host: &str) {
-    let (code, v) = call(
-        h,
-        ADMIN,
-        M::GET,
-        &format!("/os-services?host={host}"),
-        "2.53",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/os-services?host={host}"),
+            "2.53",
+            None,
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     let id = v["services"][0]["id"].as_str().unwrap().to_string();
-    let (code, v) = call(
-        h,
-        ADMIN,
-        M::PUT,
-        &format!("/os-services/{id}"),
-        "2.53",
-        Some(json!({"forced_down": true})),
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::PUT,
+            &format!("/os-services/{id}"),
+            "2.53",
+            Some(json!({"forced_down": true})),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["service"]["forced_down"], true, "{v}");
 }
@@ -123,7 +95,9 @@ async fn evacuate_rebuilds_a_server_of_a_down_host_elsewhere() {
         assert_eq!(host_of(&h.wait(&id, "ACTIVE").await), src);
         others.push(id);
     }
-    let (code, v) = call(&h, ADMIN, M::GET, "/os-hypervisors", "2.53", None).await;
+    let (code, v) = h
+        .req_at(ADMIN, M::GET, "/os-hypervisors", "2.53", None)
+        .await;
     assert_eq!(code, 200, "{v}");
     let dest = v["hypervisors"]
         .as_array()
@@ -210,15 +184,15 @@ async fn evacuate_rebuilds_a_server_of_a_down_host_elsewhere() {
     assert_eq!(code, 400, "{v}");
 
     // The migrations: type evacuation, done, from the source to the destination.
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        "/os-migrations?migration_type=evacuation",
-        "2.59",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            "/os-migrations?migration_type=evacuation",
+            "2.59",
+            None,
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     let ms = v["migrations"].as_array().unwrap().clone();
     assert_eq!(ms.len(), 3, "{v}");
@@ -228,12 +202,16 @@ async fn evacuate_rebuilds_a_server_of_a_down_host_elsewhere() {
         assert_eq!(m["source_compute"], src.as_str(), "{m}");
         assert_eq!(m["dest_compute"], dest.as_str(), "{m}");
     }
-    let (code, served) = call(&h, ADMIN, M::GET, "/os-migrations", "2.80", None).await;
+    let (code, served) = h
+        .req_at(ADMIN, M::GET, "/os-migrations", "2.80", None)
+        .await;
     assert_eq!(code, 200);
 
     // `replay rebuild` folds the same rows.
     let h = h.restart(|o| o.hosts = 2).await;
-    let (_, again) = call(&h, ADMIN, M::GET, "/os-migrations", "2.80", None).await;
+    let (_, again) = h
+        .req_at(ADMIN, M::GET, "/os-migrations", "2.80", None)
+        .await;
     assert_eq!(again, served);
     let Harness { stack, dir, .. } = h;
     stack.stop().await;

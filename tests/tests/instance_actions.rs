@@ -26,28 +26,12 @@ async fn call(
     version: &str,
     body: Option<Value>,
 ) -> (u16, String, Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let rid = resp
-        .headers()
+    let (code, headers, v) = h.send_at(token, method, path, version, body).await;
+    let rid = headers
         .get("x-openstack-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let bytes = resp.bytes().await.expect("body");
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("json")
-    };
     (code, rid, v)
 }
 

@@ -12,43 +12,16 @@ use tests::Harness;
 const ADMIN: &str = "admin:admin";
 const ALICE: &str = "alice:proj-a";
 
-async fn call(
-    h: &Harness,
-    token: &str,
-    method: M,
-    path: &str,
-    version: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.expect("body");
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("json")
-    };
-    (code, v)
-}
-
 async fn migrations(h: &Harness, version: &str, query: &str) -> Vec<Value> {
-    let (code, v) = call(
-        h,
-        ADMIN,
-        M::GET,
-        &format!("/os-migrations{query}"),
-        version,
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/os-migrations{query}"),
+            version,
+            None,
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     v["migrations"].as_array().unwrap().clone()
 }
@@ -66,7 +39,7 @@ async fn moves_are_listed_as_nova_migrations() {
     h.action(ALICE, &a, json!({"resize": {"flavorRef": "2"}}), 202)
         .await;
     h.wait(&a, "VERIFY_RESIZE").await;
-    let (code, v) = call(&h, ADMIN, M::GET, "/os-migrations", "2.1", None).await;
+    let (code, v) = h.req_at(ADMIN, M::GET, "/os-migrations", "2.1", None).await;
     assert_eq!(code, 200);
     let m = &v["migrations"][0];
     assert_eq!(m["status"], "finished", "{m}");
@@ -162,7 +135,9 @@ async fn moves_are_listed_as_nova_migrations() {
     );
 
     // Paging (2.59): limit and marker, with a next link when a page is full.
-    let (code, v) = call(&h, ADMIN, M::GET, "/os-migrations?limit=2", "2.59", None).await;
+    let (code, v) = h
+        .req_at(ADMIN, M::GET, "/os-migrations?limit=2", "2.59", None)
+        .await;
     assert_eq!(code, 200);
     assert_eq!(v["migrations"].as_array().unwrap().len(), 2);
     assert!(
@@ -187,110 +162,116 @@ async fn moves_are_listed_as_nova_migrations() {
             "2.66",
         ),
     ] {
-        let (code, body) = call(&h, ADMIN, M::GET, &format!("/os-migrations{q}"), v, None).await;
+        let (code, body) = h
+            .req_at(ADMIN, M::GET, &format!("/os-migrations{q}"), v, None)
+            .await;
         assert_eq!(code, 400, "{q}: {body}");
     }
     // Unknown keys are ignored before 2.59.
     assert_eq!(migrations(&h, "2.58", "?bogus=1").await.len(), 3);
     // Admin only.
-    let (code, _) = call(&h, ALICE, M::GET, "/os-migrations", "2.80", None).await;
+    let (code, _) = h
+        .req_at(ALICE, M::GET, "/os-migrations", "2.80", None)
+        .await;
     assert_eq!(code, 403);
 
     // The server's migrations: only in-progress live migrations; none now.
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        &format!("/servers/{a}/migrations"),
-        "2.23",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/servers/{a}/migrations"),
+            "2.23",
+            None,
+        )
+        .await;
     assert_eq!((code, v), (200, json!({"migrations": []})));
-    let (code, _) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        &format!("/servers/{a}/migrations"),
-        "2.22",
-        None,
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/servers/{a}/migrations"),
+            "2.22",
+            None,
+        )
+        .await;
     assert_eq!(code, 404);
     let live_id = all[0]["id"].as_u64().unwrap();
     let resize_id = all[2]["id"].as_u64().unwrap();
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        &format!("/servers/{a}/migrations/{live_id}"),
-        "2.80",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/servers/{a}/migrations/{live_id}"),
+            "2.80",
+            None,
+        )
+        .await;
     assert_eq!(code, 404);
     assert_eq!(
         v["itemNotFound"]["message"],
         format!("Live migration {live_id} for server {a} is not in progress.")
     );
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::GET,
-        &format!("/servers/{a}/migrations/{resize_id}"),
-        "2.80",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::GET,
+            &format!("/servers/{a}/migrations/{resize_id}"),
+            "2.80",
+            None,
+        )
+        .await;
     assert_eq!(code, 404);
     assert_eq!(
         v["itemNotFound"]["message"],
         format!("Migration {resize_id} for server {a} is not live-migration.")
     );
     // force_complete / abort: the server is not migrating (409, before the migration).
-    let (code, v) = call(
-        &h,
-        ADMIN,
-        M::POST,
-        &format!("/servers/{a}/migrations/{live_id}/action"),
-        "2.22",
-        Some(json!({"force_complete": null})),
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            ADMIN,
+            M::POST,
+            &format!("/servers/{a}/migrations/{live_id}/action"),
+            "2.22",
+            Some(json!({"force_complete": null})),
+        )
+        .await;
     assert_eq!(code, 409, "{v}");
-    let (code, _) = call(
-        &h,
-        ADMIN,
-        M::POST,
-        &format!("/servers/{a}/migrations/{live_id}/action"),
-        "2.22",
-        Some(json!({"force_complete": 1})),
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ADMIN,
+            M::POST,
+            &format!("/servers/{a}/migrations/{live_id}/action"),
+            "2.22",
+            Some(json!({"force_complete": 1})),
+        )
+        .await;
     assert_eq!(code, 400);
-    let (code, _) = call(
-        &h,
-        ADMIN,
-        M::DELETE,
-        &format!("/servers/{a}/migrations/{live_id}"),
-        "2.24",
-        None,
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ADMIN,
+            M::DELETE,
+            &format!("/servers/{a}/migrations/{live_id}"),
+            "2.24",
+            None,
+        )
+        .await;
     assert_eq!(code, 409);
-    let (code, _) = call(
-        &h,
-        ADMIN,
-        M::DELETE,
-        &format!("/servers/{a}/migrations/{live_id}"),
-        "2.23",
-        None,
-    )
-    .await;
+    let (code, _) = h
+        .req_at(
+            ADMIN,
+            M::DELETE,
+            &format!("/servers/{a}/migrations/{live_id}"),
+            "2.23",
+            None,
+        )
+        .await;
     assert_eq!(code, 404);
 
     // A deleted server's migrations are gone from the list.
-    let (code, _) = call(&h, ALICE, M::DELETE, &format!("/servers/{b}"), "2.1", None).await;
+    let (code, _) = h
+        .req_at(ALICE, M::DELETE, &format!("/servers/{b}"), "2.1", None)
+        .await;
     assert_eq!(code, 204);
     h.wait(&b, "GONE").await;
     assert_eq!(migrations(&h, "2.80", "").await.len(), 2);
@@ -313,8 +294,7 @@ async fn external_events_answer_per_event() {
     let post = |token: &'static str, version: &'static str, body: Value| {
         let h = &h;
         async move {
-            call(
-                h,
+            h.req_at(
                 token,
                 M::POST,
                 "/os-server-external-events",
@@ -478,32 +458,34 @@ async fn a_project_manager_moves_its_servers_and_lists_their_migrations() {
         (MANAGER, "?project_id=proj-b", 403),
         (ALICE, "?project_id=proj-a", 403),
     ] {
-        let (code, v) = call(
-            &h,
-            token,
-            M::GET,
-            &format!("/os-migrations{query}"),
-            "2.80",
-            None,
-        )
-        .await;
+        let (code, v) = h
+            .req_at(
+                token,
+                M::GET,
+                &format!("/os-migrations{query}"),
+                "2.80",
+                None,
+            )
+            .await;
         assert_eq!(code, want, "{token} {query}: {v}");
     }
-    let (code, v) = call(&h, MANAGER, M::GET, "/os-migrations", "2.80", None).await;
+    let (code, v) = h
+        .req_at(MANAGER, M::GET, "/os-migrations", "2.80", None)
+        .await;
     assert_eq!(
         v["forbidden"]["message"],
         policy("os_compute_api:os-migrations:index:all_projects"),
         "{code}"
     );
-    let (code, v) = call(
-        &h,
-        MANAGER,
-        M::GET,
-        "/os-migrations?project_id=proj-a",
-        "2.80",
-        None,
-    )
-    .await;
+    let (code, v) = h
+        .req_at(
+            MANAGER,
+            M::GET,
+            "/os-migrations?project_id=proj-a",
+            "2.80",
+            None,
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     let mine = v["migrations"].as_array().unwrap();
     assert_eq!(mine.len(), 2, "{v}");

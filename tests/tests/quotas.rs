@@ -66,6 +66,24 @@ fn api_position(h: &Harness) -> u64 {
         .position(&eventlog::StreamName::api())
 }
 
+/// What an API process that dies between its two appends leaves: a reservation of p1
+/// (alice) for `id` and no command after it.
+async fn reserve_without_server(h: &Harness, id: domain::InstanceId, vcpus: u32, ram: u64) {
+    let ctx = domain::Ctx::service("test", engine::now(), uuid::Uuid::now_v7());
+    let meta = engine::Meta::service("test", "req-test", "test", id.to_string());
+    h.stack
+        .engine
+        .reserve_instances(
+            "p1",
+            "alice",
+            vec![(id, domain::quota::Usage::of_flavor(vcpus, ram))],
+            &ctx,
+            &meta,
+        )
+        .await
+        .unwrap();
+}
+
 /// Every project's ledger equals its live servers' usage, folded from the log.
 async fn audit(h: &Harness) {
     let log = h.stack.engine.log().clone();
@@ -167,19 +185,7 @@ async fn resize_holds_the_larger_flavor_until_confirm_or_revert() {
 async fn a_reservation_whose_server_never_came_is_released() {
     let h = start().await;
     let ghost = domain::InstanceId(uuid::Uuid::new_v4());
-    let ctx = domain::Ctx::service("test", engine::now(), uuid::Uuid::now_v7());
-    let meta = engine::Meta::service("test", "req-test", "test", "ghost".into());
-    h.stack
-        .engine
-        .reserve_instances(
-            "p1",
-            "alice",
-            vec![(ghost, domain::quota::Usage::of_flavor(4, 4096))],
-            &ctx,
-            &meta,
-        )
-        .await
-        .unwrap();
+    reserve_without_server(&h, ghost, 4, 4096).await;
     assert_eq!(in_use(&h).await, (1, 4, 4096));
     wait_in_use(&h, (0, 0, 0)).await;
     let log = h.stack.engine.log().clone();
@@ -247,19 +253,7 @@ async fn soft_deleted_servers_hold_no_quota_and_restore_is_admitted_again() {
     h.wait(&a, "SOFT_DELETED").await;
     wait_in_use(&h, (0, 0, 0)).await;
     let id = domain::InstanceId(uuid::Uuid::parse_str(&a).unwrap());
-    let ctx = domain::Ctx::service("test", engine::now(), uuid::Uuid::now_v7());
-    let meta = engine::Meta::service("test", "req-test", "test", "restore".into());
-    h.stack
-        .engine
-        .reserve_instances(
-            "p1",
-            "alice",
-            vec![(id, domain::quota::Usage::of_flavor(1, 512))],
-            &ctx,
-            &meta,
-        )
-        .await
-        .unwrap();
+    reserve_without_server(&h, id, 1, 512).await;
     assert_eq!(in_use(&h).await, (1, 1, 512));
     wait_in_use(&h, (0, 0, 0)).await;
     audit(&h).await;

@@ -319,16 +319,7 @@ async fn soft_delete_restore_force_delete_and_reclaim() {
 
 /// A GET as ALICE at `version`.
 async fn get_at(h: &Harness, version: &str, path: &str) -> (u16, serde_json::Value) {
-    let resp = h
-        .http
-        .get(format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", ALICE)
-        .header("OpenStack-API-Version", format!("compute {version}"))
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+    h.req_at(ALICE, M::GET, path, version, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,17 +376,7 @@ async fn req_at(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+    h.req_at(token, method, path, version, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

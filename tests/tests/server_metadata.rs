@@ -26,23 +26,7 @@ async fn req_at(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.expect("body");
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
+    let (code, headers, v) = h.send_at(token, method, path, version, body).await;
     (code, v, headers)
 }
 

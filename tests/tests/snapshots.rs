@@ -23,20 +23,7 @@ async fn at(
     path: &str,
     body: Option<Value>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut rb = h
-        .http
-        .request(method, format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {mv}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let headers = r.headers().clone();
-    let bytes = r.bytes().await.unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (code, headers, v)
+    h.send_at(token, method, path, mv, body).await
 }
 
 /// GET /images/{id} (2.35) until its status is `want`.

@@ -16,16 +16,8 @@ const BOB: &str = "bob:p2";
 const ADMIN: &str = "admin:admin";
 
 async fn get(h: &Harness, token: &str, path: &str, version: &str) -> (u16, Value) {
-    let resp = h
-        .http
-        .get(format!("{}{}", h.base(), path))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", format!("compute {version}"))
-        .send()
+    h.req_at(token, reqwest::Method::GET, path, version, None)
         .await
-        .expect("request");
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// The `at` of every event of the instance's cell subject, by type.
