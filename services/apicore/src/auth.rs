@@ -137,8 +137,9 @@ mod role_tests {
 
     #[test]
     fn manager_implies_member_and_unknown_roles_count_for_nothing() {
-        assert_eq!(Role::highest(["manager"]), Some(Role::Member));
-        assert_eq!(Role::highest(["reader", "manager"]), Some(Role::Member));
+        assert_eq!(Role::highest(["manager"]), Some(Role::Manager));
+        assert_eq!(Role::highest(["reader", "manager"]), Some(Role::Manager));
+        assert!(Role::Manager > Role::Member && Role::Manager < Role::Admin);
         assert_eq!(Role::highest(["manager", "admin"]), Some(Role::Admin));
         assert_eq!(Role::highest(["auditor"]), None);
     }
