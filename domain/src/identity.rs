@@ -30,6 +30,12 @@
 //!   appended with its expected sequence), only the secret's argon2 hash is stored.
 //!   As in Keystone, revoking a role on a project deletes the user's credentials on
 //!   that project, and disabling the user deletes all of them (same commit).
+//! - Access rules live on their user too (`user.app_cred_access_rules_set`, appended
+//!   with the credential's `user.app_cred_created`; `user.access_rule_deleted`): a
+//!   credential created with rules names the user's identical rule (same service, path
+//!   and method) where one exists, so a rule is stored once per user; rules outlive
+//!   their credentials (as Keystone's) and may only be deleted when no credential of
+//!   the user names them.
 //! - EC2 credentials live on their user too (`user.ec2_cred_created` /
 //!   `user.ec2_cred_deleted`), keyed by their access key; their secret is kept as is
 //!   (Keystone shows it on GET; see [`Ec2Cred`]). They go with their user.
@@ -171,6 +177,46 @@ pub struct User {
     pub extra: BTreeMap<String, String>,
     /// EC2 credentials, by access key (`user.ec2_cred_*`).
     pub ec2_creds: BTreeMap<String, Ec2Cred>,
+    /// Access rules, by id (`user.app_cred_access_rules_set`).
+    pub access_rules: BTreeMap<String, AccessRule>,
+    /// The access rules each application credential is limited to: credential id ->
+    /// rule ids, in the order given at creation. A credential without an entry has no
+    /// rules (its tokens are not limited). Kept beside [`AppCred`] rather than in it
+    /// because `AppCred` is the payload of `user.app_cred_created`, whose encoding is
+    /// frozen.
+    pub app_cred_rules: BTreeMap<String, Vec<String>>,
+}
+
+/// An application credential access rule (Keystone's `access_rule`): a request a
+/// token of the credential may make, by service type, HTTP method and path pattern
+/// (`*` one path segment, `**` anything, `{name}` one segment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRule {
+    /// 32-hex uuid, unique per user.
+    pub id: String,
+    /// Service type (`compute`, `image`, `identity`, ...).
+    pub service: String,
+    /// Path pattern.
+    pub path: String,
+    /// HTTP method (one of GET, HEAD, POST, PUT, PATCH, DELETE).
+    pub method: String,
+}
+
+impl AccessRule {
+    /// Whether two rules allow the same requests (all but the id equal).
+    pub fn same_as(&self, other: &AccessRule) -> bool {
+        self.service == other.service && self.path == other.path && self.method == other.method
+    }
+}
+
+/// An access rule asked for when creating an application credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRuleRequest {
+    /// One of the user's rules, by id.
+    Existing(String),
+    /// A rule by content: the user's identical rule when there is one, else this one
+    /// (with its fresh id).
+    New(AccessRule),
 }
 
 /// An EC2 credential (Keystone's `ec2` credential type, `OS-EC2`): an access key and
@@ -317,14 +363,17 @@ pub enum IdentityCommand {
         audit_id: String,
         expires_at: Timestamp,
     },
-    /// Create an application credential.
-    CreateAppCred(AppCred),
+    /// Create an application credential limited to the given access rules (none:
+    /// not limited).
+    CreateAppCred(AppCred, Vec<AccessRuleRequest>),
     /// Delete an application credential.
     DeleteAppCred { id: String },
     /// Create an EC2 credential.
     CreateEc2Cred(Ec2Cred),
     /// Delete an EC2 credential by access key.
     DeleteEc2Cred { access: String },
+    /// Delete an access rule no application credential names.
+    DeleteAccessRule { id: String },
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -429,6 +478,15 @@ pub enum IdentityEvent {
     Ec2CredCreated { cred: Ec2Cred, at: Timestamp },
     /// `user.ec2_cred_deleted`
     Ec2CredDeleted { access: String, at: Timestamp },
+    /// `user.app_cred_access_rules_set`: credential `cred` (created in the same
+    /// append) is limited to `rules`; those the user does not have yet become its rules.
+    AppCredAccessRulesSet {
+        cred: String,
+        rules: Vec<AccessRule>,
+        at: Timestamp,
+    },
+    /// `user.access_rule_deleted`
+    AccessRuleDeleted { id: String, at: Timestamp },
 }
 
 impl IdentityEvent {
@@ -454,6 +512,8 @@ impl IdentityEvent {
             IdentityEvent::AppCredDeleted { .. } => "user.app_cred_deleted",
             IdentityEvent::Ec2CredCreated { .. } => "user.ec2_cred_created",
             IdentityEvent::Ec2CredDeleted { .. } => "user.ec2_cred_deleted",
+            IdentityEvent::AppCredAccessRulesSet { .. } => "user.app_cred_access_rules_set",
+            IdentityEvent::AccessRuleDeleted { .. } => "user.access_rule_deleted",
         }
     }
 }
@@ -741,7 +801,7 @@ pub fn decide(
                 at: now,
             }])
         }
-        C::CreateAppCred(cred) => {
+        C::CreateAppCred(cred, wanted) => {
             let u = user(state)?;
             if bad_hash(&cred.secret_hash) {
                 return Err(DomainError::BadRequest(
@@ -760,7 +820,17 @@ pub fn decide(
                     cred.name
                 )));
             }
-            Ok(vec![E::AppCredCreated { cred, at: now }])
+            let rules = resolve_rules(u, wanted)?;
+            let id = cred.id.clone();
+            let mut evs = vec![E::AppCredCreated { cred, at: now }];
+            if !rules.is_empty() {
+                evs.push(E::AppCredAccessRulesSet {
+                    cred: id,
+                    rules,
+                    at: now,
+                });
+            }
+            Ok(evs)
         }
         C::DeleteAppCred { id } => {
             let u = user(state)?;
@@ -792,7 +862,65 @@ pub fn decide(
             }
             Ok(vec![E::Ec2CredDeleted { access, at: now }])
         }
+        C::DeleteAccessRule { id } => {
+            let u = user(state)?;
+            if !u.access_rules.contains_key(&id) {
+                return Err(DomainError::NotFound {
+                    kind: "AccessRule",
+                    id,
+                });
+            }
+            if u.app_cred_rules.values().any(|ids| ids.contains(&id)) {
+                return Err(DomainError::Forbidden(
+                    "May not delete access rule in use".into(),
+                ));
+            }
+            Ok(vec![E::AccessRuleDeleted { id, at: now }])
+        }
     }
+}
+
+/// The rules a new credential of `u` is limited to: each asked-for rule, or the user's
+/// identical one (so a rule is stored once per user), each once, in the order asked.
+fn resolve_rules(u: &User, wanted: Vec<AccessRuleRequest>) -> Result<Vec<AccessRule>, DomainError> {
+    let mut out: Vec<AccessRule> = Vec::new();
+    for w in wanted {
+        let rule = match w {
+            AccessRuleRequest::Existing(id) => match u.access_rules.get(&id) {
+                Some(r) => r.clone(),
+                None => {
+                    return Err(DomainError::NotFound {
+                        kind: "AccessRule",
+                        id,
+                    })
+                }
+            },
+            AccessRuleRequest::New(new) => {
+                let known = u
+                    .access_rules
+                    .values()
+                    .chain(out.iter())
+                    .find(|r| r.same_as(&new))
+                    .cloned();
+                match known {
+                    Some(r) => r,
+                    None if u.access_rules.contains_key(&new.id)
+                        || out.iter().any(|r| r.id == new.id) =>
+                    {
+                        return Err(DomainError::AlreadyExists {
+                            kind: "AccessRule",
+                            id: new.id,
+                        })
+                    }
+                    None => new,
+                }
+            }
+        };
+        if !out.iter().any(|r| r.id == rule.id) {
+            out.push(rule);
+        }
+    }
+    Ok(out)
 }
 
 fn not_found(kind: &'static str) -> DomainError {
@@ -877,6 +1005,8 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             app_creds: BTreeMap::new(),
             extra: BTreeMap::new(),
             ec2_creds: BTreeMap::new(),
+            access_rules: BTreeMap::new(),
+            app_cred_rules: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -980,6 +1110,7 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
         }
         (Some(IdentityState::User(mut u)), E::AppCredDeleted { id, .. }) => {
             u.app_creds.remove(id);
+            u.app_cred_rules.remove(id);
             Some(IdentityState::User(u))
         }
         (Some(IdentityState::User(mut u)), E::Ec2CredCreated { cred, .. }) => {
@@ -988,6 +1119,20 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
         }
         (Some(IdentityState::User(mut u)), E::Ec2CredDeleted { access, .. }) => {
             u.ec2_creds.remove(access);
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::AppCredAccessRulesSet { cred, rules, .. }) => {
+            for r in rules {
+                u.access_rules
+                    .entry(r.id.clone())
+                    .or_insert_with(|| r.clone());
+            }
+            u.app_cred_rules
+                .insert(cred.clone(), rules.iter().map(|r| r.id.clone()).collect());
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::AccessRuleDeleted { id, .. }) => {
+            u.access_rules.remove(id);
             Some(IdentityState::User(u))
         }
         (s, _) => s,

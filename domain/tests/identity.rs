@@ -315,13 +315,13 @@ fn application_credential_names_are_unique_per_user_and_secrets_hashed() {
         created_at: Timestamp(1),
     };
     assert!(matches!(
-        when(&state, C::CreateAppCred(cred("c1", "ci", "plain"))),
+        when(&state, C::CreateAppCred(cred("c1", "ci", "plain"), vec![])),
         Err(DomainError::BadRequest(_))
     ));
-    let evs = when(&state, C::CreateAppCred(cred("c1", "ci", HASH))).unwrap();
+    let evs = when(&state, C::CreateAppCred(cred("c1", "ci", HASH), vec![])).unwrap();
     let state = evs.iter().fold(state, identity::evolve);
     assert!(matches!(
-        when(&state, C::CreateAppCred(cred("c2", "ci", HASH))),
+        when(&state, C::CreateAppCred(cred("c2", "ci", HASH), vec![])),
         Err(DomainError::Conflict(m)) if m.contains("Duplicate entry")
     ));
     let evs = when(&state, C::DeleteAppCred { id: "c1".into() }).unwrap();
@@ -349,7 +349,7 @@ fn losing_a_role_or_being_disabled_deletes_application_credentials() {
             unrestricted: false,
             created_at: Timestamp(1),
         };
-        let evs = when(&state, C::CreateAppCred(cred)).unwrap();
+        let evs = when(&state, C::CreateAppCred(cred, vec![])).unwrap();
         state = evs.iter().fold(state, identity::evolve);
     }
     for project in ["p1", "p2"] {
@@ -377,4 +377,88 @@ fn losing_a_role_or_being_disabled_deletes_application_credentials() {
     let evs = when(&state, C::SetUserEnabled(false)).unwrap();
     let state = evs.iter().fold(state, identity::evolve);
     assert!(user(&state).app_creds.is_empty());
+}
+
+#[test]
+fn access_rules_are_reused_per_user_and_kept_while_in_use() {
+    use domain::identity::{AccessRule, AccessRuleRequest as R};
+    let state = given(&[user_created()]);
+    let cred = |id: &str| domain::identity::AppCred {
+        id: id.into(),
+        name: name(id),
+        description: None,
+        project: ProjectId::new("p1").unwrap(),
+        roles: vec![RoleId::new("r1").unwrap()],
+        secret_hash: HASH.into(),
+        expires_at: None,
+        unrestricted: false,
+        created_at: Timestamp(1),
+    };
+    let rule = |id: &str, method: &str| AccessRule {
+        id: id.into(),
+        service: "compute".into(),
+        path: "/v2.1/servers".into(),
+        method: method.into(),
+    };
+    // Two identical rules in one request make one rule.
+    let evs = when(
+        &state,
+        C::CreateAppCred(
+            cred("c1"),
+            vec![R::New(rule("a", "GET")), R::New(rule("b", "GET"))],
+        ),
+    )
+    .unwrap();
+    assert!(
+        matches!(&evs[1], E::AppCredAccessRulesSet { rules, .. } if rules == &vec![rule("a", "GET")])
+    );
+    let state = evs.iter().fold(state, identity::evolve);
+    // A later identical rule is the stored one; an unknown id is refused.
+    let evs = when(
+        &state,
+        C::CreateAppCred(
+            cred("c2"),
+            vec![R::New(rule("x", "GET")), R::New(rule("y", "POST"))],
+        ),
+    )
+    .unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    let u = user(&state);
+    assert_eq!(u.access_rules.keys().collect::<Vec<_>>(), vec!["a", "y"]);
+    assert_eq!(
+        u.app_cred_rules["c2"],
+        vec!["a".to_string(), "y".to_string()]
+    );
+    assert!(matches!(
+        when(
+            &state,
+            C::CreateAppCred(cred("c3"), vec![R::Existing("nope".into())])
+        ),
+        Err(DomainError::NotFound {
+            kind: "AccessRule",
+            ..
+        })
+    ));
+    // In use: refused; once its credentials are gone: deleted, and only then.
+    assert!(matches!(
+        when(&state, C::DeleteAccessRule { id: "a".into() }),
+        Err(DomainError::Forbidden(m)) if m == "May not delete access rule in use"
+    ));
+    let mut state = state;
+    for c in ["c1", "c2"] {
+        let evs = when(&state, C::DeleteAppCred { id: c.into() }).unwrap();
+        state = evs.iter().fold(state, identity::evolve);
+    }
+    assert_eq!(
+        user(&state).access_rules.len(),
+        2,
+        "rules outlive credentials"
+    );
+    let evs = when(&state, C::DeleteAccessRule { id: "a".into() }).unwrap();
+    let state = evs.iter().fold(state, identity::evolve);
+    assert!(!user(&state).access_rules.contains_key("a"));
+    assert!(matches!(
+        when(&state, C::DeleteAccessRule { id: "a".into() }),
+        Err(DomainError::NotFound { .. })
+    ));
 }

@@ -185,7 +185,7 @@ trust = False
 security_compliance = False
 project_tags = False
 application_credentials = True
-access_rules = False
+access_rules = True
 
 [compute]
 image_ref = 70a599e0-31e7-49b7-b260-868f441e862b

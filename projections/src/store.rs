@@ -63,8 +63,11 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 23: an offloaded instance's `spec.requested_host` is cleared (the fold changed: the
 ///     requested host is one scheduling's, a 2.91 unshelve sets it again).
 /// 24: migrations of kind `Evacuation` (evacuate) in `migrations`, `instances`.
-/// 25: `Instance.deleted_at` (the soft delete's start: reclaim clock, quota).
-pub const SCHEMA: u64 = 25;
+/// 25: `Instance.deleted_at` (the soft delete's start: reclaim clock, quota) and
+///     `Instance.rescue_image_ref`.
+/// 26: `User.access_rules` and `User.app_cred_rules` (application credential access
+///     rules).
+pub const SCHEMA: u64 = 26;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -828,6 +828,20 @@ fn samples() -> Vec<Event> {
             access: "0123456789abcdef0123456789abcdef".into(),
             at: t(71),
         }),
+        Event::Identity(IdentityEvent::AppCredAccessRulesSet {
+            cred: "c1".into(),
+            rules: vec![domain::identity::AccessRule {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                service: "compute".into(),
+                path: "/v2.1/servers/*/ips".into(),
+                method: "GET".into(),
+            }],
+            at: t(72),
+        }),
+        Event::Identity(IdentityEvent::AccessRuleDeleted {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            at: t(73),
+        }),
     ]
 }
 

@@ -254,8 +254,15 @@ impl Caller {
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
                 let views = state.engine.world().read();
+                // Access rules of an application credential token: service type
+                // `compute`, the path as routed (`/v2.1/...`).
+                let target = identity::Target {
+                    service: "compute",
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                };
                 let auth = tokens
-                    .validate(token, views.identity(), engine::now())
+                    .validate_request(token, views.identity(), engine::now(), &target)
                     .map_err(|_| ApiError::keystone_unauthorized(AUTH_REQUIRED))?;
                 let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
                 Ok(Caller {

@@ -10,6 +10,10 @@
 
 use std::sync::Arc;
 
+/// A request as application credential access rules see it (validate with
+/// `identity::Tokens::validate_request`, the one place they are enforced).
+pub use identity::Target;
+
 /// How callers authenticate.
 #[derive(Debug, Clone, Default)]
 pub enum AuthMode {

@@ -16,8 +16,8 @@
 //! - A refused command appends nothing.
 
 use domain::identity::{
-    self, AppCred, Ec2Cred, IdentityCommand, IdentityEvent, IdentityName, IdentityState, NameKind,
-    Refs, RoleId, DEFAULT_DOMAIN_ID,
+    self, AccessRuleRequest, AppCred, Ec2Cred, IdentityCommand, IdentityEvent, IdentityName,
+    IdentityState, NameKind, Refs, RoleId, DEFAULT_DOMAIN_ID,
 };
 use domain::{Ctx, DomainError, Event, ProjectId, UserId};
 use engine::Meta;
@@ -668,14 +668,45 @@ pub async fn revoke_token(
     on_user(log, user, cmd, who).await
 }
 
-/// Creates an application credential of `user` (its secret already hashed).
+/// Creates an application credential of `user` (its secret already hashed), limited
+/// to `rules` (none: not limited).
 pub async fn create_app_cred(
     log: &dyn EventLog,
     user: &UserId,
     cred: AppCred,
+    rules: Vec<AccessRuleRequest>,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    on_user(log, user, IdentityCommand::CreateAppCred(cred), who).await
+    let cmd = IdentityCommand::CreateAppCred(cred, rules);
+    on_user(log, user, cmd, who)
+        .await
+        .map_err(access_rule_not_found)
+}
+
+/// Keystone's 404 for an access rule that is not the user's.
+fn access_rule_not_found(e: IdentityError) -> IdentityError {
+    match e {
+        IdentityError::Domain(DomainError::NotFound {
+            kind: "AccessRule",
+            id,
+        }) => IdentityError::NotFound(format!("Could not find Access Rule: {id}.")),
+        other => other,
+    }
+}
+
+/// Deletes an access rule of `user` (404 when it has none by that id, 403 while one of
+/// its application credentials names it).
+pub async fn delete_access_rule(
+    log: &dyn EventLog,
+    user: &UserId,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let cmd = IdentityCommand::DeleteAccessRule { id: id.to_string() };
+    match on_user(log, user, cmd, who).await {
+        Err(IdentityError::Domain(DomainError::Forbidden(m))) => Err(IdentityError::Forbidden(m)),
+        other => other.map_err(access_rule_not_found),
+    }
 }
 
 /// Deletes an application credential of `user` (its tokens stop working).

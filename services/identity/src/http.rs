@@ -7,7 +7,8 @@
 //! /v3/auth/projects`, `GET /v3/auth/catalog`, projects (`GET` list with `?name=`,
 //! `GET` one, `POST`, `PATCH`, `DELETE` admin), users (`GET` list/one, `GET` its
 //! projects, `POST`, `PATCH`, `DELETE` admin), a user's application credentials (`GET`
-//! list/one, `POST` by the user itself, `DELETE`), roles (`GET` list with `?name=`,
+//! list/one, `POST` by the user itself, `DELETE`) and their access rules (`GET`
+//! list/one, `DELETE`), roles (`GET` list with `?name=`,
 //! `GET` one, `POST` and `DELETE` admin), role assignments (`PUT`/`DELETE` admin,
 //! `GET`/`HEAD`, `GET /v3/role_assignments` with Keystone's filters), and `GET
 //! /v3/domains[/default]`.
@@ -25,6 +26,9 @@
 //!   the correlation id of the events it appends carry the same id.
 //! - Every request but discovery and token issue needs a valid `X-Auth-Token` (401
 //!   otherwise); admin calls need the `admin` role on the token's project (403).
+//! - A token limited by application credential access rules is refused (401, as an
+//!   invalid token) on every request no rule of service type `identity` allows
+//!   ([`enforce_access_rules`]).
 //! - Bad input is refused (400/404/409) before any append; after a 2xx the world
 //!   already reflects what the request appended (read-your-writes).
 //! - Non-admin callers see only the projects they have a role on, and only themselves
@@ -42,8 +46,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use domain::identity::{
-    AppCred, Ec2Cred, IdentityName, Project, Role, RoleId, User, DEFAULT_DOMAIN_ID,
-    DEFAULT_DOMAIN_NAME,
+    AccessRule, AccessRuleRequest, AppCred, Ec2Cred, IdentityName, Project, Role, RoleId, User,
+    DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME,
 };
 use domain::{ProjectId, Timestamp, UserId};
 use eventlog::{EventLog, StreamName};
@@ -55,7 +59,7 @@ use serde_json::{json, Value};
 use crate::commands::{self, Actor};
 use crate::error::error_response;
 use crate::extract::{Body, Path, Query};
-use crate::token::{current_roles, Auth, Tokens};
+use crate::token::{current_roles, Auth, Invalid, Target, Tokens};
 use crate::{password, IdentityError};
 
 /// Largest request body accepted.
@@ -148,6 +152,8 @@ fn routes() -> Vec<Route> {
     use Method as M;
     const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
     const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
+    const ACCESS_RULES: &str = "/v3/users/{id}/access_rules";
+    const ACCESS_RULE: &str = "/v3/users/{id}/access_rules/{rule}";
     const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
     const EC2_CREDS: &str = "/v3/users/{id}/credentials/OS-EC2";
     const EC2_CRED: &str = "/v3/users/{id}/credentials/OS-EC2/{access}";
@@ -176,6 +182,9 @@ fn routes() -> Vec<Route> {
         route(M::POST, APP_CREDS, create_app_cred),
         route(M::GET, APP_CRED, show_app_cred),
         route(M::DELETE, APP_CRED, delete_app_cred),
+        route(M::GET, ACCESS_RULES, list_access_rules),
+        route(M::GET, ACCESS_RULE, show_access_rule),
+        route(M::DELETE, ACCESS_RULE, delete_access_rule),
         route(M::GET, EC2_CREDS, list_ec2_creds),
         route(M::POST, EC2_CREDS, create_ec2_cred),
         route(M::GET, EC2_CRED, show_ec2_cred),
@@ -220,8 +229,44 @@ pub fn router(state: IdentityApi) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            enforce_access_rules,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(request_id))
+}
+
+/// The identity API's side of application credential access rules (Keystone runs
+/// keystonemiddleware's check with service type `identity` in its own pipeline): a
+/// valid token whose rules do not allow the request is answered as an invalid token,
+/// before any handler. Other tokens go on; the handlers refuse the invalid ones.
+async fn enforce_access_rules(
+    State(api): State<IdentityApi>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let refused = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|token| {
+            let target = Target {
+                service: "identity",
+                method: req.method().as_str(),
+                path: req.uri().path(),
+            };
+            let views = api.world.read();
+            matches!(
+                api.tokens
+                    .validate_request(token, views.identity(), engine::now(), &target),
+                Err(Invalid::NotAllowed)
+            )
+        });
+    if refused {
+        return IdentityError::Unauthorized(AUTH_REQUIRED.into()).into_response();
+    }
+    next.run(req).await
 }
 
 /// The id of the request being served (`req-<uuid>`), set by [`router`]'s request-id
@@ -809,6 +854,11 @@ fn token_body(api: &IdentityApi, auth: &Auth, _base: &str) -> Value {
     if let Some(ac) = &auth.app_cred {
         v["token"]["application_credential"] =
             json!({"id": ac.id, "name": ac.name.as_str(), "restricted": !ac.unrestricted});
+        // As Keystone: the rules ride in the token, for the services to enforce.
+        if let Some(rules) = auth.access_rules().filter(|r| !r.is_empty()) {
+            v["token"]["application_credential"]["access_rules"] =
+                rules.into_iter().map(access_rule_json).collect();
+        }
     }
     v
 }
@@ -1409,6 +1459,17 @@ fn app_cred_json(
         .filter_map(|r| views.role(r))
         .map(|r| json!({"id": r.id.as_str(), "name": r.name.as_str(), "domain_id": null}))
         .collect();
+    let rules: Vec<Value> = views
+        .user(user)
+        .and_then(|u| {
+            u.app_cred_rules.get(&c.id).map(|ids| {
+                ids.iter()
+                    .filter_map(|id| u.access_rules.get(id))
+                    .map(access_rule_json)
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
     json!({
         "id": c.id,
         "name": c.name.as_str(),
@@ -1418,7 +1479,7 @@ fn app_cred_json(
         "project_id": c.project.as_str(),
         "roles": roles,
         "unrestricted": c.unrestricted,
-        "access_rules": [],
+        "access_rules": rules,
         "links": {"self": format!("{base}/v3/users/{user}/application_credentials/{}", c.id)},
     })
 }
@@ -1452,7 +1513,7 @@ struct CreateAppCredBody {
     #[serde(default)]
     unrestricted: Option<bool>,
     #[serde(default)]
-    access_rules: Option<Vec<Value>>,
+    access_rules: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1506,11 +1567,10 @@ async fn create_app_cred(
     let req: CreateAppCredReq = parse(&body)?;
     let c = req.application_credential;
     let name = IdentityName::new(c.name)?;
-    if c.access_rules.as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(IdentityError::BadRequest(
-            "Invalid application credential: access rules are not supported.".into(),
-        ));
-    }
+    let access_rules = match &c.access_rules {
+        None => Vec::new(),
+        Some(v) => access_rule_requests(v)?,
+    };
     let now = engine::now();
     let expires_at = match c.expires_at.as_deref() {
         None => None,
@@ -1582,8 +1642,14 @@ async fn create_app_cred(
         created_at: now,
     };
     let cid = cred.id.clone();
-    let pos =
-        commands::create_app_cred(api.log.as_ref(), &me.user.id, cred, &actor(&me, &rid)).await?;
+    let pos = commands::create_app_cred(
+        api.log.as_ref(),
+        &me.user.id,
+        cred,
+        access_rules,
+        &actor(&me, &rid),
+    )
+    .await?;
     settle(&api, pos).await?;
     let b = base(&headers, &api);
     let views = api.world.read();
@@ -1677,6 +1743,259 @@ async fn delete_app_cred(
             .ok_or_else(|| cred_not_found(&cred))?;
     }
     let pos = commands::delete_app_cred(api.log.as_ref(), &uid, &cred, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- access rules ----
+
+/// An access rule as Keystone shows it in an application credential and in a token.
+fn access_rule_json(r: &AccessRule) -> Value {
+    json!({"id": r.id, "service": r.service, "path": r.path, "method": r.method})
+}
+
+/// An access rule as its own resource (with its link).
+fn access_rule_member(user: &UserId, r: &AccessRule, base: &str) -> Value {
+    let mut v = access_rule_json(r);
+    v["links"] = json!({"self": format!("{base}/v3/users/{user}/access_rules/{}", r.id)});
+    v
+}
+
+/// Methods an access rule may name (Keystone's schema enum).
+const RULE_METHODS: [&str; 6] = ["DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"];
+
+/// A JSON value as Python prints it (`repr`), as Keystone's schema messages quote it.
+fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&Value::String(k.clone())), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Keystone's refusal of a body that fails its JSON schema: the failing field (the
+/// last element of its path), its value (`str`: strings unquoted) and jsonschema's
+/// message.
+fn schema_error(field: &str, value: &Value, message: &str) -> IdentityError {
+    let shown = match value {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    };
+    IdentityError::BadRequest(format!(
+        "Invalid input for field/attribute {field}. Value: {shown}. {message}"
+    ))
+}
+
+/// A string property of an access rule checked against Keystone's schema: its type,
+/// length bounds and pattern (given as `check` and the pattern's source text).
+fn rule_string<'a>(
+    field: &str,
+    v: &'a Value,
+    min: usize,
+    max: usize,
+    pattern: (&str, fn(&str) -> bool),
+) -> Result<&'a str, IdentityError> {
+    let Some(s) = v.as_str() else {
+        return Err(schema_error(
+            field,
+            v,
+            &format!("{} is not of type 'string'", py_repr(v)),
+        ));
+    };
+    let len = s.chars().count();
+    if len < min {
+        return Err(schema_error(
+            field,
+            v,
+            &format!("{} should be non-empty", py_repr(v)),
+        ));
+    }
+    if len > max {
+        return Err(schema_error(
+            field,
+            v,
+            &format!("{} is too long", py_repr(v)),
+        ));
+    }
+    if !(pattern.1)(s) {
+        let src = py_repr(&Value::String(pattern.0.into()));
+        return Err(schema_error(
+            field,
+            v,
+            &format!("{} does not match {src}", py_repr(v)),
+        ));
+    }
+    Ok(s)
+}
+
+/// The `access_rules` of an application credential create, checked as Keystone's
+/// schema checks them (an array of objects; `id` an id string; `service` an id string,
+/// `path` starting with `/`, at most 225 characters; `method` one of
+/// [`RULE_METHODS`]). An item naming only an `id` asks for the user's existing rule;
+/// any other needs `service`, `path` and `method` (Keystone fails such an item with a
+/// 500; here it is a 400 in the schema's words) and gets a fresh id, unless the user
+/// already has the identical rule (decided by the domain).
+fn access_rule_requests(v: &Value) -> Result<Vec<AccessRuleRequest>, IdentityError> {
+    let Some(items) = v.as_array() else {
+        return Err(schema_error(
+            "access_rules",
+            v,
+            &format!("{} is not of type 'array'", py_repr(v)),
+        ));
+    };
+    let id_string = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(o) = item.as_object() else {
+            return Err(schema_error(
+                &i.to_string(),
+                item,
+                &format!("{} is not of type 'object'", py_repr(item)),
+            ));
+        };
+        let id = match o.get("id") {
+            None => None,
+            Some(x) => Some(rule_string("id", x, 1, 64, ("^[a-zA-Z0-9-]+$", id_string))?),
+        };
+        let spec = ["service", "path", "method"];
+        if let Some(id) = id.filter(|_| spec.iter().all(|k| !o.contains_key(*k))) {
+            out.push(AccessRuleRequest::Existing(id.to_string()));
+            continue;
+        }
+        if let Some(missing) = spec.iter().find(|k| !o.contains_key(**k)) {
+            return Err(schema_error(
+                &i.to_string(),
+                item,
+                &format!("'{missing}' is a required property"),
+            ));
+        }
+        let service = rule_string(
+            "service",
+            &o["service"],
+            1,
+            64,
+            ("^[a-zA-Z0-9-]+$", id_string),
+        )?;
+        let path = rule_string(
+            "path",
+            &o["path"],
+            0,
+            225,
+            ("^/\\.*", |s| s.starts_with('/')),
+        )?;
+        let method = &o["method"];
+        let method = match method.as_str() {
+            Some(m) if RULE_METHODS.contains(&m) => m,
+            _ => {
+                let allowed = RULE_METHODS
+                    .iter()
+                    .map(|m| format!("'{m}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(schema_error(
+                    "method",
+                    method,
+                    &format!("{} is not one of [{allowed}]", py_repr(method)),
+                ));
+            }
+        };
+        out.push(AccessRuleRequest::New(AccessRule {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            service: service.to_string(),
+            path: path.to_string(),
+            method: method.to_string(),
+        }));
+    }
+    Ok(out)
+}
+
+fn access_rule_not_found(id: &str) -> IdentityError {
+    IdentityError::NotFound(format!("Could not find Access Rule: {id}."))
+}
+
+#[derive(Deserialize)]
+struct AccessRuleQuery {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// `GET /v3/users/{id}/access_rules`: the user's rules (`?service=`, `?path=`,
+/// `?method=` filter by equality), in id order.
+async fn list_access_rules(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<AccessRuleQuery>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    let items = views
+        .identity()
+        .user(&uid)
+        .map(|u| {
+            u.access_rules
+                .values()
+                .filter(|r| eq(&q.service, &r.service) && eq(&q.path, &r.path))
+                .filter(|r| eq(&q.method, &r.method))
+                .map(|r| access_rule_member(&uid, r, &b))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(collection(
+        "access_rules",
+        items,
+        &b,
+        &format!("/v3/users/{id}/access_rules"),
+    ))
+}
+
+/// `GET /v3/users/{id}/access_rules/{rule}`.
+async fn show_access_rule(
+    State(api): State<IdentityApi>,
+    headers: HeaderMap,
+    Path((id, rule)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let b = base(&headers, &api);
+    let views = api.world.read();
+    let r = views
+        .identity()
+        .user(&uid)
+        .and_then(|u| u.access_rules.get(&rule))
+        .ok_or_else(|| access_rule_not_found(&rule))?;
+    Ok(Json(json!({"access_rule": access_rule_member(&uid, r, &b)})).into_response())
+}
+
+/// `DELETE /v3/users/{id}/access_rules/{rule}`: 204, or 403 while an application
+/// credential of the user names the rule.
+async fn delete_access_rule(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Path((id, rule)): Path<(String, String)>,
+) -> Res {
+    let me = caller(&api, &headers)?;
+    let uid = app_cred_owner(&api, &me, &id)?;
+    let pos =
+        commands::delete_access_rule(api.log.as_ref(), &uid, &rule, &actor(&me, &rid)).await?;
     settle(&api, pos).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -34,4 +34,4 @@ pub mod token;
 
 pub use error::IdentityError;
 pub use http::{route_table, router, Catalog, IdentityApi};
-pub use token::{Auth, TokenKey, Tokens};
+pub use token::{Auth, Target, TokenKey, Tokens};

@@ -82,6 +82,8 @@ const fn ep(method: &'static str, path: &'static str, rule: Rule, name: &'static
 const ASSIGNMENT: &str = "/v3/projects/{p}/users/{u}/roles/{r}";
 const APP_CREDS: &str = "/v3/users/{id}/application_credentials";
 const APP_CRED: &str = "/v3/users/{id}/application_credentials/{cred}";
+const ACCESS_RULES: &str = "/v3/users/{id}/access_rules";
+const ACCESS_RULE: &str = "/v3/users/{id}/access_rules/{rule}";
 const EC2_CREDS: &str = "/v3/users/{id}/credentials/OS-EC2";
 const EC2_CRED: &str = "/v3/users/{id}/credentials/OS-EC2/{access}";
 
@@ -175,6 +177,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
         APP_CRED,
         AdminOrSelf,
         "identity:delete_application_credential",
+    ),
+    ep(
+        "GET",
+        ACCESS_RULES,
+        AdminOrSelf,
+        "identity:list_access_rules",
+    ),
+    ep("GET", ACCESS_RULE, AdminOrSelf, "identity:get_access_rule"),
+    ep(
+        "DELETE",
+        ACCESS_RULE,
+        AdminOrSelf,
+        "identity:delete_access_rule",
     ),
     ep(
         "GET",

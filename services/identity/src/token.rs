@@ -23,7 +23,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
-use domain::identity::{AppCred, Project, Role, User};
+use domain::identity::{AccessRule, AppCred, Project, Role, User};
 use domain::{ProjectId, Timestamp, UserId};
 use hmac::{Hmac, Mac};
 use projections::IdentityViews;
@@ -192,6 +192,121 @@ impl Auth {
     pub fn role_names(&self) -> Vec<String> {
         self.roles.iter().map(|r| r.name.to_string()).collect()
     }
+
+    /// The access rules the token is limited to: those of its application credential
+    /// (`None`: not limited — a password token, or a credential created without rules).
+    pub fn access_rules(&self) -> Option<Vec<&AccessRule>> {
+        let cred = self.app_cred.as_ref()?;
+        let ids = self.user.app_cred_rules.get(&cred.id)?;
+        Some(
+            ids.iter()
+                .filter_map(|id| self.user.access_rules.get(id))
+                .collect(),
+        )
+    }
+
+    /// Whether the token may make `request` (keystonemiddleware's
+    /// `validate_allowed_request`): always when it is not limited by access rules;
+    /// otherwise only when one rule names the request's service type and method and
+    /// its path pattern matches the request's path. Validating a token (`GET
+    /// /v3/auth/tokens` on identity) is always allowed.
+    pub fn allows(&self, request: &Target<'_>) -> bool {
+        let Some(rules) = self.access_rules() else {
+            return true;
+        };
+        if request.service == "identity"
+            && request.method == "GET"
+            && request.path.ends_with("/v3/auth/tokens")
+        {
+            return true;
+        }
+        rules.iter().any(|r| {
+            r.method == request.method
+                && r.service == request.service
+                && path_matches(request.path, &r.path)
+        })
+    }
+}
+
+/// A request as access rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The service type of the API serving it (`compute`, `image`, `identity`).
+    pub service: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// The request's path (no query).
+    pub path: &'a str,
+}
+
+/// One element of an access rule's path pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathToken {
+    /// This character.
+    Lit(char),
+    /// `*` or `{name}`: one or more characters other than `/`.
+    Segment,
+    /// `**`: any characters, `/` included, possibly none.
+    Any,
+}
+
+fn path_tokens(pattern: &str) -> Vec<PathToken> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                out.push(PathToken::Any);
+                i += 2;
+            }
+            '*' => {
+                out.push(PathToken::Segment);
+                i += 1;
+            }
+            '{' => match chars[i..].iter().position(|c| *c == '}') {
+                Some(n) => {
+                    out.push(PathToken::Segment);
+                    i += n + 1;
+                }
+                None => {
+                    out.push(PathToken::Lit('{'));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(PathToken::Lit(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `path` matches an access rule's path pattern, all of it (keystonemiddleware's
+/// `_path_matches`: `*` and `{name}` are one path segment, `**` anything). Other
+/// characters match only themselves (keystonemiddleware pastes them into a regular
+/// expression, so there a `.` matches any character; here it is a dot). Linear in
+/// `pattern` × `path` (dynamic programming, no backtracking), so no pattern of a rule
+/// can make a request slow.
+pub fn path_matches(path: &str, pattern: &str) -> bool {
+    let p = path_tokens(pattern);
+    let s: Vec<char> = path.chars().collect();
+    let (np, ns) = (p.len(), s.len());
+    // next[j]: tokens i+1.. match s[j..]; cur[j]: tokens i.. match s[j..].
+    let mut next: Vec<bool> = (0..=ns).map(|j| j == ns).collect();
+    for i in (0..np).rev() {
+        let mut cur = vec![false; ns + 1];
+        for j in (0..=ns).rev() {
+            cur[j] = match p[i] {
+                PathToken::Lit(c) => j < ns && s[j] == c && next[j + 1],
+                PathToken::Segment => j < ns && s[j] != '/' && (next[j + 1] || cur[j + 1]),
+                PathToken::Any => next[j] || (j < ns && cur[j + 1]),
+            };
+        }
+        next = cur;
+    }
+    next[0]
 }
 
 /// Issues and validates tokens.
@@ -214,6 +329,9 @@ pub enum Invalid {
     Revoked,
     /// Project unknown or disabled, or no role on it any more.
     NoScope,
+    /// Valid, but its application credential's access rules do not allow the request
+    /// (keystonemiddleware answers it as an invalid token).
+    NotAllowed,
 }
 
 impl Tokens {
@@ -307,6 +425,29 @@ impl Tokens {
         (self.sign(&claims), claims)
     }
 
+    /// Validates a token for one request of an API: [`Tokens::validate`], then the
+    /// token's access rules ([`Auth::allows`]). Every service validates its callers'
+    /// tokens here, so that access rules are enforced in one place.
+    pub fn validate_request(
+        &self,
+        token: &str,
+        views: &IdentityViews,
+        now: Timestamp,
+        request: &Target<'_>,
+    ) -> Result<Auth, Invalid> {
+        let auth = self.validate(token, views, now)?;
+        if !auth.allows(request) {
+            tracing::info!(
+                service = request.service,
+                method = request.method,
+                path = request.path,
+                "token refused by its access rules"
+            );
+            return Err(Invalid::NotAllowed);
+        }
+        Ok(auth)
+    }
+
     /// Validates a token against the current identity state (see the module invariants).
     pub fn validate(
         &self,
@@ -370,6 +511,35 @@ fn audit_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// keystonemiddleware's wildcards: `*` and `{x}` one segment, `**` anything.
+    #[test]
+    fn path_patterns() {
+        let yes = [
+            ("/v2.1/servers/abc/ips", "/v2.1/servers/*/ips"),
+            ("/v2.1/servers/abc/ips", "/v2.1/servers/{server_id}/ips"),
+            ("/v2.1/servers/abc/ips", "/v2.1/**"),
+            ("/v2.1/servers", "/v2.1/servers**"),
+            ("/v2.1/servers/a/b", "/v2.1/**/b"),
+            ("/v2/images", "/v2/images"),
+        ];
+        let no = [
+            ("/v2.1/servers/abc/def/ips", "/v2.1/servers/*/ips"),
+            ("/v2.1/servers//ips", "/v2.1/servers/*/ips"),
+            ("/v2.1/servers/abc/ips/x", "/v2.1/servers/*/ips"),
+            ("/v2.1/servers", "/v2.1/servers/*"),
+            ("/v2/images/x", "/v2/images"),
+            ("/v2x1/servers", "/v2.1/servers"),
+        ];
+        for (path, pat) in yes {
+            assert!(path_matches(path, pat), "{path} ~ {pat}");
+        }
+        for (path, pat) in no {
+            assert!(!path_matches(path, pat), "{path} !~ {pat}");
+        }
+        let long = "/a".repeat(4000);
+        assert!(!path_matches(&long, &"**/".repeat(100)));
+    }
 
     /// API processes starting together on one shared key file all end up with the
     /// same key, and none reads it half-written.

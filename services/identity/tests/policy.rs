@@ -21,6 +21,40 @@ struct Who {
     project: String,
     role: String,
     cred: String,
+    /// One of its access rules (no credential uses it).
+    rule: String,
+}
+
+/// A fresh access rule of `who` that no credential uses: made with a credential that
+/// is deleted again (rules outlive their credentials).
+async fn free_rule_of(k: &Keystone, who: &Who, n: usize) -> String {
+    let rb = k
+        .http
+        .post(format!(
+            "{}/v3/users/{}/application_credentials",
+            k.base, who.user
+        ))
+        .header("X-Auth-Token", &who.token)
+        .json(&json!({"application_credential": {"name": format!("ruled-{n}"),
+            "access_rules": [{"service": "compute", "method": "GET", "path": format!("/v2.1/r{n}")}]}}));
+    let r = k.send_rb(rb).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let body = r.json();
+    let cred = body["application_credential"]["id"].as_str().unwrap();
+    let rule = body["application_credential"]["access_rules"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rb = k
+        .http
+        .delete(format!(
+            "{}/v3/users/{}/application_credentials/{cred}",
+            k.base, who.user
+        ))
+        .header("X-Auth-Token", &who.token);
+    let r = k.send_rb(rb).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    rule
 }
 
 /// A fresh application credential of `who` (its id).
@@ -125,6 +159,7 @@ async fn victim(k: &Keystone, method: &str, path: &str, target: &Who, n: usize) 
         ("DELETE", "/v3/users/{id}/application_credentials/{cred}") => {
             app_cred_of(k, target, n).await
         }
+        ("DELETE", "/v3/users/{id}/access_rules/{rule}") => free_rule_of(k, target, n).await,
         (_, "/v3/users/{id}/credentials/OS-EC2/{access}") => {
             // Made by the admin (who may create for anyone).
             let rb = k
@@ -194,8 +229,10 @@ async fn user_with(k: &Keystone, name: &str, role: &str) -> Who {
         project,
         role: role_id,
         cred: String::new(),
+        rule: String::new(),
     };
     who.cred = app_cred_of(k, &who, 0).await;
+    who.rule = free_rule_of(k, &who, 0).await;
     who
 }
 
@@ -218,6 +255,7 @@ fn request(
         .replace("{u}", &target.user)
         .replace("{r}", role)
         .replace("{cred}", victim.unwrap_or(&target.cred))
+        .replace("{rule}", victim.unwrap_or(&target.rule))
         .replace("{access}", victim.unwrap_or_default());
     let url = match path {
         "/v3/projects/{id}" => url.replace("{id}", victim.unwrap_or(&target.project)),
@@ -266,8 +304,10 @@ async fn every_row_every_role_own_and_other() {
         project: id_of(&k, "/v3/projects", "projects", "admin").await,
         role: id_of(&k, "/v3/roles", "roles", "admin").await,
         cred: String::new(),
+        rule: String::new(),
     };
     admin.cred = app_cred_of(&k, &admin, 0).await;
+    admin.rule = free_rule_of(&k, &admin, 0).await;
     let reader = user_with(&k, "reader-1", "reader").await;
     let member = user_with(&k, "member-1", "member").await;
     let other = user_with(&k, "other-1", "member").await;

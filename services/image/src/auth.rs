@@ -1,7 +1,7 @@
 //! Who is calling. Kept to one function so that the identity service's tokens can
 //! replace the development mode without touching the handlers.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use domain::Ctx;
 use engine::Meta;
 use eventlog::Actor;
@@ -64,10 +64,14 @@ impl Caller {
 /// Reads the caller from `X-Auth-Token` the way the compute API does: a Keystone token
 /// validated against the identity view (`apicore::auth::AuthMode::Keystone`), or the development
 /// mode's `<user>:<project>` (`apicore::auth::AuthMode::NoAuth`, user `admin` is admin).
+/// A Keystone token limited by application credential access rules must have one of
+/// service type `image` allowing `method` on `path` (else the 401 of an invalid token).
 pub fn authenticate(
     mode: &apicore::auth::AuthMode,
     engine: &engine::Engine,
     headers: &HeaderMap,
+    method: &Method,
+    path: &str,
     request: Uuid,
 ) -> Result<Caller, ImageError> {
     let token = headers
@@ -88,8 +92,13 @@ pub fn authenticate(
         }
         apicore::auth::AuthMode::Keystone(tokens) => {
             let views = engine.world().read();
+            let target = apicore::auth::Target {
+                service: "image",
+                method: method.as_str(),
+                path,
+            };
             let auth = tokens
-                .validate(token, views.identity(), engine::now())
+                .validate_request(token, views.identity(), engine::now(), &target)
                 .map_err(|_| ImageError::unauthorized())?;
             let role = Role::highest(auth.roles.iter().map(|r| r.name.as_str()));
             Ok(Caller {

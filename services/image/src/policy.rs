@@ -481,8 +481,14 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         .extensions()
         .get::<crate::RequestId>()
         .map_or_else(Uuid::new_v4, |r| r.0);
-    let caller = match crate::auth::authenticate(&g.state.auth, &g.state.engine, req.headers(), rid)
-    {
+    let caller = match crate::auth::authenticate(
+        &g.state.auth,
+        &g.state.engine,
+        req.headers(),
+        req.method(),
+        req.uri().path(),
+        rid,
+    ) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
