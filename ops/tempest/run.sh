@@ -267,7 +267,9 @@ grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK
     --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 && RC=0 || RC=$?
 [ -n "${TEMPEST_REPORT:-}" ] && cp "$WORK/run.txt" "$TEMPEST_REPORT"
 SELECTED=$(wc -l < "$WORK/all.txt")
-EXCLUDED=$(grep -cvE '^\s*$' "$WORK/exclude.txt" || true)
+# Listed tests an exclusion matches (the list's entries are regexes).
+EXCLUDED=$(grep -cEf "$WORK/exclude.txt" "$WORK/all.txt" || true)
+EXCLUDED=${EXCLUDED:-0}
 PASSED=$(grep -cE '\.\.\. ok' "$WORK/run.txt" || true)
 SKIPPED=$(grep -cE '\.\.\. SKIPPED' "$WORK/run.txt" || true)
 FAILED=$(grep -cE '\.\.\. FAILED' "$WORK/run.txt" || true)
