@@ -172,6 +172,10 @@ pub enum ImageStatus {
     /// visible, not bootable, its data downloadable by admins only. (Appended: older
     /// stored rows keep decoding.)
     Deactivated,
+    /// Data staged for a `glance-direct` import (`PUT .../stage`), not yet imported.
+    Uploading,
+    /// An import task is moving data into the store (`POST .../import`).
+    Importing,
 }
 
 impl ImageStatus {
@@ -183,6 +187,8 @@ impl ImageStatus {
             ImageStatus::Active => "active",
             ImageStatus::Deleted => "deleted",
             ImageStatus::Deactivated => "deactivated",
+            ImageStatus::Uploading => "uploading",
+            ImageStatus::Importing => "importing",
         }
     }
 }
@@ -242,6 +248,9 @@ pub struct Image {
     /// Projects the image is shared with, by project id (`image.member_*`). Kept when
     /// the visibility changes away from `shared` (then they grant nothing), as Glance.
     pub members: BTreeMap<String, Member>,
+    /// Size of the data staged for a `glance-direct` import (`image.stage_finished`),
+    /// until the import consumes it or fails.
+    pub staged: Option<u64>,
 }
 
 impl Image {
@@ -273,6 +282,57 @@ impl Image {
     pub fn writable_by(&self, ctx: &Ctx) -> bool {
         ctx.is_admin || self.spec.owner == ctx.project_id
     }
+
+    /// The import task holding the image's import lock (`os_glance_import_task`).
+    pub fn import_task(&self) -> Option<&str> {
+        self.spec.properties.get(IMPORT_TASK).map(String::as_str)
+    }
+}
+
+/// Glance's import lock: the id of the task importing the image.
+pub const IMPORT_TASK: &str = "os_glance_import_task";
+/// Glance's list of stores an import is still writing to (comma-separated).
+pub const IMPORTING_TO_STORES: &str = "os_glance_importing_to_stores";
+/// Glance's list of stores an import failed to write to (comma-separated).
+pub const FAILED_IMPORT: &str = "os_glance_failed_import";
+/// Glance's reserved property namespace: only the service sets such properties.
+pub const RESERVED_NAMESPACE: &str = "os_glance";
+
+/// The import methods (`/v2/info/import`), as Glance names them.
+pub const IMPORT_METHODS: &[&str] = &["glance-direct", "web-download"];
+
+/// What an import is started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportStart {
+    /// The task doing it (`os_glance_import_task`).
+    pub task: String,
+    /// `glance-direct` or `web-download`.
+    pub method: String,
+    /// The stores it writes to.
+    pub stores: Vec<String>,
+}
+
+/// Adds or removes `stores` from the comma-separated list property `key` (kept even
+/// when empty, as Glance keeps it).
+fn edit_store_list(img: &mut Image, key: &str, stores: &[String], add: bool) {
+    let mut list: Vec<String> = img
+        .spec
+        .properties
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in stores {
+        list.retain(|x| x != s);
+        if add {
+            list.push(s.clone());
+        }
+    }
+    img.spec.properties.insert(key.to_string(), list.join(","));
 }
 
 /// One change of a PATCH.
@@ -340,6 +400,20 @@ pub enum ImageCommand {
     Deactivate,
     /// Put it back (deactivated -> active; active: nothing to do).
     Reactivate,
+    /// Begin staging data for `glance-direct` (queued -> uploading).
+    StartStage,
+    /// The staged data is durable (uploading, with its size).
+    FinishStage(u64),
+    /// Staging failed (uploading without staged data -> queued; otherwise nothing).
+    AbortStage,
+    /// Begin an import (glance-direct: from uploading with staged data; web-download:
+    /// from queued) -> importing, taking the import lock.
+    StartImport(ImportStart),
+    /// The task's data is durable in the store (importing -> active, lock dropped).
+    FinishImport { task: String, data: ImageData },
+    /// The task's import failed (importing -> queued, stores listed as failed, lock
+    /// dropped). Nothing to do when `task` no longer holds the lock.
+    FailImport { task: String },
 }
 
 /// Events of an image.
@@ -383,6 +457,28 @@ pub enum ImageEvent {
     Deactivated { at: Timestamp },
     /// `image.reactivated`
     Reactivated { at: Timestamp },
+    /// `image.stage_started` (queued -> uploading). (Appended: older payloads keep
+    /// decoding.)
+    StageStarted { at: Timestamp },
+    /// `image.stage_finished`: the staged data is durable.
+    StageFinished { size: u64, at: Timestamp },
+    /// `image.stage_aborted` (uploading -> queued).
+    StageAborted { at: Timestamp },
+    /// `image.import_started` (-> importing; the lock and store lists set).
+    ImportStarted { import: ImportStart, at: Timestamp },
+    /// `image.import_finished` (-> active; the stores leave the importing list).
+    ImportFinished {
+        task: String,
+        data: ImageData,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
+    /// `image.import_failed` (-> queued; the stores move to the failed list).
+    ImportFailed {
+        task: String,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
 }
 
 fn printable(s: &str) -> bool {
@@ -423,7 +519,7 @@ fn check_tags(tags: &BTreeSet<String>) -> Result<(), DomainError> {
 }
 
 fn check_property(key: &str, value: &str) -> Result<(), DomainError> {
-    if BUILTIN_ATTRIBUTES.contains(&key) {
+    if BUILTIN_ATTRIBUTES.contains(&key) || key.starts_with(RESERVED_NAMESPACE) {
         return Err(DomainError::Forbidden(format!(
             "Attribute '{key}' is reserved."
         )));
@@ -762,6 +858,57 @@ fn decide_existing(
                 ImageEvent::Reactivated { at }
             }])
         }
+        ImageCommand::StartStage => {
+            if img.status != ImageStatus::Queued {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to uploading is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            Ok(vec![ImageEvent::StageStarted { at }])
+        }
+        ImageCommand::FinishStage(size) => {
+            if img.status != ImageStatus::Uploading || img.staged.is_some() {
+                return Err(DomainError::Conflict(format!(
+                    "The image {id} has data on staging"
+                )));
+            }
+            Ok(vec![ImageEvent::StageFinished { size, at }])
+        }
+        ImageCommand::AbortStage => {
+            if img.status != ImageStatus::Uploading || img.staged.is_some() {
+                return Ok(vec![]);
+            }
+            Ok(vec![ImageEvent::StageAborted { at }])
+        }
+        ImageCommand::StartImport(import) => {
+            check_import(img, &import.method)?;
+            Ok(vec![ImageEvent::ImportStarted { import, at }])
+        }
+        ImageCommand::FinishImport { task, data } => {
+            if img.status != ImageStatus::Importing || img.import_task() != Some(task.as_str()) {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to active is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            Ok(vec![ImageEvent::ImportFinished {
+                task,
+                data,
+                stores: store_list(img, IMPORTING_TO_STORES),
+                at,
+            }])
+        }
+        ImageCommand::FailImport { task } => {
+            if img.import_task() != Some(task.as_str()) {
+                return Ok(vec![]);
+            }
+            Ok(vec![ImageEvent::ImportFailed {
+                task,
+                stores: store_list(img, IMPORTING_TO_STORES),
+                at,
+            }])
+        }
         ImageCommand::Delete => {
             if img.spec.protected {
                 return Err(DomainError::Forbidden(format!(
@@ -771,6 +918,53 @@ fn decide_existing(
             Ok(vec![ImageEvent::Deleted { at }])
         }
     }
+}
+
+/// The stores named by the comma-separated list property `key`.
+fn store_list(img: &Image, key: &str) -> Vec<String> {
+    img.spec
+        .properties
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Glance's checks of an import request by `method` against the image (its
+/// `import_image`), in Glance's order: every refusal is a 409. The image service runs
+/// them before its own checks of the request (stores, URL), as Glance does.
+pub fn check_import(img: &Image, method: &str) -> Result<(), DomainError> {
+    let conflict = |m: String| Err(DomainError::Conflict(m));
+    if img.status == ImageStatus::Active {
+        return conflict("Image with status active cannot be target for import".into());
+    }
+    if method == "web-download" && img.status != ImageStatus::Queued {
+        return conflict(format!(
+            "Image needs to be in 'queued' state to use '{method}' method"
+        ));
+    }
+    if method == "glance-direct" && (img.status != ImageStatus::Uploading || img.staged.is_none()) {
+        return conflict(
+            "Image needs to be staged before 'glance-direct' method can be used".into(),
+        );
+    }
+    if img.spec.container_format.is_none() {
+        return conflict("'container_format' needs to be set before import".into());
+    }
+    if img.spec.disk_format.is_none() {
+        return conflict("'disk_format' needs to be set before import".into());
+    }
+    if img.import_task().is_some() {
+        return conflict(format!(
+            "New operation on image '{}' is not permitted as prior operation is still in progress",
+            img.spec.id
+        ));
+    }
+    Ok(())
 }
 
 fn apply_change(img: &mut Image, ch: &ImageChange) {
@@ -806,6 +1000,7 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             updated_at: *at,
             hidden: false,
             members: BTreeMap::new(),
+            staged: None,
         })),
         ImageEvent::UploadStarted { at } => state.map(|mut i| {
             i.status = ImageStatus::Saving;
@@ -876,6 +1071,52 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         }),
         ImageEvent::Reactivated { at } => state.map(|mut i| {
             i.status = ImageStatus::Active;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageStarted { at } => state.map(|mut i| {
+            i.status = ImageStatus::Uploading;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageFinished { size, at } => state.map(|mut i| {
+            i.staged = Some(*size);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageAborted { at } => state.map(|mut i| {
+            i.status = ImageStatus::Queued;
+            i.staged = None;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportStarted { import, at } => state.map(|mut i| {
+            i.status = ImageStatus::Importing;
+            i.spec
+                .properties
+                .insert(IMPORT_TASK.into(), import.task.clone());
+            edit_store_list(&mut i, IMPORTING_TO_STORES, &import.stores, true);
+            edit_store_list(&mut i, FAILED_IMPORT, &import.stores, false);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportFinished {
+            data, stores, at, ..
+        } => state.map(|mut i| {
+            i.status = ImageStatus::Active;
+            i.data = Some(data.clone());
+            i.staged = None;
+            i.spec.properties.remove(IMPORT_TASK);
+            edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportFailed { stores, at, .. } => state.map(|mut i| {
+            i.status = ImageStatus::Queued;
+            i.staged = None;
+            i.spec.properties.remove(IMPORT_TASK);
+            edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
+            edit_store_list(&mut i, FAILED_IMPORT, stores, true);
             i.updated_at = *at;
             i
         }),

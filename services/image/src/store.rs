@@ -8,6 +8,9 @@
 //! - Size and checksums (`checksum` = MD5 hex, `os_hash_value` = SHA-512 hex) are
 //!   computed over the bytes as they are written: what is recorded is what is stored.
 //! - An upload larger than the limit is cut off at the limit and its temp file removed.
+//! - Staged data (`glance-direct` imports) lives in `<image-dir>/staging/<uuid>`, written
+//!   the same durable way; it is never served: an import copies it into the store
+//!   through the same path as an upload, then removes it.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,9 @@ pub enum StoreError {
 pub struct ImageStore {
     dir: PathBuf,
 }
+
+/// The staging area's directory, under the image directory.
+const STAGING: &str = "staging";
 
 /// Hashes data as it is written.
 struct Hasher {
@@ -78,19 +84,51 @@ pub fn digest(bytes: &[u8]) -> ImageData {
 }
 
 impl ImageStore {
-    /// Opens (creates) the directory and removes temp files of interrupted uploads.
+    /// Opens (creates) the directory and its staging area, and removes temp files of
+    /// interrupted uploads and stagings.
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".tmp") {
-                tracing::warn!(file = %entry.path().display(), "removing the temp file of an interrupted upload");
-                std::fs::remove_file(entry.path())?;
+        std::fs::create_dir_all(dir.join(STAGING))?;
+        for d in [dir.clone(), dir.join(STAGING)] {
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if name.to_string_lossy().ends_with(".tmp") {
+                    tracing::warn!(file = %entry.path().display(), "removing the temp file of an interrupted upload");
+                    std::fs::remove_file(entry.path())?;
+                }
             }
         }
         Ok(ImageStore { dir })
+    }
+
+    /// The staged data of an image (`PUT /v2/images/{id}/stage`): Glance's staging
+    /// store, `<image-dir>/staging/<uuid>`, outside the store proper.
+    pub fn staged_path(&self, id: &ImageId) -> PathBuf {
+        self.dir.join(STAGING).join(id.to_string())
+    }
+
+    /// Streams `body` into the image's staging file (at most `limit` bytes), durably;
+    /// returns its size and checksums. The data enters the store only by an import.
+    pub async fn stage<S, E>(
+        &self,
+        id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.write_at(self.staged_path(id), body, limit).await
+    }
+
+    /// Removes an image's staged data (absent: nothing to do).
+    pub async fn unstage(&self, id: &ImageId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.staged_path(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The directory.
@@ -113,6 +151,21 @@ impl ImageStore {
     pub async fn write<S, E>(
         &self,
         id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.write_at(self.path(id), body, limit).await
+    }
+
+    /// Streams `body` into `target` through a temp file beside it (fsync, rename, fsync
+    /// of the directory).
+    async fn write_at<S, E>(
+        &self,
+        target: PathBuf,
         mut body: S,
         limit: u64,
     ) -> Result<ImageData, StoreError>
@@ -120,9 +173,11 @@ impl ImageStore {
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self
-            .dir
-            .join(format!("{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = target.with_file_name(format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
         let result = async {
             let mut f = tokio::fs::File::create(&tmp).await?;
             let mut h = Hasher::new();
@@ -141,7 +196,7 @@ impl ImageStore {
         .await;
         match result {
             Ok(data) => {
-                self.publish(&tmp, id).await?;
+                self.publish(&tmp, &target).await?;
                 Ok(data)
             }
             Err(e) => {
@@ -159,10 +214,10 @@ impl ImageStore {
             .await
     }
 
-    async fn publish(&self, tmp: &Path, id: &ImageId) -> std::io::Result<()> {
-        tokio::fs::rename(tmp, self.path(id)).await?;
+    async fn publish(&self, tmp: &Path, target: &Path) -> std::io::Result<()> {
+        tokio::fs::rename(tmp, target).await?;
         // The rename is durable once the directory is.
-        let dir = self.dir.clone();
+        let dir = target.parent().unwrap_or(&self.dir).to_path_buf();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
             .await
             .map_err(std::io::Error::other)??;

@@ -25,7 +25,8 @@ pub fn image(img: &Image) -> Value {
         "checksum": d.map(|d| d.checksum.clone()),
         "os_hash_algo": d.map(|d| d.os_hash_algo.clone()),
         "os_hash_value": d.map(|d| d.os_hash_value.clone()),
-        "size": d.map(|d| d.size),
+        // Staged data has a size before it has checksums (Glance records it).
+        "size": d.map(|d| d.size).or(img.staged),
         "virtual_size": Value::Null,
         "disk_format": s.disk_format,
         "container_format": s.container_format,
@@ -41,6 +42,13 @@ pub fn image(img: &Image) -> Value {
     });
     if let Value::Object(f) = fields {
         m.extend(f);
+    }
+    // Where the data is (Glance with `enabled_backends`): the one store.
+    if d.is_some() {
+        m.insert(
+            "stores".into(),
+            Value::String(crate::import::STORE_ID.into()),
+        );
     }
     Value::Object(m)
 }

@@ -124,7 +124,9 @@ fn request(
         ("POST", "/v2/metadefs/namespaces/{namespace}/resource_types") => {
             rb.json(&json!({"name": "OS::Nova::Flavor"}))
         }
-        ("PUT", "/v2/images/{id}/file") => rb
+        ("POST", "/v2/images/{id}/import") => rb.json(&json!({"method": {
+            "name": "web-download", "uri": "http://example.invalid/x.raw"}})),
+        ("PUT", "/v2/images/{id}/file" | "/v2/images/{id}/stage") => rb
             .header("Content-Type", "application/octet-stream")
             .body(vec![9u8; 2048]),
         other => panic!("the policy matrix has no request for {other:?}: add one"),
@@ -153,7 +155,7 @@ async fn every_row_every_role_own_and_other_project() {
                 } else {
                     "owner:p2:member"
                 };
-                let queued = row.method == "PUT";
+                let queued = row.method == "PUT" || row.path == "/v2/images/{id}/import";
                 // Only the member project answers for itself: on its own image the
                 // caller's project is the member; another project's image is shared
                 // with a third project, so it stays hidden from the caller.
