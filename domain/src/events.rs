@@ -102,6 +102,7 @@ impl Event {
                 ImageEvent::ImportStarted { .. } => "image.import_started",
                 ImageEvent::ImportFinished { .. } => "image.import_finished",
                 ImageEvent::ImportFailed { .. } => "image.import_failed",
+                ImageEvent::StoreRemoved { .. } => "image.store_removed",
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),

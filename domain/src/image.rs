@@ -251,6 +251,10 @@ pub struct Image {
     /// Size of the data staged for a `glance-direct` import (`image.stage_finished`),
     /// until the import consumes it or fails.
     pub staged: Option<u64>,
+    /// The stores holding the data, as imports and copies recorded them
+    /// (`image.import_finished`, `image.store_removed`). Empty for data that came by
+    /// `PUT .../file` (or a snapshot): it is in the default store.
+    pub stores: BTreeSet<String>,
 }
 
 impl Image {
@@ -298,15 +302,16 @@ pub const FAILED_IMPORT: &str = "os_glance_failed_import";
 /// Glance's reserved property namespace: only the service sets such properties.
 pub const RESERVED_NAMESPACE: &str = "os_glance";
 
-/// The import methods (`/v2/info/import`), as Glance names them.
-pub const IMPORT_METHODS: &[&str] = &["glance-direct", "web-download"];
+/// The import methods (`/v2/info/import`), as Glance names them; `copy-image` only
+/// where there are several stores.
+pub const IMPORT_METHODS: &[&str] = &["glance-direct", "web-download", "copy-image"];
 
 /// What an import is started with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportStart {
     /// The task doing it (`os_glance_import_task`).
     pub task: String,
-    /// `glance-direct` or `web-download`.
+    /// `glance-direct`, `web-download` or `copy-image`.
     pub method: String,
     /// The stores it writes to.
     pub stores: Vec<String>,
@@ -409,11 +414,24 @@ pub enum ImageCommand {
     /// Begin an import (glance-direct: from uploading with staged data; web-download:
     /// from queued) -> importing, taking the import lock.
     StartImport(ImportStart),
-    /// The task's data is durable in the store (importing -> active, lock dropped).
-    FinishImport { task: String, data: ImageData },
-    /// The task's import failed (importing -> queued, stores listed as failed, lock
-    /// dropped). Nothing to do when `task` no longer holds the lock.
-    FailImport { task: String },
+    /// The task's data is durable in `stores` (-> active; they leave the importing
+    /// list; the lock is dropped when none is left).
+    FinishImport {
+        task: String,
+        data: ImageData,
+        stores: Vec<String>,
+    },
+    /// The task failed for `stores` (None: every store it still imports to): they move
+    /// to the failed list; when none is left importing the lock is dropped, and an
+    /// image without data goes back to queued. Nothing to do when `task` no longer
+    /// holds the lock.
+    FailImport {
+        task: String,
+        stores: Option<Vec<String>>,
+    },
+    /// Remove the data from one store (`DELETE /v2/stores/{store}/{id}`); `default` is
+    /// the store of data that came by upload.
+    RemoveStore { store: String, default: String },
 }
 
 /// Events of an image.
@@ -476,6 +494,12 @@ pub enum ImageEvent {
     /// `image.import_failed` (-> queued; the stores move to the failed list).
     ImportFailed {
         task: String,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
+    /// `image.store_removed`: the data left one store (`stores` is what remains).
+    StoreRemoved {
+        store: String,
         stores: Vec<String>,
         at: Timestamp,
     },
@@ -885,8 +909,8 @@ fn decide_existing(
             check_import(img, &import.method)?;
             Ok(vec![ImageEvent::ImportStarted { import, at }])
         }
-        ImageCommand::FinishImport { task, data } => {
-            if img.status != ImageStatus::Importing || img.import_task() != Some(task.as_str()) {
+        ImageCommand::FinishImport { task, data, stores } => {
+            if img.import_task() != Some(task.as_str()) {
                 return Err(DomainError::Conflict(format!(
                     "Image status transition from {} to active is not allowed",
                     img.status.as_str()
@@ -895,17 +919,46 @@ fn decide_existing(
             Ok(vec![ImageEvent::ImportFinished {
                 task,
                 data,
-                stores: store_list(img, IMPORTING_TO_STORES),
+                stores,
                 at,
             }])
         }
-        ImageCommand::FailImport { task } => {
+        ImageCommand::FailImport { task, stores } => {
             if img.import_task() != Some(task.as_str()) {
                 return Ok(vec![]);
             }
             Ok(vec![ImageEvent::ImportFailed {
                 task,
-                stores: store_list(img, IMPORTING_TO_STORES),
+                stores: stores.unwrap_or_else(|| store_list(img, IMPORTING_TO_STORES)),
+                at,
+            }])
+        }
+        ImageCommand::RemoveStore { store, default } => {
+            if img.status != ImageStatus::Active {
+                return Err(DomainError::Conflict(
+                    "It's not allowed to remove image data from store if image status is not 'active'"
+                        .into(),
+                ));
+            }
+            let mut held = img.stores.clone();
+            if held.is_empty() {
+                held.insert(default);
+            }
+            if held.len() == 1 {
+                return Err(DomainError::Forbidden(
+                    "Cannot delete image data from the only store containing it. Consider deleting the image instead."
+                        .into(),
+                ));
+            }
+            if !held.remove(&store) {
+                return Err(DomainError::NotFound {
+                    kind: "ImageStore",
+                    id: format!("Image {id} is not stored in store {store}."),
+                });
+            }
+            Ok(vec![ImageEvent::StoreRemoved {
+                store,
+                stores: held.into_iter().collect(),
                 at,
             }])
         }
@@ -939,8 +992,11 @@ fn store_list(img: &Image, key: &str) -> Vec<String> {
 /// them before its own checks of the request (stores, URL), as Glance does.
 pub fn check_import(img: &Image, method: &str) -> Result<(), DomainError> {
     let conflict = |m: String| Err(DomainError::Conflict(m));
-    if img.status == ImageStatus::Active {
+    if img.status == ImageStatus::Active && method != "copy-image" {
         return conflict("Image with status active cannot be target for import".into());
+    }
+    if img.status != ImageStatus::Active && method == "copy-image" {
+        return conflict("Only images with status active can be targeted for copying".into());
     }
     if method == "web-download" && img.status != ImageStatus::Queued {
         return conflict(format!(
@@ -1001,6 +1057,7 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             hidden: false,
             members: BTreeMap::new(),
             staged: None,
+            stores: BTreeSet::new(),
         })),
         ImageEvent::UploadStarted { at } => state.map(|mut i| {
             i.status = ImageStatus::Saving;
@@ -1091,7 +1148,10 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             i
         }),
         ImageEvent::ImportStarted { import, at } => state.map(|mut i| {
-            i.status = ImageStatus::Importing;
+            // A copy leaves the image active (Glance).
+            if import.method != "copy-image" {
+                i.status = ImageStatus::Importing;
+            }
             i.spec
                 .properties
                 .insert(IMPORT_TASK.into(), import.task.clone());
@@ -1105,18 +1165,30 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         } => state.map(|mut i| {
             i.status = ImageStatus::Active;
             i.data = Some(data.clone());
-            i.staged = None;
-            i.spec.properties.remove(IMPORT_TASK);
+            i.stores.extend(stores.iter().cloned());
             edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
+            if store_list(&i, IMPORTING_TO_STORES).is_empty() {
+                i.staged = None;
+                i.spec.properties.remove(IMPORT_TASK);
+            }
             i.updated_at = *at;
             i
         }),
         ImageEvent::ImportFailed { stores, at, .. } => state.map(|mut i| {
-            i.status = ImageStatus::Queued;
-            i.staged = None;
-            i.spec.properties.remove(IMPORT_TASK);
             edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
             edit_store_list(&mut i, FAILED_IMPORT, stores, true);
+            if store_list(&i, IMPORTING_TO_STORES).is_empty() {
+                i.staged = None;
+                i.spec.properties.remove(IMPORT_TASK);
+                if i.data.is_none() {
+                    i.status = ImageStatus::Queued;
+                }
+            }
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StoreRemoved { stores, at, .. } => state.map(|mut i| {
+            i.stores = stores.iter().cloned().collect();
             i.updated_at = *at;
             i
         }),

@@ -522,13 +522,22 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
         &s,
         ImageCommand::FinishImport {
             task: "t2".into(),
-            data: data()
+            data: data(),
+            stores: vec!["file".into()],
         },
         &me
     )
     .is_err());
     assert_eq!(
-        when(&s, ImageCommand::FailImport { task: "t2".into() }, &me).unwrap(),
+        when(
+            &s,
+            ImageCommand::FailImport {
+                task: "t2".into(),
+                stores: None
+            },
+            &me
+        )
+        .unwrap(),
         vec![]
     );
     evs.extend(
@@ -537,6 +546,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
             ImageCommand::FinishImport {
                 task: "t1".into(),
                 data: data(),
+                stores: vec!["file".into()],
             },
             &me,
         )
@@ -558,7 +568,10 @@ fn a_failed_import_queues_the_image_and_lists_the_failed_store() {
     evs.extend(
         when(
             &given(&evs),
-            ImageCommand::FailImport { task: "t1".into() },
+            ImageCommand::FailImport {
+                task: "t1".into(),
+                stores: None,
+            },
             &me,
         )
         .unwrap(),
@@ -582,4 +595,73 @@ fn a_failed_import_queues_the_image_and_lists_the_failed_store() {
     )
     .unwrap_err();
     assert!(matches!(e, DomainError::Forbidden(_)));
+}
+
+#[test]
+fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
+    let me = ctx("p1", true);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    evs.extend(when(&given(&evs), ImageCommand::StartUpload, &me).unwrap());
+    evs.extend(when(&given(&evs), ImageCommand::FinishUpload(data()), &me).unwrap());
+    let rm = |store: &str| ImageCommand::RemoveStore {
+        store: store.into(),
+        default: "fast".into(),
+    };
+    // Uploaded data is in the default store only.
+    assert!(matches!(
+        when(&given(&evs), rm("fast"), &me),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(when(&given(&evs), import("t1", "glance-direct"), &me).is_err());
+    let copy = ImageCommand::StartImport(image::ImportStart {
+        task: "t1".into(),
+        method: "copy-image".into(),
+        stores: vec!["cheap".into(), "slow".into()],
+    });
+    evs.extend(when(&given(&evs), copy, &me).unwrap());
+    assert_eq!(given(&evs).unwrap().status, ImageStatus::Active);
+    evs.extend(
+        when(
+            &given(&evs),
+            ImageCommand::FinishImport {
+                task: "t1".into(),
+                data: data(),
+                stores: vec!["fast".into(), "cheap".into()],
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    // One store to go: the lock is held.
+    assert_eq!(given(&evs).unwrap().import_task(), Some("t1"));
+    evs.extend(
+        when(
+            &given(&evs),
+            ImageCommand::FailImport {
+                task: "t1".into(),
+                stores: Some(vec!["slow".into()]),
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    let img = given(&evs).unwrap();
+    assert_eq!(img.status, ImageStatus::Active);
+    assert_eq!(img.import_task(), None);
+    assert_eq!(img.spec.properties[image::FAILED_IMPORT], "slow");
+    assert_eq!(
+        img.stores,
+        BTreeSet::from(["cheap".to_string(), "fast".to_string()])
+    );
+    assert!(matches!(
+        when(&given(&evs), rm("slow"), &me),
+        Err(DomainError::NotFound { .. })
+    ));
+    evs.extend(when(&given(&evs), rm("fast"), &me).unwrap());
+    let img = given(&evs).unwrap();
+    assert_eq!(img.stores, BTreeSet::from(["cheap".to_string()]));
+    assert!(matches!(
+        when(&given(&evs), rm("cheap"), &me),
+        Err(DomainError::Forbidden(_))
+    ));
 }

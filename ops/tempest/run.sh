@@ -54,7 +54,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 COMPUTE_PORT=$(free_port); IDENTITY_PORT=$(free_port); IMAGE_PORT=$(free_port)
 ADMIN_PASSWORD=tempest-admin-secret
 
-# A local web server with a small valid qcow2 for web-download imports
+# Two image stores (Glance's enabled_backends), so that the multi-store import, copy-image
+# and delete-from-store tests run. A local web server with a small valid qcow2 for
+# web-download imports
 # ([image] http_qcow2_image). Glance's import filter allows ports 80 and 443 only by
 # default: stratus is told to allow this server's port too.
 HTTP_PORT=$(free_port)
@@ -82,6 +84,7 @@ STRATUS_ADMIN_PASSWORD=$ADMIN_PASSWORD RUST_LOG=warn "$STRATUS" serve \
     --identity-listen "127.0.0.1:$IDENTITY_PORT" \
     --image-listen "127.0.0.1:$IMAGE_PORT" \
     --image-import-allowed-ports "80,443,$HTTP_PORT" \
+    --image-stores fast,cheap \
     --hosts 4 >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 1 300); do

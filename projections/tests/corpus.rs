@@ -487,6 +487,11 @@ fn samples() -> Vec<Event> {
             stores: vec!["file".into()],
             at: t(56),
         }),
+        Event::Image(ImageEvent::StoreRemoved {
+            store: "cheap".into(),
+            stores: vec!["fast".into()],
+            at: t(59),
+        }),
         Event::Task(domain::task::TaskEvent::Started { at: t(57) }),
         Event::Task(domain::task::TaskEvent::Succeeded {
             result: "{\"image_id\":\"00000000-0000-0000-0000-000000000007\"}".into(),

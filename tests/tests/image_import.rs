@@ -87,6 +87,20 @@ async fn wait_image(h: &Harness, id: &str, done: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// Polls the image's first task until it has `status` (10 s at most).
+async fn wait_task(h: &Harness, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, t, _) = glance(h, ALICE, M::GET, &format!("/v2/images/{id}/tasks"), None).await;
+        assert_eq!(code, 200);
+        if t["tasks"][0]["status"] == status {
+            return t["tasks"].clone();
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn api_position(h: &Harness) -> u64 {
     h.stack
         .engine
@@ -216,21 +230,9 @@ async fn stage_then_glance_direct_import() {
         .await
         .unwrap();
     assert_eq!(data.as_ref(), payload.as_slice());
-    // The staged copy is gone once imported.
-    let staged = h.dir.path().join("images").join("staging").join(&id);
-    assert!(!staged.exists());
 
     // The image's task: one, success, with the import's request id and input.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let tasks = loop {
-        let (code, t, _) = glance(&h, ALICE, M::GET, &format!("/v2/images/{id}/tasks"), None).await;
-        assert_eq!(code, 200);
-        if t["tasks"][0]["status"] == "success" {
-            break t["tasks"].clone();
-        }
-        assert!(Instant::now() < deadline, "{t}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let tasks = wait_task(&h, &id, "success").await;
     assert_eq!(tasks.as_array().unwrap().len(), 1);
     assert_eq!(tasks[0]["request_id"], rid.as_str());
     assert_eq!(tasks[0]["type"], "api_image_import");
@@ -239,6 +241,9 @@ async fn stage_then_glance_direct_import() {
         "glance-direct"
     );
     assert_eq!(tasks[0]["result"]["image_id"], id.as_str());
+    // The staged copy is gone once the import ended.
+    let staged = h.dir.path().join("images").join("staging").join(&id);
+    assert!(!staged.exists());
 
     // An active image cannot be imported into again.
     let (code, e, _) = glance(
@@ -335,8 +340,7 @@ async fn web_download_import_and_the_url_filter() {
     let img = wait_image(&h, &id, |i| i["os_glance_failed_import"] == "file").await;
     assert_eq!(img["status"], "queued");
     assert_eq!(img["os_glance_importing_to_stores"], "");
-    let (_, t, _) = glance(&h, ALICE, M::GET, &format!("/v2/images/{id}/tasks"), None).await;
-    assert_eq!(t["tasks"][0]["status"], "failure", "{t}");
+    wait_task(&h, &id, "failure").await;
 
     // The good URL: active, with the served data; a retry clears the failed list.
     let (code, _, _) = glance(
@@ -455,6 +459,167 @@ async fn a_restart_mid_import_fails_it_cleanly() {
     let img = wait_image(&h, &id, |i| i["status"] == "active").await;
     assert_eq!(img["os_glance_failed_import"], "");
     assert_eq!(img["size"], 4096);
+
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}
+
+/// Several stores (`--image-stores fast,cheap`): an import to all of them, copy-image of
+/// uploaded data (admin), removing the data from one store but not the last, and a
+/// replay rebuild that matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_stores_import_copy_and_remove() {
+    const ADMIN: &str = "admin:admin:admin";
+    let h = Harness::start(|o| {
+        o.image_stores = vec!["fast".into(), "cheap".into()];
+    })
+    .await;
+    let (_, info, _) = glance(&h, ALICE, M::GET, "/v2/info/import", None).await;
+    assert_eq!(
+        info["import-methods"]["value"],
+        json!(["glance-direct", "web-download", "copy-image"])
+    );
+    let (_, stores, _) = glance(&h, ALICE, M::GET, "/v2/info/stores", None).await;
+    assert_eq!(
+        stores["stores"],
+        json!([{"id": "fast", "description": "Image directory store fast", "default": true},
+               {"id": "cheap", "description": "Image directory store cheap"}])
+    );
+
+    // glance-direct to every store.
+    let id = create(&h, "raw").await;
+    assert_eq!(stage(&h, &id, vec![3; 5000]).await, 204);
+    let (code, e, _) = glance(
+        &h,
+        ALICE,
+        M::POST,
+        &format!("/v2/images/{id}/import"),
+        Some(json!({"method": {"name": "glance-direct"}, "stores": ["slow"]})),
+    )
+    .await;
+    assert_eq!(code, 409, "{e}");
+    assert_eq!(e["message"], "Unknown scheme 'slow' found in URI");
+    let (code, _, _) = glance(
+        &h,
+        ALICE,
+        M::POST,
+        &format!("/v2/images/{id}/import"),
+        Some(json!({"method": {"name": "glance-direct"}, "all_stores": true})),
+    )
+    .await;
+    assert_eq!(code, 202);
+    let img = wait_image(&h, &id, |i| i["stores"] == "cheap,fast").await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["os_glance_importing_to_stores"], "");
+    wait_task(&h, &id, "success").await;
+    let images = h.dir.path().join("images");
+    assert!(images.join(&id).is_file());
+    assert!(images.join("stores").join("cheap").join(&id).is_file());
+
+    // Uploaded data is in the default store; an admin copies it to the others.
+    let up = create(&h, "raw").await;
+    let addr = h.stack.image_addr.unwrap();
+    let r = h
+        .http
+        .put(format!("http://{addr}/v2/images/{up}/file"))
+        .header("X-Auth-Token", ALICE)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![9u8; 3000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(show(&h, &up).await["stores"], "fast");
+    let copy = json!({"method": {"name": "copy-image"}, "all_stores": true,
+                      "all_stores_must_succeed": false});
+    let before = api_position(&h);
+    let (code, _, _) = glance(
+        &h,
+        ALICE,
+        M::POST,
+        &format!("/v2/images/{up}/import"),
+        Some(copy.clone()),
+    )
+    .await;
+    assert_eq!(code, 403, "copy-image is the admin's");
+    let (code, e, _) = glance(
+        &h,
+        ADMIN,
+        M::POST,
+        &format!("/v2/images/{up}/import"),
+        Some(json!({"method": {"name": "copy-image"}, "stores": ["fast"]})),
+    )
+    .await;
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(e["message"], "Image is already present at store 'fast'");
+    assert_eq!(api_position(&h), before, "refusals append nothing");
+    let (code, _, _) = glance(
+        &h,
+        ADMIN,
+        M::POST,
+        &format!("/v2/images/{up}/import"),
+        Some(copy.clone()),
+    )
+    .await;
+    assert_eq!(code, 202);
+    let img = wait_image(&h, &up, |i| i["stores"] == "cheap,fast").await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["os_glance_importing_to_stores"], "");
+    assert_eq!(img["os_glance_failed_import"], "");
+    wait_task(&h, &up, "success").await;
+    // Everywhere already: nothing to do.
+    let before = api_position(&h);
+    let (code, _, _) = glance(
+        &h,
+        ADMIN,
+        M::POST,
+        &format!("/v2/images/{up}/import"),
+        Some(copy),
+    )
+    .await;
+    assert_eq!(code, 202);
+    assert_eq!(api_position(&h), before);
+
+    // Out of the default store; the data is still served (from the other).
+    let (code, e, _) = glance(&h, ALICE, M::DELETE, &format!("/v2/stores/fast/{up}"), None).await;
+    assert_eq!(code, 403, "{e}");
+    let (code, e, _) = glance(&h, ADMIN, M::DELETE, &format!("/v2/stores/slow/{up}"), None).await;
+    assert_eq!(code, 409, "{e}");
+    let (code, e, _) = glance(&h, ADMIN, M::DELETE, &format!("/v2/stores/fast/{up}"), None).await;
+    assert_eq!(code, 204, "{e}");
+    assert_eq!(show(&h, &up).await["stores"], "cheap");
+    assert!(!images.join(&up).exists());
+    let data = h
+        .http
+        .get(format!("http://{addr}/v2/images/{up}/file"))
+        .header("X-Auth-Token", ALICE)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(data.as_ref(), vec![9u8; 3000].as_slice());
+    let (code, e, _) = glance(
+        &h,
+        ADMIN,
+        M::DELETE,
+        &format!("/v2/stores/cheap/{up}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{e}");
+    assert_eq!(
+        e["message"],
+        "Cannot delete image data from the only store containing it. Consider deleting the image instead."
+    );
+    // Deleting the image removes its data from every store.
+    let (code, _, _) = glance(&h, ALICE, M::DELETE, &format!("/v2/images/{id}"), None).await;
+    assert_eq!(code, 204);
+    assert!(!images.join(&id).exists());
+    assert!(!images.join("stores").join("cheap").join(&id).exists());
 
     let Harness { stack, dir, .. } = h;
     stack.stop().await;

@@ -17,9 +17,10 @@
 //!   (back to `queued`, the stores in `os_glance_failed_import`) and the task's failure.
 //! - Imports a process did not finish (it crashed or stopped) are failed cleanly by
 //!   [`crate::recovery`], as Glance leaves them for the operator to retry.
-//! - Stratus has one store, [`STORE_ID`] (the image directory): Glance with one
-//!   filesystem backend in `enabled_backends`. `glance-download` and `copy-image` are
-//!   not offered (no second Glance, no second store).
+//! - Stores are Glance's `enabled_backends`: directories of the image directory
+//!   (`--image-stores`, default one store, [`STORE_ID`]); the first is the default.
+//!   `copy-image` (admin) is offered with several stores; `glance-download` is not
+//!   offered (no second Glance).
 
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use domain::image::{ImageCommand, ImageStatus, ImportStart, IMPORT_METHODS};
+use domain::image::{ImageCommand, ImportStart, IMPORT_METHODS};
 use domain::task::{TaskCommand, TaskSpec};
 use domain::ImageId;
 use futures::StreamExt;
@@ -125,26 +126,75 @@ impl ImportFilter {
     }
 }
 
+/// The import methods offered: `copy-image` only with several stores.
+pub fn methods(st: &ImageState) -> Vec<&'static str> {
+    IMPORT_METHODS
+        .iter()
+        .copied()
+        .filter(|m| *m != "copy-image" || st.stores.len() > 1)
+        .collect()
+}
+
 /// GET /v2/info/import: the import methods this service offers.
-pub async fn info_import() -> Json<Value> {
+pub async fn info_import(State(st): State<ImageState>) -> Json<Value> {
     Json(json!({
         "import-methods": {
             "description": "Import methods available.",
             "type": "array",
-            "value": IMPORT_METHODS,
+            "value": methods(&st),
         }
     }))
 }
 
-/// GET /v2/info/stores: the one store, the default.
-pub async fn info_stores() -> Json<Value> {
-    Json(json!({
-        "stores": [{
-            "id": STORE_ID,
-            "description": "Local image directory (--image-dir)",
-            "default": true,
-        }]
-    }))
+/// GET /v2/info/stores: the stores, the default flagged.
+pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
+    let stores: Vec<Value> = st
+        .stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = json!({"id": s, "description": format!("Image directory store {s}")});
+            if i == 0 {
+                v["default"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "stores": stores }))
+}
+
+/// DELETE /v2/stores/{store}/{id} (admin, Glance's `delete_image_location`): 204 once
+/// the data left that store; not the only store holding it (403).
+pub async fn delete_from_store(
+    State(st): State<ImageState>,
+    Extension(caller): Extension<Caller>,
+    crate::extract::Path2(store, id): crate::extract::Path2,
+) -> Result<StatusCode, ImageError> {
+    if !st.stores.contains(&store) {
+        return Err(ImageError::new(
+            StatusCode::CONFLICT,
+            format!("The selected store {store} is not available on this node."),
+        ));
+    }
+    let img = visible(&st, &id, &caller).map_err(|_| {
+        ImageError::new(StatusCode::NOT_FOUND, format!("Failed to find image {id}"))
+    })?;
+    st.engine
+        .image(
+            &img.spec.id,
+            ImageCommand::RemoveStore {
+                store: store.clone(),
+                default: st.default_store().to_string(),
+            },
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    st.store
+        .remove_in(st.store_dir(&store), &img.spec.id)
+        .await?;
+    tracing::info!(image = %id, store = %store, "image data removed from a store");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// PUT /v2/images/{id}/stage: 204 once the data is staged (status `uploading`).
@@ -211,10 +261,11 @@ struct ImportRequest {
     method: String,
     uri: Option<String>,
     stores: Vec<String>,
+    all_stores_must_succeed: bool,
 }
 
 /// Glance's checks of the body (`_validate_import_body`): all 400s.
-fn parse_body(body: &Value) -> Result<(String, Option<String>), ImageError> {
+fn parse_body(st: &ImageState, body: &Value) -> Result<(String, Option<String>), ImageError> {
     let method = body
         .get("method")
         .ok_or_else(|| ImageError::bad_request("Import request requires a 'method' field."))?;
@@ -222,7 +273,7 @@ fn parse_body(body: &Value) -> Result<(String, Option<String>), ImageError> {
         .get("name")
         .ok_or_else(|| ImageError::bad_request("Import request requires a 'name' field."))?;
     let name = name.as_str().unwrap_or_default();
-    if !IMPORT_METHODS.contains(&name) {
+    if !methods(st).contains(&name) {
         return Err(ImageError::bad_request(format!(
             "Unknown import method name '{}'.",
             body["method"]["name"]
@@ -246,7 +297,11 @@ fn parse_body(body: &Value) -> Result<(String, Option<String>), ImageError> {
 
 /// Glance's `get_stores_from_request`: `all_stores`, the `stores` list, the
 /// `X-Image-Meta-Store` header, or the default store; an unknown store is a 409.
-fn stores_of(body: &Value, headers: &HeaderMap) -> Result<Vec<String>, ImageError> {
+fn stores_of(
+    st: &ImageState,
+    body: &Value,
+    headers: &HeaderMap,
+) -> Result<Vec<String>, ImageError> {
     let header = headers
         .get("x-image-meta-store")
         .map(|v| v.to_str().unwrap_or_default().to_string());
@@ -256,7 +311,7 @@ fn stores_of(body: &Value, headers: &HeaderMap) -> Result<Vec<String>, ImageErro
                 "All_stores parameter can't be used with x-image-meta-store header or stores parameter",
             ));
         }
-        vec![STORE_ID.to_string()]
+        st.stores.to_vec()
     } else if let Some(list) = body.get("stores") {
         if header.is_some() {
             return Err(ImageError::bad_request(
@@ -274,18 +329,22 @@ fn stores_of(body: &Value, headers: &HeaderMap) -> Result<Vec<String>, ImageErro
             })
             .collect()
     } else {
-        vec![header.unwrap_or_else(|| STORE_ID.to_string())]
+        vec![header.unwrap_or_else(|| st.default_store().to_string())]
     };
     for s in &stores {
-        if s != STORE_ID {
+        if !st.stores.contains(s) {
             return Err(ImageError::new(
                 StatusCode::CONFLICT,
                 format!("Unknown scheme '{s}' found in URI"),
             ));
         }
     }
-    let mut unique = stores;
-    unique.dedup();
+    let mut unique: Vec<String> = Vec::new();
+    for s in stores {
+        if !unique.contains(&s) {
+            unique.push(s);
+        }
+    }
     Ok(unique)
 }
 
@@ -300,15 +359,38 @@ pub async fn import(
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
     let body = read_json(body).await?;
-    let (method, uri) = parse_body(&body)?;
-    // Glance's order: the image's status (409) before the stores and the URL.
-    if !img.writable_by(&caller.ctx()) {
+    let (method, uri) = parse_body(&st, &body)?;
+    // Glance's order: the image's status (409) before the policy, the stores and the
+    // URL.
+    domain::image::check_import(&img, &method)?;
+    if method == "copy-image" {
+        if !caller.ctx().is_admin {
+            return Err(crate::policy::refused("copy_image"));
+        }
+    } else if !img.writable_by(&caller.ctx()) {
         return Err(ImageError::forbidden(format!(
             "You are not permitted to modify image {iid}."
         )));
     }
-    domain::image::check_import(&img, &method)?;
-    let stores = stores_of(&body, &headers)?;
+    let mut stores = stores_of(&st, &body, &headers)?;
+    if method == "copy-image" {
+        let held = st.stores_of(&img);
+        if body.get("all_stores").and_then(Value::as_bool) == Some(true) {
+            stores.retain(|s| !held.contains(s));
+            if stores.is_empty() {
+                tracing::info!(image = %iid, "copy-image: already in every store");
+                return Ok(StatusCode::ACCEPTED.into_response());
+            }
+        } else if let Some(s) = stores.iter().find(|s| held.contains(s)) {
+            return Err(ImageError::bad_request(format!(
+                "Image is already present at store '{s}'"
+            )));
+        }
+    }
+    let all_stores_must_succeed = body
+        .get("all_stores_must_succeed")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     if method == "web-download" && !uri.as_deref().is_some_and(|u| st.import.allows(u)) {
         return Err(ImageError::bad_request(format!(
             "URI for web-download does not pass filtering: {}",
@@ -319,6 +401,7 @@ pub async fn import(
         method,
         uri,
         stores,
+        all_stores_must_succeed,
     };
     let task = uuid::Uuid::new_v4().to_string();
     let meta = caller.meta();
@@ -356,7 +439,10 @@ pub async fn import(
             .engine
             .image(
                 &iid,
-                ImageCommand::FailImport { task: task.clone() },
+                ImageCommand::FailImport {
+                    task: task.clone(),
+                    stores: None,
+                },
                 &caller.ctx(),
                 &meta,
             )
@@ -364,7 +450,15 @@ pub async fn import(
         return Err(e.into());
     }
     tracing::info!(image = %iid, task = %task, method = %req.method, "image import started");
-    tokio::spawn(run(st, caller, iid, task, req));
+    let mut shutdown = st.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run(st, caller, iid, task, req) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                tracing::warn!(image = %iid, "stopping mid-import: the next start fails it");
+            }
+        }
+    });
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -373,64 +467,51 @@ fn fetch_error(e: reqwest::Error) -> store::StoreError {
     store::StoreError::Body(format!("web-download: {e}"))
 }
 
-/// Runs an accepted import to its end (see the module docs).
+/// Opens the file the import's data comes from: the staged file (glance-direct; a
+/// web-download is fetched into it first), or the image's data (copy-image).
+async fn source(
+    st: &ImageState,
+    iid: &ImageId,
+    req: &ImportRequest,
+) -> Result<std::path::PathBuf, store::StoreError> {
+    match req.method.as_str() {
+        "copy-image" => {
+            let img = st
+                .engine
+                .world()
+                .read()
+                .image(iid)
+                .cloned()
+                .ok_or_else(|| store::StoreError::Body("the image is gone".into()))?;
+            Ok(crate::data_path(st, &img))
+        }
+        "web-download" => {
+            let resp = web_download(st, req.uri.as_deref().unwrap_or_default()).await?;
+            let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(fetch_error)));
+            st.store.stage(iid, stream, st.max_size).await?;
+            Ok(st.store.staged_path(iid))
+        }
+        _ => Ok(st.store.staged_path(iid)),
+    }
+}
+
+/// Runs an accepted import to its end (see the module docs): the data goes into each
+/// store in turn through [`crate::store_data`]; the first success makes the image
+/// active. A store that fails ends the import when every store must succeed (the
+/// default), otherwise only that store is listed as failed.
 async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: ImportRequest) {
     let meta = caller.meta();
-    let written = match req.method.as_str() {
-        "glance-direct" => match tokio::fs::File::open(st.store.staged_path(&iid)).await {
-            Ok(f) => {
-                let stream = tokio_util_free_stream(f);
-                crate::store_data(&st, &iid, stream).await
-            }
-            Err(e) => Err(store::StoreError::Io(e)),
-        },
-        _ => match web_download(&st, req.uri.as_deref().unwrap_or_default()).await {
-            Ok(resp) => {
-                let stream = resp.bytes_stream().map(|r| r.map_err(fetch_error));
-                crate::store_data(&st, &iid, Box::pin(stream)).await
-            }
-            Err(e) => Err(e),
-        },
-    };
-    let outcome = match written {
-        Ok(data) => st
-            .engine
-            .image(
-                &iid,
-                ImageCommand::FinishImport {
-                    task: task.clone(),
-                    data,
-                },
-                &caller.ctx(),
-                &meta,
-            )
-            .await
-            .map_err(|e| {
-                // Deleted (or its import failed by recovery) meanwhile: the data has no
-                // image.
-                e.to_string()
-            }),
-        Err(e) => Err(e.to_string()),
-    };
-    let _ = st.store.unstage(&iid).await;
-    let ended = match outcome {
-        Ok(_) => {
-            tracing::info!(image = %iid, task = %task, "image imported");
-            TaskCommand::Succeed(json!({"image_id": iid.to_string()}).to_string())
-        }
-        Err(msg) => {
-            tracing::warn!(image = %iid, task = %task, error = %msg, "image import failed");
-            if !matches!(
-                st.engine.world().read().image(&iid).map(|i| i.status),
-                Some(ImageStatus::Active | ImageStatus::Deactivated)
-            ) {
-                let _ = st.store.remove(&iid).await;
-            }
+    let fail = |stores: Option<Vec<String>>| {
+        let st = st.clone();
+        let caller = caller.clone();
+        let meta = meta.clone();
+        let task = task.clone();
+        async move {
             if let Err(e) = st
                 .engine
                 .image(
                     &iid,
-                    ImageCommand::FailImport { task: task.clone() },
+                    ImageCommand::FailImport { task, stores },
                     &caller.ctx(),
                     &meta,
                 )
@@ -438,6 +519,76 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
             {
                 tracing::warn!(image = %iid, error = %e, "could not record the failed import");
             }
+        }
+    };
+    let mut error: Option<String> = None;
+    let mut stored = 0usize;
+    match source(&st, &iid, &req).await {
+        Err(e) => error = Some(e.to_string()),
+        Ok(path) => {
+            for (n, store) in req.stores.iter().enumerate() {
+                let written = match tokio::fs::File::open(&path).await {
+                    Ok(f) => crate::store_data(&st, &iid, store, file_stream(f)).await,
+                    Err(e) => Err(store::StoreError::Io(e)),
+                };
+                let outcome = match written {
+                    Ok(data) => {
+                        // A copy of uploaded data records the default store too.
+                        let mut stores = vec![store.clone()];
+                        let held = st
+                            .engine
+                            .world()
+                            .read()
+                            .image(&iid)
+                            .map(|i| (i.data.is_some(), i.stores.is_empty()));
+                        if req.method == "copy-image" && held == Some((true, true)) {
+                            stores.insert(0, st.default_store().to_string());
+                        }
+                        st.engine
+                            .image(
+                                &iid,
+                                ImageCommand::FinishImport {
+                                    task: task.clone(),
+                                    data,
+                                    stores,
+                                },
+                                &caller.ctx(),
+                                &meta,
+                            )
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match outcome {
+                    Ok(_) => stored += 1,
+                    Err(msg) => {
+                        tracing::warn!(image = %iid, store = %store, error = %msg, "import to a store failed");
+                        let _ = st.store.remove_in(st.store_dir(store), &iid).await;
+                        if req.all_stores_must_succeed {
+                            error = Some(msg);
+                            break;
+                        }
+                        fail(Some(vec![store.clone()])).await;
+                        if n + 1 == req.stores.len() && stored == 0 {
+                            error = Some(msg);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if req.method != "copy-image" {
+        let _ = st.store.unstage(&iid).await;
+    }
+    let ended = match error {
+        None => {
+            tracing::info!(image = %iid, task = %task, "image imported");
+            TaskCommand::Succeed(json!({"image_id": iid.to_string()}).to_string())
+        }
+        Some(msg) => {
+            tracing::warn!(image = %iid, task = %task, error = %msg, "image import failed");
+            fail(None).await;
             TaskCommand::Fail(format!("Error: {msg}"))
         }
     };
@@ -447,7 +598,7 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
 }
 
 /// A file as a stream of chunks.
-fn tokio_util_free_stream(
+fn file_stream(
     f: tokio::fs::File,
 ) -> impl futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Unpin {
     Box::pin(futures::stream::unfold(Some(f), |f| async move {

@@ -88,6 +88,34 @@ pub struct ImageState {
     pub auth: apicore::auth::AuthMode,
     /// Which URLs `web-download` imports may fetch (Glance's import filtering options).
     pub import: Arc<import::ImportFilter>,
+    /// The stores (Glance's `enabled_backends`), the default first; never empty.
+    pub stores: Arc<Vec<String>>,
+    /// Turns true when the process stops: background imports give up then (the next
+    /// start fails them cleanly, `recovery`), so they hold nothing past a stop.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ImageState {
+    /// The default store (where uploads go).
+    pub fn default_store(&self) -> &str {
+        self.stores.first().map_or(import::STORE_ID, String::as_str)
+    }
+
+    /// `store` as the image store names it: None for the default store.
+    pub(crate) fn store_dir<'a>(&self, store: &'a str) -> Option<&'a str> {
+        (store != self.default_store()).then_some(store)
+    }
+
+    /// The stores holding an image's data (the default store for uploaded data).
+    pub fn stores_of(&self, img: &domain::image::Image) -> Vec<String> {
+        if img.data.is_none() {
+            return vec![];
+        }
+        if img.stores.is_empty() {
+            return vec![self.default_store().to_string()];
+        }
+        img.stores.iter().cloned().collect()
+    }
 }
 
 impl std::fmt::Debug for ImageState {
@@ -150,6 +178,11 @@ fn routes() -> Vec<Route> {
         route(M::POST, "/v2/images/{id}/actions/reactivate", reactivate),
         route(M::GET, "/v2/info/import", import::info_import),
         route(M::GET, "/v2/info/stores", import::info_stores),
+        route(
+            M::DELETE,
+            "/v2/stores/{store}/{id}",
+            import::delete_from_store,
+        ),
         route(M::GET, "/v2/tasks", tasks::list),
         route(M::POST, "/v2/tasks", tasks::create),
         route(M::GET, "/v2/tasks/{task_id}", tasks::show),
@@ -412,7 +445,7 @@ async fn list(
     };
     let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
     let mut body = json!({
-        "images": page.iter().map(|i| view::image(i)).collect::<Vec<_>>(),
+        "images": page.iter().map(|i| view::image(i, &st.stores_of(i))).collect::<Vec<_>>(),
         "first": query.first_link(),
         "schema": "/v2/schemas/images",
     });
@@ -430,7 +463,10 @@ async fn show(
     Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
-    Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+    Ok(Json({
+        let img = visible(&st, &id, &caller)?;
+        view::image(&img, &st.stores_of(&img))
+    }))
 }
 
 /// GET /v2/images/{id}/tasks (Glance 2.12): the import tasks of an image (its
@@ -481,7 +517,7 @@ async fn create(
             header::LOCATION,
             format!("{}/v2/images/{id}", base(&headers)),
         )],
-        Json(view::image(&img)),
+        Json(view::image(&img, &st.stores_of(&img))),
     )
         .into_response())
 }
@@ -533,7 +569,7 @@ async fn update(
         .image(&img.spec.id)
         .cloned()
         .ok_or_else(|| ImageError::image_not_found(&id))?;
-    Ok(Json(view::image(&img)).into_response())
+    Ok(Json(view::image(&img, &st.stores_of(&img))).into_response())
 }
 
 /// DELETE /v2/images/{id}
@@ -551,7 +587,11 @@ async fn delete(
             &caller.meta(),
         )
         .await?;
-    st.store.remove(&img.spec.id).await?;
+    for store in st.stores.iter() {
+        st.store
+            .remove_in(st.store_dir(store), &img.spec.id)
+            .await?;
+    }
     st.store.unstage(&img.spec.id).await?;
     tracing::info!(image = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -582,7 +622,8 @@ async fn upload(
     // The rest runs in its own task: a client that goes away mid-upload drops this
     // handler, not the upload's ending (abort back to `queued`, or finish).
     let task = tokio::spawn(async move {
-        let written = store_data(&st, &iid, body.into_data_stream()).await;
+        let default = st.default_store().to_string();
+        let written = store_data(&st, &iid, &default, body.into_data_stream()).await;
         let data = match written {
             Ok(d) => d,
             Err(e) => {
@@ -632,13 +673,31 @@ pub(crate) fn check_octet_stream(headers: &HeaderMap) -> Result<(), ImageError> 
 pub(crate) async fn store_data<S, E>(
     st: &ImageState,
     iid: &ImageId,
+    store: &str,
     body: S,
 ) -> Result<domain::image::ImageData, store::StoreError>
 where
     S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    st.store.write(iid, body, st.max_size).await
+    st.store
+        .write_in(st.store_dir(store), iid, body, st.max_size)
+        .await
+}
+
+/// The file of an image's data: in the first of its stores that has it.
+pub(crate) fn data_path(st: &ImageState, img: &domain::image::Image) -> std::path::PathBuf {
+    let paths: Vec<_> = st
+        .stores_of(img)
+        .iter()
+        .map(|s| st.store.path_in(st.store_dir(s), &img.spec.id))
+        .collect();
+    paths
+        .iter()
+        .find(|p| p.is_file())
+        .or(paths.first())
+        .cloned()
+        .unwrap_or_else(|| st.store.path(&img.spec.id))
 }
 
 /// The client's view of a failed write of data.
@@ -669,7 +728,7 @@ async fn download(
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let file = match tokio::fs::File::open(st.store.path(&img.spec.id)).await {
+    let file = match tokio::fs::File::open(data_path(&st, &img)).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ImageError::new(

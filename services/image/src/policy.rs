@@ -235,6 +235,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Target::None,
     ),
     ep(
+        "DELETE",
+        "/v2/stores/{store}/{id}",
+        Admin,
+        "delete_image_location",
+        Target::Image,
+    ),
+    ep(
         "GET",
         "/v2/info/stores",
         Authenticated,

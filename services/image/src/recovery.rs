@@ -88,7 +88,7 @@ pub async fn fail_stale_imports(
             .images()
             .values()
             .map(|r| &r.state)
-            .filter(|i| i.status == ImageStatus::Importing && old(i))
+            .filter(|i| i.import_task().is_some() && old(i))
             .filter_map(|i| Some((i.spec.id, i.import_task()?.to_string())))
             .collect();
         // Tasks still running whose image no longer holds their lock: the process
@@ -136,7 +136,10 @@ pub async fn fail_stale_imports(
         engine
             .image(
                 &id,
-                ImageCommand::FailImport { task: task.clone() },
+                ImageCommand::FailImport {
+                    task: task.clone(),
+                    stores: None,
+                },
                 &ctx,
                 &meta,
             )
@@ -144,7 +147,18 @@ pub async fn fail_stale_imports(
         engine
             .task(&task, TaskCommand::Fail(INTERRUPTED.into()), &ctx, &meta)
             .await?;
-        for r in [store.unstage(&id).await, store.remove(&id).await] {
+        let active = matches!(
+            engine.world().read().image(&id).map(|i| i.status),
+            Some(ImageStatus::Active | ImageStatus::Deactivated)
+        );
+        let removed = if active {
+            // A copy: the stores that hold the data keep it; a half-written copy is
+            // only ever a temp file (removed at start).
+            Ok(())
+        } else {
+            store.remove(&id).await
+        };
+        for r in [store.unstage(&id).await, removed] {
             if let Err(e) = r {
                 tracing::warn!(image = %id, error = %e, "could not remove an abandoned import's data");
             }

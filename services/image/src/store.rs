@@ -8,6 +8,8 @@
 //! - Size and checksums (`checksum` = MD5 hex, `os_hash_value` = SHA-512 hex) are
 //!   computed over the bytes as they are written: what is recorded is what is stored.
 //! - An upload larger than the limit is cut off at the limit and its temp file removed.
+//! - With several stores, the default store's files are `<image-dir>/<uuid>` and another
+//!   store's `<image-dir>/stores/<store>/<uuid>`, written the same way.
 //! - Staged data (`glance-direct` imports) lives in `<image-dir>/staging/<uuid>`, written
 //!   the same durable way; it is never served: an import copies it into the store
 //!   through the same path as an upload, then removes it.
@@ -43,6 +45,9 @@ pub struct ImageStore {
 
 /// The staging area's directory, under the image directory.
 const STAGING: &str = "staging";
+
+/// The directory of the stores other than the default, under the image directory.
+const STORES: &str = "stores";
 
 /// Hashes data as it is written.
 struct Hasher {
@@ -89,7 +94,15 @@ impl ImageStore {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join(STAGING))?;
-        for d in [dir.clone(), dir.join(STAGING)] {
+        let mut dirs = vec![dir.clone(), dir.join(STAGING)];
+        if let Ok(stores) = std::fs::read_dir(dir.join(STORES)) {
+            for e in stores.flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        for d in dirs {
             for entry in std::fs::read_dir(&d)? {
                 let entry = entry?;
                 let name = entry.file_name();
@@ -139,6 +152,44 @@ impl ImageStore {
     /// The file of an image.
     pub fn path(&self, id: &ImageId) -> PathBuf {
         self.dir.join(id.to_string())
+    }
+
+    /// The file of an image in store `store` when it is not the default store:
+    /// `<image-dir>/stores/<store>/<uuid>` (the default store's files are
+    /// `<image-dir>/<uuid>`, [`ImageStore::path`]).
+    pub fn path_in(&self, store: Option<&str>, id: &ImageId) -> PathBuf {
+        match store {
+            None => self.path(id),
+            Some(s) => self.dir.join(STORES).join(s).join(id.to_string()),
+        }
+    }
+
+    /// Streams `body` into the image's file in `store` (None: the default store), as
+    /// [`ImageStore::write`].
+    pub async fn write_in<S, E>(
+        &self,
+        store: Option<&str>,
+        id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let target = self.path_in(store, id);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        self.write_at(target, body, limit).await
+    }
+
+    /// Removes an image's file from `store` (absent: nothing to do).
+    pub async fn remove_in(&self, store: Option<&str>, id: &ImageId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.path_in(store, id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the image's file exists.

@@ -5,7 +5,8 @@ use domain::ImageId;
 use serde_json::{json, Map, Value};
 
 /// An image as Glance v2 shows it: its attributes, then custom properties at top level.
-pub fn image(img: &Image) -> Value {
+/// `stores`: the stores holding its data (`ImageState::stores_of`).
+pub fn image(img: &Image, stores: &[String]) -> Value {
     let s = &img.spec;
     let id = s.id.to_string();
     let d = img.data.as_ref();
@@ -43,12 +44,11 @@ pub fn image(img: &Image) -> Value {
     if let Value::Object(f) = fields {
         m.extend(f);
     }
-    // Where the data is (Glance with `enabled_backends`): the one store.
-    if d.is_some() {
-        m.insert(
-            "stores".into(),
-            Value::String(crate::import::STORE_ID.into()),
-        );
+    // Where the data is (Glance with `enabled_backends`), sorted as tempest compares.
+    if !stores.is_empty() {
+        let mut v = stores.to_vec();
+        v.sort();
+        m.insert("stores".into(), Value::String(v.join(",")));
     }
     Value::Object(m)
 }

@@ -363,6 +363,11 @@ struct HttpArgs {
     /// Largest image upload accepted, in bytes (default 1 GiB).
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     image_max_size: u64,
+    /// Image stores (Glance's `enabled_backends`), comma-separated ids, the default
+    /// first: the default store's files are in --image-dir, another's in
+    /// <image-dir>/stores/<id>. With several, `copy-image` imports are offered.
+    #[arg(long, default_value = "file")]
+    image_stores: String,
     /// web-download imports: URL schemes allowed (Glance's
     /// `import_filtering_opts.allowed_schemes`; comma-separated, empty: any).
     #[arg(long, default_value = "http,https")]
@@ -445,6 +450,16 @@ impl HttpArgs {
         o.image_dir = self.image_dir.clone();
         o.image_max_size = self.image_max_size;
         o.image_import_filter = self.import_filter()?;
+        o.image_stores = list(&self.image_stores);
+        if o.image_stores.is_empty() {
+            anyhow::bail!("--image-stores: at least one store");
+        }
+        if let Some(bad) = o.image_stores.iter().find(|s| {
+            !s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            anyhow::bail!("--image-stores: {bad:?} is not a store id (letters, digits, - and _)");
+        }
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

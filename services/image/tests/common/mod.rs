@@ -77,6 +77,8 @@ pub async fn start(max_size: u64) -> Glance {
         max_size,
         auth: apicore::auth::AuthMode::NoAuth,
         import: Default::default(),
+        stores: Arc::new(vec!["file".into()]),
+        shutdown: tx.subscribe(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
