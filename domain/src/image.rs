@@ -172,6 +172,10 @@ pub enum ImageStatus {
     /// visible, not bootable, its data downloadable by admins only. (Appended: older
     /// stored rows keep decoding.)
     Deactivated,
+    /// Data staged for a `glance-direct` import (`PUT .../stage`), not yet imported.
+    Uploading,
+    /// An import task is moving data into the store (`POST .../import`).
+    Importing,
 }
 
 impl ImageStatus {
@@ -183,6 +187,8 @@ impl ImageStatus {
             ImageStatus::Active => "active",
             ImageStatus::Deleted => "deleted",
             ImageStatus::Deactivated => "deactivated",
+            ImageStatus::Uploading => "uploading",
+            ImageStatus::Importing => "importing",
         }
     }
 }
@@ -242,6 +248,13 @@ pub struct Image {
     /// Projects the image is shared with, by project id (`image.member_*`). Kept when
     /// the visibility changes away from `shared` (then they grant nothing), as Glance.
     pub members: BTreeMap<String, Member>,
+    /// Size of the data staged for a `glance-direct` import (`image.stage_finished`),
+    /// until the import consumes it or fails.
+    pub staged: Option<u64>,
+    /// The stores holding the data, as imports and copies recorded them
+    /// (`image.import_finished`, `image.store_removed`). Empty for data that came by
+    /// `PUT .../file` (or a snapshot): it is in the default store.
+    pub stores: BTreeSet<String>,
 }
 
 impl Image {
@@ -273,6 +286,58 @@ impl Image {
     pub fn writable_by(&self, ctx: &Ctx) -> bool {
         ctx.is_admin || self.spec.owner == ctx.project_id
     }
+
+    /// The import task holding the image's import lock (`os_glance_import_task`).
+    pub fn import_task(&self) -> Option<&str> {
+        self.spec.properties.get(IMPORT_TASK).map(String::as_str)
+    }
+}
+
+/// Glance's import lock: the id of the task importing the image.
+pub const IMPORT_TASK: &str = "os_glance_import_task";
+/// Glance's list of stores an import is still writing to (comma-separated).
+pub const IMPORTING_TO_STORES: &str = "os_glance_importing_to_stores";
+/// Glance's list of stores an import failed to write to (comma-separated).
+pub const FAILED_IMPORT: &str = "os_glance_failed_import";
+/// Glance's reserved property namespace: only the service sets such properties.
+pub const RESERVED_NAMESPACE: &str = "os_glance";
+
+/// The import methods (`/v2/info/import`), as Glance names them; `copy-image` only
+/// where there are several stores.
+pub const IMPORT_METHODS: &[&str] = &["glance-direct", "web-download", "copy-image"];
+
+/// What an import is started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportStart {
+    /// The task doing it (`os_glance_import_task`).
+    pub task: String,
+    /// `glance-direct`, `web-download` or `copy-image`.
+    pub method: String,
+    /// The stores it writes to.
+    pub stores: Vec<String>,
+}
+
+/// Adds or removes `stores` from the comma-separated list property `key` (kept even
+/// when empty, as Glance keeps it).
+fn edit_store_list(img: &mut Image, key: &str, stores: &[String], add: bool) {
+    let mut list: Vec<String> = img
+        .spec
+        .properties
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in stores {
+        list.retain(|x| x != s);
+        if add {
+            list.push(s.clone());
+        }
+    }
+    img.spec.properties.insert(key.to_string(), list.join(","));
 }
 
 /// One change of a PATCH.
@@ -340,6 +405,33 @@ pub enum ImageCommand {
     Deactivate,
     /// Put it back (deactivated -> active; active: nothing to do).
     Reactivate,
+    /// Begin staging data for `glance-direct` (queued -> uploading).
+    StartStage,
+    /// The staged data is durable (uploading, with its size).
+    FinishStage(u64),
+    /// Staging failed (uploading without staged data -> queued; otherwise nothing).
+    AbortStage,
+    /// Begin an import (glance-direct: from uploading with staged data; web-download:
+    /// from queued) -> importing, taking the import lock.
+    StartImport(ImportStart),
+    /// The task's data is durable in `stores` (-> active; they leave the importing
+    /// list; the lock is dropped when none is left).
+    FinishImport {
+        task: String,
+        data: ImageData,
+        stores: Vec<String>,
+    },
+    /// The task failed for `stores` (None: every store it still imports to): they move
+    /// to the failed list; when none is left importing the lock is dropped, and an
+    /// image without data goes back to queued. Nothing to do when `task` no longer
+    /// holds the lock.
+    FailImport {
+        task: String,
+        stores: Option<Vec<String>>,
+    },
+    /// Remove the data from one store (`DELETE /v2/stores/{store}/{id}`); `default` is
+    /// the store of data that came by upload.
+    RemoveStore { store: String, default: String },
 }
 
 /// Events of an image.
@@ -383,6 +475,34 @@ pub enum ImageEvent {
     Deactivated { at: Timestamp },
     /// `image.reactivated`
     Reactivated { at: Timestamp },
+    /// `image.stage_started` (queued -> uploading). (Appended: older payloads keep
+    /// decoding.)
+    StageStarted { at: Timestamp },
+    /// `image.stage_finished`: the staged data is durable.
+    StageFinished { size: u64, at: Timestamp },
+    /// `image.stage_aborted` (uploading -> queued).
+    StageAborted { at: Timestamp },
+    /// `image.import_started` (-> importing; the lock and store lists set).
+    ImportStarted { import: ImportStart, at: Timestamp },
+    /// `image.import_finished` (-> active; the stores leave the importing list).
+    ImportFinished {
+        task: String,
+        data: ImageData,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
+    /// `image.import_failed` (-> queued; the stores move to the failed list).
+    ImportFailed {
+        task: String,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
+    /// `image.store_removed`: the data left one store (`stores` is what remains).
+    StoreRemoved {
+        store: String,
+        stores: Vec<String>,
+        at: Timestamp,
+    },
 }
 
 fn printable(s: &str) -> bool {
@@ -423,7 +543,7 @@ fn check_tags(tags: &BTreeSet<String>) -> Result<(), DomainError> {
 }
 
 fn check_property(key: &str, value: &str) -> Result<(), DomainError> {
-    if BUILTIN_ATTRIBUTES.contains(&key) {
+    if BUILTIN_ATTRIBUTES.contains(&key) || key.starts_with(RESERVED_NAMESPACE) {
         return Err(DomainError::Forbidden(format!(
             "Attribute '{key}' is reserved."
         )));
@@ -762,6 +882,86 @@ fn decide_existing(
                 ImageEvent::Reactivated { at }
             }])
         }
+        ImageCommand::StartStage => {
+            if img.status != ImageStatus::Queued {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to uploading is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            Ok(vec![ImageEvent::StageStarted { at }])
+        }
+        ImageCommand::FinishStage(size) => {
+            if img.status != ImageStatus::Uploading || img.staged.is_some() {
+                return Err(DomainError::Conflict(format!(
+                    "The image {id} has data on staging"
+                )));
+            }
+            Ok(vec![ImageEvent::StageFinished { size, at }])
+        }
+        ImageCommand::AbortStage => {
+            if img.status != ImageStatus::Uploading || img.staged.is_some() {
+                return Ok(vec![]);
+            }
+            Ok(vec![ImageEvent::StageAborted { at }])
+        }
+        ImageCommand::StartImport(import) => {
+            check_import(img, &import.method)?;
+            Ok(vec![ImageEvent::ImportStarted { import, at }])
+        }
+        ImageCommand::FinishImport { task, data, stores } => {
+            if img.import_task() != Some(task.as_str()) {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to active is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            Ok(vec![ImageEvent::ImportFinished {
+                task,
+                data,
+                stores,
+                at,
+            }])
+        }
+        ImageCommand::FailImport { task, stores } => {
+            if img.import_task() != Some(task.as_str()) {
+                return Ok(vec![]);
+            }
+            Ok(vec![ImageEvent::ImportFailed {
+                task,
+                stores: stores.unwrap_or_else(|| store_list(img, IMPORTING_TO_STORES)),
+                at,
+            }])
+        }
+        ImageCommand::RemoveStore { store, default } => {
+            if img.status != ImageStatus::Active {
+                return Err(DomainError::Conflict(
+                    "It's not allowed to remove image data from store if image status is not 'active'"
+                        .into(),
+                ));
+            }
+            let mut held = img.stores.clone();
+            if held.is_empty() {
+                held.insert(default);
+            }
+            if held.len() == 1 {
+                return Err(DomainError::Forbidden(
+                    "Cannot delete image data from the only store containing it. Consider deleting the image instead."
+                        .into(),
+                ));
+            }
+            if !held.remove(&store) {
+                return Err(DomainError::NotFound {
+                    kind: "ImageStore",
+                    id: format!("Image {id} is not stored in store {store}."),
+                });
+            }
+            Ok(vec![ImageEvent::StoreRemoved {
+                store,
+                stores: held.into_iter().collect(),
+                at,
+            }])
+        }
         ImageCommand::Delete => {
             if img.spec.protected {
                 return Err(DomainError::Forbidden(format!(
@@ -771,6 +971,56 @@ fn decide_existing(
             Ok(vec![ImageEvent::Deleted { at }])
         }
     }
+}
+
+/// The stores named by the comma-separated list property `key`.
+fn store_list(img: &Image, key: &str) -> Vec<String> {
+    img.spec
+        .properties
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Glance's checks of an import request by `method` against the image (its
+/// `import_image`), in Glance's order: every refusal is a 409. The image service runs
+/// them before its own checks of the request (stores, URL), as Glance does.
+pub fn check_import(img: &Image, method: &str) -> Result<(), DomainError> {
+    let conflict = |m: String| Err(DomainError::Conflict(m));
+    if img.status == ImageStatus::Active && method != "copy-image" {
+        return conflict("Image with status active cannot be target for import".into());
+    }
+    if img.status != ImageStatus::Active && method == "copy-image" {
+        return conflict("Only images with status active can be targeted for copying".into());
+    }
+    if method == "web-download" && img.status != ImageStatus::Queued {
+        return conflict(format!(
+            "Image needs to be in 'queued' state to use '{method}' method"
+        ));
+    }
+    if method == "glance-direct" && (img.status != ImageStatus::Uploading || img.staged.is_none()) {
+        return conflict(
+            "Image needs to be staged before 'glance-direct' method can be used".into(),
+        );
+    }
+    if img.spec.container_format.is_none() {
+        return conflict("'container_format' needs to be set before import".into());
+    }
+    if img.spec.disk_format.is_none() {
+        return conflict("'disk_format' needs to be set before import".into());
+    }
+    if img.import_task().is_some() {
+        return conflict(format!(
+            "New operation on image '{}' is not permitted as prior operation is still in progress",
+            img.spec.id
+        ));
+    }
+    Ok(())
 }
 
 fn apply_change(img: &mut Image, ch: &ImageChange) {
@@ -806,6 +1056,8 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             updated_at: *at,
             hidden: false,
             members: BTreeMap::new(),
+            staged: None,
+            stores: BTreeSet::new(),
         })),
         ImageEvent::UploadStarted { at } => state.map(|mut i| {
             i.status = ImageStatus::Saving;
@@ -876,6 +1128,67 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         }),
         ImageEvent::Reactivated { at } => state.map(|mut i| {
             i.status = ImageStatus::Active;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageStarted { at } => state.map(|mut i| {
+            i.status = ImageStatus::Uploading;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageFinished { size, at } => state.map(|mut i| {
+            i.staged = Some(*size);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StageAborted { at } => state.map(|mut i| {
+            i.status = ImageStatus::Queued;
+            i.staged = None;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportStarted { import, at } => state.map(|mut i| {
+            // A copy leaves the image active (Glance).
+            if import.method != "copy-image" {
+                i.status = ImageStatus::Importing;
+            }
+            i.spec
+                .properties
+                .insert(IMPORT_TASK.into(), import.task.clone());
+            edit_store_list(&mut i, IMPORTING_TO_STORES, &import.stores, true);
+            edit_store_list(&mut i, FAILED_IMPORT, &import.stores, false);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportFinished {
+            data, stores, at, ..
+        } => state.map(|mut i| {
+            i.status = ImageStatus::Active;
+            i.data = Some(data.clone());
+            i.stores.extend(stores.iter().cloned());
+            edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
+            if store_list(&i, IMPORTING_TO_STORES).is_empty() {
+                i.staged = None;
+                i.spec.properties.remove(IMPORT_TASK);
+            }
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::ImportFailed { stores, at, .. } => state.map(|mut i| {
+            edit_store_list(&mut i, IMPORTING_TO_STORES, stores, false);
+            edit_store_list(&mut i, FAILED_IMPORT, stores, true);
+            if store_list(&i, IMPORTING_TO_STORES).is_empty() {
+                i.staged = None;
+                i.spec.properties.remove(IMPORT_TASK);
+                if i.data.is_none() {
+                    i.status = ImageStatus::Queued;
+                }
+            }
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::StoreRemoved { stores, at, .. } => state.map(|mut i| {
+            i.stores = stores.iter().cloned().collect();
             i.updated_at = *at;
             i
         }),

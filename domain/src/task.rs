@@ -6,9 +6,13 @@
 //! cannot be fetched). Images take their data by `PUT /v2/images/{id}/file`.
 //!
 //! Invariants:
-//! - A task is created once (`task.created`, status `pending`) and ends once
-//!   (`task.failed`, status `failure`, with its message and an expiry 48 hours later,
-//!   Glance's `task_time_to_live`); an ended task changes no more.
+//! - A task is created once (`task.created`, status `pending`), an image import's
+//!   starts running at once (`task.started`, `processing`), and a task ends once
+//!   (`task.failed`, status `failure`, with its message, or `task.succeeded`, with its
+//!   result; both with an expiry 48 hours later, Glance's `task_time_to_live`); an ended
+//!   task changes no more.
+//! - Image imports (`POST /v2/images/{id}/import`) are `api_image_import` tasks the
+//!   image service runs in the background; clients' own tasks fail at once.
 //! - The input is kept as the JSON text the client sent (the log's encoding is not
 //!   self-describing).
 
@@ -24,6 +28,10 @@ pub const TIME_TO_LIVE_MICROS: i64 = 48 * 3600 * 1_000_000;
 pub enum TaskStatus {
     Pending,
     Failure,
+    /// Running (an image import). (Appended: older rows keep decoding.)
+    Processing,
+    /// Ended well (an image import).
+    Success,
 }
 
 impl TaskStatus {
@@ -32,6 +40,8 @@ impl TaskStatus {
         match self {
             TaskStatus::Pending => "pending",
             TaskStatus::Failure => "failure",
+            TaskStatus::Processing => "processing",
+            TaskStatus::Success => "success",
         }
     }
 }
@@ -64,6 +74,15 @@ pub struct Task {
     pub updated_at: Timestamp,
     /// Set when it ends.
     pub expires_at: Option<Timestamp>,
+    /// What a successful task produced, as JSON text (`{"image_id": ...}`).
+    pub result: Option<String>,
+}
+
+impl Task {
+    /// Whether it has ended (`success` or `failure`).
+    pub fn ended(&self) -> bool {
+        matches!(self.status, TaskStatus::Success | TaskStatus::Failure)
+    }
 }
 
 /// Commands on a task.
@@ -71,6 +90,12 @@ pub struct Task {
 pub enum TaskCommand {
     /// Create it and end it at once with `message` (see the module documentation).
     CreateFailed(TaskSpec, String),
+    /// Create it running (`processing`): an image import the image service runs.
+    Start(TaskSpec),
+    /// End it well with its result (JSON text). Ended already: nothing to do.
+    Succeed(String),
+    /// End it in `failure` with a message. Ended already: nothing to do.
+    Fail(String),
 }
 
 /// Events of a task.
@@ -80,6 +105,10 @@ pub enum TaskEvent {
     Created { spec: TaskSpec, at: Timestamp },
     /// `task.failed`
     Failed { message: String, at: Timestamp },
+    /// `task.started` (`processing`). (Appended: older payloads keep decoding.)
+    Started { at: Timestamp },
+    /// `task.succeeded`
+    Succeeded { result: String, at: Timestamp },
 }
 
 impl TaskEvent {
@@ -88,6 +117,8 @@ impl TaskEvent {
         match self {
             TaskEvent::Created { .. } => "task.created",
             TaskEvent::Failed { .. } => "task.failed",
+            TaskEvent::Started { .. } => "task.started",
+            TaskEvent::Succeeded { .. } => "task.succeeded",
         }
     }
 }
@@ -98,20 +129,41 @@ pub fn decide(
     cmd: TaskCommand,
     ctx: &Ctx,
 ) -> Result<Vec<TaskEvent>, DomainError> {
-    let TaskCommand::CreateFailed(spec, message) = cmd;
-    if state.is_some() {
-        return Err(DomainError::Conflict(format!(
+    let at = ctx.now;
+    let exists = |spec: &TaskSpec| {
+        Err(DomainError::Conflict(format!(
             "Task with the given id {} already exists",
             spec.id
-        )));
-    }
-    Ok(vec![
-        TaskEvent::Created { spec, at: ctx.now },
-        TaskEvent::Failed {
-            message,
-            at: ctx.now,
+        )))
+    };
+    match cmd {
+        TaskCommand::CreateFailed(spec, message) => {
+            if state.is_some() {
+                return exists(&spec);
+            }
+            Ok(vec![
+                TaskEvent::Created { spec, at },
+                TaskEvent::Failed { message, at },
+            ])
+        }
+        TaskCommand::Start(spec) => {
+            if state.is_some() {
+                return exists(&spec);
+            }
+            Ok(vec![
+                TaskEvent::Created { spec, at },
+                TaskEvent::Started { at },
+            ])
+        }
+        TaskCommand::Succeed(result) => match state {
+            Some(t) if !t.ended() => Ok(vec![TaskEvent::Succeeded { result, at }]),
+            _ => Ok(vec![]),
         },
-    ])
+        TaskCommand::Fail(message) => match state {
+            Some(t) if !t.ended() => Ok(vec![TaskEvent::Failed { message, at }]),
+            _ => Ok(vec![]),
+        },
+    }
 }
 
 /// Applies a task event. Total.
@@ -124,9 +176,26 @@ pub fn evolve(state: Option<Task>, ev: &TaskEvent) -> Option<Task> {
             created_at: *at,
             updated_at: *at,
             expires_at: None,
+            result: None,
         })),
-        TaskEvent::Failed { message, at } => state.map(|mut t| {
+        TaskEvent::Started { at } => state.map(|mut t| {
             if t.status == TaskStatus::Pending {
+                t.status = TaskStatus::Processing;
+                t.updated_at = *at;
+            }
+            t
+        }),
+        TaskEvent::Succeeded { result, at } => state.map(|mut t| {
+            if !t.ended() {
+                t.status = TaskStatus::Success;
+                t.result = Some(result.clone());
+                t.updated_at = *at;
+                t.expires_at = Some(Timestamp(at.0 + TIME_TO_LIVE_MICROS));
+            }
+            t
+        }),
+        TaskEvent::Failed { message, at } => state.map(|mut t| {
+            if !t.ended() {
                 t.status = TaskStatus::Failure;
                 t.message = message.clone();
                 t.updated_at = *at;

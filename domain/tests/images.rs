@@ -484,3 +484,184 @@ fn tags_are_added_once_and_removed_when_present() {
         1
     );
 }
+
+fn import(task: &str, method: &str) -> ImageCommand {
+    ImageCommand::StartImport(image::ImportStart {
+        task: task.into(),
+        method: method.into(),
+        stores: vec!["file".into()],
+    })
+}
+
+#[test]
+fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
+    let me = ctx("p1", false);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    let s = given(&evs);
+    let e = when(&s, import("t1", "glance-direct"), &me).unwrap_err();
+    assert!(matches!(e, DomainError::Conflict(m) if m.contains("needs to be staged")));
+    evs.extend(when(&s, ImageCommand::StartStage, &me).unwrap());
+    let s = given(&evs);
+    assert_eq!(s.as_ref().unwrap().status, ImageStatus::Uploading);
+    // Staging under way: not importable yet, not stageable again.
+    assert!(when(&s, import("t1", "glance-direct"), &me).is_err());
+    assert!(when(&s, ImageCommand::StartStage, &me).is_err());
+    evs.extend(when(&s, ImageCommand::FinishStage(3), &me).unwrap());
+    let s = given(&evs);
+    assert_eq!(s.as_ref().unwrap().staged, Some(3));
+    // web-download wants queued.
+    assert!(when(&s, import("t1", "web-download"), &me).is_err());
+    evs.extend(when(&s, import("t1", "glance-direct"), &me).unwrap());
+    let s = given(&evs);
+    let img = s.as_ref().unwrap();
+    assert_eq!(img.status, ImageStatus::Importing);
+    assert_eq!(img.import_task(), Some("t1"));
+    assert_eq!(img.spec.properties[image::IMPORTING_TO_STORES], "file");
+    // Another task does not hold the lock: its end is refused or a no-op.
+    assert!(when(
+        &s,
+        ImageCommand::FinishImport {
+            task: "t2".into(),
+            data: data(),
+            stores: vec!["file".into()],
+        },
+        &me
+    )
+    .is_err());
+    assert_eq!(
+        when(
+            &s,
+            ImageCommand::FailImport {
+                task: "t2".into(),
+                stores: None
+            },
+            &me
+        )
+        .unwrap(),
+        vec![]
+    );
+    evs.extend(
+        when(
+            &s,
+            ImageCommand::FinishImport {
+                task: "t1".into(),
+                data: data(),
+                stores: vec!["file".into()],
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    let img = given(&evs).unwrap();
+    assert_eq!(img.status, ImageStatus::Active);
+    assert_eq!(img.data, Some(data()));
+    assert_eq!(img.staged, None);
+    assert_eq!(img.import_task(), None);
+    assert_eq!(img.spec.properties[image::IMPORTING_TO_STORES], "");
+}
+
+#[test]
+fn a_failed_import_queues_the_image_and_lists_the_failed_store() {
+    let me = ctx("p1", false);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    evs.extend(when(&given(&evs), import("t1", "web-download"), &me).unwrap());
+    evs.extend(
+        when(
+            &given(&evs),
+            ImageCommand::FailImport {
+                task: "t1".into(),
+                stores: None,
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    let img = given(&evs).unwrap();
+    assert_eq!(img.status, ImageStatus::Queued);
+    assert_eq!(img.spec.properties[image::FAILED_IMPORT], "file");
+    assert_eq!(img.import_task(), None);
+    // A new import takes the store off the failed list.
+    evs.extend(when(&given(&evs), import("t2", "web-download"), &me).unwrap());
+    let img = given(&evs).unwrap();
+    assert_eq!(img.spec.properties[image::FAILED_IMPORT], "");
+    // The os_glance namespace is the service's.
+    let e = when(
+        &given(&evs),
+        ImageCommand::Update(vec![ImageChange::AddProperty(
+            "os_glance_import_task".into(),
+            "x".into(),
+        )]),
+        &me,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)));
+}
+
+#[test]
+fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
+    let me = ctx("p1", true);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    evs.extend(when(&given(&evs), ImageCommand::StartUpload, &me).unwrap());
+    evs.extend(when(&given(&evs), ImageCommand::FinishUpload(data()), &me).unwrap());
+    let rm = |store: &str| ImageCommand::RemoveStore {
+        store: store.into(),
+        default: "fast".into(),
+    };
+    // Uploaded data is in the default store only.
+    assert!(matches!(
+        when(&given(&evs), rm("fast"), &me),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(when(&given(&evs), import("t1", "glance-direct"), &me).is_err());
+    let copy = ImageCommand::StartImport(image::ImportStart {
+        task: "t1".into(),
+        method: "copy-image".into(),
+        stores: vec!["cheap".into(), "slow".into()],
+    });
+    evs.extend(when(&given(&evs), copy, &me).unwrap());
+    assert_eq!(given(&evs).unwrap().status, ImageStatus::Active);
+    evs.extend(
+        when(
+            &given(&evs),
+            ImageCommand::FinishImport {
+                task: "t1".into(),
+                data: data(),
+                stores: vec!["fast".into(), "cheap".into()],
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    // One store to go: the lock is held.
+    assert_eq!(given(&evs).unwrap().import_task(), Some("t1"));
+    evs.extend(
+        when(
+            &given(&evs),
+            ImageCommand::FailImport {
+                task: "t1".into(),
+                stores: Some(vec!["slow".into()]),
+            },
+            &me,
+        )
+        .unwrap(),
+    );
+    let img = given(&evs).unwrap();
+    assert_eq!(img.status, ImageStatus::Active);
+    assert_eq!(img.import_task(), None);
+    assert_eq!(img.spec.properties[image::FAILED_IMPORT], "slow");
+    assert_eq!(
+        img.stores,
+        BTreeSet::from(["cheap".to_string(), "fast".to_string()])
+    );
+    assert!(matches!(
+        when(&given(&evs), rm("slow"), &me),
+        Err(DomainError::NotFound { .. })
+    ));
+    evs.extend(when(&given(&evs), rm("fast"), &me).unwrap());
+    let img = given(&evs).unwrap();
+    assert_eq!(img.stores, BTreeSet::from(["cheap".to_string()]));
+    assert!(matches!(
+        when(&given(&evs), rm("cheap"), &me),
+        Err(DomainError::Forbidden(_))
+    ));
+}

@@ -67,7 +67,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     `Instance.rescue_image_ref`.
 /// 26: `User.access_rules` and `User.app_cred_rules` (application credential access
 ///     rules).
-pub const SCHEMA: u64 = 26;
+/// 27: `Image.staged` and `ImageStatus::{Uploading, Importing}` (interoperable image
+///     import), `Task.result` and `TaskStatus::{Processing, Success}`.
+pub const SCHEMA: u64 = 27;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -462,6 +462,46 @@ fn samples() -> Vec<Event> {
             message: "no remote data".into(),
             at: t(50),
         }),
+        Event::Image(ImageEvent::StageStarted { at: t(51) }),
+        Event::Image(ImageEvent::StageFinished {
+            size: 1024,
+            at: t(52),
+        }),
+        Event::Image(ImageEvent::StageAborted { at: t(53) }),
+        Event::Image(ImageEvent::ImportStarted {
+            import: domain::image::ImportStart {
+                task: "00000000-0000-0000-0000-000000000011".into(),
+                method: "glance-direct".into(),
+                stores: vec!["file".into()],
+            },
+            at: t(54),
+        }),
+        Event::Image(ImageEvent::ImportFinished {
+            task: "00000000-0000-0000-0000-000000000011".into(),
+            data: ImageData {
+                size: 1024,
+                checksum: "c".into(),
+                os_hash_algo: "sha512".into(),
+                os_hash_value: "h".into(),
+            },
+            stores: vec!["file".into()],
+            at: t(55),
+        }),
+        Event::Image(ImageEvent::ImportFailed {
+            task: "00000000-0000-0000-0000-000000000012".into(),
+            stores: vec!["file".into()],
+            at: t(56),
+        }),
+        Event::Image(ImageEvent::StoreRemoved {
+            store: "cheap".into(),
+            stores: vec!["fast".into()],
+            at: t(59),
+        }),
+        Event::Task(domain::task::TaskEvent::Started { at: t(57) }),
+        Event::Task(domain::task::TaskEvent::Succeeded {
+            result: "{\"image_id\":\"00000000-0000-0000-0000-000000000007\"}".into(),
+            at: t(58),
+        }),
         Event::Metadef(MetadefEvent::NamespaceCreated {
             new: NewNamespace {
                 fields: ns_fields(),

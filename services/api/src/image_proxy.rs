@@ -83,7 +83,7 @@ fn status(s: ImageStatus) -> &'static str {
         ImageStatus::Queued | ImageStatus::Saving => "SAVING",
         ImageStatus::Deleted => "DELETED",
         // Not in Nova's map (views/images.py `_get_status`).
-        ImageStatus::Deactivated => "UNKNOWN",
+        ImageStatus::Deactivated | ImageStatus::Uploading | ImageStatus::Importing => "UNKNOWN",
     }
 }
 
@@ -92,7 +92,10 @@ fn progress(s: ImageStatus) -> u32 {
         ImageStatus::Queued => 25,
         ImageStatus::Saving => 50,
         ImageStatus::Active => 100,
-        ImageStatus::Deleted | ImageStatus::Deactivated => 0,
+        ImageStatus::Deleted
+        | ImageStatus::Deactivated
+        | ImageStatus::Uploading
+        | ImageStatus::Importing => 0,
     }
 }
 

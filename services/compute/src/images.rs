@@ -61,6 +61,8 @@ pub async fn upload(
         let (cmd, step) = match status {
             // Deactivation needs an active image: uploaded already.
             ImageStatus::Deleted | ImageStatus::Active | ImageStatus::Deactivated => return Ok(()),
+            // Someone imports data into the snapshot's record: not the driver's to finish.
+            ImageStatus::Uploading | ImageStatus::Importing => return Ok(()),
             // The driver names the formats of what it uploads (Nova leaves them out of
             // a snapshot's record until then).
             ImageStatus::Queued if !formats_set => {

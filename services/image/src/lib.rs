@@ -23,12 +23,16 @@
 //! - A private image of another project is a 404, never a 403.
 //! - Image files are local to the process's image directory: in a split deployment,
 //!   point every API process's `--image-dir` at shared storage.
+//! - Interoperable import (`stage`, `import`, `/v2/info/import`, `/v2/info/stores`) is
+//!   the `import` module's; its data enters the store through [`store_data`], as
+//!   uploads do.
 
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
 mod extract;
 pub mod filter;
+pub mod import;
 pub mod list;
 mod members;
 pub mod metadefs;
@@ -82,6 +86,36 @@ pub struct ImageState {
     pub max_size: u64,
     /// Authentication mode (shared with the compute API).
     pub auth: apicore::auth::AuthMode,
+    /// Which URLs `web-download` imports may fetch (Glance's import filtering options).
+    pub import: Arc<import::ImportFilter>,
+    /// The stores (Glance's `enabled_backends`), the default first; never empty.
+    pub stores: Arc<Vec<String>>,
+    /// Turns true when the process stops: background imports give up then (the next
+    /// start fails them cleanly, `recovery`), so they hold nothing past a stop.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ImageState {
+    /// The default store (where uploads go).
+    pub fn default_store(&self) -> &str {
+        self.stores.first().map_or(import::STORE_ID, String::as_str)
+    }
+
+    /// `store` as the image store names it: None for the default store.
+    pub(crate) fn store_dir<'a>(&self, store: &'a str) -> Option<&'a str> {
+        (store != self.default_store()).then_some(store)
+    }
+
+    /// The stores holding an image's data (the default store for uploaded data).
+    pub fn stores_of(&self, img: &domain::image::Image) -> Vec<String> {
+        if img.data.is_none() {
+            return vec![];
+        }
+        if img.stores.is_empty() {
+            return vec![self.default_store().to_string()];
+        }
+        img.stores.iter().cloned().collect()
+    }
 }
 
 impl std::fmt::Debug for ImageState {
@@ -127,6 +161,8 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2/images/{id}/file", download),
         route(M::GET, "/v2/images/{id}/tasks", image_tasks),
         route(M::PUT, "/v2/images/{id}/file", upload),
+        route(M::PUT, "/v2/images/{id}/stage", import::stage),
+        route(M::POST, "/v2/images/{id}/import", import::import),
         route(M::PUT, "/v2/images/{id}/tags/{tag}", add_tag),
         route(M::DELETE, "/v2/images/{id}/tags/{tag}", remove_tag),
         route(M::GET, "/v2/images/{id}/members", members::list),
@@ -140,7 +176,13 @@ fn routes() -> Vec<Route> {
         ),
         route(M::POST, "/v2/images/{id}/actions/deactivate", deactivate),
         route(M::POST, "/v2/images/{id}/actions/reactivate", reactivate),
-        route(M::GET, "/v2/info/import", info_import),
+        route(M::GET, "/v2/info/import", import::info_import),
+        route(M::GET, "/v2/info/stores", import::info_stores),
+        route(
+            M::DELETE,
+            "/v2/stores/{store}/{id}",
+            import::delete_from_store,
+        ),
         route(M::GET, "/v2/tasks", tasks::list),
         route(M::POST, "/v2/tasks", tasks::create),
         route(M::GET, "/v2/tasks/{task_id}", tasks::show),
@@ -403,7 +445,7 @@ async fn list(
     };
     let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
     let mut body = json!({
-        "images": page.iter().map(|i| view::image(i)).collect::<Vec<_>>(),
+        "images": page.iter().map(|i| view::image(i, &st.stores_of(i))).collect::<Vec<_>>(),
         "first": query.first_link(),
         "schema": "/v2/schemas/images",
     });
@@ -421,20 +463,24 @@ async fn show(
     Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
-    Ok(Json(view::image(&visible(&st, &id, &caller)?)))
+    Ok(Json({
+        let img = visible(&st, &id, &caller)?;
+        view::image(&img, &st.stores_of(&img))
+    }))
 }
 
-/// GET /v2/images/{id}/tasks (Glance 2.12): the import tasks of an image. Stratus has
-/// no import tasks (uploads are synchronous, snapshots are the compute agent's), so the
-/// list of a visible image is empty; clients such as tempest poll it until every task
-/// succeeded.
+/// GET /v2/images/{id}/tasks (Glance 2.12): the import tasks of an image (its
+/// `api_image_import` tasks, oldest first); clients such as tempest poll it until every
+/// task has ended.
 async fn image_tasks(
     State(st): State<ImageState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path,
 ) -> Result<Json<Value>, ImageError> {
-    visible(&st, &id, &caller)?;
-    Ok(Json(serde_json::json!({"tasks": []})))
+    let img = visible(&st, &id, &caller)?;
+    Ok(Json(serde_json::json!({
+        "tasks": tasks::of_image(&st, &img.spec.id.to_string()),
+    })))
 }
 
 pub(crate) async fn read_json(body: Body) -> Result<Value, ImageError> {
@@ -471,7 +517,7 @@ async fn create(
             header::LOCATION,
             format!("{}/v2/images/{id}", base(&headers)),
         )],
-        Json(view::image(&img)),
+        Json(view::image(&img, &st.stores_of(&img))),
     )
         .into_response())
 }
@@ -523,7 +569,7 @@ async fn update(
         .image(&img.spec.id)
         .cloned()
         .ok_or_else(|| ImageError::image_not_found(&id))?;
-    Ok(Json(view::image(&img)).into_response())
+    Ok(Json(view::image(&img, &st.stores_of(&img))).into_response())
 }
 
 /// DELETE /v2/images/{id}
@@ -541,7 +587,12 @@ async fn delete(
             &caller.meta(),
         )
         .await?;
-    st.store.remove(&img.spec.id).await?;
+    for store in st.stores.iter() {
+        st.store
+            .remove_in(st.store_dir(store), &img.spec.id)
+            .await?;
+    }
+    st.store.unstage(&img.spec.id).await?;
     tracing::info!(image = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -556,15 +607,7 @@ async fn upload(
 ) -> Result<StatusCode, ImageError> {
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if ct.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
-            return Err(ImageError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Unsupported Content-Type {ct:?}: use application/octet-stream"),
-            ));
-        }
-    }
+    check_octet_stream(&headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -579,10 +622,8 @@ async fn upload(
     // The rest runs in its own task: a client that goes away mid-upload drops this
     // handler, not the upload's ending (abort back to `queued`, or finish).
     let task = tokio::spawn(async move {
-        let written = st
-            .store
-            .write(&iid, body.into_data_stream(), st.max_size)
-            .await;
+        let default = st.default_store().to_string();
+        let written = store_data(&st, &iid, &default, body.into_data_stream()).await;
         let data = match written {
             Ok(d) => d,
             Err(e) => {
@@ -590,13 +631,7 @@ async fn upload(
                 st.engine
                     .image(&iid, ImageCommand::AbortUpload, &caller.ctx(), &meta)
                     .await?;
-                return Err(match e {
-                    store::StoreError::TooLarge(n) => ImageError::too_large(n),
-                    store::StoreError::Body(m) => {
-                        ImageError::bad_request(format!("Upload interrupted: {m}"))
-                    }
-                    store::StoreError::Io(io) => ImageError::Storage(io),
-                });
+                return Err(store_error(e));
             }
         };
         if let Err(e) = st
@@ -614,6 +649,64 @@ async fn upload(
         .map_err(|e| ImageError::Engine(format!("upload task: {e}")))??;
     tracing::info!(image = %iid, "image data stored");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A data request's `Content-Type`, when given, must be `application/octet-stream`
+/// (415 otherwise), as Glance's upload and stage.
+pub(crate) fn check_octet_stream(headers: &HeaderMap) -> Result<(), ImageError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if ct.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
+            return Err(ImageError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Unsupported Content-Type {ct:?}: use application/octet-stream"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The one path image data takes into the store: `PUT .../file` and both import
+/// methods (the staged file of `glance-direct`, the body of a `web-download`) stream
+/// through here, so every check of stored data applies to all of them alike. At most
+/// [`ImageState::max_size`] bytes; the file is durable when this returns.
+pub(crate) async fn store_data<S, E>(
+    st: &ImageState,
+    iid: &ImageId,
+    store: &str,
+    body: S,
+) -> Result<domain::image::ImageData, store::StoreError>
+where
+    S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    st.store
+        .write_in(st.store_dir(store), iid, body, st.max_size)
+        .await
+}
+
+/// The file of an image's data: in the first of its stores that has it.
+pub(crate) fn data_path(st: &ImageState, img: &domain::image::Image) -> std::path::PathBuf {
+    let paths: Vec<_> = st
+        .stores_of(img)
+        .iter()
+        .map(|s| st.store.path_in(st.store_dir(s), &img.spec.id))
+        .collect();
+    paths
+        .iter()
+        .find(|p| p.is_file())
+        .or(paths.first())
+        .cloned()
+        .unwrap_or_else(|| st.store.path(&img.spec.id))
+}
+
+/// The client's view of a failed write of data.
+pub(crate) fn store_error(e: store::StoreError) -> ImageError {
+    match e {
+        store::StoreError::TooLarge(n) => ImageError::too_large(n),
+        store::StoreError::Body(m) => ImageError::bad_request(format!("Upload interrupted: {m}")),
+        store::StoreError::Io(io) => ImageError::Storage(io),
+    }
 }
 
 /// GET /v2/images/{id}/file
@@ -635,7 +728,7 @@ async fn download(
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let file = match tokio::fs::File::open(st.store.path(&img.spec.id)).await {
+    let file = match tokio::fs::File::open(data_path(&st, &img)).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ImageError::new(
@@ -739,18 +832,6 @@ async fn image_action(
         .image(&img.spec.id, cmd, &caller.ctx(), &caller.meta())
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// GET /v2/info/import: the interoperable-import methods this service offers. None:
-/// Stratus takes image data only by `PUT .../file` (Glance with import disabled).
-async fn info_import() -> Json<Value> {
-    Json(json!({
-        "import-methods": {
-            "description": "Import methods available.",
-            "type": "array",
-            "value": [],
-        }
-    }))
 }
 
 /// GET /v2/schemas/image (Glance's schema of an image).

@@ -143,6 +143,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     ep(
         "PUT",
+        "/v2/images/{id}/stage",
+        ProjectMember,
+        "modify_image",
+        Target::Image,
+    ),
+    ep(
+        "POST",
+        "/v2/images/{id}/import",
+        ProjectMember,
+        "modify_image",
+        Target::Image,
+    ),
+    ep(
+        "PUT",
         "/v2/images/{id}/tags/{tag}",
         ProjectMember,
         "modify_image",
@@ -216,6 +230,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep(
         "GET",
         "/v2/info/import",
+        Authenticated,
+        "(none: discovery has no policy)",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2/stores/{store}/{id}",
+        Admin,
+        "delete_image_location",
+        Target::Image,
+    ),
+    ep(
+        "GET",
+        "/v2/info/stores",
         Authenticated,
         "(none: discovery has no policy)",
         Target::None,

@@ -8,6 +8,11 @@
 //! - Size and checksums (`checksum` = MD5 hex, `os_hash_value` = SHA-512 hex) are
 //!   computed over the bytes as they are written: what is recorded is what is stored.
 //! - An upload larger than the limit is cut off at the limit and its temp file removed.
+//! - With several stores, the default store's files are `<image-dir>/<uuid>` and another
+//!   store's `<image-dir>/stores/<store>/<uuid>`, written the same way.
+//! - Staged data (`glance-direct` imports) lives in `<image-dir>/staging/<uuid>`, written
+//!   the same durable way; it is never served: an import copies it into the store
+//!   through the same path as an upload, then removes it.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +42,12 @@ pub enum StoreError {
 pub struct ImageStore {
     dir: PathBuf,
 }
+
+/// The staging area's directory, under the image directory.
+const STAGING: &str = "staging";
+
+/// The directory of the stores other than the default, under the image directory.
+const STORES: &str = "stores";
 
 /// Hashes data as it is written.
 struct Hasher {
@@ -78,19 +89,59 @@ pub fn digest(bytes: &[u8]) -> ImageData {
 }
 
 impl ImageStore {
-    /// Opens (creates) the directory and removes temp files of interrupted uploads.
+    /// Opens (creates) the directory and its staging area, and removes temp files of
+    /// interrupted uploads and stagings.
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".tmp") {
-                tracing::warn!(file = %entry.path().display(), "removing the temp file of an interrupted upload");
-                std::fs::remove_file(entry.path())?;
+        std::fs::create_dir_all(dir.join(STAGING))?;
+        let mut dirs = vec![dir.clone(), dir.join(STAGING)];
+        if let Ok(stores) = std::fs::read_dir(dir.join(STORES)) {
+            for e in stores.flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        for d in dirs {
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if name.to_string_lossy().ends_with(".tmp") {
+                    tracing::warn!(file = %entry.path().display(), "removing the temp file of an interrupted upload");
+                    std::fs::remove_file(entry.path())?;
+                }
             }
         }
         Ok(ImageStore { dir })
+    }
+
+    /// The staged data of an image (`PUT /v2/images/{id}/stage`): Glance's staging
+    /// store, `<image-dir>/staging/<uuid>`, outside the store proper.
+    pub fn staged_path(&self, id: &ImageId) -> PathBuf {
+        self.dir.join(STAGING).join(id.to_string())
+    }
+
+    /// Streams `body` into the image's staging file (at most `limit` bytes), durably;
+    /// returns its size and checksums. The data enters the store only by an import.
+    pub async fn stage<S, E>(
+        &self,
+        id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.write_at(self.staged_path(id), body, limit).await
+    }
+
+    /// Removes an image's staged data (absent: nothing to do).
+    pub async fn unstage(&self, id: &ImageId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.staged_path(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The directory.
@@ -103,6 +154,44 @@ impl ImageStore {
         self.dir.join(id.to_string())
     }
 
+    /// The file of an image in store `store` when it is not the default store:
+    /// `<image-dir>/stores/<store>/<uuid>` (the default store's files are
+    /// `<image-dir>/<uuid>`, [`ImageStore::path`]).
+    pub fn path_in(&self, store: Option<&str>, id: &ImageId) -> PathBuf {
+        match store {
+            None => self.path(id),
+            Some(s) => self.dir.join(STORES).join(s).join(id.to_string()),
+        }
+    }
+
+    /// Streams `body` into the image's file in `store` (None: the default store), as
+    /// [`ImageStore::write`].
+    pub async fn write_in<S, E>(
+        &self,
+        store: Option<&str>,
+        id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let target = self.path_in(store, id);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        self.write_at(target, body, limit).await
+    }
+
+    /// Removes an image's file from `store` (absent: nothing to do).
+    pub async fn remove_in(&self, store: Option<&str>, id: &ImageId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.path_in(store, id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the image's file exists.
     pub fn exists(&self, id: &ImageId) -> bool {
         self.path(id).is_file()
@@ -113,6 +202,21 @@ impl ImageStore {
     pub async fn write<S, E>(
         &self,
         id: &ImageId,
+        body: S,
+        limit: u64,
+    ) -> Result<ImageData, StoreError>
+    where
+        S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.write_at(self.path(id), body, limit).await
+    }
+
+    /// Streams `body` into `target` through a temp file beside it (fsync, rename, fsync
+    /// of the directory).
+    async fn write_at<S, E>(
+        &self,
+        target: PathBuf,
         mut body: S,
         limit: u64,
     ) -> Result<ImageData, StoreError>
@@ -120,9 +224,11 @@ impl ImageStore {
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self
-            .dir
-            .join(format!("{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = target.with_file_name(format!("{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
         let result = async {
             let mut f = tokio::fs::File::create(&tmp).await?;
             let mut h = Hasher::new();
@@ -141,7 +247,7 @@ impl ImageStore {
         .await;
         match result {
             Ok(data) => {
-                self.publish(&tmp, id).await?;
+                self.publish(&tmp, &target).await?;
                 Ok(data)
             }
             Err(e) => {
@@ -159,10 +265,10 @@ impl ImageStore {
             .await
     }
 
-    async fn publish(&self, tmp: &Path, id: &ImageId) -> std::io::Result<()> {
-        tokio::fs::rename(tmp, self.path(id)).await?;
+    async fn publish(&self, tmp: &Path, target: &Path) -> std::io::Result<()> {
+        tokio::fs::rename(tmp, target).await?;
         // The rename is durable once the directory is.
-        let dir = self.dir.clone();
+        let dir = target.parent().unwrap_or(&self.dir).to_path_buf();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
             .await
             .map_err(std::io::Error::other)??;

@@ -1,6 +1,6 @@
 //! Glance's tasks API (`/v2/tasks`, deprecated in Glance but still served): admin-only
-//! (`tasks_api_access`). See `domain::task` for why every task Stratus accepts ends
-//! in `failure` at once.
+//! (`tasks_api_access`). See `domain::task` for why every task a client creates ends
+//! in `failure` at once; image imports (`crate::import`) are the tasks that run.
 //!
 //! Invariant: the body is checked as Glance checks it (required `type` and `input`,
 //! the type enum, an `import`'s `import_from` URI) before anything is appended; a
@@ -34,7 +34,7 @@ fn view(t: &Task) -> Value {
         "status": t.status.as_str(),
         "owner": t.spec.owner,
         "input": input,
-        "result": null,
+        "result": t.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "message": t.message,
         "created_at": apicore::util::iso_z(t.created_at),
         "updated_at": apicore::util::iso_z(t.updated_at),
@@ -177,6 +177,25 @@ pub async fn list(
         "first": "/v2/tasks",
         "schema": "/v2/schemas/tasks",
     }))
+}
+
+/// The tasks of image `image_id` (their input names it), oldest first, as Glance's
+/// `GET /v2/images/{id}/tasks` shows them.
+pub fn of_image(st: &ImageState, image_id: &str) -> Vec<Value> {
+    let v = st.engine.world().read();
+    let mut tasks: Vec<&Task> = v
+        .tasks()
+        .all()
+        .filter(|t| {
+            t.spec.task_type == "api_image_import"
+                && serde_json::from_str::<Value>(&t.spec.input)
+                    .ok()
+                    .and_then(|i| i.get("image_id").cloned())
+                    == Some(Value::String(image_id.to_string()))
+        })
+        .collect();
+    tasks.sort_by(|a, b| (a.created_at, &a.spec.id).cmp(&(b.created_at, &b.spec.id)));
+    tasks.into_iter().map(view).collect()
 }
 
 /// GET /v2/tasks/{task_id}

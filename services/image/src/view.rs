@@ -5,7 +5,8 @@ use domain::ImageId;
 use serde_json::{json, Map, Value};
 
 /// An image as Glance v2 shows it: its attributes, then custom properties at top level.
-pub fn image(img: &Image) -> Value {
+/// `stores`: the stores holding its data (`ImageState::stores_of`).
+pub fn image(img: &Image, stores: &[String]) -> Value {
     let s = &img.spec;
     let id = s.id.to_string();
     let d = img.data.as_ref();
@@ -25,7 +26,8 @@ pub fn image(img: &Image) -> Value {
         "checksum": d.map(|d| d.checksum.clone()),
         "os_hash_algo": d.map(|d| d.os_hash_algo.clone()),
         "os_hash_value": d.map(|d| d.os_hash_value.clone()),
-        "size": d.map(|d| d.size),
+        // Staged data has a size before it has checksums (Glance records it).
+        "size": d.map(|d| d.size).or(img.staged),
         "virtual_size": Value::Null,
         "disk_format": s.disk_format,
         "container_format": s.container_format,
@@ -41,6 +43,12 @@ pub fn image(img: &Image) -> Value {
     });
     if let Value::Object(f) = fields {
         m.extend(f);
+    }
+    // Where the data is (Glance with `enabled_backends`), sorted as tempest compares.
+    if !stores.is_empty() {
+        let mut v = stores.to_vec();
+        v.sort();
+        m.insert("stores".into(), Value::String(v.join(",")));
     }
     Value::Object(m)
 }

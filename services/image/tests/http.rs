@@ -642,12 +642,22 @@ async fn interrupted_uploads_leave_temp_files_that_are_cleaned_at_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("abc.123.tmp"), b"half").unwrap();
     std::fs::write(dir.path().join(CIRROS), b"kept").unwrap();
+    std::fs::create_dir_all(dir.path().join("staging")).unwrap();
+    std::fs::write(dir.path().join("staging").join("def.456.tmp"), b"half").unwrap();
     let _ = ImageStore::open(dir.path()).unwrap();
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, vec![CIRROS.to_string()]);
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(dir.path()),
+        vec![CIRROS.to_string(), "staging".into()]
+    );
+    assert!(names(&dir.path().join("staging")).is_empty());
 }
 
 /// The ids of a list answer, in order.

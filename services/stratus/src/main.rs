@@ -363,6 +363,34 @@ struct HttpArgs {
     /// Largest image upload accepted, in bytes (default 1 GiB).
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     image_max_size: u64,
+    /// Image stores (Glance's `enabled_backends`), comma-separated ids, the default
+    /// first: the default store's files are in --image-dir, another's in
+    /// <image-dir>/stores/<id>. With several, `copy-image` imports are offered.
+    #[arg(long, default_value = "file")]
+    image_stores: String,
+    /// web-download imports: URL schemes allowed (Glance's
+    /// `import_filtering_opts.allowed_schemes`; comma-separated, empty: any).
+    #[arg(long, default_value = "http,https")]
+    image_import_allowed_schemes: String,
+    /// web-download imports: URL schemes refused (`disallowed_schemes`; ignored when
+    /// allowed schemes are set).
+    #[arg(long, default_value = "")]
+    image_import_disallowed_schemes: String,
+    /// web-download imports: hosts allowed (`allowed_hosts`; empty: any).
+    #[arg(long, default_value = "")]
+    image_import_allowed_hosts: String,
+    /// web-download imports: hosts refused (`disallowed_hosts`; ignored when allowed
+    /// hosts are set).
+    #[arg(long, default_value = "")]
+    image_import_disallowed_hosts: String,
+    /// web-download imports: ports allowed when the URL names one (`allowed_ports`;
+    /// empty: any).
+    #[arg(long, default_value = "80,443")]
+    image_import_allowed_ports: String,
+    /// web-download imports: ports refused (`disallowed_ports`; ignored when allowed
+    /// ports are set).
+    #[arg(long, default_value = "")]
+    image_import_disallowed_ports: String,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
@@ -379,13 +407,59 @@ struct HttpArgs {
     tls_ca: Option<PathBuf>,
 }
 
+/// A comma-separated list (empty items dropped).
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 impl HttpArgs {
+    fn import_filter(&self) -> anyhow::Result<image::import::ImportFilter> {
+        let ports = |flag: &str, s: &str| -> anyhow::Result<Vec<u16>> {
+            list(s)
+                .iter()
+                .map(|p| match p.parse::<u16>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => anyhow::bail!("--{flag} {s}: ports are 1..65535"),
+                })
+                .collect()
+        };
+        Ok(image::import::ImportFilter {
+            allowed_schemes: list(&self.image_import_allowed_schemes),
+            disallowed_schemes: list(&self.image_import_disallowed_schemes),
+            allowed_hosts: list(&self.image_import_allowed_hosts),
+            disallowed_hosts: list(&self.image_import_disallowed_hosts),
+            allowed_ports: ports(
+                "image-import-allowed-ports",
+                &self.image_import_allowed_ports,
+            )?,
+            disallowed_ports: ports(
+                "image-import-disallowed-ports",
+                &self.image_import_disallowed_ports,
+            )?,
+        })
+    }
+
     fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
         o.auth = auth_kind(&self.auth)?;
         o.listen = self.listen;
         o.image_listen = self.image_listen;
         o.image_dir = self.image_dir.clone();
         o.image_max_size = self.image_max_size;
+        o.image_import_filter = self.import_filter()?;
+        o.image_stores = list(&self.image_stores);
+        if o.image_stores.is_empty() {
+            anyhow::bail!("--image-stores: at least one store");
+        }
+        if let Some(bad) = o.image_stores.iter().find(|s| {
+            !s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            anyhow::bail!("--image-stores: {bad:?} is not a store id (letters, digits, - and _)");
+        }
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

@@ -96,6 +96,11 @@ pub struct StackOptions {
     pub image_dir: Option<PathBuf>,
     /// Largest image upload accepted, in bytes.
     pub image_max_size: u64,
+    /// Which URLs `web-download` image imports may fetch (Glance's
+    /// `[import_filtering_opts]`, with Glance's defaults).
+    pub image_import_filter: image::import::ImportFilter,
+    /// The image stores (Glance's `enabled_backends`), the default first; never empty.
+    pub image_stores: Vec<String>,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -193,6 +198,8 @@ impl StackOptions {
             image_listen: "127.0.0.1:0".parse().expect("valid"),
             image_dir: None,
             image_max_size: image::DEFAULT_MAX_SIZE,
+            image_import_filter: image::import::ImportFilter::default(),
+            image_stores: vec![image::import::STORE_ID.to_string()],
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -656,6 +663,9 @@ impl Stack {
                     store,
                     max_size: opts.image_max_size,
                     auth: auth.clone(),
+                    import: Arc::new(opts.image_import_filter.clone()),
+                    stores: Arc::new(opts.image_stores.clone()),
+                    shutdown: shutdown_rx.clone(),
                 });
                 // Uploads of large images may take long: an hour, not a minute.
                 tasks.push(tokio::spawn(crate::httpd::serve(

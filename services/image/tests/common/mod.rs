@@ -76,6 +76,9 @@ pub async fn start(max_size: u64) -> Glance {
         store,
         max_size,
         auth: apicore::auth::AuthMode::NoAuth,
+        import: Default::default(),
+        stores: Arc::new(vec!["file".into()]),
+        shutdown: tx.subscribe(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -157,10 +160,13 @@ impl Glance {
             .unwrap()
     }
 
+    /// The image files (the staging directory aside).
     pub fn files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join("images"))
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| e.unwrap())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         v.sort();
         v
