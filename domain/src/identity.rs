@@ -194,7 +194,26 @@ pub struct User {
     pub failed_auth_count: u32,
     /// When the last of them happened.
     pub failed_auth_at: Option<Timestamp>,
+    /// Keystone's user options ([`USER_OPTIONS`]) that are set, by name.
+    pub options: BTreeMap<String, bool>,
 }
+
+/// Keystone's user option exempting the user from the lockout.
+pub const IGNORE_LOCKOUT: &str = "ignore_lockout_failure_attempts";
+/// Keystone's user option exempting the user's passwords from expiry.
+pub const IGNORE_PASSWORD_EXPIRY: &str = "ignore_password_expiry";
+/// Keystone's user option exempting the user from `change_password_upon_first_use`.
+pub const IGNORE_CHANGE_PASSWORD: &str = "ignore_change_password_upon_first_use";
+/// Keystone's user option forbidding the self-service password change.
+pub const LOCK_PASSWORD: &str = "lock_password";
+/// The user options Stratus knows (Keystone's boolean security-compliance options);
+/// any other is refused with a 400.
+pub const USER_OPTIONS: &[&str] = &[
+    IGNORE_CHANGE_PASSWORD,
+    IGNORE_PASSWORD_EXPIRY,
+    IGNORE_LOCKOUT,
+    LOCK_PASSWORD,
+];
 
 /// An EC2 credential (Keystone's `ec2` credential type, `OS-EC2`): an access key and
 /// its secret for one project. Unlike passwords and application credentials the secret
@@ -265,7 +284,21 @@ impl Compliance {
     /// with `change_password_upon_first_use` it expires at once), whole seconds as
     /// Keystone stores it.
     pub fn expires_at(&self, now: Timestamp, by_admin: bool) -> Option<Timestamp> {
-        if by_admin && self.change_password_upon_first_use {
+        self.expires_at_for(&BTreeMap::new(), now, by_admin)
+    }
+
+    /// [`Compliance::expires_at`] for a user with `options` (its exemptions).
+    pub fn expires_at_for(
+        &self,
+        options: &BTreeMap<String, bool>,
+        now: Timestamp,
+        by_admin: bool,
+    ) -> Option<Timestamp> {
+        let opt = |k: &str| options.get(k).copied().unwrap_or(false);
+        if opt(IGNORE_PASSWORD_EXPIRY) {
+            return None;
+        }
+        if by_admin && self.change_password_upon_first_use && !opt(IGNORE_CHANGE_PASSWORD) {
             return Some(now);
         }
         (self.password_expires_days > 0).then(|| {
@@ -283,7 +316,9 @@ impl Compliance {
     /// Whether `u` is locked out at `now`: at least `lockout_failure_attempts`
     /// failures, the last one less than `lockout_duration` ago (or no duration).
     pub fn locked(&self, u: &User, now: Timestamp) -> bool {
-        if self.lockout_failure_attempts == 0 || u.failed_auth_count < self.lockout_failure_attempts
+        if self.lockout_failure_attempts == 0
+            || u.failed_auth_count < self.lockout_failure_attempts
+            || u.option(IGNORE_LOCKOUT)
         {
             return false;
         }
@@ -330,9 +365,16 @@ pub fn password_reused_message(unique_count: u32) -> String {
 }
 
 impl User {
-    /// Whether the current password has expired at `now`.
+    /// Whether the current password has expired at `now` (never for a user with
+    /// `ignore_password_expiry`).
     pub fn password_expired(&self, now: Timestamp) -> bool {
-        self.password_expires_at.is_some_and(|e| now.0 >= e.0)
+        !self.option(IGNORE_PASSWORD_EXPIRY)
+            && self.password_expires_at.is_some_and(|e| now.0 >= e.0)
+    }
+
+    /// Whether the user option `name` is set to true.
+    pub fn option(&self, name: &str) -> bool {
+        self.options.get(name).copied().unwrap_or(false)
     }
 
     /// Roles of this user on a project.
@@ -462,6 +504,8 @@ pub enum IdentityCommand {
     /// Set the expiry of the current password (after a create: the settings of
     /// `user.created`'s time). Nothing when it is already that.
     SetPasswordExpiry { expires_at: Option<Timestamp> },
+    /// Set (`Some`) or remove (`None`) user options ([`USER_OPTIONS`]).
+    SetUserOptions(BTreeMap<String, Option<bool>>),
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -590,6 +634,11 @@ pub enum IdentityEvent {
         expires_at: Option<Timestamp>,
         at: Timestamp,
     },
+    /// `user.options_set`: user options set (`Some`) or removed (`None`).
+    UserOptionsSet {
+        options: BTreeMap<String, Option<bool>>,
+        at: Timestamp,
+    },
 }
 
 impl IdentityEvent {
@@ -619,6 +668,7 @@ impl IdentityEvent {
             IdentityEvent::UserAuthFailed { .. } => "user.auth_failed",
             IdentityEvent::UserAuthFailuresCleared { .. } => "user.auth_failures_cleared",
             IdentityEvent::UserPasswordExpirySet { .. } => "user.password_expiry_set",
+            IdentityEvent::UserOptionsSet { .. } => "user.options_set",
         }
     }
 }
@@ -790,6 +840,11 @@ pub fn decide(
                     "password must be stored as an argon2 hash".into(),
                 ));
             }
+            if self_service && u.option(LOCK_PASSWORD) {
+                return Err(DomainError::BadRequest(
+                    "You cannot change your password at this time due to password policy disallowing password changes. Please contact your administrator to reset your password.".into(),
+                ));
+            }
             if self_service {
                 if let Some(days_left) = rules.minimum_age_left(u, now) {
                     return Err(DomainError::BadRequest(format!(
@@ -800,7 +855,7 @@ pub fn decide(
             }
             Ok(vec![E::UserPasswordSet {
                 password_hash,
-                expires_at: rules.expires_at(now, !self_service),
+                expires_at: rules.expires_at_for(&u.options, now, !self_service),
                 self_service,
                 keep_history: rules.keep_history(),
                 at: now,
@@ -988,7 +1043,10 @@ pub fn decide(
         }
         C::RecordAuthFailure { rules } => {
             let u = user(state)?;
-            if rules.lockout_failure_attempts == 0 || rules.locked(u, now) {
+            if rules.lockout_failure_attempts == 0
+                || u.option(IGNORE_LOCKOUT)
+                || rules.locked(u, now)
+            {
                 return Ok(vec![]);
             }
             // A lock that has run out starts the count again (Keystone resets it).
@@ -1005,6 +1063,19 @@ pub fn decide(
                 return Ok(vec![]);
             }
             Ok(vec![E::UserAuthFailuresCleared { at: now }])
+        }
+        C::SetUserOptions(mut options) => {
+            let u = user(state)?;
+            if let Some(k) = options.keys().find(|k| !USER_OPTIONS.contains(&k.as_str())) {
+                return Err(DomainError::BadRequest(format!(
+                    "Invalid input for field 'options': unknown option {k:?}."
+                )));
+            }
+            options.retain(|k, v| u.options.get(k) != v.as_ref());
+            if options.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserOptionsSet { options, at: now }])
         }
         C::SetPasswordExpiry { expires_at } => {
             let u = user(state)?;
@@ -1128,6 +1199,7 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             password_history: Vec::new(),
             failed_auth_count: 0,
             failed_auth_at: None,
+            options: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -1179,6 +1251,16 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
         }
         (Some(IdentityState::User(mut u)), E::UserPasswordExpirySet { expires_at, .. }) => {
             u.password_expires_at = *expires_at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserOptionsSet { options, at }) => {
+            for (k, v) in options {
+                match v {
+                    Some(v) => u.options.insert(k.clone(), *v),
+                    None => u.options.remove(k),
+                };
+            }
+            u.updated_at = *at;
             Some(IdentityState::User(u))
         }
         (Some(IdentityState::User(mut u)), E::UserRoleGranted { project, role, at }) => {

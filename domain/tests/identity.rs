@@ -576,3 +576,72 @@ fn expiry_is_decided_when_the_password_is_set() {
     assert!(!u.password_expired(Timestamp(now + 1)));
     assert!(u.password_self_service);
 }
+
+#[test]
+fn user_options_exempt_from_lockout_expiry_and_forbid_self_service() {
+    use std::collections::BTreeMap;
+    let rules = identity::Compliance {
+        lockout_failure_attempts: 1,
+        lockout_duration_secs: 60,
+        password_expires_days: 10,
+        change_password_upon_first_use: true,
+        ..Default::default()
+    };
+    let state = given(&[user_created()]);
+    let set = |opts: &[(&str, Option<bool>)]| {
+        C::SetUserOptions(
+            opts.iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    assert!(matches!(
+        at(&state, set(&[("nope", Some(true))]), SEC).unwrap_err(),
+        DomainError::BadRequest(_)
+    ));
+    let evs = at(
+        &state,
+        set(&[
+            (identity::IGNORE_LOCKOUT, Some(true)),
+            (identity::LOCK_PASSWORD, Some(true)),
+            (identity::IGNORE_CHANGE_PASSWORD, Some(true)),
+        ]),
+        SEC,
+    )
+    .unwrap();
+    let state = apply(state, &evs);
+    // Setting what is set already: nothing.
+    assert_eq!(
+        at(&state, set(&[(identity::LOCK_PASSWORD, Some(true))]), SEC).unwrap(),
+        vec![]
+    );
+    // No lockout: failures are not even recorded.
+    assert_eq!(
+        at(&state, C::RecordAuthFailure { rules }, 2 * SEC).unwrap(),
+        vec![]
+    );
+    // lock_password: the user may not change it, an admin may.
+    let change = |self_service| C::SetPassword {
+        password_hash: hash(1),
+        rules,
+        self_service,
+    };
+    assert!(matches!(
+        at(&state, change(true), 3 * SEC).unwrap_err(),
+        DomainError::BadRequest(m) if m.contains("password policy disallowing password changes")
+    ));
+    // Exempt from change-upon-first-use: the admin's password gets the normal expiry.
+    let evs = at(&state, change(false), 3 * SEC).unwrap();
+    let state = apply(state, &evs);
+    let u = user(&state);
+    assert_eq!(u.password_expires_at, Some(Timestamp(3 * SEC + 10 * DAY)));
+    // ignore_password_expiry: never expired.
+    let evs = at(
+        &state,
+        set(&[(identity::IGNORE_PASSWORD_EXPIRY, Some(true))]),
+        4 * SEC,
+    )
+    .unwrap();
+    let u = user(&apply(state, &evs));
+    assert!(!u.password_expired(Timestamp(100 * DAY)));
+}

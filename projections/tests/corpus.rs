@@ -839,6 +839,13 @@ fn samples() -> Vec<Event> {
             expires_at: Some(t(75)),
             at: t(75),
         }),
+        Event::Identity(IdentityEvent::UserOptionsSet {
+            options: BTreeMap::from([
+                ("ignore_lockout_failure_attempts".to_string(), Some(true)),
+                ("lock_password".to_string(), None),
+            ]),
+            at: t(76),
+        }),
     ]
 }
 

@@ -392,6 +392,49 @@ async fn lockout_history_expiry_and_regex_through_the_identity_api() {
     assert_eq!(code, 201, "{v}");
     assert!(v["token"]["user"]["password_expires_at"].is_string());
 
+    // User options: a service user exempt from lockout and first-use, whose password
+    // only an admin may change.
+    let (code, _, u) = id
+        .call(
+            M::POST,
+            "/users",
+            Some(&admin),
+            Some(json!({"user": {"name": "svc", "password": "svc1", "default_project_id": project,
+                "options": {"ignore_lockout_failure_attempts": true, "ignore_change_password_upon_first_use": true, "lock_password": true}}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{u}");
+    assert_eq!(u["user"]["options"]["lock_password"], true);
+    let svc = u["user"]["id"].as_str().unwrap().to_string();
+    id.call(
+        M::PUT,
+        &format!("/projects/{project}/users/{svc}/roles/{member}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let seq = user_events(&h, &svc).await;
+    for _ in 0..5 {
+        assert_eq!(id.login(&svc, "wrong1").await.0, 401);
+    }
+    assert_eq!(user_events(&h, &svc).await, seq, "no failures recorded");
+    assert_eq!(id.login(&svc, "svc1").await.0, 201);
+    let (code, v) = id.change(&svc, "svc1", "svc2").await;
+    assert_eq!(code, 400);
+    assert!(
+        message(&v).contains("password policy disallowing password changes"),
+        "{v}"
+    );
+    let (code, _, v) = id
+        .call(
+            M::PATCH,
+            &format!("/users/{svc}"),
+            Some(&admin),
+            Some(json!({"user": {"options": {"bogus": true}}})),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+
     let Harness { stack, dir, .. } = h;
     stack.stop().await;
     let report = replay::rebuild_data_dir(dir.path()).await.unwrap();

@@ -513,6 +513,17 @@ pub async fn record_auth_failure(
     on_user(log, user, IdentityCommand::RecordAuthFailure { rules }, who).await
 }
 
+/// Sets (`Some`) or removes (`None`) Keystone user options of `user` (400 for an
+/// option Stratus does not know).
+pub async fn set_user_options(
+    log: &dyn EventLog,
+    user: &UserId,
+    options: std::collections::BTreeMap<String, Option<bool>>,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    on_user(log, user, IdentityCommand::SetUserOptions(options), who).await
+}
+
 /// Forgets `user`'s failed authentications after a success (nothing when none).
 pub async fn clear_auth_failures(
     log: &dyn EventLog,

@@ -419,7 +419,7 @@ fn user_json(u: &User, base: &str) -> Value {
         "domain_id": u.domain_id,
         "enabled": u.enabled,
         "password_expires_at": u.password_expires_at.map(iso),
-        "options": {},
+        "options": u.options,
         "links": {"self": format!("{base}/v3/users/{}", u.id)},
     });
     if let (Some(v), Value::Object(own)) = (v.as_object_mut(), own) {
@@ -1344,13 +1344,42 @@ struct CreateUserBody {
 /// reserved ones; `options` is accepted and ignored when it is an object).
 const USER_RESERVED: &[&str] = &["id", "links", "password_expires_at", "options"];
 
-/// The extra attributes of a user body (400 for a reserved member).
+type Options = std::collections::BTreeMap<String, Option<bool>>;
+
+/// The `options` of a user body: Keystone's boolean security-compliance options
+/// (`domain::identity::USER_OPTIONS`), each `true`, `false` or `null` (removes it);
+/// anything else is a 400.
+fn user_options(v: Option<&Value>) -> Result<Options, IdentityError> {
+    let bad =
+        |m: String| IdentityError::BadRequest(format!("Invalid input for field 'options': {m}"));
+    let Some(v) = v else {
+        return Ok(Options::new());
+    };
+    let Value::Object(m) = v else {
+        return Err(bad(format!("{v} is not of type 'object'.")));
+    };
+    let mut out = Options::new();
+    for (k, v) in m {
+        if !domain::identity::USER_OPTIONS.contains(&k.as_str()) {
+            return Err(bad(format!("unknown option {k:?}.")));
+        }
+        match v {
+            Value::Bool(b) => out.insert(k.clone(), Some(*b)),
+            Value::Null => out.insert(k.clone(), None),
+            other => return Err(bad(format!("{other} is not of type 'boolean', 'null'."))),
+        };
+    }
+    Ok(out)
+}
+
+/// The extra attributes of a user body (400 for a reserved member; `options` is
+/// taken apart by [`user_options`]).
 fn user_extra(
     extra: serde_json::Map<String, Value>,
 ) -> Result<std::collections::BTreeMap<String, Value>, IdentityError> {
     let mut out = std::collections::BTreeMap::new();
     for (k, v) in extra {
-        if k == "options" && v.is_object() {
+        if k == "options" {
             continue;
         }
         if USER_RESERVED.contains(&k.as_str()) {
@@ -1374,6 +1403,7 @@ async fn create_user(
     let req: CreateUserReq = parse(&body)?;
     let u = req.user;
     check_domain_id(u.domain_id.as_deref())?;
+    let options = user_options(u.extra.get("options"))?;
     let extra = user_extra(u.extra)?
         .into_iter()
         .filter(|(_, v)| !v.is_null())
@@ -1407,10 +1437,22 @@ async fn create_user(
         u.enabled.unwrap_or(true),
         default_project,
         extra,
-        api.compliance.rules.expires_at(engine::now(), true),
+        api.compliance.rules.expires_at_for(
+            &options
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+                .collect(),
+            engine::now(),
+            true,
+        ),
         &actor(&me, &rid),
     )
     .await?;
+    let mut pos = pos;
+    if !options.is_empty() {
+        let who = actor(&me, &rid);
+        pos = pos.max(commands::set_user_options(api.log.as_ref(), &id, options, &who).await?);
+    }
     settle(&api, pos).await?;
     let b = base(&headers, &api);
     let views = api.world.read();
@@ -1454,6 +1496,7 @@ async fn update_user(
     let me = caller(&api, &headers)?;
     require_admin(&me, "update_user")?;
     let req: UpdateUserReq = parse(&body)?;
+    let options = user_options(req.user.extra.get("options"))?;
     let extra: std::collections::BTreeMap<String, Option<String>> = user_extra(req.user.extra)?
         .into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then(|| v.to_string())))
@@ -1498,6 +1541,10 @@ async fn update_user(
     };
     let who = actor(&me, &rid);
     let mut pos = None;
+    // Options first: an exemption given with a password applies to it.
+    if !options.is_empty() {
+        pos = pos.max(commands::set_user_options(api.log.as_ref(), &uid, options, &who).await?);
+    }
     if let Some(h) = hash {
         let rules = api.compliance.rules;
         pos = pos.max(commands::set_password(api.log.as_ref(), &uid, h, rules, &who).await?);
