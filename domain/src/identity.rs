@@ -39,6 +39,15 @@
 //! - EC2 credentials live on their user too (`user.ec2_cred_created` /
 //!   `user.ec2_cred_deleted`), keyed by their access key; their secret is kept as is
 //!   (Keystone shows it on GET; see [`Ec2Cred`]). They go with their user.
+//! - Security compliance (Keystone's `[security_compliance]`, see [`Compliance`]): a
+//!   password is set with `user.password_set`, which carries everything the settings
+//!   decided at that moment (expiry, how many earlier hashes to keep, whether the user
+//!   set it itself), so the fold never reads configuration and a replay is exact.
+//!   Failed password authentications are `user.auth_failed` events carrying the new
+//!   count; a locked user's failures decide to nothing (so an attacker can add at most
+//!   `lockout_failure_attempts` events per user per `lockout_duration`), and the lock
+//!   is state in the log, so a restart does not lift it. A success or an admin's
+//!   `enabled: true` clears the count (`user.auth_failures_cleared`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -185,6 +194,22 @@ pub struct User {
     /// because `AppCred` is the payload of `user.app_cred_created`, whose encoding is
     /// frozen.
     pub app_cred_rules: BTreeMap<String, Vec<String>>,
+    /// When the current password was set.
+    pub password_created_at: Timestamp,
+    /// When the current password expires (Keystone's `password_expires_at`).
+    pub password_expires_at: Option<Timestamp>,
+    /// Whether the user set the current password itself (`POST
+    /// /v3/users/{id}/password`): only then does the minimum password age apply.
+    pub password_self_service: bool,
+    /// argon2 hashes of earlier passwords, oldest first (as many as the unique password
+    /// count in force when the password was last set needs; never plain passwords).
+    pub password_history: Vec<String>,
+    /// Consecutive failed password authentications (`user.auth_failed`).
+    pub failed_auth_count: u32,
+    /// When the last of them happened.
+    pub failed_auth_at: Option<Timestamp>,
+    /// Keystone's user options ([`USER_OPTIONS`]) that are set, by name.
+    pub options: BTreeMap<String, bool>,
 }
 
 /// An application credential access rule (Keystone's `access_rule`): a request a
@@ -218,6 +243,23 @@ pub enum AccessRuleRequest {
     /// (with its fresh id).
     New(AccessRule),
 }
+
+/// Keystone's user option exempting the user from the lockout.
+pub const IGNORE_LOCKOUT: &str = "ignore_lockout_failure_attempts";
+/// Keystone's user option exempting the user's passwords from expiry.
+pub const IGNORE_PASSWORD_EXPIRY: &str = "ignore_password_expiry";
+/// Keystone's user option exempting the user from `change_password_upon_first_use`.
+pub const IGNORE_CHANGE_PASSWORD: &str = "ignore_change_password_upon_first_use";
+/// Keystone's user option forbidding the self-service password change.
+pub const LOCK_PASSWORD: &str = "lock_password";
+/// The user options Stratus knows (Keystone's boolean security-compliance options);
+/// any other is refused with a 400.
+pub const USER_OPTIONS: &[&str] = &[
+    IGNORE_CHANGE_PASSWORD,
+    IGNORE_PASSWORD_EXPIRY,
+    IGNORE_LOCKOUT,
+    LOCK_PASSWORD,
+];
 
 /// An EC2 credential (Keystone's `ec2` credential type, `OS-EC2`): an access key and
 /// its secret for one project. Unlike passwords and application credentials the secret
@@ -259,7 +301,128 @@ pub struct AppCred {
     pub created_at: Timestamp,
 }
 
+/// Keystone's `[security_compliance]` settings that decide authentication and password
+/// changes (the password regex is checked by the identity service on the plain text).
+/// Every value 0 / false is off, Keystone's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compliance {
+    /// Failed password authentications that lock the user (0: never).
+    pub lockout_failure_attempts: u32,
+    /// Seconds a lock lasts (0: until an admin enables the user again).
+    pub lockout_duration_secs: u64,
+    /// How many of the latest passwords, the current one included, a user may not set
+    /// again through the self-service change (0: any).
+    pub unique_last_password_count: u32,
+    /// Days a self-service password must be kept before the user may change it.
+    pub minimum_password_age_days: u32,
+    /// Days a new password is valid (0: forever).
+    pub password_expires_days: u32,
+    /// A password set at creation or by an admin expires at once, so that the user
+    /// must change it before anything else.
+    pub change_password_upon_first_use: bool,
+}
+
+/// Seconds per day.
+const DAY_SECS: i64 = 86_400;
+
+impl Compliance {
+    /// The expiry of a password set at `now` (`by_admin`: at creation or by an admin;
+    /// with `change_password_upon_first_use` it expires at once), whole seconds as
+    /// Keystone stores it.
+    pub fn expires_at(&self, now: Timestamp, by_admin: bool) -> Option<Timestamp> {
+        self.expires_at_for(&BTreeMap::new(), now, by_admin)
+    }
+
+    /// [`Compliance::expires_at`] for a user with `options` (its exemptions).
+    pub fn expires_at_for(
+        &self,
+        options: &BTreeMap<String, bool>,
+        now: Timestamp,
+        by_admin: bool,
+    ) -> Option<Timestamp> {
+        let opt = |k: &str| options.get(k).copied().unwrap_or(false);
+        if opt(IGNORE_PASSWORD_EXPIRY) {
+            return None;
+        }
+        if by_admin && self.change_password_upon_first_use && !opt(IGNORE_CHANGE_PASSWORD) {
+            return Some(now);
+        }
+        (self.password_expires_days > 0).then(|| {
+            let t = now.plus_secs(i64::from(self.password_expires_days) * DAY_SECS);
+            Timestamp(t.0 - t.0.rem_euclid(1_000_000))
+        })
+    }
+
+    /// How many earlier password hashes to keep when a password is set: the current
+    /// one is checked too, so one fewer than the unique count.
+    pub fn keep_history(&self) -> u32 {
+        self.unique_last_password_count.saturating_sub(1)
+    }
+
+    /// Whether `u` is locked out at `now`: at least `lockout_failure_attempts`
+    /// failures, the last one less than `lockout_duration` ago (or no duration).
+    pub fn locked(&self, u: &User, now: Timestamp) -> bool {
+        if self.lockout_failure_attempts == 0
+            || u.failed_auth_count < self.lockout_failure_attempts
+            || u.option(IGNORE_LOCKOUT)
+        {
+            return false;
+        }
+        if self.lockout_duration_secs == 0 {
+            return true;
+        }
+        let secs = i64::try_from(self.lockout_duration_secs).unwrap_or(i64::MAX / 2_000_000);
+        u.failed_auth_at
+            .is_some_and(|at| at.plus_secs(secs).0 > now.0)
+    }
+
+    /// The whole days left before `u` may change its own password at `now`, or
+    /// `None` when it may (the minimum age binds only a password the user set itself).
+    pub fn minimum_age_left(&self, u: &User, now: Timestamp) -> Option<i64> {
+        if self.minimum_password_age_days == 0 || !u.password_self_service {
+            return None;
+        }
+        let until = u
+            .password_created_at
+            .plus_secs(i64::from(self.minimum_password_age_days) * DAY_SECS);
+        (now.0 < until.0).then(|| (until.0 - now.0) / (DAY_SECS * 1_000_000))
+    }
+
+    /// The stored hashes a self-service password may not match: the current one and
+    /// the latest earlier ones, `unique_last_password_count` in all (none when 0).
+    pub fn reused_candidates<'u>(&self, u: &'u User) -> Vec<&'u str> {
+        let n = self.unique_last_password_count as usize;
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![u.password_hash.as_str()];
+        let earlier = n - 1;
+        let skip = u.password_history.len().saturating_sub(earlier);
+        out.extend(u.password_history[skip..].iter().map(String::as_str));
+        out
+    }
+}
+
+/// Keystone's message for a reused password (400).
+pub fn password_reused_message(unique_count: u32) -> String {
+    format!(
+        "The new password cannot be identical to a previous password. The total number which includes the new password must be unique is {unique_count}."
+    )
+}
+
 impl User {
+    /// Whether the current password has expired at `now` (never for a user with
+    /// `ignore_password_expiry`).
+    pub fn password_expired(&self, now: Timestamp) -> bool {
+        !self.option(IGNORE_PASSWORD_EXPIRY)
+            && self.password_expires_at.is_some_and(|e| now.0 >= e.0)
+    }
+
+    /// Whether the user option `name` is set to true.
+    pub fn option(&self, name: &str) -> bool {
+        self.options.get(name).copied().unwrap_or(false)
+    }
+
     /// Roles of this user on a project.
     pub fn roles_on(&self, project: &ProjectId) -> Vec<RoleId> {
         self.roles
@@ -323,13 +486,21 @@ pub enum IdentityCommand {
         default_project_id: Option<ProjectId>,
         /// Extra attributes (name -> JSON text).
         extra: BTreeMap<String, String>,
+        /// Expiry of the initial password ([`Compliance::expires_at`]).
+        password_expires_at: Option<Timestamp>,
     },
     /// Enable or disable a user.
     SetUserEnabled(bool),
-    /// Change a user's password.
+    /// Change a user's password (by an admin, or by the user itself).
     SetPassword {
         /// argon2 PHC string of the new password.
         password_hash: String,
+        /// The settings in force (expiry, history, minimum age).
+        rules: Compliance,
+        /// The user changes its own password (`POST /v3/users/{id}/password`): the
+        /// minimum password age applies. (Reuse is checked by the caller, which can
+        /// verify the plain password against the stored hashes.)
+        self_service: bool,
     },
     /// Grant a role on a project to a user.
     GrantRole { project: ProjectId, role: RoleId },
@@ -374,6 +545,16 @@ pub enum IdentityCommand {
     DeleteEc2Cred { access: String },
     /// Delete an access rule no application credential names.
     DeleteAccessRule { id: String },
+    /// Record a failed password authentication under `rules` (nothing when lockout
+    /// is off or the user is locked already).
+    RecordAuthFailure { rules: Compliance },
+    /// Forget the failed authentications (a success; nothing when there were none).
+    ClearAuthFailures,
+    /// Set the expiry of the current password (after a create: the settings of
+    /// `user.created`'s time). Nothing when it is already that.
+    SetPasswordExpiry { expires_at: Option<Timestamp> },
+    /// Set (`Some`) or remove (`None`) user options ([`USER_OPTIONS`]).
+    SetUserOptions(BTreeMap<String, Option<bool>>),
 }
 
 /// Events of identity aggregates (variant order frozen: new ones go at the end).
@@ -487,6 +668,35 @@ pub enum IdentityEvent {
     },
     /// `user.access_rule_deleted`
     AccessRuleDeleted { id: String, at: Timestamp },
+    /// `user.password_set`: a new password with what the settings decided when it
+    /// was set (superseding `user.password_changed`, which folds as an admin reset
+    /// without expiry or history).
+    UserPasswordSet {
+        /// argon2 PHC string.
+        password_hash: String,
+        /// Expiry, if any.
+        expires_at: Option<Timestamp>,
+        /// Set by the user itself (the minimum age applies to it).
+        self_service: bool,
+        /// How many earlier hashes the user keeps (the replaced one included).
+        keep_history: u32,
+        at: Timestamp,
+    },
+    /// `user.auth_failed`: a failed password authentication; `failures` is the new
+    /// consecutive count (1 again after an expired lock).
+    UserAuthFailed { failures: u32, at: Timestamp },
+    /// `user.auth_failures_cleared`: a success, or an admin enabling the user.
+    UserAuthFailuresCleared { at: Timestamp },
+    /// `user.password_expiry_set`: the current password's expiry.
+    UserPasswordExpirySet {
+        expires_at: Option<Timestamp>,
+        at: Timestamp,
+    },
+    /// `user.options_set`: user options set (`Some`) or removed (`None`).
+    UserOptionsSet {
+        options: BTreeMap<String, Option<bool>>,
+        at: Timestamp,
+    },
 }
 
 impl IdentityEvent {
@@ -514,11 +724,18 @@ impl IdentityEvent {
             IdentityEvent::Ec2CredDeleted { .. } => "user.ec2_cred_deleted",
             IdentityEvent::AppCredAccessRulesSet { .. } => "user.app_cred_access_rules_set",
             IdentityEvent::AccessRuleDeleted { .. } => "user.access_rule_deleted",
+            IdentityEvent::UserPasswordSet { .. } => "user.password_set",
+            IdentityEvent::UserAuthFailed { .. } => "user.auth_failed",
+            IdentityEvent::UserAuthFailuresCleared { .. } => "user.auth_failures_cleared",
+            IdentityEvent::UserPasswordExpirySet { .. } => "user.password_expiry_set",
+            IdentityEvent::UserOptionsSet { .. } => "user.options_set",
         }
     }
 }
 
 /// The state of one identity subject.
+// Most identity subjects are users, so boxing the large variant would not save memory.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum IdentityState {
     /// A name-index subject.
@@ -613,6 +830,7 @@ pub fn decide(
             enabled,
             default_project_id,
             extra,
+            password_expires_at,
         } => {
             if state.is_some() {
                 return Err(DomainError::AlreadyExists {
@@ -643,14 +861,25 @@ pub fn decide(
                     at: now,
                 });
             }
+            if password_expires_at.is_some() {
+                evs.push(E::UserPasswordExpirySet {
+                    expires_at: password_expires_at,
+                    at: now,
+                });
+            }
             Ok(evs)
         }
         C::SetUserEnabled(enabled) => {
             let u = user(state)?;
+            // As Keystone: setting `enabled: true` unlocks a locked-out user, even
+            // one that is enabled already.
+            let unlock = (enabled && u.failed_auth_count > 0)
+                .then_some(E::UserAuthFailuresCleared { at: now });
             if u.enabled == enabled {
-                return Ok(vec![]);
+                return Ok(unlock.into_iter().collect());
             }
             let mut evs = vec![E::UserEnabledSet { enabled, at: now }];
+            evs.extend(unlock);
             // As Keystone: disabling a user deletes its application credentials.
             if !enabled {
                 evs.extend(u.app_creds.keys().map(|id| E::AppCredDeleted {
@@ -660,15 +889,35 @@ pub fn decide(
             }
             Ok(evs)
         }
-        C::SetPassword { password_hash } => {
-            user(state)?;
+        C::SetPassword {
+            password_hash,
+            rules,
+            self_service,
+        } => {
+            let u = user(state)?;
             if bad_hash(&password_hash) {
                 return Err(DomainError::BadRequest(
                     "password must be stored as an argon2 hash".into(),
                 ));
             }
-            Ok(vec![E::UserPasswordChanged {
+            if self_service && u.option(LOCK_PASSWORD) {
+                return Err(DomainError::BadRequest(
+                    "You cannot change your password at this time due to password policy disallowing password changes. Please contact your administrator to reset your password.".into(),
+                ));
+            }
+            if self_service {
+                if let Some(days_left) = rules.minimum_age_left(u, now) {
+                    return Err(DomainError::BadRequest(format!(
+                        "You cannot change your password at this time due to the minimum password age. Once you change your password, it must be used for {} day(s) before it can be changed. Please try again in {days_left} day(s) or contact your administrator to reset your password.",
+                        rules.minimum_password_age_days
+                    )));
+                }
+            }
+            Ok(vec![E::UserPasswordSet {
                 password_hash,
+                expires_at: rules.expires_at_for(&u.options, now, !self_service),
+                self_service,
+                keep_history: rules.keep_history(),
                 at: now,
             }])
         }
@@ -877,6 +1126,52 @@ pub fn decide(
             }
             Ok(vec![E::AccessRuleDeleted { id, at: now }])
         }
+        C::RecordAuthFailure { rules } => {
+            let u = user(state)?;
+            if rules.lockout_failure_attempts == 0
+                || u.option(IGNORE_LOCKOUT)
+                || rules.locked(u, now)
+            {
+                return Ok(vec![]);
+            }
+            // A lock that has run out starts the count again (Keystone resets it).
+            let failures = if u.failed_auth_count >= rules.lockout_failure_attempts {
+                1
+            } else {
+                u.failed_auth_count + 1
+            };
+            Ok(vec![E::UserAuthFailed { failures, at: now }])
+        }
+        C::ClearAuthFailures => {
+            let u = user(state)?;
+            if u.failed_auth_count == 0 {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserAuthFailuresCleared { at: now }])
+        }
+        C::SetUserOptions(mut options) => {
+            let u = user(state)?;
+            if let Some(k) = options.keys().find(|k| !USER_OPTIONS.contains(&k.as_str())) {
+                return Err(DomainError::BadRequest(format!(
+                    "Invalid input for field 'options': unknown option {k:?}."
+                )));
+            }
+            options.retain(|k, v| u.options.get(k) != v.as_ref());
+            if options.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserOptionsSet { options, at: now }])
+        }
+        C::SetPasswordExpiry { expires_at } => {
+            let u = user(state)?;
+            if u.password_expires_at == expires_at {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserPasswordExpirySet {
+                expires_at,
+                at: now,
+            }])
+        }
     }
 }
 
@@ -938,6 +1233,27 @@ fn user(state: Option<&IdentityState>) -> Result<&User, DomainError> {
             id: String::new(),
         }),
     }
+}
+
+/// A new password on `u`: the replaced hash joins the history, which keeps the latest
+/// `keep` hashes; the revision moves on, so earlier tokens stop working.
+fn set_password(
+    u: &mut User,
+    hash: &str,
+    expires_at: Option<Timestamp>,
+    self_service: bool,
+    keep: u32,
+    at: Timestamp,
+) {
+    let old = std::mem::replace(&mut u.password_hash, hash.to_string());
+    u.password_history.push(old);
+    let drop = u.password_history.len().saturating_sub(keep as usize);
+    u.password_history.drain(..drop);
+    u.password_created_at = at;
+    u.password_expires_at = expires_at;
+    u.password_self_service = self_service;
+    u.revision = u.revision.saturating_add(1);
+    u.updated_at = at;
 }
 
 /// Applies an identity event. Total: an event that does not fit the state (never
@@ -1007,6 +1323,13 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             ec2_creds: BTreeMap::new(),
             access_rules: BTreeMap::new(),
             app_cred_rules: BTreeMap::new(),
+            password_created_at: *at,
+            password_expires_at: None,
+            password_self_service: false,
+            password_history: Vec::new(),
+            failed_auth_count: 0,
+            failed_auth_at: None,
+            options: BTreeMap::new(),
         })),
         (None, E::RoleCreated { id, name, at }) => Some(IdentityState::Role(Role {
             id: id.clone(),
@@ -1022,8 +1345,51 @@ pub fn evolve(state: Option<IdentityState>, ev: &IdentityEvent) -> Option<Identi
             Some(IdentityState::User(u))
         }
         (Some(IdentityState::User(mut u)), E::UserPasswordChanged { password_hash, at }) => {
-            u.password_hash = password_hash.clone();
-            u.revision = u.revision.saturating_add(1);
+            // Before `user.password_set`: an admin reset, no expiry, no history.
+            set_password(&mut u, password_hash, None, false, 0, *at);
+            Some(IdentityState::User(u))
+        }
+        (
+            Some(IdentityState::User(mut u)),
+            E::UserPasswordSet {
+                password_hash,
+                expires_at,
+                self_service,
+                keep_history,
+                at,
+            },
+        ) => {
+            set_password(
+                &mut u,
+                password_hash,
+                *expires_at,
+                *self_service,
+                *keep_history,
+                *at,
+            );
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserAuthFailed { failures, at }) => {
+            u.failed_auth_count = *failures;
+            u.failed_auth_at = Some(*at);
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserAuthFailuresCleared { .. }) => {
+            u.failed_auth_count = 0;
+            u.failed_auth_at = None;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserPasswordExpirySet { expires_at, .. }) => {
+            u.password_expires_at = *expires_at;
+            Some(IdentityState::User(u))
+        }
+        (Some(IdentityState::User(mut u)), E::UserOptionsSet { options, at }) => {
+            for (k, v) in options {
+                match v {
+                    Some(v) => u.options.insert(k.clone(), *v),
+                    None => u.options.remove(k),
+                };
+            }
             u.updated_at = *at;
             Some(IdentityState::User(u))
         }

@@ -92,6 +92,7 @@ fn create_user_then_creating_it_again_is_refused() {
         enabled: true,
         default_project_id: None,
         extra: Default::default(),
+        password_expires_at: None,
     };
     let evs = when(&None, cmd.clone()).unwrap();
     let state = given(&evs);
@@ -116,6 +117,7 @@ fn a_plain_password_is_never_stored() {
             enabled: true,
             default_project_id: None,
             extra: Default::default(),
+            password_expires_at: None,
         },
     )
     .unwrap_err();
@@ -141,6 +143,8 @@ fn disabling_and_changing_the_password_bump_the_revision() {
         &state,
         C::SetPassword {
             password_hash: new_hash.into(),
+            rules: Default::default(),
+            self_service: false,
         },
     )
     .unwrap();
@@ -461,4 +465,267 @@ fn access_rules_are_reused_per_user_and_kept_while_in_use() {
         when(&state, C::DeleteAccessRule { id: "a".into() }),
         Err(DomainError::NotFound { .. })
     ));
+}
+
+// ---- security compliance (Keystone's [security_compliance]) ----
+
+const SEC: i64 = 1_000_000;
+const DAY: i64 = 86_400 * SEC;
+
+fn at(state: &Option<IdentityState>, cmd: C, now: i64) -> Result<Vec<E>, DomainError> {
+    identity::decide(state.as_ref(), cmd, Refs::default(), Timestamp(now))
+}
+
+fn apply(state: Option<IdentityState>, evs: &[E]) -> Option<IdentityState> {
+    evs.iter().fold(state, identity::evolve)
+}
+
+fn hash(n: u32) -> String {
+    format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$h{n}")
+}
+
+fn lockout(attempts: u32, secs: u64) -> identity::Compliance {
+    identity::Compliance {
+        lockout_failure_attempts: attempts,
+        lockout_duration_secs: secs,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn failures_lock_the_user_and_a_locked_user_appends_nothing() {
+    let rules = lockout(3, 60);
+    let mut state = given(&[user_created()]);
+    for n in 1..=3 {
+        let evs = at(&state, C::RecordAuthFailure { rules }, n * SEC).unwrap();
+        assert_eq!(evs.len(), 1);
+        assert!(matches!(evs[0], E::UserAuthFailed { failures, .. } if failures == n as u32));
+        state = apply(state, &evs);
+    }
+    let u = user(&state);
+    assert!(rules.locked(&u, Timestamp(4 * SEC)));
+    // Locked: further failures decide to nothing (the log cannot be grown).
+    for n in 4..63 {
+        assert_eq!(
+            at(&state, C::RecordAuthFailure { rules }, n * SEC).unwrap(),
+            vec![]
+        );
+    }
+    // The lock runs out 60 s after the last failure; the next failure counts from 1.
+    assert!(rules.locked(&u, Timestamp(62 * SEC)));
+    assert!(!rules.locked(&u, Timestamp(63 * SEC)));
+    let evs = at(&state, C::RecordAuthFailure { rules }, 64 * SEC).unwrap();
+    assert!(matches!(evs[0], E::UserAuthFailed { failures: 1, .. }));
+}
+
+#[test]
+fn lockout_off_records_nothing_and_no_duration_locks_until_enabled() {
+    let mut state = given(&[user_created()]);
+    let off = identity::Compliance::default();
+    assert_eq!(
+        at(&state, C::RecordAuthFailure { rules: off }, SEC).unwrap(),
+        vec![]
+    );
+    let rules = lockout(1, 0);
+    let evs = at(&state, C::RecordAuthFailure { rules }, SEC).unwrap();
+    state = apply(state, &evs);
+    assert!(rules.locked(&user(&state), Timestamp(1_000_000 * DAY)));
+    // An admin's `enabled: true` unlocks even an enabled user (Keystone).
+    let evs = at(&state, C::SetUserEnabled(true), 2 * SEC).unwrap();
+    assert!(matches!(evs[..], [E::UserAuthFailuresCleared { .. }]));
+    state = apply(state, &evs);
+    assert!(!rules.locked(&user(&state), Timestamp(3 * SEC)));
+    assert_eq!(at(&state, C::ClearAuthFailures, 4 * SEC).unwrap(), vec![]);
+}
+
+#[test]
+fn success_clears_failures() {
+    let rules = lockout(3, 60);
+    let mut state = given(&[user_created()]);
+    state = apply(
+        state.clone(),
+        &at(&state, C::RecordAuthFailure { rules }, SEC).unwrap(),
+    );
+    let evs = at(&state, C::ClearAuthFailures, 2 * SEC).unwrap();
+    state = apply(state, &evs);
+    assert_eq!(user(&state).failed_auth_count, 0);
+    assert_eq!(user(&state).failed_auth_at, None);
+}
+
+#[test]
+fn history_keeps_hashes_for_the_unique_count_and_the_current_one_counts() {
+    let rules = identity::Compliance {
+        unique_last_password_count: 3,
+        ..Default::default()
+    };
+    let mut state = given(&[user_created()]);
+    for n in 1..=5 {
+        let cmd = C::SetPassword {
+            password_hash: hash(n),
+            rules,
+            self_service: true,
+        };
+        state = apply(state.clone(), &at(&state, cmd, n as i64 * SEC).unwrap());
+    }
+    let u = user(&state);
+    assert_eq!(u.password_history, vec![hash(3), hash(4)]);
+    assert_eq!(
+        rules.reused_candidates(&u),
+        vec![hash(5).as_str(), &hash(3), &hash(4)]
+    );
+    assert!(identity::Compliance::default()
+        .reused_candidates(&u)
+        .is_empty());
+    assert!(identity::password_reused_message(3).ends_with("must be unique is 3."));
+}
+
+#[test]
+fn minimum_age_binds_only_self_service_passwords() {
+    let rules = identity::Compliance {
+        minimum_password_age_days: 2,
+        ..Default::default()
+    };
+    let state = given(&[user_created()]);
+    let set = |self_service| C::SetPassword {
+        password_hash: hash(1),
+        rules,
+        self_service,
+    };
+    // The initial (admin-set) password may be changed at once.
+    let state = apply(state.clone(), &at(&state, set(true), SEC).unwrap());
+    let err = at(&state, set(true), SEC + DAY / 2).unwrap_err();
+    assert!(
+        matches!(&err, DomainError::BadRequest(m) if m.contains("must be used for 2 day(s)") && m.contains("try again in 1 day(s)")),
+        "{err:?}"
+    );
+    // An admin may always reset it; after 2 days the user may too.
+    assert!(at(&state, set(false), SEC + DAY / 2).is_ok());
+    assert!(at(&state, set(true), SEC + 2 * DAY).is_ok());
+}
+
+#[test]
+fn expiry_is_decided_when_the_password_is_set() {
+    let rules = identity::Compliance {
+        password_expires_days: 90,
+        ..Default::default()
+    };
+    let now = 10 * SEC + 123;
+    assert_eq!(
+        rules.expires_at(Timestamp(now), true),
+        Some(Timestamp(10 * SEC + 90 * DAY))
+    );
+    let first_use = identity::Compliance {
+        change_password_upon_first_use: true,
+        ..rules
+    };
+    assert_eq!(
+        first_use.expires_at(Timestamp(now), true),
+        Some(Timestamp(now))
+    );
+    assert_eq!(
+        first_use.expires_at(Timestamp(now), false),
+        Some(Timestamp(10 * SEC + 90 * DAY))
+    );
+    assert_eq!(
+        identity::Compliance::default().expires_at(Timestamp(now), true),
+        None
+    );
+    let state = given(&[user_created()]);
+    let evs = at(
+        &state,
+        C::SetPassword {
+            password_hash: hash(1),
+            rules: first_use,
+            self_service: false,
+        },
+        now,
+    )
+    .unwrap();
+    let state = apply(state, &evs);
+    let u = user(&state);
+    assert!(u.password_expired(Timestamp(now)));
+    assert!(!u.password_self_service);
+    // The user's own change gets the normal expiry.
+    let evs = at(
+        &state,
+        C::SetPassword {
+            password_hash: hash(2),
+            rules: first_use,
+            self_service: true,
+        },
+        now + 1,
+    )
+    .unwrap();
+    let u = user(&apply(state, &evs));
+    assert!(!u.password_expired(Timestamp(now + 1)));
+    assert!(u.password_self_service);
+}
+
+#[test]
+fn user_options_exempt_from_lockout_expiry_and_forbid_self_service() {
+    use std::collections::BTreeMap;
+    let rules = identity::Compliance {
+        lockout_failure_attempts: 1,
+        lockout_duration_secs: 60,
+        password_expires_days: 10,
+        change_password_upon_first_use: true,
+        ..Default::default()
+    };
+    let state = given(&[user_created()]);
+    let set = |opts: &[(&str, Option<bool>)]| {
+        C::SetUserOptions(
+            opts.iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    assert!(matches!(
+        at(&state, set(&[("nope", Some(true))]), SEC).unwrap_err(),
+        DomainError::BadRequest(_)
+    ));
+    let evs = at(
+        &state,
+        set(&[
+            (identity::IGNORE_LOCKOUT, Some(true)),
+            (identity::LOCK_PASSWORD, Some(true)),
+            (identity::IGNORE_CHANGE_PASSWORD, Some(true)),
+        ]),
+        SEC,
+    )
+    .unwrap();
+    let state = apply(state, &evs);
+    // Setting what is set already: nothing.
+    assert_eq!(
+        at(&state, set(&[(identity::LOCK_PASSWORD, Some(true))]), SEC).unwrap(),
+        vec![]
+    );
+    // No lockout: failures are not even recorded.
+    assert_eq!(
+        at(&state, C::RecordAuthFailure { rules }, 2 * SEC).unwrap(),
+        vec![]
+    );
+    // lock_password: the user may not change it, an admin may.
+    let change = |self_service| C::SetPassword {
+        password_hash: hash(1),
+        rules,
+        self_service,
+    };
+    assert!(matches!(
+        at(&state, change(true), 3 * SEC).unwrap_err(),
+        DomainError::BadRequest(m) if m.contains("password policy disallowing password changes")
+    ));
+    // Exempt from change-upon-first-use: the admin's password gets the normal expiry.
+    let evs = at(&state, change(false), 3 * SEC).unwrap();
+    let state = apply(state, &evs);
+    let u = user(&state);
+    assert_eq!(u.password_expires_at, Some(Timestamp(3 * SEC + 10 * DAY)));
+    // ignore_password_expiry: never expired.
+    let evs = at(
+        &state,
+        set(&[(identity::IGNORE_PASSWORD_EXPIRY, Some(true))]),
+        4 * SEC,
+    )
+    .unwrap();
+    let u = user(&apply(state, &evs));
+    assert!(!u.password_expired(Timestamp(100 * DAY)));
 }

@@ -2412,11 +2412,15 @@ fn create_backup_starts_at_image_backup_and_a_lock_does_not_stop_it() {
 #[test]
 fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
     let mut w = World::active();
-    w.when(C::Rescue { image_ref: None })
-        .events(&["instance.task_started"])
-        .task_is(Some(T::Rescuing))
-        .status("ACTIVE");
+    let image = "a2459075-d96c-40d5-893e-577ff92e721c".to_string();
+    w.when(C::Rescue {
+        image_ref: Some(image.clone()),
+    })
+    .events(&["instance.rescue_started"])
+    .task_is(Some(T::Rescuing))
+    .status("ACTIVE");
     assert_eq!(w.i().op.unwrap().action.action_name(), "rescue");
+    assert_eq!(w.i().rescue_image_ref, Some(image));
     w.complete()
         .events(&["instance.action_completed"])
         .vm(V::Rescued)
@@ -2426,6 +2430,7 @@ fn rescue_then_unrescue_goes_through_rescued_and_back_to_active() {
         .refused_vm("rescue", "rescued");
     w.when(C::Stop).refused_vm("stop", "rescued");
     w.when(C::Unrescue).ok().task_is(Some(T::Unrescuing));
+    assert_eq!(w.i().rescue_image_ref, None);
     w.complete()
         .vm(V::Active)
         .idle()

@@ -85,6 +85,7 @@ STRATUS_ADMIN_PASSWORD=$ADMIN_PASSWORD RUST_LOG=warn "$STRATUS" serve \
     --image-listen "127.0.0.1:$IMAGE_PORT" \
     --image-import-allowed-ports "80,443,$HTTP_PORT" \
     --image-stores fast,cheap \
+    --lockout-failure-attempts 2 --lockout-duration 5 --unique-last-password-count 2 \
     --hosts 4 >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 1 300); do
@@ -205,12 +206,18 @@ region = RegionOne
 v3_endpoint_type = public
 admin_role = admin
 default_domain_id = default
+# Keystone's [security_compliance], as stratus serve is started above (tempest's
+# IdentityV3UsersTest: lockout, password history, self-service change).
+user_lockout_failure_attempts = 2
+user_lockout_duration = 5
+user_unique_last_password_count = 2
+user_minimum_password_age = 0
 
 [identity-feature-enabled]
 api_v2 = False
 api_v3 = True
 trust = False
-security_compliance = False
+security_compliance = True
 project_tags = False
 application_credentials = True
 access_rules = True

@@ -69,7 +69,9 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     rules).
 /// 27: `Image.staged` and `ImageStatus::{Uploading, Importing}` (interoperable image
 ///     import), `Task.result` and `TaskStatus::{Processing, Success}`.
-pub const SCHEMA: u64 = 27;
+/// 28: `User`'s security-compliance fields (password expiry, creation, history,
+///     self-service; failed authentications).
+pub const SCHEMA: u64 = 28;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

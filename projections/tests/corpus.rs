@@ -882,6 +882,29 @@ fn samples() -> Vec<Event> {
             id: "0123456789abcdef0123456789abcdef".into(),
             at: t(73),
         }),
+        Event::Identity(IdentityEvent::UserPasswordSet {
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaDM".into(),
+            expires_at: Some(t(90)),
+            self_service: true,
+            keep_history: 2,
+            at: t(72),
+        }),
+        Event::Identity(IdentityEvent::UserAuthFailed {
+            failures: 3,
+            at: t(73),
+        }),
+        Event::Identity(IdentityEvent::UserAuthFailuresCleared { at: t(74) }),
+        Event::Identity(IdentityEvent::UserPasswordExpirySet {
+            expires_at: Some(t(75)),
+            at: t(75),
+        }),
+        Event::Identity(IdentityEvent::UserOptionsSet {
+            options: BTreeMap::from([
+                ("ignore_lockout_failure_attempts".to_string(), Some(true)),
+                ("lock_password".to_string(), None),
+            ]),
+            at: t(76),
+        }),
     ]
 }
 

@@ -16,8 +16,8 @@
 //! - A refused command appends nothing.
 
 use domain::identity::{
-    self, AccessRuleRequest, AppCred, Ec2Cred, IdentityCommand, IdentityEvent, IdentityName,
-    IdentityState, NameKind, Refs, RoleId, DEFAULT_DOMAIN_ID,
+    self, AccessRuleRequest, AppCred, Compliance, Ec2Cred, IdentityCommand, IdentityEvent,
+    IdentityName, IdentityState, NameKind, Refs, RoleId, DEFAULT_DOMAIN_ID,
 };
 use domain::{Ctx, DomainError, Event, ProjectId, UserId};
 use engine::Meta;
@@ -308,12 +308,15 @@ pub async fn create_user(
         enabled,
         default_project_id,
         Default::default(),
+        None,
         who,
     )
     .await
 }
 
-/// [`create_user`] with Keystone's extra attributes (name -> JSON text).
+/// [`create_user`] with Keystone's extra attributes (name -> JSON text) and the
+/// expiry of the initial password ([`Compliance::expires_at`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn create_user_with(
     log: &dyn EventLog,
     name: IdentityName,
@@ -321,6 +324,7 @@ pub async fn create_user_with(
     enabled: bool,
     default_project_id: Option<ProjectId>,
     extra: std::collections::BTreeMap<String, String>,
+    password_expires_at: Option<domain::Timestamp>,
     who: &Actor,
 ) -> Result<(UserId, Option<u64>), IdentityError> {
     let (id, a) = claim(log, NameKind::User, &name, who).await?;
@@ -335,6 +339,7 @@ pub async fn create_user_with(
             enabled,
             default_project_id,
             extra,
+            password_expires_at,
         },
         Refs::default(),
         who,
@@ -431,20 +436,101 @@ pub async fn set_enabled(
     on_user(log, user, IdentityCommand::SetUserEnabled(enabled), who).await
 }
 
-/// Changes a user's password (invalidates the user's tokens).
+/// An admin sets a user's password (invalidates the user's tokens). The password
+/// history is kept but not enforced, as in Keystone's admin reset; `rules` decide its
+/// expiry.
 pub async fn set_password(
     log: &dyn EventLog,
     user: &UserId,
     password_hash: String,
+    rules: Compliance,
     who: &Actor,
 ) -> Result<Option<u64>, IdentityError> {
-    on_user(
-        log,
-        user,
-        IdentityCommand::SetPassword { password_hash },
-        who,
-    )
-    .await
+    let cmd = IdentityCommand::SetPassword {
+        password_hash,
+        rules,
+        self_service: false,
+    };
+    on_user(log, user, cmd, who).await
+}
+
+/// The user changes its own password to `plain` (hashed: `password_hash`), after the
+/// caller authenticated it with its current one: refused (400, nothing appended) within
+/// the minimum password age of a password it set itself, or when `plain` matches one
+/// of its last `unique_last_password_count` passwords (checked against the stored
+/// hashes; hashing is slow, so off the async threads).
+pub async fn change_own_password(
+    log: &dyn EventLog,
+    user: &UserId,
+    plain: String,
+    password_hash: String,
+    rules: Compliance,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    let cmd = IdentityCommand::SetPassword {
+        password_hash,
+        rules,
+        self_service: true,
+    };
+    let (state, _) = load(log, &user_subject(user)).await?;
+    let Some(IdentityState::User(u)) = &state else {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find user: {user}."
+        )));
+    };
+    // The minimum age first (Keystone's order), as the command decides it.
+    identity::decide(state.as_ref(), cmd.clone(), Refs::default(), who.ctx.now)?;
+    let candidates: Vec<String> = rules
+        .reused_candidates(u)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if !candidates.is_empty() {
+        let reused = tokio::task::spawn_blocking(move || {
+            candidates
+                .iter()
+                .any(|h| crate::password::verify(&plain, h))
+        })
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        if reused {
+            return Err(IdentityError::BadRequest(
+                identity::password_reused_message(rules.unique_last_password_count),
+            ));
+        }
+    }
+    on_user(log, user, cmd, who).await
+}
+
+/// Records a failed password authentication of `user` (nothing when lockout is off
+/// or the user is locked already, so failures cannot grow the log without bound).
+pub async fn record_auth_failure(
+    log: &dyn EventLog,
+    user: &UserId,
+    rules: Compliance,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    on_user(log, user, IdentityCommand::RecordAuthFailure { rules }, who).await
+}
+
+/// Sets (`Some`) or removes (`None`) Keystone user options of `user` (400 for an
+/// option Stratus does not know).
+pub async fn set_user_options(
+    log: &dyn EventLog,
+    user: &UserId,
+    options: std::collections::BTreeMap<String, Option<bool>>,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    on_user(log, user, IdentityCommand::SetUserOptions(options), who).await
+}
+
+/// Forgets `user`'s failed authentications after a success (nothing when none).
+pub async fn clear_auth_failures(
+    log: &dyn EventLog,
+    user: &UserId,
+    who: &Actor,
+) -> Result<Option<u64>, IdentityError> {
+    on_user(log, user, IdentityCommand::ClearAuthFailures, who).await
 }
 
 /// Runs `cmd` on `subject` and maps the domain's nameless not-found to Keystone's

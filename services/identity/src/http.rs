@@ -60,7 +60,7 @@ use crate::commands::{self, Actor};
 use crate::error::error_response;
 use crate::extract::{Body, Path, Query};
 use crate::token::{current_roles, Auth, Invalid, Target, Tokens};
-use crate::{password, IdentityError};
+use crate::{password, IdentityError, SecurityCompliance};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -121,6 +121,8 @@ pub struct IdentityApi {
     pub tokens: Arc<Tokens>,
     /// The service catalog.
     pub catalog: Arc<Catalog>,
+    /// Keystone's `[security_compliance]` settings (lockout, password rules).
+    pub compliance: Arc<SecurityCompliance>,
 }
 
 impl std::fmt::Debug for IdentityApi {
@@ -178,6 +180,7 @@ fn routes() -> Vec<Route> {
         route(M::PATCH, "/v3/users/{id}", update_user),
         route(M::DELETE, "/v3/users/{id}", delete_user),
         route(M::GET, "/v3/users/{id}/projects", user_projects),
+        route(M::POST, "/v3/users/{id}/password", change_password),
         route(M::GET, APP_CREDS, list_app_creds),
         route(M::POST, APP_CREDS, create_app_cred),
         route(M::GET, APP_CRED, show_app_cred),
@@ -460,8 +463,8 @@ fn user_json(u: &User, base: &str) -> Value {
         "name": u.name.as_str(),
         "domain_id": u.domain_id,
         "enabled": u.enabled,
-        "password_expires_at": null,
-        "options": {},
+        "password_expires_at": u.password_expires_at.map(iso),
+        "options": u.options,
         "links": {"self": format!("{base}/v3/users/{}", u.id)},
     });
     if let (Some(v), Value::Object(own)) = (v.as_object_mut(), own) {
@@ -513,6 +516,14 @@ struct IdentityBody {
     password: Option<PasswordBody>,
     #[serde(default)]
     application_credential: Option<AppCredAuth>,
+    #[serde(default)]
+    token: Option<TokenRef>,
+}
+
+/// The `token` method: an existing token to issue a new one from (rescoping).
+#[derive(Deserialize)]
+struct TokenRef {
+    id: String,
 }
 
 /// The `application_credential` method: the credential by id, or by name with its
@@ -686,7 +697,166 @@ async fn issue_app_cred_token(api: &IdentityApi, headers: &HeaderMap, ac: AppCre
     issued(api, headers, &token, &auth)
 }
 
-async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(body): Body) -> Res {
+/// Keystone's password authentication of `user` (None: unknown) with `given`, in
+/// Keystone's order: a locked-out user is refused before its password is checked
+/// (`The account is locked for user: <id>.`); a wrong password is recorded as a
+/// failure (`user.auth_failed`, nothing once locked) and, like an unknown user, is the
+/// plain 401; a disabled user is a 401; an expired password is a 401 unless
+/// `allow_expired` (the change-password call); a success forgets earlier failures.
+async fn authenticate(
+    api: &IdentityApi,
+    user: Option<User>,
+    given: String,
+    allow_expired: bool,
+    rid: &RequestId,
+) -> Result<User, IdentityError> {
+    let rules = api.compliance.rules;
+    let now = engine::now();
+    if let Some(u) = user.as_ref().filter(|u| rules.locked(u, now)) {
+        tracing::info!(user = %u.id, "authentication refused: the account is locked");
+        return Err(IdentityError::Unauthorized(format!(
+            "The account is locked for user: {}.",
+            u.id
+        )));
+    }
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => password::verify(&given, &h),
+        None => {
+            // Spend the same time for an unknown user.
+            let _ = password::verify(&given, dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let user = match user {
+        Some(u) if ok => u,
+        other => {
+            tracing::info!("authentication failed");
+            if let Some(u) = other {
+                let who = anonymous_actor(&u.id, rid);
+                match commands::record_auth_failure(api.log.as_ref(), &u.id, rules, &who).await {
+                    Ok(pos) => settle(api, pos).await?,
+                    Err(e) => {
+                        tracing::warn!(user = %u.id, error = %e, "cannot record a failed authentication")
+                    }
+                }
+            }
+            return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+        }
+    };
+    if !user.enabled {
+        tracing::info!(user = %user.id, "authentication refused: the user is disabled");
+        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
+    }
+    if !allow_expired && user.password_expired(now) {
+        return Err(IdentityError::Unauthorized(format!(
+            "The password is expired and needs to be changed for user: {}.",
+            user.id
+        )));
+    }
+    if user.failed_auth_count > 0 {
+        let who = anonymous_actor(&user.id, rid);
+        let pos = commands::clear_auth_failures(api.log.as_ref(), &user.id, &who).await?;
+        settle(api, pos).await?;
+    }
+    Ok(user)
+}
+
+/// The actor of a request without a token (authentication, password change): the
+/// user it names, no project, no roles.
+fn anonymous_actor(user: &UserId, rid: &RequestId) -> Actor {
+    let rid = rid.0.clone();
+    Actor {
+        ctx: domain::Ctx {
+            now: engine::now(),
+            is_admin: false,
+            user_id: user.to_string(),
+            project_id: String::new(),
+            op_id: uuid::Uuid::new_v4(),
+        },
+        meta: engine::Meta {
+            correlation_id: rid.clone(),
+            causation_id: rid,
+            actor: eventlog::Actor {
+                user: user.to_string(),
+                project: String::new(),
+                roles: Vec::new(),
+            },
+            dedupe_id: None,
+        },
+    }
+}
+
+/// The `token` method: a new token for the user of a valid token, on the requested
+/// project (else the token's own), expiring with the original (Keystone's rescoping).
+/// An invalid token is Keystone's 404 `Could not find token`.
+fn issue_from_token(
+    api: &IdentityApi,
+    headers: &HeaderMap,
+    token: &str,
+    pref: Option<&ProjectRef>,
+) -> Res {
+    let now = engine::now();
+    let views = api.world.read();
+    let ids = views.identity();
+    let auth = api
+        .tokens
+        .validate(token, ids, now)
+        .map_err(|_| IdentityError::NotFound(format!("Could not find token: {token}.")))?;
+    if auth.app_cred.is_some() {
+        return Err(IdentityError::Forbidden(
+            "Application credential tokens cannot be rescoped.".into(),
+        ));
+    }
+    let project = match pref {
+        Some(p) => match (&p.id, &p.name) {
+            (Some(pid), _) => ProjectId::new(pid.clone())
+                .ok()
+                .and_then(|x| ids.project(&x)),
+            (None, Some(name)) => ids.project_by_name(DEFAULT_DOMAIN_ID, name),
+            _ => None,
+        },
+        None => Some(&auth.project),
+    };
+    let Some(project) = project.filter(|p| p.enabled).cloned() else {
+        return Err(IdentityError::Unauthorized(format!(
+            "User {} has no access to this project.",
+            auth.user.id
+        )));
+    };
+    let roles = current_roles(ids, &auth.user, &project.id);
+    if roles.is_empty() {
+        return Err(IdentityError::Unauthorized(format!(
+            "User {} has no access to project {}.",
+            auth.user.id, project.id
+        )));
+    }
+    drop(views);
+    let (token, claims) = api.tokens.issue_rescoped(
+        &auth.user,
+        &project,
+        &roles,
+        now,
+        Timestamp(auth.claims.expires_at),
+    );
+    let out = Auth {
+        claims,
+        user: auth.user,
+        project,
+        roles,
+        app_cred: None,
+    };
+    issued(api, headers, &token, &out)
+}
+
+async fn issue_token(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Res {
     let req: AuthReq = parse(&body)?;
     let AuthBody { identity, scope } = req.auth;
     if identity
@@ -707,23 +877,12 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
         })?;
         return issue_app_cred_token(&api, &headers, ac).await;
     }
-    if !identity.methods.iter().any(|m| m == "password") {
+    let by_token = identity.methods.iter().any(|m| m == "token");
+    if !by_token && !identity.methods.iter().any(|m| m == "password") {
         return Err(IdentityError::Unauthorized(
-            "Only the password and application_credential authentication methods are supported."
+            "Only the password, token and application_credential authentication methods are supported."
                 .into(),
         ));
-    }
-    let pw = identity.password.ok_or_else(|| {
-        IdentityError::BadRequest("Expecting to find password in identity.".into())
-    })?;
-    let uref = pw.user;
-    if uref.id.is_none() {
-        if uref.name.is_none() {
-            return Err(IdentityError::BadRequest(
-                "Expecting to find id or name in user.".into(),
-            ));
-        }
-        check_domain(uref.domain.as_ref(), "user")?;
     }
     let pref: Option<ProjectRef> = match scope {
         None => None,
@@ -751,6 +910,24 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
             check_domain(p.domain.as_ref(), "project")?;
         }
     }
+    if by_token {
+        let t = identity.token.ok_or_else(|| {
+            IdentityError::BadRequest("Expecting to find token in identity.".into())
+        })?;
+        return issue_from_token(&api, &headers, &t.id, pref.as_ref());
+    }
+    let pw = identity.password.ok_or_else(|| {
+        IdentityError::BadRequest("Expecting to find password in identity.".into())
+    })?;
+    let uref = pw.user;
+    if uref.id.is_none() {
+        if uref.name.is_none() {
+            return Err(IdentityError::BadRequest(
+                "Expecting to find id or name in user.".into(),
+            ));
+        }
+        check_domain(uref.domain.as_ref(), "user")?;
+    }
     // Find the user (unknown and wrong password look the same: 401).
     let user = {
         let views = api.world.read();
@@ -764,22 +941,7 @@ async fn issue_token(State(api): State<IdentityApi>, headers: HeaderMap, Body(bo
             (None, None) => None,
         }
     };
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let given = uref.password;
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => password::verify(&given, &h),
-        None => {
-            // Spend the same time for an unknown user.
-            let _ = password::verify(&given, dummy_hash());
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let Some(user) = user.filter(|u| ok && u.enabled) else {
-        tracing::info!("authentication failed");
-        return Err(IdentityError::Unauthorized(AUTH_REQUIRED.into()));
-    };
+    let user = authenticate(&api, user, uref.password, false, &rid).await?;
     let views = api.world.read();
     let ids = views.identity();
     // The scope: the named project, else the user's default project.
@@ -837,7 +999,7 @@ fn token_body(api: &IdentityApi, auth: &Auth, _base: &str) -> Value {
             "id": auth.user.id.as_str(),
             "name": auth.user.name.as_str(),
             "domain": domain_json(),
-            "password_expires_at": null,
+            "password_expires_at": auth.user.password_expires_at.map(iso),
         },
         "project": {
             "id": auth.project.id.as_str(),
@@ -1232,13 +1394,42 @@ struct CreateUserBody {
 /// reserved ones; `options` is accepted and ignored when it is an object).
 const USER_RESERVED: &[&str] = &["id", "links", "password_expires_at", "options"];
 
-/// The extra attributes of a user body (400 for a reserved member).
+type Options = std::collections::BTreeMap<String, Option<bool>>;
+
+/// The `options` of a user body: Keystone's boolean security-compliance options
+/// (`domain::identity::USER_OPTIONS`), each `true`, `false` or `null` (removes it);
+/// anything else is a 400.
+fn user_options(v: Option<&Value>) -> Result<Options, IdentityError> {
+    let bad =
+        |m: String| IdentityError::BadRequest(format!("Invalid input for field 'options': {m}"));
+    let Some(v) = v else {
+        return Ok(Options::new());
+    };
+    let Value::Object(m) = v else {
+        return Err(bad(format!("{v} is not of type 'object'.")));
+    };
+    let mut out = Options::new();
+    for (k, v) in m {
+        if !domain::identity::USER_OPTIONS.contains(&k.as_str()) {
+            return Err(bad(format!("unknown option {k:?}.")));
+        }
+        match v {
+            Value::Bool(b) => out.insert(k.clone(), Some(*b)),
+            Value::Null => out.insert(k.clone(), None),
+            other => return Err(bad(format!("{other} is not of type 'boolean', 'null'."))),
+        };
+    }
+    Ok(out)
+}
+
+/// The extra attributes of a user body (400 for a reserved member; `options` is
+/// taken apart by [`user_options`]).
 fn user_extra(
     extra: serde_json::Map<String, Value>,
 ) -> Result<std::collections::BTreeMap<String, Value>, IdentityError> {
     let mut out = std::collections::BTreeMap::new();
     for (k, v) in extra {
-        if k == "options" && v.is_object() {
+        if k == "options" {
             continue;
         }
         if USER_RESERVED.contains(&k.as_str()) {
@@ -1262,6 +1453,7 @@ async fn create_user(
     let req: CreateUserReq = parse(&body)?;
     let u = req.user;
     check_domain_id(u.domain_id.as_deref())?;
+    let options = user_options(u.extra.get("options"))?;
     let extra = user_extra(u.extra)?
         .into_iter()
         .filter(|(_, v)| !v.is_null())
@@ -1272,6 +1464,7 @@ async fn create_user(
         .password
         .ok_or_else(|| IdentityError::BadRequest("A password is required.".into()))?;
     password::check(&pw)?;
+    api.compliance.check_password(&pw)?;
     let default_project = match u.default_project_id {
         None => None,
         Some(p) => {
@@ -1294,9 +1487,22 @@ async fn create_user(
         u.enabled.unwrap_or(true),
         default_project,
         extra,
+        api.compliance.rules.expires_at_for(
+            &options
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+                .collect(),
+            engine::now(),
+            true,
+        ),
         &actor(&me, &rid),
     )
     .await?;
+    let mut pos = pos;
+    if !options.is_empty() {
+        let who = actor(&me, &rid);
+        pos = pos.max(commands::set_user_options(api.log.as_ref(), &id, options, &who).await?);
+    }
     settle(&api, pos).await?;
     let b = base(&headers, &api);
     let views = api.world.read();
@@ -1340,6 +1546,7 @@ async fn update_user(
     let me = caller(&api, &headers)?;
     require_admin(&me, "update_user")?;
     let req: UpdateUserReq = parse(&body)?;
+    let options = user_options(req.user.extra.get("options"))?;
     let extra: std::collections::BTreeMap<String, Option<String>> = user_extra(req.user.extra)?
         .into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then(|| v.to_string())))
@@ -1373,6 +1580,7 @@ async fn update_user(
     let hash = match req.user.password {
         Some(pw) => {
             password::check(&pw)?;
+            api.compliance.check_password(&pw)?;
             Some(
                 tokio::task::spawn_blocking(move || password::hash(&pw))
                     .await
@@ -1383,8 +1591,13 @@ async fn update_user(
     };
     let who = actor(&me, &rid);
     let mut pos = None;
+    // Options first: an exemption given with a password applies to it.
+    if !options.is_empty() {
+        pos = pos.max(commands::set_user_options(api.log.as_ref(), &uid, options, &who).await?);
+    }
     if let Some(h) = hash {
-        pos = pos.max(commands::set_password(api.log.as_ref(), &uid, h, &who).await?);
+        let rules = api.compliance.rules;
+        pos = pos.max(commands::set_password(api.log.as_ref(), &uid, h, rules, &who).await?);
     }
     if let Some(e) = req.user.enabled {
         pos = pos.max(commands::set_enabled(api.log.as_ref(), &uid, e, &who).await?);
@@ -1417,6 +1630,62 @@ async fn delete_user(
         find_user(views.identity(), &me, &id)?.id.clone()
     };
     let pos = commands::delete_user(api.log.as_ref(), &uid, &actor(&me, &rid)).await?;
+    settle(&api, pos).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePasswordReq {
+    user: ChangePasswordBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePasswordBody {
+    original_password: String,
+    password: String,
+}
+
+/// `POST /v3/users/{id}/password`: a user changes its own password (204). No token:
+/// the original password authenticates the call, with Keystone's rules (a failure
+/// counts towards the lockout, a locked user is refused, an expired password may be
+/// changed). The new password must pass the regex, the minimum age and the history;
+/// the user's earlier tokens stop working.
+async fn change_password(
+    State(api): State<IdentityApi>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Res {
+    let req: ChangePasswordReq = parse(&body)?;
+    let ChangePasswordBody {
+        original_password,
+        password: new_password,
+    } = req.user;
+    let user = {
+        let views = api.world.read();
+        UserId::new(id)
+            .ok()
+            .and_then(|u| views.identity().user(&u))
+            .cloned()
+    };
+    let user = authenticate(&api, user, original_password, true, &rid).await?;
+    password::check(&new_password)?;
+    api.compliance.check_password(&new_password)?;
+    let plain = new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))??;
+    let pos = commands::change_own_password(
+        api.log.as_ref(),
+        &user.id,
+        new_password,
+        hash,
+        api.compliance.rules,
+        &anonymous_actor(&user.id, &rid),
+    )
+    .await?;
     settle(&api, pos).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

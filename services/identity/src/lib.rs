@@ -25,6 +25,7 @@
 
 pub mod bootstrap;
 pub mod commands;
+pub mod compliance;
 pub mod error;
 mod extract;
 pub mod http;
@@ -32,6 +33,7 @@ pub mod password;
 pub mod policy;
 pub mod token;
 
+pub use compliance::SecurityCompliance;
 pub use error::IdentityError;
 pub use http::{route_table, router, Catalog, IdentityApi};
 pub use token::{Auth, Target, TokenKey, Tokens};

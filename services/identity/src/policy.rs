@@ -155,6 +155,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "identity:list_user_projects",
     ),
     ep(
+        "POST",
+        "/v3/users/{id}/password",
+        Public,
+        "(self-service password change: the original password authenticates)",
+    ),
+    ep(
         "GET",
         APP_CREDS,
         AdminOrSelf,

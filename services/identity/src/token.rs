@@ -398,6 +398,22 @@ impl Tokens {
         (self.sign(&claims), claims)
     }
 
+    /// Issues a token for `user` on `project` from another token (the `token` method):
+    /// it expires with the original, so rescoping never extends a token's life.
+    pub fn issue_rescoped(
+        &self,
+        user: &User,
+        project: &Project,
+        roles: &[Role],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> (String, Claims) {
+        let (_, mut claims) = self.issue(user, project, roles, now);
+        claims.expires_at = claims.expires_at.min(expires_at.0);
+        claims.methods = vec!["token".into(), "password".into()];
+        (self.sign(&claims), claims)
+    }
+
     /// Issues a token for `user`'s application credential `cred` with `roles` at
     /// `now`: scoped to the credential's project, expiring no later than it.
     pub fn issue_for_app_cred(

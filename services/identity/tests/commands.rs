@@ -206,6 +206,7 @@ async fn tokens_verify_expire_and_are_revoked_by_credential_changes() {
         log.as_ref(),
         &user,
         identity::password::hash("pw2").unwrap(),
+        Default::default(),
         &who,
     )
     .await

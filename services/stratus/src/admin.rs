@@ -128,7 +128,7 @@ pub async fn user_set(
     };
     let who = actor();
     if let Some(h) = hash {
-        commands::set_password(log, &u, h, &who)
+        commands::set_password(log, &u, h, Default::default(), &who)
             .await
             .map_err(err)?;
     }

@@ -320,6 +320,37 @@ struct IdentityArgs {
     /// image listener).
     #[arg(long)]
     image_endpoint: Option<String>,
+    /// Keystone's [security_compliance] lockout_failure_attempts: failed password
+    /// authentications that lock a user (0: off).
+    #[arg(long, default_value_t = 0)]
+    lockout_failure_attempts: u32,
+    /// Keystone's lockout_duration: seconds a lock lasts (0: until an admin sets
+    /// `enabled: true`).
+    #[arg(long, default_value_t = 1800)]
+    lockout_duration: u64,
+    /// Keystone's unique_last_password_count: a user may not set any of its last N
+    /// passwords (the current one included) again (0: off).
+    #[arg(long, default_value_t = 0)]
+    unique_last_password_count: u32,
+    /// Keystone's minimum_password_age: days a user must keep a password it set
+    /// before changing it itself (0: off).
+    #[arg(long, default_value_t = 0)]
+    minimum_password_age: u32,
+    /// Keystone's password_expires_days: days a new password is valid (0: forever).
+    #[arg(long, default_value_t = 0)]
+    password_expires_days: u32,
+    /// Keystone's password_regex: new passwords must match it (Python `re.match`
+    /// semantics; look-around is not supported).
+    #[arg(long)]
+    password_regex: Option<String>,
+    /// Keystone's password_regex_description: the reason shown when a password does
+    /// not match --password-regex.
+    #[arg(long, requires = "password_regex")]
+    password_regex_description: Option<String>,
+    /// Keystone's change_password_upon_first_use: a password set at creation or by an
+    /// admin expires at once, so the user must change it first.
+    #[arg(long)]
+    change_password_upon_first_use: bool,
 }
 
 impl IdentityArgs {
@@ -335,6 +366,18 @@ impl IdentityArgs {
             .image_endpoint
             .as_ref()
             .map(|e| e.trim_end_matches('/').to_string());
+        o.security_compliance = identity::SecurityCompliance::new(
+            domain::identity::Compliance {
+                lockout_failure_attempts: self.lockout_failure_attempts,
+                lockout_duration_secs: self.lockout_duration,
+                unique_last_password_count: self.unique_last_password_count,
+                minimum_password_age_days: self.minimum_password_age,
+                password_expires_days: self.password_expires_days,
+                change_password_upon_first_use: self.change_password_upon_first_use,
+            },
+            self.password_regex.as_deref(),
+            self.password_regex_description.clone(),
+        )?;
         Ok(())
     }
 }

@@ -115,6 +115,9 @@ pub struct StackOptions {
     /// Image (Glance) endpoint listed in the service catalog (None: this process's image
     /// listener).
     pub image_endpoint: Option<String>,
+    /// Keystone's `[security_compliance]` settings of the identity API (all off by
+    /// default).
+    pub security_compliance: identity::SecurityCompliance,
 }
 
 /// How the compute API authenticates callers.
@@ -206,6 +209,7 @@ impl StackOptions {
             token_key_file: None,
             admin_password: None,
             image_endpoint: None,
+            security_compliance: identity::SecurityCompliance::default(),
         }
     }
 }
@@ -898,6 +902,7 @@ async fn start_identity(
             image: image_url,
             region: "RegionOne".into(),
         }),
+        compliance: Arc::new(opts.security_compliance.clone()),
     });
     let task = tokio::spawn(crate::httpd::serve(
         listener,

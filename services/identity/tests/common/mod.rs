@@ -103,6 +103,7 @@ pub async fn start() -> Keystone {
             image: "http://127.0.0.1:9292".into(),
             region: "RegionOne".into(),
         }),
+        compliance: Arc::new(identity::SecurityCompliance::default()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
