@@ -725,9 +725,7 @@ pub fn glance_upload(
     };
     let i = match inspected {
         Ok(i) => i,
-        Err(InspectError::Multiple(_)) => {
-            return refuse(inspected.as_ref().err().expect("error").to_string())
-        }
+        Err(e @ InspectError::Multiple(_)) => return refuse(e.to_string()),
         Err(InspectError::Io(_)) => return refuse("Image format inspection failed".into()),
     };
     let detected = i.format.name();
