@@ -96,6 +96,7 @@ impl Event {
                 ImageEvent::MemberRemoved { .. } => "image.member_removed",
                 ImageEvent::Deactivated { .. } => "image.deactivated",
                 ImageEvent::Reactivated { .. } => "image.reactivated",
+                ImageEvent::VirtualSizeRecorded { .. } => "image.virtual_size_recorded",
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),

@@ -233,6 +233,9 @@ pub struct Image {
     pub status: ImageStatus,
     /// Stored data, once active.
     pub data: Option<ImageData>,
+    /// Size of the disk the data describes, when the upload's format inspection found
+    /// it (`image.virtual_size_recorded`); Glance's `virtual_size`.
+    pub virtual_size: Option<u64>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -330,6 +333,14 @@ pub enum ImageCommand {
     StartUpload,
     /// The data is durable (saving -> active).
     FinishUpload(ImageData),
+    /// The data is durable and its format inspection found its virtual size
+    /// (saving -> active, recording the size first).
+    FinishInspectedUpload {
+        /// Size and checksums.
+        data: ImageData,
+        /// The virtual size found (None: unknown).
+        virtual_size: Option<u64>,
+    },
     /// The upload failed (saving -> queued).
     AbortUpload,
     /// Apply changes (JSON patch), all or nothing.
@@ -383,6 +394,9 @@ pub enum ImageEvent {
     Deactivated { at: Timestamp },
     /// `image.reactivated`
     Reactivated { at: Timestamp },
+    /// `image.virtual_size_recorded`: the upload's format inspection found the size of
+    /// the disk the data describes (appended just before `image.upload_finished`).
+    VirtualSizeRecorded { virtual_size: u64, at: Timestamp },
 }
 
 fn printable(s: &str) -> bool {
@@ -671,6 +685,20 @@ fn decide_existing(
             }
             Ok(vec![ImageEvent::UploadFinished { data, at }])
         }
+        ImageCommand::FinishInspectedUpload { data, virtual_size } => {
+            if img.status != ImageStatus::Saving {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to active is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            let mut out: Vec<ImageEvent> = virtual_size
+                .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at })
+                .into_iter()
+                .collect();
+            out.push(ImageEvent::UploadFinished { data, at });
+            Ok(out)
+        }
         ImageCommand::AbortUpload => {
             if img.status != ImageStatus::Saving {
                 return Ok(vec![]);
@@ -802,6 +830,7 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             spec: spec.clone(),
             status: ImageStatus::Queued,
             data: None,
+            virtual_size: None,
             created_at: *at,
             updated_at: *at,
             hidden: false,
@@ -815,6 +844,11 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         ImageEvent::UploadFinished { data, at } => state.map(|mut i| {
             i.status = ImageStatus::Active;
             i.data = Some(data.clone());
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::VirtualSizeRecorded { virtual_size, at } => state.map(|mut i| {
+            i.virtual_size = Some(*virtual_size);
             i.updated_at = *at;
             i
         }),

@@ -63,7 +63,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 23: an offloaded instance's `spec.requested_host` is cleared (the fold changed: the
 ///     requested host is one scheduling's, a 2.91 unshelve sets it again).
 /// 24: migrations of kind `Evacuation` (evacuate) in `migrations`, `instances`.
-pub const SCHEMA: u64 = 24;
+/// 25: `Image.virtual_size` (the upload's format inspection).
+pub const SCHEMA: u64 = 25;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

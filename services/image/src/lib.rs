@@ -576,14 +576,19 @@ async fn upload(
     st.engine
         .image(&iid, ImageCommand::StartUpload, &caller.ctx(), &meta)
         .await?;
+    // Formats are set: StartUpload refuses an image without them.
+    let check = store::FormatCheck::of(&img.spec).unwrap_or(store::FormatCheck {
+        disk_format: String::new(),
+        container_format: String::new(),
+    });
     // The rest runs in its own task: a client that goes away mid-upload drops this
     // handler, not the upload's ending (abort back to `queued`, or finish).
     let task = tokio::spawn(async move {
         let written = st
             .store
-            .write(&iid, body.into_data_stream(), st.max_size)
+            .write(&iid, body.into_data_stream(), st.max_size, &check)
             .await;
-        let data = match written {
+        let stored = match written {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(image = %iid, error = %e, "upload failed: image back to queued");
@@ -595,15 +600,19 @@ async fn upload(
                     store::StoreError::Body(m) => {
                         ImageError::bad_request(format!("Upload interrupted: {m}"))
                     }
+                    // Glance answers its format refusals (InvalidImageData) with 415.
+                    store::StoreError::Format(m) => {
+                        ImageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m)
+                    }
                     store::StoreError::Io(io) => ImageError::Storage(io),
                 });
             }
         };
-        if let Err(e) = st
-            .engine
-            .image(&iid, ImageCommand::FinishUpload(data), &caller.ctx(), &meta)
-            .await
-        {
+        let cmd = ImageCommand::FinishInspectedUpload {
+            data: stored.data,
+            virtual_size: stored.virtual_size,
+        };
+        if let Err(e) = st.engine.image(&iid, cmd, &caller.ctx(), &meta).await {
             // Deleted (or otherwise changed) while uploading: the data has no image.
             st.store.remove(&iid).await?;
             return Err(e.into());

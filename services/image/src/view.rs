@@ -26,7 +26,7 @@ pub fn image(img: &Image) -> Value {
         "os_hash_algo": d.map(|d| d.os_hash_algo.clone()),
         "os_hash_value": d.map(|d| d.os_hash_value.clone()),
         "size": d.map(|d| d.size),
-        "virtual_size": Value::Null,
+        "virtual_size": img.virtual_size,
         "disk_format": s.disk_format,
         "container_format": s.container_format,
         "min_disk": s.min_disk,

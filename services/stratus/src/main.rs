@@ -363,6 +363,11 @@ struct HttpArgs {
     /// Largest image upload accepted, in bytes (default 1 GiB).
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     image_max_size: u64,
+    /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
+    /// content does not match their disk_format, or is unsafe (415). `false` stores
+    /// any data (compute still refuses to boot it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    require_image_format_match: bool,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
@@ -386,6 +391,7 @@ impl HttpArgs {
         o.image_listen = self.image_listen;
         o.image_dir = self.image_dir.clone();
         o.image_max_size = self.image_max_size;
+        o.image_require_format_match = self.require_image_format_match;
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

@@ -96,6 +96,9 @@ pub struct StackOptions {
     pub image_dir: Option<PathBuf>,
     /// Largest image upload accepted, in bytes.
     pub image_max_size: u64,
+    /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
+    /// content does not match their `disk_format` or is unsafe (default true).
+    pub image_require_format_match: bool,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -193,6 +196,7 @@ impl StackOptions {
             image_listen: "127.0.0.1:0".parse().expect("valid"),
             image_dir: None,
             image_max_size: image::DEFAULT_MAX_SIZE,
+            image_require_format_match: true,
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -477,10 +481,11 @@ impl Stack {
                 .image_dir
                 .clone()
                 .unwrap_or_else(|| images_dir(&opts.data_dir));
-            let store =
-                Arc::new(image::ImageStore::open(&dir).with_context(|| {
-                    format!("cannot open the image directory {}", dir.display())
-                })?);
+            let store = Arc::new(
+                image::ImageStore::open(&dir)
+                    .with_context(|| format!("cannot open the image directory {}", dir.display()))?
+                    .with_require_format_match(opts.image_require_format_match),
+            );
             image::bootstrap::ensure_default_images(&engine, &store).await?;
             // Uploads a crashed process left `saving` go back to `queued`: all of them on
             // the embedded store (one process, not listening yet), on JetStream only those
@@ -542,6 +547,11 @@ impl Stack {
                         .filter(|s| &s.cell == cell)
                         .map(|s| s.name.clone()),
                     driver.clone(),
+                )
+                .with_image_dir(
+                    opts.image_dir
+                        .clone()
+                        .unwrap_or_else(|| images_dir(&opts.data_dir)),
                 );
                 runtime.reactor_on(Arc::new(agent), engine::cells::cell_stream(cell));
             }
