@@ -319,10 +319,15 @@ grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK
 
 # The second run: the tests that must store images a checking Glance refuses (they skip
 # above), against a fresh serve without the upload check.
-LAX='tempest\.api\.image\.v2\.(test_images_formats\.ImagesFormatTest|test_images\.ListUserImagesTest)'
+LAX_CLASSES=()
+for c in 'tempest\.api\.image\.v2\.test_images_formats\.ImagesFormatTest' \
+         'tempest\.api\.image\.v2\.test_images\.ListUserImagesTest'; do
+    if grep -qE "^$c\." "$WORK/all.txt"; then LAX_CLASSES+=("$c"); fi
+done
+LAX=$(IFS='|'; echo "${LAX_CLASSES[*]}")
 : > "$WORK/run-lax.txt"
 RC_LAX=0
-if grep -qE "^$LAX" "$WORK/all.txt"; then
+if [ -n "$LAX" ]; then
     stop_stratus
     mv "$WORK/serve.log" "$WORK/serve-main.log"
     start_stratus "$WORK/data-lax" --require-image-format-match false
