@@ -12,6 +12,14 @@ if ! command -v nats-server >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update && $SUDO apt-get install -y nats-server
 fi
+# qemu-img: the image format inspector's tests check what it writes, and tempest's
+# ImagesFormatTest images are built with it.
+if ! command -v qemu-img >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y qemu-utils
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --locked

@@ -103,6 +103,7 @@ impl Event {
                 ImageEvent::ImportFinished { .. } => "image.import_finished",
                 ImageEvent::ImportFailed { .. } => "image.import_failed",
                 ImageEvent::StoreRemoved { .. } => "image.store_removed",
+                ImageEvent::VirtualSizeRecorded { .. } => "image.virtual_size_recorded",
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),

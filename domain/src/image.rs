@@ -239,6 +239,9 @@ pub struct Image {
     pub status: ImageStatus,
     /// Stored data, once active.
     pub data: Option<ImageData>,
+    /// Size of the disk the data describes, when the upload's format inspection found
+    /// it (`image.virtual_size_recorded`); Glance's `virtual_size`.
+    pub virtual_size: Option<u64>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -395,6 +398,14 @@ pub enum ImageCommand {
     StartUpload,
     /// The data is durable (saving -> active).
     FinishUpload(ImageData),
+    /// The data is durable and its format inspection found its virtual size
+    /// (saving -> active, recording the size first).
+    FinishInspectedUpload {
+        /// Size and checksums.
+        data: ImageData,
+        /// The virtual size found (None: unknown).
+        virtual_size: Option<u64>,
+    },
     /// The upload failed (saving -> queued).
     AbortUpload,
     /// Apply changes (JSON patch), all or nothing.
@@ -419,6 +430,8 @@ pub enum ImageCommand {
     FinishImport {
         task: String,
         data: ImageData,
+        /// The virtual size the format inspection found (recorded first when known).
+        virtual_size: Option<u64>,
         stores: Vec<String>,
     },
     /// The task failed for `stores` (None: every store it still imports to): they move
@@ -503,6 +516,9 @@ pub enum ImageEvent {
         stores: Vec<String>,
         at: Timestamp,
     },
+    /// `image.virtual_size_recorded`: the upload's format inspection found the size of
+    /// the disk the data describes (appended just before `image.upload_finished`).
+    VirtualSizeRecorded { virtual_size: u64, at: Timestamp },
 }
 
 fn printable(s: &str) -> bool {
@@ -791,6 +807,20 @@ fn decide_existing(
             }
             Ok(vec![ImageEvent::UploadFinished { data, at }])
         }
+        ImageCommand::FinishInspectedUpload { data, virtual_size } => {
+            if img.status != ImageStatus::Saving {
+                return Err(DomainError::Conflict(format!(
+                    "Image status transition from {} to active is not allowed",
+                    img.status.as_str()
+                )));
+            }
+            let mut out: Vec<ImageEvent> = virtual_size
+                .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at })
+                .into_iter()
+                .collect();
+            out.push(ImageEvent::UploadFinished { data, at });
+            Ok(out)
+        }
         ImageCommand::AbortUpload => {
             if img.status != ImageStatus::Saving {
                 return Ok(vec![]);
@@ -909,19 +939,29 @@ fn decide_existing(
             check_import(img, &import.method)?;
             Ok(vec![ImageEvent::ImportStarted { import, at }])
         }
-        ImageCommand::FinishImport { task, data, stores } => {
+        ImageCommand::FinishImport {
+            task,
+            data,
+            virtual_size,
+            stores,
+        } => {
             if img.import_task() != Some(task.as_str()) {
                 return Err(DomainError::Conflict(format!(
                     "Image status transition from {} to active is not allowed",
                     img.status.as_str()
                 )));
             }
-            Ok(vec![ImageEvent::ImportFinished {
+            let mut out: Vec<ImageEvent> = virtual_size
+                .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at })
+                .into_iter()
+                .collect();
+            out.push(ImageEvent::ImportFinished {
                 task,
                 data,
                 stores,
                 at,
-            }])
+            });
+            Ok(out)
         }
         ImageCommand::FailImport { task, stores } => {
             if img.import_task() != Some(task.as_str()) {
@@ -1052,6 +1092,7 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             spec: spec.clone(),
             status: ImageStatus::Queued,
             data: None,
+            virtual_size: None,
             created_at: *at,
             updated_at: *at,
             hidden: false,
@@ -1067,6 +1108,11 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         ImageEvent::UploadFinished { data, at } => state.map(|mut i| {
             i.status = ImageStatus::Active;
             i.data = Some(data.clone());
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::VirtualSizeRecorded { virtual_size, at } => state.map(|mut i| {
+            i.virtual_size = Some(*virtual_size);
             i.updated_at = *at;
             i
         }),

@@ -181,6 +181,47 @@ fn upload_goes_queued_saving_active() {
 }
 
 #[test]
+fn an_inspected_upload_records_its_virtual_size_then_finishes() {
+    let c = ctx("p1", false);
+    let mut evs = vec![
+        created("p1", Visibility::Private),
+        ImageEvent::UploadStarted { at: Timestamp(2) },
+    ];
+    let cmd = |virtual_size| ImageCommand::FinishInspectedUpload {
+        data: data(),
+        virtual_size,
+    };
+    let fin = when(&given(&evs), cmd(Some(1 << 30)), &c).unwrap();
+    assert_eq!(
+        fin,
+        vec![
+            ImageEvent::VirtualSizeRecorded {
+                virtual_size: 1 << 30,
+                at: Timestamp(100)
+            },
+            ImageEvent::UploadFinished {
+                data: data(),
+                at: Timestamp(100)
+            },
+        ]
+    );
+    evs.extend(fin);
+    let s = given(&evs).unwrap();
+    assert_eq!(
+        (s.status, s.virtual_size),
+        (ImageStatus::Active, Some(1 << 30))
+    );
+    // Unknown size: just the finish; and only from `saving`.
+    evs.truncate(2);
+    assert_eq!(when(&given(&evs), cmd(None), &c).unwrap().len(), 1);
+    evs.truncate(1);
+    assert!(matches!(
+        when(&given(&evs), cmd(None), &c),
+        Err(DomainError::Conflict(_))
+    ));
+}
+
+#[test]
 fn a_failed_upload_returns_to_queued_and_abort_elsewhere_is_a_no_op() {
     let c = ctx("p1", false);
     let evs = vec![
@@ -523,6 +564,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
         ImageCommand::FinishImport {
             task: "t2".into(),
             data: data(),
+            virtual_size: None,
             stores: vec!["file".into()],
         },
         &me
@@ -546,6 +588,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
             ImageCommand::FinishImport {
                 task: "t1".into(),
                 data: data(),
+                virtual_size: None,
                 stores: vec!["file".into()],
             },
             &me,
@@ -626,6 +669,7 @@ fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
             ImageCommand::FinishImport {
                 task: "t1".into(),
                 data: data(),
+                virtual_size: None,
                 stores: vec!["fast".into(), "cheap".into()],
             },
             &me,

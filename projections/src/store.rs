@@ -71,7 +71,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     import), `Task.result` and `TaskStatus::{Processing, Success}`.
 /// 28: `User`'s security-compliance fields (password expiry, creation, history,
 ///     self-service; failed authentications).
-pub const SCHEMA: u64 = 28;
+/// 29: `Image.virtual_size` (the upload's format inspection).
+pub const SCHEMA: u64 = 29;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -447,6 +447,10 @@ fn samples() -> Vec<Event> {
         }),
         Event::Image(ImageEvent::Deactivated { at: t(35) }),
         Event::Image(ImageEvent::Reactivated { at: t(36) }),
+        Event::Image(ImageEvent::VirtualSizeRecorded {
+            virtual_size: 117_440_512,
+            at: t(37),
+        }),
         Event::Task(domain::task::TaskEvent::Created {
             spec: domain::task::TaskSpec {
                 id: "00000000-0000-0000-0000-000000000009".into(),

@@ -6,11 +6,18 @@
 //! `compute:<instance>:<op>:<task>:<attempt>`), so a redelivered event or a restart
 //! never applies an answer twice, and an answer to a superseded operation changes
 //! nothing. An operation lost in a crash is re-driven by the reconciler's retry.
+//!
+//! Defence in depth (Nova's libvirt driver): before a guest is spawned from an image
+//! (build, rebuild) the agent inspects the image's file ([`imageformat::nova_boot`]);
+//! content that does not match its `disk_format`, or is unsafe (a qcow2 backing file,
+//! a VMDK naming other files, ...), fails the task with Nova's `ImageUnacceptable`
+//! message, so the server goes to ERROR and its claim is released like any failed build.
 
 pub mod driver;
 pub mod images;
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +38,8 @@ pub struct ComputeAgent {
     hosts: HashSet<HostName>,
     driver: Arc<dyn VirtDriver>,
     inflight: InFlight<Key>,
+    /// Where image files are read from for inspection (None: images are not inspected).
+    image_dir: Option<Arc<PathBuf>>,
 }
 
 impl std::fmt::Debug for ComputeAgent {
@@ -48,7 +57,15 @@ impl ComputeAgent {
             hosts: hosts.into_iter().collect(),
             driver,
             inflight: Default::default(),
+            image_dir: None,
         }
+    }
+
+    /// Inspects the images it boots, reading their files from `dir` (the image
+    /// service's directory: shared storage in a split deployment).
+    pub fn with_image_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.image_dir = Some(Arc::new(dir.into()));
+        self
     }
 
     /// Maps each host to its cell (`host.mapped` in the api stream, appended with an
@@ -182,11 +199,20 @@ impl ComputeAgent {
         let key = (id, op.id, task, op.attempt);
         let engine = engine.clone();
         let driver = self.driver.clone();
+        let image_dir = self.image_dir.clone();
         self.inflight.spawn(key, async move {
-            let mut result = driver
-                .perform(&host, &inst, task)
-                .await
-                .map_err(|e| e.to_string());
+            let mut result = match (&image_dir, task) {
+                (Some(dir), TaskState::Spawning | TaskState::RebuildSpawning) => {
+                    inspect_image(&engine, dir, &inst, task).await
+                }
+                _ => Ok(()),
+            };
+            if result.is_ok() {
+                result = driver
+                    .perform(&host, &inst, task)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
             if result.is_ok() {
                 result = image_step(&engine, &inst, op, task, &extras, &correlation)
                     .await
@@ -225,6 +251,48 @@ impl ComputeAgent {
             }
         });
     }
+}
+
+/// Nova's deep inspection of the image a guest is spawned from: Ok, or the fault
+/// message (`ImageUnacceptable`, wrapped in `BuildAbortException` for a build). An
+/// image without a file here (a snapshot, whose data is its base image's; a file on
+/// another API process's local storage) is not inspected.
+async fn inspect_image(
+    engine: &Arc<Engine>,
+    dir: &Path,
+    inst: &domain::instance::Instance,
+    task: TaskState,
+) -> Result<(), String> {
+    let Some(image) = domain::ImageId::parse(&inst.spec.image_ref) else {
+        return Ok(()); // booted from a volume
+    };
+    let Some(disk_format) = engine
+        .world()
+        .read()
+        .images()
+        .get(&image)
+        .and_then(|r| r.state.spec.disk_format.clone())
+    else {
+        return Ok(());
+    };
+    let path = dir.join(image.to_string());
+    if !path.is_file() {
+        tracing::debug!(%image, "no image file to inspect");
+        return Ok(());
+    }
+    let inspected = tokio::task::spawn_blocking(move || imageformat::inspect_file(&path))
+        .await
+        .map_err(|e| format!("image inspection failed: {e}"))?;
+    let Err(reason) = imageformat::nova_boot(&disk_format, &inspected) else {
+        return Ok(());
+    };
+    tracing::warn!(instance = %inst.id(), %image, %disk_format, inspected = ?inspected, reason, "image refused");
+    let unacceptable = format!("Image {image} is unacceptable: {reason}");
+    Err(if task == TaskState::Spawning {
+        format!("Build of instance {} aborted: {unacceptable}", inst.id())
+    } else {
+        unacceptable
+    })
 }
 
 /// The image work of a task, once the hypervisor did its part: a snapshot's upload

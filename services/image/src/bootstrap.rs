@@ -122,7 +122,12 @@ pub async fn ensure_default_images(
         match engine
             .image(
                 &id,
-                ImageCommand::FinishUpload(data),
+                ImageCommand::FinishInspectedUpload {
+                    data,
+                    virtual_size: imageformat::inspect(bytes.as_slice())
+                        .ok()
+                        .map(|i| i.virtual_size),
+                },
                 &ctx(),
                 &meta("finish", &id),
             )

@@ -523,16 +523,26 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
     };
     let mut error: Option<String> = None;
     let mut stored = 0usize;
+    // The image's formats, checked as an upload's (an import needs them set).
+    let check = {
+        let v = st.engine.world().read();
+        v.image(&iid)
+            .and_then(|i| store::FormatCheck::of(&i.spec))
+            .unwrap_or(store::FormatCheck {
+                disk_format: String::new(),
+                container_format: String::new(),
+            })
+    };
     match source(&st, &iid, &req).await {
         Err(e) => error = Some(e.to_string()),
         Ok(path) => {
             for (n, store) in req.stores.iter().enumerate() {
                 let written = match tokio::fs::File::open(&path).await {
-                    Ok(f) => crate::store_data(&st, &iid, store, file_stream(f)).await,
+                    Ok(f) => crate::store_data(&st, &iid, store, file_stream(f), &check).await,
                     Err(e) => Err(store::StoreError::Io(e)),
                 };
                 let outcome = match written {
-                    Ok(data) => {
+                    Ok(store::Stored { data, virtual_size }) => {
                         // A copy of uploaded data records the default store too.
                         let mut stores = vec![store.clone()];
                         let held = st
@@ -550,6 +560,7 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
                                 ImageCommand::FinishImport {
                                     task: task.clone(),
                                     data,
+                                    virtual_size,
                                     stores,
                                 },
                                 &caller.ctx(),

@@ -619,12 +619,17 @@ async fn upload(
     st.engine
         .image(&iid, ImageCommand::StartUpload, &caller.ctx(), &meta)
         .await?;
+    // Formats are set: StartUpload refuses an image without them.
+    let check = store::FormatCheck::of(&img.spec).unwrap_or(store::FormatCheck {
+        disk_format: String::new(),
+        container_format: String::new(),
+    });
     // The rest runs in its own task: a client that goes away mid-upload drops this
     // handler, not the upload's ending (abort back to `queued`, or finish).
     let task = tokio::spawn(async move {
         let default = st.default_store().to_string();
-        let written = store_data(&st, &iid, &default, body.into_data_stream()).await;
-        let data = match written {
+        let written = store_data(&st, &iid, &default, body.into_data_stream(), &check).await;
+        let stored = match written {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(image = %iid, error = %e, "upload failed: image back to queued");
@@ -634,11 +639,11 @@ async fn upload(
                 return Err(store_error(e));
             }
         };
-        if let Err(e) = st
-            .engine
-            .image(&iid, ImageCommand::FinishUpload(data), &caller.ctx(), &meta)
-            .await
-        {
+        let cmd = ImageCommand::FinishInspectedUpload {
+            data: stored.data,
+            virtual_size: stored.virtual_size,
+        };
+        if let Err(e) = st.engine.image(&iid, cmd, &caller.ctx(), &meta).await {
             // Deleted (or otherwise changed) while uploading: the data has no image.
             st.store.remove(&iid).await?;
             return Err(e.into());
@@ -675,13 +680,14 @@ pub(crate) async fn store_data<S, E>(
     iid: &ImageId,
     store: &str,
     body: S,
-) -> Result<domain::image::ImageData, store::StoreError>
+    check: &store::FormatCheck,
+) -> Result<store::Stored, store::StoreError>
 where
     S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     st.store
-        .write_in(st.store_dir(store), iid, body, st.max_size)
+        .write_in(st.store_dir(store), iid, body, st.max_size, check)
         .await
 }
 
@@ -705,6 +711,8 @@ pub(crate) fn store_error(e: store::StoreError) -> ImageError {
     match e {
         store::StoreError::TooLarge(n) => ImageError::too_large(n),
         store::StoreError::Body(m) => ImageError::bad_request(format!("Upload interrupted: {m}")),
+        // Glance answers its format refusals (InvalidImageData) with 415.
+        store::StoreError::Format(m) => ImageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
         store::StoreError::Io(io) => ImageError::Storage(io),
     }
 }

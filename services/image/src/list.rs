@@ -92,8 +92,8 @@ impl Column {
     fn number(self, img: &Image) -> Option<Option<u64>> {
         Some(match self {
             Column::Size => img.data.as_ref().map(|d| d.size),
-            // Stratus does not inspect image data: the virtual size is never known.
-            Column::VirtualSize => None,
+            // Known when the upload's format inspection found it.
+            Column::VirtualSize => img.virtual_size,
             Column::MinDisk => Some(img.spec.min_disk),
             Column::MinRam => Some(img.spec.min_ram),
             _ => return None,

@@ -13,6 +13,11 @@
 //! - Staged data (`glance-direct` imports) lives in `<image-dir>/staging/<uuid>`, written
 //!   the same durable way; it is never served: an import copies it into the store
 //!   through the same path as an upload, then removes it.
+//! - Every way data enters the store ([`ImageStore::write`] / [`ImageStore::write_in`]:
+//!   uploads, and imports of staged or downloaded data) is checked against the image's
+//!   `disk_format` before the file is published (Glance's `[image_format]` checks,
+//!   [`imageformat::glance_upload`]): refused data never becomes an image file,
+//!   accepted data comes with the virtual size the inspection found.
 
 use std::path::{Path, PathBuf};
 
@@ -35,12 +40,47 @@ pub enum StoreError {
     /// The disk failed.
     #[error("image storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The data's format inspection refused it (Glance's message).
+    #[error("{0}")]
+    Format(String),
+}
+
+/// What stored data is checked against: the image's formats (Glance inspects `bare`
+/// containers only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatCheck {
+    /// The claimed `disk_format`.
+    pub disk_format: String,
+    /// The `container_format`.
+    pub container_format: String,
+}
+
+impl FormatCheck {
+    /// The check of an image's data (None when its formats are not set).
+    pub fn of(spec: &domain::image::ImageSpec) -> Option<FormatCheck> {
+        Some(FormatCheck {
+            disk_format: spec.disk_format.clone()?,
+            container_format: spec.container_format.clone()?,
+        })
+    }
+}
+
+/// Data durably stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Size and checksums.
+    pub data: ImageData,
+    /// The virtual size the format inspection found (None: unknown).
+    pub virtual_size: Option<u64>,
 }
 
 /// The directory of image files.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// Glance's `[image_format] require_image_format_match` (default true): refuse data
+    /// whose content does not match its `disk_format`, or is unsafe.
+    require_format_match: bool,
 }
 
 /// The staging area's directory, under the image directory.
@@ -112,7 +152,22 @@ impl ImageStore {
                 }
             }
         }
-        Ok(ImageStore { dir })
+        Ok(ImageStore {
+            dir,
+            require_format_match: true,
+        })
+    }
+
+    /// Sets Glance's `require_image_format_match`: when false, data is stored whatever
+    /// its content (the inspection only finds the virtual size).
+    pub fn with_require_format_match(mut self, require: bool) -> Self {
+        self.require_format_match = require;
+        self
+    }
+
+    /// Whether data must match its `disk_format`.
+    pub fn require_format_match(&self) -> bool {
+        self.require_format_match
     }
 
     /// The staged data of an image (`PUT /v2/images/{id}/stage`): Glance's staging
@@ -133,7 +188,10 @@ impl ImageStore {
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.write_at(self.staged_path(id), body, limit).await
+        // Staged data is checked when an import stores it.
+        self.write_at(self.staged_path(id), body, limit, None)
+            .await
+            .map(|s| s.data)
     }
 
     /// Removes an image's staged data (absent: nothing to do).
@@ -172,7 +230,8 @@ impl ImageStore {
         id: &ImageId,
         body: S,
         limit: u64,
-    ) -> Result<ImageData, StoreError>
+        check: &FormatCheck,
+    ) -> Result<Stored, StoreError>
     where
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -181,7 +240,7 @@ impl ImageStore {
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        self.write_at(target, body, limit).await
+        self.write_at(target, body, limit, Some(check)).await
     }
 
     /// Removes an image's file from `store` (absent: nothing to do).
@@ -197,29 +256,32 @@ impl ImageStore {
         self.path(id).is_file()
     }
 
-    /// Streams `body` into the image's file (at most `limit` bytes), durably, and
-    /// returns its size and checksums.
+    /// Streams `body` into the image's file (at most `limit` bytes), checks it against
+    /// `check` (see the module's invariants), then publishes it durably; returns its
+    /// size, checksums and virtual size.
     pub async fn write<S, E>(
         &self,
         id: &ImageId,
         body: S,
         limit: u64,
-    ) -> Result<ImageData, StoreError>
+        check: &FormatCheck,
+    ) -> Result<Stored, StoreError>
     where
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.write_at(self.path(id), body, limit).await
+        self.write_at(self.path(id), body, limit, Some(check)).await
     }
 
-    /// Streams `body` into `target` through a temp file beside it (fsync, rename, fsync
-    /// of the directory).
+    /// Streams `body` into `target` through a temp file beside it, checks it (when
+    /// `check` is given), then publishes it (fsync, rename, fsync of the directory).
     async fn write_at<S, E>(
         &self,
         target: PathBuf,
         mut body: S,
         limit: u64,
-    ) -> Result<ImageData, StoreError>
+        check: Option<&FormatCheck>,
+    ) -> Result<Stored, StoreError>
     where
         S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -242,13 +304,20 @@ impl ImageStore {
             }
             f.sync_all().await?;
             drop(f);
-            Ok(h.finish())
+            let virtual_size = match check {
+                Some(c) => self.inspect(&tmp, c).await?,
+                None => None,
+            };
+            Ok(Stored {
+                data: h.finish(),
+                virtual_size,
+            })
         }
         .await;
         match result {
-            Ok(data) => {
+            Ok(stored) => {
                 self.publish(&tmp, &target).await?;
-                Ok(data)
+                Ok(stored)
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
@@ -257,12 +326,43 @@ impl ImageStore {
         }
     }
 
-    /// Writes `bytes` as the image's file, durably (bootstrap images).
+    /// Writes `bytes` as the image's file, durably, unchecked (bootstrap images: our
+    /// own bytes).
     pub async fn write_bytes(&self, id: &ImageId, bytes: &[u8]) -> Result<ImageData, StoreError> {
         let chunk: Result<axum::body::Bytes, std::convert::Infallible> =
             Ok(axum::body::Bytes::copy_from_slice(bytes));
-        self.write(id, futures::stream::iter([chunk]), u64::MAX)
+        self.write_at(
+            self.path(id),
+            futures::stream::iter([chunk]),
+            u64::MAX,
+            None,
+        )
+        .await
+        .map(|s| s.data)
+    }
+
+    /// Glance's verdict on the data in `file`: its virtual size, or the refusal.
+    async fn inspect(&self, file: &Path, check: &FormatCheck) -> Result<Option<u64>, StoreError> {
+        if check.container_format != "bare" {
+            // Glance does not look inside other containers.
+            return Ok(None);
+        }
+        let path = file.to_path_buf();
+        let inspected = tokio::task::spawn_blocking(move || imageformat::inspect_file(&path))
             .await
+            .map_err(std::io::Error::other)?;
+        match &inspected {
+            Ok(i) if !i.is_safe() => {
+                tracing::warn!(format = %i.format, violations = ?i.violations, "image data fails safety checks");
+            }
+            Err(e) => tracing::warn!(error = %e, "image data format inspection failed"),
+            Ok(_) => {}
+        }
+        match imageformat::glance_upload(&check.disk_format, &inspected, self.require_format_match)
+        {
+            imageformat::UploadVerdict::Accept { virtual_size } => Ok(virtual_size),
+            imageformat::UploadVerdict::Reject(m) => Err(StoreError::Format(m)),
+        }
     }
 
     async fn publish(&self, tmp: &Path, target: &Path) -> std::io::Result<()> {

@@ -28,7 +28,7 @@ pub fn image(img: &Image, stores: &[String]) -> Value {
         "os_hash_value": d.map(|d| d.os_hash_value.clone()),
         // Staged data has a size before it has checksums (Glance records it).
         "size": d.map(|d| d.size).or(img.staged),
-        "virtual_size": Value::Null,
+        "virtual_size": img.virtual_size,
         "disk_format": s.disk_format,
         "container_format": s.container_format,
         "min_disk": s.min_disk,

@@ -679,7 +679,7 @@ async fn list_filters_take_glances_operators() {
     let mut made = Vec::new();
     for body in [
         mk("glass, darkly", "raw", json!(["a", "b"])),
-        mk("share me", "qcow2", json!(["a"])),
+        mk("share me", "ami", json!(["a"])),
         mk("plain", "raw", json!([])),
     ] {
         let r = g.post(ALICE, body).await;

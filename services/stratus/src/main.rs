@@ -434,6 +434,11 @@ struct HttpArgs {
     /// ports are set).
     #[arg(long, default_value = "")]
     image_import_disallowed_ports: String,
+    /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
+    /// content does not match their disk_format, or is unsafe (415). `false` stores
+    /// any data (compute still refuses to boot it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    require_image_format_match: bool,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
@@ -503,6 +508,7 @@ impl HttpArgs {
         }) {
             anyhow::bail!("--image-stores: {bad:?} is not a store id (letters, digits, - and _)");
         }
+        o.image_require_format_match = self.require_image_format_match;
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

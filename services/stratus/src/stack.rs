@@ -101,6 +101,9 @@ pub struct StackOptions {
     pub image_import_filter: image::import::ImportFilter,
     /// The image stores (Glance's `enabled_backends`), the default first; never empty.
     pub image_stores: Vec<String>,
+    /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
+    /// content does not match their `disk_format` or is unsafe (default true).
+    pub image_require_format_match: bool,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -203,6 +206,7 @@ impl StackOptions {
             image_max_size: image::DEFAULT_MAX_SIZE,
             image_import_filter: image::import::ImportFilter::default(),
             image_stores: vec![image::import::STORE_ID.to_string()],
+            image_require_format_match: true,
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -488,10 +492,11 @@ impl Stack {
                 .image_dir
                 .clone()
                 .unwrap_or_else(|| images_dir(&opts.data_dir));
-            let store =
-                Arc::new(image::ImageStore::open(&dir).with_context(|| {
-                    format!("cannot open the image directory {}", dir.display())
-                })?);
+            let store = Arc::new(
+                image::ImageStore::open(&dir)
+                    .with_context(|| format!("cannot open the image directory {}", dir.display()))?
+                    .with_require_format_match(opts.image_require_format_match),
+            );
             image::bootstrap::ensure_default_images(&engine, &store).await?;
             // Uploads a crashed process left `saving` go back to `queued`: all of them on
             // the embedded store (one process, not listening yet), on JetStream only those
@@ -553,6 +558,11 @@ impl Stack {
                         .filter(|s| &s.cell == cell)
                         .map(|s| s.name.clone()),
                     driver.clone(),
+                )
+                .with_image_dir(
+                    opts.image_dir
+                        .clone()
+                        .unwrap_or_else(|| images_dir(&opts.data_dir)),
                 );
                 runtime.reactor_on(Arc::new(agent), engine::cells::cell_stream(cell));
             }

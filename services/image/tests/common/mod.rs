@@ -140,12 +140,13 @@ impl Glance {
             .await
     }
 
-    /// Creates a qcow2/bare image and returns its id.
+    /// Creates a raw/bare image (raw: any test bytes pass the format check) and
+    /// returns its id.
     pub async fn create(&self, token: &str, name: &str, visibility: &str) -> String {
         let r = self
             .post(
                 token,
-                json!({"name": name, "disk_format": "qcow2", "container_format": "bare", "visibility": visibility}),
+                json!({"name": name, "disk_format": "raw", "container_format": "bare", "visibility": visibility}),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
