@@ -137,6 +137,46 @@ impl Harness {
         (code, headers, v)
     }
 
+    /// A request to the image API (Glance) as `token`: status and JSON (Null if empty
+    /// or not JSON).
+    pub async fn glance(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (code, _, v) = self.glance_send(token, method, path, body).await;
+        (code, v)
+    }
+
+    /// [`Harness::glance`] with the response headers.
+    pub async fn glance_send(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let addr = self.stack.image_addr.expect("the API role serves images");
+        let mut rb = self
+            .http
+            .request(method, format!("http://{addr}{path}"))
+            .header("X-Auth-Token", token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("request");
+        let code = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("body");
+        (
+            code,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// Creates a server as `token`, returns its id.
     pub async fn create(&self, token: &str, name: &str, flavor: &str) -> String {
         let (code, v) = self

@@ -19,18 +19,7 @@ async fn glance(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let addr = h.stack.image_addr.expect("the API role serves images");
-    let mut rb = h
-        .http
-        .request(method, format!("http://{addr}{path}"))
-        .header("X-Auth-Token", token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    h.glance(token, method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

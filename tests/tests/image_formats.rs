@@ -27,18 +27,7 @@ fn qcow2(size: u64, backing: bool) -> Vec<u8> {
 }
 
 async fn glance(h: &Harness, method: M, path: &str, body: Option<Value>) -> (u16, Value) {
-    let addr = h.stack.image_addr.expect("the API role serves images");
-    let mut rb = h
-        .http
-        .request(method, format!("http://{addr}{path}"))
-        .header("X-Auth-Token", ALICE);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    h.glance(ALICE, method, path, body).await
 }
 
 /// Creates a bare image of `disk_format` and uploads `data`: (image id, upload status,

@@ -18,27 +18,12 @@ async fn glance(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value, String) {
-    let addr = h.stack.image_addr.expect("the API role serves images");
-    let mut rb = h
-        .http
-        .request(method, format!("http://{addr}{path}"))
-        .header("X-Auth-Token", token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let rid = r
-        .headers()
+    let (code, headers, v) = h.glance_send(token, method, path, body).await;
+    let rid = headers
         .get("x-openstack-request-id")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let bytes = r.bytes().await.unwrap();
-    (
-        code,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        rid,
-    )
+    (code, v, rid)
 }
 
 async fn create(h: &Harness, disk_format: &str) -> String {

@@ -9,18 +9,7 @@ use tests::Harness;
 const ALICE: &str = "alice:p1";
 
 async fn glance(h: &Harness, method: M, path: &str, body: Option<Value>) -> (u16, Value) {
-    let addr = h.stack.image_addr.expect("the API role serves images");
-    let mut rb = h
-        .http
-        .request(method, format!("http://{addr}{path}"))
-        .header("X-Auth-Token", ALICE);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    h.glance(ALICE, method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,18 +106,7 @@ async fn glance_as(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let addr = h.stack.image_addr.expect("the API role serves images");
-    let mut rb = h
-        .http
-        .request(method, format!("http://{addr}{path}"))
-        .header("X-Auth-Token", token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let code = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    h.glance(token, method, path, body).await
 }
 
 /// Tags, members and `os_hidden` are events: a restart and a replay rebuild give back
