@@ -16,9 +16,9 @@
 pub mod driver;
 pub mod images;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,11 +27,17 @@ use domain::instance::{InstanceCommand, Work};
 use domain::{CellName, Ctx, DomainError, HostName, InstanceId, TaskState};
 use engine::runtime::TaskError;
 use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodic, Reactor};
+use eventlog::LockExt;
 use uuid::Uuid;
 
 pub use driver::{DriverError, SimDriver, SimOptions, VirtDriver};
 
 type Key = (InstanceId, Uuid, TaskState, u32);
+
+/// Inspection verdicts by image and claimed format: image data never changes once
+/// active, so an image is inspected once per process, as Nova inspects it once per host
+/// when it enters the host's image cache (not at every boot).
+type Verdicts = Arc<Mutex<HashMap<(domain::ImageId, String), Result<(), &'static str>>>>;
 
 /// The agents of the hosts this process simulates.
 pub struct ComputeAgent {
@@ -40,6 +46,8 @@ pub struct ComputeAgent {
     inflight: InFlight<Key>,
     /// Where image files are read from for inspection (None: images are not inspected).
     image_dir: Option<Arc<PathBuf>>,
+    /// Verdicts of the images inspected so far.
+    verdicts: Verdicts,
 }
 
 impl std::fmt::Debug for ComputeAgent {
@@ -58,6 +66,7 @@ impl ComputeAgent {
             driver,
             inflight: Default::default(),
             image_dir: None,
+            verdicts: Verdicts::default(),
         }
     }
 
@@ -200,10 +209,11 @@ impl ComputeAgent {
         let engine = engine.clone();
         let driver = self.driver.clone();
         let image_dir = self.image_dir.clone();
+        let verdicts = self.verdicts.clone();
         self.inflight.spawn(key, async move {
             let mut result = match (&image_dir, task) {
                 (Some(dir), TaskState::Spawning | TaskState::RebuildSpawning) => {
-                    inspect_image(&engine, dir, &inst, task).await
+                    inspect_image(&engine, dir, &verdicts, &inst, task).await
                 }
                 _ => Ok(()),
             };
@@ -260,6 +270,7 @@ impl ComputeAgent {
 async fn inspect_image(
     engine: &Arc<Engine>,
     dir: &Path,
+    verdicts: &Verdicts,
     inst: &domain::instance::Instance,
     task: TaskState,
 ) -> Result<(), String> {
@@ -275,18 +286,30 @@ async fn inspect_image(
     else {
         return Ok(());
     };
-    let path = dir.join(image.to_string());
-    if !path.is_file() {
-        tracing::debug!(%image, "no image file to inspect");
-        return Ok(());
-    }
-    let inspected = tokio::task::spawn_blocking(move || imageformat::inspect_file(&path))
-        .await
-        .map_err(|e| format!("image inspection failed: {e}"))?;
-    let Err(reason) = imageformat::nova_boot(&disk_format, &inspected) else {
+    let key = (image, disk_format.clone());
+    let known = verdicts.lock_or_recover().get(&key).cloned();
+    let verdict = match known {
+        Some(v) => v,
+        None => {
+            let path = dir.join(image.to_string());
+            if !path.is_file() {
+                tracing::debug!(%image, "no image file to inspect");
+                return Ok(());
+            }
+            let inspected = tokio::task::spawn_blocking(move || imageformat::inspect_file(&path))
+                .await
+                .map_err(|e| format!("image inspection failed: {e}"))?;
+            let v = imageformat::nova_boot(&disk_format, &inspected);
+            if let Err(reason) = &v {
+                tracing::warn!(%image, %disk_format, inspected = ?inspected, reason, "image refused");
+            }
+            verdicts.lock_or_recover().insert(key, v.clone());
+            v
+        }
+    };
+    let Err(reason) = verdict else {
         return Ok(());
     };
-    tracing::warn!(instance = %inst.id(), %image, %disk_format, inspected = ?inspected, reason, "image refused");
     let unacceptable = format!("Image {image} is unacceptable: {reason}");
     Err(if task == TaskState::Spawning {
         format!("Build of instance {} aborted: {unacceptable}", inst.id())
