@@ -303,7 +303,7 @@ async fn inspect_image(
             if let Err(reason) = &v {
                 tracing::warn!(%image, %disk_format, inspected = ?inspected, reason, "image refused");
             }
-            verdicts.lock_or_recover().insert(key, v.clone());
+            verdicts.lock_or_recover().insert(key, v);
             v
         }
     };
