@@ -221,7 +221,10 @@ async fn admin_commands_on_the_embedded_store() {
     );
     let roles = rows(&ok(run(&["admin", "role", "list", "--data-dir", &d])));
     let names: Vec<&str> = roles.iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(names, vec!["admin", "member", "reader"]);
+    assert_eq!(
+        names,
+        vec!["admin", "manager", "member", "reader", "service"]
+    );
 
     // The server sees what the CLI wrote.
     let (server, url) = start(&serve);

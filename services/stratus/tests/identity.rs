@@ -383,7 +383,10 @@ async fn admin_calls_users_roles_and_token_revocation() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     roles.sort();
-    assert_eq!(roles, vec!["admin", "member", "reader"]);
+    assert_eq!(
+        roles,
+        vec!["admin", "manager", "member", "reader", "service"]
+    );
     // No role yet: no access to the project.
     let (s, _, _) = t.auth("alice", "pw-1", json!({"id": demo})).await;
     assert_eq!(s, 401);
