@@ -207,14 +207,7 @@ pub async fn stage(
 ) -> Result<StatusCode, ImageError> {
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
-    crate::check_octet_stream(&headers)?;
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_size) {
-        return Err(ImageError::too_large(st.max_size));
-    }
+    crate::check_data_request(&st, &headers)?;
     let meta = caller.meta();
     st.engine
         .image(&iid, ImageCommand::StartStage, &caller.ctx(), &meta)
@@ -527,11 +520,8 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
     let check = {
         let v = st.engine.world().read();
         v.image(&iid)
-            .and_then(|i| store::FormatCheck::of(&i.spec))
-            .unwrap_or(store::FormatCheck {
-                disk_format: String::new(),
-                container_format: String::new(),
-            })
+            .map(|i| store::FormatCheck::of_image(&i.spec))
+            .unwrap_or_else(store::FormatCheck::unset)
     };
     match source(&st, &iid, &req).await {
         Err(e) => error = Some(e.to_string()),

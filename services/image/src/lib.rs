@@ -607,23 +607,13 @@ async fn upload(
 ) -> Result<StatusCode, ImageError> {
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
-    check_octet_stream(&headers)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_size) {
-        return Err(ImageError::too_large(st.max_size));
-    }
+    check_data_request(&st, &headers)?;
     let meta = caller.meta();
     st.engine
         .image(&iid, ImageCommand::StartUpload, &caller.ctx(), &meta)
         .await?;
     // Formats are set: StartUpload refuses an image without them.
-    let check = store::FormatCheck::of(&img.spec).unwrap_or(store::FormatCheck {
-        disk_format: String::new(),
-        container_format: String::new(),
-    });
+    let check = store::FormatCheck::of_image(&img.spec);
     // The rest runs in its own task: a client that goes away mid-upload drops this
     // handler, not the upload's ending (abort back to `queued`, or finish).
     let task = tokio::spawn(async move {
@@ -654,6 +644,20 @@ async fn upload(
         .map_err(|e| ImageError::Engine(format!("upload task: {e}")))??;
     tracing::info!(image = %iid, "image data stored");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The checks of a data request (upload, stage) before anything is appended: the
+/// content type, and a declared `Content-Length` within [`ImageState::max_size`] (413).
+pub(crate) fn check_data_request(st: &ImageState, headers: &HeaderMap) -> Result<(), ImageError> {
+    check_octet_stream(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_size) {
+        return Err(ImageError::too_large(st.max_size));
+    }
+    Ok(())
 }
 
 /// A data request's `Content-Type`, when given, must be `application/octet-stream`

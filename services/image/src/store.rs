@@ -63,6 +63,20 @@ impl FormatCheck {
             container_format: spec.container_format.clone()?,
         })
     }
+
+    /// [`FormatCheck::of`], or [`FormatCheck::unset`] for an image without formats
+    /// (uploads and imports refuse those before any data arrives).
+    pub fn of_image(spec: &domain::image::ImageSpec) -> FormatCheck {
+        Self::of(spec).unwrap_or_else(Self::unset)
+    }
+
+    /// No formats: an empty claim, which the inspection does not treat as `bare`.
+    pub fn unset() -> FormatCheck {
+        FormatCheck {
+            disk_format: String::new(),
+            container_format: String::new(),
+        }
+    }
 }
 
 /// Data durably stored.
