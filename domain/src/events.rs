@@ -104,6 +104,7 @@ impl Event {
                 ImageEvent::ImportFailed { .. } => "image.import_failed",
                 ImageEvent::StoreRemoved { .. } => "image.store_removed",
                 ImageEvent::VirtualSizeRecorded { .. } => "image.virtual_size_recorded",
+                ImageEvent::Converted { .. } => "image.converted",
             },
             Event::Identity(e) => e.event_type(),
             Event::Quota(e) => e.event_type(),

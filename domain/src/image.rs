@@ -42,6 +42,10 @@ pub const CONTAINER_FORMATS: &[&str] = &[
     "compressed",
 ];
 
+/// The container format of data an import converted (Glance's `image_conversion`
+/// plugin sets `bare`).
+pub const CONVERTED_CONTAINER: &str = "bare";
+
 /// Attributes of the image itself: never custom properties.
 pub const BUILTIN_ATTRIBUTES: &[&str] = &[
     "id",
@@ -433,6 +437,10 @@ pub enum ImageCommand {
         /// The virtual size the format inspection found (recorded first when known).
         virtual_size: Option<u64>,
         stores: Vec<String>,
+        /// The disk format the import converted the data to (Glance's
+        /// `image_conversion` plugin; the container becomes `bare`): recorded first when
+        /// the image does not have it yet.
+        converted: Option<String>,
     },
     /// The task failed for `stores` (None: every store it still imports to): they move
     /// to the failed list; when none is left importing the lock is dropped, and an
@@ -519,6 +527,14 @@ pub enum ImageEvent {
     /// `image.virtual_size_recorded`: the upload's format inspection found the size of
     /// the disk the data describes (appended just before `image.upload_finished`).
     VirtualSizeRecorded { virtual_size: u64, at: Timestamp },
+    /// `image.converted`: an import converted the data (Glance's `image_conversion`
+    /// plugin) to `disk_format` in a `container_format` container (appended just
+    /// before the `image.import_finished` that stores it).
+    Converted {
+        disk_format: String,
+        container_format: String,
+        at: Timestamp,
+    },
 }
 
 fn printable(s: &str) -> bool {
@@ -944,6 +960,7 @@ fn decide_existing(
             data,
             virtual_size,
             stores,
+            converted,
         } => {
             if img.import_task() != Some(task.as_str()) {
                 return Err(DomainError::Conflict(format!(
@@ -951,10 +968,22 @@ fn decide_existing(
                     img.status.as_str()
                 )));
             }
-            let mut out: Vec<ImageEvent> = virtual_size
-                .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at })
+            let mut out: Vec<ImageEvent> = converted
+                .filter(|f| {
+                    img.spec.disk_format.as_ref() != Some(f)
+                        || img.spec.container_format.as_deref() != Some(CONVERTED_CONTAINER)
+                })
+                .map(|disk_format| ImageEvent::Converted {
+                    disk_format,
+                    container_format: CONVERTED_CONTAINER.into(),
+                    at,
+                })
                 .into_iter()
                 .collect();
+            out.extend(
+                virtual_size
+                    .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at }),
+            );
             out.push(ImageEvent::ImportFinished {
                 task,
                 data,
@@ -1113,6 +1142,16 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         }),
         ImageEvent::VirtualSizeRecorded { virtual_size, at } => state.map(|mut i| {
             i.virtual_size = Some(*virtual_size);
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::Converted {
+            disk_format,
+            container_format,
+            at,
+        } => state.map(|mut i| {
+            i.spec.disk_format = Some(disk_format.clone());
+            i.spec.container_format = Some(container_format.clone());
             i.updated_at = *at;
             i
         }),

@@ -566,6 +566,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
             data: data(),
             virtual_size: None,
             stores: vec!["file".into()],
+            converted: None,
         },
         &me
     )
@@ -590,6 +591,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
                 data: data(),
                 virtual_size: None,
                 stores: vec!["file".into()],
+                converted: None,
             },
             &me,
         )
@@ -601,6 +603,40 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
     assert_eq!(img.staged, None);
     assert_eq!(img.import_task(), None);
     assert_eq!(img.spec.properties[image::IMPORTING_TO_STORES], "");
+}
+
+/// An import the conversion plugin converted records the new formats first, then the
+/// virtual size, then the import's end.
+#[test]
+fn a_converted_import_records_its_new_formats_once() {
+    let me = ctx("p1", false);
+    let mut evs = vec![created("p1", Visibility::Private)];
+    evs.extend(when(&given(&evs), import("t1", "web-download"), &me).unwrap());
+    let finish = |store: &str| ImageCommand::FinishImport {
+        task: "t1".into(),
+        data: data(),
+        virtual_size: Some(1 << 20),
+        stores: vec![store.into()],
+        converted: Some("raw".into()),
+    };
+    let first = when(&given(&evs), finish("file"), &me).unwrap();
+    let types: Vec<_> = first
+        .iter()
+        .map(|e| domain::Event::Image(e.clone()).event_type())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "image.converted",
+            "image.virtual_size_recorded",
+            "image.import_finished"
+        ]
+    );
+    evs.extend(first);
+    let img = given(&evs).unwrap();
+    assert_eq!(img.spec.disk_format.as_deref(), Some("raw"));
+    assert_eq!(img.spec.container_format.as_deref(), Some("bare"));
+    assert_eq!(img.virtual_size, Some(1 << 20));
 }
 
 #[test]
@@ -671,6 +707,7 @@ fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
                 data: data(),
                 virtual_size: None,
                 stores: vec!["fast".into(), "cheap".into()],
+                converted: None,
             },
             &me,
         )

@@ -214,13 +214,14 @@ with open(f"{work}/image_alt", "w") as f:
 EOF
 }
 
-start_stratus "$WORK/data"
+start_stratus "$WORK/data" --image-import-plugins image_conversion
 
 mkdir -p "$WORK/tempest"
 cd "$WORK/tempest"
 "$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
 
-# write_conf ENFORCEMENT: tempest.conf for the running `stratus serve`; ENFORCEMENT is
+# write_conf ENFORCEMENT CONVERSION: tempest.conf for the running `stratus serve`;
+# CONVERSION is True when it runs the image_conversion import plugin; ENFORCEMENT is
 # tempest's image_format_enforcement (True when uploads are checked against their
 # disk_format, the serve default).
 write_conf() {
@@ -326,8 +327,10 @@ import_image = True
 # Uploads are checked against their disk_format (Glance's require_image_format_match);
 # the second run below starts serve without the check and sets this False.
 image_format_enforcement = $1
-# No conversion at import (qemu-img convert): ImagesFormatTest's import test skips.
-image_conversion = False
+# Glance's image_conversion import plugin (qemu-img; output raw) in the main run, where
+# ImagesFormatTest's import test runs; the second run's serve has no plugin and sets
+# this False.
+image_conversion = $2
 
 [network-feature-enabled]
 ipv6 = False
@@ -344,7 +347,7 @@ swift = False
 heat = False
 EOF
 }
-write_conf True
+write_conf True True
 
 # The selection: every test under the regexes, minus the committed exclude list (its
 # comment lines give each exclusion's reason).
@@ -369,7 +372,7 @@ if [ -n "$LAX" ]; then
     stop_stratus
     mv "$WORK/serve.log" "$WORK/serve-main.log"
     start_stratus "$WORK/data-lax" --require-image-format-match false
-    write_conf False
+    write_conf False False
     "$VENV/bin/tempest" run --concurrency 2 --regex "$LAX" \
         --exclude-list "$WORK/exclude.txt" > "$WORK/run-lax.txt" 2>&1 || RC_LAX=$?
 fi

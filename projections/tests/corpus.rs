@@ -451,6 +451,11 @@ fn samples() -> Vec<Event> {
             virtual_size: 117_440_512,
             at: t(37),
         }),
+        Event::Image(ImageEvent::Converted {
+            disk_format: "raw".into(),
+            container_format: "bare".into(),
+            at: t(38),
+        }),
         Event::Task(domain::task::TaskEvent::Created {
             spec: domain::task::TaskSpec {
                 id: "00000000-0000-0000-0000-000000000009".into(),

@@ -611,3 +611,148 @@ async fn several_stores_import_copy_and_remove() {
     let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
     assert!(report.matches, "{:?}", report.differences);
 }
+
+/// A disk image written by `qemu-img create -f <format>` (1 MiB virtual), with the
+/// extra options `opts` (e.g. a backing file).
+fn qemu_image(dir: &std::path::Path, name: &str, format: &str, opts: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", format])
+        .args(opts)
+        .arg(&path)
+        .arg("1M")
+        .output()
+        .expect("qemu-img runs (ops/test.sh installs qemu-utils)");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read(path).unwrap()
+}
+
+/// The types of the api stream's events about image `id`, in order.
+async fn image_events(h: &Harness, id: &str) -> Vec<String> {
+    let commits = h
+        .stack
+        .engine
+        .log()
+        .read_stream(&eventlog::StreamName::api(), 1, usize::MAX)
+        .await
+        .unwrap();
+    commits
+        .iter()
+        .filter(|c| c.subject.as_str().contains(id))
+        .flat_map(|c| &c.events)
+        .filter_map(|e| projections::codec::decode(e).ok())
+        .map(|e| e.event_type().to_string())
+        .collect()
+}
+
+/// Starts a glance-direct import of `data` staged into a new image of `disk_format`.
+async fn import_direct(h: &Harness, disk_format: &str, data: Vec<u8>) -> String {
+    let id = create(h, disk_format).await;
+    assert_eq!(stage(h, &id, data).await, 204);
+    let (code, e, _) = glance(
+        h,
+        ALICE,
+        M::POST,
+        &format!("/v2/images/{id}/import"),
+        Some(json!({"method": {"name": "glance-direct"}})),
+    )
+    .await;
+    assert_eq!(code, 202, "{e}");
+    id
+}
+
+/// Glance's `image_conversion` import plugin (`--image-import-plugins image_conversion`,
+/// output raw): qcow2 and VHD (qemu's `vpc`) data is converted and the image becomes
+/// raw/bare (`image.converted` before `image.import_finished`); raw data is stored as it
+/// is; a qcow2 with a backing file and data that is not its claimed format are refused
+/// (the image back to queued, the task failed with Glance's message); copy-image never
+/// converts; a replay rebuild matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
+    let h = Harness::start(|o| {
+        o.image_conversion = Some(image::convert::Conversion {
+            output_format: "raw".into(),
+        });
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = h.stack.image_addr.unwrap();
+
+    for (format, qemu) in [("qcow2", "qcow2"), ("vhd", "vpc")] {
+        let id = import_direct(&h, format, qemu_image(tmp.path(), format, qemu, &[])).await;
+        let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+        assert_eq!(img["disk_format"], "raw", "{img}");
+        assert_eq!(img["container_format"], "bare");
+        let data = h
+            .http
+            .get(format!("http://{addr}/v2/images/{id}/file"))
+            .header("X-Auth-Token", ALICE)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        // qemu rounds a VHD's size to its geometry: at least the 1 MiB asked for.
+        assert!(data.len() >= 1024 * 1024, "{format}: {}", data.len());
+        assert!(data.iter().all(|b| *b == 0));
+        assert_eq!(img["size"], data.len());
+        assert_eq!(img["virtual_size"], data.len());
+        let events = image_events(&h, &id).await;
+        let at = |t: &str| events.iter().position(|e| e == t).expect(t);
+        assert!(
+            at("image.converted") < at("image.import_finished"),
+            "{events:?}"
+        );
+        wait_task(&h, &id, "success").await;
+        // Neither the staged file nor the converted one is left behind.
+        let staging = h.dir.path().join("images").join("staging");
+        let left: Vec<_> = std::fs::read_dir(&staging)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    // Raw data: checked, stored as sent, no conversion recorded.
+    let raw = vec![7u8; 65536];
+    let id = import_direct(&h, "raw", raw.clone()).await;
+    let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+    assert_eq!(img["size"], raw.len());
+    assert!(!image_events(&h, &id)
+        .await
+        .contains(&"image.converted".to_string()));
+
+    // Refusals: back to queued, the task failed with Glance's message.
+    let base = tmp.path().join("base.raw");
+    std::fs::write(&base, vec![0u8; 1024 * 1024]).unwrap();
+    let backed = qemu_image(
+        tmp.path(),
+        "backed.qcow2",
+        "qcow2",
+        &["-F", "raw", "-b", base.to_str().unwrap()],
+    );
+    for (format, data, msg) in [
+        ("qcow2", backed, "Image has disallowed configuration"),
+        (
+            "vmdk",
+            qemu_image(tmp.path(), "q.qcow2", "qcow2", &[]),
+            "Image format mismatch",
+        ),
+        ("qcow2", vec![1u8; 4096], "Image format mismatch"),
+    ] {
+        let id = import_direct(&h, format, data).await;
+        let tasks = wait_task(&h, &id, "failure").await;
+        assert_eq!(tasks[0]["message"], format!("Error: {msg}"), "{format}");
+        let img = wait_image(&h, &id, |i| i["status"] == "queued").await;
+        assert_eq!(img["disk_format"], format);
+        assert_eq!(img["os_glance_failed_import"], "file");
+        assert!(!image_events(&h, &id)
+            .await
+            .contains(&"image.converted".to_string()));
+    }
+
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::error::ImageError;
 use crate::extract::Path;
-use crate::{read_json, store, visible, ImageState};
+use crate::{convert, read_json, store, visible, ImageState};
 
 /// The one store's id (`GET /v2/info/stores`, an image's `stores`).
 pub const STORE_ID: &str = "file";
@@ -517,14 +517,41 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
     let mut error: Option<String> = None;
     let mut stored = 0usize;
     // The image's formats, checked as an upload's (an import needs them set).
-    let check = {
+    let mut check = {
         let v = st.engine.world().read();
         v.image(&iid)
             .map(|i| store::FormatCheck::of_image(&i.spec))
             .unwrap_or_else(store::FormatCheck::unset)
     };
-    match source(&st, &iid, &req).await {
-        Err(e) => error = Some(e.to_string()),
+    // Glance runs its import plugins on new data only, never on copy-image.
+    let plugin = st
+        .conversion
+        .as_ref()
+        .filter(|_| req.method != "copy-image");
+    let mut converted: Option<convert::Converted> = None;
+    let input = match source(&st, &iid, &req).await {
+        Err(e) => Err(e.to_string()),
+        Ok(path) => match plugin {
+            None => Ok(path),
+            Some(c) => match c.run(&path, &check.disk_format).await {
+                Ok(conv) => {
+                    if let Some(f) = &conv.disk_format {
+                        tracing::info!(image = %iid, from = %check.disk_format, to = %f, "image data converted");
+                        check = store::FormatCheck {
+                            disk_format: f.clone(),
+                            container_format: domain::image::CONVERTED_CONTAINER.into(),
+                        };
+                    }
+                    let p = conv.path.clone();
+                    converted = Some(conv);
+                    Ok(p)
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        },
+    };
+    match input {
+        Err(e) => error = Some(e),
         Ok(path) => {
             for (n, store) in req.stores.iter().enumerate() {
                 let written = match tokio::fs::File::open(&path).await {
@@ -552,6 +579,9 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
                                     data,
                                     virtual_size,
                                     stores,
+                                    converted: converted
+                                        .as_ref()
+                                        .and_then(|c| c.disk_format.clone()),
                                 },
                                 &caller.ctx(),
                                 &meta,
@@ -578,6 +608,9 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
                 }
             }
         }
+    }
+    if let Some(c) = &converted {
+        c.cleanup(&st.store.staged_path(&iid)).await;
     }
     if req.method != "copy-image" {
         let _ = st.store.unstage(&iid).await;

@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod convert;
 pub mod error;
 mod extract;
 pub mod filter;
@@ -90,6 +91,8 @@ pub struct ImageState {
     pub import: Arc<import::ImportFilter>,
     /// The stores (Glance's `enabled_backends`), the default first; never empty.
     pub stores: Arc<Vec<String>>,
+    /// Glance's `image_conversion` import plugin, when enabled.
+    pub conversion: Option<convert::Conversion>,
     /// Turns true when the process stops: background imports give up then (the next
     /// start fails them cleanly, `recovery`), so they hold nothing past a stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

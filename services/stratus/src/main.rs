@@ -439,6 +439,15 @@ struct HttpArgs {
     /// any data (compute still refuses to boot it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     require_image_format_match: bool,
+    /// Glance's `[image_import_opts] image_import_plugins`: plugins run on imported
+    /// data (comma-separated; `image_conversion`: check and convert it with qemu-img,
+    /// which must be installed). Default none, as Glance.
+    #[arg(long, default_value = "")]
+    image_import_plugins: String,
+    /// Glance's `[image_conversion] output_format`: the disk format the
+    /// `image_conversion` plugin converts imported data to (`raw`, `qcow2` or `vmdk`).
+    #[arg(long, default_value = "raw")]
+    image_conversion_output_format: String,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
@@ -509,6 +518,30 @@ impl HttpArgs {
             anyhow::bail!("--image-stores: {bad:?} is not a store id (letters, digits, - and _)");
         }
         o.image_require_format_match = self.require_image_format_match;
+        let plugins = list(&self.image_import_plugins);
+        if let Some(bad) = plugins
+            .iter()
+            .find(|p| !image::convert::PLUGINS.contains(&p.as_str()))
+        {
+            anyhow::bail!(
+                "--image-import-plugins: unknown plugin {bad:?} (known: {})",
+                image::convert::PLUGINS.join(", ")
+            );
+        }
+        let output = self.image_conversion_output_format.as_str();
+        if !image::convert::OUTPUT_FORMATS.contains(&output) {
+            anyhow::bail!(
+                "--image-conversion-output-format {output:?}: one of {}",
+                image::convert::OUTPUT_FORMATS.join(", ")
+            );
+        }
+        o.image_conversion =
+            plugins
+                .iter()
+                .any(|p| p == "image_conversion")
+                .then(|| image::convert::Conversion {
+                    output_format: output.to_string(),
+                });
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

@@ -104,6 +104,8 @@ pub struct StackOptions {
     /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
     /// content does not match their `disk_format` or is unsafe (default true).
     pub image_require_format_match: bool,
+    /// Glance's `image_conversion` import plugin (None: imports store data as sent).
+    pub image_conversion: Option<image::convert::Conversion>,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -207,6 +209,7 @@ impl StackOptions {
             image_import_filter: image::import::ImportFilter::default(),
             image_stores: vec![image::import::STORE_ID.to_string()],
             image_require_format_match: true,
+            image_conversion: None,
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -679,6 +682,7 @@ impl Stack {
                     auth: auth.clone(),
                     import: Arc::new(opts.image_import_filter.clone()),
                     stores: Arc::new(opts.image_stores.clone()),
+                    conversion: opts.image_conversion.clone(),
                     shutdown: shutdown_rx.clone(),
                 });
                 // Uploads of large images may take long: an hour, not a minute.

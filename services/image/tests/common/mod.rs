@@ -78,6 +78,7 @@ pub async fn start(max_size: u64) -> Glance {
         auth: apicore::auth::AuthMode::NoAuth,
         import: Default::default(),
         stores: Arc::new(vec!["file".into()]),
+        conversion: None,
         shutdown: tx.subscribe(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
