@@ -309,9 +309,14 @@ pub const FAILED_IMPORT: &str = "os_glance_failed_import";
 /// Glance's reserved property namespace: only the service sets such properties.
 pub const RESERVED_NAMESPACE: &str = "os_glance";
 
-/// The import methods (`/v2/info/import`), as Glance names them; `copy-image` only
-/// where there are several stores.
-pub const IMPORT_METHODS: &[&str] = &["glance-direct", "web-download", "copy-image"];
+/// The import methods Stratus implements, as Glance names them (the choices of its
+/// `enabled_import_methods`); which are offered (`/v2/info/import`) is configuration.
+pub const IMPORT_METHODS: &[&str] = &[
+    "glance-direct",
+    "web-download",
+    "copy-image",
+    "glance-download",
+];
 
 /// What an import is started with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,6 +446,10 @@ pub enum ImageCommand {
         /// `image_conversion` plugin; the container becomes `bare`): recorded first when
         /// the image does not have it yet.
         converted: Option<String>,
+        /// Metadata the import brings (`glance-download`: the source image's formats
+        /// and the properties Glance copies), recorded first (`image.updated`) so that
+        /// a failed import leaves the image as it was.
+        metadata: Vec<ImageChange>,
     },
     /// The task failed for `stores` (None: every store it still imports to): they move
     /// to the failed list; when none is left importing the lock is dropped, and an
@@ -961,6 +970,7 @@ fn decide_existing(
             virtual_size,
             stores,
             converted,
+            metadata,
         } => {
             if img.import_task() != Some(task.as_str()) {
                 return Err(DomainError::Conflict(format!(
@@ -968,18 +978,28 @@ fn decide_existing(
                     img.status.as_str()
                 )));
             }
-            let mut out: Vec<ImageEvent> = converted
-                .filter(|f| {
-                    img.spec.disk_format.as_ref() != Some(f)
-                        || img.spec.container_format.as_deref() != Some(CONVERTED_CONTAINER)
-                })
-                .map(|disk_format| ImageEvent::Converted {
-                    disk_format,
-                    container_format: CONVERTED_CONTAINER.into(),
+            let mut out = Vec::new();
+            // The image as the metadata leaves it: what a conversion is compared with.
+            let mut updated = img.clone();
+            if !metadata.is_empty() {
+                apply_changes(&mut updated, &metadata);
+                out.push(ImageEvent::Updated {
+                    changes: metadata,
                     at,
-                })
-                .into_iter()
-                .collect();
+                });
+            }
+            out.extend(
+                converted
+                    .filter(|f| {
+                        updated.spec.disk_format.as_ref() != Some(f)
+                            || updated.spec.container_format.as_deref() != Some(CONVERTED_CONTAINER)
+                    })
+                    .map(|disk_format| ImageEvent::Converted {
+                        disk_format,
+                        container_format: CONVERTED_CONTAINER.into(),
+                        at,
+                    }),
+            );
             out.extend(
                 virtual_size
                     .map(|virtual_size| ImageEvent::VirtualSizeRecorded { virtual_size, at }),
@@ -1067,7 +1087,7 @@ pub fn check_import(img: &Image, method: &str) -> Result<(), DomainError> {
     if img.status != ImageStatus::Active && method == "copy-image" {
         return conflict("Only images with status active can be targeted for copying".into());
     }
-    if method == "web-download" && img.status != ImageStatus::Queued {
+    if matches!(method, "web-download" | "glance-download") && img.status != ImageStatus::Queued {
         return conflict(format!(
             "Image needs to be in 'queued' state to use '{method}' method"
         ));
@@ -1090,6 +1110,13 @@ pub fn check_import(img: &Image, method: &str) -> Result<(), DomainError> {
         ));
     }
     Ok(())
+}
+
+/// `img` as `changes` leave it (what `image.updated` folds to).
+pub fn apply_changes(img: &mut Image, changes: &[ImageChange]) {
+    for ch in changes {
+        apply_change(img, ch);
+    }
 }
 
 fn apply_change(img: &mut Image, ch: &ImageChange) {

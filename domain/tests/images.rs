@@ -567,6 +567,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
             virtual_size: None,
             stores: vec!["file".into()],
             converted: None,
+            metadata: vec![],
         },
         &me
     )
@@ -592,6 +593,7 @@ fn glance_direct_needs_staged_data_and_ends_active_with_the_lock_dropped() {
                 virtual_size: None,
                 stores: vec!["file".into()],
                 converted: None,
+                metadata: vec![],
             },
             &me,
         )
@@ -618,6 +620,7 @@ fn a_converted_import_records_its_new_formats_once() {
         virtual_size: Some(1 << 20),
         stores: vec![store.into()],
         converted: Some("raw".into()),
+        metadata: vec![],
     };
     let first = when(&given(&evs), finish("file"), &me).unwrap();
     let types: Vec<_> = first
@@ -708,6 +711,7 @@ fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
                 virtual_size: None,
                 stores: vec!["fast".into(), "cheap".into()],
                 converted: None,
+                metadata: vec![],
             },
             &me,
         )

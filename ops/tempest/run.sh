@@ -105,7 +105,8 @@ start_stratus() {
         --listen "127.0.0.1:$COMPUTE_PORT" \
         --identity-listen "127.0.0.1:$IDENTITY_PORT" \
         --image-listen "127.0.0.1:$IMAGE_PORT" \
-        --image-import-allowed-ports "80,443,$HTTP_PORT" \
+        --image-import-allowed-ports "80,443,$HTTP_PORT,$IMAGE_PORT" \
+        --image-enabled-import-methods glance-direct,web-download,copy-image,glance-download \
         --image-stores fast,cheap \
         --lockout-failure-attempts 2 --lockout-duration 5 --unique-last-password-count 2 \
         --hosts 4 "$@" >"$WORK/serve.log" 2>&1 &
@@ -321,8 +322,10 @@ images_manifest_file = $ROOT/target/os-test-images/manifest.yml
 [image-feature-enabled]
 api_v2 = True
 api_v1 = False
-# Interoperable import: glance-direct and web-download (glance-download needs a second
-# Glance, alternate_image_endpoint: left unset, so tempest skips those tests).
+# Interoperable import: glance-direct, web-download, copy-image and glance-download (from
+# the region's own Glance, as tempest's tests do; the image port is allowed by the URL
+# filter). alternate_image_endpoint (a second Glance worker) is left unset: tempest
+# skips its cross-worker tests.
 import_image = True
 # Uploads are checked against their disk_format (Glance's require_image_format_match);
 # the second run below starts serve without the check and sets this False.

@@ -756,3 +756,168 @@ async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
     let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
     assert!(report.matches, "{:?}", report.differences);
 }
+
+/// A queued iso/ovf image with two properties glance-download will overwrite.
+async fn target(h: &Harness) -> String {
+    let (code, img, _) = glance(
+        h,
+        ALICE,
+        M::POST,
+        "/v2/images",
+        Some(
+            json!({"name": "dst", "disk_format": "iso", "container_format": "ovf",
+                    "hw_cpu_cores": "1", "os_distro": "windows"}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{img}");
+    img["id"].as_str().unwrap().to_string()
+}
+
+/// `glance-download` (offered when `--image-enabled-import-methods` names it): the
+/// image's data and formats and the properties Glance copies come from an active
+/// image of the catalog region's Glance, fetched with the caller's token; bad
+/// parameters are 400s appending nothing; a bad region or a missing source image fails
+/// the task and leaves the image queued and unchanged; a replay rebuild matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glance_download_copies_an_image_of_the_regions_glance() {
+    let h = Harness::start(|o| {
+        o.image_import_methods = vec!["glance-direct".into(), "glance-download".into()];
+        // The image listener's port is picked at start: any port.
+        o.image_import_filter.allowed_ports = vec![];
+    })
+    .await;
+    let (_, info, _) = glance(&h, ALICE, M::GET, "/v2/info/import", None).await;
+    assert_eq!(
+        info["import-methods"]["value"],
+        json!(["glance-direct", "glance-download"])
+    );
+    let patch = |id: &str, ops: Value| {
+        let addr = h.stack.image_addr.unwrap();
+        h.http
+            .patch(format!("http://{addr}/v2/images/{id}"))
+            .header("X-Auth-Token", ALICE)
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
+            .body(ops.to_string())
+            .send()
+    };
+
+    // The source: raw data with properties, some of which Glance copies.
+    let payload: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+    let src = import_direct(&h, "raw", payload.clone()).await;
+    wait_image(&h, &src, |i| i["status"] == "active").await;
+    let r = patch(
+        &src,
+        json!([{"op": "add", "path": "/hw_cpu_cores", "value": "5"},
+               {"op": "add", "path": "/trait:STORAGE_DISK_SSD", "value": "required"},
+               {"op": "add", "path": "/os_distro", "value": "rhel"},
+               {"op": "add", "path": "/speed", "value": "88mph"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let import = |id: String, method: Value| {
+        let h = &h;
+        async move {
+            glance(
+                h,
+                ALICE,
+                M::POST,
+                &format!("/v2/images/{id}/import"),
+                Some(json!({ "method": method })),
+            )
+            .await
+        }
+    };
+
+    // Bad parameters: 400 with Glance's messages, nothing appended.
+    let dst = target(&h).await;
+    let before = h.log_len().await;
+    for (method, msg) in [
+        (
+            json!({"name": "glance-download", "glance_image_id": src}),
+            "'glance_region' needs to be set for glance-download import method",
+        ),
+        (
+            json!({"name": "glance-download", "glance_region": "RegionOne"}),
+            "'glance_image_id' needs to be set for glance-download import method",
+        ),
+        (
+            json!({"name": "glance-download", "glance_region": "RegionOne", "glance_image_id": "foo"}),
+            "Remote image id does not look like a UUID: foo",
+        ),
+    ] {
+        let (code, e, _) = import(dst.clone(), method).await;
+        assert_eq!(code, 400, "{e}");
+        assert_eq!(e["message"], msg);
+    }
+    assert_eq!(h.log_len().await, before, "refused imports append nothing");
+
+    // The download: the region matched without regard to case, the interface public.
+    let (code, e, _) = import(
+        dst.clone(),
+        json!({"name": "glance-download", "glance_region": "regionone", "glance_image_id": src}),
+    )
+    .await;
+    assert_eq!(code, 202, "{e}");
+    let tasks = wait_task(&h, &dst, "success").await;
+    assert_eq!(
+        tasks[0]["input"]["import_req"]["method"]["glance_service_interface"],
+        "public"
+    );
+    let img = wait_image(&h, &dst, |i| i["status"] == "active").await;
+    assert_eq!(img["disk_format"], "raw");
+    assert_eq!(img["container_format"], "bare");
+    assert_eq!(img["hw_cpu_cores"], "5");
+    assert_eq!(img["trait:STORAGE_DISK_SSD"], "required");
+    assert_eq!(img["os_distro"], "rhel");
+    assert!(img.get("speed").is_none(), "{img}");
+    assert_eq!(img["size"], payload.len());
+    let addr = h.stack.image_addr.unwrap();
+    let data = h
+        .http
+        .get(format!("http://{addr}/v2/images/{dst}/file"))
+        .header("X-Auth-Token", ALICE)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(data.as_ref(), payload.as_slice());
+
+    // A bad region, a missing source: the task fails, the image is as it was.
+    for (method, msg) in [
+        (
+            json!({"name": "glance-download", "glance_region": "not a region",
+                   "glance_service_interface": "not an interface", "glance_image_id": src}),
+            "Error: not an interface glance endpoint not found for region not a region".to_string(),
+        ),
+        (
+            json!({"name": "glance-download", "glance_region": "RegionOne",
+                   "glance_image_id": "36d4b546-64a2-4bb9-bdd0-ba676aa48f2c"}),
+            format!(
+                "Error: http://{addr}/v2/images/36d4b546-64a2-4bb9-bdd0-ba676aa48f2c answered 404 Not Found"
+            ),
+        ),
+    ] {
+        let dst = target(&h).await;
+        let (code, e, _) = import(dst.clone(), method).await;
+        assert_eq!(code, 202, "{e}");
+        let tasks = wait_task(&h, &dst, "failure").await;
+        assert_eq!(tasks[0]["message"], msg);
+        let img = wait_image(&h, &dst, |i| i["status"] == "queued").await;
+        assert_eq!(img["hw_cpu_cores"], "1");
+        assert_eq!(img["os_distro"], "windows");
+        assert_eq!(img["disk_format"], "iso");
+    }
+
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}

@@ -1,5 +1,6 @@
 //! Glance's interoperable image import: `PUT /v2/images/{id}/stage`,
-//! `POST /v2/images/{id}/import` (methods `glance-direct` and `web-download`),
+//! `POST /v2/images/{id}/import` (methods `glance-direct`, `web-download`,
+//! `copy-image` and `glance-download`),
 //! `GET /v2/info/import` and `GET /v2/info/stores`.
 //!
 //! Invariants:
@@ -19,8 +20,14 @@
 //!   [`crate::recovery`], as Glance leaves them for the operator to retry.
 //! - Stores are Glance's `enabled_backends`: directories of the image directory
 //!   (`--image-stores`, default one store, [`STORE_ID`]); the first is the default.
-//!   `copy-image` (admin) is offered with several stores; `glance-download` is not
-//!   offered (no second Glance).
+//!   `copy-image` (admin) is offered with several stores.
+//! - `glance-download` (offered when `--image-enabled-import-methods` names it, as
+//!   Glance's `enabled_import_methods`) fetches an active image of a catalog region's
+//!   Glance as the caller; the source's formats and copied properties are recorded
+//!   with the data (`image.updated` just before `image.import_finished`), so a failed
+//!   download leaves the image as it was (Glance sets them first and reverts).
+//! - With `--image-import-plugins image_conversion`, data of every method but
+//!   `copy-image` is checked and converted before it is stored ([`crate::convert`]).
 
 use std::time::Duration;
 
@@ -29,7 +36,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use domain::image::{ImageCommand, ImportStart, IMPORT_METHODS};
+use domain::image::{ImageChange, ImageCommand, ImportStart, IMPORT_METHODS};
 use domain::task::{TaskCommand, TaskSpec};
 use domain::ImageId;
 use futures::StreamExt;
@@ -126,11 +133,33 @@ impl ImportFilter {
     }
 }
 
-/// The import methods offered: `copy-image` only with several stores.
+/// Glance's `enabled_import_methods` default (`glance-download` needs a federated
+/// deployment: offered only when configured).
+pub const DEFAULT_IMPORT_METHODS: &[&str] = &["glance-direct", "web-download", "copy-image"];
+
+/// Glance's `[glance_download_properties] extra_properties` default: the property
+/// prefixes `glance-download` copies from the source image (never `os_glance*`).
+pub const GLANCE_DOWNLOAD_PROPERTIES: &[&str] =
+    &["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"];
+
+/// One image endpoint of the service catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEndpoint {
+    /// Region (`RegionOne`).
+    pub region: String,
+    /// `public`, `internal` or `admin`.
+    pub interface: String,
+    /// Base URL of that Glance (`http://127.0.0.1:9292`).
+    pub url: String,
+}
+
+/// The import methods offered, in Glance's order: the enabled ones, `copy-image` only
+/// with several stores.
 pub fn methods(st: &ImageState) -> Vec<&'static str> {
     IMPORT_METHODS
         .iter()
         .copied()
+        .filter(|m| st.import_methods.iter().any(|e| e == m))
         .filter(|m| *m != "copy-image" || st.stores.len() > 1)
         .collect()
 }
@@ -255,6 +284,53 @@ struct ImportRequest {
     uri: Option<String>,
     stores: Vec<String>,
     all_stores_must_succeed: bool,
+    /// `glance-download`: the source image and the caller's token to fetch it with.
+    remote: Option<Remote>,
+}
+
+/// Where a `glance-download` import takes its image from.
+struct Remote {
+    /// The source image's id (checked to be a UUID).
+    image_id: String,
+    /// The catalog region of the source Glance.
+    region: String,
+    /// The catalog interface (`public` unless given).
+    interface: String,
+    /// The caller's token (Glance downloads as the user who asked).
+    token: String,
+}
+
+/// Glance's checks of a `glance-download` request's parameters (400s, after the
+/// image's status); fills in the default interface as Glance does.
+fn remote_of(body: &mut Value, headers: &HeaderMap) -> Result<Remote, ImageError> {
+    let method = &mut body["method"];
+    for key in ["glance_region", "glance_image_id"] {
+        if method.get(key).is_none() {
+            return Err(ImageError::bad_request(format!(
+                "'{key}' needs to be set for glance-download import method"
+            )));
+        }
+    }
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let image_id = text(&method["glance_image_id"]);
+    if uuid::Uuid::parse_str(&image_id).is_err() {
+        return Err(ImageError::bad_request(format!(
+            "Remote image id does not look like a UUID: {image_id}"
+        )));
+    }
+    if method.get("glance_service_interface").is_none() {
+        method["glance_service_interface"] = json!("public");
+    }
+    Ok(Remote {
+        image_id,
+        region: text(&method["glance_region"]),
+        interface: text(&method["glance_service_interface"]),
+        token: headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 /// Glance's checks of the body (`_validate_import_body`): all 400s.
@@ -351,11 +427,16 @@ pub async fn import(
 ) -> Result<Response, ImageError> {
     let img = visible(&st, &id, &caller)?;
     let iid = img.spec.id;
-    let body = read_json(body).await?;
+    let mut body = read_json(body).await?;
     let (method, uri) = parse_body(&st, &body)?;
-    // Glance's order: the image's status (409) before the policy, the stores and the
-    // URL.
+    // Glance's order: the image's status (409) before the glance-download parameters,
+    // the policy, the stores and the URL.
     domain::image::check_import(&img, &method)?;
+    let remote = if method == "glance-download" {
+        Some(remote_of(&mut body, &headers)?)
+    } else {
+        None
+    };
     if method == "copy-image" {
         if !caller.ctx().is_admin {
             return Err(crate::policy::refused("copy_image"));
@@ -395,6 +476,7 @@ pub async fn import(
         uri,
         stores,
         all_stores_must_succeed,
+        remote,
     };
     let task = uuid::Uuid::new_v4().to_string();
     let meta = caller.meta();
@@ -455,19 +537,24 @@ pub async fn import(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Why a web-download failed.
+/// Why a download failed.
 fn fetch_error(e: reqwest::Error) -> store::StoreError {
-    store::StoreError::Body(format!("web-download: {e}"))
+    store::StoreError::Source(e.to_string())
 }
 
 /// Opens the file the import's data comes from: the staged file (glance-direct; a
-/// web-download is fetched into it first), or the image's data (copy-image).
+/// web-download or glance-download is fetched into it first), or the image's data
+/// (copy-image). With it, the metadata the import brings (glance-download).
 async fn source(
     st: &ImageState,
     iid: &ImageId,
     req: &ImportRequest,
-) -> Result<std::path::PathBuf, store::StoreError> {
-    match req.method.as_str() {
+) -> Result<(std::path::PathBuf, Vec<ImageChange>), store::StoreError> {
+    if let Some(remote) = &req.remote {
+        let metadata = glance_download(st, iid, remote).await?;
+        return Ok((st.store.staged_path(iid), metadata));
+    }
+    let path: Result<_, store::StoreError> = match req.method.as_str() {
         "copy-image" => {
             let img = st
                 .engine
@@ -475,17 +562,93 @@ async fn source(
                 .read()
                 .image(iid)
                 .cloned()
-                .ok_or_else(|| store::StoreError::Body("the image is gone".into()))?;
+                .ok_or_else(|| store::StoreError::Source("the image is gone".into()))?;
             Ok(crate::data_path(st, &img))
         }
         "web-download" => {
-            let resp = web_download(st, req.uri.as_deref().unwrap_or_default()).await?;
+            let resp = fetch(st, req.uri.as_deref().unwrap_or_default(), None).await?;
             let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(fetch_error)));
             st.store.stage(iid, stream, st.max_size).await?;
             Ok(st.store.staged_path(iid))
         }
         _ => Ok(st.store.staged_path(iid)),
+    };
+    Ok((path?, vec![]))
+}
+
+/// Glance's `glance-download` (`_ImportMetadata`, then `_DownloadGlanceImage`): the
+/// region's Glance from the catalog, the source image's record (it must be active; its
+/// size is expected), its data staged through the URL filter, as the caller. Returns
+/// the changes the import makes to the image: the source's formats and the properties
+/// whose names start with one of [`GLANCE_DOWNLOAD_PROPERTIES`].
+async fn glance_download(
+    st: &ImageState,
+    iid: &ImageId,
+    remote: &Remote,
+) -> Result<Vec<ImageChange>, store::StoreError> {
+    let failed = store::StoreError::Source;
+    let endpoint = st
+        .catalog
+        .iter()
+        .find(|e| e.region.eq_ignore_ascii_case(&remote.region) && e.interface == remote.interface)
+        .ok_or_else(|| {
+            failed(format!(
+                "{} glance endpoint not found for region {}",
+                remote.interface, remote.region
+            ))
+        })?;
+    let base = format!(
+        "{}/v2/images/{}",
+        endpoint.url.trim_end_matches('/'),
+        remote.image_id
+    );
+    let source: Value = fetch(st, &base, Some(&remote.token))
+        .await?
+        .json()
+        .await
+        .map_err(fetch_error)?;
+    let status = source["status"].as_str().unwrap_or_default();
+    if status != "active" {
+        return Err(failed(format!(
+            "Source image status should be active instead of {status}"
+        )));
     }
+    let size = source["size"].as_u64().ok_or_else(|| {
+        failed(format!(
+            "Size attribute of remote image {} could not be determined.",
+            remote.image_id
+        ))
+    })?;
+    let file = format!("{base}/file");
+    if !st.import.allows(&file) {
+        return Err(failed(format!(
+            "Processed URI for glance-download does not pass filtering: {file}"
+        )));
+    }
+    let resp = fetch(st, &file, Some(&remote.token)).await?;
+    let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(fetch_error)));
+    let staged = st.store.stage(iid, stream, st.max_size).await?;
+    if staged.size != size {
+        return Err(failed(format!(
+            "Downloaded data size {} is different from expected {size}",
+            staged.size
+        )));
+    }
+    let text = |k: &str| source[k].as_str().map(str::to_string);
+    let mut changes = vec![
+        ImageChange::DiskFormat(text("disk_format")),
+        ImageChange::ContainerFormat(text("container_format")),
+    ];
+    if let Some(props) = source.as_object() {
+        for (k, v) in props {
+            let copied = GLANCE_DOWNLOAD_PROPERTIES.iter().any(|p| k.starts_with(p))
+                && !k.starts_with(domain::image::RESERVED_NAMESPACE);
+            if let (true, Some(v)) = (copied, v.as_str()) {
+                changes.push(ImageChange::AddProperty(k.clone(), v.to_string()));
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// Runs an accepted import to its end (see the module docs): the data goes into each
@@ -529,8 +692,22 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
         .as_ref()
         .filter(|_| req.method != "copy-image");
     let mut converted: Option<convert::Converted> = None;
+    let mut metadata = vec![];
     let input = match source(&st, &iid, &req).await {
         Err(e) => Err(e.to_string()),
+        Ok((path, brought)) => {
+            // The data is checked (and converted) as the formats it comes with.
+            let mut changed = st.engine.world().read().image(&iid).cloned();
+            if let Some(img) = changed.as_mut() {
+                domain::image::apply_changes(img, &brought);
+                check = store::FormatCheck::of_image(&img.spec);
+            }
+            metadata = brought;
+            Ok(path)
+        }
+    };
+    let input = match input {
+        Err(e) => Err(e),
         Ok(path) => match plugin {
             None => Ok(path),
             Some(c) => match c.run(&path, &check.disk_format).await {
@@ -582,6 +759,12 @@ async fn run(st: ImageState, caller: Caller, iid: ImageId, task: String, req: Im
                                     converted: converted
                                         .as_ref()
                                         .and_then(|c| c.disk_format.clone()),
+                                    // Recorded with the first store's data only.
+                                    metadata: if stored == 0 {
+                                        metadata.clone()
+                                    } else {
+                                        vec![]
+                                    },
                                 },
                                 &caller.ctx(),
                                 &meta,
@@ -650,9 +833,14 @@ fn file_stream(
     }))
 }
 
-/// GET of a web-download URL: redirects are followed only to URLs that pass the
-/// filter too (at most 10), and the answer must be a 2xx.
-async fn web_download(st: &ImageState, uri: &str) -> Result<reqwest::Response, store::StoreError> {
+/// GET of an import's URL (web-download; glance-download, with the caller's token):
+/// redirects are followed only to URLs that pass the filter too (at most 10), and the
+/// answer must be a 2xx.
+async fn fetch(
+    st: &ImageState,
+    uri: &str,
+    token: Option<&str>,
+) -> Result<reqwest::Response, store::StoreError> {
     let filter = st.import.clone();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
@@ -668,10 +856,14 @@ async fn web_download(st: &ImageState, uri: &str) -> Result<reqwest::Response, s
         }))
         .build()
         .map_err(fetch_error)?;
-    let resp = client.get(uri).send().await.map_err(fetch_error)?;
+    let mut get = client.get(uri);
+    if let Some(t) = token {
+        get = get.header("X-Auth-Token", t);
+    }
+    let resp = get.send().await.map_err(fetch_error)?;
     if !resp.status().is_success() {
-        return Err(store::StoreError::Body(format!(
-            "web-download: {uri} answered {}",
+        return Err(store::StoreError::Source(format!(
+            "{uri} answered {}",
             resp.status()
         )));
     }

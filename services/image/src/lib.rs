@@ -93,6 +93,12 @@ pub struct ImageState {
     pub stores: Arc<Vec<String>>,
     /// Glance's `image_conversion` import plugin, when enabled.
     pub conversion: Option<convert::Conversion>,
+    /// Glance's `enabled_import_methods` (`copy-image` is offered only with several
+    /// stores).
+    pub import_methods: Arc<Vec<String>>,
+    /// The image endpoints of the service catalog, where `glance-download` finds the
+    /// Glance of a region (Glance reads them from the caller's token).
+    pub catalog: Arc<Vec<import::CatalogEndpoint>>,
     /// Turns true when the process stops: background imports give up then (the next
     /// start fails them cleanly, `recovery`), so they hold nothing past a stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -720,6 +726,8 @@ pub(crate) fn store_error(e: store::StoreError) -> ImageError {
         store::StoreError::Body(m) => ImageError::bad_request(format!("Upload interrupted: {m}")),
         // Glance answers its format refusals (InvalidImageData) with 415.
         store::StoreError::Format(m) => ImageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        // Only imports have a source; never an upload's answer.
+        store::StoreError::Source(m) => ImageError::bad_request(m),
         store::StoreError::Io(io) => ImageError::Storage(io),
     }
 }

@@ -43,6 +43,10 @@ pub enum StoreError {
     /// The data's format inspection refused it (Glance's message).
     #[error("{0}")]
     Format(String),
+    /// An import's source failed (a download, the source image): the import task's
+    /// message.
+    #[error("{0}")]
+    Source(String),
 }
 
 /// What stored data is checked against: the image's formats (Glance inspects `bare`

@@ -444,6 +444,12 @@ struct HttpArgs {
     /// which must be installed). Default none, as Glance.
     #[arg(long, default_value = "")]
     image_import_plugins: String,
+    /// Glance's `enabled_import_methods`: the interoperable import methods offered
+    /// (comma-separated; `glance-direct`, `web-download`, `copy-image` (with several
+    /// stores), `glance-download` (from the Glance of a catalog region; its endpoint's
+    /// port must pass the --image-import-allowed-* filter)).
+    #[arg(long, default_value = "glance-direct,web-download,copy-image")]
+    image_enabled_import_methods: String,
     /// Glance's `[image_conversion] output_format`: the disk format the
     /// `image_conversion` plugin converts imported data to (`raw`, `qcow2` or `vmdk`).
     #[arg(long, default_value = "raw")]
@@ -526,6 +532,17 @@ impl HttpArgs {
             anyhow::bail!(
                 "--image-import-plugins: unknown plugin {bad:?} (known: {})",
                 image::convert::PLUGINS.join(", ")
+            );
+        }
+        o.image_import_methods = list(&self.image_enabled_import_methods);
+        if let Some(bad) = o
+            .image_import_methods
+            .iter()
+            .find(|m| !domain::image::IMPORT_METHODS.contains(&m.as_str()))
+        {
+            anyhow::bail!(
+                "--image-enabled-import-methods: unknown method {bad:?} (known: {})",
+                domain::image::IMPORT_METHODS.join(", ")
             );
         }
         let output = self.image_conversion_output_format.as_str();

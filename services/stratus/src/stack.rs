@@ -106,6 +106,8 @@ pub struct StackOptions {
     pub image_require_format_match: bool,
     /// Glance's `image_conversion` import plugin (None: imports store data as sent).
     pub image_conversion: Option<image::convert::Conversion>,
+    /// Glance's `enabled_import_methods`.
+    pub image_import_methods: Vec<String>,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -210,6 +212,10 @@ impl StackOptions {
             image_stores: vec![image::import::STORE_ID.to_string()],
             image_require_format_match: true,
             image_conversion: None,
+            image_import_methods: image::import::DEFAULT_IMPORT_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -634,7 +640,7 @@ impl Stack {
                     &engine,
                     identity,
                     l.local_addr()?,
-                    image_url,
+                    image_url.clone(),
                     shutdown_rx.clone(),
                 )
                 .await?;
@@ -683,6 +689,17 @@ impl Stack {
                     import: Arc::new(opts.image_import_filter.clone()),
                     stores: Arc::new(opts.image_stores.clone()),
                     conversion: opts.image_conversion.clone(),
+                    import_methods: Arc::new(opts.image_import_methods.clone()),
+                    catalog: Arc::new(
+                        ["public", "internal", "admin"]
+                            .into_iter()
+                            .map(|interface| image::import::CatalogEndpoint {
+                                region: REGION.into(),
+                                interface: interface.into(),
+                                url: image_url.clone(),
+                            })
+                            .collect(),
+                    ),
                     shutdown: shutdown_rx.clone(),
                 });
                 // Uploads of large images may take long: an hour, not a minute.
@@ -914,7 +931,7 @@ async fn start_identity(
             identity: url_of(addr, opts.tls.is_some()),
             compute: format!("{api_url}/v2.1"),
             image: image_url,
-            region: "RegionOne".into(),
+            region: REGION.into(),
         }),
         compliance: Arc::new(opts.security_compliance.clone()),
     });
@@ -1057,6 +1074,9 @@ pub const STALE_UPLOAD: Duration =
 
 /// How often images left `saving` are looked for.
 const UPLOAD_RECOVERY_EVERY: Duration = Duration::from_secs(300);
+
+/// The one region of the service catalog (Keystone's bootstrap default).
+const REGION: &str = "RegionOne";
 
 /// Sends images `saving` for longer than [`STALE_UPLOAD`] back to `queued` (their
 /// upload died with its process). A periodic task of the runtime, every 5 minutes.

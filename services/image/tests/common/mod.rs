@@ -79,6 +79,13 @@ pub async fn start(max_size: u64) -> Glance {
         import: Default::default(),
         stores: Arc::new(vec!["file".into()]),
         conversion: None,
+        import_methods: Arc::new(
+            image::import::DEFAULT_IMPORT_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+        ),
+        catalog: Arc::new(vec![]),
         shutdown: tx.subscribe(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
