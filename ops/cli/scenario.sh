@@ -95,6 +95,27 @@ grep -q scen-img <<<"$LISTED" || fail "image list lacks scen-img:
 $LISTED"
 [ "$(run image show -f value -c status scen-img)" = "active" ] || fail "scen-img not active"
 
+step "image import (stage, glance-direct)"
+METHODS=$(run image import info -f json)
+grep -q glance-direct <<<"$METHODS" || fail "image import info: $METHODS"
+# A queued image without data: the CLI uploads its stdin when that is not a terminal
+# (and fails when stdin is closed), so it runs on a pseudo-terminal here.
+python3 -c 'import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))' \
+    openstack image create --disk-format raw --container-format bare scen-imp </dev/null >/dev/null 2>&1 \
+    || fail "image create scen-imp (no data)"
+[ "$(run image show -f value -c status scen-imp)" = "queued" ] || fail "scen-imp not queued"
+run image stage --file "$WORK/disk.img" scen-imp >/dev/null
+[ "$(run image show -f value -c status scen-imp)" = "uploading" ] || fail "scen-imp not uploading after stage"
+run image import --method glance-direct scen-imp >/dev/null
+for i in $(seq 1 100); do
+    STATUS=$(run image show -f value -c status scen-imp)
+    [ "$STATUS" = active ] && break
+    sleep 0.1
+done
+[ "$STATUS" = active ] || fail "scen-imp after import: $STATUS"
+[ "$(run image show -f value -c size scen-imp)" = 4096 ] || fail "scen-imp size"
+run image delete scen-imp
+
 step "image tags, hidden, sharing"
 run image set --tag blue --tag green scen-img >/dev/null
 TAGS=$(run image show -f value -c tags scen-img)
@@ -540,6 +561,31 @@ run token revoke "$USER_TOKEN" >/dev/null
 [ "$(code "$USER_TOKEN")" = 401 ] || fail "a revoked token still works at the compute API"
 as_user application credential delete scen-cred >/dev/null
 if out=$(as_app_cred server list 2>&1); then fail "a deleted application credential still authenticates: $out"; fi
+
+step "application credential access rules"
+# A credential limited to listing servers: that call works, any other is refused.
+RULES='[{"service": "compute", "method": "GET", "path": "/v2.1/servers/detail"}]'
+CRED=$(as_user application credential create --role member --access-rules "$RULES" scen-ruled -f json)
+read -r CRED_ID CRED_SECRET < <(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); print(c["ID"], c["Secret"])' "$CRED")
+out=$(as_app_cred server list --no-name-lookup 2>&1) || fail "server list within the access rules: $out"
+if out=$(as_app_cred flavor list 2>&1); then fail "flavor list outside the access rules worked: $out"; fi
+RULE_ID=$(as_user access rule list -f value -c ID)
+[ -n "$RULE_ID" ] || fail "access rule list is empty"
+SHOWN=$(as_user access rule show -f value -c path "$RULE_ID")
+[ "$SHOWN" = /v2.1/servers/detail ] || fail "access rule show: path $SHOWN"
+# In use by a credential: not deletable; free once the credential is gone.
+if out=$(OS_USERNAME=scen-user2 OS_PASSWORD=scen-pw-1 OS_PROJECT_NAME=scen-proj2 \
+    openstack access rule delete "$RULE_ID" 2>&1); then fail "an access rule in use was deleted"; fi
+as_user application credential delete scen-ruled >/dev/null
+as_user access rule delete "$RULE_ID" >/dev/null
+LISTED=$(as_user access rule list -f value -c ID)
+[ -z "$LISTED" ] || fail "access rule list after delete: $LISTED"
+
+step "user password set"
+as_user user password set --original-password scen-pw-1 --password scen-pw-2 >/dev/null
+if OS_USERNAME=scen-user2 OS_PASSWORD=scen-pw-1 OS_PROJECT_NAME=scen-proj2 \
+    openstack token issue >/dev/null 2>&1; then fail "the old password still authenticates"; fi
+OS_USERNAME=scen-user2 OS_PASSWORD=scen-pw-2 OS_PROJECT_NAME=scen-proj2 run token issue -f value -c id >/dev/null
 run role remove --project scen-proj2 --user scen-user2 scen-role >/dev/null
 run role delete scen-role >/dev/null
 run user delete scen-user2 >/dev/null
