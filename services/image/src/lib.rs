@@ -669,8 +669,10 @@ async fn delete(
             .await?;
     }
     st.store.unstage(&img.spec.id).await?;
-    if let Some(cache) = &st.cache {
-        cache.forget(&img.spec.id)?;
+    if let Some(Err(e)) = st.cache.as_ref().map(|c| c.forget(&img.spec.id)) {
+        // The image is gone: a stale cache entry is never served (downloads look the
+        // image up first) and a clear or prune removes it.
+        tracing::warn!(image = %id, error = %e, "cannot remove a deleted image from the image cache");
     }
     tracing::info!(image = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT)
