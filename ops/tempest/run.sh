@@ -74,7 +74,9 @@ ADMIN_PASSWORD=tempest-admin-secret
 # and delete-from-store tests run. A local web server with a small valid qcow2 for
 # web-download imports
 # ([image] http_qcow2_image). Glance's import filter allows ports 80 and 443 only by
-# default: stratus is told to allow this server's port too.
+# default: stratus is told to allow this server's port too. The stores are weighted and
+# the image cache is on (--image-store-weights, --image-cache-dir) so that
+# StoreWeightTest and ImageCachingTest run.
 HTTP_PORT=$(free_port)
 mkdir -p "$WORK/www"
 python3 - "$WORK/www/test.qcow2" <<'QCOW'
@@ -108,6 +110,8 @@ start_stratus() {
         --image-import-allowed-ports "80,443,$HTTP_PORT,$IMAGE_PORT" \
         --image-enabled-import-methods glance-direct,web-download,copy-image,glance-download \
         --image-stores fast,cheap \
+        --image-store-weights cheap=100,fast=50 \
+        --image-cache-dir "$data/image-cache" \
         --lockout-failure-attempts 2 --lockout-duration 5 --unique-last-password-count 2 \
         --hosts 4 "$@" >"$WORK/serve.log" 2>&1 &
     SERVE_PID=$!
@@ -318,6 +322,8 @@ http_qcow2_image = http://127.0.0.1:$HTTP_PORT/test.qcow2
 # ImagesFormatTest's images (ops/tempest/gen-test-images.py). gpt is not among Glance's
 # disk formats (tempest's default disk_formats neither): its scenarios skip as on Glance.
 images_manifest_file = $ROOT/target/os-test-images/manifest.yml
+# Glance's image cache (serve --image-cache-dir): ImageCachingTest runs.
+image_caching_enabled = True
 
 [image-feature-enabled]
 api_v2 = True
@@ -327,6 +333,10 @@ api_v1 = False
 # filter). alternate_image_endpoint (a second Glance worker) is left unset: tempest
 # skips its cross-worker tests.
 import_image = True
+# Store weights (serve --image-store-weights): StoreWeightTest runs. cheap outweighs fast
+# so that an image's stores (highest weight first) are also in the alphabetical order
+# tempest's import waiter compares against (waiters.wait_for_image_imported_to_stores).
+store_weight_enabled = True
 # Uploads are checked against their disk_format (Glance's require_image_format_match);
 # the second run below starts serve without the check and sets this False.
 image_format_enforcement = $1

@@ -177,8 +177,30 @@ pub async fn info_import(State(st): State<ImageState>) -> Json<Value> {
 
 /// GET /v2/info/stores: the stores, the default flagged.
 pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
-    let stores: Vec<Value> = st
-        .stores
+    Json(json!({ "stores": stores_info(&st) }))
+}
+
+/// GET /v2/info/stores/detail (admin, `stores_info_detail`): the stores with their type,
+/// properties (Glance's `file` store's: its directory, chunk size, thin provisioning)
+/// and `weight` (`--image-store-weights`, 0 when not set).
+pub async fn info_stores_detail(State(st): State<ImageState>) -> Json<Value> {
+    let stores = st.stores();
+    let mut out = stores_info(&st);
+    for v in &mut out {
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        v["type"] = json!("file");
+        v["properties"] = json!({
+            "data_dir": st.store.dir_of(st.store_dir(&id)).display().to_string(),
+            "chunk_size": 65536,
+            "thin_provisioning": false,
+        });
+        v["weight"] = json!(stores.weight(&id));
+    }
+    Json(json!({ "stores": out }))
+}
+
+fn stores_info(st: &ImageState) -> Vec<Value> {
+    st.stores
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -188,8 +210,7 @@ pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
             }
             v
         })
-        .collect();
-    Json(json!({ "stores": stores }))
+        .collect()
 }
 
 /// DELETE /v2/stores/{store}/{id} (admin, Glance's `delete_image_location`): 204 once

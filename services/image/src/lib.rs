@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod cache;
 pub mod convert;
 pub mod error;
 mod extract;
@@ -102,6 +103,65 @@ pub struct ImageState {
     /// Turns true when the process stops: background imports give up then (the next
     /// start fails them cleanly, `recovery`), so they hold nothing past a stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Glance's per-store `weight` (`--image-store-weights`; absent: 0): an image's
+    /// stores are shown, and its data read, highest weight first.
+    pub weights: Arc<std::collections::BTreeMap<String, i64>>,
+    /// Glance's image cache (`--image-cache-dir`); None: caching is off and `/v2/cache`
+    /// answers 404.
+    pub cache: Option<Arc<cache::ImageCache>>,
+}
+
+/// The stores and their weights: which stores hold an image's data, in Glance's order
+/// (`sort_image_locations`: highest weight first, ties in the image's own order), and
+/// where its data is read from.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    /// The store ids, the default first.
+    pub ids: Arc<Vec<String>>,
+    /// Their weights (absent: 0).
+    pub weights: Arc<std::collections::BTreeMap<String, i64>>,
+}
+
+impl Stores {
+    /// The default store (where uploads go).
+    pub fn default_store(&self) -> &str {
+        self.ids.first().map_or(import::STORE_ID, String::as_str)
+    }
+
+    /// A store's weight (Glance's default 0).
+    pub fn weight(&self, store: &str) -> i64 {
+        self.weights.get(store).copied().unwrap_or(0)
+    }
+
+    /// The stores holding an image's data, highest weight first (the default store for
+    /// uploaded data).
+    pub fn of(&self, img: &domain::image::Image) -> Vec<String> {
+        if img.data.is_none() {
+            return vec![];
+        }
+        if img.stores.is_empty() {
+            return vec![self.default_store().to_string()];
+        }
+        let mut v: Vec<String> = img.stores.iter().cloned().collect();
+        // Stable: equal weights keep the image's order.
+        v.sort_by_key(|s| std::cmp::Reverse(self.weight(s)));
+        v
+    }
+
+    /// The file of an image's data: in the first of its stores (by weight) that has it.
+    pub fn data_path(&self, store: &ImageStore, img: &domain::image::Image) -> std::path::PathBuf {
+        let paths: Vec<_> = self
+            .of(img)
+            .iter()
+            .map(|s| store.path_in((s != self.default_store()).then_some(s), &img.spec.id))
+            .collect();
+        paths
+            .iter()
+            .find(|p| p.is_file())
+            .or(paths.first())
+            .cloned()
+            .unwrap_or_else(|| store.path(&img.spec.id))
+    }
 }
 
 impl ImageState {
@@ -115,15 +175,26 @@ impl ImageState {
         (store != self.default_store()).then_some(store)
     }
 
-    /// The stores holding an image's data (the default store for uploaded data).
+    /// The stores holding an image's data, highest weight first ([`Stores::of`]).
     pub fn stores_of(&self, img: &domain::image::Image) -> Vec<String> {
-        if img.data.is_none() {
-            return vec![];
+        self.stores().of(img)
+    }
+
+    /// The stores with their weights.
+    pub fn stores(&self) -> Stores {
+        Stores {
+            ids: self.stores.clone(),
+            weights: self.weights.clone(),
         }
-        if img.stores.is_empty() {
-            return vec![self.default_store().to_string()];
+    }
+
+    /// The prefetcher of `cache` over this service's stores.
+    pub(crate) fn prefetcher(&self, cache: Arc<cache::ImageCache>) -> cache::Prefetcher {
+        cache::Prefetcher {
+            cache,
+            store: self.store.clone(),
+            stores: self.stores(),
         }
-        img.stores.iter().cloned().collect()
     }
 }
 
@@ -187,11 +258,16 @@ fn routes() -> Vec<Route> {
         route(M::POST, "/v2/images/{id}/actions/reactivate", reactivate),
         route(M::GET, "/v2/info/import", import::info_import),
         route(M::GET, "/v2/info/stores", import::info_stores),
+        route(M::GET, "/v2/info/stores/detail", import::info_stores_detail),
         route(
             M::DELETE,
             "/v2/stores/{store}/{id}",
             import::delete_from_store,
         ),
+        route(M::GET, "/v2/cache", cache::list),
+        route(M::DELETE, "/v2/cache", cache::clear),
+        route(M::PUT, "/v2/cache/{id}", cache::queue),
+        route(M::DELETE, "/v2/cache/{id}", cache::delete),
         route(M::GET, "/v2/tasks", tasks::list),
         route(M::POST, "/v2/tasks", tasks::create),
         route(M::GET, "/v2/tasks/{task_id}", tasks::show),
@@ -385,16 +461,16 @@ pub(crate) fn base(headers: &HeaderMap) -> String {
     format!("{}://{host}", apicore::util::link_scheme(headers))
 }
 
-async fn versions_root(headers: HeaderMap) -> Response {
+async fn versions_root(State(st): State<ImageState>, headers: HeaderMap) -> Response {
     (
         StatusCode::MULTIPLE_CHOICES,
-        Json(view::versions(&base(&headers))),
+        Json(view::versions(&base(&headers), st.cache.is_some())),
     )
         .into_response()
 }
 
-async fn versions(headers: HeaderMap) -> Json<Value> {
-    Json(view::versions(&base(&headers)))
+async fn versions(State(st): State<ImageState>, headers: HeaderMap) -> Json<Value> {
+    Json(view::versions(&base(&headers), st.cache.is_some()))
 }
 
 async fn not_found() -> ImageError {
@@ -602,6 +678,11 @@ async fn delete(
             .await?;
     }
     st.store.unstage(&img.spec.id).await?;
+    if let Some(Err(e)) = st.cache.as_ref().map(|c| c.forget(&img.spec.id)) {
+        // The image is gone: a stale cache entry is never served (downloads look the
+        // image up first) and a clear or prune removes it.
+        tracing::warn!(image = %id, error = %e, "cannot remove a deleted image from the image cache");
+    }
     tracing::info!(image = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -704,19 +785,9 @@ where
         .await
 }
 
-/// The file of an image's data: in the first of its stores that has it.
+/// The file of an image's data: in the first of its stores (by weight) that has it.
 pub(crate) fn data_path(st: &ImageState, img: &domain::image::Image) -> std::path::PathBuf {
-    let paths: Vec<_> = st
-        .stores_of(img)
-        .iter()
-        .map(|s| st.store.path_in(st.store_dir(s), &img.spec.id))
-        .collect();
-    paths
-        .iter()
-        .find(|p| p.is_file())
-        .or(paths.first())
-        .cloned()
-        .unwrap_or_else(|| st.store.path(&img.spec.id))
+    st.stores().data_path(&st.store, img)
 }
 
 /// The client's view of a failed write of data.
@@ -751,7 +822,36 @@ async fn download(
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let file = match tokio::fs::File::open(data_path(&st, &img)).await {
+    // Glance's cache middleware: an active image's download is served from the cache
+    // when it is there (a hit), else from its store while the cache fills behind it.
+    // Deactivated images never come from the cache.
+    let cached = match st
+        .cache
+        .as_ref()
+        .filter(|_| img.status == ImageStatus::Active)
+    {
+        None => None,
+        Some(cache) => match cache.hit(&img.spec.id) {
+            Some(f) => {
+                tracing::debug!(image = %id, "image cache hit");
+                Some(tokio::fs::File::from_std(f))
+            }
+            None => {
+                let (p, img) = (st.prefetcher(cache.clone()), img.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = p.fetch(&img).await {
+                        tracing::warn!(image = %img.spec.id, error = %e, "caching a downloaded image failed");
+                    }
+                });
+                None
+            }
+        },
+    };
+    let opened = match cached {
+        Some(f) => Ok(f),
+        None => tokio::fs::File::open(data_path(&st, &img)).await,
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ImageError::new(

@@ -250,6 +250,23 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     ep(
         "GET",
+        "/v2/info/stores/detail",
+        Admin,
+        "stores_info_detail",
+        Target::None,
+    ),
+    ep("GET", "/v2/cache", Admin, "cache_list", Target::None),
+    ep("DELETE", "/v2/cache", Admin, "cache_delete", Target::None),
+    ep("PUT", "/v2/cache/{id}", Admin, "cache_image", Target::Image),
+    ep(
+        "DELETE",
+        "/v2/cache/{id}",
+        Admin,
+        "cache_delete",
+        Target::None,
+    ),
+    ep(
+        "GET",
         "/v2/metadefs/namespaces",
         ProjectReader,
         "get_metadef_namespaces",

@@ -240,6 +240,14 @@ impl ImageStore {
         }
     }
 
+    /// The directory of `store`'s files (None: the default store's, the image directory).
+    pub fn dir_of(&self, store: Option<&str>) -> PathBuf {
+        match store {
+            None => self.dir.clone(),
+            Some(s) => self.dir.join(STORES).join(s),
+        }
+    }
+
     /// Streams `body` into the image's file in `store` (None: the default store), as
     /// [`ImageStore::write`].
     pub async fn write_in<S, E>(

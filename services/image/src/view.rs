@@ -44,19 +44,24 @@ pub fn image(img: &Image, stores: &[String]) -> Value {
     if let Value::Object(f) = fields {
         m.extend(f);
     }
-    // Where the data is (Glance with `enabled_backends`), sorted as tempest compares.
+    // Where the data is (Glance with `enabled_backends`), in the order given: highest
+    // weight first (`Stores::of`).
     if !stores.is_empty() {
-        let mut v = stores.to_vec();
-        v.sort();
-        m.insert("stores".into(), Value::String(v.join(",")));
+        m.insert("stores".into(), Value::String(stores.join(",")));
     }
     Value::Object(m)
 }
 
-/// Glance's version list: v2.9 CURRENT, the older v2 minors SUPPORTED.
-pub fn versions(base: &str) -> Value {
+/// Glance's version list: v2.9 CURRENT, the older v2 minors SUPPORTED; with the image
+/// cache served (`cache`), v2.14 (the cache API) SUPPORTED too, as Glance lists it only
+/// when `image_cache_dir` is set.
+pub fn versions(base: &str, cache: bool) -> Value {
     let link = json!([{"rel": "self", "href": format!("{base}/v2/")}]);
-    let mut out = vec![json!({"id": "v2.9", "status": "CURRENT", "links": link})];
+    let mut out = vec![];
+    if cache {
+        out.push(json!({"id": "v2.14", "status": "SUPPORTED", "links": link}));
+    }
+    out.push(json!({"id": "v2.9", "status": "CURRENT", "links": link}));
     for minor in (0..9).rev() {
         out.push(json!({"id": format!("v2.{minor}"), "status": "SUPPORTED", "links": link}));
     }

@@ -89,6 +89,7 @@ fn request(
     match (method, path) {
         ("GET", _) | ("DELETE", _) => rb,
         ("PUT", "/v2/images/{id}/tags/{tag}") => rb,
+        ("PUT", "/v2/cache/{id}") => rb,
         ("POST", "/v2/images/{id}/members") => rb.json(&json!({"member": "p8"})),
         ("PUT", "/v2/images/{id}/members/{member}") => rb.json(&json!({"status": "accepted"})),
         ("POST", "/v2/images") => rb.json(&json!({
@@ -156,7 +157,9 @@ async fn every_row_every_role_own_and_other_project() {
                 } else {
                     "owner:p2:member"
                 };
-                let queued = row.method == "PUT" || row.path == "/v2/images/{id}/import";
+                // Data goes to queued images; the cache takes active ones only.
+                let queued = (row.method == "PUT" && row.path != "/v2/cache/{id}")
+                    || row.path == "/v2/images/{id}/import";
                 // Only the member project answers for itself: on its own image the
                 // caller's project is the member; another project's image is shared
                 // with a third project, so it stays hidden from the caller.

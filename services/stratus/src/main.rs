@@ -411,6 +411,24 @@ struct HttpArgs {
     /// <image-dir>/stores/<id>. With several, `copy-image` imports are offered.
     #[arg(long, default_value = "file")]
     image_stores: String,
+    /// Glance's per-store `weight`: `id=weight,...` (e.g. `fast=100,cheap=50`; a store
+    /// not named weighs 0). An image's stores are listed, and its data read, highest
+    /// weight first; `GET /v2/info/stores/detail` shows the weights.
+    #[arg(long, default_value = "")]
+    image_store_weights: String,
+    /// Glance's `image_cache_dir`: cache downloaded and queued image data in this
+    /// directory, local to this process, and serve the cache API (`/v2/cache`, Images
+    /// API v2.14). Unset (the default): no caching.
+    #[arg(long)]
+    image_cache_dir: Option<PathBuf>,
+    /// Glance's `image_cache_max_size`: the cache is pruned (least recently used first)
+    /// down to this many bytes (default 10 GiB).
+    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+    image_cache_max_size: u64,
+    /// Glance's `cache_prefetcher_interval`, in seconds: how often queued images are
+    /// cached and the cache pruned (queueing also caches at once).
+    #[arg(long, default_value_t = 300)]
+    cache_prefetcher_interval: u64,
     /// web-download imports: URL schemes allowed (Glance's
     /// `import_filtering_opts.allowed_schemes`; comma-separated, empty: any).
     #[arg(long, default_value = "http,https")]
@@ -506,6 +524,30 @@ impl HttpArgs {
         })
     }
 
+    /// `--image-store-weights`: `id=weight` items naming configured stores, once each.
+    fn store_weights(
+        &self,
+        stores: &[String],
+    ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in list(&self.image_store_weights) {
+            let Some((id, w)) = item.split_once('=') else {
+                anyhow::bail!("--image-store-weights: {item:?} is not id=weight");
+            };
+            let id = id.trim();
+            if !stores.iter().any(|s| s == id) {
+                anyhow::bail!("--image-store-weights: {id:?} is not one of --image-stores");
+            }
+            let Ok(w) = w.trim().parse::<i64>() else {
+                anyhow::bail!("--image-store-weights: the weight of {id:?} is not an integer");
+            };
+            if out.insert(id.to_string(), w).is_some() {
+                anyhow::bail!("--image-store-weights: {id:?} is weighted twice");
+            }
+        }
+        Ok(out)
+    }
+
     fn apply(&self, o: &mut StackOptions) -> anyhow::Result<()> {
         o.auth = auth_kind(&self.auth)?;
         o.listen = self.listen;
@@ -559,6 +601,13 @@ impl HttpArgs {
                 .then(|| image::convert::Conversion {
                     output_format: output.to_string(),
                 });
+        o.image_store_weights = self.store_weights(&o.image_stores)?;
+        o.image_cache_dir = self.image_cache_dir.clone();
+        o.image_cache_max_size = self.image_cache_max_size;
+        if self.cache_prefetcher_interval == 0 {
+            anyhow::bail!("--cache-prefetcher-interval: at least 1 second");
+        }
+        o.cache_prefetcher_interval = Duration::from_secs(self.cache_prefetcher_interval);
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

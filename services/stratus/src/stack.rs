@@ -125,6 +125,17 @@ pub struct StackOptions {
     /// Keystone's `[security_compliance]` settings of the identity API (all off by
     /// default).
     pub security_compliance: identity::SecurityCompliance,
+    /// Glance's per-store `weight` (absent: 0): an image's stores are listed, and its
+    /// data read, highest weight first.
+    pub image_store_weights: std::collections::BTreeMap<String, i64>,
+    /// Glance's `image_cache_dir`: the image cache's directory, local to this process
+    /// (None: no cache, `/v2/cache` answers 404).
+    pub image_cache_dir: Option<PathBuf>,
+    /// Glance's `image_cache_max_size`: the prefetcher prunes the cache down to it.
+    pub image_cache_max_size: u64,
+    /// Glance's `cache_prefetcher_interval`: how often queued images are cached (and
+    /// the cache pruned).
+    pub cache_prefetcher_interval: Duration,
 }
 
 /// How the compute API authenticates callers.
@@ -223,6 +234,10 @@ impl StackOptions {
             admin_password: None,
             image_endpoint: None,
             security_compliance: identity::SecurityCompliance::default(),
+            image_store_weights: Default::default(),
+            image_cache_dir: None,
+            image_cache_max_size: image::cache::DEFAULT_MAX_SIZE,
+            cache_prefetcher_interval: image::cache::DEFAULT_PREFETCHER_INTERVAL,
         }
     }
 }
@@ -526,7 +541,32 @@ impl Stack {
                 }),
                 Period::delayed(UPLOAD_RECOVERY_EVERY),
             );
-            Some(store)
+            // Glance's image cache: local to this process, its queue prefetched (and the
+            // cache pruned) by a periodic task of this process's runtime.
+            let cache = match &opts.image_cache_dir {
+                None => None,
+                Some(dir) => {
+                    let cache = Arc::new(
+                        image::cache::ImageCache::open(dir, opts.image_cache_max_size)
+                            .with_context(|| {
+                                format!("cannot open the image cache directory {}", dir.display())
+                            })?,
+                    );
+                    runtime.periodic(
+                        Arc::new(CachePrefetcher(image::cache::Prefetcher {
+                            cache: cache.clone(),
+                            store: store.clone(),
+                            stores: image::Stores {
+                                ids: Arc::new(opts.image_stores.clone()),
+                                weights: Arc::new(opts.image_store_weights.clone()),
+                            },
+                        })),
+                        Period::delayed(opts.cache_prefetcher_interval),
+                    );
+                    Some(cache)
+                }
+            };
+            Some((store, cache))
         } else {
             None
         };
@@ -679,7 +719,7 @@ impl Stack {
             (opts.listen, tokio::spawn(async {}), api::AuthMode::NoAuth)
         };
         let image_addr = match (image_store, image_listener) {
-            (Some(store), Some(listener)) => {
+            (Some((store, cache)), Some(listener)) => {
                 let image_addr = listener.local_addr()?;
                 let app = image::router(image::ImageState {
                     engine: engine.clone(),
@@ -701,6 +741,8 @@ impl Stack {
                             .collect(),
                     ),
                     shutdown: shutdown_rx.clone(),
+                    weights: Arc::new(opts.image_store_weights.clone()),
+                    cache,
                 });
                 // Uploads of large images may take long: an hour, not a minute.
                 tasks.push(tokio::spawn(crate::httpd::serve(
@@ -1092,6 +1134,23 @@ impl Periodic for UploadRecovery {
 
     async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
         image::recovery::abort_stale_uploads(engine, &self.store, STALE_UPLOAD).await?;
+        Ok(())
+    }
+}
+
+/// Glance's cache prefetcher (`cache_prefetcher_interval`): caches the queued images
+/// (those `PUT /v2/cache/{id}` could not cache at once, e.g. across a restart) and
+/// prunes the cache to `image_cache_max_size`.
+struct CachePrefetcher(image::cache::Prefetcher);
+
+#[async_trait::async_trait]
+impl Periodic for CachePrefetcher {
+    fn name(&self) -> &str {
+        "image-cache-prefetcher"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        self.0.run(engine).await?;
         Ok(())
     }
 }

@@ -156,3 +156,31 @@ async fn serve_sigterm_restart_replay() {
         "{text}"
     );
 }
+
+/// `--image-store-weights` must name configured stores with integer weights: a bad
+/// value stops `serve` before it starts anything.
+#[test]
+fn bad_store_weights_are_refused() {
+    for (weights, says) in [
+        ("cheap=1,slow=2", "\"slow\" is not one of --image-stores"),
+        ("fast=x", "the weight of \"fast\" is not an integer"),
+        ("fast", "\"fast\" is not id=weight"),
+        ("fast=1,fast=2", "\"fast\" is weighted twice"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_stratus"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--image-stores",
+                "fast,cheap",
+                "--image-store-weights",
+                weights,
+            ])
+            .output()
+            .expect("run stratus serve");
+        assert!(!out.status.success(), "{weights}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{weights}: {err}");
+    }
+}

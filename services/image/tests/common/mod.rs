@@ -87,6 +87,15 @@ pub async fn start(max_size: u64) -> Glance {
         ),
         catalog: Arc::new(vec![]),
         shutdown: tx.subscribe(),
+        weights: Default::default(),
+        // The cache API is served (its rows are in the policy matrix).
+        cache: Some(Arc::new(
+            image::cache::ImageCache::open(
+                dir.path().join("image-cache"),
+                image::cache::DEFAULT_MAX_SIZE,
+            )
+            .unwrap(),
+        )),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
