@@ -107,6 +107,7 @@ start_stratus() {
         --image-listen "127.0.0.1:$IMAGE_PORT" \
         --image-import-allowed-ports "80,443,$HTTP_PORT" \
         --image-stores fast,cheap \
+        --show-multiple-locations --show-image-direct-url --image-http-store web \
         --lockout-failure-attempts 2 --lockout-duration 5 --unique-last-password-count 2 \
         --hosts 4 "$@" >"$WORK/serve.log" 2>&1 &
     SERVE_PID=$!
@@ -313,6 +314,9 @@ region = RegionOne
 build_timeout = 60
 build_interval = 1
 http_qcow2_image = http://127.0.0.1:$HTTP_PORT/test.qcow2
+# Image locations (ImageLocationsTest, the 2.17 location API): the local web server's
+# file, served by stratus's read-only http store (--image-http-store web).
+http_image = http://127.0.0.1:$HTTP_PORT/test.qcow2
 # ImagesFormatTest's images (ops/tempest/gen-test-images.py). gpt is not among Glance's
 # disk formats (tempest's default disk_formats neither): its scenarios skip as on Glance.
 images_manifest_file = $ROOT/target/os-test-images/manifest.yml
@@ -328,6 +332,12 @@ import_image = True
 image_format_enforcement = $1
 # No conversion at import (qemu-img convert): ImagesFormatTest's import test skips.
 image_conversion = False
+# Locations: stratus serve --show-multiple-locations (Glance's show_multiple_locations),
+# an http store (web), and the 2.17 location API hashing the data (do_secure_hash,
+# stratus's default as Glance's).
+manage_locations = True
+http_store_enabled = True
+do_secure_hash = True
 
 [network-feature-enabled]
 ipv6 = False

@@ -146,9 +146,10 @@ pub async fn info_import(State(st): State<ImageState>) -> Json<Value> {
     }))
 }
 
-/// GET /v2/info/stores: the stores, the default flagged.
+/// GET /v2/info/stores: the stores, the default flagged; with several, the read-only
+/// http store of image locations last (`crate::locations`).
 pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
-    let stores: Vec<Value> = st
+    let mut stores: Vec<Value> = st
         .stores
         .iter()
         .enumerate()
@@ -160,6 +161,13 @@ pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
             v
         })
         .collect();
+    if st.stores.len() > 1 {
+        stores.push(json!({
+            "id": st.locations.http_store,
+            "description": "Read-only http store of image locations",
+            "read-only": "true",
+        }));
+    }
     Json(json!({ "stores": stores }))
 }
 

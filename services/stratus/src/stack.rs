@@ -104,6 +104,9 @@ pub struct StackOptions {
     /// Glance's `[image_format] require_image_format_match`: refuse uploads whose
     /// content does not match their `disk_format` or is unsafe (default true).
     pub image_require_format_match: bool,
+    /// Image locations (Glance's `show_multiple_locations`, `show_image_direct_url`,
+    /// `do_secure_hash`, `http_retries`, the http store's id).
+    pub image_locations: image::locations::LocationConfig,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -207,6 +210,7 @@ impl StackOptions {
             image_import_filter: image::import::ImportFilter::default(),
             image_stores: vec![image::import::STORE_ID.to_string()],
             image_require_format_match: true,
+            image_locations: Default::default(),
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -680,6 +684,7 @@ impl Stack {
                     import: Arc::new(opts.image_import_filter.clone()),
                     stores: Arc::new(opts.image_stores.clone()),
                     shutdown: shutdown_rx.clone(),
+                    locations: Arc::new(opts.image_locations.clone()),
                 });
                 // Uploads of large images may take long: an hour, not a minute.
                 tasks.push(tokio::spawn(crate::httpd::serve(
