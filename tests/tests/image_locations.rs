@@ -275,6 +275,21 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
 
+    // Another project sees no locations of a public image (`get_image_location`).
+    let (c, _) = patch(
+        &h,
+        ADMIN,
+        &id,
+        json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+    )
+    .await;
+    assert_eq!(c, 200);
+    let (_, other) = h
+        .glance(BOB, M::GET, &format!("/v2/images/{id}"), None)
+        .await;
+    assert_eq!(other["locations"], json!([]), "{other}");
+    assert!(other.get("direct_url").is_none());
+
     // Validation data on a queued image sets its hashes; a mismatch later is a 409.
     let id2 = create(&h).await;
     let vd = json!({"checksum": "1".repeat(32), "os_hash_algo": "sha512", "os_hash_value": "deadbeef".repeat(16)});
@@ -517,4 +532,39 @@ async fn without_secure_hash_the_client_values_are_taken() {
     assert_eq!(img["os_hash_value"], sha256.as_str());
     assert_eq!(img["checksum"], Value::Null);
     assert_eq!(img["size"], data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_http_store_the_location_api_is_the_services() {
+    let url = serve(payload()).await;
+    let h = Harness::start(|o| {
+        o.image_locations.http_store = String::new();
+        o.image_locations.show_multiple_locations = true;
+    })
+    .await;
+    let id = create(&h).await;
+    let before = api_position(&h);
+    let (c, e) = h
+        .glance(
+            ALICE,
+            M::POST,
+            &format!("/v2/images/{id}/locations"),
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(c, 403, "{e}");
+    assert_eq!(
+        e["message"],
+        "http store must be enabled to use location API by normal user."
+    );
+    let (c, e) = patch(
+        &h,
+        ALICE,
+        &id,
+        json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]),
+    )
+    .await;
+    assert_eq!(c, 400, "{e}");
+    assert_eq!(e["message"], "Invalid location");
+    assert_eq!(api_position(&h), before);
 }

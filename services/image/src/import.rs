@@ -161,7 +161,7 @@ pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
             v
         })
         .collect();
-    if st.stores.len() > 1 {
+    if st.stores.len() > 1 && !st.locations.http_store.is_empty() {
         stores.push(json!({
             "id": st.locations.http_store,
             "description": "Read-only http store of image locations",

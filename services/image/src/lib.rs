@@ -418,9 +418,9 @@ pub(crate) fn visible(
 
 /// An image as its API shows it: Glance's attributes, its stores, and its locations
 /// and `direct_url` as the location options ask.
-pub(crate) fn image_view(st: &ImageState, img: &domain::image::Image) -> Value {
+pub(crate) fn image_view(st: &ImageState, img: &domain::image::Image, caller: &Caller) -> Value {
     let mut v = view::image(img, &locations::stores_shown(st, img));
-    locations::decorate(st, img, &mut v);
+    locations::decorate(st, img, caller, &mut v);
     v
 }
 
@@ -458,7 +458,7 @@ async fn list(
     };
     let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
     let mut body = json!({
-        "images": page.iter().map(|i| image_view(&st, i)).collect::<Vec<_>>(),
+        "images": page.iter().map(|i| image_view(&st, i, &caller)).collect::<Vec<_>>(),
         "first": query.first_link(),
         "schema": "/v2/schemas/images",
     });
@@ -478,7 +478,7 @@ async fn show(
 ) -> Result<Json<Value>, ImageError> {
     Ok(Json({
         let img = visible(&st, &id, &caller)?;
-        image_view(&st, &img)
+        image_view(&st, &img, &caller)
     }))
 }
 
@@ -530,7 +530,7 @@ async fn create(
             header::LOCATION,
             format!("{}/v2/images/{id}", base(&headers)),
         )],
-        Json(image_view(&st, &img)),
+        Json(image_view(&st, &img, &caller)),
     )
         .into_response())
 }
@@ -589,7 +589,7 @@ async fn update(
         .image(&img.spec.id)
         .cloned()
         .ok_or_else(|| ImageError::image_not_found(&id))?;
-    Ok(Json(image_view(&st, &img)).into_response())
+    Ok(Json(image_view(&st, &img, &caller)).into_response())
 }
 
 /// DELETE /v2/images/{id}

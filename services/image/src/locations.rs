@@ -55,8 +55,16 @@ pub struct LocationConfig {
     pub do_secure_hash: bool,
     /// Retries of a failed hashing download (Glance's default: 3).
     pub http_retries: u32,
-    /// The id of the read-only http store when there are several stores.
+    /// The id of the read-only http store (named when there are several stores);
+    /// empty: no http store (no http locations; the 2.17 API is the service's).
     pub http_store: String,
+}
+
+impl LocationConfig {
+    /// Whether the http store serves `url`: an http(s) URL, the store enabled.
+    pub fn serves(&self, url: &str) -> bool {
+        !self.http_store.is_empty() && http_url(url)
+    }
 }
 
 impl Default for LocationConfig {
@@ -88,8 +96,8 @@ fn client() -> Result<reqwest::Client, reqwest::Error> {
 
 /// The size of the data at `url` as the http store reports it (an HTTP `HEAD`'s
 /// `Content-Length`); None when the store does not serve the URL or has nothing there.
-pub async fn probe(url: &str) -> Option<u64> {
-    if !http_url(url) {
+pub async fn probe(cfg: &LocationConfig, url: &str) -> Option<u64> {
+    if !cfg.serves(url) {
         return None;
     }
     let resp = client()
@@ -137,19 +145,22 @@ pub fn shown(st: &ImageState, img: &Image) -> Vec<Value> {
 /// and the http store for its locations when there are several stores.
 pub fn stores_shown(st: &ImageState, img: &Image) -> Vec<String> {
     let mut v = st.stores_of(img);
-    if st.stores.len() > 1 && !img.locations.is_empty() {
+    if st.stores.len() > 1 && !img.locations.is_empty() && !st.locations.http_store.is_empty() {
         v.push(st.locations.http_store.clone());
     }
     v
 }
 
-/// Adds `locations` and `direct_url` to an image's view as the options ask.
-pub fn decorate(st: &ImageState, img: &Image, view: &mut Value) {
+/// Adds `locations` and `direct_url` to an image's view as the options ask. Only
+/// admins and the image's project read them (Glance's `get_image_location`); others see
+/// `locations: []` and no `direct_url`.
+pub fn decorate(st: &ImageState, img: &Image, caller: &Caller, view: &mut Value) {
     let cfg = &st.locations;
     if !(cfg.show_multiple_locations || cfg.show_image_direct_url) {
         return;
     }
-    let locs = shown(st, img);
+    let readable = caller.is_admin || caller.project == img.spec.owner;
+    let locs = if readable { shown(st, img) } else { vec![] };
     if cfg.show_image_direct_url {
         if let Some(url) = locs.first().and_then(|l| l.get("url")).cloned() {
             view["direct_url"] = url;
@@ -164,7 +175,7 @@ pub fn decorate(st: &ImageState, img: &Image, view: &mut Value) {
 /// when there are several stores (Glance's `get_updated_store_location`).
 fn metadata_text(st: &ImageState, url: &str, meta: &Map<String, Value>) -> String {
     let mut meta = meta.clone();
-    if st.stores.len() > 1 && http_url(url) {
+    if st.stores.len() > 1 && st.locations.serves(url) {
         meta.insert("store".into(), json!(st.locations.http_store));
     }
     Value::Object(meta).to_string()
@@ -177,7 +188,7 @@ async fn new_location(st: &ImageState, v: &Value) -> NewLocation {
     let vd = &v["validation_data"];
     let s = |k: &str| vd.get(k).and_then(Value::as_str).map(str::to_string);
     NewLocation {
-        size: probe(&url).await,
+        size: probe(&st.locations, &url).await,
         location: ImageLocation {
             metadata: metadata_text(st, &url, &meta),
             url,
@@ -361,7 +372,7 @@ pub async fn add(
     if !(caller.service || img.spec.owner == caller.project) {
         return Err(crate::policy::refused("add_image_location"));
     }
-    if !caller.service && !http_url(&url) {
+    if !caller.service && !st.locations.serves(&url) {
         return Err(ImageError::forbidden(
             "http store must be enabled to use location API by normal user.",
         ));
@@ -391,7 +402,7 @@ pub async fn add(
     };
     let meta = caller.meta();
     let ctx = caller.ctx();
-    let Some(size) = probe(&url).await.filter(|n| *n > 0) else {
+    let Some(size) = probe(&st.locations, &url).await.filter(|n| *n > 0) else {
         // Glance's `_UpdateLocationTask` fails: the image stays as it was.
         st.engine
             .task(

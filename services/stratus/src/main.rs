@@ -458,7 +458,8 @@ struct HttpArgs {
     http_retries: u32,
     /// Id of the read-only http store of image locations, listed by /v2/info/stores
     /// and named in locations' `metadata.store` when there are several stores
-    /// (Glance's `enabled_backends` entry `<id>:http`).
+    /// (Glance's `enabled_backends` entry `<id>:http`). Empty: no http store (no http
+    /// locations; only the service role may use the location API).
     #[arg(long, default_value = "http")]
     image_http_store: String,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
@@ -531,10 +532,11 @@ impl HttpArgs {
             anyhow::bail!("--image-stores: {bad:?} is not a store id (letters, digits, - and _)");
         }
         o.image_require_format_match = self.require_image_format_match;
-        if self
-            .image_stores
-            .split(',')
-            .any(|s| s.trim() == self.image_http_store)
+        if !self.image_http_store.is_empty()
+            && self
+                .image_stores
+                .split(',')
+                .any(|s| s.trim() == self.image_http_store)
         {
             anyhow::bail!(
                 "--image-http-store {}: also in --image-stores (the http store is read-only)",
