@@ -568,3 +568,87 @@ async fn without_an_http_store_the_location_api_is_the_services() {
     assert_eq!(e["message"], "Invalid location");
     assert_eq!(api_position(&h), before);
 }
+
+/// A local HTTP server whose `/slow` sends `chunks` chunks of 64 KiB, one every 100 ms
+/// (its `HEAD` tells the whole size).
+async fn serve_slow(chunks: usize) -> String {
+    const CHUNK: usize = 64 * 1024;
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || async move {
+            let stream = futures::stream::unfold(0usize, move |n| async move {
+                if n == chunks {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![1u8; CHUNK])),
+                    n + 1,
+                ))
+            });
+            axum::body::Body::from_stream(stream)
+        })
+        .head(move || async move {
+            [(
+                axum::http::header::CONTENT_LENGTH,
+                (chunks * CHUNK).to_string(),
+            )]
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/slow")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_hashing_ends_the_location_import() {
+    let url = serve_slow(600).await;
+    let h = Harness::start(|_| {}).await;
+    // Without validation data the image is active at once, hashed in the background.
+    let active = create(&h).await;
+    let (c, _) = h
+        .glance(
+            ALICE,
+            M::POST,
+            &format!("/v2/images/{active}/locations"),
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(c, 202);
+    // With validation data it is importing until the hash is checked.
+    let importing = create(&h).await;
+    let (c, _) = h
+        .glance(
+            ALICE,
+            M::POST,
+            &format!("/v2/images/{importing}/locations"),
+            Some(json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab".repeat(64)}})),
+        )
+        .await;
+    assert_eq!(c, 202);
+    let img = show(&h, &active).await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["os_hash_algo"], "sha512");
+    assert_eq!(show(&h, &importing).await["status"], "importing");
+
+    let h = h.restart(|_| {}).await;
+    let img = show(&h, &active).await;
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(img["os_hash_value"], Value::Null);
+    assert!(img.get("os_glance_import_task").is_none());
+    let img = show(&h, &importing).await;
+    assert_eq!(img["status"], "queued", "{img}");
+    assert_eq!(img["os_hash_algo"], Value::Null);
+    for id in [&active, &importing] {
+        let tasks = wait_tasks(&h, id, "failure").await;
+        assert!(tasks[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"));
+    }
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}
