@@ -262,6 +262,103 @@ pub struct Image {
     /// (`image.import_finished`, `image.store_removed`). Empty for data that came by
     /// `PUT .../file` (or a snapshot): it is in the default store.
     pub stores: BTreeSet<String>,
+    /// Where the data is outside the stores (Glance's `locations` that a client set:
+    /// `image.location_added`, `image.locations_replaced`, `image.location_removed`,
+    /// `image.location_import_started`), in order. Shown after the store locations.
+    pub locations: Vec<ImageLocation>,
+    /// Size and hashes of the data at [`Image::locations`], as far as they are known
+    /// (an image with stored data has them in [`Image::data`]).
+    pub location_data: LocationData,
+}
+
+/// One location of an image's data outside the stores: an `http(s)` URL of Glance's
+/// read-only http store, and its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLocation {
+    /// The URL (at most 255 characters, Glance's schema).
+    pub url: String,
+    /// The metadata, a JSON object as text (the log's encoding has no JSON values).
+    pub metadata: String,
+}
+
+/// What is known of the data at an image's locations (each None until known): the
+/// size from the store (an HTTP HEAD), the hashes from the client's validation data or
+/// from hashing the data (`do_secure_hash`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationData {
+    pub size: Option<u64>,
+    pub checksum: Option<String>,
+    pub os_hash_algo: Option<String>,
+    pub os_hash_value: Option<String>,
+}
+
+/// Glance's `validation_data` of a location: hashes the client vouches for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationData {
+    pub checksum: Option<String>,
+    pub os_hash_algo: Option<String>,
+    pub os_hash_value: Option<String>,
+}
+
+impl ValidationData {
+    /// Nothing given.
+    pub fn is_empty(&self) -> bool {
+        self.checksum.is_none() && self.os_hash_algo.is_none() && self.os_hash_value.is_none()
+    }
+
+    fn entries(&self) -> [(&'static str, &Option<String>); 3] {
+        [
+            ("checksum", &self.checksum),
+            ("os_hash_algo", &self.os_hash_algo),
+            ("os_hash_value", &self.os_hash_value),
+        ]
+    }
+}
+
+/// A location a patch brings, with what the image service found at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLocation {
+    pub location: ImageLocation,
+    /// The data's size as the store reports it; None when the URL is no valid
+    /// location (unknown scheme, not found, empty): Glance's `Invalid location`.
+    pub size: Option<u64>,
+    pub validation: ValidationData,
+}
+
+/// A JSON-patch operation on `/locations` (Glance's `show_multiple_locations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocationChange {
+    /// `add /locations/<pos>` (`pos`: an index or `-`, as in the path).
+    Add { pos: String, new: NewLocation },
+    /// `remove /locations/<pos>`.
+    Remove { pos: String },
+    /// `replace /locations` with the client's locations other than the store ones;
+    /// `stores_intact`: every store location's URL was in the value too.
+    Replace {
+        locations: Vec<NewLocation>,
+        stores_intact: bool,
+    },
+}
+
+/// One operation of a JSON patch: an attribute change or a location change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchStep {
+    Change(ImageChange),
+    Location(LocationChange),
+}
+
+/// The hashing algorithm of `os_hash_value` (Glance's `hashing_algorithm` default).
+pub const HASHING_ALGORITHM: &str = "sha512";
+
+/// Digest sizes in bytes of the algorithms Glance's location API accepts.
+pub fn digest_size(algo: &str) -> Option<usize> {
+    Some(match algo {
+        "md5" => 16,
+        "sha1" => 20,
+        "sha256" => 32,
+        "sha512" => 64,
+        _ => return None,
+    })
 }
 
 impl Image {
@@ -297,6 +394,30 @@ impl Image {
     /// The import task holding the image's import lock (`os_glance_import_task`).
     pub fn import_task(&self) -> Option<&str> {
         self.spec.properties.get(IMPORT_TASK).map(String::as_str)
+    }
+
+    /// How many locations the stores give the image (one per store holding its data;
+    /// shown before [`Image::locations`]).
+    pub fn store_locations(&self) -> usize {
+        if self.data.is_none() {
+            0
+        } else {
+            self.stores.len().max(1)
+        }
+    }
+
+    /// Size and hashes of the image's data: the stored data's, else what is known of
+    /// the data at its locations.
+    pub fn data_facts(&self) -> LocationData {
+        match &self.data {
+            Some(d) => LocationData {
+                size: Some(d.size),
+                checksum: Some(d.checksum.clone()),
+                os_hash_algo: Some(d.os_hash_algo.clone()),
+                os_hash_value: Some(d.os_hash_value.clone()),
+            },
+            None => self.location_data.clone(),
+        }
     }
 }
 
@@ -462,6 +583,29 @@ pub enum ImageCommand {
     /// Remove the data from one store (`DELETE /v2/stores/{store}/{id}`); `default` is
     /// the store of data that came by upload.
     RemoveStore { store: String, default: String },
+    /// A JSON patch with location operations, all or nothing, in order (a patch
+    /// without them is an [`ImageCommand::Update`]).
+    Patch(Vec<PatchStep>),
+    /// `POST /v2/images/{id}/locations` (Images API 2.17): a queued image gets its
+    /// location; task `task` takes the import lock. `hashing`: the service hashes
+    /// the data (`do_secure_hash`), with `validation` to check it against when given.
+    StartLocationImport {
+        task: String,
+        location: ImageLocation,
+        /// The data's size as the store reports it (None: unknown).
+        size: Option<u64>,
+        validation: ValidationData,
+        hashing: bool,
+    },
+    /// The location import `task` ended: `hashes` are what hashing found (None: no
+    /// hashing or it failed), `ok` whether it succeeded. A failed import of a
+    /// location with validation data sends the image back to `queued` (the http
+    /// store's location stays, as Glance). Nothing to do when `task` holds no lock.
+    EndLocationImport {
+        task: String,
+        hashes: Option<ValidationData>,
+        ok: bool,
+    },
 }
 
 /// Events of an image.
@@ -542,6 +686,42 @@ pub enum ImageEvent {
     Converted {
         disk_format: String,
         container_format: String,
+        at: Timestamp,
+    },
+    /// `image.location_added`: a location at `index` of [`Image::locations`], with
+    /// the image's resulting data facts and status (a queued image turns active).
+    LocationAdded {
+        location: ImageLocation,
+        index: u64,
+        data: LocationData,
+        status: ImageStatus,
+        at: Timestamp,
+    },
+    /// `image.location_removed`: the location at `index` of [`Image::locations`].
+    LocationRemoved { index: u64, at: Timestamp },
+    /// `image.locations_replaced`: the locations (same URLs with new metadata, or the
+    /// first ones of an image that had none), data facts and status.
+    LocationsReplaced {
+        locations: Vec<ImageLocation>,
+        data: LocationData,
+        status: ImageStatus,
+        at: Timestamp,
+    },
+    /// `image.location_import_started`: the 2.17 location API appended `location`;
+    /// `task` holds the import lock; data facts and status as they now are
+    /// (`importing` while hashing against validation data, else `active`).
+    LocationImportStarted {
+        task: String,
+        location: ImageLocation,
+        data: LocationData,
+        status: ImageStatus,
+        at: Timestamp,
+    },
+    /// `image.location_import_ended`: `task` drops the lock; data facts and status.
+    LocationImportEnded {
+        task: String,
+        data: LocationData,
+        status: ImageStatus,
         at: Timestamp,
     },
 }
@@ -857,62 +1037,129 @@ fn decide_existing(
             // `add` then `remove` of one property in one patch behaves as in Glance.
             let mut next = img.clone();
             for ch in &changes {
-                match ch {
-                    ImageChange::Name(n) => check_name(n)?,
-                    ImageChange::Visibility(v) => check_publicize(ctx, *v)?,
-                    ImageChange::Protected(_)
-                    | ImageChange::MinDisk(_)
-                    | ImageChange::MinRam(_)
-                    | ImageChange::Hidden(_) => {}
-                    ImageChange::Owner(_) if !ctx.is_admin => {
-                        return Err(DomainError::Forbidden(
-                            "Owner can't be updated by non admin.".into(),
-                        ))
-                    }
-                    ImageChange::Owner(o) => {
-                        if o.chars().count() > 255 {
-                            return Err(DomainError::BadRequest(
-                                "Invalid value for 'owner': at most 255 characters.".into(),
-                            ));
-                        }
-                    }
-                    ImageChange::DiskFormat(f) | ImageChange::ContainerFormat(f) => {
-                        let (attr, allowed) = match ch {
-                            ImageChange::DiskFormat(_) => ("disk_format", DISK_FORMATS),
-                            _ => ("container_format", CONTAINER_FORMATS),
-                        };
-                        if next.status != ImageStatus::Queued {
-                            return Err(DomainError::Forbidden(format!(
-                                "Attribute {attr} can be only replaced for a queued image."
-                            )));
-                        }
-                        check_format(attr, f, allowed)?;
-                    }
-                    ImageChange::Tags(t) => check_tags(t)?,
-                    ImageChange::AddProperty(k, v) => check_property(k, v)?,
-                    ImageChange::ReplaceProperty(k, v) => {
-                        check_property(k, v)?;
-                        if !next.spec.properties.contains_key(k) {
-                            return Err(DomainError::Conflict(format!(
-                                "Property {k} does not exist."
-                            )));
-                        }
-                    }
-                    ImageChange::RemoveProperty(k) => {
-                        check_property(k, "")?;
-                        if !next.spec.properties.contains_key(k) {
-                            return Err(DomainError::Conflict(format!(
-                                "Property {k} does not exist."
-                            )));
-                        }
-                    }
-                }
+                check_change(&next, ch, ctx)?;
                 apply_change(&mut next, ch);
             }
             if changes.is_empty() {
                 return Ok(vec![]);
             }
             Ok(vec![ImageEvent::Updated { changes, at }])
+        }
+        ImageCommand::Patch(steps) => {
+            // As an update, step by step on the evolving image; consecutive attribute
+            // changes make one `image.updated`, each location change its own event.
+            let mut next = img.clone();
+            let mut out = Vec::new();
+            let mut pending: Vec<ImageChange> = Vec::new();
+            for step in steps {
+                match step {
+                    PatchStep::Change(ch) => {
+                        check_change(&next, &ch, ctx)?;
+                        apply_change(&mut next, &ch);
+                        pending.push(ch);
+                    }
+                    PatchStep::Location(lc) => {
+                        if !pending.is_empty() {
+                            out.push(ImageEvent::Updated {
+                                changes: std::mem::take(&mut pending),
+                                at,
+                            });
+                        }
+                        let ev = decide_location(&next, lc, ctx)?;
+                        next = evolve(Some(next), &ev).expect("the image exists");
+                        out.push(ev);
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                out.push(ImageEvent::Updated {
+                    changes: pending,
+                    at,
+                });
+            }
+            Ok(out)
+        }
+        ImageCommand::StartLocationImport {
+            task,
+            location,
+            size,
+            validation,
+            hashing,
+        } => {
+            if img.status != ImageStatus::Queued {
+                return Err(DomainError::Conflict(format!(
+                    "It's not allowed to add locations if image status is {}.",
+                    img.status.as_str()
+                )));
+            }
+            if img.import_task().is_some() {
+                return Err(DomainError::Conflict(format!(
+                    "New operation on image '{id}' is not permitted as prior operation is still in progress"
+                )));
+            }
+            let mut data = img.data_facts();
+            if data.size.is_none() {
+                data.size = size;
+            }
+            let status = if hashing {
+                data.os_hash_algo = Some(
+                    validation
+                        .os_hash_algo
+                        .clone()
+                        .unwrap_or_else(|| HASHING_ALGORITHM.into()),
+                );
+                if validation.is_empty() {
+                    ImageStatus::Active
+                } else {
+                    ImageStatus::Importing
+                }
+            } else {
+                // Without hashing the client's values are taken as they are.
+                if validation.os_hash_value.is_some() {
+                    data.os_hash_algo = validation.os_hash_algo.clone();
+                    data.os_hash_value = validation.os_hash_value.clone();
+                }
+                ImageStatus::Active
+            };
+            Ok(vec![ImageEvent::LocationImportStarted {
+                task,
+                location,
+                data,
+                status,
+                at,
+            }])
+        }
+        ImageCommand::EndLocationImport { task, hashes, ok } => {
+            if img.import_task() != Some(task.as_str()) {
+                return Ok(vec![]);
+            }
+            let mut data = img.location_data.clone();
+            let mut status = img.status;
+            if let Some(h) = hashes {
+                data.checksum = h.checksum;
+                data.os_hash_algo = h.os_hash_algo.or(data.os_hash_algo);
+                data.os_hash_value = h.os_hash_value;
+            }
+            if status == ImageStatus::Importing {
+                if ok {
+                    status = ImageStatus::Active;
+                } else {
+                    status = ImageStatus::Queued;
+                    data.checksum = None;
+                    data.os_hash_algo = None;
+                    data.os_hash_value = None;
+                }
+            } else if !ok && data.os_hash_value.is_none() {
+                // Active already (no validation data): the hashing failed, the image
+                // stays usable without hashes.
+                data.os_hash_algo = None;
+            }
+            Ok(vec![ImageEvent::LocationImportEnded {
+                task,
+                data,
+                status,
+                at,
+            }])
         }
         ImageCommand::Deactivate | ImageCommand::Reactivate => {
             // Glance's domain: the other status is a no-op, anything else a 403.
@@ -1119,6 +1366,337 @@ pub fn apply_changes(img: &mut Image, changes: &[ImageChange]) {
     }
 }
 
+/// Glance's `_get_locations_op_pos`: the position a location operation names (an
+/// index, or `-`: the end for an add, the last one for a remove), if valid.
+fn location_pos(pos: &str, max: usize, allow_max: bool) -> Option<usize> {
+    let p: i64 = if pos == "-" {
+        if allow_max {
+            max as i64
+        } else {
+            max as i64 - 1
+        }
+    } else if !pos.is_empty() && pos.bytes().all(|b| b.is_ascii_digit()) {
+        pos.parse().ok()?
+    } else {
+        return None;
+    };
+    if !(allow_max || (0 <= p && (p as usize) < max)) || p < 0 {
+        return None;
+    }
+    Some(p as usize)
+}
+
+/// How many bytes `s` is as hex digits (Python's `bytearray.fromhex`); None when it
+/// is no whole bytes of hex digits.
+pub fn hex_bytes(s: &str) -> Option<usize> {
+    (s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s.len() / 2)
+}
+
+/// Glance's `_validate_validation_data`: the values the locations' validation data
+/// bring that the image does not have yet (409s: conflicting values, a different value
+/// than the image's, new values on an image that is not queued, malformed hashes).
+fn validation_values(img: &Image, vals: &[&ValidationData]) -> Result<ValidationData, DomainError> {
+    let conflict = |m: String| Err(DomainError::Conflict(m));
+    let mut merged = ValidationData::default();
+    for v in vals {
+        for (k, val) in v.entries() {
+            let Some(val) = val else { continue };
+            let slot = match k {
+                "checksum" => &mut merged.checksum,
+                "os_hash_algo" => &mut merged.os_hash_algo,
+                _ => &mut merged.os_hash_value,
+            };
+            if slot.as_ref().is_some_and(|s| s != val) {
+                return conflict(format!("Conflicting values for {k}"));
+            }
+            *slot = Some(val.clone());
+        }
+    }
+    let current = img.data_facts();
+    let mut new = ValidationData::default();
+    let pairs = [
+        (
+            "checksum",
+            &merged.checksum,
+            &current.checksum,
+            &mut new.checksum,
+        ),
+        (
+            "os_hash_algo",
+            &merged.os_hash_algo,
+            &current.os_hash_algo,
+            &mut new.os_hash_algo,
+        ),
+        (
+            "os_hash_value",
+            &merged.os_hash_value,
+            &current.os_hash_value,
+            &mut new.os_hash_value,
+        ),
+    ];
+    for (k, given, cur, slot) in pairs {
+        let Some(given) = given else { continue };
+        if Some(given) == cur.as_ref() {
+            continue;
+        }
+        if cur.as_ref().is_some_and(|c| !c.is_empty()) {
+            return conflict(format!("{k} is already set with a different value"));
+        }
+        *slot = Some(given.clone());
+    }
+    if new.is_empty() {
+        return Ok(new);
+    }
+    if img.status != ImageStatus::Queued {
+        let keys: Vec<&str> = new
+            .entries()
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        return conflict(format!(
+            "New value(s) for {} may only be provided when image status is 'queued'",
+            keys.join(", ")
+        ));
+    }
+    if let Some(c) = &new.checksum {
+        match hex_bytes(c) {
+            None => return conflict(format!("checksum ({c}) is not a valid hexadecimal value")),
+            Some(16) => {}
+            Some(_) => {
+                return conflict(format!(
+                    "checksum ({c}) is not the correct size for md5 (should be 16 bytes)"
+                ))
+            }
+        }
+    }
+    let algo = new.os_hash_algo.clone();
+    if algo.as_deref() != Some(HASHING_ALGORITHM) {
+        return conflict(format!(
+            "os_hash_algo must be {HASHING_ALGORITHM}, not {}",
+            algo.as_deref().unwrap_or("None")
+        ));
+    }
+    let value = new.os_hash_value.clone().unwrap_or_default();
+    let want = digest_size(HASHING_ALGORITHM).unwrap_or(64);
+    match hex_bytes(&value) {
+        None if new.os_hash_value.is_some() => {
+            return conflict(format!(
+                "os_hash_value ({value}) is not a valid hexadecimal value"
+            ))
+        }
+        Some(n) if n == want => {}
+        _ => {
+            return conflict(format!(
+                "os_hash_value ({value}) is not the correct size for {HASHING_ALGORITHM} (should be {want} bytes)"
+            ))
+        }
+    }
+    Ok(new)
+}
+
+/// Applies new validation values to the data facts of a queued image.
+fn with_values(mut data: LocationData, v: ValidationData) -> LocationData {
+    if v.checksum.is_some() {
+        data.checksum = v.checksum;
+    }
+    if v.os_hash_algo.is_some() {
+        data.os_hash_algo = v.os_hash_algo;
+    }
+    if v.os_hash_value.is_some() {
+        data.os_hash_value = v.os_hash_value;
+    }
+    data
+}
+
+/// Glance's `_check_image_location`: the store found data at the URL.
+fn checked_size(new: &NewLocation) -> Result<u64, DomainError> {
+    new.size
+        .filter(|s| *s > 0)
+        .ok_or_else(|| DomainError::BadRequest("Invalid location".into()))
+}
+
+fn duplicate(url: &str) -> DomainError {
+    DomainError::BadRequest(format!("The location {url} already exists"))
+}
+
+/// One location operation of a patch (Glance's `_do_add_locations`,
+/// `_do_remove_locations`, `_do_replace_locations`, in their order of checks), on
+/// the image as the patch has changed it so far.
+fn decide_location(img: &Image, lc: LocationChange, ctx: &Ctx) -> Result<ImageEvent, DomainError> {
+    let at = ctx.now;
+    let stored = img.store_locations();
+    let total = stored + img.locations.len();
+    let status = img.status.as_str();
+    let changeable = matches!(img.status, ImageStatus::Active | ImageStatus::Queued);
+    match lc {
+        LocationChange::Add { pos, new } => {
+            if !changeable {
+                return Err(DomainError::Conflict(format!(
+                    "It's not allowed to add locations if image status is {status}."
+                )));
+            }
+            let values = validation_values(img, &[&new.validation])?;
+            let p = location_pos(&pos, total, true).ok_or_else(|| {
+                DomainError::BadRequest("Invalid position for adding a location.".into())
+            })?;
+            let size = checked_size(&new)?;
+            if img.locations.contains(&new.location) {
+                return Err(duplicate(&new.location.url));
+            }
+            let mut data = img.location_data.clone();
+            if img.data.is_none() && data.size.is_none() {
+                data.size = Some(size);
+            }
+            let mut next = img.status;
+            if next == ImageStatus::Queued {
+                data = with_values(data, values);
+                next = ImageStatus::Active;
+            }
+            Ok(ImageEvent::LocationAdded {
+                location: new.location,
+                index: p.saturating_sub(stored) as u64,
+                data,
+                status: next,
+                at,
+            })
+        }
+        LocationChange::Remove { pos } => {
+            if !ctx.is_admin {
+                return Err(DomainError::Forbidden(
+                    "You are not authorized to complete delete_image_location action.".into(),
+                ));
+            }
+            if img.status != ImageStatus::Active {
+                return Err(DomainError::Conflict(format!(
+                    "It's not allowed to remove locations if image status is {status}."
+                )));
+            }
+            if total == 1 {
+                return Err(DomainError::Forbidden(
+                    "Cannot remove last location in the image.".into(),
+                ));
+            }
+            let p = location_pos(&pos, total, false).ok_or_else(|| {
+                DomainError::BadRequest("Invalid position for removing a location.".into())
+            })?;
+            if p < stored {
+                // Stratus: the stores' data leaves by its own API.
+                return Err(DomainError::Conflict(format!(
+                    "Location {p} is the image's data in a store: remove it with DELETE /v2/stores/<store>/{}.",
+                    img.spec.id
+                )));
+            }
+            Ok(ImageEvent::LocationRemoved {
+                index: (p - stored) as u64,
+                at,
+            })
+        }
+        LocationChange::Replace {
+            locations,
+            stores_intact,
+        } => {
+            if !changeable {
+                return Err(DomainError::Conflict(format!(
+                    "It's not allowed to replace locations if image status is {status}."
+                )));
+            }
+            let vals: Vec<&ValidationData> = locations.iter().map(|l| &l.validation).collect();
+            let values = validation_values(img, &vals)?;
+            let mut given: Vec<&str> = locations.iter().map(|l| l.location.url.as_str()).collect();
+            let mut had: Vec<&str> = img.locations.iter().map(|l| l.url.as_str()).collect();
+            given.sort_unstable();
+            had.sort_unstable();
+            let same_urls = stores_intact && given == had;
+            let mut data = img.location_data.clone();
+            if !same_urls {
+                if total > 0 {
+                    return Err(DomainError::BadRequest(format!(
+                        "Original locations is not empty: {}",
+                        had.join(", ")
+                    )));
+                }
+                for (i, l) in locations.iter().enumerate() {
+                    let size = checked_size(l)?;
+                    if locations[..i].iter().any(|o| o.location == l.location) {
+                        return Err(duplicate(&l.location.url));
+                    }
+                    if img.data.is_none() && data.size.is_none() {
+                        data.size = Some(size);
+                    }
+                }
+            }
+            let mut next = img.status;
+            if next == ImageStatus::Queued {
+                data = with_values(data, values);
+                next = ImageStatus::Active;
+            }
+            Ok(ImageEvent::LocationsReplaced {
+                locations: locations.into_iter().map(|l| l.location).collect(),
+                data,
+                status: next,
+                at,
+            })
+        }
+    }
+}
+
+/// Glance's checks of one attribute change against the image as the patch has
+/// changed it so far (`next`).
+fn check_change(next: &Image, ch: &ImageChange, ctx: &Ctx) -> Result<(), DomainError> {
+    match ch {
+        ImageChange::Name(n) => check_name(n)?,
+        ImageChange::Visibility(v) => check_publicize(ctx, *v)?,
+        ImageChange::Protected(_)
+        | ImageChange::MinDisk(_)
+        | ImageChange::MinRam(_)
+        | ImageChange::Hidden(_) => {}
+        ImageChange::Owner(_) if !ctx.is_admin => {
+            return Err(DomainError::Forbidden(
+                "Owner can't be updated by non admin.".into(),
+            ))
+        }
+        ImageChange::Owner(o) => {
+            if o.chars().count() > 255 {
+                return Err(DomainError::BadRequest(
+                    "Invalid value for 'owner': at most 255 characters.".into(),
+                ));
+            }
+        }
+        ImageChange::DiskFormat(f) | ImageChange::ContainerFormat(f) => {
+            let (attr, allowed) = match ch {
+                ImageChange::DiskFormat(_) => ("disk_format", DISK_FORMATS),
+                _ => ("container_format", CONTAINER_FORMATS),
+            };
+            if next.status != ImageStatus::Queued {
+                return Err(DomainError::Forbidden(format!(
+                    "Attribute {attr} can be only replaced for a queued image."
+                )));
+            }
+            check_format(attr, f, allowed)?;
+        }
+        ImageChange::Tags(t) => check_tags(t)?,
+        ImageChange::AddProperty(k, v) => check_property(k, v)?,
+        ImageChange::ReplaceProperty(k, v) => {
+            check_property(k, v)?;
+            if !next.spec.properties.contains_key(k) {
+                return Err(DomainError::Conflict(format!(
+                    "Property {k} does not exist."
+                )));
+            }
+        }
+        ImageChange::RemoveProperty(k) => {
+            check_property(k, "")?;
+            if !next.spec.properties.contains_key(k) {
+                return Err(DomainError::Conflict(format!(
+                    "Property {k} does not exist."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn apply_change(img: &mut Image, ch: &ImageChange) {
     let s = &mut img.spec;
     match ch {
@@ -1155,6 +1733,8 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
             members: BTreeMap::new(),
             staged: None,
             stores: BTreeSet::new(),
+            locations: Vec::new(),
+            location_data: LocationData::default(),
         })),
         ImageEvent::UploadStarted { at } => state.map(|mut i| {
             i.status = ImageStatus::Saving;
@@ -1301,6 +1881,70 @@ pub fn evolve(state: Option<Image>, ev: &ImageEvent) -> Option<Image> {
         }),
         ImageEvent::StoreRemoved { stores, at, .. } => state.map(|mut i| {
             i.stores = stores.iter().cloned().collect();
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::LocationAdded {
+            location,
+            index,
+            data,
+            status,
+            at,
+        } => state.map(|mut i| {
+            let at_index = usize::try_from(*index).unwrap_or(usize::MAX);
+            i.locations
+                .insert(at_index.min(i.locations.len()), location.clone());
+            i.location_data = data.clone();
+            i.status = *status;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::LocationRemoved { index, at } => state.map(|mut i| {
+            if let Ok(n) = usize::try_from(*index) {
+                if n < i.locations.len() {
+                    i.locations.remove(n);
+                }
+            }
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::LocationsReplaced {
+            locations,
+            data,
+            status,
+            at,
+        } => state.map(|mut i| {
+            i.locations = locations.clone();
+            i.location_data = data.clone();
+            i.status = *status;
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::LocationImportStarted {
+            task,
+            location,
+            data,
+            status,
+            at,
+        } => state.map(|mut i| {
+            i.locations.push(location.clone());
+            i.location_data = data.clone();
+            i.status = *status;
+            i.spec.properties.insert(IMPORT_TASK.into(), task.clone());
+            i.updated_at = *at;
+            i
+        }),
+        ImageEvent::LocationImportEnded {
+            task,
+            data,
+            status,
+            at,
+        } => state.map(|mut i| {
+            if i.import_task() == Some(task.as_str()) {
+                i.spec.properties.remove(IMPORT_TASK);
+            }
+            i.location_data = data.clone();
+            i.status = *status;
             i.updated_at = *at;
             i
         }),

@@ -750,3 +750,217 @@ fn copies_keep_the_image_active_and_stores_can_be_removed_but_not_the_last() {
         Err(DomainError::Forbidden(_))
     ));
 }
+
+fn location(url: &str, size: Option<u64>) -> image::NewLocation {
+    image::NewLocation {
+        location: image::ImageLocation {
+            url: url.into(),
+            metadata: "{}".into(),
+        },
+        size,
+        validation: image::ValidationData::default(),
+    }
+}
+
+fn add(pos: &str, new: image::NewLocation) -> image::PatchStep {
+    image::PatchStep::Location(image::LocationChange::Add {
+        pos: pos.into(),
+        new,
+    })
+}
+
+fn remove(pos: &str) -> image::PatchStep {
+    image::PatchStep::Location(image::LocationChange::Remove { pos: pos.into() })
+}
+
+fn apply(st: Option<Image>, evs: &[ImageEvent]) -> Option<Image> {
+    evs.iter().fold(st, image::evolve)
+}
+
+#[test]
+fn a_location_activates_a_queued_image_in_patch_order() {
+    let owner = ctx("p1", false);
+    let st = given(&[created("p1", Visibility::Private)]);
+    // An attribute change, then a location: two events, in order, one decision.
+    let evs = when(
+        &st,
+        ImageCommand::Patch(vec![
+            image::PatchStep::Change(ImageChange::MinRam(64)),
+            add("-", location("http://x/a", Some(10))),
+        ]),
+        &owner,
+    )
+    .unwrap();
+    assert!(matches!(evs[0], ImageEvent::Updated { .. }));
+    let ImageEvent::LocationAdded { status, data, .. } = &evs[1] else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(*status, ImageStatus::Active);
+    assert_eq!(data.size, Some(10));
+    let st = apply(st, &evs);
+    let img = st.clone().unwrap();
+    assert_eq!(img.locations.len(), 1);
+    assert_eq!(img.spec.min_ram, 64);
+    // Invalid location, duplicate, bad position: 400; nothing decided.
+    for (step, msg) in [
+        (add("-", location("gopher://x", None)), "Invalid location"),
+        (
+            add("-", location("http://x/a", Some(10))),
+            "The location http://x/a already exists",
+        ),
+        (
+            add("x", location("http://x/b", Some(10))),
+            "Invalid position for adding a location.",
+        ),
+    ] {
+        assert_eq!(
+            when(&st, ImageCommand::Patch(vec![step]), &owner),
+            Err(DomainError::BadRequest(msg.into()))
+        );
+    }
+    // Removing: admins only, never the last one.
+    assert!(matches!(
+        when(&st, ImageCommand::Patch(vec![remove("0")]), &owner),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert_eq!(
+        when(
+            &st,
+            ImageCommand::Patch(vec![remove("0")]),
+            &ctx("p1", true)
+        ),
+        Err(DomainError::Forbidden(
+            "Cannot remove last location in the image.".into()
+        ))
+    );
+    let evs = when(
+        &st,
+        ImageCommand::Patch(vec![
+            add("0", location("http://x/b", Some(10))),
+            remove("-"),
+        ]),
+        &ctx("p1", true),
+    )
+    .unwrap();
+    let img = apply(st, &evs).unwrap();
+    assert_eq!(img.locations.len(), 1);
+    assert_eq!(img.locations[0].url, "http://x/b");
+}
+
+#[test]
+fn validation_data_must_agree_with_the_image() {
+    let owner = ctx("p1", false);
+    let st = given(&[created("p1", Visibility::Private)]);
+    let mut new = location("http://x/a", Some(10));
+    new.validation = image::ValidationData {
+        checksum: Some("1".repeat(32)),
+        os_hash_algo: Some("sha512".into()),
+        os_hash_value: Some("ab".repeat(64)),
+    };
+    let evs = when(
+        &st,
+        ImageCommand::Patch(vec![add("-", new.clone())]),
+        &owner,
+    )
+    .unwrap();
+    let st = apply(st, &evs);
+    let img = st.clone().unwrap();
+    assert_eq!(img.data_facts().checksum, Some("1".repeat(32)));
+    // The same values again are fine; a different one is a 409.
+    let mut same = new.clone();
+    same.location.url = "http://x/b".into();
+    assert!(when(
+        &st,
+        ImageCommand::Patch(vec![add("-", same.clone())]),
+        &owner
+    )
+    .is_ok());
+    let mut other = same;
+    other.validation.os_hash_algo = Some("sha256".into());
+    assert_eq!(
+        when(&st, ImageCommand::Patch(vec![add("-", other)]), &owner),
+        Err(DomainError::Conflict(
+            "os_hash_algo is already set with a different value".into()
+        ))
+    );
+    // A queued image needs sha512 of the right size.
+    let q = given(&[created("p1", Visibility::Private)]);
+    let mut short = location("http://x/a", Some(10));
+    short.validation = image::ValidationData {
+        checksum: None,
+        os_hash_algo: Some("sha512".into()),
+        os_hash_value: Some("ab".repeat(32)),
+    };
+    assert!(matches!(
+        when(&q, ImageCommand::Patch(vec![add("-", short)]), &owner),
+        Err(DomainError::Conflict(m)) if m.contains("not the correct size")
+    ));
+}
+
+#[test]
+fn a_location_import_hashes_then_activates_or_goes_back_to_queued() {
+    let owner = ctx("p1", false);
+    let st = given(&[created("p1", Visibility::Private)]);
+    let start = |task: &str| ImageCommand::StartLocationImport {
+        task: task.into(),
+        location: location("http://x/a", None).location,
+        size: Some(10),
+        validation: image::ValidationData {
+            checksum: None,
+            os_hash_algo: Some("sha256".into()),
+            os_hash_value: Some("ab".repeat(32)),
+        },
+        hashing: true,
+    };
+    let evs = when(&st, start("t1"), &owner).unwrap();
+    let st = apply(st, &evs);
+    let img = st.clone().unwrap();
+    assert_eq!(img.status, ImageStatus::Importing);
+    assert_eq!(img.import_task(), Some("t1"));
+    assert_eq!(img.data_facts().os_hash_algo.as_deref(), Some("sha256"));
+    // Locked: another start is a 409; another task's end is nothing.
+    assert!(matches!(
+        when(&st, start("t2"), &owner),
+        Err(DomainError::Conflict(_))
+    ));
+    let end_other = ImageCommand::EndLocationImport {
+        task: "t2".into(),
+        hashes: None,
+        ok: false,
+    };
+    assert_eq!(when(&st, end_other, &owner), Ok(vec![]));
+    // A mismatch: queued, no hashes, the location kept.
+    let failed = when(
+        &st,
+        ImageCommand::EndLocationImport {
+            task: "t1".into(),
+            hashes: None,
+            ok: false,
+        },
+        &owner,
+    )
+    .unwrap();
+    let img = apply(st.clone(), &failed).unwrap();
+    assert_eq!(img.status, ImageStatus::Queued);
+    assert_eq!(img.data_facts().os_hash_algo, None);
+    assert_eq!(img.locations.len(), 1);
+    assert_eq!(img.import_task(), None);
+    // A match: active with the hashes.
+    let ok = when(
+        &st,
+        ImageCommand::EndLocationImport {
+            task: "t1".into(),
+            hashes: Some(image::ValidationData {
+                checksum: Some("c".into()),
+                os_hash_algo: Some("sha256".into()),
+                os_hash_value: Some("ab".repeat(32)),
+            }),
+            ok: true,
+        },
+        &owner,
+    )
+    .unwrap();
+    let img = apply(st, &ok).unwrap();
+    assert_eq!(img.status, ImageStatus::Active);
+    assert_eq!(img.data_facts().checksum.as_deref(), Some("c"));
+}

@@ -14,7 +14,9 @@
 # the tests that need to store hostile images. A second, short run starts a fresh
 # `stratus serve --require-image-format-match false` and runs exactly those
 # (ImagesFormatTest's compute tests: Nova must refuse to boot them; ListUserImagesTest,
-# which uploads bogus data) with image_format_enforcement = False.
+# which uploads bogus data) with image_format_enforcement = False. That run's serve also
+# has --do-secure-hash false, for the location API tests that need Glance's
+# do_secure_hash off (LocationImportTest, MultistoreLocationImportTest).
 #
 # Usage: ops/tempest/run.sh [--install-only] [REGEX...]
 #   default REGEX: tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2
@@ -112,6 +114,7 @@ start_stratus() {
         --image-stores fast,cheap \
         --image-store-weights cheap=100,fast=50 \
         --image-cache-dir "$data/image-cache" \
+        --show-multiple-locations --show-image-direct-url --image-http-store web \
         --lockout-failure-attempts 2 --lockout-duration 5 --unique-last-password-count 2 \
         --hosts 4 "$@" >"$WORK/serve.log" 2>&1 &
     SERVE_PID=$!
@@ -225,10 +228,11 @@ mkdir -p "$WORK/tempest"
 cd "$WORK/tempest"
 "$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
 
-# write_conf ENFORCEMENT CONVERSION: tempest.conf for the running `stratus serve`;
-# CONVERSION is True when it runs the image_conversion import plugin; ENFORCEMENT is
-# tempest's image_format_enforcement (True when uploads are checked against their
-# disk_format, the serve default).
+# write_conf ENFORCEMENT CONVERSION SECURE_HASH: tempest.conf for the running `stratus
+# serve`; ENFORCEMENT is tempest's image_format_enforcement (True when uploads are
+# checked against their disk_format, the serve default), CONVERSION True when serve runs
+# the image_conversion import plugin, SECURE_HASH its do_secure_hash (serve's
+# --do-secure-hash, default True as Glance's).
 write_conf() {
 IMAGE_ALT=$(cat "$WORK/image_alt")
 cat > etc/tempest.conf <<EOF
@@ -319,6 +323,9 @@ region = RegionOne
 build_timeout = 60
 build_interval = 1
 http_qcow2_image = http://127.0.0.1:$HTTP_PORT/test.qcow2
+# Image locations (ImageLocationsTest, the 2.17 location API): the local web server's
+# file, served by stratus's read-only http store (--image-http-store web).
+http_image = http://127.0.0.1:$HTTP_PORT/test.qcow2
 # ImagesFormatTest's images (ops/tempest/gen-test-images.py). gpt is not among Glance's
 # disk formats (tempest's default disk_formats neither): its scenarios skip as on Glance.
 images_manifest_file = $ROOT/target/os-test-images/manifest.yml
@@ -344,6 +351,12 @@ image_format_enforcement = $1
 # ImagesFormatTest's import test runs; the second run's serve has no plugin and sets
 # this False.
 image_conversion = $2
+# Locations: stratus serve --show-multiple-locations (Glance's show_multiple_locations),
+# an http store (web), and the 2.17 location API hashing the data (do_secure_hash,
+# stratus's default as Glance's).
+manage_locations = True
+http_store_enabled = True
+do_secure_hash = $3
 
 [network-feature-enabled]
 ipv6 = False
@@ -360,7 +373,7 @@ swift = False
 heat = False
 EOF
 }
-write_conf True True
+write_conf True True True
 
 # The selection: every test under the regexes, minus the committed exclude list (its
 # comment lines give each exclusion's reason).
@@ -372,10 +385,13 @@ grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK
     --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 && RC=0 || RC=$?
 
 # The second run: the tests that must store images a checking Glance refuses (they skip
-# above), against a fresh serve without the upload check.
+# above), against a fresh serve without the upload check; and the location API tests
+# of do_secure_hash off (their do_secure_hash on variants run above).
 LAX_CLASSES=()
 for c in 'tempest\.api\.image\.v2\.test_images_formats\.ImagesFormatTest' \
-         'tempest\.api\.image\.v2\.test_images\.ListUserImagesTest'; do
+         'tempest\.api\.image\.v2\.test_images\.ListUserImagesTest' \
+         'tempest\.api\.image\.v2\.test_images\.LocationImportTest' \
+         'tempest\.api\.image\.v2\.test_images\.MultistoreLocationImportTest'; do
     if grep -qE "^$c\." "$WORK/all.txt"; then LAX_CLASSES+=("$c"); fi
 done
 LAX=$(IFS='|'; echo "${LAX_CLASSES[*]}")
@@ -384,8 +400,8 @@ RC_LAX=0
 if [ -n "$LAX" ]; then
     stop_stratus
     mv "$WORK/serve.log" "$WORK/serve-main.log"
-    start_stratus "$WORK/data-lax" --require-image-format-match false
-    write_conf False False
+    start_stratus "$WORK/data-lax" --require-image-format-match false --do-secure-hash false
+    write_conf False False False
     "$VENV/bin/tempest" run --concurrency 2 --regex "$LAX" \
         --exclude-list "$WORK/exclude.txt" > "$WORK/run-lax.txt" 2>&1 || RC_LAX=$?
 fi
@@ -399,7 +415,7 @@ PATTERN='\.\.\. ok'; PASSED=$(count "$WORK/run.txt"); PASSED_LAX=$(count "$WORK/
 PATTERN='\.\.\. SKIPPED'; SKIPPED=$(count "$WORK/run.txt"); SKIPPED_LAX=$(count "$WORK/run-lax.txt")
 PATTERN='\.\.\. FAILED'; FAILED=$(count "$WORK/run.txt" "$WORK/run-lax.txt")
 grep -hE '\.\.\. FAILED' "$WORK/run.txt" "$WORK/run-lax.txt" | sed 's/^/  /' || true
-echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; second run without upload format checks: passed $PASSED_LAX, skipped $SKIPPED_LAX"
+echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; second run without upload format checks and do_secure_hash: passed $PASSED_LAX, skipped $SKIPPED_LAX"
 if [ "$RC" -ne 0 ] || [ "$RC_LAX" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
     tail -n 30 "$WORK/run.txt" "$WORK/run-lax.txt" >&2
     fail "tempest run exited $RC (second run $RC_LAX) with $FAILED failed tests"

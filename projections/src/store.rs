@@ -72,7 +72,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 28: `User`'s security-compliance fields (password expiry, creation, history,
 ///     self-service; failed authentications).
 /// 29: `Image.virtual_size` (the upload's format inspection).
-pub const SCHEMA: u64 = 29;
+/// 30: `Image.locations` and `Image.location_data` (Glance's image locations).
+pub const SCHEMA: u64 = 30;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -456,6 +456,54 @@ fn samples() -> Vec<Event> {
             container_format: "bare".into(),
             at: t(38),
         }),
+        Event::Image(ImageEvent::LocationAdded {
+            location: domain::image::ImageLocation {
+                url: "http://example.com/cirros.img".into(),
+                metadata: "{\"foo\":\"bar\"}".into(),
+            },
+            index: 0,
+            data: domain::image::LocationData {
+                size: Some(1024),
+                checksum: Some("c".into()),
+                os_hash_algo: Some("sha512".into()),
+                os_hash_value: Some("h".into()),
+            },
+            status: domain::image::ImageStatus::Active,
+            at: t(60),
+        }),
+        Event::Image(ImageEvent::LocationRemoved {
+            index: 1,
+            at: t(61),
+        }),
+        Event::Image(ImageEvent::LocationsReplaced {
+            locations: vec![domain::image::ImageLocation {
+                url: "http://example.com/cirros.img".into(),
+                metadata: "{}".into(),
+            }],
+            data: domain::image::LocationData::default(),
+            status: domain::image::ImageStatus::Active,
+            at: t(62),
+        }),
+        Event::Image(ImageEvent::LocationImportStarted {
+            task: "00000000-0000-0000-0000-000000000013".into(),
+            location: domain::image::ImageLocation {
+                url: "http://example.com/cirros.img".into(),
+                metadata: "{}".into(),
+            },
+            data: domain::image::LocationData {
+                size: Some(1024),
+                os_hash_algo: Some("sha512".into()),
+                ..Default::default()
+            },
+            status: domain::image::ImageStatus::Importing,
+            at: t(63),
+        }),
+        Event::Image(ImageEvent::LocationImportEnded {
+            task: "00000000-0000-0000-0000-000000000013".into(),
+            data: domain::image::LocationData::default(),
+            status: domain::image::ImageStatus::Queued,
+            at: t(64),
+        }),
         Event::Task(domain::task::TaskEvent::Created {
             spec: domain::task::TaskSpec {
                 id: "00000000-0000-0000-0000-000000000009".into(),

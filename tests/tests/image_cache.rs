@@ -332,8 +332,15 @@ async fn stores_are_listed_by_weight() {
         .unwrap()
         .iter()
         .map(|s| {
-            assert_eq!(s["type"], "file");
-            assert!(s["properties"]["data_dir"].is_string());
+            // The read-only http store of image locations is listed last (several
+            // stores), without properties.
+            if s["id"] == "http" {
+                assert_eq!(s["type"], "http");
+                assert_eq!(s["properties"], json!({}));
+            } else {
+                assert_eq!(s["type"], "file");
+                assert!(s["properties"]["data_dir"].is_string());
+            }
             (
                 s["id"].as_str().unwrap().to_string(),
                 s["weight"].as_i64().unwrap(),
@@ -345,7 +352,8 @@ async fn stores_are_listed_by_weight() {
         vec![
             ("fast".to_string(), 100),
             ("cheap".to_string(), 50),
-            ("slow".to_string(), 0)
+            ("slow".to_string(), 0),
+            ("http".to_string(), 0)
         ]
     );
 }

@@ -470,7 +470,9 @@ async fn several_stores_import_copy_and_remove() {
     assert_eq!(
         stores["stores"],
         json!([{"id": "fast", "description": "Image directory store fast", "default": true},
-               {"id": "cheap", "description": "Image directory store cheap"}])
+               {"id": "cheap", "description": "Image directory store cheap"},
+               // The read-only http store of image locations (tempest skips it).
+               {"id": "http", "description": "Read-only http store of image locations", "read-only": "true"}])
     );
 
     // glance-direct to every store.

@@ -136,7 +136,8 @@ fn detail_view(i: &Image, base: &str) -> Value {
         "updated": apicore::util::iso_z(i.updated_at),
         "status": status(i.status),
         "progress": progress(i.status),
-        "OS-EXT-IMG-SIZE:size": i.data.as_ref().map(|d| d.size),
+        // Stored data, or what the store of its locations reports.
+        "OS-EXT-IMG-SIZE:size": i.data_facts().size,
         "links": links(base, &i.spec.id, Some(&glance_base(base))),
     });
     if let Some(server) = i.spec.properties.get("instance_uuid") {

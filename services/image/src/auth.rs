@@ -24,6 +24,10 @@ pub struct Caller {
     pub role: Option<Role>,
     /// Request uuid (`req-<uuid>`).
     pub request: Uuid,
+    /// Has the `service` role (Glance's `service_api` rule: other services, e.g. Nova
+    /// and Cinder, adding image locations). A development token
+    /// `<user>:<project>:service` is a service caller with no other role.
+    pub service: bool,
 }
 
 impl Caller {
@@ -80,6 +84,19 @@ pub fn authenticate(
         .ok_or_else(ImageError::unauthorized)?;
     match mode {
         apicore::auth::AuthMode::NoAuth => {
+            if let Some((user, project)) = token
+                .strip_suffix(":service")
+                .and_then(apicore::auth::parse_noauth_token)
+            {
+                return Ok(Caller {
+                    user,
+                    project,
+                    is_admin: false,
+                    role: None,
+                    request,
+                    service: true,
+                });
+            }
             let (user, project, role) =
                 apicore::auth::parse_noauth(token).ok_or_else(ImageError::unauthorized)?;
             Ok(Caller {
@@ -88,6 +105,7 @@ pub fn authenticate(
                 is_admin: role == Role::Admin,
                 role: Some(role),
                 request,
+                service: false,
             })
         }
         apicore::auth::AuthMode::Keystone(tokens) => {
@@ -107,6 +125,7 @@ pub fn authenticate(
                 is_admin: role == Some(Role::Admin),
                 role,
                 request,
+                service: auth.roles.iter().any(|r| r.name.as_str() == "service"),
             })
         }
     }

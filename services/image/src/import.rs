@@ -175,32 +175,42 @@ pub async fn info_import(State(st): State<ImageState>) -> Json<Value> {
     }))
 }
 
-/// GET /v2/info/stores: the stores, the default flagged.
+/// GET /v2/info/stores: the stores, the default flagged; with several, the read-only
+/// http store of image locations last (`crate::locations`).
 pub async fn info_stores(State(st): State<ImageState>) -> Json<Value> {
     Json(json!({ "stores": stores_info(&st) }))
 }
 
 /// GET /v2/info/stores/detail (admin, `stores_info_detail`): the stores with their type,
-/// properties (Glance's `file` store's: its directory, chunk size, thin provisioning)
-/// and `weight` (`--image-store-weights`, 0 when not set).
+/// properties (Glance's `file` store's: its directory, chunk size, thin provisioning;
+/// the read-only http store has none) and `weight` (`--image-store-weights`, 0 when not
+/// set).
 pub async fn info_stores_detail(State(st): State<ImageState>) -> Json<Value> {
     let stores = st.stores();
     let mut out = stores_info(&st);
     for v in &mut out {
         let id = v["id"].as_str().unwrap_or_default().to_string();
-        v["type"] = json!("file");
-        v["properties"] = json!({
-            "data_dir": st.store.dir_of(st.store_dir(&id)).display().to_string(),
-            "chunk_size": 65536,
-            "thin_provisioning": false,
-        });
+        if id == st.locations.http_store && !st.stores.contains(&id) {
+            v["type"] = json!("http");
+            v["properties"] = json!({});
+        } else {
+            v["type"] = json!("file");
+            v["properties"] = json!({
+                "data_dir": st.store.dir_of(st.store_dir(&id)).display().to_string(),
+                "chunk_size": 65536,
+                "thin_provisioning": false,
+            });
+        }
         v["weight"] = json!(stores.weight(&id));
     }
     Json(json!({ "stores": out }))
 }
 
+/// The stores as `/v2/info/stores` lists them: the default flagged; with several
+/// stores, the read-only http store of image locations last.
 fn stores_info(st: &ImageState) -> Vec<Value> {
-    st.stores
+    let mut stores: Vec<Value> = st
+        .stores
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -210,7 +220,15 @@ fn stores_info(st: &ImageState) -> Vec<Value> {
             }
             v
         })
-        .collect()
+        .collect();
+    if st.stores.len() > 1 && !st.locations.http_store.is_empty() {
+        stores.push(json!({
+            "id": st.locations.http_store,
+            "description": "Read-only http store of image locations",
+            "read-only": "true",
+        }));
+    }
+    stores
 }
 
 /// DELETE /v2/stores/{store}/{id} (admin, Glance's `delete_image_location`): 204 once

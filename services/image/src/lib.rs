@@ -36,6 +36,7 @@ mod extract;
 pub mod filter;
 pub mod import;
 pub mod list;
+pub mod locations;
 mod members;
 pub mod metadefs;
 pub mod parse;
@@ -109,6 +110,8 @@ pub struct ImageState {
     /// Glance's image cache (`--image-cache-dir`); None: caching is off and `/v2/cache`
     /// answers 404.
     pub cache: Option<Arc<cache::ImageCache>>,
+    /// Image locations: what is shown, the http store, hashing (`locations`).
+    pub locations: Arc<locations::LocationConfig>,
 }
 
 /// The stores and their weights: which stores hold an image's data, in Glance's order
@@ -241,6 +244,8 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2/images/{id}/file", download),
         route(M::GET, "/v2/images/{id}/tasks", image_tasks),
         route(M::PUT, "/v2/images/{id}/file", upload),
+        route(M::POST, "/v2/images/{id}/locations", locations::add),
+        route(M::GET, "/v2/images/{id}/locations", locations::list),
         route(M::PUT, "/v2/images/{id}/stage", import::stage),
         route(M::POST, "/v2/images/{id}/import", import::import),
         route(M::PUT, "/v2/images/{id}/tags/{tag}", add_tag),
@@ -496,6 +501,14 @@ pub(crate) fn visible(
         .ok_or_else(|| ImageError::image_not_found(id))
 }
 
+/// An image as its API shows it: Glance's attributes, its stores, and its locations
+/// and `direct_url` as the location options ask.
+pub(crate) fn image_view(st: &ImageState, img: &domain::image::Image, caller: &Caller) -> Value {
+    let mut v = view::image(img, &locations::stores_shown(st, img));
+    locations::decorate(st, img, caller, &mut v);
+    v
+}
+
 /// GET /v2/images
 async fn list(
     State(st): State<ImageState>,
@@ -530,7 +543,7 @@ async fn list(
     };
     let page: Vec<_> = images.iter().skip(start).take(query.limit).collect();
     let mut body = json!({
-        "images": page.iter().map(|i| view::image(i, &st.stores_of(i))).collect::<Vec<_>>(),
+        "images": page.iter().map(|i| image_view(&st, i, &caller)).collect::<Vec<_>>(),
         "first": query.first_link(),
         "schema": "/v2/schemas/images",
     });
@@ -550,7 +563,7 @@ async fn show(
 ) -> Result<Json<Value>, ImageError> {
     Ok(Json({
         let img = visible(&st, &id, &caller)?;
-        view::image(&img, &st.stores_of(&img))
+        image_view(&st, &img, &caller)
     }))
 }
 
@@ -602,7 +615,7 @@ async fn create(
             header::LOCATION,
             format!("{}/v2/images/{id}", base(&headers)),
         )],
-        Json(view::image(&img, &st.stores_of(&img))),
+        Json(image_view(&st, &img, &caller)),
     )
         .into_response())
 }
@@ -636,14 +649,21 @@ async fn update(
         return Ok(resp);
     };
     let body = read_json(body).await?;
-    let changes = parse::patch(&body, draft, &img)?;
-    st.engine
-        .image(
-            &img.spec.id,
-            ImageCommand::Update(changes),
-            &caller.ctx(),
-            &caller.meta(),
+    let ops = parse::patch(&body, draft, &img)?;
+    let cmd = if ops.iter().any(|o| matches!(o, parse::PatchOp::Location(_))) {
+        ImageCommand::Patch(locations::steps(&st, &img, ops).await?)
+    } else {
+        ImageCommand::Update(
+            ops.into_iter()
+                .filter_map(|o| match o {
+                    parse::PatchOp::Change(c) => Some(c),
+                    parse::PatchOp::Location(_) => None,
+                })
+                .collect(),
         )
+    };
+    st.engine
+        .image(&img.spec.id, cmd, &caller.ctx(), &caller.meta())
         .await?;
     // After an owner change the caller may no longer see the image: Glance answers
     // with the image it saved all the same.
@@ -654,7 +674,7 @@ async fn update(
         .image(&img.spec.id)
         .cloned()
         .ok_or_else(|| ImageError::image_not_found(&id))?;
-    Ok(Json(view::image(&img, &st.stores_of(&img))).into_response())
+    Ok(Json(image_view(&st, &img, &caller)).into_response())
 }
 
 /// DELETE /v2/images/{id}
@@ -815,11 +835,11 @@ async fn download(
             "The requested image has been deactivated. Image data download is forbidden.",
         ));
     }
-    let Some(data) = img
-        .data
-        .as_ref()
-        .filter(|_| matches!(img.status, ImageStatus::Active | ImageStatus::Deactivated))
-    else {
+    let usable = matches!(img.status, ImageStatus::Active | ImageStatus::Deactivated);
+    let Some(data) = img.data.as_ref().filter(|_| usable) else {
+        if usable && !img.locations.is_empty() {
+            return locations::download(&img).await;
+        }
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     // Glance's cache middleware: an active image's download is served from the cache

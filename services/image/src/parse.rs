@@ -215,9 +215,92 @@ const PATCH_READ_ONLY: &[&str] = &[
     "id",
     "os_hash_algo",
     "os_hash_value",
-    // Stratus keeps no locations (Glance's `show_multiple_locations` off).
-    "locations",
 ];
+
+/// A JSON-patch operation on `/locations`, its value checked against Glance's schema
+/// of a location (the image service resolves it into a domain location change).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocationOp {
+    /// `add /locations/<pos>` with one location.
+    Add { pos: String, value: Value },
+    /// `remove /locations/<pos>`.
+    Remove { pos: String },
+    /// `replace /locations` with a list of locations.
+    Replace { value: Value },
+}
+
+/// One operation of a patch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOp {
+    /// An attribute change.
+    Change(ImageChange),
+    /// A location operation.
+    Location(LocationOp),
+}
+
+/// Glance's schema of one location (`url` and `metadata` required; `validation_data`
+/// with the hashes only): the 400 of a value that does not match.
+fn check_location(v: &Value) -> Result<(), ImageError> {
+    let bad = |m: String| Err(schema_error("locations", &m));
+    let Some(o) = v.as_object() else {
+        return bad(format!("{v} is not of type 'object'"));
+    };
+    for k in ["url", "metadata"] {
+        if !o.contains_key(k) {
+            return bad(format!("'{k}' is a required property"));
+        }
+    }
+    match &o["url"] {
+        Value::String(u) if u.chars().count() > 255 => return bad(format!("'{u}' is too long")),
+        Value::String(_) => {}
+        u => return bad(format!("{u} is not of type 'string'")),
+    }
+    if !o["metadata"].is_object() {
+        return bad(format!("{} is not of type 'object'", o["metadata"]));
+    }
+    let Some(vd) = o.get("validation_data") else {
+        return Ok(());
+    };
+    let Some(vd) = vd.as_object() else {
+        return bad(format!("{vd} is not of type 'object'"));
+    };
+    for (k, val) in vd {
+        let max = match k.as_str() {
+            "checksum" => 32,
+            "os_hash_algo" => 64,
+            "os_hash_value" => 128,
+            other => {
+                return bad(format!(
+                    "Additional properties are not allowed ('{other}' was unexpected)"
+                ))
+            }
+        };
+        let Some(s) = val.as_str() else {
+            return bad(format!("{val} is not of type 'string'"));
+        };
+        let n = s.chars().count();
+        if n > max {
+            return bad(format!("'{s}' is too long"));
+        }
+        if k == "checksum" && n < 32 {
+            return bad(format!("'{s}' is too short"));
+        }
+    }
+    for k in ["os_hash_algo", "os_hash_value"] {
+        if !vd.contains_key(k) {
+            return bad(format!("'{k}' is a required property"));
+        }
+    }
+    Ok(())
+}
+
+/// How deep a pointer to `root` may be for `op` (Glance's `_path_depth_limits`).
+fn depth_limit(root: &str, op: &str) -> usize {
+    match (root, op) {
+        ("locations", "add" | "remove") => 2,
+        _ => 1,
+    }
+}
 
 /// Glance's reserved names and namespace.
 fn is_reserved(a: &str) -> bool {
@@ -275,10 +358,10 @@ fn op_and_path(
     }
 }
 
-/// A JSON patch of either media type into changes, read against the image as it is
-/// (`img`): v2.0's `add` of something present is Glance's 409. Every refusal here
+/// A JSON patch of either media type into operations, read against the image as it
+/// is (`img`): v2.0's `add` of something present is Glance's 409. Every refusal here
 /// comes before any command.
-pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageChange>, ImageError> {
+pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<PatchOp>, ImageError> {
     let ops = body.as_array().ok_or_else(|| {
         ImageError::bad_request("Request body must be a JSON array of operation objects.")
     })?;
@@ -289,7 +372,13 @@ pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageCh
             .as_object()
             .ok_or_else(|| ImageError::bad_request("Operations must be JSON objects."))?;
         let (kind, path) = op_and_path(o, draft)?;
-        let attr = pointer(path)?;
+        let parts = pointer(path)?;
+        if parts.len() != depth_limit(&parts[0], kind) {
+            return Err(ImageError::bad_request(format!(
+                "Invalid JSON pointer for this resource: '/{}'",
+                parts.join("/")
+            )));
+        }
         let value = if kind == "remove" {
             None
         } else {
@@ -299,12 +388,38 @@ pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageCh
                 ))
             })?)
         };
+        let attr = parts[0].clone();
         let a = attr.as_str();
         if PATCH_READ_ONLY.contains(&a) {
             return Err(read_only(a));
         }
         if is_reserved(a) {
             return Err(reserved(a));
+        }
+        if a == "locations" {
+            let pos = parts.get(1).cloned().unwrap_or_default();
+            let op = match (kind, value) {
+                ("remove", _) => LocationOp::Remove { pos },
+                ("add", Some(v)) => {
+                    check_location(v)?;
+                    LocationOp::Add {
+                        pos,
+                        value: v.clone(),
+                    }
+                }
+                (_, Some(v)) => {
+                    let list = v.as_array().ok_or_else(|| {
+                        schema_error("locations", &format!("{v} is not of type 'array'"))
+                    })?;
+                    for l in list {
+                        check_location(l)?;
+                    }
+                    LocationOp::Replace { value: v.clone() }
+                }
+                (_, None) => unreachable!("add and replace carry a value"),
+            };
+            parsed.push(Err(op));
+            continue;
         }
         if let Some(v) = value {
             // The value is checked against the schema here, as Glance does.
@@ -319,11 +434,18 @@ pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageCh
                 property_value(a, v)?;
             }
         }
-        parsed.push((kind, attr, value));
+        parsed.push(Ok((kind, attr, value)));
     }
     let mut props: BTreeSet<String> = img.spec.properties.keys().cloned().collect();
     let mut out = Vec::with_capacity(parsed.len());
-    for (kind, attr, value) in parsed {
+    for p in parsed {
+        let (kind, attr, value) = match p {
+            Ok(change) => change,
+            Err(op) => {
+                out.push(PatchOp::Location(op));
+                continue;
+            }
+        };
         let a = attr.as_str();
         let builtin = BUILTIN_ATTRIBUTES.contains(&a);
         let ch = match (kind, value) {
@@ -365,14 +487,14 @@ pub fn patch(body: &Value, draft: PatchDraft, img: &Image) -> Result<Vec<ImageCh
             }
             (_, None) => unreachable!("add and replace carry a value"),
         };
-        out.push(ch);
+        out.push(PatchOp::Change(ch));
     }
     Ok(out)
 }
 
-/// A JSON pointer to one attribute (`/name` -> `name`; RFC 6901: `~1` is `/`, `~0`
-/// is `~`), with Glance's refusals of malformed pointers and of deeper paths.
-fn pointer(path: &Value) -> Result<String, ImageError> {
+/// A JSON pointer's segments (`/name` -> `name`; RFC 6901: `~1` is `/`, `~0` is
+/// `~`), with Glance's refusals of malformed pointers (the depth is the caller's).
+fn pointer(path: &Value) -> Result<Vec<String>, ImageError> {
     let bad = |m: String| ImageError::bad_request(m);
     let Some(p) = path.as_str() else {
         return Err(bad(format!("Pointer `{path}` does not start with \"/\".")));
@@ -406,13 +528,13 @@ fn pointer(path: &Value) -> Result<String, ImageError> {
         .iter()
         .map(|s| s.replace("~1", "/").replace("~0", "~").trim().to_string())
         .collect();
-    if parts.len() != 1 || parts[0].is_empty() {
+    if parts[0].is_empty() {
         return Err(bad(format!(
             "Invalid JSON pointer for this resource: '/{}'",
             parts.join("/")
         )));
     }
-    Ok(parts.into_iter().next().unwrap_or_default())
+    Ok(parts)
 }
 
 /// The properties of Glance's image schema (its `get_base_properties`, as

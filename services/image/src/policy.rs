@@ -36,6 +36,17 @@ pub enum Target {
     Image,
 }
 
+/// What Glance's `service_api` rule (the `service` role) adds to a row's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Nothing: the rule alone decides.
+    No,
+    /// A service caller passes too (`SERVICE_OR_PROJECT_MEMBER`).
+    Or,
+    /// Only a service caller passes (`SERVICE`).
+    Only,
+}
+
 /// One policy row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
@@ -49,6 +60,8 @@ pub struct Endpoint {
     pub name: &'static str,
     /// What `{id}` names.
     pub target: Target,
+    /// What the `service` role adds.
+    pub service: Service,
 }
 
 const fn ep(
@@ -64,6 +77,46 @@ const fn ep(
         rule,
         name,
         target,
+        service: Service::No,
+    }
+}
+
+/// A row whose rule the `service` role extends (or replaces).
+const fn svc(
+    method: &'static str,
+    path: &'static str,
+    rule: Rule,
+    name: &'static str,
+    service: Service,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        rule,
+        name,
+        target: Target::Image,
+        service,
+    }
+}
+
+impl Endpoint {
+    /// Whether a caller with `role` (and the `service` role or not) passes.
+    pub fn allows(&self, role: Option<apicore::auth::Role>, service: bool) -> bool {
+        match self.service {
+            Service::No => self.rule.allows(role),
+            Service::Or => service || self.rule.allows(role),
+            Service::Only => service,
+        }
+    }
+
+    /// Who passes, as docs/POLICY.md says it.
+    pub fn label(&self) -> String {
+        match self.service {
+            Service::No => self.rule.label().to_string(),
+            // Glance's SERVICE_OR_PROJECT_MEMBER: `project_id:%(owner)s`, no admin.
+            Service::Or => "service or member of the image's project".to_string(),
+            Service::Only => "service".to_string(),
+        }
     }
 }
 
@@ -140,6 +193,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
         ProjectMember,
         "upload_image",
         Target::Image,
+    ),
+    svc(
+        "POST",
+        "/v2/images/{id}/locations",
+        ProjectMember,
+        "add_image_location",
+        Service::Or,
+    ),
+    svc(
+        "GET",
+        "/v2/images/{id}/locations",
+        Admin,
+        "fetch_image_location",
+        Service::Only,
     ),
     ep(
         "PUT",
@@ -497,7 +564,7 @@ pub fn doc_row(e: &Endpoint) -> String {
         "| `{} {}` | {} | `{}` |",
         e.method,
         e.path,
-        e.rule.label(),
+        e.label(),
         e.name
     )
 }
@@ -557,7 +624,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             return next.run(req).await;
         }
     }
-    if !g.row.rule.allows(caller.role) {
+    if !g.row.allows(caller.role, caller.service) {
         tracing::info!(rule = g.row.name, role = ?caller.role, "policy refused");
         return refused(g.row.name).into_response();
     }

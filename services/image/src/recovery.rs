@@ -98,7 +98,10 @@ pub async fn fail_stale_imports(
             .all()
             .filter(|t| {
                 t.status == TaskStatus::Processing
-                    && t.spec.task_type == "api_image_import"
+                    && matches!(
+                        t.spec.task_type.as_str(),
+                        "api_image_import" | crate::locations::TASK_TYPE
+                    )
                     && t.updated_at.0 <= cut
             })
             .filter_map(|t| {
@@ -133,6 +136,34 @@ pub async fn fail_stale_imports(
     }
     for (id, task) in imports {
         let (ctx, meta) = service();
+        let location_import = engine
+            .world()
+            .read()
+            .tasks()
+            .get(&task)
+            .is_some_and(|t| t.state.spec.task_type == crate::locations::TASK_TYPE);
+        if location_import {
+            // Its location stays (the http store's); a hashing left unfinished is
+            // failed: a validating import's image goes back to queued.
+            engine
+                .image(
+                    &id,
+                    ImageCommand::EndLocationImport {
+                        task: task.clone(),
+                        hashes: None,
+                        ok: false,
+                    },
+                    &ctx,
+                    &meta,
+                )
+                .await?;
+            engine
+                .task(&task, TaskCommand::Fail(INTERRUPTED.into()), &ctx, &meta)
+                .await?;
+            tracing::warn!(image = %id, task = %task, "location import abandoned mid-way: failed");
+            changed += 1;
+            continue;
+        }
         engine
             .image(
                 &id,

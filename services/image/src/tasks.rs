@@ -179,19 +179,21 @@ pub async fn list(
     }))
 }
 
-/// The tasks of image `image_id` (their input names it), oldest first, as Glance's
-/// `GET /v2/images/{id}/tasks` shows them.
+/// The tasks of image `image_id` (imports and location imports whose input names it),
+/// oldest first, as Glance's `GET /v2/images/{id}/tasks` shows them.
 pub fn of_image(st: &ImageState, image_id: &str) -> Vec<Value> {
     let v = st.engine.world().read();
     let mut tasks: Vec<&Task> = v
         .tasks()
         .all()
         .filter(|t| {
-            t.spec.task_type == "api_image_import"
-                && serde_json::from_str::<Value>(&t.spec.input)
-                    .ok()
-                    .and_then(|i| i.get("image_id").cloned())
-                    == Some(Value::String(image_id.to_string()))
+            matches!(
+                t.spec.task_type.as_str(),
+                "api_image_import" | crate::locations::TASK_TYPE
+            ) && serde_json::from_str::<Value>(&t.spec.input)
+                .ok()
+                .and_then(|i| i.get("image_id").cloned())
+                == Some(Value::String(image_id.to_string()))
         })
         .collect();
     tasks.sort_by(|a, b| (a.created_at, &a.spec.id).cmp(&(b.created_at, &b.spec.id)));

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 pub fn image(img: &Image, stores: &[String]) -> Value {
     let s = &img.spec;
     let id = s.id.to_string();
-    let d = img.data.as_ref();
+    let d = img.data_facts();
     let mut m = Map::new();
     // Custom properties first, so that no property can shadow a real attribute
     // (the domain refuses such names anyway).
@@ -23,11 +23,11 @@ pub fn image(img: &Image, stores: &[String]) -> Value {
         "visibility": s.visibility.as_str(),
         "protected": s.protected,
         "os_hidden": img.hidden,
-        "checksum": d.map(|d| d.checksum.clone()),
-        "os_hash_algo": d.map(|d| d.os_hash_algo.clone()),
-        "os_hash_value": d.map(|d| d.os_hash_value.clone()),
+        "checksum": d.checksum,
+        "os_hash_algo": d.os_hash_algo,
+        "os_hash_value": d.os_hash_value,
         // Staged data has a size before it has checksums (Glance records it).
-        "size": d.map(|d| d.size).or(img.staged),
+        "size": d.size.or(img.staged),
         "virtual_size": img.virtual_size,
         "disk_format": s.disk_format,
         "container_format": s.container_format,
@@ -52,17 +52,16 @@ pub fn image(img: &Image, stores: &[String]) -> Value {
     Value::Object(m)
 }
 
-/// Glance's version list: v2.9 CURRENT, the older v2 minors SUPPORTED; with the image
-/// cache served (`cache`), v2.14 (the cache API) SUPPORTED too, as Glance lists it only
-/// when `image_cache_dir` is set.
+/// Glance's version list: v2.17 CURRENT (the location API), v2.9 and the older v2
+/// minors SUPPORTED; with the image cache served (`cache`), v2.14 (the cache API)
+/// SUPPORTED too, as Glance lists it only when `image_cache_dir` is set.
 pub fn versions(base: &str, cache: bool) -> Value {
     let link = json!([{"rel": "self", "href": format!("{base}/v2/")}]);
-    let mut out = vec![];
+    let mut out = vec![json!({"id": "v2.17", "status": "CURRENT", "links": link})];
     if cache {
         out.push(json!({"id": "v2.14", "status": "SUPPORTED", "links": link}));
     }
-    out.push(json!({"id": "v2.9", "status": "CURRENT", "links": link}));
-    for minor in (0..9).rev() {
+    for minor in (0..=9).rev() {
         out.push(json!({"id": format!("v2.{minor}"), "status": "SUPPORTED", "links": link}));
     }
     json!({ "versions": out })

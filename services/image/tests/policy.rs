@@ -126,6 +126,9 @@ fn request(
         ("POST", "/v2/metadefs/namespaces/{namespace}/resource_types") => {
             rb.json(&json!({"name": "OS::Nova::Flavor"}))
         }
+        ("POST", "/v2/images/{id}/locations") => {
+            rb.json(&json!({"url": "http://example.invalid/x.raw"}))
+        }
         ("POST", "/v2/images/{id}/import") => rb.json(&json!({"method": {
             "name": "web-download", "uri": "http://example.invalid/x.raw"}})),
         ("PUT", "/v2/images/{id}/file" | "/v2/images/{id}/stage") => rb
@@ -159,7 +162,8 @@ async fn every_row_every_role_own_and_other_project() {
                 };
                 // Data goes to queued images; the cache takes active ones only.
                 let queued = (row.method == "PUT" && row.path != "/v2/cache/{id}")
-                    || row.path == "/v2/images/{id}/import";
+                    || row.path == "/v2/images/{id}/import"
+                    || row.path == "/v2/images/{id}/locations";
                 // Only the member project answers for itself: on its own image the
                 // caller's project is the member; another project's image is shared
                 // with a third project, so it stays hidden from the caller.
@@ -197,7 +201,12 @@ async fn every_row_every_role_own_and_other_project() {
                 let hidden = row.target == Target::Image && !own && role != Role::Admin;
                 if hidden {
                     assert_eq!(r.status, StatusCode::NOT_FOUND, "{what}: {:?}", r.json());
-                } else if !row.rule.allows(Some(role)) {
+                } else if !row.allows(Some(role), false)
+                    || (row.path == "/v2/images/{id}/locations" && !own)
+                {
+                    // Adding a location is the service's or the image's project's
+                    // (Glance's SERVICE_OR_PROJECT_MEMBER: an admin of another
+                    // project is refused too).
                     assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {:?}", r.json());
                     let message = r.json()["message"].as_str().unwrap_or_default().to_string();
                     assert!(
@@ -239,7 +248,7 @@ async fn every_row_every_role_own_and_other_project() {
                     // The task ends right after the image.
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-                if hidden || !row.rule.allows(Some(role)) || row.method == "GET" {
+                if hidden || !row.allows(Some(role), false) || row.method == "GET" {
                     assert_eq!(g.api_position().await, before, "{what} appended");
                 }
             }

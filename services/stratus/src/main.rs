@@ -472,6 +472,29 @@ struct HttpArgs {
     /// `image_conversion` plugin converts imported data to (`raw`, `qcow2` or `vmdk`).
     #[arg(long, default_value = "raw")]
     image_conversion_output_format: String,
+    /// Glance's `show_multiple_locations`: images show their `locations`, and JSON
+    /// patches may add, replace and remove them (http(s) URLs: the read-only http
+    /// store).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    show_multiple_locations: bool,
+    /// Glance's `show_image_direct_url`: images show `direct_url`, their first
+    /// location's URL.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    show_image_direct_url: bool,
+    /// Glance's `do_secure_hash`: a location added by the 2.17 location API has its
+    /// data hashed in the background (checksum, os_hash_value; checked against the
+    /// request's validation data).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    do_secure_hash: bool,
+    /// Glance's `http_retries`: retries of a failed download while hashing a location.
+    #[arg(long, default_value_t = 3)]
+    http_retries: u32,
+    /// Id of the read-only http store of image locations, listed by /v2/info/stores
+    /// and named in locations' `metadata.store` when there are several stores
+    /// (Glance's `enabled_backends` entry `<id>:http`). Empty: no http store (no http
+    /// locations; only the service role may use the location API).
+    #[arg(long, default_value = "http")]
+    image_http_store: String,
     /// Authentication of the compute API: `keystone` (tokens from the identity API)
     /// or `noauth` (development: `X-Auth-Token: <user>:<project>`).
     #[arg(long, default_value = "keystone")]
@@ -608,6 +631,24 @@ impl HttpArgs {
             anyhow::bail!("--cache-prefetcher-interval: at least 1 second");
         }
         o.cache_prefetcher_interval = Duration::from_secs(self.cache_prefetcher_interval);
+        if !self.image_http_store.is_empty()
+            && self
+                .image_stores
+                .split(',')
+                .any(|s| s.trim() == self.image_http_store)
+        {
+            anyhow::bail!(
+                "--image-http-store {}: also in --image-stores (the http store is read-only)",
+                self.image_http_store
+            );
+        }
+        o.image_locations = image::locations::LocationConfig {
+            show_multiple_locations: self.show_multiple_locations,
+            show_image_direct_url: self.show_image_direct_url,
+            do_secure_hash: self.do_secure_hash,
+            http_retries: self.http_retries,
+            http_store: self.image_http_store.clone(),
+        };
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,

@@ -108,6 +108,9 @@ pub struct StackOptions {
     pub image_conversion: Option<image::convert::Conversion>,
     /// Glance's `enabled_import_methods`.
     pub image_import_methods: Vec<String>,
+    /// Image locations (Glance's `show_multiple_locations`, `show_image_direct_url`,
+    /// `do_secure_hash`, `http_retries`, the http store's id).
+    pub image_locations: image::locations::LocationConfig,
     /// How the compute API authenticates callers (`Keystone` for `serve`).
     pub auth: AuthKind,
     /// Identity (Keystone v3) listen address (port 0: any free port).
@@ -227,6 +230,7 @@ impl StackOptions {
                 .iter()
                 .map(|m| m.to_string())
                 .collect(),
+            image_locations: Default::default(),
             auth: AuthKind::Keystone,
             identity_listen: "127.0.0.1:5000".parse().expect("valid"),
             token_expiration_secs: 3600,
@@ -743,6 +747,7 @@ impl Stack {
                     shutdown: shutdown_rx.clone(),
                     weights: Arc::new(opts.image_store_weights.clone()),
                     cache,
+                    locations: Arc::new(opts.image_locations.clone()),
                 });
                 // Uploads of large images may take long: an hour, not a minute.
                 tasks.push(tokio::spawn(crate::httpd::serve(

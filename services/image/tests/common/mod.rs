@@ -96,6 +96,7 @@ pub async fn start(max_size: u64) -> Glance {
             )
             .unwrap(),
         )),
+        locations: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
