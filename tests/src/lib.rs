@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 pub use stratus::stack::{Stack, StackOptions};
 
+pub mod glance;
+
 /// A started stack with its temporary data directory.
 pub struct Harness {
     /// The stack.

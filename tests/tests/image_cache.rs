@@ -4,58 +4,28 @@
 //! an image's deletion emptying it, nothing appended to the log by the cache; stores
 //! listed by weight and the weights in `/v2/info/stores/detail`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method as M;
 use serde_json::{json, Value};
+use tests::glance::poll;
 use tests::Harness;
 
 const ALICE: &str = "alice:p1";
 const ADMIN: &str = "admin:admin:admin";
 
+/// A raw/bare image record of ALICE's.
+async fn create(h: &Harness, name: &str) -> String {
+    h.image_create(
+        ALICE,
+        json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await
+}
+
 fn with_cache(o: &mut tests::StackOptions) {
     o.image_cache_dir = Some(o.data_dir.join("image-cache"));
     o.cache_prefetcher_interval = Duration::from_millis(200);
-}
-
-async fn create(h: &Harness, name: &str) -> String {
-    let (code, img) = h
-        .glance(
-            ALICE,
-            M::POST,
-            "/v2/images",
-            Some(json!({"name": name, "disk_format": "raw", "container_format": "bare"})),
-        )
-        .await;
-    assert_eq!(code, 201, "{img}");
-    img["id"].as_str().unwrap().to_string()
-}
-
-async fn upload(h: &Harness, id: &str, data: Vec<u8>) {
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-}
-
-async fn download(h: &Harness, id: &str) -> Vec<u8> {
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .get(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.bytes().await.unwrap().to_vec()
 }
 
 async fn cache(h: &Harness) -> Value {
@@ -76,15 +46,10 @@ fn row(v: &Value, id: &str) -> Option<Value> {
 
 /// Polls `GET /v2/cache` until `id` is cached (10 s at most).
 async fn wait_cached(h: &Harness, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = cache(h).await;
-        if let Some(r) = row(&v, id) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "{id} never cached: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll(format!("{id} cached"), || async {
+        row(&cache(h).await, id)
+    })
+    .await
 }
 
 async fn clear(h: &Harness, target: Option<&str>) -> (u16, Value) {
@@ -164,7 +129,7 @@ async fn queue_download_hits_clear_and_delete() {
 
     // Queued, then cached at once; nothing enters the log.
     let first = create(&h, "first").await;
-    upload(&h, &first, vec![7u8; 3000]).await;
+    assert_eq!(h.image_upload(ALICE, &first, vec![7u8; 3000]).await, 204);
     let before = h.log_len().await;
     let (code, body) = h
         .glance(ADMIN, M::PUT, &format!("/v2/cache/{first}"), None)
@@ -179,7 +144,7 @@ async fn queue_download_hits_clear_and_delete() {
         .unwrap()
         .is_empty());
     // A download is a hit, served from the cache.
-    assert_eq!(download(&h, &first).await, vec![7u8; 3000]);
+    assert_eq!(h.image_download(ALICE, &first).await.1, vec![7u8; 3000]);
     let r = row(&cache(&h).await, &first).unwrap();
     assert_eq!(r["hits"], 1);
     assert!(r["last_accessed"].as_f64() >= r["last_modified"].as_f64());
@@ -187,8 +152,8 @@ async fn queue_download_hits_clear_and_delete() {
 
     // A download of an image not cached fills the cache.
     let second = create(&h, "second").await;
-    upload(&h, &second, vec![8u8; 2000]).await;
-    assert_eq!(download(&h, &second).await, vec![8u8; 2000]);
+    assert_eq!(h.image_upload(ALICE, &second, vec![8u8; 2000]).await, 204);
+    assert_eq!(h.image_download(ALICE, &second).await.1, vec![8u8; 2000]);
     let r = wait_cached(&h, &second).await;
     assert_eq!(r["hits"], 0);
 
@@ -251,22 +216,18 @@ async fn queue_download_hits_clear_and_delete() {
 async fn the_prefetcher_caches_what_is_queued() {
     let h = Harness::start(with_cache).await;
     let id = create(&h, "later").await;
-    upload(&h, &id, vec![5u8; 1000]).await;
+    assert_eq!(h.image_upload(ALICE, &id, vec![5u8; 1000]).await, 204);
     let queue = h.dir.path().join("image-cache").join("queue");
     std::fs::File::create(queue.join(&id)).unwrap();
     let gone = uuid::Uuid::new_v4().to_string();
     std::fs::File::create(queue.join(&gone)).unwrap();
     let r = wait_cached(&h, &id).await;
     assert_eq!(r["size"], 1000);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cache(&h).await["queued_images"]
-        .as_array()
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the queue never emptied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll("the queue empties", || async {
+        let queued = cache(&h).await["queued_images"].clone();
+        queued.as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
 }
 
 /// `--image-store-weights`: an image's stores highest weight first (Glance's
@@ -281,17 +242,7 @@ async fn stores_are_listed_by_weight() {
     })
     .await;
     let id = create(&h, "weighted").await;
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{id}/stage"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![1u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(h.image_stage(ALICE, &id, vec![1u8; 4096]).await, 204);
     let (code, _) = h
         .glance(
             ALICE,
@@ -301,20 +252,15 @@ async fn stores_are_listed_by_weight() {
         )
         .await;
     assert_eq!(code, 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, img) = h
-            .glance(ALICE, M::GET, &format!("/v2/images/{id}"), None)
-            .await;
-        if img["status"] == "active" {
-            // Unweighted "slow" (0) last; not alphabetical.
-            assert_eq!(img["stores"], "fast,cheap,slow");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{img}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(download(&h, &id).await, vec![1u8; 4096]);
+    // Active with the first store; done once no store is left importing.
+    let img = h
+        .wait_image(ALICE, &id, |i| {
+            i["status"] == "active" && i["os_glance_importing_to_stores"] == ""
+        })
+        .await;
+    // Unweighted "slow" (0) last; not alphabetical.
+    assert_eq!(img["stores"], "fast,cheap,slow");
+    assert_eq!(h.image_download(ALICE, &id).await.1, vec![1u8; 4096]);
 
     let (code, v) = h.glance(ALICE, M::GET, "/v2/info/stores", None).await;
     assert_eq!(code, 200);

@@ -42,23 +42,10 @@ async fn image(h: &Harness, disk_format: &str, data: Vec<u8>) -> (String, u16, V
     .await;
     assert_eq!(code, 201, "{img}");
     let id = img["id"].as_str().unwrap().to_string();
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+    let octets = "application/octet-stream";
+    let path = format!("/v2/images/{id}/file");
+    let (code, body) = h.glance_bytes(ALICE, M::PUT, &path, octets, data).await;
     (id, code, body)
-}
-
-async fn show(h: &Harness, id: &str) -> Value {
-    glance(h, M::GET, &format!("/v2/images/{id}"), None).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +56,7 @@ async fn uploads_must_match_their_disk_format() {
     // Matching content: active, with the virtual size it announces.
     let (good, code, _) = image(&h, "qcow2", qcow2(GIB, false)).await;
     assert_eq!(code, 204);
-    let img = show(&h, &good).await;
+    let img = h.image_show(ALICE, &good).await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["virtual_size"], GIB);
     assert_eq!(img["size"], 4096);
@@ -79,7 +66,7 @@ async fn uploads_must_match_their_disk_format() {
     // Anything may claim raw; its virtual size is its byte size.
     let (raw, code, _) = image(&h, "raw", qcow2(GIB, false)).await;
     assert_eq!(code, 204);
-    assert_eq!(show(&h, &raw).await["virtual_size"], 4096);
+    assert_eq!(h.image_show(ALICE, &raw).await["virtual_size"], 4096);
 
     // Mismatched or unsafe content: 415 with Glance's message, back to queued, no file.
     for (data, message) in [
@@ -93,28 +80,19 @@ async fn uploads_must_match_their_disk_format() {
         assert_eq!(code, 415, "{body}");
         assert_eq!(body["code"], "415 Unsupported Media Type");
         assert_eq!(body["message"], message);
-        let img = show(&h, &id).await;
+        let img = h.image_show(ALICE, &id).await;
         assert_eq!(img["status"], "queued");
         assert!(img["size"].is_null() && img["virtual_size"].is_null());
         assert!(!files.join(&id).exists());
         // Queued again: proper data can follow.
-        let addr = h.stack.image_addr.unwrap();
-        let r = h
-            .http
-            .put(format!("http://{addr}/v2/images/{id}/file"))
-            .header("X-Auth-Token", ALICE)
-            .header("Content-Type", "application/octet-stream")
-            .body(qcow2(GIB, false))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 204);
-        assert_eq!(show(&h, &id).await["status"], "active");
+        assert_eq!(h.image_upload(ALICE, &id, qcow2(GIB, false)).await, 204);
+        assert_eq!(h.image_show(ALICE, &id).await["status"], "active");
     }
 
     // The default image is a valid qcow2 header (and says how big it is).
     assert_eq!(
-        show(&h, "70a599e0-31e7-49b7-b260-868f441e862b").await["virtual_size"],
+        h.image_show(ALICE, "70a599e0-31e7-49b7-b260-868f441e862b")
+            .await["virtual_size"],
         112 * 1024 * 1024
     );
 

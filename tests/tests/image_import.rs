@@ -3,10 +3,11 @@
 //! wrong status, a URL the filter refuses) appending nothing, a restart mid-import
 //! failing it cleanly, and a replay rebuild that matches.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method as M;
 use serde_json::{json, Value};
+use tests::glance::serve_bytes;
 use tests::Harness;
 
 const ALICE: &str = "alice:p1";
@@ -39,76 +40,6 @@ async fn create(h: &Harness, disk_format: &str) -> String {
     img["id"].as_str().unwrap().to_string()
 }
 
-async fn stage(h: &Harness, id: &str, data: Vec<u8>) -> u16 {
-    let addr = h.stack.image_addr.unwrap();
-    h.http
-        .put(format!("http://{addr}/v2/images/{id}/stage"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn show(h: &Harness, id: &str) -> Value {
-    glance(h, ALICE, M::GET, &format!("/v2/images/{id}"), None)
-        .await
-        .1
-}
-
-/// Polls the image until `done` holds (10 s at most).
-async fn wait_image(h: &Harness, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let img = show(h, id).await;
-        if done(&img) {
-            return img;
-        }
-        assert!(Instant::now() < deadline, "image never got there: {img}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls the image's first task until it has `status` (10 s at most).
-async fn wait_task(h: &Harness, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, t, _) = glance(h, ALICE, M::GET, &format!("/v2/images/{id}/tasks"), None).await;
-        assert_eq!(code, 200);
-        if t["tasks"][0]["status"] == status {
-            return t["tasks"].clone();
-        }
-        assert!(Instant::now() < deadline, "{t}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn api_position(h: &Harness) -> u64 {
-    h.stack
-        .engine
-        .world()
-        .read()
-        .position(&eventlog::StreamName::api())
-}
-
-/// A local HTTP server serving `data` at `/image.raw` (and 404 elsewhere).
-async fn serve(data: Vec<u8>) -> String {
-    let app = axum::Router::new().route(
-        "/image.raw",
-        axum::routing::get(move || {
-            let d = data.clone();
-            async move { d }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_then_glance_direct_import() {
     let h = Harness::start(|_| {}).await;
@@ -125,7 +56,7 @@ async fn stage_then_glance_direct_import() {
 
     let id = create(&h, "raw").await;
     // glance-direct needs staged data first: 409, nothing appended.
-    let before = api_position(&h);
+    let before = h.api_position();
     let (code, e, _) = glance(
         &h,
         ALICE,
@@ -139,18 +70,18 @@ async fn stage_then_glance_direct_import() {
         e["message"],
         "Image needs to be staged before 'glance-direct' method can be used"
     );
-    assert_eq!(api_position(&h), before, "a refused import appends nothing");
+    assert_eq!(h.api_position(), before, "a refused import appends nothing");
 
     let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 249) as u8).collect();
-    assert_eq!(stage(&h, &id, payload.clone()).await, 204);
-    let img = show(&h, &id).await;
+    assert_eq!(h.image_stage(ALICE, &id, payload.clone()).await, 204);
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["status"], "uploading");
     assert_eq!(img["size"], payload.len());
     // Staging again: the image is no longer queued.
-    assert_eq!(stage(&h, &id, vec![1, 2, 3]).await, 409);
+    assert_eq!(h.image_stage(ALICE, &id, vec![1, 2, 3]).await, 409);
 
     // Bad requests: 400, nothing appended.
-    let before = api_position(&h);
+    let before = h.api_position();
     for (body, msg) in [
         (json!({}), "Import request requires a 'method' field."),
         (
@@ -186,7 +117,7 @@ async fn stage_then_glance_direct_import() {
     )
     .await;
     assert_eq!(code, 409, "{e}");
-    assert_eq!(api_position(&h), before, "refused imports append nothing");
+    assert_eq!(h.api_position(), before, "refused imports append nothing");
 
     let (code, _, rid) = glance(
         &h,
@@ -197,27 +128,17 @@ async fn stage_then_glance_direct_import() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+    let img = h.wait_image(ALICE, &id, |i| i["status"] == "active").await;
     assert_eq!(img["size"], payload.len());
     assert_eq!(img["stores"], "file");
     assert_eq!(img["os_glance_importing_to_stores"], "");
     assert_eq!(img["os_glance_failed_import"], "");
     assert!(img.get("os_glance_import_task").is_none(), "{img}");
-    let addr = h.stack.image_addr.unwrap();
-    let data = h
-        .http
-        .get(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(data.as_ref(), payload.as_slice());
+    let (_, data) = h.image_download(ALICE, &id).await;
+    assert_eq!(data, payload);
 
     // The image's task: one, success, with the import's request id and input.
-    let tasks = wait_task(&h, &id, "success").await;
+    let tasks = h.wait_image_tasks(ALICE, &id, "success").await;
     assert_eq!(tasks.as_array().unwrap().len(), 1);
     assert_eq!(tasks[0]["request_id"], rid.as_str());
     assert_eq!(tasks[0]["type"], "api_image_import");
@@ -246,19 +167,8 @@ async fn stage_then_glance_direct_import() {
     );
 
     // The os_glance namespace is the service's.
-    let r = h
-        .http
-        .patch(format!("http://{addr}/v2/images/{id}"))
-        .header("X-Auth-Token", ALICE)
-        .header(
-            "Content-Type",
-            "application/openstack-images-v2.1-json-patch",
-        )
-        .body(json!([{"op": "add", "path": "/os_glance_failed_import", "value": "x"}]).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    let ops = json!([{"op": "add", "path": "/os_glance_failed_import", "value": "x"}]);
+    assert_eq!(h.image_patch(ALICE, &id, ops).await.0, 403);
 
     // Replay rebuilds the same images and tasks.
     let Harness { stack, dir, .. } = h;
@@ -270,7 +180,7 @@ async fn stage_then_glance_direct_import() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_download_import_and_the_url_filter() {
     let payload: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
-    let origin = serve(payload.clone()).await;
+    let origin = serve_bytes("/image.raw", payload.clone()).await;
     let port: u16 = origin.rsplit(':').next().unwrap().parse().unwrap();
     // Glance's defaults allow ports 80 and 443 only: the local server's port is added.
     let h = Harness::start(|o| {
@@ -280,7 +190,7 @@ async fn web_download_import_and_the_url_filter() {
     let id = create(&h, "raw").await;
 
     // A URL the filter refuses: 400 with Glance's message, nothing appended.
-    let before = api_position(&h);
+    let before = h.api_position();
     for uri in [
         "ftp://127.0.0.1/image.raw".to_string(),
         "http://127.0.0.1:1/image.raw".to_string(),
@@ -308,8 +218,8 @@ async fn web_download_import_and_the_url_filter() {
     )
     .await;
     assert_eq!(code, 400, "{e}");
-    assert_eq!(api_position(&h), before, "refused imports append nothing");
-    assert_eq!(show(&h, &id).await["status"], "queued");
+    assert_eq!(h.api_position(), before, "refused imports append nothing");
+    assert_eq!(h.image_show(ALICE, &id).await["status"], "queued");
 
     // A URL that answers 404: the import fails, the image is queued again, the store
     // is in os_glance_failed_import, the task in failure.
@@ -322,10 +232,12 @@ async fn web_download_import_and_the_url_filter() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &id, |i| i["os_glance_failed_import"] == "file").await;
+    let img = h
+        .wait_image(ALICE, &id, |i| i["os_glance_failed_import"] == "file")
+        .await;
     assert_eq!(img["status"], "queued");
     assert_eq!(img["os_glance_importing_to_stores"], "");
-    wait_task(&h, &id, "failure").await;
+    h.wait_image_tasks(ALICE, &id, "failure").await;
 
     // The good URL: active, with the served data; a retry clears the failed list.
     let (code, _, _) = glance(
@@ -337,7 +249,7 @@ async fn web_download_import_and_the_url_filter() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+    let img = h.wait_image(ALICE, &id, |i| i["status"] == "active").await;
     assert_eq!(img["size"], payload.len());
     assert_eq!(img["os_glance_failed_import"], "");
     assert_eq!(
@@ -350,7 +262,7 @@ async fn web_download_import_and_the_url_filter() {
     );
     // web-download wants a queued image.
     let other = create(&h, "raw").await;
-    assert_eq!(stage(&h, &other, vec![7; 10]).await, 204);
+    assert_eq!(h.image_stage(ALICE, &other, vec![7; 10]).await, 204);
     let (code, e, _) = glance(
         &h,
         ALICE,
@@ -412,7 +324,7 @@ async fn a_restart_mid_import_fails_it_cleanly() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = show(&h, &id).await;
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["status"], "importing");
     assert_eq!(img["os_glance_importing_to_stores"], "file");
     assert!(img["os_glance_import_task"].is_string());
@@ -422,7 +334,7 @@ async fn a_restart_mid_import_fails_it_cleanly() {
             o.image_import_filter.allowed_ports.push(port);
         })
         .await;
-    let img = show(&h, &id).await;
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["status"], "queued", "{img}");
     assert_eq!(img["os_glance_failed_import"], "file");
     assert_eq!(img["os_glance_importing_to_stores"], "");
@@ -431,7 +343,7 @@ async fn a_restart_mid_import_fails_it_cleanly() {
     assert_eq!(t["tasks"][0]["status"], "failure", "{t}");
 
     // Importable again.
-    assert_eq!(stage(&h, &id, vec![5; 4096]).await, 204);
+    assert_eq!(h.image_stage(ALICE, &id, vec![5; 4096]).await, 204);
     let (code, _, _) = glance(
         &h,
         ALICE,
@@ -441,7 +353,7 @@ async fn a_restart_mid_import_fails_it_cleanly() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+    let img = h.wait_image(ALICE, &id, |i| i["status"] == "active").await;
     assert_eq!(img["os_glance_failed_import"], "");
     assert_eq!(img["size"], 4096);
 
@@ -477,7 +389,7 @@ async fn several_stores_import_copy_and_remove() {
 
     // glance-direct to every store.
     let id = create(&h, "raw").await;
-    assert_eq!(stage(&h, &id, vec![3; 5000]).await, 204);
+    assert_eq!(h.image_stage(ALICE, &id, vec![3; 5000]).await, 204);
     let (code, e, _) = glance(
         &h,
         ALICE,
@@ -497,31 +409,23 @@ async fn several_stores_import_copy_and_remove() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &id, |i| i["stores"] == "cheap,fast").await;
+    let img = h
+        .wait_image(ALICE, &id, |i| i["stores"] == "cheap,fast")
+        .await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_glance_importing_to_stores"], "");
-    wait_task(&h, &id, "success").await;
+    h.wait_image_tasks(ALICE, &id, "success").await;
     let images = h.dir.path().join("images");
     assert!(images.join(&id).is_file());
     assert!(images.join("stores").join("cheap").join(&id).is_file());
 
     // Uploaded data is in the default store; an admin copies it to the others.
     let up = create(&h, "raw").await;
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{up}/file"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![9u8; 3000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(show(&h, &up).await["stores"], "fast");
+    assert_eq!(h.image_upload(ALICE, &up, vec![9u8; 3000]).await, 204);
+    assert_eq!(h.image_show(ALICE, &up).await["stores"], "fast");
     let copy = json!({"method": {"name": "copy-image"}, "all_stores": true,
                       "all_stores_must_succeed": false});
-    let before = api_position(&h);
+    let before = h.api_position();
     let (code, _, _) = glance(
         &h,
         ALICE,
@@ -541,7 +445,7 @@ async fn several_stores_import_copy_and_remove() {
     .await;
     assert_eq!(code, 400, "{e}");
     assert_eq!(e["message"], "Image is already present at store 'fast'");
-    assert_eq!(api_position(&h), before, "refusals append nothing");
+    assert_eq!(h.api_position(), before, "refusals append nothing");
     let (code, _, _) = glance(
         &h,
         ADMIN,
@@ -551,13 +455,15 @@ async fn several_stores_import_copy_and_remove() {
     )
     .await;
     assert_eq!(code, 202);
-    let img = wait_image(&h, &up, |i| i["stores"] == "cheap,fast").await;
+    let img = h
+        .wait_image(ALICE, &up, |i| i["stores"] == "cheap,fast")
+        .await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_glance_importing_to_stores"], "");
     assert_eq!(img["os_glance_failed_import"], "");
-    wait_task(&h, &up, "success").await;
+    h.wait_image_tasks(ALICE, &up, "success").await;
     // Everywhere already: nothing to do.
-    let before = api_position(&h);
+    let before = h.api_position();
     let (code, _, _) = glance(
         &h,
         ADMIN,
@@ -567,7 +473,7 @@ async fn several_stores_import_copy_and_remove() {
     )
     .await;
     assert_eq!(code, 202);
-    assert_eq!(api_position(&h), before);
+    assert_eq!(h.api_position(), before);
 
     // Out of the default store; the data is still served (from the other).
     let (code, e, _) = glance(&h, ALICE, M::DELETE, &format!("/v2/stores/fast/{up}"), None).await;
@@ -576,19 +482,10 @@ async fn several_stores_import_copy_and_remove() {
     assert_eq!(code, 409, "{e}");
     let (code, e, _) = glance(&h, ADMIN, M::DELETE, &format!("/v2/stores/fast/{up}"), None).await;
     assert_eq!(code, 204, "{e}");
-    assert_eq!(show(&h, &up).await["stores"], "cheap");
+    assert_eq!(h.image_show(ALICE, &up).await["stores"], "cheap");
     assert!(!images.join(&up).exists());
-    let data = h
-        .http
-        .get(format!("http://{addr}/v2/images/{up}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(data.as_ref(), vec![9u8; 3000].as_slice());
+    let (_, data) = h.image_download(ALICE, &up).await;
+    assert_eq!(data, vec![9u8; 3000]);
     let (code, e, _) = glance(
         &h,
         ADMIN,
@@ -650,7 +547,7 @@ async fn image_events(h: &Harness, id: &str) -> Vec<String> {
 /// Starts a glance-direct import of `data` staged into a new image of `disk_format`.
 async fn import_direct(h: &Harness, disk_format: &str, data: Vec<u8>) -> String {
     let id = create(h, disk_format).await;
-    assert_eq!(stage(h, &id, data).await, 204);
+    assert_eq!(h.image_stage(ALICE, &id, data).await, 204);
     let (code, e, _) = glance(
         h,
         ALICE,
@@ -678,23 +575,13 @@ async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
     })
     .await;
     let tmp = tempfile::tempdir().unwrap();
-    let addr = h.stack.image_addr.unwrap();
 
     for (format, qemu) in [("qcow2", "qcow2"), ("vhd", "vpc")] {
         let id = import_direct(&h, format, qemu_image(tmp.path(), format, qemu, &[])).await;
-        let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+        let img = h.wait_image(ALICE, &id, |i| i["status"] == "active").await;
         assert_eq!(img["disk_format"], "raw", "{img}");
         assert_eq!(img["container_format"], "bare");
-        let data = h
-            .http
-            .get(format!("http://{addr}/v2/images/{id}/file"))
-            .header("X-Auth-Token", ALICE)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let (_, data) = h.image_download(ALICE, &id).await;
         // qemu rounds a VHD's size to its geometry: at least the 1 MiB asked for.
         assert!(data.len() >= 1024 * 1024, "{format}: {}", data.len());
         assert!(data.iter().all(|b| *b == 0));
@@ -706,7 +593,7 @@ async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
             at("image.converted") < at("image.import_finished"),
             "{events:?}"
         );
-        wait_task(&h, &id, "success").await;
+        h.wait_image_tasks(ALICE, &id, "success").await;
         // Neither the staged file nor the converted one is left behind.
         let staging = h.dir.path().join("images").join("staging");
         let left: Vec<_> = std::fs::read_dir(&staging)
@@ -718,7 +605,7 @@ async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
     // Raw data: checked, stored as sent, no conversion recorded.
     let raw = vec![7u8; 65536];
     let id = import_direct(&h, "raw", raw.clone()).await;
-    let img = wait_image(&h, &id, |i| i["status"] == "active").await;
+    let img = h.wait_image(ALICE, &id, |i| i["status"] == "active").await;
     assert_eq!(img["size"], raw.len());
     assert!(!image_events(&h, &id)
         .await
@@ -743,9 +630,9 @@ async fn the_conversion_plugin_converts_imports_and_refuses_unsafe_data() {
         ("qcow2", vec![1u8; 4096], "Image format mismatch"),
     ] {
         let id = import_direct(&h, format, data).await;
-        let tasks = wait_task(&h, &id, "failure").await;
+        let tasks = h.wait_image_tasks(ALICE, &id, "failure").await;
         assert_eq!(tasks[0]["message"], format!("Error: {msg}"), "{format}");
-        let img = wait_image(&h, &id, |i| i["status"] == "queued").await;
+        let img = h.wait_image(ALICE, &id, |i| i["status"] == "queued").await;
         assert_eq!(img["disk_format"], format);
         assert_eq!(img["os_glance_failed_import"], "file");
         assert!(!image_events(&h, &id)
@@ -794,33 +681,22 @@ async fn glance_download_copies_an_image_of_the_regions_glance() {
         info["import-methods"]["value"],
         json!(["glance-direct", "glance-download"])
     );
-    let patch = |id: &str, ops: Value| {
-        let addr = h.stack.image_addr.unwrap();
-        h.http
-            .patch(format!("http://{addr}/v2/images/{id}"))
-            .header("X-Auth-Token", ALICE)
-            .header(
-                "Content-Type",
-                "application/openstack-images-v2.1-json-patch",
-            )
-            .body(ops.to_string())
-            .send()
-    };
 
     // The source: raw data with properties, some of which Glance copies.
     let payload: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
     let src = import_direct(&h, "raw", payload.clone()).await;
-    wait_image(&h, &src, |i| i["status"] == "active").await;
-    let r = patch(
-        &src,
-        json!([{"op": "add", "path": "/hw_cpu_cores", "value": "5"},
+    h.wait_image(ALICE, &src, |i| i["status"] == "active").await;
+    let (code, _) = h
+        .image_patch(
+            ALICE,
+            &src,
+            json!([{"op": "add", "path": "/hw_cpu_cores", "value": "5"},
                {"op": "add", "path": "/trait:STORAGE_DISK_SSD", "value": "required"},
                {"op": "add", "path": "/os_distro", "value": "rhel"},
                {"op": "add", "path": "/speed", "value": "88mph"}]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+        )
+        .await;
+    assert_eq!(code, 200);
 
     let import = |id: String, method: Value| {
         let h = &h;
@@ -866,12 +742,12 @@ async fn glance_download_copies_an_image_of_the_regions_glance() {
     )
     .await;
     assert_eq!(code, 202, "{e}");
-    let tasks = wait_task(&h, &dst, "success").await;
+    let tasks = h.wait_image_tasks(ALICE, &dst, "success").await;
     assert_eq!(
         tasks[0]["input"]["import_req"]["method"]["glance_service_interface"],
         "public"
     );
-    let img = wait_image(&h, &dst, |i| i["status"] == "active").await;
+    let img = h.wait_image(ALICE, &dst, |i| i["status"] == "active").await;
     assert_eq!(img["disk_format"], "raw");
     assert_eq!(img["container_format"], "bare");
     assert_eq!(img["hw_cpu_cores"], "5");
@@ -880,17 +756,8 @@ async fn glance_download_copies_an_image_of_the_regions_glance() {
     assert!(img.get("speed").is_none(), "{img}");
     assert_eq!(img["size"], payload.len());
     let addr = h.stack.image_addr.unwrap();
-    let data = h
-        .http
-        .get(format!("http://{addr}/v2/images/{dst}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(data.as_ref(), payload.as_slice());
+    let (_, data) = h.image_download(ALICE, &dst).await;
+    assert_eq!(data, payload);
 
     // A bad region, a missing source: the task fails, the image is as it was.
     for (method, msg) in [
@@ -910,9 +777,9 @@ async fn glance_download_copies_an_image_of_the_regions_glance() {
         let dst = target(&h).await;
         let (code, e, _) = import(dst.clone(), method).await;
         assert_eq!(code, 202, "{e}");
-        let tasks = wait_task(&h, &dst, "failure").await;
+        let tasks = h.wait_image_tasks(ALICE, &dst, "failure").await;
         assert_eq!(tasks[0]["message"], msg);
-        let img = wait_image(&h, &dst, |i| i["status"] == "queued").await;
+        let img = h.wait_image(ALICE, &dst, |i| i["status"] == "queued").await;
         assert_eq!(img["hw_cpu_cores"], "1");
         assert_eq!(img["os_distro"], "windows");
         assert_eq!(img["disk_format"], "iso");

@@ -4,11 +4,12 @@
 //! the background, a wrong hash sending the image back to queued), downloads through
 //! the http store, and a replay rebuild that matches.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method as M;
 use serde_json::{json, Value};
 use sha2::Digest;
+use tests::glance::serve_bytes;
 use tests::Harness;
 
 const ALICE: &str = "alice:p1";
@@ -16,21 +17,10 @@ const BOB: &str = "bob:p2";
 const ADMIN: &str = "admin:adminproj";
 /// A service caller in the images' project (the guard hides other projects' images).
 const SERVICE: &str = "nova:p1:service";
-const PATCH: &str = "application/openstack-images-v2.1-json-patch";
 
-/// A local HTTP server serving `data` at `/image.raw` (404 elsewhere).
+/// A local web server answering `/image.raw` with `data`: that URL.
 async fn serve(data: Vec<u8>) -> String {
-    let app = axum::Router::new().route(
-        "/image.raw",
-        axum::routing::get(move || {
-            let d = data.clone();
-            async move { d }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/image.raw")
+    format!("{}/image.raw", serve_bytes("/image.raw", data).await)
 }
 
 fn payload() -> Vec<u8> {
@@ -38,62 +28,11 @@ fn payload() -> Vec<u8> {
 }
 
 async fn create(h: &Harness) -> String {
-    let (code, img) = h
-        .glance(
-            ALICE,
-            M::POST,
-            "/v2/images",
-            Some(json!({"name": "loc", "disk_format": "raw", "container_format": "bare"})),
-        )
-        .await;
-    assert_eq!(code, 201, "{img}");
-    img["id"].as_str().unwrap().to_string()
-}
-
-async fn patch(h: &Harness, token: &str, id: &str, ops: Value) -> (u16, Value) {
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .patch(format!("http://{addr}/v2/images/{id}"))
-        .header("X-Auth-Token", token)
-        .header("Content-Type", PATCH)
-        .body(ops.to_string())
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn show(h: &Harness, id: &str) -> Value {
-    h.glance(ALICE, M::GET, &format!("/v2/images/{id}"), None)
-        .await
-        .1
-}
-
-fn api_position(h: &Harness) -> u64 {
-    h.stack
-        .engine
-        .world()
-        .read()
-        .position(&eventlog::StreamName::api())
-}
-
-/// Polls the image's tasks until every one has `status` (10 s at most).
-async fn wait_tasks(h: &Harness, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, t) = h
-            .glance(ALICE, M::GET, &format!("/v2/images/{id}/tasks"), None)
-            .await;
-        assert_eq!(code, 200);
-        let tasks = t["tasks"].as_array().unwrap();
-        if !tasks.is_empty() && tasks.iter().all(|t| t["status"] == status) {
-            return t["tasks"].clone();
-        }
-        assert!(Instant::now() < deadline, "{t}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.image_create(
+        ALICE,
+        json!({"name": "loc", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,13 +45,13 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     })
     .await;
     let id = create(&h).await;
-    let img = show(&h, &id).await;
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["locations"], json!([]));
     assert!(img.get("direct_url").is_none());
 
     // Refusals append nothing: a scheme the http store does not serve, a URL with
     // nothing behind it, a wrong position, a malformed location, remove by a member.
-    let before = api_position(&h);
+    let before = h.api_position();
     for (ops, code, msg) in [
         (
             json!([{"op": "add", "path": "/locations/-", "value": {"url": "gopher://info.cern.ch", "metadata": {}}}]),
@@ -140,23 +79,22 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
             "Cannot set locations to empty list.",
         ),
     ] {
-        let (c, e) = patch(&h, ALICE, &id, ops).await;
+        let (c, e) = h.image_patch(ALICE, &id, ops).await;
         assert_eq!(c, code, "{e}");
         assert_eq!(e["message"], msg);
     }
-    let (c, e) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "add", "path": "/locations/-", "value": {"url": url}}]),
-    )
-    .await;
+    let (c, e) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": url}}]),
+        )
+        .await;
     assert_eq!(c, 400, "{e}");
-    assert_eq!(api_position(&h), before);
+    assert_eq!(h.api_position(), before);
 
     // A location makes a queued image active, with the store's size and no hashes.
-    let (c, img) = patch(
-        &h,
+    let (c, img) = h.image_patch(
         ALICE,
         &id,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {"foo": "bar"}}}]),
@@ -173,8 +111,7 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     assert_eq!(img["direct_url"], url.as_str());
 
     // The same location again is a duplicate.
-    let (c, e) = patch(
-        &h,
+    let (c, e) = h.image_patch(
         ALICE,
         &id,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {"foo": "bar"}}}]),
@@ -183,8 +120,7 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     assert_eq!(c, 400);
     assert_eq!(e["message"], format!("The location {url} already exists"));
     // New validation data on an active image: 409.
-    let (c, e) = patch(
-        &h,
+    let (c, e) = h.image_patch(
         ALICE,
         &id,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": format!("{url}#2"), "metadata": {},
@@ -195,8 +131,7 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
 
     // A second location; replace may change metadata only.
     let second = format!("{url}#new");
-    let (c, img) = patch(
-        &h,
+    let (c, img) = h.image_patch(
         ALICE,
         &id,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": second, "metadata": {"speed": "88mph"}}}]),
@@ -206,83 +141,74 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     assert_eq!(img["locations"].as_array().unwrap().len(), 2);
     let mut locs = img["locations"].clone();
     locs[0]["metadata"]["date"] = json!("2015-10-15");
-    let (c, img) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "replace", "path": "/locations", "value": locs}]),
-    )
-    .await;
+    let (c, img) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "replace", "path": "/locations", "value": locs}]),
+        )
+        .await;
     assert_eq!(c, 200, "{img}");
     assert_eq!(img["locations"], locs);
-    let before = api_position(&h);
-    let (c, e) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "replace", "path": "/locations", "value": [locs[0]]}]),
-    )
-    .await;
+    let before = h.api_position();
+    let (c, e) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "replace", "path": "/locations", "value": [locs[0]]}]),
+        )
+        .await;
     assert_eq!(c, 400, "{e}");
     assert!(e["message"]
         .as_str()
         .unwrap()
         .starts_with("Original locations is not empty"));
     // Removing is the admin's (Glance's delete_image_location).
-    let (c, e) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "remove", "path": "/locations/0"}]),
-    )
-    .await;
+    let (c, e) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "remove", "path": "/locations/0"}]),
+        )
+        .await;
     assert_eq!(c, 403, "{e}");
     assert_eq!(
         e["message"],
         "You are not authorized to complete delete_image_location action."
     );
-    assert_eq!(api_position(&h), before);
-    let (c, img) = patch(
-        &h,
-        ADMIN,
-        &id,
-        json!([{"op": "remove", "path": "/locations/0"}]),
-    )
-    .await;
+    assert_eq!(h.api_position(), before);
+    let (c, img) = h
+        .image_patch(
+            ADMIN,
+            &id,
+            json!([{"op": "remove", "path": "/locations/0"}]),
+        )
+        .await;
     assert_eq!(c, 200, "{img}");
     assert_eq!(img["locations"][0]["url"], second.as_str());
     assert_eq!(img["direct_url"], second.as_str());
     // The last location stays.
-    let (c, e) = patch(
-        &h,
-        ADMIN,
-        &id,
-        json!([{"op": "remove", "path": "/locations/0"}]),
-    )
-    .await;
+    let (c, e) = h
+        .image_patch(
+            ADMIN,
+            &id,
+            json!([{"op": "remove", "path": "/locations/0"}]),
+        )
+        .await;
     assert_eq!(c, 403, "{e}");
     assert_eq!(e["message"], "Cannot remove last location in the image.");
 
     // The data comes from the location (the http store).
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .get(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+    assert_eq!(h.image_download(ALICE, &id).await, (200, data.clone()));
 
     // Another project sees no locations of a public image (`get_image_location`).
-    let (c, _) = patch(
-        &h,
-        ADMIN,
-        &id,
-        json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
-    )
-    .await;
+    let (c, _) = h
+        .image_patch(
+            ADMIN,
+            &id,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+        )
+        .await;
     assert_eq!(c, 200);
     let (_, other) = h
         .glance(BOB, M::GET, &format!("/v2/images/{id}"), None)
@@ -293,8 +219,7 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     // Validation data on a queued image sets its hashes; a mismatch later is a 409.
     let id2 = create(&h).await;
     let vd = json!({"checksum": "1".repeat(32), "os_hash_algo": "sha512", "os_hash_value": "deadbeef".repeat(16)});
-    let (c, img) = patch(
-        &h,
+    let (c, img) = h.image_patch(
         ALICE,
         &id2,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}, "validation_data": vd}}]),
@@ -304,8 +229,7 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
     assert_eq!(img["checksum"], "1".repeat(32));
     assert_eq!(img["os_hash_value"], "deadbeef".repeat(16));
     assert!(img["locations"][0].get("validation_data").is_none());
-    let (c, e) = patch(
-        &h,
+    let (c, e) = h.image_patch(
         ALICE,
         &id2,
         json!([{"op": "add", "path": "/locations/-", "value": {"url": second, "metadata": {},
@@ -320,17 +244,8 @@ async fn patching_locations_as_glance_with_show_multiple_locations() {
 
     // A store's own location is listed first for uploaded data.
     let id3 = create(&h).await;
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{id3}/file"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![7u8; 1000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-    let img = show(&h, &id3).await;
+    assert_eq!(h.image_upload(ALICE, &id3, vec![7u8; 1000]).await, 204);
+    let img = h.image_show(ALICE, &id3).await;
     assert_eq!(img["locations"].as_array().unwrap().len(), 1);
     assert!(img["locations"][0]["url"]
         .as_str()
@@ -349,23 +264,23 @@ async fn locations_are_hidden_and_refused_by_default() {
     let url = serve(payload()).await;
     let h = Harness::start(|_| {}).await;
     let id = create(&h).await;
-    let img = show(&h, &id).await;
+    let img = h.image_show(ALICE, &id).await;
     assert!(img.get("locations").is_none());
     assert!(img.get("direct_url").is_none());
-    let before = api_position(&h);
-    let (c, e) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]),
-    )
-    .await;
+    let before = h.api_position();
+    let (c, e) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]),
+        )
+        .await;
     assert_eq!(c, 403, "{e}");
     assert_eq!(
         e["message"],
         "It's not allowed to add locations if locations are invisible."
     );
-    assert_eq!(api_position(&h), before);
+    assert_eq!(h.api_position(), before);
     // The versions advertise the 2.17 location API.
     let (_, v) = h.glance(ALICE, M::GET, "/versions", None).await;
     assert_eq!(v["versions"][0]["id"], "v2.17");
@@ -409,7 +324,7 @@ async fn the_location_api_hashes_in_the_background() {
     );
 
     let id = create(&h).await;
-    let before = api_position(&h);
+    let before = h.api_position();
     for (body, code) in [
         (
             json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "dbc9e0f80d131e64b94913a7b40bb5"}}),
@@ -441,7 +356,7 @@ async fn the_location_api_hashes_in_the_background() {
         .glance(ALICE, M::GET, &format!("/v2/images/{id}/locations"), None)
         .await;
     assert_eq!(c, 403, "{e}");
-    assert_eq!(api_position(&h), before);
+    assert_eq!(h.api_position(), before);
 
     // Matching validation data: importing, hashed, active.
     let (c, e) = post(
@@ -451,9 +366,9 @@ async fn the_location_api_hashes_in_the_background() {
     )
     .await;
     assert_eq!(c, 202, "{e}");
-    let tasks = wait_tasks(&h, &id, "success").await;
+    let tasks = h.wait_image_tasks(ALICE, &id, "success").await;
     assert_eq!(tasks[0]["type"], "location_import");
-    let img = show(&h, &id).await;
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_hash_algo"], "sha256");
     assert_eq!(img["os_hash_value"], sha256.as_str());
@@ -479,8 +394,8 @@ async fn the_location_api_hashes_in_the_background() {
     )
     .await;
     assert_eq!(c, 202);
-    wait_tasks(&h, &id2, "failure").await;
-    let img = show(&h, &id2).await;
+    h.wait_image_tasks(ALICE, &id2, "failure").await;
+    let img = h.image_show(ALICE, &id2).await;
     assert_eq!(img["status"], "queued");
     assert_eq!(img["os_hash_algo"], Value::Null);
     assert_eq!(img["checksum"], Value::Null);
@@ -490,9 +405,9 @@ async fn the_location_api_hashes_in_the_background() {
     let id3 = create(&h).await;
     let (c, _) = post(id3.clone(), json!({"url": url}), ALICE).await;
     assert_eq!(c, 202);
-    let tasks = wait_tasks(&h, &id3, "success").await;
+    let tasks = h.wait_image_tasks(ALICE, &id3, "success").await;
     assert_eq!(tasks.as_array().unwrap().len(), 1);
-    let img = show(&h, &id3).await;
+    let img = h.image_show(ALICE, &id3).await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_hash_algo"], "sha512");
     assert_eq!(img["os_hash_value"], sha512.as_str());
@@ -526,8 +441,8 @@ async fn without_secure_hash_the_client_values_are_taken() {
         )
         .await;
     assert_eq!(c, 202, "{e}");
-    wait_tasks(&h, &id, "success").await;
-    let img = show(&h, &id).await;
+    h.wait_image_tasks(ALICE, &id, "success").await;
+    let img = h.image_show(ALICE, &id).await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_hash_value"], sha256.as_str());
     assert_eq!(img["checksum"], Value::Null);
@@ -543,7 +458,7 @@ async fn without_an_http_store_the_location_api_is_the_services() {
     })
     .await;
     let id = create(&h).await;
-    let before = api_position(&h);
+    let before = h.api_position();
     let (c, e) = h
         .glance(
             ALICE,
@@ -557,16 +472,16 @@ async fn without_an_http_store_the_location_api_is_the_services() {
         e["message"],
         "http store must be enabled to use location API by normal user."
     );
-    let (c, e) = patch(
-        &h,
-        ALICE,
-        &id,
-        json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]),
-    )
-    .await;
+    let (c, e) = h
+        .image_patch(
+            ALICE,
+            &id,
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]),
+        )
+        .await;
     assert_eq!(c, 400, "{e}");
     assert_eq!(e["message"], "Invalid location");
-    assert_eq!(api_position(&h), before);
+    assert_eq!(h.api_position(), before);
 }
 
 /// A local HTTP server whose `/slow` sends `chunks` chunks of 64 KiB, one every 100 ms
@@ -627,21 +542,21 @@ async fn a_restart_mid_hashing_ends_the_location_import() {
         )
         .await;
     assert_eq!(c, 202);
-    let img = show(&h, &active).await;
+    let img = h.image_show(ALICE, &active).await;
     assert_eq!(img["status"], "active");
     assert_eq!(img["os_hash_algo"], "sha512");
-    assert_eq!(show(&h, &importing).await["status"], "importing");
+    assert_eq!(h.image_show(ALICE, &importing).await["status"], "importing");
 
     let h = h.restart(|_| {}).await;
-    let img = show(&h, &active).await;
+    let img = h.image_show(ALICE, &active).await;
     assert_eq!(img["status"], "active", "{img}");
     assert_eq!(img["os_hash_value"], Value::Null);
     assert!(img.get("os_glance_import_task").is_none());
-    let img = show(&h, &importing).await;
+    let img = h.image_show(ALICE, &importing).await;
     assert_eq!(img["status"], "queued", "{img}");
     assert_eq!(img["os_hash_algo"], Value::Null);
     for id in [&active, &importing] {
-        let tasks = wait_tasks(&h, id, "failure").await;
+        let tasks = h.wait_image_tasks(ALICE, id, "failure").await;
         assert!(tasks[0]["message"]
             .as_str()
             .unwrap()

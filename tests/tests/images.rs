@@ -36,17 +36,7 @@ async fn upload_boot_restart_and_replay_with_images() {
     );
 
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    let addr = h.stack.image_addr.unwrap();
-    let r = h
-        .http
-        .put(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .header("Content-Type", "application/octet-stream")
-        .body(payload.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(h.image_upload(ALICE, &id, payload.clone()).await, 204);
     let (_, shown) = glance(&h, M::GET, &format!("/v2/images/{id}"), None).await;
     assert_eq!(shown["status"], "active");
 
@@ -61,18 +51,7 @@ async fn upload_boot_restart_and_replay_with_images() {
     let (code, again) = glance(&h, M::GET, &format!("/v2/images/{id}"), None).await;
     assert_eq!(code, 200);
     assert_eq!(again, shown);
-    let addr = h.stack.image_addr.unwrap();
-    let data = h
-        .http
-        .get(format!("http://{addr}/v2/images/{id}/file"))
-        .header("X-Auth-Token", ALICE)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(data.to_vec(), payload);
+    assert_eq!(h.image_download(ALICE, &id).await.1, payload);
     let (_, list) = glance(&h, M::GET, "/v2/images?name=cirros", None).await;
     assert_eq!(list["images"][0]["status"], "active");
     // The default image was registered once, not again at the restart.
