@@ -54,6 +54,13 @@ pub enum DomainError {
         /// Which resource is short.
         resource: &'static str,
     },
+    /// A host claim on a host whose compute service takes no builds (disabled or
+    /// forced down): decided on the host's own record, so a build racing an
+    /// operator's disable never lands there, whatever the scheduler's view showed.
+    OutOfService {
+        /// Host name.
+        host: String,
+    },
 }
 
 impl std::fmt::Display for DomainError {
@@ -80,6 +87,9 @@ impl std::fmt::Display for DomainError {
             | DomainError::Missing(m) => f.write_str(m),
             DomainError::NoCapacity { host, resource } => {
                 write!(f, "Host {host} has not enough {resource}")
+            }
+            DomainError::OutOfService { host } => {
+                write!(f, "Host {host} is disabled or forced down")
             }
         }
     }

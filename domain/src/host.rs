@@ -253,6 +253,13 @@ pub fn decide(
             if h.allocations.contains_key(&claim) {
                 return Ok(vec![]);
             }
+            // Nova's ComputeFilter, on the record itself (every claim is a scheduling
+            // decision; forced hosts go through the filter too).
+            if !h.accepts_builds() {
+                return Err(DomainError::OutOfService {
+                    host: h.spec.name.to_string(),
+                });
+            }
             if let Some(resource) = h.misfit(resources) {
                 return Err(DomainError::NoCapacity {
                     host: h.spec.name.to_string(),

@@ -679,6 +679,22 @@ fn service_disable_enable_and_force_down() {
     ));
 }
 
+/// A claim is a scheduling decision: a host whose service is disabled or forced down
+/// refuses it on its own record, whatever the scheduler's view showed.
+#[test]
+fn claims_on_a_disabled_or_forced_down_host_are_refused() {
+    let forced = HC::UpdateService {
+        status: None,
+        forced_down: Some(true),
+    };
+    for cmd in [disable(Some("maintenance")), forced] {
+        let h = host_run(given_host("h1"), cmd).unwrap().0;
+        let err = host_run(h, claim_cmd(1, res(1, 100, 1))).unwrap_err();
+        assert_eq!(err, DomainError::OutOfService { host: "h1".into() });
+        assert_eq!(err.to_string(), "Host h1 is disabled or forced down");
+    }
+}
+
 #[test]
 fn scheduler_skips_disabled_and_forced_down_hosts() {
     let a = given_host("a").unwrap();

@@ -169,7 +169,8 @@ impl From<DomainError> for ApiError {
             | DomainError::NotReady { .. }
             | DomainError::Conflict(_)
             | DomainError::AlreadyExists { .. }
-            | DomainError::NoCapacity { .. } => StatusCode::CONFLICT,
+            | DomainError::NoCapacity { .. }
+            | DomainError::OutOfService { .. } => StatusCode::CONFLICT,
             DomainError::NotFound { .. } | DomainError::Missing(_) => StatusCode::NOT_FOUND,
             DomainError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -618,7 +618,9 @@ async fn try_claim(
                 *reserved = Some((host.clone(), req.resources.ram_mb));
                 Ok(Some(Found::Claim((cell.clone(), host.clone(), claim))))
             }
-            Err(EngineError::Domain(DomainError::NoCapacity { .. })) => Ok(None),
+            Err(EngineError::Domain(
+                DomainError::NoCapacity { .. } | DomainError::OutOfService { .. },
+            )) => Ok(None),
             Err(EngineError::Contention(_)) => Ok(None),
             Err(e) => Err(e),
         }
