@@ -1496,6 +1496,20 @@ fn validation_values(img: &Image, vals: &[&ValidationData]) -> Result<Validation
 }
 
 /// Applies new validation values to the data facts of a queued image.
+/// A location makes a queued image active, with the validation data's values; any
+/// other status stays as it is, with its data facts.
+fn activated(
+    status: ImageStatus,
+    data: LocationData,
+    values: ValidationData,
+) -> (LocationData, ImageStatus) {
+    if status == ImageStatus::Queued {
+        (with_values(data, values), ImageStatus::Active)
+    } else {
+        (data, status)
+    }
+}
+
 fn with_values(mut data: LocationData, v: ValidationData) -> LocationData {
     if v.checksum.is_some() {
         data.checksum = v.checksum;
@@ -1548,11 +1562,7 @@ fn decide_location(img: &Image, lc: LocationChange, ctx: &Ctx) -> Result<ImageEv
             if img.data.is_none() && data.size.is_none() {
                 data.size = Some(size);
             }
-            let mut next = img.status;
-            if next == ImageStatus::Queued {
-                data = with_values(data, values);
-                next = ImageStatus::Active;
-            }
+            let (data, next) = activated(img.status, data, values);
             Ok(ImageEvent::LocationAdded {
                 location: new.location,
                 index: p.saturating_sub(stored) as u64,
@@ -1626,11 +1636,7 @@ fn decide_location(img: &Image, lc: LocationChange, ctx: &Ctx) -> Result<ImageEv
                     }
                 }
             }
-            let mut next = img.status;
-            if next == ImageStatus::Queued {
-                data = with_values(data, values);
-                next = ImageStatus::Active;
-            }
+            let (data, next) = activated(img.status, data, values);
             Ok(ImageEvent::LocationsReplaced {
                 locations: locations.into_iter().map(|l| l.location).collect(),
                 data,

@@ -142,42 +142,30 @@ pub async fn fail_stale_imports(
             .tasks()
             .get(&task)
             .is_some_and(|t| t.state.spec.task_type == crate::locations::TASK_TYPE);
+        // A location import's location stays (the http store's) and its unfinished
+        // hashing is failed (a validating import's image goes back to queued); any
+        // other import fails as Glance leaves it.
+        let cmd = if location_import {
+            ImageCommand::EndLocationImport {
+                task: task.clone(),
+                hashes: None,
+                ok: false,
+            }
+        } else {
+            ImageCommand::FailImport {
+                task: task.clone(),
+                stores: None,
+            }
+        };
+        engine.image(&id, cmd, &ctx, &meta).await?;
+        engine
+            .task(&task, TaskCommand::Fail(INTERRUPTED.into()), &ctx, &meta)
+            .await?;
         if location_import {
-            // Its location stays (the http store's); a hashing left unfinished is
-            // failed: a validating import's image goes back to queued.
-            engine
-                .image(
-                    &id,
-                    ImageCommand::EndLocationImport {
-                        task: task.clone(),
-                        hashes: None,
-                        ok: false,
-                    },
-                    &ctx,
-                    &meta,
-                )
-                .await?;
-            engine
-                .task(&task, TaskCommand::Fail(INTERRUPTED.into()), &ctx, &meta)
-                .await?;
             tracing::warn!(image = %id, task = %task, "location import abandoned mid-way: failed");
             changed += 1;
             continue;
         }
-        engine
-            .image(
-                &id,
-                ImageCommand::FailImport {
-                    task: task.clone(),
-                    stores: None,
-                },
-                &ctx,
-                &meta,
-            )
-            .await?;
-        engine
-            .task(&task, TaskCommand::Fail(INTERRUPTED.into()), &ctx, &meta)
-            .await?;
         let active = matches!(
             engine.world().read().image(&id).map(|i| i.status),
             Some(ImageStatus::Active | ImageStatus::Deactivated)
