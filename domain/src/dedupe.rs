@@ -97,6 +97,12 @@ pub fn bootstrap_image(step: &str, id: &ImageId) -> String {
     format!("bootstrap:image:{step}:{id}")
 }
 
+/// Bootstrap, one step (`network`, `subnet`) of a default network:
+/// `bootstrap:network:<step>:<uuid>`.
+pub fn bootstrap_network(step: &str, id: &crate::NetworkId) -> String {
+    format!("bootstrap:network:{step}:{id}")
+}
+
 /// Compute at start, mapping its host to its cell: `map:<host>:<cell>`.
 pub fn map_host(host: &HostName, cell: &CellName) -> String {
     format!("map:{host}:{cell}")

@@ -61,6 +61,8 @@ pub enum DomainError {
         /// Host name.
         host: String,
     },
+    /// A Neutron fault of the network aggregates (named and classed by Neutron).
+    Network(crate::network::NetError),
 }
 
 impl std::fmt::Display for DomainError {
@@ -91,8 +93,15 @@ impl std::fmt::Display for DomainError {
             DomainError::OutOfService { host } => {
                 write!(f, "Host {host} is disabled or forced down")
             }
+            DomainError::Network(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for DomainError {}
+
+impl From<crate::network::NetError> for DomainError {
+    fn from(e: crate::network::NetError) -> Self {
+        DomainError::Network(e)
+    }
+}

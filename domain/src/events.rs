@@ -17,6 +17,7 @@ use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
 use crate::metadef::MetadefEvent;
+use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
@@ -51,6 +52,8 @@ pub enum Event {
     Metadef(MetadefEvent),
     /// An image task event (api stream, one subject per task).
     Task(TaskEvent),
+    /// A network, subnet or port event (api stream, one subject per network).
+    Network(NetworkEvent),
 }
 
 impl Event {
@@ -129,6 +132,7 @@ impl Event {
             Event::Subscription(e) => e.event_type(),
             Event::Metadef(e) => e.event_type(),
             Event::Task(e) => e.event_type(),
+            Event::Network(e) => e.event_type(),
         }
     }
 

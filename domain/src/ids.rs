@@ -52,6 +52,39 @@ uuid_id!(
     SubscriptionId
 );
 
+uuid_id!(
+    /// Id of a network (Neutron).
+    NetworkId
+);
+uuid_id!(
+    /// Id of a subnet (Neutron).
+    SubnetId
+);
+uuid_id!(
+    /// Id of a port (Neutron).
+    PortId
+);
+uuid_id!(
+    /// Id of a security group (Neutron).
+    SecurityGroupId
+);
+uuid_id!(
+    /// Id of a security group rule (Neutron).
+    SecurityGroupRuleId
+);
+uuid_id!(
+    /// Id of a router (Neutron).
+    RouterId
+);
+uuid_id!(
+    /// Id of a floating IP (Neutron).
+    FloatingIpId
+);
+uuid_id!(
+    /// Id of a subnet pool (Neutron).
+    SubnetPoolId
+);
+
 macro_rules! name_id {
     ($(#[$m:meta])* $name:ident, $max:expr, $check:expr) => {
         $(#[$m])*

@@ -24,6 +24,7 @@ pub mod image;
 pub mod instance;
 pub mod keypair;
 pub mod metadef;
+pub mod network;
 pub mod quota;
 pub mod scheduling;
 pub mod server_group;

@@ -101,11 +101,21 @@ pub enum SubjectKind {
     Metadefs,
     /// One image task (`stratus.api.task.<uuid>`).
     Task,
+    /// A network with its subnets and ports (`stratus.api.network.<uuid>`).
+    Network,
+    /// A security group with its rules (`stratus.api.security_group.<uuid>`).
+    SecurityGroup,
+    /// A router (`stratus.api.router.<uuid>`).
+    Router,
+    /// A subnet pool (`stratus.api.subnetpool.<uuid>`).
+    SubnetPool,
+    /// A project's network quota ledger (`stratus.api.network_quota.<project>`).
+    NetworkQuota,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 22] = [
+    pub const ALL: [SubjectKind; 27] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -128,6 +138,11 @@ impl SubjectKind {
         SubjectKind::FlavorName,
         SubjectKind::Metadefs,
         SubjectKind::Task,
+        SubjectKind::Network,
+        SubjectKind::SecurityGroup,
+        SubjectKind::Router,
+        SubjectKind::SubnetPool,
+        SubjectKind::NetworkQuota,
     ];
 
     /// The subject token.
@@ -155,6 +170,11 @@ impl SubjectKind {
             SubjectKind::FlavorName => "flavor_name",
             SubjectKind::Metadefs => "metadefs",
             SubjectKind::Task => "task",
+            SubjectKind::Network => "network",
+            SubjectKind::SecurityGroup => "security_group",
+            SubjectKind::Router => "router",
+            SubjectKind::SubnetPool => "subnetpool",
+            SubjectKind::NetworkQuota => "network_quota",
         }
     }
 

@@ -488,6 +488,7 @@ impl Default for Views {
         v.register::<crate::instance_folds::InstanceFolds>();
         v.register::<crate::subscriptions::Subscriptions>();
         v.register::<crate::migrations::Migrations>();
+        v.register::<crate::networks::Networks>();
         v
     }
 }
@@ -627,6 +628,11 @@ impl Views {
     /// Image rows by id (tombstones included).
     pub fn images(&self) -> &Table<ImageId, Row<Image>> {
         &self.model::<Images>().rows
+    }
+
+    /// Networks with their subnets and ports.
+    pub fn networks(&self) -> &crate::networks::Networks {
+        self.model::<crate::networks::Networks>()
     }
 
     /// Identity: projects, users, roles and the name index.

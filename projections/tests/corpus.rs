@@ -139,7 +139,7 @@ fn migration() -> Migration {
 fn samples() -> Vec<Event> {
     use InstanceEvent as E;
     let i = |e| Event::Instance(e);
-    vec![
+    let mut v = vec![
         i(E::BuildRequested {
             spec: Box::new(spec()),
             op: u(2),
@@ -962,6 +962,99 @@ fn samples() -> Vec<Event> {
             ]),
             at: t(76),
         }),
+    ];
+    v.extend(network_samples());
+    v
+}
+
+/// One sample of every network event (issue 13).
+fn network_samples() -> Vec<Event> {
+    use domain::network::*;
+    use std::net::IpAddr;
+    let nid = domain::NetworkId(uuid::Uuid::from_u128(0x51));
+    let sid = domain::SubnetId(uuid::Uuid::from_u128(0x52));
+    let pid = domain::PortId(uuid::Uuid::from_u128(0x53));
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let network = NetworkSpec {
+        id: nid,
+        name: "private".into(),
+        description: "d".into(),
+        project_id: "p1".into(),
+        admin_state_up: true,
+        shared: true,
+        external: false,
+        mtu: 1500,
+        port_security_enabled: true,
+        tags: vec!["t".into()],
+        created_at: t(80),
+        updated_at: t(80),
+        revision: 0,
+    };
+    let subnet = Subnet {
+        id: sid,
+        network_id: nid,
+        name: "s".into(),
+        description: String::new(),
+        project_id: "p1".into(),
+        cidr: Cidr::parse("10.0.0.0/24").unwrap(),
+        gateway_ip: Some(ip("10.0.0.1")),
+        allocation_pools: vec![Pool::new(ip("10.0.0.2"), ip("10.0.0.254"))],
+        enable_dhcp: true,
+        dns_nameservers: vec!["8.8.8.8".into()],
+        host_routes: vec![HostRoute {
+            destination: Cidr::parse("192.168.0.0/16").unwrap(),
+            nexthop: ip("10.0.0.9"),
+        }],
+        ipv6_ra_mode: None,
+        ipv6_address_mode: Some("slaac".into()),
+        subnetpool_id: Some(uuid::Uuid::from_u128(0x54)),
+        tags: vec![],
+        created_at: t(81),
+        updated_at: t(81),
+        revision: 1,
+    };
+    let port = Port {
+        id: pid,
+        network_id: nid,
+        name: "p".into(),
+        description: String::new(),
+        project_id: "p1".into(),
+        mac_address: "fa:16:3e:00:00:01".into(),
+        fixed_ips: vec![FixedIp {
+            subnet_id: sid,
+            ip_address: ip("10.0.0.2"),
+        }],
+        device_id: "d".into(),
+        device_owner: "compute:nova".into(),
+        admin_state_up: true,
+        security_groups: vec![uuid::Uuid::from_u128(0x55)],
+        port_security_enabled: true,
+        allowed_address_pairs: vec![AddressPair {
+            ip_address: "10.0.0.99".into(),
+            mac_address: "fa:16:3e:00:00:02".into(),
+        }],
+        binding_host: "h1".into(),
+        binding_vnic_type: "normal".into(),
+        binding_profile: "{}".into(),
+        tags: vec![],
+        created_at: t(82),
+        updated_at: t(82),
+        revision: 2,
+    };
+    vec![
+        Event::Network(NetworkEvent::Created {
+            network: network.clone(),
+        }),
+        Event::Network(NetworkEvent::Updated { network }),
+        Event::Network(NetworkEvent::Deleted { at: t(83) }),
+        Event::Network(NetworkEvent::SubnetCreated {
+            subnet: subnet.clone(),
+        }),
+        Event::Network(NetworkEvent::SubnetUpdated { subnet }),
+        Event::Network(NetworkEvent::SubnetDeleted { id: sid, at: t(84) }),
+        Event::Network(NetworkEvent::PortCreated { port: port.clone() }),
+        Event::Network(NetworkEvent::PortUpdated { port }),
+        Event::Network(NetworkEvent::PortDeleted { id: pid, at: t(85) }),
     ]
 }
 

@@ -174,6 +174,12 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound { .. } | DomainError::Missing(_) => StatusCode::NOT_FOUND,
             DomainError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+            DomainError::Network(n) => match n.class {
+                domain::network::Class::BadRequest => StatusCode::BAD_REQUEST,
+                domain::network::Class::Forbidden => StatusCode::FORBIDDEN,
+                domain::network::Class::NotFound => StatusCode::NOT_FOUND,
+                domain::network::Class::Conflict => StatusCode::CONFLICT,
+            },
         };
         ApiError::new(status, e.to_string())
     }

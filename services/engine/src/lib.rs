@@ -19,6 +19,7 @@ pub mod images;
 pub mod keypairs;
 pub mod liveness;
 pub mod metadefs;
+pub mod networks;
 mod pipeline;
 pub mod quota;
 pub mod reactor;

@@ -77,6 +77,8 @@ pub enum Family {
     Metadef,
     /// [`Event::Task`] (image tasks).
     Task,
+    /// [`Event::Network`] (networks, subnets, ports).
+    Network,
 }
 
 impl Family {
@@ -98,6 +100,7 @@ impl Family {
             Event::Subscription(_) => Family::Subscription,
             Event::Metadef(_) => Family::Metadef,
             Event::Task(_) => Family::Task,
+            Event::Network(_) => Family::Network,
         }
     }
 
@@ -123,6 +126,7 @@ impl Family {
             "keypair" => Family::Keypair,
             "audit" => Family::UsageAudit,
             "subscription" => Family::Subscription,
+            "network" => Family::Network,
             _ => return None,
         })
     }

@@ -74,6 +74,8 @@ pub struct Catalog {
     pub compute: String,
     /// Image, e.g. `http://127.0.0.1:9292`.
     pub image: String,
+    /// Network, e.g. `http://127.0.0.1:9696`.
+    pub network: String,
     /// Region (`RegionOne`).
     pub region: String,
 }
@@ -100,6 +102,7 @@ impl Catalog {
             entry("identity", "keystone", &format!("{}/v3", self.identity)),
             entry("compute", "nova", &self.compute),
             entry("image", "glance", &self.image),
+            entry("network", "neutron", &self.network),
         ])
     }
 }

@@ -320,6 +320,10 @@ struct IdentityArgs {
     /// image listener).
     #[arg(long)]
     image_endpoint: Option<String>,
+    /// Network (Neutron) endpoint listed in the service catalog (default: this
+    /// process's network listener).
+    #[arg(long)]
+    network_endpoint: Option<String>,
     /// Keystone's [security_compliance] lockout_failure_attempts: failed password
     /// authentications that lock a user (0: off).
     #[arg(long, default_value_t = 0)]
@@ -366,6 +370,10 @@ impl IdentityArgs {
             .image_endpoint
             .as_ref()
             .map(|e| e.trim_end_matches('/').to_string());
+        o.network_endpoint = self
+            .network_endpoint
+            .as_ref()
+            .map(|e| e.trim_end_matches('/').to_string());
         o.security_compliance = identity::SecurityCompliance::new(
             domain::identity::Compliance {
                 lockout_failure_attempts: self.lockout_failure_attempts,
@@ -399,6 +407,9 @@ struct HttpArgs {
     /// Image API (Glance v2 subset) listen address.
     #[arg(long, env = "STRATUS_IMAGE_LISTEN", default_value = "127.0.0.1:9292")]
     image_listen: SocketAddr,
+    /// Address of the network API (Neutron v2.0 subset).
+    #[arg(long, env = "STRATUS_NETWORK_LISTEN", default_value = "127.0.0.1:9696")]
+    network_listen: SocketAddr,
     /// Directory of image files (default: <data-dir>/images). Image files are local to
     /// the API process: with several API processes, point them all at shared storage.
     #[arg(long)]
@@ -575,6 +586,7 @@ impl HttpArgs {
         o.auth = auth_kind(&self.auth)?;
         o.listen = self.listen;
         o.image_listen = self.image_listen;
+        o.network_listen = self.network_listen;
         o.image_dir = self.image_dir.clone();
         o.image_max_size = self.image_max_size;
         o.image_import_filter = self.import_filter()?;

@@ -92,6 +92,9 @@ pub struct StackOptions {
     /// Image API (Glance v2 subset) listen address, with the API role (port 0: any
     /// free port; the CLI's default is 127.0.0.1:9292).
     pub image_listen: SocketAddr,
+    /// Network API listen address (tests: port 0; the CLI's default is
+    /// 127.0.0.1:9696).
+    pub network_listen: SocketAddr,
     /// Where image files live (None: `<data-dir>/images`).
     pub image_dir: Option<PathBuf>,
     /// Largest image upload accepted, in bytes.
@@ -125,6 +128,8 @@ pub struct StackOptions {
     /// Image (Glance) endpoint listed in the service catalog (None: this process's image
     /// listener).
     pub image_endpoint: Option<String>,
+    /// Network endpoint of the catalog (None: this process's network listener).
+    pub network_endpoint: Option<String>,
     /// Keystone's `[security_compliance]` settings of the identity API (all off by
     /// default).
     pub security_compliance: identity::SecurityCompliance,
@@ -220,6 +225,7 @@ impl StackOptions {
             probe_every: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
             image_listen: "127.0.0.1:0".parse().expect("valid"),
+            network_listen: "127.0.0.1:0".parse().expect("valid"),
             image_dir: None,
             image_max_size: image::DEFAULT_MAX_SIZE,
             image_import_filter: image::import::ImportFilter::default(),
@@ -237,6 +243,7 @@ impl StackOptions {
             token_key_file: None,
             admin_password: None,
             image_endpoint: None,
+            network_endpoint: None,
             security_compliance: identity::SecurityCompliance::default(),
             image_store_weights: Default::default(),
             image_cache_dir: None,
@@ -258,6 +265,8 @@ pub struct Stack {
     pub image_addr: Option<SocketAddr>,
     /// Where the identity API listens (API role only).
     pub identity_addr: Option<SocketAddr>,
+    /// Where the network API listens (API role only).
+    pub network_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
     /// Projector tasks, also those of streams discovered later (the runtime's hook
@@ -671,7 +680,13 @@ impl Stack {
             api: api_listener,
             image: image_listener,
             identity: identity_listener,
+            network: network_listener,
         } = listeners;
+        let network_url = match (&opts.network_endpoint, &network_listener) {
+            (Some(e), _) => e.clone(),
+            (None, Some(l)) => url_of(l.local_addr()?, opts.tls.is_some()),
+            (None, None) => url_of(opts.network_listen, opts.tls.is_some()),
+        };
         let image_url = match (&opts.image_endpoint, &image_listener) {
             (Some(e), _) => e.clone(),
             (None, Some(l)) => url_of(l.local_addr()?, opts.tls.is_some()),
@@ -685,6 +700,7 @@ impl Stack {
                     identity,
                     l.local_addr()?,
                     image_url.clone(),
+                    network_url.clone(),
                     shutdown_rx.clone(),
                 )
                 .await?;
@@ -762,6 +778,36 @@ impl Stack {
             }
             _ => None,
         };
+        let network_addr = match network_listener {
+            Some(listener) => {
+                let network_addr = listener.local_addr()?;
+                // The default networks belong to the admin project (noauth: `admin`).
+                let owner = engine
+                    .world()
+                    .read()
+                    .identity()
+                    .project_by_name(domain::identity::DEFAULT_DOMAIN_ID, "admin")
+                    .map(|p| p.id.to_string())
+                    .unwrap_or_else(|| "admin".to_string());
+                network::bootstrap::ensure_default_networks(&engine, &owner)
+                    .await
+                    .context("cannot create the default networks")?;
+                let app = network::router(network::NetworkState {
+                    engine: engine.clone(),
+                    auth: auth.clone(),
+                });
+                tasks.push(tokio::spawn(crate::httpd::serve(
+                    listener,
+                    app,
+                    opts.tls.clone(),
+                    crate::httpd::REQUEST_TIMEOUT,
+                    shutdown_rx.clone(),
+                )));
+                tracing::info!(addr = %network_addr, "network API listening");
+                Some(network_addr)
+            }
+            None => None,
+        };
         log_up(&opts, addr, identity_addr, image_addr, &specs);
         Ok(Stack {
             engine,
@@ -769,6 +815,7 @@ impl Stack {
             addr,
             image_addr,
             identity_addr,
+            network_addr,
             shutdown,
             proj_shutdown,
             proj_tasks,
@@ -817,6 +864,7 @@ struct Listeners {
     api: Option<tokio::net::TcpListener>,
     image: Option<tokio::net::TcpListener>,
     identity: Option<tokio::net::TcpListener>,
+    network: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -826,6 +874,7 @@ impl Listeners {
                 api: None,
                 image: None,
                 identity: None,
+                network: None,
             });
         }
         let bind = |addr: SocketAddr, what: &'static str, flag: &'static str| async move {
@@ -842,6 +891,7 @@ impl Listeners {
             api: Some(bind(opts.listen, "compute API", "--listen").await?),
             image: Some(bind(opts.image_listen, "image API", "--image-listen").await?),
             identity: Some(bind(opts.identity_listen, "identity API", "--identity-listen").await?),
+            network: Some(bind(opts.network_listen, "network API", "--network-listen").await?),
         })
     }
 }
@@ -924,6 +974,7 @@ async fn start_identity(
     listener: tokio::net::TcpListener,
     api_addr: SocketAddr,
     image_url: String,
+    network_url: String,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>, Arc<identity::Tokens>)> {
     let key_path = opts
@@ -978,6 +1029,7 @@ async fn start_identity(
             identity: url_of(addr, opts.tls.is_some()),
             compute: format!("{api_url}/v2.1"),
             image: image_url,
+            network: network_url,
             region: REGION.into(),
         }),
         compliance: Arc::new(opts.security_compliance.clone()),

@@ -101,6 +101,7 @@ pub async fn start() -> Keystone {
             identity: "http://127.0.0.1:5000".into(),
             compute: "http://127.0.0.1:8774/v2.1".into(),
             image: "http://127.0.0.1:9292".into(),
+            network: "http://127.0.0.1:9696".into(),
             region: "RegionOne".into(),
         }),
         compliance: Arc::new(identity::SecurityCompliance::default()),

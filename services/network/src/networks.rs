@@ -1,0 +1,182 @@
+//! `/v2.0/networks`: create, list, show, update, delete.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use domain::network::{NetworkCommand, NetworkPatch, NetworkSpec, DEFAULT_MTU};
+use domain::NetworkId;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::body::{self, Attrs};
+use crate::error::NetworkError;
+use crate::extract::{Path, QueryPairs};
+use crate::list::ListQuery;
+use crate::{view, NetworkState};
+
+/// Neutron's smallest MTU (IPv4's minimum).
+const MIN_MTU: i64 = 68;
+
+/// Reads the MTU attribute.
+fn mtu(a: &mut Attrs) -> Result<Option<u32>, NetworkError> {
+    match a.integer("mtu")? {
+        None => Ok(None),
+        Some(m) if (MIN_MTU..=65535).contains(&m) => Ok(Some(m as u32)),
+        Some(m) => Err(NetworkError::invalid(format!(
+            "Invalid input for mtu. Reason: '{m}' is too small - must be at least '{MIN_MTU}'"
+        ))),
+    }
+}
+
+/// `POST /v2.0/networks`.
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let mut a = body::resource(&raw, "network")?;
+    let owner = a.owner(&caller, "create_network")?;
+    let name = a.text("name")?.unwrap_or_default();
+    let description = a.text("description")?.unwrap_or_default();
+    let admin_state_up = a.boolean("admin_state_up")?.unwrap_or(true);
+    let shared = a.boolean("shared")?.unwrap_or(false);
+    let external = a.boolean("router:external")?.unwrap_or(false);
+    let mtu = mtu(&mut a)?.unwrap_or(DEFAULT_MTU);
+    let port_security_enabled = a.boolean("port_security_enabled")?.unwrap_or(true);
+    a.finish()?;
+    if shared && !caller.is_admin() {
+        return Err(NetworkError::policy("create_network:shared"));
+    }
+    if external && !caller.is_admin() {
+        return Err(NetworkError::policy("create_network:router:external"));
+    }
+    let id = NetworkId(Uuid::new_v4());
+    let ctx = caller.ctx();
+    let spec = NetworkSpec {
+        id,
+        name,
+        description,
+        project_id: owner,
+        admin_state_up,
+        shared,
+        external,
+        mtu,
+        port_security_enabled,
+        tags: vec![],
+        created_at: ctx.now,
+        updated_at: ctx.now,
+        revision: 1,
+    };
+    st.engine
+        .network(&id, NetworkCommand::Create(spec), &ctx, &caller.meta())
+        .await?;
+    let n = st.network(&id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"network": view::network(&n)})),
+    )
+        .into_response())
+}
+
+/// `GET /v2.0/networks`.
+pub async fn list(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    QueryPairs(q): QueryPairs,
+) -> Result<Json<serde_json::Value>, NetworkError> {
+    let q = ListQuery::parse(&q, view::NETWORK_ATTRS)?;
+    let items: Vec<serde_json::Value> = {
+        let views = st.engine.world().read();
+        views
+            .networks()
+            .all()
+            .filter(|n| view::network_visible(n, &caller))
+            .map(view::network)
+            .collect()
+    };
+    Ok(Json(q.respond(
+        "networks",
+        items,
+        &st.url(&headers, "/v2.0/networks"),
+    )?))
+}
+
+/// `GET /v2.0/networks/{id}`.
+pub async fn show(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+    QueryPairs(q): QueryPairs,
+) -> Result<Json<serde_json::Value>, NetworkError> {
+    let n = st.visible_network(&id, &caller)?;
+    let fields = crate::fields(&q);
+    Ok(Json(
+        serde_json::json!({"network": crate::list::select(view::network(&n), &fields)}),
+    ))
+}
+
+/// `PUT /v2.0/networks/{id}`.
+pub async fn update(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+    raw: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, NetworkError> {
+    let n = st.visible_network(&id, &caller)?;
+    let mut a = body::resource(&raw, "network")?;
+    let patch = NetworkPatch {
+        name: a.text("name")?,
+        description: a.text("description")?,
+        admin_state_up: a.boolean("admin_state_up")?,
+        shared: a.boolean("shared")?,
+        external: a.boolean("router:external")?,
+        mtu: mtu(&mut a)?,
+        port_security_enabled: a.boolean("port_security_enabled")?,
+    };
+    a.finish()?;
+    if !caller.is_admin() {
+        if n.spec.project_id != caller.project {
+            return Err(NetworkError::policy("update_network"));
+        }
+        if patch.shared.is_some_and(|s| s != n.spec.shared) {
+            return Err(NetworkError::policy("update_network:shared"));
+        }
+        if patch.external.is_some_and(|s| s != n.spec.external) {
+            return Err(NetworkError::policy("update_network:router:external"));
+        }
+    }
+    let nid = n.spec.id;
+    st.engine
+        .network(
+            &nid,
+            NetworkCommand::Update(patch),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    let n = st.network(&nid)?;
+    Ok(Json(serde_json::json!({"network": view::network(&n)})))
+}
+
+/// `DELETE /v2.0/networks/{id}`.
+pub async fn delete(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<StatusCode, NetworkError> {
+    let n = st.visible_network(&id, &caller)?;
+    if !caller.is_admin() && n.spec.project_id != caller.project {
+        return Err(NetworkError::policy("delete_network"));
+    }
+    st.engine
+        .network(
+            &n.spec.id,
+            NetworkCommand::Delete,
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

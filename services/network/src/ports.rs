@@ -1,0 +1,421 @@
+//! `/v2.0/ports`: create, list, show, update, delete (on the network aggregate: the
+//! port's addresses and MAC are allocated in the same commit that records it).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use domain::network::{
+    valid_mac, AddressPair, FixedIpRequest, Network, NetworkCommand, PortPatch, PortRequest,
+    MAC_PREFIX,
+};
+use domain::{PortId, SubnetId};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::body::{self, Attrs};
+use crate::error::NetworkError;
+use crate::extract::{Path, QueryPairs};
+use crate::list::ListQuery;
+use crate::{view, NetworkState};
+
+/// How many generated MACs a create tries (each is free with near certainty).
+const MAC_CANDIDATES: usize = 16;
+
+/// Fresh `fa:16:3e:xx:xx:xx` addresses (Neutron's `base_mac`).
+pub fn mac_candidates() -> Vec<String> {
+    (0..MAC_CANDIDATES)
+        .map(|_| {
+            let b = Uuid::new_v4();
+            let b = b.as_bytes();
+            format!("{MAC_PREFIX}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+        })
+        .collect()
+}
+
+/// The network's owner (or an admin) may choose addresses and MACs and create ports
+/// of network devices (Neutron's `ADMIN_OR_NET_OWNER_MEMBER`).
+fn net_owner(n: &Network, c: &Caller) -> bool {
+    c.is_admin() || n.spec.project_id == c.project
+}
+
+fn fixed_ips(a: &mut Attrs) -> Result<Option<Vec<FixedIpRequest>>, NetworkError> {
+    let Some(v) = a.take("fixed_ips") else {
+        return Ok(None);
+    };
+    let bad =
+        |why: String| NetworkError::invalid(format!("Invalid input for fixed_ips. Reason: {why}"));
+    let arr = v
+        .as_array()
+        .ok_or_else(|| bad(format!("'{v}' is not a list")))?;
+    arr.iter()
+        .map(|f| {
+            let obj = f
+                .as_object()
+                .ok_or_else(|| bad(format!("'{f}' is not a dictionary")))?;
+            for k in obj.keys() {
+                if k != "subnet_id" && k != "ip_address" {
+                    return Err(bad(format!("Unrecognized attribute '{k}'")));
+                }
+            }
+            let subnet_id = match obj.get("subnet_id") {
+                None => None,
+                Some(Value::String(s)) => Some(
+                    SubnetId::parse(s).ok_or_else(|| bad(format!("'{s}' is not a valid UUID")))?,
+                ),
+                Some(v) => return Err(bad(format!("'{v}' is not a valid UUID"))),
+            };
+            let ip_address = match obj.get("ip_address") {
+                None => None,
+                Some(Value::String(s)) => Some(
+                    s.parse()
+                        .map_err(|_| bad(format!("'{s}' is not a valid IP address.")))?,
+                ),
+                Some(v) => return Err(bad(format!("'{v}' is not a valid IP address."))),
+            };
+            Ok(FixedIpRequest {
+                subnet_id,
+                ip_address,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn address_pairs(a: &mut Attrs) -> Result<Option<Vec<AddressPair>>, NetworkError> {
+    let Some(v) = a.take("allowed_address_pairs") else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        NetworkError::invalid(format!(
+            "Invalid input for allowed_address_pairs. Reason: {why}"
+        ))
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| bad(format!("'{v}' is not a list")))?;
+    arr.iter()
+        .map(|p| {
+            let ip = p
+                .get("ip_address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("AllowedAddressPair must contain ip_address".into()))?;
+            let ok = ip.parse::<std::net::IpAddr>().is_ok()
+                || crate::subnets::cidr("ip_address", ip).is_ok();
+            if !ok {
+                return Err(bad(format!("'{ip}' is not a valid IP address.")));
+            }
+            let mac = match p.get("mac_address") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(m)) if valid_mac(&m.to_ascii_lowercase()) => {
+                    m.to_ascii_lowercase()
+                }
+                Some(m) => return Err(bad(format!("'{m}' is not a valid MAC address"))),
+            };
+            Ok(AddressPair {
+                ip_address: ip.to_string(),
+                mac_address: mac,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn security_groups(a: &mut Attrs) -> Result<Option<Vec<Uuid>>, NetworkError> {
+    match a.strings("security_groups")? {
+        None => Ok(None),
+        Some(v) => v
+            .iter()
+            .map(|s| {
+                Uuid::parse_str(s).map_err(|_| {
+                    NetworkError::invalid(format!(
+                        "Invalid input for security_groups. Reason: '{s}' is not a valid UUID."
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+    }
+}
+
+fn mac(a: &mut Attrs) -> Result<Option<String>, NetworkError> {
+    match a.string("mac_address", 32)? {
+        None => Ok(None),
+        Some(m) if valid_mac(&m.to_ascii_lowercase()) => Ok(Some(m.to_ascii_lowercase())),
+        Some(m) => Err(NetworkError::invalid(format!(
+            "Invalid input for mac_address. Reason: '{m}' is not a valid MAC address."
+        ))),
+    }
+}
+
+fn profile(a: &mut Attrs) -> Result<Option<String>, NetworkError> {
+    match a.take("binding:profile") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some("{}".into())),
+        Some(v @ Value::Object(_)) => Ok(Some(v.to_string())),
+        Some(v) => Err(NetworkError::invalid(format!(
+            "Invalid input for binding:profile. Reason: '{v}' is not a dictionary."
+        ))),
+    }
+}
+
+/// The admin-only and owner-only attributes of a port request.
+fn check_port_policy(
+    n: &Network,
+    c: &Caller,
+    action: &str,
+    fixed: Option<&[FixedIpRequest]>,
+    mac: bool,
+    device_owner: Option<&str>,
+    binding: bool,
+) -> Result<(), NetworkError> {
+    if binding && !c.is_admin() {
+        return Err(NetworkError::policy(&format!("{action}:binding:host_id")));
+    }
+    if !net_owner(n, c) {
+        if fixed.is_some_and(|f| f.iter().any(|x| x.ip_address.is_some())) {
+            return Err(NetworkError::policy(&format!(
+                "{action}:fixed_ips:ip_address"
+            )));
+        }
+        if mac {
+            return Err(NetworkError::policy(&format!("{action}:mac_address")));
+        }
+        if device_owner.is_some_and(|d| d.starts_with("network:")) {
+            return Err(NetworkError::policy(&format!("{action}:device_owner")));
+        }
+        if !n.spec.shared && !c.is_admin() {
+            return Err(NetworkError::policy(action));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v2.0/ports`.
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let mut a = body::resource(&raw, "port")?;
+    let net_id = a.string("network_id", 36)?.ok_or_else(|| {
+        NetworkError::bad_request(
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        )
+    })?;
+    let n = st.visible_network(&net_id, &caller)?;
+    let owner = a.owner(&caller, "create_port")?;
+    let fixed = fixed_ips(&mut a)?;
+    let mac = mac(&mut a)?;
+    let device_owner = a.string("device_owner", 255)?.unwrap_or_default();
+    let binding_host = a.string("binding:host_id", 255)?;
+    let binding_profile = profile(&mut a)?;
+    check_port_policy(
+        &n,
+        &caller,
+        "create_port",
+        fixed.as_deref(),
+        mac.is_some(),
+        Some(&device_owner),
+        binding_host.as_deref().is_some_and(|h| !h.is_empty()) || binding_profile.is_some(),
+    )?;
+    let req = PortRequest {
+        id: PortId(Uuid::new_v4()),
+        name: a.text("name")?.unwrap_or_default(),
+        description: a.text("description")?.unwrap_or_default(),
+        project_id: owner,
+        fixed_ips: fixed,
+        mac_address: mac,
+        mac_candidates: mac_candidates(),
+        device_id: a.string("device_id", 255)?.unwrap_or_default(),
+        device_owner,
+        admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
+        security_groups: security_groups(&mut a)?.unwrap_or_default(),
+        port_security_enabled: a.boolean("port_security_enabled")?,
+        allowed_address_pairs: address_pairs(&mut a)?.unwrap_or_default(),
+        binding_host: binding_host.unwrap_or_default(),
+        binding_vnic_type: vnic(&mut a)?.unwrap_or_else(|| "normal".into()),
+        binding_profile: binding_profile.unwrap_or_else(|| "{}".into()),
+    };
+    a.finish()?;
+    let pid = req.id;
+    st.engine
+        .network(
+            &n.spec.id,
+            NetworkCommand::CreatePort(Box::new(req)),
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    let p = st.port(&pid)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"port": view::port(&p, caller.is_admin())})),
+    )
+        .into_response())
+}
+
+fn vnic(a: &mut Attrs) -> Result<Option<String>, NetworkError> {
+    const VNIC: &[&str] = &[
+        "normal",
+        "direct",
+        "macvtap",
+        "baremetal",
+        "direct-physical",
+        "virtio-forwarder",
+        "smart-nic",
+        "vdpa",
+        "accelerator-direct",
+        "accelerator-direct-physical",
+        "remote-managed",
+    ];
+    match a.string("binding:vnic_type", 64)? {
+        None => Ok(None),
+        Some(v) if VNIC.contains(&v.as_str()) => Ok(Some(v)),
+        Some(v) => Err(NetworkError::invalid(format!(
+            "Invalid input for binding:vnic_type. Reason: '{v}' is not in {VNIC:?}."
+        ))),
+    }
+}
+
+/// `GET /v2.0/ports`.
+pub async fn list(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    QueryPairs(q): QueryPairs,
+) -> Result<Json<Value>, NetworkError> {
+    let q = ListQuery::parse(&q, view::PORT_ATTRS)?;
+    let admin = caller.is_admin();
+    let items: Vec<Value> = {
+        let views = st.engine.world().read();
+        views
+            .networks()
+            .all()
+            .flat_map(|n| {
+                n.ports
+                    .values()
+                    .filter(|p| view::port_visible(n, p, &caller))
+                    .map(|p| view::port(p, admin))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    Ok(Json(q.respond(
+        "ports",
+        items,
+        &st.url(&headers, "/v2.0/ports"),
+    )?))
+}
+
+/// `GET /v2.0/ports/{id}`.
+pub async fn show(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+    QueryPairs(q): QueryPairs,
+) -> Result<Json<Value>, NetworkError> {
+    let (_, p) = st.visible_port(&id, &caller)?;
+    let fields = crate::fields(&q);
+    Ok(Json(
+        json!({"port": crate::list::select(view::port(&p, caller.is_admin()), &fields)}),
+    ))
+}
+
+/// `PUT /v2.0/ports/{id}`.
+pub async fn update(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, NetworkError> {
+    let (n, p) = st.visible_port(&id, &caller)?;
+    let mut a = body::resource(&raw, "port")?;
+    let patch = PortPatch {
+        name: a.text("name")?,
+        description: a.text("description")?,
+        fixed_ips: fixed_ips(&mut a)?,
+        device_id: a.string("device_id", 255)?,
+        device_owner: a.string("device_owner", 255)?,
+        admin_state_up: a.boolean("admin_state_up")?,
+        security_groups: security_groups(&mut a)?,
+        port_security_enabled: a.boolean("port_security_enabled")?,
+        allowed_address_pairs: address_pairs(&mut a)?,
+        binding_host: a.string("binding:host_id", 255)?,
+        binding_vnic_type: vnic(&mut a)?,
+        binding_profile: profile(&mut a)?,
+        mac_address: mac(&mut a)?,
+    };
+    a.finish()?;
+    if !caller.is_admin() && p.project_id != caller.project && n.spec.project_id != caller.project {
+        return Err(NetworkError::policy("update_port"));
+    }
+    check_port_policy(
+        &n,
+        &caller,
+        "update_port",
+        patch.fixed_ips.as_deref(),
+        patch.mac_address.is_some(),
+        patch.device_owner.as_deref(),
+        patch.binding_host.is_some() || patch.binding_profile.is_some(),
+    )
+    .or_else(|e| {
+        // A port's own project may change it on a network it does not own (shared).
+        if p.project_id == caller.project
+            && e.kind == "PolicyNotAuthorized"
+            && e.message == "(rule:update_port) is disallowed by policy"
+        {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    st.engine
+        .network(
+            &n.spec.id,
+            NetworkCommand::UpdatePort {
+                id: p.id,
+                patch: Box::new(patch),
+            },
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    let p = st.port(&p.id)?;
+    Ok(Json(json!({"port": view::port(&p, caller.is_admin())})))
+}
+
+/// `DELETE /v2.0/ports/{id}`.
+pub async fn delete(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<StatusCode, NetworkError> {
+    let (n, p) = st.visible_port(&id, &caller)?;
+    if !caller.is_admin() && p.project_id != caller.project && n.spec.project_id != caller.project {
+        return Err(NetworkError::policy("delete_port"));
+    }
+    if p.device_owner == "network:router_interface"
+        || p.device_owner == "network:router_gateway"
+        || p.device_owner == "network:floatingip"
+    {
+        return Err(NetworkError::new(
+            StatusCode::CONFLICT,
+            "ServicePortInUse",
+            format!(
+                "Port {} cannot be deleted directly via the port API: has device owner {}.",
+                p.id, p.device_owner
+            ),
+        ));
+    }
+    st.engine
+        .network(
+            &n.spec.id,
+            NetworkCommand::DeletePort { id: p.id },
+            &caller.ctx(),
+            &caller.meta(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
