@@ -111,11 +111,13 @@ pub enum SubjectKind {
     SubnetPool,
     /// A project's network quota ledger (`stratus.api.network_quota.<project>`).
     NetworkQuota,
+    /// A floating IP (`stratus.api.floatingip.<uuid>`).
+    FloatingIp,
 }
 
 impl SubjectKind {
     /// Every kind.
-    pub const ALL: [SubjectKind; 27] = [
+    pub const ALL: [SubjectKind; 28] = [
         SubjectKind::Instance,
         SubjectKind::Host,
         SubjectKind::Flavor,
@@ -143,6 +145,7 @@ impl SubjectKind {
         SubjectKind::Router,
         SubjectKind::SubnetPool,
         SubjectKind::NetworkQuota,
+        SubjectKind::FloatingIp,
     ];
 
     /// The subject token.
@@ -175,6 +178,7 @@ impl SubjectKind {
             SubjectKind::Router => "router",
             SubjectKind::SubnetPool => "subnetpool",
             SubjectKind::NetworkQuota => "network_quota",
+            SubjectKind::FloatingIp => "floatingip",
         }
     }
 

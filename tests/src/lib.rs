@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 pub use stratus::stack::{Stack, StackOptions};
 
 pub mod glance;
+pub mod neutron;
 
 /// A started stack with its temporary data directory.
 pub struct Harness {

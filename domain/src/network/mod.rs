@@ -1002,6 +1002,14 @@ fn ip_in_use(ip: IpAddr, subnet: SubnetId) -> NetError {
 
 fn create_port(net: &Network, r: PortRequest, now: Timestamp) -> Decided {
     let nid = net.spec.id;
+    // A retried create (same id, e.g. a compute agent's deterministic port) decides
+    // to a refusal the caller can recognise, never to a second port.
+    if net.ports.contains_key(&r.id) {
+        return Err(NetError::conflict(
+            "PortExists",
+            format!("Port {} already exists.", r.id),
+        ));
+    }
     let mac = match &r.mac_address {
         Some(m) => {
             if net.macs.contains_key(m) {
