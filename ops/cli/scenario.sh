@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-COMPUTE_PORT=$(free_port); IDENTITY_PORT=$(free_port); IMAGE_PORT=$(free_port)
+COMPUTE_PORT=$(free_port); IDENTITY_PORT=$(free_port); IMAGE_PORT=$(free_port); NETWORK_PORT=$(free_port)
 
 fail() {
     echo "SCENARIO FAILED: $*" >&2
@@ -61,6 +61,7 @@ STRATUS_ADMIN_PASSWORD=scenario-secret RUST_LOG=warn "$STRATUS" serve \
     --listen "127.0.0.1:$COMPUTE_PORT" \
     --identity-listen "127.0.0.1:$IDENTITY_PORT" \
     --image-listen "127.0.0.1:$IMAGE_PORT" \
+    --network-listen "127.0.0.1:$NETWORK_PORT" \
     --hosts 2 >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for i in $(seq 1 100); do

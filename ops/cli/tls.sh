@@ -27,7 +27,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 RUST_LOG=warn "$STRATUS" serve --data-dir "$WORK/data" \
     --listen "127.0.0.1:$(free_port)" --identity-listen "127.0.0.1:$(free_port)" \
-    --image-listen "127.0.0.1:$(free_port)" --hosts 1 \
+    --image-listen "127.0.0.1:$(free_port)" --network-listen "127.0.0.1:$(free_port)" --hosts 1 \
     --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 1 100); do

@@ -62,11 +62,13 @@ start_serve() {
     mkdir -p "$dir"
     LOG="$dir/serve.log"
     PORT[compute]=$(free_port); PORT[identity]=$(free_port); PORT[image]=$(free_port)
+    PORT[network]=$(free_port)
     STRATUS_ADMIN_PASSWORD=schemathesis-secret RUST_LOG=warn "$STRATUS" serve \
         --data-dir "$dir/data" \
         --listen "127.0.0.1:${PORT[compute]}" \
         --identity-listen "127.0.0.1:${PORT[identity]}" \
         --image-listen "127.0.0.1:${PORT[image]}" \
+        --network-listen "127.0.0.1:${PORT[network]}" \
         --hosts 4 >"$LOG" 2>&1 &
     SERVE_PID=$!
     for _ in $(seq 1 100); do

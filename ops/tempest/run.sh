@@ -104,11 +104,13 @@ start_stratus() {
     local data=$1
     shift
     COMPUTE_PORT=$(free_port); IDENTITY_PORT=$(free_port); IMAGE_PORT=$(free_port)
+    NETWORK_PORT=$(free_port)
     STRATUS_ADMIN_PASSWORD=$ADMIN_PASSWORD RUST_LOG=warn "$STRATUS" serve \
         --data-dir "$data" \
         --listen "127.0.0.1:$COMPUTE_PORT" \
         --identity-listen "127.0.0.1:$IDENTITY_PORT" \
         --image-listen "127.0.0.1:$IMAGE_PORT" \
+        --network-listen "127.0.0.1:$NETWORK_PORT" \
         --image-import-allowed-ports "80,443,$HTTP_PORT,$IMAGE_PORT" \
         --image-enabled-import-methods glance-direct,web-download,copy-image,glance-download \
         --image-stores fast,cheap \
@@ -138,9 +140,9 @@ provision() {
 # Accounts through the identity API (what an operator would do with `openstack`): two
 # admins, and projects each with a manager, a member and a reader (tempest's personas), enough
 # for two workers and the "alt" project of multi-tenant tests. Also a second image.
-python3 - "$IDENTITY_PORT" "$IMAGE_PORT" "$ADMIN_PASSWORD" "$WORK" <<'EOF' || fail "provisioning"
+python3 - "$IDENTITY_PORT" "$IMAGE_PORT" "$ADMIN_PASSWORD" "$WORK" "$NETWORK_PORT" <<'EOF' || fail "provisioning"
 import json, sys, urllib.request
-idp, imp, pw, work = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+idp, imp, pw, work, netp = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 ID = f"http://127.0.0.1:{idp}/v3"
 
 def call(method, url, body=None, token=None, raw=None, ctype="application/json"):
@@ -219,6 +221,11 @@ qcow2 = struct.pack(">4sIQIIQ", b"QFI\xfb", 3, 0, 0, 16, 1 << 30).ljust(4096, b"
 call("PUT", f"{IM}/images/{img['id']}/file", token=tok, raw=qcow2, ctype="application/octet-stream")
 with open(f"{work}/image_alt", "w") as f:
     f.write(img["id"])
+
+# The network extensions tempest may test: exactly those the network API lists.
+exts = call("GET", f"http://127.0.0.1:{netp}/v2.0/extensions", token=tok)[1]["extensions"]
+with open(f"{work}/extensions", "w") as f:
+    f.write(",".join(sorted(e["alias"] for e in exts)))
 EOF
 }
 
@@ -235,6 +242,7 @@ cd "$WORK/tempest"
 # --do-secure-hash, default True as Glance's).
 write_conf() {
 IMAGE_ALT=$(cat "$WORK/image_alt")
+EXTENSIONS=$(cat "$WORK/extensions")
 cat > etc/tempest.conf <<EOF
 [DEFAULT]
 log_file = $WORK/tempest.log
@@ -358,8 +366,21 @@ manage_locations = True
 http_store_enabled = True
 do_secure_hash = $3
 
+[network]
+# The default external network (network::bootstrap): floating IPs and router gateways.
+public_network_id = 9b3c2a4e-6a1f-4b0a-9c55-7f3d2e1a0b01
+floating_network_name = public
+project_network_cidr = 10.100.0.0/16
+project_network_mask_bits = 28
+project_networks_reachable = False
+build_timeout = 60
+build_interval = 1
+
 [network-feature-enabled]
-ipv6 = False
+# Exactly the extensions GET /v2.0/extensions lists (read at provisioning).
+api_extensions = $EXTENSIONS
+ipv6 = True
+ipv6_subnet_attributes = True
 
 [validation]
 run_validation = False

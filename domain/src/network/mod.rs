@@ -518,9 +518,37 @@ fn decide_on(net: &Network, cmd: NetworkCommand, now: Timestamp) -> Decided {
             if !net.subnets.contains_key(&sid) {
                 return Err(NetError::subnet_not_found(sid));
             }
+            // An auto-address (SLAAC) subnet's addresses go with it, as in Neutron,
+            // unless a router interface holds one.
+            let auto = net.subnets.get(&sid).is_some_and(Subnet::auto_address);
+            let holders: BTreeSet<PortId> = net
+                .held
+                .iter()
+                .filter(|((s, _), _)| *s == sid)
+                .map(|(_, p)| *p)
+                .collect();
+            let router_port = holders.iter().any(|p| {
+                net.ports
+                    .get(p)
+                    .is_some_and(|x| x.device_owner.starts_with("network:router"))
+            });
+            if auto && !router_port {
+                let mut evs: Vec<NetworkEvent> = holders
+                    .iter()
+                    .filter_map(|p| net.ports.get(p))
+                    .map(|p| {
+                        let mut p = p.clone();
+                        p.fixed_ips.retain(|f| f.subnet_id != sid);
+                        touch(&mut p.updated_at, &mut p.revision, now);
+                        NetworkEvent::PortUpdated { port: p }
+                    })
+                    .collect();
+                evs.push(NetworkEvent::SubnetDeleted { id: sid, at: now });
+                return Ok(evs);
+            }
             // Ports of network services (router interfaces) keep it in use too, as in
             // Neutron; only their removal frees it.
-            if net.held.keys().any(|(s, _)| *s == sid) {
+            if !holders.is_empty() {
                 return Err(NetError::conflict(
                     "SubnetInUse",
                     format!(

@@ -18,10 +18,37 @@ pub struct Attrs {
     map: Map<String, Value>,
 }
 
+/// Reads a create body: `{"<resource>": {...}}`, or Neutron's bulk form
+/// `{"<resource>s": [{...}, ...]}`. The flag says whether it was bulk (the answer is a
+/// list then).
+pub fn creates(bytes: &[u8], resource: &str) -> Result<(Vec<Attrs>, bool), NetworkError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|_| NetworkError::bad_request("Malformed request body"))?;
+    let plural = format!("{resource}s");
+    if let Some(Value::Array(items)) = v.get(&plural) {
+        if items.is_empty() {
+            return Err(NetworkError::bad_request("Resources required"));
+        }
+        let attrs = items
+            .iter()
+            .map(|i| match i {
+                Value::Object(map) => Ok(Attrs { map: map.clone() }),
+                _ => Err(NetworkError::bad_request("Malformed request body")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((attrs, true));
+    }
+    Ok((vec![resource_of(v, resource)?], false))
+}
+
 /// Reads `{"<resource>": {...}}` from raw bytes.
 pub fn resource(bytes: &[u8], resource: &str) -> Result<Attrs, NetworkError> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|_| NetworkError::bad_request("Malformed request body"))?;
+    resource_of(v, resource)
+}
+
+fn resource_of(v: Value, resource: &str) -> Result<Attrs, NetworkError> {
     let Value::Object(mut top) = v else {
         return Err(NetworkError::bad_request("Malformed request body"));
     };

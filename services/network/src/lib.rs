@@ -136,6 +136,17 @@ impl NetworkState {
     }
 }
 
+/// The 201 of a create: `{"<resource>": {...}}`, or `{"<resource>s": [...]}` for a
+/// bulk create.
+fn created(resource: &str, mut views: Vec<Value>, bulk: bool) -> Response {
+    let body = if bulk {
+        json!({ format!("{resource}s"): views })
+    } else {
+        json!({ resource: views.pop().unwrap_or(Value::Null) })
+    };
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
 /// `fields=` of a show.
 fn fields(q: &[(String, String)]) -> Vec<String> {
     q.iter()
@@ -190,6 +201,7 @@ pub const ROUTES: &[Endpoint] = &[
         Authenticated,
         "(none: extension list)",
     ),
+    ep("GET", "/v2.0/agents", ProjectReader, "get_agent"),
     ep("GET", "/v2.0/networks", ProjectReader, "get_network"),
     ep("POST", "/v2.0/networks", ProjectMember, "create_network"),
     ep("GET", "/v2.0/networks/{id}", ProjectReader, "get_network"),
@@ -240,6 +252,7 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2.0", index),
         route(M::GET, "/v2.0/extensions", extensions),
         route(M::GET, "/v2.0/extensions/{id}", extension),
+        route(M::GET, "/v2.0/agents", agents),
         route(M::GET, "/v2.0/networks", networks::list),
         route(M::POST, "/v2.0/networks", networks::create),
         route(M::GET, "/v2.0/networks/{id}", networks::show),
@@ -320,7 +333,7 @@ async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response
 /// # Panics
 /// When a route has no row in [`ROUTES`].
 pub fn router(state: NetworkState) -> Router {
-    routes()
+    let inner = routes()
         .into_iter()
         .fold(Router::new(), |r, (method, path, mr)| {
             let row =
@@ -337,7 +350,11 @@ pub fn router(state: NetworkState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(bad_method)
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+    // The request id and path normalisation run before routing: an outer router hands
+    // every request, its path rewritten, to the inner one.
+    Router::new()
+        .fallback_service(inner)
         .layer(axum::middleware::from_fn(request_id))
 }
 
@@ -409,6 +426,13 @@ async fn index(headers: HeaderMap) -> Json<Value> {
         })
         .collect();
     Json(json!({ "resources": res }))
+}
+
+/// `GET /v2.0/agents`: Stratus runs no Neutron agents (the host data plane comes with
+/// the libvirt driver), so the list is empty for everyone; the `agent` extension is not
+/// listed.
+async fn agents() -> Json<Value> {
+    Json(json!({"agents": []}))
 }
 
 /// One implemented API extension: alias, name, description.

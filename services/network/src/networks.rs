@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use domain::network::{NetworkCommand, NetworkPatch, NetworkSpec, DEFAULT_MTU};
 use domain::NetworkId;
@@ -29,14 +29,9 @@ fn mtu(a: &mut Attrs) -> Result<Option<u32>, NetworkError> {
     }
 }
 
-/// `POST /v2.0/networks`.
-pub async fn create(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    raw: axum::body::Bytes,
-) -> Result<Response, NetworkError> {
-    let mut a = body::resource(&raw, "network")?;
-    let owner = a.owner(&caller, "create_network")?;
+/// Reads one network of a create body.
+fn parse_create(mut a: Attrs, caller: &Caller) -> Result<NetworkSpec, NetworkError> {
+    let owner = a.owner(caller, "create_network")?;
     let name = a.text("name")?.unwrap_or_default();
     let description = a.text("description")?.unwrap_or_default();
     let admin_state_up = a.boolean("admin_state_up")?.unwrap_or(true);
@@ -51,10 +46,9 @@ pub async fn create(
     if external && !caller.is_admin() {
         return Err(NetworkError::policy("create_network:router:external"));
     }
-    let id = NetworkId(Uuid::new_v4());
-    let ctx = caller.ctx();
-    let spec = NetworkSpec {
-        id,
+    let now = engine::now();
+    Ok(NetworkSpec {
+        id: NetworkId(Uuid::new_v4()),
         name,
         description,
         project_id: owner,
@@ -64,19 +58,51 @@ pub async fn create(
         mtu,
         port_security_enabled,
         tags: vec![],
-        created_at: ctx.now,
-        updated_at: ctx.now,
+        created_at: now,
+        updated_at: now,
         revision: 1,
-    };
-    st.engine
-        .network(&id, NetworkCommand::Create(spec), &ctx, &caller.meta())
-        .await?;
-    let n = st.network(&id)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"network": view::network(&n)})),
-    )
-        .into_response())
+    })
+}
+
+/// `POST /v2.0/networks` (also Neutron's bulk form, all or nothing).
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let (items, bulk) = body::creates(&raw, "network")?;
+    let specs = items
+        .into_iter()
+        .map(|a| parse_create(a, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut done: Vec<NetworkId> = vec![];
+    for spec in specs {
+        let id = spec.id;
+        if let Err(e) = st
+            .engine
+            .network(
+                &id,
+                NetworkCommand::Create(spec),
+                &caller.ctx(),
+                &caller.meta(),
+            )
+            .await
+        {
+            for d in done {
+                let _ = st
+                    .engine
+                    .network(&d, NetworkCommand::Delete, &caller.ctx(), &caller.meta())
+                    .await;
+            }
+            return Err(e.into());
+        }
+        done.push(id);
+    }
+    let views: Vec<serde_json::Value> = done
+        .iter()
+        .map(|id| st.network(id).map(|n| view::network(&n)))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::created("network", views, bulk))
 }
 
 /// `GET /v2.0/networks`.

@@ -3,13 +3,13 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use domain::network::{
     valid_mac, AddressPair, FixedIpRequest, Network, NetworkCommand, PortPatch, PortRequest,
     MAC_PREFIX,
 };
-use domain::{PortId, SubnetId};
+use domain::{NetworkId, PortId, SubnetId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -192,20 +192,19 @@ fn check_port_policy(
     Ok(())
 }
 
-/// `POST /v2.0/ports`.
-pub async fn create(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    raw: axum::body::Bytes,
-) -> Result<Response, NetworkError> {
-    let mut a = body::resource(&raw, "port")?;
+/// Reads one port of a create body: its network and request.
+fn parse_create(
+    st: &NetworkState,
+    mut a: Attrs,
+    caller: &Caller,
+) -> Result<(NetworkId, PortRequest), NetworkError> {
     let net_id = a.string("network_id", 36)?.ok_or_else(|| {
         NetworkError::bad_request(
             "Failed to parse request. Required attribute 'network_id' not specified",
         )
     })?;
-    let n = st.visible_network(&net_id, &caller)?;
-    let owner = a.owner(&caller, "create_port")?;
+    let n = st.visible_network(&net_id, caller)?;
+    let owner = a.owner(caller, "create_port")?;
     let fixed = fixed_ips(&mut a)?;
     let mac = mac(&mut a)?;
     let device_owner = a.string("device_owner", 255)?.unwrap_or_default();
@@ -213,7 +212,7 @@ pub async fn create(
     let binding_profile = profile(&mut a)?;
     check_port_policy(
         &n,
-        &caller,
+        caller,
         "create_port",
         fixed.as_deref(),
         mac.is_some(),
@@ -239,21 +238,50 @@ pub async fn create(
         binding_profile: binding_profile.unwrap_or_else(|| "{}".into()),
     };
     a.finish()?;
-    let pid = req.id;
-    st.engine
-        .network(
-            &n.spec.id,
-            NetworkCommand::CreatePort(Box::new(req)),
-            &caller.ctx(),
-            &caller.meta(),
-        )
-        .await?;
-    let p = st.port(&pid)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"port": view::port(&p, caller.is_admin())})),
-    )
-        .into_response())
+    Ok((n.spec.id, req))
+}
+
+/// `POST /v2.0/ports` (also Neutron's bulk form, all or nothing).
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let (items, bulk) = body::creates(&raw, "port")?;
+    let reqs = items
+        .into_iter()
+        .map(|a| parse_create(&st, a, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut done: Vec<(NetworkId, PortId)> = vec![];
+    for (nid, req) in reqs {
+        let pid = req.id;
+        let cmd = NetworkCommand::CreatePort(Box::new(req));
+        if let Err(e) = st
+            .engine
+            .network(&nid, cmd, &caller.ctx(), &caller.meta())
+            .await
+        {
+            for (n, p) in done {
+                let _ = st
+                    .engine
+                    .network(
+                        &n,
+                        NetworkCommand::DeletePort { id: p },
+                        &caller.ctx(),
+                        &caller.meta(),
+                    )
+                    .await;
+            }
+            return Err(e.into());
+        }
+        done.push((nid, pid));
+    }
+    let admin = caller.is_admin();
+    let views: Vec<Value> = done
+        .iter()
+        .map(|(_, pid)| st.port(pid).map(|p| view::port(&p, admin)))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::created("port", views, bulk))
 }
 
 fn vnic(a: &mut Attrs) -> Result<Option<String>, NetworkError> {

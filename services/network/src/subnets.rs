@@ -4,12 +4,12 @@ use std::net::IpAddr;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use domain::network::{
     Cidr, GatewayRequest, HostRoute, NetworkCommand, Pool, SubnetPatch, SubnetRequest,
 };
-use domain::SubnetId;
+use domain::{NetworkId, SubnetId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -125,20 +125,19 @@ fn ipv6_mode(a: &mut Attrs, attr: &str) -> Result<Option<String>, NetworkError> 
     }
 }
 
-/// `POST /v2.0/subnets`.
-pub async fn create(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    raw: axum::body::Bytes,
-) -> Result<Response, NetworkError> {
-    let mut a = body::resource(&raw, "subnet")?;
+/// Reads one subnet of a create body: its network and request.
+fn parse_create(
+    st: &NetworkState,
+    mut a: Attrs,
+    caller: &Caller,
+) -> Result<(NetworkId, SubnetRequest), NetworkError> {
     let net_id = a.string("network_id", 36)?.ok_or_else(|| {
         NetworkError::bad_request(
             "Failed to parse request. Required attribute 'network_id' not specified",
         )
     })?;
-    let n = st.visible_network(&net_id, &caller)?;
-    let owner = a.owner(&caller, "create_subnet")?;
+    let n = st.visible_network(&net_id, caller)?;
+    let owner = a.owner(caller, "create_subnet")?;
     if !caller.is_admin() && n.spec.project_id != caller.project {
         return Err(NetworkError::policy("create_subnet"));
     }
@@ -178,8 +177,7 @@ pub async fn create(
         ipv6_address_mode: ipv6_mode(&mut a, "ipv6_address_mode")?,
         subnetpool_id: None,
     };
-    // Neutron accepts an explicit null subnet pool (no pool) and an empty list of
-    // service types.
+    // Neutron accepts an explicit null subnet pool (no pool).
     match a.take("subnetpool_id") {
         None | Some(Value::Null) => {}
         Some(_) => {
@@ -189,22 +187,49 @@ pub async fn create(
         }
     }
     a.finish()?;
-    let sid = req.id;
-    let nid = n.spec.id;
-    st.engine
-        .network(
-            &nid,
-            NetworkCommand::CreateSubnet(Box::new(req)),
-            &caller.ctx(),
-            &caller.meta(),
-        )
-        .await?;
-    let s = st.subnet(&sid)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"subnet": view::subnet(&s)})),
-    )
-        .into_response())
+    Ok((n.spec.id, req))
+}
+
+/// `POST /v2.0/subnets` (also Neutron's bulk form, all or nothing).
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let (items, bulk) = body::creates(&raw, "subnet")?;
+    let reqs = items
+        .into_iter()
+        .map(|a| parse_create(&st, a, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut done: Vec<(NetworkId, SubnetId)> = vec![];
+    for (nid, req) in reqs {
+        let sid = req.id;
+        let cmd = NetworkCommand::CreateSubnet(Box::new(req));
+        if let Err(e) = st
+            .engine
+            .network(&nid, cmd, &caller.ctx(), &caller.meta())
+            .await
+        {
+            for (n, s) in done {
+                let _ = st
+                    .engine
+                    .network(
+                        &n,
+                        NetworkCommand::DeleteSubnet { id: s },
+                        &caller.ctx(),
+                        &caller.meta(),
+                    )
+                    .await;
+            }
+            return Err(e.into());
+        }
+        done.push((nid, sid));
+    }
+    let views: Vec<Value> = done
+        .iter()
+        .map(|(_, sid)| st.subnet(sid).map(|s| view::subnet(&s)))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::created("subnet", views, bulk))
 }
 
 /// `GET /v2.0/subnets`.

@@ -17,6 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_stratus");
 /// base URL read from its ready line.
 fn start(args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(BIN)
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(args)
         .args([
             "--listen",

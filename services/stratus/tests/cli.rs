@@ -28,6 +28,7 @@ impl Drop for Server {
 
 fn serve(dir: &std::path::Path, port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--hosts", "2"])
@@ -132,6 +133,7 @@ async fn serve_sigterm_restart_replay() {
     sigterm(child);
 
     let out = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["replay", "rebuild", "--data-dir"])
         .arg(dir.path())
         .output()
@@ -142,6 +144,7 @@ async fn serve_sigterm_restart_replay() {
     assert!(text.contains("events/s"), "{text}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["replay", "history", "--data-dir"])
         .arg(dir.path())
         .arg(&id)
@@ -169,6 +172,7 @@ fn bad_store_weights_are_refused() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_stratus"))
+            .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
             .args(["serve", "--data-dir"])
             .arg(dir.path())
             .args([

@@ -163,6 +163,7 @@ async fn nats_restart_mid_operations_loses_nothing() {
     }
     // The stored projections equal a fold of the log.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["replay", "rebuild", "--nats", &url, "--data-dir"])
         .arg(&data)
         .output()

@@ -94,6 +94,7 @@ fn unusable_tls_files_are_refused_clearly() {
     let bogus = dir.path().join("bogus.pem");
     std::fs::write(&bogus, "not a certificate").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--tls-cert")
@@ -107,6 +108,7 @@ fn unusable_tls_files_are_refused_clearly() {
     assert!(err.contains("bogus.pem"), "{err}");
     // One without the other is a usage error.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["serve", "--tls-cert"])
         .arg(&bogus)
         .output()

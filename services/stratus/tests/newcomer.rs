@@ -13,6 +13,7 @@ use common::{free_port, sigterm_status, Proc};
 
 fn stratus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(args)
         // A user who set this must still get messages, not crash reports.
         .env("RUST_BACKTRACE", "1")
@@ -29,6 +30,7 @@ fn serve(dir: &Path, extra: &[&str]) -> (Proc, u16) {
     let port = free_port();
     let log = std::fs::File::create(dir.with_extension("log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(["serve", "--data-dir", dir.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
@@ -259,6 +261,7 @@ fn a_compute_process_logs_its_hosts_not_an_api() {
     let api = common::spawn_api(&url, free_port(), &tmp.path().join("api"));
     let log_path = tmp.path().join("compute.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args([
             "compute",
             "--nats",

@@ -94,6 +94,7 @@ pub fn spawn_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Proc {
 /// [`dev_auth`], the image API on a free port) and waits for its ready line.
 pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(args)
         .args(dev_auth(args))
         .env("STRATUS_IMAGE_LISTEN", "127.0.0.1:0")
@@ -116,6 +117,7 @@ pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
 /// Runs `stratus <args>` to completion (no backtraces in its stderr).
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .env("STRATUS_NETWORK_LISTEN", "127.0.0.1:0")
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
