@@ -103,6 +103,12 @@ pub fn bootstrap_network(step: &str, id: &crate::NetworkId) -> String {
     format!("bootstrap:network:{step}:{id}")
 }
 
+/// The network quota reconciler giving back holdings whose resource does not exist:
+/// `netquota:release:<project>:<first id>` (a repeat decides to nothing anyway).
+pub fn network_quota_release(project: &str, first: &uuid::Uuid) -> String {
+    format!("netquota:release:{project}:{first}")
+}
+
 /// Compute at start, mapping its host to its cell: `map:<host>:<cell>`.
 pub fn map_host(host: &HostName, cell: &CellName) -> String {
     format!("map:{host}:{cell}")

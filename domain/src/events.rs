@@ -17,6 +17,7 @@ use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
 use crate::metadef::MetadefEvent;
+use crate::network::quota::NetQuotaEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
 use crate::server_group::ServerGroupEvent;
@@ -54,6 +55,8 @@ pub enum Event {
     Task(TaskEvent),
     /// A network, subnet or port event (api stream, one subject per network).
     Network(NetworkEvent),
+    /// A network quota ledger event (api stream, one subject per project).
+    NetworkQuota(NetQuotaEvent),
 }
 
 impl Event {
@@ -133,6 +136,7 @@ impl Event {
             Event::Metadef(e) => e.event_type(),
             Event::Task(e) => e.event_type(),
             Event::Network(e) => e.event_type(),
+            Event::NetworkQuota(e) => e.event_type(),
         }
     }
 

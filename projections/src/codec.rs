@@ -18,6 +18,7 @@ use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::keypair::KeypairEvent;
 use domain::metadef::MetadefEvent;
+use domain::network::quota::NetQuotaEvent;
 use domain::network::NetworkEvent;
 use domain::quota::QuotaEvent;
 use domain::server_group::ServerGroupEvent;
@@ -56,6 +57,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Metadef(x) => postcard::to_stdvec(x),
         Event::Task(x) => postcard::to_stdvec(x),
         Event::Network(x) => postcard::to_stdvec(x),
+        Event::NetworkQuota(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -113,6 +115,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         (Some("task"), 1) => Event::Task(postcard::from_bytes::<TaskEvent>(payload).map_err(perr)?),
         (Some("metadef"), 1) => {
             Event::Metadef(postcard::from_bytes::<MetadefEvent>(payload).map_err(perr)?)
+        }
+        (Some("network_quota"), 1) => {
+            Event::NetworkQuota(postcard::from_bytes::<NetQuotaEvent>(payload).map_err(perr)?)
         }
         (Some("network"), 1) => {
             Event::Network(postcard::from_bytes::<NetworkEvent>(payload).map_err(perr)?)

@@ -17,6 +17,7 @@ pub mod keypairs;
 pub mod metadefs;
 pub mod migrations;
 pub mod model;
+pub mod network_quotas;
 pub mod networks;
 pub mod projector;
 pub mod quota;

@@ -489,6 +489,7 @@ impl Default for Views {
         v.register::<crate::subscriptions::Subscriptions>();
         v.register::<crate::migrations::Migrations>();
         v.register::<crate::networks::Networks>();
+        v.register::<crate::network_quotas::NetworkQuotas>();
         v
     }
 }
@@ -628,6 +629,11 @@ impl Views {
     /// Image rows by id (tombstones included).
     pub fn images(&self) -> &Table<ImageId, Row<Image>> {
         &self.model::<Images>().rows
+    }
+
+    /// Network quota ledgers.
+    pub fn network_quotas(&self) -> &crate::network_quotas::NetworkQuotas {
+        self.model::<crate::network_quotas::NetworkQuotas>()
     }
 
     /// Networks with their subnets and ports.

@@ -1055,6 +1055,23 @@ fn network_samples() -> Vec<Event> {
         Event::Network(NetworkEvent::PortCreated { port: port.clone() }),
         Event::Network(NetworkEvent::PortUpdated { port }),
         Event::Network(NetworkEvent::PortDeleted { id: pid, at: t(85) }),
+        Event::NetworkQuota(quota::NetQuotaEvent::Reserved {
+            resource: quota::NetResource::Port,
+            id: pid.0,
+            at: t(86),
+        }),
+        Event::NetworkQuota(quota::NetQuotaEvent::Released {
+            id: pid.0,
+            at: t(87),
+        }),
+        Event::NetworkQuota(quota::NetQuotaEvent::LimitsSet {
+            limits: BTreeMap::from([
+                (quota::NetResource::Network, 5),
+                (quota::NetResource::FloatingIp, -1),
+            ]),
+            at: t(88),
+        }),
+        Event::NetworkQuota(quota::NetQuotaEvent::LimitsReset { at: t(89) }),
     ]
 }
 

@@ -9,8 +9,10 @@
 //! - When `network` returns Ok the world reflects the append (read-your-writes).
 //! - A refused command appends nothing.
 
+use domain::network::quota::{self, NetQuotaCommand, NetResource};
 use domain::network::{self, NetworkCommand};
 use domain::{Ctx, DomainError, Event, NetworkId};
+use projections::network_quotas::ledger_subject;
 use projections::networks::network_subject;
 
 use crate::{Engine, EngineError, Meta, Outcome};
@@ -42,5 +44,72 @@ impl Engine {
             meta,
         )
         .await
+    }
+}
+
+impl Engine {
+    /// Executes a command on `project`'s network quota ledger.
+    pub async fn network_quota(
+        &self,
+        project: &str,
+        cmd: NetQuotaCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let subject = ledger_subject(project);
+        self.execute_on_world(
+            &subject,
+            &format!("network quota of {project}"),
+            |v| {
+                let row = v.network_quotas().ledger(project);
+                let evs = quota::decide(row.map(|r| &r.state), cmd.clone(), ctx.now)
+                    .map_err(DomainError::Network)?;
+                Ok((
+                    evs.into_iter().map(Event::NetworkQuota).collect(),
+                    row.map(|r| r.seq).unwrap_or(0),
+                ))
+            },
+            |v| v.network_quotas().ledger(project).map(|r| r.seq),
+            ctx,
+            meta,
+        )
+        .await
+    }
+
+    /// Counts resource `id` against `project`'s limit of `resource` (Neutron's
+    /// `OverQuota` when none is left); call before creating it.
+    pub async fn reserve_network(
+        &self,
+        project: &str,
+        resource: NetResource,
+        id: uuid::Uuid,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<(), EngineError> {
+        self.network_quota(
+            project,
+            NetQuotaCommand::Reserve { resource, id },
+            ctx,
+            meta,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Gives back what `ids` held for `project` (after a delete or a failed create).
+    /// A failure is logged, not returned: the reconciler gives it back later.
+    pub async fn release_network(
+        &self,
+        project: &str,
+        ids: Vec<uuid::Uuid>,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) {
+        if let Err(e) = self
+            .network_quota(project, NetQuotaCommand::Release { ids }, ctx, meta)
+            .await
+        {
+            tracing::warn!(%project, error = %e, "network quota release failed; the reconciler will retry");
+        }
     }
 }

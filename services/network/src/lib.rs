@@ -22,6 +22,7 @@ mod extract;
 pub mod list;
 mod networks;
 mod ports;
+pub mod quotas;
 mod subnets;
 pub mod view;
 
@@ -35,7 +36,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use domain::network::{Network, Port, Subnet};
+use domain::network::{Network, NetworkCommand, Port, Subnet};
 use domain::{NetworkId, PortId, SubnetId};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -128,6 +129,17 @@ impl NetworkState {
                 view::port_visible(n, p, c).then(|| (n.clone(), p.clone()))
             })
             .ok_or_else(|| domain::network::NetError::port_not_found(id).into())
+    }
+
+    /// Decides `cmd` on the current state without appending: a command the domain
+    /// refuses is refused before its quota is reserved, so bad input appends nothing.
+    /// (The real command decides again; a race lost meanwhile is answered then.)
+    fn precheck(&self, id: &NetworkId, cmd: &NetworkCommand) -> Result<(), NetworkError> {
+        let views = self.engine.world().read();
+        let row = views.networks().row(id);
+        domain::network::decide(*id, row.map(|r| &r.state), cmd.clone(), engine::now())
+            .map(|_| ())
+            .map_err(NetworkError::from)
     }
 
     /// The absolute URL of `path` as the client reached this service.
@@ -232,6 +244,34 @@ pub const ROUTES: &[Endpoint] = &[
     ep("GET", "/v2.0/ports/{id}", ProjectReader, "get_port"),
     ep("PUT", "/v2.0/ports/{id}", ProjectMember, "update_port"),
     ep("DELETE", "/v2.0/ports/{id}", ProjectMember, "delete_port"),
+    ep("GET", "/v2.0/quotas", ProjectReader, "get_quota"),
+    ep(
+        "GET",
+        "/v2.0/quotas/project",
+        ProjectReader,
+        "(none: the caller's project)",
+    ),
+    ep(
+        "GET",
+        "/v2.0/quotas/tenant",
+        ProjectReader,
+        "(none: the caller's project)",
+    ),
+    ep("GET", "/v2.0/quotas/{id}", ProjectReader, "get_quota"),
+    ep("PUT", "/v2.0/quotas/{id}", ProjectReader, "update_quota"),
+    ep("DELETE", "/v2.0/quotas/{id}", ProjectReader, "delete_quota"),
+    ep(
+        "GET",
+        "/v2.0/quotas/{id}/default",
+        ProjectReader,
+        "get_quota",
+    ),
+    ep(
+        "GET",
+        "/v2.0/quotas/{id}/details",
+        ProjectReader,
+        "get_quota",
+    ),
 ];
 
 type Route = (Method, &'static str, MethodRouter<NetworkState>);
@@ -268,6 +308,14 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2.0/ports/{id}", ports::show),
         route(M::PUT, "/v2.0/ports/{id}", ports::update),
         route(M::DELETE, "/v2.0/ports/{id}", ports::delete),
+        route(M::GET, "/v2.0/quotas", quotas::list),
+        route(M::GET, "/v2.0/quotas/project", quotas::project),
+        route(M::GET, "/v2.0/quotas/tenant", quotas::tenant),
+        route(M::GET, "/v2.0/quotas/{id}", quotas::show),
+        route(M::PUT, "/v2.0/quotas/{id}", quotas::update),
+        route(M::DELETE, "/v2.0/quotas/{id}", quotas::reset),
+        route(M::GET, "/v2.0/quotas/{id}/default", quotas::defaults),
+        route(M::GET, "/v2.0/quotas/{id}/details", quotas::details),
     ]
 }
 
@@ -449,6 +497,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("quotas", "Quota management support", "Expose functions for quotas management per project"),
+    ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
+    ("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {

@@ -13,7 +13,9 @@ use crate::body::{self, Attrs};
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 /// Neutron's smallest MTU (IPv4's minimum).
 const MIN_MTU: i64 = 68;
@@ -75,32 +77,38 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut done: Vec<NetworkId> = vec![];
+    let mut done: Vec<(NetworkId, String)> = vec![];
     for spec in specs {
-        let id = spec.id;
-        if let Err(e) = st
-            .engine
-            .network(
-                &id,
-                NetworkCommand::Create(spec),
-                &caller.ctx(),
-                &caller.meta(),
-            )
-            .await
-        {
-            for d in done {
+        let (id, owner) = (spec.id, spec.project_id.clone());
+        let res = async {
+            quotas::reserve(&st, &caller, &owner, NetResource::Network, id.0).await?;
+            st.engine
+                .network(
+                    &id,
+                    NetworkCommand::Create(spec),
+                    &caller.ctx(),
+                    &caller.meta(),
+                )
+                .await
+                .map_err(NetworkError::from)
+        }
+        .await;
+        if let Err(e) = res {
+            quotas::release(&st, &caller, &owner, id.0).await;
+            for (d, o) in done {
                 let _ = st
                     .engine
                     .network(&d, NetworkCommand::Delete, &caller.ctx(), &caller.meta())
                     .await;
+                quotas::release(&st, &caller, &o, d.0).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
-        done.push(id);
+        done.push((id, owner));
     }
     let views: Vec<serde_json::Value> = done
         .iter()
-        .map(|id| st.network(id).map(|n| view::network(&n)))
+        .map(|(id, _)| st.network(id).map(|n| view::network(&n)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("network", views, bulk))
 }
@@ -204,5 +212,13 @@ pub async fn delete(
             &caller.meta(),
         )
         .await?;
+    // What went with it: the network, its subnets and its service ports.
+    quotas::release(&st, &caller, &n.spec.project_id, n.spec.id.0).await;
+    for s in n.subnets.values() {
+        quotas::release(&st, &caller, &s.project_id, s.id.0).await;
+    }
+    for p in n.ports.values() {
+        quotas::release(&st, &caller, &p.project_id, p.id.0).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

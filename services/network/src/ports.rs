@@ -18,7 +18,9 @@ use crate::body::{self, Attrs};
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 /// How many generated MACs a create tries (each is free with near certainty).
 const MAC_CANDIDATES: usize = 16;
@@ -252,16 +254,22 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(&st, a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut done: Vec<(NetworkId, PortId)> = vec![];
+    let mut done: Vec<(NetworkId, PortId, String)> = vec![];
     for (nid, req) in reqs {
-        let pid = req.id;
+        let (pid, owner) = (req.id, req.project_id.clone());
         let cmd = NetworkCommand::CreatePort(Box::new(req));
-        if let Err(e) = st
-            .engine
-            .network(&nid, cmd, &caller.ctx(), &caller.meta())
-            .await
-        {
-            for (n, p) in done {
+        let res = async {
+            st.precheck(&nid, &cmd)?;
+            quotas::reserve(&st, &caller, &owner, NetResource::Port, pid.0).await?;
+            st.engine
+                .network(&nid, cmd, &caller.ctx(), &caller.meta())
+                .await
+                .map_err(NetworkError::from)
+        }
+        .await;
+        if let Err(e) = res {
+            quotas::release(&st, &caller, &owner, pid.0).await;
+            for (n, p, o) in done {
                 let _ = st
                     .engine
                     .network(
@@ -271,15 +279,16 @@ pub async fn create(
                         &caller.meta(),
                     )
                     .await;
+                quotas::release(&st, &caller, &o, p.0).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
-        done.push((nid, pid));
+        done.push((nid, pid, owner));
     }
     let admin = caller.is_admin();
     let views: Vec<Value> = done
         .iter()
-        .map(|(_, pid)| st.port(pid).map(|p| view::port(&p, admin)))
+        .map(|(_, pid, _)| st.port(pid).map(|p| view::port(&p, admin)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("port", views, bulk))
 }
@@ -445,5 +454,6 @@ pub async fn delete(
             &caller.meta(),
         )
         .await?;
+    quotas::release(&st, &caller, &p.project_id, p.id.0).await;
     Ok(StatusCode::NO_CONTENT)
 }

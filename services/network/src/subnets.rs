@@ -18,7 +18,9 @@ use crate::body::{self, Attrs};
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 /// IPv6 RA / address modes Neutron knows.
 const IPV6_MODES: &[&str] = &["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
@@ -201,16 +203,22 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(&st, a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut done: Vec<(NetworkId, SubnetId)> = vec![];
+    let mut done: Vec<(NetworkId, SubnetId, String)> = vec![];
     for (nid, req) in reqs {
-        let sid = req.id;
+        let (sid, owner) = (req.id, req.project_id.clone());
         let cmd = NetworkCommand::CreateSubnet(Box::new(req));
-        if let Err(e) = st
-            .engine
-            .network(&nid, cmd, &caller.ctx(), &caller.meta())
-            .await
-        {
-            for (n, s) in done {
+        let res = async {
+            st.precheck(&nid, &cmd)?;
+            quotas::reserve(&st, &caller, &owner, NetResource::Subnet, sid.0).await?;
+            st.engine
+                .network(&nid, cmd, &caller.ctx(), &caller.meta())
+                .await
+                .map_err(NetworkError::from)
+        }
+        .await;
+        if let Err(e) = res {
+            quotas::release(&st, &caller, &owner, sid.0).await;
+            for (n, s, o) in done {
                 let _ = st
                     .engine
                     .network(
@@ -220,14 +228,15 @@ pub async fn create(
                         &caller.meta(),
                     )
                     .await;
+                quotas::release(&st, &caller, &o, s.0).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
-        done.push((nid, sid));
+        done.push((nid, sid, owner));
     }
     let views: Vec<Value> = done
         .iter()
-        .map(|(_, sid)| st.subnet(sid).map(|s| view::subnet(&s)))
+        .map(|(_, sid, _)| st.subnet(sid).map(|s| view::subnet(&s)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("subnet", views, bulk))
 }
@@ -327,5 +336,6 @@ pub async fn delete(
             &caller.meta(),
         )
         .await?;
+    quotas::release(&st, &caller, &s.project_id, s.id.0).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -598,6 +598,10 @@ impl Stack {
             runtime.reactor(Arc::new(scheduler::GroupMembers::default()));
             runtime.reactor(Arc::new(quota::QuotaKeeper::default()));
             runtime.periodic(
+                Arc::new(network::quotas::Reconciler),
+                Period::immediate(opts.reconcile_every),
+            );
+            runtime.periodic(
                 Arc::new(scheduler::Reconciler),
                 Period::immediate(opts.reconcile_every),
             );
