@@ -109,6 +109,12 @@ pub fn network_quota_release(project: &str, first: &uuid::Uuid) -> String {
     format!("netquota:release:{project}:{first}")
 }
 
+/// The network reconciler giving back a subnet pool prefix whose subnet does not exist:
+/// `pool:release:<pool>:<subnet>`.
+pub fn subnet_pool_release(pool: &crate::SubnetPoolId, subnet: &crate::SubnetId) -> String {
+    format!("pool:release:{pool}:{subnet}")
+}
+
 /// Compute at start, mapping its host to its cell: `map:<host>:<cell>`.
 pub fn map_host(host: &HostName, cell: &CellName) -> String {
     format!("map:{host}:{cell}")

@@ -17,6 +17,7 @@ use crate::image::ImageEvent;
 use crate::instance::InstanceEvent;
 use crate::keypair::KeypairEvent;
 use crate::metadef::MetadefEvent;
+use crate::network::pool::PoolEvent;
 use crate::network::quota::NetQuotaEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
@@ -57,6 +58,8 @@ pub enum Event {
     Network(NetworkEvent),
     /// A network quota ledger event (api stream, one subject per project).
     NetworkQuota(NetQuotaEvent),
+    /// A subnet pool event (api stream, one subject per pool).
+    SubnetPool(PoolEvent),
 }
 
 impl Event {
@@ -137,6 +140,7 @@ impl Event {
             Event::Task(e) => e.event_type(),
             Event::Network(e) => e.event_type(),
             Event::NetworkQuota(e) => e.event_type(),
+            Event::SubnetPool(e) => e.event_type(),
         }
     }
 

@@ -18,6 +18,7 @@ use domain::image::ImageEvent;
 use domain::instance::InstanceEvent;
 use domain::keypair::KeypairEvent;
 use domain::metadef::MetadefEvent;
+use domain::network::pool::PoolEvent;
 use domain::network::quota::NetQuotaEvent;
 use domain::network::NetworkEvent;
 use domain::quota::QuotaEvent;
@@ -58,6 +59,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Task(x) => postcard::to_stdvec(x),
         Event::Network(x) => postcard::to_stdvec(x),
         Event::NetworkQuota(x) => postcard::to_stdvec(x),
+        Event::SubnetPool(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -115,6 +117,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         (Some("task"), 1) => Event::Task(postcard::from_bytes::<TaskEvent>(payload).map_err(perr)?),
         (Some("metadef"), 1) => {
             Event::Metadef(postcard::from_bytes::<MetadefEvent>(payload).map_err(perr)?)
+        }
+        (Some("subnetpool"), 1) => {
+            Event::SubnetPool(postcard::from_bytes::<PoolEvent>(payload).map_err(perr)?)
         }
         (Some("network_quota"), 1) => {
             Event::NetworkQuota(postcard::from_bytes::<NetQuotaEvent>(payload).map_err(perr)?)

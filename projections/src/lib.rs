@@ -23,6 +23,7 @@ pub mod projector;
 pub mod quota;
 pub mod server_groups;
 pub mod store;
+pub mod subnet_pools;
 pub mod subscriptions;
 pub mod tasks;
 pub mod usage;

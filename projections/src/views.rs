@@ -490,6 +490,7 @@ impl Default for Views {
         v.register::<crate::migrations::Migrations>();
         v.register::<crate::networks::Networks>();
         v.register::<crate::network_quotas::NetworkQuotas>();
+        v.register::<crate::subnet_pools::SubnetPools>();
         v
     }
 }
@@ -629,6 +630,11 @@ impl Views {
     /// Image rows by id (tombstones included).
     pub fn images(&self) -> &Table<ImageId, Row<Image>> {
         &self.model::<Images>().rows
+    }
+
+    /// Subnet pools.
+    pub fn subnet_pools(&self) -> &crate::subnet_pools::SubnetPools {
+        self.model::<crate::subnet_pools::SubnetPools>()
     }
 
     /// Network quota ledgers.

@@ -1041,6 +1041,23 @@ fn network_samples() -> Vec<Event> {
         updated_at: t(82),
         revision: 2,
     };
+    let pool_spec = pool::PoolSpec {
+        id: domain::SubnetPoolId(uuid::Uuid::from_u128(0x56)),
+        name: "pool".into(),
+        description: "d".into(),
+        project_id: "p1".into(),
+        prefixes: vec![Cidr::parse("10.10.0.0/16").unwrap()],
+        default_prefixlen: 24,
+        min_prefixlen: 16,
+        max_prefixlen: 28,
+        shared: true,
+        is_default: false,
+        default_quota: Some(1024),
+        tags: vec![],
+        created_at: t(89),
+        updated_at: t(89),
+        revision: 0,
+    };
     vec![
         Event::Network(NetworkEvent::Created {
             network: network.clone(),
@@ -1072,6 +1089,20 @@ fn network_samples() -> Vec<Event> {
             at: t(88),
         }),
         Event::NetworkQuota(quota::NetQuotaEvent::LimitsReset { at: t(89) }),
+        Event::SubnetPool(pool::PoolEvent::Created {
+            pool: pool_spec.clone(),
+        }),
+        Event::SubnetPool(pool::PoolEvent::Updated { pool: pool_spec }),
+        Event::SubnetPool(pool::PoolEvent::Deleted { at: t(90) }),
+        Event::SubnetPool(pool::PoolEvent::PrefixAllocated {
+            subnet: sid,
+            cidr: Cidr::parse("10.10.1.0/24").unwrap(),
+            at: t(91),
+        }),
+        Event::SubnetPool(pool::PoolEvent::PrefixReleased {
+            subnet: sid,
+            at: t(92),
+        }),
     ]
 }
 

@@ -557,3 +557,121 @@ async fn two_hundred_racing_ports_get_exactly_one_hundred_addresses() {
     );
     h.stack.stop().await;
 }
+
+/// Subnet pools: concurrent subnet creates from one pool get distinct prefixes, a
+/// requested overlapping prefix is refused, a pool in use cannot be deleted, a deleted
+/// subnet gives its prefix back, and the default pool serves `use_default_subnetpool`.
+#[tokio::test]
+async fn subnet_pools_give_each_prefix_once() {
+    let h = Harness::start(|_| {}).await;
+    let pool = h
+        .neutron_create(
+            ALICE,
+            "subnetpool",
+            json!({"name": "p", "prefixes": ["10.80.0.0/16"], "default_prefixlen": 24}),
+        )
+        .await;
+    assert_eq!(pool["min_prefixlen"], 8);
+    assert_eq!(pool["ip_version"], 4);
+    let pid = pool["id"].as_str().unwrap().to_string();
+    let mut nets = vec![];
+    for i in 0..12 {
+        nets.push(network(&h, ALICE, &format!("n{i}")).await["id"].clone());
+    }
+    let mut tasks = vec![];
+    for nid in &nets {
+        let (client, addr) = (h.http.clone(), h.stack.network_addr.unwrap());
+        let body = json!({"subnet": {"network_id": nid, "ip_version": 4, "subnetpool_id": pid}});
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("http://{addr}/v2.0/subnets"))
+                .header("X-Auth-Token", ALICE)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut cidrs = BTreeSet::new();
+    for t in tasks {
+        let (code, v) = t.await.unwrap();
+        assert_eq!(code, 201, "{v}");
+        assert_eq!(v["subnet"]["subnetpool_id"], pid.as_str());
+        assert!(cidrs.insert(v["subnet"]["cidr"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(cidrs.len(), 12);
+    assert!(cidrs.contains("10.80.0.0/24") && cidrs.contains("10.80.11.0/24"));
+    // A prefix that overlaps one given out.
+    let extra = network(&h, ALICE, "extra").await;
+    let before = h.log_len().await;
+    let (code, v) = h
+        .neutron(
+            ALICE,
+            Method::POST,
+            "/v2.0/subnets",
+            Some(
+                json!({"subnet": {"network_id": extra["id"], "ip_version": 4,
+                "subnetpool_id": pid, "cidr": "10.80.3.0/25"}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "SubnetAllocationError");
+    assert_eq!(h.log_len().await, before);
+    let (code, v) = h
+        .neutron(
+            ALICE,
+            Method::DELETE,
+            &format!("/v2.0/subnetpools/{pid}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    // Deleting a subnet frees its prefix for the next create.
+    let (_, v) = h
+        .neutron(ALICE, Method::GET, "/v2.0/subnets?cidr=10.80.0.0/24", None)
+        .await;
+    let sid = v["subnets"][0]["id"].as_str().unwrap().to_string();
+    let (code, _) = h
+        .neutron(ALICE, Method::DELETE, &format!("/v2.0/subnets/{sid}"), None)
+        .await;
+    assert_eq!(code, 204);
+    let again = h
+        .neutron_create(
+            ALICE,
+            "subnet",
+            json!({"network_id": extra["id"], "ip_version": 4, "subnetpool_id": pid, "prefixlen": 24}),
+        )
+        .await;
+    assert_eq!(again["cidr"], "10.80.0.0/24");
+    // Only an admin makes a default pool; then any project's subnet can use it.
+    let (code, _) = h
+        .neutron(
+            ALICE,
+            Method::POST,
+            "/v2.0/subnetpools",
+            Some(json!({"subnetpool": {"name": "d", "prefixes": ["10.90.0.0/16"], "is_default": true}})),
+        )
+        .await;
+    assert_eq!(code, 403);
+    h.neutron_create(
+        ADMIN,
+        "subnetpool",
+        json!({"name": "d", "prefixes": ["10.90.0.0/16"], "is_default": true, "shared": true, "default_prefixlen": 26}),
+    )
+    .await;
+    let bobnet = network(&h, BOB, "b").await;
+    let s = h
+        .neutron_create(
+            BOB,
+            "subnet",
+            json!({"network_id": bobnet["id"], "ip_version": 4, "use_default_subnetpool": true}),
+        )
+        .await;
+    assert_eq!(s["cidr"], "10.90.0.0/26");
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
+}

@@ -21,6 +21,7 @@
 
 pub mod addr;
 pub mod error;
+pub mod pool;
 pub mod quota;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,11 +9,13 @@
 //! - When `network` returns Ok the world reflects the append (read-your-writes).
 //! - A refused command appends nothing.
 
+use domain::network::pool::{self, PoolCommand};
 use domain::network::quota::{self, NetQuotaCommand, NetResource};
 use domain::network::{self, NetworkCommand};
-use domain::{Ctx, DomainError, Event, NetworkId};
+use domain::{Ctx, DomainError, Event, NetworkId, SubnetPoolId};
 use projections::network_quotas::ledger_subject;
 use projections::networks::network_subject;
+use projections::subnet_pools::pool_subject;
 
 use crate::{Engine, EngineError, Meta, Outcome};
 
@@ -111,5 +113,35 @@ impl Engine {
         {
             tracing::warn!(%project, error = %e, "network quota release failed; the reconciler will retry");
         }
+    }
+}
+
+impl Engine {
+    /// Executes a command on a subnet pool.
+    pub async fn subnet_pool(
+        &self,
+        id: &SubnetPoolId,
+        cmd: PoolCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        let subject = pool_subject(id);
+        self.execute_on_world(
+            &subject,
+            &format!("subnet pool {id}"),
+            |v| {
+                let row = v.subnet_pools().row(id);
+                let evs = pool::decide(*id, row.map(|r| &r.state), cmd.clone(), ctx.now)
+                    .map_err(DomainError::Network)?;
+                Ok((
+                    evs.into_iter().map(Event::SubnetPool).collect(),
+                    row.map(|r| r.seq).unwrap_or(0),
+                ))
+            },
+            |v| v.subnet_pools().row(id).map(|r| r.seq),
+            ctx,
+            meta,
+        )
+        .await
     }
 }

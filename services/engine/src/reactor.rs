@@ -81,6 +81,8 @@ pub enum Family {
     Network,
     /// [`Event::NetworkQuota`] (network quota ledgers).
     NetworkQuota,
+    /// [`Event::SubnetPool`] (subnet pools).
+    SubnetPool,
 }
 
 impl Family {
@@ -104,6 +106,7 @@ impl Family {
             Event::Task(_) => Family::Task,
             Event::Network(_) => Family::Network,
             Event::NetworkQuota(_) => Family::NetworkQuota,
+            Event::SubnetPool(_) => Family::SubnetPool,
         }
     }
 
@@ -131,6 +134,7 @@ impl Family {
             "subscription" => Family::Subscription,
             "network" => Family::Network,
             "network_quota" => Family::NetworkQuota,
+            "subnetpool" => Family::SubnetPool,
             _ => return None,
         })
     }

@@ -71,6 +71,16 @@ impl Attrs {
         self.map.contains_key(attr)
     }
 
+    /// Takes the attribute when it is an explicit `null` (true then).
+    pub fn take_null(&mut self, attr: &str) -> bool {
+        if self.map.get(attr) == Some(&Value::Null) {
+            self.map.remove(attr);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes a raw value.
     pub fn take(&mut self, attr: &str) -> Option<Value> {
         self.map.remove(attr)

@@ -21,6 +21,7 @@ pub mod error;
 mod extract;
 pub mod list;
 mod networks;
+pub mod pools;
 mod ports;
 pub mod quotas;
 mod subnets;
@@ -244,6 +245,31 @@ pub const ROUTES: &[Endpoint] = &[
     ep("GET", "/v2.0/ports/{id}", ProjectReader, "get_port"),
     ep("PUT", "/v2.0/ports/{id}", ProjectMember, "update_port"),
     ep("DELETE", "/v2.0/ports/{id}", ProjectMember, "delete_port"),
+    ep("GET", "/v2.0/subnetpools", ProjectReader, "get_subnetpool"),
+    ep(
+        "POST",
+        "/v2.0/subnetpools",
+        ProjectMember,
+        "create_subnetpool",
+    ),
+    ep(
+        "GET",
+        "/v2.0/subnetpools/{id}",
+        ProjectReader,
+        "get_subnetpool",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/subnetpools/{id}",
+        ProjectMember,
+        "update_subnetpool",
+    ),
+    ep(
+        "DELETE",
+        "/v2.0/subnetpools/{id}",
+        ProjectMember,
+        "delete_subnetpool",
+    ),
     ep("GET", "/v2.0/quotas", ProjectReader, "get_quota"),
     ep(
         "GET",
@@ -308,6 +334,11 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2.0/ports/{id}", ports::show),
         route(M::PUT, "/v2.0/ports/{id}", ports::update),
         route(M::DELETE, "/v2.0/ports/{id}", ports::delete),
+        route(M::GET, "/v2.0/subnetpools", pools::list),
+        route(M::POST, "/v2.0/subnetpools", pools::create),
+        route(M::GET, "/v2.0/subnetpools/{id}", pools::show),
+        route(M::PUT, "/v2.0/subnetpools/{id}", pools::update),
+        route(M::DELETE, "/v2.0/subnetpools/{id}", pools::delete),
         route(M::GET, "/v2.0/quotas", quotas::list),
         route(M::GET, "/v2.0/quotas/project", quotas::project),
         route(M::GET, "/v2.0/quotas/tenant", quotas::tenant),
@@ -497,6 +528,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
+    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports"),

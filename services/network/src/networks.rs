@@ -216,6 +216,9 @@ pub async fn delete(
     quotas::release(&st, &caller, &n.spec.project_id, n.spec.id.0).await;
     for s in n.subnets.values() {
         quotas::release(&st, &caller, &s.project_id, s.id.0).await;
+        if let Some(p) = s.subnetpool_id {
+            crate::pools::release(&st, &caller, domain::SubnetPoolId(p), s.id).await;
+        }
     }
     for p in n.ports.values() {
         quotas::release(&st, &caller, &p.project_id, p.id.0).await;

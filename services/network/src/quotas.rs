@@ -230,9 +230,10 @@ pub fn exists(views: &projections::Views, r: NetResource, id: Uuid) -> bool {
     }
 }
 
-/// Gives back holdings whose resource never appeared (or is gone) once [`GRACE`] has
-/// passed: what a request killed between its reservation and its create (or between
-/// its delete and its release) left.
+/// The network reconciler: gives back quota holdings and subnet pool prefixes whose
+/// resource never appeared (or is gone) once [`GRACE`] has passed: what a request
+/// killed between its reservation and its create (or between its delete and its
+/// release) left.
 #[derive(Debug, Default)]
 pub struct Reconciler;
 
@@ -263,6 +264,41 @@ impl engine::Periodic for Reconciler {
                 })
                 .collect()
         };
+        // Prefixes of subnet pools whose subnet never appeared (or is gone).
+        let orphans: Vec<(domain::SubnetPoolId, SubnetId)> = {
+            let views = engine.world().read();
+            views
+                .subnet_pools()
+                .all()
+                .flat_map(|p| {
+                    p.allocations
+                        .iter()
+                        .filter(|(sid, (_, at))| {
+                            now.0 - at.0 > grace && views.networks().subnet(sid).is_none()
+                        })
+                        .map(|(sid, _)| (p.spec.id, *sid))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for (pool, subnet) in orphans {
+            let ctx = Ctx::service("network-reconciler", now, Uuid::new_v4());
+            let meta = engine::Meta::service(
+                "network-reconciler",
+                &format!("req-{}", Uuid::new_v4()),
+                "reconcile",
+                domain::dedupe::subnet_pool_release(&pool, &subnet),
+            );
+            tracing::info!(%pool, %subnet, "giving back the prefix of a subnet that does not exist");
+            engine
+                .subnet_pool(
+                    &pool,
+                    domain::network::pool::PoolCommand::Release { subnet },
+                    &ctx,
+                    &meta,
+                )
+                .await?;
+        }
         for (project, ids) in stale {
             let ctx = Ctx::service("network-quota", now, Uuid::new_v4());
             let meta = engine::Meta::service(

@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
+use domain::network::pool::PrefixRequest;
 use domain::network::{
     Cidr, GatewayRequest, HostRoute, NetworkCommand, Pool, SubnetPatch, SubnetRequest,
 };
-use domain::{NetworkId, SubnetId};
+use domain::{NetworkId, SubnetId, SubnetPoolId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -127,12 +128,16 @@ fn ipv6_mode(a: &mut Attrs, attr: &str) -> Result<Option<String>, NetworkError> 
     }
 }
 
-/// Reads one subnet of a create body: its network and request.
+/// One subnet of a create body: its network, its request, and the pool it asks for a
+/// prefix (if any).
+type SubnetCreate = (NetworkId, SubnetRequest, Option<(SubnetPoolId, PrefixRequest)>);
+
+/// Reads one subnet of a create body.
 fn parse_create(
     st: &NetworkState,
     mut a: Attrs,
     caller: &Caller,
-) -> Result<(NetworkId, SubnetRequest), NetworkError> {
+) -> Result<SubnetCreate, NetworkError> {
     let net_id = a.string("network_id", 36)?.ok_or_else(|| {
         NetworkError::bad_request(
             "Failed to parse request. Required attribute 'network_id' not specified",
@@ -153,16 +158,66 @@ fn parse_create(
             "Invalid input for ip_version. Reason: {ip_version} is not in [4, 6]."
         )));
     }
-    let cidr_text = match a.take("cidr") {
-        Some(Value::String(s)) => s,
-        None | Some(Value::Null) => {
+    // A pool: named, or the default pool of the version (`use_default_subnetpool`).
+    let pool_id = match a.take("subnetpool_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(crate::pools::visible_pool(st, &s, caller)?),
+        Some(v) => {
+            return Err(NetworkError::invalid(format!(
+                "Invalid input for subnetpool_id. Reason: '{v}' is not a valid UUID."
+            )))
+        }
+    };
+    let use_default = a.boolean("use_default_subnetpool")?.unwrap_or(false);
+    let pool = match (pool_id, use_default) {
+        (Some(p), _) => Some(p),
+        (None, true) => Some(
+            crate::pools::default_pool(st, ip_version as u8, caller).ok_or_else(|| {
+                NetworkError::bad_request(format!(
+                    "Bad subnets request: No default subnetpool found for IPv{ip_version}."
+                ))
+            })?,
+        ),
+        (None, false) => None,
+    };
+    let prefixlen = a.integer("prefixlen")?;
+    let cidr_given = match a.take("cidr") {
+        Some(Value::String(s)) => Some(cidr("cidr", &s)?),
+        None | Some(Value::Null) => None,
+        Some(v) => Some(cidr("cidr", &v.to_string())?),
+    };
+    let (cidr, from_pool) = match (&pool, cidr_given) {
+        (None, Some(c)) => (c, None),
+        (None, None) => {
             return Err(NetworkError::bad_request(
                 "Bad subnets request: a subnetpool must be specified in the absence of a cidr.",
             ))
         }
-        Some(v) => v.to_string(),
+        (Some(p), c) => {
+            if p.spec.ip_version() != ip_version as u8 {
+                return Err(NetworkError::bad_request(format!(
+                    "Bad subnets request: Cannot allocate IPv{ip_version} subnet from IPv{} subnet pool.",
+                    p.spec.ip_version()
+                )));
+            }
+            let request = match (c, prefixlen) {
+                (Some(c), _) => PrefixRequest::Specific(c),
+                (None, Some(len)) if (0..=128).contains(&len) => PrefixRequest::Any(len as u8),
+                (None, Some(len)) => {
+                    return Err(NetworkError::invalid(format!(
+                        "Invalid input for prefixlen. Reason: '{len}' is not a valid prefix length."
+                    )))
+                }
+                (None, None) => PrefixRequest::Any(p.spec.default_prefixlen),
+            };
+            // A placeholder until the pool gives the prefix.
+            let placeholder = match request {
+                PrefixRequest::Specific(c) => c,
+                PrefixRequest::Any(_) => p.spec.prefixes[0],
+            };
+            (placeholder, Some((p.spec.id, request)))
+        }
     };
-    let cidr = cidr("cidr", &cidr_text)?;
     let req = SubnetRequest {
         id: SubnetId(Uuid::new_v4()),
         name: a.text("name")?.unwrap_or_default(),
@@ -177,19 +232,10 @@ fn parse_create(
         host_routes: routes(&mut a)?.unwrap_or_default(),
         ipv6_ra_mode: ipv6_mode(&mut a, "ipv6_ra_mode")?,
         ipv6_address_mode: ipv6_mode(&mut a, "ipv6_address_mode")?,
-        subnetpool_id: None,
+        subnetpool_id: from_pool.map(|(p, _)| p.0),
     };
-    // Neutron accepts an explicit null subnet pool (no pool).
-    match a.take("subnetpool_id") {
-        None | Some(Value::Null) => {}
-        Some(_) => {
-            return Err(NetworkError::bad_request(
-                "Unrecognized attribute(s) 'subnetpool_id'",
-            ))
-        }
-    }
     a.finish()?;
-    Ok((n.spec.id, req))
+    Ok((n.spec.id, req, from_pool))
 }
 
 /// `POST /v2.0/subnets` (also Neutron's bulk form, all or nothing).
@@ -203,13 +249,20 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(&st, a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut done: Vec<(NetworkId, SubnetId, String)> = vec![];
-    for (nid, req) in reqs {
+    let mut done: Vec<(NetworkId, SubnetId, String, Option<SubnetPoolId>)> = vec![];
+    for (nid, mut req, from_pool) in reqs {
         let (sid, owner) = (req.id, req.project_id.clone());
-        let cmd = NetworkCommand::CreateSubnet(Box::new(req));
+        let pool = from_pool.map(|(p, _)| p);
         let res = async {
-            st.precheck(&nid, &cmd)?;
+            if let Some((p, request)) = from_pool {
+                req.cidr = crate::pools::preview(&st, p, sid, request)?;
+            }
+            st.precheck(&nid, &NetworkCommand::CreateSubnet(Box::new(req.clone())))?;
             quotas::reserve(&st, &caller, &owner, NetResource::Subnet, sid.0).await?;
+            if let Some((p, request)) = from_pool {
+                req.cidr = crate::pools::allocate(&st, &caller, p, sid, request).await?;
+            }
+            let cmd = NetworkCommand::CreateSubnet(Box::new(req));
             st.engine
                 .network(&nid, cmd, &caller.ctx(), &caller.meta())
                 .await
@@ -218,7 +271,10 @@ pub async fn create(
         .await;
         if let Err(e) = res {
             quotas::release(&st, &caller, &owner, sid.0).await;
-            for (n, s, o) in done {
+            if let Some(p) = pool {
+                crate::pools::release(&st, &caller, p, sid).await;
+            }
+            for (n, s, o, p) in done {
                 let _ = st
                     .engine
                     .network(
@@ -229,14 +285,17 @@ pub async fn create(
                     )
                     .await;
                 quotas::release(&st, &caller, &o, s.0).await;
+                if let Some(p) = p {
+                    crate::pools::release(&st, &caller, p, s).await;
+                }
             }
             return Err(e);
         }
-        done.push((nid, sid, owner));
+        done.push((nid, sid, owner, pool));
     }
     let views: Vec<Value> = done
         .iter()
-        .map(|(_, sid, _)| st.subnet(sid).map(|s| view::subnet(&s)))
+        .map(|(_, sid, _, _)| st.subnet(sid).map(|s| view::subnet(&s)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("subnet", views, bulk))
 }
@@ -337,5 +396,8 @@ pub async fn delete(
         )
         .await?;
     quotas::release(&st, &caller, &s.project_id, s.id.0).await;
+    if let Some(p) = s.subnetpool_id {
+        crate::pools::release(&st, &caller, SubnetPoolId(p), s.id).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
