@@ -19,6 +19,7 @@ use crate::keypair::KeypairEvent;
 use crate::metadef::MetadefEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
+use crate::router::{FloatingIpEvent, RouterEvent};
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
@@ -54,6 +55,10 @@ pub enum Event {
     Task(TaskEvent),
     /// A network, subnet or port event (api stream, one subject per network).
     Network(NetworkEvent),
+    /// A router event (api stream, one subject per router).
+    Router(RouterEvent),
+    /// A floating IP event (api stream, one subject per floating IP).
+    FloatingIp(FloatingIpEvent),
 }
 
 impl Event {
@@ -133,6 +138,8 @@ impl Event {
             Event::Metadef(e) => e.event_type(),
             Event::Task(e) => e.event_type(),
             Event::Network(e) => e.event_type(),
+            Event::Router(e) => e.event_type(),
+            Event::FloatingIp(e) => e.event_type(),
         }
     }
 

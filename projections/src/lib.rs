@@ -20,6 +20,7 @@ pub mod model;
 pub mod networks;
 pub mod projector;
 pub mod quota;
+pub mod routers;
 pub mod server_groups;
 pub mod store;
 pub mod subscriptions;

@@ -489,6 +489,8 @@ impl Default for Views {
         v.register::<crate::subscriptions::Subscriptions>();
         v.register::<crate::migrations::Migrations>();
         v.register::<crate::networks::Networks>();
+        v.register::<crate::routers::Routers>();
+        v.register::<crate::routers::FloatingIps>();
         v
     }
 }
@@ -633,6 +635,16 @@ impl Views {
     /// Networks with their subnets and ports.
     pub fn networks(&self) -> &crate::networks::Networks {
         self.model::<crate::networks::Networks>()
+    }
+
+    /// Routers.
+    pub fn routers(&self) -> &crate::routers::Routers {
+        self.model::<crate::routers::Routers>()
+    }
+
+    /// Floating IPs.
+    pub fn floating_ips(&self) -> &crate::routers::FloatingIps {
+        self.model::<crate::routers::FloatingIps>()
     }
 
     /// Identity: projects, users, roles and the name index.

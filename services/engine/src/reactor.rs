@@ -79,6 +79,10 @@ pub enum Family {
     Task,
     /// [`Event::Network`] (networks, subnets, ports).
     Network,
+    /// [`Event::Router`] (routers).
+    Router,
+    /// [`Event::FloatingIp`] (floating IPs).
+    FloatingIp,
 }
 
 impl Family {
@@ -101,6 +105,8 @@ impl Family {
             Event::Metadef(_) => Family::Metadef,
             Event::Task(_) => Family::Task,
             Event::Network(_) => Family::Network,
+            Event::Router(_) => Family::Router,
+            Event::FloatingIp(_) => Family::FloatingIp,
         }
     }
 
@@ -127,6 +133,8 @@ impl Family {
             "audit" => Family::UsageAudit,
             "subscription" => Family::Subscription,
             "network" => Family::Network,
+            "router" => Family::Router,
+            "floatingip" => Family::FloatingIp,
             _ => return None,
         })
     }

@@ -19,9 +19,11 @@ pub mod body;
 pub mod bootstrap;
 pub mod error;
 mod extract;
+mod floating_ips;
 pub mod list;
 mod networks;
 mod ports;
+mod routers;
 mod subnets;
 pub mod view;
 
@@ -220,6 +222,53 @@ pub const ROUTES: &[Endpoint] = &[
     ep("GET", "/v2.0/ports/{id}", ProjectReader, "get_port"),
     ep("PUT", "/v2.0/ports/{id}", ProjectMember, "update_port"),
     ep("DELETE", "/v2.0/ports/{id}", ProjectMember, "delete_port"),
+    ep("GET", "/v2.0/routers", ProjectReader, "get_router"),
+    ep("POST", "/v2.0/routers", ProjectMember, "create_router"),
+    ep("GET", "/v2.0/routers/{id}", ProjectReader, "get_router"),
+    ep("PUT", "/v2.0/routers/{id}", ProjectMember, "update_router"),
+    ep(
+        "DELETE",
+        "/v2.0/routers/{id}",
+        ProjectMember,
+        "delete_router",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/routers/{id}/add_router_interface",
+        ProjectMember,
+        "add_router_interface",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/routers/{id}/remove_router_interface",
+        ProjectMember,
+        "remove_router_interface",
+    ),
+    ep("GET", "/v2.0/floatingips", ProjectReader, "get_floatingip"),
+    ep(
+        "POST",
+        "/v2.0/floatingips",
+        ProjectMember,
+        "create_floatingip",
+    ),
+    ep(
+        "GET",
+        "/v2.0/floatingips/{id}",
+        ProjectReader,
+        "get_floatingip",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/floatingips/{id}",
+        ProjectMember,
+        "update_floatingip",
+    ),
+    ep(
+        "DELETE",
+        "/v2.0/floatingips/{id}",
+        ProjectMember,
+        "delete_floatingip",
+    ),
 ];
 
 type Route = (Method, &'static str, MethodRouter<NetworkState>);
@@ -255,6 +304,26 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2.0/ports/{id}", ports::show),
         route(M::PUT, "/v2.0/ports/{id}", ports::update),
         route(M::DELETE, "/v2.0/ports/{id}", ports::delete),
+        route(M::GET, "/v2.0/routers", routers::list),
+        route(M::POST, "/v2.0/routers", routers::create),
+        route(M::GET, "/v2.0/routers/{id}", routers::show),
+        route(M::PUT, "/v2.0/routers/{id}", routers::update),
+        route(M::DELETE, "/v2.0/routers/{id}", routers::delete),
+        route(
+            M::PUT,
+            "/v2.0/routers/{id}/add_router_interface",
+            routers::add_interface,
+        ),
+        route(
+            M::PUT,
+            "/v2.0/routers/{id}/remove_router_interface",
+            routers::remove_interface,
+        ),
+        route(M::GET, "/v2.0/floatingips", floating_ips::list),
+        route(M::POST, "/v2.0/floatingips", floating_ips::create),
+        route(M::GET, "/v2.0/floatingips/{id}", floating_ips::show),
+        route(M::PUT, "/v2.0/floatingips/{id}", floating_ips::update),
+        route(M::DELETE, "/v2.0/floatingips/{id}", floating_ips::delete),
     ]
 }
 
@@ -401,7 +470,7 @@ async fn versions(headers: HeaderMap) -> Json<Value> {
 /// `GET /v2.0`: the resource index.
 async fn index(headers: HeaderMap) -> Json<Value> {
     let b = base(&headers);
-    let res: Vec<Value> = ["network", "subnet", "port"]
+    let res: Vec<Value> = ["network", "subnet", "port", "router", "floatingip"]
         .iter()
         .map(|r| {
             let coll = format!("{r}s");
@@ -425,6 +494,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {
