@@ -177,6 +177,11 @@ async fn router_gateway_interfaces_and_in_use() {
         .neutron(ALICE, M::DELETE, &format!("/v2.0/subnets/{sid}"), None)
         .await;
     assert_eq!(code, 409);
+    let (code, v) = h
+        .neutron(ALICE, M::DELETE, &format!("/v2.0/networks/{nid}"), None)
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "NetworkInUse");
     let (code, _) = put(
         &h,
         ALICE,
