@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::network::{Cidr, NetError};
+use crate::network::{Cidr, HostRoute, NetError};
 use crate::{FloatingIpId, NetworkId, PortId, RouterId, SubnetId, Timestamp};
 
 /// `device_owner` of a router's interface ports.
@@ -71,6 +71,8 @@ pub struct Router {
     pub gateway: Option<Gateway>,
     /// In the order they were added.
     pub interfaces: Vec<Interface>,
+    /// Extra routes (`extraroute`): each nexthop on a subnet of the router's ports.
+    pub routes: Vec<HostRoute>,
     pub tags: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -99,6 +101,8 @@ pub struct RouterPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub admin_state_up: Option<bool>,
+    /// The whole list of extra routes (validated against the ports by the API).
+    pub routes: Option<Vec<HostRoute>>,
 }
 
 /// A command on a router.
@@ -224,6 +228,10 @@ pub fn decide(
             if let Some(v) = p.admin_state_up {
                 r.admin_state_up = v;
             }
+            if let Some(mut v) = p.routes {
+                v.dedup();
+                r.routes = v;
+            }
         }
         RouterCommand::SetGateway(g) => r.gateway = g,
         RouterCommand::AddInterface(i) => {
@@ -244,6 +252,20 @@ pub fn decide(
             r.interfaces.push(i);
         }
         RouterCommand::RemoveInterface { port_id } => {
+            // Neutron's RouterInterfaceInUseByRoute: a route's nexthop needs it.
+            if let Some(i) = r.interfaces.iter().find(|i| i.port_id == port_id) {
+                for (s, c) in &i.subnets {
+                    if r.routes.iter().any(|x| c.contains(x.nexthop)) {
+                        return Err(NetError::conflict(
+                            "RouterInterfaceInUseByRoute",
+                            format!(
+                                "Router interface for subnet {s} on router {id} cannot be \
+                                 deleted, as it is required by one or more routes."
+                            ),
+                        ));
+                    }
+                }
+            }
             let before = r.interfaces.len();
             r.interfaces.retain(|i| i.port_id != port_id);
             if r.interfaces.len() == before {
@@ -437,6 +459,7 @@ mod tests {
             admin_state_up: true,
             gateway: None,
             interfaces: vec![],
+            routes: vec![],
             tags: vec![],
             created_at: t(),
             updated_at: t(),

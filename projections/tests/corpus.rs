@@ -1084,6 +1084,10 @@ fn router_samples() -> Vec<Event> {
                 Cidr::parse("10.1.0.0/24").unwrap(),
             )],
         }],
+        routes: vec![domain::network::HostRoute {
+            destination: Cidr::parse("10.9.0.0/16").unwrap(),
+            nexthop: "10.1.0.7".parse().unwrap(),
+        }],
         tags: vec!["t".into()],
         created_at: t(90),
         updated_at: t(90),

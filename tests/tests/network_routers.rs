@@ -227,6 +227,47 @@ async fn router_gateway_interfaces_and_in_use() {
     assert_eq!(code, 409, "{v}");
     assert_eq!(v["NeutronError"]["type"], "PortInUse");
 
+    // Extra routes: a nexthop on an interface's subnet; it keeps the interface.
+    let routes = json!([{"destination": "10.50.0.0/16", "nexthop": "192.168.10.7"}]);
+    let (code, v) = put(
+        &h,
+        ALICE,
+        &format!("/v2.0/routers/{rid}"),
+        json!({"router": {"routes": routes}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["router"]["routes"], routes);
+    let before = h.log_len().await;
+    let (code, v) = put(
+        &h,
+        ALICE,
+        &format!("/v2.0/routers/{rid}"),
+        json!({"router": {"routes": [{"destination": "10.50.0.0/16", "nexthop": "10.99.0.1"}]}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "InvalidRoutes");
+    let (code, v) = put(
+        &h,
+        ALICE,
+        &format!("/v2.0/routers/{rid}/remove_router_interface"),
+        json!({"subnet_id": sid}),
+    )
+    .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "RouterInterfaceInUseByRoute");
+    assert_eq!(h.log_len().await, before);
+    let (code, v) = put(
+        &h,
+        ALICE,
+        &format!("/v2.0/routers/{rid}"),
+        json!({"router": {"routes": null}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["router"]["routes"], json!([]));
+
     // Remove: by port (the port goes), by subnet; then unknown ones are 404s.
     let (code, v) = put(
         &h,

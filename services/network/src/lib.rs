@@ -495,6 +495,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
 ];
 

@@ -389,6 +389,55 @@ impl NetworkState {
     }
 }
 
+/// Neutron's extraroute checks: every nexthop on a subnet of the router's ports and
+/// none of the router's own addresses.
+fn check_routes(
+    st: &NetworkState,
+    r: &Router,
+    routes: &[domain::network::HostRoute],
+) -> Result<(), NetworkError> {
+    let (cidrs, ips) = {
+        let views = st.engine.world().read();
+        let nets = views.networks();
+        let mut cidrs = vec![];
+        let mut ips = vec![];
+        for p in nets.ports_of_device(&r.id.to_string()) {
+            for f in &p.fixed_ips {
+                if let Some(s) = nets.subnet(&f.subnet_id) {
+                    cidrs.push(s.cidr);
+                }
+                ips.push(f.ip_address);
+            }
+        }
+        (cidrs, ips)
+    };
+    let text: Vec<String> = routes
+        .iter()
+        .map(|x| {
+            format!(
+                "{{'destination': '{}', 'nexthop': '{}'}}",
+                x.destination, x.nexthop
+            )
+        })
+        .collect();
+    let invalid = |reason: &str| {
+        NetworkError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRoutes",
+            format!("Invalid format for routes: [{}], {reason}", text.join(", ")),
+        )
+    };
+    for x in routes {
+        if !cidrs.iter().any(|c| c.contains(x.nexthop)) {
+            return Err(invalid("the nexthop is not connected with router"));
+        }
+        if ips.contains(&x.nexthop) {
+            return Err(invalid("the nexthop is used by router"));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v2.0/routers`.
 pub async fn create(
     State(st): State<NetworkState>,
@@ -424,6 +473,7 @@ pub async fn create(
         admin_state_up,
         gateway: None,
         interfaces: vec![],
+        routes: vec![],
         tags: vec![],
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -491,9 +541,13 @@ pub async fn update(
         name: a.text("name")?,
         description: a.text("description")?,
         admin_state_up: a.boolean("admin_state_up")?,
+        routes: crate::subnets::route_list(&mut a, "routes")?,
     };
     let gw = gateway_info(&mut a)?;
     a.finish()?;
+    if let Some(routes) = &patch.routes {
+        check_routes(&st, &r, routes)?;
+    }
     if let Some(g) = &gw {
         check_gateway_policy(&caller, "update_router", g.as_ref())?;
     }

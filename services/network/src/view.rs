@@ -247,6 +247,7 @@ pub fn router(r: &domain::router::Router, nets: &projections::Networks) -> Value
         "admin_state_up": r.admin_state_up,
         "status": "ACTIVE",
         "external_gateway_info": gw,
+        "routes": r.routes.iter().map(|x| json!({"destination": x.destination.to_string(), "nexthop": x.nexthop.to_string()})).collect::<Vec<_>>(),
         "tags": r.tags,
         "created_at": ts(r.created_at),
         "updated_at": ts(r.updated_at),
