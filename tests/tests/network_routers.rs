@@ -351,6 +351,15 @@ async fn router_gateway_interfaces_and_in_use() {
         .await;
     assert_eq!(code, 404);
     assert_eq!(v["NeutronError"]["type"], "RouterNotFound");
+    rebuilt(h).await;
+}
+
+/// `replay rebuild` reproduces every read model (routers and floating IPs included).
+async fn rebuilt(h: Harness) {
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
 }
 
 #[tokio::test]
@@ -546,4 +555,5 @@ async fn floating_ips_associate_through_a_router() {
         .neutron(ALICE, M::GET, "/v2.0/extensions/router", None)
         .await;
     assert_eq!(e["extension"]["alias"], "router");
+    rebuilt(h).await;
 }
