@@ -419,6 +419,44 @@ async fn floating_ips_associate_through_a_router() {
     assert_eq!(f["port_id"], Value::Null);
     assert_eq!(f["router_id"], Value::Null);
     assert_eq!(f["project_id"], "p1");
+    // A chosen address: not for a member; an admin's is honoured, once.
+    let (code, v) = h
+        .neutron(
+            ALICE,
+            M::POST,
+            "/v2.0/floatingips",
+            Some(json!({"floatingip": {"floating_network_id": PUBLIC_ID.to_string(), "floating_ip_address": "172.24.4.200"}})),
+        )
+        .await;
+    assert_eq!(code, 403, "{v}");
+    let chosen = h
+        .neutron_create(
+            ADMIN,
+            "floatingip",
+            json!({"floating_network_id": PUBLIC_ID.to_string(), "floating_ip_address": "172.24.4.200", "project_id": "p1"}),
+        )
+        .await;
+    assert_eq!(chosen["floating_ip_address"], "172.24.4.200");
+    assert_eq!(chosen["project_id"], "p1");
+    let (code, v) = h
+        .neutron(
+            ADMIN,
+            M::POST,
+            "/v2.0/floatingips",
+            Some(json!({"floatingip": {"floating_network_id": PUBLIC_ID.to_string(), "floating_ip_address": "172.24.4.200"}})),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "IpAddressAlreadyAllocated");
+    let (code, _) = h
+        .neutron(
+            ALICE,
+            M::DELETE,
+            &format!("/v2.0/floatingips/{}", chosen["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
 
     // A router connecting the subnet to public.
     let r = h

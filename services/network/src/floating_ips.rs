@@ -222,7 +222,8 @@ pub async fn create(
     let address = ip(&mut a, "floating_ip_address")?.flatten();
     let subnet_id = uuid_attr(&mut a, "subnet_id")?.flatten();
     a.finish()?;
-    if address.is_some() && !caller.is_admin() {
+    // Neutron's ADMIN_OR_PROJECT_MANAGER.
+    if address.is_some() && caller.role < Some(apicore::auth::Role::Manager) {
         return Err(NetworkError::policy(
             "create_floatingip:floating_ip_address",
         ));
