@@ -418,6 +418,7 @@ async fn floating_ips_associate_through_a_router() {
     assert_eq!(f["status"], "DOWN");
     assert_eq!(f["port_id"], Value::Null);
     assert_eq!(f["router_id"], Value::Null);
+    assert_eq!(f["port_details"], Value::Null);
     assert_eq!(f["project_id"], "p1");
     // A chosen address: not for a member; an admin's is honoured, once.
     let (code, v) = h
@@ -490,6 +491,8 @@ async fn floating_ips_associate_through_a_router() {
     assert_eq!(fv["fixed_ip_address"], fixed);
     assert_eq!(fv["router_id"], rid.as_str());
     assert_eq!(fv["status"], "ACTIVE");
+    assert_eq!(fv["port_details"]["network_id"], nid.as_str());
+    assert_eq!(fv["port_details"]["mac_address"], port["mac_address"]);
 
     // A second floating IP on the same fixed IP: 409. The interface is in use.
     let before = h.log_len().await;

@@ -326,7 +326,7 @@ pub async fn create(
     let f = st.fip(&id)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"floatingip": view::floating_ip(&f)})),
+        Json(json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())})),
     )
         .into_response())
 }
@@ -345,7 +345,7 @@ pub async fn list(
             .floating_ips()
             .all()
             .filter(|f| view::floating_ip_visible(f, &caller))
-            .map(view::floating_ip)
+            .map(|f| view::floating_ip(f, views.networks()))
             .collect()
     };
     Ok(Json(q.respond(
@@ -365,7 +365,7 @@ pub async fn show(
     let f = st.visible_fip(&id, &caller)?;
     let fields = crate::fields(&q);
     Ok(Json(
-        json!({"floatingip": crate::list::select(view::floating_ip(&f), &fields)}),
+        json!({"floatingip": crate::list::select(view::floating_ip(&f, st.engine.world().read().networks()), &fields)}),
     ))
 }
 
@@ -417,7 +417,9 @@ pub async fn update(
         )
         .await?;
     let f = st.fip(&f.id)?;
-    Ok(Json(json!({"floatingip": view::floating_ip(&f)})))
+    Ok(Json(
+        json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())}),
+    ))
 }
 
 /// `DELETE /v2.0/floatingips/{id}`: the record, then its port (the address goes

@@ -496,6 +496,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
 ];
 

@@ -255,9 +255,20 @@ pub fn router(r: &domain::router::Router, nets: &projections::Networks) -> Value
     })
 }
 
-/// A floating IP.
-pub fn floating_ip(f: &domain::router::FloatingIp) -> Value {
+/// A floating IP, with the associated port's `port_details` (fip-port-details).
+pub fn floating_ip(f: &domain::router::FloatingIp, nets: &projections::Networks) -> Value {
     let a = f.association;
+    let details = a.and_then(|a| nets.port(&a.port_id)).map(|p| {
+        json!({
+            "name": p.name,
+            "network_id": p.network_id.to_string(),
+            "mac_address": p.mac_address,
+            "admin_state_up": p.admin_state_up,
+            "status": p.status(),
+            "device_id": p.device_id,
+            "device_owner": p.device_owner,
+        })
+    });
     json!({
         "id": f.id.to_string(),
         "tenant_id": f.project_id,
@@ -268,6 +279,7 @@ pub fn floating_ip(f: &domain::router::FloatingIp) -> Value {
         "port_id": a.map(|a| a.port_id.to_string()),
         "fixed_ip_address": a.map(|a| a.fixed_ip_address.to_string()),
         "router_id": a.map(|a| a.router_id.to_string()),
+        "port_details": details,
         "status": f.status(),
         "tags": f.tags,
         "created_at": ts(f.created_at),
