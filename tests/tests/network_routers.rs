@@ -72,6 +72,17 @@ async fn router_gateway_interfaces_and_in_use() {
     assert_eq!(ports[0]["fixed_ips"][0]["ip_address"], gw_ip);
     let gw_port = ports[0]["id"].as_str().unwrap().to_string();
 
+    // Its gateway keeps public external.
+    let (code, v) = put(
+        &h,
+        ADMIN,
+        &format!("/v2.0/networks/{PUBLIC_ID}"),
+        json!({"network": {"router:external": false}}),
+    )
+    .await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "ExternalNetworkInUse");
+
     // Non-admin may not choose SNAT mode or addresses.
     let (code, v) = put(
         &h,
@@ -590,6 +601,38 @@ async fn floating_ips_associate_through_a_router() {
         .await;
     assert_eq!(code, 404);
     assert_eq!(v["NeutronError"]["type"], "FloatingIPNotFound");
+
+    // An external network goes with its unassociated floating IPs.
+    let ext = h
+        .neutron_create(ADMIN, "network", json!({"router:external": true}))
+        .await;
+    let ext_id = ext["id"].as_str().unwrap().to_string();
+    h.neutron_create(
+        ADMIN,
+        "subnet",
+        json!({"network_id": ext_id, "ip_version": 4, "cidr": "203.0.113.0/24"}),
+    )
+    .await;
+    let f3 = h
+        .neutron_create(ADMIN, "floatingip", json!({"floating_network_id": ext_id}))
+        .await;
+    assert!(f3["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .starts_with("203.0.113."));
+    let (code, v) = h
+        .neutron(ADMIN, M::DELETE, &format!("/v2.0/networks/{ext_id}"), None)
+        .await;
+    assert_eq!(code, 204, "{v}");
+    let (code, _) = h
+        .neutron(
+            ADMIN,
+            M::GET,
+            &format!("/v2.0/floatingips/{}", f3["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
 
     // The extensions list what is implemented.
     let (_, e) = h

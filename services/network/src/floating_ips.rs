@@ -473,3 +473,29 @@ pub(crate) async fn disassociate_port(
     }
     Ok(())
 }
+
+/// Deletes the unassociated floating IPs of an external network about to be deleted
+/// (Neutron's `delete_disassociated_floatingips`): each record, then its port, so the
+/// network delete that follows finds only the ports that keep it in use.
+pub(crate) async fn delete_unassociated_on(
+    st: &NetworkState,
+    c: &Caller,
+    net: NetworkId,
+) -> Result<(), NetworkError> {
+    let fips: Vec<(FloatingIpId, PortId)> = st
+        .engine
+        .world()
+        .read()
+        .floating_ips()
+        .all()
+        .filter(|f| f.floating_network_id == net && f.association.is_none())
+        .map(|f| (f.id, f.floating_port_id))
+        .collect();
+    for (id, port) in fips {
+        st.engine
+            .floating_ip(&id, FloatingIpCommand::Delete, &c.ctx(), &c.meta())
+            .await?;
+        st.drop_port(c, port).await?;
+    }
+    Ok(())
+}
