@@ -21,6 +21,7 @@ use crate::network::pool::PoolEvent;
 use crate::network::quota::NetQuotaEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
+use crate::router::{FloatingIpEvent, RouterEvent};
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
@@ -60,6 +61,10 @@ pub enum Event {
     NetworkQuota(NetQuotaEvent),
     /// A subnet pool event (api stream, one subject per pool).
     SubnetPool(PoolEvent),
+    /// A router event (api stream, one subject per router).
+    Router(RouterEvent),
+    /// A floating IP event (api stream, one subject per floating IP).
+    FloatingIp(FloatingIpEvent),
 }
 
 impl Event {
@@ -141,6 +146,8 @@ impl Event {
             Event::Network(e) => e.event_type(),
             Event::NetworkQuota(e) => e.event_type(),
             Event::SubnetPool(e) => e.event_type(),
+            Event::Router(e) => e.event_type(),
+            Event::FloatingIp(e) => e.event_type(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod keypair;
 pub mod metadef;
 pub mod network;
 pub mod quota;
+pub mod router;
 pub mod scheduling;
 pub mod server_group;
 pub mod states;

@@ -22,6 +22,7 @@ use domain::network::pool::PoolEvent;
 use domain::network::quota::NetQuotaEvent;
 use domain::network::NetworkEvent;
 use domain::quota::QuotaEvent;
+use domain::router::{FloatingIpEvent, RouterEvent};
 use domain::server_group::ServerGroupEvent;
 use domain::subscription::SubscriptionEvent;
 use domain::task::TaskEvent;
@@ -60,6 +61,8 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Network(x) => postcard::to_stdvec(x),
         Event::NetworkQuota(x) => postcard::to_stdvec(x),
         Event::SubnetPool(x) => postcard::to_stdvec(x),
+        Event::Router(x) => postcard::to_stdvec(x),
+        Event::FloatingIp(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -126,6 +129,12 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("network"), 1) => {
             Event::Network(postcard::from_bytes::<NetworkEvent>(payload).map_err(perr)?)
+        }
+        (Some("router"), 1) => {
+            Event::Router(postcard::from_bytes::<RouterEvent>(payload).map_err(perr)?)
+        }
+        (Some("floatingip"), 1) => {
+            Event::FloatingIp(postcard::from_bytes::<FloatingIpEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

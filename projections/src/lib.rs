@@ -21,6 +21,7 @@ pub mod network_quotas;
 pub mod networks;
 pub mod projector;
 pub mod quota;
+pub mod routers;
 pub mod server_groups;
 pub mod store;
 pub mod subnet_pools;

@@ -25,7 +25,9 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Debug, Display};
 
-use domain::{CellName, Event, HostName, ImageId, InstanceId, NetworkId, SubnetPoolId};
+use domain::{
+    CellName, Event, FloatingIpId, HostName, ImageId, InstanceId, NetworkId, RouterId, SubnetPoolId,
+};
 use eventlog::{Commit, Subject};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,8 @@ uuid_key!(InstanceId);
 uuid_key!(ImageId);
 uuid_key!(NetworkId);
 uuid_key!(SubnetPoolId);
+uuid_key!(RouterId);
+uuid_key!(FloatingIpId);
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| e.to_string())

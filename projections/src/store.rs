@@ -73,7 +73,11 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     self-service; failed authentications).
 /// 29: `Image.virtual_size` (the upload's format inspection).
 /// 30: `Image.locations` and `Image.location_data` (Glance's image locations).
-pub const SCHEMA: u64 = 33;
+/// 31: the `networks` model (Neutron networks, subnets, ports).
+/// 32: the `network_quotas` model (Neutron quotas).
+/// 33: the `subnet_pools` model (Neutron subnet pools).
+/// 34: the `routers` and `floating_ips` models (Neutron L3).
+pub const SCHEMA: u64 = 34;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -491,6 +491,8 @@ impl Default for Views {
         v.register::<crate::networks::Networks>();
         v.register::<crate::network_quotas::NetworkQuotas>();
         v.register::<crate::subnet_pools::SubnetPools>();
+        v.register::<crate::routers::Routers>();
+        v.register::<crate::routers::FloatingIps>();
         v
     }
 }
@@ -645,6 +647,16 @@ impl Views {
     /// Networks with their subnets and ports.
     pub fn networks(&self) -> &crate::networks::Networks {
         self.model::<crate::networks::Networks>()
+    }
+
+    /// Routers.
+    pub fn routers(&self) -> &crate::routers::Routers {
+        self.model::<crate::routers::Routers>()
+    }
+
+    /// Floating IPs.
+    pub fn floating_ips(&self) -> &crate::routers::FloatingIps {
+        self.model::<crate::routers::FloatingIps>()
     }
 
     /// Identity: projects, users, roles and the name index.

@@ -964,6 +964,7 @@ fn samples() -> Vec<Event> {
         }),
     ];
     v.extend(network_samples());
+    v.extend(router_samples());
     v
 }
 
@@ -1103,6 +1104,73 @@ fn network_samples() -> Vec<Event> {
             subnet: sid,
             at: t(92),
         }),
+    ]
+}
+
+/// One sample of every router and floating IP event (issue 13).
+fn router_samples() -> Vec<Event> {
+    use domain::network::Cidr;
+    use domain::router::*;
+    let rid = domain::RouterId(uuid::Uuid::from_u128(0x61));
+    let nid = domain::NetworkId(uuid::Uuid::from_u128(0x62));
+    let router = Router {
+        id: rid,
+        name: "r".into(),
+        description: "d".into(),
+        project_id: "p1".into(),
+        admin_state_up: true,
+        gateway: Some(Gateway {
+            network_id: nid,
+            enable_snat: true,
+            port_id: domain::PortId(uuid::Uuid::from_u128(0x63)),
+        }),
+        interfaces: vec![Interface {
+            port_id: domain::PortId(uuid::Uuid::from_u128(0x64)),
+            network_id: domain::NetworkId(uuid::Uuid::from_u128(0x65)),
+            subnets: vec![(
+                domain::SubnetId(uuid::Uuid::from_u128(0x66)),
+                Cidr::parse("10.1.0.0/24").unwrap(),
+            )],
+        }],
+        routes: vec![domain::network::HostRoute {
+            destination: Cidr::parse("10.9.0.0/16").unwrap(),
+            nexthop: "10.1.0.7".parse().unwrap(),
+        }],
+        tags: vec!["t".into()],
+        created_at: t(90),
+        updated_at: t(90),
+        revision: 1,
+        deleted: false,
+    };
+    let fip = FloatingIp {
+        id: domain::FloatingIpId(uuid::Uuid::from_u128(0x67)),
+        project_id: "p1".into(),
+        description: String::new(),
+        floating_network_id: nid,
+        floating_ip_address: "172.24.4.10".parse().unwrap(),
+        floating_port_id: domain::PortId(uuid::Uuid::from_u128(0x68)),
+        association: Some(Association {
+            port_id: domain::PortId(uuid::Uuid::from_u128(0x69)),
+            fixed_ip_address: "10.1.0.5".parse().unwrap(),
+            router_id: rid,
+        }),
+        tags: vec![],
+        created_at: t(91),
+        updated_at: t(91),
+        revision: 0,
+        deleted: false,
+    };
+    vec![
+        Event::Router(RouterEvent::Created {
+            router: router.clone(),
+        }),
+        Event::Router(RouterEvent::Updated { router }),
+        Event::Router(RouterEvent::Deleted { at: t(92) }),
+        Event::FloatingIp(FloatingIpEvent::Created {
+            floating_ip: fip.clone(),
+        }),
+        Event::FloatingIp(FloatingIpEvent::Updated { floating_ip: fip }),
+        Event::FloatingIp(FloatingIpEvent::Deleted { at: t(93) }),
     ]
 }
 

@@ -12,8 +12,9 @@
 //!   every event.
 //! - A subnet's CIDR does not overlap another subnet's of the same network (Neutron's
 //!   default `allow_overlapping_ips`: overlap is refused within a network only).
-//! - A subnet with an address held cannot be deleted, nor can a network with ports a
-//!   user created (its own router-interface-free ports, Neutron's `NetworkInUse`).
+//! - A subnet with an address held cannot be deleted, nor can a network with ports
+//!   other than those Neutron deletes with it (a router's or floating IP's ports keep
+//!   it: [`Port::keeps_network`], Neutron's `NetworkInUse`).
 //! - Events carry the whole record they create or change (state-carrying): `evolve`
 //!   only stores them, so a rebuild reproduces the read model exactly.
 //! - `decide` refuses (and nothing is appended) or returns the events; it never reads
@@ -180,6 +181,18 @@ impl Port {
     /// own port): these keep a network in use.
     pub fn is_users(&self) -> bool {
         !self.device_owner.starts_with("network:")
+    }
+
+    /// Whether it keeps its network from being deleted: every port but those Neutron
+    /// deletes with the network (`AUTO_DELETE_PORT_OWNERS`: DHCP, distributed and
+    /// agent gateway ports). A router's interface or gateway and a floating IP's port
+    /// keep it, so a network is never deleted under a router or floating IP that
+    /// names one of its ports.
+    pub fn keeps_network(&self) -> bool {
+        !matches!(
+            self.device_owner.as_str(),
+            "network:dhcp" | "network:distributed" | "network:floatingip_agent_gateway"
+        )
     }
 }
 
@@ -492,7 +505,7 @@ fn decide_on(net: &Network, cmd: NetworkCommand, now: Timestamp) -> Decided {
             Ok(vec![NetworkEvent::Updated { network: s }])
         }
         NetworkCommand::Delete => {
-            if net.ports.values().any(Port::is_users) {
+            if net.ports.values().any(Port::keeps_network) {
                 return Err(NetError::conflict(
                     "NetworkInUse",
                     format!(

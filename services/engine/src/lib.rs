@@ -23,6 +23,7 @@ pub mod networks;
 mod pipeline;
 pub mod quota;
 pub mod reactor;
+pub mod routers;
 pub mod runtime;
 pub mod server_groups;
 pub mod subscriptions;

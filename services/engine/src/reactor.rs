@@ -83,6 +83,10 @@ pub enum Family {
     NetworkQuota,
     /// [`Event::SubnetPool`] (subnet pools).
     SubnetPool,
+    /// [`Event::Router`] (routers).
+    Router,
+    /// [`Event::FloatingIp`] (floating IPs).
+    FloatingIp,
 }
 
 impl Family {
@@ -107,6 +111,8 @@ impl Family {
             Event::Network(_) => Family::Network,
             Event::NetworkQuota(_) => Family::NetworkQuota,
             Event::SubnetPool(_) => Family::SubnetPool,
+            Event::Router(_) => Family::Router,
+            Event::FloatingIp(_) => Family::FloatingIp,
         }
     }
 
@@ -135,6 +141,8 @@ impl Family {
             "network" => Family::Network,
             "network_quota" => Family::NetworkQuota,
             "subnetpool" => Family::SubnetPool,
+            "router" => Family::Router,
+            "floatingip" => Family::FloatingIp,
             _ => return None,
         })
     }

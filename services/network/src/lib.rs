@@ -19,11 +19,13 @@ pub mod body;
 pub mod bootstrap;
 pub mod error;
 mod extract;
+mod floating_ips;
 pub mod list;
 mod networks;
 pub mod pools;
 mod ports;
 pub mod quotas;
+mod routers;
 mod subnets;
 pub mod view;
 
@@ -298,6 +300,53 @@ pub const ROUTES: &[Endpoint] = &[
         ProjectReader,
         "get_quota",
     ),
+    ep("GET", "/v2.0/routers", ProjectReader, "get_router"),
+    ep("POST", "/v2.0/routers", ProjectMember, "create_router"),
+    ep("GET", "/v2.0/routers/{id}", ProjectReader, "get_router"),
+    ep("PUT", "/v2.0/routers/{id}", ProjectMember, "update_router"),
+    ep(
+        "DELETE",
+        "/v2.0/routers/{id}",
+        ProjectMember,
+        "delete_router",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/routers/{id}/add_router_interface",
+        ProjectMember,
+        "add_router_interface",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/routers/{id}/remove_router_interface",
+        ProjectMember,
+        "remove_router_interface",
+    ),
+    ep("GET", "/v2.0/floatingips", ProjectReader, "get_floatingip"),
+    ep(
+        "POST",
+        "/v2.0/floatingips",
+        ProjectMember,
+        "create_floatingip",
+    ),
+    ep(
+        "GET",
+        "/v2.0/floatingips/{id}",
+        ProjectReader,
+        "get_floatingip",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/floatingips/{id}",
+        ProjectMember,
+        "update_floatingip",
+    ),
+    ep(
+        "DELETE",
+        "/v2.0/floatingips/{id}",
+        ProjectMember,
+        "delete_floatingip",
+    ),
 ];
 
 type Route = (Method, &'static str, MethodRouter<NetworkState>);
@@ -347,6 +396,26 @@ fn routes() -> Vec<Route> {
         route(M::DELETE, "/v2.0/quotas/{id}", quotas::reset),
         route(M::GET, "/v2.0/quotas/{id}/default", quotas::defaults),
         route(M::GET, "/v2.0/quotas/{id}/details", quotas::details),
+        route(M::GET, "/v2.0/routers", routers::list),
+        route(M::POST, "/v2.0/routers", routers::create),
+        route(M::GET, "/v2.0/routers/{id}", routers::show),
+        route(M::PUT, "/v2.0/routers/{id}", routers::update),
+        route(M::DELETE, "/v2.0/routers/{id}", routers::delete),
+        route(
+            M::PUT,
+            "/v2.0/routers/{id}/add_router_interface",
+            routers::add_interface,
+        ),
+        route(
+            M::PUT,
+            "/v2.0/routers/{id}/remove_router_interface",
+            routers::remove_interface,
+        ),
+        route(M::GET, "/v2.0/floatingips", floating_ips::list),
+        route(M::POST, "/v2.0/floatingips", floating_ips::create),
+        route(M::GET, "/v2.0/floatingips/{id}", floating_ips::show),
+        route(M::PUT, "/v2.0/floatingips/{id}", floating_ips::update),
+        route(M::DELETE, "/v2.0/floatingips/{id}", floating_ips::delete),
     ]
 }
 
@@ -497,7 +566,7 @@ async fn versions(headers: HeaderMap) -> Json<Value> {
 /// `GET /v2.0`: the resource index.
 async fn index(headers: HeaderMap) -> Json<Value> {
     let b = base(&headers);
-    let res: Vec<Value> = ["network", "subnet", "port"]
+    let res: Vec<Value> = ["network", "subnet", "port", "router", "floatingip"]
         .iter()
         .map(|r| {
             let coll = format!("{r}s");
@@ -533,6 +602,10 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports"),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {

@@ -181,6 +181,23 @@ pub async fn update(
             return Err(NetworkError::policy("update_network:router:external"));
         }
     }
+    // Neutron's ExternalNetworkInUse: routers' gateways keep a network external.
+    if n.spec.external
+        && patch.external == Some(false)
+        && n.ports
+            .values()
+            .any(|p| p.device_owner == domain::router::OWNER_GATEWAY)
+    {
+        return Err(NetworkError::new(
+            axum::http::StatusCode::CONFLICT,
+            "ExternalNetworkInUse",
+            format!(
+                "External network {} cannot be updated to be made non-external, \
+                 since it has existing gateway ports.",
+                n.spec.id
+            ),
+        ));
+    }
     let nid = n.spec.id;
     st.engine
         .network(
@@ -203,6 +220,9 @@ pub async fn delete(
     let n = st.visible_network(&id, &caller)?;
     if !caller.is_admin() && n.spec.project_id != caller.project {
         return Err(NetworkError::policy("delete_network"));
+    }
+    if n.spec.external {
+        crate::floating_ips::delete_unassociated_on(&st, &caller, n.spec.id).await?;
     }
     st.engine
         .network(

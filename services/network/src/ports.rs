@@ -43,11 +43,17 @@ fn net_owner(n: &Network, c: &Caller) -> bool {
 }
 
 fn fixed_ips(a: &mut Attrs) -> Result<Option<Vec<FixedIpRequest>>, NetworkError> {
-    let Some(v) = a.take("fixed_ips") else {
-        return Ok(None);
-    };
+    match a.take("fixed_ips") {
+        None => Ok(None),
+        Some(v) => fixed_ip_list(&v, "fixed_ips").map(Some),
+    }
+}
+
+/// A list of `{subnet_id, ip_address}` (a port's `fixed_ips`, a gateway's
+/// `external_fixed_ips`).
+pub(crate) fn fixed_ip_list(v: &Value, attr: &str) -> Result<Vec<FixedIpRequest>, NetworkError> {
     let bad =
-        |why: String| NetworkError::invalid(format!("Invalid input for fixed_ips. Reason: {why}"));
+        |why: String| NetworkError::invalid(format!("Invalid input for {attr}. Reason: {why}"));
     let arr = v
         .as_array()
         .ok_or_else(|| bad(format!("'{v}' is not a list")))?;
@@ -82,7 +88,6 @@ fn fixed_ips(a: &mut Attrs) -> Result<Option<Vec<FixedIpRequest>>, NetworkError>
             })
         })
         .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }
 
 fn address_pairs(a: &mut Attrs) -> Result<Option<Vec<AddressPair>>, NetworkError> {
@@ -433,10 +438,7 @@ pub async fn delete(
     if !caller.is_admin() && p.project_id != caller.project && n.spec.project_id != caller.project {
         return Err(NetworkError::policy("delete_port"));
     }
-    if p.device_owner == "network:router_interface"
-        || p.device_owner == "network:router_gateway"
-        || p.device_owner == "network:floatingip"
-    {
+    if service_port_owned(&st, &p) {
         return Err(NetworkError::new(
             StatusCode::CONFLICT,
             "ServicePortInUse",
@@ -446,6 +448,7 @@ pub async fn delete(
             ),
         ));
     }
+    crate::floating_ips::disassociate_port(&st, &caller, p.id).await?;
     st.engine
         .network(
             &n.spec.id,
@@ -456,4 +459,19 @@ pub async fn delete(
         .await?;
     quotas::release(&st, &caller, &p.project_id, p.id.0).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a port of a network service is still its owner's: a router listing it
+/// (interface or gateway) or a floating IP holding its address. Such a port is
+/// deleted through its owner only; one its owner no longer lists (left by a crash
+/// between the two appends of a router or floating IP operation) may be deleted.
+fn service_port_owned(st: &NetworkState, p: &domain::network::Port) -> bool {
+    let views = st.engine.world().read();
+    match p.device_owner.as_str() {
+        domain::router::OWNER_INTERFACE | domain::router::OWNER_GATEWAY => {
+            views.routers().owner_of(p.id).is_some()
+        }
+        domain::router::OWNER_FLOATINGIP => views.floating_ips().owner_of(p.id).is_some(),
+        _ => false,
+    }
 }

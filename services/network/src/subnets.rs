@@ -83,12 +83,24 @@ fn pools(a: &mut Attrs) -> Result<Option<Vec<Pool>>, NetworkError> {
 }
 
 fn routes(a: &mut Attrs) -> Result<Option<Vec<HostRoute>>, NetworkError> {
-    let Some(v) = a.take("host_routes") else {
+    route_list(a, "host_routes")
+}
+
+/// A list of `{destination, nexthop}` (a subnet's `host_routes`, a router's `routes`;
+/// null reads as none).
+pub(crate) fn route_list(
+    a: &mut Attrs,
+    attr: &str,
+) -> Result<Option<Vec<HostRoute>>, NetworkError> {
+    let Some(v) = a.take(attr) else {
         return Ok(None);
     };
+    if v.is_null() {
+        return Ok(Some(vec![]));
+    }
     let bad = || {
         NetworkError::invalid(format!(
-            "Invalid input for host_routes. Reason: Invalid data format for hostroute: '{v}'."
+            "Invalid input for {attr}. Reason: Invalid data format for hostroute: '{v}'."
         ))
     };
     let arr = v.as_array().ok_or_else(bad)?;
@@ -100,8 +112,8 @@ fn routes(a: &mut Attrs) -> Result<Option<Vec<HostRoute>>, NetworkError> {
                 .ok_or_else(bad)?;
             let n = r.get("nexthop").and_then(Value::as_str).ok_or_else(bad)?;
             Ok(HostRoute {
-                destination: cidr("host_routes", d)?,
-                nexthop: ip("host_routes", n)?,
+                destination: cidr(attr, d)?,
+                nexthop: ip(attr, n)?,
             })
         })
         .collect::<Result<Vec<_>, _>>()
@@ -130,7 +142,11 @@ fn ipv6_mode(a: &mut Attrs, attr: &str) -> Result<Option<String>, NetworkError> 
 
 /// One subnet of a create body: its network, its request, and the pool it asks for a
 /// prefix (if any).
-type SubnetCreate = (NetworkId, SubnetRequest, Option<(SubnetPoolId, PrefixRequest)>);
+type SubnetCreate = (
+    NetworkId,
+    SubnetRequest,
+    Option<(SubnetPoolId, PrefixRequest)>,
+);
 
 /// Reads one subnet of a create body.
 fn parse_create(

@@ -208,3 +208,113 @@ pub const PORT_ATTRS: &[&str] = &[
     "binding:host_id",
     "binding:vnic_type",
 ];
+
+/// Whether the caller sees the router (its project's, or admin).
+pub fn router_visible(r: &domain::router::Router, c: &Caller) -> bool {
+    c.is_admin() || r.project_id == c.project
+}
+
+/// Whether the caller sees the floating IP (its project's, or admin).
+pub fn floating_ip_visible(f: &domain::router::FloatingIp, c: &Caller) -> bool {
+    c.is_admin() || f.project_id == c.project
+}
+
+/// A router: `external_gateway_info` with the gateway port's addresses
+/// (`external_fixed_ips`) and `enable_snat` (ext-gw-mode), or null.
+pub fn router(r: &domain::router::Router, nets: &projections::Networks) -> Value {
+    let gw = r.gateway.as_ref().map(|g| {
+        let ips: Vec<Value> = nets
+            .port(&g.port_id)
+            .map(|p| {
+                p.fixed_ips
+                    .iter()
+                    .map(|f| json!({"subnet_id": f.subnet_id.to_string(), "ip_address": f.ip_address.to_string()}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "network_id": g.network_id.to_string(),
+            "enable_snat": g.enable_snat,
+            "external_fixed_ips": ips,
+        })
+    });
+    json!({
+        "id": r.id.to_string(),
+        "name": r.name,
+        "description": r.description,
+        "tenant_id": r.project_id,
+        "project_id": r.project_id,
+        "admin_state_up": r.admin_state_up,
+        "status": "ACTIVE",
+        "external_gateway_info": gw,
+        "routes": r.routes.iter().map(|x| json!({"destination": x.destination.to_string(), "nexthop": x.nexthop.to_string()})).collect::<Vec<_>>(),
+        "tags": r.tags,
+        "created_at": ts(r.created_at),
+        "updated_at": ts(r.updated_at),
+        "revision_number": r.revision,
+    })
+}
+
+/// A floating IP, with the associated port's `port_details` (fip-port-details).
+pub fn floating_ip(f: &domain::router::FloatingIp, nets: &projections::Networks) -> Value {
+    let a = f.association;
+    let details = a.and_then(|a| nets.port(&a.port_id)).map(|p| {
+        json!({
+            "name": p.name,
+            "network_id": p.network_id.to_string(),
+            "mac_address": p.mac_address,
+            "admin_state_up": p.admin_state_up,
+            "status": p.status(),
+            "device_id": p.device_id,
+            "device_owner": p.device_owner,
+        })
+    });
+    json!({
+        "id": f.id.to_string(),
+        "tenant_id": f.project_id,
+        "project_id": f.project_id,
+        "description": f.description,
+        "floating_network_id": f.floating_network_id.to_string(),
+        "floating_ip_address": f.floating_ip_address.to_string(),
+        "port_id": a.map(|a| a.port_id.to_string()),
+        "fixed_ip_address": a.map(|a| a.fixed_ip_address.to_string()),
+        "router_id": a.map(|a| a.router_id.to_string()),
+        "port_details": details,
+        "status": f.status(),
+        "tags": f.tags,
+        "created_at": ts(f.created_at),
+        "updated_at": ts(f.updated_at),
+        "revision_number": f.revision,
+    })
+}
+
+/// The attributes routers can be filtered and sorted by.
+pub const ROUTER_ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "tenant_id",
+    "project_id",
+    "admin_state_up",
+    "status",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// The attributes floating IPs can be filtered and sorted by.
+pub const FLOATING_IP_ATTRS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "project_id",
+    "description",
+    "floating_network_id",
+    "floating_ip_address",
+    "port_id",
+    "fixed_ip_address",
+    "router_id",
+    "status",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
