@@ -19,6 +19,7 @@ use crate::keypair::KeypairEvent;
 use crate::metadef::MetadefEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
+use crate::security_group::SecurityGroupEvent;
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
@@ -54,6 +55,8 @@ pub enum Event {
     Task(TaskEvent),
     /// A network, subnet or port event (api stream, one subject per network).
     Network(NetworkEvent),
+    /// A security group or rule event (api stream, one subject per group).
+    SecurityGroup(SecurityGroupEvent),
 }
 
 impl Event {
@@ -133,6 +136,7 @@ impl Event {
             Event::Metadef(e) => e.event_type(),
             Event::Task(e) => e.event_type(),
             Event::Network(e) => e.event_type(),
+            Event::SecurityGroup(e) => e.event_type(),
         }
     }
 

@@ -27,6 +27,7 @@ pub mod metadef;
 pub mod network;
 pub mod quota;
 pub mod scheduling;
+pub mod security_group;
 pub mod server_group;
 pub mod states;
 pub mod subscription;

@@ -20,6 +20,7 @@ use domain::keypair::KeypairEvent;
 use domain::metadef::MetadefEvent;
 use domain::network::NetworkEvent;
 use domain::quota::QuotaEvent;
+use domain::security_group::SecurityGroupEvent;
 use domain::server_group::ServerGroupEvent;
 use domain::subscription::SubscriptionEvent;
 use domain::task::TaskEvent;
@@ -56,6 +57,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::Metadef(x) => postcard::to_stdvec(x),
         Event::Task(x) => postcard::to_stdvec(x),
         Event::Network(x) => postcard::to_stdvec(x),
+        Event::SecurityGroup(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -116,6 +118,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("network"), 1) => {
             Event::Network(postcard::from_bytes::<NetworkEvent>(payload).map_err(perr)?)
+        }
+        (Some("security_group"), 1) => {
+            Event::SecurityGroup(postcard::from_bytes::<SecurityGroupEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

@@ -20,6 +20,7 @@ pub mod model;
 pub mod networks;
 pub mod projector;
 pub mod quota;
+pub mod security_groups;
 pub mod server_groups;
 pub mod store;
 pub mod subscriptions;
@@ -36,6 +37,7 @@ pub use keypairs::Keypairs;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
 pub use networks::Networks;
 pub use quota::Quotas;
+pub use security_groups::SecurityGroups;
 pub use store::ProjectionStore;
 pub use usage::Usage;
 pub use views::{

@@ -25,7 +25,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Debug, Display};
 
-use domain::{CellName, Event, HostName, ImageId, InstanceId, NetworkId};
+use domain::{CellName, Event, HostName, ImageId, InstanceId, NetworkId, SecurityGroupId};
 use eventlog::{Commit, Subject};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,7 @@ macro_rules! uuid_key {
 uuid_key!(InstanceId);
 uuid_key!(ImageId);
 uuid_key!(NetworkId);
+uuid_key!(SecurityGroupId);
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| e.to_string())

@@ -73,7 +73,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 ///     self-service; failed authentications).
 /// 29: `Image.virtual_size` (the upload's format inspection).
 /// 30: `Image.locations` and `Image.location_data` (Glance's image locations).
-pub const SCHEMA: u64 = 31;
+/// 32: the `security_groups` model (Neutron security groups and rules).
+pub const SCHEMA: u64 = 32;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -489,6 +489,7 @@ impl Default for Views {
         v.register::<crate::subscriptions::Subscriptions>();
         v.register::<crate::migrations::Migrations>();
         v.register::<crate::networks::Networks>();
+        v.register::<crate::security_groups::SecurityGroups>();
         v
     }
 }
@@ -633,6 +634,11 @@ impl Views {
     /// Networks with their subnets and ports.
     pub fn networks(&self) -> &crate::networks::Networks {
         self.model::<crate::networks::Networks>()
+    }
+
+    /// Security groups with their rules.
+    pub fn security_groups(&self) -> &crate::security_groups::SecurityGroups {
+        self.model::<crate::security_groups::SecurityGroups>()
     }
 
     /// Identity: projects, users, roles and the name index.

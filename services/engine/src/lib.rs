@@ -24,6 +24,7 @@ mod pipeline;
 pub mod quota;
 pub mod reactor;
 pub mod runtime;
+pub mod security_groups;
 pub mod server_groups;
 pub mod subscriptions;
 pub mod tasks;

@@ -79,6 +79,8 @@ pub enum Family {
     Task,
     /// [`Event::Network`] (networks, subnets, ports).
     Network,
+    /// [`Event::SecurityGroup`] (security groups and rules).
+    SecurityGroup,
 }
 
 impl Family {
@@ -101,6 +103,7 @@ impl Family {
             Event::Metadef(_) => Family::Metadef,
             Event::Task(_) => Family::Task,
             Event::Network(_) => Family::Network,
+            Event::SecurityGroup(_) => Family::SecurityGroup,
         }
     }
 
@@ -127,6 +130,7 @@ impl Family {
             "audit" => Family::UsageAudit,
             "subscription" => Family::Subscription,
             "network" => Family::Network,
+            "security_group" => Family::SecurityGroup,
             _ => return None,
         })
     }

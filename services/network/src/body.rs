@@ -76,6 +76,15 @@ impl Attrs {
         self.map.remove(attr)
     }
 
+    /// Takes `attr` when it is null (true), else leaves it.
+    pub fn take_null(&mut self, attr: &str) -> bool {
+        if self.map.get(attr) == Some(&Value::Null) {
+            self.map.remove(attr);
+            return true;
+        }
+        false
+    }
+
     /// A string of at most `max` characters (None: absent).
     pub fn string(&mut self, attr: &str, max: usize) -> Result<Option<String>, NetworkError> {
         match self.map.remove(attr) {
