@@ -226,8 +226,11 @@ pub enum SecurityGroupCommand {
     Create(NewGroup),
     Update(GroupPatch),
     Delete,
-    CreateRule(Box<RuleRequest>),
-    DeleteRule { id: SecurityGroupRuleId },
+    /// One rule, or a bulk create's (all or nothing: one commit).
+    CreateRules(Vec<RuleRequest>),
+    DeleteRule {
+        id: SecurityGroupRuleId,
+    },
 }
 
 /// An event of a security group (frozen variant order: new ones go at the end).
@@ -629,39 +632,38 @@ pub fn decide(
             live.ok_or_else(|| not_found(id))?;
             Ok(vec![SecurityGroupEvent::Deleted { at: now }])
         }
-        SecurityGroupCommand::CreateRule(r) => {
+        SecurityGroupCommand::CreateRules(reqs) => {
             let g = live.ok_or_else(|| not_found(id))?;
-            let r = normalise_rule(*r)?;
-            if g.rules.contains_key(&r.id) {
-                return Err(NetError::conflict(
-                    "SecurityGroupRuleExists",
-                    format!("Security group rule already exists. Rule id is {}.", r.id),
-                ));
+            let rules = reqs
+                .into_iter()
+                .map(|r| normalise_rule(r).map(|r| new_rule(id, r, now)))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Neutron's `_check_for_duplicate_rules`: first within the request, then
+            // against the group's rules.
+            for (i, r) in rules.iter().enumerate() {
+                if rules[..i]
+                    .iter()
+                    .any(|x| x.key() == r.key() || x.id == r.id)
+                {
+                    return Err(NetError::conflict(
+                        "DuplicateSecurityGroupRuleInPost",
+                        "Duplicate Security Group Rule in POST.",
+                    ));
+                }
             }
-            let rule = Rule {
-                id: r.id,
-                security_group_id: id,
-                project_id: r.project_id,
-                direction: r.direction,
-                ethertype: r.ethertype,
-                protocol: r.protocol,
-                port_range_min: r.port_range_min,
-                port_range_max: r.port_range_max,
-                remote_ip_prefix: r.remote_ip_prefix,
-                remote_group_id: r.remote_group_id,
-                description: r.description,
-                created_at: now,
-                updated_at: now,
-                revision: 0,
-            };
-            let key = rule.key();
-            if let Some(dup) = g.rules_in_order().into_iter().find(|x| x.key() == key) {
-                return Err(NetError::conflict(
-                    "SecurityGroupRuleExists",
-                    format!("Security group rule already exists. Rule id is {}.", dup.id),
-                ));
+            let existing = g.rules_in_order();
+            for r in &rules {
+                if let Some(dup) = existing.iter().find(|x| x.key() == r.key() || x.id == r.id) {
+                    return Err(NetError::conflict(
+                        "SecurityGroupRuleExists",
+                        format!("Security group rule already exists. Rule id is {}.", dup.id),
+                    ));
+                }
             }
-            Ok(vec![SecurityGroupEvent::RuleCreated { rule }])
+            Ok(rules
+                .into_iter()
+                .map(|rule| SecurityGroupEvent::RuleCreated { rule })
+                .collect())
         }
         SecurityGroupCommand::DeleteRule { id: rid } => {
             let g = live.ok_or_else(|| rule_not_found(rid))?;
@@ -670,6 +672,26 @@ pub fn decide(
             }
             Ok(vec![SecurityGroupEvent::RuleDeleted { id: rid, at: now }])
         }
+    }
+}
+
+/// The record of a new (canonical) rule of group `id`.
+fn new_rule(id: SecurityGroupId, r: RuleRequest, now: Timestamp) -> Rule {
+    Rule {
+        id: r.id,
+        security_group_id: id,
+        project_id: r.project_id,
+        direction: r.direction,
+        ethertype: r.ethertype,
+        protocol: r.protocol,
+        port_range_min: r.port_range_min,
+        port_range_max: r.port_range_max,
+        remote_ip_prefix: r.remote_ip_prefix,
+        remote_group_id: r.remote_group_id,
+        description: r.description,
+        created_at: now,
+        updated_at: now,
+        revision: 0,
     }
 }
 

@@ -768,3 +768,68 @@ async fn the_extension_and_resources_are_listed_and_replay_rebuilds_the_model() 
         .await;
     assert_eq!(c, 200);
 }
+
+#[tokio::test]
+async fn bulk_creates_are_all_or_nothing() {
+    let h = harness().await;
+    let (c, v) = h
+        .neutron(
+            USER,
+            Method::POST,
+            "/v2.0/security-groups",
+            Some(json!({"security_groups": [{"name": "a"}, {"name": "b"}]})),
+        )
+        .await;
+    assert_eq!(c, 201, "{v}");
+    let groups = v["security_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let gid = groups[0]["id"].as_str().unwrap();
+    let other = groups[1]["id"].as_str().unwrap();
+    let (c, v) = h
+        .neutron(
+            USER,
+            Method::POST,
+            "/v2.0/security-group-rules",
+            Some(json!({"security_group_rules": [
+                {"security_group_id": gid, "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80},
+                {"security_group_id": gid, "direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443},
+            ]})),
+        )
+        .await;
+    assert_eq!(c, 201, "{v}");
+    assert_eq!(v["security_group_rules"].as_array().unwrap().len(), 2);
+    let http = json!({"security_group_id": gid, "direction": "ingress", "protocol": "udp"});
+    refused(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/security-group-rules",
+        Some(json!({"security_group_rules": [http, http]})),
+        409,
+        "DuplicateSecurityGroupRuleInPost",
+    )
+    .await;
+    refused(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/security-group-rules",
+        Some(json!({"security_group_rules": [http,
+            {"security_group_id": other, "direction": "ingress"}]})),
+        400,
+        "SecurityGroupNotSingleGroupRules",
+    )
+    .await;
+    // One existing rule refuses the whole request.
+    refused(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/security-group-rules",
+        Some(json!({"security_group_rules": [http,
+            {"security_group_id": gid, "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80}]})),
+        409,
+        "SecurityGroupRuleExists",
+    )
+    .await;
+}

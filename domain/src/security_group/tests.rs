@@ -109,11 +109,11 @@ fn a_deleted_default_group_is_created_again() {
 fn a_duplicate_rule_names_the_existing_one() {
     let s = given(vec![
         SecurityGroupCommand::Create(new_group(false)),
-        SecurityGroupCommand::CreateRule(Box::new(rule(1))),
+        SecurityGroupCommand::CreateRules(vec![rule(1)]),
     ]);
     let mut same = rule(2);
     same.protocol = Some("6".into());
-    let e = when(&s, SecurityGroupCommand::CreateRule(Box::new(same))).unwrap_err();
+    let e = when(&s, SecurityGroupCommand::CreateRules(vec![same])).unwrap_err();
     assert_eq!(e.kind, "SecurityGroupRuleExists");
     assert_eq!(
         e.message,
@@ -134,7 +134,7 @@ fn an_anywhere_prefix_duplicates_no_prefix() {
     r.port_range_max = None;
     r.remote_ip_prefix = Some(Cidr::parse("0.0.0.0/0").unwrap());
     assert_eq!(
-        kind(when(&s, SecurityGroupCommand::CreateRule(Box::new(r)))),
+        kind(when(&s, SecurityGroupCommand::CreateRules(vec![r]))),
         "SecurityGroupRuleExists"
     );
 }
@@ -189,7 +189,7 @@ fn port_ranges_follow_neutron() {
         r.port_range_min = min;
         r.port_range_max = max;
         assert_eq!(
-            kind(when(&s, SecurityGroupCommand::CreateRule(Box::new(r)))),
+            kind(when(&s, SecurityGroupCommand::CreateRules(vec![r]))),
             want,
             "{p:?} {min:?} {max:?}"
         );
@@ -302,7 +302,7 @@ fn the_default_group_keeps_its_name() {
 fn rules_are_deleted_once_and_with_their_group() {
     let s = given(vec![
         SecurityGroupCommand::Create(new_group(false)),
-        SecurityGroupCommand::CreateRule(Box::new(rule(1))),
+        SecurityGroupCommand::CreateRules(vec![rule(1)]),
         SecurityGroupCommand::DeleteRule { id: rid(11) },
     ]);
     assert_eq!(
@@ -317,5 +317,32 @@ fn rules_are_deleted_once_and_with_their_group() {
     assert_eq!(
         kind(when(&s, SecurityGroupCommand::Delete)),
         "SecurityGroupNotFound"
+    );
+}
+
+#[test]
+fn a_bulk_create_is_all_or_nothing_and_refuses_its_own_duplicates() {
+    let s = given(vec![SecurityGroupCommand::Create(new_group(false))]);
+    let mut other = rule(2);
+    other.port_range_min = Some(80);
+    other.port_range_max = Some(80);
+    let evs = when(&s, SecurityGroupCommand::CreateRules(vec![rule(1), other])).unwrap();
+    assert_eq!(evs.len(), 2);
+    assert_eq!(
+        kind(when(
+            &s,
+            SecurityGroupCommand::CreateRules(vec![rule(1), rule(2)])
+        )),
+        "DuplicateSecurityGroupRuleInPost"
+    );
+    let mut bad = rule(3);
+    bad.port_range_min = Some(90);
+    bad.port_range_max = Some(80);
+    assert_eq!(
+        kind(when(
+            &s,
+            SecurityGroupCommand::CreateRules(vec![rule(1), bad])
+        )),
+        "SecurityGroupInvalidPortRange"
     );
 }

@@ -196,12 +196,16 @@ fn check_port_policy(
     Ok(())
 }
 
-/// Reads one port of a create body: its network and request.
+/// A port of a create body: its network, the request, the `security_groups` given
+/// (None: not given) and whether port security will be on.
+type ParsedPort = (NetworkId, PortRequest, Option<Vec<Uuid>>, bool);
+
+/// Reads one port of a create body.
 fn parse_create(
     st: &NetworkState,
     mut a: Attrs,
     caller: &Caller,
-) -> Result<(NetworkId, PortRequest, Option<Vec<Uuid>>, bool), NetworkError> {
+) -> Result<ParsedPort, NetworkError> {
     let net_id = a.string("network_id", 36)?.ok_or_else(|| {
         NetworkError::bad_request(
             "Failed to parse request. Required attribute 'network_id' not specified",

@@ -18,7 +18,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use domain::security_group::{
     self as sg, GroupPatch, NewGroup, Rule, RuleRequest, SecurityGroup, SecurityGroupCommand,
@@ -152,38 +152,67 @@ fn name(a: &mut Attrs) -> Result<Option<String>, NetworkError> {
     Ok(n)
 }
 
-/// `POST /v2.0/security-groups`.
-pub async fn create(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    raw: axum::body::Bytes,
-) -> Result<Response, NetworkError> {
-    let mut a = body::resource(&raw, "security_group")?;
+/// Reads one group of a create body.
+fn parse_create(mut a: Attrs, caller: &Caller) -> Result<NewGroup, NetworkError> {
     let name = name(&mut a)?.unwrap_or_default();
-    let owner = a.owner(&caller, "create_security_group")?;
+    let owner = a.owner(caller, "create_security_group")?;
     let description = a.text("description")?.unwrap_or_default();
     let stateful = a.boolean("stateful")?.unwrap_or(true);
     a.finish()?;
-    ensure_default(&st, &caller, &owner).await?;
-    let id = SecurityGroupId(Uuid::new_v4());
-    let cmd = SecurityGroupCommand::Create(NewGroup {
-        id,
+    Ok(NewGroup {
+        id: SecurityGroupId(Uuid::new_v4()),
         name,
         description,
         project_id: owner,
         stateful,
         is_default: false,
         rule_ids: fresh_rule_ids(),
-    });
-    st.engine
-        .security_group(&id, cmd, &caller.ctx(), &caller.meta())
-        .await?;
-    let g = group(&st, &id)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"security_group": view::security_group(&g)})),
-    )
-        .into_response())
+    })
+}
+
+/// `POST /v2.0/security-groups` (also Neutron's bulk form, all or nothing).
+pub async fn create(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let (items, bulk) = body::creates(&raw, "security_group")?;
+    let groups = items
+        .into_iter()
+        .map(|a| parse_create(a, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    for g in &groups {
+        ensure_default(&st, &caller, &g.project_id).await?;
+    }
+    let mut done: Vec<SecurityGroupId> = vec![];
+    for g in groups {
+        let id = g.id;
+        let cmd = SecurityGroupCommand::Create(g);
+        if let Err(e) = st
+            .engine
+            .security_group(&id, cmd, &caller.ctx(), &caller.meta())
+            .await
+        {
+            for d in done {
+                let _ = st
+                    .engine
+                    .security_group(
+                        &d,
+                        SecurityGroupCommand::Delete,
+                        &caller.ctx(),
+                        &caller.meta(),
+                    )
+                    .await;
+            }
+            return Err(e.into());
+        }
+        done.push(id);
+    }
+    let views: Vec<Value> = done
+        .iter()
+        .map(|id| group(&st, id).map(|g| view::security_group(&g)))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::created("security_group", views, bulk))
 }
 
 /// The project whose `default` group a listing ensures: the `project_id` (or
@@ -310,13 +339,11 @@ fn required(attr: &str) -> NetworkError {
     ))
 }
 
-/// `POST /v2.0/security-group-rules`.
-pub async fn create_rule(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    raw: axum::body::Bytes,
-) -> Result<Response, NetworkError> {
-    let mut a = body::resource(&raw, "security_group_rule")?;
+/// One rule of a create body: its group's id text, its remote group's id text, and
+/// the request (types converted, not yet checked).
+type ParsedRule = (String, Option<String>, RuleRequest);
+
+fn parse_rule(mut a: Attrs, caller: &Caller) -> Result<ParsedRule, NetworkError> {
     let group_id = a
         .string("security_group_id", 36)?
         .ok_or_else(|| required("security_group_id"))?;
@@ -329,8 +356,7 @@ pub async fn create_rule(
             ))
         })?,
     };
-    let protocol = sg::convert_protocol(scalar(&mut a, "protocol").flatten().as_deref())
-        .map_err(NetworkError::from)?;
+    let protocol = sg::convert_protocol(scalar(&mut a, "protocol").flatten().as_deref())?;
     let port = |v: Option<String>| -> Result<Option<u16>, NetworkError> {
         v.map(|p| sg::convert_port(&p))
             .transpose()
@@ -347,10 +373,11 @@ pub async fn create_rule(
         .filter(|p| !p.is_empty())
         .map(|p| sg::convert_prefix(&p))
         .transpose()?;
-    let owner = a.owner(&caller, "create_security_group_rule")?;
+    let owner = a.owner(caller, "create_security_group_rule")?;
     let description = a.text("description")?.unwrap_or_default();
     a.finish()?;
-    // A remote group given as anything but a known group is one that does not exist.
+    // A remote group given as anything but a uuid is one that does not exist (404
+    // below, after the rule's own checks, as in Neutron).
     let remote_group_id = remote_group
         .as_deref()
         .map(|r| SecurityGroupId::parse(r).unwrap_or(SecurityGroupId(Uuid::nil())));
@@ -366,25 +393,61 @@ pub async fn create_rule(
         remote_group_id,
         description,
     })?;
-    if let Some(r) = &remote_group {
-        visible_group(&st, r, &caller)?;
+    Ok((group_id, remote_group, req))
+}
+
+/// `POST /v2.0/security-group-rules` (also Neutron's bulk form: the rules of one group
+/// and project, recorded in one commit).
+pub async fn create_rule(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    raw: axum::body::Bytes,
+) -> Result<Response, NetworkError> {
+    let (items, bulk) = body::creates(&raw, "security_group_rule")?;
+    let parsed = items
+        .into_iter()
+        .map(|a| parse_rule(a, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group_id = parsed[0].0.clone();
+    if parsed.iter().any(|(g, _, _)| *g != group_id) {
+        return Err(NetworkError::invalid_as(
+            "SecurityGroupNotSingleGroupRules",
+            "Only allowed to update rules for one security profile at a time",
+        ));
+    }
+    if parsed
+        .iter()
+        .any(|(_, _, r)| r.project_id != parsed[0].2.project_id)
+    {
+        return Err(NetworkError::invalid_as(
+            "SecurityGroupRulesNotSingleProject",
+            "Multiple project_ids in bulk security group rule create not allowed",
+        ));
+    }
+    for (_, remote, _) in &parsed {
+        if let Some(r) = remote {
+            visible_group(&st, r, &caller)?;
+        }
     }
     let g = visible_group(&st, &group_id, &caller)?;
-    let rid = req.id;
+    let reqs: Vec<RuleRequest> = parsed.into_iter().map(|(_, _, r)| r).collect();
+    let ids: Vec<SecurityGroupRuleId> = reqs.iter().map(|r| r.id).collect();
     st.engine
         .security_group(
             &g.spec.id,
-            SecurityGroupCommand::CreateRule(Box::new(req)),
+            SecurityGroupCommand::CreateRules(reqs),
             &caller.ctx(),
             &caller.meta(),
         )
         .await?;
-    let (g, r) = visible_rule(&st, &rid.to_string(), &caller)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"security_group_rule": view::security_group_rule(&g, &r)})),
-    )
-        .into_response())
+    let views = ids
+        .iter()
+        .map(|id| {
+            visible_rule(&st, &id.to_string(), &caller)
+                .map(|(g, r)| view::security_group_rule(&g, &r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::created("security_group_rule", views, bulk))
 }
 
 /// A rule the caller may see, with its group (404 otherwise).
