@@ -660,19 +660,33 @@ pub fn decide(
                     ));
                 }
             }
-            Ok(rules
+            let mut evs: Vec<SecurityGroupEvent> = rules
                 .into_iter()
                 .map(|rule| SecurityGroupEvent::RuleCreated { rule })
-                .collect())
+                .collect();
+            evs.push(revised(g, now));
+            Ok(evs)
         }
         SecurityGroupCommand::DeleteRule { id: rid } => {
             let g = live.ok_or_else(|| rule_not_found(rid))?;
             if !g.rules.contains_key(&rid) {
                 return Err(rule_not_found(rid));
             }
-            Ok(vec![SecurityGroupEvent::RuleDeleted { id: rid, at: now }])
+            Ok(vec![
+                SecurityGroupEvent::RuleDeleted { id: rid, at: now },
+                revised(g, now),
+            ])
         }
     }
+}
+
+/// The group's record after a change of its rules: Neutron revises a rule's group
+/// (`revises_on_change`), bumping its revision number and `updated_at`.
+fn revised(g: &SecurityGroup, now: Timestamp) -> SecurityGroupEvent {
+    let mut spec = g.spec.clone();
+    spec.updated_at = now;
+    spec.revision += 1;
+    SecurityGroupEvent::Updated { group: spec }
 }
 
 /// The record of a new (canonical) rule of group `id`.

@@ -259,6 +259,7 @@ async fn rules_are_created_shown_and_deleted_in_neutrons_shape() {
             .len(),
         3
     );
+    assert_eq!(g2["security_group"]["revision_number"], 2);
     // The same rule again (protocol by number) is refused, naming the first.
     let msg = refused(
         &h,
@@ -668,6 +669,25 @@ async fn ports_get_the_default_group_and_keep_groups_in_use() {
         Some(json!({"port": {"security_groups": [tid]}})),
         404,
         "SecurityGroupNotFound",
+    )
+    .await;
+    // Stateful and stateless groups do not mix on a port.
+    let stateless = h
+        .neutron_create(
+            USER,
+            "security_group",
+            json!({"name": "nf", "stateful": false}),
+        )
+        .await;
+    refused(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/ports",
+        Some(json!({"port": {"network_id": PRIVATE_ID.to_string(),
+            "security_groups": [gid, stateless["id"]]}})),
+        409,
+        "SecurityGroupConflict",
     )
     .await;
     // Without port security, or for a network service, no group.

@@ -327,7 +327,14 @@ fn a_bulk_create_is_all_or_nothing_and_refuses_its_own_duplicates() {
     other.port_range_min = Some(80);
     other.port_range_max = Some(80);
     let evs = when(&s, SecurityGroupCommand::CreateRules(vec![rule(1), other])).unwrap();
-    assert_eq!(evs.len(), 2);
+    assert_eq!(evs.len(), 3);
+    let mut g = s.clone();
+    for e in &evs {
+        g = evolve(g, e);
+    }
+    let g = g.unwrap();
+    assert_eq!(g.rules.len(), 4);
+    assert_eq!(g.spec.revision, 2, "the group is revised once");
     assert_eq!(
         kind(when(
             &s,

@@ -531,7 +531,7 @@ pub async fn delete_rule(
 
 /// The groups a port asks for, checked (Neutron's `_get_security_groups_on_port`):
 /// each must exist and be the port project's (or the caller an admin), else one 404
-/// naming every missing id.
+/// naming every missing id; stateful and stateless groups do not mix (409).
 pub(crate) fn check_port_groups(
     st: &NetworkState,
     caller: &Caller,
@@ -549,9 +549,22 @@ pub(crate) fn check_port_groups(
         })
         .map(|g| g.to_string())
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(sg::not_found(missing.join(", ")).into())
+    if !missing.is_empty() {
+        return Err(sg::not_found(missing.join(", ")).into());
     }
+    // Neutron's `_validate_sgs_for_port`: one kind of connection tracking per port.
+    let stateful: std::collections::BTreeSet<bool> = groups
+        .iter()
+        .filter_map(|g| views.security_groups().get(&SecurityGroupId(*g)))
+        .map(|g| g.spec.stateful)
+        .collect();
+    if stateful.len() > 1 {
+        return Err(NetworkError::new(
+            StatusCode::CONFLICT,
+            "SecurityGroupConflict",
+            "Error Cannot apply both stateful and stateless security groups on the same port \
+             at the same time while attempting the operation.",
+        ));
+    }
+    Ok(())
 }
