@@ -22,6 +22,7 @@ use crate::network::quota::NetQuotaEvent;
 use crate::network::NetworkEvent;
 use crate::quota::QuotaEvent;
 use crate::router::{FloatingIpEvent, RouterEvent};
+use crate::security_group::SecurityGroupEvent;
 use crate::server_group::ServerGroupEvent;
 use crate::subscription::SubscriptionEvent;
 use crate::task::TaskEvent;
@@ -65,6 +66,8 @@ pub enum Event {
     Router(RouterEvent),
     /// A floating IP event (api stream, one subject per floating IP).
     FloatingIp(FloatingIpEvent),
+    /// A security group or rule event (api stream, one subject per group).
+    SecurityGroup(SecurityGroupEvent),
 }
 
 impl Event {
@@ -148,6 +151,7 @@ impl Event {
             Event::SubnetPool(e) => e.event_type(),
             Event::Router(e) => e.event_type(),
             Event::FloatingIp(e) => e.event_type(),
+            Event::SecurityGroup(e) => e.event_type(),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod network;
 pub mod quota;
 pub mod router;
 pub mod scheduling;
+pub mod security_group;
 pub mod server_group;
 pub mod states;
 pub mod subscription;

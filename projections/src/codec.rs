@@ -23,6 +23,7 @@ use domain::network::quota::NetQuotaEvent;
 use domain::network::NetworkEvent;
 use domain::quota::QuotaEvent;
 use domain::router::{FloatingIpEvent, RouterEvent};
+use domain::security_group::SecurityGroupEvent;
 use domain::server_group::ServerGroupEvent;
 use domain::subscription::SubscriptionEvent;
 use domain::task::TaskEvent;
@@ -63,6 +64,7 @@ pub fn encode(e: &Event) -> NewEvent {
         Event::SubnetPool(x) => postcard::to_stdvec(x),
         Event::Router(x) => postcard::to_stdvec(x),
         Event::FloatingIp(x) => postcard::to_stdvec(x),
+        Event::SecurityGroup(x) => postcard::to_stdvec(x),
     }
     .expect("postcard encoding of owned data cannot fail");
     NewEvent {
@@ -135,6 +137,9 @@ pub fn decode_parts(event_type: &str, version: u16, payload: &[u8]) -> Result<Ev
         }
         (Some("floatingip"), 1) => {
             Event::FloatingIp(postcard::from_bytes::<FloatingIpEvent>(payload).map_err(perr)?)
+        }
+        (Some("security_group"), 1) => {
+            Event::SecurityGroup(postcard::from_bytes::<SecurityGroupEvent>(payload).map_err(perr)?)
         }
         (Some("host"), 1) => Event::Host(postcard::from_bytes::<HostEvent>(payload).map_err(perr)?),
         _ => return Err(CodecError::Unknown(event_type.to_string(), version)),

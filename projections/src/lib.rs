@@ -22,6 +22,7 @@ pub mod networks;
 pub mod projector;
 pub mod quota;
 pub mod routers;
+pub mod security_groups;
 pub mod server_groups;
 pub mod store;
 pub mod subnet_pools;
@@ -39,6 +40,7 @@ pub use keypairs::Keypairs;
 pub use model::{Invalid, ReadModel, Row, Table, TableKey, Touched};
 pub use networks::Networks;
 pub use quota::Quotas;
+pub use security_groups::SecurityGroups;
 pub use store::ProjectionStore;
 pub use usage::Usage;
 pub use views::{

@@ -26,7 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Debug, Display};
 
 use domain::{
-    CellName, Event, FloatingIpId, HostName, ImageId, InstanceId, NetworkId, RouterId, SubnetPoolId,
+    CellName, Event, FloatingIpId, HostName, ImageId, InstanceId, NetworkId, RouterId,
+    SecurityGroupId, SubnetPoolId,
 };
 use eventlog::{Commit, Subject};
 use serde::de::DeserializeOwned;
@@ -71,6 +72,7 @@ uuid_key!(NetworkId);
 uuid_key!(SubnetPoolId);
 uuid_key!(RouterId);
 uuid_key!(FloatingIpId);
+uuid_key!(SecurityGroupId);
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| e.to_string())

@@ -77,7 +77,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 32: the `network_quotas` model (Neutron quotas).
 /// 33: the `subnet_pools` model (Neutron subnet pools).
 /// 34: the `routers` and `floating_ips` models (Neutron L3).
-pub const SCHEMA: u64 = 34;
+/// 35: the `security_groups` model (Neutron security groups and rules).
+pub const SCHEMA: u64 = 35;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

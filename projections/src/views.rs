@@ -493,6 +493,7 @@ impl Default for Views {
         v.register::<crate::subnet_pools::SubnetPools>();
         v.register::<crate::routers::Routers>();
         v.register::<crate::routers::FloatingIps>();
+        v.register::<crate::security_groups::SecurityGroups>();
         v
     }
 }
@@ -657,6 +658,11 @@ impl Views {
     /// Floating IPs.
     pub fn floating_ips(&self) -> &crate::routers::FloatingIps {
         self.model::<crate::routers::FloatingIps>()
+    }
+
+    /// Security groups with their rules.
+    pub fn security_groups(&self) -> &crate::security_groups::SecurityGroups {
+        self.model::<crate::security_groups::SecurityGroups>()
     }
 
     /// Identity: projects, users, roles and the name index.

@@ -965,7 +965,61 @@ fn samples() -> Vec<Event> {
     ];
     v.extend(network_samples());
     v.extend(router_samples());
+    v.extend(security_group_samples());
     v
+}
+
+/// One sample of every security group event (issue 13).
+fn security_group_samples() -> Vec<Event> {
+    use domain::security_group::*;
+    let gid = domain::SecurityGroupId(uuid::Uuid::from_u128(0x61));
+    let rid = domain::SecurityGroupRuleId(uuid::Uuid::from_u128(0x62));
+    let group = GroupSpec {
+        id: gid,
+        name: "default".into(),
+        description: DEFAULT_DESCRIPTION.into(),
+        project_id: "p1".into(),
+        stateful: true,
+        is_default: true,
+        tags: vec!["t".into()],
+        created_at: t(86),
+        updated_at: t(86),
+        revision: 1,
+    };
+    let rule = Rule {
+        id: rid,
+        security_group_id: gid,
+        project_id: "p1".into(),
+        direction: Direction::Ingress,
+        ethertype: Ethertype::IPv4,
+        protocol: Some("tcp".into()),
+        port_range_min: Some(22),
+        port_range_max: Some(22),
+        remote_ip_prefix: Some(convert_prefix("10.0.0.5/24").unwrap()),
+        remote_group_id: None,
+        description: "ssh".into(),
+        created_at: t(87),
+        updated_at: t(87),
+        revision: 0,
+    };
+    let mut egress = rule.clone();
+    egress.direction = Direction::Egress;
+    egress.ethertype = Ethertype::IPv6;
+    egress.protocol = None;
+    egress.port_range_min = None;
+    egress.port_range_max = None;
+    egress.remote_ip_prefix = None;
+    egress.remote_group_id = Some(gid);
+    vec![
+        Event::SecurityGroup(SecurityGroupEvent::Created {
+            group: group.clone(),
+            rules: vec![egress],
+        }),
+        Event::SecurityGroup(SecurityGroupEvent::Updated { group }),
+        Event::SecurityGroup(SecurityGroupEvent::Deleted { at: t(88) }),
+        Event::SecurityGroup(SecurityGroupEvent::RuleCreated { rule }),
+        Event::SecurityGroup(SecurityGroupEvent::RuleDeleted { id: rid, at: t(89) }),
+    ]
 }
 
 /// One sample of every network event (issue 13).

@@ -72,6 +72,12 @@ impl NetError {
         )
     }
 
+    /// A 404 of a Neutron type with its own message (`Security group <id> does not
+    /// exist`).
+    pub fn not_found_message(kind: &'static str, message: impl Into<String>) -> NetError {
+        NetError::new(kind, Class::NotFound, message.into())
+    }
+
     /// `NetworkNotFound`.
     pub fn network_not_found(id: impl fmt::Display) -> NetError {
         NetError::not_found("NetworkNotFound", "Network", id)

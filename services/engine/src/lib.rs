@@ -25,6 +25,7 @@ pub mod quota;
 pub mod reactor;
 pub mod routers;
 pub mod runtime;
+pub mod security_groups;
 pub mod server_groups;
 pub mod subscriptions;
 pub mod tasks;

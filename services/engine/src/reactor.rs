@@ -87,6 +87,8 @@ pub enum Family {
     Router,
     /// [`Event::FloatingIp`] (floating IPs).
     FloatingIp,
+    /// [`Event::SecurityGroup`] (security groups and rules).
+    SecurityGroup,
 }
 
 impl Family {
@@ -113,6 +115,7 @@ impl Family {
             Event::SubnetPool(_) => Family::SubnetPool,
             Event::Router(_) => Family::Router,
             Event::FloatingIp(_) => Family::FloatingIp,
+            Event::SecurityGroup(_) => Family::SecurityGroup,
         }
     }
 
@@ -143,6 +146,7 @@ impl Family {
             "subnetpool" => Family::SubnetPool,
             "router" => Family::Router,
             "floatingip" => Family::FloatingIp,
+            "security_group" => Family::SecurityGroup,
             _ => return None,
         })
     }

@@ -41,6 +41,11 @@ impl NetworkError {
         NetError::invalid(message).into()
     }
 
+    /// 400 of an `InvalidInput` subclass with its own message.
+    pub fn invalid_as(kind: &'static str, message: &str) -> Self {
+        NetError::bad(kind, message).into()
+    }
+
     /// 401 (keystonemiddleware answers before Neutron).
     pub fn unauthorized() -> Self {
         Self::new(

@@ -26,6 +26,7 @@ pub mod pools;
 mod ports;
 pub mod quotas;
 mod routers;
+pub mod security_groups;
 mod subnets;
 pub mod view;
 
@@ -347,6 +348,60 @@ pub const ROUTES: &[Endpoint] = &[
         ProjectMember,
         "delete_floatingip",
     ),
+    ep(
+        "GET",
+        "/v2.0/security-groups",
+        ProjectReader,
+        "get_security_group",
+    ),
+    ep(
+        "POST",
+        "/v2.0/security-groups",
+        ProjectMember,
+        "create_security_group",
+    ),
+    ep(
+        "GET",
+        "/v2.0/security-groups/{id}",
+        ProjectReader,
+        "get_security_group",
+    ),
+    ep(
+        "PUT",
+        "/v2.0/security-groups/{id}",
+        ProjectMember,
+        "update_security_group",
+    ),
+    ep(
+        "DELETE",
+        "/v2.0/security-groups/{id}",
+        ProjectMember,
+        "delete_security_group",
+    ),
+    ep(
+        "GET",
+        "/v2.0/security-group-rules",
+        ProjectReader,
+        "get_security_group_rule",
+    ),
+    ep(
+        "POST",
+        "/v2.0/security-group-rules",
+        ProjectMember,
+        "create_security_group_rule",
+    ),
+    ep(
+        "GET",
+        "/v2.0/security-group-rules/{id}",
+        ProjectReader,
+        "get_security_group_rule",
+    ),
+    ep(
+        "DELETE",
+        "/v2.0/security-group-rules/{id}",
+        ProjectMember,
+        "delete_security_group_rule",
+    ),
 ];
 
 type Route = (Method, &'static str, MethodRouter<NetworkState>);
@@ -416,6 +471,39 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v2.0/floatingips/{id}", floating_ips::show),
         route(M::PUT, "/v2.0/floatingips/{id}", floating_ips::update),
         route(M::DELETE, "/v2.0/floatingips/{id}", floating_ips::delete),
+        route(M::GET, "/v2.0/security-groups", security_groups::list),
+        route(M::POST, "/v2.0/security-groups", security_groups::create),
+        route(M::GET, "/v2.0/security-groups/{id}", security_groups::show),
+        route(
+            M::PUT,
+            "/v2.0/security-groups/{id}",
+            security_groups::update,
+        ),
+        route(
+            M::DELETE,
+            "/v2.0/security-groups/{id}",
+            security_groups::delete,
+        ),
+        route(
+            M::GET,
+            "/v2.0/security-group-rules",
+            security_groups::list_rules,
+        ),
+        route(
+            M::POST,
+            "/v2.0/security-group-rules",
+            security_groups::create_rule,
+        ),
+        route(
+            M::GET,
+            "/v2.0/security-group-rules/{id}",
+            security_groups::show_rule,
+        ),
+        route(
+            M::DELETE,
+            "/v2.0/security-group-rules/{id}",
+            security_groups::delete_rule,
+        ),
     ]
 }
 
@@ -566,10 +654,18 @@ async fn versions(headers: HeaderMap) -> Json<Value> {
 /// `GET /v2.0`: the resource index.
 async fn index(headers: HeaderMap) -> Json<Value> {
     let b = base(&headers);
-    let res: Vec<Value> = ["network", "subnet", "port", "router", "floatingip"]
-        .iter()
-        .map(|r| {
-            let coll = format!("{r}s");
+    let res: Vec<Value> = [
+        "network",
+        "subnet",
+        "port",
+        "router",
+        "floatingip",
+        "security_group",
+        "security_group_rule",
+    ]
+    .iter()
+    .map(|r| {
+            let coll = format!("{r}s").replace('_', "-");
             json!({"name": r, "collection": coll, "links": [{"rel": "self", "href": format!("{b}/v2.0/{coll}")}]})
         })
         .collect();
@@ -606,6 +702,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
+    ("security-group", "security-group", "The security groups extension."),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    ("security-groups-normalized-cidr", "Security group rule normalized CIDR", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {

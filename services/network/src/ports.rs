@@ -19,7 +19,7 @@ use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
 use crate::quotas;
-use crate::{view, NetworkState};
+use crate::{security_groups, view, NetworkState};
 use domain::network::quota::NetResource;
 
 /// How many generated MACs a create tries (each is free with near certainty).
@@ -130,6 +130,10 @@ fn address_pairs(a: &mut Attrs) -> Result<Option<Vec<AddressPair>>, NetworkError
 }
 
 fn security_groups(a: &mut Attrs) -> Result<Option<Vec<Uuid>>, NetworkError> {
+    // neutron-lib's `convert_none_to_empty_list`.
+    if a.take_null("security_groups") {
+        return Ok(Some(vec![]));
+    }
     match a.strings("security_groups")? {
         None => Ok(None),
         Some(v) => v
@@ -199,12 +203,16 @@ fn check_port_policy(
     Ok(())
 }
 
-/// Reads one port of a create body: its network and request.
+/// A port of a create body: its network, the request, the `security_groups` given
+/// (None: not given) and whether port security will be on.
+type ParsedPort = (NetworkId, PortRequest, Option<Vec<Uuid>>, bool);
+
+/// Reads one port of a create body.
 fn parse_create(
     st: &NetworkState,
     mut a: Attrs,
     caller: &Caller,
-) -> Result<(NetworkId, PortRequest), NetworkError> {
+) -> Result<ParsedPort, NetworkError> {
     let net_id = a.string("network_id", 36)?.ok_or_else(|| {
         NetworkError::bad_request(
             "Failed to parse request. Required attribute 'network_id' not specified",
@@ -217,6 +225,7 @@ fn parse_create(
     let device_owner = a.string("device_owner", 255)?.unwrap_or_default();
     let binding_host = a.string("binding:host_id", 255)?;
     let binding_profile = profile(&mut a)?;
+    let groups = security_groups(&mut a)?;
     check_port_policy(
         &n,
         caller,
@@ -237,7 +246,7 @@ fn parse_create(
         device_id: a.string("device_id", 255)?.unwrap_or_default(),
         device_owner,
         admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
-        security_groups: security_groups(&mut a)?.unwrap_or_default(),
+        security_groups: vec![],
         port_security_enabled: a.boolean("port_security_enabled")?,
         allowed_address_pairs: address_pairs(&mut a)?.unwrap_or_default(),
         binding_host: binding_host.unwrap_or_default(),
@@ -245,7 +254,10 @@ fn parse_create(
         binding_profile: binding_profile.unwrap_or_else(|| "{}".into()),
     };
     a.finish()?;
-    Ok((n.spec.id, req))
+    let port_security = req
+        .port_security_enabled
+        .unwrap_or(n.spec.port_security_enabled);
+    Ok((n.spec.id, req, groups, port_security))
 }
 
 /// `POST /v2.0/ports` (also Neutron's bulk form, all or nothing).
@@ -259,8 +271,15 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(&st, a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
+    // The groups last, once every item passed its checks (the default group is
+    // created at this first need).
+    let mut ready = vec![];
+    for (nid, mut req, groups, port_security) in reqs {
+        req.security_groups = port_groups(&st, &caller, &req, groups, port_security).await?;
+        ready.push((nid, req));
+    }
     let mut done: Vec<(NetworkId, PortId, String)> = vec![];
-    for (nid, req) in reqs {
+    for (nid, req) in ready {
         let (pid, owner) = (req.id, req.project_id.clone());
         let cmd = NetworkCommand::CreatePort(Box::new(req));
         let res = async {
@@ -296,6 +315,35 @@ pub async fn create(
         .map(|(_, pid, _)| st.port(pid).map(|p| view::port(&p, admin)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("port", views, bulk))
+}
+
+/// The security groups of a new port (Neutron's `_get_security_groups_on_port` and
+/// `_ensure_default_security_group_on_port`): a network service's port
+/// (`network:*`) gets none checked or added; groups given must exist and be the
+/// port project's (404 `SecurityGroupNotFound`); none given with port security on is
+/// the project's `default` group, created at this first need. Called last, after
+/// every other check of the request.
+async fn port_groups(
+    st: &NetworkState,
+    caller: &Caller,
+    req: &PortRequest,
+    given: Option<Vec<Uuid>>,
+    port_security: bool,
+) -> Result<Vec<Uuid>, NetworkError> {
+    if req.device_owner.starts_with("network:") {
+        return Ok(given.unwrap_or_default());
+    }
+    match given {
+        Some(g) => {
+            security_groups::check_port_groups(st, caller, &req.project_id, &g)?;
+            Ok(g)
+        }
+        None if port_security => Ok(security_groups::ensure_default(st, caller, &req.project_id)
+            .await?
+            .map(|id| vec![id.0])
+            .unwrap_or_default()),
+        None => Ok(vec![]),
+    }
 }
 
 fn vnic(a: &mut Attrs) -> Result<Option<String>, NetworkError> {
@@ -392,6 +440,12 @@ pub async fn update(
     a.finish()?;
     if !caller.is_admin() && p.project_id != caller.project && n.spec.project_id != caller.project {
         return Err(NetworkError::policy("update_port"));
+    }
+    let owner = patch.device_owner.as_deref().unwrap_or(&p.device_owner);
+    if let Some(g) = patch.security_groups.as_deref() {
+        if !owner.starts_with("network:") {
+            security_groups::check_port_groups(&st, &caller, &p.project_id, g)?;
+        }
     }
     check_port_policy(
         &n,

@@ -5,6 +5,7 @@
 //! attributes are shown to admins only, as Neutron's policy does.
 
 use domain::network::{Network, Port, Subnet};
+use domain::security_group::{Rule, SecurityGroup};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -314,6 +315,86 @@ pub const FLOATING_IP_ATTRS: &[&str] = &[
     "fixed_ip_address",
     "router_id",
     "status",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// A security group with its rules (`shared` is always false: no RBAC sharing).
+pub fn security_group(g: &SecurityGroup) -> Value {
+    let s = &g.spec;
+    let rules: Vec<Value> = g
+        .rules_in_order()
+        .into_iter()
+        .map(|r| security_group_rule(g, r))
+        .collect();
+    json!({
+        "id": s.id.to_string(),
+        "name": s.name,
+        "description": s.description,
+        "tenant_id": s.project_id,
+        "project_id": s.project_id,
+        "stateful": s.stateful,
+        "shared": false,
+        "security_group_rules": rules,
+        "tags": s.tags,
+        "created_at": ts(s.created_at),
+        "updated_at": ts(s.updated_at),
+        "revision_number": s.revision,
+    })
+}
+
+/// A security group rule.
+pub fn security_group_rule(_g: &SecurityGroup, r: &Rule) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "tenant_id": r.project_id,
+        "project_id": r.project_id,
+        "security_group_id": r.security_group_id.to_string(),
+        "direction": r.direction.as_str(),
+        "ethertype": r.ethertype.as_str(),
+        "protocol": r.protocol,
+        "port_range_min": r.port_range_min,
+        "port_range_max": r.port_range_max,
+        "remote_ip_prefix": r.remote_ip_prefix.map(|c| c.to_string()),
+        "normalized_cidr": r.normalized_cidr().map(|c| c.to_string()),
+        "remote_group_id": r.remote_group_id.map(|g| g.to_string()),
+        "description": r.description,
+        "created_at": ts(r.created_at),
+        "updated_at": ts(r.updated_at),
+        "revision_number": r.revision,
+    })
+}
+
+/// The attributes security groups can be filtered and sorted by.
+pub const SECURITY_GROUP_ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "tenant_id",
+    "project_id",
+    "stateful",
+    "shared",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// The attributes security group rules can be filtered and sorted by.
+pub const SECURITY_GROUP_RULE_ATTRS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "project_id",
+    "security_group_id",
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "normalized_cidr",
+    "remote_group_id",
+    "description",
     "created_at",
     "updated_at",
     "revision_number",
