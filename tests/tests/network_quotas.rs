@@ -242,3 +242,99 @@ async fn the_reconciler_gives_back_what_a_crash_left() {
         .contains_key(&uuid::Uuid::parse_str(live["id"].as_str().unwrap()).unwrap()));
     h.stack.stop().await;
 }
+
+#[tokio::test]
+async fn routers_floating_ips_and_security_groups_count_too() {
+    let h = Harness::start(|_| {}).await;
+    let (code, _) = h
+        .neutron(
+            ADMIN,
+            Method::PUT,
+            "/v2.0/quotas/p1",
+            Some(json!({"quota": {"router": 1, "floatingip": 1, "security_group": 1, "security_group_rule": 1}})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let r = h
+        .neutron_create(ALICE, "router", json!({"name": "r1"}))
+        .await;
+    let fip = h
+        .neutron_create(
+            ALICE,
+            "floatingip",
+            json!({"floating_network_id": tests::neutron::PUBLIC_ID}),
+        )
+        .await;
+    // The default group is not counted; one more group is.
+    let g = h
+        .neutron_create(ALICE, "security_group", json!({"name": "web"}))
+        .await;
+    h.neutron_create(
+        ALICE,
+        "security_group_rule",
+        json!({"security_group_id": g["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 80, "port_range_max": 80}),
+    )
+    .await;
+    let before = h.log_len().await;
+    for (path, body) in [
+        ("/v2.0/routers", json!({"router": {"name": "r2"}})),
+        (
+            "/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": tests::neutron::PUBLIC_ID}}),
+        ),
+        (
+            "/v2.0/security-groups",
+            json!({"security_group": {"name": "db"}}),
+        ),
+        (
+            "/v2.0/security-group-rules",
+            json!({"security_group_rule": {"security_group_id": g["id"], "direction": "ingress",
+                "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}}),
+        ),
+    ] {
+        let (code, v) = h.neutron(ALICE, Method::POST, path, Some(body)).await;
+        assert_eq!(code, 409, "{path}: {v}");
+        assert_eq!(v["NeutronError"]["type"], "OverQuota", "{path}: {v}");
+    }
+    assert_eq!(
+        h.log_len().await,
+        before,
+        "refused reservations append nothing"
+    );
+    let (_, v) = h
+        .neutron(ALICE, Method::GET, "/v2.0/quotas/p1/details", None)
+        .await;
+    for k in [
+        "router",
+        "floatingip",
+        "security_group",
+        "security_group_rule",
+    ] {
+        assert_eq!(v["quota"][k]["used"], 1, "{k}: {v}");
+    }
+    // Deletes give back.
+    for path in [
+        format!("/v2.0/routers/{}", r["id"].as_str().unwrap()),
+        format!("/v2.0/floatingips/{}", fip["id"].as_str().unwrap()),
+        format!("/v2.0/security-groups/{}", g["id"].as_str().unwrap()),
+    ] {
+        let (code, v) = h.neutron(ALICE, Method::DELETE, &path, None).await;
+        assert_eq!(code, 204, "{path}: {v}");
+    }
+    let (_, v) = h
+        .neutron(ALICE, Method::GET, "/v2.0/quotas/p1/details", None)
+        .await;
+    for k in [
+        "router",
+        "floatingip",
+        "security_group",
+        "security_group_rule",
+    ] {
+        assert_eq!(v["quota"][k]["used"], 0, "{k}: {v}");
+        assert_eq!(v["quota"][k]["reserved"], 0, "{k}: {v}");
+    }
+    h.neutron_create(ALICE, "router", json!({"name": "r3"}))
+        .await;
+    h.stack.stop().await;
+}

@@ -35,7 +35,9 @@ use crate::body;
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 fn bad(msg: impl std::fmt::Display) -> NetworkError {
     bad_request("floatingip", msg).into()
@@ -272,56 +274,65 @@ pub async fn create(
                 }]
             })
     };
-    let pid = PortId(Uuid::new_v4());
-    let port = st
-        .service_port(
-            &caller,
-            n.spec.id,
-            pid,
-            "",
-            request,
-            &id.to_string(),
-            OWNER_FLOATINGIP,
-        )
-        .await?;
-    let Some(addr) = port
-        .fixed_ips
-        .iter()
-        .map(|f| f.ip_address)
-        .find(IpAddr::is_ipv4)
-    else {
-        st.drop_port(&caller, pid).await?;
-        return Err(NetworkError::new(
-            StatusCode::BAD_REQUEST,
-            "ExternalIpAddressExhausted",
-            format!(
-                "Unable to find any IP address on external network {}.",
-                n.spec.id
-            ),
-        ));
-    };
-    let ctx = caller.ctx();
-    let fip = FloatingIp {
-        id,
-        project_id: owner,
-        description,
-        floating_network_id: n.spec.id,
-        floating_ip_address: addr,
-        floating_port_id: pid,
-        association: assoc,
-        tags: vec![],
-        created_at: ctx.now,
-        updated_at: ctx.now,
-        revision: 0,
-        deleted: false,
-    };
-    if let Err(e) = st
-        .engine
-        .floating_ip(&id, FloatingIpCommand::Create(fip), &ctx, &caller.meta())
-        .await
-    {
-        st.drop_port(&caller, pid).await?;
-        return Err(e.into());
+    quotas::reserve(&st, &caller, &owner, NetResource::FloatingIp, id.0).await?;
+    let made = async {
+        let pid = PortId(Uuid::new_v4());
+        let port = st
+            .service_port(
+                &caller,
+                n.spec.id,
+                pid,
+                "",
+                request,
+                &id.to_string(),
+                OWNER_FLOATINGIP,
+            )
+            .await?;
+        let Some(addr) = port
+            .fixed_ips
+            .iter()
+            .map(|f| f.ip_address)
+            .find(IpAddr::is_ipv4)
+        else {
+            st.drop_port(&caller, pid).await?;
+            return Err(NetworkError::new(
+                StatusCode::BAD_REQUEST,
+                "ExternalIpAddressExhausted",
+                format!(
+                    "Unable to find any IP address on external network {}.",
+                    n.spec.id
+                ),
+            ));
+        };
+        let ctx = caller.ctx();
+        let fip = FloatingIp {
+            id,
+            project_id: owner.clone(),
+            description,
+            floating_network_id: n.spec.id,
+            floating_ip_address: addr,
+            floating_port_id: pid,
+            association: assoc,
+            tags: vec![],
+            created_at: ctx.now,
+            updated_at: ctx.now,
+            revision: 0,
+            deleted: false,
+        };
+        if let Err(e) = st
+            .engine
+            .floating_ip(&id, FloatingIpCommand::Create(fip), &ctx, &caller.meta())
+            .await
+        {
+            st.drop_port(&caller, pid).await?;
+            return Err(e.into());
+        }
+        Ok::<(), NetworkError>(())
+    }
+    .await;
+    if let Err(e) = made {
+        quotas::release(&st, &caller, &owner, id.0).await;
+        return Err(e);
     }
     let f = st.fip(&id)?;
     Ok((
@@ -439,6 +450,7 @@ pub async fn delete(
         )
         .await?;
     st.drop_port(&caller, f.floating_port_id).await?;
+    quotas::release(&st, &caller, &f.project_id, f.id.0).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -482,20 +494,21 @@ pub(crate) async fn delete_unassociated_on(
     c: &Caller,
     net: NetworkId,
 ) -> Result<(), NetworkError> {
-    let fips: Vec<(FloatingIpId, PortId)> = st
+    let fips: Vec<(FloatingIpId, PortId, String)> = st
         .engine
         .world()
         .read()
         .floating_ips()
         .all()
         .filter(|f| f.floating_network_id == net && f.association.is_none())
-        .map(|f| (f.id, f.floating_port_id))
+        .map(|f| (f.id, f.floating_port_id, f.project_id.clone()))
         .collect();
-    for (id, port) in fips {
+    for (id, port, project) in fips {
         st.engine
             .floating_ip(&id, FloatingIpCommand::Delete, &c.ctx(), &c.meta())
             .await?;
         st.drop_port(c, port).await?;
+        quotas::release(st, c, &project, id.0).await;
     }
     Ok(())
 }

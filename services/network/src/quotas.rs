@@ -218,15 +218,28 @@ pub async fn reset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Whether the resource a holding counts exists. Kinds this service does not create
-/// yet count as existing (nothing reserves them).
+/// Whether the resource a holding counts exists. Kinds nothing reserves (subnet pools,
+/// RBAC policies) count as existing.
 pub fn exists(views: &projections::Views, r: NetResource, id: Uuid) -> bool {
     let nets = views.networks();
     match r {
         NetResource::Network => nets.get(&NetworkId(id)).is_some(),
         NetResource::Subnet => nets.subnet(&SubnetId(id)).is_some(),
         NetResource::Port => nets.port(&PortId(id)).is_some(),
-        _ => true,
+        NetResource::Router => views.routers().get(&domain::RouterId(id)).is_some(),
+        NetResource::FloatingIp => views
+            .floating_ips()
+            .get(&domain::FloatingIpId(id))
+            .is_some(),
+        NetResource::SecurityGroup => views
+            .security_groups()
+            .get(&domain::SecurityGroupId(id))
+            .is_some(),
+        NetResource::SecurityGroupRule => views
+            .security_groups()
+            .rule(&domain::SecurityGroupRuleId(id))
+            .is_some(),
+        NetResource::SubnetPool | NetResource::RbacPolicy => true,
     }
 }
 

@@ -51,7 +51,9 @@ use crate::body::{self, Attrs};
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 /// Purposes of derived port ids.
 const GATEWAY_PORT: u8 = 1;
@@ -480,9 +482,15 @@ pub async fn create(
         revision: 0,
         deleted: false,
     };
-    st.engine
+    quotas::reserve(&st, &caller, &r.project_id, NetResource::Router, id.0).await?;
+    if let Err(e) = st
+        .engine
         .router(&id, RouterCommand::Create(r.clone()), &ctx, &caller.meta())
-        .await?;
+        .await
+    {
+        quotas::release(&st, &caller, &r.project_id, id.0).await;
+        return Err(e.into());
+    }
     if gw.is_some() {
         st.apply_gateway(&caller, &r, gw).await?;
     }
@@ -586,6 +594,7 @@ pub async fn delete(
     }
     st.sweep(&caller, r.id, &[OWNER_GATEWAY, OWNER_INTERFACE])
         .await?;
+    quotas::release(&st, &caller, &r.project_id, r.id.0).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -34,7 +34,9 @@ use crate::body::{self, Attrs};
 use crate::error::NetworkError;
 use crate::extract::{Path, QueryPairs};
 use crate::list::ListQuery;
+use crate::quotas;
 use crate::{view, NetworkState};
+use domain::network::quota::NetResource;
 
 /// The id of `project`'s `default` group: the first 16 bytes of
 /// sha256("stratus-default-sg:<project>") as an RFC 4122 uuid (version 8, custom), so
@@ -184,16 +186,22 @@ pub async fn create(
     for g in &groups {
         ensure_default(&st, &caller, &g.project_id).await?;
     }
-    let mut done: Vec<SecurityGroupId> = vec![];
+    let mut done: Vec<(SecurityGroupId, String)> = vec![];
     for g in groups {
-        let id = g.id;
+        let (id, owner) = (g.id, g.project_id.clone());
         let cmd = SecurityGroupCommand::Create(g);
-        if let Err(e) = st
-            .engine
-            .security_group(&id, cmd, &caller.ctx(), &caller.meta())
-            .await
-        {
-            for d in done {
+        let res = async {
+            precheck(&st, &id, &cmd)?;
+            quotas::reserve(&st, &caller, &owner, NetResource::SecurityGroup, id.0).await?;
+            st.engine
+                .security_group(&id, cmd, &caller.ctx(), &caller.meta())
+                .await
+                .map_err(NetworkError::from)
+        }
+        .await;
+        if let Err(e) = res {
+            quotas::release(&st, &caller, &owner, id.0).await;
+            for (d, o) in done {
                 let _ = st
                     .engine
                     .security_group(
@@ -203,14 +211,15 @@ pub async fn create(
                         &caller.meta(),
                     )
                     .await;
+                quotas::release(&st, &caller, &o, d.0).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
-        done.push(id);
+        done.push((id, owner));
     }
     let views: Vec<Value> = done
         .iter()
-        .map(|id| group(&st, id).map(|g| view::security_group(&g)))
+        .map(|(id, _)| group(&st, id).map(|g| view::security_group(&g)))
         .collect::<Result<_, _>>()?;
     Ok(crate::created("security_group", views, bulk))
 }
@@ -321,6 +330,17 @@ pub async fn delete(
             &caller.meta(),
         )
         .await?;
+    // The group and its rules (unknown ids, e.g. the default group's, are no-ops).
+    quotas::release(&st, &caller, &g.spec.project_id, gid.0).await;
+    let mut rules: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
+    for r in g.rules.values() {
+        rules.entry(r.project_id.clone()).or_default().push(r.id.0);
+    }
+    for (project, ids) in rules {
+        st.engine
+            .release_network(&project, ids, &caller.ctx(), &caller.meta())
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -432,14 +452,30 @@ pub async fn create_rule(
     let g = visible_group(&st, &group_id, &caller)?;
     let reqs: Vec<RuleRequest> = parsed.into_iter().map(|(_, _, r)| r).collect();
     let ids: Vec<SecurityGroupRuleId> = reqs.iter().map(|r| r.id).collect();
-    st.engine
-        .security_group(
-            &g.spec.id,
-            SecurityGroupCommand::CreateRules(reqs),
-            &caller.ctx(),
-            &caller.meta(),
-        )
-        .await?;
+    let owner = reqs[0].project_id.clone();
+    let cmd = SecurityGroupCommand::CreateRules(reqs);
+    precheck(&st, &g.spec.id, &cmd)?;
+    let res = async {
+        for id in &ids {
+            quotas::reserve(&st, &caller, &owner, NetResource::SecurityGroupRule, id.0).await?;
+        }
+        st.engine
+            .security_group(&g.spec.id, cmd, &caller.ctx(), &caller.meta())
+            .await
+            .map_err(NetworkError::from)
+    }
+    .await;
+    if let Err(e) = res {
+        st.engine
+            .release_network(
+                &owner,
+                ids.iter().map(|i| i.0).collect(),
+                &caller.ctx(),
+                &caller.meta(),
+            )
+            .await;
+        return Err(e);
+    }
     let views = ids
         .iter()
         .map(|id| {
@@ -526,6 +562,7 @@ pub async fn delete_rule(
             &caller.meta(),
         )
         .await?;
+    quotas::release(&st, &caller, &r.project_id, r.id.0).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -567,4 +604,18 @@ pub(crate) fn check_port_groups(
         ));
     }
     Ok(())
+}
+
+/// Decides `cmd` on the current state without appending: a command the domain refuses
+/// is refused before its quota is reserved, so a refusal appends nothing.
+fn precheck(
+    st: &NetworkState,
+    id: &SecurityGroupId,
+    cmd: &SecurityGroupCommand,
+) -> Result<(), NetworkError> {
+    let views = st.engine.world().read();
+    let row = views.security_groups().row(id);
+    sg::decide(*id, row.map(|r| &r.state), cmd.clone(), engine::now())
+        .map(|_| ())
+        .map_err(NetworkError::from)
 }
