@@ -21,6 +21,7 @@
 
 pub mod addr;
 pub mod error;
+pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

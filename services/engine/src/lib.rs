@@ -25,6 +25,7 @@ pub mod quota;
 pub mod reactor;
 pub mod runtime;
 pub mod server_groups;
+pub mod server_ports;
 pub mod subscriptions;
 pub mod tasks;
 
