@@ -192,6 +192,23 @@ async fn auto_none_uuid_fixed_ip_addresses_ips_and_ip_filter() {
     .await;
     let sg = h.wait(&g, "ACTIVE").await;
     assert_eq!(first_addr(&sg, "private"), "10.0.7.7");
+    // The update response before 2.75 shows addresses without type and MAC (Nova's
+    // `extend_address`), from 2.75 with them.
+    for (version, extended) in [("2.74", false), ("2.75", true)] {
+        let (code, v) = h
+            .req_at(
+                ALICE,
+                Method::PUT,
+                &format!("/servers/{g}"),
+                version,
+                Some(json!({"server": {"name": "g2"}})),
+            )
+            .await;
+        assert_eq!(code, 200, "{v}");
+        let entry = &v["server"]["addresses"]["private"][0];
+        assert_eq!(entry["addr"], "10.0.7.7");
+        assert_eq!(entry.get("OS-EXT-IPS:type").is_some(), extended, "{v}");
+    }
     // Before 2.37 an absent `networks` is every available network: one for alice.
     let (code, v) = boot(&h, ALICE, "2.36", "old", Value::Null).await;
     assert_eq!(code, 202, "{v}");

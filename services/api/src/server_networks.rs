@@ -208,10 +208,16 @@ pub fn resolve(
     Ok(Networks::List(out))
 }
 
-/// One address of a server as `addresses` shows it.
-fn address(ip: std::net::IpAddr, mac: &str, kind: &str) -> Value {
+/// One address of a server as `addresses` shows it: with its type and MAC when
+/// `extend` (Nova's `extend_address`: every view but the update and rebuild
+/// responses before 2.75).
+fn address(ip: std::net::IpAddr, mac: &str, kind: &str, extend: bool) -> Value {
+    let version = if ip.is_ipv4() { 4 } else { 6 };
+    if !extend {
+        return json!({"version": version, "addr": ip.to_string()});
+    }
     json!({
-        "version": if ip.is_ipv4() { 4 } else { 6 },
+        "version": version,
         "addr": ip.to_string(),
         "OS-EXT-IPS:type": kind,
         "OS-EXT-IPS-MAC:mac_addr": mac,
@@ -227,7 +233,7 @@ fn floating_addresses(_views: &Views, _port: &Port) -> Vec<std::net::IpAddr> {
 /// A server's addresses by network name (Nova's network info cache view): each port
 /// whose device is the server, in creation order, its fixed addresses then its
 /// floating ones.
-pub fn addresses(views: &Views, server: &str) -> Value {
+pub fn addresses(views: &Views, server: &str, extend: bool) -> Value {
     let nets = views.networks();
     let mut out = Map::new();
     for p in nets.ports_of_device(server) {
@@ -239,10 +245,10 @@ pub fn addresses(views: &Views, server: &str) -> Value {
             .or_insert_with(|| Value::Array(Vec::new()));
         let Value::Array(list) = list else { continue };
         for f in &p.fixed_ips {
-            list.push(address(f.ip_address, &p.mac_address, "fixed"));
+            list.push(address(f.ip_address, &p.mac_address, "fixed", extend));
         }
         for ip in floating_addresses(views, p) {
-            list.push(address(ip, &p.mac_address, "floating"));
+            list.push(address(ip, &p.mac_address, "floating", extend));
         }
     }
     Value::Object(out)
@@ -285,7 +291,7 @@ pub async fn ips_index(
 ) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world().read();
     let i = visible(&views, &id, &caller)?;
-    let all = addresses(&views, &i.id().to_string());
+    let all = addresses(&views, &i.id().to_string(), false);
     Ok(Json(json!({"addresses": ips_view(&all)})))
 }
 
@@ -297,7 +303,7 @@ pub async fn ips_show(
 ) -> Result<Json<Value>, ApiError> {
     let views = st.engine.world().read();
     let i = visible(&views, &id, &caller)?;
-    let all = ips_view(&addresses(&views, &i.id().to_string()));
+    let all = ips_view(&addresses(&views, &i.id().to_string(), false));
     match all.get(&network) {
         Some(list) => Ok(Json(json!({ network: list }))),
         None => Err(ApiError::not_found(

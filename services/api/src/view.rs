@@ -218,7 +218,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
     put("updated", json!(iso_z(i.updated_at)));
     put(
         "addresses",
-        crate::server_networks::addresses(cx.views, &id),
+        crate::server_networks::addresses(cx.views, &id, extended),
     );
     let access = |ip: Option<&String>| json!(ip.map(String::as_str).unwrap_or(""));
     put(
