@@ -209,6 +209,13 @@ async fn auto_none_uuid_fixed_ip_addresses_ips_and_ip_filter() {
         assert_eq!(entry["addr"], "10.0.7.7");
         assert_eq!(entry.get("OS-EXT-IPS:type").is_some(), extended, "{v}");
     }
+    // injectNetworkInfo: admin only, 202, nothing recorded.
+    let before = h.log_len().await;
+    h.action(ADMIN, &g, json!({"injectNetworkInfo": null}), 202)
+        .await;
+    assert_eq!(h.log_len().await, before);
+    h.action(ALICE, &g, json!({"injectNetworkInfo": null}), 403)
+        .await;
     // Before 2.37 an absent `networks` is every available network: one for alice.
     let (code, v) = boot(&h, ALICE, "2.36", "old", Value::Null).await;
     assert_eq!(code, 202, "{v}");
