@@ -211,7 +211,7 @@ async fn auto_none_uuid_fixed_ip_addresses_ips_and_ip_filter() {
     }
     // injectNetworkInfo: admin only, 202, nothing recorded.
     let before = h.log_len().await;
-    h.action(ADMIN, &g, json!({"injectNetworkInfo": null}), 202)
+    h.action(ADMIN, &g, json!({"injectNetworkInfo": {}}), 202)
         .await;
     assert_eq!(h.log_len().await, before);
     h.action(ALICE, &g, json!({"injectNetworkInfo": null}), 403)

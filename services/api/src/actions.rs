@@ -970,8 +970,8 @@ impl Action for TriggerCrashDump {
 
 /// `injectNetworkInfo` (admin): Nova asks the server's host to rewrite the guest's
 /// network configuration; the simulated guest reads its ports' addresses directly, so
-/// nothing is recorded (Nova records no instance action for it either). The argument
-/// must be `null`.
+/// nothing is recorded (Nova records no instance action for it either). Any argument
+/// is taken (Nova's schema leaves it open; tempest sends `{}`).
 #[derive(Debug, Clone, Default)]
 pub struct InjectNetworkInfo;
 
@@ -983,10 +983,7 @@ impl<'de> Deserialize<'de> for InjectNetworkInfo {
 }
 
 impl Action for InjectNetworkInfo {
-    fn decode(name: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
-        if !arg.is_null() {
-            return Err(invalid(name, arg, &format!("{arg} is not of type 'null'")));
-        }
+    fn decode(_: &str, _: &Value, _: Version) -> Result<Self, ApiError> {
         Ok(InjectNetworkInfo)
     }
 
