@@ -24,6 +24,7 @@ pub mod addr;
 pub mod error;
 pub mod pool;
 pub mod quota;
+pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

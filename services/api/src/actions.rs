@@ -153,6 +153,13 @@ pub static ACTIONS: &[ActionDecl] = &[
         "os_compute_api:os-admin-actions:reset_state",
         r#"{"state": "error"}"#,
     ),
+    typed::<InjectNetworkInfo>(
+        "injectNetworkInfo",
+        Admin,
+        "os_compute_api:os-admin-actions:inject_network_info",
+        "null",
+    )
+    .replying(Reply::AcceptedWithBody(no_body)),
     typed::<ChangePassword>(
         "changePassword",
         ProjectMember,
@@ -959,6 +966,41 @@ impl Action for TriggerCrashDump {
     fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
         Ok(C::TriggerCrashDump.into())
     }
+}
+
+/// `injectNetworkInfo` (admin): Nova asks the server's host to rewrite the guest's
+/// network configuration; the simulated guest reads its ports' addresses directly, so
+/// nothing is recorded (Nova records no instance action for it either). Any argument
+/// is taken (Nova's schema leaves it open; tempest sends `{}`).
+#[derive(Debug, Clone, Default)]
+pub struct InjectNetworkInfo;
+
+impl<'de> Deserialize<'de> for InjectNetworkInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _ = serde::de::IgnoredAny::deserialize(d)?;
+        Ok(InjectNetworkInfo)
+    }
+}
+
+impl Action for InjectNetworkInfo {
+    fn decode(_: &str, _: &Value, _: Version) -> Result<Self, ApiError> {
+        Ok(InjectNetworkInfo)
+    }
+
+    fn resolve(self, _: &ActionCx<'_>) -> Result<Prepared, ApiError> {
+        Ok(Prepared {
+            command: None,
+            handover: Handover::new(),
+            resize_quota: None,
+            restore_quota: None,
+            image: None,
+        })
+    }
+}
+
+/// A 202 with no body (an action that changes nothing: `injectNetworkInfo`).
+fn no_body(_: &Instance, _: &ViewCtx<'_>, _: Handover) -> Value {
+    Value::Null
 }
 
 /// Rescue's 200 body: `{"adminPass": ...}` (Nova's `enable_instance_password`, on by

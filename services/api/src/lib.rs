@@ -63,6 +63,7 @@ pub mod policy;
 pub mod quotas;
 pub mod server_groups;
 pub mod server_info;
+pub mod server_networks;
 pub mod servers;
 pub mod snapshots;
 pub mod status;
@@ -213,11 +214,31 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(M::GET, "/v2.1/servers/{id}/tags/{tag}", tags::show)
         .route(M::PUT, "/v2.1/servers/{id}/tags/{tag}", tags::update)
         .route(M::DELETE, "/v2.1/servers/{id}/tags/{tag}", tags::delete)
-        .route(M::GET, "/v2.1/servers/{id}/ips", server_info::ips_index)
+        .route(M::GET, "/v2.1/servers/{id}/ips", server_networks::ips_index)
         .route(
             M::GET,
             "/v2.1/servers/{id}/ips/{network}",
-            server_info::ips_show,
+            server_networks::ips_show,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-interface",
+            server_networks::interfaces_index,
+        )
+        .route(
+            M::POST,
+            "/v2.1/servers/{id}/os-interface",
+            server_networks::interfaces_create,
+        )
+        .route(
+            M::GET,
+            "/v2.1/servers/{id}/os-interface/{port_id}",
+            server_networks::interfaces_show,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/servers/{id}/os-interface/{port_id}",
+            server_networks::interfaces_delete,
         )
         .route(
             M::GET,

@@ -163,7 +163,11 @@ fn networks(v: Option<&Value>, version: Version) -> Result<Networks, ApiError> {
         Value::Array(_) => {
             let mut list = Vec::new();
             for item in body::from_value::<Vec<NetworkItem>>("networks", v)? {
-                if item.tag.is_some() && !version.at_least(32) {
+                // Tags from 2.32; 2.37 dropped them from the schema, 2.42 brought
+                // them back (Nova's `server_create_v237` / `v242`).
+                let tag_allowed =
+                    version.at_least(32) && (!version.at_least(37) || version.at_least(42));
+                if item.tag.is_some() && !tag_allowed {
                     return Err(unexpected(&["tag"]));
                 }
                 let lengths = [

@@ -95,7 +95,7 @@ pub const MAX_COUNT: u32 = 1000;
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
-    Typed(req): Typed<parse::CreateServer>,
+    Typed(mut req): Typed<parse::CreateServer>,
 ) -> Result<Response, ApiError> {
     if req.max_count > MAX_COUNT {
         return Err(ApiError::bad_request(format!(
@@ -118,9 +118,19 @@ pub async fn create(
         config_drive: req.config_drive,
     };
     let ids: Vec<InstanceId> = (0..max).map(|_| InstanceId(Uuid::new_v4())).collect();
-    let (first_spec, details) = {
+    let (first_spec, details, networks) = {
         let views = st.engine.world().read();
-        let spec = parse::resolve_create(req.clone(), &views, &caller, ids[0])?;
+        let mut spec = parse::resolve_create(req.clone(), &views, &caller, ids[0])?;
+        // Nova's `_check_requested_networks`: checked and resolved before anything is
+        // recorded; the build request records the resolved list.
+        let networks = crate::server_networks::resolve(
+            &views,
+            &caller,
+            &spec.networks,
+            max,
+            caller.version(),
+        )?;
+        spec.networks = networks.clone();
         // Nova's `_check_metadata_properties_quota`: the caller's `metadata_items`;
         // then `_check_injected_file_quota`.
         let limits = st
@@ -151,8 +161,9 @@ pub async fn create(
             scheduler_hints: hints,
             image_properties,
         };
-        (spec, details)
+        (spec, details, networks)
     };
+    req.networks = networks;
     // Quota first (Nova's order: after validation, before anything is recorded); a
     // refusal appends nothing. Should the create itself be refused now, the holding is
     // given back at once (the quota reactor would after its grace anyway).
@@ -387,10 +398,14 @@ fn list(
         _ if query.changes_since.is_some() || query.changes_before.is_some() => None,
         _ => Some(false),
     };
-    // No server has a fixed address without networking: `ip` (and `ip6`, shown to
-    // non-admins from 2.5) find nothing.
-    let by_address = query.ip.is_some()
-        || (query.ip6.is_some() && (caller.is_admin || caller.version().at_least(5)));
+    // `ip` and `ip6` (`ip6` for non-admins from 2.5): Nova's `_ip_filter`, a regular
+    // expression matched at the start of each fixed address of that version (an
+    // invalid expression matches nothing).
+    let anchored = |p: &String| regex::Regex::new(&format!("^(?:{p})")).ok();
+    let ip6_allowed = caller.is_admin || caller.version().at_least(5);
+    let ip4_re = query.ip.as_ref().map(anchored);
+    let ip6_re = query.ip6.as_ref().filter(|_| ip6_allowed).map(anchored);
+    let by_address = ip4_re.is_some() || ip6_re.is_some();
     let views = st.engine.world().read();
     let name_ok = query.name.as_deref().map(parse::name_matcher);
     let no_tags = std::collections::BTreeSet::new();
@@ -404,7 +419,12 @@ fn list(
             i.spec.project_id == caller.project
         };
         project_ok
-            && !by_address
+            && (!by_address
+                || {
+                    let sid = i.id().to_string();
+                    let hit = |re: &Option<Option<regex::Regex>>, v6: bool| matches!(re, Some(Some(r)) if crate::server_networks::address_matches(&views, &sid, r, v6));
+                    hit(&ip4_re, false) || hit(&ip6_re, true)
+                })
             && deleted.is_none_or(|d| i.deleted == d)
             && name_ok.as_ref().is_none_or(|m| m(&i.spec.name))
             && query.reservation_id.as_ref().is_none_or(|r| {

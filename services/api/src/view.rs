@@ -216,7 +216,10 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
     put("flavor", flavor);
     put("created", json!(iso_z(i.created_at)));
     put("updated", json!(iso_z(i.updated_at)));
-    put("addresses", json!({}));
+    put(
+        "addresses",
+        crate::server_networks::addresses(cx.views, &id, extended),
+    );
     let access = |ip: Option<&String>| json!(ip.map(String::as_str).unwrap_or(""));
     put(
         "accessIPv4",

@@ -333,7 +333,7 @@ async fn server_create_show_list_update_delete() {
                 "name": "new-server-test",
                 "imageRef": format!("http://glance/images/{IMAGE}"),
                 "flavorRef": "http://openstack.example.com/flavors/1",
-                "networks": [{"uuid": "ff608d40-75e9-48cb-b745-77bb55b5eaf2", "tag": "nic1"}],
+                "networks": "none",
                 "metadata": {"My Server Name": "Apache1"},
                 "availability_zone": "nova",
                 "description": "a server",

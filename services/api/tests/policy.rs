@@ -253,6 +253,7 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         .replace("{network}", "private")
         .replace("{request_id}", &f.create_request)
         .replace("{mid}", "1")
+        .replace("{port_id}", "3f0d8e5a-0000-4000-8000-000000000001")
         .replace("{token}", "x");
     match row.path {
         // (bounded: the live stream would never end)
@@ -326,6 +327,10 @@ fn request(row: &Endpoint, f: &Fixture) -> (Method, String, Option<Value>) {
         ("POST", "/v2.1/servers/{id}/remote-consoles", None) => {
             Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}}))
         }
+        // Both a network and a port: the attach's 400 after the policy check.
+        ("POST", "/v2.1/servers/{id}/os-interface", None) => Some(json!({
+            "interfaceAttachment": {"net_id": "3f0d8e5a-0000-4000-8000-000000000002",
+                "port_id": "3f0d8e5a-0000-4000-8000-000000000003"}})),
         ("POST", "/v2.1/servers/{id}/migrations/{mid}/action", None) => {
             Some(json!({"force_complete": null}))
         }
@@ -429,7 +434,8 @@ async fn check(
             // 501: os-hosts actions the libvirt driver does not implement (Nova's answer).
             // A server is on no network here, so `ips/{network}` answers Nova's "not a
             // member" 404 once the policy allows it.
-            // Likewise the fixture has no console token and no migration to show.
+            // Likewise the fixture has no console token, no migration and no port to
+            // show.
             let msg = r.body["itemNotFound"]["message"]
                 .as_str()
                 .unwrap_or_default();
@@ -438,7 +444,10 @@ async fn check(
                 || msg == "Network not found"
                 || msg.ends_with("could not be found as device id on any ports")
                 || msg.starts_with("In-progress live migration 1 is not found")
-                || msg == "Image not found.";
+                || msg == "Image not found."
+                // No port: the interface show and detach 404s.
+                || (msg.starts_with("Port id ") && msg.ends_with("could not be found."))
+                || msg.ends_with("is not attached");
             assert!(
                 r.status.is_success()
                     || not_a_member

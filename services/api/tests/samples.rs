@@ -156,6 +156,73 @@ fn create_body(version: &str, dir: &Path) -> Value {
     body
 }
 
+/// A network `private` (10.0.0.0/24) with a port of server `id` on it, straight
+/// through the engine (this stack serves no network API).
+async fn give_port(s: &Stack, id: &str) {
+    use domain::network::{
+        Cidr, GatewayRequest, NetworkCommand, NetworkSpec, PortRequest, SubnetRequest,
+    };
+    let ctx = domain::Ctx::service("test", engine::now(), uuid::Uuid::new_v4());
+    let meta = engine::Meta::default();
+    let net = domain::NetworkId(uuid::Uuid::new_v4());
+    let spec = NetworkSpec {
+        id: net,
+        name: "private".into(),
+        description: String::new(),
+        project_id: "adminproj".into(),
+        admin_state_up: true,
+        shared: false,
+        external: false,
+        mtu: 1500,
+        port_security_enabled: true,
+        tags: vec![],
+        created_at: ctx.now,
+        updated_at: ctx.now,
+        revision: 1,
+    };
+    let subnet = SubnetRequest {
+        id: domain::SubnetId(uuid::Uuid::new_v4()),
+        name: String::new(),
+        description: String::new(),
+        project_id: "adminproj".into(),
+        ip_version: 4,
+        cidr: Cidr::parse("10.0.0.0/24").unwrap(),
+        gateway: GatewayRequest::Default,
+        allocation_pools: None,
+        enable_dhcp: true,
+        dns_nameservers: vec![],
+        host_routes: vec![],
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
+        subnetpool_id: None,
+    };
+    let port = PortRequest {
+        id: domain::PortId(uuid::Uuid::new_v4()),
+        name: String::new(),
+        description: String::new(),
+        project_id: "adminproj".into(),
+        fixed_ips: None,
+        mac_address: None,
+        mac_candidates: engine::server_ports::mac_candidates(),
+        device_id: id.into(),
+        device_owner: "compute:nova".into(),
+        admin_state_up: true,
+        security_groups: vec![],
+        port_security_enabled: None,
+        allowed_address_pairs: vec![],
+        binding_host: "compute".into(),
+        binding_vnic_type: "normal".into(),
+        binding_profile: "{}".into(),
+    };
+    for cmd in [
+        NetworkCommand::Create(spec),
+        NetworkCommand::CreateSubnet(Box::new(subnet)),
+        NetworkCommand::CreatePort(Box::new(port)),
+    ] {
+        s.engine.network(&net, cmd, &ctx, &meta).await.unwrap();
+    }
+}
+
 fn exists(dir: &Path, file: &str) -> Option<Value> {
     let p = dir.join(file);
     p.exists().then(|| load(&p))
@@ -1507,15 +1574,36 @@ async fn server_subresource_responses_have_exactly_the_samples_fields() {
         compared += 4;
     }
 
-    // server-ips (2.1): the list (no networks here, so `addresses` is empty; the
-    // per-network sample needs a network the server is on: a 404 here).
+    // server-ips (2.1): the server gets a port on a network named `private` (as the
+    // sample's), then the list and the per-network view.
+    give_port(&s, &id).await;
     for (version, dir) in versions("server-ips") {
         let r = s
             .get(&format!("/v2.1/servers/{id}/ips"), MEMBER, Some(&version))
             .await;
         let sample = load(&dir.join("server-ips-resp.json"));
+        assert!(
+            r.body["addresses"]["private"][0]["addr"].is_string(),
+            "{}",
+            r.body
+        );
         compare("server-ips-resp", &version, &r.body, &sample, &mut failures);
-        compared += 1;
+        let r = s
+            .get(
+                &format!("/v2.1/servers/{id}/ips/private"),
+                MEMBER,
+                Some(&version),
+            )
+            .await;
+        let sample = load(&dir.join("server-ips-network-resp.json"));
+        compare(
+            "server-ips-network-resp",
+            &version,
+            &r.body,
+            &sample,
+            &mut failures,
+        );
+        compared += 2;
     }
 
     // os-server-password (2.1).

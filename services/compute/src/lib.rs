@@ -26,6 +26,7 @@ use domain::host::{HostCommand, HostSpec};
 use domain::instance::{InstanceCommand, Work};
 use domain::{CellName, Ctx, DomainError, HostName, InstanceId, TaskState};
 use engine::runtime::TaskError;
+use engine::server_ports::{self, PortsError};
 use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodic, Reactor};
 use eventlog::LockExt;
 use uuid::Uuid;
@@ -186,6 +187,48 @@ impl ComputeAgent {
             });
     }
 
+    /// Brings a server's ports to what its state needs ([`port_plan`]): deleted
+    /// servers' ports released, bindings following the host. Level-triggered: run at
+    /// each of its events and for every server port at reconcile, by the agent of the
+    /// server's host or of a host its ports are bound to.
+    fn converge_ports(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
+        let plan = {
+            let v = engine.world().read();
+            let Some(i) = v.instances().get(&id).and_then(|r| r.state()) else {
+                return;
+            };
+            let ports = v.networks().ports_of_device(&id.to_string());
+            let mine = i.host.as_ref().is_some_and(|h| self.hosts.contains(h))
+                || ports
+                    .iter()
+                    .any(|p| self.hosts.iter().any(|h| h.as_str() == p.binding_host))
+                || (i.host.is_none() && ports.iter().all(|p| p.binding_host.is_empty()));
+            if !mine {
+                return;
+            }
+            match port_plan(i, &ports) {
+                Some(p) => p,
+                None => return,
+            }
+        };
+        let engine = engine.clone();
+        let key = (id, Uuid::nil(), TaskState::Deleting, u32::MAX);
+        self.inflight.spawn(key, async move {
+            let actor = "compute";
+            let done = match &plan {
+                PortPlan::Release => {
+                    server_ports::release_all(&engine, actor, &correlation, id).await
+                }
+                PortPlan::Bind(host) => {
+                    server_ports::bind_all(&engine, actor, &correlation, id, host).await
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(instance = %id, ?plan, error = %e, "server ports not converged; retried at reconcile");
+            }
+        });
+    }
+
     fn kick(&self, engine: &Arc<Engine>, id: InstanceId, correlation: String) {
         let (inst, host, task) = {
             let v = engine.world().read();
@@ -217,6 +260,16 @@ impl ComputeAgent {
                 }
                 _ => Ok(()),
             };
+            if result.is_ok()
+                && task == TaskState::Spawning
+                && op.action == domain::instance::Action::Create
+            {
+                match allocate_ports(&engine, &inst, &host, &correlation).await {
+                    Ok(r) => result = r,
+                    // Not answered: the reconciler's retry redoes the step.
+                    Err(()) => return,
+                }
+            }
             if result.is_ok() {
                 result = driver
                     .perform(&host, &inst, task)
@@ -261,6 +314,69 @@ impl ComputeAgent {
             }
         });
     }
+}
+
+/// The build's ports on `host` (Nova's `allocate_for_instance` in `_build_resources`):
+/// Ok(Ok) when set up, Ok(Err(fault)) when the network service refused (what was set
+/// up is released and the build fails with Nova's `BuildAbortException` message),
+/// Err when it could not be decided now (log or contention: retried).
+async fn allocate_ports(
+    engine: &Arc<Engine>,
+    inst: &domain::instance::Instance,
+    host: &HostName,
+    correlation: &str,
+) -> Result<Result<(), String>, ()> {
+    let actor = format!("compute@{host}");
+    let zone = engine.world().read().host_availability_zone(host);
+    match server_ports::allocate(engine, &actor, correlation, inst, host.as_str(), &zone).await {
+        Ok(()) => Ok(Ok(())),
+        Err(PortsError::Refused(e)) => {
+            tracing::warn!(instance = %inst.id(), kind = e.kind, error = %e.message, "network allocation failed");
+            if let Err(e) = server_ports::release_all(engine, &actor, correlation, inst.id()).await
+            {
+                tracing::warn!(instance = %inst.id(), error = %e, "ports of a failed build not released yet; the agent's reconcile will");
+            }
+            Ok(Err(format!(
+                "Build of instance {} aborted: Failed to allocate the network(s), not rescheduling.",
+                inst.id()
+            )))
+        }
+        Err(PortsError::Engine(e)) => {
+            tracing::warn!(instance = %inst.id(), error = %e, "network allocation not decided; retried");
+            Err(())
+        }
+    }
+}
+
+/// What a server's ports need, from its state: nothing, a release (deleted, or a
+/// build that failed before it ever ran), or a binding to its host ("" once
+/// shelve-offloaded). Servers with an operation in progress are left to it.
+fn port_plan(i: &domain::instance::Instance, ports: &[&domain::network::Port]) -> Option<PortPlan> {
+    use domain::VmState;
+    if ports.is_empty() {
+        return None;
+    }
+    if i.deleted || (i.vm_state == VmState::Error && i.launched_at.is_none() && i.op.is_none()) {
+        return Some(PortPlan::Release);
+    }
+    if i.op.is_some() {
+        return None;
+    }
+    let host = match (&i.host, i.vm_state) {
+        (_, VmState::ShelvedOffloaded) | (None, _) => String::new(),
+        (Some(h), _) => h.as_str().to_string(),
+    };
+    ports
+        .iter()
+        .any(|p| p.binding_host != host)
+        .then_some(PortPlan::Bind(host))
+}
+
+/// See [`port_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortPlan {
+    Release,
+    Bind(String),
 }
 
 /// Nova's deep inspection of the image a guest is spawned from: Ok, or the fault
@@ -446,6 +562,7 @@ impl Reactor for ComputeAgent {
         if let Some(id) = InstanceId::parse(delivery.subject.id_token()) {
             self.sweep_snapshot(engine, id, &delivery.meta.correlation_id);
             self.kick(engine, id, delivery.meta.correlation_id.clone());
+            self.converge_ports(engine, id, delivery.meta.correlation_id.clone());
         }
     }
 
@@ -453,6 +570,18 @@ impl Reactor for ComputeAgent {
         let ids: Vec<InstanceId> = engine.world().read().pending().iter().copied().collect();
         for id in ids {
             self.kick(engine, id, format!("req-reconcile-{id}"));
+        }
+        // Every server port, so a release or binding missed in a crash is done.
+        let servers: BTreeSet<InstanceId> = engine
+            .world()
+            .read()
+            .networks()
+            .ports()
+            .filter(|p| domain::network::server::is_server_port(&p.device_owner))
+            .filter_map(|p| InstanceId::parse(&p.device_id))
+            .collect();
+        for id in servers {
+            self.converge_ports(engine, id, format!("req-reconcile-{id}"));
         }
     }
 }

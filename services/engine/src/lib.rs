@@ -27,6 +27,7 @@ pub mod routers;
 pub mod runtime;
 pub mod security_groups;
 pub mod server_groups;
+pub mod server_ports;
 pub mod subscriptions;
 pub mod tasks;
 
