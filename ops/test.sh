@@ -29,6 +29,7 @@ bash ops/cli/run.sh
 bash ops/docs/run.sh
 # The OpenAPI documents against `stratus serve` (pinned schemathesis, in a virtualenv).
 bash ops/openapi/run.sh
-# Tempest 47.0.0 (pinned, in a virtualenv): tempest.api.compute, identity.v3 and image.v2
+# Tempest 47.0.0 (pinned, in a virtualenv): tempest.api.compute, identity.v3, image.v2
+# and network
 # against `stratus serve`, minus ops/tempest/exclude.txt (each exclusion with its reason).
 bash ops/tempest/run.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs schemathesis against `stratus serve` with the committed OpenAPI documents
-# (docs/openapi/{compute,identity,image}.json), issue 4 item 7.
+# (docs/openapi/{compute,identity,image,network}.json), issue 4 item 7.
 #
 # Installs a pinned schemathesis in a virtualenv (idempotent) and, for each document,
 # starts a fresh `stratus serve` on free loopback ports with a temporary data directory
@@ -10,14 +10,14 @@
 #   ST_VENV      where the virtualenv lives (default: target/st-venv)
 #   ST_EXAMPLES  examples per operation and phase (default: 30)
 #   ST_SEED      hypothesis seed (default: 4; set another to explore)
-#   ST_DOCS      which documents (default: "compute identity image")
+#   ST_DOCS      which documents (default: "compute identity image network")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ST_VERSION=4.32.5
 VENV=${ST_VENV:-target/st-venv}
 EXAMPLES=${ST_EXAMPLES:-30}
 SEED=${ST_SEED:-4}
-DOCS=${ST_DOCS:-compute identity image}
+DOCS=${ST_DOCS:-compute identity image network}
 STRATUS=${STRATUS:-target/debug/stratus}
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     SUDO=""
@@ -111,6 +111,7 @@ declare -A LAST
 LAST[compute]="deleteFlavor"
 LAST[identity]="${ST_LAST_IDENTITY:-updateUser updateProject deleteProject deleteUser deleteRole revokeUserProjectRole revokeToken deleteApplicationCredential}"
 LAST[image]="${ST_LAST_IMAGE:-deleteImage}"
+LAST[network]="${ST_LAST_NETWORK:-deleteNetwork deleteSubnet deleteQuota}"
 
 # st DOC PASS PHASES FILTER...: one schemathesis pass over DOC's operations selected by
 # FILTER.

@@ -20,6 +20,7 @@
 #
 # Usage: ops/tempest/run.sh [--install-only] [REGEX...]
 #   default REGEX: tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2
+#                  tempest.api.network
 #   TEMPEST_VENV       virtualenv (default target/tempest-venv)
 #   TEMPEST_KEEP=1     keep the work directory (tempest.log, stratus log) and print it
 #   TEMPEST_REPORT=F   also write the per-test results (subunit-trace lines) to F
@@ -49,7 +50,7 @@ if ! command -v qemu-img >/dev/null; then
 fi
 if [ "${1:-}" = "--install-only" ]; then exit 0; fi
 REGEXES=("$@")
-[ ${#REGEXES[@]} -gt 0 ] || REGEXES=(tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2)
+[ ${#REGEXES[@]} -gt 0 ] || REGEXES=(tempest.api.compute tempest.api.identity.v3 tempest.api.image.v2 tempest.api.network)
 
 cargo build --locked -p stratus --bin stratus
 STRATUS=$ROOT/target/debug/stratus
@@ -296,7 +297,8 @@ min_microversion = 2.1
 max_microversion = latest
 build_timeout = 120
 build_interval = 1
-fixed_network_name =
+# The default shared network every stratus serve creates (network::bootstrap).
+fixed_network_name = private
 
 [compute-feature-enabled]
 change_password = True
@@ -313,7 +315,7 @@ rescue = True
 stable_rescue = True
 snapshot = True
 metadata_service = False
-interface_attach = False
+interface_attach = True
 personality = True
 attach_encrypted_volume = False
 config_drive = False
@@ -388,7 +390,7 @@ run_validation = False
 [service_available]
 nova = True
 glance = True
-neutron = False
+neutron = True
 cinder = False
 swift = False
 heat = False

@@ -665,3 +665,67 @@ async fn bindings_follow_the_host_and_shelve_offload_unbinds() {
     })
     .await;
 }
+
+/// A floating IP associated with a server's port shows in the server's `addresses`
+/// as `OS-EXT-IPS:type` floating, after the port's fixed address, and leaves with the
+/// association.
+#[tokio::test]
+async fn floating_ips_show_in_addresses() {
+    let h = Harness::start(|_| {}).await;
+    let net = h
+        .neutron_create(ALICE, "network", json!({"name": "web"}))
+        .await;
+    let sub = h
+        .neutron_create(
+            ALICE,
+            "subnet",
+            json!({"network_id": net["id"], "ip_version": 4, "cidr": "192.168.77.0/24"}),
+        )
+        .await;
+    let router = h
+        .neutron_create(
+            ALICE,
+            "router",
+            json!({"name": "r", "external_gateway_info": {"network_id": PUBLIC_ID}}),
+        )
+        .await;
+    let rid = router["id"].as_str().unwrap();
+    let (code, v) = h
+        .neutron(
+            ALICE,
+            Method::PUT,
+            &format!("/v2.0/routers/{rid}/add_router_interface"),
+            Some(json!({"subnet_id": sub["id"]})),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let id = boot_ok(&h, ALICE, "s", json!([{"uuid": net["id"]}])).await;
+    h.wait(&id, "ACTIVE").await;
+    let port = wait_ports(&h, &id, |p| p.len() == 1).await[0].clone();
+    let fip = h
+        .neutron_create(
+            ALICE,
+            "floatingip",
+            json!({"floating_network_id": PUBLIC_ID, "port_id": port["id"]}),
+        )
+        .await;
+    let s = h.show(&id).await;
+    let addrs = s["addresses"]["web"].as_array().unwrap().clone();
+    assert_eq!(addrs.len(), 2, "{s}");
+    assert_eq!(addrs[0]["OS-EXT-IPS:type"], "fixed");
+    assert_eq!(addrs[1]["OS-EXT-IPS:type"], "floating");
+    assert_eq!(addrs[1]["addr"], fip["floating_ip_address"]);
+    assert_eq!(addrs[1]["OS-EXT-IPS-MAC:mac_addr"], port["mac_address"]);
+    let (code, _) = h
+        .neutron(
+            ALICE,
+            Method::PUT,
+            &format!("/v2.0/floatingips/{}", fip["id"].as_str().unwrap()),
+            Some(json!({"floatingip": {"port_id": null}})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let s = h.show(&id).await;
+    assert_eq!(s["addresses"]["web"].as_array().unwrap().len(), 1, "{s}");
+    h.stack.stop().await;
+}

@@ -224,10 +224,12 @@ fn address(ip: std::net::IpAddr, mac: &str, kind: &str, extend: bool) -> Value {
     })
 }
 
-/// The floating addresses associated with `port` (the floating IP part of issue 13
-/// fills this in; none until then).
-fn floating_addresses(_views: &Views, _port: &Port) -> Vec<std::net::IpAddr> {
-    Vec::new()
+/// The floating addresses associated with `port` (Neutron floating IPs whose
+/// association names it), in creation order.
+fn floating_addresses(views: &Views, port: &Port) -> Vec<std::net::IpAddr> {
+    let mut fips: Vec<_> = views.floating_ips().of_port(port.id).collect();
+    fips.sort_by_key(|f| (f.created_at, f.id));
+    fips.iter().map(|f| f.floating_ip_address).collect()
 }
 
 /// A server's addresses by network name (Nova's network info cache view): each port
@@ -444,6 +446,8 @@ fn attach_error(e: PortsError, network: &str) -> ApiError {
                 "No fixed IP addresses available for network: {network}"
             )),
             "IpAddressAlreadyAllocated" | "IpAddressInUse" => ApiError::conflict(n.message),
+            // Nova's PortLimitExceeded.
+            "OverQuota" => ApiError::forbidden("Maximum number of ports exceeded"),
             _ => ApiError::bad_request(n.message),
         },
         PortsError::Engine(e) => ApiError::from(e),
@@ -611,6 +615,19 @@ pub async fn interfaces_create(
                     binding_profile: "{}".into(),
                 },
             ));
+            // The port counts against the project's port quota (Neutron's OverQuota
+            // becomes Nova's 403 below).
+            let project = inst.spec.project_id.clone();
+            st.engine
+                .reserve_network(
+                    &project,
+                    domain::network::quota::NetResource::Port,
+                    pid.0,
+                    &caller.ctx(),
+                    &caller.meta(),
+                )
+                .await
+                .map_err(|e| attach_error(e.into(), &network.to_string()))?;
             match st
                 .engine
                 .network(&network, req, &caller.ctx(), &caller.meta())
@@ -622,7 +639,12 @@ pub async fn interfaces_create(
                 }
                 Err(EngineError::Domain(domain::DomainError::Network(e)))
                     if e.kind == "PortExists" => {}
-                Err(e) => return Err(attach_error(e.into(), &network.to_string())),
+                Err(e) => {
+                    st.engine
+                        .release_network(&project, vec![pid.0], &caller.ctx(), &caller.meta())
+                        .await;
+                    return Err(attach_error(e.into(), &network.to_string()));
+                }
             }
         }
         created.ok_or_else(|| ApiError::conflict("Interface attach raced; try again"))?

@@ -16,6 +16,7 @@
 use std::net::IpAddr;
 
 use domain::instance::{Instance, Networks};
+use domain::network::quota::NetResource;
 use domain::network::server::{created_for, device_owner, server_port_id};
 use domain::network::{FixedIpRequest, NetError, NetworkCommand, PortPatch, PortRequest};
 use domain::{Ctx, DomainError, InstanceId, NetworkId, PortId};
@@ -147,18 +148,30 @@ pub async fn create_port(
         binding_vnic_type: "normal".into(),
         binding_profile: "{}".into(),
     };
+    // The port counts against the project's port quota, as Nova's port create through
+    // Neutron's API does (a retried reservation of the same id is a no-op).
+    let project = server.spec.project_id.clone();
+    let m = meta(actor, correlation, server.id());
+    engine
+        .reserve_network(&project, NetResource::Port, id.0, &ctx(actor), &m)
+        .await?;
     match engine
         .network(
             &network,
             NetworkCommand::CreatePort(Box::new(req)),
             &ctx(actor),
-            &meta(actor, correlation, server.id()),
+            &m,
         )
         .await
     {
         Ok(_) => Ok(()),
         Err(EngineError::Domain(DomainError::Network(e))) if e.kind == "PortExists" => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            engine
+                .release_network(&project, vec![id.0], &ctx(actor), &m)
+                .await;
+            Err(e.into())
+        }
     }
 }
 
@@ -316,19 +329,19 @@ pub async fn release_port(
             }),
         }
     };
-    match engine
-        .network(
-            &network,
-            cmd,
-            &ctx(actor),
-            &meta(actor, correlation, server),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(EngineError::Domain(DomainError::Network(e))) if e.kind == "PortNotFound" => Ok(()),
-        Err(e) => Err(e.into()),
+    let deleting = matches!(cmd, NetworkCommand::DeletePort { .. });
+    let m = meta(actor, correlation, server);
+    match engine.network(&network, cmd, &ctx(actor), &m).await {
+        Ok(_) => {}
+        Err(EngineError::Domain(DomainError::Network(e))) if e.kind == "PortNotFound" => {}
+        Err(e) => return Err(e.into()),
     }
+    if deleting {
+        engine
+            .release_network(&p.project_id, vec![port.0], &ctx(actor), &m)
+            .await;
+    }
+    Ok(())
 }
 
 /// Releases every port of `server` (Nova's `deallocate_for_instance`).

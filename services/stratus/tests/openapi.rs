@@ -318,3 +318,15 @@ fn image_document_matches_the_router() {
     );
     assert_same_routes("image", &operations(&d), &routed);
 }
+
+#[test]
+fn network_document_matches_the_router() {
+    let d = doc("network");
+    assert_sound("network", &d);
+    let routed = pairs(
+        network::route_table()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p)),
+    );
+    assert_same_routes("network", &operations(&d), &routed);
+}
