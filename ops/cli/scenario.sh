@@ -597,4 +597,68 @@ if grep -qx scen-proj2 <<<"$PROJECTS"; then fail "scen-proj2 listed after delete
 run project create scen-proj2 >/dev/null
 run project delete scen-proj2 >/dev/null
 
+step "networks, subnets, ports (Neutron subset)"
+LISTED=$(run network list -f value -c Name)
+grep -qx private <<<"$LISTED" && grep -qx public <<<"$LISTED" || fail "network list lacks the default networks: $LISTED"
+run network create scen-net >/dev/null
+[ "$(run network show -f value -c status scen-net)" = ACTIVE ] || fail "scen-net not ACTIVE"
+run subnet create --network scen-net --subnet-range 192.168.50.0/24 scen-subnet >/dev/null
+[ "$(run subnet show -f value -c gateway_ip scen-subnet)" = 192.168.50.1 ] || fail "scen-subnet gateway"
+run port create --network scen-net --fixed-ip subnet=scen-subnet,ip-address=192.168.50.20 scen-port >/dev/null
+PORTS=$(run port list --network scen-net -f value -c Name -c "Fixed IP Addresses")
+grep -q "192.168.50.20" <<<"$PORTS" || fail "port list lacks scen-port's address: $PORTS"
+if OUT=$(openstack port create --network scen-net --fixed-ip subnet=scen-subnet,ip-address=192.168.50.20 dup 2>&1); then
+    fail "an address was given twice"
+fi
+grep -q "already allocated" <<<"$OUT" || fail "duplicate address refusal: $OUT"
+
+step "security groups"
+run security group create scen-sg >/dev/null
+run security group rule create --protocol tcp --dst-port 22 --ingress scen-sg >/dev/null
+RULES=$(run security group rule list scen-sg -f value -c "Port Range")
+grep -q "22:22" <<<"$RULES" || fail "security group rule list: $RULES"
+
+step "routers and floating IPs"
+run router create scen-router >/dev/null
+run router set --external-gateway public scen-router
+run router add subnet scen-router scen-subnet
+GW=$(run router show -f json -c external_gateway_info scen-router)
+grep -q "172.24.4." <<<"$GW" || fail "router gateway: $GW"
+
+step "servers on networks"
+run server create --image cirros --flavor m1.tiny --network scen-net --wait vm-net >/dev/null
+ADDRS=$(run server show -f value -c addresses vm-net)
+grep -q "scen-net" <<<"$ADDRS" && grep -q "192.168.50." <<<"$ADDRS" || fail "vm-net addresses: $ADDRS"
+run server create --image cirros --flavor m1.tiny --port scen-port --wait vm-port >/dev/null
+ADDRS=$(run server show -f value -c addresses vm-port)
+grep -q "192.168.50.20" <<<"$ADDRS" || fail "vm-port addresses: $ADDRS"
+FIP=$(run floating ip create public -f value -c floating_ip_address)
+run server add floating ip vm-net "$FIP"
+ADDRS=$(run server show -f value -c addresses vm-net)
+grep -q "$FIP" <<<"$ADDRS" || fail "vm-net lacks its floating IP $FIP: $ADDRS"
+run server remove floating ip vm-net "$FIP"
+ADDRS=$(run server show -f value -c addresses vm-net)
+grep -q "$FIP" <<<"$ADDRS" && fail "vm-net still shows $FIP: $ADDRS"
+run floating ip delete "$FIP"
+run port create --network private scen-extra >/dev/null
+run server add port vm-net scen-extra
+ADDRS=$(run server show -f value -c addresses vm-net)
+grep -q "private" <<<"$ADDRS" || fail "vm-net lacks the added port: $ADDRS"
+run server remove port vm-net scen-extra
+run server delete --wait vm-net vm-port
+# The user's port survives its server, unbound; the ports Nova made are gone.
+[ "$(run port show -f value -c device_id scen-port)" = "" ] || fail "scen-port still bound"
+run port delete scen-port scen-extra
+run router remove subnet scen-router scen-subnet
+run router delete scen-router
+run subnet delete scen-subnet
+run network delete scen-net
+if openstack network show scen-net >/dev/null 2>&1; then fail "scen-net still shown after delete"; fi
+run security group delete scen-sg
+# Without --nic: the project's only network, here the shared `private` one.
+run server create --image cirros --flavor m1.tiny --wait vm-default >/dev/null
+ADDRS=$(run server show -f value -c addresses vm-default)
+grep -q "private" <<<"$ADDRS" || fail "a server without --nic is not on the private network: $ADDRS"
+run server delete --wait vm-default
+
 echo "SCENARIO PASSED"

@@ -236,13 +236,15 @@ mkdir -p "$WORK/tempest"
 cd "$WORK/tempest"
 "$VENV/bin/tempest" init --name "stratus-$$" --workspace-path "$WORK/workspace.yaml" . >/dev/null
 
-# write_conf ENFORCEMENT CONVERSION SECURE_HASH: tempest.conf for the running `stratus
+# write_conf ENFORCEMENT CONVERSION SECURE_HASH NEUTRON: tempest.conf for the running `stratus
 # serve`; ENFORCEMENT is tempest's image_format_enforcement (True when uploads are
 # checked against their disk_format, the serve default), CONVERSION True when serve runs
 # the image_conversion import plugin, SECURE_HASH its do_secure_hash (serve's
 # --do-secure-hash, default True as Glance's).
 write_conf() {
 IMAGE_ALT=$(cat "$WORK/image_alt")
+FIXED_NETWORK=""
+[ "$4" != True ] || FIXED_NETWORK=private
 EXTENSIONS=$(cat "$WORK/extensions")
 cat > etc/tempest.conf <<EOF
 [DEFAULT]
@@ -297,8 +299,9 @@ min_microversion = 2.1
 max_microversion = latest
 build_timeout = 120
 build_interval = 1
-# The default shared network every stratus serve creates (network::bootstrap).
-fixed_network_name = private
+# With neutron: the default shared network every stratus serve creates
+# (network::bootstrap); without: none (tempest would look it up through os-networks).
+fixed_network_name = $FIXED_NETWORK
 
 [compute-feature-enabled]
 change_password = True
@@ -390,22 +393,43 @@ run_validation = False
 [service_available]
 nova = True
 glance = True
-neutron = True
+neutron = $4
 cinder = False
 swift = False
 heat = False
 EOF
 }
-write_conf True True True
+# The selection splits in two runs on one serve: tempest.api.network with neutron
+# enabled in tempest.conf, everything else with neutron disabled. Nova's pre-2.36 proxies
+# to Neutron (os-security-groups and their rules, os-floating-ips, addSecurityGroup...)
+# that tempest's compute tests use once neutron is enabled are issue 13's remaining
+# part: until they are built the compute tests run as before, without Neutron.
+NET_REGEXES=() OTHER_REGEXES=()
+for r in "${REGEXES[@]}"; do
+    case "$r" in tempest.api.network*) NET_REGEXES+=("$r") ;; *) OTHER_REGEXES+=("$r") ;; esac
+done
+write_conf True True True False
 
 # The selection: every test under the regexes, minus the committed exclude list (its
 # comment lines give each exclusion's reason).
 "$VENV/bin/tempest" run --list-tests --regex "$(IFS='|'; echo "${REGEXES[*]}")" 2>/dev/null \
     | grep -E '^tempest\.' | sed 's/\[.*//' | sort -u > "$WORK/all.txt" || true
 grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK/exclude.txt" || true
-"$VENV/bin/tempest" run --concurrency 2 \
-    --regex "$(IFS='|'; echo "${REGEXES[*]}")" \
-    --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 && RC=0 || RC=$?
+RC=0
+: > "$WORK/run.txt"
+if [ ${#OTHER_REGEXES[@]} -gt 0 ]; then
+    "$VENV/bin/tempest" run --concurrency 2 \
+        --regex "$(IFS='|'; echo "${OTHER_REGEXES[*]}")" \
+        --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 || RC=$?
+fi
+RC_NET=0
+: > "$WORK/run-net.txt"
+if [ ${#NET_REGEXES[@]} -gt 0 ]; then
+    write_conf True True True True
+    "$VENV/bin/tempest" run --concurrency 2 \
+        --regex "$(IFS='|'; echo "${NET_REGEXES[*]}")" \
+        --exclude-list "$WORK/exclude.txt" > "$WORK/run-net.txt" 2>&1 || RC_NET=$?
+fi
 
 # The second run: the tests that must store images a checking Glance refuses (they skip
 # above), against a fresh serve without the upload check; and the location API tests
@@ -424,22 +448,22 @@ if [ -n "$LAX" ]; then
     stop_stratus
     mv "$WORK/serve.log" "$WORK/serve-main.log"
     start_stratus "$WORK/data-lax" --require-image-format-match false --do-secure-hash false
-    write_conf False False False
+    write_conf False False False False
     "$VENV/bin/tempest" run --concurrency 2 --regex "$LAX" \
         --exclude-list "$WORK/exclude.txt" > "$WORK/run-lax.txt" 2>&1 || RC_LAX=$?
 fi
-[ -n "${TEMPEST_REPORT:-}" ] && cat "$WORK/run.txt" "$WORK/run-lax.txt" > "$TEMPEST_REPORT"
+[ -n "${TEMPEST_REPORT:-}" ] && cat "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" > "$TEMPEST_REPORT"
 count() { cat "$@" | grep -cE "$PATTERN" || true; }
 SELECTED=$(wc -l < "$WORK/all.txt")
 # Listed tests an exclusion matches (the list's entries are regexes).
 EXCLUDED=$(grep -cEf "$WORK/exclude.txt" "$WORK/all.txt" || true)
 EXCLUDED=${EXCLUDED:-0}
-PATTERN='\.\.\. ok'; PASSED=$(count "$WORK/run.txt"); PASSED_LAX=$(count "$WORK/run-lax.txt")
-PATTERN='\.\.\. SKIPPED'; SKIPPED=$(count "$WORK/run.txt"); SKIPPED_LAX=$(count "$WORK/run-lax.txt")
-PATTERN='\.\.\. FAILED'; FAILED=$(count "$WORK/run.txt" "$WORK/run-lax.txt")
-grep -hE '\.\.\. FAILED' "$WORK/run.txt" "$WORK/run-lax.txt" | sed 's/^/  /' || true
-echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; second run without upload format checks and do_secure_hash: passed $PASSED_LAX, skipped $SKIPPED_LAX"
-if [ "$RC" -ne 0 ] || [ "$RC_LAX" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
-    tail -n 30 "$WORK/run.txt" "$WORK/run-lax.txt" >&2
-    fail "tempest run exited $RC (second run $RC_LAX) with $FAILED failed tests"
+PATTERN='\.\.\. ok'; PASSED=$(count "$WORK/run.txt"); PASSED_NET=$(count "$WORK/run-net.txt"); PASSED_LAX=$(count "$WORK/run-lax.txt")
+PATTERN='\.\.\. SKIPPED'; SKIPPED=$(count "$WORK/run.txt"); SKIPPED_NET=$(count "$WORK/run-net.txt"); SKIPPED_LAX=$(count "$WORK/run-lax.txt")
+PATTERN='\.\.\. FAILED'; FAILED=$(count "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt")
+grep -hE '\.\.\. FAILED' "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" | sed 's/^/  /' || true
+echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; network run (neutron enabled): passed $PASSED_NET, skipped $SKIPPED_NET; second run without upload format checks and do_secure_hash: passed $PASSED_LAX, skipped $SKIPPED_LAX"
+if [ "$RC" -ne 0 ] || [ "$RC_NET" -ne 0 ] || [ "$RC_LAX" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+    tail -n 30 "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" >&2
+    fail "tempest run exited $RC (network run $RC_NET, second run $RC_LAX) with $FAILED failed tests"
 fi

@@ -43,12 +43,15 @@ fn network_visible(n: &Network, caller: &Caller) -> bool {
 }
 
 /// Nova's `_get_available_networks` without ids: the project's own unshared networks,
-/// then the shared ones.
+/// then the shared ones. Departure: an external network (`router:external`) is never
+/// chosen by itself (it is where floating IPs and router gateways come from); Nova
+/// would take the admin project's own `public` network and find the choice ambiguous,
+/// so `openstack server create` without `--nic` would fail for the admin.
 fn available_networks<'a>(views: &'a Views, project: &str) -> Vec<&'a Network> {
     let nets = views.networks();
     let mut out: Vec<&Network> = nets
         .all()
-        .filter(|n| n.spec.project_id == project && !n.spec.shared)
+        .filter(|n| n.spec.project_id == project && !n.spec.shared && !n.spec.external)
         .collect();
     out.extend(nets.all().filter(|n| n.spec.shared));
     out
