@@ -24,16 +24,17 @@ HOW A BLOCK RUNS
   Lines are grouped into complete shell commands (as `bash -n` sees them); lines that
   are only a comment are prose. Each command runs as written, in the same shell, with
   these adaptations only:
-    - the default ports of the text (Stratus 8774 8775 5000 5001 9292 9293, nats 4222
+    - the default ports of the text (Stratus 8774 8775 5000 5001 9292 9293 9696 9697, nats 4222
       8222) are free ports instead: in the command text (every `:PORT`), for Stratus
       processes started without a listen flag (STRATUS_LISTEN, STRATUS_IDENTITY_LISTEN,
-      STRATUS_IMAGE_LISTEN) and for nats-server (a wrapper appends -p and -m);
+      STRATUS_IMAGE_LISTEN, STRATUS_NETWORK_LISTEN) and for nats-server (a wrapper
+      appends -p and -m);
     - `cargo run --release -- ARGS` and `stratus ARGS` run the already built binary
       (--stratus), `openstack` is --openstack (ops/cli/run.sh's virtualenv);
     - stdin is /dev/null; the output (stdout and stderr) of each command is kept;
     - before each command the shell reports finished jobs (`jobs`), as an interactive
       shell does before each prompt, so job numbers (`kill %2`) are the reader's.
-  The environment has no OS_*, STRATUS_* (but the three above) or NATS_* variables,
+  The environment has no OS_*, STRATUS_* (but the four above) or NATS_* variables,
   and no proxy for 127.0.0.1.
 
 EXPECTED RESULTS: the trailing `# comment` of a command's last line
@@ -68,7 +69,7 @@ import sys
 import tempfile
 import time
 
-STRATUS_PORTS = [8774, 8775, 5000, 5001, 9292, 9293]
+STRATUS_PORTS = [8774, 8775, 5000, 5001, 9292, 9293, 9696, 9697]
 NATS_PORTS = [4222, 8222]
 COMMAND_TIMEOUT = 120.0
 WAIT_TIMEOUT = 30.0
@@ -481,6 +482,7 @@ exec {sh_quote(args.nats_server)} "$@" -p {self.ports[4222]} -m {self.ports[8222
         env["STRATUS_LISTEN"] = f"127.0.0.1:{self.ports[8774]}"
         env["STRATUS_IDENTITY_LISTEN"] = f"127.0.0.1:{self.ports[5000]}"
         env["STRATUS_IMAGE_LISTEN"] = f"127.0.0.1:{self.ports[9292]}"
+        env["STRATUS_NETWORK_LISTEN"] = f"127.0.0.1:{self.ports[9696]}"
         env["__DOC"] = self.ctl
         env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
         self.bash = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=self.dir, env=env,
