@@ -212,6 +212,13 @@ with open(f"{work}/accounts.yaml", "w") as f:
             f.write(f"  types: {json.dumps(a['types'])}\n")
         f.write(f"  roles: {json.dumps(a['roles'])}\n")
 
+# DevStack's router1: its gateway on public, an interface on private's subnet, so
+# servers on the default network can take floating IPs (tempest's compute floating IP
+# tests associate them through Nova's proxy, which follows Neutron's rules).
+NET = f"http://127.0.0.1:{netp}/v2.0"
+r1 = call("POST", f"{NET}/routers", {"router": {"name": "router1", "external_gateway_info": {"network_id": "9b3c2a4e-6a1f-4b0a-9c55-7f3d2e1a0b01"}}}, tok)[1]["router"]
+call("PUT", f"{NET}/routers/{r1['id']}/add_router_interface", {"subnet_id": "9b3c2a4e-6a1f-4b0a-9c55-7f3d2e1a0b04"}, tok)
+
 # A second public image (image_ref_alt), uploaded as a user would: a qcow2 v3 header
 # (1 GiB virtual, no backing file) padded to 4 KiB, since uploads must match their
 # disk_format and compute inspects what it boots.

@@ -272,6 +272,19 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"name": "backup", "backup_type": "daily", "rotation": 1}"#,
     )
     .replying(Reply::Image),
+    // Nova's floating IP actions (2.1-2.43), proxied to the network service.
+    typed::<crate::floating_ip_proxy::AddFloatingIp>(
+        "addFloatingIp",
+        ProjectMember,
+        "os_compute_api:os-floating-ips:add",
+        r#"{"address": "172.24.4.10"}"#,
+    ),
+    typed::<crate::floating_ip_proxy::RemoveFloatingIp>(
+        "removeFloatingIp",
+        ProjectMember,
+        "os_compute_api:os-floating-ips:remove",
+        r#"{"address": "172.24.4.10"}"#,
+    ),
 ];
 
 /// The declaration of action `name`, if there is one.
@@ -331,6 +344,23 @@ pub struct Prepared {
     /// An image record to create (`queued`) before the command: the snapshot it uploads
     /// into (createImage, createBackup, shelve); deleted again if the command is refused.
     pub image: Option<domain::image::ImageSpec>,
+    /// A floating IP association to change (addFloatingIp, removeFloatingIp), through
+    /// the network service, with no instance command.
+    pub floating: Option<crate::floating_ip_proxy::FloatingOp>,
+}
+
+impl Prepared {
+    /// A floating IP action: no instance command, the association changed.
+    pub fn floating(op: crate::floating_ip_proxy::FloatingOp) -> Self {
+        Prepared {
+            command: None,
+            handover: Handover::new(),
+            resize_quota: None,
+            restore_quota: None,
+            image: None,
+            floating: Some(op),
+        }
+    }
 }
 
 impl From<InstanceCommand> for Prepared {
@@ -341,6 +371,7 @@ impl From<InstanceCommand> for Prepared {
             resize_quota: None,
             restore_quota: None,
             image: None,
+            floating: None,
         }
     }
 }
@@ -994,6 +1025,7 @@ impl Action for InjectNetworkInfo {
             resize_quota: None,
             restore_quota: None,
             image: None,
+            floating: None,
         })
     }
 }
@@ -1527,6 +1559,7 @@ impl Action for Rebuild {
             resize_quota: None,
             restore_quota: None,
             image: None,
+            floating: None,
         })
     }
 }
@@ -1621,6 +1654,7 @@ impl Action for ConsoleOutput {
             resize_quota: None,
             restore_quota: None,
             image: None,
+            floating: None,
         })
     }
 }
@@ -1682,6 +1716,7 @@ fn console_prepared(
         resize_quota: None,
         restore_quota: None,
         image: None,
+        floating: None,
     })
 }
 

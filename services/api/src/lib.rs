@@ -47,6 +47,7 @@ pub mod extensions;
 pub mod external_events;
 pub mod extra_specs;
 pub mod flavors;
+pub mod floating_ip_proxy;
 pub mod hosts;
 pub mod hypervisors;
 pub mod image_proxy;
@@ -429,8 +430,44 @@ pub fn routes(state: ApiState) -> Registrar {
             "/v2.1/servers/{id}/os-security-groups",
             server_info::security_groups,
         )
-        .route(M::GET, "/v2.1/os-networks", server_info::networks_index)
-        .route(M::GET, "/v2.1/os-networks/{id}", server_info::networks_show)
+        // Nova's network proxies (floating_ip_proxy.rs).
+        .route(
+            M::GET,
+            "/v2.1/os-networks",
+            floating_ip_proxy::networks_index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-networks/{id}",
+            floating_ip_proxy::networks_show,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-tenant-networks",
+            floating_ip_proxy::tenant_index,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-tenant-networks/{id}",
+            floating_ip_proxy::tenant_show,
+        )
+        .route(M::GET, "/v2.1/os-floating-ips", floating_ip_proxy::index)
+        .route(M::POST, "/v2.1/os-floating-ips", floating_ip_proxy::create)
+        .route(
+            M::GET,
+            "/v2.1/os-floating-ips/{id}",
+            floating_ip_proxy::show,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/os-floating-ips/{id}",
+            floating_ip_proxy::delete,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-floating-ip-pools",
+            floating_ip_proxy::pools,
+        )
         .route(M::GET, "/v2.1/os-migrations", migrations::index)
         .route(
             M::GET,

@@ -984,6 +984,57 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-networks:show",
         Target::None,
     ),
+    // Nova's network proxies (2.1-2.35): os-tenant-networks, os-floating-ips,
+    // os-floating-ip-pools (floating_ip_proxy.rs).
+    ep(
+        "GET",
+        "/v2.1/os-tenant-networks",
+        ProjectReader,
+        "os_compute_api:os-tenant-networks:list",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-tenant-networks/{id}",
+        ProjectReader,
+        "os_compute_api:os-tenant-networks:show",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-floating-ips",
+        ProjectReader,
+        "os_compute_api:os-floating-ips:list",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-floating-ips",
+        ProjectMember,
+        "os_compute_api:os-floating-ips:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-floating-ips/{id}",
+        ProjectReader,
+        "os_compute_api:os-floating-ips:show",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-floating-ips/{id}",
+        ProjectMember,
+        "os_compute_api:os-floating-ips:delete",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-floating-ip-pools",
+        Authenticated,
+        "os_compute_api:os-floating-ip-pools",
+        Target::None,
+    ),
     // Migrations: Nova's project managers list their project's migrations and
     // force-complete or abort their servers' (host fields only for admins: Nova's
     // `index:host`); `show` stays admin.

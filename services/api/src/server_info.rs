@@ -111,33 +111,6 @@ pub async fn diagnostics(
     })))
 }
 
-/// Nova's os-networks (`networks.py`): a proxy to Neutron's networks, served up to 2.35
-/// (Nova's `MAX_PROXY_API_SUPPORT_VERSION`; a 404 from 2.36). Stratus has no network
-/// service, so no project sees a network: the list is empty and every id is unknown,
-/// what Nova answers for a project without networks.
-fn networks_version(caller: &Caller) -> Result<(), ApiError> {
-    if caller.version().at_least(36) {
-        Err(ApiError::not_found("The resource could not be found."))
-    } else {
-        Ok(())
-    }
-}
-
-/// GET /v2.1/os-networks (2.1-2.35)
-pub async fn networks_index(caller: Caller) -> Result<Json<Value>, ApiError> {
-    networks_version(&caller)?;
-    Ok(Json(json!({"networks": []})))
-}
-
-/// GET /v2.1/os-networks/{id} (2.1-2.35)
-pub async fn networks_show(
-    caller: Caller,
-    Path(_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    networks_version(&caller)?;
-    Err(ApiError::not_found("Network not found"))
-}
-
 /// GET /servers/{id}/os-security-groups: the groups of the server's ports (Nova asks
 /// Neutron); a server without ports has none.
 pub async fn security_groups(

@@ -677,6 +677,9 @@ pub async fn action(
             )
             .await?;
     }
+    if let Some(op) = &prepared.floating {
+        crate::floating_ip_proxy::apply(&st, &caller, op).await?;
+    }
     let done = match prepared.command {
         Some(cmd) => st
             .engine

@@ -166,6 +166,7 @@ impl Action for CreateImage {
             resize_quota: None,
             restore_quota: None,
             image: Some(spec),
+            floating: None,
         })
     }
 }
@@ -221,6 +222,7 @@ impl Action for CreateBackup {
             resize_quota: None,
             restore_quota: None,
             image: Some(spec),
+            floating: None,
         })
     }
 }
@@ -280,6 +282,7 @@ impl Action for Shelve {
             resize_quota: None,
             restore_quota: None,
             image,
+            floating: None,
         })
     }
 }

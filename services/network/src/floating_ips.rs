@@ -248,11 +248,69 @@ pub async fn create(
             "fixed_ip_address cannot be specified without a port_id",
         ));
     }
+    let id = allocate(
+        &st,
+        &caller,
+        &n,
+        NewFloatingIp {
+            owner,
+            description,
+            port_id,
+            fixed,
+            address,
+            subnet_id,
+        },
+    )
+    .await?;
+    let f = st.fip(&id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())})),
+    )
+        .into_response())
+}
+
+/// What a floating IP allocation asks for (the parsed create body; the compute API's
+/// `os-floating-ips` proxy fills only the owner).
+#[derive(Debug, Default)]
+pub struct NewFloatingIp {
+    /// Owning project.
+    pub owner: String,
+    /// Description.
+    pub description: String,
+    /// Port to associate at once.
+    pub port_id: Option<Uuid>,
+    /// Which of the port's addresses.
+    pub fixed: Option<IpAddr>,
+    /// A chosen floating address.
+    pub address: Option<IpAddr>,
+    /// A chosen subnet of the external network.
+    pub subnet_id: Option<Uuid>,
+}
+
+/// Allocates a floating IP on external network `n` (checked by the caller): the
+/// association checked, the quota reserved, the port then the record appended. Shared
+/// by `POST /v2.0/floatingips` and the compute API's proxy, so both follow one set of
+/// rules.
+pub async fn allocate(
+    st: &NetworkState,
+    caller: &Caller,
+    n: &Network,
+    new: NewFloatingIp,
+) -> Result<FloatingIpId, NetworkError> {
+    let NewFloatingIp {
+        owner,
+        description,
+        port_id,
+        fixed,
+        address,
+        subnet_id,
+    } = new;
     let id = FloatingIpId(Uuid::new_v4());
     let assoc = match port_id {
         Some(p) => {
-            let a = association(&st, &caller, &owner, n.spec.id, p, fixed)?;
-            check_not_associated(&st, id, address, n.spec.id, &a)?;
+            let a = association(st, caller, &owner, n.spec.id, p, fixed)?;
+            check_not_associated(st, id, address, n.spec.id, &a)?;
             Some(a)
         }
         None => None,
@@ -274,12 +332,12 @@ pub async fn create(
                 }]
             })
     };
-    quotas::reserve(&st, &caller, &owner, NetResource::FloatingIp, id.0).await?;
+    quotas::reserve(st, caller, &owner, NetResource::FloatingIp, id.0).await?;
     let made = async {
         let pid = PortId(Uuid::new_v4());
         let port = st
             .service_port(
-                &caller,
+                caller,
                 n.spec.id,
                 pid,
                 "",
@@ -294,7 +352,7 @@ pub async fn create(
             .map(|f| f.ip_address)
             .find(IpAddr::is_ipv4)
         else {
-            st.drop_port(&caller, pid).await?;
+            st.drop_port(caller, pid).await?;
             return Err(NetworkError::new(
                 StatusCode::BAD_REQUEST,
                 "ExternalIpAddressExhausted",
@@ -324,22 +382,17 @@ pub async fn create(
             .floating_ip(&id, FloatingIpCommand::Create(fip), &ctx, &caller.meta())
             .await
         {
-            st.drop_port(&caller, pid).await?;
+            st.drop_port(caller, pid).await?;
             return Err(e.into());
         }
         Ok::<(), NetworkError>(())
     }
     .await;
     if let Err(e) = made {
-        quotas::release(&st, &caller, &owner, id.0).await;
+        quotas::release(st, caller, &owner, id.0).await;
         return Err(e);
     }
-    let f = st.fip(&id)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())})),
-    )
-        .into_response())
+    Ok(id)
 }
 
 /// `GET /v2.0/floatingips`.
@@ -399,14 +452,50 @@ pub async fn update(
             "fixed_ip_address cannot be specified without a port_id",
         ));
     }
-    let association = match port_id {
+    set_association(
+        &st,
+        &caller,
+        &f,
+        description,
+        port_id.map(|p| p.map(|p| (p, fixed))),
+    )
+    .await?;
+    let f = st.fip(&f.id)?;
+    Ok(Json(
+        json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())}),
+    ))
+}
+
+/// `DELETE /v2.0/floatingips/{id}`: the record, then its port (the address goes
+/// back to the pool).
+pub async fn delete(
+    State(st): State<NetworkState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path,
+) -> Result<StatusCode, NetworkError> {
+    let f = st.visible_fip(&id, &caller)?;
+    release(&st, &caller, &f).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Associates floating IP `f` with a port (and maybe one of its addresses), or
+/// disassociates it (`Some(None)`), with Neutron's checks; shared by
+/// `PUT /v2.0/floatingips/{id}` and the compute API's add/removeFloatingIp.
+pub async fn set_association(
+    st: &NetworkState,
+    caller: &Caller,
+    f: &FloatingIp,
+    description: Option<String>,
+    port: Option<Option<(Uuid, Option<IpAddr>)>>,
+) -> Result<(), NetworkError> {
+    let association = match port {
         None => None,
         Some(None) => Some(None),
-        Some(Some(p)) => {
-            let a = association(&st, &caller, &f.project_id, f.floating_network_id, p, fixed)?;
+        Some(Some((p, fixed))) => {
+            let a = association(st, caller, &f.project_id, f.floating_network_id, p, fixed)?;
             if f.association.map(|x| x.port_id) != Some(a.port_id) {
                 check_not_associated(
-                    &st,
+                    st,
                     f.id,
                     Some(f.floating_ip_address),
                     f.floating_network_id,
@@ -427,20 +516,16 @@ pub async fn update(
             &caller.meta(),
         )
         .await?;
-    let f = st.fip(&f.id)?;
-    Ok(Json(
-        json!({"floatingip": view::floating_ip(&f, st.engine.world().read().networks())}),
-    ))
+    Ok(())
 }
 
-/// `DELETE /v2.0/floatingips/{id}`: the record, then its port (the address goes
-/// back to the pool).
-pub async fn delete(
-    State(st): State<NetworkState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path,
-) -> Result<StatusCode, NetworkError> {
-    let f = st.visible_fip(&id, &caller)?;
+/// Deletes floating IP `f`: the record, then its port (the address goes back to the
+/// pool), then its quota holding.
+pub async fn release(
+    st: &NetworkState,
+    caller: &Caller,
+    f: &FloatingIp,
+) -> Result<(), NetworkError> {
     st.engine
         .floating_ip(
             &f.id,
@@ -449,9 +534,9 @@ pub async fn delete(
             &caller.meta(),
         )
         .await?;
-    st.drop_port(&caller, f.floating_port_id).await?;
-    quotas::release(&st, &caller, &f.project_id, f.id.0).await;
-    Ok(StatusCode::NO_CONTENT)
+    st.drop_port(caller, f.floating_port_id).await?;
+    quotas::release(st, caller, &f.project_id, f.id.0).await;
+    Ok(())
 }
 
 /// Disassociates the floating IPs of a port about to be deleted (Neutron's

@@ -19,7 +19,7 @@ pub mod body;
 pub mod bootstrap;
 pub mod error;
 mod extract;
-mod floating_ips;
+pub mod floating_ips;
 pub mod list;
 mod networks;
 pub mod pools;
