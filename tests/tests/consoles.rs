@@ -232,14 +232,23 @@ async fn console_urls_carry_tokens_the_proxy_can_check() {
     );
 }
 
-/// os-networks (2.1-2.35): no network service, so no networks; gone from 2.36.
+/// os-networks (2.1-2.35): Nova's proxy to the networks the project sees (the default
+/// `public` and `private`); an unknown one is a 404; gone from 2.36.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn networks_are_none_and_gone_from_2_36() {
+async fn networks_are_neutrons_and_gone_from_2_36() {
     let h = Harness::start(|_| {}).await;
     let (code, v) = h
         .req_at("alice:proj-a:reader", M::GET, "/os-networks", "2.35", None)
         .await;
-    assert_eq!((code, v), (200, json!({"networks": []})));
+    assert_eq!(code, 200, "{v}");
+    let mut labels: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["label"].as_str().unwrap())
+        .collect();
+    labels.sort();
+    assert_eq!(labels, ["private", "public"]);
     let (code, v) = h
         .req_at(ALICE, M::GET, "/os-networks/private", "2.1", None)
         .await;
