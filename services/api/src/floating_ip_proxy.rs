@@ -45,7 +45,10 @@ fn proxy_version(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// The network service's state and caller for `caller` (same engine, same identity).
-fn neutron(st: &ApiState, caller: &Caller) -> (network::NetworkState, network::auth::Caller) {
+pub(crate) fn neutron(
+    st: &ApiState,
+    caller: &Caller,
+) -> (network::NetworkState, network::auth::Caller) {
     let role = if caller.is_admin {
         Some(Role::Admin)
     } else {
@@ -560,7 +563,7 @@ impl Action for AddFloatingIp {
             &self.address,
             self.fixed_address.as_deref(),
         )?;
-        Ok(Prepared::floating(op))
+        Ok(Prepared::network(crate::actions::NetworkOp::Floating(op)))
     }
 }
 
@@ -574,11 +577,8 @@ impl Action for RemoveFloatingIp {
 
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
         let server = cx.instance.id().to_string();
-        Ok(Prepared::floating(resolve_remove(
-            cx.views,
-            cx.caller,
-            &server,
-            &self.address,
-        )?))
+        Ok(Prepared::network(crate::actions::NetworkOp::Floating(
+            resolve_remove(cx.views, cx.caller, &server, &self.address)?,
+        )))
     }
 }

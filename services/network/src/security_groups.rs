@@ -57,7 +57,7 @@ fn fresh_rule_ids() -> [SecurityGroupRuleId; 4] {
 /// Ensures `project`'s `default` group exists (Neutron's
 /// `_ensure_default_security_group`) and returns its id; None when the caller may not
 /// cause another project's (Neutron's bug 1987410 rule).
-pub(crate) async fn ensure_default(
+pub async fn ensure_default(
     st: &NetworkState,
     caller: &Caller,
     project: &str,
