@@ -626,9 +626,15 @@ GW=$(run router show -f json -c external_gateway_info scen-router)
 grep -q "172.24.4." <<<"$GW" || fail "router gateway: $GW"
 
 step "servers on networks"
-run server create --image cirros --flavor m1.tiny --network scen-net --wait vm-net >/dev/null
+run server create --image cirros --flavor m1.tiny --network scen-net --security-group scen-sg --wait vm-net >/dev/null
 ADDRS=$(run server show -f value -c addresses vm-net)
 grep -q "scen-net" <<<"$ADDRS" && grep -q "192.168.50." <<<"$ADDRS" || fail "vm-net addresses: $ADDRS"
+SGS=$(run server show -f value -c security_groups vm-net)
+grep -q "scen-sg" <<<"$SGS" || fail "vm-net security groups: $SGS"
+run server add security group vm-net default
+run server remove security group vm-net scen-sg
+SGS=$(run server show -f value -c security_groups vm-net)
+grep -q "default" <<<"$SGS" && ! grep -q "scen-sg" <<<"$SGS" || fail "vm-net security groups after add/remove: $SGS"
 run server create --image cirros --flavor m1.tiny --port scen-port --wait vm-port >/dev/null
 ADDRS=$(run server show -f value -c addresses vm-port)
 grep -q "192.168.50.20" <<<"$ADDRS" || fail "vm-port addresses: $ADDRS"

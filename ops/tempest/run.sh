@@ -418,7 +418,7 @@ NET_REGEXES=() OTHER_REGEXES=()
 for r in "${REGEXES[@]}"; do
     case "$r" in tempest.api.network*) NET_REGEXES+=("$r") ;; *) OTHER_REGEXES+=("$r") ;; esac
 done
-write_conf True True True False
+write_conf True True True True
 
 # The selection: every test under the regexes, minus the committed exclude list (its
 # comment lines give each exclusion's reason).
