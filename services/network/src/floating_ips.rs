@@ -185,7 +185,7 @@ fn check_not_associated(
 }
 
 impl NetworkState {
-    fn visible_fip(&self, id: &str, c: &Caller) -> Result<FloatingIp, NetworkError> {
+    pub(crate) fn visible_fip(&self, id: &str, c: &Caller) -> Result<FloatingIp, NetworkError> {
         FloatingIpId::parse(id)
             .and_then(|fid| self.engine.world().read().floating_ips().get(&fid).cloned())
             .filter(|f| view::floating_ip_visible(f, c))

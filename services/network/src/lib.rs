@@ -135,6 +135,25 @@ impl NetworkState {
             .ok_or_else(|| domain::network::NetError::port_not_found(id).into())
     }
 
+    /// The NotFound of the resource `path` names (`/v2.0/<collection>/<id>...`) when
+    /// the caller may not see it; None when it may, or the path names none.
+    fn hidden(&self, path: &str, c: &Caller) -> Option<NetworkError> {
+        let mut seg = path.strip_prefix("/v2.0/")?.split('/');
+        let (collection, id) = (seg.next()?, seg.next()?);
+        let seen = match collection {
+            "networks" => self.visible_network(id, c).map(drop),
+            "subnets" => self.visible_subnet(id, c).map(drop),
+            "ports" => self.visible_port(id, c).map(drop),
+            "subnetpools" => pools::visible_pool(self, id, c).map(drop),
+            "routers" => self.visible_router(id, c).map(drop),
+            "floatingips" => self.visible_fip(id, c).map(drop),
+            "security-groups" => security_groups::visible_group(self, id, c).map(drop),
+            "security-group-rules" => security_groups::visible_rule(self, id, c).map(drop),
+            _ => return None,
+        };
+        seen.err()
+    }
+
     /// Decides `cmd` on the current state without appending: a command the domain
     /// refuses is refused before its quota is reserved, so bad input appends nothing.
     /// (The real command decides again; a race lost meanwhile is answered then.)
@@ -558,6 +577,11 @@ async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response
         Err(e) => return e.into_response(),
     };
     if !g.row.rule.allows(caller.role) {
+        // What the caller may not see is not found, whatever its role (Neutron fetches
+        // the resource for the policy check's target first).
+        if let Some(e) = g.state.hidden(req.uri().path(), &caller) {
+            return e.into_response();
+        }
         return NetworkError::policy(g.row.name).into_response();
     }
     req.extensions_mut().insert(caller);

@@ -487,7 +487,7 @@ pub async fn create_rule(
 }
 
 /// A rule the caller may see, with its group (404 otherwise).
-fn visible_rule(
+pub(crate) fn visible_rule(
     st: &NetworkState,
     id: &str,
     c: &Caller,
