@@ -265,7 +265,6 @@ impl SecurityGroupOp {
             }
             let mut groups = p.security_groups.clone();
             groups.push(group.0);
-            check_kinds(views, &groups)?;
             ports.push((p.network_id, p.id, groups));
         }
         Ok(SecurityGroupOp { ports })
@@ -335,26 +334,15 @@ fn cannot_apply() -> ApiError {
     )
 }
 
-/// Neutron's `_validate_sgs_for_port`: stateful and stateless groups do not mix on a
-/// port (Nova's SecurityGroupConnectionStateConflict, 409).
-fn check_kinds(views: &Views, groups: &[Uuid]) -> Result<(), ApiError> {
-    let kinds: std::collections::BTreeSet<bool> = groups
-        .iter()
-        .filter_map(|g| views.security_groups().get(&SecurityGroupId(*g)))
-        .map(|g| g.spec.stateful)
-        .collect();
-    if kinds.len() > 1 {
-        return Err(ApiError::conflict(
-            "Error Cannot apply both stateful and stateless security groups on the same port \
-             at the same time while attempting the operation.",
-        ));
-    }
-    Ok(())
-}
-
-/// Runs a resolved add / remove: one `UpdatePort` per port that changes.
+/// Runs a resolved add / remove: one `UpdatePort` per port that changes, each checked
+/// first as Neutron's port update checks its groups (they exist and are the port
+/// project's; stateful and stateless do not mix: Nova's
+/// SecurityGroupConnectionStateConflict, 409).
 pub async fn apply(st: &ApiState, caller: &Caller, op: &SecurityGroupOp) -> Result<(), ApiError> {
+    let (nst, nc) = crate::floating_ip_proxy::neutron(st, caller);
     for (network, port, groups) in &op.ports {
+        network::security_groups::check_port_groups(&nst, &nc, &caller.project, groups)
+            .map_err(|e| ApiError::new(e.status, e.message))?;
         let patch = PortPatch {
             security_groups: Some(groups.clone()),
             ..PortPatch::default()

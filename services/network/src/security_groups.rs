@@ -569,7 +569,7 @@ pub async fn delete_rule(
 /// The groups a port asks for, checked (Neutron's `_get_security_groups_on_port`):
 /// each must exist and be the port project's (or the caller an admin), else one 404
 /// naming every missing id; stateful and stateless groups do not mix (409).
-pub(crate) fn check_port_groups(
+pub fn check_port_groups(
     st: &NetworkState,
     caller: &Caller,
     project: &str,
