@@ -565,6 +565,7 @@ async fn quota_in_use_and_admin() {
     )
     .await;
     assert_eq!(code, 200, "{v}");
+    let before = h.log_len().await;
     let (code, v) = add_rule(
         &h,
         json!({"parent_group_id": id, "ip_protocol": "tcp", "from_port": 3, "to_port": 4}),
@@ -575,6 +576,7 @@ async fn quota_in_use_and_admin() {
         message(&v),
         "Quota exceeded for resources: ['security_group_rule']."
     );
+    assert_eq!(h.log_len().await, before, "a refusal appends nothing");
 
     // Admin: every project's groups with all_tenants; deletes a default group.
     create_group(&h, BOB, "bobs").await;

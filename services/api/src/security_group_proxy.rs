@@ -137,8 +137,9 @@ fn ingress(g: &SecurityGroup) -> Vec<NovaRule> {
         .collect()
 }
 
-/// Nova's `_format_security_group`.
-fn format_group(st: &ApiState, caller: &Caller, g: &SecurityGroup) -> Value {
+/// Nova's `_format_security_group` (also what GET /servers/{id}/os-security-groups
+/// lists per group).
+pub fn format_group(st: &ApiState, caller: &Caller, g: &SecurityGroup) -> Value {
     let rules: Vec<Value> = ingress(g)
         .iter()
         .filter_map(|r| format_rule(st, caller, r))
