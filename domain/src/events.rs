@@ -199,6 +199,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::DiskConfigSet { .. } => "instance.disk_config_set",
         E::AccessUpdated { .. } => "instance.access_updated",
         E::RescueStarted { .. } => "instance.rescue_started",
+        E::SecurityGroupsRequested { .. } => "instance.security_groups_requested",
         E::SnapshotStarted { .. } => "instance.snapshot_started",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
         E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",

@@ -35,7 +35,8 @@ use crate::flavor::FlavorSpec;
 use crate::host::Resources;
 use crate::states::{PowerState, TaskState, VmState};
 use crate::{
-    CellName, ClaimId, Ctx, DomainError, HostName, ImageId, InstanceId, MigrationId, Timestamp,
+    CellName, ClaimId, Ctx, DomainError, HostName, ImageId, InstanceId, MigrationId,
+    SecurityGroupId, Timestamp,
 };
 
 /// A flavor as embedded in a server (copied at create / resize time).
@@ -521,6 +522,9 @@ pub struct ServerExtras {
     /// metadata): the shelve operation's id, set when the shelve starts, cleared at
     /// unshelve (whose agent deletes the image).
     pub shelved_image: Option<ImageId>,
+    /// The security groups the server's ports get (`instance.security_groups_requested`,
+    /// on the api subject); None for a server created without ports.
+    pub security_groups: Option<Vec<SecurityGroupId>>,
 }
 
 impl ServerExtras {
@@ -556,6 +560,10 @@ impl ServerExtras {
             auto_disk_config: cell.auto_disk_config.or(api.auto_disk_config),
             snapshot: cell.snapshot.clone(),
             shelved_image: cell.shelved_image,
+            security_groups: api
+                .security_groups
+                .clone()
+                .or_else(|| cell.security_groups.clone()),
         }
     }
 
@@ -573,6 +581,9 @@ impl ServerExtras {
         if let InstanceEvent::TagsSet { tags, .. } = ev {
             self.tags = tags.clone();
             self.tags_set = true;
+        }
+        if let InstanceEvent::SecurityGroupsRequested { groups, .. } = ev {
+            self.security_groups = Some(groups.clone());
         }
         if let InstanceEvent::DiskConfigSet { auto, .. } = ev {
             self.auto_disk_config = Some(*auto);
@@ -632,6 +643,9 @@ pub enum InstanceCommand {
     /// An update (PUT /servers/{id}) that also sets access addresses or the hostname:
     /// decided as the inner command, with `instance.access_updated` appended.
     WithAccess(Box<InstanceCommand>, AccessChange),
+    /// A create whose server has ports: decided as the inner command, with
+    /// `instance.security_groups_requested` (the groups its ports get) appended.
+    WithSecurityGroups(Box<InstanceCommand>, Vec<SecurityGroupId>),
     /// POST /servers: the request, what is recorded beside it, and its tags (2.52;
     /// recorded as `instance.tags_set` in the build request's commit).
     Create(
@@ -828,7 +842,9 @@ impl InstanceCommand {
     pub fn action(&self) -> Option<Action> {
         use InstanceCommand as C;
         Some(match self {
-            C::WithDiskConfig(inner, _) | C::WithAccess(inner, _) => return inner.action(),
+            C::WithDiskConfig(inner, _)
+            | C::WithAccess(inner, _)
+            | C::WithSecurityGroups(inner, _) => return inner.action(),
             C::Start => Action::Start,
             C::Stop => Action::Stop,
             C::Pause => Action::Pause,
@@ -1205,6 +1221,16 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.security_groups_requested`: the security groups the server's ports
+    /// get (the create's `security_groups`, resolved to the project's groups by name or
+    /// id; `default` when none was named), recorded in the build request's commit and
+    /// folded into [`ServerExtras::security_groups`]. (Appended last: postcard indexes.)
+    SecurityGroupsRequested {
+        /// The groups, in request order.
+        groups: Vec<SecurityGroupId>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// The access addresses and hostname a server update (PUT /servers/{id}) sets: the
@@ -1417,6 +1443,11 @@ pub fn decide(
         }
         return Ok(events);
     }
+    if let C::WithSecurityGroups(inner, groups) = cmd {
+        let mut events = decide(state, *inner, ctx, cfg)?;
+        events.push(InstanceEvent::SecurityGroupsRequested { groups, at: now });
+        return Ok(events);
+    }
     if let C::WithDiskConfig(inner, auto) = cmd {
         let mut events = decide(state, *inner, ctx, cfg)?;
         events.push(InstanceEvent::DiskConfigSet { auto, at: now });
@@ -1485,7 +1516,7 @@ pub fn decide(
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
-        C::Create(..) | C::WithDiskConfig(..) | C::WithAccess(..) => {
+        C::Create(..) | C::WithDiskConfig(..) | C::WithAccess(..) | C::WithSecurityGroups(..) => {
             unreachable!("handled above")
         }
         // Every other user action has a row in the table (decided above); these name
@@ -2485,7 +2516,10 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
             i.spec.metadata = metadata.clone();
             i.updated_at = *at;
         }
-        E::TagsSet { .. } | E::DiskConfigSet { .. } | E::CrashDumpTriggered { .. } => {}
+        E::TagsSet { .. }
+        | E::DiskConfigSet { .. }
+        | E::CrashDumpTriggered { .. }
+        | E::SecurityGroupsRequested { .. } => {}
         E::AccessUpdated { at, .. } => i.updated_at = *at,
         E::RescueStarted { op, image_ref, at } => {
             i.task_state = Some(TaskState::Rescuing);

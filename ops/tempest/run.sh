@@ -253,6 +253,9 @@ IMAGE_ALT=$(cat "$WORK/image_alt")
 FIXED_NETWORK=""
 [ "$4" != True ] || FIXED_NETWORK=private
 EXTENSIONS=$(cat "$WORK/extensions")
+# The newest microversion the running compute API serves (its version document, as
+# clients discover it): tests that need a newer one are skipped, not failed.
+MAX_MICROVERSION=$(python3 -c 'import json, sys, urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))["version"]["version"])' "http://127.0.0.1:$COMPUTE_PORT/v2.1/")
 cat > etc/tempest.conf <<EOF
 [DEFAULT]
 log_file = $WORK/tempest.log
@@ -303,7 +306,7 @@ region = RegionOne
 endpoint_type = publicURL
 min_compute_nodes = 2
 min_microversion = 2.1
-max_microversion = latest
+max_microversion = $MAX_MICROVERSION
 build_timeout = 120
 build_interval = 1
 # With neutron: the default shared network every stratus serve creates

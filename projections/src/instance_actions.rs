@@ -513,6 +513,7 @@ impl ActionsPart {
             | E::MetadataUpdated { .. }
             | E::TagsSet { .. }
             | E::DiskConfigSet { .. }
+            | E::SecurityGroupsRequested { .. }
             | E::AccessUpdated { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }

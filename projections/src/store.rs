@@ -78,7 +78,8 @@ fn model_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> 
 /// 33: the `subnet_pools` model (Neutron subnet pools).
 /// 34: the `routers` and `floating_ips` models (Neutron L3).
 /// 35: the `security_groups` model (Neutron security groups and rules).
-pub const SCHEMA: u64 = 35;
+/// 36: `ServerExtras.security_groups` (the groups a server's ports get).
+pub const SCHEMA: u64 = 36;
 
 /// Errors of the projection store.
 #[derive(Debug, thiserror::Error)]

@@ -333,6 +333,10 @@ fn samples() -> Vec<Event> {
             image_ref: Some("a2459075-d96c-40d5-893e-577ff92e721c".into()),
             at: t(41),
         }),
+        i(E::SecurityGroupsRequested {
+            groups: vec![domain::SecurityGroupId(Uuid::from_u128(42))],
+            at: t(42),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

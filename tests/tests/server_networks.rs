@@ -729,3 +729,192 @@ async fn floating_ips_show_in_addresses() {
     assert_eq!(s["addresses"]["web"].as_array().unwrap().len(), 1, "{s}");
     h.stack.stop().await;
 }
+
+/// The groups on a port, as ids.
+fn port_groups(p: &Value) -> Vec<String> {
+    p["security_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Security groups (issue 13): a create's `security_groups` by name become its ports'
+/// groups (`default` otherwise), the server document lists them (absent without
+/// ports), `/servers/{id}/os-security-groups` shows them in Nova's shape, and
+/// add/removeSecurityGroup change the ports; a named group the project lacks is a 400
+/// that appends nothing. Also: a given `adminPass` is echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_groups_on_create_show_and_actions() {
+    let h = Harness::start(|_| {}).await;
+    let web = h
+        .neutron_create(ALICE, "security_group", json!({"name": "web"}))
+        .await;
+    let web_id = web["id"].as_str().unwrap().to_string();
+
+    // A group the project does not have: 400, nothing appended.
+    let before = h.log_len().await;
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            Method::POST,
+            "/servers",
+            "2.1",
+            Some(
+                json!({"server": {"name": "x", "imageRef": IMAGE, "flavorRef": "1",
+                "security_groups": [{"name": "nope"}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["badRequest"]["message"],
+        "Unable to find security_group with name or id 'nope'"
+    );
+    assert_eq!(h.log_len().await, before);
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            Method::POST,
+            "/servers",
+            "2.1",
+            Some(
+                json!({"server": {"name": "x", "imageRef": IMAGE, "flavorRef": "1",
+                "security_groups": [{"name": "web", "x": 1}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+
+    // By name, with an adminPass.
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            Method::POST,
+            "/servers",
+            "2.1",
+            Some(
+                json!({"server": {"name": "w", "imageRef": IMAGE, "flavorRef": "1",
+                "adminPass": "s3cret-Pass", "security_groups": [{"name": "web"}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["server"]["adminPass"], "s3cret-Pass");
+    assert_eq!(v["server"]["security_groups"], json!([{"name": "web"}]));
+    let w = v["server"]["id"].as_str().unwrap().to_string();
+    let s = h.wait(&w, "ACTIVE").await;
+    assert_eq!(s["security_groups"], json!([{"name": "web"}]), "{s}");
+    let ports = wait_ports(&h, &w, |p| p.len() == 1).await;
+    assert_eq!(port_groups(&ports[0]), vec![web_id.clone()]);
+
+    // Without: the project's default group.
+    let d = boot_ok(&h, ALICE, "d", json!("auto")).await;
+    let sd = h.wait(&d, "ACTIVE").await;
+    assert_eq!(sd["security_groups"], json!([{"name": "default"}]), "{sd}");
+    let (_, groups) = h
+        .neutron(
+            ALICE,
+            Method::GET,
+            "/v2.0/security-groups?name=default",
+            None,
+        )
+        .await;
+    let default_id = groups["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ports = wait_ports(&h, &d, |p| p.len() == 1).await;
+    assert_eq!(port_groups(&ports[0]), vec![default_id.clone()]);
+    // No ports: no `security_groups` key.
+    let n = boot_ok(&h, ALICE, "n", json!("none")).await;
+    let sn = h.wait(&n, "ACTIVE").await;
+    assert!(sn.get("security_groups").is_none(), "{sn}");
+
+    // Nova's detailed list: ingress rules only; the default group's rules name it.
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            Method::GET,
+            &format!("/servers/{d}/os-security-groups"),
+            "2.1",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let g = &v["security_groups"][0];
+    assert_eq!(g["id"], default_id.as_str());
+    assert_eq!(g["name"], "default");
+    assert_eq!(g["tenant_id"], "p1");
+    let rules = g["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{g}");
+    for r in rules {
+        assert_eq!(r["group"], json!({"name": "default", "tenant_id": "p1"}));
+        assert_eq!(r["ip_range"], json!({}));
+        assert_eq!(r["parent_group_id"], default_id.as_str());
+        assert_eq!(r["ip_protocol"], Value::Null);
+    }
+
+    // addSecurityGroup / removeSecurityGroup change the ports.
+    let act = |body: Value| {
+        let (h, w) = (&h, w.clone());
+        async move {
+            h.req_at(
+                ALICE,
+                Method::POST,
+                &format!("/servers/{w}/action"),
+                "2.1",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (code, v) = act(json!({"addSecurityGroup": {"name": "default"}})).await;
+    assert_eq!(code, 202, "{v}");
+    let ports = ports_of(&h, &w).await;
+    assert_eq!(
+        port_groups(&ports[0]),
+        vec![web_id.clone(), default_id.clone()]
+    );
+    let s = h.show(&w).await;
+    assert_eq!(
+        s["security_groups"],
+        json!([{"name": "web"}, {"name": "default"}])
+    );
+    let (code, v) = act(json!({"addSecurityGroup": {"name": "web"}})).await;
+    assert_eq!(code, 400, "{v}");
+    // In use: Neutron refuses to delete it.
+    let (code, v) = h
+        .neutron(
+            ALICE,
+            Method::DELETE,
+            &format!("/v2.0/security-groups/{web_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    let (code, v) = act(json!({"removeSecurityGroup": {"name": "web"}})).await;
+    assert_eq!(code, 202, "{v}");
+    let ports = ports_of(&h, &w).await;
+    assert_eq!(port_groups(&ports[0]), vec![default_id.clone()]);
+    let before = h.log_len().await;
+    let (code, v) = act(json!({"removeSecurityGroup": {"name": "web"}})).await;
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(
+        v["itemNotFound"]["message"],
+        format!("Security group web not associated with the instance {w}")
+    );
+    let (code, v) = act(json!({"addSecurityGroup": {"name": "nope"}})).await;
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(
+        v["itemNotFound"]["message"],
+        "Security group nope is not found for project p1"
+    );
+    assert_eq!(h.log_len().await, before);
+    // Removing the last group leaves the key out.
+    let (code, _) = act(json!({"removeSecurityGroup": {"name": "default"}})).await;
+    assert_eq!(code, 202);
+    let s = h.show(&w).await;
+    assert!(s.get("security_groups").is_none(), "{s}");
+}

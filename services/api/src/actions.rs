@@ -241,14 +241,14 @@ pub static ACTIONS: &[ActionDecl] = &[
         r#"{"type": "rdp-html5"}"#,
     )
     .replying(Reply::Read(remote_console_reply)),
-    // Security groups on a server: Neutron's, through the server's ports (none here).
-    typed::<SecurityGroupName>(
+    // Security groups on a server: Neutron's, on the server's ports.
+    typed::<crate::server_security_groups::SecurityGroupAction>(
         "addSecurityGroup",
         ProjectMember,
         "os_compute_api:os-security-groups:add",
         r#"{"name": "default"}"#,
     ),
-    typed::<SecurityGroupName>(
+    typed::<crate::server_security_groups::SecurityGroupAction>(
         "removeSecurityGroup",
         ProjectMember,
         "os_compute_api:os-security-groups:remove",
@@ -344,21 +344,30 @@ pub struct Prepared {
     /// An image record to create (`queued`) before the command: the snapshot it uploads
     /// into (createImage, createBackup, shelve); deleted again if the command is refused.
     pub image: Option<domain::image::ImageSpec>,
-    /// A floating IP association to change (addFloatingIp, removeFloatingIp), through
-    /// the network service, with no instance command.
-    pub floating: Option<crate::floating_ip_proxy::FloatingOp>,
+    /// A change through the network service (a floating IP association, a port's
+    /// security groups), with no instance command.
+    pub network: Option<NetworkOp>,
+}
+
+/// A server action answered by changing the server's ports or floating IPs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkOp {
+    /// addFloatingIp, removeFloatingIp.
+    Floating(crate::floating_ip_proxy::FloatingOp),
+    /// addSecurityGroup, removeSecurityGroup.
+    SecurityGroups(crate::server_security_groups::SecurityGroupOp),
 }
 
 impl Prepared {
-    /// A floating IP action: no instance command, the association changed.
-    pub fn floating(op: crate::floating_ip_proxy::FloatingOp) -> Self {
+    /// A network action: no instance command, the ports or floating IPs changed.
+    pub fn network(op: NetworkOp) -> Self {
         Prepared {
             command: None,
             handover: Handover::new(),
             resize_quota: None,
             restore_quota: None,
             image: None,
-            floating: Some(op),
+            network: Some(op),
         }
     }
 }
@@ -371,7 +380,7 @@ impl From<InstanceCommand> for Prepared {
             resize_quota: None,
             restore_quota: None,
             image: None,
-            floating: None,
+            network: None,
         }
     }
 }
@@ -1025,7 +1034,7 @@ impl Action for InjectNetworkInfo {
             resize_quota: None,
             restore_quota: None,
             image: None,
-            floating: None,
+            network: None,
         })
     }
 }
@@ -1559,7 +1568,7 @@ impl Action for Rebuild {
             resize_quota: None,
             restore_quota: None,
             image: None,
-            floating: None,
+            network: None,
         })
     }
 }
@@ -1654,7 +1663,7 @@ impl Action for ConsoleOutput {
             resize_quota: None,
             restore_quota: None,
             image: None,
-            floating: None,
+            network: None,
         })
     }
 }
@@ -1716,7 +1725,7 @@ fn console_prepared(
         resize_quota: None,
         restore_quota: None,
         image: None,
-        floating: None,
+        network: None,
     })
 }
 
@@ -1796,47 +1805,5 @@ impl Action for RdpConsole {
             "The server could not comply with the request since it is either malformed or \
              otherwise incorrect.",
         ))
-    }
-}
-
-/// `addSecurityGroup` / `removeSecurityGroup`: `{"name": ...}` (Nova's `_parse`, with
-/// its three 400s). Security groups belong to Neutron and apply to a server's ports;
-/// Stratus servers have no ports, so Nova's answers for a port-less server follow: the
-/// project's `default` group exists (Neutron makes one per project) but is on no port
-/// of the server, any other name is not found (both 404, nothing appended).
-#[derive(Debug, Clone, Deserialize)]
-pub struct SecurityGroupName(String);
-
-impl Action for SecurityGroupName {
-    fn decode(_: &str, arg: &Value, _: Version) -> Result<Self, ApiError> {
-        let Some(obj) = arg.as_object() else {
-            return Err(ApiError::bad_request("Missing parameter dict"));
-        };
-        let name = obj
-            .get("name")
-            .ok_or_else(|| ApiError::bad_request("Security group not specified"))?;
-        let name = match name {
-            Value::Null | Value::Bool(false) => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        if name.trim().is_empty() {
-            return Err(ApiError::bad_request("Security group name cannot be empty"));
-        }
-        Ok(SecurityGroupName(name))
-    }
-
-    fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
-        Err(if self.0 == "default" {
-            ApiError::not_found(format!(
-                "instance_id {} could not be found as device id on any ports",
-                cx.instance.id()
-            ))
-        } else {
-            ApiError::not_found(format!(
-                "Security group {} is not found for project {}",
-                self.0, cx.caller.project
-            ))
-        })
     }
 }

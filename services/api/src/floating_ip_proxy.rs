@@ -563,7 +563,7 @@ impl Action for AddFloatingIp {
             &self.address,
             self.fixed_address.as_deref(),
         )?;
-        Ok(Prepared::floating(op))
+        Ok(Prepared::network(crate::actions::NetworkOp::Floating(op)))
     }
 }
 
@@ -577,11 +577,8 @@ impl Action for RemoveFloatingIp {
 
     fn resolve(self, cx: &ActionCx<'_>) -> Result<Prepared, ApiError> {
         let server = cx.instance.id().to_string();
-        Ok(Prepared::floating(resolve_remove(
-            cx.views,
-            cx.caller,
-            &server,
-            &self.address,
-        )?))
+        Ok(Prepared::network(crate::actions::NetworkOp::Floating(
+            resolve_remove(cx.views, cx.caller, &server, &self.address)?,
+        )))
     }
 }

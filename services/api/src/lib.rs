@@ -66,6 +66,7 @@ pub mod security_group_proxy;
 pub mod server_groups;
 pub mod server_info;
 pub mod server_networks;
+pub mod server_security_groups;
 pub mod servers;
 pub mod snapshots;
 pub mod status;
@@ -429,7 +430,7 @@ pub fn routes(state: ApiState) -> Registrar {
         .route(
             M::GET,
             "/v2.1/servers/{id}/os-security-groups",
-            server_info::security_groups,
+            server_security_groups::index,
         )
         // Nova's network proxies (floating_ip_proxy.rs).
         .route(

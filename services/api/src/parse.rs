@@ -98,6 +98,57 @@ pub struct CreateServer {
     pub personality: Vec<(String, String)>,
     /// `OS-DCF:diskConfig` (AUTO: true), if given.
     pub auto_disk_config: Option<bool>,
+    /// `security_groups` names (or ids), without repeats (Nova's set); None when not
+    /// given (the project's `default`).
+    pub security_groups: Option<Vec<String>>,
+    /// `adminPass` as given (the reply echoes it; Nova generates one otherwise).
+    pub admin_pass: Option<String>,
+}
+
+/// `security_groups` of a create: a list of `{"name": name-or-id}` (Nova's schema);
+/// items without a name are skipped and repeats dropped, as Nova's controller does.
+fn security_group_names(v: &Value) -> Result<Vec<String>, ApiError> {
+    let Value::Array(items) = v else {
+        return Err(invalid(
+            "security_groups",
+            v,
+            &format!("{v} is not of type 'array'"),
+        ));
+    };
+    let mut names: Vec<String> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(invalid(
+                &n.to_string(),
+                item,
+                &format!("{item} is not of type 'object'"),
+            ));
+        };
+        if let Some(k) = o.keys().find(|k| *k != "name") {
+            return Err(invalid(
+                &n.to_string(),
+                item,
+                &format!("Additional properties are not allowed ('{k}' was unexpected)"),
+            ));
+        }
+        match o.get("name") {
+            None => {}
+            Some(Value::String(name)) => {
+                check_len("name", name, 1, 255)?;
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "name",
+                    other,
+                    &format!("{other} is not of type 'string'"),
+                ))
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// Whether `k` is a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`, Nova's
@@ -357,7 +408,7 @@ struct ServerFields {
     #[serde(default, deserialize_with = "present")]
     hostname: Option<Option<IgnoredAny>>,
     #[serde(rename = "adminPass", default)]
-    _admin_pass: Option<IgnoredAny>,
+    admin_pass: Option<Value>,
     #[serde(rename = "OS-DCF:diskConfig", default)]
     disk_config: Option<Value>,
     #[serde(rename = "accessIPv4", default)]
@@ -371,7 +422,7 @@ struct ServerFields {
     #[serde(rename = "return_reservation_id", default)]
     return_reservation_id: Option<Value>,
     #[serde(rename = "security_groups", default)]
-    _security_groups: Option<IgnoredAny>,
+    security_groups: Option<Value>,
     #[serde(rename = "user_data", default)]
     user_data: Option<Value>,
 }
@@ -725,6 +776,22 @@ impl Decode for CreateServer {
             None => Vec::new(),
             Some(v) => personality(&v.clone().unwrap_or(Value::Null))?,
         };
+        let security_groups = s
+            .security_groups
+            .as_ref()
+            .map(security_group_names)
+            .transpose()?;
+        let admin_pass = match &s.admin_pass {
+            None => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(v) => {
+                return Err(invalid(
+                    "adminPass",
+                    v,
+                    &format!("{v} is not of type 'string'"),
+                ))
+            }
+        };
         let return_reservation_id = s
             .return_reservation_id
             .as_ref()
@@ -756,6 +823,8 @@ impl Decode for CreateServer {
             tags,
             personality,
             auto_disk_config,
+            security_groups,
+            admin_pass,
         })
     }
 }

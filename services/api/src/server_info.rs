@@ -110,15 +110,3 @@ pub async fn diagnostics(
         "memory_details": {"maximum": f.ram_mb, "used": 0},
     })))
 }
-
-/// GET /servers/{id}/os-security-groups: the groups of the server's ports (Nova asks
-/// Neutron); a server without ports has none.
-pub async fn security_groups(
-    State(st): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world().read();
-    visible(&views, &id, &caller)?;
-    Ok(Json(json!({"security_groups": []})))
-}

@@ -589,6 +589,18 @@ pub async fn interfaces_create(
             Networks::List(l) => l.len(),
             _ => 0,
         };
+        // The server's recorded groups; a server created without ports gets its
+        // project's `default` (Nova's `instance.security_groups`).
+        let groups = if !server_ports::secured(&st.engine, &network) {
+            Vec::new()
+        } else if let Some(g) = server_ports::recorded_groups(&st.engine, inst.id()) {
+            g
+        } else {
+            let d =
+                crate::server_security_groups::default_group(&st, &caller, &inst.spec.project_id)
+                    .await?;
+            vec![d.0]
+        };
         let mut created = None;
         for _ in 0..4 {
             let slot = {
@@ -610,7 +622,7 @@ pub async fn interfaces_create(
                     device_id: inst.id().to_string(),
                     device_owner: domain::network::server::device_owner(&zone),
                     admin_state_up: true,
-                    security_groups: Vec::new(),
+                    security_groups: groups.clone(),
                     port_security_enabled: None,
                     allowed_address_pairs: Vec::new(),
                     binding_host: host.clone(),

@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::instance::{Instance, InstanceCommand};
+use domain::instance::{Instance, InstanceCommand, Networks};
 use domain::quota::{QuotaCommand, QuotaEvent, Usage};
 use domain::{CellName, InstanceId};
 use projections::Views;
@@ -164,6 +164,20 @@ pub async fn create(
         (spec, details, networks)
     };
     req.networks = networks;
+    // Nova's `_check_requested_secgroups`: the named groups must be the project's.
+    // A server with ports records its groups (`default` when none was named).
+    let has_ports = matches!(&req.networks, Networks::List(l) if !l.is_empty());
+    let groups = if has_ports || req.security_groups.is_some() {
+        let g = crate::server_security_groups::resolve_for_create(
+            &st,
+            &caller,
+            req.security_groups.as_deref(),
+        )
+        .await?;
+        has_ports.then_some(g)
+    } else {
+        None
+    };
     // Quota first (Nova's order: after validation, before anything is recorded); a
     // refusal appends nothing. Should the create itself be refused now, the holding is
     // given back at once (the quota reactor would after its grace anyway).
@@ -227,6 +241,7 @@ pub async fn create(
                 (n == 0).then(|| first_spec.clone()),
                 &details,
                 &extras,
+                groups.as_deref(),
             )
             .await
         };
@@ -260,8 +275,11 @@ pub async fn create(
         "id": sid,
         "links": view::links(caller.base(), "servers", &sid),
         "OS-DCF:diskConfig": if req.auto_disk_config == Some(true) { "AUTO" } else { "MANUAL" },
-        "security_groups": [{"name": "default"}],
-        "adminPass": admin_pass(ids[0].0),
+        "security_groups": req.security_groups.as_ref().map_or_else(
+            || json!([{"name": "default"}]),
+            |names| names.iter().map(|n| json!({"name": n})).collect(),
+        ),
+        "adminPass": req.admin_pass.clone().unwrap_or_else(|| admin_pass(ids[0].0)),
     }});
     Ok((
         StatusCode::ACCEPTED,
@@ -284,6 +302,7 @@ async fn build_one(
     spec: Option<domain::instance::InstanceSpec>,
     details: &domain::instance::BootDetails,
     extras: &domain::instance::CreateExtras,
+    groups: Option<&[domain::SecurityGroupId]>,
 ) -> Result<(), ApiError> {
     let mut spec = match spec {
         Some(s) => s,
@@ -324,6 +343,9 @@ async fn build_one(
     );
     if let Some(auto) = auto_disk_config {
         cmd = InstanceCommand::WithDiskConfig(Box::new(cmd), auto);
+    }
+    if let Some(groups) = groups {
+        cmd = InstanceCommand::WithSecurityGroups(Box::new(cmd), groups.to_vec());
     }
     let created = st
         .engine
@@ -677,8 +699,14 @@ pub async fn action(
             )
             .await?;
     }
-    if let Some(op) = &prepared.floating {
-        crate::floating_ip_proxy::apply(&st, &caller, op).await?;
+    match &prepared.network {
+        Some(crate::actions::NetworkOp::Floating(op)) => {
+            crate::floating_ip_proxy::apply(&st, &caller, op).await?
+        }
+        Some(crate::actions::NetworkOp::SecurityGroups(op)) => {
+            crate::server_security_groups::apply(&st, &caller, op).await?
+        }
+        None => {}
     }
     let done = match prepared.command {
         Some(cmd) => st

@@ -166,7 +166,7 @@ impl Action for CreateImage {
             resize_quota: None,
             restore_quota: None,
             image: Some(spec),
-            floating: None,
+            network: None,
         })
     }
 }
@@ -222,7 +222,7 @@ impl Action for CreateBackup {
             resize_quota: None,
             restore_quota: None,
             image: Some(spec),
-            floating: None,
+            network: None,
         })
     }
 }
@@ -282,7 +282,7 @@ impl Action for Shelve {
             resize_quota: None,
             restore_quota: None,
             image,
-            floating: None,
+            network: None,
         })
     }
 }

@@ -258,7 +258,9 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
             "OS-SRV-USG:terminated_at",
             json!(i.terminated_at.map(iso_micros)),
         );
-        put("security_groups", json!([{"name": "default"}]));
+        if let Some(groups) = crate::server_security_groups::names(cx.views, &id) {
+            put("security_groups", groups);
+        }
         put("os-extended-volumes:volumes_attached", json!([]));
     }
     if PROGRESS_STATUSES.contains(&status) {

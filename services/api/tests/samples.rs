@@ -156,8 +156,9 @@ fn create_body(version: &str, dir: &Path) -> Value {
     body
 }
 
-/// A network `private` (10.0.0.0/24) with a port of server `id` on it, straight
-/// through the engine (this stack serves no network API).
+/// A network `private` (10.0.0.0/24) with a port of server `id` on it, in the
+/// project's `default` security group, straight through the engine (this stack serves
+/// no network API).
 async fn give_port(s: &Stack, id: &str) {
     use domain::network::{
         Cidr, GatewayRequest, NetworkCommand, NetworkSpec, PortRequest, SubnetRequest,
@@ -196,6 +197,26 @@ async fn give_port(s: &Stack, id: &str) {
         ipv6_address_mode: None,
         subnetpool_id: None,
     };
+    // Nova's samples show the port's group, the project's `default`.
+    let group = network::security_groups::default_group_id("adminproj");
+    let new = domain::security_group::NewGroup {
+        id: group,
+        name: "default".into(),
+        description: "Default security group".into(),
+        project_id: "adminproj".into(),
+        stateful: true,
+        is_default: true,
+        rule_ids: std::array::from_fn(|_| domain::SecurityGroupRuleId(uuid::Uuid::new_v4())),
+    };
+    let _ = s
+        .engine
+        .security_group(
+            &group,
+            domain::security_group::SecurityGroupCommand::Create(new),
+            &ctx,
+            &meta,
+        )
+        .await;
     let port = PortRequest {
         id: domain::PortId(uuid::Uuid::new_v4()),
         name: String::new(),
@@ -207,18 +228,34 @@ async fn give_port(s: &Stack, id: &str) {
         device_id: id.into(),
         device_owner: "compute:nova".into(),
         admin_state_up: true,
-        security_groups: vec![],
+        security_groups: vec![group.0],
         port_security_enabled: None,
         allowed_address_pairs: vec![],
         binding_host: "compute".into(),
         binding_vnic_type: "normal".into(),
         binding_profile: "{}".into(),
     };
-    for cmd in [
-        NetworkCommand::Create(spec),
-        NetworkCommand::CreateSubnet(Box::new(subnet)),
-        NetworkCommand::CreatePort(Box::new(port)),
-    ] {
+    // One `private` network per stack: the first call creates it.
+    let existing = s
+        .engine
+        .world()
+        .read()
+        .networks()
+        .all()
+        .find(|n| n.spec.name == "private")
+        .map(|n| n.spec.id);
+    let (net, cmds) = match existing {
+        Some(net) => (net, vec![NetworkCommand::CreatePort(Box::new(port))]),
+        None => (
+            net,
+            vec![
+                NetworkCommand::Create(spec),
+                NetworkCommand::CreateSubnet(Box::new(subnet)),
+                NetworkCommand::CreatePort(Box::new(port)),
+            ],
+        ),
+    };
+    for cmd in cmds {
         s.engine.network(&net, cmd, &ctx, &meta).await.unwrap();
     }
 }
@@ -259,6 +296,8 @@ async fn server_responses_have_exactly_the_samples_fields() {
         );
         let id = create.body["server"]["id"].as_str().unwrap().to_string();
         s.make_active(&id, &host).await;
+        // Its port (and the port's security group) as Nova's samples show them.
+        give_port(&s, &id).await;
         if let Some(sample) = exists(&dir, "server-create-resp.json") {
             compare(
                 "server-create-resp",
@@ -1465,6 +1504,9 @@ async fn server_subresource_responses_have_exactly_the_samples_fields() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let id = r.body["server"]["id"].as_str().unwrap().to_string();
     s.make_active(&id, &host).await;
+    // The server gets a port on a network named `private` (as the samples'), with its
+    // project's default security group.
+    give_port(&s, &id).await;
 
     // server-metadata (2.1): POST and PUT of the whole metadata, GET, one item.
     for (version, dir) in versions("server-metadata") {
@@ -1574,9 +1616,7 @@ async fn server_subresource_responses_have_exactly_the_samples_fields() {
         compared += 4;
     }
 
-    // server-ips (2.1): the server gets a port on a network named `private` (as the
-    // sample's), then the list and the per-network view.
-    give_port(&s, &id).await;
+    // server-ips (2.1): the list and the per-network view of the port given above.
     for (version, dir) in versions("server-ips") {
         let r = s
             .get(&format!("/v2.1/servers/{id}/ips"), MEMBER, Some(&version))
@@ -2005,6 +2045,7 @@ async fn rescue_and_deferred_delete_responses_have_exactly_the_samples_fields() 
         let v = Some(version.as_str());
         let id = s.server(MEMBER, "rescue-me", "1").await;
         s.make_active(&id, &host).await;
+        give_port(&s, &id).await;
         let action = format!("/v2.1/servers/{id}/action");
         for req in [
             "server-rescue-req.json",

@@ -114,6 +114,39 @@ fn ctx(actor: &str) -> Ctx {
     Ctx::service(actor, now(), Uuid::new_v4())
 }
 
+/// Whether ports on `network` take security groups (its `port_security_enabled`;
+/// Neutron refuses groups on a port without port security, and Nova then drops the
+/// lone `default`).
+pub fn secured(engine: &Engine, network: &NetworkId) -> bool {
+    engine
+        .world()
+        .read()
+        .networks()
+        .get(network)
+        .is_none_or(|n| n.spec.port_security_enabled)
+}
+
+/// The security groups `server`'s create recorded (`instance.security_groups_requested`);
+/// None for a server created without ports or before groups were recorded.
+pub fn recorded_groups(engine: &Engine, server: InstanceId) -> Option<Vec<Uuid>> {
+    engine
+        .world()
+        .read()
+        .instances()
+        .get(&server)
+        .and_then(|r| r.extras.security_groups.as_ref())
+        .map(|g| g.iter().map(|g| g.0).collect())
+}
+
+/// The security groups a new port of `server` on `network` gets: those its create
+/// recorded, none on a network without port security.
+pub fn port_groups(engine: &Engine, server: &Instance, network: &NetworkId) -> Vec<Uuid> {
+    if !secured(engine, network) {
+        return Vec::new();
+    }
+    recorded_groups(engine, server.id()).unwrap_or_default()
+}
+
 /// A new port of `server` (Nova's `_create_port_minimal` and the binding update that
 /// follows it, in one create).
 #[allow(clippy::too_many_arguments)]
@@ -128,6 +161,7 @@ pub async fn create_port(
     host: &str,
     zone: &str,
 ) -> Result<(), PortsError> {
+    let security_groups = port_groups(engine, server, &network);
     let req = PortRequest {
         id,
         name: String::new(),
@@ -139,9 +173,7 @@ pub async fn create_port(
         device_id: server.id().to_string(),
         device_owner: device_owner(zone),
         admin_state_up: true,
-        // Security groups: the network service has none yet (issue 13's security
-        // group part sets the server's groups here).
-        security_groups: Vec::new(),
+        security_groups,
         port_security_enabled: None,
         allowed_address_pairs: Vec::new(),
         binding_host: host.to_string(),

@@ -614,6 +614,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::MetadataUpdated { at, .. }
         | E::TagsSet { at, .. }
         | E::DiskConfigSet { at, .. }
+        | E::SecurityGroupsRequested { at, .. }
         | E::AccessUpdated { at, .. }
         | E::SnapshotStarted { at, .. }
         | E::UnshelveStarted { at, .. }
@@ -968,7 +969,7 @@ pub fn notifications(
             }
         }
         // Shown by the API only; its command's own events notify.
-        E::DiskConfigSet { .. } | E::AccessUpdated { .. } => {}
+        E::DiskConfigSet { .. } | E::AccessUpdated { .. } | E::SecurityGroupsRequested { .. } => {}
         E::Deleted { .. } => {
             let i = before.unwrap_or(after);
             if i.task_state == Some(TaskState::Deleting) {
