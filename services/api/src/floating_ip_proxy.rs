@@ -36,7 +36,7 @@ use crate::ApiState;
 pub const DEFAULT_POOL: &str = "public";
 
 /// Nova's proxy APIs end at 2.35.
-fn proxy_version(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn proxy_version(caller: &Caller) -> Result<(), ApiError> {
     if caller.version().at_least(36) {
         Err(ApiError::not_found("The resource could not be found."))
     } else {

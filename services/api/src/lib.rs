@@ -62,6 +62,7 @@ pub mod notifications;
 pub mod parse;
 pub mod policy;
 pub mod quotas;
+pub mod security_group_proxy;
 pub mod server_groups;
 pub mod server_info;
 pub mod server_networks;
@@ -468,6 +469,42 @@ pub fn routes(state: ApiState) -> Registrar {
             M::GET,
             "/v2.1/os-floating-ip-pools",
             floating_ip_proxy::pools,
+        )
+        // Nova's security group proxies (security_group_proxy.rs).
+        .route(
+            M::GET,
+            "/v2.1/os-security-groups",
+            security_group_proxy::index,
+        )
+        .route(
+            M::POST,
+            "/v2.1/os-security-groups",
+            security_group_proxy::create,
+        )
+        .route(
+            M::GET,
+            "/v2.1/os-security-groups/{id}",
+            security_group_proxy::show,
+        )
+        .route(
+            M::PUT,
+            "/v2.1/os-security-groups/{id}",
+            security_group_proxy::update,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/os-security-groups/{id}",
+            security_group_proxy::delete,
+        )
+        .route(
+            M::POST,
+            "/v2.1/os-security-group-rules",
+            security_group_proxy::create_rule,
+        )
+        .route(
+            M::DELETE,
+            "/v2.1/os-security-group-rules/{id}",
+            security_group_proxy::delete_rule,
         )
         .route(M::GET, "/v2.1/os-migrations", migrations::index)
         .route(

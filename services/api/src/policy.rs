@@ -1035,6 +1035,56 @@ pub const ROUTES: &[Endpoint] = &[
         "os_compute_api:os-floating-ip-pools",
         Target::None,
     ),
+    // Nova's security group proxies (2.1-2.35; security_group_proxy.rs).
+    ep(
+        "GET",
+        "/v2.1/os-security-groups",
+        ProjectReader,
+        "os_compute_api:os-security-groups:get",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-security-groups",
+        ProjectMember,
+        "os_compute_api:os-security-groups:create",
+        Target::None,
+    ),
+    ep(
+        "GET",
+        "/v2.1/os-security-groups/{id}",
+        ProjectReader,
+        "os_compute_api:os-security-groups:show",
+        Target::None,
+    ),
+    ep(
+        "PUT",
+        "/v2.1/os-security-groups/{id}",
+        ProjectMember,
+        "os_compute_api:os-security-groups:update",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-security-groups/{id}",
+        ProjectMember,
+        "os_compute_api:os-security-groups:delete",
+        Target::None,
+    ),
+    ep(
+        "POST",
+        "/v2.1/os-security-group-rules",
+        ProjectMember,
+        "os_compute_api:os-security-groups:rule:create",
+        Target::None,
+    ),
+    ep(
+        "DELETE",
+        "/v2.1/os-security-group-rules/{id}",
+        ProjectMember,
+        "os_compute_api:os-security-groups:rule:delete",
+        Target::None,
+    ),
     // Migrations: Nova's project managers list their project's migrations and
     // force-complete or abort their servers' (host fields only for admins: Nova's
     // `index:host`); `show` stays admin.

@@ -18,7 +18,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use domain::network::{NetworkCommand, Port, PortPatch};
-use domain::security_group::{Direction, Rule, SecurityGroup};
+use domain::security_group::SecurityGroup;
 use domain::{NetworkId, PortId, SecurityGroupId};
 use projections::Views;
 use serde_json::{json, Value};
@@ -159,63 +159,6 @@ pub fn groups_of(views: &Views, server: &str) -> Vec<SecurityGroup> {
         .collect()
 }
 
-/// A group as Nova shows it (`_convert_to_nova_security_group_format` then
-/// `_format_security_group`): its ingress rules only, each with `group` (the remote
-/// group's name and project, when it still exists; a rule whose remote group is gone
-/// is left out) or `ip_range`.
-pub fn nova_group(views: &Views, g: &SecurityGroup) -> Value {
-    let rules: Vec<Value> = g
-        .rules
-        .values()
-        .filter(|r| r.direction == Direction::Ingress)
-        .filter_map(|r| nova_rule(views, r))
-        .collect();
-    json!({
-        "id": g.spec.id.to_string(),
-        "name": g.spec.name,
-        "description": g.spec.description,
-        "tenant_id": g.spec.project_id,
-        "rules": rules,
-    })
-}
-
-/// One rule as Nova shows it (`_convert_to_nova_security_group_rule_format` then
-/// `_format_security_group_rule`); None when its remote group is gone.
-pub fn nova_rule(views: &Views, r: &Rule) -> Option<Value> {
-    let (from, to) = match (&r.protocol, r.port_range_min, r.port_range_max) {
-        (Some(p), None, None) if matches!(p.to_ascii_uppercase().as_str(), "TCP" | "UDP") => {
-            (json!(1), json!(65535))
-        }
-        (Some(_), None, None) => (json!(-1), json!(-1)),
-        (_, min, max) => (json!(min), json!(max)),
-    };
-    let (group, ip_range) = match r.remote_group_id {
-        Some(rg) => {
-            let src = views.security_groups().get(&rg)?;
-            (
-                json!({"name": src.spec.name, "tenant_id": src.spec.project_id}),
-                json!({}),
-            )
-        }
-        None => (
-            json!({}),
-            json!({"cidr": r
-                .remote_ip_prefix
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "0.0.0.0/0".into())}),
-        ),
-    };
-    Some(json!({
-        "id": r.id.to_string(),
-        "parent_group_id": r.security_group_id.to_string(),
-        "ip_protocol": r.protocol,
-        "from_port": from,
-        "to_port": to,
-        "group": group,
-        "ip_range": ip_range,
-    }))
-}
-
 /// `GET /servers/{id}/os-security-groups`: the groups on the server's ports, sorted by
 /// (tenant_id, name) as Nova's `ServerSecurityGroupController.index`.
 pub async fn index(
@@ -223,13 +166,18 @@ pub async fn index(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = st.engine.world().read();
-    crate::servers::visible(&views, &id, &caller)?;
-    let mut groups = groups_of(&views, &id);
+    let mut groups = {
+        let views = st.engine.world().read();
+        crate::servers::visible(&views, &id, &caller)?;
+        groups_of(&views, &id)
+    };
     groups.sort_by(|a, b| {
         (&a.spec.project_id, &a.spec.name).cmp(&(&b.spec.project_id, &b.spec.name))
     });
-    let list: Vec<Value> = groups.iter().map(|g| nova_group(&views, g)).collect();
+    let list: Vec<Value> = groups
+        .iter()
+        .map(|g| crate::security_group_proxy::format_group(&st, &caller, g))
+        .collect();
     Ok(Json(json!({"security_groups": list})))
 }
 

@@ -112,7 +112,7 @@ pub fn rule_visible(g: &SecurityGroup, r: &Rule, c: &Caller) -> bool {
 }
 
 /// A group the caller may see, by the id text of a path or body (404 otherwise).
-pub(crate) fn visible_group(
+pub fn visible_group(
     st: &NetworkState,
     id: &str,
     c: &Caller,
@@ -183,45 +183,65 @@ pub async fn create(
         .into_iter()
         .map(|a| parse_create(a, &caller))
         .collect::<Result<Vec<_>, _>>()?;
-    for g in &groups {
-        ensure_default(&st, &caller, &g.project_id).await?;
-    }
-    let mut done: Vec<(SecurityGroupId, String)> = vec![];
+    let mut done: Vec<SecurityGroup> = vec![];
     for g in groups {
-        let (id, owner) = (g.id, g.project_id.clone());
-        let cmd = SecurityGroupCommand::Create(g);
-        let res = async {
-            precheck(&st, &id, &cmd)?;
-            quotas::reserve(&st, &caller, &owner, NetResource::SecurityGroup, id.0).await?;
-            st.engine
-                .security_group(&id, cmd, &caller.ctx(), &caller.meta())
-                .await
-                .map_err(NetworkError::from)
-        }
-        .await;
-        if let Err(e) = res {
-            quotas::release(&st, &caller, &owner, id.0).await;
-            for (d, o) in done {
-                let _ = st
-                    .engine
-                    .security_group(
-                        &d,
-                        SecurityGroupCommand::Delete,
-                        &caller.ctx(),
-                        &caller.meta(),
-                    )
-                    .await;
-                quotas::release(&st, &caller, &o, d.0).await;
+        match create_group(&st, &caller, g).await {
+            Ok(g) => done.push(g),
+            Err(e) => {
+                for d in &done {
+                    let _ = delete_group(&st, &caller, d).await;
+                }
+                return Err(e);
             }
-            return Err(e);
         }
-        done.push((id, owner));
     }
-    let views: Vec<Value> = done
-        .iter()
-        .map(|(id, _)| group(&st, id).map(|g| view::security_group(&g)))
-        .collect::<Result<_, _>>()?;
+    let views: Vec<Value> = done.iter().map(view::security_group).collect();
     Ok(crate::created("security_group", views, bulk))
+}
+
+/// A group a request names (`name` None: Neutron's empty name), checked as Neutron's
+/// attribute validators do (no group may be named `default`).
+pub fn new_group(
+    name: Option<String>,
+    description: String,
+    project: &str,
+) -> Result<NewGroup, NetworkError> {
+    if name.as_deref().is_some_and(sg::is_default_name) {
+        return Err(sg::default_exists().into());
+    }
+    Ok(NewGroup {
+        id: SecurityGroupId(Uuid::new_v4()),
+        name: name.unwrap_or_default(),
+        description,
+        project_id: project.to_string(),
+        stateful: true,
+        is_default: false,
+        rule_ids: fresh_rule_ids(),
+    })
+}
+
+/// Creates one group (its project's `default` group first, as Neutron does), within
+/// the project's quota; shared by `POST /v2.0/security-groups` and Nova's
+/// os-security-groups proxy. A refusal appends nothing but the `default` group.
+pub async fn create_group(
+    st: &NetworkState,
+    caller: &Caller,
+    g: NewGroup,
+) -> Result<SecurityGroup, NetworkError> {
+    ensure_default(st, caller, &g.project_id).await?;
+    let (id, owner) = (g.id, g.project_id.clone());
+    let cmd = SecurityGroupCommand::Create(g);
+    precheck(st, &id, &cmd)?;
+    quotas::reserve(st, caller, &owner, NetResource::SecurityGroup, id.0).await?;
+    if let Err(e) = st
+        .engine
+        .security_group(&id, cmd, &caller.ctx(), &caller.meta())
+        .await
+    {
+        quotas::release(st, caller, &owner, id.0).await;
+        return Err(e.into());
+    }
+    group(st, &id)
 }
 
 /// The project whose `default` group a listing ensures: the `project_id` (or
@@ -292,8 +312,23 @@ pub async fn update(
         stateful: a.boolean("stateful")?,
     };
     a.finish()?;
+    let g = update_group(&st, &caller, &g, patch).await?;
+    Ok(Json(json!({"security_group": view::security_group(&g)})))
+}
+
+/// Changes a group (a port's group keeps its `stateful`: `SecurityGroupInUse`);
+/// shared with Nova's proxy. Returns the changed group.
+pub async fn update_group(
+    st: &NetworkState,
+    caller: &Caller,
+    g: &SecurityGroup,
+    patch: GroupPatch,
+) -> Result<SecurityGroup, NetworkError> {
+    if patch.name.as_deref().is_some_and(sg::is_default_name) {
+        return Err(sg::default_exists().into());
+    }
     let gid = g.spec.id;
-    if patch.stateful.is_some_and(|s| s != g.spec.stateful) && in_use(&st, gid) {
+    if patch.stateful.is_some_and(|s| s != g.spec.stateful) && in_use(st, gid) {
         return Err(sg::in_use(gid).into());
     }
     st.engine
@@ -304,8 +339,7 @@ pub async fn update(
             &caller.meta(),
         )
         .await?;
-    let g = group(&st, &gid)?;
-    Ok(Json(json!({"security_group": view::security_group(&g)})))
+    group(st, &gid)
 }
 
 /// `DELETE /v2.0/security-groups/{id}`.
@@ -315,8 +349,20 @@ pub async fn delete(
     Path(id): Path,
 ) -> Result<StatusCode, NetworkError> {
     let g = visible_group(&st, &id, &caller)?;
+    delete_group(&st, &caller, &g).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a group and releases its and its rules' quota: refused while a port uses
+/// it (`SecurityGroupInUse`) and, for all but admins, for a `default` group
+/// (`SecurityGroupCannotRemoveDefault`); shared with Nova's proxy.
+pub async fn delete_group(
+    st: &NetworkState,
+    caller: &Caller,
+    g: &SecurityGroup,
+) -> Result<(), NetworkError> {
     let gid = g.spec.id;
-    if in_use(&st, gid) {
+    if in_use(st, gid) {
         return Err(sg::in_use(gid).into());
     }
     if g.spec.name == sg::DEFAULT_NAME && !caller.is_admin() {
@@ -331,7 +377,7 @@ pub async fn delete(
         )
         .await?;
     // The group and its rules (unknown ids, e.g. the default group's, are no-ops).
-    quotas::release(&st, &caller, &g.spec.project_id, gid.0).await;
+    quotas::release(st, caller, &g.spec.project_id, gid.0).await;
     let mut rules: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
     for r in g.rules.values() {
         rules.entry(r.project_id.clone()).or_default().push(r.id.0);
@@ -341,7 +387,7 @@ pub async fn delete(
             .release_network(&project, ids, &caller.ctx(), &caller.meta())
             .await;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The JSON value's text as Neutron's converters read it (None: null).
@@ -451,13 +497,35 @@ pub async fn create_rule(
     }
     let g = visible_group(&st, &group_id, &caller)?;
     let reqs: Vec<RuleRequest> = parsed.into_iter().map(|(_, _, r)| r).collect();
+    let ids = add_rules(&st, &caller, &g, reqs).await?;
+    let views = ids
+        .iter()
+        .map(|id| {
+            visible_rule(&st, &id.to_string(), &caller)
+                .map(|(g, r)| view::security_group_rule(&g, &r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::created("security_group_rule", views, bulk))
+}
+
+/// Adds canonical rules ([`sg::normalise_rule`]'s) of one project to group `g` in one
+/// commit, within the project's quota: a duplicate is `SecurityGroupRuleExists` (409)
+/// and nothing is appended. Shared with Nova's os-security-group-rules proxy.
+pub async fn add_rules(
+    st: &NetworkState,
+    caller: &Caller,
+    g: &SecurityGroup,
+    reqs: Vec<RuleRequest>,
+) -> Result<Vec<SecurityGroupRuleId>, NetworkError> {
     let ids: Vec<SecurityGroupRuleId> = reqs.iter().map(|r| r.id).collect();
-    let owner = reqs[0].project_id.clone();
+    let Some(owner) = reqs.first().map(|r| r.project_id.clone()) else {
+        return Ok(ids);
+    };
     let cmd = SecurityGroupCommand::CreateRules(reqs);
-    precheck(&st, &g.spec.id, &cmd)?;
+    precheck(st, &g.spec.id, &cmd)?;
     let res = async {
         for id in &ids {
-            quotas::reserve(&st, &caller, &owner, NetResource::SecurityGroupRule, id.0).await?;
+            quotas::reserve(st, caller, &owner, NetResource::SecurityGroupRule, id.0).await?;
         }
         st.engine
             .security_group(&g.spec.id, cmd, &caller.ctx(), &caller.meta())
@@ -476,18 +544,11 @@ pub async fn create_rule(
             .await;
         return Err(e);
     }
-    let views = ids
-        .iter()
-        .map(|id| {
-            visible_rule(&st, &id.to_string(), &caller)
-                .map(|(g, r)| view::security_group_rule(&g, &r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(crate::created("security_group_rule", views, bulk))
+    Ok(ids)
 }
 
 /// A rule the caller may see, with its group (404 otherwise).
-pub(crate) fn visible_rule(
+pub fn visible_rule(
     st: &NetworkState,
     id: &str,
     c: &Caller,
@@ -551,6 +612,18 @@ pub async fn delete_rule(
     Path(id): Path,
 ) -> Result<StatusCode, NetworkError> {
     let (g, r) = visible_rule(&st, &id, &caller)?;
+    remove_rule(&st, &caller, &g, &r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes rule `r` of group `g` and releases its quota (only the group's or the
+/// rule's project, or an admin); shared with Nova's proxy.
+pub async fn remove_rule(
+    st: &NetworkState,
+    caller: &Caller,
+    g: &SecurityGroup,
+    r: &Rule,
+) -> Result<(), NetworkError> {
     if !caller.is_admin() && g.spec.project_id != caller.project && r.project_id != caller.project {
         return Err(NetworkError::policy("delete_security_group_rule"));
     }
@@ -562,8 +635,8 @@ pub async fn delete_rule(
             &caller.meta(),
         )
         .await?;
-    quotas::release(&st, &caller, &r.project_id, r.id.0).await;
-    Ok(StatusCode::NO_CONTENT)
+    quotas::release(st, caller, &r.project_id, r.id.0).await;
+    Ok(())
 }
 
 /// The groups a port asks for, checked (Neutron's `_get_security_groups_on_port`):
