@@ -409,15 +409,8 @@ swift = False
 heat = False
 EOF
 }
-# The selection splits in two runs on one serve: tempest.api.network with neutron
-# enabled in tempest.conf, everything else with neutron disabled. Nova's pre-2.36 proxies
-# to Neutron (os-security-groups and their rules, os-floating-ips, addSecurityGroup...)
-# that tempest's compute tests use once neutron is enabled are issue 13's remaining
-# part: until they are built the compute tests run as before, without Neutron.
-NET_REGEXES=() OTHER_REGEXES=()
-for r in "${REGEXES[@]}"; do
-    case "$r" in tempest.api.network*) NET_REGEXES+=("$r") ;; *) OTHER_REGEXES+=("$r") ;; esac
-done
+# The main run: every selected module with the network service enabled in tempest.conf
+# (the compute tests boot on the `private` network and use Nova's proxies to it).
 write_conf True True True True
 
 # The selection: every test under the regexes, minus the committed exclude list (its
@@ -427,19 +420,9 @@ write_conf True True True True
 grep -vE '^\s*(#|$)' "$ROOT/ops/tempest/exclude.txt" | sed 's/\s*#.*//' > "$WORK/exclude.txt" || true
 RC=0
 : > "$WORK/run.txt"
-if [ ${#OTHER_REGEXES[@]} -gt 0 ]; then
-    "$VENV/bin/tempest" run --concurrency 2 \
-        --regex "$(IFS='|'; echo "${OTHER_REGEXES[*]}")" \
-        --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 || RC=$?
-fi
-RC_NET=0
-: > "$WORK/run-net.txt"
-if [ ${#NET_REGEXES[@]} -gt 0 ]; then
-    write_conf True True True True
-    "$VENV/bin/tempest" run --concurrency 2 \
-        --regex "$(IFS='|'; echo "${NET_REGEXES[*]}")" \
-        --exclude-list "$WORK/exclude.txt" > "$WORK/run-net.txt" 2>&1 || RC_NET=$?
-fi
+"$VENV/bin/tempest" run --concurrency 2 \
+    --regex "$(IFS='|'; echo "${REGEXES[*]}")" \
+    --exclude-list "$WORK/exclude.txt" > "$WORK/run.txt" 2>&1 || RC=$?
 
 # The second run: the tests that must store images a checking Glance refuses (they skip
 # above), against a fresh serve without the upload check; and the location API tests
@@ -462,18 +445,18 @@ if [ -n "$LAX" ]; then
     "$VENV/bin/tempest" run --concurrency 2 --regex "$LAX" \
         --exclude-list "$WORK/exclude.txt" > "$WORK/run-lax.txt" 2>&1 || RC_LAX=$?
 fi
-[ -n "${TEMPEST_REPORT:-}" ] && cat "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" > "$TEMPEST_REPORT"
+[ -n "${TEMPEST_REPORT:-}" ] && cat "$WORK/run.txt" "$WORK/run-lax.txt" > "$TEMPEST_REPORT"
 count() { cat "$@" | grep -cE "$PATTERN" || true; }
 SELECTED=$(wc -l < "$WORK/all.txt")
 # Listed tests an exclusion matches (the list's entries are regexes).
 EXCLUDED=$(grep -cEf "$WORK/exclude.txt" "$WORK/all.txt" || true)
 EXCLUDED=${EXCLUDED:-0}
-PATTERN='\.\.\. ok'; PASSED=$(count "$WORK/run.txt"); PASSED_NET=$(count "$WORK/run-net.txt"); PASSED_LAX=$(count "$WORK/run-lax.txt")
-PATTERN='\.\.\. SKIPPED'; SKIPPED=$(count "$WORK/run.txt"); SKIPPED_NET=$(count "$WORK/run-net.txt"); SKIPPED_LAX=$(count "$WORK/run-lax.txt")
-PATTERN='\.\.\. FAILED'; FAILED=$(count "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt")
-grep -hE '\.\.\. FAILED' "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" | sed 's/^/  /' || true
-echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; network run (neutron enabled): passed $PASSED_NET, skipped $SKIPPED_NET; second run without upload format checks and do_secure_hash: passed $PASSED_LAX, skipped $SKIPPED_LAX"
-if [ "$RC" -ne 0 ] || [ "$RC_NET" -ne 0 ] || [ "$RC_LAX" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
-    tail -n 30 "$WORK/run.txt" "$WORK/run-net.txt" "$WORK/run-lax.txt" >&2
-    fail "tempest run exited $RC (network run $RC_NET, second run $RC_LAX) with $FAILED failed tests"
+PATTERN='\.\.\. ok'; PASSED=$(count "$WORK/run.txt"); PASSED_LAX=$(count "$WORK/run-lax.txt")
+PATTERN='\.\.\. SKIPPED'; SKIPPED=$(count "$WORK/run.txt"); SKIPPED_LAX=$(count "$WORK/run-lax.txt")
+PATTERN='\.\.\. FAILED'; FAILED=$(count "$WORK/run.txt" "$WORK/run-lax.txt")
+grep -hE '\.\.\. FAILED' "$WORK/run.txt" "$WORK/run-lax.txt" | sed 's/^/  /' || true
+echo "tempest $TEMPEST_VERSION (${REGEXES[*]}): $SELECTED tests listed, $EXCLUDED excluded by ops/tempest/exclude.txt; passed $PASSED, skipped $SKIPPED, failed $FAILED; second run without upload format checks and do_secure_hash: passed $PASSED_LAX, skipped $SKIPPED_LAX"
+if [ "$RC" -ne 0 ] || [ "$RC_LAX" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+    tail -n 30 "$WORK/run.txt" "$WORK/run-lax.txt" >&2
+    fail "tempest run exited $RC (second run $RC_LAX) with $FAILED failed tests"
 fi
