@@ -7,9 +7,10 @@
 //!   sequence is the OCC expectation of the next command on that network (address
 //!   allocation included).
 //! - A deleted network's row stays (marked deleted) so its subject's sequence is kept;
-//!   lookups skip it. The indexes are derived from rows only.
+//!   lookups skip it. The indexes (a subnet's and a port's network, a device's ports)
+//!   are derived from rows only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use domain::network::{self, Network, Port, Subnet};
 use domain::{Event, NetworkId, PortId, SubnetId};
@@ -23,6 +24,10 @@ pub struct Networks {
     rows: Table<NetworkId, Row<Network>>,
     subnet_net: HashMap<SubnetId, NetworkId>,
     port_net: HashMap<PortId, NetworkId>,
+    /// The ports of each device (`device_id`, e.g. a server), and each port's device:
+    /// a server's view reads its ports without scanning every port.
+    device_ports: HashMap<String, BTreeSet<PortId>>,
+    port_device: HashMap<PortId, String>,
 }
 
 /// The subject of a network.
@@ -78,23 +83,68 @@ impl Networks {
 
     /// The ports whose `device_id` is `device` (a server's ports), by creation time.
     pub fn ports_of_device(&self, device: &str) -> Vec<&Port> {
-        let mut v: Vec<&Port> = self.ports().filter(|p| p.device_id == device).collect();
+        let Some(ids) = self.device_ports.get(device) else {
+            return Vec::new();
+        };
+        let mut v: Vec<&Port> = ids.iter().filter_map(|p| self.port(p)).collect();
         v.sort_by_key(|p| (p.created_at, p.id));
         v
     }
 
+    /// Records `port`'s device (an empty one: none).
+    fn set_device(&mut self, port: PortId, device: &str) {
+        self.drop_device(port);
+        if !device.is_empty() {
+            self.device_ports
+                .entry(device.to_string())
+                .or_default()
+                .insert(port);
+            self.port_device.insert(port, device.to_string());
+        }
+    }
+
+    /// Forgets `port`'s device.
+    fn drop_device(&mut self, port: PortId) {
+        if let Some(old) = self.port_device.remove(&port) {
+            if let Some(set) = self.device_ports.get_mut(&old) {
+                set.remove(&port);
+                if set.is_empty() {
+                    self.device_ports.remove(&old);
+                }
+            }
+        }
+    }
+
     fn index(&mut self, id: NetworkId) {
-        let Some(r) = self.rows.get(&id) else { return };
-        self.subnet_net.retain(|_, n| *n != id);
-        self.port_net.retain(|_, n| *n != id);
-        if r.state.deleted {
+        if !self.rows.contains_key(&id) {
             return;
         }
+        self.subnet_net.retain(|_, n| *n != id);
+        let gone: Vec<PortId> = self
+            .port_net
+            .iter()
+            .filter(|(_, n)| **n == id)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in gone {
+            self.port_net.remove(&p);
+            self.drop_device(p);
+        }
+        let Some(r) = self.rows.get(&id).filter(|r| !r.state.deleted) else {
+            return;
+        };
+        let ports: Vec<(PortId, String)> = r
+            .state
+            .ports
+            .values()
+            .map(|p| (p.id, p.device_id.clone()))
+            .collect();
         for s in r.state.subnets.keys() {
             self.subnet_net.insert(*s, id);
         }
-        for p in r.state.ports.keys() {
-            self.port_net.insert(*p, id);
+        for (p, device) in ports {
+            self.port_net.insert(p, id);
+            self.set_device(p, &device);
         }
     }
 }
@@ -132,9 +182,14 @@ impl ReadModel for Networks {
             }
             network::NetworkEvent::PortCreated { port } => {
                 self.port_net.insert(port.id, id);
+                self.set_device(port.id, &port.device_id);
+            }
+            network::NetworkEvent::PortUpdated { port } => {
+                self.set_device(port.id, &port.device_id);
             }
             network::NetworkEvent::PortDeleted { id: p, .. } => {
                 self.port_net.remove(p);
+                self.drop_device(*p);
             }
             network::NetworkEvent::Deleted { .. } => self.index(id),
             _ => {}
@@ -145,6 +200,8 @@ impl ReadModel for Networks {
     fn rebuild_indexes(&mut self) {
         self.subnet_net.clear();
         self.port_net.clear();
+        self.device_ports.clear();
+        self.port_device.clear();
         let ids: Vec<NetworkId> = self.rows.keys().copied().collect();
         for id in ids {
             self.index(id);
