@@ -427,9 +427,10 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let f = st.visible_fip(&id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"floatingip": crate::list::select(view::floating_ip(&f, st.engine.world().read().networks()), &fields)}),
+    Ok(crate::shown(
+        "floatingip",
+        view::floating_ip(&f, st.engine.world().read().networks()),
+        &q,
     ))
 }
 

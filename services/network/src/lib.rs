@@ -183,6 +183,13 @@ fn created(resource: &str, mut views: Vec<Value>, bulk: bool) -> Response {
 }
 
 /// `fields=` of a show.
+/// A shown resource: `{"<resource>": view}` with the request's `fields=` selection.
+fn shown(resource: &str, view: Value, q: &[(String, String)]) -> Json<Value> {
+    let mut body = serde_json::Map::new();
+    body.insert(resource.to_string(), list::select(view, &fields(q)));
+    Json(Value::Object(body))
+}
+
 fn fields(q: &[(String, String)]) -> Vec<String> {
     q.iter()
         .filter(|(k, _)| k == "fields")

@@ -145,10 +145,7 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<serde_json::Value>, NetworkError> {
     let n = st.visible_network(&id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        serde_json::json!({"network": crate::list::select(view::network(&n), &fields)}),
-    ))
+    Ok(crate::shown("network", view::network(&n), &q))
 }
 
 /// `PUT /v2.0/networks/{id}`.

@@ -214,10 +214,7 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let p = visible_pool(&st, &id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"subnetpool": crate::list::select(view(&p), &fields)}),
-    ))
+    Ok(crate::shown("subnetpool", view(&p), &q))
 }
 
 /// `PUT /v2.0/subnetpools/{id}`.

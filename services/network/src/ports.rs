@@ -407,10 +407,7 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let (_, p) = st.visible_port(&id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"port": crate::list::select(view::port(&p, caller.is_admin()), &fields)}),
-    ))
+    Ok(crate::shown("port", view::port(&p, caller.is_admin()), &q))
 }
 
 /// `PUT /v2.0/ports/{id}`.

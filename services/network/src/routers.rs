@@ -531,9 +531,11 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let r = st.visible_router(&id, &caller)?;
-    let fields = crate::fields(&q);
-    let v = view::router(&r, st.engine.world().read().networks());
-    Ok(Json(json!({"router": crate::list::select(v, &fields)})))
+    Ok(crate::shown(
+        "router",
+        view::router(&r, st.engine.world().read().networks()),
+        &q,
+    ))
 }
 
 /// `PUT /v2.0/routers/{id}`.

@@ -291,10 +291,7 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let g = visible_group(&st, &id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"security_group": crate::list::select(view::security_group(&g), &fields)}),
-    ))
+    Ok(crate::shown("security_group", view::security_group(&g), &q))
 }
 
 /// `PUT /v2.0/security-groups/{id}`.
@@ -599,9 +596,10 @@ pub async fn show_rule(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let (g, r) = visible_rule(&st, &id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"security_group_rule": crate::list::select(view::security_group_rule(&g, &r), &fields)}),
+    Ok(crate::shown(
+        "security_group_rule",
+        view::security_group_rule(&g, &r),
+        &q,
     ))
 }
 

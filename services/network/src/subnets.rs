@@ -353,10 +353,7 @@ pub async fn show(
     QueryPairs(q): QueryPairs,
 ) -> Result<Json<Value>, NetworkError> {
     let (_, s) = st.visible_subnet(&id, &caller)?;
-    let fields = crate::fields(&q);
-    Ok(Json(
-        json!({"subnet": crate::list::select(view::subnet(&s), &fields)}),
-    ))
+    Ok(crate::shown("subnet", view::subnet(&s), &q))
 }
 
 /// `PUT /v2.0/subnets/{id}`.
