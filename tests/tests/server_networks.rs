@@ -918,3 +918,50 @@ async fn security_groups_on_create_show_and_actions() {
     let s = h.show(&w).await;
     assert!(s.get("security_groups").is_none(), "{s}");
 }
+
+/// Device tags (2.42+ on create): os-interface shows a boot port's tag from 2.70 (null
+/// before it is given; absent before 2.70).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_ports_show_their_device_tags() {
+    let h = Harness::start(|_| {}).await;
+    let (code, v) = boot(
+        &h,
+        ALICE,
+        "2.70",
+        "t",
+        json!([{"uuid": PRIVATE_ID, "tag": "nic1"}, {"uuid": PRIVATE_ID}]),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    h.wait(&id, "ACTIVE").await;
+    wait_ports(&h, &id, |p| p.len() == 2).await;
+    let (code, v) = h
+        .req_at(
+            ALICE,
+            Method::GET,
+            &format!("/servers/{id}/os-interface"),
+            "2.70",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let mut tags: Vec<Value> = v["interfaceAttachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tag"].clone())
+        .collect();
+    tags.sort_by_key(|t| t.to_string());
+    assert_eq!(tags, vec![json!("nic1"), Value::Null]);
+    let (_, v) = h
+        .req_at(
+            ALICE,
+            Method::GET,
+            &format!("/servers/{id}/os-interface"),
+            "2.69",
+            None,
+        )
+        .await;
+    assert!(v["interfaceAttachments"][0].get("tag").is_none(), "{v}");
+}

@@ -317,8 +317,24 @@ pub async fn ips_show(
     }
 }
 
-/// Nova's interfaceAttachment view of a port.
-fn attachment(p: &Port, version: Version) -> Value {
+/// The device tag a boot request gave the port (`networks[i].tag`, 2.32+): the request
+/// naming the port, or the one whose created port it is (its derived id). Tags of
+/// interfaces attached later are not recorded.
+fn boot_tag(i: &Instance, p: &Port) -> Option<String> {
+    let Networks::List(items) = &i.spec.networks else {
+        return None;
+    };
+    items.iter().enumerate().find_map(|(n, r)| {
+        let mine = match r.port.as_deref().and_then(PortId::parse) {
+            Some(port) => port == p.id,
+            None => domain::network::server::server_port_id(i.id(), n) == p.id,
+        };
+        mine.then(|| r.tag.clone()).flatten()
+    })
+}
+
+/// Nova's interfaceAttachment view of a port of server `i`.
+fn attachment(i: &Instance, p: &Port, version: Version) -> Value {
     let fixed: Vec<Value> = p
         .fixed_ips
         .iter()
@@ -332,8 +348,7 @@ fn attachment(p: &Port, version: Version) -> Value {
         "fixed_ips": fixed,
     });
     if version.at_least(70) {
-        // Device tags of attachments are not recorded.
-        v["tag"] = Value::Null;
+        v["tag"] = json!(boot_tag(i, p));
     }
     v
 }
@@ -350,7 +365,7 @@ pub async fn interfaces_index(
         .networks()
         .ports_of_device(&i.id().to_string())
         .iter()
-        .map(|p| attachment(p, caller.version()))
+        .map(|p| attachment(i, p, caller.version()))
         .collect();
     Ok(Json(json!({"interfaceAttachments": list})))
 }
@@ -372,7 +387,7 @@ pub async fn interfaces_show(
         )));
     }
     Ok(Json(
-        json!({"interfaceAttachment": attachment(p, caller.version())}),
+        json!({"interfaceAttachment": attachment(i, p, caller.version())}),
     ))
 }
 
@@ -669,9 +684,13 @@ pub async fn interfaces_create(
         .networks()
         .port(&port)
         .ok_or_else(|| ApiError::not_found(format!("Port id {port} could not be found.")))?;
-    Ok(Json(
-        json!({"interfaceAttachment": attachment(p, caller.version())}),
-    ))
+    let mut v = attachment(&inst, p, caller.version());
+    if caller.version().at_least(70) && a.tag.is_some() {
+        // The attach's reply shows the tag it was given (later views do not: tags of
+        // attached interfaces are not recorded).
+        v["tag"] = json!(a.tag);
+    }
+    Ok(Json(json!({"interfaceAttachment": v})))
 }
 
 /// DELETE /servers/{id}/os-interface/{port_id}
