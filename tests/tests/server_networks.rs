@@ -917,6 +917,12 @@ async fn security_groups_on_create_show_and_actions() {
     assert_eq!(code, 202);
     let s = h.show(&w).await;
     assert!(s.get("security_groups").is_none(), "{s}");
+
+    // `replay rebuild` folds the same read models (the recorded groups included).
+    let Harness { stack, dir, .. } = h;
+    stack.stop().await;
+    let report = replay::rebuild_data_dir(dir.path()).await.unwrap();
+    assert!(report.matches, "{:?}", report.differences);
 }
 
 /// Device tags (2.42+ on create): os-interface shows a boot port's tag from 2.70 (null
