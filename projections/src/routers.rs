@@ -4,7 +4,9 @@
 //! Invariants:
 //! - A row's sequence is the OCC expectation of the next command on its subject.
 //! - A deleted record's row stays (marked deleted) so its subject's sequence is kept;
-//!   lookups skip it.
+//!   lookups skip it. The floating IPs' port index is derived from rows only.
+
+use std::collections::{BTreeSet, HashMap};
 
 use domain::router::{self, FloatingIp, Router};
 use domain::{Event, FloatingIpId, PortId, RouterId};
@@ -85,6 +87,9 @@ impl ReadModel for Routers {
 #[derive(Debug, Clone, Default)]
 pub struct FloatingIps {
     rows: Table<FloatingIpId, Row<FloatingIp>>,
+    /// The live floating IPs associated with each port (derived from rows): a
+    /// server's `addresses` reads its ports' floating IPs without a scan.
+    by_port: HashMap<PortId, BTreeSet<FloatingIpId>>,
 }
 
 impl FloatingIps {
@@ -105,8 +110,28 @@ impl FloatingIps {
 
     /// The live floating IPs associated with `port`.
     pub fn of_port(&self, port: PortId) -> impl Iterator<Item = &FloatingIp> {
-        self.all()
+        self.by_port
+            .get(&port)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.get(id))
             .filter(move |f| f.association.is_some_and(|a| a.port_id == port))
+    }
+
+    /// Moves `id` in the port index to where its row (if live) says.
+    fn index(&mut self, id: FloatingIpId, before: Option<PortId>) {
+        if let Some(p) = before {
+            if let Some(set) = self.by_port.get_mut(&p) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_port.remove(&p);
+                }
+            }
+        }
+        let now = self.get(&id).and_then(|f| f.association).map(|a| a.port_id);
+        if let Some(p) = now {
+            self.by_port.entry(p).or_default().insert(id);
+        }
     }
 
     /// The live floating IP holding `port` as its address.
@@ -133,6 +158,10 @@ impl ReadModel for FloatingIps {
         };
         let id = FloatingIpId::parse(c.subject.id_token()).ok_or(Invalid)?;
         let prev = self.rows.remove(&id);
+        let before = prev
+            .as_ref()
+            .and_then(|r| r.state.association)
+            .map(|a| a.port_id);
         if let Some(state) = router::evolve_floating_ip(prev.map(|r| r.state), e) {
             self.rows.insert(
                 id,
@@ -142,6 +171,15 @@ impl ReadModel for FloatingIps {
                 },
             );
         }
+        self.index(id, before);
         Ok(Some(id))
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.by_port.clear();
+        let ids: Vec<FloatingIpId> = self.rows.keys().copied().collect();
+        for id in ids {
+            self.index(id, None);
+        }
     }
 }
