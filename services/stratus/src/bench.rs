@@ -8,6 +8,12 @@
 //! rate of the event-log layer alone ([`log_append_rate`]: `JetStreamLog::append` with
 //! OCC and dedupe ids, many concurrent appenders on distinct subjects), so the report
 //! separates what the log layer costs from what the control plane above it costs.
+//!
+//! With `--networked`, servers are created with `"networks": "auto"` (the bootstrap
+//! shared `private` network) instead of `"none"`: each cycle's build creates a port on
+//! that network's aggregate and binds it, and the delete releases it. Every ACTIVE
+//! server must show an address, and once the load ends no port may be left on
+//! `private`, or the run fails.
 
 use eventlog::LockExt;
 use std::path::PathBuf;
@@ -164,6 +170,8 @@ pub struct BenchOptions {
     pub log_concurrency: usize,
     /// With `nats`: commits appended by the log-layer measurement (0 skips it).
     pub log_appends: u64,
+    /// Servers on the shared `private` network (`"networks": "auto"`), one port each.
+    pub networked: bool,
 }
 
 /// Measured figures.
@@ -197,6 +205,19 @@ pub struct BenchReport {
     pub raw_occ_rate: Option<(usize, f64)>,
     /// With --nats: the append rate of the event-log layer alone.
     pub log_layer: Option<LogAppendRate>,
+    /// With `networked`: what the ports did.
+    pub ports: Option<PortsUsed>,
+}
+
+/// The ports of a `networked` run.
+#[derive(Debug, Clone)]
+pub struct PortsUsed {
+    /// Servers built with an address on `private` (checked when ACTIVE after the
+    /// create and again after the unpause): one port created and released per cycle.
+    pub addressed: u64,
+    /// Time from the load's end until no port was left on `private` (the last
+    /// deletes' releases run after their servers are gone).
+    pub drain_seconds: f64,
 }
 
 /// What [`log_append_rate`] measured.
@@ -497,6 +518,10 @@ struct Client {
     base: String,
     lat: Arc<Mutex<Vec<u32>>>,
     requests: Arc<AtomicU64>,
+    /// Servers' ports on `private` (`"networks": "auto"`), not `"none"`.
+    networked: bool,
+    /// With `networked`: servers built with an address.
+    addressed: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -529,18 +554,19 @@ impl Client {
         Ok((status, v))
     }
 
-    async fn wait_status(&self, id: &str, want: &str) -> anyhow::Result<()> {
+    /// Polls the server until its status is `want` (`GONE`: 404); its last view.
+    async fn wait_status(&self, id: &str, want: &str) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (code, v) = self
                 .call(reqwest::Method::GET, &format!("/v2.1/servers/{id}"), None)
                 .await?;
             if want == "GONE" && code == 404 {
-                return Ok(());
+                return Ok(v);
             }
             let status = v["server"]["status"].as_str().unwrap_or("");
             if status == want {
-                return Ok(());
+                return Ok(v);
             }
             if status == "ERROR" {
                 bail!("server {id} went to ERROR: {v}");
@@ -554,13 +580,18 @@ impl Client {
 
     async fn cycle(&self, n: u64) -> anyhow::Result<()> {
         use reqwest::Method as M;
-        let body = json!({"server": {"name": format!("bench-{n}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": "none"}});
+        let networks = if self.networked { "auto" } else { "none" };
+        let body = json!({"server": {"name": format!("bench-{n}"), "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1", "networks": networks}});
         let (code, v) = self.call(M::POST, "/v2.1/servers", Some(body)).await?;
         if code != 202 {
             bail!("create returned {code}: {v}");
         }
         let id = v["server"]["id"].as_str().context("no id")?.to_string();
-        self.wait_status(&id, "ACTIVE").await?;
+        let v = self.wait_status(&id, "ACTIVE").await?;
+        self.check_addressed(&v)?;
+        if self.networked {
+            self.addressed.fetch_add(1, Ordering::Relaxed);
+        }
         let path = format!("/v2.1/servers/{id}/action");
         let action = |b: Value| self.call(M::POST, &path, Some(b));
         let (code, v) = action(json!({"pause": null})).await?;
@@ -572,18 +603,71 @@ impl Client {
         if code != 202 {
             bail!("unpause returned {code}: {v}");
         }
-        self.wait_status(&id, "ACTIVE").await?;
+        let v = self.wait_status(&id, "ACTIVE").await?;
+        self.check_addressed(&v)?;
         let (code, v) = self
             .call(M::DELETE, &format!("/v2.1/servers/{id}"), None)
             .await?;
         if code != 204 {
             bail!("delete returned {code}: {v}");
         }
-        self.wait_status(&id, "GONE").await
+        self.wait_status(&id, "GONE").await.map(|_| ())
+    }
+
+    /// With `networked`: an ACTIVE server shows its address on `private`.
+    fn check_addressed(&self, v: &Value) -> anyhow::Result<()> {
+        if !self.networked {
+            return Ok(());
+        }
+        let has = v["server"]["addresses"]["private"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        if !has {
+            bail!("ACTIVE server without an address on private: {v}");
+        }
+        Ok(())
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+/// A network API request as the noauth admin: status and JSON body.
+async fn network_call(
+    http: &reqwest::Client,
+    url: String,
+    method: reqwest::Method,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut rb = http
+        .request(method, url)
+        .header("X-Auth-Token", "admin:admin");
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await?;
+    let code = r.status().as_u16();
+    let bytes = r.bytes().await?;
+    Ok((code, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// Ports left on the bootstrap `private` network.
+async fn ports_on_private(http: &reqwest::Client, network_api: &str) -> anyhow::Result<usize> {
+    let (code, v) = network_call(
+        http,
+        format!(
+            "{network_api}/v2.0/ports?network_id={}",
+            network::bootstrap::PRIVATE_ID
+        ),
+        reqwest::Method::GET,
+        None,
+    )
+    .await?;
+    if code != 200 {
+        bail!("port list answered {code}: {v}");
+    }
+    Ok(v["ports"].as_array().map(Vec::len).unwrap_or(0))
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds.
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -633,6 +717,24 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency)
         .build()?;
+    let network_api = stack.network_addr.map(|a| format!("http://{a}"));
+    if opts.networked {
+        // Each server's port counts against the project's port quota until its release
+        // (which follows the server's deletion): no limit, so the run measures the
+        // ports, not Neutron's default of 500.
+        let api = network_api.as_deref().context("no network API")?;
+        let (code, v) = network_call(
+            &http,
+            format!("{api}/v2.0/quotas/bench"),
+            reqwest::Method::PUT,
+            Some(json!({"quota": {"port": -1}})),
+        )
+        .await?;
+        if code != 200 {
+            bail!("lifting the port quota answered {code}: {v}");
+        }
+    }
+    let addressed = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Vec::with_capacity(opts.cycles as usize * 12)));
     let requests = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
@@ -645,6 +747,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             base: format!("http://{}", stack.addr),
             lat: lat.clone(),
             requests: requests.clone(),
+            networked: opts.networked,
+            addressed: addressed.clone(),
         };
         let (next, done, total) = (next.clone(), done.clone(), opts.cycles);
         handles.push(tokio::spawn(async move {
@@ -682,11 +786,30 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     progress.abort();
     let seconds = t0.elapsed().as_secs_f64();
     let events = stack.engine.world().read().events_applied - events_before;
+    let (mut ports, mut left) = (None, 0);
+    if let (true, None, Some(api)) = (opts.networked, &first_err, &network_api) {
+        // Every port released: none left on `private` within a minute.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        left = loop {
+            let left = ports_on_private(&http, api).await?;
+            if left == 0 || Instant::now() > deadline {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        ports = Some(PortsUsed {
+            addressed: addressed.load(Ordering::Relaxed),
+            drain_seconds: t0.elapsed().as_secs_f64() - seconds,
+        });
+    }
     let peak = peak_rss_mib();
     drop(http);
     stack.stop().await;
     if let Some(e) = first_err {
         return Err(e.context("a benchmark client failed"));
+    }
+    if left > 0 {
+        bail!("{left} ports left on private a minute after the load (not released)");
     }
     let mut l = std::mem::take(&mut *lat.lock_or_recover());
     l.sort_unstable();
@@ -720,5 +843,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         raw_publish_rate,
         raw_occ_rate,
         log_layer,
+        ports,
     })
 }

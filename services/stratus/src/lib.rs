@@ -9,6 +9,7 @@ pub mod billing_bench;
 pub mod cells;
 pub mod datadir;
 pub mod httpd;
+pub mod net_bench;
 pub mod notify_bench;
 pub mod sched_bench;
 pub mod stack;

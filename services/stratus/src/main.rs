@@ -1256,6 +1256,16 @@ struct BenchArgs {
     /// transaction.
     #[arg(long, value_name = "BATCH")]
     billing: Option<usize>,
+    /// Measure port creation instead: this many concurrent `POST /v2.0/ports`
+    /// (`--concurrency` clients) on one network whose subnet has room for half of them
+    /// (exactly half must get distinct addresses, the rest IpAddressGenerationFailure),
+    /// then every accepted port deleted concurrently.
+    #[arg(long, value_name = "PORTS")]
+    ports: Option<u64>,
+    /// Lifecycle run with servers on the shared `private` network (`"networks":
+    /// "auto"`: one port created, bound and released per cycle) instead of none.
+    #[arg(long)]
+    networked: bool,
 }
 
 /// The log of a read-only audit command: the embedded one of a stopped server's data
@@ -1817,6 +1827,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     nats: b.nats.clone(),
                     log_concurrency: b.log_concurrency,
                     log_appends: 0,
+                    networked: b.networked,
                 },
                 batch,
             )
@@ -1988,6 +1999,37 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
+            if let Some(n) = b.ports {
+                let r = stratus::net_bench::ports(n, b.concurrency, b.nats.clone()).await?;
+                let backend = match &b.nats {
+                    Some(u) => format!("JetStream at {u}"),
+                    None => "embedded store".to_string(),
+                };
+                println!(
+                    "stratus bench --ports {n} ({backend}, {} clients, one network: subnet {} with room for {} addresses, {}-{})",
+                    b.concurrency, r.cidr, r.room, r.pool.0, r.pool.1
+                );
+                println!(
+                    "  creates: {} in {:.2} s = {:.0} creates/s; accepted {} ({} distinct addresses), refused {} (IpAddressGenerationFailure)",
+                    r.creates,
+                    r.seconds,
+                    r.creates_per_s(),
+                    r.accepted,
+                    r.distinct,
+                    r.refused
+                );
+                println!(
+                    "  accepted create latency p50 {:.2} ms, p99 {:.2} ms (refused p50 {:.2} ms)",
+                    r.p50_ms, r.p99_ms, r.refused_p50_ms
+                );
+                println!(
+                    "  deletes: {} in {:.2} s = {:.0} deletes/s; no port left on the network",
+                    r.accepted,
+                    r.delete_seconds,
+                    r.deletes_per_s()
+                );
+                return Ok(());
+            }
             if b.notifier {
                 let r = stratus::notify_bench::run(BenchOptions {
                     cycles: b.cycles,
@@ -1997,6 +2039,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     nats: b.nats.clone(),
                     log_concurrency: b.log_concurrency,
                     log_appends: 0,
+                    networked: b.networked,
                 })
                 .await?;
                 let l = &r.lifecycle;
@@ -2034,6 +2077,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 nats: b.nats.clone(),
                 log_concurrency: b.log_concurrency,
                 log_appends: b.log_appends,
+                networked: b.networked,
             })
             .await?;
             let backend = match &b.nats {
@@ -2041,8 +2085,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 None => "embedded store".to_string(),
             };
             println!(
-                "stratus bench ({backend}, {} clients, {} hosts)",
-                b.concurrency, b.hosts
+                "stratus bench ({backend}, {} clients, {} hosts{})",
+                b.concurrency,
+                b.hosts,
+                if b.networked {
+                    ", servers on the shared private network"
+                } else {
+                    ""
+                }
             );
             println!(
                 "  cycles:        {} in {:.2} s = {:.0} cycles/s",
@@ -2102,6 +2152,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                         100.0 * ours / l.events_per_s()
                     );
                 }
+            }
+            if let Some(p) = &r.ports {
+                println!(
+                    "  ports:         {} created on private (one per server, bound, released at delete); none left {:.2} s after the load",
+                    p.addressed, p.drain_seconds
+                );
             }
             println!("  peak memory:   {:.1} MiB RSS", r.peak_rss_mib);
             println!(
