@@ -28,6 +28,11 @@ impl NetworkQuotas {
         self.rows.get(&ledger_subject(project))
     }
 
+    /// The ledger row of `subject`.
+    pub fn row_of(&self, subject: &Subject) -> Option<&Row<NetLedger>> {
+        self.rows.get(subject)
+    }
+
     /// Every ledger with its project (the subject's id token, decoded).
     pub fn all(&self) -> impl Iterator<Item = (String, &NetLedger)> {
         self.rows

@@ -153,6 +153,11 @@ pub struct Engine {
     /// The same for quota ledgers: admissions of one project queue on its ledger, so
     /// each decides on the state the previous one left without waiting for the world.
     ledgers: pipeline::WriteThrough<domain::quota::Ledger>,
+    /// The same for networks: every port create of a network (its address allocation)
+    /// queues on the network's one subject.
+    networks: pipeline::WriteThrough<domain::network::Network>,
+    /// The same for network quota ledgers.
+    net_ledgers: pipeline::WriteThrough<domain::network::quota::NetLedger>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -196,6 +201,8 @@ impl Engine {
                 .collect(),
             hosts: Default::default(),
             ledgers: Default::default(),
+            networks: Default::default(),
+            net_ledgers: Default::default(),
         }
     }
 
@@ -275,6 +282,8 @@ impl Engine {
         }
         self.hosts.clear();
         self.ledgers.clear();
+        self.networks.clear();
+        self.net_ledgers.clear();
         Ok(())
     }
 

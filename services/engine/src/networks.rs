@@ -1,11 +1,13 @@
 //! Network commands (`stratus.api.network.<uuid>`: a network, its subnets and ports).
 //!
 //! Invariants:
-//! - Like images, a network command decides on the in-memory world and appends with
-//!   the subject's expected last sequence; on conflict the world catches up and the
-//!   command is decided again (bounded retries). Address and MAC allocation are part
-//!   of the decision, so two racing port creates (any number of processes) never get
-//!   one address: the loser decides again on the winner's state.
+//! - Network and network quota commands run in the pipelined loop of hot aggregates
+//!   ([`crate::pipeline`]): decided under the subject's lock on the newer of the world's
+//!   row and this process's write-through state, appended with that state's sequence
+//!   as the expected one; on conflict the command is decided again (bounded retries).
+//!   Address and MAC allocation are part of the decision, so two racing port creates
+//!   (any number of processes) never get one address: the loser decides again on the
+//!   winner's state.
 //! - When `network` returns Ok the world reflects the append (read-your-writes).
 //! - A refused command appends nothing.
 
@@ -29,19 +31,13 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = network_subject(id);
-        self.execute_on_world(
+        self.execute_pipelined(
             &subject,
-            &format!("network {id}"),
-            |v| {
-                let row = v.networks().row(id);
-                let evs = network::decide(*id, row.map(|r| &r.state), cmd.clone(), ctx.now)
-                    .map_err(DomainError::Network)?;
-                Ok((
-                    evs.into_iter().map(Event::Network).collect(),
-                    row.map(|r| r.seq).unwrap_or(0),
-                ))
+            || format!("network {id}"),
+            |_| (),
+            |(), state: Option<&network::Network>| {
+                network::decide(*id, state, cmd.clone(), ctx.now).map_err(DomainError::Network)
             },
-            |v| v.networks().row(id).map(|r| r.seq),
             ctx,
             meta,
         )
@@ -59,19 +55,13 @@ impl Engine {
         meta: &Meta,
     ) -> Result<Outcome, EngineError> {
         let subject = ledger_subject(project);
-        self.execute_on_world(
+        self.execute_pipelined(
             &subject,
-            &format!("network quota of {project}"),
-            |v| {
-                let row = v.network_quotas().ledger(project);
-                let evs = quota::decide(row.map(|r| &r.state), cmd.clone(), ctx.now)
-                    .map_err(DomainError::Network)?;
-                Ok((
-                    evs.into_iter().map(Event::NetworkQuota).collect(),
-                    row.map(|r| r.seq).unwrap_or(0),
-                ))
+            || format!("network quota of {project}"),
+            |_| (),
+            |(), state: Option<&quota::NetLedger>| {
+                quota::decide(state, cmd.clone(), ctx.now).map_err(DomainError::Network)
             },
-            |v| v.network_quotas().ledger(project).map(|r| r.seq),
             ctx,
             meta,
         )

@@ -1,6 +1,7 @@
 //! The command loop of hot aggregates whose decisions queue on one subject (compute
 //! hosts, which every claim on them writes; quota ledgers, which every admission of a
-//! project writes): a write-through cache of the state this process appended, so the
+//! project writes; networks, whose ports' addresses are decided on the network's one
+//! subject, and network quota ledgers): a write-through cache of the state this process appended, so the
 //! next decision need not wait for the projector, and, on a single-writer log,
 //! pipelined appends, so decisions queued on one subject share a group commit.
 //!
@@ -188,5 +189,43 @@ impl Pipelined for domain::quota::Ledger {
     }
     fn wrap(event: Self::Event) -> Event {
         Event::Quota(event)
+    }
+}
+
+impl Pipelined for domain::network::Network {
+    type Event = domain::network::NetworkEvent;
+    const WAIT_FOR_WORLD: bool = true;
+    fn cache(engine: &Engine) -> &WriteThrough<Self> {
+        &engine.networks
+    }
+    fn row<'v>(views: &'v Views, subject: &Subject) -> Option<(u64, &'v Self)> {
+        let id = domain::NetworkId::parse(subject.id_token())?;
+        views.networks().row(&id).map(|r| (r.seq, &r.state))
+    }
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self> {
+        domain::network::evolve(state, event)
+    }
+    fn wrap(event: Self::Event) -> Event {
+        Event::Network(event)
+    }
+}
+
+impl Pipelined for domain::network::quota::NetLedger {
+    type Event = domain::network::quota::NetQuotaEvent;
+    const WAIT_FOR_WORLD: bool = true;
+    fn cache(engine: &Engine) -> &WriteThrough<Self> {
+        &engine.net_ledgers
+    }
+    fn row<'v>(views: &'v Views, subject: &Subject) -> Option<(u64, &'v Self)> {
+        views
+            .network_quotas()
+            .row_of(subject)
+            .map(|r| (r.seq, &r.state))
+    }
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self> {
+        Some(domain::network::quota::evolve(state, event))
+    }
+    fn wrap(event: Self::Event) -> Event {
+        Event::NetworkQuota(event)
     }
 }
