@@ -388,6 +388,18 @@ async fn bodies_limits_and_ownership_are_checked() {
 #[tokio::test]
 async fn lists_filter_by_tags() {
     let h = Harness::start(|_| {}).await;
+    // The tag plugin's aliases, as current Neutron lists them.
+    for alias in ["standard-attr-tag", "tag-creation"] {
+        let (c, v) = h
+            .neutron(
+                USER,
+                Method::GET,
+                &format!("/v2.0/extensions/{alias}"),
+                None,
+            )
+            .await;
+        assert_eq!((c, v["extension"]["alias"].as_str()), (200, Some(alias)));
+    }
     let mut ids = vec![];
     for (name, t) in [
         ("ab", json!(["a", "b"])),

@@ -791,6 +791,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
     ("security-groups-normalized-cidr", "Security group rule normalized CIDR", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
     ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, subnetpool, router, floatingip, security_group", "Enables to set tag on resources with standard attribute."),
+    ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {
