@@ -458,3 +458,55 @@ async fn lists_filter_by_tags() {
     }
     h.stack.stop().await;
 }
+
+#[tokio::test]
+async fn ports_take_tags_on_create() {
+    let h = Harness::start(|_| {}).await;
+    let net = h
+        .neutron_create(USER, "network", json!({"name": "n"}))
+        .await;
+    h.neutron_create(
+        USER,
+        "subnet",
+        json!({"network_id": net["id"], "ip_version": 4, "cidr": "10.8.0.0/24"}),
+    )
+    .await;
+    let p = h
+        .neutron_create(
+            USER,
+            "port",
+            json!({"network_id": net["id"], "tags": ["b", "a"]}),
+        )
+        .await;
+    assert_eq!(p["tags"], json!(["a", "b"]));
+    // The bulk form (tag-ports-during-bulk-creation).
+    let (c, v) = ok(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/ports",
+        Some(json!({"ports": [
+            {"network_id": net["id"], "tags": ["x"]},
+            {"network_id": net["id"], "tags": ["y", "z"]},
+        ]})),
+    )
+    .await;
+    assert_eq!(c, 201);
+    assert_eq!(v["ports"][0]["tags"], json!(["x"]));
+    assert_eq!(v["ports"][1]["tags"], json!(["y", "z"]));
+    let m = refused(
+        &h,
+        USER,
+        Method::POST,
+        "/v2.0/ports",
+        Some(json!({"port": {"network_id": net["id"], "tags": ["a", "a"]}})),
+        400,
+        "InvalidInput",
+    )
+    .await;
+    assert_eq!(
+        m,
+        "Invalid input for operation: Invalid input for tags. Reason: Duplicate items in the list: 'a'."
+    );
+    h.stack.stop().await;
+}

@@ -351,6 +351,9 @@ pub struct PortRequest {
     pub binding_host: String,
     pub binding_vnic_type: String,
     pub binding_profile: String,
+    /// Tags given on create (`tag-ports-during-bulk-creation`; unique, checked by the
+    /// API).
+    pub tags: Vec<String>,
 }
 
 /// Changes to a port (None: unchanged).
@@ -1102,7 +1105,12 @@ fn create_port(net: &Network, r: PortRequest, now: Timestamp) -> Decided {
         binding_host: r.binding_host,
         binding_vnic_type: r.binding_vnic_type,
         binding_profile: r.binding_profile,
-        tags: vec![],
+        tags: {
+            let mut t = r.tags;
+            t.sort();
+            t.dedup();
+            t
+        },
         created_at: now,
         updated_at: now,
         revision: 0,

@@ -792,6 +792,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("security-groups-normalized-cidr", "Security group rule normalized CIDR", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
     ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, subnetpool, router, floatingip, security_group", "Enables to set tag on resources with standard attribute."),
     ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
+    ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {

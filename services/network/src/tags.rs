@@ -171,20 +171,40 @@ fn py(v: &Value) -> String {
     }
 }
 
-/// Neutron's `validate_string(tag, MAX_TAG_LEN)`.
-fn check_tag(v: &Value) -> Result<String, NetworkError> {
+/// Neutron's `validate_string(tag, MAX_TAG_LEN)`: the tag, or why not.
+fn tag_text(v: &Value) -> Result<String, String> {
     let Value::String(s) = v else {
-        return Err(NetworkError::invalid(format!(
-            "'{}' is not a valid string",
-            py(v)
-        )));
+        return Err(format!("'{}' is not a valid string", py(v)));
     };
     if s.chars().count() > MAX_TAG_LEN {
-        return Err(NetworkError::invalid(format!(
-            "'{s}' exceeds maximum length of {MAX_TAG_LEN}"
-        )));
+        return Err(format!("'{s}' exceeds maximum length of {MAX_TAG_LEN}"));
     }
     Ok(s.clone())
+}
+
+fn check_tag(v: &Value) -> Result<String, NetworkError> {
+    tag_text(v).map_err(NetworkError::invalid)
+}
+
+/// Neutron's `validate_list_of_unique_strings(list, MAX_TAG_LEN)`: the tags, or why
+/// not (also for `tags` in a port's create body).
+pub fn unique_strings(list: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = list else {
+        return Err(format!("'{}' is not a list", py(list)));
+    };
+    let mut dups: Vec<String> = vec![];
+    for (i, t) in items.iter().enumerate() {
+        if items[..i].contains(t) && !dups.contains(&py(t)) {
+            dups.push(py(t));
+        }
+    }
+    if !dups.is_empty() {
+        return Err(format!(
+            "Duplicate items in the list: '{}'",
+            dups.join(", ")
+        ));
+    }
+    items.iter().map(tag_text).collect()
 }
 
 /// Neutron's `validate_tags`: `{"tags": [unique strings]}`.
@@ -198,25 +218,7 @@ fn tags_body(raw: &[u8]) -> Result<Vec<String>, NetworkError> {
     let Some(list) = body.get("tags").filter(|_| body.is_object()) else {
         return Err(NetworkError::invalid("Invalid tags body"));
     };
-    let Value::Array(items) = list else {
-        return Err(NetworkError::invalid(format!(
-            "'{}' is not a list",
-            py(list)
-        )));
-    };
-    let mut dups: Vec<String> = vec![];
-    for (i, t) in items.iter().enumerate() {
-        if items[..i].contains(t) && !dups.contains(&py(t)) {
-            dups.push(py(t));
-        }
-    }
-    if !dups.is_empty() {
-        return Err(NetworkError::invalid(format!(
-            "Duplicate items in the list: '{}'",
-            dups.join(", ")
-        )));
-    }
-    items.iter().map(check_tag).collect()
+    unique_strings(list).map_err(NetworkError::invalid)
 }
 
 /// `GET /v2.0/<resources>/{id}/tags`.
