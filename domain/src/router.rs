@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::network::tags::{self, TagOp};
 use crate::network::{Cidr, HostRoute, NetError};
 use crate::{FloatingIpId, NetworkId, PortId, RouterId, SubnetId, Timestamp};
 
@@ -117,6 +118,8 @@ pub enum RouterCommand {
         port_id: PortId,
     },
     Delete,
+    /// A tag request (standard-attr-tag).
+    SetTags(TagOp),
 }
 
 /// An event of a router (frozen variant order: new ones go at the end).
@@ -287,6 +290,12 @@ pub fn decide(
             }
             return Ok(vec![RouterEvent::Deleted { at: now }]);
         }
+        RouterCommand::SetTags(op) => {
+            let Some(t) = tags::apply(&r.tags, &op, "routers")? else {
+                return Ok(vec![]);
+            };
+            r.tags = t;
+        }
     }
     touch(&mut r, now);
     Ok(vec![RouterEvent::Updated { router: r }])
@@ -356,6 +365,8 @@ pub enum FloatingIpCommand {
         association: Option<Option<Association>>,
     },
     Delete,
+    /// A tag request (standard-attr-tag).
+    SetTags(TagOp),
 }
 
 /// An event of a floating IP (frozen variant order: new ones go at the end).
@@ -423,6 +434,15 @@ pub fn decide_floating_ip(
             Ok(vec![FloatingIpEvent::Updated { floating_ip: f }])
         }
         FloatingIpCommand::Delete => Ok(vec![FloatingIpEvent::Deleted { at: now }]),
+        FloatingIpCommand::SetTags(op) => {
+            let Some(t) = tags::apply(&f.tags, &op, "floatingips")? else {
+                return Ok(vec![]);
+            };
+            f.tags = t;
+            f.updated_at = now;
+            f.revision += 1;
+            Ok(vec![FloatingIpEvent::Updated { floating_ip: f }])
+        }
     }
 }
 

@@ -231,6 +231,8 @@ pub enum SecurityGroupCommand {
     DeleteRule {
         id: SecurityGroupRuleId,
     },
+    /// A tag request (standard-attr-tag).
+    SetTags(crate::network::tags::TagOp),
 }
 
 /// An event of a security group (frozen variant order: new ones go at the end).
@@ -624,6 +626,17 @@ pub fn decide(
             if let Some(s) = p.stateful {
                 spec.stateful = s;
             }
+            spec.updated_at = now;
+            spec.revision += 1;
+            Ok(vec![SecurityGroupEvent::Updated { group: spec }])
+        }
+        SecurityGroupCommand::SetTags(op) => {
+            let g = live.ok_or_else(|| not_found(id))?;
+            let mut spec = g.spec.clone();
+            let Some(t) = crate::network::tags::apply(&spec.tags, &op, "security_groups")? else {
+                return Ok(vec![]);
+            };
+            spec.tags = t;
             spec.updated_at = now;
             spec.revision += 1;
             Ok(vec![SecurityGroupEvent::Updated { group: spec }])

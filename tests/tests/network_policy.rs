@@ -198,9 +198,10 @@ fn expected(method: &str, path: &str, rule: Rule, role: &str, own: bool) -> u16 
         return if names_hidden { 404 } else { 403 };
     }
     let _ = rule;
-    let ok = match method {
-        "POST" => 201,
-        "DELETE" => 204,
+    // A tag added (`PUT .../tags/{tag}`) is a 201, a tag checked a 204.
+    let ok = match (method, path.ends_with("/{tag}")) {
+        ("POST", _) | ("PUT", true) => 201,
+        ("DELETE", _) | ("GET", true) => 204,
         _ => 200,
     };
     if path.starts_with("/v2.0/quotas/{id}") {
@@ -257,14 +258,26 @@ async fn every_route_by_role_and_project() {
                 let method = Method::from_bytes(row.method.as_bytes()).unwrap();
                 let (path, body) = if row.path.contains("{id}") {
                     let (id, put, iface) = fixture(&h, row.path, project, n).await;
+                    let tagged = row.path.contains("/{id}/tags");
+                    if tagged {
+                        // The tag a check or a removal names (`{tag}`: `t`).
+                        let tag = row.path.replace("{tag}", "t").replace("{id}", &id);
+                        let tag = tag.split("/tags").next().unwrap().to_string() + "/tags/t";
+                        let owner = format!("owner:{project}:member");
+                        let (code, v) = h.neutron(&owner, Method::PUT, &tag, None).await;
+                        assert_eq!(code, 201, "{v}");
+                    }
                     let body = if row.path.ends_with("_interface") {
                         Some(iface)
+                    } else if tagged {
+                        (row.path.ends_with("/tags") && ["PUT", "POST"].contains(&row.method))
+                            .then(|| json!({"tags": ["x"]}))
                     } else if row.method == "PUT" {
                         Some(put)
                     } else {
                         None
                     };
-                    (row.path.replace("{id}", &id), body)
+                    (row.path.replace("{id}", &id).replace("{tag}", "t"), body)
                 } else if row.method == "POST" {
                     if !own {
                         continue; // a create names no other project's resource

@@ -25,6 +25,7 @@ pub mod error;
 pub mod pool;
 pub mod quota;
 pub mod server;
+pub mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -350,6 +351,9 @@ pub struct PortRequest {
     pub binding_host: String,
     pub binding_vnic_type: String,
     pub binding_profile: String,
+    /// Tags given on create (`tag-ports-during-bulk-creation`; unique, checked by the
+    /// API).
+    pub tags: Vec<String>,
 }
 
 /// Changes to a port (None: unchanged).
@@ -404,10 +408,11 @@ pub enum NetworkCommand {
     DeletePort {
         id: PortId,
     },
-    /// Replaces a network's tags (standard-attr-tag: PUT / DELETE on .../tags).
+    /// A tag request on the network or one of its subnets or ports
+    /// (standard-attr-tag: `/v2.0/<resources>/{id}/tags`).
     SetTags {
         target: TagTarget,
-        tags: Vec<String>,
+        op: tags::TagOp,
     },
 }
 
@@ -583,39 +588,43 @@ fn decide_on(net: &Network, cmd: NetworkCommand, now: Timestamp) -> Decided {
             }
             Ok(vec![NetworkEvent::PortDeleted { id: pid, at: now }])
         }
-        NetworkCommand::SetTags { target, tags } => {
-            let mut tags = tags;
-            tags.sort();
-            tags.dedup();
-            match target {
-                TagTarget::Network => {
-                    let mut s = net.spec.clone();
-                    s.tags = tags;
-                    touch(&mut s.updated_at, &mut s.revision, now);
-                    Ok(vec![NetworkEvent::Updated { network: s }])
-                }
-                TagTarget::Subnet(sid) => {
-                    let mut s = net
-                        .subnets
-                        .get(&sid)
-                        .cloned()
-                        .ok_or_else(|| NetError::subnet_not_found(sid))?;
-                    s.tags = tags;
-                    touch(&mut s.updated_at, &mut s.revision, now);
-                    Ok(vec![NetworkEvent::SubnetUpdated { subnet: s }])
-                }
-                TagTarget::Port(pid) => {
-                    let mut p = net
-                        .ports
-                        .get(&pid)
-                        .cloned()
-                        .ok_or_else(|| NetError::port_not_found(pid))?;
-                    p.tags = tags;
-                    touch(&mut p.updated_at, &mut p.revision, now);
-                    Ok(vec![NetworkEvent::PortUpdated { port: p }])
-                }
+        NetworkCommand::SetTags { target, op } => match target {
+            TagTarget::Network => {
+                let mut s = net.spec.clone();
+                let Some(t) = tags::apply(&s.tags, &op, "networks")? else {
+                    return Ok(vec![]);
+                };
+                s.tags = t;
+                touch(&mut s.updated_at, &mut s.revision, now);
+                Ok(vec![NetworkEvent::Updated { network: s }])
             }
-        }
+            TagTarget::Subnet(sid) => {
+                let mut s = net
+                    .subnets
+                    .get(&sid)
+                    .cloned()
+                    .ok_or_else(|| NetError::subnet_not_found(sid))?;
+                let Some(t) = tags::apply(&s.tags, &op, "subnets")? else {
+                    return Ok(vec![]);
+                };
+                s.tags = t;
+                touch(&mut s.updated_at, &mut s.revision, now);
+                Ok(vec![NetworkEvent::SubnetUpdated { subnet: s }])
+            }
+            TagTarget::Port(pid) => {
+                let mut p = net
+                    .ports
+                    .get(&pid)
+                    .cloned()
+                    .ok_or_else(|| NetError::port_not_found(pid))?;
+                let Some(t) = tags::apply(&p.tags, &op, "ports")? else {
+                    return Ok(vec![]);
+                };
+                p.tags = t;
+                touch(&mut p.updated_at, &mut p.revision, now);
+                Ok(vec![NetworkEvent::PortUpdated { port: p }])
+            }
+        },
     }
 }
 
@@ -1096,7 +1105,12 @@ fn create_port(net: &Network, r: PortRequest, now: Timestamp) -> Decided {
         binding_host: r.binding_host,
         binding_vnic_type: r.binding_vnic_type,
         binding_profile: r.binding_profile,
-        tags: vec![],
+        tags: {
+            let mut t = r.tags;
+            t.sort();
+            t.dedup();
+            t
+        },
         created_at: now,
         updated_at: now,
         revision: 0,

@@ -92,6 +92,8 @@ pub enum PoolCommand {
     Release {
         subnet: SubnetId,
     },
+    /// A tag request (standard-attr-tag).
+    SetTags(super::tags::TagOp),
 }
 
 /// An event of a pool (frozen variant order).
@@ -305,6 +307,16 @@ pub fn decide(
                 s.default_quota = v;
             }
             check_spec(&s)?;
+            s.updated_at = now;
+            s.revision += 1;
+            Ok(vec![PoolEvent::Updated { pool: s }])
+        }
+        PoolCommand::SetTags(op) => {
+            let mut s = pool.spec.clone();
+            let Some(t) = super::tags::apply(&s.tags, &op, "subnetpools")? else {
+                return Ok(vec![]);
+            };
+            s.tags = t;
             s.updated_at = now;
             s.revision += 1;
             Ok(vec![PoolEvent::Updated { pool: s }])

@@ -66,6 +66,7 @@ fn port_req(n: u128) -> PortRequest {
         binding_host: String::new(),
         binding_vnic_type: "normal".into(),
         binding_profile: "{}".into(),
+        tags: vec![],
     }
 }
 

@@ -643,6 +643,7 @@ pub async fn interfaces_create(
                     binding_host: host.clone(),
                     binding_vnic_type: "normal".into(),
                     binding_profile: "{}".into(),
+                    tags: vec![],
                 },
             ));
             // The port counts against the project's port quota (Neutron's OverQuota

@@ -234,6 +234,7 @@ async fn give_port(s: &Stack, id: &str) {
         binding_host: "compute".into(),
         binding_vnic_type: "normal".into(),
         binding_profile: "{}".into(),
+        tags: vec![],
     };
     // One `private` network per stack: the first call creates it.
     let existing = s

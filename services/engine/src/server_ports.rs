@@ -179,6 +179,7 @@ pub async fn create_port(
         binding_host: host.to_string(),
         binding_vnic_type: "normal".into(),
         binding_profile: "{}".into(),
+        tags: vec![],
     };
     // The port counts against the project's port quota, as Nova's port create through
     // Neutron's API does (a retried reservation of the same id is a no-op).

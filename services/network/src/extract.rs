@@ -36,3 +36,18 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
             .map_err(|_| NetworkError::bad_request("Invalid query string"))
     }
 }
+
+/// The two path parameters of a route (`{id}`, then the other: `{tag}`).
+#[derive(Debug)]
+pub struct PathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPair {
+    type Rejection = NetworkError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path((a, b))| PathPair(a, b))
+            .map_err(|r| NetworkError::bad_request(r.to_string()))
+    }
+}

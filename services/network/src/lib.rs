@@ -28,6 +28,7 @@ pub mod quotas;
 mod routers;
 pub mod security_groups;
 mod subnets;
+pub mod tags;
 pub mod view;
 
 use std::sync::Arc;
@@ -227,8 +228,29 @@ const fn ep(method: &'static str, path: &'static str, rule: Rule, name: &'static
 
 use Rule::{Authenticated, ProjectMember, ProjectReader, Public};
 
+/// The table of routes: the rows given, then the seven tag rows of each
+/// `(collection, resource)` (Neutron's `standard-attr-tag`: `<action>_<resource>:tags`
+/// rules; reading needs the reader role, changing the resource's own project, which
+/// the handlers check).
+macro_rules! with_tag_rows {
+    ($($row:expr),* $(,)? ; $(($coll:literal, $res:literal)),* $(,)?) => {
+        &[
+            $($row,)*
+            $(
+                ep("GET", concat!("/v2.0/", $coll, "/{id}/tags"), ProjectReader, concat!("get_", $res, ":tags")),
+                ep("GET", concat!("/v2.0/", $coll, "/{id}/tags/{tag}"), ProjectReader, concat!("get_", $res, ":tags")),
+                ep("PUT", concat!("/v2.0/", $coll, "/{id}/tags"), ProjectMember, concat!("update_", $res, ":tags")),
+                ep("PUT", concat!("/v2.0/", $coll, "/{id}/tags/{tag}"), ProjectMember, concat!("update_", $res, ":tags")),
+                ep("POST", concat!("/v2.0/", $coll, "/{id}/tags"), ProjectMember, concat!("create_", $res, ":tags")),
+                ep("DELETE", concat!("/v2.0/", $coll, "/{id}/tags"), ProjectMember, concat!("delete_", $res, ":tags")),
+                ep("DELETE", concat!("/v2.0/", $coll, "/{id}/tags/{tag}"), ProjectMember, concat!("delete_", $res, ":tags")),
+            )*
+        ]
+    };
+}
+
 /// Every route of the network API with its rule.
-pub const ROUTES: &[Endpoint] = &[
+pub const ROUTES: &[Endpoint] = with_tag_rows![
     ep("GET", "/", Public, "(none: version discovery)"),
     ep("GET", "/v2.0", Authenticated, "(none: resource index)"),
     ep(
@@ -428,6 +450,15 @@ pub const ROUTES: &[Endpoint] = &[
         ProjectMember,
         "delete_security_group_rule",
     ),
+    ;
+    // Keep in step with tags::TAGGED.
+    ("networks", "network"),
+    ("subnets", "subnet"),
+    ("ports", "port"),
+    ("subnetpools", "subnetpool"),
+    ("routers", "router"),
+    ("floatingips", "floatingip"),
+    ("security-groups", "security_group"),
 ];
 
 type Route = (Method, &'static str, MethodRouter<NetworkState>);
@@ -531,6 +562,29 @@ fn routes() -> Vec<Route> {
             security_groups::delete_rule,
         ),
     ]
+    .into_iter()
+    .chain(
+        ROUTES
+            .iter()
+            .filter(|e| e.path.contains("/{id}/tags"))
+            .map(tag_route),
+    )
+    .collect()
+}
+
+/// The route of a tag row: its handler by method and whether it names one tag.
+fn tag_route(e: &'static Endpoint) -> Route {
+    let m = Method::from_bytes(e.method.as_bytes()).expect("a standard HTTP method");
+    let one = e.path.ends_with("/{tag}");
+    match (e.method, one) {
+        ("GET", false) => route(m, e.path, tags::list),
+        ("GET", true) => route(m, e.path, tags::show),
+        ("PUT", false) => route(m, e.path, tags::replace),
+        ("PUT", true) => route(m, e.path, tags::add),
+        ("POST", _) => route(m, e.path, tags::add_many),
+        ("DELETE", false) => route(m, e.path, tags::clear),
+        _ => route(m, e.path, tags::remove),
+    }
 }
 
 /// Every `(method, path template)` the [`router`] serves.
@@ -736,6 +790,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("security-group", "security-group", "The security groups extension."),
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
     ("security-groups-normalized-cidr", "Security group rule normalized CIDR", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, subnetpool, router, floatingip, security_group", "Enables to set tag on resources with standard attribute."),
+    ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
+    ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
 ];
 
 fn extension_json(e: &(&str, &str, &str)) -> Value {

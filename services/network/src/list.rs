@@ -75,13 +75,14 @@ impl ListQuery {
                 }
                 "marker" => q.marker = Some(v.clone()),
                 "page_reverse" => q.page_reverse = str_bool(v).unwrap_or(false),
-                "tags" | "tags-any" | "not-tags" | "not-tags-any" => q.tags.push((
-                    k.clone(),
-                    v.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect(),
-                )),
+                "tags" | "tags-any" | "not-tags" | "not-tags-any" => {
+                    // A repeated key adds to its list (`tags=a&tags=b` is `tags=a,b`).
+                    let vs = v.split(',').filter(|s| !s.is_empty()).map(String::from);
+                    match q.tags.iter_mut().find(|(a, _)| a == k) {
+                        Some((_, have)) => have.extend(vs),
+                        None => q.tags.push((k.clone(), vs.collect())),
+                    }
+                }
                 _ => {
                     if !attrs.contains(&k.as_str()) && !RESERVED.contains(&k.as_str()) {
                         return Err(NetworkError::bad_request(format!(

@@ -252,6 +252,12 @@ fn parse_create(
         binding_host: binding_host.unwrap_or_default(),
         binding_vnic_type: vnic(&mut a)?.unwrap_or_else(|| "normal".into()),
         binding_profile: binding_profile.unwrap_or_else(|| "{}".into()),
+        tags: match a.take("tags") {
+            None => vec![],
+            Some(v) => crate::tags::unique_strings(&v).map_err(|r| {
+                NetworkError::invalid(format!("Invalid input for tags. Reason: {r}"))
+            })?,
+        },
     };
     a.finish()?;
     let port_security = req

@@ -188,6 +188,7 @@ impl NetworkState {
             binding_host: String::new(),
             binding_vnic_type: "normal".into(),
             binding_profile: "{}".into(),
+            tags: vec![],
         };
         match self
             .engine
