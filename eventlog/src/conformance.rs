@@ -520,7 +520,17 @@ pub async fn ordering(log: Arc<dyn EventLog>) {
         .await
         .unwrap()
         .is_empty());
+    // Borrowed reads carry the same commits as owned ones, from any sequence.
+    for from in 1..=11u64 {
+        let owned = log.read_subject(s1, from).await.unwrap();
+        assert_records_equal(&*log, s1, from, &owned).await;
+    }
     let unknown = subject("cell1", "never-written");
+    assert!(log
+        .read_subject_records(&unknown, 1)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(log.read_subject(&unknown, 1).await.unwrap().is_empty());
     assert!(log
         .read_subject_range(&unknown, 1, 0, 5)
@@ -633,10 +643,25 @@ pub async fn multi_event_commits(log: Arc<dyn EventLog>) {
     for (c, r) in by_subject.iter().zip(&requests) {
         assert_matches_request(c, r);
     }
+    assert_records_equal(&*log, &s, 1, &by_subject).await;
     let mut sub = log.subscribe(&stream("cell2"), 1).await.unwrap();
     for expected in &by_stream {
         let c = next_commit(&mut sub, "multi-event subscription").await;
         assert_eq!(&c, expected, "subscription delivered a different commit");
+    }
+}
+
+/// `read_subject_records(subject, from)` yields exactly `owned`, field by field.
+async fn assert_records_equal(log: &dyn EventLog, s: &Subject, from: u64, owned: &[Commit]) {
+    let read = log.read_subject_records(s, from).await.unwrap();
+    assert_eq!(read.len(), owned.len(), "records from {from}: count");
+    for (got, want) in read.iter().zip(owned) {
+        assert_eq!(
+            got.unwrap(),
+            crate::records::borrow(want),
+            "records from {from}: commit {} differs",
+            want.stream_seq
+        );
     }
 }
 

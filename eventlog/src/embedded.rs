@@ -73,8 +73,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    AppendAck, AppendRequest, Commit, EventLog, ExpectedSeq, LogError, Metadata, StoredEvent,
-    StreamName, Subject, Subscription,
+    AppendAck, AppendRequest, Commit, CommitsRead, EventLog, ExpectedSeq, LogError, Metadata,
+    StoredEvent, StreamName, Subject, Subscription,
 };
 
 /// Commits keyed by stream position.
@@ -350,6 +350,34 @@ impl StreamHandle {
             out.push(decode_record(&self.name, pos, bytes.value())?);
         }
         Ok(out)
+    }
+
+    /// The stored records of `subject` from `subject_seq >= from`, copied back to back
+    /// into one buffer (blocking): one allocation for the whole read.
+    fn read_subject_records(&self, subject: &Subject, from: u64) -> Result<CommitsRead, LogError> {
+        let r = self.db.begin_read().map_err(storage)?;
+        let index = r.open_table(SUBJECT_INDEX).map_err(storage)?;
+        let commits = r.open_table(COMMITS).map_err(storage)?;
+        let s = subject.as_str();
+        let mut rows = Vec::new();
+        let mut buf = Vec::new();
+        for row in index
+            .range((s, from.max(1))..=(s, u64::MAX))
+            .map_err(storage)?
+        {
+            let (_, pos) = row.map_err(storage)?;
+            let pos = pos.value();
+            let bytes = commits.get(pos).map_err(storage)?.ok_or_else(|| {
+                LogError::Corrupt(format!("{s}: index points at missing commit {pos}"))
+            })?;
+            buf.extend_from_slice(bytes.value());
+            rows.push((pos, buf.len()));
+        }
+        Ok(CommitsRead::Records {
+            stream: self.name.clone(),
+            rows,
+            buf,
+        })
     }
 
     /// Last sequence of `subject` (blocking, a single key lookup).
@@ -816,6 +844,18 @@ impl EventLog for EmbeddedLog {
         };
         let subject = subject.clone();
         Self::blocking(h, move |h| h.read_subject_range(&subject, from, max)).await
+    }
+
+    async fn read_subject_records(
+        &self,
+        subject: &Subject,
+        from: u64,
+    ) -> Result<CommitsRead, LogError> {
+        let Some(h) = self.handle(&subject.stream(), false).await? else {
+            return Ok(CommitsRead::Owned(Vec::new()));
+        };
+        let subject = subject.clone();
+        Self::blocking(h, move |h| h.read_subject_records(&subject, from)).await
     }
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, LogError> {

@@ -26,6 +26,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod heartbeat;
 pub mod jetstream;
+pub mod records;
 pub mod subject;
 pub mod sync;
 pub mod testing;
@@ -40,6 +41,7 @@ pub use checkpoint::{CheckpointStore, EmbeddedCheckpoints};
 pub use embedded::EmbeddedLog;
 pub use heartbeat::{Beat, Heartbeats, MemoryHeartbeats};
 pub use jetstream::{JetStreamLog, JetStreamOptions};
+pub use records::{ActorRef, CommitRef, CommitsRead, EventRef, MetaRef};
 pub use subject::{StreamName, Subject, SubjectKind};
 pub use sync::{LockExt, RwLockExt};
 
@@ -362,6 +364,17 @@ pub trait EventLog: Send + Sync + 'static {
         let mut out = self.read_subject(subject, from).await?;
         out.truncate(max);
         Ok(out)
+    }
+
+    /// Commits of `subject` with `subject_seq >= from`, oldest first, for looking at
+    /// once ([`CommitsRead::iter`]) rather than keeping: backends that can hand out
+    /// their stored records skip the owned decode (see [`records`]).
+    async fn read_subject_records(
+        &self,
+        subject: &Subject,
+        from: u64,
+    ) -> Result<CommitsRead, LogError> {
+        Ok(CommitsRead::Owned(self.read_subject(subject, from).await?))
     }
 
     /// Last sequence of a subject (0 when it has no commit).

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use domain::instance::{self, Instance};
 use domain::{Event, InstanceId};
-use eventlog::{Commit, EventLog, LogError, StreamName, Subject};
+use eventlog::{EventLog, LogError, StreamName, Subject};
 use projections::{codec, Views};
 
 /// The one error enum of replay.
@@ -201,38 +201,90 @@ pub struct HistoryStep {
     pub state: Option<Instance>,
 }
 
-/// The history of one instance: its api-subject commits, then its cell-subject commits.
+/// One step of an instance's history as [`visit_history`] shows it: borrowed from the
+/// read and from the fold, valid for the call only.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRef<'a> {
+    /// The commit's subject.
+    pub subject: &'a Subject,
+    /// Subject sequence.
+    pub subject_seq: u64,
+    pub event_type: &'a str,
+    /// Time (µs since epoch).
+    pub occurred_at: i64,
+    pub request_id: &'a str,
+    /// Actor user.
+    pub actor: &'a str,
+    /// State after the event.
+    pub state: Option<&'a Instance>,
+}
+
+/// The history of one instance, kept: every step with its own copy of the state.
+/// Looking at each step once ([`visit_history`]) avoids the copies.
 pub async fn history(log: &dyn EventLog, id: InstanceId) -> Result<Vec<HistoryStep>, ReplayError> {
-    let mut commits: Vec<Commit> = Vec::new();
+    let mut steps = Vec::new();
+    visit_history(log, id, |s| {
+        steps.push(HistoryStep {
+            subject: s.subject.clone(),
+            subject_seq: s.subject_seq,
+            event_type: s.event_type.to_string(),
+            occurred_at: s.occurred_at,
+            request_id: s.request_id.to_string(),
+            actor: s.actor.to_string(),
+            state: s.state.cloned(),
+        })
+    })
+    .await?;
+    Ok(steps)
+}
+
+/// Folds the history of one instance (its api-subject commits, then its cell-subject
+/// commits) and shows `visit` each event with the state after it; returns the number of
+/// steps. The commits are looked at in place ([`EventLog::read_subject_records`]) and
+/// the state is folded once, not copied per step.
+pub async fn visit_history(
+    log: &dyn EventLog,
+    id: InstanceId,
+    mut visit: impl FnMut(StepRef<'_>),
+) -> Result<usize, ReplayError> {
     let api = Subject::api(eventlog::SubjectKind::Instance, &id.to_string())?;
-    commits.extend(log.read_subject(&api, 1).await?);
+    let mut reads = vec![(api.clone(), log.read_subject_records(&api, 1).await?)];
     for s in log.streams().await? {
         if s == StreamName::api() {
             continue;
         }
         let subj = Subject::cell(&s, eventlog::SubjectKind::Instance, &id.to_string())?;
-        commits.extend(log.read_subject(&subj, 1).await?);
+        let read = log.read_subject_records(&subj, 1).await?;
+        reads.push((subj, read));
     }
-    let mut steps = Vec::new();
     let mut state: Option<Instance> = None;
-    for c in commits {
+    let mut n = 0usize;
+    for (subject, c) in reads
+        .iter()
+        .flat_map(|(subject, read)| read.iter().map(move |c| (subject, c)))
+    {
+        let c = c?;
         for e in &c.events {
-            let ev = codec::decode(e)?;
-            if let Event::Instance(ie) = &ev {
-                state = instance::evolve(state.take(), ie);
+            if e.event_type.starts_with("instance.") {
+                if let Event::Instance(ie) =
+                    codec::decode_parts(e.event_type, e.version, e.payload)?
+                {
+                    state = instance::evolve(state.take(), &ie);
+                }
             }
-            steps.push(HistoryStep {
-                subject: c.subject.clone(),
+            visit(StepRef {
+                subject,
                 subject_seq: c.subject_seq,
-                event_type: e.event_type.clone(),
+                event_type: e.event_type,
                 occurred_at: c.meta.occurred_at,
-                request_id: c.meta.correlation_id.clone(),
-                actor: c.meta.actor.user.clone(),
-                state: state.clone(),
+                request_id: c.meta.correlation_id,
+                actor: c.meta.actor.user,
+                state: state.as_ref(),
             });
+            n += 1;
         }
     }
-    Ok(steps)
+    Ok(n)
 }
 
 /// One project's quota usage two ways: what its ledger holds and what its live

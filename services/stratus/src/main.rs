@@ -1762,35 +1762,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 instance,
             } => {
                 let id = domain::InstanceId::parse(&instance).context("not a server id")?;
-                let steps = match &nats {
-                    None => {
-                        let _held = DataDir::existing(
-                            &data_dir,
-                            Store::Log,
-                            &format!(
-                                "stop it first, or ask the running server: \
-                                     GET /v1/instances/{id}/events"
-                            ),
-                        )?;
-                        let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(&data_dir))?;
-                        let steps = replay::history(log.as_ref(), id).await;
-                        log.close();
-                        steps?
-                    }
-                    Some(url) => {
-                        let log = open_nats(url).await?;
-                        let steps = replay::history(log.as_ref(), id).await;
-                        log.close();
-                        steps?
-                    }
-                };
-                if steps.is_empty() {
-                    anyhow::bail!("no events for instance {id}");
-                }
-                for s in steps {
+                // One line per event, printed as the fold goes (no copy of the state
+                // per step).
+                let print = |s: replay::StepRef<'_>| {
                     let st = s
                         .state
-                        .as_ref()
                         .map(|i| {
                             format!(
                                 "status={} vm_state={} task_state={} power_state={} host={}",
@@ -1812,6 +1788,31 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                         s.actor,
                         st
                     );
+                };
+                let steps = match &nats {
+                    None => {
+                        let _held = DataDir::existing(
+                            &data_dir,
+                            Store::Log,
+                            &format!(
+                                "stop it first, or ask the running server: \
+                                     GET /v1/instances/{id}/events"
+                            ),
+                        )?;
+                        let log = eventlog::EmbeddedLog::open(&stratus::stack::log_dir(&data_dir))?;
+                        let steps = replay::visit_history(log.as_ref(), id, print).await;
+                        log.close();
+                        steps?
+                    }
+                    Some(url) => {
+                        let log = open_nats(url).await?;
+                        let steps = replay::visit_history(log.as_ref(), id, print).await;
+                        log.close();
+                        steps?
+                    }
+                };
+                if steps == 0 {
+                    anyhow::bail!("no events for instance {id}");
                 }
                 Ok(())
             }
