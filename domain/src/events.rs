@@ -203,6 +203,7 @@ pub fn instance_type(e: &InstanceEvent) -> &'static str {
         E::SnapshotStarted { .. } => "instance.snapshot_started",
         E::UnshelveStarted { .. } => "instance.unshelve_started",
         E::CrashDumpTriggered { .. } => "instance.crash_dump_triggered",
+        E::PowerStateChanged { .. } => "instance.power_state_changed",
         E::EvacuationStarted { .. } => "instance.evacuation_started",
         E::Evacuated { .. } => "instance.evacuated",
     }

@@ -23,6 +23,7 @@
 //!   decides to nothing.
 
 pub mod console;
+pub mod power_sync;
 pub mod rules;
 pub mod tags;
 
@@ -816,6 +817,12 @@ pub enum InstanceCommand {
         /// Why.
         reason: String,
     },
+    /// Compute: the hypervisor shows the guest in `observed` (power-state sync):
+    /// records it when the log differs and nothing is in flight ([`power_sync::plan`]).
+    SyncPowerState {
+        /// The power state the hypervisor reports.
+        observed: PowerState,
+    },
     /// Compute: the task finished.
     Complete {
         /// The operation this answers.
@@ -888,6 +895,7 @@ impl InstanceCommand {
             | C::ScheduleFailed { .. }
             | C::Complete { .. }
             | C::Fail { .. }
+            | C::SyncPowerState { .. }
             | C::Tick => return None,
         })
     }
@@ -1231,6 +1239,15 @@ pub enum InstanceEvent {
         /// When.
         at: Timestamp,
     },
+    /// `instance.power_state_changed`: the compute agent observed the guest in another
+    /// power state than the log's while no operation was in flight (Nova's power-state
+    /// sync; see [`power_sync`]). (Appended last: postcard indexes.)
+    PowerStateChanged {
+        /// The observed power state.
+        power_state: PowerState,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// The access addresses and hostname a server update (PUT /servers/{id}) sets: the
@@ -1491,6 +1508,7 @@ pub fn decide(
             | C::ScheduleFailed { .. }
             | C::Complete { .. }
             | C::Fail { .. }
+            | C::SyncPowerState { .. }
             | C::Tick => Ok(vec![]),
             _ => Err(DomainError::NotFound {
                 kind: "Instance",
@@ -1508,6 +1526,17 @@ pub fn decide(
         });
     }
 
+    if let C::SyncPowerState { observed } = cmd {
+        return Ok(power_sync::plan(i, observed)
+            .and_then(|p| p.record)
+            .map(|power_state| InstanceEvent::PowerStateChanged {
+                power_state,
+                at: now,
+            })
+            .into_iter()
+            .collect());
+    }
+
     if let Some(rule) = cmd.action().and_then(rules::rule) {
         rule.check(i, ctx)?;
         return ruled(i, rule, cmd, op, now, cfg);
@@ -1516,7 +1545,11 @@ pub fn decide(
     let current_op = |o: Uuid| i.op.is_some_and(|x| x.id == o);
 
     match cmd {
-        C::Create(..) | C::WithDiskConfig(..) | C::WithAccess(..) | C::WithSecurityGroups(..) => {
+        C::Create(..)
+        | C::WithDiskConfig(..)
+        | C::WithAccess(..)
+        | C::WithSecurityGroups(..)
+        | C::SyncPowerState { .. } => {
             unreachable!("handled above")
         }
         // Every other user action has a row in the table (decided above); these name
@@ -2521,6 +2554,10 @@ fn apply(i: &mut Instance, ev: &InstanceEvent) {
         | E::CrashDumpTriggered { .. }
         | E::SecurityGroupsRequested { .. } => {}
         E::AccessUpdated { at, .. } => i.updated_at = *at,
+        E::PowerStateChanged { power_state, at } => {
+            i.power_state = *power_state;
+            i.updated_at = *at;
+        }
         E::RescueStarted { op, image_ref, at } => {
             i.task_state = Some(TaskState::Rescuing);
             i.op = Some(Operation {

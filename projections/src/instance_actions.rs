@@ -514,6 +514,7 @@ impl ActionsPart {
             | E::TagsSet { .. }
             | E::DiskConfigSet { .. }
             | E::SecurityGroupsRequested { .. }
+            | E::PowerStateChanged { .. }
             | E::AccessUpdated { .. }
             | E::TaskRetried { .. }
             | E::BootDetailsRecorded { .. }

@@ -337,6 +337,10 @@ fn samples() -> Vec<Event> {
             groups: vec![domain::SecurityGroupId(Uuid::from_u128(42))],
             at: t(42),
         }),
+        i(E::PowerStateChanged {
+            power_state: domain::PowerState::Shutdown,
+            at: t(43),
+        }),
         Event::Flavor(FlavorEvent::Created {
             spec: flavor(),
             at: t(0),

@@ -615,6 +615,7 @@ pub fn event_time(ev: &InstanceEvent) -> Option<Timestamp> {
         | E::TagsSet { at, .. }
         | E::DiskConfigSet { at, .. }
         | E::SecurityGroupsRequested { at, .. }
+        | E::PowerStateChanged { at, .. }
         | E::AccessUpdated { at, .. }
         | E::SnapshotStarted { at, .. }
         | E::UnshelveStarted { at, .. }
@@ -966,6 +967,13 @@ pub fn notifications(
                 && before.is_some_and(|i| i.vm_state == VmState::Building);
             if let (Some(before), false) = (before, at_create) {
                 b.update(before, after, "nova-api");
+            }
+        }
+        // Nova's power-state sync saves the instance on the compute host
+        // (`instance.save()` sends the update as nova-compute).
+        E::PowerStateChanged { .. } => {
+            if let Some(before) = before {
+                b.update(before, after, "nova-compute");
             }
         }
         // Shown by the API only; its command's own events notify.
