@@ -77,7 +77,7 @@ fn unexpected_pause_and_missing_guest_are_recorded_only() {
 
 #[test]
 fn a_stopped_server_found_running_is_stopped_again() {
-    let mut w = World::stopped();
+    let w = World::stopped();
     let p = plan(w.i(), P::Running).expect("synced");
     assert_eq!(
         (p.record, p.action),
