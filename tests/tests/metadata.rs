@@ -336,6 +336,36 @@ async fn metadata_service_and_config_drive() {
     );
     assert_eq!(leaf("/latest/user-data").await, "#cloud-config\n");
     assert_eq!(leaf("/2009-04-04/meta-data/ami-launch-index").await, "0");
+    // Every item of the tree answers 200 (Nova's test_get_metadata walk).
+    let mut todo = vec!["/2009-04-04/meta-data".to_string()];
+    let mut leaves = 0;
+    while let Some(path) = todo.pop() {
+        let (code, _, body) = get(&h, addr, &path, &auth).await;
+        assert_eq!(code, 200, "{path}");
+        if path.ends_with('/') || !path.contains("/meta-data/") || path.ends_with("public-keys") {
+            for item in body.lines() {
+                let item = if path.contains("public-keys") {
+                    item.split('=').next().unwrap_or(item)
+                } else {
+                    item
+                };
+                let base = path.trim_end_matches('/');
+                if let Some(dir) = item.strip_suffix('/') {
+                    todo.push(format!("{base}/{dir}/"));
+                } else if path.ends_with("public-keys") {
+                    todo.push(format!("{base}/{item}/"));
+                } else {
+                    todo.push(format!("{base}/{item}"));
+                }
+            }
+        } else {
+            leaves += 1;
+        }
+    }
+    assert!(leaves > 15, "{leaves}");
+    // `/foo/../` is the root.
+    let (_, _, body) = get(&h, addr, "/foo/../", &[]).await;
+    assert!(body.ends_with("\nlatest"));
     // 1.0 has no placement.
     let (code, _, _) = get(&h, addr, "/1.0/meta-data/placement/", &auth).await;
     assert_eq!(code, 404);
