@@ -514,3 +514,53 @@ async fn a_server_without_ports_or_key() {
     let (_, _, body) = get(&h, addr, "/latest/meta-data/local-ipv4", &with_addr).await;
     assert_eq!(body, "10.1.2.3");
 }
+
+#[tokio::test]
+async fn a_dhcp_subnet_gives_a_dhcp_network() {
+    let h = Harness::start(|o| {
+        o.metadata_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        o.metadata_secret = SECRET.into();
+    })
+    .await;
+    let addr = h.stack.metadata_addr.expect("metadata listener");
+    let (code, v) = h
+        .req(
+            ALICE,
+            Method::POST,
+            "/servers",
+            Some(
+                json!({"server": {"name": "auto", "imageRef": IMAGE, "flavorRef": "1",
+                                    "networks": [{"uuid": tests::neutron::PRIVATE_ID}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["server"]["id"].as_str().expect("id").to_string();
+    h.wait(&id, "ACTIVE").await;
+    let sig = sign(&id);
+    let auth = [
+        ("X-Instance-ID", id.as_str()),
+        ("X-Tenant-ID", "p1"),
+        ("X-Instance-ID-Signature", sig.as_str()),
+    ];
+    // The agent creates the port after the answer: wait for it to show.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let nd = loop {
+        let (_, _, body) = get(&h, addr, "/openstack/latest/network_data.json", &auth).await;
+        let nd: Value = serde_json::from_str(&body).expect("json");
+        if nd["links"].as_array().is_some_and(|l| !l.is_empty()) {
+            break nd;
+        }
+        assert!(std::time::Instant::now() < deadline, "no port: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Neutron's subnets run DHCP by default: Nova tells the guest to ask for its address.
+    let net = &nd["networks"][0];
+    assert_eq!(net["type"], "ipv4_dhcp", "{nd}");
+    assert_eq!(net["link"], nd["links"][0]["id"]);
+    assert_eq!(net["network_id"], tests::neutron::PRIVATE_ID.to_string());
+    assert!(net.get("ip_address").is_none());
+    // The EC2 tree still has the address.
+    let (_, _, ip) = get(&h, addr, "/latest/meta-data/local-ipv4", &auth).await;
+    assert!(ip.starts_with("10.0."), "{ip}");
+}

@@ -623,3 +623,26 @@ pub fn config_drive_tree(md: &InstanceMetadata) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmasks_as_netaddr_prints_them() {
+        assert_eq!(netmask(true, 24).to_string(), "255.255.255.0");
+        assert_eq!(netmask(true, 0).to_string(), "0.0.0.0");
+        assert_eq!(netmask(true, 32).to_string(), "255.255.255.255");
+        assert_eq!(netmask(false, 64).to_string(), "ffff:ffff:ffff:ffff::");
+        assert_eq!(netmask(false, 0).to_string(), "::");
+    }
+
+    #[test]
+    fn versions_resolve_and_order() {
+        assert_eq!(resolve_os_version("latest"), Some("2025-04-04"));
+        assert_eq!(resolve_ec2_version("latest"), Some("2009-04-04"));
+        assert_eq!(resolve_os_version("2013-04-04"), Some(GRIZZLY));
+        assert_eq!(resolve_os_version("2013-04-05"), None);
+        assert!(os_at_least("2015-10-15", LIBERTY) && !os_at_least(HAVANA, LIBERTY));
+    }
+}
