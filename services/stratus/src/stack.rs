@@ -833,6 +833,13 @@ impl Stack {
                     .await
                     .with_context(|| format!("cannot listen on {at} (metadata service)"))?;
                 let metadata_addr = listener.local_addr()?;
+                if opts.metadata_secret.is_empty() {
+                    // Nova's warning: anyone can sign with the empty key.
+                    tracing::warn!(
+                        "--metadata-secret is not configured, the metadata information \
+                         returned by the proxy cannot be trusted"
+                    );
+                }
                 let app = metadata::http::router(metadata::http::MetadataState {
                     world: engine.world().clone(),
                     secret: Arc::new(opts.metadata_secret.clone()),
