@@ -20,6 +20,14 @@ if ! command -v qemu-img >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update && $SUDO apt-get install -y qemu-utils
 fi
+# genisoimage (and its isoinfo): config drives are ISO 9660 volumes made as Nova makes
+# them; the metadata tests read them back.
+if ! command -v genisoimage >/dev/null || ! command -v isoinfo >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y genisoimage
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --locked

@@ -486,6 +486,25 @@ pub struct Rebuild {
     pub description: Option<Option<String>>,
 }
 
+/// Nova's sanitised hostname from a display name (the API's
+/// `OS-EXT-SRV-ATTR:hostname` and the metadata service's `hostname` when none was set).
+pub fn default_hostname(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if c == ' ' || c == '_' {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
+    let mut out: String = out.chars().take(63).collect();
+    if out.is_empty() {
+        out = "server".into();
+    }
+    out
+}
+
 /// What the API shows of a server that neither [`InstanceSpec`] nor [`Instance`] holds
 /// (their shapes are part of older event payloads, `instance.placed` carries a whole
 /// [`Instance`]): folded beside the instance by the read model with

@@ -114,24 +114,6 @@ fn host_az(i: &Instance, views: &Views) -> Option<String> {
     Some(views.host_availability_zone(host))
 }
 
-/// Nova's sanitised hostname from a display name.
-fn hostname(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-            out.push(c.to_ascii_lowercase());
-        } else if c == ' ' || c == '_' {
-            out.push('-');
-        }
-    }
-    let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
-    let mut out: String = out.chars().take(63).collect();
-    if out.is_empty() {
-        out = "server".into();
-    }
-    out
-}
-
 /// Embedded flavor of a server from 2.47.
 pub fn embedded_flavor(f: &FlavorSnapshot) -> Value {
     json!({
@@ -311,7 +293,7 @@ pub fn server_view(i: &Instance, cx: &ViewCtx<'_>, body: ServerBody) -> Value {
         let explicit = extras.and_then(|e| e.hostname.clone());
         put(
             "OS-EXT-SRV-ATTR:hostname",
-            json!(explicit.unwrap_or_else(|| hostname(&i.spec.name))),
+            json!(explicit.unwrap_or_else(|| domain::instance::default_hostname(&i.spec.name))),
         );
     }
     if v.at_least(9) {

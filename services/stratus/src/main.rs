@@ -520,6 +520,20 @@ struct HttpArgs {
     /// OS_CACERT; a self-signed --tls-cert is written there without it).
     #[arg(long, requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
+    /// Serve the metadata service (Nova's nova-api-metadata: /openstack/...,
+    /// /latest/meta-data/...) on this address, for Neutron's metadata proxy. Off unless
+    /// given.
+    #[arg(long, env = "STRATUS_METADATA_LISTEN")]
+    metadata_listen: Option<SocketAddr>,
+    /// Nova's metadata_proxy_shared_secret: requests must carry X-Instance-ID-Signature,
+    /// the hex HMAC-SHA256 of X-Instance-ID with this secret.
+    #[arg(
+        long,
+        env = "STRATUS_METADATA_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    metadata_secret: String,
 }
 
 /// A comma-separated list (empty items dropped).
@@ -661,6 +675,8 @@ impl HttpArgs {
             http_retries: self.http_retries,
             http_store: self.image_http_store.clone(),
         };
+        o.metadata_listen = self.metadata_listen;
+        o.metadata_secret = self.metadata_secret.clone();
         o.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some(Tls::from_pem_files(c, k, self.tls_ca.as_deref())?),
             _ => None,
@@ -707,6 +723,10 @@ struct HostArgs {
     /// Seconds between heartbeats of compute agents (Nova's report_interval).
     #[arg(long, default_value_t = 10)]
     report_interval: u64,
+    /// Nova's force_config_drive: every guest gets a config drive (an ISO 9660
+    /// `config-2` volume of its metadata), asked for with `config_drive: true` or not.
+    #[arg(long)]
+    force_config_drive: bool,
 }
 
 impl HostArgs {
@@ -725,6 +745,7 @@ impl HostArgs {
         o.sim.delay = Duration::from_millis(self.sim_delay_ms);
         o.sim.fail_rate = self.sim_fail_rate;
         o.report_interval = Duration::from_secs(self.report_interval.max(1));
+        o.force_config_drive = self.force_config_drive;
         Ok(())
     }
 }

@@ -144,6 +144,16 @@ pub struct StackOptions {
     /// Glance's `cache_prefetcher_interval`: how often queued images are cached (and
     /// the cache pruned).
     pub cache_prefetcher_interval: Duration,
+    /// The metadata HTTP service's listen address, with the API role (None: not
+    /// served). Nova's nova-api-metadata, behind Neutron's metadata proxy.
+    pub metadata_listen: Option<SocketAddr>,
+    /// Nova's `[neutron] metadata_proxy_shared_secret`: the key of the proxy's
+    /// `X-Instance-ID-Signature`.
+    pub metadata_secret: String,
+    /// Nova's `force_config_drive`: every guest gets a config drive, asked for or not.
+    /// Recorded here for the compute driver (the libvirt driver reads it when it builds
+    /// a guest; the simulated driver has no disks).
+    pub force_config_drive: bool,
 }
 
 /// How the compute API authenticates callers.
@@ -249,6 +259,9 @@ impl StackOptions {
             image_cache_dir: None,
             image_cache_max_size: image::cache::DEFAULT_MAX_SIZE,
             cache_prefetcher_interval: image::cache::DEFAULT_PREFETCHER_INTERVAL,
+            metadata_listen: None,
+            metadata_secret: String::new(),
+            force_config_drive: false,
         }
     }
 }
@@ -267,6 +280,8 @@ pub struct Stack {
     pub identity_addr: Option<SocketAddr>,
     /// Where the network API listens (API role only).
     pub network_addr: Option<SocketAddr>,
+    /// Where the metadata service listens (with `metadata_listen`).
+    pub metadata_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     proj_shutdown: watch::Sender<bool>,
     /// Projector tasks, also those of streams discovered later (the runtime's hook
@@ -812,6 +827,37 @@ impl Stack {
             }
             None => None,
         };
+        let metadata_addr = match (opts.roles.api, opts.metadata_listen) {
+            (true, Some(at)) => {
+                let listener = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (metadata service)"))?;
+                let metadata_addr = listener.local_addr()?;
+                if opts.metadata_secret.is_empty() {
+                    // Nova's warning: anyone can sign with the empty key.
+                    tracing::warn!(
+                        "--metadata-secret is not configured, the metadata information \
+                         returned by the proxy cannot be trusted"
+                    );
+                }
+                let app = metadata::http::router(metadata::http::MetadataState {
+                    world: engine.world().clone(),
+                    secret: Arc::new(opts.metadata_secret.clone()),
+                    options: Arc::new(metadata::Options::default()),
+                });
+                // Plain HTTP, as nova-api-metadata behind the proxy on the host.
+                tasks.push(tokio::spawn(crate::httpd::serve(
+                    listener,
+                    app,
+                    None,
+                    crate::httpd::REQUEST_TIMEOUT,
+                    shutdown_rx.clone(),
+                )));
+                tracing::info!(addr = %metadata_addr, "metadata service listening");
+                Some(metadata_addr)
+            }
+            _ => None,
+        };
         log_up(&opts, addr, identity_addr, image_addr, &specs);
         Ok(Stack {
             engine,
@@ -820,6 +866,7 @@ impl Stack {
             image_addr,
             identity_addr,
             network_addr,
+            metadata_addr,
             shutdown,
             proj_shutdown,
             proj_tasks,
