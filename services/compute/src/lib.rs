@@ -31,7 +31,12 @@ use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodi
 use eventlog::LockExt;
 use uuid::Uuid;
 
-pub use driver::{DriverError, SimDriver, SimOptions, VirtDriver};
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+
+pub use driver::{
+    ConfigDrive, DriverError, GuestContext, GuestNic, ImageFile, SimDriver, SimOptions, VirtDriver,
+};
 
 type Key = (InstanceId, Uuid, TaskState, u32);
 
@@ -271,8 +276,9 @@ impl ComputeAgent {
                 }
             }
             if result.is_ok() {
+                let guest = guest_context(&engine, image_dir.as_deref().map(|p| p.as_path()), &inst);
                 result = driver
-                    .perform(&host, &inst, task)
+                    .perform(&host, &inst, &guest, task)
                     .await
                     .map_err(|e| e.to_string());
             }
@@ -314,6 +320,62 @@ impl ComputeAgent {
             }
         });
     }
+}
+
+/// What the hypervisor needs for `inst`, from the read model (Nova's driver reads
+/// the same from the image's properties and the network info): the image file and its
+/// format, the kernel and ramdisk of a direct kernel boot (the image's `kernel_id` /
+/// `ramdisk_id`, Nova's AKI/ARI), `os_command_line`, the rescue image, and one NIC
+/// per port (oldest first, so the first NIC is the first port). Read after the build's
+/// ports are allocated.
+fn guest_context(
+    engine: &Arc<Engine>,
+    image_dir: Option<&Path>,
+    inst: &domain::instance::Instance,
+) -> GuestContext {
+    let v = engine.world().read();
+    let file =
+        |image_ref: &str| -> Option<(ImageFile, std::collections::BTreeMap<String, String>)> {
+            let id = domain::ImageId::parse(image_ref)?;
+            let row = v.images().get(&id)?;
+            let dir = image_dir?;
+            Some((
+                ImageFile {
+                    path: dir.join(id.to_string()),
+                    disk_format: row
+                        .state
+                        .spec
+                        .disk_format
+                        .clone()
+                        .unwrap_or_else(|| "raw".into()),
+                },
+                row.state.spec.properties.clone(),
+            ))
+        };
+    let mut guest = GuestContext::default();
+    if let Some((image, props)) = file(&inst.spec.image_ref) {
+        let by_prop = |key: &str| props.get(key).and_then(|r| file(r)).map(|(f, _)| f.path);
+        guest.kernel = by_prop("kernel_id");
+        guest.ramdisk = by_prop("ramdisk_id");
+        guest.cmdline = props.get("os_command_line").cloned();
+        guest.image = Some(image);
+    }
+    let rescue_ref = inst
+        .rescue_image_ref
+        .as_deref()
+        .unwrap_or(&inst.spec.image_ref);
+    guest.rescue = file(rescue_ref).map(|(f, _)| f);
+    let mut ports = v.networks().ports_of_device(&inst.id().to_string());
+    ports.sort_by_key(|p| (p.created_at, p.id.to_string()));
+    guest.nics = ports
+        .into_iter()
+        .map(|p| GuestNic {
+            port_id: p.id.to_string(),
+            mac: p.mac_address.clone(),
+            network_id: p.network_id.to_string(),
+        })
+        .collect();
+    guest
 }
 
 /// The build's ports on `host` (Nova's `allocate_for_instance` in `_build_resources`):
