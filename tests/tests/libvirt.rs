@@ -73,6 +73,22 @@ async fn every_server_action_against_libvirt() {
     let s = expect(&h, &id, "ACTIVE", Some(P::Running)).await;
     assert_eq!(s["OS-EXT-STS:power_state"], 1);
     assert!(instances.join(&id).join("disk").is_file(), "root overlay");
+    // os-getConsoleOutput reads the serial console's log file (the test driver runs
+    // no guest: written here as a guest would).
+    std::fs::write(
+        instances.join(&id).join("console.log"),
+        "boot\r\nstratus-guest login: \x07\n",
+    )
+    .unwrap();
+    let v = h
+        .action(
+            ALICE,
+            &id,
+            json!({"os-getConsoleOutput": {"length": 2}}),
+            200,
+        )
+        .await;
+    assert_eq!(v["output"], "stratus-guest login: \n", "{v}");
 
     for (go, mid, power, back) in [
         ("pause", "PAUSED", P::Paused, "unpause"),

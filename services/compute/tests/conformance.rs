@@ -90,9 +90,16 @@ async fn step(s: &Subject, host: &HostName, i: &mut Instance, task: TaskState) {
     }
 }
 
+/// A host name of this test only: libvirt's `test:///default` is one state shared by
+/// every connection of the process, so tests running at once must not share hosts.
+fn unique_host(n: u32) -> HostName {
+    let tag = Uuid::new_v4().simple().to_string();
+    HostName::new(format!("host{n}-{}", &tag[..8])).unwrap()
+}
+
 /// Every lifecycle task, in an order the API allows, with the power state each leaves.
 async fn lifecycle(s: &Subject) {
-    let host = HostName::new("host1").unwrap();
+    let host = unique_host(1);
     let mut i = instance();
     use PowerState as P;
     use TaskState as T;
@@ -130,7 +137,7 @@ async fn lifecycle(s: &Subject) {
         );
     }
     // Resize to a bigger flavor, then revert; a cold migration to another host.
-    let host2 = HostName::new("host2").unwrap();
+    let host2 = unique_host(2);
     i.migration = Some(Migration {
         id: MigrationId(Uuid::new_v4()),
         kind: MigrationKind::Resize,
@@ -276,7 +283,7 @@ mod libvirt {
     #[tokio::test]
     async fn a_spawn_writes_the_overlay_and_the_domain_from_the_flavor() {
         let (s, d) = subject();
-        let host = HostName::new("host1").unwrap();
+        let host = unique_host(1);
         let i = instance();
         s.driver
             .perform(&host, &i, &s.guest, TaskState::Spawning)
@@ -308,7 +315,7 @@ mod libvirt {
     #[tokio::test]
     async fn libvirt_errors_are_errors_with_libvirts_message() {
         let (s, _) = subject();
-        let host = HostName::new("host1").unwrap();
+        let host = unique_host(1);
         let i = instance();
         let e = s
             .driver

@@ -793,6 +793,12 @@ impl Stack {
             .layer(axum::Extension(api::notifications::Notifications(
                 notifications.clone(),
             )))
+            // The serial console of this process's driver (the all-in-one): guests'
+            // real output; the simulated driver has none.
+            .layer(axum::Extension(api::ConsoleLogs({
+                let d = driver.clone();
+                Arc::new(move |id| d.console_output(id))
+            })))
             .layer(axum::Extension(api::subscriptions::Deliveries(
                 deliveries.clone(),
             )))
