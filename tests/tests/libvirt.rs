@@ -49,18 +49,76 @@ async fn expect(h: &Harness, id: &str, status: &str, power: Option<PowerState>) 
     }
 }
 
+fn libvirt(o: &mut stratus::stack::StackOptions) {
+    o.driver = DriverKind::Libvirt(LibvirtConfig {
+        uri: "test:///default".into(),
+        virt_type: "qemu".into(),
+        instances_dir: None,
+        size: [None, Some(64 * 1024), None],
+    });
+    o.sync_power_state_interval = Duration::from_millis(100);
+}
+
+/// A guest that powers itself off (here: destroyed behind Stratus's back) becomes
+/// SHUTOFF through the power-state sync (the stop API, an operation in the log), with
+/// no API call; an agent restarted while its guest runs finds it and boots no second
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_powers_itself_off_becomes_shutoff() {
+    // The test driver's state is the process's: this connection sees Stratus's domains.
+    virt::error::clear_error_callback();
+    let conn = virt::connect::Connect::open(Some("test:///default")).unwrap();
+    let h = Harness::start(libvirt).await;
+    let id = h.create(ALICE, "vm", "1").await;
+    expect(&h, &id, "ACTIVE", Some(PowerState::Running)).await;
+    let dom = conn.lookup_domain_by_uuid_string(&id).unwrap();
+    dom.destroy().unwrap();
+    let s = expect(&h, &id, "SHUTOFF", Some(PowerState::Shutdown)).await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    let (code, v) = h
+        .req(
+            ALICE,
+            reqwest::Method::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["instanceActions"][0]["action"], "stop", "{v}");
+
+    // Started again, then the agent restarts while the guest runs: still one running
+    // domain, still ACTIVE.
+    h.action(ALICE, &id, json!({"os-start": null}), 202).await;
+    expect(&h, &id, "ACTIVE", Some(PowerState::Running)).await;
+    let h = h.restart(libvirt).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    expect(&h, &id, "ACTIVE", Some(PowerState::Running)).await;
+    assert_eq!(
+        conn.list_all_domains(0)
+            .unwrap()
+            .iter()
+            .filter(|d| d.uuid_string().ok().as_deref() == Some(id.as_str()))
+            .count(),
+        1
+    );
+    let (code, _) = h
+        .req(
+            ALICE,
+            reqwest::Method::DELETE,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    expect(&h, &id, "GONE", None).await;
+    h.stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_server_action_against_libvirt() {
-    let h = Harness::start(|o| {
-        o.driver = DriverKind::Libvirt(LibvirtConfig {
-            uri: "test:///default".into(),
-            virt_type: "qemu".into(),
-            instances_dir: None,
-            // vCPUs and disk from the test driver's node info; memory given.
-            size: [None, Some(64 * 1024), None],
-        });
-    })
-    .await;
+    // vCPUs and disk from the test driver's node info, memory given; the power-state
+    // sync runs every 100 ms throughout and must never stop a server by mistake.
+    let h = Harness::start(libvirt).await;
     let instances = h.dir.path().join("instances");
     {
         let v = h.stack.engine.world().read();

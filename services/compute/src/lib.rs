@@ -532,6 +532,97 @@ async fn image_step(
     }
 }
 
+/// Nova's `_sync_power_states`, as a periodic task of the agents' process: compares
+/// the driver's domains with the instances of `hosts` and, where a guest changed its
+/// power state by itself, calls the stop API as Nova does (the stop is an ordinary
+/// operation in the log: task `powering-off`, then SHUTOFF):
+/// - an ACTIVE server whose guest is shut off or crashed (it powered itself off);
+/// - a STOPPED server whose guest runs (started behind Stratus's back).
+///
+/// Instances with an operation in progress, and those the driver has no domain for,
+/// are left alone (Nova skips pending tasks and leaves a missing guest to the
+/// operator); nothing is ever started, so an agent restarted while its guests run
+/// boots no second copy. Only drivers that observe real guests need it (libvirt).
+pub struct PowerSync {
+    hosts: Vec<HostName>,
+    driver: Arc<dyn VirtDriver>,
+}
+
+impl std::fmt::Debug for PowerSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerSync")
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
+impl PowerSync {
+    /// The sync of `hosts` through `driver`.
+    pub fn new(hosts: Vec<HostName>, driver: Arc<dyn VirtDriver>) -> Self {
+        PowerSync { hosts, driver }
+    }
+
+    /// The instances to stop now.
+    fn to_stop(&self, engine: &Arc<Engine>) -> Vec<(InstanceId, domain::Timestamp)> {
+        use domain::{PowerState as P, VmState as V};
+        let mut out = Vec::new();
+        for host in &self.hosts {
+            let domains = self.driver.domains(host);
+            let v = engine.world().read();
+            for (id, power) in domains {
+                let Some(i) = v.instance(&id) else { continue };
+                if i.deleted || i.op.is_some() || i.task_state.is_some() {
+                    continue;
+                }
+                if i.host.as_ref() != Some(host) {
+                    continue;
+                }
+                let stop = matches!(
+                    (i.vm_state, power),
+                    (V::Active, P::Shutdown | P::Crashed) | (V::Stopped, P::Running)
+                );
+                if stop {
+                    tracing::warn!(instance = %id, vm_state = ?i.vm_state, ?power, "the guest's power state changed by itself; calling the stop API");
+                    out.push((id, i.updated_at));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Periodic for PowerSync {
+    fn name(&self) -> &str {
+        "power-sync"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        for (id, seen) in self.to_stop(engine) {
+            let meta = Meta::service(
+                "compute",
+                &format!("req-power-sync-{id}"),
+                "power-sync",
+                domain::dedupe::compute_power_sync(id, seen),
+            );
+            let ctx = Ctx::service("compute", now(), Uuid::new_v4());
+            match engine
+                .instance(id, InstanceCommand::Stop, &ctx, &meta)
+                .await
+            {
+                Ok(_) => {}
+                // The instance moved on meanwhile (an operation began): the next pass
+                // looks again.
+                Err(EngineError::Domain(e)) => {
+                    tracing::debug!(instance = %id, error = %e, "power sync: stop refused");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reports that the agents of `hosts` are alive, as a periodic task of the
 /// [`engine::Runtime`] (its period is Nova's `report_interval`). Call
 /// [`Heartbeats::beat_now`] once before starting the runtime, so that a scheduler in

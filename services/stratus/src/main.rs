@@ -703,6 +703,10 @@ struct HostArgs {
     /// (default: <data-dir>/instances).
     #[arg(long)]
     instances_dir: Option<PathBuf>,
+    /// Seconds between two power-state syncs of the libvirt driver's guests (Nova's
+    /// sync_power_state_interval): a guest that powered itself off is stopped.
+    #[arg(long, default_value_t = 5)]
+    sync_power_state_interval: u64,
     /// vCPUs per host (default: 64 simulated; libvirt's node info with --driver libvirt).
     #[arg(long)]
     host_vcpus: Option<u64>,
@@ -737,6 +741,7 @@ impl HostArgs {
             ram_mb: self.host_ram_mb.unwrap_or(262144),
             disk_gb: self.host_disk_gb.unwrap_or(4096),
         };
+        o.sync_power_state_interval = Duration::from_secs(self.sync_power_state_interval.max(1));
         if self.driver == "libvirt" {
             if !cfg!(feature = "libvirt") {
                 anyhow::bail!(stratus::stack::NO_LIBVIRT);

@@ -44,6 +44,10 @@ pub struct StackOptions {
     pub sim: SimOptions,
     /// Which hypervisor driver the compute agents use (`--driver`).
     pub driver: DriverKind,
+    /// Period of the power-state sync of a libvirt driver's guests (Nova's
+    /// `sync_power_state_interval`; shorter here: libvirt's lifecycle events are not
+    /// listened to yet).
+    pub sync_power_state_interval: Duration,
     /// State machine tunables.
     pub config: Config,
     /// Quota defaults and the grace of unmatched reservations.
@@ -262,6 +266,7 @@ impl StackOptions {
             },
             sim: SimOptions::default(),
             driver: DriverKind::Sim,
+            sync_power_state_interval: Duration::from_secs(5),
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
             audit_period: Duration::from_secs(3600),
@@ -584,6 +589,17 @@ impl Stack {
             );
             beats.beat_now(&engine).await;
             runtime.periodic(Arc::new(beats), Period::delayed(opts.report_interval));
+            // Real guests change state by themselves (a guest powering off); the
+            // simulated driver's never do.
+            if matches!(opts.driver, DriverKind::Libvirt(_)) {
+                runtime.periodic(
+                    Arc::new(compute::PowerSync::new(
+                        specs.iter().map(|s| s.name.clone()).collect(),
+                        driver.clone(),
+                    )),
+                    Period::delayed(opts.sync_power_state_interval),
+                );
+            }
             if opts.roles.scheduler {
                 // This process's hosts have beaten: its scheduler knows them up at once.
                 if let Err(e) = engine.refresh_liveness().await {
