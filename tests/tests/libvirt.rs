@@ -51,10 +51,8 @@ async fn expect(h: &Harness, id: &str, status: &str, power: Option<PowerState>) 
 
 fn libvirt(o: &mut stratus::stack::StackOptions) {
     o.driver = DriverKind::Libvirt(LibvirtConfig {
-        uri: "test:///default".into(),
-        virt_type: "qemu".into(),
-        instances_dir: None,
         size: [None, Some(64 * 1024), None],
+        ..LibvirtConfig::new("test:///default")
     });
     o.sync_power_state_interval = Duration::from_millis(100);
 }
@@ -199,6 +197,16 @@ async fn every_server_action_against_libvirt() {
     assert_ne!(s["OS-EXT-SRV-ATTR:host"], resized_on.as_str());
     h.action(ALICE, &id, json!({"confirmResize": null}), 204)
         .await;
+    expect(&h, &id, "ACTIVE", Some(P::Running)).await;
+
+    // Live migration (admin): the guest runs on, defined on the new host.
+    h.action(
+        ADMIN,
+        &id,
+        json!({"os-migrateLive": {"host": null, "block_migration": "auto"}}),
+        202,
+    )
+    .await;
     expect(&h, &id, "ACTIVE", Some(P::Running)).await;
 
     // Rebuild: a new overlay from the image, running again.

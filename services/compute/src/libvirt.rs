@@ -454,6 +454,10 @@ impl Inner {
             return Ok(None);
         };
         let iso = dir.join("disk.config");
+        // Written once per guest (a rebuild removes it): a running guest may have it open.
+        if iso.is_file() {
+            return Ok(Some(iso));
+        }
         let tree = dir.join("config-drive");
         let _ = std::fs::remove_dir_all(&tree);
         for (name, data) in &cd.files {
@@ -826,7 +830,17 @@ impl Inner {
                 dom.create().map_err(lv).map(|_| ())
             }
             TaskState::Deleting | TaskState::ShelvingOffloading => self.delete(id),
-            TaskState::ResizeMigrating | TaskState::Migrating | TaskState::ResizeReverting => {
+            // Live migration between hosts of one machine: the guest runs on; only its
+            // persistent definition moves to the destination host.
+            TaskState::Migrating => {
+                let Some(m) = &inst.migration else {
+                    return Ok(());
+                };
+                let target = m.dest_host.clone().unwrap_or_else(|| host.clone());
+                let spec = self.prepare(&target, inst, &inst.flavor.spec, guest, Mode::Normal)?;
+                self.define(&spec).map(|_| ())
+            }
+            TaskState::ResizeMigrating | TaskState::ResizeReverting => {
                 let Some(m) = &inst.migration else {
                     return Ok(());
                 };
@@ -916,7 +930,10 @@ impl Inner {
             let Some(id) = name.strip_prefix("instance-").and_then(InstanceId::parse) else {
                 continue;
             };
-            let Ok(xml) = dom.xml_desc(0) else { continue };
+            // The persistent definition: a live migration moves it while the guest runs.
+            let Ok(xml) = dom.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE) else {
+                continue;
+            };
             if host_of_xml(&xml) != Some(host.as_str()) {
                 continue;
             }

@@ -155,14 +155,32 @@ async fn lifecycle(s: &Subject) {
     assert_eq!(state(s, &host, &i), Some(P::Running), "resized");
     step(s, &host, &mut i, T::ResizeReverting).await;
     assert_eq!(state(s, &host, &i), Some(P::Running), "reverted");
+    // A cold migration to another host, then a live one back.
     if let Some(m) = i.migration.as_mut() {
         m.kind = MigrationKind::Migration;
         m.new_flavor = m.old_flavor.clone();
         m.dest_host = Some(host2.clone());
     }
-    step(s, &host, &mut i, T::Migrating).await;
+    step(s, &host, &mut i, T::ResizeMigrating).await;
     assert_eq!(state(s, &host2, &i), Some(P::Running), "migrated");
     assert_eq!(state(s, &host, &i), None, "not on the source any more");
+    if let Some(m) = i.migration.as_mut() {
+        m.kind = MigrationKind::LiveMigration;
+        m.source_host = host2.clone();
+        m.dest_host = Some(host.clone());
+    }
+    step(s, &host2, &mut i, T::Pausing).await;
+    step(s, &host2, &mut i, T::Migrating).await;
+    assert_eq!(state(s, &host, &i), Some(P::Paused), "live: still paused");
+    assert_eq!(state(s, &host2, &i), None, "live: not on the source");
+    step(s, &host, &mut i, T::Unpausing).await;
+    if let Some(m) = i.migration.as_mut() {
+        m.kind = MigrationKind::Migration;
+        m.source_host = host.clone();
+        m.dest_host = Some(host2.clone());
+    }
+    step(s, &host, &mut i, T::ResizeMigrating).await;
+    assert_eq!(state(s, &host2, &i), Some(P::Running), "migrated again");
     i.migration = None;
     // Stopped, then resized: it stays off.
     step(s, &host2, &mut i, T::PoweringOff).await;

@@ -747,10 +747,10 @@ impl HostArgs {
                 anyhow::bail!(stratus::stack::NO_LIBVIRT);
             }
             o.driver = DriverKind::Libvirt(LibvirtConfig {
-                uri: self.libvirt_uri.clone(),
                 virt_type: self.libvirt_virt_type.clone(),
                 instances_dir: self.instances_dir.clone(),
                 size: [self.host_vcpus, self.host_ram_mb, self.host_disk_gb],
+                ..LibvirtConfig::new(self.libvirt_uri.clone())
             });
         }
         o.sim.delay = Duration::from_millis(self.sim_delay_ms);

@@ -174,6 +174,23 @@ pub struct LibvirtConfig {
     /// vCPUs, memory (MiB) and disk (GiB) given explicitly; the others are libvirt's
     /// node info (and the instances directory's file system).
     pub size: [Option<u64>; 3],
+    /// How long a clean shutdown waits for the guest before destroying it (Nova's
+    /// `shutdown_timeout`, 60 s; a guest without an ACPI handler always takes this).
+    pub shutdown_timeout: Duration,
+}
+
+impl LibvirtConfig {
+    /// `uri` with the defaults: TCG, `<data-dir>/instances`, sizes from the node,
+    /// 60 s clean shutdowns.
+    pub fn new(uri: impl Into<String>) -> Self {
+        LibvirtConfig {
+            uri: uri.into(),
+            virt_type: "qemu".into(),
+            instances_dir: None,
+            size: [None; 3],
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The message of `--driver libvirt` in a build without the `libvirt` feature.
@@ -194,6 +211,7 @@ fn make_driver(opts: &mut StackOptions) -> anyhow::Result<Arc<dyn VirtDriver>> {
                 .unwrap_or_else(|| opts.data_dir.join("instances"));
             let mut lo = compute::libvirt::LibvirtOptions::new(c.uri.clone(), dir);
             lo.virt_type = c.virt_type.clone();
+            lo.shutdown_timeout = c.shutdown_timeout;
             let d = compute::libvirt::LibvirtDriver::connect(lo)
                 .with_context(|| format!("cannot use libvirt at {}", c.uri))?;
             let n = d.node_resources()?;
