@@ -537,7 +537,9 @@ impl Inner {
             }
             None => None,
         };
-        let (mut kernel, mut initrd, mut cmdline) = (
+        // A rescue boots the instance's kernel too (the rescue image's own kernel
+        // properties are not resolved).
+        let (kernel, initrd, cmdline) = (
             guest.kernel.clone(),
             guest.ramdisk.clone(),
             guest.cmdline.clone(),
@@ -562,10 +564,6 @@ impl Inner {
                 return Err(DriverError::Files(format!(
                     "no rescue image file for instance {id}"
                 )));
-            }
-            // The rescue image's own kernel is not resolved: the instance's is used.
-            if guest.rescue.is_none() {
-                (kernel, initrd, cmdline) = (None, None, None);
             }
         }
         if let Some(path) = root {
