@@ -703,6 +703,10 @@ struct HostArgs {
     /// (default: <data-dir>/instances).
     #[arg(long)]
     instances_dir: Option<PathBuf>,
+    /// Seconds a clean shutdown of a libvirt guest (ACPI) may take before the guest is
+    /// destroyed (Nova's shutdown_timeout).
+    #[arg(long, default_value_t = 60)]
+    shutdown_timeout: u64,
     /// Seconds between two power-state syncs of the libvirt driver's guests (Nova's
     /// sync_power_state_interval): a guest that powered itself off is stopped.
     #[arg(long, default_value_t = 5)]
@@ -750,6 +754,7 @@ impl HostArgs {
                 virt_type: self.libvirt_virt_type.clone(),
                 instances_dir: self.instances_dir.clone(),
                 size: [self.host_vcpus, self.host_ram_mb, self.host_disk_gb],
+                shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
                 ..LibvirtConfig::new(self.libvirt_uri.clone())
             });
         }
