@@ -99,6 +99,12 @@ pub trait VirtDriver: Send + Sync + 'static {
     /// Power state of every domain on `host`.
     fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState>;
 
+    /// Notified when a guest's state may have changed by itself (libvirt's lifecycle
+    /// events): the power-state sync then runs at once instead of at its next period.
+    fn events(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// The guest's serial console log (None: this driver has none; the API then
     /// answers from the instance record).
     fn console_output(&self, _id: InstanceId) -> Option<String> {

@@ -591,6 +591,31 @@ impl PowerSync {
     }
 }
 
+impl PowerSync {
+    /// Runs a sync at each of the driver's lifecycle events (after a short pause, so
+    /// that the answer of the operation that caused the event is in the world first),
+    /// until `stop` changes; None when the driver has no events.
+    pub fn follow_events(
+        self: Arc<Self>,
+        engine: Arc<Engine>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let events = self.driver.events()?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = events.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Err(e) = self.run(&engine).await {
+                    tracing::warn!(error = %e, "power sync after a libvirt event failed");
+                }
+            }
+        }))
+    }
+}
+
 #[async_trait]
 impl Periodic for PowerSync {
     fn name(&self) -> &str {

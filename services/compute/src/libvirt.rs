@@ -89,6 +89,108 @@ pub struct LibvirtDriver {
 struct Inner {
     conn: Connect,
     opts: LibvirtOptions,
+    /// Notified at each domain lifecycle event of the connection (None: the driver
+    /// refused the registration).
+    events: Option<Arc<tokio::sync::Notify>>,
+    /// The lifecycle callback's id, deregistered on drop.
+    callback: Option<std::os::raw::c_int>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(id) = self.callback {
+            // SAFETY: the connection is alive (dropped after this), and `id` is the
+            // callback registered on it; libvirt then frees the opaque (our Arc).
+            unsafe {
+                virt::sys::virConnectDomainEventDeregisterAny(self.conn.as_ptr(), id);
+            }
+        }
+    }
+}
+
+/// libvirt's event loop: registered once per process before any connection is opened
+/// (libvirt's requirement for domain events), run by a thread of its own.
+fn start_event_loop() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = virt::event::event_register_default_impl() {
+            tracing::warn!(error = %e.message(), "libvirt events unavailable");
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                if let Err(e) = virt::event::event_run_default_impl() {
+                    tracing::warn!(error = %e.message(), "libvirt event loop");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "libvirt event thread not started");
+        }
+    });
+}
+
+/// The lifecycle callback: wakes whoever waits on the connection's events.
+unsafe extern "C" fn on_lifecycle(
+    _conn: virt::sys::virConnectPtr,
+    _dom: virt::sys::virDomainPtr,
+    _event: std::os::raw::c_int,
+    _detail: std::os::raw::c_int,
+    opaque: *mut std::os::raw::c_void,
+) -> std::os::raw::c_int {
+    // SAFETY: `opaque` is the `Arc<Notify>` given at registration, alive until the
+    // free callback runs.
+    let notify = unsafe { &*(opaque as *const tokio::sync::Notify) };
+    notify.notify_one();
+    0
+}
+
+/// Frees the registration's `Arc<Notify>`.
+unsafe extern "C" fn free_notify(opaque: *mut std::os::raw::c_void) {
+    // SAFETY: made by `Arc::into_raw` at registration; libvirt calls this once.
+    drop(unsafe { Arc::from_raw(opaque as *const tokio::sync::Notify) });
+}
+
+/// Registers [`on_lifecycle`] for every domain of `conn`.
+fn register_lifecycle(conn: &Connect) -> Option<(Arc<tokio::sync::Notify>, std::os::raw::c_int)> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let opaque = Arc::into_raw(notify.clone()) as *mut std::os::raw::c_void;
+    type Lifecycle = unsafe extern "C" fn(
+        virt::sys::virConnectPtr,
+        virt::sys::virDomainPtr,
+        std::os::raw::c_int,
+        std::os::raw::c_int,
+        *mut std::os::raw::c_void,
+    ) -> std::os::raw::c_int;
+    type Generic = unsafe extern "C" fn(
+        virt::sys::virConnectPtr,
+        virt::sys::virDomainPtr,
+        *mut std::os::raw::c_void,
+    );
+    // SAFETY: libvirt calls a lifecycle callback (VIR_DOMAIN_EVENT_ID_LIFECYCLE) with
+    // the lifecycle signature; the generic type is only how the C API passes it
+    // (`VIR_DOMAIN_EVENT_CALLBACK`), as in libvirt's own examples.
+    let id = unsafe {
+        let cb = std::mem::transmute::<Lifecycle, Generic>(on_lifecycle);
+        virt::sys::virConnectDomainEventRegisterAny(
+            conn.as_ptr(),
+            std::ptr::null_mut(),
+            virt::sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as std::os::raw::c_int,
+            Some(cb),
+            opaque,
+            Some(free_notify),
+        )
+    };
+    if id < 0 {
+        // SAFETY: not registered: the Arc is still ours.
+        drop(unsafe { Arc::from_raw(opaque as *const tokio::sync::Notify) });
+        tracing::warn!(
+            "libvirt refused the lifecycle event registration; power sync is periodic only"
+        );
+        return None;
+    }
+    Some((notify, id))
 }
 
 impl std::fmt::Debug for LibvirtDriver {
@@ -116,11 +218,21 @@ impl LibvirtDriver {
     /// returned and become instance faults).
     pub fn connect(opts: LibvirtOptions) -> Result<Self, DriverError> {
         virt::error::clear_error_callback();
+        start_event_loop();
         let conn = Connect::open(Some(&opts.uri)).map_err(lv)?;
         std::fs::create_dir_all(&opts.instances_dir)
             .map_err(|e| files("cannot create", &opts.instances_dir, e))?;
+        let (events, callback) = match register_lifecycle(&conn) {
+            Some((n, id)) => (Some(n), Some(id)),
+            None => (None, None),
+        };
         Ok(LibvirtDriver {
-            inner: Arc::new(Inner { conn, opts }),
+            inner: Arc::new(Inner {
+                conn,
+                opts,
+                events,
+                callback,
+            }),
         })
     }
 
@@ -961,6 +1073,10 @@ impl VirtDriver for LibvirtDriver {
 
     fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState> {
         self.inner.domains(host)
+    }
+
+    fn events(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.events.clone()
     }
 
     fn console_output(&self, id: InstanceId) -> Option<String> {

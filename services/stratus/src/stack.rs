@@ -610,13 +610,18 @@ impl Stack {
             // Real guests change state by themselves (a guest powering off); the
             // simulated driver's never do.
             if matches!(opts.driver, DriverKind::Libvirt(_)) {
-                runtime.periodic(
-                    Arc::new(compute::PowerSync::new(
-                        specs.iter().map(|s| s.name.clone()).collect(),
-                        driver.clone(),
-                    )),
-                    Period::delayed(opts.sync_power_state_interval),
-                );
+                let sync = Arc::new(compute::PowerSync::new(
+                    specs.iter().map(|s| s.name.clone()).collect(),
+                    driver.clone(),
+                ));
+                // libvirt's lifecycle events run it at once; the period is the safety net.
+                if let Some(t) = sync
+                    .clone()
+                    .follow_events(engine.clone(), shutdown_rx.clone())
+                {
+                    tasks.push(t);
+                }
+                runtime.periodic(sync, Period::delayed(opts.sync_power_state_interval));
             }
             if opts.roles.scheduler {
                 // This process's hosts have beaten: its scheduler knows them up at once.
