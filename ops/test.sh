@@ -28,9 +28,17 @@ if ! command -v genisoimage >/dev/null || ! command -v isoinfo >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update && $SUDO apt-get install -y genisoimage
 fi
+# libvirt-dev + pkg-config: the libvirt compute driver (`--features libvirt`) links
+# libvirt; its tests run on libvirt's in-process `test:///default` driver.
+if ! pkg-config --exists libvirt 2>/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update && $SUDO apt-get install -y libvirt-dev pkg-config
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 # The stock `openstack` CLI (pinned, in a virtualenv) against `stratus serve`.
 bash ops/cli/run.sh
 # The walk-throughs of README.md and ops/README.md, run as written (fresh processes, free ports).

@@ -66,6 +66,14 @@ pub fn compute_image(image: crate::ImageId, step: &str) -> String {
     format!("compute:image:{image}:{step}")
 }
 
+/// Compute, the power-state sync stopping a guest that powered itself off:
+/// `compute:power-sync:<id>:<updated_at>`. One per observed state of the instance: two
+/// agents (or two passes) seeing the same state stop it once; a later power-off of the
+/// started server is a new id.
+pub fn compute_power_sync(id: InstanceId, updated_at: crate::Timestamp) -> String {
+    format!("compute:power-sync:{id}:{}", updated_at.0)
+}
+
 /// Reconciler, timing out an operation: `tick:<id>:<op>:<attempt>`.
 pub fn tick(id: InstanceId, op: Uuid, attempt: u32) -> String {
     format!("tick:{id}:{op}:{attempt}")
@@ -169,6 +177,10 @@ mod tests {
             format!("compute:{i}:{o}:spawning:1")
         );
         assert_eq!(tick(id, o, 3), format!("tick:{i}:{o}:3"));
+        assert_eq!(
+            compute_power_sync(id, crate::Timestamp(42)),
+            format!("compute:power-sync:{i}:42")
+        );
         assert_eq!(tick_offload(id, 42), format!("tick:{i}:offload:42"));
         assert_eq!(bootstrap_flavor("m1.tiny"), "bootstrap:flavor:m1.tiny");
         assert_eq!(bootstrap_cell(&cell), "bootstrap:cell:cell1");

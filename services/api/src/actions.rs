@@ -400,6 +400,8 @@ pub struct ActionCx<'a> {
     pub auth: &'a crate::AuthMode,
     /// Compute hosts' heartbeats (evacuate needs the source host down).
     pub liveness: &'a engine::liveness::Liveness,
+    /// The hypervisor's console logs, when this process runs the driver.
+    pub console: Option<&'a crate::ConsoleLogs>,
 }
 
 /// An action's argument type: decoding (shape + microversion) and resolution.
@@ -1652,11 +1654,13 @@ impl Action for ConsoleOutput {
                 cx.instance.id()
             )));
         }
+        let logged = cx.console.and_then(|c| (c.0)(cx.instance.id()));
+        let output = match logged {
+            Some(log) => tail_console(&log, self.length),
+            None => domain::instance::console::output(cx.instance, self.length),
+        };
         let mut handover = Handover::new();
-        handover.insert(
-            "output".into(),
-            Value::String(domain::instance::console::output(cx.instance, self.length)),
-        );
+        handover.insert("output".into(), Value::String(output));
         Ok(Prepared {
             command: None,
             handover,
@@ -1665,6 +1669,35 @@ impl Action for ConsoleOutput {
             image: None,
             network: None,
         })
+    }
+}
+
+/// A console log as Nova answers it: its last `length` lines (the compute manager's
+/// `_tail_log`: all when None, nothing for 0), then without the control characters the
+/// API strips (`[\x00-\x08\x0B-\x1F]`: tab and newline stay, carriage returns go).
+fn tail_console(log: &str, length: Option<usize>) -> String {
+    let tail = match length {
+        None => log.to_string(),
+        Some(0) => String::new(),
+        Some(n) => {
+            let lines: Vec<&str> = log.split('\n').collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+    };
+    tail.chars()
+        .filter(|c| !matches!(*c as u32, 0x00..=0x08 | 0x0B..=0x1F))
+        .collect()
+}
+
+#[cfg(test)]
+mod console_tests {
+    #[test]
+    fn a_console_log_is_tailed_then_stripped_of_control_characters() {
+        let log = "one\r\ntwo\x1b[0m\nthree\tend";
+        assert_eq!(super::tail_console(log, None), "one\ntwo[0m\nthree\tend");
+        assert_eq!(super::tail_console(log, Some(2)), "two[0m\nthree\tend");
+        assert_eq!(super::tail_console(log, Some(0)), "");
+        assert_eq!(super::tail_console(log, Some(9)), "one\ntwo[0m\nthree\tend");
     }
 }
 

@@ -87,6 +87,18 @@ pub use microversion::Version;
 
 pub use apicore::auth::AuthMode;
 
+/// A hypervisor's console logs (the all-in-one's libvirt driver): the serial console
+/// of an instance, None when the driver has none (then `os-getConsoleOutput` answers
+/// from the instance record). An `axum::Extension` of the router.
+#[derive(Clone)]
+pub struct ConsoleLogs(pub Arc<dyn Fn(domain::InstanceId) -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for ConsoleLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleLogs")
+    }
+}
+
 /// Shared state of the API handlers.
 #[derive(Clone)]
 pub struct ApiState {

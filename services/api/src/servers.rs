@@ -645,6 +645,7 @@ pub async fn action(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    console: Option<axum::Extension<crate::ConsoleLogs>>,
     Typed(req): Typed<ActionRequest>,
 ) -> Result<Response, ApiError> {
     let reply = req.decl.reply;
@@ -661,6 +662,7 @@ pub async fn action(
                 .quota_limits(&views, &caller.project, Some(&caller.user)),
             auth: &st.auth,
             liveness: &st.engine.liveness,
+            console: console.as_ref().map(|c| &c.0),
         };
         let prepared = req.resolve(&cx)?;
         let checks_first = prepared.resize_quota.is_some()

@@ -22,21 +22,94 @@ pub enum DriverError {
     /// The domain does not exist on the host.
     #[error("domain {0} not found on {1}")]
     NoDomain(InstanceId, String),
+    /// The hypervisor refused: its own message (libvirt's), which becomes the
+    /// instance's fault.
+    #[error("{0}")]
+    Hypervisor(String),
+    /// The driver cannot do this (Nova's `NotImplementedError`, e.g. setting a
+    /// password without a guest agent).
+    #[error("{0}")]
+    NotSupported(String),
+    /// Preparing the instance's files failed (directory, disk overlay, config drive).
+    #[error("{0}")]
+    Files(String),
+}
+
+/// A config drive's contents: files by their path inside the ISO 9660 volume
+/// (labelled `config-2`), e.g. `openstack/latest/meta_data.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDrive {
+    /// (path in the ISO, content).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// One virtual NIC of a guest: a port of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNic {
+    /// The port's id.
+    pub port_id: String,
+    /// The port's MAC address.
+    pub mac: String,
+    /// The network the port is on (a Linux bridge per network).
+    pub network_id: String,
+}
+
+/// An image file the hypervisor boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    /// Its path (the image service's directory + the image id).
+    pub path: std::path::PathBuf,
+    /// Glance's `disk_format` (`qcow2`, `raw`, `aki`, ...).
+    pub disk_format: String,
+}
+
+/// What a real hypervisor needs beyond the instance record, resolved by the agent from
+/// the read model before each task (the simulated driver ignores it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestContext {
+    /// The image the guest's root disk is made from (None: booted from a volume, or
+    /// no file on this machine).
+    pub image: Option<ImageFile>,
+    /// Direct kernel boot (Nova's AKI/ARI): the kernel of the image's `kernel_id`.
+    pub kernel: Option<std::path::PathBuf>,
+    /// The ramdisk of the image's `ramdisk_id`.
+    pub ramdisk: Option<std::path::PathBuf>,
+    /// The image's `os_command_line`.
+    pub cmdline: Option<String>,
+    /// The rescue image (rescue: the requested one or the server's own image).
+    pub rescue: Option<ImageFile>,
+    /// One NIC per port of the server.
+    pub nics: Vec<GuestNic>,
+    /// The config drive, when the server has one.
+    pub config_drive: Option<ConfigDrive>,
 }
 
 /// What a hypervisor does for Stratus.
 #[async_trait]
 pub trait VirtDriver: Send + Sync + 'static {
-    /// Performs `task` for `instance` on `host`.
+    /// Performs `task` for `instance` on `host`, with what the guest needs.
     async fn perform(
         &self,
         host: &HostName,
         instance: &Instance,
+        guest: &GuestContext,
         task: TaskState,
     ) -> Result<(), DriverError>;
 
     /// Power state of every domain on `host`.
     fn domains(&self, host: &HostName) -> HashMap<InstanceId, PowerState>;
+
+    /// Notified when a guest's state may have changed by itself (libvirt's lifecycle
+    /// events): the power-state sync then runs at once instead of at its next period.
+    fn events(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// The guest's serial console log (None: this driver has none; the API then
+    /// answers from the instance record).
+    fn console_output(&self, _id: InstanceId) -> Option<String> {
+        None
+    }
 }
 
 /// Options of the simulated driver.
@@ -83,6 +156,7 @@ impl VirtDriver for SimDriver {
         &self,
         host: &HostName,
         instance: &Instance,
+        _guest: &GuestContext,
         task: TaskState,
     ) -> Result<(), DriverError> {
         if !self.opts.delay.is_zero() {

@@ -31,7 +31,12 @@ use engine::{now, Delivery, Engine, EngineError, Family, InFlight, Meta, Periodi
 use eventlog::LockExt;
 use uuid::Uuid;
 
-pub use driver::{DriverError, SimDriver, SimOptions, VirtDriver};
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+
+pub use driver::{
+    ConfigDrive, DriverError, GuestContext, GuestNic, ImageFile, SimDriver, SimOptions, VirtDriver,
+};
 
 type Key = (InstanceId, Uuid, TaskState, u32);
 
@@ -271,8 +276,9 @@ impl ComputeAgent {
                 }
             }
             if result.is_ok() {
+                let guest = guest_context(&engine, image_dir.as_deref().map(|p| p.as_path()), &inst);
                 result = driver
-                    .perform(&host, &inst, task)
+                    .perform(&host, &inst, &guest, task)
                     .await
                     .map_err(|e| e.to_string());
             }
@@ -314,6 +320,62 @@ impl ComputeAgent {
             }
         });
     }
+}
+
+/// What the hypervisor needs for `inst`, from the read model (Nova's driver reads
+/// the same from the image's properties and the network info): the image file and its
+/// format, the kernel and ramdisk of a direct kernel boot (the image's `kernel_id` /
+/// `ramdisk_id`, Nova's AKI/ARI), `os_command_line`, the rescue image, and one NIC
+/// per port (oldest first, so the first NIC is the first port). Read after the build's
+/// ports are allocated.
+fn guest_context(
+    engine: &Arc<Engine>,
+    image_dir: Option<&Path>,
+    inst: &domain::instance::Instance,
+) -> GuestContext {
+    let v = engine.world().read();
+    let file =
+        |image_ref: &str| -> Option<(ImageFile, std::collections::BTreeMap<String, String>)> {
+            let id = domain::ImageId::parse(image_ref)?;
+            let row = v.images().get(&id)?;
+            let dir = image_dir?;
+            Some((
+                ImageFile {
+                    path: dir.join(id.to_string()),
+                    disk_format: row
+                        .state
+                        .spec
+                        .disk_format
+                        .clone()
+                        .unwrap_or_else(|| "raw".into()),
+                },
+                row.state.spec.properties.clone(),
+            ))
+        };
+    let mut guest = GuestContext::default();
+    if let Some((image, props)) = file(&inst.spec.image_ref) {
+        let by_prop = |key: &str| props.get(key).and_then(|r| file(r)).map(|(f, _)| f.path);
+        guest.kernel = by_prop("kernel_id");
+        guest.ramdisk = by_prop("ramdisk_id");
+        guest.cmdline = props.get("os_command_line").cloned();
+        guest.image = Some(image);
+    }
+    let rescue_ref = inst
+        .rescue_image_ref
+        .as_deref()
+        .unwrap_or(&inst.spec.image_ref);
+    guest.rescue = file(rescue_ref).map(|(f, _)| f);
+    let mut ports = v.networks().ports_of_device(&inst.id().to_string());
+    ports.sort_by_key(|p| (p.created_at, p.id.to_string()));
+    guest.nics = ports
+        .into_iter()
+        .map(|p| GuestNic {
+            port_id: p.id.to_string(),
+            mac: p.mac_address.clone(),
+            network_id: p.network_id.to_string(),
+        })
+        .collect();
+    guest
 }
 
 /// The build's ports on `host` (Nova's `allocate_for_instance` in `_build_resources`):
@@ -467,6 +529,122 @@ async fn image_step(
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// Nova's `_sync_power_states`, as a periodic task of the agents' process: compares
+/// the driver's domains with the instances of `hosts` and, where a guest changed its
+/// power state by itself, calls the stop API as Nova does (the stop is an ordinary
+/// operation in the log: task `powering-off`, then SHUTOFF):
+/// - an ACTIVE server whose guest is shut off or crashed (it powered itself off);
+/// - a STOPPED server whose guest runs (started behind Stratus's back).
+///
+/// Instances with an operation in progress, and those the driver has no domain for,
+/// are left alone (Nova skips pending tasks and leaves a missing guest to the
+/// operator); nothing is ever started, so an agent restarted while its guests run
+/// boots no second copy. Only drivers that observe real guests need it (libvirt).
+pub struct PowerSync {
+    hosts: Vec<HostName>,
+    driver: Arc<dyn VirtDriver>,
+}
+
+impl std::fmt::Debug for PowerSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerSync")
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
+impl PowerSync {
+    /// The sync of `hosts` through `driver`.
+    pub fn new(hosts: Vec<HostName>, driver: Arc<dyn VirtDriver>) -> Self {
+        PowerSync { hosts, driver }
+    }
+
+    /// The instances to stop now.
+    fn to_stop(&self, engine: &Arc<Engine>) -> Vec<(InstanceId, domain::Timestamp)> {
+        use domain::{PowerState as P, VmState as V};
+        let mut out = Vec::new();
+        for host in &self.hosts {
+            let domains = self.driver.domains(host);
+            let v = engine.world().read();
+            for (id, power) in domains {
+                let Some(i) = v.instance(&id) else { continue };
+                if i.deleted || i.op.is_some() || i.task_state.is_some() {
+                    continue;
+                }
+                if i.host.as_ref() != Some(host) {
+                    continue;
+                }
+                let stop = matches!(
+                    (i.vm_state, power),
+                    (V::Active, P::Shutdown | P::Crashed) | (V::Stopped, P::Running)
+                );
+                if stop {
+                    tracing::warn!(instance = %id, vm_state = ?i.vm_state, ?power, "the guest's power state changed by itself; calling the stop API");
+                    out.push((id, i.updated_at));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl PowerSync {
+    /// Runs a sync at each of the driver's lifecycle events (after a short pause, so
+    /// that the answer of the operation that caused the event is in the world first),
+    /// until `stop` changes; None when the driver has no events.
+    pub fn follow_events(
+        self: Arc<Self>,
+        engine: Arc<Engine>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let events = self.driver.events()?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = events.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Err(e) = self.run(&engine).await {
+                    tracing::warn!(error = %e, "power sync after a libvirt event failed");
+                }
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl Periodic for PowerSync {
+    fn name(&self) -> &str {
+        "power-sync"
+    }
+
+    async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
+        for (id, seen) in self.to_stop(engine) {
+            let meta = Meta::service(
+                "compute",
+                &format!("req-power-sync-{id}"),
+                "power-sync",
+                domain::dedupe::compute_power_sync(id, seen),
+            );
+            let ctx = Ctx::service("compute", now(), Uuid::new_v4());
+            match engine
+                .instance(id, InstanceCommand::Stop, &ctx, &meta)
+                .await
+            {
+                Ok(_) => {}
+                // The instance moved on meanwhile (an operation began): the next pass
+                // looks again.
+                Err(EngineError::Domain(e)) => {
+                    tracing::debug!(instance = %id, error = %e, "power sync: stop refused");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }
 

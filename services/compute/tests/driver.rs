@@ -57,7 +57,10 @@ async fn rebuild(driver: &SimDriver, host: &HostName, i: &Instance) {
         TaskState::RebuildBlockDeviceMapping,
         TaskState::RebuildSpawning,
     ] {
-        driver.perform(host, i, task).await.unwrap();
+        driver
+            .perform(host, i, &Default::default(), task)
+            .await
+            .unwrap();
         if task == TaskState::Rebuilding {
             assert!(
                 driver.domains(host).is_empty(),
@@ -73,7 +76,7 @@ async fn rebuild_boots_the_new_guest_running_or_keeps_a_stopped_one_off() {
     let driver = SimDriver::new(SimOptions::default());
     let active = instance(VmState::Active);
     driver
-        .perform(&host, &active, TaskState::Spawning)
+        .perform(&host, &active, &Default::default(), TaskState::Spawning)
         .await
         .unwrap();
     rebuild(&driver, &host, &active).await;
@@ -103,11 +106,11 @@ async fn an_injected_rebuild_failure_is_an_error() {
     });
     let i = instance(VmState::Active);
     driver
-        .perform(&host, &i, TaskState::Rebuilding)
+        .perform(&host, &i, &Default::default(), TaskState::Rebuilding)
         .await
         .unwrap();
     let e = driver
-        .perform(&host, &i, TaskState::RebuildSpawning)
+        .perform(&host, &i, &Default::default(), TaskState::RebuildSpawning)
         .await
         .unwrap_err();
     assert_eq!(

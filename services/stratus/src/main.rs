@@ -11,7 +11,7 @@ use domain::host::Resources;
 use stratus::bench::{self, BenchOptions};
 use stratus::datadir::{DataDir, Store};
 use stratus::httpd::Tls;
-use stratus::stack::{Roles, Stack, StackOptions};
+use stratus::stack::{DriverKind, LibvirtConfig, Roles, Stack, StackOptions};
 
 /// mimalloc: the control plane allocates many small, short-lived objects (commits,
 /// JSON bodies); glibc malloc cost ~25% of CPU in `stratus bench`, mimalloc much less.
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the whole control plane in one process on the embedded store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild projections from the log, or print an instance's history.
     Replay {
         #[command(subcommand)]
@@ -41,7 +41,7 @@ enum Cmd {
     /// Drive the all-in-one over HTTP and report throughput, latency, memory, rebuild rate.
     Bench(BenchArgs),
     /// Run only the API and the identity API (on JetStream; run any number of them).
-    Api(ApiArgs),
+    Api(Box<ApiArgs>),
     /// Run only the scheduler, placement and reconciler reactors (on JetStream).
     Scheduler(SchedulerArgs),
     /// Run only compute agents for simulated hosts (on JetStream).
@@ -702,18 +702,41 @@ struct ApiArgs {
     reclaim: ReclaimArgs,
 }
 
-/// The simulated hypervisor of `serve` and `compute`.
+/// The hypervisor of `serve` and `compute`: simulated (the default) or libvirt.
 #[derive(clap::Args, Debug)]
 struct HostArgs {
-    /// vCPUs per simulated host.
-    #[arg(long, default_value_t = 64)]
-    host_vcpus: u64,
-    /// RAM (MiB) per simulated host.
-    #[arg(long, default_value_t = 262144)]
-    host_ram_mb: u64,
-    /// Disk (GiB) per simulated host.
-    #[arg(long, default_value_t = 4096)]
-    host_disk_gb: u64,
+    /// Hypervisor driver: `sim` (simulated) or `libvirt` (a build with `--features
+    /// libvirt`).
+    #[arg(long, default_value = "sim", value_parser = ["sim", "libvirt"])]
+    driver: String,
+    /// libvirt connection URI (`--driver libvirt`).
+    #[arg(long, default_value = "qemu:///system")]
+    libvirt_uri: String,
+    /// libvirt domain type: `qemu` (TCG) or `kvm` (Nova's `[libvirt] virt_type`).
+    #[arg(long, default_value = "qemu", value_parser = ["qemu", "kvm"])]
+    libvirt_virt_type: String,
+    /// Directory of the instances' files (disks, console logs) of the libvirt driver
+    /// (default: <data-dir>/instances).
+    #[arg(long)]
+    instances_dir: Option<PathBuf>,
+    /// Seconds a clean shutdown of a libvirt guest (ACPI) may take before the guest is
+    /// destroyed (Nova's shutdown_timeout).
+    #[arg(long, default_value_t = 60)]
+    shutdown_timeout: u64,
+    /// Seconds between two power-state syncs of the libvirt driver's guests (Nova's
+    /// sync_power_state_interval): a guest that powered itself off is stopped.
+    #[arg(long, default_value_t = 5)]
+    sync_power_state_interval: u64,
+    /// vCPUs per host (default: 64 simulated; libvirt's node info with --driver libvirt).
+    #[arg(long)]
+    host_vcpus: Option<u64>,
+    /// RAM (MiB) per host (default: 262144 simulated; libvirt's node info).
+    #[arg(long)]
+    host_ram_mb: Option<u64>,
+    /// Disk (GiB) per host (default: 4096 simulated; the instances directory's file
+    /// system with libvirt).
+    #[arg(long)]
+    host_disk_gb: Option<u64>,
     /// Simulated driver delay per operation, in milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_delay_ms: u64,
@@ -738,10 +761,23 @@ impl HostArgs {
             );
         }
         o.host_size = Resources {
-            vcpus: self.host_vcpus,
-            ram_mb: self.host_ram_mb,
-            disk_gb: self.host_disk_gb,
+            vcpus: self.host_vcpus.unwrap_or(64),
+            ram_mb: self.host_ram_mb.unwrap_or(262144),
+            disk_gb: self.host_disk_gb.unwrap_or(4096),
         };
+        o.sync_power_state_interval = Duration::from_secs(self.sync_power_state_interval.max(1));
+        if self.driver == "libvirt" {
+            if !cfg!(feature = "libvirt") {
+                anyhow::bail!(stratus::stack::NO_LIBVIRT);
+            }
+            o.driver = DriverKind::Libvirt(LibvirtConfig {
+                virt_type: self.libvirt_virt_type.clone(),
+                instances_dir: self.instances_dir.clone(),
+                size: [self.host_vcpus, self.host_ram_mb, self.host_disk_gb],
+                shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+                ..LibvirtConfig::new(self.libvirt_uri.clone())
+            });
+        }
         o.sim.delay = Duration::from_millis(self.sim_delay_ms);
         o.sim.fail_rate = self.sim_fail_rate;
         o.report_interval = Duration::from_secs(self.report_interval.max(1));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::datadir::DataDir;
 use anyhow::Context as _;
-use compute::{ComputeAgent, SimDriver, SimOptions};
+use compute::{ComputeAgent, SimDriver, SimOptions, VirtDriver};
 use domain::flavor::{FlavorCommand, FlavorSpec};
 use domain::host::{HostSpec, Ratios, Resources};
 use domain::instance::Config;
@@ -42,6 +42,12 @@ pub struct StackOptions {
     pub host_size: Resources,
     /// Simulated driver options.
     pub sim: SimOptions,
+    /// Which hypervisor driver the compute agents use (`--driver`).
+    pub driver: DriverKind,
+    /// Period of the power-state sync of a libvirt driver's guests (Nova's
+    /// `sync_power_state_interval`; shorter here: libvirt's lifecycle events are not
+    /// listened to yet).
+    pub sync_power_state_interval: Duration,
     /// State machine tunables.
     pub config: Config,
     /// Quota defaults and the grace of unmatched reservations.
@@ -156,6 +162,79 @@ pub struct StackOptions {
     pub force_config_drive: bool,
 }
 
+/// The hypervisor driver of the compute agents (`--driver`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverKind {
+    /// The simulated driver (the default).
+    Sim,
+    /// libvirt (a build with `--features libvirt`).
+    Libvirt(LibvirtConfig),
+}
+
+/// Options of the libvirt driver (`--libvirt-uri`, `--libvirt-virt-type`,
+/// `--instances-dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibvirtConfig {
+    /// Connection URI.
+    pub uri: String,
+    /// Domain type: `qemu` (TCG) or `kvm`.
+    pub virt_type: String,
+    /// Instances' files (None: `<data-dir>/instances`).
+    pub instances_dir: Option<PathBuf>,
+    /// vCPUs, memory (MiB) and disk (GiB) given explicitly; the others are libvirt's
+    /// node info (and the instances directory's file system).
+    pub size: [Option<u64>; 3],
+    /// How long a clean shutdown waits for the guest before destroying it (Nova's
+    /// `shutdown_timeout`, 60 s; a guest without an ACPI handler always takes this).
+    pub shutdown_timeout: Duration,
+}
+
+impl LibvirtConfig {
+    /// `uri` with the defaults: TCG, `<data-dir>/instances`, sizes from the node,
+    /// 60 s clean shutdowns.
+    pub fn new(uri: impl Into<String>) -> Self {
+        LibvirtConfig {
+            uri: uri.into(),
+            virt_type: "qemu".into(),
+            instances_dir: None,
+            size: [None; 3],
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The message of `--driver libvirt` in a build without the `libvirt` feature.
+pub const NO_LIBVIRT: &str = "--driver libvirt: this stratus was built without libvirt support; \
+rebuild it with `cargo build --release --features libvirt` (needs the libvirt-dev and pkg-config packages)";
+
+/// The driver the options ask for; the host size is libvirt's node info when asked.
+fn make_driver(opts: &mut StackOptions) -> anyhow::Result<Arc<dyn VirtDriver>> {
+    match &opts.driver {
+        DriverKind::Sim => Ok(Arc::new(SimDriver::new(opts.sim.clone()))),
+        #[cfg(not(feature = "libvirt"))]
+        DriverKind::Libvirt(_) => anyhow::bail!(NO_LIBVIRT),
+        #[cfg(feature = "libvirt")]
+        DriverKind::Libvirt(c) => {
+            let dir = c
+                .instances_dir
+                .clone()
+                .unwrap_or_else(|| opts.data_dir.join("instances"));
+            let mut lo = compute::libvirt::LibvirtOptions::new(c.uri.clone(), dir);
+            lo.virt_type = c.virt_type.clone();
+            lo.shutdown_timeout = c.shutdown_timeout;
+            let d = compute::libvirt::LibvirtDriver::connect(lo)
+                .with_context(|| format!("cannot use libvirt at {}", c.uri))?;
+            let n = d.node_resources()?;
+            opts.host_size = Resources {
+                vcpus: c.size[0].unwrap_or(u64::from(n.vcpus)),
+                ram_mb: c.size[1].unwrap_or(n.ram_mb),
+                disk_gb: c.size[2].unwrap_or(n.disk_gb),
+            };
+            Ok(Arc::new(d))
+        }
+    }
+}
+
 /// How the compute API authenticates callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthKind {
@@ -214,6 +293,8 @@ impl StackOptions {
                 disk_gb: 4096,
             },
             sim: SimOptions::default(),
+            driver: DriverKind::Sim,
+            sync_power_state_interval: Duration::from_secs(5),
             config: Config::default(),
             reconcile_every: Duration::from_secs(1),
             audit_period: Duration::from_secs(3600),
@@ -270,8 +351,8 @@ impl StackOptions {
 pub struct Stack {
     /// The engine (log, world, checkpoints).
     pub engine: Arc<Engine>,
-    /// The simulated driver.
-    pub driver: Arc<SimDriver>,
+    /// The hypervisor driver of this process's compute agents.
+    pub driver: Arc<dyn VirtDriver>,
     /// Where the API listens.
     pub addr: SocketAddr,
     /// Where the image API listens (the API role only).
@@ -364,11 +445,18 @@ impl Stack {
     /// The listeners are bound and the data directory locked before anything else, so
     /// a busy port or a directory another process holds fails at once with nothing
     /// written; a directory this call created is removed again if the start fails.
-    pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
+    pub async fn start(mut opts: StackOptions) -> anyhow::Result<Stack> {
+        // The driver first: a libvirt that cannot be used fails before anything is
+        // bound or written.
+        let driver = if opts.roles.compute {
+            make_driver(&mut opts)?
+        } else {
+            Arc::new(SimDriver::new(opts.sim.clone()))
+        };
         let listeners = Listeners::bind(&opts).await?;
         let dir = DataDir::acquire(&opts.data_dir)?;
         dir.check_backend(opts.nats.is_some())?;
-        match Self::start_in(opts, listeners).await {
+        match Self::start_in(opts, listeners, driver).await {
             Ok(mut stack) => {
                 stack.data_dir = Some(dir);
                 Ok(stack)
@@ -380,7 +468,11 @@ impl Stack {
         }
     }
 
-    async fn start_in(opts: StackOptions, listeners: Listeners) -> anyhow::Result<Stack> {
+    async fn start_in(
+        opts: StackOptions,
+        listeners: Listeners,
+        driver: Arc<dyn VirtDriver>,
+    ) -> anyhow::Result<Stack> {
         let (log, dynlog): (Backend, Arc<dyn EventLog>) = match &opts.nats {
             None => {
                 let l = EmbeddedLog::open(&log_dir(&opts.data_dir))
@@ -516,7 +608,6 @@ impl Stack {
                 availability_zone: "nova".into(),
             })
             .collect();
-        let driver = Arc::new(SimDriver::new(opts.sim.clone()));
         if opts.roles.api {
             ensure_default_cells(&engine).await?;
         }
@@ -531,6 +622,22 @@ impl Stack {
             );
             beats.beat_now(&engine).await;
             runtime.periodic(Arc::new(beats), Period::delayed(opts.report_interval));
+            // Real guests change state by themselves (a guest powering off); the
+            // simulated driver's never do.
+            if matches!(opts.driver, DriverKind::Libvirt(_)) {
+                let sync = Arc::new(compute::PowerSync::new(
+                    specs.iter().map(|s| s.name.clone()).collect(),
+                    driver.clone(),
+                ));
+                // libvirt's lifecycle events run it at once; the period is the safety net.
+                if let Some(t) = sync
+                    .clone()
+                    .follow_events(engine.clone(), shutdown_rx.clone())
+                {
+                    tasks.push(t);
+                }
+                runtime.periodic(sync, Period::delayed(opts.sync_power_state_interval));
+            }
             if opts.roles.scheduler {
                 // This process's hosts have beaten: its scheduler knows them up at once.
                 if let Err(e) = engine.refresh_liveness().await {
@@ -740,6 +847,12 @@ impl Stack {
             .layer(axum::Extension(api::notifications::Notifications(
                 notifications.clone(),
             )))
+            // The serial console of this process's driver (the all-in-one): guests'
+            // real output; the simulated driver has none.
+            .layer(axum::Extension(api::ConsoleLogs({
+                let d = driver.clone();
+                Arc::new(move |id| d.console_output(id))
+            })))
             .layer(axum::Extension(api::subscriptions::Deliveries(
                 deliveries.clone(),
             )))
