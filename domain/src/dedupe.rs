@@ -74,6 +74,21 @@ pub fn compute_power_sync(id: InstanceId, updated_at: crate::Timestamp) -> Strin
     format!("compute:power-sync:{id}:{}", updated_at.0)
 }
 
+/// Compute, the power-state sync recording an observed power state:
+/// `compute:power-state:<id>:<updated_at>:<power state code>`. Two agents (or two
+/// passes) seeing the same instance in the same state record it once.
+pub fn compute_power_state(
+    id: InstanceId,
+    updated_at: crate::Timestamp,
+    observed: crate::PowerState,
+) -> String {
+    format!(
+        "compute:power-state:{id}:{}:{}",
+        updated_at.0,
+        observed.code()
+    )
+}
+
 /// Reconciler, timing out an operation: `tick:<id>:<op>:<attempt>`.
 pub fn tick(id: InstanceId, op: Uuid, attempt: u32) -> String {
     format!("tick:{id}:{op}:{attempt}")
@@ -180,6 +195,10 @@ mod tests {
         assert_eq!(
             compute_power_sync(id, crate::Timestamp(42)),
             format!("compute:power-sync:{i}:42")
+        );
+        assert_eq!(
+            compute_power_state(id, crate::Timestamp(42), crate::PowerState::Shutdown),
+            format!("compute:power-state:{i}:42:4")
         );
         assert_eq!(tick_offload(id, 42), format!("tick:{i}:offload:42"));
         assert_eq!(bootstrap_flavor("m1.tiny"), "bootstrap:flavor:m1.tiny");

@@ -88,6 +88,31 @@ async fn a_guest_that_powers_itself_off_becomes_shutoff() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(v["instanceActions"][0]["action"], "stop", "{v}");
+    // The log says why: the observed power state first, then the stop.
+    let v: serde_json::Value = h
+        .http
+        .get(format!("http://{}/v1/instances/{id}/events", h.stack.addr))
+        .header("X-Auth-Token", ALICE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    let changed = types
+        .iter()
+        .position(|t| *t == "instance.power_state_changed")
+        .unwrap_or_else(|| panic!("no instance.power_state_changed: {types:?}"));
+    assert!(
+        types[changed..].contains(&"instance.task_started"),
+        "no stop after the observed power-off: {types:?}"
+    );
 
     // Started again, then the agent restarts while the guest runs: still one running
     // domain, still ACTIVE.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::host::{HostCommand, HostSpec};
-use domain::instance::{InstanceCommand, Work};
+use domain::instance::{power_sync, InstanceCommand, Work};
 use domain::{CellName, Ctx, DomainError, HostName, InstanceId, TaskState};
 use engine::runtime::TaskError;
 use engine::server_ports::{self, PortsError};
@@ -54,6 +54,8 @@ pub struct ComputeAgent {
     image_dir: Option<Arc<PathBuf>>,
     /// Verdicts of the images inspected so far.
     verdicts: Verdicts,
+    /// Nova's `force_config_drive`: every guest gets a config drive.
+    force_config_drive: bool,
 }
 
 impl std::fmt::Debug for ComputeAgent {
@@ -73,6 +75,7 @@ impl ComputeAgent {
             inflight: Default::default(),
             image_dir: None,
             verdicts: Verdicts::default(),
+            force_config_drive: false,
         }
     }
 
@@ -80,6 +83,12 @@ impl ComputeAgent {
     /// service's directory: shared storage in a split deployment).
     pub fn with_image_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.image_dir = Some(Arc::new(dir.into()));
+        self
+    }
+
+    /// Gives every guest a config drive, asked for or not (Nova's `force_config_drive`).
+    pub fn with_force_config_drive(mut self, force: bool) -> Self {
+        self.force_config_drive = force;
         self
     }
 
@@ -257,6 +266,7 @@ impl ComputeAgent {
         let engine = engine.clone();
         let driver = self.driver.clone();
         let image_dir = self.image_dir.clone();
+        let force_config_drive = self.force_config_drive;
         let verdicts = self.verdicts.clone();
         self.inflight.spawn(key, async move {
             let mut result = match (&image_dir, task) {
@@ -276,7 +286,12 @@ impl ComputeAgent {
                 }
             }
             if result.is_ok() {
-                let guest = guest_context(&engine, image_dir.as_deref().map(|p| p.as_path()), &inst);
+                let guest = guest_context(
+                    &engine,
+                    image_dir.as_deref().map(|p| p.as_path()),
+                    &inst,
+                    force_config_drive,
+                );
                 result = driver
                     .perform(&host, &inst, &guest, task)
                     .await
@@ -326,12 +341,15 @@ impl ComputeAgent {
 /// the same from the image's properties and the network info): the image file and its
 /// format, the kernel and ramdisk of a direct kernel boot (the image's `kernel_id` /
 /// `ramdisk_id`, Nova's AKI/ARI), `os_command_line`, the rescue image, and one NIC
-/// per port (oldest first, so the first NIC is the first port). Read after the build's
-/// ports are allocated.
+/// per port (oldest first, so the first NIC is the first port), and the config drive's
+/// files when the server asked for one or every guest gets one (`force`): Nova's
+/// metadata documents as they are now ([`metadata::config_drive`]). Read after the
+/// build's ports are allocated.
 fn guest_context(
     engine: &Arc<Engine>,
     image_dir: Option<&Path>,
     inst: &domain::instance::Instance,
+    force_config_drive: bool,
 ) -> GuestContext {
     let v = engine.world().read();
     let file =
@@ -375,6 +393,14 @@ fn guest_context(
             network_id: p.network_id.to_string(),
         })
         .collect();
+    let requested = v
+        .instances()
+        .get(&inst.id())
+        .is_some_and(|r| r.extras.config_drive);
+    if metadata::config_drive::required(requested, force_config_drive) {
+        guest.config_drive =
+            metadata::config_drive::files(&v, &inst.id()).map(|files| ConfigDrive { files });
+    }
     guest
 }
 
@@ -532,17 +558,19 @@ async fn image_step(
     }
 }
 
-/// Nova's `_sync_power_states`, as a periodic task of the agents' process: compares
-/// the driver's domains with the instances of `hosts` and, where a guest changed its
-/// power state by itself, calls the stop API as Nova does (the stop is an ordinary
-/// operation in the log: task `powering-off`, then SHUTOFF):
-/// - an ACTIVE server whose guest is shut off or crashed (it powered itself off);
-/// - a STOPPED server whose guest runs (started behind Stratus's back).
+/// Nova's `_sync_power_states`, as a periodic task of the agents' process (and at each
+/// of the driver's lifecycle events): compares the driver's domains with the settled
+/// instances of `hosts` and follows [`power_sync::SYNC_RULES`]:
+/// - a power state other than the log's is recorded (`instance.power_state_changed`;
+///   a guest missing from the hypervisor is NOSTATE);
+/// - an ACTIVE server whose guest is shut off, crashed or suspended, or a STOPPED one
+///   whose guest runs, gets the ordinary stop operation from the compute service
+///   (task `powering-off`, instance action `stop`, then SHUTOFF), as Nova's
+///   `force_stop`; a soft-deleted guest found running is powered off.
 ///
-/// Instances with an operation in progress, and those the driver has no domain for,
-/// are left alone (Nova skips pending tasks and leaves a missing guest to the
-/// operator); nothing is ever started, so an agent restarted while its guests run
-/// boots no second copy. Only drivers that observe real guests need it (libvirt).
+/// Instances with an operation in progress are left to it; nothing is ever started,
+/// so an agent restarted while its guests run boots no second copy. Only drivers that
+/// observe real guests need it (libvirt).
 pub struct PowerSync {
     hosts: Vec<HostName>,
     driver: Arc<dyn VirtDriver>,
@@ -562,33 +590,59 @@ impl PowerSync {
         PowerSync { hosts, driver }
     }
 
-    /// The instances to stop now.
-    fn to_stop(&self, engine: &Arc<Engine>) -> Vec<(InstanceId, domain::Timestamp)> {
-        use domain::{PowerState as P, VmState as V};
+    /// What to do now: each settled instance of these hosts whose guest the driver
+    /// shows in another power state than the log's, or whose (vm_state, power state)
+    /// calls for an operation ([`power_sync::plan`]). An instance placed on one of the
+    /// hosts without a domain there is observed as NOSTATE, as Nova's driver reports a
+    /// missing guest.
+    fn plans(&self, engine: &Arc<Engine>) -> Vec<Sync> {
         let mut out = Vec::new();
         for host in &self.hosts {
             let domains = self.driver.domains(host);
             let v = engine.world().read();
-            for (id, power) in domains {
+            let observed = domains.iter().map(|(id, p)| (*id, *p)).chain(
+                v.instances()
+                    .values()
+                    .filter_map(|r| r.state())
+                    .filter(|i| i.host.as_ref() == Some(host) && !domains.contains_key(&i.id()))
+                    .map(|i| (i.id(), domain::PowerState::NoState))
+                    .collect::<Vec<_>>(),
+            );
+            for (id, power) in observed {
                 let Some(i) = v.instance(&id) else { continue };
-                if i.deleted || i.op.is_some() || i.task_state.is_some() {
-                    continue;
-                }
                 if i.host.as_ref() != Some(host) {
                     continue;
                 }
-                let stop = matches!(
-                    (i.vm_state, power),
-                    (V::Active, P::Shutdown | P::Crashed) | (V::Stopped, P::Running)
-                );
-                if stop {
-                    tracing::warn!(instance = %id, vm_state = ?i.vm_state, ?power, "the guest's power state changed by itself; calling the stop API");
-                    out.push((id, i.updated_at));
+                let Some(plan) = power_sync::plan(i, power) else {
+                    continue;
+                };
+                if plan.record.is_none() && plan.action.is_none() {
+                    continue;
                 }
+                tracing::warn!(instance = %id, vm_state = ?i.vm_state, recorded = ?i.power_state, observed = ?power, why = plan.why.unwrap_or("power state changed"), "power-state sync");
+                out.push(Sync {
+                    id,
+                    host: host.clone(),
+                    seen: i.updated_at,
+                    observed: power,
+                    plan,
+                    instance: i.clone(),
+                });
             }
         }
         out
     }
+}
+
+/// One instance to sync: what was seen and what to do.
+struct Sync {
+    id: InstanceId,
+    host: HostName,
+    /// The instance's `updated_at` when seen (part of the dedupe ids).
+    seen: domain::Timestamp,
+    observed: domain::PowerState,
+    plan: power_sync::SyncPlan,
+    instance: domain::instance::Instance,
 }
 
 impl PowerSync {
@@ -623,25 +677,67 @@ impl Periodic for PowerSync {
     }
 
     async fn run(&self, engine: &Arc<Engine>) -> Result<(), TaskError> {
-        for (id, seen) in self.to_stop(engine) {
-            let meta = Meta::service(
-                "compute",
-                &format!("req-power-sync-{id}"),
-                "power-sync",
-                domain::dedupe::compute_power_sync(id, seen),
-            );
+        for sync in self.plans(engine) {
+            let id = sync.id;
             let ctx = Ctx::service("compute", now(), Uuid::new_v4());
-            match engine
-                .instance(id, InstanceCommand::Stop, &ctx, &meta)
-                .await
-            {
-                Ok(_) => {}
+            let correlation = format!("req-power-sync-{id}");
+            let refused = |e: &DomainError| {
                 // The instance moved on meanwhile (an operation began): the next pass
                 // looks again.
-                Err(EngineError::Domain(e)) => {
-                    tracing::debug!(instance = %id, error = %e, "power sync: stop refused");
+                tracing::debug!(instance = %id, error = %e, "power sync: refused");
+            };
+            if sync.plan.record.is_some() {
+                let meta = Meta::service(
+                    &format!("compute@{}", sync.host),
+                    &correlation,
+                    "power-sync",
+                    domain::dedupe::compute_power_state(id, sync.seen, sync.observed),
+                );
+                let cmd = InstanceCommand::SyncPowerState {
+                    observed: sync.observed,
+                };
+                match engine.instance(id, cmd, &ctx, &meta).await {
+                    Ok(_) => {}
+                    Err(EngineError::Domain(e)) => {
+                        refused(&e);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
+            }
+            match sync.plan.action {
+                None => {}
+                Some(power_sync::SyncAction::Stop) => {
+                    let meta = Meta::service(
+                        "compute",
+                        &correlation,
+                        "power-sync",
+                        domain::dedupe::compute_power_sync(id, sync.seen),
+                    );
+                    match engine
+                        .instance(id, InstanceCommand::Stop, &ctx, &meta)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(EngineError::Domain(e)) => refused(&e),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                // A soft-deleted guest found running is powered off, its vm_state kept.
+                Some(power_sync::SyncAction::PowerOff) => {
+                    let done = self
+                        .driver
+                        .perform(
+                            &sync.host,
+                            &sync.instance,
+                            &GuestContext::default(),
+                            TaskState::SoftDeleting,
+                        )
+                        .await;
+                    if let Err(e) = done {
+                        tracing::warn!(instance = %id, error = %e, "power sync: soft-deleted guest not powered off");
+                    }
+                }
             }
         }
         Ok(())

@@ -318,7 +318,7 @@ pub struct DiskSpec {
     pub device: &'static str,
     /// Target device (`vda`, `vdb`, `sda`).
     pub target: String,
-    /// Target bus (`virtio`, `sata`).
+    /// Target bus (`virtio`, `ide`).
     pub bus: &'static str,
 }
 
@@ -556,7 +556,8 @@ impl Inner {
             .filter(|i| i.path.is_file())
     }
 
-    /// The config drive ISO (`config-2`), written with genisoimage as Nova does.
+    /// The config drive ISO (`config-2`, [`metadata::config_drive::build_iso`]:
+    /// genisoimage with Nova's arguments).
     fn config_drive(
         &self,
         dir: &Path,
@@ -570,45 +571,9 @@ impl Inner {
         if iso.is_file() {
             return Ok(Some(iso));
         }
-        let tree = dir.join("config-drive");
-        let _ = std::fs::remove_dir_all(&tree);
-        for (name, data) in &cd.files {
-            let rel = Path::new(name.trim_start_matches('/'));
-            if rel
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-            {
-                return Err(DriverError::Files(format!("bad config drive path {name}")));
-            }
-            let path = tree.join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| files("cannot create", parent, e))?;
-            }
-            std::fs::write(&path, data).map_err(|e| files("cannot write", &path, e))?;
-        }
-        std::fs::create_dir_all(&tree).map_err(|e| files("cannot create", &tree, e))?;
-        let _ = std::fs::remove_file(&iso);
-        let made = self.run(
-            Command::new("genisoimage")
-                .arg("-o")
-                .arg(&iso)
-                .args([
-                    "-ldots",
-                    "-allow-lowercase",
-                    "-allow-multidot",
-                    "-l",
-                    "-publisher",
-                    "Stratus",
-                    "-quiet",
-                    "-J",
-                    "-r",
-                    "-V",
-                    "config-2",
-                ])
-                .arg(&tree),
-        );
-        let _ = std::fs::remove_dir_all(&tree);
-        made.map(|()| Some(iso))
+        metadata::config_drive::build_iso(&cd.files, &iso)
+            .map_err(|e| DriverError::Files(format!("config drive: {e}")))?;
+        Ok(Some(iso))
     }
 
     /// Creates the bridge of each NIC's network if absent (not on the test driver).
@@ -689,12 +654,15 @@ impl Inner {
             });
         }
         if let Some(iso) = self.config_drive(&dir, guest)? {
+            // The default x86 machine (i440fx) has IDE built in, and Nova puts a
+            // cdrom on IDE there (SATA only on q35); guests with no AHCI driver, as
+            // Debian's cloud kernel, still see it.
             disks.push(DiskSpec {
                 path: iso,
                 format: "raw".into(),
                 device: "cdrom",
-                target: "sda".into(),
-                bus: "sata",
+                target: "hdd".into(),
+                bus: "ide",
             });
         }
         self.bridges(guest)?;
@@ -1162,12 +1130,12 @@ mod tests {
             path: "/i/x/disk.config".into(),
             format: "raw".into(),
             device: "cdrom",
-            target: "sda".into(),
-            bus: "sata",
+            target: "hdd".into(),
+            bus: "ide",
         });
         let x = domain_xml(&s);
         assert!(x.contains(
-            "<disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      <source file='/i/x/disk.config'/>\n      <target dev='sda' bus='sata'/>\n      <readonly/>"
+            "<disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      <source file='/i/x/disk.config'/>\n      <target dev='hdd' bus='ide'/>\n      <readonly/>"
         ));
     }
 

@@ -751,7 +751,8 @@ impl Stack {
                     opts.image_dir
                         .clone()
                         .unwrap_or_else(|| images_dir(&opts.data_dir)),
-                );
+                )
+                .with_force_config_drive(opts.force_config_drive);
                 runtime.reactor_on(Arc::new(agent), engine::cells::cell_stream(cell));
             }
         }
