@@ -41,6 +41,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --all-features --locked
 # The stock `openstack` CLI (pinned, in a virtualenv) against `stratus serve`.
 bash ops/cli/run.sh
+# A real QEMU guest (TCG here, KVM where it works) through the API and the stock CLI:
+# installs and starts libvirt when needed and builds the guest from Debian packages.
+bash ops/guest/run.sh
 # The walk-throughs of README.md and ops/README.md, run as written (fresh processes, free ports).
 bash ops/docs/run.sh
 # The OpenAPI documents against `stratus serve` (pinned schemathesis, in a virtualenv).

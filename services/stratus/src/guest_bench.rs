@@ -5,7 +5,7 @@
 //! of `ops/guest/build.sh` (`--guest-dir`, default `target/guest`) as an AKI/ARI/AMI
 //! triple, then measures through the HTTP API:
 //!
-//! 1. Latency, one guest at a time (`--cycles` rounds, default 5): create -> ACTIVE,
+//! 1. Latency, one guest at a time (`--guest-rounds`, default 5): create -> ACTIVE,
 //!    create -> the guest's init printed its ready marker on the serial console (the
 //!    guest really booted), and delete -> gone (the API answers 404 and libvirt has no
 //!    such domain).
@@ -71,6 +71,7 @@ pub async fn run(o: GuestOptions) -> anyhow::Result<GuestReport> {
         virt_type: o.virt_type.clone(),
         instances_dir: None,
         size: [None, None, None],
+        shutdown_timeout: Duration::from_secs(60),
     });
     let stack = Stack::start(so).await?;
     let r = measure(&stack, &o).await;
@@ -101,13 +102,23 @@ impl Api {
     }
 
     /// Registers `file` as an image of `format` with `props`; returns its id.
-    async fn image(&self, name: &str, format: &str, file: &[u8], props: Value) -> anyhow::Result<String> {
+    async fn image(
+        &self,
+        name: &str,
+        format: &str,
+        file: &[u8],
+        props: Value,
+    ) -> anyhow::Result<String> {
         let mut body = json!({"name": name, "disk_format": format, "container_format": format});
         if let (Some(b), Some(p)) = (body.as_object_mut(), props.as_object()) {
             b.extend(p.clone());
         }
         let r = self
-            .send(self.http.post(format!("{}/v2/images", self.image)).json(&body))
+            .send(
+                self.http
+                    .post(format!("{}/v2/images", self.image))
+                    .json(&body),
+            )
             .await?;
         if r.status().as_u16() != 201 {
             bail!("image create answered {}: {}", r.status(), r.text().await?);
@@ -132,7 +143,11 @@ impl Api {
         let body = json!({"server": {"name": name, "imageRef": image, "flavorRef": "1",
             "networks": "none", "config_drive": true}});
         let r = self
-            .send(self.http.post(format!("{}/v2.1/servers", self.base)).json(&body))
+            .send(
+                self.http
+                    .post(format!("{}/v2.1/servers", self.base))
+                    .json(&body),
+            )
             .await?;
         if r.status().as_u16() != 202 {
             bail!("create answered {}: {}", r.status(), r.text().await?);
@@ -223,11 +238,18 @@ async fn measure(stack: &Stack, o: &GuestOptions) -> anyhow::Result<GuestReport>
     let read = |f: &str| {
         let p = o.guest_dir.join(f);
         std::fs::read(&p).with_context(|| {
-            format!("{}: build the guest first (ops/guest/build.sh)", p.display())
+            format!(
+                "{}: build the guest first (ops/guest/build.sh)",
+                p.display()
+            )
         })
     };
-    let kernel = api.image("guest-kernel", "aki", &read("vmlinuz")?, json!({})).await?;
-    let ramdisk = api.image("guest-ramdisk", "ari", &read("initrd.img")?, json!({})).await?;
+    let kernel = api
+        .image("guest-kernel", "aki", &read("vmlinuz")?, json!({}))
+        .await?;
+    let ramdisk = api
+        .image("guest-ramdisk", "ari", &read("initrd.img")?, json!({}))
+        .await?;
     let machine = api
         .image(
             "guest-machine",
@@ -244,8 +266,10 @@ async fn measure(stack: &Stack, o: &GuestOptions) -> anyhow::Result<GuestReport>
     for n in 0..o.cycles {
         let t0 = Instant::now();
         let id = api.create(&format!("lat-{n}"), &machine).await?;
-        rep.to_active.push(api.until_active(&id, t0, Duration::from_secs(120)).await?);
-        rep.to_ready.push(api.until_ready(&id, t0, Duration::from_secs(180)).await?);
+        rep.to_active
+            .push(api.until_active(&id, t0, Duration::from_secs(120)).await?);
+        rep.to_ready
+            .push(api.until_ready(&id, t0, Duration::from_secs(180)).await?);
         rep.to_gone.push(api.delete(&id).await?);
         let iid = domain::InstanceId::parse(&id).context("server id")?;
         if stack.driver.domains(&host).contains_key(&iid) {

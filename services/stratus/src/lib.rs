@@ -8,6 +8,7 @@ pub mod billing;
 pub mod billing_bench;
 pub mod cells;
 pub mod datadir;
+pub mod guest_bench;
 pub mod httpd;
 pub mod net_bench;
 pub mod notify_bench;

@@ -1304,6 +1304,24 @@ struct BenchArgs {
     /// With --audit: concurrent event-stream subscribers.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
+    /// Measure real guests instead (libvirt, a build with `--features libvirt`):
+    /// create -> ACTIVE and delete -> gone one guest at a time (`--guest-rounds`),
+    /// then how many run at once before a create -> ACTIVE takes over 10 s (at most
+    /// this many). Needs the guest of `ops/guest/build.sh` and a running libvirt.
+    #[arg(long, value_name = "MAX")]
+    guests: Option<usize>,
+    /// With --guests: sequential create/delete rounds of the latency phase.
+    #[arg(long, default_value_t = 5)]
+    guest_rounds: usize,
+    /// With --guests: libvirt's connection URI.
+    #[arg(long, default_value = "qemu:///system")]
+    guest_uri: String,
+    /// With --guests: the domain type (`qemu`: TCG, `kvm`).
+    #[arg(long, default_value = "qemu")]
+    guest_virt_type: String,
+    /// With --guests: where ops/guest/build.sh wrote vmlinuz and initrd.img.
+    #[arg(long, default_value = "target/guest")]
+    guest_dir: PathBuf,
     /// Instead: time os-simple-tenant-usage's query path over this many instances
     /// held in memory (goal: under 1 s for 100,000).
     #[arg(long, value_name = "INSTANCES")]
@@ -1910,6 +1928,20 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 r.seconds,
                 r.notifications as f64 / r.seconds.max(1e-9)
             );
+            Ok(())
+        }
+        Cmd::Bench(b) if b.guests.is_some() => {
+            let r = stratus::guest_bench::run(stratus::guest_bench::GuestOptions {
+                uri: b.guest_uri.clone(),
+                virt_type: b.guest_virt_type.clone(),
+                guest_dir: b.guest_dir.clone(),
+                cycles: b.guest_rounds,
+                max_guests: b.guests.unwrap_or(16),
+            })
+            .await?;
+            for line in r.lines() {
+                println!("{line}");
+            }
             Ok(())
         }
         Cmd::Bench(b) if b.usage.is_some() => {
