@@ -133,26 +133,14 @@ pub(crate) fn encode_record(rec: &RecordRef<'_>, mut buf: Vec<u8>) -> Result<Vec
     postcard::to_extend(rec, buf).map_err(|e| LogError::Corrupt(format!("encode commit: {e}")))
 }
 
-/// Decodes a stored record back into the [`Commit`] at `stream_seq` of `stream`.
-pub(crate) fn decode_record(
+/// The postcard body of a stored record, after its format byte is checked.
+pub(crate) fn record_body<'a>(
     stream: &StreamName,
     stream_seq: u64,
-    bytes: &[u8],
-) -> Result<Commit, LogError> {
+    bytes: &'a [u8],
+) -> Result<&'a [u8], LogError> {
     match bytes.split_first() {
-        Some((&RECORD_FORMAT, body)) => {
-            let r: RecordOwned = postcard::from_bytes(body)
-                .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
-            Ok(Commit {
-                stream: stream.clone(),
-                stream_seq,
-                subject: r.subject,
-                subject_seq: r.subject_seq,
-                dedupe_id: r.dedupe_id,
-                meta: r.meta,
-                events: r.events,
-            })
-        }
+        Some((&RECORD_FORMAT, body)) => Ok(body),
         Some((other, _)) => Err(LogError::Corrupt(format!(
             "commit {stream}/{stream_seq}: unknown record format {other}"
         ))),
@@ -160,6 +148,26 @@ pub(crate) fn decode_record(
             "commit {stream}/{stream_seq}: empty record"
         ))),
     }
+}
+
+/// Decodes a stored record back into the [`Commit`] at `stream_seq` of `stream`.
+pub(crate) fn decode_record(
+    stream: &StreamName,
+    stream_seq: u64,
+    bytes: &[u8],
+) -> Result<Commit, LogError> {
+    let body = record_body(stream, stream_seq, bytes)?;
+    let r: RecordOwned = postcard::from_bytes(body)
+        .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
+    Ok(Commit {
+        stream: stream.clone(),
+        stream_seq,
+        subject: r.subject,
+        subject_seq: r.subject_seq,
+        dedupe_id: r.dedupe_id,
+        meta: r.meta,
+        events: r.events,
+    })
 }
 
 /// Last sequence of `subject`: the greatest `(subject, seq)` key of the index (0 if none).

@@ -176,25 +176,16 @@ pub(crate) fn decode_borrowed<'a>(
     stream_seq: u64,
     bytes: &'a [u8],
 ) -> Result<CommitRef<'a>, LogError> {
-    match bytes.split_first() {
-        Some((&crate::embedded::RECORD_FORMAT, body)) => {
-            let r: RecordBorrowed<'a> = postcard::from_bytes(body)
-                .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
-            Ok(CommitRef {
-                stream,
-                stream_seq,
-                subject: r.subject,
-                subject_seq: r.subject_seq,
-                dedupe_id: r.dedupe_id,
-                meta: r.meta,
-                events: r.events,
-            })
-        }
-        Some((other, _)) => Err(LogError::Corrupt(format!(
-            "commit {stream}/{stream_seq}: unknown record format {other}"
-        ))),
-        None => Err(LogError::Corrupt(format!(
-            "commit {stream}/{stream_seq}: empty record"
-        ))),
-    }
+    let body = crate::embedded::record_body(stream, stream_seq, bytes)?;
+    let r: RecordBorrowed<'a> = postcard::from_bytes(body)
+        .map_err(|e| LogError::Corrupt(format!("commit {stream}/{stream_seq}: {e}")))?;
+    Ok(CommitRef {
+        stream,
+        stream_seq,
+        subject: r.subject,
+        subject_seq: r.subject_seq,
+        dedupe_id: r.dedupe_id,
+        meta: r.meta,
+        events: r.events,
+    })
 }
